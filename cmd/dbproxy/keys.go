@@ -4,10 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -57,7 +56,7 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 			fmt.Fprintf(e.stdout, "created master key file %s\n", cfg.Keys.MasterKey.File)
 		}
 	}
-	mgr, closeFn, err := openManager(ctx, cfg, e, logger)
+	mgr, masterID, closeFn, err := openManager(ctx, cfg, e, logger)
 	if err != nil {
 		return err
 	}
@@ -94,7 +93,7 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "re-wrapped %d data key version(s) under %s\n", n, mgr.MasterKeyID())
+		fmt.Fprintf(e.stdout, "re-wrapped %d data key version(s) under %s\n", n, masterID)
 		return nil
 	}
 	return nil
@@ -122,23 +121,39 @@ func keySpecs(cfg *config.Config) []keys.Spec {
 
 // openManager wires the configured master key, keystore and cache into a
 // key manager. The returned func releases all of them.
-func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Logger) (*keys.Manager, func(), error) {
+func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Logger) (*keys.Manager, string, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	addMaster := func(mk kms.MasterKey) {
+		if c, ok := mk.(io.Closer); ok {
+			closers = append(closers, func() { c.Close() })
+		}
+	}
 	master, err := openMasterKey(ctx, cfg.Keys.MasterKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
+	addMaster(master)
 	var previous []kms.MasterKey
 	for _, f := range cfg.Keys.MasterKey.PreviousFiles {
 		old, err := kms.LoadLocal(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("load previous master key: %w", err)
+			closeAll()
+			return nil, "", nil, fmt.Errorf("load previous master key: %w", err)
 		}
+		addMaster(old)
 		previous = append(previous, old)
 	}
 	store, err := openStore(ctx, cfg.Keys.Store, e)
 	if err != nil {
-		return nil, nil, err
+		closeAll()
+		return nil, "", nil, err
 	}
+	closers = append(closers, func() { store.Close() })
 	mgr, err := keys.New(keys.Options{
 		Store:      store,
 		Master:     master,
@@ -148,10 +163,11 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 		Logger:     logger,
 	})
 	if err != nil {
-		store.Close()
-		return nil, nil, err
+		closeAll()
+		return nil, "", nil, err
 	}
-	return mgr, func() { mgr.Close(); store.Close() }, nil
+	closers = append(closers, mgr.Close)
+	return mgr, master.ID(), closeAll, nil
 }
 
 func openMasterKey(ctx context.Context, mk config.MasterKey) (kms.MasterKey, error) {
@@ -198,6 +214,3 @@ func printKeyList(e env, infos []keys.KeyInfo, asJSON bool) error {
 	}
 	return tw.Flush()
 }
-
-var _ = strings.TrimSpace
-var _ = os.Stdout

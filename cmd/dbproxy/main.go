@@ -116,10 +116,25 @@ func newFlagSet(name string, e env) (*flag.FlagSet, *string) {
 	return fs, path
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
+// parseFlags parses args, turning flag errors into usage errors. Flags may
+// come before or after positional arguments (`keys rotate KEY --config F`);
+// fs.Args() holds the positional ones afterwards, and "--" ends the flags.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usagef("%s: %v", fs.Name(), err)
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return usagef("%s: %v", fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, positional...))
 }

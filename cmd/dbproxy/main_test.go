@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// runCLI runs one dbproxy invocation in-process.
+func runCLI(t *testing.T, environ map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := env{stdout: &out, stderr: &errb, getenv: func(k string) string { return environ[k] }}
+	code = run(context.Background(), args, e)
+	return code, out.String(), errb.String()
+}
+
+const localConfig = `
+keys:
+  master_key:
+    provider: local
+    file: master.key
+  store:
+    type: file
+    path: keys.json
+encryption:
+  - table: users
+    columns:
+      - name: email
+        mode: deterministic
+        type: text
+      - name: ssn
+        type: text
+      - name: salary
+        type: bigint
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dbproxy.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func snapshot(t *testing.T, paths ...string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[p] = fmt.Sprintf("%x|%s|%v", b, st.Mode(), st.ModTime().UnixNano())
+	}
+	return m
+}
+
+func TestKeysInitIsIdempotent(t *testing.T) {
+	cfgPath := writeConfig(t, localConfig)
+	dir := filepath.Dir(cfgPath)
+	code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath)
+	if code != 0 {
+		t.Fatalf("first init: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"created master key file", "public.users.email", "public.users.ssn", "public.users.salary"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("first init output lacks %q:\n%s", want, out)
+		}
+	}
+	files := []string{filepath.Join(dir, "master.key"), filepath.Join(dir, "keys.json")}
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	before := snapshot(t, files...)
+	code, out, errs = runCLI(t, nil, "keys", "init", "--config", cfgPath)
+	if code != 0 {
+		t.Fatalf("second init: exit %d\n%s%s", code, out, errs)
+	}
+	if strings.Contains(out, "created") {
+		t.Errorf("second init created something:\n%s", out)
+	}
+	after := snapshot(t, files...)
+	for _, f := range files {
+		if before[f] != after[f] {
+			t.Errorf("second init changed %s", f)
+		}
+	}
+}
+
+// longSecretish matches runs that look like encoded key material.
+var longSecretish = regexp.MustCompile(`[A-Za-z0-9+/=_-]{40,}`)
+
+func TestKeysListShowsNoKeyMaterial(t *testing.T) {
+	cfgPath := writeConfig(t, localConfig)
+	dir := filepath.Dir(cfgPath)
+	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
+	}
+	master, err := os.ReadFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := os.ReadFile(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Keys []struct {
+			Wrapped []byte `json:"wrapped"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(store, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"keys", "list"}, {"keys", "list", "--json"}} {
+		code, out, errs := runCLI(t, nil, append(args, "--config", cfgPath)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+		all := out + errs
+		if !strings.Contains(all, "public.users.email") || !strings.Contains(all, "AES-256-SIV") {
+			t.Errorf("%v output lacks the key list:\n%s", args, all)
+		}
+		if strings.Contains(all, strings.TrimSpace(string(master))) {
+			t.Errorf("%v printed the master key", args)
+		}
+		for _, k := range doc.Keys {
+			if strings.Contains(all, base64.StdEncoding.EncodeToString(k.Wrapped)) || strings.Contains(all, fmt.Sprintf("%x", k.Wrapped)) {
+				t.Errorf("%v printed wrapped key bytes", args)
+			}
+		}
+		if m := longSecretish.FindString(all); m != "" {
+			t.Errorf("%v printed something that looks like key material: %q", args, m)
+		}
+	}
+}
+
+func TestKeysRotateKeepsOldDataReadable(t *testing.T) {
+	cfgPath := writeConfig(t, localConfig)
+	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
+	}
+	ctx := context.Background()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	e := env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
+
+	encrypt := func(name string) []byte {
+		t.Helper()
+		mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeFn()
+		k, err := mgr.Primary(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, err := k.Encrypt(nil, []byte("alice@example.com"), value.TypeText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ct
+	}
+	const name = "public.users.email"
+	old := encrypt(name)
+	code, out, errs := runCLI(t, nil, "keys", "rotate", name, "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "version 2 is now primary") {
+		t.Fatalf("rotate: exit %d\n%s%s", code, out, errs)
+	}
+	fresh := encrypt(name)
+	hOld, err := crypto.ParseHeader(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hNew, err := crypto.ParseHeader(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hOld.KeyVersion != 1 || hNew.KeyVersion != 2 {
+		t.Fatalf("key versions: old %d new %d, want 1 and 2", hOld.KeyVersion, hNew.KeyVersion)
+	}
+	if bytes.Equal(old, fresh) {
+		t.Fatal("deterministic ciphertext unchanged after rotation")
+	}
+	mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	for _, ct := range [][]byte{old, fresh} {
+		pt, typ, err := mgr.Decrypt(ctx, name, nil, ct)
+		if err != nil {
+			t.Fatalf("decrypt v%d: %v", must(crypto.ParseHeader(ct)).KeyVersion, err)
+		}
+		if string(pt) != "alice@example.com" || typ != value.TypeText {
+			t.Fatalf("decrypt: got %q %v", pt, typ)
+		}
+	}
+	live, err := mgr.Live(ctx, name)
+	if err != nil || len(live) != 2 {
+		t.Fatalf("Live: %d keys, %v; want 2", len(live), err)
+	}
+	// Rotating a key that does not exist is an error, not a new key.
+	if code, _, errs := runCLI(t, nil, "keys", "rotate", "--config", cfgPath, "no.such.key"); code != 1 || !strings.Contains(errs, "no.such.key") {
+		t.Fatalf("rotate unknown key: exit %d, stderr %q", code, errs)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestCheckConfigReportsEveryMistake(t *testing.T) {
+	path := filepath.Join("..", "..", "config", "testdata", "three-mistakes.yaml")
+	code, out, errs := runCLI(t, nil, "check-config", "--config", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"three-mistakes.yaml:8:13: ", "three-mistakes.yaml:15:10: ", "three-mistakes.yaml:23:9: "} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	code, out, errs = runCLI(t, nil, "check-config", "-v", "--config", filepath.Join("..", "..", "config", "testdata", "example.yaml"))
+	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "listeners:") {
+		t.Fatalf("valid config: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestConfigFlagDefaults(t *testing.T) {
+	// DBPROXY_CONFIG overrides the default ./dbproxy.yaml.
+	cfgPath := writeConfig(t, localConfig)
+	code, out, errs := runCLI(t, map[string]string{"DBPROXY_CONFIG": cfgPath}, "check-config")
+	if code != 0 || !strings.Contains(out, cfgPath) {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"keys"},
+		{"keys", "explode"},
+		{"keys", "rotate"},
+		{"check-config", "--no-such-flag"},
+		{"version", "extra"},
+	} {
+		t.Run(strings.Join(args, "_"), func(t *testing.T) {
+			if code, _, errs := runCLI(t, nil, args...); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %q", code, errs)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "version")
+	if code != 0 || !strings.Contains(out, "dbproxy ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+}

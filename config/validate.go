@@ -1,0 +1,509 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// Defaults filled in by the loader.
+const (
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultCacheMaxEntries = 1024
+	DefaultCacheTTL        = 10 * time.Minute
+	DefaultStorePath       = "keys.json"
+	DefaultStoreTable      = "dbproxy_keys"
+	DefaultSchema          = "public"
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "text"
+)
+
+// maxKeyNameLen bounds a data key name (it is bound into every ciphertext's
+// associated data and stored in the keystore).
+const maxKeyNameLen = 255
+
+var (
+	sqlIdentRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// validate fills in defaults, resolves relative paths and records every
+// problem of the decoded configuration.
+func (d *decoder) validate(c *Config) {
+	d.listeners(c)
+	d.keys(c)
+	d.encryption(c)
+
+	d.enum(&c.Log.Level, "log.level", DefaultLogLevel, "debug", "info", "warn", "error")
+	d.enum(&c.Log.Format, "log.format", DefaultLogFormat, "text", "json")
+	d.positiveDuration(&c.ShutdownTimeout, "shutdown_timeout", DefaultShutdownTimeout)
+}
+
+type listenAddr struct {
+	host string
+	port int
+	path string
+}
+
+func (d *decoder) listeners(c *Config) {
+	names := map[string]string{}
+	byPort := map[int][]listenAddr{}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		p := fmt.Sprintf("listeners[%d]", i)
+
+		switch l.Protocol {
+		case ProtocolPostgres, ProtocolMySQL:
+		case "":
+			d.errf(p+".protocol", "required: postgres or mysql")
+		default:
+			d.errf(p+".protocol", "unknown protocol %q: must be postgres or mysql", clip(string(l.Protocol)))
+		}
+
+		named := l.Name != ""
+		if !named && (l.Protocol == ProtocolPostgres || l.Protocol == ProtocolMySQL) {
+			l.Name = string(l.Protocol)
+		}
+		if l.Name != "" {
+			if prev, dup := names[l.Name]; dup {
+				hint := ""
+				if !named {
+					hint = "; an unnamed listener is named after its protocol, set name: to tell them apart"
+				}
+				d.errf(p+".name", "duplicate listener name %q (also used by %s)%s", clip(l.Name), prev, hint)
+			} else {
+				names[l.Name] = p
+			}
+		}
+
+		if host, port, ok := d.hostPort(p+".listen", l.Listen, false); ok {
+			for _, other := range byPort[port] {
+				if strings.EqualFold(host, other.host) || isWildcard(host) || isWildcard(other.host) {
+					d.errf(p+".listen", "address %s conflicts with %s.listen (same port %d)", clip(l.Listen), other.path, port)
+					break
+				}
+			}
+			byPort[port] = append(byPort[port], listenAddr{host: host, port: port, path: p})
+		}
+
+		upHost, _, upOK := d.hostPort(p+".upstream", l.Upstream, true)
+
+		if l.TLS != nil {
+			d.existingFile(&l.TLS.CertFile, p+".tls.cert_file", "the server certificate (PEM)")
+			d.existingFile(&l.TLS.KeyFile, p+".tls.key_file", "the server private key (PEM)")
+		}
+
+		ut := &l.UpstreamTLS
+		switch ut.Mode {
+		case "":
+			ut.Mode = SSLPrefer
+		case SSLDisable, SSLPrefer, SSLRequire, SSLVerifyCA, SSLVerifyFull:
+		default:
+			d.errf(p+".upstream_tls.mode", "unknown mode %q: must be disable, prefer, require, verify-ca or verify-full", clip(string(ut.Mode)))
+		}
+		if ut.CAFile != "" {
+			d.existingFile(&ut.CAFile, p+".upstream_tls.ca_file", "")
+		}
+		if ut.ServerName == "" && upOK {
+			ut.ServerName = upHost
+		}
+	}
+}
+
+func isWildcard(host string) bool {
+	return host == "" || host == "0.0.0.0" || host == "::"
+}
+
+// hostPort checks that s is host:port with a numeric port in 1-65535.
+func (d *decoder) hostPort(path, s string, needHost bool) (string, int, bool) {
+	if s == "" {
+		d.errf(path, "required: host:port, e.g. 127.0.0.1:6432")
+		return "", 0, false
+	}
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		d.errf(path, "invalid address %q: must be host:port, e.g. 127.0.0.1:6432", clip(s))
+		return "", 0, false
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || portStr[0] < '0' || portStr[0] > '9' || port < 1 || port > 65535 {
+		d.errf(path, "invalid port %q in %q: must be a number from 1 to 65535", clip(portStr), clip(s))
+		return "", 0, false
+	}
+	if needHost && host == "" {
+		d.errf(path, "host is missing in %q: must be host:port", clip(s))
+		return "", 0, false
+	}
+	return host, port, true
+}
+
+// resolve makes a relative path absolute against the config directory.
+func (d *decoder) resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(d.dir, p)
+}
+
+// existingFile resolves *p and checks that it names an existing file. what,
+// if not empty, says what the required file is for.
+func (d *decoder) existingFile(p *string, path, what string) {
+	if *p == "" {
+		if what == "" {
+			d.errf(path, "required")
+		} else {
+			d.errf(path, "required: %s", what)
+		}
+		return
+	}
+	*p = d.resolve(*p)
+	fi, err := os.Stat(*p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.errf(path, "file %s does not exist", *p)
+	case err != nil:
+		d.errf(path, "cannot access %s: %v", *p, unwrapPathError(err))
+	case fi.IsDir():
+		d.errf(path, "%s is a directory, not a file", *p)
+	}
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// notWith reports each listed key that is set although it does not apply.
+func (d *decoder) notWith(parent, reason string, keys ...string) {
+	for _, k := range keys {
+		if p := joinPath(parent, k); d.isSet(p) {
+			d.errf(p, "only used %s", reason)
+		}
+	}
+}
+
+func (d *decoder) keys(c *Config) {
+	k := &c.Keys
+	mk := &k.MasterKey
+	if d.isSet("keys") || len(c.Encryption) > 0 {
+		const mp = "keys.master_key"
+		switch mk.Provider {
+		case ProviderLocal:
+			if mk.File == "" {
+				d.errf(mp+".file", "required with provider local: the master key file (keys init creates it)")
+			} else {
+				mk.File = d.resolve(mk.File)
+			}
+			d.notWith(mp, "with provider aws-kms", "key_id", "region", "endpoint")
+		case ProviderAWSKMS:
+			if mk.KeyID == "" {
+				d.errf(mp+".key_id", "required with provider aws-kms: a key id, ARN or alias")
+			}
+			if mk.Region == "" {
+				d.errf(mp+".region", "required with provider aws-kms, e.g. us-east-1")
+			}
+			if mk.Endpoint != "" {
+				if u, err := url.Parse(mk.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					d.errf(mp+".endpoint", "must be an http:// or https:// URL")
+				}
+			}
+			d.notWith(mp, "with provider local", "file")
+		case "":
+			d.errf(mp+".provider", "required: local or aws-kms")
+		default:
+			d.errf(mp+".provider", "unknown provider %q: must be local or aws-kms", clip(mk.Provider))
+		}
+	}
+	for i := range mk.PreviousFiles {
+		d.existingFile(&mk.PreviousFiles[i], fmt.Sprintf("keys.master_key.previous_files[%d]", i), "a previous master key file")
+	}
+
+	const sp = "keys.store"
+	s := &k.Store
+	switch s.Type {
+	case "", StoreFile:
+		s.Type = StoreFile
+		if s.Path == "" {
+			s.Path = DefaultStorePath
+		}
+		s.Path = d.resolve(s.Path)
+		d.notWith(sp, "with store type database", "dsn", "password_env", "table")
+	case StoreDatabase:
+		d.checkDSN(sp+".dsn", s.DSN)
+		if s.Table == "" {
+			s.Table = DefaultStoreTable
+		} else if !sqlIdentRE.MatchString(s.Table) {
+			d.errf(sp+".table", "invalid table name %q: must be a plain SQL identifier (letters, digits, _; at most 63)", clip(s.Table))
+		}
+		if s.PasswordEnv != "" && !envNameRE.MatchString(s.PasswordEnv) {
+			d.errf(sp+".password_env", "invalid environment variable name %q", clip(s.PasswordEnv))
+		}
+		d.notWith(sp, "with store type file", "path")
+	default:
+		d.errf(sp+".type", "unknown store type %q: must be file or database", clip(s.Type))
+	}
+
+	if !d.isSet("keys.cache.max_entries") {
+		k.Cache.MaxEntries = DefaultCacheMaxEntries
+	} else if k.Cache.MaxEntries <= 0 {
+		d.errf("keys.cache.max_entries", "must be greater than 0, got %d", k.Cache.MaxEntries)
+	}
+	d.positiveDuration(&k.Cache.TTL, "keys.cache.ttl", DefaultCacheTTL)
+}
+
+// checkDSN validates the keystore DSN. Messages never quote the DSN, which
+// might hold a password.
+func (d *decoder) checkDSN(path, dsn string) {
+	const noPassword = "must not contain a password: put it in the environment variable named by password_env"
+	lower := strings.ToLower(dsn)
+	switch {
+	case dsn == "":
+		d.errf(path, "required with store type database: a postgres:// or mysql:// URL")
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
+		u, err := url.Parse(dsn)
+		if err != nil {
+			d.errf(path, "invalid URL (check its syntax; the value is not shown in case it holds a secret)")
+			return
+		}
+		if _, has := u.User.Password(); has || u.Query().Has("password") {
+			d.errf(path, noPassword)
+		}
+	case strings.HasPrefix(lower, "mysql://"):
+		if _, has := mysqlPassword(dsn[len("mysql://"):]); has {
+			d.errf(path, noPassword)
+		}
+	default:
+		d.errf(path, "must start with postgres://, postgresql:// or mysql://")
+	}
+}
+
+// mysqlPassword finds the password in a go-sql-driver style DSN
+// (user:password@tcp(host:port)/db?params), returning its byte range.
+func mysqlPassword(rest string) (span [2]int, ok bool) {
+	head := rest
+	if q := strings.IndexByte(head, '?'); q >= 0 {
+		head = head[:q]
+	}
+	at := strings.LastIndexByte(head, '@')
+	if at < 0 {
+		return span, false
+	}
+	colon := strings.IndexByte(head[:at], ':')
+	if colon < 0 {
+		return span, false
+	}
+	return [2]int{colon + 1, at}, true
+}
+
+func (d *decoder) positiveDuration(p *time.Duration, path string, def time.Duration) {
+	if !d.isSet(path) {
+		*p = def
+		return
+	}
+	if *p <= 0 {
+		d.errf(path, "must be greater than 0, got %s", *p)
+	}
+}
+
+func (d *decoder) enum(p *string, path, def string, allowed ...string) {
+	if *p == "" {
+		*p = def
+		return
+	}
+	for _, a := range allowed {
+		if *p == a {
+			return
+		}
+	}
+	d.errf(path, "unknown value %q: must be %s", clip(*p), orList(allowed))
+}
+
+func orList(items []string) string {
+	if len(items) == 1 {
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}
+
+// tableKey identifies a table rule for duplicate detection (case folded).
+type tableKey struct{ schema, table string }
+
+type tableRules struct {
+	first string            // path of the first rule for this table
+	anyDB string            // path of the rule without a database, if any
+	byDB  map[string]string // folded database -> path
+}
+
+// keyUse is the first column seen using a data key.
+type keyUse struct {
+	path  string
+	label string
+	typ   value.Type
+	mode  Mode
+}
+
+func (d *decoder) encryption(c *Config) {
+	mysqlOnly := len(c.Listeners) > 0
+	for _, l := range c.Listeners {
+		if l.Protocol != ProtocolMySQL {
+			mysqlOnly = false
+		}
+	}
+	tables := map[tableKey]*tableRules{}
+	keys := map[string]keyUse{}
+	for i := range c.Encryption {
+		t := &c.Encryption[i]
+		tp := fmt.Sprintf("encryption[%d]", i)
+
+		d.identifier(tp+".table", t.Table, "table", "required: the table name")
+		schemaSet := t.Schema != ""
+		if schemaSet {
+			d.identifier(tp+".schema", t.Schema, "schema", "")
+		} else {
+			t.Schema = DefaultSchema
+		}
+
+		if t.Table != "" {
+			k := tableKey{strings.ToLower(t.Schema), strings.ToLower(t.Table)}
+			r := tables[k]
+			if r == nil {
+				r = &tableRules{byDB: map[string]string{}}
+				tables[k] = r
+			}
+			label := t.Schema + "." + t.Table
+			db := strings.ToLower(t.Database)
+			switch {
+			case t.Database == "" && r.first != "":
+				d.errf(tp+".table", "duplicate rule for table %s (also %s); a rule without database applies to every database", clip(label), r.first)
+			case t.Database != "" && r.byDB[db] != "":
+				d.errf(tp+".table", "duplicate rule for table %s in database %s (also %s)", clip(label), clip(t.Database), r.byDB[db])
+			case t.Database != "" && r.anyDB != "":
+				d.errf(tp+".table", "rule for table %s in database %s overlaps %s, which applies to every database", clip(label), clip(t.Database), r.anyDB)
+			}
+			if r.first == "" {
+				r.first = tp
+			}
+			if t.Database == "" && r.anyDB == "" {
+				r.anyDB = tp
+			}
+			if t.Database != "" && r.byDB[db] == "" {
+				r.byDB[db] = tp
+			}
+		}
+
+		if !d.isSet(tp + ".columns") {
+			d.errf(tp+".columns", "required: the list of encrypted columns")
+		} else if len(t.Columns) == 0 {
+			d.errf(tp+".columns", "must list at least one column")
+		}
+		names := map[string]string{}
+		for j := range t.Columns {
+			col := &t.Columns[j]
+			cp := fmt.Sprintf("%s.columns[%d]", tp, j)
+
+			if d.identifier(cp+".name", col.Name, "column", "required: the column name") {
+				folded := strings.ToLower(col.Name)
+				if prev, dup := names[folded]; dup {
+					d.errf(cp+".name", "duplicate column %q in this table (also %s)", clip(col.Name), prev)
+				} else {
+					names[folded] = cp
+				}
+			}
+
+			switch col.Mode {
+			case "":
+				col.Mode = ModeRandomized
+			case ModeDeterministic, ModeRandomized:
+			default:
+				d.errf(cp+".mode", "unknown mode %q: must be deterministic or randomized", clip(string(col.Mode)))
+			}
+
+			typ := value.TypeUnknown
+			if col.Type == "" {
+				d.errf(cp+".type", "required: one of %s", strings.Join(value.TypeNames(), ", "))
+			} else if tt, err := value.ParseType(col.Type); err != nil {
+				d.errf(cp+".type", "unknown type %q: must be one of %s", clip(col.Type), strings.Join(value.TypeNames(), ", "))
+			} else {
+				typ = tt
+			}
+
+			if col.Key == "" && t.Table != "" && col.Name != "" {
+				if mysqlOnly && !schemaSet {
+					col.Key = t.Table + "." + col.Name
+				} else {
+					col.Key = t.Schema + "." + t.Table + "." + col.Name
+				}
+			}
+			if col.Key == "" {
+				continue
+			}
+			if !validKeyName(col.Key) {
+				d.errf(cp+".key", "invalid data key name %q: must be 1 to %d bytes of printable UTF-8", clip(col.Key), maxKeyNameLen)
+				continue
+			}
+			if typ == value.TypeUnknown || (col.Mode != ModeDeterministic && col.Mode != ModeRandomized) {
+				continue
+			}
+			label := t.Schema + "." + t.Table + "." + col.Name
+			use := keyUse{path: cp, label: label, typ: typ, mode: col.Mode}
+			first, seen := keys[col.Key]
+			if !seen {
+				keys[col.Key] = use
+				continue
+			}
+			if first.typ != use.typ || first.mode != use.mode {
+				d.keyConflict(col.Key, use, first)
+				d.keyConflict(col.Key, first, use)
+			}
+		}
+	}
+}
+
+// keyConflict reports at column a that it shares data key name with b
+// although their type or mode differ.
+func (d *decoder) keyConflict(name string, a, b keyUse) {
+	d.errf(a.path+".key", "data key %q is also used by %s (column %s, %s %s) but this column is %s %s; columns sharing a key must have the same type and mode",
+		clip(name), b.path, clip(b.label), b.mode, b.typ, a.mode, a.typ)
+}
+
+// identifier checks a table, schema or column name. It reports whether the
+// name is usable.
+func (d *decoder) identifier(path, name, what, required string) bool {
+	switch {
+	case name == "":
+		d.errf(path, "%s", required)
+		return false
+	case strings.Contains(name, "."):
+		if what == "table" {
+			d.errf(path, "table name %q contains \".\": put the schema in schema: and only the table name in table:", clip(name))
+		} else {
+			d.errf(path, "%s name %q contains \".\": give the bare name", what, clip(name))
+		}
+		return false
+	case strings.TrimSpace(name) != name || strings.ContainsFunc(name, unicode.IsControl):
+		d.errf(path, "%s name %q has leading/trailing spaces or control characters", what, clip(name))
+		return false
+	}
+	return true
+}
+
+func validKeyName(s string) bool {
+	return s != "" && len(s) <= maxKeyNameLen && utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return !unicode.IsPrint(r)
+	})
+}

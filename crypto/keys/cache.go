@@ -1,0 +1,214 @@
+package keys
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+)
+
+// keyMeta is the cached list of versions of one data key name, as read from
+// the store. Its records are immutable once published. An empty records
+// slice is a negative entry: the name was not in the store when loaded.
+type keyMeta struct {
+	records []keystore.Record // ascending by version
+	loaded  time.Time         // carries a monotonic reading
+	missed  bool              // loaded because a version was missing
+	// stale is set by timer TTL after loading: a timer rather than a clock
+	// read keeps time.Now off the hot path.
+	stale atomic.Bool
+	timer *time.Timer
+}
+
+func (km *keyMeta) age() time.Duration { return time.Since(km.loaded) }
+
+func (km *keyMeta) find(version uint32) (*keystore.Record, bool) {
+	i, ok := slices.BinarySearchFunc(km.records, version, func(r keystore.Record, v uint32) int {
+		return cmp.Compare(r.Version, v)
+	})
+	if !ok {
+		return nil, false
+	}
+	return &km.records[i], true
+}
+
+func notFound(name string) error {
+	return fmt.Errorf("data key %q %w; run dbproxy keys init", name, ErrNotFound)
+}
+
+// meta returns the versions of name, reading the store when the cached list
+// is missing or older than the TTL. An unknown name is re-read at most once
+// per minRefresh.
+func (m *Manager) meta(ctx context.Context, name string) (*keyMeta, error) {
+	km := (*m.metas.Load())[name]
+	if km != nil && !km.stale.Load() {
+		if len(km.records) > 0 {
+			return km, nil
+		}
+		if km.age() < minRefresh {
+			return nil, notFound(name)
+		}
+	}
+	km, err := m.refreshMeta(ctx, name, km, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(km.records) == 0 {
+		return nil, notFound(name)
+	}
+	return km, nil
+}
+
+// refreshMeta reads the versions of name from the store, unless another
+// caller replaced seen (the list this caller found wanting) less than
+// minRefresh ago. missed records that a missing version prompted the read.
+func (m *Manager) refreshMeta(ctx context.Context, name string, seen *keyMeta, missed bool) (*keyMeta, error) {
+	return flight(ctx, &m.metaGrp, name, func(ctx context.Context) (*keyMeta, error) {
+		if m.closed.Load() {
+			return nil, ErrClosed
+		}
+		if cur := (*m.metas.Load())[name]; cur != nil && cur != seen && !cur.stale.Load() && cur.age() < minRefresh {
+			return cur, nil
+		}
+		recs, err := m.store.Get(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("read data key %q from keystore: %w", name, err)
+		}
+		recs = slices.DeleteFunc(slices.Clone(recs), func(r keystore.Record) bool { return r.Name != name })
+		slices.SortFunc(recs, func(a, b keystore.Record) int { return cmp.Compare(a.Version, b.Version) })
+		km := &keyMeta{records: recs, loaded: time.Now(), missed: missed}
+		m.metaMu.Lock()
+		defer m.metaMu.Unlock()
+		if m.closed.Load() {
+			return nil, ErrClosed
+		}
+		km.timer = time.AfterFunc(m.ttl, func() { km.stale.Store(true) })
+		next := maps.Clone(*m.metas.Load())
+		if old := next[name]; old != nil {
+			old.timer.Stop()
+		}
+		next[name] = km
+		m.metas.Store(&next)
+		return km, nil
+	})
+}
+
+// forget drops the cached versions of names, so the next lookup reads the
+// store. Unwrapped keys stay cached.
+func (m *Manager) forget(names ...string) {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	next := maps.Clone(*m.metas.Load())
+	for _, n := range names {
+		if old := next[n]; old != nil {
+			old.timer.Stop()
+			delete(next, n)
+		}
+	}
+	m.metas.Store(&next)
+}
+
+// forgetAll drops every cached version list and stops their timers.
+func (m *Manager) forgetAll() {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	for _, km := range *m.metas.Load() {
+		km.timer.Stop()
+	}
+	m.metas.Store(&map[string]*keyMeta{})
+}
+
+type cacheKey struct {
+	name    string
+	version uint32
+}
+
+// entry is one unwrapped key version in the cache.
+type entry struct {
+	key    *crypto.Key
+	loaded time.Time   // when unwrapped; carries a monotonic reading
+	base   uint64      // encryptions by earlier (evicted) instances of this version
+	timer  *time.Timer // destroys the key at loaded+TTL
+	warned atomic.Bool // the 2^31 warning was logged for this instance
+}
+
+// encryptions is the number of encryptions this process made with the key
+// version, across cache instances.
+func (e *entry) encryptions() uint64 { return e.base + e.key.Encryptions() }
+
+// entry returns the unwrapped key of r, unwrapping it on a miss. Concurrent
+// misses of the same version share one Unwrap call.
+func (m *Manager) entry(ctx context.Context, r *keystore.Record) (*entry, error) {
+	ck := cacheKey{r.Name, r.Version}
+	m.mu.Lock()
+	e, ok := m.lru.Get(ck)
+	m.mu.Unlock()
+	if ok {
+		return e, nil // entries leave the cache at their TTL (see load)
+	}
+	rec := *r
+	return flight(ctx, &m.keyGroup, r.Name+"\x00"+strconv.FormatUint(uint64(r.Version), 10),
+		func(ctx context.Context) (*entry, error) { return m.load(ctx, ck, &rec) })
+}
+
+// load unwraps r and caches the key. It runs inside a flight.
+func (m *Manager) load(ctx context.Context, ck cacheKey, r *keystore.Record) (*entry, error) {
+	m.mu.Lock()
+	e, ok := m.lru.Peek(ck)
+	m.mu.Unlock()
+	if ok && time.Since(e.loaded) < m.ttl {
+		return e, nil // a flight that just finished loaded it
+	}
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	pt, err := m.unwrap(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	loaded := time.Now()
+	k, err := crypto.NewKey(r.Name, r.Version, r.Algorithm, pt)
+	clear(pt)
+	if err != nil {
+		return nil, fmt.Errorf("data key %q version %d: %w", r.Name, r.Version, err)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		k.Destroy()
+		return nil, ErrClosed
+	}
+	m.lru.Remove(ck) // an expired instance: destroy it now
+	e = &entry{key: k, loaded: loaded, base: m.used[ck]}
+	ttl := m.ttl - time.Since(loaded)
+	e.timer = time.AfterFunc(ttl, func() { m.expire(ck, e) })
+	m.lru.Add(ck, e)
+	m.log.LogAttrs(ctx, slogDebug, "unwrapped data key",
+		attrKey(r.Name), attrVersion(r.Version), attrMaster(r.MasterKeyID))
+	return e, nil
+}
+
+// expire removes e at its TTL, unless it was already replaced.
+func (m *Manager) expire(ck cacheKey, e *entry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.lru.Peek(ck); ok && cur == e {
+		m.lru.Remove(ck)
+	}
+}
+
+// onEvict runs with m.mu held whenever an entry leaves the cache (TTL,
+// capacity, Close): it remembers the usage count and destroys the key.
+func (m *Manager) onEvict(ck cacheKey, e *entry) {
+	e.timer.Stop()
+	m.used[ck] = e.encryptions()
+	e.key.Destroy()
+}

@@ -1,0 +1,69 @@
+// Package keys manages the lifecycle of data keys: it creates them, rotates
+// them, rewraps them under a new master key, and hands out unwrapped keys
+// from a bounded in-memory cache. It ties together a keystore (wrapped keys
+// at rest, package keystore), a master key provider (package kms) and the
+// ciphertext primitives (package crypto).
+//
+// # Keys and versions
+//
+// A data key has a name (by default "<schema>.<table>.<column>") and one or
+// more versions, each its own random key wrapped by a master key. The
+// newest version is the primary one: [Manager.Primary] returns it for
+// encrypting. Every version stays usable for decrypting ([Manager.Version],
+// [Manager.Decrypt]); deterministic lookups must match all of them
+// ([Manager.Live]). [Manager.Rotate] adds a version; [Manager.Init] creates
+// version 1 of keys that have none; [Manager.Rewrap] re-wraps every version
+// under the current master key without touching key material or data.
+//
+// # Cache
+//
+// Unwrapped keys live only in memory, in an LRU of Options.MaxEntries key
+// versions. Each is destroyed ([crypto.Key.Destroy]) Options.TTL after it
+// was unwrapped, or when the LRU or [Manager.Close] evicts it; a
+// *crypto.Key held past that returns crypto.ErrKeyDestroyed. Concurrent
+// misses of one version make a single Unwrap call. The plaintext the master
+// key returns is zeroed as soon as the key is built.
+//
+// The list of versions per name (not secret) is cached too, and re-read
+// from the keystore after the TTL, on an unknown name, or on an unknown
+// version, so a rotation made by another process is seen within the TTL,
+// and its ciphertexts decrypt at once.
+//
+// The cache is a golang-lru simplelru plus one timer per entry rather than
+// golang-lru's expirable LRU: expirable (v2.0.7) starts a cleanup goroutine
+// that can never be stopped, which leaks one goroutine per Manager and
+// cannot run under testing/synctest, and it replaces an expired entry
+// without calling the eviction callback, so that key would never be
+// destroyed.
+//
+// # Failing closed
+//
+// When the master key provider is unreachable or refuses, keys already in
+// the cache keep working until their TTL; then every call that needs them
+// fails with an error wrapping [ErrUnavailable] and the provider's error,
+// naming the key and version. There is no fallback and never a nil key.
+// The TTL is therefore also the revocation delay after a master key is
+// disabled. Likewise, once the cached list of a name's versions has
+// expired, a keystore that cannot be read fails the calls for that name.
+//
+// AES-GCM keys with random nonces must not encrypt more than 2^32 times
+// (NIST SP 800-38D). Primary logs a warning when a version passes 2^31
+// encryptions and from 2^32-2^20 on fails with an error wrapping
+// crypto.ErrKeyExhausted that asks the user to rotate. The count is kept
+// per process (across cache evictions), so with several proxies sharing a
+// key it is a lower bound.
+//
+// # Logging
+//
+// Key names, versions and master key ids are logged; key material,
+// wrapped or not, never is, nor does it appear in errors.
+//
+// # Boundaries
+//
+// This package owns data key lifecycle and the unwrapped key cache. It
+// must not read configuration (callers pass [Options] and [Spec]s), must
+// not import proxy or wire-protocol packages, and does not implement
+// ciphertext formats (package crypto), master key providers (package kms)
+// or storage (package keystore). It does not close the keystore or master
+// keys it is given.
+package keys

@@ -1,0 +1,1039 @@
+package keys_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeMaster is an in-process master key. It wraps with AES-256-GCM bound
+// to the KeyRef, so an Unwrap with another ref fails; it counts calls, can
+// be made unreachable, can hold Unwrap calls at a gate, and remembers every
+// data key it handed out so tests can look for them in logs and errors.
+type fakeMaster struct {
+	id   string
+	aead cipher.AEAD
+	down atomic.Bool
+	gate chan struct{} // if set, Unwrap waits for it to close
+
+	unwraps, generates, wraps atomic.Int64
+
+	mu        sync.Mutex
+	unwrapped []kms.KeyRef
+	secrets   [][]byte
+}
+
+var _ kms.MasterKey = (*fakeMaster)(nil)
+
+var errFakeDown = fmt.Errorf("fake master key: connection refused: %w", kms.ErrUnreachable)
+
+func newFakeMaster(t testing.TB, id string) *fakeMaster {
+	t.Helper()
+	k := make([]byte, 32)
+	rand.Read(k)
+	b, err := aes.NewCipher(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeMaster{id: id, aead: g}
+}
+
+func refAD(ref kms.KeyRef) []byte { return []byte(fmt.Sprintf("%s\x00%d", ref.Name, ref.Version)) }
+
+func (f *fakeMaster) ID() string { return f.id }
+
+func (f *fakeMaster) GenerateDataKey(ctx context.Context, ref kms.KeyRef, size int) ([]byte, []byte, error) {
+	f.generates.Add(1)
+	if f.down.Load() {
+		return nil, nil, errFakeDown
+	}
+	pt := make([]byte, size)
+	rand.Read(pt)
+	f.mu.Lock()
+	f.secrets = append(f.secrets, slices.Clone(pt))
+	f.mu.Unlock()
+	return pt, f.seal(ref, pt), nil
+}
+
+func (f *fakeMaster) seal(ref kms.KeyRef, pt []byte) []byte {
+	nonce := make([]byte, f.aead.NonceSize())
+	rand.Read(nonce)
+	return f.aead.Seal(nonce, nonce, pt, refAD(ref))
+}
+
+func (f *fakeMaster) Wrap(ctx context.Context, ref kms.KeyRef, pt []byte) ([]byte, error) {
+	f.wraps.Add(1)
+	if f.down.Load() {
+		return nil, errFakeDown
+	}
+	return f.seal(ref, pt), nil
+}
+
+func (f *fakeMaster) Unwrap(ctx context.Context, ref kms.KeyRef, wrapped []byte) ([]byte, error) {
+	f.unwraps.Add(1)
+	f.mu.Lock()
+	f.unwrapped = append(f.unwrapped, ref)
+	f.mu.Unlock()
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.down.Load() {
+		return nil, errFakeDown
+	}
+	n := f.aead.NonceSize()
+	if len(wrapped) < n {
+		return nil, kms.ErrUnwrap
+	}
+	pt, err := f.aead.Open(nil, wrapped[:n], wrapped[n:], refAD(ref))
+	if err != nil {
+		return nil, fmt.Errorf("fake master key %q, data key %s: %w", f.id, ref, kms.ErrUnwrap)
+	}
+	return pt, nil
+}
+
+func (f *fakeMaster) refs() []kms.KeyRef {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.unwrapped)
+}
+
+// leaked reports whether any data key this master generated occurs in s
+// (raw, hex or base64).
+func (f *fakeMaster) leaked(s string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range f.secrets {
+		for _, enc := range []string{string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k)} {
+			if strings.Contains(s, enc) {
+				return true
+			}
+		}
+		if strings.Contains(s, fmt.Sprint(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer collects log output from concurrent goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func openStore(t testing.TB) keystore.Store {
+	t.Helper()
+	return openStoreAt(t, filepath.Join(t.TempDir(), "keys.json"))
+}
+
+func openStoreAt(t testing.TB, path string) keystore.Store {
+	t.Helper()
+	s, err := keystore.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newManager(t testing.TB, opts keys.Options) *keys.Manager {
+	t.Helper()
+	if opts.TTL == 0 {
+		opts.TTL = time.Minute
+	}
+	m, err := keys.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+var ctx = context.Background()
+
+func encrypt(t testing.TB, k *crypto.Key, pt string) []byte {
+	t.Helper()
+	ct, err := k.Encrypt(nil, []byte(pt), value.TypeText)
+	if err != nil {
+		t.Fatalf("encrypt with %q v%d: %v", k.Name(), k.Version(), err)
+	}
+	return ct
+}
+
+func mustDecrypt(t testing.TB, m *keys.Manager, name string, ct []byte, want string) {
+	t.Helper()
+	pt, typ, err := m.Decrypt(ctx, name, nil, ct)
+	if err != nil {
+		t.Fatalf("Decrypt(%q): %v", name, err)
+	}
+	if string(pt) != want || typ != value.TypeText {
+		t.Fatalf("Decrypt(%q) = %q, %v; want %q, text", name, pt, typ, want)
+	}
+}
+
+func versions(ks []*crypto.Key) []uint32 {
+	var out []uint32
+	for _, k := range ks {
+		out = append(out, k.Version())
+	}
+	return out
+}
+
+func TestNewValidates(t *testing.T) {
+	store := openStore(t)
+	master := newFakeMaster(t, "m1")
+	tests := []struct {
+		name string
+		opts keys.Options
+	}{
+		{"no store", keys.Options{Master: master}},
+		{"no master", keys.Options{Store: store}},
+		{"empty master id", keys.Options{Store: store, Master: &fakeMaster{}}},
+		{"negative size", keys.Options{Store: store, Master: master, MaxEntries: -1}},
+		{"negative ttl", keys.Options{Store: store, Master: master, TTL: -time.Second}},
+		{"nil previous", keys.Options{Store: store, Master: master, Previous: []kms.MasterKey{nil}}},
+		{"duplicate id", keys.Options{Store: store, Master: master, Previous: []kms.MasterKey{newFakeMaster(t, "m1")}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if m, err := keys.New(tt.opts); err == nil {
+				m.Close()
+				t.Fatal("New succeeded")
+			}
+		})
+	}
+}
+
+func TestInit(t *testing.T) {
+	store := openStore(t)
+	master := newFakeMaster(t, "m1")
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	m := newManager(t, keys.Options{Store: store, Master: master, Now: func() time.Time { return now }})
+	specs := []keys.Spec{
+		{Name: "public.users.email", Algorithm: crypto.AlgorithmAESSIV},
+		{Name: "public.users.ssn", Algorithm: crypto.AlgorithmAESGCM},
+		{Name: "public.users.email", Algorithm: crypto.AlgorithmAESSIV}, // shared key
+	}
+	created, err := m.Init(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"public.users.email", "public.users.ssn"}; !slices.Equal(created, want) {
+		t.Fatalf("first Init created %q, want %q", created, want)
+	}
+	created, err = m.Init(ctx, specs)
+	if err != nil || len(created) != 0 {
+		t.Fatalf("second Init = %q, %v; want nothing created", created, err)
+	}
+	if n := master.generates.Load(); n != 2 {
+		t.Fatalf("GenerateDataKey called %d times, want 2", n)
+	}
+	infos, err := m.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []keys.KeyInfo{
+		{Name: "public.users.email", Version: 1, Algorithm: crypto.AlgorithmAESSIV, Primary: true, CreatedAt: now, MasterKeyID: "m1"},
+		{Name: "public.users.ssn", Version: 1, Algorithm: crypto.AlgorithmAESGCM, Primary: true, CreatedAt: now, MasterKeyID: "m1"},
+	}
+	if len(infos) != len(want) {
+		t.Fatalf("List = %+v, want %+v", infos, want)
+	}
+	for i := range want {
+		if got := infos[i]; got.Name != want[i].Name || got.Version != want[i].Version || got.Algorithm != want[i].Algorithm ||
+			got.Primary != want[i].Primary || !got.CreatedAt.Equal(want[i].CreatedAt) || got.MasterKeyID != want[i].MasterKeyID {
+			t.Errorf("List[%d] = %+v, want %+v", i, got, want[i])
+		}
+	}
+	for _, s := range specs {
+		k, err := m.Primary(ctx, s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Name() != s.Name || k.Version() != 1 || k.Algorithm() != s.Algorithm {
+			t.Errorf("Primary(%q) = %q v%d %s", s.Name, k.Name(), k.Version(), k.Algorithm())
+		}
+		mustDecrypt(t, m, s.Name, encrypt(t, k, "alice@example.com"), "alice@example.com")
+	}
+}
+
+func TestInitRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		specs   []keys.Spec
+		wantErr string
+	}{
+		{"algorithm differs from existing key", []keys.Spec{
+			{Name: "b", Algorithm: crypto.AlgorithmAESGCM},
+			{Name: "a", Algorithm: crypto.AlgorithmAESSIV},
+		}, `data key "a" version 1 exists with algorithm`},
+		{"conflicting specs", []keys.Spec{
+			{Name: "b", Algorithm: crypto.AlgorithmAESGCM},
+			{Name: "b", Algorithm: crypto.AlgorithmAESSIV},
+		}, `"b"`},
+		{"invalid algorithm", []keys.Spec{{Name: "b"}}, `"b"`},
+		{"empty name", []keys.Spec{{Algorithm: crypto.AlgorithmAESGCM}}, "empty key name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := openStore(t)
+			master := newFakeMaster(t, "m1")
+			m := newManager(t, keys.Options{Store: store, Master: master})
+			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+				t.Fatal(err)
+			}
+			created, err := m.Init(ctx, tt.specs)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Init = %q, %v; want error containing %s", created, err, tt.wantErr)
+			}
+			if recs, _ := store.Get(ctx, "b"); len(recs) != 0 || len(created) != 0 {
+				t.Fatalf("a rejected Init created %q (store has %d versions of b)", created, len(recs))
+			}
+		})
+	}
+}
+
+// racingStore hides the first version(s) of a key from Get until hide
+// reads have happened, as if another process created them between our read
+// and our write.
+type racingStore struct {
+	keystore.Store
+	name string
+	hide atomic.Int32
+}
+
+func (s *racingStore) Get(ctx context.Context, name string) ([]keystore.Record, error) {
+	recs, err := s.Store.Get(ctx, name)
+	if name == s.name && len(recs) > 0 && s.hide.Add(-1) >= 0 {
+		recs = recs[:len(recs)-1]
+	}
+	return recs, err
+}
+
+func TestInitRace(t *testing.T) {
+	tests := []struct {
+		name   string
+		winner crypto.Algorithm
+		ok     bool
+	}{
+		{"winner agrees", crypto.AlgorithmAESGCM, true},
+		{"winner disagrees", crypto.AlgorithmAESSIV, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "keys.json")
+			master := newFakeMaster(t, "m1")
+			other := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master})
+			if _, err := other.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.winner}}); err != nil {
+				t.Fatal(err)
+			}
+			k, err := other.Primary(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct := encrypt(t, k, "winner")
+
+			racing := &racingStore{Store: openStoreAt(t, path), name: "a"}
+			racing.hide.Store(1)
+			m := newManager(t, keys.Options{Store: racing, Master: master})
+			created, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
+			if len(created) != 0 {
+				t.Fatalf("Init created %q although another process won", created)
+			}
+			if !tt.ok {
+				if err == nil || !strings.Contains(err.Error(), `"a"`) {
+					t.Fatalf("Init = %v; want an algorithm conflict naming the key", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustDecrypt(t, m, "a", ct, "winner")
+			if recs, _ := racing.Store.Get(ctx, "a"); len(recs) != 1 {
+				t.Fatalf("store has %d versions, want 1", len(recs))
+			}
+		})
+	}
+}
+
+func TestRotate(t *testing.T) {
+	for _, alg := range []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV} {
+		t.Run(alg.String(), func(t *testing.T) {
+			master := newFakeMaster(t, "m1")
+			m := newManager(t, keys.Options{Store: openStore(t), Master: master})
+			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: alg}}); err != nil {
+				t.Fatal(err)
+			}
+			k1, err := m.Primary(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct1 := encrypt(t, k1, "one")
+
+			r, err := m.Rotate(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Name != "a" || r.Version != 2 || r.Algorithm != alg || r.MasterKeyID != "m1" {
+				t.Fatalf("Rotate = %+v", r)
+			}
+			k2, err := m.Primary(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k2.Version() != 2 || k2.Algorithm() != alg {
+				t.Fatalf("Primary after Rotate = v%d %s, want v2 %s", k2.Version(), k2.Algorithm(), alg)
+			}
+			ct2 := encrypt(t, k2, "two")
+			mustDecrypt(t, m, "a", ct1, "one")
+			mustDecrypt(t, m, "a", ct2, "two")
+
+			live, err := m.Live(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := versions(live); !slices.Equal(got, []uint32{2, 1}) {
+				t.Fatalf("Live versions = %v, want [2 1]", got)
+			}
+			if live[0] != k2 || live[1] != k1 {
+				t.Fatal("Live did not return the cached keys")
+			}
+			if got := master.refs(); !slices.Equal(got, []kms.KeyRef{{Name: "a", Version: 1}, {Name: "a", Version: 2}}) {
+				t.Fatalf("Unwrap refs = %v", got)
+			}
+
+			infos, err := m.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(infos) != 2 || infos[0].Version != 1 || infos[0].Primary || infos[1].Version != 2 || !infos[1].Primary {
+				t.Fatalf("List = %+v", infos)
+			}
+		})
+	}
+}
+
+func TestRotateErrors(t *testing.T) {
+	t.Run("unknown key", func(t *testing.T) {
+		m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
+		_, err := m.Rotate(ctx, "nope")
+		if !errors.Is(err, keys.ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
+			t.Fatalf("Rotate(nope) = %v", err)
+		}
+	})
+	t.Run("concurrent rotation", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "keys.json")
+		master := newFakeMaster(t, "m1")
+		other := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master})
+		if _, err := other.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Rotate(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		racing := &racingStore{Store: openStoreAt(t, path), name: "a"}
+		racing.hide.Store(1) // our read misses the other process's v2
+		m := newManager(t, keys.Options{Store: racing, Master: master})
+		_, err := m.Rotate(ctx, "a")
+		if !errors.Is(err, keystore.ErrExists) || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), "concurrently") {
+			t.Fatalf("Rotate = %v; want a concurrent-rotation error wrapping keystore.ErrExists", err)
+		}
+	})
+}
+
+func TestUnknownKeys(t *testing.T) {
+	m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := m.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := encrypt(t, k, "x")
+	bogus := slices.Clone(ct)
+	bogus[5] = 9 // key version 9
+
+	tests := []struct {
+		name    string
+		call    func() error
+		wantErr string
+		is      error
+	}{
+		{"Primary unknown name", func() error { _, err := m.Primary(ctx, "public.users.email"); return err },
+			`data key "public.users.email" not found; run dbproxy keys init`, keys.ErrNotFound},
+		{"Version unknown name", func() error { _, err := m.Version(ctx, "b", 1); return err }, `data key "b" not found`, keys.ErrNotFound},
+		{"Live unknown name", func() error { _, err := m.Live(ctx, "b"); return err }, `data key "b" not found`, keys.ErrNotFound},
+		{"Version unknown version", func() error { _, err := m.Version(ctx, "a", 9); return err }, `data key "a" version 9 not found`, keys.ErrNotFound},
+		{"Decrypt unknown version", func() error { _, _, err := m.Decrypt(ctx, "a", nil, bogus); return err }, `data key "a" version 9 not found`, keys.ErrNotFound},
+		{"Decrypt under another key", func() error { _, _, err := m.Decrypt(ctx, "b", nil, ct); return err }, `data key "b" not found`, keys.ErrNotFound},
+		{"Decrypt short input", func() error { _, _, err := m.Decrypt(ctx, "a", nil, []byte{1, 1}); return err }, `data key "a"`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v; want one containing %q", err, tt.wantErr)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Fatalf("err = %v; want errors.Is %v", err, tt.is)
+			}
+		})
+	}
+}
+
+func TestDecryptRejectsTampering(t *testing.T) {
+	m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := m.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := encrypt(t, k, "secret")
+	flipped := slices.Clone(ct)
+	flipped[len(flipped)-1] ^= 1
+	for name, c := range map[string]struct {
+		key string
+		ct  []byte
+	}{"flipped bit": {"a", flipped}, "other key name": {"b", ct}} {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := m.Decrypt(ctx, c.key, nil, c.ct); !errors.Is(err, crypto.ErrDecrypt) {
+				t.Fatalf("Decrypt = %v, want crypto.ErrDecrypt", err)
+			}
+		})
+	}
+}
+
+func TestSingleflight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		master := newFakeMaster(t, "m1")
+		m := newManager(t, keys.Options{Store: openStore(t), Master: master})
+		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+			t.Fatal(err)
+		}
+		master.gate = make(chan struct{})
+		release := sync.OnceFunc(func() { close(master.gate) })
+		defer release()
+		const n = 50
+		got := make([]*crypto.Key, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { got[i], errs[i] = m.Primary(ctx, "a") })
+		}
+		synctest.Wait() // every goroutine is now blocked: one in Unwrap, 49 waiting for it
+		if c := master.unwraps.Load(); c != 1 {
+			t.Fatalf("%d Unwrap calls in flight, want 1", c)
+		}
+		release()
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("Primary #%d: %v", i, errs[i])
+			}
+			if got[i] != got[0] {
+				t.Fatalf("Primary #%d returned another key instance", i)
+			}
+		}
+		if c := master.unwraps.Load(); c != 1 {
+			t.Fatalf("%d Unwrap calls, want 1", c)
+		}
+	})
+}
+
+func TestSingleflightCallerCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		master := newFakeMaster(t, "m1")
+		m := newManager(t, keys.Options{Store: openStore(t), Master: master})
+		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+			t.Fatal(err)
+		}
+		master.gate = make(chan struct{})
+		cctx, cancel := context.WithCancel(ctx)
+		var firstErr, secondErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { _, firstErr = m.Primary(cctx, "a") })
+		synctest.Wait()
+		wg.Go(func() { _, secondErr = m.Primary(ctx, "a") })
+		synctest.Wait()
+		cancel() // the caller that started the unwrap gives up
+		synctest.Wait()
+		close(master.gate)
+		wg.Wait()
+		if !errors.Is(firstErr, context.Canceled) {
+			t.Fatalf("cancelled caller: %v", firstErr)
+		}
+		if secondErr != nil {
+			t.Fatalf("the other caller failed with the first one's cancellation: %v", secondErr)
+		}
+		if c := master.unwraps.Load(); c != 1 {
+			t.Fatalf("%d Unwrap calls, want 1", c)
+		}
+	})
+}
+
+func TestTTLFailClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Minute
+		master := newFakeMaster(t, "m1")
+		m := newManager(t, keys.Options{Store: openStore(t), Master: master, TTL: ttl})
+		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+			t.Fatal(err)
+		}
+		k, err := m.Primary(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct := encrypt(t, k, "v")
+		master.down.Store(true)
+
+		time.Sleep(ttl - time.Second)
+		synctest.Wait()
+		if k2, err := m.Primary(ctx, "a"); err != nil || k2 != k {
+			t.Fatalf("before TTL: Primary = %v, %v; want the cached key", k2, err)
+		}
+		mustDecrypt(t, m, "a", ct, "v")
+		if _, err := m.Live(ctx, "a"); err != nil {
+			t.Fatalf("before TTL: Live: %v", err)
+		}
+
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
+			t.Fatalf("key held past its TTL: Encrypt = %v, want ErrKeyDestroyed", err)
+		}
+		calls := map[string]func() error{
+			"Primary": func() error {
+				k, err := m.Primary(ctx, "a")
+				if k != nil {
+					t.Error("Primary returned a key with an error")
+				}
+				return err
+			},
+			"Version": func() error { _, err := m.Version(ctx, "a", 1); return err },
+			"Live":    func() error { _, err := m.Live(ctx, "a"); return err },
+			"Decrypt": func() error { _, _, err := m.Decrypt(ctx, "a", nil, ct); return err },
+		}
+		for name, call := range calls {
+			err := call()
+			if !errors.Is(err, keys.ErrUnavailable) || !errors.Is(err, kms.ErrUnreachable) {
+				t.Fatalf("after TTL, master down: %s = %v; want ErrUnavailable wrapping the provider error", name, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, `"a" v1`) || !strings.Contains(msg, "connection refused") {
+				t.Fatalf("after TTL: %s error %q does not name the key version and the provider error", name, msg)
+			}
+		}
+
+		master.down.Store(false)
+		k3, err := m.Primary(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k3 == k {
+			t.Fatal("got the destroyed key back")
+		}
+		mustDecrypt(t, m, "a", ct, "v")
+	})
+}
+
+// TestRotationSeenByOtherProcess: managers share a store; a rotation by
+// one is seen by the others within the TTL, and they decrypt the new
+// version's ciphertexts at once.
+func TestRotationSeenByOtherProcess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Minute
+		path := filepath.Join(t.TempDir(), "keys.json")
+		master := newFakeMaster(t, "m1")
+		reader := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: ttl})
+		writer := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: ttl})
+		rotator := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: ttl})
+		if _, err := rotator.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []*keys.Manager{reader, writer} {
+			if k, err := m.Primary(ctx, "a"); err != nil || k.Version() != 1 {
+				t.Fatalf("Primary = %v, %v", k, err)
+			}
+		}
+		time.Sleep(time.Minute)
+		if _, err := rotator.Rotate(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		k2, err := rotator.Primary(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustDecrypt(t, reader, "a", encrypt(t, k2, "new"), "new")
+
+		time.Sleep(ttl - time.Minute)
+		synctest.Wait() // let the expiry timers due now run
+		k, err := writer.Primary(ctx, "a")
+		if err != nil || k.Version() != 2 {
+			t.Fatalf("after TTL: Primary = %v, %v; want version 2", k, err)
+		}
+	})
+}
+
+func TestEvictionDestroysKey(t *testing.T) {
+	master := newFakeMaster(t, "m1")
+	m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 1})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	ka, err := m.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := encrypt(t, ka, "held")
+	if _, err := m.Primary(ctx, "b"); err != nil { // evicts a
+		t.Fatal(err)
+	}
+	if n := keys.CacheLen(m); n != 1 {
+		t.Fatalf("cache holds %d keys, want 1", n)
+	}
+	if _, err := ka.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
+		t.Fatalf("evicted key: Encrypt = %v, want ErrKeyDestroyed", err)
+	}
+	if _, _, err := ka.Decrypt(nil, ct); !errors.Is(err, crypto.ErrKeyDestroyed) {
+		t.Fatalf("evicted key: Decrypt = %v, want ErrKeyDestroyed", err)
+	}
+	mustDecrypt(t, m, "a", ct, "held")
+	if n := master.unwraps.Load(); n != 3 {
+		t.Fatalf("%d Unwrap calls, want 3 (a, b, a again)", n)
+	}
+}
+
+func TestDecryptRetriesAfterEviction(t *testing.T) {
+	tests := []struct {
+		name      string
+		evictions int // how many Decrypt attempts see their key evicted
+		wantErr   error
+	}{
+		{"evicted once", 1, nil},
+		{"evicted every time", 1000, crypto.ErrKeyDestroyed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			master := newFakeMaster(t, "m1")
+			m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 1})
+			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+				t.Fatal(err)
+			}
+			k, err := m.Primary(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct := encrypt(t, k, "retry")
+			calls := 0
+			keys.SetBeforeDecrypt(m, func() {
+				calls++
+				if calls <= tt.evictions {
+					if _, err := m.Primary(ctx, "b"); err != nil { // evicts a (cache of 1)
+						t.Error(err)
+					}
+				}
+			})
+			pt, _, err := m.Decrypt(ctx, "a", nil, ct)
+			if tt.wantErr == nil {
+				if err != nil || string(pt) != "retry" {
+					t.Fatalf("Decrypt = %q, %v", pt, err)
+				}
+			} else if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Decrypt = %v, want %v", err, tt.wantErr)
+			}
+			if calls != 2 {
+				t.Fatalf("Decrypt looked the key up %d times, want 2 (one retry)", calls)
+			}
+		})
+	}
+}
+
+func TestRewrap(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	path := filepath.Join(t.TempDir(), "keys.json")
+	oldMaster := newFakeMaster(t, "old")
+	newMaster := newFakeMaster(t, "new")
+
+	m1 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: oldMaster, Logger: logger})
+	if _, err := m1.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m1.Rotate(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	cts := map[string][]byte{}
+	for _, name := range []string{"a", "b"} {
+		live, err := m1.Live(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range live {
+			cts[fmt.Sprintf("%s v%d", name, k.Version())] = encrypt(t, k, name)
+		}
+	}
+
+	// Without the old master key configured, rewrap cannot read the keys.
+	lost := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster, Logger: logger})
+	if n, err := lost.Rewrap(ctx); n != 0 || !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), `"old"`) {
+		t.Fatalf("Rewrap without the old master key = %d, %v", n, err)
+	}
+
+	m2 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster, Previous: []kms.MasterKey{oldMaster}, Logger: logger})
+	held, err := m2.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := m2.Rewrap(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("Rewrap = %d, %v; want 3", n, err)
+	}
+	infos, err := m2.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range infos {
+		if info.MasterKeyID != "new" {
+			t.Errorf("after Rewrap %s v%d is wrapped by %q", info.Name, info.Version, info.MasterKeyID)
+		}
+	}
+	if n, err := m2.Rewrap(ctx); n != 0 || err != nil {
+		t.Fatalf("second Rewrap = %d, %v; want 0", n, err)
+	}
+	if n, err := m2.Rewrap(ctx, keys.RewrapAll()); n != 3 || err != nil {
+		t.Fatalf("Rewrap(RewrapAll) = %d, %v; want 3", n, err)
+	}
+	if k, err := m2.Primary(ctx, "a"); err != nil || k != held {
+		t.Fatalf("Rewrap changed the cached key: %v", err)
+	}
+
+	// A manager that only knows the new master key reads all old data.
+	m3 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster, Logger: logger})
+	for label, ct := range cts {
+		mustDecrypt(t, m3, strings.Fields(label)[0], ct, strings.Fields(label)[0])
+	}
+	if oldMaster.unwraps.Load() == 0 || newMaster.wraps.Load() != 6 {
+		t.Fatalf("old master unwraps %d, new master wraps %d", oldMaster.unwraps.Load(), newMaster.wraps.Load())
+	}
+	if !strings.Contains(logs.String(), "rewrapped data key") {
+		t.Fatal("rewrap was not logged")
+	}
+	if oldMaster.leaked(logs.String()) || newMaster.leaked(logs.String()) {
+		t.Fatal("key material in the log")
+	}
+}
+
+func TestListHasNoKeyMaterial(t *testing.T) {
+	var check func(path string, typ reflect.Type)
+	check = func(path string, typ reflect.Type) {
+		switch typ.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Pointer, reflect.Interface, reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Uintptr:
+			t.Errorf("%s is a %s: KeyInfo must hold plain values only", path, typ)
+		case reflect.Struct:
+			if typ == reflect.TypeFor[time.Time]() {
+				return
+			}
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				check(path+"."+f.Name, f.Type)
+			}
+		}
+	}
+	check("KeyInfo", reflect.TypeFor[keys.KeyInfo]())
+
+	master := newFakeMaster(t, "m1")
+	m := newManager(t, keys.Options{Store: openStore(t), Master: master})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := m.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%+v %#v", infos, infos); master.leaked(s) {
+		t.Fatalf("List output holds key material: %s", s)
+	}
+}
+
+func TestGCMLimit(t *testing.T) {
+	logs := &syncBuffer{}
+	m := newManager(t, keys.Options{
+		Store:  openStore(t),
+		Master: newFakeMaster(t, "m1"),
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "g", Algorithm: crypto.AlgorithmAESGCM}, {Name: "s", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+
+	keys.SetEncryptions(m, "g", 1, keys.GCMWarnAt-1)
+	if _, err := m.Primary(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "encryption limit") {
+		t.Fatalf("warned below 2^31: %s", logs)
+	}
+
+	keys.SetEncryptions(m, "g", 1, keys.GCMWarnAt)
+	for range 3 {
+		if _, err := m.Primary(ctx, "g"); err != nil {
+			t.Fatalf("Primary past 2^31: %v", err)
+		}
+	}
+	if got := strings.Count(logs.String(), "level=WARN"); got != 1 || !strings.Contains(logs.String(), "key=g version=1") {
+		t.Fatalf("want one warning naming the key version, got: %s", logs)
+	}
+
+	keys.SetEncryptions(m, "g", 1, keys.GCMLimit)
+	_, err := m.Primary(ctx, "g")
+	if !errors.Is(err, crypto.ErrKeyExhausted) || !strings.Contains(err.Error(), "dbproxy keys rotate g") {
+		t.Fatalf("Primary at the limit = %v; want crypto.ErrKeyExhausted asking to rotate", err)
+	}
+	if _, err := m.Version(ctx, "g", 1); err != nil {
+		t.Fatalf("Version (decryption) at the limit: %v", err)
+	}
+	if _, err := m.Rotate(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := m.Primary(ctx, "g"); err != nil || k.Version() != 2 {
+		t.Fatalf("after rotation: Primary = %v, %v", k, err)
+	}
+
+	keys.SetEncryptions(m, "s", 1, keys.GCMLimit) // SIV has no nonce limit
+	if _, err := m.Primary(ctx, "s"); err != nil {
+		t.Fatalf("SIV Primary: %v", err)
+	}
+}
+
+func TestClose(t *testing.T) {
+	m, err := keys.New(keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := m.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
+		t.Fatalf("after Close: Encrypt = %v", err)
+	}
+	if _, err := m.Primary(ctx, "a"); !errors.Is(err, keys.ErrClosed) {
+		t.Fatalf("after Close: Primary = %v", err)
+	}
+	if _, err := m.Init(ctx, nil); !errors.Is(err, keys.ErrClosed) {
+		t.Fatalf("after Close: Init = %v", err)
+	}
+	m.Close() // idempotent
+}
+
+// TestLocalMasterKey runs the lifecycle against the real local provider.
+func TestLocalMasterKey(t *testing.T) {
+	newLocal := func() *kms.Local {
+		k := make([]byte, 32)
+		rand.Read(k)
+		l, err := kms.NewLocal(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	path := filepath.Join(t.TempDir(), "keys.json")
+	oldMaster, newMaster := newLocal(), newLocal()
+	m1 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: oldMaster})
+	if _, err := m1.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := m1.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := encrypt(t, k, "local")
+	m2 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster, Previous: []kms.MasterKey{oldMaster}})
+	if n, err := m2.Rewrap(ctx); n != 1 || err != nil {
+		t.Fatalf("Rewrap = %d, %v", n, err)
+	}
+	m3 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster})
+	mustDecrypt(t, m3, "a", ct, "local")
+}
+
+func BenchmarkPrimary(b *testing.B) {
+	m := newManager(b, keys.Options{Store: openStore(b), Master: newFakeMaster(b, "m1"), TTL: time.Hour})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "public.users.email", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Primary(ctx, "public.users.email"); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.Primary(ctx, "public.users.email"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := m.Primary(ctx, "public.users.email"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}

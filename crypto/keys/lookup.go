@@ -1,0 +1,129 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// The lookups below are the hot path. A returned *crypto.Key stays usable
+// until the cache drops it (TTL, capacity or Close); after that its Encrypt
+// and Decrypt return crypto.ErrKeyDestroyed and the caller should look the
+// key up again. Do not hold keys across statements.
+
+// Primary returns the newest version of the data key name, for encrypting.
+//
+// For AES-GCM keys it logs a warning once the version passes 2^31
+// encryptions in this process, and from 2^32-2^20 on it returns an error
+// wrapping crypto.ErrKeyExhausted (NIST SP 800-38D): rotate the key. The
+// count is per process, so with many proxies sharing a key it is a lower
+// bound.
+func (m *Manager) Primary(ctx context.Context, name string) (*crypto.Key, error) {
+	km, err := m.meta(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	r := &km.records[len(km.records)-1]
+	e, err := m.entry(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Algorithm == crypto.AlgorithmAESGCM {
+		if n := e.encryptions(); n >= gcmWarnAt {
+			if n >= gcmLimit {
+				return nil, fmt.Errorf("data key %q version %d has made %d AES-GCM encryptions, the limit for random nonces (NIST SP 800-38D); run dbproxy keys rotate %s: %w",
+					name, r.Version, n, name, crypto.ErrKeyExhausted)
+			}
+			if !e.warned.Load() && !e.warned.Swap(true) {
+				m.log.LogAttrs(ctx, slog.LevelWarn, "data key is approaching the AES-GCM encryption limit; rotate it (dbproxy keys rotate)",
+					attrKey(name), attrVersion(r.Version), slog.Uint64("encryptions", n), slog.Uint64("limit", gcmLimit))
+			}
+		}
+	}
+	return e.key, nil
+}
+
+// Version returns the given version of the data key name, for decrypting.
+// An unknown version makes the manager re-read the store (after a read
+// prompted by a missing version, not again for a second), so ciphertexts
+// written by another process right after a rotation decrypt at once.
+func (m *Manager) Version(ctx context.Context, name string, version uint32) (*crypto.Key, error) {
+	km, err := m.meta(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := km.find(version)
+	if !ok && (!km.missed || km.age() >= minRefresh) {
+		if km, err = m.refreshMeta(ctx, name, km, true); err != nil {
+			return nil, err
+		}
+		r, ok = km.find(version)
+	}
+	if !ok {
+		return nil, fmt.Errorf("data key %q version %d %w", name, version, ErrNotFound)
+	}
+	e, err := m.entry(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return e.key, nil
+}
+
+// Live returns every version of the data key name, newest first. A
+// deterministic lookup must match the ciphertexts of all of them until old
+// data is re-encrypted. It fails if any version cannot be unwrapped, rather
+// than return a partial list that would miss rows.
+func (m *Manager) Live(ctx context.Context, name string) ([]*crypto.Key, error) {
+	km, err := m.meta(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*crypto.Key, 0, len(km.records))
+	for i := len(km.records) - 1; i >= 0; i-- {
+		e, err := m.entry(ctx, &km.records[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e.key)
+	}
+	return out, nil
+}
+
+// Decrypt decrypts ct, a ciphertext of the data key name, appending the
+// plaintext to dst. The key version comes from the ciphertext header. If
+// the key is evicted between lookup and use, Decrypt fetches it once more.
+// A ciphertext that does not authenticate yields an error wrapping
+// crypto.ErrDecrypt; a malformed one, crypto.ErrMalformed.
+func (m *Manager) Decrypt(ctx context.Context, name string, dst, ct []byte) ([]byte, value.Type, error) {
+	h, err := crypto.ParseHeader(ct)
+	if err != nil {
+		return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q: %w", name, err)
+	}
+	for attempt := 0; ; attempt++ {
+		k, err := m.Version(ctx, name, h.KeyVersion)
+		if err != nil {
+			return nil, value.TypeUnknown, err
+		}
+		if m.hooks.beforeDecrypt != nil {
+			m.hooks.beforeDecrypt()
+		}
+		pt, t, err := k.Decrypt(dst, ct)
+		if errors.Is(err, crypto.ErrKeyDestroyed) && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return nil, value.TypeUnknown, err // names the key and version
+		}
+		return pt, t, nil
+	}
+}
+
+const slogDebug = slog.LevelDebug
+
+func attrKey(name string) slog.Attr  { return slog.String("key", name) }
+func attrVersion(v uint32) slog.Attr { return slog.Uint64("version", uint64(v)) }
+func attrMaster(id string) slog.Attr { return slog.String("master_key_id", id) }

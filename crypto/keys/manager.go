@@ -1,0 +1,242 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+	"github.com/dbproxy/dbproxy/crypto/kms"
+)
+
+// Defaults used when Options leaves a field at zero. They match the
+// defaults of the keys.cache section of the configuration (CONTRACT §2).
+const (
+	DefaultMaxEntries = 1024
+	DefaultTTL        = 10 * time.Minute
+)
+
+// AES-GCM with random 96-bit nonces must not be used for more than 2^32
+// encryptions under one key (NIST SP 800-38D §8.3, crypto.GCMEncryptionLimit).
+// The manager warns at gcmWarnAt and refuses to hand out a primary key at
+// gcmLimit, which keeps a margin of 2^20 for encryptions already in flight.
+const (
+	gcmWarnAt = crypto.GCMEncryptionLimit / 2
+	gcmLimit  = crypto.GCMEncryptionLimit - 1<<20
+)
+
+// flightTimeout bounds a shared keystore read or KMS unwrap. The call runs
+// detached from the context of the caller that started it (so that one
+// cancelled query does not fail every query waiting on the same key), but
+// not forever.
+const flightTimeout = 30 * time.Second
+
+// minRefresh is the shortest interval between two keystore reads for the
+// same key name triggered by a miss (unknown name or unknown version). A
+// ciphertext naming a bogus version therefore cannot turn every query into a
+// keystore read.
+const minRefresh = time.Second
+
+var (
+	// ErrNotFound: the data key name, or the requested version of it, is
+	// not in the keystore.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: the data key could not be unwrapped (the master key
+	// provider failed or refused, or the master key that wrapped it is not
+	// configured). The provider's error is wrapped as well.
+	ErrUnavailable = errors.New("data key unavailable")
+	// ErrClosed: the Manager was closed.
+	ErrClosed = errors.New("key manager closed")
+)
+
+// Options configures a Manager.
+type Options struct {
+	// Store holds the wrapped data keys. Required. The Manager does not
+	// close it.
+	Store keystore.Store
+	// Master is the current master key: it wraps new data keys and is the
+	// target of Rewrap. Required.
+	Master kms.MasterKey
+	// Previous are older master keys, selected by Record.MasterKeyID, used
+	// only to unwrap keys not yet rewrapped under Master.
+	Previous []kms.MasterKey
+	// MaxEntries bounds the number of unwrapped key versions held in
+	// memory. Zero means DefaultMaxEntries.
+	MaxEntries int
+	// TTL is how long an unwrapped key stays in memory after it was
+	// unwrapped (not after its last use); it is also how long cached keys
+	// keep working after the master key is revoked, and how stale the
+	// cached list of versions may get. Zero means DefaultTTL.
+	TTL time.Duration
+	// Logger receives key names and versions, never key material. Nil
+	// discards.
+	Logger *slog.Logger
+	// Now stamps CreatedAt on new records. Nil means time.Now. Cache
+	// expiry uses the runtime clock and timers; tests fake those with
+	// testing/synctest.
+	Now func() time.Time
+}
+
+// Manager creates, rotates and rewraps data keys, and hands out unwrapped
+// data keys from an in-memory cache. It is safe for concurrent use.
+type Manager struct {
+	store    keystore.Store
+	master   kms.MasterKey
+	masters  map[string]kms.MasterKey // by ID: Master and Previous
+	ttl      time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+	closed   atomic.Bool
+	keyGroup singleflight.Group
+	metaGrp  singleflight.Group
+
+	// metas is a copy-on-write map of key name to its versions; readers
+	// load it without locking, writers hold metaMu.
+	metas  atomic.Pointer[map[string]*keyMeta]
+	metaMu sync.Mutex
+
+	mu    sync.Mutex // guards lru and used
+	lru   *simplelru.LRU[cacheKey, *entry]
+	used  map[cacheKey]uint64 // encryptions by evicted instances of a version
+	hooks testHooks
+}
+
+// testHooks are set only by export_test.go.
+type testHooks struct {
+	beforeDecrypt func()
+}
+
+// New returns a Manager. It does not contact the store or the master key.
+func New(opts Options) (*Manager, error) {
+	if opts.Store == nil {
+		return nil, errors.New("key manager: no keystore")
+	}
+	if opts.Master == nil {
+		return nil, errors.New("key manager: no master key")
+	}
+	if opts.MaxEntries < 0 {
+		return nil, fmt.Errorf("key manager: negative cache size %d", opts.MaxEntries)
+	}
+	if opts.TTL < 0 {
+		return nil, fmt.Errorf("key manager: negative cache TTL %s", opts.TTL)
+	}
+	m := &Manager{
+		store:   opts.Store,
+		master:  opts.Master,
+		masters: make(map[string]kms.MasterKey, 1+len(opts.Previous)),
+		ttl:     opts.TTL,
+		log:     opts.Logger,
+		now:     opts.Now,
+		used:    make(map[cacheKey]uint64),
+	}
+	if m.master.ID() == "" {
+		return nil, errors.New("key manager: master key has an empty ID")
+	}
+	m.masters[m.master.ID()] = m.master
+	for i, p := range opts.Previous {
+		if p == nil {
+			return nil, fmt.Errorf("key manager: previous master key %d is nil", i)
+		}
+		id := p.ID()
+		if id == "" {
+			return nil, fmt.Errorf("key manager: previous master key %d has an empty ID", i)
+		}
+		if _, dup := m.masters[id]; dup {
+			return nil, fmt.Errorf("key manager: master key %q configured twice", id)
+		}
+		m.masters[id] = p
+	}
+	if m.ttl == 0 {
+		m.ttl = DefaultTTL
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	size := opts.MaxEntries
+	if size == 0 {
+		size = DefaultMaxEntries
+	}
+	lru, err := simplelru.NewLRU(size, m.onEvict)
+	if err != nil {
+		return nil, fmt.Errorf("key manager: %w", err)
+	}
+	m.lru = lru
+	m.metas.Store(&map[string]*keyMeta{})
+	return m, nil
+}
+
+// Close destroys every cached key and stops the expiry timers. Keys handed
+// out earlier fail with crypto.ErrKeyDestroyed afterwards, and every later
+// call returns ErrClosed. Close does not close the Store or master keys.
+func (m *Manager) Close() {
+	m.closed.Store(true)
+	m.mu.Lock()
+	m.lru.Purge()
+	m.mu.Unlock()
+	m.forgetAll()
+}
+
+// masterFor returns the configured master key with the given ID.
+func (m *Manager) masterFor(ref kms.KeyRef, id string) (kms.MasterKey, error) {
+	mk, ok := m.masters[id]
+	if !ok {
+		return nil, fmt.Errorf("data key %s is wrapped by master key %q, which is not configured (current master key %q): %w",
+			ref, id, m.master.ID(), ErrUnavailable)
+	}
+	return mk, nil
+}
+
+// unwrap returns the plaintext of r's data key, checked for size. The
+// caller must zero it.
+func (m *Manager) unwrap(ctx context.Context, r *keystore.Record) ([]byte, error) {
+	ref := kms.KeyRef{Name: r.Name, Version: r.Version}
+	mk, err := m.masterFor(ref, r.MasterKeyID)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := mk.Unwrap(ctx, ref, r.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap data key %s with master key %q: %w: %w", ref, mk.ID(), ErrUnavailable, err)
+	}
+	if want := r.Algorithm.KeySize(); want == 0 || len(pt) != want {
+		clear(pt)
+		return nil, fmt.Errorf("unwrap data key %s with master key %q: got %d bytes, %s needs %d: %w",
+			ref, mk.ID(), len(pt), r.Algorithm, want, ErrUnavailable)
+	}
+	return pt, nil
+}
+
+// flight runs fn once for all concurrent callers with the same key. fn runs
+// detached from the cancellation of ctx (bounded by flightTimeout); each
+// caller stops waiting when its own ctx is done.
+func flight[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	ch := g.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		defer cancel()
+		return fn(fctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
