@@ -1,0 +1,305 @@
+package crypto
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/tink-crypto/tink-go/v2/daead/subtle"
+
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// MaxKeyNameLen is the longest data key name in bytes: the associated data
+// stores its length as a uint16.
+const MaxKeyNameLen = math.MaxUint16
+
+// GCMEncryptionLimit is the number of randomized encryptions one data key
+// version may perform (NIST SP 800-38D §8.3 for random 96-bit nonces). The
+// key manager watches Key.Encryptions and rotates well before it; Encrypt
+// refuses (ErrKeyExhausted) past it.
+const GCMEncryptionLimit = 1 << 32
+
+// ErrKeyExhausted is wrapped by Encrypt once an AES-256-GCM Key has
+// performed GCMEncryptionLimit encryptions: rotate the data key.
+var ErrKeyExhausted = errors.New("data key reached its randomized encryption limit; rotate it")
+
+// Key is one unwrapped version of one named data key, ready to encrypt and
+// decrypt. It is safe for concurrent use by multiple goroutines, including
+// a concurrent Destroy.
+//
+// A Key never holds the raw material it was built from: NewKey builds the
+// ciphers and forgets it (see "Key material in memory" in the package doc).
+// Its String, GoString and LogValue show only name, version and algorithm.
+type Key struct {
+	name    string
+	version uint32
+	alg     Algorithm
+
+	// ads holds the associated data for every plaintext type, back to back:
+	// entry t-1 is header(t) || uint16 BE len(name) || name. Bytes 0..6 of
+	// an entry are also the header Encrypt writes. Not secret; immutable.
+	ads   []byte
+	adLen int
+
+	encryptions atomic.Uint64
+	ciphers     atomic.Pointer[keyCiphers] // nil after Destroy
+}
+
+// keyCiphers is what Destroy drops.
+type keyCiphers struct {
+	gcm cipher.AEAD    // AlgorithmAESGCM: nonce(12) || ct || tag(16)
+	siv *subtle.AESSIV // AlgorithmAESSIV: SIV(16) || ct
+}
+
+// NewKey builds the Key for version version of data key name. material must
+// be exactly alg.KeySize() bytes; NewKey does not retain it, so the caller
+// may (and should) zero its copy as soon as NewKey returns. name must be
+// non-empty valid UTF-8 of at most MaxKeyNameLen bytes: it is bound into
+// every ciphertext as associated data.
+func NewKey(name string, version uint32, alg Algorithm, material []byte) (*Key, error) {
+	switch {
+	case name == "":
+		return nil, errors.New("new data key: empty key name")
+	case len(name) > MaxKeyNameLen:
+		return nil, fmt.Errorf("new data key: name is %d bytes, longer than %d", len(name), MaxKeyNameLen)
+	case !utf8.ValidString(name):
+		return nil, fmt.Errorf("new data key %q: name is not valid UTF-8", name)
+	case !alg.Valid():
+		return nil, fmt.Errorf("new data key %q version %d: invalid algorithm %d", name, version, byte(alg))
+	case len(material) != alg.KeySize():
+		return nil, fmt.Errorf("new data key %q version %d: %s needs a %d-byte key, got %d bytes",
+			name, version, alg, alg.KeySize(), len(material))
+	}
+
+	c := new(keyCiphers)
+	switch alg {
+	case AlgorithmAESGCM:
+		// aes.NewCipher copies the key into its expanded schedule.
+		block, err := aes.NewCipher(material)
+		if err != nil {
+			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
+		}
+		c.gcm, err = cipher.NewGCMWithRandomNonce(block)
+		if err != nil {
+			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
+		}
+	case AlgorithmAESSIV:
+		// subtle.NewAESSIV keeps slices of the key it is given (it re-keys
+		// AES-CTR from the second half on every call), so hand it a private
+		// copy rather than the caller's buffer.
+		siv, err := subtle.NewAESSIV(slices.Clone(material))
+		if err != nil {
+			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
+		}
+		c.siv = siv
+	}
+
+	k := &Key{name: name, version: version, alg: alg}
+	k.buildAssociatedData()
+	k.ciphers.Store(c)
+	return k, nil
+}
+
+// buildAssociatedData fills k.ads with one entry per valid plaintext type
+// (CONTRACT §3): version, algorithm, key version, type code, uint16 BE name
+// length, name.
+func (k *Key) buildAssociatedData() {
+	n := 0
+	for value.Type(n + 1).Valid() {
+		n++
+	}
+	k.adLen = HeaderSize + 2 + len(k.name)
+	k.ads = make([]byte, n*k.adLen)
+	for i := range n {
+		ad := k.ads[i*k.adLen : (i+1)*k.adLen]
+		ad[0] = FormatVersion
+		ad[1] = byte(k.alg)
+		binary.BigEndian.PutUint32(ad[2:6], k.version)
+		ad[6] = value.Type(i + 1).Code()
+		binary.BigEndian.PutUint16(ad[HeaderSize:HeaderSize+2], uint16(len(k.name)))
+		copy(ad[HeaderSize+2:], k.name)
+	}
+}
+
+// associatedData returns the associated data for plaintext type t (its
+// first HeaderSize bytes are the header), or nil if t is not a valid type.
+// The result has no spare capacity, so appending to it cannot clobber the
+// next entry.
+func (k *Key) associatedData(t value.Type) []byte {
+	if !t.Valid() {
+		return nil
+	}
+	i := int(t.Code()) - 1
+	if (i+1)*k.adLen > len(k.ads) {
+		return nil
+	}
+	return k.ads[i*k.adLen : (i+1)*k.adLen : (i+1)*k.adLen]
+}
+
+// Name is the data key name bound into every ciphertext.
+func (k *Key) Name() string { return k.name }
+
+// Version is the data key version written into every ciphertext header.
+func (k *Key) Version() uint32 { return k.version }
+
+// Algorithm is the algorithm this key encrypts with.
+func (k *Key) Algorithm() Algorithm { return k.alg }
+
+// Encryptions is how many randomized (AES-256-GCM) encryptions this Key has
+// performed since NewKey. It is always 0 for AES-256-SIV keys, which use no
+// nonce. Compare it to GCMEncryptionLimit. The count lives in this Key only:
+// it starts again at 0 when the key is unwrapped again.
+func (k *Key) Encryptions() uint64 { return k.encryptions.Load() }
+
+// Encrypt encrypts plaintext, whose type is t, and appends the ciphertext
+// (header || payload, CONTRACT §3) to dst, returning the extended slice.
+// When dst has room for the plaintext plus k.Algorithm().Overhead() bytes,
+// AES-256-GCM allocates nothing; AES-256-SIV allocates inside Tink.
+// dst must not overlap plaintext. On error it returns nil.
+//
+// AES-256-GCM draws a fresh random nonce from crypto/rand for every call,
+// so equal plaintexts give different ciphertexts. AES-256-SIV is
+// deterministic: equal (plaintext, t, key name, key version) give equal
+// ciphertexts.
+func (k *Key) Encrypt(dst, plaintext []byte, t value.Type) ([]byte, error) {
+	c := k.ciphers.Load()
+	if c == nil {
+		return nil, ErrKeyDestroyed
+	}
+	ad := k.associatedData(t)
+	if ad == nil {
+		return nil, fmt.Errorf("encrypt with data key %q version %d: invalid plaintext type %d", k.name, k.version, byte(t))
+	}
+	switch k.alg {
+	case AlgorithmAESGCM:
+		if k.encryptions.Add(1) > GCMEncryptionLimit {
+			return nil, fmt.Errorf("encrypt with data key %q version %d: %w", k.name, k.version, ErrKeyExhausted)
+		}
+		dst = slices.Grow(dst, HeaderSize+GCMNonceSize+len(plaintext)+GCMTagSize)
+		dst = append(dst, ad[:HeaderSize]...)
+		return c.gcm.Seal(dst, nil, plaintext, ad), nil
+	case AlgorithmAESSIV:
+		payload, err := c.siv.EncryptDeterministically(plaintext, ad)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt with data key %q version %d: %w", k.name, k.version, err)
+		}
+		dst = slices.Grow(dst, HeaderSize+len(payload))
+		dst = append(dst, ad[:HeaderSize]...)
+		return append(dst, payload...), nil
+	default:
+		// NewKey admits only valid algorithms.
+		panic("BUG: crypto.Key with invalid algorithm " + k.alg.String())
+	}
+}
+
+// Decrypt authenticates and decrypts ciphertext, appends the plaintext to
+// dst and returns it with the plaintext type from the header. dst must not
+// overlap ciphertext; even when Decrypt fails, dst's spare capacity may
+// have been overwritten. On error it returns nil and TypeUnknown.
+//
+// Errors:
+//   - wrapping ErrMalformed: too short, unknown format version, algorithm or
+//     type code (public header fields only);
+//   - wrapping ErrKeyMismatch: the header names another algorithm or key
+//     version than this Key's (use ParseHeader to pick the Key);
+//   - wrapping ErrDecrypt: authentication failed — wrong key material, wrong
+//     key name, or any modified byte. It never says which;
+//   - ErrKeyDestroyed after Destroy.
+func (k *Key) Decrypt(dst, ciphertext []byte) ([]byte, value.Type, error) {
+	c := k.ciphers.Load()
+	if c == nil {
+		return nil, value.TypeUnknown, ErrKeyDestroyed
+	}
+	h, p := parseHeader(ciphertext)
+	if p != headerOK {
+		return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w",
+			k.name, k.version, headerError(p, ciphertext))
+	}
+	if h.Algorithm != k.alg {
+		return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w: ciphertext is %s, key is %s",
+			k.name, k.version, ErrKeyMismatch, h.Algorithm, k.alg)
+	}
+	if h.KeyVersion != k.version {
+		return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w: ciphertext is for key version %d",
+			k.name, k.version, ErrKeyMismatch, h.KeyVersion)
+	}
+	// Every header field now equals this Key's, so the precomputed
+	// associated data starts with exactly ciphertext[:HeaderSize].
+	ad := k.associatedData(h.Type)
+	if ad == nil {
+		// parseHeader accepted the type, so it has an entry.
+		panic("BUG: no associated data for valid type " + h.Type.String())
+	}
+	payload := ciphertext[HeaderSize:]
+	switch k.alg {
+	case AlgorithmAESGCM:
+		out, err := c.gcm.Open(dst, nil, payload, ad)
+		if err != nil {
+			return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w", k.name, k.version, ErrDecrypt)
+		}
+		return out, h.Type, nil
+	case AlgorithmAESSIV:
+		pt, err := c.siv.DecryptDeterministically(payload, ad)
+		if err != nil {
+			return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w", k.name, k.version, ErrDecrypt)
+		}
+		if len(dst) == 0 && cap(dst) < len(pt) {
+			// Nothing to keep and no room to reuse: Tink's buffer is ours.
+			return pt, h.Type, nil
+		}
+		return append(dst, pt...), h.Type, nil
+	default:
+		panic("BUG: crypto.Key with invalid algorithm " + k.alg.String())
+	}
+}
+
+// Destroy drops this Key's ciphers so their memory can be reclaimed; after
+// it, Encrypt and Decrypt return ErrKeyDestroyed. Calls already in progress
+// finish normally. Name, Version, Algorithm and Encryptions keep working.
+// Destroy is idempotent. It does not (cannot) zero the AES key schedules:
+// see "Key material in memory" in the package doc.
+func (k *Key) Destroy() { k.ciphers.Store(nil) }
+
+// String identifies the key without revealing it, e.g.
+// `crypto.Key{name="users_email" version=3 algorithm=AES-256-SIV}`.
+func (k *Key) String() string {
+	return fmt.Sprintf("crypto.Key{name=%q version=%d algorithm=%s}", k.name, k.version, k.alg)
+}
+
+// GoString makes %#v print the same as String, never the cipher state.
+func (k *Key) GoString() string { return k.String() }
+
+// LogValue logs a Key as a group of name, version and algorithm.
+func (k *Key) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("name", k.name),
+		slog.Uint64("version", uint64(k.version)),
+		slog.String("algorithm", k.alg.String()),
+	)
+}
+
+// NewRandomKeyMaterial returns alg.KeySize() bytes from crypto/rand, for a
+// new data key version. The caller wraps it and zeroes it after NewKey.
+func NewRandomKeyMaterial(alg Algorithm) ([]byte, error) {
+	if !alg.Valid() {
+		return nil, fmt.Errorf("new key material: invalid algorithm %d", byte(alg))
+	}
+	b := make([]byte, alg.KeySize())
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("new key material: %w", err)
+	}
+	return b, nil
+}
+
+var _ slog.LogValuer = (*Key)(nil)
+var _ fmt.Stringer = (*Key)(nil)
+var _ fmt.GoStringer = (*Key)(nil)
