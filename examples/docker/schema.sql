@@ -1,0 +1,8 @@
+-- Encrypted columns are bytea: dbproxy stores ciphertext there.
+CREATE TABLE users (
+    id    bigserial PRIMARY KEY,
+    name  text NOT NULL,
+    email bytea,
+    ssn   bytea
+);
+CREATE INDEX users_email ON users (email);
