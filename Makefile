@@ -26,5 +26,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 3m ./config/
 	$(GO) test -run XXX -fuzz FuzzCanonicalText -fuzztime 3m ./value/
 
+# No-Docker quickstart: throwaway PostgreSQL + MariaDB + dbproxy.
+demo:
+	scripts/demo.sh
+
 clean:
 	rm -rf bin

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 )
 
@@ -23,6 +24,11 @@ const defaultShutdownTimeout = 30 * time.Second
 // It returns an error if a listener cannot be built or bound, or if one
 // stops serving unexpectedly.
 func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	return serveWith(ctx, cfg, logger, nil)
+}
+
+// serveWith is runServe with the encryption layer (nil: none).
+func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc *encryption) error {
 	type listener struct {
 		name string
 		lc   *config.Listener
@@ -40,7 +46,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 			name = string(lc.Protocol)
 		}
 		log := logger.With(slog.String("listener", name))
-		h, err := newHandler(lc, name, logger) // the handler adds the listener name itself
+		h, err := newHandler(lc, name, logger, enc) // the handler adds the listener name itself
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", name, err)
 		}
@@ -107,19 +113,26 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 
 // newHandler translates one listener's configuration into a protocol
 // handler, which logs to log with the listener name attached.
-func newHandler(lc *config.Listener, name string, log *slog.Logger) (proxy.Handler, error) {
+func newHandler(lc *config.Listener, name string, log *slog.Logger, enc *encryption) (proxy.Handler, error) {
 	switch lc.Protocol {
 	case config.ProtocolPostgres:
-		return newPostgresHandler(lc, name, log)
+		return newPostgresHandler(lc, name, log, enc)
 	case config.ProtocolMySQL:
-		return nil, errors.New("protocol mysql not implemented yet")
+		return newMySQLHandler(lc, name, log, enc)
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", lc.Protocol)
 	}
 }
 
-func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger) (*postgres.Handler, error) {
+func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, enc *encryption) (*postgres.Handler, error) {
 	opts := postgres.Options{Name: name, Upstream: lc.Upstream, Logger: log}
+	if enc != nil {
+		ic, err := enc.postgresInterceptor(lc, log.With(slog.String("listener", name)))
+		if err != nil {
+			return nil, err
+		}
+		opts.Interceptor = ic
+	}
 	if lc.TLS != nil {
 		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, postgres.ALPN)
 		if err != nil {
@@ -134,6 +147,31 @@ func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger) (*po
 	}
 	opts.UpstreamTLS = up
 	return postgres.NewHandler(opts)
+}
+
+func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, enc *encryption) (*mysql.Handler, error) {
+	opts := mysql.Options{Name: name, Upstream: lc.Upstream, Logger: log}
+	if enc != nil { // never relay plaintext to a database that should hold ciphertext
+		ic, err := enc.mysqlInterceptor(log.With(slog.String("listener", name)))
+		if err != nil {
+			return nil, err
+		}
+		opts.Interceptor = ic
+	}
+	if lc.TLS != nil {
+		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLS = tlsCfg
+		opts.RequireTLS = lc.TLS.Require
+	}
+	up, err := upstreamTLS(lc)
+	if err != nil {
+		return nil, err
+	}
+	opts.UpstreamTLS = up
+	return mysql.NewHandler(opts)
 }
 
 // upstreamTLS translates upstream_tls; an unset mode means prefer, as in

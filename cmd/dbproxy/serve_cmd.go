@@ -19,5 +19,12 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	logger := newLogger(e.stderr, cfg.Log)
-	return runServe(ctx, cfg, logger)
+	enc, err := openEncryption(ctx, cfg, e, logger)
+	if err != nil {
+		return err
+	}
+	if enc != nil {
+		defer enc.close()
+	}
+	return serveWith(ctx, cfg, logger, enc)
 }

@@ -31,6 +31,9 @@ type MariaDB struct {
 	// Socket is the server's unix socket ("" for an external server).
 	Socket   string
 	External bool // named by DBPROXY_TEST_MYSQL_DSN, not started here
+	// CAFile verifies the server's TLS certificate (for 127.0.0.1 and
+	// localhost); "" for an external server. TLS is optional for clients.
+	CAFile string
 
 	super *MariaDB
 }
@@ -82,7 +85,7 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	} else {
 		srv := mariaDBServerFor(t)
 		connect = srv.adminConnect
-		m = &MariaDB{Host: "127.0.0.1", Port: srv.port, DataDir: srv.dataDir, Socket: srv.socket,
+		m = &MariaDB{Host: "127.0.0.1", Port: srv.port, DataDir: srv.dataDir, Socket: srv.socket, CAFile: srv.caFile,
 			super: &MariaDB{Host: "127.0.0.1", Port: srv.port, User: "root", DataDir: srv.dataDir, Socket: srv.socket}}
 	}
 
@@ -187,6 +190,7 @@ type mariaDBServer struct {
 	dataDir string
 	socket  string
 	logPath string
+	caFile  string
 	port    int
 	proc    *child
 }
@@ -246,6 +250,11 @@ func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
 	if err := copyTree(filepath.Join(tmpl, "data"), s.dataDir, nil); err != nil {
 		return fail(fmt.Errorf("copy data directory template: %w", err))
 	}
+	tlsArgs, caFile, err := mariaDBTLSArgs(filepath.Join(dir, "tls"))
+	if err != nil {
+		return fail(err)
+	}
+	s.caFile = caFile
 
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
@@ -253,7 +262,7 @@ func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
 		if err != nil {
 			return fail(err)
 		}
-		proc, err := startChild(mariadbd, []string{
+		proc, err := startChild(mariadbd, append([]string{
 			"--no-defaults",
 			"--datadir=" + s.dataDir,
 			user,
@@ -267,7 +276,7 @@ func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
 			"--innodb-log-file-size=16M",
 			"--innodb-flush-log-at-trx-commit=0",
 			"--max-connections=200",
-		}, childOpts{logPath: s.logPath, dir: dir})
+		}, tlsArgs...), childOpts{logPath: s.logPath, dir: dir})
 		if err != nil {
 			return fail(err)
 		}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# pg-select.sh: pgbench -S (select-only) directly, through PgBouncer (session
+# pooling, the reference proxy) and through dbproxy, in the same run, at 1 and
+# 16 clients; prints median tps and mean latency per target and the ratios.
+#
+#   bench/pg-select.sh                 # defaults: 10 s per run, 3 rounds
+#   DURATION=20 ROUNDS=5 bench/pg-select.sh
+#
+# Starts its own throwaway PostgreSQL and PgBouncer (Debian packages
+# postgresql, pgbouncer) on free ports under a temp dir, and builds dbproxy.
+# Rounds interleave the targets so machine drift hits all of them alike.
+set -euo pipefail
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+SCALE=${SCALE:-10}
+CLIENTS=${CLIENTS:-"1 16"}
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+command -v pgbouncer >/dev/null || { echo "pgbouncer not installed: apt-get install pgbouncer" >&2; exit 1; }
+[ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d /tmp/dbproxy-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+
+pgport=$(freeport); bport=$(freeport); dport=$(freeport)
+as_pg "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+cat >>"$work/pg/postgresql.conf" <<CONF
+port = $pgport
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+fsync = off
+synchronous_commit = off
+max_connections = 100
+shared_buffers = 128MB
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$pgport" -U postgres bench
+pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$pgport" -U postgres bench >/dev/null 2>&1
+
+cat >"$work/pgbouncer.ini" <<CONF
+[databases]
+bench = host=127.0.0.1 port=$pgport dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bport
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+CONF
+echo '"postgres" ""' >"$work/userlist.txt"
+[ "$(id -u)" = 0 ] && chown postgres "$work"/pgbouncer.ini "$work"/userlist.txt
+as_pg pgbouncer -d "$work/pgbouncer.ini"
+
+(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
+cat >"$work/dbproxy.yaml" <<CONF
+listeners:
+  - name: pg
+    protocol: postgres
+    listen: 127.0.0.1:$dport
+    upstream: 127.0.0.1:$pgport
+    upstream_tls:
+      mode: disable
+log:
+  level: warn
+CONF
+"$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+pids+=($!)
+for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
+[ -f "$work/pgbouncer.pid" ] && pids+=("$(cat "$work/pgbouncer.pid")")
+
+declare -A port=([direct]=$pgport [pgbouncer]=$bport [dbproxy]=$dport)
+targets="direct pgbouncer dbproxy"
+results="$work/results"
+: >"$results"
+for round in $(seq "$ROUNDS"); do
+  for c in $CLIENTS; do
+    j=$(( c < 2 ? 1 : 2 ))
+    for t in $targets; do
+      out=$(pgbench -S -n -c "$c" -j "$j" -T "$DURATION" -h 127.0.0.1 -p "${port[$t]}" -U postgres bench 2>&1)
+      tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
+      lat=$(awk '/^latency average/ {print $4; exit}' <<<"$out")
+      echo "$t $c $tps $lat" >>"$results"
+      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms\n' "$round" "$t" "$c" "$tps" "$lat" >&2
+    done
+  done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo
+echo "pgbench -S, scale $SCALE, ${DURATION}s x $ROUNDS rounds, median per target ($(nproc) cores, loopback)"
+printf '%-10s %8s %12s %12s %14s %18s\n' target clients tps latency_ms tps/direct added_latency_us
+for c in $CLIENTS; do
+  dt=$(awk -v c="$c" '$1=="direct" && $2==c {print $3}' "$results" | median)
+  dl=$(awk -v c="$c" '$1=="direct" && $2==c {print $4}' "$results" | median)
+  for t in $targets; do
+    tt=$(awk -v t="$t" -v c="$c" '$1==t && $2==c {print $3}' "$results" | median)
+    tl=$(awk -v t="$t" -v c="$c" '$1==t && $2==c {print $4}' "$results" | median)
+    awk -v t="$t" -v c="$c" -v tt="$tt" -v tl="$tl" -v dt="$dt" -v dl="$dl" \
+      'BEGIN {printf "%-10s %8d %12.0f %12.3f %14.2f %18.0f\n", t, c, tt, tl, tt/dt, (tl-dl)*1000}'
+  done
+done

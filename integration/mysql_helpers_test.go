@@ -1,0 +1,224 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
+	driver "github.com/go-sql-driver/mysql"
+)
+
+// myProxy is an in-process dbproxy MySQL listener on 127.0.0.1:0.
+type myProxy struct {
+	Addr   string
+	Host   string
+	Port   int
+	CAFile string // CA of the client-facing certificate ("" without TLS)
+	Srv    *proxy.Server
+	Logs   *lockedBuffer
+
+	db       *testenv.MariaDB
+	serveErr chan error
+}
+
+// myProxyOpts select the proxy's TLS legs and options.
+type myProxyOpts struct {
+	ClientTLS   bool               // offer TLS to clients
+	RequireTLS  bool               // refuse plaintext clients
+	Upstream    proxy.SSLMode      // default SSLDisable
+	UpstreamTLS *proxy.UpstreamTLS // overrides Upstream
+	Interceptor mysql.Interceptor
+	Hide        uint64 // capabilities hidden from clients
+	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+var tlsConfigSeq atomic.Int64
+
+// startMyProxy starts a proxy in front of db and stops it (hard) when the
+// test ends.
+func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
+	t.Helper()
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mode := o.Upstream
+	if mode == 0 {
+		mode = proxy.SSLDisable
+	}
+	up := proxy.UpstreamTLS{Mode: mode, ServerName: db.Host}
+	if (mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull) && db.CAFile != "" {
+		pool, err := proxy.LoadCertPool(db.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.RootCAs = pool
+	}
+	if o.UpstreamTLS != nil {
+		up = *o.UpstreamTLS
+	}
+	opts := mysql.Options{
+		Name:             "mysql-test",
+		Upstream:         db.Addr(),
+		UpstreamTLS:      up,
+		Logger:           logger,
+		Interceptor:      o.Interceptor,
+		HideCapabilities: o.Hide,
+		Dial:             o.Dial,
+	}
+	p := &myProxy{Logs: logs, db: db, serveErr: make(chan error, 1)}
+	if o.ClientTLS || o.RequireTLS {
+		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
+		cfg, err := proxy.ServerTLSConfig(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.TLS = cfg
+		opts.RequireTLS = o.RequireTLS
+		p.CAFile = ca
+	}
+	h, err := mysql.NewHandler(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Srv = &proxy.Server{Handler: h, Logger: logger}
+	p.Addr = l.Addr().String()
+	p.Host = "127.0.0.1"
+	p.Port = l.Addr().(*net.TCPAddr).Port
+	go func() { p.serveErr <- p.Srv.Serve(l) }()
+	t.Cleanup(func() {
+		_ = p.Srv.Close()
+		if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		if t.Failed() {
+			t.Logf("proxy logs:\n%s", logs.String())
+		}
+	})
+	return p
+}
+
+// registerTLS registers a go-sql-driver TLS configuration that verifies
+// against caFile and returns its name.
+func registerTLS(t testing.TB, caFile string) string {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA certificate in", caFile)
+	}
+	name := "dbproxy-test-" + strconv.FormatInt(tlsConfigSeq.Add(1), 10)
+	if err := driver.RegisterTLSConfig(name, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { driver.DeregisterTLSConfig(name) })
+	return name
+}
+
+// myConfig returns a go-sql-driver configuration for db's user through the
+// proxy. params are DSN parameters ("multiStatements=true", "tls=...").
+func (p *myProxy) config(t testing.TB, params ...string) *driver.Config {
+	t.Helper()
+	return myConfigAt(t, p.Addr, p.db.User, p.db.Password, p.db.Database, params...)
+}
+
+func myConfigAt(t testing.TB, addr, user, password, database string, params ...string) *driver.Config {
+	t.Helper()
+	cfg := driver.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
+	cfg.Timeout = 10 * time.Second
+	if len(params) > 0 {
+		parsed, err := driver.ParseDSN("u:p@tcp(" + addr + ")/d?" + strings.Join(params, "&"))
+		if err != nil {
+			t.Fatalf("parse DSN parameters %v: %v", params, err)
+		}
+		parsed.User, parsed.Passwd, parsed.DBName = user, password, database
+		parsed.Timeout = cfg.Timeout
+		cfg = parsed
+	}
+	cfg.ParseTime = true
+	return cfg
+}
+
+// openDB opens a database/sql pool for cfg, closed when the test ends.
+func openDB(t testing.TB, cfg *driver.Config) *sql.DB {
+	t.Helper()
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// openConn opens one dedicated connection for cfg and pings it.
+func openConn(t testing.TB, cfg *driver.Config) *sql.Conn {
+	t.Helper()
+	db := openDB(t, cfg)
+	c, err := db.Conn(testCtx(t))
+	if err != nil {
+		t.Fatalf("connect to %s as %s: %v", cfg.Addr, cfg.User, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// adminDB opens a pool as the server's administrator (direct).
+func adminDB(t testing.TB, db *testenv.MariaDB) *sql.DB {
+	t.Helper()
+	su := db.Superuser()
+	cfg := driver.NewConfig()
+	cfg.User, cfg.Passwd, cfg.DBName = su.User, su.Password, su.Database
+	if su.Socket != "" {
+		cfg.Net, cfg.Addr = "unix", su.Socket
+	} else {
+		cfg.Net, cfg.Addr = "tcp", su.Addr()
+	}
+	return openDB(t, cfg)
+}
+
+// waitForProcess returns the id of the server thread whose query contains
+// marker, polling the process list.
+func waitForProcess(t testing.TB, admin *sql.DB, marker string) int64 {
+	t.Helper()
+	var id int64
+	waitFor(t, "query "+marker+" to run", func() bool {
+		err := admin.QueryRowContext(testCtx(t),
+			`SELECT id FROM information_schema.processlist WHERE info LIKE ? AND info NOT LIKE '%processlist%'`,
+			"%"+marker+"%").Scan(&id)
+		return err == nil
+	})
+	return id
+}
+
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func dialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", addr, d)
+}

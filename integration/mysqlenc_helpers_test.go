@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// myEncEnv is a MariaDB database behind an encrypting MySQL proxy.
+type myEncEnv struct {
+	db     *testenv.MariaDB
+	proxy  *myProxy
+	mgr    *keys.Manager
+	direct *sql.DB // straight to the database, bypassing the proxy
+	specs  []rules.Spec
+}
+
+// startMyEncProxy creates the tables (ddl statements, run directly), a
+// local master key, a file keystore with every data key of specs, and an
+// encrypting proxy.
+func startMyEncProxy(t testing.TB, ddl []string, specs []rules.Spec) *myEncEnv {
+	t.Helper()
+	ctx := context.Background()
+	db := testenv.StartMariaDB(t)
+	dir := t.TempDir()
+	mkPath := filepath.Join(dir, "master.key")
+	if _, err := kms.CreateLocalKeyFile(mkPath); err != nil {
+		t.Fatal(err)
+	}
+	master, err := kms.LoadLocal(mkPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	mgr, err := keys.New(keys.Options{Store: store, Master: master})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mgr.Close)
+	var ks []keys.Spec
+	seen := map[string]bool{}
+	for i := range specs {
+		specs[i].Database = db.Database
+		if !seen[specs[i].Key] {
+			seen[specs[i].Key] = true
+			ks = append(ks, keys.Spec{Name: specs[i].Key, Algorithm: specs[i].Mode.Algorithm()})
+		}
+	}
+	if _, err := mgr.Init(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.New(rules.DialectMySQL, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := openDB(t, myConfigAt(t, db.Addr(), db.User, db.Password, db.Database))
+	for _, q := range ddl {
+		if _, err := direct.ExecContext(ctx, q); err != nil {
+			t.Fatalf("ddl: %v", err)
+		}
+	}
+	ic, err := mycrypt.New(mycrypt.Options{Rules: set, Keys: mgr, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startMyProxy(t, db, myProxyOpts{Interceptor: ic})
+	return &myEncEnv{db: db, proxy: p, mgr: mgr, direct: direct, specs: specs}
+}
+
+// rawRows reads every row of table directly, each column as raw bytes.
+func (e *myEncEnv) rawRows(t testing.TB, table string) [][][]byte {
+	t.Helper()
+	rows, err := e.direct.QueryContext(context.Background(), "SELECT * FROM `"+table+"`")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out [][][]byte
+	for rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		row := make([][]byte, len(cols))
+		for i, v := range vals {
+			if v != nil {
+				row[i] = append([]byte{}, v...)
+			}
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkAtRest asserts that every non-NULL value of every configured column
+// is a ciphertext of the configured algorithm and type, and that none of
+// the plaintexts occurs anywhere in the raw tables.
+func (e *myEncEnv) checkAtRest(t testing.TB, plaintexts []string) {
+	t.Helper()
+	tables := map[string]bool{}
+	for _, sp := range e.specs {
+		tables[sp.Table] = true
+		rows, err := e.direct.QueryContext(context.Background(), fmt.Sprintf("SELECT `%s` FROM `%s`", sp.Column, sp.Table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			if b == nil {
+				continue
+			}
+			n++
+			h, err := crypto.ParseHeader(b)
+			if err != nil {
+				t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
+				continue
+			}
+			if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type {
+				t.Errorf("%s.%s: header %+v, want %v/%v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
+			}
+		}
+		_ = rows.Close()
+	}
+	for table := range tables {
+		for _, row := range e.rawRows(t, table) {
+			all := bytes.Join(row, []byte{0})
+			for _, p := range plaintexts {
+				if bytes.Contains(all, []byte(p)) {
+					t.Errorf("table %s holds plaintext %q", table, p)
+				}
+			}
+		}
+	}
+}
+
+// wantRefused asserts err is the proxy's refusal naming want.
+func wantRefused(t testing.TB, err error, want string) {
+	t.Helper()
+	var me *driver.MySQLError
+	if !errors.As(err, &me) {
+		t.Fatalf("want a refusal ERR, got %v", err)
+	}
+	if me.Number != 1235 || !strings.Contains(me.Message, want) {
+		t.Fatalf("got ERR %d %q, want 1235 mentioning %q", me.Number, me.Message, want)
+	}
+}
+
+// cryptoHeader returns the key version of a ciphertext.
+func cryptoHeader(ct []byte) (uint32, error) {
+	h, err := crypto.ParseHeader(ct)
+	if err != nil {
+		return 0, err
+	}
+	return h.KeyVersion, nil
+}

@@ -1,0 +1,210 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestPGAuthMatrix logs in through the proxy for every server auth method ×
+// client leg TLS on/off × upstream leg TLS on/off, with the right and a
+// wrong password. A wrong password must give the client the same SQLSTATE
+// as a direct login (28P01) and leave no session upstream.
+func TestPGAuthMatrix(t *testing.T) {
+	for _, auth := range []string{"trust", "md5", "scram-sha-256", "password"} {
+		t.Run(auth, func(t *testing.T) {
+			pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: auth, TLS: true})
+			admin := connect(t, pg.Superuser().DSN())
+			directWrong := loginErrCode(t, pg.ConnString("disable"), pg.User, "wrong-password")
+			if auth != "trust" && directWrong != "28P01" {
+				t.Fatalf("direct login with a wrong password: %q, want 28P01", directWrong)
+			}
+			for _, clientTLS := range []bool{false, true} {
+				for _, upTLS := range []bool{false, true} {
+					name := fmt.Sprintf("client_tls=%t/upstream_tls=%t", clientTLS, upTLS)
+					t.Run(name, func(t *testing.T) {
+						mode := proxy.SSLDisable
+						if upTLS {
+							mode = proxy.SSLVerifyFull
+						}
+						p := startPGProxy(t, pg, proxyOpts{ClientTLS: clientTLS, Upstream: mode})
+						sslmode := "disable"
+						if clientTLS {
+							sslmode = "verify-full"
+						}
+						c := connect(t, p.DSN(sslmode))
+						var user string
+						var upstreamSSL bool
+						if err := c.QueryRow(testCtx(t), `select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()`).Scan(&user, &upstreamSSL); err != nil {
+							t.Fatal(err)
+						}
+						if user != pg.User || upstreamSSL != upTLS {
+							t.Fatalf("session user %q upstream ssl %t; want %q %t", user, upstreamSSL, pg.User, upTLS)
+						}
+						_ = c.Close(testCtx(t))
+
+						got := loginErrCode(t, p.DSNFor(pg.User, "wrong-password", sslmode), pg.User, "")
+						if got != directWrong {
+							t.Fatalf("wrong password through proxy: %q, direct: %q", got, directWrong)
+						}
+						if auth != "trust" {
+							waitFor(t, "no leftover upstream session", func() bool {
+								var n int
+								err := admin.QueryRow(testCtx(t), `select count(*) from pg_stat_activity where usename = $1`, pg.User).Scan(&n)
+								return err == nil && n == 0
+							})
+						}
+						logs := p.Logs.String()
+						if strings.Contains(logs, pg.Password) || strings.Contains(logs, "wrong-password") {
+							t.Fatalf("a password appears in the proxy logs:\n%s", logs)
+						}
+						if auth == "scram-sha-256" && clientTLS {
+							want := "mechanism=SCRAM-SHA-256"
+							if upTLS {
+								want = "mechanism=SCRAM-SHA-256-PLUS"
+							}
+							if !strings.Contains(logs, want+"\n") && !strings.Contains(logs, want+" ") {
+								t.Fatalf("proxy did not terminate SCRAM with %s:\n%s", want, logs)
+							}
+						}
+					})
+				}
+			}
+		})
+	}
+}
+
+// loginErrCode connects and returns the SQLSTATE of the failure, "" on
+// success (closing the connection), or "non-pg error: ..." otherwise.
+func loginErrCode(t *testing.T, dsn, user, password string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if password != "" {
+		cfg.User, cfg.Password = user, password
+	}
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err == nil {
+		_ = c.Close(context.Background())
+		return ""
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return "non-pg error: " + err.Error()
+}
+
+func TestPGRequireTLS(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{RequireTLS: true})
+	cfg, err := pgx.ParseConfig(p.DSN("disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pgx.ConnectConfig(testCtx(t), cfg)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "28000" || !strings.Contains(pe.Message, "SSL required") {
+		t.Fatalf("plaintext client: %v, want FATAL 28000 SSL required", err)
+	}
+	c := connect(t, p.DSN("verify-full"))
+	var n int
+	if err := c.QueryRow(testCtx(t), `select 1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// sslmode=prefer falls back to nothing: it negotiates TLS and works.
+	c2 := connect(t, p.DSN("prefer"))
+	if err := c2.QueryRow(testCtx(t), `select 1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPGUpstreamSSLModes(t *testing.T) {
+	tlsPG := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
+	plainPG := testenv.StartPostgres(t)
+	cases := []struct {
+		name    string
+		pg      *testenv.Postgres
+		mode    proxy.SSLMode
+		wantSSL bool
+		wantErr bool
+	}{
+		{"disable", tlsPG, proxy.SSLDisable, false, false},
+		{"prefer/tls server", tlsPG, proxy.SSLPrefer, true, false},
+		{"prefer/plain server", plainPG, proxy.SSLPrefer, false, false},
+		{"require/tls server", tlsPG, proxy.SSLRequire, true, false},
+		{"require/plain server", plainPG, proxy.SSLRequire, false, true},
+		{"verify-ca", tlsPG, proxy.SSLVerifyCA, true, false},
+		{"verify-full", tlsPG, proxy.SSLVerifyFull, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPGProxy(t, tc.pg, proxyOpts{Upstream: tc.mode})
+			c, err := pgx.Connect(testCtx(t), p.DSN("disable"))
+			if tc.wantErr {
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "08001" {
+					t.Fatalf("err = %v, want FATAL 08001", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(testCtx(t))
+			var ssl bool
+			if err := c.QueryRow(testCtx(t), `select ssl from pg_stat_ssl where pid = pg_backend_pid()`).Scan(&ssl); err != nil {
+				t.Fatal(err)
+			}
+			if ssl != tc.wantSSL {
+				t.Fatalf("upstream ssl = %t, want %t", ssl, tc.wantSSL)
+			}
+		})
+	}
+}
+
+// TestPGUpstreamVerifyFailures: verification must fail against a CA that
+// did not sign the server, and verify-full against a wrong host name.
+func TestPGUpstreamVerifyFailures(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
+	otherCA, _, _ := testenv.GenerateCert(t, t.TempDir(), "localhost")
+	otherPool, err := proxy.LoadCertPool(otherCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodPool, err := proxy.LoadCertPool(pg.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		up   proxy.UpstreamTLS
+	}{
+		{"verify-ca/wrong CA", proxy.UpstreamTLS{Mode: proxy.SSLVerifyCA, RootCAs: otherPool, ServerName: "127.0.0.1"}},
+		{"verify-full/wrong CA", proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, RootCAs: otherPool, ServerName: "127.0.0.1"}},
+		{"verify-full/wrong host", proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, RootCAs: goodPool, ServerName: "db.example.com"}},
+		{"require with CA file verifies", proxy.UpstreamTLS{Mode: proxy.SSLRequire, RootCAs: otherPool, ServerName: "127.0.0.1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPGProxyUpstream(t, pg, tc.up)
+			_, err := pgx.Connect(testCtx(t), p.DSN("disable"))
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "08001" {
+				t.Fatalf("err = %v, want FATAL 08001", err)
+			}
+			if !strings.Contains(p.Logs.String(), "certificate") {
+				t.Fatalf("log does not say why:\n%s", p.Logs.String())
+			}
+		})
+	}
+}

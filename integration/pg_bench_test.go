@@ -1,0 +1,83 @@
+package integration
+
+import (
+	"context"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/jackc/pgx/v5"
+)
+
+// BenchmarkPGRoundTrip measures select-1 round trips directly and through
+// the proxy; the difference is the proxy's added latency per query.
+//
+//	go test -run XXX -bench PGRoundTrip -benchmem ./integration/
+func BenchmarkPGRoundTrip(b *testing.B) {
+	pg := testenv.StartPostgres(b)
+	p := startPGProxy(b, pg, proxyOpts{})
+	for _, tc := range []struct {
+		name string
+		dsn  string
+	}{
+		{"direct", pg.DSN()},
+		{"proxy", p.DSN("disable")},
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			b.Run(tc.name+"/"+mode.String(), func(b *testing.B) {
+				cfg, err := pgx.ParseConfig(tc.dsn)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg.DefaultQueryExecMode = mode
+				ctx := context.Background()
+				c, err := pgx.ConnectConfig(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close(ctx)
+				b.ReportAllocs()
+				var n int
+				for b.Loop() {
+					if err := c.QueryRow(ctx, "select 1").Scan(&n); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPGLargeResult streams a 10k-row result directly and through the
+// proxy.
+func BenchmarkPGLargeResult(b *testing.B) {
+	pg := testenv.StartPostgres(b)
+	p := startPGProxy(b, pg, proxyOpts{})
+	for _, tc := range []struct {
+		name string
+		dsn  string
+	}{
+		{"direct", pg.DSN()},
+		{"proxy", p.DSN("disable")},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			c, err := pgx.Connect(ctx, tc.dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close(ctx)
+			b.ReportAllocs()
+			for b.Loop() {
+				rows, err := c.Query(ctx, "select g, repeat('x', 100) from generate_series(1, 10000) g")
+				if err != nil {
+					b.Fatal(err)
+				}
+				for rows.Next() {
+				}
+				if rows.Err() != nil {
+					b.Fatal(rows.Err())
+				}
+			}
+		})
+	}
+}

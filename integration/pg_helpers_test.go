@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/jackc/pgx/v5"
+)
+
+// pgProxy is an in-process dbproxy PostgreSQL listener on 127.0.0.1:0.
+type pgProxy struct {
+	Addr   string
+	Host   string
+	Port   int
+	CAFile string // CA of the client-facing certificate ("" without TLS)
+	Srv    *proxy.Server
+	Logs   *lockedBuffer
+
+	pg       *testenv.Postgres
+	serveErr chan error
+}
+
+// proxyOpts select the proxy's TLS legs.
+type proxyOpts struct {
+	ClientTLS      bool               // offer TLS to clients
+	RequireTLS     bool               // refuse plaintext clients
+	Upstream       proxy.SSLMode      // default SSLDisable (SSLVerifyFull needs a TLS server)
+	UpstreamTLS    *proxy.UpstreamTLS // overrides Upstream
+	Interceptor    postgres.Interceptor
+	MaxMessageSize int
+	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// startPGProxyUpstream starts a proxy with an explicit upstream TLS setup.
+func startPGProxyUpstream(t testing.TB, pg *testenv.Postgres, up proxy.UpstreamTLS) *pgProxy {
+	return startPGProxy(t, pg, proxyOpts{UpstreamTLS: &up})
+}
+
+// lockedBuffer collects the proxy's logs for assertions and failure output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startPGProxy starts a proxy in front of pg and stops it (hard) when the
+// test ends.
+func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
+	t.Helper()
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mode := o.Upstream
+	if mode == 0 {
+		mode = proxy.SSLDisable
+	}
+	up := proxy.UpstreamTLS{Mode: mode, ServerName: pg.Host}
+	if pg.CAFile != "" {
+		pool, err := proxy.LoadCertPool(pg.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull {
+			up.RootCAs = pool
+		}
+	}
+	if o.UpstreamTLS != nil {
+		up = *o.UpstreamTLS
+	}
+	opts := postgres.Options{
+		Dial:           o.Dial,
+		Name:           "pg-test",
+		Upstream:       pg.Addr(),
+		UpstreamTLS:    up,
+		Logger:         logger,
+		Interceptor:    o.Interceptor,
+		MaxMessageSize: o.MaxMessageSize,
+	}
+	p := &pgProxy{Logs: logs, pg: pg, serveErr: make(chan error, 1)}
+	if o.ClientTLS || o.RequireTLS {
+		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
+		cfg, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.TLS = cfg
+		opts.RequireTLS = o.RequireTLS
+		p.CAFile = ca
+	}
+	h, err := postgres.NewHandler(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Srv = &proxy.Server{Handler: h, Logger: logger}
+	p.Addr = l.Addr().String()
+	p.Host = "127.0.0.1"
+	p.Port = l.Addr().(*net.TCPAddr).Port
+	go func() { p.serveErr <- p.Srv.Serve(l) }()
+	t.Cleanup(func() {
+		_ = p.Srv.Close()
+		if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		if t.Failed() {
+			t.Logf("proxy logs:\n%s", logs.String())
+		}
+	})
+	return p
+}
+
+// DSN returns a connection string for pg's user and database through the
+// proxy, with the given sslmode (verify-full uses the proxy's CA).
+func (p *pgProxy) DSN(sslmode string) string {
+	return p.DSNFor(p.pg.User, p.pg.Password, sslmode)
+}
+
+// DSNFor is DSN with another user and password.
+func (p *pgProxy) DSNFor(user, password, sslmode string) string {
+	q := url.Values{}
+	q.Set("sslmode", sslmode)
+	if sslmode == "verify-full" || sslmode == "verify-ca" {
+		q.Set("sslrootcert", p.CAFile)
+	}
+	u := url.URL{Scheme: "postgres", Host: p.Addr, Path: "/" + p.pg.Database, RawQuery: q.Encode()}
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	} else {
+		u.User = url.User(user)
+	}
+	return u.String()
+}
+
+// psqlEnv returns the environment for psql/pgbench through the proxy.
+func (p *pgProxy) psqlEnv(sslmode string) []string {
+	env := []string{
+		"PGHOST=" + p.Host, "PGPORT=" + strconv.Itoa(p.Port),
+		"PGUSER=" + p.pg.User, "PGPASSWORD=" + p.pg.Password,
+		"PGDATABASE=" + p.pg.Database, "PGSSLMODE=" + sslmode,
+		"PGCONNECT_TIMEOUT=10", "LANG=C.UTF-8", "PATH=/usr/bin:/bin",
+	}
+	if p.CAFile != "" {
+		env = append(env, "PGSSLROOTCERT="+p.CAFile)
+	}
+	return env
+}
+
+func connect(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}

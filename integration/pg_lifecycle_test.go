@@ -1,0 +1,453 @@
+package integration
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/goleak"
+)
+
+func TestPGUpstreamTerminated(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{})
+	admin := connect(t, pg.Superuser().DSN())
+	c := connect(t, p.DSN("disable"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* to-be-terminated */`)
+		done <- err
+	}()
+	pid := waitForQuery(t, admin, "to-be-terminated")
+	if _, err := admin.Exec(testCtx(t), `select pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" {
+		t.Fatalf("client of a terminated backend: %v, want the server's FATAL 57P01", err)
+	}
+	// The proxy keeps serving.
+	c2 := connect(t, p.DSN("disable"))
+	if _, err := c2.Exec(testCtx(t), `select 1`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPGUpstreamConnectionLost cuts the upstream TCP connection under a
+// running query: the client must get an error (08006), not hang.
+func TestPGUpstreamConnectionLost(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	var mu sync.Mutex
+	var upstreams []net.Conn
+	p := startPGProxy(t, pg, proxyOpts{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			mu.Lock()
+			upstreams = append(upstreams, c)
+			mu.Unlock()
+		}
+		return c, err
+	}})
+	admin := connect(t, pg.Superuser().DSN())
+	c := connect(t, p.DSN("disable"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* cut-upstream */`)
+		done <- err
+	}()
+	pid := waitForQuery(t, admin, "cut-upstream")
+	mu.Lock()
+	for _, u := range upstreams {
+		_ = u.Close()
+	}
+	mu.Unlock()
+	err := <-done
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08006" {
+		t.Fatalf("client after the upstream connection was cut: %v, want FATAL 08006", err)
+	}
+	_, _ = admin.Exec(testCtx(t), `select pg_terminate_backend($1)`, pid)
+}
+
+// TestPGClientGone: when the client disappears, the proxy ends the upstream
+// session.
+func TestPGClientGone(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{})
+	admin := connect(t, pg.Superuser().DSN())
+	c := connect(t, p.DSN("disable")+"&application_name=client-gone")
+	go func() { _, _ = c.Exec(context.Background(), `select pg_sleep(0.5)`) }()
+	waitForQuery(t, admin, "pg_sleep(0.5)")
+	_ = c.PgConn().Conn().Close() // vanish without Terminate
+	waitFor(t, "the upstream session to end", func() bool {
+		var n int
+		err := admin.QueryRow(testCtx(t), `select count(*) from pg_stat_activity where application_name = 'client-gone'`).Scan(&n)
+		return err == nil && n == 0
+	})
+}
+
+// rawSession logs in over a raw socket (trust auth) and returns it after
+// the first ReadyForQuery.
+func rawSession(t *testing.T, p *pgProxy) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	conn, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": p.pg.User, "database": p.pg.Database}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return conn, fe
+		}
+	}
+}
+
+// expectFatal reads until an ErrorResponse and then requires EOF.
+func expectFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
+	t.Helper()
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("no ErrorResponse before %v", err)
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			if e.Code != code || e.Severity != "FATAL" {
+				t.Fatalf("got %s %s %q, want FATAL %s", e.Severity, e.Code, e.Message, code)
+			}
+			break
+		}
+	}
+	if msg, err := fe.Receive(); err == nil {
+		t.Fatalf("connection still open after FATAL: got %T", msg)
+	}
+}
+
+func TestPGMalformedMessages(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{MaxMessageSize: 1 << 20})
+	bystander := connect(t, p.DSN("disable"))
+	cases := []struct {
+		name string
+		raw  []byte
+	}{
+		{"length below 4", []byte{'Q', 0, 0, 0, 2}},
+		{"negative length", []byte{'Q', 0xff, 0xff, 0xff, 0xf0}},
+		{"over 1 GB", []byte{'Q', 0x7f, 0xff, 0xff, 0xff}},
+		{"over the configured limit", append([]byte{'Q', 0, 0x20, 0, 4}, make([]byte, 64)...)},
+		{"Terminate with a body", []byte{'X', 0, 0, 0, 5, 0}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, fe := rawSession(t, p)
+			if _, err := conn.Write(tc.raw); err != nil {
+				t.Fatal(err)
+			}
+			expectFatal(t, fe, "08P01")
+			// Other clients are not affected.
+			var n int
+			if err := bystander.QueryRow(testCtx(t), `select 3`).Scan(&n); err != nil || n != 3 {
+				t.Fatalf("bystander: %d %v", n, err)
+			}
+		})
+	}
+	t.Run("bad startup packet", func(t *testing.T) {
+		conn, err := net.Dial("tcp", p.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := conn.Write([]byte{0, 0, 0x7f, 0xff, 0, 3, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		expectFatal(t, pgproto3.NewFrontend(conn, conn), "08P01")
+	})
+	t.Run("bytes after SSLRequest", func(t *testing.T) {
+		tp := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
+		conn, err := net.Dial("tcp", tp.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		req := binary.BigEndian.AppendUint32(nil, 8)
+		req = binary.BigEndian.AppendUint32(req, 80877103)
+		// SSLRequest and a plaintext StartupMessage in the same write.
+		startup, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+			Parameters: map[string]string{"user": pg.User}}).Encode(nil)
+		if _, err := conn.Write(append(req, startup...)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := io.ReadFull(conn, make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("proxy answered %d bytes (%v); want the connection dropped", n, err)
+		}
+	})
+	t.Run("GSSENCRequest", func(t *testing.T) {
+		conn, err := net.Dial("tcp", p.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		req := binary.BigEndian.AppendUint32(nil, 8)
+		req = binary.BigEndian.AppendUint32(req, 80877104)
+		if _, err := conn.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(conn, b); err != nil || b[0] != 'N' {
+			t.Fatalf("GSSENCRequest answer %q, %v; want N", b, err)
+		}
+	})
+}
+
+func TestPGGracefulShutdown(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{})
+	admin := connect(t, pg.Superuser().DSN())
+	busy := connect(t, p.DSN("disable"))
+	idle := connect(t, p.DSN("disable"))
+	inTx := connect(t, p.DSN("disable"))
+	ctx := testCtx(t)
+	if _, err := inTx.Exec(ctx, `create table shut (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := inTx.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `insert into shut values (1)`); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		s   string
+		err error
+	}
+	busyDone := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = busy.QueryRow(ctx, `select 'finished' from pg_sleep(2) /* in-flight */`).Scan(&r.s)
+		busyDone <- r
+	}()
+	waitForQuery(t, admin, "in-flight")
+
+	shutDone := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		shutDone <- p.Srv.Shutdown(sctx)
+	}()
+	waitFor(t, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	// The idle session is closed with 57P01.
+	_, err = idle.Exec(ctx, `select 1`)
+	var pe *pgconn.PgError
+	if err == nil {
+		t.Fatal("idle session still works after Shutdown started")
+	}
+	if errors.As(err, &pe) && pe.Code != "57P01" {
+		t.Fatalf("idle session: %v, want 57P01 or a closed connection", err)
+	}
+	// The open transaction may finish.
+	if _, err := tx.Exec(ctx, `insert into shut values (2)`); err != nil {
+		t.Fatalf("statement in an open transaction during shutdown: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit during shutdown: %v", err)
+	}
+	// The in-flight query finishes.
+	if r := <-busyDone; r.err != nil || r.s != "finished" {
+		t.Fatalf("in-flight query: %q, %v", r.s, r.err)
+	}
+	if err := <-shutDone; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, `select count(*) from shut`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("committed rows = %d, %v; want 2", n, err)
+	}
+	if _, err := inTx.Exec(ctx, `select 1`); err == nil {
+		t.Fatal("session still works after Shutdown returned")
+	}
+}
+
+func TestPGShutdownTimeout(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{})
+	c := connect(t, p.DSN("disable"))
+	if _, err := c.Exec(testCtx(t), `begin`); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Srv.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a session stuck in a transaction: %v, want deadline exceeded", err)
+	}
+	if _, err := c.Exec(testCtx(t), `select 1`); err == nil {
+		t.Fatal("session survived the hard close")
+	}
+	waitFor(t, "connections to be gone", func() bool { return p.Srv.NumConns() == 0 })
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestPGNoLeaks runs a mixed workload through a proxy and requires that no
+// goroutine survives it and that file descriptors return to where they were
+// after 200 connect/disconnect cycles.
+func TestPGNoLeaks(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256", TLS: true})
+	admin := connect(t, pg.Superuser().DSN())
+	_ = admin
+	ignore := goleak.IgnoreCurrent()
+	fdsBefore := countFDs(t)
+
+	logs := &lockedBuffer{}
+	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true, Upstream: proxy.SSLVerifyFull})
+	ctx := testCtx(t)
+	for i := range 200 {
+		var dsn string
+		switch i % 4 {
+		case 0:
+			dsn = p.DSN("disable")
+		case 1:
+			dsn = p.DSN("verify-full")
+		case 2:
+			dsn = p.DSNFor(pg.User, "wrong", "disable")
+		case 3:
+			dsn = p.DSN("verify-full") + "&sslnegotiation=direct"
+		}
+		c, err := pgx.Connect(ctx, dsn)
+		if i%4 == 2 {
+			if err == nil {
+				t.Fatal("wrong password accepted")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if i%10 == 1 {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			_, _ = c.Exec(cctx, `select pg_sleep(10)`)
+			cancel()
+		} else if _, err := c.Exec(ctx, `select 1`); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if i%3 == 0 {
+			_ = c.PgConn().Conn().Close() // no Terminate
+		}
+		_ = c.Close(ctx)
+	}
+	waitFor(t, "proxy connections to end", func() bool { return p.Srv.NumConns() == 0 })
+	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore+1 /* the listener */), func() bool {
+		return countFDs(t) <= fdsBefore+1
+	})
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.Srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	p.serveErr <- proxy.ErrServerClosed // for the cleanup
+	goleak.VerifyNone(t, ignore)
+	if strings.Contains(p.Logs.String(), "panic") {
+		t.Fatalf("panic in logs:\n%s", p.Logs.String())
+	}
+	_ = logs
+}
+
+// TestPGBinary runs the real dbproxy binary: serve with a config file,
+// relay a query, exit 0 on SIGTERM.
+func TestPGBinary(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "dbproxy")
+	build := exec.Command("go", "build", "-o", bin, "github.com/dbproxy/dbproxy/cmd/dbproxy")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("cmd/dbproxy does not build yet, skipping the binary test:\n%s", out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf("listeners:\n  - protocol: postgres\n    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: disable\nshutdown_timeout: 5s\n", addr, pg.Addr())
+	cfgPath := filepath.Join(dir, "dbproxy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, "dbproxy to listen", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", pg.User, pg.Password, addr, pg.Database)
+	c := connect(t, dsn)
+	var s string
+	if err := c.QueryRow(testCtx(t), `select 'through the binary'`).Scan(&s); err != nil || s != "through the binary" {
+		t.Fatalf("query: %q %v\n%s", s, err, stderr.String())
+	}
+	_ = c.Close(testCtx(t))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dbproxy exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), pg.Password) {
+		t.Fatalf("password in the logs:\n%s", stderr.String())
+	}
+}

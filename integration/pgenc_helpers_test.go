@@ -1,0 +1,189 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// encEnv is a PostgreSQL database behind an encrypting proxy.
+type encEnv struct {
+	pg     *testenv.Postgres
+	proxy  *pgProxy
+	mgr    *keys.Manager
+	direct *pgx.Conn // straight to the database, bypassing the proxy
+	specs  []rules.Spec
+}
+
+// encSpec is a short way to write a rule for schema public.
+func encSpec(table, column string, mode rules.Mode, typ value.Type, key string) rules.Spec {
+	return rules.Spec{Schema: "public", Table: table, Column: column, Mode: mode, Type: typ, Key: key}
+}
+
+// startEncProxy creates the tables (ddl, run directly), a local master key,
+// a file keystore with every data key of specs, and a proxy encrypting per
+// specs.
+func startEncProxy(t testing.TB, ddl string, specs []rules.Spec) *encEnv {
+	t.Helper()
+	ctx := context.Background()
+	pg := testenv.StartPostgres(t)
+	dir := t.TempDir()
+	mkPath := filepath.Join(dir, "master.key")
+	if _, err := kms.CreateLocalKeyFile(mkPath); err != nil {
+		t.Fatal(err)
+	}
+	master, err := kms.LoadLocal(mkPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	mgr, err := keys.New(keys.Options{Store: store, Master: master})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mgr.Close)
+	var ks []keys.Spec
+	for _, sp := range specs {
+		ks = append(ks, keys.Spec{Name: sp.Key, Algorithm: sp.Mode.Algorithm()})
+	}
+	if _, err := mgr.Init(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.New(rules.DialectPostgres, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := connect(t, pg.DSN())
+	if ddl != "" {
+		if _, err := direct.Exec(ctx, ddl); err != nil {
+			t.Fatalf("ddl: %v", err)
+		}
+	}
+	ic, err := pgcrypt.New(pgcrypt.Options{
+		Rules:     set,
+		Encryptor: rules.NewEncryptor(mgr),
+		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
+			return pgx.Connect(ctx, pg.DSN())
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ic.Close)
+	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
+	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
+}
+
+// connectMode connects through the proxy with the given exec mode.
+func (e *encEnv) connectMode(t testing.TB, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(e.proxy.DSN("disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect through proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// rawColumn reads one column of every row directly (ciphertext at rest).
+func (e *encEnv) rawColumn(t testing.TB, table, column string) [][]byte {
+	t.Helper()
+	rows, err := e.direct.Query(context.Background(),
+		fmt.Sprintf("SELECT %s FROM %s", pgx.Identifier{column}.Sanitize(), pgx.Identifier{table}.Sanitize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]byte, error) {
+		var b []byte
+		err := r.Scan(&b)
+		return b, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vals
+}
+
+// checkAtRest asserts that every non-NULL value of every configured column
+// is a valid ciphertext of the configured algorithm and type, and that
+// none of the plaintexts occurs in the raw table (as bytes or text).
+func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
+	t.Helper()
+	tables := map[string]bool{}
+	for _, sp := range e.specs {
+		tables[sp.Table] = true
+		for _, ct := range e.rawColumn(t, sp.Table, sp.Column) {
+			if ct == nil {
+				continue
+			}
+			h, err := crypto.ParseHeader(ct)
+			if err != nil {
+				t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
+				continue
+			}
+			if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type || h.KeyVersion == 0 {
+				t.Errorf("%s.%s: header %+v, want algorithm %v type %v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
+			}
+		}
+	}
+	for table := range tables {
+		var dump string
+		if err := e.direct.QueryRow(context.Background(),
+			fmt.Sprintf("SELECT coalesce(string_agg(t::text, '|'), '') FROM %s t", pgx.Identifier{table}.Sanitize())).Scan(&dump); err != nil {
+			t.Fatal(err)
+		}
+		var raw bytes.Buffer
+		for _, sp := range e.specs {
+			if sp.Table == table {
+				for _, v := range e.rawColumn(t, sp.Table, sp.Column) {
+					raw.Write(v)
+					raw.WriteByte(0)
+				}
+			}
+		}
+		for _, p := range plaintexts {
+			if len(p) < 4 {
+				continue // too short to scan for meaningfully
+			}
+			if strings.Contains(dump, p) || bytes.Contains(raw.Bytes(), []byte(p)) {
+				t.Errorf("leak: plaintext %q found in table %s", p, table)
+			}
+		}
+	}
+}
+
+// tableDump returns the raw text of a table, to check it did not change.
+func (e *encEnv) tableDump(t testing.TB, table string) string {
+	t.Helper()
+	var dump string
+	if err := e.direct.QueryRow(context.Background(),
+		fmt.Sprintf("SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM %s t", pgx.Identifier{table}.Sanitize())).Scan(&dump); err != nil {
+		t.Fatal(err)
+	}
+	return dump
+}

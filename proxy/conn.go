@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// ConnState is the state of a client connection, as reported to
+// [Server.ConnState]. The zero value is invalid.
+type ConnState int32
+
+const (
+	stateInvalid ConnState = iota
+	// StateNew: accepted, handshake not finished.
+	StateNew
+	// StateActive: a request (transaction, query) is in flight.
+	StateActive
+	// StateIdle: between transactions; safe to close during a drain.
+	StateIdle
+	// StateClosed: the connection has ended. Reported once, last.
+	StateClosed
+)
+
+func (s ConnState) String() string {
+	switch s {
+	case StateNew:
+		return "new"
+	case StateActive:
+		return "active"
+	case StateIdle:
+		return "idle"
+	case StateClosed:
+		return "closed"
+	default:
+		return "invalid"
+	}
+}
+
+// Conn is one accepted client connection tracked by a [Server]. The handler
+// owns reading and writing NetConn; the server only closes it (at the end of
+// [Handler.ServeConn], or on [Server.Close]).
+//
+// All methods are safe for concurrent use.
+type Conn struct {
+	srv      *Server
+	nc       net.Conn
+	state    atomic.Int32
+	draining atomic.Bool
+	cancel   context.CancelFunc
+
+	mu      sync.Mutex
+	onDrain func()
+}
+
+// NetConn returns the accepted connection.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// SetState records the connection's state and reports changes to
+// [Server.ConnState]. Handlers call it with StateActive and StateIdle; the
+// server reports StateNew and StateClosed itself.
+func (c *Conn) SetState(s ConnState) {
+	if ConnState(c.state.Swap(int32(s))) == s {
+		return
+	}
+	if hook := c.srv.ConnState; hook != nil {
+		hook(c, s)
+	}
+}
+
+// State returns the last state recorded by SetState.
+func (c *Conn) State() ConnState { return ConnState(c.state.Load()) }
+
+// Draining reports whether the server is shutting down. A handler that sees it
+// at an idle point ends the connection.
+func (c *Conn) Draining() bool { return c.draining.Load() }
+
+// OnDrain registers f to be called once, from the goroutine running
+// [Server.Shutdown], when a drain starts; f must not block. If the drain has
+// already started, f is called before OnDrain returns. A handler uses it to
+// close a connection that is idle at that moment (a busy one notices
+// [Conn.Draining] at its next idle point instead). A later call replaces an
+// earlier f that has not run yet.
+func (c *Conn) OnDrain(f func()) {
+	c.mu.Lock()
+	if c.draining.Load() {
+		c.mu.Unlock()
+		f()
+		return
+	}
+	c.onDrain = f
+	c.mu.Unlock()
+}
+
+// startDrain marks the connection draining and runs its drain callback.
+func (c *Conn) startDrain() {
+	c.mu.Lock()
+	if c.draining.Swap(true) {
+		c.mu.Unlock()
+		return
+	}
+	f := c.onDrain
+	c.onDrain = nil
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// closeHard cancels the connection's context and closes its socket.
+func (c *Conn) closeHard() {
+	c.mu.Lock()
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	_ = c.nc.Close()
+}

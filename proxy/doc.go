@@ -1,0 +1,39 @@
+// Package proxy owns the protocol-independent part of a dbproxy listener:
+// accepting connections, tracking them, and shutting them down.
+//
+// # Server lifecycle
+//
+// A [Server] runs one [Handler] (one wire protocol, one upstream) on one or
+// more listeners. [Server.Serve] blocks in the accept loop and returns
+// [ErrServerClosed] once [Server.Shutdown] or [Server.Close] was called.
+// Temporary accept errors (EMFILE, ENFILE, ECONNABORTED) do not end the loop:
+// it backs off from 5 ms to 1 s and tries again.
+//
+// Every accepted connection runs in its own goroutine with a context derived
+// from the listener's base context; the context is cancelled when the
+// connection ends or the server is closed hard. A panic in a handler is
+// recovered, logged and closes only that connection.
+//
+// [Server.Shutdown] drains: it closes the listeners, tells every connection
+// that a drain is under way ([Conn.Draining], [Conn.OnDrain]) and then polls,
+// with backoff, until every connection has finished or its context expires, at
+// which point it closes the rest hard. What "idle" means is the protocol's
+// business: a PostgreSQL connection is idle between transactions (at
+// ReadyForQuery with status 'I' and nothing outstanding), so the handler ends
+// it there. [Server.Close] is the hard stop.
+//
+// # TLS
+//
+// [ServerTLSConfig] builds the client-facing TLS configuration with modern
+// defaults (TLS 1.2 or newer, AEAD cipher suites with forward secrecy), and
+// [UpstreamTLS] turns libpq sslmode semantics (disable, prefer, require,
+// verify-ca, verify-full) into a client configuration for the database leg.
+//
+// # Boundaries
+//
+// This package must not import proxy/postgres, proxy/mysql, config or any
+// KMS provider: cmd/dbproxy translates the configuration into the option
+// structs of this package and of the protocol packages. There is no global
+// lock on any message path; the server's mutex guards only the listener and
+// connection maps, touched once per accept and once per close.
+package proxy

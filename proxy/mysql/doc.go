@@ -1,0 +1,126 @@
+// Package mysql is the MySQL/MariaDB wire protocol of dbproxy: a [Handler]
+// (a proxy.Handler) that accepts MySQL clients, connects each to the
+// upstream server, relays the server's handshake and the client's login,
+// and then relays the session.
+//
+// # Connection phase
+//
+// The proxy connects upstream first and forwards the server's own initial
+// handshake, so the client answers the server's scramble and sees the
+// server's thread id as its connection id (KILL QUERY <id> from another
+// proxied connection reaches the right session). The capabilities offered
+// to the client are the server's minus what the relay does not implement
+// (see relayedCaps): compression, QUERY_ATTRIBUTES,
+// OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and every
+// MariaDB extended capability (progress reports, COM_MULTI, bulk
+// operations, extended type info, cached metadata). A client that sets one
+// anyway is refused with an ERR packet. Options.HideCapabilities hides
+// more (for example CLIENT_DEPRECATE_EOF).
+//
+// TLS is per leg. Client side: with Options.TLS the handshake offers
+// CLIENT_SSL; an SSLRequest upgrades the connection with the proxy's
+// certificate (clients send their ClientHello without waiting, so whatever
+// follows the SSLRequest goes through the TLS layer), and with
+// Options.RequireTLS a plaintext client gets ERR 3159. Upstream: libpq
+// sslmode semantics (proxy.UpstreamTLS). With TLS the proxy sends its own
+// SSLRequest built from the client's flags, then the client's
+// HandshakeResponse41 with CLIENT_SSL set; without, CLIENT_SSL is cleared.
+// Sequence ids are renumbered when only one leg has the extra SSLRequest
+// packet. sslmode prefer uses plaintext when the server does not offer
+// CLIENT_SSL; a failed TLS handshake is an error (the client already
+// answered this connection's scramble, so the proxy cannot redial).
+//
+// # Authentication
+//
+// The exchange after the HandshakeResponse is relayed packet by packet
+// without decoding the client's answers, whatever the plugin:
+// mysql_native_password (the client answers the server's scramble),
+// MariaDB's client_ed25519 and parsec, and unknown plugins; AuthSwitchRequest
+// and AuthMoreData included. It is half-duplex: each server packet other
+// than OK, ERR and caching_sha2_password's fast-auth success is answered by
+// one client packet. A failed login reaches the client as the server's ERR
+// packet, verbatim.
+//
+// caching_sha2_password: the fast path (scramble answered, 0x03, OK) is
+// relayed. Full authentication (0x04) needs the password: a client sends it
+// in clear over TLS, or RSA-encrypted to the server's public key otherwise,
+// and the server accepts a clear password only over TLS. So:
+//
+//	client leg   upstream leg   full authentication
+//	plaintext    plaintext      relayed (the client asks for the server's key)
+//	TLS          TLS            relayed (clear password inside both TLS sessions)
+//	TLS          plaintext      bridged: the proxy encrypts the client's password
+//	                            to the server's RSA key (fetched like a client)
+//	plaintext    TLS            bridged: the proxy answers the key request with
+//	                            its own RSA key, decrypts the client's answer and
+//	                            sends the password inside TLS
+//
+// A plaintext client that encrypts to a server key it already holds
+// (--server-public-key-path) cannot be bridged to a TLS upstream. Bridging
+// applies to the initial login only; COM_CHANGE_USER is relayed as is.
+// sha256_password is relayed as is (same leg rules, no bridging).
+// mysql_clear_password from a TLS client is not forwarded over a plaintext
+// upstream unless the upstream is on loopback.
+//
+// # Command phase
+//
+// Two goroutines relay the session, one per direction. Each reads what is
+// available into a pooled buffer, walks the packet headers (including
+// 16 MiB continuation packets) and writes each run of packets straight from
+// that buffer, in one write per read. The client->server side classifies
+// each command and queues an exchange before forwarding it; the
+// server->client side follows each response with a small state machine
+// (response.go) that knows which packet is a column count, column or
+// parameter definition, text or binary row, EOF/OK terminator or ERR, with
+// and without CLIENT_DEPRECATE_EOF, across multiple result sets
+// (SERVER_MORE_RESULTS_EXISTS), LOCAL INFILE (the client's data packets
+// are relayed until its empty packet), COM_STMT_PREPARE, COM_STMT_EXECUTE
+// (binary rows; cursors), COM_STMT_FETCH, COM_FIELD_LIST and the
+// authentication exchange of COM_CHANGE_USER. COM_STMT_CLOSE and
+// COM_STMT_SEND_LONG_DATA have no response; COM_QUIT is forwarded and ends
+// the session; replication streams (COM_BINLOG_DUMP) are relayed raw to the
+// end. Unknown commands are answered ERR 1047 without reaching the server.
+// Nothing is decoded beyond packet headers and the first bytes of response
+// packets. A server packet outside any response other than an ERR (which a
+// server sends before closing) means the relay lost track: the session ends.
+//
+// The hook point for the layer above (encryption) is [Interceptor]: per
+// session it selects commands (COM_QUERY, COM_STMT_PREPARE,
+// COM_STMT_EXECUTE, ...) and response packet kinds; each selected packet is
+// handed over whole with a [Writer] for what to forward instead, and an
+// [Exchange] that carries the hook's per-command state to the response's
+// hooks. A hook may refuse a command with an ERR packet (nothing is sent
+// upstream) or replace the rest of a response with one. Sequence ids are
+// renumbered if a hook changes the number of packets. With no Interceptor
+// nothing is decoded and nothing is renumbered.
+//
+// # Lifecycle
+//
+// A malformed client packet (an empty command), a malformed response or a
+// hook failure ends only that session, with an ERR packet when the client
+// can read one. When the server goes away the client gets the server's last
+// ERR (e.g. 1927 after KILL CONNECTION), or ERR 2013 if it was waiting for a
+// response; an idle client's connection is simply closed, as the server
+// would. When the client goes away the server gets COM_QUIT. A graceful
+// shutdown closes each session when it is idle: nothing in flight and no
+// open transaction (SERVER_STATUS_IN_TRANS of the last status seen), with
+// ERR 1053 to the client and COM_QUIT to the server.
+//
+// # Libraries
+//
+// Constants, capability flags, status flags, error numbers and
+// length-encoded integers come from go-mysql's mysql package. The relay
+// does its own framing instead of using go-mysql's packet.Conn, which owns
+// a net.Conn with a private read buffer (its buffered bytes cannot be
+// handed over after TLS upgrades or to the pumps), copies every packet, and
+// cannot forward raw runs; the codec files here (packet.go, handshake.go,
+// response.go, command.go, pump.go) use neither net nor context, so they are
+// fuzzed without sockets. go-mysql's server package cannot relay logins (it
+// authenticates with its own scramble); the tests use it, and packet.Conn,
+// as independent peers.
+//
+// # Boundaries
+//
+// This package must not import config, proxy/postgres or any KMS provider.
+// It never logs SQL text, parameter values, passwords or packet contents.
+package mysql

@@ -1,0 +1,114 @@
+package mysql
+
+import (
+	"io"
+)
+
+// Test hooks for the black-box tests in package mysql_test.
+
+// AppendPacket frames payload as one logical packet starting at seq.
+func AppendPacket(dst []byte, seq uint8, payload []byte) []byte {
+	out, _ := appendPacket(dst, seq, payload)
+	return out
+}
+
+// Handshake is the parsed view of a server handshake the tests check.
+type Handshake struct {
+	ServerVersion string
+	ConnID        uint32
+	Caps          uint64
+	Scramble      []byte
+	Plugin        string
+	MariaDB       bool
+}
+
+// ParseHandshake parses a server's initial handshake payload.
+func ParseHandshake(p []byte) (*Handshake, error) {
+	h, err := parseHandshake(p)
+	if err != nil {
+		return nil, err
+	}
+	return &Handshake{h.serverVersion, h.connID, h.caps, h.scramble, h.plugin, h.mariaDB}, nil
+}
+
+// MaskHandshake returns the handshake payload the proxy sends a client.
+func MaskHandshake(p []byte, clientTLS bool, hide uint64) ([]byte, error) {
+	h, err := parseHandshake(p)
+	if err != nil {
+		return nil, err
+	}
+	return h.appendWithCaps(nil, advertisedCaps(h.caps, clientTLS, hide)), nil
+}
+
+// ParseHandshakeResponse returns the user, database and plugin of a
+// HandshakeResponse41.
+func ParseHandshakeResponse(p []byte, mariaDB bool) (user, database, plugin string, err error) {
+	r, err := parseHandshakeResponse(p, mariaDB)
+	if err != nil {
+		return "", "", "", err
+	}
+	return r.user, r.database, r.plugin, nil
+}
+
+// RelayCommands runs a client->server pump over src until it fails and
+// returns the error. Local replies (refusals) go to client.
+func RelayCommands(src io.Reader, dst, client io.Writer, hooks *SessionHooks, maxPacket int) error {
+	q := newQueue(nil, client)
+	f := &cmdFramer{q: q, hooks: hooks}
+	if maxPacket <= 0 {
+		maxPacket = DefaultMaxPacketSize
+	}
+	p := newPump(src, dst, f, commandHeadLen, maxPacket, nil)
+	defer p.release()
+	return p.run()
+}
+
+// RelayResponses runs a server->client pump over src, answering the given
+// commands (command byte first, then the head of the command packet) in
+// order. Every exchange is watched if hooks are set. It returns the pump's
+// error and the number of responses completed.
+func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionHooks, deprecateEOF bool) (error, int) {
+	q := newQueue(nil, dst)
+	for _, c := range cmds {
+		x := q.alloc()
+		initExchange(x, c, commandResponse(c[0]))
+		x.Watch = hooks != nil
+		x.DeprecateEOF = deprecateEOF
+		q.push(x)
+	}
+	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
+	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
+	defer p.release()
+	err := p.run()
+	return err, len(cmds) - len(q.items) + q.done
+}
+
+// IsMalformed reports whether err is a framing or protocol error.
+func IsMalformed(err error) bool {
+	_, ok := err.(*malformedError)
+	return ok
+}
+
+// IsQuit reports whether err is the end of a client stream at COM_QUIT.
+func IsQuit(err error) bool { return err == errQuit }
+
+// IsHookError reports whether err ended a pump because of a hook.
+func IsHookError(err error) bool {
+	_, ok := err.(*hookError)
+	return ok
+}
+
+// Capability flags the tests check.
+const (
+	CapSSL          = capSSL
+	CapCompress     = capCompress
+	CapDeprecateEOF = capDeprecateEOF
+	CapQueryAttrs   = capQueryAttributes
+	CapOptionalMeta = capOptionalMetadata
+	CapZstd         = capZstd
+	CapMFA          = capMultiFactorAuth
+	CapMySQL        = capMySQL
+	CapProtocol41   = capProtocol41
+	CapPluginAuth   = capPluginAuth
+	CapLocalFiles   = capLocalFiles
+)

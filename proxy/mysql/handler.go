@@ -1,0 +1,177 @@
+package mysql
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout = 30 * time.Second
+)
+
+// Options configure a [Handler]: one listener forwarding to one server.
+type Options struct {
+	// Name identifies the listener in logs.
+	Name string
+	// Upstream is the server's host:port. Required.
+	Upstream string
+	// TLS is the client-facing TLS configuration, normally from
+	// proxy.ServerTLSConfig(cert, key). nil: CLIENT_SSL is not offered and
+	// only plaintext clients are served.
+	TLS *tls.Config
+	// RequireTLS refuses clients that do not use TLS (needs TLS).
+	RequireTLS bool
+	// UpstreamTLS is the proxy -> server leg (libpq sslmode semantics).
+	UpstreamTLS proxy.UpstreamTLS
+	// Interceptor, if set, may inspect and rewrite commands and responses
+	// of each session.
+	Interceptor Interceptor
+	// Logger receives the handler's logs; nil discards them.
+	Logger *slog.Logger
+	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
+	ConnectTimeout time.Duration
+	// HandshakeTimeout bounds a client's connection phase: TLS,
+	// authentication and the upstream's answers.
+	HandshakeTimeout time.Duration
+	// MaxPacketSize bounds a logical packet a hook must see whole; default
+	// DefaultMaxPacketSize (1 GiB).
+	MaxPacketSize int
+	// HideCapabilities are capability flags (CLIENT_*, MariaDB extended
+	// flags in the high 32 bits) not offered to clients even if the server
+	// has them, e.g. CLIENT_DEPRECATE_EOF to serve old-style EOF packets.
+	HideCapabilities uint64
+	// Dial replaces the upstream dialer (tests, fault injection).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Handler is the MySQL protocol of a listener; it implements
+// proxy.Handler. Create it with [NewHandler].
+type Handler struct {
+	opts        Options
+	log         *slog.Logger
+	upstreamTLS *tls.Config // nil: sslmode disable
+	rsa         rsaKey
+}
+
+var _ proxy.Handler = (*Handler)(nil)
+
+// NewHandler validates opts and returns a Handler.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Upstream == "" {
+		return nil, errors.New("mysql: upstream address is required")
+	}
+	if _, _, err := net.SplitHostPort(opts.Upstream); err != nil {
+		return nil, fmt.Errorf("mysql: upstream %q: %w", opts.Upstream, err)
+	}
+	if opts.RequireTLS && opts.TLS == nil {
+		return nil, errors.New("mysql: RequireTLS needs a TLS configuration")
+	}
+	if opts.UpstreamTLS.Mode == 0 {
+		return nil, errors.New("mysql: upstream sslmode is not set")
+	}
+	upTLS, err := opts.UpstreamTLS.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("mysql: upstream TLS: %w", err)
+	}
+	if opts.TLS != nil {
+		opts.TLS = opts.TLS.Clone()
+	}
+	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Name != "" {
+		log = log.With(slog.String("listener", opts.Name))
+	}
+	return &Handler{opts: opts, log: log, upstreamTLS: upTLS}, nil
+}
+
+func (h *Handler) connectTimeout() time.Duration {
+	if h.opts.ConnectTimeout > 0 {
+		return h.opts.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (h *Handler) handshakeTimeout() time.Duration {
+	if h.opts.HandshakeTimeout > 0 {
+		return h.opts.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
+}
+
+// ServeConn serves one client connection (proxy.Handler).
+func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
+	nc := c.NetConn()
+	s := &session{
+		h:         h,
+		pc:        c,
+		rawClient: nc,
+		client:    nc,
+		log:       h.log.With(slog.String("remote", nc.RemoteAddr().String())),
+	}
+	s.serve(ctx)
+}
+
+func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	defer cancel()
+	var conn net.Conn
+	var err error
+	if h.opts.Dial != nil {
+		conn, err = h.opts.Dial(ctx, "tcp", h.opts.Upstream)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", h.opts.Upstream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial upstream: %w", err)
+	}
+	return conn, nil
+}
+
+// rsaKey is the proxy's own RSA key pair, generated on first use. It lets
+// a plaintext client complete caching_sha2_password full authentication
+// with a TLS upstream: the client encrypts its password to this key and the
+// proxy sends it to the server inside TLS.
+type rsaKey struct {
+	once sync.Once
+	key  *rsa.PrivateKey
+	pem  []byte
+	err  error
+}
+
+func (k *rsaKey) get() (*rsa.PrivateKey, []byte, error) {
+	k.once.Do(func() {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			k.err = fmt.Errorf("generate RSA key: %w", err)
+			return
+		}
+		der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		if err != nil {
+			k.err = fmt.Errorf("marshal RSA public key: %w", err)
+			return
+		}
+		k.key = key
+		k.pem = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	})
+	return k.key, k.pem, k.err
+}

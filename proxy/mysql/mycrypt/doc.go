@@ -1,0 +1,50 @@
+// Package mycrypt is the MySQL encryption layer: a mysql.Interceptor that
+// encrypts every value bound for an encrypted column before it reaches the
+// server, decrypts encrypted result columns, and refuses what it cannot
+// account for (CONTRACT §4).
+//
+// # Commands
+//
+//   - COM_QUERY: planned by mysqlsql (cached by SQL text and current
+//     database). Refused statements get ERR 1235 (42000) naming the column
+//     and the reason, and nothing goes upstream; rewritten statements carry
+//     X'…' ciphertexts; statements that touch no encrypted table go through
+//     byte for byte. Clients that interpolate parameters
+//     (interpolateParams=true) arrive here.
+//   - COM_STMT_PREPARE: the rewritten text is prepared; the PrepareOK's
+//     parameter count and the parameter definitions are rewritten back to
+//     the client's placeholders (a `?` compared with an encrypted column is
+//     mysqlsql.MatchSlots placeholders upstream). The plan is remembered
+//     per statement id.
+//   - COM_STMT_EXECUTE: parameters are decoded with the types bound now or
+//     remembered from the last execution (new-params-bound flag 0), values
+//     for encrypted columns are canonicalised and encrypted and sent as
+//     MYSQL_TYPE_BLOB; NULL stays NULL. COM_STMT_SEND_LONG_DATA for an
+//     encrypted parameter is dropped and the next execution refused.
+//     Executing an unknown statement id is refused (ERR 1243).
+//   - USE and COM_INIT_DB: the current database is tracked; while a change
+//     is in flight, or after COM_CHANGE_USER, it is unknown and unqualified
+//     encrypted table names are refused.
+//
+// # Results
+//
+// Column definitions whose schema/org_table/org_name name an encrypted
+// column are rewritten to the plaintext type (type, length, flags,
+// charset, decimals) and the column's cells are decrypted: text rows with
+// value.AppendMySQLText, binary rows in the binary protocol encoding of
+// the plaintext type. A cell that fails to decrypt replaces the rest of the
+// response with ERR 1105: never garbage, never ciphertext passed off as
+// plaintext.
+//
+// # Limits
+//
+// timestamptz literals and parameters are read, and rendered, in UTC (the
+// session time_zone is not tracked). INSERT without a column list into an
+// encrypted table needs a mysqlsql.Catalog (none is wired yet: refused).
+//
+// # Boundaries
+//
+// It must not import config, proxy/postgres or key providers: it gets a
+// rules.Set and a rules.Keys. It never logs SQL text, parameter values or
+// row contents.
+package mycrypt

@@ -1,0 +1,393 @@
+package mycrypt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// Options configure an Interceptor.
+type Options struct {
+	// Rules are the encryption rules (rules.DialectMySQL).
+	Rules *rules.Set
+	// Keys is the key manager (crypto/keys.Manager); or set Encryptor to
+	// share one.
+	Keys      rules.Keys
+	Encryptor *rules.Encryptor
+	// Catalog, optional, gives column orders for INSERT without a column
+	// list.
+	Catalog mysqlsql.Catalog
+	// PlanCache is the number of cached plans (default 1024).
+	PlanCache int
+	Logger    *slog.Logger
+}
+
+// Interceptor is the mysql.Interceptor of the encryption layer. It is safe
+// for concurrent use.
+type Interceptor struct {
+	planner *mysqlsql.Planner
+	enc     *rules.Encryptor
+	rules   *rules.Set
+	log     *slog.Logger
+}
+
+// New returns an Interceptor.
+func New(opts Options) (*Interceptor, error) {
+	if opts.Rules == nil || opts.Rules.Dialect() != rules.DialectMySQL {
+		return nil, errors.New("mycrypt: rules must be a MySQL rule set")
+	}
+	enc := opts.Encryptor
+	if enc == nil {
+		if opts.Keys == nil {
+			return nil, errors.New("mycrypt: no key manager")
+		}
+		enc = rules.NewEncryptor(opts.Keys)
+	}
+	if opts.PlanCache == 0 {
+		opts.PlanCache = 1024
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Interceptor{
+		planner: mysqlsql.New(opts.Rules, opts.Catalog, opts.PlanCache),
+		enc:     enc,
+		rules:   opts.Rules,
+		log:     log,
+	}, nil
+}
+
+// Error codes.
+const (
+	codeRefused = gomysql.ER_NOT_SUPPORTED_YET // 1235, SQLSTATE 42000
+	codeFailed  = gomysql.ER_UNKNOWN_ERROR     // 1105, HY000
+)
+
+// NewSession implements mysql.Interceptor.
+func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (*mysql.SessionHooks, error) {
+	log := info.Logger
+	if log == nil {
+		log = ic.log
+	}
+	s := &session{ic: ic, ctx: ctx, db: info.Database, stmts: map[uint32]*stmt{}, log: log}
+	h := &mysql.SessionHooks{Command: s.command, Result: s.result}
+	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
+		gomysql.COM_STMT_SEND_LONG_DATA, gomysql.COM_STMT_CLOSE, gomysql.COM_STMT_RESET,
+		gomysql.COM_INIT_DB, gomysql.COM_CHANGE_USER, gomysql.COM_RESET_CONNECTION, gomysql.COM_STMT_FETCH)
+	h.Results.Add(mysql.KindOK, mysql.KindERR, mysql.KindColumnDef, mysql.KindParamDef,
+		mysql.KindTextRow, mysql.KindBinaryRow, mysql.KindPrepareOK)
+	return h, nil
+}
+
+// stmt is a prepared statement the session knows.
+type stmt struct {
+	plan     *mysqlsql.Plan
+	types    []uint16 // client parameter types of the last execution
+	poisoned bool     // long data for an encrypted parameter was dropped
+	cols     []column // result columns from the PREPARE response (for COM_STMT_FETCH)
+}
+
+type session struct {
+	ic  *Interceptor
+	ctx context.Context
+	log *slog.Logger
+
+	mu    sync.Mutex
+	db    string
+	stmts map[uint32]*stmt
+}
+
+// column is what a result hook knows about one result column.
+type column struct {
+	rule *rules.ColumnRule
+	typ  byte // the server's column type
+}
+
+// exState is the per-exchange state of a watched command.
+type exState struct {
+	plan   *mysqlsql.Plan
+	stmt   *stmt // COM_STMT_EXECUTE / FETCH
+	cols   []column
+	anyEnc bool
+	// database tracking
+	use    bool
+	newDB  string
+	prevDB string
+	single bool // the string is just the USE
+	// prepare
+	stmtID   uint32
+	prepared bool
+}
+
+func (s *session) currentDB() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db
+}
+
+func refused(err error) *mysql.Error {
+	return &mysql.Error{Code: codeRefused, State: "42000", Message: err.Error()}
+}
+
+func failed(msg string, cause error) *mysql.Error {
+	return &mysql.Error{Code: codeFailed, State: "HY000", Message: "dbproxy: " + msg, Cause: cause}
+}
+
+func (s *session) plan(sql string) (*mysqlsql.Plan, error) {
+	plan, err := s.ic.planner.Plan(s.ctx, s.currentDB(), sql)
+	if err != nil {
+		var r *mysqlsql.Refusal
+		if errors.As(err, &r) {
+			return nil, refused(r)
+		}
+		return nil, failed("cannot plan the statement", err)
+	}
+	return plan, nil
+}
+
+func (s *session) rewrite(plan *mysqlsql.Plan, cmd byte) ([]byte, error) {
+	out, err := plan.Rewrite(s.ctx, s.ic.enc, nil, []byte{cmd})
+	if err != nil {
+		var r *mysqlsql.Refusal
+		if errors.As(err, &r) {
+			return nil, refused(r)
+		}
+		s.log.Warn("encryption failed", "err", err)
+		return nil, failed("cannot encrypt a value for an encrypted column", err)
+	}
+	return out, nil
+}
+
+func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
+	switch x.Command {
+	case gomysql.COM_QUERY:
+		return s.query(x, payload, w)
+	case gomysql.COM_STMT_PREPARE:
+		return s.prepare(x, payload, w)
+	case gomysql.COM_STMT_EXECUTE:
+		return s.execute(x, payload, w)
+	case gomysql.COM_STMT_FETCH:
+		s.mu.Lock()
+		st := s.stmts[x.StmtID]
+		s.mu.Unlock()
+		if st != nil && st.plan.Encrypted {
+			x.Watch, x.State = true, &exState{stmt: st, cols: st.cols}
+		}
+		w.Packet(payload)
+		return nil
+	case gomysql.COM_STMT_SEND_LONG_DATA:
+		return s.longData(x, payload, w)
+	case gomysql.COM_STMT_CLOSE:
+		s.mu.Lock()
+		delete(s.stmts, x.StmtID)
+		s.mu.Unlock()
+	case gomysql.COM_STMT_RESET:
+		s.mu.Lock()
+		if st := s.stmts[x.StmtID]; st != nil {
+			st.poisoned = false
+		}
+		s.mu.Unlock()
+	case gomysql.COM_INIT_DB:
+		s.mu.Lock()
+		st := &exState{use: true, single: true, newDB: string(payload[1:]), prevDB: s.db}
+		s.db = mysqlsql.UnknownDatabase
+		s.mu.Unlock()
+		x.Watch, x.State = true, st
+	case gomysql.COM_CHANGE_USER:
+		s.mu.Lock()
+		s.db = mysqlsql.UnknownDatabase
+		clear(s.stmts)
+		s.mu.Unlock()
+	case gomysql.COM_RESET_CONNECTION:
+		s.mu.Lock()
+		clear(s.stmts)
+		s.mu.Unlock()
+	}
+	w.Packet(payload)
+	return nil
+}
+
+func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
+	plan, err := s.plan(string(payload[1:]))
+	if err != nil {
+		return err
+	}
+	st := &exState{plan: plan}
+	if plan.HasUse {
+		s.mu.Lock()
+		st.use, st.newDB, st.prevDB = true, plan.Use, s.db
+		st.single = plan.Passthrough && !plan.Encrypted
+		s.db = mysqlsql.UnknownDatabase
+		s.mu.Unlock()
+	}
+	if plan.Encrypted || plan.HasUse {
+		x.Watch, x.State = true, st
+	}
+	if plan.Passthrough {
+		w.Packet(payload)
+		return nil
+	}
+	out, err := s.rewrite(plan, gomysql.COM_QUERY)
+	if err != nil {
+		if plan.HasUse {
+			s.mu.Lock()
+			s.db = st.prevDB
+			s.mu.Unlock()
+		}
+		return err
+	}
+	w.Packet(out)
+	return nil
+}
+
+func (s *session) prepare(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
+	plan, err := s.plan(string(payload[1:]))
+	if err != nil {
+		return err
+	}
+	if plan.HasUse {
+		return refused(errors.New("dbproxy: USE cannot be prepared through the proxy"))
+	}
+	x.Watch, x.State = true, &exState{plan: plan}
+	if plan.Passthrough {
+		w.Packet(payload)
+		return nil
+	}
+	// Placeholders are not encrypted here: Rewrite only writes `?`, and
+	// literal slots get their ciphertexts now.
+	out, err := s.rewrite(plan, gomysql.COM_STMT_PREPARE)
+	if err != nil {
+		return err
+	}
+	w.Packet(out)
+	return nil
+}
+
+func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
+	if len(payload) < 7 {
+		w.Packet(payload)
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stmts[x.StmtID]
+	if st == nil || st.plan.Passthrough {
+		w.Packet(payload)
+		return nil
+	}
+	pid := int(binary.LittleEndian.Uint16(payload[5:7]))
+	if pid >= len(st.plan.Params) || st.plan.Params[pid].Role != mysqlsql.RolePlain {
+		st.poisoned = true
+		return refused(errors.New("dbproxy: long data for an encrypted parameter is not supported"))
+	}
+	for i, sp := range st.plan.ServerParams {
+		if sp.Client == pid {
+			out := append([]byte(nil), payload...)
+			binary.LittleEndian.PutUint16(out[5:7], uint16(i))
+			w.Packet(out)
+			return nil
+		}
+	}
+	st.poisoned = true
+	return refused(errors.New("dbproxy: long data for an unknown parameter"))
+}
+
+func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *mysql.Writer) error {
+	st, _ := x.State.(*exState)
+	if st == nil {
+		w.Packet(payload)
+		return nil
+	}
+	switch kind {
+	case mysql.KindOK, mysql.KindERR:
+		if st.use {
+			s.finishUse(st, kind, payload)
+		}
+		w.Packet(payload)
+		return nil
+	case mysql.KindPrepareOK:
+		return s.prepareOK(x, st, payload, w)
+	case mysql.KindParamDef:
+		if st.plan == nil || st.plan.Passthrough {
+			w.Packet(payload)
+			return nil
+		}
+		if x.Column < len(st.plan.ServerParams) && st.plan.ServerParams[x.Column].Version == 0 {
+			w.Packet(payload)
+		}
+		return nil
+	case mysql.KindColumnDef:
+		return s.columnDef(x, st, payload, w)
+	case mysql.KindTextRow:
+		return s.textRow(st, payload, w)
+	case mysql.KindBinaryRow:
+		return s.binaryRow(st, payload, w)
+	}
+	w.Packet(payload)
+	return nil
+}
+
+// finishUse settles the current database after a USE or COM_INIT_DB.
+func (s *session) finishUse(st *exState, kind mysql.Kind, payload []byte) {
+	more := false
+	if kind == mysql.KindOK {
+		_, _, n1 := gomysql.LengthEncodedInt(payload[1:])
+		_, _, n2 := gomysql.LengthEncodedInt(payload[1+n1:])
+		if p := 1 + n1 + n2; len(payload) >= p+2 {
+			more = binary.LittleEndian.Uint16(payload[p:])&gomysql.SERVER_MORE_RESULTS_EXISTS != 0
+		}
+	}
+	if more {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case kind == mysql.KindOK:
+		s.db = st.newDB
+	case st.single:
+		s.db = st.prevDB
+	default:
+		// A multi-statement string failed somewhere: whether its USE ran
+		// is unknown.
+		s.db = mysqlsql.UnknownDatabase
+	}
+	st.use = false
+}
+
+func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *mysql.Writer) error {
+	if len(payload) < 12 {
+		return failed("malformed prepare response", nil)
+	}
+	id := binary.LittleEndian.Uint32(payload[1:5])
+	nparams := int(binary.LittleEndian.Uint16(payload[7:9]))
+	plan := st.plan
+	out := payload
+	if !plan.Passthrough {
+		if nparams != len(plan.ServerParams) {
+			return failed(fmt.Sprintf("the server counted %d parameters where the proxy wrote %d", nparams, len(plan.ServerParams)), nil)
+		}
+		out = append([]byte(nil), payload...)
+		binary.LittleEndian.PutUint16(out[7:9], uint16(len(plan.Params)))
+	} else if nparams != len(plan.Params) {
+		return failed(fmt.Sprintf("the server counted %d parameters where the proxy found %d", nparams, len(plan.Params)), nil)
+	}
+	st.stmtID, st.prepared = id, true
+	ps := &stmt{plan: plan}
+	st.stmt = ps
+	s.mu.Lock()
+	s.stmts[id] = ps
+	s.mu.Unlock()
+	w.Packet(out)
+	return nil
+}

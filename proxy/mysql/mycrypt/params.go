@@ -1,0 +1,264 @@
+package mycrypt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+const paramUnsigned = 0x8000 // in the 2-byte parameter type
+
+func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
+	s.mu.Lock()
+	st := s.stmts[x.StmtID]
+	var types []uint16
+	poisoned := false
+	if st != nil {
+		types, poisoned = st.types, st.poisoned
+		st.poisoned = false
+	}
+	s.mu.Unlock()
+	if st == nil {
+		return &mysql.Error{Code: gomysql.ER_UNKNOWN_STMT_HANDLER, State: "HY000",
+			Message: "dbproxy: unknown prepared statement handler"}
+	}
+	if poisoned {
+		return refused(errors.New("dbproxy: statement refused: long data was sent for an encrypted parameter"))
+	}
+	plan := st.plan
+	if plan.Encrypted {
+		x.Watch, x.State = true, &exState{plan: plan, stmt: st}
+	}
+	n := len(plan.Params)
+	if n == 0 || (plan.Passthrough && !plan.HasEncryptedParams()) {
+		w.Packet(payload)
+		return nil
+	}
+	if len(payload) < 10 {
+		return failed("malformed COM_STMT_EXECUTE", nil)
+	}
+	bm := (n + 7) / 8
+	p := 10
+	if len(payload) < p+bm+1 {
+		return failed("malformed COM_STMT_EXECUTE", nil)
+	}
+	nulls := payload[p : p+bm]
+	p += bm
+	bound := payload[p]
+	p++
+	if bound == 1 {
+		if len(payload) < p+2*n {
+			return failed("malformed COM_STMT_EXECUTE", nil)
+		}
+		types = make([]uint16, n)
+		for i := range types {
+			types[i] = binary.LittleEndian.Uint16(payload[p+2*i:])
+		}
+		p += 2 * n
+		s.mu.Lock()
+		st.types = types
+		s.mu.Unlock()
+	}
+	if len(types) != n {
+		return failed("COM_STMT_EXECUTE without parameter types", nil)
+	}
+	// Split the client's values.
+	vals := make([][]byte, n)
+	isNull := make([]bool, n)
+	for i := 0; i < n; i++ {
+		if nulls[i/8]&(1<<(i%8)) != 0 || byte(types[i]) == gomysql.MYSQL_TYPE_NULL {
+			isNull[i] = true
+			continue
+		}
+		k, err := binLen(byte(types[i]), payload, p)
+		if err != nil || p+k > len(payload) {
+			return failed("malformed COM_STMT_EXECUTE", err)
+		}
+		vals[i] = payload[p : p+k]
+		p += k
+	}
+	// Encrypt.
+	cts := make([][][]byte, n)
+	var canon []byte
+	for i, pr := range plan.Params {
+		if pr.Role == mysqlsql.RolePlain || isNull[i] {
+			continue
+		}
+		var err error
+		canon, err = canonParam(canon[:0], pr.Column, types[i], vals[i])
+		if err != nil {
+			return refused(fmt.Errorf("dbproxy: statement refused: %s: parameter %d is not a valid %s (%w)", pr.Column, i+1, pr.Column.Type, err))
+		}
+		switch pr.Role {
+		case mysqlsql.RoleStore:
+			ct, err := s.ic.enc.EncryptForStore(s.ctx, pr.Column, canon)
+			if err != nil {
+				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
+			}
+			cts[i] = [][]byte{ct}
+		case mysqlsql.RoleMatch:
+			m, err := s.ic.enc.EncryptForMatch(s.ctx, pr.Column, canon)
+			if err != nil {
+				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
+			}
+			if len(m) > mysqlsql.MatchSlots || len(m) == 0 {
+				return refused(fmt.Errorf("dbproxy: statement refused: %s: %w", pr.Column, mysqlsql.ErrTooManyVersions))
+			}
+			cts[i] = m
+		default:
+			return failed("invalid parameter role", nil)
+		}
+	}
+	// Build the server's packet.
+	sps := plan.ServerParams
+	if plan.Passthrough {
+		sps = make([]mysqlsql.ServerParam, n)
+		for i := range sps {
+			sps[i].Client = i
+		}
+	}
+	m := len(sps)
+	out := w.Begin()
+	out = append(out, payload[:10]...)
+	bmStart := len(out)
+	for i := 0; i < (m+7)/8; i++ {
+		out = append(out, 0)
+	}
+	out = append(out, 1)
+	for j, sp := range sps {
+		c := sp.Client
+		t := types[c]
+		if isNull[c] {
+			out[bmStart+j/8] |= 1 << (j % 8)
+		} else if plan.Params[c].Role != mysqlsql.RolePlain {
+			t = uint16(gomysql.MYSQL_TYPE_BLOB)
+		}
+		out = binary.LittleEndian.AppendUint16(out, t)
+	}
+	for _, sp := range sps {
+		c := sp.Client
+		if isNull[c] {
+			continue
+		}
+		if plan.Params[c].Role == mysqlsql.RolePlain {
+			out = append(out, vals[c]...)
+			continue
+		}
+		list := cts[c]
+		ct := list[len(list)-1]
+		if sp.Version < len(list) {
+			ct = list[sp.Version]
+		}
+		out = gomysql.AppendLengthEncodedInteger(out, uint64(len(ct)))
+		out = append(out, ct...)
+	}
+	w.End(out)
+	return nil
+}
+
+// canonParam converts one binary-protocol parameter to the canonical
+// encoding of col's type. The error never carries the value.
+func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte) ([]byte, error) {
+	unsigned := typ&paramUnsigned != 0
+	var txt []byte
+	switch byte(typ) {
+	case gomysql.MYSQL_TYPE_TINY:
+		if unsigned {
+			txt = strconv.AppendUint(nil, uint64(v[0]), 10)
+		} else {
+			txt = strconv.AppendInt(nil, int64(int8(v[0])), 10)
+		}
+	case gomysql.MYSQL_TYPE_SHORT, gomysql.MYSQL_TYPE_YEAR:
+		u := binary.LittleEndian.Uint16(v)
+		if unsigned {
+			txt = strconv.AppendUint(nil, uint64(u), 10)
+		} else {
+			txt = strconv.AppendInt(nil, int64(int16(u)), 10)
+		}
+	case gomysql.MYSQL_TYPE_LONG, gomysql.MYSQL_TYPE_INT24:
+		u := binary.LittleEndian.Uint32(v)
+		if unsigned {
+			txt = strconv.AppendUint(nil, uint64(u), 10)
+		} else {
+			txt = strconv.AppendInt(nil, int64(int32(u)), 10)
+		}
+	case gomysql.MYSQL_TYPE_LONGLONG:
+		u := binary.LittleEndian.Uint64(v)
+		if unsigned {
+			txt = strconv.AppendUint(nil, u, 10)
+		} else {
+			txt = strconv.AppendInt(nil, int64(u), 10)
+		}
+	case gomysql.MYSQL_TYPE_FLOAT:
+		txt = strconv.AppendFloat(nil, float64(math.Float32frombits(binary.LittleEndian.Uint32(v))), 'g', -1, 32)
+	case gomysql.MYSQL_TYPE_DOUBLE:
+		txt = strconv.AppendFloat(nil, math.Float64frombits(binary.LittleEndian.Uint64(v)), 'g', -1, 64)
+	case gomysql.MYSQL_TYPE_DATE, gomysql.MYSQL_TYPE_DATETIME, gomysql.MYSQL_TYPE_TIMESTAMP:
+		var err error
+		if txt, err = dateText(v, col.Type == value.TypeDate); err != nil {
+			return dst, err
+		}
+	case gomysql.MYSQL_TYPE_TIME, gomysql.MYSQL_TYPE_NULL:
+		return dst, errors.New("unsupported parameter type")
+	default:
+		s, _, _, err := readLenenc(v, 0)
+		if err != nil {
+			return dst, err
+		}
+		txt = s
+	}
+	out, err := value.AppendCanonicalMySQLText(dst, col.Type, txt, nil)
+	if err != nil {
+		return dst, errKind(err)
+	}
+	return out, nil
+}
+
+func errKind(err error) error {
+	for _, k := range []error{value.ErrSyntax, value.ErrRange, value.ErrUnsupported} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return errors.New("invalid value")
+}
+
+// dateText renders a binary DATE/DATETIME parameter as MySQL text.
+func dateText(v []byte, dateOnly bool) ([]byte, error) {
+	if len(v) < 1 || int(v[0]) != len(v)-1 {
+		return nil, errors.New("malformed date")
+	}
+	b := v[1:]
+	var y, mo, d, h, mi, s int
+	var us uint32
+	switch len(b) {
+	case 0:
+		return nil, errors.New("zero date")
+	case 4, 7, 11:
+		y, mo, d = int(binary.LittleEndian.Uint16(b)), int(b[2]), int(b[3])
+		if len(b) >= 7 {
+			h, mi, s = int(b[4]), int(b[5]), int(b[6])
+		}
+		if len(b) == 11 {
+			us = binary.LittleEndian.Uint32(b[7:])
+		}
+	default:
+		return nil, errors.New("malformed date")
+	}
+	if dateOnly {
+		if h != 0 || mi != 0 || s != 0 || us != 0 {
+			return nil, errors.New("time part in a date")
+		}
+		return fmt.Appendf(nil, "%04d-%02d-%02d", y, mo, d), nil
+	}
+	return fmt.Appendf(nil, "%04d-%02d-%02d %02d:%02d:%02d.%06d", y, mo, d, h, mi, s, us), nil
+}

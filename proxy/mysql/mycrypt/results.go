@@ -1,0 +1,327 @@
+package mycrypt
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// Column definition flags.
+const (
+	flagBinary   = 128
+	flagBlob     = 16
+	flagUnsigned = 32
+	flagZerofill = 64
+	flagNum      = 32768
+
+	charsetBinary  = 63
+	charsetUTF8MB4 = 45 // utf8mb4_general_ci: known to MySQL and MariaDB
+)
+
+// plainDef is the column definition of a plaintext type.
+type plainDef struct {
+	typ      byte
+	charset  uint16
+	length   uint32
+	decimals byte
+	numeric  bool
+}
+
+func defFor(t value.Type) plainDef {
+	switch t {
+	case value.TypeSmallint:
+		return plainDef{gomysql.MYSQL_TYPE_SHORT, charsetBinary, 6, 0, true}
+	case value.TypeInt:
+		return plainDef{gomysql.MYSQL_TYPE_LONG, charsetBinary, 11, 0, true}
+	case value.TypeBigint:
+		return plainDef{gomysql.MYSQL_TYPE_LONGLONG, charsetBinary, 20, 0, true}
+	case value.TypeReal:
+		return plainDef{gomysql.MYSQL_TYPE_FLOAT, charsetBinary, 12, 31, true}
+	case value.TypeDouble:
+		return plainDef{gomysql.MYSQL_TYPE_DOUBLE, charsetBinary, 22, 31, true}
+	case value.TypeNumeric:
+		return plainDef{gomysql.MYSQL_TYPE_NEWDECIMAL, charsetBinary, 67, 30, true}
+	case value.TypeBoolean:
+		return plainDef{gomysql.MYSQL_TYPE_TINY, charsetBinary, 1, 0, true}
+	case value.TypeDate:
+		return plainDef{gomysql.MYSQL_TYPE_DATE, charsetBinary, 10, 0, false}
+	case value.TypeTimestamp, value.TypeTimestamptz:
+		return plainDef{gomysql.MYSQL_TYPE_DATETIME, charsetBinary, 26, 6, false}
+	case value.TypeBytes:
+		return plainDef{gomysql.MYSQL_TYPE_BLOB, charsetBinary, 65535, 0, false}
+	case value.TypeUUID:
+		return plainDef{gomysql.MYSQL_TYPE_VAR_STRING, charsetUTF8MB4, 36 * 4, 0, false}
+	default: // text, json
+		return plainDef{gomysql.MYSQL_TYPE_VAR_STRING, charsetUTF8MB4, 65535 * 4, 0, false}
+	}
+}
+
+// readLenenc reads one length-encoded string at b[p:].
+func readLenenc(b []byte, p int) (val []byte, next int, null bool, err error) {
+	if p >= len(b) {
+		return nil, 0, false, fmt.Errorf("truncated packet")
+	}
+	if b[p] == 0xfb {
+		return nil, p + 1, true, nil
+	}
+	n, _, k := gomysql.LengthEncodedInt(b[p:])
+	if k == 0 || uint64(len(b)-p-k) < n {
+		return nil, 0, false, fmt.Errorf("truncated packet")
+	}
+	start := p + k
+	return b[start : start+int(n)], start + int(n), false, nil
+}
+
+func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *mysql.Writer) error {
+	if x.Column == 0 || len(st.cols) != x.Columns {
+		st.cols = make([]column, x.Columns)
+	}
+	var fields [6][]byte
+	p := 0
+	for i := range fields {
+		v, next, _, err := readLenenc(payload, p)
+		if err != nil {
+			return failed("malformed column definition", err)
+		}
+		fields[i], p = v, next
+	}
+	// p is at the fixed-length fields' length (0x0c).
+	if len(payload) < p+13 {
+		return failed("malformed column definition", nil)
+	}
+	fixed := p + 1
+	typ := payload[fixed+6]
+	var rule *rules.ColumnRule
+	if len(fields[3]) > 0 && len(fields[5]) > 0 {
+		rule = s.ic.rules.Column(string(fields[1]), "", string(fields[3]), string(fields[5]))
+	}
+	if x.Column < len(st.cols) {
+		st.cols[x.Column] = column{rule: rule, typ: typ}
+	}
+	if rule != nil {
+		st.anyEnc = true
+	}
+	if x.Column == x.Columns-1 && st.stmt != nil {
+		s.mu.Lock()
+		st.stmt.cols = st.cols
+		s.mu.Unlock()
+	}
+	if rule == nil {
+		w.Packet(payload)
+		return nil
+	}
+	d := defFor(rule.Type)
+	out := w.Begin()
+	start := len(out)
+	out = append(out, payload...)
+	f := out[start+fixed:]
+	binary.LittleEndian.PutUint16(f[0:], d.charset)
+	binary.LittleEndian.PutUint32(f[2:], d.length)
+	f[6] = d.typ
+	flags := binary.LittleEndian.Uint16(f[7:]) &^ (flagBinary | flagBlob | flagUnsigned | flagZerofill | flagNum)
+	if d.numeric {
+		flags |= flagNum | flagBinary
+	}
+	if d.typ == gomysql.MYSQL_TYPE_BLOB {
+		flags |= flagBlob | flagBinary
+	}
+	binary.LittleEndian.PutUint16(f[7:], flags)
+	f[9] = d.decimals
+	w.End(out)
+	return nil
+}
+
+func (s *session) decryptErr(rule *rules.ColumnRule, err error) error {
+	s.log.Warn("decryption failed", "column", rule.String(), "err", err)
+	return failed("cannot decrypt a value of column "+rule.String(), err)
+}
+
+func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
+	if !st.anyEnc {
+		w.Packet(payload)
+		return nil
+	}
+	out := w.Begin()
+	var canon []byte
+	p := 0
+	for i := range st.cols {
+		v, next, null, err := readLenenc(payload, p)
+		if err != nil {
+			return failed("malformed row", err)
+		}
+		raw := payload[p:next]
+		p = next
+		rule := st.cols[i].rule
+		if rule == nil || null {
+			out = append(out, raw...)
+			continue
+		}
+		canon, err = s.ic.enc.AppendDecrypt(s.ctx, canon[:0], rule, v)
+		if err != nil {
+			return s.decryptErr(rule, err)
+		}
+		var txt []byte
+		txt, err = value.AppendMySQLText(nil, rule.Type, canon)
+		if err != nil {
+			return s.decryptErr(rule, err)
+		}
+		out = gomysql.AppendLengthEncodedInteger(out, uint64(len(txt)))
+		out = append(out, txt...)
+	}
+	if p != len(payload) {
+		return failed("malformed row", nil)
+	}
+	w.End(out)
+	return nil
+}
+
+// binLen returns the length of a binary-protocol value of column type typ
+// at b[p:].
+func binLen(typ byte, b []byte, p int) (int, error) {
+	switch typ {
+	case gomysql.MYSQL_TYPE_NULL:
+		return 0, nil
+	case gomysql.MYSQL_TYPE_TINY:
+		return 1, nil
+	case gomysql.MYSQL_TYPE_SHORT, gomysql.MYSQL_TYPE_YEAR:
+		return 2, nil
+	case gomysql.MYSQL_TYPE_LONG, gomysql.MYSQL_TYPE_INT24, gomysql.MYSQL_TYPE_FLOAT:
+		return 4, nil
+	case gomysql.MYSQL_TYPE_LONGLONG, gomysql.MYSQL_TYPE_DOUBLE:
+		return 8, nil
+	case gomysql.MYSQL_TYPE_DATE, gomysql.MYSQL_TYPE_DATETIME, gomysql.MYSQL_TYPE_TIMESTAMP,
+		gomysql.MYSQL_TYPE_TIME, gomysql.MYSQL_TYPE_NEWDATE:
+		if p >= len(b) {
+			return 0, fmt.Errorf("truncated row")
+		}
+		return 1 + int(b[p]), nil
+	}
+	_, next, _, err := readLenenc(b, p)
+	if err != nil {
+		return 0, err
+	}
+	return next - p, nil
+}
+
+func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error {
+	if !st.anyEnc {
+		w.Packet(payload)
+		return nil
+	}
+	n := len(st.cols)
+	bm := (n + 7 + 2) / 8
+	if len(payload) < 1+bm {
+		return failed("malformed row", nil)
+	}
+	out := w.Begin()
+	out = append(out, payload[:1+bm]...)
+	nulls := payload[1 : 1+bm]
+	p := 1 + bm
+	var canon []byte
+	for i, c := range st.cols {
+		if nulls[(i+2)/8]&(1<<((i+2)%8)) != 0 {
+			continue
+		}
+		k, err := binLen(c.typ, payload, p)
+		if err != nil || p+k > len(payload) {
+			return failed("malformed row", err)
+		}
+		cell := payload[p : p+k]
+		p += k
+		if c.rule == nil {
+			out = append(out, cell...)
+			continue
+		}
+		ct, _, _, err := readLenenc(cell, 0)
+		if err != nil {
+			return failed("malformed row", err)
+		}
+		canon, err = s.ic.enc.AppendDecrypt(s.ctx, canon[:0], c.rule, ct)
+		if err != nil {
+			return s.decryptErr(c.rule, err)
+		}
+		out, err = appendBinary(out, c.rule.Type, canon)
+		if err != nil {
+			return s.decryptErr(c.rule, err)
+		}
+	}
+	if p != len(payload) {
+		return failed("malformed row", nil)
+	}
+	w.End(out)
+	return nil
+}
+
+// appendBinary appends the binary-protocol encoding of canon for the
+// column type defFor(t) announced.
+func appendBinary(dst []byte, t value.Type, canon []byte) ([]byte, error) {
+	switch t {
+	case value.TypeSmallint:
+		if len(canon) != 2 {
+			return dst, fmt.Errorf("bad smallint")
+		}
+		return binary.LittleEndian.AppendUint16(dst, binary.BigEndian.Uint16(canon)), nil
+	case value.TypeInt, value.TypeReal:
+		if len(canon) != 4 {
+			return dst, fmt.Errorf("bad %s", t)
+		}
+		return binary.LittleEndian.AppendUint32(dst, binary.BigEndian.Uint32(canon)), nil
+	case value.TypeBigint, value.TypeDouble:
+		if len(canon) != 8 {
+			return dst, fmt.Errorf("bad %s", t)
+		}
+		return binary.LittleEndian.AppendUint64(dst, binary.BigEndian.Uint64(canon)), nil
+	case value.TypeBoolean:
+		if len(canon) != 1 {
+			return dst, fmt.Errorf("bad boolean")
+		}
+		return append(dst, canon[0]), nil
+	case value.TypeDate:
+		if len(canon) != 4 {
+			return dst, fmt.Errorf("bad date")
+		}
+		days := int32(binary.BigEndian.Uint32(canon))
+		if days == math.MaxInt32 || days == math.MinInt32 {
+			return dst, fmt.Errorf("infinite date has no MySQL form")
+		}
+		tm := time.Unix(int64(days)*86400, 0).UTC()
+		if tm.Year() < 0 || tm.Year() > 9999 {
+			return dst, fmt.Errorf("date out of MySQL range")
+		}
+		dst = append(dst, 4)
+		dst = binary.LittleEndian.AppendUint16(dst, uint16(tm.Year()))
+		return append(dst, byte(tm.Month()), byte(tm.Day())), nil
+	case value.TypeTimestamp, value.TypeTimestamptz:
+		if len(canon) != 8 {
+			return dst, fmt.Errorf("bad timestamp")
+		}
+		us := int64(binary.BigEndian.Uint64(canon))
+		if us == math.MaxInt64 || us == math.MinInt64 {
+			return dst, fmt.Errorf("infinite timestamp has no MySQL form")
+		}
+		tm := time.UnixMicro(us).UTC()
+		if tm.Year() < 0 || tm.Year() > 9999 {
+			return dst, fmt.Errorf("timestamp out of MySQL range")
+		}
+		dst = append(dst, 11)
+		dst = binary.LittleEndian.AppendUint16(dst, uint16(tm.Year()))
+		dst = append(dst, byte(tm.Month()), byte(tm.Day()), byte(tm.Hour()), byte(tm.Minute()), byte(tm.Second()))
+		return binary.LittleEndian.AppendUint32(dst, uint32(tm.Nanosecond()/1000)), nil
+	case value.TypeBytes:
+		dst = gomysql.AppendLengthEncodedInteger(dst, uint64(len(canon)))
+		return append(dst, canon...), nil
+	}
+	txt, err := value.AppendMySQLText(nil, t, canon)
+	if err != nil {
+		return dst, err
+	}
+	dst = gomysql.AppendLengthEncodedInteger(dst, uint64(len(txt)))
+	return append(dst, txt...), nil
+}

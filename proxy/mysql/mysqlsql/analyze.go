@@ -1,0 +1,585 @@
+package mysqlsql
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/opcode"
+	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// tableRef is one table named in a statement.
+type tableRef struct {
+	alias string // AS name, or the table name
+	name  string
+	rule  *rules.TableRule
+}
+
+type reasonEntry struct {
+	n ast.Node
+	r string
+}
+
+// analyzer walks one statement.
+type analyzer struct {
+	p           *Planner
+	ctx         context.Context
+	db          string
+	plan        *Plan
+	tables      []tableRef
+	repl        map[ast.Node]ast.ExprNode
+	params      map[*driver.ParamMarkerExpr]int
+	encrypted   bool
+	usedCatalog bool
+	err         *Refusal
+	reasons     []reasonEntry
+}
+
+func (a *analyzer) refuse(r *Refusal) {
+	if a.err == nil {
+		a.err = r
+	}
+}
+
+func (a *analyzer) statement(st ast.StmtNode) error {
+	// Number the placeholders in text order.
+	pc := &paramCollector{}
+	st.Accept(pc)
+	sort.Slice(pc.list, func(i, j int) bool { return pc.list[i].Offset < pc.list[j].Offset })
+	a.params = map[*driver.ParamMarkerExpr]int{}
+	base := len(a.plan.Params)
+	for i, m := range pc.list {
+		a.params[m] = base + i
+		a.plan.Params = append(a.plan.Params, Param{})
+	}
+	// Every table the statement names, in any clause.
+	tc := &tableCollector{a: a}
+	st.Accept(tc)
+	if a.err != nil {
+		return a.err
+	}
+	for _, t := range a.tables {
+		if t.rule != nil {
+			a.encrypted = true
+		}
+	}
+	if !a.encrypted {
+		if !knownStatement(st) && a.p.rules.MayTouch(st.Text()) {
+			a.refuse(&Refusal{Reason: fmt.Sprintf("%s statements that name an encrypted table are not supported", stmtName(st))})
+			return a.err
+		}
+		a.setPlain()
+		return nil
+	}
+	a.repl = map[ast.Node]ast.ExprNode{}
+	switch s := st.(type) {
+	case *ast.InsertStmt:
+		a.insert(s)
+	case *ast.LoadDataStmt:
+		a.refuse(&Refusal{Column: a.tables[0].rule.String(), Reason: "LOAD DATA into a table with encrypted columns is not supported"})
+	case *ast.ExplainStmt:
+		if ins, ok := s.Stmt.(*ast.InsertStmt); ok {
+			a.insert(ins)
+		} else {
+			st.Accept(a)
+		}
+	case *ast.SelectStmt, *ast.SetOprStmt, *ast.UpdateStmt, *ast.DeleteStmt,
+		*ast.CreateViewStmt, *ast.SetStmt, *ast.DoStmt:
+		st.Accept(a)
+	case *ast.CreateTableStmt:
+		if s.Select != nil {
+			st.Accept(a)
+		}
+	case *ast.AlterTableStmt, *ast.DropTableStmt, *ast.TruncateTableStmt, *ast.CreateIndexStmt,
+		*ast.DropIndexStmt, *ast.ShowStmt, *ast.AnalyzeTableStmt, *ast.RenameTableStmt,
+		*ast.LockTablesStmt, *ast.UnlockTablesStmt, *ast.FlushStmt:
+		// No values bound for encrypted columns.
+	default:
+		a.refuse(&Refusal{Column: a.firstEncrypted(), Reason: fmt.Sprintf("%s statements on encrypted tables are not supported", stmtName(st))})
+	}
+	if a.err != nil {
+		return a.err
+	}
+	a.setPlain()
+	if len(a.repl) > 0 {
+		// Plain placeholders become slots too, so that the server's
+		// parameter order is known whatever order the restore writes.
+		for m, i := range a.params {
+			if a.plan.Params[i].Role == RolePlain {
+				a.addParamSlot(m, i)
+			}
+		}
+	}
+	return nil
+}
+
+// knownStatement reports whether the table collector sees every table st
+// can write to (no SQL text hidden in strings, no stored program bodies).
+func knownStatement(st ast.StmtNode) bool {
+	switch st.(type) {
+	case *ast.SelectStmt, *ast.SetOprStmt, *ast.InsertStmt, *ast.UpdateStmt, *ast.DeleteStmt,
+		*ast.ExplainStmt, *ast.LoadDataStmt, *ast.CreateTableStmt, *ast.AlterTableStmt, *ast.DropTableStmt,
+		*ast.TruncateTableStmt, *ast.CreateIndexStmt, *ast.DropIndexStmt, *ast.ShowStmt, *ast.SetStmt,
+		*ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt, *ast.CreateDatabaseStmt, *ast.DropDatabaseStmt,
+		*ast.CreateViewStmt, *ast.RenameTableStmt, *ast.AnalyzeTableStmt, *ast.DoStmt:
+		return true
+	}
+	return false
+}
+
+func stmtName(st ast.StmtNode) string {
+	s := fmt.Sprintf("%T", st)
+	s = strings.TrimPrefix(s, "*ast.")
+	return strings.TrimSuffix(s, "Stmt")
+}
+
+func (a *analyzer) firstEncrypted() string {
+	for _, t := range a.tables {
+		if t.rule != nil {
+			return t.rule.String()
+		}
+	}
+	return ""
+}
+
+func (a *analyzer) setPlain() {
+	for _, i := range a.params {
+		if a.plan.Params[i].Role == RoleInvalid {
+			a.plan.Params[i].Role = RolePlain
+		}
+	}
+}
+
+func (a *analyzer) addSlot(n ast.Node, s Slot) ast.ExprNode {
+	idx := len(a.plan.Slots)
+	a.plan.Slots = append(a.plan.Slots, s)
+	m := marker(idx)
+	if n != nil {
+		a.repl[n] = m
+	}
+	return m
+}
+
+func (a *analyzer) addParamSlot(m *driver.ParamMarkerExpr, i int) {
+	if _, done := a.repl[m]; done {
+		return
+	}
+	a.addSlot(m, Slot{Kind: SlotParam, Param: i})
+}
+
+func (a *analyzer) setRole(m *driver.ParamMarkerExpr, role ParamRole, col *rules.ColumnRule) {
+	i, ok := a.params[m]
+	if !ok {
+		a.refuse(&Refusal{Column: col.String(), Reason: "internal: unnumbered placeholder"})
+		return
+	}
+	a.plan.Params[i] = Param{Role: role, Column: col}
+	a.addParamSlot(m, i)
+}
+
+// resolveTable finds the rule of a table reference.
+func (a *analyzer) resolveTable(schema, name string) *rules.TableRule {
+	if schema != "" {
+		return a.p.rules.Table(schema, "", name)
+	}
+	if a.db == "" || a.db == UnknownDatabase {
+		if a.p.rules.HasTableNamed(name) {
+			a.refuse(&Refusal{Column: name, Reason: "no current database is known for an unqualified encrypted table name; qualify it or USE a database"})
+		}
+		return nil
+	}
+	return a.p.rules.Table(a.db, "", name)
+}
+
+// column resolves a column reference to its rule (nil: not encrypted).
+func (a *analyzer) column(cn *ast.ColumnName) *rules.ColumnRule {
+	name := cn.Name.O
+	if cn.Table.O != "" {
+		for _, t := range a.tables {
+			if strings.EqualFold(t.alias, cn.Table.O) || (cn.Schema.O == "" && strings.EqualFold(t.name, cn.Table.O)) {
+				return t.rule.Column(name)
+			}
+		}
+		if cn.Schema.O != "" {
+			if r := a.resolveTable(cn.Schema.O, cn.Table.O); r != nil {
+				return r.Column(name)
+			}
+		}
+		// A derived table or CTE alias: refuse if the name could be
+		// an encrypted column carried through it.
+		if a.anyEncryptedNamed(name) != nil {
+			a.refuse(&Refusal{Column: cn.Table.O + "." + name, Reason: "cannot tell whether this column is encrypted"})
+		}
+		return nil
+	}
+	var found *rules.ColumnRule
+	for _, t := range a.tables {
+		if c := t.rule.Column(name); c != nil {
+			if found != nil && found != c {
+				a.refuse(&Refusal{Column: name, Reason: "ambiguous reference to encrypted columns of several tables"})
+				return found
+			}
+			found = c
+		}
+	}
+	return found
+}
+
+func (a *analyzer) anyEncryptedNamed(name string) *rules.ColumnRule {
+	for _, t := range a.tables {
+		if c := t.rule.Column(name); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func (a *analyzer) colExpr(e ast.ExprNode) *rules.ColumnRule {
+	c, ok := unparen(e).(*ast.ColumnNameExpr)
+	if !ok {
+		return nil
+	}
+	return a.column(c.Name)
+}
+
+// insert handles INSERT and REPLACE.
+func (a *analyzer) insert(s *ast.InsertStmt) {
+	var target *rules.TableRule
+	var tname string
+	if s.Table != nil && s.Table.TableRefs != nil {
+		if ts, ok := s.Table.TableRefs.Left.(*ast.TableSource); ok {
+			if tn, ok := ts.Source.(*ast.TableName); ok {
+				target, tname = a.resolveTable(tn.Schema.O, tn.Name.O), tn.Name.O
+			}
+		}
+	}
+	if a.err != nil {
+		return
+	}
+	if target == nil {
+		// Inserting into a plaintext table, possibly from an encrypted
+		// one: the general rules apply to every expression.
+		s.Accept(a)
+		return
+	}
+	var cols []string
+	for _, c := range s.Columns {
+		cols = append(cols, c.Name.O)
+	}
+	if len(cols) == 0 && (len(s.Lists) > 0 || s.Select != nil) {
+		if a.p.catalog == nil {
+			a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns: name the columns"})
+			return
+		}
+		a.usedCatalog = true
+		db := a.db
+		if tn := s.Table.TableRefs.Left.(*ast.TableSource).Source.(*ast.TableName); tn.Schema.O != "" {
+			db = tn.Schema.O
+		}
+		var err error
+		cols, err = a.p.catalog.Columns(a.ctx, db, tname)
+		if err != nil || len(cols) == 0 {
+			a.refuse(&Refusal{Column: target.String(), Reason: "cannot read the table's column list"})
+			return
+		}
+	}
+	colRules := make([]*rules.ColumnRule, len(cols))
+	anyEnc := false
+	for i, c := range cols {
+		colRules[i] = target.Column(c)
+		anyEnc = anyEnc || colRules[i] != nil
+	}
+	if s.Select != nil {
+		if anyEnc {
+			a.refuse(&Refusal{Column: firstRule(colRules).String(), Reason: "INSERT … SELECT into an encrypted column is not supported"})
+			return
+		}
+		s.Select.Accept(a)
+	}
+	for _, row := range s.Lists {
+		if len(row) != len(cols) {
+			a.refuse(&Refusal{Column: target.String(), Reason: "the VALUES row does not match the column list"})
+			return
+		}
+		for i, e := range row {
+			if colRules[i] == nil {
+				e.Accept(a)
+				continue
+			}
+			a.store(colRules[i], e)
+		}
+	}
+	for _, asg := range s.OnDuplicate {
+		asg.Accept(a)
+	}
+}
+
+func firstRule(cs []*rules.ColumnRule) *rules.ColumnRule {
+	for _, c := range cs {
+		if c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// store handles a value bound for encrypted column col.
+func (a *analyzer) store(col *rules.ColumnRule, e ast.ExprNode) {
+	if m, ok := param(e); ok {
+		a.setRole(m, RoleStore, col)
+		return
+	}
+	lit, ok := literal(e)
+	if !ok {
+		a.refuse(refusef(col, "only a literal, a placeholder or NULL can be stored in an encrypted column"))
+		return
+	}
+	if lit.Null {
+		return
+	}
+	a.addSlot(e, Slot{Kind: SlotStore, Column: col, Literal: lit})
+}
+
+// match handles a value compared with deterministic column col; it returns
+// the replacement list element.
+func (a *analyzer) matchOperand(col *rules.ColumnRule, e ast.ExprNode) (ast.ExprNode, bool) {
+	if m, ok := param(e); ok {
+		i, ok := a.params[m]
+		if !ok {
+			a.refuse(refusef(col, "internal: unnumbered placeholder"))
+			return nil, false
+		}
+		a.plan.Params[i] = Param{Role: RoleMatch, Column: col}
+		idx := len(a.plan.Slots)
+		a.plan.Slots = append(a.plan.Slots, Slot{Kind: SlotParam, Param: i})
+		a.repl[m] = marker(idx) // marks it handled
+		return marker(idx), true
+	}
+	lit, ok := literal(e)
+	if !ok {
+		return nil, false
+	}
+	if lit.Null {
+		return e, true
+	}
+	idx := len(a.plan.Slots)
+	a.plan.Slots = append(a.plan.Slots, Slot{Kind: SlotMatch, Column: col, Literal: lit})
+	return marker(idx), true
+}
+
+var reasonByOp = map[opcode.Op]string{
+	opcode.LT: "< on an encrypted column is not supported", opcode.GT: "> on an encrypted column is not supported",
+	opcode.LE: "<= on an encrypted column is not supported", opcode.GE: ">= on an encrypted column is not supported",
+}
+
+// Enter implements ast.Visitor: the general rule is that an encrypted
+// column may appear only in the shapes handled here.
+func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
+	if a.err != nil {
+		return n, true
+	}
+	reason := ""
+	switch x := n.(type) {
+	case *ast.SelectField:
+		if x.Expr != nil {
+			if _, ok := unparen(x.Expr).(*ast.ColumnNameExpr); ok {
+				a.colExpr(x.Expr) // resolution may refuse
+				return n, true
+			}
+		}
+	case *ast.BinaryOperationExpr:
+		switch x.Op {
+		case opcode.EQ, opcode.NE, opcode.NullEQ:
+			if a.comparison(x) {
+				return n, true
+			}
+		case opcode.LT, opcode.GT, opcode.LE, opcode.GE:
+			reason = reasonByOp[x.Op]
+		case opcode.LogicAnd, opcode.LogicOr, opcode.LogicXor:
+		default:
+			reason = "arithmetic or bit operations on an encrypted column are not supported"
+		}
+	case *ast.PatternInExpr:
+		if col := a.colExpr(x.Expr); col != nil {
+			a.in(x, col)
+			return n, true
+		}
+	case *ast.IsNullExpr:
+		if col := a.colExpr(x.Expr); col != nil {
+			return n, true
+		}
+	case *ast.Assignment:
+		a.assignment(x)
+		return n, true
+	case *ast.PatternLikeOrIlikeExpr:
+		reason = "LIKE on an encrypted column is not supported"
+	case *ast.PatternRegexpExpr:
+		reason = "REGEXP on an encrypted column is not supported"
+	case *ast.BetweenExpr:
+		reason = "BETWEEN on an encrypted column is not supported"
+	case *ast.ByItem:
+		reason = "ORDER BY or GROUP BY on an encrypted column is not supported"
+	case *ast.FuncCallExpr, *ast.AggregateFuncExpr, *ast.WindowFuncExpr:
+		reason = "functions on an encrypted column are not supported"
+	case *ast.FuncCastExpr:
+		reason = "casts of an encrypted column are not supported"
+	case *ast.CaseExpr:
+		reason = "CASE on an encrypted column is not supported"
+	case *ast.UnaryOperationExpr:
+		reason = "operators on an encrypted column are not supported"
+	case *ast.ColumnNameExpr:
+		if col := a.column(x.Name); col != nil {
+			r := "this use of an encrypted column is not supported"
+			for i := len(a.reasons) - 1; i >= 0; i-- {
+				if a.reasons[i].r != "" {
+					r = a.reasons[i].r
+					break
+				}
+			}
+			a.refuse(refusef(col, "%s", r))
+		}
+		return n, true
+	case *ast.DefaultExpr:
+		return n, true
+	}
+	a.reasons = append(a.reasons, reasonEntry{n, reason})
+	return n, false
+}
+
+// Leave implements ast.Visitor.
+func (a *analyzer) Leave(n ast.Node) (ast.Node, bool) {
+	if k := len(a.reasons); k > 0 && a.reasons[k-1].n == n {
+		a.reasons = a.reasons[:k-1]
+	}
+	return n, true
+}
+
+// comparison handles =, <>, <=>; it reports whether it consumed the node.
+func (a *analyzer) comparison(x *ast.BinaryOperationExpr) bool {
+	lc, rc := a.colExpr(x.L), a.colExpr(x.R)
+	if lc == nil && rc == nil {
+		return false
+	}
+	if lc != nil && rc != nil {
+		if !rules.SameKey(lc, rc) {
+			a.refuse(refusef(lc, "comparison with %s needs both columns deterministic under the same key", rc))
+		}
+		return true
+	}
+	col, other := lc, x.R
+	if col == nil {
+		col, other = rc, x.L
+	}
+	if lit, ok := literal(other); ok && lit.Null {
+		return true // col = NULL is never true; nothing to encrypt
+	}
+	if !col.Deterministic {
+		a.refuse(refusef(col, "equality on a randomized column is not supported"))
+		return true
+	}
+	if x.Op == opcode.NullEQ {
+		a.refuse(refusef(col, "<=> on an encrypted column is not supported"))
+		return true
+	}
+	el, ok := a.matchOperand(col, other)
+	if !ok {
+		a.refuse(refusef(col, "an encrypted column can only be compared with literals or placeholders"))
+		return true
+	}
+	colNode := x.L
+	if lc == nil {
+		colNode = x.R
+	}
+	a.repl[x] = &ast.PatternInExpr{Expr: colNode, List: []ast.ExprNode{el}, Not: x.Op == opcode.NE}
+	return true
+}
+
+func (a *analyzer) in(x *ast.PatternInExpr, col *rules.ColumnRule) {
+	if x.Sel != nil {
+		a.refuse(refusef(col, "IN (subquery) on an encrypted column is not supported"))
+		return
+	}
+	if !col.Deterministic {
+		a.refuse(refusef(col, "equality on a randomized column is not supported"))
+		return
+	}
+	list := make([]ast.ExprNode, 0, len(x.List))
+	for _, e := range x.List {
+		el, ok := a.matchOperand(col, e)
+		if !ok {
+			a.refuse(refusef(col, "an encrypted column can only be compared with literals or placeholders"))
+			return
+		}
+		list = append(list, el)
+	}
+	a.repl[x] = &ast.PatternInExpr{Expr: x.Expr, List: list, Not: x.Not}
+}
+
+func (a *analyzer) assignment(x *ast.Assignment) {
+	col := a.column(x.Column)
+	if col == nil {
+		x.Expr.Accept(a)
+		return
+	}
+	if src := a.colExpr(x.Expr); src != nil {
+		if !rules.Interchangeable(src, col) {
+			a.refuse(refusef(col, "copying from %s needs the same key, mode and type", src))
+		}
+		return
+	}
+	if v, ok := unparen(x.Expr).(*ast.ValuesExpr); ok && v.Column != nil {
+		if src := a.column(v.Column.Name); src != nil && rules.Interchangeable(src, col) {
+			return
+		}
+		a.refuse(refusef(col, "VALUES() of another column cannot be stored in an encrypted column"))
+		return
+	}
+	a.store(col, x.Expr)
+}
+
+// paramCollector lists the placeholders of a statement.
+type paramCollector struct{ list []*driver.ParamMarkerExpr }
+
+func (c *paramCollector) Enter(n ast.Node) (ast.Node, bool) {
+	if m, ok := n.(*driver.ParamMarkerExpr); ok {
+		c.list = append(c.list, m)
+	}
+	return n, false
+}
+
+func (c *paramCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// tableCollector lists every table a statement names.
+type tableCollector struct{ a *analyzer }
+
+func (c *tableCollector) Enter(n ast.Node) (ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.TableSource:
+		if tn, ok := x.Source.(*ast.TableName); ok {
+			c.add(tn, x.AsName.O)
+		}
+	case *ast.TableName:
+		c.add(x, "")
+	}
+	return n, false
+}
+
+func (c *tableCollector) add(tn *ast.TableName, alias string) {
+	if alias == "" {
+		alias = tn.Name.O
+	}
+	for _, t := range c.a.tables {
+		if t.alias == alias && t.name == tn.Name.O {
+			return
+		}
+	}
+	r := c.a.resolveTable(tn.Schema.O, tn.Name.O)
+	c.a.tables = append(c.a.tables, tableRef{alias: alias, name: tn.Name.O, rule: r})
+}
+
+func (c *tableCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }

@@ -1,0 +1,62 @@
+// Package mysqlsql plans how the MySQL encryption layer (proxy/mysql/mycrypt)
+// handles one SQL string: pass it through byte for byte, rewrite it so that
+// every value bound for an encrypted column is a ciphertext, or refuse it.
+// It is the MySQL counterpart of proxy/postgres/pgsql and follows the same
+// rule: anything that touches an encrypted column in a way the planner does
+// not understand is refused, never forwarded.
+//
+// # Parser
+//
+// SQL is parsed with TiDB's parser (github.com/pingcap/tidb/pkg/parser), at
+// the pseudo-version go-mysql already requires, so it adds no new module: it
+// is a maintained, complete MySQL grammar (backquoted and database-qualified
+// identifiers, multi-row INSERT, ON DUPLICATE KEY UPDATE, multi-table
+// UPDATE/DELETE, `?` placeholders, LOAD DATA), and parses a short statement
+// in a few microseconds. Its nodes only carry a start offset
+// (OriginTextPosition), not an end offset, so literals cannot be spliced in
+// place: a statement that needs rewriting is regenerated with the parser's
+// restore API (format.RestoreCtx) after each literal or placeholder bound
+// for (or compared with) an encrypted column has been replaced by a marker
+// identifier; the restored text is cut at the markers once and cached, and
+// the wire layer fills in X'…' hex ciphertexts (or `?` placeholders) per
+// execution. Statements that need no edit are forwarded as the client sent
+// them, and strings in which [rules.Set.MayTouch] finds no configured table
+// name are not parsed at all.
+//
+// The test_driver package supplies the parser's literal values (the TiDB
+// server's own types package would pull in the whole server).
+//
+// # What is supported
+//
+//   - INSERT and REPLACE (multi-row VALUES, INSERT … SET), with a column
+//     list (or, without one, the column order from a [Catalog]); ON
+//     DUPLICATE KEY UPDATE col = VALUES(col) (same key, mode and type) or a
+//     literal/placeholder.
+//   - UPDATE and DELETE, single- and multi-table; SET col = literal,
+//     placeholder, NULL or another encrypted column with the same key.
+//   - WHERE/ON/HAVING: col = x, col <> x, col <=> x, col [NOT] IN (x, …),
+//     col IS [NOT] NULL, on deterministic columns (IS NULL on any). x is a
+//     literal or `?`. Each becomes col [NOT] IN (ct_v2, ct_v1, …): one
+//     ciphertext per live key version, so lookups keep working after a key
+//     rotation. A `?` becomes MatchSlots placeholders ([MatchSlots]).
+//   - SELECT lists naming encrypted columns (plain references, aliases, *):
+//     results are decrypted from the column definitions' org_table/org_name.
+//   - USE db, tracked across the statements of one string ([Plan.Use]).
+//
+// # What is refused
+//
+// LIKE, <, >, <=, >=, BETWEEN, ORDER BY / GROUP BY an encrypted column,
+// functions, casts, arithmetic and CASE around one, equality on a
+// randomized column, comparisons of encrypted columns with different keys,
+// IN (subquery) on one, INSERT … SELECT or DEFAULT into one, references the
+// planner cannot resolve (derived-table aliases naming an encrypted column
+// name, unqualified names when the current database is unknown), LOAD DATA
+// into an encrypted table, and any string that may touch an encrypted
+// table but does not parse.
+//
+// # Boundaries
+//
+// No wire protocol, no I/O, no logging, no global mutable state; errors and
+// refusals name columns, never values. It must not import config or any
+// proxy package other than its own types.
+package mysqlsql

@@ -1,0 +1,217 @@
+package mysqlsql
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// MatchSlots is the number of placeholders a `?` compared with an encrypted
+// column becomes (col IN (?, ?, ?, ?)): the wire layer binds one ciphertext
+// per live key version, newest first, and repeats the last to fill the
+// slots. A key with more live versions than this is refused at execution.
+const MatchSlots = 4
+
+// UnknownDatabase is the database to pass to [Planner.Plan] while the
+// session's current database is not known (a USE or COM_INIT_DB in flight,
+// after COM_CHANGE_USER): unqualified names of configured tables are then
+// refused rather than guessed.
+const UnknownDatabase = "\x00unknown"
+
+// Refusal is the error for a statement the proxy will not forward. Its
+// message names the column (or table) and the reason, never a value.
+type Refusal struct {
+	Column string // qualified column or table name; may be empty
+	Reason string
+}
+
+func (r *Refusal) Error() string {
+	if r.Column == "" {
+		return "dbproxy: statement refused: " + r.Reason
+	}
+	return "dbproxy: statement refused: " + r.Column + ": " + r.Reason
+}
+
+// Literal is a constant from the SQL text as MySQL reads it: string
+// contents with escapes resolved, numbers as written (with a leading minus
+// when negated), hex and bit literals as raw bytes.
+type Literal struct {
+	Text string
+	Null bool
+}
+
+// SlotKind says what replaces one slot of a rewritten statement.
+type SlotKind uint8
+
+const (
+	SlotInvalid SlotKind = 0
+	// SlotStore: the ciphertext of Literal for Column, primary key version:
+	// X'…' (NULL stays NULL).
+	SlotStore SlotKind = 1
+	// SlotMatch: the ciphertexts of Literal under every live key version,
+	// comma-separated, inside an IN list the planner wrote.
+	SlotMatch SlotKind = 2
+	// SlotParam: client placeholder Param; rendered as `?`, or MatchSlots
+	// placeholders for RoleMatch.
+	SlotParam SlotKind = 3
+)
+
+// Slot is one hole in a rewritten statement.
+type Slot struct {
+	Kind    SlotKind
+	Column  *rules.ColumnRule
+	Literal Literal
+	Param   int // client parameter index (SlotParam)
+}
+
+// ParamRole is what the wire layer does with one client placeholder. The
+// zero value is invalid, so a role nobody set fails closed.
+type ParamRole uint8
+
+const (
+	RoleInvalid ParamRole = 0
+	// RolePlain: forward as the client sent it.
+	RolePlain ParamRole = 1
+	// RoleStore: a value written to Column: canonicalise, encrypt with the
+	// primary key version, send as a binary string.
+	RoleStore ParamRole = 2
+	// RoleMatch: compared with Column: it occupies MatchSlots server
+	// parameters, bound to its ciphertexts under every live version.
+	RoleMatch ParamRole = 3
+)
+
+// Param is the role of one client placeholder.
+type Param struct {
+	Role   ParamRole
+	Column *rules.ColumnRule
+}
+
+// ServerParam maps one placeholder of the rewritten statement back to the
+// client's: Client is the client parameter index, Version the key version
+// index (newest first) for RoleMatch, 0 otherwise.
+type ServerParam struct {
+	Client  int
+	Version int
+}
+
+// Plan is what the wire layer does with one SQL string. Plans are cached
+// and shared between sessions: treat every field as read-only.
+type Plan struct {
+	// Passthrough: forward the string as the client sent it. No placeholder
+	// has a role other than RolePlain and no slot exists.
+	Passthrough bool
+	// Segments and Slots: the rewritten text is Segments[0] Slot[0]
+	// Segments[1] … Slot[n-1] Segments[n]. Empty when Passthrough.
+	Segments []string
+	Slots    []Slot
+	// Params are the roles of the client placeholders, in text order.
+	Params []Param
+	// ServerParams lists the placeholders of the rewritten statement in
+	// order (nil when Passthrough: they are the client's).
+	ServerParams []ServerParam
+	// Use is the current database after the string, if it contains USE.
+	Use    string
+	HasUse bool
+	// Encrypted reports that the string touches an encrypted table: its
+	// results must be checked for encrypted columns.
+	Encrypted bool
+}
+
+// HasEncryptedParams reports whether some placeholder is not plain.
+func (p *Plan) HasEncryptedParams() bool {
+	for _, pr := range p.Params {
+		if pr.Role != RolePlain {
+			return true
+		}
+	}
+	return false
+}
+
+// Encryptor is what Rewrite needs: rules.Encryptor satisfies it.
+type Encryptor interface {
+	EncryptForStore(ctx context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error)
+	EncryptForMatch(ctx context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error)
+}
+
+// ErrTooManyVersions: a key has more live versions than MatchSlots.
+var ErrTooManyVersions = errors.New("data key has more live versions than a placeholder can match")
+
+// Rewrite appends the rewritten SQL to dst, encrypting the slot literals.
+// loc is the session time zone for timestamptz literals (nil = UTC). Errors
+// name columns, never values.
+func (p *Plan) Rewrite(ctx context.Context, enc Encryptor, loc *time.Location, dst []byte) ([]byte, error) {
+	var canon []byte
+	for i, seg := range p.Segments {
+		dst = append(dst, seg...)
+		if i >= len(p.Slots) {
+			break
+		}
+		s := &p.Slots[i]
+		switch s.Kind {
+		case SlotParam:
+			if p.Params[s.Param].Role == RoleMatch {
+				for j := 0; j < MatchSlots; j++ {
+					if j > 0 {
+						dst = append(dst, ", "...)
+					}
+					dst = append(dst, '?')
+				}
+			} else {
+				dst = append(dst, '?')
+			}
+		case SlotStore, SlotMatch:
+			if s.Literal.Null {
+				dst = append(dst, "NULL"...)
+				continue
+			}
+			var err error
+			canon, err = value.AppendCanonicalMySQLText(canon[:0], s.Column.Type, []byte(s.Literal.Text), loc)
+			if err != nil {
+				return nil, &Refusal{Column: s.Column.String(), Reason: fmt.Sprintf("literal is not a valid %s: %v", s.Column.Type, errKind(err))}
+			}
+			if s.Kind == SlotStore {
+				ct, err := enc.EncryptForStore(ctx, s.Column, canon)
+				if err != nil {
+					return nil, fmt.Errorf("encrypt literal: %w", err)
+				}
+				dst = appendHex(dst, ct)
+				continue
+			}
+			cts, err := enc.EncryptForMatch(ctx, s.Column, canon)
+			if err != nil {
+				return nil, fmt.Errorf("encrypt literal: %w", err)
+			}
+			for j, ct := range cts {
+				if j > 0 {
+					dst = append(dst, ", "...)
+				}
+				dst = appendHex(dst, ct)
+			}
+		default:
+			return nil, fmt.Errorf("slot %d has invalid kind %d", i, s.Kind)
+		}
+	}
+	return dst, nil
+}
+
+func appendHex(dst, b []byte) []byte {
+	dst = append(dst, "X'"...)
+	dst = hex.AppendEncode(dst, b)
+	return append(dst, '\'')
+}
+
+// errKind strips a value error down to its sentinel so that no value can
+// slip into a message.
+func errKind(err error) error {
+	for _, k := range []error{value.ErrSyntax, value.ErrRange, value.ErrUnsupported, value.ErrCorrupt} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return errors.New("invalid value")
+}

@@ -1,0 +1,350 @@
+package mysqlsql
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/format"
+	"github.com/pingcap/tidb/pkg/parser/opcode"
+	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// Catalog returns the column order of a table, for INSERT without a column
+// list. The wire layer implements it (or not: a nil Catalog refuses such
+// INSERTs into encrypted tables).
+type Catalog interface {
+	Columns(ctx context.Context, database, table string) ([]string, error)
+}
+
+// Planner makes Plans. It is safe for concurrent use.
+type Planner struct {
+	rules   *rules.Set
+	catalog Catalog
+	parsers sync.Pool
+
+	mu    sync.Mutex
+	max   int
+	lru   *list.List
+	cache map[cacheKey]*list.Element
+}
+
+type cacheKey struct{ db, sql string }
+
+type cacheEntry struct {
+	key  cacheKey
+	plan *Plan
+	err  error
+}
+
+// New returns a Planner for set (DialectMySQL). catalog may be nil.
+// cacheSize is the number of plans kept (LRU by SQL text and current
+// database); 0 disables the cache.
+func New(set *rules.Set, catalog Catalog, cacheSize int) *Planner {
+	p := &Planner{rules: set, catalog: catalog, max: cacheSize, lru: list.New(), cache: map[cacheKey]*list.Element{}}
+	p.parsers.New = func() any { return parser.New() }
+	return p
+}
+
+var passPlan = &Plan{Passthrough: true}
+
+// Plan plans sql with database as the session's current database ("" if
+// none, UnknownDatabase if unknown). The error is a *Refusal for a
+// statement that must not be forwarded, or a Catalog error.
+func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error) {
+	if p.rules.Empty() || !p.rules.MayTouch(sql) {
+		if !mayUse(sql) {
+			return passPlan, nil
+		}
+	}
+	key := cacheKey{database, sql}
+	if p.max > 0 {
+		p.mu.Lock()
+		if e, ok := p.cache[key]; ok {
+			p.lru.MoveToFront(e)
+			ce := e.Value.(*cacheEntry)
+			p.mu.Unlock()
+			return ce.plan, ce.err
+		}
+		p.mu.Unlock()
+	}
+	plan, usedCatalog, err := p.plan(ctx, database, sql)
+	if _, refused := err.(*Refusal); err != nil && !refused {
+		return nil, err
+	}
+	if p.max > 0 && !usedCatalog {
+		p.mu.Lock()
+		if _, ok := p.cache[key]; !ok {
+			p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, plan: plan, err: err})
+			for p.lru.Len() > p.max {
+				old := p.lru.Remove(p.lru.Back()).(*cacheEntry)
+				delete(p.cache, old.key)
+			}
+		}
+		p.mu.Unlock()
+	}
+	return plan, err
+}
+
+// mayUse reports whether sql may contain a USE statement (cheap, no false
+// negatives for USE written at a statement start).
+func mayUse(sql string) bool {
+	for i := 0; i+3 <= len(sql); i++ {
+		if (sql[i]|0x20) == 'u' && (sql[i+1]|0x20) == 's' && (sql[i+2]|0x20) == 'e' {
+			return true
+		}
+	}
+	return false
+}
+
+const markerPrefix = "dbproxy_slot_"
+
+func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, usedCatalog bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			plan, err = nil, &Refusal{Reason: "the statement could not be analysed"}
+		}
+	}()
+	touches := !p.rules.Empty() && p.rules.MayTouch(sql)
+	if strings.Contains(strings.ToLower(sql), markerPrefix) {
+		return nil, false, &Refusal{Reason: "the statement contains a reserved identifier"}
+	}
+	ps := p.parsers.Get().(*parser.Parser)
+	stmts, _, perr := ps.Parse(sql, "", "")
+	p.parsers.Put(ps)
+	if perr != nil {
+		if touches {
+			return nil, false, &Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+		}
+		return passPlan, false, nil
+	}
+	out := &Plan{}
+	db := database
+	var texts []string
+	edited := false
+	for _, st := range stmts {
+		a := &analyzer{p: p, ctx: ctx, db: db, plan: out}
+		if u, ok := st.(*ast.UseStmt); ok {
+			db = u.DBName
+			out.Use, out.HasUse = db, true
+			texts = append(texts, stmtText(st))
+			continue
+		}
+		if err := a.statement(st); err != nil {
+			return nil, a.usedCatalog, err
+		}
+		usedCatalog = usedCatalog || a.usedCatalog
+		if a.encrypted {
+			out.Encrypted = true
+		}
+		if len(a.repl) == 0 {
+			texts = append(texts, stmtText(st))
+			continue
+		}
+		edited = true
+		st.Accept(&replacer{repl: a.repl})
+		var sb strings.Builder
+		if err := st.Restore(format.NewRestoreCtx(format.DefaultRestoreFlags, &sb)); err != nil {
+			return nil, usedCatalog, &Refusal{Reason: "the statement could not be rewritten"}
+		}
+		texts = append(texts, sb.String())
+	}
+	if !edited {
+		out.Passthrough = true
+		out.Slots, out.Params = nil, normaliseParams(out.Params)
+		if out.HasEncryptedParams() {
+			return nil, usedCatalog, &Refusal{Reason: "internal: parameter roles without rewrite"}
+		}
+		return out, usedCatalog, nil
+	}
+	if err := out.split(strings.Join(texts, "; ")); err != nil {
+		return nil, usedCatalog, err
+	}
+	return out, usedCatalog, nil
+}
+
+func stmtText(st ast.StmtNode) string {
+	return strings.TrimRight(strings.TrimSpace(st.Text()), "; \t\r\n")
+}
+
+func normaliseParams(ps []Param) []Param {
+	for i := range ps {
+		if ps[i].Role == RoleInvalid {
+			ps[i].Role = RolePlain
+		}
+	}
+	return ps
+}
+
+// split cuts the restored text at the markers and orders the slots as
+// they appear; it checks every slot appears exactly once.
+func (out *Plan) split(text string) error {
+	slots := out.Slots
+	seen := make([]bool, len(slots))
+	var segs []string
+	var ordered []Slot
+	for {
+		i := strings.Index(text, "`"+markerPrefix)
+		if i < 0 {
+			break
+		}
+		rest := text[i+1+len(markerPrefix):]
+		j := strings.IndexByte(rest, '`')
+		if j < 0 {
+			return &Refusal{Reason: "internal: malformed rewrite"}
+		}
+		n, err := strconv.Atoi(rest[:j])
+		if err != nil || n < 0 || n >= len(slots) || seen[n] {
+			return &Refusal{Reason: "internal: malformed rewrite"}
+		}
+		seen[n] = true
+		segs = append(segs, text[:i])
+		ordered = append(ordered, slots[n])
+		text = rest[j+1:]
+	}
+	segs = append(segs, text)
+	for _, s := range seen {
+		if !s {
+			return &Refusal{Reason: "internal: a value was lost in the rewrite"}
+		}
+	}
+	out.Segments, out.Slots = segs, ordered
+	out.Params = normaliseParams(out.Params)
+	for _, s := range ordered {
+		if s.Kind != SlotParam {
+			continue
+		}
+		if out.Params[s.Param].Role == RoleMatch {
+			for v := 0; v < MatchSlots; v++ {
+				out.ServerParams = append(out.ServerParams, ServerParam{Client: s.Param, Version: v})
+			}
+		} else {
+			out.ServerParams = append(out.ServerParams, ServerParam{Client: s.Param})
+		}
+	}
+	if len(out.ServerParams) < len(out.Params) {
+		return &Refusal{Reason: "internal: a placeholder was lost in the rewrite"}
+	}
+	return nil
+}
+
+// replacer swaps nodes for their replacements.
+type replacer struct{ repl map[ast.Node]ast.ExprNode }
+
+func (r *replacer) Enter(n ast.Node) (ast.Node, bool) {
+	if e, ok := r.repl[n]; ok {
+		return e, true
+	}
+	return n, false
+}
+
+func (r *replacer) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+func marker(i int) ast.ExprNode {
+	return &ast.ColumnNameExpr{Name: &ast.ColumnName{Name: ast.NewCIStr(markerPrefix + strconv.Itoa(i))}}
+}
+
+// literal reports whether e is a constant, and its value.
+func literal(e ast.ExprNode) (Literal, bool) {
+	neg := false
+	for {
+		switch x := e.(type) {
+		case *ast.ParenthesesExpr:
+			e = x.Expr
+			continue
+		case *ast.UnaryOperationExpr:
+			if x.Op == opcode.Minus && !neg {
+				neg = true
+				e = x.V
+				continue
+			}
+			if x.Op == opcode.Plus {
+				e = x.V
+				continue
+			}
+			return Literal{}, false
+		}
+		break
+	}
+	if _, ok := e.(*driver.ParamMarkerExpr); ok {
+		return Literal{}, false
+	}
+	v, ok := e.(*driver.ValueExpr)
+	if !ok {
+		return Literal{}, false
+	}
+	var s string
+	switch v.Kind() {
+	case driver.KindNull:
+		if neg {
+			return Literal{}, false
+		}
+		return Literal{Null: true}, true
+	case driver.KindInt64:
+		s = strconv.FormatInt(v.GetInt64(), 10)
+	case driver.KindUint64:
+		s = strconv.FormatUint(v.GetUint64(), 10)
+	case driver.KindFloat32:
+		s = strconv.FormatFloat(v.GetFloat64(), 'g', -1, 32)
+	case driver.KindFloat64:
+		s = strconv.FormatFloat(v.GetFloat64(), 'g', -1, 64)
+	case driver.KindMysqlDecimal:
+		s = v.GetMysqlDecimal().String()
+	case driver.KindString, driver.KindBytes:
+		if neg {
+			return Literal{}, false
+		}
+		s = v.GetString()
+	case driver.KindBinaryLiteral:
+		if neg {
+			return Literal{}, false
+		}
+		s = string(v.GetBytes())
+	default:
+		return Literal{}, false
+	}
+	if neg {
+		if strings.HasPrefix(s, "-") {
+			return Literal{}, false
+		}
+		s = "-" + s
+	}
+	return Literal{Text: s}, true
+}
+
+func param(e ast.ExprNode) (*driver.ParamMarkerExpr, bool) {
+	for {
+		if x, ok := e.(*ast.ParenthesesExpr); ok {
+			e = x.Expr
+			continue
+		}
+		break
+	}
+	m, ok := e.(*driver.ParamMarkerExpr)
+	return m, ok
+}
+
+func unparen(e ast.ExprNode) ast.ExprNode {
+	for {
+		x, ok := e.(*ast.ParenthesesExpr)
+		if !ok {
+			return e
+		}
+		e = x.Expr
+	}
+}
+
+func refusef(col *rules.ColumnRule, format string, args ...any) *Refusal {
+	name := ""
+	if col != nil {
+		name = col.String()
+	}
+	return &Refusal{Column: name, Reason: fmt.Sprintf(format, args...)}
+}

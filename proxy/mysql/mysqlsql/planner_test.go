@@ -1,0 +1,260 @@
+package mysqlsql_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// fakeEnc renders ciphertexts as "S<canon>" (store) and "M<v><canon>"
+// (match, two live versions), so that tests can read the hex.
+type fakeEnc struct{}
+
+func (fakeEnc) EncryptForStore(_ context.Context, _ *rules.ColumnRule, canon []byte) ([]byte, error) {
+	return append([]byte("S"), canon...), nil
+}
+
+func (fakeEnc) EncryptForMatch(_ context.Context, c *rules.ColumnRule, canon []byte) ([][]byte, error) {
+	if !c.Deterministic {
+		return nil, rules.ErrRandomizedMatch
+	}
+	return [][]byte{append([]byte("M2"), canon...), append([]byte("M1"), canon...)}, nil
+}
+
+type catalog map[string][]string
+
+func (c catalog) Columns(_ context.Context, db, table string) ([]string, error) {
+	cols, ok := c[db+"."+table]
+	if !ok {
+		return nil, errors.New("no such table")
+	}
+	return cols, nil
+}
+
+func newPlanner(t *testing.T, cat mysqlsql.Catalog) *mysqlsql.Planner {
+	t.Helper()
+	set, err := rules.New(rules.DialectMySQL, []rules.Spec{
+		{Database: "app", Table: "users", Column: "email", Key: "k", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Database: "app", Table: "users", Column: "ssn", Key: "kr", Mode: rules.ModeRandomized, Type: value.TypeText},
+		{Database: "app", Table: "users", Column: "age", Key: "ki", Mode: rules.ModeDeterministic, Type: value.TypeInt},
+		{Database: "app", Table: "users_copy", Column: "email", Key: "k", Mode: rules.ModeDeterministic, Type: value.TypeText},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cat == nil {
+		return mysqlsql.New(set, nil, 16)
+	}
+	return mysqlsql.New(set, cat, 16)
+}
+
+func hx(s string) string { return fmt.Sprintf("X'%x'", s) }
+
+func TestPlanRewrite(t *testing.T) {
+	i42 := "\x00\x00\x00\x2a"
+	tests := []struct {
+		name, db, sql, want string
+	}{
+		{"insert", "app", "INSERT INTO users (id, email, ssn) VALUES (1, 'a@x', 'secret')",
+			"INSERT INTO `users` (`id`,`email`,`ssn`) VALUES (1," + hx("Sa@x") + "," + hx("Ssecret") + ")"},
+		{"multi-row and null", "app", "INSERT INTO users (email, age) VALUES ('a', 42), (NULL, -1)",
+			"INSERT INTO `users` (`email`,`age`) VALUES (" + hx("Sa") + "," + hx("S"+i42) + "),(NULL," + hx("S\xff\xff\xff\xff") + ")"},
+		{"insert set", "app", "INSERT INTO users SET email = 'a'",
+			"INSERT INTO `users` SET `email`=" + hx("Sa")},
+		{"replace qualified", "", "REPLACE INTO `app`.`USERS` (`Email`) VALUES ('a')",
+			"REPLACE INTO `app`.`USERS` (`Email`) VALUES (" + hx("Sa") + ")"},
+		{"on duplicate", "app", "INSERT INTO users (id, email) VALUES (1, 'a') ON DUPLICATE KEY UPDATE email = VALUES(email), ssn = 's'",
+			"INSERT INTO `users` (`id`,`email`) VALUES (1," + hx("Sa") + ") ON DUPLICATE KEY UPDATE `email`=VALUES(`email`),`ssn`=" + hx("Ss")},
+		{"select eq", "app", "SELECT id, email FROM users WHERE email = 'a'",
+			"SELECT `id`,`email` FROM `users` WHERE `email` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
+		{"select ne and in", "app", "SELECT * FROM users u WHERE u.email <> 'a' AND u.age IN (42, NULL)",
+			"SELECT * FROM `users` AS `u` WHERE `u`.`email` NOT IN (" + hx("M2a") + ", " + hx("M1a") + ") AND `u`.`age` IN (" + hx("M2"+i42) + ", " + hx("M1"+i42) + ",NULL)"},
+		{"update", "app", "UPDATE users SET ssn = 'x', name = 'n' WHERE email = 'a'",
+			"UPDATE `users` SET `ssn`=" + hx("Sx") + ", `name`=_UTF8MB4'n' WHERE `email` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
+		{"delete multi", "app", "DELETE u FROM users u JOIN orders o ON o.uid = u.id WHERE u.email = 'a'",
+			"DELETE `u` FROM `users` AS `u` JOIN `orders` AS `o` ON `o`.`uid`=`u`.`id` WHERE `u`.`email` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
+		{"is null", "app", "SELECT email FROM users WHERE ssn IS NULL AND email = 'a'",
+			"SELECT `email` FROM `users` WHERE `ssn` IS NULL AND `email` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
+		{"use then insert", "", "USE app; INSERT INTO users (email) VALUES ('a')",
+			"USE app; INSERT INTO `users` (`email`) VALUES (" + hx("Sa") + ")"},
+		{"catalog", "app", "INSERT INTO users VALUES (7, 'a', 's', 42)",
+			"INSERT INTO `users` VALUES (7," + hx("Sa") + "," + hx("Ss") + "," + hx("S"+i42) + ")"},
+		{"copy same key", "app", "UPDATE users SET email = email WHERE id = 1", ""},
+	}
+	p := newPlanner(t, catalog{"app.users": {"id", "email", "ssn", "age"}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan, err := p.Plan(context.Background(), tt.db, tt.sql)
+			if err != nil {
+				t.Fatalf("Plan: %v", err)
+			}
+			if tt.want == "" {
+				if !plan.Passthrough {
+					t.Fatalf("want passthrough, got %q", plan.Segments)
+				}
+				return
+			}
+			if plan.Passthrough {
+				t.Fatal("unexpected passthrough")
+			}
+			got, err := plan.Rewrite(context.Background(), fakeEnc{}, nil, nil)
+			if err != nil {
+				t.Fatalf("Rewrite: %v", err)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanParams(t *testing.T) {
+	p := newPlanner(t, nil)
+	tests := []struct {
+		name, sql, want string
+		roles           []mysqlsql.ParamRole
+		server          []mysqlsql.ServerParam
+	}{
+		{"insert", "INSERT INTO users (id, email, ssn) VALUES (?, ?, ?)", "INSERT INTO `users` (`id`,`email`,`ssn`) VALUES (?,?,?)",
+			[]mysqlsql.ParamRole{mysqlsql.RolePlain, mysqlsql.RoleStore, mysqlsql.RoleStore},
+			[]mysqlsql.ServerParam{{0, 0}, {1, 0}, {2, 0}}},
+		{"select", "SELECT id FROM users WHERE email = ? AND id > ?", "SELECT `id` FROM `users` WHERE `email` IN (?, ?, ?, ?) AND `id`>?",
+			[]mysqlsql.ParamRole{mysqlsql.RoleMatch, mysqlsql.RolePlain},
+			[]mysqlsql.ServerParam{{0, 0}, {0, 1}, {0, 2}, {0, 3}, {1, 0}}},
+		{"update", "UPDATE users SET ssn = ? WHERE id = ? AND email IN (?, 'a')", "",
+			[]mysqlsql.ParamRole{mysqlsql.RoleStore, mysqlsql.RolePlain, mysqlsql.RoleMatch}, nil},
+		{"plain", "SELECT email FROM users WHERE id = ?", "",
+			[]mysqlsql.ParamRole{mysqlsql.RolePlain}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan, err := p.Plan(context.Background(), "app", tt.sql)
+			if err != nil {
+				t.Fatalf("Plan: %v", err)
+			}
+			if len(plan.Params) != len(tt.roles) {
+				t.Fatalf("params %+v, want roles %v", plan.Params, tt.roles)
+			}
+			for i, r := range tt.roles {
+				if plan.Params[i].Role != r {
+					t.Fatalf("param %d role %d, want %d", i, plan.Params[i].Role, r)
+				}
+			}
+			if tt.want != "" {
+				got, err := plan.Rewrite(context.Background(), fakeEnc{}, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != tt.want {
+					t.Fatalf("got  %s\nwant %s", got, tt.want)
+				}
+			}
+			if tt.server != nil && fmt.Sprint(plan.ServerParams) != fmt.Sprint(tt.server) {
+				t.Fatalf("server params %v, want %v", plan.ServerParams, tt.server)
+			}
+			if plan.Passthrough != !plan.HasEncryptedParams() {
+				t.Fatalf("passthrough %v with params %+v", plan.Passthrough, plan.Params)
+			}
+		})
+	}
+}
+
+func TestPlanRefusals(t *testing.T) {
+	p := newPlanner(t, nil)
+	tests := []struct{ name, db, sql, reason string }{
+		{"like", "app", "SELECT * FROM users WHERE email LIKE 'a%'", "LIKE"},
+		{"less", "app", "SELECT * FROM users WHERE age < 3", "<"},
+		{"greater", "app", "DELETE FROM users WHERE age > 3", ">"},
+		{"between", "app", "SELECT * FROM users WHERE age BETWEEN 1 AND 3", "BETWEEN"},
+		{"order by", "app", "SELECT * FROM users ORDER BY email", "ORDER BY"},
+		{"group by", "app", "SELECT count(*) FROM users GROUP BY email", "ORDER BY or GROUP BY"},
+		{"function", "app", "SELECT * FROM users WHERE lower(email) = 'a'", "functions"},
+		{"function in select", "app", "SELECT upper(email) FROM users", "functions"},
+		{"cast", "app", "SELECT CAST(age AS CHAR) FROM users", "casts"},
+		{"arithmetic", "app", "UPDATE users SET age = age + 1", "literal"},
+		{"arith where", "app", "SELECT * FROM users WHERE age + 1 = 3", "arithmetic"},
+		{"randomized eq", "app", "SELECT * FROM users WHERE ssn = 'x'", "randomized"},
+		{"randomized in", "app", "SELECT * FROM users WHERE ssn IN ('x')", "randomized"},
+		{"insert select", "app", "INSERT INTO users (email) SELECT email FROM other", "INSERT … SELECT"},
+		{"insert expr", "app", "INSERT INTO users (email) VALUES (concat('a','b'))", "literal"},
+		{"insert default", "app", "INSERT INTO users (email) VALUES (DEFAULT)", "literal"},
+		{"no column list", "app", "INSERT INTO users VALUES (1, 'a')", "column list"},
+		{"unparseable", "app", "INSERT INTO users (email) VALUES ('a'", "parsed"},
+		{"load data", "app", "LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE users", "LOAD DATA"},
+		{"unknown db", "", "INSERT INTO users (email) VALUES ('a')", "current database"},
+		{"pending use", mysqlsql.UnknownDatabase, "SELECT * FROM users WHERE email = 'a'", "current database"},
+		{"in subquery", "app", "SELECT * FROM users WHERE email IN (SELECT x FROM t)", "subquery"},
+		{"compare plain col", "app", "SELECT * FROM users u JOIN t ON t.x = u.email", "literals or placeholders"},
+		{"null safe", "app", "SELECT * FROM users WHERE email <=> 'a'", "<=>"},
+		{"regexp", "app", "SELECT * FROM users WHERE email REGEXP 'a'", "REGEXP"},
+		{"derived alias", "app", "SELECT d.email FROM (SELECT email FROM users) d WHERE d.email = 'a'", "cannot tell"},
+		{"explain insert", "app", "EXPLAIN INSERT INTO users (email) VALUES (concat('a'))", "literal"},
+		{"marker", "app", "SELECT dbproxy_slot_1 FROM users", "reserved"},
+		{"bad literal", "app", "INSERT INTO users (age) VALUES ('nope')", "valid int"},
+		{"sql prepare", "app", "PREPARE s FROM 'INSERT INTO users (email) VALUES (?)'", "Prepare"},
+		{"handler", "app", "CALL p((SELECT email FROM users))", "Call"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan, err := p.Plan(context.Background(), tt.db, tt.sql)
+			if err == nil {
+				_, err = plan.Rewrite(context.Background(), fakeEnc{}, nil, nil)
+			}
+			var r *mysqlsql.Refusal
+			if !errors.As(err, &r) {
+				t.Fatalf("want refusal, got %v", err)
+			}
+			if !strings.Contains(r.Error(), tt.reason) {
+				t.Fatalf("refusal %q does not mention %q", r.Error(), tt.reason)
+			}
+			if strings.Contains(r.Error(), "'a'") || strings.Contains(r.Error(), "nope") {
+				t.Fatalf("refusal leaks a value: %q", r.Error())
+			}
+		})
+	}
+}
+
+func TestPlanPassthrough(t *testing.T) {
+	p := newPlanner(t, nil)
+	for _, sql := range []string{
+		"SELECT 1",
+		"SELECT * FROM orders WHERE note LIKE 'x%'",
+		"SELECT email, id FROM users WHERE id = 3 ORDER BY id",
+		"CREATE TABLE users (id int, email varbinary(300))",
+		"SELECT * FROM users WHERE email IS NOT NULL",
+		"INSERT INTO orders (a) VALUES ('users')",
+		"this is not sql",
+	} {
+		t.Run(sql, func(t *testing.T) {
+			plan, err := p.Plan(context.Background(), "app", sql)
+			if err != nil {
+				t.Fatalf("Plan: %v", err)
+			}
+			if !plan.Passthrough {
+				t.Fatalf("not passthrough: %q", plan.Segments)
+			}
+		})
+	}
+	plan, err := p.Plan(context.Background(), "", "use app")
+	if err != nil || !plan.HasUse || plan.Use != "app" {
+		t.Fatalf("USE not tracked: %+v %v", plan, err)
+	}
+}
+
+func TestPlanCacheKeyedByDatabase(t *testing.T) {
+	p := newPlanner(t, nil)
+	sql := "INSERT INTO users (email) VALUES ('a')"
+	if plan, err := p.Plan(context.Background(), "other", sql); err != nil || !plan.Passthrough {
+		t.Fatalf("other db: %+v %v", plan, err)
+	}
+	plan, err := p.Plan(context.Background(), "app", sql)
+	if err != nil || plan.Passthrough {
+		t.Fatalf("app db must rewrite: %+v %v", plan, err)
+	}
+}

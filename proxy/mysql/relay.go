@@ -1,0 +1,445 @@
+package mysql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts a blocked
+// Read without closing the connection.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// comQuit returns COM_QUIT, sent to the server when the proxy ends a
+// session.
+func comQuit() []byte { return []byte{1, 0, 0, 0, gomysql.COM_QUIT} }
+
+// Sentinels that end a pump without an I/O error.
+var (
+	// errQuit: the client sent COM_QUIT, which was forwarded.
+	errQuit = errors.New("client sent COM_QUIT")
+	// errClosing: the session was marked closing (drain) before the next
+	// command could be forwarded.
+	errClosing = errors.New("session closing")
+	// errDrained: a response left the session idle during a drain; it was
+	// forwarded and the session should end.
+	errDrained = errors.New("session drained")
+)
+
+// clientWriteError is a failed write to the client by the client->server
+// goroutine (a local reply).
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }
+
+// cmdFramer is the client->server logic: it classifies each command,
+// queues its exchange before the command is forwarded, refuses unknown
+// commands and hands hooked ones to SessionHooks.Command.
+type cmdFramer struct {
+	q            *queue
+	hooks        *SessionHooks
+	deprecateEOF bool
+
+	mode      clientMode
+	infileEnd bool      // the current packet ends LOCAL INFILE data
+	x         *exchange // the current command's exchange, until end
+	pushed    bool      // x was queued (the server->client side owns it)
+	refuse    *Error    // reply for a refused command
+	seq       uint8     // sequence id of the current packet
+	quit      bool
+}
+
+func (f *cmdFramer) start(seq uint8, n int, head []byte) (action, uint8, error) {
+	f.seq = seq
+	mode, _, d := f.q.clientState()
+	f.mode = mode
+	switch mode {
+	case modeInfile:
+		f.infileEnd = n == 0
+		return actForward, -d, nil
+	case modeAuth:
+		return actForward, -d, nil
+	}
+	if n == 0 {
+		return 0, 0, malformed("empty command packet")
+	}
+	cmd := head[0]
+	resp := commandResponse(cmd)
+	x := f.q.alloc()
+	f.x, f.pushed = x, false
+	x.nextSeq = seq + 1
+	if resp == respInvalid {
+		initExchange(x, head, respLocal)
+		f.refuse = &Error{Code: codeUnknownCommand, State: stateConnection, Message: "Unknown command"}
+		return actDrop, 0, nil
+	}
+	initExchange(x, head, resp)
+	x.DeprecateEOF = f.deprecateEOF
+	if f.hooks != nil && f.hooks.Command != nil && f.hooks.Commands.Has(cmd) {
+		return actHook, 0, nil
+	}
+	if resp == respNone {
+		if !f.q.open() {
+			return 0, 0, errClosing
+		}
+	} else {
+		if !f.q.push(x) {
+			f.x = nil
+			f.q.recycle(x)
+			return 0, 0, errClosing
+		}
+		f.pushed = true
+	}
+	f.quit = cmd == gomysql.COM_QUIT
+	return actForward, 0, nil
+}
+
+func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
+	x := f.x
+	before := len(w.buf)
+	w.reset(seq)
+	err := f.hooks.Command(&x.Exchange, payload, w)
+	if err != nil {
+		w.buf = w.buf[:before]
+		var me *Error
+		if !errors.As(err, &me) || me.Fatal {
+			return &hookError{err: err}
+		}
+		if x.resp != respNone {
+			f.refuse = me
+			x.nextSeq = seq + uint8(k)
+		}
+		return nil
+	}
+	if w.n == 0 && x.resp != respNone {
+		return &hookError{err: fmt.Errorf("BUG: command hook for command %#x forwarded nothing", x.Command)}
+	}
+	x.d = uint8(k - w.n)
+	x.nextSeq = seq + uint8(k)
+	if x.resp != respNone {
+		if !f.q.push(x) {
+			w.buf = w.buf[:before]
+			f.x = nil
+			f.q.recycle(x)
+			return errClosing
+		}
+		f.pushed = true
+	}
+	f.quit = x.Command == gomysql.COM_QUIT
+	return nil
+}
+
+func (f *cmdFramer) end() ([]byte, error) {
+	if f.mode == modeInfile && f.infileEnd {
+		f.q.endInfile()
+	}
+	x := f.x
+	f.x = nil
+	if x != nil && !f.pushed {
+		if me := f.refuse; me != nil {
+			f.refuse = nil
+			ok, err := f.q.reply(x, appendErr(nil, x.nextSeq, me))
+			if err != nil {
+				return nil, &clientWriteError{err: err}
+			}
+			if !ok {
+				return nil, errClosing
+			}
+		} else {
+			f.q.recycle(x)
+		}
+	}
+	if f.quit {
+		return nil, errQuit
+	}
+	return nil, nil
+}
+
+func (f *cmdFramer) written() error { return nil }
+
+func (f *cmdFramer) before() []byte { return nil }
+
+// respFramer is the server->client logic: it follows each response with
+// the exchange's state machine, hands watched packets to
+// SessionHooks.Result and completes exchanges.
+type respFramer struct {
+	q            *queue
+	hooks        *SessionHooks
+	deprecateEOF bool
+
+	x       *exchange // the exchange being answered; nil between responses
+	pi      packetInfo
+	lastERR bool   // the last packet started was an ERR
+	lastOut uint8  // sequence id of the last packet sent to the client
+	sent    bool   // a packet of the current exchange went to the client
+	pre     []byte // local replies to send before the current packet
+}
+
+func (f *respFramer) start(seq uint8, n int, head []byte) (action, uint8, error) {
+	f.lastERR = n > 0 && head[0] == gomysql.ERR_HEADER
+	if f.x == nil {
+		f.x, f.pre = f.q.next(f.pre[:0])
+		f.sent = false
+	}
+	x := f.x
+	if x == nil {
+		// Outside a response the server sends only an ERR before it closes
+		// the connection (shutdown, idle timeout). Anything else means the
+		// relay lost track of the protocol: stop rather than guess.
+		if !f.lastERR {
+			return 0, 0, malformed("packet from the server outside a response")
+		}
+		f.pi = packetInfo{}
+		f.lastOut = seq
+		return actForward, 0, nil
+	}
+	pi, err := x.step(n, head, f.deprecateEOF)
+	if err != nil {
+		return 0, 0, err
+	}
+	f.pi = pi
+	x.started = true
+	if pi.hasStatus {
+		f.q.inTrans.Store(pi.status&gomysql.SERVER_STATUS_IN_TRANS != 0)
+	}
+	if pi.kind == KindInfileRequest && !x.discard {
+		f.q.setInfile(x) // before the request reaches the client
+	}
+	if x.discard {
+		return actDrop, 0, nil
+	}
+	if f.hooks != nil && x.Watch && f.hooks.Result != nil && f.hooks.Results.Has(pi.kind) &&
+		pi.kind != KindInfileRequest && pi.kind != KindOther {
+		return actHook, 0, nil
+	}
+	f.lastOut, f.sent = seq+x.d, true
+	return actForward, x.d, nil
+}
+
+func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
+	x := f.x
+	before := len(w.buf)
+	w.reset(seq + x.d)
+	err := f.hooks.Result(&x.Exchange, f.pi.kind, payload, w)
+	if err != nil {
+		var me *Error
+		if !errors.As(err, &me) || me.Fatal {
+			return &hookError{err: err}
+		}
+		// Replace the rest of the response with the error.
+		w.buf = w.buf[:before]
+		w.reset(seq + x.d)
+		w.buf = appendErr(w.buf, w.seq, me)
+		w.seq++
+		f.lastOut, f.sent = w.seq-1, true
+		x.discard = true
+		return nil
+	}
+	if w.n > 0 {
+		f.lastOut, f.sent = w.seq-1, true
+	}
+	if w.n != k {
+		f.q.setDelta(x, x.d+uint8(w.n-k))
+	}
+	return nil
+}
+
+func (f *respFramer) end() ([]byte, error) {
+	if f.x == nil || !f.pi.done {
+		return nil, nil
+	}
+	f.x = nil
+	f.q.complete()
+	return nil, nil
+}
+
+// before returns bytes to send before the packet start just classified.
+func (f *respFramer) before() []byte {
+	if len(f.pre) == 0 {
+		return nil
+	}
+	pre := f.pre
+	f.pre = f.pre[:0]
+	return pre
+}
+
+func (f *respFramer) written() error { return f.q.written() }
+
+// relay runs the two pumps until the session ends, then says goodbye to
+// whichever side is still there.
+func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
+	q := newQueue(s.pc, s.client)
+	q.inTrans.Store(s.status&gomysql.SERVER_STATUS_IN_TRANS != 0)
+	deprecateEOF := s.caps&capDeprecateEOF != 0
+	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
+	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
+	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, buffered(s.sbr))
+	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, buffered(s.cbr))
+	s.cbr, s.sbr = nil, nil
+	defer up.release()
+	defer down.release()
+
+	// A drain closes the session when it is idle at that moment; a busy
+	// one is closed by the server->client pump once it becomes idle.
+	if !q.inTrans.Load() {
+		s.pc.SetState(proxy.StateIdle)
+	}
+	s.pc.OnDrain(func() {
+		if q.closeIfIdle() {
+			_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
+			_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
+		}
+	})
+
+	upDone := make(chan error, 1)
+	go func() {
+		err := s.runPump(up)
+		// Stop the client->server pump: its reads and, bounded, its writes.
+		_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
+		_ = s.rawServer.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
+		upDone <- err
+	}()
+	downErr := s.runPump(down)
+	_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
+	_ = s.rawClient.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
+	upErr := <-upDone
+
+	if ctx.Err() != nil {
+		return // closed hard: sockets are gone
+	}
+	_ = s.rawClient.SetDeadline(time.Now().Add(finalWriteTimeout))
+	_ = s.rawServer.SetDeadline(time.Now().Add(finalWriteTimeout))
+	s.finish(ctx, q, up, down, rf, cf, upErr, downErr)
+}
+
+// finish ends a session after both pumps stopped: it tells the client why,
+// if it is waiting for something and the reason is ours, and sends the
+// server COM_QUIT unless the server is gone or already got one.
+func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *respFramer, cf *cmdFramer, upErr, downErr error) {
+	canWriteClient := !up.broken && !up.midPacket() && !errors.As(downErr, new(*clientWriteError))
+	canWriteServer := !down.broken && !down.midPacket()
+	x := q.current()
+	// The sequence id the client expects next if it waits for a response.
+	nextSeq := uint8(0)
+	if x != nil {
+		nextSeq = x.nextSeq
+		if rf.x == x && rf.sent {
+			nextSeq = rf.lastOut + 1
+		}
+	}
+	var toClient error
+	quit := canWriteServer
+
+	var mal *malformedError
+	var hookErr *hookError
+	switch {
+	case q.isClosing() && !errors.Is(downErr, errQuit):
+		toClient = fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil)
+		nextSeq = 0 // unsolicited, between commands
+		if errors.Is(downErr, errClosing) {
+			nextSeq = cf.seq + 1 // the answer to a command that was not forwarded
+		}
+	case errors.Is(downErr, errQuit):
+		quit = false // forwarded already
+		canWriteClient = false
+	case errors.As(downErr, &mal):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed packet from client; closing", slog.String("reason", mal.msg))
+		toClient = downErr
+		nextSeq = cf.seq + 1
+	case errors.As(downErr, &hookErr), errors.As(upErr, &hookErr):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "hook failed; closing", slog.Any("error", hookErr.err))
+		toClient = hookErr.err
+		if errors.As(downErr, &hookErr) {
+			nextSeq = cf.seq + 1
+		}
+	case errors.Is(downErr, errTooLarge), errors.Is(upErr, errTooLarge):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "packet larger than the limit; closing")
+		toClient = fatalf(codePacketTooLarge, stateConnection, "dbproxy: packet larger than the proxy's limit", nil)
+	case errors.As(upErr, &mal):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed packet from the database server; closing",
+			slog.String("reason", mal.msg))
+		toClient = fatalf(codeServerLost, stateGeneral, "dbproxy: malformed packet from the database server", nil)
+	case upstreamFailed(upErr, downErr):
+		quit = false
+		switch {
+		case x == nil:
+			// Idle: close the client as the server closed us.
+			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", firstReal(upErr, downErr)))
+		case rf.lastERR && !up.midPacket():
+			// The server said why (e.g. 1927 after KILL CONNECTION).
+			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
+		default:
+			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
+				slog.Any("error", firstReal(upErr, downErr)))
+			toClient = s.upstreamLost(nil)
+		}
+	default:
+		// Client gone: routine, not logged above debug.
+		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", firstReal(downErr, upErr)))
+		canWriteClient = false
+	}
+	if toClient != nil && canWriteClient {
+		_, _ = q.client.Write(appendErr(nil, nextSeq, toClient))
+	}
+	if quit {
+		_, _ = s.server.Write(comQuit())
+	}
+}
+
+// runPump runs p, turning a panic into an error that ends only this
+// session.
+func (s *session) runPump(p *pump) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.LogAttrs(context.Background(), slog.LevelError, "relay panicked",
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			err = &hookError{err: fmt.Errorf("relay panicked: %v", r)}
+		}
+	}()
+	return p.run()
+}
+
+// upstreamFailed reports whether the session ended because the server
+// connection failed: a read error (other than our own interrupt) on the
+// server->client side, or a write error on the client->server side.
+func upstreamFailed(upErr, downErr error) bool {
+	var we *writeError
+	if errors.As(downErr, &we) && !errors.Is(we.err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	if upErr == nil || errors.As(upErr, &we) || errors.Is(upErr, os.ErrDeadlineExceeded) ||
+		errors.Is(upErr, errDrained) {
+		return false
+	}
+	return true
+}
+
+// firstReal returns the first error that is not an interrupt.
+func firstReal(errs ...error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+	return nil
+}
+
+// buffered returns a copy of what r has buffered.
+func buffered(r interface {
+	Buffered() int
+	Peek(int) ([]byte, error)
+}) []byte {
+	if r == nil || r.Buffered() == 0 {
+		return nil
+	}
+	b, _ := r.Peek(r.Buffered())
+	return b
+}

@@ -1,0 +1,642 @@
+package mysql
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// finalWriteTimeout bounds the last packets written when a session ends.
+const finalWriteTimeout = 5 * time.Second
+
+// errHandled ends a session whose client has already been answered (or
+// must not be: a dropped TLS negotiation).
+var errHandled = errors.New("handled")
+
+// Authentication plugin names the relay treats specially.
+const (
+	pluginCachingSHA2   = gomysql.AUTH_CACHING_SHA2_PASSWORD
+	pluginClearPassword = gomysql.AUTH_CLEAR_PASSWORD
+	pluginNative        = gomysql.AUTH_NATIVE_PASSWORD
+)
+
+// caching_sha2_password AuthMoreData codes.
+const (
+	sha2RequestPublicKey = 0x02
+	sha2FastAuthOK       = gomysql.CACHE_SHA2_FAST_AUTH // 0x03
+	sha2FullAuth         = gomysql.CACHE_SHA2_FULL_AUTH // 0x04
+)
+
+// session is one client connection and its upstream connection.
+type session struct {
+	h   *Handler
+	pc  *proxy.Conn
+	log *slog.Logger
+
+	rawClient net.Conn // the accepted socket
+	client    net.Conn // rawClient, or TLS over it
+	clientTLS bool
+	cbr       *bufio.Reader // connection-phase reader of client
+
+	mu        sync.Mutex // guards rawServer and closed against hardClose
+	rawServer net.Conn
+	server    net.Conn
+	closed    bool
+	serverTLS bool
+	sbr       *bufio.Reader // connection-phase reader of server
+
+	hs      *handshake
+	resp    *handshakeResponse
+	caps    uint64 // capabilities both legs use
+	cseq    uint8  // sequence id the client expects next (connection phase)
+	d       uint8  // connection phase: client-leg id = server-leg id + d
+	status  uint16 // server status after authentication
+	buf     []byte // scratch for connection-phase packets
+	out     []byte // connection-phase bytes pending to the client
+	adverts uint64 // capabilities offered to the client
+}
+
+func (s *session) serve(ctx context.Context) {
+	stop := context.AfterFunc(ctx, s.hardClose)
+	defer stop()
+	defer s.closeServer()
+
+	deadline := time.Now().Add(s.h.handshakeTimeout())
+	_ = s.rawClient.SetDeadline(deadline)
+	s.cbr = bufio.NewReaderSize(s.client, 1024)
+	if s.pc.Draining() {
+		s.endStartup(fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil))
+		return
+	}
+	if err := s.connectUpstream(ctx, deadline); err != nil {
+		s.endStartup(err)
+		return
+	}
+	if err := s.readClientResponse(ctx); err != nil {
+		s.endStartup(err)
+		return
+	}
+	s.log = s.log.With(slog.String("user", s.resp.user), slog.String("database", s.resp.database),
+		slog.Uint64("conn_id", uint64(s.hs.connID)))
+	if err := s.forwardResponse(ctx); err != nil {
+		s.endStartup(err)
+		return
+	}
+	if err := s.authenticate(); err != nil {
+		s.endStartup(err)
+		return
+	}
+	clear(s.buf)
+	s.buf = nil
+	_ = s.rawClient.SetDeadline(time.Time{})
+	_ = s.rawServer.SetDeadline(time.Time{})
+
+	var hooks *SessionHooks
+	if ic := s.h.opts.Interceptor; ic != nil {
+		var err error
+		hooks, err = ic.NewSession(ctx, s.info())
+		if err != nil {
+			s.cseq = 0
+			s.endStartup(err)
+			return
+		}
+		if hooks != nil && hooks.Close != nil {
+			defer hooks.Close()
+		}
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "session started",
+		slog.Bool("client_tls", s.clientTLS), slog.Bool("upstream_tls", s.serverTLS))
+	s.relay(ctx, hooks)
+}
+
+func (s *session) info() SessionInfo {
+	return SessionInfo{
+		User:          s.resp.user,
+		Database:      s.resp.database,
+		ConnectionID:  s.hs.connID,
+		ServerVersion: s.hs.serverVersion,
+		Capabilities:  s.caps,
+		Charset:       s.resp.charset,
+		Logger:        s.log,
+	}
+}
+
+// hardClose closes both sockets; it runs when the connection's context is
+// cancelled (server Close, or Shutdown timing out).
+func (s *session) hardClose() {
+	s.mu.Lock()
+	s.closed = true
+	srv := s.rawServer
+	s.mu.Unlock()
+	_ = s.rawClient.Close()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+func (s *session) setServer(raw, conn net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.rawServer, s.server = raw, conn
+	return true
+}
+
+func (s *session) closeServer() {
+	s.mu.Lock()
+	srv := s.rawServer
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// endStartup reports a connection-phase failure to the client (if it is a
+// wire error) and to the log (unless it is routine).
+func (s *session) endStartup(err error) {
+	var me *Error
+	var mal *malformedError
+	switch {
+	case errors.Is(err, errHandled):
+		return
+	case errors.As(err, &me):
+		level := slog.LevelDebug
+		if me.Cause != nil {
+			level = slog.LevelWarn
+		}
+		s.log.LogAttrs(context.Background(), level, "connection refused",
+			slog.Int("code", int(me.Code)), slog.String("reason", me.Message), slog.Any("error", me.Cause))
+	case errors.As(err, &mal):
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "malformed packet during the connection phase",
+			slog.String("reason", mal.msg))
+	case isClientGone(err):
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "client left during the connection phase", slog.Any("error", err))
+		return
+	default:
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "connection phase failed", slog.Any("error", err))
+	}
+	s.out = appendErr(s.out, s.cseq, err)
+	_ = s.flushClient()
+}
+
+func (s *session) upstreamLost(err error) error {
+	return fatalf(codeServerLost, stateGeneral, "dbproxy lost the connection to the database server", err)
+}
+
+// connectUpstream dials the server, reads its handshake and offers it to
+// the client with the capabilities masked.
+func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error {
+	conn, err := s.h.dial(ctx)
+	if err != nil {
+		return fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
+	}
+	if !s.setServer(conn, conn) {
+		_ = conn.Close()
+		return errHandled
+	}
+	_ = conn.SetDeadline(deadline)
+	s.sbr = bufio.NewReaderSize(conn, 1024)
+	seq, p, err := s.readServer()
+	if err != nil {
+		return err
+	}
+	if len(p) > 0 && p[0] == gomysql.ERR_HEADER {
+		// "Too many connections", "Host is blocked": the server's words.
+		s.toClient(seq, p)
+		_ = s.flushClient()
+		return errHandled
+	}
+	hs, err := parseHandshake(bytes.Clone(p))
+	if err != nil {
+		return fatalf(codeHandshake, stateConnection, "dbproxy: invalid handshake from the database server", err)
+	}
+	if hs.caps&capProtocol41 == 0 {
+		return fatalf(codeHandshake, stateConnection, "dbproxy: the database server does not speak protocol 4.1", nil)
+	}
+	s.hs = hs
+	s.adverts = advertisedCaps(hs.caps, s.h.opts.TLS != nil, s.h.opts.HideCapabilities)
+	s.out, s.cseq = appendPacket(s.out, seq, hs.appendWithCaps(nil, s.adverts))
+	return s.flushClient()
+}
+
+// readClientResponse reads the client's SSLRequest (upgrading to TLS) and
+// HandshakeResponse41, and checks its capabilities.
+func (s *session) readClientResponse(ctx context.Context) error {
+	seq, p, err := s.readClient()
+	if err != nil {
+		return err
+	}
+	s.cseq = seq + 1
+	if len(p) < 4 {
+		return fatalf(codeHandshake, stateConnection, "Bad handshake", nil)
+	}
+	caps := clientCaps(p, s.hs.mariaDB)
+	if caps&capProtocol41 == 0 || len(p) < sslRequestLen {
+		return fatalf(codeHandshake, stateConnection, "Bad handshake: dbproxy requires a client supporting protocol 4.1", nil)
+	}
+	if caps&capSSL != 0 {
+		if s.h.opts.TLS == nil || len(p) != sslRequestLen {
+			return fatalf(codeHandshake, stateConnection, "Bad handshake: TLS was not offered", nil)
+		}
+		// The client does not wait for an answer: its ClientHello may be
+		// buffered already. Everything after the SSLRequest goes through
+		// the TLS layer, so nothing unencrypted can be smuggled in.
+		tconn := tls.Server(&bufferedConn{Conn: s.rawClient, r: s.cbr}, s.h.opts.TLS)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelDebug, "client TLS handshake failed", slog.Any("error", err))
+			return errHandled
+		}
+		s.client, s.clientTLS = tconn, true
+		s.cbr = bufio.NewReaderSize(tconn, 1024)
+		if seq, p, err = s.readClient(); err != nil {
+			return err
+		}
+		s.cseq = seq + 1
+		if len(p) < sslRequestLen {
+			return fatalf(codeHandshake, stateConnection, "Bad handshake", nil)
+		}
+		caps = clientCaps(p, s.hs.mariaDB)
+	} else if s.h.opts.RequireTLS {
+		return fatalf(codeSecureTransport, stateGeneral,
+			"Connections using insecure transport are prohibited: dbproxy requires TLS", nil)
+	}
+	if bad := caps & refusedClientCaps &^ s.adverts; bad != 0 {
+		return fatalf(codeNotSupported, stateSyntaxOrAccess,
+			"dbproxy does not support the compression, query attributes, optional metadata or MariaDB extensions the client asked for", nil)
+	}
+	resp, err := parseHandshakeResponse(p, s.hs.mariaDB)
+	if err != nil {
+		return err
+	}
+	s.resp = resp
+	s.buf = append(s.buf[:0], p...) // forwarded after upstream TLS
+	return nil
+}
+
+// forwardResponse negotiates TLS upstream (per sslmode and the server's
+// CLIENT_SSL) and sends the client's HandshakeResponse41 with its
+// capabilities adjusted.
+func (s *session) forwardResponse(ctx context.Context) error {
+	p := s.buf
+	fwd := clientCaps(p, s.hs.mariaDB) & s.adverts &^ capSSL
+	useTLS := false
+	if s.h.upstreamTLS != nil {
+		switch {
+		case s.hs.caps&capSSL != 0:
+			useTLS = true
+		case s.h.opts.UpstreamTLS.Mode != proxy.SSLPrefer:
+			return fatalf(codeSSLConnection, stateGeneral,
+				"dbproxy: the database server does not support TLS, but the upstream sslmode requires it", nil)
+		}
+	}
+	clientSeq := s.cseq - 1
+	serverSeq := uint8(1)
+	if useTLS {
+		req := bytes.Clone(p[:sslRequestLen])
+		setClientCaps(req, fwd|capSSL, s.hs.mariaDB)
+		pkt, _ := appendPacket(nil, serverSeq, req)
+		if _, err := s.server.Write(pkt); err != nil {
+			return s.upstreamLost(err)
+		}
+		tctx, cancel := context.WithTimeout(ctx, s.h.connectTimeout())
+		tconn := tls.Client(s.rawServer, s.h.upstreamTLS)
+		err := tconn.HandshakeContext(tctx)
+		cancel()
+		if err != nil {
+			return fatalf(codeSSLConnection, stateGeneral, "dbproxy: TLS handshake with the database server failed", err)
+		}
+		if !s.setServer(s.rawServer, tconn) {
+			return errHandled
+		}
+		s.serverTLS = true
+		s.sbr = bufio.NewReaderSize(tconn, 1024)
+		serverSeq = 2
+		fwd |= capSSL
+	}
+	setClientCaps(p, fwd, s.hs.mariaDB)
+	s.caps = fwd &^ capSSL
+	pkt, _ := appendPacket(nil, serverSeq, p)
+	_, err := s.server.Write(pkt)
+	clear(pkt) // holds the auth response
+	if err != nil {
+		return s.upstreamLost(err)
+	}
+	s.d = clientSeq - serverSeq
+	return nil
+}
+
+// authenticate relays the authentication exchange until the server's OK
+// (nil) or ERR (relayed verbatim; errHandled). The exchange is
+// half-duplex: each server packet except caching_sha2_password's fast-auth
+// success and the final OK/ERR is answered by one client packet.
+func (s *session) authenticate() error {
+	plugin := s.resp.plugin
+	if plugin == "" {
+		plugin = s.hs.plugin
+	}
+	if plugin == "" {
+		plugin = pluginNative
+	}
+	scramble := s.hs.scramble
+	for {
+		seq, p, err := s.readServer()
+		if err != nil {
+			return err
+		}
+		if len(p) == 0 {
+			return fatalf(codeHandshake, stateConnection, "dbproxy: empty authentication packet from the database server", nil)
+		}
+		switch p[0] {
+		case gomysql.OK_HEADER:
+			s.status, _ = okStatus(p)
+			s.toClient(seq+s.d, p)
+			return s.flushClient()
+		case gomysql.ERR_HEADER:
+			s.toClient(seq+s.d, p)
+			_ = s.flushClient()
+			s.log.LogAttrs(context.Background(), slog.LevelDebug, "server refused the login")
+			return errHandled
+		case gomysql.EOF_HEADER: // AuthSwitchRequest: 0xfe || cstring plugin || data
+			if len(p) > 1 {
+				name, data, _ := bytes.Cut(p[1:], []byte{0})
+				plugin = string(name)
+				scramble = bytes.Clone(bytes.TrimSuffix(data, []byte{0}))
+			} else {
+				plugin = gomysql.AUTH_MYSQL_OLD_PASSWORD
+			}
+			if plugin == pluginClearPassword && s.clientTLS && !s.serverTLS && !isLoopback(s.rawServer.RemoteAddr()) {
+				return fatalf(codeAccessDenied, stateAccessDenied,
+					"dbproxy does not forward a cleartext password from a TLS client over an unencrypted upstream connection", nil)
+			}
+		case gomysql.MORE_DATE_HEADER: // AuthMoreData
+			if plugin == pluginCachingSHA2 && len(p) == 2 {
+				switch p[1] {
+				case sha2FastAuthOK:
+					s.toClient(seq+s.d, p) // the server's OK follows; no client answer
+					continue
+				case sha2FullAuth:
+					if s.clientTLS != s.serverTLS {
+						if err := s.bridgeFullAuth(seq, p, scramble); err != nil {
+							return err
+						}
+						continue
+					}
+					s.log.LogAttrs(context.Background(), slog.LevelDebug, "caching_sha2_password full authentication relayed")
+				}
+			}
+		}
+		if err := s.relayStep(seq, p); err != nil {
+			return err
+		}
+	}
+}
+
+// relayStep forwards a server authentication packet to the client and the
+// client's answer (never decoded) to the server.
+func (s *session) relayStep(seq uint8, p []byte) error {
+	s.toClient(seq+s.d, p)
+	if err := s.flushClient(); err != nil {
+		return err
+	}
+	cseq, cp, err := s.readClient()
+	if err != nil {
+		return err
+	}
+	s.cseq = cseq + 1
+	return s.writeServer(cseq-s.d, cp)
+}
+
+// bridgeFullAuth completes caching_sha2_password full authentication when
+// exactly one leg is TLS, where relaying would fail: the client sends its
+// password in clear when its own leg is TLS, and the server accepts a clear
+// password only over TLS (otherwise it wants it RSA-encrypted).
+//
+//   - TLS client, plaintext upstream: the proxy takes the client's
+//     cleartext password, fetches the server's RSA public key and sends
+//     the password encrypted to it, as a client would.
+//   - plaintext client, TLS upstream: when the client asks for the public
+//     key, the proxy sends its own; it decrypts the client's answer and
+//     sends the password inside the upstream TLS session.
+//
+// Anything else the client sends is relayed as is.
+func (s *session) bridgeFullAuth(seq uint8, p, scramble []byte) error {
+	s.toClient(seq+s.d, p)
+	if err := s.flushClient(); err != nil {
+		return err
+	}
+	cseq, cp, err := s.readClient()
+	if err != nil {
+		return err
+	}
+	s.cseq = cseq + 1
+	if len(cp) == 1 && cp[0] == sha2RequestPublicKey {
+		if !s.clientTLS {
+			s.log.LogAttrs(context.Background(), slog.LevelDebug,
+				"caching_sha2_password full authentication bridged with the proxy's RSA key")
+			return s.bridgeToTLSServer(seq, cseq, scramble)
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "caching_sha2_password full authentication relayed")
+		return s.writeServer(cseq-s.d, cp) // let the server's key answer
+	}
+	if !s.clientTLS {
+		s.log.LogAttrs(context.Background(), slog.LevelDebug,
+			"caching_sha2_password full authentication relayed (encrypted to a key the client holds)")
+		return s.writeServer(cseq-s.d, cp)
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelDebug,
+		"caching_sha2_password full authentication bridged to the server's RSA key")
+	// TLS client, plaintext server: cp is the password, NUL-terminated.
+	password := bytes.Clone(cp)
+	defer clear(password)
+	clear(cp)
+	if err := s.writeServer(seq+1, []byte{sha2RequestPublicKey}); err != nil {
+		return err
+	}
+	kseq, kp, err := s.readServer()
+	if err != nil {
+		return err
+	}
+	if len(kp) > 0 && kp[0] == gomysql.ERR_HEADER {
+		s.toClient(s.cseq, kp)
+		_ = s.flushClient()
+		return errHandled
+	}
+	if len(kp) < 2 || kp[0] != gomysql.MORE_DATE_HEADER {
+		return fatalf(codeHandshake, stateConnection, "dbproxy: unexpected answer to a public key request from the database server", nil)
+	}
+	pub, err := parseRSAPublicKey(kp[1:])
+	if err != nil {
+		return fatalf(codeHandshake, stateConnection, "dbproxy: invalid RSA public key from the database server", err)
+	}
+	enc, err := encryptPassword(password, scramble, pub)
+	if err != nil {
+		return fatalf(codeHandshake, stateConnection, "dbproxy: could not encrypt the password for the database server", err)
+	}
+	if err := s.writeServer(kseq+1, enc); err != nil {
+		return err
+	}
+	s.d = cseq - (kseq + 1)
+	return nil
+}
+
+// bridgeToTLSServer answers a plaintext client's public key request with
+// the proxy's key, decrypts the password it sends and forwards it in clear
+// inside the upstream TLS session.
+func (s *session) bridgeToTLSServer(seq, cseq uint8, scramble []byte) error {
+	key, keyPEM, err := s.h.rsa.get()
+	if err != nil {
+		return fatalf(codeUnknown, stateGeneral, "dbproxy: internal error", err)
+	}
+	s.toClient(cseq+1, append([]byte{gomysql.MORE_DATE_HEADER}, keyPEM...))
+	if err := s.flushClient(); err != nil {
+		return err
+	}
+	eseq, enc, err := s.readClient()
+	if err != nil {
+		return err
+	}
+	s.cseq = eseq + 1
+	plain, err := rsa.DecryptOAEP(sha1.New(), nil, key, enc, nil)
+	if err != nil || len(scramble) == 0 {
+		return fatalf(codeAccessDenied, stateAccessDenied, "dbproxy could not decrypt the password", nil)
+	}
+	defer clear(plain)
+	for i := range plain {
+		plain[i] ^= scramble[i%len(scramble)]
+	}
+	if err := s.writeServer(seq+1, plain); err != nil {
+		return err
+	}
+	s.d = eseq - (seq + 1)
+	return nil
+}
+
+// encryptPassword encrypts password (NUL-terminated) XOR scramble with
+// RSA-OAEP(SHA-1), as caching_sha2_password clients do.
+func encryptPassword(password, scramble []byte, pub *rsa.PublicKey) ([]byte, error) {
+	if len(scramble) == 0 {
+		return nil, errors.New("empty scramble")
+	}
+	plain := bytes.Clone(password)
+	if len(plain) == 0 || plain[len(plain)-1] != 0 {
+		plain = append(plain, 0)
+	}
+	defer clear(plain)
+	for i := range plain {
+		plain[i] ^= scramble[i%len(scramble)]
+	}
+	return rsa.EncryptOAEP(sha1.New(), rand.Reader, pub, plain, nil)
+}
+
+func parseRSAPublicKey(p []byte) (*rsa.PublicKey, error) {
+	block, _ := pem.Decode(p)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		rk, err2 := x509.ParsePKCS1PublicKey(block.Bytes)
+		if err2 != nil {
+			return nil, err
+		}
+		return rk, nil
+	}
+	pub, ok := k.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("not an RSA key")
+	}
+	return pub, nil
+}
+
+// readServer reads one packet from the server during the connection phase.
+func (s *session) readServer() (uint8, []byte, error) {
+	seq, p, buf, err := readPacket(s.sbr, s.buf, startupMaxPayload)
+	s.buf = buf
+	if err != nil {
+		var mal *malformedError
+		if errors.As(err, &mal) {
+			return 0, nil, fatalf(codeHandshake, stateConnection, "dbproxy: invalid packet from the database server", err)
+		}
+		return 0, nil, s.upstreamLost(err)
+	}
+	return seq, p, nil
+}
+
+// readClient reads one packet from the client during the connection phase.
+func (s *session) readClient() (uint8, []byte, error) {
+	seq, p, buf, err := readPacket(s.cbr, s.buf, startupMaxPayload)
+	s.buf = buf
+	return seq, p, err
+}
+
+func (s *session) writeServer(seq uint8, p []byte) error {
+	pkt, _ := appendPacket(nil, seq, p)
+	_, err := s.server.Write(pkt)
+	clear(pkt) // may hold a password
+	clear(p)
+	if err != nil {
+		return s.upstreamLost(err)
+	}
+	return nil
+}
+
+// toClient queues a packet for the client.
+func (s *session) toClient(seq uint8, p []byte) {
+	s.out, s.cseq = appendPacket(s.out, seq, p)
+}
+
+func (s *session) flushClient() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	_, err := s.client.Write(s.out)
+	clear(s.out)
+	s.out = s.out[:0]
+	return err
+}
+
+// bufferedConn reads through r (which may have buffered the first bytes of
+// Conn).
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func isLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+// isClientGone reports whether err is a routine disconnect, not worth a log
+// line above debug.
+func isClientGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
+}

@@ -1,0 +1,246 @@
+package mysql_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/server"
+	driver "github.com/go-sql-driver/mysql"
+)
+
+// MariaDB has no caching_sha2_password and Debian packages no MySQL
+// server, so these tests use go-mysql's server package as the upstream: it
+// implements the server side of caching_sha2_password (fast path; full
+// authentication with a clear password over TLS, or RSA-encrypted after a
+// public key request), with its own scramble and cache.
+
+// fakeServer is a go-mysql server on 127.0.0.1 with one user.
+type fakeServer struct {
+	addr   string
+	caFile string
+	wg     sync.WaitGroup
+	l      net.Listener
+}
+
+type queryHandler struct{ server.EmptyHandler }
+
+func (queryHandler) HandleQuery(q string) (*gomysql.Result, error) {
+	rs, err := gomysql.BuildSimpleTextResultset([]string{"v"}, [][]any{{q}})
+	if err != nil {
+		return nil, err
+	}
+	return gomysql.NewResult(rs), nil
+}
+
+func startFakeServer(t *testing.T, user, password string) *fakeServer {
+	t.Helper()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := testenv.GenerateCert(t, dir, "127.0.0.1")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.NewServer("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_CACHING_SHA2_PASSWORD, rsaKey,
+		&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	auth := server.NewInMemoryAuthenticationHandler(gomysql.AUTH_CACHING_SHA2_PASSWORD)
+	if err := auth.AddUser(user, password); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeServer{addr: l.Addr().String(), caFile: caFile, l: l}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				defer nc.Close()
+				c, err := srv.NewCustomizedConn(nc, auth, queryHandler{})
+				if err != nil {
+					return
+				}
+				for !c.Closed() {
+					if err := c.HandleCommand(); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		f.wg.Wait()
+	})
+	return f
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startProxy serves h on 127.0.0.1 until the test ends.
+func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *logBuffer) {
+	t.Helper()
+	logs = &logBuffer{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := mysql.NewHandler(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &proxy.Server{Handler: h}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+		if t.Failed() {
+			t.Logf("proxy logs:\n%s", logs.String())
+		}
+	})
+	return l.Addr().String(), logs
+}
+
+func registerCA(t *testing.T, caFile string) string {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	name := fmt.Sprintf("sha2-%d", time.Now().UnixNano())
+	if err := driver.RegisterTLSConfig(name, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { driver.DeregisterTLSConfig(name) })
+	return name
+}
+
+// TestCachingSHA2 logs in through the proxy with every combination of TLS
+// legs: the first login takes the full authentication path (the server's
+// cache is empty), the second the fast path; a wrong password is refused
+// with the server's error.
+func TestCachingSHA2(t *testing.T) {
+	const user, password = "alice", "s3cret-pw"
+	for _, tc := range []struct {
+		clientTLS, upstreamTLS bool
+		full                   string // how the proxy handles full authentication
+	}{
+		{false, false, "relayed"},
+		{true, true, "relayed"},
+		{true, false, "bridged to the server's RSA key"},
+		{false, true, "bridged with the proxy's RSA key"},
+	} {
+		t.Run(fmt.Sprintf("client_tls=%v/upstream_tls=%v", tc.clientTLS, tc.upstreamTLS), func(t *testing.T) {
+			fake := startFakeServer(t, user, password)
+			opts := mysql.Options{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}
+			if tc.upstreamTLS {
+				pool, err := proxy.LoadCertPool(fake.caFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts.UpstreamTLS = proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, RootCAs: pool, ServerName: "127.0.0.1"}
+			}
+			var clientCA string
+			if tc.clientTLS {
+				ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "127.0.0.1")
+				cfg, err := proxy.ServerTLSConfig(cert, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts.TLS, clientCA = cfg, ca
+			}
+			addr, logs := startProxy(t, opts)
+			connect := func(pw string) error {
+				cfg := driver.NewConfig()
+				cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = user, pw, "tcp", addr
+				cfg.Timeout = 10 * time.Second
+				if tc.clientTLS {
+					cfg.TLSConfig = registerCA(t, clientCA)
+				}
+				conn, err := driver.NewConnector(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				db := sql.OpenDB(conn)
+				defer db.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				var v string
+				if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+					return err
+				}
+				if v != "SELECT 1" {
+					return fmt.Errorf("query answered %q", v)
+				}
+				return nil
+			}
+			if err := connect(password); err != nil {
+				t.Fatalf("first login (full authentication): %v", err)
+			}
+			if !strings.Contains(logs.String(), "caching_sha2_password full authentication "+tc.full) {
+				t.Fatalf("full authentication was not %s", tc.full)
+			}
+			if err := connect(password); err != nil {
+				t.Fatalf("second login (fast path): %v", err)
+			}
+			if n := strings.Count(logs.String(), "caching_sha2_password full authentication"); n != 1 {
+				t.Fatalf("full authentication %d times, want once (then the fast path)", n)
+			}
+			err := connect("wrong")
+			var me *driver.MySQLError
+			if !errors.As(err, &me) || me.Number != 1045 {
+				t.Fatalf("wrong password: %v, want the server's ERR 1045", err)
+			}
+			if strings.Contains(logs.String(), password) {
+				t.Fatal("password in the logs")
+			}
+		})
+	}
+}

@@ -1,0 +1,68 @@
+package postgres
+
+import (
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// SQLSTATE codes the proxy itself sends.
+const (
+	codeProtocolViolation  = "08P01"
+	codeConnectionFailure  = "08006"
+	codeUnableToConnect    = "08001"
+	codeInvalidAuthSpec    = "28000"
+	codeAdminShutdown      = "57P01"
+	codeCannotConnectNow   = "57P03"
+	codeFeatureUnsupported = "0A000"
+	codeInternalError      = "XX000"
+)
+
+// Error is an error that goes back to the client as an ErrorResponse. Its
+// Message must never carry SQL values, passwords or message bodies. Cause,
+// if set, is for the proxy's log only.
+type Error struct {
+	Severity string // "FATAL" or "ERROR"; empty means FATAL
+	Code     string // SQLSTATE
+	Message  string
+	Cause    error
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Message + ": " + e.Cause.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+func fatalf(code, msg string, cause error) *Error {
+	return &Error{Severity: "FATAL", Code: code, Message: msg, Cause: cause}
+}
+
+// appendError encodes err as an ErrorResponse. Every error the proxy sends a
+// client goes through here: an *Error keeps its code and message, anything
+// else becomes a generic internal error (its text stays in the log).
+func appendError(dst []byte, err error) []byte {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		pe = fatalf(codeInternalError, "dbproxy: internal error", err)
+	}
+	sev := pe.Severity
+	if sev == "" {
+		sev = "FATAL"
+	}
+	msg := pgproto3.ErrorResponse{
+		Severity:            sev,
+		SeverityUnlocalized: sev,
+		Code:                pe.Code,
+		Message:             pe.Message,
+	}
+	out, encErr := msg.Encode(dst)
+	if encErr != nil {
+		// Encode only fails on oversized fields; ours are short constants.
+		panic("BUG: encode ErrorResponse: " + encErr.Error())
+	}
+	return out
+}

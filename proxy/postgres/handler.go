@@ -1,0 +1,222 @@
+package postgres
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
+)
+
+// ALPN is the TLS application protocol PostgreSQL clients offer; direct SSL
+// (PostgreSQL 17 sslnegotiation=direct) requires it.
+const ALPN = "postgresql"
+
+// Defaults for zero Options fields.
+const (
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout = 30 * time.Second
+)
+
+// Options configure a [Handler]: one listener forwarding to one server.
+type Options struct {
+	// Name identifies the listener in logs.
+	Name string
+	// Upstream is the server's host:port. Required.
+	Upstream string
+	// TLS is the client-facing TLS configuration, normally from
+	// proxy.ServerTLSConfig(cert, key, ALPN). nil: SSLRequest is answered
+	// 'N' and only plaintext clients are served.
+	TLS *tls.Config
+	// RequireTLS refuses clients that do not use TLS (needs TLS).
+	RequireTLS bool
+	// UpstreamTLS is the proxy -> server leg (libpq sslmode semantics).
+	UpstreamTLS proxy.UpstreamTLS
+	// Interceptor, if set, may inspect and rewrite messages of each session.
+	Interceptor Interceptor
+	// Logger receives the handler's logs; nil discards them.
+	Logger *slog.Logger
+	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
+	ConnectTimeout time.Duration
+	// HandshakeTimeout bounds a client's startup: TLS, authentication and
+	// the server's startup messages.
+	HandshakeTimeout time.Duration
+	// MaxMessageSize bounds the body of one client message; default
+	// DefaultMaxMessageSize (1 GB, as the server).
+	MaxMessageSize int
+	// Dial replaces the upstream dialer (tests, fault injection).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Handler is the PostgreSQL protocol of a listener; it implements
+// proxy.Handler. Create it with [NewHandler].
+type Handler struct {
+	opts        Options
+	log         *slog.Logger
+	upstreamTLS *tls.Config // nil: sslmode disable
+	keys        *cancelKeys
+	nextID      atomic.Uint64
+}
+
+var _ proxy.Handler = (*Handler)(nil)
+
+// NewHandler validates opts and returns a Handler.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Upstream == "" {
+		return nil, errors.New("postgres: upstream address is required")
+	}
+	if _, _, err := net.SplitHostPort(opts.Upstream); err != nil {
+		return nil, fmt.Errorf("postgres: upstream %q: %w", opts.Upstream, err)
+	}
+	if opts.RequireTLS && opts.TLS == nil {
+		return nil, errors.New("postgres: RequireTLS needs a TLS configuration")
+	}
+	if opts.UpstreamTLS.Mode == 0 {
+		return nil, errors.New("postgres: upstream sslmode is not set")
+	}
+	upTLS, err := opts.UpstreamTLS.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("postgres: upstream TLS: %w", err)
+	}
+	if opts.TLS != nil {
+		opts.TLS = opts.TLS.Clone()
+		if len(opts.TLS.NextProtos) == 0 {
+			opts.TLS.NextProtos = []string{ALPN}
+		}
+	}
+	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > DefaultMaxMessageSize {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Name != "" {
+		log = log.With(slog.String("listener", opts.Name))
+	}
+	return &Handler{opts: opts, log: log, upstreamTLS: upTLS, keys: newCancelKeys()}, nil
+}
+
+func (h *Handler) connectTimeout() time.Duration {
+	if h.opts.ConnectTimeout > 0 {
+		return h.opts.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (h *Handler) handshakeTimeout() time.Duration {
+	if h.opts.HandshakeTimeout > 0 {
+		return h.opts.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
+}
+
+// ServeConn serves one client connection (proxy.Handler).
+func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
+	nc := c.NetConn()
+	s := &session{
+		h:         h,
+		pc:        c,
+		rawClient: nc,
+		client:    withRawIO(nc),
+		log: h.log.With(
+			slog.Uint64("conn", h.nextID.Add(1)),
+			slog.String("remote", nc.RemoteAddr().String())),
+	}
+	s.serve(ctx)
+}
+
+// dialUpstream connects to the server and negotiates TLS per sslmode. It
+// reports whether the connection is TLS.
+func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	defer cancel()
+	conn, err := h.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if h.upstreamTLS == nil {
+		return conn, false, nil
+	}
+	tconn, err := h.startUpstreamTLS(ctx, conn)
+	if err == nil {
+		if tconn == nil { // server said 'N' and sslmode allows plaintext
+			return conn, false, nil
+		}
+		return tconn, true, nil
+	}
+	_ = conn.Close()
+	if h.opts.UpstreamTLS.Mode != proxy.SSLPrefer {
+		return nil, false, err
+	}
+	// sslmode=prefer: like libpq, retry without TLS when TLS failed.
+	conn, derr := h.dial(ctx)
+	if derr != nil {
+		return nil, false, derr
+	}
+	return conn, false, nil
+}
+
+func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
+	var conn net.Conn
+	var err error
+	if h.opts.Dial != nil {
+		conn, err = h.opts.Dial(ctx, "tcp", h.opts.Upstream)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", h.opts.Upstream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial upstream: %w", err)
+	}
+	return withRawIO(conn), nil
+}
+
+// startUpstreamTLS sends SSLRequest and, if the server agrees, performs the
+// TLS handshake. It returns nil, nil when the server declined and the mode
+// allows plaintext.
+func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	tconn, err := h.negotiateUpstreamTLS(ctx, conn)
+	if err != nil || tconn == nil {
+		return nil, err
+	}
+	if !stop() {
+		return nil, fmt.Errorf("upstream TLS handshake: %w", ctx.Err())
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return tconn, nil
+}
+
+func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+	if _, err := conn.Write(appendRequest(nil, sslRequestCode)); err != nil {
+		return nil, fmt.Errorf("send SSLRequest upstream: %w", err)
+	}
+	// Read exactly one byte: anything the server sent after it would be
+	// unauthenticated plaintext (CVE-2021-23222).
+	var b [1]byte
+	if _, err := conn.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("read SSLRequest answer: %w", err)
+	}
+	switch b[0] {
+	case 'S':
+	case 'N':
+		if h.opts.UpstreamTLS.Mode == proxy.SSLPrefer {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("server does not support SSL, but sslmode %s requires it", h.opts.UpstreamTLS.Mode)
+	default:
+		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", b[0])
+	}
+	tconn := tls.Client(conn, h.upstreamTLS)
+	if err := tconn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
+	}
+	return tconn, nil
+}

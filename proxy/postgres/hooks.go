@@ -1,0 +1,106 @@
+package postgres
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+)
+
+// MessageTypes is a set of message type bytes.
+type MessageTypes [4]uint64
+
+// Add adds types to the set.
+func (t *MessageTypes) Add(types ...byte) {
+	for _, typ := range types {
+		t[typ>>6] |= 1 << (typ & 63)
+	}
+}
+
+// Has reports whether typ is in the set.
+func (t *MessageTypes) Has(typ byte) bool { return t[typ>>6]&(1<<(typ&63)) != 0 }
+
+func (t *MessageTypes) union(o *MessageTypes) MessageTypes {
+	return MessageTypes{t[0] | o[0], t[1] | o[1], t[2] | o[2], t[3] | o[3]}
+}
+
+// MessageFunc handles one complete message of a type it asked for. body is
+// the message without its type byte and length, and aliases the relay's read
+// buffer: it is valid only during the call. The func writes whatever should
+// be forwarded in place of the message to w — the message unchanged
+// (w.Forward), a rewritten one, several, or nothing. A returned error ends the
+// session; an *Error is sent to the client as is.
+type MessageFunc func(typ byte, body []byte, w *Writer) error
+
+// SessionHooks intercept the messages of one session. The Frontend func runs
+// on the client->server goroutine and the Backend func on the server->client
+// goroutine, concurrently: state they share must be synchronized by them.
+// Messages of other types are forwarded as raw bytes without being decoded.
+type SessionHooks struct {
+	// FrontendTypes selects the client->server messages handed to Frontend
+	// (for example 'Q', 'P', 'B', 'D', 'd').
+	FrontendTypes MessageTypes
+	Frontend      MessageFunc
+	// BackendTypes selects the server->client messages handed to Backend
+	// (for example 'T', 'D', 't', 'd').
+	BackendTypes MessageTypes
+	Backend      MessageFunc
+	// Close, if set, is called once when the session ends.
+	Close func()
+}
+
+// SessionInfo describes an authenticated session to an [Interceptor].
+type SessionInfo struct {
+	User     string
+	Database string
+	// StartupParams are the client's startup parameters (user, database,
+	// application_name, options, ...).
+	StartupParams map[string]string
+	// ServerParams are the ParameterStatus values the server reported during
+	// startup (server_version, client_encoding, DateStyle, ...). Later
+	// changes arrive as 'S' messages.
+	ServerParams map[string]string
+	// Logger carries the connection's attributes.
+	Logger *slog.Logger
+}
+
+// Interceptor is the hook point of the layer above the relay (the
+// encryption layer). A nil Interceptor costs nothing: every message is
+// forwarded as raw bytes.
+type Interceptor interface {
+	// NewSession is called once per session, after authentication and before
+	// the first query, from the session's goroutine. nil hooks relay the
+	// session untouched; an error ends it with a FATAL ErrorResponse.
+	NewSession(ctx context.Context, info SessionInfo) (*SessionHooks, error)
+}
+
+// Writer collects what a [MessageFunc] forwards. Messages written to it go
+// out in order with the surrounding untouched messages, in the same write.
+type Writer struct {
+	buf []byte
+}
+
+// Forward appends a message unchanged.
+func (w *Writer) Forward(typ byte, body []byte) {
+	w.buf = append(w.buf, typ)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(body)+4))
+	w.buf = append(w.buf, body...)
+}
+
+// Send appends an encoded message, such as a *pgproto3.DataRow.
+func (w *Writer) Send(msg interface{ Encode([]byte) ([]byte, error) }) error {
+	out, err := msg.Encode(w.buf)
+	if err != nil {
+		return err
+	}
+	w.buf = out
+	return nil
+}
+
+// Write appends raw bytes, which must be whole messages.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+// Len returns the number of bytes collected so far.
+func (w *Writer) Len() int { return len(w.buf) }

@@ -1,0 +1,987 @@
+package pgcrypt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// stmtInfo is a protocol-level prepared statement as the proxy planned it.
+type stmtInfo struct {
+	plan *pgsql.Plan // nil: passthrough (no encrypted parameter)
+	// Backend goroutine only, filled from the (injected) Describe: the rule
+	// of each result column (nil entries: plaintext); poison is the error
+	// to report when the statement is executed, if its results cannot be
+	// decrypted.
+	described bool
+	cols      []*rules.ColumnRule
+	poison    *pgproto3.ErrorResponse
+}
+
+// portalInfo is a bound portal.
+type portalInfo struct {
+	stmt    *stmtInfo
+	formats []int16 // result format codes as the client sent them
+}
+
+// event is one client message awaiting a response, in order. The frontend
+// appends, the backend consumes.
+type event struct {
+	kind   byte // 'Q' simple query; 'P','B','D' (describe statement),'d' (describe portal),'E','C','S' (sync)
+	stmt   *stmtInfo
+	portal *portalInfo
+	hidden bool // a Describe the proxy injected: swallow its responses
+
+	// Simple query and Sync.
+	plan   *pgsql.Plan
+	inject *pgproto3.ErrorResponse
+	done   int
+	srvErr bool
+}
+
+type session struct {
+	ic    *Interceptor
+	db    *dbState
+	rules *rules.Set
+	ctx   context.Context
+	log   *slog.Logger
+
+	searchPath string // "$user" substituted
+
+	// Frontend goroutine only.
+	skipping bool
+	skipErr  *pgproto3.ErrorResponse
+	stmts    map[string]*stmtInfo
+	portals  map[string]*portalInfo
+	qbuf     []byte
+	fcanon   []byte
+	fct      []byte
+
+	// Shared between the goroutines.
+	mu       sync.Mutex
+	queue    []*event
+	prepared pgsql.Prepared
+	zone     *time.Location
+	scsOff   bool
+
+	// Backend goroutine only.
+	cols    []*rules.ColumnRule // decryption of the current result; nil: none
+	formats []int16             // result formats of the current result
+	failed  bool                // an error was sent; drop the rest until ReadyForQuery
+	row     []byte
+	ct      []byte
+	canon   []byte
+	txt     []byte
+}
+
+func errorResponse(code, msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg}
+}
+
+func refusalResponse(err error) *pgproto3.ErrorResponse {
+	var r *pgsql.Refusal
+	if errors.As(err, &r) {
+		return errorResponse(r.SQLState, r.Error())
+	}
+	// Catalog or key failures: the message names tables and keys only.
+	return errorResponse("XX000", "dbproxy: statement refused: "+err.Error())
+}
+
+func safeReason(err error) string {
+	var r *pgsql.Refusal
+	if errors.As(err, &r) {
+		return r.Error()
+	}
+	return "catalog or key error"
+}
+
+func (s *session) push(evs ...*event) {
+	s.mu.Lock()
+	s.queue = append(s.queue, evs...)
+	s.mu.Unlock()
+}
+
+func (s *session) head() *event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return nil
+	}
+	return s.queue[0]
+}
+
+func (s *session) pop() {
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+	}
+	s.mu.Unlock()
+}
+
+// popUntilSync drops the events before the next Sync (or simple Query) and
+// returns that one, which stays queued.
+func (s *session) popUntilSync() *event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) > 0 {
+		if k := s.queue[0].kind; k == 'S' || k == 'Q' {
+			return s.queue[0]
+		}
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+	}
+	return nil
+}
+
+// mentionsSearchPath reports whether sql may change search_path.
+func mentionsSearchPath(sql []byte) bool {
+	const needle = "search_path"
+	for i := 0; i+len(needle) <= len(sql); i++ {
+		if sql[i]|0x20 == 's' && bytes.EqualFold(sql[i:i+len(needle)], []byte(needle)) {
+			return true
+		}
+	}
+	return false
+}
+
+var errSearchPath = errorResponse(pgsql.StateFeatureNotSupported,
+	"dbproxy: statement refused: changing search_path is not supported through the encrypting proxy; pass search_path as a startup parameter or schema-qualify table names")
+
+// frontend handles client->server messages.
+func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
+	if s.skipping && typ != 'S' {
+		return nil // the server would discard these after an error, too
+	}
+	switch typ {
+	case 'Q':
+		return s.query(body, w)
+	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
+		s.push(&event{kind: 'Q'})
+	case 'P':
+		return s.parse(body, w)
+	case 'B':
+		return s.bind(body, w)
+	case 'D':
+		return s.describe(body, w)
+	case 'E':
+		portal, _, _ := bytes.Cut(body, []byte{0})
+		p := s.portals[string(portal)]
+		if p == nil {
+			// A portal the proxy did not see bound (a cursor opened by
+			// DECLARE, say): its rows cannot be attributed safely.
+			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+				"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
+			return nil
+		}
+		s.push(&event{kind: 'E', portal: p, stmt: p.stmt})
+	case 'C':
+		if len(body) > 1 {
+			name, _, _ := bytes.Cut(body[1:], []byte{0})
+			if body[0] == 'S' {
+				delete(s.stmts, string(name))
+				s.mu.Lock()
+				s.prepared.Remove(string(name))
+				s.mu.Unlock()
+			} else {
+				delete(s.portals, string(name))
+			}
+		}
+		s.push(&event{kind: 'C'})
+	case 'S':
+		s.push(&event{kind: 'S', inject: s.skipErr})
+		s.skipping, s.skipErr = false, nil
+	}
+	w.Forward(typ, body)
+	return nil
+}
+
+// refuseBatch discards the client's messages up to the next Sync and
+// reports e there.
+func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
+	s.skipping, s.skipErr = true, e
+}
+
+// refuseQuery replaces a simple Query by an empty one and reports e in
+// place of its EmptyQueryResponse.
+func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
+	s.push(&event{kind: 'Q', inject: e})
+	w.Forward('Q', []byte{0})
+	return nil
+}
+
+func (s *session) query(body []byte, w *postgres.Writer) error {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return &postgres.Error{Code: "08P01", Message: "invalid Query message"}
+	}
+	text := body[:len(body)-1]
+	if mentionsSearchPath(text) {
+		return s.refuseQuery(errSearchPath, w)
+	}
+	sql := string(text)
+	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
+	if err != nil {
+		s.log.Debug("query refused", slog.String("reason", safeReason(err)))
+		return s.refuseQuery(refusalResponse(err), w)
+	}
+	if plan.Passthrough() {
+		s.push(&event{kind: 'Q'})
+		w.Forward('Q', body)
+		return nil
+	}
+	for i := range plan.Statements {
+		switch plan.Statements[i].Kind {
+		case pgsql.KindCopyFrom, pgsql.KindCopyTo:
+			return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
+				"dbproxy: statement refused: COPY of a table with encrypted columns is not supported yet"), w)
+		}
+	}
+	s.mu.Lock()
+	scsOff, zone := s.scsOff, s.zone
+	if scsOff {
+		s.mu.Unlock()
+		return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
+			"dbproxy: statement refused: standard_conforming_strings is off"), w)
+	}
+	out := append(s.qbuf[:0], 'Q', 0, 0, 0, 0)
+	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared})
+	s.mu.Unlock()
+	if err != nil {
+		return s.refuseQuery(refusalResponse(err), w)
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	s.push(&event{kind: 'Q', plan: plan})
+	_, _ = w.Write(out)
+	s.keep(out)
+	return nil
+}
+
+func (s *session) keep(out []byte) {
+	if cap(out) > 1<<20 {
+		s.qbuf = nil
+	} else {
+		s.qbuf = out
+	}
+}
+
+// parse plans a Parse, rewrites its text and parameter types, and follows
+// it with a Describe of the statement whose responses the backend
+// swallows, so that the result columns of every statement are known.
+func (s *session) parse(body []byte, w *postgres.Writer) error {
+	name, rest, ok := bytes.Cut(body, []byte{0})
+	var text []byte
+	if ok {
+		text, rest, ok = bytes.Cut(rest, []byte{0})
+	}
+	if !ok || len(rest) < 2 {
+		return &postgres.Error{Code: "08P01", Message: "invalid Parse message"}
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	if len(rest) != 2+4*n {
+		return &postgres.Error{Code: "08P01", Message: "invalid Parse message"}
+	}
+	if mentionsSearchPath(text) {
+		s.refuseBatch(errSearchPath)
+		return nil
+	}
+	sql := string(text)
+	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
+	if err != nil {
+		s.refuseBatch(refusalResponse(err))
+		return nil
+	}
+	st := &stmtInfo{}
+	if plan.Passthrough() {
+		w.Forward('P', body)
+	} else {
+		if len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
+			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+				"dbproxy: statement refused: only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol"))
+			return nil
+		}
+		for _, p := range plan.Params {
+			if p.Role == pgsql.RoleMatchArray {
+				s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: an array parameter compared with an encrypted column is not supported yet; use IN ($1, $2, …)"))
+				return nil
+			}
+		}
+		s.mu.Lock()
+		scsOff, zone := s.scsOff, s.zone
+		s.mu.Unlock()
+		if scsOff {
+			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+				"dbproxy: statement refused: standard_conforming_strings is off"))
+			return nil
+		}
+		out := append(s.qbuf[:0], 'P', 0, 0, 0, 0)
+		out = append(out, name...)
+		out = append(out, 0)
+		out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone})
+		if err != nil {
+			s.refuseBatch(refusalResponse(err))
+			return nil
+		}
+		out = append(out, 0)
+		np := max(n, len(plan.Params))
+		out = binary.BigEndian.AppendUint16(out, uint16(np))
+		for i := 0; i < np; i++ {
+			var oid uint32
+			if i < n {
+				oid = binary.BigEndian.Uint32(rest[2+4*i:])
+			}
+			if i < len(plan.Params) && plan.Params[i].Encrypted() {
+				oid = plan.Params[i].UpstreamOID()
+			}
+			out = binary.BigEndian.AppendUint32(out, oid)
+		}
+		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+		_, _ = w.Write(out)
+		s.keep(out)
+		st.plan = plan
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*stmtInfo{}
+	}
+	s.stmts[string(name)] = st
+	if len(name) > 0 {
+		s.mu.Lock()
+		s.prepared.Add(string(name), plan.Params)
+		s.mu.Unlock()
+	}
+	// The injected Describe.
+	d := make([]byte, 0, 7+len(name))
+	d = append(d, 'D', 0, 0, 0, 0, 'S')
+	d = append(d, name...)
+	d = append(d, 0)
+	binary.BigEndian.PutUint32(d[1:5], uint32(len(d)-1))
+	_, _ = w.Write(d)
+	s.push(&event{kind: 'P', stmt: st}, &event{kind: 'D', stmt: st, hidden: true})
+	return nil
+}
+
+func (s *session) describe(body []byte, w *postgres.Writer) error {
+	if len(body) < 2 {
+		return &postgres.Error{Code: "08P01", Message: "invalid Describe message"}
+	}
+	name, _, _ := bytes.Cut(body[1:], []byte{0})
+	switch body[0] {
+	case 'S':
+		st := s.stmts[string(name)]
+		if st == nil {
+			s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Describe of a statement not prepared through this proxy"))
+			return nil
+		}
+		s.push(&event{kind: 'D', stmt: st})
+	default:
+		p := s.portals[string(name)]
+		if p == nil {
+			s.refuseBatch(errorResponse("34000", "dbproxy: statement refused: Describe of a portal not bound through this proxy"))
+			return nil
+		}
+		s.push(&event{kind: 'd', portal: p, stmt: p.stmt})
+	}
+	w.Forward('D', body)
+	return nil
+}
+
+// formatOf returns the format code of item i of n given a format list.
+func formatOf(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return 0
+	case 1:
+		return formats[0]
+	}
+	if i < len(formats) {
+		return formats[i]
+	}
+	return 0
+}
+
+var errBadBind = &postgres.Error{Code: "08P01", Message: "invalid Bind message"}
+
+// bind encrypts the parameters bound for encrypted columns.
+func (s *session) bind(body []byte, w *postgres.Writer) error {
+	portal, rest, ok := bytes.Cut(body, []byte{0})
+	var stmtName []byte
+	if ok {
+		stmtName, rest, ok = bytes.Cut(rest, []byte{0})
+	}
+	if !ok || len(rest) < 2 {
+		return errBadBind
+	}
+	st := s.stmts[string(stmtName)]
+	if st == nil {
+		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"))
+		return nil
+	}
+	nf := int(binary.BigEndian.Uint16(rest))
+	pos := 2
+	if len(rest) < pos+2*nf+2 {
+		return errBadBind
+	}
+	pformats := make([]int16, nf)
+	for i := range pformats {
+		pformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
+		pos += 2
+	}
+	np := int(binary.BigEndian.Uint16(rest[pos:]))
+	pos += 2
+	valStart := pos
+	type span struct{ off, n int }
+	vals := make([]span, np)
+	for i := range vals {
+		if len(rest) < pos+4 {
+			return errBadBind
+		}
+		l := int(int32(binary.BigEndian.Uint32(rest[pos:])))
+		pos += 4
+		if l < 0 {
+			vals[i] = span{-1, -1}
+			continue
+		}
+		if len(rest) < pos+l {
+			return errBadBind
+		}
+		vals[i] = span{pos, l}
+		pos += l
+	}
+	valEnd := pos
+	if len(rest) < pos+2 {
+		return errBadBind
+	}
+	nr := int(binary.BigEndian.Uint16(rest[pos:]))
+	pos += 2
+	if len(rest) != pos+2*nr {
+		return errBadBind
+	}
+	rformats := make([]int16, nr)
+	for i := range rformats {
+		rformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
+		pos += 2
+	}
+	p := &portalInfo{stmt: st, formats: rformats}
+	if s.portals == nil {
+		s.portals = map[string]*portalInfo{}
+	}
+	s.portals[string(portal)] = p
+	encrypted := false
+	if st.plan != nil {
+		for _, prm := range st.plan.Params {
+			if prm.Encrypted() {
+				encrypted = true
+			}
+		}
+	}
+	if !encrypted {
+		s.push(&event{kind: 'B', portal: p})
+		w.Forward('B', body)
+		return nil
+	}
+	s.mu.Lock()
+	zone := s.zone
+	s.mu.Unlock()
+	out := append(s.qbuf[:0], 'B', 0, 0, 0, 0)
+	out = append(out, body[:len(portal)+1+len(stmtName)+1]...)
+	out = binary.BigEndian.AppendUint16(out, uint16(np))
+	for i := 0; i < np; i++ {
+		f := formatOf(pformats, i)
+		if i < len(st.plan.Params) && st.plan.Params[i].Encrypted() {
+			f = 1
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(np))
+	_ = valStart
+	_ = valEnd
+	for i, v := range vals {
+		if i >= len(st.plan.Params) || !st.plan.Params[i].Encrypted() || v.off < 0 {
+			out = binary.BigEndian.AppendUint32(out, uint32(int32(v.n)))
+			if v.n > 0 {
+				out = append(out, rest[v.off:v.off+v.n]...)
+			}
+			continue
+		}
+		prm := st.plan.Params[i]
+		col := prm.Column
+		src := rest[v.off : v.off+v.n]
+		var canon []byte
+		var err error
+		if formatOf(pformats, i) == 1 {
+			canon, err = appendCanonicalFromBinary(s.fcanon[:0], col.Type, src)
+		} else {
+			canon, err = value.AppendCanonicalTextInZone(s.fcanon[:0], col.Type, src, zone)
+		}
+		if err != nil {
+			s.refuseBatch(errorResponse(pgsql.StateInvalidText,
+				"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid "+col.Type.String()+" value"))
+			return nil
+		}
+		s.fcanon = canon
+		switch prm.Role {
+		case pgsql.RoleStore:
+			ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, s.fct[:0], col, canon)
+			if err != nil {
+				s.refuseBatch(refusalResponse(err))
+				return nil
+			}
+			s.fct = ct
+			out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
+			out = append(out, ct...)
+		case pgsql.RoleMatch:
+			cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, col, canon)
+			if err != nil {
+				s.refuseBatch(refusalResponse(err))
+				return nil
+			}
+			lenAt := len(out)
+			out = append(out, 0, 0, 0, 0)
+			out = binary.BigEndian.AppendUint32(out, 1)  // ndim
+			out = binary.BigEndian.AppendUint32(out, 0)  // no NULLs
+			out = binary.BigEndian.AppendUint32(out, 17) // bytea
+			out = binary.BigEndian.AppendUint32(out, uint32(len(cts)))
+			out = binary.BigEndian.AppendUint32(out, 1) // lower bound
+			for _, ct := range cts {
+				out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
+				out = append(out, ct...)
+			}
+			binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+		default:
+			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+				"dbproxy: statement refused: column "+col.String()+": parameter role not supported"))
+			return nil
+		}
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(nr))
+	for _, f := range rformats {
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
+	}
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	s.push(&event{kind: 'B', portal: p})
+	_, _ = w.Write(out)
+	s.keep(out)
+	return nil
+}
+
+func itoa(v int) string { return string(appendInt(nil, v)) }
+
+// fail sends e in place of the rest of the current request's response.
+func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
+	s.failed = true
+	s.cols = nil
+	return w.Send(e)
+}
+
+// backend handles server->client messages.
+func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
+	switch typ {
+	case 'Z':
+		// Everything up to and including the request's Sync (or Query).
+		if ev := s.popUntilSync(); ev != nil {
+			if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.failed {
+				if err := w.Send(ev.inject); err != nil {
+					return err
+				}
+			}
+			s.pop()
+		}
+		s.failed, s.cols = false, nil
+		w.Forward(typ, body)
+		return nil
+	case 'S':
+		s.parameterStatus(body)
+		w.Forward(typ, body)
+		return nil
+	}
+	if s.failed {
+		return nil
+	}
+	ev := s.head()
+	if ev == nil {
+		w.Forward(typ, body)
+		return nil
+	}
+	if ev.kind == 'Q' {
+		return s.simpleResponse(ev, typ, body, w)
+	}
+	switch typ {
+	case 'E':
+		if ev := s.popUntilSync(); ev != nil {
+			ev.srvErr = true
+		}
+		s.cols = nil
+	case '1', '2', '3':
+		s.pop()
+	case 't':
+		if ev.kind == 'D' {
+			if ev.hidden {
+				return nil
+			}
+			return s.parameterDescription(ev.stmt, body, w)
+		}
+	case 'n':
+		if ev.kind == 'D' || ev.kind == 'd' {
+			if ev.kind == 'D' {
+				ev.stmt.described, ev.stmt.cols = true, nil
+			}
+			s.pop()
+			if ev.hidden {
+				return nil
+			}
+		}
+	case 'T':
+		if ev.kind == 'D' || ev.kind == 'd' {
+			s.pop()
+			return s.describeRows(ev, body, w)
+		}
+	case 'D':
+		if ev.kind == 'E' {
+			if s.cols == nil && s.formats == nil {
+				if err := s.startExecute(ev, w); err != nil || s.failed {
+					return err
+				}
+			}
+			if s.cols != nil {
+				return s.dataRow(body, w)
+			}
+		}
+	case 'C', 's', 'I':
+		if ev.kind == 'E' {
+			if s.cols == nil && s.formats == nil && typ != 'I' {
+				if err := s.startExecute(ev, w); err != nil || s.failed {
+					return err
+				}
+			}
+			s.cols, s.formats = nil, nil
+			s.pop()
+		}
+	}
+	w.Forward(typ, body)
+	return nil
+}
+
+// startExecute sets up decryption for the rows of an Execute.
+func (s *session) startExecute(ev *event, w *postgres.Writer) error {
+	st := ev.stmt
+	if st.poison != nil {
+		return s.fail(st.poison, w)
+	}
+	if !st.described {
+		return s.fail(errorResponse("XX000", "dbproxy: result refused: the result columns of this statement are unknown"), w)
+	}
+	s.formats = ev.portal.formats
+	if s.formats == nil {
+		s.formats = []int16{}
+	}
+	s.cols = st.cols
+	return nil
+}
+
+// simpleResponse handles the responses to a simple Query.
+func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
+	switch typ {
+	case 'I':
+		if ev.inject != nil {
+			return w.Send(ev.inject)
+		}
+	case 'E':
+		ev.srvErr = true
+		s.cols = nil
+	case 'T':
+		cols, errResp, err := s.resultColumns(body, true)
+		if err != nil {
+			return err
+		}
+		if errResp != nil {
+			return s.fail(errResp, w)
+		}
+		s.cols, s.formats = cols, nil
+		if cols == nil {
+			break
+		}
+		return s.sendRowDescription(body, cols, w)
+	case 'D':
+		if s.cols != nil {
+			return s.dataRow(body, w)
+		}
+	case 'C':
+		s.cols = nil
+		s.commandComplete(ev, body)
+	}
+	w.Forward(typ, body)
+	return nil
+}
+
+func (s *session) parameterStatus(body []byte) {
+	name, rest, _ := bytes.Cut(body, []byte{0})
+	val, _, _ := bytes.Cut(rest, []byte{0})
+	switch string(name) {
+	case "TimeZone":
+		loc := loadZone(string(val))
+		s.mu.Lock()
+		s.zone = loc
+		s.mu.Unlock()
+	case "standard_conforming_strings":
+		s.mu.Lock()
+		s.scsOff = string(val) == "off"
+		s.mu.Unlock()
+	}
+}
+
+var ddlTags = [...]string{"CREATE", "ALTER", "DROP", "COMMENT", "IMPORT", "SECURITY", "GRANT", "REVOKE"}
+
+func (s *session) commandComplete(ev *event, body []byte) {
+	if ev.plan != nil {
+		if ev.done < len(ev.plan.Statements) {
+			s.mu.Lock()
+			s.prepared.Commit(&ev.plan.Statements[ev.done])
+			s.mu.Unlock()
+		}
+		ev.done++
+	}
+	for _, tag := range ddlTags {
+		if bytes.HasPrefix(body, []byte(tag)) {
+			s.db.catalog.purge()
+			s.db.planner.Purge()
+			return
+		}
+	}
+}
+
+// plaintextOID maps a plaintext type to its PostgreSQL type OID, size and
+// array type OID.
+var plaintextOID = [...]struct {
+	oid   uint32
+	size  int16
+	array uint32
+}{
+	1: {25, -1, 1009}, 2: {21, 2, 1005}, 3: {23, 4, 1007}, 4: {20, 8, 1016}, 5: {700, 4, 1021}, 6: {701, 8, 1022},
+	7: {1700, -1, 1231}, 8: {16, 1, 1000}, 9: {1082, 4, 1182}, 10: {1114, 8, 1115}, 11: {1184, 8, 1185},
+	12: {2950, 16, 2951}, 13: {17, -1, 1001}, 14: {114, -1, 199},
+}
+
+func knownType(t value.Type) bool { return int(t) < len(plaintextOID) && plaintextOID[t].oid != 0 }
+
+// parameterDescription reports plaintext types for encrypted parameters.
+func (s *session) parameterDescription(st *stmtInfo, body []byte, w *postgres.Writer) error {
+	if st.plan == nil {
+		w.Forward('t', body)
+		return nil
+	}
+	var pd pgproto3.ParameterDescription
+	if err := pd.Decode(body); err != nil {
+		return err
+	}
+	for i, p := range st.plan.Params {
+		if i >= len(pd.ParameterOIDs) || !p.Encrypted() || !knownType(p.ClientType()) {
+			continue
+		}
+		if p.ClientArray() {
+			pd.ParameterOIDs[i] = plaintextOID[p.ClientType()].array
+		} else {
+			pd.ParameterOIDs[i] = plaintextOID[p.ClientType()].oid
+		}
+	}
+	return w.Send(&pd)
+}
+
+// describeRows handles the RowDescription answering a Describe.
+func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error {
+	cols, errResp, err := s.resultColumns(body, false)
+	if err != nil {
+		return err
+	}
+	if ev.kind == 'D' {
+		ev.stmt.described, ev.stmt.cols, ev.stmt.poison = true, cols, errResp
+	}
+	if ev.hidden {
+		return nil
+	}
+	if errResp != nil {
+		return s.fail(errResp, w)
+	}
+	if cols == nil {
+		w.Forward('T', body)
+		return nil
+	}
+	return s.sendRowDescription(body, cols, w)
+}
+
+// resultColumns maps the fields of a RowDescription to column rules. A
+// non-nil ErrorResponse means the result must not reach the client.
+func (s *session) resultColumns(body []byte, simple bool) ([]*rules.ColumnRule, *pgproto3.ErrorResponse, error) {
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(body); err != nil {
+		return nil, nil, err
+	}
+	var cols []*rules.ColumnRule
+	for i := range rd.Fields {
+		f := &rd.Fields[i]
+		if f.TableOID == 0 {
+			continue
+		}
+		ti, err := s.db.catalog.Table(s.ctx, f.TableOID)
+		if err != nil {
+			s.log.Warn("catalog lookup failed", slog.Any("error", err))
+			return nil, errorResponse("XX000", "dbproxy: cannot resolve the columns of a result: catalog lookup failed"), nil
+		}
+		if !ti.found {
+			if f.DataTypeOID == 17 {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), nil
+			}
+			continue
+		}
+		col := ti.cols[int16(f.TableAttributeNumber)]
+		if col == nil {
+			if ti.encView && f.DataTypeOID == 17 {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), nil
+			}
+			continue
+		}
+		if simple && f.Format != 0 {
+			return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), nil
+		}
+		if !knownType(col.Type) {
+			return nil, errorResponse("XX000", "dbproxy: result refused: column "+col.String()+" has an unknown type"), nil
+		}
+		if cols == nil {
+			cols = make([]*rules.ColumnRule, len(rd.Fields))
+		}
+		cols[i] = col
+	}
+	return cols, nil, nil
+}
+
+func (s *session) sendRowDescription(body []byte, cols []*rules.ColumnRule, w *postgres.Writer) error {
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(body); err != nil {
+		return err
+	}
+	for i, col := range cols {
+		if col == nil || i >= len(rd.Fields) {
+			continue
+		}
+		f := &rd.Fields[i]
+		f.DataTypeOID = plaintextOID[col.Type].oid
+		f.DataTypeSize = plaintextOID[col.Type].size
+		f.TypeModifier = -1
+	}
+	return w.Send(&rd)
+}
+
+func (s *session) dataRow(body []byte, w *postgres.Writer) error {
+	if len(body) < 2 {
+		return errors.New("short DataRow")
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	if n != len(s.cols) {
+		return s.fail(errorResponse("XX000", "dbproxy: result refused: DataRow does not match its RowDescription"), w)
+	}
+	s.mu.Lock()
+	zone := s.zone
+	s.mu.Unlock()
+	out := append(s.row[:0], 'D', 0, 0, 0, 0)
+	out = append(out, body[:2]...)
+	pos := 2
+	for i := 0; i < n; i++ {
+		if pos+4 > len(body) {
+			return errors.New("short DataRow")
+		}
+		l := int32(binary.BigEndian.Uint32(body[pos:]))
+		pos += 4
+		if l < 0 {
+			out = append(out, 0xff, 0xff, 0xff, 0xff)
+			continue
+		}
+		if pos+int(l) > len(body) {
+			return errors.New("short DataRow")
+		}
+		cell := body[pos : pos+int(l)]
+		pos += int(l)
+		col := s.cols[i]
+		if col == nil {
+			out = binary.BigEndian.AppendUint32(out, uint32(l))
+			out = append(out, cell...)
+			continue
+		}
+		lenAt := len(out)
+		out = append(out, 0, 0, 0, 0)
+		var err error
+		out, err = s.decryptCell(out, col, cell, formatOf(s.formats, i), zone)
+		if err != nil {
+			s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
+			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
+		}
+		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+	}
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	_, _ = w.Write(out)
+	if cap(out) > 1<<20 {
+		s.row = nil
+	} else {
+		s.row = out
+	}
+	return nil
+}
+
+var errNotHexBytea = errors.New("stored value is not a bytea in hex output format")
+
+// decryptCell appends the plaintext of a bytea cell (text or binary format)
+// in the same format.
+func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, format int16, zone *time.Location) ([]byte, error) {
+	ct := cell
+	if format == 0 {
+		if len(cell) < 2 || cell[0] != '\\' || cell[1] != 'x' || len(cell)%2 != 0 {
+			return dst, errNotHexBytea
+		}
+		hexs := cell[2:]
+		buf := s.ct[:0]
+		for i := 0; i < len(hexs); i += 2 {
+			hi, ok1 := unhex(hexs[i])
+			lo, ok2 := unhex(hexs[i+1])
+			if !ok1 || !ok2 {
+				return dst, errNotHexBytea
+			}
+			buf = append(buf, hi<<4|lo)
+		}
+		s.ct = buf
+		ct = buf
+	}
+	canon, err := s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.canon[:0], col, ct)
+	if err != nil {
+		return dst, err
+	}
+	s.canon = canon
+	if format == 1 {
+		return appendBinary(dst, col.Type, canon)
+	}
+	return appendText(dst, col, canon, zone)
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

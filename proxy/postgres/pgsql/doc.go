@@ -1,0 +1,175 @@
+// Package pgsql analyzes PostgreSQL statements for the encryption layer and
+// plans how to rewrite them: which literals to replace with ciphertext,
+// which comparisons to widen so that they match every live key version,
+// which bind parameters to encrypt and how, and which statements to refuse.
+// It is a pure function of (SQL text, search_path, rules, Catalog): no
+// network, no wire protocol, no keys; so it can be fuzzed (FuzzPlan).
+//
+// # Why pg_query_go
+//
+// Statements are parsed with github.com/pganalyze/pg_query_go/v6, which is
+// PostgreSQL 17's own grammar (libpg_query, cgo) rather than a look-alike:
+// every statement the server accepts parses the same way here, including
+// CTEs, LATERAL, ON CONFLICT, E'…' and dollar-quoted strings, U&"…"
+// identifiers, string continuation and comments. Edits are spliced into
+// the original text at node locations (the ends are found on the token
+// stream of PostgreSQL's own scanner), so the rest of the statement goes
+// upstream byte for byte; nothing is deparsed. Parsing costs ≈ 15 µs per
+// short statement, paid only on a plan-cache miss and only for statements
+// that mention an encrypted table by name ([rules.Set.MayTouch]).
+//
+// # Planning
+//
+// A [Planner] serves one database (its rules narrowed to it, its
+// [Catalog]). [Planner.Plan](ctx, sql, searchPath) returns a [*Plan] or an
+// error:
+//
+//   - SQL that cannot touch an encrypted table (and carries no SQL-level
+//     EXECUTE/PREPARE/DEALLOCATE/DISCARD) is not parsed: the plan is
+//     [Plan.Passthrough]. Forward the bytes unchanged.
+//   - Otherwise every statement of the string is analyzed; plans are
+//     cached in an LRU keyed by (SQL text, search_path). Refusals and
+//     Catalog errors are not cached.
+//   - A [*Refusal] means: send nothing upstream; answer the client with an
+//     ErrorResponse (SQLSTATE Refusal.SQLState, message Refusal.Error()).
+//     Any other error is a Catalog failure: send nothing either.
+//
+// Plans are shared between sessions and goroutines: never modify one.
+//
+// # What the wire layer does with a Plan
+//
+// Simple Query ('Q'): call [Plan.Rewrite](ctx, dst, sql, env) and send the
+// result (or the original bytes when ![Plan.HasEdits]). Rewrite applies
+// every [Edit] of every [Statement]:
+//
+//   - [EditText]: static text (parameter casts such as $1::bytea, PREPARE
+//     parameter types, and column lists pinned into INSERT and COPY without
+//     one, so that a table altered later cannot shift a value into another
+//     column).
+//   - [EditStore]: a literal written to an encrypted column becomes
+//     '\x<ciphertext>'::bytea (primary key version).
+//   - [EditMatch]: a whole comparison `col = 'lit'`, `col <> $1`,
+//     `col IN (…)`, `col = ANY(…)` becomes `(col IN (ct_vN, …, ct_v1))` /
+//     `(col = ANY($n::bytea[]))` (negated forms: NOT IN, <> ALL), matching
+//     the value under every live key version, so lookups keep working after
+//     `keys rotate` until old rows are re-encrypted.
+//   - EXECUTE arguments bound for encrypted parameters of the session's
+//     prepared statement (see below).
+//
+// Literals are canonicalised with value.AppendCanonicalTextInZone in
+// Env.Zone (the session TimeZone) and encrypted through Env.Encrypter
+// (*rules.Encryptor). Ciphertexts are written as '\x…'::bytea, which, like
+// the parser, assumes standard_conforming_strings = on: the wire layer must
+// refuse statements touching encrypted tables in a session where it is off
+// (it is reported in ParameterStatus), and should require client_encoding
+// UTF8.
+//
+// Extended protocol: plan the Parse query the same way (it has one
+// statement). [Plan.Params] has one [Param] per $n:
+//
+//   - RolePlain: forward as sent.
+//   - RoleStore: declare bytea (OID 17) in the upstream Parse; at Bind
+//     decode the client's value (text or binary, Column.Type),
+//     canonicalise, EncryptForStore, send binary bytea. NULL stays NULL.
+//   - RoleMatch: declare bytea[] (1001); bind a binary bytea[] holding the
+//     value's ciphertexts under every live version (EncryptForMatch).
+//   - RoleMatchArray (`col = ANY($1)`): declare bytea[]; the client sends an
+//     array of Column.Type; bind one bytea[] with every element's
+//     ciphertexts under every live version.
+//
+// In ParameterDescription report the plaintext type ([Param.ClientType],
+// an array of it when [Param.ClientArray]); Param.UpstreamOID is the type
+// to declare upstream (extend Parse's type list when the client declared
+// fewer). The rewritten Parse text (Rewrite) already casts match
+// parameters (`= ANY($1::bytea[])`).
+//
+// Results: decide from RowDescription's table OID and attribute number,
+// as for any query; the planner has refused every result column that
+// would carry ciphertext without an origin there (expressions, set
+// operations, scalar subqueries, FULL JOIN … USING). COPY has no
+// RowDescription: [KindCopyFrom] and [KindCopyTo] statements carry a [Copy]
+// with one [CopyField] per field (its encrypted column, or nil) and the
+// format options, with PostgreSQL's defaults filled in.
+//
+// SQL-level prepared statements: keep one [Prepared] per session. Call
+// [Prepared.Commit] with each statement when its CommandComplete arrives
+// (a statement's index in Plan.Statements equals the number of
+// CommandCompletes before it). PostgreSQL shares the namespace with
+// protocol-level named statements, so also [Prepared.Add] every named
+// Parse (with its Plan.Params) and [Prepared.Remove] it on Close. Rewrite
+// reads the map to encode EXECUTE arguments and refuses an EXECUTE of a
+// name it does not know (the statement might take encrypted values). After
+// DDL (CREATE/ALTER/DROP TABLE, …) drop the Catalog's cache and call
+// [Planner.Purge].
+//
+// # Name resolution
+//
+// Identifiers follow PostgreSQL (see package rules for how configured names
+// match). Tables: schema-qualified names are exact; an unqualified name
+// that matches a rule's table is resolved through [Catalog.Resolve] with
+// the session's search_path (the wire layer should substitute "$user"
+// with the session user before calling Plan; a literal $user is assumed
+// to possibly name any schema). To keep cached plans safe when tables
+// appear and disappear, resolution fails closed:
+// if the name resolves to a table without rules while a schema with a
+// rule for that name is also on the search path (or "$user" is), the
+// statement is refused ("schema-qualify the table name"); if the catalog
+// does not know the table yet (created earlier in the same string), the
+// first schema of the search path with a rule for it is assumed. Columns:
+// qualified references resolve through aliases, subqueries and CTEs; an
+// unqualified name that could be an encrypted column and also a column of
+// another relation in scope (asked from the catalog) is refused as
+// ambiguous. Names that match a rule only when case is ignored are refused.
+//
+// # What is refused
+//
+// Everything the analyzer does not account for, in a statement that names
+// an encrypted table: statements of unknown kinds (DO, CREATE FUNCTION,
+// MERGE, …), unparseable SQL, and expression nodes over encrypted columns
+// other than those below. Specifically: LIKE/ILIKE/regex/SIMILAR,
+// ordering comparisons and BETWEEN, ORDER BY, aggregates other than COUNT,
+// functions, operators, casts, CASE/COALESCE/NULLIF over an encrypted
+// column; equality, IN, GROUP BY, DISTINCT, COUNT(DISTINCT), PARTITION BY
+// and deduplicating set operations on a randomized column; comparisons of
+// an encrypted column with a plaintext expression, or of two columns not
+// under the same deterministic key; INSERT … SELECT, UPDATE … SET and ON
+// CONFLICT … SET that would write a plaintext value (or another key's
+// ciphertext) into an encrypted column, or a ciphertext into a plaintext
+// column, CREATE TABLE AS and SELECT INTO; views over encrypted columns;
+// server-side COPY of an encrypted table; DDL that would store a value in
+// or compute on an encrypted column (DEFAULT, CHECK, generated columns,
+// ALTER … TYPE, expression and partial indexes, trigger WHEN); a
+// parameter used in two roles. Allowed: = and <> (and IN, = ANY, <> ALL)
+// with constants or parameters on deterministic columns, IS [NOT] NULL on
+// any, joins of deterministic columns under the same key, GROUP BY /
+// DISTINCT / COUNT(DISTINCT) on deterministic columns, COUNT on any,
+// copies between columns under the same key, and DDL without values
+// (TRUNCATE, DROP, ADD COLUMN, CREATE INDEX on the column, …).
+//
+// # Limits
+//
+// Deterministic ciphertexts differ per key version: lookups by constant or
+// parameter match every live version (that is what EditMatch is for), but
+// comparisons between stored values (joins, GROUP BY, DISTINCT, unique
+// indexes and ON CONFLICT) see a value written under version 1 and the
+// same value written under version 2 as different until old rows are
+// re-encrypted. A statement prepared once (SQL PREPARE or a named Parse)
+// with a constant compared to an encrypted column keeps the key versions
+// live when it was prepared; use parameters, or prepare again after a
+// rotation.
+//
+// Server-side code is not analyzed: a function, view, rule or trigger that
+// writes a plaintext argument into an encrypted column, or returns rows of
+// an encrypted table under another name, is invisible here. Partitions and
+// inheritance children of an encrypted table must be configured too. If
+// the wire layer passes a literal "$user", a plan resolved under one
+// session's user may be reused by another session with the same setting
+// (it then encrypts values for a table that may be plaintext there: an
+// error, never a leak).
+//
+// # Boundaries
+//
+// This package owns SQL analysis and rewriting for PostgreSQL. It does not
+// touch the wire protocol (proxy/postgres), keys (crypto/keys) or the
+// configuration (config); it depends on rules, value and pg_query_go.
+package pgsql

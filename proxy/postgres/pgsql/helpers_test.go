@@ -1,0 +1,171 @@
+package pgsql_test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// testSpecs are the encryption rules of the tests.
+func testSpecs() []rules.Spec {
+	det := rules.ModeDeterministic
+	rnd := rules.ModeRandomized
+	return []rules.Spec{
+		{Schema: "public", Table: "users", Column: "email", Key: "users_email", Mode: det, Type: value.TypeText},
+		{Schema: "public", Table: "users", Column: "ssn", Key: "users_ssn", Mode: rnd, Type: value.TypeText},
+		{Schema: "public", Table: "users", Column: "age", Key: "users_age", Mode: det, Type: value.TypeInt},
+		{Schema: "public", Table: "users", Column: "salary", Key: "users_salary", Mode: rnd, Type: value.TypeBigint},
+		{Schema: "public", Table: "admins", Column: "email", Key: "users_email", Mode: det, Type: value.TypeText},
+		{Schema: "public", Table: "admins", Column: "ssn", Key: "users_ssn", Mode: rnd, Type: value.TypeText},
+		{Schema: "public", Table: "orders", Column: "card", Key: "card", Mode: det, Type: value.TypeText},
+		{Schema: "public", Table: `"Accounts"`, Column: `"Secret"`, Key: "acct", Mode: rnd, Type: value.TypeText},
+		{Schema: "app", Table: "users", Column: "email", Key: "app_email", Mode: det, Type: value.TypeText},
+		{Schema: "public", Table: "docs", Column: "flag", Key: "flag", Mode: det, Type: value.TypeBoolean},
+		{Schema: "public", Table: "docs", Column: "born", Key: "born", Mode: det, Type: value.TypeDate},
+		{Schema: "public", Table: "docs", Column: "at", Key: "at", Mode: det, Type: value.TypeTimestamptz},
+		{Schema: "public", Table: "docs", Column: "body", Key: "body", Mode: rnd, Type: value.TypeJSON},
+		{Schema: "public", Table: "docs", Column: "price", Key: "price", Mode: det, Type: value.TypeNumeric},
+	}
+}
+
+// fakeCatalog is an in-memory Catalog. Resolve substitutes "$user" with
+// user and checks pg_temp first, as PostgreSQL does.
+type fakeCatalog struct {
+	tables map[string][]string // "schema.table" -> columns
+	user   string
+	calls  atomic.Int64
+}
+
+func newFakeCatalog() *fakeCatalog {
+	return &fakeCatalog{user: "alice", tables: map[string][]string{
+		"public.users":        {"id", "email", "ssn", "age", "salary", "name"},
+		"public.admins":       {"id", "email", "ssn", "name"},
+		"public.orders":       {"id", "user_id", "card", "total"},
+		"public.items":        {"id", "name", "price"},
+		"public.plain_emails": {"id", "email"},
+		"public.Accounts":     {"id", "Secret"},
+		"public.docs":         {"id", "flag", "born", "at", "body", "price"},
+		"app.users":           {"id", "email"},
+		"bob.users":           {"id", "email"},
+		"app.logs":            {"id", "msg"},
+	}}
+}
+
+func (c *fakeCatalog) Resolve(_ context.Context, searchPath []string, table string) (string, error) {
+	c.calls.Add(1)
+	for _, s := range searchPath {
+		if s == "$user" {
+			s = c.user
+		}
+		if _, ok := c.tables[s+"."+table]; ok {
+			return s, nil
+		}
+	}
+	return "", nil
+}
+
+func (c *fakeCatalog) Columns(_ context.Context, schema, table string) ([]string, error) {
+	c.calls.Add(1)
+	cols, ok := c.tables[schema+"."+table]
+	if !ok {
+		return nil, fmt.Errorf("relation %s.%s does not exist", schema, table)
+	}
+	return cols, nil
+}
+
+func newPlanner(t testing.TB, cat pgsql.Catalog) *pgsql.Planner {
+	t.Helper()
+	set, err := rules.New(rules.DialectPostgres, testSpecs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cat == nil {
+		cat = newFakeCatalog()
+	}
+	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fakeEncrypter makes readable "ciphertexts": store:<column>:<canon>,
+// and for matches one per live version, v2 first.
+type fakeEncrypter struct{ versions int }
+
+func showCanon(col *rules.ColumnRule, canon []byte) string {
+	if col.Type == value.TypeText || col.Type == value.TypeJSON || col.Type == value.TypeNumeric {
+		return string(canon)
+	}
+	return hex.EncodeToString(canon)
+}
+
+func (f fakeEncrypter) EncryptForStore(_ context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error) {
+	return []byte("store:" + col.Key + ":" + showCanon(col, canon)), nil
+}
+
+func (f fakeEncrypter) EncryptForMatch(_ context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error) {
+	n := f.versions
+	if n == 0 {
+		n = 2
+	}
+	var out [][]byte
+	for v := n; v >= 1; v-- {
+		out = append(out, []byte(fmt.Sprintf("v%d:%s:%s", v, col.Key, showCanon(col, canon))))
+	}
+	return out, nil
+}
+
+var byteaRE = regexp.MustCompile(`'\\x([0-9a-f]*)'::bytea`)
+
+// readable replaces '\x…'::bytea constants made by fakeEncrypter with
+// CT(<plaintext of the fake ciphertext>).
+func readable(sql string) string {
+	return byteaRE.ReplaceAllStringFunc(sql, func(m string) string {
+		h := byteaRE.FindStringSubmatch(m)[1]
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			return m
+		}
+		return "CT(" + string(b) + ")"
+	})
+}
+
+// describeParams renders plan params as "plain", "store public.users.email", …
+func describeParams(ps []pgsql.Param) []string {
+	var out []string
+	for _, p := range ps {
+		if p.Column == nil {
+			out = append(out, p.Role.String())
+			continue
+		}
+		out = append(out, p.Role.String()+" "+p.Column.String())
+	}
+	return out
+}
+
+// rewrite renders a plan with the fake encrypter.
+func rewrite(t testing.TB, pl *pgsql.Plan, sql string, prepared *pgsql.Prepared) (string, error) {
+	t.Helper()
+	out, err := pl.Rewrite(context.Background(), nil, sql, pgsql.Env{Encrypter: fakeEncrypter{}, Prepared: prepared})
+	if err != nil {
+		return "", err
+	}
+	return readable(string(out)), nil
+}
+
+func kinds(pl *pgsql.Plan) string {
+	var ks []string
+	for _, st := range pl.Statements {
+		ks = append(ks, st.Kind.String())
+	}
+	return strings.Join(ks, ",")
+}

@@ -1,0 +1,296 @@
+package pgsql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// Catalog answers the two questions about the database that the SQL text
+// cannot: where an unqualified table name points, and the column order of a
+// table. The wire layer implements it over pg_catalog with a cache (and
+// drops that cache, and calls Planner.Purge, after DDL). Calls happen only
+// on plan-cache misses, and only for statements that may touch an
+// encrypted table.
+type Catalog interface {
+	// Resolve returns the schema of the relation that the unqualified name
+	// table denotes under searchPath, or "" if there is none. searchPath
+	// holds the schemas of the search_path setting in order, "$user"
+	// literally (the implementation substitutes the session user); the
+	// implicit pg_temp and pg_catalog are the implementation's business,
+	// as in PostgreSQL.
+	Resolve(ctx context.Context, searchPath []string, table string) (schema string, err error)
+	// Columns returns the names of the columns of schema.table in
+	// attribute-number order, without dropped columns.
+	Columns(ctx context.Context, schema, table string) ([]string, error)
+}
+
+// Options configure a Planner.
+type Options struct {
+	// Rules are the encryption rules (rules.DialectPostgres). The Planner
+	// narrows them to Database.
+	Rules *rules.Set
+	// Database is the database the sessions of this Planner are connected
+	// to. One Planner serves one database, as a Catalog does.
+	Database string
+	// Catalog is required when Rules is not empty.
+	Catalog Catalog
+	// CacheSize is the number of plans kept (LRU). 0 means 1024.
+	CacheSize int
+	// MaxCachedSQL is the longest SQL text whose plan is cached, in bytes;
+	// longer texts (bulk INSERTs with literal values) are planned every
+	// time. 0 means 8192.
+	MaxCachedSQL int
+	// Logger receives debug records about refusals (reason and column only).
+	// Nil discards.
+	Logger *slog.Logger
+}
+
+// Planner plans SQL strings for one database. It is safe for concurrent
+// use by all the sessions of that database.
+type Planner struct {
+	rules     *rules.Set
+	database  string
+	catalog   Catalog
+	cache     *lru.Cache[cacheKey, *Plan]
+	maxCached int
+	log       *slog.Logger
+}
+
+type cacheKey struct {
+	sql, searchPath string
+}
+
+// passPlan is returned for every SQL string that cannot touch an
+// encrypted table. It is never modified.
+var passPlan = &Plan{pass: true}
+
+// New returns a Planner.
+func New(opts Options) (*Planner, error) {
+	if opts.Rules == nil {
+		return nil, errors.New("pgsql planner: no rules")
+	}
+	if opts.Rules.Dialect() != rules.DialectPostgres {
+		return nil, fmt.Errorf("pgsql planner: rules are for %s, not postgres", opts.Rules.Dialect())
+	}
+	set := opts.Rules.ForDatabase(opts.Database)
+	if !set.Empty() && opts.Catalog == nil {
+		return nil, errors.New("pgsql planner: encryption rules need a Catalog")
+	}
+	size := opts.CacheSize
+	if size <= 0 {
+		size = 1024
+	}
+	cache, err := lru.New[cacheKey, *Plan](size)
+	if err != nil {
+		return nil, fmt.Errorf("pgsql planner: %w", err)
+	}
+	p := &Planner{rules: set, database: opts.Database, catalog: opts.Catalog, cache: cache,
+		maxCached: opts.MaxCachedSQL, log: opts.Logger}
+	if p.maxCached <= 0 {
+		p.maxCached = 8192
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	return p, nil
+}
+
+// Rules returns the rules the Planner applies (narrowed to its database).
+func (p *Planner) Rules() *rules.Set { return p.rules }
+
+// Purge drops every cached plan. Call it after DDL that can change how
+// names resolve or a table's column order (CREATE/DROP/ALTER TABLE, SET
+// search_path does not need it: the search path is part of the cache key).
+func (p *Planner) Purge() { p.cache.Purge() }
+
+// mayNeedPlan is the pre-filter: rules.Set.MayTouch, plus the keywords of
+// SQL-level prepared statements (EXECUTE carries values for a statement
+// prepared earlier, so the Prepared map must know every PREPARE).
+func (p *Planner) mayNeedPlan(sql string) bool {
+	if p.rules.Empty() {
+		return false
+	}
+	return p.rules.MayTouch(sql) || hasSessionKeyword(sql)
+}
+
+// hasSessionKeyword reports whether sql contains EXECUTE, PREPARE,
+// DEALLOCATE or DISCARD, in any ASCII case, in one pass.
+func hasSessionKeyword(sql string) bool {
+	for i := 0; i+7 <= len(sql); i++ {
+		var w string
+		switch uint16(sql[i]|0x20)<<8 | uint16(sql[i+1]|0x20) {
+		case 'e'<<8 | 'x':
+			w = "execute"
+		case 'p'<<8 | 'r':
+			w = "prepare"
+		case 'd'<<8 | 'e':
+			w = "deallocate"
+		case 'd'<<8 | 'i':
+			w = "discard"
+		default:
+			continue
+		}
+		if hasPrefixFold(sql[i:], w) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPrefixFold reports whether s starts with the lower-case ASCII word w,
+// ignoring ASCII case in s.
+func hasPrefixFold(s, w string) bool {
+	if len(s) < len(w) {
+		return false
+	}
+	for j := 0; j < len(w); j++ {
+		c := s[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// Plan returns the plan of sql under searchPath, the session's search_path
+// setting as SHOW prints it ("" means PostgreSQL's default "$user",
+// public). Pass it with "$user" replaced by the quoted session user (e.g.
+// "alice", public): the search path is part of the cache key, so the plan
+// is then exact for that user. A literal $user is treated as possibly
+// naming any schema, which refuses more (see "Name resolution" in the
+// package doc). A SQL string that cannot touch an encrypted table gets a
+// Passthrough plan without being parsed. The result is shared: do not
+// modify it.
+//
+// Errors: a *Refusal for a statement that must not be sent upstream (the
+// wire layer answers it with an ErrorResponse and sends nothing); any other
+// error is a failure of the Catalog (also: send nothing).
+func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, error) {
+	if !p.mayNeedPlan(sql) {
+		return passPlan, nil
+	}
+	k := cacheKey{sql, searchPath}
+	if pl, ok := p.cache.Get(k); ok {
+		return pl, nil
+	}
+	pl, err := p.plan(ctx, sql, searchPath)
+	if err != nil {
+		var r *Refusal
+		if errors.As(err, &r) {
+			p.log.LogAttrs(ctx, slog.LevelDebug, "statement refused",
+				slog.String("column", r.Column), slog.String("reason", r.Reason), slog.String("sqlstate", r.SQLState))
+		}
+		return nil, err
+	}
+	if len(sql) <= p.maxCached {
+		p.cache.Add(k, pl)
+	}
+	return pl, nil
+}
+
+// plan parses and analyzes sql; it does not use the cache.
+func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		if p.rules.MayTouch(sql) {
+			return nil, refuse(nil, StateSyntaxError,
+				"the statement may touch an encrypted table and could not be parsed (%s)", safeParseMessage(err))
+		}
+		// Only a session keyword matched: the server reports the error.
+		return passPlan, nil
+	}
+	a := &analyzer{ctx: ctx, p: p, sql: sql, searchPath: parseSearchPath(searchPath)}
+	pl := &Plan{Statements: make([]Statement, 0, len(tree.Stmts))}
+	pass := true
+	for _, raw := range tree.Stmts {
+		st, err := a.statement(raw)
+		if errors.Is(err, errSpan) {
+			return nil, refuse(nil, StateInternal, "the proxy could not rewrite the statement safely (%v)", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st.Kind != KindPass {
+			pass = false
+		}
+		pl.Statements = append(pl.Statements, st)
+	}
+	pl.Params = a.planParams
+	for i := range pl.Params {
+		if pl.Params[i].Role == RoleInvalid {
+			pl.Params[i] = Param{Role: RolePlain}
+		}
+	}
+	for _, prm := range pl.Params {
+		if prm.Encrypted() {
+			pass = false
+		}
+	}
+	pl.pass = pass
+	return pl, nil
+}
+
+// parseSearchPath splits a search_path setting into schema names: quoted
+// names exact, unquoted ones folded to lower case, "$user" kept as is.
+func parseSearchPath(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return []string{"$user", "public"}
+	}
+	var out []string
+	i := 0
+	for i < len(s) {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == ',') {
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
+		var b strings.Builder
+		if s[i] == '"' {
+			i++
+			for i < len(s) {
+				if s[i] == '"' {
+					if i+1 < len(s) && s[i+1] == '"' {
+						b.WriteByte('"')
+						i += 2
+						continue
+					}
+					i++
+					break
+				}
+				b.WriteByte(s[i])
+				i++
+			}
+			for i < len(s) && s[i] != ',' {
+				i++
+			}
+		} else {
+			j := i
+			for j < len(s) && s[j] != ',' {
+				j++
+			}
+			word := strings.TrimSpace(s[i:j])
+			for k := 0; k < len(word); k++ {
+				c := word[k]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				b.WriteByte(c)
+			}
+			i = j
+		}
+		out = append(out, b.String())
+	}
+	return out
+}

@@ -1,0 +1,117 @@
+package postgres
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// rawIOConn reads and writes a TCP socket with raw system calls through
+// syscall.RawConn, skipping the runtime's entersyscall/exitsyscall, which
+// on a relay's rhythm (a short burst, then idle) wakes the sleeping sysmon
+// thread with a futex on nearly every call. The socket is non-blocking, so
+// the calls return at once; waiting still goes through the netpoller, and
+// deadlines and Close work as usual. SIGPIPE from a raw write to a closed
+// socket is ignored by the Go runtime (the write fails with EPIPE).
+//
+// Read may not be called concurrently with Read, nor Write with Write; a
+// relay has one reader and one writer per socket (crypto/tls serializes its
+// own writes).
+type rawIOConn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(uintptr) bool // c.rawRead, bound once: no allocation per Read
+
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+	writeFn func(uintptr) bool
+}
+
+// withRawIO returns c with raw-syscall I/O when it is a TCP connection.
+func withRawIO(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	rio := &rawIOConn{TCPConn: tc, rc: rc}
+	rio.readFn = rio.rawRead
+	rio.writeFn = rio.rawWrite
+	return rio
+}
+
+func (c *rawIOConn) rawRead(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait in the netpoller
+		}
+		c.rn, c.rerrno = int(r), e
+		return true
+	}
+}
+
+func (c *rawIOConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	err := c.rc.Read(c.readFn)
+	c.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case c.rerrno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: c.rerrno}
+	case c.rn == 0:
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+func (c *rawIOConn) rawWrite(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		rest := c.wbuf[c.wn:]
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			c.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // socket buffer full: wait in the netpoller
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *rawIOConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	n := c.wn
+	c.wbuf = nil
+	switch {
+	case err != nil:
+		return n, err
+	case c.werrno != 0:
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: c.werrno}
+	}
+	return n, nil
+}

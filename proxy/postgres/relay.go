@@ -1,0 +1,266 @@
+package postgres
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Message framing after startup, both directions:
+//
+//	byte type || int32 length (including itself, not the type) || body
+//
+// DefaultMaxMessageSize bounds the body of one client message, as the
+// server's own 1 GB limit (PQ_LARGE_MESSAGE_LIMIT) does.
+const DefaultMaxMessageSize = 1<<30 - 1
+
+// Sentinels that end a pump without an I/O error.
+var (
+	// errTerminated: the client sent Terminate ('X'), which was forwarded.
+	errTerminated = errors.New("client sent Terminate")
+	// errClosing: the session was marked closing (drain) before the next
+	// client message could be forwarded.
+	errClosing = errors.New("session closing")
+	// errDrained: ReadyForQuery left the session idle during a drain; it
+	// was forwarded and the session should end.
+	errDrained = errors.New("session drained")
+)
+
+// malformedError is a framing error in the stream a pump reads.
+type malformedError struct{ msg string }
+
+func (e *malformedError) Error() string { return e.msg }
+
+// pump relays messages from src to dst. It reads as much as is available
+// into buf, walks the message headers in it and writes every run of
+// untouched messages straight from buf in one Write: one write per read,
+// which is "flush when no more input is buffered". A message longer than
+// the buffer is streamed through in pieces without being held whole, unless
+// a hook needs it whole.
+//
+// A pump is not safe for concurrent use; each direction of a session has
+// its own, running on its own goroutine.
+type pump struct {
+	src     io.Reader
+	dst     io.Writer
+	maxBody int
+
+	// full: message types that must be in the buffer whole before they are
+	// handled (hooked types, plus ReadyForQuery on the server side).
+	full   MessageTypes
+	hooked MessageTypes
+	hook   MessageFunc
+
+	// acct tracks the session's transaction state; nil in unit tests.
+	acct       *accounting
+	fromClient bool
+
+	buf      []byte // current read buffer; small or borrowed large
+	small    []byte // the session's own relayBufSize buffer
+	r, w     int    // unread bytes are buf[r:w]
+	rem      int    // body bytes of a streamed message not yet forwarded
+	need     int    // bytes needed at buf[r:] before scanning can go on
+	rerr     error  // read error deferred until buffered bytes are handled
+	out      Writer // output assembled when a hook ran in this chunk
+	lastType byte   // type of the last message forwarded (or being streamed)
+
+	// dstBroken is set when a write to dst failed.
+	dstBroken bool
+}
+
+// newPump returns a pump with a pooled buffer holding the startup leftover
+// (bytes already buffered by the handshake reader).
+func newPump(src io.Reader, dst io.Writer, leftover []byte) *pump {
+	p := &pump{src: src, dst: dst, maxBody: DefaultMaxMessageSize, need: 5}
+	p.small = getBuf(max(relayBufSize, len(leftover)))
+	p.buf = p.small
+	p.w = copy(p.buf, leftover)
+	return p
+}
+
+// release returns the pump's buffers to the pool.
+func (p *pump) release() {
+	if p.buf != nil && &p.buf[0] != &p.small[0] {
+		putBuf(p.buf)
+	}
+	putBuf(p.small)
+	p.buf, p.small = nil, nil
+}
+
+// setHooks installs hook for the given types. extra are types that must be
+// seen whole without a hook (ReadyForQuery for the accounting).
+func (p *pump) setHooks(types MessageTypes, hook MessageFunc, extra MessageTypes) {
+	if hook == nil {
+		types = MessageTypes{}
+	}
+	p.hooked, p.hook = types, hook
+	p.full = types.union(&extra)
+}
+
+// midMessage reports whether dst has received part of a message: then
+// nothing more may be written to it.
+func (p *pump) midMessage() bool { return p.rem > 0 }
+
+// run relays until an error; it never returns nil.
+func (p *pump) run() error {
+	for {
+		if p.w > p.r {
+			if err := p.scan(); err != nil {
+				return err
+			}
+		}
+		if err := p.fill(); err != nil {
+			return err
+		}
+	}
+}
+
+// fill makes room for p.need bytes at buf[r:] and reads once.
+func (p *pump) fill() error {
+	if p.rerr != nil {
+		return p.rerr
+	}
+	if p.r == p.w {
+		p.r, p.w = 0, 0
+		if &p.buf[0] != &p.small[0] {
+			putBuf(p.buf)
+			p.buf = p.small
+		}
+	} else if len(p.buf)-p.r < p.need || p.w == len(p.buf) {
+		pending := p.w - p.r
+		if p.need > len(p.buf) {
+			big := getBuf(p.need)
+			copy(big, p.buf[p.r:p.w])
+			if &p.buf[0] != &p.small[0] {
+				putBuf(p.buf)
+			}
+			p.buf = big
+		} else {
+			copy(p.buf, p.buf[p.r:p.w])
+		}
+		p.r, p.w = 0, pending
+	}
+	for {
+		n, err := p.src.Read(p.buf[p.w:])
+		p.w += n
+		if err != nil {
+			if n > 0 {
+				p.rerr = err
+				return nil
+			}
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// scan forwards what can be forwarded of buf[r:w].
+func (p *pump) scan() error {
+	start := p.r
+	var stop error
+	for {
+		if p.rem > 0 {
+			k := min(p.rem, p.w-p.r)
+			p.r += k
+			p.rem -= k
+			if p.rem > 0 {
+				p.need = 1
+				break
+			}
+		}
+		avail := p.w - p.r
+		if avail < 5 {
+			p.need = 5
+			break
+		}
+		typ := p.buf[p.r]
+		n := int64(binary.BigEndian.Uint32(p.buf[p.r+1 : p.r+5]))
+		if n < 4 || n-4 > int64(p.maxBody) {
+			stop = &malformedError{msg: fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
+			break
+		}
+		body := int(n - 4)
+		whole := p.full.Has(typ)
+		if whole && avail < 5+body {
+			p.need = 5 + body
+			break
+		}
+		if p.fromClient && p.acct != nil {
+			if typ == 'X' {
+				if body != 0 {
+					stop = &malformedError{msg: "invalid Terminate message length"}
+					break
+				}
+				p.r += 5
+				p.lastType = typ
+				stop = errTerminated
+				break
+			}
+			if !p.acct.frontend(typ) {
+				stop = errClosing
+				break
+			}
+		}
+		if !whole {
+			p.r += 5
+			p.rem = body
+			p.lastType = typ
+			continue
+		}
+		msg := p.buf[p.r+5 : p.r+5+body]
+		if p.hooked.Has(typ) {
+			p.out.buf = append(p.out.buf, p.buf[start:p.r]...)
+			if err := p.hook(typ, msg, &p.out); err != nil {
+				p.r += 5 + body
+				start = p.r
+				stop = &hookError{err: err}
+				break
+			}
+			p.r += 5 + body
+			start = p.r
+			p.lastType = typ
+			continue
+		}
+		// Seen whole for the accounting only: stays in the forwarded run.
+		p.r += 5 + body
+		p.lastType = typ
+		if typ == 'Z' && p.acct != nil && body == 1 && p.acct.readyForQuery(msg[0]) {
+			stop = errDrained
+			break
+		}
+	}
+	if err := p.emit(start); err != nil {
+		return err
+	}
+	return stop
+}
+
+// emit writes the forwarded run buf[start:r], after any hook output.
+func (p *pump) emit(start int) error {
+	var err error
+	if len(p.out.buf) > 0 {
+		p.out.buf = append(p.out.buf, p.buf[start:p.r]...)
+		_, err = p.dst.Write(p.out.buf)
+		if cap(p.out.buf) > maxKeptWriter {
+			p.out.buf = nil
+		} else {
+			p.out.buf = p.out.buf[:0]
+		}
+	} else if p.r > start {
+		_, err = p.dst.Write(p.buf[start:p.r])
+	}
+	if err != nil {
+		p.dstBroken = true
+		return &writeError{err: err}
+	}
+	return nil
+}
+
+// writeError marks a failed write to the pump's destination.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "write: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }

@@ -1,0 +1,320 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown] or
+// [Server.Close].
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Handler serves client connections of one wire protocol.
+//
+// ServeConn is called in a new goroutine for every accepted connection and
+// runs it to completion. It must return promptly when ctx is cancelled (the
+// server closes the socket at the same time). It must not close
+// c.NetConn() itself only to signal the end; returning is enough, the server
+// closes it. Calls for different connections run concurrently.
+type Handler interface {
+	ServeConn(ctx context.Context, c *Conn)
+}
+
+// Accept-loop backoff bounds for temporary errors such as EMFILE.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// Shutdown poll bounds.
+const (
+	shutdownPollMin = time.Millisecond
+	shutdownPollMax = 500 * time.Millisecond
+)
+
+// Server accepts connections and hands each to Handler. The zero value is not
+// usable: Handler must be set. Fields must not change after the first call to
+// Serve.
+type Server struct {
+	// Handler serves each accepted connection. Required.
+	Handler Handler
+	// Logger receives accept errors and recovered panics. nil discards.
+	Logger *slog.Logger
+	// BaseContext optionally returns the base context of connections accepted
+	// on l; default context.Background().
+	BaseContext func(l net.Listener) context.Context
+	// ConnState, if set, is called on every connection state change, from the
+	// connection's goroutines. It must not block.
+	ConnState func(c *Conn, s ConnState)
+
+	inShutdown atomic.Bool
+	hardClosed atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*Conn]struct{}
+	done      chan struct{} // closed when shutting down; wakes accept backoff
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) doneChan() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.doneChanLocked()
+}
+
+func (s *Server) doneChanLocked() chan struct{} {
+	if s.done == nil {
+		s.done = make(chan struct{})
+	}
+	return s.done
+}
+
+// Serve accepts connections on l until the server is shut down, then returns
+// ErrServerClosed. Any other return is an accept error that was not
+// temporary. Serve closes l before returning. It may be called concurrently
+// for several listeners.
+func (s *Server) Serve(l net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("proxy: Server.Handler is nil")
+	}
+	l = &onceCloseListener{Listener: l}
+	defer l.Close()
+	if !s.trackListener(&l, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+
+	base := context.Background()
+	if s.BaseContext != nil {
+		base = s.BaseContext(l)
+		if base == nil {
+			return errors.New("proxy: BaseContext returned a nil context")
+		}
+	}
+	done := s.doneChan()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if isTemporaryAcceptError(err) {
+				if backoff == 0 {
+					backoff = acceptBackoffMin
+				} else {
+					backoff = min(2*backoff, acceptBackoffMax)
+				}
+				s.logger().LogAttrs(context.Background(), slog.LevelWarn, "accept failed; retrying",
+					slog.String("listen", l.Addr().String()), slog.Any("error", err), slog.Duration("backoff", backoff))
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-done:
+					t.Stop()
+					return ErrServerClosed
+				}
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		c := &Conn{srv: s, nc: nc}
+		c.state.Store(int32(StateNew))
+		s.trackConn(c, true)
+		go s.serveConn(base, c)
+	}
+}
+
+// serveConn runs one connection. It recovers a panic in the handler, logging
+// it and closing only this connection.
+func (s *Server) serveConn(base context.Context, c *Conn) {
+	ctx, cancel := context.WithCancel(base)
+	c.mu.Lock()
+	c.cancel = cancel
+	c.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger().LogAttrs(ctx, slog.LevelError, "connection handler panicked",
+				slog.String("remote", c.nc.RemoteAddr().String()),
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		}
+		cancel()
+		_ = c.nc.Close()
+		c.SetState(StateClosed)
+		s.trackConn(c, false)
+	}()
+	if hook := s.ConnState; hook != nil {
+		hook(c, StateNew)
+	}
+	s.Handler.ServeConn(ctx, c)
+}
+
+// isTemporaryAcceptError reports whether err is worth retrying: running out
+// of descriptors or a connection aborted before it was accepted.
+func isTemporaryAcceptError(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) {
+		return true
+	}
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
+
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listeners == nil {
+		s.listeners = make(map[*net.Listener]struct{})
+	}
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+// trackConn adds or removes c. A connection added during Shutdown (accepted
+// just before the listener closed) starts out draining.
+func (s *Server) trackConn(c *Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = make(map[*Conn]struct{})
+	}
+	if !add {
+		delete(s.conns, c)
+		return
+	}
+	if s.inShutdown.Load() {
+		c.draining.Store(true)
+	}
+	if s.hardClosed.Load() {
+		_ = c.nc.Close() // accepted while Close ran: the handler's first read fails
+	}
+	s.conns[c] = struct{}{}
+}
+
+// NumConns returns the number of tracked connections.
+func (s *Server) NumConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// closeListeners closes every listener; it is called with s.mu held.
+func (s *Server) closeListenersLocked() error {
+	var err error
+	for l := range s.listeners {
+		if cerr := (*l).Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Shutdown stops the server gracefully: it closes every listener (Serve
+// returns ErrServerClosed), asks every connection to drain, and waits,
+// polling with backoff, until all connections have ended. If ctx expires
+// first, Shutdown closes the remaining connections hard and returns ctx's
+// error. New connections are refused from the moment Shutdown is called.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	lerr := s.closeListenersLocked()
+	done := s.doneChanLocked()
+	select {
+	case <-done:
+	default:
+		close(done)
+	}
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.startDrain()
+	}
+
+	poll := shutdownPollMin
+	t := time.NewTimer(poll)
+	defer t.Stop()
+	for {
+		if s.NumConns() == 0 {
+			return lerr
+		}
+		select {
+		case <-ctx.Done():
+			s.hardClosed.Store(true)
+			s.closeConns()
+			return ctx.Err()
+		case <-t.C:
+			poll = min(2*poll, shutdownPollMax)
+			t.Reset(poll)
+		}
+	}
+}
+
+// Close stops the server hard: it closes every listener and every
+// connection (cancelling their contexts) without waiting.
+func (s *Server) Close() error {
+	s.inShutdown.Store(true)
+	s.hardClosed.Store(true)
+	s.mu.Lock()
+	err := s.closeListenersLocked()
+	done := s.doneChanLocked()
+	select {
+	case <-done:
+	default:
+		close(done)
+	}
+	s.mu.Unlock()
+	s.closeConns()
+	return err
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeHard()
+	}
+}
+
+// onceCloseListener makes Close idempotent: Serve's defer and Shutdown may
+// both close it.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
+}

@@ -1,0 +1,186 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+)
+
+// handshake runs a TLS handshake between a server with cfgS and a client
+// with cfgC over loopback TCP (buffered, unlike net.Pipe: both sides may
+// write at once) and returns the client's error.
+func handshake(t *testing.T, cfgS, cfgC *tls.Config) error {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	b, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	srvErr := make(chan error, 1)
+	go func() {
+		s := tls.Server(a, cfgS)
+		err := s.Handshake()
+		if err != nil {
+			a.Close()
+		}
+		srvErr <- err
+	}()
+	c := tls.Client(b, cfgC)
+	err = c.Handshake()
+	if err != nil {
+		b.Close()
+	}
+	<-srvErr
+	return err
+}
+
+func TestUpstreamTLSModes(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := testenv.GenerateCert(t, dir, "localhost", "127.0.0.1")
+	srvCfg, err := proxy.ServerTLSConfig(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, _, _ := testenv.GenerateCert(t, t.TempDir(), "localhost")
+
+	// An RDS-style bundle: many unrelated CAs around the right one.
+	var bundle []byte
+	for i := range 31 {
+		c := ca
+		if i != 15 {
+			c, _, _ = testenv.GenerateCert(t, t.TempDir(), "x")
+		}
+		pem, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle = append(bundle, pem...)
+	}
+	bundleFile := filepath.Join(dir, "bundle.pem")
+	if err := os.WriteFile(bundleFile, bundle, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	pool := func(file string) *proxy.UpstreamTLS {
+		p, err := proxy.LoadCertPool(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &proxy.UpstreamTLS{RootCAs: p}
+	}
+	cases := []struct {
+		name   string
+		mode   proxy.SSLMode
+		roots  *proxy.UpstreamTLS
+		server string
+		ok     bool
+	}{
+		{"prefer ignores the certificate", proxy.SSLPrefer, nil, "anything", true},
+		{"require ignores the certificate", proxy.SSLRequire, nil, "anything", true},
+		{"require with a CA file verifies the chain", proxy.SSLRequire, pool(otherCA), "localhost", false},
+		{"verify-ca right CA, any name", proxy.SSLVerifyCA, pool(ca), "db.example.com", true},
+		{"verify-ca wrong CA", proxy.SSLVerifyCA, pool(otherCA), "localhost", false},
+		{"verify-full right CA and name", proxy.SSLVerifyFull, pool(ca), "localhost", true},
+		{"verify-full IP name", proxy.SSLVerifyFull, pool(ca), "127.0.0.1", true},
+		{"verify-full wrong name", proxy.SSLVerifyFull, pool(ca), "db.example.com", false},
+		{"verify-full wrong CA", proxy.SSLVerifyFull, pool(otherCA), "localhost", false},
+		{"verify-full with a 31-certificate bundle", proxy.SSLVerifyFull, pool(bundleFile), "localhost", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := proxy.UpstreamTLS{Mode: tc.mode, ServerName: tc.server}
+			if tc.roots != nil {
+				u.RootCAs = tc.roots.RootCAs
+			}
+			cfg, err := u.ClientConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = handshake(t, srvCfg, cfg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("handshake error %v, want ok=%t", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestUpstreamTLSConfigErrors(t *testing.T) {
+	if cfg, err := (proxy.UpstreamTLS{Mode: proxy.SSLDisable}).ClientConfig(); cfg != nil || err != nil {
+		t.Fatalf("disable: %v %v, want nil config", cfg, err)
+	}
+	if _, err := (proxy.UpstreamTLS{}).ClientConfig(); err == nil {
+		t.Fatal("zero mode accepted")
+	}
+	if _, err := (proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull}).ClientConfig(); err == nil {
+		t.Fatal("verify-full without a server name accepted")
+	}
+	for _, m := range []string{"disable", "prefer", "require", "verify-ca", "verify-full"} {
+		mode, err := proxy.ParseSSLMode(m)
+		if err != nil || mode.String() != m {
+			t.Fatalf("ParseSSLMode(%q) = %v, %v", m, mode, err)
+		}
+	}
+	if _, err := proxy.ParseSSLMode("allow"); err == nil {
+		t.Fatal("unknown mode accepted")
+	}
+	if _, err := proxy.LoadCertPool(filepath.Join(t.TempDir(), "missing.pem")); err == nil {
+		t.Fatal("missing CA file accepted")
+	}
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.LoadCertPool(empty); err == nil {
+		t.Fatal("CA file without certificates accepted")
+	}
+}
+
+func TestServerTLSConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := testenv.GenerateCert(t, dir, "localhost")
+	srv, err := proxy.ServerTLSConfig(cert, key, "postgresql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := proxy.LoadCertPool(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		cfg  *tls.Config
+		ok   bool
+	}{
+		{"TLS 1.3 with ALPN", &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"postgresql"}}, true},
+		{"TLS 1.2 without ALPN", &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12}, true},
+		{"TLS 1.1 refused", &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false},
+		{"CBC suite refused", &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, false},
+		{"foreign ALPN refused", &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := handshake(t, srv, tc.cfg); (err == nil) != tc.ok {
+				t.Fatalf("handshake: %v, want ok=%t", err, tc.ok)
+			}
+		})
+	}
+	if _, err := proxy.ServerTLSConfig(filepath.Join(dir, "nope.crt"), key); err == nil {
+		t.Fatal("missing certificate accepted")
+	}
+}

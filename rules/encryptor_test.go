@@ -1,0 +1,309 @@
+package rules_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+var _ rules.Keys = (*keys.Manager)(nil)
+
+// fakeKeys holds versions of named keys in memory, oldest first.
+type fakeKeys struct {
+	versions map[string][]*crypto.Key
+	// destroyOnce makes the first key handed out already destroyed.
+	destroyOnce bool
+}
+
+func newFakeKeys(t testing.TB) *fakeKeys {
+	return &fakeKeys{versions: map[string][]*crypto.Key{}}
+}
+
+func (f *fakeKeys) add(t testing.TB, name string, alg crypto.Algorithm) *crypto.Key {
+	t.Helper()
+	m, err := crypto.NewRandomKeyMaterial(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := crypto.NewKey(name, uint32(len(f.versions[name])+1), alg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.versions[name] = append(f.versions[name], k)
+	return k
+}
+
+func (f *fakeKeys) hand(k *crypto.Key) *crypto.Key {
+	if f.destroyOnce {
+		f.destroyOnce = false
+		m, _ := crypto.NewRandomKeyMaterial(k.Algorithm())
+		d, _ := crypto.NewKey(k.Name(), k.Version(), k.Algorithm(), m)
+		d.Destroy()
+		return d
+	}
+	return k
+}
+
+func (f *fakeKeys) Primary(_ context.Context, name string) (*crypto.Key, error) {
+	v := f.versions[name]
+	if len(v) == 0 {
+		return nil, fmt.Errorf("data key %q not found", name)
+	}
+	return f.hand(v[len(v)-1]), nil
+}
+
+func (f *fakeKeys) Live(_ context.Context, name string) ([]*crypto.Key, error) {
+	v := f.versions[name]
+	if len(v) == 0 {
+		return nil, fmt.Errorf("data key %q not found", name)
+	}
+	out := make([]*crypto.Key, 0, len(v))
+	for i := len(v) - 1; i >= 0; i-- {
+		out = append(out, f.hand(v[i]))
+	}
+	return out, nil
+}
+
+func (f *fakeKeys) Decrypt(_ context.Context, name string, dst, ct []byte) ([]byte, value.Type, error) {
+	h, err := crypto.ParseHeader(ct)
+	if err != nil {
+		return nil, value.TypeUnknown, err
+	}
+	v := f.versions[name]
+	if h.KeyVersion == 0 || int(h.KeyVersion) > len(v) {
+		return nil, value.TypeUnknown, fmt.Errorf("data key %q version %d not found", name, h.KeyVersion)
+	}
+	return v[h.KeyVersion-1].Decrypt(dst, ct)
+}
+
+func encSetup(t *testing.T) (*rules.Encryptor, *fakeKeys, *rules.ColumnRule, *rules.ColumnRule, *rules.ColumnRule) {
+	t.Helper()
+	s := mustNew(t, rules.DialectPostgres, []rules.Spec{
+		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
+		{Table: "users", Column: "age", Key: "age", Mode: rules.ModeDeterministic, Type: value.TypeInt},
+	})
+	fk := newFakeKeys(t)
+	fk.add(t, "users_email", crypto.AlgorithmAESSIV)
+	fk.add(t, "ssn", crypto.AlgorithmAESGCM)
+	fk.add(t, "age", crypto.AlgorithmAESSIV)
+	return rules.NewEncryptor(fk), fk,
+		s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn"), s.Column("", "public", "users", "age")
+}
+
+const secret = "alice-secret@example.com"
+
+func TestEncryptorStoreRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	e, _, email, ssn, _ := encSetup(t)
+	for _, col := range []*rules.ColumnRule{email, ssn} {
+		t.Run(col.Column, func(t *testing.T) {
+			ct, err := e.EncryptForStore(ctx, col, []byte(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := crypto.ParseHeader(ct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Algorithm != col.Mode.Algorithm() || h.Type != value.TypeText || h.KeyVersion != 1 {
+				t.Fatalf("header = %+v", h)
+			}
+			if bytes.Contains(ct, []byte(secret)) {
+				t.Fatal("ciphertext contains the plaintext")
+			}
+			pt, err := e.Decrypt(ctx, col, ct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(pt) != secret {
+				t.Fatalf("round trip = %q", pt)
+			}
+			pt2, err := e.AppendDecrypt(ctx, []byte("prefix:"), col, ct)
+			if err != nil || string(pt2) != "prefix:"+secret {
+				t.Fatalf("AppendDecrypt = %q, %v", pt2, err)
+			}
+		})
+	}
+	t.Run("deterministic is deterministic, randomized is not", func(t *testing.T) {
+		a, _ := e.EncryptForStore(ctx, email, []byte(secret))
+		b, _ := e.EncryptForStore(ctx, email, []byte(secret))
+		if !bytes.Equal(a, b) {
+			t.Error("deterministic store differs")
+		}
+		c, _ := e.EncryptForStore(ctx, ssn, []byte(secret))
+		d, _ := e.EncryptForStore(ctx, ssn, []byte(secret))
+		if bytes.Equal(c, d) {
+			t.Error("randomized store repeats")
+		}
+	})
+}
+
+func TestEncryptorMatchAfterRotation(t *testing.T) {
+	ctx := context.Background()
+	e, fk, email, ssn, _ := encSetup(t)
+	old, err := e.EncryptForStore(ctx, email, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk.add(t, "users_email", crypto.AlgorithmAESSIV) // keys rotate
+	fk.add(t, "users_email", crypto.AlgorithmAESSIV)
+	cur, err := e.EncryptForStore(ctx, email, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := crypto.ParseHeader(cur); h.KeyVersion != 3 {
+		t.Fatalf("store after rotation used version %d, want 3", h.KeyVersion)
+	}
+	m, err := e.EncryptForMatch(ctx, email, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 3 {
+		t.Fatalf("match gave %d ciphertexts, want one per live version (3)", len(m))
+	}
+	for i, ct := range m {
+		h, _ := crypto.ParseHeader(ct)
+		if want := uint32(3 - i); h.KeyVersion != want {
+			t.Errorf("match[%d] is version %d, want %d (newest first)", i, h.KeyVersion, want)
+		}
+	}
+	if !bytes.Equal(m[0], cur) || !bytes.Equal(m[2], old) {
+		t.Error("match ciphertexts do not equal what store wrote under each version")
+	}
+	// The ciphertexts must not alias each other.
+	m[0][len(m[0])-1] ^= 1
+	if bytes.Equal(m[1][:len(m[1])-1], m[0][:len(m[0])-1]) {
+		t.Error("unexpected aliasing")
+	}
+	if _, err := e.EncryptForMatch(ctx, ssn, []byte(secret)); !errors.Is(err, rules.ErrRandomizedMatch) {
+		t.Errorf("match on randomized column: %v, want ErrRandomizedMatch", err)
+	}
+}
+
+func TestEncryptorRefuses(t *testing.T) {
+	ctx := context.Background()
+	e, fk, email, ssn, age := encSetup(t)
+	emailCT, _ := e.EncryptForStore(ctx, email, []byte(secret))
+	ssnCT, _ := e.EncryptForStore(ctx, ssn, []byte(secret))
+	fortyTwo, _ := value.AppendCanonicalText(nil, value.TypeInt, []byte("42"))
+	ageCT, _ := e.EncryptForStore(ctx, age, fortyTwo)
+
+	// A column whose key has the wrong algorithm.
+	wrongSet := mustNew(t, rules.DialectPostgres, []rules.Spec{{Table: "t", Column: "c", Key: "gcm_for_det", Mode: rules.ModeDeterministic, Type: value.TypeText}})
+	wrong := wrongSet.Column("", "public", "t", "c")
+	fk.add(t, "gcm_for_det", crypto.AlgorithmAESGCM)
+
+	// Same key name and algorithm as email, but the column claims another type.
+	typeSet := mustNew(t, rules.DialectPostgres, []rules.Spec{{Table: "t", Column: "c", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeBytes}})
+	bytesCol := typeSet.Column("", "public", "t", "c")
+
+	tests := []struct {
+		name string
+		run  func() error
+		is   error
+		want string
+	}{
+		{"store with wrong algorithm", func() error { _, err := e.EncryptForStore(ctx, wrong, []byte(secret)); return err }, rules.ErrAlgorithm, "AES-256-GCM"},
+		{"match with wrong algorithm", func() error { _, err := e.EncryptForMatch(ctx, wrong, []byte(secret)); return err }, rules.ErrAlgorithm, "deterministic"},
+		{"store non-canonical", func() error { _, err := e.EncryptForStore(ctx, age, []byte("42")); return err }, value.ErrCorrupt, "age"},
+		{"match non-canonical", func() error { _, err := e.EncryptForMatch(ctx, age, []byte{1}); return err }, value.ErrCorrupt, "age"},
+		{"store unknown key", func() error {
+			s := mustNew(t, rules.DialectPostgres, []rules.Spec{{Table: "t", Column: "c", Key: "missing", Mode: rules.ModeRandomized, Type: value.TypeText}})
+			_, err := e.EncryptForStore(ctx, s.Column("", "public", "t", "c"), []byte(secret))
+			return err
+		}, nil, "missing"},
+		{"decrypt randomized ciphertext as deterministic column", func() error { _, err := e.Decrypt(ctx, email, ssnCT); return err }, rules.ErrAlgorithm, "public.users.email"},
+		{"decrypt deterministic ciphertext as randomized column", func() error { _, err := e.Decrypt(ctx, ssn, emailCT); return err }, rules.ErrAlgorithm, "public.users.ssn"},
+		{"decrypt other type", func() error { _, err := e.Decrypt(ctx, bytesCol, emailCT); return err }, rules.ErrWrongType, "text"},
+		{"decrypt int as text column", func() error { _, err := e.Decrypt(ctx, email, ageCT); return err }, rules.ErrWrongType, "int"},
+		{"decrypt with other key", func() error { _, err := e.Decrypt(ctx, age, append(emailCT[:6:6], byte(value.TypeInt))); return err }, nil, "age"},
+		{"decrypt tampered", func() error {
+			ct := bytes.Clone(emailCT)
+			ct[len(ct)-1] ^= 1
+			_, err := e.Decrypt(ctx, email, ct)
+			return err
+		}, crypto.ErrDecrypt, "public.users.email"},
+		{"decrypt garbage", func() error { _, err := e.Decrypt(ctx, email, []byte(secret)); return err }, crypto.ErrMalformed, "public.users.email"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run()
+			if err == nil {
+				t.Fatal("succeeded")
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v does not wrap %v", err, tt.is)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error contains the value: %q", err)
+			}
+		})
+	}
+}
+
+func TestEncryptorRetriesDestroyedKey(t *testing.T) {
+	ctx := context.Background()
+	e, fk, email, ssn, _ := encSetup(t)
+	for _, col := range []*rules.ColumnRule{email, ssn} {
+		fk.destroyOnce = true
+		if _, err := e.EncryptForStore(ctx, col, []byte(secret)); err != nil {
+			t.Errorf("store %s with a key evicted once: %v", col, err)
+		}
+	}
+	fk.destroyOnce = true
+	if m, err := e.EncryptForMatch(ctx, email, []byte(secret)); err != nil || len(m) != 1 {
+		t.Errorf("match with a key evicted once: %d, %v", len(m), err)
+	}
+}
+
+func BenchmarkEncryptor(b *testing.B) {
+	ctx := context.Background()
+	s := mustNew(b, rules.DialectPostgres, []rules.Spec{
+		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
+	})
+	fk := newFakeKeys(b)
+	fk.add(b, "users_email", crypto.AlgorithmAESSIV)
+	fk.add(b, "ssn", crypto.AlgorithmAESGCM)
+	e := rules.NewEncryptor(fk)
+	email, ssn := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
+	pt := []byte(secret)
+	buf := make([]byte, 0, 256)
+	b.Run("store/randomized", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = e.AppendStore(ctx, buf[:0], ssn, pt)
+		}
+	})
+	b.Run("store/deterministic", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = e.AppendStore(ctx, buf[:0], email, pt)
+		}
+	})
+	b.Run("match/1version", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = e.EncryptForMatch(ctx, email, pt)
+		}
+	})
+	ct, _ := e.EncryptForStore(ctx, ssn, pt)
+	b.Run("decrypt/randomized", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = e.AppendDecrypt(ctx, buf[:0], ssn, ct)
+		}
+	})
+}

@@ -1,0 +1,122 @@
+package rules
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// needleSet is the pre-filter of MayTouch: lower-cased needles indexed by
+// their first byte.
+type needleSet struct {
+	byFirst [256][]string
+	// second[c] is the set of (lower-cased) bytes that follow first byte c
+	// in some needle: a cheap filter before comparing whole needles. A
+	// one-byte needle sets every bit.
+	second [256][4]uint64
+	// anyNonASCII: some needle has a non-ASCII byte, so any non-ASCII byte
+	// in the statement counts as a possible match (case folding beyond
+	// ASCII is not attempted).
+	anyNonASCII bool
+	empty       bool
+}
+
+func newNeedleSet(d Dialect, tables []*TableRule) needleSet {
+	var ns needleSet
+	seen := map[string]bool{}
+	add := func(n string) {
+		n = strings.ToLower(n)
+		if n == "" || seen[n] {
+			return
+		}
+		seen[n] = true
+		for i := 0; i < len(n); i++ {
+			if n[i] >= utf8.RuneSelf {
+				ns.anyNonASCII = true
+			}
+		}
+		ns.byFirst[n[0]] = append(ns.byFirst[n[0]], n)
+		if len(n) == 1 {
+			ns.second[n[0]] = [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+		} else {
+			ns.second[n[0]][n[1]>>6] |= 1 << (n[1] & 63)
+			if 'a' <= n[1] && n[1] <= 'z' {
+				u := n[1] - ('a' - 'A')
+				ns.second[n[0]][u>>6] |= 1 << (u & 63)
+			}
+		}
+	}
+	for _, t := range tables {
+		add(t.Table)
+		switch d {
+		case DialectPostgres:
+			if strings.Contains(t.Table, `"`) {
+				add(strings.ReplaceAll(t.Table, `"`, `""`))
+			}
+		case DialectMySQL:
+			if strings.Contains(t.Table, "`") {
+				add(strings.ReplaceAll(t.Table, "`", "``"))
+			}
+		}
+	}
+	ns.empty = len(seen) == 0
+	if !ns.empty && d == DialectPostgres {
+		// U&"d\0061ta" spells an identifier with Unicode escapes.
+		add(`u&"`)
+	}
+	return ns
+}
+
+// MayTouch reports whether sql may reference an encrypted table. False
+// means it certainly does not, so the statement can be forwarded without
+// parsing. See "The pre-filter" in the package doc for what counts. It is
+// safe for concurrent use and does not allocate.
+func (s *Set) MayTouch(sql string) bool {
+	if s == nil || s.filter.empty {
+		return false
+	}
+	f := &s.filter
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		if c >= utf8.RuneSelf {
+			if f.anyNonASCII {
+				return true
+			}
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if f.byFirst[c] == nil {
+			continue
+		}
+		if i+1 < len(sql) {
+			if b := sql[i+1]; f.second[c][b>>6]&(1<<(b&63)) == 0 {
+				continue
+			}
+		}
+		for _, n := range f.byFirst[c] {
+			if hasPrefixFoldASCII(sql[i:], n) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPrefixFoldASCII reports whether s starts with needle, which is lower
+// case, ignoring ASCII case in s.
+func hasPrefixFoldASCII(s, needle string) bool {
+	if len(s) < len(needle) {
+		return false
+	}
+	for i := 0; i < len(needle); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != needle[i] {
+			return false
+		}
+	}
+	return true
+}

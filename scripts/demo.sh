@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# demo.sh (make demo): the no-Docker quickstart. Starts a throwaway
+# PostgreSQL and MariaDB (Debian packages postgresql, mariadb-server) on free
+# ports under a temp dir, creates a users table with encrypted columns,
+# builds dbproxy, runs `keys init` and `serve` with a generated config, and
+# prints the connection strings. Ctrl-C stops everything and removes the dir.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "${PGBIN:-}/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
+command -v mariadbd >/dev/null || { echo "MariaDB server not installed: apt-get install mariadb-server" >&2; exit 1; }
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+work=$(mktemp -d /tmp/dbproxy-demo.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$PGBIN/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+pgport=$(freeport); myport=$(freeport); pgproxy=$(freeport); myproxy=$(freeport)
+mkdir -p "$work/pg" "$work/my"
+[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+
+echo "starting PostgreSQL on 127.0.0.1:$pgport ..."
+as_pg "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+cat >>"$work/pg/postgresql.conf" <<CONF
+port = $pgport
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work/pg'
+fsync = off
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w start >/dev/null
+psql -q -h 127.0.0.1 -p "$pgport" -U postgres -c "CREATE DATABASE app" \
+  -c "\\c app" -c "CREATE TABLE users (id bigserial PRIMARY KEY, name text, email bytea, ssn bytea)"
+
+echo "starting MariaDB on 127.0.0.1:$myport ..."
+mariadb-install-db --no-defaults --datadir="$work/my" --user="$(id -un)" --auth-root-authentication-method=normal >/dev/null 2>&1
+mariadbd --no-defaults --datadir="$work/my" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
+  --socket="$work/my/sock" --skip-log-bin --skip-name-resolve >"$work/my.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$myport" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+mariadb -uroot -h127.0.0.1 -P"$myport" -e "CREATE DATABASE app; CREATE TABLE app.users (id bigint AUTO_INCREMENT PRIMARY KEY, name text, email varbinary(512), ssn varbinary(512)); CREATE USER 'app'@'%' IDENTIFIED BY 'app'; GRANT ALL ON app.* TO 'app'@'%'; DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;"
+
+cat >"$work/dbproxy.yaml" <<CONF
+listeners:
+  - name: pg
+    protocol: postgres
+    listen: 127.0.0.1:$pgproxy
+    upstream: 127.0.0.1:$pgport
+    upstream_tls: { mode: disable }
+  - name: mysql
+    protocol: mysql
+    listen: 127.0.0.1:$myproxy
+    upstream: 127.0.0.1:$myport
+    upstream_tls: { mode: disable }
+keys:
+  master_key: { provider: local, file: master.key }
+  store: { type: file, path: keys.json }
+encryption:
+  - table: users
+    columns:
+      - { name: email, mode: deterministic, type: text, key: users_email }
+      - { name: ssn, type: text, key: users_ssn }
+CONF
+(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
+"$work/dbproxy" keys init --config "$work/dbproxy.yaml"
+"$work/dbproxy" serve --config "$work/dbproxy.yaml" &
+pids+=($!)
+sleep 1
+cat <<MSG
+
+dbproxy is running (config: $work/dbproxy.yaml). Connect through it:
+  psql "postgres://postgres@127.0.0.1:$pgproxy/app"
+  mariadb -h127.0.0.1 -P$myproxy -uapp -papp app
+and directly, to see what the database stores:
+  psql "postgres://postgres@127.0.0.1:$pgport/app"
+  mariadb -h127.0.0.1 -P$myport -uapp -papp app
+Ctrl-C stops everything.
+MSG
+wait "${pids[-1]}"
