@@ -80,7 +80,7 @@ listeners:
 log:
   level: warn
 CONF
-"$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
 pids+=($!)
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
 [ -f "$work/pgbouncer.pid" ] && pids+=("$(cat "$work/pgbouncer.pid")")

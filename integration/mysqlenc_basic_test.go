@@ -3,12 +3,15 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -80,7 +83,7 @@ func TestMySQLEncRoundTrip(t *testing.T) {
 			if _, err := db.ExecContext(ctx, ins, 2, "bob@example.com", nil, nil, nil, nil, nil, "n2"); err != nil {
 				t.Fatalf("insert NULLs: %v", err)
 			}
-			if _, err := db.ExecContext(ctx, "INSERT INTO `users` (id, `Email`, ssn, age) VALUES (3, 'carol@example.com', 'ssn-carol', 41), (4, 'dave@example.com', 'ssn-dave', -7)"); err != nil {
+			if _, err := db.ExecContext(ctx, "INSERT INTO `users` (id, `Email`, ssn, age, note) VALUES (3, 'carol@example.com', 'ssn-carol', 41, 'n3'), (4, 'dave@example.com', 'ssn-dave', -7, 'n4')"); err != nil {
 				t.Fatalf("multi-row literal insert: %v", err)
 			}
 			sel := "SELECT id, email, ssn, age, born, balance, active, note FROM users"
@@ -115,7 +118,7 @@ func TestMySQLEncRoundTrip(t *testing.T) {
 			if err := db.QueryRowContext(ctx, "SELECT ssn FROM users WHERE email <> 'bob@example.com' AND id = 1").Scan(&ssn); err != nil || ssn != "ssn-upsert" {
 				t.Fatalf("after upsert: %q %v", ssn, err)
 			}
-			if _, err := db.ExecContext(ctx, "REPLACE INTO users (id, email, ssn) VALUES (4, 'dave2@example.com', 'ssn-dave2')"); err != nil {
+			if _, err := db.ExecContext(ctx, "REPLACE INTO users (id, email, ssn, note) VALUES (4, 'dave2@example.com', 'ssn-dave2', 'n4')"); err != nil {
 				t.Fatalf("replace: %v", err)
 			}
 			res, err := db.ExecContext(ctx, "DELETE FROM users WHERE email = ?", "bob@example.com")
@@ -166,9 +169,8 @@ func TestMySQLEncRefusals(t *testing.T) {
 			_, err := db.ExecContext(ctx, tc.sql, tc.args...)
 			wantRefused(t, err, tc.column)
 		}
-		if _, err := db.ExecContext(ctx, "LOAD DATA LOCAL INFILE '/dev/null' INTO TABLE users"); err == nil {
-			t.Fatal("LOAD DATA into an encrypted table was not refused")
-		}
+		_, err := db.ExecContext(ctx, "LOAD DATA LOCAL INFILE '/dev/null' INTO TABLE users")
+		wantRefused(t, err, "LOAD DATA")
 	}
 	after := e.rawRows(t, "users")
 	if fmt.Sprint(before) != fmt.Sprint(after) {
@@ -239,4 +241,62 @@ func TestMySQLEncMariadbCLI(t *testing.T) {
 		t.Fatalf("mariadb output:\n%s", out)
 	}
 	e.checkAtRest(t, []string{"cli@example.com", "cli-ssn"})
+}
+
+// TestMySQLEncDecryptFailure: a value that is not a valid ciphertext of
+// its column makes the query fail, in text and binary results, instead of
+// returning garbage.
+func TestMySQLEncDecryptFailure(t *testing.T) {
+	e := startMyEncProxy(t, []string{myEncDDL}, myEncSpecs())
+	ctx := testCtx(t)
+	if _, err := e.direct.ExecContext(ctx, "INSERT INTO users (id, email, note) VALUES (1, 'not a ciphertext', 'n')"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"interpolateParams=false", "interpolateParams=true"} {
+		db := openDB(t, e.proxy.config(t, mode))
+		var email string
+		err := db.QueryRowContext(ctx, "SELECT email FROM users WHERE id = ?", 1).Scan(&email)
+		var me *driver.MySQLError
+		if !errors.As(err, &me) || me.Number != 1105 || !strings.Contains(me.Message, "users.email") {
+			t.Fatalf("%s: got %q, %v; want ERR 1105 naming users.email", mode, email, err)
+		}
+	}
+}
+
+// TestMySQLEncMultiTableAndUse covers multi-table UPDATE/DELETE, USE
+// tracking and database-qualified names.
+func TestMySQLEncMultiTableAndUse(t *testing.T) {
+	e := startMyEncProxy(t, []string{myEncDDL, "CREATE TABLE orders (id INT, uid INT, item VARCHAR(20))"}, myEncSpecs())
+	ctx := testCtx(t)
+	conn := openConn(t, e.proxy.config(t, "multiStatements=true"))
+	if _, err := conn.ExecContext(ctx, "INSERT INTO users (id, email, ssn) VALUES (1, 'm1@example.com', 'mt-ssn-1'), (2, 'm2@example.com', 'mt-ssn-2'); INSERT INTO orders VALUES (10, 1, 'book'), (11, 2, 'pen')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE users u JOIN orders o ON o.uid = u.id SET u.ssn = 'mt-ssn-new', o.item = 'x' WHERE u.email = 'm1@example.com'"); err != nil {
+		t.Fatalf("multi-table update: %v", err)
+	}
+	var ssn string
+	if err := conn.QueryRowContext(ctx, "SELECT u.ssn FROM users u JOIN orders o ON o.uid = u.id WHERE o.item = 'x'").Scan(&ssn); err != nil || ssn != "mt-ssn-new" {
+		t.Fatalf("join read: %q %v", ssn, err)
+	}
+	if _, err := conn.ExecContext(ctx, "DELETE u, o FROM users u JOIN orders o ON o.uid = u.id WHERE u.email IN ('m2@example.com')"); err != nil {
+		t.Fatalf("multi-table delete: %v", err)
+	}
+	// Switch away: unqualified users now names another database's table
+	// (none), qualified names still work.
+	if _, err := conn.ExecContext(ctx, "USE information_schema"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	q := fmt.Sprintf("SELECT COUNT(*) FROM `%s`.users WHERE email = 'm1@example.com'", e.db.Database)
+	if err := conn.QueryRowContext(ctx, q).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("qualified lookup after USE: %d %v", n, err)
+	}
+	if _, err := conn.ExecContext(ctx, "USE `"+e.db.Database+"`"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM users WHERE email = 'm1@example.com'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("lookup after USE back: %d %v", n, err)
+	}
+	e.checkAtRest(t, []string{"m1@example.com", "mt-ssn-1", "mt-ssn-new"})
 }

@@ -1,15 +1,16 @@
 package integration
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/dbproxy/dbproxy/crypto"
 )
@@ -76,7 +77,18 @@ func TestPGEncPsql(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "dbproxy: statement refused") || !strings.Contains(errOut, "users.email") {
 		t.Fatalf("psql LIKE: exit %d out %q err %q", code, out, errOut)
 	}
-	e.checkAtRest(t, []string{"psql@example.com", "Psql Person"})
+	// \copy in and out (COPY FROM STDIN / TO STDOUT under the hood).
+	in := filepath.Join(dir, "in.csv")
+	if err := os.WriteFile(in, []byte("psqlcopy@example.com,Psql Copied,5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runTool(t, env, dir, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		"-c", `\copy users (email, name, salary) from 'in.csv' with (format csv)`,
+		"-c", `\copy (select email, name, salary from users where email = 'psqlcopy@example.com') to stdout with (format csv)`)
+	if code != 0 || !strings.Contains(out, "psqlcopy@example.com,Psql Copied,5") {
+		t.Fatalf("psql \\copy: exit %d out %q err %q", code, out, errOut)
+	}
+	e.checkAtRest(t, []string{"psql@example.com", "Psql Person", "psqlcopy@example.com", "Psql Copied"})
 }
 
 // TestPGEncORM is an application-shaped workload through database/sql and
@@ -129,6 +141,28 @@ func TestPGEncORM(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// COPY import (csv) through the driver's raw connection.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := "import1@shop.example,Imported One,100,import\nimport2@shop.example,\"Imported, Two\",200,import\n"
+	plaintexts = append(plaintexts, "import1@shop.example", "Imported One", "Imported, Two")
+	if err := conn.Raw(func(dc any) error {
+		tag, err := dc.(*stdlib.Conn).Conn().PgConn().CopyFrom(ctx, strings.NewReader(csv),
+			`COPY users (email, name, salary, note) FROM STDIN (FORMAT csv)`)
+		if err == nil && tag.RowsAffected() != 2 {
+			err = fmt.Errorf("imported %d rows", tag.RowsAffected())
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("copy import: %v", err)
+	}
+	conn.Close()
+	var imported string
+	if err := db.QueryRowContext(ctx, `SELECT name FROM users WHERE email = $1`, "import2@shop.example").Scan(&imported); err != nil || imported != "Imported, Two" {
+		t.Fatalf("imported row: %q %v", imported, err)
+	}
 	res, err := db.ExecContext(ctx, `DELETE FROM users WHERE email = ANY(ARRAY[$1, $2])`, "user01@shop.example", "user02@shop.example")
 	if err != nil {
 		t.Fatal(err)
@@ -149,5 +183,3 @@ func TestPGEncORM(t *testing.T) {
 	}
 	e.checkAtRest(t, plaintexts)
 }
-
-var _ = context.Background

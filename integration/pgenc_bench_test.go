@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkPGEncPointSelect looks a user up by email through the encrypting
-// proxy (simple protocol): on a table whose email, name and salary are
+// proxy (simple and extended protocol): on a table whose email, name and salary are
 // encrypted (email deterministic), and on the same table in plaintext.
 //
 //	go test -run XXX -bench PGEncPointSelect -benchmem ./integration/
@@ -17,7 +17,7 @@ func BenchmarkPGEncPointSelect(b *testing.B) {
 	e := startEncProxy(b, usersDDL+`; CREATE TABLE plain_users (id bigserial PRIMARY KEY, email text, name text, salary bigint, note text);
 CREATE INDEX ON users (email); CREATE INDEX ON plain_users (email)`, usersSpecs())
 	ctx := context.Background()
-	c := e.connectMode(b, pgx.QueryExecModeSimpleProtocol)
+	c := e.connectMode(b, pgx.QueryExecModeCacheStatement)
 	const n = 1000
 	for _, table := range []string{"users", "plain_users"} {
 		for i := range n {
@@ -30,8 +30,16 @@ CREATE INDEX ON users (email); CREATE INDEX ON plain_users (email)`, usersSpecs(
 	if _, err := e.direct.Exec(ctx, `ANALYZE`); err != nil {
 		b.Fatal(err)
 	}
-	for _, table := range []string{"users", "plain_users"} {
-		b.Run(table, func(b *testing.B) {
+	for _, run := range []struct {
+		table string
+		mode  pgx.QueryExecMode
+	}{
+		{"users", pgx.QueryExecModeSimpleProtocol}, {"plain_users", pgx.QueryExecModeSimpleProtocol},
+		{"users", pgx.QueryExecModeCacheStatement}, {"plain_users", pgx.QueryExecModeCacheStatement},
+	} {
+		table := run.table
+		c := e.connectMode(b, run.mode)
+		b.Run(run.mode.String()+"/"+table, func(b *testing.B) {
 			q := fmt.Sprintf(`SELECT id, name, salary FROM %s WHERE email = $1`, table)
 			b.ReportAllocs()
 			i := 0

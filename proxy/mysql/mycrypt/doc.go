@@ -41,6 +41,13 @@
 // timestamptz literals and parameters are read, and rendered, in UTC (the
 // session time_zone is not tracked). INSERT without a column list into an
 // encrypted table needs a mysqlsql.Catalog (none is wired yet: refused).
+// The current database after a multi-statement string containing USE is
+// settled only by its final OK: if the string ends with a result set, it
+// stays unknown (unqualified encrypted table names refused) until the next
+// USE or COM_INIT_DB. Literals in COM_STMT_PREPARE are encrypted once, at
+// prepare time (a match list made before a key rotation does not include
+// the new version). Stored programs (CALL) are not analysed: statements
+// naming an encrypted table are refused, others pass.
 //
 // # Boundaries
 //

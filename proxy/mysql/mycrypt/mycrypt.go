@@ -168,7 +168,16 @@ func (s *session) rewrite(plan *mysqlsql.Plan, cmd byte) ([]byte, error) {
 	return out, nil
 }
 
-func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
+// internalError ends the session on a bug rather than forwarding anything.
+func internalError(err *error) {
+	if r := recover(); r != nil {
+		*err = &mysql.Error{Code: codeFailed, State: "HY000", Message: "dbproxy: internal error", Fatal: true,
+			Cause: fmt.Errorf("panic: %v", r)}
+	}
+}
+
+func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (err error) {
+	defer internalError(&err)
 	switch x.Command {
 	case gomysql.COM_QUERY:
 		return s.query(x, payload, w)
@@ -179,9 +188,17 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	case gomysql.COM_STMT_FETCH:
 		s.mu.Lock()
 		st := s.stmts[x.StmtID]
+		var cols []column
+		if st != nil {
+			cols = st.cols
+		}
 		s.mu.Unlock()
 		if st != nil && st.plan.Encrypted {
-			x.Watch, x.State = true, &exState{stmt: st, cols: st.cols}
+			fs := &exState{plan: st.plan, stmt: st, cols: cols}
+			for _, c := range fs.cols {
+				fs.anyEnc = fs.anyEnc || c.rule != nil
+			}
+			x.Watch, x.State = true, fs
 		}
 		w.Packet(payload)
 		return nil
@@ -226,7 +243,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 	if plan.HasUse {
 		s.mu.Lock()
 		st.use, st.newDB, st.prevDB = true, plan.Use, s.db
-		st.single = plan.Passthrough && !plan.Encrypted
+		st.single = plan.Statements == 1
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
@@ -302,7 +319,8 @@ func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) e
 	return refused(errors.New("dbproxy: long data for an unknown parameter"))
 }
 
-func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *mysql.Writer) error {
+func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *mysql.Writer) (err error) {
+	defer internalError(&err)
 	st, _ := x.State.(*exState)
 	if st == nil {
 		w.Packet(payload)
@@ -341,10 +359,18 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 func (s *session) finishUse(st *exState, kind mysql.Kind, payload []byte) {
 	more := false
 	if kind == mysql.KindOK {
-		_, _, n1 := gomysql.LengthEncodedInt(payload[1:])
-		_, _, n2 := gomysql.LengthEncodedInt(payload[1+n1:])
-		if p := 1 + n1 + n2; len(payload) >= p+2 {
+		if len(payload) == 0 {
+			payload = []byte{0xff} // malformed: no lengths below
+		}
+		_, n1 := lenencInt(payload[1:])
+		_, n2 := lenencInt(payload[1+n1:])
+		if p := 1 + n1 + n2; n1 > 0 && n2 > 0 && len(payload) >= p+2 {
 			more = binary.LittleEndian.Uint16(payload[p:])&gomysql.SERVER_MORE_RESULTS_EXISTS != 0
+		} else {
+			more = true // malformed: leave the database unknown
+			s.mu.Lock()
+			s.db = mysqlsql.UnknownDatabase
+			s.mu.Unlock()
 		}
 	}
 	if more {

@@ -71,7 +71,7 @@ func readLenenc(b []byte, p int) (val []byte, next int, null bool, err error) {
 	if b[p] == 0xfb {
 		return nil, p + 1, true, nil
 	}
-	n, _, k := gomysql.LengthEncodedInt(b[p:])
+	n, k := lenencInt(b[p:])
 	if k == 0 || uint64(len(b)-p-k) < n {
 		return nil, 0, false, fmt.Errorf("truncated packet")
 	}
@@ -79,9 +79,38 @@ func readLenenc(b []byte, p int) (val []byte, next int, null bool, err error) {
 	return b[start : start+int(n)], start + int(n), false, nil
 }
 
+// lenencInt decodes a length-encoded integer; k is 0 if b is truncated or
+// starts with a byte that is not a length (0xfb, 0xff).
+func lenencInt(b []byte) (n uint64, k int) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	switch c := b[0]; {
+	case c < 0xfb:
+		return uint64(c), 1
+	case c == 0xfc:
+		if len(b) < 3 {
+			return 0, 0
+		}
+		return uint64(b[1]) | uint64(b[2])<<8, 3
+	case c == 0xfd:
+		if len(b) < 4 {
+			return 0, 0
+		}
+		return uint64(b[1]) | uint64(b[2])<<8 | uint64(b[3])<<16, 4
+	case c == 0xfe:
+		if len(b) < 9 {
+			return 0, 0
+		}
+		return binary.LittleEndian.Uint64(b[1:]), 9
+	}
+	return 0, 0
+}
+
 func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *mysql.Writer) error {
 	if x.Column == 0 || len(st.cols) != x.Columns {
 		st.cols = make([]column, x.Columns)
+		st.anyEnc = false
 	}
 	var fields [6][]byte
 	p := 0

@@ -38,6 +38,7 @@ type analyzer struct {
 	usedCatalog bool
 	err         *Refusal
 	reasons     []reasonEntry
+	aliases     map[string]*rules.ColumnRule // select-list aliases of encrypted columns
 }
 
 func (a *analyzer) refuse(r *Refusal) {
@@ -77,6 +78,10 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 		return nil
 	}
 	a.repl = map[ast.Node]ast.ExprNode{}
+	st.Accept(&aliasCollector{a: a})
+	if a.err != nil {
+		return a.err
+	}
 	switch s := st.(type) {
 	case *ast.InsertStmt:
 		a.insert(s)
@@ -92,10 +97,13 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 		*ast.CreateViewStmt, *ast.SetStmt, *ast.DoStmt:
 		st.Accept(a)
 	case *ast.CreateTableStmt:
+		a.ddlDefaults(a.resolveTable(s.Table.Schema.O, s.Table.Name.O), s)
 		if s.Select != nil {
 			st.Accept(a)
 		}
-	case *ast.AlterTableStmt, *ast.DropTableStmt, *ast.TruncateTableStmt, *ast.CreateIndexStmt,
+	case *ast.AlterTableStmt:
+		a.ddlDefaults(a.resolveTable(s.Table.Schema.O, s.Table.Name.O), s)
+	case *ast.DropTableStmt, *ast.TruncateTableStmt, *ast.CreateIndexStmt,
 		*ast.DropIndexStmt, *ast.ShowStmt, *ast.AnalyzeTableStmt, *ast.RenameTableStmt,
 		*ast.LockTablesStmt, *ast.UnlockTablesStmt, *ast.FlushStmt:
 		// No values bound for encrypted columns.
@@ -212,6 +220,9 @@ func (a *analyzer) column(cn *ast.ColumnName) *rules.ColumnRule {
 		}
 		// A derived table or CTE alias: refuse if the name could be
 		// an encrypted column carried through it.
+		if c := a.aliases[strings.ToLower(name)]; c != nil {
+			return c
+		}
 		if a.anyEncryptedNamed(name) != nil {
 			a.refuse(&Refusal{Column: cn.Table.O + "." + name, Reason: "cannot tell whether this column is encrypted"})
 		}
@@ -226,6 +237,9 @@ func (a *analyzer) column(cn *ast.ColumnName) *rules.ColumnRule {
 			}
 			found = c
 		}
+	}
+	if found == nil {
+		found = a.aliases[strings.ToLower(name)]
 	}
 	return found
 }
@@ -583,3 +597,69 @@ func (c *tableCollector) add(tn *ast.TableName, alias string) {
 }
 
 func (c *tableCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// aliasCollector records select-list aliases of encrypted columns, so that
+// HAVING, ORDER BY and outer queries naming the alias are treated as the
+// column; CTE column lists, which rename columns out of sight, are refused.
+type aliasCollector struct{ a *analyzer }
+
+func (c *aliasCollector) Enter(n ast.Node) (ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.SelectField:
+		if x.AsName.O == "" || x.Expr == nil {
+			break
+		}
+		if col := c.a.colExpr(x.Expr); col != nil {
+			if c.a.aliases == nil {
+				c.a.aliases = map[string]*rules.ColumnRule{}
+			}
+			c.a.aliases[strings.ToLower(x.AsName.O)] = col
+		}
+	case *ast.CommonTableExpression:
+		if len(x.ColNameList) > 0 {
+			c.a.refuse(&Refusal{Column: x.Name.O, Reason: "CTE column lists are not supported in statements on encrypted tables"})
+		}
+	}
+	return n, false
+}
+
+func (c *aliasCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// ddlDefaults refuses DEFAULT, ON UPDATE and generated expressions for
+// encrypted columns of table t: they would store a plaintext.
+func (a *analyzer) ddlDefaults(t *rules.TableRule, st ast.Node) {
+	if t == nil {
+		return
+	}
+	st.Accept(&ddlVisitor{a: a, t: t})
+}
+
+type ddlVisitor struct {
+	a *analyzer
+	t *rules.TableRule
+}
+
+func (v *ddlVisitor) Enter(n ast.Node) (ast.Node, bool) {
+	cd, ok := n.(*ast.ColumnDef)
+	if !ok || cd.Name == nil {
+		return n, false
+	}
+	col := v.t.Column(cd.Name.Name.O)
+	if col == nil {
+		return n, true
+	}
+	for _, o := range cd.Options {
+		// Any option carrying an expression (DEFAULT, ON UPDATE,
+		// generated; ALTER COLUMN … SET DEFAULT has type 0).
+		if o.Expr == nil {
+			continue
+		}
+		if lit, ok := literal(o.Expr); ok && lit.Null {
+			continue
+		}
+		v.a.refuse(refusef(col, "a DEFAULT, ON UPDATE or generated value for an encrypted column is not supported"))
+	}
+	return n, true
+}
+
+func (v *ddlVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }

@@ -52,7 +52,12 @@
 // planner cannot resolve (derived-table aliases naming an encrypted column
 // name, unqualified names when the current database is unknown), LOAD DATA
 // into an encrypted table, and any string that may touch an encrypted
-// table but does not parse.
+// table but does not parse. Text the server reads differently from the
+// parser is refused too: MariaDB's executable comments (/*M! … */, which
+// the parser skips) and strings that parse to a different statement under
+// NO_BACKSLASH_ESCAPES (each string with a backslash is parsed in both
+// modes; rewritten text doubles quotes and backslashes, which both modes read as
+// the same string boundaries).
 //
 // # Boundaries
 //

@@ -117,6 +117,8 @@ type Plan struct {
 	// Use is the current database after the string, if it contains USE.
 	Use    string
 	HasUse bool
+	// Statements is the number of statements in the string.
+	Statements int
 	// Encrypted reports that the string touches an encrypted table: its
 	// results must be checked for encrypted columns.
 	Encrypted bool

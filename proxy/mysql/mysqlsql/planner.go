@@ -11,6 +11,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/format"
+	"github.com/pingcap/tidb/pkg/parser/mysql"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
 	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 
@@ -55,6 +56,10 @@ func New(set *rules.Set, catalog Catalog, cacheSize int) *Planner {
 
 var passPlan = &Plan{Passthrough: true}
 
+// maxCachedSQL bounds the statements the cache keeps (bulk INSERTs are
+// planned every time rather than pinned in memory).
+const maxCachedSQL = 64 << 10
+
 // Plan plans sql with database as the session's current database ("" if
 // none, UnknownDatabase if unknown). The error is a *Refusal for a
 // statement that must not be forwarded, or a Catalog error.
@@ -65,7 +70,8 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 		}
 	}
 	key := cacheKey{database, sql}
-	if p.max > 0 {
+	cache := p.max > 0 && len(sql) <= maxCachedSQL
+	if cache {
 		p.mu.Lock()
 		if e, ok := p.cache[key]; ok {
 			p.lru.MoveToFront(e)
@@ -79,7 +85,7 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 	if _, refused := err.(*Refusal); err != nil && !refused {
 		return nil, err
 	}
-	if p.max > 0 && !usedCatalog {
+	if cache && !usedCatalog {
 		p.mu.Lock()
 		if _, ok := p.cache[key]; !ok {
 			p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, plan: plan, err: err})
@@ -113,8 +119,13 @@ func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, u
 		}
 	}()
 	touches := !p.rules.Empty() && p.rules.MayTouch(sql)
-	if strings.Contains(strings.ToLower(sql), markerPrefix) {
+	lower := strings.ToLower(sql)
+	if strings.Contains(lower, markerPrefix) {
 		return nil, false, &Refusal{Reason: "the statement contains a reserved identifier"}
+	}
+	if touches && strings.Contains(lower, "/*m!") {
+		// MariaDB executes /*M! … */; the parser skips it.
+		return nil, false, &Refusal{Reason: "MariaDB executable comments (/*M! … */) are not supported on encrypted tables"}
 	}
 	ps := p.parsers.Get().(*parser.Parser)
 	stmts, _, perr := ps.Parse(sql, "", "")
@@ -125,36 +136,24 @@ func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, u
 		}
 		return passPlan, false, nil
 	}
-	out := &Plan{}
-	db := database
-	var texts []string
-	edited := false
-	for _, st := range stmts {
-		a := &analyzer{p: p, ctx: ctx, db: db, plan: out}
-		if u, ok := st.(*ast.UseStmt); ok {
-			db = u.DBName
-			out.Use, out.HasUse = db, true
-			texts = append(texts, stmtText(st))
-			continue
+	out, texts, edited, usedCatalog, err := p.analyzeStmts(ctx, database, stmts)
+	if err != nil {
+		return nil, usedCatalog, err
+	}
+	if touches && strings.ContainsRune(sql, '\\') {
+		// A server running with NO_BACKSLASH_ESCAPES reads the string
+		// differently: the statement must mean the same under both modes.
+		nbe := parser.New()
+		nbe.SetSQLMode(mysql.ModeNoBackslashEscapes)
+		if stmts2, _, err2 := nbe.Parse(sql, "", ""); err2 == nil {
+			out2, _, edited2, _, err2 := p.analyzeStmts(ctx, database, stmts2)
+			if err2 != nil {
+				return nil, usedCatalog, err2
+			}
+			if edited2 != edited || len(out2.Slots) != len(out.Slots) || len(out2.Params) != len(out.Params) {
+				return nil, usedCatalog, &Refusal{Reason: "the statement reads differently with and without backslash escapes; use '' to quote quotes"}
+			}
 		}
-		if err := a.statement(st); err != nil {
-			return nil, a.usedCatalog, err
-		}
-		usedCatalog = usedCatalog || a.usedCatalog
-		if a.encrypted {
-			out.Encrypted = true
-		}
-		if len(a.repl) == 0 {
-			texts = append(texts, stmtText(st))
-			continue
-		}
-		edited = true
-		st.Accept(&replacer{repl: a.repl})
-		var sb strings.Builder
-		if err := st.Restore(format.NewRestoreCtx(format.DefaultRestoreFlags, &sb)); err != nil {
-			return nil, usedCatalog, &Refusal{Reason: "the statement could not be rewritten"}
-		}
-		texts = append(texts, sb.String())
 	}
 	if !edited {
 		out.Passthrough = true
@@ -168,6 +167,39 @@ func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, u
 		return nil, usedCatalog, err
 	}
 	return out, usedCatalog, nil
+}
+
+func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast.StmtNode) (out *Plan, texts []string, edited, usedCatalog bool, err error) {
+	out = &Plan{Statements: len(stmts)}
+	db := database
+	for _, st := range stmts {
+		a := &analyzer{p: p, ctx: ctx, db: db, plan: out}
+		if u, ok := st.(*ast.UseStmt); ok {
+			db = u.DBName
+			out.Use, out.HasUse = db, true
+			texts = append(texts, stmtText(st))
+			continue
+		}
+		if err := a.statement(st); err != nil {
+			return nil, nil, false, a.usedCatalog, err
+		}
+		usedCatalog = usedCatalog || a.usedCatalog
+		if a.encrypted {
+			out.Encrypted = true
+		}
+		if len(a.repl) == 0 {
+			texts = append(texts, stmtText(st))
+			continue
+		}
+		edited = true
+		st.Accept(&replacer{repl: a.repl})
+		var sb strings.Builder
+		if err := st.Restore(format.NewRestoreCtx(format.DefaultRestoreFlags|format.RestoreStringEscapeBackslash, &sb)); err != nil {
+			return nil, nil, false, usedCatalog, &Refusal{Reason: "the statement could not be rewritten"}
+		}
+		texts = append(texts, sb.String())
+	}
+	return out, texts, edited, usedCatalog, nil
 }
 
 func stmtText(st ast.StmtNode) string {

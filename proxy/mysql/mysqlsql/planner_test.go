@@ -37,7 +37,7 @@ func (c catalog) Columns(_ context.Context, db, table string) ([]string, error) 
 	return cols, nil
 }
 
-func newPlanner(t *testing.T, cat mysqlsql.Catalog) *mysqlsql.Planner {
+func newPlanner(t testing.TB, cat mysqlsql.Catalog) *mysqlsql.Planner {
 	t.Helper()
 	set, err := rules.New(rules.DialectMySQL, []rules.Spec{
 		{Database: "app", Table: "users", Column: "email", Key: "k", Mode: rules.ModeDeterministic, Type: value.TypeText},
@@ -85,6 +85,10 @@ func TestPlanRewrite(t *testing.T) {
 			"USE app; INSERT INTO `users` (`email`) VALUES (" + hx("Sa") + ")"},
 		{"catalog", "app", "INSERT INTO users VALUES (7, 'a', 's', 42)",
 			"INSERT INTO `users` VALUES (7," + hx("Sa") + "," + hx("Ss") + "," + hx("S"+i42) + ")"},
+		{"alias in having", "app", "SELECT email AS e FROM users HAVING e = 'a'",
+			"SELECT `email` AS `e` FROM `users` HAVING `e` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
+		{"derived alias", "app", "SELECT * FROM (SELECT email AS e FROM users) AS d WHERE d.e = 'a'",
+			"SELECT * FROM (SELECT `email` AS `e` FROM `users`) AS `d` WHERE `d`.`e` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
 		{"copy same key", "app", "UPDATE users SET email = email WHERE id = 1", ""},
 	}
 	p := newPlanner(t, catalog{"app.users": {"id", "email", "ssn", "age"}})
@@ -197,6 +201,11 @@ func TestPlanRefusals(t *testing.T) {
 		{"explain insert", "app", "EXPLAIN INSERT INTO users (email) VALUES (concat('a'))", "literal"},
 		{"marker", "app", "SELECT dbproxy_slot_1 FROM users", "reserved"},
 		{"bad literal", "app", "INSERT INTO users (age) VALUES ('nope')", "valid int"},
+		{"having alias", "app", "SELECT email AS e FROM users HAVING e LIKE 'x%'", "LIKE"},
+		{"order by alias", "app", "SELECT email AS e FROM users ORDER BY e", "ORDER BY"},
+		{"cte column list", "app", "WITH x(e) AS (SELECT email FROM users) SELECT * FROM x WHERE e = 'a'", "CTE"},
+		{"ddl default", "app", "ALTER TABLE users ALTER COLUMN email SET DEFAULT 'a'", "DEFAULT"},
+		{"ddl default create", "app", "CREATE TABLE users (id int, ssn varbinary(10) DEFAULT 'a')", "DEFAULT"},
 		{"sql prepare", "app", "PREPARE s FROM 'INSERT INTO users (email) VALUES (?)'", "Prepare"},
 		{"handler", "app", "CALL p((SELECT email FROM users))", "Call"},
 	}

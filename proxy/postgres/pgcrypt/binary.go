@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"time"
 
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -250,5 +249,3 @@ func appendInt(dst []byte, v int) []byte {
 	}
 	return append(dst, byte('0'+v%10))
 }
-
-var _ = time.UTC

@@ -3,60 +3,90 @@
 // column before it leaves the proxy, decrypts every result column that comes
 // from one, and refuses what it cannot do safely.
 //
-// # What it does
+// # Statements
 //
-// Simple Query ('Q'): a string that cannot touch an encrypted table
-// (rules.Set.MayTouch) is forwarded untouched. Otherwise it is planned with
-// pgsql.Planner (every statement of the string); a refusal answers the client
-// with an ErrorResponse (the refusal's SQLSTATE, a message naming the column
-// and the reason) followed by ReadyForQuery, and no statement is sent
-// upstream; otherwise the rewritten text (literals encrypted, comparisons
-// widened to every live key version) is forwarded. SQL PREPARE/EXECUTE/
-// DEALLOCATE are tracked in a per-session pgsql.Prepared, committed on each
-// statement's CommandComplete.
+// Simple Query ('Q'): every string is handed to pgsql.Planner, which skips
+// parsing for strings that cannot touch an encrypted table
+// (rules.Set.MayTouch); those are forwarded byte for byte. Otherwise every
+// statement is planned; a refusal answers the client with an ErrorResponse
+// (the refusal's SQLSTATE, a message naming the column and the reason)
+// followed by ReadyForQuery, and nothing of the string is sent upstream;
+// otherwise the rewritten text (literals encrypted, comparisons widened to
+// every live key version) is forwarded. SQL PREPARE/EXECUTE/DEALLOCATE are
+// tracked in a per-session pgsql.Prepared, committed on each statement's
+// CommandComplete.
 //
-// Results: RowDescription fields are mapped (table OID, attribute number) to
-// column rules through a per-database catalog cache; encrypted fields get
-// their plaintext type OID, size and modifier, and each DataRow cell is
-// decrypted and re-encoded as PostgreSQL text in the session's TimeZone. A
-// cell that fails to decrypt (or a result format this layer cannot produce)
-// turns the rest of that query's response into one ErrorResponse: never raw
-// ciphertext, never garbage. A bytea result column from a table the catalog
-// cannot see (created in the client's open transaction) is an error as well.
+// Extended protocol: Parse is planned the same way; its text is rewritten
+// and the parameter types at encrypted positions are declared as
+// Param.UpstreamOID. Every Parse is followed by a Describe of the statement
+// that the proxy injects and whose answer it swallows, so the result
+// columns of every prepared statement are known before it is executed,
+// whether or not the client describes it. The client's own Describe is
+// answered with the plaintext types (ParameterDescription and
+// RowDescription). Bind decodes each encrypted parameter from text or binary
+// (per the format-code list: none, one, or one per parameter),
+// canonicalises it, and binds binary bytea (RoleStore: the primary key
+// version) or a binary bytea[] of the ciphertexts under every live version
+// (RoleMatch; for RoleMatchArray, `col = ANY($1)`, every element of the
+// client's text or binary array under every live version). Responses are attributed to requests through a FIFO of the
+// client's messages, so pipelines (pgx batches) work, and an ErrorResponse
+// from the server drops the requests up to the next Sync as the server
+// does.
 //
-// # Refused for now (never passed through)
+// COPY … FROM STDIN in text and csv formats: rows are reassembled across
+// CopyData messages, the fields of encrypted columns are unescaped,
+// canonicalised, encrypted and written back as bytea hex; a bad value turns
+// into a CopyFail naming the column (the server then reports the COPY as
+// failed). COPY … TO STDOUT (table or query) decrypts the same fields.
 //
-//   - The extended protocol (Parse) for statements that may touch an
-//     encrypted table: ErrorResponse at the next Sync, every message up to it
-//     discarded, as the server does after an error. Extended-protocol
-//     statements that touch no encrypted table pass through, and any
-//     encrypted column that shows up in their results (through a view, say)
-//     is an error, not ciphertext.
-//   - COPY into or out of a table with encrypted columns.
-//   - Statements mentioning search_path while rules apply (the setting is not
-//     reported by the server, so it cannot be tracked; pass it as a startup
-//     parameter instead), and anything needing a plan while
+// # Results
+//
+// RowDescription fields are mapped (table OID, attribute number) to column
+// rules through a per-database catalog cache; encrypted fields get their
+// plaintext type OID, size and modifier, and each DataRow cell is decrypted
+// and encoded in the format the client asked for: text in the session's
+// TimeZone, or PostgreSQL binary (canonical layouts, the 2000-01-01 epoch
+// for date and timestamps, base-10000 numeric). A cell that fails to
+// decrypt turns the rest of that request's response into one ErrorResponse:
+// never raw ciphertext, never garbage. The same holds for a bytea column of
+// a view over an encrypted table, a bytea column of a relation the catalog
+// cannot see yet (created in the client's open transaction), and rows of a
+// statement described as returning none.
+//
+// # Refused (never passed through)
+//
+//   - Everything pgsql refuses (see its package doc).
+//   - COPY in binary format, COPY of encrypted columns inside a
+//     multi-statement string, and COPY through the extended protocol.
+//   - Bind/Describe/Execute of statements and portals not created through
+//     the protocol in this session (SQL PREPARE'd statements are run with
+//     EXECUTE instead).
+//   - Statements mentioning search_path while rules apply: the setting is
+//     not reported by the server, so it cannot be tracked; pass it as a
+//     startup parameter instead. And anything needing a plan while
 //     standard_conforming_strings is off.
 //
 // # How refusals reach the client in order
 //
 // The relay's frontend hook can only write upstream. A refused simple Query
 // is replaced by an empty Query, whose EmptyQueryResponse the backend hook
-// replaces by the refusal's ErrorResponse; a refused extended batch is
-// replaced by its bare Sync, and the backend hook inserts the ErrorResponse
-// before the ReadyForQuery (unless the server already reported an error in
-// that batch, which means it would have skipped the refused message too). So
-// responses keep their order under pipelining and the relay's
-// ReadyForQuery accounting stays exact. The transaction status reported is
-// the server's: a refusal inside a transaction block does not abort it.
+// replaces by the refusal's ErrorResponse; a refused message of an extended
+// batch is dropped with every message up to its Sync, and the backend hook
+// inserts the ErrorResponse before that Sync's ReadyForQuery (unless the
+// server already reported an error in that batch, which means it would have
+// skipped the refused message too). So responses keep their order under
+// pipelining and the relay's ReadyForQuery accounting stays exact. The
+// transaction status reported is the server's: a refusal inside a
+// transaction block does not abort it.
 //
 // # Catalog
 //
-// Table OIDs, search_path resolution and column order come from a separate
-// upstream connection per database, opened through Options.Connect (the
-// proxy's session leg cannot be borrowed mid-stream). Answers are cached per
-// database and dropped, with the planner's plan cache, after DDL
-// (CommandComplete of CREATE/ALTER/DROP/...).
+// Table OIDs, view dependencies, search_path resolution and column order
+// come from a separate upstream connection per database, opened through
+// Options.Connect (the session's own connection cannot be borrowed
+// mid-stream, and the proxy does not hold the client's password). Answers
+// are cached per database and dropped, with the planner's plan cache, after
+// DDL (CommandComplete of CREATE/ALTER/DROP/...).
 //
 // # Boundaries
 //

@@ -25,6 +25,7 @@ type stmtInfo struct {
 	// to report when the statement is executed, if its results cannot be
 	// decrypted.
 	described bool
+	noData    bool // described as returning no rows
 	cols      []*rules.ColumnRule
 	poison    *pgproto3.ErrorResponse
 }
@@ -65,6 +66,7 @@ type session struct {
 	stmts    map[string]*stmtInfo
 	portals  map[string]*portalInfo
 	qbuf     []byte
+	copy     *copyIn // a COPY FROM STDIN in progress
 	fcanon   []byte
 	fct      []byte
 
@@ -76,13 +78,14 @@ type session struct {
 	scsOff   bool
 
 	// Backend goroutine only.
-	cols    []*rules.ColumnRule // decryption of the current result; nil: none
-	formats []int16             // result formats of the current result
-	failed  bool                // an error was sent; drop the rest until ReadyForQuery
-	row     []byte
-	ct      []byte
-	canon   []byte
-	txt     []byte
+	cols          []*rules.ColumnRule // decryption of the current result; nil: none
+	formats       []int16             // result formats of the current result
+	failed        bool                // an error was sent; drop the rest until ReadyForQuery
+	copyOutHeader bool                // the next CopyData of a COPY TO is its header line
+	row           []byte
+	ct            []byte
+	canon         []byte
+	txt           []byte
 }
 
 func errorResponse(code, msg string) *pgproto3.ErrorResponse {
@@ -165,6 +168,14 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 		return nil // the server would discard these after an error, too
 	}
 	switch typ {
+	case 'd':
+		if s.copy != nil {
+			return s.copyData(body, w)
+		}
+	case 'c', 'f':
+		if s.copy != nil {
+			return s.copyDone(typ, body, w)
+		}
 	case 'Q':
 		return s.query(body, w)
 	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
@@ -225,6 +236,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if len(body) == 0 || body[len(body)-1] != 0 {
 		return &postgres.Error{Code: "08P01", Message: "invalid Query message"}
 	}
+	s.copy = nil // a COPY the server refused to start
 	text := body[:len(body)-1]
 	if mentionsSearchPath(text) {
 		return s.refuseQuery(errSearchPath, w)
@@ -240,11 +252,20 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		w.Forward('Q', body)
 		return nil
 	}
+	var copyPlan *pgsql.Statement
 	for i := range plan.Statements {
-		switch plan.Statements[i].Kind {
+		switch st := &plan.Statements[i]; st.Kind {
 		case pgsql.KindCopyFrom, pgsql.KindCopyTo:
-			return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
-				"dbproxy: statement refused: COPY of a table with encrypted columns is not supported yet"), w)
+			if len(plan.Statements) != 1 {
+				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns must be the only statement of its query"), w)
+			}
+			if st.Copy == nil || st.Copy.Format == pgsql.CopyBinary || len(st.Copy.Delimiter) != 1 ||
+				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)) {
+				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns in binary format is not supported yet; use text or csv"), w)
+			}
+			copyPlan = st
 		}
 	}
 	s.mu.Lock()
@@ -263,6 +284,9 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	out = append(out, 0)
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
 	s.push(&event{kind: 'Q', plan: plan})
+	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
+		s.copy = &copyIn{cp: copyPlan.Copy, header: copyPlan.Copy.Header}
+	}
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
@@ -292,6 +316,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	if len(rest) != 2+4*n {
 		return &postgres.Error{Code: "08P01", Message: "invalid Parse message"}
 	}
+	s.copy = nil
 	if mentionsSearchPath(text) {
 		s.refuseBatch(errSearchPath)
 		return nil
@@ -310,13 +335,6 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
 				"dbproxy: statement refused: only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol"))
 			return nil
-		}
-		for _, p := range plan.Params {
-			if p.Role == pgsql.RoleMatchArray {
-				s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: statement refused: an array parameter compared with an encrypted column is not supported yet; use IN ($1, $2, …)"))
-				return nil
-			}
 		}
 		s.mu.Lock()
 		scsOff, zone := s.scsOff, s.zone
@@ -518,6 +536,16 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		prm := st.plan.Params[i]
 		col := prm.Column
 		src := rest[v.off : v.off+v.n]
+		if prm.Role == pgsql.RoleMatchArray {
+			var err error
+			out, err = s.bindMatchArray(out, col, src, formatOf(pformats, i), zone)
+			if err != nil {
+				s.refuseBatch(errorResponse(pgsql.StateInvalidText,
+					"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid array of "+col.Type.String()))
+				return nil
+			}
+			continue
+		}
 		var canon []byte
 		var err error
 		if formatOf(pformats, i) == 1 {
@@ -578,6 +606,58 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 
 func itoa(v int) string { return string(appendInt(nil, v)) }
 
+// bindMatchArray appends (with its length) a binary bytea[] holding the
+// ciphertexts of every element of the client's array under every live
+// version of col's key.
+func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, format int16, zone *time.Location) ([]byte, error) {
+	lenAt := len(out)
+	out = append(out, 0, 0, 0, 0)
+	hdr := len(out)
+	out = binary.BigEndian.AppendUint32(out, 1)  // ndim
+	out = binary.BigEndian.AppendUint32(out, 0)  // no NULLs
+	out = binary.BigEndian.AppendUint32(out, 17) // bytea
+	countAt := len(out)
+	out = binary.BigEndian.AppendUint32(out, 0)
+	out = binary.BigEndian.AppendUint32(out, 1) // lower bound
+	count := 0
+	err := arrayElems(src, format, func(elem []byte, bin bool) error {
+		var canon []byte
+		var err error
+		if bin {
+			canon, err = appendCanonicalFromBinary(s.fcanon[:0], col.Type, elem)
+		} else {
+			canon, err = value.AppendCanonicalTextInZone(s.fcanon[:0], col.Type, elem, zone)
+		}
+		if err != nil {
+			return err
+		}
+		s.fcanon = canon
+		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, col, canon)
+		if err != nil {
+			return err
+		}
+		for _, ct := range cts {
+			out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
+			out = append(out, ct...)
+			count++
+		}
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	if count == 0 { // an empty array has no dimensions
+		out = out[:hdr]
+		out = binary.BigEndian.AppendUint32(out, 0)
+		out = binary.BigEndian.AppendUint32(out, 0)
+		out = binary.BigEndian.AppendUint32(out, 17)
+	} else {
+		binary.BigEndian.PutUint32(out[countAt:], uint32(count))
+	}
+	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+	return out, nil
+}
+
 // fail sends e in place of the rest of the current request's response.
 func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
 	s.failed = true
@@ -635,7 +715,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	case 'n':
 		if ev.kind == 'D' || ev.kind == 'd' {
 			if ev.kind == 'D' {
-				ev.stmt.described, ev.stmt.cols = true, nil
+				ev.stmt.described, ev.stmt.cols, ev.stmt.noData = true, nil, true
 			}
 			s.pop()
 			if ev.hidden {
@@ -656,6 +736,12 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 			}
 			if s.cols != nil {
 				return s.dataRow(body, w)
+			}
+			if ev.stmt.noData {
+				// Rows from a statement described as returning none (FETCH
+				// from a cursor, say): their origin is unknown.
+				return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: result refused: rows whose columns the proxy cannot attribute (use the simple query protocol for FETCH)"), w)
 			}
 		}
 	case 'C', 's', 'I':
@@ -720,9 +806,28 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 	case 'C':
 		s.cols = nil
 		s.commandComplete(ev, body)
+	case 'G':
+		// The server refused to start a COPY the proxy expected (an error
+		// arrives instead) or started one: nothing to do either way.
+	case 'H':
+		if cp := copyTo(ev); cp != nil {
+			s.copyOutHeader = cp.Header
+		}
+	case 'd':
+		if cp := copyTo(ev); cp != nil {
+			return s.copyOutRow(cp, body, w)
+		}
 	}
 	w.Forward(typ, body)
 	return nil
+}
+
+// copyTo returns the COPY TO plan of a simple query, if it is one.
+func copyTo(ev *event) *pgsql.Copy {
+	if ev.plan == nil || len(ev.plan.Statements) != 1 || ev.plan.Statements[0].Kind != pgsql.KindCopyTo {
+		return nil
+	}
+	return ev.plan.Statements[0].Copy
 }
 
 func (s *session) parameterStatus(body []byte) {
@@ -805,7 +910,7 @@ func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error
 		return err
 	}
 	if ev.kind == 'D' {
-		ev.stmt.described, ev.stmt.cols, ev.stmt.poison = true, cols, errResp
+		ev.stmt.described, ev.stmt.cols, ev.stmt.poison, ev.stmt.noData = true, cols, errResp, false
 	}
 	if ev.hidden {
 		return nil

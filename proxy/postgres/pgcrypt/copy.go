@@ -1,0 +1,496 @@
+package pgcrypt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// copyIn is the state of a COPY … FROM STDIN into a table with encrypted
+// columns (frontend goroutine only). CopyData splits rows arbitrarily, so
+// an incomplete row is kept until the rest arrives.
+type copyIn struct {
+	cp      *pgsql.Copy
+	pending []byte
+	header  bool // the header line is still to come
+	ended   bool // the \. end marker was seen
+	failed  bool // CopyFail was sent; drop the rest
+	out     []byte
+	field   []byte
+	canon   []byte
+	ct      []byte
+}
+
+var errCopyRow = errors.New("malformed COPY row")
+
+// copyFail replaces the COPY with a CopyFail naming the column.
+func (s *session) copyFail(msg string, w *postgres.Writer) error {
+	s.copy.failed = true
+	body := append([]byte("dbproxy: COPY refused: "+msg), 0)
+	w.Forward('f', body)
+	return nil
+}
+
+// copyData encrypts the complete rows of a CopyData message.
+func (s *session) copyData(body []byte, w *postgres.Writer) error {
+	c := s.copy
+	if c.failed {
+		return nil
+	}
+	c.pending = append(c.pending, body...)
+	out := append(c.out[:0], 'd', 0, 0, 0, 0)
+	rest, out, err := s.copyRows(c.pending, out, false)
+	if err != nil {
+		return s.copyFail(err.Error(), w)
+	}
+	c.pending = append(c.pending[:0], rest...)
+	if len(out) > 5 {
+		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+		_, _ = w.Write(out)
+	}
+	if cap(out) > 1<<20 {
+		c.out = nil
+	} else {
+		c.out = out
+	}
+	return nil
+}
+
+// copyDone flushes a last row without a line ending and ends the COPY.
+func (s *session) copyDone(typ byte, body []byte, w *postgres.Writer) error {
+	c := s.copy
+	if c.failed {
+		s.copy = nil
+		return nil
+	}
+	if typ == 'c' && len(c.pending) > 0 {
+		out := append(c.out[:0], 'd', 0, 0, 0, 0)
+		_, out, err := s.copyRows(c.pending, out, true)
+		if err != nil {
+			err = s.copyFail(err.Error(), w)
+			s.copy = nil
+			return err
+		}
+		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+		_, _ = w.Write(out)
+	}
+	s.copy = nil
+	w.Forward(typ, body)
+	return nil
+}
+
+// copyRows converts the complete rows at the start of data, appending them
+// to out; it returns the incomplete remainder (all of it consumed when
+// final).
+func (s *session) copyRows(data, out []byte, final bool) (rest, o []byte, err error) {
+	c := s.copy
+	for len(data) > 0 {
+		if c.ended { // after \. the server ignores the rest
+			return nil, out, nil
+		}
+		end := rowEnd(data, c.cp)
+		if end < 0 {
+			if !final {
+				return data, out, nil
+			}
+			end = len(data)
+		}
+		row := data[:end]
+		next := end
+		if end < len(data) {
+			next = end + 1 // the '\n'
+		}
+		line := data[:next]
+		data = data[next:]
+		body := bytes.TrimSuffix(row, []byte{'\r'})
+		if c.header {
+			c.header = false
+			out = append(out, line...)
+			continue
+		}
+		if c.cp.Format == pgsql.CopyText && string(body) == `\.` {
+			c.ended = true
+			out = append(out, line...)
+			continue
+		}
+		out, err = s.copyRow(out, body, line[len(body):])
+		if err != nil {
+			return nil, out, err
+		}
+	}
+	return nil, out, nil
+}
+
+// rowEnd returns the index of the '\n' ending the first row of data, or
+// -1. In CSV a newline inside quotes belongs to the field.
+func rowEnd(data []byte, cp *pgsql.Copy) int {
+	if cp.Format != pgsql.CopyCSV {
+		return bytes.IndexByte(data, '\n')
+	}
+	quote, esc := cp.Quote[0], cp.Escape[0]
+	inQuote := false
+	for i := 0; i < len(data); i++ {
+		b := data[i]
+		switch {
+		case inQuote && b == esc && esc != quote && i+1 < len(data) && (data[i+1] == quote || data[i+1] == esc):
+			i++
+		case inQuote && b == quote && esc == quote && i+1 < len(data) && data[i+1] == quote:
+			i++
+		case inQuote && b == quote && esc == quote && i+1 == len(data):
+			return -1 // cannot tell "" from a closing quote yet
+		case b == quote:
+			inQuote = !inQuote
+		case b == '\n' && !inQuote:
+			return i
+		}
+	}
+	return -1
+}
+
+// copyRow converts one row (without its line ending, which is appended
+// unchanged).
+func (s *session) copyRow(out, row, ending []byte) ([]byte, error) {
+	c := s.copy
+	cp := c.cp
+	delim := cp.Delimiter[0]
+	s.mu.Lock()
+	zone := s.zone
+	s.mu.Unlock()
+	fields := 0
+	pos := 0
+	for {
+		start := pos
+		end, err := fieldEnd(row, pos, cp)
+		if err != nil {
+			return out, err
+		}
+		raw := row[start:end]
+		if fields >= len(cp.Fields) {
+			return out, errors.New("a row has more fields than columns")
+		}
+		f := &cp.Fields[fields]
+		if fields > 0 {
+			out = append(out, delim)
+		}
+		if f.Column == nil {
+			out = append(out, raw...)
+		} else {
+			out, err = s.copyEncryptField(out, f, raw, zone)
+			if err != nil {
+				return out, err
+			}
+		}
+		fields++
+		if end >= len(row) {
+			break
+		}
+		pos = end + 1
+	}
+	if fields != len(cp.Fields) {
+		return out, errors.New("a row has fewer fields than columns")
+	}
+	return append(out, ending...), nil
+}
+
+// fieldEnd returns the index of the delimiter ending the field at pos (or
+// len(row)).
+func fieldEnd(row []byte, pos int, cp *pgsql.Copy) (int, error) {
+	delim := cp.Delimiter[0]
+	if cp.Format != pgsql.CopyCSV {
+		for i := pos; i < len(row); i++ {
+			if row[i] == '\\' {
+				i++
+				continue
+			}
+			if row[i] == delim {
+				return i, nil
+			}
+		}
+		return len(row), nil
+	}
+	quote, esc := cp.Quote[0], cp.Escape[0]
+	inQuote := false
+	for i := pos; i < len(row); i++ {
+		b := row[i]
+		switch {
+		case inQuote && b == esc && i+1 < len(row) && (row[i+1] == quote || row[i+1] == esc) && !(esc == quote && b == quote && row[i+1] != quote):
+			i++
+		case b == quote:
+			inQuote = !inQuote
+		case b == delim && !inQuote:
+			return i, nil
+		}
+	}
+	if inQuote {
+		return 0, errCopyRow
+	}
+	return len(row), nil
+}
+
+// copyEncryptField appends the ciphertext field for raw, the field as it
+// appeared in the client's data.
+func (s *session) copyEncryptField(out []byte, f *pgsql.CopyField, raw []byte, zone *time.Location) ([]byte, error) {
+	c := s.copy
+	cp := c.cp
+	col := f.Column
+	if cp.Default != "" && string(raw) == cp.Default {
+		return out, errors.New("column " + col.String() + ": DEFAULT marker for an encrypted column")
+	}
+	var val []byte
+	isNull := false
+	if cp.Format == pgsql.CopyCSV {
+		quoted := len(raw) > 0 && raw[0] == cp.Quote[0]
+		val = unquoteCSV(c.field[:0], raw, cp)
+		c.field = val
+		switch {
+		case !quoted && string(raw) == cp.Null && !f.ForceNotNull:
+			isNull = true
+		case quoted && f.ForceNull && string(val) == cp.Null:
+			isNull = true
+		}
+	} else {
+		if string(raw) == cp.Null {
+			isNull = true
+		} else {
+			var err error
+			val, err = unescapeText(c.field[:0], raw)
+			if err != nil {
+				return out, errors.New("column " + col.String() + ": " + err.Error())
+			}
+			c.field = val
+		}
+	}
+	if isNull {
+		return append(out, raw...), nil // NULL stays NULL
+	}
+	canon, err := value.AppendCanonicalTextInZone(c.canon[:0], col.Type, val, zone)
+	if err != nil {
+		return out, errors.New("column " + col.String() + ": not a valid " + col.Type.String() + " value")
+	}
+	c.canon = canon
+	ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, c.ct[:0], col, canon)
+	if err != nil {
+		return out, errors.New("column " + col.String() + ": encryption failed")
+	}
+	c.ct = ct
+	if cp.Format == pgsql.CopyText {
+		out = append(out, '\\') // the backslash of \x, escaped
+	}
+	out = append(out, '\\', 'x')
+	return appendHex(out, ct), nil
+}
+
+func appendHex(dst, b []byte) []byte {
+	const digits = "0123456789abcdef"
+	for _, x := range b {
+		dst = append(dst, digits[x>>4], digits[x&15])
+	}
+	return dst
+}
+
+// unquoteCSV appends the value of a CSV field.
+func unquoteCSV(dst, raw []byte, cp *pgsql.Copy) []byte {
+	quote, esc := cp.Quote[0], cp.Escape[0]
+	inQuote := false
+	for i := 0; i < len(raw); i++ {
+		b := raw[i]
+		switch {
+		case inQuote && b == esc && i+1 < len(raw) && (raw[i+1] == quote || raw[i+1] == esc) && !(esc == quote && raw[i+1] != quote):
+			dst = append(dst, raw[i+1])
+			i++
+		case b == quote:
+			inQuote = !inQuote
+		default:
+			dst = append(dst, b)
+		}
+	}
+	return dst
+}
+
+// unescapeText appends the value of a text-format COPY field.
+func unescapeText(dst, raw []byte) ([]byte, error) {
+	for i := 0; i < len(raw); i++ {
+		b := raw[i]
+		if b != '\\' {
+			dst = append(dst, b)
+			continue
+		}
+		i++
+		if i >= len(raw) {
+			return dst, errors.New("field ends with a backslash")
+		}
+		switch c := raw[i]; c {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'v':
+			dst = append(dst, '\v')
+		case 'x':
+			v, n := 0, 0
+			for n < 2 && i+1 < len(raw) {
+				d, ok := unhex(raw[i+1])
+				if !ok {
+					break
+				}
+				v = v*16 + int(d)
+				i++
+				n++
+			}
+			if n == 0 {
+				dst = append(dst, 'x')
+			} else {
+				dst = append(dst, byte(v))
+			}
+		case '0', '1', '2', '3', '4', '5', '6', '7':
+			v := int(c - '0')
+			for n := 1; n < 3 && i+1 < len(raw) && raw[i+1] >= '0' && raw[i+1] <= '7'; n++ {
+				v = v*8 + int(raw[i+1]-'0')
+				i++
+			}
+			dst = append(dst, byte(v))
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, nil
+}
+
+// copyOutRow decrypts the encrypted fields of one COPY TO row (a whole
+// CopyData message from the server).
+func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) error {
+	if s.copyOutHeader {
+		s.copyOutHeader = false
+		w.Forward('d', body)
+		return nil
+	}
+	if len(body) == 0 || body[len(body)-1] != '\n' {
+		return s.fail(errorResponse("XX000", "dbproxy: result refused: a COPY row split across messages"), w)
+	}
+	row := body[:len(body)-1]
+	s.mu.Lock()
+	zone := s.zone
+	s.mu.Unlock()
+	out := append(s.row[:0], 'd', 0, 0, 0, 0)
+	delim := cp.Delimiter[0]
+	pos, n := 0, 0
+	for {
+		end, err := fieldEnd(row, pos, cp)
+		if err != nil || n >= len(cp.Fields) {
+			return s.fail(errorResponse("XX000", "dbproxy: result refused: a COPY row does not match its columns"), w)
+		}
+		raw := row[pos:end]
+		if n > 0 {
+			out = append(out, delim)
+		}
+		if col := cp.Fields[n].Column; col == nil {
+			out = append(out, raw...)
+		} else if out, err = s.copyDecryptField(out, cp, &cp.Fields[n], col, raw, zone); err != nil {
+			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
+		}
+		n++
+		if end >= len(row) {
+			break
+		}
+		pos = end + 1
+	}
+	if n != len(cp.Fields) {
+		return s.fail(errorResponse("XX000", "dbproxy: result refused: a COPY row does not match its columns"), w)
+	}
+	out = append(out, '\n')
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	_, _ = w.Write(out)
+	if cap(out) > 1<<20 {
+		s.row = nil
+	} else {
+		s.row = out
+	}
+	return nil
+}
+
+func (s *session) copyDecryptField(out []byte, cp *pgsql.Copy, f *pgsql.CopyField, col *rules.ColumnRule, raw []byte, zone *time.Location) ([]byte, error) {
+	var cell []byte
+	if cp.Format == pgsql.CopyCSV {
+		if len(raw) == 0 || string(raw) == cp.Null { // NULL (unquoted)
+			return append(out, raw...), nil
+		}
+		cell = unquoteCSV(s.txt[:0], raw, cp)
+	} else {
+		if string(raw) == cp.Null {
+			return append(out, raw...), nil
+		}
+		var err error
+		if cell, err = unescapeText(s.txt[:0], raw); err != nil {
+			return out, err
+		}
+	}
+	s.txt = cell
+	plain, err := s.decryptCell(nil, col, cell, 0, zone)
+	if err != nil {
+		return out, err
+	}
+	if cp.Format == pgsql.CopyCSV {
+		return appendCSV(out, plain, cp, f.ForceQuote), nil
+	}
+	return appendCopyText(out, plain, cp.Delimiter[0]), nil
+}
+
+func appendCopyText(dst, v []byte, delim byte) []byte {
+	for _, b := range v {
+		switch b {
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\v':
+			dst = append(dst, '\\', 'v')
+		default:
+			if b == delim {
+				dst = append(dst, '\\')
+			}
+			dst = append(dst, b)
+		}
+	}
+	return dst
+}
+
+func appendCSV(dst, v []byte, cp *pgsql.Copy, force bool) []byte {
+	quote, esc, delim := cp.Quote[0], cp.Escape[0], cp.Delimiter[0]
+	need := force || len(v) == 0 || string(v) == cp.Null || string(v) == `\.`
+	for _, b := range v {
+		if b == delim || b == quote || b == '\n' || b == '\r' || b == esc {
+			need = true
+		}
+	}
+	if !need {
+		return append(dst, v...)
+	}
+	dst = append(dst, quote)
+	for _, b := range v {
+		if b == quote || b == esc {
+			dst = append(dst, esc)
+		}
+		dst = append(dst, b)
+	}
+	return append(dst, quote)
+}
