@@ -86,6 +86,10 @@ for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.
 [ -f "$work/pgbouncer.pid" ] && pids+=("$(cat "$work/pgbouncer.pid")")
 
 declare -A port=([direct]=$pgport [pgbouncer]=$bport [dbproxy]=$dport)
+declare -A ppid=([direct]="" [pgbouncer]="$(cat "$work/pgbouncer.pid" 2>/dev/null || true)" [dbproxy]="${pids[0]}")
+# cpu_ticks PID: user+system clock ticks the process has used so far.
+cpu_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/stat"; else echo 0; fi; }
+hz=$(getconf CLK_TCK)
 targets="direct pgbouncer dbproxy"
 results="$work/results"
 : >"$results"
@@ -93,11 +97,15 @@ for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
     j=$(( c < 2 ? 1 : 2 ))
     for t in $targets; do
+      before=$(cpu_ticks "${ppid[$t]}")
       out=$(pgbench -S -n -c "$c" -j "$j" -T "$DURATION" -h 127.0.0.1 -p "${port[$t]}" -U postgres bench 2>&1)
+      after=$(cpu_ticks "${ppid[$t]}")
       tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
       lat=$(awk '/^latency average/ {print $4; exit}' <<<"$out")
-      echo "$t $c $tps $lat" >>"$results"
-      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms\n' "$round" "$t" "$c" "$tps" "$lat" >&2
+      # proxy CPU per transaction, in microseconds
+      cpu=$(awk -v b="$before" -v a="$after" -v hz="$hz" -v tps="$tps" -v d="$DURATION" 'BEGIN {printf "%.1f", (a-b)/hz*1e6/(tps*d)}')
+      echo "$t $c $tps $lat $cpu" >>"$results"
+      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms  proxy cpu %5.1f us/tx\n' "$round" "$t" "$c" "$tps" "$lat" "$cpu" >&2
     done
   done
 done
@@ -105,14 +113,15 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 echo "pgbench -S, scale $SCALE, ${DURATION}s x $ROUNDS rounds, median per target ($(nproc) cores, loopback)"
-printf '%-10s %8s %12s %12s %14s %18s\n' target clients tps latency_ms tps/direct added_latency_us
+printf '%-10s %8s %12s %12s %14s %18s %16s\n' target clients tps latency_ms tps/direct added_latency_us proxy_cpu_us/tx
 for c in $CLIENTS; do
   dt=$(awk -v c="$c" '$1=="direct" && $2==c {print $3}' "$results" | median)
   dl=$(awk -v c="$c" '$1=="direct" && $2==c {print $4}' "$results" | median)
   for t in $targets; do
     tt=$(awk -v t="$t" -v c="$c" '$1==t && $2==c {print $3}' "$results" | median)
     tl=$(awk -v t="$t" -v c="$c" '$1==t && $2==c {print $4}' "$results" | median)
-    awk -v t="$t" -v c="$c" -v tt="$tt" -v tl="$tl" -v dt="$dt" -v dl="$dl" \
-      'BEGIN {printf "%-10s %8d %12.0f %12.3f %14.2f %18.0f\n", t, c, tt, tl, tt/dt, (tl-dl)*1000}'
+    tc=$(awk -v t="$t" -v c="$c" '$1==t && $2==c {print $5}' "$results" | median)
+    awk -v t="$t" -v c="$c" -v tt="$tt" -v tl="$tl" -v dt="$dt" -v dl="$dl" -v tc="$tc" \
+      'BEGIN {printf "%-10s %8d %12.0f %12.3f %14.2f %18.0f %16.1f\n", t, c, tt, tl, tt/dt, (tl-dl)*1000, tc}'
   done
 done
