@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -201,11 +202,44 @@ func adminDB(t testing.TB, db *testenv.MariaDB) *sql.DB {
 func waitForProcess(t testing.TB, admin *sql.DB, marker string) int64 {
 	t.Helper()
 	var id int64
+	// SHOW FULL PROCESSLIST rather than information_schema.processlist:
+	// MariaDB 10.11 was seen to segfault (NULL dereference) while a test
+	// polled information_schema.processlist as new connections logged in.
 	waitFor(t, "query "+marker+" to run", func() bool {
-		err := admin.QueryRowContext(testCtx(t),
-			`SELECT id FROM information_schema.processlist WHERE info LIKE ? AND info NOT LIKE '%processlist%'`,
-			"%"+marker+"%").Scan(&id)
-		return err == nil
+		rows, err := admin.QueryContext(testCtx(t), `SHOW FULL PROCESSLIST`)
+		if err != nil {
+			return false
+		}
+		defer rows.Close()
+		cols, err := rows.Columns()
+		if err != nil {
+			return false
+		}
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				return false
+			}
+			var info string
+			var pid int64
+			for i, c := range cols {
+				switch strings.ToLower(c) {
+				case "id":
+					fmt.Sscan(string(vals[i]), &pid)
+				case "info":
+					info = string(vals[i])
+				}
+			}
+			if strings.Contains(info, marker) && !strings.Contains(strings.ToLower(info), "processlist") {
+				id = pid
+				return true
+			}
+		}
+		return false
 	})
 	return id
 }

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# pg-encrypted.sh: the cost of encryption. pgbench custom scripts on a table
+# with 3 encrypted columns (email deterministic, ssn randomized, salary
+# randomized bigint) through dbproxy, against the same workload on a
+# plaintext table through dbproxy and directly, in the same run, interleaved:
+#   select: point lookup by email (deterministic, so it is an equality on
+#           ciphertext the proxy computes), returning the decrypted row
+#   insert: a new row with all three columns encrypted
+#
+#   bench/pg-encrypted.sh                      # 10 s per run, 3 rounds, 16 clients
+#   DURATION=20 ROUNDS=5 CLIENTS="1 16" bench/pg-encrypted.sh
+set -euo pipefail
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-16}
+ROWS=${ROWS:-1000}
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+here=$(cd "$(dirname "$0")/.." && pwd)
+[ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+work=$(mktemp -d /tmp/dbproxy-benchenc.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$PGBIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+
+pgport=$(freeport); dport=$(freeport)
+as_pg "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+cat >>"$work/pg/postgresql.conf" <<CONF
+port = $pgport
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+fsync = off
+synchronous_commit = off
+max_connections = 100
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+direct="host=127.0.0.1 port=$pgport user=postgres dbname=bench"
+proxied="host=127.0.0.1 port=$dport user=postgres dbname=bench"
+as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$pgport" -U postgres bench
+psql -q "$direct" <<SQL
+CREATE TABLE users_enc   (id bigserial PRIMARY KEY, name text, email bytea, ssn bytea, salary bytea);
+CREATE INDEX ON users_enc (email);
+CREATE TABLE users_plain (id bigserial PRIMARY KEY, name text, email text, ssn text, salary bigint);
+CREATE INDEX ON users_plain (email);
+SQL
+
+cat >"$work/dbproxy.yaml" <<CONF
+listeners:
+  - name: pg
+    protocol: postgres
+    listen: 127.0.0.1:$dport
+    upstream: 127.0.0.1:$pgport
+    upstream_tls: { mode: disable }
+keys:
+  master_key: { provider: local, file: master.key }
+  store: { type: file, path: keys.json }
+encryption:
+  - table: users_enc
+    columns:
+      - { name: email, mode: deterministic, type: text }
+      - { name: ssn, type: text }
+      - { name: salary, type: bigint }
+log: { level: warn }
+CONF
+(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
+"$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
+"$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+pids+=($!)
+for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
+
+# Seed both tables through the proxy (the encrypted one can only be written
+# through it).
+for t in users_enc users_plain; do
+  awk -v t="$t" -v n="$ROWS" 'BEGIN { print "BEGIN;"; for (i = 1; i <= n; i++)
+    printf "INSERT INTO %s (name, email, ssn, salary) VALUES (%cuser %d%c, %cu%d@example.com%c, %c%03d-45-6789%c, %d);\n", t, 39, i, 39, 39, i, 39, 39, i % 1000, 39, 1000 * i;
+    print "COMMIT;" }' | psql -q -v ON_ERROR_STOP=1 "$proxied" >/dev/null
+done
+
+for t in users_enc users_plain; do
+  cat >"$work/select_$t.sql" <<SQL
+\\set id random(1, $ROWS)
+SELECT id, name, email, ssn, salary FROM $t WHERE email = 'u:id@example.com';
+SQL
+  cat >"$work/insert_$t.sql" <<SQL
+\\set id random(1, 1000000)
+INSERT INTO $t (name, email, ssn, salary) VALUES ('new user', 'n:id@example.com', '999-45-6789', :id);
+SQL
+done
+
+# Sanity: the encrypted lookup returns the decrypted row through the proxy.
+got=$(psql -tA "$proxied" -c "SELECT email, ssn, salary FROM users_enc WHERE email = 'u7@example.com'")
+[ "$got" = "u7@example.com|007-45-6789|7000" ] || { echo "sanity check failed: '$got'" >&2; exit 1; }
+
+results="$work/results"; : >"$results"
+run() { # name conn table workload clients
+  pgbench -n -M simple -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1 | awk '/^tps/ {print $3; exit}'
+}
+for round in $(seq "$ROUNDS"); do
+  for c in $CLIENTS; do
+    for w in select insert; do
+      for target in "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain"; do
+        IFS='|' read -r name conn table <<<"$target"
+        tps=$(run "$name" "$conn" "$table" "$w" "$c")
+        echo "$w $c $name $tps" >>"$results"
+        printf 'round %d  %-6s %2d clients  %-12s %10.0f tps\n' "$round" "$w" "$c" "$name" "$tps" >&2
+      done
+    done
+  done
+done
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo
+echo "encrypted (3 columns) vs plaintext, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
+printf '%-7s %8s %12s %12s %13s %15s %16s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct
+for w in select insert; do
+  for c in $CLIENTS; do
+    e=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="enc-proxy" {print $4}' "$results" | median)
+    p=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-proxy" {print $4}' "$results" | median)
+    d=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-direct" {print $4}' "$results" | median)
+    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f\n", w, c, e, p, d, e/p, e/d}'
+  done
+done
