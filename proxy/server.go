@@ -215,6 +215,22 @@ func (s *Server) trackConn(c *Conn, add bool) {
 	s.conns[c] = struct{}{}
 }
 
+// DrainConns asks every current connection to end at its next idle point,
+// as Shutdown does, while the server goes on accepting new connections. A
+// reload that changes what sessions must do uses it, so that no session
+// keeps running under the old rules.
+func (s *Server) DrainConns() {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.startDrain()
+	}
+}
+
 // NumConns returns the number of tracked connections.
 func (s *Server) NumConns() int {
 	s.mu.Lock()

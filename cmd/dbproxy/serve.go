@@ -24,17 +24,26 @@ const defaultShutdownTimeout = 30 * time.Second
 // It returns an error if a listener cannot be built or bound, or if one
 // stops serving unexpectedly.
 func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
-	return serveWith(ctx, cfg, logger, nil)
+	return serveWith(ctx, cfg, logger, nil, nil)
 }
 
-// serveWith is runServe with the encryption layer (nil: none).
-func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc *encryption) error {
+// reloader loads the configuration again and builds its encryption layer
+// (nil when it has no encryption rules); see reload.go.
+type reloader struct {
+	signals <-chan struct{}
+	load    func(ctx context.Context) (*config.Config, *encryption, error)
+}
+
+// serveWith is runServe with the encryption layer (nil: none) and, when rl
+// is set, a reload on every value from rl.signals (SIGHUP).
+func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc *encryption, rl *reloader) error {
 	type listener struct {
 		name string
 		lc   *config.Listener
 		log  *slog.Logger
 		srv  *proxy.Server
 		l    net.Listener
+		sw   *swaps
 	}
 	// Build every handler before binding anything, so a bad listener
 	// fails the start without opening sockets.
@@ -46,11 +55,15 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 			name = string(lc.Protocol)
 		}
 		log := logger.With(slog.String("listener", name))
-		h, err := newHandler(lc, name, logger, enc) // the handler adds the listener name itself
+		sw := &swaps{}
+		if err := sw.apply(lc, name, logger, enc); err != nil {
+			return fmt.Errorf("listener %q: %w", name, err)
+		}
+		h, err := newHandler(lc, name, logger, sw) // the handler adds the listener name itself
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", name, err)
 		}
-		ls = append(ls, listener{name: name, lc: lc, log: log, srv: &proxy.Server{Handler: h, Logger: log}})
+		ls = append(ls, listener{name: name, lc: lc, log: log, srv: &proxy.Server{Handler: h, Logger: log}, sw: sw})
 	}
 	if len(ls) == 0 {
 		return errors.New("no listeners configured")
@@ -82,11 +95,69 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	}
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case serveErr = <-errc:
-		logger.Error("listener failed; shutting down", slog.Any("error", serveErr))
+	var signals <-chan struct{}
+	if rl != nil {
+		signals = rl.signals
+	}
+	var retired []*encryption // replaced layers, closed at exit: drained sessions may still use them
+	defer func() {
+		for _, e := range retired {
+			e.close()
+		}
+	}()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			break loop
+		case serveErr = <-errc:
+			logger.Error("listener failed; shutting down", slog.Any("error", serveErr))
+			break loop
+		case <-signals:
+			next, nextEnc, err := rl.load(ctx)
+			if err != nil {
+				logReloadError(logger, cfg.Path, err)
+				continue
+			}
+			if listenersChanged(cfg, next) {
+				logger.Warn("reload: listener changes need a restart; applying the rest", slog.String("config", cfg.Path))
+			}
+			if !encryptionChanged(cfg, next) {
+				if nextEnc != nil {
+					nextEnc.close()
+				}
+				logger.Info("reload: encryption rules and keys unchanged", slog.String("config", cfg.Path))
+				continue
+			}
+			applied := true
+			for _, x := range ls {
+				if err := x.sw.check(x.lc, x.name, logger, nextEnc); err != nil {
+					logReloadError(logger, cfg.Path, fmt.Errorf("listener %q: %w", x.name, err))
+					applied = false
+					break
+				}
+			}
+			if !applied {
+				if nextEnc != nil {
+					nextEnc.close()
+				}
+				continue
+			}
+			for _, x := range ls {
+				_ = x.sw.apply(x.lc, x.name, logger, nextEnc) // checked above
+				x.srv.DrainConns()
+			}
+			if enc != nil {
+				retired = append(retired, enc)
+			}
+			enc, cfg.Encryption, cfg.Keys = nextEnc, next.Encryption, next.Keys
+			logger.Info("reload: new encryption rules apply to new sessions; earlier sessions end at their next transaction boundary",
+				slog.Int("columns", len(next.Columns())))
+		}
+	}
+	if enc != nil {
+		retired = append(retired, enc)
 	}
 
 	timeout := cfg.ShutdownTimeout
@@ -113,26 +184,19 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 
 // newHandler translates one listener's configuration into a protocol
 // handler, which logs to log with the listener name attached.
-func newHandler(lc *config.Listener, name string, log *slog.Logger, enc *encryption) (proxy.Handler, error) {
+func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (proxy.Handler, error) {
 	switch lc.Protocol {
 	case config.ProtocolPostgres:
-		return newPostgresHandler(lc, name, log, enc)
+		return newPostgresHandler(lc, name, log, &sw.pg)
 	case config.ProtocolMySQL:
-		return newMySQLHandler(lc, name, log, enc)
+		return newMySQLHandler(lc, name, log, &sw.my)
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", lc.Protocol)
 	}
 }
 
-func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, enc *encryption) (*postgres.Handler, error) {
-	opts := postgres.Options{Name: name, Upstream: lc.Upstream, Logger: log}
-	if enc != nil {
-		ic, err := enc.postgresInterceptor(lc, log.With(slog.String("listener", name)))
-		if err != nil {
-			return nil, err
-		}
-		opts.Interceptor = ic
-	}
+func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, ic *pgSwap) (*postgres.Handler, error) {
+	opts := postgres.Options{Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic}
 	if lc.TLS != nil {
 		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, postgres.ALPN)
 		if err != nil {
@@ -149,15 +213,8 @@ func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, enc 
 	return postgres.NewHandler(opts)
 }
 
-func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, enc *encryption) (*mysql.Handler, error) {
-	opts := mysql.Options{Name: name, Upstream: lc.Upstream, Logger: log}
-	if enc != nil { // never relay plaintext to a database that should hold ciphertext
-		ic, err := enc.mysqlInterceptor(log.With(slog.String("listener", name)))
-		if err != nil {
-			return nil, err
-		}
-		opts.Interceptor = ic
-	}
+func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *mySwap) (*mysql.Handler, error) {
+	opts := mysql.Options{Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic}
 	if lc.TLS != nil {
 		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile)
 		if err != nil {

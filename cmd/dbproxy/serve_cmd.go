@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/dbproxy/dbproxy/config"
 )
@@ -23,8 +26,28 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	if enc != nil {
-		defer enc.close()
-	}
-	return serveWith(ctx, cfg, logger, enc)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reloads <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+	rl := &reloader{signals: reloads, load: func(ctx context.Context) (*config.Config, *encryption, error) {
+		next, err := config.Load(*path)
+		if err != nil {
+			return nil, nil, err
+		}
+		nextEnc, err := openEncryption(ctx, next, e, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		return next, nextEnc, nil
+	}}
+	return serveWith(ctx, cfg, logger, enc, rl)
 }

@@ -213,6 +213,7 @@ func (p *pump) scan() error {
 		msg := p.buf[p.r+5 : p.r+5+body]
 		if p.hooked.Has(typ) {
 			p.out.buf = append(p.out.buf, p.buf[start:p.r]...)
+			hookStart := len(p.out.buf)
 			if err := p.hook(typ, msg, &p.out); err != nil {
 				p.r += 5 + body
 				start = p.r
@@ -222,6 +223,12 @@ func (p *pump) scan() error {
 			p.r += 5 + body
 			start = p.r
 			p.lastType = typ
+			// A hook may forward, drop or synthesize ReadyForQuery: account
+			// for the ones the client will actually see.
+			if !p.fromClient && p.acct != nil && p.readyInHookOutput(p.out.buf[hookStart:]) {
+				stop = errDrained
+				break
+			}
 			continue
 		}
 		// Seen whole for the accounting only: stays in the forwarded run.
@@ -236,6 +243,24 @@ func (p *pump) scan() error {
 		return err
 	}
 	return stop
+}
+
+// readyInHookOutput walks the messages a hook wrote and feeds each
+// ReadyForQuery to the accounting. It reports whether the session became
+// idle during a drain (then the pump stops after emitting).
+func (p *pump) readyInHookOutput(out []byte) bool {
+	drained := false
+	for len(out) >= 5 {
+		n := int(binary.BigEndian.Uint32(out[1:5]))
+		if n < 4 || 1+n > len(out) {
+			return drained
+		}
+		if out[0] == 'Z' && n == 5 && p.acct.readyForQuery(out[5]) {
+			drained = true
+		}
+		out = out[1+n:]
+	}
+	return drained
 }
 
 // emit writes the forwarded run buf[start:r], after any hook output.
