@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -119,7 +120,7 @@ func (h *Handler) handshakeTimeout() time.Duration {
 
 // ServeConn serves one client connection (proxy.Handler).
 func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
-	nc := c.NetConn()
+	nc := rawio.Wrap(c.NetConn())
 	s := &session{
 		h:         h,
 		pc:        c,
@@ -144,7 +145,7 @@ func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream: %w", err)
 	}
-	return conn, nil
+	return rawio.Wrap(conn), nil
 }
 
 // rsaKey is the proxy's own RSA key pair, generated on first use. It lets

@@ -1,4 +1,4 @@
-package postgres
+package rawio
 
 import (
 	"io"
@@ -33,8 +33,8 @@ type rawIOConn struct {
 	writeFn func(uintptr) bool
 }
 
-// withRawIO returns c with raw-syscall I/O when it is a TCP connection.
-func withRawIO(c net.Conn) net.Conn {
+// Wrap returns c with raw-syscall I/O when it is a TCP connection.
+func Wrap(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
