@@ -87,5 +87,3 @@ func CancelKeyCount(h *Handler) int {
 	return len(h.keys.m)
 }
 
-// WithRawIO exposes the raw-syscall connection wrapper.
-var WithRawIO = withRawIO
