@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,6 +35,10 @@ type catalog struct {
 	rules    *rules.Set // narrowed to database
 	connect  ConnectFunc
 
+	// gen counts purges: an answer derived from the cache is current while
+	// gen has not moved.
+	gen atomic.Uint64
+
 	mu     sync.Mutex
 	conn   *pgx.Conn
 	tables map[uint32]*tableInfo
@@ -47,6 +52,7 @@ func newCatalog(database, user string, set *rules.Set, connect ConnectFunc) *cat
 func (c *catalog) purge() {
 	c.mu.Lock()
 	clear(c.tables)
+	c.gen.Add(1)
 	c.mu.Unlock()
 }
 

@@ -28,6 +28,18 @@ type stmtInfo struct {
 	noData    bool // described as returning no rows
 	cols      []*rules.ColumnRule
 	poison    *pgproto3.ErrorResponse
+	rd        rowDesc // the last RowDescription of this statement
+}
+
+// rowDesc remembers a RowDescription the server sent and what the proxy
+// made of it, so that the same bytes are not decoded again (backend
+// goroutine only). It is current while the catalog's generation is gen.
+type rowDesc struct {
+	body   []byte // the server's message body; nil: empty
+	gen    uint64
+	simple bool
+	cols   []*rules.ColumnRule // nil: no encrypted column, forward as is
+	out    []byte              // the rewritten message, type and length included
 }
 
 // portalInfo is a bound portal.
@@ -61,18 +73,24 @@ type session struct {
 	searchPath string // "$user" substituted
 
 	// Frontend goroutine only.
-	skipping bool
-	skipErr  *pgproto3.ErrorResponse
-	stmts    map[string]*stmtInfo
-	portals  map[string]*portalInfo
-	qbuf     []byte
-	copy     *copyIn // a COPY FROM STDIN in progress
-	fcanon   []byte
-	fct      []byte
+	skipping   bool
+	skipErr    *pgproto3.ErrorResponse
+	stmts      map[string]*stmtInfo
+	portals    map[string]*portalInfo // named portals
+	unnamed    *portalInfo            // the unnamed portal
+	qbuf       []byte
+	bformats   []int16 // Bind scratch: parameter formats
+	bvals      []span  // Bind scratch: parameter values
+	copy       *copyIn // a COPY FROM STDIN in progress
+	fcanon     []byte
+	evSlab     []event
+	portalSlab []portalInfo
+	fct        []byte
 
 	// Shared between the goroutines.
 	mu       sync.Mutex
-	queue    []*event
+	queue    []*event // pending from queue[qhead]
+	qhead    int
 	prepared pgsql.Prepared
 	zone     *time.Location
 	scsOff   bool
@@ -86,7 +104,17 @@ type session struct {
 	ct            []byte
 	canon         []byte
 	txt           []byte
+	simpleRD      rowDesc // the last RowDescription of a simple query
 }
+
+// span locates a Bind parameter value; off < 0: NULL.
+type span struct{ off, n int }
+
+// Shared, never modified result format lists (the common Bind cases).
+var (
+	resultFormatsText   = []int16{0}
+	resultFormatsBinary = []int16{1}
+)
 
 func errorResponse(code, msg string) *pgproto3.ErrorResponse {
 	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg}
@@ -109,8 +137,39 @@ func safeReason(err error) string {
 	return "catalog or key error"
 }
 
+// newEvent returns a new event holding e. Events are carved from slabs to
+// spare an allocation per message; a slab is never reused (frontend
+// goroutine only).
+func (s *session) newEvent(e event) *event {
+	if len(s.evSlab) == 0 {
+		s.evSlab = make([]event, slabSize)
+	}
+	ev := &s.evSlab[0]
+	*ev = e
+	s.evSlab = s.evSlab[1:]
+	return ev
+}
+
+// newPortal is newEvent for portals.
+func (s *session) newPortal(p portalInfo) *portalInfo {
+	if len(s.portalSlab) == 0 {
+		s.portalSlab = make([]portalInfo, slabSize)
+	}
+	pi := &s.portalSlab[0]
+	*pi = p
+	s.portalSlab = s.portalSlab[1:]
+	return pi
+}
+
+const slabSize = 32
+
 func (s *session) push(evs ...*event) {
 	s.mu.Lock()
+	if s.qhead > 0 && len(s.queue)+len(evs) > cap(s.queue) {
+		n := copy(s.queue, s.queue[s.qhead:])
+		clear(s.queue[n:])
+		s.queue, s.qhead = s.queue[:n], 0
+	}
 	s.queue = append(s.queue, evs...)
 	s.mu.Unlock()
 }
@@ -118,17 +177,25 @@ func (s *session) push(evs ...*event) {
 func (s *session) head() *event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.queue) == 0 {
+	if s.qhead == len(s.queue) {
 		return nil
 	}
-	return s.queue[0]
+	return s.queue[s.qhead]
+}
+
+// popLocked drops the first event; s.mu held, the queue not empty.
+func (s *session) popLocked() {
+	s.queue[s.qhead] = nil
+	s.qhead++
+	if s.qhead == len(s.queue) {
+		s.queue, s.qhead = s.queue[:0], 0
+	}
 }
 
 func (s *session) pop() {
 	s.mu.Lock()
-	if len(s.queue) > 0 {
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+	if s.qhead < len(s.queue) {
+		s.popLocked()
 	}
 	s.mu.Unlock()
 }
@@ -138,12 +205,11 @@ func (s *session) pop() {
 func (s *session) popUntilSync() *event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.queue) > 0 {
-		if k := s.queue[0].kind; k == 'S' || k == 'Q' {
-			return s.queue[0]
+	for s.qhead < len(s.queue) {
+		if ev := s.queue[s.qhead]; ev.kind == 'S' || ev.kind == 'Q' {
+			return ev
 		}
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+		s.popLocked()
 	}
 	return nil
 }
@@ -179,7 +245,7 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	case 'Q':
 		return s.query(body, w)
 	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
-		s.push(&event{kind: 'Q'})
+		s.push(s.newEvent(event{kind: 'Q'}))
 	case 'P':
 		return s.parse(body, w)
 	case 'B':
@@ -188,7 +254,7 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 		return s.describe(body, w)
 	case 'E':
 		portal, _, _ := bytes.Cut(body, []byte{0})
-		p := s.portals[string(portal)]
+		p := s.portal(portal)
 		if p == nil {
 			// A portal the proxy did not see bound (a cursor opened by
 			// DECLARE, say): its rows cannot be attributed safely.
@@ -196,7 +262,7 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 				"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
 			return nil
 		}
-		s.push(&event{kind: 'E', portal: p, stmt: p.stmt})
+		s.push(s.newEvent(event{kind: 'E', portal: p, stmt: p.stmt}))
 	case 'C':
 		if len(body) > 1 {
 			name, _, _ := bytes.Cut(body[1:], []byte{0})
@@ -205,17 +271,27 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 				s.mu.Lock()
 				s.prepared.Remove(string(name))
 				s.mu.Unlock()
+			} else if len(name) == 0 {
+				s.unnamed = nil
 			} else {
 				delete(s.portals, string(name))
 			}
 		}
-		s.push(&event{kind: 'C'})
+		s.push(s.newEvent(event{kind: 'C'}))
 	case 'S':
-		s.push(&event{kind: 'S', inject: s.skipErr})
+		s.push(s.newEvent(event{kind: 'S', inject: s.skipErr}))
 		s.skipping, s.skipErr = false, nil
 	}
 	w.Forward(typ, body)
 	return nil
+}
+
+// portal returns the portal bound under name, nil if none.
+func (s *session) portal(name []byte) *portalInfo {
+	if len(name) == 0 {
+		return s.unnamed
+	}
+	return s.portals[string(name)]
 }
 
 // refuseBatch discards the client's messages up to the next Sync and
@@ -227,7 +303,7 @@ func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
 // refuseQuery replaces a simple Query by an empty one and reports e in
 // place of its EmptyQueryResponse.
 func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
-	s.push(&event{kind: 'Q', inject: e})
+	s.push(s.newEvent(event{kind: 'Q', inject: e}))
 	w.Forward('Q', []byte{0})
 	return nil
 }
@@ -248,7 +324,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		return s.refuseQuery(refusalResponse(err), w)
 	}
 	if plan.Passthrough() {
-		s.push(&event{kind: 'Q'})
+		s.push(s.newEvent(event{kind: 'Q'}))
 		w.Forward('Q', body)
 		return nil
 	}
@@ -283,7 +359,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	out = append(out, 0)
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-	s.push(&event{kind: 'Q', plan: plan})
+	s.push(s.newEvent(event{kind: 'Q', plan: plan}))
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
 		s.copy = &copyIn{cp: copyPlan.Copy, header: copyPlan.Copy.Header}
 	}
@@ -386,7 +462,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	d = append(d, 0)
 	binary.BigEndian.PutUint32(d[1:5], uint32(len(d)-1))
 	_, _ = w.Write(d)
-	s.push(&event{kind: 'P', stmt: st}, &event{kind: 'D', stmt: st, hidden: true})
+	s.push(s.newEvent(event{kind: 'P', stmt: st}), s.newEvent(event{kind: 'D', stmt: st, hidden: true}))
 	return nil
 }
 
@@ -402,14 +478,14 @@ func (s *session) describe(body []byte, w *postgres.Writer) error {
 			s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Describe of a statement not prepared through this proxy"))
 			return nil
 		}
-		s.push(&event{kind: 'D', stmt: st})
+		s.push(s.newEvent(event{kind: 'D', stmt: st}))
 	default:
-		p := s.portals[string(name)]
+		p := s.portal(name)
 		if p == nil {
 			s.refuseBatch(errorResponse("34000", "dbproxy: statement refused: Describe of a portal not bound through this proxy"))
 			return nil
 		}
-		s.push(&event{kind: 'd', portal: p, stmt: p.stmt})
+		s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt}))
 	}
 	w.Forward('D', body)
 	return nil
@@ -451,7 +527,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if len(rest) < pos+2*nf+2 {
 		return errBadBind
 	}
-	pformats := make([]int16, nf)
+	pformats := s.bformats[:0]
+	if cap(pformats) < nf {
+		pformats = make([]int16, nf)
+	}
+	pformats = pformats[:nf]
+	s.bformats = pformats
 	for i := range pformats {
 		pformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
 		pos += 2
@@ -459,8 +540,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	np := int(binary.BigEndian.Uint16(rest[pos:]))
 	pos += 2
 	valStart := pos
-	type span struct{ off, n int }
-	vals := make([]span, np)
+	vals := s.bvals[:0]
+	if cap(vals) < np {
+		vals = make([]span, np)
+	}
+	vals = vals[:np]
+	s.bvals = vals
 	for i := range vals {
 		if len(rest) < pos+4 {
 			return errBadBind
@@ -486,16 +571,29 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if len(rest) != pos+2*nr {
 		return errBadBind
 	}
-	rformats := make([]int16, nr)
-	for i := range rformats {
-		rformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
-		pos += 2
+	var rformats []int16
+	switch {
+	case nr == 0:
+	case nr == 1 && rest[pos] == 0 && rest[pos+1] == 0:
+		rformats = resultFormatsText
+	case nr == 1 && rest[pos] == 0 && rest[pos+1] == 1:
+		rformats = resultFormatsBinary
+	default:
+		rformats = make([]int16, nr)
+		for i := range rformats {
+			rformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
+			pos += 2
+		}
 	}
-	p := &portalInfo{stmt: st, formats: rformats}
-	if s.portals == nil {
-		s.portals = map[string]*portalInfo{}
+	p := s.newPortal(portalInfo{stmt: st, formats: rformats})
+	if len(portal) == 0 {
+		s.unnamed = p
+	} else {
+		if s.portals == nil {
+			s.portals = map[string]*portalInfo{}
+		}
+		s.portals[string(portal)] = p
 	}
-	s.portals[string(portal)] = p
 	encrypted := false
 	if st.plan != nil {
 		for _, prm := range st.plan.Params {
@@ -505,7 +603,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		}
 	}
 	if !encrypted {
-		s.push(&event{kind: 'B', portal: p})
+		s.push(s.newEvent(event{kind: 'B', portal: p}))
 		w.Forward('B', body)
 		return nil
 	}
@@ -598,7 +696,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		out = binary.BigEndian.AppendUint16(out, uint16(f))
 	}
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-	s.push(&event{kind: 'B', portal: p})
+	s.push(s.newEvent(event{kind: 'B', portal: p}))
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
@@ -787,18 +885,19 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 		ev.srvErr = true
 		s.cols = nil
 	case 'T':
-		cols, errResp, err := s.resultColumns(body, true)
+		rd, errResp, err := s.rowDescription(&s.simpleRD, body, true)
 		if err != nil {
 			return err
 		}
 		if errResp != nil {
 			return s.fail(errResp, w)
 		}
-		s.cols, s.formats = cols, nil
-		if cols == nil {
+		s.cols, s.formats = rd.cols, nil
+		if rd.cols == nil {
 			break
 		}
-		return s.sendRowDescription(body, cols, w)
+		_, _ = w.Write(rd.out)
+		return nil
 	case 'D':
 		if s.cols != nil {
 			return s.dataRow(body, w)
@@ -905,9 +1004,13 @@ func (s *session) parameterDescription(st *stmtInfo, body []byte, w *postgres.Wr
 
 // describeRows handles the RowDescription answering a Describe.
 func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error {
-	cols, errResp, err := s.resultColumns(body, false)
+	rd, errResp, err := s.rowDescription(&ev.stmt.rd, body, false)
 	if err != nil {
 		return err
+	}
+	var cols []*rules.ColumnRule
+	if errResp == nil {
+		cols = rd.cols
 	}
 	if ev.kind == 'D' {
 		ev.stmt.described, ev.stmt.cols, ev.stmt.poison, ev.stmt.noData = true, cols, errResp, false
@@ -922,17 +1025,53 @@ func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error
 		w.Forward('T', body)
 		return nil
 	}
-	return s.sendRowDescription(body, cols, w)
+	_, _ = w.Write(rd.out)
+	return nil
+}
+
+// rowDescription maps a RowDescription to column rules and, if it has
+// encrypted columns, rewrites it, reusing c when the server sent the same
+// bytes under the same catalog generation. A non-nil ErrorResponse means
+// the result must not reach the client; the returned rowDesc is then
+// meaningless.
+func (s *session) rowDescription(c *rowDesc, body []byte, simple bool) (*rowDesc, *pgproto3.ErrorResponse, error) {
+	gen := s.db.catalog.gen.Load()
+	if c.body != nil && c.gen == gen && c.simple == simple && bytes.Equal(c.body, body) {
+		return c, nil, nil
+	}
+	cols, errResp, cacheable, err := s.resultColumns(body, simple)
+	if err != nil || errResp != nil {
+		return nil, errResp, err
+	}
+	out := c.out[:0]
+	if cols != nil {
+		if out, err = s.appendRowDescription(out, body, cols); err != nil {
+			return nil, nil, err
+		}
+	}
+	*c = rowDesc{gen: gen, simple: simple, cols: cols, out: out}
+	if cacheable && len(body) <= 1<<16 {
+		c.body = append(c.body[:0], body...)
+	}
+	if cap(c.out) > 1<<20 {
+		// Do not keep a huge buffer around; this result is used once.
+		tmp := *c
+		*c = rowDesc{}
+		return &tmp, nil, nil
+	}
+	return c, nil, nil
 }
 
 // resultColumns maps the fields of a RowDescription to column rules. A
 // non-nil ErrorResponse means the result must not reach the client.
-func (s *session) resultColumns(body []byte, simple bool) ([]*rules.ColumnRule, *pgproto3.ErrorResponse, error) {
+// cacheable is false if the answer may change without a catalog purge (a
+// relation the catalog cannot see yet).
+func (s *session) resultColumns(body []byte, simple bool) (cols []*rules.ColumnRule, errResp *pgproto3.ErrorResponse, cacheable bool, err error) {
 	var rd pgproto3.RowDescription
 	if err := rd.Decode(body); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	var cols []*rules.ColumnRule
+	cacheable = true
 	for i := range rd.Fields {
 		f := &rd.Fields[i]
 		if f.TableOID == 0 {
@@ -941,53 +1080,74 @@ func (s *session) resultColumns(body []byte, simple bool) ([]*rules.ColumnRule, 
 		ti, err := s.db.catalog.Table(s.ctx, f.TableOID)
 		if err != nil {
 			s.log.Warn("catalog lookup failed", slog.Any("error", err))
-			return nil, errorResponse("XX000", "dbproxy: cannot resolve the columns of a result: catalog lookup failed"), nil
+			return nil, errorResponse("XX000", "dbproxy: cannot resolve the columns of a result: catalog lookup failed"), false, nil
 		}
 		if !ti.found {
 			if f.DataTypeOID == 17 {
 				return nil, errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), nil
+					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), false, nil
 			}
+			cacheable = false
 			continue
 		}
 		col := ti.cols[int16(f.TableAttributeNumber)]
 		if col == nil {
 			if ti.encView && f.DataTypeOID == 17 {
 				return nil, errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), nil
+					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), false, nil
 			}
 			continue
 		}
 		if simple && f.Format != 0 {
 			return nil, errorResponse(pgsql.StateFeatureNotSupported,
-				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), nil
+				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), false, nil
 		}
 		if !knownType(col.Type) {
-			return nil, errorResponse("XX000", "dbproxy: result refused: column "+col.String()+" has an unknown type"), nil
+			return nil, errorResponse("XX000", "dbproxy: result refused: column "+col.String()+" has an unknown type"), false, nil
 		}
 		if cols == nil {
 			cols = make([]*rules.ColumnRule, len(rd.Fields))
 		}
 		cols[i] = col
 	}
-	return cols, nil, nil
+	return cols, nil, cacheable, nil
 }
 
-func (s *session) sendRowDescription(body []byte, cols []*rules.ColumnRule, w *postgres.Writer) error {
-	var rd pgproto3.RowDescription
-	if err := rd.Decode(body); err != nil {
-		return err
+var errBadRowDescription = errors.New("invalid RowDescription")
+
+// appendRowDescription appends the RowDescription body (a message the
+// server sent) with the plaintext type of each encrypted column, as a
+// whole message.
+func (s *session) appendRowDescription(dst, body []byte, cols []*rules.ColumnRule) ([]byte, error) {
+	if len(body) < 2 {
+		return dst, errBadRowDescription
 	}
-	for i, col := range cols {
-		if col == nil || i >= len(rd.Fields) {
-			continue
+	start := len(dst)
+	dst = append(dst, 'T', 0, 0, 0, 0)
+	dst = append(dst, body...)
+	msg := dst[start+5:]
+	n := int(binary.BigEndian.Uint16(msg))
+	pos := 2
+	for i := 0; i < n; i++ {
+		name := bytes.IndexByte(msg[pos:], 0)
+		if name < 0 || pos+name+1+18 > len(msg) {
+			return dst[:start], errBadRowDescription
 		}
-		f := &rd.Fields[i]
-		f.DataTypeOID = plaintextOID[col.Type].oid
-		f.DataTypeSize = plaintextOID[col.Type].size
-		f.TypeModifier = -1
+		pos += name + 1
+		// table OID (4), attnum (2), type OID (4), size (2), modifier (4), format (2)
+		if i < len(cols) && cols[i] != nil {
+			t := cols[i].Type
+			binary.BigEndian.PutUint32(msg[pos+6:], plaintextOID[t].oid)
+			binary.BigEndian.PutUint16(msg[pos+10:], uint16(plaintextOID[t].size))
+			binary.BigEndian.PutUint32(msg[pos+12:], 0xffffffff)
+		}
+		pos += 18
 	}
-	return w.Send(&rd)
+	if pos != len(msg) {
+		return dst[:start], errBadRowDescription
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst, nil
 }
 
 func (s *session) dataRow(body []byte, w *postgres.Writer) error {
