@@ -86,4 +86,3 @@ func CancelKeyCount(h *Handler) int {
 	defer h.keys.mu.Unlock()
 	return len(h.keys.m)
 }
-
