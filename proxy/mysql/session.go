@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -55,10 +54,9 @@ type session struct {
 	clientTLS bool
 	cbr       *bufio.Reader // connection-phase reader of client
 
-	mu        sync.Mutex // guards rawServer and closed against hardClose
+	socks     *proxy.Sockets // closes both sockets from any goroutine
 	rawServer net.Conn
 	server    net.Conn
-	closed    bool
 	serverTLS bool
 	sbr       *bufio.Reader // connection-phase reader of server
 
@@ -140,35 +138,20 @@ func (s *session) info() SessionInfo {
 
 // hardClose closes both sockets; it runs when the connection's context is
 // cancelled (server Close, or Shutdown timing out).
-func (s *session) hardClose() {
-	s.mu.Lock()
-	s.closed = true
-	srv := s.rawServer
-	s.mu.Unlock()
-	_ = s.rawClient.Close()
-	if srv != nil {
-		_ = srv.Close()
-	}
-}
+func (s *session) hardClose() { s.socks.HardClose() }
 
+// setServer records the upstream socket (raw) and the connection the
+// session talks over (raw, or TLS over it). It reports false if the session
+// was hard-closed meanwhile.
 func (s *session) setServer(raw, conn net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	if !s.socks.SetServer(raw) {
 		return false
 	}
 	s.rawServer, s.server = raw, conn
 	return true
 }
 
-func (s *session) closeServer() {
-	s.mu.Lock()
-	srv := s.rawServer
-	s.mu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
-	}
-}
+func (s *session) closeServer() { s.socks.CloseServer() }
 
 // endStartup reports a connection-phase failure to the client (if it is a
 // wire error) and to the log (unless it is routine).

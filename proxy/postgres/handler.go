@@ -123,6 +123,7 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		h:         h,
 		pc:        c,
 		rawClient: nc,
+		socks:     proxy.NewSockets(nc),
 		client:    withRawIO(nc),
 		log: h.log.With(
 			slog.Uint64("conn", h.nextID.Add(1)),
