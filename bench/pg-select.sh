@@ -5,6 +5,8 @@
 #
 #   bench/pg-select.sh                 # defaults: 10 s per run, 3 rounds
 #   DURATION=20 ROUNDS=5 bench/pg-select.sh
+#   PERF=1 bench/pg-select.sh          # also proxy syscalls and context
+#                                      # switches per transaction (linux-perf)
 #
 # Starts its own throwaway PostgreSQL and PgBouncer (Debian packages
 # postgresql, pgbouncer) on free ports under a temp dir, and builds dbproxy.
@@ -12,6 +14,7 @@
 set -euo pipefail
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
+PERF=${PERF:-}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-"1 16"}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
@@ -98,14 +101,24 @@ for round in $(seq "$ROUNDS"); do
     j=$(( c < 2 ? 1 : 2 ))
     for t in $targets; do
       before=$(cpu_ticks "${ppid[$t]}")
+      if [ -n "$PERF" ] && [ -n "${ppid[$t]}" ]; then
+        perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.$t" -p "${ppid[$t]}" &
+        perfpid=$!
+      fi
       out=$(pgbench -S -n -c "$c" -j "$j" -T "$DURATION" -h 127.0.0.1 -p "${port[$t]}" -U postgres bench 2>&1)
       after=$(cpu_ticks "${ppid[$t]}")
+      perfline=""
+      if [ -n "$PERF" ] && [ -n "${ppid[$t]}" ]; then
+        kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
+        perfline=$(awk -F, -v n="$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)" \
+          '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1} END {printf "  %.2f syscalls/tx  %.2f ctxsw/tx", sc/n, cs/n}' "$work/perf.$t")
+      fi
       tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
       lat=$(awk '/^latency average/ {print $4; exit}' <<<"$out")
       # proxy CPU per transaction, in microseconds
       cpu=$(awk -v b="$before" -v a="$after" -v hz="$hz" -v tps="$tps" -v d="$DURATION" 'BEGIN {printf "%.1f", (a-b)/hz*1e6/(tps*d)}')
       echo "$t $c $tps $lat $cpu" >>"$results"
-      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms  proxy cpu %5.1f us/tx\n' "$round" "$t" "$c" "$tps" "$lat" "$cpu" >&2
+      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms  proxy cpu %5.1f us/tx%s\n' "$round" "$t" "$c" "$tps" "$lat" "$cpu" "$perfline" >&2
     done
   done
 done

@@ -19,6 +19,7 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/kms"
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
 )
 
@@ -33,8 +34,15 @@ type myEncEnv struct {
 
 // startMyEncProxy creates the tables (ddl statements, run directly), a
 // local master key, a file keystore with every data key of specs, and an
-// encrypting proxy.
+// encrypting proxy without a catalog.
 func startMyEncProxy(t testing.TB, ddl []string, specs []rules.Spec) *myEncEnv {
+	t.Helper()
+	return startMyEncProxyWith(t, ddl, specs, nil)
+}
+
+// startMyEncProxyWith is startMyEncProxy with a catalog: catalog, if not
+// nil, returns the proxy's mysqlsql.Catalog for the started database.
+func startMyEncProxyWith(t testing.TB, ddl []string, specs []rules.Spec, catalog func(*testenv.MariaDB) mysqlsql.Catalog) *myEncEnv {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.StartMariaDB(t)
@@ -79,7 +87,11 @@ func startMyEncProxy(t testing.TB, ddl []string, specs []rules.Spec) *myEncEnv {
 			t.Fatalf("ddl: %v", err)
 		}
 	}
-	ic, err := mycrypt.New(mycrypt.Options{Rules: set, Keys: mgr, Logger: slog.New(slog.DiscardHandler)})
+	opts := mycrypt.Options{Rules: set, Keys: mgr, Logger: slog.New(slog.DiscardHandler)}
+	if catalog != nil {
+		opts.Catalog = catalog(db)
+	}
+	ic, err := mycrypt.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,16 @@
 // # Limits
 //
 // timestamptz literals and parameters are read, and rendered, in UTC (the
-// session time_zone is not tracked). INSERT without a column list into an
-// encrypted table needs a mysqlsql.Catalog (none is wired yet: refused).
+// session time_zone is not tracked). INSERT and REPLACE without a column
+// list into an encrypted table need a mysqlsql.Catalog ([Catalog] reads
+// information_schema.columns over its own upstream connection; without
+// one, or when it cannot answer, they are refused): the column order is
+// pinned into the statement, cached by the planner, and re-read after DDL
+// seen through the proxy (a string whose plan has mysqlsql.Plan.DDL purges
+// on its OK/ERR) or when a row's width no longer matches. DDL run behind
+// the proxy's back can leave a same-width reordering unseen until then:
+// values still go to the columns the proxy encrypted them for (pinned
+// names), never plaintext into an encrypted column.
 // The current database after a multi-statement string containing USE is
 // settled only by its final OK: if the string ends with a result set, it
 // stays unknown (unqualified encrypted table names refused) until the next

@@ -23,8 +23,9 @@ type Options struct {
 	// share one.
 	Keys      rules.Keys
 	Encryptor *rules.Encryptor
-	// Catalog, optional, gives column orders for INSERT without a column
-	// list.
+	// Catalog, optional, gives column orders for INSERT and REPLACE without
+	// a column list into tables with encrypted columns (see [Catalog]);
+	// without one such statements are refused.
 	Catalog mysqlsql.Catalog
 	// PlanCache is the number of cached plans (default 1024).
 	PlanCache int
@@ -148,6 +149,9 @@ func (s *session) plan(sql string) (*mysqlsql.Plan, error) {
 	if err != nil {
 		var r *mysqlsql.Refusal
 		if errors.As(err, &r) {
+			if r.Cause != nil {
+				s.log.Warn("catalog lookup failed", "table", r.Column, "err", r.Cause)
+			}
 			return nil, refused(r)
 		}
 		return nil, failed("cannot plan the statement", err)
@@ -247,7 +251,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
-	if plan.Encrypted || plan.HasUse {
+	if plan.Encrypted || plan.HasUse || plan.DDL {
 		x.Watch, x.State = true, st
 	}
 	if plan.Passthrough {
@@ -330,6 +334,10 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 	case mysql.KindOK, mysql.KindERR:
 		if st.use {
 			s.finishUse(st, kind, payload)
+		}
+		if st.plan != nil && st.plan.DDL {
+			// A table may have new columns: column orders are asked again.
+			s.ic.planner.Purge()
 		}
 		w.Packet(payload)
 		return nil

@@ -35,7 +35,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		return refused(errors.New("dbproxy: statement refused: long data was sent for an encrypted parameter"))
 	}
 	plan := st.plan
-	if plan.Encrypted {
+	if plan.Encrypted || plan.DDL {
 		x.Watch, x.State = true, &exState{plan: plan, stmt: st}
 	}
 	n := len(plan.Params)

@@ -36,6 +36,7 @@ type analyzer struct {
 	params      map[*driver.ParamMarkerExpr]int
 	encrypted   bool
 	usedCatalog bool
+	pinned      bool // a column list from the catalog was written into the statement
 	err         *Refusal
 	reasons     []reasonEntry
 	aliases     map[string]*rules.ColumnRule // select-list aliases of encrypted columns
@@ -114,7 +115,7 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 		return a.err
 	}
 	a.setPlain()
-	if len(a.repl) > 0 {
+	if len(a.repl) > 0 || a.pinned {
 		// Plain placeholders become slots too, so that the server's
 		// parameter order is known whatever order the restore writes.
 		for m, i := range a.params {
@@ -286,19 +287,7 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 		cols = append(cols, c.Name.O)
 	}
 	if len(cols) == 0 && (len(s.Lists) > 0 || s.Select != nil) {
-		if a.p.catalog == nil {
-			a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns: name the columns"})
-			return
-		}
-		a.usedCatalog = true
-		db := a.db
-		if tn := s.Table.TableRefs.Left.(*ast.TableSource).Source.(*ast.TableName); tn.Schema.O != "" {
-			db = tn.Schema.O
-		}
-		var err error
-		cols, err = a.p.catalog.Columns(a.ctx, db, tname)
-		if err != nil || len(cols) == 0 {
-			a.refuse(&Refusal{Column: target.String(), Reason: "cannot read the table's column list"})
+		if cols = a.catalogColumns(s, target, tname); cols == nil {
 			return
 		}
 	}
@@ -331,6 +320,52 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 	for _, asg := range s.OnDuplicate {
 		asg.Accept(a)
 	}
+}
+
+// catalogColumns returns the column order of the target of an INSERT
+// without a column list and pins it into the statement, so that the
+// values go to the columns the proxy encrypted them for even if the table
+// changes later (the server rejects the statement rather than shifting a
+// value into another column). nil: refused.
+func (a *analyzer) catalogColumns(s *ast.InsertStmt, target *rules.TableRule, tname string) []string {
+	if a.p.catalog == nil {
+		a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection (none is configured): name the columns"})
+		return nil
+	}
+	a.usedCatalog = true
+	tn := s.Table.TableRefs.Left.(*ast.TableSource).Source.(*ast.TableName)
+	db := a.db
+	if tn.Schema.O != "" {
+		db = tn.Schema.O
+	}
+	cols, cached, err := a.p.columns(a.ctx, db, tname, false)
+	if err == nil && cached && !rowsMatch(s.Lists, len(cols)) {
+		// The table may have changed behind the proxy's back: ask again.
+		cols, _, err = a.p.columns(a.ctx, db, tname, true)
+	}
+	if err != nil {
+		a.refuse(&Refusal{Column: target.String(), Reason: "cannot read the table's column order from the catalog: name the columns", Cause: err})
+		return nil
+	}
+	if len(cols) == 0 {
+		a.refuse(&Refusal{Column: target.String(), Reason: "the catalog does not know the table's columns: name the columns"})
+		return nil
+	}
+	s.Columns = make([]*ast.ColumnName, len(cols))
+	for i, c := range cols {
+		s.Columns[i] = &ast.ColumnName{Name: ast.NewCIStr(c)}
+	}
+	a.pinned = true
+	return cols
+}
+
+func rowsMatch(rows [][]ast.ExprNode, n int) bool {
+	for _, r := range rows {
+		if len(r) != n {
+			return false
+		}
+	}
+	return true
 }
 
 func firstRule(cs []*rules.ColumnRule) *rules.ColumnRule {

@@ -29,7 +29,9 @@
 // # What is supported
 //
 //   - INSERT and REPLACE (multi-row VALUES, INSERT … SET), with a column
-//     list (or, without one, the column order from a [Catalog]); ON
+//     list or, without one, the column order from a [Catalog], written
+//     into the statement (cached until [Planner.Purge], asked again when a
+//     row's width does not match; refused if the Catalog is nil or fails); ON
 //     DUPLICATE KEY UPDATE col = VALUES(col) (same key, mode and type) or a
 //     literal/placeholder.
 //   - UPDATE and DELETE, single- and multi-table; SET col = literal,

@@ -28,7 +28,13 @@ const UnknownDatabase = "\x00unknown"
 type Refusal struct {
 	Column string // qualified column or table name; may be empty
 	Reason string
+	// Cause, if set, is the error behind the refusal (a failed catalog
+	// lookup), for the log; it is not part of the message.
+	Cause error
 }
+
+// Unwrap returns Cause.
+func (r *Refusal) Unwrap() error { return r.Cause }
 
 func (r *Refusal) Error() string {
 	if r.Column == "" {
@@ -122,6 +128,10 @@ type Plan struct {
 	// Encrypted reports that the string touches an encrypted table: its
 	// results must be checked for encrypted columns.
 	Encrypted bool
+	// DDL reports that the string holds a statement that may change a
+	// table's columns (CREATE/ALTER/DROP/RENAME TABLE, CREATE/DROP
+	// DATABASE): call [Planner.Purge] when it has completed.
+	DDL bool
 }
 
 // HasEncryptedParams reports whether some placeholder is not plain.

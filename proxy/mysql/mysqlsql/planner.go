@@ -18,10 +18,14 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 )
 
-// Catalog returns the column order of a table, for INSERT without a column
-// list. The wire layer implements it (or not: a nil Catalog refuses such
-// INSERTs into encrypted tables).
+// Catalog returns the column order of a table, for INSERT and REPLACE
+// without a column list into a table with encrypted columns. The wire
+// layer implements it over information_schema.columns (or not: with a nil
+// Catalog such statements are refused). The Planner asks it only on
+// plan-cache misses and caches the answers until [Planner.Purge].
 type Catalog interface {
+	// Columns returns the column names of database.table in ordinal
+	// order; none (and no error) if the table does not exist.
 	Columns(ctx context.Context, database, table string) ([]string, error)
 }
 
@@ -35,21 +39,29 @@ type Planner struct {
 	max   int
 	lru   *list.List
 	cache map[cacheKey]*list.Element
+	// gen counts purges: an answer derived from the catalog is cached only
+	// if no purge happened while it was being made.
+	gen  uint64
+	cols map[tableKey][]string // catalog answers
 }
 
 type cacheKey struct{ db, sql string }
 
+type tableKey struct{ db, table string }
+
 type cacheEntry struct {
-	key  cacheKey
-	plan *Plan
-	err  error
+	key     cacheKey
+	plan    *Plan
+	err     error
+	catalog bool // the plan depends on catalog answers
 }
 
 // New returns a Planner for set (DialectMySQL). catalog may be nil.
 // cacheSize is the number of plans kept (LRU by SQL text and current
 // database); 0 disables the cache.
 func New(set *rules.Set, catalog Catalog, cacheSize int) *Planner {
-	p := &Planner{rules: set, catalog: catalog, max: cacheSize, lru: list.New(), cache: map[cacheKey]*list.Element{}}
+	p := &Planner{rules: set, catalog: catalog, max: cacheSize, lru: list.New(), cache: map[cacheKey]*list.Element{},
+		cols: map[tableKey][]string{}}
 	p.parsers.New = func() any { return parser.New() }
 	return p
 }
@@ -81,14 +93,19 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 		}
 		p.mu.Unlock()
 	}
+	p.mu.Lock()
+	gen := p.gen
+	p.mu.Unlock()
 	plan, usedCatalog, err := p.plan(ctx, database, sql)
 	if _, refused := err.(*Refusal); err != nil && !refused {
 		return nil, err
 	}
-	if cache && !usedCatalog {
+	// A refusal that may come from a stale or failed catalog answer is not
+	// cached: the next attempt asks again.
+	if cache && !(usedCatalog && err != nil) {
 		p.mu.Lock()
-		if _, ok := p.cache[key]; !ok {
-			p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, plan: plan, err: err})
+		if _, ok := p.cache[key]; !ok && (!usedCatalog || gen == p.gen) {
+			p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, plan: plan, err: err, catalog: usedCatalog})
 			for p.lru.Len() > p.max {
 				old := p.lru.Remove(p.lru.Back()).(*cacheEntry)
 				delete(p.cache, old.key)
@@ -97,6 +114,51 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 		p.mu.Unlock()
 	}
 	return plan, err
+}
+
+// Purge drops the cached catalog answers and every cached plan made from
+// them. The wire layer calls it after a statement with [Plan.DDL] (or any
+// DDL) completes, so that the next column-less INSERT reads the table's
+// new column order.
+func (p *Planner) Purge() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gen++
+	clear(p.cols)
+	for e := p.lru.Front(); e != nil; {
+		next := e.Next()
+		if ce := e.Value.(*cacheEntry); ce.catalog {
+			p.lru.Remove(e)
+			delete(p.cache, ce.key)
+		}
+		e = next
+	}
+}
+
+// columns returns the column order of database.table, from the cache
+// unless fresh. cached reports that the answer came from the cache.
+func (p *Planner) columns(ctx context.Context, database, table string, fresh bool) (cols []string, cached bool, err error) {
+	k := tableKey{database, table}
+	p.mu.Lock()
+	gen := p.gen
+	if c, ok := p.cols[k]; ok && !fresh {
+		p.mu.Unlock()
+		return c, true, nil
+	}
+	p.mu.Unlock()
+	cols, err = p.catalog.Columns(ctx, database, table)
+	if err != nil {
+		return nil, false, fmt.Errorf("column list of %s.%s: %w", database, table, err)
+	}
+	if len(cols) == 0 {
+		return nil, false, nil // a table that does not exist yet is not remembered
+	}
+	p.mu.Lock()
+	if gen == p.gen {
+		p.cols[k] = cols
+	}
+	p.mu.Unlock()
+	return cols, false, nil
 }
 
 // mayUse reports whether sql may contain a USE statement (cheap, no false
@@ -187,7 +249,10 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 		if a.encrypted {
 			out.Encrypted = true
 		}
-		if len(a.repl) == 0 {
+		if isDDL(st) {
+			out.DDL = true
+		}
+		if len(a.repl) == 0 && !a.pinned {
 			texts = append(texts, stmtText(st))
 			continue
 		}
@@ -200,6 +265,16 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 		texts = append(texts, sb.String())
 	}
 	return out, texts, edited, usedCatalog, nil
+}
+
+// isDDL reports whether st may change the columns of a table.
+func isDDL(st ast.StmtNode) bool {
+	switch st.(type) {
+	case *ast.CreateTableStmt, *ast.AlterTableStmt, *ast.DropTableStmt, *ast.RenameTableStmt,
+		*ast.CreateDatabaseStmt, *ast.DropDatabaseStmt:
+		return true
+	}
+	return false
 }
 
 func stmtText(st ast.StmtNode) string {

@@ -84,7 +84,7 @@ func TestPlanRewrite(t *testing.T) {
 		{"use then insert", "", "USE app; INSERT INTO users (email) VALUES ('a')",
 			"USE app; INSERT INTO `users` (`email`) VALUES (" + hx("Sa") + ")"},
 		{"catalog", "app", "INSERT INTO users VALUES (7, 'a', 's', 42)",
-			"INSERT INTO `users` VALUES (7," + hx("Sa") + "," + hx("Ss") + "," + hx("S"+i42) + ")"},
+			"INSERT INTO `users` (`id`,`email`,`ssn`,`age`) VALUES (7," + hx("Sa") + "," + hx("Ss") + "," + hx("S"+i42) + ")"},
 		{"alias in having", "app", "SELECT email AS e FROM users HAVING e = 'a'",
 			"SELECT `email` AS `e` FROM `users` HAVING `e` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
 		{"derived alias", "app", "SELECT * FROM (SELECT email AS e FROM users) AS d WHERE d.e = 'a'",

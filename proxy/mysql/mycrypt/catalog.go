@@ -1,0 +1,59 @@
+package mycrypt
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// catalogTimeout bounds one catalog lookup.
+const catalogTimeout = 5 * time.Second
+
+// Catalog is the mysqlsql.Catalog of the encryption layer: it reads column
+// orders from information_schema.columns over its own connection to the
+// upstream server (a *sql.DB the caller opens, e.g. with
+// github.com/go-sql-driver/mysql), separate from the sessions' connections.
+// The user it logs in as must be able to see the encrypted tables' columns
+// (any privilege on them). The Planner caches the answers, so it is asked
+// only on plan-cache misses of column-less INSERTs, and again after DDL.
+// Safe for concurrent use.
+type Catalog struct {
+	db *sql.DB
+}
+
+// NewCatalog returns a Catalog over db. It keeps at most one connection
+// open, and closes it after a minute without lookups; closing db is the
+// caller's business.
+func NewCatalog(db *sql.DB) *Catalog {
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(time.Minute)
+	return &Catalog{db: db}
+}
+
+// Columns implements mysqlsql.Catalog: the column names of database.table
+// in ordinal order, none if the table does not exist (or is invisible to
+// the catalog user).
+func (c *Catalog) Columns(ctx context.Context, database, table string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	rows, err := c.db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS "+
+		"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", database, table)
+	if err != nil {
+		return nil, fmt.Errorf("catalog lookup: %w", err)
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("catalog lookup: %w", err)
+		}
+		cols = append(cols, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog lookup: %w", err)
+	}
+	return cols, nil
+}
