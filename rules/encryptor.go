@@ -81,6 +81,20 @@ func (e *Encryptor) AppendStore(ctx context.Context, dst []byte, col *ColumnRule
 	}
 }
 
+// LiveVersions returns how many live versions col's data key has: the
+// number of ciphertexts EncryptForMatch returns for col right now. It
+// changes when a `keys rotate` becomes visible (within the key cache's TTL).
+func (e *Encryptor) LiveVersions(ctx context.Context, col *ColumnRule) (int, error) {
+	keys, err := e.keys.Live(ctx, col.Key)
+	if err != nil {
+		return 0, fmt.Errorf("column %s: data key %q: %w", col, col.Key, err)
+	}
+	if len(keys) == 0 {
+		return 0, fmt.Errorf("column %s: data key %q has no versions", col, col.Key)
+	}
+	return len(keys), nil
+}
+
 // EncryptForMatch returns the ciphertexts of canon under every live version
 // of col's data key, newest first: a lookup must match any of them, so that
 // rows written before a `keys rotate` are still found. col must be

@@ -154,8 +154,14 @@ func TestEncryptorMatchAfterRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n, err := e.LiveVersions(ctx, email); err != nil || n != 1 {
+		t.Fatalf("LiveVersions before rotation = %d, %v; want 1", n, err)
+	}
 	fk.add(t, "users_email", crypto.AlgorithmAESSIV) // keys rotate
 	fk.add(t, "users_email", crypto.AlgorithmAESSIV)
+	if n, err := e.LiveVersions(ctx, email); err != nil || n != 3 {
+		t.Fatalf("LiveVersions after two rotations = %d, %v; want 3", n, err)
+	}
 	cur, err := e.EncryptForStore(ctx, email, []byte(secret))
 	if err != nil {
 		t.Fatal(err)

@@ -7,42 +7,68 @@ import (
 
 	driver "github.com/go-sql-driver/mysql"
 
+	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
 )
 
-// mysqlCatalogEnv names the environment variable holding the DSN
-// (go-sql-driver form, user:password@tcp(host:port)/) of the catalog
-// connection of the MySQL listeners: the column orders for INSERT without
-// a column list into encrypted tables are read from information_schema
-// over it. Unset: such INSERTs are refused.
-const mysqlCatalogEnv = "DBPROXY_MYSQL_CATALOG_DSN"
+// The credentials of the MySQL listeners' catalog connection. MySQL relays
+// each client's own authentication, so the proxy has no password of its
+// own to reuse (the PostgreSQL side falls back on the libpq environment).
+const (
+	mysqlCatalogUserEnv     = "DBPROXY_MYSQL_CATALOG_USER"
+	mysqlCatalogPasswordEnv = "DBPROXY_MYSQL_CATALOG_PASSWORD"
+)
 
 // mysqlInterceptor returns the encryption layer of one MySQL listener: the
 // same columns and keys as the PostgreSQL listeners, matched with MySQL's
 // identifier rules.
-func (x *encryption) mysqlInterceptor(log *slog.Logger) (*mycrypt.Interceptor, error) {
+//
+// Its catalog connection (column orders for INSERT/REPLACE without a column
+// list into encrypted tables, from information_schema) goes to the
+// listener's upstream with the listener's upstream TLS, as the user named by
+// DBPROXY_MYSQL_CATALOG_USER (password DBPROXY_MYSQL_CATALOG_PASSWORD).
+// Without that user such statements are refused.
+func (x *encryption) mysqlInterceptor(lc *config.Listener, log *slog.Logger) (*mycrypt.Interceptor, error) {
 	set, err := rules.New(rules.DialectMySQL, x.specs)
 	if err != nil {
 		return nil, fmt.Errorf("encryption rules for mysql: %w", err)
 	}
 	opts := mycrypt.Options{Rules: set, Encryptor: x.enc, Logger: log}
-	if x.getenv != nil {
-		if dsn := x.getenv(mysqlCatalogEnv); dsn != "" {
-			cfg, err := driver.ParseDSN(dsn)
-			if err != nil {
-				// ParseDSN errors quote no part of the DSN.
-				return nil, fmt.Errorf("%s: %w", mysqlCatalogEnv, err)
-			}
-			conn, err := driver.NewConnector(cfg)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", mysqlCatalogEnv, err)
-			}
-			// Connected lazily, on the first lookup; the idle connection
-			// is closed after a minute, so a replaced interceptor's pool
-			// holds nothing.
-			opts.Catalog = mycrypt.NewCatalog(sql.OpenDB(conn))
+	if user := x.getenv(mysqlCatalogUserEnv); user != "" {
+		db, err := mysqlCatalogDB(lc, user, x.getenv(mysqlCatalogPasswordEnv))
+		if err != nil {
+			return nil, fmt.Errorf("catalog connection: %w", err)
 		}
+		opts.Catalog = mycrypt.NewCatalog(db)
 	}
 	return mycrypt.New(opts)
+}
+
+// mysqlCatalogDB returns a (lazily connecting) pool for the catalog of lc's
+// upstream. Its idle connection is closed after a minute, so a replaced
+// interceptor's pool holds nothing.
+func mysqlCatalogDB(lc *config.Listener, user, password string) (*sql.DB, error) {
+	cfg := driver.NewConfig()
+	cfg.User, cfg.Passwd = user, password
+	cfg.Net, cfg.Addr = "tcp", lc.Upstream
+	up, err := upstreamTLS(lc)
+	if err != nil {
+		return nil, err
+	}
+	switch up.Mode {
+	case proxy.SSLDisable:
+	case proxy.SSLPrefer:
+		cfg.TLSConfig = "preferred"
+	default:
+		if cfg.TLS, err = up.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("upstream_tls: %w", err)
+		}
+	}
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(conn), nil
 }

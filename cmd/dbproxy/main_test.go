@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -294,4 +295,38 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "dbproxy ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("exit %d: %q", code, out)
 	}
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// serveInBackground runs `dbproxy serve --config cfgPath` in-process until
+// the test ends, then checks that it exited 0. Its logs go to the returned
+// buffer (read it only after the test's clients are done).
+func serveInBackground(t *testing.T, cfgPath string, getenv func(string) string) *bytes.Buffer {
+	t.Helper()
+	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
+		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	logs := &bytes.Buffer{}
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdout: logs, stderr: logs, getenv: getenv})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exit %d", code)
+		}
+	})
+	return logs
 }

@@ -100,7 +100,7 @@ func (sw *swaps) build(lc *config.Listener, name string, log *slog.Logger, enc *
 		return ic, nil, nil
 	case config.ProtocolMySQL:
 		// Never relay plaintext to a database that should hold ciphertext.
-		ic, err := enc.mysqlInterceptor(log)
+		ic, err := enc.mysqlInterceptor(lc, log)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -34,12 +33,7 @@ func TestServeReload(t *testing.T) {
 	if _, err := direct.Exec(ctx, `CREATE TABLE notes (id serial PRIMARY KEY, email bytea, note bytea)`); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	head := fmt.Sprintf(`
 listeners:
   - protocol: postgres

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -30,12 +29,7 @@ func TestServeEncrypts(t *testing.T) {
 	if _, err := direct.Exec(ctx, `CREATE TABLE users (id serial PRIMARY KEY, email bytea, ssn bytea, salary bytea)`); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	cfgPath := writeConfig(t, fmt.Sprintf(`
 listeners:
   - protocol: postgres
@@ -44,23 +38,9 @@ listeners:
     upstream_tls:
       mode: disable
 %s`, addr, pg.Addr(), localConfig))
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
-	}
 	// The catalog connection takes its password from the libpq environment.
 	t.Setenv("PGPASSWORD", pg.Password)
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var logs bytes.Buffer
-	go func() {
-		done <- run(sctx, []string{"serve", "--config", cfgPath}, env{stdout: &logs, stderr: &logs, getenv: func(string) string { return "" }})
-	}()
-	defer func() {
-		stop()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exit %d", code)
-		}
-	}()
+	logs := serveInBackground(t, cfgPath, func(string) string { return "" })
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: addr, Path: "/" + pg.Database, RawQuery: "sslmode=disable"}
 	var c *pgx.Conn
 	for range 100 {

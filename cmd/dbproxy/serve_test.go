@@ -14,12 +14,7 @@ import (
 )
 
 func TestRunServeRefusesBadListenersBeforeBinding(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgAddr := l.Addr().String()
-	l.Close()
+	pgAddr := freeAddr(t)
 	cases := []struct {
 		name string
 		bad  config.Listener

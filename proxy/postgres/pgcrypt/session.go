@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +21,13 @@ import (
 // stmtInfo is a protocol-level prepared statement as the proxy planned it.
 type stmtInfo struct {
 	plan *pgsql.Plan // nil: passthrough (no encrypted parameter)
+	// Frontend goroutine only, for statements with a plan: the client's
+	// SQL and the parameter types sent upstream, kept to prepare the
+	// statement again; slots[i] is the number of ciphertexts parameter i
+	// (RoleMatch) was prepared to compare with (see pgsql.Env.Slots).
+	sql   string
+	types []uint32
+	slots []int
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -54,7 +62,7 @@ type event struct {
 	kind   byte // 'Q' simple query; 'P','B','D' (describe statement),'d' (describe portal),'E','C','S' (sync)
 	stmt   *stmtInfo
 	portal *portalInfo
-	hidden bool // a Describe the proxy injected: swallow its responses
+	hidden bool // a message the proxy injected: swallow its responses
 
 	// Simple query and Sync.
 	plan   *pgsql.Plan
@@ -86,6 +94,7 @@ type session struct {
 	evSlab     []event
 	portalSlab []portalInfo
 	fct        []byte
+	bmatch     [][][]byte // Bind scratch: ciphertexts of RoleMatch parameters
 
 	// Shared between the goroutines.
 	mu       sync.Mutex
@@ -420,31 +429,24 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 				"dbproxy: statement refused: standard_conforming_strings is off"))
 			return nil
 		}
-		out := append(s.qbuf[:0], 'P', 0, 0, 0, 0)
-		out = append(out, name...)
-		out = append(out, 0)
-		out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone})
-		if err != nil {
+		np := max(n, len(plan.Params))
+		st.plan, st.sql, st.types = plan, sql, make([]uint32, np)
+		for i := range st.types {
+			if i < n {
+				st.types[i] = binary.BigEndian.Uint32(rest[2+4*i:])
+			}
+			if i < len(plan.Params) && plan.Params[i].Encrypted() {
+				st.types[i] = plan.Params[i].UpstreamOID()
+			}
+		}
+		if st.slots, err = s.matchSlots(plan, nil); err != nil {
 			s.refuseBatch(refusalResponse(err))
 			return nil
 		}
-		out = append(out, 0)
-		np := max(n, len(plan.Params))
-		out = binary.BigEndian.AppendUint16(out, uint16(np))
-		for i := 0; i < np; i++ {
-			var oid uint32
-			if i < n {
-				oid = binary.BigEndian.Uint32(rest[2+4*i:])
-			}
-			if i < len(plan.Params) && plan.Params[i].Encrypted() {
-				oid = plan.Params[i].UpstreamOID()
-			}
-			out = binary.BigEndian.AppendUint32(out, oid)
+		if err := s.upstreamParse(name, st, zone, w); err != nil {
+			s.refuseBatch(refusalResponse(err))
+			return nil
 		}
-		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-		_, _ = w.Write(out)
-		s.keep(out)
-		st.plan = plan
 	}
 	if s.stmts == nil {
 		s.stmts = map[string]*stmtInfo{}
@@ -452,18 +454,116 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	s.stmts[string(name)] = st
 	if len(name) > 0 {
 		s.mu.Lock()
-		s.prepared.Add(string(name), plan.Params)
+		s.prepared.Add(string(name), withSlots(plan.Params, st.slots))
 		s.mu.Unlock()
 	}
-	// The injected Describe.
-	d := make([]byte, 0, 7+len(name))
-	d = append(d, 'D', 0, 0, 0, 0, 'S')
-	d = append(d, name...)
-	d = append(d, 0)
-	binary.BigEndian.PutUint32(d[1:5], uint32(len(d)-1))
-	_, _ = w.Write(d)
+	_, _ = w.Write(statementMessage('D', name)) // the injected Describe
 	s.push(s.newEvent(event{kind: 'P', stmt: st}), s.newEvent(event{kind: 'D', stmt: st, hidden: true}))
 	return nil
+}
+
+// matchSlots returns, per parameter of plan, the number of live versions of
+// the key of each RoleMatch parameter's column (0 for the other roles): the
+// slots the statement is prepared with. A RoleMatch parameter is then
+// rendered as an IN list of that many array elements, which PostgreSQL's
+// generic plan turns into index lookups (it estimates `= ANY` of a
+// parameter array at 10 rows, enough to prefer a sequential scan on small
+// tables). cts, when not nil, holds the ciphertexts about to be bound per
+// parameter: a slot count is then at least their number.
+func (s *session) matchSlots(plan *pgsql.Plan, cts [][][]byte) ([]int, error) {
+	var slots []int
+	for i, prm := range plan.Params {
+		if prm.Role != pgsql.RoleMatch {
+			continue
+		}
+		n, err := s.ic.opts.Encryptor.LiveVersions(s.ctx, prm.Column)
+		if err != nil {
+			return nil, err
+		}
+		if i < len(cts) {
+			n = max(n, len(cts[i]))
+		}
+		if slots == nil {
+			slots = make([]int, len(plan.Params))
+		}
+		slots[i] = n
+	}
+	return slots, nil
+}
+
+// upstreamParse sends the Parse of st (its rewritten SQL, with st.slots)
+// under name. The caller queues the events of its responses.
+func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, w *postgres.Writer) error {
+	out := append(s.qbuf[:0], 'P', 0, 0, 0, 0)
+	out = append(out, name...)
+	out = append(out, 0)
+	out, err := st.plan.Rewrite(s.ctx, out, st.sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Slots: st.slots})
+	if err != nil {
+		return err
+	}
+	out = append(out, 0)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(st.types)))
+	for _, oid := range st.types {
+		out = binary.BigEndian.AppendUint32(out, oid)
+	}
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	_, _ = w.Write(out)
+	s.keep(out)
+	return nil
+}
+
+// reprepare prepares statement name again with more match slots, because a
+// key rotation added live versions since it was prepared: a hidden Close
+// and Parse ahead of the Bind that needs them. Portals already bound from
+// the statement are closed with it, as PostgreSQL closes them.
+func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.Writer) error {
+	s.mu.Lock()
+	scsOff, zone := s.scsOff, s.zone
+	s.mu.Unlock()
+	if scsOff {
+		return errors.New("standard_conforming_strings is off")
+	}
+	_, _ = w.Write(statementMessage('C', name))
+	old := st.slots
+	st.slots = slots
+	if err := s.upstreamParse(name, st, zone, w); err != nil {
+		st.slots = old
+		return err
+	}
+	if len(name) > 0 {
+		s.mu.Lock()
+		s.prepared.Add(string(name), withSlots(st.plan.Params, st.slots))
+		s.mu.Unlock()
+	}
+	s.push(s.newEvent(event{kind: 'C', hidden: true}), s.newEvent(event{kind: 'P', stmt: st, hidden: true}))
+	return nil
+}
+
+// statementMessage returns a Describe ('D') or Close ('C') message of the
+// prepared statement name.
+func statementMessage(typ byte, name []byte) []byte {
+	m := make([]byte, 0, 7+len(name))
+	m = append(m, typ, 0, 0, 0, 0, 'S')
+	m = append(m, name...)
+	m = append(m, 0)
+	binary.BigEndian.PutUint32(m[1:5], uint32(len(m)-1))
+	return m
+}
+
+// withSlots returns params with the slot counts of a statement prepared
+// with them (for SQL-level EXECUTE of it); params itself when there are
+// none (plans are shared and never modified).
+func withSlots(params []pgsql.Param, slots []int) []pgsql.Param {
+	if slots == nil {
+		return params
+	}
+	out := slices.Clone(params)
+	for i := range out {
+		if i < len(slots) {
+			out[i].Slots = slots[i]
+		}
+	}
+	return out
 }
 
 func (s *session) describe(body []byte, w *postgres.Writer) error {
@@ -610,6 +710,45 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
+	// The ciphertexts of RoleMatch parameters first: if a rotation added
+	// key versions since the statement was prepared, it is prepared again
+	// with room for them before this Bind goes out.
+	matches := s.bmatch[:0]
+	grow := false
+	for i, v := range vals {
+		if i >= len(st.slots) || st.slots[i] == 0 || v.off < 0 {
+			continue
+		}
+		prm := st.plan.Params[i]
+		canon, err := s.bindCanon(s.fcanon[:0], prm.Column, rest[v.off:v.off+v.n], formatOf(pformats, i), zone)
+		if err != nil {
+			s.refuseBatch(errorResponse(pgsql.StateInvalidText,
+				"dbproxy: statement refused: column "+prm.Column.String()+": parameter $"+itoa(i+1)+" is not a valid "+prm.Column.Type.String()+" value"))
+			return nil
+		}
+		s.fcanon = canon
+		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, prm.Column, canon)
+		if err != nil {
+			s.refuseBatch(refusalResponse(err))
+			return nil
+		}
+		for len(matches) <= i {
+			matches = append(matches, nil)
+		}
+		matches[i] = cts
+		grow = grow || len(cts) > st.slots[i]
+	}
+	s.bmatch = matches
+	if grow {
+		slots, err := s.matchSlots(st.plan, matches)
+		if err == nil {
+			err = s.reprepare(stmtName, st, slots, w)
+		}
+		if err != nil {
+			s.refuseBatch(refusalResponse(err))
+			return nil
+		}
+	}
 	out := append(s.qbuf[:0], 'B', 0, 0, 0, 0)
 	out = append(out, body[:len(portal)+1+len(stmtName)+1]...)
 	out = binary.BigEndian.AppendUint16(out, uint16(np))
@@ -644,13 +783,11 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 			}
 			continue
 		}
-		var canon []byte
-		var err error
-		if formatOf(pformats, i) == 1 {
-			canon, err = appendCanonicalFromBinary(s.fcanon[:0], col.Type, src)
-		} else {
-			canon, err = value.AppendCanonicalTextInZone(s.fcanon[:0], col.Type, src, zone)
+		if prm.Role == pgsql.RoleMatch && i < len(matches) && matches[i] != nil {
+			out = appendMatchArray(out, matches[i], st.slots[i])
+			continue
 		}
+		canon, err := s.bindCanon(s.fcanon[:0], col, src, formatOf(pformats, i), zone)
 		if err != nil {
 			s.refuseBatch(errorResponse(pgsql.StateInvalidText,
 				"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid "+col.Type.String()+" value"))
@@ -673,18 +810,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 				s.refuseBatch(refusalResponse(err))
 				return nil
 			}
-			lenAt := len(out)
-			out = append(out, 0, 0, 0, 0)
-			out = binary.BigEndian.AppendUint32(out, 1)  // ndim
-			out = binary.BigEndian.AppendUint32(out, 0)  // no NULLs
-			out = binary.BigEndian.AppendUint32(out, 17) // bytea
-			out = binary.BigEndian.AppendUint32(out, uint32(len(cts)))
-			out = binary.BigEndian.AppendUint32(out, 1) // lower bound
-			for _, ct := range cts {
-				out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
-				out = append(out, ct...)
-			}
-			binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+			out = appendMatchArray(out, cts, len(cts))
 		default:
 			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
 				"dbproxy: statement refused: column "+col.String()+": parameter role not supported"))
@@ -703,6 +829,39 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 }
 
 func itoa(v int) string { return string(appendInt(nil, v)) }
+
+// bindCanon appends the canonical encoding of a Bind parameter value for
+// col, sent in format f (0 text, 1 binary).
+func (s *session) bindCanon(dst []byte, col *rules.ColumnRule, src []byte, f int16, zone *time.Location) ([]byte, error) {
+	if f == 1 {
+		return appendCanonicalFromBinary(dst, col.Type, src)
+	}
+	return value.AppendCanonicalTextInZone(dst, col.Type, src, zone)
+}
+
+// appendMatchArray appends a Bind parameter (length included) holding the
+// binary bytea[] of cts, padded to n elements by repeating the first (a
+// statement prepared with n slots reads exactly n; repeating a ciphertext
+// changes no comparison, where a NULL would break NOT IN).
+func appendMatchArray(out []byte, cts [][]byte, n int) []byte {
+	lenAt := len(out)
+	out = append(out, 0, 0, 0, 0)
+	out = binary.BigEndian.AppendUint32(out, 1)  // ndim
+	out = binary.BigEndian.AppendUint32(out, 0)  // no NULLs
+	out = binary.BigEndian.AppendUint32(out, 17) // bytea
+	out = binary.BigEndian.AppendUint32(out, uint32(n))
+	out = binary.BigEndian.AppendUint32(out, 1) // lower bound
+	for i := 0; i < n; i++ {
+		ct := cts[0]
+		if i < len(cts) {
+			ct = cts[i]
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
+		out = append(out, ct...)
+	}
+	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+	return out
+}
 
 // bindMatchArray appends (with its length) a binary bytea[] holding the
 // ciphertexts of every element of the client's array under every live
@@ -803,6 +962,9 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		s.cols = nil
 	case '1', '2', '3':
 		s.pop()
+		if ev.hidden {
+			return nil
+		}
 	case 't':
 		if ev.kind == 'D' {
 			if ev.hidden {

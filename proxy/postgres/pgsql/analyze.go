@@ -30,6 +30,23 @@ type analyzer struct {
 
 	// planParams are the parameter roles of the whole string.
 	planParams []Param
+
+	// plainLits are the Literal.src of constants used as plaintext values
+	// (usePlain); pinned those of constants whose value the plan depends
+	// on (ORDER BY 2). Plan templates vary only the former (template.go):
+	// any code that decides something from a constant's value must pin it.
+	plainLits, pinned []int
+}
+
+// pin records that the plan depends on the value of n if it is a
+// constant (possibly cast).
+func (a *analyzer) pin(n *pg.Node) {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.Arg
+	}
+	if c := n.GetAConst(); c != nil {
+		a.pinned = append(a.pinned, int(c.Location)+1)
+	}
 }
 
 func (a *analyzer) tokens() (*tokens, error) {

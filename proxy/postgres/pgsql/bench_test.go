@@ -2,6 +2,7 @@ package pgsql_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
@@ -91,6 +92,59 @@ func BenchmarkRewrite(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := pl.Rewrite(ctx, buf[:0], bc.sql, env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPlanLiterals plans simple-protocol statements whose constants
+// change every iteration (as pgbench -M simple or an ORM inlining values
+// sends them): 4096 distinct texts, more than the cache holds, so a cache
+// keyed by the exact text always misses, while a normalized key hits.
+func BenchmarkPlanLiterals(b *testing.B) {
+	ctx := context.Background()
+	for _, bc := range []struct{ name, format string }{
+		{"insert", "INSERT INTO users (id, email, ssn, salary) VALUES (%d, 'u%d@example.com', '%03d-45-6789', %d)"},
+		{"select", "SELECT id, email, ssn FROM users WHERE email = 'u%d@example.com' AND id > %d"},
+	} {
+		sqls := make([]string, 4096)
+		for i := range sqls {
+			switch bc.name {
+			case "insert":
+				sqls[i] = fmt.Sprintf(bc.format, i, i, i%1000, 1000+i)
+			default:
+				sqls[i] = fmt.Sprintf(bc.format, i, i)
+			}
+		}
+		p := newPlanner(b, nil)
+		env := pgsql.Env{Encrypter: fakeEncrypter{versions: 1}}
+		buf := make([]byte, 0, 1024)
+		b.Run(bc.name, func(b *testing.B) {
+			if _, err := p.Plan(ctx, sqls[0], ""); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := p.Plan(ctx, sqls[i%len(sqls)], ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"+rewrite", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				sql := sqls[i%len(sqls)]
+				pl, err := p.Plan(ctx, sql, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if buf, err = pl.Rewrite(ctx, buf[:0], sql, env); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -28,13 +28,60 @@
 //     EXECUTE/PREPARE/DEALLOCATE/DISCARD) is not parsed: the plan is
 //     [Plan.Passthrough]. Forward the bytes unchanged.
 //   - Otherwise every statement of the string is analyzed; plans are
-//     cached in an LRU keyed by (SQL text, search_path). Refusals and
-//     Catalog errors are not cached.
+//     cached in an LRU keyed by (SQL text, search_path), or by the
+//     normalized SQL so that statements differing only in constants share
+//     one plan (see "Plan cache"). Refusals and Catalog errors are not
+//     cached.
 //   - A [*Refusal] means: send nothing upstream; answer the client with an
 //     ErrorResponse (SQLSTATE Refusal.SQLState, message Refusal.Error()).
 //     Any other error is a Catalog failure: send nothing either.
 //
 // Plans are shared between sessions and goroutines: never modify one.
+//
+// # Plan cache
+//
+// Before parsing, a cheap hand-written scan (literals.go, no cgo) finds the
+// constants of the SQL: '…', E'…', $tag$…$tag$, U&'…', B'…', X'…' strings
+// and decimal numbers, skipping comments, quoted identifiers, identifiers
+// and $n. The normalized SQL is the text with each constant replaced by a
+// placeholder of its token class (string; opaque string: one with a
+// backslash, or U&'…'; bit string; integer that fits int32; other number):
+// comments and whitespace stay as they are, so texts must agree byte for
+// byte outside their constants. The scan gives up, and the exact text is
+// the only key, on anything it does not read exactly as PostgreSQL's
+// scanner: unterminated quotes or comments, a NUL byte, a quote following
+// a string after whitespace or comments (string continuation), numbers
+// with junk attached (0x1F, 1_000, 1e, 5abc, 1..2), a stray $. A minus
+// sign is text, not part of the constant: -5 and 5 normalize differently.
+// Keywords (NULL, TRUE, DEFAULT) and type names are text too: in
+// date '2020-01-01' and 'x'::text only the string is a constant, so the
+// cast is part of the key and the value is checked in Rewrite as usual.
+// Plain '…' strings are read with standard_conforming_strings = on, like
+// the parser does; one holding a backslash is opaque all the same.
+//
+// After a miss, the plan becomes a template under the normalized key when
+// some constant can vary: the analyzer reports which constants it used
+// only as plaintext values, which it tied to an edit (an EditStore's
+// Literal, a Match literal, an EXECUTE argument; each Literal records its
+// parse location), and which decided something by value (ORDER BY 2,
+// GROUP BY 1: pinned). A constant varies if it was used or tied, never
+// pinned, is of a class whose value the scan decodes itself ('…' and E'…'
+// without backslashes, dollar quotes, numbers; a minus sign folded into a
+// number by the grammar is reapplied) and lies in no edit that does not
+// carry its value. All other constants (COPY options, SET values, DO
+// bodies, opaque and bit strings, constants in statements that were not
+// analyzed) are fixed: a hit requires them byte for byte. On a hit the
+// template's plan is copied with every offset shifted by the length
+// changes of the constants before it and every tied Literal replaced by
+// the new constant's value (the same text gets the cached *Plan itself);
+// rules.MayTouch is recomputed for each statement with a varying constant
+// and must agree (a constant naming an encrypted table changes whether a
+// statement is analyzed). Values are still validated and canonicalised in
+// Rewrite, as for any plan. Whether a constant's value changes the plan is
+// thus decided by the analyzer itself, and the result is checked against
+// planning without a cache (TestLiteralCacheProperty, FuzzLiteralCache).
+// When a template is already cached under a normalized key, a text
+// differing in a fixed constant is cached under its exact text instead.
 //
 // # What the wire layer does with a Plan
 //

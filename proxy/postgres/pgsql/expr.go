@@ -68,6 +68,7 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) (exprInfo, error) {
 		}
 		info.kind = exLiteral
 		info.lit, info.bits = constLiteral(v.AConst)
+		info.lit.src = int(v.AConst.Location) + 1
 		return info, nil
 	case *pg.Node_ParamRef:
 		info.kind = exParam
@@ -191,8 +192,13 @@ func (a *analyzer) plainAll(ns []*pg.Node, sc *scope, what string) error {
 	return nil
 }
 
-// usePlain binds a parameter used as a plaintext value.
+// usePlain binds a parameter used as a plaintext value, and records a
+// constant used as one: its value does not matter to the plan, so a plan
+// template may vary it (template.go).
 func (a *analyzer) usePlain(in exprInfo) error {
+	if in.kind == exLiteral {
+		a.plainLits = append(a.plainLits, in.lit.src)
+	}
 	if in.kind == exParam {
 		return a.bindParam(in.param, RolePlain, nil)
 	}

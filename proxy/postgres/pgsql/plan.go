@@ -143,6 +143,7 @@ type Edit struct {
 
 	// EXECUTE arguments (made by Rewrite only).
 	argRole  ParamRole
+	argSlots int
 	argElems []Literal
 }
 
@@ -153,6 +154,11 @@ type Edit struct {
 type Literal struct {
 	Text string
 	Null bool
+
+	// src is 1 + the byte offset of the constant in the SQL the plan was
+	// made for (its parse-tree location; at the sign of a folded -5), or 0.
+	// It ties the value to its constant for plan templates (template.go).
+	src int
 }
 
 // Match is a comparison of an encrypted deterministic column with
@@ -218,6 +224,11 @@ type Param struct {
 	// Column is the encrypted column the parameter is bound for; nil for
 	// RolePlain.
 	Column *rules.ColumnRule
+	// Slots is set by the wire layer on the Params it hands to
+	// Prepared.Add for a protocol-level statement prepared with Env.Slots:
+	// an EXECUTE of it must bind exactly that many ciphertexts. Plans
+	// never set it.
+	Slots int
 }
 
 // Encrypted reports whether the parameter is bound for an encrypted column.

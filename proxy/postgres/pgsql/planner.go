@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -59,14 +61,32 @@ type Planner struct {
 	rules     *rules.Set
 	database  string
 	catalog   Catalog
-	cache     *lru.Cache[cacheKey, *Plan]
+	cache     *lru.Cache[cacheKey, *cached]
 	maxCached int
 	log       *slog.Logger
+	seed      maphash.Seed
 }
 
+// cacheKey is (SQL text, search_path), or with norm set (hash of the
+// normalized SQL, search_path): the normalized SQL is the text with every
+// constant replaced by its class (skeletonHash); the template found under
+// it compares the text itself (template.instantiate), so a hash collision
+// is only a miss.
 type cacheKey struct {
 	sql, searchPath string
+	norm            bool
+	hash            uint64
 }
+
+// cached is a plan for exactly one SQL text (tmpl nil), or a template for
+// every text with the same normalized key.
+type cached struct {
+	plan *Plan
+	tmpl *template
+}
+
+// maxScanLits is the number of constants scanned without allocating.
+const maxScanLits = 16
 
 // passPlan is returned for every SQL string that cannot touch an
 // encrypted table. It is never modified.
@@ -88,12 +108,12 @@ func New(opts Options) (*Planner, error) {
 	if size <= 0 {
 		size = 1024
 	}
-	cache, err := lru.New[cacheKey, *Plan](size)
+	cache, err := lru.New[cacheKey, *cached](size)
 	if err != nil {
 		return nil, fmt.Errorf("pgsql planner: %w", err)
 	}
 	p := &Planner{rules: set, database: opts.Database, catalog: opts.Catalog, cache: cache,
-		maxCached: opts.MaxCachedSQL, log: opts.Logger}
+		maxCached: opts.MaxCachedSQL, log: opts.Logger, seed: maphash.MakeSeed()}
 	if p.maxCached <= 0 {
 		p.maxCached = 8192
 	}
@@ -180,11 +200,30 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 	if !p.mayNeedPlan(sql) {
 		return passPlan, nil
 	}
-	k := cacheKey{sql, searchPath}
-	if pl, ok := p.cache.Get(k); ok {
-		return pl, nil
+	k := cacheKey{sql: sql, searchPath: searchPath}
+	if c, ok := p.cache.Get(k); ok {
+		return c.plan, nil
 	}
-	pl, err := p.plan(ctx, sql, searchPath)
+	cacheable := len(sql) <= p.maxCached
+	var (
+		buf  [maxScanLits]litSpan
+		lits []litSpan
+		nk   cacheKey
+		norm bool
+	)
+	if cacheable {
+		var ok bool
+		lits, ok = scanLiterals(sql, buf[:0])
+		if norm = ok && len(lits) > 0; norm {
+			nk = cacheKey{searchPath: searchPath, norm: true, hash: skeletonHash(p.seed, sql, lits)}
+			if c, ok := p.cache.Get(nk); ok && c.tmpl != nil {
+				if pl, ok := c.tmpl.instantiate(p.rules, sql, lits); ok {
+					return pl, nil
+				}
+			}
+		}
+	}
+	pl, a, err := p.plan(ctx, sql, searchPath)
 	if err != nil {
 		var r *Refusal
 		if errors.As(err, &r) {
@@ -193,22 +232,32 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 		}
 		return nil, err
 	}
-	if len(sql) <= p.maxCached {
-		p.cache.Add(k, pl)
+	if !cacheable {
+		return pl, nil
 	}
+	if norm && !p.cache.Contains(nk) {
+		// A template already there (made with other fixed constants) is
+		// kept; this text then only gets an exact entry. The text of a new
+		// template gets one too, so that repeating it exactly costs no scan.
+		if t := buildTemplate(p.rules, sql, slices.Clone(lits), pl, a); t != nil {
+			p.cache.Add(nk, &cached{tmpl: t})
+		}
+	}
+	p.cache.Add(k, &cached{plan: pl})
 	return pl, nil
 }
 
-// plan parses and analyzes sql; it does not use the cache.
-func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, error) {
+// plan parses and analyzes sql; it does not use the cache. The analyzer
+// (nil for a plan made without one) reports how constants were used.
+func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, *analyzer, error) {
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		if p.rules.MayTouch(sql) {
-			return nil, refuse(nil, StateSyntaxError,
+			return nil, nil, refuse(nil, StateSyntaxError,
 				"the statement may touch an encrypted table and could not be parsed (%s)", safeParseMessage(err))
 		}
 		// Only a session keyword matched: the server reports the error.
-		return passPlan, nil
+		return passPlan, nil, nil
 	}
 	a := &analyzer{ctx: ctx, p: p, sql: sql, searchPath: parseSearchPath(searchPath)}
 	pl := &Plan{Statements: make([]Statement, 0, len(tree.Stmts))}
@@ -216,10 +265,10 @@ func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 	for _, raw := range tree.Stmts {
 		st, err := a.statement(raw)
 		if errors.Is(err, errSpan) {
-			return nil, refuse(nil, StateInternal, "the proxy could not rewrite the statement safely (%v)", err)
+			return nil, nil, refuse(nil, StateInternal, "the proxy could not rewrite the statement safely (%v)", err)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if st.Kind != KindPass {
 			pass = false
@@ -238,7 +287,7 @@ func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 		}
 	}
 	pl.pass = pass
-	return pl, nil
+	return pl, a, nil
 }
 
 // parseSearchPath splits a search_path setting into schema names: quoted

@@ -36,6 +36,15 @@ type Env struct {
 	// only read: Rewrite sees PREPARE and DEALLOCATE earlier in the same
 	// string on its own; Commit them as they complete.
 	Prepared *Prepared
+	// Slots, indexed by parameter number - 1, gives RoleMatch parameters a
+	// fixed number of ciphertext slots k > 0: the comparison is rendered
+	// `col IN (($n::bytea[])[1], …, ($n::bytea[])[k])` (`col =
+	// ($n::bytea[])[1]` for k = 1) instead of `col = ANY($n::bytea[])`,
+	// and the wire layer binds exactly k elements. PostgreSQL's generic
+	// plan estimates `= ANY` of a parameter array at 10 rows, enough to
+	// choose a sequential scan on small tables; the IN list is estimated at
+	// k and looked up in the index, like a plaintext `col = $n`.
+	Slots []int
 }
 
 // Rewrite appends to dst the SQL to send upstream for sql, which must be
@@ -132,7 +141,7 @@ func executeEdits(st *Statement, ps *PreparedStatement) ([]Edit, error) {
 			return nil, unsupported(col, "EXECUTE %s: argument %d is bound for an encrypted column and must be a constant", st.Execute.Name, i+1)
 		}
 		edits = append(edits, Edit{Start: arg.Start, End: arg.End, Kind: editArg, Column: col, Literal: arg.Literal,
-			argRole: prm.Role, argElems: arg.Elems})
+			argRole: prm.Role, argElems: arg.Elems, argSlots: prm.Slots})
 	}
 	slices.SortFunc(edits, func(x, y Edit) int { return x.Start - y.Start })
 	for i := 1; i < len(edits); i++ {
@@ -163,9 +172,9 @@ func (r *rewriter) render(dst []byte, e *Edit) ([]byte, error) {
 		case RoleStore:
 			return r.store(dst, e.Column, e.Literal)
 		case RoleMatch:
-			return r.array(dst, e.Column, []Literal{e.Literal})
+			return r.array(dst, e.Column, []Literal{e.Literal}, e.argSlots)
 		case RoleMatchArray:
-			return r.array(dst, e.Column, e.argElems)
+			return r.array(dst, e.Column, e.argElems, 0)
 		}
 	}
 	return nil, fmt.Errorf("%w: edit of kind %d", errSpan, e.Kind)
@@ -277,6 +286,11 @@ func (r *rewriter) match(dst []byte, col *rules.ColumnRule, m *Match) ([]byte, e
 			dst = append(dst, join...)
 		}
 		dst = append(dst, m.Column...)
+		if k := r.slots(n); k > 0 {
+			dst = appendSlots(dst, n, k, m.Negated)
+			parts++
+			continue
+		}
 		if m.Negated {
 			dst = append(dst, " <> ALL($"...)
 		} else {
@@ -292,12 +306,65 @@ func (r *rewriter) match(dst []byte, col *rules.ColumnRule, m *Match) ([]byte, e
 	return append(dst, ')'), nil
 }
 
+// slots returns the number of slots of parameter n (1-based), 0 for none.
+func (r *rewriter) slots(n int) int {
+	if n < 1 || n > len(r.env.Slots) {
+		return 0
+	}
+	return r.env.Slots[n-1]
+}
+
+// appendSlots renders the comparison (after the column) of parameter n
+// with k slots; see Env.Slots.
+func appendSlots(dst []byte, n, k int, negated bool) []byte {
+	slot := func(dst []byte, i int) []byte {
+		dst = append(dst, "(($"...)
+		dst = strconv.AppendInt(dst, int64(n), 10)
+		dst = append(dst, "::bytea[])["...)
+		dst = strconv.AppendInt(dst, int64(i), 10)
+		return append(dst, "])"...)
+	}
+	if k == 1 {
+		if negated {
+			dst = append(dst, " <> "...)
+		} else {
+			dst = append(dst, " = "...)
+		}
+		return slot(dst, 1)
+	}
+	if negated {
+		dst = append(dst, " NOT IN ("...)
+	} else {
+		dst = append(dst, " IN ("...)
+	}
+	for i := 1; i <= k; i++ {
+		if i > 1 {
+			dst = append(dst, ", "...)
+		}
+		dst = slot(dst, i)
+	}
+	return append(dst, ')')
+}
+
 // array renders ARRAY[ct, …]::bytea[] for an EXECUTE argument bound to a
-// match parameter; NULL elements stay NULL.
-func (r *rewriter) array(dst []byte, col *rules.ColumnRule, lits []Literal) ([]byte, error) {
+// match parameter; NULL elements stay NULL. slots > 0 (a RoleMatch
+// parameter of a statement prepared with Env.Slots) pads the array to
+// exactly that many elements, and refuses an argument with more
+// ciphertexts (a key rotated since the statement was prepared: it could
+// not find the rows of every live version).
+func (r *rewriter) array(dst []byte, col *rules.ColumnRule, lits []Literal, slots int) ([]byte, error) {
 	cts, nulls, err := r.matchCiphertexts(col, lits)
 	if err != nil {
 		return nil, err
+	}
+	if slots > 0 && len(cts) > 0 {
+		if len(cts) > slots {
+			return nil, refuse(col, StateFeatureNotSupported,
+				"the key of this column was rotated after the statement was prepared; prepare it again (or use Bind, which does)")
+		}
+		for len(cts) < slots {
+			cts = append(cts, cts[0])
+		}
 	}
 	dst = append(dst, "ARRAY["...)
 	n := 0

@@ -624,6 +624,7 @@ func (a *analyzer) sortItems(items []*pg.Node, sc *scope, outputs []col) error {
 		if sb == nil {
 			continue
 		}
+		a.pin(sb.Node)
 		if c := outputRef(sb.Node, outputs); c != nil && c.prov != nil {
 			return unsupported(c.prov.rule, "ORDER BY cannot sort encrypted values: ciphertext order is not plaintext order")
 		}
@@ -679,6 +680,7 @@ func (a *analyzer) groupItem(n *pg.Node, sc *scope, outputs []col, what string) 
 		if err := a.usePlain(in); err != nil {
 			return err
 		}
+		a.pin(n)
 		if c := outputRef(n, outputs); c != nil && c.prov != nil {
 			cr = c.prov.rule
 		}

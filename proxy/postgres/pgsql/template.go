@@ -1,0 +1,315 @@
+package pgsql
+
+import (
+	"sort"
+
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// A template is a cached plan that can be re-applied to SQL text that
+// differs from the text it was made for only in the values of some
+// constants (see "Plan cache" in the package doc). It is built after a
+// plan is made, from what the analyzer reported about each constant:
+//
+//   - A constant varies only if its value is decoded by the literal scan
+//     (litString, litInt, litNum) and the analyzer either used it as a
+//     plaintext value (usePlain) or tied it to an edit (an EditStore's
+//     Literal, a Match literal, an EXECUTE argument), and never pinned it
+//     (a decision depends on its value, as in ORDER BY 2).
+//   - A constant inside the span of an edit that does not tie it, or cut
+//     by an edit boundary, does not vary (the edit's replacement would
+//     carry the old text).
+//
+// Every other constant is fixed: a cache hit needs it byte for byte.
+// On a hit the template's plan is copied with every offset shifted by the
+// length differences of the constants before it, and every tied Literal
+// replaced by the new constant's value. Text between constants is
+// identical (same normalized key), so nothing else changes, except
+// possibly rules.MayTouch on a statement whose varying constant mentions
+// an encrypted table's name: that is recomputed and must agree.
+type template struct {
+	sql   string    // the SQL the plan was made for
+	lits  []litSpan // its constants
+	vary  []bool    // per constant
+	plan  *Plan
+	slots []slot
+	// touch holds the statements with a varying constant, and whether
+	// rules.MayTouch was true for their text.
+	touch []stmtTouch
+}
+
+type slotKind uint8
+
+const (
+	slotStore slotKind = iota // Statements[stmt].Edits[item].Literal
+	slotMatch                 // Statements[stmt].Edits[item].Match.Literals[sub]
+	slotArg                   // Statements[stmt].Execute.Args[item].Literal
+	slotElem                  // Statements[stmt].Execute.Args[item].Elems[sub]
+)
+
+// slot is one Literal of the plan tied to varying constant lit.
+type slot struct {
+	kind            slotKind
+	stmt, item, sub int
+	lit             int
+	neg             bool // the grammar folded a minus sign into the constant
+	first           bool // first slot of its Match or Elems: copy it
+}
+
+type stmtTouch struct {
+	stmt  int
+	touch bool
+}
+
+// tie is a Literal of the plan and where it sits.
+type tie struct {
+	slot
+	src int // Literal.src
+}
+
+// findLit returns the index of the constant that starts at off.
+func findLit(lits []litSpan, off int) (int, bool) {
+	j := sort.Search(len(lits), func(j int) bool { return lits[j].start >= off })
+	return j, j < len(lits) && lits[j].start == off
+}
+
+// resolveSrc maps a Literal.src to its constant: the constant starting at
+// that offset, or a number right after a minus sign there (the grammar
+// folds -5 into one constant located at the sign).
+func resolveSrc(sql string, lits []litSpan, src int) (j int, neg, ok bool) {
+	if src <= 0 || src > len(sql) {
+		return 0, false, false
+	}
+	loc := src - 1
+	if j, ok := findLit(lits, loc); ok {
+		return j, false, true
+	}
+	if sql[loc] == '-' {
+		if j, ok := findLit(lits, loc+1); ok && (lits[j].class == litInt || lits[j].class == litNum) {
+			return j, true, true
+		}
+	}
+	return 0, false, false
+}
+
+// buildTemplate makes the template of pl, planned for sql whose
+// constants are lits, or returns nil if no constant can vary.
+func buildTemplate(set *rules.Set, sql string, lits []litSpan, pl *Plan, a *analyzer) *template {
+	if len(lits) == 0 || a == nil {
+		return nil
+	}
+	cand := make([]bool, len(lits))
+	for _, src := range a.plainLits {
+		if j, _, ok := resolveSrc(sql, lits, src); ok {
+			cand[j] = true
+		}
+	}
+	// Every Literal of the plan, by edit (or EXECUTE argument) span.
+	type spanTies struct {
+		start, end int
+		ties       []tie
+	}
+	var spans []spanTies
+	for si := range pl.Statements {
+		st := &pl.Statements[si]
+		for ei := range st.Edits {
+			e := &st.Edits[ei]
+			sp := spanTies{start: e.Start, end: e.End}
+			switch e.Kind {
+			case EditStore:
+				sp.ties = append(sp.ties, tie{slot{kind: slotStore, stmt: si, item: ei}, e.Literal.src})
+			case EditMatch:
+				for k := range e.Match.Literals {
+					sp.ties = append(sp.ties, tie{slot{kind: slotMatch, stmt: si, item: ei, sub: k}, e.Match.Literals[k].src})
+				}
+			}
+			spans = append(spans, sp)
+		}
+		if st.Execute != nil {
+			for ai := range st.Execute.Args {
+				arg := &st.Execute.Args[ai]
+				sp := spanTies{start: arg.Start, end: arg.End}
+				switch arg.Kind {
+				case ArgLiteral:
+					sp.ties = append(sp.ties, tie{slot{kind: slotArg, stmt: si, item: ai}, arg.Literal.src})
+				case ArgArray:
+					for k := range arg.Elems {
+						sp.ties = append(sp.ties, tie{slot{kind: slotElem, stmt: si, item: ai, sub: k}, arg.Elems[k].src})
+					}
+				}
+				spans = append(spans, sp)
+			}
+		}
+	}
+	// Resolve the ties; a tie to a constant outside its span is dropped
+	// (the constant then stays fixed unless used plainly elsewhere, and the
+	// Literal keeps its value).
+	for si := range spans {
+		sp := &spans[si]
+		kept := sp.ties[:0]
+		for _, t := range sp.ties {
+			j, neg, ok := resolveSrc(sql, lits, t.src)
+			if !ok {
+				continue
+			}
+			start := lits[j].start
+			if neg {
+				start--
+			}
+			if start < sp.start || lits[j].end > sp.end {
+				continue
+			}
+			t.lit, t.neg = j, neg
+			cand[j] = true
+			kept = append(kept, t)
+		}
+		sp.ties = kept
+	}
+	for _, src := range a.pinned {
+		if j, _, ok := resolveSrc(sql, lits, src); ok {
+			cand[j] = false
+		}
+	}
+	for j := range lits {
+		if !lits[j].decodable() {
+			cand[j] = false
+		}
+	}
+	// A constant inside (or cut by) a span that does not tie it is fixed.
+	for _, sp := range spans {
+		for j := range lits {
+			l := &lits[j]
+			cut := (l.start < sp.start && sp.start < l.end) || (l.start < sp.end && sp.end < l.end)
+			inside := sp.start < sp.end && sp.start <= l.start && l.end <= sp.end
+			if !cut && !inside {
+				continue
+			}
+			tied := false
+			for _, t := range sp.ties {
+				tied = tied || t.lit == j
+			}
+			if cut || !tied {
+				cand[j] = false
+			}
+		}
+	}
+	any := false
+	for _, c := range cand {
+		any = any || c
+	}
+	if !any {
+		return nil
+	}
+	t := &template{sql: sql, lits: lits, vary: cand, plan: pl}
+	for _, sp := range spans {
+		first := true
+		for _, tt := range sp.ties {
+			if !cand[tt.lit] {
+				continue
+			}
+			s := tt.slot
+			s.lit, s.neg = tt.lit, tt.neg
+			s.first = first
+			if s.kind == slotMatch || s.kind == slotElem {
+				first = false
+			}
+			t.slots = append(t.slots, s)
+		}
+	}
+	for si := range pl.Statements {
+		st := &pl.Statements[si]
+		for j := range lits {
+			if cand[j] && st.Start <= lits[j].start && lits[j].end <= st.End {
+				t.touch = append(t.touch, stmtTouch{stmt: si, touch: set.MayTouch(sql[st.Start:st.End])})
+				break
+			}
+		}
+	}
+	return t
+}
+
+// instantiate returns the template's plan re-applied to sql (constants
+// lits), or ok=false if sql's normalized text differs from the template's
+// (a hash collision), a fixed constant differs or a statement's
+// rules.MayTouch changed. The template's own text gets its plan itself.
+func (t *template) instantiate(set *rules.Set, sql string, lits []litSpan) (*Plan, bool) {
+	if sql == t.sql {
+		return t.plan, true
+	}
+	if !sameSkeleton(t.sql, t.lits, sql, lits) {
+		return nil, false
+	}
+	for j := range lits {
+		if t.vary[j] {
+			continue
+		}
+		o, n := &t.lits[j], &lits[j]
+		if n.class != o.class || sql[n.start:n.end] != t.sql[o.start:o.end] {
+			return nil, false
+		}
+	}
+	remap := func(off int) int {
+		// k constants end at or before off; the text after the last of
+		// them is the same in both strings.
+		k := sort.Search(len(t.lits), func(j int) bool { return t.lits[j].end > off })
+		if k == 0 {
+			return off
+		}
+		return lits[k-1].end + (off - t.lits[k-1].end)
+	}
+	src := t.plan
+	for _, tc := range t.touch {
+		st := &src.Statements[tc.stmt]
+		if set.MayTouch(sql[remap(st.Start):remap(st.End)]) != tc.touch {
+			return nil, false
+		}
+	}
+	pl := &Plan{Params: src.Params, pass: src.pass, Statements: make([]Statement, len(src.Statements))}
+	for si := range src.Statements {
+		st := src.Statements[si]
+		st.Start, st.End = remap(st.Start), remap(st.End)
+		if len(st.Edits) > 0 {
+			edits := make([]Edit, len(st.Edits))
+			for ei, e := range st.Edits {
+				e.Start, e.End = remap(e.Start), remap(e.End)
+				edits[ei] = e
+			}
+			st.Edits = edits
+		}
+		if st.Execute != nil && len(st.Execute.Args) > 0 {
+			ex := *st.Execute
+			ex.Args = make([]Arg, len(st.Execute.Args))
+			for ai, arg := range st.Execute.Args {
+				arg.Start, arg.End = remap(arg.Start), remap(arg.End)
+				ex.Args[ai] = arg
+			}
+			st.Execute = &ex
+		}
+		pl.Statements[si] = st
+	}
+	for _, s := range t.slots {
+		lit := Literal{Text: lits[s.lit].value(sql, s.neg)}
+		st := &pl.Statements[s.stmt]
+		switch s.kind {
+		case slotStore:
+			st.Edits[s.item].Literal = lit
+		case slotMatch:
+			e := &st.Edits[s.item]
+			if s.first {
+				m := *e.Match
+				m.Literals = append([]Literal(nil), m.Literals...)
+				e.Match = &m
+			}
+			e.Match.Literals[s.sub] = lit
+		case slotArg:
+			st.Execute.Args[s.item].Literal = lit
+		case slotElem:
+			arg := &st.Execute.Args[s.item]
+			if s.first {
+				arg.Elems = append([]Literal(nil), arg.Elems...)
+			}
+			arg.Elems[s.sub] = lit
+		}
+	}
+	return pl, true
+}
