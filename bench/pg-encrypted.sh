@@ -10,6 +10,7 @@
 #   bench/pg-encrypted.sh                      # 10 s per run, 3 rounds, 16 clients
 #   DURATION=20 ROUNDS=5 CLIENTS="1 16" bench/pg-encrypted.sh
 #   MODE=prepared bench/pg-encrypted.sh        # pgbench -M prepared: values as bound parameters
+#   PERF=1 bench/pg-encrypted.sh               # also proxy syscalls and context switches per transaction
 #
 # MODE=simple (default) sends literals (every INSERT is a new SQL text, so it
 # always misses the proxy's plan cache and pays a full parse); MODE=prepared
@@ -109,17 +110,37 @@ got=$(psql -tA "$proxied" -c "SELECT email, ssn, salary FROM users_enc WHERE ema
 [ "$got" = "7|007-45-6789|7000" ] || { echo "sanity check failed: '$got'" >&2; exit 1; }
 
 results="$work/results"; : >"$results"
-run() { # name conn table workload clients
-  pgbench -n -M "$MODE" -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1 | awk '/^tps/ {print $3; exit}'
+proxypid=${pids[0]}
+hz=$(getconf CLK_TCK)
+# cpu_ticks: user+system clock ticks dbproxy has used so far.
+cpu_ticks() { awk '{print $14+$15}' "/proc/$proxypid/stat"; }
+run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[ syscalls/tx ctxsw/tx]"
+  local before after out tps perfpid=""
+  before=$(cpu_ticks)
+  if [ -n "${PERF:-}" ] && [ "$1" != plain-direct ]; then
+    perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.out" -p "$proxypid" & perfpid=$!
+  fi
+  out=$(pgbench -n -M "$MODE" -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1)
+  after=$(cpu_ticks)
+  tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
+  local n; n=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)
+  if [ "$1" = plain-direct ]; then printf '%s 0' "$tps"; else
+    awk -v b="$before" -v a="$after" -v hz="$hz" -v n="$n" -v tps="$tps" 'BEGIN {printf "%s %.1f", tps, (a-b)/hz*1e6/n}'; fi
+  if [ -n "$perfpid" ]; then
+    kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
+    awk -F, -v n="$n" '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1} END {printf " %.2f %.2f", sc/n, cs/n}' "$work/perf.out"
+  fi
+  echo
 }
 for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
     for w in ${WORKLOADS:-select insert}; do
       for target in "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain"; do
         IFS='|' read -r name conn table <<<"$target"
-        tps=$(run "$name" "$conn" "$table" "$w" "$c")
-        echo "$w $c $name $tps" >>"$results"
-        printf 'round %d  %-6s %2d clients  %-12s %10.0f tps\n' "$round" "$w" "$c" "$name" "$tps" >&2
+        read -r tps cpu sc cs <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
+        echo "$w $c $name $tps $cpu" >>"$results"
+        printf 'round %d  %-6s %2d clients  %-12s %10.0f tps  proxy cpu %5.1f us/tx%s\n' "$round" "$w" "$c" "$name" "$tps" "$cpu" \
+          "${sc:+  $sc syscalls/tx  $cs ctxsw/tx}" >&2
       done
     done
   done
@@ -127,12 +148,14 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
-printf '%-7s %8s %12s %12s %13s %15s %16s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct
-for w in select insert; do
+printf '%-7s %8s %12s %12s %13s %15s %16s %20s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)"
+for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
     e=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="enc-proxy" {print $4}' "$results" | median)
     p=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-proxy" {print $4}' "$results" | median)
     d=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-direct" {print $4}' "$results" | median)
-    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f\n", w, c, e, p, d, e/p, e/d}'
+    ec=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="enc-proxy" {print $5}' "$results" | median)
+    pc=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-proxy" {print $5}' "$results" | median)
+    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f\n", w, c, e, p, d, e/p, e/d, ec, pc}'
   done
 done

@@ -36,6 +36,18 @@
 // response with ERR 1105: never garbage, never ciphertext passed off as
 // plaintext.
 //
+// # Cost
+//
+// A prepared statement remembers its result column definitions and what
+// was sent in their place: the identical definitions every execution's
+// response repeats are neither looked up in the rules nor rewritten again
+// (a definition that differs in any byte is). A deterministic cell that is
+// byte for byte one of the ciphertexts the same execution bound for a
+// lookup on a column sharing its key (rules.SameKey) is answered with the
+// plaintext that was encrypted, without decrypting it again; any other
+// cell is decrypted and authenticated. Parameters, ciphertexts to store
+// and decrypted plaintexts go through per-session scratch buffers.
+//
 // # Limits
 //
 // timestamptz literals and parameters are read, and rendered, in UTC (the

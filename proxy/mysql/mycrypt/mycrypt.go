@@ -95,7 +95,22 @@ type stmt struct {
 	plan     *mysqlsql.Plan
 	types    []uint16 // client parameter types of the last execution
 	poisoned bool     // long data for an encrypted parameter was dropped
-	cols     []column // result columns from the PREPARE response (for COM_STMT_FETCH)
+	// cols are the result columns of the last result set (PREPARE or
+	// EXECUTE response), for COM_STMT_FETCH and for the next execution.
+	// A published slice is never modified.
+	cols []column
+	// defs remembers, per result column, the server's last column
+	// definition and what went to the client instead: every execution's
+	// response repeats them, and a repeated one needs neither a rule
+	// lookup nor a rewrite. Touched only by result hooks (one goroutine).
+	defs []colDef
+}
+
+// colDef is a remembered column definition (see stmt.defs).
+type colDef struct {
+	raw []byte // the server's payload
+	out []byte // what the client got instead; nil: raw unchanged
+	col column
 }
 
 type session struct {
@@ -106,6 +121,23 @@ type session struct {
 	mu    sync.Mutex
 	db    string
 	stmts map[uint32]*stmt
+
+	// Scratch buffers, so that executions and rows allocate no
+	// intermediate values: cmdCanon and cmdCT belong to the command hook,
+	// resCanon and resText to the result hook (they run on one goroutine
+	// each).
+	cmdCanon, cmdCT   []byte
+	resCanon, resText []byte
+}
+
+// matched is a ciphertext a deterministic lookup of this exchange bound,
+// and the canonical plaintext it was made from. A result cell of a column
+// sharing the key (rules.SameKey) that is byte for byte one of cts holds
+// canon: decrypting it would give canon back, so it need not be decrypted.
+type matched struct {
+	rule  *rules.ColumnRule
+	cts   [][]byte
+	canon []byte
 }
 
 // column is what a result hook knows about one result column.
@@ -120,6 +152,13 @@ type exState struct {
 	stmt   *stmt // COM_STMT_EXECUTE / FETCH
 	cols   []column
 	anyEnc bool
+	shared bool // cols is stmt.cols of an earlier result set: copy before writing
+	// matches are the deterministic lookups of this exchange's execution
+	// (in matchBuf and canonBuf when they fit: one allocation per
+	// execution rather than three).
+	matches  []matched
+	matchBuf [1]matched
+	canonBuf [48]byte
 	// database tracking
 	use    bool
 	newDB  string

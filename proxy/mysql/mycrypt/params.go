@@ -35,8 +35,10 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		return refused(errors.New("dbproxy: statement refused: long data was sent for an encrypted parameter"))
 	}
 	plan := st.plan
+	var xs *exState
 	if plan.Encrypted || plan.DDL {
-		x.Watch, x.State = true, &exState{plan: plan, stmt: st}
+		xs = &exState{plan: plan, stmt: st}
+		x.Watch, x.State = true, xs
 	}
 	n := len(plan.Params)
 	if n == 0 || (plan.Passthrough && !plan.HasEncryptedParams()) {
@@ -59,52 +61,72 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		if len(payload) < p+2*n {
 			return failed("malformed COM_STMT_EXECUTE", nil)
 		}
-		types = make([]uint16, n)
-		for i := range types {
-			types[i] = binary.LittleEndian.Uint16(payload[p+2*i:])
+		// Drivers rebind the same types on every execution: keep the
+		// remembered slice (never modified once stored) when it matches.
+		same := len(types) == n
+		for i := 0; same && i < n; i++ {
+			same = types[i] == binary.LittleEndian.Uint16(payload[p+2*i:])
+		}
+		if !same {
+			types = make([]uint16, n)
+			for i := range types {
+				types[i] = binary.LittleEndian.Uint16(payload[p+2*i:])
+			}
+			s.mu.Lock()
+			st.types = types
+			s.mu.Unlock()
 		}
 		p += 2 * n
-		s.mu.Lock()
-		st.types = types
-		s.mu.Unlock()
 	}
 	if len(types) != n {
 		return failed("COM_STMT_EXECUTE without parameter types", nil)
 	}
-	// Split the client's values.
-	vals := make([][]byte, n)
-	isNull := make([]bool, n)
+	// Split the client's values; nil marks NULL (a non-NULL value has at
+	// least its length byte or fixed-size bytes, except the empty slice
+	// below, which is made non-nil).
+	var valsBuf [8][]byte
+	var ctsBuf [8][][]byte
+	var storedBuf [8][2]int
+	vals, cts, stored := valsBuf[:0], ctsBuf[:0], storedBuf[:0]
+	if n > len(valsBuf) {
+		vals, cts, stored = make([][]byte, 0, n), make([][][]byte, 0, n), make([][2]int, 0, n)
+	}
+	vals, cts, stored = vals[:n], cts[:n], stored[:n]
 	for i := 0; i < n; i++ {
 		if nulls[i/8]&(1<<(i%8)) != 0 || byte(types[i]) == gomysql.MYSQL_TYPE_NULL {
-			isNull[i] = true
 			continue
 		}
 		k, err := binLen(byte(types[i]), payload, p)
 		if err != nil || p+k > len(payload) {
 			return failed("malformed COM_STMT_EXECUTE", err)
 		}
-		vals[i] = payload[p : p+k]
+		vals[i] = payload[p : p+k : p+k]
+		if vals[i] == nil {
+			vals[i] = []byte{}
+		}
 		p += k
 	}
-	// Encrypt.
-	cts := make([][][]byte, n)
-	var canon []byte
+	// Encrypt: stored values into one reused buffer (stored[i] are the
+	// bounds of parameter i's ciphertext in s.cmdCT), lookups into cts.
+	s.cmdCT = s.cmdCT[:0]
 	for i, pr := range plan.Params {
-		if pr.Role == mysqlsql.RolePlain || isNull[i] {
+		if pr.Role == mysqlsql.RolePlain || vals[i] == nil {
 			continue
 		}
 		var err error
-		canon, err = canonParam(canon[:0], pr.Column, types[i], vals[i])
+		s.cmdCanon, err = canonParam(s.cmdCanon[:0], pr.Column, types[i], vals[i])
 		if err != nil {
 			return refused(fmt.Errorf("dbproxy: statement refused: %s: parameter %d is not a valid %s (%w)", pr.Column, i+1, pr.Column.Type, err))
 		}
+		canon := s.cmdCanon
 		switch pr.Role {
 		case mysqlsql.RoleStore:
-			ct, err := s.ic.enc.EncryptForStore(s.ctx, pr.Column, canon)
+			start := len(s.cmdCT)
+			ct, err := s.ic.enc.AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
 			if err != nil {
 				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
-			cts[i] = [][]byte{ct}
+			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
 		case mysqlsql.RoleMatch:
 			m, err := s.ic.enc.EncryptForMatch(s.ctx, pr.Column, canon)
 			if err != nil {
@@ -114,6 +136,16 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 				return refused(fmt.Errorf("dbproxy: statement refused: %s: %w", pr.Column, mysqlsql.ErrTooManyVersions))
 			}
 			cts[i] = m
+			if xs != nil {
+				if xs.matches == nil {
+					xs.matches = xs.matchBuf[:0]
+				}
+				var c []byte
+				if len(xs.matches) == 0 {
+					c = xs.canonBuf[:0]
+				}
+				xs.matches = append(xs.matches, matched{rule: pr.Column, cts: m, canon: append(c, canon...)})
+			}
 		default:
 			return failed("invalid parameter role", nil)
 		}
@@ -137,7 +169,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	for j, sp := range sps {
 		c := sp.Client
 		t := types[c]
-		if isNull[c] {
+		if vals[c] == nil {
 			out[bmStart+j/8] |= 1 << (j % 8)
 		} else if plan.Params[c].Role != mysqlsql.RolePlain {
 			t = uint16(gomysql.MYSQL_TYPE_BLOB)
@@ -146,17 +178,21 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	}
 	for _, sp := range sps {
 		c := sp.Client
-		if isNull[c] {
+		if vals[c] == nil {
 			continue
 		}
 		if plan.Params[c].Role == mysqlsql.RolePlain {
 			out = append(out, vals[c]...)
 			continue
 		}
-		list := cts[c]
-		ct := list[len(list)-1]
-		if sp.Version < len(list) {
-			ct = list[sp.Version]
+		var ct []byte
+		if list := cts[c]; list != nil {
+			ct = list[len(list)-1]
+			if sp.Version < len(list) {
+				ct = list[sp.Version]
+			}
+		} else {
+			ct = s.cmdCT[stored[c][0]:stored[c][1]]
 		}
 		out = gomysql.AppendLengthEncodedInteger(out, uint64(len(ct)))
 		out = append(out, ct...)

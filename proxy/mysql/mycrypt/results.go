@@ -1,9 +1,11 @@
 package mycrypt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -108,22 +110,79 @@ func lenencInt(b []byte) (n uint64, k int) {
 }
 
 func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *mysql.Writer) error {
+	ps := st.stmt
 	if x.Column == 0 || len(st.cols) != x.Columns {
-		st.cols = make([]column, x.Columns)
-		st.anyEnc = false
+		st.cols, st.shared, st.anyEnc = nil, false, false
+		if ps != nil {
+			s.mu.Lock()
+			cols := ps.cols
+			s.mu.Unlock()
+			if len(cols) == x.Columns {
+				st.cols, st.shared = cols, true
+			}
+		}
+		if st.cols == nil {
+			st.cols = make([]column, x.Columns)
+		}
+		if ps != nil && len(ps.defs) != x.Columns {
+			ps.defs = make([]colDef, x.Columns)
+		}
 	}
+	var c column
+	var out []byte
+	var def *colDef
+	if ps != nil && x.Column < len(ps.defs) {
+		def = &ps.defs[x.Column]
+	}
+	if def != nil && def.raw != nil && bytes.Equal(def.raw, payload) {
+		c, out = def.col, def.out
+	} else {
+		var err error
+		if c, out, err = s.rewriteColumnDef(payload); err != nil {
+			return err
+		}
+		if def != nil {
+			*def = colDef{raw: append([]byte(nil), payload...), out: out, col: c}
+		}
+	}
+	if x.Column < len(st.cols) && st.cols[x.Column] != c {
+		if st.shared {
+			st.cols, st.shared = slices.Clone(st.cols), false
+		}
+		st.cols[x.Column] = c
+	}
+	if c.rule != nil {
+		st.anyEnc = true
+	}
+	if x.Column == x.Columns-1 && ps != nil {
+		s.mu.Lock()
+		ps.cols = st.cols
+		s.mu.Unlock()
+		st.shared = true // published: never written again
+	}
+	if out == nil {
+		w.Packet(payload)
+	} else {
+		w.Packet(out)
+	}
+	return nil
+}
+
+// rewriteColumnDef returns what a column definition says about its column
+// and the definition to send the client instead (nil: payload unchanged).
+func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 	var fields [6][]byte
 	p := 0
 	for i := range fields {
 		v, next, _, err := readLenenc(payload, p)
 		if err != nil {
-			return failed("malformed column definition", err)
+			return column{}, nil, failed("malformed column definition", err)
 		}
 		fields[i], p = v, next
 	}
 	// p is at the fixed-length fields' length (0x0c).
 	if len(payload) < p+13 {
-		return failed("malformed column definition", nil)
+		return column{}, nil, failed("malformed column definition", nil)
 	}
 	fixed := p + 1
 	typ := payload[fixed+6]
@@ -131,26 +190,13 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 	if len(fields[3]) > 0 && len(fields[5]) > 0 {
 		rule = s.ic.rules.Column(string(fields[1]), "", string(fields[3]), string(fields[5]))
 	}
-	if x.Column < len(st.cols) {
-		st.cols[x.Column] = column{rule: rule, typ: typ}
-	}
-	if rule != nil {
-		st.anyEnc = true
-	}
-	if x.Column == x.Columns-1 && st.stmt != nil {
-		s.mu.Lock()
-		st.stmt.cols = st.cols
-		s.mu.Unlock()
-	}
+	c := column{rule: rule, typ: typ}
 	if rule == nil {
-		w.Packet(payload)
-		return nil
+		return c, nil, nil
 	}
 	d := defFor(rule.Type)
-	out := w.Begin()
-	start := len(out)
-	out = append(out, payload...)
-	f := out[start+fixed:]
+	out := append([]byte(nil), payload...)
+	f := out[fixed:]
 	binary.LittleEndian.PutUint16(f[0:], d.charset)
 	binary.LittleEndian.PutUint32(f[2:], d.length)
 	f[6] = d.typ
@@ -163,13 +209,32 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 	}
 	binary.LittleEndian.PutUint16(f[7:], flags)
 	f[9] = d.decimals
-	w.End(out)
-	return nil
+	return c, out, nil
 }
 
 func (s *session) decryptErr(rule *rules.ColumnRule, err error) error {
 	s.log.Warn("decryption failed", "column", rule.String(), "err", err)
 	return failed("cannot decrypt a value of column "+rule.String(), err)
+}
+
+// decrypt appends the canonical plaintext of ct, a cell of column rule,
+// to dst. A deterministic cell that is one of the ciphertexts this
+// exchange's lookup bound is not decrypted again.
+func (s *session) decrypt(st *exState, dst []byte, rule *rules.ColumnRule, ct []byte) ([]byte, error) {
+	if rule.Deterministic {
+		for i := range st.matches {
+			m := &st.matches[i]
+			if !rules.SameKey(m.rule, rule) {
+				continue
+			}
+			for _, c := range m.cts {
+				if bytes.Equal(c, ct) {
+					return append(dst, m.canon...), nil
+				}
+			}
+		}
+	}
+	return s.ic.enc.AppendDecrypt(s.ctx, dst, rule, ct)
 }
 
 func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
@@ -178,7 +243,8 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 		return nil
 	}
 	out := w.Begin()
-	var canon []byte
+	canon := s.resCanon[:0]
+	defer func() { s.resCanon = canon[:0] }()
 	p := 0
 	for i := range st.cols {
 		v, next, null, err := readLenenc(payload, p)
@@ -192,17 +258,16 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 			out = append(out, raw...)
 			continue
 		}
-		canon, err = s.ic.enc.AppendDecrypt(s.ctx, canon[:0], rule, v)
+		canon, err = s.decrypt(st, canon[:0], rule, v)
 		if err != nil {
 			return s.decryptErr(rule, err)
 		}
-		var txt []byte
-		txt, err = value.AppendMySQLText(nil, rule.Type, canon)
+		s.resText, err = value.AppendMySQLText(s.resText[:0], rule.Type, canon)
 		if err != nil {
 			return s.decryptErr(rule, err)
 		}
-		out = gomysql.AppendLengthEncodedInteger(out, uint64(len(txt)))
-		out = append(out, txt...)
+		out = gomysql.AppendLengthEncodedInteger(out, uint64(len(s.resText)))
+		out = append(out, s.resText...)
 	}
 	if p != len(payload) {
 		return failed("malformed row", nil)
@@ -253,7 +318,8 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 	out = append(out, payload[:1+bm]...)
 	nulls := payload[1 : 1+bm]
 	p := 1 + bm
-	var canon []byte
+	canon := s.resCanon[:0]
+	defer func() { s.resCanon = canon[:0] }()
 	for i, c := range st.cols {
 		if nulls[(i+2)/8]&(1<<((i+2)%8)) != 0 {
 			continue
@@ -272,11 +338,11 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		if err != nil {
 			return failed("malformed row", err)
 		}
-		canon, err = s.ic.enc.AppendDecrypt(s.ctx, canon[:0], c.rule, ct)
+		canon, err = s.decrypt(st, canon[:0], c.rule, ct)
 		if err != nil {
 			return s.decryptErr(c.rule, err)
 		}
-		out, err = appendBinary(out, c.rule.Type, canon)
+		out, s.resText, err = appendBinary(out, s.resText[:0], c.rule.Type, canon)
 		if err != nil {
 			return s.decryptErr(c.rule, err)
 		}
@@ -289,68 +355,69 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 }
 
 // appendBinary appends the binary-protocol encoding of canon for the
-// column type defFor(t) announced.
-func appendBinary(dst []byte, t value.Type, canon []byte) ([]byte, error) {
+// column type defFor(t) announced; scratch is a buffer for the text form,
+// returned for reuse.
+func appendBinary(dst, scratch []byte, t value.Type, canon []byte) ([]byte, []byte, error) {
 	switch t {
 	case value.TypeSmallint:
 		if len(canon) != 2 {
-			return dst, fmt.Errorf("bad smallint")
+			return dst, scratch, fmt.Errorf("bad smallint")
 		}
-		return binary.LittleEndian.AppendUint16(dst, binary.BigEndian.Uint16(canon)), nil
+		return binary.LittleEndian.AppendUint16(dst, binary.BigEndian.Uint16(canon)), scratch, nil
 	case value.TypeInt, value.TypeReal:
 		if len(canon) != 4 {
-			return dst, fmt.Errorf("bad %s", t)
+			return dst, scratch, fmt.Errorf("bad %s", t)
 		}
-		return binary.LittleEndian.AppendUint32(dst, binary.BigEndian.Uint32(canon)), nil
+		return binary.LittleEndian.AppendUint32(dst, binary.BigEndian.Uint32(canon)), scratch, nil
 	case value.TypeBigint, value.TypeDouble:
 		if len(canon) != 8 {
-			return dst, fmt.Errorf("bad %s", t)
+			return dst, scratch, fmt.Errorf("bad %s", t)
 		}
-		return binary.LittleEndian.AppendUint64(dst, binary.BigEndian.Uint64(canon)), nil
+		return binary.LittleEndian.AppendUint64(dst, binary.BigEndian.Uint64(canon)), scratch, nil
 	case value.TypeBoolean:
 		if len(canon) != 1 {
-			return dst, fmt.Errorf("bad boolean")
+			return dst, scratch, fmt.Errorf("bad boolean")
 		}
-		return append(dst, canon[0]), nil
+		return append(dst, canon[0]), scratch, nil
 	case value.TypeDate:
 		if len(canon) != 4 {
-			return dst, fmt.Errorf("bad date")
+			return dst, scratch, fmt.Errorf("bad date")
 		}
 		days := int32(binary.BigEndian.Uint32(canon))
 		if days == math.MaxInt32 || days == math.MinInt32 {
-			return dst, fmt.Errorf("infinite date has no MySQL form")
+			return dst, scratch, fmt.Errorf("infinite date has no MySQL form")
 		}
 		tm := time.Unix(int64(days)*86400, 0).UTC()
 		if tm.Year() < 0 || tm.Year() > 9999 {
-			return dst, fmt.Errorf("date out of MySQL range")
+			return dst, scratch, fmt.Errorf("date out of MySQL range")
 		}
 		dst = append(dst, 4)
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(tm.Year()))
-		return append(dst, byte(tm.Month()), byte(tm.Day())), nil
+		return append(dst, byte(tm.Month()), byte(tm.Day())), scratch, nil
 	case value.TypeTimestamp, value.TypeTimestamptz:
 		if len(canon) != 8 {
-			return dst, fmt.Errorf("bad timestamp")
+			return dst, scratch, fmt.Errorf("bad timestamp")
 		}
 		us := int64(binary.BigEndian.Uint64(canon))
 		if us == math.MaxInt64 || us == math.MinInt64 {
-			return dst, fmt.Errorf("infinite timestamp has no MySQL form")
+			return dst, scratch, fmt.Errorf("infinite timestamp has no MySQL form")
 		}
 		tm := time.UnixMicro(us).UTC()
 		if tm.Year() < 0 || tm.Year() > 9999 {
-			return dst, fmt.Errorf("timestamp out of MySQL range")
+			return dst, scratch, fmt.Errorf("timestamp out of MySQL range")
 		}
 		dst = append(dst, 11)
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(tm.Year()))
 		dst = append(dst, byte(tm.Month()), byte(tm.Day()), byte(tm.Hour()), byte(tm.Minute()), byte(tm.Second()))
-		return binary.LittleEndian.AppendUint32(dst, uint32(tm.Nanosecond()/1000)), nil
+		return binary.LittleEndian.AppendUint32(dst, uint32(tm.Nanosecond()/1000)), scratch, nil
 	case value.TypeBytes:
 		dst = gomysql.AppendLengthEncodedInteger(dst, uint64(len(canon)))
-		return append(dst, canon...), nil
+		return append(dst, canon...), scratch, nil
 	}
-	txt, err := value.AppendMySQLText(nil, t, canon)
+	txt, err := value.AppendMySQLText(scratch, t, canon)
 	if err != nil {
-		return dst, err
+		return dst, txt, err
 	}
 	dst = gomysql.AppendLengthEncodedInteger(dst, uint64(len(txt)))
-	return append(dst, txt...), nil
+	return append(dst, txt...), txt, nil
 }
