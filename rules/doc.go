@@ -73,7 +73,9 @@
 // it). EncryptForStore encrypts under the primary key version;
 // EncryptForMatch returns one ciphertext per live version, newest first, so
 // that after `keys rotate` a deterministic lookup still matches rows written
-// under every live version; Decrypt checks the ciphertext's algorithm
+// under every live version (AppendMatch is its allocation-free variant for
+// callers that reuse buffers; with a Keys that has AppendLive, such as
+// crypto/keys.Manager, no key list is allocated per call either); Decrypt checks the ciphertext's algorithm
 // against the column's mode and its type code against the column's type,
 // and validates the plaintext's canonical form, so it never returns
 // garbage. Errors name columns and keys, never values.

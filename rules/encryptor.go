@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/value"
@@ -21,6 +23,14 @@ type Keys interface {
 	// Decrypt decrypts ct, a ciphertext of data key name, appending the
 	// plaintext to dst, and returns it with the type from the header.
 	Decrypt(ctx context.Context, name string, dst, ct []byte) ([]byte, value.Type, error)
+}
+
+// liveAppender is implemented by a Keys that can append the live versions
+// of a key to a caller's slice (*crypto/keys.Manager does). The Encryptor
+// then reuses pooled slices instead of allocating one per call to Live.
+type liveAppender interface {
+	// AppendLive is Live appending the keys to dst; nil on error.
+	AppendLive(ctx context.Context, dst []*crypto.Key, name string) ([]*crypto.Key, error)
 }
 
 // Errors wrapped by the Encryptor. None of them carries a value.
@@ -41,10 +51,52 @@ var (
 // ciphertexts. It is safe for concurrent use.
 type Encryptor struct {
 	keys Keys
+	live liveAppender // keys, if it implements liveAppender; else nil
+	// keyBufs pools the *[]*crypto.Key slices that live appends to.
+	keyBufs sync.Pool
 }
 
-// NewEncryptor returns an Encryptor that gets its data keys from keys.
-func NewEncryptor(keys Keys) *Encryptor { return &Encryptor{keys: keys} }
+// NewEncryptor returns an Encryptor that gets its data keys from keys. If
+// keys also has a method AppendLive(ctx, dst []*crypto.Key, name string)
+// ([]*crypto.Key, error), as *crypto/keys.Manager does, the Encryptor uses
+// it instead of Live and allocates no list of keys per call.
+func NewEncryptor(keys Keys) *Encryptor {
+	e := &Encryptor{keys: keys}
+	e.live, _ = keys.(liveAppender)
+	return e
+}
+
+// liveKeys returns the live versions of data key name, newest first. When
+// pooled is not nil, ks is borrowed from e.keyBufs: the caller must hand it
+// back with putKeys once it no longer uses ks.
+func (e *Encryptor) liveKeys(ctx context.Context, name string) (ks []*crypto.Key, pooled *[]*crypto.Key, err error) {
+	if e.live == nil {
+		ks, err = e.keys.Live(ctx, name)
+		return ks, nil, err
+	}
+	pooled, _ = e.keyBufs.Get().(*[]*crypto.Key)
+	if pooled == nil {
+		pooled = new([]*crypto.Key)
+	}
+	ks, err = e.live.AppendLive(ctx, (*pooled)[:0], name)
+	if err != nil {
+		e.keyBufs.Put(pooled)
+		return nil, nil, err
+	}
+	*pooled = ks
+	return ks, pooled, nil
+}
+
+// putKeys returns a slice borrowed by liveKeys to the pool, dropping its
+// references to keys so that the pool does not keep them alive.
+func (e *Encryptor) putKeys(pooled *[]*crypto.Key) {
+	if pooled == nil {
+		return
+	}
+	clear(*pooled)
+	*pooled = (*pooled)[:0]
+	e.keyBufs.Put(pooled)
+}
 
 // EncryptForStore returns the ciphertext of canon, the canonical encoding of
 // a value of col.Type, under the primary version of col's data key: what an
@@ -85,14 +137,16 @@ func (e *Encryptor) AppendStore(ctx context.Context, dst []byte, col *ColumnRule
 // number of ciphertexts EncryptForMatch returns for col right now. It
 // changes when a `keys rotate` becomes visible (within the key cache's TTL).
 func (e *Encryptor) LiveVersions(ctx context.Context, col *ColumnRule) (int, error) {
-	keys, err := e.keys.Live(ctx, col.Key)
+	keys, pooled, err := e.liveKeys(ctx, col.Key)
 	if err != nil {
 		return 0, fmt.Errorf("column %s: data key %q: %w", col, col.Key, err)
 	}
-	if len(keys) == 0 {
+	n := len(keys)
+	e.putKeys(pooled)
+	if n == 0 {
 		return 0, fmt.Errorf("column %s: data key %q has no versions", col, col.Key)
 	}
-	return len(keys), nil
+	return n, nil
 }
 
 // EncryptForMatch returns the ciphertexts of canon under every live version
@@ -101,45 +155,64 @@ func (e *Encryptor) LiveVersions(ctx context.Context, col *ColumnRule) (int, err
 // deterministic (ErrRandomizedMatch otherwise). The ciphertexts share one
 // backing array.
 func (e *Encryptor) EncryptForMatch(ctx context.Context, col *ColumnRule, canon []byte) ([][]byte, error) {
+	_, cts, err := e.AppendMatch(ctx, nil, nil, col, canon)
+	return cts, err
+}
+
+// AppendMatch is EncryptForMatch appending the ciphertexts, newest first,
+// to buf and a slice of each (capacity limited to its length) to cts, and
+// returning both. A caller that reuses buf and cts, with room for every
+// ciphertext (LiveVersions times len(canon)+crypto.AlgorithmAESSIV.Overhead()
+// bytes), allocates nothing here (the AES-SIV implementation still does).
+// The ciphertexts are valid until buf is overwritten; buf must not overlap
+// canon. On error it returns nil, nil.
+func (e *Encryptor) AppendMatch(ctx context.Context, buf []byte, cts [][]byte, col *ColumnRule, canon []byte) ([]byte, [][]byte, error) {
 	if !col.Deterministic {
-		return nil, fmt.Errorf("match value for column %s: %w", col, ErrRandomizedMatch)
+		return nil, nil, fmt.Errorf("match value for column %s: %w", col, ErrRandomizedMatch)
 	}
 	if err := value.Validate(col.Type, canon); err != nil {
-		return nil, fmt.Errorf("match value for column %s: %w", col, err)
+		return nil, nil, fmt.Errorf("match value for column %s: %w", col, err)
 	}
 	for attempt := 0; ; attempt++ {
-		keys, err := e.keys.Live(ctx, col.Key)
+		keys, pooled, err := e.liveKeys(ctx, col.Key)
 		if err != nil {
-			return nil, fmt.Errorf("match value for column %s: data key %q: %w", col, col.Key, err)
+			return nil, nil, fmt.Errorf("match value for column %s: data key %q: %w", col, col.Key, err)
 		}
-		if len(keys) == 0 {
-			return nil, fmt.Errorf("match value for column %s: data key %q has no versions", col, col.Key)
-		}
-		size := crypto.AlgorithmAESSIV.Overhead() + len(canon)
-		buf := make([]byte, 0, len(keys)*size)
-		out := make([][]byte, 0, len(keys))
-		destroyed := false
-		for _, k := range keys {
-			if k.Algorithm() != crypto.AlgorithmAESSIV {
-				return nil, fmt.Errorf("match value for column %s: data key %q version %d is %s but the column is deterministic: %w",
-					col, col.Key, k.Version(), k.Algorithm(), ErrAlgorithm)
-			}
-			start := len(buf)
-			buf, err = k.Encrypt(buf, canon, col.Type)
-			if errors.Is(err, crypto.ErrKeyDestroyed) && attempt == 0 {
-				destroyed = true
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("match value for column %s: %w", col, err)
-			}
-			out = append(out, buf[start:len(buf):len(buf)])
-		}
-		if destroyed {
+		outBuf, outCts, err := e.appendMatch(buf, cts, col, canon, keys)
+		e.putKeys(pooled)
+		if errors.Is(err, crypto.ErrKeyDestroyed) && attempt == 0 {
 			continue
 		}
-		return out, nil
+		if err != nil {
+			return nil, nil, err
+		}
+		return outBuf, outCts, nil
 	}
+}
+
+// appendMatch is one attempt of AppendMatch with the given live keys. Its
+// error wraps crypto.ErrKeyDestroyed if a key was destroyed meanwhile.
+func (e *Encryptor) appendMatch(buf []byte, cts [][]byte, col *ColumnRule, canon []byte, keys []*crypto.Key) ([]byte, [][]byte, error) {
+	if len(keys) == 0 {
+		return nil, nil, fmt.Errorf("match value for column %s: data key %q has no versions", col, col.Key)
+	}
+	// One backing array for all the ciphertexts.
+	buf = slices.Grow(buf, len(keys)*(crypto.AlgorithmAESSIV.Overhead()+len(canon)))
+	cts = slices.Grow(cts, len(keys))
+	for _, k := range keys {
+		if k.Algorithm() != crypto.AlgorithmAESSIV {
+			return nil, nil, fmt.Errorf("match value for column %s: data key %q version %d is %s but the column is deterministic: %w",
+				col, col.Key, k.Version(), k.Algorithm(), ErrAlgorithm)
+		}
+		start := len(buf)
+		next, err := k.Encrypt(buf, canon, col.Type)
+		if err != nil {
+			return nil, nil, fmt.Errorf("match value for column %s: %w", col, err)
+		}
+		buf = next
+		cts = append(cts, buf[start:len(buf):len(buf)])
+	}
+	return buf, cts, nil
 }
 
 // Decrypt returns the canonical plaintext of ct, a ciphertext read from

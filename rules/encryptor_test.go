@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/crypto"
@@ -312,4 +313,103 @@ func BenchmarkEncryptor(b *testing.B) {
 			_, _ = e.AppendDecrypt(ctx, buf[:0], ssn, ct)
 		}
 	})
+}
+
+func TestEncryptorAppendMatch(t *testing.T) {
+	ctx := context.Background()
+	e, fk, email, ssn, _ := encSetup(t)
+	fk.add(t, "users_email", crypto.AlgorithmAESSIV)
+	want, err := e.EncryptForMatch(ctx, email, []byte(secret))
+	if err != nil || len(want) != 2 {
+		t.Fatalf("EncryptForMatch = %d, %v", len(want), err)
+	}
+	buf := []byte("prefix")
+	cts := [][]byte{[]byte("first")}
+	buf, cts, err = e.AppendMatch(ctx, buf, cts, email, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(buf, []byte("prefix")) || len(cts) != 3 || string(cts[0]) != "first" {
+		t.Fatalf("AppendMatch did not append: buf %q, %d cts", buf[:6], len(cts))
+	}
+	for i, ct := range cts[1:] {
+		if !bytes.Equal(ct, want[i]) {
+			t.Errorf("ciphertext %d differs from EncryptForMatch's", i)
+		}
+		if cap(ct) != len(ct) {
+			t.Errorf("ciphertext %d has spare capacity", i)
+		}
+	}
+	if _, _, err := e.AppendMatch(ctx, buf, cts, ssn, []byte(secret)); !errors.Is(err, rules.ErrRandomizedMatch) {
+		t.Errorf("AppendMatch on randomized column: %v", err)
+	}
+	fk.destroyOnce = true
+	if _, cts, err := e.AppendMatch(ctx, buf[:0], cts[:0], email, []byte(secret)); err != nil || len(cts) != 2 || !bytes.Equal(cts[0], want[0]) {
+		t.Errorf("AppendMatch with a key evicted once: %d, %v", len(cts), err)
+	}
+}
+
+// TestEncryptorManagerConcurrent runs the Encryptor over a real key manager
+// from several goroutines (run it with -race): results of concurrent
+// calls, which share pooled key lists, must not mix.
+func TestEncryptorManagerConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := mustNew(t, rules.DialectPostgres, []rules.Spec{
+		{Table: "t", Column: "a", Key: "ka", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "t", Column: "b", Key: "kb", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "t", Column: "r", Key: "kr", Mode: rules.ModeRandomized, Type: value.TypeText},
+	})
+	m := newManager(t, keys.Spec{Name: "ka", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kb", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kr", Algorithm: crypto.AlgorithmAESGCM})
+	if _, err := m.Rotate(ctx, "kb"); err != nil {
+		t.Fatal(err)
+	}
+	e := rules.NewEncryptor(m)
+	cols := []*rules.ColumnRule{s.Column("", "public", "t", "a"), s.Column("", "public", "t", "b")}
+	rnd := s.Column("", "public", "t", "r")
+	want := map[*rules.ColumnRule][][]byte{}
+	for _, c := range cols {
+		cts, err := e.EncryptForMatch(ctx, c, []byte(c.Column))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[c] = cts
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			var buf []byte
+			var cts [][]byte
+			for i := range 300 {
+				c := cols[(g+i)%2]
+				var err error
+				buf, cts, err = e.AppendMatch(ctx, buf[:0], cts[:0], c, []byte(c.Column))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(cts) != len(want[c]) {
+					t.Errorf("%s: %d ciphertexts, want %d", c, len(cts), len(want[c]))
+					return
+				}
+				for j := range cts {
+					if !bytes.Equal(cts[j], want[c][j]) {
+						t.Errorf("%s: ciphertext %d differs", c, j)
+						return
+					}
+				}
+				if n, err := e.LiveVersions(ctx, c); err != nil || n != len(want[c]) {
+					t.Errorf("LiveVersions(%s) = %d, %v", c, n, err)
+				}
+				ct, err := e.AppendStore(ctx, nil, rnd, []byte("v"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if pt, err := e.Decrypt(ctx, rnd, ct); err != nil || string(pt) != "v" {
+					t.Errorf("Decrypt = %q, %v", pt, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

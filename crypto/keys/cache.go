@@ -25,18 +25,23 @@ type keyMeta struct {
 	// read keeps time.Now off the hot path.
 	stale atomic.Bool
 	timer *time.Timer
+	// slots[i] is the last cache entry handed out for records[i]: the
+	// lock-free hit path (see Manager.entry). It may hold an entry that
+	// has since left the cache; entry.dead tells.
+	slots []atomic.Pointer[entry]
 }
 
 func (km *keyMeta) age() time.Duration { return time.Since(km.loaded) }
 
-func (km *keyMeta) find(version uint32) (*keystore.Record, bool) {
-	i, ok := slices.BinarySearchFunc(km.records, version, func(r keystore.Record, v uint32) int {
+// find returns the index in km.records of the given version.
+func (km *keyMeta) find(version uint32) (int, bool) {
+	// Versions are usually 1..n without gaps: try the direct index first.
+	if i := int(version) - 1; i >= 0 && i < len(km.records) && km.records[i].Version == version {
+		return i, true
+	}
+	return slices.BinarySearchFunc(km.records, version, func(r keystore.Record, v uint32) int {
 		return cmp.Compare(r.Version, v)
 	})
-	if !ok {
-		return nil, false
-	}
-	return &km.records[i], true
 }
 
 func notFound(name string) error {
@@ -83,7 +88,7 @@ func (m *Manager) refreshMeta(ctx context.Context, name string, seen *keyMeta, m
 		}
 		recs = slices.DeleteFunc(slices.Clone(recs), func(r keystore.Record) bool { return r.Name != name })
 		slices.SortFunc(recs, func(a, b keystore.Record) int { return cmp.Compare(a.Version, b.Version) })
-		km := &keyMeta{records: recs, loaded: time.Now(), missed: missed}
+		km := &keyMeta{records: recs, loaded: time.Now(), missed: missed, slots: make([]atomic.Pointer[entry], len(recs))}
 		m.metaMu.Lock()
 		defer m.metaMu.Unlock()
 		if m.closed.Load() {
@@ -137,25 +142,57 @@ type entry struct {
 	base   uint64      // encryptions by earlier (evicted) instances of this version
 	timer  *time.Timer // destroys the key at loaded+TTL
 	warned atomic.Bool // the 2^31 warning was logged for this instance
+	// dead is set, with m.mu held, when the entry leaves the LRU (TTL,
+	// capacity, Close), just before its key is destroyed.
+	dead atomic.Bool
+	// seen is the value of Manager.gen when the entry was last moved to
+	// the front of the LRU; written with m.mu held.
+	seen atomic.Uint64
 }
 
 // encryptions is the number of encryptions this process made with the key
 // version, across cache instances.
 func (e *entry) encryptions() uint64 { return e.base + e.key.Encryptions() }
 
-// entry returns the unwrapped key of r, unwrapping it on a miss. Concurrent
-// misses of the same version share one Unwrap call.
-func (m *Manager) entry(ctx context.Context, r *keystore.Record) (*entry, error) {
+// entry returns the unwrapped key of km.records[i], unwrapping it on a
+// miss. Concurrent misses of the same version share one Unwrap call.
+//
+// A hit takes no lock: km.slots[i] remembers the entry last handed out for
+// the record, and it is used as is while it is still in the LRU (not dead)
+// and has been moved to the front of the LRU since the last insertion (its
+// seen equals m.gen). Only an insertion can evict, so the LRU order then
+// stays exact where it matters: an entry not used since the last insertion
+// is always behind every entry that was. The first use of an entry after an
+// insertion takes m.mu once to move it to the front.
+//
+// The slot may still hand out an entry evicted a moment ago, exactly as a
+// locked lookup racing an eviction could: its key is destroyed, and
+// callers look the key up again on crypto.ErrKeyDestroyed.
+func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error) {
+	if e := km.slots[i].Load(); e != nil && !e.dead.Load() && e.seen.Load() == m.gen.Load() {
+		return e, nil
+	}
+	r := &km.records[i]
 	ck := cacheKey{r.Name, r.Version}
 	m.mu.Lock()
 	e, ok := m.lru.Get(ck)
-	m.mu.Unlock()
 	if ok {
-		return e, nil // entries leave the cache at their TTL (see load)
+		e.seen.Store(m.gen.Load())
 	}
-	rec := *r
-	return flight(ctx, &m.keyGroup, r.Name+"\x00"+strconv.FormatUint(uint64(r.Version), 10),
-		func(ctx context.Context) (*entry, error) { return m.load(ctx, ck, &rec) })
+	m.mu.Unlock()
+	if !ok {
+		rec := *r
+		var err error
+		e, err = flight(ctx, &m.keyGroup, r.Name+"\x00"+strconv.FormatUint(uint64(r.Version), 10),
+			func(ctx context.Context) (*entry, error) { return m.load(ctx, ck, &rec) })
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Entries leave the cache at their TTL (see load); one evicted since
+	// is marked dead and skipped by the next lookup.
+	km.slots[i].Store(e)
+	return e, nil
 }
 
 // load unwraps r and caches the key. It runs inside a flight.
@@ -190,6 +227,9 @@ func (m *Manager) load(ctx context.Context, ck cacheKey, r *keystore.Record) (*e
 	e = &entry{key: k, loaded: loaded, base: m.used[ck]}
 	ttl := m.ttl - time.Since(loaded)
 	e.timer = time.AfterFunc(ttl, func() { m.expire(ck, e) })
+	// A new generation sends every other entry through the locked path
+	// once, to be moved to the front of the LRU if it is still used.
+	e.seen.Store(m.gen.Add(1))
 	m.lru.Add(ck, e)
 	m.log.LogAttrs(ctx, slogDebug, "unwrapped data key",
 		attrKey(r.Name), attrVersion(r.Version), attrMaster(r.MasterKeyID))
@@ -208,6 +248,7 @@ func (m *Manager) expire(ck cacheKey, e *entry) {
 // onEvict runs with m.mu held whenever an entry leaves the cache (TTL,
 // capacity, Close): it remembers the usage count and destroys the key.
 func (m *Manager) onEvict(ck cacheKey, e *entry) {
+	e.dead.Store(true)
 	e.timer.Stop()
 	m.used[ck] = e.encryptions()
 	e.key.Destroy()

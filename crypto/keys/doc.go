@@ -24,6 +24,18 @@
 // misses of one version make a single Unwrap call. The plaintext the master
 // key returns is zeroed as soon as the key is built.
 //
+// A cache hit takes no lock: the cached list of a name's versions keeps,
+// per version, the entry last handed out, used as long as it is still in
+// the LRU and has been moved to its front since the last insertion. The
+// first hit on an entry after an insertion takes the lock once to move it
+// to the front; since only an insertion evicts, an entry unused since the
+// last insertion is always evicted before one that was used. An entry that
+// leaves the cache is marked dead before its key is destroyed, so it is
+// not handed out again; a hit racing its eviction may still return the
+// just-destroyed key, which callers look up again on crypto.ErrKeyDestroyed,
+// as with any key evicted after lookup. [Manager.AppendLive] and
+// [Manager.LiveCount] serve deterministic lookups without allocating.
+//
 // The list of versions per name (not secret) is cached too, and re-read
 // from the keystore after the TTL, on an unknown name, or on an unknown
 // version, so a rotation made by another process is seen within the TTL,

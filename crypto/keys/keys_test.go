@@ -1037,3 +1037,294 @@ func BenchmarkPrimary(b *testing.B) {
 		})
 	})
 }
+
+// benchManager returns a Manager with one AES-GCM key "r" and one AES-SIV key
+// "d" (two versions), all unwrapped and cached.
+func benchManager(b *testing.B) *keys.Manager {
+	b.Helper()
+	m := newManager(b, keys.Options{Store: openStore(b), Master: newFakeMaster(b, "m1"), TTL: time.Hour})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "r", Algorithm: crypto.AlgorithmAESGCM}, {Name: "d", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Rotate(ctx, "d"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Live(ctx, "d"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Primary(ctx, "r"); err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// benchSerialParallel runs f serially and under b.RunParallel, handing it
+// a scratch buffer of its goroutine.
+func benchSerialParallel(b *testing.B, f func(buf []byte) error) {
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 256)
+		for b.Loop() {
+			if err := f(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			buf := make([]byte, 0, 256)
+			for pb.Next() {
+				if err := f(buf); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkVersion(b *testing.B) {
+	m := benchManager(b)
+	benchSerialParallel(b, func([]byte) error { _, err := m.Version(ctx, "d", 1); return err })
+}
+
+func BenchmarkLive(b *testing.B) {
+	m := benchManager(b)
+	b.Run("Live", func(b *testing.B) {
+		benchSerialParallel(b, func([]byte) error { _, err := m.Live(ctx, "d"); return err })
+	})
+	b.Run("LiveCount", func(b *testing.B) {
+		benchSerialParallel(b, func([]byte) error { _, err := m.LiveCount(ctx, "d"); return err })
+	})
+	b.Run("AppendLive", func(b *testing.B) {
+		pool := sync.Pool{New: func() any { return new([4]*crypto.Key) }}
+		benchSerialParallel(b, func([]byte) error {
+			ks := pool.Get().(*[4]*crypto.Key)
+			_, err := m.AppendLive(ctx, ks[:0], "d")
+			pool.Put(ks)
+			return err
+		})
+	})
+}
+
+func BenchmarkDecrypt(b *testing.B) {
+	m := benchManager(b)
+	k, err := m.Primary(ctx, "r")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct, err := k.Encrypt(nil, make([]byte, 16), value.TypeBytes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchSerialParallel(b, func(buf []byte) error {
+		_, _, err := m.Decrypt(ctx, "r", buf, ct)
+		return err
+	})
+}
+
+// TestLockFreeHitSkipsRemovedEntry: a key removed from the cache without a
+// new insertion (TTL expiry, or here a forced removal) is never handed out
+// again by the lock-free hit path.
+func TestLockFreeHitSkipsRemovedEntry(t *testing.T) {
+	master := newFakeMaster(t, "m1")
+	m := newManager(t, keys.Options{Store: openStore(t), Master: master})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	k1, err := m.Primary(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // warm the lock-free path
+		if k, err := m.Version(ctx, "a", 1); err != nil || k != k1 {
+			t.Fatalf("Version = %v, %v; want the cached key", k, err)
+		}
+	}
+	keys.SetEncryptions(m, "a", 1, 0) // drops (and destroys) the cached instance
+	if _, err := k1.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
+		t.Fatalf("removed key: Encrypt = %v, want ErrKeyDestroyed", err)
+	}
+	lookups := map[string]func() (*crypto.Key, error){
+		"Primary": func() (*crypto.Key, error) { return m.Primary(ctx, "a") },
+		"Version": func() (*crypto.Key, error) { return m.Version(ctx, "a", 1) },
+		"Live": func() (*crypto.Key, error) {
+			ks, err := m.Live(ctx, "a")
+			if err != nil {
+				return nil, err
+			}
+			return ks[0], nil
+		},
+	}
+	for name, f := range lookups {
+		k, err := f()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if k == k1 {
+			t.Fatalf("%s returned the removed key", name)
+		}
+		if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); err != nil {
+			t.Fatalf("%s returned an unusable key: %v", name, err)
+		}
+	}
+	if n := master.unwraps.Load(); n != 2 {
+		t.Fatalf("%d Unwrap calls, want 2", n)
+	}
+}
+
+// TestLRUKeepsRecentlyUsed: keys served by the lock-free path still count
+// as used for capacity eviction.
+func TestLRUKeepsRecentlyUsed(t *testing.T) {
+	master := newFakeMaster(t, "m1")
+	m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 2})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}, {Name: "c", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	primary := func(name string) *crypto.Key {
+		t.Helper()
+		k, err := m.Primary(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	ka := primary("a")
+	for range 3 {
+		primary("a")
+	}
+	kb := primary("b") // a is now the least recently used
+	for range 3 {
+		if primary("a") != ka {
+			t.Fatal("a was reloaded")
+		}
+	}
+	primary("c") // must evict b, not a
+	if _, err := kb.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
+		t.Fatalf("b: Encrypt = %v, want ErrKeyDestroyed (least recently used)", err)
+	}
+	if _, err := ka.Encrypt(nil, []byte("x"), value.TypeText); err != nil {
+		t.Fatalf("a was evicted although used after b: %v", err)
+	}
+	if primary("a") != ka {
+		t.Fatal("a was reloaded")
+	}
+	if n := keys.CacheLen(m); n != 2 {
+		t.Fatalf("cache holds %d keys, want 2", n)
+	}
+}
+
+// TestConcurrentLookups hammers the cache from several goroutines while
+// capacity evictions and TTL expiries happen (run it with -race). Every
+// key handed out must work or be destroyed, lookups must not fail
+// otherwise, and once the TTL has passed every key handed out is
+// destroyed.
+func TestConcurrentLookups(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 50 * time.Millisecond
+		master := newFakeMaster(t, "m1")
+		m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 3, TTL: ttl})
+		names := []string{"a", "b", "c"}
+		var specs []keys.Spec
+		for _, n := range names {
+			specs = append(specs, keys.Spec{Name: n, Algorithm: crypto.AlgorithmAESSIV})
+		}
+		if _, err := m.Init(ctx, specs); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if _, err := m.Rotate(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cts := map[string][]byte{}
+		for _, n := range names {
+			k, err := m.Version(ctx, n, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cts[n] = encrypt(t, k, n)
+		}
+
+		var (
+			mu   sync.Mutex
+			seen = map[*crypto.Key]bool{}
+			wg   sync.WaitGroup
+		)
+		check := func(k *crypto.Key, err error) {
+			if err != nil {
+				t.Errorf("lookup: %v", err)
+				return
+			}
+			if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); err != nil && !errors.Is(err, crypto.ErrKeyDestroyed) {
+				t.Errorf("Encrypt: %v", err)
+			}
+			mu.Lock()
+			seen[k] = true
+			mu.Unlock()
+		}
+		for g := range 4 {
+			wg.Go(func() {
+				var buf []*crypto.Key
+				for i := range 400 {
+					n := names[(g+i)%len(names)]
+					switch i % 5 {
+					case 0:
+						check(m.Primary(ctx, n))
+					case 1:
+						check(m.Version(ctx, n, 1))
+					case 2:
+						var err error
+						buf, err = m.AppendLive(ctx, buf[:0], n)
+						if err != nil || len(buf) != 2 {
+							t.Errorf("AppendLive = %d keys, %v", len(buf), err)
+							continue
+						}
+						for _, k := range buf {
+							check(k, nil)
+						}
+					case 3:
+						pt, _, err := m.Decrypt(ctx, n, nil, cts[n])
+						if err != nil && !errors.Is(err, crypto.ErrKeyDestroyed) {
+							t.Errorf("Decrypt: %v", err)
+						} else if err == nil && string(pt) != n {
+							t.Errorf("Decrypt = %q, want %q", pt, n)
+						}
+					case 4:
+						if c, err := m.LiveCount(ctx, n); err != nil || c != 2 {
+							t.Errorf("LiveCount = %d, %v", c, err)
+						}
+					}
+					if i%7 == 0 {
+						time.Sleep(time.Millisecond) // let the TTL pass now and then
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := keys.CacheLen(m); n > 3 {
+			t.Fatalf("cache holds %d keys, more than its capacity 3", n)
+		}
+		// Quiescent: what the cache hands out now works.
+		for _, n := range names {
+			k, err := m.Primary(ctx, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); err != nil {
+				t.Fatalf("Primary(%q) after the storm: %v", n, err)
+			}
+		}
+		time.Sleep(ttl)
+		synctest.Wait()
+		for k := range seen {
+			if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
+				t.Fatalf("%v handed out during the storm still works after the TTL: %v", k, err)
+			}
+		}
+		if len(seen) < 2*len(names)*2 {
+			t.Fatalf("only %d key instances seen: the TTL or capacity never evicted anything", len(seen))
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/value"
@@ -27,8 +28,9 @@ func (m *Manager) Primary(ctx context.Context, name string) (*crypto.Key, error)
 	if err != nil {
 		return nil, err
 	}
-	r := &km.records[len(km.records)-1]
-	e, err := m.entry(ctx, r)
+	i := len(km.records) - 1
+	r := &km.records[i]
+	e, err := m.entry(ctx, km, i)
 	if err != nil {
 		return nil, err
 	}
@@ -56,17 +58,17 @@ func (m *Manager) Version(ctx context.Context, name string, version uint32) (*cr
 	if err != nil {
 		return nil, err
 	}
-	r, ok := km.find(version)
+	i, ok := km.find(version)
 	if !ok && (!km.missed || km.age() >= minRefresh) {
 		if km, err = m.refreshMeta(ctx, name, km, true); err != nil {
 			return nil, err
 		}
-		r, ok = km.find(version)
+		i, ok = km.find(version)
 	}
 	if !ok {
 		return nil, fmt.Errorf("data key %q version %d %w", name, version, ErrNotFound)
 	}
-	e, err := m.entry(ctx, r)
+	e, err := m.entry(ctx, km, i)
 	if err != nil {
 		return nil, err
 	}
@@ -78,19 +80,41 @@ func (m *Manager) Version(ctx context.Context, name string, version uint32) (*cr
 // data is re-encrypted. It fails if any version cannot be unwrapped, rather
 // than return a partial list that would miss rows.
 func (m *Manager) Live(ctx context.Context, name string) ([]*crypto.Key, error) {
+	return m.AppendLive(ctx, nil, name)
+}
+
+// AppendLive is Live appending the keys to dst, so that a caller reusing
+// dst allocates nothing when the keys are cached. On error it returns nil.
+func (m *Manager) AppendLive(ctx context.Context, dst []*crypto.Key, name string) ([]*crypto.Key, error) {
 	km, err := m.meta(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*crypto.Key, 0, len(km.records))
+	dst = slices.Grow(dst, len(km.records))
 	for i := len(km.records) - 1; i >= 0; i-- {
-		e, err := m.entry(ctx, &km.records[i])
+		e, err := m.entry(ctx, km, i)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e.key)
+		dst = append(dst, e.key)
 	}
-	return out, nil
+	return dst, nil
+}
+
+// LiveCount returns how many versions of the data key name Live would
+// return, without building the list. Like Live, it fails if any version
+// cannot be unwrapped.
+func (m *Manager) LiveCount(ctx context.Context, name string) (int, error) {
+	km, err := m.meta(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	for i := len(km.records) - 1; i >= 0; i-- {
+		if _, err := m.entry(ctx, km, i); err != nil {
+			return 0, err
+		}
+	}
+	return len(km.records), nil
 }
 
 // Decrypt decrypts ct, a ciphertext of the data key name, appending the

@@ -103,7 +103,8 @@ type Manager struct {
 	metas  atomic.Pointer[map[string]*keyMeta]
 	metaMu sync.Mutex
 
-	mu    sync.Mutex // guards lru and used
+	mu    sync.Mutex    // guards lru and used
+	gen   atomic.Uint64 // insertions into lru; written with mu held
 	lru   *simplelru.LRU[cacheKey, *entry]
 	used  map[cacheKey]uint64 // encryptions by evicted instances of a version
 	hooks testHooks
