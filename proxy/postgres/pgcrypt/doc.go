@@ -53,6 +53,23 @@
 // cannot see yet (created in the client's open transaction), and rows of a
 // statement described as returning none.
 //
+// # Cost
+//
+// A deterministic result cell that is byte for byte one of the ciphertexts
+// the same execution sent for a lookup (the literal comparisons pgsql's
+// Rewrite rendered into a simple Query string, reported through
+// pgsql.Env.Matches; the RoleMatch and RoleMatchArray parameters of the
+// Bind whose portal is executed) on a column sharing its key
+// (rules.SameKey: the same key name and plaintext type; the ciphertext
+// header carries the version) is answered with the canonical plaintext the
+// proxy encrypted, without decrypting it again: equal bytes under the
+// same key decrypt to the same plaintext. Every other cell is decrypted
+// and authenticated; up to 8 lookups per execution are remembered. Query
+// text that cannot need a plan (pgsql.Planner.Skips) is forwarded without
+// being copied, RowDescriptions already seen are not decoded again, and
+// Bind, Query rewriting and DataRow go through per-session scratch
+// buffers.
+//
 // # Refused (never passed through)
 //
 //   - Everything pgsql refuses (see its package doc).

@@ -91,6 +91,6 @@ func (b *BenchSession) PurgeCatalog() {
 // DataRow rewrites a DataRow of a result whose columns are cols, in text
 // format.
 func (b *BenchSession) DataRow(cols []*rules.ColumnRule, body []byte, w *postgres.Writer) error {
-	b.s.cols, b.s.formats, b.s.failed = cols, nil, false
+	b.s.cols, b.s.formats, b.s.failed, b.s.matches = cols, nil, false, nil
 	return b.s.dataRow(body, w)
 }

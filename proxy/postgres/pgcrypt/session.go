@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -54,6 +56,10 @@ type rowDesc struct {
 type portalInfo struct {
 	stmt    *stmtInfo
 	formats []int16 // result format codes as the client sent them
+	// matches are the ciphertexts its Bind sent for lookups (RoleMatch
+	// and RoleMatchArray parameters), nil if none; written before the
+	// Bind is queued.
+	matches *matchSet
 }
 
 // event is one client message awaiting a response, in order. The frontend
@@ -65,10 +71,13 @@ type event struct {
 	hidden bool // a message the proxy injected: swallow its responses
 
 	// Simple query and Sync.
-	plan   *pgsql.Plan
-	inject *pgproto3.ErrorResponse
-	done   int
-	srvErr bool
+	plan *pgsql.Plan
+	// matches are the ciphertexts Rewrite rendered for a simple query's
+	// lookups, nil if none; written before the event is queued.
+	matches *matchSet
+	inject  *pgproto3.ErrorResponse
+	done    int
+	srvErr  bool
 }
 
 type session struct {
@@ -93,8 +102,10 @@ type session struct {
 	fcanon     []byte
 	evSlab     []event
 	portalSlab []portalInfo
+	matchSlab  []matchSet
 	fct        []byte
 	bmatch     [][][]byte // Bind scratch: ciphertexts of RoleMatch parameters
+	qcanon     []byte     // Query scratch: canonical plaintexts (pgsql.Env.Scratch)
 
 	// Shared between the goroutines.
 	mu       sync.Mutex
@@ -114,6 +125,9 @@ type session struct {
 	canon         []byte
 	txt           []byte
 	simpleRD      rowDesc // the last RowDescription of a simple query
+	// matches are the lookups of the request whose rows are being
+	// decrypted (nil: none).
+	matches *matchSet
 }
 
 // span locates a Bind parameter value; off < 0: NULL.
@@ -171,6 +185,17 @@ func (s *session) newPortal(p portalInfo) *portalInfo {
 }
 
 const slabSize = 32
+
+// newMatchSet is newEvent for match sets (kept apart: most events and
+// portals need none).
+func (s *session) newMatchSet() *matchSet {
+	if len(s.matchSlab) == 0 {
+		s.matchSlab = make([]matchSet, slabSize/2)
+	}
+	m := &s.matchSlab[0]
+	s.matchSlab = s.matchSlab[1:]
+	return m
+}
 
 func (s *session) push(evs ...*event) {
 	s.mu.Lock()
@@ -326,6 +351,12 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if mentionsSearchPath(text) {
 		return s.refuseQuery(errSearchPath, w)
 	}
+	if len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text))) {
+		// Forwarded as is: no copy of the text.
+		s.push(s.newEvent(event{kind: 'Q'}))
+		w.Forward('Q', body)
+		return nil
+	}
 	sql := string(text)
 	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
 	if err != nil {
@@ -360,15 +391,17 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
 			"dbproxy: statement refused: standard_conforming_strings is off"), w)
 	}
+	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet()})
 	out := append(s.qbuf[:0], 'Q', 0, 0, 0, 0)
-	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared})
+	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared,
+		Matches: ev.matches, Scratch: &s.qcanon})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)
 	}
 	out = append(out, 0)
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-	s.push(s.newEvent(event{kind: 'Q', plan: plan}))
+	s.push(ev)
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
 		s.copy = &copyIn{cp: copyPlan.Copy, header: copyPlan.Copy.Header}
 	}
@@ -707,6 +740,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		w.Forward('B', body)
 		return nil
 	}
+	p.matches = s.newMatchSet()
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
@@ -732,6 +766,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 			s.refuseBatch(refusalResponse(err))
 			return nil
 		}
+		p.matches.RecordMatch(prm.Column, canon, cts)
 		for len(matches) <= i {
 			matches = append(matches, nil)
 		}
@@ -775,7 +810,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		src := rest[v.off : v.off+v.n]
 		if prm.Role == pgsql.RoleMatchArray {
 			var err error
-			out, err = s.bindMatchArray(out, col, src, formatOf(pformats, i), zone)
+			out, err = s.bindMatchArray(out, col, src, formatOf(pformats, i), zone, p.matches)
 			if err != nil {
 				s.refuseBatch(errorResponse(pgsql.StateInvalidText,
 					"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid array of "+col.Type.String()))
@@ -810,6 +845,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 				s.refuseBatch(refusalResponse(err))
 				return nil
 			}
+			p.matches.RecordMatch(col, canon, cts)
 			out = appendMatchArray(out, cts, len(cts))
 		default:
 			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
@@ -865,8 +901,9 @@ func appendMatchArray(out []byte, cts [][]byte, n int) []byte {
 
 // bindMatchArray appends (with its length) a binary bytea[] holding the
 // ciphertexts of every element of the client's array under every live
-// version of col's key.
-func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, format int16, zone *time.Location) ([]byte, error) {
+// version of col's key, and records them in rec.
+func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, format int16, zone *time.Location,
+	rec *matchSet) ([]byte, error) {
 	lenAt := len(out)
 	out = append(out, 0, 0, 0, 0)
 	hdr := len(out)
@@ -893,6 +930,7 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 		if err != nil {
 			return err
 		}
+		rec.RecordMatch(col, canon, cts)
 		for _, ct := range cts {
 			out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
 			out = append(out, ct...)
@@ -918,7 +956,7 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 // fail sends e in place of the rest of the current request's response.
 func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
 	s.failed = true
-	s.cols = nil
+	s.cols, s.matches = nil, nil
 	return w.Send(e)
 }
 
@@ -935,7 +973,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 			}
 			s.pop()
 		}
-		s.failed, s.cols = false, nil
+		s.failed, s.cols, s.matches = false, nil, nil
 		w.Forward(typ, body)
 		return nil
 	case 'S':
@@ -1011,7 +1049,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 					return err
 				}
 			}
-			s.cols, s.formats = nil, nil
+			s.cols, s.formats, s.matches = nil, nil, nil
 			s.pop()
 		}
 	}
@@ -1033,6 +1071,7 @@ func (s *session) startExecute(ev *event, w *postgres.Writer) error {
 		s.formats = []int16{}
 	}
 	s.cols = st.cols
+	s.matches = ev.portal.matches
 	return nil
 }
 
@@ -1055,6 +1094,7 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 			return s.fail(errResp, w)
 		}
 		s.cols, s.formats = rd.cols, nil
+		s.matches = ev.matches
 		if rd.cols == nil {
 			break
 		}
@@ -1065,7 +1105,7 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 			return s.dataRow(body, w)
 		}
 	case 'C':
-		s.cols = nil
+		s.cols, s.matches = nil, nil
 		s.commandComplete(ev, body)
 	case 'G':
 		// The server refused to start a COPY the proxy expected (an error
@@ -1378,23 +1418,22 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 			return dst, errNotHexBytea
 		}
 		hexs := cell[2:]
-		buf := s.ct[:0]
-		for i := 0; i < len(hexs); i += 2 {
-			hi, ok1 := unhex(hexs[i])
-			lo, ok2 := unhex(hexs[i+1])
-			if !ok1 || !ok2 {
-				return dst, errNotHexBytea
-			}
-			buf = append(buf, hi<<4|lo)
+		n := len(hexs) / 2
+		buf := slices.Grow(s.ct[:0], n)[:n]
+		if _, err := hex.Decode(buf, hexs); err != nil {
+			return dst, errNotHexBytea
 		}
 		s.ct = buf
 		ct = buf
 	}
-	canon, err := s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.canon[:0], col, ct)
-	if err != nil {
-		return dst, err
+	canon, ok := s.matches.lookup(col, ct)
+	if !ok {
+		var err error
+		if canon, err = s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.canon[:0], col, ct); err != nil {
+			return dst, err
+		}
+		s.canon = canon
 	}
-	s.canon = canon
 	if format == 1 {
 		return appendBinary(dst, col.Type, canon)
 	}

@@ -3,58 +3,73 @@ package pgcrypt_test
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+	"github.com/dbproxy/dbproxy/crypto/kms"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
 
-type memKeys struct{ v map[string][]*crypto.Key }
-
-func (k *memKeys) add(tb testing.TB, name string, alg crypto.Algorithm) {
+// benchManager is a real key manager (local master key, file key store)
+// holding the data keys of the fixture's columns.
+func benchManager(tb testing.TB) *keys.Manager {
 	tb.Helper()
-	mat, err := crypto.NewRandomKeyMaterial(alg)
+	dir := tb.TempDir()
+	mk := filepath.Join(dir, "master.key")
+	if _, err := kms.CreateLocalKeyFile(mk); err != nil {
+		tb.Fatal(err)
+	}
+	master, err := kms.LoadLocal(mk)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	key, err := crypto.NewKey(name, uint32(len(k.v[name])+1), alg, mat)
+	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	k.v[name] = append(k.v[name], key)
-}
-
-func (k *memKeys) Primary(_ context.Context, name string) (*crypto.Key, error) {
-	v := k.v[name]
-	if len(v) == 0 {
-		return nil, fmt.Errorf("no key %q", name)
-	}
-	return v[len(v)-1], nil
-}
-
-func (k *memKeys) Live(_ context.Context, name string) ([]*crypto.Key, error) {
-	v := slices.Clone(k.v[name])
-	slices.Reverse(v)
-	return v, nil
-}
-
-func (k *memKeys) Decrypt(_ context.Context, name string, dst, ct []byte) ([]byte, value.Type, error) {
-	h, err := crypto.ParseHeader(ct)
+	tb.Cleanup(func() { _ = store.Close() })
+	mgr, err := keys.New(keys.Options{Store: store, Master: master})
 	if err != nil {
-		return nil, 0, err
+		tb.Fatal(err)
 	}
-	v := k.v[name]
-	if int(h.KeyVersion) > len(v) || h.KeyVersion == 0 {
-		return nil, 0, fmt.Errorf("no version %d", h.KeyVersion)
+	tb.Cleanup(mgr.Close)
+	if _, err := mgr.Init(context.Background(), []keys.Spec{
+		{Name: "email", Algorithm: rules.ModeDeterministic.Algorithm()},
+		{Name: "alt", Algorithm: rules.ModeDeterministic.Algorithm()},
+		{Name: "ssn", Algorithm: rules.ModeRandomized.Algorithm()},
+		{Name: "salary", Algorithm: rules.ModeRandomized.Algorithm()},
+	}); err != nil {
+		tb.Fatal(err)
 	}
-	return v[h.KeyVersion-1].Decrypt(dst, ct)
+	return mgr
+}
+
+// countingKeys counts decryptions per data key.
+type countingKeys struct {
+	*keys.Manager
+	email, alt, other atomic.Int64
+}
+
+func (k *countingKeys) Decrypt(ctx context.Context, name string, dst, ct []byte) ([]byte, value.Type, error) {
+	switch name {
+	case "email":
+		k.email.Add(1)
+	case "alt":
+		k.alt.Add(1)
+	default:
+		k.other.Add(1)
+	}
+	return k.Manager.Decrypt(ctx, name, dst, ct)
 }
 
 type fakeCatalog map[string][]string
@@ -84,6 +99,10 @@ type fixture struct {
 	encRow   []byte              // DataRow body of users_enc, ciphertext cells
 	plainRow []byte
 	plainOut int // length of the decrypted DataRow message
+	enc      *rules.Encryptor
+	keys     *countingKeys
+	alt      *rules.ColumnRule // users_enc.alt: deterministic text under another key
+	encCells [][]byte          // the cells of encRow
 }
 
 func newFixture(tb testing.TB) *fixture {
@@ -93,33 +112,32 @@ func newFixture(tb testing.TB) *fixture {
 		{Table: "users_enc", Column: "email", Key: "email", Mode: rules.ModeDeterministic, Type: value.TypeText},
 		{Table: "users_enc", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
 		{Table: "users_enc", Column: "salary", Key: "salary", Mode: rules.ModeRandomized, Type: value.TypeBigint},
+		{Table: "users_enc", Column: "alt", Key: "alt", Mode: rules.ModeDeterministic, Type: value.TypeText},
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	keys := &memKeys{v: map[string][]*crypto.Key{}}
-	keys.add(tb, "email", crypto.AlgorithmAESSIV)
-	keys.add(tb, "ssn", crypto.AlgorithmAESGCM)
-	keys.add(tb, "salary", crypto.AlgorithmAESGCM)
-	enc := rules.NewEncryptor(keys)
+	ck := &countingKeys{Manager: benchManager(tb)}
+	enc := rules.NewEncryptor(ck)
 	email := set.Column("bench", "public", "users_enc", "email")
 	ssn := set.Column("bench", "public", "users_enc", "ssn")
 	salary := set.Column("bench", "public", "users_enc", "salary")
-	if email == nil || ssn == nil || salary == nil {
+	alt := set.Column("bench", "public", "users_enc", "alt")
+	if email == nil || ssn == nil || salary == nil || alt == nil {
 		tb.Fatal("rules not found")
 	}
 	cat := fakeCatalog{
-		"public.users_enc":   {"id", "name", "email", "ssn", "salary"},
+		"public.users_enc":   {"id", "name", "email", "ssn", "salary", "alt"},
 		"public.users_plain": {"id", "name", "email", "ssn", "salary"},
 	}
 	sess, err := pgcrypt.NewBenchSession(ctx, set, enc, cat, "bench", map[uint32]map[int16]*rules.ColumnRule{
-		encOID:   {3: email, 4: ssn, 5: salary},
+		encOID:   {3: email, 4: ssn, 5: salary, 6: alt},
 		plainOID: nil,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fixture{sess: sess, cols: []*rules.ColumnRule{nil, nil, email, ssn, salary}}
+	f := &fixture{sess: sess, enc: enc, keys: ck, cols: []*rules.ColumnRule{nil, nil, email, ssn, salary}, alt: alt}
 	plain := [][]byte{[]byte("42"), []byte("user 42"), []byte("user42@example.com"), []byte("123-45-6789"), []byte("123456")}
 	cells := slices.Clone(plain)
 	f.plainOut = 1 + 4 + 2
@@ -138,6 +156,7 @@ func newFixture(tb testing.TB) *fixture {
 		}
 		cells[i] = []byte(`\x` + hex.EncodeToString(ct))
 	}
+	f.encCells = cells
 	f.encRow = encodeBody(tb, &pgproto3.DataRow{Values: cells})
 	f.plainRow = encodeBody(tb, &pgproto3.DataRow{Values: plain})
 	return f
@@ -345,6 +364,128 @@ func BenchmarkPreparedSelect(b *testing.B) {
 				if err := f.run(&x, &front, &back); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// rowsFor returns the DataRow bodies (ciphertext cells, plaintext cells)
+// of the row of user i, and the length of the decrypted DataRow message.
+func (f *fixture) rowsFor(tb testing.TB, i int) (enc, plain []byte, out int) {
+	tb.Helper()
+	vals := [][]byte{[]byte(strconv.Itoa(i)), []byte("user " + strconv.Itoa(i)), []byte(emailOf(i)),
+		[]byte("123-45-6789"), []byte(strconv.Itoa(1000 * i))}
+	cells := slices.Clone(vals)
+	out = 1 + 4 + 2
+	for j, col := range f.cols {
+		out += 4 + len(vals[j])
+		if col == nil {
+			continue
+		}
+		canon, err := value.AppendCanonicalText(nil, col.Type, vals[j])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ct, err := f.enc.EncryptForStore(context.Background(), col, canon)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cells[j] = []byte(`\x` + hex.EncodeToString(ct))
+	}
+	return encodeBody(tb, &pgproto3.DataRow{Values: cells}), encodeBody(tb, &pgproto3.DataRow{Values: vals}), out
+}
+
+func emailOf(i int) string { return "user" + strconv.Itoa(i) + "@example.com" }
+
+// simpleExchanges returns the exchanges of n simple-protocol point selects
+// by email (n distinct literals, as pgbench's random keys: all but the
+// first are plan-template hits): the client's Query and the server's
+// RowDescription, one DataRow, CommandComplete and ReadyForQuery.
+func (f *fixture) simpleExchanges(tb testing.TB, table string, oid uint32, types [5]uint32, enc bool, n int) []exchange {
+	tb.Helper()
+	rd := encodeBody(tb, rowDescription(oid, types))
+	xs := make([]exchange, n)
+	for i := range xs {
+		encRow, plainRow, out := f.rowsFor(tb, 100+i)
+		row, rowOut := plainRow, 5+len(plainRow)
+		if enc {
+			row, rowOut = encRow, out
+		}
+		sql := "SELECT id, name, email, ssn, salary FROM " + table + " WHERE email = '" + emailOf(100+i) + "'"
+		xs[i] = exchange{
+			front: []msg{{'Q', append([]byte(sql), 0)}},
+			back: []msg{{'T', rd}, {'D', row},
+				{'C', []byte("SELECT 1\x00")}, {'Z', []byte{'I'}}},
+			wantOut: 5 + len(rd) + rowOut + 5 + 9 + 6,
+		}
+	}
+	return xs
+}
+
+func TestSimpleExchange(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		table string
+		oid   uint32
+		types [5]uint32
+		enc   bool
+	}{
+		{"encrypted", "users_enc", encOID, encTypes, true},
+		{"plain", "users_plain", plainOID, plainTypes, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			xs := f.simpleExchanges(t, tc.table, tc.oid, tc.types, tc.enc, 4)
+			for round := range 3 {
+				if round == 2 {
+					f.sess.PurgeCatalog()
+				}
+				for i := range xs {
+					var front, back postgres.Writer
+					if err := f.run(&xs[i], &front, &back); err != nil {
+						t.Fatal(err)
+					}
+					if back.Len() != xs[i].wantOut {
+						t.Errorf("round %d, query %d: forwarded %d bytes to the client, want %d", round, i, back.Len(), xs[i].wantOut)
+					}
+					q := xs[i].front[0].body
+					if same := front.Len() == 5+len(q); same == tc.enc {
+						t.Errorf("round %d, query %d: Query of %d bytes forwarded as %d", round, i, 5+len(q), front.Len())
+					}
+					if n := f.sess.Pending(); n != 0 {
+						t.Fatalf("round %d, query %d: %d events pending", round, i, n)
+					}
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSimpleSelect(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		table string
+		oid   uint32
+		types [5]uint32
+		enc   bool
+	}{
+		{"encrypted", "users_enc", encOID, encTypes, true},
+		{"plain", "users_plain", plainOID, plainTypes, false},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			f := newFixture(b)
+			xs := f.simpleExchanges(b, tc.table, tc.oid, tc.types, tc.enc, 8)
+			var front, back postgres.Writer
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				if back.Len() > 1<<20 {
+					front, back = postgres.Writer{}, postgres.Writer{}
+				}
+				if err := f.run(&xs[i%len(xs)], &front, &back); err != nil {
+					b.Fatal(err)
+				}
+				i++
 			}
 		})
 	}

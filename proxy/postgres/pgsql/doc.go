@@ -105,7 +105,11 @@
 //
 // Literals are canonicalised with value.AppendCanonicalTextInZone in
 // Env.Zone (the session TimeZone) and encrypted through Env.Encrypter
-// (*rules.Encryptor). Ciphertexts are written as '\x…'::bytea, which, like
+// (*rules.Encryptor); Env.Matches, if set, is told every ciphertext set
+// rendered for a comparison and the canonical plaintext it was made from
+// (a wire layer may then answer result cells equal to one of them without
+// decrypting them), and Env.Scratch lends a reusable buffer for the
+// canonical plaintexts. Ciphertexts are written as '\x…'::bytea, which, like
 // the parser, assumes standard_conforming_strings = on: the wire layer must
 // refuse statements touching encrypted tables in a session where it is off
 // (it is reported in ParameterStatus), and should require client_encoding

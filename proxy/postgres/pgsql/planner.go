@@ -131,6 +131,12 @@ func (p *Planner) Rules() *rules.Set { return p.rules }
 // search_path does not need it: the search path is part of the cache key).
 func (p *Planner) Purge() { p.cache.Purge() }
 
+// Skips reports whether Plan returns a passthrough plan for sql without
+// parsing it (the pre-filter below found nothing that could need one). It
+// only reads sql during the call, so a caller may pass a string that
+// aliases a buffer it reuses, and avoid copying text it forwards as is.
+func (p *Planner) Skips(sql string) bool { return !p.mayNeedPlan(sql) }
+
 // mayNeedPlan is the pre-filter: rules.Set.MayTouch, plus the keywords of
 // SQL-level prepared statements (EXECUTE carries values for a statement
 // prepared earlier, so the Prepared map must know every PREPARE).

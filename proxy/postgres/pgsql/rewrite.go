@@ -20,7 +20,8 @@ type Encrypter interface {
 	// key version.
 	EncryptForStore(ctx context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error)
 	// EncryptForMatch returns the ciphertexts of canon under every live
-	// version of col's key, newest first.
+	// version of col's key, newest first, in memory the caller may keep
+	// (Rewrite hands them to Env.Matches).
 	EncryptForMatch(ctx context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error)
 }
 
@@ -45,6 +46,26 @@ type Env struct {
 	// choose a sequential scan on small tables; the IN list is estimated at
 	// k and looked up in the index, like a plaintext `col = $n`.
 	Slots []int
+	// Matches, if set, is told every set of ciphertexts Rewrite renders
+	// for a comparison with a deterministic column (a Match literal, an
+	// EXECUTE argument bound for a RoleMatch or RoleMatchArray parameter),
+	// so that a wire layer can recognise them in the results (see
+	// MatchRecorder).
+	Matches MatchRecorder
+	// Scratch, if set, is a buffer Rewrite uses (and grows) for canonical
+	// plaintexts; a caller that keeps it across calls spares an
+	// allocation per literal. Its contents are meaningless afterwards.
+	Scratch *[]byte
+}
+
+// MatchRecorder receives the ciphertexts Rewrite renders for comparisons.
+type MatchRecorder interface {
+	// RecordMatch reports that cts, the ciphertexts of canon (a
+	// canonical plaintext) under every live version of col's key, were
+	// rendered into the SQL. canon is only valid during the call (copy
+	// it); cts and its elements are the recorder's to keep and are not
+	// modified afterwards.
+	RecordMatch(col *rules.ColumnRule, canon []byte, cts [][]byte)
 }
 
 // Rewrite appends to dst the SQL to send upstream for sql, which must be
@@ -59,6 +80,14 @@ type Env struct {
 // Encrypter error. Nothing of sql may be sent after an error.
 func (p *Plan) Rewrite(ctx context.Context, dst []byte, sql string, env Env) ([]byte, error) {
 	r := rewriter{ctx: ctx, env: env}
+	if env.Scratch != nil {
+		r.canon = (*env.Scratch)[:0]
+		defer func() {
+			if cap(r.canon) <= maxScratch {
+				*env.Scratch = r.canon[:0]
+			}
+		}()
+	}
 	pos := 0
 	var pending map[string]*PreparedStatement // PREPAREd earlier in this string; nil value = deallocated
 	var clearedAll bool
@@ -109,6 +138,9 @@ func (p *Plan) Rewrite(ctx context.Context, dst []byte, sql string, env Env) ([]
 	}
 	return append(dst, sql[pos:]...), nil
 }
+
+// maxScratch is the largest Env.Scratch buffer handed back.
+const maxScratch = 64 << 10
 
 // editArg is the synthetic edit kind of an EXECUTE argument.
 const editArg EditKind = 100
@@ -241,6 +273,15 @@ func (r *rewriter) matchCiphertexts(col *rules.ColumnRule, lits []Literal) ([][]
 		cts, err := enc.EncryptForMatch(r.ctx, col, canon)
 		if err != nil {
 			return nil, 0, err
+		}
+		if r.env.Matches != nil {
+			r.env.Matches.RecordMatch(col, canon, slices.Clip(cts))
+		}
+		if out == nil {
+			// The common single literal: no copy. Clipped, so that
+			// appending to out (array pads it) never writes into cts.
+			out = slices.Clip(cts)
+			continue
 		}
 		out = append(out, cts...)
 	}

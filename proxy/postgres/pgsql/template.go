@@ -264,12 +264,14 @@ func (t *template) instantiate(set *rules.Set, sql string, lits []litSpan) (*Pla
 			return nil, false
 		}
 	}
-	pl := &Plan{Params: src.Params, pass: src.pass, Statements: make([]Statement, len(src.Statements))}
+	ar := new(planArena)
+	pl := &ar.plan
+	*pl = Plan{Params: src.Params, pass: src.pass, Statements: ar.statements(len(src.Statements))}
 	for si := range src.Statements {
 		st := src.Statements[si]
 		st.Start, st.End = remap(st.Start), remap(st.End)
 		if len(st.Edits) > 0 {
-			edits := make([]Edit, len(st.Edits))
+			edits := ar.edits(len(st.Edits))
 			for ei, e := range st.Edits {
 				e.Start, e.End = remap(e.Start), remap(e.End)
 				edits[ei] = e
@@ -296,9 +298,10 @@ func (t *template) instantiate(set *rules.Set, sql string, lits []litSpan) (*Pla
 		case slotMatch:
 			e := &st.Edits[s.item]
 			if s.first {
-				m := *e.Match
-				m.Literals = append([]Literal(nil), m.Literals...)
-				e.Match = &m
+				m := ar.match()
+				*m = *e.Match
+				m.Literals = append(ar.literals(len(m.Literals)), m.Literals...)
+				e.Match = m
 			}
 			e.Match.Literals[s.sub] = lit
 		case slotArg:
@@ -312,4 +315,53 @@ func (t *template) instantiate(set *rules.Set, sql string, lits []litSpan) (*Pla
 		}
 	}
 	return pl, true
+}
+
+// planArena holds an instantiated plan of the common small shapes (one
+// statement, a few edits and matches) in a single allocation; larger
+// plans take what does not fit from the heap. Every slice handed out is
+// clipped to its length, so appending to it never writes into a
+// neighbour.
+type planArena struct {
+	plan    Plan
+	stmts   [1]Statement
+	edit    [2]Edit
+	matches [1]Match
+	lits    [2]Literal
+
+	nEdit, nMatch, nLit int
+}
+
+func (a *planArena) statements(n int) []Statement {
+	if n <= len(a.stmts) {
+		return a.stmts[:n:n]
+	}
+	return make([]Statement, n)
+}
+
+func (a *planArena) edits(n int) []Edit {
+	if a.nEdit+n > len(a.edit) {
+		return make([]Edit, n)
+	}
+	e := a.edit[a.nEdit : a.nEdit+n : a.nEdit+n]
+	a.nEdit += n
+	return e
+}
+
+func (a *planArena) match() *Match {
+	if a.nMatch == len(a.matches) {
+		return new(Match)
+	}
+	a.nMatch++
+	return &a.matches[a.nMatch-1]
+}
+
+// literals returns an empty slice with room for n literals.
+func (a *planArena) literals(n int) []Literal {
+	if a.nLit+n > len(a.lits) {
+		return make([]Literal, 0, n)
+	}
+	l := a.lits[a.nLit : a.nLit : a.nLit+n]
+	a.nLit += n
+	return l
 }
