@@ -5,6 +5,7 @@
 #
 #   bench/mysql-sysbench.sh                  # 10 s per run, 3 rounds, 16 threads
 #   DURATION=20 ROUNDS=5 THREADS="1 16" bench/mysql-sysbench.sh
+#   PERF=1 bench/mysql-sysbench.sh           # also proxy syscalls and context switches per query
 #
 # Starts its own throwaway MariaDB (Debian package mariadb-server) on a free
 # port under a temp dir, and builds dbproxy. Needs sysbench (apt-get install
@@ -52,14 +53,32 @@ sb() { sysbench "$1" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$2" 
 sb oltp_read_write "$myport" 4 prepare >/dev/null
 
 declare -A port=([direct]=$myport [dbproxy]=$pport)
+proxypid=${pids[1]}
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14+$15}' "/proc/$proxypid/stat"; }
 results="$work/results"; : >"$results"
 for round in $(seq "$ROUNDS"); do
   for test in $TESTS; do
     for th in $THREADS; do
       for t in direct dbproxy; do
-        tps=$(sb "$test" "${port[$t]}" "$th" run 2>&1 | awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}')
+        before=$(cpu_ticks); perfpid=""
+        if [ -n "${PERF:-}" ] && [ "$t" = dbproxy ]; then
+          perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.out" -p "$proxypid" & perfpid=$!
+        fi
+        out=$(sb "$test" "${port[$t]}" "$th" run 2>&1)
+        after=$(cpu_ticks)
+        tps=$(awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}' <<<"$out")
+        queries=$(awk '/queries:/ && !/performed/ {print $2; exit}' <<<"$out")
+        extra=""
+        if [ "$t" = dbproxy ]; then
+          extra=$(awk -v b="$before" -v a="$after" -v hz="$hz" -v q="$queries" 'BEGIN {printf "  proxy cpu %.1f us/query", (a-b)/hz*1e6/q}')
+        fi
+        if [ -n "$perfpid" ]; then
+          kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
+          extra+=$(awk -F, -v q="$queries" '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1} END {printf "  %.2f syscalls/query  %.2f ctxsw/query", sc/q, cs/q}' "$work/perf.out")
+        fi
         echo "$test $th $t $tps" >>"$results"
-        printf 'round %d  %-18s %2d threads  %-8s %10.0f tps\n' "$round" "$test" "$th" "$t" "$tps" >&2
+        printf 'round %d  %-18s %2d threads  %-8s %10.0f tps%s\n' "$round" "$test" "$th" "$t" "$tps" "$extra" >&2
       done
     done
   done

@@ -17,6 +17,7 @@ import (
 // an incomplete row is kept until the rest arrives.
 type copyIn struct {
 	cp      *pgsql.Copy
+	bin     *binCopy // binary format; nil for text and csv
 	pending []byte
 	header  bool // the header line is still to come
 	ended   bool // the \. end marker was seen
@@ -50,15 +51,7 @@ func (s *session) copyData(body []byte, w *postgres.Writer) error {
 		return s.copyFail(err.Error(), w)
 	}
 	c.pending = append(c.pending[:0], rest...)
-	if len(out) > 5 {
-		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-		_, _ = w.Write(out)
-	}
-	if cap(out) > 1<<20 {
-		c.out = nil
-	} else {
-		c.out = out
-	}
+	c.out = sendMessage(w, out)
 	return nil
 }
 
@@ -69,7 +62,14 @@ func (s *session) copyDone(typ byte, body []byte, w *postgres.Writer) error {
 		s.copy = nil
 		return nil
 	}
-	if typ == 'c' && len(c.pending) > 0 {
+	if typ == 'c' && c.bin != nil {
+		if err := c.bin.finish(); err != nil {
+			err = s.copyFail(err.Error(), w)
+			s.copy = nil
+			return err
+		}
+	}
+	if typ == 'c' && c.bin == nil && len(c.pending) > 0 {
 		out := append(c.out[:0], 'd', 0, 0, 0, 0)
 		_, out, err := s.copyRows(c.pending, out, true)
 		if err != nil {
@@ -410,13 +410,7 @@ func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) er
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: a COPY row does not match its columns"), w)
 	}
 	out = append(out, '\n')
-	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-	_, _ = w.Write(out)
-	if cap(out) > 1<<20 {
-		s.row = nil
-	} else {
-		s.row = out
-	}
+	s.row = sendMessage(w, out)
 	return nil
 }
 

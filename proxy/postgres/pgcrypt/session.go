@@ -120,6 +120,7 @@ type session struct {
 	formats       []int16             // result formats of the current result
 	failed        bool                // an error was sent; drop the rest until ReadyForQuery
 	copyOutHeader bool                // the next CopyData of a COPY TO is its header line
+	binOut        *binCopy            // the binary COPY TO in progress
 	row           []byte
 	ct            []byte
 	canon         []byte
@@ -269,6 +270,9 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	}
 	switch typ {
 	case 'd':
+		if s.copy != nil && s.copy.bin != nil {
+			return s.copyBinaryData(body, w)
+		}
 		if s.copy != nil {
 			return s.copyData(body, w)
 		}
@@ -376,10 +380,10 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
 					"dbproxy: statement refused: COPY of encrypted columns must be the only statement of its query"), w)
 			}
-			if st.Copy == nil || st.Copy.Format == pgsql.CopyBinary || len(st.Copy.Delimiter) != 1 ||
-				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)) {
+			if st.Copy == nil || (st.Copy.Format != pgsql.CopyBinary && (len(st.Copy.Delimiter) != 1 ||
+				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)))) {
 				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: statement refused: COPY of encrypted columns in binary format is not supported yet; use text or csv"), w)
+					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape"), w)
 			}
 			copyPlan = st
 		}
@@ -404,18 +408,38 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	s.push(ev)
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
 		s.copy = &copyIn{cp: copyPlan.Copy, header: copyPlan.Copy.Header}
+		if copyPlan.Copy.Format == pgsql.CopyBinary {
+			s.copy.bin = &binCopy{fields: copyPlan.Copy.Fields}
+		}
 	}
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
 }
 
-func (s *session) keep(out []byte) {
-	if cap(out) > 1<<20 {
-		s.qbuf = nil
-	} else {
-		s.qbuf = out
+func (s *session) keep(out []byte) { s.qbuf = reusable(out) }
+
+// maxKeptBuffer bounds the scratch buffers a session keeps between
+// messages; a larger one (a huge row) is left to the garbage collector.
+const maxKeptBuffer = 1 << 20
+
+// reusable returns buf for reuse, or nil once it grew past maxKeptBuffer.
+func reusable(buf []byte) []byte {
+	if cap(buf) > maxKeptBuffer {
+		return nil
 	}
+	return buf
+}
+
+// sendMessage finishes the message in out (a type byte and a length
+// placeholder, then the body), writes it unless its body is empty, and
+// returns out for reuse.
+func sendMessage(w *postgres.Writer, out []byte) []byte {
+	if len(out) > 5 {
+		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+		_, _ = w.Write(out)
+	}
+	return reusable(out)
 }
 
 // parse plans a Parse, rewrites its text and parameter types, and follows
@@ -1113,9 +1137,13 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 	case 'H':
 		if cp := copyTo(ev); cp != nil {
 			s.copyOutHeader = cp.Header
+			s.binOut = nil
 		}
 	case 'd':
 		if cp := copyTo(ev); cp != nil {
+			if cp.Format == pgsql.CopyBinary {
+				return s.copyBinaryOut(cp, body, w)
+			}
 			return s.copyOutRow(cp, body, w)
 		}
 	}
@@ -1397,13 +1425,7 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 		}
 		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
 	}
-	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-	_, _ = w.Write(out)
-	if cap(out) > 1<<20 {
-		s.row = nil
-	} else {
-		s.row = out
-	}
+	s.row = sendMessage(w, out)
 	return nil
 }
 

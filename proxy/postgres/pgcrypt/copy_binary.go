@@ -1,0 +1,250 @@
+package pgcrypt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// The binary COPY format (PostgreSQL docs, "COPY", Binary Format):
+//
+//	header:  "PGCOPY\n\377\r\n\0" || int32 flags || int32 extension length || extension
+//	tuple:   int16 field count || per field: int32 length (-1: NULL) || bytes
+//	trailer: int16 -1
+//
+// Field values are in the binary send format of each column's type. For an
+// encrypted column the client sends (COPY FROM) and expects (COPY TO) the
+// plaintext type's format, since the proxy describes the column with its
+// plaintext type; the server stores and sends bytea, whose binary format is
+// the raw ciphertext.
+
+var binarySignature = []byte("PGCOPY\n\xff\r\n\x00")
+
+// flagOIDs is the header flag of a stream with a row OID in every tuple
+// (COPY … WITH OIDS, gone since PostgreSQL 12).
+const flagOIDs = 1 << 16
+
+// binCopy walks a binary COPY stream that arrives in arbitrary pieces.
+type binCopy struct {
+	fields  []pgsql.CopyField
+	pending []byte
+	stage   uint8 // binHeader, binTuples, binDone
+}
+
+const (
+	binHeader = iota
+	binTuples
+	binDone
+)
+
+// fieldFunc converts the value v (not NULL) of an encrypted field,
+// appending the converted value with its int32 length to out.
+type fieldFunc func(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error)
+
+// convert appends to out what of b.pending plus data is complete (the
+// header, whole tuples, the trailer), with encrypted fields converted by
+// conv, and keeps the incomplete rest for the next call.
+func (b *binCopy) convert(data, out []byte, conv fieldFunc) ([]byte, error) {
+	buf := data
+	if len(b.pending) > 0 {
+		b.pending = append(b.pending, data...)
+		buf = b.pending
+	}
+	n, out, err := b.walk(buf, out, conv)
+	if err != nil {
+		return out, err
+	}
+	b.pending = append(b.pending[:0], buf[n:]...)
+	return out, nil
+}
+
+// finish reports whether the stream ended cleanly: after the trailer (or
+// with nothing at all, which the server rejects with its own error), and
+// with nothing incomplete left.
+func (b *binCopy) finish() error {
+	if len(b.pending) > 0 {
+		return errors.New("the binary COPY data ends inside a tuple")
+	}
+	return nil
+}
+
+// walk consumes the complete parts at the start of buf; it returns how many
+// bytes it consumed.
+func (b *binCopy) walk(buf, out []byte, conv fieldFunc) (int, []byte, error) {
+	pos := 0
+	for pos < len(buf) {
+		switch b.stage {
+		case binHeader:
+			if len(buf)-pos < len(binarySignature)+8 {
+				return pos, out, nil
+			}
+			h := buf[pos:]
+			if !bytes.Equal(h[:len(binarySignature)], binarySignature) {
+				return pos, out, errors.New("not a binary COPY stream (bad signature)")
+			}
+			flags := binary.BigEndian.Uint32(h[len(binarySignature):])
+			ext := int(binary.BigEndian.Uint32(h[len(binarySignature)+4:]))
+			if flags&flagOIDs != 0 {
+				return pos, out, errors.New("binary COPY with row OIDs is not supported")
+			}
+			if ext < 0 || ext > 1<<20 {
+				return pos, out, errors.New("invalid binary COPY header extension length")
+			}
+			size := len(binarySignature) + 8 + ext
+			if len(h) < size {
+				return pos, out, nil
+			}
+			out = append(out, h[:size]...)
+			pos += size
+			b.stage = binTuples
+		case binTuples:
+			n, o, err := b.tuple(buf[pos:], out, conv)
+			if err != nil || n == 0 {
+				return pos, o, err
+			}
+			out = o
+			pos += n
+		default: // after the trailer: the server decides what that means
+			out = append(out, buf[pos:]...)
+			return len(buf), out, nil
+		}
+	}
+	return pos, out, nil
+}
+
+// tuple converts one whole tuple (or the trailer) at the start of t; it
+// returns 0 consumed bytes when t does not hold all of it yet.
+func (b *binCopy) tuple(t, out []byte, conv fieldFunc) (int, []byte, error) {
+	if len(t) < 2 {
+		return 0, out, nil
+	}
+	count := int(int16(binary.BigEndian.Uint16(t)))
+	if count == -1 {
+		b.stage = binDone
+		return 2, append(out, t[:2]...), nil
+	}
+	if count != len(b.fields) {
+		return 0, out, fmt.Errorf("a tuple has %d fields, the COPY has %d columns", count, len(b.fields))
+	}
+	// Find the end first: nothing is emitted for an incomplete tuple.
+	end := 2
+	for range count {
+		if len(t) < end+4 {
+			return 0, out, nil
+		}
+		l := int(int32(binary.BigEndian.Uint32(t[end:])))
+		end += 4
+		if l < -1 {
+			return 0, out, errors.New("invalid field length in a binary COPY tuple")
+		}
+		if l > 0 {
+			if len(t) < end+l {
+				return 0, out, nil
+			}
+			end += l
+		}
+	}
+	mark := len(out)
+	out = append(out, t[:2]...)
+	pos := 2
+	for i := range b.fields {
+		l := int(int32(binary.BigEndian.Uint32(t[pos:])))
+		f := &b.fields[i]
+		if f.Column == nil || l < 0 {
+			size := 4 + max(l, 0)
+			out = append(out, t[pos:pos+size]...)
+			pos += size
+			continue
+		}
+		v := t[pos+4 : pos+4+l]
+		pos += 4 + l
+		var err error
+		if out, err = conv(out, f, v); err != nil {
+			return 0, out[:mark], err
+		}
+	}
+	return end, out, nil
+}
+
+// copyBinaryData encrypts the complete tuples of a binary COPY FROM
+// CopyData message.
+func (s *session) copyBinaryData(body []byte, w *postgres.Writer) error {
+	c := s.copy
+	if c.failed {
+		return nil
+	}
+	out := append(c.out[:0], 'd', 0, 0, 0, 0)
+	out, err := c.bin.convert(body, out, s.encryptBinaryField)
+	if err != nil {
+		return s.copyFail(err.Error(), w)
+	}
+	c.out = sendMessage(w, out)
+	return nil
+}
+
+// encryptBinaryField appends the ciphertext of v, a value of f's column
+// type in binary format, as a bytea field.
+func (s *session) encryptBinaryField(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error) {
+	c := s.copy
+	col := f.Column
+	canon, err := appendCanonicalFromBinary(c.canon[:0], col.Type, v)
+	if err != nil {
+		return out, errors.New("column " + col.String() + ": not a valid binary " + col.Type.String() + " value")
+	}
+	c.canon = canon
+	ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, c.ct[:0], col, canon)
+	if err != nil {
+		return out, errors.New("column " + col.String() + ": encryption failed")
+	}
+	c.ct = ct
+	out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
+	return append(out, ct...), nil
+}
+
+// copyBinaryOut decrypts the encrypted fields of a binary COPY TO CopyData
+// message (the server sends the header with the first tuple, then a
+// message per tuple, then the trailer).
+func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer) error {
+	if s.binOut == nil {
+		s.binOut = &binCopy{fields: cp.Fields}
+	}
+	s.mu.Lock()
+	zone := s.zone
+	s.mu.Unlock()
+	out := append(s.row[:0], 'd', 0, 0, 0, 0)
+	var failed *rules.ColumnRule
+	out, err := s.binOut.convert(body, out, func(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error) {
+		return s.decryptBinaryField(out, f.Column, v, zone, &failed)
+	})
+	if err != nil {
+		s.binOut = nil
+		if failed != nil {
+			s.log.Warn("decrypt failed", slog.String("column", failed.String()), slog.Any("error", err))
+			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+failed.String()+" cannot be decrypted: "+err.Error()), w)
+		}
+		return s.fail(errorResponse("XX000", "dbproxy: result refused: "+err.Error()), w)
+	}
+	s.row = sendMessage(w, out)
+	return nil
+}
+
+// decryptBinaryField appends the plaintext of ct in col's binary format,
+// with its int32 length; *failed names the column on error.
+func (s *session) decryptBinaryField(out []byte, col *rules.ColumnRule, ct []byte, zone *time.Location, failed **rules.ColumnRule) ([]byte, error) {
+	lenAt := len(out)
+	out = append(out, 0, 0, 0, 0)
+	out, err := s.decryptCell(out, col, ct, 1, zone)
+	if err != nil {
+		*failed = col
+		return out[:lenAt], err
+	}
+	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+	return out, nil
+}
