@@ -73,8 +73,9 @@
 // # Refused (never passed through)
 //
 //   - Everything pgsql refuses (see its package doc).
-//   - COPY in binary format, COPY of encrypted columns inside a
-//     multi-statement string, and COPY through the extended protocol.
+//   - COPY of encrypted columns inside a multi-statement string, and COPY
+//     through the extended protocol. (COPY FROM STDIN / TO STDOUT in text,
+//     csv and binary format is converted: copy.go, copy_binary.go.)
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with
 //     EXECUTE instead).
