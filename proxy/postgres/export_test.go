@@ -34,6 +34,7 @@ func Relay(src io.Reader, dst io.Writer, fromClient bool, maxBody int, types Mes
 	p.fromClient = fromClient
 	if fromClient {
 		p.acct = newAccounting(nil)
+		p.allowFlush()
 	}
 	if maxBody > 0 {
 		p.maxBody = maxBody

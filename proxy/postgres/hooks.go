@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 )
 
@@ -44,7 +45,9 @@ type SessionHooks struct {
 	// (for example 'T', 'D', 't', 'd').
 	BackendTypes MessageTypes
 	Backend      MessageFunc
-	// Close, if set, is called once when the session ends.
+	// Close, if set, is called once when the session ends: as soon as the
+	// server->client side has stopped (so that a Frontend hook waiting for
+	// the server gives up), at the latest when the session is over.
 	Close func()
 }
 
@@ -77,6 +80,28 @@ type Interceptor interface {
 // out in order with the surrounding untouched messages, in the same write.
 type Writer struct {
 	buf []byte
+	// flush writes buf to the destination now (set by the client->server
+	// pump only).
+	flush func([]byte) error
+}
+
+// errNoFlush: Flush in a server->client hook.
+var errNoFlush = errors.New("postgres: Writer.Flush is only available to Frontend hooks")
+
+// Flush sends what the Writer holds (and the untouched messages before the
+// current one) upstream at once, instead of after the hook returns. A
+// Frontend hook uses it before it waits for the server's answer to a
+// message it injected. Backend hooks cannot flush.
+func (w *Writer) Flush() error {
+	if w.flush == nil {
+		return errNoFlush
+	}
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.flush(w.buf)
+	w.buf = w.buf[:0]
+	return err
 }
 
 // Forward appends a message unchanged.
@@ -101,6 +126,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	w.buf = append(w.buf, p...)
 	return len(p), nil
 }
+
+// Bytes returns the messages collected so far (not yet flushed).
+func (w *Writer) Bytes() []byte { return w.buf }
 
 // Len returns the number of bytes collected so far.
 func (w *Writer) Len() int { return len(w.buf) }

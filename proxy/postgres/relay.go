@@ -79,6 +79,19 @@ func newPump(src io.Reader, dst io.Writer, leftover []byte) *pump {
 	return p
 }
 
+// allowFlush lets this pump's hook flush its Writer (client->server only:
+// the server->client accounting reads the hook output after the hook).
+func (p *pump) allowFlush() { p.out.flush = p.writeNow }
+
+// writeNow writes b to dst at once, for Writer.Flush.
+func (p *pump) writeNow(b []byte) error {
+	if _, err := p.dst.Write(b); err != nil {
+		p.dstBroken = true
+		return &writeError{err: err}
+	}
+	return nil
+}
+
 // release returns the pump's buffers to the pool.
 func (p *pump) release() {
 	if p.buf != nil && &p.buf[0] != &p.small[0] {
@@ -217,7 +230,11 @@ func (p *pump) scan() error {
 			if err := p.hook(typ, msg, &p.out); err != nil {
 				p.r += 5 + body
 				start = p.r
-				stop = &hookError{err: err}
+				if we := (*writeError)(nil); errors.As(err, &we) {
+					stop = we // a Writer.Flush failed: the upstream is gone
+				} else {
+					stop = &hookError{err: err}
+				}
 				break
 			}
 			p.r += 5 + body

@@ -276,3 +276,47 @@ func TestAccountingIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestRelayHookFlush: a client->server hook that flushes has everything up
+// to and including its own output written before it returns (so it can
+// wait for the server's answer to what it injected); a server->client hook
+// cannot flush.
+func TestRelayHookFlush(t *testing.T) {
+	in := encode(t, &pgproto3.Sync{}, &pgproto3.Query{String: "needs a lookup"}, &pgproto3.Sync{})
+	var types postgres.MessageTypes
+	types.Add('Q')
+	var out countingWriter
+	var atFlush []byte
+	hook := func(typ byte, body []byte, w *postgres.Writer) error {
+		_ = w.Send(&pgproto3.Query{String: "SELECT current_schemas(false)"})
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		atFlush = append([]byte(nil), out.Bytes()...)
+		w.Forward(typ, body)
+		return nil
+	}
+	err := postgres.Relay(bytes.NewReader(in), &out, true, 0, types, hook)
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("err = %v", err)
+	}
+	wantAtFlush := encode(t, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT current_schemas(false)"})
+	if !bytes.Equal(atFlush, wantAtFlush) {
+		t.Fatalf("written when the hook flushed: %q, want %q", atFlush, wantAtFlush)
+	}
+	want := encode(t, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT current_schemas(false)"},
+		&pgproto3.Query{String: "needs a lookup"}, &pgproto3.Sync{})
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Fatalf("output %q, want %q", out.Bytes(), want)
+	}
+
+	back := encode(t, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	types = postgres.MessageTypes{}
+	types.Add('Z')
+	err = postgres.Relay(bytes.NewReader(back), io.Discard, false, 0, types, func(typ byte, body []byte, w *postgres.Writer) error {
+		return w.Flush()
+	})
+	if err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("server->client hook flushed: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -115,6 +116,7 @@ func (s *session) serve(ctx context.Context) {
 			return
 		}
 		if hooks != nil && hooks.Close != nil {
+			hooks.Close = sync.OnceFunc(hooks.Close)
 			defer hooks.Close()
 		}
 	}

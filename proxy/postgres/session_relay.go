@@ -25,6 +25,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// client -> server
 	down := newPump(s.client, s.server, buffered(s.cbr))
 	down.fromClient = true
+	down.allowFlush()
 	down.acct = s.acct
 	down.maxBody = s.h.opts.MaxMessageSize
 	if hooks != nil {
@@ -49,6 +50,11 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	upDone := make(chan error, 1)
 	go func() {
 		err := s.runPump(up)
+		if hooks != nil && hooks.Close != nil {
+			// The server side is done: a Frontend hook waiting for the
+			// server's answer to something it injected must give up.
+			hooks.Close()
+		}
 		// Stop the client->server pump: its reads and, bounded, its writes.
 		_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
 		_ = s.rawServer.SetWriteDeadline(time.Now().Add(finalWriteTimeout))

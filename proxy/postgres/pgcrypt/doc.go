@@ -79,9 +79,10 @@
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with
 //     EXECUTE instead).
-//   - Statements mentioning search_path while rules apply: the setting is
-//     not reported by the server, so it cannot be tracked; pass it as a
-//     startup parameter instead. And anything needing a plan while
+//   - A statement changing search_path or the role in the same string as a
+//     statement that needs a plan, and statements needing a plan while the
+//     session's search_path is not known (searchpath.go explains how it is
+//     read from the server). And anything needing a plan while
 //     standard_conforming_strings is off.
 //
 // # How refusals reach the client in order

@@ -125,6 +125,8 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 		sp = `"$user", public`
 	}
 	s.searchPath = strings.ReplaceAll(sp, "$user", strings.ReplaceAll(info.User, `"`, `""`))
+	s.spCh = make(chan spAnswer, 1)
+	s.prepPath = map[string]string{}
 	h := &postgres.SessionHooks{Frontend: s.frontend, Backend: s.backend, Close: cancel}
 	h.FrontendTypes.Add('Q', 'F', 'P', 'B', 'D', 'E', 'C', 'S', 'd', 'c', 'f')
 	h.BackendTypes.Add('T', 'D', 'C', 'I', 'E', 'Z', 'S', '1', '2', '3', 't', 'n', 's', 'H', 'd')

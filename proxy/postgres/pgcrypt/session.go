@@ -30,6 +30,11 @@ type stmtInfo struct {
 	sql   string
 	types []uint32
 	slots []int
+	// searchPath is the search_path the statement was planned under, ""
+	// when no name in it can denote an encrypted table (planner.Skips);
+	// clientTypes are the parameter types of the client's Parse.
+	searchPath  string
+	clientTypes []uint32
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -69,6 +74,10 @@ type event struct {
 	stmt   *stmtInfo
 	portal *portalInfo
 	hidden bool // a message the proxy injected: swallow its responses
+	// searchPath: the hidden query asking for search_path (searchpath.go).
+	searchPath bool
+	// searchPathAt: the search_path a simple query was planned under.
+	searchPathAt string
 
 	// Simple query and Sync.
 	plan *pgsql.Plan
@@ -87,7 +96,17 @@ type session struct {
 	ctx   context.Context
 	log   *slog.Logger
 
-	searchPath string // "$user" substituted
+	searchPath string // "$user" substituted; valid while spKnown
+
+	// search_path tracking (searchpath.go). Frontend only: spKnown,
+	// inBatch (extended messages sent since the last Sync). Backend only:
+	// spPath, spOK, spFailed. Under mu: spTxChange, spStale.
+	spKnown, inBatch    bool
+	spPath              string
+	spOK, spFailed      bool
+	spTxChange, spStale bool
+	spCh                chan spAnswer
+	prepPath            map[string]string // under mu: statement name -> search_path it was prepared under
 
 	// Frontend goroutine only.
 	skipping   bool
@@ -249,24 +268,22 @@ func (s *session) popUntilSync() *event {
 	return nil
 }
 
-// mentionsSearchPath reports whether sql may change search_path.
-func mentionsSearchPath(sql []byte) bool {
-	const needle = "search_path"
-	for i := 0; i+len(needle) <= len(sql); i++ {
-		if sql[i]|0x20 == 's' && bytes.EqualFold(sql[i:i+len(needle)], []byte(needle)) {
-			return true
-		}
-	}
-	return false
-}
-
-var errSearchPath = errorResponse(pgsql.StateFeatureNotSupported,
-	"dbproxy: statement refused: changing search_path is not supported through the encrypting proxy; pass search_path as a startup parameter or schema-qualify table names")
-
 // frontend handles client->server messages.
 func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	if s.skipping && typ != 'S' {
 		return nil // the server would discard these after an error, too
+	}
+	switch typ {
+	case 'Q', 'P', 'B':
+		if err := s.ensureSearchPath(w); err != nil {
+			return err
+		}
+	}
+	switch typ {
+	case 'P', 'B', 'D', 'E', 'C':
+		s.inBatch = true
+	case 'S':
+		s.inBatch = false
 	}
 	switch typ {
 	case 'd':
@@ -352,14 +369,21 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	s.copy = nil // a COPY the server refused to start
 	text := body[:len(body)-1]
-	if mentionsSearchPath(text) {
-		return s.refuseQuery(errSearchPath, w)
+	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
+	if s.mayChangeSearchPath(text) {
+		if !skips && changesSearchPath.Match(text) {
+			return s.refuseQuery(errSearchPathMixed, w)
+		}
+		defer s.searchPathChanged() // once this statement is on its way
 	}
-	if len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text))) {
+	if skips {
 		// Forwarded as is: no copy of the text.
 		s.push(s.newEvent(event{kind: 'Q'}))
 		w.Forward('Q', body)
 		return nil
+	}
+	if !s.spKnown {
+		return s.refuseQuery(errSearchPathUnknown, w)
 	}
 	sql := string(text)
 	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
@@ -388,6 +412,9 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 			copyPlan = st
 		}
 	}
+	if err := s.checkExecutes(plan); err != nil {
+		return s.refuseQuery(err, w)
+	}
 	s.mu.Lock()
 	scsOff, zone := s.scsOff, s.zone
 	if scsOff {
@@ -395,7 +422,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
 			"dbproxy: statement refused: standard_conforming_strings is off"), w)
 	}
-	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet()})
+	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath})
 	out := append(s.qbuf[:0], 'Q', 0, 0, 0, 0)
 	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared,
 		Matches: ev.matches, Scratch: &s.qcanon})
@@ -459,8 +486,16 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		return &postgres.Error{Code: "08P01", Message: "invalid Parse message"}
 	}
 	s.copy = nil
-	if mentionsSearchPath(text) {
-		s.refuseBatch(errSearchPath)
+	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
+	if s.mayChangeSearchPath(text) {
+		if !skips && changesSearchPath.Match(text) {
+			s.refuseBatch(errSearchPathMixed)
+			return nil
+		}
+		defer s.searchPathChanged()
+	}
+	if !skips && !s.spKnown {
+		s.refuseBatch(errSearchPathUnknown)
 		return nil
 	}
 	sql := string(text)
@@ -470,6 +505,13 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		return nil
 	}
 	st := &stmtInfo{}
+	if !skips {
+		st.sql, st.searchPath = sql, s.searchPath
+		st.clientTypes = make([]uint32, n)
+		for i := range st.clientTypes {
+			st.clientTypes[i] = binary.BigEndian.Uint32(rest[2+4*i:])
+		}
+	}
 	if plan.Passthrough() {
 		w.Forward('P', body)
 	} else {
@@ -486,16 +528,8 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 				"dbproxy: statement refused: standard_conforming_strings is off"))
 			return nil
 		}
-		np := max(n, len(plan.Params))
-		st.plan, st.sql, st.types = plan, sql, make([]uint32, np)
-		for i := range st.types {
-			if i < n {
-				st.types[i] = binary.BigEndian.Uint32(rest[2+4*i:])
-			}
-			if i < len(plan.Params) && plan.Params[i].Encrypted() {
-				st.types[i] = plan.Params[i].UpstreamOID()
-			}
-		}
+		st.plan, st.sql = plan, sql
+		st.types = upstreamTypes(rest[2:], plan)
 		if st.slots, err = s.matchSlots(plan, nil); err != nil {
 			s.refuseBatch(refusalResponse(err))
 			return nil
@@ -512,6 +546,11 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	if len(name) > 0 {
 		s.mu.Lock()
 		s.prepared.Add(string(name), withSlots(plan.Params, st.slots))
+		if st.searchPath != "" {
+			s.prepPath[string(name)] = st.searchPath
+		} else {
+			delete(s.prepPath, string(name))
+		}
 		s.mu.Unlock()
 	}
 	_, _ = w.Write(statementMessage('D', name)) // the injected Describe
@@ -678,6 +717,16 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if st == nil {
 		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"))
 		return nil
+	}
+	if st.searchPath != "" && !s.spKnown {
+		s.refuseBatch(errSearchPathUnknown)
+		return nil
+	}
+	if st.searchPath != "" && st.searchPath != s.searchPath {
+		if err := s.replan(stmtName, st, w); err != nil {
+			s.refuseBatch(refusalResponse(err))
+			return nil
+		}
 	}
 	nf := int(binary.BigEndian.Uint16(rest))
 	pos := 2
@@ -988,6 +1037,12 @@ func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
 func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
 	case 'Z':
+		s.noteReady(body)
+		if ev := s.head(); ev != nil && ev.searchPath {
+			s.pop()
+			s.searchPathReady()
+			return nil
+		}
 		// Everything up to and including the request's Sync (or Query).
 		if ev := s.popUntilSync(); ev != nil {
 			if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.failed {
@@ -1011,6 +1066,10 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	ev := s.head()
 	if ev == nil {
 		w.Forward(typ, body)
+		return nil
+	}
+	if ev.searchPath {
+		s.searchPathResponse(typ, body)
 		return nil
 	}
 	if ev.kind == 'Q' {
@@ -1180,8 +1239,10 @@ var ddlTags = [...]string{"CREATE", "ALTER", "DROP", "COMMENT", "IMPORT", "SECUR
 func (s *session) commandComplete(ev *event, body []byte) {
 	if ev.plan != nil {
 		if ev.done < len(ev.plan.Statements) {
+			st := &ev.plan.Statements[ev.done]
 			s.mu.Lock()
-			s.prepared.Commit(&ev.plan.Statements[ev.done])
+			s.prepared.Commit(st)
+			s.notePrepared(st, ev.searchPathAt)
 			s.mu.Unlock()
 		}
 		ev.done++

@@ -1,0 +1,307 @@
+package pgcrypt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+)
+
+// The search_path of a session decides which table an unqualified name
+// denotes, so the proxy must know it exactly: a wrong guess could treat an
+// encrypted table as a plaintext one. It is not reported by the server
+// (no ParameterStatus), and its value at connection time may come from the
+// role, the database or the server configuration. So the proxy asks:
+//
+//   - Before the first Query or Parse of a session, and before the next one
+//     after any statement that may have changed it, it sends a hidden
+//     searchPathQuery at the start of a batch (never inside an extended
+//     batch, where an earlier error would make the server skip it), waits
+//     for the answer (Writer.Flush, then the backend hook hands the answer
+//     over) and swallows the response.
+//   - "May have changed" is decided conservatively from the text: any
+//     mention of search_path, role, authorization, reset or discard, and
+//     ROLLBACK after such a statement inside a transaction; and the end of
+//     a transaction in which such a statement ran (its SETs may be undone).
+//   - A statement that changes search_path (or the role, which "$user"
+//     follows) in the same string as a statement that needs a plan is
+//     refused: it would be planned under the old value.
+//
+// Until the value is known, statements that need a plan are refused.
+
+// searchPathQuery answers the search_path setting and the user "$user"
+// stands for.
+const searchPathQuery = "SELECT pg_catalog.current_setting('search_path'), current_user"
+
+// mayChangeWords are the (lower-case) words whose mention in a statement
+// makes the proxy ask for search_path again before the next plan.
+var mayChangeWords = []string{"search_path", "role", "authorization", "reset", "discard"}
+
+// changesSearchPath matches statements that certainly change search_path or
+// the role it may refer to.
+var changesSearchPath = regexp.MustCompile(`(?i)search_path|\bset\s+(session\s+|local\s+)?(role|session\s+authorization)\b|\b(reset|discard)\s`)
+
+var errSearchPathMixed = errorResponse(pgsql.StateFeatureNotSupported,
+	"dbproxy: statement refused: a statement changing search_path or the role must be sent on its own, not with statements on encrypted tables")
+
+var errSearchPathUnknown = errorResponse(pgsql.StateFeatureNotSupported,
+	"dbproxy: statement refused: the session's search_path is not known to the proxy (it changed inside this pipeline, or could not be read); send Sync or retry")
+
+// spAnswer is the backend's answer to a hidden searchPathQuery: the
+// search_path with "$user" substituted, ok false if the query failed.
+type spAnswer struct {
+	path string
+	ok   bool
+}
+
+// mentionsAny reports whether text contains one of words (lower case),
+// ignoring ASCII case.
+func mentionsAny(text []byte, words []string) bool {
+	for _, w := range words {
+		for i := 0; i+len(w) <= len(text); i++ {
+			if text[i]|0x20 == w[0] && bytes.EqualFold(text[i:i+len(w)], []byte(w)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mayChangeSearchPath reports whether the statement text may change the
+// session's search_path (or what "$user" in it means).
+func (s *session) mayChangeSearchPath(text []byte) bool {
+	if mentionsAny(text, mayChangeWords) {
+		return true
+	}
+	s.mu.Lock()
+	inTx := s.spTxChange
+	s.mu.Unlock()
+	return inTx && mentionsAny(text, []string{"rollback"})
+}
+
+// searchPathChanged records that a statement that may change search_path
+// was forwarded: ask again before the next plan, and again once the
+// current transaction (if any) has ended.
+func (s *session) searchPathChanged() {
+	s.spKnown = false
+	s.mu.Lock()
+	s.spTxChange = true
+	s.mu.Unlock()
+}
+
+// ensureSearchPath asks the server for the session's search_path when it
+// is not known and the session is at the start of a batch. It blocks until
+// the answer arrives.
+func (s *session) ensureSearchPath(w *postgres.Writer) error {
+	s.mu.Lock()
+	if s.spStale {
+		s.spStale, s.spKnown = false, false
+	}
+	s.mu.Unlock()
+	if s.spKnown || s.inBatch {
+		return nil
+	}
+	q := []byte{'Q', 0, 0, 0, 0}
+	q = append(q, searchPathQuery...)
+	q = append(q, 0)
+	binary.BigEndian.PutUint32(q[1:5], uint32(len(q)-1))
+	_, _ = w.Write(q)
+	s.push(s.newEvent(event{kind: 'Q', hidden: true, searchPath: true}))
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	select {
+	case a := <-s.spCh:
+		if a.ok {
+			s.searchPath, s.spKnown = a.path, true
+		}
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// searchPathResponse consumes the response to a hidden searchPathQuery
+// (backend goroutine); ReadyForQuery hands the answer to the frontend.
+func (s *session) searchPathResponse(typ byte, body []byte) {
+	switch typ {
+	case 'D':
+		path, user, ok := twoTextCells(body)
+		if ok {
+			s.spPath = strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
+		}
+		s.spOK = ok
+	case 'E':
+		s.spOK, s.spFailed = false, true
+	}
+}
+
+// searchPathReady ends a hidden searchPathQuery at its ReadyForQuery.
+func (s *session) searchPathReady() {
+	a := spAnswer{path: s.spPath, ok: s.spOK && !s.spFailed}
+	if !a.ok {
+		s.log.Warn("could not read the session's search_path; statements on encrypted tables are refused until it can be read")
+	}
+	s.spPath, s.spOK, s.spFailed = "", false, false
+	s.spCh <- a
+}
+
+// noteReady tracks transaction ends for search_path changes made inside a
+// transaction (backend goroutine).
+func (s *session) noteReady(body []byte) {
+	if len(body) != 1 || body[0] != 'I' {
+		return
+	}
+	s.mu.Lock()
+	if s.spTxChange {
+		s.spTxChange, s.spStale = false, true
+	}
+	s.mu.Unlock()
+}
+
+// twoTextCells returns the two cells of a DataRow body of two non-NULL
+// columns.
+func twoTextCells(body []byte) (a, b string, ok bool) {
+	if len(body) < 2 || binary.BigEndian.Uint16(body) != 2 {
+		return "", "", false
+	}
+	body = body[2:]
+	var cells [2]string
+	for i := range cells {
+		if len(body) < 4 {
+			return "", "", false
+		}
+		n := int(int32(binary.BigEndian.Uint32(body)))
+		if n < 0 || len(body) < 4+n {
+			return "", "", false
+		}
+		cells[i] = string(body[4 : 4+n])
+		body = body[4+n:]
+	}
+	return cells[0], cells[1], true
+}
+
+// A statement prepared under one search_path and executed under another is
+// analysed again by the server under the new one (its plan cache tracks
+// search_path), so the proxy must plan it again too: a Bind of such a
+// statement first re-prepares it (hidden Close, Parse and Describe) from
+// a new plan. SQL-level EXECUTE cannot be re-prepared by the proxy: it is
+// refused (checkExecutes).
+
+// upstreamTypes returns the parameter types to declare upstream for plan:
+// the client's (clientTypes, n big-endian OIDs), with bytea / bytea[] for
+// the encrypted parameters.
+func upstreamTypes(clientTypes []byte, plan *pgsql.Plan) []uint32 {
+	n := len(clientTypes) / 4
+	types := make([]uint32, max(n, len(plan.Params)))
+	for i := range types {
+		if i < n {
+			types[i] = binary.BigEndian.Uint32(clientTypes[4*i:])
+		}
+		if i < len(plan.Params) && plan.Params[i].Encrypted() {
+			types[i] = plan.Params[i].UpstreamOID()
+		}
+	}
+	return types
+}
+
+// replan re-prepares statement name, planned under another search_path,
+// under the current one.
+func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
+	plan, err := s.db.planner.Plan(s.ctx, st.sql, s.searchPath)
+	if err != nil {
+		return err
+	}
+	if plan.Passthrough() && st.plan == nil {
+		st.searchPath = s.searchPath // still plaintext under the new path
+		return nil
+	}
+	if !plan.Passthrough() && len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
+		return errors.New("only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol")
+	}
+	s.mu.Lock()
+	scsOff, zone := s.scsOff, s.zone
+	s.mu.Unlock()
+	if scsOff && !plan.Passthrough() {
+		return errors.New("standard_conforming_strings is off")
+	}
+	client := make([]byte, 0, 4*len(st.clientTypes))
+	for _, oid := range st.clientTypes {
+		client = binary.BigEndian.AppendUint32(client, oid)
+	}
+	_, _ = w.Write(statementMessage('C', name))
+	if plan.Passthrough() {
+		st.plan, st.slots, st.types = nil, nil, nil
+		p := []byte{'P', 0, 0, 0, 0}
+		p = append(p, name...)
+		p = append(p, 0)
+		p = append(p, st.sql...)
+		p = append(p, 0)
+		p = binary.BigEndian.AppendUint16(p, uint16(len(st.clientTypes)))
+		p = append(p, client...)
+		binary.BigEndian.PutUint32(p[1:5], uint32(len(p)-1))
+		_, _ = w.Write(p)
+	} else {
+		st.plan, st.types = plan, upstreamTypes(client, plan)
+		if st.slots, err = s.matchSlots(plan, nil); err != nil {
+			return err
+		}
+		if err := s.upstreamParse(name, st, zone, w); err != nil {
+			return err
+		}
+	}
+	_, _ = w.Write(statementMessage('D', name))
+	st.searchPath = s.searchPath
+	st.described, st.cols, st.noData, st.poison = false, nil, false, nil
+	if len(name) > 0 {
+		var params []pgsql.Param
+		if st.plan != nil {
+			params = withSlots(st.plan.Params, st.slots)
+		}
+		s.mu.Lock()
+		s.prepared.Add(string(name), params)
+		s.prepPath[string(name)] = s.searchPath
+		s.mu.Unlock()
+	}
+	s.push(s.newEvent(event{kind: 'C', hidden: true}), s.newEvent(event{kind: 'P', stmt: st, hidden: true}),
+		s.newEvent(event{kind: 'D', stmt: st, hidden: true}))
+	return nil
+}
+
+// notePrepared records the search_path a SQL PREPARE was planned under
+// (with s.mu held, as the statement completes).
+func (s *session) notePrepared(st *pgsql.Statement, path string) {
+	switch {
+	case st.Kind == pgsql.KindPrepare && st.Prepare != nil:
+		s.prepPath[st.Prepare.Name] = path
+	case st.Kind == pgsql.KindDeallocate && st.DeallocateAll:
+		clear(s.prepPath)
+	case st.Kind == pgsql.KindDeallocate:
+		delete(s.prepPath, st.Deallocate)
+	}
+}
+
+// checkExecutes refuses an EXECUTE of a statement prepared under another
+// search_path than the current one.
+func (s *session) checkExecutes(plan *pgsql.Plan) *pgproto3.ErrorResponse {
+	for i := range plan.Statements {
+		st := &plan.Statements[i]
+		if st.Kind != pgsql.KindExecute || st.Execute == nil {
+			continue
+		}
+		s.mu.Lock()
+		path, ok := s.prepPath[st.Execute.Name]
+		s.mu.Unlock()
+		if ok && path != s.searchPath {
+			return errorResponse(pgsql.StateFeatureNotSupported, "dbproxy: statement refused: prepared statement "+
+				st.Execute.Name+" was prepared under another search_path; DEALLOCATE and PREPARE it again")
+		}
+	}
+	return nil
+}
