@@ -61,11 +61,19 @@ type spAnswer struct {
 }
 
 // mentionsAny reports whether text contains one of words (lower case),
-// ignoring ASCII case.
+// ignoring ASCII case. One pass over text: only positions whose byte
+// starts one of the words are compared.
 func mentionsAny(text []byte, words []string) bool {
+	var first [256]bool
 	for _, w := range words {
-		for i := 0; i+len(w) <= len(text); i++ {
-			if text[i]|0x20 == w[0] && bytes.EqualFold(text[i:i+len(w)], []byte(w)) {
+		first[w[0]] = true
+	}
+	for i, c := range text {
+		if !first[c|0x20] {
+			continue
+		}
+		for _, w := range words {
+			if c|0x20 == w[0] && len(text)-i >= len(w) && bytes.EqualFold(text[i:i+len(w)], []byte(w)) {
 				return true
 			}
 		}
