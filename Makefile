@@ -2,7 +2,7 @@
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test vet fuzz bench demo clean
+.PHONY: build test vet lint fuzz bench demo clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/dbproxy ./cmd/dbproxy
@@ -17,6 +17,10 @@ test:
 vet:
 	gofmt -l . | (! grep .)
 	$(GO) vet ./...
+
+# gofmt, go vet and staticcheck (pinned, fetched through the module proxy).
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./crypto/...

@@ -678,7 +678,7 @@ func TestKeyNeverPrintsMaterial(t *testing.T) {
 				"%v":       fmt.Sprintf("%v", k),
 				"%+v":      fmt.Sprintf("%+v", k),
 				"%#v":      fmt.Sprintf("%#v", k),
-				"%s":       fmt.Sprintf("%s", k),
+				"%s":       fmt.Sprintf("%s", k), //lint:ignore S1025 the test checks what fmt prints
 				"slog":     logged.String(),
 				"slogjson": jsonLogged.String(),
 			}

@@ -12,7 +12,7 @@ import (
 type ConnState int32
 
 const (
-	stateInvalid ConnState = iota
+	_ ConnState = iota // the zero value is invalid
 	// StateNew: accepted, handshake not finished.
 	StateNew
 	// StateActive: a request (transaction, query) is in flight.

@@ -67,7 +67,7 @@ func RelayCommands(src io.Reader, dst, client io.Writer, hooks *SessionHooks, ma
 // commands (command byte first, then the head of the command packet) in
 // order. Every exchange is watched if hooks are set. It returns the pump's
 // error and the number of responses completed.
-func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionHooks, deprecateEOF bool) (error, int) {
+func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionHooks, deprecateEOF bool) (int, error) {
 	q := newQueue(nil, dst)
 	for _, c := range cmds {
 		x := q.alloc()
@@ -80,7 +80,7 @@ func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionH
 	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
 	defer p.release()
 	err := p.run()
-	return err, len(cmds) - len(q.items) + q.done
+	return len(cmds) - len(q.items) + q.done, err
 }
 
 // IsMalformed reports whether err is a framing or protocol error.

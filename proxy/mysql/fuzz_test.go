@@ -91,7 +91,7 @@ func FuzzRelayResponses(f *testing.F) {
 		run := func(hooks *mysql.SessionHooks) ([]byte, error) {
 			var out bytes.Buffer
 			src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(split, 9)), max: 1 + int(split%64)}
-			err, _ := mysql.RelayResponses(src, &out, heads, hooks, deprecateEOF)
+			_, err := mysql.RelayResponses(src, &out, heads, hooks, deprecateEOF)
 			return out.Bytes(), err
 		}
 		plain, perr := run(nil)

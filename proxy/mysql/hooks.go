@@ -23,7 +23,7 @@ func (s *CommandSet) Has(cmd byte) bool { return s[cmd>>6]&(1<<(cmd&63)) != 0 }
 type Kind uint8
 
 const (
-	kindInvalid Kind = iota
+	_ Kind = iota // the zero value is invalid
 	// KindOK is an OK packet ending a response or a result of a
 	// multi-result response (header 0x00).
 	KindOK

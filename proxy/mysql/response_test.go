@@ -141,7 +141,7 @@ func TestResponseStateMachine(t *testing.T) {
 				}
 				var out bytes.Buffer
 				src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(3, 4)), max: 1 << 20}
-				err, done := mysql.RelayResponses(src, &out, [][]byte{tc.cmd, {gomysql.COM_PING}}, h, tc.deprecateEOF)
+				done, err := mysql.RelayResponses(src, &out, [][]byte{tc.cmd, {gomysql.COM_PING}}, h, tc.deprecateEOF)
 				if !errors.Is(err, io.EOF) || done != 2 {
 					t.Fatalf("hooked=%v: relay ended with %v after %d responses, want EOF after 2", hooked, err, done)
 				}
@@ -182,7 +182,7 @@ func TestResponseMalformed(t *testing.T) {
 			for i, p := range tc.pkts {
 				in = mysql.AppendPacket(in, uint8(i+1), p)
 			}
-			err, _ := mysql.RelayResponses(bytes.NewReader(in), io.Discard, [][]byte{tc.cmd}, nil, false)
+			_, err := mysql.RelayResponses(bytes.NewReader(in), io.Discard, [][]byte{tc.cmd}, nil, false)
 			if !mysql.IsMalformed(err) {
 				t.Fatalf("relay: %v, want a protocol error", err)
 			}
@@ -216,7 +216,7 @@ func TestResponseHookRewrites(t *testing.T) {
 		return nil
 	}}
 	var out bytes.Buffer
-	err, done := mysql.RelayResponses(bytes.NewReader(in), &out, [][]byte{queryCmd, {gomysql.COM_PING}}, hooks, true)
+	done, err := mysql.RelayResponses(bytes.NewReader(in), &out, [][]byte{queryCmd, {gomysql.COM_PING}}, hooks, true)
 	if !errors.Is(err, io.EOF) || done != 2 {
 		t.Fatalf("relay: %v, %d responses", err, done)
 	}
@@ -237,7 +237,7 @@ func TestResponseHookRewrites(t *testing.T) {
 		return nil
 	}
 	out.Reset()
-	err, done = mysql.RelayResponses(bytes.NewReader(in), &out, [][]byte{queryCmd, {gomysql.COM_PING}}, hooks, true)
+	done, err = mysql.RelayResponses(bytes.NewReader(in), &out, [][]byte{queryCmd, {gomysql.COM_PING}}, hooks, true)
 	if !errors.Is(err, io.EOF) || done != 2 {
 		t.Fatalf("relay: %v, %d responses", err, done)
 	}
@@ -255,7 +255,7 @@ func TestResponseHookRewrites(t *testing.T) {
 
 	// Any other error ends the session.
 	hooks.Result = func(*mysql.Exchange, mysql.Kind, []byte, *mysql.Writer) error { return errors.New("boom") }
-	err, _ = mysql.RelayResponses(bytes.NewReader(in), io.Discard, [][]byte{queryCmd}, hooks, true)
+	_, err = mysql.RelayResponses(bytes.NewReader(in), io.Discard, [][]byte{queryCmd}, hooks, true)
 	if !mysql.IsHookError(err) {
 		t.Fatalf("relay: %v, want a hook error", err)
 	}

@@ -255,7 +255,7 @@ func (ts *tokens) typeCastSpan(tc *pg.TypeCast) (span, error) {
 			return span{}, err
 		}
 		if last <= i {
-			return span{}, fmt.Errorf("%w: type name before ::", errSpan)
+			return span{}, fmt.Errorf("%w: type name before a :: cast", errSpan)
 		}
 		return ts.mk(arg.first, last), nil
 	}
