@@ -190,9 +190,10 @@ func TestPGEncCRUDModes(t *testing.T) {
 				{[]*string{nil, &email}, 1},
 				{[][]string{{email}, {"x@y"}}, 1},
 			} {
-				// pgx inlines arrays as literals in the simple protocol (refused:
-				// use ARRAY[…]) and cannot encode 2-D arrays without a Describe.
-				if _, twoD := tc.arr.([][]string); mode == pgx.QueryExecModeSimpleProtocol || (twoD && mode == pgx.QueryExecModeExec) {
+				// pgx inlines arrays as '{…}' literals in the simple protocol
+				// (one ciphertext per element); it cannot encode 2-D arrays
+				// without a Describe (exec and simple protocol modes).
+				if _, twoD := tc.arr.([][]string); twoD && (mode == pgx.QueryExecModeExec || mode == pgx.QueryExecModeSimpleProtocol) {
 					continue
 				}
 				if err := c.QueryRow(ctx, `SELECT count(*) FROM users WHERE email = ANY($1)`, tc.arr).Scan(&n); err != nil || n != tc.want {

@@ -3,6 +3,8 @@ package pgcrypt
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/dbproxy/dbproxy/value"
 )
 
 var errArray = errors.New("malformed array")
@@ -64,91 +66,15 @@ func binaryArrayElems(src []byte, f func([]byte, bool) error) error {
 	return nil
 }
 
-func isArraySpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
 func textArrayElems(src []byte, f func([]byte, bool) error) error {
-	i := 0
-	for i < len(src) && isArraySpace(src[i]) {
-		i++
-	}
-	if i >= len(src) || src[i] != '{' { // dimension decorations ([1:2]=…) are not supported
+	err := value.PostgresArrayElems(src, func(elem []byte, null bool) error {
+		if null {
+			return nil
+		}
+		return f(elem, false)
+	})
+	if errors.Is(err, value.ErrArray) {
 		return errArray
 	}
-	depth := 0
-	var elem []byte
-	for i < len(src) {
-		c := src[i]
-		switch {
-		case isArraySpace(c):
-			i++
-		case c == '{':
-			depth++
-			i++
-		case c == '}':
-			depth--
-			i++
-			if depth < 0 {
-				return errArray
-			}
-			if depth == 0 {
-				for i < len(src) && isArraySpace(src[i]) {
-					i++
-				}
-				if i != len(src) {
-					return errArray
-				}
-				return nil
-			}
-		case c == ',':
-			i++
-		case c == '"':
-			elem = elem[:0]
-			i++
-			for {
-				if i >= len(src) {
-					return errArray
-				}
-				if src[i] == '\\' && i+1 < len(src) {
-					elem = append(elem, src[i+1])
-					i += 2
-					continue
-				}
-				if src[i] == '"' {
-					i++
-					break
-				}
-				elem = append(elem, src[i])
-				i++
-			}
-			if err := f(elem, false); err != nil {
-				return err
-			}
-		default:
-			if depth == 0 {
-				return errArray
-			}
-			elem = elem[:0]
-			for i < len(src) && src[i] != ',' && src[i] != '}' && src[i] != '{' && src[i] != '"' {
-				if src[i] == '\\' && i+1 < len(src) {
-					elem = append(elem, src[i+1])
-					i += 2
-					continue
-				}
-				elem = append(elem, src[i])
-				i++
-			}
-			for len(elem) > 0 && isArraySpace(elem[len(elem)-1]) {
-				elem = elem[:len(elem)-1]
-			}
-			if len(elem) == 4 && (elem[0]|0x20) == 'n' && (elem[1]|0x20) == 'u' && (elem[2]|0x20) == 'l' && (elem[3]|0x20) == 'l' {
-				continue // NULL
-			}
-			if err := f(elem, false); err != nil {
-				return err
-			}
-		}
-	}
-	return errArray
+	return err
 }

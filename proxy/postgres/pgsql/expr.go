@@ -534,7 +534,13 @@ func (a *analyzer) anyAll(e *pg.A_Expr, sc *scope, op string) error {
 			}
 		}
 	case r.kind == exLiteral:
-		return unsupported(col, "an array literal compared with an encrypted column; use IN (…), ARRAY[…] or a parameter")
+		// '{a,b,NULL}' (pgx's simple protocol sends array parameters so):
+		// one ciphertext per element. The plan's shape depends on the
+		// literal's value, so it is pinned in the plan cache.
+		if err := a.arrayLiteral(col, r, m); err != nil {
+			return err
+		}
+		a.pin(e.Rexpr)
 	default:
 		return refuse(col, StateDatatypeMismatch, "compared with a plaintext array expression; use a parameter or ARRAY[…] of constants")
 	}
@@ -568,6 +574,34 @@ func (a *analyzer) anyAll(e *pg.A_Expr, sc *scope, op string) error {
 		return nil // only NULLs
 	}
 	a.addEdit(Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m})
+	return nil
+}
+
+// arrayLiteral adds the elements of an array constant in PostgreSQL's text
+// format, optionally cast to an array of a type castTypes allows for col.
+func (a *analyzer) arrayLiteral(col *rules.ColumnRule, r exprInfo, m *Match) error {
+	if r.bits {
+		return unsupported(col, "a bit-string constant cannot be encrypted for a %s column", col.Type)
+	}
+	if r.cast != nil {
+		if len(r.cast.ArrayBounds) != 1 || len(r.cast.Typmods) > 0 {
+			return unsupported(col, "an array constant cast to %s compared with an encrypted column", typeNameString(r.cast))
+		}
+		if err := checkCast(col, &pg.TypeName{Names: r.cast.Names, Setof: r.cast.Setof, PctType: r.cast.PctType}); err != nil {
+			return err
+		}
+	}
+	err := value.PostgresArrayElems([]byte(r.lit.Text), func(el []byte, null bool) error {
+		if null {
+			m.Null = true
+			return nil
+		}
+		m.Literals = append(m.Literals, Literal{Text: string(el)})
+		return nil
+	})
+	if err != nil {
+		return refuse(col, StateInvalidText, "an array constant compared with the column is malformed")
+	}
 	return nil
 }
 

@@ -155,7 +155,7 @@ func TestErrorsCarryNoValues(t *testing.T) {
 		"SELECT * FROM users WHERE email = '" + v + "' AND",
 		"UPDATE users SET email = '" + v + "' || name",
 		"SELECT * FROM users WHERE email = '" + v + "'::int",
-		"SELECT * FROM users WHERE email = ANY('{" + v + "}')",
+		"SELECT * FROM users WHERE email = ANY('{" + v + "')",
 		"DO $$ BEGIN INSERT INTO users(email) VALUES ('" + v + "'); END $$",
 		"EXECUTE unknown('" + v + "')",
 		"SELECT * FROM docs WHERE born = '" + v + "'",
