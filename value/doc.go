@@ -1,6 +1,7 @@
 // Package value owns the plaintext types of CONTRACT §2 and their one
 // canonical binary encoding each, plus the text forms PostgreSQL and MySQL
-// exchange for them.
+// exchange for them (and the element syntax of PostgreSQL's text array
+// form, PostgresArrayElems, shared by the planner and the wire layer).
 //
 // # Why a canonical encoding
 //
