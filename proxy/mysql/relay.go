@@ -9,8 +9,9 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/dbproxy/dbproxy/proxy"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // aLongTimeAgo is a deadline in the past: setting it interrupts a blocked
@@ -281,8 +282,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	deprecateEOF := s.caps&capDeprecateEOF != 0
 	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
 	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
-	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, buffered(s.sbr))
-	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, buffered(s.cbr))
+	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
+	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
 	s.cbr, s.sbr = nil, nil
 	defer up.release()
 	defer down.release()
@@ -372,18 +373,18 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 		switch {
 		case x == nil:
 			// Idle: close the client as the server closed us.
-			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", firstReal(upErr, downErr)))
+			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", proxy.FirstReal(upErr, downErr)))
 		case rf.lastERR && !up.midPacket():
 			// The server said why (e.g. 1927 after KILL CONNECTION).
 			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
 		default:
 			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
-				slog.Any("error", firstReal(upErr, downErr)))
+				slog.Any("error", proxy.FirstReal(upErr, downErr)))
 			toClient = s.upstreamLost(nil)
 		}
 	default:
 		// Client gone: routine, not logged above debug.
-		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", firstReal(downErr, upErr)))
+		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", proxy.FirstReal(downErr, upErr)))
 		canWriteClient = false
 	}
 	if toClient != nil && canWriteClient {
@@ -420,26 +421,4 @@ func upstreamFailed(upErr, downErr error) bool {
 		return false
 	}
 	return true
-}
-
-// firstReal returns the first error that is not an interrupt.
-func firstReal(errs ...error) error {
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-	}
-	return nil
-}
-
-// buffered returns a copy of what r has buffered.
-func buffered(r interface {
-	Buffered() int
-	Peek(int) ([]byte, error)
-}) []byte {
-	if r == nil || r.Buffered() == 0 {
-		return nil
-	}
-	b, _ := r.Peek(r.Buffered())
-	return b
 }

@@ -11,15 +11,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"os"
-	"syscall"
 	"time"
 
-	"github.com/dbproxy/dbproxy/proxy"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // finalWriteTimeout bounds the last packets written when a session ends.
@@ -171,7 +169,7 @@ func (s *session) endStartup(err error) {
 	case errors.As(err, &mal):
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "malformed packet during the connection phase",
 			slog.String("reason", mal.msg))
-	case isClientGone(err):
+	case proxy.IsClientGone(err):
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "client left during the connection phase", slog.Any("error", err))
 		return
 	default:
@@ -243,7 +241,7 @@ func (s *session) readClientResponse(ctx context.Context) error {
 		// The client does not wait for an answer: its ClientHello may be
 		// buffered already. Everything after the SSLRequest goes through
 		// the TLS layer, so nothing unencrypted can be smuggled in.
-		tconn := tls.Server(&bufferedConn{Conn: s.rawClient, r: s.cbr}, s.h.opts.TLS)
+		tconn := tls.Server(&proxy.BufferedConn{Conn: s.rawClient, R: s.cbr}, s.h.opts.TLS)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "client TLS handshake failed", slog.Any("error", err))
 			return errHandled
@@ -366,7 +364,7 @@ func (s *session) authenticate() error {
 			} else {
 				plugin = gomysql.AUTH_MYSQL_OLD_PASSWORD
 			}
-			if plugin == pluginClearPassword && s.clientTLS && !s.serverTLS && !isLoopback(s.rawServer.RemoteAddr()) {
+			if plugin == pluginClearPassword && s.clientTLS && !s.serverTLS && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
 				return fatalf(codeAccessDenied, stateAccessDenied,
 					"dbproxy does not forward a cleartext password from a TLS client over an unencrypted upstream connection", nil)
 			}
@@ -595,31 +593,4 @@ func (s *session) flushClient() error {
 	clear(s.out)
 	s.out = s.out[:0]
 	return err
-}
-
-// bufferedConn reads through r (which may have buffered the first bytes of
-// Conn).
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func isLoopback(a net.Addr) bool {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.IP.IsLoopback()
-	case *net.UnixAddr:
-		return true
-	}
-	return false
-}
-
-// isClientGone reports whether err is a routine disconnect, not worth a log
-// line above debug.
-func isClientGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
 }

@@ -10,13 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Authentication request codes (AuthenticationXXX messages, type 'R').
@@ -159,7 +158,7 @@ func (s *session) endStartup(err error) {
 		}
 		s.out = appendError(s.out, err)
 		_ = s.flushClient()
-	case isClientGone(err):
+	case proxy.IsClientGone(err):
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "client left during startup", slog.Any("error", err))
 	default:
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "startup failed", slog.Any("error", err))
@@ -180,7 +179,7 @@ func (s *session) readClientStartup(ctx context.Context) error {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "direct SSL attempted but TLS is not configured")
 			return errHandled
 		}
-		if err := s.startClientTLS(ctx, &bufferedConn{Conn: s.client, r: s.cbr}, true); err != nil {
+		if err := s.startClientTLS(ctx, &proxy.BufferedConn{Conn: s.client, R: s.cbr}, true); err != nil {
 			return err
 		}
 	}
@@ -396,7 +395,7 @@ func (s *session) authenticate() error {
 				return err
 			}
 		case authCleartextPassword:
-			if !s.clientTLS && !isLoopback(s.rawClient.RemoteAddr()) {
+			if !s.clientTLS && !proxy.IsLoopback(s.rawClient.RemoteAddr()) {
 				return fatalf(codeInvalidAuthSpec,
 					"the server requested a cleartext password; dbproxy relays it only over TLS or loopback connections", nil)
 			}
@@ -670,30 +669,4 @@ func readMessage(r *bufio.Reader, buf []byte, maxBody int) (typ byte, body, nbuf
 		return 0, nil, buf, eofIsUnexpected(err)
 	}
 	return typ, body, buf, nil
-}
-
-// bufferedConn reads through r (which buffered the first bytes of Conn).
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func isLoopback(a net.Addr) bool {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.IP.IsLoopback()
-	case *net.UnixAddr:
-		return true
-	}
-	return false
-}
-
-// isClientGone reports whether err is a routine disconnect, not worth a log
-// line above debug.
-func isClientGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
 }

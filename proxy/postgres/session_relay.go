@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // aLongTimeAgo is a deadline in the past: setting it interrupts a blocked
@@ -18,12 +20,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // whichever side is still there.
 func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// server -> client
-	up := newPump(s.server, s.client, buffered(s.sbr))
+	up := newPump(s.server, s.client, proxy.Buffered(s.sbr))
 	up.acct = s.acct
 	var ready MessageTypes
 	ready.Add('Z')
 	// client -> server
-	down := newPump(s.client, s.server, buffered(s.cbr))
+	down := newPump(s.client, s.server, proxy.Buffered(s.cbr))
 	down.fromClient = true
 	down.allowFlush()
 	down.acct = s.acct
@@ -95,12 +97,12 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
 		} else {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
-				slog.Any("error", firstReal(upErr, downErr)))
+				slog.Any("error", proxy.FirstReal(upErr, downErr)))
 			toClient = s.upstreamLost(nil)
 		}
 	default:
 		// Client gone: routine, not logged above debug.
-		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", firstReal(downErr, upErr)))
+		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", proxy.FirstReal(downErr, upErr)))
 		canWriteClient = false
 	}
 	if toClient != nil && canWriteClient {
@@ -143,26 +145,4 @@ func upstreamFailed(upErr, downErr error) bool {
 		return false
 	}
 	return true
-}
-
-// firstReal returns the first error that is not an interrupt.
-func firstReal(errs ...error) error {
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-	}
-	return nil
-}
-
-// buffered returns a copy of what r has buffered.
-func buffered(r interface {
-	Buffered() int
-	Peek(int) ([]byte, error)
-}) []byte {
-	if r == nil || r.Buffered() == 0 {
-		return nil
-	}
-	b, _ := r.Peek(r.Buffered())
-	return b
 }

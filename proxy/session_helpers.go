@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// Small helpers the wire packages share for their sessions.
+
+// BufferedConn reads through R, which may hold the first bytes already read
+// from Conn (during the startup or handshake); writes go to Conn.
+type BufferedConn struct {
+	net.Conn
+	R *bufio.Reader
+}
+
+func (c *BufferedConn) Read(p []byte) (int, error) { return c.R.Read(p) }
+
+// Buffered returns what r has buffered (aliasing r's buffer), nil if
+// nothing.
+func Buffered(r interface {
+	Buffered() int
+	Peek(int) ([]byte, error)
+}) []byte {
+	if r == nil || r.Buffered() == 0 {
+		return nil
+	}
+	b, _ := r.Peek(r.Buffered())
+	return b
+}
+
+// IsLoopback reports whether a is a loopback TCP address or a Unix socket.
+func IsLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+// IsClientGone reports whether err is a routine disconnect (or the
+// deadline a relay sets to interrupt itself), not worth a log line above
+// debug.
+func IsClientGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// FirstReal returns the first error that is not a relay's own deadline
+// interrupt (os.ErrDeadlineExceeded), nil if none.
+func FirstReal(errs ...error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+	return nil
+}
