@@ -227,6 +227,16 @@ func (w *Writer) End(b []byte) {
 // Len returns the number of bytes collected so far.
 func (w *Writer) Len() int { return len(w.buf) }
 
+// Bytes returns the framed packets collected so far.
+func (w *Writer) Bytes() []byte { return w.buf }
+
+// Reset empties w, keeping its buffer, for a hook whose first packet has
+// id 0 (as the relay does between hooks; for driving hooks in tests).
+func (w *Writer) Reset() {
+	w.buf = w.buf[:0]
+	w.reset(0)
+}
+
 // reset prepares w for a hook whose first output packet has id seq; the
 // buffer keeps what it holds.
 func (w *Writer) reset(seq uint8) {

@@ -6,11 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"unsafe"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -214,36 +212,12 @@ func framePacket(seq byte, payload []byte) []byte {
 	return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq}, payload...)
 }
 
-// writerBytes reads what a Writer collected (its buffer is unexported).
-func writerBytes(w *mysql.Writer) []byte {
-	return reflect.ValueOf(w).Elem().FieldByName("buf").Bytes()
-}
-
-// writerFields are the offsets of mysql.Writer's unexported fields.
-var writerFields = func() (f struct{ buf, seq, n uintptr }) {
-	t := reflect.TypeFor[mysql.Writer]()
-	for _, x := range []struct {
-		name string
-		off  *uintptr
-	}{{"buf", &f.buf}, {"seq", &f.seq}, {"n", &f.n}} {
-		sf, ok := t.FieldByName(x.name)
-		if !ok {
-			panic("mysql.Writer has no field " + x.name)
-		}
-		*x.off = sf.Offset
-	}
-	return f
-}()
+// writerBytes returns what a Writer collected.
+func writerBytes(w *mysql.Writer) []byte { return w.Bytes() }
 
 // resetWriter empties w keeping its buffer, as the relay does between
-// hooks (its reset is unexported).
-func resetWriter(w *mysql.Writer) {
-	p := unsafe.Pointer(w)
-	buf := (*[]byte)(unsafe.Add(p, writerFields.buf))
-	*buf = (*buf)[:0]
-	*(*uint8)(unsafe.Add(p, writerFields.seq)) = 0
-	*(*int)(unsafe.Add(p, writerFields.n)) = 0
-}
+// hooks.
+func resetWriter(w *mysql.Writer) { w.Reset() }
 
 // run drives one execution; out, if set, receives the forwarded packets.
 func (ps *pointSelect) run(tb testing.TB, exec []byte, out *[]byte) {
