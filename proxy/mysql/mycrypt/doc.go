@@ -43,8 +43,9 @@
 // response repeats are neither looked up in the rules nor rewritten again
 // (a definition that differs in any byte is). A deterministic cell that is
 // byte for byte one of the ciphertexts the same execution bound for a
-// lookup on a column sharing its key (rules.SameKey) is answered with the
-// plaintext that was encrypted, without decrypting it again; any other
+// lookup (a parameter of COM_STMT_EXECUTE, or a literal of COM_QUERY, up
+// to 8 lookups) on a column sharing its key (rules.SameKey) is answered
+// with the plaintext that was encrypted, without decrypting it again; any other
 // cell is decrypted and authenticated. Parameters, ciphertexts to store
 // and decrypted plaintexts go through per-session scratch buffers.
 //

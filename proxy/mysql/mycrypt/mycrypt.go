@@ -140,6 +140,26 @@ type matched struct {
 	canon []byte
 }
 
+// maxMatches bounds the lookups an exchange remembers for the short cut
+// (each result cell is compared with all of them).
+const maxMatches = 8
+
+// record remembers a lookup a COM_QUERY's literals rendered (up to
+// maxMatches).
+func (st *exState) record(col *rules.ColumnRule, canon []byte, cts [][]byte) {
+	if len(st.matches) >= maxMatches {
+		return
+	}
+	if st.matches == nil {
+		st.matches = st.matchBuf[:0]
+	}
+	var c []byte
+	if len(st.matches) == 0 {
+		c = st.canonBuf[:0]
+	}
+	st.matches = append(st.matches, matched{rule: col, cts: cts, canon: append(c, canon...)})
+}
+
 // column is what a result hook knows about one result column.
 type column struct {
 	rule *rules.ColumnRule
@@ -199,7 +219,13 @@ func (s *session) plan(sql string) (*mysqlsql.Plan, error) {
 }
 
 func (s *session) rewrite(plan *mysqlsql.Plan, cmd byte) ([]byte, error) {
-	out, err := plan.Rewrite(s.ctx, s.ic.enc, nil, []byte{cmd})
+	return s.rewriteRecording(plan, cmd, nil)
+}
+
+// rewriteRecording is rewrite, reporting the lookups rendered from literals
+// to rec.
+func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec mysqlsql.MatchRecorder) ([]byte, error) {
+	out, err := plan.RewriteRecording(s.ctx, s.ic.enc, nil, []byte{cmd}, rec)
 	if err != nil {
 		var r *mysqlsql.Refusal
 		if errors.As(err, &r) {
@@ -297,7 +323,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		w.Packet(payload)
 		return nil
 	}
-	out, err := s.rewrite(plan, gomysql.COM_QUERY)
+	out, err := s.rewriteRecording(plan, gomysql.COM_QUERY, st.record)
 	if err != nil {
 		if plan.HasUse {
 			s.mu.Lock()

@@ -161,6 +161,18 @@ var ErrTooManyVersions = errors.New("data key has more live versions than a plac
 // loc is the session time zone for timestamptz literals (nil = UTC). Errors
 // name columns, never values.
 func (p *Plan) Rewrite(ctx context.Context, enc Encryptor, loc *time.Location, dst []byte) ([]byte, error) {
+	return p.RewriteRecording(ctx, enc, loc, dst, nil)
+}
+
+// MatchRecorder receives each lookup Rewrite renders from a literal: the
+// column, the canonical plaintext (valid only during the call) and its
+// ciphertexts under every live key version (fresh memory, may be kept).
+type MatchRecorder func(col *rules.ColumnRule, canon []byte, cts [][]byte)
+
+// RewriteRecording is Rewrite, reporting the lookups it renders to rec
+// (nil: none), so that the wire layer can recognise result cells that are
+// those ciphertexts without decrypting them.
+func (p *Plan) RewriteRecording(ctx context.Context, enc Encryptor, loc *time.Location, dst []byte, rec MatchRecorder) ([]byte, error) {
 	var canon []byte
 	for i, seg := range p.Segments {
 		dst = append(dst, seg...)
@@ -201,6 +213,9 @@ func (p *Plan) Rewrite(ctx context.Context, enc Encryptor, loc *time.Location, d
 			cts, err := enc.EncryptForMatch(ctx, s.Column, canon)
 			if err != nil {
 				return nil, fmt.Errorf("encrypt literal: %w", err)
+			}
+			if rec != nil {
+				rec(s.Column, canon, cts)
 			}
 			for j, ct := range cts {
 				if j > 0 {
