@@ -25,10 +25,12 @@ import (
 //     batch, where an earlier error would make the server skip it), waits
 //     for the answer (Writer.Flush, then the backend hook hands the answer
 //     over) and swallows the response.
-//   - "May have changed" is decided conservatively from the text: any
-//     mention of search_path, role, authorization, reset or discard, and
-//     ROLLBACK after such a statement inside a transaction; and the end of
-//     a transaction in which such a statement ran (its SETs may be undone).
+//   - "May have changed" is decided conservatively from the text: a
+//     statement starting with SET, RESET or DISCARD (comments and quoted
+//     text skipped; text that cannot be split with certainty counts), any
+//     mention of search_path or set_config, and ROLLBACK after such a
+//     statement inside a transaction; and the end of a transaction in
+//     which such a statement ran (its SETs may be undone).
 //   - A statement that changes search_path (or the role, which "$user"
 //     follows) in the same string as a statement that needs a plan is
 //     refused: it would be planned under the old value.
@@ -40,8 +42,9 @@ import (
 const searchPathQuery = "SELECT pg_catalog.current_setting('search_path'), current_user"
 
 // mayChangeWords are the (lower-case) words whose mention in a statement
-// makes the proxy ask for search_path again before the next plan.
-var mayChangeWords = []string{"search_path", "role", "authorization", "reset", "discard"}
+// may make the proxy ask for search_path again before the next plan (a
+// quick filter before startsStatement).
+var mayChangeWords = []string{"search_path", "set", "reset", "discard"}
 
 // changesSearchPath matches statements that certainly change search_path or
 // the role it may refer to.
@@ -84,13 +87,147 @@ func mentionsAny(text []byte, words []string) bool {
 // mayChangeSearchPath reports whether the statement text may change the
 // session's search_path (or what "$user" in it means).
 func (s *session) mayChangeSearchPath(text []byte) bool {
-	if mentionsAny(text, mayChangeWords) {
+	s.mu.Lock()
+	inTx, scsOff := s.spTxChange, s.scsOff
+	s.mu.Unlock()
+	if inTx && mentionsAny(text, []string{"rollback"}) {
 		return true
 	}
-	s.mu.Lock()
-	inTx := s.spTxChange
-	s.mu.Unlock()
-	return inTx && mentionsAny(text, []string{"rollback"})
+	if mentionsAny(text, anywhereWords) {
+		return true
+	}
+	if !mentionsAny(text, mayChangeWords) {
+		return false
+	}
+	// A word that may change it: only as the first word of a statement
+	// (SET ROLE, RESET ALL, DISCARD ALL, SET search_path …) — unless the
+	// text cannot be split into statements with certainty.
+	if scsOff {
+		return true
+	}
+	return startsStatement(text, statementWords)
+}
+
+// anywhereWords change search_path (or what "$user" means) wherever they
+// appear: set_config('search_path', …) and set_config('role', …).
+var anywhereWords = []string{"search_path", "set_config"}
+
+// statementWords start the statements that may change it.
+var statementWords = []string{"set", "reset", "discard"}
+
+// startsStatement reports whether a statement of text begins with one of
+// words (lower case), or whether text cannot be split into statements with
+// certainty (an unterminated quote or comment): comments, quoted strings,
+// quoted identifiers and dollar-quoted strings are skipped, statements
+// split at the semicolons outside them. standard_conforming_strings must be
+// on (backslashes escape only in E'…').
+func startsStatement(text []byte, words []string) bool {
+	atStart := true
+	for i := 0; i < len(text); {
+		c := text[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+			continue
+		case c == '-' && i+1 < len(text) && text[i+1] == '-':
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+			continue
+		case c == '/' && i+1 < len(text) && text[i+1] == '*':
+			depth := 0
+			for {
+				if i+1 >= len(text) {
+					return true // unterminated: be careful
+				}
+				switch {
+				case text[i] == '/' && text[i+1] == '*':
+					depth++
+					i += 2
+				case text[i] == '*' && text[i+1] == '/':
+					depth--
+					i += 2
+				default:
+					i++
+				}
+				if depth == 0 {
+					break
+				}
+			}
+			continue
+		case c == ';':
+			atStart = true
+			i++
+			continue
+		}
+		if atStart {
+			for _, w := range words {
+				if len(text)-i >= len(w) && bytes.EqualFold(text[i:i+len(w)], []byte(w)) &&
+					(i+len(w) == len(text) || !isWordByte(text[i+len(w)])) {
+					return true
+				}
+			}
+			atStart = false
+		}
+		var ok bool
+		if i, ok = skipToken(text, i); !ok {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '$' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c|0x20 && c|0x20 <= 'z')
+}
+
+// skipToken returns the index after the token at text[i] (a quoted string
+// or identifier, a dollar-quoted string, a word or one other byte); ok is
+// false for an unterminated quote.
+func skipToken(text []byte, i int) (int, bool) {
+	c := text[i]
+	switch {
+	case c == '\'' || c == '"':
+		escapes := c == '\'' && i > 0 && text[i-1]|0x20 == 'e' && (i < 2 || !isWordByte(text[i-2]))
+		for j := i + 1; j < len(text); j++ {
+			switch {
+			case escapes && text[j] == '\\':
+				j++
+			case text[j] == c && j+1 < len(text) && text[j+1] == c:
+				j++
+			case text[j] == c:
+				return j + 1, true
+			}
+		}
+		return len(text), false
+	case c == '$':
+		j := i + 1
+		for j < len(text) && isWordByte(text[j]) && text[j] != '$' {
+			j++
+		}
+		if j >= len(text) || text[j] != '$' || (j > i+1 && '0' <= text[i+1] && text[i+1] <= '9') {
+			return i + 1, true // a parameter ($1) or a lone $
+		}
+		tag := text[i : j+1]
+		end := bytes.Index(text[j+1:], tag)
+		if end < 0 {
+			return len(text), false
+		}
+		return j + 1 + end + len(tag), true
+	case isWordByte(c):
+		j := i
+		for j < len(text) && isWordByte(text[j]) {
+			if text[j] == '$' { // a$b is a word, but stop before a dollar quote
+				break
+			}
+			j++
+		}
+		if j == i {
+			j++
+		}
+		return j, true
+	}
+	return i + 1, true
 }
 
 // searchPathChanged records that a statement that may change search_path

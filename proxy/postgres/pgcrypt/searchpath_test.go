@@ -22,3 +22,45 @@ func TestMentionsAny(t *testing.T) {
 		}
 	}
 }
+
+func TestStartsStatement(t *testing.T) {
+	cases := map[string]bool{
+		"SET ROLE admin": true,
+		"  /* c */ set session authorization bob":             true,
+		"-- comment\nRESET ALL":                               true,
+		"DISCARD ALL":                                         true,
+		"SELECT 1; SET role TO x":                             true,
+		"UPDATE users SET role = 'admin' WHERE id = 1":        false,
+		"SELECT 'x; SET ROLE y' FROM t":                       false,
+		`SELECT "a;set" FROM t`:                               false,
+		"SELECT $$; SET ROLE x$$":                             false,
+		"SELECT $tag$ ; reset $tag$, $1":                      false,
+		"SELECT E'\\'; set role x'":                           false,
+		"SELECT 'it''s'; SET x = 1":                           true,
+		"SELECT settings FROM t":                              false,
+		"SELECT 1 /* unterminated":                            true,
+		"SELECT 'unterminated":                                true,
+		"INSERT INTO t (reset_token) VALUES ('a')":            false,
+		"/* nested /* c */ still */ SET search_path TO x":     true,
+		"SELECT a$b, x FROM t; discard plans":                 true,
+		"WITH s AS (SELECT 1) UPDATE t SET role = s.x FROM s": false,
+	}
+	for text, want := range cases {
+		if got := startsStatement([]byte(text), statementWords); got != want {
+			t.Errorf("startsStatement(%q) = %v, want %v", text, got, want)
+		}
+	}
+}
+
+// FuzzStartsStatement: any text is scanned without panicking, and a text
+// that begins with SET is always reported.
+func FuzzStartsStatement(f *testing.F) {
+	f.Add("SELECT 'a'; SET ROLE x")
+	f.Add("/* /* */ */ $a$ $a$ E'\\'' \"q\"\"\"")
+	f.Fuzz(func(t *testing.T, text string) {
+		startsStatement([]byte(text), statementWords)
+		if !startsStatement([]byte("SET x = 1; "+text), statementWords) {
+			t.Fatal("a leading SET was missed")
+		}
+	})
+}
