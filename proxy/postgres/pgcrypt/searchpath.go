@@ -19,8 +19,10 @@ import (
 // (no ParameterStatus), and its value at connection time may come from the
 // role, the database or the server configuration. So the proxy asks:
 //
-//   - Before the first Query or Parse of a session, and before the next one
-//     after any statement that may have changed it, it sends a hidden
+//   - Before the first Query, Parse or Bind of a session, and after any
+//     statement that may have changed it before the next statement that
+//     needs it (to be planned, or a prepared statement planned under a
+//     search_path), it sends a hidden
 //     searchPathQuery at the start of a batch (never inside an extended
 //     batch, where an earlier error would make the server skip it), waits
 //     for the answer (Writer.Flush, then the backend hook hands the answer
@@ -249,9 +251,10 @@ func (s *session) ensureSearchPath(w *postgres.Writer) error {
 		s.spStale, s.spKnown = false, false
 	}
 	s.mu.Unlock()
-	if s.spKnown || s.inBatch {
+	if s.spKnown || !s.batchStart {
 		return nil
 	}
+	s.spTried = true
 	q := []byte{'Q', 0, 0, 0, 0}
 	q = append(q, searchPathQuery...)
 	q = append(q, 0)

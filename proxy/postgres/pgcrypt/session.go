@@ -102,6 +102,7 @@ type session struct {
 	// inBatch (extended messages sent since the last Sync). Backend only:
 	// spPath, spOK, spFailed. Under mu: spTxChange, spStale.
 	spKnown, inBatch    bool
+	spTried, batchStart bool // asked at least once; this message starts a batch
 	spPath              string
 	spOK, spFailed      bool
 	spTxChange, spStale bool
@@ -273,17 +274,20 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	if s.skipping && typ != 'S' {
 		return nil // the server would discard these after an error, too
 	}
-	switch typ {
-	case 'Q', 'P', 'B':
-		if err := s.ensureSearchPath(w); err != nil {
-			return err
-		}
-	}
+	s.batchStart = !s.inBatch
 	switch typ {
 	case 'P', 'B', 'D', 'E', 'C':
 		s.inBatch = true
 	case 'S':
 		s.inBatch = false
+	}
+	// The session's search_path is read before its first statement (so that
+	// a pipeline at the very start is not refused), and later only when a
+	// statement needs it (query, parse, bind).
+	if (typ == 'Q' || typ == 'P' || typ == 'B') && !s.spTried {
+		if err := s.ensureSearchPath(w); err != nil {
+			return err
+		}
 	}
 	switch typ {
 	case 'd':
@@ -381,6 +385,9 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		s.push(s.newEvent(event{kind: 'Q'}))
 		w.Forward('Q', body)
 		return nil
+	}
+	if err := s.ensureSearchPath(w); err != nil {
+		return err
 	}
 	if !s.spKnown {
 		return s.refuseQuery(errSearchPathUnknown, w)
@@ -493,6 +500,11 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 			return nil
 		}
 		defer s.searchPathChanged()
+	}
+	if !skips {
+		if err := s.ensureSearchPath(w); err != nil {
+			return err
+		}
 	}
 	if !skips && !s.spKnown {
 		s.refuseBatch(errSearchPathUnknown)
@@ -717,6 +729,11 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if st == nil {
 		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"))
 		return nil
+	}
+	if st.searchPath != "" {
+		if err := s.ensureSearchPath(w); err != nil {
+			return err
+		}
 	}
 	if st.searchPath != "" && !s.spKnown {
 		s.refuseBatch(errSearchPathUnknown)
