@@ -26,6 +26,7 @@ type Encrypter interface {
 }
 
 var _ Encrypter = (*rules.Encryptor)(nil)
+var _ appendStorer = (*rules.Encryptor)(nil)
 
 // Env is what Rewrite needs from the session.
 type Env struct {
@@ -189,6 +190,13 @@ type rewriter struct {
 	ctx   context.Context
 	env   Env
 	canon []byte
+	ct    []byte // scratch for stored ciphertexts (rendered at once)
+}
+
+// appendStorer is an Encrypter that can encrypt into a caller's buffer
+// (*rules.Encryptor can): no allocation per stored literal.
+type appendStorer interface {
+	AppendStore(ctx context.Context, dst []byte, col *rules.ColumnRule, canon []byte) ([]byte, error)
 }
 
 func (r *rewriter) render(dst []byte, e *Edit) ([]byte, error) {
@@ -242,7 +250,13 @@ func (r *rewriter) store(dst []byte, col *rules.ColumnRule, lit Literal) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	ct, err := enc.EncryptForStore(r.ctx, col, canon)
+	var ct []byte
+	if as, ok := enc.(appendStorer); ok {
+		ct, err = as.AppendStore(r.ctx, r.ct[:0], col, canon)
+		r.ct = ct
+	} else {
+		ct, err = enc.EncryptForStore(r.ctx, col, canon)
+	}
 	if err != nil {
 		return nil, err
 	}
