@@ -13,6 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Session time zones (PostgreSQL TimeZone, MySQL time_zone) resolve
+	// even where the system has no zoneinfo (distroless images).
+	_ "time/tzdata"
 )
 
 // Exit codes of CONTRACT §1.

@@ -51,8 +51,11 @@
 //
 // # Limits
 //
-// timestamptz literals and parameters are read, and rendered, in UTC (the
-// session time_zone is not tracked). INSERT and REPLACE without a column
+// timestamptz values are read and rendered in the session time_zone, which
+// the proxy follows (timezone.go): a session is assumed to start in UTC,
+// and `SET [SESSION] time_zone = '…'` statements that succeed are applied;
+// any other statement mentioning time_zone makes it unknown and refuses
+// timestamptz values until such a SET. INSERT and REPLACE without a column
 // list into an encrypted table need a mysqlsql.Catalog ([Catalog] reads
 // information_schema.columns over its own upstream connection; without
 // one, or when it cannot answer, they are refused): the column order is

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
 )
 
 // Options configure an Interceptor.
@@ -122,6 +125,9 @@ type session struct {
 	db    string
 	stmts map[uint32]*stmt
 
+	// tz is the session time_zone (timezone.go): nil UTC, zoneUnknown.
+	tz atomic.Pointer[time.Location]
+
 	// Scratch buffers, so that executions and rows allocate no
 	// intermediate values: cmdCanon and cmdCT belong to the command hook,
 	// resCanon and resText to the result hook (they run on one goroutine
@@ -179,6 +185,9 @@ type exState struct {
 	matches  []matched
 	matchBuf [1]matched
 	canonBuf [48]byte
+	// time_zone tracking: newZone applies when the statement succeeds.
+	zoneSet bool
+	newZone *time.Location
 	// database tracking
 	use    bool
 	newDB  string
@@ -225,7 +234,16 @@ func (s *session) rewrite(plan *mysqlsql.Plan, cmd byte) ([]byte, error) {
 // rewriteRecording is rewrite, reporting the lookups rendered from literals
 // to rec.
 func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec mysqlsql.MatchRecorder) ([]byte, error) {
-	out, err := plan.RewriteRecording(s.ctx, s.ic.enc, nil, []byte{cmd}, rec)
+	loc := s.zone()
+	if loc == zoneUnknown {
+		for i := range plan.Slots {
+			if c := plan.Slots[i].Column; c != nil && c.Type == value.TypeTimestamptz && plan.Slots[i].Kind != mysqlsql.SlotParam {
+				return nil, refused(fmt.Errorf("dbproxy: statement refused: %s: %w", c, errZoneUnknown))
+			}
+		}
+		loc = nil
+	}
+	out, err := plan.RewriteRecording(s.ctx, s.ic.enc, loc, []byte{cmd}, rec)
 	if err != nil {
 		var r *mysqlsql.Refusal
 		if errors.As(err, &r) {
@@ -294,10 +312,12 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.db = mysqlsql.UnknownDatabase
 		clear(s.stmts)
 		s.mu.Unlock()
+		s.tz.Store(nil)
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
 		s.mu.Unlock()
+		s.tz.Store(nil)
 	}
 	w.Packet(payload)
 	return nil
@@ -309,6 +329,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		return err
 	}
 	st := &exState{plan: plan}
+	st.newZone, st.zoneSet = zoneChange(payload[1:])
 	if plan.HasUse {
 		s.mu.Lock()
 		st.use, st.newDB, st.prevDB = true, plan.Use, s.db
@@ -316,7 +337,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
-	if plan.Encrypted || plan.HasUse || plan.DDL {
+	if plan.Encrypted || plan.HasUse || plan.DDL || st.zoneSet {
 		x.Watch, x.State = true, st
 	}
 	if plan.Passthrough {
@@ -399,6 +420,9 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 	case mysql.KindOK, mysql.KindERR:
 		if st.use {
 			s.finishUse(st, kind, payload)
+		}
+		if st.zoneSet && kind == mysql.KindOK {
+			s.tz.Store(st.newZone)
 		}
 		if st.plan != nil && st.plan.DDL {
 			// A table may have new columns: column orders are asked again.

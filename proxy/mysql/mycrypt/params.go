@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -114,7 +115,11 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 			continue
 		}
 		var err error
-		s.cmdCanon, err = canonParam(s.cmdCanon[:0], pr.Column, types[i], vals[i])
+		loc, err := s.zoneFor(pr.Column)
+		if err != nil {
+			return refused(fmt.Errorf("dbproxy: statement refused: %s: %w", pr.Column, err))
+		}
+		s.cmdCanon, err = canonParam(s.cmdCanon[:0], pr.Column, types[i], vals[i], loc)
 		if err != nil {
 			return refused(fmt.Errorf("dbproxy: statement refused: %s: parameter %d is not a valid %s (%w)", pr.Column, i+1, pr.Column.Type, err))
 		}
@@ -203,7 +208,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 
 // canonParam converts one binary-protocol parameter to the canonical
 // encoding of col's type. The error never carries the value.
-func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte) ([]byte, error) {
+func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte, loc *time.Location) ([]byte, error) {
 	unsigned := typ&paramUnsigned != 0
 	var txt []byte
 	switch byte(typ) {
@@ -252,7 +257,7 @@ func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte) ([]byte
 		}
 		txt = s
 	}
-	out, err := value.AppendCanonicalMySQLText(dst, col.Type, txt, nil)
+	out, err := value.AppendCanonicalMySQLText(dst, col.Type, txt, loc)
 	if err != nil {
 		return dst, errKind(err)
 	}

@@ -262,7 +262,11 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 		if err != nil {
 			return s.decryptErr(rule, err)
 		}
-		s.resText, err = value.AppendMySQLText(s.resText[:0], rule.Type, canon)
+		loc, err := s.zoneFor(rule)
+		if err != nil {
+			return failed("cannot show a value of column "+rule.String(), err)
+		}
+		s.resText, err = value.AppendMySQLTextInZone(s.resText[:0], rule.Type, canon, loc)
 		if err != nil {
 			return s.decryptErr(rule, err)
 		}
@@ -342,7 +346,11 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		if err != nil {
 			return s.decryptErr(c.rule, err)
 		}
-		out, s.resText, err = appendBinary(out, s.resText[:0], c.rule.Type, canon)
+		loc, zerr := s.zoneFor(c.rule)
+		if zerr != nil {
+			return failed("cannot show a value of column "+c.rule.String(), zerr)
+		}
+		out, s.resText, err = appendBinary(out, s.resText[:0], c.rule.Type, canon, loc)
 		if err != nil {
 			return s.decryptErr(c.rule, err)
 		}
@@ -357,7 +365,7 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 // appendBinary appends the binary-protocol encoding of canon for the
 // column type defFor(t) announced; scratch is a buffer for the text form,
 // returned for reuse.
-func appendBinary(dst, scratch []byte, t value.Type, canon []byte) ([]byte, []byte, error) {
+func appendBinary(dst, scratch []byte, t value.Type, canon []byte, loc *time.Location) ([]byte, []byte, error) {
 	switch t {
 	case value.TypeSmallint:
 		if len(canon) != 2 {
@@ -403,6 +411,9 @@ func appendBinary(dst, scratch []byte, t value.Type, canon []byte) ([]byte, []by
 			return dst, scratch, fmt.Errorf("infinite timestamp has no MySQL form")
 		}
 		tm := time.UnixMicro(us).UTC()
+		if t == value.TypeTimestamptz && loc != nil {
+			tm = tm.In(loc) // the wall time in the session time_zone
+		}
 		if tm.Year() < 0 || tm.Year() > 9999 {
 			return dst, scratch, fmt.Errorf("timestamp out of MySQL range")
 		}
@@ -414,7 +425,7 @@ func appendBinary(dst, scratch []byte, t value.Type, canon []byte) ([]byte, []by
 		dst = gomysql.AppendLengthEncodedInteger(dst, uint64(len(canon)))
 		return append(dst, canon...), scratch, nil
 	}
-	txt, err := value.AppendMySQLText(scratch, t, canon)
+	txt, err := value.AppendMySQLTextInZone(scratch, t, canon, loc)
 	if err != nil {
 		return dst, txt, err
 	}

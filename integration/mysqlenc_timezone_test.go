@@ -1,0 +1,100 @@
+package integration
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// TestMySQLEncTimeZone: an encrypted timestamptz column follows the session
+// time_zone exactly as MySQL's own TIMESTAMP column beside it does: a wall
+// time written under +02:00 is the instant two hours earlier in UTC. A
+// time_zone the proxy cannot follow (SYSTEM) refuses timestamptz values
+// until a SET it understands.
+func TestMySQLEncTimeZone(t *testing.T) {
+	e := startMyEncProxy(t, []string{`CREATE TABLE tzt (id INT AUTO_INCREMENT PRIMARY KEY, tz VARBINARY(100), plain TIMESTAMP(6) NULL)`},
+		[]rules.Spec{{Table: "tzt", Column: "tz", Key: "tzt_tz", Mode: rules.ModeDeterministic, Type: value.TypeTimestamptz}})
+	ctx := testCtx(t)
+	// parse reads a wall time as the driver renders it (text rows, or a
+	// binary DATETIME formatted as RFC 3339 in UTC), zone ignored.
+	parse := func(s string) time.Time {
+		t.Helper()
+		for _, layout := range []string{"2006-01-02 15:04:05.999999", time.RFC3339Nano} {
+			if tm, err := time.Parse(layout, s); err == nil {
+				return time.Date(tm.Year(), tm.Month(), tm.Day(), tm.Hour(), tm.Minute(), tm.Second(), tm.Nanosecond(), time.UTC)
+			}
+		}
+		t.Fatalf("cannot parse %q", s)
+		return time.Time{}
+	}
+	for _, mode := range []string{"interpolateParams=false", "interpolateParams=true"} {
+		t.Run(mode, func(t *testing.T) {
+			if _, err := e.direct.ExecContext(ctx, "DELETE FROM tzt"); err != nil {
+				t.Fatal(err)
+			}
+			c := openConn(t, e.proxy.config(t, mode))
+			if _, err := c.ExecContext(ctx, `SET time_zone = '+02:00'`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ExecContext(ctx, `INSERT INTO tzt (tz, plain) VALUES (?, ?)`, "2024-01-01 10:00:00", "2024-01-01 10:00:00"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ExecContext(ctx, `INSERT INTO tzt (tz, plain) VALUES ('2024-07-01 12:30:00', '2024-07-01 12:30:00')`); err != nil {
+				t.Fatal(err)
+			}
+			check := func(zone string) {
+				t.Helper()
+				rows, err := c.QueryContext(ctx, `SELECT tz, plain FROM tzt ORDER BY id`)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				n := 0
+				for rows.Next() {
+					var enc, plain string
+					if err := rows.Scan(&enc, &plain); err != nil {
+						t.Fatal(err)
+					}
+					if !parse(enc).Equal(parse(plain)) {
+						t.Errorf("under %s: encrypted timestamptz reads %q, MySQL's TIMESTAMP %q", zone, enc, plain)
+					}
+					n++
+				}
+				if err := rows.Err(); err != nil || n != 2 {
+					t.Fatalf("under %s: %d rows, %v", zone, n, err)
+				}
+			}
+			check("+02:00")
+			if _, err := c.ExecContext(ctx, `SET SESSION time_zone = '+00:00'`); err != nil {
+				t.Fatal(err)
+			}
+			check("+00:00")
+			// Lookup by the instant, written in UTC now.
+			var id int
+			if err := c.QueryRowContext(ctx, `SELECT id FROM tzt WHERE tz = ?`, "2024-01-01 08:00:00").Scan(&id); err != nil {
+				t.Fatalf("lookup by the UTC wall time: %v", err)
+			}
+			if _, err := c.ExecContext(ctx, `SET time_zone = 'SYSTEM'`); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.ExecContext(ctx, `INSERT INTO tzt (tz) VALUES (?)`, "2024-01-01 10:00:00")
+			var me *driver.MySQLError
+			if !errors.As(err, &me) {
+				t.Fatalf("timestamptz under an unknown time_zone: %v, want a refusal", err)
+			}
+			var n int
+			if err := c.QueryRowContext(ctx, `SELECT count(*) FROM tzt`).Scan(&n); err != nil || n != 2 {
+				t.Fatalf("rows after the refusal: %d %v", n, err)
+			}
+			if _, err := c.ExecContext(ctx, `SET time_zone = '-05:00'`); err != nil {
+				t.Fatal(err)
+			}
+			check("-05:00")
+		})
+	}
+}
