@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,9 +14,8 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
-	"github.com/dbproxy/dbproxy/crypto/keystore"
-	"github.com/dbproxy/dbproxy/crypto/kms"
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
@@ -46,37 +44,10 @@ func startMyEncProxyWith(t testing.TB, ddl []string, specs []rules.Spec, catalog
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.StartMariaDB(t)
-	dir := t.TempDir()
-	mkPath := filepath.Join(dir, "master.key")
-	if _, err := kms.CreateLocalKeyFile(mkPath); err != nil {
-		t.Fatal(err)
-	}
-	master, err := kms.LoadLocal(mkPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	mgr, err := keys.New(keys.Options{Store: store, Master: master})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mgr.Close)
-	var ks []keys.Spec
-	seen := map[string]bool{}
 	for i := range specs {
 		specs[i].Database = db.Database
-		if !seen[specs[i].Key] {
-			seen[specs[i].Key] = true
-			ks = append(ks, keys.Spec{Name: specs[i].Key, Algorithm: specs[i].Mode.Algorithm()})
-		}
 	}
-	if _, err := mgr.Init(ctx, ks); err != nil {
-		t.Fatal(err)
-	}
+	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
 	set, err := rules.New(rules.DialectMySQL, specs)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,9 +12,8 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
-	"github.com/dbproxy/dbproxy/crypto/keystore"
-	"github.com/dbproxy/dbproxy/crypto/kms"
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -42,32 +40,7 @@ func startEncProxy(t testing.TB, ddl string, specs []rules.Spec) *encEnv {
 	t.Helper()
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
-	dir := t.TempDir()
-	mkPath := filepath.Join(dir, "master.key")
-	if _, err := kms.CreateLocalKeyFile(mkPath); err != nil {
-		t.Fatal(err)
-	}
-	master, err := kms.LoadLocal(mkPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	mgr, err := keys.New(keys.Options{Store: store, Master: master})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mgr.Close)
-	var ks []keys.Spec
-	for _, sp := range specs {
-		ks = append(ks, keys.Spec{Name: sp.Key, Algorithm: sp.Mode.Algorithm()})
-	}
-	if _, err := mgr.Init(ctx, ks); err != nil {
-		t.Fatal(err)
-	}
+	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
 	set, err := rules.New(rules.DialectPostgres, specs)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -13,8 +12,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbproxy/dbproxy/crypto/keys"
-	"github.com/dbproxy/dbproxy/crypto/keystore"
-	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
@@ -45,33 +43,10 @@ type pointSelect struct {
 
 func benchManager(tb testing.TB) *keys.Manager {
 	tb.Helper()
-	dir := tb.TempDir()
-	mk := filepath.Join(dir, "master.key")
-	if _, err := kms.CreateLocalKeyFile(mk); err != nil {
-		tb.Fatal(err)
-	}
-	master, err := kms.LoadLocal(mk)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = store.Close() })
-	mgr, err := keys.New(keys.Options{Store: store, Master: master})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(mgr.Close)
-	if _, err := mgr.Init(context.Background(), []keys.Spec{
-		{Name: "det", Algorithm: rules.ModeDeterministic.Algorithm()},
-		{Name: "rnd", Algorithm: rules.ModeRandomized.Algorithm()},
-		{Name: "rnd2", Algorithm: rules.ModeRandomized.Algorithm()},
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	return mgr
+	return testkeys.Manager(tb,
+		keys.Spec{Name: "det", Algorithm: rules.ModeDeterministic.Algorithm()},
+		keys.Spec{Name: "rnd", Algorithm: rules.ModeRandomized.Algorithm()},
+		keys.Spec{Name: "rnd2", Algorithm: rules.ModeRandomized.Algorithm()})
 }
 
 func benchRules(tb testing.TB) *rules.Set {

@@ -3,7 +3,6 @@ package pgcrypt_test
 import (
 	"context"
 	"encoding/hex"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -12,8 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/crypto/keys"
-	"github.com/dbproxy/dbproxy/crypto/keystore"
-	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
@@ -24,34 +22,11 @@ import (
 // holding the data keys of the fixture's columns.
 func benchManager(tb testing.TB) *keys.Manager {
 	tb.Helper()
-	dir := tb.TempDir()
-	mk := filepath.Join(dir, "master.key")
-	if _, err := kms.CreateLocalKeyFile(mk); err != nil {
-		tb.Fatal(err)
-	}
-	master, err := kms.LoadLocal(mk)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = store.Close() })
-	mgr, err := keys.New(keys.Options{Store: store, Master: master})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(mgr.Close)
-	if _, err := mgr.Init(context.Background(), []keys.Spec{
-		{Name: "email", Algorithm: rules.ModeDeterministic.Algorithm()},
-		{Name: "alt", Algorithm: rules.ModeDeterministic.Algorithm()},
-		{Name: "ssn", Algorithm: rules.ModeRandomized.Algorithm()},
-		{Name: "salary", Algorithm: rules.ModeRandomized.Algorithm()},
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	return mgr
+	return testkeys.Manager(tb,
+		keys.Spec{Name: "email", Algorithm: rules.ModeDeterministic.Algorithm()},
+		keys.Spec{Name: "alt", Algorithm: rules.ModeDeterministic.Algorithm()},
+		keys.Spec{Name: "ssn", Algorithm: rules.ModeRandomized.Algorithm()},
+		keys.Spec{Name: "salary", Algorithm: rules.ModeRandomized.Algorithm()})
 }
 
 // countingKeys counts decryptions per data key.

@@ -1,0 +1,62 @@
+// Package testkeys gives tests a real key manager: a local master key and a
+// file keystore in the test's temporary directory, holding the data keys
+// they ask for. It owns nothing else; production code must not import it.
+package testkeys
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/keystore"
+	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// Manager returns a keys.Manager over a fresh local master key and file
+// keystore (closed when tb ends) with a first version of every data key
+// of specs (a name listed twice is created once).
+func Manager(tb testing.TB, specs ...keys.Spec) *keys.Manager {
+	tb.Helper()
+	dir := tb.TempDir()
+	mk := filepath.Join(dir, "master.key")
+	if _, err := kms.CreateLocalKeyFile(mk); err != nil {
+		tb.Fatal(err)
+	}
+	master, err := kms.LoadLocal(mk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	store, err := keystore.OpenFile(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = store.Close() })
+	mgr, err := keys.New(keys.Options{Store: store, Master: master})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(mgr.Close)
+	seen := map[string]bool{}
+	var uniq []keys.Spec
+	for _, s := range specs {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			uniq = append(uniq, s)
+		}
+	}
+	if _, err := mgr.Init(context.Background(), uniq); err != nil {
+		tb.Fatal(err)
+	}
+	return mgr
+}
+
+// ForRules returns the keys.Spec of every data key of specs.
+func ForRules(specs []rules.Spec) []keys.Spec {
+	out := make([]keys.Spec, 0, len(specs))
+	for _, s := range specs {
+		out = append(out, keys.Spec{Name: s.Key, Algorithm: s.Mode.Algorithm()})
+	}
+	return out
+}
