@@ -36,7 +36,7 @@ var readsOnly = regexp.MustCompile(`(?is)^\s*(SELECT|SHOW)\b`)
 // ok false if nothing; otherwise the new location (zoneUnknown when it
 // cannot be followed), to apply once the server answered OK.
 func zoneChange(text []byte) (loc *time.Location, ok bool) {
-	if !bytes.Contains(bytes.ToLower(text), []byte("time_zone")) || readsOnly.Match(text) {
+	if !containsFold(text, "time_zone") || readsOnly.Match(text) {
 		return nil, false
 	}
 	m := setTimeZone.FindSubmatch(text)
@@ -48,6 +48,17 @@ func zoneChange(text []byte) (loc *time.Location, ok bool) {
 		name = string(m[2])
 	}
 	return parseZone(name), true
+}
+
+// containsFold reports whether text contains word (lower case), ignoring
+// ASCII case, without copying text (it runs on every COM_QUERY).
+func containsFold(text []byte, word string) bool {
+	for i := 0; i+len(word) <= len(text); i++ {
+		if text[i]|0x20 == word[0] && bytes.EqualFold(text[i:i+len(word)], []byte(word)) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseZone maps a MySQL time_zone value to a location: '+hh:mm' offsets,
