@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,23 +15,18 @@ import (
 	"testing"
 	"time"
 
+	driver "github.com/go-sql-driver/mysql"
+
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
-	driver "github.com/go-sql-driver/mysql"
 )
 
 // myProxy is an in-process dbproxy MySQL listener on 127.0.0.1:0.
 type myProxy struct {
-	Addr   string
-	Host   string
-	Port   int
-	CAFile string // CA of the client-facing certificate ("" without TLS)
-	Srv    *proxy.Server
-	Logs   *lockedBuffer
+	servedProxy
 
-	db       *testenv.MariaDB
-	serveErr chan error
+	db *testenv.MariaDB
 }
 
 // myProxyOpts select the proxy's TLS legs and options.
@@ -78,7 +72,7 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 		HideCapabilities: o.Hide,
 		Dial:             o.Dial,
 	}
-	p := &myProxy{Logs: logs, db: db, serveErr: make(chan error, 1)}
+	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}, db: db}
 	if o.ClientTLS || o.RequireTLS {
 		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
 		cfg, err := proxy.ServerTLSConfig(cert, key)
@@ -93,24 +87,7 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Srv = &proxy.Server{Handler: h, Logger: logger}
-	p.Addr = l.Addr().String()
-	p.Host = "127.0.0.1"
-	p.Port = l.Addr().(*net.TCPAddr).Port
-	go func() { p.serveErr <- p.Srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = p.Srv.Close()
-		if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-		if t.Failed() {
-			t.Logf("proxy logs:\n%s", logs.String())
-		}
-	})
+	p.serve(t, h, logger)
 	return p
 }
 

@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/url"
@@ -12,23 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/jackc/pgx/v5"
 )
 
 // pgProxy is an in-process dbproxy PostgreSQL listener on 127.0.0.1:0.
 type pgProxy struct {
-	Addr   string
-	Host   string
-	Port   int
-	CAFile string // CA of the client-facing certificate ("" without TLS)
-	Srv    *proxy.Server
-	Logs   *lockedBuffer
+	servedProxy
 
-	pg       *testenv.Postgres
-	serveErr chan error
+	pg *testenv.Postgres
 }
 
 // proxyOpts select the proxy's TLS legs.
@@ -97,7 +91,7 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 		Interceptor:    o.Interceptor,
 		MaxMessageSize: o.MaxMessageSize,
 	}
-	p := &pgProxy{Logs: logs, pg: pg, serveErr: make(chan error, 1)}
+	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}, pg: pg}
 	if o.ClientTLS || o.RequireTLS {
 		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
 		cfg, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)
@@ -112,24 +106,7 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Srv = &proxy.Server{Handler: h, Logger: logger}
-	p.Addr = l.Addr().String()
-	p.Host = "127.0.0.1"
-	p.Port = l.Addr().(*net.TCPAddr).Port
-	go func() { p.serveErr <- p.Srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = p.Srv.Close()
-		if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-		if t.Failed() {
-			t.Logf("proxy logs:\n%s", logs.String())
-		}
-	})
+	p.serve(t, h, logger)
 	return p
 }
 
