@@ -313,16 +313,7 @@ func BenchmarkDataRow(b *testing.B) {
 }
 
 func BenchmarkPreparedSelect(b *testing.B) {
-	for _, tc := range []struct {
-		name  string
-		table string
-		oid   uint32
-		types [5]uint32
-		enc   bool
-	}{
-		{"encrypted", "users_enc", encOID, encTypes, true},
-		{"plain", "users_plain", plainOID, plainTypes, false},
-	} {
+	for _, tc := range simpleCases {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newFixture(b)
 			row, rowOut := f.plainRow, 5+len(f.plainRow)
@@ -397,17 +388,20 @@ func (f *fixture) simpleExchanges(tb testing.TB, table string, oid uint32, types
 	return xs
 }
 
+// simpleCases are the two tables of the simple-query exchange.
+var simpleCases = []struct {
+	name  string
+	table string
+	oid   uint32
+	types [5]uint32
+	enc   bool
+}{
+	{"encrypted", "users_enc", encOID, encTypes, true},
+	{"plain", "users_plain", plainOID, plainTypes, false},
+}
+
 func TestSimpleExchange(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		table string
-		oid   uint32
-		types [5]uint32
-		enc   bool
-	}{
-		{"encrypted", "users_enc", encOID, encTypes, true},
-		{"plain", "users_plain", plainOID, plainTypes, false},
-	} {
+	for _, tc := range simpleCases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			xs := f.simpleExchanges(t, tc.table, tc.oid, tc.types, tc.enc, 4)
@@ -437,16 +431,7 @@ func TestSimpleExchange(t *testing.T) {
 }
 
 func BenchmarkSimpleSelect(b *testing.B) {
-	for _, tc := range []struct {
-		name  string
-		table string
-		oid   uint32
-		types [5]uint32
-		enc   bool
-	}{
-		{"encrypted", "users_enc", encOID, encTypes, true},
-		{"plain", "users_plain", plainOID, plainTypes, false},
-	} {
+	for _, tc := range simpleCases {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newFixture(b)
 			xs := f.simpleExchanges(b, tc.table, tc.oid, tc.types, tc.enc, 8)
