@@ -3,5 +3,8 @@
 // identity). The protocol relays (proxy/postgres, proxy/mysql) use it for
 // their sockets.
 //
+// Wrapped connections also implement [Looper], a read loop that saves the
+// relays one system call per message exchange.
+//
 // It owns only that wrapper; it must not import any dbproxy package.
 package rawio

@@ -81,6 +81,55 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 	return c.rn, nil
 }
 
+// ReadLoop implements [Looper]. The whole loop runs inside one
+// syscall.RawConn.Read call: net's per-Read readiness reset happens once, so
+// after a read that left the socket empty (it returned less than asked for)
+// the loop can park in the netpoller straight away, without the read that
+// would only return EAGAIN. That is safe because the netpoller is
+// edge-triggered and its readiness flag is not cleared within one RawRead:
+// data arriving at any time after the short read either wakes the parked
+// loop or leaves the flag set so the wait returns at once.
+func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error) error {
+	var herr error
+	var errno syscall.Errno
+	eof := false
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			b := next()
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false
+			case e != 0:
+				errno = e
+				return true
+			case r == 0:
+				eof = true
+				return true
+			}
+			if herr = handle(int(r)); herr != nil {
+				return true
+			}
+			if int(r) < len(b) {
+				return false // the socket was empty: wait for the next edge
+			}
+		}
+	})
+	switch {
+	case herr != nil:
+		return herr
+	case err != nil:
+		return err
+	case errno != 0:
+		return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errno}
+	case eof:
+		return io.EOF
+	}
+	return nil
+}
+
 func (c *rawIOConn) rawWrite(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		rest := c.wbuf[c.wn:]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -86,5 +87,95 @@ func TestRawIOConn(t *testing.T) {
 	}
 	if _, err := ra.Write(buf); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write after Close: %v", err)
+	}
+}
+
+// TestReadLoop streams many writes of random sizes and timings into a
+// ReadLoop with a small buffer (so reads both fill it and come up short)
+// and checks every byte arrives in order: a loop that parked while data sat
+// in the socket would stall here until the deadline fails the test.
+func TestReadLoop(t *testing.T) {
+	a, b := tcpPair(t)
+	ra := rawio.Wrap(a)
+	l, ok := ra.(rawio.Looper)
+	if !ok {
+		t.Skip("no raw I/O on this platform")
+	}
+	const total = 4 << 20
+	want := make([]byte, total)
+	if _, err := rand.Read(want); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sizes := make([]byte, 1)
+		for off := 0; off < total; {
+			_, _ = rand.Read(sizes)
+			n := min(total-off, 1+int(sizes[0])*int(sizes[0]))
+			if _, err := b.Write(want[off : off+n]); err != nil {
+				return
+			}
+			off += n
+			if sizes[0]%7 == 0 {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	_ = a.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got := make([]byte, 0, total)
+	buf := make([]byte, 1000)
+	done := errors.New("done")
+	err := l.ReadLoop(func() []byte { return buf }, func(n int) error {
+		got = append(got, buf[:n]...)
+		if len(got) == total {
+			return done
+		}
+		return nil
+	})
+	if err != done {
+		t.Fatalf("ReadLoop = %v after %d of %d bytes", err, len(got), total)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("data corrupted")
+	}
+
+	// Ping-pong, the relay's rhythm: each message arrives only after the
+	// previous one was handled, so every wait parks with an empty socket.
+	go func() {
+		p := make([]byte, 1)
+		for i := range 2000 {
+			if _, err := b.Write([]byte{byte(i)}); err != nil {
+				return
+			}
+			if _, err := io.ReadFull(b, p); err != nil {
+				return
+			}
+		}
+	}()
+	count := 0
+	err = l.ReadLoop(func() []byte { return buf }, func(n int) error {
+		if n != 1 || buf[0] != byte(count) {
+			return fmt.Errorf("message %d: got %v", count, buf[:n])
+		}
+		if _, err := ra.Write(buf[:1]); err != nil {
+			return err
+		}
+		if count++; count == 2000 {
+			return done
+		}
+		return nil
+	})
+	if err != done {
+		t.Fatalf("ping-pong ReadLoop = %v after %d messages", err, count)
+	}
+
+	// A deadline interrupts a parked loop; EOF ends it.
+	_ = a.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadLoop past the deadline: %v", err)
+	}
+	_ = a.SetReadDeadline(time.Time{})
+	b.Close()
+	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }); err != io.EOF {
+		t.Fatalf("ReadLoop after peer close: %v, want EOF", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
 // action is what a pump does with one logical packet.
@@ -114,6 +116,9 @@ func (p *pump) releaseAsm() {
 
 // run relays until an error; it never returns nil.
 func (p *pump) run() error {
+	if l, ok := p.src.(rawio.Looper); ok {
+		return p.runLoop(l)
+	}
 	for {
 		if p.w > p.r {
 			if err := p.scan(); err != nil {
@@ -126,19 +131,43 @@ func (p *pump) run() error {
 	}
 }
 
-// fill makes room for p.need bytes at buf[r:] and reads once.
-func (p *pump) fill() error {
-	if p.rerr != nil {
-		return p.rerr
+// runLoop is run for a source with its own read loop (see rawio.Looper),
+// which spares the read that would find the socket empty after each burst.
+func (p *pump) runLoop(l rawio.Looper) error {
+	if p.w > p.r {
+		if err := p.scan(); err != nil {
+			return err
+		}
 	}
+	return l.ReadLoop(p.space, p.scanRead)
+}
+
+// scanRead accounts for n bytes read into space() and scans them.
+func (p *pump) scanRead(n int) error {
+	p.w += n
+	return p.scan()
+}
+
+// space makes room for p.need bytes at buf[r:] and returns the free tail
+// of the buffer to read into.
+func (p *pump) space() []byte {
 	if p.r == p.w {
 		p.r, p.w = 0, 0
 	} else if len(p.buf)-p.r < p.need || p.w == len(p.buf) {
 		n := copy(p.buf, p.buf[p.r:p.w])
 		p.r, p.w = 0, n
 	}
+	return p.buf[p.w:]
+}
+
+// fill makes room for p.need bytes at buf[r:] and reads once.
+func (p *pump) fill() error {
+	if p.rerr != nil {
+		return p.rerr
+	}
+	b := p.space()
 	for {
-		n, err := p.src.Read(p.buf[p.w:])
+		n, err := p.src.Read(b)
 		p.w += n
 		if err != nil {
 			if n > 0 {

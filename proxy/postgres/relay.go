@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
 // Message framing after startup, both directions:
@@ -117,6 +119,9 @@ func (p *pump) midMessage() bool { return p.rem > 0 }
 
 // run relays until an error; it never returns nil.
 func (p *pump) run() error {
+	if l, ok := p.src.(rawio.Looper); ok {
+		return p.runLoop(l)
+	}
 	for {
 		if p.w > p.r {
 			if err := p.scan(); err != nil {
@@ -129,11 +134,48 @@ func (p *pump) run() error {
 	}
 }
 
+// runLoop is run for a source with its own read loop (see rawio.Looper),
+// which spares the read that would find the socket empty after each burst.
+func (p *pump) runLoop(l rawio.Looper) error {
+	if p.w > p.r {
+		if err := p.scan(); err != nil {
+			return err
+		}
+	}
+	return l.ReadLoop(p.space, p.scanRead)
+}
+
+// scanRead accounts for n bytes read into space() and scans them.
+func (p *pump) scanRead(n int) error {
+	p.w += n
+	return p.scan()
+}
+
 // fill makes room for p.need bytes at buf[r:] and reads once.
 func (p *pump) fill() error {
 	if p.rerr != nil {
 		return p.rerr
 	}
+	b := p.space()
+	for {
+		n, err := p.src.Read(b)
+		p.w += n
+		if err != nil {
+			if n > 0 {
+				p.rerr = err
+				return nil
+			}
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// space makes room for p.need bytes at buf[r:] and returns the free tail
+// of the buffer to read into.
+func (p *pump) space() []byte {
 	if p.r == p.w {
 		p.r, p.w = 0, 0
 		if &p.buf[0] != &p.small[0] {
@@ -154,20 +196,7 @@ func (p *pump) fill() error {
 		}
 		p.r, p.w = 0, pending
 	}
-	for {
-		n, err := p.src.Read(p.buf[p.w:])
-		p.w += n
-		if err != nil {
-			if n > 0 {
-				p.rerr = err
-				return nil
-			}
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-	}
+	return p.buf[p.w:]
 }
 
 // scan forwards what can be forwarded of buf[r:w].
