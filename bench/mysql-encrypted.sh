@@ -72,7 +72,7 @@ log: { level: warn }
 CONF
 (cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
 "$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
-"$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
 pids+=($!)
 for _ in $(seq 50); do mariadb -usb -psb -h127.0.0.1 -P"$pport" sbtest -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 

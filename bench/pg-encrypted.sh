@@ -79,7 +79,7 @@ log: { level: warn }
 CONF
 (cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
 "$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
-"$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
 pids+=($!)
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
 

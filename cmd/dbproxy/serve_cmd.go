@@ -4,10 +4,19 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/dbproxy/dbproxy/config"
 )
+
+// defaultGCPercent is the garbage collector's target for serve unless the
+// GOGC environment variable says otherwise. A proxy's live heap is small
+// (relay buffers, caches) while every query allocates a little, so Go's
+// default of 100 collects very often: 400 spends about a fifth less CPU per
+// encrypted query (pgcrypt's BenchmarkSimpleSelect) for a peak heap of up
+// to five times the live one.
+const defaultGCPercent = 400
 
 func cmdServe(ctx context.Context, args []string, e env) error {
 	fs, path := newFlagSet("serve", e)
@@ -22,6 +31,9 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	logger := newLogger(e.stderr, cfg.Log)
+	if e.getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	enc, err := openEncryption(ctx, cfg, e, logger)
 	if err != nil {
 		return err

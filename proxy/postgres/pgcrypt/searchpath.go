@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"regexp"
 	"strings"
 
@@ -43,11 +44,6 @@ import (
 // stands for.
 const searchPathQuery = "SELECT pg_catalog.current_setting('search_path'), current_user"
 
-// mayChangeWords are the (lower-case) words whose mention in a statement
-// may make the proxy ask for search_path again before the next plan (a
-// quick filter before startsStatement).
-var mayChangeWords = []string{"search_path", "set", "reset", "discard"}
-
 // changesSearchPath matches statements that certainly change search_path or
 // the role it may refer to.
 var changesSearchPath = regexp.MustCompile(`(?i)search_path|\bset\s+(session\s+|local\s+)?(role|session\s+authorization)\b|\b(reset|discard)\s`)
@@ -65,40 +61,91 @@ type spAnswer struct {
 	ok   bool
 }
 
-// mentionsAny reports whether text contains one of words (lower case),
-// ignoring ASCII case. One pass over text: only positions whose byte
-// starts one of the words are compared.
-func mentionsAny(text []byte, words []string) bool {
-	var first [256]bool
-	for _, w := range words {
-		first[w[0]] = true
+// wordScan finds which of up to 8 lower-case ASCII words occur in a text,
+// ignoring ASCII case, in one pass: only positions whose byte starts one of
+// the words are compared. Built once per word list; read-only afterwards.
+type wordScan struct {
+	words []string
+	first [256]uint8 // bit i: words[i] starts with this byte (either case)
+}
+
+func newWordScan(words ...string) *wordScan {
+	if len(words) > 8 {
+		panic("wordScan: more than 8 words")
 	}
+	ws := &wordScan{words: words}
+	for i, w := range words {
+		ws.first[w[0]] |= 1 << i
+		ws.first[w[0]&^0x20] |= 1 << i
+	}
+	return ws
+}
+
+// scan returns the set of words found in text, bit i for words[i].
+func (ws *wordScan) scan(text []byte) uint8 {
+	var found uint8
 	for i, c := range text {
-		if !first[c|0x20] {
-			continue
-		}
-		for _, w := range words {
-			if c|0x20 == w[0] && len(text)-i >= len(w) && bytes.EqualFold(text[i:i+len(w)], []byte(w)) {
-				return true
+		cand := ws.first[c] &^ found
+		for cand != 0 {
+			j := bits.TrailingZeros8(cand)
+			cand &^= 1 << j
+			if hasPrefixFold(text[i:], ws.words[j]) {
+				found |= 1 << j
 			}
 		}
 	}
-	return false
+	return found
 }
+
+// hasPrefixFold reports whether text starts with the lower-case ASCII word
+// w, ignoring ASCII case in text.
+func hasPrefixFold(text []byte, w string) bool {
+	if len(text) < len(w) {
+		return false
+	}
+	for j := 1; j < len(w); j++ { // text[0] matched through wordScan.first
+		if c := text[j]; c != w[j] && c|0x20 != w[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// The words mayChangeSearchPath looks for, and their bits in a scan.
+var searchPathWords = newWordScan("rollback", "search_path", "set_config", "set", "reset", "discard")
+
+const (
+	wordRollback = 1 << iota
+	wordSearchPath
+	wordSetConfig
+	wordSet
+	wordReset
+	wordDiscard
+
+	// anywhereWords change search_path (or what "$user" means) wherever
+	// they appear: set_config('search_path', …) and set_config('role', …).
+	anywhereWords = wordSearchPath | wordSetConfig
+	// mayChangeWords may change it as the first word of a statement.
+	mayChangeWords = wordSearchPath | wordSet | wordReset | wordDiscard
+)
 
 // mayChangeSearchPath reports whether the statement text may change the
 // session's search_path (or what "$user" in it means).
 func (s *session) mayChangeSearchPath(text []byte) bool {
+	found := searchPathWords.scan(text)
+	if found == 0 {
+		return false
+	}
 	s.mu.Lock()
 	inTx, scsOff := s.spTxChange, s.scsOff
 	s.mu.Unlock()
-	if inTx && mentionsAny(text, []string{"rollback"}) {
+	if inTx && found&wordRollback != 0 {
 		return true
 	}
-	if mentionsAny(text, anywhereWords) {
+	if found&anywhereWords != 0 {
 		return true
 	}
-	if !mentionsAny(text, mayChangeWords) {
+	if found&mayChangeWords == 0 {
 		return false
 	}
 	// A word that may change it: only as the first word of a statement
@@ -109,10 +156,6 @@ func (s *session) mayChangeSearchPath(text []byte) bool {
 	}
 	return startsStatement(text, statementWords)
 }
-
-// anywhereWords change search_path (or what "$user" means) wherever they
-// appear: set_config('search_path', …) and set_config('role', …).
-var anywhereWords = []string{"search_path", "set_config"}
 
 // statementWords start the statements that may change it.
 var statementWords = []string{"set", "reset", "discard"}
