@@ -9,7 +9,9 @@
 #
 # Starts its own throwaway MariaDB (Debian package mariadb-server) on a free
 # port under a temp dir, and builds dbproxy. Needs sysbench (apt-get install
-# sysbench).
+# sysbench). When HAProxy is installed (apt-get install haproxy) it is run
+# as a reference too, in plain TCP mode: a C event-loop relay that does not
+# look at the protocol at all, the upper bound for any proxy on the machine.
 set -euo pipefail
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
@@ -46,31 +48,53 @@ log: { level: warn }
 CONF
 env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
 pids+=($!)
+targets="direct"
+if command -v haproxy >/dev/null; then
+  hport=$(freeport)
+  cat >"$work/haproxy.cfg" <<CONF
+global
+  maxconn 400
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+listen mysql
+  bind 127.0.0.1:$hport
+  server db 127.0.0.1:$myport
+CONF
+  haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
+  hapid=$!; pids+=($hapid)
+  targets+=" haproxy"
+fi
+targets+=" dbproxy"
 sleep 1
 
 sb() { sysbench "$1" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$2" --mysql-user=sb --mysql-password=sb \
   --mysql-db=sbtest --tables=4 --table-size=10000 --threads="$3" --time="$DURATION" --report-interval=0 "$4"; }
 sb oltp_read_write "$myport" 4 prepare >/dev/null
 
-declare -A port=([direct]=$myport [dbproxy]=$pport)
-proxypid=${pids[1]}
+declare -A port=([direct]=$myport [dbproxy]=$pport [haproxy]=${hport:-})
+declare -A ppid=([dbproxy]=${pids[1]} [haproxy]=${hapid:-})
 hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14+$15}' "/proc/$proxypid/stat"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 results="$work/results"; : >"$results"
 for round in $(seq "$ROUNDS"); do
   for test in $TESTS; do
     for th in $THREADS; do
-      for t in direct dbproxy; do
-        before=$(cpu_ticks); perfpid=""
-        if [ -n "${PERF:-}" ] && [ "$t" = dbproxy ]; then
-          perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.out" -p "$proxypid" & perfpid=$!
+      for t in $targets; do
+        pp=${ppid[$t]:-}
+        before=0; after=0; perfpid=""
+        [ -n "$pp" ] && before=$(cpu_ticks "$pp")
+        if [ -n "${PERF:-}" ] && [ -n "$pp" ]; then
+          perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.out" -p "$pp" & perfpid=$!
         fi
         out=$(sb "$test" "${port[$t]}" "$th" run 2>&1)
-        after=$(cpu_ticks)
+        [ -n "$pp" ] && after=$(cpu_ticks "$pp")
         tps=$(awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}' <<<"$out")
         queries=$(awk '/queries:/ && !/performed/ {print $2; exit}' <<<"$out")
         extra=""
-        if [ "$t" = dbproxy ]; then
+        if [ -n "$pp" ]; then
           extra=$(awk -v b="$before" -v a="$after" -v hz="$hz" -v q="$queries" 'BEGIN {printf "  proxy cpu %.1f us/query", (a-b)/hz*1e6/q}')
         fi
         if [ -n "$perfpid" ]; then
@@ -86,11 +110,13 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 echo "sysbench, 4 tables x 10000 rows, ${DURATION}s x $ROUNDS rounds, median ($(nproc) cores, loopback)"
-printf '%-18s %8s %12s %12s %10s\n' test threads direct_tps dbproxy_tps ratio
+printf '%-18s %8s %-8s %12s %10s\n' test threads target tps ratio
 for test in $TESTS; do
   for th in $THREADS; do
     d=$(awk -v a="$test" -v b="$th" '$1==a && $2==b && $3=="direct" {print $4}' "$results" | median)
-    p=$(awk -v a="$test" -v b="$th" '$1==a && $2==b && $3=="dbproxy" {print $4}' "$results" | median)
-    awk -v a="$test" -v b="$th" -v d="$d" -v p="$p" 'BEGIN {printf "%-18s %8d %12.0f %12.0f %10.2f\n", a, b, d, p, p/d}'
+    for t in $targets; do
+      p=$(awk -v a="$test" -v b="$th" -v t="$t" '$1==a && $2==b && $3==t {print $4}' "$results" | median)
+      awk -v a="$test" -v b="$th" -v t="$t" -v d="$d" -v p="$p" 'BEGIN {printf "%-18s %8d %-8s %12.0f %10.2f\n", a, b, t, p, p/d}'
+    done
   done
 done

@@ -10,6 +10,9 @@
 #
 # Starts its own throwaway PostgreSQL and PgBouncer (Debian packages
 # postgresql, pgbouncer) on free ports under a temp dir, and builds dbproxy.
+# When HAProxy is installed (apt-get install haproxy) it is run as a further
+# reference in plain TCP mode: a relay that does not look at the protocol,
+# the upper bound for any proxy on the machine.
 # Rounds interleave the targets so machine drift hits all of them alike.
 set -euo pipefail
 DURATION=${DURATION:-10}
@@ -88,12 +91,32 @@ pids+=($!)
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
 [ -f "$work/pgbouncer.pid" ] && pids+=("$(cat "$work/pgbouncer.pid")")
 
-declare -A port=([direct]=$pgport [pgbouncer]=$bport [dbproxy]=$dport)
-declare -A ppid=([direct]="" [pgbouncer]="$(cat "$work/pgbouncer.pid" 2>/dev/null || true)" [dbproxy]="${pids[0]}")
+targets="direct pgbouncer"
+hport="" hapid=""
+if command -v haproxy >/dev/null; then
+  hport=$(freeport)
+  cat >"$work/haproxy.cfg" <<CONF
+global
+  maxconn 400
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+listen pg
+  bind 127.0.0.1:$hport
+  server db 127.0.0.1:$pgport
+CONF
+  haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
+  hapid=$!; pids+=("$hapid")
+  targets+=" haproxy"
+fi
+targets+=" dbproxy"
+declare -A port=([direct]=$pgport [pgbouncer]=$bport [dbproxy]=$dport [haproxy]=$hport)
+declare -A ppid=([direct]="" [pgbouncer]="$(cat "$work/pgbouncer.pid" 2>/dev/null || true)" [dbproxy]="${pids[0]}" [haproxy]="$hapid")
 # cpu_ticks PID: user+system clock ticks the process has used so far.
 cpu_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/stat"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
-targets="direct pgbouncer dbproxy"
 results="$work/results"
 : >"$results"
 for round in $(seq "$ROUNDS"); do

@@ -92,8 +92,8 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error) error {
 	var herr error
 	var errno syscall.Errno
-	eof := false
-	err := c.rc.Read(func(fd uintptr) bool {
+	eof, full := false, false
+	loop := func(fd uintptr) bool {
 		for {
 			b := next()
 			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
@@ -115,19 +115,29 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error) error
 			if int(r) < len(b) {
 				return false // the socket was empty: wait for the next edge
 			}
+			// The buffer filled: more may be waiting. Leave RawRead and
+			// enter it again, so that a deadline or Close interrupts even
+			// a source that never pauses.
+			full = true
+			return true
 		}
-	})
-	switch {
-	case herr != nil:
-		return herr
-	case err != nil:
-		return err
-	case errno != 0:
-		return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errno}
-	case eof:
-		return io.EOF
 	}
-	return nil
+	for {
+		full = false
+		err := c.rc.Read(loop)
+		switch {
+		case herr != nil:
+			return herr
+		case err != nil:
+			return err
+		case errno != 0:
+			return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errno}
+		case eof:
+			return io.EOF
+		case !full:
+			return io.ErrNoProgress // not reached: RawRead ends only for the cases above
+		}
+	}
 }
 
 func (c *rawIOConn) rawWrite(fd uintptr) bool {

@@ -179,3 +179,37 @@ func TestReadLoop(t *testing.T) {
 		t.Fatalf("ReadLoop after peer close: %v, want EOF", err)
 	}
 }
+
+// TestReadLoopDeadlineWhileStreaming: a deadline stops a ReadLoop even when
+// the source never pauses, so that every read fills the buffer.
+func TestReadLoopDeadlineWhileStreaming(t *testing.T) {
+	a, b := tcpPair(t)
+	l, ok := rawio.Wrap(a).(rawio.Looper)
+	if !ok {
+		t.Skip("no raw I/O on this platform")
+	}
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := b.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 100)
+	var set time.Time
+	reads := 0
+	err := l.ReadLoop(func() []byte { return buf }, func(int) error {
+		if reads++; reads == 1000 {
+			set = time.Now()
+			_ = a.SetReadDeadline(time.Unix(1, 0))
+		}
+		if !set.IsZero() && time.Since(set) > 5*time.Second {
+			return errors.New("deadline ignored while data kept coming")
+		}
+		return nil
+	})
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadLoop = %v, want deadline exceeded", err)
+	}
+}
