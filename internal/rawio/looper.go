@@ -1,5 +1,7 @@
 package rawio
 
+import "io"
+
 // Looper is a connection that can run a read loop without returning to
 // the caller between reads: each read goes into next(), a non-empty buffer,
 // and handle is called with the number of bytes read (n > 0). ReadLoop
@@ -11,4 +13,26 @@ package rawio
 // fall back to Read otherwise.
 type Looper interface {
 	ReadLoop(next func() []byte, handle func(n int) error) error
+}
+
+// ReadEach reads from src into next() and calls handle with each count
+// (n > 0) until handle or the read fails, and returns that error (io.EOF at
+// the end of the stream; never nil). A [Looper] source runs its ReadLoop;
+// any other reader is read with Read, bytes that came with an error being
+// handled first.
+func ReadEach(src io.Reader, next func() []byte, handle func(n int) error) error {
+	if l, ok := src.(Looper); ok {
+		return l.ReadLoop(next, handle)
+	}
+	for {
+		n, err := src.Read(next())
+		if n > 0 {
+			if herr := handle(n); herr != nil {
+				return herr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

@@ -213,3 +213,40 @@ func TestReadLoopDeadlineWhileStreaming(t *testing.T) {
 		t.Fatalf("ReadLoop = %v, want deadline exceeded", err)
 	}
 }
+
+// dataThenError returns its data and err from the same Read call.
+type dataThenError struct {
+	data []byte
+	err  error
+}
+
+func (r *dataThenError) Read(p []byte) (int, error) {
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	if len(r.data) == 0 {
+		return n, r.err
+	}
+	return n, nil
+}
+
+// TestReadEachReader: with a plain reader, bytes that come with an error
+// are handled before the error is returned; a handler error stops at once.
+func TestReadEachReader(t *testing.T) {
+	boom := errors.New("boom")
+	buf := make([]byte, 4)
+	var got []byte
+	collect := func(n int) error { got = append(got, buf[:n]...); return nil }
+	err := rawio.ReadEach(&dataThenError{data: []byte("hello, world"), err: boom}, func() []byte { return buf }, collect)
+	if err != boom || string(got) != "hello, world" {
+		t.Fatalf("ReadEach = %v after %q; want boom after everything", err, got)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err = rawio.ReadEach(&dataThenError{data: []byte("0123456789"), err: io.EOF}, func() []byte { return buf }, func(int) error {
+		calls++
+		return stop
+	})
+	if err != stop || calls != 1 {
+		t.Fatalf("ReadEach = %v after %d calls; want stop after 1", err, calls)
+	}
+}

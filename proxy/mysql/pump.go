@@ -61,8 +61,7 @@ type pump struct {
 
 	buf  []byte
 	r, w int
-	need int   // bytes needed at buf[r:] before scanning can go on
-	rerr error // read error deferred until buffered bytes are handled
+	need int // bytes needed at buf[r:] before scanning can go on
 
 	st     pumpState
 	rem    int    // payload bytes of the current physical packet not yet consumed
@@ -114,32 +113,16 @@ func (p *pump) releaseAsm() {
 	}
 }
 
-// run relays until an error; it never returns nil.
+// run relays until an error; it never returns nil. A source with its own
+// read loop (rawio.Looper) spares the read that would find the socket
+// empty after each burst.
 func (p *pump) run() error {
-	if l, ok := p.src.(rawio.Looper); ok {
-		return p.runLoop(l)
-	}
-	for {
-		if p.w > p.r {
-			if err := p.scan(); err != nil {
-				return err
-			}
-		}
-		if err := p.fill(); err != nil {
-			return err
-		}
-	}
-}
-
-// runLoop is run for a source with its own read loop (see rawio.Looper),
-// which spares the read that would find the socket empty after each burst.
-func (p *pump) runLoop(l rawio.Looper) error {
 	if p.w > p.r {
 		if err := p.scan(); err != nil {
 			return err
 		}
 	}
-	return l.ReadLoop(p.space, p.scanRead)
+	return rawio.ReadEach(p.src, p.space, p.scanRead)
 }
 
 // scanRead accounts for n bytes read into space() and scans them.
@@ -158,28 +141,6 @@ func (p *pump) space() []byte {
 		p.r, p.w = 0, n
 	}
 	return p.buf[p.w:]
-}
-
-// fill makes room for p.need bytes at buf[r:] and reads once.
-func (p *pump) fill() error {
-	if p.rerr != nil {
-		return p.rerr
-	}
-	b := p.space()
-	for {
-		n, err := p.src.Read(b)
-		p.w += n
-		if err != nil {
-			if n > 0 {
-				p.rerr = err
-				return nil
-			}
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-	}
 }
 
 // scan consumes what it can of buf[r:w] and writes the result.

@@ -63,7 +63,6 @@ type pump struct {
 	r, w     int    // unread bytes are buf[r:w]
 	rem      int    // body bytes of a streamed message not yet forwarded
 	need     int    // bytes needed at buf[r:] before scanning can go on
-	rerr     error  // read error deferred until buffered bytes are handled
 	out      Writer // output assembled when a hook ran in this chunk
 	lastType byte   // type of the last message forwarded (or being streamed)
 
@@ -117,60 +116,22 @@ func (p *pump) setHooks(types MessageTypes, hook MessageFunc, extra MessageTypes
 // nothing more may be written to it.
 func (p *pump) midMessage() bool { return p.rem > 0 }
 
-// run relays until an error; it never returns nil.
+// run relays until an error; it never returns nil. A source with its own
+// read loop (rawio.Looper) spares the read that would find the socket
+// empty after each burst.
 func (p *pump) run() error {
-	if l, ok := p.src.(rawio.Looper); ok {
-		return p.runLoop(l)
-	}
-	for {
-		if p.w > p.r {
-			if err := p.scan(); err != nil {
-				return err
-			}
-		}
-		if err := p.fill(); err != nil {
-			return err
-		}
-	}
-}
-
-// runLoop is run for a source with its own read loop (see rawio.Looper),
-// which spares the read that would find the socket empty after each burst.
-func (p *pump) runLoop(l rawio.Looper) error {
 	if p.w > p.r {
 		if err := p.scan(); err != nil {
 			return err
 		}
 	}
-	return l.ReadLoop(p.space, p.scanRead)
+	return rawio.ReadEach(p.src, p.space, p.scanRead)
 }
 
 // scanRead accounts for n bytes read into space() and scans them.
 func (p *pump) scanRead(n int) error {
 	p.w += n
 	return p.scan()
-}
-
-// fill makes room for p.need bytes at buf[r:] and reads once.
-func (p *pump) fill() error {
-	if p.rerr != nil {
-		return p.rerr
-	}
-	b := p.space()
-	for {
-		n, err := p.src.Read(b)
-		p.w += n
-		if err != nil {
-			if n > 0 {
-				p.rerr = err
-				return nil
-			}
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-	}
 }
 
 // space makes room for p.need bytes at buf[r:] and returns the free tail
