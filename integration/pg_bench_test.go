@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // BenchmarkPGRoundTrip measures select-1 round trips directly and through
@@ -80,4 +83,53 @@ func BenchmarkPGLargeResult(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPGIdleSessionMemory reports what an idle session costs the
+// proxy in heap and stack ("B/session"): n connections are opened directly
+// and then n through the proxy (running in this process), each after one
+// query, and the difference in in-use memory after garbage collection is
+// divided by n. The client's own share is the same on both sides.
+//
+//	go test -run XXX -bench PGIdleSessionMemory ./integration/
+func BenchmarkPGIdleSessionMemory(b *testing.B) {
+	pg := testenv.StartPostgres(b)
+	p := startPGProxy(b, pg, proxyOpts{})
+	const n = 150
+	ctx := context.Background()
+	inUse := func() int64 {
+		runtime.GC()
+		runtime.GC() // and once more for what sync.Pool kept
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapInuse + ms.StackInuse)
+	}
+	open := func(dsn string) int64 {
+		base := inUse()
+		conns := make([]*pgconn.PgConn, 0, n)
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close(ctx)
+			}
+		}()
+		for range n {
+			c, err := pgconn.Connect(ctx, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns = append(conns, c)
+			if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // let every session reach its idle wait
+		return inUse() - base
+	}
+	var perSession float64
+	for b.Loop() {
+		direct := open(pg.DSN())
+		proxied := open(p.DSN("disable"))
+		perSession = float64(proxied-direct) / n
+	}
+	b.ReportMetric(perSession, "B/session")
 }

@@ -23,27 +23,38 @@ var pools [maxPooledBits - minPooledBits + 1]sync.Pool
 
 // Get returns a buffer of length at least n (exactly n above MaxPooled,
 // otherwise a power of two of at least 16 KiB).
-func Get(n int) []byte {
+func Get(n int) []byte { return *GetHandle(n) }
+
+// Put returns a buffer obtained from Get. Buffers whose capacity is not a
+// pooled size class are dropped. The caller must not use b afterwards.
+func Put(b []byte) { PutHandle(&b) }
+
+// GetHandle is Get for a caller that gives its buffer back and takes one
+// again often (a relay between bursts): the handle *h is the buffer, and
+// PutHandle takes it back without allocating.
+func GetHandle(n int) *[]byte {
 	if n > MaxPooled {
-		return make([]byte, n)
+		b := make([]byte, n)
+		return &b
 	}
 	class := 0
 	if n > 1<<minPooledBits {
 		class = bits.Len(uint(n-1)) - minPooledBits
 	}
-	if p, ok := pools[class].Get().(*[]byte); ok {
-		return *p
+	if h, ok := pools[class].Get().(*[]byte); ok {
+		return h
 	}
-	return make([]byte, 1<<(class+minPooledBits))
+	b := make([]byte, 1<<(class+minPooledBits))
+	return &b
 }
 
-// Put returns a buffer obtained from Get. Buffers whose capacity is not a
-// pooled size class are dropped. The caller must not use b afterwards.
-func Put(b []byte) {
-	n := cap(b)
+// PutHandle returns a handle obtained from GetHandle (or a buffer from Get,
+// by its address). The caller must not use the buffer afterwards.
+func PutHandle(h *[]byte) {
+	n := cap(*h)
 	if n < 1<<minPooledBits || n > MaxPooled || n&(n-1) != 0 {
 		return
 	}
-	b = b[:n]
-	pools[bits.Len(uint(n))-1-minPooledBits].Put(&b)
+	*h = (*h)[:n]
+	pools[bits.Len(uint(n))-1-minPooledBits].Put(h)
 }

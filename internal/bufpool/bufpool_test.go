@@ -42,3 +42,20 @@ func TestPutOddSizesDropped(t *testing.T) {
 		}
 	}
 }
+
+// TestHandleNoAlloc: a handle goes back to the pool and comes out again
+// without an allocation (sync.Pool may drop it under GC, so a few are
+// tolerated over many rounds).
+func TestHandleNoAlloc(t *testing.T) {
+	allocs := testing.AllocsPerRun(1000, func() {
+		h := bufpool.GetHandle(100)
+		if len(*h) != 16<<10 {
+			t.Fatalf("len %d", len(*h))
+		}
+		(*h)[0] = 1
+		bufpool.PutHandle(h)
+	})
+	if allocs > 0.1 {
+		t.Fatalf("%.2f allocations per Get/Put of a handle", allocs)
+	}
+}

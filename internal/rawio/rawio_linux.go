@@ -89,7 +89,7 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 // edge-triggered and its readiness flag is not cleared within one RawRead:
 // data arriving at any time after the short read either wakes the parked
 // loop or leaves the flag set so the wait returns at once.
-func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error) error {
+func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle func()) error {
 	var herr error
 	var errno syscall.Errno
 	eof, full := false, false
@@ -101,6 +101,9 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error) error
 			case e == syscall.EINTR:
 				continue
 			case e == syscall.EAGAIN:
+				if idle != nil {
+					idle()
+				}
 				return false
 			case e != 0:
 				errno = e
@@ -113,6 +116,9 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error) error
 				return true
 			}
 			if int(r) < len(b) {
+				if idle != nil {
+					idle()
+				}
 				return false // the socket was empty: wait for the next edge
 			}
 			// The buffer filled: more may be waiting. Leave RawRead and

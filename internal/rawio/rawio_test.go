@@ -130,7 +130,7 @@ func TestReadLoop(t *testing.T) {
 			return done
 		}
 		return nil
-	})
+	}, nil)
 	if err != done {
 		t.Fatalf("ReadLoop = %v after %d of %d bytes", err, len(got), total)
 	}
@@ -151,7 +151,7 @@ func TestReadLoop(t *testing.T) {
 			}
 		}
 	}()
-	count := 0
+	count, idles := 0, 0
 	err = l.ReadLoop(func() []byte { return buf }, func(n int) error {
 		if n != 1 || buf[0] != byte(count) {
 			return fmt.Errorf("message %d: got %v", count, buf[:n])
@@ -163,19 +163,23 @@ func TestReadLoop(t *testing.T) {
 			return done
 		}
 		return nil
-	})
+	}, func() { idles++ })
 	if err != done {
 		t.Fatalf("ping-pong ReadLoop = %v after %d messages", err, count)
+	}
+	// Every message but the last was followed by a wait, each announced.
+	if idles < count-1 {
+		t.Fatalf("idle called %d times for %d waits", idles, count-1)
 	}
 
 	// A deadline interrupts a parked loop; EOF ends it.
 	_ = a.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }, nil); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("ReadLoop past the deadline: %v", err)
 	}
 	_ = a.SetReadDeadline(time.Time{})
 	b.Close()
-	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }); err != io.EOF {
+	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }, nil); err != io.EOF {
 		t.Fatalf("ReadLoop after peer close: %v, want EOF", err)
 	}
 }
@@ -208,7 +212,7 @@ func TestReadLoopDeadlineWhileStreaming(t *testing.T) {
 			return errors.New("deadline ignored while data kept coming")
 		}
 		return nil
-	})
+	}, nil)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("ReadLoop = %v, want deadline exceeded", err)
 	}
@@ -236,7 +240,7 @@ func TestReadEachReader(t *testing.T) {
 	buf := make([]byte, 4)
 	var got []byte
 	collect := func(n int) error { got = append(got, buf[:n]...); return nil }
-	err := rawio.ReadEach(&dataThenError{data: []byte("hello, world"), err: boom}, func() []byte { return buf }, collect)
+	err := rawio.ReadEach(&dataThenError{data: []byte("hello, world"), err: boom}, func() []byte { return buf }, collect, nil)
 	if err != boom || string(got) != "hello, world" {
 		t.Fatalf("ReadEach = %v after %q; want boom after everything", err, got)
 	}
@@ -245,7 +249,7 @@ func TestReadEachReader(t *testing.T) {
 	err = rawio.ReadEach(&dataThenError{data: []byte("0123456789"), err: io.EOF}, func() []byte { return buf }, func(int) error {
 		calls++
 		return stop
-	})
+	}, nil)
 	if err != stop || calls != 1 {
 		t.Fatalf("ReadEach = %v after %d calls; want stop after 1", err, calls)
 	}

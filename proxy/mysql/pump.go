@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
@@ -59,7 +60,8 @@ type pump struct {
 	headLen int
 	maxAsm  int
 
-	buf  []byte
+	buf  []byte  // read buffer; nil while idle
+	bufH *[]byte // its pool handle
 	r, w int
 	need int // bytes needed at buf[r:] before scanning can go on
 
@@ -92,15 +94,43 @@ var errTooLarge = errors.New("packet too large")
 
 func newPump(src io.Reader, dst io.Writer, f framer, headLen, maxAsm int, leftover []byte) *pump {
 	p := &pump{src: src, dst: dst, f: f, headLen: headLen, maxAsm: maxAsm, need: headerSize}
-	p.buf = getBuf(max(relayBufSize, len(leftover)))
+	p.takeBuf(max(relayBufSize, len(leftover)))
 	p.w = copy(p.buf, leftover)
 	return p
 }
 
+// takeBuf takes the read buffer from the pool.
+func (p *pump) takeBuf(n int) {
+	p.bufH = bufpool.GetHandle(n)
+	p.buf = *p.bufH
+	p.r, p.w = 0, 0
+}
+
+// releaseBuf gives the read buffer back to the pool.
+func (p *pump) releaseBuf() {
+	if p.buf != nil {
+		bufpool.PutHandle(p.bufH)
+		p.buf, p.bufH = nil, nil
+	}
+}
+
+// idle gives the read buffer back when nothing is buffered and the pump is
+// about to wait for its source (see rawio.Looper), so an idle session holds
+// no relay buffer; space takes one again. A large output buffer is dropped
+// too. A hooked packet being assembled stays.
+func (p *pump) idle() {
+	if p.r != p.w {
+		return
+	}
+	p.releaseBuf()
+	if len(p.out.buf) == 0 && cap(p.out.buf) > relayBufSize {
+		p.out.buf = nil
+	}
+}
+
 // release returns the pump's buffers to the pool.
 func (p *pump) release() {
-	putBuf(p.buf)
-	p.buf = nil
+	p.releaseBuf()
 	p.releaseAsm()
 }
 
@@ -122,7 +152,7 @@ func (p *pump) run() error {
 			return err
 		}
 	}
-	return rawio.ReadEach(p.src, p.space, p.scanRead)
+	return rawio.ReadEach(p.src, p.space, p.scanRead, p.idle)
 }
 
 // scanRead accounts for n bytes read into space() and scans them.
@@ -134,7 +164,9 @@ func (p *pump) scanRead(n int) error {
 // space makes room for p.need bytes at buf[r:] and returns the free tail
 // of the buffer to read into.
 func (p *pump) space() []byte {
-	if p.r == p.w {
+	if p.buf == nil {
+		p.takeBuf(relayBufSize)
+	} else if p.r == p.w {
 		p.r, p.w = 0, 0
 	} else if len(p.buf)-p.r < p.need || p.w == len(p.buf) {
 		n := copy(p.buf, p.buf[p.r:p.w])

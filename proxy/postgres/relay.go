@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
@@ -58,13 +59,14 @@ type pump struct {
 	acct       *accounting
 	fromClient bool
 
-	buf      []byte // current read buffer; small or borrowed large
-	small    []byte // the session's own relayBufSize buffer
-	r, w     int    // unread bytes are buf[r:w]
-	rem      int    // body bytes of a streamed message not yet forwarded
-	need     int    // bytes needed at buf[r:] before scanning can go on
-	out      Writer // output assembled when a hook ran in this chunk
-	lastType byte   // type of the last message forwarded (or being streamed)
+	buf      []byte  // current read buffer; small or borrowed large; nil while idle
+	small    []byte  // the session's own relayBufSize buffer (nil while idle)
+	smallH   *[]byte // small's pool handle
+	r, w     int     // unread bytes are buf[r:w]
+	rem      int     // body bytes of a streamed message not yet forwarded
+	need     int     // bytes needed at buf[r:] before scanning can go on
+	out      Writer  // output assembled when a hook ran in this chunk
+	lastType byte    // type of the last message forwarded (or being streamed)
 
 	// dstBroken is set when a write to dst failed.
 	dstBroken bool
@@ -74,10 +76,31 @@ type pump struct {
 // (bytes already buffered by the handshake reader).
 func newPump(src io.Reader, dst io.Writer, leftover []byte) *pump {
 	p := &pump{src: src, dst: dst, maxBody: DefaultMaxMessageSize, need: 5}
-	p.small = getBuf(max(relayBufSize, len(leftover)))
-	p.buf = p.small
+	p.takeSmall(max(relayBufSize, len(leftover)))
 	p.w = copy(p.buf, leftover)
 	return p
+}
+
+// takeSmall takes the pump's own buffer from the pool and reads into it.
+func (p *pump) takeSmall(n int) {
+	p.smallH = bufpool.GetHandle(n)
+	p.small = *p.smallH
+	p.buf = p.small
+	p.r, p.w = 0, 0
+}
+
+// idle gives the read buffers back to the pool when nothing is buffered
+// and the pump is about to wait for its source (see rawio.Looper), so an
+// idle session holds no relay buffers; space takes one again. A large
+// hook output buffer is dropped too.
+func (p *pump) idle() {
+	if p.r != p.w || p.buf == nil {
+		return
+	}
+	p.release()
+	if len(p.out.buf) == 0 && cap(p.out.buf) > relayBufSize {
+		p.out.buf = nil
+	}
 }
 
 // allowFlush lets this pump's hook flush its Writer (client->server only:
@@ -95,11 +118,14 @@ func (p *pump) writeNow(b []byte) error {
 
 // release returns the pump's buffers to the pool.
 func (p *pump) release() {
-	if p.buf != nil && &p.buf[0] != &p.small[0] {
+	if p.buf == nil {
+		return
+	}
+	if &p.buf[0] != &p.small[0] {
 		putBuf(p.buf)
 	}
-	putBuf(p.small)
-	p.buf, p.small = nil, nil
+	bufpool.PutHandle(p.smallH)
+	p.buf, p.small, p.smallH = nil, nil, nil
 }
 
 // setHooks installs hook for the given types. extra are types that must be
@@ -125,7 +151,7 @@ func (p *pump) run() error {
 			return err
 		}
 	}
-	return rawio.ReadEach(p.src, p.space, p.scanRead)
+	return rawio.ReadEach(p.src, p.space, p.scanRead, p.idle)
 }
 
 // scanRead accounts for n bytes read into space() and scans them.
@@ -137,7 +163,9 @@ func (p *pump) scanRead(n int) error {
 // space makes room for p.need bytes at buf[r:] and returns the free tail
 // of the buffer to read into.
 func (p *pump) space() []byte {
-	if p.r == p.w {
+	if p.buf == nil {
+		p.takeSmall(relayBufSize)
+	} else if p.r == p.w {
 		p.r, p.w = 0, 0
 		if &p.buf[0] != &p.small[0] {
 			putBuf(p.buf)
