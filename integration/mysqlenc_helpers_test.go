@@ -60,7 +60,11 @@ func startMyEncProxyWith(t testing.TB, ddl []string, specs []rules.Spec, catalog
 	}
 	opts := mycrypt.Options{Rules: set, Keys: mgr, Logger: slog.New(slog.DiscardHandler)}
 	if catalog != nil {
-		opts.Catalog = catalog(db)
+		cat := catalog(db)
+		opts.Catalog = cat
+		if zones, ok := cat.(mycrypt.ZoneSource); ok {
+			opts.Zones = zones // as cmd/dbproxy wires the catalog connection
+		}
 	}
 	ic, err := mycrypt.New(opts)
 	if err != nil {

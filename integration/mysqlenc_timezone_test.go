@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
 
+	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -96,5 +99,53 @@ func TestMySQLEncTimeZone(t *testing.T) {
 			}
 			check("-05:00")
 		})
+	}
+}
+
+// TestMySQLEncServerTimeZone: with a catalog connection the proxy learns
+// the server's default time_zone, so a session that never sets one reads
+// timestamptz literals in the server's zone, as MySQL's own TIMESTAMP
+// column beside it does. The server runs at +02:00 for this test (the
+// integration tests do not run in parallel; the global is restored).
+func TestMySQLEncServerTimeZone(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	admin := adminDB(t, db)
+	ctx := testCtx(t)
+	var orig string
+	if err := admin.QueryRowContext(ctx, `SELECT @@GLOBAL.time_zone`).Scan(&orig); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ExecContext(ctx, `SET GLOBAL time_zone = '+02:00'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), `SET GLOBAL time_zone = '`+orig+`'`); err != nil {
+			t.Errorf("restore the global time_zone %q: %v", orig, err)
+		}
+	})
+	e := startMyEncProxyWith(t, []string{`CREATE TABLE tzs (id INT AUTO_INCREMENT PRIMARY KEY, tz VARBINARY(100), plain TIMESTAMP NULL)`},
+		[]rules.Spec{{Table: "tzs", Column: "tz", Key: "tzs_tz", Mode: rules.ModeDeterministic, Type: value.TypeTimestamptz}},
+		sideCatalog(t))
+	c := openConn(t, e.proxy.config(t))
+	var zone string
+	if err := c.QueryRowContext(ctx, `SELECT @@time_zone`).Scan(&zone); err != nil || zone != "+02:00" {
+		t.Fatalf("session time_zone %q (%v), want the server's +02:00", zone, err)
+	}
+	if _, err := c.ExecContext(ctx, `INSERT INTO tzs (tz, plain) VALUES ('2024-01-01 10:00:00', '2024-01-01 10:00:00')`); err != nil {
+		t.Fatal(err)
+	}
+	// In a UTC session both columns show the instant two hours earlier,
+	// and the encrypted one is found by it.
+	u := openConn(t, e.proxy.config(t))
+	if _, err := u.ExecContext(ctx, `SET time_zone = '+00:00'`); err != nil {
+		t.Fatal(err)
+	}
+	var enc, plain string
+	if err := u.QueryRowContext(ctx, `SELECT tz, plain FROM tzs WHERE tz = '2024-01-01 08:00:00'`).Scan(&enc, &plain); err != nil {
+		t.Fatalf("lookup by the UTC instant: %v", err)
+	}
+	wall := func(s string) string { return strings.Replace(s, "T", " ", 1) } // text or RFC 3339 rendering
+	if !strings.HasPrefix(wall(enc), "2024-01-01 08:00:00") || !strings.HasPrefix(wall(plain), "2024-01-01 08:00:00") {
+		t.Fatalf("under UTC: encrypted %q, MySQL's TIMESTAMP %q; want 08:00:00 for both", enc, plain)
 	}
 }

@@ -26,7 +26,8 @@ const (
 // identifier rules.
 //
 // Its catalog connection (column orders for INSERT/REPLACE without a column
-// list into encrypted tables, from information_schema) goes to the
+// list into encrypted tables, from information_schema; the server's default
+// time_zone, which sessions start in) goes to the
 // listener's upstream with the listener's upstream TLS, as the user named by
 // DBPROXY_MYSQL_CATALOG_USER (password DBPROXY_MYSQL_CATALOG_PASSWORD).
 // Without that user such statements are refused.
@@ -41,7 +42,8 @@ func (x *encryption) mysqlInterceptor(lc *config.Listener, log *slog.Logger) (*m
 		if err != nil {
 			return nil, fmt.Errorf("catalog connection: %w", err)
 		}
-		opts.Catalog = mycrypt.NewCatalog(db)
+		cat := mycrypt.NewCatalog(db)
+		opts.Catalog, opts.Zones = cat, cat
 	}
 	return mycrypt.New(opts)
 }

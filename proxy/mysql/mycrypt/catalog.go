@@ -57,3 +57,14 @@ func (c *Catalog) Columns(ctx context.Context, database, table string) ([]string
 	}
 	return cols, nil
 }
+
+// ServerTimeZone implements ZoneSource: the server's global time_zone and
+// its system_time_zone.
+func (c *Catalog) ServerTimeZone(ctx context.Context) (zone, system string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	if err := c.db.QueryRowContext(ctx, "SELECT @@GLOBAL.time_zone, @@GLOBAL.system_time_zone").Scan(&zone, &system); err != nil {
+		return "", "", fmt.Errorf("server time_zone: %w", err)
+	}
+	return zone, system, nil
+}

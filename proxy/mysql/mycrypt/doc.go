@@ -52,8 +52,10 @@
 // # Limits
 //
 // timestamptz values are read and rendered in the session time_zone, which
-// the proxy follows (timezone.go): a session is assumed to start in UTC,
-// and `SET [SESSION] time_zone = '…'` statements that succeed are applied;
+// the proxy follows (timezone.go): a session starts in the server's
+// default time_zone when a ZoneSource (the Catalog) gives it
+// (serverzone.go), in UTC otherwise, and `SET [SESSION] time_zone = '…'`
+// statements that succeed are applied;
 // any other statement mentioning time_zone makes it unknown and refuses
 // timestamptz values until such a SET. INSERT and REPLACE without a column
 // list into an encrypted table need a mysqlsql.Catalog ([Catalog] reads

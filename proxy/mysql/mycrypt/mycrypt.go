@@ -30,6 +30,10 @@ type Options struct {
 	// a column list into tables with encrypted columns (see [Catalog]);
 	// without one such statements are refused.
 	Catalog mysqlsql.Catalog
+	// Zones, optional, tells the server's default time_zone, which new
+	// sessions start in (see [ZoneSource]; the Catalog is one); without
+	// it sessions are assumed to start in UTC.
+	Zones ZoneSource
 	// PlanCache is the number of cached plans (default 1024).
 	PlanCache int
 	Logger    *slog.Logger
@@ -42,6 +46,7 @@ type Interceptor struct {
 	enc     *rules.Encryptor
 	rules   *rules.Set
 	log     *slog.Logger
+	zone    *serverZone
 }
 
 // New returns an Interceptor.
@@ -68,6 +73,7 @@ func New(opts Options) (*Interceptor, error) {
 		enc:     enc,
 		rules:   opts.Rules,
 		log:     log,
+		zone:    newServerZone(opts.Zones, opts.Rules, log),
 	}, nil
 }
 
@@ -84,6 +90,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 		log = ic.log
 	}
 	s := &session{ic: ic, ctx: ctx, db: info.Database, stmts: map[uint32]*stmt{}, log: log}
+	s.tz.Store(ic.zone.get(ctx))
 	h := &mysql.SessionHooks{Command: s.command, Result: s.result}
 	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
 		gomysql.COM_STMT_SEND_LONG_DATA, gomysql.COM_STMT_CLOSE, gomysql.COM_STMT_RESET,
@@ -312,12 +319,12 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.db = mysqlsql.UnknownDatabase
 		clear(s.stmts)
 		s.mu.Unlock()
-		s.tz.Store(nil)
+		s.tz.Store(s.ic.zone.current())
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
 		s.mu.Unlock()
-		s.tz.Store(nil)
+		s.tz.Store(s.ic.zone.current())
 	}
 	w.Packet(payload)
 	return nil

@@ -12,14 +12,15 @@ import (
 )
 
 // The session time_zone decides which instant a timestamptz wall time
-// means (MySQL TIMESTAMP semantics). MySQL does not report it, so the
-// proxy assumes a session starts in UTC (the RDS default; set the server's
-// time_zone to '+00:00' otherwise) and follows `SET [SESSION] time_zone =
-// '…'` statements that succeed. Any other statement that mentions
+// means (MySQL TIMESTAMP semantics). MySQL does not report it, so a
+// session starts in the server's default time_zone as read once through
+// the catalog connection (serverzone.go), or in UTC without one (the RDS
+// default), and the proxy follows `SET [SESSION] time_zone = '…'`
+// statements that succeed. Any other statement that mentions
 // time_zone (other than a SELECT or SHOW reading it) makes it unknown:
 // encrypting or decrypting timestamptz values is then refused until a SET
 // the proxy understands. COM_CHANGE_USER and COM_RESET_CONNECTION go back
-// to UTC.
+// to the server's default.
 
 // zoneUnknown marks a session whose time_zone the proxy cannot follow.
 var zoneUnknown = time.FixedZone("unknown", 0)
