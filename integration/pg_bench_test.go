@@ -89,12 +89,11 @@ func BenchmarkPGLargeResult(b *testing.B) {
 // proxy in heap and stack ("B/session"): n connections are opened directly
 // and then n through the proxy (running in this process), each after one
 // query, and the difference in in-use memory after garbage collection is
-// divided by n. The client's own share is the same on both sides.
+// divided by n. The client's own share is the same on both sides. The
+// encrypting case runs a lookup on an encrypted table in each session.
 //
 //	go test -run XXX -bench PGIdleSessionMemory ./integration/
 func BenchmarkPGIdleSessionMemory(b *testing.B) {
-	pg := testenv.StartPostgres(b)
-	p := startPGProxy(b, pg, proxyOpts{})
 	const n = 150
 	ctx := context.Background()
 	inUse := func() int64 {
@@ -104,7 +103,7 @@ func BenchmarkPGIdleSessionMemory(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		return int64(ms.HeapInuse + ms.StackInuse)
 	}
-	open := func(dsn string) int64 {
+	open := func(b *testing.B, dsn, query string) int64 {
 		base := inUse()
 		conns := make([]*pgconn.PgConn, 0, n)
 		defer func() {
@@ -118,18 +117,30 @@ func BenchmarkPGIdleSessionMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 			conns = append(conns, c)
-			if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+			if _, err := c.Exec(ctx, query).ReadAll(); err != nil {
 				b.Fatal(err)
 			}
 		}
 		time.Sleep(100 * time.Millisecond) // let every session reach its idle wait
 		return inUse() - base
 	}
-	var perSession float64
-	for b.Loop() {
-		direct := open(pg.DSN())
-		proxied := open(p.DSN("disable"))
-		perSession = float64(proxied-direct) / n
+	measure := func(b *testing.B, direct, proxied, query string) {
+		var perSession float64
+		for b.Loop() {
+			d := open(b, direct, query)
+			p := open(b, proxied, query)
+			perSession = float64(p-d) / n
+		}
+		b.ReportMetric(perSession, "B/session")
 	}
-	b.ReportMetric(perSession, "B/session")
+	b.Run("plaintext", func(b *testing.B) {
+		pg := testenv.StartPostgres(b)
+		p := startPGProxy(b, pg, proxyOpts{})
+		measure(b, pg.DSN(), p.DSN("disable"), "SELECT 1")
+	})
+	b.Run("encrypting", func(b *testing.B) {
+		e := startEncProxy(b, usersDDL, usersSpecs())
+		// Directly, the same statement on the ciphertext column.
+		measure(b, e.pg.DSN(), e.proxy.DSN("disable"), "SELECT id, name FROM users WHERE email = 'a@example.com'")
+	})
 }
