@@ -22,6 +22,7 @@ command -v sysbench >/dev/null || { echo "sysbench not installed: apt-get instal
 command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/bench/haproxy.sh"
 work=$(mktemp -d /tmp/dbproxy-sysbench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -49,22 +50,8 @@ CONF
 env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
 pids+=($!)
 targets="direct"
-if command -v haproxy >/dev/null; then
-  hport=$(freeport)
-  cat >"$work/haproxy.cfg" <<CONF
-global
-  maxconn 400
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1h
-  timeout server 1h
-listen mysql
-  bind 127.0.0.1:$hport
-  server db 127.0.0.1:$myport
-CONF
-  haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-  hapid=$!; pids+=($hapid)
+if start_haproxy "$work" "$myport"; then
+  pids+=("$hapid")
   targets+=" haproxy"
 fi
 targets+=" dbproxy"

@@ -27,6 +27,7 @@ command -v pgbouncer >/dev/null || { echo "pgbouncer not installed: apt-get inst
 [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/bench/haproxy.sh"
 work=$(mktemp -d /tmp/dbproxy-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -93,22 +94,8 @@ for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.
 
 targets="direct pgbouncer"
 hport="" hapid=""
-if command -v haproxy >/dev/null; then
-  hport=$(freeport)
-  cat >"$work/haproxy.cfg" <<CONF
-global
-  maxconn 400
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1h
-  timeout server 1h
-listen pg
-  bind 127.0.0.1:$hport
-  server db 127.0.0.1:$pgport
-CONF
-  haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-  hapid=$!; pids+=("$hapid")
+if start_haproxy "$work" "$pgport"; then
+  pids+=("$hapid")
   targets+=" haproxy"
 fi
 targets+=" dbproxy"
