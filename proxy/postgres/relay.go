@@ -81,7 +81,7 @@ func newPump(src io.Reader, dst io.Writer, leftover []byte) *pump {
 	return p
 }
 
-// takeSmall takes the pump's own buffer from the pool and reads into it.
+// takeSmall takes the pump's own buffer from the pool as the read buffer.
 func (p *pump) takeSmall(n int) {
 	p.smallH = bufpool.GetHandle(n)
 	p.small = *p.smallH
