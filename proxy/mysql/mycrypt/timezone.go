@@ -28,8 +28,14 @@ var zoneUnknown = time.FixedZone("unknown", 0)
 var errZoneUnknown = errors.New("the session time_zone is not known to the proxy; SET time_zone = '+hh:mm' (or a zone name) on its own")
 
 // setTimeZone matches a statement that only sets the session time_zone to
-// a quoted value.
-var setTimeZone = regexp.MustCompile(`(?is)^\s*SET\s+(?:SESSION\s+|LOCAL\s+|@@SESSION\.|@@LOCAL\.|@@)?time_zone\s*:?=\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*;?\s*$`)
+// a quoted value, also inside an executable comment as mysqldump writes it
+// (`/*!40103 SET TIME_ZONE='+00:00' */`).
+var setTimeZone = regexp.MustCompile(`(?is)^\s*(?:/\*M?!\d*\s*)?SET\s+(?:SESSION\s+|LOCAL\s+|@@SESSION\.|@@LOCAL\.|@@)?time_zone\s*:?=\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*(?:\*/\s*)?;?\s*$`)
+
+// savesTimeZone matches a statement that only copies time_zone into a
+// user variable (mysqldump's `/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */`):
+// the session's zone does not change.
+var savesTimeZone = regexp.MustCompile(`(?is)^\s*(?:/\*M?!\d*\s*)?SET\s+@[\w$.]+\s*:?=\s*@@(?:SESSION\.|GLOBAL\.)?time_zone\s*(?:\*/\s*)?;?\s*$`)
 
 var readsOnly = regexp.MustCompile(`(?is)^\s*(SELECT|SHOW)\b`)
 
@@ -37,7 +43,7 @@ var readsOnly = regexp.MustCompile(`(?is)^\s*(SELECT|SHOW)\b`)
 // ok false if nothing; otherwise the new location (zoneUnknown when it
 // cannot be followed), to apply once the server answered OK.
 func zoneChange(text []byte) (loc *time.Location, ok bool) {
-	if !containsFold(text, "time_zone") || readsOnly.Match(text) {
+	if !containsFold(text, "time_zone") || readsOnly.Match(text) || savesTimeZone.Match(text) {
 		return nil, false
 	}
 	m := setTimeZone.FindSubmatch(text)

@@ -27,6 +27,13 @@ func TestZoneChange(t *testing.T) {
 		{"SET time_zone = '+02:00'; INSERT INTO t VALUES (1)", true, zoneUnknown, 0},
 		{"SET time_zone = 'Nowhere/Atlantis'", true, zoneUnknown, 0},
 		{"SET time_zone = '+15:00'", true, zoneUnknown, 0},
+		// mysqldump's header and trailer.
+		{"/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */", false, nil, 0},
+		{"/*!40103 SET TIME_ZONE='+00:00' */", true, nil, 0},
+		{"/*M!100100 SET TIME_ZONE='+02:00' */", true, plus2, 7200},
+		{"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */", true, zoneUnknown, 0},
+		{"SET @tz := @@session.time_zone", false, nil, 0},
+		{"SET @tz = @@time_zone, time_zone = '+01:00'", true, zoneUnknown, 0},
 	}
 	for _, c := range cases {
 		loc, ok := zoneChange([]byte(c.sql))
