@@ -165,6 +165,9 @@ func TestMySQLEncRefusals(t *testing.T) {
 			{"UPDATE users SET age = age + 1", nil, "users.age"},
 			{"INSERT INTO users (id, email) VALUES (5, 'leak-3@example.com'", nil, ""},
 			{"PREPARE s FROM 'INSERT INTO users (id, email) VALUES (7, ?)'", nil, ""},
+			// Ciphertext copied where no rule would decrypt it.
+			{"INSERT INTO other (email) SELECT email FROM users", nil, "users.email"},
+			{"CREATE TABLE copied AS SELECT * FROM users", nil, "users"},
 		} {
 			_, err := db.ExecContext(ctx, tc.sql, tc.args...)
 			wantRefused(t, err, tc.column)
@@ -175,6 +178,13 @@ func TestMySQLEncRefusals(t *testing.T) {
 	after := e.rawRows(t, "users")
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Fatal("a refused statement changed the table")
+	}
+	if other := e.rawRows(t, "other"); len(other) != 0 {
+		t.Fatalf("a refused INSERT … SELECT wrote %d rows into other", len(other))
+	}
+	var copied int
+	if err := e.direct.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'copied'").Scan(&copied); err != nil || copied != 0 {
+		t.Fatalf("a refused CREATE TABLE … SELECT created the table (%d, %v)", copied, err)
 	}
 	e.checkAtRest(t, []string{"leak-1", "leak-2", "leak-3", "a@example.com", "s1"})
 }

@@ -100,6 +100,10 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 	case *ast.CreateTableStmt:
 		a.ddlDefaults(a.resolveTable(s.Table.Schema.O, s.Table.Name.O), s)
 		if s.Select != nil {
+			if col := a.copiedEncrypted(s.Select); col != "" {
+				a.refuse(&Refusal{Column: col, Reason: "CREATE TABLE … SELECT would copy its ciphertext into a table without encryption rules"})
+				break
+			}
 			st.Accept(a)
 		}
 	case *ast.AlterTableStmt:
@@ -262,6 +266,54 @@ func (a *analyzer) colExpr(e ast.ExprNode) *rules.ColumnRule {
 	return a.column(c.Name)
 }
 
+// copiedEncrypted names an encrypted column (or table) whose ciphertext
+// the SELECT of an INSERT … SELECT or CREATE TABLE … SELECT would copy into
+// the new rows: a select-list entry that is a plain reference to one, a
+// wildcard in a statement on an encrypted table, or (failing closed) a
+// select list the proxy does not follow — a UNION or a subquery — in such
+// a statement. "" if none. Other expressions over encrypted columns are
+// refused by the normal analysis.
+func (a *analyzer) copiedEncrypted(rs ast.ResultSetNode) string {
+	enc := a.firstEncrypted()
+	if enc == "" {
+		return ""
+	}
+	sel, ok := rs.(*ast.SelectStmt)
+	if !ok || sel.Fields == nil {
+		return enc
+	}
+	for _, f := range sel.Fields.Fields {
+		if f.WildCard != nil {
+			return enc
+		}
+		if col := a.colExpr(f.Expr); col != nil {
+			return col.String()
+		}
+		if hasSubquery(f.Expr) {
+			return enc
+		}
+	}
+	return ""
+}
+
+// hasSubquery reports whether e contains a subquery.
+func hasSubquery(e ast.ExprNode) bool {
+	v := &subqueryFinder{}
+	e.Accept(v)
+	return v.found
+}
+
+type subqueryFinder struct{ found bool }
+
+func (v *subqueryFinder) Enter(n ast.Node) (ast.Node, bool) {
+	if _, ok := n.(*ast.SubqueryExpr); ok {
+		v.found = true
+	}
+	return n, v.found
+}
+
+func (v *subqueryFinder) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
 // insert handles INSERT and REPLACE.
 func (a *analyzer) insert(s *ast.InsertStmt) {
 	var target *rules.TableRule
@@ -278,7 +330,14 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 	}
 	if target == nil {
 		// Inserting into a plaintext table, possibly from an encrypted
-		// one: the general rules apply to every expression.
+		// one: the general rules apply to every expression, and no
+		// ciphertext may be copied into it.
+		if s.Select != nil {
+			if col := a.copiedEncrypted(s.Select); col != "" {
+				a.refuse(&Refusal{Column: col, Reason: "INSERT … SELECT would copy its ciphertext into a table without encryption rules"})
+				return
+			}
+		}
 		s.Accept(a)
 		return
 	}
@@ -300,6 +359,10 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 	if s.Select != nil {
 		if anyEnc {
 			a.refuse(&Refusal{Column: firstRule(colRules).String(), Reason: "INSERT … SELECT into an encrypted column is not supported"})
+			return
+		}
+		if col := a.copiedEncrypted(s.Select); col != "" {
+			a.refuse(&Refusal{Column: col, Reason: "INSERT … SELECT would copy its ciphertext into a plaintext column"})
 			return
 		}
 		s.Select.Accept(a)

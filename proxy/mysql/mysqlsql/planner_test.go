@@ -186,6 +186,13 @@ func TestPlanRefusals(t *testing.T) {
 		{"randomized eq", "app", "SELECT * FROM users WHERE ssn = 'x'", "randomized"},
 		{"randomized in", "app", "SELECT * FROM users WHERE ssn IN ('x')", "randomized"},
 		{"insert select", "app", "INSERT INTO users (email) SELECT email FROM other", "INSERT … SELECT"},
+		{"insert select copies ciphertext", "app", "INSERT INTO other (x) SELECT email FROM users", "copy its ciphertext"},
+		{"insert select wildcard", "app", "INSERT INTO other SELECT * FROM users", "copy its ciphertext"},
+		{"insert select union", "app", "INSERT INTO other (x) SELECT id FROM users UNION SELECT 1", "copy its ciphertext"},
+		{"insert select subquery", "app", "INSERT INTO other (x) SELECT (SELECT email FROM users LIMIT 1)", "copy its ciphertext"},
+		{"insert select into plaintext column", "app", "INSERT INTO users (id) SELECT age FROM users", "plaintext column"},
+		{"create table select", "app", "CREATE TABLE c AS SELECT * FROM users", "CREATE TABLE … SELECT"},
+		{"create table select column", "app", "CREATE TABLE c SELECT u.email AS e FROM users u", "CREATE TABLE … SELECT"},
 		{"insert expr", "app", "INSERT INTO users (email) VALUES (concat('a','b'))", "literal"},
 		{"insert default", "app", "INSERT INTO users (email) VALUES (DEFAULT)", "literal"},
 		{"no column list", "app", "INSERT INTO users VALUES (1, 'a')", "column list"},
@@ -265,5 +272,24 @@ func TestPlanCacheKeyedByDatabase(t *testing.T) {
 	plan, err := p.Plan(context.Background(), "app", sql)
 	if err != nil || plan.Passthrough {
 		t.Fatalf("app db must rewrite: %+v %v", plan, err)
+	}
+}
+
+// TestPlanInsertSelectAllowed: copying plaintext columns out of an
+// encrypted table, with a lookup on an encrypted column, is fine.
+func TestPlanInsertSelectAllowed(t *testing.T) {
+	p := newPlanner(t, nil)
+	for _, sql := range []string{
+		"INSERT INTO other (x) SELECT id FROM users WHERE email = 'a'",
+		"CREATE TABLE c AS SELECT id, id + 1 AS n FROM users WHERE email IN ('a', 'b')",
+		"INSERT INTO other SELECT * FROM t2",
+	} {
+		plan, err := p.Plan(context.Background(), "app", sql)
+		if err == nil {
+			_, err = plan.Rewrite(context.Background(), fakeEnc{}, nil, nil)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
 	}
 }
