@@ -168,6 +168,7 @@ func TestMySQLEncRefusals(t *testing.T) {
 			// Ciphertext copied where no rule would decrypt it.
 			{"INSERT INTO other (email) SELECT email FROM users", nil, "users.email"},
 			{"CREATE TABLE copied AS SELECT * FROM users", nil, "users"},
+			{"SELECT email FROM users INTO OUTFILE '/tmp/dbproxy-never-written'", nil, "users.email"},
 		} {
 			_, err := db.ExecContext(ctx, tc.sql, tc.args...)
 			wantRefused(t, err, tc.column)

@@ -96,6 +96,12 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 		}
 	case *ast.SelectStmt, *ast.SetOprStmt, *ast.UpdateStmt, *ast.DeleteStmt,
 		*ast.CreateViewStmt, *ast.SetStmt, *ast.DoStmt:
+		if sel, ok := s.(*ast.SelectStmt); ok && sel.SelectIntoOpt != nil {
+			if col := a.copiedEncrypted(sel); col != "" {
+				a.refuse(&Refusal{Column: col, Reason: "SELECT … INTO OUTFILE would write its ciphertext to a file on the server; read it through the proxy instead"})
+				break
+			}
+		}
 		st.Accept(a)
 	case *ast.CreateTableStmt:
 		a.ddlDefaults(a.resolveTable(s.Table.Schema.O, s.Table.Name.O), s)

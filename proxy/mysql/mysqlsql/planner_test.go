@@ -192,6 +192,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"insert select subquery", "app", "INSERT INTO other (x) SELECT (SELECT email FROM users LIMIT 1)", "copy its ciphertext"},
 		{"insert select into plaintext column", "app", "INSERT INTO users (id) SELECT age FROM users", "plaintext column"},
 		{"create table select", "app", "CREATE TABLE c AS SELECT * FROM users", "CREATE TABLE … SELECT"},
+		{"into outfile", "app", "SELECT email FROM users INTO OUTFILE '/tmp/x'", "INTO OUTFILE"},
 		{"create table select column", "app", "CREATE TABLE c SELECT u.email AS e FROM users u", "CREATE TABLE … SELECT"},
 		{"insert expr", "app", "INSERT INTO users (email) VALUES (concat('a','b'))", "literal"},
 		{"insert default", "app", "INSERT INTO users (email) VALUES (DEFAULT)", "literal"},
@@ -283,6 +284,7 @@ func TestPlanInsertSelectAllowed(t *testing.T) {
 		"INSERT INTO other (x) SELECT id FROM users WHERE email = 'a'",
 		"CREATE TABLE c AS SELECT id, id + 1 AS n FROM users WHERE email IN ('a', 'b')",
 		"INSERT INTO other SELECT * FROM t2",
+		"SELECT id FROM users WHERE email = 'a' INTO OUTFILE '/tmp/x'",
 	} {
 		plan, err := p.Plan(context.Background(), "app", sql)
 		if err == nil {
