@@ -28,6 +28,7 @@ command -v sysbench >/dev/null || { echo "sysbench not installed: apt-get instal
 command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/bench/lib.sh"
 work=$(mktemp -d /tmp/dbproxy-myenc.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -104,7 +105,8 @@ run() { # port table workload threads
 for round in $(seq "$ROUNDS"); do
   for th in $THREADS; do
     for w in $WORKLOADS; do
-      for target in "enc-proxy|$pport|users_enc" "plain-proxy|$pport|users_plain" "plain-direct|$myport|users_plain"; do
+      mapfile -t order < <(rotate "$round" "enc-proxy|$pport|users_enc" "plain-proxy|$pport|users_plain" "plain-direct|$myport|users_plain")
+      for target in "${order[@]}"; do
         IFS='|' read -r name port table <<<"$target"
         tps=$(run "$port" "$table" "$w" "$th")
         [ -n "$tps" ] || { echo "sysbench failed: $name $w $th" >&2; exit 1; }

@@ -22,7 +22,7 @@ command -v sysbench >/dev/null || { echo "sysbench not installed: apt-get instal
 command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-. "$here/bench/haproxy.sh"
+. "$here/bench/lib.sh"
 work=$(mktemp -d /tmp/dbproxy-sysbench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -69,7 +69,7 @@ results="$work/results"; : >"$results"
 for round in $(seq "$ROUNDS"); do
   for test in $TESTS; do
     for th in $THREADS; do
-      for t in $targets; do
+      for t in $(rotate "$round" $targets); do
         pp=${ppid[$t]:-}
         before=0; after=0; perfpid=""
         [ -n "$pp" ] && before=$(cpu_ticks "$pp")

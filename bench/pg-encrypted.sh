@@ -26,6 +26,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/bench/lib.sh"
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 work=$(mktemp -d /tmp/dbproxy-benchenc.XXXXXX)
 chmod 755 "$work"
@@ -135,7 +136,8 @@ run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[ syscalls
 for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
     for w in ${WORKLOADS:-select insert}; do
-      for target in "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain"; do
+      mapfile -t order < <(rotate "$round" "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain")
+      for target in "${order[@]}"; do
         IFS='|' read -r name conn table <<<"$target"
         read -r tps cpu sc cs <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
         echo "$w $c $name $tps $cpu" >>"$results"

@@ -13,7 +13,8 @@
 # When HAProxy is installed (apt-get install haproxy) it is run as a further
 # reference in plain TCP mode: a relay that does not look at the protocol,
 # the upper bound for any proxy on the machine.
-# Rounds interleave the targets so machine drift hits all of them alike.
+# Rounds interleave the targets, each round in another order (bench/lib.sh),
+# so machine drift and position effects hit all of them alike.
 set -euo pipefail
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
@@ -27,7 +28,7 @@ command -v pgbouncer >/dev/null || { echo "pgbouncer not installed: apt-get inst
 [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-. "$here/bench/haproxy.sh"
+. "$here/bench/lib.sh"
 work=$(mktemp -d /tmp/dbproxy-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -109,7 +110,7 @@ results="$work/results"
 for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
     j=$(( c < 2 ? 1 : 2 ))
-    for t in $targets; do
+    for t in $(rotate "$round" $targets); do
       before=$(cpu_ticks "${ppid[$t]}")
       if [ -n "$PERF" ] && [ -n "${ppid[$t]}" ]; then
         perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.$t" -p "${ppid[$t]}" &
