@@ -143,36 +143,6 @@ type session struct {
 	resCanon, resText []byte
 }
 
-// matched is a ciphertext a deterministic lookup of this exchange bound,
-// and the canonical plaintext it was made from. A result cell of a column
-// sharing the key (rules.SameKey) that is byte for byte one of cts holds
-// canon: decrypting it would give canon back, so it need not be decrypted.
-type matched struct {
-	rule  *rules.ColumnRule
-	cts   [][]byte
-	canon []byte
-}
-
-// maxMatches bounds the lookups an exchange remembers for the short cut
-// (each result cell is compared with all of them).
-const maxMatches = 8
-
-// record remembers a lookup a COM_QUERY's literals rendered (up to
-// maxMatches).
-func (st *exState) record(col *rules.ColumnRule, canon []byte, cts [][]byte) {
-	if len(st.matches) >= maxMatches {
-		return
-	}
-	if st.matches == nil {
-		st.matches = st.matchBuf[:0]
-	}
-	var c []byte
-	if len(st.matches) == 0 {
-		c = st.canonBuf[:0]
-	}
-	st.matches = append(st.matches, matched{rule: col, cts: cts, canon: append(c, canon...)})
-}
-
 // column is what a result hook knows about one result column.
 type column struct {
 	rule *rules.ColumnRule
@@ -186,12 +156,9 @@ type exState struct {
 	cols   []column
 	anyEnc bool
 	shared bool // cols is stmt.cols of an earlier result set: copy before writing
-	// matches are the deterministic lookups of this exchange's execution
-	// (in matchBuf and canonBuf when they fit: one allocation per
-	// execution rather than three).
-	matches  []matched
-	matchBuf [1]matched
-	canonBuf [48]byte
+	// matches are the deterministic lookups of this exchange's execution:
+	// result cells that are their ciphertexts need no decryption.
+	matches rules.Matches
 	// time_zone tracking: newZone applies when the statement succeeds.
 	zoneSet bool
 	newZone *time.Location
@@ -351,7 +318,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		w.Packet(payload)
 		return nil
 	}
-	out, err := s.rewriteRecording(plan, gomysql.COM_QUERY, st.record)
+	out, err := s.rewriteRecording(plan, gomysql.COM_QUERY, st.matches.RecordMatch)
 	if err != nil {
 		if plan.HasUse {
 			s.mu.Lock()

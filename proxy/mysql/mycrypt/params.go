@@ -142,14 +142,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 			}
 			cts[i] = m
 			if xs != nil {
-				if xs.matches == nil {
-					xs.matches = xs.matchBuf[:0]
-				}
-				var c []byte
-				if len(xs.matches) == 0 {
-					c = xs.canonBuf[:0]
-				}
-				xs.matches = append(xs.matches, matched{rule: pr.Column, cts: m, canon: append(c, canon...)})
+				xs.matches.RecordMatch(pr.Column, canon, m)
 			}
 		default:
 			return failed("invalid parameter role", nil)

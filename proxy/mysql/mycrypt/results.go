@@ -221,18 +221,8 @@ func (s *session) decryptErr(rule *rules.ColumnRule, err error) error {
 // to dst. A deterministic cell that is one of the ciphertexts this
 // exchange's lookup bound is not decrypted again.
 func (s *session) decrypt(st *exState, dst []byte, rule *rules.ColumnRule, ct []byte) ([]byte, error) {
-	if rule.Deterministic {
-		for i := range st.matches {
-			m := &st.matches[i]
-			if !rules.SameKey(m.rule, rule) {
-				continue
-			}
-			for _, c := range m.cts {
-				if bytes.Equal(c, ct) {
-					return append(dst, m.canon...), nil
-				}
-			}
-		}
+	if canon, ok := st.matches.Lookup(rule, ct); ok {
+		return append(dst, canon...), nil
 	}
 	return s.ic.enc.AppendDecrypt(s.ctx, dst, rule, ct)
 }

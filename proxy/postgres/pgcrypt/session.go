@@ -64,7 +64,7 @@ type portalInfo struct {
 	// matches are the ciphertexts its Bind sent for lookups (RoleMatch
 	// and RoleMatchArray parameters), nil if none; written before the
 	// Bind is queued.
-	matches *matchSet
+	matches *rules.Matches
 }
 
 // event is one client message awaiting a response, in order. The frontend
@@ -83,7 +83,7 @@ type event struct {
 	plan *pgsql.Plan
 	// matches are the ciphertexts Rewrite rendered for a simple query's
 	// lookups, nil if none; written before the event is queued.
-	matches *matchSet
+	matches *rules.Matches
 	inject  *pgproto3.ErrorResponse
 	done    int
 	srvErr  bool
@@ -122,7 +122,7 @@ type session struct {
 	fcanon     []byte
 	evSlab     []event
 	portalSlab []portalInfo
-	matchSlab  []matchSet
+	matchSlab  []rules.Matches
 	fct        []byte
 	bmatch     [][][]byte // Bind scratch: ciphertexts of RoleMatch parameters
 	qcanon     []byte     // Query scratch: canonical plaintexts (pgsql.Env.Scratch)
@@ -148,7 +148,7 @@ type session struct {
 	simpleRD      rowDesc // the last RowDescription of a simple query
 	// matches are the lookups of the request whose rows are being
 	// decrypted (nil: none).
-	matches *matchSet
+	matches *rules.Matches
 }
 
 // span locates a Bind parameter value; off < 0: NULL.
@@ -207,11 +207,16 @@ func (s *session) newPortal(p portalInfo) *portalInfo {
 
 const slabSize = 32
 
+// The match sets are filled by the frontend goroutine before the request
+// is queued and read by the backend goroutine after it is dequeued (the
+// queue's mutex orders the two); never changed afterwards.
+var _ pgsql.MatchRecorder = (*rules.Matches)(nil)
+
 // newMatchSet is newEvent for match sets (kept apart: most events and
 // portals need none).
-func (s *session) newMatchSet() *matchSet {
+func (s *session) newMatchSet() *rules.Matches {
 	if len(s.matchSlab) == 0 {
-		s.matchSlab = make([]matchSet, slabSize/2)
+		s.matchSlab = make([]rules.Matches, slabSize/2)
 	}
 	m := &s.matchSlab[0]
 	s.matchSlab = s.matchSlab[1:]
@@ -993,7 +998,7 @@ func appendMatchArray(out []byte, cts [][]byte, n int) []byte {
 // ciphertexts of every element of the client's array under every live
 // version of col's key, and records them in rec.
 func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, format int16, zone *time.Location,
-	rec *matchSet) ([]byte, error) {
+	rec *rules.Matches) ([]byte, error) {
 	lenAt := len(out)
 	out = append(out, 0, 0, 0, 0)
 	hdr := len(out)
@@ -1526,7 +1531,7 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 		s.ct = buf
 		ct = buf
 	}
-	canon, ok := s.matches.lookup(col, ct)
+	canon, ok := s.matches.Lookup(col, ct)
 	if !ok {
 		var err error
 		if canon, err = s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.canon[:0], col, ct); err != nil {
