@@ -1,6 +1,12 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Protocol is the wire protocol a listener speaks. The zero value is invalid.
 type Protocol string
@@ -67,7 +73,63 @@ type Listener struct {
 	Upstream    string      `yaml:"upstream"`
 	TLS         *ServerTLS  `yaml:"tls,omitempty"` // nil: plaintext clients only
 	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
+	// Catalog holds the credentials of the proxy's own connection to the
+	// upstream for catalog reads (and for `schema guard --apply` /
+	// `schema check`). Nil: the environment fallbacks apply (libpq
+	// variables for PostgreSQL, DBPROXY_MYSQL_CATALOG_USER/PASSWORD for
+	// MySQL).
+	Catalog *Catalog `yaml:"catalog,omitempty"`
+	// AllowDynamicSQL lets statements whose effect the proxy cannot read
+	// from their text (PostgreSQL DO blocks and non-SQL function bodies,
+	// MySQL PREPARE … FROM @variable and stored program bodies) through a
+	// listener with encryption rules. Off by default: such statements are
+	// refused there.
+	AllowDynamicSQL bool   `yaml:"allow_dynamic_sql"`
+	Limits          Limits `yaml:"limits,omitempty"`
 }
+
+// Catalog is the login of a listener's catalog connection. The password
+// comes from the environment variable PasswordEnv or the file
+// PasswordFile (at most one; neither for trust or certificate logins),
+// never from the YAML.
+type Catalog struct {
+	User         string `yaml:"user"`
+	PasswordEnv  string `yaml:"password_env,omitempty"`
+	PasswordFile string `yaml:"password_file,omitempty"`
+}
+
+// Password reads the catalog password from its environment variable or
+// file ("" when neither is set). getenv is os.Getenv in production.
+func (c *Catalog) Password(getenv func(string) string) (string, error) {
+	switch {
+	case c == nil:
+		return "", nil
+	case c.PasswordEnv != "":
+		v := getenv(c.PasswordEnv)
+		if v == "" {
+			return "", fmt.Errorf("catalog password: environment variable %s is empty or unset", c.PasswordEnv)
+		}
+		return v, nil
+	case c.PasswordFile != "":
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("catalog password: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", nil
+}
+
+// Limits bound what one listener's sessions may hold.
+type Limits struct {
+	// CopyBuffer bounds the COPY … FROM STDIN data the PostgreSQL proxy
+	// holds while it reassembles one row (bytes; default 16 MiB). Written
+	// in YAML as a size: 16MiB, 512KiB, 1GB or a plain byte count.
+	CopyBuffer ByteSize `yaml:"copy_buffer,omitempty"`
+}
+
+// ByteSize is a size in bytes.
+type ByteSize int64
 
 // ServerTLS is the client -> proxy leg. Both files exist when loaded (the
 // loader checks existence only; it does not parse them).
@@ -160,4 +222,32 @@ type Column struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error; default info
 	Format string `yaml:"format"` // text | json; default text
+}
+
+// byteUnits are the suffixes ParseByteSize accepts, longest first.
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+// ParseByteSize reads a size: a byte count, or a number with one of the
+// units B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || (n > 0 && mult > (1<<62)/n) {
+		return 0, fmt.Errorf("invalid size %q: use a byte count or a number with B, KB, MB, GB, KiB, MiB or GiB, such as 16MiB", clip(s))
+	}
+	return ByteSize(n * mult), nil
 }

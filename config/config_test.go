@@ -440,6 +440,52 @@ keys:
 			{"9:12", "keys.store.table", `invalid table name "keys;drop": must be a plain SQL identifier`},
 			{"10:19", "keys.store.password_env", `invalid environment variable name "1PASSWORD"`},
 		}},
+		{"catalog without user, both password sources", `
+listeners:
+  - protocol: postgres
+    listen: 127.0.0.1:6432
+    upstream: db:5432
+    catalog:
+      password_env: CAT_PW
+      password_file: pw.txt
+`, []want{
+			{"6:7", "listeners[0].catalog.user", "required: the database user of the proxy's catalog connection"},
+			{"7:22", "listeners[0].catalog.password_file", "set password_env or password_file, not both"},
+		}},
+		{"catalog password env name and missing file", `
+listeners:
+  - protocol: postgres
+    listen: 127.0.0.1:6432
+    upstream: db:5432
+    catalog: {user: cat, password_env: "1X"}
+  - protocol: mysql
+    listen: 127.0.0.1:3307
+    upstream: db:3306
+    catalog: {user: cat, password_file: nope.txt}
+`, []want{
+			{"5:40", "listeners[0].catalog.password_env", `invalid environment variable name "1X"`},
+			{"9:41", "listeners[1].catalog.password_file", "nope.txt does not exist"},
+		}},
+		{"copy buffer", `
+listeners:
+  - protocol: postgres
+    listen: 127.0.0.1:6432
+    upstream: db:5432
+    limits: {copy_buffer: 12 parsecs}
+  - protocol: mysql
+    listen: 127.0.0.1:3307
+    upstream: db:3306
+    limits: {copy_buffer: 1MiB}
+  - protocol: postgres
+    name: pg2
+    listen: 127.0.0.1:6433
+    upstream: db:5432
+    limits: {copy_buffer: 0}
+`, []want{
+			{"5:27", "listeners[0].limits.copy_buffer", `invalid size "12 parsecs"`},
+			{"9:27", "listeners[1].limits.copy_buffer", "only used with protocol postgres"},
+			{"14:27", "listeners[2].limits.copy_buffer", "must be greater than 0"},
+		}},
 		{"file store with database settings", keysYAML + `
   store:
     type: file

@@ -243,7 +243,10 @@ type pathInfo struct {
 // isSet reports whether the value at path was present and not null.
 func (d *decoder) isSet(path string) bool { return d.nodes[path].set }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	byteSizeType = reflect.TypeFor[ByteSize]()
+)
 
 // value decodes node n into v, whose field path is path.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
@@ -279,6 +282,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	switch {
 	case v.Type() == durationType:
 		d.duration(n, use, v, path)
+	case v.Type() == byteSizeType:
+		d.byteSize(n, use, v, path)
 	case v.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			d.at(use, path, "expected a mapping, got %s", describe(n))
@@ -347,6 +352,19 @@ func (d *decoder) duration(n, use *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	v.SetInt(int64(dur))
+}
+
+func (d *decoder) byteSize(n, use *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!str" && n.ShortTag() != "!!int") {
+		d.at(use, path, "expected a size such as 16MiB or 1048576, got %s", describe(n))
+		return
+	}
+	size, err := ParseByteSize(n.Value)
+	if err != nil {
+		d.at(use, path, "%v", err)
+		return
+	}
+	v.SetInt(int64(size))
 }
 
 // pair is one key: value of a mapping, after merge keys are expanded.

@@ -28,6 +28,7 @@ const (
 	DefaultSchema          = "public"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
+	DefaultCopyBuffer      = 16 << 20
 )
 
 // maxKeyNameLen bounds a data key name (it is bound into every ciphertext's
@@ -118,6 +119,32 @@ func (d *decoder) listeners(c *Config) {
 		}
 		if ut.ServerName == "" && upOK {
 			ut.ServerName = upHost
+		}
+
+		if cat := l.Catalog; cat != nil {
+			cp := p + ".catalog"
+			if cat.User == "" {
+				d.errf(cp+".user", "required: the database user of the proxy's catalog connection")
+			}
+			switch {
+			case cat.PasswordEnv != "" && cat.PasswordFile != "":
+				d.errf(cp+".password_file", "set password_env or password_file, not both")
+			case cat.PasswordEnv != "" && !envNameRE.MatchString(cat.PasswordEnv):
+				d.errf(cp+".password_env", "invalid environment variable name %q", clip(cat.PasswordEnv))
+			case cat.PasswordFile != "":
+				d.existingFile(&cat.PasswordFile, cp+".password_file", "")
+			}
+		}
+
+		lp := p + ".limits.copy_buffer"
+		if !d.isSet(lp) {
+			if l.Protocol == ProtocolPostgres {
+				l.Limits.CopyBuffer = DefaultCopyBuffer
+			}
+		} else if l.Limits.CopyBuffer <= 0 {
+			d.errf(lp, "must be greater than 0")
+		} else if l.Protocol == ProtocolMySQL {
+			d.errf(lp, "only used with protocol postgres (COPY … FROM STDIN)")
 		}
 	}
 }
