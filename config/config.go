@@ -201,7 +201,7 @@ type Cache struct {
 // claim the same column.
 type Table struct {
 	Table    string   `yaml:"table"`
-	Schema   string   `yaml:"schema"`             // PostgreSQL only; default public
+	Schema   string   `yaml:"schema,omitempty"`   // PostgreSQL only; default public
 	Database string   `yaml:"database,omitempty"` // optional; empty: any database
 	Columns  []Column `yaml:"columns"`
 }

@@ -21,6 +21,16 @@ func (c *Config) Redacted() string {
 	if cp.Keys.Store.DSN != "" {
 		cp.Keys.Store.DSN = redactDSN(cp.Keys.Store.DSN)
 	}
+	if !cp.hasPostgres() {
+		// schema is a PostgreSQL notion: a MySQL-only file does not show
+		// the default one (keys are printed in full, so nothing changes).
+		cp.Encryption = append([]Table(nil), cp.Encryption...)
+		for i := range cp.Encryption {
+			if cp.Encryption[i].Schema == DefaultSchema {
+				cp.Encryption[i].Schema = ""
+			}
+		}
+	}
 	var root yaml.Node
 	if err := root.Encode(&cp); err != nil {
 		// Encoding plain structs of strings, ints and bools cannot fail.
@@ -50,6 +60,15 @@ func (c *Config) Redacted() string {
 		panic(fmt.Sprintf("BUG: config: encode effective config: %v", err))
 	}
 	return b.String()
+}
+
+func (c *Config) hasPostgres() bool {
+	for _, l := range c.Listeners {
+		if l.Protocol == ProtocolPostgres {
+			return true
+		}
+	}
+	return false
 }
 
 const redactedMark = "xxxxx"

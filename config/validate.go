@@ -215,6 +215,19 @@ func unwrapPathError(err error) error {
 	return err
 }
 
+// privateFile reports a key file that exists but is readable by group or
+// others (serve refuses such a master key). A missing file is fine here:
+// keys init creates it.
+func (d *decoder) privateFile(p, path string) {
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		d.errf(path, "%s has permissions %#o; a key file must not be accessible by group or others (chmod 600 %s)", p, perm, p)
+	}
+}
+
 // notWith reports each listed key that is set although it does not apply.
 func (d *decoder) notWith(parent, reason string, keys ...string) {
 	for _, k := range keys {
@@ -235,6 +248,7 @@ func (d *decoder) keys(c *Config) {
 				d.errf(mp+".file", "required with provider local: the master key file (keys init creates it)")
 			} else {
 				mk.File = d.resolve(mk.File)
+				d.privateFile(mk.File, mp+".file")
 			}
 			d.notWith(mp, "with provider aws-kms", "key_id", "region", "endpoint")
 		case ProviderAWSKMS:
@@ -258,6 +272,7 @@ func (d *decoder) keys(c *Config) {
 	}
 	for i := range mk.PreviousFiles {
 		d.existingFile(&mk.PreviousFiles[i], fmt.Sprintf("keys.master_key.previous_files[%d]", i), "a previous master key file")
+		d.privateFile(mk.PreviousFiles[i], fmt.Sprintf("keys.master_key.previous_files[%d]", i))
 	}
 
 	const sp = "keys.store"

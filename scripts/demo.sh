@@ -23,6 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+echo "building dbproxy (the first build compiles the PostgreSQL parser, pg_query_go: a few minutes) ..."
+(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
+
 pgport=$(freeport); myport=$(freeport); pgproxy=$(freeport); myproxy=$(freeport)
 mkdir -p "$work/pg" "$work/my"
 [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
@@ -59,6 +62,7 @@ listeners:
     listen: 127.0.0.1:$myproxy
     upstream: 127.0.0.1:$myport
     upstream_tls: { mode: disable }
+    catalog: { user: root }
 keys:
   master_key: { provider: local, file: master.key }
   store: { type: file, path: keys.json }
@@ -68,8 +72,9 @@ encryption:
       - { name: email, mode: deterministic, type: text, key: users_email }
       - { name: ssn, type: text, key: users_ssn }
 CONF
-(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
+echo "creating the master key and data keys (dbproxy keys init) ..."
 "$work/dbproxy" keys init --config "$work/dbproxy.yaml"
+echo "starting dbproxy serve ..."
 "$work/dbproxy" serve --config "$work/dbproxy.yaml" &
 pids+=($!)
 sleep 1

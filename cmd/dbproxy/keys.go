@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -45,7 +46,13 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(e.stderr, cfg.Log)
+	// The commands print what they did on stdout; the key manager's
+	// info records would say it a second time on stderr.
+	logCfg := cfg.Log
+	if strings.EqualFold(logCfg.Level, "info") || logCfg.Level == "" {
+		logCfg.Level = "warn"
+	}
+	logger := newLogger(e.stderr, logCfg)
 
 	if sub == "init" && cfg.Keys.MasterKey.Provider == "local" {
 		created, err := kms.CreateLocalKeyFile(cfg.Keys.MasterKey.File)
