@@ -30,8 +30,8 @@ pgport=$(freeport); myport=$(freeport); pgproxy=$(freeport); myproxy=$(freeport)
 mkdir -p "$work/pg" "$work/my"
 [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
 
-echo "starting PostgreSQL on 127.0.0.1:$pgport ..."
-as_pg "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+echo "starting PostgreSQL on 127.0.0.1:$pgport (user app, password app, scram) ..."
+as_pg "$PGBIN/initdb" -D "$work/pg" --auth-local=trust --auth-host=scram-sha-256 -U postgres >/dev/null
 cat >>"$work/pg/postgresql.conf" <<CONF
 port = $pgport
 listen_addresses = '127.0.0.1'
@@ -39,39 +39,28 @@ unix_socket_directories = '$work/pg'
 fsync = off
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w start >/dev/null
-psql -q -h 127.0.0.1 -p "$pgport" -U postgres -c "CREATE DATABASE app" \
-  -c "\\c app" -c "CREATE TABLE users (id bigserial PRIMARY KEY, name text, email bytea, ssn bytea)"
+as_pg psql -q -h "$work/pg" -p "$pgport" -U postgres -c "CREATE ROLE app LOGIN PASSWORD 'app'" -c "CREATE DATABASE app OWNER app"
+PGPASSWORD=app psql -q -h 127.0.0.1 -p "$pgport" -U app -d app -f "$here/examples/docker/schema.sql"
 
-echo "starting MariaDB on 127.0.0.1:$myport ..."
+echo "starting MariaDB on 127.0.0.1:$myport (user app, password app) ..."
 mariadb-install-db --no-defaults --datadir="$work/my" --user="$(id -un)" --auth-root-authentication-method=normal >/dev/null 2>&1
 mariadbd --no-defaults --datadir="$work/my" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
   --socket="$work/my/sock" --skip-log-bin --skip-name-resolve >"$work/my.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$myport" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-mariadb -uroot -h127.0.0.1 -P"$myport" -e "CREATE DATABASE app; CREATE TABLE app.users (id bigint AUTO_INCREMENT PRIMARY KEY, name text, email varbinary(512), ssn varbinary(512)); CREATE USER 'app'@'%' IDENTIFIED BY 'app'; GRANT ALL ON app.* TO 'app'@'%'; DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;"
+mariadb -uroot -h127.0.0.1 -P"$myport" -e "CREATE DATABASE app; CREATE USER 'app'@'%' IDENTIFIED BY 'app'; GRANT ALL ON app.* TO 'app'@'%'; DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;"
+mariadb -uapp -papp -h127.0.0.1 -P"$myport" app <"$here/examples/docker/schema-mysql.sql"
 
-cat >"$work/dbproxy.yaml" <<CONF
-listeners:
-  - name: pg
-    protocol: postgres
-    listen: 127.0.0.1:$pgproxy
-    upstream: 127.0.0.1:$pgport
-    upstream_tls: { mode: disable }
-  - name: mysql
-    protocol: mysql
-    listen: 127.0.0.1:$myproxy
-    upstream: 127.0.0.1:$myport
-    upstream_tls: { mode: disable }
-    catalog: { user: root }
-keys:
-  master_key: { provider: local, file: master.key }
-  store: { type: file, path: keys.json }
-encryption:
-  - table: users
-    columns:
-      - { name: email, mode: deterministic, type: text, key: users_email }
-      - { name: ssn, type: text, key: users_ssn }
-CONF
+# The docker-compose configuration, with this machine's addresses and paths.
+sed -e "s|listen: 0.0.0.0:6432|listen: 127.0.0.1:$pgproxy|" \
+    -e "s|upstream: postgres:5432|upstream: 127.0.0.1:$pgport|" \
+    -e "s|listen: 0.0.0.0:3307|listen: 127.0.0.1:$myproxy|" \
+    -e "s|upstream: mysql:3306|upstream: 127.0.0.1:$myport|" \
+    -e "s|/var/lib/dbproxy/|$work/|" \
+    "$here/examples/docker/dbproxy.yaml" >"$work/dbproxy.yaml"
+export DBPROXY_PG_CATALOG_PASSWORD=app DBPROXY_MYSQL_CATALOG_PASSWORD=app
+"$work/dbproxy" check-config --config "$work/dbproxy.yaml" >/dev/null
+
 echo "creating the master key and data keys (dbproxy keys init) ..."
 "$work/dbproxy" keys init --config "$work/dbproxy.yaml"
 echo "starting dbproxy serve ..."
@@ -81,10 +70,10 @@ sleep 1
 cat <<MSG
 
 dbproxy is running (config: $work/dbproxy.yaml). Connect through it:
-  psql "postgres://postgres@127.0.0.1:$pgproxy/app"
+  psql "postgres://app:app@127.0.0.1:$pgproxy/app"
   mariadb -h127.0.0.1 -P$myproxy -uapp -papp app
 and directly, to see what the database stores:
-  psql "postgres://postgres@127.0.0.1:$pgport/app"
+  psql "postgres://app:app@127.0.0.1:$pgport/app"
   mariadb -h127.0.0.1 -P$myport -uapp -papp app
 Ctrl-C stops everything.
 MSG

@@ -1,3 +1,4 @@
+-- PostgreSQL schema of the example (docker-compose.yml, make demo).
 -- Encrypted columns are bytea: dbproxy stores ciphertext there.
 CREATE TABLE users (
     id    bigserial PRIMARY KEY,
