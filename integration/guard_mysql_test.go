@@ -175,4 +175,3 @@ func TestMySQLGuardExistingPlaintext(t *testing.T) {
 		t.Fatalf("rows: %d %v", n, err)
 	}
 }
-
