@@ -30,9 +30,6 @@ func newCatalogLogin(lc *config.Listener, index int, getenv func(string) string)
 	return catalogLogin{lc: lc, index: index, getenv: getenv, setting: fmt.Sprintf("listeners[%d].catalog", index)}
 }
 
-// configured reports whether the listener has a catalog: section.
-func (l catalogLogin) configured() bool { return l.lc.Catalog != nil }
-
 // hint says which setting fixes a failed catalog login.
 func (l catalogLogin) hint() string {
 	cat := l.lc.Catalog
