@@ -17,6 +17,7 @@ type state struct {
 	typeOK        bool
 	// The constraint of the guard's name (found false: none).
 	found, same, validated, noInherit bool
+	notEnforced                       bool // MySQL 8: NOT ENFORCED
 }
 
 // problem describes a target that cannot carry a guard ("" if it can).
@@ -136,6 +137,16 @@ WHERE tc.TABLE_SCHEMA = ? AND tc.TABLE_NAME = ? AND tc.CONSTRAINT_NAME = ? AND t
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the constraints of %s: %w", t, err)
 	}
+	if s.found {
+		// MySQL 8 can keep a CHECK constraint NOT ENFORCED; MariaDB always
+		// enforces them and has no ENFORCED column (an error here means
+		// that column does not exist).
+		var enforced string
+		err := db.QueryRowContext(ctx, `SELECT ENFORCED FROM information_schema.TABLE_CONSTRAINTS
+WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = ? AND CONSTRAINT_TYPE = 'CHECK'`,
+			t.Database, s.table, ConstraintName(rules.DialectMySQL, t.Table, t.Column)).Scan(&enforced)
+		s.notEnforced = err == nil && strings.EqualFold(enforced, "NO")
+	}
 	return s, nil
 }
 
@@ -188,6 +199,8 @@ func (s *state) guardProblem(d rules.Dialect, t Target) string {
 		return fmt.Sprintf("CHECK constraint %s is NOT VALID: rows stored before it are not checked; remove or re-encrypt the plaintext rows and run dbproxy schema guard --apply", name)
 	case s.noInherit:
 		return fmt.Sprintf("CHECK constraint %s is NO INHERIT: child tables are not guarded", name)
+	case s.notEnforced:
+		return fmt.Sprintf("CHECK constraint %s is NOT ENFORCED: run dbproxy schema guard --apply", name)
 	}
 	return ""
 }
@@ -241,7 +254,7 @@ func applyOne(ctx context.Context, db *sql.DB, d rules.Dialect, t Target) Outcom
 	switch {
 	case !s.found:
 		stmts, done = AddStatements(d, t), "added"
-	case !s.same || s.noInherit:
+	case !s.same || s.noInherit || s.notEnforced:
 		stmts, done = ReplaceStatements(d, t), "replaced"
 	case !s.validated:
 		stmts, done = AddStatements(d, t)[1:], "validated"

@@ -19,11 +19,13 @@
 //
 // [Check] reads the catalog and reports, per column, a missing table or
 // column, a type that cannot hold ciphertext, and a missing, different,
-// NOT VALID or NO INHERIT guard. [Apply] installs guards idempotently:
-// absent ones are added (PostgreSQL: ADD … NOT VALID, then VALIDATE, so
-// rows already stored are checked without blocking writes), one of the
-// guard's name with another definition is replaced in one ALTER TABLE, a
-// NOT VALID one is validated again, and a correct one is left alone. Rows
+// NOT VALID, NO INHERIT (PostgreSQL) or NOT ENFORCED (MySQL 8) guard.
+// [Apply] installs guards idempotently: absent ones are added
+// (PostgreSQL: ADD … NOT VALID, then VALIDATE, so rows already stored are
+// checked without blocking writes), one of the guard's name with another
+// definition (or NO INHERIT, or NOT ENFORCED) is replaced in one ALTER
+// TABLE, a NOT VALID one is validated again, and a correct one is left
+// alone. Rows
 // that are not ciphertext make the VALIDATE (PostgreSQL; the guard then
 // stays NOT VALID and still rejects new plaintext) or the ADD (MySQL)
 // fail, and that column's outcome says so. Each column is handled on its

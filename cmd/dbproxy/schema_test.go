@@ -195,6 +195,10 @@ listeners:
 		!strings.Contains(errs, "users.salary: column type is varchar(100), not VARBINARY or BLOB") {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errs)
 	}
+	code, out, errs = runCLI(t, environ, "schema", "check", "--config", cfgPath, "--database", my.Database)
+	if code != exitFailure || !strings.Contains(errs, "users.salary: column type is varchar(100)") || strings.Count(errs, "\n") != 2 {
+		t.Fatalf("check with a wrong type: exit %d\n%s%s", code, out, errs)
+	}
 	if _, err := direct.ExecContext(ctx, `ALTER TABLE users MODIFY salary VARBINARY(100)`); err != nil {
 		t.Fatal(err)
 	}
