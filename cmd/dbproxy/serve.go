@@ -88,11 +88,13 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 		// Log in to each catalog once now, so that wrong or missing
 		// credentials show in the log at start, and warn about encrypted
 		// columns the database does not guard. Neither stops serving.
+		snap := *cfg // a reload replaces cfg.Encryption while these run
+		getenv := enc.getenv
 		for i, x := range ls {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				startupChecks(ctx, cfg, i, x.name, enc.getenv, logger)
+				startupChecks(ctx, &snap, i, x.name, getenv, logger)
 			}()
 		}
 	}
