@@ -285,5 +285,8 @@ func applyError(d rules.Dialect, t Target, stmt int, err error) error {
 	case violated:
 		return fmt.Errorf("rows already stored are not ciphertext of this column, so the guard %s was not added; remove or re-encrypt those rows and run again: %w", name, err)
 	}
+	if strings.Contains(msg, "42501") || strings.Contains(msg, "must be owner") || strings.Contains(msg, "1142") {
+		return fmt.Errorf("install guard %s: the login may not alter the table (PostgreSQL: it must own the table; MySQL: it needs ALTER on it): %w", name, err)
+	}
 	return fmt.Errorf("install guard %s: %w", name, err)
 }
