@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
@@ -51,39 +49,19 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 }
 
 // postgresInterceptor returns the encryption layer of one PostgreSQL
-// listener. Its catalog connections go to the listener's upstream with the
-// listener's upstream sslmode; credentials come from the libpq environment
-// (PGUSER, PGPASSWORD, PGPASSFILE/.pgpass), the user defaulting to the
-// session's user, so trust, certificate and .pgpass setups need nothing
-// more.
-func (x *encryption) postgresInterceptor(lc *config.Listener, log *slog.Logger) (*pgcrypt.Interceptor, error) {
-	host, port, err := net.SplitHostPort(lc.Upstream)
-	if err != nil {
+// listener (index: its position in listeners:). Its catalog connections go
+// to the listener's upstream with the listener's upstream sslmode, as the
+// listener's catalog.user; without a catalog: section, with the libpq
+// environment (PGUSER, PGPASSWORD, PGPASSFILE/.pgpass), the user
+// defaulting to the session's user, so trust, certificate and .pgpass
+// setups need nothing more. A failed login's error says which setting
+// fixes it; pgcrypt puts it into the refusal the client sees.
+func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *slog.Logger) (*pgcrypt.Interceptor, error) {
+	if _, _, err := net.SplitHostPort(lc.Upstream); err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
 	}
-	mode := string(lc.UpstreamTLS.Mode)
-	if mode == "" {
-		mode = string(config.SSLPrefer)
-	}
-	connect := func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-		dsn := fmt.Sprintf("host='%s' port='%s' dbname='%s' sslmode='%s'", quoteKV(host), quoteKV(port), quoteKV(database), quoteKV(mode))
-		if lc.UpstreamTLS.CAFile != "" {
-			dsn += fmt.Sprintf(" sslrootcert='%s'", quoteKV(lc.UpstreamTLS.CAFile))
-		}
-		cc, err := pgx.ParseConfig(dsn)
-		if err != nil {
-			return nil, err
-		}
-		if x.getenv("PGUSER") == "" {
-			cc.User = user
-		}
-		if lc.UpstreamTLS.ServerName != "" && cc.TLSConfig != nil {
-			cc.TLSConfig.ServerName = lc.UpstreamTLS.ServerName
-		}
-		cc.RuntimeParams["application_name"] = "dbproxy catalog"
-		return pgx.ConnectConfig(ctx, cc)
-	}
-	return pgcrypt.New(pgcrypt.Options{Rules: x.rules, Encryptor: x.enc, Connect: connect, Logger: log})
+	login := newCatalogLogin(lc, index, x.getenv)
+	return pgcrypt.New(pgcrypt.Options{Rules: x.rules, Encryptor: x.enc, Connect: login.pgConnect, Logger: log})
 }
 
 // quoteKV escapes a libpq keyword/value string value.

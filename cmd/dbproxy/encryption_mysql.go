@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"fmt"
 	"log/slog"
 
@@ -13,32 +15,43 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 )
 
-// The credentials of the MySQL listeners' catalog connection. MySQL relays
-// each client's own authentication, so the proxy has no password of its
-// own to reuse (the PostgreSQL side falls back on the libpq environment).
+// The environment fallback for the credentials of a MySQL listener's
+// catalog connection when it has no catalog: section. MySQL relays each
+// client's own authentication, so the proxy has no password of its own to
+// reuse (the PostgreSQL side falls back on the libpq environment).
 const (
 	mysqlCatalogUserEnv     = "DBPROXY_MYSQL_CATALOG_USER"
 	mysqlCatalogPasswordEnv = "DBPROXY_MYSQL_CATALOG_PASSWORD"
 )
 
-// mysqlInterceptor returns the encryption layer of one MySQL listener: the
-// same columns and keys as the PostgreSQL listeners, matched with MySQL's
-// identifier rules.
+// mysqlInterceptor returns the encryption layer of one MySQL listener
+// (index: its position in listeners:): the same columns and keys as the
+// PostgreSQL listeners, matched with MySQL's identifier rules.
 //
 // Its catalog connection (column orders for INSERT/REPLACE without a column
 // list into encrypted tables, from information_schema; the server's default
-// time_zone, which sessions start in) goes to the
-// listener's upstream with the listener's upstream TLS, as the user named by
-// DBPROXY_MYSQL_CATALOG_USER (password DBPROXY_MYSQL_CATALOG_PASSWORD).
-// Without that user such statements are refused.
-func (x *encryption) mysqlInterceptor(lc *config.Listener, log *slog.Logger) (*mycrypt.Interceptor, error) {
+// time_zone, which sessions start in) goes to the listener's upstream with
+// the listener's upstream TLS, as the listener's catalog.user; without a
+// catalog: section, as the user named by DBPROXY_MYSQL_CATALOG_USER
+// (password DBPROXY_MYSQL_CATALOG_PASSWORD). Without either, such
+// statements are refused. A failed login's error (logged) says which
+// setting fixes it.
+func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.Logger) (*mycrypt.Interceptor, error) {
 	set, err := rules.New(rules.DialectMySQL, x.specs)
 	if err != nil {
 		return nil, fmt.Errorf("encryption rules for mysql: %w", err)
 	}
 	opts := mycrypt.Options{Rules: set, Encryptor: x.enc, Logger: log}
-	if user := x.getenv(mysqlCatalogUserEnv); user != "" {
-		db, err := mysqlCatalogDB(lc, user, x.getenv(mysqlCatalogPasswordEnv))
+	login := newCatalogLogin(lc, index, x.getenv)
+	user, pw, err := login.mysqlUser()
+	switch {
+	case err != nil:
+		// The password cannot be read: every lookup fails with that error
+		// (logged with its remedy), as a failed login would.
+		cat := mycrypt.NewCatalog(sql.OpenDB(failConnector{err: err}))
+		opts.Catalog, opts.Zones = cat, cat
+	case user != "":
+		db, err := mysqlCatalogDB(login, user, pw)
 		if err != nil {
 			return nil, fmt.Errorf("catalog connection: %w", err)
 		}
@@ -48,10 +61,22 @@ func (x *encryption) mysqlInterceptor(lc *config.Listener, log *slog.Logger) (*m
 	return mycrypt.New(opts)
 }
 
-// mysqlCatalogDB returns a (lazily connecting) pool for the catalog of lc's
-// upstream. Its idle connection is closed after a minute, so a replaced
-// interceptor's pool holds nothing.
-func mysqlCatalogDB(lc *config.Listener, user, password string) (*sql.DB, error) {
+// failConnector is a database/sql connector whose every login fails.
+type failConnector struct{ err error }
+
+func (c failConnector) Connect(context.Context) (sqldriver.Conn, error) { return nil, c.err }
+func (c failConnector) Driver() sqldriver.Driver                        { return failDriver(c) }
+
+type failDriver failConnector
+
+func (d failDriver) Open(string) (sqldriver.Conn, error) { return nil, d.err }
+
+// mysqlCatalogDB returns a (lazily connecting) pool for the catalog of the
+// listener's upstream. Its idle connection is closed after a minute, so a
+// replaced interceptor's pool holds nothing. Login errors carry the hint of
+// login.
+func mysqlCatalogDB(login catalogLogin, user, password string) (*sql.DB, error) {
+	lc := login.lc
 	cfg := driver.NewConfig()
 	cfg.User, cfg.Passwd = user, password
 	cfg.Net, cfg.Addr = "tcp", lc.Upstream
@@ -72,5 +97,5 @@ func mysqlCatalogDB(lc *config.Listener, user, password string) (*sql.DB, error)
 	if err != nil {
 		return nil, err
 	}
-	return sql.OpenDB(conn), nil
+	return sql.OpenDB(hintConnector{Connector: conn, login: login, user: user}), nil
 }

@@ -1,6 +1,7 @@
 // Command dbproxy is a transparent encrypting proxy for PostgreSQL and MySQL.
 //
 // Subcommands (CONTRACT §1): serve, check-config, keys init|list|rotate|rewrap,
+// schema guard|check (the database-side guard, package schemaguard),
 // version. Exit codes: 0 ok, 1 runtime or validation failure, 2 usage error.
 package main
 
@@ -44,6 +45,10 @@ Usage:
   dbproxy keys list     [--config FILE] [--json]
   dbproxy keys rotate   [--config FILE] KEY
   dbproxy keys rewrap   [--config FILE]   re-wrap every data key under the current master key
+  dbproxy schema guard  [--config FILE] [--apply] [--database DB]
+                        print (--apply: install) the CHECK constraints that admit only ciphertext
+  dbproxy schema check  [--config FILE] [--database DB]
+                        verify every encrypted column exists, holds bytes and carries its guard
   dbproxy version
 
 --config defaults to $DBPROXY_CONFIG, else ./dbproxy.yaml.
@@ -97,6 +102,11 @@ func dispatch(ctx context.Context, args []string, e env) error {
 			return usagef("keys: missing subcommand (init, list, rotate, rewrap)")
 		}
 		return cmdKeys(ctx, rest[0], rest[1:], e)
+	case "schema":
+		if len(rest) == 0 {
+			return usagef("schema: missing subcommand (guard, check)")
+		}
+		return cmdSchema(ctx, rest[0], rest[1:], e)
 	case "version", "--version":
 		return cmdVersion(rest, e)
 	case "help", "-h", "--help":

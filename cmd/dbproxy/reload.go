@@ -81,8 +81,9 @@ func logReloadError(logger *slog.Logger, path string, err error) {
 // swaps holds one listener's swappable interceptors (only the one for its
 // protocol is used).
 type swaps struct {
-	pg pgSwap
-	my mySwap
+	index int // the listener's position in listeners:
+	pg    pgSwap
+	my    mySwap
 }
 
 // build returns the listener's encryption interceptor for enc (nil: none).
@@ -93,14 +94,14 @@ func (sw *swaps) build(lc *config.Listener, name string, log *slog.Logger, enc *
 	log = log.With(slog.String("listener", name))
 	switch lc.Protocol {
 	case config.ProtocolPostgres:
-		ic, err := enc.postgresInterceptor(lc, log)
+		ic, err := enc.postgresInterceptor(lc, sw.index, log)
 		if err != nil {
 			return nil, nil, err
 		}
 		return ic, nil, nil
 	case config.ProtocolMySQL:
 		// Never relay plaintext to a database that should hold ciphertext.
-		ic, err := enc.mysqlInterceptor(lc, log)
+		ic, err := enc.mysqlInterceptor(lc, sw.index, log)
 		if err != nil {
 			return nil, nil, err
 		}

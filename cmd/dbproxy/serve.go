@@ -55,7 +55,7 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 			name = string(lc.Protocol)
 		}
 		log := logger.With(slog.String("listener", name))
-		sw := &swaps{}
+		sw := &swaps{index: i}
 		if err := sw.apply(lc, name, logger, enc); err != nil {
 			return fmt.Errorf("listener %q: %w", name, err)
 		}
@@ -84,6 +84,20 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 
 	errc := make(chan error, len(ls))
 	var wg sync.WaitGroup
+	if enc != nil {
+		// Log in to each catalog once now, so that wrong or missing
+		// credentials show in the log at start, and warn about encrypted
+		// columns the database does not guard. Neither stops serving.
+		snap := *cfg // a reload replaces cfg.Encryption while these run
+		getenv := enc.getenv
+		for i, x := range ls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				startupChecks(ctx, &snap, i, x.name, getenv, logger)
+			}()
+		}
+	}
 	for _, x := range ls {
 		wg.Add(1)
 		go func() {
@@ -258,4 +272,24 @@ func upstreamTLS(lc *config.Listener) (proxy.UpstreamTLS, error) {
 		u.RootCAs = pool
 	}
 	return u, nil
+}
+
+// startupChecks probes listener index's catalog login and checks the
+// guards of its encrypted columns (logging only).
+func startupChecks(ctx context.Context, cfg *config.Config, index int, name string, getenv func(string) string, logger *slog.Logger) {
+	lc := &cfg.Listeners[index]
+	var dbs []string
+	seen := map[string]bool{}
+	for _, c := range cfg.Columns() {
+		if c.Database != "" && !seen[c.Database] {
+			seen[c.Database] = true
+			dbs = append(dbs, c.Database)
+		}
+	}
+	if !probeCatalog(ctx, lc, index, name, getenv, logger, dbs) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	checkGuards(ctx, lc, index, getenv, logger.With(slog.String("listener", name)), cfg)
 }

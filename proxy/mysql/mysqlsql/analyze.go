@@ -398,7 +398,7 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 // value into another column). nil: refused.
 func (a *analyzer) catalogColumns(s *ast.InsertStmt, target *rules.TableRule, tname string) []string {
 	if a.p.catalog == nil {
-		a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection (none is configured): name the columns"})
+		a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection (none is configured: set the listener's catalog.user and catalog.password_env in the proxy's configuration): name the columns"})
 		return nil
 	}
 	a.usedCatalog = true
