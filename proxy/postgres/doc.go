@@ -10,7 +10,12 @@
 // first byte is a TLS ClientHello) is accepted with ALPN "postgresql".
 // GSSENCRequest is answered 'N'. With Options.RequireTLS a plaintext client
 // gets FATAL 28000 "SSL required". A client asking for protocol 3.1 or 3.2
-// gets NegotiateProtocolVersion(3.0) and the session runs 3.0.
+// gets NegotiateProtocolVersion(3.0) and the session runs 3.0. As the
+// server does, a connection whose first packet has an impossible length (a
+// Terminate sent before the startup packet, as node-postgres does when a
+// connection is ended right after it was opened, or anything a scanner
+// sends) or that closes before a whole startup packet is closed without a
+// message; a malformed StartupMessage gets FATAL 08P01.
 //
 // # Upstream leg
 //

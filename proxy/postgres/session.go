@@ -186,8 +186,18 @@ func (s *session) readClientStartup(ctx context.Context) error {
 	for {
 		code, payload, err := readStartupPacket(s.cbr, s.buf)
 		if err != nil {
-			if errors.Is(err, errStartupLength) {
-				return fatalf(codeProtocolViolation, "invalid length of startup packet", nil)
+			var le *startupLengthError
+			if errors.As(err, &le) {
+				// As the server: close without a message (PostgreSQL only
+				// logs it). A Terminate before any startup packet is a
+				// client ending a connection it just opened: routine.
+				level := slog.LevelInfo
+				if le.length == terminateLength {
+					level = slog.LevelDebug
+				}
+				s.log.LogAttrs(ctx, level, "closing a connection whose first packet is not a startup packet",
+					slog.Any("error", err))
+				return errHandled
 			}
 			return err
 		}
