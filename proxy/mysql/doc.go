@@ -59,8 +59,21 @@
 // (--server-public-key-path) cannot be bridged to a TLS upstream. Bridging
 // applies to the initial login only; COM_CHANGE_USER is relayed as is.
 // sha256_password is relayed as is (same leg rules, no bridging).
-// mysql_clear_password from a TLS client is not forwarded over a plaintext
-// upstream unless the upstream is on loopback.
+//
+// A password travels in clear through the proxy only when both legs are
+// safe for it: the client leg TLS or loopback, the upstream leg loopback or
+// TLS with a verified certificate (verify-ca, verify-full; under prefer or
+// require a man in the middle could pose as the server, and an RSA key
+// fetched over a plaintext leg may be his). That covers
+// mysql_clear_password (asked in an AuthSwitchRequest, or sent by the
+// client in its HandshakeResponse), sha256_password from a TLS client, and
+// caching_sha2_password full authentication of a TLS client (relayed or
+// bridged) and of a plaintext client bridged to a TLS upstream. Otherwise
+// the login is refused with ERR 1045 (28000) naming the setting to change,
+// before the client is asked for its password where the protocol allows,
+// and the refusal is logged. A plaintext client's RSA-encrypted answer
+// relayed between two plaintext legs is not a password in clear and is
+// relayed as on a direct connection.
 //
 // # Command phase
 //

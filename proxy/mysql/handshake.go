@@ -194,6 +194,7 @@ type handshakeResponse struct {
 	caps     uint64
 	charset  byte
 	user     string
+	authLen  int // length of the auth response (never kept: it may be a password)
 	database string
 	plugin   string
 }
@@ -237,17 +238,20 @@ func parseHandshakeResponse(p []byte, mariaDB bool) (*handshakeResponse, error) 
 		if !ok || null || uint64(len(rest)-n) < v {
 			return nil, malformed("handshake response: bad auth response length")
 		}
+		r.authLen = int(v)
 		rest = rest[n+int(v):]
 	case r.caps&capSecureConnection != 0:
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return nil, malformed("handshake response: bad auth response length")
 		}
+		r.authLen = int(rest[0])
 		rest = rest[1+int(rest[0]):]
 	default:
 		i := bytes.IndexByte(rest, 0)
 		if i < 0 {
 			return nil, malformed("handshake response: unterminated auth response")
 		}
+		r.authLen = i
 		rest = rest[i+1:]
 	}
 	if r.caps&capConnectWithDB != 0 && len(rest) > 0 {

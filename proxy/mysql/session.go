@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -32,6 +33,7 @@ const (
 	pluginCachingSHA2   = gomysql.AUTH_CACHING_SHA2_PASSWORD
 	pluginClearPassword = gomysql.AUTH_CLEAR_PASSWORD
 	pluginNative        = gomysql.AUTH_NATIVE_PASSWORD
+	pluginSHA256        = gomysql.AUTH_SHA256_PASSWORD
 )
 
 // caching_sha2_password AuthMoreData codes.
@@ -313,6 +315,16 @@ func (s *session) forwardResponse(ctx context.Context) error {
 		serverSeq = 2
 		fwd |= capSSL
 	}
+	// A client whose first answer is its password in clear
+	// (mysql_clear_password, or sha256_password over TLS) has sent it
+	// already; it goes no further over an unsafe leg.
+	if plugin := s.resp.plugin; s.resp.authLen > 1 &&
+		(plugin == pluginClearPassword || (plugin == pluginSHA256 && s.clientTLS)) {
+		if err := s.clearPasswordAllowed(plugin); err != nil {
+			clear(p)
+			return err
+		}
+	}
 	setClientCaps(p, fwd, s.hs.mariaDB)
 	s.caps = fwd &^ capSSL
 	pkt, _ := appendPacket(nil, serverSeq, p)
@@ -364,9 +376,12 @@ func (s *session) authenticate() error {
 			} else {
 				plugin = gomysql.AUTH_MYSQL_OLD_PASSWORD
 			}
-			if plugin == pluginClearPassword && s.clientTLS && !s.serverTLS && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
-				return fatalf(codeAccessDenied, stateAccessDenied,
-					"dbproxy does not forward a cleartext password from a TLS client over an unencrypted upstream connection", nil)
+			// The client answers these in clear: mysql_clear_password
+			// always, sha256_password when its own leg is TLS.
+			if plugin == pluginClearPassword || (plugin == pluginSHA256 && s.clientTLS) {
+				if err := s.clearPasswordAllowed(plugin); err != nil {
+					return err
+				}
 			}
 		case gomysql.MORE_DATE_HEADER: // AuthMoreData
 			if plugin == pluginCachingSHA2 && len(p) == 2 {
@@ -375,6 +390,15 @@ func (s *session) authenticate() error {
 					s.toClient(seq+s.d, p) // the server's OK follows; no client answer
 					continue
 				case sha2FullAuth:
+					// A TLS client now sends its password in clear; the
+					// proxy forwards it in clear (TLS upstream) or
+					// encrypted to a key it fetched over the plaintext
+					// upstream leg: either way that leg must be safe.
+					if s.clientTLS {
+						if err := s.clearPasswordAllowed(pluginCachingSHA2); err != nil {
+							return err
+						}
+					}
 					if s.clientTLS != s.serverTLS {
 						if err := s.bridgeFullAuth(seq, p, scramble); err != nil {
 							return err
@@ -406,6 +430,45 @@ func (s *session) relayStep(seq uint8, p []byte) error {
 	return s.writeServer(cseq-s.d, cp)
 }
 
+// clearPasswordAllowed says whether the password may travel in clear
+// through the proxy for plugin: the client leg must be TLS or loopback and
+// the upstream leg loopback or TLS with a verified certificate (verify-ca,
+// verify-full; under prefer or require a man in the middle could pose as
+// the server, and a public key fetched over a plaintext leg may be his).
+// Otherwise the login is refused with ERR 1045 naming the setting to
+// change, before the client is asked for its password where the protocol
+// allows.
+func (s *session) clearPasswordAllowed(plugin string) error {
+	if err := s.clientLegAllowsClear(plugin); err != nil {
+		return err
+	}
+	return s.upstreamLegAllowsClear(plugin)
+}
+
+// clientLegAllowsClear is the client half of clearPasswordAllowed.
+func (s *session) clientLegAllowsClear(plugin string) error {
+	if !s.clientTLS && !proxy.IsLoopback(s.rawClient.RemoteAddr()) {
+		hint := "connect with TLS (ssl-mode=REQUIRED or stricter)"
+		if s.h.opts.TLS == nil {
+			hint = "configure tls on the dbproxy listener and connect with TLS"
+		}
+		return fatalf(codeAccessDenied, stateAccessDenied,
+			"dbproxy does not take a password in clear ("+plugin+") over a client connection that is neither TLS nor loopback: "+hint,
+			errors.New("cleartext password refused: client leg is plaintext and not loopback"))
+	}
+	return nil
+}
+
+// upstreamLegAllowsClear is the upstream half of clearPasswordAllowed.
+func (s *session) upstreamLegAllowsClear(plugin string) error {
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+		return fatalf(codeAccessDenied, stateAccessDenied,
+			"dbproxy does not send a password in clear ("+plugin+") to a database server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener",
+			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))
+	}
+	return nil
+}
+
 // bridgeFullAuth completes caching_sha2_password full authentication when
 // exactly one leg is TLS, where relaying would fail: the client sends its
 // password in clear when its own leg is TLS, and the server accepts a clear
@@ -431,6 +494,12 @@ func (s *session) bridgeFullAuth(seq uint8, p, scramble []byte) error {
 	s.cseq = cseq + 1
 	if len(cp) == 1 && cp[0] == sha2RequestPublicKey {
 		if !s.clientTLS {
+			// The proxy would decrypt the password and send it in clear
+			// inside the upstream TLS session (the client leg carries it
+			// RSA-encrypted).
+			if err := s.upstreamLegAllowsClear(pluginCachingSHA2); err != nil {
+				return err
+			}
 			s.log.LogAttrs(context.Background(), slog.LevelDebug,
 				"caching_sha2_password full authentication bridged with the proxy's RSA key")
 			return s.bridgeToTLSServer(seq, cseq, scramble)
