@@ -13,9 +13,13 @@
 // (see relayedCaps): compression, QUERY_ATTRIBUTES,
 // OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and every
 // MariaDB extended capability (progress reports, COM_MULTI, bulk
-// operations, extended type info, cached metadata). A client that sets one
-// anyway is refused with an ERR packet. Options.HideCapabilities hides
-// more (for example CLIENT_DEPRECATE_EOF).
+// operations, extended type info, cached metadata). A client that sets a
+// flag it was not offered (mysql2 sets CLIENT_QUERY_ATTRIBUTES whatever the
+// server says) is treated as the server treats it: the flag is ignored. The
+// proxy reads the HandshakeResponse with such flags masked off, as the
+// server does, and forwards them masked, so the server, the relay and the
+// Interceptor (SessionInfo.Capabilities) all run the session without them.
+// Options.HideCapabilities hides more (for example CLIENT_DEPRECATE_EOF).
 //
 // TLS is per leg. Client side: with Options.TLS the handshake offers
 // CLIENT_SSL; an SSLRequest upgrades the connection with the proxy's

@@ -53,13 +53,6 @@ const relayedCaps = capMySQL |
 		gomysql.CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS|gomysql.CLIENT_SESSION_TRACK|gomysql.CLIENT_DEPRECATE_EOF|
 		gomysql.CLIENT_SSL_VERIFY_SERVER_CERT|gomysql.CLIENT_REMEMBER_OPTIONS)
 
-// refusedClientCaps change the wire format in ways the relay does not
-// implement: a client that sets one although it was not offered is refused
-// rather than silently misread.
-const refusedClientCaps = capCompress | capZstd | capQueryAttributes | capOptionalMetadata |
-	capMultiFactorAuth | capMariaDBProgress | capMariaDBComMulti | capMariaDBBulkOps |
-	capMariaDBExtendedTypes | capMariaDBCacheMetadata | capMariaDBBulkUnit
-
 // handshake is the server's initial handshake (protocol version 10):
 //
 //	uint8 10 || cstring server_version || uint32 connection_id ||
@@ -219,12 +212,16 @@ func setClientCaps(p []byte, caps uint64, mariaDB bool) {
 }
 
 // parseHandshakeResponse parses a HandshakeResponse41 (the caller checked
-// CLIENT_PROTOCOL_41 and the length of the fixed prefix).
-func parseHandshakeResponse(p []byte, mariaDB bool) (*handshakeResponse, error) {
+// CLIENT_PROTOCOL_41 and the length of the fixed prefix). The layout is
+// read with the client's flags masked by offered, the flags the client was
+// offered: the server masks them with its own before parsing, and the
+// proxy forwards them masked, so both read the same user, database and
+// plugin even from a client that sets flags it was not offered.
+func parseHandshakeResponse(p []byte, mariaDB bool, offered uint64) (*handshakeResponse, error) {
 	if len(p) <= sslRequestLen {
 		return nil, malformed("handshake response too short")
 	}
-	r := &handshakeResponse{caps: clientCaps(p, mariaDB), charset: p[8]}
+	r := &handshakeResponse{caps: clientCaps(p, mariaDB) & offered, charset: p[8]}
 	rest := p[sslRequestLen:]
 	i := bytes.IndexByte(rest, 0)
 	if i < 0 {

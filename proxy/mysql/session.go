@@ -222,7 +222,7 @@ func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error
 }
 
 // readClientResponse reads the client's SSLRequest (upgrading to TLS) and
-// HandshakeResponse41, and checks its capabilities.
+// HandshakeResponse41.
 func (s *session) readClientResponse(ctx context.Context) error {
 	seq, p, err := s.readClient()
 	if err != nil {
@@ -257,16 +257,17 @@ func (s *session) readClientResponse(ctx context.Context) error {
 		if len(p) < sslRequestLen {
 			return fatalf(codeHandshake, stateConnection, "Bad handshake", nil)
 		}
-		caps = clientCaps(p, s.hs.mariaDB)
 	} else if s.h.opts.RequireTLS {
 		return fatalf(codeSecureTransport, stateGeneral,
 			"Connections using insecure transport are prohibited: dbproxy requires TLS", nil)
 	}
-	if bad := caps & refusedClientCaps &^ s.adverts; bad != 0 {
-		return fatalf(codeNotSupported, stateSyntaxOrAccess,
-			"dbproxy does not support the compression, query attributes, optional metadata or MariaDB extensions the client asked for", nil)
-	}
-	resp, err := parseHandshakeResponse(p, s.hs.mariaDB)
+	// Flags the client sets that were not offered (mysql2 sets
+	// CLIENT_QUERY_ATTRIBUTES whatever the server says) are ignored, as the
+	// server ignores them: the response is read with them masked off and
+	// forwardResponse forwards them masked, so neither the server nor the
+	// relay (nor an Interceptor, through SessionInfo.Capabilities) uses
+	// them.
+	resp, err := parseHandshakeResponse(p, s.hs.mariaDB, s.adverts)
 	if err != nil {
 		return err
 	}
