@@ -11,9 +11,14 @@
 // proxied connection reaches the right session). The capabilities offered
 // to the client are the server's minus what the relay does not implement
 // (see relayedCaps): compression, QUERY_ATTRIBUTES,
-// OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and every
-// MariaDB extended capability (progress reports, COM_MULTI, bulk
-// operations, extended type info, cached metadata). A client that sets a
+// OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and the MariaDB
+// extended capabilities other than extended metadata (progress reports,
+// COM_MULTI, bulk operations, cached metadata). MariaDB's extended
+// metadata (MARIADB_CLIENT_EXTENDED_METADATA: type name and format of each
+// column, e.g. format "json", which mysql2 and MariaDB's connectors use to
+// return JSON columns as JSON) is passed through when both sides set it; it
+// adds a field to every column definition ([MariaDBExtendedMetadata]) that
+// an Interceptor rewriting column definitions must handle. A client that sets a
 // flag it was not offered (mysql2 sets CLIENT_QUERY_ATTRIBUTES whatever the
 // server says) is treated as the server treats it: the flag is ignored. The
 // proxy reads the HandshakeResponse with such flags masked off, as the

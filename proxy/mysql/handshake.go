@@ -40,10 +40,14 @@ const (
 // server offers is hidden from the client. CLIENT_SSL is decided per leg.
 // Notably absent: compression (COMPRESS, ZSTD), QUERY_ATTRIBUTES (changes
 // the COM_QUERY layout), OPTIONAL_RESULTSET_METADATA (results without
-// column definitions), MULTI_FACTOR_AUTHENTICATION, and every MariaDB
-// extension (progress reports interleaved with results, COM_MULTI, bulk
-// execution, extended type info in column definitions, cached metadata).
-const relayedCaps = capMySQL |
+// column definitions), MULTI_FACTOR_AUTHENTICATION, and the MariaDB
+// extensions other than extended metadata (progress reports interleaved
+// with results, COM_MULTI, bulk execution, cached metadata). MariaDB's
+// extended metadata (a block of type name and format in every column
+// definition, see [MariaDBExtendedMetadata]) only adds a field the relay
+// does not read; an Interceptor that rewrites column definitions must
+// handle it.
+const relayedCaps = capMySQL | capMariaDBExtendedTypes |
 	uint64(gomysql.CLIENT_FOUND_ROWS|gomysql.CLIENT_LONG_FLAG|gomysql.CLIENT_CONNECT_WITH_DB|
 		gomysql.CLIENT_NO_SCHEMA|gomysql.CLIENT_ODBC|gomysql.CLIENT_LOCAL_FILES|gomysql.CLIENT_IGNORE_SPACE|
 		gomysql.CLIENT_PROTOCOL_41|gomysql.CLIENT_INTERACTIVE|gomysql.CLIENT_IGNORE_SIGPIPE|
@@ -163,7 +167,7 @@ func (h *handshake) appendWithCaps(dst []byte, caps uint64) []byte {
 func advertisedCaps(server uint64, clientTLS bool, hide uint64) uint64 {
 	caps := server & relayedCaps &^ hide
 	if server&capMySQL == 0 {
-		caps &^= capMySQL // keep signalling MariaDB (with no extensions)
+		caps &^= capMySQL // keep signalling MariaDB
 	}
 	if clientTLS {
 		caps |= capSSL

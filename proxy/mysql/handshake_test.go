@@ -51,8 +51,10 @@ func TestHandshakeMasking(t *testing.T) {
 		{"mysql8-client-tls", base | mysql.CapMySQL | unsupported, true, 0,
 			base | mysql.CapMySQL | mysql.CapSSL, false},
 		{"mariadb-extensions", base | mysql.CapDeprecateEOF | mysql.CapSSL | mysql.CapCompress | mariaExt, true, 0,
-			base | mysql.CapDeprecateEOF | mysql.CapSSL, true},
+			base | mysql.CapDeprecateEOF | mysql.CapSSL | mysql.MariaDBExtendedMetadata, true},
 		{"hide-deprecate-eof", base | mysql.CapDeprecateEOF | mariaExt, false, mysql.CapDeprecateEOF,
+			base | mysql.MariaDBExtendedMetadata, true},
+		{"hide-extended-metadata", base | mariaExt, false, mysql.MariaDBExtendedMetadata,
 			base, true},
 	}
 	for _, tc := range cases {
