@@ -480,7 +480,7 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 		}
 		out = append([]byte(nil), payload...)
 		binary.LittleEndian.PutUint16(out[7:9], uint16(len(plan.Params)))
-	} else if nparams != len(plan.Params) {
+	} else if !plan.Unparsed && nparams != len(plan.Params) {
 		return failed(fmt.Sprintf("the server counted %d parameters where the proxy found %d", nparams, len(plan.Params)), nil)
 	}
 	st.stmtID, st.prepared = id, true
