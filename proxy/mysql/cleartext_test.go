@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +16,9 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
 )
 
@@ -178,5 +181,157 @@ func TestClearPasswordLegs(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// changeUserHandler answers COM_CHANGE_USER with an AuthSwitchRequest to
+// mysql_clear_password and records what the client answers.
+type changeUserHandler struct {
+	queryHandler
+	c   *server.Conn
+	got chan []byte
+}
+
+func (h *changeUserHandler) HandleOtherCommand(cmd byte, data []byte) error {
+	if cmd != gomysql.COM_CHANGE_USER {
+		return h.queryHandler.HandleOtherCommand(cmd, data)
+	}
+	req := append(make([]byte, 4), 0xfe)
+	req = append(req, gomysql.AUTH_CLEAR_PASSWORD+"\x00"...)
+	if err := h.c.WritePacket(req); err != nil {
+		return err
+	}
+	ans, err := h.c.ReadPacket()
+	if err != nil {
+		return err
+	}
+	h.got <- bytes.Clone(ans)
+	return nil // OK
+}
+
+// startChangeUserServer is a go-mysql server whose user logs in with
+// mysql_native_password and whose COM_CHANGE_USER asks for the password in
+// clear; got receives the client's answers.
+func startChangeUserServer(t *testing.T, user, password string) (addr string, got chan []byte) {
+	t.Helper()
+	srv := server.NewServer("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_NATIVE_PASSWORD, nil, nil)
+	auth := server.NewInMemoryAuthenticationHandler(gomysql.AUTH_NATIVE_PASSWORD)
+	if err := auth.AddUser(user, password); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = make(chan []byte, 4)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				h := &changeUserHandler{got: got}
+				c, err := srv.NewCustomizedConn(nc, auth, h)
+				if err != nil {
+					return
+				}
+				h.c = c
+				for !c.Closed() {
+					if err := c.HandleCommand(); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	return l.Addr().String(), got
+}
+
+// TestChangeUserClearPassword: COM_CHANGE_USER, otherwise relayed as is,
+// follows the same rule: a switch to mysql_clear_password reaches the
+// client only when both legs are safe; otherwise the client gets ERR 1045
+// naming the setting in its place, the session ends, and the server never
+// sees a password.
+func TestChangeUserClearPassword(t *testing.T) {
+	const user, password = "bob", "s3cret-change-pw"
+	ip := testenv.NonLoopbackIP(t)
+	for _, tc := range []struct {
+		name string
+		fwd  bool
+		ok   bool
+	}{
+		{"upstream=loopback", false, true},
+		{"upstream=network/disable", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			upstream, got := startChangeUserServer(t, user, password)
+			var fwd *testenv.Forwarder
+			if tc.fwd {
+				fwd = testenv.Forward(t, ip, upstream)
+				upstream = fwd.Addr
+			}
+			addr, logs := startProxy(t, mysql.Options{Upstream: upstream, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}})
+			c, err := client.Connect(addr, user, password, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			cu := append(make([]byte, 4), gomysql.COM_CHANGE_USER)
+			cu = append(cu, user+"\x00"...)
+			cu = append(cu, 0) // empty auth response
+			cu = append(cu, 0) // no database
+			cu = append(cu, 45, 0)
+			cu = append(cu, gomysql.AUTH_NATIVE_PASSWORD+"\x00"...)
+			c.ResetSequence()
+			if err := c.WritePacket(cu); err != nil {
+				t.Fatal(err)
+			}
+			p, err := c.ReadPacket()
+			if !tc.ok {
+				if err != nil || len(p) < 9 || p[0] != 0xff || binary.LittleEndian.Uint16(p[1:]) != 1045 ||
+					string(p[3:9]) != "#28000" || !strings.Contains(string(p[9:]), "set upstream_tls.mode: verify-full") {
+					t.Fatalf("got %q %v; want ERR 1045 (28000) naming upstream_tls.mode", p, err)
+				}
+				if _, err := c.ReadPacket(); err == nil {
+					t.Fatal("session still open after the refusal")
+				}
+				if !strings.Contains(logs.String(), "COM_CHANGE_USER refused") {
+					t.Fatalf("no log line for the refusal:\n%s", logs.String())
+				}
+				select {
+				case ans := <-got:
+					t.Fatalf("the server got an answer %q", ans)
+				default:
+				}
+				if bytes.Contains(fwd.Sent(), []byte(password)) {
+					t.Fatal("the password crossed the upstream leg")
+				}
+				return
+			}
+			if err != nil || len(p) == 0 || p[0] != 0xfe {
+				t.Fatalf("got %x %v; want the AuthSwitchRequest", p, err)
+			}
+			if err := c.WritePacket(append(make([]byte, 4), password+"\x00"...)); err != nil {
+				t.Fatal(err)
+			}
+			if p, err := c.ReadPacket(); err != nil || p[0] != 0x00 {
+				t.Fatalf("got %x %v; want OK", p, err)
+			}
+			if ans := <-got; string(ans) != password+"\x00" {
+				t.Fatalf("server got %q", ans)
+			}
+		})
 	}
 }

@@ -80,9 +80,16 @@
 // bridged) and of a plaintext client bridged to a TLS upstream. Otherwise
 // the login is refused with ERR 1045 (28000) naming the setting to change,
 // before the client is asked for its password where the protocol allows,
-// and the refusal is logged. A plaintext client's RSA-encrypted answer
-// relayed between two plaintext legs is not a password in clear and is
-// relayed as on a direct connection.
+// and the refusal is logged. The authentication exchange of
+// COM_CHANGE_USER, otherwise relayed as is, follows the same rule for the
+// server's requests (a switch to mysql_clear_password, or sha256_password
+// or caching_sha2_password full authentication from a TLS client): the
+// client gets ERR 1045 in place of the request and the session ends. Not
+// covered: a client that puts a password in clear in the COM_CHANGE_USER
+// packet itself (its own choice of mysql_clear_password), which the relay
+// does not decode. A plaintext client's RSA-encrypted answer relayed
+// between two plaintext legs is not a password in clear and is relayed as
+// on a direct connection.
 //
 // # Command phase
 //

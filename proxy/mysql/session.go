@@ -470,6 +470,54 @@ func (s *session) upstreamLegAllowsClear(plugin string) error {
 	return nil
 }
 
+// authRefusal ends a session whose COM_CHANGE_USER would have sent a
+// password in clear over an unsafe leg.
+type authRefusal struct {
+	err *Error
+	seq uint8 // sequence id of the ERR that replaces the server's packet
+}
+
+func (e *authRefusal) Error() string { return e.err.Error() }
+
+// changeUserAuthCheck applies clearPasswordAllowed to the authentication
+// exchange of COM_CHANGE_USER, which is otherwise relayed as is: a switch
+// to mysql_clear_password (or sha256_password, for a TLS client) and
+// caching_sha2_password full authentication of a TLS client are refused,
+// before the client answers, unless both legs are safe. head holds the
+// first bytes of the packet: a plugin name cut short there that starts
+// like mysql_clear_password counts as it (fail closed).
+func (s *session) changeUserAuthCheck(n int, head []byte) error {
+	var plugin string
+	switch {
+	case len(head) > 0 && head[0] == gomysql.EOF_HEADER: // AuthSwitchRequest
+		name := head[1:]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		switch string(name) {
+		case pluginClearPassword:
+			plugin = pluginClearPassword
+		case pluginSHA256:
+			if s.clientTLS {
+				plugin = pluginSHA256
+			}
+		}
+	case n == 2 && len(head) == 2 && head[0] == gomysql.MORE_DATE_HEADER && head[1] == sha2FullAuth && s.clientTLS:
+		plugin = pluginCachingSHA2
+	}
+	if plugin == "" {
+		return nil
+	}
+	if err := s.clearPasswordAllowed(plugin); err != nil {
+		var me *Error
+		if errors.As(err, &me) {
+			return &authRefusal{err: me}
+		}
+		return err
+	}
+	return nil
+}
+
 // bridgeFullAuth completes caching_sha2_password full authentication when
 // exactly one leg is TLS, where relaying would fail: the client sends its
 // password in clear when its own leg is TLS, and the server accepts a clear
