@@ -31,13 +31,15 @@ type myProxy struct {
 
 // myProxyOpts select the proxy's TLS legs and options.
 type myProxyOpts struct {
-	ClientTLS   bool               // offer TLS to clients
-	RequireTLS  bool               // refuse plaintext clients
-	Upstream    proxy.SSLMode      // default SSLDisable
-	UpstreamTLS *proxy.UpstreamTLS // overrides Upstream
-	Interceptor mysql.Interceptor
-	Hide        uint64 // capabilities hidden from clients
-	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	ClientTLS    bool               // offer TLS to clients
+	RequireTLS   bool               // refuse plaintext clients
+	Upstream     proxy.SSLMode      // default SSLDisable
+	UpstreamTLS  *proxy.UpstreamTLS // overrides Upstream
+	Interceptor  mysql.Interceptor
+	Hide         uint64 // capabilities hidden from clients
+	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	ListenHost   string // address the proxy listens on; default 127.0.0.1
+	UpstreamAddr string // host:port of the server; default db.Addr()
 }
 
 var tlsConfigSeq atomic.Int64
@@ -72,7 +74,10 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 		HideCapabilities: o.Hide,
 		Dial:             o.Dial,
 	}
-	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}, db: db}
+	if o.UpstreamAddr != "" {
+		opts.Upstream = o.UpstreamAddr
+	}
+	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost}, db: db}
 	if o.ClientTLS || o.RequireTLS {
 		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
 		cfg, err := proxy.ServerTLSConfig(cert, key)

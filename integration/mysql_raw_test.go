@@ -35,6 +35,17 @@ const rawDefaultCaps = gomysql.CLIENT_LONG_PASSWORD | gomysql.CLIENT_LONG_FLAG |
 // rawDefaultCaps; the flags are masked with the server's.
 func rawConnect(t testing.TB, addr, user, password, database string, caps uint32) *rawConn {
 	t.Helper()
+	if caps == 0 {
+		caps = rawDefaultCaps
+	}
+	return rawLogin(t, addr, user, password, database, caps, 0, true)
+}
+
+// rawLogin logs in with mysql_native_password, sending caps (masked with
+// the server's if mask is set) and, when caps lack CLIENT_LONG_PASSWORD
+// (a MariaDB client), the MariaDB extended flags ext.
+func rawLogin(t testing.TB, addr, user, password, database string, caps, ext uint32, mask bool) *rawConn {
+	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -54,16 +65,17 @@ func rawConnect(t testing.TB, addr, user, password, database string, caps uint32
 	serverCaps := uint32(binary.LittleEndian.Uint16(hs[pos:])) | uint32(binary.LittleEndian.Uint16(hs[pos+5:]))<<16
 	pos += 18
 	scramble = append(scramble, hs[pos:pos+12]...)
-	if caps == 0 {
-		caps = rawDefaultCaps
+	r.caps = caps
+	if mask {
+		r.caps &= serverCaps | gomysql.CLIENT_LONG_PASSWORD
 	}
-	r.caps = caps & (serverCaps | gomysql.CLIENT_LONG_PASSWORD)
 	auth := gomysql.CalcNativePassword(scramble, []byte(password))
 	resp := make([]byte, 4, 128)
 	resp = binary.LittleEndian.AppendUint32(resp, r.caps)
 	resp = binary.LittleEndian.AppendUint32(resp, 1<<24)
 	resp = append(resp, 45) // utf8mb4_general_ci
-	resp = append(resp, make([]byte, 23)...)
+	resp = append(resp, make([]byte, 19)...)
+	resp = binary.LittleEndian.AppendUint32(resp, ext)
 	resp = append(resp, user...)
 	resp = append(resp, 0, byte(len(auth)))
 	resp = append(resp, auth...)
@@ -465,5 +477,63 @@ func testRawCommands(t *testing.T, db *testenv.MariaDB, p *myProxy) {
 				}
 			})
 		})
+	}
+}
+
+// TestMySQLUnofferedCapabilities: a client that sets capabilities the proxy
+// did not offer (mysql2 sets CLIENT_QUERY_ATTRIBUTES whatever the server
+// says) logs in, as on the server, which ignores them; they are masked
+// upstream, so the session runs without them (no compression, full result
+// metadata, COM_QUERY without attributes), through the relay alone and
+// through the encryption layer.
+func TestMySQLUnofferedCapabilities(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	const mysqlOnly = gomysql.CLIENT_QUERY_ATTRIBUTES | gomysql.CLIENT_OPTIONAL_RESULTSET_METADATA |
+		gomysql.CLIENT_COMPRESS | gomysql.CLIENT_ZSTD_COMPRESSION_ALGORITHM | gomysql.MULTI_FACTOR_AUTHENTICATION
+	// MariaDB progress reports, COM_MULTI, bulk operations, metadata
+	// caching, bulk unit results.
+	const mariaExt = uint32(1<<0 | 1<<1 | 1<<2 | 1<<4 | 1<<5)
+	cases := []struct {
+		name      string
+		caps, ext uint32
+	}{
+		{"mysql client", rawDefaultCaps | mysqlOnly, 0},
+		{"mariadb client", (rawDefaultCaps | mysqlOnly) &^ gomysql.CLIENT_LONG_PASSWORD, mariaExt},
+	}
+	for _, checked := range []bool{false, true} {
+		var opts myProxyOpts
+		if checked {
+			opts.Interceptor = &checkInterceptor{}
+		}
+		p := startMyProxy(t, db, opts)
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("checked=%v/%s", checked, tc.name), func(t *testing.T) {
+				r := rawLogin(t, p.Addr, db.User, db.Password, db.Database, tc.caps, tc.ext, false)
+				// Unmasked, the raw client would expect no column
+				// definitions only if the server sent the metadata flag;
+				// query reads them, so a result set without them (or a
+				// compressed one) fails here.
+				r.caps &^= mysqlOnly
+				if got := r.query(t, `SELECT CONCAT('in', ' step')`); len(got) != 1 || got[0] != "in step" {
+					t.Fatalf("query: %q", got)
+				}
+				if got := r.query(t, `SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'COMPRESSION'`); len(got) != 1 || got[0] != "OFF" {
+					t.Fatalf("session compression %q, want OFF", got)
+				}
+				id, _, _ := r.prepare(t, `SELECT ?`)
+				exec := []byte{gomysql.COM_STMT_EXECUTE}
+				exec = binary.LittleEndian.AppendUint32(exec, id)
+				exec = append(exec, 0, 1, 0, 0, 0, 0, 1, gomysql.MYSQL_TYPE_LONGLONG, 0)
+				exec = binary.LittleEndian.AppendUint64(exec, 42)
+				r.command(t, exec)
+				first := r.read(t)
+				if first[0] == 0xff {
+					t.Fatalf("execute: %s", first[9:])
+				}
+				if _, rows, _ := r.readResultSet(t, first); len(rows) != 1 {
+					t.Fatalf("execute: %d rows", len(rows))
+				}
+			})
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -207,4 +210,117 @@ func TestPGUpstreamVerifyFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPGCleartextPasswordLegs: with the server's `password` method (the
+// password in clear on the wire), the proxy relays the server's request
+// only when each leg is TLS or loopback, the upstream leg's TLS verified
+// (verify-ca/verify-full). Otherwise the client gets FATAL 28000 naming the
+// setting to change before it is asked for its password, the proxy logs the
+// refusal, and the password crosses neither leg. Non-loopback legs are real:
+// the proxy listens on, and reaches the server through, an address of this
+// machine that is not loopback.
+func TestPGCleartextPasswordLegs(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "password", TLS: true})
+	ip := testenv.NonLoopbackIP(t)
+	roots, err := proxy.LoadCertPool(pg.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type upstream struct {
+		name string
+		fwd  bool // through a forwarder on the non-loopback address
+		tls  proxy.UpstreamTLS
+		ok   bool
+	}
+	upstreams := []upstream{
+		{"loopback/disable", false, proxy.UpstreamTLS{Mode: proxy.SSLDisable}, true},
+		{"loopback/prefer", false, proxy.UpstreamTLS{Mode: proxy.SSLPrefer, ServerName: "localhost"}, true},
+		{"network/disable", true, proxy.UpstreamTLS{Mode: proxy.SSLDisable}, false},
+		{"network/prefer", true, proxy.UpstreamTLS{Mode: proxy.SSLPrefer, ServerName: "localhost"}, false},
+		{"network/require", true, proxy.UpstreamTLS{Mode: proxy.SSLRequire, ServerName: "localhost"}, false},
+		{"network/verify-ca", true, proxy.UpstreamTLS{Mode: proxy.SSLVerifyCA, RootCAs: roots, ServerName: "localhost"}, true},
+		{"network/verify-full", true, proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, RootCAs: roots, ServerName: "localhost"}, true},
+	}
+	clients := []struct {
+		name, host, sslmode string
+		ok                  bool
+	}{
+		{"loopback/plaintext", "127.0.0.1", "disable", true},
+		{"network/plaintext", ip.String(), "disable", false},
+		{"network/tls", ip.String(), "require", true},
+	}
+	for _, up := range upstreams {
+		for _, cl := range clients {
+			t.Run("upstream="+up.name+"/client="+cl.name, func(t *testing.T) {
+				o := proxyOpts{ClientTLS: true, ListenHost: cl.host, UpstreamTLS: &up.tls}
+				var fwd *testenv.Forwarder
+				if up.fwd {
+					fwd = testenv.Forward(t, ip, pg.Addr())
+					o.UpstreamAddr = fwd.Addr
+				}
+				p := startPGProxy(t, pg, o)
+				cfg, err := pgx.ParseConfig(p.DSN(cl.sslmode))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var clientSent lockedBuffer
+				dial := cfg.DialFunc
+				cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := dial(ctx, network, addr)
+					if err != nil {
+						return nil, err
+					}
+					return recordingConn{Conn: c, w: &clientSent}, nil
+				}
+				c, err := pgx.ConnectConfig(testCtx(t), cfg)
+				if up.ok && cl.ok {
+					if err != nil {
+						t.Fatalf("login refused: %v", err)
+					}
+					var one int
+					if err := c.QueryRow(testCtx(t), `select 1`).Scan(&one); err != nil {
+						t.Fatal(err)
+					}
+					_ = c.Close(testCtx(t))
+					return
+				}
+				if err == nil {
+					_ = c.Close(testCtx(t))
+					t.Fatal("login succeeded; want FATAL 28000")
+				}
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "28000" || pe.Severity != "FATAL" {
+					t.Fatalf("login: %v; want FATAL 28000", err)
+				}
+				want := "set upstream_tls.mode: verify-full"
+				if !cl.ok {
+					want = "connect with sslmode=require"
+				}
+				if !strings.Contains(pe.Message, want) {
+					t.Fatalf("message %q does not say %q", pe.Message, want)
+				}
+				if !strings.Contains(p.Logs.String(), "cleartext password refused") {
+					t.Fatalf("no log line for the refusal:\n%s", p.Logs.String())
+				}
+				if strings.Contains(clientSent.String(), pg.Password) {
+					t.Fatal("the client sent its password to the proxy")
+				}
+				if fwd != nil && bytes.Contains(fwd.Sent(), []byte(pg.Password)) {
+					t.Fatal("the password crossed the upstream leg")
+				}
+			})
+		}
+	}
+}
+
+// recordingConn copies what is written to it into w.
+type recordingConn struct {
+	net.Conn
+	w io.Writer
+}
+
+func (c recordingConn) Write(p []byte) (int, error) {
+	_, _ = c.w.Write(p)
+	return c.Conn.Write(p)
 }

@@ -34,6 +34,8 @@ type proxyOpts struct {
 	Interceptor    postgres.Interceptor
 	MaxMessageSize int
 	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
+	ListenHost     string // address the proxy listens on; default 127.0.0.1
+	UpstreamAddr   string // host:port of the server; default pg.Addr()
 }
 
 // startPGProxyUpstream starts a proxy with an explicit upstream TLS setup.
@@ -91,7 +93,10 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 		Interceptor:    o.Interceptor,
 		MaxMessageSize: o.MaxMessageSize,
 	}
-	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}, pg: pg}
+	if o.UpstreamAddr != "" {
+		opts.Upstream = o.UpstreamAddr
+	}
+	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost}, pg: pg}
 	if o.ClientTLS || o.RequireTLS {
 		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
 		cfg, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)

@@ -180,13 +180,15 @@ func TestPGMalformedMessages(t *testing.T) {
 		})
 	}
 	t.Run("bad startup packet", func(t *testing.T) {
+		// A parameter without a value: the server sends FATAL 08P01
+		// (invalid startup packet layout), and so does the proxy.
 		conn, err := net.Dial("tcp", p.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-		if _, err := conn.Write([]byte{0, 0, 0x7f, 0xff, 0, 3, 0, 0}); err != nil {
+		if _, err := conn.Write([]byte{0, 0, 0, 13, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0}); err != nil {
 			t.Fatal(err)
 		}
 		expectFatal(t, pgproto3.NewFrontend(conn, conn), "08P01")
@@ -450,5 +452,52 @@ func TestPGBinary(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), pg.Password) {
 		t.Fatalf("password in the logs:\n%s", stderr.String())
+	}
+}
+
+// TestPGStartupClosedSilently: a first packet that is no startup packet
+// (node-postgres sends Terminate when a connection is ended before its
+// startup; scanners send anything) or a connection closed before one makes
+// the server close without a word; the proxy does the same, checked side by
+// side with the server itself.
+func TestPGStartupClosedSilently(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{})
+	cases := []struct {
+		name string
+		raw  []byte
+	}{
+		{"Terminate before startup", []byte{'X', 0, 0, 0, 4}},
+		{"length over the limit", []byte{0, 0, 0x7f, 0xff, 0, 3, 0, 0}},
+		{"length below 8", []byte{0, 0, 0, 4}},
+		{"negative length", []byte{0xff, 0xff, 0xff, 0xf0}},
+		{"partial length word", []byte{0, 0}},
+		{"nothing", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, target := range []struct{ name, addr string }{{"server", pg.Addr()}, {"proxy", p.Addr}} {
+				conn, err := net.Dial("tcp", target.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+				if _, err := conn.Write(tc.raw); err != nil {
+					t.Fatal(err)
+				}
+				_ = conn.(*net.TCPConn).CloseWrite()
+				got, err := io.ReadAll(conn)
+				_ = conn.Close()
+				if errors.Is(err, syscall.ECONNRESET) {
+					err = nil // closed with unread bytes in its buffer
+				}
+				if err != nil || len(got) != 0 {
+					t.Fatalf("%s answered %q (%v), want the connection closed without a message", target.name, got, err)
+				}
+			}
+		})
+	}
+	if logs := p.Logs.String(); strings.Contains(logs, "level=WARN") || strings.Contains(logs, "level=ERROR") {
+		t.Fatalf("routine disconnects logged as problems:\n%s", logs)
 	}
 }

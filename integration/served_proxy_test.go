@@ -9,8 +9,8 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// servedProxy is a proxy.Server listening on a free loopback port for one
-// test, whatever its wire protocol.
+// servedProxy is a proxy.Server listening on a free port of Host (default
+// 127.0.0.1) for one test, whatever its wire protocol.
 type servedProxy struct {
 	Addr   string
 	Host   string
@@ -26,13 +26,15 @@ type servedProxy struct {
 // and prints the proxy's logs if the test failed.
 func (p *servedProxy) serve(t testing.TB, h proxy.Handler, logger *slog.Logger) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if p.Host == "" {
+		p.Host = "127.0.0.1"
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(p.Host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Srv = &proxy.Server{Handler: h, Logger: logger}
 	p.Addr = l.Addr().String()
-	p.Host = "127.0.0.1"
 	p.Port = l.Addr().(*net.TCPAddr).Port
 	go func() { p.serveErr <- p.Srv.Serve(l) }()
 	t.Cleanup(func() {

@@ -103,6 +103,20 @@ type UpstreamTLS struct {
 	ServerName string
 }
 
+// Verified reports whether the mode authenticates the server's certificate
+// (verify-ca, verify-full, or require with a root set, which libpq treats
+// as verify-ca). Only then is the leg safe from a man in the middle, and
+// safe for a password in clear.
+func (u UpstreamTLS) Verified() bool {
+	switch u.Mode {
+	case SSLVerifyCA, SSLVerifyFull:
+		return true
+	case SSLRequire:
+		return u.RootCAs != nil
+	}
+	return false
+}
+
 // ClientConfig returns the TLS configuration for the database leg, or nil
 // for SSLDisable.
 func (u UpstreamTLS) ClientConfig() (*tls.Config, error) {

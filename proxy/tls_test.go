@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -182,5 +183,28 @@ func TestServerTLSConfig(t *testing.T) {
 	}
 	if _, err := proxy.ServerTLSConfig(filepath.Join(dir, "nope.crt"), key); err == nil {
 		t.Fatal("missing certificate accepted")
+	}
+}
+
+// TestUpstreamTLSVerified: only modes that authenticate the server count as
+// verified (a password may travel in clear only over those).
+func TestUpstreamTLSVerified(t *testing.T) {
+	pool := x509.NewCertPool()
+	for _, tc := range []struct {
+		u    proxy.UpstreamTLS
+		want bool
+	}{
+		{proxy.UpstreamTLS{Mode: proxy.SSLDisable}, false},
+		{proxy.UpstreamTLS{Mode: proxy.SSLPrefer}, false},
+		{proxy.UpstreamTLS{Mode: proxy.SSLPrefer, RootCAs: pool}, false},
+		{proxy.UpstreamTLS{Mode: proxy.SSLRequire}, false},
+		{proxy.UpstreamTLS{Mode: proxy.SSLRequire, RootCAs: pool}, true},
+		{proxy.UpstreamTLS{Mode: proxy.SSLVerifyCA}, true},
+		{proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull}, true},
+		{proxy.UpstreamTLS{}, false},
+	} {
+		if got := tc.u.Verified(); got != tc.want {
+			t.Errorf("%s (roots %t): Verified %t, want %t", tc.u.Mode, tc.u.RootCAs != nil, got, tc.want)
+		}
 	}
 }

@@ -11,11 +11,20 @@
 // proxied connection reaches the right session). The capabilities offered
 // to the client are the server's minus what the relay does not implement
 // (see relayedCaps): compression, QUERY_ATTRIBUTES,
-// OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and every
-// MariaDB extended capability (progress reports, COM_MULTI, bulk
-// operations, extended type info, cached metadata). A client that sets one
-// anyway is refused with an ERR packet. Options.HideCapabilities hides
-// more (for example CLIENT_DEPRECATE_EOF).
+// OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and the MariaDB
+// extended capabilities other than extended metadata (progress reports,
+// COM_MULTI, bulk operations, cached metadata). MariaDB's extended
+// metadata (MARIADB_CLIENT_EXTENDED_METADATA: type name and format of each
+// column, e.g. format "json", which mysql2 and MariaDB's connectors use to
+// return JSON columns as JSON) is passed through when both sides set it; it
+// adds a field to every column definition ([MariaDBExtendedMetadata]) that
+// an Interceptor rewriting column definitions must handle. A client that sets a
+// flag it was not offered (mysql2 sets CLIENT_QUERY_ATTRIBUTES whatever the
+// server says) is treated as the server treats it: the flag is ignored. The
+// proxy reads the HandshakeResponse with such flags masked off, as the
+// server does, and forwards them masked, so the server, the relay and the
+// Interceptor (SessionInfo.Capabilities) all run the session without them.
+// Options.HideCapabilities hides more (for example CLIENT_DEPRECATE_EOF).
 //
 // TLS is per leg. Client side: with Options.TLS the handshake offers
 // CLIENT_SSL; an SSLRequest upgrades the connection with the proxy's
@@ -59,8 +68,28 @@
 // (--server-public-key-path) cannot be bridged to a TLS upstream. Bridging
 // applies to the initial login only; COM_CHANGE_USER is relayed as is.
 // sha256_password is relayed as is (same leg rules, no bridging).
-// mysql_clear_password from a TLS client is not forwarded over a plaintext
-// upstream unless the upstream is on loopback.
+//
+// A password travels in clear through the proxy only when both legs are
+// safe for it: the client leg TLS or loopback, the upstream leg loopback or
+// TLS with a verified certificate (verify-ca, verify-full; under prefer or
+// require a man in the middle could pose as the server, and an RSA key
+// fetched over a plaintext leg may be his). That covers
+// mysql_clear_password (asked in an AuthSwitchRequest, or sent by the
+// client in its HandshakeResponse), sha256_password from a TLS client, and
+// caching_sha2_password full authentication of a TLS client (relayed or
+// bridged) and of a plaintext client bridged to a TLS upstream. Otherwise
+// the login is refused with ERR 1045 (28000) naming the setting to change,
+// before the client is asked for its password where the protocol allows,
+// and the refusal is logged. The authentication exchange of
+// COM_CHANGE_USER, otherwise relayed as is, follows the same rule for the
+// server's requests (a switch to mysql_clear_password, or sha256_password
+// or caching_sha2_password full authentication from a TLS client): the
+// client gets ERR 1045 in place of the request and the session ends. Not
+// covered: a client that puts a password in clear in the COM_CHANGE_USER
+// packet itself (its own choice of mysql_clear_password), which the relay
+// does not decode. A plaintext client's RSA-encrypted answer relayed
+// between two plaintext legs is not a password in clear and is relayed as
+// on a direct connection.
 //
 // # Command phase
 //

@@ -43,7 +43,17 @@ func MaskHandshake(p []byte, clientTLS bool, hide uint64) ([]byte, error) {
 // ParseHandshakeResponse returns the user, database and plugin of a
 // HandshakeResponse41.
 func ParseHandshakeResponse(p []byte, mariaDB bool) (user, database, plugin string, err error) {
-	r, err := parseHandshakeResponse(p, mariaDB)
+	r, err := parseHandshakeResponse(p, mariaDB, ^uint64(0))
+	if err != nil {
+		return "", "", "", err
+	}
+	return r.user, r.database, r.plugin, nil
+}
+
+// ParseHandshakeResponseOffered is ParseHandshakeResponse for a client
+// offered only the flags offered.
+func ParseHandshakeResponseOffered(p []byte, mariaDB bool, offered uint64) (user, database, plugin string, err error) {
+	r, err := parseHandshakeResponse(p, mariaDB, offered)
 	if err != nil {
 		return "", "", "", err
 	}

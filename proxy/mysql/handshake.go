@@ -40,10 +40,14 @@ const (
 // server offers is hidden from the client. CLIENT_SSL is decided per leg.
 // Notably absent: compression (COMPRESS, ZSTD), QUERY_ATTRIBUTES (changes
 // the COM_QUERY layout), OPTIONAL_RESULTSET_METADATA (results without
-// column definitions), MULTI_FACTOR_AUTHENTICATION, and every MariaDB
-// extension (progress reports interleaved with results, COM_MULTI, bulk
-// execution, extended type info in column definitions, cached metadata).
-const relayedCaps = capMySQL |
+// column definitions), MULTI_FACTOR_AUTHENTICATION, and the MariaDB
+// extensions other than extended metadata (progress reports interleaved
+// with results, COM_MULTI, bulk execution, cached metadata). MariaDB's
+// extended metadata (a block of type name and format in every column
+// definition, see [MariaDBExtendedMetadata]) only adds a field the relay
+// does not read; an Interceptor that rewrites column definitions must
+// handle it.
+const relayedCaps = capMySQL | capMariaDBExtendedTypes |
 	uint64(gomysql.CLIENT_FOUND_ROWS|gomysql.CLIENT_LONG_FLAG|gomysql.CLIENT_CONNECT_WITH_DB|
 		gomysql.CLIENT_NO_SCHEMA|gomysql.CLIENT_ODBC|gomysql.CLIENT_LOCAL_FILES|gomysql.CLIENT_IGNORE_SPACE|
 		gomysql.CLIENT_PROTOCOL_41|gomysql.CLIENT_INTERACTIVE|gomysql.CLIENT_IGNORE_SIGPIPE|
@@ -52,13 +56,6 @@ const relayedCaps = capMySQL |
 		gomysql.CLIENT_PLUGIN_AUTH|gomysql.CLIENT_CONNECT_ATTRS|gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA|
 		gomysql.CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS|gomysql.CLIENT_SESSION_TRACK|gomysql.CLIENT_DEPRECATE_EOF|
 		gomysql.CLIENT_SSL_VERIFY_SERVER_CERT|gomysql.CLIENT_REMEMBER_OPTIONS)
-
-// refusedClientCaps change the wire format in ways the relay does not
-// implement: a client that sets one although it was not offered is refused
-// rather than silently misread.
-const refusedClientCaps = capCompress | capZstd | capQueryAttributes | capOptionalMetadata |
-	capMultiFactorAuth | capMariaDBProgress | capMariaDBComMulti | capMariaDBBulkOps |
-	capMariaDBExtendedTypes | capMariaDBCacheMetadata | capMariaDBBulkUnit
 
 // handshake is the server's initial handshake (protocol version 10):
 //
@@ -170,7 +167,7 @@ func (h *handshake) appendWithCaps(dst []byte, caps uint64) []byte {
 func advertisedCaps(server uint64, clientTLS bool, hide uint64) uint64 {
 	caps := server & relayedCaps &^ hide
 	if server&capMySQL == 0 {
-		caps &^= capMySQL // keep signalling MariaDB (with no extensions)
+		caps &^= capMySQL // keep signalling MariaDB
 	}
 	if clientTLS {
 		caps |= capSSL
@@ -194,6 +191,7 @@ type handshakeResponse struct {
 	caps     uint64
 	charset  byte
 	user     string
+	authLen  int // length of the auth response (never kept: it may be a password)
 	database string
 	plugin   string
 }
@@ -218,12 +216,16 @@ func setClientCaps(p []byte, caps uint64, mariaDB bool) {
 }
 
 // parseHandshakeResponse parses a HandshakeResponse41 (the caller checked
-// CLIENT_PROTOCOL_41 and the length of the fixed prefix).
-func parseHandshakeResponse(p []byte, mariaDB bool) (*handshakeResponse, error) {
+// CLIENT_PROTOCOL_41 and the length of the fixed prefix). The layout is
+// read with the client's flags masked by offered, the flags the client was
+// offered: the server masks them with its own before parsing, and the
+// proxy forwards them masked, so both read the same user, database and
+// plugin even from a client that sets flags it was not offered.
+func parseHandshakeResponse(p []byte, mariaDB bool, offered uint64) (*handshakeResponse, error) {
 	if len(p) <= sslRequestLen {
 		return nil, malformed("handshake response too short")
 	}
-	r := &handshakeResponse{caps: clientCaps(p, mariaDB), charset: p[8]}
+	r := &handshakeResponse{caps: clientCaps(p, mariaDB) & offered, charset: p[8]}
 	rest := p[sslRequestLen:]
 	i := bytes.IndexByte(rest, 0)
 	if i < 0 {
@@ -237,17 +239,20 @@ func parseHandshakeResponse(p []byte, mariaDB bool) (*handshakeResponse, error) 
 		if !ok || null || uint64(len(rest)-n) < v {
 			return nil, malformed("handshake response: bad auth response length")
 		}
+		r.authLen = int(v)
 		rest = rest[n+int(v):]
 	case r.caps&capSecureConnection != 0:
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return nil, malformed("handshake response: bad auth response length")
 		}
+		r.authLen = int(rest[0])
 		rest = rest[1+int(rest[0]):]
 	default:
 		i := bytes.IndexByte(rest, 0)
 		if i < 0 {
 			return nil, malformed("handshake response: unterminated auth response")
 		}
+		r.authLen = i
 		rest = rest[i+1:]
 	}
 	if r.caps&capConnectWithDB != 0 && len(rest) > 0 {

@@ -51,8 +51,10 @@ func TestHandshakeMasking(t *testing.T) {
 		{"mysql8-client-tls", base | mysql.CapMySQL | unsupported, true, 0,
 			base | mysql.CapMySQL | mysql.CapSSL, false},
 		{"mariadb-extensions", base | mysql.CapDeprecateEOF | mysql.CapSSL | mysql.CapCompress | mariaExt, true, 0,
-			base | mysql.CapDeprecateEOF | mysql.CapSSL, true},
+			base | mysql.CapDeprecateEOF | mysql.CapSSL | mysql.MariaDBExtendedMetadata, true},
 		{"hide-deprecate-eof", base | mysql.CapDeprecateEOF | mariaExt, false, mysql.CapDeprecateEOF,
+			base | mysql.MariaDBExtendedMetadata, true},
+		{"hide-extended-metadata", base | mariaExt, false, mysql.MariaDBExtendedMetadata,
 			base, true},
 	}
 	for _, tc := range cases {
@@ -141,20 +143,26 @@ func TestHandshakeResponse(t *testing.T) {
 		return append(p, rest...)
 	}
 	const c = gomysql.CLIENT_PROTOCOL_41 | gomysql.CLIENT_SECURE_CONNECTION | gomysql.CLIENT_PLUGIN_AUTH
+	all := ^uint64(0)
 	for _, tc := range []struct {
 		name             string
 		p                []byte
+		offered          uint64
 		user, db, plugin string
 		wantErr          bool
 	}{
-		{"lenenc-db-plugin", resp(c|gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA|gomysql.CLIENT_CONNECT_WITH_DB, bytes.Repeat([]byte{7}, 300), "app\x00client_ed25519\x00"), "alice", "app", "client_ed25519", false},
-		{"short-auth", resp(c, []byte{1, 2, 3}, "mysql_native_password\x00"), "alice", "", "mysql_native_password", false},
-		{"plugin-without-nul", resp(c, nil, "mysql_native_password"), "alice", "", "mysql_native_password", false},
-		{"truncated-auth", resp(c, make([]byte, 20), "")[:50], "", "", "", true},
-		{"no-user-nul", resp(c, nil, "")[:35], "", "", "", true},
+		// A flag the client sets but was not offered is read as the server
+		// reads it: masked off (here the "database" is the plugin name).
+		{"unoffered-connect-with-db", resp(c|gomysql.CLIENT_CONNECT_WITH_DB, nil, "app\x00mysql_native_password\x00"),
+			uint64(c), "alice", "", "app", false},
+		{"lenenc-db-plugin", resp(c|gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA|gomysql.CLIENT_CONNECT_WITH_DB, bytes.Repeat([]byte{7}, 300), "app\x00client_ed25519\x00"), all, "alice", "app", "client_ed25519", false},
+		{"short-auth", resp(c, []byte{1, 2, 3}, "mysql_native_password\x00"), all, "alice", "", "mysql_native_password", false},
+		{"plugin-without-nul", resp(c, nil, "mysql_native_password"), all, "alice", "", "mysql_native_password", false},
+		{"truncated-auth", resp(c, make([]byte, 20), "")[:50], all, "", "", "", true},
+		{"no-user-nul", resp(c, nil, "")[:35], all, "", "", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			user, db, plugin, err := mysql.ParseHandshakeResponse(tc.p, false)
+			user, db, plugin, err := mysql.ParseHandshakeResponseOffered(tc.p, false, tc.offered)
 			if (err != nil) != tc.wantErr || user != tc.user || db != tc.db || plugin != tc.plugin {
 				t.Fatalf("%q %q %q %v", user, db, plugin, err)
 			}

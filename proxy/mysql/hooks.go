@@ -156,6 +156,20 @@ type SessionHooks struct {
 	Close func()
 }
 
+// MariaDBExtendedMetadata is MARIADB_CLIENT_EXTENDED_METADATA (extended
+// capability bit 3, here 1<<35), which the relay passes through when both
+// the MariaDB server and the client set it. When it is in
+// SessionInfo.Capabilities, every column definition (result sets,
+// COM_STMT_PREPARE, COM_FIELD_LIST) carries one more length-encoded field
+// between org_name and the fixed-length fields:
+//
+//	... || lenenc org_name || lenenc extended_metadata || lenenc 0x0c || fixed fields
+//	extended_metadata = (uint8 kind || lenenc value)*   kind 0: type name, 1: format
+//
+// MariaDB sends format "json" for JSON columns and type names such as
+// "uuid", "inet6" or "point" for its plugin types.
+const MariaDBExtendedMetadata = capMariaDBExtendedTypes
+
 // SessionInfo describes an authenticated session to an [Interceptor].
 type SessionInfo struct {
 	User     string

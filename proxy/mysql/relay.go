@@ -176,6 +176,11 @@ type respFramer struct {
 	hooks        *SessionHooks
 	deprecateEOF bool
 
+	// authCheck, if set, sees the first bytes of each server packet of a
+	// COM_CHANGE_USER authentication exchange (other than OK and ERR); an
+	// error ends the session with it.
+	authCheck func(n int, head []byte) error
+
 	x       *exchange // the exchange being answered; nil between responses
 	pi      packetInfo
 	lastERR bool   // the last packet started was an ERR
@@ -205,6 +210,15 @@ func (f *respFramer) start(seq uint8, n int, head []byte) (action, uint8, error)
 	pi, err := x.step(n, head, f.deprecateEOF)
 	if err != nil {
 		return 0, 0, err
+	}
+	if x.resp == respAuth && pi.kind == KindOther && f.authCheck != nil {
+		if err := f.authCheck(n, head); err != nil {
+			var ar *authRefusal
+			if errors.As(err, &ar) {
+				ar.seq = seq + x.d // the ERR takes this packet's place
+			}
+			return 0, 0, err
+		}
 	}
 	f.pi = pi
 	x.started = true
@@ -280,7 +294,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	q := newQueue(s.pc, s.client)
 	q.inTrans.Store(s.status&gomysql.SERVER_STATUS_IN_TRANS != 0)
 	deprecateEOF := s.caps&capDeprecateEOF != 0
-	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
+	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, authCheck: s.changeUserAuthCheck}
 	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
 	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
@@ -341,7 +355,13 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 
 	var mal *malformedError
 	var hookErr *hookError
+	var refusal *authRefusal
 	switch {
+	case errors.As(upErr, &refusal):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "COM_CHANGE_USER refused",
+			slog.String("reason", refusal.err.Message), slog.Any("error", refusal.err.Cause))
+		toClient = refusal.err
+		nextSeq = refusal.seq
 	case q.isClosing() && !errors.Is(downErr, errQuit):
 		toClient = fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil)
 		nextSeq = 0 // unsolicited, between commands

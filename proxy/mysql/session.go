@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -32,6 +33,7 @@ const (
 	pluginCachingSHA2   = gomysql.AUTH_CACHING_SHA2_PASSWORD
 	pluginClearPassword = gomysql.AUTH_CLEAR_PASSWORD
 	pluginNative        = gomysql.AUTH_NATIVE_PASSWORD
+	pluginSHA256        = gomysql.AUTH_SHA256_PASSWORD
 )
 
 // caching_sha2_password AuthMoreData codes.
@@ -220,7 +222,7 @@ func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error
 }
 
 // readClientResponse reads the client's SSLRequest (upgrading to TLS) and
-// HandshakeResponse41, and checks its capabilities.
+// HandshakeResponse41.
 func (s *session) readClientResponse(ctx context.Context) error {
 	seq, p, err := s.readClient()
 	if err != nil {
@@ -255,16 +257,17 @@ func (s *session) readClientResponse(ctx context.Context) error {
 		if len(p) < sslRequestLen {
 			return fatalf(codeHandshake, stateConnection, "Bad handshake", nil)
 		}
-		caps = clientCaps(p, s.hs.mariaDB)
 	} else if s.h.opts.RequireTLS {
 		return fatalf(codeSecureTransport, stateGeneral,
 			"Connections using insecure transport are prohibited: dbproxy requires TLS", nil)
 	}
-	if bad := caps & refusedClientCaps &^ s.adverts; bad != 0 {
-		return fatalf(codeNotSupported, stateSyntaxOrAccess,
-			"dbproxy does not support the compression, query attributes, optional metadata or MariaDB extensions the client asked for", nil)
-	}
-	resp, err := parseHandshakeResponse(p, s.hs.mariaDB)
+	// Flags the client sets that were not offered (mysql2 sets
+	// CLIENT_QUERY_ATTRIBUTES whatever the server says) are ignored, as the
+	// server ignores them: the response is read with them masked off and
+	// forwardResponse forwards them masked, so neither the server nor the
+	// relay (nor an Interceptor, through SessionInfo.Capabilities) uses
+	// them.
+	resp, err := parseHandshakeResponse(p, s.hs.mariaDB, s.adverts)
 	if err != nil {
 		return err
 	}
@@ -312,6 +315,16 @@ func (s *session) forwardResponse(ctx context.Context) error {
 		s.sbr = bufio.NewReaderSize(tconn, 1024)
 		serverSeq = 2
 		fwd |= capSSL
+	}
+	// A client whose first answer is its password in clear
+	// (mysql_clear_password, or sha256_password over TLS) has sent it
+	// already; it goes no further over an unsafe leg.
+	if plugin := s.resp.plugin; s.resp.authLen > 1 &&
+		(plugin == pluginClearPassword || (plugin == pluginSHA256 && s.clientTLS)) {
+		if err := s.clearPasswordAllowed(plugin); err != nil {
+			clear(p)
+			return err
+		}
 	}
 	setClientCaps(p, fwd, s.hs.mariaDB)
 	s.caps = fwd &^ capSSL
@@ -364,9 +377,12 @@ func (s *session) authenticate() error {
 			} else {
 				plugin = gomysql.AUTH_MYSQL_OLD_PASSWORD
 			}
-			if plugin == pluginClearPassword && s.clientTLS && !s.serverTLS && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
-				return fatalf(codeAccessDenied, stateAccessDenied,
-					"dbproxy does not forward a cleartext password from a TLS client over an unencrypted upstream connection", nil)
+			// The client answers these in clear: mysql_clear_password
+			// always, sha256_password when its own leg is TLS.
+			if plugin == pluginClearPassword || (plugin == pluginSHA256 && s.clientTLS) {
+				if err := s.clearPasswordAllowed(plugin); err != nil {
+					return err
+				}
 			}
 		case gomysql.MORE_DATE_HEADER: // AuthMoreData
 			if plugin == pluginCachingSHA2 && len(p) == 2 {
@@ -375,6 +391,15 @@ func (s *session) authenticate() error {
 					s.toClient(seq+s.d, p) // the server's OK follows; no client answer
 					continue
 				case sha2FullAuth:
+					// A TLS client now sends its password in clear; the
+					// proxy forwards it in clear (TLS upstream) or
+					// encrypted to a key it fetched over the plaintext
+					// upstream leg: either way that leg must be safe.
+					if s.clientTLS {
+						if err := s.clearPasswordAllowed(pluginCachingSHA2); err != nil {
+							return err
+						}
+					}
 					if s.clientTLS != s.serverTLS {
 						if err := s.bridgeFullAuth(seq, p, scramble); err != nil {
 							return err
@@ -406,6 +431,93 @@ func (s *session) relayStep(seq uint8, p []byte) error {
 	return s.writeServer(cseq-s.d, cp)
 }
 
+// clearPasswordAllowed says whether the password may travel in clear
+// through the proxy for plugin: the client leg must be TLS or loopback and
+// the upstream leg loopback or TLS with a verified certificate (verify-ca,
+// verify-full; under prefer or require a man in the middle could pose as
+// the server, and a public key fetched over a plaintext leg may be his).
+// Otherwise the login is refused with ERR 1045 naming the setting to
+// change, before the client is asked for its password where the protocol
+// allows.
+func (s *session) clearPasswordAllowed(plugin string) error {
+	if err := s.clientLegAllowsClear(plugin); err != nil {
+		return err
+	}
+	return s.upstreamLegAllowsClear(plugin)
+}
+
+// clientLegAllowsClear is the client half of clearPasswordAllowed.
+func (s *session) clientLegAllowsClear(plugin string) error {
+	if !s.clientTLS && !proxy.IsLoopback(s.rawClient.RemoteAddr()) {
+		hint := "connect with TLS (ssl-mode=REQUIRED or stricter)"
+		if s.h.opts.TLS == nil {
+			hint = "configure tls on the dbproxy listener and connect with TLS"
+		}
+		return fatalf(codeAccessDenied, stateAccessDenied,
+			"dbproxy does not take a password in clear ("+plugin+") over a client connection that is neither TLS nor loopback: "+hint,
+			errors.New("cleartext password refused: client leg is plaintext and not loopback"))
+	}
+	return nil
+}
+
+// upstreamLegAllowsClear is the upstream half of clearPasswordAllowed.
+func (s *session) upstreamLegAllowsClear(plugin string) error {
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+		return fatalf(codeAccessDenied, stateAccessDenied,
+			"dbproxy does not send a password in clear ("+plugin+") to a database server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener",
+			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))
+	}
+	return nil
+}
+
+// authRefusal ends a session whose COM_CHANGE_USER would have sent a
+// password in clear over an unsafe leg.
+type authRefusal struct {
+	err *Error
+	seq uint8 // sequence id of the ERR that replaces the server's packet
+}
+
+func (e *authRefusal) Error() string { return e.err.Error() }
+
+// changeUserAuthCheck applies clearPasswordAllowed to the authentication
+// exchange of COM_CHANGE_USER, which is otherwise relayed as is: a switch
+// to mysql_clear_password (or sha256_password, for a TLS client) and
+// caching_sha2_password full authentication of a TLS client are refused,
+// before the client answers, unless both legs are safe. head holds the
+// first bytes of the packet: a plugin name cut short there that starts
+// like mysql_clear_password counts as it (fail closed).
+func (s *session) changeUserAuthCheck(n int, head []byte) error {
+	var plugin string
+	switch {
+	case len(head) > 0 && head[0] == gomysql.EOF_HEADER: // AuthSwitchRequest
+		name := head[1:]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		switch string(name) {
+		case pluginClearPassword:
+			plugin = pluginClearPassword
+		case pluginSHA256:
+			if s.clientTLS {
+				plugin = pluginSHA256
+			}
+		}
+	case n == 2 && len(head) == 2 && head[0] == gomysql.MORE_DATE_HEADER && head[1] == sha2FullAuth && s.clientTLS:
+		plugin = pluginCachingSHA2
+	}
+	if plugin == "" {
+		return nil
+	}
+	if err := s.clearPasswordAllowed(plugin); err != nil {
+		var me *Error
+		if errors.As(err, &me) {
+			return &authRefusal{err: me}
+		}
+		return err
+	}
+	return nil
+}
+
 // bridgeFullAuth completes caching_sha2_password full authentication when
 // exactly one leg is TLS, where relaying would fail: the client sends its
 // password in clear when its own leg is TLS, and the server accepts a clear
@@ -431,6 +543,12 @@ func (s *session) bridgeFullAuth(seq uint8, p, scramble []byte) error {
 	s.cseq = cseq + 1
 	if len(cp) == 1 && cp[0] == sha2RequestPublicKey {
 		if !s.clientTLS {
+			// The proxy would decrypt the password and send it in clear
+			// inside the upstream TLS session (the client leg carries it
+			// RSA-encrypted).
+			if err := s.upstreamLegAllowsClear(pluginCachingSHA2); err != nil {
+				return err
+			}
 			s.log.LogAttrs(context.Background(), slog.LevelDebug,
 				"caching_sha2_password full authentication bridged with the proxy's RSA key")
 			return s.bridgeToTLSServer(seq, cseq, scramble)

@@ -1,6 +1,7 @@
 package mysql_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -51,6 +52,30 @@ func (queryHandler) HandleQuery(q string) (*gomysql.Result, error) {
 
 func startFakeServer(t *testing.T, user, password string) *fakeServer {
 	t.Helper()
+	return startFakeServerPlugin(t, user, password, gomysql.AUTH_CACHING_SHA2_PASSWORD)
+}
+
+// clearPasswordProvider adds mysql_clear_password to go-mysql's providers.
+type clearPasswordProvider struct {
+	server.DefaultAuthenticationProvider
+	password string
+}
+
+func (p *clearPasswordProvider) Authenticate(c *server.Conn, plugin string, data []byte) error {
+	if plugin != gomysql.AUTH_CLEAR_PASSWORD {
+		return p.DefaultAuthenticationProvider.Authenticate(c, plugin, data)
+	}
+	if string(bytes.TrimSuffix(data, []byte{0})) != p.password {
+		return server.ErrAccessDenied
+	}
+	return nil
+}
+
+// startFakeServerPlugin starts a fake server whose user authenticates with
+// plugin (the handshake offers caching_sha2_password; another plugin is
+// reached with an AuthSwitchRequest).
+func startFakeServerPlugin(t *testing.T, user, password, plugin string) *fakeServer {
+	t.Helper()
 	dir := t.TempDir()
 	caFile, certFile, keyFile := testenv.GenerateCert(t, dir, "127.0.0.1")
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -61,10 +86,11 @@ func startFakeServer(t *testing.T, user, password string) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.NewServer("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_CACHING_SHA2_PASSWORD, rsaKey,
-		&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	srv := server.NewServerWithAuth("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_CACHING_SHA2_PASSWORD, rsaKey,
+		&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		&clearPasswordProvider{password: password})
 	auth := server.NewInMemoryAuthenticationHandler(gomysql.AUTH_CACHING_SHA2_PASSWORD)
-	if err := auth.AddUser(user, password); err != nil {
+	if err := auth.AddUser(user, password, plugin); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -123,13 +149,19 @@ func (l *logBuffer) String() string {
 // startProxy serves h on 127.0.0.1 until the test ends.
 func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *logBuffer) {
 	t.Helper()
+	return startProxyOn(t, "127.0.0.1", opts)
+}
+
+// startProxyOn serves h on host until the test ends.
+func startProxyOn(t *testing.T, host string, opts mysql.Options) (addr string, logs *logBuffer) {
+	t.Helper()
 	logs = &logBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := mysql.NewHandler(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,12 @@
 // first byte is a TLS ClientHello) is accepted with ALPN "postgresql".
 // GSSENCRequest is answered 'N'. With Options.RequireTLS a plaintext client
 // gets FATAL 28000 "SSL required". A client asking for protocol 3.1 or 3.2
-// gets NegotiateProtocolVersion(3.0) and the session runs 3.0.
+// gets NegotiateProtocolVersion(3.0) and the session runs 3.0. As the
+// server does, a connection whose first packet has an impossible length (a
+// Terminate sent before the startup packet, as node-postgres does when a
+// connection is ended right after it was opened, or anything a scanner
+// sends) or that closes before a whole startup packet is closed without a
+// message; a malformed StartupMessage gets FATAL 08P01.
 //
 // # Upstream leg
 //
@@ -31,9 +36,15 @@
 //   - md5, password (cleartext) and any SASL exchange when the client leg is
 //     plaintext: relayed message by message. The proxy never decodes the
 //     client's password messages (so the pgproto3 SetAuthType pitfall,
-//     pgx#2166, does not arise). A cleartext password request is relayed
-//     only when the client leg is TLS or loopback; otherwise the client gets
-//     FATAL 28000.
+//     pgx#2166, does not arise). A cleartext password request (the
+//     server's `password` method) is relayed only when both legs are safe
+//     for a password in clear: the client leg TLS or loopback, and the
+//     upstream leg loopback or TLS with a verified certificate (verify-ca,
+//     verify-full; under prefer or require a man in the middle could pose
+//     as the server). Otherwise the client gets FATAL 28000 naming the
+//     setting to change (sslmode on the client, upstream_tls.mode on the
+//     listener) before it is asked for its password, and the refusal is
+//     logged.
 //   - SCRAM-SHA-256 when the client leg is TLS: SCRAM cannot be relayed
 //     then (the client would bind to the proxy's certificate, or send the
 //     GS2 flag 'y', which a TLS server rejects as a downgrade). The proxy

@@ -186,8 +186,18 @@ func (s *session) readClientStartup(ctx context.Context) error {
 	for {
 		code, payload, err := readStartupPacket(s.cbr, s.buf)
 		if err != nil {
-			if errors.Is(err, errStartupLength) {
-				return fatalf(codeProtocolViolation, "invalid length of startup packet", nil)
+			var le *startupLengthError
+			if errors.As(err, &le) {
+				// As the server: close without a message (PostgreSQL only
+				// logs it). A Terminate before any startup packet is a
+				// client ending a connection it just opened: routine.
+				level := slog.LevelInfo
+				if le.length == terminateLength {
+					level = slog.LevelDebug
+				}
+				s.log.LogAttrs(ctx, level, "closing a connection whose first packet is not a startup packet",
+					slog.Any("error", err))
+				return errHandled
 			}
 			return err
 		}
@@ -395,9 +405,8 @@ func (s *session) authenticate() error {
 				return err
 			}
 		case authCleartextPassword:
-			if !s.clientTLS && !proxy.IsLoopback(s.rawClient.RemoteAddr()) {
-				return fatalf(codeInvalidAuthSpec,
-					"the server requested a cleartext password; dbproxy relays it only over TLS or loopback connections", nil)
+			if err := s.cleartextAllowed(); err != nil {
+				return err
 			}
 			if err := s.relayAuthStep(typ, body); err != nil {
 				return err
@@ -410,6 +419,30 @@ func (s *session) authenticate() error {
 			return fatalf(codeFeatureUnsupported, fmt.Sprintf("authentication method %d is not supported by dbproxy", code), nil)
 		}
 	}
+}
+
+// cleartextAllowed says whether a password may travel in clear from the
+// client through the proxy to the server: each leg must be TLS (the
+// upstream leg with a verified certificate: under prefer or require a man
+// in the middle can pose as the server) or loopback. Otherwise the client
+// gets FATAL 28000 naming the setting to change, before it is asked for its
+// password.
+func (s *session) cleartextAllowed() error {
+	if !s.clientTLS && !proxy.IsLoopback(s.rawClient.RemoteAddr()) {
+		hint := "connect with sslmode=require or stricter"
+		if s.h.opts.TLS == nil {
+			hint = "configure tls on the dbproxy listener and connect with sslmode=require or stricter"
+		}
+		return fatalf(codeInvalidAuthSpec,
+			"the server asks for the password in clear text and dbproxy does not send it over a client connection that is neither TLS nor loopback: "+hint,
+			errors.New("cleartext password refused: client leg is plaintext and not loopback"))
+	}
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+		return fatalf(codeInvalidAuthSpec,
+			"the server asks for the password in clear text and dbproxy does not send it to a server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener, or use scram-sha-256 on the server",
+			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))
+	}
+	return nil
 }
 
 // withoutPlus returns an AuthenticationSASL body without

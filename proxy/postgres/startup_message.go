@@ -21,7 +21,19 @@ const (
 	maxStartupPacket = 10000
 )
 
-var errStartupLength = errors.New("invalid length of startup packet")
+// startupLengthError is a startup packet whose length word is out of
+// range. The server answers it by closing the connection without a message
+// (it only logs it), and so does the proxy.
+type startupLengthError struct{ length int }
+
+func (e *startupLengthError) Error() string {
+	return fmt.Sprintf("invalid length of startup packet (%d)", e.length)
+}
+
+// terminateLength is the length word a Terminate message ('X', int32 4)
+// reads as when a client sends it before any startup packet, as
+// node-postgres does when a connection is ended right after it was opened.
+const terminateLength = 'X' << 24
 
 // readStartupPacket reads one startup-phase packet from r. It returns the
 // request code and the payload after it; payload aliases buf when buf is
@@ -33,7 +45,7 @@ func readStartupPacket(r io.Reader, buf []byte) (code uint32, payload []byte, er
 	}
 	n := int(int32(binary.BigEndian.Uint32(hdr[:4])))
 	if n < 8 || n > maxStartupPacket {
-		return 0, nil, errStartupLength
+		return 0, nil, &startupLengthError{length: n}
 	}
 	if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
 		return 0, nil, eofIsUnexpected(err)

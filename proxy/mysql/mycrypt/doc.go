@@ -30,7 +30,9 @@
 //
 // Column definitions whose schema/org_table/org_name name an encrypted
 // column are rewritten to the plaintext type (type, length, flags,
-// charset, decimals) and the column's cells are decrypted: text rows with
+// charset, decimals; with MariaDB's extended metadata, negotiated as
+// mysql.MariaDBExtendedMetadata, format "json" for json and nothing for
+// the other types) and the column's cells are decrypted: text rows with
 // value.AppendMySQLText, binary rows in the binary protocol encoding of
 // the plaintext type. A cell that fails to decrypt replaces the rest of the
 // response with ERR 1105: never garbage, never ciphertext passed off as

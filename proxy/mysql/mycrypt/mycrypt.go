@@ -89,7 +89,8 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 	if log == nil {
 		log = ic.log
 	}
-	s := &session{ic: ic, ctx: ctx, db: info.Database, stmts: map[uint32]*stmt{}, log: log}
+	s := &session{ic: ic, ctx: ctx, db: info.Database, stmts: map[uint32]*stmt{}, log: log,
+		extMeta: info.Capabilities&mysql.MariaDBExtendedMetadata != 0}
 	s.tz.Store(ic.zone.get(ctx))
 	h := &mysql.SessionHooks{Command: s.command, Result: s.result}
 	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
@@ -127,6 +128,9 @@ type session struct {
 	ic  *Interceptor
 	ctx context.Context
 	log *slog.Logger
+	// extMeta: column definitions carry MariaDB's extended metadata
+	// (mysql.MariaDBExtendedMetadata).
+	extMeta bool
 
 	mu    sync.Mutex
 	db    string
@@ -476,7 +480,7 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 		}
 		out = append([]byte(nil), payload...)
 		binary.LittleEndian.PutUint16(out[7:9], uint16(len(plan.Params)))
-	} else if nparams != len(plan.Params) {
+	} else if !plan.Unparsed && nparams != len(plan.Params) {
 		return failed(fmt.Sprintf("the server counted %d parameters where the proxy found %d", nparams, len(plan.Params)), nil)
 	}
 	st.stmtID, st.prepared = id, true

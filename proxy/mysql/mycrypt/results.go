@@ -169,7 +169,16 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 }
 
 // rewriteColumnDef returns what a column definition says about its column
-// and the definition to send the client instead (nil: payload unchanged).
+// and the definition to send the client instead (nil: payload unchanged):
+//
+//	lenenc catalog, schema, table, org_table, name, org_name ||
+//	[lenenc extended_metadata, with mysql.MariaDBExtendedMetadata] ||
+//	lenenc 0x0c || uint16 charset || uint32 length || uint8 type ||
+//	uint16 flags || uint8 decimals || 2 filler
+//
+// The extended metadata of a rewritten column describes its plaintext
+// type: format "json" for json, nothing otherwise (the server's describes
+// the VARBINARY/BLOB that holds the ciphertext).
 func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 	var fields [6][]byte
 	p := 0
@@ -180,6 +189,15 @@ func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 		}
 		fields[i], p = v, next
 	}
+	extStart := p
+	if s.extMeta {
+		_, next, null, err := readLenenc(payload, p)
+		if err != nil || null {
+			return column{}, nil, failed("malformed column definition", err)
+		}
+		p = next
+	}
+	extEnd := p
 	// p is at the fixed-length fields' length (0x0c).
 	if len(payload) < p+13 {
 		return column{}, nil, failed("malformed column definition", nil)
@@ -195,7 +213,13 @@ func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 		return c, nil, nil
 	}
 	d := defFor(rule.Type)
-	out := append([]byte(nil), payload...)
+	out := make([]byte, 0, len(payload)+8)
+	out = append(out, payload[:extStart]...)
+	if s.extMeta {
+		out = appendExtendedMetadata(out, rule.Type)
+	}
+	fixed += len(out) - extEnd
+	out = append(out, payload[extEnd:]...)
 	f := out[fixed:]
 	binary.LittleEndian.PutUint16(f[0:], d.charset)
 	binary.LittleEndian.PutUint32(f[2:], d.length)
@@ -210,6 +234,16 @@ func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 	binary.LittleEndian.PutUint16(f[7:], flags)
 	f[9] = d.decimals
 	return c, out, nil
+}
+
+// appendExtendedMetadata appends MariaDB's extended metadata field for a
+// plaintext type: format "json" for json, empty otherwise.
+func appendExtendedMetadata(dst []byte, t value.Type) []byte {
+	if t != value.TypeJSON {
+		return append(dst, 0)
+	}
+	const format = 1 // MARIADB_FIELD_ATTR_FORMAT_NAME
+	return append(dst, 6, format, 4, 'j', 's', 'o', 'n')
 }
 
 func (s *session) decryptErr(rule *rules.ColumnRule, err error) error {

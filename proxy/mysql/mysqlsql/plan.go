@@ -115,6 +115,9 @@ type Plan struct {
 	// Passthrough: forward the string as the client sent it. No placeholder
 	// has a role other than RolePlain and no slot exists.
 	Passthrough bool
+	// Unparsed: a Passthrough string that was not parsed (it cannot touch
+	// an encrypted table), so Params is empty whatever its placeholders.
+	Unparsed bool
 	// Segments and Slots: the rewritten text is Segments[0] Slot[0]
 	// Segments[1] … Slot[n-1] Segments[n]. Empty when Passthrough.
 	Segments []string

@@ -66,7 +66,7 @@ func New(set *rules.Set, catalog Catalog, cacheSize int) *Planner {
 	return p
 }
 
-var passPlan = &Plan{Passthrough: true}
+var passPlan = &Plan{Passthrough: true, Unparsed: true}
 
 // maxCachedSQL bounds the statements the cache keeps (bulk INSERTs are
 // planned every time rather than pinned in memory).

@@ -1,0 +1,125 @@
+package testenv
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// NonLoopbackIP returns an address of this machine that is not loopback
+// (a global unicast IPv4 address if there is one, else IPv6), for tests of
+// rules that treat loopback connections specially: a connection from this
+// machine to that address is local but not loopback to either end. A
+// machine without one fails the test (never a skip).
+func NonLoopbackIP(t testing.TB) net.IP {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatalf("testenv: list interface addresses: %v", err)
+	}
+	var v6 net.IP
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if ip4 := n.IP.To4(); ip4 != nil {
+			return ip4
+		}
+		if v6 == nil {
+			v6 = n.IP
+		}
+	}
+	if v6 == nil {
+		t.Fatal("testenv: this test needs a non-loopback IP address on this machine (for example a container's eth0); none found")
+	}
+	return v6
+}
+
+// Forwarder is a TCP relay started by [Forward]. It records what its
+// clients sent, so that a test can prove a secret never crossed it.
+type Forwarder struct {
+	Addr string // host:port it listens on
+
+	mu   sync.Mutex
+	sent bytes.Buffer
+}
+
+// Sent returns a copy of every byte clients sent through the forwarder.
+func (f *Forwarder) Sent() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return bytes.Clone(f.sent.Bytes())
+}
+
+func (f *Forwarder) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sent.Write(p)
+}
+
+// Forward listens on ip (port chosen by the kernel) and relays each
+// connection to target until the test ends. Pointing a proxy's upstream at
+// it with a non-loopback ip makes that leg non-loopback.
+func Forward(t testing.TB, ip net.IP, target string) *Forwarder {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		t.Fatalf("testenv: forwarder listen: %v", err)
+	}
+	f := &Forwarder{Addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c ...net.Conn) {
+		mu.Lock()
+		conns = append(conns, c...)
+		mu.Unlock()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.DialTimeout("tcp", target, 10*time.Second)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			track(c, up)
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(up, io.TeeReader(c, f))
+				closeWrite(up)
+			}()
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(c, up)
+				closeWrite(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return f
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
