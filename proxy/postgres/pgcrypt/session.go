@@ -65,6 +65,13 @@ type portalInfo struct {
 	// and RoleMatchArray parameters), nil if none; written before the
 	// Bind is queued.
 	matches *rules.Matches
+	// Backend goroutine only, from a Describe of this portal that the
+	// server answered with a RowDescription: the columns a statement
+	// described as returning no rows (FETCH from a cursor) returns when
+	// this portal is executed.
+	described bool
+	cols      []*rules.ColumnRule
+	poison    *pgproto3.ErrorResponse
 }
 
 // event is one client message awaiting a response, in order. The frontend
@@ -1140,7 +1147,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 			if s.cols != nil {
 				return s.dataRow(body, w)
 			}
-			if ev.stmt.noData {
+			if ev.stmt.noData && !ev.portal.described {
 				// Rows from a statement described as returning none (FETCH
 				// from a cursor, say): their origin is unknown.
 				return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
@@ -1176,6 +1183,13 @@ func (s *session) startExecute(ev *event, w *postgres.Writer) error {
 		s.formats = []int16{}
 	}
 	s.cols = st.cols
+	if st.noData && ev.portal.described {
+		// The portal's own RowDescription attributes its rows.
+		if ev.portal.poison != nil {
+			return s.fail(ev.portal.poison, w)
+		}
+		s.cols = ev.portal.cols
+	}
 	s.matches = ev.portal.matches
 	return nil
 }
@@ -1327,6 +1341,8 @@ func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error
 	}
 	if ev.kind == 'D' {
 		ev.stmt.described, ev.stmt.cols, ev.stmt.poison, ev.stmt.noData = true, cols, errResp, false
+	} else if ev.portal != nil {
+		ev.portal.described, ev.portal.cols, ev.portal.poison = true, cols, errResp
 	}
 	if ev.hidden {
 		return nil
