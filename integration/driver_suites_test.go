@@ -83,7 +83,7 @@ func TestDriverSuites(t *testing.T) {
 	var summary []string
 	t.Cleanup(func() {
 		// One block at the end, whatever failed.
-		fmt.Printf("\ndriver suites (top-level tests and subtests):\n%s\n", strings.Join(summary, "\n"))
+		fmt.Printf("\ndriver suites (tests and subtests):\n%s\n", strings.Join(summary, "\n"))
 	})
 
 	t.Run("pgx", func(t *testing.T) {
@@ -121,8 +121,17 @@ func TestDriverSuites(t *testing.T) {
 }
 
 func summaryLine(suite, cfg string, r *suiteResult) string {
-	line := fmt.Sprintf("  %-28s %-11s pass %4d  fail %3d  skip %3d", suite, cfg,
-		len(r.names("pass")), len(r.names("fail")), len(r.names("skip")))
+	top := func(status string) int {
+		n := 0
+		for _, name := range r.names(status) {
+			if !strings.Contains(name, "/") {
+				n++
+			}
+		}
+		return n
+	}
+	line := fmt.Sprintf("  %-28s %-11s pass %4d  fail %3d  skip %3d   (top-level tests: pass %4d  fail %3d  skip %3d)", suite, cfg,
+		len(r.names("pass")), len(r.names("fail")), len(r.names("skip")), top("pass"), top("fail"), top("skip"))
 	if len(r.pkgFail) > 0 {
 		line += "  (package failures: " + strings.Join(r.pkgFail, ", ") + ")"
 	}

@@ -51,7 +51,10 @@
 // never raw ciphertext, never garbage. The same holds for a bytea column of
 // a view over an encrypted table, a bytea column of a relation the catalog
 // cannot see yet (created in the client's open transaction), and rows of a
-// statement described as returning none.
+// statement described as returning none (a FETCH prepared before its cursor
+// was declared) whose portal the client did not describe. When it did
+// (libpq, pgx and node-postgres describe every portal of such a statement),
+// the portal's RowDescription attributes the rows like any other.
 //
 // # Cost
 //
