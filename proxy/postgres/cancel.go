@@ -11,10 +11,14 @@ import (
 	"time"
 )
 
-// Query cancellation. Clients get a proxy-issued BackendKeyData (random
-// process ID and secret), never the server's: a CancelRequest arrives on a
+// Query cancellation. Clients get a proxy-issued BackendKeyData: the
+// server's process ID (so that pg_backend_pid(), pg_terminate_backend and
+// pg_stat_activity mean the same through the proxy as directly) with a
+// random secret, never the server's secret: a CancelRequest arrives on a
 // new connection, and the proxy maps the key back to the upstream session
 // and sends the server's own CancelRequest on a new upstream connection.
+// Should the server's process ID already be issued on this listener (two
+// upstream servers behind one name), the session gets a random one.
 
 // cancelTarget is what a proxy-issued key maps to.
 type cancelTarget struct {
@@ -33,15 +37,19 @@ type cancelKeys struct {
 
 func newCancelKeys() *cancelKeys { return &cancelKeys{m: make(map[uint32]*cancelTarget)} }
 
-// register issues a fresh proxy key for t and returns its process ID.
+// register issues a fresh proxy key for t and returns its process ID:
+// t.upstreamPID if it is free on this listener, a random one otherwise.
 func (k *cancelKeys) register(t *cancelTarget) (uint32, error) {
 	var b [8]byte
-	for {
+	for first := true; ; first = false {
 		if _, err := rand.Read(b[:]); err != nil {
 			return 0, fmt.Errorf("generate cancel key: %w", err)
 		}
 		// A positive int32, like a real process ID.
 		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if first && t.upstreamPID != 0 {
+			pid = t.upstreamPID
+		}
 		if pid == 0 {
 			continue
 		}

@@ -95,9 +95,11 @@
 //
 // # Cancellation
 //
-// Clients receive proxy-issued BackendKeyData (random process ID and
-// secret). A CancelRequest with such a key is forwarded to the server, on a
-// new upstream connection, with the server's own key.
+// Clients receive proxy-issued BackendKeyData: the server's process ID
+// (pg_backend_pid() and pg_terminate_backend agree with it, as directly)
+// and a random secret (a random process ID too if the server's is already
+// issued on the listener). A CancelRequest with such a key is forwarded to
+// the server, on a new upstream connection, with the server's own key.
 //
 // # Boundaries
 //

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -250,8 +251,10 @@ func TestProtocol32Negotiated(t *testing.T) {
 		t.Fatal("no AuthenticationOk")
 	}
 	kd, ok := receive(t, fe).(*pgproto3.BackendKeyData)
-	if !ok || kd.ProcessID == 42 || len(kd.SecretKey) != 4 {
-		t.Fatalf("BackendKeyData %#v: want a proxy-issued 4-byte key", kd)
+	// The server's process ID (pg_backend_pid() agrees with it), a
+	// proxy-issued secret.
+	if !ok || kd.ProcessID != 42 || len(kd.SecretKey) != 4 || bytes.Equal(kd.SecretKey, []byte{1, 2, 3, 4}) {
+		t.Fatalf("BackendKeyData %#v: want the server's process ID with a proxy-issued 4-byte secret", kd)
 	}
 	if _, ok := receive(t, fe).(*pgproto3.ReadyForQuery); !ok {
 		t.Fatal("no ReadyForQuery")

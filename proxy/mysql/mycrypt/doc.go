@@ -15,7 +15,10 @@
 //     parameter count and the parameter definitions are rewritten back to
 //     the client's placeholders (a `?` compared with an encrypted column is
 //     mysqlsql.MatchSlots placeholders upstream). The plan is remembered
-//     per statement id.
+//     per statement id. A statement on an encrypted table whose placeholders
+//     the server counts differently from the proxy is refused; one that
+//     names no encrypted table goes through byte for byte, and the server's
+//     count stands (such statements are not parsed).
 //   - COM_STMT_EXECUTE: parameters are decoded with the types bound now or
 //     remembered from the last execution (new-params-bound flag 0), values
 //     for encrypted columns are canonicalised and encrypted and sent as

@@ -481,6 +481,11 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 		out = append([]byte(nil), payload...)
 		binary.LittleEndian.PutUint16(out[7:9], uint16(len(plan.Params)))
 	} else if !plan.Unparsed && nparams != len(plan.Params) {
+		// The proxy parsed the statement and counted its placeholders
+		// differently from the server: it misread it. A statement the
+		// pre-filter skipped (it names no encrypted table) has no parameter
+		// list; its parameters are forwarded as sent, so the server's count
+		// holds.
 		return failed(fmt.Sprintf("the server counted %d parameters where the proxy found %d", nparams, len(plan.Params)), nil)
 	}
 	st.stmtID, st.prepared = id, true

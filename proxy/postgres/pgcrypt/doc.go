@@ -51,7 +51,12 @@
 // never raw ciphertext, never garbage. The same holds for a bytea column of
 // a view over an encrypted table, a bytea column of a relation the catalog
 // cannot see yet (created in the client's open transaction), and rows of a
-// statement described as returning none.
+// statement described as returning none whose portal was not described. A
+// FETCH prepared before its cursor was declared is such a statement: its
+// rows are attributed by the RowDescription of a Describe of its portal,
+// the client's (libpq and pgx send one) or, before the portal's first
+// Execute, one the proxy injects and whose answer it swallows (statements
+// whose text starts with FETCH only: no cost for the others).
 //
 // # Cost
 //

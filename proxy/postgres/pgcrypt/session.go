@@ -35,6 +35,9 @@ type stmtInfo struct {
 	// clientTypes are the parameter types of the client's Parse.
 	searchPath  string
 	clientTypes []uint32
+	// fetch: the text is a FETCH, whose rows only a Describe of its
+	// portal can attribute when the cursor is declared after the Parse.
+	fetch bool
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -65,6 +68,16 @@ type portalInfo struct {
 	// and RoleMatchArray parameters), nil if none; written before the
 	// Bind is queued.
 	matches *rules.Matches
+	// describeSent: frontend only, a Describe of this portal went upstream
+	// (the client's or one the proxy injected before an Execute).
+	describeSent bool
+	// Backend goroutine only, from a Describe of this portal that the
+	// server answered with a RowDescription: the columns a statement
+	// described as returning no rows (FETCH from a cursor) returns when
+	// this portal is executed.
+	described bool
+	cols      []*rules.ColumnRule
+	poison    *pgproto3.ErrorResponse
 }
 
 // event is one client message awaiting a response, in order. The frontend
@@ -326,6 +339,16 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 				"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
 			return nil
 		}
+		if p.stmt.fetch && !p.describeSent {
+			// A FETCH prepared before its cursor was declared is described
+			// as returning no rows: describe its portal, so that its rows
+			// are attributed (the answer is swallowed).
+			p.describeSent = true
+			d := statementMessage('D', portal)
+			d[5] = 'P'
+			_, _ = w.Write(d)
+			s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt, hidden: true}))
+		}
 		s.push(s.newEvent(event{kind: 'E', portal: p, stmt: p.stmt}))
 	case 'C':
 		if len(body) > 1 {
@@ -521,7 +544,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(refusalResponse(err))
 		return nil
 	}
-	st := &stmtInfo{}
+	st := &stmtInfo{fetch: isFetch(text)}
 	if !skips {
 		st.sql, st.searchPath = sql, s.searchPath
 		st.clientTypes = make([]uint32, n)
@@ -654,6 +677,48 @@ func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.
 
 // statementMessage returns a Describe ('D') or Close ('C') message of the
 // prepared statement name.
+// isFetch reports whether sql starts with the keyword FETCH (after
+// whitespace and comments).
+func isFetch(sql []byte) bool {
+	i := 0
+	for i < len(sql) {
+		switch c := sql[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
+			for i < len(sql) && sql[i] != '\n' {
+				i++
+			}
+		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			depth := 0 // PostgreSQL block comments nest
+			for i < len(sql) {
+				if sql[i] == '/' && i+1 < len(sql) && sql[i+1] == '*' {
+					depth++
+					i += 2
+				} else if sql[i] == '*' && i+1 < len(sql) && sql[i+1] == '/' {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+		default:
+			if len(sql)-i < 5 || !bytes.EqualFold(sql[i:i+5], []byte("fetch")) {
+				return false
+			}
+			if len(sql)-i == 5 {
+				return true
+			}
+			c := sql[i+5]
+			return !(c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80)
+		}
+	}
+	return false
+}
+
 func statementMessage(typ byte, name []byte) []byte {
 	m := make([]byte, 0, 7+len(name))
 	m = append(m, typ, 0, 0, 0, 0, 'S')
@@ -698,6 +763,7 @@ func (s *session) describe(body []byte, w *postgres.Writer) error {
 			s.refuseBatch(errorResponse("34000", "dbproxy: statement refused: Describe of a portal not bound through this proxy"))
 			return nil
 		}
+		p.describeSent = true
 		s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt}))
 	}
 	w.Forward('D', body)
@@ -1140,7 +1206,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 			if s.cols != nil {
 				return s.dataRow(body, w)
 			}
-			if ev.stmt.noData {
+			if ev.stmt.noData && !ev.portal.described {
 				// Rows from a statement described as returning none (FETCH
 				// from a cursor, say): their origin is unknown.
 				return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
@@ -1176,6 +1242,13 @@ func (s *session) startExecute(ev *event, w *postgres.Writer) error {
 		s.formats = []int16{}
 	}
 	s.cols = st.cols
+	if st.noData && ev.portal.described {
+		// The portal's own RowDescription attributes its rows.
+		if ev.portal.poison != nil {
+			return s.fail(ev.portal.poison, w)
+		}
+		s.cols = ev.portal.cols
+	}
 	s.matches = ev.portal.matches
 	return nil
 }
@@ -1327,6 +1400,8 @@ func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error
 	}
 	if ev.kind == 'D' {
 		ev.stmt.described, ev.stmt.cols, ev.stmt.poison, ev.stmt.noData = true, cols, errResp, false
+	} else if ev.portal != nil {
+		ev.portal.described, ev.portal.cols, ev.portal.poison = true, cols, errResp
 	}
 	if ev.hidden {
 		return nil
