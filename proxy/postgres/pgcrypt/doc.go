@@ -82,8 +82,19 @@
 //   - A statement changing search_path or the role in the same string as a
 //     statement that needs a plan, and statements needing a plan while the
 //     session's search_path is not known (searchpath.go explains how it is
-//     read from the server). And anything needing a plan while
-//     standard_conforming_strings is off.
+//     read from the server).
+//   - Anything needing a plan while the proxy cannot read statement text
+//     exactly as the server will (lexstate.go): standard_conforming_strings
+//     off; a client_encoding whose characters may end in an ASCII byte
+//     (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030, JOHAB) or that the
+//     proxy does not know (SQLSTATE 0A000, the message names the encoding
+//     and says to use UTF8; pure ASCII text whose plan touches no encrypted
+//     column still passes); and, until its ReadyForQuery, behind a request
+//     that may change either (SET, RESET, DISCARD, set_config, a mention of
+//     either setting, a FunctionCall, anything after one of those in a
+//     transaction). Binds of planned statements are refused under such an
+//     encoding too. Both settings are tracked from the server's
+//     ParameterStatus messages.
 //
 // # How refusals reach the client in order
 //

@@ -109,12 +109,13 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &session{
-		ic:     ic,
-		db:     db,
-		rules:  db.planner.Rules(),
-		ctx:    sctx,
-		log:    info.Logger,
-		scsOff: info.ServerParams["standard_conforming_strings"] == "off",
+		ic:        ic,
+		db:        db,
+		rules:     db.planner.Rules(),
+		ctx:       sctx,
+		log:       info.Logger,
+		scsOff:    info.ServerParams["standard_conforming_strings"] != "on",
+		clientEnc: info.ServerParams["client_encoding"],
 	}
 	if s.log == nil {
 		s.log = ic.log
