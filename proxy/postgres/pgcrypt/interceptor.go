@@ -25,6 +25,10 @@ type Options struct {
 	Connect ConnectFunc
 	// PlanCacheSize is passed to each database's planner (0: its default).
 	PlanCacheSize int
+	// CopyBuffer bounds, in bytes, the line of a COPY … FROM STDIN (text or
+	// csv) the proxy keeps while it waits for its end; a longer line fails
+	// the COPY (CopyFail naming the limit). 0: DefaultCopyBuffer (16 MiB).
+	CopyBuffer int
 	// Logger receives debug records (never SQL text or values). Nil
 	// discards.
 	Logger *slog.Logger

@@ -451,6 +451,10 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
 					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape"), w)
 			}
+			if st.Copy != nil && st.Copy.Format == pgsql.CopyCSV && !copyBytesOK(st.Copy) {
+				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns with a backslash as QUOTE, or a line ending as DELIMITER, QUOTE or ESCAPE"), w)
+			}
 			copyPlan = st
 		}
 	}
@@ -472,10 +476,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	ev.lexChange = s.lexRequest(lexChange)
 	s.push(ev)
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
-		s.copy = &copyIn{cp: copyPlan.Copy, header: copyPlan.Copy.Header}
-		if copyPlan.Copy.Format == pgsql.CopyBinary {
-			s.copy.bin = &binCopy{fields: copyPlan.Copy.Fields}
-		}
+		s.copy = newCopyIn(copyPlan.Copy, s.ic.opts.CopyBuffer)
 	}
 	_, _ = w.Write(out)
 	s.keep(out)
