@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -240,6 +241,32 @@ func TestPGEncEncodingPipeline(t *testing.T) {
 			t.Fatalf("batch: %v, want a 0A000 refusal", err)
 		}
 		e.noSecret(t)
+	})
+
+	t.Run("batch after SET LOCAL", func(t *testing.T) {
+		// Statements in a transaction after a SET that cannot end it are
+		// not held back: a batch of inserts after SET LOCAL goes through.
+		c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL application_name = 'tenant42'`); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO users (email, name) VALUES ($1, $2)`, "batch1@example.com", "Batch One")
+		b.Queue(`INSERT INTO users (email, name) VALUES ($1, $2)`, "batch2@example.com", "Batch Two")
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e.checkAtRest(t, []string{"batch1@example.com", "Batch One", "Batch Two"})
+		if _, err := e.direct.Exec(ctx, `DELETE FROM users`); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("commit undoes SET LOCAL", func(t *testing.T) {

@@ -2,6 +2,7 @@ package pgcrypt
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
@@ -145,6 +146,11 @@ func (c *copyIn) feed(data []byte, final bool, fn func(line []byte, ln copyLine)
 		// allows (one byte more tells that it is exceeded).
 		old := len(c.pending)
 		take := min(len(data), max(c.limit+1-old, 0))
+		if need := old + take; need > cap(c.pending) {
+			// Double (append grows large slices by a quarter, which
+			// copies a long line many times over).
+			c.pending = slices.Grow(c.pending, min(max(need, 2*cap(c.pending)), c.limit+1)-old)
+		}
 		c.pending = append(c.pending, data[:take]...)
 		ln, err := c.split.next(c.pending, final && take == len(data))
 		if err != nil {

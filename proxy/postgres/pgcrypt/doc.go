@@ -91,8 +91,8 @@
 //     and says to use UTF8; pure ASCII text whose plan touches no encrypted
 //     column still passes); and, until its ReadyForQuery, behind a request
 //     that may change either (SET, RESET, DISCARD, set_config, a mention of
-//     either setting, a FunctionCall, anything after one of those in a
-//     transaction). Binds of planned statements are refused under such an
+//     either setting, a FunctionCall, and COMMIT, ROLLBACK and the like in
+//     a transaction where one of those ran). Binds of planned statements are refused under such an
 //     encoding too. Both settings are tracked from the server's
 //     ParameterStatus messages.
 //

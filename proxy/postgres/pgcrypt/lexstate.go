@@ -34,7 +34,9 @@ import (
 // with SET, RESET or DISCARD (or text that cannot be split with certainty),
 // any mention of client_encoding, standard_conforming_strings or
 // set_config, a FunctionCall message; and, once one of those ran inside a
-// transaction, every statement until the transaction has ended. A simple
+// transaction, a statement that may end it (COMMIT, END, ABORT, ROLLBACK
+// [TO SAVEPOINT], PREPARE TRANSACTION, or CALL and DO, which may commit)
+// until the transaction has ended. A simple
 // Query string is converted and parsed whole when it arrives, so a SET
 // inside it changes nothing for the rest of that string.
 //
@@ -152,7 +154,7 @@ func (s *session) lexChanges(text []byte, found uint8) bool {
 	s.mu.Lock()
 	inTx := s.lexTx
 	s.mu.Unlock()
-	if inTx {
+	if inTx && (!s.lexCertain() || startsStatement(text, txEndWords)) {
 		return true
 	}
 	if found&lexWordAnywhere != 0 {
@@ -198,6 +200,34 @@ func (s *session) lexInTx() bool {
 	defer s.mu.Unlock()
 	return s.lexTx
 }
+
+// firstWordIn reports whether the first word of text, after white space
+// and comments, is one of words (lower case): for a Parse, which holds
+// one statement.
+func firstWordIn(text []byte, words []string) bool {
+	for i := 0; i < len(text); {
+		switch c := text[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == '(':
+			i++
+		case c == '-' && i+1 < len(text) && text[i+1] == '-':
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+		case c == '/' && i+1 < len(text) && text[i+1] == '*':
+			// Nested comments: any start word inside counts (a false
+			// positive only makes the proxy wait).
+			return startsStatement(text[i:], words)
+		default:
+			return startsStatement(text[i:min(len(text), i+16)], words)
+		}
+	}
+	return false
+}
+
+// txEndWords start the statements that may end a transaction (or roll
+// back to a savepoint), undoing a SET LOCAL or a SET made in it: CALL and
+// DO may run COMMIT in a procedure.
+var txEndWords = []string{"commit", "end", "abort", "rollback", "prepare", "call", "do"}
 
 // lexForwarded records that a request that may change the lexing settings
 // is on its way (frontend goroutine, before it is forwarded): they are

@@ -38,6 +38,7 @@ type stmtInfo struct {
 	// lexChange: its text may change client_encoding or
 	// standard_conforming_strings when executed (lexstate.go).
 	lexChange bool
+	txEnd     bool // it may end a transaction (txEndWords)
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -342,7 +343,7 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 				"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
 			return nil
 		}
-		if p.stmt.lexChange || s.lexInTx() {
+		if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {
 			s.lexBatch()
 		}
 		s.push(s.newEvent(event{kind: 'E', portal: p, stmt: p.stmt}))
@@ -562,7 +563,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(lexErr)
 		return nil
 	}
-	st := &stmtInfo{lexChange: lexChange}
+	st := &stmtInfo{lexChange: lexChange, txEnd: firstWordIn(text, txEndWords)}
 	if !skips {
 		st.sql, st.searchPath = sql, s.searchPath
 		st.clientTypes = make([]uint32, n)
