@@ -34,10 +34,16 @@
 // does.
 //
 // COPY … FROM STDIN in text and csv formats: rows are reassembled across
-// CopyData messages, the fields of encrypted columns are unescaped,
-// canonicalised, encrypted and written back as bytea hex; a bad value turns
-// into a CopyFail naming the column (the server then reports the COPY as
-// failed). COPY … TO STDOUT (table or query) decrypts the same fields.
+// CopyData messages with the server's own line rules (copysplit.go: the
+// first line's ending, \n, \r or \r\n, is every line's; the header line,
+// csv quoting, text backslash escapes, the \. end marker), the fields of
+// encrypted columns are unescaped, canonicalised, encrypted and written
+// back as bytea hex; a bad value, a line ending the server would reject,
+// or a line longer than Options.CopyBuffer (16 MiB by default) turns into
+// a CopyFail naming the reason (the server then reports the COPY as
+// failed, and stores nothing). Each byte is scanned once; only the
+// current incomplete line is kept, and nothing after the COPY. COPY … TO
+// STDOUT (table or query) decrypts the same fields.
 //
 // # Results
 //
@@ -74,7 +80,10 @@
 //
 //   - Everything pgsql refuses (see its package doc).
 //   - COPY of encrypted columns inside a multi-statement string, and COPY
-//     through the extended protocol. (COPY FROM STDIN / TO STDOUT in text,
+//     through the extended protocol; csv COPY with QUOTE '\' or a line
+//     ending as DELIMITER, QUOTE or ESCAPE; a csv line starting with \.
+//     that is not the end marker alone on its line, and data after that
+//     marker (PostgreSQL 18 reads them differently from earlier versions). (COPY FROM STDIN / TO STDOUT in text,
 //     csv and binary format is converted: copy.go, copy_binary.go.)
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with

@@ -41,8 +41,9 @@ import (
 // inside it changes nothing for the rest of that string.
 //
 // A pure ASCII statement is read alike in every encoding: under a
-// client-only encoding it may still be planned, and is forwarded when its
-// plan touches no encrypted column (lexPlanAllowed).
+// client-only encoding it may still be planned (when the search_path is
+// pure ASCII too), and is forwarded when its plan touches no encrypted
+// column (lexPlanAllowed).
 
 // clientEncodings are the client_encoding values (as the server reports
 // them) whose multibyte characters never contain a byte below 0x80: the
@@ -121,6 +122,12 @@ func isASCII(text []byte) bool {
 		}
 	}
 	return true
+}
+
+// asciiOnly reports whether text and the search_path it is planned under
+// (read from the server in the session's encoding) are pure ASCII.
+func (s *session) asciiOnly(text []byte) bool {
+	return isASCII(text) && isASCII([]byte(s.searchPath))
 }
 
 // lexPlanAllowed reports whether a plan may go ahead under a client-only
@@ -214,9 +221,7 @@ func firstWordIn(text []byte, words []string) bool {
 				i++
 			}
 		case c == '/' && i+1 < len(text) && text[i+1] == '*':
-			// Nested comments: any start word inside counts (a false
-			// positive only makes the proxy wait).
-			return startsStatement(text[i:], words)
+			return startsStatement(text[i:], words) // it skips nested comments
 		default:
 			return startsStatement(text[i:min(len(text), i+16)], words)
 		}

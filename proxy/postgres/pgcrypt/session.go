@@ -422,7 +422,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	// Checked after ensureSearchPath, which waits for the answers to
 	// everything sent before: a change ahead of this string is settled.
 	lexErr, encOnly := s.lexRefusal()
-	if lexErr != nil && !(encOnly && isASCII(text)) {
+	if lexErr != nil && !(encOnly && s.asciiOnly(text)) {
 		return s.refuseQuery(lexErr, w)
 	}
 	sql := string(text)
@@ -548,7 +548,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	var lexErr *pgproto3.ErrorResponse
 	if !skips {
 		var encOnly bool
-		if lexErr, encOnly = s.lexRefusal(); lexErr != nil && !(encOnly && isASCII(text)) {
+		if lexErr, encOnly = s.lexRefusal(); lexErr != nil && !(encOnly && s.asciiOnly(text)) {
 			s.refuseBatch(lexErr)
 			return nil
 		}
