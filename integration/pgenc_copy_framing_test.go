@@ -77,6 +77,12 @@ func TestPGEncCopyLineEndings(t *testing.T) {
 		{"text CRLF then CR", `COPY users (name, note) FROM STDIN`, "secretvalue\tn1\r\nsecondsecret\tn2\r", "carriage return"},
 		{"csv data after the end marker", `COPY users (name, note) FROM STDIN WITH (FORMAT csv)`, "secretvalue,n1\n\\.\nsecondsecret,n2\n", "after the csv end-of-data marker"},
 	}
+	// A csv QUOTE the splitter cannot follow is refused up front.
+	_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("secretvalue,n\n"), `COPY users (name, note) FROM STDIN WITH (FORMAT csv, QUOTE '\')`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, "QUOTE") {
+		t.Fatalf("csv QUOTE '\\': got %v, want a refusal", err)
+	}
 	for _, tt := range refused {
 		for _, chunk := range []int{1, 4096} {
 			t.Run(tt.name, func(t *testing.T) {

@@ -205,6 +205,16 @@ func TestPGEncEncoding(t *testing.T) {
 			encryptsAgain(t, c)
 		})
 	}
+	// psql with PGCLIENTENCODING=SJIS: the same refusal.
+	t.Run("psql PGCLIENTENCODING", func(t *testing.T) {
+		reset(t)
+		env := append(e.proxy.psqlEnv("disable"), "PGCLIENTENCODING=SJIS")
+		_, errOut, code := runTool(t, env, t.TempDir(), "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", encodingAttack(sjisChar))
+		if code == 0 || !strings.Contains(errOut, "client_encoding SJIS") || !strings.Contains(errOut, "UTF8") {
+			t.Fatalf("psql exit %d, stderr %q: want the client_encoding refusal", code, errOut)
+		}
+		e.noSecret(t)
+	})
 	// Safe encodings keep working.
 	for _, enc := range []string{"UTF8", "LATIN1", "EUC_JP", "WIN1252"} {
 		t.Run("safe "+enc, func(t *testing.T) {
