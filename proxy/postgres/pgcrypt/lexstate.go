@@ -158,10 +158,7 @@ func lexPlanAllowed(text []byte, plan *pgsql.Plan) bool {
 // found the words found, may change client_encoding or
 // standard_conforming_strings (see above). Frontend goroutine.
 func (s *session) lexChanges(text []byte, found uint8) bool {
-	s.mu.Lock()
-	inTx := s.lexTx
-	s.mu.Unlock()
-	if inTx && (!s.lexCertain() || startsStatement(text, txEndWords)) {
+	if s.lexTx.Load() && (!s.lexCertain() || startsStatement(text, txEndWords)) {
 		return true
 	}
 	if found&lexWordAnywhere != 0 {
@@ -202,11 +199,7 @@ func (s *session) lexBatch() {
 
 // lexInTx reports whether a request that may change the settings ran in
 // the current transaction.
-func (s *session) lexInTx() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lexTx
-}
+func (s *session) lexInTx() bool { return s.lexTx.Load() }
 
 // firstWordIn reports whether the first word of text, after white space
 // and comments, is one of words (lower case): for a Parse, which holds
@@ -241,7 +234,7 @@ var txEndWords = []string{"commit", "end", "abort", "rollback", "prepare", "call
 func (s *session) lexForwarded() {
 	s.mu.Lock()
 	s.lexPending++
-	s.lexTx = true
+	s.lexTx.Store(true)
 	s.mu.Unlock()
 }
 
@@ -249,12 +242,15 @@ func (s *session) lexForwarded() {
 // (backend goroutine); status is the transaction status it reports. Any
 // ParameterStatus of the request has arrived by then.
 func (s *session) lexAnswered(changed bool, status byte) {
+	if !changed && !s.lexTx.Load() {
+		return // nothing pending (lexTx is set while anything is)
+	}
 	s.mu.Lock()
 	if changed && s.lexPending > 0 {
 		s.lexPending--
 	}
 	if status == 'I' && s.lexPending == 0 {
-		s.lexTx = false
+		s.lexTx.Store(false)
 	}
 	s.mu.Unlock()
 }

@@ -32,7 +32,8 @@ func TestLexChanges(t *testing.T) {
 		{"INSERT INTO t VALUES ('commit')", true, false},
 	}
 	for _, tc := range cases {
-		s := &session{clientEnc: "UTF8", lexTx: tc.inTx}
+		s := &session{clientEnc: "UTF8"}
+		s.lexTx.Store(tc.inTx)
 		text := []byte(tc.text)
 		if got := s.lexChanges(text, sessionWords.scan(text)); got != tc.want {
 			t.Errorf("lexChanges(%q, in a transaction %v) = %v, want %v", tc.text, tc.inTx, got, tc.want)

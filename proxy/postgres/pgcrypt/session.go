@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -149,7 +150,7 @@ type session struct {
 	clientEnc  string
 	scsOff     bool
 	lexPending int
-	lexTx      bool
+	lexTx      atomic.Bool // written under mu; read without it
 
 	// Backend goroutine only.
 	cols          []*rules.ColumnRule // decryption of the current result; nil: none
