@@ -205,6 +205,28 @@ func TestPGEncEncoding(t *testing.T) {
 			encryptsAgain(t, c)
 		})
 	}
+	// A statement prepared under UTF8 and bound under SJIS: its text values
+	// would be SJIS bytes, its results are not converted.
+	t.Run("prepared then SJIS", func(t *testing.T) {
+		reset(t)
+		c := pgRawConnect(t, e.proxy.DSN("disable"), nil)
+		if _, err := c.Prepare(ctx, "ins", `INSERT INTO users (email, name) VALUES ($1, $2)`, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := execSimple(ctx, c, `SET client_encoding TO 'SJIS'`); err != nil {
+			t.Fatal(err)
+		}
+		res := c.ExecPrepared(ctx, "ins", [][]byte{[]byte("prep@example.com"), []byte("secret")}, nil, nil).Read()
+		wantEncodingRefusal(t, res.Err, "SJIS")
+		e.noSecret(t)
+		if err := execSimple(ctx, c, `RESET client_encoding`); err != nil {
+			t.Fatal(err)
+		}
+		if res := c.ExecPrepared(ctx, "ins", [][]byte{[]byte("prep@example.com"), []byte("Prep Name")}, nil, nil).Read(); res.Err != nil {
+			t.Fatalf("after RESET: %v", res.Err)
+		}
+		e.checkAtRest(t, []string{"prep@example.com", "Prep Name"})
+	})
 	// psql with PGCLIENTENCODING=SJIS: the same refusal.
 	t.Run("psql PGCLIENTENCODING", func(t *testing.T) {
 		reset(t)

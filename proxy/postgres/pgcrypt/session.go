@@ -796,6 +796,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		return nil
 	}
 	if st.searchPath != "" && st.searchPath != s.searchPath {
+		// Planned again and sent again: its text must be read as the
+		// server will read it now.
+		if e, _ := s.lexRefusal(); e != nil && e != errSCSOff {
+			s.refuseBatch(e)
+			return nil
+		}
 		if err := s.replan(stmtName, st, w); err != nil {
 			s.refuseBatch(refusalResponse(err))
 			return nil
