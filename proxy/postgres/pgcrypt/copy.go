@@ -1,9 +1,8 @@
 package pgcrypt
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
@@ -14,18 +13,42 @@ import (
 
 // copyIn is the state of a COPY … FROM STDIN into a table with encrypted
 // columns (frontend goroutine only). CopyData splits rows arbitrarily, so
-// an incomplete row is kept until the rest arrives.
+// an incomplete line is kept until the rest arrives (copysplit.go), up to
+// limit bytes.
 type copyIn struct {
 	cp      *pgsql.Copy
 	bin     *binCopy // binary format; nil for text and csv
-	pending []byte
-	header  bool // the header line is still to come
-	ended   bool // the \. end marker was seen
-	failed  bool // CopyFail was sent; drop the rest
+	split   copySplitter
+	pending []byte // the start of a line whose end has not arrived
+	limit   int    // the longest line kept, in bytes
+	header  bool   // the header line is still to come
+	ended   bool   // the \. end marker was seen
+	csvEnd  bool   // it was a csv marker: no data may follow
+	failed  bool   // CopyFail was sent; drop the rest
 	out     []byte
 	field   []byte
 	canon   []byte
 	ct      []byte
+}
+
+// DefaultCopyBuffer is the default of Options.CopyBuffer.
+const DefaultCopyBuffer = 16 << 20
+
+func newCopyIn(cp *pgsql.Copy, limit int) *copyIn {
+	if limit <= 0 {
+		limit = DefaultCopyBuffer
+	}
+	c := &copyIn{cp: cp, header: cp.Header, limit: limit}
+	if cp.Format == pgsql.CopyBinary {
+		c.bin = &binCopy{fields: cp.Fields}
+	} else {
+		var quote, esc byte
+		if cp.Format == pgsql.CopyCSV {
+			quote, esc = cp.Quote[0], cp.Escape[0]
+		}
+		c.split = newCopySplitter(cp.Format == pgsql.CopyCSV, quote, esc)
+	}
+	return c
 }
 
 var errCopyRow = errors.New("malformed COPY row")
@@ -33,6 +56,7 @@ var errCopyRow = errors.New("malformed COPY row")
 // copyFail replaces the COPY with a CopyFail naming the column.
 func (s *session) copyFail(msg string, w *postgres.Writer) error {
 	s.copy.failed = true
+	s.copy.pending, s.copy.out = nil, nil
 	body := append([]byte("dbproxy: COPY refused: "+msg), 0)
 	w.Forward('f', body)
 	return nil
@@ -44,13 +68,17 @@ func (s *session) copyData(body []byte, w *postgres.Writer) error {
 	if c.failed {
 		return nil
 	}
-	c.pending = append(c.pending, body...)
+	if c.ended {
+		if c.csvEnd && len(body) > 0 {
+			return s.copyFail(errCopyAfterMarker.Error(), w)
+		}
+		return nil // the server ignores what follows \.
+	}
 	out := append(c.out[:0], 'd', 0, 0, 0, 0)
-	rest, out, err := s.copyRows(c.pending, out, false)
+	out, err := s.copyRows(out, body, false)
 	if err != nil {
 		return s.copyFail(err.Error(), w)
 	}
-	c.pending = append(c.pending[:0], rest...)
 	c.out = sendMessage(w, out)
 	return nil
 }
@@ -58,99 +86,141 @@ func (s *session) copyData(body []byte, w *postgres.Writer) error {
 // copyDone flushes a last row without a line ending and ends the COPY.
 func (s *session) copyDone(typ byte, body []byte, w *postgres.Writer) error {
 	c := s.copy
+	defer func() { s.copy = nil }()
 	if c.failed {
-		s.copy = nil
-		return nil
+		return nil // CopyFail was sent in its place
 	}
 	if typ == 'c' && c.bin != nil {
 		if err := c.bin.finish(); err != nil {
-			err = s.copyFail(err.Error(), w)
-			s.copy = nil
-			return err
+			return s.copyFail(err.Error(), w)
 		}
 	}
-	if typ == 'c' && c.bin == nil && len(c.pending) > 0 {
+	if typ == 'c' && c.bin == nil && !c.ended && len(c.pending) > 0 {
 		out := append(c.out[:0], 'd', 0, 0, 0, 0)
-		_, out, err := s.copyRows(c.pending, out, true)
+		out, err := s.copyRows(out, nil, true)
 		if err != nil {
-			err = s.copyFail(err.Error(), w)
-			s.copy = nil
-			return err
+			return s.copyFail(err.Error(), w)
 		}
-		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-		_, _ = w.Write(out)
+		sendMessage(w, out)
 	}
-	s.copy = nil
 	w.Forward(typ, body)
 	return nil
 }
 
-// copyRows converts the complete rows at the start of data, appending them
-// to out; it returns the incomplete remainder (all of it consumed when
-// final).
-func (s *session) copyRows(data, out []byte, final bool) (rest, o []byte, err error) {
-	c := s.copy
-	for len(data) > 0 {
-		if c.ended { // after \. the server ignores the rest
-			return nil, out, nil
-		}
-		end := rowEnd(data, c.cp)
-		if end < 0 {
-			if !final {
-				return data, out, nil
-			}
-			end = len(data)
-		}
-		row := data[:end]
-		next := end
-		if end < len(data) {
-			next = end + 1 // the '\n'
-		}
-		line := data[:next]
-		data = data[next:]
-		body := bytes.TrimSuffix(row, []byte{'\r'})
-		if c.header {
-			c.header = false
-			out = append(out, line...)
-			continue
-		}
-		if c.cp.Format == pgsql.CopyText && string(body) == `\.` {
-			c.ended = true
-			out = append(out, line...)
-			continue
-		}
-		out, err = s.copyRow(out, body, line[len(body):])
-		if err != nil {
-			return nil, out, err
-		}
-	}
-	return nil, out, nil
+// copyLimitError is the refusal of a line longer than the COPY buffer.
+func copyLimitError(limit int) error {
+	return errors.New("a row longer than " + itoa(limit) + " bytes, the proxy's COPY buffer (limits.copy_buffer)")
 }
 
-// rowEnd returns the index of the '\n' ending the first row of data, or
-// -1. In CSV a newline inside quotes belongs to the field.
-func rowEnd(data []byte, cp *pgsql.Copy) int {
-	if cp.Format != pgsql.CopyCSV {
-		return bytes.IndexByte(data, '\n')
-	}
-	quote, esc := cp.Quote[0], cp.Escape[0]
-	inQuote := false
-	for i := 0; i < len(data); i++ {
-		b := data[i]
-		switch {
-		case inQuote && b == esc && esc != quote && i+1 < len(data) && (data[i+1] == quote || data[i+1] == esc):
-			i++
-		case inQuote && b == quote && esc == quote && i+1 < len(data) && data[i+1] == quote:
-			i++
-		case inQuote && b == quote && esc == quote && i+1 == len(data):
-			return -1 // cannot tell "" from a closing quote yet
-		case b == quote:
-			inQuote = !inQuote
-		case b == '\n' && !inQuote:
-			return i
+// copyRows converts the complete lines of data, appended to what is pending
+// (all of it when final), appending them to out.
+func (s *session) copyRows(out, data []byte, final bool) ([]byte, error) {
+	err := s.copy.feed(data, final, func(data []byte, ln copyLine) error {
+		var err error
+		out, err = s.copyLine(out, data, ln)
+		return err
+	})
+	return out, err
+}
+
+// feed hands the complete lines of data, appended to what is pending (all
+// of it when final), to fn: ln found at the start of line. The incomplete
+// last line is kept in c.pending; a line longer than c.limit is an error.
+// After the end-of-data marker the rest of data is ignored (text) or an
+// error (csv).
+func (c *copyIn) feed(data []byte, final bool, fn func(line []byte, ln copyLine) error) error {
+	found := func(line []byte, ln copyLine) error {
+		if ln.end > c.limit {
+			return copyLimitError(c.limit)
 		}
+		if err := fn(line, ln); err != nil {
+			return err
+		}
+		if ln.kind == lineEnd {
+			c.ended, c.csvEnd = true, c.split.csv
+		}
+		return nil
 	}
-	return -1
+	if len(c.pending) > 0 {
+		// Continue the pending line with as much of data as the limit
+		// allows (one byte more tells that it is exceeded).
+		old := len(c.pending)
+		take := min(len(data), max(c.limit+1-old, 0))
+		if need := old + take; need > cap(c.pending) {
+			// Double (append grows large slices by a quarter, which
+			// copies a long line many times over).
+			c.pending = slices.Grow(c.pending, min(max(need, 2*cap(c.pending)), c.limit+1)-old)
+		}
+		c.pending = append(c.pending, data[:take]...)
+		ln, err := c.split.next(c.pending, final && take == len(data))
+		if err != nil {
+			return err
+		}
+		if ln.kind == lineMore {
+			if len(c.pending) > c.limit {
+				return copyLimitError(c.limit)
+			}
+			return nil
+		}
+		if err := found(c.pending, ln); err != nil {
+			return err
+		}
+		data = data[ln.end-old:]
+		c.pending = c.pending[:0]
+	}
+	for !c.ended && len(data) > 0 {
+		// A line ends within limit bytes, or the COPY fails: no need to
+		// scan further (one byte more: a look ahead, or the excess).
+		view := data[:min(len(data), c.limit+1)]
+		ln, err := c.split.next(view, final && len(view) == len(data))
+		if err != nil {
+			return err
+		}
+		if ln.kind == lineMore {
+			if len(data) > c.limit {
+				return copyLimitError(c.limit)
+			}
+			c.pending = append(c.pending[:0], data...)
+			return nil
+		}
+		if err := found(data, ln); err != nil {
+			return err
+		}
+		data = data[ln.end:]
+	}
+	if c.csvEnd && len(data) > 0 {
+		return errCopyAfterMarker
+	}
+	return nil
+}
+
+// copyLine converts the line ln found at the start of data.
+func (s *session) copyLine(out, data []byte, ln copyLine) ([]byte, error) {
+	c := s.copy
+	line, content := data[:ln.end], data[:ln.content]
+	if ln.kind == lineEnd {
+		if c.cp.Format == pgsql.CopyCSV {
+			return out, nil // not forwarded: PostgreSQL 18 would read it as data
+		}
+		if !c.header && len(content) > 0 {
+			// PostgreSQL 17 and earlier: the bytes before \. are a last
+			// row; 18 rejects them.
+			var err error
+			if out, err = s.copyRow(out, content, nil); err != nil {
+				return out, err
+			}
+			return append(out, line[ln.content:]...), nil
+		}
+		return append(out, line...), nil
+	}
+	if c.header {
+		c.header = false
+		return append(out, line...), nil
+	}
+	if ln.end == 0 {
+		return out, nil // no data at all
+	}
+	return s.copyRow(out, content, line[ln.content:])
 }
 
 // copyRow converts one row (without its line ending, which is appended

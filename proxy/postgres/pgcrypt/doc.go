@@ -34,10 +34,16 @@
 // does.
 //
 // COPY … FROM STDIN in text and csv formats: rows are reassembled across
-// CopyData messages, the fields of encrypted columns are unescaped,
-// canonicalised, encrypted and written back as bytea hex; a bad value turns
-// into a CopyFail naming the column (the server then reports the COPY as
-// failed). COPY … TO STDOUT (table or query) decrypts the same fields.
+// CopyData messages with the server's own line rules (copysplit.go: the
+// first line's ending, \n, \r or \r\n, is every line's; the header line,
+// csv quoting, text backslash escapes, the \. end marker), the fields of
+// encrypted columns are unescaped, canonicalised, encrypted and written
+// back as bytea hex; a bad value, a line ending the server would reject,
+// or a line longer than Options.CopyBuffer (16 MiB by default) turns into
+// a CopyFail naming the reason (the server then reports the COPY as
+// failed, and stores nothing). Each byte is scanned once; only the
+// current incomplete line is kept, and nothing after the COPY. COPY … TO
+// STDOUT (table or query) decrypts the same fields.
 //
 // # Results
 //
@@ -79,7 +85,10 @@
 //
 //   - Everything pgsql refuses (see its package doc).
 //   - COPY of encrypted columns inside a multi-statement string, and COPY
-//     through the extended protocol. (COPY FROM STDIN / TO STDOUT in text,
+//     through the extended protocol; csv COPY with QUOTE '\' or a line
+//     ending as DELIMITER, QUOTE or ESCAPE; a csv line starting with \.
+//     that is not the end marker alone on its line, and data after that
+//     marker (PostgreSQL 18 reads them differently from earlier versions). (COPY FROM STDIN / TO STDOUT in text,
 //     csv and binary format is converted: copy.go, copy_binary.go.)
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with
@@ -87,8 +96,19 @@
 //   - A statement changing search_path or the role in the same string as a
 //     statement that needs a plan, and statements needing a plan while the
 //     session's search_path is not known (searchpath.go explains how it is
-//     read from the server). And anything needing a plan while
-//     standard_conforming_strings is off.
+//     read from the server).
+//   - Anything needing a plan while the proxy cannot read statement text
+//     exactly as the server will (lexstate.go): standard_conforming_strings
+//     off; a client_encoding whose characters may end in an ASCII byte
+//     (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030, JOHAB) or that the
+//     proxy does not know (SQLSTATE 0A000, the message names the encoding
+//     and says to use UTF8; pure ASCII text whose plan touches no encrypted
+//     column still passes); and, until its ReadyForQuery, behind a request
+//     that may change either (SET, RESET, DISCARD, set_config, a mention of
+//     either setting, a FunctionCall, and COMMIT, ROLLBACK and the like in
+//     a transaction where one of those ran). Binds of planned statements are refused under such an
+//     encoding too. Both settings are tracked from the server's
+//     ParameterStatus messages.
 //
 // # How refusals reach the client in order
 //

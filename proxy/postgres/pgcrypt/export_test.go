@@ -56,7 +56,7 @@ func NewBenchSession(ctx context.Context, set *rules.Set, enc *rules.Encryptor, 
 		c.tables[oid] = &tableInfo{found: true, cols: cols}
 	}
 	s := &session{ic: ic, db: &dbState{planner: p, catalog: c}, rules: dset, ctx: ctx,
-		log: slog.New(slog.DiscardHandler), searchPath: "public",
+		log: slog.New(slog.DiscardHandler), searchPath: "public", clientEnc: "UTF8",
 		spKnown: true, spTried: true, spCh: make(chan spAnswer, 1), prepPath: map[string]string{}} // no server to ask
 
 	return &BenchSession{s: s}, nil

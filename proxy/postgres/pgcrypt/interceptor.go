@@ -25,6 +25,10 @@ type Options struct {
 	Connect ConnectFunc
 	// PlanCacheSize is passed to each database's planner (0: its default).
 	PlanCacheSize int
+	// CopyBuffer bounds, in bytes, the line of a COPY … FROM STDIN (text or
+	// csv) the proxy keeps while it waits for its end; a longer line fails
+	// the COPY (CopyFail naming the limit). 0: DefaultCopyBuffer (16 MiB).
+	CopyBuffer int
 	// Logger receives debug records (never SQL text or values). Nil
 	// discards.
 	Logger *slog.Logger
@@ -109,12 +113,13 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &session{
-		ic:     ic,
-		db:     db,
-		rules:  db.planner.Rules(),
-		ctx:    sctx,
-		log:    info.Logger,
-		scsOff: info.ServerParams["standard_conforming_strings"] == "off",
+		ic:        ic,
+		db:        db,
+		rules:     db.planner.Rules(),
+		ctx:       sctx,
+		log:       info.Logger,
+		scsOff:    info.ServerParams["standard_conforming_strings"] != "on",
+		clientEnc: info.ServerParams["client_encoding"],
 	}
 	if s.log == nil {
 		s.log = ic.log

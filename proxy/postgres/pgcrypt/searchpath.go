@@ -111,8 +111,10 @@ func hasPrefixFold(text []byte, w string) bool {
 	return true
 }
 
-// The words mayChangeSearchPath looks for, and their bits in a scan.
-var searchPathWords = newWordScan("rollback", "search_path", "set_config", "set", "reset", "discard")
+// The words mayChangeSearchPath and lexChanges look for, and their bits in
+// a scan: one pass over the text serves both.
+var sessionWords = newWordScan("rollback", "search_path", "set_config", "set", "reset", "discard",
+	"client_encoding", "standard_conforming_strings")
 
 const (
 	wordRollback = 1 << iota
@@ -121,23 +123,30 @@ const (
 	wordSet
 	wordReset
 	wordDiscard
+	wordClientEncoding
+	wordSCS
 
 	// anywhereWords change search_path (or what "$user" means) wherever
 	// they appear: set_config('search_path', …) and set_config('role', …).
 	anywhereWords = wordSearchPath | wordSetConfig
 	// mayChangeWords may change it as the first word of a statement.
 	mayChangeWords = wordSearchPath | wordSet | wordReset | wordDiscard
+
+	// lexWordAnywhere change client_encoding or standard_conforming_strings
+	// wherever they appear; lexWordStart as the first word of a statement.
+	lexWordAnywhere = wordClientEncoding | wordSCS | wordSetConfig
+	lexWordStart    = wordSet | wordReset | wordDiscard
 )
 
-// mayChangeSearchPath reports whether the statement text may change the
-// session's search_path (or what "$user" in it means).
-func (s *session) mayChangeSearchPath(text []byte) bool {
-	found := searchPathWords.scan(text)
+// mayChangeSearchPath reports whether the statement text, in which
+// sessionWords.scan found the words found, may change the session's
+// search_path (or what "$user" in it means).
+func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 	if found == 0 {
 		return false
 	}
 	s.mu.Lock()
-	inTx, scsOff := s.spTxChange, s.scsOff
+	inTx := s.spTxChange
 	s.mu.Unlock()
 	if inTx && found&wordRollback != 0 {
 		return true
@@ -151,7 +160,7 @@ func (s *session) mayChangeSearchPath(text []byte) bool {
 	// A word that may change it: only as the first word of a statement
 	// (SET ROLE, RESET ALL, DISCARD ALL, SET search_path …) — unless the
 	// text cannot be split into statements with certainty.
-	if scsOff {
+	if !s.lexCertain() {
 		return true
 	}
 	return startsStatement(text, statementWords)

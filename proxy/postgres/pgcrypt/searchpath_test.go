@@ -20,23 +20,23 @@ func TestWordScan(t *testing.T) {
 		"":                                    false,
 	}
 	for text, want := range cases {
-		if got := searchPathWords.scan([]byte(text))&mayChangeWords != 0; got != want {
+		if got := sessionWords.scan([]byte(text))&mayChangeWords != 0; got != want {
 			t.Errorf("scan(%q) mentions a word that may change search_path = %v, want %v", text, got, want)
 		}
 	}
 	// Every word, in any case, at the start, middle and end; overlapping
 	// words (set, set_config) are both found.
-	for i, w := range searchPathWords.words {
+	for i, w := range sessionWords.words {
 		for _, text := range []string{w, "x " + strings.ToUpper(w) + " y", "abc" + w} {
-			if got := searchPathWords.scan([]byte(text)); got&(1<<i) == 0 {
+			if got := sessionWords.scan([]byte(text)); got&(1<<i) == 0 {
 				t.Errorf("scan(%q) = %08b, misses %q", text, got, w)
 			}
 		}
 	}
-	if got := searchPathWords.scan([]byte("SELECT set_config('a', 'b', false), 1 FROM rollback")); got != wordSetConfig|wordSet|wordRollback {
+	if got := sessionWords.scan([]byte("SELECT set_config('a', 'b', false), 1 FROM rollback")); got != wordSetConfig|wordSet|wordRollback {
 		t.Errorf("scan = %08b, want set_config, set and rollback", got)
 	}
-	if got := searchPathWords.scan([]byte("sea sear search_pat se_ discar resed rollbac")); got != 0 {
+	if got := sessionWords.scan([]byte("sea sear search_pat se_ discar resed rollbac")); got != 0 {
 		t.Errorf("scan of prefixes = %08b, want none", got)
 	}
 }

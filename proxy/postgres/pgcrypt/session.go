@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -38,6 +39,10 @@ type stmtInfo struct {
 	// fetch: the text is a FETCH, whose rows only a Describe of its
 	// portal can attribute when the cursor is declared after the Parse.
 	fetch bool
+	// lexChange: its text may change client_encoding or
+	// standard_conforming_strings when executed (lexstate.go).
+	lexChange bool
+	txEnd     bool // it may end a transaction (txEndWords)
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -91,6 +96,9 @@ type event struct {
 	searchPath bool
 	// searchPathAt: the search_path a simple query was planned under.
 	searchPathAt string
+	// lexChange (simple query and Sync): the request may change
+	// client_encoding or standard_conforming_strings (lexstate.go).
+	lexChange bool
 
 	// Simple query and Sync.
 	plan *pgsql.Plan
@@ -122,7 +130,9 @@ type session struct {
 	spCh                chan spAnswer
 	prepPath            map[string]string // under mu: statement name -> search_path it was prepared under
 
-	// Frontend goroutine only.
+	// Frontend goroutine only. batchLex: an Execute of the current
+	// extended batch may change the lexing settings (lexstate.go).
+	batchLex   bool
 	skipping   bool
 	skipErr    *pgproto3.ErrorResponse
 	stmts      map[string]*stmtInfo
@@ -146,7 +156,14 @@ type session struct {
 	qhead    int
 	prepared pgsql.Prepared
 	zone     *time.Location
-	scsOff   bool
+	// The lexing settings (lexstate.go): client_encoding and
+	// standard_conforming_strings as the server last reported them; the
+	// requests forwarded that may change them and are not answered yet;
+	// whether one ran in the current transaction.
+	clientEnc  string
+	scsOff     bool
+	lexPending int
+	lexTx      atomic.Bool // written under mu; read without it
 
 	// Backend goroutine only.
 	cols          []*rules.ColumnRule // decryption of the current result; nil: none
@@ -322,7 +339,8 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	case 'Q':
 		return s.query(body, w)
 	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
-		s.push(s.newEvent(event{kind: 'Q'}))
+		// A function may change any setting: treat it as a change.
+		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(true)}))
 	case 'P':
 		return s.parse(body, w)
 	case 'B':
@@ -338,6 +356,9 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
 				"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
 			return nil
+		}
+		if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {
+			s.lexBatch()
 		}
 		if p.stmt.fetch && !p.describeSent {
 			// A FETCH prepared before its cursor was declared is described
@@ -366,7 +387,7 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 		}
 		s.push(s.newEvent(event{kind: 'C'}))
 	case 'S':
-		s.push(s.newEvent(event{kind: 'S', inject: s.skipErr}))
+		s.push(s.newEvent(event{kind: 'S', inject: s.skipErr, lexChange: s.lexRequest(false)}))
 		s.skipping, s.skipErr = false, nil
 	}
 	w.Forward(typ, body)
@@ -390,7 +411,7 @@ func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
 // refuseQuery replaces a simple Query by an empty one and reports e in
 // place of its EmptyQueryResponse.
 func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
-	s.push(s.newEvent(event{kind: 'Q', inject: e}))
+	s.push(s.newEvent(event{kind: 'Q', inject: e, lexChange: s.lexRequest(false)}))
 	w.Forward('Q', []byte{0})
 	return nil
 }
@@ -402,7 +423,9 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	s.copy = nil // a COPY the server refused to start
 	text := body[:len(body)-1]
 	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
-	if s.mayChangeSearchPath(text) {
+	found := sessionWords.scan(text)
+	lexChange := s.lexChanges(text, found)
+	if s.mayChangeSearchPath(text, found) {
 		if !skips && changesSearchPath.Match(text) {
 			return s.refuseQuery(errSearchPathMixed, w)
 		}
@@ -410,7 +433,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	if skips {
 		// Forwarded as is: no copy of the text.
-		s.push(s.newEvent(event{kind: 'Q'}))
+		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))
 		w.Forward('Q', body)
 		return nil
 	}
@@ -420,14 +443,23 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if !s.spKnown {
 		return s.refuseQuery(errSearchPathUnknown, w)
 	}
+	// Checked after ensureSearchPath, which waits for the answers to
+	// everything sent before: a change ahead of this string is settled.
+	lexErr, encOnly := s.lexRefusal()
+	if lexErr != nil && !(encOnly && s.asciiOnly(text)) {
+		return s.refuseQuery(lexErr, w)
+	}
 	sql := string(text)
 	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
 	if err != nil {
 		s.log.Debug("query refused", slog.String("reason", safeReason(err)))
 		return s.refuseQuery(refusalResponse(err), w)
 	}
+	if lexErr != nil && !lexPlanAllowed(text, plan) {
+		return s.refuseQuery(lexErr, w)
+	}
 	if plan.Passthrough() {
-		s.push(s.newEvent(event{kind: 'Q'}))
+		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))
 		w.Forward('Q', body)
 		return nil
 	}
@@ -444,6 +476,10 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
 					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape"), w)
 			}
+			if st.Copy != nil && st.Copy.Format == pgsql.CopyCSV && !copyBytesOK(st.Copy) {
+				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns with a backslash as QUOTE, or a line ending as DELIMITER, QUOTE or ESCAPE"), w)
+			}
 			copyPlan = st
 		}
 	}
@@ -451,12 +487,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		return s.refuseQuery(err, w)
 	}
 	s.mu.Lock()
-	scsOff, zone := s.scsOff, s.zone
-	if scsOff {
-		s.mu.Unlock()
-		return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
-			"dbproxy: statement refused: standard_conforming_strings is off"), w)
-	}
+	zone := s.zone
 	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath})
 	out := append(s.qbuf[:0], 'Q', 0, 0, 0, 0)
 	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared,
@@ -467,12 +498,10 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	out = append(out, 0)
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	ev.lexChange = s.lexRequest(lexChange)
 	s.push(ev)
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
-		s.copy = &copyIn{cp: copyPlan.Copy, header: copyPlan.Copy.Header}
-		if copyPlan.Copy.Format == pgsql.CopyBinary {
-			s.copy.bin = &binCopy{fields: copyPlan.Copy.Fields}
-		}
+		s.copy = newCopyIn(copyPlan.Copy, s.ic.opts.CopyBuffer)
 	}
 	_, _ = w.Write(out)
 	s.keep(out)
@@ -522,7 +551,9 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	}
 	s.copy = nil
 	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
-	if s.mayChangeSearchPath(text) {
+	found := sessionWords.scan(text)
+	lexChange := s.lexChanges(text, found)
+	if s.mayChangeSearchPath(text, found) {
 		if !skips && changesSearchPath.Match(text) {
 			s.refuseBatch(errSearchPathMixed)
 			return nil
@@ -538,13 +569,25 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(errSearchPathUnknown)
 		return nil
 	}
+	var lexErr *pgproto3.ErrorResponse
+	if !skips {
+		var encOnly bool
+		if lexErr, encOnly = s.lexRefusal(); lexErr != nil && !(encOnly && s.asciiOnly(text)) {
+			s.refuseBatch(lexErr)
+			return nil
+		}
+	}
 	sql := string(text)
 	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
 	if err != nil {
 		s.refuseBatch(refusalResponse(err))
 		return nil
 	}
-	st := &stmtInfo{fetch: isFetch(text)}
+	if lexErr != nil && !plan.Passthrough() {
+		s.refuseBatch(lexErr)
+		return nil
+	}
+	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords)}
 	if !skips {
 		st.sql, st.searchPath = sql, s.searchPath
 		st.clientTypes = make([]uint32, n)
@@ -801,6 +844,14 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"))
 		return nil
 	}
+	if st.plan != nil {
+		// Its text values are in client_encoding, its results go back in
+		// it, and a re-prepare sends its text again.
+		if e, _ := s.lexRefusal(); e != nil && e != errSCSOff {
+			s.refuseBatch(e)
+			return nil
+		}
+	}
 	if st.searchPath != "" {
 		if err := s.ensureSearchPath(w); err != nil {
 			return err
@@ -811,6 +862,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		return nil
 	}
 	if st.searchPath != "" && st.searchPath != s.searchPath {
+		// Planned again and sent again: its text must be read as the
+		// server will read it now.
+		if e, _ := s.lexRefusal(); e != nil && e != errSCSOff {
+			s.refuseBatch(e)
+			return nil
+		}
 		if err := s.replan(stmtName, st, w); err != nil {
 			s.refuseBatch(refusalResponse(err))
 			return nil
@@ -1126,13 +1183,20 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
 	case 'Z':
 		s.noteReady(body)
+		var status byte
+		if len(body) == 1 {
+			status = body[0]
+		}
 		if ev := s.head(); ev != nil && ev.searchPath {
 			s.pop()
+			s.lexAnswered(false, status)
 			s.searchPathReady()
 			return nil
 		}
 		// Everything up to and including the request's Sync (or Query).
-		if ev := s.popUntilSync(); ev != nil {
+		ev := s.popUntilSync()
+		s.lexAnswered(ev != nil && ev.lexChange, status)
+		if ev != nil {
 			if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.failed {
 				if err := w.Send(ev.inject); err != nil {
 					return err
@@ -1324,7 +1388,11 @@ func (s *session) parameterStatus(body []byte) {
 		s.mu.Unlock()
 	case "standard_conforming_strings":
 		s.mu.Lock()
-		s.scsOff = string(val) == "off"
+		s.scsOff = string(val) != "on"
+		s.mu.Unlock()
+	case "client_encoding":
+		s.mu.Lock()
+		s.clientEnc = string(val)
 		s.mu.Unlock()
 	}
 }
