@@ -1273,6 +1273,7 @@ func (s *session) commandComplete(ev *event, body []byte) {
 		if bytes.HasPrefix(body, []byte(tag)) {
 			s.db.catalog.purge()
 			s.db.planner.Purge()
+			s.db.refreshSoon() // derived relations may have changed
 			return
 		}
 	}

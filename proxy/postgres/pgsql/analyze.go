@@ -74,7 +74,20 @@ func (a *analyzer) statement(raw *pg.RawStmt) (Statement, error) {
 	if raw.Stmt == nil {
 		return st, nil
 	}
-	if !a.p.rules.MayTouch(a.sql[start:end]) && !isSessionStmt(raw.Stmt) {
+	text := a.sql[start:end]
+	touch := a.p.rules.MayTouch(text)
+	if d := a.p.derived.Load(); d.mayTouch(text) {
+		touch = true
+		if err := a.checkDerived(raw.Stmt, d); err != nil {
+			return Statement{}, err
+		}
+	}
+	if isGuardedStmt(raw.Stmt) {
+		if err := a.guardDDL(raw.Stmt, text); err != nil {
+			return Statement{}, err
+		}
+	}
+	if !touch && !isSessionStmt(raw.Stmt) {
 		return st, nil
 	}
 	a.edits, a.params, a.touched = nil, nil, false
