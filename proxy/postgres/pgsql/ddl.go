@@ -295,8 +295,11 @@ func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
 				}
 			}
 		case pg.AlterTableType_AT_AlterColumnType:
-			if cd := cmd.Def.GetColumnDef(); cd != nil && self != nil {
-				if c := refsConfigured(cd.RawDefault, a.tableRulesNamed(at.Relation)); c != nil {
+			trs := a.tableRulesNamed(at.Relation)
+			if cd := cmd.Def.GetColumnDef(); cd != nil && configuredColumn(trs, cmd.Name) == nil {
+				// (A change of an encrypted column's own type is refused
+				// by alterTable.)
+				if c := refsConfigured(cd.RawDefault, trs); c != nil {
 					return unsupported(c, "a USING expression over an encrypted column would compute on ciphertext")
 				}
 			}
