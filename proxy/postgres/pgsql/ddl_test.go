@@ -73,6 +73,8 @@ func TestDDLRefusals(t *testing.T) {
 		{"set default", "ALTER TABLE users ALTER COLUMN ssn SET DEFAULT '123'", ssn, "DEFAULT", ""},
 		{"add identity", "ALTER TABLE users ALTER COLUMN age ADD GENERATED ALWAYS AS IDENTITY", "public.users.age", "generated or identity", ""},
 		{"set expression", "ALTER TABLE users ALTER COLUMN ssn SET EXPRESSION AS (name::bytea)", ssn, "generated or identity", ""},
+		{"generated plaintext column from an encrypted one", "ALTER TABLE users ADD COLUMN ssn2 bytea GENERATED ALWAYS AS (ssn) STORED", ssn, "generated column computed from an encrypted column", ""},
+		{"check on a new plaintext column", "CREATE TABLE users (id int, email bytea, n int CHECK (email IS NOT NULL))", "public.users.email", "CHECK constraint", ""},
 		// 7. Replication.
 		{"subscription", "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p", "", "a subscription replicates rows", ""},
 	})

@@ -67,6 +67,15 @@ func refsConfigured(n *pg.Node, trs []*rules.TableRule) *rules.ColumnRule {
 func (a *analyzer) columnDef(cd *pg.ColumnDef, trs []*rules.TableRule) error {
 	c := configuredColumn(trs, cd.Colname)
 	if c == nil {
+		// A plaintext column: its generation or CHECK expression may
+		// still read an encrypted column.
+		for _, cn := range cd.Constraints {
+			if con := cn.GetConstraint(); con != nil {
+				if err := constraint(con, trs, nil); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	}
 	if cd.TypeName != nil {
