@@ -289,8 +289,12 @@ func TestPGFailClosedDynamicSQL(t *testing.T) {
 	refused(t, c, `CREATE FUNCTION g(t text) RETURNS void LANGUAGE sql AS E'insert into \x75sers (id, ssn) values (13, convert_to(t, ''UTF8''))'`,
 		"0A000", "whose body names an encrypted table")
 	ok(t, c, `CREATE FUNCTION add1(i int) RETURNS int LANGUAGE sql AS 'select i + 1'`)
+	// Core functions that run SQL text carry a lookup value in clear.
+	refused(t, c, `SELECT query_to_xml('select id from us'||'ers where email = convert_to(''runner-secret@example.com'', ''UTF8'')', true, false, '')`,
+		"42501", "query_to_xml runs SQL text")
+	refused(t, c, `SELECT * FROM ts_stat('select to_tsvector(convert_from(ssn, ''UTF8'')) from us'||'ers')`, "42501", "ts_stat runs SQL text")
 
-	e.neverUpstream(t, "dyn-secret", "us'||'ers", `\x75sers`)
+	e.neverUpstream(t, "dyn-secret", "us'||'ers", `\x75sers`, "runner-secret")
 	if e.directBool(t, `SELECT EXISTS (SELECT 1 FROM users WHERE id >= 9) OR EXISTS (SELECT 1 FROM pg_proc WHERE proname IN ('f', 'g', 'p'))`) {
 		t.Error("a dynamic statement ran")
 	}

@@ -87,6 +87,12 @@ func (a *analyzer) statement(raw *pg.RawStmt) (Statement, error) {
 			return Statement{}, err
 		}
 	}
+	if hasSQLRunner(text) || strings.Contains(text, `U&"`) || strings.Contains(text, `u&"`) {
+		// (U&"…" can spell a function name without its letters.)
+		if err := a.guardSQLRunners(raw.Stmt); err != nil {
+			return Statement{}, err
+		}
+	}
 	if !touch && !isSessionStmt(raw.Stmt) {
 		return st, nil
 	}

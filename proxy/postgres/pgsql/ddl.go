@@ -206,10 +206,12 @@ func (a *analyzer) guardCreate(cs *pg.CreateStmt, what string) error {
 
 // relationObject reports whether an object type is a relation that
 // statements can read or write by name.
+// (PostgreSQL lets ALTER TABLE and, for RENAME, ALTER INDEX act on any
+// kind of relation.)
 func relationObject(t pg.ObjectType) bool {
 	switch t {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
-		pg.ObjectType_OBJECT_FOREIGN_TABLE:
+		pg.ObjectType_OBJECT_FOREIGN_TABLE, pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE:
 		return true
 	}
 	return false
@@ -228,7 +230,7 @@ func (a *analyzer) guardRename(rs *pg.RenameStmt) error {
 			return refuse(nil, StateFeatureNotSupported,
 				"renaming a relation to %s, the name of encrypted table %s, would shadow it or take its place with unencrypted values", rs.Newname, t)
 		}
-	case rs.RenameType == pg.ObjectType_OBJECT_COLUMN:
+	case rs.RenameType == pg.ObjectType_OBJECT_COLUMN, rs.RenameType == pg.ObjectType_OBJECT_ATTRIBUTE:
 		trs := a.tableRulesNamed(rs.Relation)
 		if c := configuredColumn(trs, rs.Subname); c != nil {
 			return refuse(c, StateFeatureNotSupported,
@@ -367,6 +369,10 @@ func (a *analyzer) guardFunction(f *pg.CreateFunctionStmt, text string) error {
 	touched := a.p.touches(text)
 	for _, b := range bodies {
 		touched = touched || a.p.touches(b)
+		if !a.p.dynamic && hasSQLRunner(b) {
+			return refuse(nil, StateInsufficientPrivilege,
+				"%s whose body calls a function that runs SQL text (query_to_xml, ts_stat, dblink, …), which the proxy cannot see (allow_dynamic_sql is off on this listener)", what)
+		}
 	}
 	if touched {
 		return refuse(nil, StateFeatureNotSupported,
@@ -447,4 +453,65 @@ func walkRangeVars(m protoreflect.Message, fn func(*pg.RangeVar) bool) bool {
 		return true
 	})
 	return ok
+}
+
+// sqlRunners are server functions that run SQL text given as an argument:
+// the text can reach an encrypted table without spelling its name (and
+// carries its values in clear). Matched by prefix, so query_to_xml covers
+// query_to_xmlschema and query_to_xml_and_xmlschema, dblink every dblink_*
+// function.
+var sqlRunners = [...]string{"query_to_xml", "ts_stat", "ts_rewrite", "dblink"}
+
+// sqlRunnerAt reports whether s starts with the name of a sqlRunner, in
+// any ASCII case.
+func sqlRunnerAt(s string) bool {
+	for _, w := range sqlRunners {
+		if hasPrefixFold(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasSQLRunner reports whether text mentions a sqlRunner.
+func hasSQLRunner(text string) bool {
+	for i := 0; i+2 <= len(text); i++ {
+		switch uint16(text[i]|0x20)<<8 | uint16(text[i+1]|0x20) {
+		case 'q'<<8 | 'u', 't'<<8 | 's', 'd'<<8 | 'b':
+			if sqlRunnerAt(text[i:]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// guardSQLRunners refuses calls of sqlRunners in n unless dynamic SQL is
+// allowed. (ts_rewrite with two arguments, of which the second is a query,
+// and the other functions always run their text.)
+func (a *analyzer) guardSQLRunners(n *pg.Node) error {
+	if a.p.dynamic {
+		return nil
+	}
+	var err error
+	walkNodes(n.ProtoReflect(), func(c *pg.Node) bool {
+		fc := c.GetFuncCall()
+		if fc == nil || err != nil {
+			return err == nil
+		}
+		names, _ := stringList(fc.Funcname)
+		if len(names) == 0 {
+			return true
+		}
+		name := strings.ToLower(names[len(names)-1])
+		for _, w := range sqlRunners {
+			if strings.HasPrefix(name, w) && (w != "ts_rewrite" || len(fc.Args) == 2) {
+				err = refuse(nil, StateInsufficientPrivilege,
+					"%s runs SQL text, which the proxy cannot see (allow_dynamic_sql is off on this listener)", name)
+				return false
+			}
+		}
+		return true
+	})
+	return err
 }

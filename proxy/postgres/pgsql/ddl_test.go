@@ -51,6 +51,13 @@ func TestDDLRefusals(t *testing.T) {
 		{"function without language", "CREATE FUNCTION f() RETURNS int AS 'select 1'", "", "an unspecified language", pgsql.StateInsufficientPrivilege},
 		{"sql body with an escaped name", `CREATE FUNCTION f(t text) RETURNS void LANGUAGE sql AS E'insert into \x75sers (ssn) values (t::bytea)'`, "", "whose body names an encrypted table", ""},
 		{"sql standard body", "CREATE FUNCTION f(t bytea) RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO users (ssn) VALUES (t); END", "", "whose body names an encrypted table", ""},
+		{"query_to_xml", "SELECT query_to_xml('select * from us'||'ers where email = ''a@x''', true, false, '')", "", "query_to_xml runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"query_to_xml spelled with escapes", `SELECT U&"query\005fto_xml"('select 1', true, false, '')`, "", "query_to_xml runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"dblink_exec", "SELECT dblink_exec('dbname=app', 'insert into us'||'ers values (1)')", "", "dblink_exec runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"ts_stat", "SELECT * FROM pg_catalog.ts_stat('select 1')", "", "ts_stat runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"sql function calling a runner", "CREATE FUNCTION q() RETURNS xml LANGUAGE sql AS $$ SELECT query_to_xml('select 1', true, false, '') $$", "", "calls a function that runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"rename through ALTER INDEX", "ALTER INDEX users RENAME TO people", "", "renaming encrypted table public.users", ""},
+		{"rename attribute", "ALTER TYPE users RENAME ATTRIBUTE ssn TO x", ssn, "renaming an encrypted column", ""},
 		{"unparseable DDL", "CREATE FUNCTION f( RETURNS", "", "could not be parsed", pgsql.StateSyntaxError},
 		// 5. Shadowing.
 		{"temp table", "CREATE TEMP TABLE users (id int, email bytea, ssn bytea)", "", "CREATE TABLE of pg_temp.users would shadow encrypted table public.users", ""},
@@ -108,6 +115,7 @@ func TestDDLAllowed(t *testing.T) {
 		"ALTER SCHEMA staging RENAME TO staging2",
 		"DROP TABLE users",
 		"SELECT undo, dock, created_at, alternative FROM items WHERE note = 'do create alter'",
+		"SELECT ts_rewrite('a & b'::tsquery, 'a'::tsquery, 'c'::tsquery)",
 	} {
 		pl, err := p.Plan(context.Background(), sql, "")
 		if err != nil {
@@ -137,6 +145,8 @@ func TestDDLPreFilter(t *testing.T) {
 		{"SELECT 1;\n-- c\nCREATE TABLE t (x int)", false},
 		{"ALTER TABLE t RENAME TO u", false},
 		{"IMPORT FOREIGN SCHEMA r FROM SERVER s INTO l", false},
+		{"SELECT Query_To_Xml('select 1', true, false, '')", false},
+		{"SELECT tstamp, dbname FROM items", true},
 		{"create\tfunction f() returns int language sql as 'select 1'", false},
 	} {
 		if got := p.Skips(tc.sql); got != tc.skips {

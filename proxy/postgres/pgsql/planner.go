@@ -173,8 +173,9 @@ func (p *Planner) touches(text string) bool {
 }
 
 // hasPlanKeyword reports whether sql contains EXECUTE, PREPARE, DEALLOCATE
-// or DISCARD anywhere, or DO, CREATE, ALTER or IMPORT as a whole word, in
-// any ASCII case, in one pass; with ddlOnly, only the latter. A statement
+// or DISCARD or the name of a function that runs SQL text (sqlRunners)
+// anywhere, or DO, CREATE, ALTER or IMPORT as a whole word, in any ASCII
+// case, in one pass; with ddlOnly, only the latter. A statement
 // keyword cannot be escaped, quoted or split by a comment, so every
 // statement that starts with one of these words contains it as a word
 // (false positives, the word in a literal say, cost a parse).
@@ -199,6 +200,11 @@ func hasPlanKeyword(sql string, ddlOnly bool) bool {
 			w = "alter"
 		case 'i'<<8 | 'm':
 			w = "import"
+		case 'q'<<8 | 'u', 't'<<8 | 's', 'd'<<8 | 'b':
+			if sqlRunnerAt(sql[i:]) {
+				return true
+			}
+			continue
 		default:
 			continue
 		}
