@@ -31,6 +31,11 @@ type analyzer struct {
 	// planParams are the parameter roles of the whole string.
 	planParams []Param
 
+	// noCache: the plan depends on catalog state that no purge tracks
+	// (where an unqualified CREATE lands, which of two relations an
+	// unqualified name of a derived relation denotes); it is not cached.
+	noCache bool
+
 	// plainLits are the Literal.src of constants used as plaintext values
 	// (usePlain); pinned those of constants whose value the plan depends
 	// on (ORDER BY 2). Plan templates vary only the former (template.go):

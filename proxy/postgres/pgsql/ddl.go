@@ -149,6 +149,7 @@ func (a *analyzer) newRelation(rv *pg.RangeVar, what string) error {
 	case rv.Relpersistence == "t":
 		schema = "pg_temp"
 	case schema == "":
+		a.noCache = true
 		s, err := a.p.catalog.CreationSchema(a.ctx, a.searchPath)
 		if err != nil {
 			return err
@@ -408,6 +409,7 @@ func (a *analyzer) checkDerived(n *pg.Node, d *Derived) error {
 		}
 		schema := rv.Schemaname
 		if schema == "" {
+			a.noCache = true
 			if schema, err = a.resolveSchema(rv.Relname); err != nil {
 				return false
 			}

@@ -276,3 +276,19 @@ func TestSetDerivedPurges(t *testing.T) {
 		t.Fatalf("after the view was dropped: %v", err)
 	}
 }
+
+// TestCreationSchemaNotCached: where an unqualified CREATE lands depends
+// on which schemas exist, which no purge tracks, so the plan is not
+// reused after a schema appears on the search_path.
+func TestCreationSchemaNotCached(t *testing.T) {
+	cat := newFakeCatalog()
+	p := newPlanner(t, cat)
+	sql := "CREATE TABLE users (id int, email bytea)"
+	if _, err := p.Plan(context.Background(), sql, "carol, public"); err != nil {
+		t.Fatalf("no schema carol yet: %v", err)
+	}
+	cat.tables["carol.other"] = []string{"id"} // schema carol created directly
+	runRefusals(t, p, "carol, public", []refusalCase{
+		{"after the schema appeared", sql, "", "CREATE TABLE of carol.users would shadow", ""},
+	})
+}

@@ -295,7 +295,7 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 		}
 		return nil, err
 	}
-	if !cacheable || p.derived.Load() != derived {
+	if !cacheable || p.derived.Load() != derived || (a != nil && a.noCache) {
 		// Planned while the derived relations changed: the plan may
 		// predate them, so it is not kept.
 		return pl, nil
