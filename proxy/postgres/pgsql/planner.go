@@ -59,11 +59,12 @@ type Options struct {
 	// Logger receives debug records about refusals (reason and column only).
 	// Nil discards.
 	Logger *slog.Logger
-	// AllowDynamicSQL lets DO blocks and CREATE FUNCTION/PROCEDURE in
-	// languages other than sql through (their text is still refused when
-	// it names an encrypted or derived relation). By default they are
-	// refused: SQL built at run time inside the server can reach an
-	// encrypted table without ever spelling its name.
+	// AllowDynamicSQL lets DO blocks, CREATE FUNCTION/PROCEDURE in
+	// languages other than sql and calls of functions that run SQL text
+	// (query_to_xml, dblink, …) through (a DO block or function whose text
+	// names an encrypted or derived relation is still refused). By default
+	// they are refused: SQL built at run time inside the server can reach
+	// an encrypted table without ever spelling its name.
 	AllowDynamicSQL bool
 }
 
@@ -175,7 +176,7 @@ func (p *Planner) touches(text string) bool {
 // hasPlanKeyword reports whether sql contains EXECUTE, PREPARE, DEALLOCATE
 // or DISCARD or the name of a function that runs SQL text (sqlRunners)
 // anywhere, or DO, CREATE, ALTER or IMPORT as a whole word, in any ASCII
-// case, in one pass; with ddlOnly, only the latter. A statement
+// case, in one pass; with ddlOnly, not the four session keywords. A statement
 // keyword cannot be escaped, quoted or split by a comment, so every
 // statement that starts with one of these words contains it as a word
 // (false positives, the word in a literal say, cost a parse).
