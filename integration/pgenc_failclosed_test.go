@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
@@ -454,10 +455,10 @@ func TestPGFailClosedReplicationAndImport(t *testing.T) {
 	}
 }
 
-// TestPGFailClosedPlainStatementsUnparsed: statements on tables without
-// rules, with no DDL keyword, still pass unchanged through the proxy,
-// and DDL on them keeps working.
-func TestPGFailClosedPlainStatementsUnparsed(t *testing.T) {
+// TestPGFailClosedPlainDDLStillWorks: statements on tables without rules
+// still pass through the proxy, and DDL on them (inheritance, views,
+// renames, temporary tables) keeps working.
+func TestPGFailClosedPlainDDLStillWorks(t *testing.T) {
 	e := startFailClosed(t, nil)
 	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
 	ok(t, c, `INSERT INTO plain (id, v) VALUES (1, 'undo created alternative')`)
@@ -469,4 +470,67 @@ func TestPGFailClosedPlainStatementsUnparsed(t *testing.T) {
 	ok(t, c, `CREATE VIEW pv AS SELECT id, v FROM plain`)
 	ok(t, c, `ALTER TABLE plain RENAME COLUMN v TO w`)
 	ok(t, c, `CREATE TEMP TABLE scratch (x int)`)
+}
+
+// functionCall sends a FunctionCall (fast path) of oid with text
+// arguments and returns the error the server or proxy answered, nil on a
+// FunctionCallResponse.
+func functionCall(t *testing.T, c *pgx.Conn, oid uint32, args ...string) error {
+	t.Helper()
+	ctx := testCtx(t)
+	fc := &pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{0}, ResultFormatCode: 0}
+	for _, a := range args {
+		fc.Arguments = append(fc.Arguments, []byte(a))
+	}
+	fe := c.PgConn().Frontend()
+	fe.Send(fc)
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var result error
+	for {
+		msg, err := c.PgConn().ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			result = pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.ReadyForQuery:
+			return result
+		}
+	}
+}
+
+// TestPGFailClosedFastPath: a fast-path FunctionCall names a function by
+// OID, so query_to_xml called that way would run SQL text (with a lookup
+// value in clear) that never went through the planner. Only the
+// large-object functions libpq calls this way pass.
+func TestPGFailClosedFastPath(t *testing.T) {
+	e := startFailClosed(t, nil)
+	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	e.seed(t, c)
+	var queryToXML, loCreat uint32
+	if err := e.direct.QueryRow(testCtx(t), `SELECT 'pg_catalog.query_to_xml(text,boolean,boolean,text)'::regprocedure::oid,
+		'pg_catalog.lo_creat(integer)'::regprocedure::oid`).Scan(&queryToXML, &loCreat); err != nil {
+		t.Fatal(err)
+	}
+	err := functionCall(t, c, queryToXML, "select id from users where email = convert_to('fastpath-secret@example.com', 'UTF8')", "true", "false", "")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "fast-path function call") {
+		t.Fatalf("fast-path query_to_xml: %v, want a 42501 refusal", err)
+	}
+	ok(t, c, `SELECT 1`)
+	if err := functionCall(t, c, loCreat, "-1"); err != nil {
+		t.Fatalf("fast-path lo_creat (as libpq's lo_import calls it): %v", err)
+	}
+	e.neverUpstream(t, "fastpath-secret")
+
+	t.Run("allow_dynamic_sql", func(t *testing.T) {
+		e := startFailClosed(t, func(o *pgcrypt.Options) { o.AllowDynamicSQL = true })
+		c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+		if err := functionCall(t, c, queryToXML, "select 1 as x", "true", "false", ""); err != nil {
+			t.Fatalf("fast-path query_to_xml with allow_dynamic_sql: %v", err)
+		}
+	})
 }

@@ -309,6 +309,9 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	case 'Q':
 		return s.query(body, w)
 	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
+		if !s.functionCallAllowed(body) {
+			return s.refuseQuery(errFunctionCall, w) // fastpath.go
+		}
 		s.push(s.newEvent(event{kind: 'Q'}))
 	case 'P':
 		return s.parse(body, w)
