@@ -79,6 +79,9 @@
 //   - COPY of encrypted columns inside a multi-statement string, and COPY
 //     through the extended protocol. (COPY FROM STDIN / TO STDOUT in text,
 //     csv and binary format is converted: copy.go, copy_binary.go.)
+//   - FunctionCall (fast path) of any function but the large-object ones
+//     libpq calls that way, unless Options.AllowDynamicSQL (fastpath.go):
+//     query_to_xml called by OID would run SQL text the planner never saw.
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with
 //     EXECUTE instead).
