@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -60,8 +61,13 @@ func (c recordingConn) Write(p []byte) (int, error) {
 // interceptor's options.
 func startFailClosed(t *testing.T, tweak func(*pgcrypt.Options)) *failEnv {
 	t.Helper()
+	return startFailClosedWith(t, failClosedDDL, failClosedSpecs(), tweak)
+}
+
+// startFailClosedWith is startFailClosed over other tables and rules.
+func startFailClosedWith(t *testing.T, ddl string, specs []rules.Spec, tweak func(*pgcrypt.Options)) *failEnv {
+	t.Helper()
 	ctx := context.Background()
-	specs := failClosedSpecs()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
 	set, err := rules.New(rules.DialectPostgres, specs)
@@ -69,7 +75,7 @@ func startFailClosed(t *testing.T, tweak func(*pgcrypt.Options)) *failEnv {
 		t.Fatal(err)
 	}
 	direct := connect(t, pg.DSN())
-	if _, err := direct.Exec(ctx, failClosedDDL); err != nil {
+	if _, err := direct.Exec(ctx, ddl); err != nil {
 		t.Fatalf("ddl: %v", err)
 	}
 	opts := pgcrypt.Options{
@@ -533,4 +539,40 @@ func TestPGFailClosedFastPath(t *testing.T) {
 			t.Fatalf("fast-path query_to_xml with allow_dynamic_sql: %v", err)
 		}
 	})
+}
+
+// TestPGFailClosedConfiguredPartitions: partitions configured with the
+// same rules as their partitioned table are encrypted tables in their own
+// right: creating and attaching them through the proxy works, rows routed
+// through the parent are stored encrypted, and only an unconfigured
+// partition is refused.
+func TestPGFailClosedConfiguredPartitions(t *testing.T) {
+	var specs []rules.Spec
+	for _, table := range []string{"events", "events_1", "events_2"} {
+		specs = append(specs, encSpec(table, "secret", rules.ModeRandomized, value.TypeText, "events_secret"))
+	}
+	e := startFailClosedWith(t, `CREATE TABLE events (id int, secret bytea) PARTITION BY RANGE (id);
+		CREATE TABLE events_2 (id int, secret bytea)`, specs, nil)
+	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	ok(t, c, `CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (0) TO (100)`)
+	ok(t, c, `ALTER TABLE events ATTACH PARTITION events_2 FOR VALUES FROM (100) TO (200)`)
+	refused(t, c, `CREATE TABLE events_3 PARTITION OF events FOR VALUES FROM (200) TO (300)`, "0A000", "a partition of encrypted table public.events")
+	ok(t, c, `INSERT INTO events (id, secret) VALUES (1, 'routed-secret-1'), (150, 'routed-secret-150')`)
+	ok(t, c, `INSERT INTO events_1 (id, secret) VALUES (2, 'direct-secret-2')`)
+	var got string
+	if err := c.QueryRow(testCtx(t), `SELECT secret FROM events_2 WHERE id = 150`).Scan(&got); err != nil || got != "routed-secret-150" {
+		t.Fatalf("read through the configured partition: %q %v", got, err)
+	}
+	// A partition created directly without rules is refused by name.
+	e.directExec(t, `CREATE TABLE events_9 PARTITION OF events FOR VALUES FROM (900) TO (1000)`)
+	c2 := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	refused(t, c2, `INSERT INTO events_9 (id, secret) VALUES (901, convert_to('unconfigured-secret', 'UTF8'))`, "0A000", "relation public.events_9 is a partition/child of encrypted table public.events")
+	ok(t, c2, `INSERT INTO events (id, secret) VALUES (902, 'routed-secret-902')`)
+
+	e.neverUpstream(t, "routed-secret", "direct-secret", "unconfigured-secret")
+	e.checkAtRest(t, []string{"routed-secret", "direct-secret"})
+	var raw []byte
+	if err := e.direct.QueryRow(testCtx(t), `SELECT secret FROM events_9 WHERE id = 902`).Scan(&raw); err != nil || bytes.Contains(raw, []byte("routed-secret")) {
+		t.Errorf("row routed to the unconfigured partition: %q %v", raw, err)
+	}
 }

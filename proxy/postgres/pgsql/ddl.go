@@ -176,8 +176,15 @@ func (a *analyzer) guardCreate(cs *pg.CreateStmt, what string) error {
 	if err := a.newRelation(cs.Relation, what); err != nil {
 		return err
 	}
+	// A table configured with every encrypted column of the other one is
+	// an encrypted table in its own right: it may inherit from, be a
+	// partition of, or copy the shape of, that one.
+	self, err := a.ruleOf(cs.Relation, true)
+	if err != nil {
+		return err
+	}
 	for _, n := range cs.InhRelations {
-		if t := a.encryptedNamed(n.GetRangeVar()); t != nil {
+		if t := a.encryptedNamed(n.GetRangeVar()); t != nil && !covers(self, t) {
 			if cs.Partbound != nil {
 				return refuse(nil, StateFeatureNotSupported,
 					"a partition of encrypted table %s would take rows the proxy does not encrypt; configure the partitioned table and create partitions directly", t)
@@ -188,7 +195,7 @@ func (a *analyzer) guardCreate(cs *pg.CreateStmt, what string) error {
 	}
 	for _, el := range cs.TableElts {
 		if lc := el.GetTableLikeClause(); lc != nil {
-			if t := a.encryptedNamed(lc.Relation); t != nil {
+			if t := a.encryptedNamed(lc.Relation); t != nil && !covers(self, t) {
 				return refuse(nil, StateFeatureNotSupported,
 					"CREATE TABLE … (LIKE %s) makes a table shaped like an encrypted table whose values would not be encrypted", t)
 			}
@@ -196,7 +203,7 @@ func (a *analyzer) guardCreate(cs *pg.CreateStmt, what string) error {
 	}
 	if tn := cs.OfTypename; tn != nil {
 		if names, ok := stringList(tn.Names); ok && len(names) > 0 {
-			if t := a.namesake(names[len(names)-1]); t != nil {
+			if t := a.namesake(names[len(names)-1]); t != nil && !covers(self, t) {
 				return refuse(nil, StateFeatureNotSupported,
 					"CREATE TABLE … OF the row type of encrypted table %s makes a table whose values would not be encrypted", t)
 			}
@@ -270,7 +277,6 @@ func (a *analyzer) guardSetSchema(s *pg.AlterObjectSchemaStmt) error {
 // link a table to an encrypted one (the column commands are checked by
 // alterTable).
 func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
-	self := a.encryptedNamed(at.Relation)
 	for _, n := range at.Cmds {
 		cmd := n.GetAlterTableCmd()
 		if cmd == nil {
@@ -278,28 +284,16 @@ func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
 		}
 		switch cmd.Subtype {
 		case pg.AlterTableType_AT_AddInherit:
-			if self != nil {
-				return refuse(nil, StateFeatureNotSupported,
-					"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", self)
-			}
-			if t := a.encryptedNamed(cmd.Def.GetRangeVar()); t != nil {
-				return refuse(nil, StateFeatureNotSupported,
-					"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", t, t)
+			if err := a.link(at.Relation, cmd.Def.GetRangeVar(), false); err != nil {
+				return err
 			}
 		case pg.AlterTableType_AT_AttachPartition:
-			if self != nil {
-				return refuse(nil, StateFeatureNotSupported,
-					"attaching a partition to encrypted table %s would add rows the proxy did not encrypt", self)
-			}
-			if pc := cmd.Def.GetPartitionCmd(); pc != nil {
-				if t := a.encryptedNamed(pc.Name); t != nil {
-					return refuse(nil, StateFeatureNotSupported,
-						"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules", t)
-				}
+			if err := a.link(cmd.Def.GetPartitionCmd().GetName(), at.Relation, true); err != nil {
+				return err
 			}
 		case pg.AlterTableType_AT_AlterColumnType:
 			trs := a.tableRulesNamed(at.Relation)
-			if cd := cmd.Def.GetColumnDef(); cd != nil && configuredColumn(trs, cmd.Name) == nil {
+			if cd := cmd.Def.GetColumnDef(); cd != nil && len(trs) > 0 && configuredColumn(trs, cmd.Name) == nil {
 				// (A change of an encrypted column's own type is refused
 				// by alterTable.)
 				if c := refsConfigured(cd.RawDefault, trs); c != nil {
@@ -309,6 +303,76 @@ func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
 		}
 	}
 	return nil
+}
+
+// link refuses making child an inheritance child (or, with partition, a
+// partition) of parent when either is an encrypted table, unless the
+// other is configured with every encrypted column of it (then both are
+// encrypted tables and rows moving between them stay encrypted).
+func (a *analyzer) link(child, parent *pg.RangeVar, partition bool) error {
+	if pt := a.encryptedNamed(parent); pt != nil {
+		cr, err := a.ruleOf(child, false)
+		if err != nil {
+			return err
+		}
+		if pr, err := a.ruleOf(parent, false); err != nil {
+			return err
+		} else if pr != nil {
+			pt = pr
+		}
+		if !covers(cr, pt) {
+			if partition {
+				return refuse(nil, StateFeatureNotSupported,
+					"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)", pt)
+			}
+			return refuse(nil, StateFeatureNotSupported,
+				"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", pt, pt)
+		}
+	}
+	if ct := a.encryptedNamed(child); ct != nil {
+		pr, err := a.ruleOf(parent, false)
+		if err != nil {
+			return err
+		}
+		if cr, err := a.ruleOf(child, false); err != nil {
+			return err
+		} else if cr != nil {
+			ct = cr
+		}
+		if !covers(pr, ct) {
+			if partition {
+				return refuse(nil, StateFeatureNotSupported,
+					"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)", ct)
+			}
+			return refuse(nil, StateFeatureNotSupported,
+				"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", ct)
+		}
+	}
+	return nil
+}
+
+// ruleOf returns the rule configured for relation rv: of its schema when
+// qualified, else of the schema the unqualified name resolves to (an
+// existing relation) or is created in (creating). Temporary relations
+// have no rules.
+func (a *analyzer) ruleOf(rv *pg.RangeVar, creating bool) (*rules.TableRule, error) {
+	if rv == nil || rv.Relpersistence == "t" || a.namesake(rv.Relname) == nil {
+		return nil, nil
+	}
+	schema := rv.Schemaname
+	if schema == "" {
+		a.noCache = true
+		var err error
+		if creating {
+			schema, err = a.p.catalog.CreationSchema(a.ctx, a.searchPath)
+		} else {
+			schema, err = a.resolveSchema(rv.Relname)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return a.p.rules.Table(a.p.database, schema, rv.Relname), nil
 }
 
 // guardImport refuses IMPORT FOREIGN SCHEMA unless it is limited to a list

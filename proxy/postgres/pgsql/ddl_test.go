@@ -155,6 +155,26 @@ func TestDDLPreFilter(t *testing.T) {
 	}
 }
 
+// TestPreFilterPgbench: with rules on users only, the statements of
+// pgbench -S and -N are not parsed.
+func TestPreFilterPgbench(t *testing.T) {
+	set := mustRules(t, rules.Spec{Schema: "public", Table: "users", Column: "ssn", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeText})
+	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 48123;",
+		"UPDATE pgbench_accounts SET abalance = abalance + -3017 WHERE aid = 48123;",
+		"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 48123, -3017, CURRENT_TIMESTAMP);",
+		"BEGIN;", "END;",
+	} {
+		if !p.Skips(sql) {
+			t.Errorf("Skips(%q) = false: the statement would be parsed", sql)
+		}
+	}
+}
+
 // TestAllowDynamicSQL: the listener opt-in lets DO blocks and procedural
 // functions through, but not when their text names an encrypted table.
 func TestAllowDynamicSQL(t *testing.T) {
@@ -290,5 +310,30 @@ func TestCreationSchemaNotCached(t *testing.T) {
 	cat.tables["carol.other"] = []string{"id"} // schema carol created directly
 	runRefusals(t, p, "carol, public", []refusalCase{
 		{"after the schema appeared", sql, "", "CREATE TABLE of carol.users would shadow", ""},
+	})
+}
+
+// TestConfiguredPartitions: a partition or child configured with every
+// encrypted column of its parent (same keys) is an encrypted table in its
+// own right, so linking it is allowed; one missing a column is not.
+func TestConfiguredPartitions(t *testing.T) {
+	p, _ := derivedPlanner(t)
+	p.SetDerived(nil)
+	for _, sql := range []string{
+		"CREATE TABLE users_2024 PARTITION OF users FOR VALUES IN (2024)",
+		"CREATE TABLE public.users_2024 () INHERITS (users)",
+		"CREATE TABLE users_2024 (LIKE users INCLUDING ALL)",
+		"ALTER TABLE users ATTACH PARTITION users_2024 FOR VALUES IN (2024)",
+		"ALTER TABLE users_2024 INHERIT users",
+	} {
+		if _, err := p.Plan(context.Background(), sql, ""); err != nil {
+			t.Errorf("Plan(%q): %v", sql, err)
+		}
+	}
+	runRefusals(t, p, "", []refusalCase{
+		{"partition missing a column", "CREATE TABLE users_2023 PARTITION OF users FOR VALUES IN (2023)", "", "a partition of encrypted table public.users", ""},
+		{"attach missing a column", "ALTER TABLE users ATTACH PARTITION users_2023 FOR VALUES IN (2023)", "", "attaching a partition to encrypted table public.users", ""},
+		{"encrypted table under an unconfigured parent", "ALTER TABLE users_2024 INHERIT items", "", "public.users_2024 cannot become an inheritance child", ""},
+		{"temporary partition", "CREATE TEMP TABLE users_2024 PARTITION OF users FOR VALUES IN (2024)", "", "would shadow", ""},
 	})
 }
