@@ -192,7 +192,9 @@
 //     rule's (an unqualified name is placed with [Catalog.CreationSchema]);
 //     IMPORT FOREIGN SCHEMA without a LIMIT TO list of other names.
 //   - INHERITS, PARTITION OF, LIKE and OF an encrypted table; ALTER TABLE
-//     … INHERIT and ATTACH PARTITION linking a table to one.
+//     … INHERIT and ATTACH PARTITION linking a table to one; unless the
+//     other table is configured with every encrypted column of it under
+//     interchangeable rules (partitions configured like their parent).
 //   - CREATE TRIGGER and CREATE RULE on an encrypted table, rules whose
 //     actions name one; CREATE [MATERIALIZED] VIEW reading one.
 //   - ALTER COLUMN … TYPE / SET DEFAULT / SET EXPRESSION / ADD GENERATED of
