@@ -59,7 +59,11 @@ func (a *analyzer) guardDDL(n *pg.Node, text string) error {
 		return a.newRelation(v.ViewStmt.View, "CREATE VIEW")
 	case *pg.Node_CreateTableAsStmt:
 		if v.CreateTableAsStmt.Into != nil {
-			return a.newRelation(v.CreateTableAsStmt.Into.Rel, "CREATE TABLE AS")
+			what := "CREATE TABLE AS"
+			if v.CreateTableAsStmt.Objtype == pg.ObjectType_OBJECT_MATVIEW {
+				what = "CREATE MATERIALIZED VIEW"
+			}
+			return a.newRelation(v.CreateTableAsStmt.Into.Rel, what)
 		}
 	case *pg.Node_SelectStmt:
 		if v.SelectStmt.IntoClause != nil {
@@ -126,7 +130,7 @@ func (a *analyzer) encryptedNamed(rv *pg.RangeVar) *rules.TableRule {
 	return nil
 }
 
-// namesakes returns the first rule for a table called name, in any schema.
+// namesake returns the first rule for a table called name, in any schema.
 func (a *analyzer) namesake(name string) *rules.TableRule {
 	if trs := a.p.rules.TablesNamed(nil, name); len(trs) > 0 {
 		return trs[0]
