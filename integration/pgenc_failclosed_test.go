@@ -390,6 +390,8 @@ func TestPGFailClosedDirectChildAndParent(t *testing.T) {
 // TestPGFailClosedShadowing: a relation with the encrypted table's name in
 // a schema searched before the rule's (pg_temp is, implicitly) gets the
 // values encrypted for the other table, and answers lookups meant for it.
+// Creating one through the proxy is refused; one that exists anyway makes
+// unqualified statements refused.
 func TestPGFailClosedShadowing(t *testing.T) {
 	e := startFailClosed(t, nil)
 	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
@@ -415,11 +417,29 @@ func TestPGFailClosedShadowing(t *testing.T) {
 	if e.directBool(t, `SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'users' AND relpersistence = 't')`) {
 		t.Error("a temporary users table was created")
 	}
+
+	// A temporary users table made in the session by code the proxy does
+	// not see (a function created directly): pg_temp is searched first, so
+	// unqualified names are refused rather than encrypted for public.users.
+	e.directExec(t, `CREATE FUNCTION make_temp() RETURNS void LANGUAGE plpgsql AS $$
+		BEGIN CREATE TEMP TABLE users (id int, email bytea, ssn bytea, note text); END $$`)
+	c3 := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	ok(t, c3, `SELECT make_temp()`)
+	refused(t, c3, `INSERT INTO users (id, ssn) VALUES (4, 'temp-secret-4')`, "42602", `"users" resolves to pg_temp.users`, "schema-qualify")
+	if _, err := c3.Exec(testCtx(t), `INSERT INTO users (id, ssn) VALUES ($1, $2)`, 5, "temp-secret-5"); err == nil {
+		t.Error("a bound insert into the temporary shadow went through")
+	}
+	ok(t, c3, `INSERT INTO public.users (id, ssn) VALUES (6, 'qualified-ssn-6')`)
+	var tempRows int
+	if err := c3.QueryRow(testCtx(t), `SELECT count(*) FROM pg_temp.users`).Scan(&tempRows); err != nil || tempRows != 0 {
+		t.Errorf("pg_temp.users holds %d rows (%v)", tempRows, err)
+	}
+	e.neverUpstream(t, "temp-secret")
 	var n int
 	if err := e.direct.QueryRow(testCtx(t), `SELECT count(*) FROM s1.users`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("s1.users holds %d rows (%v)", n, err)
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001"})
+	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001", "qualified-ssn-6"})
 }
 
 // TestPGFailClosedAlterColumn: changing an encrypted column's type,
