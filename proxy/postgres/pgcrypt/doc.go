@@ -128,7 +128,9 @@
 // FATAL error, if they cannot be read; a burst of new sessions shares one
 // read), after DDL passes through the proxy (at once, asynchronously), and
 // every Options.DerivedRefresh (DefaultDerivedRefresh, 2 s) while the
-// database has sessions, by one goroutine per database that Close stops. So
+// database has sessions, by one goroutine per database that ends with its
+// last session or at Close (an Interceptor replaced without Close keeps
+// none once its sessions are gone). So
 // a relation created directly in the database is known to new sessions at
 // once and to open ones within the refresh interval; a failed periodic
 // read keeps the previous set (logged).

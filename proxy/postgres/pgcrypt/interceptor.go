@@ -66,9 +66,11 @@ var _ postgres.Interceptor = (*Interceptor)(nil)
 type dbState struct {
 	planner *pgsql.Planner
 	catalog *catalog
-	// sessions counts open sessions (the refresh loop idles without);
-	// kick asks the loop for a refresh now (DDL went through).
+	// sessions counts open sessions; the refresh loop runs (looping)
+	// while there are any. kick asks it for a refresh now (DDL went
+	// through).
 	sessions atomic.Int64
+	looping  atomic.Bool
 	kick     chan struct{}
 }
 
@@ -136,17 +138,25 @@ func (ic *Interceptor) database(name, user string) (*dbState, error) {
 	}
 	d := &dbState{planner: p, catalog: cat, kick: make(chan struct{}, 1)}
 	ic.dbs[name] = d
-	if ic.base.Err() == nil {
-		ic.loops.Add(1)
-		go ic.refreshLoop(name, d)
-	}
 	return d, nil
 }
 
+// startRefresh starts the refresh loop of database name unless it runs
+// or the Interceptor is closed.
+func (ic *Interceptor) startRefresh(name string, d *dbState) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if ic.base.Err() != nil || !d.looping.CompareAndSwap(false, true) {
+		return
+	}
+	ic.loops.Add(1)
+	go ic.refreshLoop(name, d)
+}
+
 // refreshLoop reads the derived relations of database name every
-// DerivedRefresh while it has sessions, and when DDL asks for it, until
-// Close. A failed read keeps the previous set (logged); new sessions, which
-// read it synchronously, fail instead.
+// DerivedRefresh, and when DDL asks for it, until the database has no
+// session left or Close. A failed read keeps the previous set (logged);
+// new sessions, which read it synchronously, fail instead.
 func (ic *Interceptor) refreshLoop(name string, d *dbState) {
 	defer ic.loops.Done()
 	t := time.NewTicker(ic.opts.DerivedRefresh)
@@ -159,7 +169,12 @@ func (ic *Interceptor) refreshLoop(name string, d *dbState) {
 		case <-d.kick:
 		}
 		if d.sessions.Load() == 0 {
-			continue
+			d.looping.Store(false)
+			// A session that arrived meanwhile either finds the loop
+			// stopped and starts another, or this one carries on.
+			if d.sessions.Load() == 0 || !d.looping.CompareAndSwap(false, true) {
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(ic.base, 10*time.Second)
 		if err := d.catalog.refreshDerived(ctx, time.Now(), d.planner); err != nil {
@@ -185,6 +200,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 		return nil, err
 	}
 	db.sessions.Add(1)
+	ic.startRefresh(info.Database, db)
 	sctx, cancelCtx := context.WithCancel(context.WithoutCancel(ctx))
 	cancel := func() {
 		cancelCtx()
