@@ -596,3 +596,26 @@ func TestPGFailClosedConfiguredPartitions(t *testing.T) {
 		t.Errorf("row routed to the unconfigured partition: %q %v", raw, err)
 	}
 }
+
+// TestPGFailClosedPreparedBeforeView: a statement prepared while v was a
+// plain table is forwarded without a plan; once v is replaced directly by
+// a view over the encrypted table, binding a lookup value to it is
+// refused instead of sent in clear.
+func TestPGFailClosedPreparedBeforeView(t *testing.T) {
+	e := startFailClosed(t, func(o *pgcrypt.Options) { o.DerivedRefresh = 100 * time.Millisecond })
+	e.directExec(t, `CREATE TABLE v (id int, email bytea)`)
+	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	e.seed(t, c)
+	const q = `SELECT id FROM v WHERE email = $1`
+	if _, err := c.Exec(testCtx(t), q, []byte("harmless")); err != nil {
+		t.Fatal(err)
+	}
+	e.directExec(t, `DROP TABLE v; CREATE VIEW v AS SELECT id, email FROM users`)
+	time.Sleep(500 * time.Millisecond) // the refresh interval is 100 ms
+	_, err := c.Exec(testCtx(t), q, []byte("prep-secret@example.com"))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "prepared before a relation it names became known as derived") {
+		t.Fatalf("bind after the view appeared: %v, want a refusal", err)
+	}
+	e.neverUpstream(t, "prep-secret")
+}

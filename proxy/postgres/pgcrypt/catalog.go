@@ -356,6 +356,12 @@ func (c *catalog) derivedRelations(ctx context.Context) ([]pgsql.DerivedRelation
 	return out, nil
 }
 
+// errPreparedBeforeDerived answers the Bind of a statement the pre-filter
+// skipped at Parse whose text it no longer skips since the derived
+// relations changed (session.bind).
+var errPreparedBeforeDerived = errorResponse(pgsql.StateFeatureNotSupported,
+	"dbproxy: statement refused: prepared before a relation it names became known as derived from an encrypted table (a view, child or parent created directly in the database); prepare it again")
+
 // refreshDerived reads the derived relations into the planner unless a
 // refresh that started at or after since has already done so. Refreshes
 // are serialized; a failed one changes nothing.

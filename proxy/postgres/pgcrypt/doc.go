@@ -133,7 +133,10 @@
 // none once its sessions are gone). So
 // a relation created directly in the database is known to new sessions at
 // once and to open ones within the refresh interval; a failed periodic
-// read keeps the previous set (logged).
+// read keeps the previous set (logged). A statement the pre-filter skipped
+// at Parse keeps its text: when the set has changed by its Bind and the
+// pre-filter would now plan it, the Bind is refused ("prepare it again"),
+// since the server re-plans such a statement against the new relation.
 //
 // Options.AllowDynamicSQL (the listener's allow_dynamic_sql) lets DO
 // blocks, procedural functions and SQL-running functions through (see

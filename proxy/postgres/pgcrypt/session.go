@@ -35,6 +35,10 @@ type stmtInfo struct {
 	// clientTypes are the parameter types of the client's Parse.
 	searchPath  string
 	clientTypes []uint32
+	// text and derived, for a statement the pre-filter skipped: its SQL and
+	// the derived relations it was checked against (derived.go in pgsql).
+	text    string
+	derived *pgsql.Derived
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -525,7 +529,9 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		return nil
 	}
 	st := &stmtInfo{}
-	if !skips {
+	if skips {
+		st.text, st.derived = sql, s.db.planner.Derived()
+	} else {
 		st.sql, st.searchPath = sql, s.searchPath
 		st.clientTypes = make([]uint32, n)
 		for i := range st.clientTypes {
@@ -746,6 +752,17 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if st.searchPath != "" && !s.spKnown {
 		s.refuseBatch(errSearchPathUnknown)
 		return nil
+	}
+	if st.searchPath == "" && st.plan == nil {
+		if d := s.db.planner.Derived(); d != st.derived {
+			// The relations derived from encrypted tables changed since
+			// the Parse: a name in the statement may now denote one.
+			if !s.db.planner.Skips(st.text) {
+				s.refuseBatch(errPreparedBeforeDerived)
+				return nil
+			}
+			st.derived = d
+		}
 	}
 	if st.searchPath != "" && st.searchPath != s.searchPath {
 		if err := s.replan(stmtName, st, w); err != nil {

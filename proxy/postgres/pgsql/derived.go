@@ -125,6 +125,11 @@ func (p *Planner) SetDerived(rels []DerivedRelation) {
 	p.Purge()
 }
 
+// Derived returns the current set of derived relations (nil: none set
+// yet). A caller that keeps a statement forwarded without a plan can
+// compare it later to see whether the pre-filter may now answer otherwise.
+func (p *Planner) Derived() *Derived { return p.derived.Load() }
+
 // covers reports whether rule t configures every encrypted column of
 // base with an interchangeable rule (then t's own rules protect it).
 func covers(t, base *rules.TableRule) bool {
