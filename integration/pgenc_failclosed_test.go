@@ -619,3 +619,25 @@ func TestPGFailClosedPreparedBeforeView(t *testing.T) {
 	}
 	e.neverUpstream(t, "prep-secret")
 }
+
+// TestPGFailClosedCatalogDown: a session whose database's derived
+// relations cannot be read does not start (its pre-filter would not know
+// their names); the client gets 57P03.
+func TestPGFailClosedCatalogDown(t *testing.T) {
+	e := startFailClosed(t, func(o *pgcrypt.Options) {
+		o.Connect = func(context.Context, string, string) (*pgx.Conn, error) {
+			return nil, errors.New("catalog unreachable")
+		}
+	})
+	// The relay has answered the startup by then: the FATAL arrives
+	// before any statement is relayed.
+	c, err := pgx.Connect(testCtx(t), e.proxy.DSN("disable"))
+	if err == nil {
+		_, err = c.Exec(testCtx(t), "SELECT 1")
+		_ = c.Close(context.Background())
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P03" || !strings.Contains(pe.Message, "relations derived from encrypted tables") {
+		t.Fatalf("connect with the catalog down: %v, want FATAL 57P03", err)
+	}
+}

@@ -124,9 +124,9 @@
 // in other schemas are read with one recursive query and handed to
 // pgsql.Planner.SetDerived, which refuses statements naming them and adds
 // their names to the pre-filter. They are read when a session starts,
-// before its first statement (NewSession fails, and the client gets a
-// FATAL error, if they cannot be read; a burst of new sessions shares one
-// read), after DDL passes through the proxy (at once, asynchronously), and
+// before its first statement (NewSession fails, and the client gets
+// FATAL 57P03 before any statement is relayed, if they cannot be read; a
+// burst of new sessions shares one read), after DDL passes through the proxy (at once, asynchronously), and
 // every Options.DerivedRefresh (DefaultDerivedRefresh, 2 s) while the
 // database has sessions, by one goroutine per database that ends with its
 // last session or at Close (an Interceptor replaced without Close keeps

@@ -197,7 +197,8 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	// The session's first statement must see the relations derived from
 	// encrypted tables as they are now (the pre-filter needs their names).
 	if err := db.catalog.refreshDerived(ctx, time.Now(), db.planner); err != nil {
-		return nil, err
+		return nil, &postgres.Error{Code: "57P03", Cause: err,
+			Message: "dbproxy: cannot read the relations derived from encrypted tables from the catalog; try again"}
 	}
 	db.sessions.Add(1)
 	ic.startRefresh(info.Database, db)
