@@ -66,6 +66,9 @@
 // is not ASCII, for any statement containing a non-ASCII byte. It does no
 // allocation and does not look at word boundaries (PostgreSQL truncates
 // long identifiers, so a longer token can still name a configured table).
+// [Needles] is the same filter over other names (the PostgreSQL layer
+// uses it for relations derived from encrypted tables, which only the
+// database catalog knows).
 //
 // # Encryptor
 //

@@ -20,7 +20,16 @@ type needleSet struct {
 	empty       bool
 }
 
-func newNeedleSet(d Dialect, tables []*TableRule) needleSet {
+// tableNames returns the configured names of tables.
+func tableNames(tables []*TableRule) []string {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Table
+	}
+	return names
+}
+
+func newNeedleSet(d Dialect, names []string) needleSet {
 	var ns needleSet
 	seen := map[string]bool{}
 	add := func(n string) {
@@ -45,16 +54,16 @@ func newNeedleSet(d Dialect, tables []*TableRule) needleSet {
 			}
 		}
 	}
-	for _, t := range tables {
-		add(t.Table)
+	for _, name := range names {
+		add(name)
 		switch d {
 		case DialectPostgres:
-			if strings.Contains(t.Table, `"`) {
-				add(strings.ReplaceAll(t.Table, `"`, `""`))
+			if strings.Contains(name, `"`) {
+				add(strings.ReplaceAll(name, `"`, `""`))
 			}
 		case DialectMySQL:
-			if strings.Contains(t.Table, "`") {
-				add(strings.ReplaceAll(t.Table, "`", "``"))
+			if strings.Contains(name, "`") {
+				add(strings.ReplaceAll(name, "`", "``"))
 			}
 		}
 	}
@@ -71,10 +80,39 @@ func newNeedleSet(d Dialect, tables []*TableRule) needleSet {
 // parsing. See "The pre-filter" in the package doc for what counts. It is
 // safe for concurrent use and does not allocate.
 func (s *Set) MayTouch(sql string) bool {
-	if s == nil || s.filter.empty {
+	if s == nil {
 		return false
 	}
-	f := &s.filter
+	return s.filter.mayTouch(sql)
+}
+
+// Needles is the pre-filter of [Set.MayTouch] over names that are not
+// configured tables (the PostgreSQL layer uses it for relations the
+// catalog finds derived from encrypted tables: views, inheritance
+// children, partitions). The zero value and nil match nothing. Immutable
+// and safe for concurrent use.
+type Needles struct{ ns needleSet }
+
+// NewNeedles returns the pre-filter of names, spelled as stored in the
+// database catalog (PostgreSQL: exact, as pg_class.relname holds them).
+// They are searched like configured table names (see "The pre-filter").
+func NewNeedles(d Dialect, names []string) *Needles {
+	return &Needles{ns: newNeedleSet(d, names)}
+}
+
+// MayTouch reports whether sql may mention one of the names. False means
+// it certainly does not. It does not allocate.
+func (n *Needles) MayTouch(sql string) bool {
+	if n == nil {
+		return false
+	}
+	return n.ns.mayTouch(sql)
+}
+
+func (f *needleSet) mayTouch(sql string) bool {
+	if f.empty {
+		return false
+	}
 	for i := 0; i < len(sql); i++ {
 		c := sql[i]
 		if c >= utf8.RuneSelf {

@@ -240,7 +240,7 @@ func New(d Dialect, specs []Spec) (*Set, error) {
 		t.byName[column] = c
 		t.byLower[strings.ToLower(column)] = c
 	}
-	s.filter = newNeedleSet(d, s.tables)
+	s.filter = newNeedleSet(d, tableNames(s.tables))
 	return s, nil
 }
 
@@ -273,7 +273,7 @@ func (s *Set) ForDatabase(name string) *Set {
 		lk := tableKey{strings.ToLower(t.Schema), strings.ToLower(t.Table)}
 		out.byLower[lk] = append(out.byLower[lk], t)
 	}
-	out.filter = newNeedleSet(s.dialect, out.tables)
+	out.filter = newNeedleSet(s.dialect, tableNames(out.tables))
 	return out
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
 )
 
@@ -42,6 +45,11 @@ type catalog struct {
 	mu     sync.Mutex
 	conn   *pgx.Conn
 	tables map[uint32]*tableInfo
+
+	// refreshMu serializes refreshDerived; derivedAt is when the last
+	// successful refresh started.
+	refreshMu sync.Mutex
+	derivedAt time.Time
 }
 
 func newCatalog(database, user string, set *rules.Set, connect ConnectFunc) *catalog {
@@ -170,15 +178,22 @@ WHERE r.ev_class = $1 AND d.refobjid <> $1`, oid)
 	return ti, nil
 }
 
-// Resolve implements pgsql.Catalog.
+// Resolve implements pgsql.Catalog. Like PostgreSQL it searches the
+// temporary schema first unless the path lists pg_temp elsewhere, then
+// pg_catalog unless the path lists it; any relation kind occupies a name.
+// The catalog connection cannot tell the session's temporary schema from
+// another session's, so a temporary relation of that name in any session
+// resolves to "pg_temp" (which has no rules: statements on an encrypted
+// table of that name are then refused unless schema-qualified).
 func (c *catalog) Resolve(ctx context.Context, searchPath []string, table string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var schemas []string
 	err := c.withConn(ctx, func(conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, `SELECT n.nspname FROM pg_catalog.pg_class c
+		rows, err := conn.Query(ctx, `SELECT CASE WHEN n.nspname LIKE 'pg\_temp\_%' THEN 'pg_temp' ELSE n.nspname END
+FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = $1 AND c.relkind IN ('r','p','v','m','f')`, table)
+WHERE c.relname = $1`, table)
 		if err != nil {
 			return err
 		}
@@ -188,21 +203,11 @@ WHERE c.relname = $1 AND c.relkind IN ('r','p','v','m','f')`, table)
 	if err != nil {
 		return "", fmt.Errorf("resolve table %q: %w", table, err)
 	}
-	has := func(s string) bool {
-		for _, x := range schemas {
-			if x == s {
-				return true
-			}
-		}
-		return false
+	has := func(s string) bool { return slices.Contains(schemas, s) }
+	if !slices.Contains(searchPath, "pg_temp") && has("pg_temp") {
+		return "pg_temp", nil
 	}
-	implicitCatalog := true
-	for _, s := range searchPath {
-		if s == "pg_catalog" {
-			implicitCatalog = false
-		}
-	}
-	if implicitCatalog && has("pg_catalog") {
+	if !slices.Contains(searchPath, "pg_catalog") && has("pg_catalog") {
 		return "pg_catalog", nil
 	}
 	for _, s := range searchPath {
@@ -210,6 +215,38 @@ WHERE c.relname = $1 AND c.relkind IN ('r','p','v','m','f')`, table)
 			return "", errors.New("search_path holds an unsubstituted $user")
 		}
 		if has(s) {
+			return s, nil
+		}
+	}
+	return "", nil
+}
+
+// CreationSchema implements pgsql.Catalog: the first schema of searchPath
+// that exists, or "pg_temp" when pg_temp comes before it (PostgreSQL
+// then creates in the session's temporary schema, which the catalog
+// connection cannot see). USAGE privileges are not checked.
+func (c *catalog) CreationSchema(ctx context.Context, searchPath []string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var schemas []string
+	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, `SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])`, searchPath)
+		if err != nil {
+			return err
+		}
+		schemas, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("creation schema: %w", err)
+	}
+	for _, s := range searchPath {
+		switch {
+		case s == "$user":
+			return "", errors.New("search_path holds an unsubstituted $user")
+		case s == "pg_temp":
+			return s, nil
+		case slices.Contains(schemas, s):
 			return s, nil
 		}
 	}
@@ -225,7 +262,8 @@ func (c *catalog) Columns(ctx context.Context, schema, table string) ([]string, 
 		rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+WHERE (n.nspname = $1 OR ($1 = 'pg_temp' AND n.nspname LIKE 'pg\_temp\_%'))
+	AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, schema, table)
 		if err != nil {
 			return err
@@ -237,4 +275,108 @@ ORDER BY a.attnum`, schema, table)
 		return nil, fmt.Errorf("columns of %q.%q: %w", schema, table, err)
 	}
 	return cols, nil
+}
+
+// derivedSQL lists the relations derived from the tables named by the
+// arrays $1 (schemas) and $2 (tables): inheritance children and partitions
+// (recursively), inheritance parents and partitioned tables above them
+// (recursively), and views and materialized views whose rules depend on
+// any of these or on such views (pg_depend of pg_rewrite); kind c, p, v.
+// It also lists relations with an encrypted table's name in another
+// schema (kind s), so that their appearance purges cached plans.
+// Temporary schemas read as pg_temp.
+const derivedSQL = `WITH RECURSIVE
+enc AS (
+	SELECT c.oid FROM unnest($1::text[], $2::text[]) AS cfg(s, r)
+	JOIN pg_catalog.pg_namespace n ON n.nspname = cfg.s
+	JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = cfg.r
+),
+der(oid, base, kind, depth) AS (
+	SELECT oid, oid, 'e'::text, 0 FROM enc
+	UNION
+	SELECT x.oid, d.base, x.kind, d.depth + 1
+	FROM der d CROSS JOIN LATERAL (
+		SELECT i.inhrelid AS oid, 'c'::text AS kind FROM pg_catalog.pg_inherits i
+		WHERE i.inhparent = d.oid AND d.kind IN ('e', 'c')
+		UNION ALL
+		SELECT i.inhparent, 'p' FROM pg_catalog.pg_inherits i
+		WHERE i.inhrelid = d.oid AND d.kind IN ('e', 'p')
+		UNION ALL
+		SELECT r.ev_class, 'v' FROM pg_catalog.pg_depend dep
+		JOIN pg_catalog.pg_rewrite r ON r.oid = dep.objid
+		WHERE dep.classid = 'pg_catalog.pg_rewrite'::regclass AND dep.refclassid = 'pg_catalog.pg_class'::regclass
+			AND dep.refobjid = d.oid AND r.ev_class <> d.oid
+	) x
+	WHERE d.depth < 32
+)
+SELECT DISTINCT CASE WHEN n.nspname LIKE 'pg\_temp\_%' THEN 'pg_temp' ELSE n.nspname::text END, c.relname::text, d.kind,
+	bn.nspname::text, b.relname::text
+FROM der d
+JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class b ON b.oid = d.base JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace
+WHERE d.kind <> 'e'
+UNION ALL
+SELECT CASE WHEN n.nspname LIKE 'pg\_temp\_%' THEN 'pg_temp' ELSE n.nspname::text END, c.relname::text, 's', cfg.s, cfg.r
+FROM unnest($1::text[], $2::text[]) AS cfg(s, r)
+JOIN pg_catalog.pg_class c ON c.relname = cfg.r
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname <> cfg.s`
+
+// derivedKinds maps derivedSQL's kinds.
+var derivedKinds = map[string]pgsql.DerivedKind{
+	"c": pgsql.DerivedChild, "p": pgsql.DerivedParent, "v": pgsql.DerivedView, "s": pgsql.DerivedNamesake,
+}
+
+// derivedRelations runs derivedSQL for the encrypted tables of c.rules.
+func (c *catalog) derivedRelations(ctx context.Context) ([]pgsql.DerivedRelation, error) {
+	var schemas, tables []string
+	for _, t := range c.rules.Tables() {
+		schemas, tables = append(schemas, t.Schema), append(tables, t.Table)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []pgsql.DerivedRelation
+	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, derivedSQL, schemas, tables)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (pgsql.DerivedRelation, error) {
+			var d pgsql.DerivedRelation
+			var kind string
+			err := r.Scan(&d.Schema, &d.Name, &kind, &d.BaseSchema, &d.BaseTable)
+			d.Kind = derivedKinds[kind]
+			return d, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("relations derived from encrypted tables in database %q: %w", c.database, err)
+	}
+	return out, nil
+}
+
+// errPreparedBeforeDerived answers the Bind of a statement the pre-filter
+// skipped at Parse whose text it no longer skips since the derived
+// relations changed (session.bind).
+var errPreparedBeforeDerived = errorResponse(pgsql.StateFeatureNotSupported,
+	"dbproxy: statement refused: prepared before a relation it names became known as derived from an encrypted table (a view, child or parent created directly in the database); prepare it again")
+
+// refreshDerived reads the derived relations into the planner unless a
+// refresh that started at or after since has already done so. Refreshes
+// are serialized; a failed one changes nothing.
+func (c *catalog) refreshDerived(ctx context.Context, since time.Time, p *pgsql.Planner) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if !c.derivedAt.IsZero() && !c.derivedAt.Before(since) {
+		return nil
+	}
+	start := time.Now()
+	rels, err := c.derivedRelations(ctx)
+	if err != nil {
+		return err
+	}
+	p.SetDerived(rels)
+	c.derivedAt = start
+	return nil
 }

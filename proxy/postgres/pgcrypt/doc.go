@@ -83,13 +83,19 @@
 //
 // # Refused (never passed through)
 //
-//   - Everything pgsql refuses (see its package doc).
+//   - Everything pgsql refuses (see its package doc), including the DDL and
+//     dynamic SQL that would route values around the rules and statements
+//     naming a relation derived from an encrypted table (see "Derived
+//     relations" below).
 //   - COPY of encrypted columns inside a multi-statement string, and COPY
 //     through the extended protocol; csv COPY with QUOTE '\' or a line
 //     ending as DELIMITER, QUOTE or ESCAPE; a csv line starting with \.
 //     that is not the end marker alone on its line, and data after that
 //     marker (PostgreSQL 18 reads them differently from earlier versions). (COPY FROM STDIN / TO STDOUT in text,
 //     csv and binary format is converted: copy.go, copy_binary.go.)
+//   - FunctionCall (fast path) of any function but the large-object ones
+//     libpq calls that way, unless Options.AllowDynamicSQL (fastpath.go):
+//     query_to_xml called by OID would run SQL text the planner never saw.
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with
 //     EXECUTE instead).
@@ -130,7 +136,36 @@
 // Options.Connect (the session's own connection cannot be borrowed
 // mid-stream, and the proxy does not hold the client's password). Answers
 // are cached per database and dropped, with the planner's plan cache, after
-// DDL (CommandComplete of CREATE/ALTER/DROP/...).
+// DDL (CommandComplete of CREATE/ALTER/DROP/...). Resolve searches the
+// temporary schema first, like the server; since the catalog connection
+// cannot tell one session's temporary schema from another's, a temporary
+// relation of any session named like an encrypted table makes unqualified
+// statements on that table refused ("schema-qualify").
+//
+// Derived relations. The relations derived from encrypted tables
+// (inheritance children and partitions and parents, recursively, and
+// views and materialized views depending on any of them: pg_inherits,
+// pg_depend of pg_rewrite) and the relations named like an encrypted table
+// in other schemas are read with one recursive query and handed to
+// pgsql.Planner.SetDerived, which refuses statements naming them and adds
+// their names to the pre-filter. They are read when a session starts,
+// before its first statement (NewSession fails, and the client gets
+// FATAL 57P03 before any statement is relayed, if they cannot be read; a
+// burst of new sessions shares one read), after DDL passes through the proxy (at once, asynchronously), and
+// every Options.DerivedRefresh (DefaultDerivedRefresh, 2 s) while the
+// database has sessions, by one goroutine per database that ends with its
+// last session or at Close (an Interceptor replaced without Close keeps
+// none once its sessions are gone). So
+// a relation created directly in the database is known to new sessions at
+// once and to open ones within the refresh interval; a failed periodic
+// read keeps the previous set (logged). A statement the pre-filter skipped
+// at Parse keeps its text: when the set has changed by its Bind and the
+// pre-filter would now plan it, the Bind is refused ("prepare it again"),
+// since the server re-plans such a statement against the new relation.
+//
+// Options.AllowDynamicSQL (the listener's allow_dynamic_sql) lets DO
+// blocks, procedural functions and SQL-running functions through (see
+// pgsql's "DDL and dynamic SQL").
 //
 // # Boundaries
 //

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
@@ -32,7 +33,22 @@ type Options struct {
 	// Logger receives debug records (never SQL text or values). Nil
 	// discards.
 	Logger *slog.Logger
+	// AllowDynamicSQL lets DO blocks and CREATE FUNCTION/PROCEDURE in
+	// languages other than sql through (pgsql.Options.AllowDynamicSQL);
+	// the YAML listener field allow_dynamic_sql.
+	AllowDynamicSQL bool
+	// DerivedRefresh is how often the relations derived from encrypted
+	// tables (views, inheritance children, partitions, parents) are read
+	// again from the catalog while a database has sessions; 0 means
+	// DefaultDerivedRefresh. Each new session also reads them before its
+	// first statement, and DDL through the proxy triggers a read at once.
+	DerivedRefresh time.Duration
 }
+
+// DefaultDerivedRefresh bounds how long a relation derived from an
+// encrypted table that was created directly in the database (not through
+// the proxy) can go unnoticed by sessions that were already open.
+const DefaultDerivedRefresh = 2 * time.Second
 
 // Interceptor is the encryption layer; it implements postgres.Interceptor.
 type Interceptor struct {
@@ -41,6 +57,11 @@ type Interceptor struct {
 
 	mu  sync.Mutex
 	dbs map[string]*dbState
+
+	// base is cancelled by Close: refresh loops end.
+	base  context.Context
+	stop  context.CancelFunc
+	loops sync.WaitGroup
 }
 
 var _ postgres.Interceptor = (*Interceptor)(nil)
@@ -49,6 +70,21 @@ var _ postgres.Interceptor = (*Interceptor)(nil)
 type dbState struct {
 	planner *pgsql.Planner
 	catalog *catalog
+	// sessions counts open sessions; the refresh loop runs (looping)
+	// while there are any. kick asks it for a refresh now (DDL went
+	// through).
+	sessions atomic.Int64
+	looping  atomic.Bool
+	kick     chan struct{}
+}
+
+// refreshSoon asks for the derived relations to be read again now (after
+// DDL); it does not wait.
+func (d *dbState) refreshSoon() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }
 
 // New returns an Interceptor.
@@ -66,11 +102,19 @@ func New(opts Options) (*Interceptor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Interceptor{opts: opts, log: log, dbs: map[string]*dbState{}}, nil
+	if opts.DerivedRefresh <= 0 {
+		opts.DerivedRefresh = DefaultDerivedRefresh
+	}
+	base, stop := context.WithCancel(context.Background())
+	return &Interceptor{opts: opts, log: log, dbs: map[string]*dbState{}, base: base, stop: stop}, nil
 }
 
-// Close closes the catalog connections.
+// Close stops the refresh loops and closes the catalog connections.
 func (ic *Interceptor) Close() {
+	ic.mu.Lock()
+	ic.stop() // under mu: database() starts no loop after this
+	ic.mu.Unlock()
+	ic.loops.Wait()
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
 	for _, d := range ic.dbs {
@@ -92,13 +136,56 @@ func (ic *Interceptor) database(name, user string) (*dbState, error) {
 	}
 	cat := newCatalog(name, user, set, ic.opts.Connect)
 	p, err := pgsql.New(pgsql.Options{Rules: set, Database: name, Catalog: cat,
-		CacheSize: ic.opts.PlanCacheSize, Logger: ic.log})
+		CacheSize: ic.opts.PlanCacheSize, Logger: ic.log, AllowDynamicSQL: ic.opts.AllowDynamicSQL})
 	if err != nil {
 		return nil, fmt.Errorf("planner for database %q: %w", name, err)
 	}
-	d := &dbState{planner: p, catalog: cat}
+	d := &dbState{planner: p, catalog: cat, kick: make(chan struct{}, 1)}
 	ic.dbs[name] = d
 	return d, nil
+}
+
+// startRefresh starts the refresh loop of database name unless it runs
+// or the Interceptor is closed.
+func (ic *Interceptor) startRefresh(name string, d *dbState) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if ic.base.Err() != nil || !d.looping.CompareAndSwap(false, true) {
+		return
+	}
+	ic.loops.Add(1)
+	go ic.refreshLoop(name, d)
+}
+
+// refreshLoop reads the derived relations of database name every
+// DerivedRefresh, and when DDL asks for it, until the database has no
+// session left or Close. A failed read keeps the previous set (logged);
+// new sessions, which read it synchronously, fail instead.
+func (ic *Interceptor) refreshLoop(name string, d *dbState) {
+	defer ic.loops.Done()
+	t := time.NewTicker(ic.opts.DerivedRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ic.base.Done():
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+		if d.sessions.Load() == 0 {
+			d.looping.Store(false)
+			// A session that arrived meanwhile either finds the loop
+			// stopped and starts another, or this one carries on.
+			if d.sessions.Load() == 0 || !d.looping.CompareAndSwap(false, true) {
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(ic.base, 10*time.Second)
+		if err := d.catalog.refreshDerived(ctx, time.Now(), d.planner); err != nil {
+			ic.log.Warn("reading relations derived from encrypted tables failed", slog.String("database", name), slog.Any("error", err))
+		}
+		cancel()
+	}
 }
 
 // NewSession implements postgres.Interceptor. Sessions of databases without
@@ -111,7 +198,19 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	if db == nil {
 		return nil, nil
 	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// The session's first statement must see the relations derived from
+	// encrypted tables as they are now (the pre-filter needs their names).
+	if err := db.catalog.refreshDerived(ctx, time.Now(), db.planner); err != nil {
+		return nil, &postgres.Error{Code: "57P03", Cause: err,
+			Message: "dbproxy: cannot read the relations derived from encrypted tables from the catalog; try again"}
+	}
+	db.sessions.Add(1)
+	ic.startRefresh(info.Database, db)
+	sctx, cancelCtx := context.WithCancel(context.WithoutCancel(ctx))
+	cancel := func() {
+		cancelCtx()
+		db.sessions.Add(-1)
+	}
 	s := &session{
 		ic:        ic,
 		db:        db,

@@ -43,6 +43,10 @@ type stmtInfo struct {
 	// standard_conforming_strings when executed (lexstate.go).
 	lexChange bool
 	txEnd     bool // it may end a transaction (txEndWords)
+	// text and derived, for a statement the pre-filter skipped: its SQL and
+	// the derived relations it was checked against (derived.go in pgsql).
+	text    string
+	derived *pgsql.Derived
 	// Backend goroutine only, filled from the (injected) Describe: the rule
 	// of each result column (nil entries: plaintext); poison is the error
 	// to report when the statement is executed, if its results cannot be
@@ -339,6 +343,9 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	case 'Q':
 		return s.query(body, w)
 	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
+		if !s.functionCallAllowed(body) {
+			return s.refuseQuery(errFunctionCall, w) // fastpath.go
+		}
 		// A function may change any setting: treat it as a change.
 		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(true)}))
 	case 'P':
@@ -588,7 +595,9 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		return nil
 	}
 	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords)}
-	if !skips {
+	if skips {
+		st.text, st.derived = sql, s.db.planner.Derived()
+	} else {
 		st.sql, st.searchPath = sql, s.searchPath
 		st.clientTypes = make([]uint32, n)
 		for i := range st.clientTypes {
@@ -860,6 +869,17 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if st.searchPath != "" && !s.spKnown {
 		s.refuseBatch(errSearchPathUnknown)
 		return nil
+	}
+	if st.searchPath == "" && st.plan == nil {
+		if d := s.db.planner.Derived(); d != st.derived {
+			// The relations derived from encrypted tables changed since
+			// the Parse: a name in the statement may now denote one.
+			if !s.db.planner.Skips(st.text) {
+				s.refuseBatch(errPreparedBeforeDerived)
+				return nil
+			}
+			st.derived = d
+		}
 	}
 	if st.searchPath != "" && st.searchPath != s.searchPath {
 		// Planned again and sent again: its text must be read as the
@@ -1414,6 +1434,7 @@ func (s *session) commandComplete(ev *event, body []byte) {
 		if bytes.HasPrefix(body, []byte(tag)) {
 			s.db.catalog.purge()
 			s.db.planner.Purge()
+			s.db.refreshSoon() // derived relations may have changed
 			return
 		}
 	}

@@ -60,6 +60,8 @@ func (c fakeCatalog) Columns(_ context.Context, schema, table string) ([]string,
 	return c[schema+"."+table], nil
 }
 
+func (c fakeCatalog) CreationSchema(context.Context, []string) (string, error) { return "public", nil }
+
 const (
 	encOID   = 16384
 	plainOID = 16390

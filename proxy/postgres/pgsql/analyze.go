@@ -31,6 +31,11 @@ type analyzer struct {
 	// planParams are the parameter roles of the whole string.
 	planParams []Param
 
+	// noCache: the plan depends on catalog state that no purge tracks
+	// (where an unqualified CREATE lands, which of two relations an
+	// unqualified name of a derived relation denotes); it is not cached.
+	noCache bool
+
 	// plainLits are the Literal.src of constants used as plaintext values
 	// (usePlain); pinned those of constants whose value the plan depends
 	// on (ORDER BY 2). Plan templates vary only the former (template.go):
@@ -74,7 +79,26 @@ func (a *analyzer) statement(raw *pg.RawStmt) (Statement, error) {
 	if raw.Stmt == nil {
 		return st, nil
 	}
-	if !a.p.rules.MayTouch(a.sql[start:end]) && !isSessionStmt(raw.Stmt) {
+	text := a.sql[start:end]
+	touch := a.p.rules.MayTouch(text)
+	if d := a.p.derived.Load(); d.mayTouch(text) {
+		touch = true
+		if err := a.checkDerived(raw.Stmt, d); err != nil {
+			return Statement{}, err
+		}
+	}
+	if isGuardedStmt(raw.Stmt) {
+		if err := a.guardDDL(raw.Stmt, text); err != nil {
+			return Statement{}, err
+		}
+	}
+	if hasSQLRunner(text) || strings.Contains(text, `U&"`) || strings.Contains(text, `u&"`) {
+		// (U&"…" can spell a function name without its letters.)
+		if err := a.guardSQLRunners(raw.Stmt); err != nil {
+			return Statement{}, err
+		}
+	}
+	if !touch && !isSessionStmt(raw.Stmt) {
 		return st, nil
 	}
 	a.edits, a.params, a.touched = nil, nil, false

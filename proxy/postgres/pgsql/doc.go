@@ -16,7 +16,10 @@
 // stream of PostgreSQL's own scanner), so the rest of the statement goes
 // upstream byte for byte; nothing is deparsed. Parsing costs ≈ 15 µs per
 // short statement, paid only on a plan-cache miss and only for statements
-// that mention an encrypted table by name ([rules.Set.MayTouch]).
+// that pass the pre-filter: they mention an encrypted table by name
+// ([rules.Set.MayTouch]) or a relation derived from one ([Planner.SetDerived]),
+// or contain a word that may start DDL or dynamic SQL (see "DDL and
+// dynamic SQL").
 //
 // # Planning
 //
@@ -25,8 +28,9 @@
 // error:
 //
 //   - SQL that cannot touch an encrypted table (and carries no SQL-level
-//     EXECUTE/PREPARE/DEALLOCATE/DISCARD) is not parsed: the plan is
-//     [Plan.Passthrough]. Forward the bytes unchanged.
+//     EXECUTE/PREPARE/DEALLOCATE/DISCARD, no DO, CREATE, ALTER or IMPORT
+//     word, no name of a function that runs SQL text) is not parsed: the
+//     plan is [Plan.Passthrough]. Forward the bytes unchanged.
 //   - Otherwise every statement of the string is analyzed; plans are
 //     cached in an LRU keyed by (SQL text, search_path), or by the
 //     normalized SQL so that statements differing only in constants share
@@ -172,6 +176,61 @@
 // another relation in scope (asked from the catalog) is refused as
 // ambiguous. Names that match a rule only when case is ignored are refused.
 //
+// # DDL and dynamic SQL
+//
+// Some statements can route a value around the rules without naming an
+// encrypted table where the pre-filter would see it, or change what a name
+// means for later statements. ddl.go refuses them on a Planner with rules,
+// whatever their text mentions (0A000 unless noted):
+//
+//   - RENAME of an encrypted table (also through ALTER INDEX/VIEW/…),
+//     column or schema, SET SCHEMA of a relation named like an encrypted
+//     table, RENAME of any relation or column to an encrypted table's or
+//     column's name.
+//   - CREATE [TEMP] TABLE, VIEW, MATERIALIZED VIEW, FOREIGN TABLE, TABLE
+//     AS and SELECT INTO of an encrypted table's name in any schema but the
+//     rule's (an unqualified name is placed with [Catalog.CreationSchema]);
+//     IMPORT FOREIGN SCHEMA without a LIMIT TO list of other names.
+//   - INHERITS, PARTITION OF, LIKE and OF an encrypted table; ALTER TABLE
+//     … INHERIT and ATTACH PARTITION linking a table to one; unless the
+//     other table is configured with every encrypted column of it under
+//     interchangeable rules (partitions configured like their parent).
+//   - CREATE TRIGGER and CREATE RULE on an encrypted table, rules whose
+//     actions name one; CREATE [MATERIALIZED] VIEW reading one.
+//   - ALTER COLUMN … TYPE / SET DEFAULT / SET EXPRESSION / ADD GENERATED of
+//     an encrypted column, and USING, generated and CHECK expressions of
+//     plaintext columns that read one.
+//   - CREATE SUBSCRIPTION / ALTER SUBSCRIPTION.
+//   - Unless [Options].AllowDynamicSQL (42501): DO blocks, CREATE
+//     FUNCTION/PROCEDURE in any language but sql (and sql bodies calling
+//     the functions below), and calls of functions that run SQL text
+//     (query_to_xml*, ts_stat, ts_rewrite with a query, dblink*). A sql
+//     function whose body names an encrypted or derived relation (also
+//     once E'…' escapes are decoded) is refused in any case.
+//
+// DROP of an encrypted column or table is allowed (it stores nothing).
+// These statements reach the planner through a keyword check in the
+// pre-filter (hasPlanKeyword: DO, CREATE, ALTER, IMPORT as whole words
+// anywhere in the text, since keywords cannot be escaped, quoted or split
+// by a comment; the SQL-running function names as substrings); an
+// unparseable string containing one is refused like one naming an
+// encrypted table.
+//
+// Derived relations. The wire layer tells the Planner which relations of
+// the database derive from an encrypted table ([Planner.SetDerived]):
+// inheritance children and partitions, inheritance parents and
+// partitioned tables above it, views and materialized views over any of
+// these, created directly in the database. Their names join the
+// pre-filter, and a statement naming one (in any RangeVar, after
+// resolving unqualified names through the Catalog) is refused ("relation
+// v is a view over encrypted table public.users; query the table"), so
+// that no lookup value for a view goes upstream in clear and nothing is
+// written through a child or parent. Exceptions: DROP, GRANT/REVOKE,
+// ALTER TABLE … NO INHERIT / DETACH PARTITION, and a relation configured
+// with every encrypted column of its base table under an interchangeable
+// rule (partitions configured like their parent). A change of the set
+// drops cached plans.
+//
 // # What is refused
 //
 // Everything the analyzer does not account for, in a statement that names
@@ -209,10 +268,12 @@
 // live when it was prepared; use parameters, or prepare again after a
 // rotation.
 //
-// Server-side code is not analyzed: a function, view, rule or trigger that
-// writes a plaintext argument into an encrypted column, or returns rows of
-// an encrypted table under another name, is invisible here. Partitions and
-// inheritance children of an encrypted table must be configured too. If
+// Server-side code that already exists is not analyzed: a function (or a
+// procedure called with CALL) created directly in the database that
+// writes a plaintext argument into an encrypted column is invisible here;
+// the proxy only refuses creating such code, and views, children and
+// parents are known by their catalog dependencies (SetDerived), not by
+// reading their definitions. If
 // the wire layer passes a literal "$user", a plan resolved under one
 // session's user may be reused by another session with the same setting
 // (it then encrypts values for a table that may be plaintext there: an

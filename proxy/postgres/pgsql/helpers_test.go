@@ -81,6 +81,24 @@ func (c *fakeCatalog) Columns(_ context.Context, schema, table string) ([]string
 	return cols, nil
 }
 
+func (c *fakeCatalog) CreationSchema(_ context.Context, searchPath []string) (string, error) {
+	c.calls.Add(1)
+	for i, s := range searchPath {
+		if s == "pg_temp" && i == 0 {
+			return s, nil
+		}
+		if s == "$user" {
+			s = c.user
+		}
+		for k := range c.tables {
+			if strings.HasPrefix(k, s+".") {
+				return s, nil
+			}
+		}
+	}
+	return "", nil
+}
+
 func newPlanner(t testing.TB, cat pgsql.Catalog) *pgsql.Planner {
 	t.Helper()
 	set, err := rules.New(rules.DialectPostgres, testSpecs())

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -32,6 +33,11 @@ type Catalog interface {
 	// Columns returns the names of the columns of schema.table in
 	// attribute-number order, without dropped columns.
 	Columns(ctx context.Context, schema, table string) ([]string, error)
+	// CreationSchema returns the schema in which CREATE TABLE/VIEW of an
+	// unqualified name creates the relation under searchPath (as Resolve
+	// reads it): the first schema of the path that exists, "pg_temp" when
+	// the path lists pg_temp first, "" when none exists.
+	CreationSchema(ctx context.Context, searchPath []string) (string, error)
 }
 
 // Options configure a Planner.
@@ -53,6 +59,13 @@ type Options struct {
 	// Logger receives debug records about refusals (reason and column only).
 	// Nil discards.
 	Logger *slog.Logger
+	// AllowDynamicSQL lets DO blocks, CREATE FUNCTION/PROCEDURE in
+	// languages other than sql and calls of functions that run SQL text
+	// (query_to_xml, dblink, …) through (a DO block or function whose text
+	// names an encrypted or derived relation is still refused). By default
+	// they are refused: SQL built at run time inside the server can reach
+	// an encrypted table without ever spelling its name.
+	AllowDynamicSQL bool
 }
 
 // Planner plans SQL strings for one database. It is safe for concurrent
@@ -65,6 +78,10 @@ type Planner struct {
 	maxCached int
 	log       *slog.Logger
 	seed      maphash.Seed
+	dynamic   bool // Options.AllowDynamicSQL
+	// derived are the relations derived from encrypted tables (SetDerived);
+	// nil: none known.
+	derived atomic.Pointer[Derived]
 }
 
 // cacheKey is (SQL text, search_path), or with norm set (hash of the
@@ -113,7 +130,7 @@ func New(opts Options) (*Planner, error) {
 		return nil, fmt.Errorf("pgsql planner: %w", err)
 	}
 	p := &Planner{rules: set, database: opts.Database, catalog: opts.Catalog, cache: cache,
-		maxCached: opts.MaxCachedSQL, log: opts.Logger, seed: maphash.MakeSeed()}
+		maxCached: opts.MaxCachedSQL, log: opts.Logger, seed: maphash.MakeSeed(), dynamic: opts.AllowDynamicSQL}
 	if p.maxCached <= 0 {
 		p.maxCached = 8192
 	}
@@ -137,38 +154,78 @@ func (p *Planner) Purge() { p.cache.Purge() }
 // aliases a buffer it reuses, and avoid copying text it forwards as is.
 func (p *Planner) Skips(sql string) bool { return !p.mayNeedPlan(sql) }
 
-// mayNeedPlan is the pre-filter: rules.Set.MayTouch, plus the keywords of
+// mayNeedPlan is the pre-filter: rules.Set.MayTouch, the names of the
+// relations derived from encrypted tables (SetDerived), the keywords of
 // SQL-level prepared statements (EXECUTE carries values for a statement
-// prepared earlier, so the Prepared map must know every PREPARE).
+// prepared earlier, so the Prepared map must know every PREPARE), and the
+// words that start DDL able to route values around the rules without
+// naming an encrypted table (DO, CREATE, ALTER, IMPORT: see ddl.go).
 func (p *Planner) mayNeedPlan(sql string) bool {
 	if p.rules.Empty() {
 		return false
 	}
-	return p.rules.MayTouch(sql) || hasSessionKeyword(sql)
+	return p.touches(sql) || hasPlanKeyword(sql, false)
 }
 
-// hasSessionKeyword reports whether sql contains EXECUTE, PREPARE,
-// DEALLOCATE or DISCARD, in any ASCII case, in one pass.
-func hasSessionKeyword(sql string) bool {
-	for i := 0; i+7 <= len(sql); i++ {
+// touches reports whether text may name an encrypted table or a relation
+// derived from one.
+func (p *Planner) touches(text string) bool {
+	return p.rules.MayTouch(text) || p.derived.Load().mayTouch(text)
+}
+
+// hasPlanKeyword reports whether sql contains EXECUTE, PREPARE, DEALLOCATE
+// or DISCARD or the name of a function that runs SQL text (sqlRunners)
+// anywhere, or DO, CREATE, ALTER or IMPORT as a whole word, in any ASCII
+// case, in one pass; with ddlOnly, not the four session keywords. A statement
+// keyword cannot be escaped, quoted or split by a comment, so every
+// statement that starts with one of these words contains it as a word
+// (false positives, the word in a literal say, cost a parse).
+func hasPlanKeyword(sql string, ddlOnly bool) bool {
+	for i := 0; i+2 <= len(sql); i++ {
 		var w string
+		word := true
 		switch uint16(sql[i]|0x20)<<8 | uint16(sql[i+1]|0x20) {
 		case 'e'<<8 | 'x':
-			w = "execute"
+			w, word = "execute", false
 		case 'p'<<8 | 'r':
-			w = "prepare"
+			w, word = "prepare", false
 		case 'd'<<8 | 'e':
-			w = "deallocate"
+			w, word = "deallocate", false
 		case 'd'<<8 | 'i':
-			w = "discard"
+			w, word = "discard", false
+		case 'd'<<8 | 'o':
+			w = "do"
+		case 'c'<<8 | 'r':
+			w = "create"
+		case 'a'<<8 | 'l':
+			w = "alter"
+		case 'i'<<8 | 'm':
+			w = "import"
+		case 'q'<<8 | 'u', 't'<<8 | 's', 'd'<<8 | 'b':
+			if sqlRunnerAt(sql[i:]) {
+				return true
+			}
+			continue
 		default:
 			continue
 		}
-		if hasPrefixFold(sql[i:], w) {
+		if !word && ddlOnly {
+			continue
+		}
+		if !hasPrefixFold(sql[i:], w) {
+			continue
+		}
+		if !word || ((i == 0 || !identByte(sql[i-1])) && (i+len(w) == len(sql) || !identByte(sql[i+len(w)]))) {
 			return true
 		}
 	}
 	return false
+}
+
+// identByte reports whether c can continue an unquoted identifier or
+// keyword (PostgreSQL's ident_cont, plus every non-ASCII byte).
+func identByte(c byte) bool {
+	return c >= 0x80 || c == '_' || c == '$' || ('0' <= c && c <= '9') || ('a' <= c|0x20 && c|0x20 <= 'z')
 }
 
 // hasPrefixFold reports whether s starts with the lower-case ASCII word w,
@@ -206,6 +263,7 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 	if !p.mayNeedPlan(sql) {
 		return passPlan, nil
 	}
+	derived := p.derived.Load()
 	k := cacheKey{sql: sql, searchPath: searchPath}
 	if c, ok := p.cache.Get(k); ok {
 		return c.plan, nil
@@ -223,7 +281,7 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 		if norm = ok && len(lits) > 0; norm {
 			nk = cacheKey{searchPath: searchPath, norm: true, hash: skeletonHash(p.seed, sql, lits)}
 			if c, ok := p.cache.Get(nk); ok && c.tmpl != nil {
-				if pl, ok := c.tmpl.instantiate(p.rules, sql, lits); ok {
+				if pl, ok := c.tmpl.instantiate(p.touches, sql, lits); ok {
 					return pl, nil
 				}
 			}
@@ -238,14 +296,16 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 		}
 		return nil, err
 	}
-	if !cacheable {
+	if !cacheable || p.derived.Load() != derived || (a != nil && a.noCache) {
+		// Planned while the derived relations changed: the plan may
+		// predate them, so it is not kept.
 		return pl, nil
 	}
 	if norm && !p.cache.Contains(nk) {
 		// A template already there (made with other fixed constants) is
 		// kept; this text then only gets an exact entry. The text of a new
 		// template gets one too, so that repeating it exactly costs no scan.
-		if t := buildTemplate(p.rules, sql, slices.Clone(lits), pl, a); t != nil {
+		if t := buildTemplate(p.touches, sql, slices.Clone(lits), pl, a); t != nil {
 			p.cache.Add(nk, &cached{tmpl: t})
 		}
 	}
@@ -258,7 +318,7 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, *analyzer, error) {
 	tree, err := pg.Parse(sql)
 	if err != nil {
-		if p.rules.MayTouch(sql) {
+		if p.touches(sql) || hasPlanKeyword(sql, true) {
 			return nil, nil, refuse(nil, StateSyntaxError,
 				"the statement may touch an encrypted table and could not be parsed (%s)", safeParseMessage(err))
 		}

@@ -13,16 +13,17 @@ import (
 
 // SQLSTATE codes used by refusals.
 const (
-	StateFeatureNotSupported = "0A000" // an operation encrypted values cannot support
-	StateSyntaxError         = "42601" // a statement touching an encrypted table that does not parse
-	StateAmbiguousColumn     = "42702"
-	StateDatatypeMismatch    = "42804" // a plaintext value where a ciphertext belongs, or keys that differ
-	StateUndefinedTable      = "42P01"
-	StateInvalidName         = "42602" // a name matching a rule only when case is ignored
-	StateUndefinedPStatement = "26000" // EXECUTE of a statement the proxy did not see prepared
-	StateInvalidText         = "22P02" // a literal for an encrypted column that is not a valid value
-	StateOutOfRange          = "22003"
-	StateInternal            = "XX000" // the planner could not place an edit precisely
+	StateFeatureNotSupported   = "0A000" // an operation encrypted values cannot support
+	StateSyntaxError           = "42601" // a statement touching an encrypted table that does not parse
+	StateAmbiguousColumn       = "42702"
+	StateDatatypeMismatch      = "42804" // a plaintext value where a ciphertext belongs, or keys that differ
+	StateUndefinedTable        = "42P01"
+	StateInvalidName           = "42602" // a name matching a rule only when case is ignored
+	StateInsufficientPrivilege = "42501" // DDL or dynamic SQL that would route values around the rules
+	StateUndefinedPStatement   = "26000" // EXECUTE of a statement the proxy did not see prepared
+	StateInvalidText           = "22P02" // a literal for an encrypted column that is not a valid value
+	StateOutOfRange            = "22003"
+	StateInternal              = "XX000" // the planner could not place an edit precisely
 )
 
 // Refusal is the error for a statement the proxy will not send upstream.

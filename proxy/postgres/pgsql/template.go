@@ -2,8 +2,6 @@ package pgsql
 
 import (
 	"sort"
-
-	"github.com/dbproxy/dbproxy/rules"
 )
 
 // A template is a cached plan that can be re-applied to SQL text that
@@ -25,7 +23,7 @@ import (
 // length differences of the constants before it, and every tied Literal
 // replaced by the new constant's value. Text between constants is
 // identical (same normalized key), so nothing else changes, except
-// possibly rules.MayTouch on a statement whose varying constant mentions
+// possibly the pre-filter (Planner.touches) on a statement whose varying constant mentions
 // an encrypted table's name: that is recomputed and must agree.
 type template struct {
 	sql   string    // the SQL the plan was made for
@@ -34,7 +32,7 @@ type template struct {
 	plan  *Plan
 	slots []slot
 	// touch holds the statements with a varying constant, and whether
-	// rules.MayTouch was true for their text.
+	// Planner.touches was true for their text.
 	touch []stmtTouch
 }
 
@@ -94,7 +92,7 @@ func resolveSrc(sql string, lits []litSpan, src int) (j int, neg, ok bool) {
 
 // buildTemplate makes the template of pl, planned for sql whose
 // constants are lits, or returns nil if no constant can vary.
-func buildTemplate(set *rules.Set, sql string, lits []litSpan, pl *Plan, a *analyzer) *template {
+func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Plan, a *analyzer) *template {
 	if len(lits) == 0 || a == nil {
 		return nil
 	}
@@ -220,7 +218,7 @@ func buildTemplate(set *rules.Set, sql string, lits []litSpan, pl *Plan, a *anal
 		st := &pl.Statements[si]
 		for j := range lits {
 			if cand[j] && st.Start <= lits[j].start && lits[j].end <= st.End {
-				t.touch = append(t.touch, stmtTouch{stmt: si, touch: set.MayTouch(sql[st.Start:st.End])})
+				t.touch = append(t.touch, stmtTouch{stmt: si, touch: touches(sql[st.Start:st.End])})
 				break
 			}
 		}
@@ -231,8 +229,8 @@ func buildTemplate(set *rules.Set, sql string, lits []litSpan, pl *Plan, a *anal
 // instantiate returns the template's plan re-applied to sql (constants
 // lits), or ok=false if sql's normalized text differs from the template's
 // (a hash collision), a fixed constant differs or a statement's
-// rules.MayTouch changed. The template's own text gets its plan itself.
-func (t *template) instantiate(set *rules.Set, sql string, lits []litSpan) (*Plan, bool) {
+// Planner.touches changed. The template's own text gets its plan itself.
+func (t *template) instantiate(touches func(string) bool, sql string, lits []litSpan) (*Plan, bool) {
 	if sql == t.sql {
 		return t.plan, true
 	}
@@ -260,7 +258,7 @@ func (t *template) instantiate(set *rules.Set, sql string, lits []litSpan) (*Pla
 	src := t.plan
 	for _, tc := range t.touch {
 		st := &src.Statements[tc.stmt]
-		if set.MayTouch(sql[remap(st.Start):remap(st.End)]) != tc.touch {
+		if touches(sql[remap(st.Start):remap(st.End)]) != tc.touch {
 			return nil, false
 		}
 	}
