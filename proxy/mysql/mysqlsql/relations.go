@@ -1,0 +1,323 @@
+package mysqlsql
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// View is a view the server has, as information_schema.VIEWS shows it.
+type View struct {
+	Database, Name string
+	// Definition is VIEW_DEFINITION; "" when the catalog user may not see
+	// it (such a view counts as reading an encrypted table).
+	Definition string
+}
+
+// Trigger is a trigger the server has (information_schema.TRIGGERS).
+type Trigger struct {
+	Database, Name string
+	// Table is the table it fires on (EVENT_OBJECT_SCHEMA/_TABLE).
+	TableDatabase, Table string
+	// Statement is its body (ACTION_STATEMENT).
+	Statement string
+}
+
+// Relations is what the server has besides tables that can read or write
+// an encrypted table without naming it.
+type Relations struct {
+	Views    []View
+	Triggers []Trigger
+}
+
+// RelationSource reads the server's views and triggers. The wire layer
+// implements it over information_schema (mycrypt.Catalog).
+type RelationSource interface {
+	Relations(ctx context.Context) (Relations, error)
+}
+
+// Options are the optional settings of a Planner.
+type Options struct {
+	// AllowDynamicSQL lets PREPARE … FROM a variable (or any source that
+	// is not a string literal), EXECUTE IMMEDIATE, and stored programs or
+	// compound statements containing PREPARE/EXECUTE through. They run SQL
+	// the proxy never sees: a value they store in an encrypted column is
+	// stored as plaintext.
+	AllowDynamicSQL bool
+	// Relations, optional, lists the server's views, so that statements
+	// naming a view over an encrypted table are refused. Without it such
+	// views (created directly in the database) go unnoticed.
+	Relations RelationSource
+	// RelationsMaxAge bounds how old the list of views may be when a
+	// statement is planned (default 10s); DDL through the proxy makes the
+	// next statement read it again.
+	RelationsMaxAge time.Duration
+	// OnRelationsError, optional, is told when the list cannot be read
+	// (the last one read stays in use).
+	OnRelationsError func(error)
+}
+
+const defaultRelationsMaxAge = 10 * time.Second
+
+// viewSet is a snapshot of the views that read an encrypted table.
+type viewSet struct {
+	read time.Time
+	// base maps db.name (lower case) of each such view to the encrypted
+	// table (or view) it reads, for messages.
+	base map[string]string
+	// names are the lower-cased view names, for the pre-filter.
+	filter nameFilter
+}
+
+// lookup returns the encrypted table view db.name reads, if it is such a
+// view. An unknown database matches a view of that name in any database.
+func (v *viewSet) lookup(db, name string) (string, bool) {
+	if v == nil || len(v.base) == 0 {
+		return "", false
+	}
+	name = strings.ToLower(name)
+	if db == "" || db == UnknownDatabase {
+		for k, b := range v.base {
+			if i := strings.LastIndexByte(k, '.'); i >= 0 && k[i+1:] == name {
+				return b, true
+			}
+		}
+		return "", false
+	}
+	b, ok := v.base[strings.ToLower(db)+"."+name]
+	return b, ok
+}
+
+// relations keeps the viewSet fresh.
+type relations struct {
+	src     RelationSource
+	maxAge  time.Duration
+	onError func(error)
+	rules   *rules.Set
+
+	cur   atomic.Pointer[viewSet]
+	stale atomic.Bool
+	mu    sync.Mutex // one refresh at a time
+	// changed is called with the new snapshot when the set of views
+	// differs from the last one (the planner drops its cached plans).
+	changed func()
+}
+
+// current returns the snapshot, reading the catalog first if it is older
+// than maxAge or was marked stale. nil without a source.
+func (r *relations) current(ctx context.Context) *viewSet {
+	if r == nil {
+		return nil
+	}
+	v := r.cur.Load()
+	if v != nil && !r.stale.Load() && time.Since(v.read) < r.maxAge {
+		return v
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v = r.cur.Load()
+	if v != nil && !r.stale.Load() && time.Since(v.read) < r.maxAge {
+		return v // another caller refreshed it
+	}
+	r.stale.Store(false)
+	rel, err := r.src.Relations(ctx)
+	if err != nil {
+		if r.onError != nil {
+			r.onError(err)
+		}
+		// Keep the last list, and ask again after maxAge.
+		nv := &viewSet{read: time.Now()}
+		if v != nil {
+			nv.base, nv.filter = v.base, v.filter
+		}
+		r.cur.Store(nv)
+		return nv
+	}
+	nv := buildViewSet(r.rules, rel.Views)
+	if v == nil || !sameKeys(v.base, nv.base) {
+		if r.changed != nil {
+			r.changed()
+		}
+	}
+	r.cur.Store(nv)
+	return nv
+}
+
+// load returns the snapshot without refreshing it.
+func (r *relations) load() *viewSet {
+	if r == nil {
+		return nil
+	}
+	return r.cur.Load()
+}
+
+func sameKeys(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// buildViewSet finds the views that read an encrypted table, directly or
+// through other views: a definition that names one (it is parsed to tell
+// `users` from `users_archive`), that cannot be parsed while it may name
+// one, or that the catalog user cannot see.
+func buildViewSet(set *rules.Set, views []View) *viewSet {
+	vs := &viewSet{read: time.Now(), base: map[string]string{}}
+	tables := make([][]*ast.TableName, len(views))
+	ps := parser.New()
+	key := func(db, name string) string { return strings.ToLower(db) + "." + strings.ToLower(name) }
+	for i, v := range views {
+		if v.Definition == "" {
+			vs.base[key(v.Database, v.Name)] = "(a definition the catalog user cannot read)"
+			continue
+		}
+		stmts, _, err := ps.Parse(v.Definition, "", "")
+		if err != nil {
+			if set.MayTouch(v.Definition) {
+				vs.base[key(v.Database, v.Name)] = "(a definition the proxy cannot parse)"
+			}
+			continue
+		}
+		tc := &tableNames{}
+		for _, st := range stmts {
+			st.Accept(tc)
+		}
+		tables[i] = tc.list
+		for _, tn := range tc.list {
+			db := tn.Schema.O
+			if db == "" {
+				db = v.Database
+			}
+			if set.Table(db, "", tn.Name.O) != nil {
+				vs.base[key(v.Database, v.Name)] = tn.Name.O
+				break
+			}
+		}
+	}
+	// Views over those views, until nothing changes.
+	for changed := true; changed; {
+		changed = false
+		for i, v := range views {
+			k := key(v.Database, v.Name)
+			if _, ok := vs.base[k]; ok {
+				continue
+			}
+			for _, tn := range tables[i] {
+				db := tn.Schema.O
+				if db == "" {
+					db = v.Database
+				}
+				if b, ok := vs.base[key(db, tn.Name.O)]; ok {
+					vs.base[k] = b
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	var names []string
+	for k := range vs.base {
+		names = append(names, k[strings.LastIndexByte(k, '.')+1:])
+	}
+	vs.filter = newNameFilter(names)
+	return vs
+}
+
+// tableNames collects the table names of a statement.
+type tableNames struct{ list []*ast.TableName }
+
+func (c *tableNames) Enter(n ast.Node) (ast.Node, bool) {
+	if tn, ok := n.(*ast.TableName); ok {
+		c.list = append(c.list, tn)
+	}
+	return n, false
+}
+
+func (c *tableNames) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// nameFilter is a pre-filter like rules.Set.MayTouch for a list of names:
+// false means no name occurs anywhere in the text, in any ASCII case
+// (a name containing a backtick is also searched with it doubled).
+type nameFilter struct {
+	byFirst     [256][]string
+	anyNonASCII bool
+	empty       bool
+}
+
+func newNameFilter(names []string) nameFilter {
+	f := nameFilter{empty: true}
+	add := func(n string) {
+		if n == "" {
+			return
+		}
+		f.empty = false
+		for i := 0; i < len(n); i++ {
+			if n[i] >= utf8.RuneSelf {
+				f.anyNonASCII = true
+			}
+		}
+		f.byFirst[n[0]] = append(f.byFirst[n[0]], n)
+	}
+	for _, n := range names {
+		n = strings.ToLower(n)
+		add(n)
+		if strings.Contains(n, "`") {
+			add(strings.ReplaceAll(n, "`", "``"))
+		}
+	}
+	return f
+}
+
+func (f *nameFilter) match(sql string) bool {
+	if f == nil || f.empty {
+		return false
+	}
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		if c >= utf8.RuneSelf {
+			if f.anyNonASCII {
+				return true
+			}
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		for _, n := range f.byFirst[c] {
+			if hasPrefixFold(sql[i:], n) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasPrefixFold(s, lower string) bool {
+	if len(s) < len(lower) {
+		return false
+	}
+	for i := 0; i < len(lower); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
