@@ -110,6 +110,14 @@ func (a *analyzer) guard(st ast.StmtNode, views *viewSet) {
 		}
 	case *ast.CreateTableStmt:
 		a.createTable(s)
+	case *ast.ProcedureInfo:
+		if a.p.rules.MayTouch(s.Text()) {
+			a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, s.Text()), Reason: "CREATE PROCEDURE of a stored program naming an encrypted table is not supported through the proxy: " +
+				"its statements run without the proxy (values would be stored as plaintext, ciphertexts returned undecrypted)"})
+		} else if !a.p.allowDynamic && mentionsDynamic(s.Text()) {
+			a.refuse(dynamicSQLRefusal("CREATE PROCEDURE with PREPARE/EXECUTE in its body"))
+		}
+		return
 	}
 	if a.err == nil {
 		a.noViews(st, views)
