@@ -173,7 +173,7 @@ func leadingWords(sql string) (first, kind string) {
 		v, i = word(sql, i)
 		switch v {
 		case "or", "replace", "aggregate", "sql", "security", "definer", "invoker", "algorithm",
-			"undefined", "merge", "temptable", "online", "ignore", "temporary":
+			"undefined", "merge", "temptable", "online", "ignore", "temporary", "current_user":
 			continue
 		case "":
 			// DEFINER = `u`@`h`: skip the value.

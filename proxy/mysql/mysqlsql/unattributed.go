@@ -8,8 +8,8 @@ import (
 )
 
 // The wire layer decrypts a result column when its column definition's
-// schema, org_table and org_name name an encrypted column. MariaDB (10.11,
-// checked by integration/mysqlenc_failclosed_test.go) does not do so
+// schema, org_table and org_name name an encrypted column. MariaDB (10.11;
+// integration TestMySQLFailClosedMariaDBOrigins pins it down) does not do so
 // through a set operation (org_table empty), a scalar subquery (org_table
 // and org_name empty) or a derived table or CTE (the derived table's alias
 // as org_table when it is merged; the base table without a schema and the
