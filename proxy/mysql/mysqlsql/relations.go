@@ -112,7 +112,9 @@ type relations struct {
 }
 
 // current returns the snapshot, reading the catalog first if it is older
-// than maxAge or was marked stale. nil without a source.
+// than maxAge or was marked stale (while one statement reads it, others use
+// the last snapshot; only the first read makes them wait). nil without a
+// source.
 func (r *relations) current(ctx context.Context) *viewSet {
 	if r == nil {
 		return nil
@@ -121,7 +123,14 @@ func (r *relations) current(ctx context.Context) *viewSet {
 	if v != nil && !r.stale.Load() && time.Since(v.read) < r.maxAge {
 		return v
 	}
-	r.mu.Lock()
+	if !r.mu.TryLock() {
+		if v != nil {
+			// Another statement is reading the list: use the last one
+			// rather than wait (the bound stretches by one read).
+			return v
+		}
+		r.mu.Lock()
+	}
 	defer r.mu.Unlock()
 	v = r.cur.Load()
 	if v != nil && !r.stale.Load() && time.Since(v.read) < r.maxAge {
