@@ -213,6 +213,20 @@ func (a *analyzer) alterTable(s *ast.AlterTableStmt) {
 			if sp.NewTable != nil {
 				a.renameTable(s.Table, sp.NewTable.Name.O)
 			}
+		case ast.AlterTableExchangePartition:
+			// Swaps rows between the tables: plaintext rows would land
+			// in the encrypted table, ciphertexts in a table without rules.
+			other := ""
+			if sp.NewTable != nil {
+				other = sp.NewTable.Name.O
+			}
+			if t != nil || a.p.rules.HasTableNamed(other) {
+				name := s.Table.Name.O
+				if t == nil {
+					name = other
+				}
+				a.refuse(&Refusal{Column: name, Reason: "EXCHANGE PARTITION with an encrypted table is not supported: it swaps rows with a table whose columns have other (or no) encryption rules"})
+			}
 		case ast.AlterTableRenameColumn:
 			if t == nil {
 				continue

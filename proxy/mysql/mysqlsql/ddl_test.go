@@ -125,6 +125,8 @@ func TestPlanDDLGuard(t *testing.T) {
 		{"ALTER TABLE users MODIFY email VARCHAR(10)", "MODIFY COLUMN of an encrypted column"},
 		{"ALTER TABLE notes RENAME TO users", "to the name of an encrypted table"},
 		{"CREATE TABLE leak LIKE users", "LIKE an encrypted table"},
+		{"ALTER TABLE users EXCHANGE PARTITION p0 WITH TABLE notes", "EXCHANGE PARTITION"},
+		{"ALTER TABLE parts EXCHANGE PARTITION p0 WITH TABLE users", "EXCHANGE PARTITION"},
 		{"CREATE TABLE other.users (email TEXT)", "other.users"},
 		{"/*!50001 CREATE ALGORITHM=UNDEFINED VIEW v AS SELECT email FROM users */", "CREATE VIEW v"},
 	} {
@@ -253,4 +255,23 @@ func TestPlanViews(t *testing.T) {
 	src2.set(mysqlsql.View{Database: "app", Name: "w", Definition: "select `app`.`users`.`ssn` AS `ssn` from `app`.`users`"})
 	time.Sleep(60 * time.Millisecond)
 	wantRefusal(t, p2, "SELECT id FROM w", "w is a view")
+}
+
+// TestPlanViewsWholeWords: a short view name does not make every statement
+// containing its letters a candidate (they would be parsed, and refused
+// when the parser cannot read them).
+func TestPlanViewsWholeWords(t *testing.T) {
+	src := &fakeRelations{}
+	src.set(mysqlsql.View{Database: "app", Name: "v", Definition: "select `app`.`users`.`email` AS `email` from `app`.`users`"})
+	p := mysqlsql.NewWith(testRules(t), nil, 16, mysqlsql.Options{Relations: src, RelationsMaxAge: time.Hour})
+	wantPassthrough(t, p, "INSERT INTO events (kind) VALUES ('visit') RETURNING id") // unparseable, no v as a word
+	for _, sql := range []string{
+		"SELECT * FROM v",
+		"SELECT * FROM `v`",
+		"SELECT * FROM app.V",
+		"SELECT * FROM app.`v` RETURNING x",
+		"/*!SELECT*/ * FROM v",
+	} {
+		wantRefusal(t, p, sql, "view over")
+	}
 }

@@ -259,8 +259,12 @@ func (c *tableNames) Enter(n ast.Node) (ast.Node, bool) {
 func (c *tableNames) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // nameFilter is a pre-filter like rules.Set.MayTouch for a list of names:
-// false means no name occurs anywhere in the text, in any ASCII case
-// (a name containing a backtick is also searched with it doubled).
+// false means no name occurs anywhere in the text as a whole word, in any
+// ASCII case (a name containing a backtick is also searched with it
+// doubled). Whole words are enough in MySQL: an identifier, bare, quoted
+// or qualified, is never continued by a byte that can continue a bare
+// identifier (identByte: the server's set, any byte ≥ 0x80 included), so
+// a view named v is found in `v`, db.v and V, not in vat.
 type nameFilter struct {
 	byFirst     [256][]string
 	anyNonASCII bool
@@ -306,8 +310,11 @@ func (f *nameFilter) match(sql string) bool {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
+		if i > 0 && identByte(sql[i-1]) {
+			continue
+		}
 		for _, n := range f.byFirst[c] {
-			if hasPrefixFold(sql[i:], n) {
+			if hasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !identByte(sql[i+len(n)])) {
 				return true
 			}
 		}
