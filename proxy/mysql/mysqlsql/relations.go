@@ -39,7 +39,9 @@ type Relations struct {
 }
 
 // RelationSource reads the server's views and triggers. The wire layer
-// implements it over information_schema (mycrypt.Catalog).
+// implements it over information_schema (mycrypt.Catalog). The Planner
+// calls it without the session's cancellation (the answer serves every
+// session), so it must bound its own time; calls are serialised.
 type RelationSource interface {
 	Relations(ctx context.Context) (Relations, error)
 }
@@ -137,7 +139,9 @@ func (r *relations) current(ctx context.Context) *viewSet {
 		return v // another caller refreshed it
 	}
 	r.stale.Store(false)
-	rel, err := r.src.Relations(ctx)
+	// The list serves every session: a session that goes away while it
+	// is being read must not cut the read short.
+	rel, err := r.src.Relations(context.WithoutCancel(ctx))
 	if err != nil {
 		if r.onError != nil {
 			r.onError(err)
