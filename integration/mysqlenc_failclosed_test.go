@@ -274,7 +274,8 @@ func TestMySQLFailClosedUnattributedResults(t *testing.T) {
 	ctx := testCtx(t)
 	c := e.conn(t)
 	for _, tc := range []struct{ sql, want string }{
-		{"SELECT email FROM users UNION SELECT 'x'", "UNION/INTERSECT/EXCEPT"},
+		{"SELECT email FROM users UNION SELECT 'x'", "through UNION;"},
+		{"SELECT id FROM notes INTERSECT SELECT ssn FROM users", "through INTERSECT;"},
 		{"SELECT note FROM notes UNION ALL SELECT ssn FROM users", "users.ssn"},
 		{"SELECT (SELECT email FROM users LIMIT 1) AS e", "scalar subquery"},
 		{"SELECT x FROM (SELECT email AS x FROM users) t", "derived table t"},

@@ -34,7 +34,7 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 		}
 		for _, sel := range x.SelectList.Selects {
 			if col := a.yieldsEncrypted(sel); col != "" {
-				op := "UNION/INTERSECT/EXCEPT"
+				op := setOpName(x.SelectList)
 				a.refuse(&Refusal{Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through %s; select the column directly", op)})
 				return n, true
 			}
@@ -68,6 +68,25 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 }
 
 func (u *unattributed) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// setOpName is the (first) operator of a set operation, for messages.
+func setOpName(l *ast.SetOprSelectList) string {
+	for _, sel := range l.Selects {
+		var op *ast.SetOprType
+		switch x := sel.(type) {
+		case *ast.SelectStmt:
+			op = x.AfterSetOperator
+		case *ast.SetOprSelectList:
+			op = x.AfterSetOperator
+		}
+		if op != nil {
+			if name := op.String(); name != "" {
+				return name
+			}
+		}
+	}
+	return "UNION/INTERSECT/EXCEPT"
+}
 
 // subqueries lists the outermost subqueries of an expression.
 type subqueries struct{ list []ast.Node }
