@@ -62,3 +62,41 @@ func BenchmarkPlanPlaintext(b *testing.B) {
 		}
 	}
 }
+
+// FuzzPrefilterAgreesWithParser checks the byte scans against the parser:
+// whenever the parser finds a PREPARE or EXECUTE statement, the text
+// mentions PREPARE/EXECUTE, and whenever it finds a CREATE, ALTER, DROP or
+// RENAME statement, DDLStart finds it at a statement start.
+func FuzzPrefilterAgreesWithParser(f *testing.F) {
+	for _, s := range []string{
+		"PREPARE s FROM @q",
+		"/*!PREPARE s FROM @q*/",
+		"SELECT 1; EXECUTE s USING @a",
+		"CREATE VIEW v AS SELECT 1",
+		"/*!50001 CREATE ALGORITHM=UNDEFINED */ /*!50001 VIEW v AS select 1 */",
+		"-- c\nALTER TABLE t RENAME TO u",
+		"SELECT 1;/* x */RENAME TABLE a TO b",
+		"(SELECT 1); DROP VIEW v",
+		"SELECT 'a'; CREATE TABLE t (a int)",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		stmts, err := mysqlsql.ParseForTest(sql)
+		if err != nil {
+			return
+		}
+		for _, kind := range stmts {
+			switch kind {
+			case "dynamic":
+				if !mysqlsql.MentionsDynamic(sql) {
+					t.Fatalf("the parser finds PREPARE/EXECUTE in %q, the scan does not", sql)
+				}
+			case "ddl":
+				if !mysqlsql.DDLStart(sql) {
+					t.Fatalf("the parser finds DDL in %q, the scan does not", sql)
+				}
+			}
+		}
+	})
+}
