@@ -1,6 +1,9 @@
 package mysqlsql
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // This file holds the byte scans that send a string to the planner although
 // it names no encrypted table: statements whose effect on encrypted tables
@@ -15,17 +18,23 @@ import "unicode/utf8"
 // that run dynamic SQL all contain one of them.
 func mentionsDynamic(sql string) bool {
 	for i := 0; i+7 <= len(sql); i++ {
-		c := sql[i] | 0x20
-		if c != 'p' && c != 'e' {
+		// Look at the second byte first: r/R and x/X (ASCII letters
+		// with bit 5 set or not) are the only ones that matter.
+		if c := sql[i+1] | 0x20; c != 'r' && c != 'x' {
 			continue
 		}
-		if i > 0 && identByte(sql[i-1]) {
+		var word string
+		switch sql[i] | 0x20 {
+		case 'p':
+			word = "prepare"
+		case 'e':
+			word = "execute"
+		default:
 			continue
 		}
-		if !hasWordFold(sql[i:], "prepare") && !hasWordFold(sql[i:], "execute") {
-			continue
+		if (i == 0 || !identByte(sql[i-1])) && hasWordFold(sql[i:], word) {
+			return true
 		}
-		return true
 	}
 	return false
 }
@@ -67,18 +76,26 @@ func ddlStart(sql string) bool {
 	if ddlWordAt(sql, 0) {
 		return true
 	}
-	for i := 0; i < len(sql); i++ {
-		switch sql[i] {
-		case ';':
-			if ddlWordAt(sql, i+1) {
-				return true
-			}
-		case '/':
-			if i+2 < len(sql) && sql[i+1] == '*' && (sql[i+2] == '!' || (sql[i+2]|0x20) == 'm') {
-				if ddlWordAt(sql, i) {
-					return true
-				}
-			}
+	// strings.IndexByte and strings.Index skip the bytes between
+	// candidates with vector instructions.
+	for i := 0; ; i++ {
+		j := strings.IndexByte(sql[i:], ';')
+		if j < 0 {
+			break
+		}
+		i += j
+		if ddlWordAt(sql, i+1) {
+			return true
+		}
+	}
+	for i := 0; ; i++ {
+		j := strings.Index(sql[i:], "/*")
+		if j < 0 {
+			break
+		}
+		i += j
+		if i+2 < len(sql) && (sql[i+2] == '!' || (sql[i+2]|0x20) == 'm') && ddlWordAt(sql, i) {
+			return true
 		}
 	}
 	return false
