@@ -39,6 +39,9 @@ type fcOpts struct {
 	allowDynamic bool
 	// before runs directly on the database before the proxy starts.
 	before []string
+	// catalogGrant, if set, makes the catalog log in as a user of its
+	// own with this privilege on the test database only.
+	catalogGrant string
 }
 
 type fcEnv struct {
@@ -71,7 +74,21 @@ func startFailClosed(t *testing.T, o fcOpts) *fcEnv {
 	opts := mycrypt.Options{Rules: set, Keys: mgr, AllowDynamicSQL: o.allowDynamic,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if o.catalog {
-		conn, err := driver.NewConnector(myConfigAt(t, db.Addr(), db.User, db.Password, db.Database))
+		user, password := db.User, db.Password
+		if o.catalogGrant != "" {
+			user, password = db.User+"c", "catpw"
+			admin := adminDB(t, db)
+			for _, q := range []string{
+				fmt.Sprintf("CREATE USER '%s'@'%%' IDENTIFIED BY '%s'", user, password),
+				fmt.Sprintf("GRANT %s ON `%s`.* TO '%s'@'%%'", o.catalogGrant, db.Database, user),
+			} {
+				if _, err := admin.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), fmt.Sprintf("DROP USER '%s'@'%%'", user)) })
+		}
+		conn, err := driver.NewConnector(myConfigAt(t, db.Addr(), user, password, db.Database))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,6 +277,33 @@ func TestMySQLFailClosedViews(t *testing.T) {
 		t.Fatalf("users has %d rows, want 1", n)
 	}
 	e.checkAtRest(t, []string{"leak-email", "leak-ssn", "a@x", "ssn-a"})
+}
+
+// TestMySQLFailClosedViewsRestrictedCatalog: a catalog user that may read
+// the tables but not the view definitions (no SHOW VIEW) still makes the
+// proxy refuse the view: a definition it cannot read counts as one over
+// an encrypted table.
+func TestMySQLFailClosedViewsRestrictedCatalog(t *testing.T) {
+	e := startFailClosed(t, fcOpts{catalog: true, catalogGrant: "SELECT", before: []string{
+		"CREATE VIEW v AS SELECT id, email, ssn FROM users",
+	}})
+	e.seed(t)
+	ctx := testCtx(t)
+	c := e.conn(t)
+	_, err := c.ExecContext(ctx, "INSERT INTO v (id, email, ssn) VALUES (2, 'leak-email', 'leak-ssn')")
+	wantRefused(t, err, "v is a view over encrypted table")
+	var def sql.NullString
+	side := openDB(t, myConfigAt(t, e.db.Addr(), e.db.User+"c", "catpw", e.db.Database))
+	if err := side.QueryRowContext(ctx, "SELECT VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_NAME = 'v'").Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if def.String != "" {
+		t.Fatalf("the catalog user reads the definition (%q): this test no longer covers an unreadable one", def.String)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM users"); n != 1 {
+		t.Fatalf("users has %d rows, want 1", n)
+	}
+	e.checkAtRest(t, []string{"leak-email", "leak-ssn"})
 }
 
 // TestMySQLFailClosedUnattributedResults: results whose column definitions
