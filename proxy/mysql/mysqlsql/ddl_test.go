@@ -218,12 +218,15 @@ func TestPlanViews(t *testing.T) {
 		mysqlsql.View{Database: "app", Name: "v2", Definition: "select `app`.`v`.`id` AS `id` from `app`.`v`"},
 		mysqlsql.View{Database: "app", Name: "hidden", Definition: ""},
 		mysqlsql.View{Database: "app", Name: "safe", Definition: "select `app`.`users_archive`.`id` AS `id` from `app`.`users_archive`"},
+		// Unparseable (MariaDB syntax), naming the view v.
+		mysqlsql.View{Database: "app", Name: "odd", Definition: "select `x`.`id` AS `id` from `app`.`v` `x` RETURNING nothing"},
 	)
 	p := mysqlsql.NewWith(testRules(t), nil, 16, mysqlsql.Options{Relations: src, RelationsMaxAge: time.Hour})
 	wantRefusal(t, p, "SELECT id FROM v WHERE email = 'b@x'", "v is a view over encrypted table users; query the table")
 	wantRefusal(t, p, "INSERT INTO v (id, email) VALUES (1, 'a@x')", "v is a view over encrypted table users")
 	wantRefusal(t, p, "UPDATE app.v2 SET id = 2", "v2 is a view over encrypted table users")
 	wantRefusal(t, p, "SELECT * FROM hidden", "hidden is a view over encrypted table")
+	wantRefusal(t, p, "SELECT * FROM odd", "odd is a view over encrypted table")
 	wantRefusal(t, p, "CREATE VIEW v3 AS SELECT id FROM v2", "reads a view over encrypted table users")
 	wantRefusal(t, p, "SELECT id FROM notes JOIN v USING (id) WHERE 'a' LIKE 'b' RETURNING id", "view over an encrypted table")
 	wantPassthrough(t, p, "SELECT id FROM safe")

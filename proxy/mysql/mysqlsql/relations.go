@@ -105,6 +105,8 @@ type relations struct {
 	onError func(error)
 	rules   *rules.Set
 
+	parsed map[string]parsedDef // guarded by mu
+
 	cur   atomic.Pointer[viewSet]
 	stale atomic.Bool
 	mu    sync.Mutex // one refresh at a time
@@ -154,7 +156,8 @@ func (r *relations) current(ctx context.Context) *viewSet {
 		r.cur.Store(nv)
 		return nv
 	}
-	nv := buildViewSet(r.rules, rel.Views)
+	nv, parsed := buildViewSet(r.rules, rel.Views, r.parsed)
+	r.parsed = parsed
 	if v == nil || !sameKeys(v.base, nv.base) {
 		if r.changed != nil {
 			r.changed()
@@ -184,39 +187,61 @@ func sameKeys(a, b map[string]string) bool {
 	return true
 }
 
+// parsedDef is what a view definition names: its tables as (database,
+// name), the database "" when unqualified; ok false if it did not parse.
+type parsedDef struct {
+	tables [][2]string
+	ok     bool
+}
+
 // buildViewSet finds the views that read an encrypted table, directly or
 // through other views: a definition that names one (it is parsed to tell
 // `users` from `users_archive`), that cannot be parsed while it may name
-// one, or that the catalog user cannot see.
-func buildViewSet(set *rules.Set, views []View) *viewSet {
+// one or such a view, or that the catalog user cannot see. parsed caches
+// the definitions parsed by the last call (definitions rarely change); the
+// returned map replaces it.
+func buildViewSet(set *rules.Set, views []View, parsed map[string]parsedDef) (*viewSet, map[string]parsedDef) {
 	vs := &viewSet{read: time.Now(), base: map[string]string{}}
-	tables := make([][]*ast.TableName, len(views))
-	ps := parser.New()
+	defs := make([]parsedDef, len(views))
+	next := make(map[string]parsedDef, len(views))
+	var ps *parser.Parser
 	key := func(db, name string) string { return strings.ToLower(db) + "." + strings.ToLower(name) }
 	for i, v := range views {
 		if v.Definition == "" {
 			vs.base[key(v.Database, v.Name)] = "(a definition the catalog user cannot read)"
 			continue
 		}
-		stmts, _, err := ps.Parse(v.Definition, "", "")
-		if err != nil {
+		d, ok := parsed[v.Definition]
+		if !ok {
+			if ps == nil {
+				ps = parser.New()
+			}
+			if stmts, _, err := ps.Parse(v.Definition, "", ""); err == nil {
+				d.ok = true
+				tc := &tableNames{}
+				for _, st := range stmts {
+					st.Accept(tc)
+				}
+				for _, tn := range tc.list {
+					d.tables = append(d.tables, [2]string{tn.Schema.O, tn.Name.O})
+				}
+			}
+		}
+		next[v.Definition] = d
+		defs[i] = d
+		if !d.ok {
 			if set.MayTouch(v.Definition) {
 				vs.base[key(v.Database, v.Name)] = "(a definition the proxy cannot parse)"
 			}
 			continue
 		}
-		tc := &tableNames{}
-		for _, st := range stmts {
-			st.Accept(tc)
-		}
-		tables[i] = tc.list
-		for _, tn := range tc.list {
-			db := tn.Schema.O
+		for _, tn := range d.tables {
+			db := tn[0]
 			if db == "" {
 				db = v.Database
 			}
-			if set.Table(db, "", tn.Name.O) != nil {
-				vs.base[key(v.Database, v.Name)] = tn.Name.O
+			if set.Table(db, "", tn[1]) != nil {
+				vs.base[key(v.Database, v.Name)] = tn[1]
 				break
 			}
 		}
@@ -224,17 +249,30 @@ func buildViewSet(set *rules.Set, views []View) *viewSet {
 	// Views over those views, until nothing changes.
 	for changed := true; changed; {
 		changed = false
+		var names []string
+		for k := range vs.base {
+			names = append(names, k[strings.LastIndexByte(k, '.')+1:])
+		}
+		filter := newNameFilter(names)
 		for i, v := range views {
 			k := key(v.Database, v.Name)
 			if _, ok := vs.base[k]; ok {
 				continue
 			}
-			for _, tn := range tables[i] {
-				db := tn.Schema.O
+			if !defs[i].ok {
+				// Unparsed: any mention of such a view counts.
+				if filter.match(v.Definition) {
+					vs.base[k] = "(a definition the proxy cannot parse)"
+					changed = true
+				}
+				continue
+			}
+			for _, tn := range defs[i].tables {
+				db := tn[0]
 				if db == "" {
 					db = v.Database
 				}
-				if b, ok := vs.base[key(db, tn.Name.O)]; ok {
+				if b, ok := vs.base[key(db, tn[1])]; ok {
 					vs.base[k] = b
 					changed = true
 					break
@@ -247,7 +285,7 @@ func buildViewSet(set *rules.Set, views []View) *viewSet {
 		names = append(names, k[strings.LastIndexByte(k, '.')+1:])
 	}
 	vs.filter = newNameFilter(names)
-	return vs
+	return vs, next
 }
 
 // tableNames collects the table names of a statement.
