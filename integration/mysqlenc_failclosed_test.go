@@ -420,6 +420,7 @@ func TestMySQLFailClosedDDL(t *testing.T) {
 		{"ALTER TABLE users MODIFY email VARCHAR(10)", "MODIFY COLUMN of an encrypted column"},
 		{"CREATE TABLE copy_of_users LIKE users", "LIKE an encrypted table"},
 		{"ALTER TABLE users EXCHANGE PARTITION p0 WITH TABLE notes", "EXCHANGE PARTITION"},
+		{"CREATE TABLE merged (id INT, ssn VARBINARY(512)) ENGINE=MERGE UNION=(users)", "MERGE table over an encrypted table"},
 		{"RENAME TABLE notes TO `" + other + "`.users", "to the name of an encrypted table"},
 		{"CREATE TABLE `" + other + "`.users (id INT, ssn TEXT)", "in a database its rule does not cover"},
 	} {

@@ -104,12 +104,16 @@ func (a *analyzer) guard(st ast.StmtNode, views *viewSet) {
 		return
 	case *ast.AlterTableStmt:
 		a.alterTable(s)
+		for _, sp := range s.Specs {
+			a.tableOptions(sp.Options, s.Text())
+		}
 	case *ast.RenameTableStmt:
 		for _, tt := range s.TableToTables {
 			a.renameTable(tt.OldTable, tt.NewTable.Name.O)
 		}
 	case *ast.CreateTableStmt:
 		a.createTable(s)
+		a.tableOptions(s.Options, s.Text())
 	case *ast.ProcedureInfo:
 		if a.p.rules.MayTouch(s.Text()) {
 			a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, s.Text()), Reason: "CREATE PROCEDURE of a stored program naming an encrypted table is not supported through the proxy: " +
@@ -301,5 +305,40 @@ func (a *analyzer) createTable(s *ast.CreateTableStmt) {
 	if a.p.rules.Table(db, "", name) == nil {
 		a.refuse(&Refusal{Column: db + "." + name, Reason: "creating a table with the name of an encrypted table in a database its rule does not cover is not supported: " +
 			"it would hold plaintext under a name the application uses for encrypted data; add the database to the rules"})
+	}
+}
+
+// tableOptions refuses a table whose storage engine reads and writes the
+// rows of another table (MERGE's UNION=, FEDERATED/CONNECT/SPIDER's
+// CONNECTION=) when that may be an encrypted table: its rows would move
+// without the proxy.
+func (a *analyzer) tableOptions(opts []*ast.TableOption, text string) {
+	if a.err != nil || len(opts) == 0 {
+		return
+	}
+	engine := ""
+	for _, o := range opts {
+		switch o.Tp {
+		case ast.TableOptionEngine:
+			engine = strings.ToLower(o.StrValue)
+		case ast.TableOptionUnion:
+			for _, tn := range o.TableNames {
+				if a.p.rules.HasTableNamed(tn.Name.O) {
+					a.refuse(&Refusal{Column: tn.Name.O, Reason: "a MERGE table over an encrypted table is not supported: its rows would be read and written without the proxy"})
+					return
+				}
+			}
+		case ast.TableOptionConnection:
+			if a.p.rules.MayTouch(o.StrValue) {
+				a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, o.StrValue), Reason: "a table whose CONNECTION names an encrypted table is not supported: its rows would be read and written without the proxy"})
+				return
+			}
+		}
+	}
+	switch engine {
+	case "merge", "mrg_myisam", "federated", "federatedx", "connect", "spider":
+		if a.p.rules.MayTouch(text) {
+			a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, text), Reason: "a " + strings.ToUpper(engine) + " table that may reach an encrypted table is not supported: its rows would be read and written without the proxy"})
+		}
 	}
 }
