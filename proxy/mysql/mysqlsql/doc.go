@@ -83,9 +83,11 @@
 //   - RENAME TABLE and ALTER TABLE … RENAME of an encrypted table or to an
 //     encrypted table's name (in any database), RENAME COLUMN / CHANGE /
 //     MODIFY of an encrypted column or to its name, CREATE TABLE … LIKE an
-//     encrypted table, and CREATE TABLE of an encrypted table's name in a
-//     database its rule does not cover (with no database in the rule the
-//     new table is encrypted too, and allowed). DROP COLUMN is allowed.
+//     encrypted table, EXCHANGE PARTITION with one, MERGE (UNION=),
+//     FEDERATED, CONNECT and SPIDER tables that may reach one, and CREATE
+//     TABLE of an encrypted table's name in a database its rule does not
+//     cover (with no database in the rule the new table is encrypted too,
+//     and allowed). DROP COLUMN is allowed.
 //   - A statement naming a view that reads an encrypted table is refused
 //     (DROP VIEW and SHOW excepted). The views come from a
 //     [RelationSource] ([Options].Relations; the wire layer's catalog
