@@ -325,6 +325,7 @@ func TestMySQLFailClosedUnattributedResults(t *testing.T) {
 		{"SELECT x FROM (SELECT email AS x FROM users) t", "derived table t"},
 		{"SELECT t.* FROM (SELECT DISTINCT email FROM users LIMIT 5) t", "derived table t"},
 		{"WITH c AS (SELECT email FROM users) SELECT email FROM c", "WITH query c"},
+		{"SET @x = (SELECT ssn FROM users LIMIT 1)", "SET of a variable"},
 	} {
 		rows, err := c.QueryContext(ctx, tc.sql)
 		if err == nil {

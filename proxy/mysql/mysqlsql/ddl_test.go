@@ -170,6 +170,8 @@ func TestPlanUnattributedResults(t *testing.T) {
 		{"SELECT * FROM (SELECT * FROM users) t", "derived table t"},
 		{"SELECT x FROM (SELECT email AS x FROM users UNION ALL SELECT email FROM users_copy) t", "email"},
 		{"WITH c AS (SELECT email FROM users) SELECT email FROM c", "WITH query c"},
+		{"SET @x = (SELECT ssn FROM users LIMIT 1)", "SET of a variable"},
+		{"SELECT @x := email FROM users", "users.email"},
 	} {
 		wantRefusal(t, p, tc.sql, tc.want)
 	}
@@ -179,6 +181,7 @@ func TestPlanUnattributedResults(t *testing.T) {
 		"SELECT t.id FROM (SELECT id, email AS e FROM users) t WHERE t.e = 'a'",
 		"SELECT EXISTS (SELECT * FROM users WHERE email = 'a')",
 		"SELECT (SELECT COUNT(*) FROM users) AS n",
+		"SET @n = (SELECT COUNT(*) FROM users WHERE email = 'a')",
 	} {
 		if _, err := p.Plan(context.Background(), "app", sql); err != nil {
 			t.Errorf("%s: %v", sql, err)

@@ -56,6 +56,20 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 		}
 	case *ast.SelectStmt:
 		a.derived(x)
+	case *ast.VariableAssignment:
+		// SET @v = (SELECT enc …): the ciphertext would leave the
+		// table for a variable no rule decrypts.
+		if x.Value == nil {
+			break
+		}
+		f := &subqueries{}
+		x.Value.Accept(f)
+		for _, q := range f.list {
+			if col := a.yieldsEncrypted(q); col != "" {
+				a.refuse(&Refusal{Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
+				return n, true
+			}
+		}
 	case *ast.CommonTableExpression:
 		if x.Query != nil {
 			if col := a.yieldsEncrypted(x.Query.Query); col != "" {
