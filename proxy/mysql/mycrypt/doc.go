@@ -80,6 +80,19 @@
 // the new version). Stored programs (CALL) are not analysed: statements
 // naming an encrypted table are refused, others pass.
 //
+// # Views, triggers and dynamic SQL
+//
+// [Catalog] also implements mysqlsql.RelationSource (relations.go): the
+// views (information_schema.VIEWS with VIEW_DEFINITION; MariaDB has no
+// VIEW_TABLE_USAGE) and triggers the catalog user can see. With a Catalog
+// the planner refuses statements naming a view over an encrypted table,
+// and each trigger that fires on an encrypted table (or whose body names
+// one) is logged once per table as a warning: its writes never pass
+// through the proxy, and the database-side guard is what covers them.
+// [Options].AllowDynamicSQL (off by default) lets PREPARE … FROM a
+// variable, EXECUTE IMMEDIATE and stored programs with PREPARE/EXECUTE
+// through (see mysqlsql).
+//
 // # Boundaries
 //
 // It must not import config, proxy/postgres or key providers: it gets a

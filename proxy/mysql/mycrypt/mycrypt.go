@@ -34,6 +34,12 @@ type Options struct {
 	// sessions start in (see [ZoneSource]; the Catalog is one); without
 	// it sessions are assumed to start in UTC.
 	Zones ZoneSource
+	// AllowDynamicSQL lets dynamic SQL through: PREPARE … FROM a variable,
+	// EXECUTE IMMEDIATE, and stored programs whose bodies contain
+	// PREPARE/EXECUTE (see mysqlsql.Options). Off by default: the proxy
+	// cannot see the statements they run, so a value they store in an
+	// encrypted column would be stored as plaintext.
+	AllowDynamicSQL bool
 	// PlanCache is the number of cached plans (default 1024).
 	PlanCache int
 	Logger    *slog.Logger
@@ -68,8 +74,15 @@ func New(opts Options) (*Interceptor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	popts := mysqlsql.Options{AllowDynamicSQL: opts.AllowDynamicSQL}
+	if src, ok := opts.Catalog.(mysqlsql.RelationSource); ok {
+		popts.Relations = newTriggerWarner(src, opts.Rules, log)
+		popts.OnRelationsError = func(err error) {
+			log.Warn("cannot read the server's views and triggers; the last list read stays in use", "err", err)
+		}
+	}
 	return &Interceptor{
-		planner: mysqlsql.New(opts.Rules, opts.Catalog, opts.PlanCache),
+		planner: mysqlsql.NewWith(opts.Rules, opts.Catalog, opts.PlanCache, popts),
 		enc:     enc,
 		rules:   opts.Rules,
 		log:     log,

@@ -83,6 +83,10 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 	if a.err != nil {
 		return a.err
 	}
+	st.Accept(&unattributed{a: a})
+	if a.err != nil {
+		return a.err
+	}
 	switch s := st.(type) {
 	case *ast.InsertStmt:
 		a.insert(s)
@@ -398,7 +402,8 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 // value into another column). nil: refused.
 func (a *analyzer) catalogColumns(s *ast.InsertStmt, target *rules.TableRule, tname string) []string {
 	if a.p.catalog == nil {
-		a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection (none is configured: set the listener's catalog.user and catalog.password_env in the proxy's configuration): name the columns"})
+		a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection for the column order " +
+			"(none is configured: set the listener's catalog.user and catalog.password_env, or DBPROXY_MYSQL_CATALOG_USER and DBPROXY_MYSQL_CATALOG_PASSWORD); or name the columns"})
 		return nil
 	}
 	a.usedCatalog = true
@@ -597,7 +602,7 @@ func (a *analyzer) comparison(x *ast.BinaryOperationExpr) bool {
 		return true // col = NULL is never true; nothing to encrypt
 	}
 	if !col.Deterministic {
-		a.refuse(refusef(col, "equality on a randomized column is not supported"))
+		a.refuse(refusef(col, "equality (=, <>) cannot be evaluated on a randomized column; configure it as deterministic"))
 		return true
 	}
 	if x.Op == opcode.NullEQ {
@@ -623,7 +628,7 @@ func (a *analyzer) in(x *ast.PatternInExpr, col *rules.ColumnRule) {
 		return
 	}
 	if !col.Deterministic {
-		a.refuse(refusef(col, "equality on a randomized column is not supported"))
+		a.refuse(refusef(col, "IN (…) cannot be evaluated on a randomized column; configure it as deterministic"))
 		return
 	}
 	list := make([]ast.ExprNode, 0, len(x.List))

@@ -225,12 +225,13 @@ func TestPlanDDLFlag(t *testing.T) {
 		"ALTER TABLE users ADD COLUMN x int":                  true,
 		"CREATE TABLE users (id int, email varbinary(300))":   true,
 		"DROP TABLE users":                                    true,
-		"RENAME TABLE users_new TO users":                     true,
+		"RENAME TABLE orders TO orders_old":                   true,
 		"SELECT email FROM users WHERE id = 1":                false,
 		"INSERT INTO users (id, email) VALUES (1, 'a')":       false,
 		"SELECT 1; ALTER TABLE users DROP COLUMN note":        true,
 		"ALTER TABLE orders ADD COLUMN x int /* not users */": true,
-		"ALTER TABLE orders ADD COLUMN x int":                 false, // cannot name an encrypted table: not parsed
+		"ALTER TABLE orders ADD COLUMN x int":                 true, // may rename a table: parsed
+		"SELECT 1 FROM orders":                                false,
 	} {
 		plan, err := p.Plan(context.Background(), "app", sql)
 		if err != nil {

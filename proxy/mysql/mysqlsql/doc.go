@@ -61,6 +61,50 @@
 // modes; rewritten text doubles quotes and backslashes, which both modes read as
 // the same string boundaries).
 //
+// # Statements that hide what they do to an encrypted table
+//
+// Besides strings naming an encrypted table, the planner parses strings in
+// which some statement may start with CREATE, ALTER, DROP or RENAME (at the
+// start, after any semicolon, inside an executable comment), that contain
+// the word PREPARE or EXECUTE anywhere, or that name a view over an
+// encrypted table (prefilter.go: byte scans, no parse for ordinary
+// statements). On a Planner with rules (ddl.go):
+//
+//   - Dynamic SQL is refused unless [Options].AllowDynamicSQL: PREPARE …
+//     FROM a variable (or anything but one plain literal), EXECUTE
+//     IMMEDIATE, and stored programs or compound statements (BEGIN NOT
+//     ATOMIC, IF, SET STATEMENT … FOR) containing PREPARE/EXECUTE. PREPARE
+//     … FROM 'literal' is refused when the literal, with its escapes
+//     resolved, names an encrypted table or such a view.
+//   - CREATE PROCEDURE/FUNCTION/EVENT and CREATE TRIGGER naming an
+//     encrypted table are refused (whatever AllowDynamicSQL says), as is
+//     CREATE [OR REPLACE] VIEW / ALTER VIEW reading one (or a view over
+//     one).
+//   - RENAME TABLE and ALTER TABLE … RENAME of an encrypted table or to an
+//     encrypted table's name (in any database), RENAME COLUMN / CHANGE /
+//     MODIFY of an encrypted column or to its name, CREATE TABLE … LIKE an
+//     encrypted table, EXCHANGE PARTITION with one, MERGE (UNION=),
+//     FEDERATED, CONNECT and SPIDER tables that may reach one, and CREATE
+//     TABLE of an encrypted table's name in a database its rule does not
+//     cover (with no database in the rule the new table is encrypted too,
+//     and allowed). DROP COLUMN is allowed.
+//   - A statement naming a view that reads an encrypted table is refused
+//     (DROP VIEW and SHOW excepted). The views come from a
+//     [RelationSource] ([Options].Relations; the wire layer's catalog
+//     connection), read again when older than RelationsMaxAge (10 s) and
+//     after DDL through the proxy ([Planner.Purge]); a definition that
+//     names an encrypted table, cannot be parsed while it may, or that the
+//     catalog user cannot see counts, and so do views over such views.
+//     Without a RelationSource views created directly in the database are
+//     not known.
+//
+// Results the wire layer cannot attribute to a column are refused
+// (unattributed.go): a UNION/INTERSECT/EXCEPT branch, a scalar subquery in
+// a select list or a CTE yielding an encrypted column, and a derived
+// table's encrypted column returned by the query around it (a derived
+// table used only to filter is fine). MariaDB reports no origin, or the
+// wrong one, for them.
+//
 // # Boundaries
 //
 // No wire protocol, no I/O, no logging, no global mutable state; errors and

@@ -43,6 +43,9 @@ type Planner struct {
 	// if no purge happened while it was being made.
 	gen  uint64
 	cols map[tableKey][]string // catalog answers
+
+	allowDynamic bool
+	rel          *relations // nil without Options.Relations
 }
 
 type cacheKey struct{ db, sql string }
@@ -60,10 +63,31 @@ type cacheEntry struct {
 // cacheSize is the number of plans kept (LRU by SQL text and current
 // database); 0 disables the cache.
 func New(set *rules.Set, catalog Catalog, cacheSize int) *Planner {
+	return NewWith(set, catalog, cacheSize, Options{})
+}
+
+// NewWith is New with Options.
+func NewWith(set *rules.Set, catalog Catalog, cacheSize int, opts Options) *Planner {
 	p := &Planner{rules: set, catalog: catalog, max: cacheSize, lru: list.New(), cache: map[cacheKey]*list.Element{},
-		cols: map[tableKey][]string{}}
+		cols: map[tableKey][]string{}, allowDynamic: opts.AllowDynamicSQL}
 	p.parsers.New = func() any { return parser.New() }
+	if opts.Relations != nil && !set.Empty() {
+		p.rel = &relations{src: opts.Relations, maxAge: opts.RelationsMaxAge, onError: opts.OnRelationsError, rules: set,
+			changed: p.dropPlans}
+		if p.rel.maxAge <= 0 {
+			p.rel.maxAge = defaultRelationsMaxAge
+		}
+	}
 	return p
+}
+
+// dropPlans drops every cached plan: the views they were made under changed.
+func (p *Planner) dropPlans() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gen++
+	p.lru.Init()
+	clear(p.cache)
 }
 
 var passPlan = &Plan{Passthrough: true, Unparsed: true}
@@ -76,10 +100,17 @@ const maxCachedSQL = 64 << 10
 // none, UnknownDatabase if unknown). The error is a *Refusal for a
 // statement that must not be forwarded, or a Catalog error.
 func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error) {
-	if p.rules.Empty() || !p.rules.MayTouch(sql) {
+	if p.rules.Empty() {
 		if !mayUse(sql) {
 			return passPlan, nil
 		}
+	} else if !p.rules.MayTouch(sql) {
+		views := p.rel.current(ctx)
+		if !mayUse(sql) && !mentionsDynamic(sql) && !ddlStart(sql) && (views == nil || !views.filter.match(sql)) {
+			return passPlan, nil
+		}
+	} else {
+		p.rel.current(ctx) // keep the views fresh for the analysis
 	}
 	key := cacheKey{database, sql}
 	cache := p.max > 0 && len(sql) <= maxCachedSQL
@@ -104,7 +135,7 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 	// cached: the next attempt asks again.
 	if cache && !(usedCatalog && err != nil) {
 		p.mu.Lock()
-		if _, ok := p.cache[key]; !ok && (!usedCatalog || gen == p.gen) {
+		if _, ok := p.cache[key]; !ok && gen == p.gen {
 			p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, plan: plan, err: err, catalog: usedCatalog})
 			for p.lru.Len() > p.max {
 				old := p.lru.Remove(p.lru.Back()).(*cacheEntry)
@@ -121,6 +152,9 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 // DDL) completes, so that the next column-less INSERT reads the table's
 // new column order.
 func (p *Planner) Purge() {
+	if p.rel != nil {
+		p.rel.stale.Store(true) // a view may have been created or dropped
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.gen++
@@ -180,7 +214,9 @@ func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, u
 			plan, err = nil, &Refusal{Reason: "the statement could not be analysed"}
 		}
 	}()
-	touches := !p.rules.Empty() && p.rules.MayTouch(sql)
+	views := p.rel.load()
+	touches := !p.rules.Empty() && (p.rules.MayTouch(sql) || (views != nil && views.filter.match(sql)) ||
+		(!p.allowDynamic && mentionsDynamic(sql)))
 	lower := strings.ToLower(sql)
 	if strings.Contains(lower, markerPrefix) {
 		return nil, false, &Refusal{Reason: "the statement contains a reserved identifier"}
@@ -194,7 +230,13 @@ func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, u
 	p.parsers.Put(ps)
 	if perr != nil {
 		if touches {
-			return nil, false, &Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+			if r := p.unparsed(sql, views); r != nil {
+				return nil, false, r
+			}
+		}
+		if !p.rules.Empty() && ddlStart(sql) {
+			// CREATE TRIGGER, ALTER VIEW, …: may change the views.
+			return &Plan{Passthrough: true, DDL: true}, false, nil
 		}
 		return passPlan, false, nil
 	}
@@ -242,6 +284,9 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 			texts = append(texts, stmtText(st))
 			continue
 		}
+		if a.guard(st, p.rel.load()); a.err != nil {
+			return nil, nil, false, false, a.err
+		}
 		if err := a.statement(st); err != nil {
 			return nil, nil, false, a.usedCatalog, err
 		}
@@ -271,7 +316,7 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 func isDDL(st ast.StmtNode) bool {
 	switch st.(type) {
 	case *ast.CreateTableStmt, *ast.AlterTableStmt, *ast.DropTableStmt, *ast.RenameTableStmt,
-		*ast.CreateDatabaseStmt, *ast.DropDatabaseStmt:
+		*ast.CreateDatabaseStmt, *ast.DropDatabaseStmt, *ast.CreateViewStmt:
 		return true
 	}
 	return false

@@ -87,8 +87,8 @@ func TestPlanRewrite(t *testing.T) {
 			"INSERT INTO `users` (`id`,`email`,`ssn`,`age`) VALUES (7," + hx("Sa") + "," + hx("Ss") + "," + hx("S"+i42) + ")"},
 		{"alias in having", "app", "SELECT email AS e FROM users HAVING e = 'a'",
 			"SELECT `email` AS `e` FROM `users` HAVING `e` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
-		{"derived alias", "app", "SELECT * FROM (SELECT email AS e FROM users) AS d WHERE d.e = 'a'",
-			"SELECT * FROM (SELECT `email` AS `e` FROM `users`) AS `d` WHERE `d`.`e` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
+		{"derived alias", "app", "SELECT d.id FROM (SELECT id, email AS e FROM users) AS d WHERE d.e = 'a'",
+			"SELECT `d`.`id` FROM (SELECT `id`,`email` AS `e` FROM `users`) AS `d` WHERE `d`.`e` IN (" + hx("M2a") + ", " + hx("M1a") + ")"},
 		{"copy same key", "app", "UPDATE users SET email = email WHERE id = 1", ""},
 	}
 	p := newPlanner(t, catalog{"app.users": {"id", "email", "ssn", "age"}})
@@ -189,7 +189,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"insert select copies ciphertext", "app", "INSERT INTO other (x) SELECT email FROM users", "copy its ciphertext"},
 		{"insert select wildcard", "app", "INSERT INTO other SELECT * FROM users", "copy its ciphertext"},
 		{"insert select union", "app", "INSERT INTO other (x) SELECT id FROM users UNION SELECT 1", "copy its ciphertext"},
-		{"insert select subquery", "app", "INSERT INTO other (x) SELECT (SELECT email FROM users LIMIT 1)", "copy its ciphertext"},
+		{"insert select subquery", "app", "INSERT INTO other (x) SELECT (SELECT email FROM users LIMIT 1)", "ciphertext"},
 		{"insert select into plaintext column", "app", "INSERT INTO users (id) SELECT age FROM users", "plaintext column"},
 		{"create table select", "app", "CREATE TABLE c AS SELECT * FROM users", "CREATE TABLE … SELECT"},
 		{"into outfile", "app", "SELECT email FROM users INTO OUTFILE '/tmp/x'", "INTO OUTFILE"},
@@ -205,7 +205,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"compare plain col", "app", "SELECT * FROM users u JOIN t ON t.x = u.email", "literals or placeholders"},
 		{"null safe", "app", "SELECT * FROM users WHERE email <=> 'a'", "<=>"},
 		{"regexp", "app", "SELECT * FROM users WHERE email REGEXP 'a'", "REGEXP"},
-		{"derived alias", "app", "SELECT d.email FROM (SELECT email FROM users) d WHERE d.email = 'a'", "cannot tell"},
+		{"derived alias", "app", "SELECT d.email FROM (SELECT email FROM users) d WHERE d.email = 'a'", "derived table d"},
 		{"explain insert", "app", "EXPLAIN INSERT INTO users (email) VALUES (concat('a'))", "literal"},
 		{"marker", "app", "SELECT dbproxy_slot_1 FROM users", "reserved"},
 		{"bad literal", "app", "INSERT INTO users (age) VALUES ('nope')", "valid int"},
@@ -214,7 +214,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"cte column list", "app", "WITH x(e) AS (SELECT email FROM users) SELECT * FROM x WHERE e = 'a'", "CTE"},
 		{"ddl default", "app", "ALTER TABLE users ALTER COLUMN email SET DEFAULT 'a'", "DEFAULT"},
 		{"ddl default create", "app", "CREATE TABLE users (id int, ssn varbinary(10) DEFAULT 'a')", "DEFAULT"},
-		{"sql prepare", "app", "PREPARE s FROM 'INSERT INTO users (email) VALUES (?)'", "Prepare"},
+		{"sql prepare", "app", "PREPARE s FROM 'INSERT INTO users (email) VALUES (?)'", "SQL PREPARE"},
 		{"handler", "app", "CALL p((SELECT email FROM users))", "Call"},
 	}
 	for _, tt := range tests {

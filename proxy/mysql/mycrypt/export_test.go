@@ -1,0 +1,13 @@
+package mycrypt
+
+import (
+	"log/slog"
+
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// NewTriggerWarnerForTest exposes the trigger warner.
+func NewTriggerWarnerForTest(src mysqlsql.RelationSource, set *rules.Set, log *slog.Logger) mysqlsql.RelationSource {
+	return newTriggerWarner(src, set, log)
+}

@@ -1,0 +1,102 @@
+package mysqlsql_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+)
+
+func TestPrefilterDynamic(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"PREPARE s FROM @q":                 true,
+		"pRePaRe s FROM @q":                 true,
+		"EXECUTE IMMEDIATE @q":              true,
+		"/*!PREPARE s FROM @q*/":            true,
+		"SELECT 1;prepare s from @q":        true,
+		"x\nEXECUTE s":                      true,
+		"SELECT preparer FROM jobs":         false,
+		"SELECT executed, unprepare FROM j": false,
+		"SELECT id FROM users":              false,
+		"":                                  false,
+	} {
+		if got := mysqlsql.MentionsDynamic(sql); got != want {
+			t.Errorf("MentionsDynamic(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}
+
+func TestPrefilterDDLStart(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"CREATE VIEW v AS SELECT 1":                          true,
+		"  \n\tcreate trigger t":                             true,
+		"-- x\nALTER TABLE t RENAME TO u":                    true,
+		"# x\nRENAME TABLE a TO b":                           true,
+		"/* c */ DROP VIEW v":                                true,
+		"/*!50001 CREATE ALGORITHM=UNDEFINED VIEW v */":      true,
+		"/*M!100100 CREATE VIEW v AS SELECT 1 */":            true,
+		"SELECT 1; /* x */ /*! CREATE */ VIEW v":             true,
+		"SELECT 1 /*!;CREATE VIEW v AS SELECT 1*/":           true,
+		"SELECT 'a;create' FROM t":                           true, // false positive: costs a parse
+		"SELECT created, altered FROM t":                     false,
+		"SELECT 1 -- create":                                 false,
+		"INSERT INTO t (create_time) VALUES (1)":             false,
+		"SELECT * FROM t WHERE note = 'drop table students'": false,
+	} {
+		if got := mysqlsql.DDLStart(sql); got != want {
+			t.Errorf("DDLStart(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}
+
+// BenchmarkPlanPlaintext is the cost of planning a statement that names no
+// encrypted table (the pre-filters only).
+func BenchmarkPlanPlaintext(b *testing.B) {
+	p := newPlanner(b, nil)
+	sql := "SELECT c FROM sbtest1 WHERE id BETWEEN 5012 AND 5111 ORDER BY c /* a sysbench-sized statement */"
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if plan, err := p.Plan(ctx, "app", sql); err != nil || !plan.Passthrough {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzPrefilterAgreesWithParser checks the byte scans against the parser:
+// whenever the parser finds a PREPARE or EXECUTE statement, the text
+// mentions PREPARE/EXECUTE, and whenever it finds a CREATE, ALTER, DROP or
+// RENAME statement, DDLStart finds it at a statement start.
+func FuzzPrefilterAgreesWithParser(f *testing.F) {
+	for _, s := range []string{
+		"PREPARE s FROM @q",
+		"/*!PREPARE s FROM @q*/",
+		"SELECT 1; EXECUTE s USING @a",
+		"CREATE VIEW v AS SELECT 1",
+		"/*!50001 CREATE ALGORITHM=UNDEFINED */ /*!50001 VIEW v AS select 1 */",
+		"-- c\nALTER TABLE t RENAME TO u",
+		"SELECT 1;/* x */RENAME TABLE a TO b",
+		"(SELECT 1); DROP VIEW v",
+		"SELECT 'a'; CREATE TABLE t (a int)",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		stmts, err := mysqlsql.ParseForTest(sql)
+		if err != nil {
+			return
+		}
+		for _, kind := range stmts {
+			switch kind {
+			case "dynamic":
+				if !mysqlsql.MentionsDynamic(sql) {
+					t.Fatalf("the parser finds PREPARE/EXECUTE in %q, the scan does not", sql)
+				}
+			case "ddl":
+				if !mysqlsql.DDLStart(sql) {
+					t.Fatalf("the parser finds DDL in %q, the scan does not", sql)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,381 @@
+package mysqlsql
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// View is a view the server has, as information_schema.VIEWS shows it.
+type View struct {
+	Database, Name string
+	// Definition is VIEW_DEFINITION; "" when the catalog user may not see
+	// it (such a view counts as reading an encrypted table).
+	Definition string
+}
+
+// Trigger is a trigger the server has (information_schema.TRIGGERS).
+type Trigger struct {
+	Database, Name string
+	// Table is the table it fires on (EVENT_OBJECT_SCHEMA/_TABLE).
+	TableDatabase, Table string
+	// Statement is its body (ACTION_STATEMENT).
+	Statement string
+}
+
+// Relations is what the server has besides tables that can read or write
+// an encrypted table without naming it.
+type Relations struct {
+	Views    []View
+	Triggers []Trigger
+}
+
+// RelationSource reads the server's views and triggers. The wire layer
+// implements it over information_schema (mycrypt.Catalog). The Planner
+// calls it without the session's cancellation (the answer serves every
+// session), so it must bound its own time; calls are serialised.
+type RelationSource interface {
+	Relations(ctx context.Context) (Relations, error)
+}
+
+// Options are the optional settings of a Planner.
+type Options struct {
+	// AllowDynamicSQL lets PREPARE … FROM a variable (or any source that
+	// is not a string literal), EXECUTE IMMEDIATE, and stored programs or
+	// compound statements containing PREPARE/EXECUTE through. They run SQL
+	// the proxy never sees: a value they store in an encrypted column is
+	// stored as plaintext.
+	AllowDynamicSQL bool
+	// Relations, optional, lists the server's views, so that statements
+	// naming a view over an encrypted table are refused. Without it such
+	// views (created directly in the database) go unnoticed.
+	Relations RelationSource
+	// RelationsMaxAge bounds how old the list of views may be when a
+	// statement is planned (default 10s); DDL through the proxy makes the
+	// next statement read it again.
+	RelationsMaxAge time.Duration
+	// OnRelationsError, optional, is told when the list cannot be read
+	// (the last one read stays in use).
+	OnRelationsError func(error)
+}
+
+const defaultRelationsMaxAge = 10 * time.Second
+
+// viewSet is a snapshot of the views that read an encrypted table.
+type viewSet struct {
+	read time.Time
+	// base maps db.name (lower case) of each such view to the encrypted
+	// table (or view) it reads, for messages.
+	base map[string]string
+	// names are the lower-cased view names, for the pre-filter.
+	filter nameFilter
+}
+
+// lookup returns the encrypted table view db.name reads, if it is such a
+// view. An unknown database matches a view of that name in any database.
+func (v *viewSet) lookup(db, name string) (string, bool) {
+	if v == nil || len(v.base) == 0 {
+		return "", false
+	}
+	name = strings.ToLower(name)
+	if db == "" || db == UnknownDatabase {
+		for k, b := range v.base {
+			if i := strings.LastIndexByte(k, '.'); i >= 0 && k[i+1:] == name {
+				return b, true
+			}
+		}
+		return "", false
+	}
+	b, ok := v.base[strings.ToLower(db)+"."+name]
+	return b, ok
+}
+
+// relations keeps the viewSet fresh.
+type relations struct {
+	src     RelationSource
+	maxAge  time.Duration
+	onError func(error)
+	rules   *rules.Set
+
+	parsed map[string]parsedDef // guarded by mu
+
+	cur   atomic.Pointer[viewSet]
+	stale atomic.Bool
+	mu    sync.Mutex // one refresh at a time
+	// changed is called with the new snapshot when the set of views
+	// differs from the last one (the planner drops its cached plans).
+	changed func()
+}
+
+// current returns the snapshot, reading the catalog first if it is older
+// than maxAge or was marked stale (while one statement reads it, others use
+// the last snapshot; only the first read makes them wait). nil without a
+// source.
+func (r *relations) current(ctx context.Context) *viewSet {
+	if r == nil {
+		return nil
+	}
+	v := r.cur.Load()
+	if v != nil && !r.stale.Load() && time.Since(v.read) < r.maxAge {
+		return v
+	}
+	if !r.mu.TryLock() {
+		if v != nil {
+			// Another statement is reading the list: use the last one
+			// rather than wait (the bound stretches by one read).
+			return v
+		}
+		r.mu.Lock()
+	}
+	defer r.mu.Unlock()
+	v = r.cur.Load()
+	if v != nil && !r.stale.Load() && time.Since(v.read) < r.maxAge {
+		return v // another caller refreshed it
+	}
+	r.stale.Store(false)
+	// The list serves every session: a session that goes away while it
+	// is being read must not cut the read short.
+	rel, err := r.src.Relations(context.WithoutCancel(ctx))
+	if err != nil {
+		if r.onError != nil {
+			r.onError(err)
+		}
+		// Keep the last list, and ask again after maxAge.
+		nv := &viewSet{read: time.Now()}
+		if v != nil {
+			nv.base, nv.filter = v.base, v.filter
+		}
+		r.cur.Store(nv)
+		return nv
+	}
+	nv, parsed := buildViewSet(r.rules, rel.Views, r.parsed)
+	r.parsed = parsed
+	if v == nil || !sameKeys(v.base, nv.base) {
+		if r.changed != nil {
+			r.changed()
+		}
+	}
+	r.cur.Store(nv)
+	return nv
+}
+
+// load returns the snapshot without refreshing it.
+func (r *relations) load() *viewSet {
+	if r == nil {
+		return nil
+	}
+	return r.cur.Load()
+}
+
+func sameKeys(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// parsedDef is what a view definition names: its tables as (database,
+// name), the database "" when unqualified; ok false if it did not parse.
+type parsedDef struct {
+	tables [][2]string
+	ok     bool
+}
+
+// buildViewSet finds the views that read an encrypted table, directly or
+// through other views: a definition that names one (it is parsed to tell
+// `users` from `users_archive`), that cannot be parsed while it may name
+// one or such a view, or that the catalog user cannot see. parsed caches
+// the definitions parsed by the last call (definitions rarely change); the
+// returned map replaces it.
+func buildViewSet(set *rules.Set, views []View, parsed map[string]parsedDef) (*viewSet, map[string]parsedDef) {
+	vs := &viewSet{read: time.Now(), base: map[string]string{}}
+	defs := make([]parsedDef, len(views))
+	next := make(map[string]parsedDef, len(views))
+	var ps *parser.Parser
+	key := func(db, name string) string { return strings.ToLower(db) + "." + strings.ToLower(name) }
+	for i, v := range views {
+		if v.Definition == "" {
+			vs.base[key(v.Database, v.Name)] = "(a definition the catalog user cannot read)"
+			continue
+		}
+		d, ok := parsed[v.Definition]
+		if !ok {
+			if ps == nil {
+				ps = parser.New()
+			}
+			if stmts, _, err := ps.Parse(v.Definition, "", ""); err == nil {
+				d.ok = true
+				tc := &tableNames{}
+				for _, st := range stmts {
+					st.Accept(tc)
+				}
+				for _, tn := range tc.list {
+					d.tables = append(d.tables, [2]string{tn.Schema.O, tn.Name.O})
+				}
+			}
+		}
+		next[v.Definition] = d
+		defs[i] = d
+		if !d.ok {
+			if set.MayTouch(v.Definition) {
+				vs.base[key(v.Database, v.Name)] = "(a definition the proxy cannot parse)"
+			}
+			continue
+		}
+		for _, tn := range d.tables {
+			db := tn[0]
+			if db == "" {
+				db = v.Database
+			}
+			if set.Table(db, "", tn[1]) != nil {
+				vs.base[key(v.Database, v.Name)] = tn[1]
+				break
+			}
+		}
+	}
+	// Views over those views, until nothing changes.
+	for changed := true; changed; {
+		changed = false
+		var names []string
+		for k := range vs.base {
+			names = append(names, k[strings.LastIndexByte(k, '.')+1:])
+		}
+		filter := newNameFilter(names)
+		for i, v := range views {
+			k := key(v.Database, v.Name)
+			if _, ok := vs.base[k]; ok {
+				continue
+			}
+			if !defs[i].ok {
+				// Unparsed: any mention of such a view counts.
+				if filter.match(v.Definition) {
+					vs.base[k] = "(a definition the proxy cannot parse)"
+					changed = true
+				}
+				continue
+			}
+			for _, tn := range defs[i].tables {
+				db := tn[0]
+				if db == "" {
+					db = v.Database
+				}
+				if b, ok := vs.base[key(db, tn[1])]; ok {
+					vs.base[k] = b
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	var names []string
+	for k := range vs.base {
+		names = append(names, k[strings.LastIndexByte(k, '.')+1:])
+	}
+	vs.filter = newNameFilter(names)
+	return vs, next
+}
+
+// tableNames collects the table names of a statement.
+type tableNames struct{ list []*ast.TableName }
+
+func (c *tableNames) Enter(n ast.Node) (ast.Node, bool) {
+	if tn, ok := n.(*ast.TableName); ok {
+		c.list = append(c.list, tn)
+	}
+	return n, false
+}
+
+func (c *tableNames) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// nameFilter is a pre-filter like rules.Set.MayTouch for a list of names:
+// false means no name occurs anywhere in the text as a whole word, in any
+// ASCII case (a name containing a backtick is also searched with it
+// doubled). Whole words are enough in MySQL: an identifier, bare, quoted
+// or qualified, is never continued by a byte that can continue a bare
+// identifier (identByte: the server's set, any byte ≥ 0x80 included), so
+// a view named v is found in `v`, db.v and V, not in vat.
+type nameFilter struct {
+	byFirst     [256][]string
+	anyNonASCII bool
+	empty       bool
+}
+
+func newNameFilter(names []string) nameFilter {
+	f := nameFilter{empty: true}
+	add := func(n string) {
+		if n == "" {
+			return
+		}
+		f.empty = false
+		for i := 0; i < len(n); i++ {
+			if n[i] >= utf8.RuneSelf {
+				f.anyNonASCII = true
+			}
+		}
+		f.byFirst[n[0]] = append(f.byFirst[n[0]], n)
+	}
+	for _, n := range names {
+		n = strings.ToLower(n)
+		add(n)
+		if strings.Contains(n, "`") {
+			add(strings.ReplaceAll(n, "`", "``"))
+		}
+	}
+	return f
+}
+
+func (f *nameFilter) match(sql string) bool {
+	if f == nil || f.empty {
+		return false
+	}
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		if c >= utf8.RuneSelf {
+			if f.anyNonASCII {
+				return true
+			}
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if i > 0 && identByte(sql[i-1]) {
+			continue
+		}
+		for _, n := range f.byFirst[c] {
+			if hasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !identByte(sql[i+len(n)])) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasPrefixFold(s, lower string) bool {
+	if len(s) < len(lower) {
+		return false
+	}
+	for i := 0; i < len(lower); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
