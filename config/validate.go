@@ -143,6 +143,8 @@ func (d *decoder) listeners(c *Config) {
 			}
 		} else if l.Limits.CopyBuffer <= 0 {
 			d.errf(lp, "must be greater than 0")
+		} else if l.Limits.CopyBuffer > 1<<30 {
+			d.errf(lp, "must be at most 1GiB (the largest message PostgreSQL accepts)")
 		} else if l.Protocol == ProtocolMySQL {
 			d.errf(lp, "only used with protocol postgres (COPY … FROM STDIN)")
 		}

@@ -61,7 +61,14 @@ func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *sl
 		return nil, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
 	}
 	login := newCatalogLogin(lc, index, x.getenv)
-	return pgcrypt.New(pgcrypt.Options{Rules: x.rules, Encryptor: x.enc, Connect: login.pgConnect, Logger: log})
+	return pgcrypt.New(pgcrypt.Options{
+		Rules:           x.rules,
+		Encryptor:       x.enc,
+		Connect:         login.pgConnect,
+		AllowDynamicSQL: lc.AllowDynamicSQL,
+		CopyBuffer:      int(lc.Limits.CopyBuffer),
+		Logger:          log,
+	})
 }
 
 // quoteKV escapes a libpq keyword/value string value.
