@@ -49,9 +49,9 @@ type fcEnv struct {
 	logs *lockedBuffer // the encryption layer's log
 }
 
-// startFailClosed starts MariaDB with users (email deterministic, ssn
+// startMyFailClosed starts MariaDB with users (email deterministic, ssn
 // randomized) and a plaintext notes table, and an encrypting proxy.
-func startFailClosed(t *testing.T, o fcOpts) *fcEnv {
+func startMyFailClosed(t *testing.T, o fcOpts) *fcEnv {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.StartMariaDB(t)
@@ -146,7 +146,7 @@ func wantRefusedAll(t *testing.T, err error, want ...string) {
 // TestMySQLFailClosedDynamicSQL: PREPARE from a variable built so that the
 // text never spells the table name, then EXECUTE, stored plaintext before.
 func TestMySQLFailClosedDynamicSQL(t *testing.T) {
-	e := startFailClosed(t, fcOpts{})
+	e := startMyFailClosed(t, fcOpts{})
 	e.seed(t)
 	ctx := testCtx(t)
 	c := e.conn(t)
@@ -205,7 +205,7 @@ func TestMySQLFailClosedDynamicSQL(t *testing.T) {
 	e.checkAtRest(t, []string{"leak-email", "leak-ssn", "a@x", "ssn-a"})
 
 	// The opt-in lets dynamic SQL through (here a harmless statement).
-	allowed := startFailClosed(t, fcOpts{allowDynamic: true})
+	allowed := startMyFailClosed(t, fcOpts{allowDynamic: true})
 	ac := allowed.conn(t)
 	if _, err := ac.ExecContext(ctx, "SET @q = 'SELECT 1'"); err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestMySQLFailClosedDynamicSQL(t *testing.T) {
 // the proxy or directly, let INSERT store plaintext and SELECT … WHERE
 // send the plaintext email to the server.
 func TestMySQLFailClosedViews(t *testing.T) {
-	e := startFailClosed(t, fcOpts{catalog: true, before: []string{
+	e := startMyFailClosed(t, fcOpts{catalog: true, before: []string{
 		"CREATE VIEW v AS SELECT id, email, ssn FROM users",
 		"CREATE VIEW vv AS SELECT id, email FROM v",
 		"CREATE VIEW plain_v AS SELECT id, note FROM notes",
@@ -284,7 +284,7 @@ func TestMySQLFailClosedViews(t *testing.T) {
 // proxy refuse the view: a definition it cannot read counts as one over
 // an encrypted table.
 func TestMySQLFailClosedViewsRestrictedCatalog(t *testing.T) {
-	e := startFailClosed(t, fcOpts{catalog: true, catalogGrant: "SELECT", before: []string{
+	e := startMyFailClosed(t, fcOpts{catalog: true, catalogGrant: "SELECT", before: []string{
 		"CREATE VIEW v AS SELECT id, email, ssn FROM users",
 	}})
 	e.seed(t)
@@ -313,7 +313,7 @@ func TestMySQLFailClosedViewsRestrictedCatalog(t *testing.T) {
 // are refused rather than returned as ciphertext; the plaintext email of a
 // lookup through them never reaches the server.
 func TestMySQLFailClosedUnattributedResults(t *testing.T) {
-	e := startFailClosed(t, fcOpts{})
+	e := startMyFailClosed(t, fcOpts{})
 	e.seed(t)
 	ctx := testCtx(t)
 	c := e.conn(t)
@@ -356,7 +356,7 @@ func TestMySQLFailClosedUnattributedResults(t *testing.T) {
 // encrypted one is refused through the proxy; one made directly in the
 // database is reported once in the log.
 func TestMySQLFailClosedTriggers(t *testing.T) {
-	e := startFailClosed(t, fcOpts{catalog: true, before: []string{
+	e := startMyFailClosed(t, fcOpts{catalog: true, before: []string{
 		"CREATE TABLE audit (id INT, ssn VARBINARY(512))",
 		"CREATE TRIGGER direct_trg AFTER INSERT ON users FOR EACH ROW INSERT INTO audit VALUES (NEW.id, NEW.ssn)",
 	}})
@@ -395,7 +395,7 @@ func TestMySQLFailClosedTriggers(t *testing.T) {
 // TestMySQLFailClosedDDL: renames and type changes that would change what
 // the rules' names mean, and copies of an encrypted table's structure.
 func TestMySQLFailClosedDDL(t *testing.T) {
-	e := startFailClosed(t, fcOpts{})
+	e := startMyFailClosed(t, fcOpts{})
 	e.seed(t)
 	ctx := testCtx(t)
 	other := e.db.Database + "_other"

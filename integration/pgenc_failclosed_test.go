@@ -46,17 +46,6 @@ type failEnv struct {
 	wire *lockedBuffer
 }
 
-// recordingConn records what is written to the server.
-type recordingConn struct {
-	net.Conn
-	w *lockedBuffer
-}
-
-func (c recordingConn) Write(p []byte) (int, error) {
-	_, _ = c.w.Write(p)
-	return c.Conn.Write(p)
-}
-
 // startFailClosed starts the proxy over failClosedDDL; tweak adjusts the
 // interceptor's options.
 func startFailClosed(t *testing.T, tweak func(*pgcrypt.Options)) *failEnv {
