@@ -201,8 +201,10 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	// The session's first statement must see the relations derived from
 	// encrypted tables as they are now (the pre-filter needs their names).
 	if err := db.catalog.refreshDerived(ctx, time.Now(), db.planner); err != nil {
+		// The cause names the catalog login and the setting that fixes
+		// it (never a password).
 		return nil, &postgres.Error{Code: "57P03", Cause: err,
-			Message: "dbproxy: cannot read the relations derived from encrypted tables from the catalog; try again"}
+			Message: "dbproxy: cannot read the relations derived from encrypted tables from the catalog (" + err.Error() + "); try again"}
 	}
 	db.sessions.Add(1)
 	ic.startRefresh(info.Database, db)
