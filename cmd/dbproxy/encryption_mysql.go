@@ -27,7 +27,7 @@ const (
 //
 // Its catalog connection (column orders for INSERT/REPLACE without a column
 // list into encrypted tables, from information_schema; the server's default
-// time_zone, which sessions start in) goes to the
+// time_zone, sql_mode and character set, which sessions start in) goes to the
 // listener's upstream with the listener's upstream TLS, as the user named by
 // DBPROXY_MYSQL_CATALOG_USER (password DBPROXY_MYSQL_CATALOG_PASSWORD).
 // Without that user such statements are refused.
@@ -43,7 +43,7 @@ func (x *encryption) mysqlInterceptor(lc *config.Listener, log *slog.Logger) (*m
 			return nil, fmt.Errorf("catalog connection: %w", err)
 		}
 		cat := mycrypt.NewCatalog(db)
-		opts.Catalog, opts.Zones = cat, cat
+		opts.Catalog, opts.Zones, opts.Lex = cat, cat, cat
 	}
 	return mycrypt.New(opts)
 }

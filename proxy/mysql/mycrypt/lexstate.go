@@ -153,6 +153,9 @@ const (
 	reasonModeUnknown = "the session sql_mode is not known to the proxy (it was set by an expression, a variable, " +
 		"a prepared or compound statement, or by init_connect); SET sql_mode = '…' with a literal value first"
 	reasonCharsetUnknown = "the session character_set_client is not known to the proxy; SET NAMES utf8mb4 first"
+	reasonBothUnknown    = "the session sql_mode and character_set_client are not known to the proxy (set by an " +
+		"expression, a variable, a prepared or compound statement, or by init_connect); SET NAMES utf8mb4 and " +
+		"SET sql_mode = '…' with a literal value first"
 )
 
 // lex returns the mysqlsql.Lex of the state.
@@ -161,6 +164,8 @@ func (t *lexTrack) lex() mysqlsql.Lex {
 	safe, single := mysqlsql.ClientCharset(t.charset)
 	l.SingleByte = single
 	switch {
+	case t.modeSt == modeUnknown && t.charset == "":
+		l.Unreadable = reasonBothUnknown
 	case t.modeSt == modeUnknown:
 		l.Unreadable = reasonModeUnknown
 	case t.modeErr != "":

@@ -47,8 +47,14 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		if plan.Session.Global {
 			s.ic.lex.invalidate()
 		}
+		c := plan.Session
 		s.mu.Lock()
-		s.lx.unknownAll()
+		if c.ModeSet != mysqlsql.SettingUnchanged || c.Executes {
+			s.lx.modeSt = modeUnknown
+		}
+		if c.CharsetSet != mysqlsql.SettingUnchanged || c.Executes {
+			s.lx.charset = ""
+		}
 		s.mu.Unlock()
 	}
 	n := len(plan.Params)

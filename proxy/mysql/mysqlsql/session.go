@@ -1,6 +1,7 @@
 package mysqlsql
 
 import (
+	"regexp"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -370,10 +371,24 @@ func parseOne(stmt string, lex Lex) (ast.StmtNode, error) {
 // change new sessions only; assignments to user variables and other
 // system variables change neither. Anything else naming them is unknown.
 func analyzeSet(c *SessionChange, stmt string, lex Lex) {
+	if m := setNames.FindStringSubmatch(stmt); m != nil {
+		// SET NAMES / CHARACTER SET with any name (the parser knows only
+		// the character sets TiDB implements).
+		cs := m[1] + m[2] + m[3]
+		if strings.EqualFold(cs, "default") {
+			c.CharsetSet, c.Charset = SettingUnknown, ""
+		} else {
+			c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
+		}
+		return
+	}
 	st, err := parseOne(stmt, lex)
 	set, ok := st.(*ast.SetStmt)
 	if err != nil || !ok {
-		c.unknown()
+		c.CharsetSet, c.Charset = SettingUnknown, ""
+		if hasWordFold(stmt, "sql_mode") || hasNonASCII(stmt) {
+			c.ModeSet, c.Mode, c.ModeErr = SettingUnknown, 0, ""
+		}
 		return
 	}
 	for _, v := range set.Variables {
@@ -434,6 +449,28 @@ func analyzeSet(c *SessionChange, stmt string, lex Lex) {
 			c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
 		}
 	}
+}
+
+// setNames matches SET NAMES and SET CHARACTER SET / CHARSET with a plain
+// name (normalised text: no comments).
+var setNames = regexp.MustCompile(`(?is)^\s*SET\s+(?:NAMES|CHARACTER\s+SET|CHARSET)\s+(?:'([A-Za-z0-9_]+)'|"([A-Za-z0-9_]+)"|([A-Za-z0-9_]+))(?:\s+COLLATE\s+(?:'[A-Za-z0-9_]+'|"[A-Za-z0-9_]+"|[A-Za-z0-9_]+))?\s*$`)
+
+func hasWordFold(s, word string) bool {
+	for i := 0; i < len(s); i++ {
+		if hasFold(s, i, word) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // literalName returns the text of a string literal or a bare name.
