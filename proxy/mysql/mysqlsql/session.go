@@ -62,7 +62,8 @@ func (c *SessionChange) Changed() bool {
 }
 
 func (c *SessionChange) unknown() {
-	c.ModeSet, c.CharsetSet = SettingUnknown, SettingUnknown
+	c.ModeSet, c.Mode, c.ModeErr = SettingUnknown, 0, ""
+	c.CharsetSet, c.Charset = SettingUnknown, ""
 }
 
 // ClientCharset classifies a character_set_client name: safe charsets are
@@ -399,6 +400,13 @@ func analyzeSet(c *SessionChange, stmt string, lex Lex) {
 				c.unknown()
 				return
 			}
+		}
+		if v.IsSystem && (strings.HasSuffix(name, ".sql_mode") || strings.HasSuffix(name, ".character_set_client")) {
+			// @@persist.sql_mode and the like: a scope the parser does not
+			// know; follow neither the session nor the global value.
+			c.Global = true
+			c.unknown()
+			continue
 		}
 		switch {
 		case v.Name == ast.SetNames || v.Name == ast.SetCharset:
