@@ -206,9 +206,21 @@ func failed(msg string, cause error) *mysql.Error {
 }
 
 func (s *session) plan(sql string) (*mysqlsql.Plan, error) {
+	plan, _, err := s.planLex(sql)
+	return plan, err
+}
+
+// planLex plans sql under the session's database and lexing state, and
+// returns that state.
+func (s *session) planLex(sql string) (*mysqlsql.Plan, mysqlsql.Lex, error) {
 	s.mu.Lock()
 	db, lex := s.db, s.lx.lex()
 	s.mu.Unlock()
+	plan, err := s.planIn(db, lex, sql)
+	return plan, lex, err
+}
+
+func (s *session) planIn(db string, lex mysqlsql.Lex, sql string) (*mysqlsql.Plan, error) {
 	plan, err := s.ic.planner.PlanLex(s.ctx, db, sql, lex)
 	if err != nil {
 		var r *mysqlsql.Refusal
@@ -322,8 +334,7 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 }
 
 func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
-	lex := s.lexNow()
-	plan, err := s.plan(string(payload[1:]))
+	plan, lex, err := s.planLex(string(payload[1:]))
 	if err != nil {
 		return err
 	}

@@ -275,7 +275,7 @@ func TestAnalyzeSession(t *testing.T) {
 	if c := mysqlsql.AnalyzeSession("PREPARE s FROM 'SET N\\AMES gbk'", mariaLex); !c.RiskyPrepare {
 		t.Errorf("PREPARE with an escape: %+v", c)
 	}
-	if c := mysqlsql.AnalyzeSession("EXECUTE s", mariaLex); !c.Executes {
+	if c := mysqlsql.AnalyzeSession("EXECUTE s; SELECT 1", mariaLex); !c.Executes || !c.Trailing {
 		t.Errorf("EXECUTE: %+v", c)
 	}
 	if c := mysqlsql.AnalyzeSession("SET GLOBAL sql_mode = 'ANSI'", mariaLex); !c.Global {

@@ -51,8 +51,8 @@ type SessionChange struct {
 	RiskyPrepare bool
 	// Executes: an SQL EXECUTE runs a prepared statement.
 	Executes bool
-	// Trailing: a statement follows a change in the same string (the
-	// server lexes it under the new state).
+	// Trailing: a statement follows a change (or an EXECUTE) in the same
+	// string (the server lexes it under the new state).
 	Trailing bool
 }
 
@@ -164,7 +164,8 @@ func AnalyzeSession(sql string, lex Lex) SessionChange {
 		next := pos + n
 		more := next < len(norm) && strings.TrimSpace(norm[next:]) != ""
 		if strings.TrimSpace(stmt) != "" {
-			if c.Changed() {
+			if c.Changed() || c.Executes {
+				// (What EXECUTE runs may change them too.)
 				c.Trailing = true
 			}
 			before := c
