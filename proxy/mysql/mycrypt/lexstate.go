@@ -249,13 +249,6 @@ type lexChange struct {
 	single bool
 }
 
-// lexNow returns the session's current mysqlsql.Lex.
-func (s *session) lexNow() mysqlsql.Lex {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lx.lex()
-}
-
 // beginLexChange runs when a string with a SessionChange is forwarded: the
 // settings it changes are unknown until its response.
 func (s *session) beginLexChange(plan *mysqlsql.Plan) *lexChange {

@@ -191,12 +191,6 @@ type exState struct {
 	lex *lexChange
 }
 
-func (s *session) currentDB() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.db
-}
-
 func refused(err error) *mysql.Error {
 	return &mysql.Error{Code: codeRefused, State: "42000", Message: err.Error()}
 }

@@ -303,3 +303,30 @@ func TestPlanSessionChanges(t *testing.T) {
 		t.Fatalf("change after the statement: %+v %v", plan, err)
 	}
 }
+
+// FuzzNormalize: the normaliser never panics, keeps the length, and leaves
+// no comment opener outside quotes; the session analysis never panics.
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{
+		"INSERT INTO users SET note = 'b' /*!99999 , note = '*/, ssn = 0x31 -- ' */",
+		"a /*!40101 b /* c */ d */ -- e\n#f\n'g\\'h' \"i\" `j`",
+		"/*M!100000 SET NAMES gbk */; SET sql_mode = 'ANSI'; SELECT \"x\"",
+		"SET STATEMENT a=1 FOR SET NAMES utf8mb4; PREPARE s FROM @q; EXECUTE s",
+	} {
+		f.Add(s, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, sql string, flags uint8) {
+		lex := mysqlsql.Lex{Flavour: mysqlsql.Flavour(flags % 3), Version: 101106, SingleByte: flags&4 != 0}
+		if flags&8 != 0 {
+			lex.Mode |= mysql.ModeNoBackslashEscapes
+		}
+		if flags&16 != 0 {
+			lex.Mode |= mysql.ModeANSIQuotes
+		}
+		out, err := mysqlsql.Normalize(sql, lex)
+		if err == nil && len(out) != len(sql) {
+			t.Fatalf("length %d -> %d", len(sql), len(out))
+		}
+		_ = mysqlsql.AnalyzeSession(sql, lex)
+	})
+}
