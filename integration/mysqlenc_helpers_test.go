@@ -65,6 +65,9 @@ func startMyEncProxyWith(t testing.TB, ddl []string, specs []rules.Spec, catalog
 		if zones, ok := cat.(mycrypt.ZoneSource); ok {
 			opts.Zones = zones // as cmd/dbproxy wires the catalog connection
 		}
+		if lex, ok := cat.(mycrypt.LexSource); ok {
+			opts.Lex = lex
+		}
 	}
 	ic, err := mycrypt.New(opts)
 	if err != nil {

@@ -30,12 +30,12 @@ const (
 //
 // Its catalog connection (column orders for INSERT/REPLACE without a column
 // list into encrypted tables, from information_schema; the server's default
-// time_zone, which sessions start in) goes to the listener's upstream with
-// the listener's upstream TLS, as the listener's catalog.user; without a
-// catalog: section, as the user named by DBPROXY_MYSQL_CATALOG_USER
-// (password DBPROXY_MYSQL_CATALOG_PASSWORD). Without either, such
-// statements are refused. A failed login's error (logged) says which
-// setting fixes it.
+// time_zone, sql_mode and character set, which sessions start in) goes to
+// the listener's upstream with the listener's upstream TLS, as the
+// listener's catalog.user; without a catalog: section, as the user named by
+// DBPROXY_MYSQL_CATALOG_USER (password DBPROXY_MYSQL_CATALOG_PASSWORD).
+// Without either, such statements are refused. A failed login's error
+// (logged) says which setting fixes it.
 func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.Logger) (*mycrypt.Interceptor, error) {
 	set, err := rules.New(rules.DialectMySQL, x.specs)
 	if err != nil {
@@ -56,7 +56,7 @@ func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.
 			return nil, fmt.Errorf("catalog connection: %w", err)
 		}
 		cat := mycrypt.NewCatalog(db)
-		opts.Catalog, opts.Zones = cat, cat
+		opts.Catalog, opts.Zones, opts.Lex = cat, cat, cat
 	}
 	return mycrypt.New(opts)
 }

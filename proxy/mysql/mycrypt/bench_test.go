@@ -86,7 +86,7 @@ func colDef(table, name string, typ byte, charset uint16, length uint32, flags u
 func newPointSelect(tb testing.TB, ic *mycrypt.Interceptor, enc *rules.Encryptor, set *rules.Set, enc_ bool, email string) *pointSelect {
 	tb.Helper()
 	ctx := context.Background()
-	h, err := ic.NewSession(ctx, mysql.SessionInfo{Database: benchDB})
+	h, err := ic.NewSession(ctx, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func BenchmarkPointSelectParallel(b *testing.B) {
 
 func prepareInsert(tb testing.TB, ic *mycrypt.Interceptor) *mysql.SessionHooks {
 	tb.Helper()
-	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: benchDB})
+	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
 	if err != nil {
 		tb.Fatal(err)
 	}

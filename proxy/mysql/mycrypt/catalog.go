@@ -68,3 +68,16 @@ func (c *Catalog) ServerTimeZone(ctx context.Context) (zone, system string, err 
 	}
 	return zone, system, nil
 }
+
+// ServerLexState implements LexSource: the server's global sql_mode,
+// character_set_client and init_connect.
+func (c *Catalog) ServerLexState(ctx context.Context) (sqlMode, charset, initConnect string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	var ic sql.NullString
+	if err := c.db.QueryRowContext(ctx, "SELECT @@GLOBAL.sql_mode, @@GLOBAL.character_set_client, @@GLOBAL.init_connect").
+		Scan(&sqlMode, &charset, &ic); err != nil {
+		return "", "", "", fmt.Errorf("server sql_mode: %w", err)
+	}
+	return sqlMode, charset, ic.String, nil
+}

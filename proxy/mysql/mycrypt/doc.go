@@ -93,6 +93,26 @@
 // variable, EXECUTE IMMEDIATE and stored programs with PREPARE/EXECUTE
 // through (see mysqlsql).
 //
+// # Lexing state
+//
+// Every string is planned under the session's lexing state
+// (lexstate.go, mysqlsql.Lex): the server version from the handshake
+// (executable comments), the sql_mode (the server's global one, read with
+// init_connect once per listener through a [LexSource] — the Catalog —
+// and again after SET GLOBAL through the proxy; without one, assumed to
+// have no lexing modes), and character_set_client (the handshake's
+// collation, COM_CHANGE_USER's; COM_RESET_CONNECTION goes back to it on
+// MariaDB, to the global one on MySQL). Literal SETs apply when their OK
+// arrives (unknown while in flight; an ERR restores the previous state,
+// or leaves it unknown after a multi-statement string); session state
+// tracking in OK packets (CLIENT_SESSION_TRACK) sets the server's values.
+// A prepared statement that sets them, an SQL EXECUTE after a PREPARE that
+// could, and anything else mentioning them make them unknown. While a
+// setting is unknown or unsupported (ORACLE and MSSQL modes; character
+// sets other than utf8mb3/utf8mb4, latin1, ascii and binary), statements
+// that may touch an encrypted table are refused with ER 1235 naming
+// sql_mode or character_set_client; others pass.
+//
 // # Boundaries
 //
 // It must not import config, proxy/postgres or key providers: it gets a

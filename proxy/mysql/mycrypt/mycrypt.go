@@ -40,6 +40,12 @@ type Options struct {
 	// cannot see the statements they run, so a value they store in an
 	// encrypted column would be stored as plaintext.
 	AllowDynamicSQL bool
+	// Lex, optional, tells the server's global sql_mode, character set and
+	// init_connect, which new sessions start with (see [LexSource]; the
+	// Catalog is one); without it sessions are assumed to start without
+	// lexing sql_modes, and strings on encrypted tables must read the same
+	// under NO_BACKSLASH_ESCAPES and ANSI_QUOTES.
+	Lex LexSource
 	// PlanCache is the number of cached plans (default 1024).
 	PlanCache int
 	Logger    *slog.Logger
@@ -53,6 +59,7 @@ type Interceptor struct {
 	rules   *rules.Set
 	log     *slog.Logger
 	zone    *serverZone
+	lex     *serverLex
 }
 
 // New returns an Interceptor.
@@ -87,6 +94,7 @@ func New(opts Options) (*Interceptor, error) {
 		rules:   opts.Rules,
 		log:     log,
 		zone:    newServerZone(opts.Zones, opts.Rules, log),
+		lex:     newServerLex(opts.Lex, log),
 	}, nil
 }
 
@@ -105,6 +113,9 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 	s := &session{ic: ic, ctx: ctx, db: info.Database, stmts: map[uint32]*stmt{}, log: log,
 		extMeta: info.Capabilities&mysql.MariaDBExtendedMetadata != 0}
 	s.tz.Store(ic.zone.get(ctx))
+	s.lx = newLexTrack(info.ServerVersion, info.Charset, ic.lex.get(ctx))
+	s.caps = info.Capabilities
+	s.sessionTrack = info.Capabilities&uint64(gomysql.CLIENT_SESSION_TRACK) != 0
 	h := &mysql.SessionHooks{Command: s.command, Result: s.result}
 	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
 		gomysql.COM_STMT_SEND_LONG_DATA, gomysql.COM_STMT_CLOSE, gomysql.COM_STMT_RESET,
@@ -152,6 +163,12 @@ type session struct {
 	// tz is the session time_zone (timezone.go): nil UTC, zoneUnknown.
 	tz atomic.Pointer[time.Location]
 
+	// lx is how the server lexes the session's text (lexstate.go);
+	// guarded by mu.
+	lx           lexTrack
+	caps         uint64
+	sessionTrack bool
+
 	// Scratch buffers, so that executions and rows allocate no
 	// intermediate values: cmdCanon and cmdCT belong to the command hook,
 	// resCanon and resText to the result hook (they run on one goroutine
@@ -187,12 +204,8 @@ type exState struct {
 	// prepare
 	stmtID   uint32
 	prepared bool
-}
-
-func (s *session) currentDB() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.db
+	// lex is a pending change of the session's lexing state.
+	lex *lexChange
 }
 
 func refused(err error) *mysql.Error {
@@ -204,7 +217,22 @@ func failed(msg string, cause error) *mysql.Error {
 }
 
 func (s *session) plan(sql string) (*mysqlsql.Plan, error) {
-	plan, err := s.ic.planner.Plan(s.ctx, s.currentDB(), sql)
+	plan, _, err := s.planLex(sql)
+	return plan, err
+}
+
+// planLex plans sql under the session's database and lexing state, and
+// returns that state.
+func (s *session) planLex(sql string) (*mysqlsql.Plan, mysqlsql.Lex, error) {
+	s.mu.Lock()
+	db, lex := s.db, s.lx.lex()
+	s.mu.Unlock()
+	plan, err := s.planIn(db, lex, sql)
+	return plan, lex, err
+}
+
+func (s *session) planIn(db string, lex mysqlsql.Lex, sql string) (*mysqlsql.Plan, error) {
+	plan, err := s.ic.planner.PlanLex(s.ctx, db, sql, lex)
 	if err != nil {
 		var r *mysqlsql.Refusal
 		if errors.As(err, &r) {
@@ -304,23 +332,28 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		clear(s.stmts)
 		s.mu.Unlock()
 		s.tz.Store(s.ic.zone.current())
+		s.changeUser(payload)
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
 		s.mu.Unlock()
 		s.tz.Store(s.ic.zone.current())
+		s.resetConnection()
 	}
 	w.Packet(payload)
 	return nil
 }
 
 func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
-	plan, err := s.plan(string(payload[1:]))
+	plan, lex, err := s.planLex(string(payload[1:]))
 	if err != nil {
 		return err
 	}
 	st := &exState{plan: plan}
-	st.newZone, st.zoneSet = zoneChange(payload[1:])
+	st.newZone, st.zoneSet = zoneChange(payload[1:], lex)
+	if plan.Session != nil {
+		st.lex = s.beginLexChange(plan)
+	}
 	if plan.HasUse {
 		s.mu.Lock()
 		st.use, st.newDB, st.prevDB = true, plan.Use, s.db
@@ -328,7 +361,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
-	if plan.Encrypted || plan.HasUse || plan.DDL || st.zoneSet {
+	if plan.Encrypted || plan.HasUse || plan.DDL || st.zoneSet || st.lex != nil {
 		x.Watch, x.State = true, st
 	}
 	if plan.Passthrough {
@@ -341,6 +374,9 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 			s.mu.Lock()
 			s.db = st.prevDB
 			s.mu.Unlock()
+		}
+		if st.lex != nil {
+			s.finishLexChange(st.lex, gomysql.ERR_HEADER, false)
 		}
 		return err
 	}
@@ -411,6 +447,11 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 	case mysql.KindOK, mysql.KindERR:
 		if st.use {
 			s.finishUse(st, kind, payload)
+		}
+		if kind == mysql.KindOK {
+			s.trackOK(st, 0x00, payload)
+		} else {
+			s.trackOK(st, gomysql.ERR_HEADER, payload)
 		}
 		if st.zoneSet && kind == mysql.KindOK {
 			s.tz.Store(st.newZone)

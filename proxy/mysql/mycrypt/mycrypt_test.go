@@ -67,7 +67,7 @@ func newHooks(t *testing.T) *mysql.SessionHooks {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app"})
+	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
 	if err != nil || h == nil {
 		t.Fatalf("NewSession: %v", err)
 	}

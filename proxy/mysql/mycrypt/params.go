@@ -37,9 +37,25 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	}
 	plan := st.plan
 	var xs *exState
-	if plan.Encrypted || plan.DDL {
+	if plan.Encrypted || plan.DDL || plan.Session != nil {
 		xs = &exState{plan: plan, stmt: st}
 		x.Watch, x.State = true, xs
+	}
+	if plan.Session != nil {
+		// A prepared SET (or PREPARE/EXECUTE): its values are parameters
+		// the proxy does not follow.
+		if plan.Session.Global {
+			s.ic.lex.invalidate()
+		}
+		c := plan.Session
+		s.mu.Lock()
+		if c.ModeSet != mysqlsql.SettingUnchanged || c.Executes {
+			s.lx.modeSt = modeUnknown
+		}
+		if c.CharsetSet != mysqlsql.SettingUnchanged || c.Executes {
+			s.lx.charset = ""
+		}
+		s.mu.Unlock()
 	}
 	n := len(plan.Params)
 	if n == 0 || (plan.Passthrough && !plan.HasEncryptedParams()) {

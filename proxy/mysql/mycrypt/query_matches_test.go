@@ -42,7 +42,7 @@ func TestQueryLookupNotDecryptedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := ic.NewSession(ctx, mysql.SessionInfo{Database: benchDB})
+	h, err := ic.NewSession(ctx, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func TestServerTimeZone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app"})
+		h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
 		if err != nil {
 			t.Fatal(err)
 		}

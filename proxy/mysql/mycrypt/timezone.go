@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -42,7 +43,17 @@ var readsOnly = regexp.MustCompile(`(?is)^\s*(SELECT|SHOW)\b`)
 // zoneChange reports what a COM_QUERY text does to the session time_zone:
 // ok false if nothing; otherwise the new location (zoneUnknown when it
 // cannot be followed), to apply once the server answered OK.
-func zoneChange(text []byte) (loc *time.Location, ok bool) {
+func zoneChange(raw []byte, lex mysqlsql.Lex) (loc *time.Location, ok bool) {
+	if !containsFold(raw, "time_zone") {
+		return nil, false
+	}
+	// Read the text as the server does: executable comments for a newer
+	// server version are comments.
+	norm, err := mysqlsql.Normalize(string(raw), lex)
+	if err != nil {
+		return zoneUnknown, true
+	}
+	text := []byte(norm)
 	if !containsFold(text, "time_zone") || readsOnly.Match(text) || savesTimeZone.Match(text) {
 		return nil, false
 	}

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata" // named zones whatever the machine has installed
+
+	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
 )
 
 func TestZoneChange(t *testing.T) {
@@ -34,9 +36,13 @@ func TestZoneChange(t *testing.T) {
 		{"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */", true, zoneUnknown, 0},
 		{"SET @tz := @@session.time_zone", false, nil, 0},
 		{"SET @tz = @@time_zone, time_zone = '+01:00'", true, zoneUnknown, 0},
+		// Executable comments for a newer version are comments.
+		{"/*!99999 SET TIME_ZONE='+02:00' */", false, nil, 0},
+		{"/*M!999999 SET TIME_ZONE='+02:00' */", false, nil, 0},
 	}
+	lex := mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106}
 	for _, c := range cases {
-		loc, ok := zoneChange([]byte(c.sql))
+		loc, ok := zoneChange([]byte(c.sql), lex)
 		if ok != c.changed {
 			t.Errorf("%q: changed = %v, want %v", c.sql, ok, c.changed)
 			continue
@@ -57,7 +63,7 @@ func TestZoneChange(t *testing.T) {
 			}
 		}
 	}
-	if loc, ok := zoneChange([]byte("SET time_zone = 'Europe/Paris'")); !ok || loc == nil || loc == zoneUnknown || loc.String() != "Europe/Paris" {
+	if loc, ok := zoneChange([]byte("SET time_zone = 'Europe/Paris'"), lex); !ok || loc == nil || loc == zoneUnknown || loc.String() != "Europe/Paris" {
 		t.Errorf("named zone: %v %v", loc, ok)
 	}
 }

@@ -63,7 +63,6 @@ func TestPlanDynamicSQL(t *testing.T) {
 		"prepare s from @q",
 		"PREPARE s FROM @`q`",
 		"/*!PREPARE s FROM @q*/",
-		"/*!50000 PREPARE s FROM @q */",
 		"SELECT 1; PREPARE s FROM @q",
 		"SET STATEMENT max_statement_time=1 FOR PREPARE s FROM @q",
 		"EXECUTE IMMEDIATE @q",
@@ -82,7 +81,10 @@ func TestPlanDynamicSQL(t *testing.T) {
 			t.Errorf("%s with AllowDynamicSQL: %v", sql, err)
 		}
 	}
-	wantRefusal(t, p, "/*M!100100 PREPARE s FROM @q */", "executable comments")
+	// Without a server version (Plan, not PlanLex) a versioned executable
+	// comment cannot be read as the server reads it.
+	wantRefusal(t, p, "/*M!100100 PREPARE s FROM @q */", "exactly as the server will")
+	wantRefusal(t, p, "/*!50000 PREPARE s FROM @q */", "exactly as the server will")
 	// A literal naming an encrypted table, however it is spelt, is
 	// refused with or without the opt-in.
 	for _, pl := range []*mysqlsql.Planner{p, allow} {
@@ -131,7 +133,7 @@ func TestPlanDDLGuard(t *testing.T) {
 		{"ALTER TABLE users EXCHANGE PARTITION p0 WITH TABLE notes", "EXCHANGE PARTITION"},
 		{"ALTER TABLE parts EXCHANGE PARTITION p0 WITH TABLE users", "EXCHANGE PARTITION"},
 		{"CREATE TABLE other.users (email TEXT)", "other.users"},
-		{"/*!50001 CREATE ALGORITHM=UNDEFINED VIEW v AS SELECT email FROM users */", "CREATE VIEW v"},
+		{"/*!50001 CREATE ALGORITHM=UNDEFINED VIEW v AS SELECT email FROM users */", "exactly as the server will"}, // no server version known
 	} {
 		wantRefusal(t, p, tc.sql, tc.want)
 	}

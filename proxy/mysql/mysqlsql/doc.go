@@ -54,12 +54,43 @@
 // planner cannot resolve (derived-table aliases naming an encrypted column
 // name, unqualified names when the current database is unknown), LOAD DATA
 // into an encrypted table, and any string that may touch an encrypted
-// table but does not parse. Text the server reads differently from the
-// parser is refused too: MariaDB's executable comments (/*M! … */, which
-// the parser skips) and strings that parse to a different statement under
-// NO_BACKSLASH_ESCAPES (each string with a backslash is parsed in both
-// modes; rewritten text doubles quotes and backslashes, which both modes read as
-// the same string boundaries).
+// table but does not parse.
+//
+// # Reading text as the server does
+//
+// [Planner.PlanLex] plans a string under the session's [Lex]: the server
+// flavour and version (executable comments), the lexing sql_mode bits and
+// the client character set class. Before parsing, the text is normalised
+// (lexstate.go) the way the server's lexer reads it: comments the server
+// skips become spaces — /*!NNNNN … */ and /*M!NNNNNN … */ for a newer
+// version, MySQL 5.7+ versions in /*! form on MariaDB, /*M! on MySQL,
+// TiDB's /*T!, a skipped versioned comment with one nested comment, a plain
+// comment up to its first */ — and the markers of comments it runs become
+// spaces while their bodies stay, so the TiDB parser (which reads every /*!
+// body) sees exactly the statement the server runs. What the normaliser
+// cannot establish is refused on encrypted tables: an executable comment
+// inside a running one, a ; inside one, a versioned comment when the server
+// version is unknown (or six digits on MySQL), a quote inside an optimizer
+// hint, a non-ASCII byte after --, a NUL, a non-ASCII byte outside strings
+// in a single-byte client character set. The parser runs with the
+// session's ANSI_QUOTES, NO_BACKSLASH_ESCAPES, PIPES_AS_CONCAT,
+// IGNORE_SPACE and HIGH_NOT_PRECEDENCE; rewrites keep backslashes
+// unescaped under NO_BACKSLASH_ESCAPES. With Lex.ModeAssumed (the server's
+// sql_mode was not read) a string on an encrypted table must parse to the
+// same plan with NO_BACKSLASH_ESCAPES and ANSI_QUOTES, or is refused. With
+// Lex.Unreadable (unknown or unsupported sql_mode, unsafe character set)
+// every string that may touch an encrypted table is refused with that
+// reason. Plans are cached per (database, text, Lex).
+//
+// [AnalyzeSession] (session.go) reports what a string does to the
+// session's sql_mode and character_set_client, statement by statement (the
+// rest of a string is lexed under a mode set earlier in it): literal SET
+// sql_mode / SET NAMES / SET CHARACTER SET / SET character_set_client,
+// DEFAULT, SET STATEMENT … FOR (the variables apply to that statement
+// only), and everything it cannot follow (expressions, variables, EXECUTE
+// IMMEDIATE, compound statements, PREPARE from a variable or of text that
+// may change them) as unknown. It is in Plan.Session. A change followed by
+// a statement on an encrypted table in the same string is refused.
 //
 // # Statements that hide what they do to an encrypted table
 //

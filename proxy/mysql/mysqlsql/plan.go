@@ -139,6 +139,10 @@ type Plan struct {
 	// table's columns (CREATE/ALTER/DROP/RENAME TABLE, CREATE/DROP
 	// DATABASE): call [Planner.Purge] when it has completed.
 	DDL bool
+	// Session, if set, is what the string does to the session's sql_mode
+	// and client character set (lexstate.go): apply it when the string
+	// has succeeded.
+	Session *SessionChange
 }
 
 // HasEncryptedParams reports whether some placeholder is not plain.

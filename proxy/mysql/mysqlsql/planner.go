@@ -48,7 +48,10 @@ type Planner struct {
 	rel          *relations // nil without Options.Relations
 }
 
-type cacheKey struct{ db, sql string }
+type cacheKey struct {
+	db, sql string
+	lex     Lex
+}
 
 type tableKey struct{ db, table string }
 
@@ -97,22 +100,32 @@ var passPlan = &Plan{Passthrough: true, Unparsed: true}
 const maxCachedSQL = 64 << 10
 
 // Plan plans sql with database as the session's current database ("" if
-// none, UnknownDatabase if unknown). The error is a *Refusal for a
-// statement that must not be forwarded, or a Catalog error.
+// none, UnknownDatabase if unknown), for a session whose sql_mode is
+// assumed to have no lexing modes and whose server version is unknown (so
+// versioned executable comments on encrypted tables are refused); the wire
+// layer calls [Planner.PlanLex].
 func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error) {
-	if p.rules.Empty() {
-		if !mayUse(sql) {
-			return passPlan, nil
-		}
-	} else if !p.rules.MayTouch(sql) {
-		views := p.rel.current(ctx)
-		if !mayUse(sql) && !mentionsDynamic(sql) && !ddlStart(sql) && (views == nil || !views.filter.match(sql)) {
-			return passPlan, nil
-		}
-	} else {
-		p.rel.current(ctx) // keep the views fresh for the analysis
+	return p.PlanLex(ctx, database, sql, Lex{ModeAssumed: true})
+}
+
+// PlanLex plans sql as the server reads it under lex. The error is a
+// *Refusal for a statement that must not be forwarded, or a Catalog error.
+func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*Plan, error) {
+	// touches: the statement may reach an encrypted table — by name, through
+	// a view over one, or through dynamic SQL whose text the proxy never sees.
+	touches := false
+	if !p.rules.Empty() {
+		views := p.rel.current(ctx) // also keeps the views fresh for the analysis
+		touches = p.rules.MayTouch(sql) || (views != nil && views.filter.match(sql)) ||
+			(!p.allowDynamic && mentionsDynamic(sql))
 	}
-	key := cacheKey{database, sql}
+	if !touches && !mayUse(sql) && !mayChangeSession(sql) && (p.rules.Empty() || (!mentionsDynamic(sql) && !ddlStart(sql))) {
+		return passPlan, nil
+	}
+	if touches && lex.Unreadable != "" {
+		return nil, &Refusal{Reason: lex.Unreadable}
+	}
+	key := cacheKey{database, sql, lex}
 	cache := p.max > 0 && len(sql) <= maxCachedSQL
 	if cache {
 		p.mu.Lock()
@@ -127,7 +140,7 @@ func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error)
 	p.mu.Lock()
 	gen := p.gen
 	p.mu.Unlock()
-	plan, usedCatalog, err := p.plan(ctx, database, sql)
+	plan, usedCatalog, err := p.planSession(ctx, database, sql, lex, touches)
 	if _, refused := err.(*Refusal); err != nil && !refused {
 		return nil, err
 	}
@@ -208,55 +221,64 @@ func mayUse(sql string) bool {
 
 const markerPrefix = "dbproxy_slot_"
 
-func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, usedCatalog bool, err error) {
+func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touches bool) (plan *Plan, usedCatalog bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			plan, err = nil, &Refusal{Reason: "the statement could not be analysed"}
 		}
 	}()
 	views := p.rel.load()
-	touches := !p.rules.Empty() && (p.rules.MayTouch(sql) || (views != nil && views.filter.match(sql)) ||
-		(!p.allowDynamic && mentionsDynamic(sql)))
 	lower := strings.ToLower(sql)
 	if strings.Contains(lower, markerPrefix) {
 		return nil, false, &Refusal{Reason: "the statement contains a reserved identifier"}
 	}
-	if touches && strings.Contains(lower, "/*m!") {
-		// MariaDB executes /*M! … */; the parser skips it.
-		return nil, false, &Refusal{Reason: "MariaDB executable comments (/*M! … */) are not supported on encrypted tables"}
+	norm, nerr := normalize(sql, lex)
+	if nerr != nil {
+		if touches {
+			if nerr == errUnprovable {
+				return nil, false, &Refusal{Reason: "the proxy cannot read this statement exactly as the server will " +
+					"(a nested or version-dependent executable comment, a non-ASCII byte after --, a NUL byte, a quote " +
+					"in an optimizer hint, or a non-ASCII byte outside a string in a single-byte client character set)"}
+			}
+			return nil, false, &Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+		}
+		if mentionsUse(sql) {
+			// Whether it holds a USE the server runs is not known.
+			return &Plan{Passthrough: true, HasUse: true, Use: UnknownDatabase}, false, nil
+		}
+		return passPlan, false, nil
 	}
 	ps := p.parsers.Get().(*parser.Parser)
-	stmts, _, perr := ps.Parse(sql, "", "")
+	ps.SetSQLMode(lex.Mode)
+	stmts, _, perr := ps.Parse(norm, "", "")
 	p.parsers.Put(ps)
 	if perr != nil {
 		if touches {
 			if r := p.unparsed(sql, views); r != nil {
 				return nil, false, r
 			}
+			return nil, false, &Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
 		}
 		if !p.rules.Empty() && ddlStart(sql) {
 			// CREATE TRIGGER, ALTER VIEW, …: may change the views.
 			return &Plan{Passthrough: true, DDL: true}, false, nil
 		}
+		if mayUse(sql) && mentionsUse(norm) {
+			return &Plan{Passthrough: true, HasUse: true, Use: UnknownDatabase}, false, nil
+		}
 		return passPlan, false, nil
 	}
-	out, texts, edited, usedCatalog, err := p.analyzeStmts(ctx, database, stmts)
+	restore := format.DefaultRestoreFlags | format.RestoreStringEscapeBackslash
+	if lex.Mode&mysql.ModeNoBackslashEscapes != 0 {
+		restore = format.DefaultRestoreFlags
+	}
+	out, texts, edited, usedCatalog, err := p.analyzeStmts(ctx, database, stmts, restore)
 	if err != nil {
 		return nil, usedCatalog, err
 	}
-	if touches && strings.ContainsRune(sql, '\\') {
-		// A server running with NO_BACKSLASH_ESCAPES reads the string
-		// differently: the statement must mean the same under both modes.
-		nbe := parser.New()
-		nbe.SetSQLMode(mysql.ModeNoBackslashEscapes)
-		if stmts2, _, err2 := nbe.Parse(sql, "", ""); err2 == nil {
-			out2, _, edited2, _, err2 := p.analyzeStmts(ctx, database, stmts2)
-			if err2 != nil {
-				return nil, usedCatalog, err2
-			}
-			if edited2 != edited || len(out2.Slots) != len(out.Slots) || len(out2.Params) != len(out.Params) {
-				return nil, usedCatalog, &Refusal{Reason: "the statement reads differently with and without backslash escapes; use '' to quote quotes"}
-			}
+	if touches && lex.ModeAssumed {
+		if err := p.sameInOtherModes(ctx, database, sql, norm, lex, out, edited); err != nil {
+			return nil, usedCatalog, err
 		}
 	}
 	if !edited {
@@ -273,7 +295,86 @@ func (p *Planner) plan(ctx context.Context, database, sql string) (plan *Plan, u
 	return out, usedCatalog, nil
 }
 
-func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast.StmtNode) (out *Plan, texts []string, edited, usedCatalog bool, err error) {
+// planSession is plan plus what the string does to the session's lexing
+// state (Plan.Session).
+func (p *Planner) planSession(ctx context.Context, database, sql string, lex Lex, touches bool) (*Plan, bool, error) {
+	var sc *SessionChange
+	if mayChangeSession(sql) {
+		c := AnalyzeSession(sql, lex)
+		if c.Changed() || c.Global || c.RiskyPrepare || c.Executes {
+			sc = &c
+		}
+		if touches && c.Trailing {
+			// A string refused as dynamic SQL says so rather than this.
+			if !p.allowDynamic && mentionsDynamic(sql) {
+				if _, usedCatalog, err := p.plan(ctx, database, sql, lex, touches); err != nil {
+					return nil, usedCatalog, err
+				}
+			}
+			return nil, false, &Refusal{Reason: "a statement changing sql_mode or the client character set cannot be " +
+				"followed by a statement on an encrypted table in the same query string"}
+		}
+	}
+	plan, usedCatalog, err := p.plan(ctx, database, sql, lex, touches)
+	if err != nil || sc == nil {
+		return plan, usedCatalog, err
+	}
+	cp := *plan
+	cp.Session = sc
+	return &cp, usedCatalog, nil
+}
+
+// sameInOtherModes checks, for a session whose sql_mode is assumed rather
+// than read, that sql means the same under NO_BACKSLASH_ESCAPES and
+// ANSI_QUOTES (the modes that move string boundaries) as under the assumed
+// mode, so that a server configured with them would not read a value the
+// parser missed.
+func (p *Planner) sameInOtherModes(ctx context.Context, database, sql, norm string, lex Lex, out *Plan, edited bool) error {
+	alt := lex
+	if strings.ContainsRune(norm, '\\') {
+		alt.Mode |= mysql.ModeNoBackslashEscapes
+	}
+	if strings.ContainsRune(norm, '"') {
+		alt.Mode |= mysql.ModeANSIQuotes
+	}
+	if alt.Mode == lex.Mode {
+		return nil
+	}
+	refusal := &Refusal{Reason: "the statement reads differently with NO_BACKSLASH_ESCAPES or ANSI_QUOTES, and the " +
+		"server's sql_mode is not known (no catalog connection): use '' to quote quotes, or SET sql_mode first"}
+	norm2, err := normalize(sql, alt)
+	if err != nil {
+		return refusal
+	}
+	ps := parser.New()
+	ps.SetSQLMode(alt.Mode)
+	stmts2, _, err := ps.Parse(norm2, "", "")
+	if err != nil {
+		return refusal
+	}
+	out2, _, edited2, _, err := p.analyzeStmts(ctx, database, stmts2, format.DefaultRestoreFlags)
+	if err != nil {
+		return err
+	}
+	if edited2 != edited || len(out2.Slots) != len(out.Slots) || len(out2.Params) != len(out.Params) ||
+		out2.Statements != out.Statements {
+		return refusal
+	}
+	return nil
+}
+
+// mentionsUse reports whether a string that does not parse may hold a USE
+// statement (a word USE anywhere).
+func mentionsUse(norm string) bool {
+	for i := 0; i+3 <= len(norm); i++ {
+		if hasFold(norm, i, "use") && (i == 0 || wordEnd(norm, i-1) == i-1) && wordEnd(norm, i) == i+3 {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast.StmtNode, restore format.RestoreFlags) (out *Plan, texts []string, edited, usedCatalog bool, err error) {
 	out = &Plan{Statements: len(stmts)}
 	db := database
 	for _, st := range stmts {
@@ -304,7 +405,7 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 		edited = true
 		st.Accept(&replacer{repl: a.repl})
 		var sb strings.Builder
-		if err := st.Restore(format.NewRestoreCtx(format.DefaultRestoreFlags|format.RestoreStringEscapeBackslash, &sb)); err != nil {
+		if err := st.Restore(format.NewRestoreCtx(restore, &sb)); err != nil {
 			return nil, nil, false, usedCatalog, &Refusal{Reason: "the statement could not be rewritten"}
 		}
 		texts = append(texts, sb.String())
