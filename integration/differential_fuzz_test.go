@@ -296,11 +296,12 @@ func FuzzMySQLDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
-		cfg := e.proxy.config(t, "multiStatements=true")
-		cfg.InterpolateParams = false
-		if setup&0x80 != 0 {
-			cfg.Params = map[string]string{"charset": []string{"gbk", "big5", "sjis", "utf8mb4", "latin1", "cp932"}[int(setup)%6]}
+		params := []string{"multiStatements=true"}
+		if setup&0x80 != 0 { // the handshake's character set
+			params = append(params, "charset="+[]string{"gbk", "big5", "sjis", "utf8mb4", "latin1", "cp932"}[int(setup)%6])
 		}
+		cfg := e.proxy.config(t, params...)
+		cfg.InterpolateParams = false
 		conn, err := driver.NewConnector(cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -383,14 +383,16 @@ func TestMySQLEncCharset(t *testing.T) {
 		wantRefused(t, err, "character_set_client")
 	})
 	t.Run("SQL PREPARE and EXECUTE", func(t *testing.T) {
+		// Dynamic SQL is refused on a listener with rules (without
+		// allow_dynamic_sql): the charset it would set never changes. (With
+		// the opt-in, an EXECUTE after such a PREPARE makes the charset
+		// unknown: mycrypt's unit tests.)
 		conn := lexConn(t, e)
-		for _, q := range []string{"SET @q = 'SET NAMES gbk'", "PREPARE s FROM @q", "SET NAMES utf8mb4", "EXECUTE s"} {
-			if _, err := conn.ExecContext(ctx, q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
+		if _, err := conn.ExecContext(ctx, "SET @q = 'SET NAMES gbk'"); err != nil {
+			t.Fatal(err)
 		}
-		_, err := conn.ExecContext(ctx, attack)
-		wantRefused(t, err, "not known")
+		_, err := conn.ExecContext(ctx, "PREPARE s FROM @q")
+		wantRefused(t, err, "allow_dynamic_sql")
 	})
 	if _, _, found := directRow(t, ctx, e, 60); found {
 		t.Fatal("attack row stored")
