@@ -22,9 +22,6 @@ import (
 
 var algorithms = []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV, crypto.AlgorithmXAESGCM}
 
-// randomizedAlgorithms are the algorithms that draw a nonce per encryption.
-var randomizedAlgorithms = []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmXAESGCM}
-
 // associatedData builds AD = header || uint16 BE len(name) || name
 // (CONTRACT §3) independently of the package.
 func associatedData(header []byte, name string) []byte {
