@@ -18,7 +18,10 @@ require (
 	golang.org/x/text v0.41.0
 )
 
-require github.com/pingcap/failpoint v0.0.0-20260406204437-bbc9d102c19e // indirect
+require (
+	github.com/pingcap/failpoint v0.0.0-20260406204437-bbc9d102c19e // indirect
+	golang.org/x/crypto v0.53.0 // indirect
+)
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect

@@ -5,7 +5,8 @@ import (
 	"strconv"
 )
 
-// Payload sizes of the two algorithms (CONTRACT §3).
+// Payload sizes of the algorithms (CONTRACT §3); XAESNonceSize and
+// XAESTagSize are in xaes.go.
 const (
 	// GCMNonceSize is the random nonce that starts an AES-256-GCM payload.
 	GCMNonceSize = 12
@@ -17,25 +18,38 @@ const (
 
 // Text names of the algorithms, as written in the keystore and in logs.
 const (
-	algorithmNameGCM = "AES-256-GCM"
-	algorithmNameSIV = "AES-256-SIV"
+	algorithmNameGCM  = "AES-256-GCM"
+	algorithmNameSIV  = "AES-256-SIV"
+	algorithmNameXAES = "XAES-256-GCM"
 )
 
 // Valid reports whether a is one of the defined algorithms.
 func (a Algorithm) Valid() bool {
-	return a == AlgorithmAESGCM || a == AlgorithmAESSIV
+	return a == AlgorithmAESGCM || a == AlgorithmAESSIV || a == AlgorithmXAESGCM
 }
 
 // Deterministic reports whether equal plaintexts encrypt to equal
 // ciphertexts under a (true for AES-256-SIV only).
 func (a Algorithm) Deterministic() bool { return a == AlgorithmAESSIV }
 
-// KeySize is the data key length in bytes: 32 for AES-256-GCM, 64 for
-// AES-256-SIV (two AES-256 keys, one for S2V/CMAC and one for CTR), and 0
-// for an invalid algorithm.
+// Randomized reports whether a draws a random nonce per encryption, so that
+// equal plaintexts encrypt to different ciphertexts: AES-256-GCM (legacy)
+// and XAES-256-GCM.
+func (a Algorithm) Randomized() bool { return a == AlgorithmAESGCM || a == AlgorithmXAESGCM }
+
+// NonceLimited reports whether a key version of algorithm a may perform
+// only a bounded number of encryptions (GCMEncryptionLimit): true for
+// AES-256-GCM, whose 96-bit random nonces collide with non-negligible
+// probability past 2^32 messages. XAES-256-GCM has no such per-key limit
+// (see the package doc), and AES-256-SIV uses no nonce.
+func (a Algorithm) NonceLimited() bool { return a == AlgorithmAESGCM }
+
+// KeySize is the data key length in bytes: 32 for AES-256-GCM and
+// XAES-256-GCM, 64 for AES-256-SIV (two AES-256 keys, one for S2V/CMAC and
+// one for CTR), and 0 for an invalid algorithm.
 func (a Algorithm) KeySize() int {
 	switch a {
-	case AlgorithmAESGCM:
+	case AlgorithmAESGCM, AlgorithmXAESGCM:
 		return 32
 	case AlgorithmAESSIV:
 		return 64
@@ -45,27 +59,32 @@ func (a Algorithm) KeySize() int {
 }
 
 // Overhead is how many bytes a ciphertext adds to its plaintext, header
-// included: 35 for AES-256-GCM (7+12+16), 23 for AES-256-SIV (7+16), and 0
-// for an invalid algorithm. Use it to size database columns.
+// included, which is also the shortest valid ciphertext: 35 for AES-256-GCM
+// (7+12+16), 23 for AES-256-SIV (7+16), 47 for XAES-256-GCM (7+24+16), and
+// 0 for an invalid algorithm. Use it to size database columns.
 func (a Algorithm) Overhead() int {
 	switch a {
 	case AlgorithmAESGCM:
 		return HeaderSize + GCMNonceSize + GCMTagSize
 	case AlgorithmAESSIV:
 		return HeaderSize + SIVSize
+	case AlgorithmXAESGCM:
+		return HeaderSize + XAESNonceSize + XAESTagSize
 	default:
 		return 0
 	}
 }
 
-// String returns "AES-256-GCM", "AES-256-SIV", or "Algorithm(N)" for an
-// invalid value.
+// String returns "AES-256-GCM", "AES-256-SIV", "XAES-256-GCM", or
+// "Algorithm(N)" for an invalid value.
 func (a Algorithm) String() string {
 	switch a {
 	case AlgorithmAESGCM:
 		return algorithmNameGCM
 	case AlgorithmAESSIV:
 		return algorithmNameSIV
+	case AlgorithmXAESGCM:
+		return algorithmNameXAES
 	default:
 		return "Algorithm(" + strconv.Itoa(int(a)) + ")"
 	}
@@ -89,9 +108,11 @@ func (a *Algorithm) UnmarshalText(text []byte) error {
 		*a = AlgorithmAESGCM
 	case algorithmNameSIV:
 		*a = AlgorithmAESSIV
+	case algorithmNameXAES:
+		*a = AlgorithmXAESGCM
 	default:
-		return fmt.Errorf("unmarshal algorithm: unknown algorithm %q (want %q or %q)",
-			text, algorithmNameGCM, algorithmNameSIV)
+		return fmt.Errorf("unmarshal algorithm: unknown algorithm %q (want %q, %q or %q)",
+			text, algorithmNameXAES, algorithmNameGCM, algorithmNameSIV)
 	}
 	return nil
 }

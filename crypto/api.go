@@ -15,8 +15,9 @@ type Algorithm byte
 
 const (
 	AlgorithmUnknown Algorithm = 0
-	AlgorithmAESGCM  Algorithm = 1 // randomized: AES-256-GCM, random 96-bit nonce
+	AlgorithmAESGCM  Algorithm = 1 // randomized, legacy: AES-256-GCM, random 96-bit nonce
 	AlgorithmAESSIV  Algorithm = 2 // deterministic: AES-256-SIV (RFC 5297)
+	AlgorithmXAESGCM Algorithm = 3 // randomized: XAES-256-GCM, random 192-bit nonce
 )
 
 // FormatVersion is byte 0 of every ciphertext.

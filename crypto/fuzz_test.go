@@ -16,11 +16,12 @@ func fuzzKeys(t testing.TB) []*crypto.Key {
 	return []*crypto.Key{
 		newTestKey(t, "fuzz.key", 1, crypto.AlgorithmAESGCM, testMaterial(crypto.AlgorithmAESGCM, 1)),
 		newTestKey(t, "fuzz.key", 1, crypto.AlgorithmAESSIV, testMaterial(crypto.AlgorithmAESSIV, 1)),
+		newTestKey(t, "fuzz.key", 1, crypto.AlgorithmXAESGCM, testMaterial(crypto.AlgorithmXAESGCM, 1)),
 	}
 }
 
 // FuzzDecrypt feeds arbitrary bytes to ParseHeader, IsCiphertext and Decrypt
-// under both algorithms. None may panic; they must agree with each other;
+// under every algorithm. None may panic; they must agree with each other;
 // a successful Decrypt must be consistent with the header and, for SIV,
 // re-encrypt to the same bytes.
 func FuzzDecrypt(f *testing.F) {

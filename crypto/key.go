@@ -22,10 +22,13 @@ import (
 // stores its length as a uint16.
 const MaxKeyNameLen = math.MaxUint16
 
-// GCMEncryptionLimit is the number of randomized encryptions one data key
-// version may perform (NIST SP 800-38D §8.3 for random 96-bit nonces). The
-// key manager watches Key.Encryptions and rotates well before it; Encrypt
-// refuses (ErrKeyExhausted) past it.
+// GCMEncryptionLimit is the number of encryptions one legacy AES-256-GCM
+// data key version may perform (NIST SP 800-38D §8.3 for random 96-bit
+// nonces). Only this process's own encryptions can be counted
+// (Key.Encryptions), so the count is a lower bound: Encrypt refuses
+// (ErrKeyExhausted) once this Key alone has reached the limit, and the
+// remedy is to rotate, which gives an XAES-256-GCM version that has no such
+// limit. It does not apply to XAES-256-GCM or AES-256-SIV.
 const GCMEncryptionLimit = 1 << 32
 
 // ErrKeyExhausted is wrapped by Encrypt once an AES-256-GCM Key has
@@ -56,8 +59,9 @@ type Key struct {
 
 // keyCiphers is what Destroy drops.
 type keyCiphers struct {
-	gcm cipher.AEAD    // AlgorithmAESGCM: nonce(12) || ct || tag(16)
-	siv *subtle.AESSIV // AlgorithmAESSIV: SIV(16) || ct
+	gcm  cipher.AEAD    // AlgorithmAESGCM: nonce(12) || ct || tag(16)
+	siv  *subtle.AESSIV // AlgorithmAESSIV: SIV(16) || ct
+	xaes *xaesGCM       // AlgorithmXAESGCM: nonce(24) || ct || tag(16)
 }
 
 // NewKey builds the Key for version version of data key name. material must
@@ -101,6 +105,12 @@ func NewKey(name string, version uint32, alg Algorithm, material []byte) (*Key, 
 			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
 		}
 		c.siv = siv
+	case AlgorithmXAESGCM:
+		x, err := newXAESGCM(material)
+		if err != nil {
+			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
+		}
+		c.xaes = x
 	}
 
 	k := &Key{name: name, version: version, alg: alg}
@@ -154,22 +164,26 @@ func (k *Key) Version() uint32 { return k.version }
 // Algorithm is the algorithm this key encrypts with.
 func (k *Key) Algorithm() Algorithm { return k.alg }
 
-// Encryptions is how many randomized (AES-256-GCM) encryptions this Key has
-// performed since NewKey. It is always 0 for AES-256-SIV keys, which use no
-// nonce. Compare it to GCMEncryptionLimit. The count lives in this Key only:
-// it starts again at 0 when the key is unwrapped again.
+// Encryptions is how many legacy AES-256-GCM encryptions this Key has
+// performed since NewKey. It is always 0 for the other algorithms, which
+// have no per-key message limit (Algorithm.NonceLimited). Compare it to
+// GCMEncryptionLimit. The count lives in this Key only: it starts again at
+// 0 when the key is unwrapped again, and other processes using the same
+// key version add to the real total unseen.
 func (k *Key) Encryptions() uint64 { return k.encryptions.Load() }
 
 // Encrypt encrypts plaintext, whose type is t, and appends the ciphertext
 // (header || payload, CONTRACT §3) to dst, returning the extended slice.
 // When dst has room for the plaintext plus k.Algorithm().Overhead() bytes,
-// AES-256-GCM allocates nothing; AES-256-SIV allocates inside Tink.
+// AES-256-GCM allocates nothing, XAES-256-GCM allocates the KDF scratch
+// and the AES and GCM state of the message's derived key (three objects,
+// about 1.3 KB, whatever the size), and AES-256-SIV allocates inside Tink.
 // dst must not overlap plaintext. On error it returns nil.
 //
-// AES-256-GCM draws a fresh random nonce from crypto/rand for every call,
-// so equal plaintexts give different ciphertexts. AES-256-SIV is
-// deterministic: equal (plaintext, t, key name, key version) give equal
-// ciphertexts.
+// The randomized algorithms draw a fresh random nonce from crypto/rand for
+// every call (96 bits for AES-256-GCM, 192 for XAES-256-GCM), so equal
+// plaintexts give different ciphertexts. AES-256-SIV is deterministic:
+// equal (plaintext, t, key name, key version) give equal ciphertexts.
 func (k *Key) Encrypt(dst, plaintext []byte, t value.Type) ([]byte, error) {
 	c := k.ciphers.Load()
 	if c == nil {
@@ -187,6 +201,19 @@ func (k *Key) Encrypt(dst, plaintext []byte, t value.Type) ([]byte, error) {
 		dst = slices.Grow(dst, HeaderSize+GCMNonceSize+len(plaintext)+GCMTagSize)
 		dst = append(dst, ad[:HeaderSize]...)
 		return c.gcm.Seal(dst, nil, plaintext, ad), nil
+	case AlgorithmXAESGCM:
+		dst = slices.Grow(dst, HeaderSize+XAESNonceSize+len(plaintext)+XAESTagSize)
+		dst = append(dst, ad[:HeaderSize]...)
+		n := len(dst)
+		dst = dst[:n+XAESNonceSize]
+		// crypto/rand.Read never returns an error (it crashes the
+		// program if the kernel cannot supply randomness).
+		_, _ = rand.Read(dst[n:])
+		out, err := c.xaes.seal(dst, dst[n:], plaintext, ad)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt with data key %q version %d: %w", k.name, k.version, err)
+		}
+		return out, nil
 	case AlgorithmAESSIV:
 		payload, err := c.siv.EncryptDeterministically(plaintext, ad)
 		if err != nil {
@@ -243,6 +270,12 @@ func (k *Key) Decrypt(dst, ciphertext []byte) ([]byte, value.Type, error) {
 	switch k.alg {
 	case AlgorithmAESGCM:
 		out, err := c.gcm.Open(dst, nil, payload, ad)
+		if err != nil {
+			return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w", k.name, k.version, ErrDecrypt)
+		}
+		return out, h.Type, nil
+	case AlgorithmXAESGCM:
+		out, err := c.xaes.open(dst, payload[:XAESNonceSize], payload[XAESNonceSize:], ad)
 		if err != nil {
 			return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w", k.name, k.version, ErrDecrypt)
 		}

@@ -20,7 +20,15 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-var algorithms = []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV}
+var algorithms = []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV, crypto.AlgorithmXAESGCM}
+
+// associatedData builds AD = header || uint16 BE len(name) || name
+// (CONTRACT §3) independently of the package.
+func associatedData(header []byte, name string) []byte {
+	ad := append([]byte(nil), header...)
+	ad = binary.BigEndian.AppendUint16(ad, uint16(len(name)))
+	return append(ad, name...)
+}
 
 // allTypes lists every valid plaintext type.
 func allTypes() []value.Type {
@@ -58,11 +66,14 @@ func TestAlgorithm(t *testing.T) {
 		overhead      int
 		valid         bool
 		deterministic bool
+		randomized    bool
+		nonceLimited  bool
 	}{
-		{crypto.AlgorithmAESGCM, "AES-256-GCM", 32, 35, true, false},
-		{crypto.AlgorithmAESSIV, "AES-256-SIV", 64, 23, true, true},
-		{crypto.AlgorithmUnknown, "Algorithm(0)", 0, 0, false, false},
-		{crypto.Algorithm(3), "Algorithm(3)", 0, 0, false, false},
+		{crypto.AlgorithmAESGCM, "AES-256-GCM", 32, 35, true, false, true, true},
+		{crypto.AlgorithmAESSIV, "AES-256-SIV", 64, 23, true, true, false, false},
+		{crypto.AlgorithmXAESGCM, "XAES-256-GCM", 32, 47, true, false, true, false},
+		{crypto.AlgorithmUnknown, "Algorithm(0)", 0, 0, false, false, false, false},
+		{crypto.Algorithm(4), "Algorithm(4)", 0, 0, false, false, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +91,12 @@ func TestAlgorithm(t *testing.T) {
 			}
 			if got := tt.alg.Deterministic(); got != tt.deterministic {
 				t.Errorf("Deterministic() = %v, want %v", got, tt.deterministic)
+			}
+			if got := tt.alg.Randomized(); got != tt.randomized {
+				t.Errorf("Randomized() = %v, want %v", got, tt.randomized)
+			}
+			if got := tt.alg.NonceLimited(); got != tt.nonceLimited {
+				t.Errorf("NonceLimited() = %v, want %v", got, tt.nonceLimited)
 			}
 			text, err := tt.alg.MarshalText()
 			if !tt.valid {
@@ -143,7 +160,7 @@ func TestNewKeyRejects(t *testing.T) {
 		{"siv 65-byte key", "k", crypto.AlgorithmAESSIV, make([]byte, 65), "64-byte key"},
 		{"nil material", "k", crypto.AlgorithmAESSIV, nil, "64-byte key"},
 		{"unknown algorithm", "k", crypto.AlgorithmUnknown, make([]byte, 32), "invalid algorithm"},
-		{"algorithm 3", "k", crypto.Algorithm(3), make([]byte, 32), "invalid algorithm"},
+		{"algorithm 4", "k", crypto.Algorithm(4), make([]byte, 32), "invalid algorithm"},
 		{"empty name", "", crypto.AlgorithmAESGCM, make([]byte, 32), "empty key name"},
 		{"name too long", strings.Repeat("n", crypto.MaxKeyNameLen+1), crypto.AlgorithmAESGCM, make([]byte, 32), "longer than"},
 		{"name not utf-8", "users\xff", crypto.AlgorithmAESGCM, make([]byte, 32), "UTF-8"},
@@ -309,9 +326,7 @@ func TestHeaderLayoutAndAssociatedData(t *testing.T) {
 					t.Errorf("header byte %d = 0x%02x, want 0x%02x", i, ct[i], b)
 				}
 			}
-			ad := append([]byte(nil), ct[:crypto.HeaderSize]...)
-			ad = binary.BigEndian.AppendUint16(ad, uint16(len(name)))
-			ad = append(ad, name...)
+			ad := associatedData(ct[:crypto.HeaderSize], name)
 			wantAD := append(bytes.Clone(wantHeader), 0x00, byte(len(name)))
 			wantAD = append(wantAD, name...)
 			if !bytes.Equal(ad, wantAD) {
@@ -347,6 +362,16 @@ func TestHeaderLayoutAndAssociatedData(t *testing.T) {
 				if !bytes.Equal(payload, want) {
 					t.Fatalf("payload = %x, want Tink AES-SIV output %x", payload, want)
 				}
+			case crypto.AlgorithmXAESGCM:
+				if len(payload) != 24+len(pt)+16 {
+					t.Fatalf("payload len = %d, want nonce(24)+%d+tag(16)", len(payload), len(pt))
+				}
+				got, err := tinkXAES(t, material).Decrypt(payload, ad)
+				if err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("Tink X-AES-GCM decrypt of payload with spec AD = %q, %v", got, err)
+				}
+			default:
+				t.Fatalf("no independent check for %s", alg)
 			}
 		})
 	}
@@ -396,6 +421,9 @@ func TestParseHeader(t *testing.T) {
 func TestDecryptHeaderErrors(t *testing.T) {
 	gcmKey := newTestKey(t, "k", 5, crypto.AlgorithmAESGCM, testMaterial(crypto.AlgorithmAESGCM, 1))
 	sivKey := newTestKey(t, "k", 5, crypto.AlgorithmAESSIV, testMaterial(crypto.AlgorithmAESSIV, 1))
+	// The same 32 bytes as gcmKey: one key version is one algorithm, and a
+	// ciphertext of the other randomized algorithm is refused by header.
+	xaesKey := newTestKey(t, "k", 5, crypto.AlgorithmXAESGCM, testMaterial(crypto.AlgorithmXAESGCM, 1))
 	sivCT, err := sivKey.Encrypt(nil, []byte("some value"), value.TypeText)
 	if err != nil {
 		t.Fatal(err)
@@ -415,6 +443,9 @@ func TestDecryptHeaderErrors(t *testing.T) {
 		{"empty", sivKey, nil, crypto.ErrMalformed, "shorter than the 7-byte header"},
 		{"header only", sivKey, sivCT[:7], crypto.ErrMalformed, "shorter than the 23-byte minimum"},
 		{"gcm too short", gcmKey, append([]byte{1, 1, 0, 0, 0, 5, 1}, make([]byte, 27)...), crypto.ErrMalformed, "35-byte minimum"},
+		{"xaes too short", xaesKey, append([]byte{1, 3, 0, 0, 0, 5, 1}, make([]byte, 39)...), crypto.ErrMalformed, "47-byte minimum of an XAES-256-GCM"},
+		{"gcm ciphertext under an xaes key", xaesKey, append([]byte{1, 1, 0, 0, 0, 5, 1}, make([]byte, 40)...), crypto.ErrKeyMismatch, "ciphertext is AES-256-GCM, key is XAES-256-GCM"},
+		{"xaes ciphertext under a gcm key", gcmKey, append([]byte{1, 3, 0, 0, 0, 5, 1}, make([]byte, 40)...), crypto.ErrKeyMismatch, "ciphertext is XAES-256-GCM, key is AES-256-GCM"},
 		{"format version 0", sivKey, with(0, 0x00), crypto.ErrMalformed, "unsupported format version 0x00"},
 		{"format version 2", sivKey, with(0, 0x02), crypto.ErrMalformed, "unsupported format version 0x02"},
 		{"algorithm 0", sivKey, with(1, 0x00), crypto.ErrMalformed, "unknown algorithm 0x00"},
@@ -567,27 +598,41 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
+// Randomized algorithms give a fresh nonce per encryption. Only legacy
+// AES-256-GCM counts its encryptions: XAES-256-GCM has no per-key limit.
 func TestRandomized(t *testing.T) {
-	k := newTestKey(t, "k", 1, crypto.AlgorithmAESGCM, testMaterial(crypto.AlgorithmAESGCM, 1))
-	pt := []byte("same input")
-	seen := map[string]bool{}
-	nonces := map[string]bool{}
-	for range 100 {
-		ct, err := k.Encrypt(nil, pt, value.TypeText)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if seen[string(ct)] {
-			t.Fatalf("randomized encryption repeated a ciphertext")
-		}
-		seen[string(ct)] = true
-		nonces[string(ct[crypto.HeaderSize:crypto.HeaderSize+crypto.GCMNonceSize])] = true
+	tests := []struct {
+		alg         crypto.Algorithm
+		nonceSize   int
+		encryptions uint64
+	}{
+		{crypto.AlgorithmAESGCM, crypto.GCMNonceSize, 100},
+		{crypto.AlgorithmXAESGCM, crypto.XAESNonceSize, 0},
 	}
-	if len(nonces) != 100 {
-		t.Errorf("%d distinct nonces in 100 encryptions", len(nonces))
-	}
-	if got := k.Encryptions(); got != 100 {
-		t.Errorf("Encryptions() = %d, want 100", got)
+	for _, tt := range tests {
+		t.Run(tt.alg.String(), func(t *testing.T) {
+			k := newTestKey(t, "k", 1, tt.alg, testMaterial(tt.alg, 1))
+			pt := []byte("same input")
+			seen := map[string]bool{}
+			nonces := map[string]bool{}
+			for range 100 {
+				ct, err := k.Encrypt(nil, pt, value.TypeText)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if seen[string(ct)] {
+					t.Fatalf("randomized encryption repeated a ciphertext")
+				}
+				seen[string(ct)] = true
+				nonces[string(ct[crypto.HeaderSize:crypto.HeaderSize+tt.nonceSize])] = true
+			}
+			if len(nonces) != 100 {
+				t.Errorf("%d distinct nonces in 100 encryptions", len(nonces))
+			}
+			if got := k.Encryptions(); got != tt.encryptions {
+				t.Errorf("Encryptions() = %d, want %d", got, tt.encryptions)
+			}
+		})
 	}
 }
 
@@ -747,5 +792,30 @@ func TestGCMAllocatesNothingWithRoom(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _, _ = k.Encrypt(nil, pt, value.TypeBytes) }); n != 1 {
 		t.Errorf("Encrypt(nil dst) allocates %v times, want 1 (the output)", n)
+	}
+}
+
+// XAES-256-GCM sets up AES and GCM under a derived key per message: a
+// small, fixed number of allocations, independent of the value's size.
+// xaesAllocs: the KDF scratch, aes.NewCipher and cipher.NewGCM under the
+// derived key.
+const xaesAllocs = 3
+
+func TestXAESAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	k := newTestKey(t, "k", 1, crypto.AlgorithmXAESGCM, testMaterial(crypto.AlgorithmXAESGCM, 1))
+	for _, size := range []int{16, 1024} {
+		pt := make([]byte, size)
+		ctBuf := make([]byte, 0, size+64)
+		ptBuf := make([]byte, 0, size+64)
+		ct, _ := k.Encrypt(nil, pt, value.TypeBytes)
+		if n := testing.AllocsPerRun(100, func() { _, _ = k.Encrypt(ctBuf[:0], pt, value.TypeBytes) }); n > xaesAllocs {
+			t.Errorf("size %d: Encrypt allocates %v times with room in dst, want at most %d", size, n, xaesAllocs)
+		}
+		if n := testing.AllocsPerRun(100, func() { _, _, _ = k.Decrypt(ptBuf[:0], ct) }); n > xaesAllocs {
+			t.Errorf("size %d: Decrypt allocates %v times with room in dst, want at most %d", size, n, xaesAllocs)
+		}
 	}
 }

@@ -42,12 +42,19 @@ func startMyEncProxy(t testing.TB, ddl []string, specs []rules.Spec) *myEncEnv {
 // nil, returns the proxy's mysqlsql.Catalog for the started database.
 func startMyEncProxyWith(t testing.TB, ddl []string, specs []rules.Spec, catalog func(*testenv.MariaDB) mysqlsql.Catalog) *myEncEnv {
 	t.Helper()
+	return startMyEncProxyKeys(t, ddl, specs, catalog, testkeys.ForRules(specs))
+}
+
+// startMyEncProxyKeys is startMyEncProxyWith with the data keys created
+// from keySpecs instead of from specs (for example a legacy algorithm).
+func startMyEncProxyKeys(t testing.TB, ddl []string, specs []rules.Spec, catalog func(*testenv.MariaDB) mysqlsql.Catalog, keySpecs []keys.Spec) *myEncEnv {
+	t.Helper()
 	ctx := context.Background()
 	db := testenv.StartMariaDB(t)
 	for i := range specs {
 		specs[i].Database = db.Database
 	}
-	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
+	mgr := testkeys.Manager(t, keySpecs...)
 	set, err := rules.New(rules.DialectMySQL, specs)
 	if err != nil {
 		t.Fatal(err)

@@ -38,9 +38,16 @@ func encSpec(table, column string, mode rules.Mode, typ value.Type, key string) 
 // specs.
 func startEncProxy(t testing.TB, ddl string, specs []rules.Spec) *encEnv {
 	t.Helper()
+	return startEncProxyKeys(t, ddl, specs, testkeys.ForRules(specs))
+}
+
+// startEncProxyKeys is startEncProxy with the data keys created from
+// keySpecs instead of from specs (for example a legacy algorithm).
+func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []keys.Spec) *encEnv {
+	t.Helper()
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
-	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
+	mgr := testkeys.Manager(t, keySpecs...)
 	set, err := rules.New(rules.DialectPostgres, specs)
 	if err != nil {
 		t.Fatal(err)

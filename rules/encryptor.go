@@ -106,19 +106,19 @@ func (e *Encryptor) EncryptForStore(ctx context.Context, col *ColumnRule, canon 
 }
 
 // AppendStore is EncryptForStore appending the ciphertext to dst. When dst
-// has room for len(canon)+col.Mode.Algorithm().Overhead() more bytes, a
-// randomized column allocates nothing.
+// has room for len(canon)+col.Mode.Algorithm().Overhead() more bytes, the
+// ciphertext fits without growing dst (an XAES-256-GCM key still makes its
+// per-message cipher; a legacy AES-256-GCM key allocates nothing).
 func (e *Encryptor) AppendStore(ctx context.Context, dst []byte, col *ColumnRule, canon []byte) ([]byte, error) {
 	if err := value.Validate(col.Type, canon); err != nil {
 		return nil, fmt.Errorf("encrypt value for column %s: %w", col, err)
 	}
-	want := col.Mode.Algorithm()
 	for attempt := 0; ; attempt++ {
 		k, err := e.keys.Primary(ctx, col.Key)
 		if err != nil {
 			return nil, fmt.Errorf("encrypt value for column %s: data key %q: %w", col, col.Key, err)
 		}
-		if k.Algorithm() != want {
+		if !col.Mode.Accepts(k.Algorithm()) {
 			return nil, fmt.Errorf("encrypt value for column %s: data key %q version %d is %s but the column is %s: %w",
 				col, col.Key, k.Version(), k.Algorithm(), col.Mode, ErrAlgorithm)
 		}
@@ -230,7 +230,7 @@ func (e *Encryptor) AppendDecrypt(ctx context.Context, dst []byte, col *ColumnRu
 	if err != nil {
 		return nil, fmt.Errorf("decrypt value of column %s: %w", col, err)
 	}
-	if h.Algorithm != col.Mode.Algorithm() {
+	if !col.Mode.Accepts(h.Algorithm) {
 		return nil, fmt.Errorf("decrypt value of column %s: ciphertext is %s but the column is %s: %w",
 			col, h.Algorithm, col.Mode, ErrAlgorithm)
 	}

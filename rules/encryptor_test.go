@@ -94,7 +94,7 @@ func encSetup(t *testing.T) (*rules.Encryptor, *fakeKeys, *rules.ColumnRule, *ru
 	})
 	fk := newFakeKeys(t)
 	fk.add(t, "users_email", crypto.AlgorithmAESSIV)
-	fk.add(t, "ssn", crypto.AlgorithmAESGCM)
+	fk.add(t, "ssn", crypto.AlgorithmXAESGCM)
 	fk.add(t, "age", crypto.AlgorithmAESSIV)
 	return rules.NewEncryptor(fk), fk,
 		s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn"), s.Column("", "public", "users", "age")
@@ -205,9 +205,17 @@ func TestEncryptorRefuses(t *testing.T) {
 	ageCT, _ := e.EncryptForStore(ctx, age, fortyTwo)
 
 	// A column whose key has the wrong algorithm.
-	wrongSet := mustNew(t, rules.DialectPostgres, []rules.Spec{{Table: "t", Column: "c", Key: "gcm_for_det", Mode: rules.ModeDeterministic, Type: value.TypeText}})
+	wrongSet := mustNew(t, rules.DialectPostgres, []rules.Spec{
+		{Table: "t", Column: "c", Key: "gcm_for_det", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "t", Column: "x", Key: "xaes_for_det", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "t", Column: "r", Key: "siv_for_rnd", Mode: rules.ModeRandomized, Type: value.TypeText},
+	})
 	wrong := wrongSet.Column("", "public", "t", "c")
+	wrongX := wrongSet.Column("", "public", "t", "x")
+	wrongR := wrongSet.Column("", "public", "t", "r")
 	fk.add(t, "gcm_for_det", crypto.AlgorithmAESGCM)
+	fk.add(t, "xaes_for_det", crypto.AlgorithmXAESGCM)
+	fk.add(t, "siv_for_rnd", crypto.AlgorithmAESSIV)
 
 	// Same key name and algorithm as email, but the column claims another type.
 	typeSet := mustNew(t, rules.DialectPostgres, []rules.Spec{{Table: "t", Column: "c", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeBytes}})
@@ -221,6 +229,9 @@ func TestEncryptorRefuses(t *testing.T) {
 	}{
 		{"store with wrong algorithm", func() error { _, err := e.EncryptForStore(ctx, wrong, []byte(secret)); return err }, rules.ErrAlgorithm, "AES-256-GCM"},
 		{"match with wrong algorithm", func() error { _, err := e.EncryptForMatch(ctx, wrong, []byte(secret)); return err }, rules.ErrAlgorithm, "deterministic"},
+		{"store with xaes key on deterministic column", func() error { _, err := e.EncryptForStore(ctx, wrongX, []byte(secret)); return err }, rules.ErrAlgorithm, "XAES-256-GCM"},
+		{"match with xaes key", func() error { _, err := e.EncryptForMatch(ctx, wrongX, []byte(secret)); return err }, rules.ErrAlgorithm, "XAES-256-GCM"},
+		{"store with siv key on randomized column", func() error { _, err := e.EncryptForStore(ctx, wrongR, []byte(secret)); return err }, rules.ErrAlgorithm, "AES-256-SIV"},
 		{"store non-canonical", func() error { _, err := e.EncryptForStore(ctx, age, []byte("42")); return err }, value.ErrCorrupt, "age"},
 		{"match non-canonical", func() error { _, err := e.EncryptForMatch(ctx, age, []byte{1}); return err }, value.ErrCorrupt, "age"},
 		{"store unknown key", func() error {
@@ -283,7 +294,7 @@ func BenchmarkEncryptor(b *testing.B) {
 	})
 	fk := newFakeKeys(b)
 	fk.add(b, "users_email", crypto.AlgorithmAESSIV)
-	fk.add(b, "ssn", crypto.AlgorithmAESGCM)
+	fk.add(b, "ssn", rules.ModeRandomized.Algorithm())
 	e := rules.NewEncryptor(fk)
 	email, ssn := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
 	pt := []byte(secret)
@@ -359,7 +370,7 @@ func TestEncryptorManagerConcurrent(t *testing.T) {
 		{Table: "t", Column: "b", Key: "kb", Mode: rules.ModeDeterministic, Type: value.TypeText},
 		{Table: "t", Column: "r", Key: "kr", Mode: rules.ModeRandomized, Type: value.TypeText},
 	})
-	m := newManager(t, keys.Spec{Name: "ka", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kb", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kr", Algorithm: crypto.AlgorithmAESGCM})
+	m := newManager(t, keys.Spec{Name: "ka", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kb", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kr", Algorithm: rules.ModeRandomized.Algorithm()})
 	if _, err := m.Rotate(ctx, "kb"); err != nil {
 		t.Fatal(err)
 	}
@@ -412,4 +423,75 @@ func TestEncryptorManagerConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestEncryptorLegacyRandomizedKey: a randomized column whose key has a
+// legacy AES-256-GCM version keeps writing under it until a rotation adds
+// an XAES-256-GCM version; from then on new values are XAES-256-GCM (47
+// bytes of overhead), and values of both versions decrypt.
+func TestEncryptorLegacyRandomizedKey(t *testing.T) {
+	ctx := context.Background()
+	s := mustNew(t, rules.DialectPostgres, []rules.Spec{{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeText}})
+	col := s.Column("", "public", "users", "ssn")
+	fk := newFakeKeys(t)
+	fk.add(t, "ssn", crypto.AlgorithmAESGCM)
+	e := rules.NewEncryptor(fk)
+
+	legacy, err := e.EncryptForStore(ctx, col, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := crypto.ParseHeader(legacy); h.Algorithm != crypto.AlgorithmAESGCM || h.KeyVersion != 1 || len(legacy) != len(secret)+35 {
+		t.Fatalf("legacy ciphertext: %+v, %d bytes; want AES-256-GCM v1, %d bytes", h, len(legacy), len(secret)+35)
+	}
+	fk.add(t, "ssn", crypto.AlgorithmXAESGCM) // keys rotate
+	cur, err := e.EncryptForStore(ctx, col, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := crypto.ParseHeader(cur); h.Algorithm != crypto.AlgorithmXAESGCM || h.KeyVersion != 2 || len(cur) != len(secret)+47 {
+		t.Fatalf("ciphertext after rotation: %+v, %d bytes; want XAES-256-GCM v2, %d bytes", h, len(cur), len(secret)+47)
+	}
+	for _, ct := range [][]byte{legacy, cur} {
+		pt, err := e.Decrypt(ctx, col, ct)
+		if err != nil || string(pt) != secret {
+			t.Fatalf("Decrypt(0x%02x) = %q, %v", ct[1], pt, err)
+		}
+	}
+	if _, err := e.EncryptForMatch(ctx, col, []byte(secret)); !errors.Is(err, rules.ErrRandomizedMatch) {
+		t.Fatalf("match on randomized column: %v", err)
+	}
+}
+
+func TestModeAccepts(t *testing.T) {
+	gcm, siv, xaes := crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV, crypto.AlgorithmXAESGCM
+	tests := []struct {
+		mode rules.Mode
+		alg  crypto.Algorithm
+		want bool
+	}{
+		{rules.ModeRandomized, xaes, true},
+		{rules.ModeRandomized, gcm, true},
+		{rules.ModeRandomized, siv, false},
+		{rules.ModeRandomized, crypto.AlgorithmUnknown, false},
+		{rules.ModeDeterministic, siv, true},
+		{rules.ModeDeterministic, gcm, false},
+		{rules.ModeDeterministic, xaes, false},
+		{rules.ModeUnknown, xaes, false},
+		{rules.ModeUnknown, siv, false},
+	}
+	for _, tt := range tests {
+		if got := tt.mode.Accepts(tt.alg); got != tt.want {
+			t.Errorf("%s.Accepts(%s) = %v, want %v", tt.mode, tt.alg, got, tt.want)
+		}
+	}
+	if rules.ModeRandomized.Algorithm() != xaes || rules.ModeDeterministic.Algorithm() != siv {
+		t.Errorf("new keys: randomized %s, deterministic %s; want XAES-256-GCM, AES-256-SIV",
+			rules.ModeRandomized.Algorithm(), rules.ModeDeterministic.Algorithm())
+	}
+	for _, a := range []crypto.Algorithm{gcm, xaes} {
+		if a.Overhead() > rules.ModeRandomized.Algorithm().Overhead() {
+			t.Errorf("%s overhead %d exceeds the randomized mode's %d", a, a.Overhead(), rules.ModeRandomized.Algorithm().Overhead())
+		}
+	}
 }

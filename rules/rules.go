@@ -36,7 +36,8 @@ type Mode uint8
 
 const (
 	ModeUnknown Mode = 0
-	// ModeRandomized: AES-256-GCM with a random nonce. Equal values give
+	// ModeRandomized: XAES-256-GCM with a random 192-bit nonce (legacy key
+	// versions: AES-256-GCM with a random 96-bit nonce). Equal values give
 	// different ciphertexts; no comparison is possible.
 	ModeRandomized Mode = 1
 	// ModeDeterministic: AES-256-SIV. Equal values give equal ciphertexts
@@ -55,15 +56,32 @@ func (m Mode) String() string {
 	}
 }
 
-// Algorithm is the ciphertext algorithm of the mode.
+// Algorithm is the algorithm of new data keys for the mode (keys init):
+// XAES-256-GCM for randomized, AES-256-SIV for deterministic. Its Overhead
+// is the largest of the algorithms the mode Accepts.
 func (m Mode) Algorithm() crypto.Algorithm {
 	switch m {
 	case ModeRandomized:
-		return crypto.AlgorithmAESGCM
+		return crypto.AlgorithmXAESGCM
 	case ModeDeterministic:
 		return crypto.AlgorithmAESSIV
 	default:
 		return crypto.AlgorithmUnknown
+	}
+}
+
+// Accepts reports whether data key versions and ciphertexts of algorithm a
+// may serve a column of mode m: a randomized column takes XAES-256-GCM and
+// legacy AES-256-GCM (a key's versions may mix them after a rotation), a
+// deterministic one only AES-256-SIV.
+func (m Mode) Accepts(a crypto.Algorithm) bool {
+	switch m {
+	case ModeRandomized:
+		return a.Randomized()
+	case ModeDeterministic:
+		return a == crypto.AlgorithmAESSIV
+	default:
+		return false
 	}
 }
 

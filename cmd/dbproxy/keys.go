@@ -93,7 +93,7 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "data key %s: version %d is now primary\n", rec.Name, rec.Version)
+		fmt.Fprintf(e.stdout, "data key %s: version %d is now primary (%s)\n", rec.Name, rec.Version, rec.Algorithm)
 		return nil
 	case "rewrap":
 		n, err := mgr.Rewrap(ctx)
@@ -116,7 +116,7 @@ func keySpecs(cfg *config.Config) []keys.Spec {
 			continue
 		}
 		seen[c.Key] = true
-		alg := crypto.AlgorithmAESGCM
+		alg := crypto.AlgorithmXAESGCM
 		if c.Mode == config.ModeDeterministic {
 			alg = crypto.AlgorithmAESSIV
 		}

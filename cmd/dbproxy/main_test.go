@@ -16,6 +16,8 @@ import (
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/kms"
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -233,6 +235,11 @@ func TestKeysRotateKeepsOldDataReadable(t *testing.T) {
 	if err != nil || len(live) != 2 {
 		t.Fatalf("Live: %d keys, %v; want 2", len(live), err)
 	}
+	// A new randomized key is XAES-256-GCM.
+	if code, out, errs := runCLI(t, nil, "keys", "list", "--config", cfgPath); code != 0 ||
+		!regexp.MustCompile(`public\.users\.ssn\s+1\s+\*\s+XAES-256-GCM`).MatchString(out) {
+		t.Fatalf("keys list: exit %d\n%s%s", code, out, errs)
+	}
 	// Rotating a key that does not exist is an error, not a new key.
 	if code, _, errs := runCLI(t, nil, "keys", "rotate", "--config", cfgPath, "no.such.key"); code != 1 || !strings.Contains(errs, "no.such.key") {
 		t.Fatalf("rotate unknown key: exit %d, stderr %q", code, errs)
@@ -329,4 +336,62 @@ func serveInBackground(t *testing.T, cfgPath string, getenv func(string) string)
 		}
 	})
 	return logs
+}
+
+// TestKeysRotateLegacyRandomized: a randomized key whose versions are
+// legacy AES-256-GCM (made before XAES-256-GCM existed) rotates to an
+// XAES-256-GCM version, and the old version stays readable.
+func TestKeysRotateLegacyRandomized(t *testing.T) {
+	cfgPath := writeConfig(t, localConfig)
+	ctx := context.Background()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kms.CreateLocalKeyFile(cfg.Keys.MasterKey.File); err != nil {
+		t.Fatal(err)
+	}
+	e := env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
+	const name = "public.users.ssn"
+	mgr, _, closeFn, err := openManager(ctx, cfg, e, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	if _, err := mgr.Init(ctx, []keys.Spec{{Name: name, Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := mgr.Primary(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := k.Encrypt(nil, []byte("123-45-6789"), value.TypeText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// keys init accepts the legacy key as the randomized column's key.
+	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 || strings.Contains(out, "created data key "+name) {
+		t.Fatalf("init over a legacy key: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := runCLI(t, nil, "keys", "rotate", name, "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "version 2 is now primary (XAES-256-GCM)") {
+		t.Fatalf("rotate: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, nil, "keys", "list", "--config", cfgPath)
+	if code != 0 || !regexp.MustCompile(`public\.users\.ssn\s+1\s+AES-256-GCM`).MatchString(out) ||
+		!regexp.MustCompile(`public\.users\.ssn\s+2\s+\*\s+XAES-256-GCM`).MatchString(out) {
+		t.Fatalf("keys list after rotation: exit %d\n%s%s", code, out, errs)
+	}
+	mgr2, _, closeFn2, err := openManager(ctx, cfg, e, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn2()
+	if pt, _, err := mgr2.Decrypt(ctx, name, nil, old); err != nil || string(pt) != "123-45-6789" {
+		t.Fatalf("decrypt legacy value after rotation: %q, %v", pt, err)
+	}
+	k2, err := mgr2.Primary(ctx, name)
+	if err != nil || k2.Version() != 2 || k2.Algorithm() != crypto.AlgorithmXAESGCM {
+		t.Fatalf("Primary after rotation = %v, %v", k2, err)
+	}
 }

@@ -142,7 +142,7 @@ encryption:
 		if bytes.Contains(raw, []byte(note)) {
 			t.Fatalf("note stored in plaintext after reload")
 		}
-		if h, err := crypto.ParseHeader(raw); err != nil || h.Algorithm != crypto.AlgorithmAESGCM {
+		if h, err := crypto.ParseHeader(raw); err != nil || h.Algorithm != crypto.AlgorithmXAESGCM {
 			t.Fatalf("note is not a randomized ciphertext: %v %+v", err, h)
 		}
 		var back string

@@ -15,7 +15,10 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/kms"
 )
 
-// Spec names a data key the configuration needs and its algorithm.
+// Spec names a data key the configuration needs and the algorithm of its
+// first version. Existing versions satisfy a Spec when they are of the same
+// kind (randomized or deterministic): a key whose versions are legacy
+// AES-256-GCM satisfies a spec of XAES-256-GCM, and the reverse.
 type Spec struct {
 	Name      string
 	Algorithm crypto.Algorithm
@@ -34,8 +37,9 @@ type KeyInfo struct {
 
 // Init creates version 1 of every data key in specs that has no version
 // yet, and returns the names it created. It first checks every key that
-// already exists: one whose algorithm differs from its spec is an error
-// naming the key, and then nothing is created. Init is idempotent; when
+// already exists: one with a version of another kind than its spec
+// (randomized vs deterministic) is an error naming the key, and then
+// nothing is created. Init is idempotent; when
 // another process creates the same key concurrently, its key is used.
 func (m *Manager) Init(ctx context.Context, specs []Spec) (created []string, err error) {
 	if m.closed.Load() {
@@ -112,12 +116,30 @@ func (m *Manager) Init(ctx context.Context, specs []Spec) (created []string, err
 
 func checkAlgorithm(name string, recs []keystore.Record, want crypto.Algorithm) error {
 	for _, r := range recs {
-		if r.Algorithm != want {
+		if !sameKind(r.Algorithm, want) {
 			return fmt.Errorf("data key %q version %d exists with algorithm %s, but the configuration needs %s (a data key cannot change algorithm; use another key name)",
 				name, r.Version, r.Algorithm, want)
 		}
 	}
 	return nil
+}
+
+// sameKind reports whether versions of algorithms a and b can be versions
+// of one data key: both randomized or both deterministic.
+func sameKind(a, b crypto.Algorithm) bool {
+	return a.Valid() && b.Valid() && a.Deterministic() == b.Deterministic()
+}
+
+// rotateTo is the algorithm of the version that Rotate adds after a
+// version of algorithm a: legacy AES-256-GCM moves to XAES-256-GCM, which
+// needs no per-key message limit; the others stay. Each version keeps its
+// own algorithm (recorded in the keystore), so old ciphertexts still
+// decrypt under their version.
+func rotateTo(a crypto.Algorithm) crypto.Algorithm {
+	if a == crypto.AlgorithmAESGCM {
+		return crypto.AlgorithmXAESGCM
+	}
+	return a
 }
 
 // newVersion generates a data key under the current master key and returns
@@ -143,9 +165,10 @@ func (m *Manager) newVersion(ctx context.Context, name string, version uint32, a
 	}, nil
 }
 
-// Rotate adds a new version (the highest so far plus one, same algorithm)
-// to the data key name; it becomes the primary version. Old versions stay
-// for decryption. If another process rotates the same key at the same time,
+// Rotate adds a new version (the highest so far plus one) to the data key
+// name; it becomes the primary version. The new version has the algorithm
+// of the newest one, except that legacy AES-256-GCM becomes XAES-256-GCM
+// (see rotateTo). Old versions stay for decryption. If another process rotates the same key at the same time,
 // one of them fails with an error wrapping keystore.ErrExists.
 func (m *Manager) Rotate(ctx context.Context, name string) (keystore.Record, error) {
 	if m.closed.Load() {
@@ -162,7 +185,7 @@ func (m *Manager) Rotate(ctx context.Context, name string) (keystore.Record, err
 	if newest.Version == math.MaxUint32 {
 		return keystore.Record{}, fmt.Errorf("rotate data key %q: no version left after %d", name, newest.Version)
 	}
-	r, err := m.newVersion(ctx, name, newest.Version+1, newest.Algorithm)
+	r, err := m.newVersion(ctx, name, newest.Version+1, rotateTo(newest.Algorithm))
 	if err != nil {
 		return keystore.Record{}, fmt.Errorf("rotate data key %q: %w", name, err)
 	}
@@ -175,7 +198,8 @@ func (m *Manager) Rotate(ctx context.Context, name string) (keystore.Record, err
 	if err != nil {
 		return keystore.Record{}, fmt.Errorf("rotate data key %q: store version %d: %w", name, r.Version, err)
 	}
-	m.log.LogAttrs(ctx, slog.LevelInfo, "rotated data key", attrKey(name), attrVersion(r.Version), attrMaster(r.MasterKeyID))
+	m.log.LogAttrs(ctx, slog.LevelInfo, "rotated data key", attrKey(name), attrVersion(r.Version),
+		slog.String("algorithm", r.Algorithm.String()), slog.String("previous_algorithm", newest.Algorithm.String()), attrMaster(r.MasterKeyID))
 	return r, nil
 }
 

@@ -142,6 +142,9 @@ type entry struct {
 	base   uint64      // encryptions by earlier (evicted) instances of this version
 	timer  *time.Timer // destroys the key at loaded+TTL
 	warned atomic.Bool // the 2^31 warning was logged for this instance
+	// legacyNoted: Primary has asked Manager.noteLegacy about this
+	// version, so later hits skip the lock.
+	legacyNoted atomic.Bool
 	// dead is set, with m.mu held, when the entry leaves the LRU (TTL,
 	// capacity, Close), just before its key is destroyed.
 	dead atomic.Bool

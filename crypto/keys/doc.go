@@ -58,12 +58,28 @@
 // disabled. Likewise, once the cached list of a name's versions has
 // expired, a keystore that cannot be read fails the calls for that name.
 //
-// AES-GCM keys with random nonces must not encrypt more than 2^32 times
-// (NIST SP 800-38D). Primary logs a warning when a version passes 2^31
-// encryptions and from 2^32-2^20 on fails with an error wrapping
-// crypto.ErrKeyExhausted that asks the user to rotate. The count is kept
-// per process (across cache evictions), so with several proxies sharing a
-// key it is a lower bound.
+// # Algorithms of versions
+//
+// Every version records its algorithm in the keystore, and one version is
+// one algorithm for its whole life: a version's key material is never used
+// with another algorithm. [Manager.Init] creates the first version with
+// the algorithm of its [Spec]; for randomized columns callers ask for
+// XAES-256-GCM (rules.Mode.Algorithm). [Manager.Rotate] gives the new
+// version the algorithm of the newest one, except that legacy AES-256-GCM
+// becomes XAES-256-GCM; every old version keeps decrypting its own
+// ciphertexts. A key's versions may therefore mix AES-256-GCM and
+// XAES-256-GCM (both randomized); Init accepts any existing versions of the
+// same kind as its spec, randomized or deterministic.
+//
+// Legacy AES-256-GCM versions (random 96-bit nonces) must not encrypt more
+// than 2^32 times in total (NIST SP 800-38D), and no proxy can count what
+// the others, or its own earlier runs, did. Primary therefore logs a
+// warning, once per Manager and version, when it hands out such a version,
+// asking to rotate; it warns again when the version passes 2^31 encryptions
+// in this process and from 2^32-2^20 on fails with an error wrapping
+// crypto.ErrKeyExhausted. That count is kept per process (across cache
+// evictions), so it is a lower bound: only rotation is a fix. XAES-256-GCM
+// versions have no per-key message limit and are not counted.
 //
 // # Logging
 //

@@ -257,7 +257,7 @@ func TestInit(t *testing.T) {
 	m := newManager(t, keys.Options{Store: store, Master: master, Now: func() time.Time { return now }})
 	specs := []keys.Spec{
 		{Name: "public.users.email", Algorithm: crypto.AlgorithmAESSIV},
-		{Name: "public.users.ssn", Algorithm: crypto.AlgorithmAESGCM},
+		{Name: "public.users.ssn", Algorithm: crypto.AlgorithmXAESGCM},
 		{Name: "public.users.email", Algorithm: crypto.AlgorithmAESSIV}, // shared key
 	}
 	created, err := m.Init(ctx, specs)
@@ -280,7 +280,7 @@ func TestInit(t *testing.T) {
 	}
 	want := []keys.KeyInfo{
 		{Name: "public.users.email", Version: 1, Algorithm: crypto.AlgorithmAESSIV, Primary: true, CreatedAt: now, MasterKeyID: "m1"},
-		{Name: "public.users.ssn", Version: 1, Algorithm: crypto.AlgorithmAESGCM, Primary: true, CreatedAt: now, MasterKeyID: "m1"},
+		{Name: "public.users.ssn", Version: 1, Algorithm: crypto.AlgorithmXAESGCM, Primary: true, CreatedAt: now, MasterKeyID: "m1"},
 	}
 	if len(infos) != len(want) {
 		t.Fatalf("List = %+v, want %+v", infos, want)
@@ -312,7 +312,7 @@ func TestInitRejects(t *testing.T) {
 		{"algorithm differs from existing key", []keys.Spec{
 			{Name: "b", Algorithm: crypto.AlgorithmAESGCM},
 			{Name: "a", Algorithm: crypto.AlgorithmAESSIV},
-		}, `data key "a" version 1 exists with algorithm`},
+		}, `data key "a" version 1 exists with algorithm AES-256-GCM, but the configuration needs AES-256-SIV`},
 		{"conflicting specs", []keys.Spec{
 			{Name: "b", Algorithm: crypto.AlgorithmAESGCM},
 			{Name: "b", Algorithm: crypto.AlgorithmAESSIV},
@@ -403,12 +403,21 @@ func TestInitRace(t *testing.T) {
 	}
 }
 
+// TestRotate: a new version keeps the algorithm of the newest one, except
+// that legacy AES-256-GCM becomes XAES-256-GCM; the old version still
+// decrypts its own ciphertexts.
 func TestRotate(t *testing.T) {
-	for _, alg := range []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV} {
-		t.Run(alg.String(), func(t *testing.T) {
+	tests := []struct{ from, to crypto.Algorithm }{
+		{crypto.AlgorithmAESGCM, crypto.AlgorithmXAESGCM},
+		{crypto.AlgorithmXAESGCM, crypto.AlgorithmXAESGCM},
+		{crypto.AlgorithmAESSIV, crypto.AlgorithmAESSIV},
+	}
+	for _, tt := range tests {
+		alg := tt.to
+		t.Run(tt.from.String(), func(t *testing.T) {
 			master := newFakeMaster(t, "m1")
 			m := newManager(t, keys.Options{Store: openStore(t), Master: master})
-			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: alg}}); err != nil {
+			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.from}}); err != nil {
 				t.Fatal(err)
 			}
 			k1, err := m.Primary(ctx, "a")
@@ -453,8 +462,58 @@ func TestRotate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(infos) != 2 || infos[0].Version != 1 || infos[0].Primary || infos[1].Version != 2 || !infos[1].Primary {
+			if len(infos) != 2 || infos[0].Version != 1 || infos[0].Primary || infos[1].Version != 2 || !infos[1].Primary ||
+				infos[0].Algorithm != tt.from || infos[1].Algorithm != tt.to {
 				t.Fatalf("List = %+v", infos)
+			}
+			if k1.Algorithm() != tt.from || ct1[1] != byte(tt.from) || ct2[1] != byte(tt.to) {
+				t.Fatalf("v1 is %s writing 0x%02x, v2 writes 0x%02x; want %s then %s", k1.Algorithm(), ct1[1], ct2[1], tt.from, tt.to)
+			}
+			// The configuration still asks for the current algorithm of
+			// the kind: a mixed key satisfies it, and nothing is created.
+			spec := keys.Spec{Name: "a", Algorithm: tt.to}
+			if created, err := m.Init(ctx, []keys.Spec{spec}); err != nil || len(created) != 0 {
+				t.Fatalf("Init over a rotated key = %q, %v", created, err)
+			}
+		})
+	}
+}
+
+// TestInitKinds: existing versions satisfy a spec of the same kind
+// (randomized: AES-256-GCM or XAES-256-GCM; deterministic: AES-256-SIV)
+// and conflict with the other kind, whichever algorithm the spec names.
+func TestInitKinds(t *testing.T) {
+	gcm, xaes, siv := crypto.AlgorithmAESGCM, crypto.AlgorithmXAESGCM, crypto.AlgorithmAESSIV
+	tests := []struct {
+		existing, spec crypto.Algorithm
+		ok             bool
+	}{
+		{gcm, xaes, true},
+		{xaes, gcm, true},
+		{gcm, gcm, true},
+		{xaes, xaes, true},
+		{siv, siv, true},
+		{gcm, siv, false},
+		{xaes, siv, false},
+		{siv, xaes, false},
+		{siv, gcm, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.existing.String()+"/"+tt.spec.String(), func(t *testing.T) {
+			m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
+			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.existing}}); err != nil {
+				t.Fatal(err)
+			}
+			created, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.spec}, {Name: "b", Algorithm: tt.spec}})
+			if tt.ok {
+				if err != nil || !slices.Equal(created, []string{"b"}) {
+					t.Fatalf("Init = %q, %v; want b created", created, err)
+				}
+				return
+			}
+			want := fmt.Sprintf(`data key "a" version 1 exists with algorithm %s, but the configuration needs %s`, tt.existing, tt.spec)
+			if err == nil || !strings.Contains(err.Error(), want) || len(created) != 0 {
+				t.Fatalf("Init = %q, %v; want nothing created and %q", created, err, want)
 			}
 		})
 	}
@@ -929,8 +988,8 @@ func TestGCMLimit(t *testing.T) {
 			t.Fatalf("Primary past 2^31: %v", err)
 		}
 	}
-	if got := strings.Count(logs.String(), "level=WARN"); got != 1 || !strings.Contains(logs.String(), "key=g version=1") {
-		t.Fatalf("want one warning naming the key version, got: %s", logs)
+	if got := strings.Count(logs.String(), "encryption limit"); got != 1 || !strings.Contains(logs.String(), "key=g version=1") {
+		t.Fatalf("want one limit warning naming the key version, got: %s", logs)
 	}
 
 	keys.SetEncryptions(m, "g", 1, keys.GCMLimit)
@@ -948,9 +1007,63 @@ func TestGCMLimit(t *testing.T) {
 		t.Fatalf("after rotation: Primary = %v, %v", k, err)
 	}
 
+	if k, err := m.Primary(ctx, "g"); err != nil || k.Algorithm() != crypto.AlgorithmXAESGCM {
+		t.Fatalf("rotation of a legacy AES-256-GCM key gave %v, %v; want XAES-256-GCM", k, err)
+	}
+	keys.SetEncryptions(m, "g", 2, keys.GCMLimit) // XAES-256-GCM has no per-key limit
+
 	keys.SetEncryptions(m, "s", 1, keys.GCMLimit) // SIV has no nonce limit
 	if _, err := m.Primary(ctx, "s"); err != nil {
 		t.Fatalf("SIV Primary: %v", err)
+	}
+	if _, err := m.Primary(ctx, "g"); err != nil {
+		t.Fatalf("XAES Primary: %v", err)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && (strings.Contains(line, "key=g version=2") || strings.Contains(line, "key=s")) {
+			t.Fatalf("warned about a key version without a nonce limit: %s", line)
+		}
+	}
+}
+
+// TestLegacyWarning: handing out a legacy AES-256-GCM primary logs one
+// warning per Manager and version asking to rotate, however often and
+// through however many cache reloads; XAES-256-GCM and AES-256-SIV
+// primaries log nothing.
+func TestLegacyWarning(t *testing.T) {
+	logs := &syncBuffer{}
+	m := newManager(t, keys.Options{
+		Store:  openStore(t),
+		Master: newFakeMaster(t, "m1"),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	specs := []keys.Spec{{Name: "g", Algorithm: crypto.AlgorithmAESGCM}, {Name: "x", Algorithm: crypto.AlgorithmXAESGCM}, {Name: "s", Algorithm: crypto.AlgorithmAESSIV}}
+	if _, err := m.Init(ctx, specs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		for _, s := range specs {
+			if _, err := m.Primary(ctx, s.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i == 1 {
+			keys.SetEncryptions(m, "g", 1, 0) // a cache reload of the version
+		}
+	}
+	out := logs.String()
+	if got := strings.Count(out, "level=WARN"); got != 1 ||
+		!strings.Contains(out, "legacy AES-256-GCM") || !strings.Contains(out, "dbproxy keys rotate") || !strings.Contains(out, "key=g version=1") {
+		t.Fatalf("want one warning for g v1 asking to rotate, got:\n%s", out)
+	}
+	if _, err := m.Rotate(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Primary(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(logs.String(), "level=WARN"); got != 1 {
+		t.Fatalf("warned after rotating to XAES-256-GCM:\n%s", logs)
 	}
 }
 

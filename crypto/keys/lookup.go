@@ -18,10 +18,14 @@ import (
 
 // Primary returns the newest version of the data key name, for encrypting.
 //
-// For AES-GCM keys it logs a warning once the version passes 2^31
+// A primary version of legacy AES-256-GCM (random 96-bit nonces; good for
+// 2^32 encryptions across every process that uses it, which none of them
+// can count) logs a warning the first time this Manager hands it out,
+// asking to rotate: rotation gives an XAES-256-GCM version, which has no
+// per-key limit. It also logs a warning once the version passes 2^31
 // encryptions in this process, and from 2^32-2^20 on it returns an error
-// wrapping crypto.ErrKeyExhausted (NIST SP 800-38D): rotate the key. The
-// count is per process, so with many proxies sharing a key it is a lower
+// wrapping crypto.ErrKeyExhausted (NIST SP 800-38D). That count is per
+// process, so with many proxies, restarts or replicas it is only a lower
 // bound.
 func (m *Manager) Primary(ctx context.Context, name string) (*crypto.Key, error) {
 	km, err := m.meta(ctx, name)
@@ -34,7 +38,11 @@ func (m *Manager) Primary(ctx context.Context, name string) (*crypto.Key, error)
 	if err != nil {
 		return nil, err
 	}
-	if r.Algorithm == crypto.AlgorithmAESGCM {
+	if r.Algorithm.NonceLimited() {
+		if !e.legacyNoted.Load() && !e.legacyNoted.Swap(true) && m.noteLegacy(cacheKey{name, r.Version}) {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "data key version uses legacy AES-256-GCM, whose random 96-bit nonces allow 2^32 encryptions across all proxies; rotate it (dbproxy keys rotate) so new values use XAES-256-GCM",
+				attrKey(name), attrVersion(r.Version))
+		}
 		if n := e.encryptions(); n >= gcmWarnAt {
 			if n >= gcmLimit {
 				return nil, fmt.Errorf("data key %q version %d has made %d AES-GCM encryptions, the limit for random nonces (NIST SP 800-38D); run dbproxy keys rotate %s: %w",
@@ -47,6 +55,18 @@ func (m *Manager) Primary(ctx context.Context, name string) (*crypto.Key, error)
 		}
 	}
 	return e.key, nil
+}
+
+// noteLegacy reports whether the legacy-algorithm warning for ck is yet to
+// be logged by this Manager, and marks it logged.
+func (m *Manager) noteLegacy(ck cacheKey) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.legacy[ck] {
+		return false
+	}
+	m.legacy[ck] = true
+	return true
 }
 
 // Version returns the given version of the data key name, for decrypting.

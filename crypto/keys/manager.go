@@ -24,10 +24,12 @@ const (
 	DefaultTTL        = 10 * time.Minute
 )
 
-// AES-GCM with random 96-bit nonces must not be used for more than 2^32
-// encryptions under one key (NIST SP 800-38D §8.3, crypto.GCMEncryptionLimit).
-// The manager warns at gcmWarnAt and refuses to hand out a primary key at
-// gcmLimit, which keeps a margin of 2^20 for encryptions already in flight.
+// Legacy AES-256-GCM with random 96-bit nonces must not be used for more
+// than 2^32 encryptions under one key (NIST SP 800-38D §8.3,
+// crypto.GCMEncryptionLimit). The manager warns at gcmWarnAt and refuses to
+// hand out such a primary key at gcmLimit, which keeps a margin of 2^20 for
+// encryptions already in flight. Both count this process's encryptions
+// only, so they are lower bounds; XAES-256-GCM versions are not counted.
 const (
 	gcmWarnAt = crypto.GCMEncryptionLimit / 2
 	gcmLimit  = crypto.GCMEncryptionLimit - 1<<20
@@ -103,11 +105,14 @@ type Manager struct {
 	metas  atomic.Pointer[map[string]*keyMeta]
 	metaMu sync.Mutex
 
-	mu    sync.Mutex    // guards lru and used
-	gen   atomic.Uint64 // insertions into lru; written with mu held
-	lru   *simplelru.LRU[cacheKey, *entry]
-	used  map[cacheKey]uint64 // encryptions by evicted instances of a version
-	hooks testHooks
+	mu   sync.Mutex    // guards lru and used
+	gen  atomic.Uint64 // insertions into lru; written with mu held
+	lru  *simplelru.LRU[cacheKey, *entry]
+	used map[cacheKey]uint64 // encryptions by evicted instances of a version
+	// legacy holds the AES-256-GCM primary versions whose "rotate me"
+	// warning this Manager has logged.
+	legacy map[cacheKey]bool
+	hooks  testHooks
 }
 
 // testHooks are set only by export_test.go.
@@ -137,6 +142,7 @@ func New(opts Options) (*Manager, error) {
 		log:     opts.Logger,
 		now:     opts.Now,
 		used:    make(map[cacheKey]uint64),
+		legacy:  make(map[cacheKey]bool),
 	}
 	if m.master.ID() == "" {
 		return nil, errors.New("key manager: master key has an empty ID")

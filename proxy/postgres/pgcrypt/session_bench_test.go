@@ -284,9 +284,27 @@ func TestDataRowAllocations(t *testing.T) {
 	if w.Len() != f.plainOut {
 		t.Fatalf("decrypted DataRow is %d bytes, want %d", w.Len(), f.plainOut)
 	}
-	// AES-SIV decryption allocates in its library; the randomized (AES-GCM)
-	// columns show what the rewrite itself costs.
+	// AES-SIV decryption allocates in its library, and XAES-256-GCM sets up
+	// a cipher per value; decrypting the randomized cells directly is the
+	// baseline, and the rewrite itself must add nothing to it.
 	gcmOnly := []*rules.ColumnRule{nil, nil, nil, f.cols[3], f.cols[4]}
+	ctx := context.Background()
+	buf := make([]byte, 0, 256)
+	raw := make([][]byte, len(f.encCells))
+	for _, i := range []int{3, 4} {
+		var err error
+		if raw[i], err = hex.DecodeString(string(f.encCells[i][2:])); err != nil { // bytea hex: \x...
+			t.Fatal(err)
+		}
+	}
+	primitive := testing.AllocsPerRun(100, func() {
+		for _, i := range []int{3, 4} {
+			var err error
+			if buf, err = f.enc.AppendDecrypt(ctx, buf[:0], f.cols[i], raw[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 	allocs := testing.AllocsPerRun(100, func() {
 		if w.Len() > 1<<16 {
 			w = postgres.Writer{}
@@ -295,8 +313,9 @@ func TestDataRowAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if allocs >= 1 {
-		t.Errorf("DataRow rewrite: %v allocations per row, want 0", allocs)
+	t.Logf("DataRow: %v allocations per row; decrypting its randomized cells: %v", allocs, primitive)
+	if allocs > primitive {
+		t.Errorf("DataRow rewrite: %v allocations per row, want no more than the %v of decrypting its cells", allocs, primitive)
 	}
 }
 
