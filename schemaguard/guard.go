@@ -12,15 +12,6 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// AlgorithmXAESGCM is the extended-nonce randomized algorithm (XAES-256-GCM:
-// header(7) || nonce(24) || ciphertext || tag(16)). A randomized column may
-// hold it next to AES-256-GCM (a key's versions need not share one), so its
-// guard accepts both.
-const AlgorithmXAESGCM crypto.Algorithm = 3
-
-// xaesOverhead is the minimum length of an XAES-256-GCM ciphertext.
-const xaesOverhead = crypto.HeaderSize + 24 + 16
-
 // Target is one encrypted column to guard.
 type Target struct {
 	// Database: PostgreSQL, the database the connection is to (only shown
@@ -65,7 +56,9 @@ func (t Target) algorithms() []accepted {
 	if t.Mode == rules.ModeDeterministic {
 		return []accepted{{crypto.AlgorithmAESSIV, crypto.AlgorithmAESSIV.Overhead()}}
 	}
-	return []accepted{{crypto.AlgorithmAESGCM, crypto.AlgorithmAESGCM.Overhead()}, {AlgorithmXAESGCM, xaesOverhead}}
+	// A randomized column may hold legacy AES-256-GCM versions next to
+	// XAES-256-GCM ones (each key version has one algorithm).
+	return []accepted{{crypto.AlgorithmAESGCM, crypto.AlgorithmAESGCM.Overhead()}, {crypto.AlgorithmXAESGCM, crypto.AlgorithmXAESGCM.Overhead()}}
 }
 
 // maxIdent is the longest identifier both databases accept (PostgreSQL's
