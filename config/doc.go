@@ -1,4 +1,4 @@
-// Package config owns the dbproxy YAML configuration (CONTRACT §2): its
+// Package config owns the dbproxy YAML configuration (docs/config.md): its
 // schema (the structs in config.go), its defaults, and its validation.
 //
 // # Loading

@@ -5,7 +5,7 @@ import (
 	"strconv"
 )
 
-// Payload sizes of the algorithms (CONTRACT §3); XAESNonceSize and
+// Payload sizes of the algorithms (docs/ciphertext.md); XAESNonceSize and
 // XAESTagSize are in xaes.go.
 const (
 	// GCMNonceSize is the random nonce that starts an AES-256-GCM payload.

@@ -9,7 +9,7 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// Algorithm is the ciphertext algorithm byte (CONTRACT §3, offset 1).
+// Algorithm is the ciphertext algorithm byte (docs/ciphertext.md, offset 1).
 // The zero value is invalid.
 type Algorithm byte
 

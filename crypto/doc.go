@@ -1,4 +1,4 @@
-// Package crypto owns the dbproxy ciphertext format (CONTRACT §3) and the
+// Package crypto owns the dbproxy ciphertext format (docs/ciphertext.md) and the
 // data-key primitive that produces and reads it.
 //
 // # Ciphertext format

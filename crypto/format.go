@@ -9,7 +9,7 @@ import (
 )
 
 // ErrMalformed is wrapped by every error about a ciphertext that is not a
-// well-formed CONTRACT §3 ciphertext: too short, unknown format version,
+// well-formed docs/ciphertext.md ciphertext: too short, unknown format version,
 // unknown algorithm, unknown plaintext type code. These checks read only the
 // public header, so the wrapping error says which one failed.
 var ErrMalformed = errors.New("malformed ciphertext")
@@ -92,7 +92,7 @@ func ParseHeader(ciphertext []byte) (Header, error) {
 	return h, nil
 }
 
-// IsCiphertext reports whether b looks like a CONTRACT §3 ciphertext: known
+// IsCiphertext reports whether b looks like a docs/ciphertext.md ciphertext: known
 // format version, algorithm and type code, and long enough for its
 // algorithm. It is a cheap plausibility check (no allocation, no
 // cryptography): a value that passes may still fail to decrypt, and random

@@ -120,7 +120,7 @@ func NewKey(name string, version uint32, alg Algorithm, material []byte) (*Key, 
 }
 
 // buildAssociatedData fills k.ads with one entry per valid plaintext type
-// (CONTRACT §3): version, algorithm, key version, type code, uint16 BE name
+// (docs/ciphertext.md): version, algorithm, key version, type code, uint16 BE name
 // length, name.
 func (k *Key) buildAssociatedData() {
 	n := 0
@@ -173,7 +173,7 @@ func (k *Key) Algorithm() Algorithm { return k.alg }
 func (k *Key) Encryptions() uint64 { return k.encryptions.Load() }
 
 // Encrypt encrypts plaintext, whose type is t, and appends the ciphertext
-// (header || payload, CONTRACT §3) to dst, returning the extended slice.
+// (header || payload, docs/ciphertext.md) to dst, returning the extended slice.
 // When dst has room for the plaintext plus k.Algorithm().Overhead() bytes,
 // AES-256-GCM allocates nothing, XAES-256-GCM allocates the KDF scratch
 // and the AES and GCM state of the message's derived key (three objects,

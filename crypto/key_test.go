@@ -23,7 +23,7 @@ import (
 var algorithms = []crypto.Algorithm{crypto.AlgorithmAESGCM, crypto.AlgorithmAESSIV, crypto.AlgorithmXAESGCM}
 
 // associatedData builds AD = header || uint16 BE len(name) || name
-// (CONTRACT §3) independently of the package.
+// (docs/ciphertext.md) independently of the package.
 func associatedData(header []byte, name string) []byte {
 	ad := append([]byte(nil), header...)
 	ad = binary.BigEndian.AppendUint16(ad, uint16(len(name)))
@@ -305,7 +305,7 @@ func TestAppendsToDst(t *testing.T) {
 	}
 }
 
-// The header is exactly CONTRACT §3, and the payload is exactly the raw
+// The header is exactly docs/ciphertext.md, and the payload is exactly the raw
 // primitive's output over AD = header || uint16 BE len(name) || name, built
 // here independently of the package.
 func TestHeaderLayoutAndAssociatedData(t *testing.T) {

@@ -1,4 +1,4 @@
-// Package value owns the plaintext types of CONTRACT §2 and their one
+// Package value owns the plaintext types of docs/config.md and their one
 // canonical binary encoding each, plus the text forms PostgreSQL and MySQL
 // exchange for them (and the element syntax of PostgreSQL's text array
 // form, PostgresArrayElems, shared by the planner and the wire layer).
@@ -10,7 +10,7 @@
 // int8 42, MySQL text 42. So every value is first turned into one canonical
 // byte string for its type; that string is the plaintext that gets
 // encrypted, and results are rendered back from it. The encodings below are
-// part of the on-disk format (CONTRACT §3): never change them.
+// part of the on-disk format (docs/ciphertext.md): never change them.
 //
 // # Encodings
 //

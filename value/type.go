@@ -2,12 +2,12 @@ package value
 
 import "fmt"
 
-// Type is a plaintext type of CONTRACT §2. The zero value is invalid, so a
+// Type is a plaintext type of docs/config.md. The zero value is invalid, so a
 // Type nobody filled in fails closed.
 type Type uint8
 
 // The numeric values are the plaintext type codes stored in byte 6 of every
-// ciphertext header (CONTRACT §3). They are part of the on-disk format:
+// ciphertext header (docs/ciphertext.md). They are part of the on-disk format:
 // never renumber, only append.
 const (
 	TypeUnknown     Type = 0

@@ -864,7 +864,7 @@ func TestNumericDigitCap(t *testing.T) {
 	}
 }
 
-// TestTypeCodes pins the header type codes (CONTRACT §3): never renumber.
+// TestTypeCodes pins the header type codes (docs/ciphertext.md): never renumber.
 func TestTypeCodes(t *testing.T) {
 	want := []string{"text", "smallint", "int", "bigint", "real", "double", "numeric", "boolean",
 		"date", "timestamp", "timestamptz", "uuid", "bytes", "json"}

@@ -1,6 +1,6 @@
 // Command dbproxy is a transparent encrypting proxy for PostgreSQL and MySQL.
 //
-// Subcommands (CONTRACT §1): serve, check-config, keys init|list|rotate|rewrap,
+// Subcommands (README, "Command line"): serve, check-config, keys init|list|rotate|rewrap,
 // schema guard|check (the database-side guard, package schemaguard),
 // version. Exit codes: 0 ok, 1 runtime or validation failure, 2 usage error.
 package main
@@ -19,7 +19,7 @@ import (
 	_ "time/tzdata"
 )
 
-// Exit codes of CONTRACT §1.
+// Exit codes of the README ("Command line").
 const (
 	exitOK      = 0
 	exitFailure = 1

@@ -11,7 +11,7 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 )
 
-// SIGHUP reload (CONTRACT §1). Each listener's handler is built once with a
+// SIGHUP reload (README, "Command line"). Each listener's handler is built once with a
 // swappable interceptor; a reload with changed encryption: or keys: sections
 // builds the new encryption layer, swaps it in for new sessions, and drains
 // the sessions opened before (each ends at its next transaction boundary,

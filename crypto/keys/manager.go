@@ -18,7 +18,7 @@ import (
 )
 
 // Defaults used when Options leaves a field at zero. They match the
-// defaults of the keys.cache section of the configuration (CONTRACT §2).
+// defaults of the keys.cache section of the configuration (docs/config.md).
 const (
 	DefaultMaxEntries = 1024
 	DefaultTTL        = 10 * time.Minute

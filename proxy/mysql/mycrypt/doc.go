@@ -1,7 +1,7 @@
 // Package mycrypt is the MySQL encryption layer: a mysql.Interceptor that
 // encrypts every value bound for an encrypted column before it reaches the
 // server, decrypts encrypted result columns, and refuses what it cannot
-// account for (CONTRACT §4).
+// account for (README, "Security model").
 //
 // # Commands
 //
