@@ -8,7 +8,8 @@ package integration
 // column names — chosen by the gen bytes) sent through an encrypting proxy
 // in a session whose lexing state (client_encoding and
 // standard_conforming_strings; sql_mode and character set) the setup byte
-// picks. Whatever the proxy forwards is run by the real server. Afterwards
+// picks, with or without the database-side guard (schema guard) on the
+// encrypted columns. Whatever the proxy forwards is run by the real server. Afterwards
 // the encrypted columns are read directly, bypassing the proxy: every
 // non-NULL value must decrypt under its column's key. A value that does
 // not is one that reached the server without the proxy encrypting it, i.e.
@@ -32,8 +33,24 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/schemaguard"
 	"github.com/dbproxy/dbproxy/value"
 )
+
+// guardStatements is the DDL that installs and removes the database-side
+// guard of cols (dbproxy schema guard).
+type guardStatements struct{ add, drop []string }
+
+func guardDDL(d rules.Dialect, database string, cols []*rules.ColumnRule) guardStatements {
+	var g guardStatements
+	for _, c := range cols {
+		tg := schemaguard.Target{Database: database, Schema: c.Schema, Table: c.Table, Column: c.Column, Mode: c.Mode, Type: c.Type}
+		g.add = append(g.add, schemaguard.AddStatements(d, tg)...)
+		name := schemaguard.QuoteIdent(d, schemaguard.ConstraintName(d, c.Table, c.Column))
+		g.drop = append(g.drop, "ALTER TABLE "+schemaguard.QuoteIdent(d, c.Table)+" DROP CONSTRAINT IF EXISTS "+name)
+	}
+	return g
+}
 
 // genPiece assembles a statement tail from fragments, one per gen byte.
 func genPiece(gen []byte, frags []string) string {
@@ -100,10 +117,12 @@ func FuzzPGDifferential(f *testing.F) {
 	enc := rules.NewEncryptor(e.mgr)
 	tr := set.Table("", "public", "users")
 	cols := []*rules.ColumnRule{tr.Column("email"), tr.Column("ssn")}
+	guard := guardDDL(rules.DialectPostgres, "", cols)
 	baseline := pgFingerprint(f, e.direct)
 
 	for i, s := range pgSeeds {
 		f.Add(uint8(i), s, []byte(nil), []byte(nil))
+		f.Add(uint8(i)|0x20, s, []byte(nil), []byte(nil)) // with the guard
 	}
 	for _, setup := range []uint8{2, 3, 4, 7, 0x82, 0x83, 0x84} { // SJIS, BIG5, GBK, GB18030; by SET and at startup
 		f.Add(setup, pgSeeds[1], []byte(nil), []byte(nil))
@@ -122,6 +141,13 @@ func FuzzPGDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
+		if setup&0x20 != 0 { // with the database-side guard (schema guard)
+			for _, q := range guard.add {
+				if _, err := e.direct.Exec(ctx, q); err != nil {
+					t.Fatalf("guard: %v", err)
+				}
+			}
+		}
 		cfg, err := pgconn.ParseConfig(e.proxy.DSN("disable"))
 		if err != nil {
 			t.Fatal(err)
@@ -149,6 +175,11 @@ func FuzzPGDifferential(f *testing.F) {
 		conn.Close(ctx)
 
 		defer func() { // also after a failed check: the next input starts clean
+			if setup&0x20 != 0 {
+				for _, q := range guard.drop {
+					_, _ = e.direct.Exec(context.Background(), q) // the table may be gone
+				}
+			}
 			if got := pgFingerprint(t, e.direct); got != baseline {
 				pgResetSchema(t, e.direct, ddl)
 			} else if _, err := e.direct.Exec(context.Background(), "TRUNCATE users"); err != nil {
@@ -274,10 +305,12 @@ func FuzzMySQLDifferential(f *testing.F) {
 	enc := rules.NewEncryptor(e.mgr)
 	tr := set.Table(e.db.Database, "", "users")
 	cols := []*rules.ColumnRule{tr.Column("email"), tr.Column("ssn")}
+	guard := guardDDL(rules.DialectMySQL, e.db.Database, cols)
 	baseline := myFingerprint(f, e.direct, e.db.Database)
 
 	for i, s := range mySeeds {
 		f.Add(uint8(i), s, []byte(nil))
+		f.Add(uint8(i)|0x20, s, []byte(nil)) // with the guard
 	}
 	for _, setup := range []uint8{1, 4, 5, 6, 8, 9, 10, 0x80, 0x81, 0x82, 0x85} { // sql_modes and character sets
 		f.Add(setup, mySeeds[3], []byte(nil))
@@ -296,6 +329,13 @@ func FuzzMySQLDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
+		if setup&0x20 != 0 { // with the database-side guard (schema guard)
+			for _, q := range guard.add {
+				if _, err := e.direct.ExecContext(ctx, q); err != nil {
+					t.Fatalf("guard: %v", err)
+				}
+			}
+		}
 		params := []string{"multiStatements=true"}
 		if setup&0x80 != 0 { // the handshake's character set
 			params = append(params, "charset="+[]string{"gbk", "big5", "sjis", "utf8mb4", "latin1", "cp932"}[int(setup)%6])
@@ -327,6 +367,11 @@ func FuzzMySQLDifferential(f *testing.F) {
 		_ = db.Close()
 
 		defer func() { // also after a failed check: the next input starts clean
+			if setup&0x20 != 0 {
+				for _, q := range guard.drop {
+					_, _ = e.direct.ExecContext(context.Background(), q) // the table may be gone
+				}
+			}
 			if got := myFingerprint(t, e.direct, e.db.Database); got != baseline {
 				myResetSchema(t, e.direct, e.db.Database, ddl)
 			} else if _, err := e.direct.ExecContext(context.Background(), "DELETE FROM users"); err != nil {
