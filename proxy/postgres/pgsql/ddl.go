@@ -29,10 +29,11 @@ import (
 //   - Triggers and rules on an encrypted table (their code sets columns
 //     from other values), and rules whose actions name one.
 //   - Views and materialized views that read an encrypted table.
-//   - DO blocks and functions or procedures in any language but sql (they
-//     can build SQL at run time that never spells a table's name), unless
-//     Options.AllowDynamicSQL; sql functions whose body names an encrypted
-//     or derived relation.
+//   - DO blocks and functions or procedures that can build SQL at run time
+//     that never spells a table's name — PL/pgSQL with EXECUTE, bodies
+//     calling functions that run SQL text, any language but sql and
+//     plpgsql — unless Options.AllowDynamicSQL; and, whatever the opt-in,
+//     bodies naming an encrypted or derived relation.
 //   - Subscriptions and IMPORT FOREIGN SCHEMA without a LIMIT TO list of
 //     other names (rows or relations arrive without the proxy).
 //
@@ -45,10 +46,16 @@ import (
 func (a *analyzer) guardDDL(n *pg.Node, text string) error {
 	switch v := n.GetNode().(type) {
 	case *pg.Node_DoStmt:
-		if !a.p.dynamic {
-			return refuse(nil, StateInsufficientPrivilege,
-				"DO blocks can run SQL built at run time, which the proxy cannot see (allow_dynamic_sql is off on this listener)")
+		lang, body := "plpgsql", ""
+		for _, o := range v.DoStmt.Args {
+			switch de := o.GetDefElem(); de.GetDefname() {
+			case "language":
+				lang = strings.ToLower(de.Arg.GetString_().GetSval())
+			case "as":
+				body = de.Arg.GetString_().GetSval()
+			}
 		}
+		return a.guardCode("DO block", lang, text, []string{body})
 	case *pg.Node_CreateFunctionStmt:
 		return a.guardFunction(v.CreateFunctionStmt, text)
 	case *pg.Node_CreateStmt:
@@ -425,11 +432,24 @@ func (a *analyzer) guardFunction(f *pg.CreateFunctionStmt, text string) error {
 	if lang == "" && f.SqlBody != nil {
 		lang = "sql"
 	}
-	if lang != "sql" {
+	return a.guardCode(what, lang, text, bodies)
+}
+
+// guardCode decides about code the server runs later or elsewhere: a DO
+// block or a function body. SQL and PL/pgSQL code without dynamic SQL can
+// reach a table only by spelling its name, so it is allowed unless it
+// names an encrypted or derived relation (refused whatever the opt-in: it
+// would read or write the table without the proxy). PL/pgSQL EXECUTE,
+// functions that run SQL text, and every other language can build SQL at
+// run time: refused unless dynamic SQL is allowed.
+func (a *analyzer) guardCode(what, lang, text string, bodies []string) error {
+	switch lang {
+	case "sql", "plpgsql":
+	case "":
+		lang = "an unspecified language"
+		fallthrough
+	default:
 		if !a.p.dynamic {
-			if lang == "" {
-				lang = "an unspecified language"
-			}
 			return refuse(nil, StateInsufficientPrivilege,
 				"%s in %s can run SQL built at run time, which the proxy cannot see (allow_dynamic_sql is off on this listener)", what, lang)
 		}
@@ -438,9 +458,16 @@ func (a *analyzer) guardFunction(f *pg.CreateFunctionStmt, text string) error {
 	touched := a.p.touches(text)
 	for _, b := range bodies {
 		touched = touched || a.p.touches(b)
-		if !a.p.dynamic && hasSQLRunner(b) {
+		if a.p.dynamic {
+			continue
+		}
+		if hasSQLRunner(b) {
 			return refuse(nil, StateInsufficientPrivilege,
 				"%s whose body calls a function that runs SQL text (query_to_xml, ts_stat, dblink, …), which the proxy cannot see (allow_dynamic_sql is off on this listener)", what)
+		}
+		if lang == "plpgsql" && hasWordFold(b, "execute") {
+			return refuse(nil, StateInsufficientPrivilege,
+				"%s with EXECUTE runs SQL built at run time, which the proxy cannot see (allow_dynamic_sql is off on this listener)", what)
 		}
 	}
 	if touched {
@@ -448,6 +475,27 @@ func (a *analyzer) guardFunction(f *pg.CreateFunctionStmt, text string) error {
 			"%s whose body names an encrypted table (or a relation derived from one) would read or write it without the proxy; run the statements directly", what)
 	}
 	return nil
+}
+
+// hasWordFold reports whether text contains word (lower case) as a whole
+// word in any ASCII case.
+func hasWordFold(text, word string) bool {
+	for i := 0; i+len(word) <= len(text); i++ {
+		if i > 0 && isIdentByte(text[i-1]) {
+			continue
+		}
+		if !strings.EqualFold(text[i:i+len(word)], word) {
+			continue
+		}
+		if j := i + len(word); j == len(text) || !isIdentByte(text[j]) {
+			return true
+		}
+	}
+	return false
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || c == '$' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'z' || c >= 0x80
 }
 
 // checkDerived refuses a statement that names a relation derived from an

@@ -42,12 +42,16 @@ func TestDDLRefusals(t *testing.T) {
 		{"constraint trigger", "CREATE CONSTRAINT TRIGGER t AFTER INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION f()", "", "a trigger on encrypted table public.users", ""},
 		{"rule on", "CREATE RULE r AS ON INSERT TO users DO ALSO NOTIFY x", "", "a rule on encrypted table public.users", ""},
 		// 4. Dynamic SQL.
-		{"do without the name", "DO $$ BEGIN EXECUTE 'insert into us'||'ers (ssn) values (''1'')'; END $$", "", "DO blocks can run SQL built at run time", pgsql.StateInsufficientPrivilege},
-		{"do as a string", "do 'BEGIN NULL; END'", "", "DO blocks", pgsql.StateInsufficientPrivilege},
-		{"do after a comment", "/* x */DO/* y */$body$BEGIN NULL; END$body$", "", "DO blocks", pgsql.StateInsufficientPrivilege},
-		{"do later in a string", "SELECT 1; DO $$ BEGIN NULL; END $$", "", "DO blocks", pgsql.StateInsufficientPrivilege},
-		{"plpgsql function", "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'insert into us'||'ers values (1)'; END $$", "", "CREATE FUNCTION in plpgsql", pgsql.StateInsufficientPrivilege},
-		{"procedure", "CREATE OR REPLACE PROCEDURE pr() LANGUAGE plpgsql AS $$ BEGIN NULL; END $$", "", "CREATE PROCEDURE in plpgsql", pgsql.StateInsufficientPrivilege},
+		{"do without the name", "DO $$ BEGIN EXECUTE 'insert into us'||'ers (ssn) values (''1'')'; END $$", "", "DO block with EXECUTE runs SQL built at run time", pgsql.StateInsufficientPrivilege},
+		{"do as a string", "do 'BEGIN ExEcUtE $q$select 1$q$; END'", "", "DO block with EXECUTE", pgsql.StateInsufficientPrivilege},
+		{"do after a comment", "/* x */DO/* y */$body$BEGIN execute 'x'; END$body$", "", "DO block with EXECUTE", pgsql.StateInsufficientPrivilege},
+		{"do later in a string", "SELECT 1; DO $$ BEGIN EXECUTE format('x'); END $$", "", "DO block with EXECUTE", pgsql.StateInsufficientPrivilege},
+		{"do in another language", "DO LANGUAGE plperl $$ spi_exec_query('x') $$", "", "DO block in plperl", pgsql.StateInsufficientPrivilege},
+		{"do with a SQL runner", "DO $$ BEGIN PERFORM query_to_xml('select 1', true, true, ''); END $$", "", "runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"do with an escaped name", `DO E'BEGIN INSERT INTO \x75sers (ssn) VALUES (1); END'`, "", "whose body names an encrypted table", ""},
+		{"plpgsql function", "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'insert into us'||'ers values (1)'; END $$", "", "CREATE FUNCTION with EXECUTE", pgsql.StateInsufficientPrivilege},
+		{"procedure", "CREATE OR REPLACE PROCEDURE pr() LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'x'; END $$", "", "CREATE PROCEDURE with EXECUTE", pgsql.StateInsufficientPrivilege},
+		{"procedure in python", "CREATE PROCEDURE pr() LANGUAGE plpython3u AS $$ plpy.execute('x') $$", "", "CREATE PROCEDURE in plpython3u", pgsql.StateInsufficientPrivilege},
 		{"function without language", "CREATE FUNCTION f() RETURNS int AS 'select 1'", "", "an unspecified language", pgsql.StateInsufficientPrivilege},
 		{"sql body with an escaped name", `CREATE FUNCTION f(t text) RETURNS void LANGUAGE sql AS E'insert into \x75sers (ssn) values (t::bytea)'`, "", "whose body names an encrypted table", ""},
 		{"sql standard body", "CREATE FUNCTION f(t bytea) RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO users (ssn) VALUES (t); END", "", "whose body names an encrypted table", ""},
@@ -100,6 +104,10 @@ func TestDDLAllowed(t *testing.T) {
 	p := newPlanner(t, nil)
 	for _, sql := range []string{
 		"ALTER TABLE users DROP COLUMN ssn",
+		// PL/pgSQL without dynamic SQL reaches tables only by name.
+		"DO $$ BEGIN RAISE NOTICE 'hello, world'; END $$",
+		"DO $$ BEGIN INSERT INTO items (name) VALUES ('executed'); END $$",
+		"CREATE FUNCTION f(a int, OUT b int) LANGUAGE plpgsql AS $$ BEGIN b := a + 1; END $$",
 		"ALTER TABLE users RENAME COLUMN name TO full_name",
 		"ALTER TABLE items RENAME TO goods",
 		"ALTER TABLE items SET SCHEMA archive",
@@ -196,7 +204,7 @@ func TestAllowDynamicSQL(t *testing.T) {
 		}
 	}
 	runRefusals(t, p, "", []refusalCase{
-		{"do naming a table", "DO $$ BEGIN INSERT INTO users (ssn) VALUES ('1'); END $$", "", "DoStmt", ""},
+		{"do naming a table", "DO $$ BEGIN INSERT INTO users (ssn) VALUES ('1'); END $$", "", "DO block whose body names an encrypted table", ""},
 	})
 }
 

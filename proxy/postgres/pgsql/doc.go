@@ -201,12 +201,15 @@
 //     an encrypted column, and USING, generated and CHECK expressions of
 //     plaintext columns that read one.
 //   - CREATE SUBSCRIPTION / ALTER SUBSCRIPTION.
-//   - Unless [Options].AllowDynamicSQL (42501): DO blocks, CREATE
-//     FUNCTION/PROCEDURE in any language but sql (and sql bodies calling
-//     the functions below), and calls of functions that run SQL text
-//     (query_to_xml*, ts_stat, ts_rewrite with a query, dblink*). A sql
-//     function whose body names an encrypted or derived relation (also
-//     once E'…' escapes are decoded) is refused in any case.
+//   - Unless [Options].AllowDynamicSQL (42501): DO blocks and CREATE
+//     FUNCTION/PROCEDURE that can build SQL at run time — PL/pgSQL with
+//     EXECUTE, any language but sql and plpgsql, bodies calling the
+//     functions below — and calls of functions that run SQL text
+//     (query_to_xml*, ts_stat, ts_rewrite with a query, dblink*). A DO
+//     block or sql/plpgsql body that names an encrypted or derived
+//     relation (also once E'…' escapes are decoded) is refused in any
+//     case; one that names none and has no EXECUTE reaches tables only by
+//     name, and is allowed.
 //
 // DROP of an encrypted column or table is allowed (it stores nothing).
 // These statements reach the planner through a keyword check in the
