@@ -154,3 +154,38 @@ func TestPGEncSearchPath(t *testing.T) {
 		})
 	}
 }
+
+// TestPGEncSearchPathCommitInString: COMMIT (or END) ends the transaction
+// that ran SET LOCAL search_path, so a statement later in the same string
+// runs under the role's default path again, not under the path the proxy
+// knew. Such a string is refused; nothing lands in the encrypted table in
+// plaintext.
+func TestPGEncSearchPathCommitInString(t *testing.T) {
+	specs := []rules.Spec{{Schema: "tenant", Table: "accounts", Column: "email", Mode: rules.ModeDeterministic, Type: value.TypeText, Key: "tenant_email"}}
+	e := startEncProxy(t, `CREATE SCHEMA tenant; CREATE TABLE tenant.accounts (id serial, email bytea); CREATE TABLE public.accounts (id serial, email bytea)`, specs)
+	ctx := testCtx(t)
+	if _, err := e.direct.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s SET search_path = tenant, public`, pgx.Identifier{e.pg.User}.Sanitize())); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.direct.Exec(context.Background(), fmt.Sprintf(`ALTER ROLE %s RESET search_path`, pgx.Identifier{e.pg.User}.Sanitize()))
+	})
+	for _, end := range []string{"COMMIT", "END", "SELECT 1; COMMIT", "ABORT"} {
+		c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+		for _, q := range []string{"BEGIN", "SET LOCAL search_path TO public"} {
+			if _, err := c.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		_, err := c.PgConn().Exec(ctx, end+`; INSERT INTO accounts (email) VALUES ('commit-leak@example.com')`).ReadAll()
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" {
+			t.Errorf("%s; INSERT in one string after SET LOCAL: %v, want a 0A000 refusal", end, err)
+		}
+		_ = c.Close(ctx)
+	}
+	var n int
+	if err := e.direct.QueryRow(ctx, `SELECT count(*) FROM tenant.accounts WHERE email = 'commit-leak@example.com'::bytea`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("tenant.accounts holds %d plaintext rows (%v)", n, err)
+	}
+}

@@ -31,8 +31,9 @@ import (
 //   - "May have changed" is decided conservatively from the text: a
 //     statement starting with SET, RESET or DISCARD (comments and quoted
 //     text skipped; text that cannot be split with certainty counts), any
-//     mention of search_path or set_config, and ROLLBACK after such a
-//     statement inside a transaction; and the end of a transaction in
+//     mention of search_path or set_config, and COMMIT, END, ABORT,
+//     ROLLBACK, PREPARE TRANSACTION, CALL or DO after such a statement
+//     inside a transaction; and the end of a transaction in
 //     which such a statement ran (its SETs may be undone).
 //   - A statement that changes search_path (or the role, which "$user"
 //     follows) in the same string as a statement that needs a plan is
@@ -142,14 +143,11 @@ const (
 // sessionWords.scan found the words found, may change the session's
 // search_path (or what "$user" in it means).
 func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
+	if s.endsSearchPathTx(text, found) {
+		return true
+	}
 	if found == 0 {
 		return false
-	}
-	s.mu.Lock()
-	inTx := s.spTxChange
-	s.mu.Unlock()
-	if inTx && found&wordRollback != 0 {
-		return true
 	}
 	if found&anywhereWords != 0 {
 		return true
@@ -164,6 +162,17 @@ func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 		return true
 	}
 	return startsStatement(text, statementWords)
+}
+
+// endsSearchPathTx reports whether text may end a transaction in which
+// search_path (or the role) was set — COMMIT, END, ABORT, ROLLBACK,
+// PREPARE TRANSACTION, or a CALL/DO that commits — undoing a SET LOCAL:
+// statements after it in the same string run under another search_path.
+func (s *session) endsSearchPathTx(text []byte, found uint8) bool {
+	s.mu.Lock()
+	inTx := s.spTxChange
+	s.mu.Unlock()
+	return inTx && (found&wordRollback != 0 || !s.lexCertain() || startsStatement(text, txEndWords))
 }
 
 // statementWords start the statements that may change it.

@@ -433,7 +433,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
 	if s.mayChangeSearchPath(text, found) {
-		if !skips && changesSearchPath.Match(text) {
+		if !skips && (changesSearchPath.Match(text) || s.endsSearchPathTx(text, found)) {
 			return s.refuseQuery(errSearchPathMixed, w)
 		}
 		defer s.searchPathChanged() // once this statement is on its way
