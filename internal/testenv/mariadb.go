@@ -270,6 +270,7 @@ func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
 			"--bind-address=127.0.0.1",
 			"--socket=" + s.socket,
 			"--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
+			"--tmpdir=" + dir, // its own internal temporary tables, away from /tmp
 			"--skip-log-bin",
 			"--skip-name-resolve",
 			"--innodb-buffer-pool-size=64M",
