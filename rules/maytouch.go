@@ -133,7 +133,7 @@ func (f *needleSet) mayTouch(sql string) bool {
 			}
 		}
 		for _, n := range f.byFirst[c] {
-			if hasPrefixFoldASCII(sql[i:], n) {
+			if HasPrefixFold(sql[i:], n) {
 				return true
 			}
 		}
@@ -141,9 +141,10 @@ func (f *needleSet) mayTouch(sql string) bool {
 	return false
 }
 
-// hasPrefixFoldASCII reports whether s starts with needle, which is lower
-// case, ignoring ASCII case in s.
-func hasPrefixFoldASCII(s, needle string) bool {
+// HasPrefixFold reports whether s starts with needle, which is lower
+// case, ignoring ASCII case in s. The SQL pre-filters of both protocols
+// use it; it does not allocate.
+func HasPrefixFold(s, needle string) bool {
 	if len(s) < len(needle) {
 		return false
 	}

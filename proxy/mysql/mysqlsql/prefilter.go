@@ -3,6 +3,8 @@ package mysqlsql
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/dbproxy/dbproxy/rules"
 )
 
 // This file holds the byte scans that send a string to the planner although
@@ -42,19 +44,7 @@ func mentionsDynamic(sql string) bool {
 // hasWordFold reports whether s starts with word (lower case) in any ASCII
 // case, not followed by an identifier byte.
 func hasWordFold(s, word string) bool {
-	if len(s) < len(word) {
-		return false
-	}
-	for i := 0; i < len(word); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != word[i] {
-			return false
-		}
-	}
-	return len(s) == len(word) || !identByte(s[len(word)])
+	return rules.HasPrefixFold(s, word) && (len(s) == len(word) || !identByte(s[len(word)]))
 }
 
 // identByte reports whether c can continue an unquoted identifier (any

@@ -356,26 +356,10 @@ func (f *nameFilter) match(sql string) bool {
 			continue
 		}
 		for _, n := range f.byFirst[c] {
-			if hasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !identByte(sql[i+len(n)])) {
+			if rules.HasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !identByte(sql[i+len(n)])) {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-func hasPrefixFold(s, lower string) bool {
-	if len(s) < len(lower) {
-		return false
-	}
-	for i := 0; i < len(lower); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/mysql"
 	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/dbproxy/dbproxy/rules"
 )
 
 // Setting is what a query string does to one session setting the lexer
@@ -128,17 +130,8 @@ func mayChangeSession(sql string) bool {
 	return nonASCII && set
 }
 
-func hasFold(s string, i int, word string) bool {
-	if len(s)-i < len(word) {
-		return false
-	}
-	for k := 0; k < len(word); k++ {
-		if s[i+k]|0x20 != word[k] && s[i+k] != word[k] {
-			return false
-		}
-	}
-	return true
-}
+// hasFold reports whether s has word (lower case) at i, in any ASCII case.
+func hasFold(s string, i int, word string) bool { return rules.HasPrefixFold(s[i:], word) }
 
 // compoundStarts are statements whose bodies hold ; (stored programs,
 // MariaDB's compound statements outside them): a string holding one cannot

@@ -46,13 +46,9 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 		if _, plain := unparen(x.Expr).(*ast.ColumnNameExpr); plain {
 			break
 		}
-		f := &subqueries{}
-		x.Expr.Accept(f)
-		for _, q := range f.list {
-			if col := a.yieldsEncrypted(q); col != "" {
-				a.refuse(&Refusal{Column: col, Reason: "result column would be returned as ciphertext: MariaDB does not report its origin through a scalar subquery; select the column directly (a join)"})
-				return n, true
-			}
+		if col := a.subqueryYieldsEncrypted(x.Expr); col != "" {
+			a.refuse(&Refusal{Column: col, Reason: "result column would be returned as ciphertext: MariaDB does not report its origin through a scalar subquery; select the column directly (a join)"})
+			return n, true
 		}
 	case *ast.SelectStmt:
 		a.derived(x)
@@ -62,13 +58,9 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 		if x.Value == nil {
 			break
 		}
-		f := &subqueries{}
-		x.Value.Accept(f)
-		for _, q := range f.list {
-			if col := a.yieldsEncrypted(q); col != "" {
-				a.refuse(&Refusal{Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
-				return n, true
-			}
+		if col := a.subqueryYieldsEncrypted(x.Value); col != "" {
+			a.refuse(&Refusal{Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
+			return n, true
 		}
 	case *ast.CommonTableExpression:
 		if x.Query != nil {
@@ -271,6 +263,19 @@ func (a *analyzer) encryptedIn(from *ast.TableRefsClause) string {
 	for _, tn := range tc.list {
 		if r := a.resolveTable(tn.Schema.O, tn.Name.O); r != nil {
 			return r.String()
+		}
+	}
+	return ""
+}
+
+// subqueryYieldsEncrypted returns the encrypted column that a subquery of
+// e yields ("" if none does).
+func (a *analyzer) subqueryYieldsEncrypted(e ast.ExprNode) string {
+	f := &subqueries{}
+	e.Accept(f)
+	for _, q := range f.list {
+		if col := a.yieldsEncrypted(q); col != "" {
+			return col
 		}
 	}
 	return ""

@@ -484,7 +484,7 @@ func hasWordFold(text, word string) bool {
 		if i > 0 && isIdentByte(text[i-1]) {
 			continue
 		}
-		if !strings.EqualFold(text[i:i+len(word)], word) {
+		if !rules.HasPrefixFold(text[i:], word) {
 			continue
 		}
 		if j := i + len(word); j == len(text) || !isIdentByte(text[j]) {
