@@ -48,6 +48,7 @@ type Conn struct {
 	nc       net.Conn
 	state    atomic.Int32
 	draining atomic.Bool
+	reason   atomic.Int32 // DrainReason, set before draining
 	cancel   context.CancelFunc
 
 	mu      sync.Mutex
@@ -93,13 +94,54 @@ func (c *Conn) OnDrain(f func()) {
 	c.mu.Unlock()
 }
 
-// startDrain marks the connection draining and runs its drain callback.
-func (c *Conn) startDrain() {
+// DrainReason says why a connection is asked to end at its next idle
+// point; handlers word the client's error after it.
+type DrainReason int32
+
+const (
+	// DrainShutdown: the server is shutting down (the zero value reads as
+	// this too).
+	DrainShutdown DrainReason = iota
+	// DrainRulesChanged: a reload changed the encryption rules the session
+	// was started under.
+	DrainRulesChanged
+	// DrainIdleTimeout: the session stayed idle longer than the listener's
+	// idle timeout.
+	DrainIdleTimeout
+)
+
+func (r DrainReason) String() string {
+	switch r {
+	case DrainRulesChanged:
+		return "rules changed"
+	case DrainIdleTimeout:
+		return "idle timeout"
+	default:
+		return "shutdown"
+	}
+}
+
+// DrainReason returns why the connection is draining (meaningful once
+// [Conn.Draining] reports true).
+func (c *Conn) DrainReason() DrainReason { return DrainReason(c.reason.Load()) }
+
+// StartDrain asks the connection to end at its next idle point, for
+// reason, as [Server.Shutdown] does for every connection. The first reason
+// given wins.
+func (c *Conn) StartDrain(reason DrainReason) { c.startDrainReason(reason) }
+
+// startDrain marks the connection draining (for shutdown) and runs its
+// drain callback.
+func (c *Conn) startDrain() { c.startDrainReason(DrainShutdown) }
+
+func (c *Conn) startDrainReason(reason DrainReason) {
 	c.mu.Lock()
-	if c.draining.Swap(true) {
+	if c.draining.Load() {
 		c.mu.Unlock()
 		return
 	}
+	c.reason.Store(int32(reason))
+	c.draining.Store(true)
 	f := c.onDrain
 	c.onDrain = nil
 	c.mu.Unlock()

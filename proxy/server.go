@@ -216,10 +216,10 @@ func (s *Server) trackConn(c *Conn, add bool) {
 }
 
 // DrainConns asks every current connection to end at its next idle point,
-// as Shutdown does, while the server goes on accepting new connections. A
-// reload that changes what sessions must do uses it, so that no session
-// keeps running under the old rules.
-func (s *Server) DrainConns() {
+// for reason, as Shutdown does, while the server goes on accepting new
+// connections. A reload that changes what sessions must do uses it, so
+// that no session keeps running under the old rules.
+func (s *Server) DrainConns(reason DrainReason) {
 	s.mu.Lock()
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -227,7 +227,7 @@ func (s *Server) DrainConns() {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.startDrain()
+		c.startDrainReason(reason)
 	}
 }
 

@@ -160,7 +160,7 @@ loop:
 			}
 			for _, x := range ls {
 				_ = x.sw.apply(x.lc, x.name, logger, nextEnc) // checked above
-				x.srv.DrainConns()
+				x.srv.DrainConns(proxy.DrainRulesChanged)
 			}
 			if enc != nil {
 				retired = append(retired, enc)

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Error codes the proxy itself sends. Codes in the 2000 range are client
@@ -22,6 +24,8 @@ const (
 	codeMalformed       = gomysql.ER_MALFORMED_PACKET
 	codeSecureTransport = 3159 // ER_SECURE_TRANSPORT_REQUIRED (MySQL 5.7+)
 	codePacketTooLarge  = gomysql.ER_NET_PACKET_TOO_LARGE
+	codeConnKilled      = 1927 // ER_CONNECTION_KILLED (MariaDB)
+	codeIdleTimeout     = 4031 // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8.0.24+)
 	stateConnection     = "08S01"
 	stateGeneral        = "HY000"
 	stateAccessDenied   = "28000"
@@ -90,4 +94,16 @@ func appendErr(dst []byte, seq uint8, err error) []byte {
 	dst = append(dst, gomysql.ERR_HEADER, byte(e.Code), byte(e.Code>>8), '#')
 	dst = append(dst, state...)
 	return append(dst, msg...)
+}
+
+// drainError is the ERR that ends a session drained for reason.
+func drainError(reason proxy.DrainReason) error {
+	switch reason {
+	case proxy.DrainRulesChanged:
+		return fatalf(codeConnKilled, stateConnection, "dbproxy's encryption rules changed (configuration reload); reconnect to continue under the new rules", nil)
+	case proxy.DrainIdleTimeout:
+		return fatalf(codeIdleTimeout, stateGeneral, "dbproxy closed the connection: idle longer than its idle timeout (limits.idle_timeout)", nil)
+	default:
+		return fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil)
+	}
 }

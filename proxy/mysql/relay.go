@@ -363,7 +363,7 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 		toClient = refusal.err
 		nextSeq = refusal.seq
 	case q.isClosing() && !errors.Is(downErr, errQuit):
-		toClient = fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil)
+		toClient = drainError(s.pc.DrainReason())
 		nextSeq = 0 // unsolicited, between commands
 		if errors.Is(downErr, errClosing) {
 			nextSeq = cf.seq + 1 // the answer to a command that was not forwarded

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // SQLSTATE codes the proxy itself sends.
@@ -13,6 +15,7 @@ const (
 	codeUnableToConnect    = "08001"
 	codeInvalidAuthSpec    = "28000"
 	codeAdminShutdown      = "57P01"
+	codeIdleSessionTimeout = "57P05"
 	codeCannotConnectNow   = "57P03"
 	codeFeatureUnsupported = "0A000"
 	codeInternalError      = "XX000"
@@ -65,4 +68,16 @@ func appendError(dst []byte, err error) []byte {
 		panic("BUG: encode ErrorResponse: " + encErr.Error())
 	}
 	return out
+}
+
+// drainError is the FATAL that ends a session drained for reason.
+func drainError(reason proxy.DrainReason) error {
+	switch reason {
+	case proxy.DrainRulesChanged:
+		return fatalf(codeAdminShutdown, "terminating connection because dbproxy's encryption rules changed (configuration reload); reconnect to continue under the new rules", nil)
+	case proxy.DrainIdleTimeout:
+		return fatalf(codeIdleSessionTimeout, "terminating connection due to dbproxy's idle timeout (limits.idle_timeout)", nil)
+	default:
+		return fatalf(codeAdminShutdown, "terminating connection because dbproxy is shutting down", nil)
+	}
 }

@@ -81,7 +81,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	var hookErr *hookError
 	switch {
 	case s.acct.closing():
-		toClient = fatalf(codeAdminShutdown, "terminating connection because dbproxy is shutting down", nil)
+		toClient = drainError(s.pc.DrainReason())
 	case errors.Is(downErr, errTerminated):
 		terminate = false // forwarded already
 	case errors.As(downErr, &mal):
