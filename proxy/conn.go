@@ -51,9 +51,18 @@ type Conn struct {
 	reason   atomic.Int32 // DrainReason, set before draining
 	cancel   context.CancelFunc
 
+	admission error // set before the handler runs; see Admission
+
 	mu      sync.Mutex
 	onDrain func()
 }
+
+// Admission reports whether the server admitted the connection under its
+// limits: nil, or an error (a *[LimitError]) naming the limit it is over.
+// A handler that gets an error answers the client with it in its own
+// protocol, at the first point the protocol allows an error, and returns
+// without contacting the database.
+func (c *Conn) Admission() error { return c.admission }
 
 // NetConn returns the accepted connection.
 func (c *Conn) NetConn() net.Conn { return c.nc }
