@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/rawio"
@@ -21,7 +22,7 @@ import (
 // Defaults for zero Options fields.
 const (
 	DefaultConnectTimeout   = 10 * time.Second
-	DefaultHandshakeTimeout = 30 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
 )
 
 // Options configure a [Handler]: one listener forwarding to one server.
@@ -66,6 +67,14 @@ type Handler struct {
 	log         *slog.Logger
 	upstreamTLS *tls.Config // nil: sslmode disable
 	rsa         rsaKey
+
+	// greeting is the template of the proxy's own greetings: the last
+	// usable initial handshake read from the server (nil before the first
+	// one). See doc.go, "Connection phase".
+	greeting atomic.Pointer[handshake]
+	// ids maps the connection ids of the proxy's greetings to the
+	// server's thread ids.
+	ids connIDs
 }
 
 var _ proxy.Handler = (*Handler)(nil)
@@ -130,6 +139,29 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		log:       h.log.With(slog.String("remote", nc.RemoteAddr().String())),
 	}
 	s.serve(ctx)
+}
+
+// learnGreeting makes the server's greeting hs the template of the
+// proxy's greetings if it is usable and differs from the current one in
+// more than connection id and scramble. It reports whether the template
+// changed.
+func (h *Handler) learnGreeting(hs *handshake) bool {
+	if !usableTemplate(hs) {
+		return false
+	}
+	for {
+		cur := h.greeting.Load()
+		if cur != nil && sameGreeting(cur, hs) {
+			return false
+		}
+		if h.greeting.CompareAndSwap(cur, hs) {
+			if cur != nil {
+				h.log.LogAttrs(context.Background(), slog.LevelInfo, "the database server's greeting changed; greeting template updated",
+					slog.String("server_version", hs.serverVersion))
+			}
+			return true
+		}
+	}
 }
 
 func (h *Handler) dial(ctx context.Context) (net.Conn, error) {

@@ -77,6 +77,8 @@ type handshake struct {
 	mariaDB       bool // extended capabilities present (CLIENT_MYSQL clear)
 
 	capsLowAt, capsHighAt, extCapsAt int // offsets in raw; 0 = absent
+	connIDAt                         int // offset of connection_id in raw
+	scramble2At                      int // offset of auth_plugin_data_2 in raw; 0 = absent
 }
 
 // parseHandshake parses the server's initial handshake. It keeps p.
@@ -98,6 +100,7 @@ func parseHandshake(p []byte) (*handshake, error) {
 		return nil, malformed("handshake too short")
 	}
 	h.connID = binary.LittleEndian.Uint32(p[pos:])
+	h.connIDAt = pos
 	pos += 4
 	scramble := append([]byte(nil), p[pos:pos+8]...)
 	pos += 9 // part 1 and its filler
@@ -129,6 +132,7 @@ func parseHandshake(p []byte) (*handshake, error) {
 			return nil, malformed("handshake: truncated auth plugin data")
 		}
 		part2 := p[pos : pos+n]
+		h.scramble2At = pos
 		pos += n
 		if k := bytes.IndexByte(part2, 0); k >= 0 {
 			part2 = part2[:k]
@@ -192,6 +196,10 @@ type handshakeResponse struct {
 	charset  byte
 	user     string
 	authLen  int // length of the auth response (never kept: it may be a password)
+	// authAt and authEnd delimit the auth response field in the payload:
+	// its length prefix (or, without SECURE_CONNECTION, its first byte)
+	// and the end of its data (past the NUL without SECURE_CONNECTION).
+	authAt, authEnd int
 	database string
 	plugin   string
 }
@@ -233,6 +241,7 @@ func parseHandshakeResponse(p []byte, mariaDB bool, offered uint64) (*handshakeR
 	}
 	r.user = string(rest[:i])
 	rest = rest[i+1:]
+	r.authAt = len(p) - len(rest)
 	switch {
 	case r.caps&capPluginAuthLenenc != 0:
 		v, n, null, ok := lenEnc(rest)
@@ -255,6 +264,7 @@ func parseHandshakeResponse(p []byte, mariaDB bool, offered uint64) (*handshakeR
 		r.authLen = i
 		rest = rest[i+1:]
 	}
+	r.authEnd = len(p) - len(rest)
 	if r.caps&capConnectWithDB != 0 && len(rest) > 0 {
 		i := bytes.IndexByte(rest, 0)
 		if i < 0 {

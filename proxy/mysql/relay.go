@@ -48,6 +48,9 @@ type cmdFramer struct {
 	q            *queue
 	hooks        *SessionHooks
 	deprecateEOF bool
+	// kill, if set, translates the connection id of a KILL (see
+	// connIDs.translateKill); commands that may be one are read whole.
+	kill func(payload []byte) []byte
 
 	mode      clientMode
 	infileEnd bool      // the current packet ends LOCAL INFILE data
@@ -84,7 +87,8 @@ func (f *cmdFramer) start(seq uint8, n int, head []byte) (action, uint8, error) 
 	}
 	initExchange(x, head, resp)
 	x.DeprecateEOF = f.deprecateEOF
-	if f.hooks != nil && f.hooks.Command != nil && f.hooks.Commands.Has(cmd) {
+	if f.hooks != nil && f.hooks.Command != nil && f.hooks.Commands.Has(cmd) ||
+		f.kill != nil && killCandidate(n, head) {
 		return actHook, 0, nil
 	}
 	if resp == respNone {
@@ -107,7 +111,15 @@ func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 	x := f.x
 	before := len(w.buf)
 	w.reset(seq)
-	err := f.hooks.Command(&x.Exchange, payload, w)
+	if f.kill != nil && killCandidate(len(payload), payload) {
+		payload = f.kill(payload)
+	}
+	var err error
+	if f.hooks != nil && f.hooks.Command != nil && f.hooks.Commands.Has(x.Command) {
+		err = f.hooks.Command(&x.Exchange, payload, w)
+	} else {
+		w.Packet(payload)
+	}
 	if err != nil {
 		w.buf = w.buf[:before]
 		var me *Error
@@ -295,7 +307,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	q.inTrans.Store(s.status&gomysql.SERVER_STATUS_IN_TRANS != 0)
 	deprecateEOF := s.caps&capDeprecateEOF != 0
 	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, authCheck: s.changeUserAuthCheck}
-	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
+	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, kill: s.h.ids.translateKill}
 	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
 	s.cbr, s.sbr = nil, nil

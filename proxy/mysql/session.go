@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -23,6 +24,9 @@ import (
 
 // finalWriteTimeout bounds the last packets written when a session ends.
 const finalWriteTimeout = 5 * time.Second
+
+// errWriteTimeout bounds writing the ERR that ends a connection phase.
+const errWriteTimeout = time.Second
 
 // errHandled ends a session whose client has already been answered (or
 // must not be: a dropped TLS negotiation).
@@ -53,6 +57,7 @@ type session struct {
 	client    net.Conn // rawClient, or TLS over it
 	clientTLS bool
 	cbr       *bufio.Reader // connection-phase reader of client
+	deadline  time.Time     // connection-phase deadline of the client's socket
 
 	socks     *proxy.Sockets // closes both sockets from any goroutine
 	rawServer net.Conn
@@ -60,8 +65,10 @@ type session struct {
 	serverTLS bool
 	sbr       *bufio.Reader // connection-phase reader of server
 
-	hs      *handshake
+	hs      *handshake // the server's greeting (after connectDeferred: the real one)
+	greetID uint32     // connection id of the proxy's own greeting; 0: the server's greeting was relayed
 	resp    *handshakeResponse
+	hr      []byte // the client's HandshakeResponse41, until forwarded
 	caps    uint64 // capabilities both legs use
 	cseq    uint8  // sequence id the client expects next (connection phase)
 	d       uint8  // connection phase: client-leg id = server-leg id + d
@@ -76,14 +83,26 @@ func (s *session) serve(ctx context.Context) {
 	defer stop()
 	defer s.closeServer()
 
-	deadline := time.Now().Add(s.h.handshakeTimeout())
-	_ = s.rawClient.SetDeadline(deadline)
+	s.deadline = time.Now().Add(s.h.handshakeTimeout())
+	_ = s.rawClient.SetDeadline(s.deadline)
 	s.cbr = bufio.NewReaderSize(s.client, 1024)
 	if s.pc.Draining() {
 		s.endStartup(fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil))
 		return
 	}
-	if err := s.connectUpstream(ctx, deadline); err != nil {
+	// With a greeting template the client is greeted by the proxy and the
+	// server is dialled only once the client has sent its
+	// HandshakeResponse; without one (the listener's first connection)
+	// the server is dialled first and its greeting becomes the template.
+	tmpl := s.h.greeting.Load()
+	if tmpl != nil {
+		s.greetID = s.h.ids.reserve()
+		defer s.h.ids.release(s.greetID)
+		if err := s.greet(tmpl); err != nil {
+			s.endStartup(err)
+			return
+		}
+	} else if err := s.connectUpstream(ctx); err != nil {
 		s.endStartup(err)
 		return
 	}
@@ -91,8 +110,17 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(err)
 		return
 	}
+	if tmpl != nil {
+		if err := s.connectDeferred(ctx, tmpl); err != nil {
+			s.endStartup(err)
+			return
+		}
+	}
 	s.log = s.log.With(slog.String("user", s.resp.user), slog.String("database", s.resp.database),
 		slog.Uint64("conn_id", uint64(s.hs.connID)))
+	if s.greetID != 0 {
+		s.log = s.log.With(slog.Uint64("greeting_conn_id", uint64(s.greetID)))
+	}
 	if err := s.forwardResponse(ctx); err != nil {
 		s.endStartup(err)
 		return
@@ -171,6 +199,11 @@ func (s *session) endStartup(err error) {
 	case errors.As(err, &mal):
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "malformed packet during the connection phase",
 			slog.String("reason", mal.msg))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The client stalled: tell it why before closing.
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake timed out")
+		err = fatalf(codeHandshake, stateConnection,
+			"Bad handshake: dbproxy: handshake not completed within limits.handshake_timeout", nil)
 	case proxy.IsClientGone(err):
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "client left during the connection phase", slog.Any("error", err))
 		return
@@ -178,6 +211,9 @@ func (s *session) endStartup(err error) {
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "connection phase failed", slog.Any("error", err))
 	}
 	s.out = appendErr(s.out, s.cseq, err)
+	// The handshake deadline may have passed: a fresh, short one for the
+	// ERR.
+	_ = s.rawClient.SetWriteDeadline(time.Now().Add(errWriteTimeout))
 	_ = s.flushClient()
 }
 
@@ -186,39 +222,141 @@ func (s *session) upstreamLost(err error) error {
 }
 
 // connectUpstream dials the server, reads its handshake and offers it to
-// the client with the capabilities masked.
-func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error {
-	conn, err := s.h.dial(ctx)
-	if err != nil {
-		return fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
-	}
-	if !s.setServer(conn, conn) {
-		_ = conn.Close()
-		return errHandled
-	}
-	_ = conn.SetDeadline(deadline)
-	s.sbr = bufio.NewReaderSize(conn, 1024)
-	seq, p, err := s.readServer()
+// the client with the capabilities masked; the handshake becomes the
+// greeting template.
+func (s *session) connectUpstream(ctx context.Context) error {
+	seq, hs, err := s.dialServer(ctx)
 	if err != nil {
 		return err
 	}
-	if len(p) > 0 && p[0] == gomysql.ERR_HEADER {
-		// "Too many connections", "Host is blocked": the server's words.
-		s.toClient(seq, p)
-		_ = s.flushClient()
+	if hs == nil {
 		return errHandled
-	}
-	hs, err := parseHandshake(bytes.Clone(p))
-	if err != nil {
-		return fatalf(codeHandshake, stateConnection, "dbproxy: invalid handshake from the database server", err)
-	}
-	if hs.caps&capProtocol41 == 0 {
-		return fatalf(codeHandshake, stateConnection, "dbproxy: the database server does not speak protocol 4.1", nil)
 	}
 	s.hs = hs
 	s.adverts = advertisedCaps(hs.caps, s.h.opts.TLS != nil, s.h.opts.HideCapabilities)
 	s.out, s.cseq = appendPacket(s.out, seq, hs.appendWithCaps(nil, s.adverts))
 	return s.flushClient()
+}
+
+// dialServer dials the server and reads its handshake, which it offers to
+// the handler as greeting template. A server that answers with an ERR
+// ("Too many connections", "Host is blocked") has its ERR relayed to the
+// client with the sequence id the client expects (hs nil).
+func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
+	conn, err := s.h.dial(ctx)
+	if err != nil {
+		return 0, nil, fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
+	}
+	if !s.setServer(conn, conn) {
+		_ = conn.Close()
+		return 0, nil, errHandled
+	}
+	// The server's leg has its own deadline: never earlier than the
+	// client's, and a full handshake timeout from now when the client has
+	// used part of its own already.
+	deadline := time.Now().Add(s.h.handshakeTimeout())
+	if s.deadline.After(deadline) {
+		deadline = s.deadline
+	}
+	_ = conn.SetDeadline(deadline)
+	s.sbr = bufio.NewReaderSize(conn, 1024)
+	seq, p, err := s.readServer()
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(p) > 0 && p[0] == gomysql.ERR_HEADER {
+		// "Too many connections", "Host is blocked": the server's words.
+		if s.greetID != 0 {
+			seq = s.cseq // the answer to the client's HandshakeResponse
+		}
+		s.toClient(seq, p)
+		_ = s.flushClient()
+		return 0, nil, nil
+	}
+	hs, err := parseHandshake(bytes.Clone(p))
+	if err != nil {
+		return 0, nil, fatalf(codeHandshake, stateConnection, "dbproxy: invalid handshake from the database server", err)
+	}
+	if hs.caps&capProtocol41 == 0 {
+		return 0, nil, fatalf(codeHandshake, stateConnection, "dbproxy: the database server does not speak protocol 4.1", nil)
+	}
+	s.h.learnGreeting(hs)
+	return seq, hs, nil
+}
+
+// greet sends the client the proxy's own greeting built on the template
+// tmpl: its fields, a fresh scramble and the connection id s.greetID.
+func (s *session) greet(tmpl *handshake) error {
+	hs, err := tmpl.instantiate(s.greetID)
+	if err != nil {
+		return fatalf(codeUnknown, stateGeneral, "dbproxy: internal error", err)
+	}
+	s.hs = hs
+	s.adverts = advertisedCaps(hs.caps, s.h.opts.TLS != nil, s.h.opts.HideCapabilities)
+	s.out, s.cseq = appendPacket(s.out, 0, hs.appendWithCaps(nil, s.adverts))
+	return s.flushClient()
+}
+
+// connectDeferred continues a connection greeted by the proxy once the
+// client's HandshakeResponse is in: it dials the server, checks that what
+// the client selected from the template greeting holds for the real one,
+// and, unless the client's auth response does not depend on the scramble,
+// has the client answer the real server's scramble (an AuthSwitchRequest
+// for the plugin it used) and puts that answer in the HandshakeResponse.
+func (s *session) connectDeferred(ctx context.Context, tmpl *handshake) error {
+	switchAuth := !scrambleFree(s.resp, s.clientTLS)
+	if switchAuth && s.resp.caps&capPluginAuth == 0 {
+		// It cannot take an AuthSwitchRequest, and its answer was computed
+		// on the proxy's scramble: what a server says to a client that
+		// does not support the plugin it asks for.
+		return fatalf(gomysql.ER_NOT_SUPPORTED_AUTH_MODE, "08004",
+			"Client does not support authentication protocol requested by server; consider upgrading MySQL client (dbproxy needs CLIENT_PLUGIN_AUTH)", nil)
+	}
+	_, real, err := s.dialServer(ctx)
+	if err != nil {
+		return err
+	}
+	if real == nil {
+		return errHandled
+	}
+	if why := greetingMismatch(tmpl, real, s.resp.caps,
+		advertisedCaps(real.caps, s.h.opts.TLS != nil, s.h.opts.HideCapabilities)); why != "" {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "the database server's greeting no longer matches the one this client answered; connection refused, template updated",
+			slog.String("differs_in", why))
+		return fatalf(codeServerLost, stateConnection,
+			"dbproxy: the database server changed (greeting "+why+") during this connection's handshake; reconnect", nil)
+	}
+	s.h.ids.bind(s.greetID, real.connID)
+	s.hs = real
+	if !switchAuth {
+		return nil
+	}
+	plugin := s.resp.plugin
+	if plugin == "" {
+		plugin = tmpl.plugin
+	}
+	if plugin == "" {
+		plugin = pluginNative
+	}
+	s.toClient(s.cseq, authSwitchRequest(plugin, real.scramble))
+	if err := s.flushClient(); err != nil {
+		return err
+	}
+	seq, answer, err := s.readClient()
+	if err != nil {
+		return err
+	}
+	s.cseq = seq + 1
+	hr, err := replaceAuth(s.hr, s.resp, answer)
+	clear(answer)
+	if err != nil {
+		return err
+	}
+	s.hr = hr
+	if s.resp.plugin == "" {
+		s.resp.plugin = plugin // what authenticate assumes the client runs
+	}
+	return nil
 }
 
 // readClientResponse reads the client's SSLRequest (upgrading to TLS) and
@@ -272,7 +410,8 @@ func (s *session) readClientResponse(ctx context.Context) error {
 		return err
 	}
 	s.resp = resp
-	s.buf = append(s.buf[:0], p...) // forwarded after upstream TLS
+	s.hr = bytes.Clone(p) // forwarded after upstream TLS
+	clear(p)
 	return nil
 }
 
@@ -280,7 +419,8 @@ func (s *session) readClientResponse(ctx context.Context) error {
 // CLIENT_SSL) and sends the client's HandshakeResponse41 with its
 // capabilities adjusted.
 func (s *session) forwardResponse(ctx context.Context) error {
-	p := s.buf
+	p := s.hr
+	defer func() { clear(p); s.hr = nil }()
 	fwd := clientCaps(p, s.hs.mariaDB) & s.adverts &^ capSSL
 	useTLS := false
 	if s.h.upstreamTLS != nil {
@@ -322,7 +462,6 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	if plugin := s.resp.plugin; s.resp.authLen > 1 &&
 		(plugin == pluginClearPassword || (plugin == pluginSHA256 && s.clientTLS)) {
 		if err := s.clearPasswordAllowed(plugin); err != nil {
-			clear(p)
 			return err
 		}
 	}

@@ -1,0 +1,216 @@
+package mysql
+
+import (
+	"encoding/binary"
+	"strconv"
+	"sync"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// Connection ids the proxy puts in its own greetings (see doc.go,
+// "Connection phase") are taken from [proxyIDFirst, proxyIDLast]: a server
+// numbers its threads from 1 up, one per connection, and would need three
+// billion connections since its start to reach this range. A KILL naming
+// such an id that the proxy does not know (another listener's, another
+// proxy's, a session that ended) reaches the server unchanged, where no
+// thread has it: "Unknown thread id", never another session.
+const (
+	proxyIDFirst = 0xC000_0000
+	proxyIDLast  = 0xFFFF_FFFE
+)
+
+// killMaxLen bounds the COM_QUERY payloads read whole to look for a KILL
+// statement to translate; a longer one is forwarded unchanged.
+const killMaxLen = 128
+
+// connIDs maps the connection ids of the proxy's greetings to the server's
+// thread ids, for the sessions of one Handler. An entry lives from the
+// greeting to the end of its session; its thread id is 0 until the real
+// server's greeting is read.
+type connIDs struct {
+	mu   sync.Mutex
+	next uint32
+	real map[uint32]uint32
+}
+
+// reserve returns a connection id of the proxy's range that no live
+// session of the handler has.
+func (m *connIDs) reserve() uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.real == nil {
+		m.real = make(map[uint32]uint32)
+	}
+	for {
+		id := m.next
+		if id < proxyIDFirst || id >= proxyIDLast {
+			id = proxyIDFirst
+		}
+		m.next = id + 1
+		if _, used := m.real[id]; !used {
+			m.real[id] = 0
+			return id
+		}
+	}
+}
+
+// bind records the server's thread id of the session greeted with id.
+func (m *connIDs) bind(id, thread uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.real[id]; ok {
+		m.real[id] = thread
+	}
+}
+
+// release forgets id (its session ended).
+func (m *connIDs) release(id uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.real, id)
+}
+
+// lookup returns the server's thread id of a live session greeted with id.
+func (m *connIDs) lookup(id uint64) (uint32, bool) {
+	if id < proxyIDFirst || id > proxyIDLast {
+		return 0, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	thread, ok := m.real[uint32(id)]
+	return thread, ok && thread != 0
+}
+
+// killCandidate reports whether a command whose payload has n bytes and
+// starts with head (at least min(n, commandHeadLen) bytes) may be a KILL
+// to translate, so the relay reads it whole and calls translateKill:
+// COM_PROCESS_KILL, and a short COM_QUERY whose text starts (after
+// whitespace) like KILL.
+func killCandidate(n int, head []byte) bool {
+	switch head[0] {
+	case gomysql.COM_PROCESS_KILL:
+		return n == 5
+	case gomysql.COM_QUERY:
+		if n > killMaxLen {
+			return false
+		}
+		t := head[1:]
+		for len(t) > 0 && isSpace(t[0]) {
+			t = t[1:]
+		}
+		const kill = "KILL"
+		for i := 0; i < len(t) && i < len(kill); i++ {
+			if t[i]&^0x20 != kill[i] {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// translateKill returns payload (COM_PROCESS_KILL, or COM_QUERY with
+// exactly KILL [HARD|SOFT] [CONNECTION|QUERY] <id> [;]) with <id> replaced
+// by the server's thread id if it is a live session's greeting id; any
+// other payload is returned as is.
+func (m *connIDs) translateKill(payload []byte) []byte {
+	if len(payload) == 0 {
+		return payload
+	}
+	switch payload[0] {
+	case gomysql.COM_PROCESS_KILL:
+		if len(payload) != 5 {
+			return payload
+		}
+		thread, ok := m.lookup(uint64(binary.LittleEndian.Uint32(payload[1:])))
+		if !ok {
+			return payload
+		}
+		return binary.LittleEndian.AppendUint32([]byte{gomysql.COM_PROCESS_KILL}, thread)
+	case gomysql.COM_QUERY:
+		start, end, id, ok := parseKill(payload[1:])
+		if !ok {
+			return payload
+		}
+		thread, ok := m.lookup(id)
+		if !ok {
+			return payload
+		}
+		out := make([]byte, 0, len(payload)+10)
+		out = append(out, payload[:1+start]...)
+		out = strconv.AppendUint(out, uint64(thread), 10)
+		return append(out, payload[1+end:]...)
+	}
+	return payload
+}
+
+// parseKill reads q as KILL [HARD|SOFT] [CONNECTION|QUERY] <id> [;] with
+// any whitespace around the words (case-insensitive) and returns the
+// offsets of <id> and its value. Anything else (comments, KILL QUERY ID,
+// KILL USER, an id out of range) is not ok.
+func parseKill(q []byte) (start, end int, id uint64, ok bool) {
+	i := 0
+	skip := func() int {
+		j := i
+		for i < len(q) && isSpace(q[i]) {
+			i++
+		}
+		return i - j
+	}
+	word := func(w string) bool {
+		if len(q)-i < len(w) {
+			return false
+		}
+		for k := range len(w) {
+			if q[i+k]&^0x20 != w[k] {
+				return false
+			}
+		}
+		// A word ends at whitespace.
+		if i+len(w) < len(q) && !isSpace(q[i+len(w)]) {
+			return false
+		}
+		i += len(w)
+		return true
+	}
+	skip()
+	if !word("KILL") || skip() == 0 {
+		return 0, 0, 0, false
+	}
+	if word("HARD") || word("SOFT") {
+		if skip() == 0 {
+			return 0, 0, 0, false
+		}
+	}
+	if word("CONNECTION") || word("QUERY") {
+		if skip() == 0 {
+			return 0, 0, 0, false
+		}
+	}
+	start = i
+	for i < len(q) && q[i] >= '0' && q[i] <= '9' {
+		i++
+	}
+	end = i
+	if end == start || end-start > 10 {
+		return 0, 0, 0, false
+	}
+	id, err := strconv.ParseUint(string(q[start:end]), 10, 32)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	skip()
+	if i < len(q) && q[i] == ';' {
+		i++
+		skip()
+	}
+	if i != len(q) {
+		return 0, 0, 0, false
+	}
+	return start, end, id, true
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
