@@ -192,16 +192,16 @@ const sslRequestLen = 32
 //	cstring database (if CONNECT_WITH_DB) || cstring plugin (if PLUGIN_AUTH) ||
 //	lenenc attrs (if CONNECT_ATTRS) || ...
 type handshakeResponse struct {
-	caps     uint64
-	charset  byte
-	user     string
-	authLen  int // length of the auth response (never kept: it may be a password)
+	caps    uint64
+	charset byte
+	user    string
+	authLen int // length of the auth response (never kept: it may be a password)
 	// authAt and authEnd delimit the auth response field in the payload:
 	// its length prefix (or, without SECURE_CONNECTION, its first byte)
 	// and the end of its data (past the NUL without SECURE_CONNECTION).
 	authAt, authEnd int
-	database string
-	plugin   string
+	database        string
+	plugin          string
 }
 
 // clientCaps returns the capability flags of an SSLRequest or
