@@ -102,61 +102,35 @@ func scrambleFree(r *handshakeResponse, clientTLS bool) bool {
 	return r.authLen == 0 || r.plugin == pluginClearPassword || (r.plugin == pluginSHA256 && clientTLS)
 }
 
-// authSwitchRequest returns an AuthSwitchRequest payload asking for plugin
-// over scramble: 0xfe || plugin || 0x00 || scramble || 0x00.
-func authSwitchRequest(plugin string, scramble []byte) []byte {
-	p := make([]byte, 0, 1+len(plugin)+1+len(scramble)+1)
-	p = append(p, 0xfe)
-	p = append(p, plugin...)
-	p = append(p, 0)
-	p = append(p, scramble...)
-	return append(p, 0)
-}
+// rescramblePlugin is the plugin name the proxy puts in a HandshakeResponse
+// whose auth response the client computed on the proxy's scramble. No
+// server implements it, so the server does what it does for any client
+// that used another plugin than the account's: it ignores the auth
+// response and sends an AuthSwitchRequest for the account's plugin with
+// its own scramble, which the client answers.
+const rescramblePlugin = "dbproxy_rescramble"
 
-// replaceAuth returns the HandshakeResponse41 p (parsed as r) with its
-// auth response replaced by auth, in the encoding r's capabilities select;
-// r is updated. p is cleared (it holds the old auth response).
-func replaceAuth(p []byte, r *handshakeResponse, auth []byte) ([]byte, error) {
-	out := make([]byte, 0, len(p)+len(auth)+9)
+// rescramble returns the HandshakeResponse41 p (parsed as r) with an empty
+// auth response and plugin name rescramblePlugin (appended, after an
+// empty database name if CONNECT_WITH_DB has none, when the client sent
+// no plugin name). p is cleared (it holds the old auth response); r is
+// not updated.
+func rescramble(p []byte, r *handshakeResponse) []byte {
+	out := make([]byte, 0, len(p)+len(rescramblePlugin)+2)
 	out = append(out, p[:r.authAt]...)
-	nul := false
-	switch {
-	case r.caps&capPluginAuthLenenc != 0:
-		out = appendLenEnc(out, uint64(len(auth)))
-	case r.caps&capSecureConnection != 0:
-		if len(auth) > 255 {
-			clear(out)
-			return nil, malformed("auth response too long for the client's length encoding")
+	out = append(out, 0) // length 0 (lenenc or uint8), or an empty NUL-terminated string
+	if r.pluginAt > 0 {
+		out = append(out, p[r.authEnd:r.pluginAt]...)
+		out = append(out, rescramblePlugin...)
+		out = append(out, p[r.pluginEnd:]...)
+	} else {
+		out = append(out, p[r.authEnd:]...)
+		if r.caps&capConnectWithDB != 0 && len(p) == r.authEnd {
+			out = append(out, 0) // no database
 		}
-		out = append(out, byte(len(auth)))
-	default:
-		if bytes.IndexByte(auth, 0) >= 0 {
-			clear(out)
-			return nil, malformed("auth response with a NUL byte in a NUL-terminated field")
-		}
-		nul = true
-	}
-	out = append(out, auth...)
-	if nul {
+		out = append(out, rescramblePlugin...)
 		out = append(out, 0)
 	}
-	end := len(out)
-	out = append(out, p[r.authEnd:]...)
-	r.authEnd, r.authLen = end, len(auth)
 	clear(p)
-	return out, nil
-}
-
-// appendLenEnc appends v as a length-encoded integer.
-func appendLenEnc(dst []byte, v uint64) []byte {
-	switch {
-	case v < 251:
-		return append(dst, byte(v))
-	case v < 1<<16:
-		return append(dst, 0xfc, byte(v), byte(v>>8))
-	case v < 1<<24:
-		return append(dst, 0xfd, byte(v), byte(v>>8), byte(v>>16))
-	default:
-		return binary.LittleEndian.AppendUint64(append(dst, 0xfe), v)
-	}
+	return out
 }

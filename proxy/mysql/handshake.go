@@ -28,6 +28,7 @@ const (
 	capOptionalMetadata     = uint64(gomysql.CLIENT_OPTIONAL_RESULTSET_METADATA)
 	capMultiFactorAuth      = uint64(gomysql.MULTI_FACTOR_AUTHENTICATION)
 	capLocalFiles           = uint64(gomysql.CLIENT_LOCAL_FILES)
+	capConnectAttrs         = uint64(gomysql.CLIENT_CONNECT_ATTRS)
 	capMariaDBProgress      = uint64(1) << 32
 	capMariaDBComMulti      = uint64(1) << 33
 	capMariaDBBulkOps       = uint64(1) << 34
@@ -200,8 +201,11 @@ type handshakeResponse struct {
 	// its length prefix (or, without SECURE_CONNECTION, its first byte)
 	// and the end of its data (past the NUL without SECURE_CONNECTION).
 	authAt, authEnd int
-	database        string
-	plugin          string
+	// pluginAt and pluginEnd delimit the plugin name (without its NUL);
+	// pluginAt is 0 when the field is absent.
+	pluginAt, pluginEnd int
+	database            string
+	plugin              string
 }
 
 // clientCaps returns the capability flags of an SSLRequest or
@@ -279,6 +283,8 @@ func parseHandshakeResponse(p []byte, mariaDB bool, offered uint64) (*handshakeR
 			name = rest[:i]
 		}
 		r.plugin = string(name)
+		r.pluginAt = len(p) - len(rest)
+		r.pluginEnd = r.pluginAt + len(name)
 	}
 	return r, nil
 }

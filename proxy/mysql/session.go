@@ -298,11 +298,12 @@ func (s *session) greet(tmpl *handshake) error {
 }
 
 // connectDeferred continues a connection greeted by the proxy once the
-// client's HandshakeResponse is in: it dials the server, checks that what
-// the client selected from the template greeting holds for the real one,
-// and, unless the client's auth response does not depend on the scramble,
-// has the client answer the real server's scramble (an AuthSwitchRequest
-// for the plugin it used) and puts that answer in the HandshakeResponse.
+// client's HandshakeResponse is in: it dials the server and checks that
+// what the client selected from the template greeting holds for the real
+// one. Unless the client's auth response does not depend on the scramble,
+// the response is rewritten (see rescramble) so that the server asks the
+// client, in an AuthSwitchRequest relayed by authenticate, to answer the
+// server's own scramble.
 func (s *session) connectDeferred(ctx context.Context, tmpl *handshake) error {
 	switchAuth := !scrambleFree(s.resp, s.clientTLS)
 	if switchAuth && s.resp.caps&capPluginAuth == 0 {
@@ -328,33 +329,10 @@ func (s *session) connectDeferred(ctx context.Context, tmpl *handshake) error {
 	}
 	s.h.ids.bind(s.greetID, real.connID)
 	s.hs = real
-	if !switchAuth {
-		return nil
-	}
-	plugin := s.resp.plugin
-	if plugin == "" {
-		plugin = tmpl.plugin
-	}
-	if plugin == "" {
-		plugin = pluginNative
-	}
-	s.toClient(s.cseq, authSwitchRequest(plugin, real.scramble))
-	if err := s.flushClient(); err != nil {
-		return err
-	}
-	seq, answer, err := s.readClient()
-	if err != nil {
-		return err
-	}
-	s.cseq = seq + 1
-	hr, err := replaceAuth(s.hr, s.resp, answer)
-	clear(answer)
-	if err != nil {
-		return err
-	}
-	s.hr = hr
-	if s.resp.plugin == "" {
-		s.resp.plugin = plugin // what authenticate assumes the client runs
+	if switchAuth {
+		s.hr = rescramble(s.hr, s.resp)
+		s.resp.authLen = 0
+		s.resp.plugin = rescramblePlugin
 	}
 	return nil
 }
