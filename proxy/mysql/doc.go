@@ -1,14 +1,68 @@
 // Package mysql is the MySQL/MariaDB wire protocol of dbproxy: a [Handler]
-// (a proxy.Handler) that accepts MySQL clients, connects each to the
-// upstream server, relays the server's handshake and the client's login,
-// and then relays the session.
+// (a proxy.Handler) that accepts MySQL clients, greets them, connects each
+// to the upstream server once it has sent its login, relays the login and
+// then the session.
 //
 // # Connection phase
 //
-// The proxy connects upstream first and forwards the server's own initial
-// handshake, so the client answers the server's scramble and sees the
-// server's thread id as its connection id (KILL QUERY <id> from another
-// proxied connection reaches the right session). The capabilities offered
+// The database is dialled only once the client has sent its
+// HandshakeResponse, so connections that stall before that (slow clients,
+// port scanners, a flood of TCP connects) never hold a database connection
+// (max_connections on the server). To greet a client before there is a
+// server greeting to relay, the Handler keeps a template: the last usable
+// initial handshake read from the server (server version, capabilities,
+// charset, status flags, default plugin, MariaDB-ness). The proxy sends the
+// template with a fresh 20-byte scramble (crypto/rand, 7-bit, no NUL) and a
+// connection id of its own, reads the SSLRequest (TLS) and
+// HandshakeResponse, then dials the server and reads its real greeting.
+// The listener's first connection, before any template, is served the old
+// way: the server is dialled at accept and its greeting relayed; every real
+// greeting read updates the template (logged when it changes).
+//
+// The client computed its auth response on the proxy's scramble. A response
+// that does not depend on it (empty: no password; mysql_clear_password;
+// sha256_password from a TLS client, the password in clear) is forwarded as
+// is. Any other is replaced: the HandshakeResponse goes to the server with
+// an empty auth response and the plugin name "dbproxy_rescramble", which no
+// server implements. The server then does what it does for every client
+// whose plugin differs from the account's: it sends an AuthSwitchRequest
+// for the account's plugin with its own scramble, relayed to the client.
+// So the client sees exactly one AuthSwitchRequest, which any client with
+// CLIENT_PLUGIN_AUTH handles (go-sql-driver and libmysql accept one switch
+// per login: the proxy switching first and the server switching again to
+// ed25519 would fail), and the server checks an answer to its own scramble.
+// A client without CLIENT_PLUGIN_AUTH cannot be switched: unless its
+// password is empty it is refused with ERR 1251
+// (ER_NOT_SUPPORTED_AUTH_MODE), as a server refuses it a plugin it cannot
+// run. If the real greeting differs from the template in what the client
+// relied on (MariaDB-ness, or a capability it selected that the server no
+// longer offers, e.g. after a server upgrade or failover), the client gets
+// ERR 2013 asking it to reconnect; the template is updated, so the next
+// connection works. Until then clients see the template's server version
+// string.
+//
+// Connection ids: the greeting's id is the proxy's, from a range servers do
+// not reach (3221225472 and up; a server numbers its threads from 1, one
+// per connection), while the session runs on the server's thread
+// (SessionInfo.ConnectionID, CONNECTION_ID(), the process list). The
+// Handler maps each live session's greeting id to its thread id;
+// KILL [HARD|SOFT] [CONNECTION|QUERY] <id> (exactly that, whitespace
+// around the words, an optional ';') and COM_PROCESS_KILL naming a greeting
+// id of the same Handler are rewritten to the thread id before they are
+// forwarded, so the mysql client's Ctrl-C (KILL QUERY <greeting id> on a
+// new connection) interrupts its own query. Anything else, including a
+// greeting id of another listener or proxy, reaches the server unchanged,
+// where no thread has such an id ("Unknown thread id"): never another
+// session. KILL <CONNECTION_ID()> works as on the server.
+//
+// Handshake timeout: Options.HandshakeTimeout (default 5s) bounds the
+// connection phase on the client's socket; the server's socket has its own
+// deadline, set when it is dialled. A client that stalls gets ERR 1043
+// "Bad handshake" naming limits.handshake_timeout (written with a fresh
+// short deadline) before the connection is closed; one that stalls inside
+// its TLS handshake is closed without one.
+//
+// The capabilities offered
 // to the client are the server's minus what the relay does not implement
 // (see relayedCaps): compression, QUERY_ATTRIBUTES,
 // OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTHENTICATION and the MariaDB
@@ -36,8 +90,8 @@
 // HandshakeResponse41 with CLIENT_SSL set; without, CLIENT_SSL is cleared.
 // Sequence ids are renumbered when only one leg has the extra SSLRequest
 // packet. sslmode prefer uses plaintext when the server does not offer
-// CLIENT_SSL; a failed TLS handshake is an error (the client already
-// answered this connection's scramble, so the proxy cannot redial).
+// CLIENT_SSL; a failed TLS handshake is an error (the client has already
+// sent its HandshakeResponse, so the proxy cannot redial).
 //
 // # Authentication
 //

@@ -174,8 +174,9 @@ const MariaDBExtendedMetadata = capMariaDBExtendedTypes
 type SessionInfo struct {
 	User     string
 	Database string // from the handshake; "" if none (COM_INIT_DB and USE change it later)
-	// ConnectionID is the server's thread id, which the client also sees
-	// (KILL QUERY works through the proxy).
+	// ConnectionID is the server's thread id (CONNECTION_ID()); the
+	// client's greeting may carry a proxy-assigned id instead, which KILL
+	// through the proxy translates (see the package doc).
 	ConnectionID  uint32
 	ServerVersion string
 	// Capabilities are the negotiated capability flags (MariaDB extended
