@@ -24,6 +24,8 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
 )
 
 // proxyIDFirst is the first connection id of the proxy's own greetings.
@@ -33,7 +35,8 @@ const proxyIDFirst = 0xC000_0000
 // upstream dials.
 type deferredProxy struct {
 	servedProxy
-	dials atomic.Int64
+	dials    atomic.Int64
+	failDial atomic.Bool // the upstream is unreachable
 }
 
 // startDeferredProxy starts a proxy in front of db with handshake timeout
@@ -51,6 +54,9 @@ func startDeferredProxy(t *testing.T, db *testenv.MariaDB, hsTimeout time.Durati
 		HandshakeTimeout: hsTimeout,
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			p.dials.Add(1)
+			if p.failDial.Load() {
+				return nil, errors.New("upstream down (test)")
+			}
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
@@ -326,6 +332,24 @@ func TestMySQLTemplateLogins(t *testing.T) {
 			t.Fatalf("client without CLIENT_PLUGIN_AUTH answered %q, %v; want ERR 1251", pk, err)
 		}
 	})
+	t.Run("upstream-down", func(t *testing.T) {
+		// The client has answered the proxy's greeting when the dial fails:
+		// it gets the error in place of the login's answer.
+		p.failDial.Store(true)
+		defer p.failDial.Store(false)
+		for _, params := range [][]string{nil, {"tls=" + tlsName}} {
+			cfg := myConfigAt(t, p.Addr, db.User, db.Password, db.Database, params...)
+			connector, err := driver.NewConnector(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = connector.Connect(ctx)
+			var me *driver.MySQLError
+			if !errors.As(err, &me) || me.Number != 2003 {
+				t.Fatalf("login with the upstream down (%v): %v, want ERR 2003", params, err)
+			}
+		}
+	})
 	t.Run("mariadb-cli", func(t *testing.T) {
 		bin, err := exec.LookPath("mariadb")
 		if err != nil {
@@ -371,14 +395,27 @@ func createUser(t *testing.T, admin *sql.DB, db *testenv.MariaDB, user, auth str
 // <greeting id> from another proxied connection reach that session's
 // server thread, and no other.
 func TestMySQLKillGreetingID(t *testing.T) {
-	db := testenv.StartMariaDB(t)
-	admin := adminDB(t, db)
-	p := startDeferredProxy(t, db, 2*time.Minute, false)
-	p.prime(t, db)
+	t.Run("plain", func(t *testing.T) {
+		db := testenv.StartMariaDB(t)
+		p := startDeferredProxy(t, db, 2*time.Minute, false)
+		p.prime(t, db)
+		testKillGreetingID(t, db, p.Addr)
+	})
+	t.Run("encrypting", func(t *testing.T) {
+		// The encryption layer hooks COM_QUERY: the KILL it sees, and
+		// forwards, is the translated one.
+		e := startMyEncProxy(t, []string{"CREATE TABLE kill_t (id INT, secret VARBINARY(200))"},
+			[]rules.Spec{{Table: "kill_t", Column: "secret", Key: "secret", Mode: rules.ModeRandomized, Type: value.TypeText}})
+		openConn(t, e.proxy.config(t)) // teaches the listener the greeting
+		testKillGreetingID(t, e.db, e.proxy.Addr)
+	})
+}
 
-	a := rawConnect(t, p.Addr, db.User, db.Password, db.Database, 0)
-	other := rawConnect(t, p.Addr, db.User, db.Password, db.Database, 0)
-	killer := rawConnect(t, p.Addr, db.User, db.Password, db.Database, 0)
+func testKillGreetingID(t *testing.T, db *testenv.MariaDB, addr string) {
+	admin := adminDB(t, db)
+	a := rawConnect(t, addr, db.User, db.Password, db.Database, 0)
+	other := rawConnect(t, addr, db.User, db.Password, db.Database, 0)
+	killer := rawConnect(t, addr, db.User, db.Password, db.Database, 0)
 	for _, r := range []*rawConn{a, other, killer} {
 		if r.connID < proxyIDFirst {
 			t.Fatalf("greeting id %d: not the proxy's greeting", r.connID)
