@@ -15,9 +15,10 @@
 // template with a fresh 20-byte scramble (crypto/rand, 7-bit, no NUL) and a
 // connection id of its own, reads the SSLRequest (TLS) and
 // HandshakeResponse, then dials the server and reads its real greeting.
-// The listener's first connection, before any template, is served the old
-// way: the server is dialled at accept and its greeting relayed; every real
-// greeting read updates the template (logged when it changes).
+// Connections accepted before the Handler has read a first greeting (the
+// listener's first connection after start) are served the old way: the
+// server is dialled at accept and its greeting relayed. Every real greeting
+// read updates the template (logged when it changes).
 //
 // The client computed its auth response on the proxy's scramble. A response
 // that does not depend on it (empty: no password; mysql_clear_password;

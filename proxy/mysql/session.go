@@ -106,6 +106,7 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(err)
 		return
 	}
+	defer func() { clear(s.hr) }() // it holds the auth response until forwarded
 	if err := s.readClientResponse(ctx); err != nil {
 		s.endStartup(err)
 		return
