@@ -203,7 +203,8 @@ func errKind(err error) string {
 		return "refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "reset"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, driver.ErrInvalidConn):
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, driver.ErrInvalidConn),
+		errors.Is(err, driver.ErrBusyBuffer): // the driver's word for a connection the server just ended
 		return "connection closed"
 	}
 	msg := err.Error()
@@ -226,7 +227,9 @@ func kindCounts(m map[string]int) string {
 		kinds = append(kinds, k)
 		total += n
 	}
-	sort.Slice(kinds, func(i, j int) bool { return m[kinds[i]] > m[kinds[j]] || m[kinds[i]] == m[kinds[j]] && kinds[i] < kinds[j] })
+	sort.Slice(kinds, func(i, j int) bool {
+		return m[kinds[i]] > m[kinds[j]] || m[kinds[i]] == m[kinds[j]] && kinds[i] < kinds[j]
+	})
 	parts := make([]string, len(kinds))
 	for i, k := range kinds {
 		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
@@ -277,5 +280,5 @@ func fmtDuration(d time.Duration) string {
 	if d < 0 {
 		return "not recovered"
 	}
-	return d.Round(10 * time.Millisecond).String()
+	return d.Round(time.Millisecond).String()
 }

@@ -43,9 +43,13 @@ type rlRecorder struct {
 	mu    sync.Mutex
 	acks  []rlAck
 	errs  map[int]map[string]int
+	// examples holds the first message of each error kind, for the log.
+	examples map[string]string
 }
 
-func newRecorder() *rlRecorder { return &rlRecorder{errs: map[int]map[string]int{}} }
+func newRecorder() *rlRecorder {
+	return &rlRecorder{errs: map[int]map[string]int{}, examples: map[string]string{}}
+}
 
 func (r *rlRecorder) ack(id int64) {
 	r.mu.Lock()
@@ -53,9 +57,12 @@ func (r *rlRecorder) ack(id int64) {
 	r.mu.Unlock()
 }
 
-func (r *rlRecorder) fail(kind string) {
+func (r *rlRecorder) fail(kind string, err error) {
 	p := int(r.phase.Load())
 	r.mu.Lock()
+	if _, ok := r.examples[kind]; !ok && err != nil {
+		r.examples[kind] = err.Error()
+	}
 	if r.errs[p] == nil {
 		r.errs[p] = map[string]int{}
 	}
@@ -96,7 +103,7 @@ func pgWriter(ctx context.Context, dsn string, w int, rec *rlRecorder, stmtTimeo
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
-					rec.fail("connect: " + errKind(err))
+					rec.fail("connect: "+errKind(err), err)
 				}
 				sleepCtx(ctx, 100*time.Millisecond)
 				continue
@@ -110,7 +117,7 @@ func pgWriter(ctx context.Context, dsn string, w int, rec *rlRecorder, stmtTimeo
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				rec.fail(errKind(err))
+				rec.fail(errKind(err), err)
 			}
 			_ = conn.Close(context.Background())
 			conn = nil
@@ -125,7 +132,7 @@ func pgWriter(ctx context.Context, dsn string, w int, rec *rlRecorder, stmtTimeo
 func myWriter(ctx context.Context, cfg *driver.Config, w int, rec *rlRecorder, stmtTimeout time.Duration) {
 	connector, err := driver.NewConnector(cfg)
 	if err != nil {
-		rec.fail("config")
+		rec.fail("config", err)
 		return
 	}
 	db := sql.OpenDB(connector)
@@ -139,7 +146,7 @@ func myWriter(ctx context.Context, cfg *driver.Config, w int, rec *rlRecorder, s
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				rec.fail(errKind(err))
+				rec.fail(errKind(err), err)
 			}
 			sleepCtx(ctx, 50*time.Millisecond)
 			continue
@@ -529,6 +536,11 @@ func TestReliabilityFaults(t *testing.T) {
 			}
 		}
 	}
+	for i, r := range recs {
+		for kind, msg := range r.examples {
+			t.Logf("%s, first %q error: %.300s", protos[i], kind, msg)
+		}
+	}
 	mode := "fast"
 	if long {
 		mode = "long"
@@ -700,7 +712,9 @@ shutdown_timeout: 5s
 				if err != nil {
 					failures++
 					failKinds[errKind(err)]++
-					t.Logf("legitimate client: %v", err)
+					if failures <= 3 {
+						t.Logf("legitimate client: %v", err)
+					}
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
