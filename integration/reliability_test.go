@@ -549,6 +549,30 @@ func TestReliabilityFaults(t *testing.T) {
 		[]string{"fault", "protocol", "acknowledged", "found", "client errors", "recovery time"}, table)
 }
 
+// startPlainDBProxy runs the dbproxy binary with a plaintext PostgreSQL and
+// a plaintext MySQL listener (default limits, no encryption rules) in front
+// of pg and my, and returns it with the two listen addresses.
+func startPlainDBProxy(t *testing.T, pg *testenv.Postgres, my *testenv.MariaDB) (d *dbproxyProc, pgListen, myListen string) {
+	t.Helper()
+	pgListen, myListen = freeListenAddr(t), freeListenAddr(t)
+	cfg := fmt.Sprintf(`listeners:
+  - protocol: postgres
+    listen: %s
+    upstream: %s
+    upstream_tls:
+      mode: disable
+  - protocol: mysql
+    listen: %s
+    upstream: %s
+    upstream_tls:
+      mode: disable
+shutdown_timeout: 5s
+`, pgListen, pg.Addr(), myListen, my.Addr())
+	d = newDBProxy(t, buildDBProxy(t), cfg, nil, pgListen, myListen)
+	d.start(t)
+	return d, pgListen, myListen
+}
+
 // TestReliabilityStalledHandshakes opens many connections from 127.0.0.2
 // that never finish their handshake (PostgreSQL: nothing sent; MySQL: the
 // greeting read, nothing sent) while a legitimate client connects from
@@ -563,23 +587,7 @@ func TestReliabilityStalledHandshakes(t *testing.T) {
 	}
 	pg := testenv.StartPostgres(t)
 	my := testenv.StartMariaDB(t)
-	bin := buildDBProxy(t)
-	pgListen, myListen := freeListenAddr(t), freeListenAddr(t)
-	cfg := fmt.Sprintf(`listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-  - protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-shutdown_timeout: 5s
-`, pgListen, pg.Addr(), myListen, my.Addr())
-	d := newDBProxy(t, bin, cfg, nil, pgListen, myListen)
-	d.start(t)
+	_, pgListen, myListen := startPlainDBProxy(t, pg, my)
 	ctx := testCtx(t)
 
 	pgAdmin := connect(t, pg.Superuser().DSN())
@@ -771,23 +779,7 @@ func TestReliabilityIdleConnections(t *testing.T) {
 	} else {
 		pg, my = testenv.StartPostgres(t), testenv.StartMariaDB(t)
 	}
-	bin := buildDBProxy(t)
-	pgListen, myListen := freeListenAddr(t), freeListenAddr(t)
-	cfg := fmt.Sprintf(`listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-  - protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-shutdown_timeout: 5s
-`, pgListen, pg.Addr(), myListen, my.Addr())
-	d := newDBProxy(t, bin, cfg, nil, pgListen, myListen)
-	d.start(t)
+	d, pgListen, myListen := startPlainDBProxy(t, pg, my)
 	ctx := testCtx(t)
 	if long {
 		var cancel context.CancelFunc
