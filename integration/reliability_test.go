@@ -164,6 +164,37 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
+// rlRows is what pgx.Rows and *sql.Rows have in common.
+type rlRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanRLRows calls each for every (id, secret) row; err is the query's.
+func scanRLRows(t *testing.T, rows rlRows, err error, each func(id int64, secret []byte)) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := rows.(interface{ Close() error }); ok {
+		defer c.Close()
+	} else if c, ok := rows.(interface{ Close() }); ok {
+		defer c.Close()
+	}
+	for rows.Next() {
+		var id int64
+		var v []byte
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		each(id, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rlConfig is the dbproxy configuration of the fault test; withOther adds a
 // second encrypted table, so that switching it changes the rules.
 func rlConfig(pgListen, pgUp, pgUser, myListen, myUp, myUser string, withOther bool) string {
@@ -416,82 +447,35 @@ func TestReliabilityFaults(t *testing.T) {
 		present map[int64]bool
 		plain   map[int64]string
 	}
-	readPG := func() found {
-		f := found{present: map[int64]bool{}, plain: map[int64]string{}}
-		dc := connect(t, pg.DSN())
-		rows, err := dc.Query(ctx, `SELECT id, secret FROM rl_writes`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id int64
-			var ct []byte
-			if err := rows.Scan(&id, &ct); err != nil {
-				t.Fatal(err)
-			}
-			if !crypto.IsCiphertext(ct) {
-				t.Errorf("PostgreSQL row %d: secret stored as %q, not a ciphertext", id, ct)
+	// atRest reads rows directly: every secret must be a ciphertext.
+	atRest := func(proto string, f found) func(id int64, v []byte) {
+		return func(id int64, v []byte) {
+			if !crypto.IsCiphertext(v) {
+				t.Errorf("%s row %d: secret stored as %d bytes that are not a ciphertext", proto, id, len(v))
 			}
 			f.present[id] = true
 		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		pc := connect(t, pgDSN)
-		prow, err := pc.Query(ctx, `SELECT id, secret FROM rl_writes`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for prow.Next() {
-			var id int64
-			var s string
-			if err := prow.Scan(&id, &s); err != nil {
-				t.Fatal(err)
-			}
-			f.plain[id] = s
-		}
-		if err := prow.Err(); err != nil {
-			t.Fatal(err)
+	}
+	decrypted := func(f found) func(id int64, v []byte) {
+		return func(id int64, v []byte) { f.plain[id] = string(v) }
+	}
+	readPG := func() found {
+		f := found{present: map[int64]bool{}, plain: map[int64]string{}}
+		for _, r := range []struct {
+			dsn  string
+			each func(int64, []byte)
+		}{{pg.DSN(), atRest("PostgreSQL", f)}, {pgDSN, decrypted(f)}} {
+			rows, err := connect(t, r.dsn).Query(ctx, `SELECT id, secret FROM rl_writes`)
+			scanRLRows(t, rows, err, r.each)
 		}
 		return f
 	}
 	readMy := func() found {
 		f := found{present: map[int64]bool{}, plain: map[int64]string{}}
 		rows, err := myDirect.QueryContext(ctx, `SELECT id, secret FROM rl_writes`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id int64
-			var ct []byte
-			if err := rows.Scan(&id, &ct); err != nil {
-				t.Fatal(err)
-			}
-			if !crypto.IsCiphertext(ct) {
-				t.Errorf("MariaDB row %d: secret stored as %q, not a ciphertext", id, ct)
-			}
-			f.present[id] = true
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		_ = rows.Close()
-		prow, err := openDB(t, myCfg).QueryContext(ctx, `SELECT id, secret FROM rl_writes`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer prow.Close()
-		for prow.Next() {
-			var id int64
-			var s string
-			if err := prow.Scan(&id, &s); err != nil {
-				t.Fatal(err)
-			}
-			f.plain[id] = s
-		}
-		if err := prow.Err(); err != nil {
-			t.Fatal(err)
-		}
+		scanRLRows(t, rows, err, atRest("MariaDB", f))
+		rows, err = openDB(t, myCfg).QueryContext(ctx, `SELECT id, secret FROM rl_writes`)
+		scanRLRows(t, rows, err, decrypted(f))
 		return f
 	}
 	results := []found{readPG(), readMy()}
