@@ -2,7 +2,7 @@
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test vet lint fuzz bench demo clean driver-suites
+.PHONY: build test vet lint fuzz bench demo clean driver-suites reliability
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/dbproxy ./cmd/dbproxy
@@ -20,6 +20,15 @@ test:
 # cores with a warm build cache, a few more the first time).
 driver-suites:
 	scripts/driver-suites.sh
+
+# The long reliability suite (README, "Reliability suite"): faults between
+# dbproxy and the databases under concurrent writers, 2,000 stalled
+# handshakes per protocol, 5,000 idle connections per protocol. Writes its
+# tables to reliability-report.md. A reduced version runs in `make test`.
+reliability:
+	rm -f reliability-report.md
+	DBPROXY_RELIABILITY=1 DBPROXY_RELIABILITY_REPORT=reliability-report.md \
+		$(GO) test -count=1 -timeout 60m -v -run 'Reliability' ./integration/
 
 vet:
 	gofmt -l . | (! grep .)

@@ -35,8 +35,25 @@ type MariaDB struct {
 	// localhost); "" for an external server. TLS is optional for clients.
 	CAFile string
 
-	super *MariaDB
+	super     *MariaDB
+	srv       *mariaDBServer // the server started here; nil for an external one
+	dedicated bool
 }
+
+// MariaDBOptions selects the kind of MariaDB server. Servers are shared
+// between all calls with equal options in one test binary (when the binary
+// runs under Main).
+type MariaDBOptions struct {
+	// Dedicated starts a server for this call alone, stopped by t.Cleanup
+	// (needed for Kill and Restart).
+	Dedicated bool
+	// Args are mariadbd options ("--max-connections=6000",
+	// "--innodb-flush-log-at-trx-commit=1") placed after the harness's own,
+	// so they override them. Part of the server's identity.
+	Args []string
+}
+
+func (o MariaDBOptions) key() string { return fmt.Sprintf("mariadb args=%q", o.Args) }
 
 // DSN returns a go-sql-driver DSN: "user:pass@tcp(host:port)/db".
 func (m *MariaDB) DSN() string {
@@ -62,8 +79,16 @@ func (m *MariaDB) Superuser() *MariaDB {
 // DBPROXY_TEST_MYSQL_DSN set they are created on that server instead.
 // Without server binaries or that variable the test fails with an install
 // hint.
-func StartMariaDB(t testing.TB) *MariaDB {
+func StartMariaDB(t testing.TB, opts ...MariaDBOptions) *MariaDB {
 	t.Helper()
+	var o MariaDBOptions
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		t.Fatalf("testenv: StartMariaDB takes at most one MariaDBOptions, got %d", len(opts))
+	}
 	var (
 		connect func() (*sql.DB, error)
 		m       *MariaDB
@@ -83,9 +108,10 @@ func StartMariaDB(t testing.TB) *MariaDB {
 		m = &MariaDB{Host: host, Port: port, External: true,
 			super: &MariaDB{Host: host, Port: port, User: cfg.User, Password: cfg.Passwd, External: true}}
 	} else {
-		srv := mariaDBServerFor(t)
+		srv := mariaDBServerFor(t, o)
 		connect = srv.adminConnect
 		m = &MariaDB{Host: "127.0.0.1", Port: srv.port, DataDir: srv.dataDir, Socket: srv.socket, CAFile: srv.caFile,
+			srv: srv, dedicated: o.Dedicated || !mainCalled.Load(),
 			super: &MariaDB{Host: "127.0.0.1", Port: srv.port, User: "root", DataDir: srv.dataDir, Socket: srv.socket}}
 	}
 
@@ -146,12 +172,12 @@ func openMySQL(cfg *mysql.Config) (*sql.DB, error) {
 	return db, nil
 }
 
-func mariaDBServerFor(t testing.TB) *mariaDBServer {
+func mariaDBServerFor(t testing.TB, o MariaDBOptions) *mariaDBServer {
 	t.Helper()
 	start := func() (*mariaDBServer, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		defer cancel()
-		return startMariaDBServer(ctx)
+		return startMariaDBServer(ctx, o)
 	}
 	fail := func(err error) {
 		t.Helper()
@@ -161,8 +187,8 @@ func mariaDBServerFor(t testing.TB) *mariaDBServer {
 		}
 		t.Fatal(msg)
 	}
-	if mainCalled.Load() {
-		v, err := servers.get("mariadb", func() (any, func(), error) {
+	if mainCalled.Load() && !o.Dedicated {
+		v, err := servers.get(o.key(), func() (any, func(), error) {
 			s, err := start()
 			if err != nil {
 				return nil, nil, err
@@ -174,7 +200,9 @@ func mariaDBServerFor(t testing.TB) *mariaDBServer {
 		}
 		return v.(*mariaDBServer)
 	}
-	t.Logf("testenv: TestMain does not call testenv.Main, so this test gets a private MariaDB server (slow)")
+	if !o.Dedicated {
+		t.Logf("testenv: TestMain does not call testenv.Main, so this test gets a private MariaDB server (slow)")
+	}
 	s, err := start()
 	if err != nil {
 		fail(err)
@@ -192,6 +220,8 @@ type mariaDBServer struct {
 	logPath string
 	caFile  string
 	port    int
+	bin     string   // mariadbd
+	args    []string // its command line, for Restart
 	proc    *child
 }
 
@@ -210,7 +240,7 @@ func lookBin(names ...string) (string, error) {
 	return "", fmt.Errorf("%w: none of %s on PATH or in /usr/sbin, /usr/bin", errNotInstalled, strings.Join(names, ", "))
 }
 
-func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
+func startMariaDBServer(ctx context.Context, o MariaDBOptions) (*mariaDBServer, error) {
 	installDB, err := lookBin("mariadb-install-db", "mysql_install_db")
 	if err != nil {
 		return nil, err
@@ -262,7 +292,7 @@ func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
 		if err != nil {
 			return fail(err)
 		}
-		proc, err := startChild(mariadbd, append([]string{
+		args := append([]string{
 			"--no-defaults",
 			"--datadir=" + s.dataDir,
 			user,
@@ -277,11 +307,13 @@ func startMariaDBServer(ctx context.Context) (*mariaDBServer, error) {
 			"--innodb-log-file-size=16M",
 			"--innodb-flush-log-at-trx-commit=0",
 			"--max-connections=200",
-		}, tlsArgs...), childOpts{logPath: s.logPath, dir: dir})
+		}, tlsArgs...)
+		args = append(args, o.Args...)
+		proc, err := startChild(mariadbd, args, childOpts{logPath: s.logPath, dir: dir})
 		if err != nil {
 			return fail(err)
 		}
-		s.port, s.proc = port, proc
+		s.port, s.proc, s.bin, s.args = port, proc, mariadbd, args
 		err = s.waitReady(ctx)
 		if err == nil {
 			break

@@ -48,8 +48,10 @@ type Postgres struct {
 	CAFile   string // PEM of the CA that signed the server certificate (TLS only)
 	External bool   // named by DBPROXY_TEST_PG_DSN, not started here
 
-	params url.Values // extra DSN parameters (external servers)
-	super  *Postgres
+	params    url.Values // extra DSN parameters (external servers)
+	super     *Postgres
+	srv       *pgServer // the server started here; nil for an external one
+	dedicated bool
 }
 
 // Addr returns "host:port".
@@ -134,6 +136,10 @@ type PGOptions struct {
 	// owns its database (and so its public schema). Not part of the
 	// server's identity: such calls share the server of equal options.
 	NoSuperuser bool
+	// Settings are postgresql.conf lines ("max_connections = 6000",
+	// "synchronous_commit = on") appended after the harness's own, so they
+	// override them. Part of the server's identity.
+	Settings []string
 }
 
 func pgOptions(opts []PGOptions) (PGOptions, error) {
@@ -161,8 +167,8 @@ func pgOptions(opts []PGOptions) (PGOptions, error) {
 }
 
 func (o PGOptions) key() string {
-	return fmt.Sprintf("postgres bindir=%q auth=%s tls=%t requiretls=%t",
-		os.Getenv(EnvPostgresBinDir), o.Auth, o.TLS, o.RequireTLS)
+	return fmt.Sprintf("postgres bindir=%q auth=%s tls=%t requiretls=%t settings=%q",
+		os.Getenv(EnvPostgresBinDir), o.Auth, o.TLS, o.RequireTLS, o.Settings)
 }
 
 // StartPostgres returns a fresh database, owned by a fresh role with a
@@ -203,6 +209,8 @@ func StartPostgres(t testing.TB, opts ...PGOptions) *Postgres {
 		Auth:      o.Auth,
 		TLS:       o.TLS,
 		CAFile:    srv.caFile,
+		srv:       srv,
+		dedicated: o.Dedicated || !mainCalled.Load(),
 	}
 	super := *p
 	super.User, super.Password = "postgres", ""
@@ -252,6 +260,7 @@ func pgServerFor(t testing.TB, o PGOptions) *pgServer {
 
 // pgServer is a PostgreSQL server started here.
 type pgServer struct {
+	bin     string // the postgres binary
 	cred    *syscall.Credential
 	dir     string // everything lives under here; removed on stop
 	dataDir string
@@ -312,6 +321,7 @@ func startPGServer(ctx context.Context, o PGOptions) (*pgServer, error) {
 		return nil, err
 	}
 	s := &pgServer{
+		bin:     filepath.Join(bindir, "postgres"),
 		cred:    cred,
 		dir:     dir,
 		dataDir: filepath.Join(dir, "data"),
@@ -406,6 +416,7 @@ func writePGConfig(s *pgServer, o PGOptions, certFile, keyFile string) error {
 		"log_timezone = 'UTC'",
 		"password_encryption = " + pgQuote(encryption),
 	}
+	conf = append(conf, o.Settings...)
 	if o.TLS {
 		conf = append(conf,
 			"ssl = on",

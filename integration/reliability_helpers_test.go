@@ -1,0 +1,284 @@
+package integration
+
+// Helpers of the reliability suite (reliability_test.go): the real dbproxy
+// binary as a child process, /proc readings of it, and the report table.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Environment of the reliability suite.
+const (
+	// envReliability=1 runs the long suite (make reliability).
+	envReliability = "DBPROXY_RELIABILITY"
+	// envReliabilityReport names a file the suite writes its tables to.
+	envReliabilityReport = "DBPROXY_RELIABILITY_REPORT"
+)
+
+func reliabilityLong() bool { return os.Getenv(envReliability) == "1" }
+
+// buildDBProxy builds cmd/dbproxy into a directory of the test.
+func buildDBProxy(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dbproxy")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/dbproxy/dbproxy/cmd/dbproxy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build cmd/dbproxy: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeListenAddr returns 127.0.0.1:<port> with a port that was free.
+func freeListenAddr(t testing.TB) string {
+	t.Helper()
+	port, err := freeTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// dbproxyProc is `dbproxy serve` running as a child process.
+type dbproxyProc struct {
+	bin     string
+	cfgPath string
+	env     []string // added to the test's environment
+	listens []string // addresses to wait for after a start
+	logs    *lockedBuffer
+	cmd     *exec.Cmd
+	exited  chan error
+}
+
+// startDBProxy writes cfg next to nothing else in a fresh directory (keys
+// are created there by keysInit), starts `dbproxy serve` and waits until
+// every listen address accepts connections. It is killed when the test
+// ends; its stderr is printed if the test failed.
+func newDBProxy(t testing.TB, bin, cfg string, env []string, listens ...string) *dbproxyProc {
+	t.Helper()
+	dir := t.TempDir()
+	d := &dbproxyProc{bin: bin, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &lockedBuffer{}}
+	d.writeConfig(t, cfg)
+	t.Cleanup(func() {
+		d.kill()
+		if t.Failed() {
+			t.Logf("dbproxy logs (tail):\n%s", tailLines(d.logs.String(), 60))
+		}
+	})
+	return d
+}
+
+func (d *dbproxyProc) writeConfig(t testing.TB, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keysInit runs `dbproxy keys init` on the current config.
+func (d *dbproxyProc) keysInit(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(d.bin, "keys", "init", "--config", d.cfgPath)
+	cmd.Env = append(os.Environ(), d.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dbproxy keys init: %v\n%s", err, out)
+	}
+}
+
+// start launches `dbproxy serve` and waits for its listeners.
+func (d *dbproxyProc) start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(d.bin, "serve", "--config", d.cfgPath)
+	cmd.Env = append(os.Environ(), d.env...)
+	cmd.Stdout, cmd.Stderr = d.logs, d.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd, d.exited = cmd, make(chan error, 1)
+	go func(exited chan<- error) { exited <- cmd.Wait() }(d.exited)
+	for _, addr := range d.listens {
+		waitFor(t, "dbproxy to listen on "+addr, func() bool {
+			c, err := dialTimeout(addr, time.Second)
+			if err == nil {
+				_ = c.Close()
+			}
+			return err == nil
+		})
+	}
+}
+
+func (d *dbproxyProc) pid() int { return d.cmd.Process.Pid }
+
+func (d *dbproxyProc) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal dbproxy: %v", err)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *dbproxyProc) stop(t testing.TB) {
+	t.Helper()
+	d.signal(t, syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Fatalf("dbproxy exit after SIGTERM: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("dbproxy still running a minute after SIGTERM")
+	}
+	d.cmd = nil
+}
+
+func (d *dbproxyProc) kill() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+	d.cmd = nil
+}
+
+// procRSSKB is VmRSS of pid in KiB.
+func procRSSKB(t testing.TB, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// procFDs is the number of open file descriptors of pid.
+func procFDs(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// errKind names the kind of a client-visible error for the report:
+// the SQLSTATE or MySQL error number when the server (or proxy) sent one,
+// else what happened to the connection.
+func errKind(err error) string {
+	var pgErr *pgconn.PgError
+	var myErr *driver.MySQLError
+	var ne net.Error
+	switch {
+	case errors.As(err, &pgErr):
+		return "SQLSTATE " + pgErr.Code
+	case errors.As(err, &myErr):
+		return "MySQL " + strconv.Itoa(int(myErr.Number))
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, driver.ErrInvalidConn),
+		errors.Is(err, driver.ErrBusyBuffer): // the driver's word for a connection the server just ended
+		return "connection closed"
+	}
+	msg := err.Error()
+	for _, k := range []string{"refused", "reset", "broken pipe", "EOF", "closed", "timeout"} {
+		if strings.Contains(msg, k) {
+			return k
+		}
+	}
+	return "other"
+}
+
+// kindCounts formats error counts by kind: "reset 3, SQLSTATE 57P01 1".
+func kindCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	kinds := make([]string, 0, len(m))
+	total := 0
+	for k, n := range m {
+		kinds = append(kinds, k)
+		total += n
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		return m[kinds[i]] > m[kinds[j]] || m[kinds[i]] == m[kinds[j]] && kinds[i] < kinds[j]
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
+}
+
+// reportTable logs a markdown table and appends it to the report file
+// when DBPROXY_RELIABILITY_REPORT is set.
+func reportTable(t testing.TB, title string, header []string, rows [][]string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s\n\n| %s |\n|%s\n", title, strings.Join(header, " | "), strings.Repeat("---|", len(header)))
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
+	}
+	b.WriteString("\n")
+	t.Logf("\n%s", b.String())
+	path := os.Getenv(envReliabilityReport)
+	if path == "" {
+		return
+	}
+	if !filepath.IsAbs(path) {
+		// go test runs in the package directory; the Makefile names the
+		// file relative to the repository root.
+		path = filepath.Join("..", path)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Errorf("report: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(b.String()); err != nil {
+		t.Errorf("report: %v", err)
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func fmtDuration(d time.Duration) string {
+	if d < 0 {
+		return "not recovered"
+	}
+	return d.Round(time.Millisecond).String()
+}
