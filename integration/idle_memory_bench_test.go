@@ -42,8 +42,9 @@ func reportPerSession(b *testing.B, direct, proxied func() int64) {
 // proxy in heap and stack ("B/session"): n connections are opened directly
 // and then n through the proxy (running in this process), each after one
 // query, and the difference in in-use memory after garbage collection is
-// divided by n. The client's own share is the same on both sides. The
-// encrypting case runs a lookup on an encrypted table in each session.
+// divided by n. The client's own share is the same on both sides. The tls
+// case has the clients use TLS (to the proxy; directly, to the server);
+// the encrypting case runs a lookup on an encrypted table in each session.
 //
 //	go test -run XXX -bench PGIdleSessionMemory ./integration/
 func BenchmarkPGIdleSessionMemory(b *testing.B) {
@@ -76,6 +77,13 @@ func BenchmarkPGIdleSessionMemory(b *testing.B) {
 		pg := testenv.StartPostgres(b)
 		p := startPGProxy(b, pg, proxyOpts{})
 		measure(b, pg.DSN(), p.DSN("disable"), "SELECT 1")
+	})
+	b.Run("tls", func(b *testing.B) {
+		// TLS on the client leg only: the direct connections use TLS to
+		// the server, so the client's TLS state is on both sides.
+		pg := testenv.StartPostgres(b, testenv.PGOptions{TLS: true})
+		p := startPGProxy(b, pg, proxyOpts{ClientTLS: true})
+		measure(b, pg.ConnString("require"), p.DSN("require"), "SELECT 1")
 	})
 	b.Run("encrypting", func(b *testing.B) {
 		e := startEncProxy(b, usersDDL, usersSpecs())

@@ -137,6 +137,9 @@ func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 	}
 	x.d = uint8(k - w.n)
 	x.nextSeq = seq + uint8(k)
+	// Read before push: once queued, x belongs to the server->client
+	// goroutine, which may complete and reset it at any time.
+	quit := x.Command == gomysql.COM_QUIT
 	if x.resp != respNone {
 		if !f.q.push(x) {
 			w.buf = w.buf[:before]
@@ -146,7 +149,7 @@ func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 		}
 		f.pushed = true
 	}
-	f.quit = x.Command == gomysql.COM_QUIT
+	f.quit = quit
 	return nil
 }
 

@@ -268,7 +268,7 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 	}
 	out := w.Begin()
 	canon := s.resCanon[:0]
-	defer func() { s.resCanon = canon[:0] }()
+	defer func() { s.resCanon, s.resText = reusable(canon[:0]), reusable(s.resText[:0]) }()
 	p := 0
 	for i := range st.cols {
 		v, next, null, err := readLenenc(payload, p)
@@ -347,7 +347,7 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 	nulls := payload[1 : 1+bm]
 	p := 1 + bm
 	canon := s.resCanon[:0]
-	defer func() { s.resCanon = canon[:0] }()
+	defer func() { s.resCanon, s.resText = reusable(canon[:0]), reusable(s.resText[:0]) }()
 	for i, c := range st.cols {
 		if nulls[(i+2)/8]&(1<<((i+2)%8)) != 0 {
 			continue
@@ -455,4 +455,17 @@ func appendBinary(dst, scratch []byte, t value.Type, canon []byte, loc *time.Loc
 	}
 	dst = gomysql.AppendLengthEncodedInteger(dst, uint64(len(txt)))
 	return append(dst, txt...), txt, nil
+}
+
+// maxKeptScratch is the capacity above which a row scratch buffer is
+// dropped after the row instead of kept for the next: a session that once
+// read a 16 MB value must not hold 16 MB for the rest of its life.
+const maxKeptScratch = 1 << 20
+
+// reusable returns buf for reuse, or nil once it grew past maxKeptScratch.
+func reusable(buf []byte) []byte {
+	if cap(buf) > maxKeptScratch {
+		return nil
+	}
+	return buf
 }

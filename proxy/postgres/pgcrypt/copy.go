@@ -500,7 +500,7 @@ func (s *session) copyDecryptField(out []byte, cp *pgsql.Copy, f *pgsql.CopyFiel
 			return out, err
 		}
 	}
-	s.txt = cell
+	s.txt = reusable(cell)
 	plain, err := s.decryptCell(nil, col, cell, 0, zone)
 	if err != nil {
 		return out, err

@@ -1692,7 +1692,7 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 		if _, err := hex.Decode(buf, hexs); err != nil {
 			return dst, errNotHexBytea
 		}
-		s.ct = buf
+		s.ct = reusable(buf)
 		ct = buf
 	}
 	canon, ok := s.matches.Lookup(col, ct)
@@ -1701,7 +1701,7 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 		if canon, err = s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.canon[:0], col, ct); err != nil {
 			return dst, err
 		}
-		s.canon = canon
+		s.canon = reusable(canon)
 	}
 	if format == 1 {
 		return appendBinary(dst, col.Type, canon)

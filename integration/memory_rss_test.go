@@ -1,0 +1,526 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+)
+
+// The RSS tests run the real `dbproxy serve` binary and sample its resident
+// set from /proc while it streams a large result of encrypted columns. They
+// take minutes, so they run only with DBPROXY_RELIABILITY=1 (make
+// reliability):
+//
+//	DBPROXY_RELIABILITY=1 go test -count=1 -timeout 30m -v -run 'TestRSS' ./integration/
+const (
+	// rssRows is the size of the streamed result.
+	rssRows = 500_000
+	// rssStreamBudget bounds the proxy's RSS growth while one client
+	// streams the whole result.
+	rssStreamBudget = 64 << 20
+	// rssReloadBudget bounds the proxy's RSS while four clients stream it
+	// at once after rssReloads rule-changing reloads, above its RSS before
+	// the reloads.
+	rssReloadBudget = 128 << 20
+	rssReloads      = 20
+	// rssSeedRows are written through the proxy (encrypted); the rest are
+	// copies of their ciphertexts made by the server.
+	rssSeedRows = 1000
+	rssSSN      = "123-45-6789"
+)
+
+func needReliability(t *testing.T) {
+	t.Helper()
+	if os.Getenv("DBPROXY_RELIABILITY") != "1" {
+		t.Skip("slow: set DBPROXY_RELIABILITY=1 (make reliability)")
+	}
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("needs /proc")
+	}
+}
+
+// servedBinary is a `dbproxy serve` process.
+type servedBinary struct {
+	cmd     *exec.Cmd
+	cfgPath string
+	addr    string
+	logs    *lockedBuffer
+}
+
+// buildDBProxy builds cmd/dbproxy once per test binary.
+var buildDBProxy = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "dbproxy-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "dbproxy")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/dbproxy").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// startServeBinary writes cfg (with %[1]s for the listen address) in dir,
+// next to the keys, runs `dbproxy keys init` with keysCfg (the superset of every
+// configuration the test will load) and starts `dbproxy serve`.
+func startServeBinary(t *testing.T, dir, cfg, keysCfg string, env ...string) *servedBinary {
+	t.Helper()
+	bin, err := buildDBProxy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	s := &servedBinary{cfgPath: filepath.Join(dir, "dbproxy.yaml"), addr: addr, logs: &lockedBuffer{}}
+	if keysCfg != "" {
+		s.writeConfig(t, keysCfg)
+		if out, err := exec.Command(bin, "keys", "init", "--config", s.cfgPath).CombinedOutput(); err != nil {
+			t.Fatalf("keys init: %v\n%s", err, out)
+		}
+	}
+	s.writeConfig(t, cfg)
+	s.cmd = exec.Command(bin, "serve", "--config", s.cfgPath)
+	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- s.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-done
+			t.Errorf("serve did not stop within 30 s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("serve logs:\n%s", s.logs.String())
+		}
+	})
+	for range 200 {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = c.Close()
+			return s
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
+	}
+	t.Fatalf("serve did not listen on %s:\n%s", addr, s.logs.String())
+	return nil
+}
+
+func (s *servedBinary) writeConfig(t *testing.T, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(s.cfgPath, []byte(fmt.Sprintf(cfg, s.addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reload writes cfg and sends SIGHUP, then waits until the log shows one
+// more applied rule change than before.
+func (s *servedBinary) reload(t *testing.T, cfg string) {
+	t.Helper()
+	const applied = "reload: new encryption rules apply to new sessions"
+	before := strings.Count(s.logs.String(), applied)
+	s.writeConfig(t, cfg)
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for range 600 {
+		if strings.Count(s.logs.String(), applied) > before {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for the reload to apply, not asserting a duration
+	}
+	t.Fatalf("reload %d not applied:\n%s", before+1, s.logs.String())
+}
+
+// rss returns the process's resident set size in bytes (VmRSS).
+func (s *servedBinary) rss(t *testing.T) int64 {
+	t.Helper()
+	n, err := procRSS(s.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func procRSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", rest, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// peakRSS samples the process's RSS every 10 ms while f runs and returns
+// the highest value seen (including one sample after f).
+func (s *servedBinary) peakRSS(t *testing.T, f func()) int64 {
+	t.Helper()
+	pid := s.cmd.Process.Pid
+	stop := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var max int64
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if n, err := procRSS(pid); err == nil && n > max {
+				max = n
+			}
+			select {
+			case <-stop:
+				if n, err := procRSS(pid); err == nil && n > max {
+					max = n
+				}
+				peak <- max
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	return <-peak
+}
+
+// rssReader reads the whole result through the proxy; slow readers pause
+// every 200 rows so that the proxy's writes block on the client.
+type rssReader func(ctx context.Context, addr string, slow bool) error
+
+// rssConfig is the serve configuration of an RSS test: one listener
+// (%[1]s is its address), users encrypted, and an extra rule for table
+// audit when extra is set (the reloads toggle it).
+func rssConfig(listener string, extra bool) string {
+	rules := `
+encryption:
+  - table: users
+    columns:
+      - {name: email, mode: deterministic, type: text}
+      - {name: ssn, type: text}
+      - {name: salary, type: bigint}
+`
+	if extra {
+		rules += `  - table: audit
+    columns:
+      - {name: note, type: text}
+`
+	}
+	return listener + `
+keys:
+  master_key: {provider: local, file: master.key}
+  store: {type: file, path: keys.json}
+log: {level: info}
+` + rules
+}
+
+// runRSS streams the result with a fast and a slow reader, each measured
+// against the RSS before it; then, in a fresh proxy, does rssReloads
+// rule-changing reloads (each followed by a query in a new session) and
+// streams with four readers at once.
+func runRSS(t *testing.T, listener string, env []string, read rssReader, small func(ctx context.Context, addr string) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir := t.TempDir() // one keystore for both proxies: the rows stay readable
+	t.Run("stream", func(t *testing.T) {
+		s := startServeBinary(t, dir, rssConfig(listener, false), rssConfig(listener, true), env...)
+		if err := small(ctx, s.addr); err != nil {
+			t.Fatalf("warm-up query: %v", err)
+		}
+		for _, slow := range []bool{false, true} {
+			name := map[bool]string{false: "fast", true: "slow"}[slow]
+			before := s.rss(t)
+			var err error
+			start := time.Now()
+			peak := s.peakRSS(t, func() { err = read(ctx, s.addr, slow) })
+			if err != nil {
+				t.Fatalf("%s reader: %v", name, err)
+			}
+			growth := peak - before
+			t.Logf("%s reader: %d rows in %v; RSS %.1f MB before, peak %.1f MB (+%.1f MB; budget %d MB)",
+				name, rssRows, time.Since(start).Round(time.Millisecond), mb(before), mb(peak), mb(growth), rssStreamBudget>>20)
+			if growth > rssStreamBudget {
+				t.Errorf("%s reader: RSS grew by %.1f MB while streaming %d rows, over the %d MB budget",
+					name, mb(growth), rssRows, rssStreamBudget>>20)
+			}
+		}
+	})
+	t.Run("after reloads", func(t *testing.T) {
+		s := startServeBinary(t, dir, rssConfig(listener, false), rssConfig(listener, true), env...)
+		if err := small(ctx, s.addr); err != nil {
+			t.Fatalf("warm-up query: %v", err)
+		}
+		before := s.rss(t)
+		for i := range rssReloads {
+			s.reload(t, rssConfig(listener, i%2 == 0))
+			if err := small(ctx, s.addr); err != nil {
+				t.Fatalf("query after reload %d: %v", i+1, err)
+			}
+		}
+		afterReloads := s.rss(t)
+		errs := make(chan error, 4)
+		start := time.Now()
+		peak := s.peakRSS(t, func() {
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() { errs <- read(ctx, s.addr, i%2 == 1) })
+			}
+			wg.Wait()
+		})
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("reader: %v", err)
+			}
+		}
+		t.Logf("%d reloads: RSS %.1f MB before, %.1f MB after; four readers (%v): peak %.1f MB (+%.1f MB over before the reloads; budget %d MB)",
+			rssReloads, mb(before), mb(afterReloads), time.Since(start).Round(time.Millisecond), mb(peak), mb(peak-before), rssReloadBudget>>20)
+		if peak-before > rssReloadBudget {
+			t.Errorf("after %d reloads, four readers took RSS %.1f MB above its level before the reloads, over the %d MB budget",
+				rssReloads, mb(peak-before), rssReloadBudget>>20)
+		}
+	})
+}
+
+func mb(n int64) float64 { return float64(n) / (1 << 20) }
+
+// TestRSSStreamPostgres: 500k encrypted rows through `dbproxy serve` to a
+// PostgreSQL client (see runRSS).
+func TestRSSStreamPostgres(t *testing.T) {
+	needReliability(t)
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	direct, err := pgx.Connect(ctx, pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	if _, err := direct.Exec(ctx, `CREATE TABLE users (id bigserial PRIMARY KEY, email bytea, ssn bytea, salary bytea);
+		CREATE TABLE audit (id bigserial PRIMARY KEY, note bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	listener := fmt.Sprintf(`
+listeners:
+  - protocol: postgres
+    listen: %%[1]s
+    upstream: %s
+    upstream_tls: {mode: disable}
+    catalog: {user: %s, password_env: DBPROXY_RSS_CATALOG_PW}
+`, pg.Addr(), pg.User)
+	env := []string{"DBPROXY_RSS_CATALOG_PW=" + pg.Password}
+	connect := func(ctx context.Context, addr string) (*pgx.Conn, error) {
+		host, port, _ := net.SplitHostPort(addr)
+		return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable",
+			host, port, pg.User, pg.Password, pg.Database))
+	}
+	seeded := false
+	small := func(ctx context.Context, addr string) error {
+		c, err := connect(ctx, addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		if !seeded {
+			rows := make([][]any, rssSeedRows)
+			for i := range rows {
+				rows[i] = []any{fmt.Sprintf("user%d@example.com", i), rssSSN, int64(i)}
+			}
+			if _, err := c.CopyFrom(ctx, pgx.Identifier{"users"}, []string{"email", "ssn", "salary"}, pgx.CopyFromRows(rows)); err != nil {
+				return fmt.Errorf("seed: %w", err)
+			}
+			// Copies of the ciphertexts, made by the server.
+			if _, err := direct.Exec(ctx, fmt.Sprintf(`INSERT INTO users (email, ssn, salary)
+				SELECT email, ssn, salary FROM users, generate_series(1, %d)`, rssRows/rssSeedRows-1)); err != nil {
+				return fmt.Errorf("multiply: %w", err)
+			}
+			seeded = true
+		}
+		var ssn string
+		return c.QueryRow(ctx, `SELECT ssn FROM users WHERE email = $1 LIMIT 1`, "user7@example.com").Scan(&ssn)
+	}
+	read := func(ctx context.Context, addr string, slow bool) error {
+		c, err := connect(ctx, addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		rows, err := c.Query(ctx, `SELECT id, email, ssn, salary FROM users`, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			v := rows.RawValues()
+			if string(v[2]) != rssSSN {
+				rows.Close()
+				return fmt.Errorf("row %d: ssn %q, want the plaintext", n, v[2])
+			}
+			if n++; slow && n%200 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != rssRows {
+			return fmt.Errorf("%d rows, want %d", n, rssRows)
+		}
+		return nil
+	}
+	runRSS(t, listener, env, read, small)
+}
+
+// TestRSSStreamMySQL: 500k encrypted rows through `dbproxy serve` to a
+// MySQL client (see runRSS).
+func TestRSSStreamMySQL(t *testing.T) {
+	needReliability(t)
+	db := testenv.StartMariaDB(t)
+	ctx := context.Background()
+	direct := openDB(t, myConfigAt(t, db.Addr(), db.User, db.Password, db.Database))
+	for _, ddl := range []string{
+		`CREATE TABLE users (id BIGINT AUTO_INCREMENT PRIMARY KEY, email VARBINARY(255), ssn VARBINARY(255), salary VARBINARY(255))`,
+		`CREATE TABLE audit (id BIGINT AUTO_INCREMENT PRIMARY KEY, note VARBINARY(255))`,
+	} {
+		if _, err := direct.ExecContext(ctx, ddl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listener := fmt.Sprintf(`
+listeners:
+  - protocol: mysql
+    listen: %%[1]s
+    upstream: %s
+    upstream_tls: {mode: disable}
+    catalog: {user: %s, password_env: DBPROXY_RSS_CATALOG_PW}
+`, db.Addr(), db.User)
+	env := []string{"DBPROXY_RSS_CATALOG_PW=" + db.Password}
+	conn := func(ctx context.Context, addr string) (*sql.DB, *sql.Conn, error) {
+		pool := openPool(t, myConfigAt(t, addr, db.User, db.Password, db.Database))
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			_ = pool.Close()
+			return nil, nil, err
+		}
+		return pool, c, nil
+	}
+	seeded := false
+	small := func(ctx context.Context, addr string) error {
+		pool, c, err := conn(ctx, addr)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		defer c.Close()
+		if !seeded {
+			var b strings.Builder
+			b.WriteString("INSERT INTO users (email, ssn, salary) VALUES ")
+			args := make([]any, 0, 3*rssSeedRows)
+			for i := range rssSeedRows {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString("(?,?,?)")
+				args = append(args, fmt.Sprintf("user%d@example.com", i), rssSSN, int64(i))
+			}
+			if _, err := c.ExecContext(ctx, b.String(), args...); err != nil {
+				return fmt.Errorf("seed: %w", err)
+			}
+			// Copies of the ciphertexts, made by the server.
+			if _, err := direct.ExecContext(ctx, fmt.Sprintf(`INSERT INTO users (email, ssn, salary)
+				SELECT a.email, a.ssn, a.salary FROM users a, users b LIMIT %d`, rssRows-rssSeedRows)); err != nil {
+				return fmt.Errorf("multiply: %w", err)
+			}
+			seeded = true
+		}
+		var ssn string
+		return c.QueryRowContext(ctx, `SELECT ssn FROM users WHERE email = ? LIMIT 1`, "user7@example.com").Scan(&ssn)
+	}
+	read := func(ctx context.Context, addr string, slow bool) error {
+		pool, c, err := conn(ctx, addr)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		defer c.Close()
+		rows, err := c.QueryContext(ctx, `SELECT id, email, ssn, salary FROM users`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		n := 0
+		var id, email, ssn, salary sql.RawBytes
+		for rows.Next() {
+			if err := rows.Scan(&id, &email, &ssn, &salary); err != nil {
+				return err
+			}
+			if !bytes.Equal(ssn, []byte(rssSSN)) {
+				return fmt.Errorf("row %d: ssn %q, want the plaintext", n, ssn)
+			}
+			if n++; slow && n%200 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != rssRows {
+			return fmt.Errorf("%d rows, want %d", n, rssRows)
+		}
+		return nil
+	}
+	runRSS(t, listener, env, read, small)
+}
+
+// openPool is openDB for a pool the caller closes.
+func openPool(t testing.TB, cfg *driver.Config) *sql.DB {
+	t.Helper()
+	c, err := driver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sql.OpenDB(c)
+}
