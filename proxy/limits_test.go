@@ -167,9 +167,8 @@ func TestLimitMaxConnectionsPerSource(t *testing.T) {
 	if !errors.As(pc.Admission(), &le) || le.Setting != "max_connections_per_source" {
 		t.Fatalf("Admission() = %v", pc.Admission())
 	}
-	_ = a1.Close()
-	waitNumConns(t, srv, 3) // a2, b1 and the refused a3 until it ends
 	waitClosed(t, a3)
+	_ = a1.Close()
 	waitNumConns(t, srv, 2)
 	a4, _ := dialFrom(t, g, addr, "127.0.0.5")
 	if got := hello(t, a4); got != "ok" {
