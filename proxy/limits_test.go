@@ -335,7 +335,6 @@ func TestIdleTimeout(t *testing.T) {
 		if _, err := busy.Write([]byte{'E'}); err != nil {
 			t.Fatal(err)
 		}
-		idleAt := time.Now()
 		time.Sleep(9 * time.Second)
 		if _, err := busy.Write([]byte{'B'}); err != nil { // active just before the timeout
 			t.Fatal(err)
@@ -343,7 +342,7 @@ func TestIdleTimeout(t *testing.T) {
 		if _, err := busy.Write([]byte{'E'}); err != nil {
 			t.Fatal(err)
 		}
-		idleAt = time.Now()
+		idleAt := time.Now()
 		e = <-endedc
 		if e.reason != proxy.DrainIdleTimeout || e.at.Sub(idleAt) != 10*time.Second {
 			t.Fatalf("session ended for %v %v after it became idle, want idle timeout after 10s", e.reason, e.at.Sub(idleAt))
