@@ -120,8 +120,32 @@ func (c *Catalog) Password(getenv func(string) string) (string, error) {
 	return "", nil
 }
 
-// Limits bound what one listener's sessions may hold.
+// Limits bound what one listener's connections and sessions may hold.
+// docs/config.md explains each default.
 type Limits struct {
+	// HandshakeTimeout bounds a client's handshake: from accept through
+	// TLS and authentication to the first ReadyForQuery / OK (default 5s,
+	// below MariaDB's 10s connect_timeout). Must be > 0.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// MaxHandshakes bounds the connections still in their handshake
+	// (default 512). At the limit, a new connection closes the oldest
+	// handshake of the client address holding the most. Must be > 0.
+	MaxHandshakes int `yaml:"max_handshakes"`
+	// MaxConnections bounds the listener's connections (default 10000);
+	// one over it is refused with a protocol error naming the setting.
+	// Must be > 0.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerSource bounds the connections from one client IP
+	// address (default 0: no limit).
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// IdleTimeout ends a session idle (outside a transaction, nothing
+	// running) for that long (default 0: never).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// UpstreamKeepalive is the TCP keepalive idle time of the proxy ->
+	// database socket; probes follow every third of it and three
+	// unanswered ones end the connection (default 15s: a dead database is
+	// detected within 30s). 0 leaves the operating system's defaults.
+	UpstreamKeepalive time.Duration `yaml:"upstream_keepalive"`
 	// CopyBuffer bounds the COPY … FROM STDIN data the PostgreSQL proxy
 	// holds while it reassembles one row (bytes; default 16 MiB). Written
 	// in YAML as a size: 16MiB, 512KiB, 1GB or a plain byte count.

@@ -486,6 +486,33 @@ listeners:
 			{"9:27", "listeners[1].limits.copy_buffer", "only used with protocol postgres"},
 			{"14:27", "listeners[2].limits.copy_buffer", "must be greater than 0"},
 		}},
+		{"connection limits", `
+listeners:
+  - protocol: postgres
+    listen: 127.0.0.1:6432
+    upstream: db:5432
+    limits:
+      handshake_timeout: 0s
+      max_handshakes: 0
+      max_connections: -1
+      max_connections_per_source: -5
+      idle_timeout: -1s
+      upstream_keepalive: 500ms
+  - protocol: mysql
+    listen: 127.0.0.1:3307
+    upstream: db:3306
+    limits: {handshake_timeout: soon, max_connections: many, upstream_keepalive: -2s}
+`, []want{
+			{"6:26", "listeners[0].limits.handshake_timeout", "must be greater than 0, got 0s"},
+			{"7:23", "listeners[0].limits.max_handshakes", "must be greater than 0, got 0"},
+			{"8:24", "listeners[0].limits.max_connections", "must be greater than 0, got -1"},
+			{"9:35", "listeners[0].limits.max_connections_per_source", "must not be negative, got -5 (0 turns it off)"},
+			{"10:21", "listeners[0].limits.idle_timeout", "must not be negative, got -1s (0s turns it off)"},
+			{"11:27", "listeners[0].limits.upstream_keepalive", "must be at least 1s"},
+			{"15:33", "listeners[1].limits.handshake_timeout", `invalid duration "soon"`},
+			{"15:56", "listeners[1].limits.max_connections", "expected an integer"},
+			{"15:82", "listeners[1].limits.upstream_keepalive", "must not be negative, got -2s"},
+		}},
 		{"file store with database settings", keysYAML + `
   store:
     type: file
@@ -777,6 +804,12 @@ encryption:
 	}
 	if want := (config.UpstreamTLS{Mode: config.SSLPrefer, ServerName: "db.internal"}); l.UpstreamTLS != want {
 		t.Errorf("upstream_tls = %+v, want %+v", l.UpstreamTLS, want)
+	}
+	if want := (config.Limits{
+		HandshakeTimeout: 5 * time.Second, MaxHandshakes: 512, MaxConnections: 10000,
+		UpstreamKeepalive: 15 * time.Second, CopyBuffer: 16 << 20,
+	}); l.Limits != want {
+		t.Errorf("limits = %+v, want %+v", l.Limits, want)
 	}
 	if want := (config.Store{Type: "file", Path: filepath.Join(dir, "keys.json")}); cfg.Keys.Store != want {
 		t.Errorf("store = %+v, want %+v", cfg.Keys.Store, want)

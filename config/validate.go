@@ -29,6 +29,11 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
 	DefaultCopyBuffer      = 16 << 20
+
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultMaxHandshakes     = 512
+	DefaultMaxConnections    = 10000
+	DefaultUpstreamKeepalive = 15 * time.Second
 )
 
 // maxKeyNameLen bounds a data key name (it is bound into every ciphertext's
@@ -136,6 +141,8 @@ func (d *decoder) listeners(c *Config) {
 			}
 		}
 
+		d.limits(&l.Limits, p+".limits")
+
 		lp := p + ".limits.copy_buffer"
 		if !d.isSet(lp) {
 			if l.Protocol == ProtocolPostgres {
@@ -147,6 +154,42 @@ func (d *decoder) listeners(c *Config) {
 			d.errf(lp, "must be at most 1GiB (the largest message PostgreSQL accepts)")
 		} else if l.Protocol == ProtocolMySQL {
 			d.errf(lp, "only used with protocol postgres (COPY … FROM STDIN)")
+		}
+	}
+}
+
+// limits fills in and checks a listener's connection limits (copy_buffer
+// is checked with the protocol, in listeners).
+func (d *decoder) limits(l *Limits, p string) {
+	d.positiveDuration(&l.HandshakeTimeout, p+".handshake_timeout", DefaultHandshakeTimeout)
+	d.count(&l.MaxHandshakes, p+".max_handshakes", DefaultMaxHandshakes, false)
+	d.count(&l.MaxConnections, p+".max_connections", DefaultMaxConnections, false)
+	d.count(&l.MaxConnectionsPerSource, p+".max_connections_per_source", 0, true)
+	if d.isSet(p+".idle_timeout") && l.IdleTimeout < 0 {
+		d.errf(p+".idle_timeout", "must not be negative, got %s (0s turns it off)", l.IdleTimeout)
+	}
+	kp := p + ".upstream_keepalive"
+	switch {
+	case !d.isSet(kp):
+		l.UpstreamKeepalive = DefaultUpstreamKeepalive
+	case l.UpstreamKeepalive < 0:
+		d.errf(kp, "must not be negative, got %s (0s leaves the operating system's defaults)", l.UpstreamKeepalive)
+	case l.UpstreamKeepalive > 0 && l.UpstreamKeepalive < time.Second:
+		d.errf(kp, "must be at least 1s (TCP keepalive counts whole seconds), or 0s for the operating system's defaults; got %s", l.UpstreamKeepalive)
+	}
+}
+
+// count fills in def when the count at path is not set, and checks it:
+// greater than 0, or also 0 when zeroOff (0 then turns the limit off).
+func (d *decoder) count(p *int, path string, def int, zeroOff bool) {
+	switch {
+	case !d.isSet(path):
+		*p = def
+	case *p < 0 || (*p == 0 && !zeroOff):
+		if zeroOff {
+			d.errf(path, "must not be negative, got %d (0 turns it off)", *p)
+		} else {
+			d.errf(path, "must be greater than 0, got %d", *p)
 		}
 	}
 }

@@ -65,29 +65,12 @@ type servedBinary struct {
 	logs    *lockedBuffer
 }
 
-// buildDBProxy builds cmd/dbproxy once per test binary.
-var buildDBProxy = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "dbproxy-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "dbproxy")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/dbproxy").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 // startServeBinary writes cfg (with %[1]s for the listen address) in dir,
 // next to the keys, runs `dbproxy keys init` with keysCfg (the superset of every
 // configuration the test will load) and starts `dbproxy serve`.
 func startServeBinary(t *testing.T, dir, cfg, keysCfg string, env ...string) *servedBinary {
 	t.Helper()
-	bin, err := buildDBProxy()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := buildDBProxy(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

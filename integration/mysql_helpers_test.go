@@ -31,15 +31,17 @@ type myProxy struct {
 
 // myProxyOpts select the proxy's TLS legs and options.
 type myProxyOpts struct {
-	ClientTLS    bool               // offer TLS to clients
-	RequireTLS   bool               // refuse plaintext clients
-	Upstream     proxy.SSLMode      // default SSLDisable
-	UpstreamTLS  *proxy.UpstreamTLS // overrides Upstream
-	Interceptor  mysql.Interceptor
-	Hide         uint64 // capabilities hidden from clients
-	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
-	ListenHost   string // address the proxy listens on; default 127.0.0.1
-	UpstreamAddr string // host:port of the server; default db.Addr()
+	ClientTLS        bool               // offer TLS to clients
+	RequireTLS       bool               // refuse plaintext clients
+	Upstream         proxy.SSLMode      // default SSLDisable
+	UpstreamTLS      *proxy.UpstreamTLS // overrides Upstream
+	Interceptor      mysql.Interceptor
+	Hide             uint64 // capabilities hidden from clients
+	Dial             func(ctx context.Context, network, addr string) (net.Conn, error)
+	ListenHost       string // address the proxy listens on; default 127.0.0.1
+	UpstreamAddr     string // host:port of the server; default db.Addr()
+	Limits           proxy.Limits
+	HandshakeTimeout time.Duration
 }
 
 var tlsConfigSeq atomic.Int64
@@ -73,11 +75,12 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 		Interceptor:      o.Interceptor,
 		HideCapabilities: o.Hide,
 		Dial:             o.Dial,
+		HandshakeTimeout: o.HandshakeTimeout,
 	}
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr
 	}
-	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost}, db: db}
+	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost, Limits: o.Limits}, db: db}
 	if o.ClientTLS || o.RequireTLS {
 		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
 		cfg, err := proxy.ServerTLSConfig(cert, key)

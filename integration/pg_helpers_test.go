@@ -27,15 +27,17 @@ type pgProxy struct {
 
 // proxyOpts select the proxy's TLS legs.
 type proxyOpts struct {
-	ClientTLS      bool               // offer TLS to clients
-	RequireTLS     bool               // refuse plaintext clients
-	Upstream       proxy.SSLMode      // default SSLDisable (SSLVerifyFull needs a TLS server)
-	UpstreamTLS    *proxy.UpstreamTLS // overrides Upstream
-	Interceptor    postgres.Interceptor
-	MaxMessageSize int
-	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
-	ListenHost     string // address the proxy listens on; default 127.0.0.1
-	UpstreamAddr   string // host:port of the server; default pg.Addr()
+	ClientTLS        bool               // offer TLS to clients
+	RequireTLS       bool               // refuse plaintext clients
+	Upstream         proxy.SSLMode      // default SSLDisable (SSLVerifyFull needs a TLS server)
+	UpstreamTLS      *proxy.UpstreamTLS // overrides Upstream
+	Interceptor      postgres.Interceptor
+	MaxMessageSize   int
+	Dial             func(ctx context.Context, network, addr string) (net.Conn, error)
+	ListenHost       string // address the proxy listens on; default 127.0.0.1
+	UpstreamAddr     string // host:port of the server; default pg.Addr()
+	Limits           proxy.Limits
+	HandshakeTimeout time.Duration
 }
 
 // startPGProxyUpstream starts a proxy with an explicit upstream TLS setup.
@@ -85,18 +87,19 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 		up = *o.UpstreamTLS
 	}
 	opts := postgres.Options{
-		Dial:           o.Dial,
-		Name:           "pg-test",
-		Upstream:       pg.Addr(),
-		UpstreamTLS:    up,
-		Logger:         logger,
-		Interceptor:    o.Interceptor,
-		MaxMessageSize: o.MaxMessageSize,
+		Dial:             o.Dial,
+		Name:             "pg-test",
+		Upstream:         pg.Addr(),
+		UpstreamTLS:      up,
+		Logger:           logger,
+		Interceptor:      o.Interceptor,
+		MaxMessageSize:   o.MaxMessageSize,
+		HandshakeTimeout: o.HandshakeTimeout,
 	}
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr
 	}
-	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost}, pg: pg}
+	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost, Limits: o.Limits}, pg: pg}
 	if o.ClientTLS || o.RequireTLS {
 		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
 		cfg, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)

@@ -18,6 +18,7 @@ type servedProxy struct {
 	CAFile string // CA of the client-facing certificate ("" without TLS)
 	Srv    *proxy.Server
 	Logs   *lockedBuffer
+	Limits proxy.Limits // the server's connection limits
 
 	serveErr chan error
 }
@@ -33,7 +34,7 @@ func (p *servedProxy) serve(t testing.TB, h proxy.Handler, logger *slog.Logger) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Srv = &proxy.Server{Handler: h, Logger: logger}
+	p.Srv = &proxy.Server{Handler: h, Logger: logger, Limits: p.Limits}
 	p.Addr = l.Addr().String()
 	p.Port = l.Addr().(*net.TCPAddr).Port
 	go func() { p.serveErr <- p.Srv.Serve(l) }()

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ConnState is the state of a client connection, as reported to
@@ -53,8 +55,21 @@ type Conn struct {
 
 	admission error // set before the handler runs; see Admission
 
-	mu      sync.Mutex
-	onDrain func()
+	// Listener limits (see gate); the fields below hsDone are guarded by
+	// gate.mu.
+	gate        *gate // nil when the server has no connection limits
+	hsDone      atomic.Bool
+	src         *source
+	seq         uint64
+	hsPrev      *Conn
+	hsNext      *Conn
+	inHandshake bool
+	admitted    bool
+
+	mu        sync.Mutex
+	onDrain   func()
+	idleTimer *time.Timer // armed while idle, with Limits.IdleTimeout
+	idleAt    time.Time   // when the connection last became idle
 }
 
 // Admission reports whether the server admitted the connection under its
@@ -70,13 +85,77 @@ func (c *Conn) NetConn() net.Conn { return c.nc }
 // SetState records the connection's state and reports changes to
 // [Server.ConnState]. Handlers call it with StateActive and StateIdle; the
 // server reports StateNew and StateClosed itself.
+//
+// The first StateActive or StateIdle ends the connection's handshake (see
+// [Conn.HandshakeDone]). With [Limits.IdleTimeout] set, StateIdle arms the
+// connection's idle timer and any other state stops it; when it expires
+// the connection is drained with [DrainIdleTimeout].
 func (c *Conn) SetState(s ConnState) {
-	if ConnState(c.state.Swap(int32(s))) == s {
+	if s == StateIdle || s == StateActive {
+		c.HandshakeDone()
+	}
+	if d := c.srv.Limits.IdleTimeout; d > 0 {
+		c.mu.Lock()
+		old := ConnState(c.state.Swap(int32(s)))
+		if old != s {
+			c.idleTimerLocked(s, d)
+		}
+		c.mu.Unlock()
+		if old == s {
+			return
+		}
+	} else if ConnState(c.state.Swap(int32(s))) == s {
 		return
 	}
 	if hook := c.srv.ConnState; hook != nil {
 		hook(c, s)
 	}
+}
+
+// HandshakeDone reports that the client has completed its handshake
+// (authentication), freeing its slot under [Limits.MaxHandshakes]. The
+// first StateIdle or StateActive does the same; later calls do nothing.
+func (c *Conn) HandshakeDone() {
+	if c.hsDone.Load() || !c.hsDone.CompareAndSwap(false, true) {
+		return
+	}
+	if c.gate != nil {
+		c.gate.handshakeDone(c)
+	}
+}
+
+// idleTimerLocked arms the idle timer on StateIdle and stops it on any
+// other state; c.mu is held.
+func (c *Conn) idleTimerLocked(s ConnState, d time.Duration) {
+	if s != StateIdle {
+		if c.idleTimer != nil {
+			c.idleTimer.Stop()
+		}
+		return
+	}
+	c.idleAt = time.Now()
+	if c.idleTimer == nil {
+		c.idleTimer = time.AfterFunc(d, c.idleExpired)
+		return
+	}
+	c.idleTimer.Reset(d)
+}
+
+// idleExpired runs when the idle timer fires. A timer that fired just
+// before the connection became active (and maybe idle again) finds the
+// state or the idle start changed and does nothing.
+func (c *Conn) idleExpired() {
+	d := c.srv.Limits.IdleTimeout
+	c.mu.Lock()
+	expired := c.State() == StateIdle && time.Since(c.idleAt) >= d && !c.draining.Load()
+	c.mu.Unlock()
+	if !expired {
+		return
+	}
+	c.srv.idleTimeouts.Add(1)
+	c.srv.logger().LogAttrs(context.Background(), slog.LevelDebug, "session idle longer than limits.idle_timeout; closing it",
+		slog.String("remote", c.nc.RemoteAddr().String()), slog.Duration("idle_timeout", d))
+	c.StartDrain(DrainIdleTimeout)
 }
 
 // State returns the last state recorded by SetState.

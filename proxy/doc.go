@@ -25,6 +25,21 @@
 // ReadyForQuery with status 'I' and nothing outstanding), so the handler ends
 // it there. [Server.Close] is the hard stop.
 //
+// # Limits
+//
+// [Server.Limits] bound each listener served ([Limits]): connections per
+// listener and per client address (over them, [Conn.Admission] names the
+// limit and the handler refuses the client in its own protocol), and
+// connections still in their handshake, where a new connection at the
+// limit closes the oldest handshake of the address holding the most, so
+// that stalled connections only ever evict each other. A handshake ends at
+// the handler's first StateIdle or StateActive, or [Conn.HandshakeDone].
+// The idle timeout is one reusable timer per connection, armed while it is
+// idle; on expiry the connection is drained with [DrainIdleTimeout].
+// Refusals and evictions are logged through internal/ratelog.
+// [UpstreamDialer] is the proxy -> database dialer both protocols use,
+// with TCP keepalive and (Linux) TCP_USER_TIMEOUT for dead-peer detection.
+//
 // # TLS
 //
 // [ServerTLSConfig] builds the client-facing TLS configuration with modern

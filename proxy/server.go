@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dbproxy/dbproxy/internal/ratelog"
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown] or
@@ -54,9 +56,19 @@ type Server struct {
 	// ConnState, if set, is called on every connection state change, from the
 	// connection's goroutines. It must not block.
 	ConnState func(c *Conn, s ConnState)
+	// Limits bound the connections of each listener served (each Serve
+	// call counts its own); the zero value sets none.
+	Limits Limits
 
 	inShutdown atomic.Bool
 	hardClosed atomic.Bool
+
+	refused      atomic.Uint64
+	evicted      atomic.Uint64
+	idleTimeouts atomic.Uint64
+
+	limitLogOnce sync.Once
+	limitLogger  *slog.Logger
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -69,6 +81,21 @@ func (s *Server) logger() *slog.Logger {
 		return s.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// limitLog is the logger for refusals and evictions: rate-limited, so
+// that a flood of connections does not flood the log.
+func (s *Server) limitLog() *slog.Logger {
+	s.limitLogOnce.Do(func() {
+		s.limitLogger = slog.New(ratelog.New(s.logger().Handler(), ratelog.Options{}))
+	})
+	return s.limitLogger
+}
+
+// Counters returns the server's totals of refused and evicted connections
+// and idle timeouts.
+func (s *Server) Counters() Counters {
+	return Counters{Refused: s.refused.Load(), Evicted: s.evicted.Load(), IdleTimeouts: s.idleTimeouts.Load()}
 }
 
 func (s *Server) doneChan() chan struct{} {
@@ -107,6 +134,10 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 	}
 	done := s.doneChan()
+	var g *gate
+	if lim := s.Limits; lim.MaxConnections > 0 || lim.MaxConnectionsPerSource > 0 || lim.MaxHandshakes > 0 {
+		g = newGate(s, l)
+	}
 	var backoff time.Duration
 	for {
 		nc, err := l.Accept()
@@ -136,6 +167,9 @@ func (s *Server) Serve(l net.Listener) error {
 		backoff = 0
 		c := &Conn{srv: s, nc: nc}
 		c.state.Store(int32(StateNew))
+		if g != nil {
+			g.accept(c)
+		}
 		s.trackConn(c, true)
 		go s.serveConn(base, c)
 	}
@@ -157,6 +191,9 @@ func (s *Server) serveConn(base context.Context, c *Conn) {
 		cancel()
 		_ = c.nc.Close()
 		c.SetState(StateClosed)
+		if c.gate != nil {
+			c.gate.release(c)
+		}
 		s.trackConn(c, false)
 	}()
 	if hook := s.ConnState; hook != nil {

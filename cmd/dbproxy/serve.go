@@ -63,7 +63,8 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", name, err)
 		}
-		ls = append(ls, listener{name: name, lc: lc, log: log, srv: &proxy.Server{Handler: h, Logger: log}, sw: sw})
+		srv := &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits)}
+		ls = append(ls, listener{name: name, lc: lc, log: log, srv: srv, sw: sw})
 	}
 	if len(ls) == 0 {
 		return errors.New("no listeners configured")
@@ -210,7 +211,10 @@ func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (
 }
 
 func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, ic *pgSwap) (*postgres.Handler, error) {
-	opts := postgres.Options{Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic}
+	opts := postgres.Options{
+		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
+		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
+	}
 	if lc.TLS != nil {
 		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, postgres.ALPN)
 		if err != nil {
@@ -228,7 +232,10 @@ func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, ic *
 }
 
 func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *mySwap) (*mysql.Handler, error) {
-	opts := mysql.Options{Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic}
+	opts := mysql.Options{
+		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
+		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
+	}
 	if lc.TLS != nil {
 		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile)
 		if err != nil {
@@ -243,6 +250,28 @@ func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *myS
 	}
 	opts.UpstreamTLS = up
 	return mysql.NewHandler(opts)
+}
+
+// serverLimits translates a listener's connection limits for its
+// proxy.Server (handshake_timeout and upstream_keepalive go to the
+// handler's options).
+func serverLimits(l config.Limits) proxy.Limits {
+	return proxy.Limits{
+		MaxConnections:          l.MaxConnections,
+		MaxConnectionsPerSource: l.MaxConnectionsPerSource,
+		MaxHandshakes:           l.MaxHandshakes,
+		IdleTimeout:             l.IdleTimeout,
+	}
+}
+
+// upstreamKeepalive translates limits.upstream_keepalive, where 0 means
+// the operating system's defaults, to the handlers' option, where that is
+// negative.
+func upstreamKeepalive(l config.Limits) time.Duration {
+	if l.UpstreamKeepalive == 0 {
+		return -1
+	}
+	return l.UpstreamKeepalive
 }
 
 // upstreamTLS translates upstream_tls; an unset mode means prefer, as in

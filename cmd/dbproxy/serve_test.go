@@ -2,11 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -79,5 +87,87 @@ func TestUpstreamTLSTranslation(t *testing.T) {
 	}
 	if _, err := upstreamTLS(&config.Listener{Upstream: "h:1", UpstreamTLS: config.UpstreamTLS{Mode: "allow"}}); err == nil {
 		t.Fatal("unknown sslmode accepted")
+	}
+}
+
+// TestServeLimitsFromConfig: the limits of a listener's YAML reach its
+// server and handler: a second connection past max_connections: 1 gets
+// the protocol's error naming the setting, on both protocols.
+func TestServeLimitsFromConfig(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	db := testenv.StartMariaDB(t)
+	pgAddr, myAddr := freeAddr(t), freeAddr(t)
+	cfgPath := writeConfig(t, fmt.Sprintf(`
+listeners:
+  - protocol: postgres
+    listen: %s
+    upstream: %s
+    upstream_tls: {mode: disable}
+    limits: {max_connections: 1, handshake_timeout: 3s, upstream_keepalive: 5s}
+  - protocol: mysql
+    listen: %s
+    upstream: %s
+    upstream_tls: {mode: disable}
+    limits: {max_connections: 1, idle_timeout: 1h, upstream_keepalive: 0s}
+`, pgAddr, pg.Addr(), myAddr, db.Addr()))
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runServe(sctx, cfg, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: pgAddr,
+		Path: "/" + pg.Database, RawQuery: "sslmode=disable"}).String()
+	var first *pgx.Conn
+	for range 100 {
+		if first, err = pgx.Connect(ctx, dsn); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind
+	}
+	if err != nil {
+		t.Fatalf("connect through serve: %v", err)
+	}
+	defer first.Close(context.Background())
+	_, err = pgx.Connect(ctx, dsn)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "53300" || !strings.Contains(pe.Message, "limits.max_connections = 1") {
+		t.Fatalf("second PostgreSQL connection: %v, want 53300 naming limits.max_connections", err)
+	}
+
+	mcfg := mysqldriver.NewConfig()
+	mcfg.User, mcfg.Passwd, mcfg.Net, mcfg.Addr, mcfg.DBName = db.User, db.Password, "tcp", myAddr, db.Database
+	connector, err := mysqldriver.NewConnector(mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfirst, err := connector.Connect(ctx)
+	if err != nil {
+		t.Fatalf("connect through serve: %v", err)
+	}
+	defer mfirst.Close()
+	_, err = connector.Connect(ctx)
+	var me *mysqldriver.MySQLError
+	if !errors.As(err, &me) || me.Number != 1040 || !strings.Contains(me.Message, "limits.max_connections = 1") {
+		t.Fatalf("second MySQL connection: %v, want 1040 naming limits.max_connections", err)
+	}
+}
+
+func TestUpstreamKeepaliveTranslation(t *testing.T) {
+	if got := upstreamKeepalive(config.Limits{}); got >= 0 {
+		t.Fatalf("upstream_keepalive 0s: %v, want negative (system defaults)", got)
+	}
+	if got := upstreamKeepalive(config.Limits{UpstreamKeepalive: 20 * time.Second}); got != 20*time.Second {
+		t.Fatalf("upstream_keepalive 20s: %v", got)
 	}
 }

@@ -12,24 +12,26 @@ import (
 // error numbers (CR_*), used as the mysql client library would report the
 // same condition on a direct connection.
 const (
-	codeConnectHost     = 2003 // CR_CONN_HOST_ERROR: cannot reach the server
-	codeServerLost      = 2013 // CR_SERVER_LOST: connection lost during a query
-	codeSSLConnection   = 2026 // CR_SSL_CONNECTION_ERROR
-	codeHandshake       = gomysql.ER_HANDSHAKE_ERROR
-	codeAccessDenied    = gomysql.ER_ACCESS_DENIED_ERROR
-	codeUnknownCommand  = gomysql.ER_UNKNOWN_COM_ERROR
-	codeServerShutdown  = gomysql.ER_SERVER_SHUTDOWN
-	codeUnknown         = gomysql.ER_UNKNOWN_ERROR
-	codeNotSupported    = gomysql.ER_NOT_SUPPORTED_YET
-	codeMalformed       = gomysql.ER_MALFORMED_PACKET
-	codeSecureTransport = 3159 // ER_SECURE_TRANSPORT_REQUIRED (MySQL 5.7+)
-	codePacketTooLarge  = gomysql.ER_NET_PACKET_TOO_LARGE
-	codeConnKilled      = 1927 // ER_CONNECTION_KILLED (MariaDB)
-	codeIdleTimeout     = 4031 // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8.0.24+)
-	stateConnection     = "08S01"
-	stateGeneral        = "HY000"
-	stateAccessDenied   = "28000"
-	stateSyntaxOrAccess = "42000"
+	codeConnectHost         = 2003 // CR_CONN_HOST_ERROR: cannot reach the server
+	codeServerLost          = 2013 // CR_SERVER_LOST: connection lost during a query
+	codeSSLConnection       = 2026 // CR_SSL_CONNECTION_ERROR
+	codeHandshake           = gomysql.ER_HANDSHAKE_ERROR
+	codeAccessDenied        = gomysql.ER_ACCESS_DENIED_ERROR
+	codeUnknownCommand      = gomysql.ER_UNKNOWN_COM_ERROR
+	codeServerShutdown      = gomysql.ER_SERVER_SHUTDOWN
+	codeUnknown             = gomysql.ER_UNKNOWN_ERROR
+	codeNotSupported        = gomysql.ER_NOT_SUPPORTED_YET
+	codeMalformed           = gomysql.ER_MALFORMED_PACKET
+	codeSecureTransport     = 3159 // ER_SECURE_TRANSPORT_REQUIRED (MySQL 5.7+)
+	codePacketTooLarge      = gomysql.ER_NET_PACKET_TOO_LARGE
+	codeConnKilled          = 1927                       // ER_CONNECTION_KILLED (MariaDB)
+	codeIdleTimeout         = 4031                       // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8.0.24+)
+	codeTooManyConnections  = gomysql.ER_CON_COUNT_ERROR // 1040
+	stateTooManyConnections = "08004"
+	stateConnection         = "08S01"
+	stateGeneral            = "HY000"
+	stateAccessDenied       = "28000"
+	stateSyntaxOrAccess     = "42000"
 )
 
 // Error is an error that goes back to the client as an ERR packet. Its

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/ratelog"
 	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
@@ -49,6 +50,10 @@ type Options struct {
 	// HandshakeTimeout bounds a client's connection phase: TLS,
 	// authentication and the upstream's answers.
 	HandshakeTimeout time.Duration
+	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
+	// socket (see proxy.UpstreamDialer): 0 means
+	// proxy.DefaultUpstreamKeepalive, negative leaves the system defaults.
+	UpstreamKeepalive time.Duration
 	// MaxPacketSize bounds a logical packet a hook must see whole; default
 	// DefaultMaxPacketSize (1 GiB).
 	MaxPacketSize int
@@ -65,6 +70,8 @@ type Options struct {
 type Handler struct {
 	opts        Options
 	log         *slog.Logger
+	limitLog    *slog.Logger // rate-limited: connection-phase failures
+	dialer      *net.Dialer
 	upstreamTLS *tls.Config // nil: sslmode disable
 	rsa         rsaKey
 
@@ -110,7 +117,11 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Name != "" {
 		log = log.With(slog.String("listener", opts.Name))
 	}
-	return &Handler{opts: opts, log: log, upstreamTLS: upTLS}, nil
+	return &Handler{
+		opts: opts, log: log, upstreamTLS: upTLS,
+		limitLog: slog.New(ratelog.New(log.Handler(), ratelog.Options{})),
+		dialer:   proxy.UpstreamDialer(opts.UpstreamKeepalive),
+	}, nil
 }
 
 func (h *Handler) connectTimeout() time.Duration {
@@ -164,6 +175,16 @@ func (h *Handler) learnGreeting(hs *handshake) bool {
 	}
 }
 
+// limitedLog is the session's logger for connection-phase failures:
+// rate-limited per message, with the session's attributes.
+func (s *session) limitedLog() *slog.Logger {
+	attrs := []any{slog.String("remote", s.rawClient.RemoteAddr().String())}
+	if s.resp != nil {
+		attrs = append(attrs, slog.String("user", s.resp.user), slog.String("database", s.resp.database))
+	}
+	return s.h.limitLog.With(attrs...)
+}
+
 func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
 	defer cancel()
@@ -172,8 +193,7 @@ func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
 	if h.opts.Dial != nil {
 		conn, err = h.opts.Dial(ctx, "tcp", h.opts.Upstream)
 	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", h.opts.Upstream)
+		conn, err = h.dialer.DialContext(ctx, "tcp", h.opts.Upstream)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream: %w", err)

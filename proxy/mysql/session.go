@@ -79,6 +79,10 @@ type session struct {
 }
 
 func (s *session) serve(ctx context.Context) {
+	if err := s.pc.Admission(); err != nil { // over a listener limit
+		s.endStartup(fatalf(codeTooManyConnections, stateTooManyConnections, err.Error(), nil))
+		return
+	}
 	stop := context.AfterFunc(ctx, s.hardClose)
 	defer stop()
 	defer s.closeServer()
@@ -183,8 +187,9 @@ func (s *session) setServer(raw, conn net.Conn) bool {
 func (s *session) closeServer() { s.socks.CloseServer() }
 
 // endStartup reports a connection-phase failure to the client (if it is a
-// wire error) and to the log (unless it is routine).
+// wire error) and to the log (unless it is routine), rate-limited.
 func (s *session) endStartup(err error) {
+	log := s.limitedLog()
 	var me *Error
 	var mal *malformedError
 	switch {
@@ -195,10 +200,10 @@ func (s *session) endStartup(err error) {
 		if me.Cause != nil {
 			level = slog.LevelWarn
 		}
-		s.log.LogAttrs(context.Background(), level, "connection refused",
+		log.LogAttrs(context.Background(), level, "connection refused",
 			slog.Int("code", int(me.Code)), slog.String("reason", me.Message), slog.Any("error", me.Cause))
 	case errors.As(err, &mal):
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "malformed packet during the connection phase",
+		log.LogAttrs(context.Background(), slog.LevelWarn, "malformed packet during the connection phase",
 			slog.String("reason", mal.msg))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// The client stalled: tell it why before closing.
@@ -206,10 +211,10 @@ func (s *session) endStartup(err error) {
 		err = fatalf(codeHandshake, stateConnection,
 			"Bad handshake: dbproxy: handshake not completed within limits.handshake_timeout", nil)
 	case proxy.IsClientGone(err):
-		s.log.LogAttrs(context.Background(), slog.LevelDebug, "client left during the connection phase", slog.Any("error", err))
+		log.LogAttrs(context.Background(), slog.LevelDebug, "client left during the connection phase", slog.Any("error", err))
 		return
 	default:
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "connection phase failed", slog.Any("error", err))
+		log.LogAttrs(context.Background(), slog.LevelWarn, "connection phase failed", slog.Any("error", err))
 	}
 	s.out = appendErr(s.out, s.cseq, err)
 	// The handshake deadline may have passed: a fresh, short one for the

@@ -17,6 +17,8 @@ const (
 	codeAdminShutdown      = "57P01"
 	codeIdleSessionTimeout = "57P05"
 	codeCannotConnectNow   = "57P03"
+	codeTooManyConnections = "53300"
+	codeQueryCanceled      = "57014"
 	codeFeatureUnsupported = "0A000"
 	codeInternalError      = "XX000"
 )

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/ratelog"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -44,8 +45,13 @@ type Options struct {
 	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
 	ConnectTimeout time.Duration
 	// HandshakeTimeout bounds a client's startup: TLS, authentication and
-	// the server's startup messages.
+	// the server's startup messages. A client still in its startup then
+	// gets FATAL 57014 (as from the server's authentication_timeout).
 	HandshakeTimeout time.Duration
+	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
+	// socket (see proxy.UpstreamDialer): 0 means
+	// proxy.DefaultUpstreamKeepalive, negative leaves the system defaults.
+	UpstreamKeepalive time.Duration
 	// MaxMessageSize bounds the body of one client message; default
 	// DefaultMaxMessageSize (1 GB, as the server).
 	MaxMessageSize int
@@ -58,6 +64,8 @@ type Options struct {
 type Handler struct {
 	opts        Options
 	log         *slog.Logger
+	limitLog    *slog.Logger // rate-limited: connection-phase failures
+	dialer      *net.Dialer
 	upstreamTLS *tls.Config // nil: sslmode disable
 	keys        *cancelKeys
 	nextID      atomic.Uint64
@@ -99,7 +107,11 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Name != "" {
 		log = log.With(slog.String("listener", opts.Name))
 	}
-	return &Handler{opts: opts, log: log, upstreamTLS: upTLS, keys: newCancelKeys()}, nil
+	return &Handler{
+		opts: opts, log: log, upstreamTLS: upTLS, keys: newCancelKeys(),
+		limitLog: slog.New(ratelog.New(log.Handler(), ratelog.Options{})),
+		dialer:   proxy.UpstreamDialer(opts.UpstreamKeepalive),
+	}, nil
 }
 
 func (h *Handler) connectTimeout() time.Duration {
@@ -119,14 +131,16 @@ func (h *Handler) handshakeTimeout() time.Duration {
 // ServeConn serves one client connection (proxy.Handler).
 func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 	nc := c.NetConn()
+	id := h.nextID.Add(1)
 	s := &session{
 		h:         h,
 		pc:        c,
+		id:        id,
 		rawClient: nc,
 		socks:     proxy.NewSockets(nc),
 		client:    withRawIO(nc),
 		log: h.log.With(
-			slog.Uint64("conn", h.nextID.Add(1)),
+			slog.Uint64("conn", id),
 			slog.String("remote", nc.RemoteAddr().String())),
 	}
 	s.serve(ctx)
@@ -169,8 +183,7 @@ func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
 	if h.opts.Dial != nil {
 		conn, err = h.opts.Dial(ctx, "tcp", h.opts.Upstream)
 	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", h.opts.Upstream)
+		conn, err = h.dialer.DialContext(ctx, "tcp", h.opts.Upstream)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream: %w", err)

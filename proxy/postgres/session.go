@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ const startupMaxBody = 1 << 20
 // finalWriteTimeout bounds the last messages written when a session ends.
 const finalWriteTimeout = 5 * time.Second
 
+// startupErrorTimeout bounds writing the error that ends a startup: the
+// handshake deadline may have passed already, and a client that does not
+// read must not hold the connection open.
+const startupErrorTimeout = time.Second
+
 // errHandled ends a session whose client has already been answered (or must
 // not be: cancel requests, dropped TLS negotiations).
 var errHandled = errors.New("handled")
@@ -45,7 +51,10 @@ var errHandled = errors.New("handled")
 type session struct {
 	h   *Handler
 	pc  *proxy.Conn
+	id  uint64 // the "conn" attribute of the session's logs
 	log *slog.Logger
+
+	deadline time.Time // end of the handshake (limits.handshake_timeout)
 
 	rawClient net.Conn // the accepted socket: deadlines and Close
 	client    net.Conn // rawClient with raw-syscall I/O, or TLS over that
@@ -78,18 +87,24 @@ func (s *session) serve(ctx context.Context) {
 		}
 	}()
 
-	deadline := time.Now().Add(s.h.handshakeTimeout())
-	_ = s.rawClient.SetDeadline(deadline)
+	s.deadline = time.Now().Add(s.h.handshakeTimeout())
+	_ = s.rawClient.SetDeadline(s.deadline)
 	if err := s.readClientStartup(ctx); err != nil {
 		s.endStartup(err)
 		return
 	}
 	s.log = s.log.With(slog.String("user", s.startup.param("user")), slog.String("database", s.startup.database()))
+	if err := s.pc.Admission(); err != nil {
+		// Over a listener limit: refused as the server refuses a client
+		// past max_connections, before anything is dialled.
+		s.endStartup(fatalf(codeTooManyConnections, err.Error(), nil))
+		return
+	}
 	if s.pc.Draining() {
 		s.endStartup(fatalf(codeCannotConnectNow, "dbproxy is shutting down", nil))
 		return
 	}
-	if err := s.connectUpstream(ctx, deadline); err != nil {
+	if err := s.connectUpstream(ctx, s.deadline); err != nil {
 		s.endStartup(err)
 		return
 	}
@@ -101,6 +116,7 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(err)
 		return
 	}
+	s.pc.HandshakeDone()
 	_ = s.rawClient.SetDeadline(time.Time{})
 	_ = s.rawServer.SetDeadline(time.Time{})
 	s.buf, s.out = nil, nil // startup scratch, up to 1 MB
@@ -121,6 +137,9 @@ func (s *session) serve(ctx context.Context) {
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "session started",
 		slog.Bool("client_tls", s.clientTLS), slog.Bool("upstream_tls", s.serverTLS))
+	if s.acct.txStatus.Load() == 'I' {
+		s.pc.SetState(proxy.StateIdle) // at the server's first ReadyForQuery
+	}
 	s.relay(ctx, hooks)
 }
 
@@ -142,29 +161,58 @@ func (s *session) setServer(raw, conn net.Conn) bool {
 func (s *session) closeServer() { s.socks.CloseServer() }
 
 // endStartup reports a startup failure to the client (if it is a wire
-// error) and to the log (unless it is routine).
+// error) and to the log (unless it is routine). Its logs are rate-limited:
+// during a database outage every connection fails the same way.
+//
+// A client whose startup message was read and that is still in its
+// startup when limits.handshake_timeout expires gets FATAL 57014, as from
+// the server's authentication_timeout, whatever it or the server was
+// doing then. Before the startup message the connection is closed without
+// a word, as the server does (the client may be in a TLS handshake).
 func (s *session) endStartup(err error) {
+	if s.startup != nil && isTimeout(err) && !time.Now().Before(s.deadline) {
+		err = fatalf(codeQueryCanceled, fmt.Sprintf(
+			"canceling authentication due to timeout: dbproxy handshake not completed within limits.handshake_timeout (%s)",
+			s.h.handshakeTimeout()), err)
+	}
+	log := s.limitedLog()
 	var pe *Error
 	switch {
 	case errors.Is(err, errHandled):
 		return
 	case errors.As(err, &pe):
 		if pe.Code != "" && pe.Cause != nil {
-			s.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused",
+			log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused",
 				slog.String("sqlstate", pe.Code), slog.String("reason", pe.Message), slog.Any("error", pe.Cause))
 		} else {
-			s.log.LogAttrs(context.Background(), slog.LevelDebug, "connection refused",
+			log.LogAttrs(context.Background(), slog.LevelDebug, "connection refused",
 				slog.String("sqlstate", pe.Code), slog.String("reason", pe.Message))
 		}
-		s.out = appendError(s.out, err)
-		_ = s.flushClient()
 	case proxy.IsClientGone(err):
-		s.log.LogAttrs(context.Background(), slog.LevelDebug, "client left during startup", slog.Any("error", err))
+		log.LogAttrs(context.Background(), slog.LevelDebug, "client left during startup", slog.Any("error", err))
+		return
 	default:
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "startup failed", slog.Any("error", err))
-		s.out = appendError(s.out, err)
-		_ = s.flushClient()
+		log.LogAttrs(context.Background(), slog.LevelWarn, "startup failed", slog.Any("error", err))
 	}
+	s.out = appendError(s.out, err)
+	_ = s.rawClient.SetWriteDeadline(time.Now().Add(startupErrorTimeout))
+	_ = s.flushClient()
+}
+
+// limitedLog is the session's logger for startup failures: rate-limited
+// per message, with the session's attributes.
+func (s *session) limitedLog() *slog.Logger {
+	attrs := []any{slog.Uint64("conn", s.id), slog.String("remote", s.rawClient.RemoteAddr().String())}
+	if s.startup != nil {
+		attrs = append(attrs, slog.String("user", s.startup.param("user")), slog.String("database", s.startup.database()))
+	}
+	return s.h.limitLog.With(attrs...)
+}
+
+// isTimeout reports whether err is a deadline expiring (a socket's or a
+// dial's).
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // readClientStartup negotiates encryption and reads the StartupMessage.
@@ -289,7 +337,9 @@ func (s *session) handleCancel(ctx context.Context, payload []byte) {
 // connectUpstream dials the server and sends the client's startup
 // parameters, as protocol 3.0.
 func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error {
-	conn, isTLS, err := s.h.dialUpstream(ctx)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	conn, isTLS, err := s.h.dialUpstream(dctx)
+	cancel()
 	if err != nil {
 		return fatalf(codeUnableToConnect, "dbproxy could not connect to the database server", err)
 	}
