@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
@@ -12,22 +16,75 @@ import (
 )
 
 // encryption is what serve builds from the encryption: and keys: sections:
-// the rules and an Encryptor over the key manager, shared by every
-// listener.
+// the rules and an Encryptor over the key manager (its keyring), shared by
+// every listener.
 type encryption struct {
-	rules  *rules.Set
-	specs  []rules.Spec // for the MySQL rule set (encryption_mysql.go)
-	enc    *rules.Encryptor
-	log    *slog.Logger
-	getenv func(string) string
-	close  func()
+	rules   *rules.Set
+	specs   []rules.Spec // for the MySQL rule set (encryption_mysql.go)
+	keysCfg config.Keys  // the keys: section the keyring was opened from
+	ring    *keyring
+	log     *slog.Logger
+	getenv  func(string) string
 }
 
-// openEncryption returns nil when cfg has no encryption rules.
+// keyring is a key manager with everything it holds open (master key
+// provider client, keystore) and the Encryptor over it. It is shared by the
+// encryption that opened it and every listener interceptor built on it,
+// each holding one reference; the last release closes it: cached data keys
+// are destroyed, the keystore and master keys closed.
+type keyring struct {
+	enc   *rules.Encryptor
+	mu    sync.Mutex
+	refs  int
+	close func()
+}
+
+func (k *keyring) acquire() *keyring {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.refs <= 0 {
+		panic("BUG: keyring acquired after its last release")
+	}
+	k.refs++
+	return k
+}
+
+func (k *keyring) release() {
+	k.mu.Lock()
+	k.refs--
+	last := k.refs == 0
+	k.mu.Unlock()
+	if last {
+		k.close()
+	}
+}
+
+// openEncryption returns nil when cfg has no encryption rules. It refuses
+// a configuration whose keystore file or local master key file is missing
+// or unreadable (checkServeKeyFiles), so that serve does not start, nor a
+// reload apply, only to fail every encrypted statement.
 func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog.Logger) (*encryption, error) {
 	if len(cfg.Encryption) == 0 {
 		return nil, nil
 	}
+	set, specs, err := ruleSet(cfg, rules.DialectPostgres)
+	if err != nil {
+		return nil, fmt.Errorf("encryption rules: %w", err)
+	}
+	if err := checkServeKeyFiles(cfg.Keys); err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	ring := &keyring{enc: rules.NewEncryptor(mgr), refs: 1, close: closeFn}
+	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, ring: ring, log: logger, getenv: e.getenv}, nil
+}
+
+// ruleSet builds the rule set of cfg's encrypted columns for dialect d, and
+// returns the specs it was built from.
+func ruleSet(cfg *config.Config, d rules.Dialect) (*rules.Set, []rules.Spec, error) {
 	var specs []rules.Spec
 	for _, c := range cfg.Columns() {
 		mode := rules.ModeRandomized
@@ -37,15 +94,57 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 		specs = append(specs, rules.Spec{Database: c.Database, Schema: c.Schema, Table: c.Table,
 			Column: c.Column, Key: c.Key, Mode: mode, Type: c.Type})
 	}
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		return nil, fmt.Errorf("encryption rules: %w", err)
+	set, err := rules.New(d, specs)
+	return set, specs, err
+}
+
+// close releases the encryption's reference to its keyring; interceptors
+// built from it keep theirs.
+func (x *encryption) close() {
+	if x != nil {
+		x.ring.release()
 	}
-	mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
-	if err != nil {
-		return nil, fmt.Errorf("open keys: %w", err)
+}
+
+// shareKeyring makes x use the keyring of old (same keys: section): the
+// reload keeps the key cache instead of opening a second one. x's own
+// keyring is released.
+func (x *encryption) shareKeyring(old *encryption) {
+	own := x.ring
+	x.ring = old.ring.acquire()
+	own.release()
+}
+
+// fingerprint is what a listener of protocol p takes from x: its
+// protocol's rule set as the lookups see it (names folded the way that
+// database folds them, the schema only for PostgreSQL, each column's key,
+// mode and type) and the keys: section. Two encryptions with the same
+// fingerprint encrypt that listener's traffic identically, so a reload
+// between them leaves its sessions alone. No encryption is "".
+func (x *encryption) fingerprint(p config.Protocol) string {
+	if x == nil {
+		return ""
 	}
-	return &encryption{rules: set, specs: specs, enc: rules.NewEncryptor(mgr), log: logger, getenv: e.getenv, close: closeFn}, nil
+	set := x.rules
+	if p == config.ProtocolMySQL {
+		var err error
+		if set, err = rules.New(rules.DialectMySQL, x.specs); err != nil {
+			return "unbuildable:" + err.Error() // the interceptor build fails with it
+		}
+	}
+	var lines []string
+	for _, t := range set.Tables() {
+		for _, c := range t.Columns {
+			lines = append(lines, strings.Join([]string{c.Database, c.Schema, c.Table, c.Column, c.Key,
+				c.Mode.String(), c.Type.String()}, "\x00"))
+		}
+	}
+	slices.Sort(lines)
+	keysCfg, err := json.Marshal(x.keysCfg)
+	if err != nil {
+		panic("BUG: keys section does not marshal: " + err.Error())
+	}
+	return string(p) + "\n" + string(keysCfg) + "\n" + strings.Join(lines, "\n")
 }
 
 // postgresInterceptor returns the encryption layer of one PostgreSQL
@@ -63,7 +162,7 @@ func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *sl
 	login := newCatalogLogin(lc, index, x.getenv)
 	return pgcrypt.New(pgcrypt.Options{
 		Rules:           x.rules,
-		Encryptor:       x.enc,
+		Encryptor:       x.ring.enc,
 		Connect:         login.pgConnect,
 		AllowDynamicSQL: lc.AllowDynamicSQL,
 		CopyBuffer:      int(lc.Limits.CopyBuffer),

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -147,7 +150,7 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 	addMaster(master)
 	var previous []kms.MasterKey
 	for _, f := range cfg.Keys.MasterKey.PreviousFiles {
-		old, err := kms.LoadLocal(f)
+		old, err := kms.OpenLocalFile(f)
 		if err != nil {
 			closeAll()
 			return nil, "", nil, fmt.Errorf("load previous master key: %w", err)
@@ -177,10 +180,14 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 	return mgr, master.ID(), closeAll, nil
 }
 
+// openMasterKey opens the configured master key. A local one is read from
+// its file again on every wrap and unwrap (kms.LocalFile), so a removed or
+// restored file takes effect at the next unwrap, as a revoked or restored
+// KMS key does.
 func openMasterKey(ctx context.Context, mk config.MasterKey) (kms.MasterKey, error) {
 	switch mk.Provider {
 	case "local":
-		return kms.LoadLocal(mk.File)
+		return kms.OpenLocalFile(mk.File)
 	case "aws-kms":
 		return kms.NewAWS(ctx, kms.AWSOptions{KeyID: mk.KeyID, Region: mk.Region, Endpoint: mk.Endpoint})
 	default:
@@ -220,4 +227,54 @@ func printKeyList(e env, infos []keys.KeyInfo, asJSON bool) error {
 			k.CreatedAt.UTC().Format(time.RFC3339), k.MasterKeyID)
 	}
 	return tw.Flush()
+}
+
+// checkServeKeyFiles makes serve (and a reload) refuse a configuration
+// whose local key files are missing or unreadable, naming the file: the
+// keystore file (with either master key provider) and the local master key
+// file with the previous ones. keys init creates the first two; the other
+// keys commands check nothing here.
+func checkServeKeyFiles(k config.Keys) error {
+	if k.Store.Type == config.StoreFile {
+		if err := readable(k.Store.Path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("keystore file %q does not exist (dbproxy keys init creates it): %w", k.Store.Path, err)
+			}
+			return fmt.Errorf("keystore file %q: %w", k.Store.Path, err)
+		}
+	}
+	files := k.MasterKey.PreviousFiles
+	if k.MasterKey.Provider == config.ProviderLocal {
+		files = append([]string{k.MasterKey.File}, files...)
+	}
+	for _, f := range files {
+		if err := readable(f); err != nil {
+			if errors.Is(err, fs.ErrNotExist) && f == k.MasterKey.File {
+				return fmt.Errorf("master key file %q does not exist (dbproxy keys init creates it): %w", f, err)
+			}
+			return fmt.Errorf("master key file %q: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// readable checks that path is a regular file this process can read.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return errors.New("not a regular file")
+	}
+	var b [1]byte
+	if _, err := f.Read(b[:]); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }

@@ -48,6 +48,8 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	// Build every handler before binding anything, so a bad listener
 	// fails the start without opening sockets.
 	ls := make([]listener, 0, len(cfg.Listeners))
+	sws := make([]*swaps, 0, len(cfg.Listeners))
+	defer func() { releaseEncryption(sws, enc) }() // enc: the one current at exit
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
 		name := lc.Name
@@ -55,16 +57,19 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 			name = string(lc.Protocol)
 		}
 		log := logger.With(slog.String("listener", name))
-		sw := &swaps{index: i}
-		if err := sw.apply(lc, name, logger, enc); err != nil {
+		sw := &swaps{index: i, name: name, lc: lc}
+		b, err := sw.build(logger, enc)
+		if err != nil {
 			return fmt.Errorf("listener %q: %w", name, err)
 		}
+		sw.install(b)
+		sws = append(sws, sw)
 		h, err := newHandler(lc, name, logger, sw) // the handler adds the listener name itself
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", name, err)
 		}
-		srv := &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits)}
-		ls = append(ls, listener{name: name, lc: lc, log: log, srv: srv, sw: sw})
+		sw.srv = &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits)}
+		ls = append(ls, listener{name: name, lc: lc, log: log, srv: sw.srv, sw: sw})
 	}
 	if len(ls) == 0 {
 		return errors.New("no listeners configured")
@@ -114,12 +119,6 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	if rl != nil {
 		signals = rl.signals
 	}
-	var retired []*encryption // replaced layers, closed at exit: drained sessions may still use them
-	defer func() {
-		for _, e := range retired {
-			e.close()
-		}
-	}()
 loop:
 	for {
 		select {
@@ -130,49 +129,8 @@ loop:
 			logger.Error("listener failed; shutting down", slog.Any("error", serveErr))
 			break loop
 		case <-signals:
-			next, nextEnc, err := rl.load(ctx)
-			if err != nil {
-				logReloadError(logger, cfg.Path, err)
-				continue
-			}
-			if listenersChanged(cfg, next) {
-				logger.Warn("reload: listener changes need a restart; applying the rest", slog.String("config", cfg.Path))
-			}
-			if !encryptionChanged(cfg, next) {
-				if nextEnc != nil {
-					nextEnc.close()
-				}
-				logger.Info("reload: encryption rules and keys unchanged", slog.String("config", cfg.Path))
-				continue
-			}
-			applied := true
-			for _, x := range ls {
-				if err := x.sw.check(x.lc, x.name, logger, nextEnc); err != nil {
-					logReloadError(logger, cfg.Path, fmt.Errorf("listener %q: %w", x.name, err))
-					applied = false
-					break
-				}
-			}
-			if !applied {
-				if nextEnc != nil {
-					nextEnc.close()
-				}
-				continue
-			}
-			for _, x := range ls {
-				_ = x.sw.apply(x.lc, x.name, logger, nextEnc) // checked above
-				x.srv.DrainConns(proxy.DrainRulesChanged)
-			}
-			if enc != nil {
-				retired = append(retired, enc)
-			}
-			enc, cfg.Encryption, cfg.Keys = nextEnc, next.Encryption, next.Keys
-			logger.Info("reload: new encryption rules apply to new sessions; earlier sessions end at their next transaction boundary",
-				slog.Int("columns", len(next.Columns())))
+			enc = reload(ctx, logger, cfg, enc, rl, sws)
 		}
-	}
-	if enc != nil {
-		retired = append(retired, enc)
 	}
 
 	timeout := cfg.ShutdownTimeout
@@ -321,4 +279,27 @@ func startupChecks(ctx context.Context, cfg *config.Config, index int, name stri
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	checkGuards(ctx, lc, index, getenv, logger.With(slog.String("listener", name)), cfg)
+}
+
+// reload loads the configuration again and applies its encryption layer
+// (reload.go); it returns the encryption layer current afterwards.
+func reload(ctx context.Context, logger *slog.Logger, cfg *config.Config, enc *encryption, rl *reloader, sws []*swaps) *encryption {
+	next, nextEnc, err := rl.load(ctx)
+	if err != nil {
+		logReloadError(logger, cfg.Path, err)
+		return enc
+	}
+	if listenersChanged(cfg, next) {
+		logger.Warn("reload: listener changes need a restart; applying the rest", slog.String("config", cfg.Path))
+	}
+	return applyReload(logger, cfg, enc, next, nextEnc, sws)
+}
+
+// releaseEncryption runs at exit, when every session has ended: it closes
+// the listeners' interceptors and releases the encryption layer.
+func releaseEncryption(sws []*swaps, enc *encryption) {
+	for _, sw := range sws {
+		sw.retire()
+	}
+	enc.close()
 }

@@ -82,27 +82,57 @@ func (m *Manager) refreshMeta(ctx context.Context, name string, seen *keyMeta, m
 		if cur := (*m.metas.Load())[name]; cur != nil && cur != seen && !cur.stale.Load() && cur.age() < minRefresh {
 			return cur, nil
 		}
-		recs, err := m.store.Get(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("read data key %q from keystore: %w", name, err)
+		return m.readMeta(ctx, name, missed)
+	})
+}
+
+// rereadMeta returns the versions of name as read from the store at or
+// after since: the cached list if it was read since then, else a new read.
+// Concurrent callers share one read.
+func (m *Manager) rereadMeta(ctx context.Context, name string, since time.Time) (*keyMeta, error) {
+	fresh := func() *keyMeta {
+		if cur := (*m.metas.Load())[name]; cur != nil && !cur.stale.Load() && !cur.loaded.Before(since) {
+			return cur
 		}
-		recs = slices.DeleteFunc(slices.Clone(recs), func(r keystore.Record) bool { return r.Name != name })
-		slices.SortFunc(recs, func(a, b keystore.Record) int { return cmp.Compare(a.Version, b.Version) })
-		km := &keyMeta{records: recs, loaded: time.Now(), missed: missed, slots: make([]atomic.Pointer[entry], len(recs))}
-		m.metaMu.Lock()
-		defer m.metaMu.Unlock()
+		return nil
+	}
+	if cur := fresh(); cur != nil {
+		return cur, nil
+	}
+	return flight(ctx, &m.metaGrp, "\x00reread\x00"+name, func(ctx context.Context) (*keyMeta, error) {
 		if m.closed.Load() {
 			return nil, ErrClosed
 		}
-		km.timer = time.AfterFunc(m.ttl, func() { km.stale.Store(true) })
-		next := maps.Clone(*m.metas.Load())
-		if old := next[name]; old != nil {
-			old.timer.Stop()
+		if cur := fresh(); cur != nil {
+			return cur, nil
 		}
-		next[name] = km
-		m.metas.Store(&next)
-		return km, nil
+		return m.readMeta(ctx, name, false)
 	})
+}
+
+// readMeta reads the versions of name from the store and publishes them.
+// It runs inside a flight.
+func (m *Manager) readMeta(ctx context.Context, name string, missed bool) (*keyMeta, error) {
+	recs, err := m.store.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("read data key %q from keystore: %w", name, err)
+	}
+	recs = slices.DeleteFunc(slices.Clone(recs), func(r keystore.Record) bool { return r.Name != name })
+	slices.SortFunc(recs, func(a, b keystore.Record) int { return cmp.Compare(a.Version, b.Version) })
+	km := &keyMeta{records: recs, loaded: time.Now(), missed: missed, slots: make([]atomic.Pointer[entry], len(recs))}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	km.timer = time.AfterFunc(m.ttl, func() { km.stale.Store(true) })
+	next := maps.Clone(*m.metas.Load())
+	if old := next[name]; old != nil {
+		old.timer.Stop()
+	}
+	next[name] = km
+	m.metas.Store(&next)
+	return km, nil
 }
 
 // forget drops the cached versions of names, so the next lookup reads the
@@ -184,10 +214,9 @@ func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error)
 	}
 	m.mu.Unlock()
 	if !ok {
-		rec := *r
 		var err error
 		e, err = flight(ctx, &m.keyGroup, r.Name+"\x00"+strconv.FormatUint(uint64(r.Version), 10),
-			func(ctx context.Context) (*entry, error) { return m.load(ctx, ck, &rec) })
+			func(ctx context.Context) (*entry, error) { return m.load(ctx, ck) })
 		if err != nil {
 			return nil, err
 		}
@@ -198,8 +227,15 @@ func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error)
 	return e, nil
 }
 
-// load unwraps r and caches the key. It runs inside a flight.
-func (m *Manager) load(ctx context.Context, ck cacheKey, r *keystore.Record) (*entry, error) {
+// load unwraps the key version ck and caches it. It runs inside a flight.
+//
+// The wrapped key comes from the keystore as read now (the record the
+// caller found in its cached list may be up to a TTL old), and the master
+// key provider unwraps it now: a key version is never used longer than
+// the TTL past the moment the keystore and the master key last vouched for
+// it. A version no longer in the keystore fails with ErrNotFound.
+func (m *Manager) load(ctx context.Context, ck cacheKey) (*entry, error) {
+	since := time.Now()
 	m.mu.Lock()
 	e, ok := m.lru.Peek(ck)
 	m.mu.Unlock()
@@ -209,11 +245,20 @@ func (m *Manager) load(ctx context.Context, ck cacheKey, r *keystore.Record) (*e
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
+	km, err := m.rereadMeta(ctx, ck.name, since)
+	if err != nil {
+		return nil, err
+	}
+	i, found := km.find(ck.version)
+	if !found {
+		return nil, fmt.Errorf("data key %q version %d is no longer in the keystore: %w", ck.name, ck.version, ErrNotFound)
+	}
+	r := &km.records[i]
 	pt, err := m.unwrap(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	loaded := time.Now()
+	loaded := since // the TTL runs from before the keystore read
 	k, err := crypto.NewKey(r.Name, r.Version, r.Algorithm, pt)
 	clear(pt)
 	if err != nil {

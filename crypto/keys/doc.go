@@ -50,13 +50,22 @@
 //
 // # Failing closed
 //
-// When the master key provider is unreachable or refuses, keys already in
-// the cache keep working until their TTL; then every call that needs them
-// fails with an error wrapping [ErrUnavailable] and the provider's error,
-// naming the key and version. There is no fallback and never a nil key.
-// The TTL is therefore also the revocation delay after a master key is
-// disabled. Likewise, once the cached list of a name's versions has
-// expired, a keystore that cannot be read fails the calls for that name.
+// An unwrapped key version is used at most the TTL after it was unwrapped
+// (counted from before its keystore record was read). The first call that
+// needs it afterwards reads its record from the keystore again and has the
+// master key unwrap it again, so what is used is always what the keystore
+// and the master key provider vouched for within the TTL: a record removed
+// from the keystore fails with [ErrNotFound], a record re-wrapped elsewhere
+// is unwrapped from its new wrapping, and a master key provider that is
+// unreachable or refuses (for a local key file, [kms.LocalFile]: a file
+// removed) fails every call that needs the key with an error wrapping
+// [ErrUnavailable] and the provider's error, naming the key and version.
+// There is no fallback and never a nil key. The TTL is therefore also the
+// revocation delay after a master key is disabled. Failures are not
+// cached: a restored provider or keystore works at the next call.
+// Concurrent misses of one version share one keystore read and one unwrap.
+// Likewise, once the cached list of a name's versions has expired, a
+// keystore that cannot be read fails the calls for that name.
 //
 // # Algorithms of versions
 //

@@ -73,10 +73,12 @@ type Options struct {
 	// MaxEntries bounds the number of unwrapped key versions held in
 	// memory. Zero means DefaultMaxEntries.
 	MaxEntries int
-	// TTL is how long an unwrapped key stays in memory after it was
-	// unwrapped (not after its last use); it is also how long cached keys
-	// keep working after the master key is revoked, and how stale the
-	// cached list of versions may get. Zero means DefaultTTL.
+	// TTL is how long an unwrapped key is used after it was unwrapped
+	// (not after its last use); then it is unwrapped again from its
+	// keystore record as read then. It is also how long cached keys keep
+	// working after the master key is revoked or the keystore loses them,
+	// and how stale the cached list of versions may get. Zero means
+	// DefaultTTL.
 	TTL time.Duration
 	// Logger receives key names and versions, never key material. Nil
 	// discards.

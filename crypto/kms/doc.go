@@ -6,6 +6,8 @@
 //
 //   - [Local] is a 32-byte AES-256 key read from a file (base64, mode 0600).
 //     It wraps with AES-256-GCM in process; see [Local.Wrap] for the layout.
+//     [LocalFile] is the same key read from its file on every operation,
+//     so that a removed or restored file takes effect without a restart.
 //   - [AWS] is an AWS KMS key (key id, ARN or alias). Wrapping happens
 //     inside KMS; the master key never leaves it.
 //

@@ -22,15 +22,19 @@ type Catalog struct {
 	db *sql.DB
 }
 
-// NewCatalog returns a Catalog over db. It keeps at most one connection
-// open, and closes it after a minute without lookups; closing db is the
-// caller's business.
+// NewCatalog returns a Catalog over db, which it takes over: it keeps at
+// most one connection open, closes it after a minute without lookups, and
+// [Catalog.Close] closes db.
 func NewCatalog(db *sql.DB) *Catalog {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxIdleTime(time.Minute)
 	return &Catalog{db: db}
 }
+
+// Close closes the connection and the pool's goroutines; later lookups
+// fail. [Interceptor.Close] calls it for the Catalog it was given.
+func (c *Catalog) Close() error { return c.db.Close() }
 
 // Columns implements mysqlsql.Catalog: the column names of database.table
 // in ordinal order, none if the table does not exist (or is invisible to

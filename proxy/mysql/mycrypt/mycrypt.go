@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,12 +56,14 @@ type Options struct {
 // Interceptor is the mysql.Interceptor of the encryption layer. It is safe
 // for concurrent use.
 type Interceptor struct {
-	planner *mysqlsql.Planner
-	enc     *rules.Encryptor
-	rules   *rules.Set
-	log     *slog.Logger
-	zone    *serverZone
-	lex     *serverLex
+	closers   []io.Closer // Close closes them: the catalog connections
+	closeOnce sync.Once
+	planner   *mysqlsql.Planner
+	enc       *rules.Encryptor
+	rules     *rules.Set
+	log       *slog.Logger
+	zone      *serverZone
+	lex       *serverLex
 }
 
 // New returns an Interceptor.
@@ -88,7 +92,14 @@ func New(opts Options) (*Interceptor, error) {
 			log.Warn("cannot read the server's views and triggers; the last list read stays in use", "err", err)
 		}
 	}
+	var closers []io.Closer
+	for _, src := range []any{opts.Catalog, opts.Zones, opts.Lex} {
+		if c, ok := src.(io.Closer); ok && !slices.Contains(closers, c) {
+			closers = append(closers, c)
+		}
+	}
 	return &Interceptor{
+		closers: closers,
 		planner: mysqlsql.NewWith(opts.Rules, opts.Catalog, opts.PlanCache, popts),
 		enc:     enc,
 		rules:   opts.Rules,
@@ -96,6 +107,20 @@ func New(opts Options) (*Interceptor, error) {
 		zone:    newServerZone(opts.Zones, opts.Rules, log),
 		lex:     newServerLex(opts.Lex, log),
 	}, nil
+}
+
+// Close closes the Catalog, Zones and Lex sources it was given that are
+// io.Closers (a [Catalog]: its connection pool), once each. Sessions still
+// open must not be used afterwards: their catalog lookups fail. Close is
+// for an interceptor that a reload retired and whose last session ended.
+func (ic *Interceptor) Close() {
+	ic.closeOnce.Do(func() {
+		for _, c := range ic.closers {
+			if err := c.Close(); err != nil {
+				ic.log.Debug("closing the catalog connection failed", "err", err)
+			}
+		}
+	})
 }
 
 // Error codes.

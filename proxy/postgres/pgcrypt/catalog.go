@@ -44,6 +44,7 @@ type catalog struct {
 
 	mu     sync.Mutex
 	conn   *pgx.Conn
+	closed bool // by close: no connection is opened again
 	tables map[uint32]*tableInfo
 
 	// refreshMu serializes refreshDerived; derivedAt is when the last
@@ -64,19 +65,36 @@ func (c *catalog) purge() {
 	c.mu.Unlock()
 }
 
+// catalogCloseTimeout bounds the Terminate a closing catalog connection
+// sends.
+const catalogCloseTimeout = 5 * time.Second
+
+// close closes the connection for good: later lookups fail with
+// errCatalogClosed instead of logging in again.
 func (c *catalog) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
+	clear(c.tables)
 	if c.conn != nil {
-		_ = c.conn.Close(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), catalogCloseTimeout)
+		_ = c.conn.Close(ctx)
+		cancel()
 		c.conn = nil
 	}
 }
+
+// errCatalogClosed fails the lookups of a session that outlived its
+// Interceptor's Close.
+var errCatalogClosed = errors.New("catalog connection closed: the encryption rules were reloaded")
 
 // withConn runs f on the connection, reconnecting once if it is broken.
 // c.mu must be held.
 func (c *catalog) withConn(ctx context.Context, f func(*pgx.Conn) error) error {
 	for attempt := 0; ; attempt++ {
+		if c.closed {
+			return errCatalogClosed
+		}
 		if c.conn == nil || c.conn.IsClosed() {
 			conn, err := c.connect(ctx, c.database, c.user)
 			if err != nil {

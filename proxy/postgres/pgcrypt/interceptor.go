@@ -109,7 +109,10 @@ func New(opts Options) (*Interceptor, error) {
 	return &Interceptor{opts: opts, log: log, dbs: map[string]*dbState{}, base: base, stop: stop}, nil
 }
 
-// Close stops the refresh loops and closes the catalog connections.
+// Close stops the refresh loops, closes the catalog connections for good
+// and drops the per-database state (plan caches, catalog caches). Sessions
+// still open fail their next catalog lookup; new sessions are refused.
+// Close is idempotent.
 func (ic *Interceptor) Close() {
 	ic.mu.Lock()
 	ic.stop() // under mu: database() starts no loop after this
@@ -118,14 +121,22 @@ func (ic *Interceptor) Close() {
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
 	for _, d := range ic.dbs {
-		d.catalog.close()
+		if d != nil {
+			d.catalog.close()
+		}
 	}
 	clear(ic.dbs)
 }
 
+// errClosed refuses a session on a closed Interceptor.
+var errClosed = errors.New("pgcrypt: encryption layer closed")
+
 func (ic *Interceptor) database(name, user string) (*dbState, error) {
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
+	if ic.base.Err() != nil {
+		return nil, errClosed
+	}
 	if d, ok := ic.dbs[name]; ok {
 		return d, nil
 	}
