@@ -82,13 +82,11 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 }
 
 // ReadLoop implements [Looper]. The whole loop runs inside one
-// syscall.RawConn.Read call: net's per-Read readiness reset happens once, so
-// after a read that left the socket empty (it returned less than asked for)
-// the loop can park in the netpoller straight away, without the read that
-// would only return EAGAIN. That is safe because the netpoller is
-// edge-triggered and its readiness flag is not cleared within one RawRead:
-// data arriving at any time after the short read either wakes the parked
-// loop or leaves the flag set so the wait returns at once.
+// syscall.RawConn.Read call, so net's per-Read readiness reset happens once
+// per burst rather than once per read. After a short read the loop reads
+// once more before it parks (that read returns EAGAIN, or 0 for a FIN that
+// arrived with the data: a short read does not report it, and the
+// edge-triggered netpoller may not wake for it again).
 func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle func()) error {
 	var herr error
 	var errno syscall.Errno
@@ -116,10 +114,13 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle 
 				return true
 			}
 			if int(r) < len(b) {
-				if idle != nil {
-					idle()
-				}
-				return false // the socket was empty: wait for the next edge
+				// A short read emptied the socket of data, but not
+				// necessarily of its end: a FIN that came with the data
+				// (a client that sends a command without a response,
+				// such as COM_STMT_CLOSE, and closes) is reported by the
+				// next read only, and its readiness edge may be spent
+				// already. Read again: EAGAIN parks, 0 is the end.
+				continue
 			}
 			// The buffer filled: more may be waiting. Leave RawRead and
 			// enter it again, so that a deadline or Close interrupts even

@@ -254,3 +254,38 @@ func TestReadEachReader(t *testing.T) {
 		t.Fatalf("ReadEach = %v after %d calls; want stop after 1", err, calls)
 	}
 }
+
+// TestReadLoopEOFWithData: bytes followed at once by the peer's FIN (a
+// client that sends a command needing no answer and closes) end the loop
+// with io.EOF after the bytes, both when they are already there as the
+// loop starts and when they arrive while it waits.
+func TestReadLoopEOFWithData(t *testing.T) {
+	for _, wait := range []bool{false, true} {
+		t.Run(fmt.Sprintf("arrives-while-waiting=%v", wait), func(t *testing.T) {
+			for range 50 {
+				a, b := tcpPair(t)
+				l, ok := rawio.Wrap(a).(rawio.Looper)
+				if !ok {
+					t.Skip("no raw I/O on this platform")
+				}
+				send := func() {
+					_, _ = b.Write([]byte("command"))
+					_ = b.Close()
+				}
+				if wait {
+					go func() { time.Sleep(time.Millisecond); send() }()
+				} else {
+					send()
+					time.Sleep(time.Millisecond) // both are in a's receive queue
+				}
+				_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 100)
+				got := 0
+				err := l.ReadLoop(func() []byte { return buf }, func(n int) error { got += n; return nil }, nil)
+				if !errors.Is(err, io.EOF) || got != len("command") {
+					t.Fatalf("ReadLoop: %v after %d bytes, want io.EOF after %d", err, got, len("command"))
+				}
+			}
+		})
+	}
+}
