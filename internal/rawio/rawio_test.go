@@ -167,9 +167,12 @@ func TestReadLoop(t *testing.T) {
 	if err != done {
 		t.Fatalf("ping-pong ReadLoop = %v after %d messages", err, count)
 	}
-	// Every message but the last was followed by a wait, each announced.
-	if idles < count-1 {
-		t.Fatalf("idle called %d times for %d waits", idles, count-1)
+	// Each wait is announced: idle runs when a read finds the socket
+	// empty (EAGAIN), which is most of the time in this rhythm (the
+	// answer to the peer's byte is read again at once, and the next byte
+	// is usually not there yet), never more than once per message.
+	if idles < (count-1)/2 || idles > count {
+		t.Fatalf("idle called %d times for %d messages", idles, count)
 	}
 
 	// A deadline interrupts a parked loop; EOF ends it.
