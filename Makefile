@@ -28,7 +28,7 @@ driver-suites:
 reliability:
 	rm -f reliability-report.md
 	DBPROXY_RELIABILITY=1 DBPROXY_RELIABILITY_REPORT=reliability-report.md \
-		$(GO) test -count=1 -timeout 60m -v -run 'Reliability' ./integration/
+		$(GO) test -count=1 -timeout 60m -v -run 'Reliability|TestRSS|TestReloadReleasesResources' ./integration/
 
 vet:
 	gofmt -l . | (! grep .)

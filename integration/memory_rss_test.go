@@ -25,35 +25,48 @@ import (
 )
 
 // The RSS tests run the real `dbproxy serve` binary and sample its resident
-// set from /proc while it streams a large result of encrypted columns. They
-// take minutes, so they run only with DBPROXY_RELIABILITY=1 (make
+// set from /proc while it streams a large result of encrypted columns:
+// 100k rows and 5 reloads in `make test`, 500k rows and 20 reloads (the
+// figures the budgets are set for) with DBPROXY_RELIABILITY=1 (make
 // reliability):
 //
 //	DBPROXY_RELIABILITY=1 go test -count=1 -timeout 30m -v -run 'TestRSS' ./integration/
 const (
-	// rssRows is the size of the streamed result.
-	rssRows = 500_000
 	// rssStreamBudget bounds the proxy's RSS growth while one client
 	// streams the whole result.
 	rssStreamBudget = 64 << 20
 	// rssReloadBudget bounds the proxy's RSS while four clients stream it
-	// at once after rssReloads rule-changing reloads, above its RSS before
+	// at once after rssReloads() rule-changing reloads, above its RSS before
 	// the reloads.
 	rssReloadBudget = 128 << 20
-	rssReloads      = 20
 	// rssSeedRows are written through the proxy (encrypted); the rest are
 	// copies of their ciphertexts made by the server.
 	rssSeedRows = 1000
 	rssSSN      = "123-45-6789"
 )
 
-func needReliability(t *testing.T) {
-	t.Helper()
-	if os.Getenv("DBPROXY_RELIABILITY") != "1" {
-		t.Skip("slow: set DBPROXY_RELIABILITY=1 (make reliability)")
+// rssRows is the size of the streamed result: 500k in the long suite,
+// 100k in `make test`.
+func rssRows() int {
+	if reliabilityLong() {
+		return 500_000
 	}
+	return 100_000
+}
+
+// rssReloads is how many rule-changing reloads come before the four
+// concurrent reads: 20 in the long suite, 5 in `make test`.
+func rssReloads() int {
+	if reliabilityLong() {
+		return 20
+	}
+	return 5
+}
+
+func needProc(t *testing.T) {
+	t.Helper()
 	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("needs /proc")
+		t.Fatal("the RSS tests read /proc/<pid>/status")
 	}
 }
 
@@ -241,7 +254,7 @@ log: {level: info}
 }
 
 // runRSS streams the result with a fast and a slow reader, each measured
-// against the RSS before it; then, in a fresh proxy, does rssReloads
+// against the RSS before it; then, in a fresh proxy, does rssReloads()
 // rule-changing reloads (each followed by a query in a new session) and
 // streams with four readers at once.
 func runRSS(t *testing.T, listener string, env []string, read rssReader, small func(ctx context.Context, addr string) error) {
@@ -264,10 +277,10 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 			}
 			growth := peak - before
 			t.Logf("%s reader: %d rows in %v; RSS %.1f MB before, peak %.1f MB (+%.1f MB; budget %d MB)",
-				name, rssRows, time.Since(start).Round(time.Millisecond), mb(before), mb(peak), mb(growth), rssStreamBudget>>20)
+				name, rssRows(), time.Since(start).Round(time.Millisecond), mb(before), mb(peak), mb(growth), rssStreamBudget>>20)
 			if growth > rssStreamBudget {
 				t.Errorf("%s reader: RSS grew by %.1f MB while streaming %d rows, over the %d MB budget",
-					name, mb(growth), rssRows, rssStreamBudget>>20)
+					name, mb(growth), rssRows(), rssStreamBudget>>20)
 			}
 		}
 	})
@@ -277,7 +290,7 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 			t.Fatalf("warm-up query: %v", err)
 		}
 		before := s.rss(t)
-		for i := range rssReloads {
+		for i := range rssReloads() {
 			s.reload(t, rssConfig(listener, i%2 == 0))
 			if err := small(ctx, s.addr); err != nil {
 				t.Fatalf("query after reload %d: %v", i+1, err)
@@ -300,10 +313,10 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 			}
 		}
 		t.Logf("%d reloads: RSS %.1f MB before, %.1f MB after; four readers (%v): peak %.1f MB (+%.1f MB over before the reloads; budget %d MB)",
-			rssReloads, mb(before), mb(afterReloads), time.Since(start).Round(time.Millisecond), mb(peak), mb(peak-before), rssReloadBudget>>20)
+			rssReloads(), mb(before), mb(afterReloads), time.Since(start).Round(time.Millisecond), mb(peak), mb(peak-before), rssReloadBudget>>20)
 		if peak-before > rssReloadBudget {
 			t.Errorf("after %d reloads, four readers took RSS %.1f MB above its level before the reloads, over the %d MB budget",
-				rssReloads, mb(peak-before), rssReloadBudget>>20)
+				rssReloads(), mb(peak-before), rssReloadBudget>>20)
 		}
 	})
 }
@@ -313,7 +326,7 @@ func mb(n int64) float64 { return float64(n) / (1 << 20) }
 // TestRSSStreamPostgres: 500k encrypted rows through `dbproxy serve` to a
 // PostgreSQL client (see runRSS).
 func TestRSSStreamPostgres(t *testing.T) {
-	needReliability(t)
+	needProc(t)
 	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
 	direct, err := pgx.Connect(ctx, pg.DSN())
@@ -356,7 +369,7 @@ listeners:
 			}
 			// Copies of the ciphertexts, made by the server.
 			if _, err := direct.Exec(ctx, fmt.Sprintf(`INSERT INTO users (email, ssn, salary)
-				SELECT email, ssn, salary FROM users, generate_series(1, %d)`, rssRows/rssSeedRows-1)); err != nil {
+				SELECT email, ssn, salary FROM users, generate_series(1, %d)`, rssRows()/rssSeedRows-1)); err != nil {
 				return fmt.Errorf("multiply: %w", err)
 			}
 			seeded = true
@@ -389,8 +402,8 @@ listeners:
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if n != rssRows {
-			return fmt.Errorf("%d rows, want %d", n, rssRows)
+		if n != rssRows() {
+			return fmt.Errorf("%d rows, want %d", n, rssRows())
 		}
 		return nil
 	}
@@ -400,7 +413,7 @@ listeners:
 // TestRSSStreamMySQL: 500k encrypted rows through `dbproxy serve` to a
 // MySQL client (see runRSS).
 func TestRSSStreamMySQL(t *testing.T) {
-	needReliability(t)
+	needProc(t)
 	db := testenv.StartMariaDB(t)
 	ctx := context.Background()
 	direct := openDB(t, myConfigAt(t, db.Addr(), db.User, db.Password, db.Database))
@@ -454,7 +467,7 @@ listeners:
 			}
 			// Copies of the ciphertexts, made by the server.
 			if _, err := direct.ExecContext(ctx, fmt.Sprintf(`INSERT INTO users (email, ssn, salary)
-				SELECT a.email, a.ssn, a.salary FROM users a, users b LIMIT %d`, rssRows-rssSeedRows)); err != nil {
+				SELECT a.email, a.ssn, a.salary FROM users a, users b LIMIT %d`, rssRows()-rssSeedRows)); err != nil {
 				return fmt.Errorf("multiply: %w", err)
 			}
 			seeded = true
@@ -490,8 +503,8 @@ listeners:
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if n != rssRows {
-			return fmt.Errorf("%d rows, want %d", n, rssRows)
+		if n != rssRows() {
+			return fmt.Errorf("%d rows, want %d", n, rssRows())
 		}
 		return nil
 	}
