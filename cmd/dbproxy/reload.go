@@ -89,13 +89,25 @@ func (g *generation[I]) retire() {
 	}
 }
 
-// pgSwap is a postgres.Interceptor whose implementation can be replaced.
-// With none, sessions are relayed untouched.
-type pgSwap struct {
-	cur atomic.Pointer[generation[postgres.Interceptor]]
+// swap holds the interceptor generation that serves new sessions of one
+// listener; install replaces it, retiring the old one (closed once its
+// last session ends).
+type swap[IC any] struct {
+	cur atomic.Pointer[generation[IC]]
 }
 
-func (s *pgSwap) NewSession(ctx context.Context, info postgres.SessionInfo) (*postgres.SessionHooks, error) {
+// install makes g (nil: none) serve new sessions and retires the one it
+// replaces.
+func (s *swap[IC]) install(g *generation[IC]) {
+	if old := s.cur.Swap(g); old != nil {
+		old.retire()
+	}
+}
+
+// openSession opens a session with the current generation (nil hooks:
+// none installed, sessions are relayed untouched). The generation counts
+// the session until the hooks' Close, reached through closeField, runs.
+func openSession[IC, H any](s *swap[IC], open func(IC) (*H, error), closeField func(*H) *func()) (*H, error) {
 	for {
 		g := s.cur.Load()
 		if g == nil {
@@ -104,13 +116,14 @@ func (s *pgSwap) NewSession(ctx context.Context, info postgres.SessionInfo) (*po
 		if !g.acquire() {
 			continue // retired since the Load: the new one is installed
 		}
-		hooks, err := g.ic.NewSession(ctx, info)
+		hooks, err := open(g.ic)
 		if err != nil || hooks == nil {
 			g.release()
 			return hooks, err
 		}
-		inner := hooks.Close
-		hooks.Close = sync.OnceFunc(func() {
+		c := closeField(hooks)
+		inner := *c
+		*c = sync.OnceFunc(func() {
 			if inner != nil {
 				inner()
 			}
@@ -120,48 +133,22 @@ func (s *pgSwap) NewSession(ctx context.Context, info postgres.SessionInfo) (*po
 	}
 }
 
-// install makes g (nil: none) serve new sessions and retires the one it
-// replaces.
-func (s *pgSwap) install(g *generation[postgres.Interceptor]) {
-	if old := s.cur.Swap(g); old != nil {
-		old.retire()
-	}
+// pgSwap is a postgres.Interceptor whose implementation can be replaced.
+type pgSwap struct{ swap[postgres.Interceptor] }
+
+func (s *pgSwap) NewSession(ctx context.Context, info postgres.SessionInfo) (*postgres.SessionHooks, error) {
+	return openSession(&s.swap,
+		func(ic postgres.Interceptor) (*postgres.SessionHooks, error) { return ic.NewSession(ctx, info) },
+		func(h *postgres.SessionHooks) *func() { return &h.Close })
 }
 
 // mySwap is the MySQL counterpart of pgSwap.
-type mySwap struct {
-	cur atomic.Pointer[generation[mysql.Interceptor]]
-}
+type mySwap struct{ swap[mysql.Interceptor] }
 
 func (s *mySwap) NewSession(ctx context.Context, info mysql.SessionInfo) (*mysql.SessionHooks, error) {
-	for {
-		g := s.cur.Load()
-		if g == nil {
-			return nil, nil
-		}
-		if !g.acquire() {
-			continue
-		}
-		hooks, err := g.ic.NewSession(ctx, info)
-		if err != nil || hooks == nil {
-			g.release()
-			return hooks, err
-		}
-		inner := hooks.Close
-		hooks.Close = sync.OnceFunc(func() {
-			if inner != nil {
-				inner()
-			}
-			g.release()
-		})
-		return hooks, nil
-	}
-}
-
-func (s *mySwap) install(g *generation[mysql.Interceptor]) {
-	if old := s.cur.Swap(g); old != nil {
-		old.retire()
-	}
+	return openSession(&s.swap,
+		func(ic mysql.Interceptor) (*mysql.SessionHooks, error) { return ic.NewSession(ctx, info) },
+		func(h *mysql.SessionHooks) *func() { return &h.Close })
 }
 
 // listenersChanged reports whether the listener section differs (which a
