@@ -7,8 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/netpark"
+	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -18,6 +23,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // relay runs the two pumps until the session ends, then says goodbye to
 // whichever side is still there.
+//
+// The connection is detached from the server (proxy.Conn.Detach): a pump
+// that reaches an idle point (see pump.idle) with its source a plain TCP
+// socket parks the socket on the server's poller and its goroutine
+// returns; the poller starts a fresh goroutine when the socket has input,
+// and the pump goes on from its own state. An idle session thus holds no
+// goroutine. Whichever pump ends last ends the session (relayer.finish).
 func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// server -> client
 	up := newPump(s.server, s.client, proxy.Buffered(s.sbr))
@@ -37,36 +49,185 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 		up.full = ready
 	}
 	s.cbr, s.sbr = nil, nil
-	defer up.release()
-	defer down.release()
+
+	r := &relayer{s: s, ctx: ctx, hooks: hooks}
+	r.up = &leg{p: up, r: r}
+	r.down = &leg{p: down, r: r}
+	r.pending.Store(2)
+	if poller := s.pc.Poller(); poller != nil {
+		r.poller = poller
+		// Only plain TCP sockets park: a TLS connection may hold decrypted
+		// bytes its socket no longer shows.
+		if sc, ok := s.rawServer.(syscall.Conn); ok && !s.serverTLS {
+			r.up.sock = sc
+			up.canPark = r.up.parkable
+		}
+		if sc, ok := s.rawClient.(syscall.Conn); ok && !s.clientTLS {
+			r.down.sock = sc
+			down.canPark = r.down.parkable
+		}
+	}
+	s.relayer.Store(r)
+	s.detached = true
+	r.done = s.pc.Detach()
 
 	// A drain closes the session when it is idle at that moment; a busy one
 	// is closed by the server->client pump at its next idle ReadyForQuery.
 	s.pc.OnDrain(func() {
 		if s.acct.closeIfIdle() {
-			_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
-			_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
+			r.up.kick(func() { _ = s.rawServer.SetReadDeadline(aLongTimeAgo) })
+			r.down.kick(func() { _ = s.rawClient.SetReadDeadline(aLongTimeAgo) })
 		}
 	})
+	// A hard close by the server: wake parked sockets before they close.
+	s.pc.OnClose(r.kickAll)
 
-	upDone := make(chan error, 1)
-	go func() {
-		err := s.runPump(up)
-		if hooks != nil && hooks.Close != nil {
+	go r.run(r.up)
+	r.run(r.down)
+}
+
+// relayer is the state of a relaying session shared by its pumps'
+// goroutines.
+type relayer struct {
+	s      *session
+	ctx    context.Context
+	hooks  *SessionHooks
+	poller *netpark.Poller // nil: no parking
+	up     *leg            // server -> client
+	down   *leg            // client -> server
+	done   func()          // ends the detached proxy.Conn
+
+	pending        atomic.Int32 // pumps not ended yet
+	upErr, downErr error        // each set by its pump before pending drops
+}
+
+// leg is one direction of the relay: its pump and its parking state.
+type leg struct {
+	p    *pump
+	r    *relayer
+	sock syscall.Conn // the raw source socket; nil: never parks
+
+	mu     sync.Mutex
+	kicked atomic.Bool     // woken for good (stop, drain, hard close): never parks again
+	parked *netpark.Handle // guarded by mu
+}
+
+// parkable is the pump's canPark: it is called at an idle point (nothing
+// buffered, at a message boundary). The server->client pump parks only
+// when the session is idle (no request outstanding: between a
+// ReadyForQuery and the next request), so that a busy session waits for
+// its answers in the runtime as before; the client->server pump parks
+// unless an extended-protocol batch or a COPY is half sent.
+func (l *leg) parkable() bool {
+	if l.kicked.Load() {
+		return false
+	}
+	w := l.r.s.acct.word.Load()
+	if l == l.r.up {
+		return w == 0
+	}
+	return w&(partialBit|closingBit) == 0
+}
+
+// park registers the leg's socket with the poller; it reports false (the
+// pump must go on reading) if the leg was kicked or parking failed.
+func (l *leg) park() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kicked.Load() {
+		return false
+	}
+	h, err := l.r.poller.Park(l.sock, func() { go l.r.resume(l) })
+	if err != nil {
+		l.p.canPark = nil // poller closed: block in Read from now on
+		return false
+	}
+	l.parked = h
+	return true
+}
+
+// kick stops the leg from parking again, runs interrupt (which sets the
+// deadline that ends its reads) and wakes it if it is parked.
+func (l *leg) kick(interrupt func()) {
+	l.mu.Lock()
+	l.kicked.Store(true)
+	h := l.parked
+	l.parked = nil
+	l.mu.Unlock()
+	if interrupt != nil {
+		interrupt()
+	}
+	if h != nil {
+		h.Unpark()
+	}
+}
+
+// kickAll wakes both legs for good, before the sockets are closed hard.
+func (r *relayer) kickAll() {
+	r.up.kick(nil)
+	r.down.kick(nil)
+}
+
+// resume runs a woken leg on its new goroutine.
+func (r *relayer) resume(l *leg) {
+	l.mu.Lock()
+	l.parked = nil
+	l.mu.Unlock()
+	r.run(l)
+}
+
+// run runs l's pump until it parks or ends; the pump that ends last ends
+// the session.
+func (r *relayer) run(l *leg) {
+	s := r.s
+	var err error
+	for {
+		err = s.runPump(l.p)
+		if !errors.Is(err, rawio.ErrIdle) {
+			break
+		}
+		if l.park() {
+			return
+		}
+	}
+	if l == r.up {
+		r.upErr = err
+		if r.hooks != nil && r.hooks.Close != nil {
 			// The server side is done: a Frontend hook waiting for the
 			// server's answer to something it injected must give up.
-			hooks.Close()
+			r.hooks.Close()
 		}
 		// Stop the client->server pump: its reads and, bounded, its writes.
-		_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
+		r.down.kick(func() { _ = s.rawClient.SetReadDeadline(aLongTimeAgo) })
 		_ = s.rawServer.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-		upDone <- err
-	}()
-	downErr := s.runPump(down)
-	_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
-	_ = s.rawClient.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-	upErr := <-upDone
+	} else {
+		r.downErr = err
+		r.up.kick(func() { _ = s.rawServer.SetReadDeadline(aLongTimeAgo) })
+		_ = s.rawClient.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
+	}
+	if r.pending.Add(-1) == 0 {
+		r.finish()
+	}
+}
 
+// finish ends the session once both pumps have ended.
+func (r *relayer) finish() {
+	s := r.s
+	defer r.done()
+	defer s.cleanup()
+	defer r.up.p.release()
+	defer r.down.p.release()
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.LogAttrs(context.Background(), slog.LevelError, "relay panicked",
+				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	s.endRelay(r.ctx, r.up.p, r.down.p, r.upErr, r.downErr)
+}
+
+// endRelay says goodbye to whichever side is still there.
+func (s *session) endRelay(ctx context.Context, up, down *pump, upErr, downErr error) {
 	if ctx.Err() != nil {
 		return // closed hard: sockets are gone
 	}
