@@ -67,6 +67,12 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 			down.canPark = r.down.parkable
 		}
 	}
+	if r.up.sock != nil {
+		// A request makes the server->client pump wait for its answer in
+		// the runtime, as when not parking: it notices a closed socket
+		// there, and the answer costs no wake-up through the poller.
+		s.acct.onBusy = r.up.unpark
+	}
 	s.relayer.Store(r)
 	s.detached = true
 	r.done = s.pc.Detach()
@@ -134,7 +140,10 @@ func (l *leg) parkable() bool {
 func (l *leg) park() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.kicked.Load() {
+	// Checked again under mu: a request forwarded since the pump's check
+	// would find nothing to unpark (accounting.onBusy), and a kick sets
+	// kicked under mu.
+	if !l.parkable() {
 		return false
 	}
 	h, err := l.r.poller.Park(l.sock, func() { go l.r.resume(l) })
@@ -157,6 +166,17 @@ func (l *leg) kick(interrupt func()) {
 	if interrupt != nil {
 		interrupt()
 	}
+	if h != nil {
+		h.Unpark()
+	}
+}
+
+// unpark wakes the leg if it is parked; it may park again.
+func (l *leg) unpark() {
+	l.mu.Lock()
+	h := l.parked
+	l.parked = nil
+	l.mu.Unlock()
 	if h != nil {
 		h.Unpark()
 	}
