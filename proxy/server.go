@@ -319,6 +319,19 @@ func (s *Server) DrainConns(reason DrainReason) {
 	}
 }
 
+// Parked returns the number of sockets of idle sessions parked on the
+// server's poller (waiting for input without a goroutine; see
+// [Conn.Poller]).
+func (s *Server) Parked() int {
+	s.pollerMu.Lock()
+	p := s.poller
+	s.pollerMu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.Len()
+}
+
 // NumConns returns the number of tracked connections.
 func (s *Server) NumConns() int {
 	s.mu.Lock()
