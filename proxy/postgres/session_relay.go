@@ -49,6 +49,9 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 		up.full = ready
 	}
 	s.cbr, s.sbr = nil, nil
+	// Startup state the relay does not need: an idle session keeps
+	// only what it uses.
+	s.startup, s.srvParams = nil, nil
 
 	r := &relayer{s: s, ctx: ctx, hooks: hooks}
 	r.up = &leg{p: up, r: r}
