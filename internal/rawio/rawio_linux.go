@@ -89,10 +89,10 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 // edge-triggered and its readiness flag is not cleared within one RawRead:
 // data arriving at any time after the short read either wakes the parked
 // loop or leaves the flag set so the wait returns at once.
-func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle func() bool) error {
+func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle func()) error {
 	var herr error
 	var errno syscall.Errno
-	eof, full, stopped := false, false, false
+	eof, full := false, false
 	loop := func(fd uintptr) bool {
 		for {
 			b := next()
@@ -101,9 +101,8 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle 
 			case e == syscall.EINTR:
 				continue
 			case e == syscall.EAGAIN:
-				if idle != nil && idle() {
-					stopped = true
-					return true
+				if idle != nil {
+					idle()
 				}
 				return false
 			case e != 0:
@@ -117,9 +116,8 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle 
 				return true
 			}
 			if int(r) < len(b) {
-				if idle != nil && idle() {
-					stopped = true
-					return true
+				if idle != nil {
+					idle()
 				}
 				return false // the socket was empty: wait for the next edge
 			}
@@ -142,8 +140,6 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle 
 			return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errno}
 		case eof:
 			return io.EOF
-		case stopped:
-			return ErrIdle
 		case !full:
 			return io.ErrNoProgress // not reached: RawRead ends only for the cases above
 		}

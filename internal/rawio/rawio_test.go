@@ -163,25 +163,13 @@ func TestReadLoop(t *testing.T) {
 			return done
 		}
 		return nil
-	}, func() bool { idles++; return false })
+	}, func() { idles++ })
 	if err != done {
 		t.Fatalf("ping-pong ReadLoop = %v after %d messages", err, count)
 	}
 	// Every message but the last was followed by a wait, each announced.
 	if idles < count-1 {
 		t.Fatalf("idle called %d times for %d waits", idles, count-1)
-	}
-
-	// An idle function that asks to stop ends the loop with ErrIdle
-	// instead of a wait; bytes arriving later are read by the next loop.
-	if err := l.ReadLoop(func() []byte { return buf }, func(int) error { return nil }, func() bool { return true }); err != rawio.ErrIdle {
-		t.Fatalf("ReadLoop with a stopping idle: %v, want ErrIdle", err)
-	}
-	if _, err := b.Write([]byte{42}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.ReadLoop(func() []byte { return buf }, func(n int) error { return done }, nil); err != done || buf[0] != 42 {
-		t.Fatalf("ReadLoop after ErrIdle: %v, %v", err, buf[0])
 	}
 
 	// A deadline interrupts a parked loop; EOF ends it.

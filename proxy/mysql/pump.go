@@ -117,17 +117,15 @@ func (p *pump) releaseBuf() {
 // idle gives the read buffer back when nothing is buffered and the pump is
 // about to wait for its source (see rawio.Looper), so an idle session holds
 // no relay buffer; space takes one again. A large output buffer is dropped
-// too. A hooked packet being assembled stays. It never asks the loop to
-// stop (MySQL sessions do not park).
-func (p *pump) idle() bool {
+// too. A hooked packet being assembled stays.
+func (p *pump) idle() {
 	if p.r != p.w {
-		return false
+		return
 	}
 	p.releaseBuf()
 	if len(p.out.buf) == 0 && cap(p.out.buf) > relayBufSize {
 		p.out.buf = nil
 	}
-	return false
 }
 
 // release returns the pump's buffers to the pool.

@@ -25,9 +25,10 @@ type accounting struct {
 	txStatus atomic.Uint32
 	conn     *proxy.Conn // nil in tests
 	// onBusy, if set, is called by the client->server pump when the
-	// session goes from idle to busy, before the message is forwarded (the
-	// relay wakes a parked server->client pump with it).
-	onBusy func()
+	// session goes from idle to busy, before the message is forwarded;
+	// onIdle by the server->client pump when a ReadyForQuery leaves
+	// nothing outstanding. The relay parks idle sessions with them.
+	onBusy, onIdle func()
 
 	// Client->server goroutine only.
 	syncsSinceExecute int64 // Syncs forwarded since the last Execute or Query
@@ -155,6 +156,9 @@ func (a *accounting) readyForQuery(status byte) bool {
 		if a.word.CompareAndSwap(old, nw) {
 			break
 		}
+	}
+	if nw == 0 && a.onIdle != nil {
+		a.onIdle()
 	}
 	if nw != 0 || status != 'I' || a.conn == nil {
 		return false

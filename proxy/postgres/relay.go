@@ -70,10 +70,6 @@ type pump struct {
 
 	// dstBroken is set when a write to dst failed.
 	dstBroken bool
-
-	// canPark, if set, is asked at an idle point whether the pump should
-	// stop (run returns rawio.ErrIdle) so its source can be parked.
-	canPark func() bool
 }
 
 // newPump returns a pump with a pooled buffer holding the startup leftover
@@ -97,21 +93,14 @@ func (p *pump) takeSmall(n int) {
 // and the pump is about to wait for its source (see rawio.Looper), so an
 // idle session holds no relay buffers; space takes one again. A large
 // hook output buffer is dropped too.
-//
-// It reports whether the pump should stop instead of waiting, to be
-// parked: only at a message boundary with nothing buffered or pending,
-// and if canPark agrees.
-func (p *pump) idle() bool {
-	if p.r != p.w {
-		return false
+func (p *pump) idle() {
+	if p.r != p.w || p.buf == nil {
+		return
 	}
-	if p.buf != nil {
-		p.release()
-	}
+	p.release()
 	if len(p.out.buf) == 0 && cap(p.out.buf) > relayBufSize {
 		p.out.buf = nil
 	}
-	return p.canPark != nil && p.rem == 0 && len(p.out.buf) == 0 && p.canPark()
 }
 
 // allowFlush lets this pump's hook flush its Writer (client->server only:
@@ -148,6 +137,11 @@ func (p *pump) setHooks(types MessageTypes, hook MessageFunc, extra MessageTypes
 	p.hooked, p.hook = types, hook
 	p.full = types.union(&extra)
 }
+
+// atRest reports whether the pump is at a message boundary with nothing
+// buffered or pending: its state is all in the struct, and it can wait
+// for its source anywhere (see leg.park).
+func (p *pump) atRest() bool { return p.r == p.w && p.rem == 0 && len(p.out.buf) == 0 }
 
 // midMessage reports whether dst has received part of a message: then
 // nothing more may be written to it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/netpark"
-	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -21,15 +21,23 @@ import (
 // Read without closing the connection.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// parkDelay is how long a session must stay idle (no request outstanding)
+// before its plain TCP sockets are parked: long enough that a session
+// sending queries back to back never parks, short enough that idle ones
+// soon hold no goroutine.
+const parkDelay = 200 * time.Millisecond
+
 // relay runs the two pumps until the session ends, then says goodbye to
 // whichever side is still there.
 //
-// The connection is detached from the server (proxy.Conn.Detach): a pump
-// that reaches an idle point (see pump.idle) with its source a plain TCP
-// socket parks the socket on the server's poller and its goroutine
-// returns; the poller starts a fresh goroutine when the socket has input,
-// and the pump goes on from its own state. An idle session thus holds no
-// goroutine. Whichever pump ends last ends the session (relayer.finish).
+// The connection is detached from the server (proxy.Conn.Detach) so that
+// the session can go on without the goroutine that served it. Once the
+// session has been idle for parkDelay, each pump whose source is a plain
+// TCP socket is interrupted in its wait (a read deadline), parks the
+// socket on the server's poller and its goroutine returns; the poller
+// starts a fresh goroutine when the socket has input, and the pump goes on
+// from its own state. An idle session thus holds no goroutine. Whichever
+// pump ends last ends the session (relayer.finish).
 func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// server -> client
 	up := newPump(s.server, s.client, proxy.Buffered(s.sbr))
@@ -54,8 +62,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	s.startup, s.srvParams = nil, nil
 
 	r := &relayer{s: s, ctx: ctx, hooks: hooks}
-	r.up = &leg{p: up, r: r}
-	r.down = &leg{p: down, r: r}
+	r.up = &leg{p: up, r: r, conn: s.rawServer}
+	r.down = &leg{p: down, r: r, conn: s.rawClient}
 	r.pending.Store(2)
 	if poller := s.pc.Poller(); poller != nil {
 		r.poller = poller
@@ -63,18 +71,18 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 		// bytes its socket no longer shows.
 		if sc, ok := s.rawServer.(syscall.Conn); ok && !s.serverTLS {
 			r.up.sock = sc
-			up.canPark = r.up.parkable
 		}
 		if sc, ok := s.rawClient.(syscall.Conn); ok && !s.clientTLS {
 			r.down.sock = sc
-			down.canPark = r.down.parkable
 		}
 	}
-	if r.up.sock != nil {
-		// A request makes the server->client pump wait for its answer in
-		// the runtime, as when not parking: it notices a closed socket
-		// there, and the answer costs no wake-up through the poller.
-		s.acct.onBusy = r.up.unpark
+	if r.up.sock != nil || r.down.sock != nil {
+		// A request wakes a parked server->client pump so that it waits
+		// for the answer in the runtime, as when not parking.
+		s.acct.onBusy = r.busy
+		s.acct.onIdle = r.idle
+		r.armed.Store(true)
+		r.timer = time.AfterFunc(parkDelay, r.parkIfIdle)
 	}
 	s.relayer.Store(r)
 	s.detached = true
@@ -90,6 +98,11 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	})
 	// A hard close by the server: wake parked sockets before they close.
 	s.pc.OnClose(r.kickAll)
+	if ctx.Err() != nil {
+		// Hard-closed while the relay was being set up: hardClose may
+		// have looked for the relayer before it was stored.
+		r.kickAll()
+	}
 
 	go r.run(r.up)
 	r.run(r.down)
@@ -108,61 +121,118 @@ type relayer struct {
 
 	pending        atomic.Int32 // pumps not ended yet
 	upErr, downErr error        // each set by its pump before pending drops
+
+	// Parking after parkDelay of idleness: busy counts requests; the timer
+	// runs while armed, and parks the session when no request came since
+	// it was set (seen) and none is outstanding.
+	timer *time.Timer
+	armed atomic.Bool
+	busyN atomic.Uint64
+	seen  atomic.Uint64
+	ended atomic.Bool
+}
+
+// busy is the accounting's onBusy: a request is about to be forwarded.
+func (r *relayer) busy() {
+	r.busyN.Add(1)
+	r.up.unpark()
+}
+
+// idle is the accounting's onIdle: nothing is outstanding any more.
+func (r *relayer) idle() {
+	if r.armed.CompareAndSwap(false, true) {
+		r.seen.Store(r.busyN.Load())
+		r.timer.Reset(parkDelay)
+	}
+}
+
+// parkIfIdle runs on the timer: it asks the legs to park if the session
+// stayed idle since the timer was set, and looks again later otherwise.
+func (r *relayer) parkIfIdle() {
+	if r.ended.Load() {
+		return
+	}
+	n := r.busyN.Load()
+	if n != r.seen.Load() || r.s.acct.word.Load() != 0 {
+		r.seen.Store(n)
+		r.timer.Reset(parkDelay)
+		return
+	}
+	r.armed.Store(false)
+	r.up.requestPark()
+	r.down.requestPark()
 }
 
 // leg is one direction of the relay: its pump and its parking state.
 type leg struct {
 	p    *pump
 	r    *relayer
-	sock syscall.Conn // the raw source socket; nil: never parks
+	conn net.Conn     // the raw source socket: read deadlines
+	sock syscall.Conn // the same, to park; nil: never parks
 
-	mu     sync.Mutex
-	kicked atomic.Bool     // woken for good (stop, drain, hard close): never parks again
-	parked *netpark.Handle // guarded by mu
+	mu      sync.Mutex
+	kicked  bool            // woken for good (stop, drain, hard close): never parks again
+	parkReq bool            // requestPark set the read deadline that interrupts the pump
+	parked  *netpark.Handle // the pump's socket is parked; its goroutine has returned
 }
 
-// parkable is the pump's canPark: it is called at an idle point (nothing
-// buffered, at a message boundary). The server->client pump parks only
-// when the session is idle (no request outstanding: between a
-// ReadyForQuery and the next request), so that a busy session waits for
-// its answers in the runtime as before; the client->server pump parks
-// unless an extended-protocol batch or a COPY is half sent.
-func (l *leg) parkable() bool {
-	if l.kicked.Load() {
-		return false
+// requestPark interrupts the leg's wait for input with a read deadline,
+// so that it parks (see afterDeadline).
+func (l *leg) requestPark() {
+	if l.sock == nil {
+		return
 	}
-	w := l.r.s.acct.word.Load()
-	if l == l.r.up {
-		return w == 0
+	l.mu.Lock()
+	if l.kicked || l.parked != nil || l.parkReq {
+		l.mu.Unlock()
+		return
 	}
-	return w&(partialBit|closingBit) == 0
+	l.parkReq = true
+	l.mu.Unlock()
+	_ = l.conn.SetReadDeadline(aLongTimeAgo)
 }
 
-// park registers the leg's socket with the poller; it reports false (the
-// pump must go on reading) if the leg was kicked or parking failed.
-func (l *leg) park() bool {
+// afterDeadline handles a read deadline that interrupted the pump. A
+// kicked leg ends (false). Otherwise the deadline was requestPark's (or a
+// stale one of an earlier request): it is cleared, and the pump parks if
+// it is at rest and the session still idle (parked), or reads on.
+//
+// The server->client pump parks only when no request is outstanding, so
+// that a busy session waits for its answers in the runtime; the
+// client->server one unless an extended-protocol batch or a COPY is half
+// sent. A kick sets kicked under mu before it sets its own deadline, so
+// clearing the deadline here never loses a kick's.
+func (l *leg) afterDeadline() (goOn, parked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	// Checked again under mu: a request forwarded since the pump's check
-	// would find nothing to unpark (accounting.onBusy), and a kick sets
-	// kicked under mu.
-	if !l.parkable() {
-		return false
+	if l.kicked {
+		return false, false
+	}
+	_ = l.conn.SetReadDeadline(time.Time{})
+	req := l.parkReq
+	l.parkReq = false
+	if !req || !l.p.atRest() {
+		return true, false
+	}
+	w := l.r.s.acct.word.Load()
+	if (l == l.r.up && w != 0) || w&(partialBit|closingBit) != 0 {
+		return true, false
 	}
 	h, err := l.r.poller.Park(l.sock, func() { go l.r.resume(l) })
 	if err != nil {
-		l.p.canPark = nil // poller closed: block in Read from now on
-		return false
+		l.sock = nil // the poller closed: no more parking
+		return true, false
 	}
+	l.p.release() // no relay buffers while parked
 	l.parked = h
-	return true
+	return true, true
 }
 
 // kick stops the leg from parking again, runs interrupt (which sets the
 // deadline that ends its reads) and wakes it if it is parked.
 func (l *leg) kick(interrupt func()) {
 	l.mu.Lock()
-	l.kicked.Store(true)
+	l.kicked = true
 	h := l.parked
 	l.parked = nil
 	l.mu.Unlock()
@@ -191,11 +261,15 @@ func (r *relayer) kickAll() {
 	r.down.kick(nil)
 }
 
-// resume runs a woken leg on its new goroutine.
+// resume runs a woken leg on its new goroutine. The timer is armed again:
+// input that is no request (a notification from the server, a client
+// Sync with nothing to answer) leaves the session idle, and it must park
+// again.
 func (r *relayer) resume(l *leg) {
 	l.mu.Lock()
 	l.parked = nil
 	l.mu.Unlock()
+	r.idle()
 	r.run(l)
 }
 
@@ -206,11 +280,15 @@ func (r *relayer) run(l *leg) {
 	var err error
 	for {
 		err = s.runPump(l.p)
-		if !errors.Is(err, rawio.ErrIdle) {
+		if !isReadDeadline(err) {
 			break
 		}
-		if l.park() {
+		goOn, parked := l.afterDeadline()
+		if parked {
 			return
+		}
+		if !goOn {
+			break
 		}
 	}
 	if l == r.up {
@@ -229,8 +307,20 @@ func (r *relayer) run(l *leg) {
 		_ = s.rawClient.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
 	}
 	if r.pending.Add(-1) == 0 {
+		r.ended.Store(true)
+		if r.timer != nil {
+			r.timer.Stop()
+		}
 		r.finish()
 	}
+}
+
+// isReadDeadline reports whether err is a read deadline expiring (not a
+// write's, nor one a hook met).
+func isReadDeadline(err error) bool {
+	var we *writeError
+	var he *hookError
+	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &we) && !errors.As(err, &he)
 }
 
 // finish ends the session once both pumps have ended.
