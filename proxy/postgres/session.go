@@ -77,9 +77,9 @@ type session struct {
 	proxyPID  uint32
 	srvParams map[string]string
 
-	endFns   []func()                // run when the session ends (cleanup)
-	detached bool                    // the relay ends the session on its own goroutines
-	relayer  atomic.Pointer[relayer] // set while relaying
+	endFns   []func()                    // run when the session ends (cleanup)
+	detached bool                        // the relay ends the session on its own goroutines
+	relayer  atomic.Pointer[proxy.Relay] // set while relaying
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -160,7 +160,7 @@ func (s *session) serve(ctx context.Context) {
 // woken first: a socket must not be closed while parked.
 func (s *session) hardClose() {
 	if r := s.relayer.Load(); r != nil {
-		r.kickAll()
+		r.KickAll()
 	}
 	s.socks.HardClose()
 }
