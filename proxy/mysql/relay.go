@@ -14,9 +14,6 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// aLongTimeAgo is a deadline in the past: setting it interrupts a blocked
-// Read without closing the connection.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // comQuit returns COM_QUIT, sent to the server when the proxy ends a
 // session.
