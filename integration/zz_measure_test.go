@@ -192,7 +192,7 @@ func TestZZHeapProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(time.Second)
 	runtime.GC()
 	runtime.GC()
 	f, _ := os.Create("/tmp/park_heap.prof")

@@ -14,7 +14,6 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-
 // comQuit returns COM_QUIT, sent to the server when the proxy ends a
 // session.
 func comQuit() []byte { return []byte{1, 0, 0, 0, gomysql.COM_QUIT} }
