@@ -67,7 +67,7 @@ func BenchmarkPGIdleSessionMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		time.Sleep(100 * time.Millisecond) // let every session reach its idle wait
+		time.Sleep(time.Second) // let every session reach its idle wait (PostgreSQL: and park, after 200 ms)
 		return memInUse() - base
 	}
 	measure := func(b *testing.B, direct, proxied, query string) {
@@ -122,7 +122,7 @@ func BenchmarkMySQLIdleSessionMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		time.Sleep(100 * time.Millisecond) // let every session reach its idle wait
+		time.Sleep(time.Second) // let every session reach its idle wait (PostgreSQL: and park, after 200 ms)
 		return memInUse() - base
 	}
 	reportPerSession(b, func() int64 { return open(db.Addr()) }, func() int64 { return open(p.Addr) })

@@ -136,8 +136,11 @@ func TestMySQLInterceptor(t *testing.T) {
 				}
 			}
 		}
-		if ic.sessions < 2 || ic.columns == 0 {
-			t.Fatalf("hooks saw %d sessions, %d column definitions", ic.sessions, ic.columns)
+		ic.mu.Lock()
+		sessions, columns := ic.sessions, ic.columns
+		ic.mu.Unlock()
+		if sessions < 2 || columns == 0 {
+			t.Fatalf("hooks saw %d sessions, %d column definitions", sessions, columns)
 		}
 	})
 }

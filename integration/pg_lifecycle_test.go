@@ -383,8 +383,9 @@ func TestPGNoLeaks(t *testing.T) {
 		_ = c.Close(ctx)
 	}
 	waitFor(t, "proxy connections to end", func() bool { return p.Srv.NumConns() == 0 })
-	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore+1 /* the listener */), func() bool {
-		return countFDs(t) <= fdsBefore+1
+	// The listener, and the poller of parked idle sessions (until Shutdown).
+	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore+2), func() bool {
+		return countFDs(t) <= fdsBefore+2
 	})
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

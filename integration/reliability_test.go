@@ -763,7 +763,10 @@ func TestReliabilityIdleConnections(t *testing.T) {
 	} else {
 		pg, my = testenv.StartPostgres(t), testenv.StartMariaDB(t)
 	}
-	d, pgListen, myListen := startPlainDBProxy(t, pg, my)
+	// Each case gets a proxy process of its own: memory the runtime keeps
+	// after one case's connections closed would hide the next one's.
+	var d *dbproxyProc
+	var pgListen, myListen string
 	ctx := testCtx(t)
 	if long {
 		var cancel context.CancelFunc
@@ -783,9 +786,8 @@ func TestReliabilityIdleConnections(t *testing.T) {
 		}
 		return func() { _ = c.Close(context.Background()) }, nil
 	}
-	myCfg := myConfigAt(t, myListen, my.User, my.Password, my.Database)
 	myOpen := func(ctx context.Context) (func(), error) {
-		connector, err := driver.NewConnector(myCfg)
+		connector, err := driver.NewConnector(myConfigAt(t, myListen, my.User, my.Password, my.Database))
 		if err != nil {
 			return nil, err
 		}
@@ -802,6 +804,10 @@ func TestReliabilityIdleConnections(t *testing.T) {
 		name string
 		open opener
 	}{{"PostgreSQL plaintext", pgOpen}, {"MySQL plaintext", myOpen}} {
+		if d != nil {
+			d.kill()
+		}
+		d, pgListen, myListen = startPlainDBProxy(t, pg, my)
 		pid := d.pid()
 		rss0, fd0 := procRSSKB(t, pid), procFDs(t, pid)
 		closers := make([]func(), 0, n)
@@ -828,7 +834,10 @@ func TestReliabilityIdleConnections(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		time.Sleep(time.Second) // let every session reach its idle wait
+		// Let every session reach its idle wait (PostgreSQL sessions park
+		// their sockets after 200 ms idle) and the runtime return what the
+		// connection storm left free.
+		time.Sleep(5 * time.Second)
 		rss1, fd1 := procRSSKB(t, pid), procFDs(t, pid)
 		opened := len(closers)
 		for _, c := range closers {

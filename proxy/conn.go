@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dbproxy/dbproxy/internal/netpark"
 )
 
 // ConnState is the state of a client connection, as reported to
@@ -42,7 +44,8 @@ func (s ConnState) String() string {
 
 // Conn is one accepted client connection tracked by a [Server]. The handler
 // owns reading and writing NetConn; the server only closes it (at the end of
-// [Handler.ServeConn], or on [Server.Close]).
+// [Handler.ServeConn] or, once detached, when the handler says so; or on
+// [Server.Close]).
 //
 // All methods are safe for concurrent use.
 type Conn struct {
@@ -52,6 +55,8 @@ type Conn struct {
 	draining atomic.Bool
 	reason   atomic.Int32 // DrainReason, set before draining
 	cancel   context.CancelFunc
+	detached atomic.Bool
+	endOnce  sync.Once
 
 	admission error // set before the handler runs; see Admission
 
@@ -68,6 +73,7 @@ type Conn struct {
 
 	mu        sync.Mutex
 	onDrain   func()
+	onClose   func()
 	idleTimer *time.Timer // armed while idle, with Limits.IdleTimeout
 	idleAt    time.Time   // when the connection last became idle
 }
@@ -78,6 +84,49 @@ type Conn struct {
 // protocol, at the first point the protocol allows an error, and returns
 // without contacting the database.
 func (c *Conn) Admission() error { return c.admission }
+
+// Detach keeps the connection open after [Handler.ServeConn] returns, as
+// http.Hijacker does, for a handler that goes on serving it from other
+// goroutines (a relay whose idle sockets are parked; see [Conn.Poller]).
+// The server then neither closes nor forgets the connection when
+// ServeConn returns; the handler calls done, once, when the session really
+// ends, and the server does then what it does at the end of ServeConn:
+// cancels the context, closes the socket, reports StateClosed and releases
+// the connection's limits. Drains, idle timeouts and hard closes
+// ([Conn.OnDrain], [Conn.OnClose], the context) reach a detached
+// connection as before. Extra calls of done do nothing.
+func (c *Conn) Detach() (done func()) {
+	c.detached.Store(true)
+	return c.end
+}
+
+// Poller returns the server's poller on which the handler may park an idle
+// socket of this connection (the client's or its upstream's), so that no
+// goroutine waits on it; nil when parking is unsupported (outside Linux)
+// or the server has stopped. A parked socket must be unparked before it is
+// closed; [Conn.OnClose] says when the server is about to close it.
+func (c *Conn) Poller() *netpark.Poller { return c.srv.pollerFor() }
+
+// OnClose registers f to be called, once, just before the server closes
+// the connection from outside the handler ([Server.Close], or
+// [Server.Shutdown] when its context expires), before the context is
+// cancelled and the socket closed. A handler that parks sockets unparks
+// them there. f must not block. A later call replaces f.
+func (c *Conn) OnClose(f func()) {
+	c.mu.Lock()
+	c.onClose = f
+	c.mu.Unlock()
+}
+
+func (c *Conn) runOnClose() {
+	c.mu.Lock()
+	f := c.onClose
+	c.onClose = nil
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
 
 // NetConn returns the accepted connection.
 func (c *Conn) NetConn() net.Conn { return c.nc }
@@ -240,6 +289,7 @@ func (c *Conn) startDrainReason(reason DrainReason) {
 
 // closeHard cancels the connection's context and closes its socket.
 func (c *Conn) closeHard() {
+	c.runOnClose()
 	c.mu.Lock()
 	cancel := c.cancel
 	c.mu.Unlock()

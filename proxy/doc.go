@@ -15,7 +15,12 @@
 // Every accepted connection runs in its own goroutine with a context derived
 // from the listener's base context; the context is cancelled when the
 // connection ends or the server is closed hard. A panic in a handler is
-// recovered, logged and closes only that connection.
+// recovered, logged and closes only that connection. A handler may keep
+// the connection after its goroutine returns ([Conn.Detach], as
+// http.Hijacker) and park idle sockets on the server's poller
+// ([Conn.Poller]; Linux only), so that an idle session holds no goroutine;
+// [Conn.OnClose] tells it to wake them before a hard close. [Relay] does
+// all of that for a two-way relay; both protocols use it.
 //
 // [Server.Shutdown] drains: it closes the listeners, tells every connection
 // that a drain is under way ([Conn.Draining], [Conn.OnDrain]) and then polls,

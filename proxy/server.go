@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/netpark"
 	"github.com/dbproxy/dbproxy/internal/ratelog"
 )
 
@@ -25,7 +26,9 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // runs it to completion. It must return promptly when ctx is cancelled (the
 // server closes the socket at the same time). It must not close
 // c.NetConn() itself only to signal the end; returning is enough, the server
-// closes it. Calls for different connections run concurrently.
+// closes it. Calls for different connections run concurrently. A handler
+// that goes on serving the connection from other goroutines calls
+// [Conn.Detach] before returning.
 type Handler interface {
 	ServeConn(ctx context.Context, c *Conn)
 }
@@ -69,6 +72,10 @@ type Server struct {
 
 	limitLogOnce sync.Once
 	limitLogger  *slog.Logger
+
+	pollerMu     sync.Mutex
+	poller       *netpark.Poller // started by the first Conn.Poller call
+	pollerClosed bool
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -187,19 +194,63 @@ func (s *Server) serveConn(base context.Context, c *Conn) {
 			s.logger().LogAttrs(ctx, slog.LevelError, "connection handler panicked",
 				slog.String("remote", c.nc.RemoteAddr().String()),
 				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			c.runOnClose() // a detached session may be parked: wake it first
+		} else if c.detached.Load() {
+			return // the handler calls the function Detach returned
 		}
-		cancel()
-		_ = c.nc.Close()
-		c.SetState(StateClosed)
-		if c.gate != nil {
-			c.gate.release(c)
-		}
-		s.trackConn(c, false)
+		c.end()
 	}()
 	if hook := s.ConnState; hook != nil {
 		hook(c, StateNew)
 	}
 	s.Handler.ServeConn(ctx, c)
+}
+
+// end runs once when the connection ends: it cancels the context, closes
+// the socket, reports StateClosed and stops tracking the connection.
+func (c *Conn) end() {
+	c.endOnce.Do(func() {
+		c.mu.Lock()
+		cancel := c.cancel
+		c.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		_ = c.nc.Close()
+		c.SetState(StateClosed)
+		if c.gate != nil {
+			c.gate.release(c)
+		}
+		c.srv.trackConn(c, false)
+	})
+}
+
+// pollerFor returns the server's poller for parking idle sockets, starting
+// it on first use; nil where parking is unsupported or after the server
+// stopped.
+func (s *Server) pollerFor() *netpark.Poller {
+	s.pollerMu.Lock()
+	defer s.pollerMu.Unlock()
+	if s.poller == nil && !s.pollerClosed {
+		p, err := netpark.New()
+		if err != nil {
+			s.pollerClosed = true // unsupported: do not try again
+			return nil
+		}
+		s.poller = p
+	}
+	return s.poller
+}
+
+// closePoller stops the poller (waking anything still parked).
+func (s *Server) closePoller() {
+	s.pollerMu.Lock()
+	p := s.poller
+	s.poller, s.pollerClosed = nil, true
+	s.pollerMu.Unlock()
+	if p != nil {
+		_ = p.Close()
+	}
 }
 
 // isTemporaryAcceptError reports whether err is worth retrying: running out
@@ -268,6 +319,19 @@ func (s *Server) DrainConns(reason DrainReason) {
 	}
 }
 
+// Parked returns the number of sockets of idle sessions parked on the
+// server's poller (waiting for input without a goroutine; see
+// [Conn.Poller]).
+func (s *Server) Parked() int {
+	s.pollerMu.Lock()
+	p := s.poller
+	s.pollerMu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.Len()
+}
+
 // NumConns returns the number of tracked connections.
 func (s *Server) NumConns() int {
 	s.mu.Lock()
@@ -315,12 +379,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if s.NumConns() == 0 {
+			s.closePoller()
 			return lerr
 		}
 		select {
 		case <-ctx.Done():
 			s.hardClosed.Store(true)
 			s.closeConns()
+			s.closePoller()
 			return ctx.Err()
 		case <-t.C:
 			poll = min(2*poll, shutdownPollMax)
@@ -344,6 +410,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.closeConns()
+	s.closePoller()
 	return err
 }
 

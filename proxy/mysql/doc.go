@@ -171,6 +171,13 @@
 // packets. A server packet outside any response other than an ERR (which a
 // server sends before closing) means the relay lost track: the session ends.
 //
+// Idle sessions hold no goroutine (Linux, plain TCP legs): the pumps run
+// under a proxy.Relay, which parks a pump's socket on the server's poller
+// between packets once nothing has been in flight for proxy.ParkDelay;
+// input starts a fresh goroutine that goes on from the pump's state. A
+// queued command wakes the server->client pump at once. A TLS leg keeps
+// its goroutine.
+//
 // The hook point for the layer above (encryption) is [Interceptor]: per
 // session it selects commands (COM_QUERY, COM_STMT_PREPARE,
 // COM_STMT_EXECUTE, ...) and response packet kinds; each selected packet is

@@ -380,6 +380,14 @@ func (p *pump) emit(start int) error {
 // then nothing more may be written to it.
 func (p *pump) midPacket() bool { return p.partial }
 
+// atRest reports whether the pump is at a packet boundary with nothing
+// buffered, assembled or pending: its state is all in the struct, and it
+// can wait for its source anywhere (see proxy.Relay).
+func (p *pump) atRest() bool {
+	return p.r == p.w && p.st == psHeader && !p.cont && !p.partial && p.rem == 0 &&
+		len(p.asm) == 0 && len(p.out.buf) == 0
+}
+
 // writeError marks a failed write to the pump's destination.
 type writeError struct{ err error }
 

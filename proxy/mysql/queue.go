@@ -41,8 +41,12 @@ type queue struct {
 
 	inTrans atomic.Bool // SERVER_STATUS_IN_TRANS of the last status seen
 	conn    *proxy.Conn // nil in tests
-	client  *lockedWriter
-	spill   []byte // local replies written by written(); server->client goroutine only
+	// onBusy, if set, is called (without q.mu) when a command is queued
+	// with nothing else in flight; onIdle (with q.mu) when the last one
+	// was written. The relay parks idle sessions with them.
+	onBusy, onIdle func()
+	client         *lockedWriter
+	spill          []byte // local replies written by written(); server->client goroutine only
 }
 
 // lockedWriter serializes writes to the client from both goroutines.
@@ -112,18 +116,40 @@ func (q *queue) recycle(x *exchange) {
 // session is closing: the command must not be forwarded.
 func (q *queue) push(x *exchange) bool {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closing {
+		q.mu.Unlock()
 		return false
 	}
 	if x.resp == respAuth {
 		q.mode, q.modeX = modeAuth, x
 	}
 	q.items = append(q.items, x)
-	if len(q.items) == 1 && q.conn != nil {
+	first := len(q.items) == 1
+	if first && q.conn != nil {
 		q.conn.SetState(proxy.StateActive)
 	}
+	q.mu.Unlock()
+	if first && q.onBusy != nil {
+		q.onBusy()
+	}
 	return true
+}
+
+// idle reports whether nothing is in flight and the client is between
+// commands (the server->client pump may park).
+func (q *queue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) == 0 && q.mode == modeCommand && !q.closing
+}
+
+// commandMode reports whether the client is between commands or sending
+// one (not LOCAL INFILE data nor COM_CHANGE_USER authentication): the
+// client->server pump may park.
+func (q *queue) commandMode() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.mode == modeCommand && !q.closing
 }
 
 // open reports whether commands may still be forwarded.
@@ -244,6 +270,9 @@ func (q *queue) written() error {
 		q.recycleLocked(x)
 	}
 	var err error
+	if len(q.items) == 0 && q.mode == modeCommand && q.onIdle != nil {
+		q.onIdle()
+	}
 	if len(q.items) == 0 && q.mode == modeCommand && !q.inTrans.Load() && q.conn != nil {
 		q.conn.SetState(proxy.StateIdle)
 		if q.conn.Draining() {

@@ -14,10 +14,6 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// aLongTimeAgo is a deadline in the past: setting it interrupts a blocked
-// Read without closing the connection.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // comQuit returns COM_QUIT, sent to the server when the proxy ends a
 // session.
 func comQuit() []byte { return []byte{1, 0, 0, 0, gomysql.COM_QUIT} }
@@ -314,8 +310,24 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
 	s.cbr, s.sbr = nil, nil
-	defer up.release()
-	defer down.release()
+
+	// The pumps run under a proxy.Relay on the detached connection: once
+	// nothing has been in flight for proxy.ParkDelay, each pump reading a
+	// plain TCP socket parks it on the server's poller between packets and
+	// its goroutine returns; input starts a fresh goroutine that goes on
+	// from the pump's state.
+	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
+		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
+		AtRest: up.atRest, Release: up.release, IsReadDeadline: isReadDeadline,
+		MayPark: q.idle, // a busy session waits for its answers in the runtime
+	}, proxy.RelayLeg{
+		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
+		AtRest: down.atRest, Release: down.release, IsReadDeadline: isReadDeadline,
+		MayPark: q.commandMode,
+	}, q.idle, finalWriteTimeout)
+	q.onBusy, q.onIdle = r.Busy, r.Idle
+	s.relayer.Store(r)
+	s.detached = true
 
 	// A drain closes the session when it is idle at that moment; a busy
 	// one is closed by the server->client pump once it becomes idle.
@@ -324,30 +336,30 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	}
 	s.pc.OnDrain(func() {
 		if q.closeIfIdle() {
-			_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
-			_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
+			r.Stop(0)
+			r.Stop(1)
 		}
 	})
+	r.Start(ctx, nil, func(errs [2]error) {
+		defer s.cleanup()
+		defer up.release()
+		defer down.release()
+		if ctx.Err() != nil {
+			return // closed hard: sockets are gone
+		}
+		_ = s.rawClient.SetDeadline(time.Now().Add(finalWriteTimeout))
+		_ = s.rawServer.SetDeadline(time.Now().Add(finalWriteTimeout))
+		s.finish(ctx, q, up, down, rf, cf, errs[0], errs[1])
+	})
+}
 
-	upDone := make(chan error, 1)
-	go func() {
-		err := s.runPump(up)
-		// Stop the client->server pump: its reads and, bounded, its writes.
-		_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
-		_ = s.rawServer.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-		upDone <- err
-	}()
-	downErr := s.runPump(down)
-	_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
-	_ = s.rawClient.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-	upErr := <-upDone
-
-	if ctx.Err() != nil {
-		return // closed hard: sockets are gone
-	}
-	_ = s.rawClient.SetDeadline(time.Now().Add(finalWriteTimeout))
-	_ = s.rawServer.SetDeadline(time.Now().Add(finalWriteTimeout))
-	s.finish(ctx, q, up, down, rf, cf, upErr, downErr)
+// isReadDeadline reports whether err is a read deadline expiring (not a
+// write's, nor one a hook met).
+func isReadDeadline(err error) bool {
+	var we *writeError
+	var cwe *clientWriteError
+	var he *hookError
+	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &we) && !errors.As(err, &cwe) && !errors.As(err, &he)
 }
 
 // finish ends a session after both pumps stopped: it tells the client why,

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -76,6 +77,10 @@ type session struct {
 	buf     []byte // scratch for connection-phase packets
 	out     []byte // connection-phase bytes pending to the client
 	adverts uint64 // capabilities offered to the client
+
+	endFns   []func()                    // run when the session ends (cleanup)
+	detached bool                        // the relay ends the session on its own goroutines
+	relayer  atomic.Pointer[proxy.Relay] // set while relaying
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -84,8 +89,15 @@ func (s *session) serve(ctx context.Context) {
 		return
 	}
 	stop := context.AfterFunc(ctx, s.hardClose)
-	defer stop()
-	defer s.closeServer()
+	// The end of the session: here, or, once the relay detached the
+	// connection, when its last pump ends (see relay).
+	defer func() {
+		if !s.detached {
+			s.cleanup()
+		}
+	}()
+	s.atEnd(func() { stop() })
+	s.atEnd(s.closeServer)
 
 	s.deadline = time.Now().Add(s.h.handshakeTimeout())
 	_ = s.rawClient.SetDeadline(s.deadline)
@@ -101,7 +113,7 @@ func (s *session) serve(ctx context.Context) {
 	tmpl := s.h.greeting.Load()
 	if tmpl != nil {
 		s.greetID = s.h.ids.reserve()
-		defer s.h.ids.release(s.greetID)
+		s.atEnd(func() { s.h.ids.release(s.greetID) })
 		if err := s.greet(tmpl); err != nil {
 			s.endStartup(err)
 			return
@@ -110,7 +122,7 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(err)
 		return
 	}
-	defer func() { clear(s.hr) }() // it holds the auth response until forwarded
+	s.atEnd(func() { clear(s.hr) }) // it holds the auth response until forwarded
 	if err := s.readClientResponse(ctx); err != nil {
 		s.endStartup(err)
 		return
@@ -149,7 +161,7 @@ func (s *session) serve(ctx context.Context) {
 			return
 		}
 		if hooks != nil && hooks.Close != nil {
-			defer hooks.Close()
+			s.atEnd(hooks.Close)
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "session started",
@@ -170,8 +182,26 @@ func (s *session) info() SessionInfo {
 }
 
 // hardClose closes both sockets; it runs when the connection's context is
-// cancelled (server Close, or Shutdown timing out).
-func (s *session) hardClose() { s.socks.HardClose() }
+// cancelled (server Close, or Shutdown timing out). Parked sockets are
+// woken first: a socket must not be closed while parked.
+func (s *session) hardClose() {
+	if r := s.relayer.Load(); r != nil {
+		r.KickAll()
+	}
+	s.socks.HardClose()
+}
+
+// atEnd adds f to the functions run, last added first, when the session
+// ends.
+func (s *session) atEnd(f func()) { s.endFns = append(s.endFns, f) }
+
+// cleanup runs the atEnd functions.
+func (s *session) cleanup() {
+	for i := len(s.endFns) - 1; i >= 0; i-- {
+		s.endFns[i]()
+	}
+	s.endFns = nil
+}
 
 // setServer records the upstream socket (raw) and the connection the
 // session talks over (raw, or TLS over it). It reports false if the session

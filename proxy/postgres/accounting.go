@@ -24,6 +24,11 @@ type accounting struct {
 	word     atomic.Int64
 	txStatus atomic.Uint32
 	conn     *proxy.Conn // nil in tests
+	// onBusy, if set, is called by the client->server pump when the
+	// session goes from idle to busy, before the message is forwarded;
+	// onIdle by the server->client pump when a ReadyForQuery leaves
+	// nothing outstanding. The relay parks idle sessions with them.
+	onBusy, onIdle func()
 
 	// Client->server goroutine only.
 	syncsSinceExecute int64 // Syncs forwarded since the last Execute or Query
@@ -98,8 +103,8 @@ func (a *accounting) update(delta int64, clearPartial bool) bool {
 			nw &^= partialBit
 		}
 		if a.word.CompareAndSwap(old, nw) {
-			if old == 0 && nw != 0 && a.conn != nil {
-				a.conn.SetState(proxy.StateActive)
+			if old == 0 && nw != 0 {
+				a.busy()
 			}
 			return true
 		}
@@ -116,11 +121,21 @@ func (a *accounting) setPartial() bool {
 			return true
 		}
 		if a.word.CompareAndSwap(old, old|partialBit) {
-			if old == 0 && a.conn != nil {
-				a.conn.SetState(proxy.StateActive)
+			if old == 0 {
+				a.busy()
 			}
 			return true
 		}
+	}
+}
+
+// busy reports the session's change from idle to busy.
+func (a *accounting) busy() {
+	if a.conn != nil {
+		a.conn.SetState(proxy.StateActive)
+	}
+	if a.onBusy != nil {
+		a.onBusy()
 	}
 }
 
@@ -141,6 +156,9 @@ func (a *accounting) readyForQuery(status byte) bool {
 		if a.word.CompareAndSwap(old, nw) {
 			break
 		}
+	}
+	if nw == 0 && a.onIdle != nil {
+		a.onIdle()
 	}
 	if nw != 0 || status != 'I' || a.conn == nil {
 		return false

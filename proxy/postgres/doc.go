@@ -78,8 +78,21 @@
 // On Linux the sockets are read and written with raw system calls through
 // syscall.RawConn (waiting still goes through the netpoller); this avoids
 // the runtime's syscall bookkeeping, which on a relay's rhythm costs a futex
-// wake-up of the sysmon thread per call. A session holds two 16 KiB pooled
-// buffers; nothing is allocated per message.
+// wake-up of the sysmon thread per call. A busy session holds two 16 KiB
+// pooled buffers; nothing is allocated per message.
+//
+// Idle sessions hold no goroutine (Linux, plain TCP legs): the pumps run
+// under a proxy.Relay. Once a session has had no request outstanding for
+// proxy.ParkDelay (200 ms), each pump reading a plain TCP socket is
+// interrupted with a read deadline at a message boundary, gives its buffer
+// back and parks the socket on the server's poller (internal/netpark); its
+// goroutine returns. Input (a query, a notification from the server, a
+// hang-up) starts a fresh goroutine that goes on from the pump's state. A
+// request wakes the server->client pump at once, so that a busy session
+// waits for answers in the runtime as before. Drains, idle timeouts and
+// hard closes wake parked pumps before anything is closed. A TLS leg keeps
+// its goroutine: crypto/tls may hold decrypted bytes the socket no longer
+// shows. Whichever pump ends last ends the session.
 //
 // The hook point for the layer above (encryption) is [Interceptor]: per
 // session it names the message types it wants, per direction, and gets each

@@ -138,6 +138,11 @@ func (p *pump) setHooks(types MessageTypes, hook MessageFunc, extra MessageTypes
 	p.full = types.union(&extra)
 }
 
+// atRest reports whether the pump is at a message boundary with nothing
+// buffered or pending: its state is all in the struct, and it can wait
+// for its source anywhere (see leg.park).
+func (p *pump) atRest() bool { return p.r == p.w && p.rem == 0 && len(p.out.buf) == 0 }
+
 // midMessage reports whether dst has received part of a message: then
 // nothing more may be written to it.
 func (p *pump) midMessage() bool { return p.rem > 0 }

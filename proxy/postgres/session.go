@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -75,17 +76,28 @@ type session struct {
 	acct      *accounting
 	proxyPID  uint32
 	srvParams map[string]string
+
+	endFns   []func()                    // run when the session ends (cleanup)
+	detached bool                        // the relay ends the session on its own goroutines
+	relayer  atomic.Pointer[proxy.Relay] // set while relaying
 }
 
 func (s *session) serve(ctx context.Context) {
 	stop := context.AfterFunc(ctx, s.hardClose)
-	defer stop()
-	defer s.closeServer()
+	// The end of the session: here, or, once the relay detached the
+	// connection, when its last pump ends (see relay).
 	defer func() {
+		if !s.detached {
+			s.cleanup()
+		}
+	}()
+	s.atEnd(func() { stop() })
+	s.atEnd(s.closeServer)
+	s.atEnd(func() {
 		if s.proxyPID != 0 {
 			s.h.keys.remove(s.proxyPID)
 		}
-	}()
+	})
 
 	s.deadline = time.Now().Add(s.h.handshakeTimeout())
 	_ = s.rawClient.SetDeadline(s.deadline)
@@ -132,7 +144,7 @@ func (s *session) serve(ctx context.Context) {
 		}
 		if hooks != nil && hooks.Close != nil {
 			hooks.Close = sync.OnceFunc(hooks.Close)
-			defer hooks.Close()
+			s.atEnd(hooks.Close)
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "session started",
@@ -144,8 +156,26 @@ func (s *session) serve(ctx context.Context) {
 }
 
 // hardClose closes both sockets; it runs when the connection's context is
-// cancelled (server Close, or Shutdown timing out).
-func (s *session) hardClose() { s.socks.HardClose() }
+// cancelled (server Close, or Shutdown timing out). Parked sockets are
+// woken first: a socket must not be closed while parked.
+func (s *session) hardClose() {
+	if r := s.relayer.Load(); r != nil {
+		r.KickAll()
+	}
+	s.socks.HardClose()
+}
+
+// atEnd adds f to the functions run, last added first, when the session
+// ends.
+func (s *session) atEnd(f func()) { s.endFns = append(s.endFns, f) }
+
+// cleanup runs the atEnd functions.
+func (s *session) cleanup() {
+	for i := len(s.endFns) - 1; i >= 0; i-- {
+		s.endFns[i]()
+	}
+	s.endFns = nil
+}
 
 // setServer records the upstream socket (raw) and the connection the
 // session talks over (raw, or TLS over it). It reports false if the session

@@ -12,12 +12,15 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// aLongTimeAgo is a deadline in the past: setting it interrupts a blocked
-// Read without closing the connection.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // relay runs the two pumps until the session ends, then says goodbye to
 // whichever side is still there.
+//
+// The pumps run under a proxy.Relay on the detached connection: once the
+// session has had no request outstanding for proxy.ParkDelay, each pump
+// reading a plain TCP socket parks it on the server's poller at a message
+// boundary and its goroutine returns; input starts a fresh goroutine that
+// goes on from the pump's state. An idle session thus holds no goroutine.
+// Whichever pump ends last ends the session.
 func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// server -> client
 	up := newPump(s.server, s.client, proxy.Buffered(s.sbr))
@@ -37,36 +40,59 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 		up.full = ready
 	}
 	s.cbr, s.sbr = nil, nil
-	defer up.release()
-	defer down.release()
+	// Startup state the relay does not need: an idle session keeps
+	// only what it uses.
+	s.startup, s.srvParams = nil, nil
+
+	idleNow := func() bool { return s.acct.word.Load() == 0 }
+	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
+		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
+		AtRest: up.atRest, Release: up.release, IsReadDeadline: isReadDeadline,
+		// The server->client pump parks only when no request is
+		// outstanding: a busy session waits for its answers in the runtime.
+		MayPark: idleNow,
+	}, proxy.RelayLeg{
+		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
+		AtRest: down.atRest, Release: down.release, IsReadDeadline: isReadDeadline,
+		// Not with an extended-protocol batch or a COPY half sent.
+		MayPark: func() bool { return s.acct.word.Load()&(partialBit|closingBit) == 0 },
+	}, idleNow, finalWriteTimeout)
+	s.acct.onBusy, s.acct.onIdle = r.Busy, r.Idle
+	s.relayer.Store(r)
+	s.detached = true
 
 	// A drain closes the session when it is idle at that moment; a busy one
 	// is closed by the server->client pump at its next idle ReadyForQuery.
 	s.pc.OnDrain(func() {
 		if s.acct.closeIfIdle() {
-			_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
-			_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
+			r.Stop(0)
+			r.Stop(1)
 		}
 	})
-
-	upDone := make(chan error, 1)
-	go func() {
-		err := s.runPump(up)
-		if hooks != nil && hooks.Close != nil {
+	r.Start(ctx, func(i int, _ error) {
+		if i == 0 && hooks != nil && hooks.Close != nil {
 			// The server side is done: a Frontend hook waiting for the
 			// server's answer to something it injected must give up.
 			hooks.Close()
 		}
-		// Stop the client->server pump: its reads and, bounded, its writes.
-		_ = s.rawClient.SetReadDeadline(aLongTimeAgo)
-		_ = s.rawServer.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-		upDone <- err
-	}()
-	downErr := s.runPump(down)
-	_ = s.rawServer.SetReadDeadline(aLongTimeAgo)
-	_ = s.rawClient.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-	upErr := <-upDone
+	}, func(errs [2]error) {
+		defer s.cleanup()
+		defer up.release()
+		defer down.release()
+		s.endRelay(ctx, up, down, errs[0], errs[1])
+	})
+}
 
+// isReadDeadline reports whether err is a read deadline expiring (not a
+// write's, nor one a hook met).
+func isReadDeadline(err error) bool {
+	var we *writeError
+	var he *hookError
+	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &we) && !errors.As(err, &he)
+}
+
+// endRelay says goodbye to whichever side is still there.
+func (s *session) endRelay(ctx context.Context, up, down *pump, upErr, downErr error) {
 	if ctx.Err() != nil {
 		return // closed hard: sockets are gone
 	}
