@@ -855,6 +855,11 @@ func TestReliabilityIdleConnections(t *testing.T) {
 		if long && strings.HasPrefix(tc.name, "PostgreSQL") && perConn > 12 {
 			t.Errorf("%s: %.1f KB of proxy RSS per idle connection, want at most 12", tc.name, perConn)
 		}
+		// serve hands freed memory back after sessions end in bulk: at
+		// least half of what the connections took is returned.
+		if long && rss2-rss0 > (rss1-rss0)/2 {
+			t.Errorf("%s: RSS %d KB 3 s after the connections closed, want at most half way between %d (before) and %d (open)", tc.name, rss2, rss0, rss1)
+		}
 		table = append(table, []string{tc.name, strconv.Itoa(opened), fmt.Sprintf("%d / %d / %d", rss0, rss1, rss2),
 			fmt.Sprintf("%.1f", perConn), fmt.Sprintf("%d / %d / %d", fd0, fd1, fd2)})
 	}

@@ -114,6 +114,16 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 		}()
 	}
 
+	tctx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go trimMemory(tctx, func() int {
+		n := 0
+		for _, x := range ls {
+			n += x.srv.NumConns()
+		}
+		return n
+	}, trimInterval, trimMinDrop, freeOSMemory)
+
 	var serveErr error
 	var signals <-chan struct{}
 	if rl != nil {
