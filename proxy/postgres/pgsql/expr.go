@@ -72,22 +72,7 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) (exprInfo, error) {
 		info.kind = exDefault
 		return info, nil
 	case *pg.Node_TypeCast:
-		in, err := a.expr(v.TypeCast.Arg, sc)
-		if err != nil {
-			return info, err
-		}
-		switch {
-		case in.kind == exEnc:
-			return info, unsupported(in.rule(), "a cast (to %s) is not supported on an encrypted column: it would convert the ciphertext", typeNameString(v.TypeCast.TypeName))
-		case (in.kind == exLiteral || in.kind == exNull || in.kind == exParam) && in.cast == nil:
-			in.cast = v.TypeCast.TypeName
-			in.node = n
-			return in, nil
-		}
-		if err := a.usePlain(in); err != nil {
-			return info, err
-		}
-		return info, nil
+		return a.typeCast(v.TypeCast, n, sc)
 	case *pg.Node_AExpr:
 		return a.aexpr(v.AExpr, n, sc)
 	case *pg.Node_BoolExpr:
@@ -98,16 +83,7 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) (exprInfo, error) {
 		}
 		return info, nil
 	case *pg.Node_NullTest:
-		in, err := a.expr(v.NullTest.Arg, sc)
-		if err != nil {
-			return info, err
-		}
-		if in.kind != exEnc {
-			if err := a.usePlain(in); err != nil {
-				return info, err
-			}
-		}
-		return info, nil
+		return info, a.encOrPlain(v.NullTest.Arg, sc)
 	case *pg.Node_BooleanTest:
 		_, err := a.plain(v.BooleanTest.Arg, sc, "IS TRUE/FALSE/UNKNOWN")
 		return info, err
@@ -126,20 +102,7 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) (exprInfo, error) {
 	case *pg.Node_AArrayExpr:
 		return info, a.plainAll(v.AArrayExpr.Elements, sc, "an ARRAY[…] constructor")
 	case *pg.Node_AIndirection:
-		if _, err := a.plain(v.AIndirection.Arg, sc, "a subscript or field selection"); err != nil {
-			return info, err
-		}
-		for _, ind := range v.AIndirection.Indirection {
-			if ai := ind.GetAIndices(); ai != nil {
-				if _, err := a.plain(ai.Lidx, sc, "a subscript"); err != nil {
-					return info, err
-				}
-				if _, err := a.plain(ai.Uidx, sc, "a subscript"); err != nil {
-					return info, err
-				}
-			}
-		}
-		return info, nil
+		return info, a.indirection(v.AIndirection, sc)
 	case *pg.Node_CollateClause:
 		_, err := a.plain(v.CollateClause.Arg, sc, "COLLATE")
 		return info, err
@@ -148,20 +111,70 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) (exprInfo, error) {
 	case *pg.Node_GroupingFunc:
 		// GROUPING(col) only reports how a row was grouped.
 		for _, arg := range v.GroupingFunc.Args {
-			in, err := a.expr(arg, sc)
-			if err != nil {
+			if err := a.encOrPlain(arg, sc); err != nil {
 				return info, err
-			}
-			if in.kind != exEnc {
-				if err := a.usePlain(in); err != nil {
-					return info, err
-				}
 			}
 		}
 		return info, nil
 	default:
 		return info, a.generic(n, sc)
 	}
+}
+
+// typeCast analyzes a cast: refused on an encrypted column, kept on a
+// literal, NULL or parameter (whose encoding it decides), else the operand
+// must be plaintext.
+func (a *analyzer) typeCast(tc *pg.TypeCast, n *pg.Node, sc *scope) (exprInfo, error) {
+	info := exprInfo{node: n}
+	in, err := a.expr(tc.Arg, sc)
+	if err != nil {
+		return info, err
+	}
+	switch {
+	case in.kind == exEnc:
+		return info, unsupported(in.rule(), "a cast (to %s) is not supported on an encrypted column: it would convert the ciphertext", typeNameString(tc.TypeName))
+	case (in.kind == exLiteral || in.kind == exNull || in.kind == exParam) && in.cast == nil:
+		in.cast = tc.TypeName
+		in.node = n
+		return in, nil
+	}
+	if err := a.usePlain(in); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// encOrPlain analyzes n where an encrypted column may stand as it is (IS
+// NULL, GROUPING: only its presence is looked at); anything else is bound
+// as plaintext.
+func (a *analyzer) encOrPlain(n *pg.Node, sc *scope) error {
+	in, err := a.expr(n, sc)
+	if err != nil {
+		return err
+	}
+	if in.kind != exEnc {
+		return a.usePlain(in)
+	}
+	return nil
+}
+
+// indirection analyzes a subscript or field selection: the operand and
+// every subscript must be plaintext.
+func (a *analyzer) indirection(ind *pg.A_Indirection, sc *scope) error {
+	if _, err := a.plain(ind.Arg, sc, "a subscript or field selection"); err != nil {
+		return err
+	}
+	for _, i := range ind.Indirection {
+		if ai := i.GetAIndices(); ai != nil {
+			if _, err := a.plain(ai.Lidx, sc, "a subscript"); err != nil {
+				return err
+			}
+			if _, err := a.plain(ai.Uidx, sc, "a subscript"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // plain analyzes n where an encrypted column is not allowed (what says

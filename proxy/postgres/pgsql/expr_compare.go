@@ -259,6 +259,11 @@ func (a *analyzer) anyAll(e *pg.A_Expr, sc *scope, op string) error {
 	default:
 		return refuse(col, StateDatatypeMismatch, "compared with a plaintext array expression; use a parameter or ARRAY[…] of constants")
 	}
+	return a.anyAllEdit(e, l, col, quant, m)
+}
+
+// anyAllEdit records the edit that replaces x op quant(…) by the match m.
+func (a *analyzer) anyAllEdit(e *pg.A_Expr, l exprInfo, col *rules.ColumnRule, quant string, m *Match) error {
 	ts, err := a.tokens()
 	if err != nil {
 		return err
