@@ -13,6 +13,45 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
+// connectionPhase greets the client (from the greeting template, or with
+// the server's own handshake), reads its HandshakeResponse, connects the
+// server if that was deferred, forwards the response and relays the
+// authentication exchange.
+func (s *session) connectionPhase(ctx context.Context) error {
+	// With a greeting template the client is greeted by the proxy and the
+	// server is dialled only once the client has sent its
+	// HandshakeResponse; without one (the listener's first connection)
+	// the server is dialled first and its greeting becomes the template.
+	tmpl := s.h.greeting.Load()
+	if tmpl != nil {
+		s.greetID = s.h.ids.reserve()
+		s.atEnd(func() { s.h.ids.release(s.greetID) })
+		if err := s.greet(tmpl); err != nil {
+			return err
+		}
+	} else if err := s.connectUpstream(ctx); err != nil {
+		return err
+	}
+	s.atEnd(func() { clear(s.hr) }) // it holds the auth response until forwarded
+	if err := s.readClientResponse(ctx); err != nil {
+		return err
+	}
+	if tmpl != nil {
+		if err := s.connectDeferred(ctx, tmpl); err != nil {
+			return err
+		}
+	}
+	s.log = s.log.With(slog.String("user", s.resp.user), slog.String("database", s.resp.database),
+		slog.Uint64("conn_id", uint64(s.hs.connID)))
+	if s.greetID != 0 {
+		s.log = s.log.With(slog.Uint64("greeting_conn_id", uint64(s.greetID)))
+	}
+	if err := s.forwardResponse(ctx); err != nil {
+		return err
+	}
+	return s.authenticate()
+}
+
 // connectUpstream dials the server, reads its handshake and offers it to
 // the client with the capabilities masked; the handshake becomes the
 // greeting template.

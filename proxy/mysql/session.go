@@ -81,43 +81,7 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(fatalf(codeServerShutdown, stateConnection, "dbproxy is shutting down", nil))
 		return
 	}
-	// With a greeting template the client is greeted by the proxy and the
-	// server is dialled only once the client has sent its
-	// HandshakeResponse; without one (the listener's first connection)
-	// the server is dialled first and its greeting becomes the template.
-	tmpl := s.h.greeting.Load()
-	if tmpl != nil {
-		s.greetID = s.h.ids.reserve()
-		s.atEnd(func() { s.h.ids.release(s.greetID) })
-		if err := s.greet(tmpl); err != nil {
-			s.endStartup(err)
-			return
-		}
-	} else if err := s.connectUpstream(ctx); err != nil {
-		s.endStartup(err)
-		return
-	}
-	s.atEnd(func() { clear(s.hr) }) // it holds the auth response until forwarded
-	if err := s.readClientResponse(ctx); err != nil {
-		s.endStartup(err)
-		return
-	}
-	if tmpl != nil {
-		if err := s.connectDeferred(ctx, tmpl); err != nil {
-			s.endStartup(err)
-			return
-		}
-	}
-	s.log = s.log.With(slog.String("user", s.resp.user), slog.String("database", s.resp.database),
-		slog.Uint64("conn_id", uint64(s.hs.connID)))
-	if s.greetID != 0 {
-		s.log = s.log.With(slog.Uint64("greeting_conn_id", uint64(s.greetID)))
-	}
-	if err := s.forwardResponse(ctx); err != nil {
-		s.endStartup(err)
-		return
-	}
-	if err := s.authenticate(); err != nil {
+	if err := s.connectionPhase(ctx); err != nil {
 		s.endStartup(err)
 		return
 	}

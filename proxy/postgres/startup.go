@@ -52,25 +52,7 @@ func (s *session) readClientStartup(ctx context.Context) error {
 		}
 		switch code {
 		case sslRequestCode:
-			if s.clientTLS {
-				return fatalf(codeProtocolViolation, "SSLRequest on an encrypted connection", nil)
-			}
-			if s.h.opts.TLS == nil {
-				if _, err := s.client.Write([]byte{'N'}); err != nil {
-					return err
-				}
-				continue
-			}
-			if s.cbr.Buffered() > 0 {
-				// Bytes sent before the handshake would be read as if they
-				// had come through TLS (CVE-2021-23214): refuse.
-				s.log.LogAttrs(ctx, slog.LevelWarn, "unencrypted data after SSLRequest; closing")
-				return errHandled
-			}
-			if _, err := s.client.Write([]byte{'S'}); err != nil {
-				return err
-			}
-			if err := s.startClientTLS(ctx, s.client, false); err != nil {
+			if err := s.sslRequest(ctx); err != nil {
 				return err
 			}
 		case gssEncRequestCode:
@@ -84,22 +66,49 @@ func (s *session) readClientStartup(ctx context.Context) error {
 			s.handleCancel(ctx, payload)
 			return errHandled
 		default:
-			if code>>16 != 3 {
-				return fatalf(codeFeatureUnsupported, fmt.Sprintf(
-					"unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff), nil)
-			}
-			m, err := parseStartupMessage(code, payload)
-			if err != nil {
-				return fatalf(codeProtocolViolation, err.Error(), nil)
-			}
-			s.startup = m
-			s.needNPV = code&0xffff > 0
-			if s.h.opts.RequireTLS && !s.clientTLS {
-				return fatalf(codeInvalidAuthSpec, "SSL required: dbproxy accepts only TLS connections", nil)
-			}
-			return nil
+			return s.startupMessage(code, payload)
 		}
 	}
+}
+
+// sslRequest answers an SSLRequest: 'N' without TLS configured, else 'S'
+// and the TLS handshake.
+func (s *session) sslRequest(ctx context.Context) error {
+	if s.clientTLS {
+		return fatalf(codeProtocolViolation, "SSLRequest on an encrypted connection", nil)
+	}
+	if s.h.opts.TLS == nil {
+		_, err := s.client.Write([]byte{'N'})
+		return err
+	}
+	if s.cbr.Buffered() > 0 {
+		// Bytes sent before the handshake would be read as if they
+		// had come through TLS (CVE-2021-23214): refuse.
+		s.log.LogAttrs(ctx, slog.LevelWarn, "unencrypted data after SSLRequest; closing")
+		return errHandled
+	}
+	if _, err := s.client.Write([]byte{'S'}); err != nil {
+		return err
+	}
+	return s.startClientTLS(ctx, s.client, false)
+}
+
+// startupMessage takes the client's StartupMessage (protocol 3.x).
+func (s *session) startupMessage(code uint32, payload []byte) error {
+	if code>>16 != 3 {
+		return fatalf(codeFeatureUnsupported, fmt.Sprintf(
+			"unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff), nil)
+	}
+	m, err := parseStartupMessage(code, payload)
+	if err != nil {
+		return fatalf(codeProtocolViolation, err.Error(), nil)
+	}
+	s.startup = m
+	s.needNPV = code&0xffff > 0
+	if s.h.opts.RequireTLS && !s.clientTLS {
+		return fatalf(codeInvalidAuthSpec, "SSL required: dbproxy accepts only TLS connections", nil)
+	}
+	return nil
 }
 
 // startClientTLS runs the server side of a TLS handshake on conn.
