@@ -48,16 +48,7 @@ func (a *analyzer) refuse(r *Refusal) {
 }
 
 func (a *analyzer) statement(st ast.StmtNode) error {
-	// Number the placeholders in text order.
-	pc := &paramCollector{}
-	st.Accept(pc)
-	sort.Slice(pc.list, func(i, j int) bool { return pc.list[i].Offset < pc.list[j].Offset })
-	a.params = map[*driver.ParamMarkerExpr]int{}
-	base := len(a.plan.Params)
-	for i, m := range pc.list {
-		a.params[m] = base + i
-		a.plan.Params = append(a.plan.Params, Param{})
-	}
+	a.numberParams(st)
 	// Every table the statement names, in any clause.
 	tc := &tableCollector{a: a}
 	st.Accept(tc)
@@ -86,6 +77,39 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 	if a.err != nil {
 		return a.err
 	}
+	a.encryptedStatement(st)
+	if a.err != nil {
+		return a.err
+	}
+	a.setPlain()
+	if len(a.repl) > 0 || a.pinned {
+		// Plain placeholders become slots too, so that the server's
+		// parameter order is known whatever order the restore writes.
+		for m, i := range a.params {
+			if a.plan.Params[i].Role == RolePlain {
+				a.addParamSlot(m, i)
+			}
+		}
+	}
+	return nil
+}
+
+// numberParams numbers the placeholders in text order.
+func (a *analyzer) numberParams(st ast.StmtNode) {
+	pc := &paramCollector{}
+	st.Accept(pc)
+	sort.Slice(pc.list, func(i, j int) bool { return pc.list[i].Offset < pc.list[j].Offset })
+	a.params = map[*driver.ParamMarkerExpr]int{}
+	base := len(a.plan.Params)
+	for i, m := range pc.list {
+		a.params[m] = base + i
+		a.plan.Params = append(a.plan.Params, Param{})
+	}
+}
+
+// encryptedStatement analyzes a statement that names a table with
+// encrypted columns, by kind; a refusal is left in a.err.
+func (a *analyzer) encryptedStatement(st ast.StmtNode) {
 	switch s := st.(type) {
 	case *ast.InsertStmt:
 		a.insert(s)
@@ -124,20 +148,6 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 	default:
 		a.refuse(&Refusal{Column: a.firstEncrypted(), Reason: fmt.Sprintf("%s statements on encrypted tables are not supported", stmtName(st))})
 	}
-	if a.err != nil {
-		return a.err
-	}
-	a.setPlain()
-	if len(a.repl) > 0 || a.pinned {
-		// Plain placeholders become slots too, so that the server's
-		// parameter order is known whatever order the restore writes.
-		for m, i := range a.params {
-			if a.plan.Params[i].Role == RolePlain {
-				a.addParamSlot(m, i)
-			}
-		}
-	}
-	return nil
 }
 
 // knownStatement reports whether the table collector sees every table st
