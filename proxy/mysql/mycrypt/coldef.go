@@ -129,3 +129,35 @@ func (d columnDef) appendWith(dst []byte, ext string, a colAttrs) []byte {
 	f[fixedDecimals] = a.decimals
 	return dst
 }
+
+// A binary protocol row is
+//
+//	0x00 || NULL bitmap of (columns+7+2)/8 bytes, bit i+2 for column i ||
+//	the values of the non-NULL columns
+//
+// (the first two bits of the bitmap are reserved).
+const binaryRowNullOffset = 2
+
+// binaryRow is a zero-copy view of a binary protocol row.
+type binaryRow struct {
+	nulls []byte // the NULL bitmap
+	// values is the offset of the first value; the header and bitmap
+	// before it go to the client unchanged.
+	values int
+}
+
+// parseBinaryRow reads the header of a row of columns columns. The header
+// byte is not checked (the relay classified the packet).
+func parseBinaryRow(payload []byte, columns int) (binaryRow, bool) {
+	n := (columns + 7 + binaryRowNullOffset) / 8
+	if len(payload) < 1+n {
+		return binaryRow{}, false
+	}
+	return binaryRow{nulls: payload[1 : 1+n], values: 1 + n}, true
+}
+
+// null tells whether column i is NULL.
+func (r binaryRow) null(i int) bool {
+	i += binaryRowNullOffset
+	return r.nulls[i/8]&(1<<(i%8)) != 0
+}

@@ -210,3 +210,25 @@ func TestRewriteColumnDefCaptured(t *testing.T) {
 		t.Errorf("rewritten definitions digest %s, want %s", got, want)
 	}
 }
+
+// TestBinaryRowNulls: column i's NULL bit is bit i+2 of the bitmap, which
+// takes (columns+9)/8 bytes.
+func TestBinaryRowNulls(t *testing.T) {
+	// 7 columns: 9 bits, 2 bytes; columns 0, 5 and 6 NULL (bits 2, 7, 8).
+	payload := []byte{0x00, 0b1000_0100, 0b0000_0001, 0xaa}
+	r, ok := parseBinaryRow(payload, 7)
+	if !ok || r.values != 3 {
+		t.Fatalf("parse: %v, values at %d", ok, r.values)
+	}
+	for i := range 7 {
+		if want := i == 0 || i == 5 || i == 6; r.null(i) != want {
+			t.Errorf("column %d: null %v", i, r.null(i))
+		}
+	}
+	if _, ok := parseBinaryRow(payload[:2], 7); ok {
+		t.Error("truncated bitmap accepted")
+	}
+	if r, ok := parseBinaryRow(payload[:2], 6); !ok || r.values != 2 {
+		t.Error("6 columns: 1-byte bitmap")
+	}
+}

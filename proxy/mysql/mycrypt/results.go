@@ -59,12 +59,20 @@ func defFor(t value.Type) plainDef {
 	}
 }
 
+// Length-encoded integer prefixes.
+const (
+	lenencNull = 0xfb // NULL in a text row
+	lenenc2    = 0xfc // 2-byte integer follows
+	lenenc3    = 0xfd // 3-byte integer follows
+	lenenc8    = 0xfe // 8-byte integer follows
+)
+
 // readLenenc reads one length-encoded string at b[p:].
 func readLenenc(b []byte, p int) (val []byte, next int, null bool, err error) {
 	if p >= len(b) {
 		return nil, 0, false, fmt.Errorf("truncated packet")
 	}
-	if b[p] == 0xfb {
+	if b[p] == lenencNull {
 		return nil, p + 1, true, nil
 	}
 	n, k := lenencInt(b[p:])
@@ -82,19 +90,19 @@ func lenencInt(b []byte) (n uint64, k int) {
 		return 0, 0
 	}
 	switch c := b[0]; {
-	case c < 0xfb:
+	case c < lenencNull:
 		return uint64(c), 1
-	case c == 0xfc:
+	case c == lenenc2:
 		if len(b) < 3 {
 			return 0, 0
 		}
 		return uint64(b[1]) | uint64(b[2])<<8, 3
-	case c == 0xfd:
+	case c == lenenc3:
 		if len(b) < 4 {
 			return 0, 0
 		}
 		return uint64(b[1]) | uint64(b[2])<<8 | uint64(b[3])<<16, 4
-	case c == 0xfe:
+	case c == lenenc8:
 		if len(b) < 9 {
 			return 0, 0
 		}
@@ -295,19 +303,17 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		w.Packet(payload)
 		return nil
 	}
-	n := len(st.cols)
-	bm := (n + 7 + 2) / 8
-	if len(payload) < 1+bm {
+	row, ok := parseBinaryRow(payload, len(st.cols))
+	if !ok {
 		return failed("malformed row", nil)
 	}
 	out := w.Begin()
-	out = append(out, payload[:1+bm]...)
-	nulls := payload[1 : 1+bm]
-	p := 1 + bm
+	out = append(out, payload[:row.values]...)
+	p := row.values
 	canon := s.resCanon[:0]
 	defer func() { s.resCanon, s.resText = reusable(canon[:0]), reusable(s.resText[:0]) }()
 	for i, c := range st.cols {
-		if nulls[(i+2)/8]&(1<<((i+2)%8)) != 0 {
+		if row.null(i) {
 			continue
 		}
 		k, err := binLen(c.typ, payload, p)
