@@ -161,3 +161,22 @@ func (r binaryRow) null(i int) bool {
 	i += binaryRowNullOffset
 	return r.nulls[i/8]&(1<<(i%8)) != 0
 }
+
+// Offsets in a COM_STMT_PREPARE_OK payload: 0x00 || uint32 statement_id ||
+// uint16 num_columns || uint16 num_params || 0x00 || uint16 warnings.
+const (
+	prepareOKStmtID = 1
+	prepareOKParams = 7
+	prepareOKLen    = 12
+)
+
+// Offsets in COM_STMT_EXECUTE and COM_STMT_SEND_LONG_DATA payloads: the
+// command byte || uint32 statement_id || ...
+const (
+	// executeHeaderLen: || uint8 flags || uint32 iteration_count, then the
+	// parameters' NULL bitmap (bit i for parameter i).
+	executeHeaderLen = 10
+	// longDataParam: || uint16 param_id || data.
+	longDataParam = 5
+	longDataLen   = 7 // without data
+)
