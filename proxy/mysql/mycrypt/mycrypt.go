@@ -433,7 +433,7 @@ func (s *session) prepare(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 }
 
 func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
-	if len(payload) < 7 {
+	if len(payload) < longDataLen {
 		w.Packet(payload)
 		return nil
 	}
@@ -444,7 +444,7 @@ func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) e
 		w.Packet(payload)
 		return nil
 	}
-	pid := int(binary.LittleEndian.Uint16(payload[5:7]))
+	pid := int(binary.LittleEndian.Uint16(payload[longDataParam:]))
 	if pid >= len(st.plan.Params) || st.plan.Params[pid].Role != mysqlsql.RolePlain {
 		st.poisoned = true
 		return refused(errors.New("dbproxy: long data for an encrypted parameter is not supported"))
@@ -452,7 +452,7 @@ func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) e
 	for i, sp := range st.plan.ServerParams {
 		if sp.Client == pid {
 			out := append([]byte(nil), payload...)
-			binary.LittleEndian.PutUint16(out[5:7], uint16(i))
+			binary.LittleEndian.PutUint16(out[longDataParam:], uint16(i))
 			w.Packet(out)
 			return nil
 		}
@@ -546,11 +546,11 @@ func (s *session) finishUse(st *exState, kind mysql.Kind, payload []byte) {
 }
 
 func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *mysql.Writer) error {
-	if len(payload) < 12 {
+	if len(payload) < prepareOKLen {
 		return failed("malformed prepare response", nil)
 	}
-	id := binary.LittleEndian.Uint32(payload[1:5])
-	nparams := int(binary.LittleEndian.Uint16(payload[7:9]))
+	id := binary.LittleEndian.Uint32(payload[prepareOKStmtID:])
+	nparams := int(binary.LittleEndian.Uint16(payload[prepareOKParams:]))
 	plan := st.plan
 	out := payload
 	if !plan.Passthrough {
@@ -558,7 +558,7 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 			return failed(fmt.Sprintf("the server counted %d parameters where the proxy wrote %d", nparams, len(plan.ServerParams)), nil)
 		}
 		out = append([]byte(nil), payload...)
-		binary.LittleEndian.PutUint16(out[7:9], uint16(len(plan.Params)))
+		binary.LittleEndian.PutUint16(out[prepareOKParams:], uint16(len(plan.Params)))
 	} else if !plan.Unparsed && nparams != len(plan.Params) {
 		// The proxy parsed the statement and counted its placeholders
 		// differently from the server: it misread it. A statement the

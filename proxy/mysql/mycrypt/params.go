@@ -62,11 +62,11 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		w.Packet(payload)
 		return nil
 	}
-	if len(payload) < 10 {
+	if len(payload) < executeHeaderLen {
 		return failed("malformed COM_STMT_EXECUTE", nil)
 	}
 	bm := (n + 7) / 8
-	p := 10
+	p := executeHeaderLen
 	if len(payload) < p+bm+1 {
 		return failed("malformed COM_STMT_EXECUTE", nil)
 	}
@@ -174,7 +174,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	}
 	m := len(sps)
 	out := w.Begin()
-	out = append(out, payload[:10]...)
+	out = append(out, payload[:executeHeaderLen]...)
 	bmStart := len(out)
 	for i := 0; i < (m+7)/8; i++ {
 		out = append(out, 0)

@@ -15,15 +15,9 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// Column definition flags.
+// Collation ids of the column definitions of plaintext types.
 const (
-	flagBinary   = 128
-	flagBlob     = 16
-	flagUnsigned = 32
-	flagZerofill = 64
-	flagNum      = 32768
-
-	charsetBinary  = 63
+	charsetBinary  = 63 // binary
 	charsetUTF8MB4 = 45 // utf8mb4_general_ci: known to MySQL and MariaDB
 )
 
@@ -65,12 +59,20 @@ func defFor(t value.Type) plainDef {
 	}
 }
 
+// Length-encoded integer prefixes.
+const (
+	lenencNull = 0xfb // NULL in a text row
+	lenenc2    = 0xfc // 2-byte integer follows
+	lenenc3    = 0xfd // 3-byte integer follows
+	lenenc8    = 0xfe // 8-byte integer follows
+)
+
 // readLenenc reads one length-encoded string at b[p:].
 func readLenenc(b []byte, p int) (val []byte, next int, null bool, err error) {
 	if p >= len(b) {
 		return nil, 0, false, fmt.Errorf("truncated packet")
 	}
-	if b[p] == 0xfb {
+	if b[p] == lenencNull {
 		return nil, p + 1, true, nil
 	}
 	n, k := lenencInt(b[p:])
@@ -88,19 +90,19 @@ func lenencInt(b []byte) (n uint64, k int) {
 		return 0, 0
 	}
 	switch c := b[0]; {
-	case c < 0xfb:
+	case c < lenencNull:
 		return uint64(c), 1
-	case c == 0xfc:
+	case c == lenenc2:
 		if len(b) < 3 {
 			return 0, 0
 		}
 		return uint64(b[1]) | uint64(b[2])<<8, 3
-	case c == 0xfd:
+	case c == lenenc3:
 		if len(b) < 4 {
 			return 0, 0
 		}
 		return uint64(b[1]) | uint64(b[2])<<8 | uint64(b[3])<<16, 4
-	case c == 0xfe:
+	case c == lenenc8:
 		if len(b) < 9 {
 			return 0, 0
 		}
@@ -169,81 +171,45 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 }
 
 // rewriteColumnDef returns what a column definition says about its column
-// and the definition to send the client instead (nil: payload unchanged):
-//
-//	lenenc catalog, schema, table, org_table, name, org_name ||
-//	[lenenc extended_metadata, with mysql.MariaDBExtendedMetadata] ||
-//	lenenc 0x0c || uint16 charset || uint32 length || uint8 type ||
-//	uint16 flags || uint8 decimals || 2 filler
-//
+// and the definition to send the client instead (nil: payload unchanged).
 // The extended metadata of a rewritten column describes its plaintext
 // type: format "json" for json, nothing otherwise (the server's describes
 // the VARBINARY/BLOB that holds the ciphertext).
 func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
-	var fields [6][]byte
-	p := 0
-	for i := range fields {
-		v, next, _, err := readLenenc(payload, p)
-		if err != nil {
-			return column{}, nil, failed("malformed column definition", err)
-		}
-		fields[i], p = v, next
+	d, err := parseColumnDef(payload, s.extMeta)
+	if err != nil {
+		return column{}, nil, failed("malformed column definition", err)
 	}
-	extStart := p
-	if s.extMeta {
-		_, next, null, err := readLenenc(payload, p)
-		if err != nil || null {
-			return column{}, nil, failed("malformed column definition", err)
-		}
-		p = next
-	}
-	extEnd := p
-	// p is at the fixed-length fields' length (0x0c).
-	if len(payload) < p+13 {
-		return column{}, nil, failed("malformed column definition", nil)
-	}
-	fixed := p + 1
-	typ := payload[fixed+6]
 	var rule *rules.ColumnRule
-	if len(fields[3]) > 0 && len(fields[5]) > 0 {
-		rule = s.ic.rules.Column(string(fields[1]), "", string(fields[3]), string(fields[5]))
+	if len(d.orgTable) > 0 && len(d.orgName) > 0 {
+		rule = s.ic.rules.Column(string(d.schema), "", string(d.orgTable), string(d.orgName))
 	}
-	c := column{rule: rule, typ: typ}
+	c := column{rule: rule, typ: d.typ()}
 	if rule == nil {
 		return c, nil, nil
 	}
-	d := defFor(rule.Type)
-	out := make([]byte, 0, len(payload)+8)
-	out = append(out, payload[:extStart]...)
-	if s.extMeta {
-		out = appendExtendedMetadata(out, rule.Type)
+	p := defFor(rule.Type)
+	a := d.attrs()
+	a.charset, a.length, a.typ, a.decimals = p.charset, p.length, p.typ, p.decimals
+	a.flags &^= gomysql.BINARY_FLAG | gomysql.BLOB_FLAG | gomysql.UNSIGNED_FLAG | gomysql.ZEROFILL_FLAG | gomysql.NUM_FLAG
+	if p.numeric {
+		a.flags |= gomysql.NUM_FLAG | gomysql.BINARY_FLAG
 	}
-	fixed += len(out) - extEnd
-	out = append(out, payload[extEnd:]...)
-	f := out[fixed:]
-	binary.LittleEndian.PutUint16(f[0:], d.charset)
-	binary.LittleEndian.PutUint32(f[2:], d.length)
-	f[6] = d.typ
-	flags := binary.LittleEndian.Uint16(f[7:]) &^ (flagBinary | flagBlob | flagUnsigned | flagZerofill | flagNum)
-	if d.numeric {
-		flags |= flagNum | flagBinary
+	if p.typ == gomysql.MYSQL_TYPE_BLOB {
+		a.flags |= gomysql.BLOB_FLAG | gomysql.BINARY_FLAG
 	}
-	if d.typ == gomysql.MYSQL_TYPE_BLOB {
-		flags |= flagBlob | flagBinary
-	}
-	binary.LittleEndian.PutUint16(f[7:], flags)
-	f[9] = d.decimals
+	out := d.appendWith(make([]byte, 0, len(payload)+8), extendedMetadata(rule.Type), a)
 	return c, out, nil
 }
 
-// appendExtendedMetadata appends MariaDB's extended metadata field for a
-// plaintext type: format "json" for json, empty otherwise.
-func appendExtendedMetadata(dst []byte, t value.Type) []byte {
+// extendedMetadata is the content of MariaDB's extended metadata field for
+// a plaintext type: format "json" for json, empty otherwise.
+func extendedMetadata(t value.Type) string {
 	if t != value.TypeJSON {
-		return append(dst, 0)
+		return ""
 	}
-	const format = 1 // MARIADB_FIELD_ATTR_FORMAT_NAME
-	return append(dst, 6, format, 4, 'j', 's', 'o', 'n')
+	// MARIADB_FIELD_ATTR_FORMAT_NAME (1), lenenc "json"
+	return "\x01\x04json"
 }
 
 func (s *session) decryptErr(rule *rules.ColumnRule, err error) error {
@@ -337,19 +303,17 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		w.Packet(payload)
 		return nil
 	}
-	n := len(st.cols)
-	bm := (n + 7 + 2) / 8
-	if len(payload) < 1+bm {
+	row, ok := parseBinaryRow(payload, len(st.cols))
+	if !ok {
 		return failed("malformed row", nil)
 	}
 	out := w.Begin()
-	out = append(out, payload[:1+bm]...)
-	nulls := payload[1 : 1+bm]
-	p := 1 + bm
+	out = append(out, payload[:row.values]...)
+	p := row.values
 	canon := s.resCanon[:0]
 	defer func() { s.resCanon, s.resText = reusable(canon[:0]), reusable(s.resText[:0]) }()
 	for i, c := range st.cols {
-		if nulls[(i+2)/8]&(1<<((i+2)%8)) != 0 {
+		if row.null(i) {
 			continue
 		}
 		k, err := binLen(c.typ, payload, p)
