@@ -11,8 +11,8 @@ import (
 
 // fail sends e in place of the rest of the current request's response.
 func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
-	s.failed = true
-	s.cols, s.matches = nil, nil
+	s.result.failed = true
+	s.result.cols, s.result.matches = nil, nil
 	return w.Send(e)
 }
 
@@ -35,14 +35,14 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		ev := s.popUntilSync()
 		s.lexAnswered(ev != nil && ev.lexChange, status)
 		if ev != nil {
-			if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.failed {
+			if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.result.failed {
 				if err := w.Send(ev.inject); err != nil {
 					return err
 				}
 			}
 			s.pop()
 		}
-		s.failed, s.cols, s.matches = false, nil, nil
+		s.result.failed, s.result.cols, s.result.matches = false, nil, nil
 		w.Forward(typ, body)
 		return nil
 	case 'S':
@@ -50,7 +50,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		w.Forward(typ, body)
 		return nil
 	}
-	if s.failed {
+	if s.result.failed {
 		return nil
 	}
 	ev := s.head()
@@ -70,7 +70,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		if ev := s.popUntilSync(); ev != nil {
 			ev.srvErr = true
 		}
-		s.cols = nil
+		s.result.cols = nil
 	case '1', '2', '3':
 		s.pop()
 		if ev.hidden {
@@ -100,12 +100,12 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		}
 	case 'D':
 		if ev.kind == 'E' {
-			if s.cols == nil && s.formats == nil {
-				if err := s.startExecute(ev, w); err != nil || s.failed {
+			if s.result.cols == nil && s.result.formats == nil {
+				if err := s.startExecute(ev, w); err != nil || s.result.failed {
 					return err
 				}
 			}
-			if s.cols != nil {
+			if s.result.cols != nil {
 				return s.dataRow(body, w)
 			}
 			if ev.stmt.noData && !ev.portal.described {
@@ -117,12 +117,12 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		}
 	case 'C', 's', 'I':
 		if ev.kind == 'E' {
-			if s.cols == nil && s.formats == nil && typ != 'I' {
-				if err := s.startExecute(ev, w); err != nil || s.failed {
+			if s.result.cols == nil && s.result.formats == nil && typ != 'I' {
+				if err := s.startExecute(ev, w); err != nil || s.result.failed {
 					return err
 				}
 			}
-			s.cols, s.formats, s.matches = nil, nil, nil
+			s.result.cols, s.result.formats, s.result.matches = nil, nil, nil
 			s.pop()
 		}
 	}
@@ -139,19 +139,19 @@ func (s *session) startExecute(ev *event, w *postgres.Writer) error {
 	if !st.described {
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: the result columns of this statement are unknown"), w)
 	}
-	s.formats = ev.portal.formats
-	if s.formats == nil {
-		s.formats = []int16{}
+	s.result.formats = ev.portal.formats
+	if s.result.formats == nil {
+		s.result.formats = []int16{}
 	}
-	s.cols = st.cols
+	s.result.cols = st.cols
 	if st.noData && ev.portal.described {
 		// The portal's own RowDescription attributes its rows.
 		if ev.portal.poison != nil {
 			return s.fail(ev.portal.poison, w)
 		}
-		s.cols = ev.portal.cols
+		s.result.cols = ev.portal.cols
 	}
-	s.matches = ev.portal.matches
+	s.result.matches = ev.portal.matches
 	return nil
 }
 
@@ -164,36 +164,36 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 		}
 	case 'E':
 		ev.srvErr = true
-		s.cols = nil
+		s.result.cols = nil
 	case 'T':
-		rd, errResp, err := s.rowDescription(&s.simpleRD, body, true)
+		rd, errResp, err := s.rowDescription(&s.result.simpleDesc, body, true)
 		if err != nil {
 			return err
 		}
 		if errResp != nil {
 			return s.fail(errResp, w)
 		}
-		s.cols, s.formats = rd.cols, nil
-		s.matches = ev.matches
+		s.result.cols, s.result.formats = rd.cols, nil
+		s.result.matches = ev.matches
 		if rd.cols == nil {
 			break
 		}
 		_, _ = w.Write(rd.out)
 		return nil
 	case 'D':
-		if s.cols != nil {
+		if s.result.cols != nil {
 			return s.dataRow(body, w)
 		}
 	case 'C':
-		s.cols, s.matches = nil, nil
+		s.result.cols, s.result.matches = nil, nil
 		s.commandComplete(ev, body)
 	case 'G':
 		// The server refused to start a COPY the proxy expected (an error
 		// arrives instead) or started one: nothing to do either way.
 	case 'H':
 		if cp := copyTo(ev); cp != nil {
-			s.copyOutHeader = cp.Header
-			s.binOut = nil
+			s.result.copyOutHeader = cp.Header
+			s.result.binaryCopyOut = nil
 		}
 	case 'd':
 		if cp := copyTo(ev); cp != nil {
@@ -226,11 +226,11 @@ func (s *session) parameterStatus(body []byte) {
 		s.mu.Unlock()
 	case "standard_conforming_strings":
 		s.mu.Lock()
-		s.scsOff = string(val) != "on"
+		s.lex.stdStringsOff = string(val) != "on"
 		s.mu.Unlock()
 	case "client_encoding":
 		s.mu.Lock()
-		s.clientEnc = string(val)
+		s.lex.clientEncoding = string(val)
 		s.mu.Unlock()
 	}
 }

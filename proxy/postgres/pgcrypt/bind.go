@@ -55,7 +55,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 			return err
 		}
 	}
-	if st.searchPath != "" && !s.spKnown {
+	if st.searchPath != "" && !s.searchPath.known {
 		s.refuseBatch(errSearchPathUnknown)
 		return nil
 	}
@@ -70,7 +70,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 			st.derived = d
 		}
 	}
-	if st.searchPath != "" && st.searchPath != s.searchPath {
+	if st.searchPath != "" && st.searchPath != s.searchPath.current {
 		// Planned again and sent again: its text must be read as the
 		// server will read it now.
 		if e, _ := s.lexRefusal(); e != nil && e != errSCSOff {
@@ -87,12 +87,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if len(rest) < pos+2*nf+2 {
 		return errBadBind
 	}
-	pformats := s.bformats[:0]
+	pformats := s.frontBufs.paramFormats[:0]
 	if cap(pformats) < nf {
 		pformats = make([]int16, nf)
 	}
 	pformats = pformats[:nf]
-	s.bformats = pformats
+	s.frontBufs.paramFormats = pformats
 	for i := range pformats {
 		pformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
 		pos += 2
@@ -100,12 +100,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	np := int(binary.BigEndian.Uint16(rest[pos:]))
 	pos += 2
 	valStart := pos
-	vals := s.bvals[:0]
+	vals := s.frontBufs.paramValues[:0]
 	if cap(vals) < np {
 		vals = make([]span, np)
 	}
 	vals = vals[:np]
-	s.bvals = vals
+	s.frontBufs.paramValues = vals
 	for i := range vals {
 		if len(rest) < pos+4 {
 			return errBadBind
@@ -174,20 +174,20 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	// The ciphertexts of RoleMatch parameters first: if a rotation added
 	// key versions since the statement was prepared, it is prepared again
 	// with room for them before this Bind goes out.
-	matches := s.bmatch[:0]
+	matches := s.frontBufs.matchCiphertexts[:0]
 	grow := false
 	for i, v := range vals {
 		if i >= len(st.slots) || st.slots[i] == 0 || v.off < 0 {
 			continue
 		}
 		prm := st.plan.Params[i]
-		canon, err := s.bindCanon(s.fcanon[:0], prm.Column, rest[v.off:v.off+v.n], formatOf(pformats, i), zone)
+		canon, err := s.bindCanon(s.frontBufs.canonical[:0], prm.Column, rest[v.off:v.off+v.n], formatOf(pformats, i), zone)
 		if err != nil {
 			s.refuseBatch(errorResponse(pgsql.StateInvalidText,
 				"dbproxy: statement refused: column "+prm.Column.String()+": parameter $"+itoa(i+1)+" is not a valid "+prm.Column.Type.String()+" value"))
 			return nil
 		}
-		s.fcanon = canon
+		s.frontBufs.canonical = canon
 		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, prm.Column, canon)
 		if err != nil {
 			s.refuseBatch(refusalResponse(err))
@@ -200,7 +200,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		matches[i] = cts
 		grow = grow || len(cts) > st.slots[i]
 	}
-	s.bmatch = matches
+	s.frontBufs.matchCiphertexts = matches
 	if grow {
 		slots, err := s.matchSlots(st.plan, matches)
 		if err == nil {
@@ -211,7 +211,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 			return nil
 		}
 	}
-	out := append(s.qbuf[:0], 'B', 0, 0, 0, 0)
+	out := append(s.frontBufs.message[:0], 'B', 0, 0, 0, 0)
 	out = append(out, body[:len(portal)+1+len(stmtName)+1]...)
 	out = binary.BigEndian.AppendUint16(out, uint16(np))
 	for i := 0; i < np; i++ {
@@ -249,21 +249,21 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 			out = appendMatchArray(out, matches[i], st.slots[i])
 			continue
 		}
-		canon, err := s.bindCanon(s.fcanon[:0], col, src, formatOf(pformats, i), zone)
+		canon, err := s.bindCanon(s.frontBufs.canonical[:0], col, src, formatOf(pformats, i), zone)
 		if err != nil {
 			s.refuseBatch(errorResponse(pgsql.StateInvalidText,
 				"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid "+col.Type.String()+" value"))
 			return nil
 		}
-		s.fcanon = canon
+		s.frontBufs.canonical = canon
 		switch prm.Role {
 		case pgsql.RoleStore:
-			ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, s.fct[:0], col, canon)
+			ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, s.frontBufs.ciphertext[:0], col, canon)
 			if err != nil {
 				s.refuseBatch(refusalResponse(err))
 				return nil
 			}
-			s.fct = ct
+			s.frontBufs.ciphertext = ct
 			out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
 			out = append(out, ct...)
 		case pgsql.RoleMatch:
@@ -345,14 +345,14 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 		var canon []byte
 		var err error
 		if bin {
-			canon, err = appendCanonicalFromBinary(s.fcanon[:0], col.Type, elem)
+			canon, err = appendCanonicalFromBinary(s.frontBufs.canonical[:0], col.Type, elem)
 		} else {
-			canon, err = value.AppendCanonicalTextInZone(s.fcanon[:0], col.Type, elem, zone)
+			canon, err = value.AppendCanonicalTextInZone(s.frontBufs.canonical[:0], col.Type, elem, zone)
 		}
 		if err != nil {
 			return err
 		}
-		s.fcanon = canon
+		s.frontBufs.canonical = canon
 		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
 			return err

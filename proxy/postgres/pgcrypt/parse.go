@@ -46,7 +46,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 			return err
 		}
 	}
-	if !skips && !s.spKnown {
+	if !skips && !s.searchPath.known {
 		s.refuseBatch(errSearchPathUnknown)
 		return nil
 	}
@@ -59,7 +59,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		}
 	}
 	sql := string(text)
-	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
+	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
 	if err != nil {
 		s.refuseBatch(refusalResponse(err))
 		return nil
@@ -72,7 +72,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	if skips {
 		st.text, st.derived = sql, s.db.planner.Derived()
 	} else {
-		st.sql, st.searchPath = sql, s.searchPath
+		st.sql, st.searchPath = sql, s.searchPath.current
 		st.clientTypes = make([]uint32, n)
 		for i := range st.clientTypes {
 			st.clientTypes[i] = binary.BigEndian.Uint32(rest[2+4*i:])
@@ -87,9 +87,9 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 			return nil
 		}
 		s.mu.Lock()
-		scsOff, zone := s.scsOff, s.zone
+		stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 		s.mu.Unlock()
-		if scsOff {
+		if stdStringsOff {
 			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
 				"dbproxy: statement refused: standard_conforming_strings is off"))
 			return nil
@@ -113,9 +113,9 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.mu.Lock()
 		s.prepared.Add(string(name), withSlots(plan.Params, st.slots))
 		if st.searchPath != "" {
-			s.prepPath[string(name)] = st.searchPath
+			s.searchPath.preparedUnder[string(name)] = st.searchPath
 		} else {
-			delete(s.prepPath, string(name))
+			delete(s.searchPath.preparedUnder, string(name))
 		}
 		s.mu.Unlock()
 	}
@@ -156,7 +156,7 @@ func (s *session) matchSlots(plan *pgsql.Plan, cts [][][]byte) ([]int, error) {
 // upstreamParse sends the Parse of st (its rewritten SQL, with st.slots)
 // under name. The caller queues the events of its responses.
 func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, w *postgres.Writer) error {
-	out := append(s.qbuf[:0], 'P', 0, 0, 0, 0)
+	out := append(s.frontBufs.message[:0], 'P', 0, 0, 0, 0)
 	out = append(out, name...)
 	out = append(out, 0)
 	out, err := st.plan.Rewrite(s.ctx, out, st.sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Slots: st.slots})
@@ -180,9 +180,9 @@ func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, 
 // the statement are closed with it, as PostgreSQL closes them.
 func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.Writer) error {
 	s.mu.Lock()
-	scsOff, zone := s.scsOff, s.zone
+	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 	s.mu.Unlock()
-	if scsOff {
+	if stdStringsOff {
 		return errors.New("standard_conforming_strings is off")
 	}
 	_, _ = w.Write(statementMessage('C', name))

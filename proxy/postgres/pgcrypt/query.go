@@ -33,7 +33,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if err := s.ensureSearchPath(w); err != nil {
 		return err
 	}
-	if !s.spKnown {
+	if !s.searchPath.known {
 		return s.refuseQuery(errSearchPathUnknown, w)
 	}
 	// Checked after ensureSearchPath, which waits for the answers to
@@ -43,7 +43,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		return s.refuseQuery(lexErr, w)
 	}
 	sql := string(text)
-	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath)
+	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
 	if err != nil {
 		s.log.Debug("query refused", slog.String("reason", safeReason(err)))
 		return s.refuseQuery(refusalResponse(err), w)
@@ -81,10 +81,10 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	s.mu.Lock()
 	zone := s.zone
-	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath})
-	out := append(s.qbuf[:0], 'Q', 0, 0, 0, 0)
+	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
+	out := append(s.frontBufs.message[:0], 'Q', 0, 0, 0, 0)
 	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared,
-		Matches: ev.matches, Scratch: &s.qcanon})
+		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)
@@ -101,7 +101,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	return nil
 }
 
-func (s *session) keep(out []byte) { s.qbuf = reusable(out) }
+func (s *session) keep(out []byte) { s.frontBufs.message = reusable(out) }
 
 // maxKeptBuffer bounds the scratch buffers a session keeps between
 // messages; a larger one (a huge row) is left to the garbage collector.

@@ -9,27 +9,42 @@ import (
 // spare an allocation per message; a slab is never reused (frontend
 // goroutine only).
 func (s *session) newEvent(e event) *event {
-	if len(s.evSlab) == 0 {
-		s.evSlab = make([]event, slabSize)
+	if len(s.slabs.events) == 0 {
+		s.slabs.events = make([]event, slabSize)
 	}
-	ev := &s.evSlab[0]
+	ev := &s.slabs.events[0]
 	*ev = e
-	s.evSlab = s.evSlab[1:]
+	s.slabs.events = s.slabs.events[1:]
 	return ev
 }
 
 // newPortal is newEvent for portals.
 func (s *session) newPortal(p portalInfo) *portalInfo {
-	if len(s.portalSlab) == 0 {
-		s.portalSlab = make([]portalInfo, slabSize)
+	if len(s.slabs.portals) == 0 {
+		s.slabs.portals = make([]portalInfo, slabSize)
 	}
-	pi := &s.portalSlab[0]
+	pi := &s.slabs.portals[0]
 	*pi = p
-	s.portalSlab = s.portalSlab[1:]
+	s.slabs.portals = s.slabs.portals[1:]
 	return pi
 }
 
 const slabSize = 32
+
+// slabs are what newEvent, newPortal and newMatchSet carve from (frontend
+// goroutine only).
+type slabs struct {
+	events    []event
+	portals   []portalInfo
+	matchSets []rules.Matches
+}
+
+// pendingQueue holds the requests awaiting a response, in order: events
+// from events[head] (session.mu held).
+type pendingQueue struct {
+	events []*event
+	head   int
+}
 
 // The match sets are filled by the frontend goroutine before the request
 // is queued and read by the backend goroutine after it is dequeued (the
@@ -39,48 +54,75 @@ var _ pgsql.MatchRecorder = (*rules.Matches)(nil)
 // newMatchSet is newEvent for match sets (kept apart: most events and
 // portals need none).
 func (s *session) newMatchSet() *rules.Matches {
-	if len(s.matchSlab) == 0 {
-		s.matchSlab = make([]rules.Matches, slabSize/2)
+	if len(s.slabs.matchSets) == 0 {
+		s.slabs.matchSets = make([]rules.Matches, slabSize/2)
 	}
-	m := &s.matchSlab[0]
-	s.matchSlab = s.matchSlab[1:]
+	m := &s.slabs.matchSets[0]
+	s.slabs.matchSets = s.slabs.matchSets[1:]
 	return m
 }
 
+// append queues evs, first moving the pending events to the front when
+// that spares growing the slice.
+func (q *pendingQueue) append(evs []*event) {
+	if q.head > 0 && len(q.events)+len(evs) > cap(q.events) {
+		n := copy(q.events, q.events[q.head:])
+		clear(q.events[n:])
+		q.events, q.head = q.events[:n], 0
+	}
+	q.events = append(q.events, evs...)
+}
+
+// first returns the first pending event, nil if none.
+func (q *pendingQueue) first() *event {
+	if q.head == len(q.events) {
+		return nil
+	}
+	return q.events[q.head]
+}
+
+// drop drops the first event, if any.
+func (q *pendingQueue) drop() {
+	if q.head == len(q.events) {
+		return
+	}
+	q.events[q.head] = nil
+	q.head++
+	if q.head == len(q.events) {
+		q.events, q.head = q.events[:0], 0
+	}
+}
+
+// dropUntilSync drops the events before the next Sync (or simple Query)
+// and returns that one, which stays queued.
+func (q *pendingQueue) dropUntilSync() *event {
+	for q.head < len(q.events) {
+		if ev := q.events[q.head]; ev.kind == 'S' || ev.kind == 'Q' {
+			return ev
+		}
+		q.drop()
+	}
+	return nil
+}
+
+// len returns the number of pending events.
+func (q *pendingQueue) len() int { return len(q.events) - q.head }
+
 func (s *session) push(evs ...*event) {
 	s.mu.Lock()
-	if s.qhead > 0 && len(s.queue)+len(evs) > cap(s.queue) {
-		n := copy(s.queue, s.queue[s.qhead:])
-		clear(s.queue[n:])
-		s.queue, s.qhead = s.queue[:n], 0
-	}
-	s.queue = append(s.queue, evs...)
+	s.pending.append(evs)
 	s.mu.Unlock()
 }
 
 func (s *session) head() *event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.qhead == len(s.queue) {
-		return nil
-	}
-	return s.queue[s.qhead]
-}
-
-// popLocked drops the first event; s.mu held, the queue not empty.
-func (s *session) popLocked() {
-	s.queue[s.qhead] = nil
-	s.qhead++
-	if s.qhead == len(s.queue) {
-		s.queue, s.qhead = s.queue[:0], 0
-	}
+	return s.pending.first()
 }
 
 func (s *session) pop() {
 	s.mu.Lock()
-	if s.qhead < len(s.queue) {
-		s.popLocked()
-	}
+	s.pending.drop()
 	s.mu.Unlock()
 }
 
@@ -89,11 +131,5 @@ func (s *session) pop() {
 func (s *session) popUntilSync() *event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.qhead < len(s.queue) {
-		if ev := s.queue[s.qhead]; ev.kind == 'S' || ev.kind == 'Q' {
-			return ev
-		}
-		s.popLocked()
-	}
-	return nil
+	return s.pending.dropUntilSync()
 }

@@ -186,13 +186,13 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 		return errors.New("short DataRow")
 	}
 	n := int(binary.BigEndian.Uint16(body))
-	if n != len(s.cols) {
+	if n != len(s.result.cols) {
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: DataRow does not match its RowDescription"), w)
 	}
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
-	out := append(s.row[:0], 'D', 0, 0, 0, 0)
+	out := append(s.backBufs.message[:0], 'D', 0, 0, 0, 0)
 	out = append(out, body[:2]...)
 	pos := 2
 	for i := 0; i < n; i++ {
@@ -210,7 +210,7 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 		}
 		cell := body[pos : pos+int(l)]
 		pos += int(l)
-		col := s.cols[i]
+		col := s.result.cols[i]
 		if col == nil {
 			out = binary.BigEndian.AppendUint32(out, uint32(l))
 			out = append(out, cell...)
@@ -219,14 +219,14 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 		lenAt := len(out)
 		out = append(out, 0, 0, 0, 0)
 		var err error
-		out, err = s.decryptCell(out, col, cell, formatOf(s.formats, i), zone)
+		out, err = s.decryptCell(out, col, cell, formatOf(s.result.formats, i), zone)
 		if err != nil {
 			s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
 			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
 		}
 		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
 	}
-	s.row = sendMessage(w, out)
+	s.backBufs.message = sendMessage(w, out)
 	return nil
 }
 
@@ -242,20 +242,20 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 		}
 		hexs := cell[2:]
 		n := len(hexs) / 2
-		buf := slices.Grow(s.ct[:0], n)[:n]
+		buf := slices.Grow(s.backBufs.ciphertext[:0], n)[:n]
 		if _, err := hex.Decode(buf, hexs); err != nil {
 			return dst, errNotHexBytea
 		}
-		s.ct = reusable(buf)
+		s.backBufs.ciphertext = reusable(buf)
 		ct = buf
 	}
-	canon, ok := s.matches.Lookup(col, ct)
+	canon, ok := s.result.matches.Lookup(col, ct)
 	if !ok {
 		var err error
-		if canon, err = s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.canon[:0], col, ct); err != nil {
+		if canon, err = s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.backBufs.canonical[:0], col, ct); err != nil {
 			return dst, err
 		}
-		s.canon = reusable(canon)
+		s.backBufs.canonical = reusable(canon)
 	}
 	if format == 1 {
 		return appendBinary(dst, col.Type, canon)

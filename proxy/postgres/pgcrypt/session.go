@@ -109,6 +109,9 @@ type event struct {
 	srvErr  bool
 }
 
+// session is the state of one client connection. The frontend goroutine
+// handles client->server messages (frontend), the backend goroutine
+// server->client ones (backend); pending links a request to its responses.
 type session struct {
 	ic    *Interceptor
 	db    *dbState
@@ -116,68 +119,106 @@ type session struct {
 	ctx   context.Context
 	log   *slog.Logger
 
-	searchPath string // "$user" substituted; valid while spKnown
+	searchPath searchPathState // searchpath.go
 
-	// search_path tracking (searchpath.go). Frontend only: spKnown,
-	// inBatch (extended messages sent since the last Sync). Backend only:
-	// spPath, spOK, spFailed. Under mu: spTxChange, spStale.
-	spKnown, inBatch    bool
-	spTried, batchStart bool // asked at least once; this message starts a batch
-	spPath              string
-	spOK, spFailed      bool
-	spTxChange, spStale bool
-	spCh                chan spAnswer
-	prepPath            map[string]string // under mu: statement name -> search_path it was prepared under
-
-	// Frontend goroutine only. batchLex: an Execute of the current
-	// extended batch may change the lexing settings (lexstate.go).
-	batchLex   bool
-	skipping   bool
-	skipErr    *pgproto3.ErrorResponse
-	stmts      map[string]*stmtInfo
-	portals    map[string]*portalInfo // named portals
-	unnamed    *portalInfo            // the unnamed portal
-	qbuf       []byte
-	bformats   []int16 // Bind scratch: parameter formats
-	bvals      []span  // Bind scratch: parameter values
-	copy       *copyIn // a COPY FROM STDIN in progress
-	fcanon     []byte
-	evSlab     []event
-	portalSlab []portalInfo
-	matchSlab  []rules.Matches
-	fct        []byte
-	bmatch     [][][]byte // Bind scratch: ciphertexts of RoleMatch parameters
-	qcanon     []byte     // Query scratch: canonical plaintexts (pgsql.Env.Scratch)
+	// Frontend goroutine only.
+	batch     batchState
+	stmts     map[string]*stmtInfo
+	portals   map[string]*portalInfo // named portals
+	unnamed   *portalInfo            // the unnamed portal
+	copy      *copyIn                // a COPY FROM STDIN in progress
+	slabs     slabs
+	frontBufs frontendScratch
 
 	// Shared between the goroutines.
 	mu       sync.Mutex
-	queue    []*event // pending from queue[qhead]
-	qhead    int
+	pending  pendingQueue // under mu
 	prepared pgsql.Prepared
 	zone     *time.Location
-	// The lexing settings (lexstate.go): client_encoding and
-	// standard_conforming_strings as the server last reported them; the
-	// requests forwarded that may change them and are not answered yet;
-	// whether one ran in the current transaction.
-	clientEnc  string
-	scsOff     bool
-	lexPending int
-	lexTx      atomic.Bool // written under mu; read without it
+	lex      lexSettings // lexstate.go
 
 	// Backend goroutine only.
-	cols          []*rules.ColumnRule // decryption of the current result; nil: none
-	formats       []int16             // result formats of the current result
-	failed        bool                // an error was sent; drop the rest until ReadyForQuery
-	copyOutHeader bool                // the next CopyData of a COPY TO is its header line
-	binOut        *binCopy            // the binary COPY TO in progress
-	row           []byte
-	ct            []byte
-	canon         []byte
-	txt           []byte
-	simpleRD      rowDesc // the last RowDescription of a simple query
+	result   resultState
+	backBufs backendScratch
+}
+
+// searchPathState tracks the session's search_path (searchpath.go).
+type searchPathState struct {
+	// current is the search_path, "$user" substituted; valid while known
+	// (frontend only).
+	current string
+	// Frontend only: known: current is valid; asked: the server was asked
+	// at least once.
+	known, asked bool
+	// Backend only: the answer to the hidden query being read.
+	replyPath            string
+	replyOK, replyFailed bool
+	// Under mu: txChange: a change ran in the current transaction, which
+	// may yet roll it back; stale: it ended, ask again.
+	txChange, stale bool
+	answers         chan spAnswer     // backend -> frontend: the answers
+	preparedUnder   map[string]string // under mu: statement name -> search_path it was prepared under
+}
+
+// batchState is the state of the current extended-protocol batch (the
+// messages up to a Sync); frontend goroutine only.
+type batchState struct {
+	open     bool // extended messages were sent since the last Sync
+	starting bool // the message being handled starts a batch
+	// lexChange: an Execute of the batch may change the lexing settings
+	// (lexstate.go).
+	lexChange bool
+	// skipping: the batch was refused; its messages are dropped up to
+	// the Sync, where refusal is reported.
+	skipping bool
+	refusal  *pgproto3.ErrorResponse
+}
+
+// lexSettings are the settings that decide how the server lexes SQL text
+// (lexstate.go): client_encoding and standard_conforming_strings as the
+// server last reported them; the requests forwarded that may change them
+// and are not answered yet; whether one ran in the current transaction.
+// Under session.mu.
+type lexSettings struct {
+	clientEncoding string
+	stdStringsOff  bool        // standard_conforming_strings is off
+	pending        int         // change requests not answered yet
+	inTx           atomic.Bool // written under mu; read without it
+}
+
+// resultState is the decryption of the result being relayed; backend
+// goroutine only.
+type resultState struct {
+	cols    []*rules.ColumnRule // decryption of the current result; nil: none
+	formats []int16             // result formats of the current result
+	failed  bool                // an error was sent; drop the rest until ReadyForQuery
 	// matches are the lookups of the request whose rows are being
 	// decrypted (nil: none).
-	matches *rules.Matches
+	matches       *rules.Matches
+	simpleDesc    rowDesc  // the last RowDescription of a simple query
+	copyOutHeader bool     // the next CopyData of a COPY TO is its header line
+	binaryCopyOut *binCopy // the binary COPY TO in progress
+}
+
+// frontendScratch holds the buffers the frontend goroutine reuses from one
+// message to the next (see reusable).
+type frontendScratch struct {
+	message          []byte     // the rewritten Query, Parse or Bind
+	paramFormats     []int16    // Bind: parameter format codes
+	paramValues      []span     // Bind: parameter values
+	canonical        []byte     // Bind: canonical plaintext of a parameter
+	ciphertext       []byte     // Bind: ciphertext of a stored parameter
+	matchCiphertexts [][][]byte // Bind: ciphertexts of each RoleMatch parameter
+	queryCanonical   []byte     // Query: canonical plaintexts (pgsql.Env.Scratch)
+}
+
+// backendScratch holds the buffers the backend goroutine reuses from one
+// message to the next.
+type backendScratch struct {
+	message    []byte // the rewritten DataRow or CopyData
+	ciphertext []byte // a text-format bytea cell, hex-decoded
+	canonical  []byte // a decrypted canonical plaintext
+	field      []byte // a COPY TO field, unescaped
 }
 
 // span locates a Bind parameter value; off < 0: NULL.
@@ -212,20 +253,20 @@ func safeReason(err error) string {
 
 // frontend handles client->server messages.
 func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
-	if s.skipping && typ != 'S' {
+	if s.batch.skipping && typ != 'S' {
 		return nil // the server would discard these after an error, too
 	}
-	s.batchStart = !s.inBatch
+	s.batch.starting = !s.batch.open
 	switch typ {
 	case 'P', 'B', 'D', 'E', 'C':
-		s.inBatch = true
+		s.batch.open = true
 	case 'S':
-		s.inBatch = false
+		s.batch.open = false
 	}
 	// The session's search_path is read before its first statement (so that
 	// a pipeline at the very start is not refused), and later only when a
 	// statement needs it (query, parse, bind).
-	if (typ == 'Q' || typ == 'P' || typ == 'B') && !s.spTried {
+	if (typ == 'Q' || typ == 'P' || typ == 'B') && !s.searchPath.asked {
 		if err := s.ensureSearchPath(w); err != nil {
 			return err
 		}
@@ -296,8 +337,8 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 		}
 		s.push(s.newEvent(event{kind: 'C'}))
 	case 'S':
-		s.push(s.newEvent(event{kind: 'S', inject: s.skipErr, lexChange: s.lexRequest(false)}))
-		s.skipping, s.skipErr = false, nil
+		s.push(s.newEvent(event{kind: 'S', inject: s.batch.refusal, lexChange: s.lexRequest(false)}))
+		s.batch.skipping, s.batch.refusal = false, nil
 	}
 	w.Forward(typ, body)
 	return nil
@@ -314,7 +355,7 @@ func (s *session) portal(name []byte) *portalInfo {
 // refuseBatch discards the client's messages up to the next Sync and
 // reports e there.
 func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
-	s.skipping, s.skipErr = true, e
+	s.batch.skipping, s.batch.refusal = true, e
 }
 
 // refuseQuery replaces a simple Query by an empty one and reports e in
