@@ -20,31 +20,7 @@ func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
 func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
 	case 'Z':
-		s.noteReady(body)
-		var status byte
-		if len(body) == 1 {
-			status = body[0]
-		}
-		if ev := s.head(); ev != nil && ev.searchPath {
-			s.pop()
-			s.lexAnswered(false, status)
-			s.searchPathReady()
-			return nil
-		}
-		// Everything up to and including the request's Sync (or Query).
-		ev := s.popUntilSync()
-		s.lexAnswered(ev != nil && ev.lexChange, status)
-		if ev != nil {
-			if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.result.failed {
-				if err := w.Send(ev.inject); err != nil {
-					return err
-				}
-			}
-			s.pop()
-		}
-		s.result.failed, s.result.cols, s.result.matches = false, nil, nil
-		w.Forward(typ, body)
-		return nil
+		return s.readyForQuery(body, w)
 	case 'S':
 		s.parameterStatus(body)
 		w.Forward(typ, body)
@@ -65,6 +41,41 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	if ev.kind == 'Q' {
 		return s.simpleResponse(ev, typ, body, w)
 	}
+	return s.extendedResponse(ev, typ, body, w)
+}
+
+// readyForQuery ends the response to a request: everything queued up to
+// and including its Sync (or Query) is answered.
+func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
+	s.noteReady(body)
+	var status byte
+	if len(body) == 1 {
+		status = body[0]
+	}
+	if ev := s.head(); ev != nil && ev.searchPath {
+		s.pop()
+		s.lexAnswered(false, status)
+		s.searchPathReady()
+		return nil
+	}
+	ev := s.popUntilSync()
+	s.lexAnswered(ev != nil && ev.lexChange, status)
+	if ev != nil {
+		if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.result.failed {
+			if err := w.Send(ev.inject); err != nil {
+				return err
+			}
+		}
+		s.pop()
+	}
+	s.result.failed, s.result.cols, s.result.matches = false, nil, nil
+	w.Forward('Z', body)
+	return nil
+}
+
+// extendedResponse handles a response to an extended-protocol message ev
+// (Parse, Bind, Describe, Execute, Close).
+func (s *session) extendedResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
 	case 'E':
 		if ev := s.popUntilSync(); ev != nil {
@@ -100,20 +111,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		}
 	case 'D':
 		if ev.kind == 'E' {
-			if s.result.cols == nil && s.result.formats == nil {
-				if err := s.startExecute(ev, w); err != nil || s.result.failed {
-					return err
-				}
-			}
-			if s.result.cols != nil {
-				return s.dataRow(body, w)
-			}
-			if ev.stmt.noData && !ev.portal.described {
-				// Rows from a statement described as returning none (FETCH
-				// from a cursor, say): their origin is unknown.
-				return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: result refused: rows whose columns the proxy cannot attribute (use the simple query protocol for FETCH)"), w)
-			}
+			return s.executeRow(ev, body, w)
 		}
 	case 'C', 's', 'I':
 		if ev.kind == 'E' {
@@ -127,6 +125,26 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		}
 	}
 	w.Forward(typ, body)
+	return nil
+}
+
+// executeRow handles a DataRow answering Execute ev.
+func (s *session) executeRow(ev *event, body []byte, w *postgres.Writer) error {
+	if s.result.cols == nil && s.result.formats == nil {
+		if err := s.startExecute(ev, w); err != nil || s.result.failed {
+			return err
+		}
+	}
+	if s.result.cols != nil {
+		return s.dataRow(body, w)
+	}
+	if ev.stmt.noData && !ev.portal.described {
+		// Rows from a statement described as returning none (FETCH
+		// from a cursor, say): their origin is unknown.
+		return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
+			"dbproxy: result refused: rows whose columns the proxy cannot attribute (use the simple query protocol for FETCH)"), w)
+	}
+	w.Forward('D', body)
 	return nil
 }
 
