@@ -80,31 +80,45 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	}
 	if plan.Passthrough() {
 		w.Forward('P', body)
-	} else {
-		if len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
-			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
-				"dbproxy: statement refused: only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol"))
-			return nil
-		}
-		s.mu.Lock()
-		stdStringsOff, zone := s.lex.stdStringsOff, s.zone
-		s.mu.Unlock()
-		if stdStringsOff {
-			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
-				"dbproxy: statement refused: standard_conforming_strings is off"))
-			return nil
-		}
-		st.plan, st.sql = plan, sql
-		st.types = upstreamTypes(rest[2:], plan)
-		if st.slots, err = s.matchSlots(plan, nil); err != nil {
-			s.refuseBatch(refusalResponse(err))
-			return nil
-		}
-		if err := s.upstreamParse(name, st, zone, w); err != nil {
-			s.refuseBatch(refusalResponse(err))
-			return nil
-		}
+	} else if refusal := s.parseEncrypted(name, rest[2:], sql, st, plan, w); refusal != nil {
+		s.refuseBatch(refusal)
+		return nil
 	}
+	s.addStatement(name, st, plan)
+	_, _ = w.Write(statementMessage('D', name)) // the injected Describe
+	s.push(s.newEvent(event{kind: 'P', stmt: st}), s.newEvent(event{kind: 'D', stmt: st, hidden: true}))
+	return nil
+}
+
+// parseEncrypted sends the Parse of st, whose plan involves encrypted
+// columns, rewritten from sql; oids are the client's parameter types. A non-nil
+// ErrorResponse refuses the batch.
+func (s *session) parseEncrypted(name, oids []byte, sql string, st *stmtInfo, plan *pgsql.Plan, w *postgres.Writer) *pgproto3.ErrorResponse {
+	if len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
+		return errorResponse(pgsql.StateFeatureNotSupported,
+			"dbproxy: statement refused: only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol")
+	}
+	s.mu.Lock()
+	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
+	s.mu.Unlock()
+	if stdStringsOff {
+		return errorResponse(pgsql.StateFeatureNotSupported,
+			"dbproxy: statement refused: standard_conforming_strings is off")
+	}
+	st.plan, st.sql = plan, sql
+	st.types = upstreamTypes(oids, plan)
+	var err error
+	if st.slots, err = s.matchSlots(plan, nil); err != nil {
+		return refusalResponse(err)
+	}
+	if err := s.upstreamParse(name, st, zone, w); err != nil {
+		return refusalResponse(err)
+	}
+	return nil
+}
+
+// addStatement records st, planned as plan, as the statement name.
+func (s *session) addStatement(name []byte, st *stmtInfo, plan *pgsql.Plan) {
 	if s.stmts == nil {
 		s.stmts = map[string]*stmtInfo{}
 	}
@@ -119,9 +133,6 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		}
 		s.mu.Unlock()
 	}
-	_, _ = w.Write(statementMessage('D', name)) // the injected Describe
-	s.push(s.newEvent(event{kind: 'P', stmt: st}), s.newEvent(event{kind: 'D', stmt: st, hidden: true}))
-	return nil
 }
 
 // matchSlots returns, per parameter of plan, the number of live versions of

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func (s *session) query(body []byte, w *postgres.Writer) error {
@@ -56,25 +57,9 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		w.Forward('Q', body)
 		return nil
 	}
-	var copyPlan *pgsql.Statement
-	for i := range plan.Statements {
-		switch st := &plan.Statements[i]; st.Kind {
-		case pgsql.KindCopyFrom, pgsql.KindCopyTo:
-			if len(plan.Statements) != 1 {
-				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: statement refused: COPY of encrypted columns must be the only statement of its query"), w)
-			}
-			if st.Copy == nil || (st.Copy.Format != pgsql.CopyBinary && (len(st.Copy.Delimiter) != 1 ||
-				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)))) {
-				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape"), w)
-			}
-			if st.Copy != nil && st.Copy.Format == pgsql.CopyCSV && !copyBytesOK(st.Copy) {
-				return s.refuseQuery(errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: statement refused: COPY of encrypted columns with a backslash as QUOTE, or a line ending as DELIMITER, QUOTE or ESCAPE"), w)
-			}
-			copyPlan = st
-		}
+	copyPlan, refusal := copyStatement(plan)
+	if refusal != nil {
+		return s.refuseQuery(refusal, w)
 	}
 	if err := s.checkExecutes(plan); err != nil {
 		return s.refuseQuery(err, w)
@@ -124,4 +109,31 @@ func sendMessage(w *postgres.Writer, out []byte) []byte {
 		_, _ = w.Write(out)
 	}
 	return reusable(out)
+}
+
+// copyStatement returns the COPY statement of plan, nil if none, or why
+// the query is refused: a COPY of encrypted columns must be alone and use
+// one-byte delimiters the proxy can parse.
+func copyStatement(plan *pgsql.Plan) (*pgsql.Statement, *pgproto3.ErrorResponse) {
+	var copyPlan *pgsql.Statement
+	for i := range plan.Statements {
+		switch st := &plan.Statements[i]; st.Kind {
+		case pgsql.KindCopyFrom, pgsql.KindCopyTo:
+			if len(plan.Statements) != 1 {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns must be the only statement of its query")
+			}
+			if st.Copy == nil || (st.Copy.Format != pgsql.CopyBinary && (len(st.Copy.Delimiter) != 1 ||
+				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)))) {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape")
+			}
+			if st.Copy != nil && st.Copy.Format == pgsql.CopyCSV && !copyBytesOK(st.Copy) {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns with a backslash as QUOTE, or a line ending as DELIMITER, QUOTE or ESCAPE")
+			}
+			copyPlan = st
+		}
+	}
+	return copyPlan, nil
 }

@@ -298,44 +298,11 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	case 'D':
 		return s.describe(body, w)
 	case 'E':
-		portal, _, _ := bytes.Cut(body, []byte{0})
-		p := s.portal(portal)
-		if p == nil {
-			// A portal the proxy did not see bound (a cursor opened by
-			// DECLARE, say): its rows cannot be attributed safely.
-			s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
-				"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
+		if !s.execute(body, w) {
 			return nil
 		}
-		if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {
-			s.lexBatch()
-		}
-		if p.stmt.fetch && !p.describeSent {
-			// A FETCH prepared before its cursor was declared is described
-			// as returning no rows: describe its portal, so that its rows
-			// are attributed (the answer is swallowed).
-			p.describeSent = true
-			d := statementMessage('D', portal)
-			d[5] = 'P'
-			_, _ = w.Write(d)
-			s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt, hidden: true}))
-		}
-		s.push(s.newEvent(event{kind: 'E', portal: p, stmt: p.stmt}))
 	case 'C':
-		if len(body) > 1 {
-			name, _, _ := bytes.Cut(body[1:], []byte{0})
-			if body[0] == 'S' {
-				delete(s.stmts, string(name))
-				s.mu.Lock()
-				s.prepared.Remove(string(name))
-				s.mu.Unlock()
-			} else if len(name) == 0 {
-				s.unnamed = nil
-			} else {
-				delete(s.portals, string(name))
-			}
-		}
-		s.push(s.newEvent(event{kind: 'C'}))
+		s.closeMessage(body)
 	case 'S':
 		s.push(s.newEvent(event{kind: 'S', inject: s.batch.refusal, lexChange: s.lexRequest(false)}))
 		s.batch.skipping, s.batch.refusal = false, nil
@@ -364,4 +331,53 @@ func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) err
 	s.push(s.newEvent(event{kind: 'Q', inject: e, lexChange: s.lexRequest(false)}))
 	w.Forward('Q', []byte{0})
 	return nil
+}
+
+// execute queues an Execute (body), preceded by a hidden Describe of its
+// portal for a FETCH whose rows are otherwise not attributed. false: the
+// batch was refused and the Execute is not forwarded.
+func (s *session) execute(body []byte, w *postgres.Writer) bool {
+	portal, _, _ := bytes.Cut(body, []byte{0})
+	p := s.portal(portal)
+	if p == nil {
+		// A portal the proxy did not see bound (a cursor opened by
+		// DECLARE, say): its rows cannot be attributed safely.
+		s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+			"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
+		return false
+	}
+	if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {
+		s.lexBatch()
+	}
+	if p.stmt.fetch && !p.describeSent {
+		// A FETCH prepared before its cursor was declared is described
+		// as returning no rows: describe its portal, so that its rows
+		// are attributed (the answer is swallowed).
+		p.describeSent = true
+		d := statementMessage('D', portal)
+		d[5] = 'P'
+		_, _ = w.Write(d)
+		s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt, hidden: true}))
+	}
+	s.push(s.newEvent(event{kind: 'E', portal: p, stmt: p.stmt}))
+	return true
+}
+
+// closeMessage forgets the statement or portal a Close (body) names and
+// queues the Close.
+func (s *session) closeMessage(body []byte) {
+	if len(body) > 1 {
+		name, _, _ := bytes.Cut(body[1:], []byte{0})
+		if body[0] == 'S' {
+			delete(s.stmts, string(name))
+			s.mu.Lock()
+			s.prepared.Remove(string(name))
+			s.mu.Unlock()
+		} else if len(name) == 0 {
+			s.unnamed = nil
+		} else {
+			delete(s.portals, string(name))
+		}
+	}
+	s.push(s.newEvent(event{kind: 'C'}))
 }
