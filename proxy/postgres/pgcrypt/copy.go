@@ -441,8 +441,8 @@ func unescapeText(dst, raw []byte) ([]byte, error) {
 // copyOutRow decrypts the encrypted fields of one COPY TO row (a whole
 // CopyData message from the server).
 func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) error {
-	if s.copyOutHeader {
-		s.copyOutHeader = false
+	if s.result.copyOutHeader {
+		s.result.copyOutHeader = false
 		w.Forward('d', body)
 		return nil
 	}
@@ -453,7 +453,7 @@ func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) er
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
-	out := append(s.row[:0], 'd', 0, 0, 0, 0)
+	out := append(s.backBufs.message[:0], 'd', 0, 0, 0, 0)
 	delim := cp.Delimiter[0]
 	pos, n := 0, 0
 	for {
@@ -480,7 +480,7 @@ func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) er
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: a COPY row does not match its columns"), w)
 	}
 	out = append(out, '\n')
-	s.row = sendMessage(w, out)
+	s.backBufs.message = sendMessage(w, out)
 	return nil
 }
 
@@ -490,17 +490,17 @@ func (s *session) copyDecryptField(out []byte, cp *pgsql.Copy, f *pgsql.CopyFiel
 		if len(raw) == 0 || string(raw) == cp.Null { // NULL (unquoted)
 			return append(out, raw...), nil
 		}
-		cell = unquoteCSV(s.txt[:0], raw, cp)
+		cell = unquoteCSV(s.backBufs.field[:0], raw, cp)
 	} else {
 		if string(raw) == cp.Null {
 			return append(out, raw...), nil
 		}
 		var err error
-		if cell, err = unescapeText(s.txt[:0], raw); err != nil {
+		if cell, err = unescapeText(s.backBufs.field[:0], raw); err != nil {
 			return out, err
 		}
 	}
-	s.txt = reusable(cell)
+	s.backBufs.field = reusable(cell)
 	plain, err := s.decryptCell(nil, col, cell, 0, zone)
 	if err != nil {
 		return out, err

@@ -212,26 +212,26 @@ func (s *session) encryptBinaryField(out []byte, f *pgsql.CopyField, v []byte) (
 // message (the server sends the header with the first tuple, then a
 // message per tuple, then the trailer).
 func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer) error {
-	if s.binOut == nil {
-		s.binOut = &binCopy{fields: cp.Fields}
+	if s.result.binaryCopyOut == nil {
+		s.result.binaryCopyOut = &binCopy{fields: cp.Fields}
 	}
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
-	out := append(s.row[:0], 'd', 0, 0, 0, 0)
+	out := append(s.backBufs.message[:0], 'd', 0, 0, 0, 0)
 	var failed *rules.ColumnRule
-	out, err := s.binOut.convert(body, out, func(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error) {
+	out, err := s.result.binaryCopyOut.convert(body, out, func(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error) {
 		return s.decryptBinaryField(out, f.Column, v, zone, &failed)
 	})
 	if err != nil {
-		s.binOut = nil
+		s.result.binaryCopyOut = nil
 		if failed != nil {
 			s.log.Warn("decrypt failed", slog.String("column", failed.String()), slog.Any("error", err))
 			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+failed.String()+" cannot be decrypted: "+err.Error()), w)
 		}
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: "+err.Error()), w)
 	}
-	s.row = sendMessage(w, out)
+	s.backBufs.message = sendMessage(w, out)
 	return nil
 }
 

@@ -56,8 +56,9 @@ func NewBenchSession(ctx context.Context, set *rules.Set, enc *rules.Encryptor, 
 		c.tables[oid] = &tableInfo{found: true, cols: cols}
 	}
 	s := &session{ic: ic, db: &dbState{planner: p, catalog: c}, rules: dset, ctx: ctx,
-		log: slog.New(slog.DiscardHandler), searchPath: "public", clientEnc: "UTF8",
-		spKnown: true, spTried: true, spCh: make(chan spAnswer, 1), prepPath: map[string]string{}} // no server to ask
+		log: slog.New(slog.DiscardHandler), lex: lexSettings{clientEncoding: "UTF8"},
+		searchPath: searchPathState{current: "public", known: true, asked: true, // no server to ask
+			answers: make(chan spAnswer, 1), preparedUnder: map[string]string{}}}
 
 	return &BenchSession{s: s}, nil
 }
@@ -76,7 +77,7 @@ func (b *BenchSession) Backend(typ byte, body []byte, w *postgres.Writer) error 
 func (b *BenchSession) Pending() int {
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
-	return len(b.s.queue) - b.s.qhead
+	return b.s.pending.len()
 }
 
 // PurgeCatalog acts as if DDL ran (the relations stay known).
@@ -94,6 +95,6 @@ func (b *BenchSession) PurgeCatalog() {
 // DataRow rewrites a DataRow of a result whose columns are cols, in text
 // format.
 func (b *BenchSession) DataRow(cols []*rules.ColumnRule, body []byte, w *postgres.Writer) error {
-	b.s.cols, b.s.formats, b.s.failed, b.s.matches = cols, nil, false, nil
+	b.s.result.cols, b.s.result.formats, b.s.result.failed, b.s.result.matches = cols, nil, false, nil
 	return b.s.dataRow(body, w)
 }

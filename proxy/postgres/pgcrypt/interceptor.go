@@ -225,13 +225,15 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 		db.sessions.Add(-1)
 	}
 	s := &session{
-		ic:        ic,
-		db:        db,
-		rules:     db.planner.Rules(),
-		ctx:       sctx,
-		log:       info.Logger,
-		scsOff:    info.ServerParams["standard_conforming_strings"] != "on",
-		clientEnc: info.ServerParams["client_encoding"],
+		ic:    ic,
+		db:    db,
+		rules: db.planner.Rules(),
+		ctx:   sctx,
+		log:   info.Logger,
+		lex: lexSettings{
+			stdStringsOff:  info.ServerParams["standard_conforming_strings"] != "on",
+			clientEncoding: info.ServerParams["client_encoding"],
+		},
 	}
 	if s.log == nil {
 		s.log = ic.log
@@ -241,9 +243,9 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	if sp == "" {
 		sp = `"$user", public`
 	}
-	s.searchPath = strings.ReplaceAll(sp, "$user", strings.ReplaceAll(info.User, `"`, `""`))
-	s.spCh = make(chan spAnswer, 1)
-	s.prepPath = map[string]string{}
+	s.searchPath.current = strings.ReplaceAll(sp, "$user", strings.ReplaceAll(info.User, `"`, `""`))
+	s.searchPath.answers = make(chan spAnswer, 1)
+	s.searchPath.preparedUnder = map[string]string{}
 	h := &postgres.SessionHooks{Frontend: s.frontend, Backend: s.backend, Close: cancel}
 	h.FrontendTypes.Add('Q', 'F', 'P', 'B', 'D', 'E', 'C', 'S', 'd', 'c', 'f')
 	h.BackendTypes.Add('T', 'D', 'C', 'I', 'E', 'Z', 'S', '1', '2', '3', 't', 'n', 's', 'H', 'd')

@@ -94,12 +94,12 @@ var clientOnlyEncodings = map[string]bool{
 // only reason is client_encoding (pure ASCII text is still read alike).
 func (s *session) lexRefusal() (e *pgproto3.ErrorResponse, encOnly bool) {
 	s.mu.Lock()
-	enc, pending, scsOff := s.clientEnc, s.lexPending, s.scsOff
+	enc, pending, stdStringsOff := s.lex.clientEncoding, s.lex.pending, s.lex.stdStringsOff
 	s.mu.Unlock()
 	switch {
 	case pending > 0:
 		return errLexPending, false
-	case scsOff:
+	case stdStringsOff:
 		return errSCSOff, false
 	case !safeEncoding(enc):
 		return encodingRefusal(enc), true
@@ -127,7 +127,7 @@ func isASCII(text []byte) bool {
 // asciiOnly reports whether text and the search_path it is planned under
 // (read from the server in the session's encoding) are pure ASCII.
 func (s *session) asciiOnly(text []byte) bool {
-	return isASCII(text) && isASCII([]byte(s.searchPath))
+	return isASCII(text) && isASCII([]byte(s.searchPath.current))
 }
 
 // lexPlanAllowed reports whether a plan may go ahead under a client-only
@@ -158,7 +158,7 @@ func lexPlanAllowed(text []byte, plan *pgsql.Plan) bool {
 // found the words found, may change client_encoding or
 // standard_conforming_strings (see above). Frontend goroutine.
 func (s *session) lexChanges(text []byte, found uint8) bool {
-	if s.lexTx.Load() && (!s.lexCertain() || startsStatement(text, txEndWords)) {
+	if s.lex.inTx.Load() && (!s.lexCertain() || startsStatement(text, txEndWords)) {
 		return true
 	}
 	if found&lexWordAnywhere != 0 {
@@ -179,8 +179,8 @@ func (s *session) lexChanges(text []byte, found uint8) bool {
 // settings. It takes over the mark of the extended batch it ends (frontend
 // goroutine).
 func (s *session) lexRequest(own bool) bool {
-	batch := s.batchLex
-	s.batchLex = false
+	batch := s.batch.lexChange
+	s.batch.lexChange = false
 	if own && !batch {
 		s.lexForwarded()
 	}
@@ -191,15 +191,15 @@ func (s *session) lexRequest(own bool) bool {
 // settings (an Execute of such a statement): they are unknown from now on
 // until the batch's ReadyForQuery (frontend goroutine).
 func (s *session) lexBatch() {
-	if !s.batchLex {
-		s.batchLex = true
+	if !s.batch.lexChange {
+		s.batch.lexChange = true
 		s.lexForwarded()
 	}
 }
 
 // lexInTx reports whether a request that may change the settings ran in
 // the current transaction.
-func (s *session) lexInTx() bool { return s.lexTx.Load() }
+func (s *session) lexInTx() bool { return s.lex.inTx.Load() }
 
 // firstWordIn reports whether the first word of text, after white space
 // and comments, is one of words (lower case): for a Parse, which holds
@@ -233,8 +233,8 @@ var txEndWords = []string{"commit", "end", "abort", "rollback", "prepare", "call
 // reports through lexAnswered.
 func (s *session) lexForwarded() {
 	s.mu.Lock()
-	s.lexPending++
-	s.lexTx.Store(true)
+	s.lex.pending++
+	s.lex.inTx.Store(true)
 	s.mu.Unlock()
 }
 
@@ -242,15 +242,15 @@ func (s *session) lexForwarded() {
 // (backend goroutine); status is the transaction status it reports. Any
 // ParameterStatus of the request has arrived by then.
 func (s *session) lexAnswered(changed bool, status byte) {
-	if !changed && !s.lexTx.Load() {
-		return // nothing pending (lexTx is set while anything is)
+	if !changed && !s.lex.inTx.Load() {
+		return // nothing pending (lex.inTx is set while anything is)
 	}
 	s.mu.Lock()
-	if changed && s.lexPending > 0 {
-		s.lexPending--
+	if changed && s.lex.pending > 0 {
+		s.lex.pending--
 	}
-	if status == 'I' && s.lexPending == 0 {
-		s.lexTx.Store(false)
+	if status == 'I' && s.lex.pending == 0 {
+		s.lex.inTx.Store(false)
 	}
 	s.mu.Unlock()
 }

@@ -32,15 +32,15 @@ func TestLexChanges(t *testing.T) {
 		{"INSERT INTO t VALUES ('commit')", true, false},
 	}
 	for _, tc := range cases {
-		s := &session{clientEnc: "UTF8"}
-		s.lexTx.Store(tc.inTx)
+		s := &session{lex: lexSettings{clientEncoding: "UTF8"}}
+		s.lex.inTx.Store(tc.inTx)
 		text := []byte(tc.text)
 		if got := s.lexChanges(text, sessionWords.scan(text)); got != tc.want {
 			t.Errorf("lexChanges(%q, in a transaction %v) = %v, want %v", tc.text, tc.inTx, got, tc.want)
 		}
 	}
 	// Text that cannot be split with certainty counts when it has a SET.
-	s := &session{clientEnc: "SJIS"}
+	s := &session{lex: lexSettings{clientEncoding: "SJIS"}}
 	text := []byte("SELECT E'\x83\\'; SET client_encoding = 'UTF8' --'")
 	if !s.lexChanges(text, sessionWords.scan(text)) {
 		t.Error("SET after an SJIS string not seen")

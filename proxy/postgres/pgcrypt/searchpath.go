@@ -170,7 +170,7 @@ func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 // statements after it in the same string run under another search_path.
 func (s *session) endsSearchPathTx(text []byte, found uint8) bool {
 	s.mu.Lock()
-	inTx := s.spTxChange
+	inTx := s.searchPath.txChange
 	s.mu.Unlock()
 	return inTx && (found&wordRollback != 0 || !s.lexCertain() || startsStatement(text, txEndWords))
 }
@@ -297,9 +297,9 @@ func skipToken(text []byte, i int) (int, bool) {
 // was forwarded: ask again before the next plan, and again once the
 // current transaction (if any) has ended.
 func (s *session) searchPathChanged() {
-	s.spKnown = false
+	s.searchPath.known = false
 	s.mu.Lock()
-	s.spTxChange = true
+	s.searchPath.txChange = true
 	s.mu.Unlock()
 }
 
@@ -308,14 +308,14 @@ func (s *session) searchPathChanged() {
 // the answer arrives.
 func (s *session) ensureSearchPath(w *postgres.Writer) error {
 	s.mu.Lock()
-	if s.spStale {
-		s.spStale, s.spKnown = false, false
+	if s.searchPath.stale {
+		s.searchPath.stale, s.searchPath.known = false, false
 	}
 	s.mu.Unlock()
-	if s.spKnown || !s.batchStart {
+	if s.searchPath.known || !s.batch.starting {
 		return nil
 	}
-	s.spTried = true
+	s.searchPath.asked = true
 	q := []byte{'Q', 0, 0, 0, 0}
 	q = append(q, searchPathQuery...)
 	q = append(q, 0)
@@ -326,9 +326,9 @@ func (s *session) ensureSearchPath(w *postgres.Writer) error {
 		return err
 	}
 	select {
-	case a := <-s.spCh:
+	case a := <-s.searchPath.answers:
 		if a.ok {
-			s.searchPath, s.spKnown = a.path, true
+			s.searchPath.current, s.searchPath.known = a.path, true
 		}
 		return nil
 	case <-s.ctx.Done():
@@ -343,22 +343,22 @@ func (s *session) searchPathResponse(typ byte, body []byte) {
 	case 'D':
 		path, user, ok := twoTextCells(body)
 		if ok {
-			s.spPath = strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
+			s.searchPath.replyPath = strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
 		}
-		s.spOK = ok
+		s.searchPath.replyOK = ok
 	case 'E':
-		s.spOK, s.spFailed = false, true
+		s.searchPath.replyOK, s.searchPath.replyFailed = false, true
 	}
 }
 
 // searchPathReady ends a hidden searchPathQuery at its ReadyForQuery.
 func (s *session) searchPathReady() {
-	a := spAnswer{path: s.spPath, ok: s.spOK && !s.spFailed}
+	a := spAnswer{path: s.searchPath.replyPath, ok: s.searchPath.replyOK && !s.searchPath.replyFailed}
 	if !a.ok {
 		s.log.Warn("could not read the session's search_path; statements on encrypted tables are refused until it can be read")
 	}
-	s.spPath, s.spOK, s.spFailed = "", false, false
-	s.spCh <- a
+	s.searchPath.replyPath, s.searchPath.replyOK, s.searchPath.replyFailed = "", false, false
+	s.searchPath.answers <- a
 }
 
 // noteReady tracks transaction ends for search_path changes made inside a
@@ -368,8 +368,8 @@ func (s *session) noteReady(body []byte) {
 		return
 	}
 	s.mu.Lock()
-	if s.spTxChange {
-		s.spTxChange, s.spStale = false, true
+	if s.searchPath.txChange {
+		s.searchPath.txChange, s.searchPath.stale = false, true
 	}
 	s.mu.Unlock()
 }
@@ -423,21 +423,21 @@ func upstreamTypes(clientTypes []byte, plan *pgsql.Plan) []uint32 {
 // replan re-prepares statement name, planned under another search_path,
 // under the current one.
 func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
-	plan, err := s.db.planner.Plan(s.ctx, st.sql, s.searchPath)
+	plan, err := s.db.planner.Plan(s.ctx, st.sql, s.searchPath.current)
 	if err != nil {
 		return err
 	}
 	if plan.Passthrough() && st.plan == nil {
-		st.searchPath = s.searchPath // still plaintext under the new path
+		st.searchPath = s.searchPath.current // still plaintext under the new path
 		return nil
 	}
 	if !plan.Passthrough() && len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
 		return errors.New("only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol")
 	}
 	s.mu.Lock()
-	scsOff, zone := s.scsOff, s.zone
+	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 	s.mu.Unlock()
-	if scsOff && !plan.Passthrough() {
+	if stdStringsOff && !plan.Passthrough() {
 		return errors.New("standard_conforming_strings is off")
 	}
 	client := make([]byte, 0, 4*len(st.clientTypes))
@@ -466,7 +466,7 @@ func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
 		}
 	}
 	_, _ = w.Write(statementMessage('D', name))
-	st.searchPath = s.searchPath
+	st.searchPath = s.searchPath.current
 	st.described, st.cols, st.noData, st.poison = false, nil, false, nil
 	if len(name) > 0 {
 		var params []pgsql.Param
@@ -475,7 +475,7 @@ func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
 		}
 		s.mu.Lock()
 		s.prepared.Add(string(name), params)
-		s.prepPath[string(name)] = s.searchPath
+		s.searchPath.preparedUnder[string(name)] = s.searchPath.current
 		s.mu.Unlock()
 	}
 	s.push(s.newEvent(event{kind: 'C', hidden: true}), s.newEvent(event{kind: 'P', stmt: st, hidden: true}),
@@ -488,11 +488,11 @@ func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
 func (s *session) notePrepared(st *pgsql.Statement, path string) {
 	switch {
 	case st.Kind == pgsql.KindPrepare && st.Prepare != nil:
-		s.prepPath[st.Prepare.Name] = path
+		s.searchPath.preparedUnder[st.Prepare.Name] = path
 	case st.Kind == pgsql.KindDeallocate && st.DeallocateAll:
-		clear(s.prepPath)
+		clear(s.searchPath.preparedUnder)
 	case st.Kind == pgsql.KindDeallocate:
-		delete(s.prepPath, st.Deallocate)
+		delete(s.searchPath.preparedUnder, st.Deallocate)
 	}
 }
 
@@ -505,9 +505,9 @@ func (s *session) checkExecutes(plan *pgsql.Plan) *pgproto3.ErrorResponse {
 			continue
 		}
 		s.mu.Lock()
-		path, ok := s.prepPath[st.Execute.Name]
+		path, ok := s.searchPath.preparedUnder[st.Execute.Name]
 		s.mu.Unlock()
-		if ok && path != s.searchPath {
+		if ok && path != s.searchPath.current {
 			return errorResponse(pgsql.StateFeatureNotSupported, "dbproxy: statement refused: prepared statement "+
 				st.Execute.Name+" was prepared under another search_path; DEALLOCATE and PREPARE it again")
 		}

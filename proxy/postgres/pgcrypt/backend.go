@@ -1,0 +1,300 @@
+package pgcrypt
+
+import (
+	"bytes"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+)
+
+// fail sends e in place of the rest of the current request's response.
+func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
+	s.result.failed = true
+	s.result.cols, s.result.matches = nil, nil
+	return w.Send(e)
+}
+
+// backend handles server->client messages.
+func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
+	switch typ {
+	case 'Z':
+		return s.readyForQuery(body, w)
+	case 'S':
+		s.parameterStatus(body)
+		w.Forward(typ, body)
+		return nil
+	}
+	if s.result.failed {
+		return nil
+	}
+	ev := s.head()
+	if ev == nil {
+		w.Forward(typ, body)
+		return nil
+	}
+	if ev.searchPath {
+		s.searchPathResponse(typ, body)
+		return nil
+	}
+	if ev.kind == 'Q' {
+		return s.simpleResponse(ev, typ, body, w)
+	}
+	return s.extendedResponse(ev, typ, body, w)
+}
+
+// readyForQuery ends the response to a request: everything queued up to
+// and including its Sync (or Query) is answered.
+func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
+	s.noteReady(body)
+	var status byte
+	if len(body) == 1 {
+		status = body[0]
+	}
+	if ev := s.head(); ev != nil && ev.searchPath {
+		s.pop()
+		s.lexAnswered(false, status)
+		s.searchPathReady()
+		return nil
+	}
+	ev := s.popUntilSync()
+	s.lexAnswered(ev != nil && ev.lexChange, status)
+	if ev != nil {
+		if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.result.failed {
+			if err := w.Send(ev.inject); err != nil {
+				return err
+			}
+		}
+		s.pop()
+	}
+	s.result.failed, s.result.cols, s.result.matches = false, nil, nil
+	w.Forward('Z', body)
+	return nil
+}
+
+// extendedResponse handles a response to an extended-protocol message ev
+// (Parse, Bind, Describe, Execute, Close).
+func (s *session) extendedResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
+	switch typ {
+	case 'E':
+		if ev := s.popUntilSync(); ev != nil {
+			ev.srvErr = true
+		}
+		s.result.cols = nil
+	case '1', '2', '3':
+		s.pop()
+		if ev.hidden {
+			return nil
+		}
+	case 't':
+		if ev.kind == 'D' {
+			if ev.hidden {
+				return nil
+			}
+			return s.parameterDescription(ev.stmt, body, w)
+		}
+	case 'n':
+		if ev.kind == 'D' || ev.kind == 'd' {
+			if ev.kind == 'D' {
+				ev.stmt.described, ev.stmt.cols, ev.stmt.noData = true, nil, true
+			}
+			s.pop()
+			if ev.hidden {
+				return nil
+			}
+		}
+	case 'T':
+		if ev.kind == 'D' || ev.kind == 'd' {
+			s.pop()
+			return s.describeRows(ev, body, w)
+		}
+	case 'D':
+		if ev.kind == 'E' {
+			return s.executeRow(ev, body, w)
+		}
+	case 'C', 's', 'I':
+		if ev.kind == 'E' {
+			if s.result.cols == nil && s.result.formats == nil && typ != 'I' {
+				if err := s.startExecute(ev, w); err != nil || s.result.failed {
+					return err
+				}
+			}
+			s.result.cols, s.result.formats, s.result.matches = nil, nil, nil
+			s.pop()
+		}
+	}
+	w.Forward(typ, body)
+	return nil
+}
+
+// executeRow handles a DataRow answering Execute ev.
+func (s *session) executeRow(ev *event, body []byte, w *postgres.Writer) error {
+	if s.result.cols == nil && s.result.formats == nil {
+		if err := s.startExecute(ev, w); err != nil || s.result.failed {
+			return err
+		}
+	}
+	if s.result.cols != nil {
+		return s.dataRow(body, w)
+	}
+	if ev.stmt.noData && !ev.portal.described {
+		// Rows from a statement described as returning none (FETCH
+		// from a cursor, say): their origin is unknown.
+		return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
+			"dbproxy: result refused: rows whose columns the proxy cannot attribute (use the simple query protocol for FETCH)"), w)
+	}
+	w.Forward('D', body)
+	return nil
+}
+
+// startExecute sets up decryption for the rows of an Execute.
+func (s *session) startExecute(ev *event, w *postgres.Writer) error {
+	st := ev.stmt
+	if st.poison != nil {
+		return s.fail(st.poison, w)
+	}
+	if !st.described {
+		return s.fail(errorResponse("XX000", "dbproxy: result refused: the result columns of this statement are unknown"), w)
+	}
+	s.result.formats = ev.portal.formats
+	if s.result.formats == nil {
+		s.result.formats = []int16{}
+	}
+	s.result.cols = st.cols
+	if st.noData && ev.portal.described {
+		// The portal's own RowDescription attributes its rows.
+		if ev.portal.poison != nil {
+			return s.fail(ev.portal.poison, w)
+		}
+		s.result.cols = ev.portal.cols
+	}
+	s.result.matches = ev.portal.matches
+	return nil
+}
+
+// simpleResponse handles the responses to a simple Query.
+func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
+	switch typ {
+	case 'I':
+		if ev.inject != nil {
+			return w.Send(ev.inject)
+		}
+	case 'E':
+		ev.srvErr = true
+		s.result.cols = nil
+	case 'T':
+		rd, errResp, err := s.rowDescription(&s.result.simpleDesc, body, true)
+		if err != nil {
+			return err
+		}
+		if errResp != nil {
+			return s.fail(errResp, w)
+		}
+		s.result.cols, s.result.formats = rd.cols, nil
+		s.result.matches = ev.matches
+		if rd.cols == nil {
+			break
+		}
+		_, _ = w.Write(rd.out)
+		return nil
+	case 'D':
+		if s.result.cols != nil {
+			return s.dataRow(body, w)
+		}
+	case 'C':
+		s.result.cols, s.result.matches = nil, nil
+		s.commandComplete(ev, body)
+	case 'G':
+		// The server refused to start a COPY the proxy expected (an error
+		// arrives instead) or started one: nothing to do either way.
+	case 'H':
+		if cp := copyTo(ev); cp != nil {
+			s.result.copyOutHeader = cp.Header
+			s.result.binaryCopyOut = nil
+		}
+	case 'd':
+		if cp := copyTo(ev); cp != nil {
+			if cp.Format == pgsql.CopyBinary {
+				return s.copyBinaryOut(cp, body, w)
+			}
+			return s.copyOutRow(cp, body, w)
+		}
+	}
+	w.Forward(typ, body)
+	return nil
+}
+
+// copyTo returns the COPY TO plan of a simple query, if it is one.
+func copyTo(ev *event) *pgsql.Copy {
+	if ev.plan == nil || len(ev.plan.Statements) != 1 || ev.plan.Statements[0].Kind != pgsql.KindCopyTo {
+		return nil
+	}
+	return ev.plan.Statements[0].Copy
+}
+
+func (s *session) parameterStatus(body []byte) {
+	name, rest, _ := bytes.Cut(body, []byte{0})
+	val, _, _ := bytes.Cut(rest, []byte{0})
+	switch string(name) {
+	case "TimeZone":
+		loc := loadZone(string(val))
+		s.mu.Lock()
+		s.zone = loc
+		s.mu.Unlock()
+	case "standard_conforming_strings":
+		s.mu.Lock()
+		s.lex.stdStringsOff = string(val) != "on"
+		s.mu.Unlock()
+	case "client_encoding":
+		s.mu.Lock()
+		s.lex.clientEncoding = string(val)
+		s.mu.Unlock()
+	}
+}
+
+var ddlTags = [...]string{"CREATE", "ALTER", "DROP", "COMMENT", "IMPORT", "SECURITY", "GRANT", "REVOKE"}
+
+func (s *session) commandComplete(ev *event, body []byte) {
+	if ev.plan != nil {
+		if ev.done < len(ev.plan.Statements) {
+			st := &ev.plan.Statements[ev.done]
+			s.mu.Lock()
+			s.prepared.Commit(st)
+			s.notePrepared(st, ev.searchPathAt)
+			s.mu.Unlock()
+		}
+		ev.done++
+	}
+	for _, tag := range ddlTags {
+		if bytes.HasPrefix(body, []byte(tag)) {
+			s.db.catalog.purge()
+			s.db.planner.Purge()
+			s.db.refreshSoon() // derived relations may have changed
+			return
+		}
+	}
+}
+
+// parameterDescription reports plaintext types for encrypted parameters.
+func (s *session) parameterDescription(st *stmtInfo, body []byte, w *postgres.Writer) error {
+	if st.plan == nil {
+		w.Forward('t', body)
+		return nil
+	}
+	var pd pgproto3.ParameterDescription
+	if err := pd.Decode(body); err != nil {
+		return err
+	}
+	for i, p := range st.plan.Params {
+		if i >= len(pd.ParameterOIDs) || !p.Encrypted() || !knownType(p.ClientType()) {
+			continue
+		}
+		if p.ClientArray() {
+			pd.ParameterOIDs[i] = plaintextOID[p.ClientType()].array
+		} else {
+			pd.ParameterOIDs[i] = plaintextOID[p.ClientType()].oid
+		}
+	}
+	return w.Send(&pd)
+}

@@ -1,0 +1,139 @@
+package pgcrypt
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"unsafe"
+
+	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func (s *session) query(body []byte, w *postgres.Writer) error {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return &postgres.Error{Code: "08P01", Message: "invalid Query message"}
+	}
+	s.copy = nil // a COPY the server refused to start
+	text := body[:len(body)-1]
+	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
+	found := sessionWords.scan(text)
+	lexChange := s.lexChanges(text, found)
+	if s.mayChangeSearchPath(text, found) {
+		if !skips && (changesSearchPath.Match(text) || s.endsSearchPathTx(text, found)) {
+			return s.refuseQuery(errSearchPathMixed, w)
+		}
+		defer s.searchPathChanged() // once this statement is on its way
+	}
+	if skips {
+		// Forwarded as is: no copy of the text.
+		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))
+		w.Forward('Q', body)
+		return nil
+	}
+	if err := s.ensureSearchPath(w); err != nil {
+		return err
+	}
+	if !s.searchPath.known {
+		return s.refuseQuery(errSearchPathUnknown, w)
+	}
+	// Checked after ensureSearchPath, which waits for the answers to
+	// everything sent before: a change ahead of this string is settled.
+	lexErr, encOnly := s.lexRefusal()
+	if lexErr != nil && !(encOnly && s.asciiOnly(text)) {
+		return s.refuseQuery(lexErr, w)
+	}
+	sql := string(text)
+	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
+	if err != nil {
+		s.log.Debug("query refused", slog.String("reason", safeReason(err)))
+		return s.refuseQuery(refusalResponse(err), w)
+	}
+	if lexErr != nil && !lexPlanAllowed(text, plan) {
+		return s.refuseQuery(lexErr, w)
+	}
+	if plan.Passthrough() {
+		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))
+		w.Forward('Q', body)
+		return nil
+	}
+	copyPlan, refusal := copyStatement(plan)
+	if refusal != nil {
+		return s.refuseQuery(refusal, w)
+	}
+	if err := s.checkExecutes(plan); err != nil {
+		return s.refuseQuery(err, w)
+	}
+	s.mu.Lock()
+	zone := s.zone
+	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
+	out := append(s.frontBufs.message[:0], 'Q', 0, 0, 0, 0)
+	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared,
+		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
+	s.mu.Unlock()
+	if err != nil {
+		return s.refuseQuery(refusalResponse(err), w)
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	ev.lexChange = s.lexRequest(lexChange)
+	s.push(ev)
+	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
+		s.copy = newCopyIn(copyPlan.Copy, s.ic.opts.CopyBuffer)
+	}
+	_, _ = w.Write(out)
+	s.keep(out)
+	return nil
+}
+
+func (s *session) keep(out []byte) { s.frontBufs.message = reusable(out) }
+
+// maxKeptBuffer bounds the scratch buffers a session keeps between
+// messages; a larger one (a huge row) is left to the garbage collector.
+const maxKeptBuffer = 1 << 20
+
+// reusable returns buf for reuse, or nil once it grew past maxKeptBuffer.
+func reusable(buf []byte) []byte {
+	if cap(buf) > maxKeptBuffer {
+		return nil
+	}
+	return buf
+}
+
+// sendMessage finishes the message in out (a type byte and a length
+// placeholder, then the body), writes it unless its body is empty, and
+// returns out for reuse.
+func sendMessage(w *postgres.Writer, out []byte) []byte {
+	if len(out) > 5 {
+		binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+		_, _ = w.Write(out)
+	}
+	return reusable(out)
+}
+
+// copyStatement returns the COPY statement of plan, nil if none, or why
+// the query is refused: a COPY of encrypted columns must be alone and use
+// one-byte delimiters the proxy can parse.
+func copyStatement(plan *pgsql.Plan) (*pgsql.Statement, *pgproto3.ErrorResponse) {
+	var copyPlan *pgsql.Statement
+	for i := range plan.Statements {
+		switch st := &plan.Statements[i]; st.Kind {
+		case pgsql.KindCopyFrom, pgsql.KindCopyTo:
+			if len(plan.Statements) != 1 {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns must be the only statement of its query")
+			}
+			if st.Copy == nil || (st.Copy.Format != pgsql.CopyBinary && (len(st.Copy.Delimiter) != 1 ||
+				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)))) {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape")
+			}
+			if st.Copy != nil && st.Copy.Format == pgsql.CopyCSV && !copyBytesOK(st.Copy) {
+				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+					"dbproxy: statement refused: COPY of encrypted columns with a backslash as QUOTE, or a line ending as DELIMITER, QUOTE or ESCAPE")
+			}
+			copyPlan = st
+		}
+	}
+	return copyPlan, nil
+}

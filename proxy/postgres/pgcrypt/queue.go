@@ -1,0 +1,135 @@
+package pgcrypt
+
+import (
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/rules"
+)
+
+// newEvent returns a new event holding e. Events are carved from slabs to
+// spare an allocation per message; a slab is never reused (frontend
+// goroutine only).
+func (s *session) newEvent(e event) *event {
+	if len(s.slabs.events) == 0 {
+		s.slabs.events = make([]event, slabSize)
+	}
+	ev := &s.slabs.events[0]
+	*ev = e
+	s.slabs.events = s.slabs.events[1:]
+	return ev
+}
+
+// newPortal is newEvent for portals.
+func (s *session) newPortal(p portalInfo) *portalInfo {
+	if len(s.slabs.portals) == 0 {
+		s.slabs.portals = make([]portalInfo, slabSize)
+	}
+	pi := &s.slabs.portals[0]
+	*pi = p
+	s.slabs.portals = s.slabs.portals[1:]
+	return pi
+}
+
+const slabSize = 32
+
+// slabs are what newEvent, newPortal and newMatchSet carve from (frontend
+// goroutine only).
+type slabs struct {
+	events    []event
+	portals   []portalInfo
+	matchSets []rules.Matches
+}
+
+// pendingQueue holds the requests awaiting a response, in order: events
+// from events[head] (session.mu held).
+type pendingQueue struct {
+	events []*event
+	head   int
+}
+
+// The match sets are filled by the frontend goroutine before the request
+// is queued and read by the backend goroutine after it is dequeued (the
+// queue's mutex orders the two); never changed afterwards.
+var _ pgsql.MatchRecorder = (*rules.Matches)(nil)
+
+// newMatchSet is newEvent for match sets (kept apart: most events and
+// portals need none).
+func (s *session) newMatchSet() *rules.Matches {
+	if len(s.slabs.matchSets) == 0 {
+		s.slabs.matchSets = make([]rules.Matches, slabSize/2)
+	}
+	m := &s.slabs.matchSets[0]
+	s.slabs.matchSets = s.slabs.matchSets[1:]
+	return m
+}
+
+// append queues evs, first moving the pending events to the front when
+// that spares growing the slice.
+func (q *pendingQueue) append(evs []*event) {
+	if q.head > 0 && len(q.events)+len(evs) > cap(q.events) {
+		n := copy(q.events, q.events[q.head:])
+		clear(q.events[n:])
+		q.events, q.head = q.events[:n], 0
+	}
+	q.events = append(q.events, evs...)
+}
+
+// first returns the first pending event, nil if none.
+func (q *pendingQueue) first() *event {
+	if q.head == len(q.events) {
+		return nil
+	}
+	return q.events[q.head]
+}
+
+// drop drops the first event, if any.
+func (q *pendingQueue) drop() {
+	if q.head == len(q.events) {
+		return
+	}
+	q.events[q.head] = nil
+	q.head++
+	if q.head == len(q.events) {
+		q.events, q.head = q.events[:0], 0
+	}
+}
+
+// dropUntilSync drops the events before the next Sync (or simple Query)
+// and returns that one, which stays queued.
+func (q *pendingQueue) dropUntilSync() *event {
+	for q.head < len(q.events) {
+		if ev := q.events[q.head]; ev.kind == 'S' || ev.kind == 'Q' {
+			return ev
+		}
+		q.drop()
+	}
+	return nil
+}
+
+// len returns the number of pending events.
+func (q *pendingQueue) len() int { return len(q.events) - q.head }
+
+func (s *session) push(evs ...*event) {
+	s.mu.Lock()
+	s.pending.append(evs)
+	s.mu.Unlock()
+}
+
+func (s *session) head() *event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending.first()
+}
+
+func (s *session) pop() {
+	s.mu.Lock()
+	s.pending.drop()
+	s.mu.Unlock()
+}
+
+// popUntilSync drops the events before the next Sync (or simple Query) and
+// returns that one, which stays queued.
+func (s *session) popUntilSync() *event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending.dropUntilSync()
+}
