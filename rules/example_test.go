@@ -23,7 +23,7 @@ func ExampleNew() {
 	email := set.Column("", "public", "users", "email") // SQL users.email, USERS.Email, "users"."email"
 	fmt.Println(email, email.Key, email.Deterministic)
 	fmt.Println(set.Column("", "public", "users", "salary").Type)
-	fmt.Println(set.Table("", "public", "Users") == nil)  // SQL "Users": another table
+	fmt.Println(set.Table("", "public", "Users") == nil)   // SQL "Users": another table
 	fmt.Println(set.Similar("", "public", "Users") != nil) // which the planner refuses
 	fmt.Println(set.Table("", "public", "Audit") != nil)   // a quoted configured name is kept exactly
 	fmt.Println(set.MayTouch("SELECT 1"), set.MayTouch("SELECT * FROM USERS"))
