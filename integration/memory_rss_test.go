@@ -1,20 +1,14 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,157 +64,19 @@ func needProc(t *testing.T) {
 	}
 }
 
-// servedBinary is a `dbproxy serve` process.
-type servedBinary struct {
-	cmd     *exec.Cmd
-	cfgPath string
-	addr    string
-	logs    *lockedBuffer
-}
-
-// startServeBinary writes cfg (with %[1]s for the listen address) in dir,
-// next to the keys, runs `dbproxy keys init` with keysCfg (the superset of every
-// configuration the test will load) and starts `dbproxy serve`.
-func startServeBinary(t *testing.T, dir, cfg, keysCfg string, env ...string) *servedBinary {
+// startRSSProxy runs `dbproxy keys init` in dir with the configuration
+// of every rule the test will load, then `dbproxy serve` with the first
+// one; cfg(extra) is rssConfig with its listen address filled in.
+func startRSSProxy(t *testing.T, bin, dir, listener string, env []string) (d *dbproxyProc, cfg func(extra bool) string) {
 	t.Helper()
-	bin := buildDBProxy(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	s := &servedBinary{cfgPath: filepath.Join(dir, "dbproxy.yaml"), addr: addr, logs: &lockedBuffer{}}
-	if keysCfg != "" {
-		s.writeConfig(t, keysCfg)
-		if out, err := exec.Command(bin, "keys", "init", "--config", s.cfgPath).CombinedOutput(); err != nil {
-			t.Fatalf("keys init: %v\n%s", err, out)
-		}
-	}
-	s.writeConfig(t, cfg)
-	s.cmd = exec.Command(bin, "serve", "--config", s.cfgPath)
-	s.cmd.Env = append(os.Environ(), env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- s.cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-done
-			t.Errorf("serve did not stop within 30 s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("serve logs:\n%s", s.logs.String())
-		}
-	})
-	for range 200 {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			_ = c.Close()
-			return s
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
-	}
-	t.Fatalf("serve did not listen on %s:\n%s", addr, s.logs.String())
-	return nil
-}
-
-func (s *servedBinary) writeConfig(t *testing.T, cfg string) {
-	t.Helper()
-	if err := os.WriteFile(s.cfgPath, []byte(fmt.Sprintf(cfg, s.addr)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// reload writes cfg and sends SIGHUP, then waits until the log shows one
-// more applied rule change than before.
-func (s *servedBinary) reload(t *testing.T, cfg string) {
-	t.Helper()
-	const applied = "reload: new encryption rules apply to new sessions"
-	before := strings.Count(s.logs.String(), applied)
-	s.writeConfig(t, cfg)
-	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	for range 600 {
-		if strings.Count(s.logs.String(), applied) > before {
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the reload to apply, not asserting a duration
-	}
-	t.Fatalf("reload %d not applied:\n%s", before+1, s.logs.String())
-}
-
-// rss returns the process's resident set size in bytes (VmRSS).
-func (s *servedBinary) rss(t *testing.T) int64 {
-	t.Helper()
-	n, err := procRSS(s.cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func procRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", rest, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, errors.New("no VmRSS in /proc status")
-}
-
-// peakRSS samples the process's RSS every 10 ms while f runs and returns
-// the highest value seen (including one sample after f).
-func (s *servedBinary) peakRSS(t *testing.T, f func()) int64 {
-	t.Helper()
-	pid := s.cmd.Process.Pid
-	stop := make(chan struct{})
-	peak := make(chan int64, 1)
-	go func() {
-		var max int64
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if n, err := procRSS(pid); err == nil && n > max {
-				max = n
-			}
-			select {
-			case <-stop:
-				if n, err := procRSS(pid); err == nil && n > max {
-					max = n
-				}
-				peak <- max
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(stop)
-	return <-peak
+	addr := freeListenAddr(t)
+	cfg = func(extra bool) string { return fmt.Sprintf(rssConfig(listener, extra), addr) }
+	d = newDBProxy(t, bin, dir, cfg(true), env, addr)
+	d.keysInit(t)
+	d.writeConfig(t, cfg(false))
+	d.start(t)
+	d.stopAtCleanup(t)
+	return d, cfg
 }
 
 // rssReader reads the whole result through the proxy; slow readers pause
@@ -261,17 +117,19 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	dir := t.TempDir() // one keystore for both proxies: the rows stay readable
+	bin := buildDBProxy(t)
 	t.Run("stream", func(t *testing.T) {
-		s := startServeBinary(t, dir, rssConfig(listener, false), rssConfig(listener, true), env...)
-		if err := small(ctx, s.addr); err != nil {
+		d, _ := startRSSProxy(t, bin, dir, listener, env)
+		addr := d.listens[0]
+		if err := small(ctx, addr); err != nil {
 			t.Fatalf("warm-up query: %v", err)
 		}
 		for _, slow := range []bool{false, true} {
 			name := map[bool]string{false: "fast", true: "slow"}[slow]
-			before := s.rss(t)
+			before := procRSSKB(t, d.pid()) << 10
 			var err error
 			start := time.Now()
-			peak := s.peakRSS(t, func() { err = read(ctx, s.addr, slow) })
+			peak := peakRSS(d.pid(), func() { err = read(ctx, addr, slow) })
 			if err != nil {
 				t.Fatalf("%s reader: %v", name, err)
 			}
@@ -285,24 +143,27 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 		}
 	})
 	t.Run("after reloads", func(t *testing.T) {
-		s := startServeBinary(t, dir, rssConfig(listener, false), rssConfig(listener, true), env...)
-		if err := small(ctx, s.addr); err != nil {
+		d, cfg := startRSSProxy(t, bin, dir, listener, env)
+		addr := d.listens[0]
+		if err := small(ctx, addr); err != nil {
 			t.Fatalf("warm-up query: %v", err)
 		}
-		before := s.rss(t)
+		before := procRSSKB(t, d.pid()) << 10
 		for i := range rssReloads() {
-			s.reload(t, rssConfig(listener, i%2 == 0))
-			if err := small(ctx, s.addr); err != nil {
+			if line := d.reload(t, cfg(i%2 == 0)); !strings.Contains(line, "new encryption rules apply") {
+				t.Fatalf("reload %d did not change the rules: %s", i+1, line)
+			}
+			if err := small(ctx, addr); err != nil {
 				t.Fatalf("query after reload %d: %v", i+1, err)
 			}
 		}
-		afterReloads := s.rss(t)
+		afterReloads := procRSSKB(t, d.pid()) << 10
 		errs := make(chan error, 4)
 		start := time.Now()
-		peak := s.peakRSS(t, func() {
+		peak := peakRSS(d.pid(), func() {
 			var wg sync.WaitGroup
 			for i := range 4 {
-				wg.Go(func() { errs <- read(ctx, s.addr, i%2 == 1) })
+				wg.Go(func() { errs <- read(ctx, addr, i%2 == 1) })
 			}
 			wg.Wait()
 		})

@@ -57,6 +57,7 @@ func freeListenAddr(t testing.TB) string {
 // dbproxyProc is `dbproxy serve` running as a child process.
 type dbproxyProc struct {
 	bin     string
+	dir     string // holds the config, and the keys when the config names relative paths
 	cfgPath string
 	env     []string // added to the test's environment
 	listens []string // addresses to wait for after a start
@@ -65,14 +66,17 @@ type dbproxyProc struct {
 	exited  chan error
 }
 
-// startDBProxy writes cfg next to nothing else in a fresh directory (keys
-// are created there by keysInit), starts `dbproxy serve` and waits until
-// every listen address accepts connections. It is killed when the test
-// ends; its stderr is printed if the test failed.
-func newDBProxy(t testing.TB, bin, cfg string, env []string, listens ...string) *dbproxyProc {
+// newDBProxy writes cfg as dir/dbproxy.yaml (dir "" means a fresh directory
+// of the test; keys are created there by keysInit); start then runs
+// `dbproxy serve` and waits until every listen address accepts
+// connections. It is killed when the test ends (a test that wants a clean
+// exit calls stop); its logs are printed if the test failed.
+func newDBProxy(t testing.TB, bin, dir, cfg string, env []string, listens ...string) *dbproxyProc {
 	t.Helper()
-	dir := t.TempDir()
-	d := &dbproxyProc{bin: bin, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &lockedBuffer{}}
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	d := &dbproxyProc{bin: bin, dir: dir, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &lockedBuffer{}}
 	d.writeConfig(t, cfg)
 	t.Cleanup(func() {
 		d.kill()
@@ -146,6 +150,48 @@ func (d *dbproxyProc) stop(t testing.TB) {
 	d.cmd = nil
 }
 
+// stopAtCleanup makes the end of the test stop dbproxy as stop does,
+// failing the test unless it exits cleanly after SIGTERM.
+func (d *dbproxyProc) stopAtCleanup(t testing.TB) {
+	t.Cleanup(func() {
+		if d.cmd != nil {
+			d.stop(t)
+		}
+	})
+}
+
+// reload writes cfg, sends SIGHUP and waits for dbproxy to log the outcome
+// (one msg="reload… line a reload); it returns that log line, and fails the
+// test if the reload failed.
+func (d *dbproxyProc) reload(t testing.TB, cfg string) string {
+	t.Helper()
+	reloadLines := func() []string {
+		var lines []string
+		for _, l := range strings.Split(d.logs.String(), "\n") {
+			if strings.Contains(l, `msg="reload`) {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
+	n := len(reloadLines()) + 1
+	d.writeConfig(t, cfg)
+	d.signal(t, syscall.SIGHUP)
+	var line string
+	waitFor(t, fmt.Sprintf("reload #%d to be logged", n), func() bool {
+		lines := reloadLines()
+		if len(lines) < n {
+			return false
+		}
+		line = lines[n-1]
+		return true
+	})
+	if strings.Contains(line, "reload failed") {
+		t.Fatalf("reload #%d failed: %s", n, line)
+	}
+	return line
+}
+
 func (d *dbproxyProc) kill() {
 	if d.cmd == nil {
 		return
@@ -158,21 +204,59 @@ func (d *dbproxyProc) kill() {
 // procRSSKB is VmRSS of pid in KiB.
 func procRSSKB(t testing.TB, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	n, err := procRSS(pid)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return n >> 10
+}
+
+// procRSS is VmRSS of pid in bytes; it does not need a testing.TB, so that
+// a sampling goroutine can call it.
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				t.Fatalf("VmRSS %q: %v", rest, err)
+				return 0, fmt.Errorf("VmRSS %q: %w", rest, err)
 			}
-			return kb
+			return kb << 10, nil
 		}
 	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// peakRSS samples the RSS of pid every 10 ms while f runs and returns the
+// highest value seen in bytes (including one sample after f).
+func peakRSS(pid int, f func()) int64 {
+	stop := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var max int64
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if n, err := procRSS(pid); err == nil && n > max {
+				max = n
+			}
+			select {
+			case <-stop:
+				if n, err := procRSS(pid); err == nil && n > max {
+					max = n
+				}
+				peak <- max
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	return <-peak
 }
 
 // procFDs is the number of open file descriptors of pid.

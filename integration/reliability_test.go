@@ -308,7 +308,7 @@ func TestReliabilityFaults(t *testing.T) {
 	config := func(withOther bool) string {
 		return rlConfig(pgListen, fpPG.Addr(), pg.User, myListen, fpMy.Addr(), my.User, withOther)
 	}
-	d := newDBProxy(t, bin, config(true), []string{
+	d := newDBProxy(t, bin, "", config(true), []string{
 		"DBPROXY_RL_PG_PASSWORD=" + pg.Password, "DBPROXY_RL_MYSQL_PASSWORD=" + my.Password,
 	}, pgListen, myListen)
 	d.keysInit(t) // keys for both tables; the rules then switch between one and two tables
@@ -552,7 +552,7 @@ func startPlainDBProxy(t *testing.T, pg *testenv.Postgres, my *testenv.MariaDB) 
       mode: disable
 shutdown_timeout: 5s
 `, pgListen, pg.Addr(), myListen, my.Addr())
-	d = newDBProxy(t, buildDBProxy(t), cfg, nil, pgListen, myListen)
+	d = newDBProxy(t, buildDBProxy(t), "", cfg, nil, pgListen, myListen)
 	d.start(t)
 	return d, pgListen, myListen
 }

@@ -5,14 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -32,10 +28,7 @@ type reloadEnv struct {
 	pgCat, myCat     string // catalog users
 	pgAdmin          *pgx.Conn
 	myAdmin          *sql.DB
-	dir, cfgPath     string
-	cmd              *exec.Cmd
-	stderr           *lockedBuffer
-	reloads          int // reload log lines seen so far
+	proxy            *dbproxyProc
 	listenersAndKeys string
 }
 
@@ -71,7 +64,7 @@ encryption:
 
 func startReloadEnv(t *testing.T) *reloadEnv {
 	t.Helper()
-	e := &reloadEnv{pgDB: testenv.StartPostgres(t), myDB: testenv.StartMariaDB(t), stderr: &lockedBuffer{}}
+	e := &reloadEnv{pgDB: testenv.StartPostgres(t), myDB: testenv.StartMariaDB(t)}
 	ctx := testCtx(t)
 	// The catalog logins are other users of the same servers.
 	pgCat, myCat := testenv.StartPostgres(t), testenv.StartMariaDB(t)
@@ -92,12 +85,7 @@ func startReloadEnv(t *testing.T) *reloadEnv {
 		}
 	}
 
-	e.dir = t.TempDir()
-	bin := filepath.Join(e.dir, "dbproxy")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dbproxy/dbproxy/cmd/dbproxy").CombinedOutput(); err != nil {
-		t.Fatalf("build dbproxy: %v\n%s", err, out)
-	}
-	e.pg, e.my = freeAddr(t), freeAddr(t)
+	e.pg, e.my = freeListenAddr(t), freeListenAddr(t)
 	e.listenersAndKeys = fmt.Sprintf(`
 listeners:
   - name: pg
@@ -129,84 +117,22 @@ keys:
     ttl: 1s
 shutdown_timeout: 5s
 `, e.pg, e.pgDB.Addr(), pgCat.User, e.my, e.myDB.Addr(), myCat.User)
-	e.cfgPath = filepath.Join(e.dir, "dbproxy.yaml")
-	e.writeConfig(t, reloadRulesB) // keys init creates the keys of every variant
-	if out, err := exec.Command(bin, "keys", "init", "--config", e.cfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("keys init: %v\n%s", err, out)
-	}
-	e.writeConfig(t, reloadRulesA)
-
-	e.cmd = exec.Command(bin, "serve", "--config", e.cfgPath)
-	e.cmd.Env = append(os.Environ(), "RELOAD_PG_CATALOG_PASSWORD="+pgCat.Password, "RELOAD_MY_CATALOG_PASSWORD="+myCat.Password)
-	e.cmd.Stderr = e.stderr
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		if err := e.cmd.Wait(); err != nil {
-			t.Errorf("dbproxy exit after SIGTERM: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("dbproxy stderr:\n%s", e.stderr.String())
-		}
-	})
-	for _, addr := range []string{e.pg, e.my} {
-		waitFor(t, "dbproxy to listen on "+addr, func() bool {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		})
-	}
+	// keys init creates the keys of every variant
+	e.proxy = newDBProxy(t, buildDBProxy(t), "", e.listenersAndKeys+reloadRulesB,
+		[]string{"RELOAD_PG_CATALOG_PASSWORD=" + pgCat.Password, "RELOAD_MY_CATALOG_PASSWORD=" + myCat.Password},
+		e.pg, e.my)
+	e.proxy.keysInit(t)
+	e.proxy.writeConfig(t, e.listenersAndKeys+reloadRulesA)
+	e.proxy.start(t)
+	e.proxy.stopAtCleanup(t)
 	return e
-}
-
-// freeAddr returns a 127.0.0.1 address with a port free at the moment.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	port, err := freeTCPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
-
-func (e *reloadEnv) writeConfig(t *testing.T, rules string) {
-	t.Helper()
-	if err := os.WriteFile(e.cfgPath, []byte(e.listenersAndKeys+rules), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // reload writes rules into the config, sends SIGHUP and waits for the
 // proxy to log the outcome; it returns that log line.
 func (e *reloadEnv) reload(t *testing.T, rules string) string {
 	t.Helper()
-	e.writeConfig(t, rules)
-	if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	e.reloads++
-	var line string
-	waitFor(t, fmt.Sprintf("reload #%d to be logged", e.reloads), func() bool {
-		var lines []string
-		for _, l := range strings.Split(e.stderr.String(), "\n") {
-			if strings.Contains(l, "msg=\"reload") {
-				lines = append(lines, l)
-			}
-		}
-		if len(lines) < e.reloads {
-			return false
-		}
-		line = lines[e.reloads-1]
-		return true
-	})
-	if strings.Contains(line, "reload failed") {
-		t.Fatalf("reload #%d failed: %s", e.reloads, line)
-	}
-	return line
+	return e.proxy.reload(t, e.listenersAndKeys+rules)
 }
 
 func (e *reloadEnv) pgDSN() string {
@@ -418,7 +344,7 @@ func TestReloadDrainsOnlyChangedListeners(t *testing.T) {
 func TestKeysFailClosedWithinTTL(t *testing.T) {
 	e := startReloadEnv(t)
 	ctx := testCtx(t)
-	master := filepath.Join(e.dir, "master.key")
+	master := filepath.Join(e.proxy.dir, "master.key")
 	saved, err := os.ReadFile(master)
 	if err != nil {
 		t.Fatal(err)

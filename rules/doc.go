@@ -8,21 +8,11 @@
 //
 // [New] takes a neutral slice of [Spec] (one per encrypted column) rather
 // than the config structs, so that the proxy layers, which must not import
-// config (STYLE.md), can use it, and so that tests can build rules in one
-// line. cmd/dbproxy translates config.Table/config.Column into Specs:
-//
-//	for _, t := range cfg.Encryption {
-//		for _, c := range t.Columns {
-//			typ, _ := value.ParseType(c.Type) // validated by the loader
-//			mode := rules.ModeRandomized
-//			if c.Mode == config.ModeDeterministic {
-//				mode = rules.ModeDeterministic
-//			}
-//			specs = append(specs, rules.Spec{Database: t.Database, Schema: t.Schema,
-//				Table: t.Table, Column: c.Name, Key: c.Key, Mode: mode, Type: typ})
-//		}
-//	}
-//	set, err := rules.New(rules.DialectPostgres, specs)
+// config, can use it, and so that tests can build rules in one line.
+// cmd/dbproxy translates the configuration's encrypted columns into Specs
+// (mode deterministic or randomized, type parsed by value.ParseType, key
+// name defaulted by the loader); the example of New shows a Set built and
+// queried.
 //
 // A Set is immutable and safe for concurrent use; a configuration reload
 // builds a new one. [Set.ForDatabase] narrows a Set to the rules that apply

@@ -159,3 +159,10 @@ func HasPrefixFold(s, needle string) bool {
 	}
 	return true
 }
+
+// IdentByte reports whether c can continue an unquoted identifier or keyword
+// in either dialect: ASCII letters, digits, '_' and '$', and every non-ASCII
+// byte (both servers accept multi-byte characters in identifiers).
+func IdentByte(c byte) bool {
+	return c == '_' || c == '$' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'z' || c >= utf8.RuneSelf
+}

@@ -303,3 +303,14 @@ func BenchmarkColumn(b *testing.B) {
 		_ = s.Column("app", "public", "users", "email")
 	}
 }
+
+func TestIdentByte(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		want := b == '_' || b == '$' || b >= 0x80 ||
+			strings.IndexByte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", b) >= 0
+		if got := rules.IdentByte(b); got != want {
+			t.Errorf("IdentByte(%q) = %v, want %v", b, got, want)
+		}
+	}
+}

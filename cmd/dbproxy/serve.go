@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -179,45 +180,53 @@ func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (
 }
 
 func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, ic *pgSwap) (*postgres.Handler, error) {
-	opts := postgres.Options{
-		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
-		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
-	}
-	if lc.TLS != nil {
-		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, postgres.ALPN)
-		if err != nil {
-			return nil, err
-		}
-		opts.TLS = tlsCfg
-		opts.RequireTLS = lc.TLS.Require
-	}
-	up, err := upstreamTLS(lc)
+	t, err := listenerTLS(lc, postgres.ALPN)
 	if err != nil {
 		return nil, err
 	}
-	opts.UpstreamTLS = up
-	return postgres.NewHandler(opts)
+	return postgres.NewHandler(postgres.Options{
+		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
+		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
+		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
+	})
 }
 
 func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *mySwap) (*mysql.Handler, error) {
-	opts := mysql.Options{
-		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
-		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
-	}
-	if lc.TLS != nil {
-		tlsCfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		opts.TLS = tlsCfg
-		opts.RequireTLS = lc.TLS.Require
-	}
-	up, err := upstreamTLS(lc)
+	t, err := listenerTLS(lc)
 	if err != nil {
 		return nil, err
 	}
-	opts.UpstreamTLS = up
-	return mysql.NewHandler(opts)
+	return mysql.NewHandler(mysql.Options{
+		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
+		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
+		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
+	})
+}
+
+// handlerTLS is the TLS part of a protocol handler's options.
+type handlerTLS struct {
+	client   *tls.Config // client -> proxy leg; nil without a tls: section
+	require  bool        // refuse clients without TLS
+	upstream proxy.UpstreamTLS
+}
+
+// listenerTLS translates a listener's tls: and upstream_tls: sections;
+// alpn is the protocol's ALPN name, if it has one.
+func listenerTLS(lc *config.Listener, alpn ...string) (handlerTLS, error) {
+	var t handlerTLS
+	if lc.TLS != nil {
+		cfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, alpn...)
+		if err != nil {
+			return t, err
+		}
+		t.client, t.require = cfg, lc.TLS.Require
+	}
+	up, err := upstreamTLS(lc)
+	if err != nil {
+		return t, err
+	}
+	t.upstream = up
+	return t, nil
 }
 
 // serverLimits translates a listener's connection limits for its

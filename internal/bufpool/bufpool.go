@@ -4,7 +4,8 @@
 // the garbage collector, so a 20 MB row does not pin 20 MB per session
 // afterwards.
 //
-// It owns only the pool; it must not import any dbproxy package.
+// It owns the pool and the two buffer sizes both relays use; it must not
+// import any dbproxy package.
 package bufpool
 
 import (
@@ -17,6 +18,17 @@ const (
 	maxPooledBits = 22 // 4 MiB
 	// MaxPooled is the largest buffer size that is pooled.
 	MaxPooled = 1 << maxPooledBits
+)
+
+// Sizes the protocol relays share. Every session holds two relay buffers of
+// RelayBufSize (the smallest size class); a message or packet that a hook
+// must see whole and that does not fit borrows a larger buffer from [Get]
+// for as long as it is being handled.
+const (
+	RelayBufSize = 1 << minPooledBits
+	// MaxKeptWriter is the capacity above which a hook writer's buffer is
+	// dropped after a flush instead of reused.
+	MaxKeptWriter = 1 << 20
 )
 
 var pools [maxPooledBits - minPooledBits + 1]sync.Pool

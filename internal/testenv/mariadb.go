@@ -174,41 +174,9 @@ func openMySQL(cfg *mysql.Config) (*sql.DB, error) {
 
 func mariaDBServerFor(t testing.TB, o MariaDBOptions) *mariaDBServer {
 	t.Helper()
-	start := func() (*mariaDBServer, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
+	return serverFor(t, o.key(), o.Dedicated, "MariaDB", func(ctx context.Context) (*mariaDBServer, error) {
 		return startMariaDBServer(ctx, o)
-	}
-	fail := func(err error) {
-		t.Helper()
-		msg := fmt.Sprintf("testenv: start MariaDB: %v", err)
-		if errors.Is(err, errNotInstalled) {
-			msg += "\n" + installHint
-		}
-		t.Fatal(msg)
-	}
-	if mainCalled.Load() && !o.Dedicated {
-		v, err := servers.get(o.key(), func() (any, func(), error) {
-			s, err := start()
-			if err != nil {
-				return nil, nil, err
-			}
-			return s, s.stop, nil
-		})
-		if err != nil {
-			fail(err)
-		}
-		return v.(*mariaDBServer)
-	}
-	if !o.Dedicated {
-		t.Logf("testenv: TestMain does not call testenv.Main, so this test gets a private MariaDB server (slow)")
-	}
-	s, err := start()
-	if err != nil {
-		fail(err)
-	}
-	t.Cleanup(s.stop)
-	return s
+	})
 }
 
 // mariaDBServer is a MariaDB server started here, running as root with

@@ -221,41 +221,9 @@ func StartPostgres(t testing.TB, opts ...PGOptions) *Postgres {
 // pgServerFor returns the shared server for o, or a private one.
 func pgServerFor(t testing.TB, o PGOptions) *pgServer {
 	t.Helper()
-	start := func() (*pgServer, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
+	return serverFor(t, o.key(), o.Dedicated, fmt.Sprintf("PostgreSQL (auth=%s tls=%t)", o.Auth, o.TLS), func(ctx context.Context) (*pgServer, error) {
 		return startPGServer(ctx, o)
-	}
-	fail := func(err error) {
-		t.Helper()
-		msg := fmt.Sprintf("testenv: start PostgreSQL (auth=%s tls=%t): %v", o.Auth, o.TLS, err)
-		if errors.Is(err, errNotInstalled) {
-			msg += "\n" + installHint
-		}
-		t.Fatal(msg)
-	}
-	if mainCalled.Load() && !o.Dedicated {
-		v, err := servers.get(o.key(), func() (any, func(), error) {
-			s, err := start()
-			if err != nil {
-				return nil, nil, err
-			}
-			return s, s.stop, nil
-		})
-		if err != nil {
-			fail(err)
-		}
-		return v.(*pgServer)
-	}
-	if !o.Dedicated {
-		t.Logf("testenv: TestMain does not call testenv.Main, so this test gets a private PostgreSQL server (slow)")
-	}
-	s, err := start()
-	if err != nil {
-		fail(err)
-	}
-	t.Cleanup(s.stop)
-	return s
+	})
 }
 
 // pgServer is a PostgreSQL server started here.

@@ -19,9 +19,7 @@ import (
 // so the test fails instead.
 func (p *Postgres) Kill(t testing.TB) {
 	t.Helper()
-	if p.srv == nil || !p.dedicated {
-		t.Fatal("testenv: Postgres.Kill needs a server started here with PGOptions{Dedicated: true}")
-	}
+	needDedicated(t, "Postgres.Kill", "PGOptions", p.srv != nil && p.dedicated)
 	killGroup(p.srv.proc)
 }
 
@@ -29,25 +27,13 @@ func (p *Postgres) Kill(t testing.TB) {
 // port (PostgreSQL runs crash recovery) and returns once it accepts logins.
 func (p *Postgres) Restart(t testing.TB) {
 	t.Helper()
-	if p.srv == nil || !p.dedicated {
-		t.Fatal("testenv: Postgres.Restart needs a server started here with PGOptions{Dedicated: true}")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	if err := p.srv.restart(ctx); err != nil {
-		t.Fatalf("testenv: restart PostgreSQL: %v", err)
-	}
+	needDedicated(t, "Postgres.Restart", "PGOptions", p.srv != nil && p.dedicated)
+	restartServer(t, "PostgreSQL", p.srv.restart)
 }
 
 func (s *pgServer) restart(ctx context.Context) error {
-	return restartChild(ctx, s.logPath, func() (*child, error) {
-		proc, err := startChild(s.bin, []string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)},
-			childOpts{logPath: s.logPath, cred: s.cred, dir: s.dir})
-		if err == nil {
-			s.proc = proc
-		}
-		return proc, err
-	}, s.waitReady)
+	return restartChild(ctx, &s.proc, s.bin, []string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)},
+		childOpts{logPath: s.logPath, cred: s.cred, dir: s.dir}, s.waitReady)
 }
 
 // Kill ends mariadbd with SIGKILL, as a crash would, and returns once it is
@@ -55,9 +41,7 @@ func (s *pgServer) restart(ctx context.Context) error {
 // server of this test alone (MariaDBOptions.Dedicated).
 func (m *MariaDB) Kill(t testing.TB) {
 	t.Helper()
-	if m.srv == nil || !m.dedicated {
-		t.Fatal("testenv: MariaDB.Kill needs a server started here with MariaDBOptions{Dedicated: true}")
-	}
+	needDedicated(t, "MariaDB.Kill", "MariaDBOptions", m.srv != nil && m.dedicated)
 	killGroup(m.srv.proc)
 }
 
@@ -65,21 +49,31 @@ func (m *MariaDB) Kill(t testing.TB) {
 // (InnoDB runs crash recovery) and returns once it accepts logins.
 func (m *MariaDB) Restart(t testing.TB) {
 	t.Helper()
-	if m.srv == nil || !m.dedicated {
-		t.Fatal("testenv: MariaDB.Restart needs a server started here with MariaDBOptions{Dedicated: true}")
+	needDedicated(t, "MariaDB.Restart", "MariaDBOptions", m.srv != nil && m.dedicated)
+	restartServer(t, "MariaDB", m.srv.restart)
+}
+
+func (s *mariaDBServer) restart(ctx context.Context) error {
+	return restartChild(ctx, &s.proc, s.bin, s.args, childOpts{logPath: s.logPath, dir: s.dir}, s.waitReady)
+}
+
+// needDedicated fails the test unless the server was started here for this
+// test alone (ok): killing a shared server would break other tests.
+func needDedicated(t testing.TB, what, opts string, ok bool) {
+	t.Helper()
+	if !ok {
+		t.Fatalf("testenv: %s needs a server started here with %s{Dedicated: true}", what, opts)
 	}
+}
+
+// restartServer runs restart within the start timeout; name is the
+// server's for the failure message.
+func restartServer(t testing.TB, name string, restart func(context.Context) error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	s := m.srv
-	err := restartChild(ctx, s.logPath, func() (*child, error) {
-		proc, err := startChild(s.bin, s.args, childOpts{logPath: s.logPath, dir: s.dir})
-		if err == nil {
-			s.proc = proc
-		}
-		return proc, err
-	}, s.waitReady)
-	if err != nil {
-		t.Fatalf("testenv: restart MariaDB: %v", err)
+	if err := restart(ctx); err != nil {
+		t.Fatalf("testenv: restart %s: %v", name, err)
 	}
 }
 
@@ -96,16 +90,18 @@ func killGroup(proc *child) {
 	}
 }
 
-// restartChild starts a server process with start and waits for it with
-// ready; when the new process exits at once (the old one's shared memory
-// or port not yet released), it tries again.
-func restartChild(ctx context.Context, logPath string, start func() (*child, error), ready func(context.Context) error) error {
+// restartChild starts bin with args as a server process, stores it in
+// *procp and waits for it with ready; when the new process exits at once
+// (the old one's shared memory or port not yet released), it tries again.
+func restartChild(ctx context.Context, procp **child, bin string, args []string, o childOpts, ready func(context.Context) error) error {
 	const attempts = 5
+	logPath := o.logPath
 	for attempt := 1; ; attempt++ {
-		proc, err := start()
+		proc, err := startChild(bin, args, o)
 		if err != nil {
 			return err
 		}
+		*procp = proc
 		err = ready(ctx)
 		if err == nil {
 			return nil

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -277,4 +278,47 @@ func logTail(path string) string {
 // logError is an error carrying the tail of a server log.
 func logError(msg string, err error, logPath string) error {
 	return fmt.Errorf("%s: %w\n--- %s (tail) ---\n%s\n---", msg, err, logPath, logTail(logPath))
+}
+
+// serverFor returns the shared server under key (started by start on first
+// use) or, for a dedicated server or a package whose TestMain does not call
+// Main, a private one stopped when the test ends. what names the server in
+// messages ("PostgreSQL (auth=… tls=…)", "MariaDB").
+func serverFor[S interface{ stop() }](t testing.TB, key string, dedicated bool, what string, start func(context.Context) (S, error)) S {
+	t.Helper()
+	startNow := func() (S, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		return start(ctx)
+	}
+	fail := func(err error) {
+		t.Helper()
+		msg := fmt.Sprintf("testenv: start %s: %v", what, err)
+		if errors.Is(err, errNotInstalled) {
+			msg += "\n" + installHint
+		}
+		t.Fatal(msg)
+	}
+	if mainCalled.Load() && !dedicated {
+		v, err := servers.get(key, func() (any, func(), error) {
+			s, err := startNow()
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.stop, nil
+		})
+		if err != nil {
+			fail(err)
+		}
+		return v.(S)
+	}
+	if !dedicated {
+		t.Logf("testenv: TestMain does not call testenv.Main, so this test gets a private %s server (slow)", strings.SplitN(what, " ", 2)[0])
+	}
+	s, err := startNow()
+	if err != nil {
+		fail(err)
+	}
+	t.Cleanup(s.stop)
+	return s
 }

@@ -94,7 +94,7 @@ var errTooLarge = errors.New("packet too large")
 
 func newPump(src io.Reader, dst io.Writer, f framer, headLen, maxAsm int, leftover []byte) *pump {
 	p := &pump{src: src, dst: dst, f: f, headLen: headLen, maxAsm: maxAsm, need: headerSize}
-	p.takeBuf(max(relayBufSize, len(leftover)))
+	p.takeBuf(max(bufpool.RelayBufSize, len(leftover)))
 	p.w = copy(p.buf, leftover)
 	return p
 }
@@ -123,7 +123,7 @@ func (p *pump) idle() {
 		return
 	}
 	p.releaseBuf()
-	if len(p.out.buf) == 0 && cap(p.out.buf) > relayBufSize {
+	if len(p.out.buf) == 0 && cap(p.out.buf) > bufpool.RelayBufSize {
 		p.out.buf = nil
 	}
 }
@@ -135,8 +135,8 @@ func (p *pump) release() {
 }
 
 func (p *pump) releaseAsm() {
-	if cap(p.asm) > relayBufSize {
-		putBuf(p.asm)
+	if cap(p.asm) > bufpool.RelayBufSize {
+		bufpool.Put(p.asm)
 		p.asm = nil
 	} else {
 		p.asm = p.asm[:0]
@@ -165,7 +165,7 @@ func (p *pump) scanRead(n int) error {
 // of the buffer to read into.
 func (p *pump) space() []byte {
 	if p.buf == nil {
-		p.takeBuf(relayBufSize)
+		p.takeBuf(bufpool.RelayBufSize)
 	} else if p.r == p.w {
 		p.r, p.w = 0, 0
 	} else if len(p.buf)-p.r < p.need || p.w == len(p.buf) {
@@ -313,8 +313,8 @@ func (p *pump) beginBody(start *int) error {
 		}
 		p.cut(start)
 		p.asm = p.asm[:0]
-		if cap(p.asm) < p.n && p.n <= relayBufSize<<2 {
-			p.asm = getBuf(p.n)[:0]
+		if cap(p.asm) < p.n && p.n <= bufpool.RelayBufSize<<2 {
+			p.asm = bufpool.Get(p.n)[:0]
 		}
 		p.asmK = 1
 	case actDrop:
@@ -356,7 +356,7 @@ func (p *pump) emit(start int) error {
 	if len(p.out.buf) > 0 {
 		p.out.buf = append(p.out.buf, p.buf[start:p.r]...)
 		_, err = p.dst.Write(p.out.buf)
-		if cap(p.out.buf) > maxKeptWriter {
+		if cap(p.out.buf) > bufpool.MaxKeptWriter {
 			p.out.buf = nil
 		} else {
 			p.out.buf = p.out.buf[:0]

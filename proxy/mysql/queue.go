@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -288,7 +289,7 @@ func (q *queue) written() error {
 	q.mu.Unlock()
 	_, werr := q.client.w.Write(q.spill)
 	q.client.mu.Unlock()
-	if cap(q.spill) > maxKeptWriter {
+	if cap(q.spill) > bufpool.MaxKeptWriter {
 		q.spill = nil
 	}
 	if werr != nil {

@@ -60,7 +60,7 @@ type pump struct {
 	fromClient bool
 
 	buf      []byte  // current read buffer; small or borrowed large; nil while idle
-	small    []byte  // the session's own relayBufSize buffer (nil while idle)
+	small    []byte  // the session's own bufpool.RelayBufSize buffer (nil while idle)
 	smallH   *[]byte // small's pool handle
 	r, w     int     // unread bytes are buf[r:w]
 	rem      int     // body bytes of a streamed message not yet forwarded
@@ -76,7 +76,7 @@ type pump struct {
 // (bytes already buffered by the handshake reader).
 func newPump(src io.Reader, dst io.Writer, leftover []byte) *pump {
 	p := &pump{src: src, dst: dst, maxBody: DefaultMaxMessageSize, need: 5}
-	p.takeSmall(max(relayBufSize, len(leftover)))
+	p.takeSmall(max(bufpool.RelayBufSize, len(leftover)))
 	p.w = copy(p.buf, leftover)
 	return p
 }
@@ -98,7 +98,7 @@ func (p *pump) idle() {
 		return
 	}
 	p.release()
-	if len(p.out.buf) == 0 && cap(p.out.buf) > relayBufSize {
+	if len(p.out.buf) == 0 && cap(p.out.buf) > bufpool.RelayBufSize {
 		p.out.buf = nil
 	}
 }
@@ -122,7 +122,7 @@ func (p *pump) release() {
 		return
 	}
 	if &p.buf[0] != &p.small[0] {
-		putBuf(p.buf)
+		bufpool.Put(p.buf)
 	}
 	bufpool.PutHandle(p.smallH)
 	p.buf, p.small, p.smallH = nil, nil, nil
@@ -169,20 +169,20 @@ func (p *pump) scanRead(n int) error {
 // of the buffer to read into.
 func (p *pump) space() []byte {
 	if p.buf == nil {
-		p.takeSmall(relayBufSize)
+		p.takeSmall(bufpool.RelayBufSize)
 	} else if p.r == p.w {
 		p.r, p.w = 0, 0
 		if &p.buf[0] != &p.small[0] {
-			putBuf(p.buf)
+			bufpool.Put(p.buf)
 			p.buf = p.small
 		}
 	} else if len(p.buf)-p.r < p.need || p.w == len(p.buf) {
 		pending := p.w - p.r
 		if p.need > len(p.buf) {
-			big := getBuf(p.need)
+			big := bufpool.Get(p.need)
 			copy(big, p.buf[p.r:p.w])
 			if &p.buf[0] != &p.small[0] {
-				putBuf(p.buf)
+				bufpool.Put(p.buf)
 			}
 			p.buf = big
 		} else {
@@ -309,7 +309,7 @@ func (p *pump) emit(start int) error {
 	if len(p.out.buf) > 0 {
 		p.out.buf = append(p.out.buf, p.buf[start:p.r]...)
 		_, err = p.dst.Write(p.out.buf)
-		if cap(p.out.buf) > maxKeptWriter {
+		if cap(p.out.buf) > bufpool.MaxKeptWriter {
 			p.out.buf = nil
 		} else {
 			p.out.buf = p.out.buf[:0]

@@ -70,12 +70,12 @@ func isProgram(kind string) bool {
 // or a quoted string).
 func encryptedTableIn(set *rules.Set, sql string) string {
 	for i := 0; i < len(sql); {
-		if !identByte(sql[i]) {
+		if !rules.IdentByte(sql[i]) {
 			i++
 			continue
 		}
 		j := i
-		for j < len(sql) && identByte(sql[j]) {
+		for j < len(sql) && rules.IdentByte(sql[j]) {
 			j++
 		}
 		if set.HasTableNamed(sql[i:j]) {

@@ -34,7 +34,7 @@ func mentionsDynamic(sql string) bool {
 		default:
 			continue
 		}
-		if (i == 0 || !identByte(sql[i-1])) && hasWordFold(sql[i:], word) {
+		if (i == 0 || !rules.IdentByte(sql[i-1])) && hasWordFold(sql[i:], word) {
 			return true
 		}
 	}
@@ -44,13 +44,7 @@ func mentionsDynamic(sql string) bool {
 // hasWordFold reports whether s starts with word (lower case) in any ASCII
 // case, not followed by an identifier byte.
 func hasWordFold(s, word string) bool {
-	return rules.HasPrefixFold(s, word) && (len(s) == len(word) || !identByte(s[len(word)]))
-}
-
-// identByte reports whether c can continue an unquoted identifier (any
-// non-ASCII byte may be part of one).
-func identByte(c byte) bool {
-	return c == '_' || c == '$' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'z' || c >= utf8.RuneSelf
+	return rules.HasPrefixFold(s, word) && (len(s) == len(word) || !rules.IdentByte(s[len(word)]))
 }
 
 // ddlStart reports whether some statement of sql may start with CREATE,
@@ -197,7 +191,7 @@ func leadingWords(sql string) (first, kind string) {
 // word returns the lower-cased ASCII word at i and the position after it.
 func word(sql string, i int) (string, int) {
 	j := i
-	for j < len(sql) && identByte(sql[j]) && sql[j] < utf8.RuneSelf {
+	for j < len(sql) && rules.IdentByte(sql[j]) && sql[j] < utf8.RuneSelf {
 		j++
 	}
 	b := []byte(sql[i:j])

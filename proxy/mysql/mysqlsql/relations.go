@@ -305,7 +305,7 @@ func (c *tableNames) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 // ASCII case (a name containing a backtick is also searched with it
 // doubled). Whole words are enough in MySQL: an identifier, bare, quoted
 // or qualified, is never continued by a byte that can continue a bare
-// identifier (identByte: the server's set, any byte ≥ 0x80 included), so
+// identifier (rules.IdentByte: the server's set, any byte ≥ 0x80 included), so
 // a view named v is found in `v`, db.v and V, not in vat.
 type nameFilter struct {
 	byFirst     [256][]string
@@ -352,11 +352,11 @@ func (f *nameFilter) match(sql string) bool {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		if i > 0 && identByte(sql[i-1]) {
+		if i > 0 && rules.IdentByte(sql[i-1]) {
 			continue
 		}
 		for _, n := range f.byFirst[c] {
-			if rules.HasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !identByte(sql[i+len(n)])) {
+			if rules.HasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !rules.IdentByte(sql[i+len(n)])) {
 				return true
 			}
 		}

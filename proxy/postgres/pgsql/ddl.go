@@ -481,21 +481,17 @@ func (a *analyzer) guardCode(what, lang, text string, bodies []string) error {
 // word in any ASCII case.
 func hasWordFold(text, word string) bool {
 	for i := 0; i+len(word) <= len(text); i++ {
-		if i > 0 && isIdentByte(text[i-1]) {
+		if i > 0 && rules.IdentByte(text[i-1]) {
 			continue
 		}
 		if !rules.HasPrefixFold(text[i:], word) {
 			continue
 		}
-		if j := i + len(word); j == len(text) || !isIdentByte(text[j]) {
+		if j := i + len(word); j == len(text) || !rules.IdentByte(text[j]) {
 			return true
 		}
 	}
 	return false
-}
-
-func isIdentByte(c byte) bool {
-	return c == '_' || c == '$' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'z' || c >= 0x80
 }
 
 // checkDerived refuses a statement that names a relation derived from an
@@ -584,7 +580,7 @@ var sqlRunners = [...]string{"query_to_xml", "ts_stat", "ts_rewrite", "dblink"}
 // any ASCII case.
 func sqlRunnerAt(s string) bool {
 	for _, w := range sqlRunners {
-		if hasPrefixFold(s, w) {
+		if rules.HasPrefixFold(s, w) {
 			return true
 		}
 	}

@@ -212,38 +212,14 @@ func hasPlanKeyword(sql string, ddlOnly bool) bool {
 		if !word && ddlOnly {
 			continue
 		}
-		if !hasPrefixFold(sql[i:], w) {
+		if !rules.HasPrefixFold(sql[i:], w) {
 			continue
 		}
-		if !word || ((i == 0 || !identByte(sql[i-1])) && (i+len(w) == len(sql) || !identByte(sql[i+len(w)]))) {
+		if !word || ((i == 0 || !rules.IdentByte(sql[i-1])) && (i+len(w) == len(sql) || !rules.IdentByte(sql[i+len(w)]))) {
 			return true
 		}
 	}
 	return false
-}
-
-// identByte reports whether c can continue an unquoted identifier or
-// keyword (PostgreSQL's ident_cont, plus every non-ASCII byte).
-func identByte(c byte) bool {
-	return c >= 0x80 || c == '_' || c == '$' || ('0' <= c && c <= '9') || ('a' <= c|0x20 && c|0x20 <= 'z')
-}
-
-// hasPrefixFold reports whether s starts with the lower-case ASCII word w,
-// ignoring ASCII case in s.
-func hasPrefixFold(s, w string) bool {
-	if len(s) < len(w) {
-		return false
-	}
-	for j := 0; j < len(w); j++ {
-		c := s[j]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != w[j] {
-			return false
-		}
-	}
-	return true
 }
 
 // Plan returns the plan of sql under searchPath, the session's search_path
