@@ -1,8 +1,9 @@
 // Package proxy owns the protocol-independent part of a dbproxy listener:
 // accepting connections, tracking them, and shutting them down; plus what
 // the wire packages (proxy/postgres, proxy/mysql) share for their sessions:
-// TLS configuration, the close-once socket pair ([Sockets]) and small
-// helpers (session_helpers.go).
+// TLS configuration, the close-once socket pair ([Sockets]), the errors
+// that end a relay's pumps (relay_errors.go) and small helpers
+// (session_helpers.go).
 //
 // # Server lifecycle
 //

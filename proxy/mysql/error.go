@@ -70,9 +70,9 @@ func asError(err error) *Error {
 	if errors.As(err, &me) {
 		return me
 	}
-	var mal *malformedError
+	var mal *proxy.MalformedError
 	if errors.As(err, &mal) {
-		return fatalf(codeMalformed, stateConnection, "dbproxy: malformed packet: "+mal.msg, nil)
+		return fatalf(codeMalformed, stateConnection, "dbproxy: malformed packet: "+mal.Msg, nil)
 	}
 	return fatalf(codeUnknown, stateGeneral, "dbproxy: internal error", err)
 }

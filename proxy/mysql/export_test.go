@@ -2,6 +2,8 @@ package mysql
 
 import (
 	"io"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Test hooks for the black-box tests in package mysql_test.
@@ -95,7 +97,7 @@ func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionH
 
 // IsMalformed reports whether err is a framing or protocol error.
 func IsMalformed(err error) bool {
-	_, ok := err.(*malformedError)
+	_, ok := err.(*proxy.MalformedError)
 	return ok
 }
 
@@ -104,7 +106,7 @@ func IsQuit(err error) bool { return err == errQuit }
 
 // IsHookError reports whether err ended a pump because of a hook.
 func IsHookError(err error) bool {
-	_, ok := err.(*hookError)
+	_, ok := err.(*proxy.HookError)
 	return ok
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Packet framing, both directions, every phase:
@@ -55,14 +57,8 @@ func appendPacket(dst []byte, seq uint8, payload []byte) ([]byte, uint8) {
 	}
 }
 
-// malformedError is a protocol violation in the stream a pump or the
-// handshake reads. Its message is safe to send to the client.
-type malformedError struct{ msg string }
-
-func (e *malformedError) Error() string { return e.msg }
-
 func malformed(format string, args ...any) error {
-	return &malformedError{msg: fmt.Sprintf(format, args...)}
+	return &proxy.MalformedError{Msg: fmt.Sprintf(format, args...)}
 }
 
 // readPacket reads one packet of the startup phase from r into buf (grown

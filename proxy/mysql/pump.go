@@ -2,11 +2,11 @@ package mysql
 
 import (
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/internal/rawio"
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // action is what a pump does with one logical packet.
@@ -368,7 +368,7 @@ func (p *pump) emit(start int) error {
 	}
 	if err != nil {
 		p.broken = true
-		return &writeError{err: err}
+		return &proxy.WriteError{Err: err}
 	}
 	if wrote {
 		return p.f.written()
@@ -387,15 +387,3 @@ func (p *pump) atRest() bool {
 	return p.r == p.w && p.st == psHeader && !p.cont && !p.partial && p.rem == 0 &&
 		len(p.asm) == 0 && len(p.out.buf) == 0
 }
-
-// writeError marks a failed write to the pump's destination.
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return "write: " + e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
-
-// hookError wraps an error returned by a hook that ends the session.
-type hookError struct{ err error }
-
-func (e *hookError) Error() string { return fmt.Sprintf("hook: %v", e.err) }
-func (e *hookError) Unwrap() error { return e.err }

@@ -293,7 +293,7 @@ func (q *queue) written() error {
 		q.spill = nil
 	}
 	if werr != nil {
-		return &writeError{err: werr}
+		return &proxy.WriteError{Err: werr}
 	}
 	return err
 }

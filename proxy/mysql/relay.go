@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/debug"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -27,7 +25,7 @@ var (
 	errClosing = errors.New("session closing")
 	// errDrained: a response left the session idle during a drain; it was
 	// forwarded and the session should end.
-	errDrained = errors.New("session drained")
+	errDrained = proxy.ErrDrained
 )
 
 // clientWriteError is a failed write to the client by the client->server
@@ -120,7 +118,7 @@ func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 		w.buf = w.buf[:before]
 		var me *Error
 		if !errors.As(err, &me) || me.Fatal {
-			return &hookError{err: err}
+			return &proxy.HookError{Err: err}
 		}
 		if x.resp != respNone {
 			f.refuse = me
@@ -129,7 +127,7 @@ func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 		return nil
 	}
 	if w.n == 0 && x.resp != respNone {
-		return &hookError{err: fmt.Errorf("BUG: command hook for command %#x forwarded nothing", x.Command)}
+		return &proxy.HookError{Err: fmt.Errorf("BUG: command hook for command %#x forwarded nothing", x.Command)}
 	}
 	x.d = uint8(k - w.n)
 	x.nextSeq = seq + uint8(k)
@@ -258,7 +256,7 @@ func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 	if err != nil {
 		var me *Error
 		if !errors.As(err, &me) || me.Fatal {
-			return &hookError{err: err}
+			return &proxy.HookError{Err: err}
 		}
 		// Replace the rest of the response with the error.
 		w.buf = w.buf[:before]
@@ -356,10 +354,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 // isReadDeadline reports whether err is a read deadline expiring (not a
 // write's, nor one a hook met).
 func isReadDeadline(err error) bool {
-	var we *writeError
 	var cwe *clientWriteError
-	var he *hookError
-	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &we) && !errors.As(err, &cwe) && !errors.As(err, &he)
+	return proxy.IsReadDeadline(err) && !errors.As(err, &cwe)
 }
 
 // finish ends a session after both pumps stopped: it tells the client why,
@@ -380,8 +376,8 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 	var toClient error
 	quit := canWriteServer
 
-	var mal *malformedError
-	var hookErr *hookError
+	var mal *proxy.MalformedError
+	var hookErr *proxy.HookError
 	var refusal *authRefusal
 	switch {
 	case errors.As(upErr, &refusal):
@@ -399,12 +395,12 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 		quit = false // forwarded already
 		canWriteClient = false
 	case errors.As(downErr, &mal):
-		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed packet from client; closing", slog.String("reason", mal.msg))
+		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed packet from client; closing", slog.String("reason", mal.Msg))
 		toClient = downErr
 		nextSeq = cf.seq + 1
 	case errors.As(downErr, &hookErr), errors.As(upErr, &hookErr):
-		s.log.LogAttrs(ctx, slog.LevelWarn, "hook failed; closing", slog.Any("error", hookErr.err))
-		toClient = hookErr.err
+		s.log.LogAttrs(ctx, slog.LevelWarn, "hook failed; closing", slog.Any("error", hookErr.Err))
+		toClient = hookErr.Err
 		if errors.As(downErr, &hookErr) {
 			nextSeq = cf.seq + 1
 		}
@@ -413,9 +409,9 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 		toClient = fatalf(codePacketTooLarge, stateConnection, "dbproxy: packet larger than the proxy's limit", nil)
 	case errors.As(upErr, &mal):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed packet from the database server; closing",
-			slog.String("reason", mal.msg))
+			slog.String("reason", mal.Msg))
 		toClient = fatalf(codeServerLost, stateGeneral, "dbproxy: malformed packet from the database server", nil)
-	case upstreamFailed(upErr, downErr):
+	case proxy.UpstreamFailed(upErr, downErr):
 		quit = false
 		switch {
 		case x == nil:
@@ -443,29 +439,11 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 }
 
 // runPump runs p, turning a panic into an error that ends only this
-// session.
-func (s *session) runPump(p *pump) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.LogAttrs(context.Background(), slog.LevelError, "relay panicked",
-				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			err = &hookError{err: fmt.Errorf("relay panicked: %v", r)}
-		}
-	}()
-	return p.run()
-}
-
-// upstreamFailed reports whether the session ended because the server
-// connection failed: a read error (other than our own interrupt) on the
-// server->client side, or a write error on the client->server side.
-func upstreamFailed(upErr, downErr error) bool {
-	var we *writeError
-	if errors.As(downErr, &we) && !errors.Is(we.err, os.ErrDeadlineExceeded) {
-		return true
+// session; the client is told of it as of a failed hook.
+func (s *session) runPump(p *pump) error {
+	err := proxy.RunRecovered(s.log, p.run)
+	if pe, ok := err.(*proxy.PanicError); ok {
+		return &proxy.HookError{Err: pe}
 	}
-	if upErr == nil || errors.As(upErr, &we) || errors.Is(upErr, os.ErrDeadlineExceeded) ||
-		errors.Is(upErr, errDrained) {
-		return false
-	}
-	return true
+	return err
 }

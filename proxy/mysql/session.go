@@ -160,7 +160,7 @@ func (s *session) closeServer() { s.socks.CloseServer() }
 func (s *session) endStartup(err error) {
 	log := s.limitedLog()
 	var me *Error
-	var mal *malformedError
+	var mal *proxy.MalformedError
 	switch {
 	case errors.Is(err, errHandled):
 		return
@@ -173,7 +173,7 @@ func (s *session) endStartup(err error) {
 			slog.Int("code", int(me.Code)), slog.String("reason", me.Message), slog.Any("error", me.Cause))
 	case errors.As(err, &mal):
 		log.LogAttrs(context.Background(), slog.LevelWarn, "malformed packet during the connection phase",
-			slog.String("reason", mal.msg))
+			slog.String("reason", mal.Msg))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// The client stalled: tell it why before closing.
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake timed out")
@@ -201,7 +201,7 @@ func (s *session) readServer() (uint8, []byte, error) {
 	seq, p, buf, err := readPacket(s.sbr, s.buf, startupMaxPayload)
 	s.buf = buf
 	if err != nil {
-		var mal *malformedError
+		var mal *proxy.MalformedError
 		if errors.As(err, &mal) {
 			return 0, nil, fatalf(codeHandshake, stateConnection, "dbproxy: invalid packet from the database server", err)
 		}

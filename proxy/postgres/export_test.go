@@ -3,6 +3,8 @@ package postgres
 import (
 	"crypto/x509"
 	"io"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Test hooks for the black-box tests in package postgres_test.
@@ -45,7 +47,7 @@ func Relay(src io.Reader, dst io.Writer, fromClient bool, maxBody int, types Mes
 
 // IsMalformed reports whether err is a framing error.
 func IsMalformed(err error) bool {
-	_, ok := err.(*malformedError)
+	_, ok := err.(*proxy.MalformedError)
 	return ok
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/internal/rawio"
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Message framing after startup, both directions:
@@ -25,15 +26,7 @@ var (
 	// errClosing: the session was marked closing (drain) before the next
 	// client message could be forwarded.
 	errClosing = errors.New("session closing")
-	// errDrained: ReadyForQuery left the session idle during a drain; it
-	// was forwarded and the session should end.
-	errDrained = errors.New("session drained")
 )
-
-// malformedError is a framing error in the stream a pump reads.
-type malformedError struct{ msg string }
-
-func (e *malformedError) Error() string { return e.msg }
 
 // pump relays messages from src to dst. It reads as much as is available
 // into buf, walks the message headers in it and writes every run of
@@ -111,7 +104,7 @@ func (p *pump) allowFlush() { p.out.flush = p.writeNow }
 func (p *pump) writeNow(b []byte) error {
 	if _, err := p.dst.Write(b); err != nil {
 		p.dstBroken = true
-		return &writeError{err: err}
+		return &proxy.WriteError{Err: err}
 	}
 	return nil
 }
@@ -215,7 +208,7 @@ func (p *pump) scan() error {
 		typ := p.buf[p.r]
 		n := int64(binary.BigEndian.Uint32(p.buf[p.r+1 : p.r+5]))
 		if n < 4 || n-4 > int64(p.maxBody) {
-			stop = &malformedError{msg: fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
+			stop = &proxy.MalformedError{Msg: fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
 			break
 		}
 		body := int(n - 4)
@@ -227,7 +220,7 @@ func (p *pump) scan() error {
 		if p.fromClient && p.acct != nil {
 			if typ == 'X' {
 				if body != 0 {
-					stop = &malformedError{msg: "invalid Terminate message length"}
+					stop = &proxy.MalformedError{Msg: "invalid Terminate message length"}
 					break
 				}
 				p.r += 5
@@ -253,10 +246,10 @@ func (p *pump) scan() error {
 			if err := p.hook(typ, msg, &p.out); err != nil {
 				p.r += 5 + body
 				start = p.r
-				if we := (*writeError)(nil); errors.As(err, &we) {
+				if we := (*proxy.WriteError)(nil); errors.As(err, &we) {
 					stop = we // a Writer.Flush failed: the upstream is gone
 				} else {
-					stop = &hookError{err: err}
+					stop = &proxy.HookError{Err: err}
 				}
 				break
 			}
@@ -266,7 +259,7 @@ func (p *pump) scan() error {
 			// A hook may forward, drop or synthesize ReadyForQuery: account
 			// for the ones the client will actually see.
 			if !p.fromClient && p.acct != nil && p.readyInHookOutput(p.out.buf[hookStart:]) {
-				stop = errDrained
+				stop = proxy.ErrDrained
 				break
 			}
 			continue
@@ -275,7 +268,7 @@ func (p *pump) scan() error {
 		p.r += 5 + body
 		p.lastType = typ
 		if typ == 'Z' && p.acct != nil && body == 1 && p.acct.readyForQuery(msg[0]) {
-			stop = errDrained
+			stop = proxy.ErrDrained
 			break
 		}
 	}
@@ -319,13 +312,7 @@ func (p *pump) emit(start int) error {
 	}
 	if err != nil {
 		p.dstBroken = true
-		return &writeError{err: err}
+		return &proxy.WriteError{Err: err}
 	}
 	return nil
 }
-
-// writeError marks a failed write to the pump's destination.
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return "write: " + e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }

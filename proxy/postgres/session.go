@@ -249,9 +249,9 @@ func (s *session) readServer() (byte, []byte, error) {
 func (s *session) readClient() (byte, []byte, error) {
 	typ, body, buf, err := readMessage(s.cbr, s.buf, startupMaxBody)
 	s.buf = buf
-	var me *malformedError
+	var me *proxy.MalformedError
 	if errors.As(err, &me) {
-		return 0, nil, fatalf(codeProtocolViolation, me.msg, nil)
+		return 0, nil, fatalf(codeProtocolViolation, me.Msg, nil)
 	}
 	return typ, body, err
 }
@@ -306,7 +306,7 @@ func readMessage(r *bufio.Reader, buf []byte, maxBody int) (typ byte, body, nbuf
 	typ = hdr[0]
 	n := int64(binary.BigEndian.Uint32(hdr[1:5]))
 	if n < 4 || n-4 > int64(maxBody) {
-		return 0, nil, buf, &malformedError{msg: fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
+		return 0, nil, buf, &proxy.MalformedError{Msg: fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
 	}
 	_, _ = r.Discard(5)
 	if cap(buf) < int(n-4) {

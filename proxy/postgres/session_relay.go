@@ -3,10 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy"
@@ -47,13 +44,13 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	idleNow := func() bool { return s.acct.word.Load() == 0 }
 	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
 		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
-		AtRest: up.atRest, Release: up.release, IsReadDeadline: isReadDeadline,
+		AtRest: up.atRest, Release: up.release, IsReadDeadline: proxy.IsReadDeadline,
 		// The server->client pump parks only when no request is
 		// outstanding: a busy session waits for its answers in the runtime.
 		MayPark: idleNow,
 	}, proxy.RelayLeg{
 		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
-		AtRest: down.atRest, Release: down.release, IsReadDeadline: isReadDeadline,
+		AtRest: down.atRest, Release: down.release, IsReadDeadline: proxy.IsReadDeadline,
 		// Not with an extended-protocol batch or a COPY half sent.
 		MayPark: func() bool { return s.acct.word.Load()&(partialBit|closingBit) == 0 },
 	}, idleNow, finalWriteTimeout)
@@ -83,14 +80,6 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	})
 }
 
-// isReadDeadline reports whether err is a read deadline expiring (not a
-// write's, nor one a hook met).
-func isReadDeadline(err error) bool {
-	var we *writeError
-	var he *hookError
-	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &we) && !errors.As(err, &he)
-}
-
 // endRelay says goodbye to whichever side is still there.
 func (s *session) endRelay(ctx context.Context, up, down *pump, upErr, downErr error) {
 	if ctx.Err() != nil {
@@ -103,20 +92,20 @@ func (s *session) endRelay(ctx context.Context, up, down *pump, upErr, downErr e
 	var toClient error // FATAL for the client, if any
 	terminate := canWriteServer
 
-	var mal *malformedError
-	var hookErr *hookError
+	var mal *proxy.MalformedError
+	var hookErr *proxy.HookError
 	switch {
 	case s.acct.closing():
 		toClient = drainError(s.pc.DrainReason())
 	case errors.Is(downErr, errTerminated):
 		terminate = false // forwarded already
 	case errors.As(downErr, &mal):
-		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed message from client; closing", slog.String("reason", mal.msg))
-		toClient = fatalf(codeProtocolViolation, mal.msg, nil)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed message from client; closing", slog.String("reason", mal.Msg))
+		toClient = fatalf(codeProtocolViolation, mal.Msg, nil)
 	case errors.As(downErr, &hookErr), errors.As(upErr, &hookErr):
-		s.log.LogAttrs(ctx, slog.LevelWarn, "message hook failed; closing", slog.Any("error", hookErr.err))
-		toClient = hookErr.err
-	case upstreamFailed(upErr, downErr):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "message hook failed; closing", slog.Any("error", hookErr.Err))
+		toClient = hookErr.Err
+	case proxy.UpstreamFailed(upErr, downErr):
 		terminate = false
 		if up.lastType == 'E' && !up.midMessage() {
 			// The server said why (e.g. 57P01 after pg_terminate_backend).
@@ -139,36 +128,6 @@ func (s *session) endRelay(ctx context.Context, up, down *pump, upErr, downErr e
 	}
 }
 
-// hookError wraps an error returned by a MessageFunc.
-type hookError struct{ err error }
-
-func (e *hookError) Error() string { return "message hook: " + e.err.Error() }
-func (e *hookError) Unwrap() error { return e.err }
-
 // runPump runs p, turning a panic into an error that ends only this
 // session.
-func (s *session) runPump(p *pump) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.LogAttrs(context.Background(), slog.LevelError, "relay panicked",
-				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			err = fmt.Errorf("relay panicked: %v", r)
-		}
-	}()
-	return p.run()
-}
-
-// upstreamFailed reports whether the session ended because the server
-// connection failed: a read error (other than our own interrupt) on the
-// server->client side, or a write error on the client->server side.
-func upstreamFailed(upErr, downErr error) bool {
-	var we *writeError
-	if errors.As(downErr, &we) && !errors.Is(we.err, os.ErrDeadlineExceeded) {
-		return true
-	}
-	if upErr == nil || errors.As(upErr, &we) || errors.Is(upErr, os.ErrDeadlineExceeded) ||
-		errors.Is(upErr, errDrained) {
-		return false
-	}
-	return true
-}
+func (s *session) runPump(p *pump) error { return proxy.RunRecovered(s.log, p.run) }
