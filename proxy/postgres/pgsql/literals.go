@@ -120,13 +120,11 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 		case c == 0:
 			return dst, false
 		case c == '-' && i+1 < n && sql[i+1] == '-':
-			i += 2
-			for i < n && sql[i] != '\n' && sql[i] != '\r' {
-				if sql[i] == 0 {
-					return dst, false
-				}
-				i++
+			j, ok := skipLineComment(sql, i)
+			if !ok {
+				return dst, false
 			}
+			i = j
 		case c == '/' && i+1 < n && sql[i+1] == '*':
 			j, ok := skipBlockComment(sql, i)
 			if !ok {
@@ -141,30 +139,15 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 			dst = append(dst, l)
 			i = l.end
 		case c == '"':
-			j := i + 1
-			for {
-				k := strings.IndexByte(sql[j:], '"')
-				if k < 0 {
-					return dst, false
-				}
-				j += k + 1
-				if j < n && sql[j] == '"' {
-					j++
-					continue
-				}
-				break
-			}
-			if strings.IndexByte(sql[i:j], 0) >= 0 {
+			j, ok := skipQuotedIdent(sql, i)
+			if !ok {
 				return dst, false
 			}
 			i = j
 		case c == '$':
 			if i+1 < n && isDigit(sql[i+1]) {
-				j := i + 1
-				for j < n && isDigit(sql[j]) {
-					j++
-				}
-				if j < n && (isIdentCont(sql[j]) || sql[j] == '.') {
+				j, ok := skipParam(sql, i)
+				if !ok {
 					return dst, false
 				}
 				i = j
@@ -184,36 +167,11 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 			dst = append(dst, l)
 			i = l.end
 		case isIdentStart(c):
-			j := i + 1
-			for j < n && isIdentCont(sql[j]) {
-				j++
+			l, j, lit, ok := scanWord(sql, i)
+			if !ok {
+				return dst, false
 			}
-			if j == i+1 && j < n && sql[j] == '\'' {
-				switch c | 0x20 {
-				case 'e':
-					l, ok := scanString(sql, i, j+1, true)
-					if !ok {
-						return dst, false
-					}
-					dst = append(dst, l)
-					i = l.end
-					continue
-				case 'b', 'x':
-					l, ok := scanBits(sql, i, j+1)
-					if !ok {
-						return dst, false
-					}
-					dst = append(dst, l)
-					i = l.end
-					continue
-				}
-			}
-			if j == i+1 && c|0x20 == 'u' && j+1 < n && sql[j] == '&' && sql[j+1] == '\'' {
-				l, ok := scanString(sql, i, j+2, false)
-				if !ok {
-					return dst, false
-				}
-				l.class = litOpaque
+			if lit {
 				dst = append(dst, l)
 				i = l.end
 				continue
@@ -224,6 +182,86 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 		}
 	}
 	return dst, true
+}
+
+// skipLineComment skips the -- comment that starts at i, up to the end
+// of its line.
+func skipLineComment(sql string, i int) (int, bool) {
+	n := len(sql)
+	i += 2
+	for i < n && sql[i] != '\n' && sql[i] != '\r' {
+		if sql[i] == 0 {
+			return 0, false
+		}
+		i++
+	}
+	return i, true
+}
+
+// skipQuotedIdent skips the quoted identifier that starts at i.
+func skipQuotedIdent(sql string, i int) (int, bool) {
+	n := len(sql)
+	j := i + 1
+	for {
+		k := strings.IndexByte(sql[j:], '"')
+		if k < 0 {
+			return 0, false
+		}
+		j += k + 1
+		if j < n && sql[j] == '"' {
+			j++
+			continue
+		}
+		break
+	}
+	if strings.IndexByte(sql[i:j], 0) >= 0 {
+		return 0, false
+	}
+	return j, true
+}
+
+// skipParam skips the parameter ($1) that starts at i.
+func skipParam(sql string, i int) (int, bool) {
+	n := len(sql)
+	j := i + 1
+	for j < n && isDigit(sql[j]) {
+		j++
+	}
+	if j < n && (isIdentCont(sql[j]) || sql[j] == '.') {
+		return 0, false
+	}
+	return j, true
+}
+
+// scanWord scans the identifier or key word that starts at i. When it is
+// the prefix of a string constant (E'…', B'…', X'…', U&'…'), lit is true
+// and l is that constant; otherwise next is the end of the word.
+func scanWord(sql string, i int) (l litSpan, next int, lit, ok bool) {
+	n := len(sql)
+	c := sql[i]
+	j := i + 1
+	for j < n && isIdentCont(sql[j]) {
+		j++
+	}
+	if j == i+1 && j < n && sql[j] == '\'' {
+		switch c | 0x20 {
+		case 'e':
+			l, ok := scanString(sql, i, j+1, true)
+			return l, 0, true, ok
+		case 'b', 'x':
+			l, ok := scanBits(sql, i, j+1)
+			return l, 0, true, ok
+		}
+	}
+	if j == i+1 && c|0x20 == 'u' && j+1 < n && sql[j] == '&' && sql[j+1] == '\'' {
+		l, ok := scanString(sql, i, j+2, false)
+		if !ok {
+			return l, 0, true, false
+		}
+		l.class = litOpaque
+		return l, 0, true, true
+	}
+	return litSpan{}, j, false, true
 }
 
 // skipBlockComment skips the (nested) comment that starts at i.
