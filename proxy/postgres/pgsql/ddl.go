@@ -8,9 +8,10 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 )
 
-// This file refuses DDL that would route plaintext around the rules: the
-// statements after which a value bound for an encrypted column could reach
-// the database without the proxy seeing it bound for that column.
+// This file, ddl_alter.go and ddl_code.go refuse DDL that would route
+// plaintext around the rules: the statements after which a value bound
+// for an encrypted column could reach the database without the proxy
+// seeing it bound for that column.
 //
 //   - Renaming an encrypted table or column, or moving the table to another
 //     schema: later statements would name it by a name without rules.
