@@ -164,12 +164,7 @@ func (a *analyzer) dispatch(n *pg.Node, st *Statement) error {
 	case *pg.Node_ExplainStmt:
 		return a.explain(v.ExplainStmt, st)
 	case *pg.Node_DeclareCursorStmt:
-		sel := v.DeclareCursorStmt.Query.GetSelectStmt()
-		if sel == nil {
-			return unsupported(nil, "DECLARE CURSOR for this kind of statement")
-		}
-		_, err := a.topSelect(sel, nil, outReturned)
-		return err
+		return a.declareCursor(v.DeclareCursorStmt)
 	case *pg.Node_CreateTableAsStmt:
 		return a.createTableAs(v.CreateTableAsStmt)
 	case *pg.Node_ViewStmt:
@@ -179,18 +174,10 @@ func (a *analyzer) dispatch(n *pg.Node, st *Statement) error {
 	case *pg.Node_ExecuteStmt:
 		return a.execute(v.ExecuteStmt, st)
 	case *pg.Node_DeallocateStmt:
-		st.Kind = KindDeallocate
-		if v.DeallocateStmt.Isall || v.DeallocateStmt.Name == "" {
-			st.DeallocateAll = true
-		} else {
-			st.Deallocate = v.DeallocateStmt.Name
-		}
+		deallocate(v.DeallocateStmt, st)
 		return nil
 	case *pg.Node_DiscardStmt:
-		if v.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
-			st.Kind = KindDeallocate
-			st.DeallocateAll = true
-		}
+		discard(v.DiscardStmt, st)
 		return nil
 	case *pg.Node_CreateStmt:
 		return a.createTable(v.CreateStmt)
@@ -232,6 +219,34 @@ func (a *analyzer) dispatch(n *pg.Node, st *Statement) error {
 	default:
 		return unsupported(nil, "%s on a statement that mentions an encrypted table is not supported (the proxy cannot account for every value in it)",
 			stmtName(n))
+	}
+}
+
+// declareCursor plans DECLARE CURSOR (of a SELECT only).
+func (a *analyzer) declareCursor(dc *pg.DeclareCursorStmt) error {
+	sel := dc.Query.GetSelectStmt()
+	if sel == nil {
+		return unsupported(nil, "DECLARE CURSOR for this kind of statement")
+	}
+	_, err := a.topSelect(sel, nil, outReturned)
+	return err
+}
+
+// deallocate records in st which prepared statements DEALLOCATE drops.
+func deallocate(d *pg.DeallocateStmt, st *Statement) {
+	st.Kind = KindDeallocate
+	if d.Isall || d.Name == "" {
+		st.DeallocateAll = true
+	} else {
+		st.Deallocate = d.Name
+	}
+}
+
+// discard records in st that DISCARD ALL drops every prepared statement.
+func discard(d *pg.DiscardStmt, st *Statement) {
+	if d.Target == pg.DiscardMode_DISCARD_ALL {
+		st.Kind = KindDeallocate
+		st.DeallocateAll = true
 	}
 }
 

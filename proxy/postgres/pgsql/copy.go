@@ -14,29 +14,7 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, st *Statement) error {
 	serverSide := s.Filename != "" || s.IsProgram
 	cp := &Copy{}
 	if s.Query != nil {
-		out, err := a.copyQuery(s.Query)
-		if err != nil {
-			return err
-		}
-		enc := false
-		for _, c := range out.cols {
-			cp.Fields = append(cp.Fields, CopyField{Name: c.name, Column: ruleOf(c.prov)})
-			enc = enc || c.prov != nil
-		}
-		if !enc {
-			return nil
-		}
-		if !out.known {
-			return unsupported(nil, "COPY (query) with * over a relation whose columns are unknown; list the columns")
-		}
-		if serverSide {
-			return unsupported(cp.Fields[0].Column, "server-side COPY TO a file or program would write ciphertext; use COPY … TO STDOUT")
-		}
-		if err := copyOptions(s.Options, cp); err != nil {
-			return err
-		}
-		st.Kind, st.Copy = KindCopyTo, cp
-		return nil
+		return a.copyQueryStmt(s, st, cp, serverSide)
 	}
 	target, err := a.baseRel(s.Relation)
 	if err != nil {
@@ -93,6 +71,33 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, st *Statement) error {
 	return nil
 }
 
+// copyQueryStmt plans COPY (query) TO into cp.
+func (a *analyzer) copyQueryStmt(s *pg.CopyStmt, st *Statement, cp *Copy, serverSide bool) error {
+	out, err := a.copyQuery(s.Query)
+	if err != nil {
+		return err
+	}
+	enc := false
+	for _, c := range out.cols {
+		cp.Fields = append(cp.Fields, CopyField{Name: c.name, Column: ruleOf(c.prov)})
+		enc = enc || c.prov != nil
+	}
+	if !enc {
+		return nil
+	}
+	if !out.known {
+		return unsupported(nil, "COPY (query) with * over a relation whose columns are unknown; list the columns")
+	}
+	if serverSide {
+		return unsupported(cp.Fields[0].Column, "server-side COPY TO a file or program would write ciphertext; use COPY … TO STDOUT")
+	}
+	if err := copyOptions(s.Options, cp); err != nil {
+		return err
+	}
+	st.Kind, st.Copy = KindCopyTo, cp
+	return nil
+}
+
 func ruleOf(p *prov) *rules.ColumnRule {
 	if p == nil {
 		return nil
@@ -118,93 +123,123 @@ func (a *analyzer) copyQuery(q *pg.Node) (selOut, error) {
 // copyOptions reads COPY options into cp, with PostgreSQL's defaults.
 func copyOptions(opts []*pg.Node, cp *Copy) error {
 	cp.Format = CopyText
-	var delim, null, quote, escape *string
-	var forceQuote, forceNotNull, forceNull []string
-	var forceQuoteAll, forceNotNullAll, forceNullAll bool
-	for _, o := range opts {
-		d := o.GetDefElem()
+	var o copyOpts
+	for _, opt := range opts {
+		d := opt.GetDefElem()
 		if d == nil {
 			continue
 		}
 		switch d.Defname {
 		case "format":
-			switch strings.ToLower(defString(d)) {
-			case "text":
-				cp.Format = CopyText
-			case "csv":
-				cp.Format = CopyCSV
-			case "binary":
-				cp.Format = CopyBinary
-			default:
-				return unsupported(nil, "COPY format of unknown kind")
+			f, err := copyFormat(d)
+			if err != nil {
+				return err
 			}
+			cp.Format = f
 		case "delimiter":
 			s := defString(d)
-			delim = &s
+			o.delim = &s
 		case "null":
 			s := defString(d)
-			null = &s
+			o.null = &s
 		case "default":
 			cp.Default = defString(d)
 		case "header":
-			b, ok := defBool(d)
-			if !ok {
-				if strings.EqualFold(defString(d), "match") {
-					b = true
-				} else {
-					return unsupported(nil, "a COPY HEADER option of unknown kind")
-				}
+			b, err := copyHeader(d)
+			if err != nil {
+				return err
 			}
 			cp.Header = b
 		case "quote":
 			s := defString(d)
-			quote = &s
+			o.quote = &s
 		case "escape":
 			s := defString(d)
-			escape = &s
+			o.escape = &s
 		case "encoding":
 			e := strings.ToLower(strings.ReplaceAll(defString(d), "-", ""))
 			if e != "utf8" && e != "unicode" {
 				return unsupported(nil, "COPY of encrypted columns in an encoding other than UTF8")
 			}
 		case "force_quote":
-			forceQuote, forceQuoteAll = defList(d)
+			o.forceQuote, o.forceQuoteAll = defList(d)
 		case "force_not_null":
-			forceNotNull, forceNotNullAll = defList(d)
+			o.forceNotNull, o.forceNotNullAll = defList(d)
 		case "force_null":
-			forceNull, forceNullAll = defList(d)
+			o.forceNull, o.forceNullAll = defList(d)
 		case "freeze", "on_error", "log_verbosity":
 			// No effect on the values.
 		default:
 			return unsupported(nil, "COPY option %q with encrypted columns", d.Defname)
 		}
 	}
+	o.apply(cp)
+	return nil
+}
+
+// copyOpts holds the COPY options that copyOptions applies after reading
+// them all (their defaults depend on the format).
+type copyOpts struct {
+	delim, null, quote, escape                   *string
+	forceQuote, forceNotNull, forceNull          []string
+	forceQuoteAll, forceNotNullAll, forceNullAll bool
+}
+
+// apply sets cp's delimiter, NULL string, quote and escape from the
+// format's defaults and the options given, and the FORCE_* flags of its
+// fields.
+func (o *copyOpts) apply(cp *Copy) {
 	switch cp.Format {
 	case CopyText:
 		cp.Delimiter, cp.Null = "\t", `\N`
 	case CopyCSV:
 		cp.Delimiter, cp.Null, cp.Quote = ",", "", `"`
 	}
-	if delim != nil {
-		cp.Delimiter = *delim
+	if o.delim != nil {
+		cp.Delimiter = *o.delim
 	}
-	if null != nil {
-		cp.Null = *null
+	if o.null != nil {
+		cp.Null = *o.null
 	}
-	if quote != nil {
-		cp.Quote = *quote
+	if o.quote != nil {
+		cp.Quote = *o.quote
 	}
 	cp.Escape = cp.Quote
-	if escape != nil {
-		cp.Escape = *escape
+	if o.escape != nil {
+		cp.Escape = *o.escape
 	}
 	for i := range cp.Fields {
 		f := &cp.Fields[i]
-		f.ForceQuote = forceQuoteAll || contains(forceQuote, f.Name)
-		f.ForceNotNull = forceNotNullAll || contains(forceNotNull, f.Name)
-		f.ForceNull = forceNullAll || contains(forceNull, f.Name)
+		f.ForceQuote = o.forceQuoteAll || contains(o.forceQuote, f.Name)
+		f.ForceNotNull = o.forceNotNullAll || contains(o.forceNotNull, f.Name)
+		f.ForceNull = o.forceNullAll || contains(o.forceNull, f.Name)
 	}
-	return nil
+}
+
+// copyFormat reads the FORMAT option.
+func copyFormat(d *pg.DefElem) (CopyFormat, error) {
+	switch strings.ToLower(defString(d)) {
+	case "text":
+		return CopyText, nil
+	case "csv":
+		return CopyCSV, nil
+	case "binary":
+		return CopyBinary, nil
+	}
+	return 0, unsupported(nil, "COPY format of unknown kind")
+}
+
+// copyHeader reads the HEADER option (true, false or MATCH).
+func copyHeader(d *pg.DefElem) (bool, error) {
+	b, ok := defBool(d)
+	if !ok {
+		if strings.EqualFold(defString(d), "match") {
+			b = true
+		} else {
+			return false, unsupported(nil, "a COPY HEADER option of unknown kind")
+		}
+	}
+	return b, nil
 }
 
 func contains(list []string, s string) bool {

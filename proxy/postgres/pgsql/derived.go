@@ -83,10 +83,10 @@ func (d *Derived) named(name string) bool {
 // as the wire layer's catalog finds them (pg_inherits, pg_depend on view
 // rules, recursively). When the set changes, cached plans are dropped.
 //
-// A statement that names a derived relation is refused (see ddl.go),
-// except one that is itself configured with every encrypted column of its
-// base table under an interchangeable rule (partitions configured like
-// their parent, say), and DROP, GRANT and the ALTER TABLE commands that
+// A statement that names a derived relation is refused (checkDerived in
+// ddl_code.go), except one that is itself configured with every
+// encrypted column of its base table under an interchangeable rule
+// (partitions configured like their parent, say), and DROP, GRANT and the ALTER TABLE commands that
 // undo the derivation. Their names join the pre-filter, so statements
 // naming them are planned. Safe for concurrent use with Plan.
 func (p *Planner) SetDerived(rels []DerivedRelation) {

@@ -90,6 +90,13 @@ func resolveSrc(sql string, lits []litSpan, src int) (j int, neg, ok bool) {
 	return 0, false, false
 }
 
+// spanTies is the span of an edit (or EXECUTE argument) of a plan and the
+// Literals in it.
+type spanTies struct {
+	start, end int
+	ties       []tie
+}
+
 // buildTemplate makes the template of pl, planned for sql whose
 // constants are lits, or returns nil if no constant can vary.
 func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Plan, a *analyzer) *template {
@@ -103,10 +110,6 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 		}
 	}
 	// Every Literal of the plan, by edit (or EXECUTE argument) span.
-	type spanTies struct {
-		start, end int
-		ties       []tie
-	}
 	var spans []spanTies
 	for si := range pl.Statements {
 		st := &pl.Statements[si]
@@ -139,9 +142,36 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 			}
 		}
 	}
-	// Resolve the ties; a tie to a constant outside its span is dropped
-	// (the constant then stays fixed unless used plainly elsewhere, and the
-	// Literal keeps its value).
+	resolveTies(sql, lits, spans, cand)
+	for _, src := range a.pinned {
+		if j, _, ok := resolveSrc(sql, lits, src); ok {
+			cand[j] = false
+		}
+	}
+	for j := range lits {
+		if !lits[j].decodable() {
+			cand[j] = false
+		}
+	}
+	fixUntied(lits, spans, cand)
+	any := false
+	for _, c := range cand {
+		any = any || c
+	}
+	if !any {
+		return nil
+	}
+	t := &template{sql: sql, lits: lits, vary: cand, plan: pl}
+	t.addSlots(spans)
+	t.addTouches(touches, sql, pl)
+	return t
+}
+
+// resolveTies resolves the ties of spans to constants of lits and marks
+// those as candidates in cand; a tie to a constant outside its span is
+// dropped (the constant then stays fixed unless used plainly elsewhere,
+// and the Literal keeps its value).
+func resolveTies(sql string, lits []litSpan, spans []spanTies, cand []bool) {
 	for si := range spans {
 		sp := &spans[si]
 		kept := sp.ties[:0]
@@ -163,17 +193,11 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 		}
 		sp.ties = kept
 	}
-	for _, src := range a.pinned {
-		if j, _, ok := resolveSrc(sql, lits, src); ok {
-			cand[j] = false
-		}
-	}
-	for j := range lits {
-		if !lits[j].decodable() {
-			cand[j] = false
-		}
-	}
-	// A constant inside (or cut by) a span that does not tie it is fixed.
+}
+
+// fixUntied clears cand for a constant inside (or cut by) a span that
+// does not tie it: it is fixed.
+func fixUntied(lits []litSpan, spans []spanTies, cand []bool) {
 	for _, sp := range spans {
 		for j := range lits {
 			l := &lits[j]
@@ -191,18 +215,14 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 			}
 		}
 	}
-	any := false
-	for _, c := range cand {
-		any = any || c
-	}
-	if !any {
-		return nil
-	}
-	t := &template{sql: sql, lits: lits, vary: cand, plan: pl}
+}
+
+// addSlots adds a slot for every tie of spans to a varying constant.
+func (t *template) addSlots(spans []spanTies) {
 	for _, sp := range spans {
 		first := true
 		for _, tt := range sp.ties {
-			if !cand[tt.lit] {
+			if !t.vary[tt.lit] {
 				continue
 			}
 			s := tt.slot
@@ -214,16 +234,20 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 			t.slots = append(t.slots, s)
 		}
 	}
+}
+
+// addTouches records, for every statement of pl with a varying constant,
+// whether touches is true for its text.
+func (t *template) addTouches(touches func(string) bool, sql string, pl *Plan) {
 	for si := range pl.Statements {
 		st := &pl.Statements[si]
-		for j := range lits {
-			if cand[j] && st.Start <= lits[j].start && lits[j].end <= st.End {
+		for j := range t.lits {
+			if t.vary[j] && st.Start <= t.lits[j].start && t.lits[j].end <= st.End {
 				t.touch = append(t.touch, stmtTouch{stmt: si, touch: touches(sql[st.Start:st.End])})
 				break
 			}
 		}
 	}
-	return t
 }
 
 // instantiate returns the template's plan re-applied to sql (constants
@@ -237,41 +261,63 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 	if !sameSkeleton(t.sql, t.lits, sql, lits) {
 		return nil, false
 	}
-	for j := range lits {
-		if t.vary[j] {
-			continue
-		}
-		o, n := &t.lits[j], &lits[j]
-		if n.class != o.class || sql[n.start:n.end] != t.sql[o.start:o.end] {
-			return nil, false
-		}
-	}
-	remap := func(off int) int {
-		// k constants end at or before off; the text after the last of
-		// them is the same in both strings.
-		k := sort.Search(len(t.lits), func(j int) bool { return t.lits[j].end > off })
-		if k == 0 {
-			return off
-		}
-		return lits[k-1].end + (off - t.lits[k-1].end)
+	if !t.fixedSame(sql, lits) {
+		return nil, false
 	}
 	src := t.plan
 	for _, tc := range t.touch {
 		st := &src.Statements[tc.stmt]
-		if touches(sql[remap(st.Start):remap(st.End)]) != tc.touch {
+		if touches(sql[t.remap(lits, st.Start):t.remap(lits, st.End)]) != tc.touch {
 			return nil, false
 		}
 	}
 	ar := new(planArena)
 	pl := &ar.plan
 	*pl = Plan{Params: src.Params, pass: src.pass, Statements: ar.statements(len(src.Statements))}
+	t.copyStatements(ar, pl, lits)
+	t.fillSlots(ar, pl, sql, lits)
+	return pl, true
+}
+
+// fixedSame reports whether every fixed constant of the template has the
+// same class and text in sql (constants lits).
+func (t *template) fixedSame(sql string, lits []litSpan) bool {
+	for j := range lits {
+		if t.vary[j] {
+			continue
+		}
+		o, n := &t.lits[j], &lits[j]
+		if n.class != o.class || sql[n.start:n.end] != t.sql[o.start:o.end] {
+			return false
+		}
+	}
+	return true
+}
+
+// remap maps offset off of the template's text to the text whose
+// constants are lits.
+func (t *template) remap(lits []litSpan, off int) int {
+	// k constants end at or before off; the text after the last of
+	// them is the same in both strings.
+	k := sort.Search(len(t.lits), func(j int) bool { return t.lits[j].end > off })
+	if k == 0 {
+		return off
+	}
+	return lits[k-1].end + (off - t.lits[k-1].end)
+}
+
+// copyStatements fills pl.Statements with the template plan's statements,
+// their edits and EXECUTE arguments moved to the text whose constants are
+// lits.
+func (t *template) copyStatements(ar *planArena, pl *Plan, lits []litSpan) {
+	src := t.plan
 	for si := range src.Statements {
 		st := src.Statements[si]
-		st.Start, st.End = remap(st.Start), remap(st.End)
+		st.Start, st.End = t.remap(lits, st.Start), t.remap(lits, st.End)
 		if len(st.Edits) > 0 {
 			edits := ar.edits(len(st.Edits))
 			for ei, e := range st.Edits {
-				e.Start, e.End = remap(e.Start), remap(e.End)
+				e.Start, e.End = t.remap(lits, e.Start), t.remap(lits, e.End)
 				edits[ei] = e
 			}
 			st.Edits = edits
@@ -280,13 +326,18 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 			ex := *st.Execute
 			ex.Args = make([]Arg, len(st.Execute.Args))
 			for ai, arg := range st.Execute.Args {
-				arg.Start, arg.End = remap(arg.Start), remap(arg.End)
+				arg.Start, arg.End = t.remap(lits, arg.Start), t.remap(lits, arg.End)
 				ex.Args[ai] = arg
 			}
 			st.Execute = &ex
 		}
 		pl.Statements[si] = st
 	}
+}
+
+// fillSlots sets every slot's Literal of pl to the value of its constant
+// in sql, copying the Match or Elems it sits in first.
+func (t *template) fillSlots(ar *planArena, pl *Plan, sql string, lits []litSpan) {
 	for _, s := range t.slots {
 		lit := Literal{Text: lits[s.lit].value(sql, s.neg)}
 		st := &pl.Statements[s.stmt]
@@ -312,7 +363,6 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 			arg.Elems[s.sub] = lit
 		}
 	}
-	return pl, true
 }
 
 // planArena holds an instantiated plan of the common small shapes (one
