@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -149,8 +148,7 @@ func (g *gate) accept(c *Conn) {
 		g.logEvicted(victim)
 		victim.closeHard()
 	}
-	var le *LimitError
-	if errors.As(c.admission, &le) {
+	if le, ok := c.admission.(*LimitError); ok {
 		g.srv.refused.Add(1)
 		g.logRefused(c, le)
 	}
