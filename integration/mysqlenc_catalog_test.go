@@ -10,7 +10,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // sideCatalog returns a mycrypt.Catalog over its own connection to the

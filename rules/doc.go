@@ -75,7 +75,7 @@
 //
 // # What this package does not do
 //
-// No SQL parsing (see proxy/postgres/pgsql), no wire protocol, no I/O of
+// No SQL parsing (see sqlplan/pgsql), no wire protocol, no I/O of
 // its own, no logging, no global state. It must not import config, proxy
 // packages or key providers; it depends on crypto (Key, ciphertext header)
 // and value (types, canonical validation) only.

@@ -3,7 +3,7 @@ package mycrypt
 import (
 	"log/slog"
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
 )
 

@@ -13,7 +13,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	tidbmysql "github.com/pingcap/tidb/pkg/parser/mysql"
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // The server reads SQL text under the session's sql_mode (ANSI_QUOTES,

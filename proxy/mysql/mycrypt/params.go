@@ -11,7 +11,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
 )
 

@@ -5,7 +5,7 @@ import (
 	"time"
 	_ "time/tzdata" // named zones whatever the machine has installed
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 func TestZoneChange(t *testing.T) {

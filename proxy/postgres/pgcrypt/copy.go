@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )

@@ -3,7 +3,7 @@ package pgcrypt
 import (
 	"errors"
 
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // COPY … FROM STDIN in text and csv format arrives as a byte stream that

@@ -3,7 +3,7 @@ package pgcrypt
 import (
 	"encoding/binary"
 
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // FunctionCall ('F', the fast-path interface) calls a function by OID with

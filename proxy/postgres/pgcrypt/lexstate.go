@@ -3,7 +3,7 @@ package pgcrypt
 import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // How the server reads the bytes of a statement depends on two settings of

@@ -6,7 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 

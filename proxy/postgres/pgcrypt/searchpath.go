@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // The search_path of a session decides which table an unqualified name

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // countingCatalog is a Catalog whose tables can change, counting lookups.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )

@@ -1,7 +1,7 @@
 // Package mysqlsql plans how the MySQL encryption layer (proxy/mysql/mycrypt)
 // handles one SQL string: pass it through byte for byte, rewrite it so that
 // every value bound for an encrypted column is a ciphertext, or refuse it.
-// It is the MySQL counterpart of proxy/postgres/pgsql and follows the same
+// It is the MySQL counterpart of sqlplan/pgsql and follows the same
 // rule: anything that touches an encrypted column in a way the planner does
 // not understand is refused, never forwarded.
 //

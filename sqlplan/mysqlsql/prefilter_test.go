@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 func TestPrefilterDynamic(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/proxy/mysql/mysqlsql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // FuzzPlan checks that the planner never panics and that whatever it lets

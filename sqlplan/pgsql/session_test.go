@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/crypto"
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
 )
 
@@ -379,7 +379,7 @@ func randText(r *rand.Rand) string {
 // that b's outcome equals a fresh planner's: whatever a left in the cache
 // (a template, an exact plan) must not change what b does.
 //
-//	go test -run '^$' -fuzz FuzzLiteralCache -fuzztime 1m ./proxy/postgres/pgsql/
+//	go test -run '^$' -fuzz FuzzLiteralCache -fuzztime 1m ./sqlplan/pgsql/
 func FuzzLiteralCache(f *testing.F) {
 	for _, s := range [][2]string{
 		{"INSERT INTO users (email, ssn, salary) VALUES ('a1@x', '123', 42)", "INSERT INTO users (email, ssn, salary) VALUES ('b', '4', -1)"},

@@ -7,7 +7,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // FuzzPlan plans arbitrary SQL and checks the plan's invariants: no panic;
@@ -17,7 +17,7 @@ import (
 //
 // The seed corpus is in testdata/fuzz/FuzzPlan. Run with
 //
-//	go test -run '^$' -fuzz FuzzPlan -fuzztime 2m ./proxy/postgres/pgsql/
+//	go test -run '^$' -fuzz FuzzPlan -fuzztime 2m ./sqlplan/pgsql/
 func FuzzPlan(f *testing.F) {
 	for _, s := range []string{
 		"SELECT * FROM users WHERE email = 'a'",
