@@ -17,8 +17,8 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
-	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // myEncEnv is a MariaDB database behind an encrypting MySQL proxy.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // outcome summarises everything the wire layer would do with sql under a

@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/crypto"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 )
 

@@ -3,8 +3,8 @@ package mycrypt
 import (
 	"log/slog"
 
-	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // NewTriggerWarnerForTest exposes the trigger warner.

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // Relations implements mysqlsql.RelationSource: the views (with their

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
-	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/value"
 )
 

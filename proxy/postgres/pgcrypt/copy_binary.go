@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // The binary COPY format (PostgreSQL docs, "COPY", Binary Format):

@@ -1,8 +1,8 @@
 package pgcrypt
 
 import (
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
 // newEvent returns a new event holding e. Events are carved from slabs to
