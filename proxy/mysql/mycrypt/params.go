@@ -18,22 +18,14 @@ import (
 
 const paramUnsigned = 0x8000 // in the 2-byte parameter type
 
+// execute rewrites a COM_STMT_EXECUTE: the values bound for encrypted
+// columns are encrypted (stored values) or turned into their lookup
+// ciphertexts, re-typed as BLOB and sent in the server statement's parameter
+// order. Statements with nothing to encrypt go through unchanged.
 func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
-	s.mu.Lock()
-	st := s.stmts[x.StmtID]
-	var types []uint16
-	poisoned := false
-	if st != nil {
-		types, poisoned = st.types, st.poisoned
-		st.poisoned = false
-	}
-	s.mu.Unlock()
-	if st == nil {
-		return &mysql.Error{Code: gomysql.ER_UNKNOWN_STMT_HANDLER, State: "HY000",
-			Message: "dbproxy: unknown prepared statement handler"}
-	}
-	if poisoned {
-		return refused(errors.New("dbproxy: statement refused: long data was sent for an encrypted parameter"))
+	st, types, err := s.executedStmt(x.StmtID)
+	if err != nil {
+		return err
 	}
 	plan := st.plan
 	var xs *exState
@@ -42,65 +34,16 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		x.Watch, x.State = true, xs
 	}
 	if plan.Session != nil {
-		// A prepared SET (or PREPARE/EXECUTE): its values are parameters
-		// the proxy does not follow.
-		if plan.Session.Global {
-			s.ic.lex.invalidate()
-		}
-		c := plan.Session
-		s.mu.Lock()
-		if c.ModeSet != mysqlsql.SettingUnchanged || c.Executes {
-			s.lx.modeSt = modeUnknown
-		}
-		if c.CharsetSet != mysqlsql.SettingUnchanged || c.Executes {
-			s.lx.charset = ""
-		}
-		s.mu.Unlock()
+		s.preparedSessionChange(plan.Session)
 	}
 	n := len(plan.Params)
 	if n == 0 || (plan.Passthrough && !plan.HasEncryptedParams()) {
 		w.Packet(payload)
 		return nil
 	}
-	if len(payload) < executeHeaderLen {
-		return failed("malformed COM_STMT_EXECUTE", nil)
-	}
-	bm := (n + 7) / 8
-	p := executeHeaderLen
-	if len(payload) < p+bm+1 {
-		return failed("malformed COM_STMT_EXECUTE", nil)
-	}
-	nulls := payload[p : p+bm]
-	p += bm
-	bound := payload[p]
-	p++
-	if bound == 1 {
-		if len(payload) < p+2*n {
-			return failed("malformed COM_STMT_EXECUTE", nil)
-		}
-		// Drivers rebind the same types on every execution: keep the
-		// remembered slice (never modified once stored) when it matches.
-		same := len(types) == n
-		for i := 0; same && i < n; i++ {
-			same = types[i] == binary.LittleEndian.Uint16(payload[p+2*i:])
-		}
-		if !same {
-			types = make([]uint16, n)
-			for i := range types {
-				types[i] = binary.LittleEndian.Uint16(payload[p+2*i:])
-			}
-			s.mu.Lock()
-			st.types = types
-			s.mu.Unlock()
-		}
-		p += 2 * n
-	}
-	if len(types) != n {
-		return failed("COM_STMT_EXECUTE without parameter types", nil)
-	}
-	// Split the client's values; nil marks NULL (a non-NULL value has at
-	// least its length byte or fixed-size bytes, except the empty slice
-	// below, which is made non-nil).
+	// vals[i] is parameter i's value (nil: NULL); stored[i] the bounds of
+	// its ciphertext in s.cmdCT; cts[i] its lookup ciphertexts. Up to 8
+	// parameters need no allocation.
 	var valsBuf [8][]byte
 	var ctsBuf [8][][]byte
 	var storedBuf [8][2]int
@@ -109,13 +52,90 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		vals, cts, stored = make([][]byte, 0, n), make([][][]byte, 0, n), make([][2]int, 0, n)
 	}
 	vals, cts, stored = vals[:n], cts[:n], stored[:n]
+	if types, err = s.splitExecute(st, types, payload, vals); err != nil {
+		return err
+	}
+	if err := s.encryptParams(plan, types, vals, cts, stored, xs); err != nil {
+		return err
+	}
+	out := appendExecute(w.Begin(), payload[:executeHeaderLen], plan, types, vals, cts, s.cmdCT, stored)
+	w.End(out)
+	return nil
+}
+
+// executedStmt finds the prepared statement a COM_STMT_EXECUTE names and the
+// parameter types remembered from its last execution. A statement whose
+// long data went to an encrypted parameter is refused once.
+func (s *session) executedStmt(id uint32) (*stmt, []uint16, error) {
+	s.mu.Lock()
+	st := s.stmts[id]
+	var types []uint16
+	poisoned := false
+	if st != nil {
+		types, poisoned = st.types, st.poisoned
+		st.poisoned = false
+	}
+	s.mu.Unlock()
+	if st == nil {
+		return nil, nil, &mysql.Error{Code: gomysql.ER_UNKNOWN_STMT_HANDLER, State: "HY000",
+			Message: "dbproxy: unknown prepared statement handler"}
+	}
+	if poisoned {
+		return nil, nil, refused(errors.New("dbproxy: statement refused: long data was sent for an encrypted parameter"))
+	}
+	return st, types, nil
+}
+
+// preparedSessionChange follows a prepared SET (or PREPARE/EXECUTE): its
+// values are parameters the proxy does not see, so what it may change
+// becomes unknown.
+func (s *session) preparedSessionChange(c *mysqlsql.SessionChange) {
+	if c.Global {
+		s.ic.lex.invalidate()
+	}
+	s.mu.Lock()
+	if c.ModeSet != mysqlsql.SettingUnchanged || c.Executes {
+		s.lx.modeSt = modeUnknown
+	}
+	if c.CharsetSet != mysqlsql.SettingUnchanged || c.Executes {
+		s.lx.charset = ""
+	}
+	s.mu.Unlock()
+}
+
+// splitExecute reads the NULL bitmap, the parameter types (or the types
+// remembered from the last execution, which drivers may omit) and the
+// values of a COM_STMT_EXECUTE into vals; nil marks NULL (a non-NULL value
+// has at least its length byte or fixed-size bytes, except the empty slice,
+// which is made non-nil). It returns the types in force.
+func (s *session) splitExecute(st *stmt, types []uint16, payload []byte, vals [][]byte) ([]uint16, error) {
+	n := len(vals)
+	bm := (n + 7) / 8
+	p := executeHeaderLen
+	if len(payload) < p+bm+1 {
+		return nil, failed("malformed COM_STMT_EXECUTE", nil)
+	}
+	nulls := payload[p : p+bm]
+	p += bm
+	bound := payload[p]
+	p++
+	if bound == 1 {
+		if len(payload) < p+2*n {
+			return nil, failed("malformed COM_STMT_EXECUTE", nil)
+		}
+		types = s.rememberTypes(st, types, payload[p:p+2*n])
+		p += 2 * n
+	}
+	if len(types) != n {
+		return nil, failed("COM_STMT_EXECUTE without parameter types", nil)
+	}
 	for i := 0; i < n; i++ {
 		if nulls[i/8]&(1<<(i%8)) != 0 || byte(types[i]) == gomysql.MYSQL_TYPE_NULL {
 			continue
 		}
 		k, err := binLen(byte(types[i]), payload, p)
 		if err != nil || p+k > len(payload) {
-			return failed("malformed COM_STMT_EXECUTE", err)
+			return nil, failed("malformed COM_STMT_EXECUTE", err)
 		}
 		vals[i] = payload[p : p+k : p+k]
 		if vals[i] == nil {
@@ -123,8 +143,36 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		}
 		p += k
 	}
-	// Encrypt: stored values into one reused buffer (stored[i] are the
-	// bounds of parameter i's ciphertext in s.cmdCT), lookups into cts.
+	return types, nil
+}
+
+// rememberTypes returns the 2-byte parameter types in raw. Drivers rebind
+// the same types on every execution: the remembered slice (never modified
+// once stored) is kept when it matches.
+func (s *session) rememberTypes(st *stmt, types []uint16, raw []byte) []uint16 {
+	n := len(raw) / 2
+	same := len(types) == n
+	for i := 0; same && i < n; i++ {
+		same = types[i] == binary.LittleEndian.Uint16(raw[2*i:])
+	}
+	if same {
+		return types
+	}
+	types = make([]uint16, n)
+	for i := range types {
+		types[i] = binary.LittleEndian.Uint16(raw[2*i:])
+	}
+	s.mu.Lock()
+	st.types = types
+	s.mu.Unlock()
+	return types
+}
+
+// encryptParams encrypts the values bound for encrypted columns: stored
+// values into one reused buffer (stored[i] are the bounds of parameter i's
+// ciphertext in s.cmdCT), lookups into cts[i], one ciphertext per live key
+// version. A value that is not valid for its column's type is refused.
+func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]byte, cts [][][]byte, stored [][2]int, xs *exState) error {
 	s.cmdCT = s.cmdCT[:0]
 	for i, pr := range plan.Params {
 		if pr.Role == mysqlsql.RolePlain || vals[i] == nil {
@@ -164,17 +212,23 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 			return failed("invalid parameter role", nil)
 		}
 	}
-	// Build the server's packet.
+	return nil
+}
+
+// appendExecute appends the server's COM_STMT_EXECUTE: header, NULL bitmap,
+// types (BLOB for ciphertext) and values in the server statement's parameter
+// order (plan.ServerParams; a lookup parameter may stand there once per key
+// version).
+func appendExecute(out, header []byte, plan *mysqlsql.Plan, types []uint16, vals [][]byte, cts [][][]byte, ctBuf []byte, stored [][2]int) []byte {
 	sps := plan.ServerParams
 	if plan.Passthrough {
-		sps = make([]mysqlsql.ServerParam, n)
+		sps = make([]mysqlsql.ServerParam, len(vals))
 		for i := range sps {
 			sps[i].Client = i
 		}
 	}
 	m := len(sps)
-	out := w.Begin()
-	out = append(out, payload[:executeHeaderLen]...)
+	out = append(out, header...)
 	bmStart := len(out)
 	for i := 0; i < (m+7)/8; i++ {
 		out = append(out, 0)
@@ -206,13 +260,12 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 				ct = list[sp.Version]
 			}
 		} else {
-			ct = s.cmdCT[stored[c][0]:stored[c][1]]
+			ct = ctBuf[stored[c][0]:stored[c][1]]
 		}
 		out = gomysql.AppendLengthEncodedInteger(out, uint64(len(ct)))
 		out = append(out, ct...)
 	}
-	w.End(out)
-	return nil
+	return out
 }
 
 // canonParam converts one binary-protocol parameter to the canonical
