@@ -190,34 +190,9 @@ func parseDateTime(t Type, src []byte) (dateTime, error) {
 		return dt, nil
 	}
 
-	// Date.
-	var year int64
-	var month, day int
-	i := 0
-	n := digitsRun(s, 0)
-	switch {
-	case n >= 3 && n <= 7 && n < len(s) && s[n] == '-':
-		year = atoi(s[:n])
-		i = n + 1
-		n = digitsRun(s, i)
-		if n < 1 || n > 2 || i+n >= len(s) || s[i+n] != '-' {
-			return dt, syntaxError(t, "")
-		}
-		month = int(atoi(s[i : i+n]))
-		i += n + 1
-		n = digitsRun(s, i)
-		if n < 1 || n > 2 {
-			return dt, syntaxError(t, "")
-		}
-		day = int(atoi(s[i : i+n]))
-		i += n
-	case n == 8:
-		year = atoi(s[0:4])
-		month = int(atoi(s[4:6]))
-		day = int(atoi(s[6:8]))
-		i = 8
-	default:
-		return dt, syntaxError(t, "")
+	year, month, day, i, err := parseDate(t, s)
+	if err != nil {
+		return dt, err
 	}
 	i, bc, seenEra := eraAt(s, i)
 
@@ -229,7 +204,6 @@ func parseDateTime(t Type, src []byte) (dateTime, error) {
 		timeAt = j
 	}
 	if timeAt >= 0 {
-		var err error
 		i, dt.tod, err = parseTime(t, s, timeAt)
 		if err != nil {
 			return dt, err
@@ -238,31 +212,8 @@ func parseDateTime(t Type, src []byte) (dateTime, error) {
 	}
 
 	// Zone.
-	if j := skipSpace(s, i); j < len(s) && (dt.hasTime || j > i) {
-		switch c := s[j]; {
-		case c == '+' || c == '-':
-			var err error
-			i, dt.zone, err = parseOffset(t, s, j)
-			if err != nil {
-				return dt, err
-			}
-			dt.hasZone = true
-		case isLetter(c):
-			k := j
-			for k < len(s) && isLetter(s[k]) {
-				k++
-			}
-			w := s[j:k]
-			switch {
-			case equalFold(w, "z"), equalFold(w, "utc"), equalFold(w, "gmt"), equalFold(w, "ut"):
-				dt.hasZone = true
-				i = k
-			case !seenEra && j > i && (equalFold(w, "bc") || equalFold(w, "ad")):
-				// handled below
-			default:
-				return dt, syntaxError(t, "unsupported time zone")
-			}
-		}
+	if i, err = parseZone(t, s, i, &dt, seenEra); err != nil {
+		return dt, err
 	}
 	if !seenEra {
 		i, bc, _ = eraAt(s, i)
@@ -282,6 +233,73 @@ func parseDateTime(t Type, src []byte) (dateTime, error) {
 	}
 	dt.year, dt.month, dt.day = year, month, day
 	return dt, nil
+}
+
+// parseDate parses the date at the start of s: Y{3,7}-M{1,2}-D{1,2} or
+// YYYYMMDD, and returns the index after it.
+func parseDate(t Type, s []byte) (year int64, month, day, i int, err error) {
+	n := digitsRun(s, 0)
+	switch {
+	case n >= 3 && n <= 7 && n < len(s) && s[n] == '-':
+		year = atoi(s[:n])
+		i = n + 1
+		n = digitsRun(s, i)
+		if n < 1 || n > 2 || i+n >= len(s) || s[i+n] != '-' {
+			return 0, 0, 0, 0, syntaxError(t, "")
+		}
+		month = int(atoi(s[i : i+n]))
+		i += n + 1
+		n = digitsRun(s, i)
+		if n < 1 || n > 2 {
+			return 0, 0, 0, 0, syntaxError(t, "")
+		}
+		day = int(atoi(s[i : i+n]))
+		i += n
+	case n == 8:
+		year = atoi(s[0:4])
+		month = int(atoi(s[4:6]))
+		day = int(atoi(s[6:8]))
+		i = 8
+	default:
+		return 0, 0, 0, 0, syntaxError(t, "")
+	}
+	return year, month, day, i, nil
+}
+
+// parseZone parses an optional time zone after the date or time ending at
+// s[i]: a numeric offset, or Z / UTC / GMT / UT (other names are refused).
+// A BC/AD marker there is left for the era check. It returns the index
+// after what it read.
+func parseZone(t Type, s []byte, i int, dt *dateTime, seenEra bool) (int, error) {
+	j := skipSpace(s, i)
+	if j >= len(s) || !(dt.hasTime || j > i) {
+		return i, nil
+	}
+	switch c := s[j]; {
+	case c == '+' || c == '-':
+		var err error
+		i, dt.zone, err = parseOffset(t, s, j)
+		if err != nil {
+			return i, err
+		}
+		dt.hasZone = true
+	case isLetter(c):
+		k := j
+		for k < len(s) && isLetter(s[k]) {
+			k++
+		}
+		w := s[j:k]
+		switch {
+		case equalFold(w, "z"), equalFold(w, "utc"), equalFold(w, "gmt"), equalFold(w, "ut"):
+			dt.hasZone = true
+			i = k
+		case !seenEra && j > i && (equalFold(w, "bc") || equalFold(w, "ad")):
+			// handled by the era check
+		default:
+			return i, syntaxError(t, "unsupported time zone")
+		}
+	}
+	return i, nil
 }
 
 // parseTime parses H{1,2}:M{1,2}[:S{1,2}[.fraction]] at s[i:].

@@ -28,12 +28,22 @@ func appendCanonicalNumeric(dst []byte, src []byte) ([]byte, error) {
 		return append(dst, "Infinity"...), nil
 	}
 
+	intPart, frac, exp, ok := splitDecimal(s)
+	if !ok {
+		return dst, syntaxError(t, "")
+	}
+	return appendPlainDecimal(dst, neg, intPart, frac, exp)
+}
+
+// splitDecimal splits an unsigned decimal number, digits[.digits][e[+-]digits],
+// into its integer digits, fraction digits and exponent. An exponent beyond
+// any acceptable size stops growing (the digit count check refuses it).
+func splitDecimal(s []byte) (intPart, frac []byte, exp int64, ok bool) {
 	i := 0
 	for i < len(s) && isDigit(s[i]) {
 		i++
 	}
-	intPart := s[:i]
-	var frac []byte
+	intPart = s[:i]
 	if i < len(s) && s[i] == '.' {
 		i++
 		start := i
@@ -43,9 +53,8 @@ func appendCanonicalNumeric(dst []byte, src []byte) ([]byte, error) {
 		frac = s[start:i]
 	}
 	if len(intPart)+len(frac) == 0 {
-		return dst, syntaxError(t, "")
+		return nil, nil, 0, false
 	}
-	var exp int64
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
 		i++
 		eneg := false
@@ -55,21 +64,24 @@ func appendCanonicalNumeric(dst []byte, src []byte) ([]byte, error) {
 		}
 		start := i
 		for ; i < len(s) && isDigit(s[i]); i++ {
-			if exp < 1<<40 { // beyond any acceptable size; stop growing
+			if exp < 1<<40 {
 				exp = exp*10 + int64(s[i]-'0')
 			}
 		}
 		if i == start {
-			return dst, syntaxError(t, "")
+			return nil, nil, 0, false
 		}
 		if eneg {
 			exp = -exp
 		}
 	}
-	if i != len(s) {
-		return dst, syntaxError(t, "")
-	}
+	return intPart, frac, exp, i == len(s)
+}
 
+// appendPlainDecimal appends the number intPart.frac × 10^exp in plain
+// notation without leading or trailing zeros ("0" for zero), or fails when
+// it needs more than MaxNumericDigits digits.
+func appendPlainDecimal(dst []byte, neg bool, intPart, frac []byte, exp int64) ([]byte, error) {
 	// The digits form one virtual string D = intPart || frac with the
 	// decimal point after len(intPart)+exp digits.
 	d := digitString{intPart, frac}
@@ -97,7 +109,7 @@ func appendCanonicalNumeric(dst []byte, src []byte) ([]byte, error) {
 		total = m
 	}
 	if total > MaxNumericDigits {
-		return dst, rangeError(t, "too many digits")
+		return dst, rangeError(TypeNumeric, "too many digits")
 	}
 	if neg {
 		dst = append(dst, '-')
