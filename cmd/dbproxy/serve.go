@@ -38,55 +38,16 @@ type reloader struct {
 // serveWith is runServe with the encryption layer (nil: none) and, when rl
 // is set, a reload on every value from rl.signals (SIGHUP).
 func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc *encryption, rl *reloader) error {
-	type listener struct {
-		name string
-		lc   *config.Listener
-		log  *slog.Logger
-		srv  *proxy.Server
-		l    net.Listener
-		sw   *swaps
-	}
 	// Build every handler before binding anything, so a bad listener
 	// fails the start without opening sockets.
-	ls := make([]listener, 0, len(cfg.Listeners))
-	sws := make([]*swaps, 0, len(cfg.Listeners))
+	var sws []*swaps
 	defer func() { releaseEncryption(sws, enc) }() // enc: the one current at exit
-	for i := range cfg.Listeners {
-		lc := &cfg.Listeners[i]
-		name := lc.Name
-		if name == "" {
-			name = string(lc.Protocol)
-		}
-		log := logger.With(slog.String("listener", name))
-		sw := &swaps{index: i, name: name, lc: lc}
-		b, err := sw.build(logger, enc)
-		if err != nil {
-			return fmt.Errorf("listener %q: %w", name, err)
-		}
-		sw.install(b)
-		sws = append(sws, sw)
-		h, err := newHandler(lc, name, logger, sw) // the handler adds the listener name itself
-		if err != nil {
-			return fmt.Errorf("listener %q: %w", name, err)
-		}
-		sw.srv = &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits)}
-		ls = append(ls, listener{name: name, lc: lc, log: log, srv: sw.srv, sw: sw})
+	ls, err := buildListeners(cfg, logger, enc, &sws)
+	if err != nil {
+		return err
 	}
-	if len(ls) == 0 {
-		return errors.New("no listeners configured")
-	}
-	for i := range ls {
-		x := &ls[i]
-		l, err := net.Listen("tcp", x.lc.Listen)
-		if err != nil {
-			for _, y := range ls[:i] {
-				_ = y.l.Close()
-			}
-			return fmt.Errorf("listener %q: %w", x.name, err)
-		}
-		x.l = l
-		x.log.Info("listening", slog.String("listen", l.Addr().String()),
-			slog.String("protocol", string(x.lc.Protocol)), slog.String("upstream", x.lc.Upstream))
+	if err := bindListeners(ls); err != nil {
+		return err
 	}
 
 	errc := make(chan error, len(ls))
@@ -143,8 +104,75 @@ loop:
 			enc = reload(ctx, logger, cfg, enc, rl, sws)
 		}
 	}
+	shutdownListeners(ls, cfg.ShutdownTimeout, logger)
+	wg.Wait()
+	return serveErr
+}
 
-	timeout := cfg.ShutdownTimeout
+// servedListener is one configured listener while serve runs.
+type servedListener struct {
+	name string
+	lc   *config.Listener
+	log  *slog.Logger
+	srv  *proxy.Server
+	l    net.Listener
+}
+
+// buildListeners builds each listener's swaps (its encryption generation)
+// and handler, appending the swaps to *sws as it goes (so that the caller
+// releases what was built when a later listener fails).
+func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, sws *[]*swaps) ([]servedListener, error) {
+	ls := make([]servedListener, 0, len(cfg.Listeners))
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		name := lc.Name
+		if name == "" {
+			name = string(lc.Protocol)
+		}
+		log := logger.With(slog.String("listener", name))
+		sw := &swaps{index: i, name: name, lc: lc}
+		b, err := sw.build(logger, enc)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", name, err)
+		}
+		sw.install(b)
+		*sws = append(*sws, sw)
+		h, err := newHandler(lc, name, logger, sw) // the handler adds the listener name itself
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", name, err)
+		}
+		sw.srv = &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits)}
+		ls = append(ls, servedListener{name: name, lc: lc, log: log, srv: sw.srv})
+	}
+	if len(ls) == 0 {
+		return nil, errors.New("no listeners configured")
+	}
+	return ls, nil
+}
+
+// bindListeners opens every listener's socket, or none: on a failure the
+// sockets opened so far are closed.
+func bindListeners(ls []servedListener) error {
+	for i := range ls {
+		x := &ls[i]
+		l, err := net.Listen("tcp", x.lc.Listen)
+		if err != nil {
+			for _, y := range ls[:i] {
+				_ = y.l.Close()
+			}
+			return fmt.Errorf("listener %q: %w", x.name, err)
+		}
+		x.l = l
+		x.log.Info("listening", slog.String("listen", l.Addr().String()),
+			slog.String("protocol", string(x.lc.Protocol)), slog.String("upstream", x.lc.Upstream))
+	}
+	return nil
+}
+
+// shutdownListeners shuts every server down at once: sessions drain at
+// their next transaction boundary until timeout (defaultShutdownTimeout when
+// unset), then what remains is closed.
+func shutdownListeners(ls []servedListener, timeout time.Duration, logger *slog.Logger) {
 	if timeout <= 0 {
 		timeout = defaultShutdownTimeout
 	}
@@ -162,8 +190,6 @@ loop:
 		}()
 	}
 	swg.Wait()
-	wg.Wait()
-	return serveErr
 }
 
 // newHandler translates one listener's configuration into a protocol
