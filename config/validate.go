@@ -109,50 +109,64 @@ func (d *decoder) listeners(c *Config) {
 			d.existingFile(&l.TLS.KeyFile, p+".tls.key_file", "the server private key (PEM)")
 		}
 
-		ut := &l.UpstreamTLS
-		switch ut.Mode {
-		case "":
-			ut.Mode = SSLPrefer
-		case SSLDisable, SSLPrefer, SSLRequire, SSLVerifyCA, SSLVerifyFull:
-		default:
-			d.errf(p+".upstream_tls.mode", "unknown mode %q: must be disable, prefer, require, verify-ca or verify-full", clip(string(ut.Mode)))
-		}
-		if ut.CAFile != "" {
-			d.existingFile(&ut.CAFile, p+".upstream_tls.ca_file", "")
-		}
-		if ut.ServerName == "" && upOK {
-			ut.ServerName = upHost
-		}
-
-		if cat := l.Catalog; cat != nil {
-			cp := p + ".catalog"
-			if cat.User == "" {
-				d.errf(cp+".user", "required: the database user of the proxy's catalog connection")
-			}
-			switch {
-			case cat.PasswordEnv != "" && cat.PasswordFile != "":
-				d.errf(cp+".password_file", "set password_env or password_file, not both")
-			case cat.PasswordEnv != "" && !envNameRE.MatchString(cat.PasswordEnv):
-				d.errf(cp+".password_env", "invalid environment variable name %q", clip(cat.PasswordEnv))
-			case cat.PasswordFile != "":
-				d.existingFile(&cat.PasswordFile, cp+".password_file", "")
-			}
+		d.upstreamTLS(&l.UpstreamTLS, p, upHost, upOK)
+		if l.Catalog != nil {
+			d.catalog(l.Catalog, p+".catalog")
 		}
 
 		d.limits(&l.Limits, p+".limits")
 
-		lp := p + ".limits.copy_buffer"
-		if !d.isSet(lp) {
-			if l.Protocol == ProtocolPostgres {
-				l.Limits.CopyBuffer = DefaultCopyBuffer
-			}
-		} else if l.Limits.CopyBuffer <= 0 {
-			d.errf(lp, "must be greater than 0")
-		} else if l.Limits.CopyBuffer > 1<<30 {
-			d.errf(lp, "must be at most 1GiB (the largest message PostgreSQL accepts)")
-		} else if l.Protocol == ProtocolMySQL {
-			d.errf(lp, "only used with protocol postgres (COPY … FROM STDIN)")
+		d.copyBuffer(l, p+".limits.copy_buffer")
+	}
+}
+
+// upstreamTLS fills in and checks a listener's upstream_tls: the mode
+// (prefer when unset), the CA file, and the server name to verify (the
+// upstream host when unset).
+func (d *decoder) upstreamTLS(ut *UpstreamTLS, p, upHost string, upOK bool) {
+	switch ut.Mode {
+	case "":
+		ut.Mode = SSLPrefer
+	case SSLDisable, SSLPrefer, SSLRequire, SSLVerifyCA, SSLVerifyFull:
+	default:
+		d.errf(p+".upstream_tls.mode", "unknown mode %q: must be disable, prefer, require, verify-ca or verify-full", clip(string(ut.Mode)))
+	}
+	if ut.CAFile != "" {
+		d.existingFile(&ut.CAFile, p+".upstream_tls.ca_file", "")
+	}
+	if ut.ServerName == "" && upOK {
+		ut.ServerName = upHost
+	}
+}
+
+// catalog checks a listener's catalog login at path cp.
+func (d *decoder) catalog(cat *Catalog, cp string) {
+	if cat.User == "" {
+		d.errf(cp+".user", "required: the database user of the proxy's catalog connection")
+	}
+	switch {
+	case cat.PasswordEnv != "" && cat.PasswordFile != "":
+		d.errf(cp+".password_file", "set password_env or password_file, not both")
+	case cat.PasswordEnv != "" && !envNameRE.MatchString(cat.PasswordEnv):
+		d.errf(cp+".password_env", "invalid environment variable name %q", clip(cat.PasswordEnv))
+	case cat.PasswordFile != "":
+		d.existingFile(&cat.PasswordFile, cp+".password_file", "")
+	}
+}
+
+// copyBuffer fills in and checks limits.copy_buffer (at path lp), which
+// only PostgreSQL listeners use.
+func (d *decoder) copyBuffer(l *Listener, lp string) {
+	if !d.isSet(lp) {
+		if l.Protocol == ProtocolPostgres {
+			l.Limits.CopyBuffer = DefaultCopyBuffer
 		}
+	} else if l.Limits.CopyBuffer <= 0 {
+		d.errf(lp, "must be greater than 0")
+	} else if l.Limits.CopyBuffer > 1<<30 {
+		d.errf(lp, "must be at most 1GiB (the largest message PostgreSQL accepts)")
+	} else if l.Protocol == ProtocolMySQL {
+		d.errf(lp, "only used with protocol postgres (COPY … FROM STDIN)")
 	}
 }
 
