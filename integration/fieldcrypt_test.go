@@ -102,18 +102,9 @@ func TestPGEncKeyUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &keyUseRecorder{}
-	ic, err := pgcrypt.New(pgcrypt.Options{Rules: set,
+	ic := newPGEncInterceptor(t, pg, pgcrypt.Options{Rules: set,
 		Encryptor: rules.NewEncryptor(testkeys.Manager(t, testkeys.ForRules(specs)...)),
-		Guard:     rec, Monitor: rec,
-		Connect: func(ctx context.Context, _, _ string) (*pgx.Conn, error) {
-			return pgx.Connect(ctx, pg.DSN())
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ic.Close)
+		Guard:     rec, Monitor: rec})
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
 	var c *pgx.Conn
 	var client netip.AddrPort
