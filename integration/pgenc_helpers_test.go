@@ -58,20 +58,25 @@ func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []
 			t.Fatalf("ddl: %v", err)
 		}
 	}
-	ic, err := pgcrypt.New(pgcrypt.Options{
-		Rules:     set,
-		Encryptor: rules.NewEncryptor(mgr),
-		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-			return pgx.Connect(ctx, pg.DSN())
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	ic := newPGEncInterceptor(t, pg, pgcrypt.Options{Rules: set, Encryptor: rules.NewEncryptor(mgr)})
+	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
+	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
+}
+
+// newPGEncInterceptor returns the encryption layer of opts (closed when
+// the test ends), its catalog connections to pg, its logs discarded.
+func newPGEncInterceptor(t testing.TB, pg *testenv.Postgres, opts pgcrypt.Options) *pgcrypt.Interceptor {
+	t.Helper()
+	opts.Connect = func(ctx context.Context, database, user string) (*pgx.Conn, error) {
+		return pgx.Connect(ctx, pg.DSN())
+	}
+	opts.Logger = slog.New(slog.DiscardHandler)
+	ic, err := pgcrypt.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ic.Close)
-	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
-	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
+	return ic
 }
 
 // connectMode connects through the proxy with the given exec mode.

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 )
@@ -25,6 +26,9 @@ type encryption struct {
 	ring    *keyring
 	log     *slog.Logger
 	getenv  func(string) string
+	// keyUse is the Guard and Monitor of every session's field cipher
+	// (fieldcrypt): none yet, so sessions use the Encryptor directly.
+	keyUse fieldcrypt.Options
 }
 
 // keyring is a key manager with everything it holds open (master key
@@ -163,6 +167,8 @@ func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *sl
 	return pgcrypt.New(pgcrypt.Options{
 		Rules:           x.rules,
 		Encryptor:       x.ring.enc,
+		Guard:           x.keyUse.Guard,
+		Monitor:         x.keyUse.Monitor,
 		Connect:         login.pgConnect,
 		AllowDynamicSQL: lc.AllowDynamicSQL,
 		CopyBuffer:      int(lc.Limits.CopyBuffer),

@@ -3,6 +3,8 @@ package mysql
 import (
 	"context"
 	"log/slog"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // CommandSet is a set of command bytes (COM_QUERY, COM_STMT_PREPARE, ...).
@@ -184,6 +186,9 @@ type SessionInfo struct {
 	Capabilities uint64
 	// Charset is the collation id the client chose.
 	Charset byte
+	// Principal is who the session is: listener, user, database, client
+	// address and certificate.
+	Principal proxy.Principal
 	// Logger carries the connection's attributes.
 	Logger *slog.Logger
 }

@@ -109,6 +109,8 @@ func (s *session) serve(ctx context.Context) {
 }
 
 func (s *session) info() SessionInfo {
+	who := proxy.NewPrincipal(s.client, s.h.opts.Name, uint64(s.hs.connID))
+	who.User, who.Database = s.resp.user, s.resp.database
 	return SessionInfo{
 		User:          s.resp.user,
 		Database:      s.resp.database,
@@ -116,6 +118,7 @@ func (s *session) info() SessionInfo {
 		ServerVersion: s.hs.serverVersion,
 		Capabilities:  s.caps,
 		Charset:       s.resp.charset,
+		Principal:     who,
 		Logger:        s.log,
 	}
 }

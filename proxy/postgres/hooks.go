@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // MessageTypes is a set of message type bytes.
@@ -62,6 +64,9 @@ type SessionInfo struct {
 	// startup (server_version, client_encoding, DateStyle, ...). Later
 	// changes arrive as 'S' messages.
 	ServerParams map[string]string
+	// Principal is who the session is: listener, user, database, client
+	// address and certificate.
+	Principal proxy.Principal
 	// Logger carries the connection's attributes.
 	Logger *slog.Logger
 }

@@ -284,11 +284,14 @@ func (s *session) info() SessionInfo {
 	for i := 0; i+1 < len(s.startup.params); i += 2 {
 		params[s.startup.params[i]] = s.startup.params[i+1]
 	}
+	who := proxy.NewPrincipal(s.client, s.h.opts.Name, s.id)
+	who.User, who.Database = s.startup.param("user"), s.startup.database()
 	return SessionInfo{
 		User:          s.startup.param("user"),
 		Database:      s.startup.database(),
 		StartupParams: params,
 		ServerParams:  s.srvParams,
+		Principal:     who,
 		Logger:        s.log,
 	}
 }

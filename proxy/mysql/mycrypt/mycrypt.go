@@ -14,6 +14,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
@@ -28,6 +29,12 @@ type Options struct {
 	// share one.
 	Keys      rules.Keys
 	Encryptor *rules.Encryptor
+	// Guard, optional, is consulted before each use of a column's key by
+	// a session, and may refuse it (fieldcrypt.Guard).
+	Guard fieldcrypt.Guard
+	// Monitor, optional, is told of each use of a column's key by a
+	// session (fieldcrypt.Monitor).
+	Monitor fieldcrypt.Monitor
 	// Catalog, optional, gives column orders for INSERT and REPLACE without
 	// a column list into tables with encrypted columns (see [Catalog]);
 	// without one such statements are refused.
@@ -60,6 +67,7 @@ type Interceptor struct {
 	closeOnce sync.Once
 	planner   *mysqlsql.Planner
 	enc       *rules.Encryptor
+	decor     fieldcrypt.Options // the Guard and Monitor of each session's cipher
 	rules     *rules.Set
 	log       *slog.Logger
 	zone      *serverZone
@@ -102,6 +110,7 @@ func New(opts Options) (*Interceptor, error) {
 		closers: closers,
 		planner: mysqlsql.NewWith(opts.Rules, opts.Catalog, opts.PlanCache, popts),
 		enc:     enc,
+		decor:   fieldcrypt.Options{Guard: opts.Guard, Monitor: opts.Monitor},
 		rules:   opts.Rules,
 		log:     log,
 		zone:    newServerZone(opts.Zones, opts.Rules, log),
@@ -137,6 +146,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 	}
 	s := &session{ic: ic, ctx: ctx, db: info.Database, stmts: map[uint32]*stmt{}, log: log,
 		extMeta: info.Capabilities&mysql.MariaDBExtendedMetadata != 0}
+	s.cipher.Store(fieldcrypt.New(ic.enc, info.Principal, ic.decor))
 	s.tz.Store(ic.zone.get(ctx))
 	s.lx = newLexTrack(info.ServerVersion, info.Charset, ic.lex.get(ctx))
 	s.caps = info.Capabilities
@@ -184,6 +194,10 @@ type session struct {
 	mu    sync.Mutex
 	db    string
 	stmts map[uint32]*stmt
+
+	// cipher encrypts, looks up and decrypts for this session: every use
+	// of a key goes through it. COM_CHANGE_USER replaces it (cipher.go).
+	cipher atomic.Pointer[fieldcrypt.Cipher]
 
 	// tz is the session time_zone (timezone.go): nil UTC, zoneUnknown.
 	tz atomic.Pointer[time.Location]
@@ -287,14 +301,14 @@ func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec mysqlsql.M
 		}
 		loc = nil
 	}
-	out, err := plan.RewriteRecording(s.ctx, s.ic.enc, loc, []byte{cmd}, rec)
+	out, err := plan.RewriteRecording(s.ctx, s.cipher.Load(), loc, []byte{cmd}, rec)
 	if err != nil {
 		var r *mysqlsql.Refusal
 		if errors.As(err, &r) {
 			return nil, refused(r)
 		}
 		s.log.Warn("encryption failed", "err", err)
-		return nil, failed("cannot encrypt a value for an encrypted column", err)
+		return nil, keyError("cannot encrypt a value for an encrypted column", err)
 	}
 	return out, nil
 }
@@ -358,6 +372,7 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.mu.Unlock()
 		s.tz.Store(s.ic.zone.current())
 		s.changeUser(payload)
+		s.followChangeUser(payload)
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)

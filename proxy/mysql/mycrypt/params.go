@@ -191,15 +191,15 @@ func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]by
 		switch pr.Role {
 		case mysqlsql.RoleStore:
 			start := len(s.cmdCT)
-			ct, err := s.ic.enc.AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
+			ct, err := s.cipher.Load().AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
 			if err != nil {
-				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
+				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
 			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
 		case mysqlsql.RoleMatch:
-			m, err := s.ic.enc.EncryptForMatch(s.ctx, pr.Column, canon)
+			m, err := s.cipher.Load().EncryptForMatch(s.ctx, pr.Column, canon)
 			if err != nil {
-				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
+				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
 			if len(m) > mysqlsql.MatchSlots || len(m) == 0 {
 				return refused(fmt.Errorf("dbproxy: statement refused: %s: %w", pr.Column, mysqlsql.ErrTooManyVersions))

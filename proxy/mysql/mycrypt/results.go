@@ -214,7 +214,7 @@ func extendedMetadata(t value.Type) string {
 
 func (s *session) decryptErr(rule *rules.ColumnRule, err error) error {
 	s.log.Warn("decryption failed", "column", rule.String(), "err", err)
-	return failed("cannot decrypt a value of column "+rule.String(), err)
+	return keyError("cannot decrypt a value of column "+rule.String(), err)
 }
 
 // decrypt appends the canonical plaintext of ct, a cell of column rule,
@@ -224,7 +224,7 @@ func (s *session) decrypt(st *exState, dst []byte, rule *rules.ColumnRule, ct []
 	if canon, ok := st.matches.Lookup(rule, ct); ok {
 		return append(dst, canon...), nil
 	}
-	return s.ic.enc.AppendDecrypt(s.ctx, dst, rule, ct)
+	return s.cipher.Load().AppendDecrypt(s.ctx, dst, rule, ct)
 }
 
 func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {

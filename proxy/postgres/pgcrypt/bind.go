@@ -311,7 +311,7 @@ func (s *session) encryptMatches(m *bindMsg, st *stmtInfo, rec *rules.Matches, z
 			return nil, false, invalidParam(prm.Column, i, prm.Column.Type.String()+" value")
 		}
 		s.frontBufs.canonical = canon
-		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, prm.Column, canon)
+		cts, err := s.cipher.EncryptForMatch(s.ctx, prm.Column, canon)
 		if err != nil {
 			return nil, false, refusalResponse(err)
 		}
@@ -337,6 +337,9 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 	format := formatOf(m.paramFormats, i)
 	if prm.Role == pgsql.RoleMatchArray {
 		out, err := s.bindMatchArray(out, col, src, format, zone, rec)
+		if denied := deniedResponse(err); denied != nil {
+			return out, denied
+		}
 		if err != nil {
 			return out, invalidParam(col, i, "array of "+col.Type.String())
 		}
@@ -352,7 +355,7 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 	s.frontBufs.canonical = canon
 	switch prm.Role {
 	case pgsql.RoleStore:
-		ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, s.frontBufs.ciphertext[:0], col, canon)
+		ct, err := s.cipher.AppendStore(s.ctx, s.frontBufs.ciphertext[:0], col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
 		}
@@ -360,7 +363,7 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 		out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
 		return append(out, ct...), nil
 	case pgsql.RoleMatch:
-		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, col, canon)
+		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
 		}
@@ -434,7 +437,7 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 			return err
 		}
 		s.frontBufs.canonical = canon
-		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, col, canon)
+		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
 			return err
 		}

@@ -344,9 +344,9 @@ func (s *session) copyEncryptField(out []byte, f *pgsql.CopyField, raw []byte, z
 		return out, errors.New("column " + col.String() + ": not a valid " + col.Type.String() + " value")
 	}
 	c.canon = canon
-	ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, c.ct[:0], col, canon)
+	ct, err := s.cipher.AppendStore(s.ctx, c.ct[:0], col, canon)
 	if err != nil {
-		return out, errors.New("column " + col.String() + ": encryption failed")
+		return out, copyEncryptError(col, err)
 	}
 	c.ct = ct
 	if cp.Format == pgsql.CopyText {

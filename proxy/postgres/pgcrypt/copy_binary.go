@@ -199,9 +199,9 @@ func (s *session) encryptBinaryField(out []byte, f *pgsql.CopyField, v []byte) (
 		return out, errors.New("column " + col.String() + ": not a valid binary " + col.Type.String() + " value")
 	}
 	c.canon = canon
-	ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, c.ct[:0], col, canon)
+	ct, err := s.cipher.AppendStore(s.ctx, c.ct[:0], col, canon)
 	if err != nil {
-		return out, errors.New("column " + col.String() + ": encryption failed")
+		return out, copyEncryptError(col, err)
 	}
 	c.ct = ct
 	out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
+	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
@@ -59,6 +61,7 @@ func NewBenchSession(ctx context.Context, set *rules.Set, enc *rules.Encryptor, 
 		log: slog.New(slog.DiscardHandler), lex: lexSettings{clientEncoding: "UTF8"},
 		searchPath: searchPathState{current: "public", known: true, asked: true, // no server to ask
 			answers: make(chan spAnswer, 1), preparedUnder: map[string]string{}}}
+	s.cipher = fieldcrypt.New(enc, proxy.Principal{}, fieldcrypt.Options{})
 
 	return &BenchSession{s: s}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
@@ -19,8 +20,15 @@ import (
 type Options struct {
 	// Rules are the encryption rules (rules.DialectPostgres).
 	Rules *rules.Set
-	// Encryptor encrypts and decrypts values (over the key manager).
+	// Encryptor encrypts and decrypts values (over the key manager). Each
+	// session uses it through its own fieldcrypt.Cipher.
 	Encryptor *rules.Encryptor
+	// Guard, optional, is consulted before each use of a column's key by
+	// a session, and may refuse it (fieldcrypt.Guard).
+	Guard fieldcrypt.Guard
+	// Monitor, optional, is told of each use of a column's key by a
+	// session (fieldcrypt.Monitor).
+	Monitor fieldcrypt.Monitor
 	// Connect opens the catalog connection of a database (see the package
 	// doc). Required.
 	Connect ConnectFunc
@@ -238,6 +246,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	if s.log == nil {
 		s.log = ic.log
 	}
+	s.cipher = fieldcrypt.New(ic.opts.Encryptor, info.Principal, fieldcrypt.Options{Guard: ic.opts.Guard, Monitor: ic.opts.Monitor})
 	s.zone = loadZone(info.ServerParams["TimeZone"])
 	sp := info.StartupParams["search_path"]
 	if sp == "" {

@@ -149,7 +149,7 @@ func (s *session) matchSlots(plan *pgsql.Plan, cts [][][]byte) ([]int, error) {
 		if prm.Role != pgsql.RoleMatch {
 			continue
 		}
-		n, err := s.ic.opts.Encryptor.LiveVersions(s.ctx, prm.Column)
+		n, err := s.cipher.LiveVersions(s.ctx, prm.Column)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,7 @@ func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, 
 	out := append(s.frontBufs.message[:0], 'P', 0, 0, 0, 0)
 	out = append(out, name...)
 	out = append(out, 0)
-	out, err := st.plan.Rewrite(s.ctx, out, st.sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Slots: st.slots})
+	out, err := st.plan.Rewrite(s.ctx, out, st.sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Slots: st.slots})
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	zone := s.zone
 	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
 	out := append(s.frontBufs.message[:0], 'Q', 0, 0, 0, 0)
-	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.ic.opts.Encryptor, Zone: zone, Prepared: &s.prepared,
+	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
 		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
 	s.mu.Unlock()
 	if err != nil {

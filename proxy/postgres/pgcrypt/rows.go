@@ -221,6 +221,9 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 		var err error
 		out, err = s.decryptCell(out, col, cell, formatOf(s.result.formats, i), zone)
 		if err != nil {
+			if denied := deniedResponse(err); denied != nil {
+				return s.fail(denied, w)
+			}
 			s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
 			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
 		}
@@ -252,7 +255,7 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 	canon, ok := s.result.matches.Lookup(col, ct)
 	if !ok {
 		var err error
-		if canon, err = s.ic.opts.Encryptor.AppendDecrypt(s.ctx, s.backBufs.canonical[:0], col, ct); err != nil {
+		if canon, err = s.cipher.AppendDecrypt(s.ctx, s.backBufs.canonical[:0], col, ct); err != nil {
 			return dst, err
 		}
 		s.backBufs.canonical = reusable(canon)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
@@ -118,6 +119,10 @@ type session struct {
 	rules *rules.Set
 	ctx   context.Context
 	log   *slog.Logger
+
+	// cipher encrypts, looks up and decrypts for this session: every use
+	// of a key goes through it.
+	cipher *fieldcrypt.Cipher
 
 	searchPath searchPathState // searchpath.go
 
@@ -238,6 +243,9 @@ func refusalResponse(err error) *pgproto3.ErrorResponse {
 	var r *pgsql.Refusal
 	if errors.As(err, &r) {
 		return errorResponse(r.SQLState, r.Error())
+	}
+	if denied := deniedResponse(err); denied != nil {
+		return denied
 	}
 	// Catalog or key failures: the message names tables and keys only.
 	return errorResponse("XX000", "dbproxy: statement refused: "+err.Error())
