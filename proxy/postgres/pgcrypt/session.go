@@ -204,8 +204,6 @@ type resultState struct {
 // message to the next (see reusable).
 type frontendScratch struct {
 	message          []byte     // the rewritten Query, Parse or Bind
-	paramFormats     []int16    // Bind: parameter format codes
-	paramValues      []span     // Bind: parameter values
 	canonical        []byte     // Bind: canonical plaintext of a parameter
 	ciphertext       []byte     // Bind: ciphertext of a stored parameter
 	matchCiphertexts [][][]byte // Bind: ciphertexts of each RoleMatch parameter
@@ -220,9 +218,6 @@ type backendScratch struct {
 	canonical  []byte // a decrypted canonical plaintext
 	field      []byte // a COPY TO field, unescaped
 }
-
-// span locates a Bind parameter value; off < 0: NULL.
-type span struct{ off, n int }
 
 // Shared, never modified result format lists (the common Bind cases).
 var (

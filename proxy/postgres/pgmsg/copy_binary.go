@@ -12,7 +12,8 @@ import (
 //	tuple:   int16 field count || a value list
 //	trailer: int16 -1
 
-const copySignature = "PGCOPY\n\xff\r\n\x00"
+// CopySignature starts every binary COPY stream.
+const CopySignature = "PGCOPY\n\xff\r\n\x00"
 
 // CopyFlagOIDs is the header flag of a stream with a row OID in every
 // tuple (COPY … WITH OIDS, gone since PostgreSQL 12).
@@ -30,15 +31,15 @@ const maxCopyExtension = 1 << 20
 // of buf (extension included) and its flags: ErrIncomplete if buf ends
 // before it, another error if it is not one.
 func ParseCopyHeader(buf []byte) (size int, flags uint32, err error) {
-	fixed := len(copySignature) + 8
-	if sig := buf[:min(len(buf), len(copySignature))]; string(sig) != copySignature[:len(sig)] {
+	fixed := len(CopySignature) + 8
+	if sig := buf[:min(len(buf), len(CopySignature))]; string(sig) != CopySignature[:len(sig)] {
 		return 0, 0, errCopySignature
 	}
 	if len(buf) < fixed {
 		return 0, 0, ErrIncomplete
 	}
-	flags = binary.BigEndian.Uint32(buf[len(copySignature):])
-	ext := int(int32(binary.BigEndian.Uint32(buf[len(copySignature)+4:])))
+	flags = binary.BigEndian.Uint32(buf[len(CopySignature):])
+	ext := int(int32(binary.BigEndian.Uint32(buf[len(CopySignature)+4:])))
 	if ext < 0 || ext > maxCopyExtension {
 		return 0, flags, errCopyExtension
 	}
