@@ -15,18 +15,13 @@ type Bind struct {
 
 // ParseBind decodes a Bind body.
 func ParseBind(body []byte) (Bind, error) {
-	r := newReader(body)
-	var b Bind
-	b.Portal = r.cstring()
-	b.Statement = r.cstring()
-	b.ParamFormats = readFormats(&r)
-	b.numParams = int(r.uint16())
-	b.params = checkValues(&r, b.numParams)
-	b.ResultFormats = readFormats(&r)
-	if !r.done() {
-		return Bind{}, errBind
-	}
-	return b, nil
+	return decode(body, errBind, func(r *reader) (b Bind) {
+		b.Portal, b.Statement = r.cstring(), r.cstring()
+		b.ParamFormats = readFormats(r)
+		b.numParams, b.params = readValues(r)
+		b.ResultFormats = readFormats(r)
+		return b
+	})
 }
 
 // NumParams is the number of parameter values.

@@ -10,14 +10,10 @@ type DataRow struct {
 
 // ParseDataRow decodes a DataRow body.
 func ParseDataRow(body []byte) (DataRow, error) {
-	r := newReader(body)
-	var d DataRow
-	d.n = int(r.uint16())
-	d.values = checkValues(&r, d.n)
-	if !r.done() {
-		return DataRow{}, errDataRow
-	}
-	return d, nil
+	return decode(body, errDataRow, func(r *reader) (d DataRow) {
+		d.n, d.values = readValues(r)
+		return d
+	})
 }
 
 // Len is the number of columns.

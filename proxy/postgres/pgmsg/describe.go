@@ -19,12 +19,11 @@ func ParseDescribe(body []byte) (Target, error) { return parseTarget(body, errDe
 func ParseClose(body []byte) (Target, error) { return parseTarget(body, errClose) }
 
 func parseTarget(body []byte, bad error) (Target, error) {
-	r := newReader(body)
-	t := Target{Object: r.byte(), Name: r.cstring()}
-	if !r.done() || t.Object != ObjectStatement && t.Object != ObjectPortal {
+	t, err := decode(body, bad, func(r *reader) Target { return Target{Object: r.byte(), Name: r.cstring()} })
+	if err == nil && t.Object != ObjectStatement && t.Object != ObjectPortal {
 		return Target{}, bad
 	}
-	return t, nil
+	return t, err
 }
 
 // AppendDescribe appends a whole Describe message of a statement or portal.

@@ -11,10 +11,7 @@ type Execute struct {
 
 // ParseExecute decodes an Execute body.
 func ParseExecute(body []byte) (Execute, error) {
-	r := newReader(body)
-	e := Execute{Portal: r.cstring(), MaxRows: r.uint32()}
-	if !r.done() {
-		return Execute{}, errExecute
-	}
-	return e, nil
+	return decode(body, errExecute, func(r *reader) Execute {
+		return Execute{Portal: r.cstring(), MaxRows: r.uint32()}
+	})
 }

@@ -13,17 +13,13 @@ type FunctionCall struct {
 
 // ParseFunctionCall decodes a FunctionCall body.
 func ParseFunctionCall(body []byte) (FunctionCall, error) {
-	r := newReader(body)
-	var f FunctionCall
-	f.Function = r.uint32()
-	f.ArgFormats = readFormats(&r)
-	f.numArgs = int(r.uint16())
-	f.args = checkValues(&r, f.numArgs)
-	f.ResultFormat = int16(r.uint16())
-	if !r.done() {
-		return FunctionCall{}, errFunctionCall
-	}
-	return f, nil
+	return decode(body, errFunctionCall, func(r *reader) (f FunctionCall) {
+		f.Function = r.uint32()
+		f.ArgFormats = readFormats(r)
+		f.numArgs, f.args = readValues(r)
+		f.ResultFormat = int16(r.uint16())
+		return f
+	})
 }
 
 // NumArgs is the number of arguments.

@@ -5,12 +5,7 @@ var errParameterDescription = &MalformedError{Message: "ParameterDescription"}
 // ParseParameterDescription decodes a ParameterDescription body: the types
 // of a prepared statement's parameters.
 func ParseParameterDescription(body []byte) (OIDs, error) {
-	r := newReader(body)
-	o := readOIDs(&r)
-	if !r.done() {
-		return OIDs{}, errParameterDescription
-	}
-	return o, nil
+	return decode(body, errParameterDescription, readOIDs)
 }
 
 // AppendParameterDescriptionStart appends the start of a

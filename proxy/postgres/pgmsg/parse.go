@@ -13,15 +13,9 @@ type Parse struct {
 
 // ParseParse decodes a Parse body.
 func ParseParse(body []byte) (Parse, error) {
-	r := newReader(body)
-	var p Parse
-	p.Name = r.cstring()
-	p.Query = r.cstring()
-	p.ParamTypes = readOIDs(&r)
-	if !r.done() {
-		return Parse{}, errParse
-	}
-	return p, nil
+	return decode(body, errParse, func(r *reader) Parse {
+		return Parse{Name: r.cstring(), Query: r.cstring(), ParamTypes: readOIDs(r)}
+	})
 }
 
 // AppendParseStart appends the start of a Parse message (type byte, length

@@ -329,3 +329,41 @@ func TestMalformed(t *testing.T) {
 		t.Fatal("trailing byte accepted")
 	}
 }
+
+// TestViewsDoNotAllocate: decoding and walking the views of a row and a
+// Bind allocates nothing.
+func TestViewsDoNotAllocate(t *testing.T) {
+	_, row := encode(t, &pgproto3.DataRow{Values: [][]byte{[]byte("a"), nil, []byte("bc")}})
+	_, bind := encode(t, &pgproto3.Bind{PreparedStatement: "s", ParameterFormatCodes: []int16{1},
+		Parameters: [][]byte{[]byte("x"), nil}, ResultFormatCodes: []int16{1}})
+	_, desc := encode(t, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a"), DataTypeOID: 17}}})
+	var buf []byte
+	n := testing.AllocsPerRun(100, func() {
+		d, err := pgmsg.ParseDataRow(row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf = pgmsg.AppendDataRowStart(buf[:0], d.Len())
+		for v := d.Values(); v.Next(); {
+			buf = pgmsg.AppendValue(buf, v.Bytes())
+		}
+		b, err := pgmsg.ParseBind(bind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v := b.Params(); v.Next(); {
+			_ = b.ParamFormats.For(v.Index())
+		}
+		rd, err := pgmsg.ParseRowDescription(desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f pgmsg.Field
+		for it := rd.Fields(); it.Next(&f); {
+			buf = pgmsg.AppendField(buf, &f)
+		}
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per run", n)
+	}
+}

@@ -10,12 +10,7 @@ var (
 // ParseCommandComplete returns the command tag of a CommandComplete body
 // ("INSERT 0 1", "CREATE TABLE", …).
 func ParseCommandComplete(body []byte) ([]byte, error) {
-	r := newReader(body)
-	tag := r.cstring()
-	if !r.done() {
-		return nil, errCommandComplete
-	}
-	return tag, nil
+	return decode(body, errCommandComplete, (*reader).cstring)
 }
 
 // ParameterStatus is a view of a ParameterStatus body: a run-time setting
@@ -24,12 +19,9 @@ type ParameterStatus struct{ Name, Value []byte }
 
 // ParseParameterStatus decodes a ParameterStatus body.
 func ParseParameterStatus(body []byte) (ParameterStatus, error) {
-	r := newReader(body)
-	p := ParameterStatus{Name: r.cstring(), Value: r.cstring()}
-	if !r.done() {
-		return ParameterStatus{}, errParameterStatus
-	}
-	return p, nil
+	return decode(body, errParameterStatus, func(r *reader) ParameterStatus {
+		return ParameterStatus{Name: r.cstring(), Value: r.cstring()}
+	})
 }
 
 // ParseReadyForQuery returns the transaction status of a ReadyForQuery
@@ -43,12 +35,7 @@ func ParseReadyForQuery(body []byte) (byte, error) {
 
 // ParseCopyFail returns the reason a CopyFail body gives.
 func ParseCopyFail(body []byte) ([]byte, error) {
-	r := newReader(body)
-	msg := r.cstring()
-	if !r.done() {
-		return nil, errCopyFail
-	}
-	return msg, nil
+	return decode(body, errCopyFail, (*reader).cstring)
 }
 
 // AppendCopyFail appends a whole CopyFail message.

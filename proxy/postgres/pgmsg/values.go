@@ -122,12 +122,13 @@ func appendValues(dst []byte, vals [][]byte) []byte {
 	return dst
 }
 
-// checkValues reads the n values at r and checks them.
-func checkValues(r *reader, n int) []byte {
+// readValues reads a counted value list and checks it.
+func readValues(r *reader) (n int, values []byte) {
+	n = int(r.uint16())
 	size, err := ScanValues(r.b, n)
 	if err != nil {
 		r.fail()
-		return nil
+		return 0, nil
 	}
-	return r.bytes(size)
+	return n, r.bytes(size)
 }

@@ -51,37 +51,40 @@ func (r *reader) bytes(n int) []byte {
 }
 
 func (r *reader) uint16() uint16 {
-	if len(r.b) < 2 {
-		r.fail()
-		return 0
+	if b := r.bytes(2); b != nil {
+		return binary.BigEndian.Uint16(b)
 	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
+	return 0
 }
 
 func (r *reader) uint32() uint32 {
-	if len(r.b) < 4 {
-		r.fail()
-		return 0
+	if b := r.bytes(4); b != nil {
+		return binary.BigEndian.Uint32(b)
 	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
+	return 0
 }
 
 func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
+	if b := r.bytes(1); b != nil {
+		return b[0]
 	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
+	return 0
 }
 
 // done reports whether every read succeeded and the body is consumed.
 func (r *reader) done() bool { return r.ok && len(r.b) == 0 }
+
+// decode reads a whole body with read: bad unless every read succeeded
+// and nothing is left.
+func decode[T any](body []byte, bad error, read func(*reader) T) (T, error) {
+	r := newReader(body)
+	v := read(&r)
+	if !r.done() {
+		var zero T
+		return zero, bad
+	}
+	return v, nil
+}
 
 // Begin appends the type byte of a message and a placeholder for its
 // length; End fills the length in once the body is appended.
