@@ -3,6 +3,7 @@ package mycrypt
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -298,6 +299,22 @@ func binLen(typ byte, b []byte, p int) (int, error) {
 	return next - p, nil
 }
 
+// binaryCell returns the value (length prefix included, if any) of a
+// non-NULL column of type typ at payload[p:] in a binary protocol row, and
+// the offset after it.
+func binaryCell(typ byte, payload []byte, p int) (cell []byte, next int, err error) {
+	k, err := binLen(typ, payload, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if k > len(payload)-p {
+		return nil, 0, errTruncatedRow
+	}
+	return payload[p : p+k], p + k, nil
+}
+
+var errTruncatedRow = errors.New("truncated row")
+
 func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error {
 	if !st.anyEnc {
 		w.Packet(payload)
@@ -316,12 +333,11 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		if row.null(i) {
 			continue
 		}
-		k, err := binLen(c.typ, payload, p)
-		if err != nil || p+k > len(payload) {
+		cell, next, err := binaryCell(c.typ, payload, p)
+		if err != nil {
 			return failed("malformed row", err)
 		}
-		cell := payload[p : p+k]
-		p += k
+		p = next
 		if c.rule == nil {
 			out = append(out, cell...)
 			continue

@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -19,9 +20,9 @@ func (s *session) fail(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
 // backend handles server->client messages.
 func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
-	case 'Z':
+	case pgmsg.TypeReadyForQuery:
 		return s.readyForQuery(body, w)
-	case 'S':
+	case pgmsg.TypeParameterStatus:
 		s.parameterStatus(body)
 		w.Forward(typ, body)
 		return nil
@@ -38,7 +39,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 		s.searchPathResponse(typ, body)
 		return nil
 	}
-	if ev.kind == 'Q' {
+	if ev.kind == pgmsg.TypeQuery {
 		return s.simpleResponse(ev, typ, body, w)
 	}
 	return s.extendedResponse(ev, typ, body, w)
@@ -48,10 +49,7 @@ func (s *session) backend(typ byte, body []byte, w *postgres.Writer) error {
 // and including its Sync (or Query) is answered.
 func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
 	s.noteReady(body)
-	var status byte
-	if len(body) == 1 {
-		status = body[0]
-	}
+	status, _ := pgmsg.ParseReadyForQuery(body) // 0 if malformed
 	if ev := s.head(); ev != nil && ev.searchPath {
 		s.pop()
 		s.lexAnswered(false, status)
@@ -61,7 +59,7 @@ func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
 	ev := s.popUntilSync()
 	s.lexAnswered(ev != nil && ev.lexChange, status)
 	if ev != nil {
-		if ev.inject != nil && ev.kind == 'S' && !ev.srvErr && !s.result.failed {
+		if ev.inject != nil && ev.kind == pgmsg.TypeSync && !ev.srvErr && !s.result.failed {
 			if err := w.Send(ev.inject); err != nil {
 				return err
 			}
@@ -69,7 +67,7 @@ func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
 		s.pop()
 	}
 	s.result.failed, s.result.cols, s.result.matches = false, nil, nil
-	w.Forward('Z', body)
+	w.Forward(pgmsg.TypeReadyForQuery, body)
 	return nil
 }
 
@@ -77,26 +75,26 @@ func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
 // (Parse, Bind, Describe, Execute, Close).
 func (s *session) extendedResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
-	case 'E':
+	case pgmsg.TypeErrorResponse:
 		if ev := s.popUntilSync(); ev != nil {
 			ev.srvErr = true
 		}
 		s.result.cols = nil
-	case '1', '2', '3':
+	case pgmsg.TypeParseComplete, pgmsg.TypeBindComplete, pgmsg.TypeCloseComplete:
 		s.pop()
 		if ev.hidden {
 			return nil
 		}
-	case 't':
-		if ev.kind == 'D' {
+	case pgmsg.TypeParameterDescription:
+		if ev.kind == pgmsg.TypeDescribe {
 			if ev.hidden {
 				return nil
 			}
 			return s.parameterDescription(ev.stmt, body, w)
 		}
-	case 'n':
-		if ev.kind == 'D' || ev.kind == 'd' {
-			if ev.kind == 'D' {
+	case pgmsg.TypeNoData:
+		if ev.kind == pgmsg.TypeDescribe || ev.kind == kindDescribePortal {
+			if ev.kind == pgmsg.TypeDescribe {
 				ev.stmt.described, ev.stmt.cols, ev.stmt.noData = true, nil, true
 			}
 			s.pop()
@@ -104,18 +102,18 @@ func (s *session) extendedResponse(ev *event, typ byte, body []byte, w *postgres
 				return nil
 			}
 		}
-	case 'T':
-		if ev.kind == 'D' || ev.kind == 'd' {
+	case pgmsg.TypeRowDescription:
+		if ev.kind == pgmsg.TypeDescribe || ev.kind == kindDescribePortal {
 			s.pop()
 			return s.describeRows(ev, body, w)
 		}
-	case 'D':
-		if ev.kind == 'E' {
+	case pgmsg.TypeDataRow:
+		if ev.kind == pgmsg.TypeExecute {
 			return s.executeRow(ev, body, w)
 		}
-	case 'C', 's', 'I':
-		if ev.kind == 'E' {
-			if s.result.cols == nil && s.result.formats == nil && typ != 'I' {
+	case pgmsg.TypeCommandComplete, pgmsg.TypePortalSuspended, pgmsg.TypeEmptyQueryResponse:
+		if ev.kind == pgmsg.TypeExecute {
+			if s.result.cols == nil && s.result.formats == nil && typ != pgmsg.TypeEmptyQueryResponse {
 				if err := s.startExecute(ev, w); err != nil || s.result.failed {
 					return err
 				}
@@ -144,7 +142,7 @@ func (s *session) executeRow(ev *event, body []byte, w *postgres.Writer) error {
 		return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
 			"dbproxy: result refused: rows whose columns the proxy cannot attribute (use the simple query protocol for FETCH)"), w)
 	}
-	w.Forward('D', body)
+	w.Forward(pgmsg.TypeDataRow, body)
 	return nil
 }
 
@@ -176,14 +174,14 @@ func (s *session) startExecute(ev *event, w *postgres.Writer) error {
 // simpleResponse handles the responses to a simple Query.
 func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
-	case 'I':
+	case pgmsg.TypeEmptyQueryResponse:
 		if ev.inject != nil {
 			return w.Send(ev.inject)
 		}
-	case 'E':
+	case pgmsg.TypeErrorResponse:
 		ev.srvErr = true
 		s.result.cols = nil
-	case 'T':
+	case pgmsg.TypeRowDescription:
 		rd, errResp, err := s.rowDescription(&s.result.simpleDesc, body, true)
 		if err != nil {
 			return err
@@ -198,22 +196,22 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 		}
 		_, _ = w.Write(rd.out)
 		return nil
-	case 'D':
+	case pgmsg.TypeDataRow:
 		if s.result.cols != nil {
 			return s.dataRow(body, w)
 		}
-	case 'C':
+	case pgmsg.TypeCommandComplete:
 		s.result.cols, s.result.matches = nil, nil
 		s.commandComplete(ev, body)
-	case 'G':
+	case pgmsg.TypeCopyInResponse:
 		// The server refused to start a COPY the proxy expected (an error
 		// arrives instead) or started one: nothing to do either way.
-	case 'H':
+	case pgmsg.TypeCopyOutResponse:
 		if cp := copyTo(ev); cp != nil {
 			s.result.copyOutHeader = cp.Header
 			s.result.binaryCopyOut = nil
 		}
-	case 'd':
+	case pgmsg.TypeCopyData:
 		if cp := copyTo(ev); cp != nil {
 			if cp.Format == pgsql.CopyBinary {
 				return s.copyBinaryOut(cp, body, w)
@@ -234,8 +232,11 @@ func copyTo(ev *event) *pgsql.Copy {
 }
 
 func (s *session) parameterStatus(body []byte) {
-	name, rest, _ := bytes.Cut(body, []byte{0})
-	val, _, _ := bytes.Cut(rest, []byte{0})
+	ps, err := pgmsg.ParseParameterStatus(body)
+	if err != nil {
+		return
+	}
+	name, val := ps.Name, ps.Value
 	switch string(name) {
 	case "TimeZone":
 		loc := loadZone(string(val))
@@ -266,8 +267,9 @@ func (s *session) commandComplete(ev *event, body []byte) {
 		}
 		ev.done++
 	}
-	for _, tag := range ddlTags {
-		if bytes.HasPrefix(body, []byte(tag)) {
+	tag, _ := pgmsg.ParseCommandComplete(body)
+	for _, ddl := range ddlTags {
+		if bytes.HasPrefix(tag, []byte(ddl)) {
 			s.db.catalog.purge()
 			s.db.planner.Purge()
 			s.db.refreshSoon() // derived relations may have changed
@@ -279,22 +281,30 @@ func (s *session) commandComplete(ev *event, body []byte) {
 // parameterDescription reports plaintext types for encrypted parameters.
 func (s *session) parameterDescription(st *stmtInfo, body []byte, w *postgres.Writer) error {
 	if st.plan == nil {
-		w.Forward('t', body)
+		w.Forward(pgmsg.TypeParameterDescription, body)
 		return nil
 	}
-	var pd pgproto3.ParameterDescription
-	if err := pd.Decode(body); err != nil {
+	types, err := pgmsg.ParseParameterDescription(body)
+	if err != nil {
 		return err
 	}
-	for i, p := range st.plan.Params {
-		if i >= len(pd.ParameterOIDs) || !p.Encrypted() || !knownType(p.ClientType()) {
-			continue
+	out := pgmsg.AppendParameterDescriptionStart(s.backBufs.message[:0], types.Len())
+	for i := range types.Len() {
+		oid := types.At(i)
+		if i < len(st.plan.Params) {
+			if p := st.plan.Params[i]; p.Encrypted() && knownType(p.ClientType()) {
+				oid = plaintextOID[p.ClientType()].oid
+				if p.ClientArray() {
+					oid = plaintextOID[p.ClientType()].array
+				}
+			}
 		}
-		if p.ClientArray() {
-			pd.ParameterOIDs[i] = plaintextOID[p.ClientType()].array
-		} else {
-			pd.ParameterOIDs[i] = plaintextOID[p.ClientType()].oid
-		}
+		out = pgmsg.AppendUint32(out, oid)
 	}
-	return w.Send(&pd)
+	s.backBufs.message = sendMessage(w, out)
+	return nil
 }
+
+// kindDescribePortal is the event kind of a Describe of a portal (a
+// Describe of a statement has kind pgmsg.TypeDescribe).
+const kindDescribePortal byte = 'd'

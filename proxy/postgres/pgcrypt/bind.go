@@ -1,84 +1,51 @@
 package pgcrypt
 
 import (
-	"bytes"
 	"encoding/binary"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// formatOf returns the format code of item i of n given a format list.
-func formatOf(formats []int16, i int) int16 {
-	switch len(formats) {
-	case 0:
-		return 0
-	case 1:
-		return formats[0]
-	}
-	if i < len(formats) {
-		return formats[i]
-	}
-	return 0
-}
-
 var errBadBind = &postgres.Error{Code: "08P01", Message: "invalid Bind message"}
-
-// bindMsg is a decoded Bind message; its slices point into the message or
-// into the session's frontend scratch buffers.
-type bindMsg struct {
-	body          []byte // the whole message body
-	portal, stmt  []byte // names
-	rest          []byte // what follows the names; values index into it
-	paramFormats  []int16
-	values        []span
-	resultFormats []int16
-}
 
 // bind encrypts the parameters bound for encrypted columns: decode, check
 // the statement (planning it again if the search_path changed), encrypt
 // the lookups first (preparing the statement again if a key rotation needs
 // more slots), then re-encode the Bind with ciphertexts.
 func (s *session) bind(body []byte, w *postgres.Writer) error {
-	m := bindMsg{body: body}
-	var ok bool
-	m.portal, m.rest, ok = bytes.Cut(body, []byte{0})
-	if ok {
-		m.stmt, m.rest, ok = bytes.Cut(m.rest, []byte{0})
-	}
-	if !ok || len(m.rest) < 2 {
+	m, err := pgmsg.ParseBind(body)
+	if err != nil {
 		return errBadBind
 	}
-	st := s.stmts[string(m.stmt)]
+	st := s.stmts[string(m.Statement)]
 	if st == nil {
 		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"))
 		return nil
 	}
-	if refusal, err := s.bindCheck(m.stmt, st, w); err != nil || refusal != nil {
+	if refusal, err := s.bindCheck(m.Statement, st, w); err != nil || refusal != nil {
 		if refusal != nil {
 			s.refuseBatch(refusal)
 		}
 		return err
 	}
-	if err := s.decodeBind(&m); err != nil {
-		return err
-	}
-	p := s.newPortal(portalInfo{stmt: st, formats: m.resultFormats})
-	if len(m.portal) == 0 {
+	p := s.newPortal(portalInfo{stmt: st, formats: resultFormats(m.ResultFormats)})
+	if len(m.Portal) == 0 {
 		s.unnamed = p
 	} else {
 		if s.portals == nil {
 			s.portals = map[string]*portalInfo{}
 		}
-		s.portals[string(m.portal)] = p
+		s.portals[string(m.Portal)] = p
 	}
 	if !hasEncryptedParam(st.plan) {
-		s.push(s.newEvent(event{kind: 'B', portal: p}))
-		w.Forward('B', body)
+		s.push(s.newEvent(event{kind: pgmsg.TypeBind, portal: p}))
+		w.Forward(pgmsg.TypeBind, body)
 		return nil
 	}
 	p.matches = s.newMatchSet()
@@ -90,7 +57,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(refusal)
 		return nil
 	}
-	s.push(s.newEvent(event{kind: 'B', portal: p}))
+	s.push(s.newEvent(event{kind: pgmsg.TypeBind, portal: p}))
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
@@ -140,79 +107,18 @@ func (s *session) bindCheck(name []byte, st *stmtInfo, w *postgres.Writer) (*pgp
 	return nil, nil
 }
 
-// decodeBind decodes the parameter formats, values and result formats of
-// m.rest, reusing the session's scratch buffers.
-func (s *session) decodeBind(m *bindMsg) error {
-	rest := m.rest
-	nf := int(binary.BigEndian.Uint16(rest))
-	pos := 2
-	if len(rest) < pos+2*nf+2 {
-		return errBadBind
-	}
-	pformats := s.frontBufs.paramFormats[:0]
-	if cap(pformats) < nf {
-		pformats = make([]int16, nf)
-	}
-	pformats = pformats[:nf]
-	s.frontBufs.paramFormats = pformats
-	for i := range pformats {
-		pformats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
-		pos += 2
-	}
-	np := int(binary.BigEndian.Uint16(rest[pos:]))
-	pos += 2
-	vals := s.frontBufs.paramValues[:0]
-	if cap(vals) < np {
-		vals = make([]span, np)
-	}
-	vals = vals[:np]
-	s.frontBufs.paramValues = vals
-	for i := range vals {
-		if len(rest) < pos+4 {
-			return errBadBind
-		}
-		l := int(int32(binary.BigEndian.Uint32(rest[pos:])))
-		pos += 4
-		if l < 0 {
-			vals[i] = span{-1, -1}
-			continue
-		}
-		if len(rest) < pos+l {
-			return errBadBind
-		}
-		vals[i] = span{pos, l}
-		pos += l
-	}
-	m.paramFormats, m.values = pformats, vals
-	return decodeResultFormats(m, pos)
-}
-
-// decodeResultFormats decodes the result format codes of m.rest at pos,
-// sharing the common lists.
-func decodeResultFormats(m *bindMsg, pos int) error {
-	rest := m.rest
-	if len(rest) < pos+2 {
-		return errBadBind
-	}
-	nr := int(binary.BigEndian.Uint16(rest[pos:]))
-	pos += 2
-	if len(rest) != pos+2*nr {
-		return errBadBind
-	}
+// resultFormats returns the result format codes of a Bind, kept by its
+// portal past the message (the common lists are shared).
+func resultFormats(f pgmsg.Formats) []int16 {
 	switch {
-	case nr == 0:
-	case nr == 1 && rest[pos] == 0 && rest[pos+1] == 0:
-		m.resultFormats = resultFormatsText
-	case nr == 1 && rest[pos] == 0 && rest[pos+1] == 1:
-		m.resultFormats = resultFormatsBinary
-	default:
-		m.resultFormats = make([]int16, nr)
-		for i := range m.resultFormats {
-			m.resultFormats[i] = int16(binary.BigEndian.Uint16(rest[pos:]))
-			pos += 2
-		}
+	case f.Len() == 0:
+		return nil
+	case f.Len() == 1 && f.At(0) == pgmsg.FormatText:
+		return resultFormatsText
+	case f.Len() == 1 && f.At(0) == pgmsg.FormatBinary:
+		return resultFormatsBinary
 	}
-	return nil
+	return f.AppendInt16s(make([]int16, 0, f.Len()))
 }
 
 // hasEncryptedParam reports whether plan (nil: passthrough) has a
@@ -229,9 +135,6 @@ func hasEncryptedParam(plan *pgsql.Plan) bool {
 	return false
 }
 
-// paramValue returns the bytes of parameter value v of m.
-func (m *bindMsg) paramValue(v span) []byte { return m.rest[v.off : v.off+v.n] }
-
 // invalidParam refuses parameter i (0-based) of col as not a valid what.
 func invalidParam(col *rules.ColumnRule, i int, what string) *pgproto3.ErrorResponse {
 	return errorResponse(pgsql.StateInvalidText,
@@ -241,7 +144,7 @@ func invalidParam(col *rules.ColumnRule, i int, what string) *pgproto3.ErrorResp
 // encryptBind returns the Bind to send upstream for m, bound to portal p
 // of statement st, with the parameters of encrypted columns encrypted. A
 // non-nil ErrorResponse refuses the batch.
-func (s *session) encryptBind(m *bindMsg, st *stmtInfo, p *portalInfo, zone *time.Location,
+func (s *session) encryptBind(m *pgmsg.Bind, st *stmtInfo, p *portalInfo, zone *time.Location,
 	w *postgres.Writer) ([]byte, *pgproto3.ErrorResponse) {
 	// The ciphertexts of RoleMatch parameters first: if a rotation added
 	// key versions since the statement was prepared, it is prepared again
@@ -253,60 +156,58 @@ func (s *session) encryptBind(m *bindMsg, st *stmtInfo, p *portalInfo, zone *tim
 	if grow {
 		slots, err := s.matchSlots(st.plan, matches)
 		if err == nil {
-			err = s.reprepare(m.stmt, st, slots, w)
+			err = s.reprepare(m.Statement, st, slots, w)
 		}
 		if err != nil {
 			return nil, refusalResponse(err)
 		}
 	}
-	out := append(s.frontBufs.message[:0], 'B', 0, 0, 0, 0)
-	out = append(out, m.body[:len(m.portal)+1+len(m.stmt)+1]...)
-	np := len(m.values)
-	out = binary.BigEndian.AppendUint16(out, uint16(np))
-	for i := 0; i < np; i++ {
-		f := formatOf(m.paramFormats, i)
-		if i < len(st.plan.Params) && st.plan.Params[i].Encrypted() {
-			f = 1
+	encrypted := func(i int) bool { return i < len(st.plan.Params) && st.plan.Params[i].Encrypted() }
+	out := pgmsg.AppendBindStart(s.frontBufs.message[:0], m.Portal, m.Statement)
+	np := m.NumParams()
+	out = pgmsg.AppendCount(out, np)
+	for i := range np {
+		f := m.ParamFormats.For(i)
+		if encrypted(i) {
+			f = pgmsg.FormatBinary
 		}
-		out = binary.BigEndian.AppendUint16(out, uint16(f))
+		out = pgmsg.AppendInt16(out, f)
 	}
-	out = binary.BigEndian.AppendUint16(out, uint16(np))
-	for i, v := range m.values {
-		if i >= len(st.plan.Params) || !st.plan.Params[i].Encrypted() || v.off < 0 {
-			out = binary.BigEndian.AppendUint32(out, uint32(int32(v.n)))
-			if v.n > 0 {
-				out = append(out, m.paramValue(v)...)
+	out = pgmsg.AppendCount(out, np)
+	for v := m.Params(); v.Next(); {
+		i := v.Index()
+		switch {
+		case v.Null():
+			out = pgmsg.AppendNull(out)
+		case !encrypted(i):
+			out = pgmsg.AppendValue(out, v.Bytes())
+		default:
+			var cts [][]byte
+			if i < len(matches) {
+				cts = matches[i]
 			}
-			continue
-		}
-		var cts [][]byte
-		if i < len(matches) {
-			cts = matches[i]
-		}
-		if out, refusal = s.appendEncryptedParam(out, m, st, i, cts, p.matches, zone); refusal != nil {
-			return nil, refusal
+			if out, refusal = s.appendEncryptedParam(out, m, st, i, v.Bytes(), cts, p.matches, zone); refusal != nil {
+				return nil, refusal
+			}
 		}
 	}
-	out = binary.BigEndian.AppendUint16(out, uint16(len(m.resultFormats)))
-	for _, f := range m.resultFormats {
-		out = binary.BigEndian.AppendUint16(out, uint16(f))
-	}
-	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
-	return out, nil
+	out = pgmsg.AppendFormats(out, m.ResultFormats)
+	return pgmsg.End(out, 0), nil
 }
 
 // encryptMatches encrypts the values of the RoleMatch parameters st was
 // prepared with slots for, records them in rec and returns them per
 // parameter; grow: one has more ciphertexts than its slots.
-func (s *session) encryptMatches(m *bindMsg, st *stmtInfo, rec *rules.Matches, zone *time.Location) (
+func (s *session) encryptMatches(m *pgmsg.Bind, st *stmtInfo, rec *rules.Matches, zone *time.Location) (
 	matches [][][]byte, grow bool, refusal *pgproto3.ErrorResponse) {
 	matches = s.frontBufs.matchCiphertexts[:0]
-	for i, v := range m.values {
-		if i >= len(st.slots) || st.slots[i] == 0 || v.off < 0 {
+	for v := m.Params(); v.Next(); {
+		i := v.Index()
+		if i >= len(st.slots) || st.slots[i] == 0 || v.Null() {
 			continue
 		}
 		prm := st.plan.Params[i]
-		canon, err := s.bindCanon(s.frontBufs.canonical[:0], prm.Column, m.paramValue(v), formatOf(m.paramFormats, i), zone)
+		canon, err := s.bindCanon(s.frontBufs.canonical[:0], prm.Column, v.Bytes(), m.ParamFormats.For(i), zone)
 		if err != nil {
 			return nil, false, invalidParam(prm.Column, i, prm.Column.Type.String()+" value")
 		}
@@ -327,14 +228,13 @@ func (s *session) encryptMatches(m *bindMsg, st *stmtInfo, rec *rules.Matches, z
 }
 
 // appendEncryptedParam appends (with its length) the upstream value of
-// parameter i of m, bound for an encrypted column and not NULL; cts are
-// its ciphertexts if encryptMatches made them already.
-func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i int, cts [][]byte,
+// parameter i of m, src, bound for an encrypted column and not NULL; cts
+// are its ciphertexts if encryptMatches made them already.
+func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, i int, src []byte, cts [][]byte,
 	rec *rules.Matches, zone *time.Location) ([]byte, *pgproto3.ErrorResponse) {
 	prm := st.plan.Params[i]
 	col := prm.Column
-	src := m.paramValue(m.values[i])
-	format := formatOf(m.paramFormats, i)
+	format := m.ParamFormats.For(i)
 	if prm.Role == pgsql.RoleMatchArray {
 		out, err := s.bindMatchArray(out, col, src, format, zone, rec)
 		if denied := deniedResponse(err); denied != nil {
@@ -360,8 +260,7 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 			return out, refusalResponse(err)
 		}
 		s.frontBufs.ciphertext = ct
-		out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
-		return append(out, ct...), nil
+		return pgmsg.AppendValue(out, ct), nil
 	case pgsql.RoleMatch:
 		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
@@ -380,7 +279,7 @@ func itoa(v int) string { return string(appendInt(nil, v)) }
 // bindCanon appends the canonical encoding of a Bind parameter value for
 // col, sent in format f (0 text, 1 binary).
 func (s *session) bindCanon(dst []byte, col *rules.ColumnRule, src []byte, f int16, zone *time.Location) ([]byte, error) {
-	if f == 1 {
+	if f == pgmsg.FormatBinary {
 		return appendCanonicalFromBinary(dst, col.Type, src)
 	}
 	return value.AppendCanonicalTextInZone(dst, col.Type, src, zone)
@@ -392,22 +291,33 @@ func (s *session) bindCanon(dst []byte, col *rules.ColumnRule, src []byte, f int
 // changes no comparison, where a NULL would break NOT IN).
 func appendMatchArray(out []byte, cts [][]byte, n int) []byte {
 	lenAt := len(out)
-	out = append(out, 0, 0, 0, 0)
-	out = binary.BigEndian.AppendUint32(out, 1)  // ndim
-	out = binary.BigEndian.AppendUint32(out, 0)  // no NULLs
-	out = binary.BigEndian.AppendUint32(out, 17) // bytea
-	out = binary.BigEndian.AppendUint32(out, uint32(n))
-	out = binary.BigEndian.AppendUint32(out, 1) // lower bound
-	for i := 0; i < n; i++ {
+	out = appendByteaArrayHeader(pgmsg.OpenValue(out), n)
+	for i := range n {
 		ct := cts[0]
 		if i < len(cts) {
 			ct = cts[i]
 		}
-		out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
-		out = append(out, ct...)
+		out = pgmsg.AppendValue(out, ct)
 	}
-	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
-	return out
+	return pgmsg.CloseValue(out, lenAt)
+}
+
+// appendByteaArrayHeader appends the header of a one-dimensional binary
+// bytea[] of n elements without NULLs (none when n is 0: an empty array
+// has no dimensions).
+func appendByteaArrayHeader(out []byte, n int) []byte {
+	ndim := uint32(1)
+	if n == 0 {
+		ndim = 0
+	}
+	out = binary.BigEndian.AppendUint32(out, ndim)
+	out = binary.BigEndian.AppendUint32(out, 0) // no NULLs
+	out = binary.BigEndian.AppendUint32(out, oidBytea)
+	if n == 0 {
+		return out
+	}
+	out = binary.BigEndian.AppendUint32(out, uint32(n))
+	return binary.BigEndian.AppendUint32(out, 1) // lower bound
 }
 
 // bindMatchArray appends (with its length) a binary bytea[] holding the
@@ -416,23 +326,11 @@ func appendMatchArray(out []byte, cts [][]byte, n int) []byte {
 func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, format int16, zone *time.Location,
 	rec *rules.Matches) ([]byte, error) {
 	lenAt := len(out)
-	out = append(out, 0, 0, 0, 0)
-	hdr := len(out)
-	out = binary.BigEndian.AppendUint32(out, 1)  // ndim
-	out = binary.BigEndian.AppendUint32(out, 0)  // no NULLs
-	out = binary.BigEndian.AppendUint32(out, 17) // bytea
-	countAt := len(out)
-	out = binary.BigEndian.AppendUint32(out, 0)
-	out = binary.BigEndian.AppendUint32(out, 1) // lower bound
+	out = appendByteaArrayHeader(pgmsg.OpenValue(out), 1) // the count is set below
+	countAt := len(out) - 8
 	count := 0
 	err := arrayElems(src, format, func(elem []byte, bin bool) error {
-		var canon []byte
-		var err error
-		if bin {
-			canon, err = appendCanonicalFromBinary(s.frontBufs.canonical[:0], col.Type, elem)
-		} else {
-			canon, err = value.AppendCanonicalTextInZone(s.frontBufs.canonical[:0], col.Type, elem, zone)
-		}
+		canon, err := s.bindCanon(s.frontBufs.canonical[:0], col, elem, formatOfElem(bin), zone)
 		if err != nil {
 			return err
 		}
@@ -443,8 +341,7 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 		}
 		rec.RecordMatch(col, canon, cts)
 		for _, ct := range cts {
-			out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
-			out = append(out, ct...)
+			out = pgmsg.AppendValue(out, ct)
 			count++
 		}
 		return nil
@@ -452,14 +349,19 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 	if err != nil {
 		return out, err
 	}
-	if count == 0 { // an empty array has no dimensions
-		out = out[:hdr]
-		out = binary.BigEndian.AppendUint32(out, 0)
-		out = binary.BigEndian.AppendUint32(out, 0)
-		out = binary.BigEndian.AppendUint32(out, 17)
+	if count == 0 {
+		out = appendByteaArrayHeader(out[:lenAt+4], 0)
 	} else {
 		binary.BigEndian.PutUint32(out[countAt:], uint32(count))
 	}
-	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
-	return out, nil
+	return pgmsg.CloseValue(out, lenAt), nil
+}
+
+// formatOfElem is the format code of an array element decoded from a
+// binary (true) or text array.
+func formatOfElem(bin bool) int16 {
+	if bin {
+		return pgmsg.FormatBinary
+	}
+	return pgmsg.FormatText
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
@@ -58,7 +59,7 @@ func (s *session) copyFail(msg string, w *postgres.Writer) error {
 	s.copy.failed = true
 	s.copy.pending, s.copy.out = nil, nil
 	body := append([]byte("dbproxy: COPY refused: "+msg), 0)
-	w.Forward('f', body)
+	w.Forward(pgmsg.TypeCopyFail, body)
 	return nil
 }
 
@@ -74,8 +75,7 @@ func (s *session) copyData(body []byte, w *postgres.Writer) error {
 		}
 		return nil // the server ignores what follows \.
 	}
-	out := append(c.out[:0], 'd', 0, 0, 0, 0)
-	out, err := s.copyRows(out, body, false)
+	out, err := s.copyRows(pgmsg.Begin(c.out[:0], pgmsg.TypeCopyData), body, false)
 	if err != nil {
 		return s.copyFail(err.Error(), w)
 	}
@@ -90,14 +90,13 @@ func (s *session) copyDone(typ byte, body []byte, w *postgres.Writer) error {
 	if c.failed {
 		return nil // CopyFail was sent in its place
 	}
-	if typ == 'c' && c.bin != nil {
+	if typ == pgmsg.TypeCopyDone && c.bin != nil {
 		if err := c.bin.finish(); err != nil {
 			return s.copyFail(err.Error(), w)
 		}
 	}
-	if typ == 'c' && c.bin == nil && !c.ended && len(c.pending) > 0 {
-		out := append(c.out[:0], 'd', 0, 0, 0, 0)
-		out, err := s.copyRows(out, nil, true)
+	if typ == pgmsg.TypeCopyDone && c.bin == nil && !c.ended && len(c.pending) > 0 {
+		out, err := s.copyRows(pgmsg.Begin(c.out[:0], pgmsg.TypeCopyData), nil, true)
 		if err != nil {
 			return s.copyFail(err.Error(), w)
 		}
@@ -443,7 +442,7 @@ func unescapeText(dst, raw []byte) ([]byte, error) {
 func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) error {
 	if s.result.copyOutHeader {
 		s.result.copyOutHeader = false
-		w.Forward('d', body)
+		w.Forward(pgmsg.TypeCopyData, body)
 		return nil
 	}
 	if len(body) == 0 || body[len(body)-1] != '\n' {
@@ -453,7 +452,7 @@ func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) er
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
-	out := append(s.backBufs.message[:0], 'd', 0, 0, 0, 0)
+	out := pgmsg.Begin(s.backBufs.message[:0], pgmsg.TypeCopyData)
 	delim := cp.Delimiter[0]
 	pos, n := 0, 0
 	for {

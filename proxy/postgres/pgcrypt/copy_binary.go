@@ -1,35 +1,23 @@
 package pgcrypt
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
-// The binary COPY format (PostgreSQL docs, "COPY", Binary Format):
-//
-//	header:  "PGCOPY\n\377\r\n\0" || int32 flags || int32 extension length || extension
-//	tuple:   int16 field count || per field: int32 length (-1: NULL) || bytes
-//	trailer: int16 -1
-//
-// Field values are in the binary send format of each column's type. For an
+// A binary COPY stream (pgmsg.ParseCopyHeader, pgmsg.CopyTupleLen) carries
+// field values in the binary send format of each column's type. For an
 // encrypted column the client sends (COPY FROM) and expects (COPY TO) the
 // plaintext type's format, since the proxy describes the column with its
 // plaintext type; the server stores and sends bytea, whose binary format is
 // the raw ciphertext.
-
-var binarySignature = []byte("PGCOPY\n\xff\r\n\x00")
-
-// flagOIDs is the header flag of a stream with a row OID in every tuple
-// (COPY … WITH OIDS, gone since PostgreSQL 12).
-const flagOIDs = 1 << 16
 
 // binCopy walks a binary COPY stream that arrives in arbitrary pieces.
 type binCopy struct {
@@ -82,26 +70,17 @@ func (b *binCopy) walk(buf, out []byte, conv fieldFunc) (int, []byte, error) {
 	for pos < len(buf) {
 		switch b.stage {
 		case binHeader:
-			if len(buf)-pos < len(binarySignature)+8 {
+			size, flags, err := pgmsg.ParseCopyHeader(buf[pos:])
+			if err == pgmsg.ErrIncomplete {
 				return pos, out, nil
 			}
-			h := buf[pos:]
-			if !bytes.Equal(h[:len(binarySignature)], binarySignature) {
-				return pos, out, errors.New("not a binary COPY stream (bad signature)")
+			if err != nil {
+				return pos, out, err
 			}
-			flags := binary.BigEndian.Uint32(h[len(binarySignature):])
-			ext := int(binary.BigEndian.Uint32(h[len(binarySignature)+4:]))
-			if flags&flagOIDs != 0 {
+			if flags&pgmsg.CopyFlagOIDs != 0 {
 				return pos, out, errors.New("binary COPY with row OIDs is not supported")
 			}
-			if ext < 0 || ext > 1<<20 {
-				return pos, out, errors.New("invalid binary COPY header extension length")
-			}
-			size := len(binarySignature) + 8 + ext
-			if len(h) < size {
-				return pos, out, nil
-			}
-			out = append(out, h[:size]...)
+			out = append(out, buf[pos:pos+size]...)
 			pos += size
 			b.stage = binTuples
 		case binTuples:
@@ -122,11 +101,11 @@ func (b *binCopy) walk(buf, out []byte, conv fieldFunc) (int, []byte, error) {
 // tuple converts one whole tuple (or the trailer) at the start of t; it
 // returns 0 consumed bytes when t does not hold all of it yet.
 func (b *binCopy) tuple(t, out []byte, conv fieldFunc) (int, []byte, error) {
-	if len(t) < 2 {
+	count, ok := pgmsg.CopyTupleLen(t)
+	if !ok {
 		return 0, out, nil
 	}
-	count := int(int16(binary.BigEndian.Uint16(t)))
-	if count == -1 {
+	if count == pgmsg.CopyTrailer {
 		b.stage = binDone
 		return 2, append(out, t[:2]...), nil
 	}
@@ -134,43 +113,29 @@ func (b *binCopy) tuple(t, out []byte, conv fieldFunc) (int, []byte, error) {
 		return 0, out, fmt.Errorf("a tuple has %d fields, the COPY has %d columns", count, len(b.fields))
 	}
 	// Find the end first: nothing is emitted for an incomplete tuple.
-	end := 2
-	for range count {
-		if len(t) < end+4 {
-			return 0, out, nil
-		}
-		l := int(int32(binary.BigEndian.Uint32(t[end:])))
-		end += 4
-		if l < -1 {
-			return 0, out, errors.New("invalid field length in a binary COPY tuple")
-		}
-		if l > 0 {
-			if len(t) < end+l {
-				return 0, out, nil
-			}
-			end += l
-		}
+	size, err := pgmsg.ScanValues(t[2:], count)
+	if err == pgmsg.ErrIncomplete {
+		return 0, out, nil
+	}
+	if err != nil {
+		return 0, out, errors.New("invalid field length in a binary COPY tuple")
 	}
 	mark := len(out)
-	out = append(out, t[:2]...)
-	pos := 2
-	for i := range b.fields {
-		l := int(int32(binary.BigEndian.Uint32(t[pos:])))
-		f := &b.fields[i]
-		if f.Column == nil || l < 0 {
-			size := 4 + max(l, 0)
-			out = append(out, t[pos:pos+size]...)
-			pos += size
-			continue
-		}
-		v := t[pos+4 : pos+4+l]
-		pos += 4 + l
-		var err error
-		if out, err = conv(out, f, v); err != nil {
-			return 0, out[:mark], err
+	out = pgmsg.AppendCopyTupleLen(out, count)
+	for v := pgmsg.NewValues(t[2:2+size], count); v.Next(); {
+		f := &b.fields[v.Index()]
+		switch {
+		case v.Null():
+			out = pgmsg.AppendNull(out)
+		case f.Column == nil:
+			out = pgmsg.AppendValue(out, v.Bytes())
+		default:
+			if out, err = conv(out, f, v.Bytes()); err != nil {
+				return 0, out[:mark], err
+			}
 		}
 	}
-	return end, out, nil
+	return 2 + size, out, nil
 }
 
 // copyBinaryData encrypts the complete tuples of a binary COPY FROM
@@ -180,8 +145,7 @@ func (s *session) copyBinaryData(body []byte, w *postgres.Writer) error {
 	if c.failed {
 		return nil
 	}
-	out := append(c.out[:0], 'd', 0, 0, 0, 0)
-	out, err := c.bin.convert(body, out, s.encryptBinaryField)
+	out, err := c.bin.convert(body, pgmsg.Begin(c.out[:0], pgmsg.TypeCopyData), s.encryptBinaryField)
 	if err != nil {
 		return s.copyFail(err.Error(), w)
 	}
@@ -204,8 +168,7 @@ func (s *session) encryptBinaryField(out []byte, f *pgsql.CopyField, v []byte) (
 		return out, copyEncryptError(col, err)
 	}
 	c.ct = ct
-	out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
-	return append(out, ct...), nil
+	return pgmsg.AppendValue(out, ct), nil
 }
 
 // copyBinaryOut decrypts the encrypted fields of a binary COPY TO CopyData
@@ -218,7 +181,7 @@ func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer)
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
-	out := append(s.backBufs.message[:0], 'd', 0, 0, 0, 0)
+	out := pgmsg.Begin(s.backBufs.message[:0], pgmsg.TypeCopyData)
 	var failed *rules.ColumnRule
 	out, err := s.result.binaryCopyOut.convert(body, out, func(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error) {
 		return s.decryptBinaryField(out, f.Column, v, zone, &failed)
@@ -239,12 +202,10 @@ func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer)
 // with its int32 length; *failed names the column on error.
 func (s *session) decryptBinaryField(out []byte, col *rules.ColumnRule, ct []byte, zone *time.Location, failed **rules.ColumnRule) ([]byte, error) {
 	lenAt := len(out)
-	out = append(out, 0, 0, 0, 0)
-	out, err := s.decryptCell(out, col, ct, 1, zone)
+	out, err := s.decryptCell(pgmsg.OpenValue(out), col, ct, pgmsg.FormatBinary, zone)
 	if err != nil {
 		*failed = col
 		return out[:lenAt], err
 	}
-	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
-	return out, nil
+	return pgmsg.CloseValue(out, lenAt), nil
 }

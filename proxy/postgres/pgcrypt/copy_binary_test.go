@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
+
+var binarySignature = []byte(pgmsg.CopySignature)
 
 // marker converts an encrypted field to "<" v ">", so that a test sees
 // which fields went through the conversion.

@@ -1,8 +1,7 @@
 package pgcrypt
 
 import (
-	"encoding/binary"
-
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -31,5 +30,6 @@ func (s *session) functionCallAllowed(body []byte) bool {
 	if s.ic.opts.AllowDynamicSQL {
 		return true
 	}
-	return len(body) >= 4 && largeObjectFuncs[binary.BigEndian.Uint32(body)]
+	fc, err := pgmsg.ParseFunctionCall(body)
+	return err == nil && largeObjectFuncs[fc.Function]
 }

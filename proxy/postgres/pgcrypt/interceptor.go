@@ -12,6 +12,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
@@ -256,8 +257,12 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	s.searchPath.answers = make(chan spAnswer, 1)
 	s.searchPath.preparedUnder = map[string]string{}
 	h := &postgres.SessionHooks{Frontend: s.frontend, Backend: s.backend, Close: cancel}
-	h.FrontendTypes.Add('Q', 'F', 'P', 'B', 'D', 'E', 'C', 'S', 'd', 'c', 'f')
-	h.BackendTypes.Add('T', 'D', 'C', 'I', 'E', 'Z', 'S', '1', '2', '3', 't', 'n', 's', 'H', 'd')
+	h.FrontendTypes.Add(pgmsg.TypeQuery, pgmsg.TypeFunctionCall, pgmsg.TypeParse, pgmsg.TypeBind, pgmsg.TypeDescribe,
+		pgmsg.TypeExecute, pgmsg.TypeClose, pgmsg.TypeSync, pgmsg.TypeCopyData, pgmsg.TypeCopyDone, pgmsg.TypeCopyFail)
+	h.BackendTypes.Add(pgmsg.TypeRowDescription, pgmsg.TypeDataRow, pgmsg.TypeCommandComplete, pgmsg.TypeEmptyQueryResponse,
+		pgmsg.TypeErrorResponse, pgmsg.TypeReadyForQuery, pgmsg.TypeParameterStatus, pgmsg.TypeParseComplete,
+		pgmsg.TypeBindComplete, pgmsg.TypeCloseComplete, pgmsg.TypeParameterDescription, pgmsg.TypeNoData,
+		pgmsg.TypePortalSuspended, pgmsg.TypeCopyOutResponse, pgmsg.TypeCopyData)
 	return h, nil
 }
 

@@ -2,7 +2,6 @@ package pgcrypt
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"slices"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -18,18 +18,11 @@ import (
 // it with a Describe of the statement whose responses the backend
 // swallows, so that the result columns of every statement are known.
 func (s *session) parse(body []byte, w *postgres.Writer) error {
-	name, rest, ok := bytes.Cut(body, []byte{0})
-	var text []byte
-	if ok {
-		text, rest, ok = bytes.Cut(rest, []byte{0})
-	}
-	if !ok || len(rest) < 2 {
+	msg, err := pgmsg.ParseParse(body)
+	if err != nil {
 		return &postgres.Error{Code: "08P01", Message: "invalid Parse message"}
 	}
-	n := int(binary.BigEndian.Uint16(rest))
-	if len(rest) != 2+4*n {
-		return &postgres.Error{Code: "08P01", Message: "invalid Parse message"}
-	}
+	name, text := msg.Name, msg.Query
 	s.copy = nil
 	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
 	found := sessionWords.scan(text)
@@ -73,20 +66,20 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		st.text, st.derived = sql, s.db.planner.Derived()
 	} else {
 		st.sql, st.searchPath = sql, s.searchPath.current
-		st.clientTypes = make([]uint32, n)
+		st.clientTypes = make([]uint32, msg.ParamTypes.Len())
 		for i := range st.clientTypes {
-			st.clientTypes[i] = binary.BigEndian.Uint32(rest[2+4*i:])
+			st.clientTypes[i] = msg.ParamTypes.At(i)
 		}
 	}
 	if plan.Passthrough() {
-		w.Forward('P', body)
-	} else if refusal := s.parseEncrypted(name, rest[2:], sql, st, plan, w); refusal != nil {
+		w.Forward(pgmsg.TypeParse, body)
+	} else if refusal := s.parseEncrypted(name, msg.ParamTypes.Bytes(), sql, st, plan, w); refusal != nil {
 		s.refuseBatch(refusal)
 		return nil
 	}
 	s.addStatement(name, st, plan)
-	_, _ = w.Write(statementMessage('D', name)) // the injected Describe
-	s.push(s.newEvent(event{kind: 'P', stmt: st}), s.newEvent(event{kind: 'D', stmt: st, hidden: true}))
+	_, _ = w.Write(pgmsg.AppendDescribe(nil, pgmsg.ObjectStatement, name)) // the injected Describe
+	s.push(s.newEvent(event{kind: pgmsg.TypeParse, stmt: st}), s.newEvent(event{kind: pgmsg.TypeDescribe, stmt: st, hidden: true}))
 	return nil
 }
 
@@ -167,19 +160,12 @@ func (s *session) matchSlots(plan *pgsql.Plan, cts [][][]byte) ([]int, error) {
 // upstreamParse sends the Parse of st (its rewritten SQL, with st.slots)
 // under name. The caller queues the events of its responses.
 func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, w *postgres.Writer) error {
-	out := append(s.frontBufs.message[:0], 'P', 0, 0, 0, 0)
-	out = append(out, name...)
-	out = append(out, 0)
+	out := pgmsg.AppendParseStart(s.frontBufs.message[:0], name)
 	out, err := st.plan.Rewrite(s.ctx, out, st.sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Slots: st.slots})
 	if err != nil {
 		return err
 	}
-	out = append(out, 0)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(st.types)))
-	for _, oid := range st.types {
-		out = binary.BigEndian.AppendUint32(out, oid)
-	}
-	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	out = pgmsg.End(pgmsg.AppendOIDs(append(out, 0), st.types), 0)
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
@@ -196,7 +182,7 @@ func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.
 	if stdStringsOff {
 		return errors.New("standard_conforming_strings is off")
 	}
-	_, _ = w.Write(statementMessage('C', name))
+	_, _ = w.Write(pgmsg.AppendClose(nil, pgmsg.ObjectStatement, name))
 	old := st.slots
 	st.slots = slots
 	if err := s.upstreamParse(name, st, zone, w); err != nil {
@@ -208,7 +194,7 @@ func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.
 		s.prepared.Add(string(name), withSlots(st.plan.Params, st.slots))
 		s.mu.Unlock()
 	}
-	s.push(s.newEvent(event{kind: 'C', hidden: true}), s.newEvent(event{kind: 'P', stmt: st, hidden: true}))
+	s.push(s.newEvent(event{kind: pgmsg.TypeClose, hidden: true}), s.newEvent(event{kind: pgmsg.TypeParse, stmt: st, hidden: true}))
 	return nil
 }
 
@@ -254,15 +240,13 @@ func isFetch(sql []byte) bool {
 	return false
 }
 
-// statementMessage returns a Describe ('D') or Close ('C') message of the
-// prepared statement name.
+// statementMessage returns a Describe (pgmsg.TypeDescribe) or Close
+// (pgmsg.TypeClose) message of the prepared statement name.
 func statementMessage(typ byte, name []byte) []byte {
-	m := make([]byte, 0, 7+len(name))
-	m = append(m, typ, 0, 0, 0, 0, 'S')
-	m = append(m, name...)
-	m = append(m, 0)
-	binary.BigEndian.PutUint32(m[1:5], uint32(len(m)-1))
-	return m
+	if typ == pgmsg.TypeClose {
+		return pgmsg.AppendClose(nil, pgmsg.ObjectStatement, name)
+	}
+	return pgmsg.AppendDescribe(nil, pgmsg.ObjectStatement, name)
 }
 
 // withSlots returns params with the slot counts of a statement prepared
@@ -282,18 +266,19 @@ func withSlots(params []pgsql.Param, slots []int) []pgsql.Param {
 }
 
 func (s *session) describe(body []byte, w *postgres.Writer) error {
-	if len(body) < 2 {
+	d, err := pgmsg.ParseDescribe(body)
+	if err != nil {
 		return &postgres.Error{Code: "08P01", Message: "invalid Describe message"}
 	}
-	name, _, _ := bytes.Cut(body[1:], []byte{0})
-	switch body[0] {
-	case 'S':
+	name := d.Name
+	switch d.Object {
+	case pgmsg.ObjectStatement:
 		st := s.stmts[string(name)]
 		if st == nil {
 			s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Describe of a statement not prepared through this proxy"))
 			return nil
 		}
-		s.push(s.newEvent(event{kind: 'D', stmt: st}))
+		s.push(s.newEvent(event{kind: pgmsg.TypeDescribe, stmt: st}))
 	default:
 		p := s.portal(name)
 		if p == nil {
@@ -301,8 +286,8 @@ func (s *session) describe(body []byte, w *postgres.Writer) error {
 			return nil
 		}
 		p.describeSent = true
-		s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt}))
+		s.push(s.newEvent(event{kind: kindDescribePortal, portal: p, stmt: p.stmt}))
 	}
-	w.Forward('D', body)
+	w.Forward(pgmsg.TypeDescribe, body)
 	return nil
 }

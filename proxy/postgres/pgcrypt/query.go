@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -27,8 +28,8 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	if skips {
 		// Forwarded as is: no copy of the text.
-		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))
-		w.Forward('Q', body)
+		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(lexChange)}))
+		w.Forward(pgmsg.TypeQuery, body)
 		return nil
 	}
 	if err := s.ensureSearchPath(w); err != nil {
@@ -53,8 +54,8 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		return s.refuseQuery(lexErr, w)
 	}
 	if plan.Passthrough() {
-		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))
-		w.Forward('Q', body)
+		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(lexChange)}))
+		w.Forward(pgmsg.TypeQuery, body)
 		return nil
 	}
 	copyPlan, refusal := copyStatement(plan)
@@ -66,8 +67,8 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	s.mu.Lock()
 	zone := s.zone
-	ev := s.newEvent(event{kind: 'Q', plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
-	out := append(s.frontBufs.message[:0], 'Q', 0, 0, 0, 0)
+	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
+	out := pgmsg.Begin(s.frontBufs.message[:0], pgmsg.TypeQuery)
 	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
 		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
 	s.mu.Unlock()

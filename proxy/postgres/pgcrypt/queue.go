@@ -1,6 +1,7 @@
 package pgcrypt
 
 import (
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
@@ -97,7 +98,7 @@ func (q *pendingQueue) drop() {
 // and returns that one, which stays queued.
 func (q *pendingQueue) dropUntilSync() *event {
 	for q.head < len(q.events) {
-		if ev := q.events[q.head]; ev.kind == 'S' || ev.kind == 'Q' {
+		if ev := q.events[q.head]; ev.kind == pgmsg.TypeSync || ev.kind == pgmsg.TypeQuery {
 			return ev
 		}
 		q.drop()

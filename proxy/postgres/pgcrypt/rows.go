@@ -2,7 +2,6 @@ package pgcrypt
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
@@ -29,6 +29,10 @@ var plaintextOID = [...]struct {
 	12: {2950, 16, 2951}, 13: {17, -1, 1001}, 14: {114, -1, 199},
 }
 
+// oidBytea is the type OID of bytea, the type encrypted columns have in the
+// database.
+const oidBytea = 17
+
 func knownType(t value.Type) bool { return int(t) < len(plaintextOID) && plaintextOID[t].oid != 0 }
 
 // describeRows handles the RowDescription answering a Describe.
@@ -41,7 +45,7 @@ func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error
 	if errResp == nil {
 		cols = rd.cols
 	}
-	if ev.kind == 'D' {
+	if ev.kind == pgmsg.TypeDescribe {
 		ev.stmt.described, ev.stmt.cols, ev.stmt.poison, ev.stmt.noData = true, cols, errResp, false
 	} else if ev.portal != nil {
 		ev.portal.described, ev.portal.cols, ev.portal.poison = true, cols, errResp
@@ -53,7 +57,7 @@ func (s *session) describeRows(ev *event, body []byte, w *postgres.Writer) error
 		return s.fail(errResp, w)
 	}
 	if cols == nil {
-		w.Forward('T', body)
+		w.Forward(pgmsg.TypeRowDescription, body)
 		return nil
 	}
 	_, _ = w.Write(rd.out)
@@ -70,15 +74,17 @@ func (s *session) rowDescription(c *rowDesc, body []byte, simple bool) (*rowDesc
 	if c.body != nil && c.gen == gen && c.simple == simple && bytes.Equal(c.body, body) {
 		return c, nil, nil
 	}
-	cols, errResp, cacheable, err := s.resultColumns(body, simple)
-	if err != nil || errResp != nil {
-		return nil, errResp, err
+	rd, err := pgmsg.ParseRowDescription(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	cols, errResp, cacheable := s.resultColumns(rd, simple)
+	if errResp != nil {
+		return nil, errResp, nil
 	}
 	out := c.out[:0]
 	if cols != nil {
-		if out, err = s.appendRowDescription(out, body, cols); err != nil {
-			return nil, nil, err
-		}
+		out = appendRowDescription(out, rd, cols)
 	}
 	*c = rowDesc{gen: gen, simple: simple, cols: cols, out: out}
 	if cacheable && len(body) <= 1<<16 {
@@ -97,137 +103,112 @@ func (s *session) rowDescription(c *rowDesc, body []byte, simple bool) (*rowDesc
 // non-nil ErrorResponse means the result must not reach the client.
 // cacheable is false if the answer may change without a catalog purge (a
 // relation the catalog cannot see yet).
-func (s *session) resultColumns(body []byte, simple bool) (cols []*rules.ColumnRule, errResp *pgproto3.ErrorResponse, cacheable bool, err error) {
-	var rd pgproto3.RowDescription
-	if err := rd.Decode(body); err != nil {
-		return nil, nil, false, err
-	}
+func (s *session) resultColumns(rd pgmsg.RowDescription, simple bool) (cols []*rules.ColumnRule, errResp *pgproto3.ErrorResponse, cacheable bool) {
 	cacheable = true
-	for i := range rd.Fields {
-		f := &rd.Fields[i]
+	var f pgmsg.Field
+	for it, i := rd.Fields(), 0; it.Next(&f); i++ {
 		if f.TableOID == 0 {
 			continue
 		}
 		ti, err := s.db.catalog.Table(s.ctx, f.TableOID)
 		if err != nil {
 			s.log.Warn("catalog lookup failed", slog.Any("error", err))
-			return nil, errorResponse("XX000", "dbproxy: cannot resolve the columns of a result: catalog lookup failed"), false, nil
+			return nil, errorResponse("XX000", "dbproxy: cannot resolve the columns of a result: catalog lookup failed"), false
 		}
 		if !ti.found {
-			if f.DataTypeOID == 17 {
+			if f.DataTypeOID == oidBytea {
 				return nil, errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), false, nil
+					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), false
 			}
 			cacheable = false
 			continue
 		}
 		col := ti.cols[int16(f.TableAttributeNumber)]
 		if col == nil {
-			if ti.encView && f.DataTypeOID == 17 {
+			if ti.encView && f.DataTypeOID == oidBytea {
 				return nil, errorResponse(pgsql.StateFeatureNotSupported,
-					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), false, nil
+					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), false
 			}
 			continue
 		}
-		if simple && f.Format != 0 {
+		if simple && f.Format != pgmsg.FormatText {
 			return nil, errorResponse(pgsql.StateFeatureNotSupported,
-				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), false, nil
+				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), false
 		}
 		if !knownType(col.Type) {
-			return nil, errorResponse("XX000", "dbproxy: result refused: column "+col.String()+" has an unknown type"), false, nil
+			return nil, errorResponse("XX000", "dbproxy: result refused: column "+col.String()+" has an unknown type"), false
 		}
 		if cols == nil {
-			cols = make([]*rules.ColumnRule, len(rd.Fields))
+			cols = make([]*rules.ColumnRule, rd.Len())
 		}
 		cols[i] = col
 	}
-	return cols, nil, cacheable, nil
+	return cols, nil, cacheable
 }
 
-var errBadRowDescription = errors.New("invalid RowDescription")
-
-// appendRowDescription appends the RowDescription body (a message the
-// server sent) with the plaintext type of each encrypted column, as a
-// whole message.
-func (s *session) appendRowDescription(dst, body []byte, cols []*rules.ColumnRule) ([]byte, error) {
-	if len(body) < 2 {
-		return dst, errBadRowDescription
-	}
+// appendRowDescription appends rd (a message the server sent) as a whole
+// message, with the plaintext type of each encrypted column.
+func appendRowDescription(dst []byte, rd pgmsg.RowDescription, cols []*rules.ColumnRule) []byte {
 	start := len(dst)
-	dst = append(dst, 'T', 0, 0, 0, 0)
-	dst = append(dst, body...)
-	msg := dst[start+5:]
-	n := int(binary.BigEndian.Uint16(msg))
-	pos := 2
-	for i := 0; i < n; i++ {
-		name := bytes.IndexByte(msg[pos:], 0)
-		if name < 0 || pos+name+1+18 > len(msg) {
-			return dst[:start], errBadRowDescription
-		}
-		pos += name + 1
-		// table OID (4), attnum (2), type OID (4), size (2), modifier (4), format (2)
+	dst = pgmsg.AppendRowDescriptionStart(dst, rd.Len())
+	var f pgmsg.Field
+	for it, i := rd.Fields(), 0; it.Next(&f); i++ {
 		if i < len(cols) && cols[i] != nil {
 			t := cols[i].Type
-			binary.BigEndian.PutUint32(msg[pos+6:], plaintextOID[t].oid)
-			binary.BigEndian.PutUint16(msg[pos+10:], uint16(plaintextOID[t].size))
-			binary.BigEndian.PutUint32(msg[pos+12:], 0xffffffff)
+			f.DataTypeOID, f.DataTypeSize, f.TypeModifier = plaintextOID[t].oid, plaintextOID[t].size, -1
 		}
-		pos += 18
+		dst = pgmsg.AppendField(dst, &f)
 	}
-	if pos != len(msg) {
-		return dst[:start], errBadRowDescription
+	return pgmsg.End(dst, start)
+}
+
+// formatOf returns the format code of result column i given the format
+// codes of its Bind (see pgmsg.Formats.For).
+func formatOf(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return 0
+	case 1:
+		return formats[0]
 	}
-	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
-	return dst, nil
+	if i < len(formats) {
+		return formats[i]
+	}
+	return 0
 }
 
 func (s *session) dataRow(body []byte, w *postgres.Writer) error {
-	if len(body) < 2 {
-		return errors.New("short DataRow")
+	row, err := pgmsg.ParseDataRow(body)
+	if err != nil {
+		return err
 	}
-	n := int(binary.BigEndian.Uint16(body))
-	if n != len(s.result.cols) {
+	if row.Len() != len(s.result.cols) {
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: DataRow does not match its RowDescription"), w)
 	}
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
-	out := append(s.backBufs.message[:0], 'D', 0, 0, 0, 0)
-	out = append(out, body[:2]...)
-	pos := 2
-	for i := 0; i < n; i++ {
-		if pos+4 > len(body) {
-			return errors.New("short DataRow")
-		}
-		l := int32(binary.BigEndian.Uint32(body[pos:]))
-		pos += 4
-		if l < 0 {
-			out = append(out, 0xff, 0xff, 0xff, 0xff)
-			continue
-		}
-		if pos+int(l) > len(body) {
-			return errors.New("short DataRow")
-		}
-		cell := body[pos : pos+int(l)]
-		pos += int(l)
+	out := pgmsg.AppendDataRowStart(s.backBufs.message[:0], row.Len())
+	for v := row.Values(); v.Next(); {
+		i := v.Index()
 		col := s.result.cols[i]
-		if col == nil {
-			out = binary.BigEndian.AppendUint32(out, uint32(l))
-			out = append(out, cell...)
-			continue
-		}
-		lenAt := len(out)
-		out = append(out, 0, 0, 0, 0)
-		var err error
-		out, err = s.decryptCell(out, col, cell, formatOf(s.result.formats, i), zone)
-		if err != nil {
-			if denied := deniedResponse(err); denied != nil {
-				return s.fail(denied, w)
+		switch {
+		case v.Null():
+			out = pgmsg.AppendNull(out)
+		case col == nil:
+			out = pgmsg.AppendValue(out, v.Bytes())
+		default:
+			lenAt := len(out)
+			out, err = s.decryptCell(pgmsg.OpenValue(out), col, v.Bytes(), formatOf(s.result.formats, i), zone)
+			if err != nil {
+				if denied := deniedResponse(err); denied != nil {
+					return s.fail(denied, w)
+				}
+				s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
+				return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
 			}
-			s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
-			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
+			out = pgmsg.CloseValue(out, lenAt)
 		}
-		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
 	}
 	s.backBufs.message = sendMessage(w, out)
 	return nil
@@ -239,7 +220,7 @@ var errNotHexBytea = errors.New("stored value is not a bytea in hex output forma
 // in the same format.
 func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, format int16, zone *time.Location) ([]byte, error) {
 	ct := cell
-	if format == 0 {
+	if format == pgmsg.FormatText {
 		if len(cell) < 2 || cell[0] != '\\' || cell[1] != 'x' || len(cell)%2 != 0 {
 			return dst, errNotHexBytea
 		}
@@ -260,7 +241,7 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 		}
 		s.backBufs.canonical = reusable(canon)
 	}
-	if format == 1 {
+	if format == pgmsg.FormatBinary {
 		return appendBinary(dst, col.Type, canon)
 	}
 	return appendText(dst, col, canon, zone)

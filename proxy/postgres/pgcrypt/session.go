@@ -13,6 +13,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
@@ -88,7 +89,7 @@ type portalInfo struct {
 // event is one client message awaiting a response, in order. The frontend
 // appends, the backend consumes.
 type event struct {
-	kind   byte // 'Q' simple query; 'P','B','D' (describe statement),'d' (describe portal),'E','C','S' (sync)
+	kind   byte // the client's message type (pgmsg.TypeQuery, …; a Describe of a portal: kindDescribePortal)
 	stmt   *stmtInfo
 	portal *portalInfo
 	hidden bool // a message the proxy injected: swallow its responses
@@ -209,8 +210,6 @@ type resultState struct {
 // message to the next (see reusable).
 type frontendScratch struct {
 	message          []byte     // the rewritten Query, Parse or Bind
-	paramFormats     []int16    // Bind: parameter format codes
-	paramValues      []span     // Bind: parameter values
 	canonical        []byte     // Bind: canonical plaintext of a parameter
 	ciphertext       []byte     // Bind: ciphertext of a stored parameter
 	matchCiphertexts [][][]byte // Bind: ciphertexts of each RoleMatch parameter
@@ -225,9 +224,6 @@ type backendScratch struct {
 	canonical  []byte // a decrypted canonical plaintext
 	field      []byte // a COPY TO field, unescaped
 }
-
-// span locates a Bind parameter value; off < 0: NULL.
-type span struct{ off, n int }
 
 // Shared, never modified result format lists (the common Bind cases).
 var (
@@ -261,58 +257,58 @@ func safeReason(err error) string {
 
 // frontend handles client->server messages.
 func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
-	if s.batch.skipping && typ != 'S' {
+	if s.batch.skipping && typ != pgmsg.TypeSync {
 		return nil // the server would discard these after an error, too
 	}
 	s.batch.starting = !s.batch.open
 	switch typ {
-	case 'P', 'B', 'D', 'E', 'C':
+	case pgmsg.TypeParse, pgmsg.TypeBind, pgmsg.TypeDescribe, pgmsg.TypeExecute, pgmsg.TypeClose:
 		s.batch.open = true
-	case 'S':
+	case pgmsg.TypeSync:
 		s.batch.open = false
 	}
 	// The session's search_path is read before its first statement (so that
 	// a pipeline at the very start is not refused), and later only when a
 	// statement needs it (query, parse, bind).
-	if (typ == 'Q' || typ == 'P' || typ == 'B') && !s.searchPath.asked {
+	if (typ == pgmsg.TypeQuery || typ == pgmsg.TypeParse || typ == pgmsg.TypeBind) && !s.searchPath.asked {
 		if err := s.ensureSearchPath(w); err != nil {
 			return err
 		}
 	}
 	switch typ {
-	case 'd':
+	case pgmsg.TypeCopyData:
 		if s.copy != nil && s.copy.bin != nil {
 			return s.copyBinaryData(body, w)
 		}
 		if s.copy != nil {
 			return s.copyData(body, w)
 		}
-	case 'c', 'f':
+	case pgmsg.TypeCopyDone, pgmsg.TypeCopyFail:
 		if s.copy != nil {
 			return s.copyDone(typ, body, w)
 		}
-	case 'Q':
+	case pgmsg.TypeQuery:
 		return s.query(body, w)
-	case 'F': // FunctionCall: answered like a query, up to ReadyForQuery
+	case pgmsg.TypeFunctionCall: // FunctionCall: answered like a query, up to ReadyForQuery
 		if !s.functionCallAllowed(body) {
 			return s.refuseQuery(errFunctionCall, w) // fastpath.go
 		}
 		// A function may change any setting: treat it as a change.
-		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(true)}))
-	case 'P':
+		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(true)}))
+	case pgmsg.TypeParse:
 		return s.parse(body, w)
-	case 'B':
+	case pgmsg.TypeBind:
 		return s.bind(body, w)
-	case 'D':
+	case pgmsg.TypeDescribe:
 		return s.describe(body, w)
-	case 'E':
+	case pgmsg.TypeExecute:
 		if !s.execute(body, w) {
 			return nil
 		}
-	case 'C':
+	case pgmsg.TypeClose:
 		s.closeMessage(body)
-	case 'S':
-		s.push(s.newEvent(event{kind: 'S', inject: s.batch.refusal, lexChange: s.lexRequest(false)}))
+	case pgmsg.TypeSync:
+		s.push(s.newEvent(event{kind: pgmsg.TypeSync, inject: s.batch.refusal, lexChange: s.lexRequest(false)}))
 		s.batch.skipping, s.batch.refusal = false, nil
 	}
 	w.Forward(typ, body)
@@ -336,8 +332,8 @@ func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
 // refuseQuery replaces a simple Query by an empty one and reports e in
 // place of its EmptyQueryResponse.
 func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
-	s.push(s.newEvent(event{kind: 'Q', inject: e, lexChange: s.lexRequest(false)}))
-	w.Forward('Q', []byte{0})
+	s.push(s.newEvent(event{kind: pgmsg.TypeQuery, inject: e, lexChange: s.lexRequest(false)}))
+	w.Forward(pgmsg.TypeQuery, []byte{0})
 	return nil
 }
 
@@ -362,12 +358,10 @@ func (s *session) execute(body []byte, w *postgres.Writer) bool {
 		// as returning no rows: describe its portal, so that its rows
 		// are attributed (the answer is swallowed).
 		p.describeSent = true
-		d := statementMessage('D', portal)
-		d[5] = 'P'
-		_, _ = w.Write(d)
-		s.push(s.newEvent(event{kind: 'd', portal: p, stmt: p.stmt, hidden: true}))
+		_, _ = w.Write(pgmsg.AppendDescribe(nil, pgmsg.ObjectPortal, portal))
+		s.push(s.newEvent(event{kind: kindDescribePortal, portal: p, stmt: p.stmt, hidden: true}))
 	}
-	s.push(s.newEvent(event{kind: 'E', portal: p, stmt: p.stmt}))
+	s.push(s.newEvent(event{kind: pgmsg.TypeExecute, portal: p, stmt: p.stmt}))
 	return true
 }
 
@@ -376,7 +370,7 @@ func (s *session) execute(body []byte, w *postgres.Writer) bool {
 func (s *session) closeMessage(body []byte) {
 	if len(body) > 1 {
 		name, _, _ := bytes.Cut(body[1:], []byte{0})
-		if body[0] == 'S' {
+		if body[0] == pgmsg.ObjectStatement {
 			delete(s.stmts, string(name))
 			s.mu.Lock()
 			s.prepared.Remove(string(name))
@@ -387,5 +381,5 @@ func (s *session) closeMessage(body []byte) {
 			delete(s.portals, string(name))
 		}
 	}
-	s.push(s.newEvent(event{kind: 'C'}))
+	s.push(s.newEvent(event{kind: pgmsg.TypeClose}))
 }
