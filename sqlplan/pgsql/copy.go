@@ -7,6 +7,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // copyStmt plans COPY.
@@ -49,7 +50,7 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, st *Statement) error {
 	}
 	for _, n := range names {
 		if c := target.rule.SimilarColumn(n); c != nil {
-			return refuse(c, StateInvalidName, "column %q matches encrypted column %s only when case is ignored", n, c)
+			return refuse(c, sqlplan.StateInvalidName, "column %q matches encrypted column %s only when case is ignored", n, c)
 		}
 		cp.Fields = append(cp.Fields, CopyField{Name: n, Column: target.rule.Column(n)})
 	}

@@ -4,6 +4,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // relationObject reports whether an object type is a relation that
@@ -25,27 +26,27 @@ func (a *analyzer) guardRename(rs *pg.RenameStmt) error {
 	switch {
 	case relationObject(rs.RenameType):
 		if t := a.encryptedNamed(rs.Relation); t != nil {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"renaming encrypted table %s would leave its rows under a name without encryption rules", t)
 		}
 		if t := a.namesake(rs.Newname); t != nil {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"renaming a relation to %s, the name of encrypted table %s, would shadow it or take its place with unencrypted values", rs.Newname, t)
 		}
 	case rs.RenameType == pg.ObjectType_OBJECT_COLUMN, rs.RenameType == pg.ObjectType_OBJECT_ATTRIBUTE:
 		trs := a.tableRulesNamed(rs.Relation)
 		if c := configuredColumn(trs, rs.Subname); c != nil {
-			return refuse(c, StateFeatureNotSupported,
+			return refuse(c, sqlplan.StateFeatureNotSupported,
 				"renaming an encrypted column would let values be written to it under a name without encryption rules")
 		}
 		if c := configuredColumn(trs, rs.Newname); c != nil {
-			return refuse(c, StateFeatureNotSupported,
+			return refuse(c, sqlplan.StateFeatureNotSupported,
 				"renaming a column to the name of an encrypted column would put unencrypted values under its rule")
 		}
 	case rs.RenameType == pg.ObjectType_OBJECT_SCHEMA:
 		for _, t := range a.p.rules.Tables() {
 			if t.Schema == rs.Subname || t.Schema == rs.Newname {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"renaming schema %s would move encrypted table %s out from under its rules, or put other tables under them", rs.Subname, t)
 			}
 		}
@@ -61,7 +62,7 @@ func (a *analyzer) guardSetSchema(s *pg.AlterObjectSchemaStmt) error {
 		return nil
 	}
 	if t := a.namesake(s.Relation.Relname); t != nil {
-		return refuse(nil, StateFeatureNotSupported,
+		return refuse(nil, sqlplan.StateFeatureNotSupported,
 			"moving relation %s to schema %s would take encrypted table %s out from under its rules, or shadow it", s.Relation.Relname, s.Newschema, t)
 	}
 	return nil
@@ -116,10 +117,10 @@ func (a *analyzer) link(child, parent *pg.RangeVar, partition bool) error {
 		}
 		if !covers(cr, pt) {
 			if partition {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)", pt)
 			}
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", pt, pt)
 		}
 	}
@@ -135,10 +136,10 @@ func (a *analyzer) link(child, parent *pg.RangeVar, partition bool) error {
 		}
 		if !covers(pr, ct) {
 			if partition {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)", ct)
 			}
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", ct)
 		}
 	}
@@ -175,11 +176,11 @@ func (a *analyzer) guardImport(s *pg.ImportForeignSchemaStmt) error {
 	if s.ListType == pg.ImportForeignSchemaType_FDW_IMPORT_SCHEMA_LIMIT_TO {
 		for _, n := range s.TableList {
 			if t := a.namesake(n.GetRangeVar().GetRelname()); t != nil {
-				return refuse(nil, StateFeatureNotSupported, "IMPORT FOREIGN SCHEMA of a table named like encrypted table %s would shadow it", t)
+				return refuse(nil, sqlplan.StateFeatureNotSupported, "IMPORT FOREIGN SCHEMA of a table named like encrypted table %s would shadow it", t)
 			}
 		}
 		return nil
 	}
-	return refuse(nil, StateFeatureNotSupported,
+	return refuse(nil, sqlplan.StateFeatureNotSupported,
 		"IMPORT FOREIGN SCHEMA without LIMIT TO may create a relation named like an encrypted table; list the tables")
 }

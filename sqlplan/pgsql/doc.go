@@ -36,7 +36,7 @@
 //     normalized SQL so that statements differing only in constants share
 //     one plan (see "Plan cache"). Refusals and Catalog errors are not
 //     cached.
-//   - A [*Refusal] means: send nothing upstream; answer the client with an
+//   - A [*sqlplan.Refusal] means: send nothing upstream; answer the client with an
 //     ErrorResponse (SQLSTATE Refusal.SQLState, message Refusal.Error()).
 //     Any other error is a Catalog failure: send nothing either.
 //
@@ -120,7 +120,7 @@
 // UTF8.
 //
 // Extended protocol: plan the Parse query the same way (it has one
-// statement). [Plan.Params] has one [Param] per $n:
+// statement). [Plan.Params] has one [sqlplan.Param] per $n:
 //
 //   - RolePlain: forward as sent.
 //   - RoleStore: declare bytea (OID 17) in the upstream Parse; at Bind
@@ -132,8 +132,8 @@
 //     array of Column.Type; bind one bytea[] with every element's
 //     ciphertexts under every live version.
 //
-// In ParameterDescription report the plaintext type ([Param.ClientType],
-// an array of it when [Param.ClientArray]); Param.UpstreamOID is the type
+// In ParameterDescription report the plaintext type ([sqlplan.Param.ClientType],
+// an array of it when [sqlplan.Param.ClientArray]); [UpstreamOID] is the type
 // to declare upstream (extend Parse's type list when the client declared
 // fewer). The rewritten Parse text (Rewrite) already casts match
 // parameters (`= ANY($1::bytea[])`).

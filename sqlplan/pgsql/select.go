@@ -6,6 +6,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // outMode says what happens to the output columns of a query.
@@ -198,7 +199,7 @@ func (a *analyzer) setOp(s *pg.SelectStmt, sc *scope, mode outMode, onLeft func(
 			} else {
 				cr = rp.rule
 			}
-			return selOut{}, refuse(cr, StateDatatypeMismatch, "%s combines the encrypted column with a plaintext column or one under another key", opName)
+			return selOut{}, refuse(cr, sqlplan.StateDatatypeMismatch, "%s combines the encrypted column with a plaintext column or one under another key", opName)
 		}
 		out.cols = append(out.cols, c)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -234,7 +235,7 @@ func (m *bindMsg) paramValue(v span) []byte { return m.rest[v.off : v.off+v.n] }
 
 // invalidParam refuses parameter i (0-based) of col as not a valid what.
 func invalidParam(col *rules.ColumnRule, i int, what string) *pgproto3.ErrorResponse {
-	return errorResponse(pgsql.StateInvalidText,
+	return errorResponse(sqlplan.StateInvalidText,
 		"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid "+what)
 }
 
@@ -335,14 +336,14 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 	col := prm.Column
 	src := m.paramValue(m.values[i])
 	format := formatOf(m.paramFormats, i)
-	if prm.Role == pgsql.RoleMatchArray {
+	if prm.Role == sqlplan.RoleMatchArray {
 		out, err := s.bindMatchArray(out, col, src, format, zone, rec)
 		if err != nil {
 			return out, invalidParam(col, i, "array of "+col.Type.String())
 		}
 		return out, nil
 	}
-	if prm.Role == pgsql.RoleMatch && cts != nil {
+	if prm.Role == sqlplan.RoleMatch && cts != nil {
 		return appendMatchArray(out, cts, st.slots[i]), nil
 	}
 	canon, err := s.bindCanon(s.frontBufs.canonical[:0], col, src, format, zone)
@@ -351,7 +352,7 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 	}
 	s.frontBufs.canonical = canon
 	switch prm.Role {
-	case pgsql.RoleStore:
+	case sqlplan.RoleStore:
 		ct, err := s.ic.opts.Encryptor.AppendStore(s.ctx, s.frontBufs.ciphertext[:0], col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
@@ -359,7 +360,7 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 		s.frontBufs.ciphertext = ct
 		out = binary.BigEndian.AppendUint32(out, uint32(len(ct)))
 		return append(out, ct...), nil
-	case pgsql.RoleMatch:
+	case sqlplan.RoleMatch:
 		cts, err := s.ic.opts.Encryptor.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
@@ -367,7 +368,7 @@ func (s *session) appendEncryptedParam(out []byte, m *bindMsg, st *stmtInfo, i i
 		rec.RecordMatch(col, canon, cts)
 		return appendMatchArray(out, cts, len(cts)), nil
 	default:
-		return out, errorResponse(pgsql.StateFeatureNotSupported,
+		return out, errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: column "+col.String()+": parameter role not supported")
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -115,7 +115,7 @@ func (s *session) resultColumns(body []byte, simple bool) (cols []*rules.ColumnR
 		}
 		if !ti.found {
 			if f.DataTypeOID == 17 {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), false, nil
 			}
 			cacheable = false
@@ -124,13 +124,13 @@ func (s *session) resultColumns(body []byte, simple bool) (cols []*rules.ColumnR
 		col := ti.cols[int16(f.TableAttributeNumber)]
 		if col == nil {
 			if ti.encView && f.DataTypeOID == 17 {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), false, nil
 			}
 			continue
 		}
 		if simple && f.Format != 0 {
-			return nil, errorResponse(pgsql.StateFeatureNotSupported,
+			return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), false, nil
 		}
 		if !knownType(col.Type) {
