@@ -48,6 +48,9 @@ type RelationSource interface {
 
 // Options are the optional settings of a Planner.
 type Options struct {
+	// CacheSize is the number of plans kept (LRU by SQL text, current
+	// database and lexing state). 0 means sqlplan.DefaultCacheSize.
+	CacheSize int
 	// AllowDynamicSQL lets PREPARE … FROM a variable (or any source that
 	// is not a string literal), EXECUTE IMMEDIATE, and stored programs or
 	// compound statements containing PREPARE/EXECUTE through. They run SQL

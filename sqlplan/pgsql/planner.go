@@ -51,7 +51,8 @@ type Options struct {
 	Database string
 	// Catalog is required when Rules is not empty.
 	Catalog Catalog
-	// CacheSize is the number of plans kept (LRU). 0 means 1024.
+	// CacheSize is the number of plans kept (LRU). 0 means
+	// sqlplan.DefaultCacheSize.
 	CacheSize int
 	// MaxCachedSQL is the longest SQL text whose plan is cached, in bytes;
 	// longer texts (bulk INSERTs with literal values) are planned every
@@ -124,7 +125,7 @@ func New(opts Options) (*Planner, error) {
 	}
 	size := opts.CacheSize
 	if size <= 0 {
-		size = 1024
+		size = sqlplan.DefaultCacheSize
 	}
 	cache, err := lru.New[cacheKey, *cached](size)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -127,7 +128,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	// bounds of parameter i's ciphertext in s.cmdCT), lookups into cts.
 	s.cmdCT = s.cmdCT[:0]
 	for i, pr := range plan.Params {
-		if pr.Role == mysqlsql.RolePlain || vals[i] == nil {
+		if pr.Role == sqlplan.RolePlain || vals[i] == nil {
 			continue
 		}
 		var err error
@@ -141,14 +142,14 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		}
 		canon := s.cmdCanon
 		switch pr.Role {
-		case mysqlsql.RoleStore:
+		case sqlplan.RoleStore:
 			start := len(s.cmdCT)
 			ct, err := s.ic.enc.AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
 			if err != nil {
 				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
 			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
-		case mysqlsql.RoleMatch:
+		case sqlplan.RoleMatch:
 			m, err := s.ic.enc.EncryptForMatch(s.ctx, pr.Column, canon)
 			if err != nil {
 				return failed("cannot encrypt a parameter for "+pr.Column.String(), err)
@@ -185,7 +186,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		t := types[c]
 		if vals[c] == nil {
 			out[bmStart+j/8] |= 1 << (j % 8)
-		} else if plan.Params[c].Role != mysqlsql.RolePlain {
+		} else if plan.Params[c].Role != sqlplan.RolePlain {
 			t = uint16(gomysql.MYSQL_TYPE_BLOB)
 		}
 		out = binary.LittleEndian.AppendUint16(out, t)
@@ -195,7 +196,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		if vals[c] == nil {
 			continue
 		}
-		if plan.Params[c].Role == mysqlsql.RolePlain {
+		if plan.Params[c].Role == sqlplan.RolePlain {
 			out = append(out, vals[c]...)
 			continue
 		}
