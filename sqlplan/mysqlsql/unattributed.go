@@ -161,48 +161,16 @@ func (a *analyzer) derived(sel *ast.SelectStmt) {
 // outputOf names the encrypted column that query n returns as name (or
 // through *), "" if none.
 func (a *analyzer) outputOf(n ast.Node, name string) string {
-	switch q := n.(type) {
-	case *ast.SetOprStmt:
-		if q.SelectList != nil {
-			for _, sel := range q.SelectList.Selects {
-				if c := a.outputOf(sel, name); c != "" {
-					return c
-				}
-			}
+	return a.searchSelect(n, func(f *ast.SelectField) string {
+		out := f.AsName.O
+		if cn, ok := unparen(f.Expr).(*ast.ColumnNameExpr); ok && out == "" {
+			out = cn.Name.Name.O
 		}
-	case *ast.SetOprSelectList:
-		for _, sel := range q.Selects {
-			if c := a.outputOf(sel, name); c != "" {
-				return c
-			}
-		}
-	case *ast.SelectStmt:
-		if q.Fields == nil {
+		if !strings.EqualFold(out, name) {
 			return ""
 		}
-		for _, f := range q.Fields.Fields {
-			if f.WildCard != nil {
-				if t := a.encryptedIn(q.From); t != "" {
-					return t
-				}
-				continue
-			}
-			out := f.AsName.O
-			if cn, ok := unparen(f.Expr).(*ast.ColumnNameExpr); ok && out == "" {
-				out = cn.Name.Name.O
-			}
-			if !strings.EqualFold(out, name) {
-				continue
-			}
-			if col := a.colExpr(f.Expr); col != nil {
-				return col.String()
-			}
-			if c := a.yieldsEncrypted(&ast.SelectStmt{Fields: &ast.FieldList{Fields: []*ast.SelectField{f}}}); c != "" {
-				return c
-			}
-		}
-	}
-	return ""
+		return a.fieldYieldsEncrypted(f)
+	})
 }
 
 // yieldsEncrypted names an encrypted column (or table, for *) that query n
@@ -210,24 +178,36 @@ func (a *analyzer) outputOf(n ast.Node, name string) string {
 // over a FROM naming an encrypted table, a scalar subquery returning one,
 // or any branch of a set operation doing so. "" if none.
 func (a *analyzer) yieldsEncrypted(n ast.Node) string {
+	if q, ok := n.(*ast.SubqueryExpr); ok {
+		return a.yieldsEncrypted(q.Query)
+	}
+	return a.searchSelect(n, a.fieldYieldsEncrypted)
+}
+
+// fieldYieldsEncrypted names the encrypted column that select field f
+// returns, directly or through a scalar subquery; "" if none.
+func (a *analyzer) fieldYieldsEncrypted(f *ast.SelectField) string {
+	if col := a.colExpr(f.Expr); col != nil {
+		return col.String()
+	}
+	return a.subqueryYieldsEncrypted(f.Expr)
+}
+
+// searchSelect looks through every SELECT of query n (each branch of a
+// set operation) for an encrypted result: * or t.* over a FROM naming an
+// encrypted table, or a field for which field names one. "" if none.
+func (a *analyzer) searchSelect(n ast.Node, field func(*ast.SelectField) string) string {
 	switch q := n.(type) {
 	case *ast.SetOprStmt:
-		if q.SelectList == nil {
-			return ""
-		}
-		for _, sel := range q.SelectList.Selects {
-			if col := a.yieldsEncrypted(sel); col != "" {
-				return col
-			}
+		if q.SelectList != nil {
+			return a.searchSelect(q.SelectList, field)
 		}
 	case *ast.SetOprSelectList:
 		for _, sel := range q.Selects {
-			if col := a.yieldsEncrypted(sel); col != "" {
-				return col
+			if c := a.searchSelect(sel, field); c != "" {
+				return c
 			}
 		}
-	case *ast.SubqueryExpr:
-		return a.yieldsEncrypted(q.Query)
 	case *ast.SelectStmt:
 		if q.Fields == nil {
 			return ""
@@ -239,15 +219,8 @@ func (a *analyzer) yieldsEncrypted(n ast.Node) string {
 				}
 				continue
 			}
-			if col := a.colExpr(f.Expr); col != nil {
-				return col.String()
-			}
-			sq := &subqueries{}
-			f.Expr.Accept(sq)
-			for _, s := range sq.list {
-				if col := a.yieldsEncrypted(s); col != "" {
-					return col
-				}
+			if c := field(f); c != "" {
+				return c
 			}
 		}
 	}

@@ -145,21 +145,30 @@ func isSessionStmt(n *pg.Node) bool {
 	return false
 }
 
+// query analyzes a SELECT, INSERT, UPDATE or DELETE node whose results
+// are returned as mode says; ok is false for any other kind of node.
+func (a *analyzer) query(n *pg.Node, sc *scope, mode outMode) (out selOut, ok bool, err error) {
+	switch q := n.GetNode().(type) {
+	case *pg.Node_SelectStmt:
+		out, err = a.topSelect(q.SelectStmt, sc, mode)
+	case *pg.Node_InsertStmt:
+		out, err = a.insert(q.InsertStmt, sc, mode)
+	case *pg.Node_UpdateStmt:
+		out, err = a.update(q.UpdateStmt, sc, mode)
+	case *pg.Node_DeleteStmt:
+		out, err = a.delete(q.DeleteStmt, sc, mode)
+	default:
+		return selOut{}, false, nil
+	}
+	return out, true, err
+}
+
 // dispatch plans one statement node into st.
 func (a *analyzer) dispatch(n *pg.Node, st *Statement) error {
+	if _, ok, err := a.query(n, nil, outReturned); ok {
+		return err
+	}
 	switch v := n.GetNode().(type) {
-	case *pg.Node_SelectStmt:
-		_, err := a.topSelect(v.SelectStmt, nil, outReturned)
-		return err
-	case *pg.Node_InsertStmt:
-		_, err := a.insert(v.InsertStmt, nil, outReturned)
-		return err
-	case *pg.Node_UpdateStmt:
-		_, err := a.update(v.UpdateStmt, nil, outReturned)
-		return err
-	case *pg.Node_DeleteStmt:
-		_, err := a.delete(v.DeleteStmt, nil, outReturned)
-		return err
 	case *pg.Node_CopyStmt:
 		return a.copyStmt(v.CopyStmt, st)
 	case *pg.Node_ExplainStmt:

@@ -137,12 +137,9 @@ func copyOptions(opts []*pg.Node, cp *Copy) error {
 				return err
 			}
 			cp.Format = f
-		case "delimiter":
+		case "delimiter", "null", "quote", "escape":
 			s := defString(d)
-			o.delim = &s
-		case "null":
-			s := defString(d)
-			o.null = &s
+			*o.text(d.Defname) = &s
 		case "default":
 			cp.Default = defString(d)
 		case "header":
@@ -151,12 +148,6 @@ func copyOptions(opts []*pg.Node, cp *Copy) error {
 				return err
 			}
 			cp.Header = b
-		case "quote":
-			s := defString(d)
-			o.quote = &s
-		case "escape":
-			s := defString(d)
-			o.escape = &s
 		case "encoding":
 			e := strings.ToLower(strings.ReplaceAll(defString(d), "-", ""))
 			if e != "utf8" && e != "unicode" {
@@ -184,6 +175,20 @@ type copyOpts struct {
 	delim, null, quote, escape                   *string
 	forceQuote, forceNotNull, forceNull          []string
 	forceQuoteAll, forceNotNullAll, forceNullAll bool
+}
+
+// text returns the field of the string option name (delimiter, null,
+// quote or escape).
+func (o *copyOpts) text(name string) **string {
+	switch name {
+	case "delimiter":
+		return &o.delim
+	case "null":
+		return &o.null
+	case "quote":
+		return &o.quote
+	}
+	return &o.escape
 }
 
 // apply sets cp's delimiter, NULL string, quote and escape from the

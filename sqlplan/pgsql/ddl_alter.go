@@ -105,45 +105,54 @@ func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
 // other is configured with every encrypted column of it (then both are
 // encrypted tables and rows moving between them stay encrypted).
 func (a *analyzer) link(child, parent *pg.RangeVar, partition bool) error {
-	if pt := a.encryptedNamed(parent); pt != nil {
-		cr, err := a.ruleOf(child, false)
-		if err != nil {
-			return err
-		}
-		if pr, err := a.ruleOf(parent, false); err != nil {
-			return err
-		} else if pr != nil {
-			pt = pr
-		}
-		if !covers(cr, pt) {
-			if partition {
-				return refuse(nil, sqlplan.StateFeatureNotSupported,
-					"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)", pt)
-			}
-			return refuse(nil, sqlplan.StateFeatureNotSupported,
-				"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", pt, pt)
-		}
+	pt, err := a.uncovered(parent, child)
+	if err != nil {
+		return err
 	}
-	if ct := a.encryptedNamed(child); ct != nil {
-		pr, err := a.ruleOf(parent, false)
-		if err != nil {
-			return err
-		}
-		if cr, err := a.ruleOf(child, false); err != nil {
-			return err
-		} else if cr != nil {
-			ct = cr
-		}
-		if !covers(pr, ct) {
-			if partition {
-				return refuse(nil, sqlplan.StateFeatureNotSupported,
-					"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)", ct)
-			}
+	if pt != nil {
+		if partition {
 			return refuse(nil, sqlplan.StateFeatureNotSupported,
-				"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", ct)
+				"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)", pt)
 		}
+		return refuse(nil, sqlplan.StateFeatureNotSupported,
+			"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", pt, pt)
+	}
+	ct, err := a.uncovered(child, parent)
+	if err != nil {
+		return err
+	}
+	if ct != nil {
+		if partition {
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
+				"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)", ct)
+		}
+		return refuse(nil, sqlplan.StateFeatureNotSupported,
+			"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", ct)
 	}
 	return nil
+}
+
+// uncovered returns the rules of enc when it is an encrypted table and
+// other is not configured with every encrypted column of it; nil when enc
+// is not encrypted or other covers it.
+func (a *analyzer) uncovered(enc, other *pg.RangeVar) (*rules.TableRule, error) {
+	t := a.encryptedNamed(enc)
+	if t == nil {
+		return nil, nil
+	}
+	or, err := a.ruleOf(other, false)
+	if err != nil {
+		return nil, err
+	}
+	if r, err := a.ruleOf(enc, false); err != nil {
+		return nil, err
+	} else if r != nil {
+		t = r
+	}
+	if covers(or, t) {
+		return nil, nil
+	}
+	return t, nil
 }
 
 // ruleOf returns the rule configured for relation rv: of its schema when

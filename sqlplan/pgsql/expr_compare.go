@@ -265,37 +265,54 @@ func (a *analyzer) anyAll(e *pg.A_Expr, sc *scope, op string) error {
 
 // anyAllEdit records the edit that replaces x op quant(…) by the match m.
 func (a *analyzer) anyAllEdit(e *pg.A_Expr, l exprInfo, col *rules.ColumnRule, quant string, m *Match) error {
-	ts, err := a.tokens()
+	edit, err := a.matchEdit(e, l, col, m, func(ts *tokens, op int) (int, error) {
+		// op ANY ( … ): the quantifier follows the operator.
+		if !ts.is(op+2, pg.Token_ASCII_40) {
+			return 0, errSpanf("expected %s( after the operator", quant)
+		}
+		return op + 2, nil
+	})
 	if err != nil {
 		return err
 	}
-	ls, err := ts.operandSpan(e.Lexpr)
-	if err != nil {
-		return err
-	}
-	opi, err := ts.at(int(e.Location))
-	if err != nil {
-		return err
-	}
-	// op ANY ( … ): the quantifier follows the operator.
-	open := opi + 2
-	if !ts.is(open, pg.Token_ASCII_40) {
-		return errSpanf("expected %s( after the operator", quant)
-	}
-	close, err := ts.closing(open)
-	if err != nil {
-		return err
-	}
-	colSpan, err := ts.exprSpan(l.node)
-	if err != nil {
-		return err
-	}
-	m.Column = a.sql[colSpan.start:colSpan.end]
 	if len(m.Literals) == 0 && len(m.Params) == 0 {
 		return nil // only NULLs
 	}
-	a.addEdit(Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m})
+	a.addEdit(edit)
 	return nil
+}
+
+// matchEdit makes the edit that replaces the comparison e by the match m:
+// from e's left operand to the parenthesis closing its list, whose opening
+// one open finds from the operator's token. It sets m.Column to the text
+// of the compared column.
+func (a *analyzer) matchEdit(e *pg.A_Expr, l exprInfo, col *rules.ColumnRule, m *Match, open func(ts *tokens, op int) (int, error)) (Edit, error) {
+	ts, err := a.tokens()
+	if err != nil {
+		return Edit{}, err
+	}
+	ls, err := ts.operandSpan(e.Lexpr)
+	if err != nil {
+		return Edit{}, err
+	}
+	op, err := ts.at(int(e.Location))
+	if err != nil {
+		return Edit{}, err
+	}
+	o, err := open(ts, op)
+	if err != nil {
+		return Edit{}, err
+	}
+	close, err := ts.closing(o)
+	if err != nil {
+		return Edit{}, err
+	}
+	colSpan, err := ts.exprSpan(l.node)
+	if err != nil {
+		return Edit{}, err
+	}
+	m.Column = a.sql[colSpan.start:colSpan.end]
+	return Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m}, nil
 }
 
 // arrayLiteral adds the elements of an array constant in PostgreSQL's text
@@ -406,33 +423,18 @@ func (a *analyzer) inList(e *pg.A_Expr, sc *scope, negated bool) error {
 	if len(m.Literals) == 0 && len(m.Params) == 0 {
 		return nil // only NULLs
 	}
-	ts, err := a.tokens()
+	edit, err := a.matchEdit(e, l, col, m, func(ts *tokens, i int) (int, error) {
+		if ts.is(i, pg.Token_NOT) {
+			i++
+		}
+		if !ts.is(i, pg.Token_IN_P) || !ts.is(i+1, pg.Token_ASCII_40) {
+			return 0, errSpanf("expected IN ( at offset %d", e.Location)
+		}
+		return i + 1, nil
+	})
 	if err != nil {
 		return err
 	}
-	ls, err := ts.operandSpan(e.Lexpr)
-	if err != nil {
-		return err
-	}
-	i, err := ts.at(int(e.Location))
-	if err != nil {
-		return err
-	}
-	if ts.is(i, pg.Token_NOT) {
-		i++
-	}
-	if !ts.is(i, pg.Token_IN_P) || !ts.is(i+1, pg.Token_ASCII_40) {
-		return errSpanf("expected IN ( at offset %d", e.Location)
-	}
-	close, err := ts.closing(i + 1)
-	if err != nil {
-		return err
-	}
-	colSpan, err := ts.exprSpan(l.node)
-	if err != nil {
-		return err
-	}
-	m.Column = a.sql[colSpan.start:colSpan.end]
-	a.addEdit(Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m})
+	a.addEdit(edit)
 	return nil
 }

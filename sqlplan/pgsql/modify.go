@@ -352,19 +352,9 @@ func (a *analyzer) setList(items []*pg.Node, sc *scope, target *rel) error {
 
 // update analyzes UPDATE.
 func (a *analyzer) update(s *pg.UpdateStmt, parent *scope, mode outMode) (selOut, error) {
-	sc := &scope{parent: parent}
-	if err := a.withClause(s.WithClause, sc); err != nil {
-		return selOut{}, err
-	}
-	target, err := a.baseRel(s.Relation)
+	sc, target, err := a.targetScope(s.WithClause, s.Relation, s.FromClause, parent)
 	if err != nil {
 		return selOut{}, err
-	}
-	sc.rels = append(sc.rels, target)
-	for _, f := range s.FromClause {
-		if err := a.fromItem(f, sc); err != nil {
-			return selOut{}, err
-		}
 	}
 	if err := a.setList(s.TargetList, sc, target); err != nil {
 		return selOut{}, err
@@ -377,24 +367,34 @@ func (a *analyzer) update(s *pg.UpdateStmt, parent *scope, mode outMode) (selOut
 
 // delete analyzes DELETE.
 func (a *analyzer) delete(s *pg.DeleteStmt, parent *scope, mode outMode) (selOut, error) {
-	sc := &scope{parent: parent}
-	if err := a.withClause(s.WithClause, sc); err != nil {
-		return selOut{}, err
-	}
-	target, err := a.baseRel(s.Relation)
+	sc, target, err := a.targetScope(s.WithClause, s.Relation, s.UsingClause, parent)
 	if err != nil {
 		return selOut{}, err
-	}
-	sc.rels = append(sc.rels, target)
-	for _, f := range s.UsingClause {
-		if err := a.fromItem(f, sc); err != nil {
-			return selOut{}, err
-		}
 	}
 	if _, err := a.plain(s.WhereClause, sc, "a WHERE condition"); err != nil {
 		return selOut{}, err
 	}
 	return a.returning(s.ReturningList, sc, target, mode)
+}
+
+// targetScope opens the scope of an UPDATE or DELETE: its WITH queries,
+// its target table and the tables of its FROM (USING) list.
+func (a *analyzer) targetScope(with *pg.WithClause, target *pg.RangeVar, from []*pg.Node, parent *scope) (*scope, *rel, error) {
+	sc := &scope{parent: parent}
+	if err := a.withClause(with, sc); err != nil {
+		return nil, nil, err
+	}
+	t, err := a.baseRel(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc.rels = append(sc.rels, t)
+	for _, f := range from {
+		if err := a.fromItem(f, sc); err != nil {
+			return nil, nil, err
+		}
+	}
+	return sc, t, nil
 }
 
 // returning analyzes a RETURNING list; its rows are decrypted from

@@ -307,20 +307,9 @@ func (a *analyzer) view(v *pg.ViewStmt) error {
 func (a *analyzer) prepare(ps *pg.PrepareStmt, st *Statement) error {
 	outer := a.params
 	a.params = nil
-	var err error
-	switch q := ps.Query.GetNode().(type) {
-	case *pg.Node_SelectStmt:
-		_, err = a.topSelect(q.SelectStmt, nil, outReturned)
-	case *pg.Node_InsertStmt:
-		_, err = a.insert(q.InsertStmt, nil, outReturned)
-	case *pg.Node_UpdateStmt:
-		_, err = a.update(q.UpdateStmt, nil, outReturned)
-	case *pg.Node_DeleteStmt:
-		_, err = a.delete(q.DeleteStmt, nil, outReturned)
-	default:
-		if a.p.touches(a.sql[st.Start:st.End]) {
-			err = unsupported(nil, "PREPARE of a %s in a statement touching an encrypted table", stmtName(ps.Query))
-		}
+	_, ok, err := a.query(ps.Query, nil, outReturned)
+	if !ok && a.p.touches(a.sql[st.Start:st.End]) {
+		err = unsupported(nil, "PREPARE of a %s in a statement touching an encrypted table", stmtName(ps.Query))
 	}
 	if err != nil {
 		return err
