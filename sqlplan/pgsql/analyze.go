@@ -66,6 +66,15 @@ func (a *analyzer) tokens() (*tokens, error) {
 	return a.toks, nil
 }
 
+// exprSpan is the span of expression n in the SQL text.
+func (a *analyzer) exprSpan(n *pg.Node) (span, error) {
+	ts, err := a.tokens()
+	if err != nil {
+		return span{}, err
+	}
+	return ts.exprSpan(n)
+}
+
 // statement plans one statement of the string.
 func (a *analyzer) statement(raw *pg.RawStmt) (Statement, error) {
 	start := int(raw.StmtLocation)

@@ -231,11 +231,7 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 		if err := checkLiteral(cr, in); err != nil {
 			return err
 		}
-		ts, err := a.tokens()
-		if err != nil {
-			return err
-		}
-		sp, err := ts.exprSpan(in.node)
+		sp, err := a.exprSpan(in.node)
 		if err != nil {
 			return err
 		}
@@ -249,11 +245,7 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 			return err
 		}
 		if in.cast != nil {
-			ts, err := a.tokens()
-			if err != nil {
-				return err
-			}
-			sp, err := ts.exprSpan(in.node)
+			sp, err := a.exprSpan(in.node)
 			if err != nil {
 				return err
 			}

@@ -409,11 +409,7 @@ func (a *analyzer) executeArg(p *pg.Node, sc *scope) (Arg, error) {
 		arg.Cast = name
 	}
 	if arg.Kind != ArgOther {
-		ts, err := a.tokens()
-		if err != nil {
-			return Arg{}, err
-		}
-		sp, err := ts.exprSpan(in.node)
+		sp, err := a.exprSpan(in.node)
 		if err != nil {
 			return Arg{}, err
 		}
