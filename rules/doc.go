@@ -80,7 +80,8 @@
 // # What this package does not do
 //
 // No SQL parsing (see sqlplan/pgsql and sqlplan/mysqlsql), no wire
-// protocol, no I/O of its own, no logging, no global state. It must not import config, proxy
-// packages or key providers; it depends on crypto (Key, ciphertext header)
-// and value (types, canonical validation) only.
+// protocol, no I/O of its own, no logging, no global state. It must not
+// import config, sqlplan, proxy packages or key providers; it depends on
+// crypto (Key, ciphertext header) and value (types, canonical validation)
+// only.
 package rules
