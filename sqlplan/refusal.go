@@ -1,5 +1,11 @@
 package sqlplan
 
+import (
+	"errors"
+
+	"github.com/dbproxy/dbproxy/value"
+)
+
 // SQLSTATE codes of refusals. PostgreSQL answers a refusal with its code;
 // the MySQL wire layer answers every refusal with one error of its own and
 // ignores it.
@@ -53,4 +59,16 @@ func (r *Refusal) Error() string {
 		return "dbproxy: statement refused: " + r.Table + ": " + r.Reason
 	}
 	return "dbproxy: statement refused: " + r.Reason
+}
+
+// ValueErrorState is the SQLSTATE of the refusal of a literal that is not a
+// valid value of its column's type; err is the value package's error.
+func ValueErrorState(err error) string {
+	switch {
+	case errors.Is(err, value.ErrRange):
+		return StateOutOfRange
+	case errors.Is(err, value.ErrUnsupported):
+		return StateFeatureNotSupported
+	}
+	return StateInvalidText
 }

@@ -269,7 +269,7 @@ func (c *aliasCollector) Enter(n ast.Node) (ast.Node, bool) {
 		}
 	case *ast.CommonTableExpression:
 		if len(x.ColNameList) > 0 {
-			c.a.refuse(&sqlplan.Refusal{Table: x.Name.O, Reason: "CTE column lists are not supported in statements on encrypted tables"})
+			c.a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: x.Name.O, Reason: "CTE column lists are not supported in statements on encrypted tables"})
 		}
 	}
 	return n, false

@@ -36,6 +36,9 @@ func wantRefusal(t *testing.T, p *mysqlsql.Planner, sql string, want ...string) 
 		t.Errorf("%s: not refused (err %v)", sql, err)
 		return
 	}
+	if len(r.SQLState) != 5 {
+		t.Errorf("%s: refusal without an SQLSTATE: %q", sql, r.SQLState)
+	}
 	for _, w := range want {
 		if !strings.Contains(r.Error(), w) {
 			t.Errorf("%s: refusal %q does not mention %q", sql, r.Error(), w)

@@ -147,7 +147,7 @@ func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc 
 			var err error
 			canon, err = value.AppendCanonicalMySQLText(canon[:0], s.Column.Type, []byte(s.Literal.Text), loc)
 			if err != nil {
-				return nil, &sqlplan.Refusal{Column: s.Column.String(), Reason: fmt.Sprintf("literal is not a valid %s: %v", s.Column.Type, errKind(err))}
+				return nil, &sqlplan.Refusal{SQLState: sqlplan.ValueErrorState(err), Column: s.Column.String(), Reason: fmt.Sprintf("literal is not a valid %s: %v", s.Column.Type, errKind(err))}
 			}
 			if s.Kind == SlotStore {
 				ct, err = enc.AppendStore(ctx, ct[:0], s.Column, canon)

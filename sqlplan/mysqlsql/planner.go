@@ -118,7 +118,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 		return passPlan, nil
 	}
 	if touches && lex.Unreadable != "" {
-		return nil, &sqlplan.Refusal{Reason: lex.Unreadable}
+		return nil, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: lex.Unreadable}
 	}
 	key := cacheKey{database, sql, lex}
 	cache := p.max > 0 && len(sql) <= maxCachedSQL
@@ -219,23 +219,23 @@ const markerPrefix = "dbproxy_slot_"
 func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touches bool) (plan *Plan, usedCatalog bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			plan, err = nil, &sqlplan.Refusal{Reason: "the statement could not be analysed"}
+			plan, err = nil, &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "the statement could not be analysed"}
 		}
 	}()
 	views := p.rel.load()
 	lower := strings.ToLower(sql)
 	if strings.Contains(lower, markerPrefix) {
-		return nil, false, &sqlplan.Refusal{Reason: "the statement contains a reserved identifier"}
+		return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "the statement contains a reserved identifier"}
 	}
 	norm, nerr := normalize(sql, lex)
 	if nerr != nil {
 		if touches {
 			if nerr == errUnprovable {
-				return nil, false, &sqlplan.Refusal{Reason: "the proxy cannot read this statement exactly as the server will " +
+				return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "the proxy cannot read this statement exactly as the server will " +
 					"(a nested or version-dependent executable comment, a non-ASCII byte after --, a NUL byte, a quote " +
 					"in an optimizer hint, or a non-ASCII byte outside a string in a single-byte client character set)"}
 			}
-			return nil, false, &sqlplan.Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+			return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Reason: "the statement may touch an encrypted table but could not be parsed"}
 		}
 		if mentionsUse(sql) {
 			// Whether it holds a USE the server runs is not known.
@@ -252,7 +252,7 @@ func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touch
 			if r := p.unparsed(sql, views); r != nil {
 				return nil, false, r
 			}
-			return nil, false, &sqlplan.Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+			return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Reason: "the statement may touch an encrypted table but could not be parsed"}
 		}
 		if !p.rules.Empty() && ddlStart(sql) {
 			// CREATE TRIGGER, ALTER VIEW, …: may change the views.
@@ -280,7 +280,7 @@ func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touch
 		out.Passthrough = true
 		out.Slots, out.Params = nil, normaliseParams(out.Params)
 		if out.HasEncryptedParams() {
-			return nil, usedCatalog, &sqlplan.Refusal{Reason: "internal: parameter roles without rewrite"}
+			return nil, usedCatalog, &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: parameter roles without rewrite"}
 		}
 		return out, usedCatalog, nil
 	}
@@ -306,7 +306,7 @@ func (p *Planner) planSession(ctx context.Context, database, sql string, lex Lex
 					return nil, usedCatalog, err
 				}
 			}
-			return nil, false, &sqlplan.Refusal{Reason: "a statement changing sql_mode or the client character set cannot be " +
+			return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "a statement changing sql_mode or the client character set cannot be " +
 				"followed by a statement on an encrypted table in the same query string"}
 		}
 	}
@@ -335,7 +335,7 @@ func (p *Planner) sameInOtherModes(ctx context.Context, database, sql, norm stri
 	if alt.Mode == lex.Mode {
 		return nil
 	}
-	refusal := &sqlplan.Refusal{Reason: "the statement reads differently with NO_BACKSLASH_ESCAPES or ANSI_QUOTES, and the " +
+	refusal := &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "the statement reads differently with NO_BACKSLASH_ESCAPES or ANSI_QUOTES, and the " +
 		"server's sql_mode is not known (no catalog connection): use '' to quote quotes, or SET sql_mode first"}
 	norm2, err := normalize(sql, alt)
 	if err != nil {
@@ -401,7 +401,7 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 		st.Accept(&replacer{repl: a.repl})
 		var sb strings.Builder
 		if err := st.Restore(format.NewRestoreCtx(restore, &sb)); err != nil {
-			return nil, nil, false, usedCatalog, &sqlplan.Refusal{Reason: "the statement could not be rewritten"}
+			return nil, nil, false, usedCatalog, &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "the statement could not be rewritten"}
 		}
 		texts = append(texts, sb.String())
 	}
@@ -436,5 +436,5 @@ func refusef(col *rules.ColumnRule, format string, args ...any) *sqlplan.Refusal
 	if col != nil {
 		name = col.String()
 	}
-	return &sqlplan.Refusal{Column: name, Reason: fmt.Sprintf(format, args...)}
+	return &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: name, Reason: fmt.Sprintf(format, args...)}
 }

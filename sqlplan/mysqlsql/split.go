@@ -26,11 +26,11 @@ func (out *Plan) split(text string) error {
 		rest := text[i+1+len(markerPrefix):]
 		j := strings.IndexByte(rest, '`')
 		if j < 0 {
-			return &sqlplan.Refusal{Reason: "internal: malformed rewrite"}
+			return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: malformed rewrite"}
 		}
 		n, err := strconv.Atoi(rest[:j])
 		if err != nil || n < 0 || n >= len(slots) || seen[n] {
-			return &sqlplan.Refusal{Reason: "internal: malformed rewrite"}
+			return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: malformed rewrite"}
 		}
 		seen[n] = true
 		segs = append(segs, text[:i])
@@ -40,7 +40,7 @@ func (out *Plan) split(text string) error {
 	segs = append(segs, text)
 	for _, s := range seen {
 		if !s {
-			return &sqlplan.Refusal{Reason: "internal: a value was lost in the rewrite"}
+			return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: a value was lost in the rewrite"}
 		}
 	}
 	out.Segments, out.Slots = segs, ordered
@@ -58,7 +58,7 @@ func (out *Plan) split(text string) error {
 		}
 	}
 	if len(out.ServerParams) < len(out.Params) {
-		return &sqlplan.Refusal{Reason: "internal: a placeholder was lost in the rewrite"}
+		return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: a placeholder was lost in the rewrite"}
 	}
 	return nil
 }

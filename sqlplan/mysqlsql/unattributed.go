@@ -37,7 +37,7 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 		for _, sel := range x.SelectList.Selects {
 			if col := a.yieldsEncrypted(sel); col != "" {
 				op := setOpName(x.SelectList)
-				a.refuse(&sqlplan.Refusal{Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through %s; select the column directly", op)})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through %s; select the column directly", op)})
 				return n, true
 			}
 		}
@@ -49,7 +49,7 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 			break
 		}
 		if col := a.subqueryYieldsEncrypted(x.Expr); col != "" {
-			a.refuse(&sqlplan.Refusal{Column: col, Reason: "result column would be returned as ciphertext: MariaDB does not report its origin through a scalar subquery; select the column directly (a join)"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "result column would be returned as ciphertext: MariaDB does not report its origin through a scalar subquery; select the column directly (a join)"})
 			return n, true
 		}
 	case *ast.SelectStmt:
@@ -61,13 +61,13 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 			break
 		}
 		if col := a.subqueryYieldsEncrypted(x.Value); col != "" {
-			a.refuse(&sqlplan.Refusal{Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
 			return n, true
 		}
 	case *ast.CommonTableExpression:
 		if x.Query != nil {
 			if col := a.yieldsEncrypted(x.Query.Query); col != "" {
-				a.refuse(&sqlplan.Refusal{Column: col, Reason: fmt.Sprintf("WITH query %s yields an encrypted column: MariaDB does not report its origin through a CTE; select the column directly", x.Name.O)})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: fmt.Sprintf("WITH query %s yields an encrypted column: MariaDB does not report its origin through a CTE; select the column directly", x.Name.O)})
 				return n, true
 			}
 		}
@@ -141,7 +141,7 @@ func (a *analyzer) derived(sel *ast.SelectStmt) {
 			alias := x.AsName.O
 			for _, f := range sel.Fields.Fields {
 				if f.WildCard != nil && (f.WildCard.Table.O == "" || strings.EqualFold(f.WildCard.Table.O, alias)) {
-					a.refuse(&sqlplan.Refusal{Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", alias)})
+					a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", alias)})
 					return
 				}
 				cn, ok := unparen(f.Expr).(*ast.ColumnNameExpr)
@@ -149,7 +149,7 @@ func (a *analyzer) derived(sel *ast.SelectStmt) {
 					continue
 				}
 				if c := a.outputOf(x.Source, cn.Name.Name.O); c != "" {
-					a.refuse(&sqlplan.Refusal{Column: c, Reason: fmt.Sprintf("result column %s would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", cn.Name.Name.O, alias)})
+					a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: c, Reason: fmt.Sprintf("result column %s would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", cn.Name.Name.O, alias)})
 					return
 				}
 			}

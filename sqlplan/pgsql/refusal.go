@@ -9,7 +9,6 @@ import (
 
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // refuse builds a Refusal about column col (nil for none).
@@ -55,11 +54,5 @@ func safeParseMessage(err error) string {
 // valueRefusal turns a canonicalisation failure of a literal bound for col
 // into a Refusal (the value package's errors never contain the value).
 func valueRefusal(col *rules.ColumnRule, err error) *sqlplan.Refusal {
-	state := sqlplan.StateInvalidText
-	if errors.Is(err, value.ErrRange) {
-		state = sqlplan.StateOutOfRange
-	} else if errors.Is(err, value.ErrUnsupported) {
-		state = sqlplan.StateFeatureNotSupported
-	}
-	return refuse(col, state, "literal is not a valid %s value: %v", col.Type, err)
+	return refuse(col, sqlplan.ValueErrorState(err), "literal is not a valid %s value: %v", col.Type, err)
 }
