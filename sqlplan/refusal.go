@@ -6,9 +6,9 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// SQLSTATE codes of refusals. PostgreSQL answers a refusal with its code;
-// the MySQL wire layer answers every refusal with one error of its own and
-// ignores it.
+// SQLSTATE codes of refusals, set by both planners. The PostgreSQL wire
+// layer answers a refusal with its code; the MySQL wire layer answers every
+// refusal with one error number and SQLSTATE of its own.
 const (
 	StateFeatureNotSupported   = "0A000" // an operation encrypted values cannot support
 	StateSyntaxError           = "42601" // a statement touching an encrypted table that does not parse
@@ -40,8 +40,8 @@ type Refusal struct {
 	Table string
 	// Reason says what was refused and why.
 	Reason string
-	// SQLState is the five-character SQLSTATE code ("" in the MySQL
-	// planner, whose wire layer does not use it).
+	// SQLState is the five-character SQLSTATE code (one of the State
+	// constants).
 	SQLState string
 	// Cause, if set, is the error behind the refusal (a failed catalog
 	// lookup), for the log; it is not part of the message.
