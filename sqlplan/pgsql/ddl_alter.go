@@ -105,29 +105,28 @@ func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
 // other is configured with every encrypted column of it (then both are
 // encrypted tables and rows moving between them stay encrypted).
 func (a *analyzer) link(child, parent *pg.RangeVar, partition bool) error {
-	pt, err := a.uncovered(parent, child)
-	if err != nil {
-		return err
-	}
-	if pt != nil {
-		if partition {
-			return refuse(nil, sqlplan.StateFeatureNotSupported,
-				"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)", pt)
+	for _, side := range []struct {
+		enc, other             *pg.RangeVar
+		partition, inheritance string // refusal formats, of the encrypted table
+	}{
+		{parent, child,
+			"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)",
+			"a table inheriting from encrypted table %[1]s would take rows the proxy does not encrypt, and they would appear in %[1]s"},
+		{child, parent,
+			"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)",
+			"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules"},
+	} {
+		t, err := a.uncovered(side.enc, side.other)
+		if err != nil {
+			return err
 		}
-		return refuse(nil, sqlplan.StateFeatureNotSupported,
-			"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", pt, pt)
-	}
-	ct, err := a.uncovered(child, parent)
-	if err != nil {
-		return err
-	}
-	if ct != nil {
-		if partition {
-			return refuse(nil, sqlplan.StateFeatureNotSupported,
-				"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)", ct)
+		if t != nil {
+			format := side.inheritance
+			if partition {
+				format = side.partition
+			}
+			return refuse(nil, sqlplan.StateFeatureNotSupported, format, t)
 		}
-		return refuse(nil, sqlplan.StateFeatureNotSupported,
-			"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", ct)
 	}
 	return nil
 }
