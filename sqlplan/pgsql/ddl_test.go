@@ -29,7 +29,7 @@ func TestDDLRefusals(t *testing.T) {
 		{"rename schema", "ALTER SCHEMA public RENAME TO old", "", "renaming schema public", ""},
 		{"rename schema onto a rule's", "ALTER SCHEMA staging RENAME TO app", "", "renaming schema staging", ""},
 		// 2. Inheritance, partitions, LIKE, OF.
-		{"inherits", "CREATE TABLE kid () INHERITS (users)", "", "inheriting from encrypted table public.users", ""},
+		{"inherits", "CREATE TABLE kid () INHERITS (users)", "", "inheriting from encrypted table public.users would take rows the proxy does not encrypt, and they would appear in public.users", ""},
 		{"partition of", "CREATE TABLE p1 PARTITION OF users FOR VALUES IN (1)", "", "a partition of encrypted table public.users", ""},
 		{"foreign partition", "CREATE FOREIGN TABLE f PARTITION OF users FOR VALUES IN (1) SERVER s", "", "a partition of encrypted table public.users", ""},
 		{"like", "CREATE TABLE copy (LIKE users INCLUDING ALL)", "", "(LIKE public.users)", ""},
