@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -25,6 +26,30 @@ type Catalog interface {
 	// Columns returns the column names of database.table in ordinal
 	// order; none (and no error) if the table does not exist.
 	Columns(ctx context.Context, database, table string) ([]string, error)
+}
+
+// Options are the optional settings of a Planner.
+type Options struct {
+	// CacheSize is the number of plans kept (LRU by SQL text, current
+	// database and lexing state). 0 means sqlplan.DefaultCacheSize.
+	CacheSize int
+	// AllowDynamicSQL lets PREPARE … FROM a variable (or any source that
+	// is not a string literal), EXECUTE IMMEDIATE, and stored programs or
+	// compound statements containing PREPARE/EXECUTE through. They run SQL
+	// the proxy never sees: a value they store in an encrypted column is
+	// stored as plaintext.
+	AllowDynamicSQL bool
+	// Relations, optional, lists the server's views, so that statements
+	// naming a view over an encrypted table are refused. Without it such
+	// views (created directly in the database) go unnoticed.
+	Relations RelationSource
+	// RelationsMaxAge bounds how old the list of views may be when a
+	// statement is planned (default 10s); DDL through the proxy makes the
+	// next statement read it again.
+	RelationsMaxAge time.Duration
+	// OnRelationsError, optional, is told when the list cannot be read
+	// (the last one read stays in use).
+	OnRelationsError func(error)
 }
 
 // Planner makes Plans. It is safe for concurrent use.
