@@ -13,16 +13,12 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
 // The planners take the Cipher as they take the Encryptor.
-var (
-	_ pgsql.Encrypter    = (*fieldcrypt.Cipher)(nil)
-	_ mysqlsql.Encryptor = (*fieldcrypt.Cipher)(nil)
-)
+var _ sqlplan.Encrypter = (*fieldcrypt.Cipher)(nil)
 
 type fixture struct {
 	enc      *rules.Encryptor

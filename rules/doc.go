@@ -63,20 +63,25 @@
 // # Encryptor
 //
 // [Encryptor] wraps a small [Keys] interface (crypto/keys.Manager satisfies
-// it). EncryptForStore encrypts under the primary key version;
-// EncryptForMatch returns one ciphertext per live version, newest first, so
-// that after `keys rotate` a deterministic lookup still matches rows written
-// under every live version (AppendMatch is its allocation-free variant for
-// callers that reuse buffers; with a Keys that has AppendLive, such as
-// crypto/keys.Manager, no key list is allocated per call either); Decrypt checks the ciphertext's algorithm
-// against the column's mode and its type code against the column's type,
-// and validates the plaintext's canonical form, so it never returns
-// garbage. Errors name columns and keys, never values.
+// it). EncryptForStore (AppendStore into a caller's buffer) encrypts under
+// the primary key version; EncryptForMatch returns one ciphertext per live
+// version, newest first, so that after `keys rotate` a deterministic lookup
+// still matches rows written under every live version. AppendMatch is its
+// allocation-free variant for callers that reuse buffers (with a Keys that
+// has AppendLive, such as crypto/keys.Manager, no key list is allocated per
+// call either), and LiveVersions counts the live versions. Decrypt checks
+// the ciphertext's algorithm against the column's mode and its type code
+// against the column's type, and validates the plaintext's canonical form,
+// so it never returns garbage. Errors name columns and keys, never values.
+// The planners' rewriters take the Encryptor through the smaller
+// sqlplan.Encrypter interface, and [Matches] records the lookups they
+// render (sqlplan.MatchRecorder).
 //
 // # What this package does not do
 //
-// No SQL parsing (see sqlplan/pgsql), no wire protocol, no I/O of
-// its own, no logging, no global state. It must not import config, proxy
-// packages or key providers; it depends on crypto (Key, ciphertext header)
-// and value (types, canonical validation) only.
+// No SQL parsing (see sqlplan/pgsql and sqlplan/mysqlsql), no wire
+// protocol, no I/O of its own, no logging, no global state. It must not
+// import config, sqlplan, proxy packages or key providers; it depends on
+// crypto (Key, ciphertext header) and value (types, canonical validation)
+// only.
 package rules

@@ -10,6 +10,7 @@ import (
 	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // tableRef is one table named in a statement.
@@ -36,12 +37,12 @@ type analyzer struct {
 	encrypted   bool
 	usedCatalog bool
 	pinned      bool // a column list from the catalog was written into the statement
-	err         *Refusal
+	err         *sqlplan.Refusal
 	reasons     []reasonEntry
 	aliases     map[string]*rules.ColumnRule // select-list aliases of encrypted columns
 }
 
-func (a *analyzer) refuse(r *Refusal) {
+func (a *analyzer) refuse(r *sqlplan.Refusal) {
 	if a.err == nil {
 		a.err = r
 	}
@@ -62,7 +63,7 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 	}
 	if !a.encrypted {
 		if !knownStatement(st) && a.p.rules.MayTouch(st.Text()) {
-			a.refuse(&Refusal{Reason: fmt.Sprintf("%s statements that name an encrypted table are not supported", stmtName(st))})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: fmt.Sprintf("%s statements that name an encrypted table are not supported", stmtName(st))})
 			return a.err
 		}
 		a.setPlain()
@@ -86,7 +87,7 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 		// Plain placeholders become slots too, so that the server's
 		// parameter order is known whatever order the restore writes.
 		for m, i := range a.params {
-			if a.plan.Params[i].Role == RolePlain {
+			if a.plan.Params[i].Role == sqlplan.RolePlain {
 				a.addParamSlot(m, i)
 			}
 		}
@@ -103,7 +104,7 @@ func (a *analyzer) numberParams(st ast.StmtNode) {
 	base := len(a.plan.Params)
 	for i, m := range pc.list {
 		a.params[m] = base + i
-		a.plan.Params = append(a.plan.Params, Param{})
+		a.plan.Params = append(a.plan.Params, sqlplan.Param{})
 	}
 }
 
@@ -114,7 +115,7 @@ func (a *analyzer) encryptedStatement(st ast.StmtNode) {
 	case *ast.InsertStmt:
 		a.insert(s)
 	case *ast.LoadDataStmt:
-		a.refuse(&Refusal{Column: a.tables[0].rule.String(), Reason: "LOAD DATA into a table with encrypted columns is not supported"})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: a.tables[0].rule.String(), Reason: "LOAD DATA into a table with encrypted columns is not supported"})
 	case *ast.ExplainStmt:
 		if ins, ok := s.Stmt.(*ast.InsertStmt); ok {
 			a.insert(ins)
@@ -125,7 +126,7 @@ func (a *analyzer) encryptedStatement(st ast.StmtNode) {
 		*ast.CreateViewStmt, *ast.SetStmt, *ast.DoStmt:
 		if sel, ok := s.(*ast.SelectStmt); ok && sel.SelectIntoOpt != nil {
 			if col := a.copiedEncrypted(sel); col != "" {
-				a.refuse(&Refusal{Column: col, Reason: "SELECT … INTO OUTFILE would write its ciphertext to a file on the server; read it through the proxy instead"})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "SELECT … INTO OUTFILE would write its ciphertext to a file on the server; read it through the proxy instead"})
 				break
 			}
 		}
@@ -134,7 +135,7 @@ func (a *analyzer) encryptedStatement(st ast.StmtNode) {
 		a.ddlDefaults(a.resolveTable(s.Table.Schema.O, s.Table.Name.O), s)
 		if s.Select != nil {
 			if col := a.copiedEncrypted(s.Select); col != "" {
-				a.refuse(&Refusal{Column: col, Reason: "CREATE TABLE … SELECT would copy its ciphertext into a table without encryption rules"})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "CREATE TABLE … SELECT would copy its ciphertext into a table without encryption rules"})
 				break
 			}
 			st.Accept(a)
@@ -146,7 +147,7 @@ func (a *analyzer) encryptedStatement(st ast.StmtNode) {
 		*ast.LockTablesStmt, *ast.UnlockTablesStmt, *ast.FlushStmt:
 		// No values bound for encrypted columns.
 	default:
-		a.refuse(&Refusal{Column: a.firstEncrypted(), Reason: fmt.Sprintf("%s statements on encrypted tables are not supported", stmtName(st))})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: a.firstEncrypted(), Reason: fmt.Sprintf("%s statements on encrypted tables are not supported", stmtName(st))})
 	}
 }
 
@@ -181,8 +182,8 @@ func (a *analyzer) firstEncrypted() string {
 
 func (a *analyzer) setPlain() {
 	for _, i := range a.params {
-		if a.plan.Params[i].Role == RoleInvalid {
-			a.plan.Params[i].Role = RolePlain
+		if a.plan.Params[i].Role == sqlplan.RoleInvalid {
+			a.plan.Params[i].Role = sqlplan.RolePlain
 		}
 	}
 }
@@ -204,13 +205,13 @@ func (a *analyzer) addParamSlot(m *driver.ParamMarkerExpr, i int) {
 	a.addSlot(m, Slot{Kind: SlotParam, Param: i})
 }
 
-func (a *analyzer) setRole(m *driver.ParamMarkerExpr, role ParamRole, col *rules.ColumnRule) {
+func (a *analyzer) setRole(m *driver.ParamMarkerExpr, role sqlplan.Role, col *rules.ColumnRule) {
 	i, ok := a.params[m]
 	if !ok {
-		a.refuse(&Refusal{Column: col.String(), Reason: "internal: unnumbered placeholder"})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateInternal, Column: col.String(), Reason: "internal: unnumbered placeholder"})
 		return
 	}
-	a.plan.Params[i] = Param{Role: role, Column: col}
+	a.plan.Params[i] = sqlplan.Param{Role: role, Column: col}
 	a.addParamSlot(m, i)
 }
 
@@ -221,7 +222,7 @@ func (a *analyzer) resolveTable(schema, name string) *rules.TableRule {
 	}
 	if a.db == "" || a.db == UnknownDatabase {
 		if a.p.rules.HasTableNamed(name) {
-			a.refuse(&Refusal{Column: name, Reason: "no current database is known for an unqualified encrypted table name; qualify it or USE a database"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: name, Reason: "no current database is known for an unqualified encrypted table name; qualify it or USE a database"})
 		}
 		return nil
 	}
@@ -248,7 +249,7 @@ func (a *analyzer) column(cn *ast.ColumnName) *rules.ColumnRule {
 			return c
 		}
 		if a.anyEncryptedNamed(name) != nil {
-			a.refuse(&Refusal{Column: cn.Table.O + "." + name, Reason: "cannot tell whether this column is encrypted"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: cn.Table.O + "." + name, Reason: "cannot tell whether this column is encrypted"})
 		}
 		return nil
 	}
@@ -256,7 +257,7 @@ func (a *analyzer) column(cn *ast.ColumnName) *rules.ColumnRule {
 	for _, t := range a.tables {
 		if c := t.rule.Column(name); c != nil {
 			if found != nil && found != c {
-				a.refuse(&Refusal{Column: name, Reason: "ambiguous reference to encrypted columns of several tables"})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateAmbiguousColumn, Column: name, Reason: "ambiguous reference to encrypted columns of several tables"})
 				return found
 			}
 			found = c
@@ -353,7 +354,7 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 		// ciphertext may be copied into it.
 		if s.Select != nil {
 			if col := a.copiedEncrypted(s.Select); col != "" {
-				a.refuse(&Refusal{Column: col, Reason: "INSERT … SELECT would copy its ciphertext into a table without encryption rules"})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "INSERT … SELECT would copy its ciphertext into a table without encryption rules"})
 				return
 			}
 		}
@@ -377,18 +378,18 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 	}
 	if s.Select != nil {
 		if anyEnc {
-			a.refuse(&Refusal{Column: firstRule(colRules).String(), Reason: "INSERT … SELECT into an encrypted column is not supported"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: firstRule(colRules).String(), Reason: "INSERT … SELECT into an encrypted column is not supported"})
 			return
 		}
 		if col := a.copiedEncrypted(s.Select); col != "" {
-			a.refuse(&Refusal{Column: col, Reason: "INSERT … SELECT would copy its ciphertext into a plaintext column"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateDatatypeMismatch, Column: col, Reason: "INSERT … SELECT would copy its ciphertext into a plaintext column"})
 			return
 		}
 		s.Select.Accept(a)
 	}
 	for _, row := range s.Lists {
 		if len(row) != len(cols) {
-			a.refuse(&Refusal{Column: target.String(), Reason: "the VALUES row does not match the column list"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Table: target.String(), Reason: "the VALUES row does not match the column list"})
 			return
 		}
 		for i, e := range row {
@@ -411,7 +412,7 @@ func (a *analyzer) insert(s *ast.InsertStmt) {
 // value into another column). nil: refused.
 func (a *analyzer) catalogColumns(s *ast.InsertStmt, target *rules.TableRule, tname string) []string {
 	if a.p.catalog == nil {
-		a.refuse(&Refusal{Column: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection for the column order " +
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: target.String(), Reason: "INSERT without a column list into a table with encrypted columns needs a catalog connection for the column order " +
 			"(none is configured: set the listener's catalog.user and catalog.password_env, or DBPROXY_MYSQL_CATALOG_USER and DBPROXY_MYSQL_CATALOG_PASSWORD); or name the columns"})
 		return nil
 	}
@@ -427,11 +428,11 @@ func (a *analyzer) catalogColumns(s *ast.InsertStmt, target *rules.TableRule, tn
 		cols, _, err = a.p.columns(a.ctx, db, tname, true)
 	}
 	if err != nil {
-		a.refuse(&Refusal{Column: target.String(), Reason: "cannot read the table's column order from the catalog: name the columns", Cause: err})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: target.String(), Reason: "cannot read the table's column order from the catalog: name the columns", Cause: err})
 		return nil
 	}
 	if len(cols) == 0 {
-		a.refuse(&Refusal{Column: target.String(), Reason: "the catalog does not know the table's columns: name the columns"})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: target.String(), Reason: "the catalog does not know the table's columns: name the columns"})
 		return nil
 	}
 	s.Columns = make([]*ast.ColumnName, len(cols))
@@ -463,7 +464,7 @@ func firstRule(cs []*rules.ColumnRule) *rules.ColumnRule {
 // store handles a value bound for encrypted column col.
 func (a *analyzer) store(col *rules.ColumnRule, e ast.ExprNode) {
 	if m, ok := param(e); ok {
-		a.setRole(m, RoleStore, col)
+		a.setRole(m, sqlplan.RoleStore, col)
 		return
 	}
 	lit, ok := literal(e)

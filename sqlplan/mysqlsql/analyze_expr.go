@@ -8,6 +8,7 @@ import (
 	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // match handles a value compared with deterministic column col; it returns
@@ -19,7 +20,7 @@ func (a *analyzer) matchOperand(col *rules.ColumnRule, e ast.ExprNode) (ast.Expr
 			a.refuse(refusef(col, "internal: unnumbered placeholder"))
 			return nil, false
 		}
-		a.plan.Params[i] = Param{Role: RoleMatch, Column: col}
+		a.plan.Params[i] = sqlplan.Param{Role: sqlplan.RoleMatch, Column: col}
 		idx := len(a.plan.Slots)
 		a.plan.Slots = append(a.plan.Slots, Slot{Kind: SlotParam, Param: i})
 		a.repl[m] = marker(idx) // marks it handled
@@ -268,7 +269,7 @@ func (c *aliasCollector) Enter(n ast.Node) (ast.Node, bool) {
 		}
 	case *ast.CommonTableExpression:
 		if len(x.ColNameList) > 0 {
-			c.a.refuse(&Refusal{Column: x.Name.O, Reason: "CTE column lists are not supported in statements on encrypted tables"})
+			c.a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: x.Name.O, Reason: "CTE column lists are not supported in statements on encrypted tables"})
 		}
 	}
 	return n, false

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
@@ -93,7 +94,7 @@ func TestCatalogPlaceholders(t *testing.T) {
 	if want := "INSERT INTO `users` (`id`,`email`,`ssn`,`age`) VALUES (?,?,?,?),(?,?,NULL," + hx("S\x00\x00\x00\x07") + ")"; got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	want := []mysqlsql.ParamRole{mysqlsql.RolePlain, mysqlsql.RoleStore, mysqlsql.RoleStore, mysqlsql.RoleStore, mysqlsql.RolePlain, mysqlsql.RoleStore}
+	want := []sqlplan.Role{sqlplan.RolePlain, sqlplan.RoleStore, sqlplan.RoleStore, sqlplan.RoleStore, sqlplan.RolePlain, sqlplan.RoleStore}
 	if len(plan.Params) != len(want) {
 		t.Fatalf("params %+v", plan.Params)
 	}
@@ -110,7 +111,7 @@ func TestCatalogPlaceholders(t *testing.T) {
 	if want := "INSERT INTO `users` (`id`,`email`,`ssn`,`age`) VALUES (?,NULL,NULL,NULL)"; got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if len(plan.ServerParams) != 1 || plan.Params[0].Role != mysqlsql.RolePlain {
+	if len(plan.ServerParams) != 1 || plan.Params[0].Role != sqlplan.RolePlain {
 		t.Fatalf("params %+v server %+v", plan.Params, plan.ServerParams)
 	}
 }
@@ -184,7 +185,7 @@ func TestCatalogFailureRefuses(t *testing.T) {
 	sql := "INSERT INTO users VALUES (1, 'secret@example.com')"
 	for i := 0; i < 2; i++ {
 		_, err := p.Plan(ctx, "app", sql)
-		var r *mysqlsql.Refusal
+		var r *sqlplan.Refusal
 		if !errors.As(err, &r) || !strings.Contains(r.Error(), "catalog") || !errors.Is(err, boom) {
 			t.Fatalf("want a refusal naming the catalog with the cause, got %v", err)
 		}

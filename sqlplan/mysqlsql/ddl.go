@@ -7,6 +7,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // This file refuses the statements that would let a value reach an
@@ -18,34 +19,34 @@ import (
 const dynamicHint = "set allow_dynamic_sql: true on the listener to allow it"
 
 // dynamicSQLRefusal is the refusal of SQL text the proxy cannot see.
-func dynamicSQLRefusal(what string) *Refusal {
-	return &Refusal{Reason: what + " is refused on a listener with encryption rules: the proxy cannot see the statement it runs, " +
+func dynamicSQLRefusal(what string) *sqlplan.Refusal {
+	return &sqlplan.Refusal{SQLState: sqlplan.StateInsufficientPrivilege, Reason: what + " is refused on a listener with encryption rules: the proxy cannot see the statement it runs, " +
 		"so a value for an encrypted column would be stored as plaintext; " + dynamicHint}
 }
 
 // unparsed decides about a string the parser rejects that the planner was
 // asked to look at: nil lets it through (it names no encrypted table or
 // view, and runs no dynamic SQL, or dynamic SQL is allowed).
-func (p *Planner) unparsed(sql string, views *viewSet) *Refusal {
+func (p *Planner) unparsed(sql string, views *viewSet) *sqlplan.Refusal {
 	first, kind := leadingWords(sql)
 	what := strings.ToUpper(strings.TrimSpace(first + " " + kind))
 	if p.rules.MayTouch(sql) {
 		name := encryptedTableIn(p.rules, sql)
 		switch {
 		case first == "create" && kind == "trigger":
-			return &Refusal{Column: name, Reason: "CREATE TRIGGER naming an encrypted table is not supported through the proxy: " +
+			return &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: name, Reason: "CREATE TRIGGER naming an encrypted table is not supported through the proxy: " +
 				"a trigger writes values the proxy never sees (it would store them as plaintext)"}
 		case (first == "create" || first == "alter") && isProgram(kind):
-			return &Refusal{Column: name, Reason: what + " of a stored program naming an encrypted table is not supported through the proxy: " +
+			return &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: name, Reason: what + " of a stored program naming an encrypted table is not supported through the proxy: " +
 				"its statements run without the proxy (values would be stored as plaintext, ciphertexts returned undecrypted)"}
 		case (first == "create" || first == "alter") && kind == "view":
-			return &Refusal{Column: name, Reason: what + " over an encrypted table is not supported: the server does not report " +
+			return &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: name, Reason: what + " over an encrypted table is not supported: the server does not report " +
 				"a view's columns as the table's, so the proxy could neither encrypt writes through it nor decrypt reads; query the table"}
 		}
-		return &Refusal{Column: name, Reason: "the statement may touch an encrypted table but could not be parsed"}
+		return &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Table: name, Reason: "the statement may touch an encrypted table but could not be parsed"}
 	}
 	if views != nil && views.filter.match(sql) {
-		return &Refusal{Reason: "the statement may name a view over an encrypted table but could not be parsed; query the table"}
+		return &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Reason: "the statement may name a view over an encrypted table but could not be parsed; query the table"}
 	}
 	if !p.allowDynamic && mentionsDynamic(sql) {
 		switch {
@@ -116,7 +117,7 @@ func (a *analyzer) guard(st ast.StmtNode, views *viewSet) {
 		a.tableOptions(s.Options, s.Text())
 	case *ast.ProcedureInfo:
 		if a.p.rules.MayTouch(s.Text()) {
-			a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, s.Text()), Reason: "CREATE PROCEDURE of a stored program naming an encrypted table is not supported through the proxy: " +
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: encryptedTableIn(a.p.rules, s.Text()), Reason: "CREATE PROCEDURE of a stored program naming an encrypted table is not supported through the proxy: " +
 				"its statements run without the proxy (values would be stored as plaintext, ciphertexts returned undecrypted)"})
 		} else if !a.p.allowDynamic && mentionsDynamic(s.Text()) {
 			a.refuse(dynamicSQLRefusal("CREATE PROCEDURE with PREPARE/EXECUTE in its body"))
@@ -141,12 +142,12 @@ func (a *analyzer) prepare(s *ast.PrepareStmt, views *viewSet) {
 	}
 	text := s.SQLText
 	if a.p.rules.MayTouch(text) {
-		a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, text), Reason: "SQL PREPARE of a statement naming an encrypted table is not supported: " +
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: encryptedTableIn(a.p.rules, text), Reason: "SQL PREPARE of a statement naming an encrypted table is not supported: " +
 			"the proxy does not see it executed; use a client-side prepared statement (the binary protocol) instead"})
 		return
 	}
 	if views != nil && views.filter.match(text) {
-		a.refuse(&Refusal{Reason: "SQL PREPARE of a statement that may name a view over an encrypted table is not supported; query the table"})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "SQL PREPARE of a statement that may name a view over an encrypted table is not supported; query the table"})
 		return
 	}
 	if !a.p.allowDynamic && mentionsDynamic(text) {
@@ -164,7 +165,7 @@ func (a *analyzer) createView(s *ast.CreateViewStmt, views *viewSet) {
 	}
 	for _, tn := range tc.list {
 		if r := a.resolveTable(tn.Schema.O, tn.Name.O); r != nil {
-			a.refuse(&Refusal{Column: r.String(), Reason: fmt.Sprintf("CREATE VIEW %s reads an encrypted table: the server reports a view's columns as the view's, "+
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: r.String(), Reason: fmt.Sprintf("CREATE VIEW %s reads an encrypted table: the server reports a view's columns as the view's, "+
 				"so the proxy could neither decrypt reads nor encrypt writes through it; query the table", s.ViewName.Name.O)})
 			return
 		}
@@ -172,7 +173,7 @@ func (a *analyzer) createView(s *ast.CreateViewStmt, views *viewSet) {
 			return
 		}
 		if base, ok := views.lookup(a.dbOf(tn), tn.Name.O); ok {
-			a.refuse(&Refusal{Column: tn.Name.O, Reason: fmt.Sprintf("CREATE VIEW %s reads a view over encrypted table %s; query the table", s.ViewName.Name.O, base)})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: tn.Name.O, Reason: fmt.Sprintf("CREATE VIEW %s reads a view over encrypted table %s; query the table", s.ViewName.Name.O, base)})
 			return
 		}
 	}
@@ -194,7 +195,7 @@ func (a *analyzer) noViews(st ast.StmtNode, views *viewSet) {
 	st.Accept(tc)
 	for _, tn := range tc.list {
 		if base, ok := views.lookup(a.dbOf(tn), tn.Name.O); ok {
-			a.refuse(&Refusal{Column: tn.Name.O, Reason: fmt.Sprintf("%s is a view over encrypted table %s; query the table "+
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: tn.Name.O, Reason: fmt.Sprintf("%s is a view over encrypted table %s; query the table "+
 				"(the server reports a view's columns as the view's, so the proxy can neither decrypt reads nor encrypt writes through it)", tn.Name.O, base)})
 			return
 		}
@@ -229,7 +230,7 @@ func (a *analyzer) alterTable(s *ast.AlterTableStmt) {
 				if t == nil {
 					name = other
 				}
-				a.refuse(&Refusal{Column: name, Reason: "EXCHANGE PARTITION with an encrypted table is not supported: it swaps rows with a table whose columns have other (or no) encryption rules"})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: name, Reason: "EXCHANGE PARTITION with an encrypted table is not supported: it swaps rows with a table whose columns have other (or no) encryption rules"})
 			}
 		case ast.AlterTableRenameColumn:
 			if t == nil {
@@ -273,11 +274,11 @@ func (a *analyzer) alterTable(s *ast.AlterTableStmt) {
 // be read as ciphertexts).
 func (a *analyzer) renameTable(old *ast.TableName, newName string) {
 	if a.p.rules.HasTableNamed(old.Name.O) {
-		a.refuse(&Refusal{Column: old.Name.O, Reason: "renaming an encrypted table is not supported: the encryption rules name it; change the rules first"})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: old.Name.O, Reason: "renaming an encrypted table is not supported: the encryption rules name it; change the rules first"})
 		return
 	}
 	if a.p.rules.HasTableNamed(newName) {
-		a.refuse(&Refusal{Column: newName, Reason: "renaming a table to the name of an encrypted table is not supported: its plaintext rows would be read as ciphertexts, or shadow the encrypted table"})
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: newName, Reason: "renaming a table to the name of an encrypted table is not supported: its plaintext rows would be read as ciphertexts, or shadow the encrypted table"})
 	}
 }
 
@@ -290,7 +291,7 @@ func (a *analyzer) renameTable(old *ast.TableName, newName string) {
 func (a *analyzer) createTable(s *ast.CreateTableStmt) {
 	if s.ReferTable != nil {
 		if r := a.resolveTable(s.ReferTable.Schema.O, s.ReferTable.Name.O); r != nil {
-			a.refuse(&Refusal{Column: r.String(), Reason: "CREATE TABLE … LIKE an encrypted table is not supported: the copy's columns would have no encryption rules"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: r.String(), Reason: "CREATE TABLE … LIKE an encrypted table is not supported: the copy's columns would have no encryption rules"})
 			return
 		}
 	}
@@ -303,7 +304,7 @@ func (a *analyzer) createTable(s *ast.CreateTableStmt) {
 		return // resolveTable refuses the unqualified name
 	}
 	if a.p.rules.Table(db, "", name) == nil {
-		a.refuse(&Refusal{Column: db + "." + name, Reason: "creating a table with the name of an encrypted table in a database its rule does not cover is not supported: " +
+		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: db + "." + name, Reason: "creating a table with the name of an encrypted table in a database its rule does not cover is not supported: " +
 			"it would hold plaintext under a name the application uses for encrypted data; add the database to the rules"})
 	}
 }
@@ -324,13 +325,13 @@ func (a *analyzer) tableOptions(opts []*ast.TableOption, text string) {
 		case ast.TableOptionUnion:
 			for _, tn := range o.TableNames {
 				if a.p.rules.HasTableNamed(tn.Name.O) {
-					a.refuse(&Refusal{Column: tn.Name.O, Reason: "a MERGE table over an encrypted table is not supported: its rows would be read and written without the proxy"})
+					a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: tn.Name.O, Reason: "a MERGE table over an encrypted table is not supported: its rows would be read and written without the proxy"})
 					return
 				}
 			}
 		case ast.TableOptionConnection:
 			if a.p.rules.MayTouch(o.StrValue) {
-				a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, o.StrValue), Reason: "a table whose CONNECTION names an encrypted table is not supported: its rows would be read and written without the proxy"})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: encryptedTableIn(a.p.rules, o.StrValue), Reason: "a table whose CONNECTION names an encrypted table is not supported: its rows would be read and written without the proxy"})
 				return
 			}
 		}
@@ -338,7 +339,7 @@ func (a *analyzer) tableOptions(opts []*ast.TableOption, text string) {
 	switch engine {
 	case "merge", "mrg_myisam", "federated", "federatedx", "connect", "spider":
 		if a.p.rules.MayTouch(text) {
-			a.refuse(&Refusal{Column: encryptedTableIn(a.p.rules, text), Reason: "a " + strings.ToUpper(engine) + " table that may reach an encrypted table is not supported: its rows would be read and written without the proxy"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: encryptedTableIn(a.p.rules, text), Reason: "a " + strings.ToUpper(engine) + " table that may reach an encrypted table is not supported: its rows would be read and written without the proxy"})
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -30,10 +31,13 @@ func testRules(t testing.TB) *rules.Set {
 func wantRefusal(t *testing.T, p *mysqlsql.Planner, sql string, want ...string) {
 	t.Helper()
 	_, err := p.Plan(context.Background(), "app", sql)
-	var r *mysqlsql.Refusal
+	var r *sqlplan.Refusal
 	if !errors.As(err, &r) {
 		t.Errorf("%s: not refused (err %v)", sql, err)
 		return
+	}
+	if len(r.SQLState) != 5 {
+		t.Errorf("%s: refusal without an SQLSTATE: %q", sql, r.SQLState)
 	}
 	for _, w := range want {
 		if !strings.Contains(r.Error(), w) {
@@ -56,8 +60,8 @@ func wantPassthrough(t *testing.T, p *mysqlsql.Planner, sql string) {
 
 func TestPlanDynamicSQL(t *testing.T) {
 	set := testRules(t)
-	p := mysqlsql.New(set, nil, 16)
-	allow := mysqlsql.NewWith(set, nil, 16, mysqlsql.Options{AllowDynamicSQL: true})
+	p := mysqlsql.New(set, nil, mysqlsql.Options{CacheSize: 16})
+	allow := mysqlsql.New(set, nil, mysqlsql.Options{CacheSize: 16, AllowDynamicSQL: true})
 	for _, sql := range []string{
 		"PREPARE s FROM @q",
 		"prepare s from @q",
@@ -155,7 +159,7 @@ func TestPlanDDLGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantPassthrough(t, mysqlsql.New(set, nil, 0), "CREATE TABLE other.users (email VARBINARY(300))")
+	wantPassthrough(t, mysqlsql.New(set, nil, mysqlsql.Options{}), "CREATE TABLE other.users (email VARBINARY(300))")
 }
 
 func TestPlanUnattributedResults(t *testing.T) {
@@ -229,7 +233,7 @@ func TestPlanViews(t *testing.T) {
 		// Unparseable (MariaDB syntax), naming the view v.
 		mysqlsql.View{Database: "app", Name: "odd", Definition: "select `x`.`id` AS `id` from `app`.`v` `x` RETURNING nothing"},
 	)
-	p := mysqlsql.NewWith(testRules(t), nil, 16, mysqlsql.Options{Relations: src, RelationsMaxAge: time.Hour})
+	p := mysqlsql.New(testRules(t), nil, mysqlsql.Options{CacheSize: 16, Relations: src, RelationsMaxAge: time.Hour})
 	wantRefusal(t, p, "SELECT id FROM v WHERE email = 'b@x'", "v is a view over encrypted table users; query the table")
 	wantRefusal(t, p, "INSERT INTO v (id, email) VALUES (1, 'a@x')", "v is a view over encrypted table users")
 	wantRefusal(t, p, "UPDATE app.v2 SET id = 2", "v2 is a view over encrypted table users")
@@ -261,7 +265,7 @@ func TestPlanViews(t *testing.T) {
 
 	// The staleness bound.
 	src2 := &fakeRelations{}
-	p2 := mysqlsql.NewWith(testRules(t), nil, 16, mysqlsql.Options{Relations: src2, RelationsMaxAge: 50 * time.Millisecond})
+	p2 := mysqlsql.New(testRules(t), nil, mysqlsql.Options{CacheSize: 16, Relations: src2, RelationsMaxAge: 50 * time.Millisecond})
 	wantPassthrough(t, p2, "SELECT id FROM w")
 	src2.set(mysqlsql.View{Database: "app", Name: "w", Definition: "select `app`.`users`.`ssn` AS `ssn` from `app`.`users`"})
 	time.Sleep(60 * time.Millisecond)
@@ -274,7 +278,7 @@ func TestPlanViews(t *testing.T) {
 func TestPlanViewsWholeWords(t *testing.T) {
 	src := &fakeRelations{}
 	src.set(mysqlsql.View{Database: "app", Name: "v", Definition: "select `app`.`users`.`email` AS `email` from `app`.`users`"})
-	p := mysqlsql.NewWith(testRules(t), nil, 16, mysqlsql.Options{Relations: src, RelationsMaxAge: time.Hour})
+	p := mysqlsql.New(testRules(t), nil, mysqlsql.Options{CacheSize: 16, Relations: src, RelationsMaxAge: time.Hour})
 	wantPassthrough(t, p, "INSERT INTO events (kind) VALUES ('visit') RETURNING id") // unparseable, no v as a word
 	for _, sql := range []string{
 		"SELECT * FROM v",

@@ -138,7 +138,15 @@
 //
 // # Boundaries
 //
-// No wire protocol, no I/O, no logging, no global mutable state; errors and
-// refusals name columns, never values. It must not import config or any
-// proxy package other than its own types.
+// This package owns SQL analysis and rewriting for MySQL and MariaDB: the
+// Plan and its Slots, the plan cache, the lexing state ([Lex]) and the
+// session changes a string makes, and the DDL and view guards. The
+// vocabulary it shares with the PostgreSQL planner (Param, Role, Literal,
+// Refusal, Encrypter, MatchRecorder) lives in package sqlplan; do not
+// define it again here. No wire protocol (proxy/mysql/mycrypt), no keys,
+// no I/O of its own (the Catalog and RelationSource are the caller's), no
+// logging, no global mutable state; errors and refusals name columns and
+// tables, never values. It must not import config, crypto/keys, any proxy
+// package or the PostgreSQL planner; it depends on sqlplan, rules, value
+// and the TiDB parser.
 package mysqlsql

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/mysql"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
@@ -154,7 +155,7 @@ func TestPlanExecutableComments(t *testing.T) {
 	} {
 		plan, err := p.PlanLex(ctx, "app", c.sql, c.lex)
 		if c.refuse {
-			var r *mysqlsql.Refusal
+			var r *sqlplan.Refusal
 			if !errors.As(err, &r) {
 				t.Errorf("%s: %v, want a refusal", c.sql, err)
 			}
@@ -290,7 +291,7 @@ func TestPlanSessionChanges(t *testing.T) {
 	p := newPlanner(t, nil)
 	ctx := context.Background()
 	_, err := p.PlanLex(ctx, "app", `SET sql_mode = 'NO_BACKSLASH_ESCAPES'; UPDATE users SET note = 'k\', email = 's' -- '`, mariaLex)
-	var r *mysqlsql.Refusal
+	var r *sqlplan.Refusal
 	if !errors.As(err, &r) || !strings.Contains(r.Reason, "same query string") {
 		t.Fatalf("got %v", err)
 	}

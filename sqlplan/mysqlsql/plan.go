@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -26,34 +27,6 @@ const MatchSlots = 4
 // after COM_CHANGE_USER): unqualified names of configured tables are then
 // refused rather than guessed.
 const UnknownDatabase = "\x00unknown"
-
-// Refusal is the error for a statement the proxy will not forward. Its
-// message names the column (or table) and the reason, never a value.
-type Refusal struct {
-	Column string // qualified column or table name; may be empty
-	Reason string
-	// Cause, if set, is the error behind the refusal (a failed catalog
-	// lookup), for the log; it is not part of the message.
-	Cause error
-}
-
-// Unwrap returns Cause.
-func (r *Refusal) Unwrap() error { return r.Cause }
-
-func (r *Refusal) Error() string {
-	if r.Column == "" {
-		return "dbproxy: statement refused: " + r.Reason
-	}
-	return "dbproxy: statement refused: " + r.Column + ": " + r.Reason
-}
-
-// Literal is a constant from the SQL text as MySQL reads it: string
-// contents with escapes resolved, numbers as written (with a leading minus
-// when negated), hex and bit literals as raw bytes.
-type Literal struct {
-	Text string
-	Null bool
-}
 
 // SlotKind says what replaces one slot of a rewritten statement.
 type SlotKind uint8
@@ -75,30 +48,8 @@ const (
 type Slot struct {
 	Kind    SlotKind
 	Column  *rules.ColumnRule
-	Literal Literal
+	Literal sqlplan.Literal
 	Param   int // client parameter index (SlotParam)
-}
-
-// ParamRole is what the wire layer does with one client placeholder. The
-// zero value is invalid, so a role nobody set fails closed.
-type ParamRole uint8
-
-const (
-	RoleInvalid ParamRole = 0
-	// RolePlain: forward as the client sent it.
-	RolePlain ParamRole = 1
-	// RoleStore: a value written to Column: canonicalise, encrypt with the
-	// primary key version, send as a binary string.
-	RoleStore ParamRole = 2
-	// RoleMatch: compared with Column: it occupies MatchSlots server
-	// parameters, bound to its ciphertexts under every live version.
-	RoleMatch ParamRole = 3
-)
-
-// Param is the role of one client placeholder.
-type Param struct {
-	Role   ParamRole
-	Column *rules.ColumnRule
 }
 
 // ServerParam maps one placeholder of the rewritten statement back to the
@@ -123,7 +74,7 @@ type Plan struct {
 	Segments []string
 	Slots    []Slot
 	// Params are the roles of the client placeholders, in text order.
-	Params []Param
+	Params []sqlplan.Param
 	// ServerParams lists the placeholders of the rewritten statement in
 	// order (nil when Passthrough: they are the client's).
 	ServerParams []ServerParam
@@ -148,17 +99,11 @@ type Plan struct {
 // HasEncryptedParams reports whether some placeholder is not plain.
 func (p *Plan) HasEncryptedParams() bool {
 	for _, pr := range p.Params {
-		if pr.Role != RolePlain {
+		if pr.Role != sqlplan.RolePlain {
 			return true
 		}
 	}
 	return false
-}
-
-// Encryptor is what Rewrite needs: rules.Encryptor satisfies it.
-type Encryptor interface {
-	EncryptForStore(ctx context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error)
-	EncryptForMatch(ctx context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error)
 }
 
 // ErrTooManyVersions: a key has more live versions than MatchSlots.
@@ -167,20 +112,15 @@ var ErrTooManyVersions = errors.New("data key has more live versions than a plac
 // Rewrite appends the rewritten SQL to dst, encrypting the slot literals.
 // loc is the session time zone for timestamptz literals (nil = UTC). Errors
 // name columns, never values.
-func (p *Plan) Rewrite(ctx context.Context, enc Encryptor, loc *time.Location, dst []byte) ([]byte, error) {
+func (p *Plan) Rewrite(ctx context.Context, enc sqlplan.Encrypter, loc *time.Location, dst []byte) ([]byte, error) {
 	return p.RewriteRecording(ctx, enc, loc, dst, nil)
 }
-
-// MatchRecorder receives each lookup Rewrite renders from a literal: the
-// column, the canonical plaintext (valid only during the call) and its
-// ciphertexts under every live key version (fresh memory, may be kept).
-type MatchRecorder func(col *rules.ColumnRule, canon []byte, cts [][]byte)
 
 // RewriteRecording is Rewrite, reporting the lookups it renders to rec
 // (nil: none), so that the wire layer can recognise result cells that are
 // those ciphertexts without decrypting them.
-func (p *Plan) RewriteRecording(ctx context.Context, enc Encryptor, loc *time.Location, dst []byte, rec MatchRecorder) ([]byte, error) {
-	var canon []byte
+func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc *time.Location, dst []byte, rec sqlplan.MatchRecorder) ([]byte, error) {
+	var canon, ct []byte
 	for i, seg := range p.Segments {
 		dst = append(dst, seg...)
 		if i >= len(p.Slots) {
@@ -189,7 +129,7 @@ func (p *Plan) RewriteRecording(ctx context.Context, enc Encryptor, loc *time.Lo
 		s := &p.Slots[i]
 		switch s.Kind {
 		case SlotParam:
-			if p.Params[s.Param].Role == RoleMatch {
+			if p.Params[s.Param].Role == sqlplan.RoleMatch {
 				for j := 0; j < MatchSlots; j++ {
 					if j > 0 {
 						dst = append(dst, ", "...)
@@ -207,10 +147,10 @@ func (p *Plan) RewriteRecording(ctx context.Context, enc Encryptor, loc *time.Lo
 			var err error
 			canon, err = value.AppendCanonicalMySQLText(canon[:0], s.Column.Type, []byte(s.Literal.Text), loc)
 			if err != nil {
-				return nil, &Refusal{Column: s.Column.String(), Reason: fmt.Sprintf("literal is not a valid %s: %v", s.Column.Type, errKind(err))}
+				return nil, &sqlplan.Refusal{SQLState: sqlplan.ValueErrorState(err), Column: s.Column.String(), Reason: fmt.Sprintf("literal is not a valid %s: %v", s.Column.Type, errKind(err))}
 			}
 			if s.Kind == SlotStore {
-				ct, err := enc.EncryptForStore(ctx, s.Column, canon)
+				ct, err = enc.AppendStore(ctx, ct[:0], s.Column, canon)
 				if err != nil {
 					return nil, fmt.Errorf("encrypt literal: %w", err)
 				}
@@ -222,7 +162,7 @@ func (p *Plan) RewriteRecording(ctx context.Context, enc Encryptor, loc *time.Lo
 				return nil, fmt.Errorf("encrypt literal: %w", err)
 			}
 			if rec != nil {
-				rec(s.Column, canon, cts)
+				rec.RecordMatch(s.Column, canon, cts)
 			}
 			for j, ct := range cts {
 				if j > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -13,6 +14,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/mysql"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // Catalog returns the column order of a table, for INSERT and REPLACE
@@ -24,6 +26,30 @@ type Catalog interface {
 	// Columns returns the column names of database.table in ordinal
 	// order; none (and no error) if the table does not exist.
 	Columns(ctx context.Context, database, table string) ([]string, error)
+}
+
+// Options are the optional settings of a Planner.
+type Options struct {
+	// CacheSize is the number of plans kept (LRU by SQL text, current
+	// database and lexing state). 0 means sqlplan.DefaultCacheSize.
+	CacheSize int
+	// AllowDynamicSQL lets PREPARE … FROM a variable (or any source that
+	// is not a string literal), EXECUTE IMMEDIATE, and stored programs or
+	// compound statements containing PREPARE/EXECUTE through. They run SQL
+	// the proxy never sees: a value they store in an encrypted column is
+	// stored as plaintext.
+	AllowDynamicSQL bool
+	// Relations, optional, lists the server's views, so that statements
+	// naming a view over an encrypted table are refused. Without it such
+	// views (created directly in the database) go unnoticed.
+	Relations RelationSource
+	// RelationsMaxAge bounds how old the list of views may be when a
+	// statement is planned (default 10s); DDL through the proxy makes the
+	// next statement read it again.
+	RelationsMaxAge time.Duration
+	// OnRelationsError, optional, is told when the list cannot be read
+	// (the last one read stays in use).
+	OnRelationsError func(error)
 }
 
 // Planner makes Plans. It is safe for concurrent use.
@@ -60,15 +86,12 @@ type cacheEntry struct {
 }
 
 // New returns a Planner for set (DialectMySQL). catalog may be nil.
-// cacheSize is the number of plans kept (LRU by SQL text and current
-// database); 0 disables the cache.
-func New(set *rules.Set, catalog Catalog, cacheSize int) *Planner {
-	return NewWith(set, catalog, cacheSize, Options{})
-}
-
-// NewWith is New with Options.
-func NewWith(set *rules.Set, catalog Catalog, cacheSize int, opts Options) *Planner {
-	p := &Planner{rules: set, catalog: catalog, max: cacheSize, lru: list.New(), cache: map[cacheKey]*list.Element{},
+func New(set *rules.Set, catalog Catalog, opts Options) *Planner {
+	size := opts.CacheSize
+	if size <= 0 {
+		size = sqlplan.DefaultCacheSize
+	}
+	p := &Planner{rules: set, catalog: catalog, max: size, lru: list.New(), cache: map[cacheKey]*list.Element{},
 		cols: map[tableKey][]string{}, allowDynamic: opts.AllowDynamicSQL}
 	p.parsers.New = func() any { return parser.New() }
 	if opts.Relations != nil && !set.Empty() {
@@ -120,7 +143,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 		return passPlan, nil
 	}
 	if touches && lex.Unreadable != "" {
-		return nil, &Refusal{Reason: lex.Unreadable}
+		return nil, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: lex.Unreadable}
 	}
 	key := cacheKey{database, sql, lex}
 	cache := p.max > 0 && len(sql) <= maxCachedSQL
@@ -138,7 +161,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 	gen := p.gen
 	p.mu.Unlock()
 	plan, usedCatalog, err := p.planSession(ctx, database, sql, lex, touches)
-	if _, refused := err.(*Refusal); err != nil && !refused {
+	if _, refused := err.(*sqlplan.Refusal); err != nil && !refused {
 		return nil, err
 	}
 	// A refusal that may come from a stale or failed catalog answer is not
@@ -221,23 +244,23 @@ const markerPrefix = "dbproxy_slot_"
 func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touches bool) (plan *Plan, usedCatalog bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			plan, err = nil, &Refusal{Reason: "the statement could not be analysed"}
+			plan, err = nil, &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "the statement could not be analysed"}
 		}
 	}()
 	views := p.rel.load()
 	lower := strings.ToLower(sql)
 	if strings.Contains(lower, markerPrefix) {
-		return nil, false, &Refusal{Reason: "the statement contains a reserved identifier"}
+		return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "the statement contains a reserved identifier"}
 	}
 	norm, nerr := normalize(sql, lex)
 	if nerr != nil {
 		if touches {
 			if nerr == errUnprovable {
-				return nil, false, &Refusal{Reason: "the proxy cannot read this statement exactly as the server will " +
+				return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "the proxy cannot read this statement exactly as the server will " +
 					"(a nested or version-dependent executable comment, a non-ASCII byte after --, a NUL byte, a quote " +
 					"in an optimizer hint, or a non-ASCII byte outside a string in a single-byte client character set)"}
 			}
-			return nil, false, &Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+			return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Reason: "the statement may touch an encrypted table but could not be parsed"}
 		}
 		if mentionsUse(sql) {
 			// Whether it holds a USE the server runs is not known.
@@ -254,7 +277,7 @@ func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touch
 			if r := p.unparsed(sql, views); r != nil {
 				return nil, false, r
 			}
-			return nil, false, &Refusal{Reason: "the statement may touch an encrypted table but could not be parsed"}
+			return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Reason: "the statement may touch an encrypted table but could not be parsed"}
 		}
 		if !p.rules.Empty() && ddlStart(sql) {
 			// CREATE TRIGGER, ALTER VIEW, …: may change the views.
@@ -282,7 +305,7 @@ func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touch
 		out.Passthrough = true
 		out.Slots, out.Params = nil, normaliseParams(out.Params)
 		if out.HasEncryptedParams() {
-			return nil, usedCatalog, &Refusal{Reason: "internal: parameter roles without rewrite"}
+			return nil, usedCatalog, &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: parameter roles without rewrite"}
 		}
 		return out, usedCatalog, nil
 	}
@@ -308,7 +331,7 @@ func (p *Planner) planSession(ctx context.Context, database, sql string, lex Lex
 					return nil, usedCatalog, err
 				}
 			}
-			return nil, false, &Refusal{Reason: "a statement changing sql_mode or the client character set cannot be " +
+			return nil, false, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "a statement changing sql_mode or the client character set cannot be " +
 				"followed by a statement on an encrypted table in the same query string"}
 		}
 	}
@@ -337,7 +360,7 @@ func (p *Planner) sameInOtherModes(ctx context.Context, database, sql, norm stri
 	if alt.Mode == lex.Mode {
 		return nil
 	}
-	refusal := &Refusal{Reason: "the statement reads differently with NO_BACKSLASH_ESCAPES or ANSI_QUOTES, and the " +
+	refusal := &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "the statement reads differently with NO_BACKSLASH_ESCAPES or ANSI_QUOTES, and the " +
 		"server's sql_mode is not known (no catalog connection): use '' to quote quotes, or SET sql_mode first"}
 	norm2, err := normalize(sql, alt)
 	if err != nil {
@@ -403,7 +426,7 @@ func (p *Planner) analyzeStmts(ctx context.Context, database string, stmts []ast
 		st.Accept(&replacer{repl: a.repl})
 		var sb strings.Builder
 		if err := st.Restore(format.NewRestoreCtx(restore, &sb)); err != nil {
-			return nil, nil, false, usedCatalog, &Refusal{Reason: "the statement could not be rewritten"}
+			return nil, nil, false, usedCatalog, &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "the statement could not be rewritten"}
 		}
 		texts = append(texts, sb.String())
 	}
@@ -424,19 +447,19 @@ func stmtText(st ast.StmtNode) string {
 	return strings.TrimRight(strings.TrimSpace(st.Text()), "; \t\r\n")
 }
 
-func normaliseParams(ps []Param) []Param {
+func normaliseParams(ps []sqlplan.Param) []sqlplan.Param {
 	for i := range ps {
-		if ps[i].Role == RoleInvalid {
-			ps[i].Role = RolePlain
+		if ps[i].Role == sqlplan.RoleInvalid {
+			ps[i].Role = sqlplan.RolePlain
 		}
 	}
 	return ps
 }
 
-func refusef(col *rules.ColumnRule, format string, args ...any) *Refusal {
+func refusef(col *rules.ColumnRule, format string, args ...any) *sqlplan.Refusal {
 	name := ""
 	if col != nil {
 		name = col.String()
 	}
-	return &Refusal{Column: name, Reason: fmt.Sprintf(format, args...)}
+	return &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: name, Reason: fmt.Sprintf(format, args...)}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -16,8 +17,8 @@ import (
 // (match, two live versions), so that tests can read the hex.
 type fakeEnc struct{}
 
-func (fakeEnc) EncryptForStore(_ context.Context, _ *rules.ColumnRule, canon []byte) ([]byte, error) {
-	return append([]byte("S"), canon...), nil
+func (fakeEnc) AppendStore(_ context.Context, dst []byte, _ *rules.ColumnRule, canon []byte) ([]byte, error) {
+	return append(append(dst, 'S'), canon...), nil
 }
 
 func (fakeEnc) EncryptForMatch(_ context.Context, c *rules.ColumnRule, canon []byte) ([][]byte, error) {
@@ -49,9 +50,9 @@ func newPlanner(t testing.TB, cat mysqlsql.Catalog) *mysqlsql.Planner {
 		t.Fatal(err)
 	}
 	if cat == nil {
-		return mysqlsql.New(set, nil, 16)
+		return mysqlsql.New(set, nil, mysqlsql.Options{CacheSize: 16})
 	}
-	return mysqlsql.New(set, cat, 16)
+	return mysqlsql.New(set, cat, mysqlsql.Options{CacheSize: 16})
 }
 
 func hx(s string) string { return fmt.Sprintf("X'%x'", s) }
@@ -122,19 +123,19 @@ func TestPlanParams(t *testing.T) {
 	p := newPlanner(t, nil)
 	tests := []struct {
 		name, sql, want string
-		roles           []mysqlsql.ParamRole
+		roles           []sqlplan.Role
 		server          []mysqlsql.ServerParam
 	}{
 		{"insert", "INSERT INTO users (id, email, ssn) VALUES (?, ?, ?)", "INSERT INTO `users` (`id`,`email`,`ssn`) VALUES (?,?,?)",
-			[]mysqlsql.ParamRole{mysqlsql.RolePlain, mysqlsql.RoleStore, mysqlsql.RoleStore},
+			[]sqlplan.Role{sqlplan.RolePlain, sqlplan.RoleStore, sqlplan.RoleStore},
 			[]mysqlsql.ServerParam{{0, 0}, {1, 0}, {2, 0}}},
 		{"select", "SELECT id FROM users WHERE email = ? AND id > ?", "SELECT `id` FROM `users` WHERE `email` IN (?, ?, ?, ?) AND `id`>?",
-			[]mysqlsql.ParamRole{mysqlsql.RoleMatch, mysqlsql.RolePlain},
+			[]sqlplan.Role{sqlplan.RoleMatch, sqlplan.RolePlain},
 			[]mysqlsql.ServerParam{{0, 0}, {0, 1}, {0, 2}, {0, 3}, {1, 0}}},
 		{"update", "UPDATE users SET ssn = ? WHERE id = ? AND email IN (?, 'a')", "",
-			[]mysqlsql.ParamRole{mysqlsql.RoleStore, mysqlsql.RolePlain, mysqlsql.RoleMatch}, nil},
+			[]sqlplan.Role{sqlplan.RoleStore, sqlplan.RolePlain, sqlplan.RoleMatch}, nil},
 		{"plain", "SELECT email FROM users WHERE id = ?", "",
-			[]mysqlsql.ParamRole{mysqlsql.RolePlain}, nil},
+			[]sqlplan.Role{sqlplan.RolePlain}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,7 +224,7 @@ func TestPlanRefusals(t *testing.T) {
 			if err == nil {
 				_, err = plan.Rewrite(context.Background(), fakeEnc{}, nil, nil)
 			}
-			var r *mysqlsql.Refusal
+			var r *sqlplan.Refusal
 			if !errors.As(err, &r) {
 				t.Fatalf("want refusal, got %v", err)
 			}

@@ -7,8 +7,18 @@ import (
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
+// checkFilter runs a pre-filter over cases (SQL → the answer wanted).
+func checkFilter(t *testing.T, name string, filter func(string) bool, cases map[string]bool) {
+	t.Helper()
+	for sql, want := range cases {
+		if got := filter(sql); got != want {
+			t.Errorf("%s(%q) = %v, want %v", name, sql, got, want)
+		}
+	}
+}
+
 func TestPrefilterDynamic(t *testing.T) {
-	for sql, want := range map[string]bool{
+	checkFilter(t, "MentionsDynamic", mysqlsql.MentionsDynamic, map[string]bool{
 		"PREPARE s FROM @q":                 true,
 		"pRePaRe s FROM @q":                 true,
 		"EXECUTE IMMEDIATE @q":              true,
@@ -19,15 +29,11 @@ func TestPrefilterDynamic(t *testing.T) {
 		"SELECT executed, unprepare FROM j": false,
 		"SELECT id FROM users":              false,
 		"":                                  false,
-	} {
-		if got := mysqlsql.MentionsDynamic(sql); got != want {
-			t.Errorf("MentionsDynamic(%q) = %v, want %v", sql, got, want)
-		}
-	}
+	})
 }
 
 func TestPrefilterDDLStart(t *testing.T) {
-	for sql, want := range map[string]bool{
+	checkFilter(t, "DDLStart", mysqlsql.DDLStart, map[string]bool{
 		"CREATE VIEW v AS SELECT 1":                          true,
 		"  \n\tcreate trigger t":                             true,
 		"-- x\nALTER TABLE t RENAME TO u":                    true,
@@ -42,11 +48,7 @@ func TestPrefilterDDLStart(t *testing.T) {
 		"SELECT 1 -- create":                                 false,
 		"INSERT INTO t (create_time) VALUES (1)":             false,
 		"SELECT * FROM t WHERE note = 'drop table students'": false,
-	} {
-		if got := mysqlsql.DDLStart(sql); got != want {
-			t.Errorf("DDLStart(%q) = %v, want %v", sql, got, want)
-		}
-	}
+	})
 }
 
 // BenchmarkPlanPlaintext is the cost of planning a statement that names no

@@ -46,27 +46,6 @@ type RelationSource interface {
 	Relations(ctx context.Context) (Relations, error)
 }
 
-// Options are the optional settings of a Planner.
-type Options struct {
-	// AllowDynamicSQL lets PREPARE … FROM a variable (or any source that
-	// is not a string literal), EXECUTE IMMEDIATE, and stored programs or
-	// compound statements containing PREPARE/EXECUTE through. They run SQL
-	// the proxy never sees: a value they store in an encrypted column is
-	// stored as plaintext.
-	AllowDynamicSQL bool
-	// Relations, optional, lists the server's views, so that statements
-	// naming a view over an encrypted table are refused. Without it such
-	// views (created directly in the database) go unnoticed.
-	Relations RelationSource
-	// RelationsMaxAge bounds how old the list of views may be when a
-	// statement is planned (default 10s); DDL through the proxy makes the
-	// next statement read it again.
-	RelationsMaxAge time.Duration
-	// OnRelationsError, optional, is told when the list cannot be read
-	// (the last one read stays in use).
-	OnRelationsError func(error)
-}
-
 const defaultRelationsMaxAge = 10 * time.Second
 
 // viewSet is a snapshot of the views that read an encrypted table.

@@ -222,30 +222,36 @@ func nextLex(c *SessionChange, lex *Lex) bool {
 // splitFirst returns the first statement of norm (normalised text, without
 // its ;) and the index after its ;.
 func splitFirst(norm string, lex Lex) (string, int) {
-	nbe := lex.Mode&mysql.ModeNoBackslashEscapes != 0
-	ansi := lex.Mode&mysql.ModeANSIQuotes != 0
 	for i := 0; i < len(norm); {
-		c := norm[i]
-		switch {
-		case c == '\'' || (c == '"' && !ansi):
-			j, err := skipQuoted(norm, i, c, !nbe, false)
+		if j, quoted, err := quotedEnd(norm, i, lex); quoted {
 			if err != nil {
 				return norm, len(norm)
 			}
 			i = j
-		case c == '`' || c == '"':
-			j, err := skipQuoted(norm, i, c, false, false)
-			if err != nil {
-				return norm, len(norm)
-			}
-			i = j
-		case c == ';':
-			return norm[:i], i + 1
-		default:
-			i++
+			continue
 		}
+		if norm[i] == ';' {
+			return norm[:i], i + 1
+		}
+		i++
 	}
 	return norm, len(norm)
+}
+
+// quotedEnd reports whether s[i] opens a string or a quoted identifier
+// under lex's sql_mode, and if so returns the index after it (an error if
+// it is not closed).
+func quotedEnd(s string, i int, lex Lex) (int, bool, error) {
+	c := s[i]
+	switch {
+	case c == '\'' || (c == '"' && lex.Mode&mysql.ModeANSIQuotes == 0):
+		j, err := skipQuoted(s, i, c, lex.Mode&mysql.ModeNoBackslashEscapes == 0, false)
+		return j, true, err
+	case c == '`' || c == '"':
+		j, err := skipQuoted(s, i, c, false, false)
+		return j, true, err
+	}
+	return i, false, nil
 }
 
 // firstWords returns the first word of a statement in upper case and the
@@ -324,32 +330,22 @@ func analyzeStatement(c *SessionChange, stmt, first, second string, lex Lex) {
 
 // afterFor returns the statement after the top-level FOR of SET STATEMENT.
 func afterFor(stmt string, lex Lex) (string, bool) {
-	nbe := lex.Mode&mysql.ModeNoBackslashEscapes != 0
-	ansi := lex.Mode&mysql.ModeANSIQuotes != 0
 	for i := 0; i < len(stmt); {
-		c := stmt[i]
-		switch {
-		case c == '\'' || (c == '"' && !ansi):
-			j, err := skipQuoted(stmt, i, c, !nbe, false)
+		if j, quoted, err := quotedEnd(stmt, i, lex); quoted {
 			if err != nil {
 				return "", false
 			}
 			i = j
-		case c == '`' || c == '"':
-			j, err := skipQuoted(stmt, i, c, false, false)
-			if err != nil {
-				return "", false
-			}
-			i = j
-		case wordEnd(stmt, i) > i:
-			j := wordEnd(stmt, i)
+			continue
+		}
+		if j := wordEnd(stmt, i); j > i {
 			if strings.EqualFold(stmt[i:j], "FOR") && (i == 0 || wordEnd(stmt, i-1) == i-1) {
 				return stmt[j:], true
 			}
 			i = j
-		default:
-			i++
+			continue
 		}
+		i++
 	}
 	return "", false
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
 	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // split cuts the restored text at the markers and orders the slots as
@@ -24,11 +26,11 @@ func (out *Plan) split(text string) error {
 		rest := text[i+1+len(markerPrefix):]
 		j := strings.IndexByte(rest, '`')
 		if j < 0 {
-			return &Refusal{Reason: "internal: malformed rewrite"}
+			return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: malformed rewrite"}
 		}
 		n, err := strconv.Atoi(rest[:j])
 		if err != nil || n < 0 || n >= len(slots) || seen[n] {
-			return &Refusal{Reason: "internal: malformed rewrite"}
+			return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: malformed rewrite"}
 		}
 		seen[n] = true
 		segs = append(segs, text[:i])
@@ -38,7 +40,7 @@ func (out *Plan) split(text string) error {
 	segs = append(segs, text)
 	for _, s := range seen {
 		if !s {
-			return &Refusal{Reason: "internal: a value was lost in the rewrite"}
+			return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: a value was lost in the rewrite"}
 		}
 	}
 	out.Segments, out.Slots = segs, ordered
@@ -47,7 +49,7 @@ func (out *Plan) split(text string) error {
 		if s.Kind != SlotParam {
 			continue
 		}
-		if out.Params[s.Param].Role == RoleMatch {
+		if out.Params[s.Param].Role == sqlplan.RoleMatch {
 			for v := 0; v < MatchSlots; v++ {
 				out.ServerParams = append(out.ServerParams, ServerParam{Client: s.Param, Version: v})
 			}
@@ -56,7 +58,7 @@ func (out *Plan) split(text string) error {
 		}
 	}
 	if len(out.ServerParams) < len(out.Params) {
-		return &Refusal{Reason: "internal: a placeholder was lost in the rewrite"}
+		return &sqlplan.Refusal{SQLState: sqlplan.StateInternal, Reason: "internal: a placeholder was lost in the rewrite"}
 	}
 	return nil
 }
@@ -78,7 +80,7 @@ func marker(i int) ast.ExprNode {
 }
 
 // literal reports whether e is a constant, and its value.
-func literal(e ast.ExprNode) (Literal, bool) {
+func literal(e ast.ExprNode) (sqlplan.Literal, bool) {
 	neg := false
 	for {
 		switch x := e.(type) {
@@ -95,24 +97,24 @@ func literal(e ast.ExprNode) (Literal, bool) {
 				e = x.V
 				continue
 			}
-			return Literal{}, false
+			return sqlplan.Literal{}, false
 		}
 		break
 	}
 	if _, ok := e.(*driver.ParamMarkerExpr); ok {
-		return Literal{}, false
+		return sqlplan.Literal{}, false
 	}
 	v, ok := e.(*driver.ValueExpr)
 	if !ok {
-		return Literal{}, false
+		return sqlplan.Literal{}, false
 	}
 	var s string
 	switch v.Kind() {
 	case driver.KindNull:
 		if neg {
-			return Literal{}, false
+			return sqlplan.Literal{}, false
 		}
-		return Literal{Null: true}, true
+		return sqlplan.Literal{Null: true}, true
 	case driver.KindInt64:
 		s = strconv.FormatInt(v.GetInt64(), 10)
 	case driver.KindUint64:
@@ -125,24 +127,24 @@ func literal(e ast.ExprNode) (Literal, bool) {
 		s = v.GetMysqlDecimal().String()
 	case driver.KindString, driver.KindBytes:
 		if neg {
-			return Literal{}, false
+			return sqlplan.Literal{}, false
 		}
 		s = v.GetString()
 	case driver.KindBinaryLiteral:
 		if neg {
-			return Literal{}, false
+			return sqlplan.Literal{}, false
 		}
 		s = string(v.GetBytes())
 	default:
-		return Literal{}, false
+		return sqlplan.Literal{}, false
 	}
 	if neg {
 		if strings.HasPrefix(s, "-") {
-			return Literal{}, false
+			return sqlplan.Literal{}, false
 		}
 		s = "-" + s
 	}
-	return Literal{Text: s}, true
+	return sqlplan.Literal{Text: s}, true
 }
 
 func param(e ast.ExprNode) (*driver.ParamMarkerExpr, bool) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
+
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // The wire layer decrypts a result column when its column definition's
@@ -35,7 +37,7 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 		for _, sel := range x.SelectList.Selects {
 			if col := a.yieldsEncrypted(sel); col != "" {
 				op := setOpName(x.SelectList)
-				a.refuse(&Refusal{Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through %s; select the column directly", op)})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through %s; select the column directly", op)})
 				return n, true
 			}
 		}
@@ -47,7 +49,7 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 			break
 		}
 		if col := a.subqueryYieldsEncrypted(x.Expr); col != "" {
-			a.refuse(&Refusal{Column: col, Reason: "result column would be returned as ciphertext: MariaDB does not report its origin through a scalar subquery; select the column directly (a join)"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "result column would be returned as ciphertext: MariaDB does not report its origin through a scalar subquery; select the column directly (a join)"})
 			return n, true
 		}
 	case *ast.SelectStmt:
@@ -59,13 +61,13 @@ func (u *unattributed) Enter(n ast.Node) (ast.Node, bool) {
 			break
 		}
 		if col := a.subqueryYieldsEncrypted(x.Value); col != "" {
-			a.refuse(&Refusal{Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: "SET of a variable from a subquery yielding an encrypted column would copy its ciphertext where no rule decrypts it; select the column directly"})
 			return n, true
 		}
 	case *ast.CommonTableExpression:
 		if x.Query != nil {
 			if col := a.yieldsEncrypted(x.Query.Query); col != "" {
-				a.refuse(&Refusal{Column: col, Reason: fmt.Sprintf("WITH query %s yields an encrypted column: MariaDB does not report its origin through a CTE; select the column directly", x.Name.O)})
+				a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: fmt.Sprintf("WITH query %s yields an encrypted column: MariaDB does not report its origin through a CTE; select the column directly", x.Name.O)})
 				return n, true
 			}
 		}
@@ -139,7 +141,7 @@ func (a *analyzer) derived(sel *ast.SelectStmt) {
 			alias := x.AsName.O
 			for _, f := range sel.Fields.Fields {
 				if f.WildCard != nil && (f.WildCard.Table.O == "" || strings.EqualFold(f.WildCard.Table.O, alias)) {
-					a.refuse(&Refusal{Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", alias)})
+					a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: col, Reason: fmt.Sprintf("result column would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", alias)})
 					return
 				}
 				cn, ok := unparen(f.Expr).(*ast.ColumnNameExpr)
@@ -147,7 +149,7 @@ func (a *analyzer) derived(sel *ast.SelectStmt) {
 					continue
 				}
 				if c := a.outputOf(x.Source, cn.Name.Name.O); c != "" {
-					a.refuse(&Refusal{Column: c, Reason: fmt.Sprintf("result column %s would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", cn.Name.Name.O, alias)})
+					a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Column: c, Reason: fmt.Sprintf("result column %s would be returned as ciphertext: MariaDB does not report its origin through derived table %s; select the column directly", cn.Name.Name.O, alias)})
 					return
 				}
 			}
@@ -159,48 +161,16 @@ func (a *analyzer) derived(sel *ast.SelectStmt) {
 // outputOf names the encrypted column that query n returns as name (or
 // through *), "" if none.
 func (a *analyzer) outputOf(n ast.Node, name string) string {
-	switch q := n.(type) {
-	case *ast.SetOprStmt:
-		if q.SelectList != nil {
-			for _, sel := range q.SelectList.Selects {
-				if c := a.outputOf(sel, name); c != "" {
-					return c
-				}
-			}
+	return a.searchSelect(n, func(f *ast.SelectField) string {
+		out := f.AsName.O
+		if cn, ok := unparen(f.Expr).(*ast.ColumnNameExpr); ok && out == "" {
+			out = cn.Name.Name.O
 		}
-	case *ast.SetOprSelectList:
-		for _, sel := range q.Selects {
-			if c := a.outputOf(sel, name); c != "" {
-				return c
-			}
-		}
-	case *ast.SelectStmt:
-		if q.Fields == nil {
+		if !strings.EqualFold(out, name) {
 			return ""
 		}
-		for _, f := range q.Fields.Fields {
-			if f.WildCard != nil {
-				if t := a.encryptedIn(q.From); t != "" {
-					return t
-				}
-				continue
-			}
-			out := f.AsName.O
-			if cn, ok := unparen(f.Expr).(*ast.ColumnNameExpr); ok && out == "" {
-				out = cn.Name.Name.O
-			}
-			if !strings.EqualFold(out, name) {
-				continue
-			}
-			if col := a.colExpr(f.Expr); col != nil {
-				return col.String()
-			}
-			if c := a.yieldsEncrypted(&ast.SelectStmt{Fields: &ast.FieldList{Fields: []*ast.SelectField{f}}}); c != "" {
-				return c
-			}
-		}
-	}
-	return ""
+		return a.fieldYieldsEncrypted(f)
+	})
 }
 
 // yieldsEncrypted names an encrypted column (or table, for *) that query n
@@ -208,24 +178,36 @@ func (a *analyzer) outputOf(n ast.Node, name string) string {
 // over a FROM naming an encrypted table, a scalar subquery returning one,
 // or any branch of a set operation doing so. "" if none.
 func (a *analyzer) yieldsEncrypted(n ast.Node) string {
+	if q, ok := n.(*ast.SubqueryExpr); ok {
+		return a.yieldsEncrypted(q.Query)
+	}
+	return a.searchSelect(n, a.fieldYieldsEncrypted)
+}
+
+// fieldYieldsEncrypted names the encrypted column that select field f
+// returns, directly or through a scalar subquery; "" if none.
+func (a *analyzer) fieldYieldsEncrypted(f *ast.SelectField) string {
+	if col := a.colExpr(f.Expr); col != nil {
+		return col.String()
+	}
+	return a.subqueryYieldsEncrypted(f.Expr)
+}
+
+// searchSelect looks through every SELECT of query n (each branch of a
+// set operation) for an encrypted result: * or t.* over a FROM naming an
+// encrypted table, or a field for which field names one. "" if none.
+func (a *analyzer) searchSelect(n ast.Node, field func(*ast.SelectField) string) string {
 	switch q := n.(type) {
 	case *ast.SetOprStmt:
-		if q.SelectList == nil {
-			return ""
-		}
-		for _, sel := range q.SelectList.Selects {
-			if col := a.yieldsEncrypted(sel); col != "" {
-				return col
-			}
+		if q.SelectList != nil {
+			return a.searchSelect(q.SelectList, field)
 		}
 	case *ast.SetOprSelectList:
 		for _, sel := range q.Selects {
-			if col := a.yieldsEncrypted(sel); col != "" {
-				return col
+			if c := a.searchSelect(sel, field); c != "" {
+				return c
 			}
 		}
-	case *ast.SubqueryExpr:
-		return a.yieldsEncrypted(q.Query)
 	case *ast.SelectStmt:
 		if q.Fields == nil {
 			return ""
@@ -237,15 +219,8 @@ func (a *analyzer) yieldsEncrypted(n ast.Node) string {
 				}
 				continue
 			}
-			if col := a.colExpr(f.Expr); col != nil {
-				return col.String()
-			}
-			sq := &subqueries{}
-			f.Expr.Accept(sq)
-			for _, s := range sq.list {
-				if col := a.yieldsEncrypted(s); col != "" {
-					return col
-				}
+			if c := field(f); c != "" {
+				return c
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // analyzer walks the parse tree of one SQL string. It is used by one
@@ -23,20 +24,20 @@ type analyzer struct {
 	// Per statement (reset by statement, saved and restored around a
 	// PREPARE body).
 	edits  []Edit
-	params []Param
+	params []sqlplan.Param
 	// touched: a query of the statement reads or writes a table with
 	// encrypted columns (its results may need decrypting).
 	touched bool
 
 	// planParams are the parameter roles of the whole string.
-	planParams []Param
+	planParams []sqlplan.Param
 
 	// noCache: the plan depends on catalog state that no purge tracks
 	// (where an unqualified CREATE lands, which of two relations an
 	// unqualified name of a derived relation denotes); it is not cached.
 	noCache bool
 
-	// plainLits are the Literal.src of constants used as plaintext values
+	// plainLits are the Literal.Pos of constants used as plaintext values
 	// (usePlain); pinned those of constants whose value the plan depends
 	// on (ORDER BY 2). Plan templates vary only the former (template.go):
 	// any code that decides something from a constant's value must pin it.
@@ -63,6 +64,15 @@ func (a *analyzer) tokens() (*tokens, error) {
 		a.toks = t
 	}
 	return a.toks, nil
+}
+
+// exprSpan is the span of expression n in the SQL text.
+func (a *analyzer) exprSpan(n *pg.Node) (span, error) {
+	ts, err := a.tokens()
+	if err != nil {
+		return span{}, err
+	}
+	return ts.exprSpan(n)
 }
 
 // statement plans one statement of the string.
@@ -108,7 +118,7 @@ func (a *analyzer) statement(raw *pg.RawStmt) (Statement, error) {
 	if err := a.finishParams(); err != nil {
 		return Statement{}, err
 	}
-	if st.Kind == KindPass && (a.touched || len(a.edits) > 0 || slices.ContainsFunc(a.params, Param.Encrypted)) {
+	if st.Kind == KindPass && (a.touched || len(a.edits) > 0 || slices.ContainsFunc(a.params, sqlplan.Param.Encrypted)) {
 		st.Kind = KindQuery
 	}
 	slices.SortFunc(a.edits, func(x, y Edit) int { return x.Start - y.Start })
@@ -144,21 +154,30 @@ func isSessionStmt(n *pg.Node) bool {
 	return false
 }
 
+// query analyzes a SELECT, INSERT, UPDATE or DELETE node whose results
+// are returned as mode says; ok is false for any other kind of node.
+func (a *analyzer) query(n *pg.Node, sc *scope, mode outMode) (out selOut, ok bool, err error) {
+	switch q := n.GetNode().(type) {
+	case *pg.Node_SelectStmt:
+		out, err = a.topSelect(q.SelectStmt, sc, mode)
+	case *pg.Node_InsertStmt:
+		out, err = a.insert(q.InsertStmt, sc, mode)
+	case *pg.Node_UpdateStmt:
+		out, err = a.update(q.UpdateStmt, sc, mode)
+	case *pg.Node_DeleteStmt:
+		out, err = a.delete(q.DeleteStmt, sc, mode)
+	default:
+		return selOut{}, false, nil
+	}
+	return out, true, err
+}
+
 // dispatch plans one statement node into st.
 func (a *analyzer) dispatch(n *pg.Node, st *Statement) error {
+	if _, ok, err := a.query(n, nil, outReturned); ok {
+		return err
+	}
 	switch v := n.GetNode().(type) {
-	case *pg.Node_SelectStmt:
-		_, err := a.topSelect(v.SelectStmt, nil, outReturned)
-		return err
-	case *pg.Node_InsertStmt:
-		_, err := a.insert(v.InsertStmt, nil, outReturned)
-		return err
-	case *pg.Node_UpdateStmt:
-		_, err := a.update(v.UpdateStmt, nil, outReturned)
-		return err
-	case *pg.Node_DeleteStmt:
-		_, err := a.delete(v.DeleteStmt, nil, outReturned)
-		return err
 	case *pg.Node_CopyStmt:
 		return a.copyStmt(v.CopyStmt, st)
 	case *pg.Node_ExplainStmt:
@@ -293,37 +312,37 @@ func (a *analyzer) addEdit(e Edit) { a.edits = append(a.edits, e) }
 // bindParam records the role of parameter n in the current statement. A
 // parameter may be used several times only with the same role and column
 // (plain uses with plain uses).
-func (a *analyzer) bindParam(n int, role ParamRole, col *rules.ColumnRule) error {
+func (a *analyzer) bindParam(n int, role sqlplan.Role, col *rules.ColumnRule) error {
 	if n <= 0 || n > 65535 {
-		return refuse(col, StateSyntaxError, "parameter number %d out of range", n)
+		return refuse(col, sqlplan.StateSyntaxError, "parameter number %d out of range", n)
 	}
 	for len(a.params) < n {
-		a.params = append(a.params, Param{})
+		a.params = append(a.params, sqlplan.Param{})
 	}
 	cur := &a.params[n-1]
-	np := Param{Role: role, Column: col}
-	if cur.Role == RoleInvalid {
+	np := sqlplan.Param{Role: role, Column: col}
+	if cur.Role == sqlplan.RoleInvalid {
 		*cur = np
 		return nil
 	}
-	if cur.Role == np.Role && (cur.Column == np.Column || (np.Role != RolePlain && rules.Interchangeable(cur.Column, np.Column))) {
+	if cur.Role == np.Role && (cur.Column == np.Column || (np.Role != sqlplan.RolePlain && rules.Interchangeable(cur.Column, np.Column))) {
 		return nil
 	}
 	c := col
 	if c == nil {
 		c = cur.Column
 	}
-	return refuse(c, StateDatatypeMismatch,
+	return refuse(c, sqlplan.StateDatatypeMismatch,
 		"parameter $%d is used both as %s and as %s; use a separate parameter for each", n, describeRole(*cur), describeRole(np))
 }
 
-func describeRole(p Param) string {
+func describeRole(p sqlplan.Param) string {
 	switch p.Role {
-	case RolePlain:
+	case sqlplan.RolePlain:
 		return "a plaintext value"
-	case RoleStore:
+	case sqlplan.RoleStore:
 		return "a value stored in " + p.Column.String()
-	case RoleMatch, RoleMatchArray:
+	case sqlplan.RoleMatch, sqlplan.RoleMatchArray:
 		return "a value compared with " + p.Column.String()
 	}
 	return "an unknown role"
@@ -333,8 +352,8 @@ func describeRole(p Param) string {
 // explicit (RolePlain when not bound for an encrypted column).
 func (a *analyzer) finishParams() error {
 	for i := range a.params {
-		if a.params[i].Role == RoleInvalid {
-			a.params[i] = Param{Role: RolePlain}
+		if a.params[i].Role == sqlplan.RoleInvalid {
+			a.params[i] = sqlplan.Param{Role: sqlplan.RolePlain}
 		}
 	}
 	return nil
@@ -343,19 +362,19 @@ func (a *analyzer) finishParams() error {
 // mergeParams merges the parameter roles of a statement into the string's.
 // Parameters only exist in a single-statement string (the extended
 // protocol), so any disagreement is refused.
-func mergeParams(into, add []Param) ([]Param, error) {
+func mergeParams(into, add []sqlplan.Param) ([]sqlplan.Param, error) {
 	out := slices.Clone(into)
 	for len(out) < len(add) {
-		out = append(out, Param{})
+		out = append(out, sqlplan.Param{})
 	}
 	for i, p := range add {
 		cur := out[i]
 		switch {
-		case cur.Role == RoleInvalid:
+		case cur.Role == sqlplan.RoleInvalid:
 			out[i] = p
 		case cur.Role == p.Role && (cur.Column == p.Column || rules.Interchangeable(cur.Column, p.Column)):
 		default:
-			return nil, refuse(p.Column, StateDatatypeMismatch, "parameter $%d has conflicting roles in different statements", i+1)
+			return nil, refuse(p.Column, sqlplan.StateDatatypeMismatch, "parameter $%d has conflicting roles in different statements", i+1)
 		}
 	}
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // copyStmt plans COPY.
@@ -49,7 +50,7 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, st *Statement) error {
 	}
 	for _, n := range names {
 		if c := target.rule.SimilarColumn(n); c != nil {
-			return refuse(c, StateInvalidName, "column %q matches encrypted column %s only when case is ignored", n, c)
+			return refuse(c, sqlplan.StateInvalidName, "column %q matches encrypted column %s only when case is ignored", n, c)
 		}
 		cp.Fields = append(cp.Fields, CopyField{Name: n, Column: target.rule.Column(n)})
 	}
@@ -136,12 +137,9 @@ func copyOptions(opts []*pg.Node, cp *Copy) error {
 				return err
 			}
 			cp.Format = f
-		case "delimiter":
+		case "delimiter", "null", "quote", "escape":
 			s := defString(d)
-			o.delim = &s
-		case "null":
-			s := defString(d)
-			o.null = &s
+			*o.text(d.Defname) = &s
 		case "default":
 			cp.Default = defString(d)
 		case "header":
@@ -150,12 +148,6 @@ func copyOptions(opts []*pg.Node, cp *Copy) error {
 				return err
 			}
 			cp.Header = b
-		case "quote":
-			s := defString(d)
-			o.quote = &s
-		case "escape":
-			s := defString(d)
-			o.escape = &s
 		case "encoding":
 			e := strings.ToLower(strings.ReplaceAll(defString(d), "-", ""))
 			if e != "utf8" && e != "unicode" {
@@ -183,6 +175,20 @@ type copyOpts struct {
 	delim, null, quote, escape                   *string
 	forceQuote, forceNotNull, forceNull          []string
 	forceQuoteAll, forceNotNullAll, forceNullAll bool
+}
+
+// text returns the field of the string option name (delimiter, null,
+// quote or escape).
+func (o *copyOpts) text(name string) **string {
+	switch name {
+	case "delimiter":
+		return &o.delim
+	case "null":
+		return &o.null
+	case "quote":
+		return &o.quote
+	}
+	return &o.escape
 }
 
 // apply sets cp's delimiter, NULL string, quote and escape from the

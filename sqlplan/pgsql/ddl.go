@@ -6,6 +6,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // This file, ddl_alter.go and ddl_code.go refuse DDL that would route
@@ -88,22 +89,22 @@ func (a *analyzer) guardDDL(n *pg.Node, text string) error {
 		return a.guardAlterTable(v.AlterTableStmt)
 	case *pg.Node_CreateTrigStmt:
 		if t := a.encryptedNamed(v.CreateTrigStmt.Relation); t != nil {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"a trigger on encrypted table %s could set its columns from values the proxy does not see bound for them", t)
 		}
 	case *pg.Node_RuleStmt:
 		if t := a.encryptedNamed(v.RuleStmt.Relation); t != nil {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"a rule on encrypted table %s could write values the proxy does not see bound for its columns", t)
 		}
 		if a.p.touches(text) {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"a rule whose actions name an encrypted table would write values the proxy does not see bound for its columns")
 		}
 	case *pg.Node_ImportForeignSchemaStmt:
 		return a.guardImport(v.ImportForeignSchemaStmt)
 	case *pg.Node_CreateSubscriptionStmt, *pg.Node_AlterSubscriptionStmt:
-		return refuse(nil, StateFeatureNotSupported,
+		return refuse(nil, sqlplan.StateFeatureNotSupported,
 			"a subscription replicates rows into tables without the proxy, so plaintext could reach an encrypted table")
 	}
 	return nil
@@ -173,7 +174,7 @@ func (a *analyzer) newRelation(rv *pg.RangeVar, what string) error {
 	if a.p.rules.Table(a.p.database, schema, rv.Relname) != nil {
 		return nil
 	}
-	return refuse(nil, StateFeatureNotSupported,
+	return refuse(nil, sqlplan.StateFeatureNotSupported,
 		"%s of %s.%s would shadow encrypted table %s on a search_path (the proxy would encrypt for one relation while the server writes the other); use another name",
 		what, schema, rv.Relname, t)
 }
@@ -197,17 +198,17 @@ func (a *analyzer) guardCreate(cs *pg.CreateStmt, what string) error {
 	for _, n := range cs.InhRelations {
 		if t := a.encryptedNamed(n.GetRangeVar()); t != nil && !covers(self, t) {
 			if cs.Partbound != nil {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"a partition of encrypted table %s would take rows the proxy does not encrypt; configure the partitioned table and create partitions directly", t)
 			}
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", t, t)
 		}
 	}
 	for _, el := range cs.TableElts {
 		if lc := el.GetTableLikeClause(); lc != nil {
 			if t := a.encryptedNamed(lc.Relation); t != nil && !covers(self, t) {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"CREATE TABLE … (LIKE %s) makes a table shaped like an encrypted table whose values would not be encrypted", t)
 			}
 		}
@@ -215,7 +216,7 @@ func (a *analyzer) guardCreate(cs *pg.CreateStmt, what string) error {
 	if tn := cs.OfTypename; tn != nil {
 		if names, ok := stringList(tn.Names); ok && len(names) > 0 {
 			if t := a.namesake(names[len(names)-1]); t != nil && !covers(self, t) {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"CREATE TABLE … OF the row type of encrypted table %s makes a table whose values would not be encrypted", t)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // relationObject reports whether an object type is a relation that
@@ -25,27 +26,27 @@ func (a *analyzer) guardRename(rs *pg.RenameStmt) error {
 	switch {
 	case relationObject(rs.RenameType):
 		if t := a.encryptedNamed(rs.Relation); t != nil {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"renaming encrypted table %s would leave its rows under a name without encryption rules", t)
 		}
 		if t := a.namesake(rs.Newname); t != nil {
-			return refuse(nil, StateFeatureNotSupported,
+			return refuse(nil, sqlplan.StateFeatureNotSupported,
 				"renaming a relation to %s, the name of encrypted table %s, would shadow it or take its place with unencrypted values", rs.Newname, t)
 		}
 	case rs.RenameType == pg.ObjectType_OBJECT_COLUMN, rs.RenameType == pg.ObjectType_OBJECT_ATTRIBUTE:
 		trs := a.tableRulesNamed(rs.Relation)
 		if c := configuredColumn(trs, rs.Subname); c != nil {
-			return refuse(c, StateFeatureNotSupported,
+			return refuse(c, sqlplan.StateFeatureNotSupported,
 				"renaming an encrypted column would let values be written to it under a name without encryption rules")
 		}
 		if c := configuredColumn(trs, rs.Newname); c != nil {
-			return refuse(c, StateFeatureNotSupported,
+			return refuse(c, sqlplan.StateFeatureNotSupported,
 				"renaming a column to the name of an encrypted column would put unencrypted values under its rule")
 		}
 	case rs.RenameType == pg.ObjectType_OBJECT_SCHEMA:
 		for _, t := range a.p.rules.Tables() {
 			if t.Schema == rs.Subname || t.Schema == rs.Newname {
-				return refuse(nil, StateFeatureNotSupported,
+				return refuse(nil, sqlplan.StateFeatureNotSupported,
 					"renaming schema %s would move encrypted table %s out from under its rules, or put other tables under them", rs.Subname, t)
 			}
 		}
@@ -61,7 +62,7 @@ func (a *analyzer) guardSetSchema(s *pg.AlterObjectSchemaStmt) error {
 		return nil
 	}
 	if t := a.namesake(s.Relation.Relname); t != nil {
-		return refuse(nil, StateFeatureNotSupported,
+		return refuse(nil, sqlplan.StateFeatureNotSupported,
 			"moving relation %s to schema %s would take encrypted table %s out from under its rules, or shadow it", s.Relation.Relname, s.Newschema, t)
 	}
 	return nil
@@ -104,45 +105,53 @@ func (a *analyzer) guardAlterTable(at *pg.AlterTableStmt) error {
 // other is configured with every encrypted column of it (then both are
 // encrypted tables and rows moving between them stay encrypted).
 func (a *analyzer) link(child, parent *pg.RangeVar, partition bool) error {
-	if pt := a.encryptedNamed(parent); pt != nil {
-		cr, err := a.ruleOf(child, false)
+	for _, side := range []struct {
+		enc, other             *pg.RangeVar
+		partition, inheritance string // refusal formats, of the encrypted table
+	}{
+		{parent, child,
+			"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)",
+			"a table inheriting from encrypted table %[1]s would take rows the proxy does not encrypt, and they would appear in %[1]s"},
+		{child, parent,
+			"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)",
+			"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules"},
+	} {
+		t, err := a.uncovered(side.enc, side.other)
 		if err != nil {
 			return err
 		}
-		if pr, err := a.ruleOf(parent, false); err != nil {
-			return err
-		} else if pr != nil {
-			pt = pr
-		}
-		if !covers(cr, pt) {
+		if t != nil {
+			format := side.inheritance
 			if partition {
-				return refuse(nil, StateFeatureNotSupported,
-					"attaching a partition to encrypted table %s would add rows the proxy did not encrypt (configure the partition like the table)", pt)
+				format = side.partition
 			}
-			return refuse(nil, StateFeatureNotSupported,
-				"a table inheriting from encrypted table %s would take rows the proxy does not encrypt, and they would appear in %s", pt, pt)
-		}
-	}
-	if ct := a.encryptedNamed(child); ct != nil {
-		pr, err := a.ruleOf(parent, false)
-		if err != nil {
-			return err
-		}
-		if cr, err := a.ruleOf(child, false); err != nil {
-			return err
-		} else if cr != nil {
-			ct = cr
-		}
-		if !covers(pr, ct) {
-			if partition {
-				return refuse(nil, StateFeatureNotSupported,
-					"encrypted table %s cannot become a partition: writes through the partitioned table would bypass its rules (configure that table like it)", ct)
-			}
-			return refuse(nil, StateFeatureNotSupported,
-				"encrypted table %s cannot become an inheritance child: writes through the parent would bypass its rules", ct)
+			return refuse(nil, sqlplan.StateFeatureNotSupported, format, t)
 		}
 	}
 	return nil
+}
+
+// uncovered returns the rules of enc when it is an encrypted table and
+// other is not configured with every encrypted column of it; nil when enc
+// is not encrypted or other covers it.
+func (a *analyzer) uncovered(enc, other *pg.RangeVar) (*rules.TableRule, error) {
+	t := a.encryptedNamed(enc)
+	if t == nil {
+		return nil, nil
+	}
+	or, err := a.ruleOf(other, false)
+	if err != nil {
+		return nil, err
+	}
+	if r, err := a.ruleOf(enc, false); err != nil {
+		return nil, err
+	} else if r != nil {
+		t = r
+	}
+	if covers(or, t) {
+		return nil, nil
+	}
+	return t, nil
 }
 
 // ruleOf returns the rule configured for relation rv: of its schema when
@@ -175,11 +184,11 @@ func (a *analyzer) guardImport(s *pg.ImportForeignSchemaStmt) error {
 	if s.ListType == pg.ImportForeignSchemaType_FDW_IMPORT_SCHEMA_LIMIT_TO {
 		for _, n := range s.TableList {
 			if t := a.namesake(n.GetRangeVar().GetRelname()); t != nil {
-				return refuse(nil, StateFeatureNotSupported, "IMPORT FOREIGN SCHEMA of a table named like encrypted table %s would shadow it", t)
+				return refuse(nil, sqlplan.StateFeatureNotSupported, "IMPORT FOREIGN SCHEMA of a table named like encrypted table %s would shadow it", t)
 			}
 		}
 		return nil
 	}
-	return refuse(nil, StateFeatureNotSupported,
+	return refuse(nil, sqlplan.StateFeatureNotSupported,
 		"IMPORT FOREIGN SCHEMA without LIMIT TO may create a relation named like an encrypted table; list the tables")
 }

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // guardFunction refuses CREATE FUNCTION/PROCEDURE in languages other than
@@ -58,7 +59,7 @@ func (a *analyzer) guardCode(what, lang, text string, bodies []string) error {
 		fallthrough
 	default:
 		if !a.p.dynamic {
-			return refuse(nil, StateInsufficientPrivilege,
+			return refuse(nil, sqlplan.StateInsufficientPrivilege,
 				"%s in %s can run SQL built at run time, which the proxy cannot see (allow_dynamic_sql is off on this listener)", what, lang)
 		}
 		return nil
@@ -70,16 +71,16 @@ func (a *analyzer) guardCode(what, lang, text string, bodies []string) error {
 			continue
 		}
 		if hasSQLRunner(b) {
-			return refuse(nil, StateInsufficientPrivilege,
+			return refuse(nil, sqlplan.StateInsufficientPrivilege,
 				"%s whose body calls a function that runs SQL text (query_to_xml, ts_stat, dblink, …), which the proxy cannot see (allow_dynamic_sql is off on this listener)", what)
 		}
 		if lang == "plpgsql" && hasWordFold(b, "execute") {
-			return refuse(nil, StateInsufficientPrivilege,
+			return refuse(nil, sqlplan.StateInsufficientPrivilege,
 				"%s with EXECUTE runs SQL built at run time, which the proxy cannot see (allow_dynamic_sql is off on this listener)", what)
 		}
 	}
 	if touched {
-		return refuse(nil, StateFeatureNotSupported,
+		return refuse(nil, sqlplan.StateFeatureNotSupported,
 			"%s whose body names an encrypted table (or a relation derived from one) would read or write it without the proxy; run the statements directly", what)
 	}
 	return nil
@@ -137,7 +138,7 @@ func (a *analyzer) checkDerived(n *pg.Node, d *Derived) error {
 			schema = "pg_temp"
 		}
 		if r, ok := d.lookup(schema, rv.Relname); ok {
-			err = refuse(nil, StateFeatureNotSupported, "%s", r.describe(schema, rv.Relname))
+			err = refuse(nil, sqlplan.StateFeatureNotSupported, "%s", r.describe(schema, rv.Relname))
 			return false
 		}
 		return true
@@ -228,7 +229,7 @@ func (a *analyzer) guardSQLRunners(n *pg.Node) error {
 		name := strings.ToLower(names[len(names)-1])
 		for _, w := range sqlRunners {
 			if strings.HasPrefix(name, w) && (w != "ts_rewrite" || len(fc.Args) == 2) {
-				err = refuse(nil, StateInsufficientPrivilege,
+				err = refuse(nil, sqlplan.StateInsufficientPrivilege,
 					"%s runs SQL text, which the proxy cannot see (allow_dynamic_sql is off on this listener)", name)
 				return false
 			}

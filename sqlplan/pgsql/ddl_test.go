@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -28,7 +29,7 @@ func TestDDLRefusals(t *testing.T) {
 		{"rename schema", "ALTER SCHEMA public RENAME TO old", "", "renaming schema public", ""},
 		{"rename schema onto a rule's", "ALTER SCHEMA staging RENAME TO app", "", "renaming schema staging", ""},
 		// 2. Inheritance, partitions, LIKE, OF.
-		{"inherits", "CREATE TABLE kid () INHERITS (users)", "", "inheriting from encrypted table public.users", ""},
+		{"inherits", "CREATE TABLE kid () INHERITS (users)", "", "inheriting from encrypted table public.users would take rows the proxy does not encrypt, and they would appear in public.users", ""},
 		{"partition of", "CREATE TABLE p1 PARTITION OF users FOR VALUES IN (1)", "", "a partition of encrypted table public.users", ""},
 		{"foreign partition", "CREATE FOREIGN TABLE f PARTITION OF users FOR VALUES IN (1) SERVER s", "", "a partition of encrypted table public.users", ""},
 		{"like", "CREATE TABLE copy (LIKE users INCLUDING ALL)", "", "(LIKE public.users)", ""},
@@ -42,27 +43,27 @@ func TestDDLRefusals(t *testing.T) {
 		{"constraint trigger", "CREATE CONSTRAINT TRIGGER t AFTER INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION f()", "", "a trigger on encrypted table public.users", ""},
 		{"rule on", "CREATE RULE r AS ON INSERT TO users DO ALSO NOTIFY x", "", "a rule on encrypted table public.users", ""},
 		// 4. Dynamic SQL.
-		{"do without the name", "DO $$ BEGIN EXECUTE 'insert into us'||'ers (ssn) values (''1'')'; END $$", "", "DO block with EXECUTE runs SQL built at run time", pgsql.StateInsufficientPrivilege},
-		{"do as a string", "do 'BEGIN ExEcUtE $q$select 1$q$; END'", "", "DO block with EXECUTE", pgsql.StateInsufficientPrivilege},
-		{"do after a comment", "/* x */DO/* y */$body$BEGIN execute 'x'; END$body$", "", "DO block with EXECUTE", pgsql.StateInsufficientPrivilege},
-		{"do later in a string", "SELECT 1; DO $$ BEGIN EXECUTE format('x'); END $$", "", "DO block with EXECUTE", pgsql.StateInsufficientPrivilege},
-		{"do in another language", "DO LANGUAGE plperl $$ spi_exec_query('x') $$", "", "DO block in plperl", pgsql.StateInsufficientPrivilege},
-		{"do with a SQL runner", "DO $$ BEGIN PERFORM query_to_xml('select 1', true, true, ''); END $$", "", "runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"do without the name", "DO $$ BEGIN EXECUTE 'insert into us'||'ers (ssn) values (''1'')'; END $$", "", "DO block with EXECUTE runs SQL built at run time", sqlplan.StateInsufficientPrivilege},
+		{"do as a string", "do 'BEGIN ExEcUtE $q$select 1$q$; END'", "", "DO block with EXECUTE", sqlplan.StateInsufficientPrivilege},
+		{"do after a comment", "/* x */DO/* y */$body$BEGIN execute 'x'; END$body$", "", "DO block with EXECUTE", sqlplan.StateInsufficientPrivilege},
+		{"do later in a string", "SELECT 1; DO $$ BEGIN EXECUTE format('x'); END $$", "", "DO block with EXECUTE", sqlplan.StateInsufficientPrivilege},
+		{"do in another language", "DO LANGUAGE plperl $$ spi_exec_query('x') $$", "", "DO block in plperl", sqlplan.StateInsufficientPrivilege},
+		{"do with a SQL runner", "DO $$ BEGIN PERFORM query_to_xml('select 1', true, true, ''); END $$", "", "runs SQL text", sqlplan.StateInsufficientPrivilege},
 		{"do with an escaped name", `DO E'BEGIN INSERT INTO \x75sers (ssn) VALUES (1); END'`, "", "whose body names an encrypted table", ""},
-		{"plpgsql function", "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'insert into us'||'ers values (1)'; END $$", "", "CREATE FUNCTION with EXECUTE", pgsql.StateInsufficientPrivilege},
-		{"procedure", "CREATE OR REPLACE PROCEDURE pr() LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'x'; END $$", "", "CREATE PROCEDURE with EXECUTE", pgsql.StateInsufficientPrivilege},
-		{"procedure in python", "CREATE PROCEDURE pr() LANGUAGE plpython3u AS $$ plpy.execute('x') $$", "", "CREATE PROCEDURE in plpython3u", pgsql.StateInsufficientPrivilege},
-		{"function without language", "CREATE FUNCTION f() RETURNS int AS 'select 1'", "", "an unspecified language", pgsql.StateInsufficientPrivilege},
+		{"plpgsql function", "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'insert into us'||'ers values (1)'; END $$", "", "CREATE FUNCTION with EXECUTE", sqlplan.StateInsufficientPrivilege},
+		{"procedure", "CREATE OR REPLACE PROCEDURE pr() LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'x'; END $$", "", "CREATE PROCEDURE with EXECUTE", sqlplan.StateInsufficientPrivilege},
+		{"procedure in python", "CREATE PROCEDURE pr() LANGUAGE plpython3u AS $$ plpy.execute('x') $$", "", "CREATE PROCEDURE in plpython3u", sqlplan.StateInsufficientPrivilege},
+		{"function without language", "CREATE FUNCTION f() RETURNS int AS 'select 1'", "", "an unspecified language", sqlplan.StateInsufficientPrivilege},
 		{"sql body with an escaped name", `CREATE FUNCTION f(t text) RETURNS void LANGUAGE sql AS E'insert into \x75sers (ssn) values (t::bytea)'`, "", "whose body names an encrypted table", ""},
 		{"sql standard body", "CREATE FUNCTION f(t bytea) RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO users (ssn) VALUES (t); END", "", "whose body names an encrypted table", ""},
-		{"query_to_xml", "SELECT query_to_xml('select * from us'||'ers where email = ''a@x''', true, false, '')", "", "query_to_xml runs SQL text", pgsql.StateInsufficientPrivilege},
-		{"query_to_xml spelled with escapes", `SELECT U&"query\005fto_xml"('select 1', true, false, '')`, "", "query_to_xml runs SQL text", pgsql.StateInsufficientPrivilege},
-		{"dblink_exec", "SELECT dblink_exec('dbname=app', 'insert into us'||'ers values (1)')", "", "dblink_exec runs SQL text", pgsql.StateInsufficientPrivilege},
-		{"ts_stat", "SELECT * FROM pg_catalog.ts_stat('select 1')", "", "ts_stat runs SQL text", pgsql.StateInsufficientPrivilege},
-		{"sql function calling a runner", "CREATE FUNCTION q() RETURNS xml LANGUAGE sql AS $$ SELECT query_to_xml('select 1', true, false, '') $$", "", "calls a function that runs SQL text", pgsql.StateInsufficientPrivilege},
+		{"query_to_xml", "SELECT query_to_xml('select * from us'||'ers where email = ''a@x''', true, false, '')", "", "query_to_xml runs SQL text", sqlplan.StateInsufficientPrivilege},
+		{"query_to_xml spelled with escapes", `SELECT U&"query\005fto_xml"('select 1', true, false, '')`, "", "query_to_xml runs SQL text", sqlplan.StateInsufficientPrivilege},
+		{"dblink_exec", "SELECT dblink_exec('dbname=app', 'insert into us'||'ers values (1)')", "", "dblink_exec runs SQL text", sqlplan.StateInsufficientPrivilege},
+		{"ts_stat", "SELECT * FROM pg_catalog.ts_stat('select 1')", "", "ts_stat runs SQL text", sqlplan.StateInsufficientPrivilege},
+		{"sql function calling a runner", "CREATE FUNCTION q() RETURNS xml LANGUAGE sql AS $$ SELECT query_to_xml('select 1', true, false, '') $$", "", "calls a function that runs SQL text", sqlplan.StateInsufficientPrivilege},
 		{"rename through ALTER INDEX", "ALTER INDEX users RENAME TO people", "", "renaming encrypted table public.users", ""},
 		{"rename attribute", "ALTER TYPE users RENAME ATTRIBUTE ssn TO x", ssn, "renaming an encrypted column", ""},
-		{"unparseable DDL", "CREATE FUNCTION f( RETURNS", "", "could not be parsed", pgsql.StateSyntaxError},
+		{"unparseable DDL", "CREATE FUNCTION f( RETURNS", "", "could not be parsed", sqlplan.StateSyntaxError},
 		// 5. Shadowing.
 		{"temp table", "CREATE TEMP TABLE users (id int, email bytea, ssn bytea)", "", "CREATE TABLE of pg_temp.users would shadow encrypted table public.users", ""},
 		{"pg_temp table", "CREATE TABLE pg_temp.users (id int)", "", "would shadow encrypted table public.users", ""},

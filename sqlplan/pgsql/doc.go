@@ -36,9 +36,10 @@
 //     normalized SQL so that statements differing only in constants share
 //     one plan (see "Plan cache"). Refusals and Catalog errors are not
 //     cached.
-//   - A [*Refusal] means: send nothing upstream; answer the client with an
-//     ErrorResponse (SQLSTATE Refusal.SQLState, message Refusal.Error()).
-//     Any other error is a Catalog failure: send nothing either.
+//   - A [*sqlplan.Refusal] means: send nothing upstream; answer the
+//     client with an ErrorResponse (SQLSTATE Refusal.SQLState, message
+//     Refusal.Error()). Any other error is a Catalog failure: send
+//     nothing either.
 //
 // Plans are shared between sessions and goroutines: never modify one.
 //
@@ -108,8 +109,8 @@
 //     prepared statement (see below).
 //
 // Literals are canonicalised with value.AppendCanonicalTextInZone in
-// Env.Zone (the session TimeZone) and encrypted through Env.Encrypter
-// (*rules.Encryptor); Env.Matches, if set, is told every ciphertext set
+// Env.Zone (the session TimeZone) and encrypted through Env.Encrypter (a
+// [sqlplan.Encrypter]); Env.Matches, if set, is told every ciphertext set
 // rendered for a comparison and the canonical plaintext it was made from
 // (a wire layer may then answer result cells equal to one of them without
 // decrypting them), and Env.Scratch lends a reusable buffer for the
@@ -120,22 +121,23 @@
 // UTF8.
 //
 // Extended protocol: plan the Parse query the same way (it has one
-// statement). [Plan.Params] has one [Param] per $n:
+// statement). [Plan.Params] has one [sqlplan.Param] per $n:
 //
 //   - RolePlain: forward as sent.
 //   - RoleStore: declare bytea (OID 17) in the upstream Parse; at Bind
 //     decode the client's value (text or binary, Column.Type),
-//     canonicalise, EncryptForStore, send binary bytea. NULL stays NULL.
+//     canonicalise, encrypt (AppendStore), send binary bytea. NULL stays
+//     NULL.
 //   - RoleMatch: declare bytea[] (1001); bind a binary bytea[] holding the
 //     value's ciphertexts under every live version (EncryptForMatch).
 //   - RoleMatchArray (`col = ANY($1)`): declare bytea[]; the client sends an
 //     array of Column.Type; bind one bytea[] with every element's
 //     ciphertexts under every live version.
 //
-// In ParameterDescription report the plaintext type ([Param.ClientType],
-// an array of it when [Param.ClientArray]); Param.UpstreamOID is the type
-// to declare upstream (extend Parse's type list when the client declared
-// fewer). The rewritten Parse text (Rewrite) already casts match
+// In ParameterDescription report the plaintext type
+// ([sqlplan.Param.ClientType], an array of it when
+// [sqlplan.Param.ClientArray]); [UpstreamOID] is the type to declare
+// upstream (extend Parse's type list when the client declared fewer). The rewritten Parse text (Rewrite) already casts match
 // parameters (`= ANY($1::bytea[])`).
 //
 // Results: decide from RowDescription's table OID and attribute number,
@@ -284,7 +286,13 @@
 //
 // # Boundaries
 //
-// This package owns SQL analysis and rewriting for PostgreSQL. It does not
-// touch the wire protocol (proxy/postgres), keys (crypto/keys) or the
-// configuration (config); it depends on rules, value and pg_query_go.
+// This package owns SQL analysis and rewriting for PostgreSQL: the Plan,
+// its Edits, the plan cache and templates, Prepared and the PostgreSQL
+// specifics of parameters ([UpstreamOID], Env.Slots). The vocabulary it
+// shares with the MySQL planner (Param, Role, Literal, Refusal, the
+// SQLSTATE codes, Encrypter, MatchRecorder) lives in package sqlplan; do
+// not define it again here. It does not touch the wire protocol
+// (proxy/postgres/pgcrypt), keys (crypto/keys), the configuration (config)
+// or the MySQL planner; it depends on sqlplan, rules, value and
+// pg_query_go, and does no I/O of its own (the Catalog is the caller's).
 package pgsql

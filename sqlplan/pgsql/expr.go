@@ -4,6 +4,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // exprKind classifies what an expression is, as far as encryption cares.
@@ -25,9 +26,9 @@ type exprInfo struct {
 	// colRef: exEnc from a plain column reference, whose text can be
 	// copied into a rewritten comparison.
 	colRef bool
-	lit    Literal // exLiteral
-	bits   bool    // exLiteral: a bit-string constant (B'…', X'…')
-	param  int     // exParam
+	lit    sqlplan.Literal // exLiteral
+	bits   bool            // exLiteral: a bit-string constant (B'…', X'…')
+	param  int             // exParam
 	// cast is the type an exLiteral, exNull or exParam is cast to.
 	cast *pg.TypeName
 	node *pg.Node
@@ -62,7 +63,7 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) (exprInfo, error) {
 		}
 		info.kind = exLiteral
 		info.lit, info.bits = constLiteral(v.AConst)
-		info.lit.src = int(v.AConst.Location) + 1
+		info.lit.Pos = int(v.AConst.Location) + 1
 		return info, nil
 	case *pg.Node_ParamRef:
 		info.kind = exParam
@@ -204,10 +205,10 @@ func (a *analyzer) plainAll(ns []*pg.Node, sc *scope, what string) error {
 // template may vary it (template.go).
 func (a *analyzer) usePlain(in exprInfo) error {
 	if in.kind == exLiteral {
-		a.plainLits = append(a.plainLits, in.lit.src)
+		a.plainLits = append(a.plainLits, in.lit.Pos)
 	}
 	if in.kind == exParam {
-		return a.bindParam(in.param, RolePlain, nil)
+		return a.bindParam(in.param, sqlplan.RolePlain, nil)
 	}
 	return nil
 }

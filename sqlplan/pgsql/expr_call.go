@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -165,7 +166,7 @@ func (a *analyzer) sublink(s *pg.SubLink, n *pg.Node, sc *scope) (exprInfo, erro
 			return info, unsupported(col, "%s with a subquery cannot be evaluated on encrypted values", operatorWhat(op))
 		}
 		if test.kind != exEnc || sub == nil || len(out.cols) != 1 {
-			return info, refuse(col, StateDatatypeMismatch, "IN (subquery) compares an encrypted column with a plaintext value")
+			return info, refuse(col, sqlplan.StateDatatypeMismatch, "IN (subquery) compares an encrypted column with a plaintext value")
 		}
 		return info, checkSameKey(test.rule(), sub, "compares")
 	default:
@@ -202,7 +203,7 @@ func (a *analyzer) generic(n *pg.Node, sc *scope) error {
 			}
 			return false
 		case *pg.Node_ParamRef:
-			err = a.bindParam(int(c.GetParamRef().Number), RolePlain, nil)
+			err = a.bindParam(int(c.GetParamRef().Number), sqlplan.RolePlain, nil)
 			return false
 		case *pg.Node_SubLink, *pg.Node_SelectStmt:
 			err = unsupported(nil, "a subquery inside %s is not supported in a statement touching an encrypted table", name)

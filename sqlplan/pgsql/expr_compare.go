@@ -6,28 +6,29 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
 // constLiteral returns the value of a non-NULL constant as PostgreSQL reads
 // it, and whether it is a bit string.
-func constLiteral(c *pg.A_Const) (Literal, bool) {
+func constLiteral(c *pg.A_Const) (sqlplan.Literal, bool) {
 	switch v := c.Val.(type) {
 	case *pg.A_Const_Ival:
-		return Literal{Text: strconv.FormatInt(int64(v.Ival.Ival), 10)}, false
+		return sqlplan.Literal{Text: strconv.FormatInt(int64(v.Ival.Ival), 10)}, false
 	case *pg.A_Const_Fval:
-		return Literal{Text: v.Fval.Fval}, false
+		return sqlplan.Literal{Text: v.Fval.Fval}, false
 	case *pg.A_Const_Boolval:
 		if v.Boolval.Boolval {
-			return Literal{Text: "true"}, false
+			return sqlplan.Literal{Text: "true"}, false
 		}
-		return Literal{Text: "false"}, false
+		return sqlplan.Literal{Text: "false"}, false
 	case *pg.A_Const_Sval:
-		return Literal{Text: v.Sval.Sval}, false
+		return sqlplan.Literal{Text: v.Sval.Sval}, false
 	case *pg.A_Const_Bsval:
-		return Literal{}, true
+		return sqlplan.Literal{}, true
 	}
-	return Literal{}, true
+	return sqlplan.Literal{}, true
 }
 
 func opName(names []*pg.Node) string {
@@ -148,17 +149,17 @@ func (a *analyzer) compare(e *pg.A_Expr, sc *scope, negated bool) error {
 		if err := checkLiteral(col, other); err != nil {
 			return err
 		}
-		m.Literals = []Literal{other.lit}
+		m.Literals = []sqlplan.Literal{other.lit}
 	case exParam:
 		if err := checkCast(col, other.cast); err != nil {
 			return err
 		}
-		if err := a.bindParam(other.param, RoleMatch, col); err != nil {
+		if err := a.bindParam(other.param, sqlplan.RoleMatch, col); err != nil {
 			return err
 		}
 		m.Params = []int{other.param}
 	default:
-		return refuse(col, StateDatatypeMismatch,
+		return refuse(col, sqlplan.StateDatatypeMismatch,
 			"compared with a plaintext expression; compare an encrypted column only with a constant, a parameter or a column under the same key")
 	}
 	if !enc.colRef {
@@ -197,7 +198,7 @@ func checkSameKey(x, y *rules.ColumnRule, verb string) error {
 	if !y.Deterministic {
 		return unsupported(y, "%s a randomized column with %s; equality needs deterministic columns under the same key", verb, x)
 	}
-	return refuse(x, StateDatatypeMismatch, "%s it with %s, which is encrypted under another key or type (%q vs %q); join columns must share a data key", verb, y, x.Key, y.Key)
+	return refuse(x, sqlplan.StateDatatypeMismatch, "%s it with %s, which is encrypted under another key or type (%q vs %q); join columns must share a data key", verb, y, x.Key, y.Key)
 }
 
 // anyAll handles x = ANY(…) and x <> ALL(…).
@@ -236,7 +237,7 @@ func (a *analyzer) anyAll(e *pg.A_Expr, sc *scope, op string) error {
 	}
 	switch {
 	case r.kind == exParam:
-		if err := a.bindParam(r.param, RoleMatchArray, col); err != nil {
+		if err := a.bindParam(r.param, sqlplan.RoleMatchArray, col); err != nil {
 			return err
 		}
 		m.Params = []int{r.param}
@@ -257,44 +258,61 @@ func (a *analyzer) anyAll(e *pg.A_Expr, sc *scope, op string) error {
 		}
 		a.pin(e.Rexpr)
 	default:
-		return refuse(col, StateDatatypeMismatch, "compared with a plaintext array expression; use a parameter or ARRAY[…] of constants")
+		return refuse(col, sqlplan.StateDatatypeMismatch, "compared with a plaintext array expression; use a parameter or ARRAY[…] of constants")
 	}
 	return a.anyAllEdit(e, l, col, quant, m)
 }
 
 // anyAllEdit records the edit that replaces x op quant(…) by the match m.
 func (a *analyzer) anyAllEdit(e *pg.A_Expr, l exprInfo, col *rules.ColumnRule, quant string, m *Match) error {
-	ts, err := a.tokens()
+	edit, err := a.matchEdit(e, l, col, m, func(ts *tokens, op int) (int, error) {
+		// op ANY ( … ): the quantifier follows the operator.
+		if !ts.is(op+2, pg.Token_ASCII_40) {
+			return 0, errSpanf("expected %s( after the operator", quant)
+		}
+		return op + 2, nil
+	})
 	if err != nil {
 		return err
 	}
-	ls, err := ts.operandSpan(e.Lexpr)
-	if err != nil {
-		return err
-	}
-	opi, err := ts.at(int(e.Location))
-	if err != nil {
-		return err
-	}
-	// op ANY ( … ): the quantifier follows the operator.
-	open := opi + 2
-	if !ts.is(open, pg.Token_ASCII_40) {
-		return errSpanf("expected %s( after the operator", quant)
-	}
-	close, err := ts.closing(open)
-	if err != nil {
-		return err
-	}
-	colSpan, err := ts.exprSpan(l.node)
-	if err != nil {
-		return err
-	}
-	m.Column = a.sql[colSpan.start:colSpan.end]
 	if len(m.Literals) == 0 && len(m.Params) == 0 {
 		return nil // only NULLs
 	}
-	a.addEdit(Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m})
+	a.addEdit(edit)
 	return nil
+}
+
+// matchEdit makes the edit that replaces the comparison e by the match m:
+// from e's left operand to the parenthesis closing its list, whose opening
+// one open finds from the operator's token. It sets m.Column to the text
+// of the compared column.
+func (a *analyzer) matchEdit(e *pg.A_Expr, l exprInfo, col *rules.ColumnRule, m *Match, open func(ts *tokens, op int) (int, error)) (Edit, error) {
+	ts, err := a.tokens()
+	if err != nil {
+		return Edit{}, err
+	}
+	ls, err := ts.operandSpan(e.Lexpr)
+	if err != nil {
+		return Edit{}, err
+	}
+	op, err := ts.at(int(e.Location))
+	if err != nil {
+		return Edit{}, err
+	}
+	o, err := open(ts, op)
+	if err != nil {
+		return Edit{}, err
+	}
+	close, err := ts.closing(o)
+	if err != nil {
+		return Edit{}, err
+	}
+	colSpan, err := ts.exprSpan(l.node)
+	if err != nil {
+		return Edit{}, err
+	}
+	m.Column = a.sql[colSpan.start:colSpan.end]
+	return Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m}, nil
 }
 
 // arrayLiteral adds the elements of an array constant in PostgreSQL's text
@@ -316,11 +334,11 @@ func (a *analyzer) arrayLiteral(col *rules.ColumnRule, r exprInfo, m *Match) err
 			m.Null = true
 			return nil
 		}
-		m.Literals = append(m.Literals, Literal{Text: string(el)})
+		m.Literals = append(m.Literals, sqlplan.Literal{Text: string(el)})
 		return nil
 	})
 	if err != nil {
-		return refuse(col, StateInvalidText, "an array constant compared with the column is malformed")
+		return refuse(col, sqlplan.StateInvalidText, "an array constant compared with the column is malformed")
 	}
 	return nil
 }
@@ -343,14 +361,14 @@ func (a *analyzer) matchItem(col *rules.ColumnRule, el *pg.Node, sc *scope, m *M
 		if err := checkCast(col, in.cast); err != nil {
 			return err
 		}
-		if err := a.bindParam(in.param, RoleMatch, col); err != nil {
+		if err := a.bindParam(in.param, sqlplan.RoleMatch, col); err != nil {
 			return err
 		}
 		m.Params = append(m.Params, in.param)
 	case exEnc:
 		return unsupported(col, "a list mixing encrypted columns with other values")
 	default:
-		return refuse(col, StateDatatypeMismatch, "compared with a plaintext expression in a list; use constants or parameters")
+		return refuse(col, sqlplan.StateDatatypeMismatch, "compared with a plaintext expression in a list; use constants or parameters")
 	}
 	return nil
 }
@@ -405,33 +423,18 @@ func (a *analyzer) inList(e *pg.A_Expr, sc *scope, negated bool) error {
 	if len(m.Literals) == 0 && len(m.Params) == 0 {
 		return nil // only NULLs
 	}
-	ts, err := a.tokens()
+	edit, err := a.matchEdit(e, l, col, m, func(ts *tokens, i int) (int, error) {
+		if ts.is(i, pg.Token_NOT) {
+			i++
+		}
+		if !ts.is(i, pg.Token_IN_P) || !ts.is(i+1, pg.Token_ASCII_40) {
+			return 0, errSpanf("expected IN ( at offset %d", e.Location)
+		}
+		return i + 1, nil
+	})
 	if err != nil {
 		return err
 	}
-	ls, err := ts.operandSpan(e.Lexpr)
-	if err != nil {
-		return err
-	}
-	i, err := ts.at(int(e.Location))
-	if err != nil {
-		return err
-	}
-	if ts.is(i, pg.Token_NOT) {
-		i++
-	}
-	if !ts.is(i, pg.Token_IN_P) || !ts.is(i+1, pg.Token_ASCII_40) {
-		return errSpanf("expected IN ( at offset %d", e.Location)
-	}
-	close, err := ts.closing(i + 1)
-	if err != nil {
-		return err
-	}
-	colSpan, err := ts.exprSpan(l.node)
-	if err != nil {
-		return err
-	}
-	m.Column = a.sql[colSpan.start:colSpan.end]
-	a.addEdit(Edit{Start: ls.start, End: ts.t[close].end, Kind: EditMatch, Column: col, Match: m})
+	a.addEdit(edit)
 	return nil
 }

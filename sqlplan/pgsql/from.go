@@ -2,6 +2,8 @@ package pgsql
 
 import (
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // fromItem adds the range entries of one FROM item to sc.
@@ -154,7 +156,7 @@ func (a *analyzer) join(j *pg.JoinExpr, sc *scope) error {
 				if cr == nil {
 					cr = rp
 				}
-				return refuse(cr.rule, StateDatatypeMismatch, "JOIN … USING (%s) compares the encrypted column with a plaintext column", name)
+				return refuse(cr.rule, sqlplan.StateDatatypeMismatch, "JOIN … USING (%s) compares the encrypted column with a plaintext column", name)
 			}
 			for _, r := range sc.rels[before:] {
 				if r.hidden == nil {

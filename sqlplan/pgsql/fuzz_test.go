@@ -7,6 +7,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -32,7 +33,7 @@ func FuzzPlan(f *testing.F) {
 		ctx := context.Background()
 		pl, err := p.Plan(ctx, sql, searchPath)
 		if err != nil {
-			var r *pgsql.Refusal
+			var r *sqlplan.Refusal
 			if errors.As(err, &r) && (r.SQLState == "" || len(r.SQLState) != 5 || r.Reason == "") {
 				t.Fatalf("malformed refusal %+v", r)
 			}
@@ -42,7 +43,7 @@ func FuzzPlan(f *testing.F) {
 		var sess pgsql.Prepared
 		out, err := pl.Rewrite(ctx, nil, sql, pgsql.Env{Encrypter: fakeEncrypter{}, Prepared: &sess})
 		if err != nil {
-			var r *pgsql.Refusal
+			var r *sqlplan.Refusal
 			if !errors.As(err, &r) {
 				t.Fatalf("Rewrite error is not a refusal: %v", err)
 			}
@@ -99,7 +100,7 @@ func checkPlanShape(t *testing.T, pl *pgsql.Plan, sql string) {
 		}
 	}
 	for i, p := range pl.Params {
-		if p.Role == pgsql.RoleInvalid || (p.Encrypted() != (p.Column != nil)) {
+		if p.Role == sqlplan.RoleInvalid || (p.Encrypted() != (p.Column != nil)) {
 			t.Fatalf("parameter $%d malformed: %+v", i+1, p)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -126,8 +127,8 @@ func showCanon(col *rules.ColumnRule, canon []byte) string {
 	return hex.EncodeToString(canon)
 }
 
-func (f fakeEncrypter) EncryptForStore(_ context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error) {
-	return []byte("store:" + col.Key + ":" + showCanon(col, canon)), nil
+func (f fakeEncrypter) AppendStore(_ context.Context, dst []byte, col *rules.ColumnRule, canon []byte) ([]byte, error) {
+	return append(dst, "store:"+col.Key+":"+showCanon(col, canon)...), nil
 }
 
 func (f fakeEncrypter) EncryptForMatch(_ context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error) {
@@ -158,7 +159,7 @@ func readable(sql string) string {
 }
 
 // describeParams renders plan params as "plain", "store public.users.email", …
-func describeParams(ps []pgsql.Param) []string {
+func describeParams(ps []sqlplan.Param) []string {
 	var out []string
 	for _, p := range ps {
 		if p.Column == nil {

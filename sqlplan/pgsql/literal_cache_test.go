@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -20,7 +21,7 @@ func outcome(t testing.TB, p *pgsql.Planner, sql string) string {
 	ctx := context.Background()
 	pl, err := p.Plan(ctx, sql, "")
 	if err != nil {
-		var r *pgsql.Refusal
+		var r *sqlplan.Refusal
 		if !errors.As(err, &r) {
 			t.Fatalf("Plan(%q): %v", sql, err)
 		}
@@ -47,7 +48,7 @@ func outcome(t testing.TB, p *pgsql.Planner, sql string) string {
 	var sess pgsql.Prepared
 	out, err := pl.Rewrite(ctx, nil, sql, pgsql.Env{Encrypter: fakeEncrypter{}, Prepared: &sess})
 	if err != nil {
-		var r *pgsql.Refusal
+		var r *sqlplan.Refusal
 		if !errors.As(err, &r) {
 			t.Fatalf("Rewrite(%q): %v", sql, err)
 		}

@@ -7,6 +7,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // insert analyzes INSERT.
@@ -58,7 +59,7 @@ func checkTargetColumn(target *rel, rt *pg.ResTarget) error {
 		return unsupported(c, "assigning to an element or field of an encrypted column")
 	}
 	if c := target.rule.SimilarColumn(rt.Name); c != nil {
-		return refuse(c, StateInvalidName,
+		return refuse(c, sqlplan.StateInvalidName,
 			"column %q matches encrypted column %s only when case is ignored; fix the case in the statement or in the configuration", rt.Name, c)
 	}
 	return nil
@@ -141,7 +142,7 @@ func (a *analyzer) insertIntoEncrypted(s *pg.InsertStmt, src *pg.SelectStmt, sc 
 		cr := target.rule.Column(cols[i])
 		switch {
 		case cr != nil && (oc.prov == nil || !rules.Interchangeable(oc.prov.rule, cr)):
-			return refuse(cr, StateDatatypeMismatch, "INSERT … SELECT would write a plaintext value (or another key's ciphertext) into the encrypted column; only columns under the same key, mode and type can be copied")
+			return refuse(cr, sqlplan.StateDatatypeMismatch, "INSERT … SELECT would write a plaintext value (or another key's ciphertext) into the encrypted column; only columns under the same key, mode and type can be copied")
 		case cr == nil && oc.prov != nil:
 			return unsupported(oc.prov.rule, "INSERT … SELECT would copy its ciphertext into the plaintext column %q", cols[i])
 		}
@@ -230,11 +231,7 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 		if err := checkLiteral(cr, in); err != nil {
 			return err
 		}
-		ts, err := a.tokens()
-		if err != nil {
-			return err
-		}
-		sp, err := ts.exprSpan(in.node)
+		sp, err := a.exprSpan(in.node)
 		if err != nil {
 			return err
 		}
@@ -244,15 +241,11 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 		if err := checkCast(cr, in.cast); err != nil {
 			return err
 		}
-		if err := a.bindParam(in.param, RoleStore, cr); err != nil {
+		if err := a.bindParam(in.param, sqlplan.RoleStore, cr); err != nil {
 			return err
 		}
 		if in.cast != nil {
-			ts, err := a.tokens()
-			if err != nil {
-				return err
-			}
-			sp, err := ts.exprSpan(in.node)
+			sp, err := a.exprSpan(in.node)
 			if err != nil {
 				return err
 			}
@@ -263,9 +256,9 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 		if rules.Interchangeable(in.rule(), cr) {
 			return nil
 		}
-		return refuse(cr, StateDatatypeMismatch, "would receive a value of %s, which is encrypted under another key, mode or type; only columns under the same key can be copied", in.rule())
+		return refuse(cr, sqlplan.StateDatatypeMismatch, "would receive a value of %s, which is encrypted under another key, mode or type; only columns under the same key can be copied", in.rule())
 	default:
-		return refuse(cr, StateDatatypeMismatch, "a computed or plaintext value cannot be written to an encrypted column; use a constant or a parameter")
+		return refuse(cr, sqlplan.StateDatatypeMismatch, "a computed or plaintext value cannot be written to an encrypted column; use a constant or a parameter")
 	}
 }
 
@@ -338,7 +331,7 @@ func (a *analyzer) setList(items []*pg.Node, sc *scope, target *rel) error {
 			}
 			switch {
 			case cr != nil && (p == nil || !rules.Interchangeable(p.rule, cr)):
-				return refuse(cr, StateDatatypeMismatch, "SET (…) = (SELECT …) would write a plaintext value into the encrypted column")
+				return refuse(cr, sqlplan.StateDatatypeMismatch, "SET (…) = (SELECT …) would write a plaintext value into the encrypted column")
 			case cr == nil && p != nil:
 				return unsupported(p.rule, "SET (…) = (SELECT …) would copy its ciphertext into the plaintext column %q", rt.Name)
 			}
@@ -351,19 +344,9 @@ func (a *analyzer) setList(items []*pg.Node, sc *scope, target *rel) error {
 
 // update analyzes UPDATE.
 func (a *analyzer) update(s *pg.UpdateStmt, parent *scope, mode outMode) (selOut, error) {
-	sc := &scope{parent: parent}
-	if err := a.withClause(s.WithClause, sc); err != nil {
-		return selOut{}, err
-	}
-	target, err := a.baseRel(s.Relation)
+	sc, target, err := a.targetScope(s.WithClause, s.Relation, s.FromClause, parent)
 	if err != nil {
 		return selOut{}, err
-	}
-	sc.rels = append(sc.rels, target)
-	for _, f := range s.FromClause {
-		if err := a.fromItem(f, sc); err != nil {
-			return selOut{}, err
-		}
 	}
 	if err := a.setList(s.TargetList, sc, target); err != nil {
 		return selOut{}, err
@@ -376,24 +359,34 @@ func (a *analyzer) update(s *pg.UpdateStmt, parent *scope, mode outMode) (selOut
 
 // delete analyzes DELETE.
 func (a *analyzer) delete(s *pg.DeleteStmt, parent *scope, mode outMode) (selOut, error) {
-	sc := &scope{parent: parent}
-	if err := a.withClause(s.WithClause, sc); err != nil {
-		return selOut{}, err
-	}
-	target, err := a.baseRel(s.Relation)
+	sc, target, err := a.targetScope(s.WithClause, s.Relation, s.UsingClause, parent)
 	if err != nil {
 		return selOut{}, err
-	}
-	sc.rels = append(sc.rels, target)
-	for _, f := range s.UsingClause {
-		if err := a.fromItem(f, sc); err != nil {
-			return selOut{}, err
-		}
 	}
 	if _, err := a.plain(s.WhereClause, sc, "a WHERE condition"); err != nil {
 		return selOut{}, err
 	}
 	return a.returning(s.ReturningList, sc, target, mode)
+}
+
+// targetScope opens the scope of an UPDATE or DELETE: its WITH queries,
+// its target table and the tables of its FROM (USING) list.
+func (a *analyzer) targetScope(with *pg.WithClause, target *pg.RangeVar, from []*pg.Node, parent *scope) (*scope, *rel, error) {
+	sc := &scope{parent: parent}
+	if err := a.withClause(with, sc); err != nil {
+		return nil, nil, err
+	}
+	t, err := a.baseRel(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc.rels = append(sc.rels, t)
+	for _, f := range from {
+		if err := a.fromItem(f, sc); err != nil {
+			return nil, nil, err
+		}
+	}
+	return sc, t, nil
 }
 
 // returning analyzes a RETURNING list; its rows are decrypted from

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/value"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // PostgreSQL type OIDs the wire layer puts in Parse for encrypted
@@ -13,6 +13,20 @@ const (
 	OIDBytea      uint32 = 17
 	OIDByteaArray uint32 = 1001
 )
+
+// UpstreamOID is the type to declare in the Parse sent upstream for a
+// parameter: bytea for RoleStore, bytea[] for the match roles, 0 (keep the
+// client's) for RolePlain.
+func UpstreamOID(p sqlplan.Param) uint32 {
+	switch p.Role {
+	case sqlplan.RoleStore:
+		return OIDBytea
+	case sqlplan.RoleMatch, sqlplan.RoleMatchArray:
+		return OIDByteaArray
+	default:
+		return 0
+	}
+}
 
 // Plan is what the wire layer does with one SQL string (a simple Query, or
 // the query of a Parse message). Plans are cached and shared between
@@ -26,7 +40,7 @@ type Plan struct {
 	// extended protocol). Params[i] is $i+1. Its length is the highest
 	// parameter number referenced in the text; parameters the client
 	// declares beyond it are plain. Roles are never RoleInvalid.
-	Params []Param
+	Params []sqlplan.Param
 
 	pass bool
 }
@@ -137,28 +151,14 @@ type Edit struct {
 	// Column is the encrypted column of an EditStore or EditMatch.
 	Column *rules.ColumnRule
 	// Literal is the value of an EditStore.
-	Literal Literal
+	Literal sqlplan.Literal
 	// Match is the comparison of an EditMatch.
 	Match *Match
 
 	// EXECUTE arguments (made by Rewrite only).
-	argRole  ParamRole
+	argRole  sqlplan.Role
 	argSlots int
-	argElems []Literal
-}
-
-// Literal is a constant from the SQL text, as PostgreSQL reads it: string
-// contents with quotes and escapes resolved, numbers and booleans as
-// written (-5, 1.50, true). Canonicalise Text with the column's type
-// (value.AppendCanonicalTextInZone) before encrypting it.
-type Literal struct {
-	Text string
-	Null bool
-
-	// src is 1 + the byte offset of the constant in the SQL the plan was
-	// made for (its parse-tree location; at the sign of a folded -5), or 0.
-	// It ties the value to its constant for plan templates (template.go).
-	src int
+	argElems []sqlplan.Literal
 }
 
 // Match is a comparison of an encrypted deterministic column with
@@ -178,95 +178,18 @@ type Literal struct {
 type Match struct {
 	Column   string
 	Negated  bool
-	Literals []Literal
+	Literals []sqlplan.Literal
 	Params   []int
 	// Null: the list held a NULL, which is kept (x IN (…, NULL) is never
 	// false, x NOT IN (…, NULL) never true, exactly as before rewriting).
 	Null bool
 }
 
-// ParamRole is what the wire layer does with one bind parameter. The zero
-// value is invalid: a role nobody set fails closed.
-type ParamRole uint8
-
-const (
-	RoleInvalid ParamRole = 0
-	// RolePlain: not bound for an encrypted column; forward as the client
-	// sent it, with the client's type.
-	RolePlain ParamRole = 1
-	// RoleStore: a value written to Column. Decode it (text or binary, the
-	// client's format and Column.Type), canonicalise, encrypt with the
-	// primary key version, send as binary bytea. Parse type: bytea (17).
-	RoleStore ParamRole = 2
-	// RoleMatch: a scalar compared with Column. Send a binary bytea[] of its
-	// ciphertexts under every live key version. Parse type: bytea[] (1001).
-	// A NULL stays NULL.
-	RoleMatch ParamRole = 3
-	// RoleMatchArray: an array of Column.Type compared with = ANY / <> ALL.
-	// Send one bytea[] holding the ciphertexts of every non-NULL element
-	// under every live key version (NULL elements stay NULL elements).
-	// Parse type: bytea[] (1001).
-	RoleMatchArray ParamRole = 4
-)
-
-var roleNames = [...]string{"invalid", "plain", "store", "match", "match-array"}
-
-func (r ParamRole) String() string {
-	if int(r) < len(roleNames) {
-		return roleNames[r]
-	}
-	return fmt.Sprintf("ParamRole(%d)", uint8(r))
-}
-
-// Param is the role of one bind parameter.
-type Param struct {
-	Role ParamRole
-	// Column is the encrypted column the parameter is bound for; nil for
-	// RolePlain.
-	Column *rules.ColumnRule
-	// Slots is set by the wire layer on the Params it hands to
-	// Prepared.Add for a protocol-level statement prepared with Env.Slots:
-	// an EXECUTE of it must bind exactly that many ciphertexts. Plans
-	// never set it.
-	Slots int
-}
-
-// Encrypted reports whether the parameter is bound for an encrypted column.
-func (p Param) Encrypted() bool { return p.Role >= RoleStore && p.Role <= RoleMatchArray }
-
-// UpstreamOID is the parameter type to declare in the Parse sent upstream:
-// bytea for RoleStore, bytea[] for the match roles, 0 (keep the client's)
-// for RolePlain.
-func (p Param) UpstreamOID() uint32 {
-	switch p.Role {
-	case RoleStore:
-		return OIDBytea
-	case RoleMatch, RoleMatchArray:
-		return OIDByteaArray
-	default:
-		return 0
-	}
-}
-
-// ClientType is the plaintext type the client sees for the parameter in
-// ParameterDescription (for RoleMatchArray: the element type of the array
-// it sends). TypeUnknown for RolePlain.
-func (p Param) ClientType() value.Type {
-	if p.Column == nil || !p.Encrypted() {
-		return value.TypeUnknown
-	}
-	return p.Column.Type
-}
-
-// ClientArray reports whether the client sends an array of ClientType
-// (RoleMatchArray).
-func (p Param) ClientArray() bool { return p.Role == RoleMatchArray }
-
 // PreparedStatement describes an SQL-level prepared statement.
 type PreparedStatement struct {
 	Name string
 	// Params are the roles of the statement's parameters, as in Plan.Params.
-	Params []Param
+	Params []sqlplan.Param
 }
 
 // Execute is an EXECUTE statement: Rewrite replaces each argument bound for
@@ -292,9 +215,9 @@ const (
 type Arg struct {
 	Start, End int
 	Kind       ArgKind
-	Literal    Literal   // ArgLiteral
-	Elems      []Literal // ArgArray (Null set for NULL elements)
-	Param      int       // ArgParam
+	Literal    sqlplan.Literal   // ArgLiteral
+	Elems      []sqlplan.Literal // ArgArray (Null set for NULL elements)
+	Param      int               // ArgParam
 	// Cast is the lower-case name of the type an ArgLiteral is cast to
 	// (pg_catalog names, e.g. "int4"), or "".
 	Cast string

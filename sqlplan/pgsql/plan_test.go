@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -306,7 +307,7 @@ func runRefusals(t *testing.T, p *pgsql.Planner, searchPath string, cases []refu
 				// Some refusals (literal values) come from Rewrite.
 				_, err = rewrite(t, pl, tc.sql, &pgsql.Prepared{})
 			}
-			var r *pgsql.Refusal
+			var r *sqlplan.Refusal
 			if !errors.As(err, &r) {
 				t.Fatalf("%q: got %v, want a refusal", tc.sql, err)
 			}
@@ -318,7 +319,7 @@ func runRefusals(t *testing.T, p *pgsql.Planner, searchPath string, cases []refu
 			}
 			state := tc.state
 			if state == "" {
-				state = pgsql.StateFeatureNotSupported
+				state = sqlplan.StateFeatureNotSupported
 			}
 			if r.SQLState != state {
 				t.Errorf("SQLSTATE = %s, want %s (%s)", r.SQLState, state, r.Reason)
@@ -335,9 +336,9 @@ func TestRefusals(t *testing.T) {
 		email  = "public.users.email"
 		ssn    = "public.users.ssn"
 		age    = "public.users.age"
-		mism   = pgsql.StateDatatypeMismatch
-		ambig  = pgsql.StateAmbiguousColumn
-		syntax = pgsql.StateSyntaxError
+		mism   = sqlplan.StateDatatypeMismatch
+		ambig  = sqlplan.StateAmbiguousColumn
+		syntax = sqlplan.StateSyntaxError
 	)
 	runRefusals(t, newPlanner(t, nil), "", []refusalCase{
 		// Pattern matching and ordering.
@@ -397,7 +398,7 @@ func TestRefusals(t *testing.T) {
 		{"unary plus is an expression", "SELECT * FROM docs WHERE price = +1.5", "public.docs.price", "plaintext expression", mism},
 		{"cast with typmod", "SELECT * FROM docs WHERE at = '2024-01-01'::timestamp(3) with time zone", "public.docs.at", "cast", ""},
 		{"equal all", "SELECT * FROM users WHERE email = ALL(ARRAY['a'])", email, "= ALL", ""},
-		{"malformed array literal", "SELECT * FROM users WHERE email = ANY('{a,b')", email, "malformed", pgsql.StateInvalidText},
+		{"malformed array literal", "SELECT * FROM users WHERE email = ANY('{a,b')", email, "malformed", sqlplan.StateInvalidText},
 		{"array literal cast to another type", "SELECT * FROM users WHERE email = ANY('{a}'::bytea[])", email, "cast", ""},
 		{"compare with expression", "SELECT * FROM users WHERE email = lower($1)", email, "plaintext expression", mism},
 		{"compare with concatenated parameter", "SELECT * FROM users WHERE email = $1 || ''", email, "plaintext expression", mism},
@@ -428,9 +429,9 @@ func TestRefusals(t *testing.T) {
 		{"insert typmod cast", "INSERT INTO users (email) VALUES ('abc'::varchar(2))", email, "cast", ""},
 		{"insert into element", "INSERT INTO users (email[1]) VALUES ('x')", email, "element or field", ""},
 		{"insert ciphertext into plain table", "INSERT INTO plain_emails (email) SELECT email FROM users", email, "copy its ciphertext", ""},
-		{"insert invalid int", "INSERT INTO users (age) VALUES ('abc')", age, "not a valid int", pgsql.StateInvalidText},
-		{"insert int out of range", "INSERT INTO users (age) VALUES (99999999999)", age, "not a valid int", pgsql.StateOutOfRange},
-		{"lookup invalid int", "SELECT * FROM users WHERE age = 1.5", age, "not a valid int", pgsql.StateInvalidText},
+		{"insert invalid int", "INSERT INTO users (age) VALUES ('abc')", age, "not a valid int", sqlplan.StateInvalidText},
+		{"insert int out of range", "INSERT INTO users (age) VALUES (99999999999)", age, "not a valid int", sqlplan.StateOutOfRange},
+		{"lookup invalid int", "SELECT * FROM users WHERE age = 1.5", age, "not a valid int", sqlplan.StateInvalidText},
 		{"update from plain column", "UPDATE users SET email = name", email, "computed or plaintext", mism},
 		{"update from expression", "UPDATE users SET email = email || 'x'", email, "concatenation", ""},
 		{"update from other key", "UPDATE users u SET email = o.card FROM orders o WHERE o.user_id = u.id", email, "another key", mism},
@@ -471,15 +472,15 @@ func TestRefusals(t *testing.T) {
 		{"parse failure in second statement", "SELECT 1; INSERT INTO users (email) VALUES ('x'", "", "could not be parsed", syntax},
 		{"parse failure mentioning table in a string", "SELECT 'users' FROM items WHERE", "", "could not be parsed", syntax},
 		// Names.
-		{"quoted upper case table", `SELECT * FROM "Users" WHERE email = 'a'`, "", "only when case is ignored", pgsql.StateInvalidName},
-		{"quoted upper case column", `SELECT * FROM users WHERE "Email" = 'a'`, email, "only when case is ignored", pgsql.StateInvalidName},
-		{"unquoted name of a quoted rule", `SELECT * FROM accounts`, "", "only when case is ignored", pgsql.StateInvalidName},
-		{"unquoted column of a quoted rule", `SELECT secret FROM "Accounts"`, "public.Accounts.Secret", "only when case is ignored", pgsql.StateInvalidName},
+		{"quoted upper case table", `SELECT * FROM "Users" WHERE email = 'a'`, "", "only when case is ignored", sqlplan.StateInvalidName},
+		{"quoted upper case column", `SELECT * FROM users WHERE "Email" = 'a'`, email, "only when case is ignored", sqlplan.StateInvalidName},
+		{"unquoted name of a quoted rule", `SELECT * FROM accounts`, "", "only when case is ignored", sqlplan.StateInvalidName},
+		{"unquoted column of a quoted rule", `SELECT secret FROM "Accounts"`, "public.Accounts.Secret", "only when case is ignored", sqlplan.StateInvalidName},
 		{"ambiguous unqualified", "SELECT * FROM users u, plain_emails p WHERE email = 'a'", email, "qualify it", ambig},
 		{"ambiguous correlated", "SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM plain_emails p WHERE email = 'a')", email, "qualify it", ambig},
 		{"ambiguous with function", "SELECT * FROM generate_series(1,3) g, users WHERE email = 'a'", email, "qualify it", ambig},
-		{"table name instead of its alias", "SELECT * FROM users u WHERE users.email = 'x'", email, "names no relation in scope", pgsql.StateUndefinedTable},
-		{"table not in from", "SELECT 1 FROM items WHERE users.email = 'x'", email, "names no relation in scope", pgsql.StateUndefinedTable},
+		{"table name instead of its alias", "SELECT * FROM users u WHERE users.email = 'x'", email, "names no relation in scope", sqlplan.StateUndefinedTable},
+		{"table not in from", "SELECT 1 FROM items WHERE users.email = 'x'", email, "names no relation in scope", sqlplan.StateUndefinedTable},
 		{"aliased join", "SELECT * FROM (users u JOIN admins a ON u.id = a.id) AS j", "", "aliased JOIN", ""},
 		// Parameters.
 		{"parameter used plain and encrypted", "SELECT * FROM users WHERE email = $1 OR ssn IS NULL AND $1 IS NOT NULL", email, "parameter $1", mism},
@@ -516,7 +517,7 @@ func TestSearchPath(t *testing.T) {
 			p.Purge()
 			pl, err := p.Plan(ctx, sql, tt.path)
 			if tt.refuse != "" {
-				var r *pgsql.Refusal
+				var r *sqlplan.Refusal
 				if !errors.As(err, &r) || !strings.Contains(r.Reason, tt.refuse) {
 					t.Fatalf("Plan = %v, want a refusal mentioning %q", err, tt.refuse)
 				}
@@ -570,8 +571,8 @@ func TestSearchPath(t *testing.T) {
 		delete(cat.tables, "public.users")
 		p := newPlanner(t, cat)
 		_, err := p.Plan(ctx, "INSERT INTO users VALUES (1, 'x')", "")
-		var r *pgsql.Refusal
-		if !errors.As(err, &r) || r.SQLState != pgsql.StateUndefinedTable {
+		var r *sqlplan.Refusal
+		if !errors.As(err, &r) || r.SQLState != sqlplan.StateUndefinedTable {
 			t.Fatalf("Plan = %v, want an undefined-table refusal", err)
 		}
 	})

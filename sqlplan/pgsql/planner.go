@@ -14,6 +14,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // Catalog answers the two questions about the database that the SQL text
@@ -50,7 +51,8 @@ type Options struct {
 	Database string
 	// Catalog is required when Rules is not empty.
 	Catalog Catalog
-	// CacheSize is the number of plans kept (LRU). 0 means 1024.
+	// CacheSize is the number of plans kept (LRU). 0 means
+	// sqlplan.DefaultCacheSize.
 	CacheSize int
 	// MaxCachedSQL is the longest SQL text whose plan is cached, in bytes;
 	// longer texts (bulk INSERTs with literal values) are planned every
@@ -123,7 +125,7 @@ func New(opts Options) (*Planner, error) {
 	}
 	size := opts.CacheSize
 	if size <= 0 {
-		size = 1024
+		size = sqlplan.DefaultCacheSize
 	}
 	cache, err := lru.New[cacheKey, *cached](size)
 	if err != nil {
@@ -265,7 +267,7 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 	}
 	pl, a, err := p.plan(ctx, sql, searchPath)
 	if err != nil {
-		var r *Refusal
+		var r *sqlplan.Refusal
 		if errors.As(err, &r) {
 			p.log.LogAttrs(ctx, slog.LevelDebug, "statement refused",
 				slog.String("column", r.Column), slog.String("reason", r.Reason), slog.String("sqlstate", r.SQLState))
@@ -295,7 +297,7 @@ func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, *ana
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		if p.touches(sql) || hasPlanKeyword(sql, true) {
-			return nil, nil, refuse(nil, StateSyntaxError,
+			return nil, nil, refuse(nil, sqlplan.StateSyntaxError,
 				"the statement may touch an encrypted table and could not be parsed (%s)", safeParseMessage(err))
 		}
 		// Only a session keyword matched: the server reports the error.
@@ -307,7 +309,7 @@ func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, *ana
 	for _, raw := range tree.Stmts {
 		st, err := a.statement(raw)
 		if errors.Is(err, errSpan) {
-			return nil, nil, refuse(nil, StateInternal, "the proxy could not rewrite the statement safely (%v)", err)
+			return nil, nil, refuse(nil, sqlplan.StateInternal, "the proxy could not rewrite the statement safely (%v)", err)
 		}
 		if err != nil {
 			return nil, nil, err
@@ -319,8 +321,8 @@ func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, *ana
 	}
 	pl.Params = a.planParams
 	for i := range pl.Params {
-		if pl.Params[i].Role == RoleInvalid {
-			pl.Params[i] = Param{Role: RolePlain}
+		if pl.Params[i].Role == sqlplan.RoleInvalid {
+			pl.Params[i] = sqlplan.Param{Role: sqlplan.RolePlain}
 		}
 	}
 	for _, prm := range pl.Params {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -169,7 +170,7 @@ func TestErrorsCarryNoValues(t *testing.T) {
 			t.Errorf("%q was not refused", sql)
 			continue
 		}
-		var r *pgsql.Refusal
+		var r *sqlplan.Refusal
 		if !errors.As(err, &r) {
 			t.Errorf("%q: %T %v is not a Refusal", sql, err, err)
 		}
@@ -217,7 +218,7 @@ func TestRewriteErrors(t *testing.T) {
 
 type failingEncrypter struct{}
 
-func (failingEncrypter) EncryptForStore(context.Context, *rules.ColumnRule, []byte) ([]byte, error) {
+func (failingEncrypter) AppendStore(context.Context, []byte, *rules.ColumnRule, []byte) ([]byte, error) {
 	return nil, errors.New("key unavailable")
 }
 

@@ -8,51 +8,12 @@ import (
 	pgparser "github.com/pganalyze/pg_query_go/v6/parser"
 
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/value"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
-
-// SQLSTATE codes used by refusals.
-const (
-	StateFeatureNotSupported   = "0A000" // an operation encrypted values cannot support
-	StateSyntaxError           = "42601" // a statement touching an encrypted table that does not parse
-	StateAmbiguousColumn       = "42702"
-	StateDatatypeMismatch      = "42804" // a plaintext value where a ciphertext belongs, or keys that differ
-	StateUndefinedTable        = "42P01"
-	StateInvalidName           = "42602" // a name matching a rule only when case is ignored
-	StateInsufficientPrivilege = "42501" // DDL or dynamic SQL that would route values around the rules
-	StateUndefinedPStatement   = "26000" // EXECUTE of a statement the proxy did not see prepared
-	StateInvalidText           = "22P02" // a literal for an encrypted column that is not a valid value
-	StateOutOfRange            = "22003"
-	StateInternal              = "XX000" // the planner could not place an edit precisely
-)
-
-// Refusal is the error for a statement the proxy will not send upstream.
-// The wire layer answers it with an ErrorResponse (severity ERROR, code
-// SQLState, message Error()) and forwards nothing of the statement.
-//
-// Reason and Column never contain a value from the statement: they are
-// built from identifiers, operator and function names and fixed phrases
-// only, because they reach logs and clients.
-type Refusal struct {
-	// Column is the encrypted column concerned, as schema.table.column, or
-	// "" when the refusal is not about one column.
-	Column string
-	// Reason says what was refused and why.
-	Reason string
-	// SQLState is the five-character SQLSTATE code.
-	SQLState string
-}
-
-func (r *Refusal) Error() string {
-	if r.Column == "" {
-		return "dbproxy: statement refused: " + r.Reason
-	}
-	return "dbproxy: statement refused: column " + r.Column + ": " + r.Reason
-}
 
 // refuse builds a Refusal about column col (nil for none).
-func refuse(col *rules.ColumnRule, state, format string, args ...any) *Refusal {
-	r := &Refusal{Reason: fmt.Sprintf(format, args...), SQLState: state}
+func refuse(col *rules.ColumnRule, state, format string, args ...any) *sqlplan.Refusal {
+	r := &sqlplan.Refusal{Reason: fmt.Sprintf(format, args...), SQLState: state}
 	if col != nil {
 		r.Column = col.String()
 	}
@@ -60,8 +21,8 @@ func refuse(col *rules.ColumnRule, state, format string, args ...any) *Refusal {
 }
 
 // unsupported is a 0A000 refusal about col.
-func unsupported(col *rules.ColumnRule, format string, args ...any) *Refusal {
-	return refuse(col, StateFeatureNotSupported, format, args...)
+func unsupported(col *rules.ColumnRule, format string, args ...any) *sqlplan.Refusal {
+	return refuse(col, sqlplan.StateFeatureNotSupported, format, args...)
 }
 
 // safeParseMessage reduces a pg_query parse or scan error to a message
@@ -92,12 +53,6 @@ func safeParseMessage(err error) string {
 
 // valueRefusal turns a canonicalisation failure of a literal bound for col
 // into a Refusal (the value package's errors never contain the value).
-func valueRefusal(col *rules.ColumnRule, err error) *Refusal {
-	state := StateInvalidText
-	if errors.Is(err, value.ErrRange) {
-		state = StateOutOfRange
-	} else if errors.Is(err, value.ErrUnsupported) {
-		state = StateFeatureNotSupported
-	}
-	return refuse(col, state, "literal is not a valid %s value: %v", col.Type, err)
+func valueRefusal(col *rules.ColumnRule, err error) *sqlplan.Refusal {
+	return refuse(col, sqlplan.ValueErrorState(err), "literal is not a valid %s value: %v", col.Type, err)
 }

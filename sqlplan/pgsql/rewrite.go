@@ -10,27 +10,13 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// Encrypter produces the ciphertexts Rewrite splices in;
-// *rules.Encryptor satisfies it.
-type Encrypter interface {
-	// EncryptForStore returns the ciphertext of canon under col's primary
-	// key version.
-	EncryptForStore(ctx context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error)
-	// EncryptForMatch returns the ciphertexts of canon under every live
-	// version of col's key, newest first, in memory the caller may keep
-	// (Rewrite hands them to Env.Matches).
-	EncryptForMatch(ctx context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error)
-}
-
-var _ Encrypter = (*rules.Encryptor)(nil)
-var _ appendStorer = (*rules.Encryptor)(nil)
-
 // Env is what Rewrite needs from the session.
 type Env struct {
-	Encrypter Encrypter
+	Encrypter sqlplan.Encrypter
 	// Zone is the session's TimeZone, for timestamptz literals without an
 	// explicit offset; nil means UTC.
 	Zone *time.Location
@@ -52,21 +38,11 @@ type Env struct {
 	// EXECUTE argument bound for a RoleMatch or RoleMatchArray parameter),
 	// so that a wire layer can recognise them in the results (see
 	// MatchRecorder).
-	Matches MatchRecorder
+	Matches sqlplan.MatchRecorder
 	// Scratch, if set, is a buffer Rewrite uses (and grows) for canonical
 	// plaintexts; a caller that keeps it across calls spares an
 	// allocation per literal. Its contents are meaningless afterwards.
 	Scratch *[]byte
-}
-
-// MatchRecorder receives the ciphertexts Rewrite renders for comparisons.
-type MatchRecorder interface {
-	// RecordMatch reports that cts, the ciphertexts of canon (a
-	// canonical plaintext) under every live version of col's key, were
-	// rendered into the SQL. canon is only valid during the call (copy
-	// it); cts and its elements are the recorder's to keep and are not
-	// modified afterwards.
-	RecordMatch(col *rules.ColumnRule, canon []byte, cts [][]byte)
 }
 
 // Rewrite appends to dst the SQL to send upstream for sql, which must be
@@ -101,7 +77,7 @@ func (p *Plan) Rewrite(ctx context.Context, dst []byte, sql string, env Env) ([]
 				ps, ok = env.Prepared.Lookup(st.Execute.Name)
 			}
 			if !ok || ps == nil {
-				return nil, refuse(nil, StateUndefinedPStatement,
+				return nil, refuse(nil, sqlplan.StateUndefinedPStatement,
 					"prepared statement %q is not known to the proxy, so its arguments cannot be checked", st.Execute.Name)
 			}
 			var err error
@@ -160,14 +136,14 @@ func executeEdits(st *Statement, ps *PreparedStatement) ([]Edit, error) {
 		case ArgNull:
 			continue
 		case ArgLiteral:
-			if prm.Role == RoleMatchArray {
+			if prm.Role == sqlplan.RoleMatchArray {
 				return nil, unsupported(col, "EXECUTE %s: argument %d must be ARRAY[…] of constants (it is compared with = ANY)", st.Execute.Name, i+1)
 			}
 			if arg.Cast != "" && !slices.Contains(castTypes[col.Type], arg.Cast) {
 				return nil, unsupported(col, "EXECUTE %s: argument %d is cast to %s, which could change the value", st.Execute.Name, i+1, arg.Cast)
 			}
 		case ArgArray:
-			if prm.Role != RoleMatchArray {
+			if prm.Role != sqlplan.RoleMatchArray {
 				return nil, unsupported(col, "EXECUTE %s: argument %d is an array, but the parameter takes one value", st.Execute.Name, i+1)
 			}
 		default:
@@ -193,12 +169,6 @@ type rewriter struct {
 	ct    []byte // scratch for stored ciphertexts (rendered at once)
 }
 
-// appendStorer is an Encrypter that can encrypt into a caller's buffer
-// (*rules.Encryptor can): no allocation per stored literal.
-type appendStorer interface {
-	AppendStore(ctx context.Context, dst []byte, col *rules.ColumnRule, canon []byte) ([]byte, error)
-}
-
 func (r *rewriter) render(dst []byte, e *Edit) ([]byte, error) {
 	switch e.Kind {
 	case EditText:
@@ -209,11 +179,11 @@ func (r *rewriter) render(dst []byte, e *Edit) ([]byte, error) {
 		return r.match(dst, e.Column, e.Match)
 	case editArg:
 		switch e.argRole {
-		case RoleStore:
+		case sqlplan.RoleStore:
 			return r.store(dst, e.Column, e.Literal)
-		case RoleMatch:
-			return r.array(dst, e.Column, []Literal{e.Literal}, e.argSlots)
-		case RoleMatchArray:
+		case sqlplan.RoleMatch:
+			return r.array(dst, e.Column, []sqlplan.Literal{e.Literal}, e.argSlots)
+		case sqlplan.RoleMatchArray:
 			return r.array(dst, e.Column, e.argElems, 0)
 		}
 	}
@@ -221,7 +191,7 @@ func (r *rewriter) render(dst []byte, e *Edit) ([]byte, error) {
 }
 
 // canonical canonicalises a literal for col.
-func (r *rewriter) canonical(col *rules.ColumnRule, lit Literal) ([]byte, error) {
+func (r *rewriter) canonical(col *rules.ColumnRule, lit sqlplan.Literal) ([]byte, error) {
 	c, err := value.AppendCanonicalTextInZone(r.canon[:0], col.Type, []byte(lit.Text), r.env.Zone)
 	if err != nil {
 		return nil, valueRefusal(col, err)
@@ -230,7 +200,7 @@ func (r *rewriter) canonical(col *rules.ColumnRule, lit Literal) ([]byte, error)
 	return c, nil
 }
 
-func (r *rewriter) encrypter() (Encrypter, error) {
+func (r *rewriter) encrypter() (sqlplan.Encrypter, error) {
 	if r.env.Encrypter == nil {
 		return nil, errors.New("pgsql: Rewrite needs an Encrypter")
 	}
@@ -238,7 +208,7 @@ func (r *rewriter) encrypter() (Encrypter, error) {
 }
 
 // store renders '\x…'::bytea (or NULL).
-func (r *rewriter) store(dst []byte, col *rules.ColumnRule, lit Literal) ([]byte, error) {
+func (r *rewriter) store(dst []byte, col *rules.ColumnRule, lit sqlplan.Literal) ([]byte, error) {
 	if lit.Null {
 		return append(dst, "NULL"...), nil
 	}
@@ -250,13 +220,8 @@ func (r *rewriter) store(dst []byte, col *rules.ColumnRule, lit Literal) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	var ct []byte
-	if as, ok := enc.(appendStorer); ok {
-		ct, err = as.AppendStore(r.ctx, r.ct[:0], col, canon)
-		r.ct = ct
-	} else {
-		ct, err = enc.EncryptForStore(r.ctx, col, canon)
-	}
+	ct, err := enc.AppendStore(r.ctx, r.ct[:0], col, canon)
+	r.ct = ct
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +230,7 @@ func (r *rewriter) store(dst []byte, col *rules.ColumnRule, lit Literal) ([]byte
 
 // matchCiphertexts returns the ciphertexts of every literal under every
 // live key version.
-func (r *rewriter) matchCiphertexts(col *rules.ColumnRule, lits []Literal) ([][]byte, int, error) {
+func (r *rewriter) matchCiphertexts(col *rules.ColumnRule, lits []sqlplan.Literal) ([][]byte, int, error) {
 	if len(lits) == 0 {
 		return nil, 0, nil
 	}
@@ -407,14 +372,14 @@ func appendSlots(dst []byte, n, k int, negated bool) []byte {
 // exactly that many elements, and refuses an argument with more
 // ciphertexts (a key rotated since the statement was prepared: it could
 // not find the rows of every live version).
-func (r *rewriter) array(dst []byte, col *rules.ColumnRule, lits []Literal, slots int) ([]byte, error) {
+func (r *rewriter) array(dst []byte, col *rules.ColumnRule, lits []sqlplan.Literal, slots int) ([]byte, error) {
 	cts, nulls, err := r.matchCiphertexts(col, lits)
 	if err != nil {
 		return nil, err
 	}
 	if slots > 0 && len(cts) > 0 {
 		if len(cts) > slots {
-			return nil, refuse(col, StateFeatureNotSupported,
+			return nil, refuse(col, sqlplan.StateFeatureNotSupported,
 				"the key of this column was rotated after the statement was prepared; prepare it again (or use Bind, which does)")
 		}
 		for len(cts) < slots {
@@ -474,7 +439,7 @@ func (s *Prepared) Commit(st *Statement) {
 }
 
 // Add records statement name with the given parameter roles.
-func (s *Prepared) Add(name string, params []Param) {
+func (s *Prepared) Add(name string, params []sqlplan.Param) {
 	if s.m == nil {
 		s.m = map[string]*PreparedStatement{}
 	}

@@ -8,6 +8,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // prov is the provenance of a value: the encrypted column whose
@@ -107,7 +108,7 @@ func (a *analyzer) colProv(r *rel, name string) (p *prov, found, maybe bool, err
 			}
 		}
 		if c := r.rule.SimilarColumn(name); c != nil && len(r.aliasList) == 0 {
-			return nil, false, false, refuse(c, StateInvalidName,
+			return nil, false, false, refuse(c, sqlplan.StateInvalidName,
 				"column %q matches encrypted column %s only when case is ignored; fix the case in the statement or in the configuration", name, c)
 		}
 		return nil, false, !r.known, nil
@@ -124,7 +125,7 @@ func (a *analyzer) colProv(r *rel, name string) (p *prov, found, maybe bool, err
 			return &prov{rule: c, traceable: true}, true, false, nil
 		}
 		if c := r.rule.SimilarColumn(name); c != nil {
-			return nil, false, false, refuse(c, StateInvalidName,
+			return nil, false, false, refuse(c, sqlplan.StateInvalidName,
 				"column %q matches encrypted column %s only when case is ignored; fix the case in the statement or in the configuration", name, c)
 		}
 	}
@@ -172,13 +173,13 @@ func (a *analyzer) resolveColumn(sc *scope, fields []string) (*prov, error) {
 	for s := sc; s != nil; s = s.parent {
 		for _, r := range s.rels {
 			if c := r.rule.Column(colName); c != nil {
-				return nil, refuse(c, StateUndefinedTable, "reference %s.%s names no relation in scope (use the alias)", strings.Join(qual, "."), colName)
+				return nil, refuse(c, sqlplan.StateUndefinedTable, "reference %s.%s names no relation in scope (use the alias)", strings.Join(qual, "."), colName)
 			}
 		}
 	}
 	for _, t := range a.p.rules.TablesNamed(nil, qual[len(qual)-1]) {
 		if c := t.Column(colName); c != nil {
-			return nil, refuse(c, StateUndefinedTable, "reference %s.%s names no relation in scope", strings.Join(qual, "."), colName)
+			return nil, refuse(c, sqlplan.StateUndefinedTable, "reference %s.%s names no relation in scope", strings.Join(qual, "."), colName)
 		}
 	}
 	return nil, nil
@@ -248,7 +249,7 @@ func (a *analyzer) resolveUnqualified(sc *scope, name string) (*prov, error) {
 				if r.name != "" {
 					what = fmt.Sprintf("relation %q", r.name)
 				}
-				return nil, refuse(enc.rule, StateAmbiguousColumn,
+				return nil, refuse(enc.rule, sqlplan.StateAmbiguousColumn,
 					"column reference %q could be the encrypted column or a column of %s; qualify it", name, what)
 			}
 		}
@@ -270,7 +271,7 @@ func (a *analyzer) fetchColumns(r *rel) error {
 		}
 		if schema == "" {
 			if r.rule != nil {
-				return refuse(nil, StateUndefinedTable, "table %s not found in the catalog", r.rule)
+				return refuse(nil, sqlplan.StateUndefinedTable, "table %s not found in the catalog", r.rule)
 			}
 			// No such table: it has no columns PostgreSQL could pick.
 			r.known = true
@@ -321,7 +322,7 @@ func (a *analyzer) baseRel(rv *pg.RangeVar) (*rel, error) {
 		r.rule = a.p.rules.Table(db, r.schema, r.table)
 		if r.rule == nil {
 			if sim := a.p.rules.Similar(db, r.schema, r.table); sim != nil {
-				return nil, refuse(nil, StateInvalidName,
+				return nil, refuse(nil, sqlplan.StateInvalidName,
 					"table %s.%s matches encrypted table %s only when case is ignored; fix the case in the statement or in the configuration", r.schema, r.table, sim)
 			}
 		}
@@ -385,7 +386,7 @@ func (a *analyzer) resolveUnqualifiedTable(r *rel) error {
 	// cached plaintext plan for the encrypted table.
 	for _, t := range cands {
 		if slices.Contains(a.searchPath, t.Schema) || slices.Contains(a.searchPath, "$user") {
-			return refuse(nil, StateInvalidName,
+			return refuse(nil, sqlplan.StateInvalidName,
 				"table %q resolves to %s.%s, but %s is encrypted and also on the search_path; schema-qualify the table name", r.table, schema, r.table, t)
 		}
 	}
@@ -395,7 +396,7 @@ func (a *analyzer) resolveUnqualifiedTable(r *rel) error {
 func (a *analyzer) similarTable(name string) error {
 	for _, t := range a.p.rules.Tables() {
 		if strings.EqualFold(t.Table, name) {
-			return refuse(nil, StateInvalidName,
+			return refuse(nil, sqlplan.StateInvalidName,
 				"table %q matches encrypted table %s only when case is ignored; fix the case in the statement or in the configuration", name, t)
 		}
 	}

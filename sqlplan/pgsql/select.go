@@ -6,6 +6,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // outMode says what happens to the output columns of a query.
@@ -198,7 +199,7 @@ func (a *analyzer) setOp(s *pg.SelectStmt, sc *scope, mode outMode, onLeft func(
 			} else {
 				cr = rp.rule
 			}
-			return selOut{}, refuse(cr, StateDatatypeMismatch, "%s combines the encrypted column with a plaintext column or one under another key", opName)
+			return selOut{}, refuse(cr, sqlplan.StateDatatypeMismatch, "%s combines the encrypted column with a plaintext column or one under another key", opName)
 		}
 		out.cols = append(out.cols, c)
 	}
@@ -230,19 +231,15 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) error {
 		}
 		var out selOut
 		var err error
-		switch q := ce.Ctequery.GetNode().(type) {
-		case *pg.Node_SelectStmt:
-			out, err = a.selectRec(q.SelectStmt, sc, outDerived, func(l selOut) {
+		if sel := ce.Ctequery.GetSelectStmt(); sel != nil {
+			out, err = a.selectRec(sel, sc, outDerived, func(l selOut) {
 				c.cols, c.known = renameCols(l.cols, ce.Aliascolnames), l.known
 			})
-		case *pg.Node_InsertStmt:
-			out, err = a.insert(q.InsertStmt, sc, outDerived)
-		case *pg.Node_UpdateStmt:
-			out, err = a.update(q.UpdateStmt, sc, outDerived)
-		case *pg.Node_DeleteStmt:
-			out, err = a.delete(q.DeleteStmt, sc, outDerived)
-		default:
-			err = unsupported(nil, "a WITH query of this kind (%s)", stmtName(ce.Ctequery))
+		} else {
+			var ok bool
+			if out, ok, err = a.query(ce.Ctequery, sc, outDerived); !ok {
+				err = unsupported(nil, "a WITH query of this kind (%s)", stmtName(ce.Ctequery))
+			}
 		}
 		if err != nil {
 			return err

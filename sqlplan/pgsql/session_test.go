@@ -12,6 +12,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -72,7 +73,7 @@ func TestPrepareExecute(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			got, _, err := run(t, s.sql)
 			if s.refuse != "" {
-				var r *pgsql.Refusal
+				var r *sqlplan.Refusal
 				if !errors.As(err, &r) || !strings.Contains(r.Reason, s.refuse) {
 					t.Fatalf("got %v, want refusal %q", err, s.refuse)
 				}
@@ -252,23 +253,23 @@ func TestParamDescription(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct {
-		role   pgsql.ParamRole
+		role   sqlplan.Role
 		oid    uint32
 		client value.Type
 		array  bool
 	}{
-		{pgsql.RoleStore, pgsql.OIDBytea, value.TypeText, false},
-		{pgsql.RoleMatch, pgsql.OIDByteaArray, value.TypeText, false},
-		{pgsql.RoleMatchArray, pgsql.OIDByteaArray, value.TypeInt, true},
-		{pgsql.RolePlain, 0, value.TypeUnknown, false},
+		{sqlplan.RoleStore, pgsql.OIDBytea, value.TypeText, false},
+		{sqlplan.RoleMatch, pgsql.OIDByteaArray, value.TypeText, false},
+		{sqlplan.RoleMatchArray, pgsql.OIDByteaArray, value.TypeInt, true},
+		{sqlplan.RolePlain, 0, value.TypeUnknown, false},
 	}
 	if len(pl.Params) != len(want) {
 		t.Fatalf("%d params, want %d", len(pl.Params), len(want))
 	}
 	for i, w := range want {
 		got := pl.Params[i]
-		if got.Role != w.role || got.UpstreamOID() != w.oid || got.ClientType() != w.client || got.ClientArray() != w.array || got.Encrypted() != (w.role != pgsql.RolePlain) {
-			t.Errorf("$%d = %+v (oid %d, client %s)", i+1, got, got.UpstreamOID(), got.ClientType())
+		if got.Role != w.role || pgsql.UpstreamOID(got) != w.oid || got.ClientType() != w.client || got.ClientArray() != w.array || got.Encrypted() != (w.role != sqlplan.RolePlain) {
+			t.Errorf("$%d = %+v (oid %d, client %s)", i+1, got, pgsql.UpstreamOID(got), got.ClientType())
 		}
 	}
 	if pl.Passthrough() {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -54,7 +55,7 @@ func TestExecuteSlottedStatement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := append([]pgsql.Param(nil), stmt.Params...)
+	params := append([]sqlplan.Param(nil), stmt.Params...)
 	params[0].Slots = 3
 	var prepared pgsql.Prepared
 	prepared.Add("s1", params)
@@ -72,7 +73,7 @@ func TestExecuteSlottedStatement(t *testing.T) {
 		t.Errorf("EXECUTE with 2 versions in 3 slots:\n got %s\nwant %s", got, want)
 	}
 	_, err = pl.Rewrite(ctx, nil, exec, pgsql.Env{Encrypter: fakeEncrypter{versions: 4}, Prepared: &prepared})
-	var ref *pgsql.Refusal
+	var ref *sqlplan.Refusal
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "rotated") {
 		t.Errorf("EXECUTE with 4 versions in 3 slots: %v, want a refusal about the rotation", err)
 	}

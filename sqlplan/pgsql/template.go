@@ -2,6 +2,8 @@ package pgsql
 
 import (
 	"sort"
+
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // A template is a cached plan that can be re-applied to SQL text that
@@ -62,7 +64,7 @@ type stmtTouch struct {
 // tie is a Literal of the plan and where it sits.
 type tie struct {
 	slot
-	src int // Literal.src
+	src int // Literal.Pos
 }
 
 // findLit returns the index of the constant that starts at off.
@@ -71,7 +73,7 @@ func findLit(lits []litSpan, off int) (int, bool) {
 	return j, j < len(lits) && lits[j].start == off
 }
 
-// resolveSrc maps a Literal.src to its constant: the constant starting at
+// resolveSrc maps a Literal.Pos to its constant: the constant starting at
 // that offset, or a number right after a minus sign there (the grammar
 // folds -5 into one constant located at the sign).
 func resolveSrc(sql string, lits []litSpan, src int) (j int, neg, ok bool) {
@@ -118,10 +120,10 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 			sp := spanTies{start: e.Start, end: e.End}
 			switch e.Kind {
 			case EditStore:
-				sp.ties = append(sp.ties, tie{slot{kind: slotStore, stmt: si, item: ei}, e.Literal.src})
+				sp.ties = append(sp.ties, tie{slot{kind: slotStore, stmt: si, item: ei}, e.Literal.Pos})
 			case EditMatch:
 				for k := range e.Match.Literals {
-					sp.ties = append(sp.ties, tie{slot{kind: slotMatch, stmt: si, item: ei, sub: k}, e.Match.Literals[k].src})
+					sp.ties = append(sp.ties, tie{slot{kind: slotMatch, stmt: si, item: ei, sub: k}, e.Match.Literals[k].Pos})
 				}
 			}
 			spans = append(spans, sp)
@@ -132,10 +134,10 @@ func buildTemplate(touches func(string) bool, sql string, lits []litSpan, pl *Pl
 				sp := spanTies{start: arg.Start, end: arg.End}
 				switch arg.Kind {
 				case ArgLiteral:
-					sp.ties = append(sp.ties, tie{slot{kind: slotArg, stmt: si, item: ai}, arg.Literal.src})
+					sp.ties = append(sp.ties, tie{slot{kind: slotArg, stmt: si, item: ai}, arg.Literal.Pos})
 				case ArgArray:
 					for k := range arg.Elems {
-						sp.ties = append(sp.ties, tie{slot{kind: slotElem, stmt: si, item: ai, sub: k}, arg.Elems[k].src})
+						sp.ties = append(sp.ties, tie{slot{kind: slotElem, stmt: si, item: ai, sub: k}, arg.Elems[k].Pos})
 					}
 				}
 				spans = append(spans, sp)
@@ -339,7 +341,7 @@ func (t *template) copyStatements(ar *planArena, pl *Plan, lits []litSpan) {
 // in sql, copying the Match or Elems it sits in first.
 func (t *template) fillSlots(ar *planArena, pl *Plan, sql string, lits []litSpan) {
 	for _, s := range t.slots {
-		lit := Literal{Text: lits[s.lit].value(sql, s.neg)}
+		lit := sqlplan.Literal{Text: lits[s.lit].value(sql, s.neg)}
 		st := &pl.Statements[s.stmt]
 		switch s.kind {
 		case slotStore:
@@ -358,7 +360,7 @@ func (t *template) fillSlots(ar *planArena, pl *Plan, sql string, lits []litSpan
 		case slotElem:
 			arg := &st.Execute.Args[s.item]
 			if s.first {
-				arg.Elems = append([]Literal(nil), arg.Elems...)
+				arg.Elems = append([]sqlplan.Literal(nil), arg.Elems...)
 			}
 			arg.Elems[s.sub] = lit
 		}
@@ -375,7 +377,7 @@ type planArena struct {
 	stmts   [1]Statement
 	edit    [2]Edit
 	matches [1]Match
-	lits    [2]Literal
+	lits    [2]sqlplan.Literal
 
 	nEdit, nMatch, nLit int
 }
@@ -405,9 +407,9 @@ func (a *planArena) match() *Match {
 }
 
 // literals returns an empty slice with room for n literals.
-func (a *planArena) literals(n int) []Literal {
+func (a *planArena) literals(n int) []sqlplan.Literal {
 	if a.nLit+n > len(a.lits) {
-		return make([]Literal, 0, n)
+		return make([]sqlplan.Literal, 0, n)
 	}
 	l := a.lits[a.nLit : a.nLit : a.nLit+n]
 	a.nLit += n

@@ -4,6 +4,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // This file plans the statements other than queries: DDL on encrypted
@@ -80,7 +81,7 @@ func (a *analyzer) columnDef(cd *pg.ColumnDef, trs []*rules.TableRule) error {
 	}
 	if cd.TypeName != nil {
 		if name, ok := castName(cd.TypeName); !ok || name != "bytea" {
-			return refuse(c, StateDatatypeMismatch, "an encrypted column must be of type bytea (it holds ciphertext), not %s", typeNameString(cd.TypeName))
+			return refuse(c, sqlplan.StateDatatypeMismatch, "an encrypted column must be of type bytea (it holds ciphertext), not %s", typeNameString(cd.TypeName))
 		}
 	}
 	if cd.RawDefault != nil || cd.CookedDefault != nil {
@@ -306,20 +307,9 @@ func (a *analyzer) view(v *pg.ViewStmt) error {
 func (a *analyzer) prepare(ps *pg.PrepareStmt, st *Statement) error {
 	outer := a.params
 	a.params = nil
-	var err error
-	switch q := ps.Query.GetNode().(type) {
-	case *pg.Node_SelectStmt:
-		_, err = a.topSelect(q.SelectStmt, nil, outReturned)
-	case *pg.Node_InsertStmt:
-		_, err = a.insert(q.InsertStmt, nil, outReturned)
-	case *pg.Node_UpdateStmt:
-		_, err = a.update(q.UpdateStmt, nil, outReturned)
-	case *pg.Node_DeleteStmt:
-		_, err = a.delete(q.DeleteStmt, nil, outReturned)
-	default:
-		if a.p.touches(a.sql[st.Start:st.End]) {
-			err = unsupported(nil, "PREPARE of a %s in a statement touching an encrypted table", stmtName(ps.Query))
-		}
+	_, ok, err := a.query(ps.Query, nil, outReturned)
+	if !ok && a.p.touches(a.sql[st.Start:st.End]) {
+		err = unsupported(nil, "PREPARE of a %s in a statement touching an encrypted table", stmtName(ps.Query))
 	}
 	if err != nil {
 		return err
@@ -330,7 +320,7 @@ func (a *analyzer) prepare(ps *pg.PrepareStmt, st *Statement) error {
 	inner := a.params
 	a.params = outer
 	for len(inner) < len(ps.Argtypes) {
-		inner = append(inner, Param{Role: RolePlain})
+		inner = append(inner, sqlplan.Param{Role: sqlplan.RolePlain})
 	}
 	for i, n := range ps.Argtypes {
 		tn := n.GetTypeName()
@@ -350,7 +340,7 @@ func (a *analyzer) prepare(ps *pg.PrepareStmt, st *Statement) error {
 			return err
 		}
 		text := "bytea"
-		if inner[i].Role != RoleStore {
+		if inner[i].Role != sqlplan.RoleStore {
 			text = "bytea[]"
 		}
 		a.addEdit(Edit{Start: ts.t[first].start, End: ts.t[last].end, Kind: EditText, Text: text})
@@ -402,7 +392,7 @@ func (a *analyzer) executeArg(p *pg.Node, sc *scope) (Arg, error) {
 			case ei.kind == exLiteral && !ei.bits && ei.cast == nil:
 				arg.Elems = append(arg.Elems, ei.lit)
 			case ei.kind == exNull:
-				arg.Elems = append(arg.Elems, Literal{Null: true})
+				arg.Elems = append(arg.Elems, sqlplan.Literal{Null: true})
 			default:
 				arg.Kind = ArgOther
 			}
@@ -419,11 +409,7 @@ func (a *analyzer) executeArg(p *pg.Node, sc *scope) (Arg, error) {
 		arg.Cast = name
 	}
 	if arg.Kind != ArgOther {
-		ts, err := a.tokens()
-		if err != nil {
-			return Arg{}, err
-		}
-		sp, err := ts.exprSpan(in.node)
+		sp, err := a.exprSpan(in.node)
 		if err != nil {
 			return Arg{}, err
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -55,9 +56,10 @@ type Options struct {
 	// lexing sql_modes, and strings on encrypted tables must read the same
 	// under NO_BACKSLASH_ESCAPES and ANSI_QUOTES.
 	Lex LexSource
-	// PlanCache is the number of cached plans (default 1024).
-	PlanCache int
-	Logger    *slog.Logger
+	// PlanCacheSize is the number of cached plans (0: the planner's
+	// default).
+	PlanCacheSize int
+	Logger        *slog.Logger
 }
 
 // Interceptor is the mysql.Interceptor of the encryption layer. It is safe
@@ -86,14 +88,11 @@ func New(opts Options) (*Interceptor, error) {
 		}
 		enc = rules.NewEncryptor(opts.Keys)
 	}
-	if opts.PlanCache == 0 {
-		opts.PlanCache = 1024
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	popts := mysqlsql.Options{AllowDynamicSQL: opts.AllowDynamicSQL}
+	popts := mysqlsql.Options{CacheSize: opts.PlanCacheSize, AllowDynamicSQL: opts.AllowDynamicSQL}
 	if src, ok := opts.Catalog.(mysqlsql.RelationSource); ok {
 		popts.Relations = newTriggerWarner(src, opts.Rules, log)
 		popts.OnRelationsError = func(err error) {
@@ -108,7 +107,7 @@ func New(opts Options) (*Interceptor, error) {
 	}
 	return &Interceptor{
 		closers: closers,
-		planner: mysqlsql.NewWith(opts.Rules, opts.Catalog, opts.PlanCache, popts),
+		planner: mysqlsql.New(opts.Rules, opts.Catalog, popts),
 		enc:     enc,
 		decor:   fieldcrypt.Options{Guard: opts.Guard, Monitor: opts.Monitor},
 		rules:   opts.Rules,
@@ -273,10 +272,10 @@ func (s *session) planLex(sql string) (*mysqlsql.Plan, mysqlsql.Lex, error) {
 func (s *session) planIn(db string, lex mysqlsql.Lex, sql string) (*mysqlsql.Plan, error) {
 	plan, err := s.ic.planner.PlanLex(s.ctx, db, sql, lex)
 	if err != nil {
-		var r *mysqlsql.Refusal
+		var r *sqlplan.Refusal
 		if errors.As(err, &r) {
 			if r.Cause != nil {
-				s.log.Warn("catalog lookup failed", "table", r.Column, "err", r.Cause)
+				s.log.Warn("catalog lookup failed", "table", r.Table, "err", r.Cause)
 			}
 			return nil, refused(r)
 		}
@@ -291,7 +290,7 @@ func (s *session) rewrite(plan *mysqlsql.Plan, cmd byte) ([]byte, error) {
 
 // rewriteRecording is rewrite, reporting the lookups rendered from literals
 // to rec.
-func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec mysqlsql.MatchRecorder) ([]byte, error) {
+func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec sqlplan.MatchRecorder) ([]byte, error) {
 	loc := s.zone()
 	if loc == zoneUnknown {
 		for i := range plan.Slots {
@@ -303,7 +302,7 @@ func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec mysqlsql.M
 	}
 	out, err := plan.RewriteRecording(s.ctx, s.cipher.Load(), loc, []byte{cmd}, rec)
 	if err != nil {
-		var r *mysqlsql.Refusal
+		var r *sqlplan.Refusal
 		if errors.As(err, &r) {
 			return nil, refused(r)
 		}
@@ -408,7 +407,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		w.Packet(payload)
 		return nil
 	}
-	out, err := s.rewriteRecording(plan, gomysql.COM_QUERY, st.matches.RecordMatch)
+	out, err := s.rewriteRecording(plan, gomysql.COM_QUERY, &st.matches)
 	if err != nil {
 		if plan.HasUse {
 			s.mu.Lock()
@@ -460,7 +459,7 @@ func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) e
 		return nil
 	}
 	pid := int(binary.LittleEndian.Uint16(payload[longDataParam:]))
-	if pid >= len(st.plan.Params) || st.plan.Params[pid].Role != mysqlsql.RolePlain {
+	if pid >= len(st.plan.Params) || st.plan.Params[pid].Role != sqlplan.RolePlain {
 		st.poisoned = true
 		return refused(errors.New("dbproxy: long data for an encrypted parameter is not supported"))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -175,7 +176,7 @@ func (s *session) rememberTypes(st *stmt, types []uint16, raw []byte) []uint16 {
 func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]byte, cts [][][]byte, stored [][2]int, xs *exState) error {
 	s.cmdCT = s.cmdCT[:0]
 	for i, pr := range plan.Params {
-		if pr.Role == mysqlsql.RolePlain || vals[i] == nil {
+		if pr.Role == sqlplan.RolePlain || vals[i] == nil {
 			continue
 		}
 		var err error
@@ -189,14 +190,14 @@ func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]by
 		}
 		canon := s.cmdCanon
 		switch pr.Role {
-		case mysqlsql.RoleStore:
+		case sqlplan.RoleStore:
 			start := len(s.cmdCT)
 			ct, err := s.cipher.Load().AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
 			if err != nil {
 				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
 			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
-		case mysqlsql.RoleMatch:
+		case sqlplan.RoleMatch:
 			m, err := s.cipher.Load().EncryptForMatch(s.ctx, pr.Column, canon)
 			if err != nil {
 				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
@@ -239,7 +240,7 @@ func appendExecute(out, header []byte, plan *mysqlsql.Plan, types []uint16, vals
 		t := types[c]
 		if vals[c] == nil {
 			out[bmStart+j/8] |= 1 << (j % 8)
-		} else if plan.Params[c].Role != mysqlsql.RolePlain {
+		} else if plan.Params[c].Role != sqlplan.RolePlain {
 			t = uint16(gomysql.MYSQL_TYPE_BLOB)
 		}
 		out = binary.LittleEndian.AppendUint16(out, t)
@@ -249,7 +250,7 @@ func appendExecute(out, header []byte, plan *mysqlsql.Plan, types []uint16, vals
 		if vals[c] == nil {
 			continue
 		}
-		if plan.Params[c].Role == mysqlsql.RolePlain {
+		if plan.Params[c].Role == sqlplan.RolePlain {
 			out = append(out, vals[c]...)
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -139,7 +140,7 @@ func (s *session) executeRow(ev *event, body []byte, w *postgres.Writer) error {
 	if ev.stmt.noData && !ev.portal.described {
 		// Rows from a statement described as returning none (FETCH
 		// from a cursor, say): their origin is unknown.
-		return s.fail(errorResponse(pgsql.StateFeatureNotSupported,
+		return s.fail(errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: result refused: rows whose columns the proxy cannot attribute (use the simple query protocol for FETCH)"), w)
 	}
 	w.Forward(pgmsg.TypeDataRow, body)

@@ -7,6 +7,7 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/dbproxy/dbproxy/value"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -137,7 +138,7 @@ func hasEncryptedParam(plan *pgsql.Plan) bool {
 
 // invalidParam refuses parameter i (0-based) of col as not a valid what.
 func invalidParam(col *rules.ColumnRule, i int, what string) *pgproto3.ErrorResponse {
-	return errorResponse(pgsql.StateInvalidText,
+	return errorResponse(sqlplan.StateInvalidText,
 		"dbproxy: statement refused: column "+col.String()+": parameter $"+itoa(i+1)+" is not a valid "+what)
 }
 
@@ -235,7 +236,7 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 	prm := st.plan.Params[i]
 	col := prm.Column
 	format := m.ParamFormats.For(i)
-	if prm.Role == pgsql.RoleMatchArray {
+	if prm.Role == sqlplan.RoleMatchArray {
 		out, err := s.bindMatchArray(out, col, src, format, zone, rec)
 		if denied := deniedResponse(err); denied != nil {
 			return out, denied
@@ -245,7 +246,7 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 		}
 		return out, nil
 	}
-	if prm.Role == pgsql.RoleMatch && cts != nil {
+	if prm.Role == sqlplan.RoleMatch && cts != nil {
 		return appendMatchArray(out, cts, st.slots[i]), nil
 	}
 	canon, err := s.bindCanon(s.frontBufs.canonical[:0], col, src, format, zone)
@@ -254,14 +255,14 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 	}
 	s.frontBufs.canonical = canon
 	switch prm.Role {
-	case pgsql.RoleStore:
+	case sqlplan.RoleStore:
 		ct, err := s.cipher.AppendStore(s.ctx, s.frontBufs.ciphertext[:0], col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
 		}
 		s.frontBufs.ciphertext = ct
 		return pgmsg.AppendValue(out, ct), nil
-	case pgsql.RoleMatch:
+	case sqlplan.RoleMatch:
 		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
@@ -269,7 +270,7 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 		rec.RecordMatch(col, canon, cts)
 		return appendMatchArray(out, cts, len(cts)), nil
 	default:
-		return out, errorResponse(pgsql.StateFeatureNotSupported,
+		return out, errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: column "+col.String()+": parameter role not supported")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -377,7 +378,7 @@ func (c *catalog) derivedRelations(ctx context.Context) ([]pgsql.DerivedRelation
 // errPreparedBeforeDerived answers the Bind of a statement the pre-filter
 // skipped at Parse whose text it no longer skips since the derived
 // relations changed (session.bind).
-var errPreparedBeforeDerived = errorResponse(pgsql.StateFeatureNotSupported,
+var errPreparedBeforeDerived = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: prepared before a relation it names became known as derived from an encrypted table (a view, child or parent created directly in the database); prepare it again")
 
 // refreshDerived reads the derived relations into the planner unless a

@@ -7,10 +7,8 @@ import (
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
-
-// stateInsufficientPrivilege is PostgreSQL's insufficient_privilege.
-const stateInsufficientPrivilege = "42501"
 
 // deniedResponse is the client's error when the session's Guard refused a
 // use of a column's key (insufficient_privilege, naming the column); nil
@@ -23,7 +21,7 @@ func deniedResponse(err error) *pgproto3.ErrorResponse {
 	if !errors.As(err, &r) {
 		return nil
 	}
-	return errorResponse(stateInsufficientPrivilege, "dbproxy: statement refused: "+r.Error())
+	return errorResponse(sqlplan.StateInsufficientPrivilege, "dbproxy: statement refused: "+r.Error())
 }
 
 // copyEncryptError is the error that fails a COPY FROM whose value of col

@@ -18,7 +18,7 @@
 //
 // Extended protocol: Parse is planned the same way; its text is rewritten
 // and the parameter types at encrypted positions are declared as
-// Param.UpstreamOID. Every Parse is followed by a Describe of the statement
+// pgsql.UpstreamOID. Every Parse is followed by a Describe of the statement
 // that the proxy injects and whose answer it swallows, so the result
 // columns of every prepared statement are known before it is executed,
 // whether or not the client describes it. The client's own Describe is

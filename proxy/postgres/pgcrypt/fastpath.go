@@ -2,7 +2,7 @@ package pgcrypt
 
 import (
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // FunctionCall ('F', the fast-path interface) calls a function by OID with
@@ -21,7 +21,7 @@ var largeObjectFuncs = map[uint32]bool{
 	1004: true, 715: true, 3170: true, 3171: true, 3172: true,
 }
 
-var errFunctionCall = errorResponse(pgsql.StateInsufficientPrivilege,
+var errFunctionCall = errorResponse(sqlplan.StateInsufficientPrivilege,
 	"dbproxy: statement refused: a fast-path function call (other than a large-object function) can run SQL the proxy cannot see (allow_dynamic_sql is off on this listener)")
 
 // functionCallAllowed reports whether the FunctionCall message body may be

@@ -3,6 +3,7 @@ package pgcrypt
 import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -63,11 +64,11 @@ var clientEncodings = map[string]bool{
 // read by the server as its raw bytes read (see above).
 func safeEncoding(enc string) bool { return clientEncodings[enc] }
 
-var errLexPending = errorResponse(pgsql.StateFeatureNotSupported,
+var errLexPending = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: a statement ahead of it may change client_encoding or standard_conforming_strings, "+
 		"which decide how the server reads it; send it after that statement's result (after a Sync)")
 
-var errSCSOff = errorResponse(pgsql.StateFeatureNotSupported,
+var errSCSOff = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: standard_conforming_strings is off")
 
 // encodingRefusal is the refusal of a statement that needs a plan under
@@ -80,7 +81,7 @@ func encodingRefusal(enc string) *pgproto3.ErrorResponse {
 	if !clientOnlyEncodings[enc] {
 		reason = "is not known to the proxy"
 	}
-	return errorResponse(pgsql.StateFeatureNotSupported,
+	return errorResponse(sqlplan.StateFeatureNotSupported,
 		"dbproxy: statement refused: client_encoding "+enc+" "+reason+"; use client_encoding UTF8 for statements on encrypted tables")
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -88,14 +89,14 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 // ErrorResponse refuses the batch.
 func (s *session) parseEncrypted(name, oids []byte, sql string, st *stmtInfo, plan *pgsql.Plan, w *postgres.Writer) *pgproto3.ErrorResponse {
 	if len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
-		return errorResponse(pgsql.StateFeatureNotSupported,
+		return errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol")
 	}
 	s.mu.Lock()
 	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 	s.mu.Unlock()
 	if stdStringsOff {
-		return errorResponse(pgsql.StateFeatureNotSupported,
+		return errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: standard_conforming_strings is off")
 	}
 	st.plan, st.sql = plan, sql
@@ -139,7 +140,7 @@ func (s *session) addStatement(name []byte, st *stmtInfo, plan *pgsql.Plan) {
 func (s *session) matchSlots(plan *pgsql.Plan, cts [][][]byte) ([]int, error) {
 	var slots []int
 	for i, prm := range plan.Params {
-		if prm.Role != pgsql.RoleMatch {
+		if prm.Role != sqlplan.RoleMatch {
 			continue
 		}
 		n, err := s.cipher.LiveVersions(s.ctx, prm.Column)
@@ -252,7 +253,7 @@ func statementMessage(typ byte, name []byte) []byte {
 // withSlots returns params with the slot counts of a statement prepared
 // with them (for SQL-level EXECUTE of it); params itself when there are
 // none (plans are shared and never modified).
-func withSlots(params []pgsql.Param, slots []int) []pgsql.Param {
+func withSlots(params []sqlplan.Param, slots []int) []sqlplan.Param {
 	if slots == nil {
 		return params
 	}

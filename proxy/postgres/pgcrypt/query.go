@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -121,16 +122,16 @@ func copyStatement(plan *pgsql.Plan) (*pgsql.Statement, *pgproto3.ErrorResponse)
 		switch st := &plan.Statements[i]; st.Kind {
 		case pgsql.KindCopyFrom, pgsql.KindCopyTo:
 			if len(plan.Statements) != 1 {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: statement refused: COPY of encrypted columns must be the only statement of its query")
 			}
 			if st.Copy == nil || (st.Copy.Format != pgsql.CopyBinary && (len(st.Copy.Delimiter) != 1 ||
 				(st.Copy.Format == pgsql.CopyCSV && (len(st.Copy.Quote) != 1 || len(st.Copy.Escape) != 1)))) {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: statement refused: COPY of encrypted columns needs a one-byte delimiter, quote and escape")
 			}
 			if st.Copy != nil && st.Copy.Format == pgsql.CopyCSV && !copyBytesOK(st.Copy) {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: statement refused: COPY of encrypted columns with a backslash as QUOTE, or a line ending as DELIMITER, QUOTE or ESCAPE")
 			}
 			copyPlan = st

@@ -3,7 +3,7 @@ package pgcrypt
 import (
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // newEvent returns a new event holding e. Events are carved from slabs to
@@ -50,7 +50,7 @@ type pendingQueue struct {
 // The match sets are filled by the frontend goroutine before the request
 // is queued and read by the backend goroutine after it is dequeued (the
 // queue's mutex orders the two); never changed afterwards.
-var _ pgsql.MatchRecorder = (*rules.Matches)(nil)
+var _ sqlplan.MatchRecorder = (*rules.Matches)(nil)
 
 // newMatchSet is newEvent for match sets (kept apart: most events and
 // portals need none).

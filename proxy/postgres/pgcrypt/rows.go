@@ -13,7 +13,7 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -117,7 +117,7 @@ func (s *session) resultColumns(rd pgmsg.RowDescription, simple bool) (cols []*r
 		}
 		if !ti.found {
 			if f.DataTypeOID == oidBytea {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: result refused: a bytea column comes from a table the proxy cannot see yet (created in this transaction?)"), false
 			}
 			cacheable = false
@@ -126,13 +126,13 @@ func (s *session) resultColumns(rd pgmsg.RowDescription, simple bool) (cols []*r
 		col := ti.cols[int16(f.TableAttributeNumber)]
 		if col == nil {
 			if ti.encView && f.DataTypeOID == oidBytea {
-				return nil, errorResponse(pgsql.StateFeatureNotSupported,
+				return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 					"dbproxy: result refused: a bytea column of a view over an encrypted table may carry ciphertext; select from the table instead"), false
 			}
 			continue
 		}
 		if simple && f.Format != pgmsg.FormatText {
-			return nil, errorResponse(pgsql.StateFeatureNotSupported,
+			return nil, errorResponse(sqlplan.StateFeatureNotSupported,
 				"dbproxy: result refused: column "+col.String()+" is encrypted and binary cursors are not supported"), false
 		}
 		if !knownType(col.Type) {

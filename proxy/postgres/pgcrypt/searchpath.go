@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -49,10 +50,10 @@ const searchPathQuery = "SELECT pg_catalog.current_setting('search_path'), curre
 // the role it may refer to.
 var changesSearchPath = regexp.MustCompile(`(?i)search_path|\bset\s+(session\s+|local\s+)?(role|session\s+authorization)\b|\b(reset|discard)\s`)
 
-var errSearchPathMixed = errorResponse(pgsql.StateFeatureNotSupported,
+var errSearchPathMixed = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: a statement changing search_path or the role must be sent on its own, not with statements on encrypted tables")
 
-var errSearchPathUnknown = errorResponse(pgsql.StateFeatureNotSupported,
+var errSearchPathUnknown = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: the session's search_path is not known to the proxy (it changed inside this pipeline, or could not be read); send Sync or retry")
 
 // spAnswer is the backend's answer to a hidden searchPathQuery: the
@@ -414,7 +415,7 @@ func upstreamTypes(clientTypes []byte, plan *pgsql.Plan) []uint32 {
 			types[i] = binary.BigEndian.Uint32(clientTypes[4*i:])
 		}
 		if i < len(plan.Params) && plan.Params[i].Encrypted() {
-			types[i] = plan.Params[i].UpstreamOID()
+			types[i] = pgsql.UpstreamOID(plan.Params[i])
 		}
 	}
 	return types
@@ -469,7 +470,7 @@ func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
 	st.searchPath = s.searchPath.current
 	st.described, st.cols, st.noData, st.poison = false, nil, false, nil
 	if len(name) > 0 {
-		var params []pgsql.Param
+		var params []sqlplan.Param
 		if st.plan != nil {
 			params = withSlots(st.plan.Params, st.slots)
 		}
@@ -508,7 +509,7 @@ func (s *session) checkExecutes(plan *pgsql.Plan) *pgproto3.ErrorResponse {
 		path, ok := s.searchPath.preparedUnder[st.Execute.Name]
 		s.mu.Unlock()
 		if ok && path != s.searchPath.current {
-			return errorResponse(pgsql.StateFeatureNotSupported, "dbproxy: statement refused: prepared statement "+
+			return errorResponse(sqlplan.StateFeatureNotSupported, "dbproxy: statement refused: prepared statement "+
 				st.Execute.Name+" was prepared under another search_path; DEALLOCATE and PREPARE it again")
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -236,7 +237,7 @@ func errorResponse(code, msg string) *pgproto3.ErrorResponse {
 }
 
 func refusalResponse(err error) *pgproto3.ErrorResponse {
-	var r *pgsql.Refusal
+	var r *sqlplan.Refusal
 	if errors.As(err, &r) {
 		return errorResponse(r.SQLState, r.Error())
 	}
@@ -248,7 +249,7 @@ func refusalResponse(err error) *pgproto3.ErrorResponse {
 }
 
 func safeReason(err error) string {
-	var r *pgsql.Refusal
+	var r *sqlplan.Refusal
 	if errors.As(err, &r) {
 		return r.Error()
 	}
@@ -346,7 +347,7 @@ func (s *session) execute(body []byte, w *postgres.Writer) bool {
 	if p == nil {
 		// A portal the proxy did not see bound (a cursor opened by
 		// DECLARE, say): its rows cannot be attributed safely.
-		s.refuseBatch(errorResponse(pgsql.StateFeatureNotSupported,
+		s.refuseBatch(errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
 		return false
 	}
