@@ -187,6 +187,8 @@ type session struct {
 
 	// tz is the session time_zone (timezone.go): nil UTC, zoneUnknown.
 	tz atomic.Pointer[time.Location]
+	// zoneRisky: a prepared statement may change time_zone (timezone.go).
+	zoneRisky atomic.Bool
 
 	// lx is how the server lexes the session's text (lexstate.go);
 	// guarded by mu.
@@ -218,9 +220,8 @@ type exState struct {
 	// matches are the deterministic lookups of this exchange's execution:
 	// result cells that are their ciphertexts need no decryption.
 	matches rules.Matches
-	// time_zone tracking: newZone applies when the statement succeeds.
-	zoneSet bool
-	newZone *time.Location
+	// zone is the time_zone change on its way (timezone.go).
+	zone *zoneChange
 	// database tracking
 	use    bool
 	newDB  string
@@ -356,13 +357,13 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.db = mysqlsql.UnknownDatabase
 		clear(s.stmts)
 		s.mu.Unlock()
-		s.tz.Store(s.ic.zone.current())
+		s.resetZone()
 		s.changeUser(payload)
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
 		s.mu.Unlock()
-		s.tz.Store(s.ic.zone.current())
+		s.resetZone()
 		s.resetConnection()
 	}
 	w.Packet(payload)
@@ -375,7 +376,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		return err
 	}
 	st := &exState{plan: plan}
-	st.newZone, st.zoneSet = zoneChange(payload[1:], lex)
+	st.zone = s.beginZoneChange(string(payload[1:]), lex)
 	if plan.Session != nil {
 		st.lex = s.beginLexChange(plan)
 	}
@@ -386,7 +387,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
-	if plan.Encrypted || plan.HasUse || plan.DDL || st.zoneSet || st.lex != nil {
+	if plan.Encrypted || plan.HasUse || plan.DDL || st.zone != nil || st.lex != nil {
 		x.Watch, x.State = true, st
 	}
 	if plan.Passthrough {
@@ -418,6 +419,7 @@ func (s *session) prepare(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 		return refused(errors.New("dbproxy: USE cannot be prepared through the proxy"))
 	}
 	x.Watch, x.State = true, &exState{plan: plan}
+	s.notePreparedZone(string(payload[1:]))
 	if plan.Passthrough {
 		w.Packet(payload)
 		return nil
@@ -477,9 +479,6 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 			s.trackOK(st, 0x00, payload)
 		} else {
 			s.trackOK(st, gomysql.ERR_HEADER, payload)
-		}
-		if st.zoneSet && kind == mysql.KindOK {
-			s.tz.Store(st.newZone)
 		}
 		if st.plan != nil && st.plan.DDL {
 			// A table may have new columns: column orders are asked again.
