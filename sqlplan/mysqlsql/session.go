@@ -1,7 +1,6 @@
 package mysqlsql
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -366,19 +365,16 @@ func parseOne(stmt string, lex Lex) (ast.StmtNode, error) {
 // change new sessions only; assignments to user variables and other
 // system variables change neither. Anything else naming them is unknown.
 func analyzeSet(c *SessionChange, stmt string, lex Lex) {
-	if m := setNames.FindStringSubmatch(stmt); m != nil {
-		// SET NAMES / CHARACTER SET with any name (the parser knows only
-		// the character sets TiDB implements).
-		cs := m[1] + m[2] + m[3]
-		if strings.EqualFold(cs, "default") {
-			c.CharsetSet, c.Charset = SettingUnknown, ""
-		} else {
-			c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
-		}
-		return
-	}
 	st, err := parseOne(stmt, lex)
 	set, ok := st.(*ast.SetStmt)
+	if err != nil {
+		if cs, ok := setNamesOnly(stmt); ok {
+			// SET NAMES / CHARACTER SET of a character set or collation
+			// the parser does not implement.
+			c.CharsetSet, c.Charset = SettingValue, cs
+			return
+		}
+	}
 	if err != nil || !ok {
 		c.CharsetSet, c.Charset = SettingUnknown, ""
 		if containsFold(stmt, "sql_mode") || hasNonASCII(stmt) {
@@ -452,10 +448,6 @@ func analyzeSet(c *SessionChange, stmt string, lex Lex) {
 		}
 	}
 }
-
-// setNames matches SET NAMES and SET CHARACTER SET / CHARSET with a plain
-// name (normalised text: no comments).
-var setNames = regexp.MustCompile(`(?is)^\s*SET\s+(?:NAMES|CHARACTER\s+SET|CHARSET)\s+(?:'([A-Za-z0-9_]+)'|"([A-Za-z0-9_]+)"|([A-Za-z0-9_]+))(?:\s+COLLATE\s+(?:'[A-Za-z0-9_]+'|"[A-Za-z0-9_]+"|[A-Za-z0-9_]+))?\s*$`)
 
 // containsFold reports whether s contains word (lower case) in any ASCII
 // case, anywhere.
