@@ -34,12 +34,17 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
+	spChange := false
 	if s.mayChangeSearchPath(text, found) {
-		if !skips && changesSearchPath.Match(text) {
+		var mixed bool
+		spChange, mixed = s.searchPathEffect(text)
+		if !skips && mixed {
 			s.refuseBatch(errSearchPathMixed)
 			return nil
 		}
-		defer s.searchPathChanged()
+		if spChange || s.endsSearchPathTx(text, found) {
+			defer s.searchPathChanged()
+		}
 	}
 	if !skips {
 		if err := s.ensureSearchPath(w); err != nil {
@@ -68,7 +73,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(lexErr)
 		return nil
 	}
-	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords)}
+	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords), searchPathChange: spChange}
 	if skips {
 		st.text, st.derived = sql, s.db.planner.Derived()
 	} else {

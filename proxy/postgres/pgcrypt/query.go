@@ -20,10 +20,14 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
 	if s.mayChangeSearchPath(text, found) {
-		if !skips && (changesSearchPath.Match(text) || s.endsSearchPathTx(text, found)) {
+		changes, mixed := s.searchPathEffect(text)
+		ends := s.endsSearchPathTx(text, found)
+		if !skips && (mixed || ends) {
 			return s.refuseQuery(errSearchPathMixed, w)
 		}
-		defer s.searchPathChanged() // once this statement is on its way
+		if changes || ends {
+			defer s.searchPathChanged() // once this statement is on its way
+		}
 	}
 	if skips {
 		// Forwarded as is: no copy of the text.
@@ -51,6 +55,11 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	if lexErr != nil && !lexPlanAllowed(text, plan) {
 		return s.refuseQuery(lexErr, w)
+	}
+	if changes, mixed := s.preparedSearchPathChange(plan, found); mixed {
+		return s.refuseQuery(errSearchPathMixed, w)
+	} else if changes {
+		defer s.searchPathChanged()
 	}
 	if plan.Passthrough() {
 		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))

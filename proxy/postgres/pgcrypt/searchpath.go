@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/bits"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -28,26 +27,37 @@ import (
 //     batch, where an earlier error would make the server skip it), waits
 //     for the answer (Writer.Flush, then the backend hook hands the answer
 //     over) and swallows the response.
-//   - "May have changed" is decided conservatively from the text: a
+//   - "May have changed" is read in two steps. A cheap scan of the text
+//     (sessionWords, startsStatement) finds the strings that may: a
 //     statement starting with SET, RESET or DISCARD (comments and quoted
 //     text skipped; text that cannot be split with certainty counts), any
 //     mention of search_path or set_config, and COMMIT, END, ABORT,
-//     ROLLBACK, PREPARE TRANSACTION, CALL or DO after such a statement
-//     inside a transaction; and the end of a transaction in
-//     which such a statement ran (its SETs may be undone).
+//     ROLLBACK, PREPARE TRANSACTION, CALL or DO after a change inside a
+//     transaction. Those are then parsed with the server's grammar
+//     (pgsql.SessionEffects): only SET/RESET of search_path, role or
+//     session_authorization, RESET ALL, DISCARD, set_config, DO and CALL
+//     count, so SET statement_timeout does not make the proxy ask again.
+//     Text the parser cannot read as the server will (an unsafe
+//     client_encoding, standard_conforming_strings off, a syntax error)
+//     counts as a change. The end of a transaction in which a change ran
+//     counts too (its SETs may be undone), and so does the Execute of an
+//     extended-protocol statement that changes it, and an SQL EXECUTE of a
+//     statement prepared from text naming set_config.
 //   - A statement that changes search_path (or the role, which "$user"
-//     follows) in the same string as a statement that needs a plan is
-//     refused: it would be planned under the old value.
+//     follows) followed by a statement in the same string, or a
+//     transaction end after such a change followed by one, is refused when
+//     the string needs a plan: the later statements would be planned under
+//     the old value.
+//
+// A function may call set_config itself; the proxy does not see that
+// (PostgreSQL 18 reports search_path in ParameterStatus, older servers do
+// not).
 //
 // Until the value is known, statements that need a plan are refused.
 
 // searchPathQuery answers the search_path setting and the user "$user"
 // stands for.
 const searchPathQuery = "SELECT pg_catalog.current_setting('search_path'), current_user"
-
-// changesSearchPath matches statements that certainly change search_path or
-// the role it may refer to.
-var changesSearchPath = regexp.MustCompile(`(?i)search_path|\bset\s+(session\s+|local\s+)?(role|session\s+authorization)\b|\b(reset|discard)\s`)
 
 var errSearchPathMixed = errorResponse(pgsql.StateFeatureNotSupported,
 	"dbproxy: statement refused: a statement changing search_path or the role must be sent on its own, not with statements on encrypted tables")
@@ -162,6 +172,54 @@ func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 		return true
 	}
 	return startsStatement(text, statementWords)
+}
+
+// searchPathEffect reads text, in which mayChangeSearchPath found words
+// that may change search_path, with the server's grammar: changes reports
+// whether a statement of it may change search_path or the role, mixed
+// whether another statement follows such a change in the same string.
+// Text the parser cannot read as the server will counts as both.
+func (s *session) searchPathEffect(text []byte) (changes, mixed bool) {
+	if e, encOnly := s.lexRefusal(); e != nil && !(encOnly && isASCII(text)) {
+		return true, true
+	}
+	effects, err := pgsql.SessionEffects(string(text))
+	if err != nil {
+		return true, true
+	}
+	for i, e := range effects {
+		if e&pgsql.EffectSearchPath != 0 {
+			changes = true
+			mixed = mixed || i < len(effects)-1
+		}
+	}
+	return changes, mixed
+}
+
+// preparedSearchPathChange follows SQL PREPARE and EXECUTE in a planned
+// string, in which sessionWords.scan found the words found: a statement
+// prepared in a string naming set_config may change search_path when it
+// is executed. It returns whether plan executes such a statement, and
+// whether another statement follows that EXECUTE in the string.
+func (s *session) preparedSearchPathChange(plan *pgsql.Plan, found uint8) (changes, mixed bool) {
+	for i := range plan.Statements {
+		st := &plan.Statements[i]
+		switch {
+		case st.Kind == pgsql.KindPrepare && st.Prepare != nil && found&wordSetConfig != 0:
+			if s.searchPath.changers == nil {
+				s.searchPath.changers = map[string]bool{}
+			}
+			s.searchPath.changers[st.Prepare.Name] = true
+		case st.Kind == pgsql.KindExecute && st.Execute != nil && s.searchPath.changers[st.Execute.Name]:
+			changes = true
+			mixed = mixed || i < len(plan.Statements)-1
+		case st.Kind == pgsql.KindDeallocate && st.DeallocateAll:
+			clear(s.searchPath.changers)
+		case st.Kind == pgsql.KindDeallocate:
+			delete(s.searchPath.changers, st.Deallocate)
+		}
+	}
+	return changes, mixed
 }
 
 // endsSearchPathTx reports whether text may end a transaction in which

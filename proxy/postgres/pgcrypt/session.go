@@ -38,6 +38,8 @@ type stmtInfo struct {
 	// standard_conforming_strings when executed (lexstate.go).
 	lexChange bool
 	txEnd     bool // it may end a transaction (txEndWords)
+	// searchPathChange: executing it may change search_path (searchpath.go).
+	searchPathChange bool
 	// text and derived, for a statement the pre-filter skipped: its SQL and
 	// the derived relations it was checked against (derived.go in pgsql).
 	text    string
@@ -158,6 +160,9 @@ type searchPathState struct {
 	txChange, stale bool
 	answers         chan spAnswer     // backend -> frontend: the answers
 	preparedUnder   map[string]string // under mu: statement name -> search_path it was prepared under
+	// changers: SQL prepared statements whose text names set_config
+	// (frontend only; allocated on first use).
+	changers map[string]bool
 }
 
 // batchState is the state of the current extended-protocol batch (the
@@ -348,6 +353,9 @@ func (s *session) execute(body []byte, w *postgres.Writer) bool {
 	}
 	if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {
 		s.lexBatch()
+	}
+	if p.stmt.searchPathChange {
+		s.searchPathChanged()
 	}
 	if p.stmt.fetch && !p.describeSent {
 		// A FETCH prepared before its cursor was declared is described
