@@ -19,11 +19,11 @@ const (
 	// of those). Parameter names are compared case-insensitively, as the
 	// server does.
 	EffectSearchPath SessionEffect = 1 << iota
+	// EffectRole: the statement may change current_user, which "$user"
+	// stands for (set with EffectSearchPath): SET or RESET of role or
+	// session_authorization, RESET ALL, DISCARD, set_config, DO, CALL.
+	EffectRole
 )
-
-// searchPathSettings are the settings that decide what an unqualified
-// name denotes: search_path, and the role its "$user" follows.
-var searchPathSettings = map[string]bool{"search_path": true, "role": true, "session_authorization": true}
 
 // SessionEffects parses sql (read with standard_conforming_strings on, as
 // the planner does) and returns what each of its statements may do to the
@@ -36,24 +36,31 @@ func SessionEffects(sql string) ([]SessionEffect, error) {
 	}
 	effects := make([]SessionEffect, len(tree.Stmts))
 	for i, raw := range tree.Stmts {
-		if mayChangeSearchPath(raw.Stmt) || mentionsSetConfig(sql, raw) {
-			effects[i] |= EffectSearchPath
+		effects[i] = statementEffect(raw.Stmt)
+		if mentionsSetConfig(sql, raw) {
+			effects[i] = EffectSearchPath | EffectRole
 		}
 	}
 	return effects, nil
 }
 
-// mayChangeSearchPath reports whether a statement node may change
-// search_path or the role (set_config aside).
-func mayChangeSearchPath(n *pg.Node) bool {
+// statementEffect reports what a statement node may do to search_path and
+// the role (set_config aside).
+func statementEffect(n *pg.Node) SessionEffect {
 	switch v := n.GetNode().(type) {
 	case *pg.Node_VariableSetStmt:
 		s := v.VariableSetStmt
-		return s.Kind == pg.VariableSetKind_VAR_RESET_ALL || searchPathSettings[strings.ToLower(s.Name)]
+		name := strings.ToLower(s.Name)
+		switch {
+		case s.Kind == pg.VariableSetKind_VAR_RESET_ALL || name == "role" || name == "session_authorization":
+			return EffectSearchPath | EffectRole
+		case name == "search_path":
+			return EffectSearchPath
+		}
 	case *pg.Node_DiscardStmt, *pg.Node_DoStmt, *pg.Node_CallStmt:
-		return true
+		return EffectSearchPath | EffectRole
 	}
-	return false
+	return 0
 }
 
 // mentionsSetConfig reports whether the text of raw names set_config

@@ -8,20 +8,23 @@ import (
 )
 
 func TestSessionEffects(t *testing.T) {
-	const sp = pgsql.EffectSearchPath
+	const (
+		path = pgsql.EffectSearchPath
+		sp   = pgsql.EffectSearchPath | pgsql.EffectRole
+	)
 	cases := []struct {
 		sql  string
 		want []pgsql.SessionEffect
 	}{
 		{"SELECT 1", []pgsql.SessionEffect{0}},
-		{"SET search_path = app, public", []pgsql.SessionEffect{sp}},
-		{"set LOCAL Search_Path to app", []pgsql.SessionEffect{sp}},
-		{`SET "search_path" = app`, []pgsql.SessionEffect{sp}},
-		{"SET SCHEMA 'app'", []pgsql.SessionEffect{sp}},
+		{"SET search_path = app, public", []pgsql.SessionEffect{path}},
+		{"set LOCAL Search_Path to app", []pgsql.SessionEffect{path}},
+		{`SET "search_path" = app`, []pgsql.SessionEffect{path}},
+		{"SET SCHEMA 'app'", []pgsql.SessionEffect{path}},
 		{"SET ROLE alice", []pgsql.SessionEffect{sp}},
 		{"SET SESSION AUTHORIZATION alice", []pgsql.SessionEffect{sp}},
 		{"RESET ROLE", []pgsql.SessionEffect{sp}},
-		{"RESET search_path", []pgsql.SessionEffect{sp}},
+		{"RESET search_path", []pgsql.SessionEffect{path}},
 		{"RESET ALL", []pgsql.SessionEffect{sp}},
 		{"DISCARD ALL", []pgsql.SessionEffect{sp}},
 		{"DISCARD PLANS", []pgsql.SessionEffect{sp}},
@@ -39,7 +42,7 @@ func TestSessionEffects(t *testing.T) {
 		{"PREPARE p AS SELECT set_config('search_path', $1, false)", []pgsql.SessionEffect{sp}},
 		{"DO $$BEGIN EXECUTE 'SET search' || '_path = x'; END$$", []pgsql.SessionEffect{sp}},
 		{"CALL p()", []pgsql.SessionEffect{sp}},
-		{"SET search_path = x; SELECT 1", []pgsql.SessionEffect{sp, 0}},
+		{"SET search_path = x; SELECT 1", []pgsql.SessionEffect{path, 0}},
 		{"SELECT 1; SELECT set_config('role', 'x', false); SELECT 2", []pgsql.SessionEffect{0, sp, 0}},
 		{"ALTER ROLE alice SET search_path = x", []pgsql.SessionEffect{0}},
 		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = x AS 'SELECT 1'", []pgsql.SessionEffect{0}},

@@ -34,7 +34,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
-	spChange := false
+	var spChange pgsql.SessionEffect
 	if s.mayChangeSearchPath(text, found) {
 		var mixed bool
 		spChange, mixed = s.searchPathEffect(text)
@@ -42,8 +42,10 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 			s.refuseBatch(errSearchPathMixed)
 			return nil
 		}
-		if spChange || s.endsSearchPathTx(text, found) {
-			defer s.searchPathChanged()
+		if s.endsSearchPathTx(text, found) {
+			defer s.searchPathChanged(pgsql.EffectSearchPath | pgsql.EffectRole)
+		} else if spChange != 0 {
+			defer s.searchPathChanged(spChange)
 		}
 	}
 	if !skips {

@@ -20,13 +20,15 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
 	if s.mayChangeSearchPath(text, found) {
-		changes, mixed := s.searchPathEffect(text)
-		ends := s.endsSearchPathTx(text, found)
-		if !skips && (mixed || ends) {
+		effect, mixed := s.searchPathEffect(text)
+		if s.endsSearchPathTx(text, found) {
+			mixed, effect = true, effect|pgsql.EffectSearchPath|pgsql.EffectRole
+		}
+		if !skips && mixed {
 			return s.refuseQuery(errSearchPathMixed, w)
 		}
-		if changes || ends {
-			defer s.searchPathChanged() // once this statement is on its way
+		if effect != 0 {
+			defer s.searchPathChanged(effect) // once this statement is on its way
 		}
 	}
 	if skips {
@@ -59,7 +61,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if changes, mixed := s.preparedSearchPathChange(plan, found); mixed {
 		return s.refuseQuery(errSearchPathMixed, w)
 	} else if changes {
-		defer s.searchPathChanged()
+		defer s.searchPathChanged(pgsql.EffectSearchPath | pgsql.EffectRole)
 	}
 	if plan.Passthrough() {
 		s.push(s.newEvent(event{kind: 'Q', lexChange: s.lexRequest(lexChange)}))

@@ -15,18 +15,25 @@ import (
 
 // The search_path of a session decides which table an unqualified name
 // denotes, so the proxy must know it exactly: a wrong guess could treat an
-// encrypted table as a plaintext one. It is not reported by the server
-// (no ParameterStatus), and its value at connection time may come from the
-// role, the database or the server configuration. So the proxy asks:
+// encrypted table as a plaintext one. Its value at connection time may come
+// from the role, the database or the server configuration, and "$user" in
+// it stands for current_user. PostgreSQL 18 and later report search_path
+// (ParameterStatus, at startup and before the ReadyForQuery of every
+// request that changed it); older servers do not, and no server reports
+// the role. So:
 //
 //   - Before the first Query, Parse or Bind of a session, and after any
 //     statement that may have changed it before the next statement that
 //     needs it (to be planned, or a prepared statement planned under a
-//     search_path), it sends a hidden
-//     searchPathQuery at the start of a batch (never inside an extended
-//     batch, where an earlier error would make the server skip it), waits
-//     for the answer (Writer.Flush, then the backend hook hands the answer
-//     over) and swallows the response.
+//     search_path), at the start of a batch: when the server reports it,
+//     every request sent before has been answered and the role is known
+//     (or "$user" is not in it), the reported value is taken as it is
+//     (searchPathFromReport). Otherwise the proxy sends a hidden
+//     searchPathQuery (never inside an extended batch, where an earlier
+//     error would make the server skip it), waits for the answer
+//     (Writer.Flush, then the backend hook hands the answer over) and
+//     swallows the response; the answer also tells current_user, kept
+//     until a statement may change the role.
 //   - "May have changed" is read in two steps. A cheap scan of the text
 //     (sessionWords, startsStatement) finds the strings that may: a
 //     statement starting with SET, RESET or DISCARD (comments and quoted
@@ -49,9 +56,10 @@ import (
 //     the string needs a plan: the later statements would be planned under
 //     the old value.
 //
-// A function may call set_config itself; the proxy does not see that
-// (PostgreSQL 18 reports search_path in ParameterStatus, older servers do
-// not).
+// A function may call set_config itself. The proxy does not see that in
+// the text; PostgreSQL 18 reports the change, and the value is read again
+// before the next batch (a request pipelined behind the call was planned
+// under the old value). Older servers do not report it.
 //
 // Until the value is known, statements that need a plan are refused.
 
@@ -66,10 +74,11 @@ var errSearchPathUnknown = errorResponse(pgsql.StateFeatureNotSupported,
 	"dbproxy: statement refused: the session's search_path is not known to the proxy (it changed inside this pipeline, or could not be read); send Sync or retry")
 
 // spAnswer is the backend's answer to a hidden searchPathQuery: the
-// search_path with "$user" substituted, ok false if the query failed.
+// search_path with "$user" substituted and current_user, ok false if the
+// query failed.
 type spAnswer struct {
-	path string
-	ok   bool
+	path, user string
+	ok         bool
 }
 
 // wordScan finds which of up to 8 lower-case ASCII words occur in a text,
@@ -175,25 +184,26 @@ func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 }
 
 // searchPathEffect reads text, in which mayChangeSearchPath found words
-// that may change search_path, with the server's grammar: changes reports
-// whether a statement of it may change search_path or the role, mixed
-// whether another statement follows such a change in the same string.
-// Text the parser cannot read as the server will counts as both.
-func (s *session) searchPathEffect(text []byte) (changes, mixed bool) {
+// that may change search_path, with the server's grammar: effect is what
+// its statements may do to search_path and the role, mixed whether
+// another statement follows such a change in the same string. Text the
+// parser cannot read as the server will may do anything.
+func (s *session) searchPathEffect(text []byte) (effect pgsql.SessionEffect, mixed bool) {
+	const all = pgsql.EffectSearchPath | pgsql.EffectRole
 	if e, encOnly := s.lexRefusal(); e != nil && !(encOnly && isASCII(text)) {
-		return true, true
+		return all, true
 	}
 	effects, err := pgsql.SessionEffects(string(text))
 	if err != nil {
-		return true, true
+		return all, true
 	}
 	for i, e := range effects {
-		if e&pgsql.EffectSearchPath != 0 {
-			changes = true
+		if e != 0 {
+			effect |= e
 			mixed = mixed || i < len(effects)-1
 		}
 	}
-	return changes, mixed
+	return effect, mixed
 }
 
 // preparedSearchPathChange follows SQL PREPARE and EXECUTE in a planned
@@ -352,10 +362,14 @@ func skipToken(text []byte, i int) (int, bool) {
 }
 
 // searchPathChanged records that a statement that may change search_path
-// was forwarded: ask again before the next plan, and again once the
-// current transaction (if any) has ended.
-func (s *session) searchPathChanged() {
+// (and, with pgsql.EffectRole, the role) was forwarded: read it again
+// before the next plan, and again once the current transaction (if any)
+// has ended.
+func (s *session) searchPathChanged(effect pgsql.SessionEffect) {
 	s.searchPath.known = false
+	if effect&pgsql.EffectRole != 0 {
+		s.searchPath.userKnown = false
+	}
 	s.mu.Lock()
 	s.searchPath.txChange = true
 	s.mu.Unlock()
@@ -367,13 +381,20 @@ func (s *session) searchPathChanged() {
 func (s *session) ensureSearchPath(w *postgres.Writer) error {
 	s.mu.Lock()
 	if s.searchPath.stale {
-		s.searchPath.stale, s.searchPath.known = false, false
+		// The transaction ended: its SET ROLE may be undone too.
+		s.searchPath.stale, s.searchPath.known, s.searchPath.userKnown = false, false, false
+	}
+	if s.searchPath.newReport {
+		s.searchPath.newReport, s.searchPath.known = false, false
 	}
 	s.mu.Unlock()
 	if s.searchPath.known || !s.batch.starting {
 		return nil
 	}
 	s.searchPath.asked = true
+	if s.searchPathFromReport() {
+		return nil
+	}
 	q := []byte{'Q', 0, 0, 0, 0}
 	q = append(q, searchPathQuery...)
 	q = append(q, 0)
@@ -387,11 +408,40 @@ func (s *session) ensureSearchPath(w *postgres.Writer) error {
 	case a := <-s.searchPath.answers:
 		if a.ok {
 			s.searchPath.current, s.searchPath.known = a.path, true
+			s.searchPath.user, s.searchPath.userKnown = a.user, true
 		}
 		return nil
 	case <-s.ctx.Done():
 		return s.ctx.Err()
 	}
+}
+
+// searchPathFromReport takes the search_path from the server's own
+// reports (ParameterStatus, PostgreSQL 18 and later) when it can: every
+// request sent before has been answered, so its reports have arrived, and
+// the role "$user" stands for is known (no statement since the last
+// searchPathQuery may have changed it) or not needed. Frontend goroutine.
+func (s *session) searchPathFromReport() bool {
+	s.mu.Lock()
+	reported, path, idle := s.searchPath.reported, s.searchPath.reportedPath, s.pending.len() == 0
+	s.mu.Unlock()
+	if !reported || !idle {
+		return false
+	}
+	if strings.Contains(path, "$user") {
+		if !s.searchPath.userKnown {
+			return false
+		}
+		path = substituteUser(path, s.searchPath.user)
+	}
+	s.searchPath.current, s.searchPath.known = path, true
+	return true
+}
+
+// substituteUser replaces "$user" in a search_path setting by user, as a
+// quoted identifier's content.
+func substituteUser(path, user string) string {
+	return strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
 }
 
 // searchPathResponse consumes the response to a hidden searchPathQuery
@@ -401,7 +451,7 @@ func (s *session) searchPathResponse(typ byte, body []byte) {
 	case 'D':
 		path, user, ok := twoTextCells(body)
 		if ok {
-			s.searchPath.replyPath = strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
+			s.searchPath.replyPath, s.searchPath.replyUser = substituteUser(path, user), user
 		}
 		s.searchPath.replyOK = ok
 	case 'E':
@@ -411,11 +461,11 @@ func (s *session) searchPathResponse(typ byte, body []byte) {
 
 // searchPathReady ends a hidden searchPathQuery at its ReadyForQuery.
 func (s *session) searchPathReady() {
-	a := spAnswer{path: s.searchPath.replyPath, ok: s.searchPath.replyOK && !s.searchPath.replyFailed}
+	a := spAnswer{path: s.searchPath.replyPath, user: s.searchPath.replyUser, ok: s.searchPath.replyOK && !s.searchPath.replyFailed}
 	if !a.ok {
 		s.log.Warn("could not read the session's search_path; statements on encrypted tables are refused until it can be read")
 	}
-	s.searchPath.replyPath, s.searchPath.replyOK, s.searchPath.replyFailed = "", false, false
+	s.searchPath.replyPath, s.searchPath.replyUser, s.searchPath.replyOK, s.searchPath.replyFailed = "", "", false, false
 	s.searchPath.answers <- a
 }
 
