@@ -17,15 +17,7 @@ import (
 // through what only reads it or sets something else. tenant.accounts.email
 // is encrypted; public.accounts is a plaintext table of the same shape.
 func TestPGEncSearchPathSessionState(t *testing.T) {
-	specs := []rules.Spec{{Schema: "tenant", Table: "accounts", Column: "email", Mode: rules.ModeDeterministic, Type: value.TypeText, Key: "tenant_email"}}
-	e := startEncProxy(t, `CREATE SCHEMA tenant; CREATE TABLE tenant.accounts (id serial, email bytea); CREATE TABLE public.accounts (id serial, email bytea)`, specs)
-	ctx := testCtx(t)
-	if _, err := e.direct.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s SET search_path = tenant, public`, pgx.Identifier{e.pg.User}.Sanitize())); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = e.direct.Exec(context.Background(), fmt.Sprintf(`ALTER ROLE %s RESET search_path`, pgx.Identifier{e.pg.User}.Sanitize()))
-	})
+	e, ctx := startTenantAccounts(t)
 	// inPublic reports whether email landed in public.accounts in plaintext.
 	inPublic := func(email string) bool {
 		t.Helper()
@@ -103,4 +95,22 @@ func TestPGEncSearchPathSessionState(t *testing.T) {
 		t.Fatalf("extended protocol: before in public %v, after in public %v (want false, true)",
 			inPublic("x-before@example.com"), inPublic("x-after@example.com"))
 	}
+}
+
+// startTenantAccounts starts a proxy over tenant.accounts (email
+// encrypted) and public.accounts (plaintext, the same shape), with the
+// role's search_path set to tenant, public (which the proxy cannot see in
+// the startup packet).
+func startTenantAccounts(t *testing.T) (*encEnv, context.Context) {
+	t.Helper()
+	specs := []rules.Spec{{Schema: "tenant", Table: "accounts", Column: "email", Mode: rules.ModeDeterministic, Type: value.TypeText, Key: "tenant_email"}}
+	e := startEncProxy(t, `CREATE SCHEMA tenant; CREATE TABLE tenant.accounts (id serial, email bytea); CREATE TABLE public.accounts (id serial, email bytea)`, specs)
+	ctx := testCtx(t)
+	if _, err := e.direct.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s SET search_path = tenant, public`, pgx.Identifier{e.pg.User}.Sanitize())); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.direct.Exec(context.Background(), fmt.Sprintf(`ALTER ROLE %s RESET search_path`, pgx.Identifier{e.pg.User}.Sanitize()))
+	})
+	return e, ctx
 }

@@ -88,46 +88,9 @@ func ClientCharset(name string) (safe, singleByte bool) {
 // sql_mode or the client character set (or run text that can), or holds a
 // non-ASCII byte and "set" (system variable names are compared accent-
 // and case-insensitively by the server: `sql_modé` is sql_mode).
-func mayChangeSession(sql string) bool {
-	nonASCII, set := false, false
-	for i := 0; i < len(sql); i++ {
-		c := sql[i]
-		if c >= 0x80 {
-			nonASCII = true
-			continue
-		}
-		switch c | 0x20 {
-		case 's':
-			if hasFold(sql, i, "sql_mode") {
-				return true
-			}
-			if hasFold(sql, i, "set") {
-				set = true
-			}
-		case 'n':
-			if hasFold(sql, i, "names") {
-				return true
-			}
-		case 'c':
-			if hasFold(sql, i, "character") || hasFold(sql, i, "charset") {
-				return true
-			}
-		case 'e':
-			if hasFold(sql, i, "execute") {
-				return true
-			}
-		case 'p':
-			if hasFold(sql, i, "prepare") {
-				return true
-			}
-		case 'a':
-			if hasFold(sql, i, "atomic") {
-				return true
-			}
-		}
-	}
-	return nonASCII && set
-}
+func mayChangeSession(sql string) bool { return sessionWords.mentions(sql) }
+
+var sessionWords = newWordScan("sql_mode", "names", "character", "charset", "execute", "prepare", "atomic")
 
 // hasFold reports whether s has word (lower case) at i, in any ASCII case.
 func hasFold(s string, i int, word string) bool { return rules.HasPrefixFold(s[i:], word) }
@@ -289,22 +252,17 @@ func analyzeStatement(c *SessionChange, stmt, first, second string, lex Lex) {
 			// MariaDB SET STATEMENT var = v[, …] FOR stmt: the variables
 			// apply to stmt only (and the string is lexed before they
 			// do); stmt itself may change the session.
-			tail, ok := afterFor(stmt, lex)
-			if !ok {
+			if _, tail, ok := forStatement(stmt, lex); ok {
+				f, s := firstWords(tail)
+				analyzeStatement(c, tail, f, s, lex)
+			} else {
 				c.unknown()
-				return
 			}
-			f, s := firstWords(tail)
-			analyzeStatement(c, tail, f, s, lex)
 			return
 		}
 		analyzeSet(c, stmt, lex)
 	case "PREPARE":
-		st, err := parseOne(stmt, lex)
-		p, ok := st.(*ast.PrepareStmt)
-		if err != nil || !ok || p.SQLVar != nil || mayChangeSession(p.SQLText) {
-			c.RiskyPrepare = true
-		}
+		c.RiskyPrepare = c.RiskyPrepare || preparesRisky(stmt, lex, mayChangeSession)
 	case "EXECUTE":
 		c.Executes = true
 		if second == "IMMEDIATE" {

@@ -50,39 +50,9 @@ func (z *ZoneChange) unknown() { z.Set, z.Zone = SettingUnknown, "" }
 // it reports whether sql mentions time_zone or a word that may run text
 // that changes it (CALL, EXECUTE, PREPARE), or holds a non-ASCII byte and
 // "set" (system variable names are compared accent-insensitively).
-func mayTouchZone(sql string) bool {
-	nonASCII, set := false, false
-	for i := 0; i < len(sql); i++ {
-		c := sql[i]
-		if c >= 0x80 {
-			nonASCII = true
-			continue
-		}
-		switch c | 0x20 {
-		case 't':
-			if hasFold(sql, i, "time_zone") {
-				return true
-			}
-		case 'c':
-			if hasFold(sql, i, "call") {
-				return true
-			}
-		case 'e':
-			if hasFold(sql, i, "execute") {
-				return true
-			}
-		case 'p':
-			if hasFold(sql, i, "prepare") {
-				return true
-			}
-		case 's':
-			if hasFold(sql, i, "set") {
-				set = true
-			}
-		}
-	}
-	return nonASCII && set
-}
+func mayTouchZone(sql string) bool { return zoneWords.mentions(sql) }
+
+var zoneWords = newWordScan("time_zone", "call", "execute", "prepare")
 
 // AnalyzeTimeZone returns what sql does to the session time_zone when the
 // server reads it under lex. It never fails: text it cannot read makes the
@@ -138,28 +108,23 @@ func changesLex(stmt, first, second string, lex Lex) bool {
 func zoneStatement(z *ZoneChange, stmt, first, second string, lex Lex) {
 	switch first {
 	case "SET":
-		if second == "STATEMENT" {
-			// MariaDB SET STATEMENT var = v[, …] FOR stmt: the variables
-			// apply to stmt only; stmt itself may change the session.
-			tail, ok := afterFor(stmt, lex)
-			if !ok {
-				z.unknown()
-				return
-			}
-			if containsFold(stmt[:len(stmt)-len(tail)], "time_zone") || hasNonASCII(stmt[:len(stmt)-len(tail)]) {
-				z.Mixed = true
-			}
-			f, s := firstWords(tail)
-			zoneStatement(z, tail, f, s, lex)
+		if second != "STATEMENT" {
+			zoneSet(z, stmt, lex)
 			return
 		}
-		zoneSet(z, stmt, lex)
-	case "PREPARE":
-		st, err := parseOne(stmt, lex)
-		p, ok := st.(*ast.PrepareStmt)
-		if err != nil || !ok || p.SQLVar != nil || mayTouchZone(p.SQLText) {
-			z.RiskyPrepare = true
+		// MariaDB SET STATEMENT var = v[, …] FOR stmt: the variables apply
+		// to stmt only (it runs under them); stmt itself may change the
+		// session.
+		vars, tail, ok := forStatement(stmt, lex)
+		if !ok {
+			z.unknown()
+			return
 		}
+		z.Mixed = z.Mixed || containsFold(vars, "time_zone") || hasNonASCII(vars)
+		f, s := firstWords(tail)
+		zoneStatement(z, tail, f, s, lex)
+	case "PREPARE":
+		z.RiskyPrepare = z.RiskyPrepare || preparesRisky(stmt, lex, mayTouchZone)
 	case "EXECUTE":
 		z.Executes = true
 		if second == "IMMEDIATE" {
