@@ -155,6 +155,8 @@ type stmt struct {
 	plan     *mysqlsql.Plan
 	types    []uint16 // client parameter types of the last execution
 	poisoned bool     // long data for an encrypted parameter was dropped
+	// zoneRisky: executing it may change time_zone (timezone.go).
+	zoneRisky bool
 	// cols are the result columns of the last result set (PREPARE or
 	// EXECUTE response), for COM_STMT_FETCH and for the next execution.
 	// A published slice is never modified.
@@ -220,8 +222,10 @@ type exState struct {
 	// matches are the deterministic lookups of this exchange's execution:
 	// result cells that are their ciphertexts need no decryption.
 	matches rules.Matches
-	// zone is the time_zone change on its way (timezone.go).
-	zone *zoneChange
+	// zone is the time_zone change on its way (timezone.go); zoneRisky,
+	// for COM_STMT_PREPARE, that the statement may change it.
+	zone      *zoneChange
+	zoneRisky bool
 	// database tracking
 	use    bool
 	newDB  string
@@ -418,8 +422,7 @@ func (s *session) prepare(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	if plan.HasUse {
 		return refused(errors.New("dbproxy: USE cannot be prepared through the proxy"))
 	}
-	x.Watch, x.State = true, &exState{plan: plan}
-	s.notePreparedZone(string(payload[1:]))
+	x.Watch, x.State = true, &exState{plan: plan, zoneRisky: s.preparedChangesZone(string(payload[1:]))}
 	if plan.Passthrough {
 		w.Packet(payload)
 		return nil
@@ -567,7 +570,7 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 		return failed(fmt.Sprintf("the server counted %d parameters where the proxy found %d", nparams, len(plan.Params)), nil)
 	}
 	st.stmtID, st.prepared = id, true
-	ps := &stmt{plan: plan}
+	ps := &stmt{plan: plan, zoneRisky: st.zoneRisky}
 	st.stmt = ps
 	s.mu.Lock()
 	s.stmts[id] = ps

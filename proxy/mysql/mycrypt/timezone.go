@@ -80,23 +80,25 @@ func (s *session) beginZoneChange(text string, lex mysqlsql.Lex) *zoneChange {
 	return c
 }
 
-// notePreparedZone follows a COM_STMT_PREPARE: a prepared statement that
-// may change time_zone makes every later COM_STMT_EXECUTE (or EXECUTE) a
-// change the proxy cannot read.
-func (s *session) notePreparedZone(text string) {
+// preparedChangesZone reports whether a statement prepared with
+// COM_STMT_PREPARE may change time_zone when executed: its values are
+// parameters, and its execution a change the proxy cannot read. An SQL
+// PREPARE in it makes later SQL EXECUTEs such changes too.
+func (s *session) preparedChangesZone(text string) bool {
 	s.mu.Lock()
 	lex := s.lx.lex()
 	s.mu.Unlock()
 	z := mysqlsql.AnalyzeTimeZone(text, lex)
-	if z.Changed() || z.Mixed || z.RiskyPrepare || z.Executes {
+	if z.RiskyPrepare {
 		s.zoneRisky.Store(true)
 	}
+	return z.Changed() || z.Mixed || z.RiskyPrepare || z.Executes && s.zoneRisky.Load()
 }
 
-// executeZoneChange returns the change a COM_STMT_EXECUTE makes, nil if
-// it cannot change time_zone.
-func (s *session) executeZoneChange() *zoneChange {
-	if !s.zoneRisky.Load() {
+// executeZoneChange returns the change a COM_STMT_EXECUTE of st makes, nil
+// if it cannot change time_zone.
+func (s *session) executeZoneChange(st *stmt) *zoneChange {
+	if !st.zoneRisky {
 		return nil
 	}
 	return &zoneChange{prev: s.zone(), single: true, loc: zoneUnknown}

@@ -102,6 +102,43 @@ func TestSessionTimeZone(t *testing.T) {
 		mustRun(t, h, "EXECUTE s USING @z", mysql.KindERR, errPacket)
 		mustRun(t, h, onEvents, 0, nil)
 	})
+	t.Run("COM_STMT_PREPARE and COM_STMT_EXECUTE", func(t *testing.T) {
+		h := zoneHooks(t, false)
+		prepare := func(id byte, sql string) {
+			t.Helper()
+			x := &mysql.Exchange{Command: gomysql.COM_STMT_PREPARE}
+			var w, rw mysql.Writer
+			if err := h.Command(x, append([]byte{gomysql.COM_STMT_PREPARE}, sql...), &w); err != nil {
+				t.Fatal(err)
+			}
+			ok := []byte{0x00, id, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+			if err := h.Result(x, mysql.KindPrepareOK, ok, &rw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		execute := func(id byte) {
+			t.Helper()
+			x := &mysql.Exchange{Command: gomysql.COM_STMT_EXECUTE, StmtID: uint32(id)}
+			var w, rw mysql.Writer
+			if err := h.Command(x, []byte{gomysql.COM_STMT_EXECUTE, id, 0, 0, 0, 0, 1, 0, 0, 0}, &w); err != nil {
+				t.Fatal(err)
+			}
+			if x.Watch {
+				if err := h.Result(x, mysql.KindOK, okPacket, &rw); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		prepare(1, "SELECT 1")
+		prepare(2, "SET time_zone = '+02:00'")
+		execute(1)
+		mustRun(t, h, onEvents, 0, nil)
+		execute(2)
+		wantRefusal(t, run(t, h, onEvents, 0, nil), "time_zone")
+		mustRun(t, h, "SET time_zone = '+02:00'", mysql.KindOK, okPacket)
+		execute(1) // another statement changes nothing
+		mustRun(t, h, onEvents, 0, nil)
+	})
 	t.Run("session state tracking", func(t *testing.T) {
 		h := zoneHooks(t, true)
 		mustRun(t, h, "SET time_zone = @tz", mysql.KindOK, sessionTrackOK("time_zone", "+05:00"))
