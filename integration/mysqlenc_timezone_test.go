@@ -23,17 +23,9 @@ func TestMySQLEncTimeZone(t *testing.T) {
 	e := startMyEncProxy(t, []string{`CREATE TABLE tzt (id INT AUTO_INCREMENT PRIMARY KEY, tz VARBINARY(100), plain TIMESTAMP(6) NULL)`},
 		[]rules.Spec{{Table: "tzt", Column: "tz", Key: "tzt_tz", Mode: rules.ModeDeterministic, Type: value.TypeTimestamptz}})
 	ctx := testCtx(t)
-	// parse reads a wall time as the driver renders it (text rows, or a
-	// binary DATETIME formatted as RFC 3339 in UTC), zone ignored.
 	parse := func(s string) time.Time {
 		t.Helper()
-		for _, layout := range []string{"2006-01-02 15:04:05.999999", time.RFC3339Nano} {
-			if tm, err := time.Parse(layout, s); err == nil {
-				return time.Date(tm.Year(), tm.Month(), tm.Day(), tm.Hour(), tm.Minute(), tm.Second(), tm.Nanosecond(), time.UTC)
-			}
-		}
-		t.Fatalf("cannot parse %q", s)
-		return time.Time{}
+		return wallTime(t, s)
 	}
 	for _, mode := range []string{"interpolateParams=false", "interpolateParams=true"} {
 		t.Run(mode, func(t *testing.T) {

@@ -82,6 +82,15 @@
 // every string that may touch an encrypted table is refused with that
 // reason. Plans are cached per (database, text, Lex).
 //
+// [AnalyzeTimeZone] (timezone.go) reports, the same way, what a string
+// does to the session time_zone: literal SETs in every form the server
+// reads (SESSION, LOCAL, @@session., executable comments, several
+// assignments and statements), copies into user variables (no change),
+// GLOBAL, and whatever it cannot follow (values from expressions or
+// variables, CALL, EXECUTE IMMEDIATE, compound statements, PREPARE that
+// may change it) as unknown; Mixed marks statements that run after a
+// change in the same string.
+//
 // [AnalyzeSession] (session.go) reports what a string does to the
 // session's sql_mode and character_set_client, statement by statement (the
 // rest of a string is lexed under a mode set earlier in it): literal SET

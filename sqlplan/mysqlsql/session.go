@@ -1,7 +1,6 @@
 package mysqlsql
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -89,46 +88,9 @@ func ClientCharset(name string) (safe, singleByte bool) {
 // sql_mode or the client character set (or run text that can), or holds a
 // non-ASCII byte and "set" (system variable names are compared accent-
 // and case-insensitively by the server: `sql_modé` is sql_mode).
-func mayChangeSession(sql string) bool {
-	nonASCII, set := false, false
-	for i := 0; i < len(sql); i++ {
-		c := sql[i]
-		if c >= 0x80 {
-			nonASCII = true
-			continue
-		}
-		switch c | 0x20 {
-		case 's':
-			if hasFold(sql, i, "sql_mode") {
-				return true
-			}
-			if hasFold(sql, i, "set") {
-				set = true
-			}
-		case 'n':
-			if hasFold(sql, i, "names") {
-				return true
-			}
-		case 'c':
-			if hasFold(sql, i, "character") || hasFold(sql, i, "charset") {
-				return true
-			}
-		case 'e':
-			if hasFold(sql, i, "execute") {
-				return true
-			}
-		case 'p':
-			if hasFold(sql, i, "prepare") {
-				return true
-			}
-		case 'a':
-			if hasFold(sql, i, "atomic") {
-				return true
-			}
-		}
-	}
-	return nonASCII && set
-}
+func mayChangeSession(sql string) bool { return sessionWords.mentions(sql) }
+
+var sessionWords = newWordScan("sql_mode", "names", "character", "charset", "execute", "prepare", "atomic")
 
 // hasFold reports whether s has word (lower case) at i, in any ASCII case.
 func hasFold(s string, i int, word string) bool { return rules.HasPrefixFold(s[i:], word) }
@@ -296,22 +258,17 @@ func analyzeStatement(c *SessionChange, stmt, first, second string, lex Lex) {
 			// MariaDB SET STATEMENT var = v[, …] FOR stmt: the variables
 			// apply to stmt only (and the string is lexed before they
 			// do); stmt itself may change the session.
-			tail, ok := afterFor(stmt, lex)
-			if !ok {
+			if _, tail, ok := forStatement(stmt, lex); ok {
+				f, s := firstWords(tail)
+				analyzeStatement(c, tail, f, s, lex)
+			} else {
 				c.unknown()
-				return
 			}
-			f, s := firstWords(tail)
-			analyzeStatement(c, tail, f, s, lex)
 			return
 		}
 		analyzeSet(c, stmt, lex)
 	case "PREPARE":
-		st, err := parseOne(stmt, lex)
-		p, ok := st.(*ast.PrepareStmt)
-		if err != nil || !ok || p.SQLVar != nil || mayChangeSession(p.SQLText) {
-			c.RiskyPrepare = true
-		}
+		c.RiskyPrepare = c.RiskyPrepare || preparesRisky(stmt, lex, mayChangeSession)
 	case "EXECUTE":
 		c.Executes = true
 		if second == "IMMEDIATE" {
@@ -362,19 +319,16 @@ func parseOne(stmt string, lex Lex) (ast.StmtNode, error) {
 // change new sessions only; assignments to user variables and other
 // system variables change neither. Anything else naming them is unknown.
 func analyzeSet(c *SessionChange, stmt string, lex Lex) {
-	if m := setNames.FindStringSubmatch(stmt); m != nil {
-		// SET NAMES / CHARACTER SET with any name (the parser knows only
-		// the character sets TiDB implements).
-		cs := m[1] + m[2] + m[3]
-		if strings.EqualFold(cs, "default") {
-			c.CharsetSet, c.Charset = SettingUnknown, ""
-		} else {
-			c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
-		}
-		return
-	}
 	st, err := parseOne(stmt, lex)
 	set, ok := st.(*ast.SetStmt)
+	if err != nil {
+		if cs, ok := setNamesOnly(stmt); ok {
+			// SET NAMES / CHARACTER SET of a character set or collation
+			// the parser does not implement.
+			c.CharsetSet, c.Charset = SettingValue, cs
+			return
+		}
+	}
 	if err != nil || !ok {
 		c.CharsetSet, c.Charset = SettingUnknown, ""
 		if containsFold(stmt, "sql_mode") || hasNonASCII(stmt) {
@@ -448,10 +402,6 @@ func analyzeSet(c *SessionChange, stmt string, lex Lex) {
 		}
 	}
 }
-
-// setNames matches SET NAMES and SET CHARACTER SET / CHARSET with a plain
-// name (normalised text: no comments).
-var setNames = regexp.MustCompile(`(?is)^\s*SET\s+(?:NAMES|CHARACTER\s+SET|CHARSET)\s+(?:'([A-Za-z0-9_]+)'|"([A-Za-z0-9_]+)"|([A-Za-z0-9_]+))(?:\s+COLLATE\s+(?:'[A-Za-z0-9_]+'|"[A-Za-z0-9_]+"|[A-Za-z0-9_]+))?\s*$`)
 
 // containsFold reports whether s contains word (lower case) in any ASCII
 // case, anywhere.

@@ -120,6 +120,12 @@
 // (it is reported in ParameterStatus), and should require client_encoding
 // UTF8.
 //
+// [SessionEffects] (sessionstate.go) reads a string with the same grammar
+// and reports, per statement, whether it may change search_path or the
+// role "$user" stands for (SET/RESET of search_path, role,
+// session_authorization; RESET ALL; DISCARD; set_config; DO; CALL), so the
+// wire layer learns when to read the search_path again.
+//
 // Extended protocol: plan the Parse query the same way (it has one
 // statement). [Plan.Params] has one [sqlplan.Param] per $n:
 //

@@ -59,10 +59,12 @@
 // timestamptz values are read and rendered in the session time_zone, which
 // the proxy follows (timezone.go): a session starts in the server's
 // default time_zone when a ZoneSource (the Catalog) gives it
-// (serverzone.go), in UTC otherwise, and `SET [SESSION] time_zone = '…'`
-// statements that succeed are applied;
-// any other statement mentioning time_zone makes it unknown and refuses
-// timestamptz values until such a SET. INSERT and REPLACE without a column
+// (serverzone.go), in UTC otherwise; literal SETs of time_zone, read with
+// the server's grammar (mysqlsql.AnalyzeTimeZone), apply when they
+// succeed, and session state tracking (CLIENT_SESSION_TRACK) sets the
+// server's own value. A change the proxy cannot read (an expression, a
+// variable, CALL, a prepared SET) makes it unknown and refuses timestamptz
+// values until such a SET or report. INSERT and REPLACE without a column
 // list into an encrypted table need a mysqlsql.Catalog ([Catalog] reads
 // information_schema.columns over its own upstream connection; without
 // one, or when it cannot answer, they are refused): the column order is

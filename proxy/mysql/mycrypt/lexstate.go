@@ -309,36 +309,43 @@ func (s *session) finishLexChange(lc *lexChange, kind byte, more bool) {
 	}
 }
 
+// tracked is what an OK packet's session state tracking reports
+// (CLIENT_SESSION_TRACK): the new values of the system variables the proxy
+// follows, nil for those not reported.
+type tracked struct {
+	sqlMode, charset, timeZone *string
+}
+
 // okInfo reads an OK packet's more-results flag and, with
-// CLIENT_SESSION_TRACK, the tracked system variables sql_mode and
-// character_set_client. ok is false for a malformed packet.
-func okInfo(payload []byte, sessionTrack bool) (more bool, sqlMode, charset *string, ok bool) {
+// CLIENT_SESSION_TRACK, the tracked system variables sql_mode,
+// character_set_client and time_zone. ok is false for a malformed packet.
+func okInfo(payload []byte, sessionTrack bool) (more bool, t tracked, ok bool) {
 	if len(payload) < 1 {
-		return false, nil, nil, false
+		return false, t, false
 	}
 	p := payload[1:]
 	for range 2 {
 		_, n := lenencInt(p)
 		if n == 0 {
-			return false, nil, nil, false
+			return false, t, false
 		}
 		p = p[n:]
 	}
 	if len(p) < 4 {
-		return false, nil, nil, false
+		return false, t, false
 	}
 	status := binary.LittleEndian.Uint16(p)
 	more = status&gomysql.SERVER_MORE_RESULTS_EXISTS != 0
 	p = p[4:]
 	if !sessionTrack || status&gomysql.SERVER_SESSION_STATE_CHANGED == 0 {
-		return more, nil, nil, true
+		return more, t, true
 	}
 	if _, p, ok = lenencBytes(p); !ok { // info
-		return more, nil, nil, true
+		return more, t, true
 	}
 	var state []byte
 	if state, _, ok = lenencBytes(p); !ok {
-		return more, nil, nil, true
+		return more, t, true
 	}
 	for len(state) > 0 {
 		typ := state[0]
@@ -357,12 +364,14 @@ func okInfo(payload []byte, sessionTrack bool) (more bool, sqlMode, charset *str
 		v := string(val)
 		switch {
 		case bytes.EqualFold(name, []byte("sql_mode")):
-			sqlMode = &v
+			t.sqlMode = &v
 		case bytes.EqualFold(name, []byte("character_set_client")):
-			charset = &v
+			t.charset = &v
+		case bytes.EqualFold(name, []byte("time_zone")):
+			t.timeZone = &v
 		}
 	}
-	return more, sqlMode, charset, true
+	return more, t, true
 }
 
 func lenencBytes(p []byte) (data, rest []byte, ok bool) {
@@ -374,13 +383,17 @@ func lenencBytes(p []byte) (data, rest []byte, ok bool) {
 }
 
 // trackOK follows an OK packet of a watched exchange: a pending lexChange
-// and the session state tracking information.
+// or time_zone change and the session state tracking information.
 func (s *session) trackOK(st *exState, kind byte, payload []byte) {
 	more := false
-	var mode, cs *string
+	var t tracked
 	if kind == 0x00 {
 		var ok bool
-		more, mode, cs, ok = okInfo(payload, s.sessionTrack)
+		more, t, ok = okInfo(payload, s.sessionTrack)
+		if !ok && st.zone != nil {
+			s.tz.Store(zoneUnknown)
+			st.zone = nil
+		}
 		if !ok {
 			more = false
 			if st.lex != nil {
@@ -392,12 +405,17 @@ func (s *session) trackOK(st *exState, kind byte, payload []byte) {
 			}
 		}
 	}
+	s.finishZoneChange(st.zone, kind, more, t.timeZone)
+	if !more {
+		st.zone = nil
+	}
 	if st.lex != nil {
 		s.finishLexChange(st.lex, kind, more)
 		if !more {
 			st.lex = nil
 		}
 	}
+	mode, cs := t.sqlMode, t.charset
 	if mode == nil && cs == nil {
 		return
 	}

@@ -164,6 +164,8 @@ type stmt struct {
 	plan     *mysqlsql.Plan
 	types    []uint16 // client parameter types of the last execution
 	poisoned bool     // long data for an encrypted parameter was dropped
+	// zoneRisky: executing it may change time_zone (timezone.go).
+	zoneRisky bool
 	// cols are the result columns of the last result set (PREPARE or
 	// EXECUTE response), for COM_STMT_FETCH and for the next execution.
 	// A published slice is never modified.
@@ -200,6 +202,8 @@ type session struct {
 
 	// tz is the session time_zone (timezone.go): nil UTC, zoneUnknown.
 	tz atomic.Pointer[time.Location]
+	// zoneRisky: a prepared statement may change time_zone (timezone.go).
+	zoneRisky atomic.Bool
 
 	// lx is how the server lexes the session's text (lexstate.go);
 	// guarded by mu.
@@ -231,9 +235,10 @@ type exState struct {
 	// matches are the deterministic lookups of this exchange's execution:
 	// result cells that are their ciphertexts need no decryption.
 	matches rules.Matches
-	// time_zone tracking: newZone applies when the statement succeeds.
-	zoneSet bool
-	newZone *time.Location
+	// zone is the time_zone change on its way (timezone.go); zoneRisky,
+	// for COM_STMT_PREPARE, that the statement may change it.
+	zone      *zoneChange
+	zoneRisky bool
 	// database tracking
 	use    bool
 	newDB  string
@@ -369,14 +374,14 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.db = mysqlsql.UnknownDatabase
 		clear(s.stmts)
 		s.mu.Unlock()
-		s.tz.Store(s.ic.zone.current())
+		s.resetZone()
 		s.changeUser(payload)
 		s.followChangeUser(payload)
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
 		s.mu.Unlock()
-		s.tz.Store(s.ic.zone.current())
+		s.resetZone()
 		s.resetConnection()
 	}
 	w.Packet(payload)
@@ -389,7 +394,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		return err
 	}
 	st := &exState{plan: plan}
-	st.newZone, st.zoneSet = zoneChange(payload[1:], lex)
+	st.zone = s.beginZoneChange(string(payload[1:]), lex)
 	if plan.Session != nil {
 		st.lex = s.beginLexChange(plan)
 	}
@@ -400,7 +405,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
-	if plan.Encrypted || plan.HasUse || plan.DDL || st.zoneSet || st.lex != nil {
+	if plan.Encrypted || plan.HasUse || plan.DDL || st.zone != nil || st.lex != nil {
 		x.Watch, x.State = true, st
 	}
 	if plan.Passthrough {
@@ -431,7 +436,7 @@ func (s *session) prepare(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	if plan.HasUse {
 		return refused(errors.New("dbproxy: USE cannot be prepared through the proxy"))
 	}
-	x.Watch, x.State = true, &exState{plan: plan}
+	x.Watch, x.State = true, &exState{plan: plan, zoneRisky: s.preparedChangesZone(string(payload[1:]))}
 	if plan.Passthrough {
 		w.Packet(payload)
 		return nil
@@ -491,9 +496,6 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 			s.trackOK(st, 0x00, payload)
 		} else {
 			s.trackOK(st, gomysql.ERR_HEADER, payload)
-		}
-		if st.zoneSet && kind == mysql.KindOK {
-			s.tz.Store(st.newZone)
 		}
 		if st.plan != nil && st.plan.DDL {
 			// A table may have new columns: column orders are asked again.
@@ -582,7 +584,7 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 		return failed(fmt.Sprintf("the server counted %d parameters where the proxy found %d", nparams, len(plan.Params)), nil)
 	}
 	st.stmtID, st.prepared = id, true
-	ps := &stmt{plan: plan}
+	ps := &stmt{plan: plan, zoneRisky: st.zoneRisky}
 	st.stmt = ps
 	s.mu.Lock()
 	s.stmts[id] = ps

@@ -33,16 +33,15 @@ type serverZone struct {
 	log *slog.Logger
 
 	mu      sync.Mutex // serializes lookups
+	lookup  bool       // the zone is looked up (else UTC for good)
 	done    atomic.Bool
 	loc     atomic.Pointer[time.Location]
 	retryAt time.Time
 }
 
 func newServerZone(src ZoneSource, set *rules.Set, log *slog.Logger) *serverZone {
-	z := &serverZone{src: src, log: log}
-	if src == nil || !hasTimestamptz(set) {
-		z.done.Store(true)
-	}
+	z := &serverZone{src: src, log: log, lookup: src != nil && hasTimestamptz(set)}
+	z.done.Store(!z.lookup)
 	return z
 }
 
@@ -88,6 +87,18 @@ func (z *serverZone) get(ctx context.Context) *time.Location {
 	z.loc.Store(loc)
 	z.done.Store(true)
 	return loc
+}
+
+// invalidate makes the next session look the zone up again (SET GLOBAL
+// time_zone through the proxy); sessions until then start in the last one
+// read.
+func (z *serverZone) invalidate() {
+	if z.lookup {
+		z.mu.Lock()
+		z.retryAt = time.Time{}
+		z.mu.Unlock()
+		z.done.Store(false)
+	}
 }
 
 // current returns the zone without a lookup (COM_CHANGE_USER and

@@ -3,7 +3,6 @@ package mycrypt
 import (
 	"bytes"
 	"errors"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -13,70 +12,131 @@ import (
 )
 
 // The session time_zone decides which instant a timestamptz wall time
-// means (MySQL TIMESTAMP semantics). MySQL does not report it, so a
-// session starts in the server's default time_zone as read once through
-// the catalog connection (serverzone.go), or in UTC without one (the RDS
-// default), and the proxy follows `SET [SESSION] time_zone = '…'`
-// statements that succeed. Any other statement that mentions
-// time_zone (other than a SELECT or SHOW reading it) makes it unknown:
-// encrypting or decrypting timestamptz values is then refused until a SET
-// the proxy understands. COM_CHANGE_USER and COM_RESET_CONNECTION go back
-// to the server's default.
+// means (MySQL TIMESTAMP semantics). A session starts in the server's
+// default time_zone as read once through the catalog connection
+// (serverzone.go), or in UTC without one (the RDS default). From then on
+// the proxy learns it from two sources:
+//
+//   - the server's own report: with CLIENT_SESSION_TRACK, an OK packet
+//     lists the tracked system variables a statement changed, time_zone
+//     among them by default (session_track_system_variables on MySQL 5.7+
+//     and MariaDB 10.5+); such a report always wins;
+//   - the statements themselves, read with the server's grammar
+//     (mysqlsql.AnalyzeTimeZone): a literal `SET [SESSION] time_zone =
+//     '…'`, also inside an executable comment as mysqldump writes it,
+//     applies when the server's OK arrives. A statement whose effect the
+//     proxy cannot read exactly (an expression, a variable, CALL, EXECUTE
+//     after a PREPARE that may change it, a prepared SET) makes the zone
+//     unknown: encrypting or decrypting timestamptz values is then refused
+//     until a SET the proxy understands, or a report. Statements of a
+//     string that run after a change in the same string run under an
+//     unknown zone.
+//
+// COM_CHANGE_USER and COM_RESET_CONNECTION go back to the server's
+// default.
 
 // zoneUnknown marks a session whose time_zone the proxy cannot follow.
 var zoneUnknown = time.FixedZone("unknown", 0)
 
 var errZoneUnknown = errors.New("the session time_zone is not known to the proxy; SET time_zone = '+hh:mm' (or a zone name) on its own")
 
-// setTimeZone matches a statement that only sets the session time_zone to
-// a quoted value, also inside an executable comment as mysqldump writes it
-// (`/*!40103 SET TIME_ZONE='+00:00' */`).
-var setTimeZone = regexp.MustCompile(`(?is)^\s*(?:/\*M?!\d*\s*)?SET\s+(?:SESSION\s+|LOCAL\s+|@@SESSION\.|@@LOCAL\.|@@)?time_zone\s*:?=\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*(?:\*/\s*)?;?\s*$`)
-
-// savesTimeZone matches a statement that only copies time_zone into a
-// user variable (mysqldump's `/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */`):
-// the session's zone does not change.
-var savesTimeZone = regexp.MustCompile(`(?is)^\s*(?:/\*M?!\d*\s*)?SET\s+@[\w$.]+\s*:?=\s*@@(?:SESSION\.|GLOBAL\.)?time_zone\s*(?:\*/\s*)?;?\s*$`)
-
-var readsOnly = regexp.MustCompile(`(?is)^\s*(SELECT|SHOW)\b`)
-
-// zoneChange reports what a COM_QUERY text does to the session time_zone:
-// ok false if nothing; otherwise the new location (zoneUnknown when it
-// cannot be followed), to apply once the server answered OK.
-func zoneChange(raw []byte, lex mysqlsql.Lex) (loc *time.Location, ok bool) {
-	if !containsFold(raw, "time_zone") {
-		return nil, false
-	}
-	// Read the text as the server does: executable comments for a newer
-	// server version are comments.
-	norm, err := mysqlsql.Normalize(string(raw), lex)
-	if err != nil {
-		return zoneUnknown, true
-	}
-	text := []byte(norm)
-	if !containsFold(text, "time_zone") || readsOnly.Match(text) || savesTimeZone.Match(text) {
-		return nil, false
-	}
-	m := setTimeZone.FindSubmatch(text)
-	if m == nil {
-		return zoneUnknown, true
-	}
-	name := string(m[1])
-	if m[1] == nil {
-		name = string(m[2])
-	}
-	return parseZone(name), true
+// zoneChange is a change of the session time_zone on its way: loc applies
+// when the string succeeds (nil: UTC; zoneUnknown), prev is restored when
+// a single statement fails. reported is the last value the server
+// reported during the exchange, if reportedSet.
+type zoneChange struct {
+	loc, prev   *time.Location
+	single      bool
+	reportedSet bool
+	reported    *time.Location
 }
 
-// containsFold reports whether text contains word (lower case), ignoring
-// ASCII case, without copying text (it runs on every COM_QUERY).
-func containsFold(text []byte, word string) bool {
-	for i := 0; i+len(word) <= len(text); i++ {
-		if text[i]|0x20 == word[0] && bytes.EqualFold(text[i:i+len(word)], []byte(word)) {
-			return true
+// beginZoneChange reads what a COM_QUERY text does to the session
+// time_zone; nil if nothing.
+func (s *session) beginZoneChange(text string, lex mysqlsql.Lex) *zoneChange {
+	z := mysqlsql.AnalyzeTimeZone(text, lex)
+	if z.Global {
+		s.ic.zone.invalidate()
+	}
+	if z.RiskyPrepare {
+		s.zoneRisky.Store(true)
+	}
+	if z.Executes && s.zoneRisky.Load() {
+		z.Set = mysqlsql.SettingUnknown // whatever EXECUTE runs may change it
+	}
+	if !z.Changed() && !z.Mixed {
+		return nil
+	}
+	c := &zoneChange{prev: s.zone(), single: z.Statements <= 1, loc: zoneUnknown}
+	switch z.Set {
+	case mysqlsql.SettingValue:
+		c.loc = parseZone(z.Zone)
+	case mysqlsql.SettingUnchanged: // SET STATEMENT time_zone = … FOR …
+		c.loc = c.prev
+	}
+	if z.Mixed {
+		s.tz.Store(zoneUnknown)
+	}
+	return c
+}
+
+// preparedChangesZone reports whether a statement prepared with
+// COM_STMT_PREPARE may change time_zone when executed: its values are
+// parameters, and its execution a change the proxy cannot read. An SQL
+// PREPARE in it makes later SQL EXECUTEs such changes too.
+func (s *session) preparedChangesZone(text string) bool {
+	s.mu.Lock()
+	lex := s.lx.lex()
+	s.mu.Unlock()
+	z := mysqlsql.AnalyzeTimeZone(text, lex)
+	if z.RiskyPrepare {
+		s.zoneRisky.Store(true)
+	}
+	return z.Changed() || z.Mixed || z.RiskyPrepare || z.Executes && s.zoneRisky.Load()
+}
+
+// executeZoneChange returns the change a COM_STMT_EXECUTE of st makes, nil
+// if it cannot change time_zone.
+func (s *session) executeZoneChange(st *stmt) *zoneChange {
+	if !st.zoneRisky {
+		return nil
+	}
+	return &zoneChange{prev: s.zone(), single: true, loc: zoneUnknown}
+}
+
+// finishZoneChange settles the time_zone at an OK or ERR of a watched
+// exchange: reported is the server's session state report in it (nil if
+// none), more whether results follow; c is the exchange's change, if any.
+func (s *session) finishZoneChange(c *zoneChange, kind byte, more bool, reported *string) {
+	if reported != nil {
+		loc := parseZone(*reported)
+		s.tz.Store(loc)
+		if c != nil {
+			c.reported, c.reportedSet = loc, true
 		}
 	}
-	return false
+	if c == nil || more {
+		return
+	}
+	switch {
+	case c.reportedSet:
+		s.tz.Store(c.reported)
+	case kind == 0x00:
+		s.tz.Store(c.loc)
+	case c.single:
+		s.tz.Store(c.prev)
+	default:
+		// A multi-statement string failed somewhere: which of its
+		// changes ran is unknown.
+		s.tz.Store(zoneUnknown)
+	}
+}
+
+// resetZone goes back to the server's default time_zone (COM_CHANGE_USER,
+// COM_RESET_CONNECTION); prepared statements are gone.
+func (s *session) resetZone() {
+	s.tz.Store(s.ic.zone.current())
+	s.zoneRisky.Store(false)
 }
 
 // parseZone maps a MySQL time_zone value to a location: '+hh:mm' offsets,

@@ -252,6 +252,10 @@ func (s *session) parameterStatus(body []byte) {
 		s.mu.Lock()
 		s.lex.clientEncoding = string(val)
 		s.mu.Unlock()
+	case "search_path":
+		s.mu.Lock()
+		s.searchPath.reportedPath, s.searchPath.newReport = string(val), true
+		s.mu.Unlock()
 	}
 }
 

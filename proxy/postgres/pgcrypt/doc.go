@@ -99,8 +99,9 @@
 //   - Bind/Describe/Execute of statements and portals not created through
 //     the protocol in this session (SQL PREPARE'd statements are run with
 //     EXECUTE instead).
-//   - A statement changing search_path or the role in the same string as a
-//     statement that needs a plan, and statements needing a plan while the
+//   - A statement changing search_path or the role followed, in the same
+//     string, by another (when the string needs a plan: read with
+//     pgsql.SessionEffects), and statements needing a plan while the
 //     session's search_path is not known (searchpath.go explains how it is
 //     read from the server).
 //   - Anything needing a plan while the proxy cannot read statement text

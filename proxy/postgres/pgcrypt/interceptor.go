@@ -254,6 +254,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 		sp = `"$user", public`
 	}
 	s.searchPath.current = strings.ReplaceAll(sp, "$user", strings.ReplaceAll(info.User, `"`, `""`))
+	s.searchPath.reportedPath, s.searchPath.reported = info.ServerParams["search_path"]
 	s.searchPath.answers = make(chan spAnswer, 1)
 	s.searchPath.preparedUnder = map[string]string{}
 	h := &postgres.SessionHooks{Frontend: s.frontend, Backend: s.backend, Close: cancel}

@@ -28,12 +28,19 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	skips := len(text) == 0 || s.db.planner.Skips(unsafe.String(&text[0], len(text)))
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
+	var spChange pgsql.SessionEffect
 	if s.mayChangeSearchPath(text, found) {
-		if !skips && changesSearchPath.Match(text) {
+		var mixed bool
+		spChange, mixed = s.searchPathEffect(text)
+		if !skips && mixed {
 			s.refuseBatch(errSearchPathMixed)
 			return nil
 		}
-		defer s.searchPathChanged()
+		if s.endsSearchPathTx(text, found) {
+			defer s.searchPathChanged(pgsql.EffectSearchPath | pgsql.EffectRole)
+		} else if spChange != 0 {
+			defer s.searchPathChanged(spChange)
+		}
 	}
 	if !skips {
 		if err := s.ensureSearchPath(w); err != nil {
@@ -62,7 +69,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(lexErr)
 		return nil
 	}
-	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords)}
+	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords), searchPathChange: spChange}
 	if skips {
 		st.text, st.derived = sql, s.db.planner.Derived()
 	} else {

@@ -22,10 +22,16 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	found := sessionWords.scan(text)
 	lexChange := s.lexChanges(text, found)
 	if s.mayChangeSearchPath(text, found) {
-		if !skips && (changesSearchPath.Match(text) || s.endsSearchPathTx(text, found)) {
+		effect, mixed := s.searchPathEffect(text)
+		if s.endsSearchPathTx(text, found) {
+			mixed, effect = true, effect|pgsql.EffectSearchPath|pgsql.EffectRole
+		}
+		if !skips && mixed {
 			return s.refuseQuery(errSearchPathMixed, w)
 		}
-		defer s.searchPathChanged() // once this statement is on its way
+		if effect != 0 {
+			defer s.searchPathChanged(effect) // once this statement is on its way
+		}
 	}
 	if skips {
 		// Forwarded as is: no copy of the text.
@@ -53,6 +59,11 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	if lexErr != nil && !lexPlanAllowed(text, plan) {
 		return s.refuseQuery(lexErr, w)
+	}
+	if changes, mixed := s.preparedSearchPathChange(plan, found); mixed {
+		return s.refuseQuery(errSearchPathMixed, w)
+	} else if changes {
+		defer s.searchPathChanged(pgsql.EffectSearchPath | pgsql.EffectRole)
 	}
 	if plan.Passthrough() {
 		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(lexChange)}))

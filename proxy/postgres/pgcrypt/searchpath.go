@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/bits"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -17,38 +16,57 @@ import (
 
 // The search_path of a session decides which table an unqualified name
 // denotes, so the proxy must know it exactly: a wrong guess could treat an
-// encrypted table as a plaintext one. It is not reported by the server
-// (no ParameterStatus), and its value at connection time may come from the
-// role, the database or the server configuration. So the proxy asks:
+// encrypted table as a plaintext one. Its value at connection time may come
+// from the role, the database or the server configuration, and "$user" in
+// it stands for current_user. PostgreSQL 18 and later report search_path
+// (ParameterStatus, at startup and before the ReadyForQuery of every
+// request that changed it); older servers do not, and no server reports
+// the role. So:
 //
 //   - Before the first Query, Parse or Bind of a session, and after any
 //     statement that may have changed it before the next statement that
 //     needs it (to be planned, or a prepared statement planned under a
-//     search_path), it sends a hidden
-//     searchPathQuery at the start of a batch (never inside an extended
-//     batch, where an earlier error would make the server skip it), waits
-//     for the answer (Writer.Flush, then the backend hook hands the answer
-//     over) and swallows the response.
-//   - "May have changed" is decided conservatively from the text: a
+//     search_path), at the start of a batch: when the server reports it,
+//     every request sent before has been answered and the role is known
+//     (or "$user" is not in it), the reported value is taken as it is
+//     (searchPathFromReport). Otherwise the proxy sends a hidden
+//     searchPathQuery (never inside an extended batch, where an earlier
+//     error would make the server skip it), waits for the answer
+//     (Writer.Flush, then the backend hook hands the answer over) and
+//     swallows the response; the answer also tells current_user, kept
+//     until a statement may change the role.
+//   - "May have changed" is read in two steps. A cheap scan of the text
+//     (sessionWords, startsStatement) finds the strings that may: a
 //     statement starting with SET, RESET or DISCARD (comments and quoted
 //     text skipped; text that cannot be split with certainty counts), any
 //     mention of search_path or set_config, and COMMIT, END, ABORT,
-//     ROLLBACK, PREPARE TRANSACTION, CALL or DO after such a statement
-//     inside a transaction; and the end of a transaction in
-//     which such a statement ran (its SETs may be undone).
+//     ROLLBACK, PREPARE TRANSACTION, CALL or DO after a change inside a
+//     transaction. Those are then parsed with the server's grammar
+//     (pgsql.SessionEffects): only SET/RESET of search_path, role or
+//     session_authorization, RESET ALL, DISCARD, set_config, DO and CALL
+//     count, so SET statement_timeout does not make the proxy ask again.
+//     Text the parser cannot read as the server will (an unsafe
+//     client_encoding, standard_conforming_strings off, a syntax error)
+//     counts as a change. The end of a transaction in which a change ran
+//     counts too (its SETs may be undone), and so does the Execute of an
+//     extended-protocol statement that changes it, and an SQL EXECUTE of a
+//     statement prepared from text naming set_config.
 //   - A statement that changes search_path (or the role, which "$user"
-//     follows) in the same string as a statement that needs a plan is
-//     refused: it would be planned under the old value.
+//     follows) followed by a statement in the same string, or a
+//     transaction end after such a change followed by one, is refused when
+//     the string needs a plan: the later statements would be planned under
+//     the old value.
+//
+// A function may call set_config itself. The proxy does not see that in
+// the text; PostgreSQL 18 reports the change, and the value is read again
+// before the next batch (a request pipelined behind the call was planned
+// under the old value). Older servers do not report it.
 //
 // Until the value is known, statements that need a plan are refused.
 
 // searchPathQuery answers the search_path setting and the user "$user"
 // stands for.
 const searchPathQuery = "SELECT pg_catalog.current_setting('search_path'), current_user"
-
-// changesSearchPath matches statements that certainly change search_path or
-// the role it may refer to.
-var changesSearchPath = regexp.MustCompile(`(?i)search_path|\bset\s+(session\s+|local\s+)?(role|session\s+authorization)\b|\b(reset|discard)\s`)
 
 var errSearchPathMixed = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: a statement changing search_path or the role must be sent on its own, not with statements on encrypted tables")
@@ -57,10 +75,11 @@ var errSearchPathUnknown = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: the session's search_path is not known to the proxy (it changed inside this pipeline, or could not be read); send Sync or retry")
 
 // spAnswer is the backend's answer to a hidden searchPathQuery: the
-// search_path with "$user" substituted, ok false if the query failed.
+// search_path with "$user" substituted and current_user, ok false if the
+// query failed.
 type spAnswer struct {
-	path string
-	ok   bool
+	path, user string
+	ok         bool
 }
 
 // wordScan finds which of up to 8 lower-case ASCII words occur in a text,
@@ -163,6 +182,55 @@ func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 		return true
 	}
 	return startsStatement(text, statementWords)
+}
+
+// searchPathEffect reads text, in which mayChangeSearchPath found words
+// that may change search_path, with the server's grammar: effect is what
+// its statements may do to search_path and the role, mixed whether
+// another statement follows such a change in the same string. Text the
+// parser cannot read as the server will may do anything.
+func (s *session) searchPathEffect(text []byte) (effect pgsql.SessionEffect, mixed bool) {
+	const all = pgsql.EffectSearchPath | pgsql.EffectRole
+	if e, encOnly := s.lexRefusal(); e != nil && !(encOnly && isASCII(text)) {
+		return all, true
+	}
+	effects, err := pgsql.SessionEffects(string(text))
+	if err != nil {
+		return all, true
+	}
+	for i, e := range effects {
+		if e != 0 {
+			effect |= e
+			mixed = mixed || i < len(effects)-1
+		}
+	}
+	return effect, mixed
+}
+
+// preparedSearchPathChange follows SQL PREPARE and EXECUTE in a planned
+// string, in which sessionWords.scan found the words found: a statement
+// prepared in a string naming set_config may change search_path when it
+// is executed. It returns whether plan executes such a statement, and
+// whether another statement follows that EXECUTE in the string.
+func (s *session) preparedSearchPathChange(plan *pgsql.Plan, found uint8) (changes, mixed bool) {
+	for i := range plan.Statements {
+		st := &plan.Statements[i]
+		switch {
+		case st.Kind == pgsql.KindPrepare && st.Prepare != nil && found&wordSetConfig != 0:
+			if s.searchPath.changers == nil {
+				s.searchPath.changers = map[string]bool{}
+			}
+			s.searchPath.changers[st.Prepare.Name] = true
+		case st.Kind == pgsql.KindExecute && st.Execute != nil && s.searchPath.changers[st.Execute.Name]:
+			changes = true
+			mixed = mixed || i < len(plan.Statements)-1
+		case st.Kind == pgsql.KindDeallocate && st.DeallocateAll:
+			clear(s.searchPath.changers)
+		case st.Kind == pgsql.KindDeallocate:
+			delete(s.searchPath.changers, st.Deallocate)
+		}
+	}
+	return changes, mixed
 }
 
 // endsSearchPathTx reports whether text may end a transaction in which
@@ -295,10 +363,14 @@ func skipToken(text []byte, i int) (int, bool) {
 }
 
 // searchPathChanged records that a statement that may change search_path
-// was forwarded: ask again before the next plan, and again once the
-// current transaction (if any) has ended.
-func (s *session) searchPathChanged() {
+// (and, with pgsql.EffectRole, the role) was forwarded: read it again
+// before the next plan, and again once the current transaction (if any)
+// has ended.
+func (s *session) searchPathChanged(effect pgsql.SessionEffect) {
 	s.searchPath.known = false
+	if effect&pgsql.EffectRole != 0 {
+		s.searchPath.userKnown = false
+	}
 	s.mu.Lock()
 	s.searchPath.txChange = true
 	s.mu.Unlock()
@@ -310,13 +382,20 @@ func (s *session) searchPathChanged() {
 func (s *session) ensureSearchPath(w *postgres.Writer) error {
 	s.mu.Lock()
 	if s.searchPath.stale {
-		s.searchPath.stale, s.searchPath.known = false, false
+		// The transaction ended: its SET ROLE may be undone too.
+		s.searchPath.stale, s.searchPath.known, s.searchPath.userKnown = false, false, false
+	}
+	if s.searchPath.newReport {
+		s.searchPath.newReport, s.searchPath.known = false, false
 	}
 	s.mu.Unlock()
 	if s.searchPath.known || !s.batch.starting {
 		return nil
 	}
 	s.searchPath.asked = true
+	if s.searchPathFromReport() {
+		return nil
+	}
 	q := []byte{'Q', 0, 0, 0, 0}
 	q = append(q, searchPathQuery...)
 	q = append(q, 0)
@@ -330,11 +409,40 @@ func (s *session) ensureSearchPath(w *postgres.Writer) error {
 	case a := <-s.searchPath.answers:
 		if a.ok {
 			s.searchPath.current, s.searchPath.known = a.path, true
+			s.searchPath.user, s.searchPath.userKnown = a.user, true
 		}
 		return nil
 	case <-s.ctx.Done():
 		return s.ctx.Err()
 	}
+}
+
+// searchPathFromReport takes the search_path from the server's own
+// reports (ParameterStatus, PostgreSQL 18 and later) when it can: every
+// request sent before has been answered, so its reports have arrived, and
+// the role "$user" stands for is known (no statement since the last
+// searchPathQuery may have changed it) or not needed. Frontend goroutine.
+func (s *session) searchPathFromReport() bool {
+	s.mu.Lock()
+	reported, path, idle := s.searchPath.reported, s.searchPath.reportedPath, s.pending.len() == 0
+	s.mu.Unlock()
+	if !reported || !idle {
+		return false
+	}
+	if strings.Contains(path, "$user") {
+		if !s.searchPath.userKnown {
+			return false
+		}
+		path = substituteUser(path, s.searchPath.user)
+	}
+	s.searchPath.current, s.searchPath.known = path, true
+	return true
+}
+
+// substituteUser replaces "$user" in a search_path setting by user, as a
+// quoted identifier's content.
+func substituteUser(path, user string) string {
+	return strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
 }
 
 // searchPathResponse consumes the response to a hidden searchPathQuery
@@ -344,7 +452,7 @@ func (s *session) searchPathResponse(typ byte, body []byte) {
 	case 'D':
 		path, user, ok := twoTextCells(body)
 		if ok {
-			s.searchPath.replyPath = strings.ReplaceAll(path, "$user", strings.ReplaceAll(user, `"`, `""`))
+			s.searchPath.replyPath, s.searchPath.replyUser = substituteUser(path, user), user
 		}
 		s.searchPath.replyOK = ok
 	case 'E':
@@ -354,11 +462,11 @@ func (s *session) searchPathResponse(typ byte, body []byte) {
 
 // searchPathReady ends a hidden searchPathQuery at its ReadyForQuery.
 func (s *session) searchPathReady() {
-	a := spAnswer{path: s.searchPath.replyPath, ok: s.searchPath.replyOK && !s.searchPath.replyFailed}
+	a := spAnswer{path: s.searchPath.replyPath, user: s.searchPath.replyUser, ok: s.searchPath.replyOK && !s.searchPath.replyFailed}
 	if !a.ok {
 		s.log.Warn("could not read the session's search_path; statements on encrypted tables are refused until it can be read")
 	}
-	s.searchPath.replyPath, s.searchPath.replyOK, s.searchPath.replyFailed = "", false, false
+	s.searchPath.replyPath, s.searchPath.replyUser, s.searchPath.replyOK, s.searchPath.replyFailed = "", "", false, false
 	s.searchPath.answers <- a
 }
 

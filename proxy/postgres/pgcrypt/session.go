@@ -41,6 +41,9 @@ type stmtInfo struct {
 	// standard_conforming_strings when executed (lexstate.go).
 	lexChange bool
 	txEnd     bool // it may end a transaction (txEndWords)
+	// searchPathChange: what executing it may do to search_path and the
+	// role (searchpath.go).
+	searchPathChange pgsql.SessionEffect
 	// text and derived, for a statement the pre-filter skipped: its SQL and
 	// the derived relations it was checked against (derived.go in pgsql).
 	text    string
@@ -165,6 +168,19 @@ type searchPathState struct {
 	txChange, stale bool
 	answers         chan spAnswer     // backend -> frontend: the answers
 	preparedUnder   map[string]string // under mu: statement name -> search_path it was prepared under
+	// Frontend only: user is current_user ("$user") as last read; valid
+	// while userKnown (no statement since may have changed the role).
+	user      string
+	userKnown bool
+	replyUser string // backend only, like replyPath
+	// Under mu: the server reports search_path in ParameterStatus
+	// (PostgreSQL 18 and later); reportedPath is the last value, newReport
+	// set when one arrives (a function may have changed it).
+	reported, newReport bool
+	reportedPath        string
+	// changers: SQL prepared statements whose text names set_config
+	// (frontend only; allocated on first use).
+	changers map[string]bool
 }
 
 // batchState is the state of the current extended-protocol batch (the
@@ -353,6 +369,9 @@ func (s *session) execute(body []byte, w *postgres.Writer) bool {
 	}
 	if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {
 		s.lexBatch()
+	}
+	if p.stmt.searchPathChange != 0 {
+		s.searchPathChanged(p.stmt.searchPathChange)
 	}
 	if p.stmt.fetch && !p.describeSent {
 		// A FETCH prepared before its cursor was declared is described
