@@ -86,22 +86,13 @@ const (
 // numericTextToBinary encodes a canonical numeric (-?digits[.digits], NaN,
 // Infinity, -Infinity) in PostgreSQL's binary numeric format.
 func numericTextToBinary(dst []byte, s []byte) ([]byte, error) {
-	head := func(n, weight int, sign uint16, dscale int) {
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-		dst = binary.BigEndian.AppendUint16(dst, uint16(int16(weight)))
-		dst = binary.BigEndian.AppendUint16(dst, sign)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(dscale))
-	}
 	switch string(s) {
 	case "NaN":
-		head(0, 0, numNaN, 0)
-		return dst, nil
+		return appendNumericHead(dst, 0, 0, numNaN, 0), nil
 	case "Infinity":
-		head(0, 0, numPInf, 0)
-		return dst, nil
+		return appendNumericHead(dst, 0, 0, numPInf, 0), nil
 	case "-Infinity":
-		head(0, 0, numNInf, 0)
-		return dst, nil
+		return appendNumericHead(dst, 0, 0, numNInf, 0), nil
 	}
 	sign := uint16(numPos)
 	if len(s) > 0 && s[0] == '-' {
@@ -114,47 +105,65 @@ func numericTextToBinary(dst []byte, s []byte) ([]byte, error) {
 			break
 		}
 	}
-	for _, c := range ip {
-		if c < '0' || c > '9' {
-			return dst, errBinaryNumeric
-		}
-	}
-	for _, c := range fp {
-		if c < '0' || c > '9' {
-			return dst, errBinaryNumeric
-		}
-	}
-	if len(ip) == 0 || len(fp) > 0x3FFF {
+	if len(ip) == 0 || len(fp) > 0x3FFF || !allDigits(ip) || !allDigits(fp) {
 		return dst, errBinaryNumeric
 	}
-	// Base-10000 groups aligned on the decimal point.
+	groups, weight := numericGroups(ip, fp)
+	if len(groups) == 0 {
+		return appendNumericHead(dst, 0, 0, numPos, len(fp)), nil
+	}
+	dst = appendNumericHead(dst, len(groups), weight, sign, len(fp))
+	for _, g := range groups {
+		dst = binary.BigEndian.AppendUint16(dst, g)
+	}
+	return dst, nil
+}
+
+// appendNumericHead appends the header of a binary numeric: the number of
+// base-10000 digits, the weight of the first, the sign and the display
+// scale.
+func appendNumericHead(dst []byte, n, weight int, sign uint16, dscale int) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(int16(weight)))
+	dst = binary.BigEndian.AppendUint16(dst, sign)
+	return binary.BigEndian.AppendUint16(dst, uint16(dscale))
+}
+
+func allDigits(s []byte) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// numericGroups splits the integer digits ip and fraction digits fp into
+// base-10000 digits aligned on the decimal point, without leading or
+// trailing zero groups, and returns them with the weight of the first.
+func numericGroups(ip, fp []byte) (groups []uint16, weight int) {
 	pad := (4 - len(ip)%4) % 4
-	var groups []uint16
 	acc, n := 0, pad
-	for _, c := range ip {
-		acc = acc*10 + int(c-'0')
-		n++
-		if n == 4 {
-			groups = append(groups, uint16(acc))
-			acc, n = 0, 0
+	add := func(digits []byte) {
+		for _, c := range digits {
+			acc = acc*10 + int(c-'0')
+			n++
+			if n == 4 {
+				groups = append(groups, uint16(acc))
+				acc, n = 0, 0
+			}
 		}
 	}
+	add(ip)
 	intGroups := len(groups)
-	for _, c := range fp {
-		acc = acc*10 + int(c-'0')
-		n++
-		if n == 4 {
-			groups = append(groups, uint16(acc))
-			acc, n = 0, 0
-		}
-	}
+	add(fp)
 	if n > 0 {
 		for ; n < 4; n++ {
 			acc *= 10
 		}
 		groups = append(groups, uint16(acc))
 	}
-	weight := intGroups - 1
+	weight = intGroups - 1
 	for len(groups) > 0 && groups[0] == 0 {
 		groups = groups[1:]
 		weight--
@@ -162,15 +171,7 @@ func numericTextToBinary(dst []byte, s []byte) ([]byte, error) {
 	for len(groups) > 0 && groups[len(groups)-1] == 0 {
 		groups = groups[:len(groups)-1]
 	}
-	if len(groups) == 0 {
-		head(0, 0, numPos, len(fp))
-		return dst, nil
-	}
-	head(len(groups), weight, sign, len(fp))
-	for _, g := range groups {
-		dst = binary.BigEndian.AppendUint16(dst, g)
-	}
-	return dst, nil
+	return groups, weight
 }
 
 // numericBinaryToText decodes PostgreSQL's binary numeric to decimal text.

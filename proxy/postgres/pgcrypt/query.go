@@ -70,6 +70,13 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		w.Forward(pgmsg.TypeQuery, body)
 		return nil
 	}
+	return s.rewriteQuery(plan, sql, lexChange, w)
+}
+
+// rewriteQuery sends the Query rewritten by plan (values for encrypted
+// columns encrypted), or refuses it; a COPY FROM STDIN it starts gets its
+// row encrypter.
+func (s *session) rewriteQuery(plan *pgsql.Plan, sql string, lexChange bool, w *postgres.Writer) error {
 	copyPlan, refusal := copyStatement(plan)
 	if refusal != nil {
 		return s.refuseQuery(refusal, w)
@@ -81,14 +88,13 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	zone := s.zone
 	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
 	out := pgmsg.Begin(s.frontBufs.message[:0], pgmsg.TypeQuery)
-	out, err = plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
+	out, err := plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
 		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)
 	}
-	out = append(out, 0)
-	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	out = pgmsg.End(append(out, 0), 0)
 	ev.lexChange = s.lexRequest(lexChange)
 	s.push(ev)
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
