@@ -161,142 +161,31 @@ var errUnprovable = errors.New("unprovable")
 // outside a string literal, a quote inside an optimizer hint) and with
 // another error for unterminated strings and comments.
 func normalize(sql string, lex Lex) (string, error) {
-	var out []byte // nil until the first edit
-	blank := func(from, to int) {
-		if out == nil {
-			out = []byte(sql)
-		}
-		for k := from; k < to; k++ {
-			if out[k] != '\n' {
-				out[k] = ' '
-			}
-		}
-	}
+	z := normalizer{sql: sql, lex: lex}
 	nbe := lex.Mode&mysql.ModeNoBackslashEscapes != 0
 	ansi := lex.Mode&mysql.ModeANSIQuotes != 0
-	inExec := false
 	n := len(sql)
 	for i := 0; i < n; {
 		c := sql[i]
+		var err error
 		switch {
 		case c == '\'' || (c == '"' && !ansi):
-			j, err := skipQuoted(sql, i, c, !nbe, false)
-			if err != nil {
-				return "", err
-			}
-			i = j
+			i, err = skipQuoted(sql, i, c, !nbe, false)
 		case c == '`' || (c == '"' && ansi):
-			j, err := skipQuoted(sql, i, c, false, lex.SingleByte)
-			if err != nil {
-				return "", err
-			}
-			i = j
+			i, err = skipQuoted(sql, i, c, false, lex.SingleByte)
 		case c == '#':
 			j := lineEnd(sql, i)
-			blank(i, j)
+			z.blank(i, j)
 			i = j
 		case c == '-' && i+1 < n && sql[i+1] == '-':
-			if i+2 < n {
-				d := sql[i+2]
-				if d >= 0x80 {
-					return "", errUnprovable
-				}
-				if !(d <= ' ' || d == 0x7f) {
-					i += 2 // two minus signs
-					continue
-				}
-			}
-			j := lineEnd(sql, i)
-			blank(i, j)
-			i = j
+			i, err = z.dashes(i)
 		case c == '/' && i+1 < n && sql[i+1] == '*':
-			exec, mariaMark := false, false
-			if i+2 < n && sql[i+2] == '!' {
-				exec = true
-			} else if i+3 < n && sql[i+2] == 'M' && sql[i+3] == '!' {
-				switch lex.Flavour {
-				case FlavourMariaDB:
-					exec, mariaMark = true, true
-				case FlavourUnknown:
-					return "", errUnprovable
-				}
-			}
-			if exec && inExec {
-				return "", errUnprovable
-			}
-			if !exec {
-				if i+2 < n && sql[i+2] == '+' {
-					// An optimizer hint: MySQL's hint scanner reads
-					// quoted names, so its end is not simply the first
-					// */ when it holds a quote.
-					end, ok := commentEnd(sql, i+2, 0)
-					if !ok {
-						return "", errors.New("unterminated comment")
-					}
-					if strings.ContainsAny(sql[i:end], "'\"`") {
-						return "", errUnprovable
-					}
-				}
-				end, ok := commentEnd(sql, i+2, 0)
-				if !ok {
-					return "", errors.New("unterminated comment")
-				}
-				blank(i, end)
-				i = end
-				continue
-			}
-			p := i + 3
-			if mariaMark {
-				p++
-			}
-			digits := 0
-			for p+digits < n && sql[p+digits] >= '0' && sql[p+digits] <= '9' {
-				digits++
-			}
-			run := true
-			if digits >= 5 {
-				vlen := 5
-				switch lex.Flavour {
-				case FlavourMariaDB:
-					if digits >= 7 {
-						return "", errUnprovable
-					}
-					vlen = digits
-				default:
-					if digits >= 6 {
-						return "", errUnprovable
-					}
-				}
-				if lex.Version == 0 {
-					return "", errUnprovable
-				}
-				v, _ := strconv.Atoi(sql[p : p+vlen])
-				version := uint32(v)
-				run = version <= lex.Version
-				if lex.Flavour == FlavourMariaDB && !mariaMark && version >= 50700 && version <= 99999 {
-					run = false
-				}
-				if run {
-					p += vlen
-				}
-			}
-			if !run {
-				end, ok := commentEnd(sql, p, 1)
-				if !ok {
-					return "", errors.New("unterminated comment")
-				}
-				blank(i, end)
-				i = end
-				continue
-			}
-			blank(i, p)
-			inExec = true
-			i = p
-		case inExec && c == '*' && i+1 < n && sql[i+1] == '/':
-			blank(i, i+2)
-			inExec = false
+			i, err = z.comment(i)
+		case z.inExec && c == '*' && i+1 < n && sql[i+1] == '/':
+			z.blank(i, i+2)
+			z.inExec = false
 			i += 2
-		case inExec && c == ';':
+		case z.inExec && c == ';':
 			return "", errUnprovable
 		case c == 0:
 			return "", errUnprovable
@@ -305,14 +194,156 @@ func normalize(sql string, lex Lex) (string, error) {
 		default:
 			i++
 		}
+		if err != nil {
+			return "", err
+		}
 	}
-	if inExec {
+	if z.inExec {
 		return "", errors.New("unterminated comment")
 	}
-	if out == nil {
+	if z.out == nil {
 		return sql, nil
 	}
-	return string(out), nil
+	return string(z.out), nil
+}
+
+// normalizer is normalize's state: the text, its copy once the first
+// comment is blanked, and whether the scan is inside an executable comment
+// that runs.
+type normalizer struct {
+	sql    string
+	lex    Lex
+	out    []byte // nil until the first edit
+	inExec bool
+}
+
+// blank replaces sql[from:to] with spaces (keeping newlines).
+func (z *normalizer) blank(from, to int) {
+	if z.out == nil {
+		z.out = []byte(z.sql)
+	}
+	for k := from; k < to; k++ {
+		if z.out[k] != '\n' {
+			z.out[k] = ' '
+		}
+	}
+}
+
+// dashes reads the -- at sql[i]: a comment to the end of the line when a
+// space or control character follows, else two minus signs.
+func (z *normalizer) dashes(i int) (int, error) {
+	sql := z.sql
+	if i+2 < len(sql) {
+		d := sql[i+2]
+		if d >= 0x80 {
+			return 0, errUnprovable
+		}
+		if !(d <= ' ' || d == 0x7f) {
+			return i + 2, nil // two minus signs
+		}
+	}
+	j := lineEnd(sql, i)
+	z.blank(i, j)
+	return j, nil
+}
+
+// comment reads the /* at sql[i]: a plain comment or optimizer hint is
+// blanked; an executable comment (/*! or MariaDB's /*M!) whose version
+// condition holds has its opening blanked and its content read as SQL, one
+// that does not hold is blanked whole.
+func (z *normalizer) comment(i int) (int, error) {
+	sql, lex, n := z.sql, z.lex, len(z.sql)
+	exec, mariaMark := false, false
+	if i+2 < n && sql[i+2] == '!' {
+		exec = true
+	} else if i+3 < n && sql[i+2] == 'M' && sql[i+3] == '!' {
+		switch lex.Flavour {
+		case FlavourMariaDB:
+			exec, mariaMark = true, true
+		case FlavourUnknown:
+			return 0, errUnprovable
+		}
+	}
+	if exec && z.inExec {
+		return 0, errUnprovable
+	}
+	if !exec {
+		return z.plainComment(i)
+	}
+	p := i + 3
+	if mariaMark {
+		p++
+	}
+	run, p, err := versionCondition(sql, p, lex, mariaMark)
+	if err != nil {
+		return 0, err
+	}
+	if !run {
+		end, ok := commentEnd(sql, p, 1)
+		if !ok {
+			return 0, errors.New("unterminated comment")
+		}
+		z.blank(i, end)
+		return end, nil
+	}
+	z.blank(i, p)
+	z.inExec = true
+	return p, nil
+}
+
+// plainComment blanks the comment or optimizer hint at sql[i]. MySQL's
+// hint scanner reads quoted names, so a hint's end is not simply the first
+// */ when it holds a quote: such a hint cannot be read exactly.
+func (z *normalizer) plainComment(i int) (int, error) {
+	sql := z.sql
+	end, ok := commentEnd(sql, i+2, 0)
+	if !ok {
+		return 0, errors.New("unterminated comment")
+	}
+	if i+2 < len(sql) && sql[i+2] == '+' && strings.ContainsAny(sql[i:end], "'\"`") {
+		return 0, errUnprovable
+	}
+	z.blank(i, end)
+	return end, nil
+}
+
+// versionCondition reads the optional version number of an executable
+// comment at sql[p] and reports whether the comment runs on this server,
+// and where its content starts. MySQL reads five digits; MariaDB five or
+// six, and ignores MySQL-only versions 5.7.0-9.99.99 in a /*! comment.
+func versionCondition(sql string, p int, lex Lex, mariaMark bool) (bool, int, error) {
+	digits := 0
+	for p+digits < len(sql) && sql[p+digits] >= '0' && sql[p+digits] <= '9' {
+		digits++
+	}
+	if digits < 5 {
+		return true, p, nil
+	}
+	vlen := 5
+	switch lex.Flavour {
+	case FlavourMariaDB:
+		if digits >= 7 {
+			return false, 0, errUnprovable
+		}
+		vlen = digits
+	default:
+		if digits >= 6 {
+			return false, 0, errUnprovable
+		}
+	}
+	if lex.Version == 0 {
+		return false, 0, errUnprovable
+	}
+	v, _ := strconv.Atoi(sql[p : p+vlen])
+	version := uint32(v)
+	run := version <= lex.Version
+	if lex.Flavour == FlavourMariaDB && !mariaMark && version >= 50700 && version <= 99999 {
+		run = false
+	}
+	if run {
+		p += vlen
+	}
+	return run, p, nil
 }
 
 // Normalize is normalize for the wire layer (which reads the few
