@@ -43,9 +43,8 @@ type deferredProxy struct {
 // hsTimeout (and client TLS if clientTLS).
 func startDeferredProxy(t *testing.T, db *testenv.MariaDB, hsTimeout time.Duration, clientTLS bool) *deferredProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := &deferredProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}}
+	sp, logger := newServedProxy(slog.LevelDebug)
+	p := &deferredProxy{servedProxy: sp}
 	opts := mysql.Options{
 		Name:             "mysql-deferred",
 		Upstream:         db.Addr(),
@@ -62,12 +61,7 @@ func startDeferredProxy(t *testing.T, db *testenv.MariaDB, hsTimeout time.Durati
 		},
 	}
 	if clientTLS {
-		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-		cfg, err := proxy.ServerTLSConfig(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.TLS, p.CAFile = cfg, ca
+		opts.TLS = p.offerTLS(t)
 	}
 	h, err := mysql.NewHandler(opts)
 	if err != nil {

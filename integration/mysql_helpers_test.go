@@ -50,23 +50,10 @@ var tlsConfigSeq atomic.Int64
 // test ends.
 func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mode := o.Upstream
-	if mode == 0 {
-		mode = proxy.SSLDisable
-	}
-	up := proxy.UpstreamTLS{Mode: mode, ServerName: db.Host}
-	if (mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull) && db.CAFile != "" {
-		pool, err := proxy.LoadCertPool(db.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		up.RootCAs = pool
-	}
-	if o.UpstreamTLS != nil {
-		up = *o.UpstreamTLS
-	}
+	sp, logger := newServedProxy(slog.LevelDebug)
+	sp.Host, sp.Limits = o.ListenHost, o.Limits
+	p := &myProxy{servedProxy: sp, db: db}
+	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, db.Host, db.CAFile)
 	opts := mysql.Options{
 		Name:             "mysql-test",
 		Upstream:         db.Addr(),
@@ -80,16 +67,8 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr
 	}
-	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost, Limits: o.Limits}, db: db}
 	if o.ClientTLS || o.RequireTLS {
-		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-		cfg, err := proxy.ServerTLSConfig(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.TLS = cfg
-		opts.RequireTLS = o.RequireTLS
-		p.CAFile = ca
+		opts.TLS, opts.RequireTLS = p.offerTLS(t), o.RequireTLS
 	}
 	h, err := mysql.NewHandler(opts)
 	if err != nil {

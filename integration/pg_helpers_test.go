@@ -67,25 +67,10 @@ func (b *lockedBuffer) String() string {
 // test ends.
 func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mode := o.Upstream
-	if mode == 0 {
-		mode = proxy.SSLDisable
-	}
-	up := proxy.UpstreamTLS{Mode: mode, ServerName: pg.Host}
-	if pg.CAFile != "" {
-		pool, err := proxy.LoadCertPool(pg.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull {
-			up.RootCAs = pool
-		}
-	}
-	if o.UpstreamTLS != nil {
-		up = *o.UpstreamTLS
-	}
+	sp, logger := newServedProxy(slog.LevelDebug)
+	sp.Host, sp.Limits = o.ListenHost, o.Limits
+	p := &pgProxy{servedProxy: sp, pg: pg}
+	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, pg.Host, pg.CAFile)
 	opts := postgres.Options{
 		Dial:             o.Dial,
 		Name:             "pg-test",
@@ -99,16 +84,8 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr
 	}
-	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost, Limits: o.Limits}, pg: pg}
 	if o.ClientTLS || o.RequireTLS {
-		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-		cfg, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.TLS = cfg
-		opts.RequireTLS = o.RequireTLS
-		p.CAFile = ca
+		opts.TLS, opts.RequireTLS = p.offerTLS(t, postgres.ALPN), o.RequireTLS
 	}
 	h, err := postgres.NewHandler(opts)
 	if err != nil {

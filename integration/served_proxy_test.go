@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
 	"testing"
 
+	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -47,4 +50,54 @@ func (p *servedProxy) serve(t testing.TB, h proxy.Handler, logger *slog.Logger) 
 			t.Logf("proxy logs:\n%s", p.Logs.String())
 		}
 	})
+}
+
+// newServedProxy returns a servedProxy whose Logs collect the records of
+// level and above, and the logger that writes them.
+func newServedProxy(level slog.Level) (servedProxy, *slog.Logger) {
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+	return servedProxy{Logs: logs, serveErr: make(chan error, 1)}, logger
+}
+
+// offerTLS makes a certificate for localhost and 127.0.0.1, records its CA
+// in p.CAFile and returns the proxy's server TLS configuration (protocols
+// alpn).
+func (p *servedProxy) offerTLS(t testing.TB, alpn ...string) *tls.Config {
+	t.Helper()
+	ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
+	cfg, err := proxy.ServerTLSConfig(cert, key, alpn...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CAFile = ca
+	return cfg
+}
+
+// upstreamTLS returns the proxy's TLS leg to a server on host whose CA is
+// caFile ("" without TLS): override when set, else mode (SSLDisable when
+// 0), verifying against caFile when mode verifies.
+func upstreamTLS(t testing.TB, mode proxy.SSLMode, override *proxy.UpstreamTLS, host, caFile string) proxy.UpstreamTLS {
+	t.Helper()
+	if override != nil {
+		return *override
+	}
+	if mode == 0 {
+		mode = proxy.SSLDisable
+	}
+	up := proxy.UpstreamTLS{Mode: mode, ServerName: host}
+	if (mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull) && caFile != "" {
+		up.RootCAs = caPool(t, caFile)
+	}
+	return up
+}
+
+// caPool loads the CA certificates of caFile.
+func caPool(t testing.TB, caFile string) *x509.CertPool {
+	t.Helper()
+	pool, err := proxy.LoadCertPool(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
