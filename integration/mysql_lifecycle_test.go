@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -111,18 +110,8 @@ func TestMySQLUpstreamKilled(t *testing.T) {
 // running query: the client must get an error (2013), not hang.
 func TestMySQLUpstreamConnectionLost(t *testing.T) {
 	db := testenv.StartMariaDB(t)
-	var mu sync.Mutex
-	var upstreams []net.Conn
-	p := startMyProxy(t, db, myProxyOpts{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if err == nil {
-			mu.Lock()
-			upstreams = append(upstreams, c)
-			mu.Unlock()
-		}
-		return c, err
-	}})
+	var ups upstreamConns
+	p := startMyProxy(t, db, myProxyOpts{Dial: ups.dial})
 	ctx := testCtx(t)
 	admin := adminDB(t, db)
 	a := openConn(t, p.config(t))
@@ -132,11 +121,7 @@ func TestMySQLUpstreamConnectionLost(t *testing.T) {
 		done <- err
 	}()
 	waitForProcess(t, admin, "cut-upstream")
-	mu.Lock()
-	for _, u := range upstreams {
-		_ = u.Close()
-	}
-	mu.Unlock()
+	ups.cut()
 	select {
 	case err := <-done:
 		var me *driver.MySQLError

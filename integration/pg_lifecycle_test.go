@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,18 +53,8 @@ func TestPGUpstreamTerminated(t *testing.T) {
 // running query: the client must get an error (08006), not hang.
 func TestPGUpstreamConnectionLost(t *testing.T) {
 	pg := testenv.StartPostgres(t)
-	var mu sync.Mutex
-	var upstreams []net.Conn
-	p := startPGProxy(t, pg, proxyOpts{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if err == nil {
-			mu.Lock()
-			upstreams = append(upstreams, c)
-			mu.Unlock()
-		}
-		return c, err
-	}})
+	var ups upstreamConns
+	p := startPGProxy(t, pg, proxyOpts{Dial: ups.dial})
 	admin := connect(t, pg.Superuser().DSN())
 	c := connect(t, p.DSN("disable"))
 	done := make(chan error, 1)
@@ -74,11 +63,7 @@ func TestPGUpstreamConnectionLost(t *testing.T) {
 		done <- err
 	}()
 	pid := waitForQuery(t, admin, "cut-upstream")
-	mu.Lock()
-	for _, u := range upstreams {
-		_ = u.Close()
-	}
-	mu.Unlock()
+	ups.cut()
 	err := <-done
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "08006" {

@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -100,4 +102,31 @@ func caPool(t testing.TB, caFile string) *x509.CertPool {
 		t.Fatal(err)
 	}
 	return pool
+}
+
+// upstreamConns is a proxy's Dial that keeps the connections it opens, so
+// that a test can cut them under a running session.
+type upstreamConns struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (u *upstreamConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		u.mu.Lock()
+		u.conns = append(u.conns, c)
+		u.mu.Unlock()
+	}
+	return c, err
+}
+
+// cut closes every upstream connection dialled so far.
+func (u *upstreamConns) cut() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.conns {
+		_ = c.Close()
+	}
 }
