@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -392,52 +390,20 @@ func TestPGNoLeaks(t *testing.T) {
 // relay a query, exit 0 on SIGTERM.
 func TestPGBinary(t *testing.T) {
 	pg := testenv.StartPostgres(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "dbproxy")
-	build := exec.Command("go", "build", "-o", bin, "github.com/dbproxy/dbproxy/cmd/dbproxy")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("cmd/dbproxy does not build yet, skipping the binary test:\n%s", out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeListenAddr(t)
 	cfg := fmt.Sprintf("listeners:\n  - protocol: postgres\n    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: disable\nshutdown_timeout: 5s\n", addr, pg.Addr())
-	cfgPath := filepath.Join(dir, "dbproxy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitFor(t, "dbproxy to listen", func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	d := newDBProxy(t, buildDBProxy(t), "", cfg, nil, addr)
+	d.start(t)
 	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", pg.User, pg.Password, addr, pg.Database)
 	c := connect(t, dsn)
 	var s string
 	if err := c.QueryRow(testCtx(t), `select 'through the binary'`).Scan(&s); err != nil || s != "through the binary" {
-		t.Fatalf("query: %q %v\n%s", s, err, stderr.String())
+		t.Fatalf("query: %q %v\n%s", s, err, d.logs.String())
 	}
 	_ = c.Close(testCtx(t))
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("dbproxy exit after SIGTERM: %v\n%s", err, stderr.String())
-	}
-	if strings.Contains(stderr.String(), pg.Password) {
-		t.Fatalf("password in the logs:\n%s", stderr.String())
+	d.stop(t)
+	if strings.Contains(d.logs.String(), pg.Password) {
+		t.Fatalf("password in the logs:\n%s", d.logs.String())
 	}
 }
 
