@@ -101,12 +101,7 @@ encryption:
       - {name: note, type: text}
 `
 	}
-	return listener + `
-keys:
-  master_key: {provider: local, file: master.key}
-  store: {type: file, path: keys.json}
-log: {level: info}
-` + rules
+	return listener + localKeysYAML + "log: {level: info}\n" + rules
 }
 
 // runRSS streams the result with a fast and a slow reader, each measured
@@ -199,14 +194,8 @@ func TestRSSStreamPostgres(t *testing.T) {
 		CREATE TABLE audit (id bigserial PRIMARY KEY, note bytea)`); err != nil {
 		t.Fatal(err)
 	}
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %%[1]s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: DBPROXY_RSS_CATALOG_PW}
-`, pg.Addr(), pg.User)
+	listener := listenersYAML(listenerYAML{protocol: "postgres", listen: "%[1]s", upstream: pg.Addr(),
+		catalogUser: pg.User, passwordEnv: "DBPROXY_RSS_CATALOG_PW"})
 	env := []string{"DBPROXY_RSS_CATALOG_PW=" + pg.Password}
 	connect := func(ctx context.Context, addr string) (*pgx.Conn, error) {
 		host, port, _ := net.SplitHostPort(addr)
@@ -286,14 +275,8 @@ func TestRSSStreamMySQL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: mysql
-    listen: %%[1]s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: DBPROXY_RSS_CATALOG_PW}
-`, db.Addr(), db.User)
+	listener := listenersYAML(listenerYAML{protocol: "mysql", listen: "%[1]s", upstream: db.Addr(),
+		catalogUser: db.User, passwordEnv: "DBPROXY_RSS_CATALOG_PW"})
 	env := []string{"DBPROXY_RSS_CATALOG_PW=" + db.Password}
 	conn := func(ctx context.Context, addr string) (*sql.DB, *sql.Conn, error) {
 		pool := openPool(t, myConfigAt(t, addr, db.User, db.Password, db.Database))

@@ -391,7 +391,7 @@ func TestPGNoLeaks(t *testing.T) {
 func TestPGBinary(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	addr := freeListenAddr(t)
-	cfg := fmt.Sprintf("listeners:\n  - protocol: postgres\n    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: disable\nshutdown_timeout: 5s\n", addr, pg.Addr())
+	cfg := listenersYAML(listenerYAML{protocol: "postgres", listen: addr, upstream: pg.Addr()}) + "shutdown_timeout: 5s\n"
 	d := newDBProxy(t, buildDBProxy(t), "", cfg, nil, addr)
 	d.start(t)
 	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", pg.User, pg.Password, addr, pg.Database)

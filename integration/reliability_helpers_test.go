@@ -54,6 +54,43 @@ func freeListenAddr(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
+// listenerYAML is one listener of a dbproxy configuration, with TLS to its
+// upstream off. catalogUser, when set, is its catalog login, whose password
+// dbproxy reads from the environment variable passwordEnv.
+type listenerYAML struct {
+	name, protocol, listen, upstream string
+	catalogUser, passwordEnv         string
+}
+
+// listenersYAML is the listeners: section of a dbproxy configuration.
+func listenersYAML(ls ...listenerYAML) string {
+	var b strings.Builder
+	b.WriteString("listeners:\n")
+	for _, l := range ls {
+		if l.name != "" {
+			fmt.Fprintf(&b, "  - name: %s\n    protocol: %s\n", l.name, l.protocol)
+		} else {
+			fmt.Fprintf(&b, "  - protocol: %s\n", l.protocol)
+		}
+		fmt.Fprintf(&b, "    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: disable\n", l.listen, l.upstream)
+		if l.catalogUser != "" {
+			fmt.Fprintf(&b, "    catalog:\n      user: %s\n      password_env: %s\n", l.catalogUser, l.passwordEnv)
+		}
+	}
+	return b.String()
+}
+
+// localKeysYAML is the keys: section of a dbproxy configuration with a
+// local master key and a file store, both in dbproxy's directory.
+const localKeysYAML = `keys:
+  master_key:
+    provider: local
+    file: master.key
+  store:
+    type: file
+    path: keys.json
+`
+
 // dbproxyProc is `dbproxy serve` running as a child process.
 type dbproxyProc struct {
 	bin     string

@@ -198,40 +198,17 @@ func scanRLRows(t *testing.T, rows rlRows, err error, each func(id int64, secret
 // rlConfig is the dbproxy configuration of the fault test; withOther adds a
 // second encrypted table, so that switching it changes the rules.
 func rlConfig(pgListen, pgUp, pgUser, myListen, myUp, myUser string, withOther bool) string {
-	cfg := fmt.Sprintf(`listeners:
-  - name: pg
-    protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: DBPROXY_RL_PG_PASSWORD
-  - name: mysql
-    protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: DBPROXY_RL_MYSQL_PASSWORD
-keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
-shutdown_timeout: 5s
+	cfg := listenersYAML(
+		listenerYAML{name: "pg", protocol: "postgres", listen: pgListen, upstream: pgUp, catalogUser: pgUser, passwordEnv: "DBPROXY_RL_PG_PASSWORD"},
+		listenerYAML{name: "mysql", protocol: "mysql", listen: myListen, upstream: myUp, catalogUser: myUser, passwordEnv: "DBPROXY_RL_MYSQL_PASSWORD"},
+	) + localKeysYAML + `shutdown_timeout: 5s
 encryption:
   - table: rl_writes
     columns:
       - name: secret
         type: text
         key: rl_secret
-`, pgListen, pgUp, pgUser, myListen, myUp, myUser)
+`
 	if withOther {
 		cfg += `  - table: rl_other
     columns:
@@ -539,19 +516,10 @@ func TestReliabilityFaults(t *testing.T) {
 func startPlainDBProxy(t *testing.T, pg *testenv.Postgres, my *testenv.MariaDB) (d *dbproxyProc, pgListen, myListen string) {
 	t.Helper()
 	pgListen, myListen = freeListenAddr(t), freeListenAddr(t)
-	cfg := fmt.Sprintf(`listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-  - protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-shutdown_timeout: 5s
-`, pgListen, pg.Addr(), myListen, my.Addr())
+	cfg := listenersYAML(
+		listenerYAML{protocol: "postgres", listen: pgListen, upstream: pg.Addr()},
+		listenerYAML{protocol: "mysql", listen: myListen, upstream: my.Addr()},
+	) + "shutdown_timeout: 5s\n"
 	d = newDBProxy(t, buildDBProxy(t), "", cfg, nil, pgListen, myListen)
 	d.start(t)
 	return d, pgListen, myListen
