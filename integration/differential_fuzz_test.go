@@ -52,6 +52,47 @@ func guardDDL(d rules.Dialect, database string, cols []*rules.ColumnRule) guardS
 	return g
 }
 
+// fuzzServer is what a differential fuzzer does on the server directly,
+// bypassing the proxy, around each input.
+type fuzzServer struct {
+	guard       guardStatements
+	exec        func(ctx context.Context, q string) error
+	fingerprint func(t testing.TB) string // what a statement could change besides rows
+	baseline    string                    // the fingerprint of the fresh schema
+	reset       func(t *testing.T)        // rebuilds the schema
+	empty       string                    // the statement that removes every row of users
+}
+
+// addGuard installs the database-side guard (schema guard) when setup
+// asks for it (bit 0x20).
+func (s *fuzzServer) addGuard(t *testing.T, ctx context.Context, setup uint8) {
+	t.Helper()
+	if setup&0x20 == 0 {
+		return
+	}
+	for _, q := range s.guard.add {
+		if err := s.exec(ctx, q); err != nil {
+			t.Fatalf("guard: %v", err)
+		}
+	}
+}
+
+// cleanUp makes the next input start clean: it removes the guard, then
+// rebuilds the schema if the input changed it, or empties users.
+func (s *fuzzServer) cleanUp(t *testing.T, setup uint8) {
+	t.Helper()
+	if setup&0x20 != 0 {
+		for _, q := range s.guard.drop {
+			_ = s.exec(context.Background(), q) // the table may be gone
+		}
+	}
+	if got := s.fingerprint(t); got != s.baseline {
+		s.reset(t)
+	} else if err := s.exec(context.Background(), s.empty); err != nil {
+		t.Fatalf("%s: %v", s.empty, err)
+	}
+}
+
 // genPiece assembles a statement tail from fragments, one per gen byte.
 func genPiece(gen []byte, frags []string) string {
 	var b strings.Builder
@@ -117,8 +158,17 @@ func FuzzPGDifferential(f *testing.F) {
 	enc := rules.NewEncryptor(e.mgr)
 	tr := set.Table("", "public", "users")
 	cols := []*rules.ColumnRule{tr.Column("email"), tr.Column("ssn")}
-	guard := guardDDL(rules.DialectPostgres, "", cols)
-	baseline := pgFingerprint(f, e.direct)
+	srv := &fuzzServer{
+		guard: guardDDL(rules.DialectPostgres, "", cols),
+		exec: func(ctx context.Context, q string) error {
+			_, err := e.direct.Exec(ctx, q)
+			return err
+		},
+		fingerprint: func(t testing.TB) string { return pgFingerprint(t, e.direct) },
+		reset:       func(t *testing.T) { pgResetSchema(t, e.direct, ddl) },
+		empty:       "TRUNCATE users",
+	}
+	srv.baseline = srv.fingerprint(f)
 
 	for i, s := range pgSeeds {
 		f.Add(uint8(i), s, []byte(nil), []byte(nil))
@@ -141,13 +191,7 @@ func FuzzPGDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
-		if setup&0x20 != 0 { // with the database-side guard (schema guard)
-			for _, q := range guard.add {
-				if _, err := e.direct.Exec(ctx, q); err != nil {
-					t.Fatalf("guard: %v", err)
-				}
-			}
-		}
+		srv.addGuard(t, ctx, setup)
 		cfg, err := pgconn.ParseConfig(e.proxy.DSN("disable"))
 		if err != nil {
 			t.Fatal(err)
@@ -174,18 +218,7 @@ func FuzzPGDifferential(f *testing.F) {
 		}
 		conn.Close(ctx)
 
-		defer func() { // also after a failed check: the next input starts clean
-			if setup&0x20 != 0 {
-				for _, q := range guard.drop {
-					_, _ = e.direct.Exec(context.Background(), q) // the table may be gone
-				}
-			}
-			if got := pgFingerprint(t, e.direct); got != baseline {
-				pgResetSchema(t, e.direct, ddl)
-			} else if _, err := e.direct.Exec(context.Background(), "TRUNCATE users"); err != nil {
-				t.Fatalf("truncate: %v", err)
-			}
-		}()
+		defer srv.cleanUp(t, setup) // also after a failed check
 		pgCheckCiphertexts(t, e.direct, enc, cols)
 	})
 }
@@ -305,8 +338,17 @@ func FuzzMySQLDifferential(f *testing.F) {
 	enc := rules.NewEncryptor(e.mgr)
 	tr := set.Table(e.db.Database, "", "users")
 	cols := []*rules.ColumnRule{tr.Column("email"), tr.Column("ssn")}
-	guard := guardDDL(rules.DialectMySQL, e.db.Database, cols)
-	baseline := myFingerprint(f, e.direct, e.db.Database)
+	srv := &fuzzServer{
+		guard: guardDDL(rules.DialectMySQL, e.db.Database, cols),
+		exec: func(ctx context.Context, q string) error {
+			_, err := e.direct.ExecContext(ctx, q)
+			return err
+		},
+		fingerprint: func(t testing.TB) string { return myFingerprint(t, e.direct, e.db.Database) },
+		reset:       func(t *testing.T) { myResetSchema(t, e.direct, e.db.Database, ddl) },
+		empty:       "DELETE FROM users",
+	}
+	srv.baseline = srv.fingerprint(f)
 
 	for i, s := range mySeeds {
 		f.Add(uint8(i), s, []byte(nil))
@@ -329,13 +371,7 @@ func FuzzMySQLDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
-		if setup&0x20 != 0 { // with the database-side guard (schema guard)
-			for _, q := range guard.add {
-				if _, err := e.direct.ExecContext(ctx, q); err != nil {
-					t.Fatalf("guard: %v", err)
-				}
-			}
-		}
+		srv.addGuard(t, ctx, setup)
 		params := []string{"multiStatements=true"}
 		if setup&0x80 != 0 { // the handshake's character set
 			params = append(params, "charset="+[]string{"gbk", "big5", "sjis", "utf8mb4", "latin1", "cp932"}[int(setup)%6])
@@ -366,18 +402,7 @@ func FuzzMySQLDifferential(f *testing.F) {
 		_ = c.Close()
 		_ = db.Close()
 
-		defer func() { // also after a failed check: the next input starts clean
-			if setup&0x20 != 0 {
-				for _, q := range guard.drop {
-					_, _ = e.direct.ExecContext(context.Background(), q) // the table may be gone
-				}
-			}
-			if got := myFingerprint(t, e.direct, e.db.Database); got != baseline {
-				myResetSchema(t, e.direct, e.db.Database, ddl)
-			} else if _, err := e.direct.ExecContext(context.Background(), "DELETE FROM users"); err != nil {
-				t.Fatalf("empty users: %v", err)
-			}
-		}()
+		defer srv.cleanUp(t, setup) // also after a failed check
 		myCheckCiphertexts(t, e.direct, enc, cols)
 	})
 }
