@@ -26,7 +26,6 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -379,23 +378,7 @@ func startPgxTarget(t *testing.T, cfg string) string {
 		return suitePGProxy(t, pg, nil).DSN("disable")
 	}
 	specs := suiteSpecs()
-	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ic, err := pgcrypt.New(pgcrypt.Options{
-		Rules:     set,
-		Encryptor: rules.NewEncryptor(mgr),
-		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-			return pgx.Connect(ctx, pg.DSN())
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ic.Close)
+	ic := pgEncInterceptor(t, pg, specs, testkeys.Manager(t, testkeys.ForRules(specs)...), nil)
 	p := suitePGProxy(t, pg, ic)
 	// The rules work: a value written through this listener is stored
 	// encrypted (so the suite really ran behind an encrypting listener).

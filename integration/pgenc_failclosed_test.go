@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -59,30 +58,11 @@ func startFailClosedWith(t *testing.T, ddl string, specs []rules.Spec, tweak fun
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	direct := connect(t, pg.DSN())
 	if _, err := direct.Exec(ctx, ddl); err != nil {
 		t.Fatalf("ddl: %v", err)
 	}
-	opts := pgcrypt.Options{
-		Rules:     set,
-		Encryptor: rules.NewEncryptor(mgr),
-		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-			return pgx.Connect(ctx, pg.DSN())
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	}
-	if tweak != nil {
-		tweak(&opts)
-	}
-	ic, err := pgcrypt.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ic.Close)
+	ic := pgEncInterceptor(t, pg, specs, mgr, tweak)
 	wire := &lockedBuffer{}
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer

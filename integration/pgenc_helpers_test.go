@@ -48,30 +48,43 @@ func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, keySpecs...)
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	direct := connect(t, pg.DSN())
 	if ddl != "" {
 		if _, err := direct.Exec(ctx, ddl); err != nil {
 			t.Fatalf("ddl: %v", err)
 		}
 	}
-	ic, err := pgcrypt.New(pgcrypt.Options{
+	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
+	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
+	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
+}
+
+// pgEncInterceptor returns an interceptor encrypting per specs with the
+// data keys of mgr, whose catalog logs in to pg as pg's user; tweak, if
+// not nil, changes its options first. It is closed when the test ends.
+func pgEncInterceptor(t testing.TB, pg *testenv.Postgres, specs []rules.Spec, mgr *keys.Manager, tweak func(*pgcrypt.Options)) *pgcrypt.Interceptor {
+	t.Helper()
+	set, err := rules.New(rules.DialectPostgres, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := pgcrypt.Options{
 		Rules:     set,
 		Encryptor: rules.NewEncryptor(mgr),
 		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
 			return pgx.Connect(ctx, pg.DSN())
 		},
 		Logger: slog.New(slog.DiscardHandler),
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	ic, err := pgcrypt.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ic.Close)
-	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
-	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
+	return ic
 }
 
 // connectMode connects through the proxy with the given exec mode.
