@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -316,20 +315,9 @@ func TestMySQLNoLeaks(t *testing.T) {
 		pool.Close()
 	}
 	waitFor(t, "proxy connections to end", func() bool { return p.Srv.NumConns() == 0 })
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.Srv.Shutdown(sctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
-	p.serveErr <- proxy.ErrServerClosed // for the cleanup
+	p.shutdown(t, ctx)
 	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore), func() bool {
 		return countFDs(t) <= fdsBefore
 	})
-	goleak.VerifyNone(t, ignore)
-	if strings.Contains(p.Logs.String(), "panic") {
-		t.Fatalf("panic in logs:\n%s", p.Logs.String())
-	}
+	p.verifyNoLeaks(t, ignore)
 }

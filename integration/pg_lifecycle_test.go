@@ -328,7 +328,6 @@ func TestPGNoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	fdsBefore := countFDs(t)
 
-	logs := &lockedBuffer{}
 	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true, Upstream: proxy.SSLVerifyFull})
 	ctx := testCtx(t)
 	for i := range 200 {
@@ -370,20 +369,8 @@ func TestPGNoLeaks(t *testing.T) {
 	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore+2), func() bool {
 		return countFDs(t) <= fdsBefore+2
 	})
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.Srv.Shutdown(sctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
-	p.serveErr <- proxy.ErrServerClosed // for the cleanup
-	goleak.VerifyNone(t, ignore)
-	if strings.Contains(p.Logs.String(), "panic") {
-		t.Fatalf("panic in logs:\n%s", p.Logs.String())
-	}
-	_ = logs
+	p.shutdown(t, ctx)
+	p.verifyNoLeaks(t, ignore)
 }
 
 // TestPGBinary runs the real dbproxy binary: serve with a config file,

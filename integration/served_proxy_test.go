@@ -7,11 +7,14 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
+	"go.uber.org/goleak"
 )
 
 // servedProxy is a proxy.Server listening on a free port of Host (default
@@ -52,6 +55,31 @@ func (p *servedProxy) serve(t testing.TB, h proxy.Handler, logger *slog.Logger) 
 			t.Logf("proxy logs:\n%s", p.Logs.String())
 		}
 	})
+}
+
+// shutdown stops p gracefully (within 10 s) and checks that Serve ended
+// with ErrServerClosed.
+func (p *servedProxy) shutdown(t testing.TB, ctx context.Context) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.Srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	p.serveErr <- proxy.ErrServerClosed // for the cleanup
+}
+
+// verifyNoLeaks fails the test if a goroutine not in ignore survives, or
+// if the proxy logged a panic.
+func (p *servedProxy) verifyNoLeaks(t testing.TB, ignore goleak.Option) {
+	t.Helper()
+	goleak.VerifyNone(t, ignore)
+	if strings.Contains(p.Logs.String(), "panic") {
+		t.Fatalf("panic in logs:\n%s", p.Logs.String())
+	}
 }
 
 // newServedProxy returns a servedProxy whose Logs collect the records of
