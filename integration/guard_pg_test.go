@@ -72,24 +72,17 @@ func applyGuards(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect,
 // constraint of the guard's name with another definition; check reports
 // missing columns, tables and wrong types.
 func TestPGGuard(t *testing.T) {
-	var ddl strings.Builder
-	ddl.WriteString(`CREATE TABLE guarded (id int PRIMARY KEY`)
-	var specs []rules.Spec
+	ddl, specs := typedTable("guarded", "id int PRIMARY KEY", len(encTypeCases), func(i int) value.Type { return encTypeCases[i].typ })
 	var cols []string
-	for _, tc := range encTypeCases {
-		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
-			col := fmt.Sprintf("c_%s_%s", tc.typ, mode)
-			fmt.Fprintf(&ddl, ", %s bytea", col)
-			specs = append(specs, encSpec("guarded", col, mode, tc.typ, col))
-			cols = append(cols, col)
-		}
+	for _, sp := range specs {
+		cols = append(cols, sp.Column)
 	}
-	ddl.WriteString(`);
+	ddl += `;
 CREATE TABLE parted (id int, k int, secret bytea) PARTITION BY RANGE (k);
 CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
-CREATE TABLE wrongtype (id int, wt text);`)
+CREATE TABLE wrongtype (id int, wt text);`
 	specs = append(specs, encSpec("parted", "secret", rules.ModeRandomized, value.TypeText, "parted.secret"))
-	e := startEncProxy(t, ddl.String(), specs)
+	e := startEncProxy(t, ddl, specs)
 	ctx := testCtx(t)
 	db := openPGSQL(t, e.pg.DSN())
 	targets := guardTargets(specs)
@@ -114,7 +107,7 @@ CREATE TABLE wrongtype (id int, wt text);`)
 	var names, lits []string
 	for _, tc := range encTypeCases {
 		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
-			names = append(names, fmt.Sprintf("c_%s_%s", tc.typ, mode))
+			names = append(names, typedColumn(tc.typ, mode))
 			lits = append(lits, tc.lits[len(tc.lits)-1])
 		}
 	}

@@ -33,6 +33,30 @@ func encSpec(table, column string, mode rules.Mode, typ value.Type, key string) 
 	return rules.Spec{Schema: "public", Table: table, Column: column, Mode: mode, Type: typ, Key: key}
 }
 
+// typedColumn names the column of a typed table holding typ encrypted in
+// mode.
+func typedColumn(typ value.Type, mode rules.Mode) string {
+	return fmt.Sprintf("c_%s_%s", typ, mode)
+}
+
+// typedTable returns the DDL of table with the columns head and, for each
+// of n types (typ(i)), a bytea column per mode (typedColumn), and the rules
+// of those columns.
+func typedTable(table, head string, n int, typ func(i int) value.Type) (string, []rules.Spec) {
+	var ddl strings.Builder
+	fmt.Fprintf(&ddl, "CREATE TABLE %s (%s", table, head)
+	var specs []rules.Spec
+	for i := range n {
+		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
+			col := typedColumn(typ(i), mode)
+			fmt.Fprintf(&ddl, ", %s bytea", col)
+			specs = append(specs, encSpec(table, col, mode, typ(i), col))
+		}
+	}
+	ddl.WriteString(")")
+	return ddl.String(), specs
+}
+
 // startEncProxy creates the tables (ddl, run directly), a local master key,
 // a file keystore with every data key of specs, and a proxy encrypting per
 // specs.
