@@ -61,6 +61,7 @@ type fuzzServer struct {
 	baseline    string                    // the fingerprint of the fresh schema
 	reset       func(t *testing.T)        // rebuilds the schema
 	empty       string                    // the statement that removes every row of users
+	check       func(t *testing.T)        // fails on a value at rest the proxy did not encrypt
 }
 
 // addGuard installs the database-side guard (schema guard) when setup
@@ -75,6 +76,14 @@ func (s *fuzzServer) addGuard(t *testing.T, ctx context.Context, setup uint8) {
 			t.Fatalf("guard: %v", err)
 		}
 	}
+}
+
+// finish checks what the input left at rest, then (also after a failed
+// check) cleans up.
+func (s *fuzzServer) finish(t *testing.T, setup uint8) {
+	t.Helper()
+	defer s.cleanUp(t, setup)
+	s.check(t)
 }
 
 // cleanUp makes the next input start clean: it removes the guard, then
@@ -167,6 +176,7 @@ func FuzzPGDifferential(f *testing.F) {
 		fingerprint: func(t testing.TB) string { return pgFingerprint(t, e.direct) },
 		reset:       func(t *testing.T) { pgResetSchema(t, e.direct, ddl) },
 		empty:       "TRUNCATE users",
+		check:       func(t *testing.T) { pgCheckCiphertexts(t, e.direct, enc, cols) },
 	}
 	srv.baseline = srv.fingerprint(f)
 
@@ -218,8 +228,7 @@ func FuzzPGDifferential(f *testing.F) {
 		}
 		conn.Close(ctx)
 
-		defer srv.cleanUp(t, setup) // also after a failed check
-		pgCheckCiphertexts(t, e.direct, enc, cols)
+		srv.finish(t, setup)
 	})
 }
 
@@ -347,6 +356,7 @@ func FuzzMySQLDifferential(f *testing.F) {
 		fingerprint: func(t testing.TB) string { return myFingerprint(t, e.direct, e.db.Database) },
 		reset:       func(t *testing.T) { myResetSchema(t, e.direct, e.db.Database, ddl) },
 		empty:       "DELETE FROM users",
+		check:       func(t *testing.T) { myCheckCiphertexts(t, e.direct, enc, cols) },
 	}
 	srv.baseline = srv.fingerprint(f)
 
@@ -402,8 +412,7 @@ func FuzzMySQLDifferential(f *testing.F) {
 		_ = c.Close()
 		_ = db.Close()
 
-		defer srv.cleanUp(t, setup) // also after a failed check
-		myCheckCiphertexts(t, e.direct, enc, cols)
+		srv.finish(t, setup)
 	})
 }
 

@@ -24,17 +24,8 @@ func BenchmarkPGRoundTrip(b *testing.B) {
 	} {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
 			b.Run(tc.name+"/"+mode.String(), func(b *testing.B) {
-				cfg, err := pgx.ParseConfig(tc.dsn)
-				if err != nil {
-					b.Fatal(err)
-				}
-				cfg.DefaultQueryExecMode = mode
 				ctx := context.Background()
-				c, err := pgx.ConnectConfig(ctx, cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close(ctx)
+				c := connectMode(b, tc.dsn, mode)
 				b.ReportAllocs()
 				var n int
 				for b.Loop() {

@@ -557,17 +557,8 @@ func TestPGLargeRows(t *testing.T) {
 	big[size/2] = 'X'
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(p.DSN("disable"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
 			ctx := testCtx(t)
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close(ctx)
+			c := connectMode(t, p.DSN("disable"), mode)
 			if _, err := c.Exec(ctx, `create temp table big (b text)`); err != nil {
 				t.Fatal(err)
 			}

@@ -114,17 +114,7 @@ func pgEncInterceptor(t testing.TB, pg *testenv.Postgres, specs []rules.Spec, mg
 // connectMode connects through the proxy with the given exec mode.
 func (e *encEnv) connectMode(t testing.TB, mode pgx.QueryExecMode) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(e.proxy.DSN("disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = mode
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("connect through proxy: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return connectMode(t, e.proxy.DSN("disable"), mode)
 }
 
 // rawColumn reads one column of every row directly (ciphertext at rest).

@@ -40,16 +40,7 @@ func TestPGEncTypesSimple(t *testing.T) {
 	ctx := testCtx(t)
 	for _, zone := range []string{"UTC", "America/New_York", "Asia/Kolkata"} {
 		t.Run(zone, func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(e.proxy.DSN("disable"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close(ctx)
+			c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
 			if _, err := c.Exec(ctx, `SET TIME ZONE '`+zone+`'`); err != nil {
 				t.Fatal(err)
 			}
@@ -143,15 +134,5 @@ func directText(ctx context.Context, t *testing.T, direct *pgx.Conn, lit string,
 // protocol (text results, as through psql).
 func (e *encEnv) connectDirectSimple(t testing.TB) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(e.pg.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return connectMode(t, e.pg.DSN(), pgx.QueryExecModeSimpleProtocol)
 }
