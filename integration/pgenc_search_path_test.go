@@ -14,22 +14,31 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// TestPGEncSearchPath: unqualified names resolve through the session's
-// real search_path — the role's setting, SET, SET LOCAL, ROLLBACK — so a
-// table called accounts in an encrypted schema is never mistaken for the
-// plaintext accounts of another schema. tenant.accounts.email is
-// encrypted; public.accounts is a plaintext table of the same shape.
-func TestPGEncSearchPath(t *testing.T) {
+// startTenantAccounts starts an encrypting proxy over tenant.accounts
+// (email encrypted) and a plaintext public.accounts of the same shape,
+// with search_path = tenant, public as the role's own default, which the
+// proxy cannot see in the startup packet.
+func startTenantAccounts(t *testing.T) (*encEnv, context.Context) {
+	t.Helper()
 	specs := []rules.Spec{{Schema: "tenant", Table: "accounts", Column: "email", Mode: rules.ModeDeterministic, Type: value.TypeText, Key: "tenant_email"}}
 	e := startEncProxy(t, `CREATE SCHEMA tenant; CREATE TABLE tenant.accounts (id serial, email bytea); CREATE TABLE public.accounts (id serial, email bytea)`, specs)
 	ctx := testCtx(t)
-	// The role's own default, which the proxy cannot see in the startup packet.
 	if _, err := e.direct.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s SET search_path = tenant, public`, pgx.Identifier{e.pg.User}.Sanitize())); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_, _ = e.direct.Exec(context.Background(), fmt.Sprintf(`ALTER ROLE %s RESET search_path`, pgx.Identifier{e.pg.User}.Sanitize()))
 	})
+	return e, ctx
+}
+
+// TestPGEncSearchPath: unqualified names resolve through the session's
+// real search_path — the role's setting, SET, SET LOCAL, ROLLBACK — so a
+// table called accounts in an encrypted schema is never mistaken for the
+// plaintext accounts of another schema. tenant.accounts.email is
+// encrypted; public.accounts is a plaintext table of the same shape.
+func TestPGEncSearchPath(t *testing.T) {
+	e, ctx := startTenantAccounts(t)
 	// where reports which schema holds the row of email and whether it is
 	// stored encrypted.
 	where := func(email string) string {
@@ -161,15 +170,7 @@ func TestPGEncSearchPath(t *testing.T) {
 // knew. Such a string is refused; nothing lands in the encrypted table in
 // plaintext.
 func TestPGEncSearchPathCommitInString(t *testing.T) {
-	specs := []rules.Spec{{Schema: "tenant", Table: "accounts", Column: "email", Mode: rules.ModeDeterministic, Type: value.TypeText, Key: "tenant_email"}}
-	e := startEncProxy(t, `CREATE SCHEMA tenant; CREATE TABLE tenant.accounts (id serial, email bytea); CREATE TABLE public.accounts (id serial, email bytea)`, specs)
-	ctx := testCtx(t)
-	if _, err := e.direct.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s SET search_path = tenant, public`, pgx.Identifier{e.pg.User}.Sanitize())); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = e.direct.Exec(context.Background(), fmt.Sprintf(`ALTER ROLE %s RESET search_path`, pgx.Identifier{e.pg.User}.Sanitize()))
-	})
+	e, ctx := startTenantAccounts(t)
 	for _, end := range []string{"COMMIT", "END", "SELECT 1; COMMIT", "ABORT"} {
 		c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
 		for _, q := range []string{"BEGIN", "SET LOCAL search_path TO public"} {
