@@ -103,13 +103,21 @@ func rawSession(t *testing.T, p *pgProxy) (net.Conn, *pgproto3.Frontend) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	receiveUntil[*pgproto3.ReadyForQuery](t, fe)
+	return conn, fe
+}
+
+// receiveUntil reads backend messages until one of type M, and returns it.
+func receiveUntil[M pgproto3.BackendMessage](t testing.TB, fe *pgproto3.Frontend) M {
+	t.Helper()
 	for {
 		msg, err := fe.Receive()
 		if err != nil {
-			t.Fatal(err)
+			var none M
+			t.Fatalf("waiting for %T: %v", none, err)
 		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return conn, fe
+		if m, ok := msg.(M); ok {
+			return m
 		}
 	}
 }
@@ -117,17 +125,8 @@ func rawSession(t *testing.T, p *pgProxy) (net.Conn, *pgproto3.Frontend) {
 // expectFatal reads until an ErrorResponse and then requires EOF.
 func expectFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
 	t.Helper()
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatalf("no ErrorResponse before %v", err)
-		}
-		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			if e.Code != code || e.Severity != "FATAL" {
-				t.Fatalf("got %s %s %q, want FATAL %s", e.Severity, e.Code, e.Message, code)
-			}
-			break
-		}
+	if e := receiveUntil[*pgproto3.ErrorResponse](t, fe); e.Code != code || e.Severity != "FATAL" {
+		t.Fatalf("got %s %s %q, want FATAL %s", e.Severity, e.Code, e.Message, code)
 	}
 	if msg, err := fe.Receive(); err == nil {
 		t.Fatalf("connection still open after FATAL: got %T", msg)

@@ -112,15 +112,7 @@ func TestPGEncCopyBufferLimit(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := msg.(*pgproto3.CopyInResponse); ok {
-			break
-		}
-	}
+	receiveUntil[*pgproto3.CopyInResponse](t, fe)
 	start := time.Now()
 	fe.Send(&pgproto3.CopyData{Data: bytes.Repeat([]byte("secretvalue"), 32<<20/11)})
 	fe.Send(&pgproto3.CopyDone{})
