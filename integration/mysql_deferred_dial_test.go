@@ -117,30 +117,15 @@ func threadsConnected(t *testing.T, admin *sql.DB) int {
 // unauthenticated counts the server's connections that have not logged in.
 func unauthenticated(t *testing.T, admin *sql.DB) int {
 	t.Helper()
-	rows, err := admin.QueryContext(testCtx(t), `SHOW FULL PROCESSLIST`)
+	list, err := processList(testCtx(t), admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
 	n := 0
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
+	for _, row := range list {
+		if row["user"] == "unauthenticated user" {
+			n++
 		}
-		for i, c := range cols {
-			if strings.EqualFold(c, "user") && string(vals[i]) == "unauthenticated user" {
-				n++
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return n
 }

@@ -161,45 +161,53 @@ func adminDB(t testing.TB, db *testenv.MariaDB) *sql.DB {
 	return openDB(t, cfg)
 }
 
+// processList reads SHOW FULL PROCESSLIST, a row as a map from the
+// lower-case column name to the value. (Not information_schema.processlist:
+// MariaDB 10.11 was seen to segfault, a NULL dereference, while a test
+// polled it as new connections logged in.)
+func processList(ctx context.Context, admin *sql.DB) ([]map[string]string, error) {
+	rows, err := admin.QueryContext(ctx, `SHOW FULL PROCESSLIST`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var list []map[string]string
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make(map[string]string, len(cols))
+		for i, c := range cols {
+			row[strings.ToLower(c)] = string(vals[i])
+		}
+		list = append(list, row)
+	}
+	return list, rows.Err()
+}
+
 // waitForProcess returns the id of the server thread whose query contains
 // marker, polling the process list.
 func waitForProcess(t testing.TB, admin *sql.DB, marker string) int64 {
 	t.Helper()
 	var id int64
-	// SHOW FULL PROCESSLIST rather than information_schema.processlist:
-	// MariaDB 10.11 was seen to segfault (NULL dereference) while a test
-	// polled information_schema.processlist as new connections logged in.
 	waitFor(t, "query "+marker+" to run", func() bool {
-		rows, err := admin.QueryContext(testCtx(t), `SHOW FULL PROCESSLIST`)
+		list, err := processList(testCtx(t), admin)
 		if err != nil {
 			return false
 		}
-		defer rows.Close()
-		cols, err := rows.Columns()
-		if err != nil {
-			return false
-		}
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				return false
-			}
-			var info string
-			var pid int64
-			for i, c := range cols {
-				switch strings.ToLower(c) {
-				case "id":
-					fmt.Sscan(string(vals[i]), &pid)
-				case "info":
-					info = string(vals[i])
-				}
-			}
+		for _, row := range list {
+			info := row["info"]
 			if strings.Contains(info, marker) && !strings.Contains(strings.ToLower(info), "processlist") {
-				id = pid
+				fmt.Sscan(row["id"], &id)
 				return true
 			}
 		}

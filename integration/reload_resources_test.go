@@ -179,39 +179,17 @@ func (e *reloadEnv) backends(t *testing.T) backends {
 		FROM pg_stat_activity WHERE pid <> pg_backend_pid()`, e.pgCat, e.pgDB.User).Scan(&b.pgCatalog, &b.pgSessions); err != nil {
 		t.Fatal(err)
 	}
-	// SHOW PROCESSLIST rather than information_schema.PROCESSLIST: see
-	// waitForProcess.
-	rows, err := e.myAdmin.QueryContext(ctx, `SHOW PROCESSLIST`)
+	list, err := processList(ctx, e.myAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
+	for _, row := range list {
+		switch row["user"] {
+		case e.myCat:
+			b.myCatalog++
+		case e.myDB.User:
+			b.mySessions++
 		}
-		for i, c := range cols {
-			if strings.EqualFold(c, "user") {
-				switch string(vals[i]) {
-				case e.myCat:
-					b.myCatalog++
-				case e.myDB.User:
-					b.mySessions++
-				}
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return b
 }
