@@ -467,31 +467,24 @@ func myResetSchema(t *testing.T, direct *sql.DB, database string, ddl []string) 
 	}
 	defer c.Close()
 	var drops []string
-	rows, err := c.QueryContext(ctx, `SELECT CONCAT('DROP ', IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), ' IF EXISTS `+"`"+`', TABLE_NAME, '`+"`"+`')
-		FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`, database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var q string
-		if err := rows.Scan(&q); err != nil {
+	for _, list := range []string{ // the DROP statements of the tables and views, then of the routines
+		`SELECT CONCAT('DROP ', IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), ' IF EXISTS ` + "`" + `', TABLE_NAME, '` + "`" + `')
+		FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`,
+		"SELECT CONCAT('DROP ', ROUTINE_TYPE, ' IF EXISTS `', ROUTINE_NAME, '`') FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?",
+	} {
+		rows, err := c.QueryContext(ctx, list, database)
+		if err != nil {
 			t.Fatal(err)
 		}
-		drops = append(drops, q)
-	}
-	_ = rows.Close()
-	rows, err = c.QueryContext(ctx, "SELECT CONCAT('DROP ', ROUTINE_TYPE, ' IF EXISTS `', ROUTINE_NAME, '`') FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?", database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var q string
-		if err := rows.Scan(&q); err != nil {
-			t.Fatal(err)
+		for rows.Next() {
+			var q string
+			if err := rows.Scan(&q); err != nil {
+				t.Fatal(err)
+			}
+			drops = append(drops, q)
 		}
-		drops = append(drops, q)
+		_ = rows.Close()
 	}
-	_ = rows.Close()
 	for _, q := range append(append([]string{"SET FOREIGN_KEY_CHECKS = 0"}, drops...), ddl...) {
 		if _, err := c.ExecContext(ctx, q); err != nil {
 			t.Fatalf("reset schema: %s: %v", q, err)
