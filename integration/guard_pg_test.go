@@ -64,6 +64,27 @@ func applyGuards(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect,
 	return done
 }
 
+// applyGuardsTwice applies the guard of targets and requires that the first
+// apply adds it on every column of added, that the check then finds
+// nothing wrong, and that a second apply changes nothing.
+func applyGuardsTwice(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect, targets []schemaguard.Target, added []string) {
+	t.Helper()
+	done := applyGuards(t, ctx, db, d, targets)
+	for _, c := range added {
+		if done[c] != "added" {
+			t.Errorf("first apply: %s %q, want added", c, done[c])
+		}
+	}
+	if problems, err := schemaguard.Check(ctx, db, d, targets); err != nil || len(problems) != 0 {
+		t.Fatalf("check after apply: %v %v", problems, err)
+	}
+	for c, done := range applyGuards(t, ctx, db, d, targets) {
+		if done != "unchanged" {
+			t.Errorf("second apply: %s %q, want unchanged", c, done)
+		}
+	}
+}
+
 // TestPGGuard installs the guard on a table with every plaintext type in
 // both modes and shows that the database itself then rejects plaintext
 // from every path that bypasses the proxy (direct INSERT, trigger, DO
@@ -87,20 +108,7 @@ CREATE TABLE wrongtype (id int, wt text);`
 	db := openPGSQL(t, e.pg.DSN())
 	targets := guardTargets(specs)
 
-	done := applyGuards(t, ctx, db, rules.DialectPostgres, targets)
-	for _, c := range append(cols, "secret") {
-		if done[c] != "added" {
-			t.Errorf("first apply: %s %q, want added", c, done[c])
-		}
-	}
-	if problems, err := schemaguard.Check(ctx, db, rules.DialectPostgres, targets); err != nil || len(problems) != 0 {
-		t.Fatalf("check after apply: %v %v", problems, err)
-	}
-	for c, d := range applyGuards(t, ctx, db, rules.DialectPostgres, targets) {
-		if d != "unchanged" {
-			t.Errorf("second apply: %s %q, want unchanged", c, d)
-		}
-	}
+	applyGuardsTwice(t, ctx, db, rules.DialectPostgres, targets, append(cols, "secret"))
 
 	// Through the proxy: every type, both modes.
 	proxied := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
@@ -179,7 +187,7 @@ CREATE TRIGGER copy_plain AFTER INSERT ON staging FOR EACH ROW EXECUTE FUNCTION 
 	if err != nil || len(problems) != 1 || problems[0].Target.Column != "c_int_randomized" || !strings.Contains(problems[0].Message, "differs") {
 		t.Fatalf("check with a changed guard: %v %v", problems, err)
 	}
-	done = applyGuards(t, ctx, db, rules.DialectPostgres, targets)
+	done := applyGuards(t, ctx, db, rules.DialectPostgres, targets)
 	if done["c_int_randomized"] != "replaced" || done["c_text_randomized"] != "unchanged" {
 		t.Fatalf("apply over a changed guard: %v", done)
 	}
