@@ -26,12 +26,7 @@ func TestPGUpstreamTerminated(t *testing.T) {
 	p := startPGProxy(t, pg, proxyOpts{})
 	admin := connect(t, pg.Superuser().DSN())
 	c := connect(t, p.DSN("disable"))
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* to-be-terminated */`)
-		done <- err
-	}()
-	pid := waitForQuery(t, admin, "to-be-terminated")
+	done, pid := execBackground(t, c, admin, "select pg_sleep(60)", "to-be-terminated")
 	if _, err := admin.Exec(testCtx(t), `select pg_terminate_backend($1)`, pid); err != nil {
 		t.Fatal(err)
 	}
@@ -55,12 +50,7 @@ func TestPGUpstreamConnectionLost(t *testing.T) {
 	p := startPGProxy(t, pg, proxyOpts{Dial: ups.dial})
 	admin := connect(t, pg.Superuser().DSN())
 	c := connect(t, p.DSN("disable"))
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* cut-upstream */`)
-		done <- err
-	}()
-	pid := waitForQuery(t, admin, "cut-upstream")
+	done, pid := execBackground(t, c, admin, "select pg_sleep(60)", "cut-upstream")
 	ups.cut()
 	err := <-done
 	var pe *pgconn.PgError

@@ -385,12 +385,7 @@ func TestPGCancel(t *testing.T) {
 	})
 	t.Run("explicit", func(t *testing.T) {
 		c := connect(t, p.DSN("disable"))
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* explicit-cancel */`)
-			done <- err
-		}()
-		waitForQuery(t, admin, "explicit-cancel")
+		done, _ := execBackground(t, c, admin, "select pg_sleep(60)", "explicit-cancel")
 		if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -409,12 +404,7 @@ func TestPGCancel(t *testing.T) {
 		tadmin := connect(t, tpg.Superuser().DSN())
 		tp := startPGProxy(t, tpg, proxyOpts{ClientTLS: true, RequireTLS: true, Upstream: proxy.SSLVerifyFull})
 		c := connect(t, tp.DSN("verify-full"))
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* tls-cancel */`)
-			done <- err
-		}()
-		waitForQuery(t, tadmin, "tls-cancel")
+		done, _ := execBackground(t, c, tadmin, "select pg_sleep(60)", "tls-cancel")
 		if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -425,12 +415,7 @@ func TestPGCancel(t *testing.T) {
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		c := connect(t, p.DSN("disable"))
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Exec(testCtx(t), `select pg_sleep(1) /* wrong-key */`)
-			done <- err
-		}()
-		waitForQuery(t, admin, "wrong-key")
+		done, _ := execBackground(t, c, admin, "select pg_sleep(1)", "wrong-key")
 		// A forged key (the real pid, a wrong secret) must not cancel.
 		pid := c.PgConn().PID()
 		sendRawCancel(t, p.Addr, pid, []byte{1, 2, 3, 4})
@@ -459,6 +444,19 @@ func sendRawCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 	if n, err := conn.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 		t.Fatalf("cancel connection: read %d, %v; want EOF", n, err)
 	}
+}
+
+// execBackground runs sql, tagged with the comment marker, on c in a
+// goroutine and waits until admin sees it running. It returns the
+// channel that receives the statement's error, and the backend's pid.
+func execBackground(t *testing.T, c, admin *pgx.Conn, sql, marker string) (<-chan error, int) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(testCtx(t), sql+" /* "+marker+" */")
+		done <- err
+	}()
+	return done, waitForQuery(t, admin, marker)
 }
 
 // waitForQuery waits until a backend is running a query containing marker.
@@ -592,12 +590,7 @@ func TestPGProtocolVersionNegotiation(t *testing.T) {
 		t.Fatalf("select through 3.2-requesting client: %d, %v", n, err)
 	}
 	// Cancellation still works with the negotiated 3.0 keys.
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* npv-cancel */`)
-		done <- err
-	}()
-	waitForQuery(t, connect(t, pg.Superuser().DSN()), "npv-cancel")
+	done, _ := execBackground(t, c, connect(t, pg.Superuser().DSN()), "select pg_sleep(60)", "npv-cancel")
 	if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
