@@ -194,6 +194,19 @@ func processList(ctx context.Context, admin *sql.DB) ([]map[string]string, error
 	return list, rows.Err()
 }
 
+// myExecBackground runs query, tagged with the comment marker, on c in a
+// goroutine and waits until admin sees it running. It returns the channel
+// that receives the statement's error, and the server thread's id.
+func myExecBackground(t testing.TB, ctx context.Context, c *sql.Conn, admin *sql.DB, query, marker string) (<-chan error, int64) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ExecContext(ctx, query+" /* "+marker+" */")
+		done <- err
+	}()
+	return done, waitForProcess(t, admin, marker)
+}
+
 // waitForProcess returns the id of the server thread whose query contains
 // marker, polling the process list.
 func waitForProcess(t testing.TB, admin *sql.DB, marker string) int64 {

@@ -67,12 +67,7 @@ func TestMySQLUpstreamKilled(t *testing.T) {
 
 	t.Run("busy", func(t *testing.T) {
 		a := openConn(t, p.config(t))
-		done := make(chan error, 1)
-		go func() {
-			_, err := a.ExecContext(ctx, `SELECT SLEEP(60) /* kill-conn */`)
-			done <- err
-		}()
-		id := waitForProcess(t, admin, "kill-conn")
+		done, id := myExecBackground(t, ctx, a, admin, "SELECT SLEEP(60)", "kill-conn")
 		if _, err := admin.ExecContext(ctx, fmt.Sprintf(`KILL CONNECTION %d`, id)); err != nil {
 			t.Fatal(err)
 		}
@@ -114,12 +109,7 @@ func TestMySQLUpstreamConnectionLost(t *testing.T) {
 	ctx := testCtx(t)
 	admin := adminDB(t, db)
 	a := openConn(t, p.config(t))
-	done := make(chan error, 1)
-	go func() {
-		_, err := a.ExecContext(ctx, `SELECT SLEEP(60) /* cut-upstream */`)
-		done <- err
-	}()
-	waitForProcess(t, admin, "cut-upstream")
+	done, _ := myExecBackground(t, ctx, a, admin, "SELECT SLEEP(60)", "cut-upstream")
 	ups.cut()
 	select {
 	case err := <-done:
