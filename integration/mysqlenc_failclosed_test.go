@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -46,7 +47,7 @@ type fcOpts struct {
 
 type fcEnv struct {
 	*myEncEnv
-	logs *lockedBuffer // the encryption layer's log
+	logs *testlog.Buffer // the encryption layer's log
 }
 
 // startMyFailClosed starts MariaDB with users (email deterministic, ssn
@@ -70,7 +71,7 @@ func startMyFailClosed(t *testing.T, o fcOpts) *fcEnv {
 			t.Fatalf("setup %q: %v", q, err)
 		}
 	}
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	opts := mycrypt.Options{Rules: set, Keys: mgr, AllowDynamicSQL: o.allowDynamic,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if o.catalog {

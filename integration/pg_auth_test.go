@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -264,7 +265,7 @@ func TestPGCleartextPasswordLegs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var clientSent lockedBuffer
+				var clientSent testlog.Buffer
 				dial := cfg.DialFunc
 				cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 					c, err := dial(ctx, network, addr)

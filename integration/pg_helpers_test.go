@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,24 +41,6 @@ type proxyOpts struct {
 // startPGProxyUpstream starts a proxy with an explicit upstream TLS setup.
 func startPGProxyUpstream(t testing.TB, pg *testenv.Postgres, up proxy.UpstreamTLS) *pgProxy {
 	return startPGProxy(t, pg, proxyOpts{UpstreamTLS: &up})
-}
-
-// lockedBuffer collects the proxy's logs for assertions and failure output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startPGProxy starts a proxy in front of pg and stops it (hard) when the

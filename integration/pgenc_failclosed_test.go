@@ -15,6 +15,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -42,7 +43,7 @@ func failClosedSpecs() []rules.Spec {
 // session connections (the catalog connection is separate).
 type failEnv struct {
 	*encEnv
-	wire *lockedBuffer
+	wire *testlog.Buffer
 }
 
 // startFailClosed starts the proxy over failClosedDDL; tweak adjusts the
@@ -63,7 +64,7 @@ func startFailClosedWith(t *testing.T, ddl string, specs []rules.Spec, tweak fun
 		t.Fatalf("ddl: %v", err)
 	}
 	ic := pgEncInterceptor(t, pg, specs, mgr, tweak)
-	wire := &lockedBuffer{}
+	wire := &testlog.Buffer{}
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)

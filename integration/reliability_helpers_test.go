@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	driver "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -98,7 +99,7 @@ type dbproxyProc struct {
 	cfgPath string
 	env     []string // added to the test's environment
 	listens []string // addresses to wait for after a start
-	logs    *lockedBuffer
+	logs    *testlog.Buffer
 	cmd     *exec.Cmd
 	exited  chan error
 }
@@ -113,7 +114,7 @@ func newDBProxy(t testing.TB, bin, dir, cfg string, env []string, listens ...str
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	d := &dbproxyProc{bin: bin, dir: dir, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &lockedBuffer{}}
+	d := &dbproxyProc{bin: bin, dir: dir, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &testlog.Buffer{}}
 	d.writeConfig(t, cfg)
 	t.Cleanup(func() {
 		d.kill()

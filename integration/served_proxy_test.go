@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy"
 	"go.uber.org/goleak"
 )
@@ -25,7 +26,7 @@ type servedProxy struct {
 	Port   int
 	CAFile string // CA of the client-facing certificate ("" without TLS)
 	Srv    *proxy.Server
-	Logs   *lockedBuffer
+	Logs   *testlog.Buffer
 	Limits proxy.Limits // the server's connection limits
 
 	serveErr chan error
@@ -85,7 +86,7 @@ func (p *servedProxy) verifyNoLeaks(t testing.TB, ignore goleak.Option) {
 // newServedProxy returns a servedProxy whose Logs collect the records of
 // level and above, and the logger that writes them.
 func newServedProxy(level slog.Level) (servedProxy, *slog.Logger) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 	return servedProxy{Logs: logs, serveErr: make(chan error, 1)}, logger
 }
