@@ -30,6 +30,16 @@ func lexConn(t *testing.T, e *myEncEnv, params ...string) *sql.Conn {
 	return conn
 }
 
+// lexConnSet is lexConn with the statement set (a SET) run first.
+func lexConnSet(t *testing.T, e *myEncEnv, set string) *sql.Conn {
+	t.Helper()
+	conn := lexConn(t, e)
+	if _, err := conn.ExecContext(testCtx(t), set); err != nil {
+		t.Fatalf("%s: %v", set, err)
+	}
+	return conn
+}
+
 // ssnThroughProxy reads users.ssn of row id through the proxy (NULL: "").
 func ssnThroughProxy(t *testing.T, ctx context.Context, conn *sql.Conn, id int) (string, bool) {
 	t.Helper()
@@ -131,10 +141,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 	ctx := testCtx(t)
 
 	t.Run("NO_BACKSLASH_ESCAPES with syntax the parser lacks", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
 		_, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 30, note = 'k\', ssn = 0x706c61696e3330 RETURNING id -- '`)
 		wantRefused(t, err, "could not be parsed")
 		if _, _, found := directRow(t, ctx, e, 30); found {
@@ -142,10 +149,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("NO_BACKSLASH_ESCAPES round trip", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES'")
 		// The string ends at the second quote: ssn is `c:\dir\`, note `a\b`.
 		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 31, note = 'a\b', ssn = 'c:\dir\'`); err != nil {
 			t.Fatal(err)
@@ -186,10 +190,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("ANSI_QUOTES", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET @@session.sql_mode = 'ANSI'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET @@session.sql_mode = 'ANSI'")
 		if _, err := conn.ExecContext(ctx, `INSERT INTO "users" ("id", "ssn", note) VALUES (34, 'plain34', 'n' || 'm')`); err != nil {
 			t.Fatal(err)
 		}
@@ -207,10 +208,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("unknown after an expression", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
 		_, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 36, note = 'k\', ssn = 0x706c61696e3336 -- '`)
 		wantRefused(t, err, "sql_mode is not known")
 		if _, err := conn.ExecContext(ctx, "INSERT INTO plain SET id = 36, note = 'plaintext tables still work'"); err != nil {
@@ -227,18 +225,12 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("unsupported mode", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = 'ORACLE'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET sql_mode = 'ORACLE'")
 		_, err := conn.ExecContext(ctx, "INSERT INTO users SET id = 37, ssn = 'plain37'")
 		wantRefused(t, err, "sql_mode 'ORACLE' is not supported")
 	})
 	t.Run("SET STATEMENT", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1")
 		// The session mode did not change: backslashes still escape.
 		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 38, note = 'k\', ssn = 0x706c61696e3338 -- '`); err != nil {
 			t.Fatal(err)
@@ -359,10 +351,7 @@ func TestMySQLEncCharset(t *testing.T) {
 		wantRefused(t, err, "character_set_client")
 	})
 	t.Run("from a variable", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET @cs = 'gbk'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET @cs = 'gbk'")
 		if _, err := conn.ExecContext(ctx, "SET character_set_client = @cs"); err != nil {
 			t.Fatal(err)
 		}
@@ -387,10 +376,7 @@ func TestMySQLEncCharset(t *testing.T) {
 		// allow_dynamic_sql): the charset it would set never changes. (With
 		// the opt-in, an EXECUTE after such a PREPARE makes the charset
 		// unknown: mycrypt's unit tests.)
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET @q = 'SET NAMES gbk'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET @q = 'SET NAMES gbk'")
 		_, err := conn.ExecContext(ctx, "PREPARE s FROM @q")
 		wantRefused(t, err, "allow_dynamic_sql")
 	})
