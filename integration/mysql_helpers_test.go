@@ -194,6 +194,22 @@ func processList(ctx context.Context, admin *sql.DB) ([]map[string]string, error
 	return list, rows.Err()
 }
 
+// execer is a *sql.DB or a *sql.Conn.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// execAll runs the statements on c in order, failing the test at the first
+// error.
+func execAll(t testing.TB, ctx context.Context, c execer, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // myExecBackground runs query, tagged with the comment marker, on c in a
 // goroutine and waits until admin sees it running. It returns the channel
 // that receives the statement's error, and the server thread's id.

@@ -169,12 +169,10 @@ func TestMySQLEncSQLMode(t *testing.T) {
 			t.Fatalf("lookup: %d %v", id, err)
 		}
 		// Back to the default: backslashes escape again.
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = DEFAULT"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 32, note = 'k\', ssn = 0x706c61696e3332 -- '`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"SET sql_mode = DEFAULT",
+			`INSERT INTO users SET id = 32, note = 'k\', ssn = 0x706c61696e3332 -- '`,
+		)
 		ssn, note, _ := directRow(t, ctx, e, 32)
 		if ssn != nil || note.String != `k', ssn = 0x706c61696e3332 -- ` {
 			t.Fatalf("row 32: ssn %q note %q", ssn, note.String)
@@ -211,15 +209,11 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		conn := lexConnSet(t, e, "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
 		_, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 36, note = 'k\', ssn = 0x706c61696e3336 -- '`)
 		wantRefused(t, err, "sql_mode is not known")
-		if _, err := conn.ExecContext(ctx, "INSERT INTO plain SET id = 36, note = 'plaintext tables still work'"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 36, note = 'k\', ssn = 'plain36'`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"INSERT INTO plain SET id = 36, note = 'plaintext tables still work'",
+			"SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
+			`INSERT INTO users SET id = 36, note = 'k\', ssn = 'plain36'`,
+		)
 		if got, _ := ssnThroughProxy(t, ctx, conn, 36); got != "plain36" {
 			t.Fatalf("ssn = %q", got)
 		}
@@ -245,12 +239,10 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		wantRefused(t, err, "same query string")
 		// The server reads the rest of a string under the mode set at its
 		// start: here the final mode is the default.
-		if _, err := conn.ExecContext(ctx, `SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\'; SET sql_mode = ''; -- '`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 40, note = 'k\', ssn = 0x706c61696e3430 -- '`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			`SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\'; SET sql_mode = ''; -- '`,
+			`INSERT INTO users SET id = 40, note = 'k\', ssn = 0x706c61696e3430 -- '`,
+		)
 		if ssn, note, _ := directRow(t, ctx, e, 40); ssn != nil || note.String != `k', ssn = 0x706c61696e3430 -- ` {
 			t.Fatalf("row 40: ssn %q note %q", ssn, note.String)
 		}
@@ -324,21 +316,17 @@ func TestMySQLEncCharset(t *testing.T) {
 				t.Fatalf("plaintext table under %s: %v", q, err)
 			}
 		}
-		if _, err := conn.ExecContext(ctx, "SET NAMES utf8mb4"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, "INSERT INTO users SET id = 61, ssn = 'plain61'"); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"SET NAMES utf8mb4",
+			"INSERT INTO users SET id = 61, ssn = 'plain61'",
+		)
 		if got, _ := ssnThroughProxy(t, ctx, conn, 61); got != "plain61" {
 			t.Fatalf("ssn = %q", got)
 		}
-		if _, err := conn.ExecContext(ctx, "SET NAMES latin1"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, "INSERT INTO users SET id = 62, ssn = 'plain62'"); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"SET NAMES latin1",
+			"INSERT INTO users SET id = 62, ssn = 'plain62'",
+		)
 	})
 	t.Run("DSN charset", func(t *testing.T) {
 		conn := lexConn(t, e, "charset=gbk")
