@@ -176,12 +176,7 @@ func TestMySQLMalformed(t *testing.T) {
 		})
 	}
 	t.Run("garbage-handshake", func(t *testing.T) {
-		nc, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+		nc := dialRaw(t, p.Addr, 20*time.Second)
 		buf := make([]byte, 4096)
 		if _, err := nc.Read(buf); err != nil { // the handshake
 			t.Fatal(err)

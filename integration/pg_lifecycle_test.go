@@ -81,12 +81,7 @@ func TestPGClientGone(t *testing.T) {
 // the first ReadyForQuery.
 func rawSession(t *testing.T, p *pgProxy) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	conn, err := net.Dial("tcp", p.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	conn := dialRaw(t, p.Addr, 30*time.Second)
 	fe := pgproto3.NewFrontend(conn, conn)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": p.pg.User, "database": p.pg.Database}})
@@ -154,12 +149,7 @@ func TestPGMalformedMessages(t *testing.T) {
 	t.Run("bad startup packet", func(t *testing.T) {
 		// A parameter without a value: the server sends FATAL 08P01
 		// (invalid startup packet layout), and so does the proxy.
-		conn, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn := dialRaw(t, p.Addr, 30*time.Second)
 		if _, err := conn.Write([]byte{0, 0, 0, 13, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0}); err != nil {
 			t.Fatal(err)
 		}
@@ -167,12 +157,7 @@ func TestPGMalformedMessages(t *testing.T) {
 	})
 	t.Run("bytes after SSLRequest", func(t *testing.T) {
 		tp := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
-		conn, err := net.Dial("tcp", tp.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn := dialRaw(t, tp.Addr, 30*time.Second)
 		req := binary.BigEndian.AppendUint32(nil, 8)
 		req = binary.BigEndian.AppendUint32(req, 80877103)
 		// SSLRequest and a plaintext StartupMessage in the same write.
@@ -186,12 +171,7 @@ func TestPGMalformedMessages(t *testing.T) {
 		}
 	})
 	t.Run("GSSENCRequest", func(t *testing.T) {
-		conn, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn := dialRaw(t, p.Addr, 30*time.Second)
 		req := binary.BigEndian.AppendUint32(nil, 8)
 		req = binary.BigEndian.AppendUint32(req, 80877104)
 		if _, err := conn.Write(req); err != nil {

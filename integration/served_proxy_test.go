@@ -159,3 +159,17 @@ func (u *upstreamConns) cut() {
 		_ = c.Close()
 	}
 }
+
+// dialRaw opens a TCP connection to addr for hand-made bytes, with a
+// deadline of timeout from now on all its I/O. It is closed when the test
+// ends.
+func dialRaw(t testing.TB, addr string, timeout time.Duration) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	return conn
+}
