@@ -21,9 +21,7 @@ import (
 // encrypted; mixed line endings fail the COPY as they would on the server,
 // and nothing is stored.
 func TestPGEncCopyLineEndings(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	empty := func(t *testing.T) {
 		t.Helper()
 		if _, err := e.direct.Exec(ctx, `DELETE FROM users`); err != nil {

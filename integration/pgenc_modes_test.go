@@ -230,9 +230,7 @@ func TestPGEncCRUDModes(t *testing.T) {
 // TestPGEncCursor: a cursor over an encrypted table decrypts through FETCH
 // in both protocols (the server describes FETCH with the cursor's columns).
 func TestPGEncCursor(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	s := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, s := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	if _, err := s.Exec(ctx, `INSERT INTO users (email, name) VALUES ('cur@example.com', 'Cursor Person')`); err != nil {
 		t.Fatal(err)
 	}
@@ -260,9 +258,7 @@ func TestPGEncCursor(t *testing.T) {
 // key (tampered, copied from another column, plaintext written directly)
 // make the query fail in every mode; nothing of them reaches the client.
 func TestPGEncDecryptFailure(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	s := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, s := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	for _, em := range []string{"tamper@example.com", "moved@example.com", "plain@example.com"} {
 		if _, err := s.Exec(ctx, `INSERT INTO users (email, name, note) VALUES ($1, 'Some Name', $1)`, em); err != nil {
 			t.Fatal(err)
