@@ -194,6 +194,18 @@ func processList(ctx context.Context, admin *sql.DB) ([]map[string]string, error
 	return list, rows.Err()
 }
 
+// requireSelect fails the test (what: the connection's state) unless c
+// answers SELECT n with n.
+func requireSelect(t testing.TB, ctx context.Context, c interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, n int, what string) {
+	t.Helper()
+	var got int
+	if err := c.QueryRowContext(ctx, fmt.Sprintf("SELECT %d", n)).Scan(&got); err != nil || got != n {
+		t.Fatalf("%s: SELECT %d returned %d, %v", what, n, got, err)
+	}
+}
+
 // execer is a *sql.DB or a *sql.Conn.
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

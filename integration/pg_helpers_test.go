@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -138,6 +139,16 @@ func connectMode(t testing.TB, dsn string, mode pgx.QueryExecMode) *pgx.Conn {
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
+}
+
+// pgRequireSelect fails the test (what: the session's state) unless c
+// answers select n with n.
+func pgRequireSelect(t testing.TB, ctx context.Context, c *pgx.Conn, n int, what string) {
+	t.Helper()
+	var got int
+	if err := c.QueryRow(ctx, fmt.Sprintf("select %d", n)).Scan(&got); err != nil || got != n {
+		t.Fatalf("%s: select %d returned %d, %v", what, n, got, err)
+	}
 }
 
 func testCtx(t testing.TB) context.Context {

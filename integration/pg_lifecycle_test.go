@@ -140,10 +140,7 @@ func TestPGMalformedMessages(t *testing.T) {
 			}
 			expectFatal(t, fe, "08P01")
 			// Other clients are not affected.
-			var n int
-			if err := bystander.QueryRow(testCtx(t), `select 3`).Scan(&n); err != nil || n != 3 {
-				t.Fatalf("bystander: %d %v", n, err)
-			}
+			pgRequireSelect(t, testCtx(t), bystander, 3, "bystander")
 		})
 	}
 	t.Run("bad startup packet", func(t *testing.T) {

@@ -394,10 +394,7 @@ func TestPGCancel(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != "57014" {
 			t.Fatalf("cancelled query: err = %v, want SQLSTATE 57014", err)
 		}
-		var n int
-		if err := c.QueryRow(testCtx(t), `select 7`).Scan(&n); err != nil || n != 7 {
-			t.Fatalf("session after cancel: %d, %v", n, err)
-		}
+		pgRequireSelect(t, testCtx(t), c, 7, "session after cancel")
 	})
 	t.Run("TLS on both legs", func(t *testing.T) {
 		tpg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
@@ -573,10 +570,7 @@ func TestPGLargeRows(t *testing.T) {
 				t.Fatalf("20 MB round trip corrupted: len %d, server sha256 %s, want %x", len(got), dbSum, want)
 			}
 			// The session keeps working with small messages after big ones.
-			var n int
-			if err := c.QueryRow(ctx, `select 1`).Scan(&n); err != nil || n != 1 {
-				t.Fatalf("after large row: %d %v", n, err)
-			}
+			pgRequireSelect(t, ctx, c, 1, "after large row")
 		})
 	}
 }
@@ -585,10 +579,7 @@ func TestPGProtocolVersionNegotiation(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
 	c := connect(t, p.DSN("disable")+"&max_protocol_version=3.2&min_protocol_version=3.0")
-	var n int
-	if err := c.QueryRow(testCtx(t), `select 5`).Scan(&n); err != nil || n != 5 {
-		t.Fatalf("select through 3.2-requesting client: %d, %v", n, err)
-	}
+	pgRequireSelect(t, testCtx(t), c, 5, "select through 3.2-requesting client")
 	// Cancellation still works with the negotiated 3.0 keys.
 	done, _ := execBackground(t, c, connect(t, pg.Superuser().DSN()), "select pg_sleep(60)", "npv-cancel")
 	if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
