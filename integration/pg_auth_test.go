@@ -181,14 +181,8 @@ func TestPGUpstreamSSLModes(t *testing.T) {
 func TestPGUpstreamVerifyFailures(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
 	otherCA, _, _ := testenv.GenerateCert(t, t.TempDir(), "localhost")
-	otherPool, err := proxy.LoadCertPool(otherCA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goodPool, err := proxy.LoadCertPool(pg.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherPool := caPool(t, otherCA)
+	goodPool := caPool(t, pg.CAFile)
 	cases := []struct {
 		name string
 		up   proxy.UpstreamTLS
@@ -224,10 +218,7 @@ func TestPGUpstreamVerifyFailures(t *testing.T) {
 func TestPGCleartextPasswordLegs(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "password", TLS: true})
 	ip := testenv.NonLoopbackIP(t)
-	roots, err := proxy.LoadCertPool(pg.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	roots := caPool(t, pg.CAFile)
 	type upstream struct {
 		name string
 		fwd  bool // through a forwarder on the non-loopback address
