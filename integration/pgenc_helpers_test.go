@@ -148,14 +148,7 @@ func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
 			if ct == nil {
 				continue
 			}
-			h, err := crypto.ParseHeader(ct)
-			if err != nil {
-				t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
-				continue
-			}
-			if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type || h.KeyVersion == 0 {
-				t.Errorf("%s.%s: header %+v, want algorithm %v type %v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
-			}
+			checkCiphertext(t, sp, ct)
 		}
 	}
 	for table := range tables {
@@ -181,6 +174,20 @@ func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
 				t.Errorf("leak: plaintext %q found in table %s", p, table)
 			}
 		}
+	}
+}
+
+// checkCiphertext reports a value stored in sp's column (either protocol)
+// that is not a ciphertext of sp's algorithm and type under a key version.
+func checkCiphertext(t testing.TB, sp rules.Spec, ct []byte) {
+	t.Helper()
+	h, err := crypto.ParseHeader(ct)
+	if err != nil {
+		t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
+		return
+	}
+	if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type || h.KeyVersion == 0 {
+		t.Errorf("%s.%s: header %+v, want algorithm %v type %v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
 	}
 }
 
