@@ -177,6 +177,26 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 	})
 }
 
+// rssPace makes a slow reader pause for 1 ms after every 200th row (n
+// rows read so far).
+func rssPace(slow bool, n int) {
+	if slow && n%200 == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// rssReadAll is a reader's outcome after n rows and the result's error:
+// that error, or a wrong count of rows.
+func rssReadAll(n int, err error) error {
+	if err != nil {
+		return err
+	}
+	if n != rssRows() {
+		return fmt.Errorf("%d rows, want %d", n, rssRows())
+	}
+	return nil
+}
+
 func mb(n int64) float64 { return float64(n) / (1 << 20) }
 
 // TestRSSStreamPostgres: 500k encrypted rows through `dbproxy serve` to a
@@ -244,18 +264,11 @@ func TestRSSStreamPostgres(t *testing.T) {
 				rows.Close()
 				return fmt.Errorf("row %d: ssn %q, want the plaintext", n, v[2])
 			}
-			if n++; slow && n%200 == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			n++
+			rssPace(slow, n)
 		}
 		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != rssRows() {
-			return fmt.Errorf("%d rows, want %d", n, rssRows())
-		}
-		return nil
+		return rssReadAll(n, rows.Err())
 	}
 	runRSS(t, listener, env, read, small)
 }
@@ -340,17 +353,10 @@ func TestRSSStreamMySQL(t *testing.T) {
 			if !bytes.Equal(ssn, []byte(rssSSN)) {
 				return fmt.Errorf("row %d: ssn %q, want the plaintext", n, ssn)
 			}
-			if n++; slow && n%200 == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			n++
+			rssPace(slow, n)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != rssRows() {
-			return fmt.Errorf("%d rows, want %d", n, rssRows())
-		}
-		return nil
+		return rssReadAll(n, rows.Err())
 	}
 	runRSS(t, listener, env, read, small)
 }
