@@ -259,24 +259,7 @@ func TestMySQLTemplateLogins(t *testing.T) {
 		// The client answers with the scramble it last saw (the real
 		// server's, from the proxy's AuthSwitchRequest); the server may
 		// ask again with a new one.
-		cu := []byte{gomysql.COM_CHANGE_USER}
-		cu = append(cu, other...)
-		cu = append(cu, 0, 0) // empty auth response: the server asks
-		cu = append(cu, db.Database...)
-		cu = append(cu, 0, 45, 0)
-		cu = append(cu, "mysql_native_password\x00"...)
-		r.command(t, cu)
-		for {
-			pk := r.read(t)
-			if pk[0] == 0x00 {
-				break
-			}
-			if pk[0] != 0xfe {
-				t.Fatalf("change user answered %x", pk)
-			}
-			_, data, _ := bytes.Cut(pk[1:], []byte{0})
-			r.send(t, gomysql.CalcNativePassword(bytes.TrimSuffix(data, []byte{0}), []byte("cu-pass")))
-		}
+		r.changeUser(t, other, "cu-pass", db.Database)
 		if got := r.query(t, `SELECT CURRENT_USER()`); len(got) != 1 || !strings.HasPrefix(got[0], other+"@") {
 			t.Fatalf("after COM_CHANGE_USER: %q", got)
 		}
