@@ -52,6 +52,56 @@ func guardDDL(d rules.Dialect, database string, cols []*rules.ColumnRule) guardS
 	return g
 }
 
+// fuzzServer is what a differential fuzzer does on the server directly,
+// bypassing the proxy, around each input.
+type fuzzServer struct {
+	guard       guardStatements
+	exec        func(ctx context.Context, q string) error
+	fingerprint func(t testing.TB) string // what a statement could change besides rows
+	baseline    string                    // the fingerprint of the fresh schema
+	reset       func(t *testing.T)        // rebuilds the schema
+	empty       string                    // the statement that removes every row of users
+	check       func(t *testing.T)        // fails on a value at rest the proxy did not encrypt
+}
+
+// addGuard installs the database-side guard (schema guard) when setup
+// asks for it (bit 0x20).
+func (s *fuzzServer) addGuard(t *testing.T, ctx context.Context, setup uint8) {
+	t.Helper()
+	if setup&0x20 == 0 {
+		return
+	}
+	for _, q := range s.guard.add {
+		if err := s.exec(ctx, q); err != nil {
+			t.Fatalf("guard: %v", err)
+		}
+	}
+}
+
+// finish checks what the input left at rest, then (also after a failed
+// check) cleans up.
+func (s *fuzzServer) finish(t *testing.T, setup uint8) {
+	t.Helper()
+	defer s.cleanUp(t, setup)
+	s.check(t)
+}
+
+// cleanUp makes the next input start clean: it removes the guard, then
+// rebuilds the schema if the input changed it, or empties users.
+func (s *fuzzServer) cleanUp(t *testing.T, setup uint8) {
+	t.Helper()
+	if setup&0x20 != 0 {
+		for _, q := range s.guard.drop {
+			_ = s.exec(context.Background(), q) // the table may be gone
+		}
+	}
+	if got := s.fingerprint(t); got != s.baseline {
+		s.reset(t)
+	} else if err := s.exec(context.Background(), s.empty); err != nil {
+		t.Fatalf("%s: %v", s.empty, err)
+	}
+}
+
 // genPiece assembles a statement tail from fragments, one per gen byte.
 func genPiece(gen []byte, frags []string) string {
 	var b strings.Builder
@@ -117,8 +167,18 @@ func FuzzPGDifferential(f *testing.F) {
 	enc := rules.NewEncryptor(e.mgr)
 	tr := set.Table("", "public", "users")
 	cols := []*rules.ColumnRule{tr.Column("email"), tr.Column("ssn")}
-	guard := guardDDL(rules.DialectPostgres, "", cols)
-	baseline := pgFingerprint(f, e.direct)
+	srv := &fuzzServer{
+		guard: guardDDL(rules.DialectPostgres, "", cols),
+		exec: func(ctx context.Context, q string) error {
+			_, err := e.direct.Exec(ctx, q)
+			return err
+		},
+		fingerprint: func(t testing.TB) string { return pgFingerprint(t, e.direct) },
+		reset:       func(t *testing.T) { pgResetSchema(t, e.direct, ddl) },
+		empty:       "TRUNCATE users",
+		check:       func(t *testing.T) { pgCheckCiphertexts(t, e.direct, enc, cols) },
+	}
+	srv.baseline = srv.fingerprint(f)
 
 	for i, s := range pgSeeds {
 		f.Add(uint8(i), s, []byte(nil), []byte(nil))
@@ -141,13 +201,7 @@ func FuzzPGDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
-		if setup&0x20 != 0 { // with the database-side guard (schema guard)
-			for _, q := range guard.add {
-				if _, err := e.direct.Exec(ctx, q); err != nil {
-					t.Fatalf("guard: %v", err)
-				}
-			}
-		}
+		srv.addGuard(t, ctx, setup)
 		cfg, err := pgconn.ParseConfig(e.proxy.DSN("disable"))
 		if err != nil {
 			t.Fatal(err)
@@ -174,19 +228,7 @@ func FuzzPGDifferential(f *testing.F) {
 		}
 		conn.Close(ctx)
 
-		defer func() { // also after a failed check: the next input starts clean
-			if setup&0x20 != 0 {
-				for _, q := range guard.drop {
-					_, _ = e.direct.Exec(context.Background(), q) // the table may be gone
-				}
-			}
-			if got := pgFingerprint(t, e.direct); got != baseline {
-				pgResetSchema(t, e.direct, ddl)
-			} else if _, err := e.direct.Exec(context.Background(), "TRUNCATE users"); err != nil {
-				t.Fatalf("truncate: %v", err)
-			}
-		}()
-		pgCheckCiphertexts(t, e.direct, enc, cols)
+		srv.finish(t, setup)
 	})
 }
 
@@ -305,8 +347,18 @@ func FuzzMySQLDifferential(f *testing.F) {
 	enc := rules.NewEncryptor(e.mgr)
 	tr := set.Table(e.db.Database, "", "users")
 	cols := []*rules.ColumnRule{tr.Column("email"), tr.Column("ssn")}
-	guard := guardDDL(rules.DialectMySQL, e.db.Database, cols)
-	baseline := myFingerprint(f, e.direct, e.db.Database)
+	srv := &fuzzServer{
+		guard: guardDDL(rules.DialectMySQL, e.db.Database, cols),
+		exec: func(ctx context.Context, q string) error {
+			_, err := e.direct.ExecContext(ctx, q)
+			return err
+		},
+		fingerprint: func(t testing.TB) string { return myFingerprint(t, e.direct, e.db.Database) },
+		reset:       func(t *testing.T) { myResetSchema(t, e.direct, e.db.Database, ddl) },
+		empty:       "DELETE FROM users",
+		check:       func(t *testing.T) { myCheckCiphertexts(t, e.direct, enc, cols) },
+	}
+	srv.baseline = srv.fingerprint(f)
 
 	for i, s := range mySeeds {
 		f.Add(uint8(i), s, []byte(nil))
@@ -329,13 +381,7 @@ func FuzzMySQLDifferential(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 
-		if setup&0x20 != 0 { // with the database-side guard (schema guard)
-			for _, q := range guard.add {
-				if _, err := e.direct.ExecContext(ctx, q); err != nil {
-					t.Fatalf("guard: %v", err)
-				}
-			}
-		}
+		srv.addGuard(t, ctx, setup)
 		params := []string{"multiStatements=true"}
 		if setup&0x80 != 0 { // the handshake's character set
 			params = append(params, "charset="+[]string{"gbk", "big5", "sjis", "utf8mb4", "latin1", "cp932"}[int(setup)%6])
@@ -366,19 +412,7 @@ func FuzzMySQLDifferential(f *testing.F) {
 		_ = c.Close()
 		_ = db.Close()
 
-		defer func() { // also after a failed check: the next input starts clean
-			if setup&0x20 != 0 {
-				for _, q := range guard.drop {
-					_, _ = e.direct.ExecContext(context.Background(), q) // the table may be gone
-				}
-			}
-			if got := myFingerprint(t, e.direct, e.db.Database); got != baseline {
-				myResetSchema(t, e.direct, e.db.Database, ddl)
-			} else if _, err := e.direct.ExecContext(context.Background(), "DELETE FROM users"); err != nil {
-				t.Fatalf("empty users: %v", err)
-			}
-		}()
-		myCheckCiphertexts(t, e.direct, enc, cols)
+		srv.finish(t, setup)
 	})
 }
 
@@ -433,31 +467,24 @@ func myResetSchema(t *testing.T, direct *sql.DB, database string, ddl []string) 
 	}
 	defer c.Close()
 	var drops []string
-	rows, err := c.QueryContext(ctx, `SELECT CONCAT('DROP ', IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), ' IF EXISTS `+"`"+`', TABLE_NAME, '`+"`"+`')
-		FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`, database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var q string
-		if err := rows.Scan(&q); err != nil {
+	for _, list := range []string{ // the DROP statements of the tables and views, then of the routines
+		`SELECT CONCAT('DROP ', IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), ' IF EXISTS ` + "`" + `', TABLE_NAME, '` + "`" + `')
+		FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`,
+		"SELECT CONCAT('DROP ', ROUTINE_TYPE, ' IF EXISTS `', ROUTINE_NAME, '`') FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?",
+	} {
+		rows, err := c.QueryContext(ctx, list, database)
+		if err != nil {
 			t.Fatal(err)
 		}
-		drops = append(drops, q)
-	}
-	_ = rows.Close()
-	rows, err = c.QueryContext(ctx, "SELECT CONCAT('DROP ', ROUTINE_TYPE, ' IF EXISTS `', ROUTINE_NAME, '`') FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?", database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var q string
-		if err := rows.Scan(&q); err != nil {
-			t.Fatal(err)
+		for rows.Next() {
+			var q string
+			if err := rows.Scan(&q); err != nil {
+				t.Fatal(err)
+			}
+			drops = append(drops, q)
 		}
-		drops = append(drops, q)
+		_ = rows.Close()
 	}
-	_ = rows.Close()
 	for _, q := range append(append([]string{"SET FOREIGN_KEY_CHECKS = 0"}, drops...), ddl...) {
 		if _, err := c.ExecContext(ctx, q); err != nil {
 			t.Fatalf("reset schema: %s: %v", q, err)

@@ -26,7 +26,6 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
-	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -379,23 +378,7 @@ func startPgxTarget(t *testing.T, cfg string) string {
 		return suitePGProxy(t, pg, nil).DSN("disable")
 	}
 	specs := suiteSpecs()
-	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ic, err := pgcrypt.New(pgcrypt.Options{
-		Rules:     set,
-		Encryptor: rules.NewEncryptor(mgr),
-		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-			return pgx.Connect(ctx, pg.DSN())
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ic.Close)
+	ic := pgEncInterceptor(t, pg, specs, testkeys.Manager(t, testkeys.ForRules(specs)...), nil)
 	p := suitePGProxy(t, pg, ic)
 	// The rules work: a value written through this listener is stored
 	// encrypted (so the suite really ran behind an encrypting listener).
@@ -417,8 +400,7 @@ func startPgxTarget(t *testing.T, cfg string) string {
 // thousands of sessions).
 func suitePGProxy(t *testing.T, pg *testenv.Postgres, ic postgres.Interceptor) *pgProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sp, logger := newServedProxy(slog.LevelWarn)
 	opts := postgres.Options{
 		Name:        "pg-suite",
 		Upstream:    pg.Addr(),
@@ -432,7 +414,7 @@ func suitePGProxy(t *testing.T, pg *testenv.Postgres, ic postgres.Interceptor) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}, pg: pg}
+	p := &pgProxy{servedProxy: sp, pg: pg}
 	p.serve(t, h, logger)
 	return p
 }
@@ -486,24 +468,16 @@ func startMySQLTarget(t *testing.T, cfg string) (*testenv.MariaDB, string) {
 // suiteMyProxy is startMyProxy logging warnings only.
 func suiteMyProxy(t *testing.T, db *testenv.MariaDB, ic mysql.Interceptor) *myProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sp, logger := newServedProxy(slog.LevelWarn)
+	p := &myProxy{servedProxy: sp, db: db}
 	// The server offers TLS (the suite's TLS tests use it), so the
 	// listener does too.
-	ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-	tlsCfg, err := proxy.ServerTLSConfig(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tlsCfg := p.offerTLS(t)
 	// The upstream leg is TLS too (verify-full), as a deployment would
 	// have it: the suite checks Ssl_cipher of its session.
 	up := proxy.UpstreamTLS{Mode: proxy.SSLDisable}
 	if db.CAFile != "" {
-		pool, err := proxy.LoadCertPool(db.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		up = proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, ServerName: db.Host, RootCAs: pool}
+		up = proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, ServerName: db.Host, RootCAs: caPool(t, db.CAFile)}
 	}
 	opts := mysql.Options{
 		TLS:         tlsCfg,
@@ -519,8 +493,6 @@ func suiteMyProxy(t *testing.T, db *testenv.MariaDB, ic mysql.Interceptor) *myPr
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}, db: db}
-	p.CAFile = ca
 	p.serve(t, h, logger)
 	return p
 }

@@ -93,18 +93,14 @@ func TestPGEncKeyUse(t *testing.T) {
 	for i := range specs {
 		specs[i].Schema = "public"
 	}
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	direct := connect(t, pg.DSN())
 	if _, err := direct.Exec(ctx, "CREATE TABLE people (id int PRIMARY KEY, email bytea, ssn bytea)"); err != nil {
 		t.Fatal(err)
 	}
 	rec := &keyUseRecorder{}
-	ic := newPGEncInterceptor(t, pg, pgcrypt.Options{Rules: set,
-		Encryptor: rules.NewEncryptor(testkeys.Manager(t, testkeys.ForRules(specs)...)),
-		Guard:     rec, Monitor: rec})
+	ic := pgEncInterceptor(t, pg, specs, testkeys.Manager(t, testkeys.ForRules(specs)...), func(o *pgcrypt.Options) {
+		o.Guard, o.Monitor = rec, rec
+	})
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
 	var c *pgx.Conn
 	var client netip.AddrPort
@@ -139,7 +135,7 @@ func TestPGEncKeyUse(t *testing.T) {
 
 	rec.deny.Store(&pg.User)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
-		_, err = c.Exec(ctx, "INSERT INTO people (id, email, ssn) VALUES (3, $1, $2)", mode, "bob@example.com", "987-65-4321")
+		_, err := c.Exec(ctx, "INSERT INTO people (id, email, ssn) VALUES (3, $1, $2)", mode, "bob@example.com", "987-65-4321")
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "public.people.ssn") ||
 			strings.Contains(pe.Message, "987-65") {

@@ -64,20 +64,7 @@ func TestMySQLGuard(t *testing.T) {
 	targets := guardTargets(specs) // Database set by startMyEncProxy
 	db := e.direct
 
-	done := applyGuards(t, ctx, db, rules.DialectMySQL, targets)
-	for _, n := range append(names, "Secret") {
-		if done[n] != "added" {
-			t.Errorf("first apply: %s %q, want added", n, done[n])
-		}
-	}
-	if problems, err := schemaguard.Check(ctx, db, rules.DialectMySQL, targets); err != nil || len(problems) != 0 {
-		t.Fatalf("check after apply: %v %v", problems, err)
-	}
-	for c, d := range applyGuards(t, ctx, db, rules.DialectMySQL, targets) {
-		if d != "unchanged" {
-			t.Errorf("second apply: %s %q, want unchanged", c, d)
-		}
-	}
+	applyGuardsTwice(t, ctx, db, rules.DialectMySQL, targets, append(names, "Secret"))
 
 	// Through the proxy, binary protocol and interpolated literals.
 	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ")
@@ -134,25 +121,7 @@ func TestMySQLGuard(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "ALTER TABLE guarded DROP CONSTRAINT "+schemaguard.ConstraintName(rules.DialectMySQL, "guarded", "bo_ran")); err != nil {
 		t.Fatal(err)
 	}
-	dbName := e.db.Database
-	bad := append(targets,
-		schemaguard.Target{Database: dbName, Table: "wrongtype", Column: "wt", Mode: rules.ModeRandomized, Type: value.TypeText},
-		schemaguard.Target{Database: dbName, Table: "guarded", Column: "nosuch", Mode: rules.ModeRandomized, Type: value.TypeText},
-		schemaguard.Target{Database: dbName, Table: "nosuchtable", Column: "x", Mode: rules.ModeRandomized, Type: value.TypeText},
-	)
-	problems, err = schemaguard.Check(ctx, db, rules.DialectMySQL, bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{"bo_ran": "no guard", "wt": "column type is varchar(100), not VARBINARY or BLOB", "nosuch": "column not found", "x": "table not found"}
-	if len(problems) != len(want) {
-		t.Fatalf("check: %d problems, want %d: %v", len(problems), len(want), problems)
-	}
-	for _, p := range problems {
-		if w := want[p.Target.Column]; w == "" || !strings.Contains(p.Message, w) {
-			t.Errorf("check: %s, want %q", p, w)
-		}
-	}
+	checkBadTargets(t, ctx, db, rules.DialectMySQL, e.db.Database, targets, "bo_ran", "column type is varchar(100), not VARBINARY or BLOB")
 }
 
 // TestMySQLGuardExistingPlaintext: MariaDB checks existing rows when the

@@ -64,6 +64,54 @@ func applyGuards(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect,
 	return done
 }
 
+// applyGuardsTwice applies the guard of targets and requires that the first
+// apply adds it on every column of added, that the check then finds
+// nothing wrong, and that a second apply changes nothing.
+func applyGuardsTwice(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect, targets []schemaguard.Target, added []string) {
+	t.Helper()
+	done := applyGuards(t, ctx, db, d, targets)
+	for _, c := range added {
+		if done[c] != "added" {
+			t.Errorf("first apply: %s %q, want added", c, done[c])
+		}
+	}
+	if problems, err := schemaguard.Check(ctx, db, d, targets); err != nil || len(problems) != 0 {
+		t.Fatalf("check after apply: %v %v", problems, err)
+	}
+	for c, done := range applyGuards(t, ctx, db, d, targets) {
+		if done != "unchanged" {
+			t.Errorf("second apply: %s %q, want unchanged", c, done)
+		}
+	}
+}
+
+// checkBadTargets adds to targets (in database) a column of the wrong type
+// (wrongtype.wt), a missing column and a missing table, and requires that
+// the check reports exactly those and the guard missing on unguarded, with
+// wrongType the message of the wrong type. It returns the extended targets.
+func checkBadTargets(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect, database string, targets []schemaguard.Target, unguarded, wrongType string) []schemaguard.Target {
+	t.Helper()
+	bad := append(targets,
+		schemaguard.Target{Database: database, Table: "wrongtype", Column: "wt", Mode: rules.ModeRandomized, Type: value.TypeText},
+		schemaguard.Target{Database: database, Table: "guarded", Column: "nosuch", Mode: rules.ModeRandomized, Type: value.TypeText},
+		schemaguard.Target{Database: database, Table: "nosuchtable", Column: "x", Mode: rules.ModeRandomized, Type: value.TypeText},
+	)
+	problems, err := schemaguard.Check(ctx, db, d, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{unguarded: "no guard", "wt": wrongType, "nosuch": "column not found", "x": "table not found"}
+	if len(problems) != len(want) {
+		t.Fatalf("check: %d problems, want %d: %v", len(problems), len(want), problems)
+	}
+	for _, p := range problems {
+		if w := want[p.Target.Column]; w == "" || !strings.Contains(p.Message, w) {
+			t.Errorf("check: %s, want %q", p, w)
+		}
+	}
+	return bad
+}
+
 // TestPGGuard installs the guard on a table with every plaintext type in
 // both modes and shows that the database itself then rejects plaintext
 // from every path that bypasses the proxy (direct INSERT, trigger, DO
@@ -72,49 +120,29 @@ func applyGuards(t testing.TB, ctx context.Context, db *sql.DB, d rules.Dialect,
 // constraint of the guard's name with another definition; check reports
 // missing columns, tables and wrong types.
 func TestPGGuard(t *testing.T) {
-	var ddl strings.Builder
-	ddl.WriteString(`CREATE TABLE guarded (id int PRIMARY KEY`)
-	var specs []rules.Spec
+	ddl, specs := typedTable("guarded", "id int PRIMARY KEY", len(encTypeCases), func(i int) value.Type { return encTypeCases[i].typ })
 	var cols []string
-	for _, tc := range encTypeCases {
-		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
-			col := fmt.Sprintf("c_%s_%s", tc.typ, mode)
-			fmt.Fprintf(&ddl, ", %s bytea", col)
-			specs = append(specs, encSpec("guarded", col, mode, tc.typ, col))
-			cols = append(cols, col)
-		}
+	for _, sp := range specs {
+		cols = append(cols, sp.Column)
 	}
-	ddl.WriteString(`);
+	ddl += `;
 CREATE TABLE parted (id int, k int, secret bytea) PARTITION BY RANGE (k);
 CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
-CREATE TABLE wrongtype (id int, wt text);`)
+CREATE TABLE wrongtype (id int, wt text);`
 	specs = append(specs, encSpec("parted", "secret", rules.ModeRandomized, value.TypeText, "parted.secret"))
-	e := startEncProxy(t, ddl.String(), specs)
+	e := startEncProxy(t, ddl, specs)
 	ctx := testCtx(t)
 	db := openPGSQL(t, e.pg.DSN())
 	targets := guardTargets(specs)
 
-	done := applyGuards(t, ctx, db, rules.DialectPostgres, targets)
-	for _, c := range append(cols, "secret") {
-		if done[c] != "added" {
-			t.Errorf("first apply: %s %q, want added", c, done[c])
-		}
-	}
-	if problems, err := schemaguard.Check(ctx, db, rules.DialectPostgres, targets); err != nil || len(problems) != 0 {
-		t.Fatalf("check after apply: %v %v", problems, err)
-	}
-	for c, d := range applyGuards(t, ctx, db, rules.DialectPostgres, targets) {
-		if d != "unchanged" {
-			t.Errorf("second apply: %s %q, want unchanged", c, d)
-		}
-	}
+	applyGuardsTwice(t, ctx, db, rules.DialectPostgres, targets, append(cols, "secret"))
 
 	// Through the proxy: every type, both modes.
 	proxied := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
 	var names, lits []string
 	for _, tc := range encTypeCases {
 		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
-			names = append(names, fmt.Sprintf("c_%s_%s", tc.typ, mode))
+			names = append(names, typedColumn(tc.typ, mode))
 			lits = append(lits, tc.lits[len(tc.lits)-1])
 		}
 	}
@@ -186,7 +214,7 @@ CREATE TRIGGER copy_plain AFTER INSERT ON staging FOR EACH ROW EXECUTE FUNCTION 
 	if err != nil || len(problems) != 1 || problems[0].Target.Column != "c_int_randomized" || !strings.Contains(problems[0].Message, "differs") {
 		t.Fatalf("check with a changed guard: %v %v", problems, err)
 	}
-	done = applyGuards(t, ctx, db, rules.DialectPostgres, targets)
+	done := applyGuards(t, ctx, db, rules.DialectPostgres, targets)
 	if done["c_int_randomized"] != "replaced" || done["c_text_randomized"] != "unchanged" {
 		t.Fatalf("apply over a changed guard: %v", done)
 	}
@@ -199,31 +227,14 @@ CREATE TRIGGER copy_plain AFTER INSERT ON staging FOR EACH ROW EXECUTE FUNCTION 
 	if _, err := direct.Exec(ctx, `ALTER TABLE guarded DROP CONSTRAINT dbproxy_guard_c_boolean_randomized`); err != nil {
 		t.Fatal(err)
 	}
-	bad := append(targets,
-		schemaguard.Target{Table: "wrongtype", Column: "wt", Mode: rules.ModeRandomized, Type: value.TypeText},
-		schemaguard.Target{Table: "guarded", Column: "nosuch", Mode: rules.ModeRandomized, Type: value.TypeText},
-		schemaguard.Target{Table: "nosuchtable", Column: "x", Mode: rules.ModeRandomized, Type: value.TypeText},
-	)
-	problems, err = schemaguard.Check(ctx, db, rules.DialectPostgres, bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{"c_boolean_randomized": "no guard", "wt": "column type is text, not bytea", "nosuch": "column not found", "x": "table not found"}
-	if len(problems) != len(want) {
-		t.Fatalf("check: %d problems, want %d: %v", len(problems), len(want), problems)
-	}
-	for _, p := range problems {
-		if w := want[p.Target.Column]; w == "" || !strings.Contains(p.Message, w) {
-			t.Errorf("check: %s, want %q", p, w)
-		}
-	}
+	bad := checkBadTargets(t, ctx, db, rules.DialectPostgres, "", targets, "c_boolean_randomized", "column type is text, not bytea")
 	// apply guards what it can and reports the rest.
 	outcomes, err := schemaguard.Apply(ctx, db, rules.DialectPostgres, bad)
 	if err == nil {
 		t.Fatal("apply with missing tables reported no error")
 	}
 	for _, o := range outcomes {
-		if want[o.Target.Column] != "" && o.Target.Column != "c_boolean_randomized" {
+		if c := o.Target.Column; c == "wt" || c == "nosuch" || c == "x" { // the targets check found broken
 			if o.Err == nil {
 				t.Errorf("apply %s: no error", o.Target)
 			}

@@ -154,12 +154,7 @@ func TestPGHandshakeTimeoutFATAL(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256"})
 	t.Run("client stalls", func(t *testing.T) {
 		p := startPGProxy(t, pg, proxyOpts{HandshakeTimeout: time.Second})
-		nc, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+		nc := dialRaw(t, p.Addr, 30*time.Second)
 		fe := pgproto3.NewFrontend(nc, nc)
 		fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 			Parameters: map[string]string{"user": pg.User, "database": pg.Database}})

@@ -101,12 +101,7 @@ encryption:
       - {name: note, type: text}
 `
 	}
-	return listener + `
-keys:
-  master_key: {provider: local, file: master.key}
-  store: {type: file, path: keys.json}
-log: {level: info}
-` + rules
+	return listener + localKeysYAML + "log: {level: info}\n" + rules
 }
 
 // runRSS streams the result with a fast and a slow reader, each measured
@@ -182,6 +177,26 @@ func runRSS(t *testing.T, listener string, env []string, read rssReader, small f
 	})
 }
 
+// rssPace makes a slow reader pause for 1 ms after every 200th row (n
+// rows read so far).
+func rssPace(slow bool, n int) {
+	if slow && n%200 == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// rssReadAll is a reader's outcome after n rows and the result's error:
+// that error, or a wrong count of rows.
+func rssReadAll(n int, err error) error {
+	if err != nil {
+		return err
+	}
+	if n != rssRows() {
+		return fmt.Errorf("%d rows, want %d", n, rssRows())
+	}
+	return nil
+}
+
 func mb(n int64) float64 { return float64(n) / (1 << 20) }
 
 // TestRSSStreamPostgres: 500k encrypted rows through `dbproxy serve` to a
@@ -199,14 +214,8 @@ func TestRSSStreamPostgres(t *testing.T) {
 		CREATE TABLE audit (id bigserial PRIMARY KEY, note bytea)`); err != nil {
 		t.Fatal(err)
 	}
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %%[1]s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: DBPROXY_RSS_CATALOG_PW}
-`, pg.Addr(), pg.User)
+	listener := listenersYAML(listenerYAML{protocol: "postgres", listen: "%[1]s", upstream: pg.Addr(),
+		catalogUser: pg.User, passwordEnv: "DBPROXY_RSS_CATALOG_PW"})
 	env := []string{"DBPROXY_RSS_CATALOG_PW=" + pg.Password}
 	connect := func(ctx context.Context, addr string) (*pgx.Conn, error) {
 		host, port, _ := net.SplitHostPort(addr)
@@ -255,18 +264,11 @@ listeners:
 				rows.Close()
 				return fmt.Errorf("row %d: ssn %q, want the plaintext", n, v[2])
 			}
-			if n++; slow && n%200 == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			n++
+			rssPace(slow, n)
 		}
 		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != rssRows() {
-			return fmt.Errorf("%d rows, want %d", n, rssRows())
-		}
-		return nil
+		return rssReadAll(n, rows.Err())
 	}
 	runRSS(t, listener, env, read, small)
 }
@@ -286,14 +288,8 @@ func TestRSSStreamMySQL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: mysql
-    listen: %%[1]s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: DBPROXY_RSS_CATALOG_PW}
-`, db.Addr(), db.User)
+	listener := listenersYAML(listenerYAML{protocol: "mysql", listen: "%[1]s", upstream: db.Addr(),
+		catalogUser: db.User, passwordEnv: "DBPROXY_RSS_CATALOG_PW"})
 	env := []string{"DBPROXY_RSS_CATALOG_PW=" + db.Password}
 	conn := func(ctx context.Context, addr string) (*sql.DB, *sql.Conn, error) {
 		pool := openPool(t, myConfigAt(t, addr, db.User, db.Password, db.Database))
@@ -357,17 +353,10 @@ listeners:
 			if !bytes.Equal(ssn, []byte(rssSSN)) {
 				return fmt.Errorf("row %d: ssn %q, want the plaintext", n, ssn)
 			}
-			if n++; slow && n%200 == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			n++
+			rssPace(slow, n)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != rssRows() {
-			return fmt.Errorf("%d rows, want %d", n, rssRows())
-		}
-		return nil
+		return rssReadAll(n, rows.Err())
 	}
 	runRSS(t, listener, env, read, small)
 }

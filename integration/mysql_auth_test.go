@@ -184,14 +184,8 @@ func TestMySQLUpstreamVerifyFailure(t *testing.T) {
 		t.Skip("external server without a known CA")
 	}
 	other, _, _ := testenv.GenerateCert(t, t.TempDir())
-	otherPool, err := proxy.LoadCertPool(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rightPool, err := proxy.LoadCertPool(db.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherPool := caPool(t, other)
+	rightPool := caPool(t, db.CAFile)
 	for name, up := range map[string]proxy.UpstreamTLS{
 		"wrong-ca":   {Mode: proxy.SSLVerifyFull, RootCAs: otherPool, ServerName: "127.0.0.1"},
 		"wrong-host": {Mode: proxy.SSLVerifyFull, RootCAs: rightPool, ServerName: "db.example.com"},

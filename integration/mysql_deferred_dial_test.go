@@ -43,9 +43,8 @@ type deferredProxy struct {
 // hsTimeout (and client TLS if clientTLS).
 func startDeferredProxy(t *testing.T, db *testenv.MariaDB, hsTimeout time.Duration, clientTLS bool) *deferredProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := &deferredProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1)}}
+	sp, logger := newServedProxy(slog.LevelDebug)
+	p := &deferredProxy{servedProxy: sp}
 	opts := mysql.Options{
 		Name:             "mysql-deferred",
 		Upstream:         db.Addr(),
@@ -62,12 +61,7 @@ func startDeferredProxy(t *testing.T, db *testenv.MariaDB, hsTimeout time.Durati
 		},
 	}
 	if clientTLS {
-		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-		cfg, err := proxy.ServerTLSConfig(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.TLS, p.CAFile = cfg, ca
+		opts.TLS = p.offerTLS(t)
 	}
 	h, err := mysql.NewHandler(opts)
 	if err != nil {
@@ -123,30 +117,15 @@ func threadsConnected(t *testing.T, admin *sql.DB) int {
 // unauthenticated counts the server's connections that have not logged in.
 func unauthenticated(t *testing.T, admin *sql.DB) int {
 	t.Helper()
-	rows, err := admin.QueryContext(testCtx(t), `SHOW FULL PROCESSLIST`)
+	list, err := processList(testCtx(t), admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
 	n := 0
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
+	for _, row := range list {
+		if row["user"] == "unauthenticated user" {
+			n++
 		}
-		for i, c := range cols {
-			if strings.EqualFold(c, "user") && string(vals[i]) == "unauthenticated user" {
-				n++
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return n
 }
@@ -280,24 +259,7 @@ func TestMySQLTemplateLogins(t *testing.T) {
 		// The client answers with the scramble it last saw (the real
 		// server's, from the proxy's AuthSwitchRequest); the server may
 		// ask again with a new one.
-		cu := []byte{gomysql.COM_CHANGE_USER}
-		cu = append(cu, other...)
-		cu = append(cu, 0, 0) // empty auth response: the server asks
-		cu = append(cu, db.Database...)
-		cu = append(cu, 0, 45, 0)
-		cu = append(cu, "mysql_native_password\x00"...)
-		r.command(t, cu)
-		for {
-			pk := r.read(t)
-			if pk[0] == 0x00 {
-				break
-			}
-			if pk[0] != 0xfe {
-				t.Fatalf("change user answered %x", pk)
-			}
-			_, data, _ := bytes.Cut(pk[1:], []byte{0})
-			r.send(t, gomysql.CalcNativePassword(bytes.TrimSuffix(data, []byte{0}), []byte("cu-pass")))
-		}
+		r.changeUser(t, other, "cu-pass", db.Database)
 		if got := r.query(t, `SELECT CURRENT_USER()`); len(got) != 1 || !strings.HasPrefix(got[0], other+"@") {
 			t.Fatalf("after COM_CHANGE_USER: %q", got)
 		}

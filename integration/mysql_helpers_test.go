@@ -50,23 +50,10 @@ var tlsConfigSeq atomic.Int64
 // test ends.
 func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mode := o.Upstream
-	if mode == 0 {
-		mode = proxy.SSLDisable
-	}
-	up := proxy.UpstreamTLS{Mode: mode, ServerName: db.Host}
-	if (mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull) && db.CAFile != "" {
-		pool, err := proxy.LoadCertPool(db.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		up.RootCAs = pool
-	}
-	if o.UpstreamTLS != nil {
-		up = *o.UpstreamTLS
-	}
+	sp, logger := newServedProxy(slog.LevelDebug)
+	sp.Host, sp.Limits = o.ListenHost, o.Limits
+	p := &myProxy{servedProxy: sp, db: db}
+	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, db.Host, db.CAFile)
 	opts := mysql.Options{
 		Name:             "mysql-test",
 		Upstream:         db.Addr(),
@@ -80,16 +67,8 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr
 	}
-	p := &myProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost, Limits: o.Limits}, db: db}
 	if o.ClientTLS || o.RequireTLS {
-		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-		cfg, err := proxy.ServerTLSConfig(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.TLS = cfg
-		opts.RequireTLS = o.RequireTLS
-		p.CAFile = ca
+		opts.TLS, opts.RequireTLS = p.offerTLS(t), o.RequireTLS
 	}
 	h, err := mysql.NewHandler(opts)
 	if err != nil {
@@ -182,45 +161,94 @@ func adminDB(t testing.TB, db *testenv.MariaDB) *sql.DB {
 	return openDB(t, cfg)
 }
 
+// processList reads SHOW FULL PROCESSLIST, a row as a map from the
+// lower-case column name to the value. (Not information_schema.processlist:
+// MariaDB 10.11 was seen to segfault, a NULL dereference, while a test
+// polled it as new connections logged in.)
+func processList(ctx context.Context, admin *sql.DB) ([]map[string]string, error) {
+	rows, err := admin.QueryContext(ctx, `SHOW FULL PROCESSLIST`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var list []map[string]string
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make(map[string]string, len(cols))
+		for i, c := range cols {
+			row[strings.ToLower(c)] = string(vals[i])
+		}
+		list = append(list, row)
+	}
+	return list, rows.Err()
+}
+
+// requireSelect fails the test (what: the connection's state) unless c
+// answers SELECT n with n.
+func requireSelect(t testing.TB, ctx context.Context, c interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, n int, what string) {
+	t.Helper()
+	var got int
+	if err := c.QueryRowContext(ctx, fmt.Sprintf("SELECT %d", n)).Scan(&got); err != nil || got != n {
+		t.Fatalf("%s: SELECT %d returned %d, %v", what, n, got, err)
+	}
+}
+
+// execer is a *sql.DB or a *sql.Conn.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// execAll runs the statements on c in order, failing the test at the first
+// error.
+func execAll(t testing.TB, ctx context.Context, c execer, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// myExecBackground runs query, tagged with the comment marker, on c in a
+// goroutine and waits until admin sees it running. It returns the channel
+// that receives the statement's error, and the server thread's id.
+func myExecBackground(t testing.TB, ctx context.Context, c *sql.Conn, admin *sql.DB, query, marker string) (<-chan error, int64) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ExecContext(ctx, query+" /* "+marker+" */")
+		done <- err
+	}()
+	return done, waitForProcess(t, admin, marker)
+}
+
 // waitForProcess returns the id of the server thread whose query contains
 // marker, polling the process list.
 func waitForProcess(t testing.TB, admin *sql.DB, marker string) int64 {
 	t.Helper()
 	var id int64
-	// SHOW FULL PROCESSLIST rather than information_schema.processlist:
-	// MariaDB 10.11 was seen to segfault (NULL dereference) while a test
-	// polled information_schema.processlist as new connections logged in.
 	waitFor(t, "query "+marker+" to run", func() bool {
-		rows, err := admin.QueryContext(testCtx(t), `SHOW FULL PROCESSLIST`)
+		list, err := processList(testCtx(t), admin)
 		if err != nil {
 			return false
 		}
-		defer rows.Close()
-		cols, err := rows.Columns()
-		if err != nil {
-			return false
-		}
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				return false
-			}
-			var info string
-			var pid int64
-			for i, c := range cols {
-				switch strings.ToLower(c) {
-				case "id":
-					fmt.Sscan(string(vals[i]), &pid)
-				case "info":
-					info = string(vals[i])
-				}
-			}
+		for _, row := range list {
+			info := row["info"]
 			if strings.Contains(info, marker) && !strings.Contains(strings.ToLower(info), "processlist") {
-				id = pid
+				fmt.Sscan(row["id"], &id)
 				return true
 			}
 		}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,10 +50,7 @@ func TestMySQLKillQuery(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("KILL QUERY through the proxy did not interrupt the query")
 	}
-	var v int
-	if err := a.QueryRowContext(ctx, `SELECT 7`).Scan(&v); err != nil || v != 7 {
-		t.Fatalf("connection after KILL QUERY: %v %v", v, err)
-	}
+	requireSelect(t, ctx, a, 7, "connection after KILL QUERY")
 }
 
 // TestMySQLUpstreamKilled: KILL CONNECTION on the server ends the proxied
@@ -69,12 +64,7 @@ func TestMySQLUpstreamKilled(t *testing.T) {
 
 	t.Run("busy", func(t *testing.T) {
 		a := openConn(t, p.config(t))
-		done := make(chan error, 1)
-		go func() {
-			_, err := a.ExecContext(ctx, `SELECT SLEEP(60) /* kill-conn */`)
-			done <- err
-		}()
-		id := waitForProcess(t, admin, "kill-conn")
+		done, id := myExecBackground(t, ctx, a, admin, "SELECT SLEEP(60)", "kill-conn")
 		if _, err := admin.ExecContext(ctx, fmt.Sprintf(`KILL CONNECTION %d`, id)); err != nil {
 			t.Fatal(err)
 		}
@@ -111,32 +101,13 @@ func TestMySQLUpstreamKilled(t *testing.T) {
 // running query: the client must get an error (2013), not hang.
 func TestMySQLUpstreamConnectionLost(t *testing.T) {
 	db := testenv.StartMariaDB(t)
-	var mu sync.Mutex
-	var upstreams []net.Conn
-	p := startMyProxy(t, db, myProxyOpts{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if err == nil {
-			mu.Lock()
-			upstreams = append(upstreams, c)
-			mu.Unlock()
-		}
-		return c, err
-	}})
+	var ups upstreamConns
+	p := startMyProxy(t, db, myProxyOpts{Dial: ups.dial})
 	ctx := testCtx(t)
 	admin := adminDB(t, db)
 	a := openConn(t, p.config(t))
-	done := make(chan error, 1)
-	go func() {
-		_, err := a.ExecContext(ctx, `SELECT SLEEP(60) /* cut-upstream */`)
-		done <- err
-	}()
-	waitForProcess(t, admin, "cut-upstream")
-	mu.Lock()
-	for _, u := range upstreams {
-		_ = u.Close()
-	}
-	mu.Unlock()
+	done, _ := myExecBackground(t, ctx, a, admin, "SELECT SLEEP(60)", "cut-upstream")
+	ups.cut()
 	select {
 	case err := <-done:
 		var me *driver.MySQLError
@@ -202,12 +173,7 @@ func TestMySQLMalformed(t *testing.T) {
 		})
 	}
 	t.Run("garbage-handshake", func(t *testing.T) {
-		nc, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+		nc := dialRaw(t, p.Addr, 20*time.Second)
 		buf := make([]byte, 4096)
 		if _, err := nc.Read(buf); err != nil { // the handshake
 			t.Fatal(err)
@@ -220,10 +186,7 @@ func TestMySQLMalformed(t *testing.T) {
 			t.Fatalf("garbage handshake response answered %x %v, want ERR 1043", buf[:n], err)
 		}
 	})
-	var v int
-	if err := other.QueryRowContext(ctx, `SELECT 5`).Scan(&v); err != nil || v != 5 {
-		t.Fatalf("another connection after the malformed ones: %v %v", v, err)
-	}
+	requireSelect(t, ctx, other, 5, "another connection after the malformed ones")
 }
 
 // TestMySQLGracefulShutdown: an idle session is closed at once (ERR 1053),
@@ -331,20 +294,9 @@ func TestMySQLNoLeaks(t *testing.T) {
 		pool.Close()
 	}
 	waitFor(t, "proxy connections to end", func() bool { return p.Srv.NumConns() == 0 })
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.Srv.Shutdown(sctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
-	p.serveErr <- proxy.ErrServerClosed // for the cleanup
+	p.shutdown(t, ctx)
 	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore), func() bool {
 		return countFDs(t) <= fdsBefore
 	})
-	goleak.VerifyNone(t, ignore)
-	if strings.Contains(p.Logs.String(), "panic") {
-		t.Fatalf("panic in logs:\n%s", p.Logs.String())
-	}
+	p.verifyNoLeaks(t, ignore)
 }

@@ -110,6 +110,32 @@ func rawLogin(t testing.TB, addr, user, password, database string, caps, ext uin
 }
 
 // command sends a command (sequence id 0).
+// changeUser sends COM_CHANGE_USER to user on database with an empty
+// mysql_native_password answer, so that the server asks again
+// (AuthSwitchRequest, as often as it likes), answers each scramble with
+// password, and returns at the OK.
+func (r *rawConn) changeUser(t testing.TB, user, password, database string) {
+	t.Helper()
+	cu := []byte{gomysql.COM_CHANGE_USER}
+	cu = append(cu, user...)
+	cu = append(cu, 0, 0) // empty auth response: the server asks
+	cu = append(cu, database...)
+	cu = append(cu, 0, 45, 0)
+	cu = append(cu, "mysql_native_password\x00"...)
+	r.command(t, cu)
+	for {
+		p := r.read(t)
+		if p[0] == 0x00 {
+			return
+		}
+		if p[0] != 0xfe {
+			t.Fatalf("change user answered %x", p)
+		}
+		_, data, _ := bytes.Cut(p[1:], []byte{0})
+		r.send(t, gomysql.CalcNativePassword(bytes.TrimSuffix(data, []byte{0}), []byte(password)))
+	}
+}
+
 func (r *rawConn) command(t testing.TB, payload []byte) {
 	t.Helper()
 	r.c.ResetSequence()
@@ -402,24 +428,7 @@ func testRawCommands(t *testing.T, db *testenv.MariaDB, p *myProxy) {
 				// handshake's scramble is refused or switched by the server:
 				// send an empty answer so the server asks again
 				// (AuthSwitchRequest), then answer its new scramble.
-				cu := []byte{gomysql.COM_CHANGE_USER}
-				cu = append(cu, db.User...)
-				cu = append(cu, 0, 0) // empty auth response
-				cu = append(cu, db.Database...)
-				cu = append(cu, 0, 45, 0)
-				cu = append(cu, "mysql_native_password\x00"...)
-				r.command(t, cu)
-				for {
-					p := r.read(t)
-					if p[0] == 0x00 {
-						break
-					}
-					if p[0] != 0xfe {
-						t.Fatalf("change user answered %x", p)
-					}
-					_, data, _ := bytes.Cut(p[1:], []byte{0})
-					r.send(t, gomysql.CalcNativePassword(bytes.TrimSuffix(data, []byte{0}), []byte(db.Password)))
-				}
+				r.changeUser(t, db.User, db.Password, db.Database)
 				if got := r.query(t, `SELECT CURRENT_USER()`); len(got) != 1 || !bytes.HasPrefix([]byte(got[0]), []byte(db.User+"@")) {
 					t.Fatalf("after COM_CHANGE_USER: %q", got)
 				}

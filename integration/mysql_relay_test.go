@@ -63,12 +63,10 @@ func TestMySQLQueries(t *testing.T) {
 		for _, params := range [][]string{nil, {"interpolateParams=true"}} {
 			t.Run(fmt.Sprintf("params=%v", params), func(t *testing.T) {
 				db := openDB(t, p.config(t, params...))
-				if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, name VARCHAR(100), note TEXT NULL, at DATETIME(6) NULL, n DECIMAL(10,2), f DOUBLE, b BLOB)`); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := db.ExecContext(ctx, `DELETE FROM t`); err != nil {
-					t.Fatal(err)
-				}
+				execAll(t, ctx, db,
+					`CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, name VARCHAR(100), note TEXT NULL, at DATETIME(6) NULL, n DECIMAL(10,2), f DOUBLE, b BLOB)`,
+					`DELETE FROM t`,
+				)
 				at := time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC)
 				for i := range 50 {
 					var note any
@@ -196,10 +194,7 @@ func TestMySQLMultiStatementsAndResults(t *testing.T) {
 		if !errors.As(err, &me) || me.Number != 1146 {
 			t.Fatalf("error in multi-statement: %v", err)
 		}
-		var v int
-		if err := conn.QueryRowContext(ctx, `SELECT 42`).Scan(&v); err != nil || v != 42 {
-			t.Fatalf("after error: %v %v", v, err)
-		}
+		requireSelect(t, ctx, conn, 42, "after error")
 		// Binary protocol: a prepared CALL returns several result sets.
 		stmt, err := conn.PrepareContext(ctx, `CALL two_results(?)`)
 		if err != nil {
@@ -235,12 +230,10 @@ func TestMySQLTransactions(t *testing.T) {
 	mysqlModes(t, func(t *testing.T, _ *testenv.MariaDB, p *myProxy) {
 		ctx := testCtx(t)
 		db := openDB(t, p.config(t))
-		if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS acct (id INT PRIMARY KEY, bal INT) ENGINE=InnoDB`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, `REPLACE INTO acct VALUES (1, 100), (2, 0)`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, db,
+			`CREATE TABLE IF NOT EXISTS acct (id INT PRIMARY KEY, bal INT) ENGINE=InnoDB`,
+			`REPLACE INTO acct VALUES (1, 100), (2, 0)`,
+		)
 		for _, commit := range []bool{false, true} {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
@@ -297,12 +290,10 @@ func TestMySQLLargeRows(t *testing.T) {
 			}
 			p := startMyProxy(t, db, opts)
 			c := openDB(t, p.config(t, append(tc.params, "maxAllowedPacket=0")...))
-			if _, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY, v LONGBLOB, s LONGTEXT)`); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.ExecContext(ctx, `DELETE FROM big`); err != nil {
-				t.Fatal(err)
-			}
+			execAll(t, ctx, c,
+				`CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY, v LONGBLOB, s LONGTEXT)`,
+				`DELETE FROM big`,
+			)
 			sizes := []int{1<<24 - 1 - 40, 1<<24 - 1, 1 << 24, 20 << 20}
 			for i, n := range sizes {
 				v := bytes.Repeat([]byte{byte(i + 1), 0xfe, 0, 0xff}, n/4+1)[:n]
@@ -334,12 +325,10 @@ func TestMySQLLoadDataLocal(t *testing.T) {
 	mysqlModes(t, func(t *testing.T, _ *testenv.MariaDB, p *myProxy) {
 		ctx := testCtx(t)
 		db := openDB(t, p.config(t))
-		if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS infile_t (id INT PRIMARY KEY, v VARCHAR(200))`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, `DELETE FROM infile_t`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, db,
+			`CREATE TABLE IF NOT EXISTS infile_t (id INT PRIMARY KEY, v VARCHAR(200))`,
+			`DELETE FROM infile_t`,
+		)
 		var data bytes.Buffer
 		const n = 40000
 		for i := range n {

@@ -7,9 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/proxy"
@@ -105,52 +103,21 @@ func TestMySQLMariadbCLI(t *testing.T) {
 // with a config file, relay a query, exit 0 on SIGTERM.
 func TestMySQLBinary(t *testing.T) {
 	db := testenv.StartMariaDB(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "dbproxy")
-	build := exec.Command("go", "build", "-o", bin, "github.com/dbproxy/dbproxy/cmd/dbproxy")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build cmd/dbproxy:\n%s", out)
-	}
-	port, err := freeTCPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := freeListenAddr(t)
 	cfg := fmt.Sprintf("listeners:\n  - protocol: mysql\n    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: prefer\nshutdown_timeout: 5s\n", addr, db.Addr())
-	cfgPath := filepath.Join(dir, "dbproxy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitFor(t, "dbproxy to listen", func() bool {
-		c, err := dialTimeout(addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	d := newDBProxy(t, buildDBProxy(t), "", cfg, nil, addr)
+	d.start(t)
 	c := openConn(t, myConfigAt(t, addr, db.User, db.Password, db.Database))
 	var s, cipher, name string
 	if err := c.QueryRowContext(testCtx(t), `SELECT 'through the binary'`).Scan(&s); err != nil || s != "through the binary" {
-		t.Fatalf("query: %q %v\n%s", s, err, stderr.String())
+		t.Fatalf("query: %q %v\n%s", s, err, d.logs.String())
 	}
 	if err := c.QueryRowContext(testCtx(t), `SHOW SESSION STATUS LIKE 'Ssl_cipher'`).Scan(&name, &cipher); err != nil || cipher == "" {
 		t.Fatalf("upstream_tls prefer against a TLS server: cipher %q %v", cipher, err)
 	}
 	_ = c.Close()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("dbproxy exit after SIGTERM: %v\n%s", err, stderr.String())
-	}
-	if strings.Contains(stderr.String(), db.Password) {
-		t.Fatalf("password in the logs:\n%s", stderr.String())
+	d.stop(t)
+	if strings.Contains(d.logs.String(), db.Password) {
+		t.Fatalf("password in the logs:\n%s", d.logs.String())
 	}
 }

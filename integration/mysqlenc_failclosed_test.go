@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -46,7 +47,7 @@ type fcOpts struct {
 
 type fcEnv struct {
 	*myEncEnv
-	logs *lockedBuffer // the encryption layer's log
+	logs *testlog.Buffer // the encryption layer's log
 }
 
 // startMyFailClosed starts MariaDB with users (email deterministic, ssn
@@ -70,7 +71,7 @@ func startMyFailClosed(t *testing.T, o fcOpts) *fcEnv {
 			t.Fatalf("setup %q: %v", q, err)
 		}
 	}
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	opts := mycrypt.Options{Rules: set, Keys: mgr, AllowDynamicSQL: o.allowDynamic,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if o.catalog {
@@ -181,18 +182,12 @@ func TestMySQLFailClosedDynamicSQL(t *testing.T) {
 	wantRefusedAll(t, err, "users", "stored program")
 	// What stays allowed: a literal PREPARE of a plaintext statement, and
 	// a stored program on plaintext tables.
-	if _, err := c.ExecContext(ctx, "PREPARE p FROM 'INSERT INTO notes (id, note) VALUES (?, ?)'"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ExecContext(ctx, "SET @i = 1, @n = 'hello'"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ExecContext(ctx, "EXECUTE p USING @i, @n"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ExecContext(ctx, "CREATE PROCEDURE ok_proc() SELECT COUNT(*) FROM notes"); err != nil {
-		t.Fatal(err)
-	}
+	execAll(t, ctx, c,
+		"PREPARE p FROM 'INSERT INTO notes (id, note) VALUES (?, ?)'",
+		"SET @i = 1, @n = 'hello'",
+		"EXECUTE p USING @i, @n",
+		"CREATE PROCEDURE ok_proc() SELECT COUNT(*) FROM notes",
+	)
 	if n := e.count(t, "SELECT COUNT(*) FROM users"); n != 1 {
 		t.Fatalf("users has %d rows, want 1", n)
 	}
@@ -373,15 +368,11 @@ func TestMySQLFailClosedTriggers(t *testing.T) {
 		t.Fatalf("%d refused triggers exist", n)
 	}
 	// A trigger on a plaintext table that names no encrypted table is fine.
-	if _, err := c.ExecContext(ctx, "CREATE TRIGGER ok_trg BEFORE INSERT ON notes FOR EACH ROW SET NEW.note = UPPER(NEW.note)"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ExecContext(ctx, "INSERT INTO users (id, email, ssn, note) VALUES (1, 'a@x', 'ssn-a', 'secret-note')"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ExecContext(ctx, "INSERT INTO users (id, email, ssn, note) VALUES (2, 'b@x', 'ssn-b', 'n2')"); err != nil {
-		t.Fatal(err)
-	}
+	execAll(t, ctx, c,
+		"CREATE TRIGGER ok_trg BEFORE INSERT ON notes FOR EACH ROW SET NEW.note = UPPER(NEW.note)",
+		"INSERT INTO users (id, email, ssn, note) VALUES (1, 'a@x', 'ssn-a', 'secret-note')",
+		"INSERT INTO users (id, email, ssn, note) VALUES (2, 'b@x', 'ssn-b', 'n2')",
+	)
 	logs := e.logs.String()
 	if n := strings.Count(logs, "trigger=direct_trg"); n != 1 {
 		t.Fatalf("trigger warnings: %d, want 1; log:\n%s", n, logs)

@@ -139,14 +139,7 @@ func (e *myEncEnv) checkAtRest(t testing.TB, plaintexts []string) {
 				continue
 			}
 			n++
-			h, err := crypto.ParseHeader(b)
-			if err != nil {
-				t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
-				continue
-			}
-			if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type {
-				t.Errorf("%s.%s: header %+v, want %v/%v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
-			}
+			checkCiphertext(t, sp, b)
 		}
 		_ = rows.Close()
 	}

@@ -30,6 +30,16 @@ func lexConn(t *testing.T, e *myEncEnv, params ...string) *sql.Conn {
 	return conn
 }
 
+// lexConnSet is lexConn with the statement set (a SET) run first.
+func lexConnSet(t *testing.T, e *myEncEnv, set string) *sql.Conn {
+	t.Helper()
+	conn := lexConn(t, e)
+	if _, err := conn.ExecContext(testCtx(t), set); err != nil {
+		t.Fatalf("%s: %v", set, err)
+	}
+	return conn
+}
+
 // ssnThroughProxy reads users.ssn of row id through the proxy (NULL: "").
 func ssnThroughProxy(t *testing.T, ctx context.Context, conn *sql.Conn, id int) (string, bool) {
 	t.Helper()
@@ -131,10 +141,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 	ctx := testCtx(t)
 
 	t.Run("NO_BACKSLASH_ESCAPES with syntax the parser lacks", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
 		_, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 30, note = 'k\', ssn = 0x706c61696e3330 RETURNING id -- '`)
 		wantRefused(t, err, "could not be parsed")
 		if _, _, found := directRow(t, ctx, e, 30); found {
@@ -142,10 +149,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("NO_BACKSLASH_ESCAPES round trip", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES'")
 		// The string ends at the second quote: ssn is `c:\dir\`, note `a\b`.
 		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 31, note = 'a\b', ssn = 'c:\dir\'`); err != nil {
 			t.Fatal(err)
@@ -165,12 +169,10 @@ func TestMySQLEncSQLMode(t *testing.T) {
 			t.Fatalf("lookup: %d %v", id, err)
 		}
 		// Back to the default: backslashes escape again.
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = DEFAULT"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 32, note = 'k\', ssn = 0x706c61696e3332 -- '`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"SET sql_mode = DEFAULT",
+			`INSERT INTO users SET id = 32, note = 'k\', ssn = 0x706c61696e3332 -- '`,
+		)
 		ssn, note, _ := directRow(t, ctx, e, 32)
 		if ssn != nil || note.String != `k', ssn = 0x706c61696e3332 -- ` {
 			t.Fatalf("row 32: ssn %q note %q", ssn, note.String)
@@ -186,10 +188,7 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("ANSI_QUOTES", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET @@session.sql_mode = 'ANSI'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET @@session.sql_mode = 'ANSI'")
 		if _, err := conn.ExecContext(ctx, `INSERT INTO "users" ("id", "ssn", note) VALUES (34, 'plain34', 'n' || 'm')`); err != nil {
 			t.Fatal(err)
 		}
@@ -207,38 +206,25 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		}
 	})
 	t.Run("unknown after an expression", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
 		_, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 36, note = 'k\', ssn = 0x706c61696e3336 -- '`)
 		wantRefused(t, err, "sql_mode is not known")
-		if _, err := conn.ExecContext(ctx, "INSERT INTO plain SET id = 36, note = 'plaintext tables still work'"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 36, note = 'k\', ssn = 'plain36'`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"INSERT INTO plain SET id = 36, note = 'plaintext tables still work'",
+			"SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
+			`INSERT INTO users SET id = 36, note = 'k\', ssn = 'plain36'`,
+		)
 		if got, _ := ssnThroughProxy(t, ctx, conn, 36); got != "plain36" {
 			t.Fatalf("ssn = %q", got)
 		}
 	})
 	t.Run("unsupported mode", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET sql_mode = 'ORACLE'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET sql_mode = 'ORACLE'")
 		_, err := conn.ExecContext(ctx, "INSERT INTO users SET id = 37, ssn = 'plain37'")
 		wantRefused(t, err, "sql_mode 'ORACLE' is not supported")
 	})
 	t.Run("SET STATEMENT", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1")
 		// The session mode did not change: backslashes still escape.
 		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 38, note = 'k\', ssn = 0x706c61696e3338 -- '`); err != nil {
 			t.Fatal(err)
@@ -253,12 +239,10 @@ func TestMySQLEncSQLMode(t *testing.T) {
 		wantRefused(t, err, "same query string")
 		// The server reads the rest of a string under the mode set at its
 		// start: here the final mode is the default.
-		if _, err := conn.ExecContext(ctx, `SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\'; SET sql_mode = ''; -- '`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO users SET id = 40, note = 'k\', ssn = 0x706c61696e3430 -- '`); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			`SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\'; SET sql_mode = ''; -- '`,
+			`INSERT INTO users SET id = 40, note = 'k\', ssn = 0x706c61696e3430 -- '`,
+		)
 		if ssn, note, _ := directRow(t, ctx, e, 40); ssn != nil || note.String != `k', ssn = 0x706c61696e3430 -- ` {
 			t.Fatalf("row 40: ssn %q note %q", ssn, note.String)
 		}
@@ -332,21 +316,17 @@ func TestMySQLEncCharset(t *testing.T) {
 				t.Fatalf("plaintext table under %s: %v", q, err)
 			}
 		}
-		if _, err := conn.ExecContext(ctx, "SET NAMES utf8mb4"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, "INSERT INTO users SET id = 61, ssn = 'plain61'"); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"SET NAMES utf8mb4",
+			"INSERT INTO users SET id = 61, ssn = 'plain61'",
+		)
 		if got, _ := ssnThroughProxy(t, ctx, conn, 61); got != "plain61" {
 			t.Fatalf("ssn = %q", got)
 		}
-		if _, err := conn.ExecContext(ctx, "SET NAMES latin1"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.ExecContext(ctx, "INSERT INTO users SET id = 62, ssn = 'plain62'"); err != nil {
-			t.Fatal(err)
-		}
+		execAll(t, ctx, conn,
+			"SET NAMES latin1",
+			"INSERT INTO users SET id = 62, ssn = 'plain62'",
+		)
 	})
 	t.Run("DSN charset", func(t *testing.T) {
 		conn := lexConn(t, e, "charset=gbk")
@@ -359,10 +339,7 @@ func TestMySQLEncCharset(t *testing.T) {
 		wantRefused(t, err, "character_set_client")
 	})
 	t.Run("from a variable", func(t *testing.T) {
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET @cs = 'gbk'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET @cs = 'gbk'")
 		if _, err := conn.ExecContext(ctx, "SET character_set_client = @cs"); err != nil {
 			t.Fatal(err)
 		}
@@ -387,10 +364,7 @@ func TestMySQLEncCharset(t *testing.T) {
 		// allow_dynamic_sql): the charset it would set never changes. (With
 		// the opt-in, an EXECUTE after such a PREPARE makes the charset
 		// unknown: mycrypt's unit tests.)
-		conn := lexConn(t, e)
-		if _, err := conn.ExecContext(ctx, "SET @q = 'SET NAMES gbk'"); err != nil {
-			t.Fatal(err)
-		}
+		conn := lexConnSet(t, e, "SET @q = 'SET NAMES gbk'")
 		_, err := conn.ExecContext(ctx, "PREPARE s FROM @q")
 		wantRefused(t, err, "allow_dynamic_sql")
 	})

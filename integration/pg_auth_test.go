@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -180,14 +181,8 @@ func TestPGUpstreamSSLModes(t *testing.T) {
 func TestPGUpstreamVerifyFailures(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
 	otherCA, _, _ := testenv.GenerateCert(t, t.TempDir(), "localhost")
-	otherPool, err := proxy.LoadCertPool(otherCA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goodPool, err := proxy.LoadCertPool(pg.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherPool := caPool(t, otherCA)
+	goodPool := caPool(t, pg.CAFile)
 	cases := []struct {
 		name string
 		up   proxy.UpstreamTLS
@@ -223,10 +218,7 @@ func TestPGUpstreamVerifyFailures(t *testing.T) {
 func TestPGCleartextPasswordLegs(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "password", TLS: true})
 	ip := testenv.NonLoopbackIP(t)
-	roots, err := proxy.LoadCertPool(pg.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	roots := caPool(t, pg.CAFile)
 	type upstream struct {
 		name string
 		fwd  bool // through a forwarder on the non-loopback address
@@ -264,7 +256,7 @@ func TestPGCleartextPasswordLegs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var clientSent lockedBuffer
+				var clientSent testlog.Buffer
 				dial := cfg.DialFunc
 				cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 					c, err := dial(ctx, network, addr)

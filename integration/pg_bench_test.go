@@ -8,33 +8,28 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// pgBenchTarget is a database a benchmark runs against, by name.
+type pgBenchTarget struct{ name, dsn string }
+
+// pgBenchTargets starts a server and a proxy in front of it, and returns
+// both: "direct" and "proxy".
+func pgBenchTargets(b *testing.B) []pgBenchTarget {
+	b.Helper()
+	pg := testenv.StartPostgres(b)
+	p := startPGProxy(b, pg, proxyOpts{})
+	return []pgBenchTarget{{"direct", pg.DSN()}, {"proxy", p.DSN("disable")}}
+}
+
 // BenchmarkPGRoundTrip measures select-1 round trips directly and through
 // the proxy; the difference is the proxy's added latency per query.
 //
 //	go test -run XXX -bench PGRoundTrip -benchmem ./integration/
 func BenchmarkPGRoundTrip(b *testing.B) {
-	pg := testenv.StartPostgres(b)
-	p := startPGProxy(b, pg, proxyOpts{})
-	for _, tc := range []struct {
-		name string
-		dsn  string
-	}{
-		{"direct", pg.DSN()},
-		{"proxy", p.DSN("disable")},
-	} {
+	for _, tc := range pgBenchTargets(b) {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
 			b.Run(tc.name+"/"+mode.String(), func(b *testing.B) {
-				cfg, err := pgx.ParseConfig(tc.dsn)
-				if err != nil {
-					b.Fatal(err)
-				}
-				cfg.DefaultQueryExecMode = mode
 				ctx := context.Background()
-				c, err := pgx.ConnectConfig(ctx, cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close(ctx)
+				c := connectMode(b, tc.dsn, mode)
 				b.ReportAllocs()
 				var n int
 				for b.Loop() {
@@ -50,15 +45,7 @@ func BenchmarkPGRoundTrip(b *testing.B) {
 // BenchmarkPGLargeResult streams a 10k-row result directly and through the
 // proxy.
 func BenchmarkPGLargeResult(b *testing.B) {
-	pg := testenv.StartPostgres(b)
-	p := startPGProxy(b, pg, proxyOpts{})
-	for _, tc := range []struct {
-		name string
-		dsn  string
-	}{
-		{"direct", pg.DSN()},
-		{"proxy", p.DSN("disable")},
-	} {
+	for _, tc := range pgBenchTargets(b) {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
 			c, err := pgx.Connect(ctx, tc.dsn)

@@ -1,13 +1,12 @@
 package integration
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,47 +44,14 @@ func startPGProxyUpstream(t testing.TB, pg *testenv.Postgres, up proxy.UpstreamT
 	return startPGProxy(t, pg, proxyOpts{UpstreamTLS: &up})
 }
 
-// lockedBuffer collects the proxy's logs for assertions and failure output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startPGProxy starts a proxy in front of pg and stops it (hard) when the
 // test ends.
 func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mode := o.Upstream
-	if mode == 0 {
-		mode = proxy.SSLDisable
-	}
-	up := proxy.UpstreamTLS{Mode: mode, ServerName: pg.Host}
-	if pg.CAFile != "" {
-		pool, err := proxy.LoadCertPool(pg.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull {
-			up.RootCAs = pool
-		}
-	}
-	if o.UpstreamTLS != nil {
-		up = *o.UpstreamTLS
-	}
+	sp, logger := newServedProxy(slog.LevelDebug)
+	sp.Host, sp.Limits = o.ListenHost, o.Limits
+	p := &pgProxy{servedProxy: sp, pg: pg}
+	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, pg.Host, pg.CAFile)
 	opts := postgres.Options{
 		Dial:             o.Dial,
 		Name:             "pg-test",
@@ -99,16 +65,8 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr
 	}
-	p := &pgProxy{servedProxy: servedProxy{Logs: logs, serveErr: make(chan error, 1), Host: o.ListenHost, Limits: o.Limits}, pg: pg}
 	if o.ClientTLS || o.RequireTLS {
-		ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-		cfg, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.TLS = cfg
-		opts.RequireTLS = o.RequireTLS
-		p.CAFile = ca
+		opts.TLS, opts.RequireTLS = p.offerTLS(t, postgres.ALPN), o.RequireTLS
 	}
 	h, err := postgres.NewHandler(opts)
 	if err != nil {
@@ -164,6 +122,33 @@ func connect(t testing.TB, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
+}
+
+// connectMode connects to dsn with the given exec mode; the connection is
+// closed when the test ends.
+func connectMode(t testing.TB, dsn string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect (%s): %v", mode, err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// pgRequireSelect fails the test (what: the session's state) unless c
+// answers select n with n.
+func pgRequireSelect(t testing.TB, ctx context.Context, c *pgx.Conn, n int, what string) {
+	t.Helper()
+	var got int
+	if err := c.QueryRow(ctx, fmt.Sprintf("select %d", n)).Scan(&got); err != nil || got != n {
+		t.Fatalf("%s: select %d returned %d, %v", what, n, got, err)
+	}
 }
 
 func testCtx(t testing.TB) context.Context {

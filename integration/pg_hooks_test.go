@@ -51,17 +51,8 @@ func TestPGInterceptor(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	rw := &rewriter{}
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: rw})
-	cfg, err := pgx.ParseConfig(p.DSN("disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	ctx := testCtx(t)
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connectMode(t, p.DSN("disable"), pgx.QueryExecModeSimpleProtocol)
 	var s string
 	if err := c.QueryRow(ctx, `select 'hidden'`).Scan(&s); err != nil || s != "revealed" {
 		t.Fatalf("rewritten query returned %q, %v", s, err)

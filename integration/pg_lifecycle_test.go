@@ -8,10 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,12 +26,7 @@ func TestPGUpstreamTerminated(t *testing.T) {
 	p := startPGProxy(t, pg, proxyOpts{})
 	admin := connect(t, pg.Superuser().DSN())
 	c := connect(t, p.DSN("disable"))
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* to-be-terminated */`)
-		done <- err
-	}()
-	pid := waitForQuery(t, admin, "to-be-terminated")
+	done, pid := execBackground(t, c, admin, "select pg_sleep(60)", "to-be-terminated")
 	if _, err := admin.Exec(testCtx(t), `select pg_terminate_backend($1)`, pid); err != nil {
 		t.Fatal(err)
 	}
@@ -54,31 +46,12 @@ func TestPGUpstreamTerminated(t *testing.T) {
 // running query: the client must get an error (08006), not hang.
 func TestPGUpstreamConnectionLost(t *testing.T) {
 	pg := testenv.StartPostgres(t)
-	var mu sync.Mutex
-	var upstreams []net.Conn
-	p := startPGProxy(t, pg, proxyOpts{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if err == nil {
-			mu.Lock()
-			upstreams = append(upstreams, c)
-			mu.Unlock()
-		}
-		return c, err
-	}})
+	var ups upstreamConns
+	p := startPGProxy(t, pg, proxyOpts{Dial: ups.dial})
 	admin := connect(t, pg.Superuser().DSN())
 	c := connect(t, p.DSN("disable"))
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* cut-upstream */`)
-		done <- err
-	}()
-	pid := waitForQuery(t, admin, "cut-upstream")
-	mu.Lock()
-	for _, u := range upstreams {
-		_ = u.Close()
-	}
-	mu.Unlock()
+	done, pid := execBackground(t, c, admin, "select pg_sleep(60)", "cut-upstream")
+	ups.cut()
 	err := <-done
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "08006" {
@@ -108,25 +81,28 @@ func TestPGClientGone(t *testing.T) {
 // the first ReadyForQuery.
 func rawSession(t *testing.T, p *pgProxy) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	conn, err := net.Dial("tcp", p.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	conn := dialRaw(t, p.Addr, 30*time.Second)
 	fe := pgproto3.NewFrontend(conn, conn)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": p.pg.User, "database": p.pg.Database}})
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	receiveUntil[*pgproto3.ReadyForQuery](t, fe)
+	return conn, fe
+}
+
+// receiveUntil reads backend messages until one of type M, and returns it.
+func receiveUntil[M pgproto3.BackendMessage](t testing.TB, fe *pgproto3.Frontend) M {
+	t.Helper()
 	for {
 		msg, err := fe.Receive()
 		if err != nil {
-			t.Fatal(err)
+			var none M
+			t.Fatalf("waiting for %T: %v", none, err)
 		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return conn, fe
+		if m, ok := msg.(M); ok {
+			return m
 		}
 	}
 }
@@ -134,17 +110,8 @@ func rawSession(t *testing.T, p *pgProxy) (net.Conn, *pgproto3.Frontend) {
 // expectFatal reads until an ErrorResponse and then requires EOF.
 func expectFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
 	t.Helper()
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatalf("no ErrorResponse before %v", err)
-		}
-		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			if e.Code != code || e.Severity != "FATAL" {
-				t.Fatalf("got %s %s %q, want FATAL %s", e.Severity, e.Code, e.Message, code)
-			}
-			break
-		}
+	if e := receiveUntil[*pgproto3.ErrorResponse](t, fe); e.Code != code || e.Severity != "FATAL" {
+		t.Fatalf("got %s %s %q, want FATAL %s", e.Severity, e.Code, e.Message, code)
 	}
 	if msg, err := fe.Receive(); err == nil {
 		t.Fatalf("connection still open after FATAL: got %T", msg)
@@ -173,21 +140,13 @@ func TestPGMalformedMessages(t *testing.T) {
 			}
 			expectFatal(t, fe, "08P01")
 			// Other clients are not affected.
-			var n int
-			if err := bystander.QueryRow(testCtx(t), `select 3`).Scan(&n); err != nil || n != 3 {
-				t.Fatalf("bystander: %d %v", n, err)
-			}
+			pgRequireSelect(t, testCtx(t), bystander, 3, "bystander")
 		})
 	}
 	t.Run("bad startup packet", func(t *testing.T) {
 		// A parameter without a value: the server sends FATAL 08P01
 		// (invalid startup packet layout), and so does the proxy.
-		conn, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn := dialRaw(t, p.Addr, 30*time.Second)
 		if _, err := conn.Write([]byte{0, 0, 0, 13, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0}); err != nil {
 			t.Fatal(err)
 		}
@@ -195,12 +154,7 @@ func TestPGMalformedMessages(t *testing.T) {
 	})
 	t.Run("bytes after SSLRequest", func(t *testing.T) {
 		tp := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
-		conn, err := net.Dial("tcp", tp.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn := dialRaw(t, tp.Addr, 30*time.Second)
 		req := binary.BigEndian.AppendUint32(nil, 8)
 		req = binary.BigEndian.AppendUint32(req, 80877103)
 		// SSLRequest and a plaintext StartupMessage in the same write.
@@ -214,12 +168,7 @@ func TestPGMalformedMessages(t *testing.T) {
 		}
 	})
 	t.Run("GSSENCRequest", func(t *testing.T) {
-		conn, err := net.Dial("tcp", p.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn := dialRaw(t, p.Addr, 30*time.Second)
 		req := binary.BigEndian.AppendUint32(nil, 8)
 		req = binary.BigEndian.AppendUint32(req, 80877104)
 		if _, err := conn.Write(req); err != nil {
@@ -345,7 +294,6 @@ func TestPGNoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	fdsBefore := countFDs(t)
 
-	logs := &lockedBuffer{}
 	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true, Upstream: proxy.SSLVerifyFull})
 	ctx := testCtx(t)
 	for i := range 200 {
@@ -387,72 +335,28 @@ func TestPGNoLeaks(t *testing.T) {
 	waitFor(t, fmt.Sprintf("file descriptors back to %d", fdsBefore+2), func() bool {
 		return countFDs(t) <= fdsBefore+2
 	})
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.Srv.Shutdown(sctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
-	p.serveErr <- proxy.ErrServerClosed // for the cleanup
-	goleak.VerifyNone(t, ignore)
-	if strings.Contains(p.Logs.String(), "panic") {
-		t.Fatalf("panic in logs:\n%s", p.Logs.String())
-	}
-	_ = logs
+	p.shutdown(t, ctx)
+	p.verifyNoLeaks(t, ignore)
 }
 
 // TestPGBinary runs the real dbproxy binary: serve with a config file,
 // relay a query, exit 0 on SIGTERM.
 func TestPGBinary(t *testing.T) {
 	pg := testenv.StartPostgres(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "dbproxy")
-	build := exec.Command("go", "build", "-o", bin, "github.com/dbproxy/dbproxy/cmd/dbproxy")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("cmd/dbproxy does not build yet, skipping the binary test:\n%s", out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("listeners:\n  - protocol: postgres\n    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: disable\nshutdown_timeout: 5s\n", addr, pg.Addr())
-	cfgPath := filepath.Join(dir, "dbproxy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitFor(t, "dbproxy to listen", func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	addr := freeListenAddr(t)
+	cfg := listenersYAML(listenerYAML{protocol: "postgres", listen: addr, upstream: pg.Addr()}) + "shutdown_timeout: 5s\n"
+	d := newDBProxy(t, buildDBProxy(t), "", cfg, nil, addr)
+	d.start(t)
 	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", pg.User, pg.Password, addr, pg.Database)
 	c := connect(t, dsn)
 	var s string
 	if err := c.QueryRow(testCtx(t), `select 'through the binary'`).Scan(&s); err != nil || s != "through the binary" {
-		t.Fatalf("query: %q %v\n%s", s, err, stderr.String())
+		t.Fatalf("query: %q %v\n%s", s, err, d.logs.String())
 	}
 	_ = c.Close(testCtx(t))
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("dbproxy exit after SIGTERM: %v\n%s", err, stderr.String())
-	}
-	if strings.Contains(stderr.String(), pg.Password) {
-		t.Fatalf("password in the logs:\n%s", stderr.String())
+	d.stop(t)
+	if strings.Contains(d.logs.String(), pg.Password) {
+		t.Fatalf("password in the logs:\n%s", d.logs.String())
 	}
 }
 

@@ -385,12 +385,7 @@ func TestPGCancel(t *testing.T) {
 	})
 	t.Run("explicit", func(t *testing.T) {
 		c := connect(t, p.DSN("disable"))
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* explicit-cancel */`)
-			done <- err
-		}()
-		waitForQuery(t, admin, "explicit-cancel")
+		done, _ := execBackground(t, c, admin, "select pg_sleep(60)", "explicit-cancel")
 		if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -399,22 +394,14 @@ func TestPGCancel(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != "57014" {
 			t.Fatalf("cancelled query: err = %v, want SQLSTATE 57014", err)
 		}
-		var n int
-		if err := c.QueryRow(testCtx(t), `select 7`).Scan(&n); err != nil || n != 7 {
-			t.Fatalf("session after cancel: %d, %v", n, err)
-		}
+		pgRequireSelect(t, testCtx(t), c, 7, "session after cancel")
 	})
 	t.Run("TLS on both legs", func(t *testing.T) {
 		tpg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
 		tadmin := connect(t, tpg.Superuser().DSN())
 		tp := startPGProxy(t, tpg, proxyOpts{ClientTLS: true, RequireTLS: true, Upstream: proxy.SSLVerifyFull})
 		c := connect(t, tp.DSN("verify-full"))
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* tls-cancel */`)
-			done <- err
-		}()
-		waitForQuery(t, tadmin, "tls-cancel")
+		done, _ := execBackground(t, c, tadmin, "select pg_sleep(60)", "tls-cancel")
 		if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -425,12 +412,7 @@ func TestPGCancel(t *testing.T) {
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		c := connect(t, p.DSN("disable"))
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Exec(testCtx(t), `select pg_sleep(1) /* wrong-key */`)
-			done <- err
-		}()
-		waitForQuery(t, admin, "wrong-key")
+		done, _ := execBackground(t, c, admin, "select pg_sleep(1)", "wrong-key")
 		// A forged key (the real pid, a wrong secret) must not cancel.
 		pid := c.PgConn().PID()
 		sendRawCancel(t, p.Addr, pid, []byte{1, 2, 3, 4})
@@ -459,6 +441,19 @@ func sendRawCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 	if n, err := conn.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 		t.Fatalf("cancel connection: read %d, %v; want EOF", n, err)
 	}
+}
+
+// execBackground runs sql, tagged with the comment marker, on c in a
+// goroutine and waits until admin sees it running. It returns the
+// channel that receives the statement's error, and the backend's pid.
+func execBackground(t *testing.T, c, admin *pgx.Conn, sql, marker string) (<-chan error, int) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(testCtx(t), sql+" /* "+marker+" */")
+		done <- err
+	}()
+	return done, waitForQuery(t, admin, marker)
 }
 
 // waitForQuery waits until a backend is running a query containing marker.
@@ -557,17 +552,8 @@ func TestPGLargeRows(t *testing.T) {
 	big[size/2] = 'X'
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(p.DSN("disable"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
 			ctx := testCtx(t)
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close(ctx)
+			c := connectMode(t, p.DSN("disable"), mode)
 			if _, err := c.Exec(ctx, `create temp table big (b text)`); err != nil {
 				t.Fatal(err)
 			}
@@ -584,10 +570,7 @@ func TestPGLargeRows(t *testing.T) {
 				t.Fatalf("20 MB round trip corrupted: len %d, server sha256 %s, want %x", len(got), dbSum, want)
 			}
 			// The session keeps working with small messages after big ones.
-			var n int
-			if err := c.QueryRow(ctx, `select 1`).Scan(&n); err != nil || n != 1 {
-				t.Fatalf("after large row: %d %v", n, err)
-			}
+			pgRequireSelect(t, ctx, c, 1, "after large row")
 		})
 	}
 }
@@ -596,17 +579,9 @@ func TestPGProtocolVersionNegotiation(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
 	c := connect(t, p.DSN("disable")+"&max_protocol_version=3.2&min_protocol_version=3.0")
-	var n int
-	if err := c.QueryRow(testCtx(t), `select 5`).Scan(&n); err != nil || n != 5 {
-		t.Fatalf("select through 3.2-requesting client: %d, %v", n, err)
-	}
+	pgRequireSelect(t, testCtx(t), c, 5, "select through 3.2-requesting client")
 	// Cancellation still works with the negotiated 3.0 keys.
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(testCtx(t), `select pg_sleep(60) /* npv-cancel */`)
-		done <- err
-	}()
-	waitForQuery(t, connect(t, pg.Superuser().DSN()), "npv-cancel")
+	done, _ := execBackground(t, c, connect(t, pg.Superuser().DSN()), "select pg_sleep(60)", "npv-cancel")
 	if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}

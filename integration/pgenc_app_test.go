@@ -16,9 +16,7 @@ import (
 )
 
 func TestPGEncKeyRotation(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	if _, err := c.Exec(ctx, `INSERT INTO users (email, name) VALUES ('old@example.com', 'Old Version')`); err != nil {
 		t.Fatal(err)
 	}

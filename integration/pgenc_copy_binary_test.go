@@ -18,9 +18,7 @@ import (
 // COPY TO hands them back decrypted in the same formats; a stream split
 // anywhere works; a malformed value is refused with the table unchanged.
 func TestPGEncCopyBinary(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeCacheStatement)
 	rows := [][]any{
 		{"bin1@example.com", "Binary One", int64(-9223372036854775808), "n1"},
 		{"bin2@example.com", "Zoë Ünïcode", int64(42), nil},

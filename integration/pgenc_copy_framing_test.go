@@ -21,9 +21,7 @@ import (
 // encrypted; mixed line endings fail the COPY as they would on the server,
 // and nothing is stored.
 func TestPGEncCopyLineEndings(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	empty := func(t *testing.T) {
 		t.Helper()
 		if _, err := e.direct.Exec(ctx, `DELETE FROM users`); err != nil {
@@ -112,15 +110,7 @@ func TestPGEncCopyBufferLimit(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := msg.(*pgproto3.CopyInResponse); ok {
-			break
-		}
-	}
+	receiveUntil[*pgproto3.CopyInResponse](t, fe)
 	start := time.Now()
 	fe.Send(&pgproto3.CopyData{Data: bytes.Repeat([]byte("secretvalue"), 32<<20/11)})
 	fe.Send(&pgproto3.CopyDone{})

@@ -29,9 +29,7 @@ func (r *trickleReader) Read(p []byte) (int, error) {
 }
 
 func TestPGEncCopy(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	tests := []struct {
 		name, sql, data string
 		rows            int64

@@ -15,9 +15,7 @@ import (
 // ciphertext. COPY's text escaping survives the round trip (tab,
 // backslash, newline, NULL, non-ASCII).
 func TestPGEncDumpRestore(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeCacheStatement)
 	type row struct {
 		email, name string
 		salary      *int64

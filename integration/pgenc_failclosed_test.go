@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -43,7 +43,7 @@ func failClosedSpecs() []rules.Spec {
 // session connections (the catalog connection is separate).
 type failEnv struct {
 	*encEnv
-	wire *lockedBuffer
+	wire *testlog.Buffer
 }
 
 // startFailClosed starts the proxy over failClosedDDL; tweak adjusts the
@@ -59,31 +59,12 @@ func startFailClosedWith(t *testing.T, ddl string, specs []rules.Spec, tweak fun
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	direct := connect(t, pg.DSN())
 	if _, err := direct.Exec(ctx, ddl); err != nil {
 		t.Fatalf("ddl: %v", err)
 	}
-	opts := pgcrypt.Options{
-		Rules:     set,
-		Encryptor: rules.NewEncryptor(mgr),
-		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-			return pgx.Connect(ctx, pg.DSN())
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	}
-	if tweak != nil {
-		tweak(&opts)
-	}
-	ic, err := pgcrypt.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ic.Close)
-	wire := &lockedBuffer{}
+	ic := pgEncInterceptor(t, pg, specs, mgr, tweak)
+	wire := &testlog.Buffer{}
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
@@ -187,13 +168,27 @@ func (e *failEnv) seed(t *testing.T, c *pgx.Conn) {
 	ok(t, c, `INSERT INTO users (id, email, ssn) VALUES (1, 'seed@example.com', 'seed-ssn-0001')`)
 }
 
+// startSeeded is startFailClosed with the seed row written through a
+// connection (extended protocol) that it returns.
+func startSeeded(t *testing.T) (*failEnv, *pgx.Conn) {
+	t.Helper()
+	e := startFailClosed(t, nil)
+	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	e.seed(t, c)
+	return e, c
+}
+
+// checkSeedAtRest is checkAtRest for the seed row's values and more.
+func (e *failEnv) checkSeedAtRest(t *testing.T, more ...string) {
+	t.Helper()
+	e.checkAtRest(t, append([]string{"seed@example.com", "seed-ssn-0001"}, more...))
+}
+
 // TestPGFailClosedRename: renaming an encrypted column or table, moving it
 // to another schema, renaming its schema, or renaming something onto its
 // name would let plaintext be written under a name without rules.
 func TestPGFailClosedRename(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	ok(t, c, `CREATE SCHEMA archive`)
 	refused(t, c, `ALTER TABLE users RENAME COLUMN ssn TO x`, "0A000", "public.users.ssn", "renaming an encrypted column")
 	refused(t, c, `ALTER TABLE users RENAME ssn TO x`, "0A000", "renaming an encrypted column")
@@ -213,15 +208,13 @@ func TestPGFailClosedRename(t *testing.T) {
 	if e.directBool(t, `SELECT to_regclass('archive.users') IS NOT NULL OR to_regclass('people') IS NOT NULL`) {
 		t.Error("the encrypted table was moved or renamed")
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001"})
+	e.checkSeedAtRest(t)
 }
 
 // TestPGFailClosedInheritance: children, partitions and LIKE copies of an
 // encrypted table take rows the proxy does not encrypt.
 func TestPGFailClosedInheritance(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	e.directExec(t, `CREATE TABLE loose (id int, email bytea, ssn bytea, note text); CREATE TABLE ptab (id int, email bytea, ssn bytea, note text) PARTITION BY RANGE (id)`)
 	refused(t, c, `CREATE TABLE kid () INHERITS (users)`, "0A000", "inheriting from encrypted table public.users")
 	refused(t, c, `CREATE TABLE kid (extra int) INHERITS (public.users)`, "0A000", "inheriting from encrypted table public.users")
@@ -236,15 +229,13 @@ func TestPGFailClosedInheritance(t *testing.T) {
 		OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'users'::regclass OR inhrelid = 'users'::regclass)`) {
 		t.Error("a relation linked to the encrypted table was created")
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001"})
+	e.checkSeedAtRest(t)
 }
 
 // TestPGFailClosedTriggersAndRules: code attached to an encrypted table
 // could set its columns from other values.
 func TestPGFailClosedTriggersAndRules(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	// The trigger function itself names no table (PL/pgSQL without
 	// EXECUTE): it may be created; attaching it to the table may not.
 	ok(t, c, `CREATE FUNCTION copy_ssn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.ssn := convert_to(NEW.note, 'UTF8'); RETURN NEW; END $$`)
@@ -257,7 +248,7 @@ func TestPGFailClosedTriggersAndRules(t *testing.T) {
 	if e.directBool(t, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'users'::regclass) OR EXISTS (SELECT 1 FROM pg_rules WHERE rulename = 'r')`) {
 		t.Error("a trigger or rule was created")
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001", "two@example.com"})
+	e.checkSeedAtRest(t, "two@example.com")
 	var ssn []byte
 	if err := e.direct.QueryRow(testCtx(t), `SELECT ssn FROM users WHERE id = 2`).Scan(&ssn); err != nil || ssn != nil {
 		t.Errorf("ssn of row 2 = %q, %v; want NULL", ssn, err)
@@ -268,9 +259,7 @@ func TestPGFailClosedTriggersAndRules(t *testing.T) {
 // at run time that need not spell the table's name; refused unless the
 // listener allows dynamic SQL.
 func TestPGFailClosedDynamicSQL(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	refused(t, c, `DO $$ BEGIN EXECUTE 'insert into us'||'ers (id, ssn) values (9, convert_to(''dyn-secret-9'', ''UTF8''))'; END $$`,
 		"42501", "DO block with EXECUTE", "allow_dynamic_sql")
 	refused(t, c, `/* x */ do 'BEGIN EXECUTE ''insert into us''||''ers (id, ssn) values (10, convert_to(''''dyn-secret-10'''', ''''UTF8''''))''; END'`,
@@ -296,7 +285,7 @@ func TestPGFailClosedDynamicSQL(t *testing.T) {
 	if e.directBool(t, `SELECT EXISTS (SELECT 1 FROM users WHERE id >= 9) OR EXISTS (SELECT 1 FROM pg_proc WHERE proname IN ('f', 'g', 'p'))`) {
 		t.Error("a dynamic statement ran")
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001", "dyn-secret"})
+	e.checkSeedAtRest(t, "dyn-secret")
 
 	t.Run("allow_dynamic_sql", func(t *testing.T) {
 		e := startFailClosed(t, func(o *pgcrypt.Options) { o.AllowDynamicSQL = true })
@@ -375,7 +364,7 @@ func TestPGFailClosedDirectChildAndParent(t *testing.T) {
 	if err := e.direct.QueryRow(testCtx(t), `SELECT count(*) FROM users`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("users holds %d rows (%v), want the seed row only", n, err)
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001", "child-secret", "parent-secret"})
+	e.checkSeedAtRest(t, "child-secret", "parent-secret")
 }
 
 // TestPGFailClosedShadowing: a relation with the encrypted table's name in
@@ -384,9 +373,7 @@ func TestPGFailClosedDirectChildAndParent(t *testing.T) {
 // Creating one through the proxy is refused; one that exists anyway makes
 // unqualified statements refused.
 func TestPGFailClosedShadowing(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	ok(t, c, `CREATE SCHEMA s1`)
 	refused(t, c, `CREATE TEMP TABLE users (id int, email bytea, ssn bytea, note text)`, "0A000", "pg_temp.users would shadow encrypted table public.users")
 	refused(t, c, `CREATE TABLE pg_temp.users (id int)`, "0A000", "would shadow encrypted table public.users")
@@ -430,16 +417,14 @@ func TestPGFailClosedShadowing(t *testing.T) {
 	if err := e.direct.QueryRow(testCtx(t), `SELECT count(*) FROM s1.users`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("s1.users holds %d rows (%v)", n, err)
 	}
-	e.checkAtRest(t, []string{"seed@example.com", "seed-ssn-0001", "qualified-ssn-6"})
+	e.checkSeedAtRest(t, "qualified-ssn-6")
 }
 
 // TestPGFailClosedAlterColumn: changing an encrypted column's type,
 // default or generation would convert its ciphertext or store computed
 // plaintext; dropping it stores nothing and is allowed.
 func TestPGFailClosedAlterColumn(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	refused(t, c, `ALTER TABLE users ALTER COLUMN ssn TYPE text USING convert_from(ssn, 'UTF8')`, "0A000", "public.users.ssn", "changing the type")
 	refused(t, c, `ALTER TABLE users ALTER COLUMN ssn SET DATA TYPE text`, "0A000", "changing the type")
 	refused(t, c, `ALTER TABLE users ALTER COLUMN ssn SET DEFAULT convert_to('default-secret', 'UTF8')`, "0A000", "DEFAULT")
@@ -524,9 +509,7 @@ func functionCall(t *testing.T, c *pgx.Conn, oid uint32, args ...string) error {
 // value in clear) that never went through the planner. Only the
 // large-object functions libpq calls this way pass.
 func TestPGFailClosedFastPath(t *testing.T) {
-	e := startFailClosed(t, nil)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	e.seed(t, c)
+	e, c := startSeeded(t)
 	var queryToXML, loCreat uint32
 	if err := e.direct.QueryRow(testCtx(t), `SELECT 'pg_catalog.query_to_xml(text,boolean,boolean,text)'::regprocedure::oid,
 		'pg_catalog.lo_creat(integer)'::regprocedure::oid`).Scan(&queryToXML, &loCreat); err != nil {

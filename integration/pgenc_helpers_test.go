@@ -33,6 +33,30 @@ func encSpec(table, column string, mode rules.Mode, typ value.Type, key string) 
 	return rules.Spec{Schema: "public", Table: table, Column: column, Mode: mode, Type: typ, Key: key}
 }
 
+// typedColumn names the column of a typed table holding typ encrypted in
+// mode.
+func typedColumn(typ value.Type, mode rules.Mode) string {
+	return fmt.Sprintf("c_%s_%s", typ, mode)
+}
+
+// typedTable returns the DDL of table with the columns head and, for each
+// of n types (typ(i)), a bytea column per mode (typedColumn), and the rules
+// of those columns.
+func typedTable(table, head string, n int, typ func(i int) value.Type) (string, []rules.Spec) {
+	var ddl strings.Builder
+	fmt.Fprintf(&ddl, "CREATE TABLE %s (%s", table, head)
+	var specs []rules.Spec
+	for i := range n {
+		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
+			col := typedColumn(typ(i), mode)
+			fmt.Fprintf(&ddl, ", %s bytea", col)
+			specs = append(specs, encSpec(table, col, mode, typ(i), col))
+		}
+	}
+	ddl.WriteString(")")
+	return ddl.String(), specs
+}
+
 // startEncProxy creates the tables (ddl, run directly), a local master key,
 // a file keystore with every data key of specs, and a proxy encrypting per
 // specs.
@@ -48,29 +72,37 @@ func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, keySpecs...)
-	set, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	direct := connect(t, pg.DSN())
 	if ddl != "" {
 		if _, err := direct.Exec(ctx, ddl); err != nil {
 			t.Fatalf("ddl: %v", err)
 		}
 	}
-	ic := newPGEncInterceptor(t, pg, pgcrypt.Options{Rules: set, Encryptor: rules.NewEncryptor(mgr)})
+	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
 	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
 }
 
-// newPGEncInterceptor returns the encryption layer of opts (closed when
-// the test ends), its catalog connections to pg, its logs discarded.
-func newPGEncInterceptor(t testing.TB, pg *testenv.Postgres, opts pgcrypt.Options) *pgcrypt.Interceptor {
+// pgEncInterceptor returns an interceptor encrypting per specs with the
+// data keys of mgr, whose catalog logs in to pg as pg's user; tweak, if
+// not nil, changes its options first. It is closed when the test ends.
+func pgEncInterceptor(t testing.TB, pg *testenv.Postgres, specs []rules.Spec, mgr *keys.Manager, tweak func(*pgcrypt.Options)) *pgcrypt.Interceptor {
 	t.Helper()
-	opts.Connect = func(ctx context.Context, database, user string) (*pgx.Conn, error) {
-		return pgx.Connect(ctx, pg.DSN())
+	set, err := rules.New(rules.DialectPostgres, specs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	opts.Logger = slog.New(slog.DiscardHandler)
+	opts := pgcrypt.Options{
+		Rules:     set,
+		Encryptor: rules.NewEncryptor(mgr),
+		Connect: func(ctx context.Context, database, user string) (*pgx.Conn, error) {
+			return pgx.Connect(ctx, pg.DSN())
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
 	ic, err := pgcrypt.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -82,17 +114,7 @@ func newPGEncInterceptor(t testing.TB, pg *testenv.Postgres, opts pgcrypt.Option
 // connectMode connects through the proxy with the given exec mode.
 func (e *encEnv) connectMode(t testing.TB, mode pgx.QueryExecMode) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(e.proxy.DSN("disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = mode
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("connect through proxy: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return connectMode(t, e.proxy.DSN("disable"), mode)
 }
 
 // rawColumn reads one column of every row directly (ciphertext at rest).
@@ -126,14 +148,7 @@ func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
 			if ct == nil {
 				continue
 			}
-			h, err := crypto.ParseHeader(ct)
-			if err != nil {
-				t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
-				continue
-			}
-			if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type || h.KeyVersion == 0 {
-				t.Errorf("%s.%s: header %+v, want algorithm %v type %v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
-			}
+			checkCiphertext(t, sp, ct)
 		}
 	}
 	for table := range tables {
@@ -159,6 +174,20 @@ func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
 				t.Errorf("leak: plaintext %q found in table %s", p, table)
 			}
 		}
+	}
+}
+
+// checkCiphertext reports a value stored in sp's column (either protocol)
+// that is not a ciphertext of sp's algorithm and type under a key version.
+func checkCiphertext(t testing.TB, sp rules.Spec, ct []byte) {
+	t.Helper()
+	h, err := crypto.ParseHeader(ct)
+	if err != nil {
+		t.Errorf("%s.%s: stored value is not a ciphertext: %v", sp.Table, sp.Column, err)
+		return
+	}
+	if h.Algorithm != sp.Mode.Algorithm() || h.Type != sp.Type || h.KeyVersion == 0 {
+		t.Errorf("%s.%s: header %+v, want algorithm %v type %v", sp.Table, sp.Column, h, sp.Mode.Algorithm(), sp.Type)
 	}
 }
 

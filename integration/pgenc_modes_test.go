@@ -83,26 +83,16 @@ func sameValue(a, b any) bool {
 // parameters and results where pgx prefers them), looks rows up by
 // deterministic parameter, and checks what is at rest.
 func TestPGEncExecModes(t *testing.T) {
-	var ddl strings.Builder
-	ddl.WriteString(`CREATE TABLE typed (id int PRIMARY KEY, mode text`)
-	var specs []rules.Spec
-	for _, tc := range goTypeCases {
-		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
-			col := fmt.Sprintf("c_%s_%s", tc.typ, mode)
-			fmt.Fprintf(&ddl, ", %s bytea", col)
-			specs = append(specs, encSpec("typed", col, mode, tc.typ, col))
-		}
-	}
-	ddl.WriteString(`)`)
-	e := startEncProxy(t, ddl.String(), specs)
+	ddl, specs := typedTable("typed", "id int PRIMARY KEY, mode text", len(goTypeCases), func(i int) value.Type { return goTypeCases[i].typ })
+	e := startEncProxy(t, ddl, specs)
 	ctx := testCtx(t)
 	id := 0
 	for _, mode := range allModes {
 		t.Run(mode.String(), func(t *testing.T) {
 			c := e.connectMode(t, mode)
 			for _, tc := range goTypeCases {
-				colR := fmt.Sprintf("c_%s_%s", tc.typ, rules.ModeRandomized)
-				colD := fmt.Sprintf("c_%s_%s", tc.typ, rules.ModeDeterministic)
+				colR := typedColumn(tc.typ, rules.ModeRandomized)
+				colD := typedColumn(tc.typ, rules.ModeDeterministic)
 				for _, v := range append([]any{nil}, tc.vals...) {
 					id++
 					if _, err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO typed (id, mode, %s, %s) VALUES ($1, $2, $3, $4)`, colR, colD),
@@ -240,9 +230,7 @@ func TestPGEncCRUDModes(t *testing.T) {
 // TestPGEncCursor: a cursor over an encrypted table decrypts through FETCH
 // in both protocols (the server describes FETCH with the cursor's columns).
 func TestPGEncCursor(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	s := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, s := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	if _, err := s.Exec(ctx, `INSERT INTO users (email, name) VALUES ('cur@example.com', 'Cursor Person')`); err != nil {
 		t.Fatal(err)
 	}
@@ -270,9 +258,7 @@ func TestPGEncCursor(t *testing.T) {
 // key (tampered, copied from another column, plaintext written directly)
 // make the query fail in every mode; nothing of them reaches the client.
 func TestPGEncDecryptFailure(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	s := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, s := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 	for _, em := range []string{"tamper@example.com", "moved@example.com", "plain@example.com"} {
 		if _, err := s.Exec(ctx, `INSERT INTO users (email, name, note) VALUES ($1, 'Some Name', $1)`, em); err != nil {
 			t.Fatal(err)

@@ -74,18 +74,27 @@ func exchange(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) 
 	}
 }
 
-// TestPGEncPortalRowLimit: Execute with a row limit answers PortalSuspended
-// and the next Execute of the same portal goes on, on a plaintext table as
-// directly, and on an encrypted table with decrypted rows.
-func TestPGEncPortalRowLimit(t *testing.T) {
+// startThreeUsers starts an encrypting proxy over plainAndEncDDL, and
+// inserts users 1 to 3 (user<i>@example.com) through it in a session of
+// mode.
+func startThreeUsers(t *testing.T, mode pgx.QueryExecMode) *encEnv {
+	t.Helper()
 	e := startEncProxy(t, plainAndEncDDL, usersSpecs())
 	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeCacheDescribe)
+	c := e.connectMode(t, mode)
 	for i := 1; i <= 3; i++ {
 		if _, err := c.Exec(ctx, `INSERT INTO users (id, email, note) VALUES ($1, $2, 'n')`, i, fmt.Sprintf("user%d@example.com", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return e
+}
+
+// TestPGEncPortalRowLimit: Execute with a row limit answers PortalSuspended
+// and the next Execute of the same portal goes on, on a plaintext table as
+// directly, and on an encrypted table with decrypted rows.
+func TestPGEncPortalRowLimit(t *testing.T) {
+	e := startThreeUsers(t, pgx.QueryExecModeCacheDescribe)
 	limited := func(sql string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Query: sql},
@@ -141,14 +150,8 @@ func TestPGEncPortalRowLimit(t *testing.T) {
 // plaintext rows pass, rows of an encrypted column are decrypted. Without
 // a client Describe the proxy describes the portal itself.
 func TestPGEncCursorFetchPrepared(t *testing.T) {
-	e := startEncProxy(t, plainAndEncDDL, usersSpecs())
+	e := startThreeUsers(t, pgx.QueryExecModeCacheStatement)
 	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
-	for i := 1; i <= 3; i++ {
-		if _, err := c.Exec(ctx, `INSERT INTO users (id, email, note) VALUES ($1, $2, 'n')`, i, fmt.Sprintf("user%d@example.com", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pc, err := pgconn.Connect(ctx, e.proxy.DSN("disable"))
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,15 @@ func usersSpecs() []rules.Spec {
 	}
 }
 
+// startUsersSession starts an encrypting proxy over the users table
+// (usersDDL, usersSpecs) and returns it with a test context and a session
+// through it in mode.
+func startUsersSession(t *testing.T, mode pgx.QueryExecMode) (*encEnv, context.Context, *pgx.Conn) {
+	t.Helper()
+	e := startEncProxy(t, usersDDL, usersSpecs())
+	return e, testCtx(t), e.connectMode(t, mode)
+}
+
 type user struct {
 	id     int64
 	email  string
@@ -41,9 +50,7 @@ func lookupUser(ctx context.Context, t *testing.T, c *pgx.Conn, email string) (u
 }
 
 func TestPGEncSimpleCRUD(t *testing.T) {
-	e := startEncProxy(t, usersDDL, usersSpecs())
-	ctx := testCtx(t)
-	c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
+	e, ctx, c := startUsersSession(t, pgx.QueryExecModeSimpleProtocol)
 
 	emails := []string{"alice@example.com", "bob@example.com", "zoë@exämple.org"}
 	for i, em := range emails {

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -36,31 +35,12 @@ var encTypeCases = []struct {
 }
 
 func TestPGEncTypesSimple(t *testing.T) {
-	var ddl strings.Builder
-	ddl.WriteString(`CREATE TABLE typed (id int PRIMARY KEY`)
-	var specs []rules.Spec
-	for _, tc := range encTypeCases {
-		for _, mode := range []rules.Mode{rules.ModeRandomized, rules.ModeDeterministic} {
-			col := fmt.Sprintf("c_%s_%s", tc.typ, mode)
-			fmt.Fprintf(&ddl, ", %s bytea", col)
-			specs = append(specs, encSpec("typed", col, mode, tc.typ, col))
-		}
-	}
-	ddl.WriteString(`)`)
-	e := startEncProxy(t, ddl.String(), specs)
+	ddl, specs := typedTable("typed", "id int PRIMARY KEY", len(encTypeCases), func(i int) value.Type { return encTypeCases[i].typ })
+	e := startEncProxy(t, ddl, specs)
 	ctx := testCtx(t)
 	for _, zone := range []string{"UTC", "America/New_York", "Asia/Kolkata"} {
 		t.Run(zone, func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(e.proxy.DSN("disable"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close(ctx)
+			c := e.connectMode(t, pgx.QueryExecModeSimpleProtocol)
 			if _, err := c.Exec(ctx, `SET TIME ZONE '`+zone+`'`); err != nil {
 				t.Fatal(err)
 			}
@@ -75,8 +55,8 @@ func TestPGEncTypesSimple(t *testing.T) {
 			for _, tc := range encTypeCases {
 				for _, lit := range append([]string{"NULL"}, tc.lits...) {
 					id++
-					colR := fmt.Sprintf("c_%s_%s", tc.typ, rules.ModeRandomized)
-					colD := fmt.Sprintf("c_%s_%s", tc.typ, rules.ModeDeterministic)
+					colR := typedColumn(tc.typ, rules.ModeRandomized)
+					colD := typedColumn(tc.typ, rules.ModeDeterministic)
 					if _, err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO typed (id, %s, %s) VALUES (%d, %s, %s)`, colR, colD, id, lit, lit)); err != nil {
 						t.Fatalf("insert %s %s: %v", tc.pgType, lit, err)
 					}
@@ -154,15 +134,5 @@ func directText(ctx context.Context, t *testing.T, direct *pgx.Conn, lit string,
 // protocol (text results, as through psql).
 func (e *encEnv) connectDirectSimple(t testing.TB) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(e.pg.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return connectMode(t, e.pg.DSN(), pgx.QueryExecModeSimpleProtocol)
 }

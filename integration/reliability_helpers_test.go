@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	driver "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -54,6 +55,43 @@ func freeListenAddr(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
+// listenerYAML is one listener of a dbproxy configuration, with TLS to its
+// upstream off. catalogUser, when set, is its catalog login, whose password
+// dbproxy reads from the environment variable passwordEnv.
+type listenerYAML struct {
+	name, protocol, listen, upstream string
+	catalogUser, passwordEnv         string
+}
+
+// listenersYAML is the listeners: section of a dbproxy configuration.
+func listenersYAML(ls ...listenerYAML) string {
+	var b strings.Builder
+	b.WriteString("listeners:\n")
+	for _, l := range ls {
+		if l.name != "" {
+			fmt.Fprintf(&b, "  - name: %s\n    protocol: %s\n", l.name, l.protocol)
+		} else {
+			fmt.Fprintf(&b, "  - protocol: %s\n", l.protocol)
+		}
+		fmt.Fprintf(&b, "    listen: %s\n    upstream: %s\n    upstream_tls:\n      mode: disable\n", l.listen, l.upstream)
+		if l.catalogUser != "" {
+			fmt.Fprintf(&b, "    catalog:\n      user: %s\n      password_env: %s\n", l.catalogUser, l.passwordEnv)
+		}
+	}
+	return b.String()
+}
+
+// localKeysYAML is the keys: section of a dbproxy configuration with a
+// local master key and a file store, both in dbproxy's directory.
+const localKeysYAML = `keys:
+  master_key:
+    provider: local
+    file: master.key
+  store:
+    type: file
+    path: keys.json
+`
+
 // dbproxyProc is `dbproxy serve` running as a child process.
 type dbproxyProc struct {
 	bin     string
@@ -61,7 +99,7 @@ type dbproxyProc struct {
 	cfgPath string
 	env     []string // added to the test's environment
 	listens []string // addresses to wait for after a start
-	logs    *lockedBuffer
+	logs    *testlog.Buffer
 	cmd     *exec.Cmd
 	exited  chan error
 }
@@ -76,7 +114,7 @@ func newDBProxy(t testing.TB, bin, dir, cfg string, env []string, listens ...str
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	d := &dbproxyProc{bin: bin, dir: dir, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &lockedBuffer{}}
+	d := &dbproxyProc{bin: bin, dir: dir, cfgPath: filepath.Join(dir, "dbproxy.yaml"), env: env, listens: listens, logs: &testlog.Buffer{}}
 	d.writeConfig(t, cfg)
 	t.Cleanup(func() {
 		d.kill()

@@ -198,40 +198,17 @@ func scanRLRows(t *testing.T, rows rlRows, err error, each func(id int64, secret
 // rlConfig is the dbproxy configuration of the fault test; withOther adds a
 // second encrypted table, so that switching it changes the rules.
 func rlConfig(pgListen, pgUp, pgUser, myListen, myUp, myUser string, withOther bool) string {
-	cfg := fmt.Sprintf(`listeners:
-  - name: pg
-    protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: DBPROXY_RL_PG_PASSWORD
-  - name: mysql
-    protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: DBPROXY_RL_MYSQL_PASSWORD
-keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
-shutdown_timeout: 5s
+	cfg := listenersYAML(
+		listenerYAML{name: "pg", protocol: "postgres", listen: pgListen, upstream: pgUp, catalogUser: pgUser, passwordEnv: "DBPROXY_RL_PG_PASSWORD"},
+		listenerYAML{name: "mysql", protocol: "mysql", listen: myListen, upstream: myUp, catalogUser: myUser, passwordEnv: "DBPROXY_RL_MYSQL_PASSWORD"},
+	) + localKeysYAML + `shutdown_timeout: 5s
 encryption:
   - table: rl_writes
     columns:
       - name: secret
         type: text
         key: rl_secret
-`, pgListen, pgUp, pgUser, myListen, myUp, myUser)
+`
 	if withOther {
 		cfg += `  - table: rl_other
     columns:
@@ -533,25 +510,35 @@ func TestReliabilityFaults(t *testing.T) {
 		[]string{"fault", "protocol", "acknowledged", "found", "client errors", "recovery time"}, table)
 }
 
+// goLimited runs f n times, on goroutines of which at most limit run at
+// once; the channel it returns is closed when every run has returned.
+func goLimited(n, limit int, f func()) <-chan struct{} {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, limit)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f()
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
 // startPlainDBProxy runs the dbproxy binary with a plaintext PostgreSQL and
 // a plaintext MySQL listener (default limits, no encryption rules) in front
 // of pg and my, and returns it with the two listen addresses.
 func startPlainDBProxy(t *testing.T, pg *testenv.Postgres, my *testenv.MariaDB) (d *dbproxyProc, pgListen, myListen string) {
 	t.Helper()
 	pgListen, myListen = freeListenAddr(t), freeListenAddr(t)
-	cfg := fmt.Sprintf(`listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-  - protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-shutdown_timeout: 5s
-`, pgListen, pg.Addr(), myListen, my.Addr())
+	cfg := listenersYAML(
+		listenerYAML{protocol: "postgres", listen: pgListen, upstream: pg.Addr()},
+		listenerYAML{protocol: "mysql", listen: myListen, upstream: my.Addr()},
+	) + "shutdown_timeout: 5s\n"
 	d = newDBProxy(t, buildDBProxy(t), "", cfg, nil, pgListen, myListen)
 	d.start(t)
 	return d, pgListen, myListen
@@ -634,33 +621,25 @@ func TestReliabilityStalledHandshakes(t *testing.T) {
 				}
 				mu.Unlock()
 			}()
-			var floodWG sync.WaitGroup
-			sem := make(chan struct{}, 64)
 			dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 10 * time.Second}
 			floodStart := time.Now()
-			for range n {
-				floodWG.Add(1)
-				go func() {
-					defer floodWG.Done()
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					c, err := dialer.DialContext(fctx, "tcp", tc.addr)
-					if err != nil {
-						mu.Lock()
-						dialErrs[errKind(err)]++
-						mu.Unlock()
-						return
-					}
-					if tc.readGreeting {
-						_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-						_, _ = c.Read(make([]byte, 512))
-						_ = c.SetReadDeadline(time.Time{})
-					}
+			floodDone := goLimited(n, 64, func() {
+				c, err := dialer.DialContext(fctx, "tcp", tc.addr)
+				if err != nil {
 					mu.Lock()
-					stalled = append(stalled, c)
+					dialErrs[errKind(err)]++
 					mu.Unlock()
-				}()
-			}
+					return
+				}
+				if tc.readGreeting {
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					_, _ = c.Read(make([]byte, 512))
+					_ = c.SetReadDeadline(time.Time{})
+				}
+				mu.Lock()
+				stalled = append(stalled, c)
+				mu.Unlock()
+			})
 
 			// The database's connection count, sampled while the flood lasts.
 			var maxConns atomic.Int64
@@ -679,8 +658,6 @@ func TestReliabilityStalledHandshakes(t *testing.T) {
 			var attempts, failures int
 			var maxLatency time.Duration
 			failKinds := map[string]int{}
-			floodDone := make(chan struct{})
-			go func() { floodWG.Wait(); close(floodDone) }()
 			var heldFrom time.Time
 			for {
 				if heldFrom.IsZero() {
@@ -813,27 +790,18 @@ func TestReliabilityIdleConnections(t *testing.T) {
 		closers := make([]func(), 0, n)
 		var mu sync.Mutex
 		var firstErr error
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 16)
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				c, err := tc.open(ctx)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-					return
+		<-goLimited(n, 16, func() {
+			c, err := tc.open(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
 				}
-				closers = append(closers, c)
-			}()
-		}
-		wg.Wait()
+				return
+			}
+			closers = append(closers, c)
+		})
 		// Let every session reach its idle wait (PostgreSQL sessions park
 		// their sockets after 200 ms idle) and the runtime return what the
 		// connection storm left free.

@@ -86,37 +86,13 @@ func startReloadEnv(t *testing.T) *reloadEnv {
 	}
 
 	e.pg, e.my = freeListenAddr(t), freeListenAddr(t)
-	e.listenersAndKeys = fmt.Sprintf(`
-listeners:
-  - name: pg
-    protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: RELOAD_PG_CATALOG_PASSWORD
-  - name: my
-    protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: RELOAD_MY_CATALOG_PASSWORD
-keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
-  cache:
+	e.listenersAndKeys = listenersYAML(
+		listenerYAML{name: "pg", protocol: "postgres", listen: e.pg, upstream: e.pgDB.Addr(), catalogUser: pgCat.User, passwordEnv: "RELOAD_PG_CATALOG_PASSWORD"},
+		listenerYAML{name: "my", protocol: "mysql", listen: e.my, upstream: e.myDB.Addr(), catalogUser: myCat.User, passwordEnv: "RELOAD_MY_CATALOG_PASSWORD"},
+	) + localKeysYAML + `  cache:
     ttl: 1s
 shutdown_timeout: 5s
-`, e.pg, e.pgDB.Addr(), pgCat.User, e.my, e.myDB.Addr(), myCat.User)
+`
 	// keys init creates the keys of every variant
 	e.proxy = newDBProxy(t, buildDBProxy(t), "", e.listenersAndKeys+reloadRulesB,
 		[]string{"RELOAD_PG_CATALOG_PASSWORD=" + pgCat.Password, "RELOAD_MY_CATALOG_PASSWORD=" + myCat.Password},
@@ -203,39 +179,17 @@ func (e *reloadEnv) backends(t *testing.T) backends {
 		FROM pg_stat_activity WHERE pid <> pg_backend_pid()`, e.pgCat, e.pgDB.User).Scan(&b.pgCatalog, &b.pgSessions); err != nil {
 		t.Fatal(err)
 	}
-	// SHOW PROCESSLIST rather than information_schema.PROCESSLIST: see
-	// waitForProcess.
-	rows, err := e.myAdmin.QueryContext(ctx, `SHOW PROCESSLIST`)
+	list, err := processList(ctx, e.myAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
+	for _, row := range list {
+		switch row["user"] {
+		case e.myCat:
+			b.myCatalog++
+		case e.myDB.User:
+			b.mySessions++
 		}
-		for i, c := range cols {
-			if strings.EqualFold(c, "user") {
-				switch string(vals[i]) {
-				case e.myCat:
-					b.myCatalog++
-				case e.myDB.User:
-					b.mySessions++
-				}
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return b
 }

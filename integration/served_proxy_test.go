@@ -1,12 +1,21 @@
 package integration
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy"
+	"go.uber.org/goleak"
 )
 
 // servedProxy is a proxy.Server listening on a free port of Host (default
@@ -17,7 +26,7 @@ type servedProxy struct {
 	Port   int
 	CAFile string // CA of the client-facing certificate ("" without TLS)
 	Srv    *proxy.Server
-	Logs   *lockedBuffer
+	Logs   *testlog.Buffer
 	Limits proxy.Limits // the server's connection limits
 
 	serveErr chan error
@@ -47,4 +56,120 @@ func (p *servedProxy) serve(t testing.TB, h proxy.Handler, logger *slog.Logger) 
 			t.Logf("proxy logs:\n%s", p.Logs.String())
 		}
 	})
+}
+
+// shutdown stops p gracefully (within 10 s) and checks that Serve ended
+// with ErrServerClosed.
+func (p *servedProxy) shutdown(t testing.TB, ctx context.Context) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.Srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	p.serveErr <- proxy.ErrServerClosed // for the cleanup
+}
+
+// verifyNoLeaks fails the test if a goroutine not in ignore survives, or
+// if the proxy logged a panic.
+func (p *servedProxy) verifyNoLeaks(t testing.TB, ignore goleak.Option) {
+	t.Helper()
+	goleak.VerifyNone(t, ignore)
+	if strings.Contains(p.Logs.String(), "panic") {
+		t.Fatalf("panic in logs:\n%s", p.Logs.String())
+	}
+}
+
+// newServedProxy returns a servedProxy whose Logs collect the records of
+// level and above, and the logger that writes them.
+func newServedProxy(level slog.Level) (servedProxy, *slog.Logger) {
+	logs := &testlog.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+	return servedProxy{Logs: logs, serveErr: make(chan error, 1)}, logger
+}
+
+// offerTLS makes a certificate for localhost and 127.0.0.1, records its CA
+// in p.CAFile and returns the proxy's server TLS configuration (protocols
+// alpn).
+func (p *servedProxy) offerTLS(t testing.TB, alpn ...string) *tls.Config {
+	t.Helper()
+	ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
+	cfg, err := proxy.ServerTLSConfig(cert, key, alpn...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CAFile = ca
+	return cfg
+}
+
+// upstreamTLS returns the proxy's TLS leg to a server on host whose CA is
+// caFile ("" without TLS): override when set, else mode (SSLDisable when
+// 0), verifying against caFile when mode verifies.
+func upstreamTLS(t testing.TB, mode proxy.SSLMode, override *proxy.UpstreamTLS, host, caFile string) proxy.UpstreamTLS {
+	t.Helper()
+	if override != nil {
+		return *override
+	}
+	if mode == 0 {
+		mode = proxy.SSLDisable
+	}
+	up := proxy.UpstreamTLS{Mode: mode, ServerName: host}
+	if (mode == proxy.SSLVerifyCA || mode == proxy.SSLVerifyFull) && caFile != "" {
+		up.RootCAs = caPool(t, caFile)
+	}
+	return up
+}
+
+// caPool loads the CA certificates of caFile.
+func caPool(t testing.TB, caFile string) *x509.CertPool {
+	t.Helper()
+	pool, err := proxy.LoadCertPool(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// upstreamConns is a proxy's Dial that keeps the connections it opens, so
+// that a test can cut them under a running session.
+type upstreamConns struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (u *upstreamConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		u.mu.Lock()
+		u.conns = append(u.conns, c)
+		u.mu.Unlock()
+	}
+	return c, err
+}
+
+// cut closes every upstream connection dialled so far.
+func (u *upstreamConns) cut() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.conns {
+		_ = c.Close()
+	}
+}
+
+// dialRaw opens a TCP connection to addr for hand-made bytes, with a
+// deadline of timeout from now on all its I/O. It is closed when the test
+// ends.
+func dialRaw(t testing.TB, addr string, timeout time.Duration) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	return conn
 }

@@ -110,6 +110,17 @@ func dial(t *testing.T, addr string) net.Conn {
 	return c
 }
 
+// startLink starts an echo target and a proxy in front of it, and returns
+// them with a client connection that has made one round trip (msg).
+func startLink(t *testing.T, msg string) (*echoServer, *Proxy, net.Conn) {
+	t.Helper()
+	echo := startEcho(t)
+	p := startProxy(t, echo.ln.Addr().String())
+	c := dial(t, p.Addr())
+	roundTrip(t, c, msg)
+	return echo, p, c
+}
+
 // roundTrip writes msg and reads it back within 10 s.
 func roundTrip(t *testing.T, c net.Conn, msg string) {
 	t.Helper()
@@ -160,10 +171,7 @@ func TestForwardsAndCounts(t *testing.T) {
 }
 
 func TestLatency(t *testing.T) {
-	echo := startEcho(t)
-	p := startProxy(t, echo.ln.Addr().String())
-	c := dial(t, p.Addr())
-	roundTrip(t, c, "warm")
+	_, p, c := startLink(t, "warm")
 	p.SetLatency(ToUpstream, 120*time.Millisecond)
 	p.SetLatency(ToClient, 80*time.Millisecond)
 	start := time.Now()
@@ -177,10 +185,7 @@ func TestLatency(t *testing.T) {
 }
 
 func TestStallHoldsDataAndSockets(t *testing.T) {
-	echo := startEcho(t)
-	p := startProxy(t, echo.ln.Addr().String())
-	c := dial(t, p.Addr())
-	roundTrip(t, c, "before")
+	echo, p, c := startLink(t, "before")
 	p.Stall()
 	if _, err := c.Write([]byte("held")); err != nil {
 		t.Fatal(err)
@@ -209,10 +214,7 @@ func TestStallHoldsDataAndSockets(t *testing.T) {
 }
 
 func TestResetSendsRSTBothWays(t *testing.T) {
-	echo := startEcho(t)
-	p := startProxy(t, echo.ln.Addr().String())
-	c := dial(t, p.Addr())
-	roundTrip(t, c, "x")
+	echo, p, c := startLink(t, "x")
 	if n := p.Reset(); n != 1 {
 		t.Fatalf("Reset affected %d connections, want 1", n)
 	}
@@ -227,10 +229,7 @@ func TestResetSendsRSTBothWays(t *testing.T) {
 }
 
 func TestHalfOpen(t *testing.T) {
-	echo := startEcho(t)
-	p := startProxy(t, echo.ln.Addr().String())
-	c := dial(t, p.Addr())
-	roundTrip(t, c, "x")
+	echo, p, c := startLink(t, "x")
 	if n := p.HalfOpen(); n != 1 {
 		t.Fatalf("HalfOpen affected %d connections, want 1", n)
 	}
@@ -260,10 +259,7 @@ func TestHalfOpen(t *testing.T) {
 }
 
 func TestRefuse(t *testing.T) {
-	echo := startEcho(t)
-	p := startProxy(t, echo.ln.Addr().String())
-	c := dial(t, p.Addr())
-	roundTrip(t, c, "x")
+	_, p, c := startLink(t, "x")
 	if err := p.Refuse(true); err != nil {
 		t.Fatal(err)
 	}

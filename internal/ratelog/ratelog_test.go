@@ -1,39 +1,17 @@
 package ratelog_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/ratelog"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := strings.TrimSpace(l.b.String())
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
 
 func count(lines []string, sub string) int {
 	n := 0
@@ -51,7 +29,7 @@ func count(lines []string, sub string) int {
 // keep their attributes.
 func TestBurstThenRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf lockedBuffer
+		var buf testlog.Buffer
 		inner := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})
 		log := slog.New(ratelog.New(inner, ratelog.Options{Burst: 10, Interval: time.Second, Report: 10 * time.Second})).
 			With(slog.String("listener", "pg"))
@@ -59,7 +37,7 @@ func TestBurstThenRate(t *testing.T) {
 			log.With(slog.Int("i", i)).Warn("connection refused")
 		}
 		log.Warn("other message")
-		lines := buf.lines()
+		lines := buf.Lines()
 		if n := count(lines, "msg=\"connection refused\""); n != 10 {
 			t.Fatalf("%d lines passed in the burst, want 10:\n%s", n, strings.Join(lines, "\n"))
 		}
@@ -75,7 +53,7 @@ func TestBurstThenRate(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 			log.Warn("connection refused")
 		}
-		lines = buf.lines()
+		lines = buf.Lines()
 		if n := count(lines, "msg=\"connection refused\""); n < 14 || n > 16 {
 			t.Fatalf("%d lines after 5 s at the rate, want 15", n)
 		}
@@ -85,7 +63,7 @@ func TestBurstThenRate(t *testing.T) {
 		// were held back.
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		lines = buf.lines()
+		lines = buf.Lines()
 		var total int
 		for _, l := range lines {
 			if strings.Contains(l, ratelog.SuppressedMessage) {
@@ -105,16 +83,16 @@ func TestBurstThenRate(t *testing.T) {
 
 		// Quiet for a while: the bucket refills and a burst passes again;
 		// no summary without anything held back.
-		before := len(buf.lines())
+		before := len(buf.Lines())
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if n := len(buf.lines()); n != before {
+		if n := len(buf.Lines()); n != before {
 			t.Fatalf("%d lines logged while quiet", n-before)
 		}
 		for range 10 {
 			log.Warn("connection refused")
 		}
-		if n := len(buf.lines()) - before; n != 10 {
+		if n := len(buf.Lines()) - before; n != 10 {
 			t.Fatalf("%d lines after the refill, want 10", n)
 		}
 	})
@@ -133,14 +111,14 @@ func summaryCount(line string) (int, error) {
 // TestLevelsAreSeparate: the inner handler's level still filters, and the
 // same message at two levels has two buckets.
 func TestLevelsAreSeparate(t *testing.T) {
-	var buf lockedBuffer
+	var buf testlog.Buffer
 	inner := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})
 	log := slog.New(ratelog.New(inner, ratelog.Options{Burst: 1}))
 	log.Debug("m")
 	log.Info("m")
 	log.Info("m")
 	log.Warn("m")
-	lines := buf.lines()
+	lines := buf.Lines()
 	if len(lines) != 2 || !strings.Contains(lines[0], "INFO") || !strings.Contains(lines[1], "WARN") {
 		t.Fatalf("lines %q", lines)
 	}

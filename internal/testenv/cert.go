@@ -36,10 +36,6 @@ func generateCert(dir string, hosts ...string) (caFile, certFile, keyFile string
 		hosts = []string{"localhost", "127.0.0.1"}
 	}
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", "", fmt.Errorf("CA key: %w", err)
-	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "dbproxy testenv CA " + randomHex(4)},
@@ -50,19 +46,15 @@ func generateCert(dir string, hosts ...string) (caFile, certFile, keyFile string
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caKey, caDER, err := newCert(caTmpl, nil, nil)
 	if err != nil {
-		return "", "", "", fmt.Errorf("CA certificate: %w", err)
+		return "", "", "", fmt.Errorf("CA: %w", err)
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
 		return "", "", "", fmt.Errorf("parse CA certificate: %w", err)
 	}
 
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", "", fmt.Errorf("leaf key: %w", err)
-	}
 	leafTmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0]},
@@ -78,9 +70,9 @@ func generateCert(dir string, hosts ...string) (caFile, certFile, keyFile string
 			leafTmpl.DNSNames = append(leafTmpl.DNSNames, h)
 		}
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	leafKey, leafDER, err := newCert(leafTmpl, ca, caKey)
 	if err != nil {
-		return "", "", "", fmt.Errorf("leaf certificate: %w", err)
+		return "", "", "", fmt.Errorf("leaf: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
 	if err != nil {
@@ -109,6 +101,23 @@ func generateCert(dir string, hosts ...string) (caFile, certFile, keyFile string
 		}
 	}
 	return caFile, certFile, keyFile, nil
+}
+
+// newCert makes a P-256 key and a certificate of tmpl for it, signed by
+// parent with parentKey, or self-signed when parent is nil.
+func newCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key: %w", err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate: %w", err)
+	}
+	return key, der, nil
 }
 
 func serial() *big.Int {

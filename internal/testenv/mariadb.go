@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -330,26 +329,11 @@ func (s *mariaDBServer) waitReady(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	var lastErr error = errors.New("socket not created")
-	for {
-		if exited, err := s.proc.exitErr(); exited {
-			return err
-		}
-		if _, err := os.Stat(s.socket); err == nil {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = db.PingContext(pctx)
-			cancel()
-			if err == nil {
-				return nil
-			}
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
+	return s.proc.waitSocket(ctx, s.socket, func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return db.PingContext(pctx)
+	})
 }
 
 func (s *mariaDBServer) dropAnonymousUsers(ctx context.Context) error {

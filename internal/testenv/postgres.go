@@ -427,28 +427,14 @@ func pgQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 // waitReady polls the unix socket until the server accepts a login.
 func (s *pgServer) waitReady(ctx context.Context) error {
 	sock := filepath.Join(s.sockDir, ".s.PGSQL."+strconv.Itoa(s.port))
-	var lastErr error = errors.New("socket not created")
-	for {
-		if exited, err := s.proc.exitErr(); exited {
+	return s.proc.waitSocket(ctx, sock, func(ctx context.Context) error {
+		conn, err := s.adminConnect(ctx)
+		if err != nil {
 			return err
 		}
-		if _, err := os.Stat(sock); err == nil {
-			conn, err := s.adminConnect(ctx)
-			if err == nil {
-				err = conn.Ping(ctx)
-				_ = conn.Close(ctx)
-				if err == nil {
-					return nil
-				}
-			}
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
+		defer conn.Close(ctx)
+		return conn.Ping(ctx)
+	})
 }
 
 // adminConnect logs in as postgres over the unix socket.

@@ -44,15 +44,11 @@ func cachedTemplate(kind string, identity []string, build func(dir string) error
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
 	}
-	lock, err := os.OpenFile(final+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockFile(final+".lock", "template")
 	if err != nil {
-		return "", fmt.Errorf("open template lock: %w", err)
+		return "", err
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return "", fmt.Errorf("take template lock: %w", err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	defer unlock()
 	if _, err := os.Stat(final); err == nil { // built while we waited
 		return final, nil
 	}
@@ -145,4 +141,22 @@ func copyFile(src, dst string, perm fs.FileMode, owner *syscall.Credential) erro
 		return err
 	}
 	return os.Chmod(dst, perm) // the umask applied at creation
+}
+
+// lockFile takes an exclusive lock on the file path (created if need be),
+// shared with other processes; what names the lock in errors. unlock
+// releases it.
+func lockFile(path, what string) (unlock func(), err error) {
+	lock, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s lock: %w", what, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("take %s lock: %w", what, err)
+	}
+	return func() {
+		_ = unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		_ = lock.Close()
+	}, nil
 }

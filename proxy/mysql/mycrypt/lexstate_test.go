@@ -15,8 +15,9 @@ import (
 	"github.com/dbproxy/dbproxy/value"
 )
 
-// lexHooks returns hooks of a session described by info, with the rules of
-// newHooks and, optionally, a LexSource.
+// lexHooks returns hooks of a session described by info, with a
+// deterministic rule on users.email, a randomized one on users.ssn and,
+// optionally, a LexSource. An empty Database means app.
 func lexHooks(t *testing.T, info mysql.SessionInfo, src mycrypt.LexSource) *mysql.SessionHooks {
 	t.Helper()
 	keys := memKeys{}

@@ -11,8 +11,6 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
-	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
-	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -42,36 +40,11 @@ func (m memKeys) Decrypt(ctx context.Context, name string, dst, ct []byte) ([]by
 	return k.Decrypt(dst, ct)
 }
 
+// newHooks returns hooks of a MariaDB session on database app, with a
+// deterministic rule on users.email and a randomized one on users.ssn.
 func newHooks(t *testing.T) *mysql.SessionHooks {
 	t.Helper()
-	keys := memKeys{}
-	for name, alg := range map[string]crypto.Algorithm{"det": crypto.AlgorithmAESSIV, "rnd": crypto.AlgorithmAESGCM} {
-		m, err := crypto.NewRandomKeyMaterial(alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := crypto.NewKey(name, 1, alg, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[name] = k
-	}
-	set, err := rules.New(rules.DialectMySQL, []rules.Spec{
-		{Table: "users", Column: "email", Key: "det", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		{Table: "users", Column: "ssn", Key: "rnd", Mode: rules.ModeRandomized, Type: value.TypeText},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ic, err := mycrypt.New(mycrypt.Options{Rules: set, Keys: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
-	if err != nil || h == nil {
-		t.Fatalf("NewSession: %v", err)
-	}
-	return h
+	return lexHooks(t, mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"}, nil)
 }
 
 func query(sql string) []byte { return append([]byte{gomysql.COM_QUERY}, sql...) }
