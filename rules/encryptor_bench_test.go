@@ -4,43 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
-	"github.com/dbproxy/dbproxy/crypto/keystore"
-	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
-
-// newManager returns a keys.Manager over a throwaway file keystore and a
-// local master key, with the given keys initialised.
-func newManager(tb testing.TB, specs ...keys.Spec) *keys.Manager {
-	tb.Helper()
-	store, err := keystore.OpenFile(filepath.Join(tb.TempDir(), "keys.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	mk := make([]byte, 32)
-	rand.Read(mk)
-	master, err := kms.NewLocal(mk)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := keys.New(keys.Options{Store: store, Master: master, TTL: time.Hour})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(m.Close)
-	if _, err := m.Init(context.Background(), specs); err != nil {
-		tb.Fatal(err)
-	}
-	return m
-}
 
 // BenchmarkEncryptorManager measures the Encryptor over a real key manager
 // with cached keys (16-byte values), serially and in parallel.
@@ -50,7 +21,7 @@ func BenchmarkEncryptorManager(b *testing.B) {
 		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeBytes},
 		{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeBytes},
 	})
-	m := newManager(b, keys.Spec{Name: "users_email", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "ssn", Algorithm: rules.ModeRandomized.Algorithm()})
+	m := testkeys.Manager(b, keys.Spec{Name: "users_email", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "ssn", Algorithm: rules.ModeRandomized.Algorithm()})
 	e := rules.NewEncryptor(m)
 	det, rnd := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
 	pt := make([]byte, 16)
@@ -108,7 +79,7 @@ func BenchmarkAppendMatch(b *testing.B) {
 	s := mustNew(b, rules.DialectPostgres, []rules.Spec{
 		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeBytes},
 	})
-	m := newManager(b, keys.Spec{Name: "users_email", Algorithm: crypto.AlgorithmAESSIV})
+	m := testkeys.Manager(b, keys.Spec{Name: "users_email", Algorithm: crypto.AlgorithmAESSIV})
 	e := rules.NewEncryptor(m)
 	det := s.Column("", "public", "users", "email")
 	pt := make([]byte, 16)

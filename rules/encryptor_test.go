@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -370,7 +371,7 @@ func TestEncryptorManagerConcurrent(t *testing.T) {
 		{Table: "t", Column: "b", Key: "kb", Mode: rules.ModeDeterministic, Type: value.TypeText},
 		{Table: "t", Column: "r", Key: "kr", Mode: rules.ModeRandomized, Type: value.TypeText},
 	})
-	m := newManager(t, keys.Spec{Name: "ka", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kb", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kr", Algorithm: rules.ModeRandomized.Algorithm()})
+	m := testkeys.Manager(t, keys.Spec{Name: "ka", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kb", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kr", Algorithm: rules.ModeRandomized.Algorithm()})
 	if _, err := m.Rotate(ctx, "kb"); err != nil {
 		t.Fatal(err)
 	}

@@ -21,15 +21,8 @@ func TestLocalFile(t *testing.T) {
 		t.Fatalf("OpenLocalFile of a missing file = %v; want ErrNotExist naming it", err)
 	}
 	path := newLocalKeyFile(t)
-	lf, err := kms.OpenLocalFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := kms.LoadLocal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	lf := openLocalFile(t, path)
+	l := loadLocal(t, path)
 	if lf.ID() != l.ID() {
 		t.Fatalf("ID = %s, want %s", lf.ID(), l.ID())
 	}
@@ -42,10 +35,7 @@ func TestLocalFile(t *testing.T) {
 		t.Fatalf("Local.Unwrap of a LocalFile wrapping = %v", err)
 	}
 
-	saved, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	saved := readFile(t, path)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}

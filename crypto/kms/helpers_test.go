@@ -1,0 +1,65 @@
+package kms_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/crypto/kms"
+)
+
+// newLocalKeyFile creates a fresh local master key file in a temporary
+// directory and returns its path.
+func newLocalKeyFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "master.key")
+	created, err := kms.CreateLocalKeyFile(path)
+	if err != nil || !created {
+		t.Fatalf("CreateLocalKeyFile = %v, %v; want true, nil", created, err)
+	}
+	return path
+}
+
+// readFile returns the content of the file at path.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// loadLocal loads the local master key file at path, closed when the test
+// ends.
+func loadLocal(t *testing.T, path string) *kms.Local {
+	t.Helper()
+	l, err := kms.LoadLocal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// newLocal returns a local master key over key, closed when the test ends.
+func newLocal(t *testing.T, key []byte) *kms.Local {
+	t.Helper()
+	l, err := kms.NewLocal(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// openLocalFile opens the local master key file at path, re-read on every
+// operation.
+func openLocalFile(t *testing.T, path string) *kms.LocalFile {
+	t.Helper()
+	lf, err := kms.OpenLocalFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lf
+}
