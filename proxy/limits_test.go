@@ -2,18 +2,17 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -112,7 +111,7 @@ func waitNumConns(t *testing.T, srv *proxy.Server, n int) {
 
 func TestLimitMaxConnections(t *testing.T) {
 	g := newGated()
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	srv := &proxy.Server{Handler: g, Limits: proxy.Limits{MaxConnections: 2},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	addr, _ := serve(t, srv)
@@ -182,7 +181,7 @@ func TestLimitMaxConnectionsPerSource(t *testing.T) {
 // handshake gets through however many stalled ones arrive.
 func TestLimitHandshakeEviction(t *testing.T) {
 	g := newGated()
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	srv := &proxy.Server{Handler: g, Limits: proxy.Limits{MaxHandshakes: 3},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	addr, _ := serve(t, srv)
@@ -354,22 +353,4 @@ func TestIdleTimeout(t *testing.T) {
 		_ = srv.Close()
 		<-done
 	})
-}
-
-// lockedBuffer collects a server's logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -96,11 +96,11 @@ func TestServeCatalogFromConfigScram(t *testing.T) {
 			}
 			switch tc.name {
 			case "wrong password":
-				logs.waitLog(t, "listeners[0].catalog.user ("+pg.User+") and the password in the environment variable CATALOG_PW")
-				logs.waitLog(t, "password authentication failed")
+				waitLog(t, logs, "listeners[0].catalog.user ("+pg.User+") and the password in the environment variable CATALOG_PW")
+				waitLog(t, logs, "password authentication failed")
 			case "no catalog":
-				logs.waitLog(t, "no catalog credentials")
-				logs.waitLog(t, "set listeners[0].catalog.user and listeners[0].catalog.password_env")
+				waitLog(t, logs, "no catalog credentials")
+				waitLog(t, logs, "set listeners[0].catalog.user and listeners[0].catalog.password_env")
 			}
 			if tc.name != "right password" {
 				return
@@ -110,7 +110,7 @@ func TestServeCatalogFromConfigScram(t *testing.T) {
 			if err != nil {
 				t.Fatalf("insert: %v", err)
 			}
-			logs.waitLog(t, "catalog connection ok")
+			waitLog(t, logs, "catalog connection ok")
 			var ssn string
 			var salary int64
 			if err := c.QueryRow(ctx, `SELECT ssn, salary FROM users WHERE email = $1`, "pgx@example.com").Scan(&ssn, &salary); err != nil || ssn != "123-45-6789" || salary != 99 {
@@ -170,14 +170,14 @@ func TestServeCatalogFromConfigMySQL(t *testing.T) {
 				if err == nil || n != 0 {
 					t.Fatalf("column-less INSERT with a failing catalog: err %v, %d rows written", err, n)
 				}
-				logs.waitLog(t, "catalog connection as "+my.User+" failed")
-				logs.waitLog(t, "the password in the environment variable MY_CATALOG_PW (listeners[0].catalog.password_env)")
+				waitLog(t, logs, "catalog connection as "+my.User+" failed")
+				waitLog(t, logs, "the password in the environment variable MY_CATALOG_PW (listeners[0].catalog.password_env)")
 				return
 			}
 			if err != nil || n != 1 {
 				t.Fatalf("column-less INSERT: %v (%d rows)", err, n)
 			}
-			logs.waitLog(t, "catalog connection ok")
+			waitLog(t, logs, "catalog connection ok")
 			var rawSSN []byte
 			if err := direct.QueryRowContext(ctx, `SELECT ssn FROM users`).Scan(&rawSSN); err != nil || !crypto.IsCiphertext(rawSSN) {
 				t.Fatalf("stored ssn %x: %v", rawSSN, err)

@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -141,46 +140,28 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer is a log sink tests may read while serve writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitLog waits until the logs contain want.
-func (s *syncBuffer) waitLog(t *testing.T, want string) {
+// waitLog waits until logs contain want.
+func waitLog(t *testing.T, logs *testlog.Buffer, want string) {
 	t.Helper()
 	for range 200 {
-		if strings.Contains(s.String(), want) {
+		if logs.Contains(want) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond) // waiting for serve's start-up checks, not asserting a duration
 	}
-	t.Fatalf("logs lack %q:\n%s", want, s.String())
+	t.Fatalf("logs lack %q:\n%s", want, logs.String())
 }
 
 // serveInBackground runs `dbproxy keys init` and then `dbproxy serve` on
 // the config at cfgPath, in-process, until the test ends; then it checks
 // that serve exited 0, and shows its logs if the test failed. The logs may
 // be read while serve runs.
-func serveInBackground(t *testing.T, cfgPath string, getenv func(string) string) *syncBuffer {
+func serveInBackground(t *testing.T, cfgPath string, getenv func(string) string) *testlog.Buffer {
 	t.Helper()
 	keysInit(t, cfgPath)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdout: logs, stderr: logs, getenv: getenv})
 	}()

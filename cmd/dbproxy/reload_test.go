@@ -13,6 +13,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 )
 
 // TestServeReload: a reload that adds an encrypted column applies to new
@@ -32,7 +33,7 @@ func TestServeReload(t *testing.T) {
 	keysInit(t, cfgPath)
 	t.Setenv("PGPASSWORD", pg.Password) // the catalog connection's password
 
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	e := env{stdout: logs, stderr: logs, getenv: os.Getenv}
 	cfg := loadConfig(t, cfgPath)

@@ -117,7 +117,7 @@ func TestSchemaGuardPostgres(t *testing.T) {
 	}
 	// serve warns at start, and keeps serving.
 	logs := serveInBackground(t, cfgPath, func(k string) string { return environ[k] })
-	logs.waitLog(t, "encrypted column not guarded by the database: no guard (CHECK constraint dbproxy_guard_ssn)")
+	waitLog(t, logs, "encrypted column not guarded by the database: no guard (CHECK constraint dbproxy_guard_ssn)")
 	if strings.Contains(logs.String(), "dbproxy_guard_email") {
 		t.Errorf("serve warned about a guarded column:\n%s", logs.String())
 	}

@@ -1,7 +1,6 @@
 package keys_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -23,6 +22,7 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/keystore"
 	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -143,24 +143,6 @@ func (f *fakeMaster) leaked(s string) bool {
 	return false
 }
 
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func openStore(t testing.TB) keystore.Store {
 	t.Helper()
 	return openStoreAt(t, filepath.Join(t.TempDir(), "keys.json"))
@@ -268,9 +250,9 @@ func gatedManager(t *testing.T) (*fakeMaster, *keys.Manager) {
 
 // loggingManager returns a manager over a fresh store and master key whose
 // log lines at level and above are collected in logs.
-func loggingManager(t *testing.T, level slog.Level) (m *keys.Manager, logs *syncBuffer) {
+func loggingManager(t *testing.T, level slog.Level) (m *keys.Manager, logs *testlog.Buffer) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &testlog.Buffer{}
 	m = newManager(t, keys.Options{
 		Store:  openStore(t),
 		Master: newFakeMaster(t, "m1"),

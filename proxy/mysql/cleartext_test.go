@@ -13,36 +13,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/proxy"
-	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 )
-
-// recorder collects what a client wrote.
-type recorder struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.b.Write(p)
-}
-
-func (r *recorder) contains(s string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return bytes.Contains(r.b.Bytes(), []byte(s))
-}
 
 type recordingConn struct {
 	net.Conn
-	r *recorder
+	r *testlog.Buffer
 }
 
 func (c recordingConn) Write(p []byte) (int, error) {
@@ -125,7 +109,7 @@ func TestClearPasswordLegs(t *testing.T) {
 					if cl.tls {
 						cfg.TLSConfig = registerCA(t, ca)
 					}
-					var sent recorder
+					var sent testlog.Buffer
 					cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 						var d net.Dialer
 						c, err := d.DialContext(ctx, network, addr)
@@ -172,7 +156,7 @@ func TestClearPasswordLegs(t *testing.T) {
 					if l := logs.String(); !strings.Contains(l, "cleartext password refused") || !strings.Contains(l, hint) {
 						t.Fatalf("no log line for the refusal:\n%s", l)
 					}
-					if sent.contains(password) {
+					if sent.Contains(password) {
 						t.Fatal("the client sent its password in clear to the proxy")
 					}
 					if fwd != nil && bytes.Contains(fwd.Sent(), []byte(password)) {

@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/proxy"
-	"github.com/dbproxy/dbproxy/proxy/mysql"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 )
 
 // MariaDB has no caching_sha2_password and Debian packages no MySQL
@@ -129,33 +131,16 @@ func startFakeServerPlugin(t *testing.T, user, password, plugin string) *fakeSer
 	return f
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startProxy serves h on 127.0.0.1 until the test ends.
-func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *logBuffer) {
+func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *testlog.Buffer) {
 	t.Helper()
 	return startProxyOn(t, "127.0.0.1", opts)
 }
 
 // startProxyOn serves h on host until the test ends.
-func startProxyOn(t *testing.T, host string, opts mysql.Options) (addr string, logs *logBuffer) {
+func startProxyOn(t *testing.T, host string, opts mysql.Options) (addr string, logs *testlog.Buffer) {
 	t.Helper()
-	logs = &logBuffer{}
+	logs = &testlog.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := mysql.NewHandler(opts)
 	if err != nil {
