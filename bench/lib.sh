@@ -158,14 +158,16 @@ perf_start() {
   fi
 }
 
-# perf_stop N UNIT: stops perf_start's counting and prints the syscalls and
-# context switches per UNIT, N units having run; nothing if it counted
-# nothing.
+# perf_stop N UNIT: stops perf_start's counting (in the shell that started
+# it: perf must have exited before its counts are read) and sets perfline
+# to the syscalls and context switches per UNIT, N units having run; to ""
+# if it counted nothing.
 perf_stop() {
+  perfline=""
   [ -n "$perfpid" ] || return 0
   kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
-  awk -F, -v n="$1" -v u="$2" '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1}
-    END {printf "  %.2f syscalls/%s  %.2f ctxsw/%s", sc/n, u, cs/n, u}' "$work/perf.out"
+  perfline=$(awk -F, -v n="$1" -v u="$2" '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1}
+    END {printf "  %.2f syscalls/%s  %.2f ctxsw/%s", sc/n, u, cs/n, u}' "$work/perf.out")
 }
 
 # median: the median of the numbers on stdin, one a line.

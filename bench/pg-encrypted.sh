@@ -78,7 +78,7 @@ run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[  perf co
   n=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)
   if [ -z "$pp" ]; then printf '%s 0' "$tps"; else printf '%s %s' "$tps" "$(cpu_us_per "$before" "$after" "$n")"; fi
   perf_stop "$n" tx
-  echo
+  echo "$perfline"
 }
 for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
