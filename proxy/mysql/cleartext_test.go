@@ -3,7 +3,6 @@ package mysql_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,16 +117,7 @@ func TestClearPasswordLegs(t *testing.T) {
 						}
 						return recordingConn{Conn: c, r: &sent}, nil
 					}
-					conn, err := driver.NewConnector(cfg)
-					if err != nil {
-						t.Fatal(err)
-					}
-					db := sql.OpenDB(conn)
-					defer db.Close()
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-					defer cancel()
-					var v string
-					err = db.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+					_, err = selectOne(t, cfg)
 					if want {
 						if err != nil {
 							t.Fatalf("login refused: %v", err)

@@ -131,6 +131,22 @@ func startFakeServerPlugin(t *testing.T, user, password, plugin string) *fakeSer
 	return f
 }
 
+// selectOne logs in with cfg and runs SELECT 1, whose answer it returns.
+func selectOne(t *testing.T, cfg *driver.Config) (string, error) {
+	t.Helper()
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var v string
+	err = db.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+	return v, err
+}
+
 // startProxy serves h on 127.0.0.1 until the test ends.
 func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *testlog.Buffer) {
 	t.Helper()
@@ -221,16 +237,8 @@ func TestCachingSHA2(t *testing.T) {
 				if tc.clientTLS {
 					cfg.TLSConfig = registerCA(t, clientCA)
 				}
-				conn, err := driver.NewConnector(cfg)
+				v, err := selectOne(t, cfg)
 				if err != nil {
-					t.Fatal(err)
-				}
-				db := sql.OpenDB(conn)
-				defer db.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				var v string
-				if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
 					return err
 				}
 				if v != "SELECT 1" {
