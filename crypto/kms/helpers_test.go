@@ -1,6 +1,8 @@
 package kms_test
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,17 +37,20 @@ func readFile(t *testing.T, path string) []byte {
 func loadLocal(t *testing.T, path string) *kms.Local {
 	t.Helper()
 	l, err := kms.LoadLocal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return closedAtEnd(t, l, err)
 }
 
 // newLocal returns a local master key over key, closed when the test ends.
 func newLocal(t *testing.T, key []byte) *kms.Local {
 	t.Helper()
 	l, err := kms.NewLocal(key)
+	return closedAtEnd(t, l, err)
+}
+
+// closedAtEnd fails the test on err, and else returns l, closed when the
+// test ends.
+func closedAtEnd(t *testing.T, l *kms.Local, err error) *kms.Local {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,4 +67,17 @@ func openLocalFile(t *testing.T, path string) *kms.LocalFile {
 		t.Fatal(err)
 	}
 	return lf
+}
+
+// mustUnwrapTo fails the test unless m unwraps wrapped, the data key ref,
+// to want.
+func mustUnwrapTo(t *testing.T, m kms.MasterKey, ref kms.KeyRef, wrapped, want []byte) {
+	t.Helper()
+	got, err := m.Unwrap(context.Background(), ref, wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("Unwrap returned a different key")
+	}
 }
