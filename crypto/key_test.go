@@ -2,8 +2,6 @@ package crypto_test
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -59,54 +57,38 @@ func newTestKey(t testing.TB, name string, version uint32, alg crypto.Algorithm,
 }
 
 func TestAlgorithm(t *testing.T) {
+	// props is what an Algorithm tells about itself.
+	type props struct {
+		name                                           string
+		keySize, overhead                              int
+		valid, deterministic, randomized, nonceLimited bool
+	}
 	tests := []struct {
-		alg           crypto.Algorithm
-		name          string
-		keySize       int
-		overhead      int
-		valid         bool
-		deterministic bool
-		randomized    bool
-		nonceLimited  bool
+		alg  crypto.Algorithm
+		want props
 	}{
-		{crypto.AlgorithmAESGCM, "AES-256-GCM", 32, 35, true, false, true, true},
-		{crypto.AlgorithmAESSIV, "AES-256-SIV", 64, 23, true, true, false, false},
-		{crypto.AlgorithmXAESGCM, "XAES-256-GCM", 32, 47, true, false, true, false},
-		{crypto.AlgorithmUnknown, "Algorithm(0)", 0, 0, false, false, false, false},
-		{crypto.Algorithm(4), "Algorithm(4)", 0, 0, false, false, false, false},
+		{crypto.AlgorithmAESGCM, props{"AES-256-GCM", 32, 35, true, false, true, true}},
+		{crypto.AlgorithmAESSIV, props{"AES-256-SIV", 64, 23, true, true, false, false}},
+		{crypto.AlgorithmXAESGCM, props{"XAES-256-GCM", 32, 47, true, false, true, false}},
+		{crypto.AlgorithmUnknown, props{"Algorithm(0)", 0, 0, false, false, false, false}},
+		{crypto.Algorithm(4), props{"Algorithm(4)", 0, 0, false, false, false, false}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.alg.String(); got != tt.name {
-				t.Errorf("String() = %q, want %q", got, tt.name)
-			}
-			if got := tt.alg.KeySize(); got != tt.keySize {
-				t.Errorf("KeySize() = %d, want %d", got, tt.keySize)
-			}
-			if got := tt.alg.Overhead(); got != tt.overhead {
-				t.Errorf("Overhead() = %d, want %d", got, tt.overhead)
-			}
-			if got := tt.alg.Valid(); got != tt.valid {
-				t.Errorf("Valid() = %v, want %v", got, tt.valid)
-			}
-			if got := tt.alg.Deterministic(); got != tt.deterministic {
-				t.Errorf("Deterministic() = %v, want %v", got, tt.deterministic)
-			}
-			if got := tt.alg.Randomized(); got != tt.randomized {
-				t.Errorf("Randomized() = %v, want %v", got, tt.randomized)
-			}
-			if got := tt.alg.NonceLimited(); got != tt.nonceLimited {
-				t.Errorf("NonceLimited() = %v, want %v", got, tt.nonceLimited)
+		t.Run(tt.want.name, func(t *testing.T) {
+			a := tt.alg
+			got := props{a.String(), a.KeySize(), a.Overhead(), a.Valid(), a.Deterministic(), a.Randomized(), a.NonceLimited()}
+			if got != tt.want {
+				t.Errorf("String, KeySize, Overhead, Valid, Deterministic, Randomized, NonceLimited = %+v, want %+v", got, tt.want)
 			}
 			text, err := tt.alg.MarshalText()
-			if !tt.valid {
+			if !tt.want.valid {
 				if err == nil {
 					t.Errorf("MarshalText() = %q, want error", text)
 				}
 				return
 			}
-			if err != nil || string(text) != tt.name {
-				t.Fatalf("MarshalText() = %q, %v; want %q", text, err, tt.name)
+			if err != nil || string(text) != tt.want.name {
+				t.Fatalf("MarshalText() = %q, %v; want %q", text, err, tt.want.name)
 			}
 			var back crypto.Algorithm
 			if err := back.UnmarshalText(text); err != nil || back != tt.alg {
@@ -335,14 +317,7 @@ func TestHeaderLayoutAndAssociatedData(t *testing.T) {
 			payload := ct[crypto.HeaderSize:]
 			switch alg {
 			case crypto.AlgorithmAESGCM:
-				block, err := aes.NewCipher(material)
-				if err != nil {
-					t.Fatal(err)
-				}
-				gcm, err := cipher.NewGCM(block)
-				if err != nil {
-					t.Fatal(err)
-				}
+				gcm := stdlibGCM(t, material)
 				if len(payload) != 12+len(pt)+16 {
 					t.Fatalf("payload len = %d, want nonce(12)+%d+tag(16)", len(payload), len(pt))
 				}
@@ -752,13 +727,10 @@ func TestKeyNeverPrintsMaterial(t *testing.T) {
 
 func TestNewRandomKeyMaterial(t *testing.T) {
 	for _, alg := range algorithms {
-		a, err := crypto.NewRandomKeyMaterial(alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := crypto.NewRandomKeyMaterial(alg)
-		if err != nil {
-			t.Fatal(err)
+		a, errA := crypto.NewRandomKeyMaterial(alg)
+		b, errB := crypto.NewRandomKeyMaterial(alg)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
 		}
 		if len(a) != alg.KeySize() || len(b) != alg.KeySize() {
 			t.Errorf("%s: lengths %d, %d; want %d", alg, len(a), len(b), alg.KeySize())
