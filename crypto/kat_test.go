@@ -2,6 +2,8 @@ package crypto_test
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -109,7 +111,14 @@ func TestWycheproofAESGCM(t *testing.T) {
 		if len(tc.Key) != 32 || len(tc.IV) != 12 || len(tc.Tag) != 16 {
 			t.Fatalf("vector is not AES-256-GCM with a 96-bit IV")
 		}
-		gcm := stdlibGCM(t, tc.Key)
+		block, err := aes.NewCipher(tc.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sealed := append(bytes.Clone(tc.CT), tc.Tag...)
 		return wycheproofCipher{
 			open:   func() ([]byte, error) { return gcm.Open(nil, tc.IV, sealed, tc.AAD) },
