@@ -45,12 +45,8 @@ func keysInit(t *testing.T, cfgPath string) {
 // keystore next to the config.
 const localKeys = `
 keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
+  master_key: {provider: local, file: master.key}
+  store: {type: file, path: keys.json}
 `
 
 // localConfig is localKeys with rules for three columns of table users.

@@ -34,11 +34,7 @@ keys:
   cache:
     ttl: 2s
 encryption:
-  - table: users
-    columns:
-      - name: email
-        mode: deterministic
-        type: text
+  - {table: users, columns: [{name: email, mode: deterministic, type: text}]}
 `, k.Alias, k.Region, k.Endpoint))
 
 	code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath)
