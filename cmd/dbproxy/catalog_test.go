@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -34,10 +33,10 @@ func noLibpqEnv(t *testing.T) {
 // message).
 func connectRefused(ctx context.Context, t *testing.T, dsn string) *pgconn.PgError {
 	t.Helper()
-	var err error
-	for range 100 {
-		var c *pgx.Conn
-		if c, err = pgx.Connect(ctx, dsn); err == nil {
+	var pe *pgconn.PgError
+	err := untilListening(func() (bool, error) {
+		c, err := pgx.Connect(ctx, dsn)
+		if err == nil {
 			// The refusal may come with the session's first message.
 			err = c.Ping(ctx)
 			_ = c.Close(ctx)
@@ -45,14 +44,12 @@ func connectRefused(ctx context.Context, t *testing.T, dsn string) *pgconn.PgErr
 				t.Fatal("connect and ping succeeded, want a refusal")
 			}
 		}
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			return pe
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
+		return errors.As(err, &pe), err
+	})
+	if pe == nil {
+		t.Fatalf("connect through serve: %v", err)
 	}
-	t.Fatalf("connect through serve: %v", err)
-	return nil
+	return pe
 }
 
 // TestServeCatalogFromConfigScram: a SCRAM upstream, no PG* variable and

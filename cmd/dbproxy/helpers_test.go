@@ -221,21 +221,35 @@ func pgURL(pg *testenv.Postgres, addr string) string {
 	return u.String()
 }
 
+// untilListening calls try until it reports done, every 50 ms while the
+// listener binds, 100 times at the most; it returns try's last error.
+func untilListening(try func() (done bool, err error)) error {
+	var err error
+	for range 100 {
+		var done bool
+		if done, err = try(); done {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
+	}
+	return err
+}
+
 // connectRetry connects to dsn once the listener answers; the connection
 // is closed when the test ends.
 func connectRetry(ctx context.Context, t *testing.T, dsn string) *pgx.Conn {
 	t.Helper()
-	var err error
-	for range 100 {
-		var c *pgx.Conn
-		if c, err = pgx.Connect(ctx, dsn); err == nil {
-			t.Cleanup(func() { _ = c.Close(context.Background()) })
-			return c
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
+	var c *pgx.Conn
+	err := untilListening(func() (bool, error) {
+		var err error
+		c, err = pgx.Connect(ctx, dsn)
+		return err == nil, err
+	})
+	if err != nil {
+		t.Fatalf("connect through serve: %v", err)
 	}
-	t.Fatalf("connect through serve: %v", err)
-	return nil
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
 }
 
 // openMySQLRetry opens my's database as its user through a proxy on addr,
@@ -247,14 +261,10 @@ func openMySQLRetry(ctx context.Context, t *testing.T, my *testenv.MariaDB, addr
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	for range 100 {
-		if err = db.PingContext(ctx); err == nil {
-			return db
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
+	if err := untilListening(func() (bool, error) { err := db.PingContext(ctx); return err == nil, err }); err != nil {
+		t.Fatalf("connect through serve: %v", err)
 	}
-	t.Fatalf("connect through serve: %v", err)
-	return nil
+	return db
 }
 
 // assertCiphertexts fails the test unless every value of stored is a
