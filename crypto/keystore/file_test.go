@@ -29,14 +29,19 @@ func fileBacking(t *testing.T) func() keystore.Store {
 	}
 }
 
-// openFile opens the file keystore at path, closed when the test ends.
+// openFile opens the file keystore at path; it is closed when the test
+// ends, and an error closing it fails the test.
 func openFile(t *testing.T, path string) keystore.Store {
 	t.Helper()
 	s, err := keystore.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close %s: %v", path, err)
+		}
+	})
 	return s
 }
 
