@@ -248,16 +248,18 @@ func gatedManager(t *testing.T) (*fakeMaster, *keys.Manager) {
 	return master, m
 }
 
+// testLogger is a logger whose lines at level and above are kept in logs.
+func testLogger(level slog.Level) (logger *slog.Logger, logs *testlog.Buffer) {
+	logs = &testlog.Buffer{}
+	return slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})), logs
+}
+
 // loggingManager returns a manager over a fresh store and master key whose
 // log lines at level and above are collected in logs.
 func loggingManager(t *testing.T, level slog.Level) (m *keys.Manager, logs *testlog.Buffer) {
 	t.Helper()
-	logs = &testlog.Buffer{}
-	m = newManager(t, keys.Options{
-		Store:  openStore(t),
-		Master: newFakeMaster(t, "m1"),
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
-	})
+	logger, logs := testLogger(level)
+	m = newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1"), Logger: logger})
 	return m, logs
 }
 

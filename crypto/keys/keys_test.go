@@ -21,7 +21,6 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/keystore"
 	"github.com/dbproxy/dbproxy/crypto/kms"
-	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -576,8 +575,7 @@ func TestDecryptRetriesAfterEviction(t *testing.T) {
 }
 
 func TestRewrap(t *testing.T) {
-	logs := &testlog.Buffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := testLogger(slog.LevelDebug)
 	path := filepath.Join(t.TempDir(), "keys.json")
 	oldMaster := newFakeMaster(t, "old")
 	newMaster := newFakeMaster(t, "new")
