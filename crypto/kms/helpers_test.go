@@ -58,17 +58,6 @@ func closedAtEnd(t *testing.T, l *kms.Local, err error) *kms.Local {
 	return l
 }
 
-// openLocalFile opens the local master key file at path, re-read on every
-// operation.
-func openLocalFile(t *testing.T, path string) *kms.LocalFile {
-	t.Helper()
-	lf, err := kms.OpenLocalFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lf
-}
-
 // mustUnwrapTo fails the test unless m unwraps wrapped, the data key ref,
 // to want.
 func mustUnwrapTo(t *testing.T, m kms.MasterKey, ref kms.KeyRef, wrapped, want []byte) {

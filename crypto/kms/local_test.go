@@ -288,7 +288,10 @@ func TestLocalFile(t *testing.T) {
 		t.Fatalf("OpenLocalFile of a missing file = %v; want ErrNotExist naming it", err)
 	}
 	path := newLocalKeyFile(t)
-	lf := openLocalFile(t, path)
+	lf, err := kms.OpenLocalFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l := loadLocal(t, path)
 	if lf.ID() != l.ID() {
 		t.Fatalf("ID = %s, want %s", lf.ID(), l.ID())
