@@ -49,6 +49,16 @@ func testMaterial(alg crypto.Algorithm, seed byte) []byte {
 	return b
 }
 
+// encryptText encrypts pt as text under k.
+func encryptText(t testing.TB, k *crypto.Key, pt []byte) []byte {
+	t.Helper()
+	ct, err := k.Encrypt(nil, pt, value.TypeText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
 func newTestKey(t testing.TB, name string, version uint32, alg crypto.Algorithm, material []byte) *crypto.Key {
 	t.Helper()
 	k, err := crypto.NewKey(name, version, alg, material)
@@ -163,10 +173,7 @@ func TestNewKeyRejects(t *testing.T) {
 	// The longest name is accepted and round-trips.
 	long := strings.Repeat("n", crypto.MaxKeyNameLen)
 	k := newTestKey(t, long, 1, crypto.AlgorithmAESSIV, testMaterial(crypto.AlgorithmAESSIV, 1))
-	ct, err := k.Encrypt(nil, []byte("x"), value.TypeText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := encryptText(t, k, []byte("x"))
 	if pt, _, err := k.Decrypt(nil, ct); err != nil || string(pt) != "x" {
 		t.Fatalf("Decrypt = %q, %v", pt, err)
 	}
@@ -190,10 +197,7 @@ func TestNewKeyDoesNotRetainMaterial(t *testing.T) {
 			clear(material)
 
 			pt := []byte("survives zeroing")
-			ct, err := k.Encrypt(nil, pt, value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, pt)
 			if got, _, err := reference.Decrypt(nil, ct); err != nil || !bytes.Equal(got, pt) {
 				t.Fatalf("reference.Decrypt = %q, %v; the key changed when its material was zeroed", got, err)
 			}
@@ -300,10 +304,7 @@ func TestHeaderLayoutAndAssociatedData(t *testing.T) {
 		t.Run(alg.String(), func(t *testing.T) {
 			material := testMaterial(alg, 5)
 			k := newTestKey(t, name, version, alg, bytes.Clone(material))
-			ct, err := k.Encrypt(nil, pt, value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, pt)
 			wantHeader := []byte{0x01, byte(alg), 0x01, 0x02, 0x03, 0x04, byte(value.TypeText)}
 			for i, b := range wantHeader {
 				if ct[i] != b {
@@ -466,10 +467,7 @@ func TestAuthenticationFailures(t *testing.T) {
 		t.Run(alg.String(), func(t *testing.T) {
 			material := testMaterial(alg, 1)
 			k := newTestKey(t, "public.users.email", 1, alg, material)
-			ct, err := k.Encrypt(nil, []byte("secret value"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("secret value"))
 			cases := map[string]*crypto.Key{
 				"same material, other name":      newTestKey(t, "public.users.phone", 1, alg, material),
 				"same material, name prefix":     newTestKey(t, "public.users.emai", 1, alg, material),
@@ -500,10 +498,7 @@ func TestEveryBitFlipFails(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(alg.String(), func(t *testing.T) {
 			k := newTestKey(t, "k", 1, alg, testMaterial(alg, 1))
-			ct, err := k.Encrypt(nil, []byte("0123456789"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("0123456789"))
 			for i := range len(ct) * 8 {
 				c := bytes.Clone(ct)
 				c[i/8] ^= 1 << (i % 8)
@@ -528,10 +523,7 @@ func TestEveryTruncationFails(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(alg.String(), func(t *testing.T) {
 			k := newTestKey(t, "k", 1, alg, testMaterial(alg, 1))
-			ct, err := k.Encrypt(nil, []byte("a value of some length"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("a value of some length"))
 			for n := range len(ct) {
 				pt, _, err := k.Decrypt(nil, ct[:n])
 				if err == nil {
@@ -600,10 +592,7 @@ func TestRandomized(t *testing.T) {
 			seen := map[string]bool{}
 			nonces := map[string]bool{}
 			for range 100 {
-				ct, err := k.Encrypt(nil, pt, value.TypeText)
-				if err != nil {
-					t.Fatal(err)
-				}
+				ct := encryptText(t, k, pt)
 				if seen[string(ct)] {
 					t.Fatalf("randomized encryption repeated a ciphertext")
 				}
@@ -624,10 +613,7 @@ func TestDestroy(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(alg.String(), func(t *testing.T) {
 			k := newTestKey(t, "k", 1, alg, testMaterial(alg, 1))
-			ct, err := k.Encrypt(nil, []byte("v"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("v"))
 			k.Destroy()
 			k.Destroy() // idempotent
 			if out, err := k.Encrypt(nil, []byte("v"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) || out != nil {
