@@ -1,4 +1,110 @@
-# lib.sh, sourced by the bench scripts.
+# lib.sh, sourced by the bench scripts after they set $here (the repository
+# root). Functions that start something add its pid to the array pids, and
+# bench_workdir's exit trap stops all of them.
+
+# freeport: a TCP port on 127.0.0.1 that was free a moment ago.
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# as_pg CMD...: CMD as the postgres user when run as root (PostgreSQL
+# refuses to run as root), else as is.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# bench_workdir PREFIX: a fresh temporary directory in $work; at exit every
+# process in pids is killed, the PostgreSQL of start_postgres stopped and
+# the directory removed.
+bench_workdir() {
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -d "$work/pg" ]; then as_pg "$PGBIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true; fi
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+# start_postgres [CONF_LINE...]: a throwaway PostgreSQL (from $PGBIN) in
+# $work/pg on a free port, set in pgport, with an empty database bench;
+# each CONF_LINE is one more line of its postgresql.conf.
+start_postgres() {
+  [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
+  chmod 755 "$work"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$work"; fi
+  pgport=$(freeport)
+  as_pg "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+  cat >>"$work/pg/postgresql.conf" <<CONF
+port = $pgport
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+fsync = off
+synchronous_commit = off
+max_connections = 100
+CONF
+  if [ $# -gt 0 ]; then printf '%s\n' "$@" >>"$work/pg/postgresql.conf"; fi
+  as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+  as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$pgport" -U postgres bench
+}
+
+# start_mariadb: a throwaway MariaDB (Debian package mariadb-server) in
+# $work/data on a free port, set in myport, with an empty database sbtest
+# and a user sb (password sb) for it.
+start_mariadb() {
+  command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
+  myport=$(freeport)
+  mariadb-install-db --no-defaults --datadir="$work/data" --user="$(id -un)" --auth-root-authentication-method=normal >/dev/null 2>&1
+  mariadbd --no-defaults --datadir="$work/data" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
+    --socket="$work/sock" --skip-log-bin --skip-name-resolve --max-connections=200 \
+    --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=0 >"$work/mariadb.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$myport" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  mariadb -uroot -h127.0.0.1 -P"$myport" -e "CREATE DATABASE sbtest; CREATE USER 'sb'@'%' IDENTIFIED BY 'sb'; GRANT ALL ON sbtest.* TO 'sb'@'%'; DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;"
+}
+
+# dbproxy_config NAME PROTOCOL PORT UPSTREAM_PORT [encrypted]: writes
+# $work/dbproxy.yaml, one listener on PORT in front of UPSTREAM_PORT
+# (both on 127.0.0.1, no TLS), logging warnings only; with encrypted, also
+# a local master key, a file keystore and 3 encrypted columns of table
+# users_enc (email deterministic text, ssn randomized text, salary
+# randomized bigint).
+dbproxy_config() {
+  cat >"$work/dbproxy.yaml" <<CONF
+listeners:
+  - name: $1
+    protocol: $2
+    listen: 127.0.0.1:$3
+    upstream: 127.0.0.1:$4
+    upstream_tls: { mode: disable }
+log: { level: warn }
+CONF
+  if [ "${5:-}" = encrypted ]; then
+    cat >>"$work/dbproxy.yaml" <<CONF
+keys:
+  master_key: { provider: local, file: master.key }
+  store: { type: file, path: keys.json }
+encryption:
+  - table: users_enc
+    columns:
+      - { name: email, mode: deterministic, type: text }
+      - { name: ssn, type: text }
+      - { name: salary, type: bigint }
+CONF
+  fi
+}
+
+# start_dbproxy: builds dbproxy, creates the keys of $work/dbproxy.yaml
+# (`dbproxy keys init`, when it has a keys section) and serves it in the
+# background, with $DBPROXY_ENV in its environment; sets dbproxy_pid.
+# Its logs go to $work/dbproxy.log.
+start_dbproxy() {
+  (cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
+  if grep -q '^keys:' "$work/dbproxy.yaml"; then
+    "$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
+  fi
+  env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+  dbproxy_pid=$!
+  pids+=($!)
+}
 
 # rotate ROUND WORD...: the words, starting from the ROUND-th (cyclically),
 # so that each round runs the targets in another order: the target run
@@ -31,4 +137,46 @@ listen db
 CONF
   haproxy -f "$1/haproxy.cfg" -db >"$1/haproxy.log" 2>&1 &
   hapid=$!
+}
+
+# cpu_ticks PID: user+system clock ticks the process has used so far; 0
+# without a PID.
+cpu_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/stat"; else echo 0; fi; }
+hz=$(getconf CLK_TCK)
+
+# cpu_us_per BEFORE AFTER N: microseconds of CPU per unit of work, the
+# process having used AFTER-BEFORE ticks for N units.
+cpu_us_per() { awk -v b="$1" -v a="$2" -v hz="$hz" -v n="$3" 'BEGIN {printf "%.1f", (a-b)/hz*1e6/n}'; }
+
+# perf_start PID: with PERF set and a PID, counts the syscalls and context
+# switches of the process until perf_stop.
+perf_start() {
+  perfpid=""
+  if [ -n "${PERF:-}" ] && [ -n "$1" ]; then
+    perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.out" -p "$1" &
+    perfpid=$!
+  fi
+}
+
+# perf_stop N UNIT: stops perf_start's counting (in the shell that started
+# it: perf must have exited before its counts are read) and sets perfline
+# to the syscalls and context switches per UNIT, N units having run; to ""
+# if it counted nothing.
+perf_stop() {
+  perfline=""
+  [ -n "$perfpid" ] || return 0
+  kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
+  perfline=$(awk -F, -v n="$1" -v u="$2" '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1}
+    END {printf "  %.2f syscalls/%s  %.2f ctxsw/%s", sc/n, u, cs/n, u}' "$work/perf.out")
+}
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# median_of FILE COLUMN KEY...: the median of COLUMN over the lines of FILE
+# whose first fields are KEY... in that order.
+median_of() {
+  local file=$1 col=$2; shift 2
+  awk -v col="$col" -v keys="$*" 'BEGIN {n = split(keys, k, " ")}
+    {for (i = 1; i <= n; i++) if ($i != k[i]) next; print $col}' "$file" | median
 }

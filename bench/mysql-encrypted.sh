@@ -25,56 +25,20 @@ WORKLOADS=${WORKLOADS:-select}
 here=$(cd "$(dirname "$0")/.." && pwd)
 lua="$here/bench/mysql-enc-point-select.lua"
 command -v sysbench >/dev/null || { echo "sysbench not installed: apt-get install sysbench" >&2; exit 1; }
-command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 . "$here/bench/lib.sh"
-work=$(mktemp -d /tmp/dbproxy-myenc.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir dbproxy-myenc
 
-myport=$(freeport); pport=$(freeport)
-mariadb-install-db --no-defaults --datadir="$work/data" --user="$(id -un)" --auth-root-authentication-method=normal >/dev/null 2>&1
-mariadbd --no-defaults --datadir="$work/data" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
-  --socket="$work/sock" --skip-log-bin --skip-name-resolve --max-connections=200 \
-  --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=0 >"$work/mariadb.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$myport" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+start_mariadb
 mariadb -uroot -h127.0.0.1 -P"$myport" <<SQL
-CREATE DATABASE sbtest;
-CREATE USER 'sb'@'%' IDENTIFIED BY 'sb';
-GRANT ALL ON sbtest.* TO 'sb'@'%';
-DELETE FROM mysql.global_priv WHERE User='';
-FLUSH PRIVILEGES;
 CREATE TABLE sbtest.users_enc (id bigint AUTO_INCREMENT PRIMARY KEY, name varchar(64),
   email varbinary(512), ssn varbinary(512), salary varbinary(256), KEY (email));
 CREATE TABLE sbtest.users_plain (id bigint AUTO_INCREMENT PRIMARY KEY, name varchar(64),
   email varchar(64), ssn varchar(64), salary bigint, KEY (email));
 SQL
 
-cat >"$work/dbproxy.yaml" <<CONF
-listeners:
-  - name: mysql
-    protocol: mysql
-    listen: 127.0.0.1:$pport
-    upstream: 127.0.0.1:$myport
-    upstream_tls: { mode: disable }
-keys:
-  master_key: { provider: local, file: master.key }
-  store: { type: file, path: keys.json }
-encryption:
-  - table: users_enc
-    columns:
-      - { name: email, mode: deterministic, type: text }
-      - { name: ssn, type: text }
-      - { name: salary, type: bigint }
-log: { level: warn }
-CONF
-(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
-"$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
-env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
-pids+=($!)
+pport=$(freeport)
+dbproxy_config mysql mysql "$pport" "$myport" encrypted
+start_dbproxy
 for _ in $(seq 50); do mariadb -usb -psb -h127.0.0.1 -P"$pport" sbtest -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 
 proxied() { mariadb -usb -psb -h127.0.0.1 -P"$pport" sbtest "$@"; }
@@ -116,15 +80,14 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 echo "MySQL encrypted (3 columns) vs plaintext, sysbench prepared statements, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
 printf '%-7s %8s %12s %12s %13s %15s %16s\n' workload threads enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct
 for w in $WORKLOADS; do
   for th in $THREADS; do
-    e=$(awk -v w="$w" -v c="$th" '$1==w && $2==c && $3=="enc-proxy" {print $4}' "$results" | median)
-    p=$(awk -v w="$w" -v c="$th" '$1==w && $2==c && $3=="plain-proxy" {print $4}' "$results" | median)
-    d=$(awk -v w="$w" -v c="$th" '$1==w && $2==c && $3=="plain-direct" {print $4}' "$results" | median)
+    e=$(median_of "$results" 4 "$w" "$th" enc-proxy)
+    p=$(median_of "$results" 4 "$w" "$th" plain-proxy)
+    d=$(median_of "$results" 4 "$w" "$th" plain-direct)
     awk -v w="$w" -v c="$th" -v e="$e" -v p="$p" -v d="$d" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f\n", w, c, e, p, d, e/p, e/d}'
   done
 done

@@ -23,36 +23,12 @@ ROWS=${ROWS:-1000}
 MODE=${MODE:-simple}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 here=$(cd "$(dirname "$0")/.." && pwd)
-[ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server not installed: apt-get install postgresql" >&2; exit 1; }
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 . "$here/bench/lib.sh"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-work=$(mktemp -d /tmp/dbproxy-benchenc.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$PGBIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-[ "$(id -u)" = 0 ] && chown postgres "$work"
-
-pgport=$(freeport); dport=$(freeport)
-as_pg "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
-cat >>"$work/pg/postgresql.conf" <<CONF
-port = $pgport
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-fsync = off
-synchronous_commit = off
-max_connections = 100
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+bench_workdir dbproxy-benchenc
+start_postgres
+dport=$(freeport)
 direct="host=127.0.0.1 port=$pgport user=postgres dbname=bench"
 proxied="host=127.0.0.1 port=$dport user=postgres dbname=bench"
-as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$pgport" -U postgres bench
 psql -q "$direct" <<SQL
 CREATE TABLE users_enc   (id bigserial PRIMARY KEY, name text, email bytea, ssn bytea, salary bytea);
 CREATE INDEX ON users_enc (email);
@@ -60,28 +36,8 @@ CREATE TABLE users_plain (id bigserial PRIMARY KEY, name text, email text, ssn t
 CREATE INDEX ON users_plain (email);
 SQL
 
-cat >"$work/dbproxy.yaml" <<CONF
-listeners:
-  - name: pg
-    protocol: postgres
-    listen: 127.0.0.1:$dport
-    upstream: 127.0.0.1:$pgport
-    upstream_tls: { mode: disable }
-keys:
-  master_key: { provider: local, file: master.key }
-  store: { type: file, path: keys.json }
-encryption:
-  - table: users_enc
-    columns:
-      - { name: email, mode: deterministic, type: text }
-      - { name: ssn, type: text }
-      - { name: salary, type: bigint }
-log: { level: warn }
-CONF
-(cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
-"$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
-env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
-pids+=($!)
+dbproxy_config pg postgres "$dport" "$pgport" encrypted
+start_dbproxy
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
 
 # Seed both tables through the proxy (the encrypted one can only be written
@@ -111,27 +67,18 @@ got=$(psql -tA "$proxied" -c "SELECT email, ssn, salary FROM users_enc WHERE ema
 [ "$got" = "7|007-45-6789|7000" ] || { echo "sanity check failed: '$got'" >&2; exit 1; }
 
 results="$work/results"; : >"$results"
-proxypid=${pids[0]}
-hz=$(getconf CLK_TCK)
-# cpu_ticks: user+system clock ticks dbproxy has used so far.
-cpu_ticks() { awk '{print $14+$15}' "/proc/$proxypid/stat"; }
-run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[ syscalls/tx ctxsw/tx]"
-  local before after out tps perfpid=""
-  before=$(cpu_ticks)
-  if [ -n "${PERF:-}" ] && [ "$1" != plain-direct ]; then
-    perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$work/perf.out" -p "$proxypid" & perfpid=$!
-  fi
+run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[  perf counts]"
+  local before after out tps n pp="$dbproxy_pid"
+  [ "$1" = plain-direct ] && pp=""
+  before=$(cpu_ticks "$pp")
+  perf_start "$pp"
   out=$(pgbench -n -M "$MODE" -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1)
-  after=$(cpu_ticks)
+  after=$(cpu_ticks "$pp")
   tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
-  local n; n=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)
-  if [ "$1" = plain-direct ]; then printf '%s 0' "$tps"; else
-    awk -v b="$before" -v a="$after" -v hz="$hz" -v n="$n" -v tps="$tps" 'BEGIN {printf "%s %.1f", tps, (a-b)/hz*1e6/n}'; fi
-  if [ -n "$perfpid" ]; then
-    kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
-    awk -F, -v n="$n" '$3 ~ /context-switches/ {cs=$1} $3 ~ /sys_enter/ {sc=$1} END {printf " %.2f %.2f", sc/n, cs/n}' "$work/perf.out"
-  fi
-  echo
+  n=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)
+  if [ -z "$pp" ]; then printf '%s 0' "$tps"; else printf '%s %s' "$tps" "$(cpu_us_per "$before" "$after" "$n")"; fi
+  perf_stop "$n" tx
+  echo "$perfline"
 }
 for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
@@ -139,25 +86,24 @@ for round in $(seq "$ROUNDS"); do
       mapfile -t order < <(rotate "$round" "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain")
       for target in "${order[@]}"; do
         IFS='|' read -r name conn table <<<"$target"
-        read -r tps cpu sc cs <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
+        read -r tps cpu perfline <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
         echo "$w $c $name $tps $cpu" >>"$results"
         printf 'round %d  %-6s %2d clients  %-12s %10.0f tps  proxy cpu %5.1f us/tx%s\n' "$round" "$w" "$c" "$name" "$tps" "$cpu" \
-          "${sc:+  $sc syscalls/tx  $cs ctxsw/tx}" >&2
+          "${perfline:+  $perfline}" >&2
       done
     done
   done
 done
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
 printf '%-7s %8s %12s %12s %13s %15s %16s %20s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)"
 for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
-    e=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="enc-proxy" {print $4}' "$results" | median)
-    p=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-proxy" {print $4}' "$results" | median)
-    d=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-direct" {print $4}' "$results" | median)
-    ec=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="enc-proxy" {print $5}' "$results" | median)
-    pc=$(awk -v w="$w" -v c="$c" '$1==w && $2==c && $3=="plain-proxy" {print $5}' "$results" | median)
+    e=$(median_of "$results" 4 "$w" "$c" enc-proxy)
+    p=$(median_of "$results" 4 "$w" "$c" plain-proxy)
+    d=$(median_of "$results" 4 "$w" "$c" plain-direct)
+    ec=$(median_of "$results" 5 "$w" "$c" enc-proxy)
+    pc=$(median_of "$results" 5 "$w" "$c" plain-proxy)
     awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f\n", w, c, e, p, d, e/p, e/d, ec, pc}'
   done
 done

@@ -39,78 +39,75 @@ func benchKey(b *testing.B, alg crypto.Algorithm) *crypto.Key {
 	return newTestKey(b, "public.users.email", 1, alg, testMaterial(alg, 1))
 }
 
-func BenchmarkEncrypt(b *testing.B) {
+// benchSized runs the benchmark name/size: setup prepares one op, which
+// handles size bytes an iteration; the CPU time of the loop is reported.
+func benchSized(b *testing.B, name string, size int, setup func(b *testing.B) func() error) {
+	b.Run(name+"/"+strconv.Itoa(size), func(b *testing.B) {
+		op := setup(b)
+		b.ReportAllocs()
+		b.SetBytes(int64(size))
+		stop := startCPUTimer(b)
+		for b.Loop() {
+			if err := op(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stop()
+	})
+}
+
+// benchKeyModes runs an op from setup for each mode and size, with a fresh
+// key of the mode's algorithm.
+func benchKeyModes(b *testing.B, setup func(b *testing.B, k *crypto.Key, size int) func() error) {
 	for _, m := range benchModes {
 		for _, size := range benchSizes {
-			b.Run(m.name+"/"+strconv.Itoa(size), func(b *testing.B) {
-				k := benchKey(b, m.alg)
-				pt := make([]byte, size)
-				buf := make([]byte, 0, size+64)
-				b.ReportAllocs()
-				b.SetBytes(int64(size))
-				stop := startCPUTimer(b)
-				for b.Loop() {
-					var err error
-					if buf, err = k.Encrypt(buf[:0], pt, value.TypeBytes); err != nil {
-						b.Fatal(err)
-					}
-				}
-				stop()
+			benchSized(b, m.name, size, func(b *testing.B) func() error {
+				return setup(b, benchKey(b, m.alg), size)
 			})
 		}
 	}
 }
 
-func BenchmarkDecrypt(b *testing.B) {
-	for _, m := range benchModes {
-		for _, size := range benchSizes {
-			b.Run(m.name+"/"+strconv.Itoa(size), func(b *testing.B) {
-				k := benchKey(b, m.alg)
-				ct, err := k.Encrypt(nil, make([]byte, size), value.TypeBytes)
-				if err != nil {
-					b.Fatal(err)
-				}
-				buf := make([]byte, 0, size+64)
-				b.ReportAllocs()
-				b.SetBytes(int64(size))
-				stop := startCPUTimer(b)
-				for b.Loop() {
-					if buf, _, err = k.Decrypt(buf[:0], ct); err != nil {
-						b.Fatal(err)
-					}
-				}
-				stop()
-			})
+func BenchmarkEncrypt(b *testing.B) {
+	benchKeyModes(b, func(b *testing.B, k *crypto.Key, size int) func() error {
+		pt := make([]byte, size)
+		buf := make([]byte, 0, size+64)
+		return func() (err error) {
+			buf, err = k.Encrypt(buf[:0], pt, value.TypeBytes)
+			return err
 		}
-	}
+	})
+}
+
+func BenchmarkDecrypt(b *testing.B) {
+	benchKeyModes(b, func(b *testing.B, k *crypto.Key, size int) func() error {
+		ct, err := k.Encrypt(nil, make([]byte, size), value.TypeBytes)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, 0, size+64)
+		return func() (err error) {
+			buf, _, err = k.Decrypt(buf[:0], ct)
+			return err
+		}
+	})
 }
 
 // BenchmarkRoundTrip is Encrypt then Decrypt in one op, to compare directly
 // with RawGCM/seal+open and RawSIV/encrypt+decrypt under the same noise.
 func BenchmarkRoundTrip(b *testing.B) {
-	for _, m := range benchModes {
-		for _, size := range benchSizes {
-			b.Run(m.name+"/"+strconv.Itoa(size), func(b *testing.B) {
-				k := benchKey(b, m.alg)
-				pt := make([]byte, size)
-				ct := make([]byte, 0, size+64)
-				out := make([]byte, 0, size+64)
-				b.ReportAllocs()
-				b.SetBytes(int64(size))
-				stop := startCPUTimer(b)
-				for b.Loop() {
-					var err error
-					if ct, err = k.Encrypt(ct[:0], pt, value.TypeBytes); err != nil {
-						b.Fatal(err)
-					}
-					if out, _, err = k.Decrypt(out[:0], ct); err != nil {
-						b.Fatal(err)
-					}
-				}
-				stop()
-			})
+	benchKeyModes(b, func(b *testing.B, k *crypto.Key, size int) func() error {
+		pt := make([]byte, size)
+		ct := make([]byte, 0, size+64)
+		out := make([]byte, 0, size+64)
+		return func() (err error) {
+			if ct, err = k.Encrypt(ct[:0], pt, value.TypeBytes); err != nil {
+				return err
+			}
+			out, _, err = k.Decrypt(out[:0], ct)
+			return err
 		}
-	}
+	})
 }
 
 // BenchmarkRawGCM is the floor for randomized mode: stdlib AES-256-GCM,
@@ -132,38 +129,21 @@ func BenchmarkRawGCM(b *testing.B) {
 		b.Fatal(err)
 	}
 	ad := make([]byte, 9+len("public.users.email"))
+	sealOpen := func(aead cipher.AEAD, nonce []byte, size int) func(*testing.B) func() error {
+		return func(*testing.B) func() error {
+			pt := make([]byte, size)
+			ct := make([]byte, 0, size+64)
+			out := make([]byte, 0, size+64)
+			return func() (err error) {
+				ct = aead.Seal(ct[:0], nonce, pt, ad)
+				out, err = aead.Open(out[:0], nonce, ct, ad)
+				return err
+			}
+		}
+	}
 	for _, size := range benchSizes {
-		b.Run("seal+open/"+strconv.Itoa(size), func(b *testing.B) {
-			pt := make([]byte, size)
-			ct := make([]byte, 0, size+64)
-			out := make([]byte, 0, size+64)
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			stop := startCPUTimer(b)
-			for b.Loop() {
-				ct = random.Seal(ct[:0], nil, pt, ad)
-				if out, err = random.Open(out[:0], nil, ct, ad); err != nil {
-					b.Fatal(err)
-				}
-			}
-			stop()
-		})
-		b.Run("seal+open-fixed-nonce/"+strconv.Itoa(size), func(b *testing.B) {
-			pt := make([]byte, size)
-			nonce := make([]byte, 12)
-			ct := make([]byte, 0, size+64)
-			out := make([]byte, 0, size+64)
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			stop := startCPUTimer(b)
-			for b.Loop() {
-				ct = fixed.Seal(ct[:0], nonce, pt, ad)
-				if out, err = fixed.Open(out[:0], nonce, ct, ad); err != nil {
-					b.Fatal(err)
-				}
-			}
-			stop()
-		})
+		benchSized(b, "seal+open", size, sealOpen(random, nil, size))
+		benchSized(b, "seal+open-fixed-nonce", size, sealOpen(fixed, make([]byte, 12), size))
 	}
 }
 
@@ -181,42 +161,29 @@ func BenchmarkRawSIV(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run("encrypt/"+strconv.Itoa(size), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			stop := startCPUTimer(b)
-			for b.Loop() {
-				if _, err := siv.EncryptDeterministically(pt, ad); err != nil {
-					b.Fatal(err)
-				}
-			}
-			stop()
-		})
-		b.Run("encrypt+decrypt/"+strconv.Itoa(size), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			stop := startCPUTimer(b)
-			for b.Loop() {
+		ops := []struct {
+			name string
+			op   func() error
+		}{
+			{"encrypt", func() error {
+				_, err := siv.EncryptDeterministically(pt, ad)
+				return err
+			}},
+			{"encrypt+decrypt", func() error {
 				ct, err := siv.EncryptDeterministically(pt, ad)
 				if err != nil {
-					b.Fatal(err)
+					return err
 				}
-				if _, err := siv.DecryptDeterministically(ct, ad); err != nil {
-					b.Fatal(err)
-				}
-			}
-			stop()
-		})
-		b.Run("decrypt/"+strconv.Itoa(size), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			stop := startCPUTimer(b)
-			for b.Loop() {
-				if _, err := siv.DecryptDeterministically(ct, ad); err != nil {
-					b.Fatal(err)
-				}
-			}
-			stop()
-		})
+				_, err = siv.DecryptDeterministically(ct, ad)
+				return err
+			}},
+			{"decrypt", func() error {
+				_, err := siv.DecryptDeterministically(ct, ad)
+				return err
+			}},
+		}
+		for _, o := range ops {
+			benchSized(b, o.name, size, func(*testing.B) func() error { return o.op })
+		}
 	}
 }

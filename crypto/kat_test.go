@@ -56,39 +56,37 @@ type wycheproofTest struct {
 	Result string   `json:"result"`
 }
 
-// TestWycheproofAESGCM checks the standard library AES-256-GCM we use
-// against Wycheproof's 96-bit-IV vectors, with the fixed IV of each vector
-// (Key itself only ever uses random nonces).
-func TestWycheproofAESGCM(t *testing.T) {
+// wycheproofCipher is one vector's cipher: open decrypts the vector's
+// ciphertext, seal encrypts its message again, which must give sealed.
+type wycheproofCipher struct {
+	open   func() ([]byte, error)
+	seal   func() ([]byte, error)
+	sealed []byte
+}
+
+// runWycheproof checks every vector of the file in testdata with the cipher
+// setup builds for it: a valid vector must decrypt to its message and
+// encrypt back to its ciphertext, an invalid one must not decrypt.
+func runWycheproof(t *testing.T, name string, setup func(t *testing.T, tc wycheproofTest) wycheproofCipher) {
+	t.Helper()
 	var file struct{ Tests []wycheproofTest }
-	loadJSON(t, "wycheproof_aes_gcm_256_96.json", &file)
+	loadJSON(t, name, &file)
 	if len(file.Tests) < 40 {
 		t.Fatalf("only %d vectors loaded", len(file.Tests))
 	}
 	valid, invalid := 0, 0
 	for _, tc := range file.Tests {
 		t.Run(fmt.Sprintf("tc%d", tc.TCID), func(t *testing.T) {
-			if len(tc.Key) != 32 || len(tc.IV) != 12 || len(tc.Tag) != 16 {
-				t.Fatalf("vector is not AES-256-GCM with a 96-bit IV")
-			}
-			block, err := aes.NewCipher(tc.Key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			gcm, err := cipher.NewGCM(block)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sealed := append(bytes.Clone(tc.CT), tc.Tag...)
-			pt, err := gcm.Open(nil, tc.IV, sealed, tc.AAD)
+			c := setup(t, tc)
+			pt, err := c.open()
 			switch tc.Result {
 			case "valid":
 				valid++
 				if err != nil || !bytes.Equal(pt, tc.Msg) {
 					t.Fatalf("Open = %x, %v; want %x", pt, err, tc.Msg)
 				}
-				if got := gcm.Seal(nil, tc.IV, tc.Msg, tc.AAD); !bytes.Equal(got, sealed) {
-					t.Fatalf("Seal = %x, want %x", got, sealed)
+				if got, err := c.seal(); err != nil || !bytes.Equal(got, c.sealed) {
+					t.Fatalf("Seal = %x, %v; want %x", got, err, c.sealed)
 				}
 			case "invalid":
 				invalid++
@@ -105,45 +103,45 @@ func TestWycheproofAESGCM(t *testing.T) {
 	}
 }
 
+// TestWycheproofAESGCM checks the standard library AES-256-GCM we use
+// against Wycheproof's 96-bit-IV vectors, with the fixed IV of each vector
+// (Key itself only ever uses random nonces).
+func TestWycheproofAESGCM(t *testing.T) {
+	runWycheproof(t, "wycheproof_aes_gcm_256_96.json", func(t *testing.T, tc wycheproofTest) wycheproofCipher {
+		if len(tc.Key) != 32 || len(tc.IV) != 12 || len(tc.Tag) != 16 {
+			t.Fatalf("vector is not AES-256-GCM with a 96-bit IV")
+		}
+		block, err := aes.NewCipher(tc.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed := append(bytes.Clone(tc.CT), tc.Tag...)
+		return wycheproofCipher{
+			open:   func() ([]byte, error) { return gcm.Open(nil, tc.IV, sealed, tc.AAD) },
+			seal:   func() ([]byte, error) { return gcm.Seal(nil, tc.IV, tc.Msg, tc.AAD), nil },
+			sealed: sealed,
+		}
+	})
+}
+
 // TestWycheproofAESSIV checks Tink's AES-SIV raw primitive against
 // Wycheproof's 512-bit-key (AES-SIV-CMAC-512) vectors.
 func TestWycheproofAESSIV(t *testing.T) {
-	var file struct{ Tests []wycheproofTest }
-	loadJSON(t, "wycheproof_aes_siv_cmac_512.json", &file)
-	if len(file.Tests) < 40 {
-		t.Fatalf("only %d vectors loaded", len(file.Tests))
-	}
-	valid, invalid := 0, 0
-	for _, tc := range file.Tests {
-		t.Run(fmt.Sprintf("tc%d", tc.TCID), func(t *testing.T) {
-			siv, err := subtle.NewAESSIV(tc.Key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pt, err := siv.DecryptDeterministically(tc.CT, tc.AAD)
-			switch tc.Result {
-			case "valid":
-				valid++
-				if err != nil || !bytes.Equal(pt, tc.Msg) {
-					t.Fatalf("Decrypt = %x, %v; want %x", pt, err, tc.Msg)
-				}
-				ct, err := siv.EncryptDeterministically(tc.Msg, tc.AAD)
-				if err != nil || !bytes.Equal(ct, tc.CT) {
-					t.Fatalf("Encrypt = %x, %v; want %x", ct, err, tc.CT)
-				}
-			case "invalid":
-				invalid++
-				if err == nil {
-					t.Fatalf("Decrypt of invalid vector succeeded: %x", pt)
-				}
-			default:
-				t.Fatalf("unexpected result %q", tc.Result)
-			}
-		})
-	}
-	if valid == 0 || invalid == 0 {
-		t.Errorf("valid=%d invalid=%d; want both", valid, invalid)
-	}
+	runWycheproof(t, "wycheproof_aes_siv_cmac_512.json", func(t *testing.T, tc wycheproofTest) wycheproofCipher {
+		siv, err := subtle.NewAESSIV(tc.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wycheproofCipher{
+			open:   func() ([]byte, error) { return siv.DecryptDeterministically(tc.CT, tc.AAD) },
+			seal:   func() ([]byte, error) { return siv.EncryptDeterministically(tc.Msg, tc.AAD) },
+			sealed: tc.CT,
+		}
+	})
 }
 
 // RFC 5297 Appendix A.1 is AES-SIV-CMAC-256 (a 32-byte key). Tink only

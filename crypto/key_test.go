@@ -49,6 +49,16 @@ func testMaterial(alg crypto.Algorithm, seed byte) []byte {
 	return b
 }
 
+// encryptText encrypts pt as text under k.
+func encryptText(t testing.TB, k *crypto.Key, pt []byte) []byte {
+	t.Helper()
+	ct, err := k.Encrypt(nil, pt, value.TypeText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
 func newTestKey(t testing.TB, name string, version uint32, alg crypto.Algorithm, material []byte) *crypto.Key {
 	t.Helper()
 	k, err := crypto.NewKey(name, version, alg, material)
@@ -59,54 +69,38 @@ func newTestKey(t testing.TB, name string, version uint32, alg crypto.Algorithm,
 }
 
 func TestAlgorithm(t *testing.T) {
+	// props is what an Algorithm tells about itself.
+	type props struct {
+		name                                           string
+		keySize, overhead                              int
+		valid, deterministic, randomized, nonceLimited bool
+	}
 	tests := []struct {
-		alg           crypto.Algorithm
-		name          string
-		keySize       int
-		overhead      int
-		valid         bool
-		deterministic bool
-		randomized    bool
-		nonceLimited  bool
+		alg  crypto.Algorithm
+		want props
 	}{
-		{crypto.AlgorithmAESGCM, "AES-256-GCM", 32, 35, true, false, true, true},
-		{crypto.AlgorithmAESSIV, "AES-256-SIV", 64, 23, true, true, false, false},
-		{crypto.AlgorithmXAESGCM, "XAES-256-GCM", 32, 47, true, false, true, false},
-		{crypto.AlgorithmUnknown, "Algorithm(0)", 0, 0, false, false, false, false},
-		{crypto.Algorithm(4), "Algorithm(4)", 0, 0, false, false, false, false},
+		{crypto.AlgorithmAESGCM, props{"AES-256-GCM", 32, 35, true, false, true, true}},
+		{crypto.AlgorithmAESSIV, props{"AES-256-SIV", 64, 23, true, true, false, false}},
+		{crypto.AlgorithmXAESGCM, props{"XAES-256-GCM", 32, 47, true, false, true, false}},
+		{crypto.AlgorithmUnknown, props{"Algorithm(0)", 0, 0, false, false, false, false}},
+		{crypto.Algorithm(4), props{"Algorithm(4)", 0, 0, false, false, false, false}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.alg.String(); got != tt.name {
-				t.Errorf("String() = %q, want %q", got, tt.name)
-			}
-			if got := tt.alg.KeySize(); got != tt.keySize {
-				t.Errorf("KeySize() = %d, want %d", got, tt.keySize)
-			}
-			if got := tt.alg.Overhead(); got != tt.overhead {
-				t.Errorf("Overhead() = %d, want %d", got, tt.overhead)
-			}
-			if got := tt.alg.Valid(); got != tt.valid {
-				t.Errorf("Valid() = %v, want %v", got, tt.valid)
-			}
-			if got := tt.alg.Deterministic(); got != tt.deterministic {
-				t.Errorf("Deterministic() = %v, want %v", got, tt.deterministic)
-			}
-			if got := tt.alg.Randomized(); got != tt.randomized {
-				t.Errorf("Randomized() = %v, want %v", got, tt.randomized)
-			}
-			if got := tt.alg.NonceLimited(); got != tt.nonceLimited {
-				t.Errorf("NonceLimited() = %v, want %v", got, tt.nonceLimited)
+		t.Run(tt.want.name, func(t *testing.T) {
+			a := tt.alg
+			got := props{a.String(), a.KeySize(), a.Overhead(), a.Valid(), a.Deterministic(), a.Randomized(), a.NonceLimited()}
+			if got != tt.want {
+				t.Errorf("String, KeySize, Overhead, Valid, Deterministic, Randomized, NonceLimited = %+v, want %+v", got, tt.want)
 			}
 			text, err := tt.alg.MarshalText()
-			if !tt.valid {
+			if !tt.want.valid {
 				if err == nil {
 					t.Errorf("MarshalText() = %q, want error", text)
 				}
 				return
 			}
-			if err != nil || string(text) != tt.name {
-				t.Fatalf("MarshalText() = %q, %v; want %q", text, err, tt.name)
+			if err != nil || string(text) != tt.want.name {
+				t.Fatalf("MarshalText() = %q, %v; want %q", text, err, tt.want.name)
 			}
 			var back crypto.Algorithm
 			if err := back.UnmarshalText(text); err != nil || back != tt.alg {
@@ -179,10 +173,7 @@ func TestNewKeyRejects(t *testing.T) {
 	// The longest name is accepted and round-trips.
 	long := strings.Repeat("n", crypto.MaxKeyNameLen)
 	k := newTestKey(t, long, 1, crypto.AlgorithmAESSIV, testMaterial(crypto.AlgorithmAESSIV, 1))
-	ct, err := k.Encrypt(nil, []byte("x"), value.TypeText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := encryptText(t, k, []byte("x"))
 	if pt, _, err := k.Decrypt(nil, ct); err != nil || string(pt) != "x" {
 		t.Fatalf("Decrypt = %q, %v", pt, err)
 	}
@@ -206,10 +197,7 @@ func TestNewKeyDoesNotRetainMaterial(t *testing.T) {
 			clear(material)
 
 			pt := []byte("survives zeroing")
-			ct, err := k.Encrypt(nil, pt, value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, pt)
 			if got, _, err := reference.Decrypt(nil, ct); err != nil || !bytes.Equal(got, pt) {
 				t.Fatalf("reference.Decrypt = %q, %v; the key changed when its material was zeroed", got, err)
 			}
@@ -316,10 +304,7 @@ func TestHeaderLayoutAndAssociatedData(t *testing.T) {
 		t.Run(alg.String(), func(t *testing.T) {
 			material := testMaterial(alg, 5)
 			k := newTestKey(t, name, version, alg, bytes.Clone(material))
-			ct, err := k.Encrypt(nil, pt, value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, pt)
 			wantHeader := []byte{0x01, byte(alg), 0x01, 0x02, 0x03, 0x04, byte(value.TypeText)}
 			for i, b := range wantHeader {
 				if ct[i] != b {
@@ -482,10 +467,7 @@ func TestAuthenticationFailures(t *testing.T) {
 		t.Run(alg.String(), func(t *testing.T) {
 			material := testMaterial(alg, 1)
 			k := newTestKey(t, "public.users.email", 1, alg, material)
-			ct, err := k.Encrypt(nil, []byte("secret value"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("secret value"))
 			cases := map[string]*crypto.Key{
 				"same material, other name":      newTestKey(t, "public.users.phone", 1, alg, material),
 				"same material, name prefix":     newTestKey(t, "public.users.emai", 1, alg, material),
@@ -516,10 +498,7 @@ func TestEveryBitFlipFails(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(alg.String(), func(t *testing.T) {
 			k := newTestKey(t, "k", 1, alg, testMaterial(alg, 1))
-			ct, err := k.Encrypt(nil, []byte("0123456789"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("0123456789"))
 			for i := range len(ct) * 8 {
 				c := bytes.Clone(ct)
 				c[i/8] ^= 1 << (i % 8)
@@ -544,10 +523,7 @@ func TestEveryTruncationFails(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(alg.String(), func(t *testing.T) {
 			k := newTestKey(t, "k", 1, alg, testMaterial(alg, 1))
-			ct, err := k.Encrypt(nil, []byte("a value of some length"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("a value of some length"))
 			for n := range len(ct) {
 				pt, _, err := k.Decrypt(nil, ct[:n])
 				if err == nil {
@@ -616,10 +592,7 @@ func TestRandomized(t *testing.T) {
 			seen := map[string]bool{}
 			nonces := map[string]bool{}
 			for range 100 {
-				ct, err := k.Encrypt(nil, pt, value.TypeText)
-				if err != nil {
-					t.Fatal(err)
-				}
+				ct := encryptText(t, k, pt)
 				if seen[string(ct)] {
 					t.Fatalf("randomized encryption repeated a ciphertext")
 				}
@@ -640,10 +613,7 @@ func TestDestroy(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(alg.String(), func(t *testing.T) {
 			k := newTestKey(t, "k", 1, alg, testMaterial(alg, 1))
-			ct, err := k.Encrypt(nil, []byte("v"), value.TypeText)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := encryptText(t, k, []byte("v"))
 			k.Destroy()
 			k.Destroy() // idempotent
 			if out, err := k.Encrypt(nil, []byte("v"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) || out != nil {

@@ -2,18 +2,17 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/testlog"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -101,6 +100,23 @@ func waitClosed(t *testing.T, c net.Conn) {
 	}
 }
 
+// wantHello fails the test unless each of conns gets through to the
+// handler; what says which connections they are.
+func wantHello(t *testing.T, what string, conns ...net.Conn) {
+	t.Helper()
+	for _, c := range conns {
+		if got := hello(t, c); got != "ok" {
+			t.Fatalf("%s: %q", what, got)
+		}
+	}
+}
+
+// loggingServer is a server of h with limits whose logs are kept.
+func loggingServer(h proxy.Handler, limits proxy.Limits) (*proxy.Server, *testlog.Buffer) {
+	logs := &testlog.Buffer{}
+	return &proxy.Server{Handler: h, Limits: limits, Logger: slog.New(slog.NewTextHandler(logs, nil))}, logs
+}
+
 func waitNumConns(t *testing.T, srv *proxy.Server, n int) {
 	t.Helper()
 	for start := time.Now(); srv.NumConns() != n; time.Sleep(time.Millisecond) {
@@ -112,17 +128,11 @@ func waitNumConns(t *testing.T, srv *proxy.Server, n int) {
 
 func TestLimitMaxConnections(t *testing.T) {
 	g := newGated()
-	var logs lockedBuffer
-	srv := &proxy.Server{Handler: g, Limits: proxy.Limits{MaxConnections: 2},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	srv, logs := loggingServer(g, proxy.Limits{MaxConnections: 2})
 	addr, _ := serve(t, srv)
 	c1, _ := dialFrom(t, g, addr, "127.0.0.1")
 	c2, _ := dialFrom(t, g, addr, "127.0.0.2")
-	for _, c := range []net.Conn{c1, c2} {
-		if got := hello(t, c); got != "ok" {
-			t.Fatalf("under the limit: %q", got)
-		}
-	}
+	wantHello(t, "under the limit", []net.Conn{c1, c2}...)
 	c3, pc3 := dialFrom(t, g, addr, "127.0.0.3")
 	var le *proxy.LimitError
 	if !errors.As(pc3.Admission(), &le) || le.Setting != "max_connections" || le.Limit != 2 {
@@ -136,9 +146,7 @@ func TestLimitMaxConnections(t *testing.T) {
 	_ = c1.Close()
 	waitNumConns(t, srv, 1)
 	c4, _ := dialFrom(t, g, addr, "127.0.0.1")
-	if got := hello(t, c4); got != "ok" {
-		t.Fatalf("after a close: %q", got)
-	}
+	wantHello(t, "after a close", c4)
 	if n := srv.Counters().Refused; n != 1 {
 		t.Fatalf("Refused = %d, want 1", n)
 	}
@@ -155,11 +163,7 @@ func TestLimitMaxConnectionsPerSource(t *testing.T) {
 	a2, _ := dialFrom(t, g, addr, "127.0.0.5")
 	a3, pc := dialFrom(t, g, addr, "127.0.0.5")
 	b1, _ := dialFrom(t, g, addr, "127.0.0.6")
-	for _, c := range []net.Conn{a1, a2, b1} {
-		if got := hello(t, c); got != "ok" {
-			t.Fatalf("under the limit: %q", got)
-		}
-	}
+	wantHello(t, "under the limit", []net.Conn{a1, a2, b1}...)
 	if got, want := hello(t, a3), "refused: dbproxy: too many connections (limits.max_connections_per_source = 2)"; got != want {
 		t.Fatalf("third from one source: %q, want %q", got, want)
 	}
@@ -171,9 +175,7 @@ func TestLimitMaxConnectionsPerSource(t *testing.T) {
 	_ = a1.Close()
 	waitNumConns(t, srv, 2)
 	a4, _ := dialFrom(t, g, addr, "127.0.0.5")
-	if got := hello(t, a4); got != "ok" {
-		t.Fatalf("after a close: %q", got)
-	}
+	wantHello(t, "after a close", a4)
 }
 
 // TestLimitHandshakeEviction: at max_handshakes, a new connection closes
@@ -182,9 +184,7 @@ func TestLimitMaxConnectionsPerSource(t *testing.T) {
 // handshake gets through however many stalled ones arrive.
 func TestLimitHandshakeEviction(t *testing.T) {
 	g := newGated()
-	var logs lockedBuffer
-	srv := &proxy.Server{Handler: g, Limits: proxy.Limits{MaxHandshakes: 3},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	srv, logs := loggingServer(g, proxy.Limits{MaxHandshakes: 3})
 	addr, _ := serve(t, srv)
 	const flood, legit = "127.0.0.7", "127.0.0.8"
 
@@ -193,14 +193,10 @@ func TestLimitHandshakeEviction(t *testing.T) {
 	f2, _ := dialFrom(t, g, addr, flood)
 	f3, _ := dialFrom(t, g, addr, flood) // 4th: evicts f1
 	waitClosed(t, f1)
-	if got := hello(t, l1); got != "ok" {
-		t.Fatalf("legitimate client: %q", got)
-	}
+	wantHello(t, "legitimate client", l1)
 	f4, _ := dialFrom(t, g, addr, flood) // a slot is free: nobody evicted
 	l2, _ := dialFrom(t, g, addr, legit) // evicts f2
-	if got := hello(t, l2); got != "ok" {
-		t.Fatalf("second legitimate client: %q", got)
-	}
+	wantHello(t, "second legitimate client", l2)
 	waitClosed(t, f2)
 	// A long flood: every one evicts an older flood connection, never a
 	// completed session.
@@ -222,22 +218,14 @@ func TestLimitHandshakeEviction(t *testing.T) {
 	}
 	// The last three flood connections still hold the slots; they are
 	// still open and may complete.
-	for _, c := range fl[len(fl)-3:] {
-		if got := hello(t, c); got != "ok" {
-			t.Fatalf("newest flood connection: %q", got)
-		}
-	}
+	wantHello(t, "newest flood connection", fl[len(fl)-3:]...)
 	// The busiest source pays, not the oldest handshake.
 	y1, _ := dialFrom(t, g, addr, "127.0.0.10")
 	x1, _ := dialFrom(t, g, addr, "127.0.0.9")
 	x2, _ := dialFrom(t, g, addr, "127.0.0.9")
 	y2, _ := dialFrom(t, g, addr, "127.0.0.10") // evicts x1, not y1
 	waitClosed(t, x1)
-	for _, c := range []net.Conn{y1, x2, y2} {
-		if got := hello(t, c); got != "ok" {
-			t.Fatalf("not of the busiest source: %q", got)
-		}
-	}
+	wantHello(t, "not of the busiest source", []net.Conn{y1, x2, y2}...)
 	if !strings.Contains(logs.String(), "limit=3") || !strings.Contains(logs.String(), "max_handshakes") {
 		t.Fatalf("eviction not logged:\n%s", logs.String())
 	}
@@ -354,22 +342,4 @@ func TestIdleTimeout(t *testing.T) {
 		_ = srv.Close()
 		<-done
 	})
-}
-
-// lockedBuffer collects a server's logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

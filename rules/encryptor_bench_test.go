@@ -4,53 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/dbproxy/dbproxy/crypto"
-	"github.com/dbproxy/dbproxy/crypto/keys"
-	"github.com/dbproxy/dbproxy/crypto/keystore"
-	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
-
-// newManager returns a keys.Manager over a throwaway file keystore and a
-// local master key, with the given keys initialised.
-func newManager(tb testing.TB, specs ...keys.Spec) *keys.Manager {
-	tb.Helper()
-	store, err := keystore.OpenFile(filepath.Join(tb.TempDir(), "keys.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	mk := make([]byte, 32)
-	rand.Read(mk)
-	master, err := kms.NewLocal(mk)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := keys.New(keys.Options{Store: store, Master: master, TTL: time.Hour})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(m.Close)
-	if _, err := m.Init(context.Background(), specs); err != nil {
-		tb.Fatal(err)
-	}
-	return m
-}
 
 // BenchmarkEncryptorManager measures the Encryptor over a real key manager
 // with cached keys (16-byte values), serially and in parallel.
 func BenchmarkEncryptorManager(b *testing.B) {
 	ctx := context.Background()
-	s := mustNew(b, rules.DialectPostgres, []rules.Spec{
+	specs := []rules.Spec{
 		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeBytes},
 		{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeBytes},
-	})
-	m := newManager(b, keys.Spec{Name: "users_email", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "ssn", Algorithm: rules.ModeRandomized.Algorithm()})
+	}
+	s := mustNew(b, rules.DialectPostgres, specs)
+	m := testkeys.Manager(b, testkeys.ForRules(specs)...)
 	e := rules.NewEncryptor(m)
 	det, rnd := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
 	pt := make([]byte, 16)
@@ -63,10 +33,9 @@ func BenchmarkEncryptorManager(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	type op func(buf []byte, cts [][]byte) error
 	ops := []struct {
 		name string
-		f    op
+		f    func(buf []byte, cts [][]byte) error
 	}{
 		{"store/deterministic", func(buf []byte, _ [][]byte) error { _, err := e.AppendStore(ctx, buf, det, pt); return err }},
 		{"store/randomized", func(buf []byte, _ [][]byte) error { _, err := e.AppendStore(ctx, buf, rnd, pt); return err }},
@@ -75,40 +44,45 @@ func BenchmarkEncryptorManager(b *testing.B) {
 		{"decrypt/randomized", func(buf []byte, _ [][]byte) error { _, err := e.AppendDecrypt(ctx, buf, rnd, rndCT); return err }},
 	}
 	for _, o := range ops {
-		b.Run(o.name, func(b *testing.B) {
-			b.Run("serial", func(b *testing.B) {
-				b.ReportAllocs()
-				buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
-				for b.Loop() {
-					if err := o.f(buf, cts); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("parallel", func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
-					for pb.Next() {
-						if err := o.f(buf, cts); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			})
-		})
+		b.Run(o.name, func(b *testing.B) { benchSerialParallel(b, o.f) })
 	}
+}
+
+// benchSerialParallel runs f as the sub-benchmarks "serial" and "parallel",
+// each goroutine with its own empty output buffers.
+func benchSerialParallel(b *testing.B, f func(buf []byte, cts [][]byte) error) {
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
+		for b.Loop() {
+			if err := f(buf, cts); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
+			for pb.Next() {
+				if err := f(buf, cts); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkAppendMatch measures AppendMatch reusing its buffers, with one
 // and two live key versions.
 func BenchmarkAppendMatch(b *testing.B) {
 	ctx := context.Background()
-	s := mustNew(b, rules.DialectPostgres, []rules.Spec{
+	specs := []rules.Spec{
 		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeBytes},
-	})
-	m := newManager(b, keys.Spec{Name: "users_email", Algorithm: crypto.AlgorithmAESSIV})
+	}
+	s := mustNew(b, rules.DialectPostgres, specs)
+	m := testkeys.Manager(b, testkeys.ForRules(specs)...)
 	e := rules.NewEncryptor(m)
 	det := s.Column("", "public", "users", "email")
 	pt := make([]byte, 16)
@@ -119,26 +93,9 @@ func BenchmarkAppendMatch(b *testing.B) {
 			}
 		}
 		b.Run(fmt.Sprintf("%dversions", versions), func(b *testing.B) {
-			b.Run("serial", func(b *testing.B) {
-				b.ReportAllocs()
-				buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
-				for b.Loop() {
-					if _, _, err := e.AppendMatch(ctx, buf[:0], cts[:0], det, pt); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("parallel", func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
-					for pb.Next() {
-						if _, _, err := e.AppendMatch(ctx, buf[:0], cts[:0], det, pt); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
+			benchSerialParallel(b, func(buf []byte, cts [][]byte) error {
+				_, _, err := e.AppendMatch(ctx, buf[:0], cts[:0], det, pt)
+				return err
 			})
 		})
 	}

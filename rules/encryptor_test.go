@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -85,7 +86,7 @@ func (f *fakeKeys) Decrypt(_ context.Context, name string, dst, ct []byte) ([]by
 	return v[h.KeyVersion-1].Decrypt(dst, ct)
 }
 
-func encSetup(t *testing.T) (*rules.Encryptor, *fakeKeys, *rules.ColumnRule, *rules.ColumnRule, *rules.ColumnRule) {
+func encSetup(t testing.TB) (*rules.Encryptor, *fakeKeys, *rules.ColumnRule, *rules.ColumnRule, *rules.ColumnRule) {
 	t.Helper()
 	s := mustNew(t, rules.DialectPostgres, []rules.Spec{
 		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
@@ -288,15 +289,7 @@ func TestEncryptorRetriesDestroyedKey(t *testing.T) {
 
 func BenchmarkEncryptor(b *testing.B) {
 	ctx := context.Background()
-	s := mustNew(b, rules.DialectPostgres, []rules.Spec{
-		{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
-	})
-	fk := newFakeKeys(b)
-	fk.add(b, "users_email", crypto.AlgorithmAESSIV)
-	fk.add(b, "ssn", rules.ModeRandomized.Algorithm())
-	e := rules.NewEncryptor(fk)
-	email, ssn := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
+	e, _, email, ssn, _ := encSetup(b)
 	pt := []byte(secret)
 	buf := make([]byte, 0, 256)
 	b.Run("store/randomized", func(b *testing.B) {
@@ -365,12 +358,13 @@ func TestEncryptorAppendMatch(t *testing.T) {
 // calls, which share pooled key lists, must not mix.
 func TestEncryptorManagerConcurrent(t *testing.T) {
 	ctx := context.Background()
-	s := mustNew(t, rules.DialectPostgres, []rules.Spec{
+	specs := []rules.Spec{
 		{Table: "t", Column: "a", Key: "ka", Mode: rules.ModeDeterministic, Type: value.TypeText},
 		{Table: "t", Column: "b", Key: "kb", Mode: rules.ModeDeterministic, Type: value.TypeText},
 		{Table: "t", Column: "r", Key: "kr", Mode: rules.ModeRandomized, Type: value.TypeText},
-	})
-	m := newManager(t, keys.Spec{Name: "ka", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kb", Algorithm: crypto.AlgorithmAESSIV}, keys.Spec{Name: "kr", Algorithm: rules.ModeRandomized.Algorithm()})
+	}
+	s := mustNew(t, rules.DialectPostgres, specs)
+	m := testkeys.Manager(t, testkeys.ForRules(specs)...)
 	if _, err := m.Rotate(ctx, "kb"); err != nil {
 		t.Fatal(err)
 	}

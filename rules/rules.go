@@ -14,21 +14,21 @@ import (
 // is invalid.
 type Dialect uint8
 
+func (d Dialect) String() string { return enumName(d, "Dialect", "postgres", "mysql") }
+
 const (
 	DialectUnknown  Dialect = 0
 	DialectPostgres Dialect = 1
 	DialectMySQL    Dialect = 2
 )
 
-func (d Dialect) String() string {
-	switch d {
-	case DialectPostgres:
-		return "postgres"
-	case DialectMySQL:
-		return "mysql"
-	default:
-		return fmt.Sprintf("Dialect(%d)", uint8(d))
+// enumName names v, a value of the enum typ numbered from 1: names[v-1], or
+// typ(v) for a value with no name (0 and out of range).
+func enumName[T ~uint8](v T, typ string, names ...string) string {
+	if v >= 1 && int(v) <= len(names) {
+		return names[v-1]
 	}
+	return fmt.Sprintf("%s(%d)", typ, uint8(v))
 }
 
 // Mode is how a column is encrypted. The zero value is invalid.
@@ -45,16 +45,7 @@ const (
 	ModeDeterministic Mode = 2
 )
 
-func (m Mode) String() string {
-	switch m {
-	case ModeRandomized:
-		return "randomized"
-	case ModeDeterministic:
-		return "deterministic"
-	default:
-		return fmt.Sprintf("Mode(%d)", uint8(m))
-	}
-}
+func (m Mode) String() string { return enumName(m, "Mode", "randomized", "deterministic") }
 
 // Algorithm is the algorithm of new data keys for the mode (keys init):
 // XAES-256-GCM for randomized, AES-256-SIV for deterministic. Its Overhead

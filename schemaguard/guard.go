@@ -119,29 +119,24 @@ func (t Target) tableName(d rules.Dialect) string {
 func Expression(d rules.Dialect, t Target) string {
 	algs := t.algorithms()
 	minLen := algs[0].minLen
-	if d == rules.DialectMySQL {
-		c := QuoteIdent(d, t.Column)
-		b := func(i int) string { return fmt.Sprintf("ASCII(SUBSTRING(%s, %d, 1))", c, i+1) }
-		var alts []string
-		for _, a := range algs {
-			if a.minLen > minLen {
-				alts = append(alts, fmt.Sprintf("(%s = %d AND LENGTH(%s) >= %d)", b(1), a.alg, c, a.minLen))
-			} else {
-				alts = append(alts, fmt.Sprintf("%s = %d", b(1), a.alg))
-			}
-		}
-		return fmt.Sprintf("%s IS NULL OR (LENGTH(%s) >= %d AND %s = %d AND %s = %d AND (%s))",
-			c, c, minLen, b(0), crypto.FormatVersion, b(6), t.Type, strings.Join(alts, " OR "))
-	}
 	c := QuoteIdent(d, t.Column)
 	b := func(i int) string { return fmt.Sprintf("get_byte(%s, %d)", c, i) }
+	length := "octet_length"
+	if d == rules.DialectMySQL {
+		b = func(i int) string { return fmt.Sprintf("ASCII(SUBSTRING(%s, %d, 1))", c, i+1) }
+		length = "LENGTH"
+	}
 	var alts []string
 	for _, a := range algs {
 		if a.minLen > minLen {
-			alts = append(alts, fmt.Sprintf("(%s = %d AND octet_length(%s) >= %d)", b(1), a.alg, c, a.minLen))
+			alts = append(alts, fmt.Sprintf("(%s = %d AND %s(%s) >= %d)", b(1), a.alg, length, c, a.minLen))
 		} else {
 			alts = append(alts, fmt.Sprintf("%s = %d", b(1), a.alg))
 		}
+	}
+	if d == rules.DialectMySQL {
+		return fmt.Sprintf("%s IS NULL OR (LENGTH(%s) >= %d AND %s = %d AND %s = %d AND (%s))",
+			c, c, minLen, b(0), crypto.FormatVersion, b(6), t.Type, strings.Join(alts, " OR "))
 	}
 	return fmt.Sprintf("CASE WHEN %s IS NULL THEN true WHEN octet_length(%s) < %d THEN false ELSE %s = %d AND %s = %d AND (%s) END",
 		c, c, minLen, b(0), crypto.FormatVersion, b(6), t.Type, strings.Join(alts, " OR "))

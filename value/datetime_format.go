@@ -91,64 +91,57 @@ func appendDateText(dst []byte, canon []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	switch v {
-	case math.MaxInt32:
-		return append(dst, "infinity"...), nil
-	case math.MinInt32:
-		return append(dst, "-infinity"...), nil
+	if out, ok := appendInfinity(dst, v, math.MaxInt32, math.MinInt32); ok {
+		return out, nil
 	}
 	y, m, d := civilFromDays(int64(v))
 	dst, bc := appendYMD(dst, y, m, d)
-	if bc {
-		dst = append(dst, " BC"...)
-	}
-	return dst, nil
+	return appendBC(dst, bc), nil
 }
 
-func appendTimestampText(dst []byte, canon []byte) ([]byte, error) {
-	us, err := decodeTimestamp(TypeTimestamp, canon)
+// appendTimestampText appends a timestamp or, t being TypeTimestamptz, a
+// timestamptz as the database prints it: a timestamptz in loc (UTC when
+// nil), followed by its offset in the PostgreSQL dialect.
+func appendTimestampText(dst []byte, t Type, canon []byte, loc *time.Location, d dialect) ([]byte, error) {
+	us, err := decodeTimestamp(t, canon)
 	if err != nil {
 		return dst, err
 	}
-	switch us {
-	case math.MaxInt64:
-		return append(dst, "infinity"...), nil
-	case math.MinInt64:
-		return append(dst, "-infinity"...), nil
-	}
-	sec, frac := splitMicros(us)
-	dst, bc := appendWall(dst, sec, frac)
-	if bc {
-		dst = append(dst, " BC"...)
-	}
-	return dst, nil
-}
-
-func appendTimestamptzText(dst []byte, canon []byte, loc *time.Location, d dialect) ([]byte, error) {
-	us, err := decodeTimestamp(TypeTimestamptz, canon)
-	if err != nil {
-		return dst, err
-	}
-	switch us {
-	case math.MaxInt64:
-		return append(dst, "infinity"...), nil
-	case math.MinInt64:
-		return append(dst, "-infinity"...), nil
+	if out, ok := appendInfinity(dst, us, math.MaxInt64, math.MinInt64); ok {
+		return out, nil
 	}
 	sec, frac := splitMicros(us)
 	var off int64
-	if loc != nil && loc != time.UTC {
+	if t == TypeTimestamptz && loc != nil && loc != time.UTC {
 		_, o := time.Unix(sec, 0).In(loc).Zone()
 		off = int64(o)
 	}
 	dst, bc := appendWall(dst, sec+off, frac)
-	if d == dialectPostgres {
+	if t == TypeTimestamptz && d == dialectPostgres {
 		dst = appendOffset(dst, off)
 	}
+	return appendBC(dst, bc), nil
+}
+
+// appendInfinity appends the text of an infinite date or timestamp v (the
+// largest value of its type is infinity, the smallest -infinity); ok is
+// false, and nothing appended, for a finite v.
+func appendInfinity[T int32 | int64](dst []byte, v, largest, smallest T) (out []byte, ok bool) {
+	switch v {
+	case largest:
+		return append(dst, "infinity"...), true
+	case smallest:
+		return append(dst, "-infinity"...), true
+	}
+	return dst, false
+}
+
+// appendBC appends the era of a date before year 1.
+func appendBC(dst []byte, bc bool) []byte {
 	if bc {
 		dst = append(dst, " BC"...)
 	}
-	return dst, nil
+	return dst
 }
 
 // appendOffset appends a UTC offset as PostgreSQL prints it: +HH, then :MM

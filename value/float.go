@@ -112,30 +112,28 @@ func appendCanonicalFloat(dst []byte, t Type, src []byte, bits int) ([]byte, err
 	if err != nil {
 		return dst, err
 	}
+	return appendFloatCanon(dst, f, bits), nil
+}
+
+// appendFloatCanon appends f as the canonical bytes of a real (bits 32,
+// f being a float32 value) or a double (bits 64): big-endian IEEE 754,
+// with every NaN as one quiet NaN and -0 as 0.
+func appendFloatCanon(dst []byte, f float64, bits int) []byte {
+	if f == 0 {
+		f = 0 // -0 too
+	}
 	if bits == 32 {
-		return appendFloat32Canon(dst, float32(f)), nil
+		u := math.Float32bits(float32(f))
+		if f != f {
+			u = canonNaN32
+		}
+		return binary.BigEndian.AppendUint32(dst, u)
 	}
-	return appendFloat64Canon(dst, f), nil
-}
-
-func appendFloat32Canon(dst []byte, f float32) []byte {
-	switch {
-	case f != f:
-		return binary.BigEndian.AppendUint32(dst, canonNaN32)
-	case f == 0:
-		return binary.BigEndian.AppendUint32(dst, 0)
+	u := math.Float64bits(f)
+	if f != f {
+		u = canonNaN64
 	}
-	return binary.BigEndian.AppendUint32(dst, math.Float32bits(f))
-}
-
-func appendFloat64Canon(dst []byte, f float64) []byte {
-	switch {
-	case f != f:
-		return binary.BigEndian.AppendUint64(dst, canonNaN64)
-	case f == 0:
-		return binary.BigEndian.AppendUint64(dst, 0)
-	}
-	return binary.BigEndian.AppendUint64(dst, math.Float64bits(f))
+	return binary.BigEndian.AppendUint64(dst, u)
 }
 
 func float32frombits(b []byte) float32 { return math.Float32frombits(binary.BigEndian.Uint32(b)) }

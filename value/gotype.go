@@ -181,11 +181,11 @@ func canonicalFloat(t Type, v any) ([]byte, error) {
 		}
 	}
 	if t == TypeDouble {
-		return appendFloat64Canon(nil, f), nil
+		return appendFloatCanon(nil, f, 64), nil
 	}
 	f32 := float32(f)
 	if f == f && float64(f32) != f {
 		return nil, rangeError(t, "not exactly representable")
 	}
-	return appendFloat32Canon(nil, f32), nil
+	return appendFloatCanon(nil, float64(f32), 32), nil
 }

@@ -131,10 +131,8 @@ func appendText(dst []byte, t Type, canon []byte, loc *time.Location, d dialect)
 		return appendBoolText(dst, canon, d)
 	case TypeDate:
 		return appendDateText(dst, canon)
-	case TypeTimestamp:
-		return appendTimestampText(dst, canon)
-	case TypeTimestamptz:
-		return appendTimestamptzText(dst, canon, loc, d)
+	case TypeTimestamp, TypeTimestamptz:
+		return appendTimestampText(dst, t, canon, loc, d)
 	case TypeUUID:
 		return appendUUIDText(dst, canon)
 	case TypeBytes:
@@ -208,12 +206,12 @@ func AppendCanonicalBinary(dst []byte, t Type, src []byte) ([]byte, error) {
 		if len(src) != 4 {
 			return dst, corruptError(t, "want 4 bytes")
 		}
-		return appendFloat32Canon(dst, float32frombits(src)), nil
+		return appendFloatCanon(dst, float64(float32frombits(src)), 32), nil
 	case TypeDouble:
 		if len(src) != 8 {
 			return dst, corruptError(t, "want 8 bytes")
 		}
-		return appendFloat64Canon(dst, float64frombits(src)), nil
+		return appendFloatCanon(dst, float64frombits(src), 64), nil
 	case TypeBoolean:
 		if len(src) != 1 {
 			return dst, corruptError(t, "want one byte")

@@ -355,57 +355,38 @@ func TestDialectsAndZones(t *testing.T) {
 	stJohns := time.FixedZone("NST", -(3*3600 + 1800))
 	lmt := time.FixedZone("LMT", 5*3600+53*60+28)
 	ts := func(s string) []byte { return canon(t, value.TypeTimestamptz, s) }
+	// mysqlText is AppendMySQLText in the shape of the ...InZone functions.
+	mysqlText := func(dst []byte, t value.Type, c []byte, _ *time.Location) ([]byte, error) {
+		return value.AppendMySQLText(dst, t, c)
+	}
 	tests := []struct {
 		name   string
-		render func() ([]byte, error)
+		render func(dst []byte, t value.Type, canon []byte, loc *time.Location) ([]byte, error)
+		typ    value.Type
+		canon  []byte
+		loc    *time.Location
 		want   string
 	}{
-		{"mysql bool true", func() ([]byte, error) { return value.AppendMySQLText(nil, value.TypeBoolean, []byte{1}) }, "1"},
-		{"mysql bool false", func() ([]byte, error) { return value.AppendMySQLText(nil, value.TypeBoolean, []byte{0}) }, "0"},
-		{"mysql bytes raw", func() ([]byte, error) { return value.AppendMySQLText(nil, value.TypeBytes, []byte{0, 'a', 0xff}) }, "\x00a\xff"},
-		{"mysql datetime", func() ([]byte, error) {
-			return value.AppendMySQLText(nil, value.TypeTimestamp, canon(t, value.TypeTimestamp, "2024-01-02 03:04:05.120"))
-		}, "2024-01-02 03:04:05.12"},
-		{"mysql timestamptz utc", func() ([]byte, error) {
-			return value.AppendMySQLText(nil, value.TypeTimestamptz, ts("2024-01-02 03:04:05+01"))
-		}, "2024-01-02 02:04:05"},
-		{"mysql timestamptz zone", func() ([]byte, error) {
-			return value.AppendMySQLTextInZone(nil, value.TypeTimestamptz, ts("2024-01-02 03:04:05Z"), kolkata)
-		}, "2024-01-02 08:34:05"},
-		{"mysql date", func() ([]byte, error) {
-			return value.AppendMySQLText(nil, value.TypeDate, canon(t, value.TypeDate, "2024-1-2"))
-		}, "2024-01-02"},
-		{"mysql uuid", func() ([]byte, error) {
-			return value.AppendMySQLText(nil, value.TypeUUID, canon(t, value.TypeUUID, "A0EEBC999C0B4EF8BB6D6BB9BD380A11"))
-		}, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
-		{"pg zone +05:30", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("2024-01-01 00:00:00Z"), kolkata)
-		}, "2024-01-01 05:30:00+05:30"},
-		{"pg zone -03:30", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("2024-01-01 00:00:00.25Z"), stJohns)
-		}, "2023-12-31 20:30:00.25-03:30"},
-		{"pg zone seconds", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("1800-01-01 00:00:00Z"), lmt)
-		}, "1800-01-01 05:53:28+05:53:28"},
-		{"pg zone bc", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("0044-03-15 10:00:00+00 BC"), lmt)
-		}, "0044-03-15 15:53:28+05:53:28 BC"},
-		{"pg zone nil is utc", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("2024-01-01 02:00:00+02"), nil)
-		}, "2024-01-01 00:00:00+00"},
-		{"pg zone whole hours", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("2024-01-01 00:00:00Z"), time.FixedZone("", -8*3600))
-		}, "2023-12-31 16:00:00-08"},
-		{"pg zone infinity", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamptz, ts("infinity"), kolkata)
-		}, "infinity"},
-		{"zone ignored for other types", func() ([]byte, error) {
-			return value.AppendTextInZone(nil, value.TypeTimestamp, canon(t, value.TypeTimestamp, "2024-01-01 00:00"), kolkata)
-		}, "2024-01-01 00:00:00"},
+		{"mysql bool true", mysqlText, value.TypeBoolean, []byte{1}, nil, "1"},
+		{"mysql bool false", mysqlText, value.TypeBoolean, []byte{0}, nil, "0"},
+		{"mysql bytes raw", mysqlText, value.TypeBytes, []byte{0, 'a', 0xff}, nil, "\x00a\xff"},
+		{"mysql datetime", mysqlText, value.TypeTimestamp, canon(t, value.TypeTimestamp, "2024-01-02 03:04:05.120"), nil, "2024-01-02 03:04:05.12"},
+		{"mysql timestamptz utc", mysqlText, value.TypeTimestamptz, ts("2024-01-02 03:04:05+01"), nil, "2024-01-02 02:04:05"},
+		{"mysql timestamptz zone", value.AppendMySQLTextInZone, value.TypeTimestamptz, ts("2024-01-02 03:04:05Z"), kolkata, "2024-01-02 08:34:05"},
+		{"mysql date", mysqlText, value.TypeDate, canon(t, value.TypeDate, "2024-1-2"), nil, "2024-01-02"},
+		{"mysql uuid", mysqlText, value.TypeUUID, canon(t, value.TypeUUID, "A0EEBC999C0B4EF8BB6D6BB9BD380A11"), nil, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+		{"pg zone +05:30", value.AppendTextInZone, value.TypeTimestamptz, ts("2024-01-01 00:00:00Z"), kolkata, "2024-01-01 05:30:00+05:30"},
+		{"pg zone -03:30", value.AppendTextInZone, value.TypeTimestamptz, ts("2024-01-01 00:00:00.25Z"), stJohns, "2023-12-31 20:30:00.25-03:30"},
+		{"pg zone seconds", value.AppendTextInZone, value.TypeTimestamptz, ts("1800-01-01 00:00:00Z"), lmt, "1800-01-01 05:53:28+05:53:28"},
+		{"pg zone bc", value.AppendTextInZone, value.TypeTimestamptz, ts("0044-03-15 10:00:00+00 BC"), lmt, "0044-03-15 15:53:28+05:53:28 BC"},
+		{"pg zone nil is utc", value.AppendTextInZone, value.TypeTimestamptz, ts("2024-01-01 02:00:00+02"), nil, "2024-01-01 00:00:00+00"},
+		{"pg zone whole hours", value.AppendTextInZone, value.TypeTimestamptz, ts("2024-01-01 00:00:00Z"), time.FixedZone("", -8*3600), "2023-12-31 16:00:00-08"},
+		{"pg zone infinity", value.AppendTextInZone, value.TypeTimestamptz, ts("infinity"), kolkata, "infinity"},
+		{"zone ignored for other types", value.AppendTextInZone, value.TypeTimestamp, canon(t, value.TypeTimestamp, "2024-01-01 00:00"), kolkata, "2024-01-01 00:00:00"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.render()
+			got, err := tt.render(nil, tt.typ, tt.canon, tt.loc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -417,31 +398,26 @@ func TestDialectsAndZones(t *testing.T) {
 
 	parse := []struct {
 		name  string
-		parse func() ([]byte, error)
+		mysql bool // AppendCanonicalMySQLText, else AppendCanonicalTextInZone
+		typ   value.Type
+		in    string
+		loc   *time.Location
 		want  string // canonical timestamptz as UTC text, or "error"
 	}{
-		{"session zone applies without offset", func() ([]byte, error) {
-			return value.AppendCanonicalTextInZone(nil, value.TypeTimestamptz, []byte("2024-01-01 05:30:00"), kolkata)
-		}, "2024-01-01 00:00:00+00"},
-		{"explicit offset wins over session zone", func() ([]byte, error) {
-			return value.AppendCanonicalTextInZone(nil, value.TypeTimestamptz, []byte("2024-01-01 05:30:00Z"), kolkata)
-		}, "2024-01-01 05:30:00+00"},
-		{"epoch ignores session zone", func() ([]byte, error) {
-			return value.AppendCanonicalTextInZone(nil, value.TypeTimestamptz, []byte("epoch"), kolkata)
-		}, "1970-01-01 00:00:00+00"},
-		{"fraction kept in session zone", func() ([]byte, error) {
-			return value.AppendCanonicalTextInZone(nil, value.TypeTimestamptz, []byte("1969-12-31 20:29:59.999999"), stJohns)
-		}, "1969-12-31 23:59:59.999999+00"},
-		{"mysql session zone", func() ([]byte, error) {
-			return value.AppendCanonicalMySQLText(nil, value.TypeTimestamptz, []byte("2024-01-01 05:30:00"), kolkata)
-		}, "2024-01-01 00:00:00+00"},
-		{"mysql datetime with offset refused", func() ([]byte, error) {
-			return value.AppendCanonicalMySQLText(nil, value.TypeTimestamp, []byte("2024-01-01 05:30:00+05:30"), nil)
-		}, "error"},
+		{"session zone applies without offset", false, value.TypeTimestamptz, "2024-01-01 05:30:00", kolkata, "2024-01-01 00:00:00+00"},
+		{"explicit offset wins over session zone", false, value.TypeTimestamptz, "2024-01-01 05:30:00Z", kolkata, "2024-01-01 05:30:00+00"},
+		{"epoch ignores session zone", false, value.TypeTimestamptz, "epoch", kolkata, "1970-01-01 00:00:00+00"},
+		{"fraction kept in session zone", false, value.TypeTimestamptz, "1969-12-31 20:29:59.999999", stJohns, "1969-12-31 23:59:59.999999+00"},
+		{"mysql session zone", true, value.TypeTimestamptz, "2024-01-01 05:30:00", kolkata, "2024-01-01 00:00:00+00"},
+		{"mysql datetime with offset refused", true, value.TypeTimestamp, "2024-01-01 05:30:00+05:30", nil, "error"},
 	}
 	for _, tt := range parse {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := tt.parse()
+			appendCanonical := value.AppendCanonicalTextInZone
+			if tt.mysql {
+				appendCanonical = value.AppendCanonicalMySQLText
+			}
+			c, err := appendCanonical(nil, tt.typ, []byte(tt.in), tt.loc)
 			if tt.want == "error" {
 				if !errors.Is(err, value.ErrSyntax) {
 					t.Fatalf("err = %v, want ErrSyntax", err)

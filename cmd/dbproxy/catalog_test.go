@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,60 +16,6 @@ import (
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/internal/testenv"
 )
-
-// syncBuffer is a log sink tests may read while serve writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitLog waits until the logs contain want.
-func (s *syncBuffer) waitLog(t *testing.T, want string) {
-	t.Helper()
-	for range 200 {
-		if strings.Contains(s.String(), want) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for serve's start-up checks, not asserting a duration
-	}
-	t.Fatalf("logs lack %q:\n%s", want, s.String())
-}
-
-// serveLogged is serveInBackground with logs readable while it runs.
-func serveLogged(t *testing.T, cfgPath string, getenv func(string) string) *syncBuffer {
-	t.Helper()
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	logs := &syncBuffer{}
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdout: logs, stderr: logs, getenv: getenv})
-	}()
-	t.Cleanup(func() {
-		stop()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exit %d", code)
-		}
-		if t.Failed() {
-			t.Logf("serve logs:\n%s", logs.String())
-		}
-	})
-	return logs
-}
 
 // noLibpqEnv clears the libpq variables and HOME (~/.pgpass) of this
 // process, in which serve runs, for the test.
@@ -87,30 +28,15 @@ func noLibpqEnv(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 }
 
-func connectRetry(ctx context.Context, t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	var err error
-	for range 100 {
-		var c *pgx.Conn
-		if c, err = pgx.Connect(ctx, dsn); err == nil {
-			t.Cleanup(func() { _ = c.Close(context.Background()) })
-			return c
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
-	}
-	t.Fatalf("connect through serve: %v", err)
-	return nil
-}
-
 // connectRefused connects until the listener answers, and returns the
 // server error the session was refused with (at login or at its first
 // message).
 func connectRefused(ctx context.Context, t *testing.T, dsn string) *pgconn.PgError {
 	t.Helper()
-	var err error
-	for range 100 {
-		var c *pgx.Conn
-		if c, err = pgx.Connect(ctx, dsn); err == nil {
+	var pe *pgconn.PgError
+	err := untilListening(func() (bool, error) {
+		c, err := pgx.Connect(ctx, dsn)
+		if err == nil {
 			// The refusal may come with the session's first message.
 			err = c.Ping(ctx)
 			_ = c.Close(ctx)
@@ -118,14 +44,12 @@ func connectRefused(ctx context.Context, t *testing.T, dsn string) *pgconn.PgErr
 				t.Fatal("connect and ping succeeded, want a refusal")
 			}
 		}
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			return pe
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
+		return errors.As(err, &pe), err
+	})
+	if pe == nil {
+		t.Fatalf("connect through serve: %v", err)
 	}
-	t.Fatalf("connect through serve: %v", err)
-	return nil
+	return pe
 }
 
 // TestServeCatalogFromConfigScram: a SCRAM upstream, no PG* variable and
@@ -135,17 +59,7 @@ func connectRefused(ctx context.Context, t *testing.T, dsn string) *pgconn.PgErr
 // section serve logs at start what failed and which setting fixes it, and
 // a statement on an encrypted table is refused with that hint.
 func TestServeCatalogFromConfigScram(t *testing.T) {
-	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	direct, err := pgx.Connect(ctx, pg.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(context.Background())
-	if _, err := direct.Exec(ctx, `CREATE TABLE users (id serial PRIMARY KEY, email bytea, ssn bytea, salary bytea)`); err != nil {
-		t.Fatal(err)
-	}
+	pg, ctx, direct := startPostgresWith(t, usersTablePG, testenv.PGOptions{Auth: "scram-sha-256"})
 	noLibpqEnv(t)
 	for _, tc := range []struct {
 		name, catalog, password string
@@ -156,51 +70,44 @@ func TestServeCatalogFromConfigScram(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := freeAddr(t)
-			catalog := ""
+			var catalog []string
 			if tc.catalog != "" {
-				catalog = "    " + fmt.Sprintf(tc.catalog, pg.User)
+				catalog = append(catalog, fmt.Sprintf(tc.catalog, pg.User))
 			}
-			cfgPath := writeConfig(t, fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls: {mode: disable}
-%s
-%s`, addr, pg.Addr(), catalog, localConfig))
-			logs := serveLogged(t, cfgPath, func(k string) string {
+			cfgPath := writeConfig(t, listenerYAML("postgres", addr, pg.Addr(), catalog...)+localConfig)
+			logs := serveInBackground(t, cfgPath, func(k string) string {
 				if k == "CATALOG_PW" {
 					return tc.password
 				}
 				return ""
 			})
-			u := url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: addr, Path: "/" + pg.Database, RawQuery: "sslmode=disable"}
+			dsn := pgURL(pg, addr)
 			if tc.name != "right password" {
 				// Without a working catalog a session cannot learn which
 				// relations derive from encrypted tables: it is refused at
 				// start, with the setting that fixes it.
-				err := connectRefused(ctx, t, u.String())
+				err := connectRefused(ctx, t, dsn)
 				if !strings.Contains(err.Message, "listeners[0].catalog") || err.Code != "57P03" {
 					t.Fatalf("connect without a working catalog: %v, want 57P03 naming listeners[0].catalog", err)
 				}
 			}
 			switch tc.name {
 			case "wrong password":
-				logs.waitLog(t, "listeners[0].catalog.user ("+pg.User+") and the password in the environment variable CATALOG_PW")
-				logs.waitLog(t, "password authentication failed")
+				waitLog(t, logs, "listeners[0].catalog.user ("+pg.User+") and the password in the environment variable CATALOG_PW")
+				waitLog(t, logs, "password authentication failed")
 			case "no catalog":
-				logs.waitLog(t, "no catalog credentials")
-				logs.waitLog(t, "set listeners[0].catalog.user and listeners[0].catalog.password_env")
+				waitLog(t, logs, "no catalog credentials")
+				waitLog(t, logs, "set listeners[0].catalog.user and listeners[0].catalog.password_env")
 			}
 			if tc.name != "right password" {
 				return
 			}
-			c := connectRetry(ctx, t, u.String())
+			c := connectRetry(ctx, t, dsn)
 			_, err := c.Exec(ctx, `INSERT INTO users (email, ssn, salary) VALUES ($1, $2, $3)`, "pgx@example.com", "123-45-6789", int64(99))
 			if err != nil {
 				t.Fatalf("insert: %v", err)
 			}
-			logs.waitLog(t, "catalog connection ok")
+			waitLog(t, logs, "catalog connection ok")
 			var ssn string
 			var salary int64
 			if err := c.QueryRow(ctx, `SELECT ssn, salary FROM users WHERE email = $1`, "pgx@example.com").Scan(&ssn, &salary); err != nil || ssn != "123-45-6789" || salary != 99 {
@@ -229,11 +136,7 @@ listeners:
 			if err := direct.QueryRow(ctx, `SELECT email, ssn FROM users WHERE id = (SELECT max(id) FROM users)`).Scan(&email, &rawSSN); err != nil {
 				t.Fatal(err)
 			}
-			for _, ct := range [][]byte{email, rawSSN} {
-				if !crypto.IsCiphertext(ct) || bytes.Contains(ct, []byte("psql@example.com")) || bytes.Contains(ct, []byte("987-65-4321")) {
-					t.Errorf("stored value is not a ciphertext: %x", ct)
-				}
-			}
+			assertCiphertexts(t, [][]byte{email, rawSSN}, "psql@example.com", "987-65-4321")
 			if _, err := direct.Exec(ctx, `DELETE FROM users`); err != nil {
 				t.Fatal(err)
 			}
@@ -247,70 +150,31 @@ listeners:
 // with a wrong password serve logs what failed and which setting fixes it,
 // and the statement is refused with nothing written.
 func TestServeCatalogFromConfigMySQL(t *testing.T) {
-	my := testenv.StartMariaDB(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	direct, err := sql.Open("mysql", my.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
-	if _, err := direct.ExecContext(ctx, `CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, email VARBINARY(200), ssn VARBINARY(200), salary VARBINARY(100))`); err != nil {
-		t.Fatal(err)
-	}
+	my, ctx, direct := startMariaDBWith(t, usersTableMySQL)
 	for _, password := range []string{my.Password, "wrong"} {
 		t.Run("password="+strconv.FormatBool(password == my.Password), func(t *testing.T) {
 			addr := freeAddr(t)
-			cfgPath := writeConfig(t, fmt.Sprintf(`
-listeners:
-  - protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog:
-      user: %s
-      password_env: MY_CATALOG_PW
-%s`, addr, my.Addr(), my.User, localConfig))
-			logs := serveLogged(t, cfgPath, func(k string) string {
+			cfgPath := writeConfig(t, listenerYAML("mysql", addr, my.Addr(), "catalog: {user: "+my.User+", password_env: MY_CATALOG_PW}")+localConfig)
+			logs := serveInBackground(t, cfgPath, func(k string) string {
 				if k == "MY_CATALOG_PW" {
 					return password
 				}
 				return ""
 			})
-			db, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(%s)/%s", my.User, my.Password, addr, my.Database))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			for range 100 {
-				if err = db.PingContext(ctx); err == nil {
-					break
-				}
-				time.Sleep(50 * time.Millisecond) // waiting for the listener to bind, not asserting a duration
-			}
-			if err != nil {
-				t.Fatalf("connect through serve: %v", err)
-			}
-			if _, err := direct.ExecContext(ctx, `DELETE FROM users`); err != nil {
-				t.Fatal(err)
-			}
-			_, err = db.ExecContext(ctx, `INSERT INTO users VALUES (NULL, ?, ?, ?)`, "serve@example.com", "123-45-6789", int64(99))
-			var n int
-			if err := direct.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
+			db := openMySQLRetry(ctx, t, my, addr)
+			n, err := insertWithoutColumns(ctx, t, db, direct)
 			if password != my.Password {
 				if err == nil || n != 0 {
 					t.Fatalf("column-less INSERT with a failing catalog: err %v, %d rows written", err, n)
 				}
-				logs.waitLog(t, "catalog connection as "+my.User+" failed")
-				logs.waitLog(t, "the password in the environment variable MY_CATALOG_PW (listeners[0].catalog.password_env)")
+				waitLog(t, logs, "catalog connection as "+my.User+" failed")
+				waitLog(t, logs, "the password in the environment variable MY_CATALOG_PW (listeners[0].catalog.password_env)")
 				return
 			}
 			if err != nil || n != 1 {
 				t.Fatalf("column-less INSERT: %v (%d rows)", err, n)
 			}
-			logs.waitLog(t, "catalog connection ok")
+			waitLog(t, logs, "catalog connection ok")
 			var rawSSN []byte
 			if err := direct.QueryRowContext(ctx, `SELECT ssn FROM users`).Scan(&rawSSN); err != nil || !crypto.IsCiphertext(rawSSN) {
 				t.Fatalf("stored ssn %x: %v", rawSSN, err)

@@ -14,11 +14,8 @@ import (
 func cmdCheckConfig(args []string, e env) error {
 	fs, path := newFlagSet("check-config", e)
 	verbose := fs.Bool("v", false, "print the effective configuration")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("check-config takes no arguments")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

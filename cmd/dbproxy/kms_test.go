@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // TestKeysWithAWSKMS runs the keys CLI and the key cache against a real AWS
@@ -38,11 +34,7 @@ keys:
   cache:
     ttl: 2s
 encryption:
-  - table: users
-    columns:
-      - name: email
-        mode: deterministic
-        type: text
+  - {table: users, columns: [{name: email, mode: deterministic, type: text}]}
 `, k.Alias, k.Region, k.Endpoint))
 
 	code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath)
@@ -58,26 +50,12 @@ encryption:
 	}
 
 	ctx := context.Background()
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
-	mgr, _, closeFn, err := openManager(ctx, cfg, e, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, cfgPath)
+	mgr, closeFn := openTestManager(t, cfg)
 	defer closeFn()
 
 	const name = "public.users.email"
-	key, err := mgr.Primary(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, err := key.Encrypt(nil, []byte("bob@example.com"), value.TypeText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := encryptText(t, mgr, name, "bob@example.com")
 	unwrappedAt := time.Now()
 
 	// KMS gone: the cached key keeps serving until its TTL...

@@ -6,15 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/kms"
@@ -23,45 +20,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// runCLI runs one dbproxy invocation in-process.
-func runCLI(t *testing.T, environ map[string]string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	e := env{stdout: &out, stderr: &errb, getenv: func(k string) string { return environ[k] }}
-	code = run(context.Background(), args, e)
-	return code, out.String(), errb.String()
-}
-
-const localConfig = `
-keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
-encryption:
-  - table: users
-    columns:
-      - name: email
-        mode: deterministic
-        type: text
-      - name: ssn
-        type: text
-      - name: salary
-        type: bigint
-`
-
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "dbproxy.yaml")
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func snapshot(t *testing.T, paths ...string) map[string]string {
 	t.Helper()
@@ -124,9 +82,7 @@ var longSecretish = regexp.MustCompile(`[A-Za-z0-9+/=_-]{40,}`)
 func TestKeysListShowsNoKeyMaterial(t *testing.T) {
 	cfgPath := writeConfig(t, localConfig)
 	dir := filepath.Dir(cfgPath)
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
-	}
+	keysInit(t, cfgPath)
 	master, err := os.ReadFile(filepath.Join(dir, "master.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -168,33 +124,15 @@ func TestKeysListShowsNoKeyMaterial(t *testing.T) {
 
 func TestKeysRotateKeepsOldDataReadable(t *testing.T) {
 	cfgPath := writeConfig(t, localConfig)
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
-	}
+	keysInit(t, cfgPath)
 	ctx := context.Background()
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	e := env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
+	cfg := loadConfig(t, cfgPath)
 
 	encrypt := func(name string) []byte {
 		t.Helper()
-		mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mgr, closeFn := openTestManager(t, cfg)
 		defer closeFn()
-		k, err := mgr.Primary(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, err := k.Encrypt(nil, []byte("alice@example.com"), value.TypeText)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ct
+		return encryptText(t, mgr, name, "alice@example.com")
 	}
 	const name = "public.users.email"
 	old := encrypt(name)
@@ -203,24 +141,14 @@ func TestKeysRotateKeepsOldDataReadable(t *testing.T) {
 		t.Fatalf("rotate: exit %d\n%s%s", code, out, errs)
 	}
 	fresh := encrypt(name)
-	hOld, err := crypto.ParseHeader(old)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hNew, err := crypto.ParseHeader(fresh)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hOld, hNew := must(crypto.ParseHeader(old)), must(crypto.ParseHeader(fresh))
 	if hOld.KeyVersion != 1 || hNew.KeyVersion != 2 {
 		t.Fatalf("key versions: old %d new %d, want 1 and 2", hOld.KeyVersion, hNew.KeyVersion)
 	}
 	if bytes.Equal(old, fresh) {
 		t.Fatal("deterministic ciphertext unchanged after rotation")
 	}
-	mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr, closeFn := openTestManager(t, cfg)
 	defer closeFn()
 	for _, ct := range [][]byte{old, fresh} {
 		pt, typ, err := mgr.Decrypt(ctx, name, nil, ct)
@@ -304,71 +232,23 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// serveInBackground runs `dbproxy serve --config cfgPath` in-process until
-// the test ends, then checks that it exited 0. Its logs go to the returned
-// buffer (read it only after the test's clients are done).
-func serveInBackground(t *testing.T, cfgPath string, getenv func(string) string) *bytes.Buffer {
-	t.Helper()
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	logs := &bytes.Buffer{}
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdout: logs, stderr: logs, getenv: getenv})
-	}()
-	t.Cleanup(func() {
-		stop()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exit %d", code)
-		}
-	})
-	return logs
-}
-
 // TestKeysRotateLegacyRandomized: a randomized key whose versions are
 // legacy AES-256-GCM (made before XAES-256-GCM existed) rotates to an
 // XAES-256-GCM version, and the old version stays readable.
 func TestKeysRotateLegacyRandomized(t *testing.T) {
 	cfgPath := writeConfig(t, localConfig)
 	ctx := context.Background()
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, cfgPath)
 	if _, err := kms.CreateLocalKeyFile(cfg.Keys.MasterKey.File); err != nil {
 		t.Fatal(err)
 	}
-	e := env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
 	const name = "public.users.ssn"
-	mgr, _, closeFn, err := openManager(ctx, cfg, e, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr, closeFn := openTestManager(t, cfg)
 	defer closeFn()
 	if _, err := mgr.Init(ctx, []keys.Spec{{Name: name, Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
 		t.Fatal(err)
 	}
-	k, err := mgr.Primary(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := k.Encrypt(nil, []byte("123-45-6789"), value.TypeText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := encryptText(t, mgr, name, "123-45-6789")
 	// keys init accepts the legacy key as the randomized column's key.
 	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 || strings.Contains(out, "created data key "+name) {
 		t.Fatalf("init over a legacy key: exit %d\n%s%s", code, out, errs)
@@ -382,10 +262,7 @@ func TestKeysRotateLegacyRandomized(t *testing.T) {
 		!regexp.MustCompile(`public\.users\.ssn\s+2\s+\*\s+XAES-256-GCM`).MatchString(out) {
 		t.Fatalf("keys list after rotation: exit %d\n%s%s", code, out, errs)
 	}
-	mgr2, _, closeFn2, err := openManager(ctx, cfg, e, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr2, closeFn2 := openTestManager(t, cfg)
 	defer closeFn2()
 	if pt, _, err := mgr2.Decrypt(ctx, name, nil, old); err != nil || string(pt) != "123-45-6789" {
 		t.Fatalf("decrypt legacy value after rotation: %q, %v", pt, err)

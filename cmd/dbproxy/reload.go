@@ -205,18 +205,23 @@ func (sw *swaps) build(log *slog.Logger, enc *encryption) (built, error) {
 		if err != nil {
 			return b, err
 		}
-		ring := enc.ring.acquire()
-		b.pg = &generation[postgres.Interceptor]{ic: ic, close: func() { ic.Close(); ring.release() }}
+		b.pg = newGeneration[postgres.Interceptor](enc, ic, ic.Close)
 	case config.ProtocolMySQL:
 		// Never relay plaintext to a database that should hold ciphertext.
 		ic, err := enc.mysqlInterceptor(sw.lc, sw.index, log)
 		if err != nil {
 			return b, err
 		}
-		ring := enc.ring.acquire()
-		b.my = &generation[mysql.Interceptor]{ic: ic, close: func() { ic.Close(); ring.release() }}
+		b.my = newGeneration[mysql.Interceptor](enc, ic, ic.Close)
 	}
 	return b, nil
+}
+
+// newGeneration is the generation of interceptor ic, which closeIC
+// closes; it holds a reference to enc's keyring until it is closed.
+func newGeneration[I any](enc *encryption, ic I, closeIC func()) *generation[I] {
+	ring := enc.ring.acquire()
+	return &generation[I]{ic: ic, close: func() { closeIC(); ring.release() }}
 }
 
 // install makes b serve the listener's new sessions; the interceptor it

@@ -52,15 +52,7 @@ listeners:
 // a listener is drained exactly when its protocol's rules (as its database
 // folds names) or the keys: section change.
 func TestReloadFingerprint(t *testing.T) {
-	const keysSection = `
-keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
-`
+	const keysSection = localKeys
 	long := strings.Repeat("c", 63)
 	rulesWith := func(schema, table string, cols ...string) string {
 		s := "encryption:\n  - table: " + table + "\n"

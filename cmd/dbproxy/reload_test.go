@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -15,59 +13,30 @@ import (
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto"
-	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
 )
 
 // TestServeReload: a reload that adds an encrypted column applies to new
 // sessions at once and ends the sessions opened before (so none keeps
 // writing that column in plaintext); a broken config changes nothing.
 func TestServeReload(t *testing.T) {
-	pg := testenv.StartPostgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	direct, err := pgx.Connect(ctx, pg.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(context.Background())
-	if _, err := direct.Exec(ctx, `CREATE TABLE notes (id serial PRIMARY KEY, email bytea, note bytea)`); err != nil {
-		t.Fatal(err)
-	}
+	pg, ctx, direct := startPostgresWith(t, `CREATE TABLE notes (id serial PRIMARY KEY, email bytea, note bytea)`)
 	addr := freeAddr(t)
-	head := fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-keys:
-  master_key:
-    provider: local
-    file: master.key
-  store:
-    type: file
-    path: keys.json
-encryption:
+	head := listenerYAML("postgres", addr, pg.Addr()) + localKeys + `encryption:
   - table: notes
     columns:
       - name: email
         mode: deterministic
         type: text
-`, addr, pg.Addr())
+`
 	cfgPath := writeConfig(t, head)
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
-	}
+	keysInit(t, cfgPath)
 	t.Setenv("PGPASSWORD", pg.Password) // the catalog connection's password
 
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	e := env{stdout: &logs, stderr: &logs, getenv: os.Getenv}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logs := &testlog.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	e := env{stdout: logs, stderr: logs, getenv: os.Getenv}
+	cfg := loadConfig(t, cfgPath)
 	enc, err := openEncryption(ctx, cfg, e, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -91,22 +60,13 @@ encryption:
 		}
 	}()
 
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: addr, Path: "/" + pg.Database, RawQuery: "sslmode=disable"}
-	connect := func() *pgx.Conn {
-		t.Helper()
-		var c *pgx.Conn
-		var err error
-		for range 100 {
-			if c, err = pgx.Connect(ctx, u.String()); err == nil {
-				return c
-			}
-			time.Sleep(50 * time.Millisecond) // waiting for the listener to bind
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve logs:\n%s", logs.String())
 		}
-		t.Fatalf("connect through serve: %v\n%s", err, logs.String())
-		return nil
-	}
+	})
+	connect := func() *pgx.Conn { return connectRetry(ctx, t, pgURL(pg, addr)) }
 	old := connect()
-	defer old.Close(context.Background())
 	if _, err := old.Exec(ctx, `INSERT INTO notes (email) VALUES ($1)`, "a@example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -117,9 +77,7 @@ encryption:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
-	}
+	keysInit(t, cfgPath)
 	reloads <- struct{}{}
 	// The session opened before the reload is ended at its idle point.
 	deadline := time.Now().Add(20 * time.Second)
@@ -151,7 +109,6 @@ encryption:
 		}
 	}
 	fresh := connect()
-	defer fresh.Close(context.Background())
 	checkNote(fresh, "secret note one")
 
 	// A broken config is reported and changes nothing.
@@ -160,7 +117,6 @@ encryption:
 	}
 	reloads <- struct{}{}
 	later := connect()
-	defer later.Close(context.Background())
 	checkNote(later, "secret note two")
 	checkNote(fresh, "secret note three")
 	deadline = time.Now().Add(20 * time.Second)

@@ -35,11 +35,8 @@ func cmdSchema(ctx context.Context, sub string, args []string, e env) error {
 		fs.BoolVar(&apply, "apply", false, "execute the DDL through each listener's upstream")
 	}
 	database := fs.String("database", "", "database for rules that name none")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("schema %s takes no arguments", sub)
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

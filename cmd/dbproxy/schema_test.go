@@ -1,16 +1,10 @@
 package main
 
 import (
-	"context"
-	"database/sql"
-	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
 )
@@ -70,26 +64,9 @@ func guardConfig(listener, database string) string {
 // idempotent, check passes, a dropped guard is reported, serve warns about
 // it at start, and the database rejects plaintext.
 func TestSchemaGuardPostgres(t *testing.T) {
-	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	direct, err := pgx.Connect(ctx, pg.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(context.Background())
-	if _, err := direct.Exec(ctx, `CREATE TABLE users (id serial PRIMARY KEY, email bytea, ssn bytea, salary bytea)`); err != nil {
-		t.Fatal(err)
-	}
+	pg, ctx, direct := startPostgresWith(t, usersTablePG, testenv.PGOptions{Auth: "scram-sha-256"})
 	addr := freeAddr(t)
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: CATALOG_PW}
-`, addr, pg.Addr(), pg.User)
+	listener := listenerYAML("postgres", addr, pg.Addr(), "catalog: {user: "+pg.User+", password_env: CATALOG_PW}")
 	environ := map[string]string{"CATALOG_PW": pg.Password}
 	cfgPath := writeConfig(t, guardConfig(listener, pg.Database))
 
@@ -139,8 +116,8 @@ listeners:
 		t.Fatalf("check with a dropped guard: exit %d\n%s%s", code, out, errs)
 	}
 	// serve warns at start, and keeps serving.
-	logs := serveLogged(t, cfgPath, func(k string) string { return environ[k] })
-	logs.waitLog(t, "encrypted column not guarded by the database: no guard (CHECK constraint dbproxy_guard_ssn)")
+	logs := serveInBackground(t, cfgPath, func(k string) string { return environ[k] })
+	waitLog(t, logs, "encrypted column not guarded by the database: no guard (CHECK constraint dbproxy_guard_ssn)")
 	if strings.Contains(logs.String(), "dbproxy_guard_email") {
 		t.Errorf("serve warned about a guarded column:\n%s", logs.String())
 	}
@@ -165,25 +142,8 @@ listeners:
 // TestSchemaGuardMySQL: the same commands on MariaDB, with a wrong column
 // type reported and a bad catalog password named.
 func TestSchemaGuardMySQL(t *testing.T) {
-	my := testenv.StartMariaDB(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	direct, err := sql.Open("mysql", my.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
-	if _, err := direct.ExecContext(ctx, `CREATE TABLE users (id INT, email VARBINARY(200), ssn BLOB, salary VARCHAR(100))`); err != nil {
-		t.Fatal(err)
-	}
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: CATALOG_PW}
-`, freeAddr(t), my.Addr(), my.User)
+	my, ctx, direct := startMariaDBWith(t, `CREATE TABLE users (id INT, email VARBINARY(200), ssn BLOB, salary VARCHAR(100))`)
+	listener := listenerYAML("mysql", freeAddr(t), my.Addr(), "catalog: {user: "+my.User+", password_env: CATALOG_PW}")
 	cfgPath := writeConfig(t, listener+localConfig) // rules without database: --database
 	if code, out, errs := runCLI(t, map[string]string{"CATALOG_PW": "wrong"}, "schema", "check", "--config", cfgPath, "--database", my.Database); code != exitFailure ||
 		!strings.Contains(errs, "listeners[0].catalog.password_env") {
@@ -209,7 +169,7 @@ listeners:
 	if code, out, errs := runCLI(t, environ, "schema", "check", "--config", cfgPath, "--database", my.Database); code != 0 {
 		t.Fatalf("check: exit %d\n%s%s", code, out, errs)
 	}
-	_, err = direct.ExecContext(ctx, `INSERT INTO users (id, ssn) VALUES (1, 'plaintext long enough to pass a length check')`)
+	_, err := direct.ExecContext(ctx, `INSERT INTO users (id, ssn) VALUES (1, 'plaintext long enough to pass a length check')`)
 	if err == nil || !strings.Contains(err.Error(), "4025") {
 		t.Fatalf("plaintext insert under the guard: %v", err)
 	}

@@ -23,11 +23,8 @@ const defaultGCPercent = 200
 
 func cmdServe(ctx context.Context, args []string, e env) error {
 	fs, path := newFlagSet("serve", e)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("serve takes no arguments")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,12 +11,7 @@ import (
 // keystore file or master key file (exit non-zero, naming the file), with
 // either master key provider, while keys init still creates them.
 func TestServeRefusesMissingKeyFiles(t *testing.T) {
-	listener := fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: 127.0.0.1:1
-`, freeAddr(t))
+	listener := listenerYAML("postgres", freeAddr(t), "127.0.0.1:1")
 	cfgPath := writeConfig(t, listener+localConfig)
 	dir := filepath.Dir(cfgPath)
 	keystore, master := filepath.Join(dir, "keys.json"), filepath.Join(dir, "master.key")
@@ -30,9 +24,7 @@ listeners:
 		}
 	}
 	serveFails("keystore file", keystore) // before keys init: neither exists
-	if code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath); code != 0 {
-		t.Fatalf("keys init: exit %d\n%s%s", code, out, errs)
-	}
+	keysInit(t, cfgPath)
 	saved, err := os.ReadFile(keystore)
 	if err != nil {
 		t.Fatal(err)

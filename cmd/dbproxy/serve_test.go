@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,10 +109,7 @@ listeners:
     upstream_tls: {mode: disable}
     limits: {max_connections: 1, idle_timeout: 1h, upstream_keepalive: 0s}
 `, pgAddr, pg.Addr(), myAddr, db.Addr()))
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, cfgPath)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sctx, stop := context.WithCancel(ctx)
@@ -126,20 +122,9 @@ listeners:
 		}
 	}()
 
-	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: pgAddr,
-		Path: "/" + pg.Database, RawQuery: "sslmode=disable"}).String()
-	var first *pgx.Conn
-	for range 100 {
-		if first, err = pgx.Connect(ctx, dsn); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for the listener to bind
-	}
-	if err != nil {
-		t.Fatalf("connect through serve: %v", err)
-	}
-	defer first.Close(context.Background())
-	_, err = pgx.Connect(ctx, dsn)
+	dsn := pgURL(pg, pgAddr)
+	connectRetry(ctx, t, dsn) // the first connection, held until the test ends
+	_, err := pgx.Connect(ctx, dsn)
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "53300" || !strings.Contains(pe.Message, "limits.max_connections = 1") {
 		t.Fatalf("second PostgreSQL connection: %v, want 53300 naming limits.max_connections", err)

@@ -1,13 +1,8 @@
 package keys_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -31,199 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// fakeMaster is an in-process master key. It wraps with AES-256-GCM bound
-// to the KeyRef, so an Unwrap with another ref fails; it counts calls, can
-// be made unreachable, can hold Unwrap calls at a gate, and remembers every
-// data key it handed out so tests can look for them in logs and errors.
-type fakeMaster struct {
-	id   string
-	aead cipher.AEAD
-	down atomic.Bool
-	gate chan struct{} // if set, Unwrap waits for it to close
-
-	unwraps, generates, wraps atomic.Int64
-
-	mu        sync.Mutex
-	unwrapped []kms.KeyRef
-	secrets   [][]byte
-}
-
-var _ kms.MasterKey = (*fakeMaster)(nil)
-
-var errFakeDown = fmt.Errorf("fake master key: connection refused: %w", kms.ErrUnreachable)
-
-func newFakeMaster(t testing.TB, id string) *fakeMaster {
-	t.Helper()
-	k := make([]byte, 32)
-	rand.Read(k)
-	b, err := aes.NewCipher(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := cipher.NewGCM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fakeMaster{id: id, aead: g}
-}
-
-func refAD(ref kms.KeyRef) []byte { return []byte(fmt.Sprintf("%s\x00%d", ref.Name, ref.Version)) }
-
-func (f *fakeMaster) ID() string { return f.id }
-
-func (f *fakeMaster) GenerateDataKey(ctx context.Context, ref kms.KeyRef, size int) ([]byte, []byte, error) {
-	f.generates.Add(1)
-	if f.down.Load() {
-		return nil, nil, errFakeDown
-	}
-	pt := make([]byte, size)
-	rand.Read(pt)
-	f.mu.Lock()
-	f.secrets = append(f.secrets, slices.Clone(pt))
-	f.mu.Unlock()
-	return pt, f.seal(ref, pt), nil
-}
-
-func (f *fakeMaster) seal(ref kms.KeyRef, pt []byte) []byte {
-	nonce := make([]byte, f.aead.NonceSize())
-	rand.Read(nonce)
-	return f.aead.Seal(nonce, nonce, pt, refAD(ref))
-}
-
-func (f *fakeMaster) Wrap(ctx context.Context, ref kms.KeyRef, pt []byte) ([]byte, error) {
-	f.wraps.Add(1)
-	if f.down.Load() {
-		return nil, errFakeDown
-	}
-	return f.seal(ref, pt), nil
-}
-
-func (f *fakeMaster) Unwrap(ctx context.Context, ref kms.KeyRef, wrapped []byte) ([]byte, error) {
-	f.unwraps.Add(1)
-	f.mu.Lock()
-	f.unwrapped = append(f.unwrapped, ref)
-	f.mu.Unlock()
-	if f.gate != nil {
-		select {
-		case <-f.gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if f.down.Load() {
-		return nil, errFakeDown
-	}
-	n := f.aead.NonceSize()
-	if len(wrapped) < n {
-		return nil, kms.ErrUnwrap
-	}
-	pt, err := f.aead.Open(nil, wrapped[:n], wrapped[n:], refAD(ref))
-	if err != nil {
-		return nil, fmt.Errorf("fake master key %q, data key %s: %w", f.id, ref, kms.ErrUnwrap)
-	}
-	return pt, nil
-}
-
-func (f *fakeMaster) refs() []kms.KeyRef {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.unwrapped)
-}
-
-// leaked reports whether any data key this master generated occurs in s
-// (raw, hex or base64).
-func (f *fakeMaster) leaked(s string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, k := range f.secrets {
-		for _, enc := range []string{string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k)} {
-			if strings.Contains(s, enc) {
-				return true
-			}
-		}
-		if strings.Contains(s, fmt.Sprint(k)) {
-			return true
-		}
-	}
-	return false
-}
-
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func openStore(t testing.TB) keystore.Store {
-	t.Helper()
-	return openStoreAt(t, filepath.Join(t.TempDir(), "keys.json"))
-}
-
-func openStoreAt(t testing.TB, path string) keystore.Store {
-	t.Helper()
-	s, err := keystore.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func newManager(t testing.TB, opts keys.Options) *keys.Manager {
-	t.Helper()
-	if opts.TTL == 0 {
-		opts.TTL = time.Minute
-	}
-	m, err := keys.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	return m
-}
-
-var ctx = context.Background()
-
-func encrypt(t testing.TB, k *crypto.Key, pt string) []byte {
-	t.Helper()
-	ct, err := k.Encrypt(nil, []byte(pt), value.TypeText)
-	if err != nil {
-		t.Fatalf("encrypt with %q v%d: %v", k.Name(), k.Version(), err)
-	}
-	return ct
-}
-
-func mustDecrypt(t testing.TB, m *keys.Manager, name string, ct []byte, want string) {
-	t.Helper()
-	pt, typ, err := m.Decrypt(ctx, name, nil, ct)
-	if err != nil {
-		t.Fatalf("Decrypt(%q): %v", name, err)
-	}
-	if string(pt) != want || typ != value.TypeText {
-		t.Fatalf("Decrypt(%q) = %q, %v; want %q, text", name, pt, typ, want)
-	}
-}
-
-func versions(ks []*crypto.Key) []uint32 {
-	var out []uint32
-	for _, k := range ks {
-		out = append(out, k.Version())
-	}
-	return out
-}
 
 func TestNewValidates(t *testing.T) {
 	store := openStore(t)
@@ -325,9 +126,7 @@ func TestInitRejects(t *testing.T) {
 			store := openStore(t)
 			master := newFakeMaster(t, "m1")
 			m := newManager(t, keys.Options{Store: store, Master: master})
-			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-				t.Fatal(err)
-			}
+			mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
 			created, err := m.Init(ctx, tt.specs)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Init = %q, %v; want error containing %s", created, err, tt.wantErr)
@@ -337,23 +136,6 @@ func TestInitRejects(t *testing.T) {
 			}
 		})
 	}
-}
-
-// racingStore hides the first version(s) of a key from Get until hide
-// reads have happened, as if another process created them between our read
-// and our write.
-type racingStore struct {
-	keystore.Store
-	name string
-	hide atomic.Int32
-}
-
-func (s *racingStore) Get(ctx context.Context, name string) ([]keystore.Record, error) {
-	recs, err := s.Store.Get(ctx, name)
-	if name == s.name && len(recs) > 0 && s.hide.Add(-1) >= 0 {
-		recs = recs[:len(recs)-1]
-	}
-	return recs, err
 }
 
 func TestInitRace(t *testing.T) {
@@ -370,13 +152,8 @@ func TestInitRace(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "keys.json")
 			master := newFakeMaster(t, "m1")
 			other := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master})
-			if _, err := other.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.winner}}); err != nil {
-				t.Fatal(err)
-			}
-			k, err := other.Primary(ctx, "a")
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustInit(t, other, []keys.Spec{{Name: "a", Algorithm: tt.winner}})
+			k := mustPrimary(t, other, "a")
 			ct := encrypt(t, k, "winner")
 
 			racing := &racingStore{Store: openStoreAt(t, path), name: "a"}
@@ -417,13 +194,8 @@ func TestRotate(t *testing.T) {
 		t.Run(tt.from.String(), func(t *testing.T) {
 			master := newFakeMaster(t, "m1")
 			m := newManager(t, keys.Options{Store: openStore(t), Master: master})
-			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.from}}); err != nil {
-				t.Fatal(err)
-			}
-			k1, err := m.Primary(ctx, "a")
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: tt.from}})
+			k1 := mustPrimary(t, m, "a")
 			ct1 := encrypt(t, k1, "one")
 
 			r, err := m.Rotate(ctx, "a")
@@ -433,10 +205,7 @@ func TestRotate(t *testing.T) {
 			if r.Name != "a" || r.Version != 2 || r.Algorithm != alg || r.MasterKeyID != "m1" {
 				t.Fatalf("Rotate = %+v", r)
 			}
-			k2, err := m.Primary(ctx, "a")
-			if err != nil {
-				t.Fatal(err)
-			}
+			k2 := mustPrimary(t, m, "a")
 			if k2.Version() != 2 || k2.Algorithm() != alg {
 				t.Fatalf("Primary after Rotate = v%d %s, want v2 %s", k2.Version(), k2.Algorithm(), alg)
 			}
@@ -501,9 +270,7 @@ func TestInitKinds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.existing.String()+"/"+tt.spec.String(), func(t *testing.T) {
 			m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
-			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.existing}}); err != nil {
-				t.Fatal(err)
-			}
+			mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: tt.existing}})
 			created, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: tt.spec}, {Name: "b", Algorithm: tt.spec}})
 			if tt.ok {
 				if err != nil || !slices.Equal(created, []string{"b"}) {
@@ -531,9 +298,7 @@ func TestRotateErrors(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "keys.json")
 		master := newFakeMaster(t, "m1")
 		other := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master})
-		if _, err := other.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
+		mustInit(t, other, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
 		if _, err := other.Rotate(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
@@ -549,13 +314,8 @@ func TestRotateErrors(t *testing.T) {
 
 func TestUnknownKeys(t *testing.T) {
 	m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-		t.Fatal(err)
-	}
-	k, err := m.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
+	k := mustPrimary(t, m, "a")
 	ct := encrypt(t, k, "x")
 	bogus := slices.Clone(ct)
 	bogus[5] = 9 // key version 9
@@ -590,13 +350,8 @@ func TestUnknownKeys(t *testing.T) {
 
 func TestDecryptRejectsTampering(t *testing.T) {
 	m := newManager(t, keys.Options{Store: openStore(t), Master: newFakeMaster(t, "m1")})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-		t.Fatal(err)
-	}
-	k, err := m.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESGCM}})
+	k := mustPrimary(t, m, "a")
 	ct := encrypt(t, k, "secret")
 	flipped := slices.Clone(ct)
 	flipped[len(flipped)-1] ^= 1
@@ -614,12 +369,7 @@ func TestDecryptRejectsTampering(t *testing.T) {
 
 func TestSingleflight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		master := newFakeMaster(t, "m1")
-		m := newManager(t, keys.Options{Store: openStore(t), Master: master})
-		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
-		master.gate = make(chan struct{})
+		master, m := gatedManager(t)
 		release := sync.OnceFunc(func() { close(master.gate) })
 		defer release()
 		const n = 50
@@ -651,12 +401,7 @@ func TestSingleflight(t *testing.T) {
 
 func TestSingleflightCallerCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		master := newFakeMaster(t, "m1")
-		m := newManager(t, keys.Options{Store: openStore(t), Master: master})
-		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
-		master.gate = make(chan struct{})
+		master, m := gatedManager(t)
 		cctx, cancel := context.WithCancel(ctx)
 		var firstErr, secondErr error
 		var wg sync.WaitGroup
@@ -685,13 +430,8 @@ func TestTTLFailClosed(t *testing.T) {
 		const ttl = 10 * time.Minute
 		master := newFakeMaster(t, "m1")
 		m := newManager(t, keys.Options{Store: openStore(t), Master: master, TTL: ttl})
-		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
-		k, err := m.Primary(ctx, "a")
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
+		k := mustPrimary(t, m, "a")
 		ct := encrypt(t, k, "v")
 		master.down.Store(true)
 
@@ -707,9 +447,7 @@ func TestTTLFailClosed(t *testing.T) {
 
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
-			t.Fatalf("key held past its TTL: Encrypt = %v, want ErrKeyDestroyed", err)
-		}
+		mustBeDestroyed(t, k, "key held past its TTL")
 		calls := map[string]func() error{
 			"Primary": func() error {
 				k, err := m.Primary(ctx, "a")
@@ -733,10 +471,7 @@ func TestTTLFailClosed(t *testing.T) {
 		}
 
 		master.down.Store(false)
-		k3, err := m.Primary(ctx, "a")
-		if err != nil {
-			t.Fatal(err)
-		}
+		k3 := mustPrimary(t, m, "a")
 		if k3 == k {
 			t.Fatal("got the destroyed key back")
 		}
@@ -755,9 +490,7 @@ func TestRotationSeenByOtherProcess(t *testing.T) {
 		reader := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: ttl})
 		writer := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: ttl})
 		rotator := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: ttl})
-		if _, err := rotator.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
+		mustInit(t, rotator, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
 		for _, m := range []*keys.Manager{reader, writer} {
 			if k, err := m.Primary(ctx, "a"); err != nil || k.Version() != 1 {
 				t.Fatalf("Primary = %v, %v", k, err)
@@ -767,10 +500,7 @@ func TestRotationSeenByOtherProcess(t *testing.T) {
 		if _, err := rotator.Rotate(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
-		k2, err := rotator.Primary(ctx, "a")
-		if err != nil {
-			t.Fatal(err)
-		}
+		k2 := mustPrimary(t, rotator, "a")
 		mustDecrypt(t, reader, "a", encrypt(t, k2, "new"), "new")
 
 		time.Sleep(ttl - time.Minute)
@@ -785,13 +515,8 @@ func TestRotationSeenByOtherProcess(t *testing.T) {
 func TestEvictionDestroysKey(t *testing.T) {
 	master := newFakeMaster(t, "m1")
 	m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 1})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
-	ka, err := m.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}})
+	ka := mustPrimary(t, m, "a")
 	ct := encrypt(t, ka, "held")
 	if _, err := m.Primary(ctx, "b"); err != nil { // evicts a
 		t.Fatal(err)
@@ -799,9 +524,7 @@ func TestEvictionDestroysKey(t *testing.T) {
 	if n := keys.CacheLen(m); n != 1 {
 		t.Fatalf("cache holds %d keys, want 1", n)
 	}
-	if _, err := ka.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
-		t.Fatalf("evicted key: Encrypt = %v, want ErrKeyDestroyed", err)
-	}
+	mustBeDestroyed(t, ka, "evicted key")
 	if _, _, err := ka.Decrypt(nil, ct); !errors.Is(err, crypto.ErrKeyDestroyed) {
 		t.Fatalf("evicted key: Decrypt = %v, want ErrKeyDestroyed", err)
 	}
@@ -824,13 +547,8 @@ func TestDecryptRetriesAfterEviction(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			master := newFakeMaster(t, "m1")
 			m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 1})
-			if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-				t.Fatal(err)
-			}
-			k, err := m.Primary(ctx, "a")
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESGCM}})
+			k := mustPrimary(t, m, "a")
 			ct := encrypt(t, k, "retry")
 			calls := 0
 			keys.SetBeforeDecrypt(m, func() {
@@ -857,16 +575,13 @@ func TestDecryptRetriesAfterEviction(t *testing.T) {
 }
 
 func TestRewrap(t *testing.T) {
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := testLogger(slog.LevelDebug)
 	path := filepath.Join(t.TempDir(), "keys.json")
 	oldMaster := newFakeMaster(t, "old")
 	newMaster := newFakeMaster(t, "new")
 
 	m1 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: oldMaster, Logger: logger})
-	if _, err := m1.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m1, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}})
 	if _, err := m1.Rotate(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -888,10 +603,7 @@ func TestRewrap(t *testing.T) {
 	}
 
 	m2 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster, Previous: []kms.MasterKey{oldMaster}, Logger: logger})
-	held, err := m2.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := mustPrimary(t, m2, "a")
 	n, err := m2.Rewrap(ctx)
 	if err != nil || n != 3 {
 		t.Fatalf("Rewrap = %d, %v; want 3", n, err)
@@ -951,9 +663,7 @@ func TestListHasNoKeyMaterial(t *testing.T) {
 
 	master := newFakeMaster(t, "m1")
 	m := newManager(t, keys.Options{Store: openStore(t), Master: master})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}})
 	infos, err := m.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -964,15 +674,8 @@ func TestListHasNoKeyMaterial(t *testing.T) {
 }
 
 func TestGCMLimit(t *testing.T) {
-	logs := &syncBuffer{}
-	m := newManager(t, keys.Options{
-		Store:  openStore(t),
-		Master: newFakeMaster(t, "m1"),
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-	})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "g", Algorithm: crypto.AlgorithmAESGCM}, {Name: "s", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
+	m, logs := loggingManager(t, slog.LevelInfo)
+	mustInit(t, m, []keys.Spec{{Name: "g", Algorithm: crypto.AlgorithmAESGCM}, {Name: "s", Algorithm: crypto.AlgorithmAESSIV}})
 
 	keys.SetEncryptions(m, "g", 1, keys.GCMWarnAt-1)
 	if _, err := m.Primary(ctx, "g"); err != nil {
@@ -1031,16 +734,9 @@ func TestGCMLimit(t *testing.T) {
 // through however many cache reloads; XAES-256-GCM and AES-256-SIV
 // primaries log nothing.
 func TestLegacyWarning(t *testing.T) {
-	logs := &syncBuffer{}
-	m := newManager(t, keys.Options{
-		Store:  openStore(t),
-		Master: newFakeMaster(t, "m1"),
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	m, logs := loggingManager(t, slog.LevelWarn)
 	specs := []keys.Spec{{Name: "g", Algorithm: crypto.AlgorithmAESGCM}, {Name: "x", Algorithm: crypto.AlgorithmXAESGCM}, {Name: "s", Algorithm: crypto.AlgorithmAESSIV}}
-	if _, err := m.Init(ctx, specs); err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, specs)
 	for i := range 3 {
 		for _, s := range specs {
 			if _, err := m.Primary(ctx, s.Name); err != nil {
@@ -1072,17 +768,10 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-		t.Fatal(err)
-	}
-	k, err := m.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESGCM}})
+	k := mustPrimary(t, m, "a")
 	m.Close()
-	if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
-		t.Fatalf("after Close: Encrypt = %v", err)
-	}
+	mustBeDestroyed(t, k, "after Close")
 	if _, err := m.Primary(ctx, "a"); !errors.Is(err, keys.ErrClosed) {
 		t.Fatalf("after Close: Primary = %v", err)
 	}
@@ -1106,13 +795,8 @@ func TestLocalMasterKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
 	oldMaster, newMaster := newLocal(), newLocal()
 	m1 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: oldMaster})
-	if _, err := m1.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
-	k, err := m1.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m1, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}})
+	k := mustPrimary(t, m1, "a")
 	ct := encrypt(t, k, "local")
 	m2 := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: newMaster, Previous: []kms.MasterKey{oldMaster}})
 	if n, err := m2.Rewrap(ctx); n != 1 || err != nil {
@@ -1124,9 +808,7 @@ func TestLocalMasterKey(t *testing.T) {
 
 func BenchmarkPrimary(b *testing.B) {
 	m := newManager(b, keys.Options{Store: openStore(b), Master: newFakeMaster(b, "m1"), TTL: time.Hour})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "public.users.email", Algorithm: crypto.AlgorithmAESGCM}}); err != nil {
-		b.Fatal(err)
-	}
+	mustInit(b, m, []keys.Spec{{Name: "public.users.email", Algorithm: crypto.AlgorithmAESGCM}})
 	if _, err := m.Primary(ctx, "public.users.email"); err != nil {
 		b.Fatal(err)
 	}
@@ -1156,9 +838,7 @@ func BenchmarkPrimary(b *testing.B) {
 func benchManager(b *testing.B) *keys.Manager {
 	b.Helper()
 	m := newManager(b, keys.Options{Store: openStore(b), Master: newFakeMaster(b, "m1"), TTL: time.Hour})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "r", Algorithm: crypto.AlgorithmAESGCM}, {Name: "d", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		b.Fatal(err)
-	}
+	mustInit(b, m, []keys.Spec{{Name: "r", Algorithm: crypto.AlgorithmAESGCM}, {Name: "d", Algorithm: crypto.AlgorithmAESSIV}})
 	if _, err := m.Rotate(ctx, "d"); err != nil {
 		b.Fatal(err)
 	}
@@ -1223,10 +903,7 @@ func BenchmarkLive(b *testing.B) {
 
 func BenchmarkDecrypt(b *testing.B) {
 	m := benchManager(b)
-	k, err := m.Primary(ctx, "r")
-	if err != nil {
-		b.Fatal(err)
-	}
+	k := mustPrimary(b, m, "r")
 	ct, err := k.Encrypt(nil, make([]byte, 16), value.TypeBytes)
 	if err != nil {
 		b.Fatal(err)
@@ -1243,22 +920,15 @@ func BenchmarkDecrypt(b *testing.B) {
 func TestLockFreeHitSkipsRemovedEntry(t *testing.T) {
 	master := newFakeMaster(t, "m1")
 	m := newManager(t, keys.Options{Store: openStore(t), Master: master})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
-	k1, err := m.Primary(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}})
+	k1 := mustPrimary(t, m, "a")
 	for range 3 { // warm the lock-free path
 		if k, err := m.Version(ctx, "a", 1); err != nil || k != k1 {
 			t.Fatalf("Version = %v, %v; want the cached key", k, err)
 		}
 	}
 	keys.SetEncryptions(m, "a", 1, 0) // drops (and destroys) the cached instance
-	if _, err := k1.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
-		t.Fatalf("removed key: Encrypt = %v, want ErrKeyDestroyed", err)
-	}
+	mustBeDestroyed(t, k1, "removed key")
 	lookups := map[string]func() (*crypto.Key, error){
 		"Primary": func() (*crypto.Key, error) { return m.Primary(ctx, "a") },
 		"Version": func() (*crypto.Key, error) { return m.Version(ctx, "a", 1) },
@@ -1292,9 +962,7 @@ func TestLockFreeHitSkipsRemovedEntry(t *testing.T) {
 func TestLRUKeepsRecentlyUsed(t *testing.T) {
 	master := newFakeMaster(t, "m1")
 	m := newManager(t, keys.Options{Store: openStore(t), Master: master, MaxEntries: 2})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}, {Name: "c", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}, {Name: "b", Algorithm: crypto.AlgorithmAESSIV}, {Name: "c", Algorithm: crypto.AlgorithmAESSIV}})
 	primary := func(name string) *crypto.Key {
 		t.Helper()
 		k, err := m.Primary(ctx, name)
@@ -1314,9 +982,7 @@ func TestLRUKeepsRecentlyUsed(t *testing.T) {
 		}
 	}
 	primary("c") // must evict b, not a
-	if _, err := kb.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
-		t.Fatalf("b: Encrypt = %v, want ErrKeyDestroyed (least recently used)", err)
-	}
+	mustBeDestroyed(t, kb, "b, the least recently used")
 	if _, err := ka.Encrypt(nil, []byte("x"), value.TypeText); err != nil {
 		t.Fatalf("a was evicted although used after b: %v", err)
 	}
@@ -1343,9 +1009,7 @@ func TestConcurrentLookups(t *testing.T) {
 		for _, n := range names {
 			specs = append(specs, keys.Spec{Name: n, Algorithm: crypto.AlgorithmAESSIV})
 		}
-		if _, err := m.Init(ctx, specs); err != nil {
-			t.Fatal(err)
-		}
+		mustInit(t, m, specs)
 		for _, n := range names {
 			if _, err := m.Rotate(ctx, n); err != nil {
 				t.Fatal(err)

@@ -1,13 +1,11 @@
 package keys_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/keystore"
 	"github.com/dbproxy/dbproxy/crypto/kms"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // The TTL is the longest an unwrapped key is used: after it, the key is
@@ -38,9 +35,7 @@ func localSetup(t *testing.T, ttl time.Duration, store keystore.Store) (m *keys.
 		t.Fatal(err)
 	}
 	m = newManager(t, keys.Options{Store: store, Master: master, TTL: ttl})
-	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmXAESGCM}}); err != nil {
-		t.Fatal(err)
-	}
+	mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmXAESGCM}})
 	return m, masterPath
 }
 
@@ -51,10 +46,7 @@ func TestTTLRereadsMasterKeyFile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ttl = time.Minute
 		m, masterPath := localSetup(t, ttl, openStore(t))
-		k, err := m.Primary(ctx, "a")
-		if err != nil {
-			t.Fatal(err)
-		}
+		k := mustPrimary(t, m, "a")
 		ct := encrypt(t, k, "v")
 		saved, err := os.ReadFile(masterPath)
 		if err != nil {
@@ -85,9 +77,7 @@ func TestTTLRereadsMasterKeyFile(t *testing.T) {
 				t.Fatalf("%s error %q does not name the master key file", name, err)
 			}
 		}
-		if _, err := k.Encrypt(nil, []byte("x"), value.TypeText); !errors.Is(err, crypto.ErrKeyDestroyed) {
-			t.Fatalf("key held past its TTL: Encrypt = %v; want ErrKeyDestroyed", err)
-		}
+		mustBeDestroyed(t, k, "key held past its TTL")
 
 		if err := os.WriteFile(masterPath, saved, 0o600); err != nil {
 			t.Fatal(err)
@@ -139,10 +129,7 @@ func TestTTLRereadsKeystore(t *testing.T) {
 		const ttl = time.Minute
 		path := filepath.Join(t.TempDir(), "keys.json")
 		m, _ := localSetup(t, ttl, openStoreAt(t, path))
-		k, err := m.Primary(ctx, "a")
-		if err != nil {
-			t.Fatal(err)
-		}
+		k := mustPrimary(t, m, "a")
 		ct := encrypt(t, k, "v")
 		saved, err := os.ReadFile(path)
 		if err != nil {
@@ -193,9 +180,7 @@ func TestTTLRereadUsesCurrentRecord(t *testing.T) {
 		m1 := newFakeMaster(t, "m1")
 		m2 := newFakeMaster(t, "m2")
 		reader := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: m1, TTL: ttl})
-		if _, err := reader.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmXAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
+		mustInit(t, reader, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmXAESGCM}})
 		if _, err := reader.Primary(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
@@ -214,17 +199,6 @@ func TestTTLRereadUsesCurrentRecord(t *testing.T) {
 	})
 }
 
-// getCounter counts keystore reads of one name.
-type getCounter struct {
-	keystore.Store
-	gets atomic.Int64
-}
-
-func (s *getCounter) Get(ctx context.Context, name string) ([]keystore.Record, error) {
-	s.gets.Add(1)
-	return s.Store.Get(ctx, name)
-}
-
 // TestTTLMissCoalesced: many concurrent lookups of an expired key make
 // one keystore read and one unwrap.
 func TestTTLMissCoalesced(t *testing.T) {
@@ -233,9 +207,7 @@ func TestTTLMissCoalesced(t *testing.T) {
 		store := &getCounter{Store: openStore(t)}
 		master := newFakeMaster(t, "m1")
 		m := newManager(t, keys.Options{Store: store, Master: master, TTL: ttl})
-		if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmXAESGCM}}); err != nil {
-			t.Fatal(err)
-		}
+		mustInit(t, m, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmXAESGCM}})
 		if _, err := m.Primary(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}

@@ -29,16 +29,28 @@ func fileBacking(t *testing.T) func() keystore.Store {
 	}
 }
 
+// openFile opens the file keystore at path; it is closed when the test
+// ends, and an error closing it fails the test.
+func openFile(t *testing.T, path string) keystore.Store {
+	t.Helper()
+	s, err := keystore.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close %s: %v", path, err)
+		}
+	})
+	return s
+}
+
 func TestFileConformance(t *testing.T) { testConformance(t, fileBacking) }
 
 func TestFileFormat(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keys.json")
-	s, err := keystore.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openFile(t, path)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("OpenFile created the file (stat: %v)", err)
 	}
@@ -83,34 +95,29 @@ func TestFileFormat(t *testing.T) {
 
 func TestFileMode(t *testing.T) {
 	ctx := context.Background()
-	t.Run("new file", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "keys.json")
-		s, err := keystore.OpenFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		if err := s.Create(ctx, rec("k", 1, "w")); err != nil {
-			t.Fatal(err)
-		}
-		assertMode(t, path, 0o600)
-		assertMode(t, path+".lock", 0o600)
-	})
-	t.Run("existing 0644 file is rewritten 0600", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "keys.json")
-		if err := os.WriteFile(path, []byte(`{"format": 1, "keys": []}`), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		s, err := keystore.OpenFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		if err := s.Create(ctx, rec("k", 1, "w")); err != nil {
-			t.Fatal(err)
-		}
-		assertMode(t, path, 0o600)
-	})
+	tests := []struct {
+		name     string
+		existing string // the file's content before OpenFile, written 0644; "" for no file
+	}{
+		{"new file", ""},
+		{"existing 0644 file is rewritten 0600", `{"format": 1, "keys": []}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "keys.json")
+			if tt.existing != "" {
+				if err := os.WriteFile(path, []byte(tt.existing), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := openFile(t, path)
+			if err := s.Create(ctx, rec("k", 1, "w")); err != nil {
+				t.Fatal(err)
+			}
+			assertMode(t, path, 0o600)
+			assertMode(t, path+".lock", 0o600)
+		})
+	}
 }
 
 func assertMode(t *testing.T, path string, want os.FileMode) {
@@ -130,11 +137,7 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 func TestFileNoOpWrite(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keys.json")
-	s, err := keystore.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openFile(t, path)
 	r := rec("k", 1, "w")
 	if err := s.Create(ctx, r); err != nil {
 		t.Fatal(err)
@@ -156,11 +159,7 @@ func TestFileNoOpWrite(t *testing.T) {
 	if err := s.Create(ctx, r); !errors.Is(err, keystore.ErrExists) {
 		t.Fatalf("second Create = %v, want ErrExists", err)
 	}
-	s2, err := keystore.OpenFile(path) // as a second `keys init` would
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := openFile(t, path) // as a second `keys init` would
 	if err := s2.Create(ctx, r); !errors.Is(err, keystore.ErrExists) {
 		t.Fatalf("Create from a second handle = %v, want ErrExists", err)
 	}
@@ -242,11 +241,7 @@ func TestOpenFileRejects(t *testing.T) {
 		if err := os.WriteFile(path, []byte(valid), 0o640); err != nil {
 			t.Fatal(err)
 		}
-		s, err := keystore.OpenFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := openFile(t, path)
 		got, err := s.Get(context.Background(), "k")
 		if err != nil || len(got) != 1 || !bytes.Equal(got[0].Wrapped, []byte{1}) {
 			t.Errorf("Get = %v, %v", got, err)
@@ -341,11 +336,7 @@ func TestFileCrossProcess(t *testing.T) {
 		t.Fatal("no child created the key")
 	}
 
-	s, err := keystore.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openFile(t, path)
 	want := []keystore.Record{}
 	for i := range n {
 		want = append(want, normalized(rec("own"+strconv.Itoa(i), 1, "own")))
@@ -364,15 +355,11 @@ func runChild(t *testing.T, spec string) {
 		t.Fatalf("bad %s %q", childEnv, spec)
 	}
 	ctx := context.Background()
-	s, err := keystore.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openFile(t, path)
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		t.Fatalf("wait for start: %v", err)
 	}
-	err = s.Create(ctx, rec("shared", 1, "child"+idx))
+	err := s.Create(ctx, rec("shared", 1, "child"+idx))
 	switch {
 	case err == nil:
 		fmt.Println("RESULT created")

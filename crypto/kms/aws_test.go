@@ -96,13 +96,7 @@ func TestAWS(t *testing.T) {
 	t.Run("round trip", func(t *testing.T) {
 		// A fresh client (another proxy instance) unwraps it too.
 		for _, m := range []*kms.AWS{mk, newAWS(t, k, k.KeyID, 0)} {
-			got, err := m.Unwrap(ctx, ref, wrapped)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, plain) {
-				t.Fatal("Unwrap returned a different key")
-			}
+			mustUnwrapTo(t, m, ref, wrapped, plain)
 		}
 		rewrapped, err := mk.Wrap(ctx, ref, plain)
 		if err != nil {

@@ -15,22 +15,9 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/kms"
 )
 
-func newLocalKeyFile(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "master.key")
-	created, err := kms.CreateLocalKeyFile(path)
-	if err != nil || !created {
-		t.Fatalf("CreateLocalKeyFile = %v, %v; want true, nil", created, err)
-	}
-	return path
-}
-
 func TestCreateLocalKeyFile(t *testing.T) {
 	path := newLocalKeyFile(t)
-	before, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := readFile(t, path)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -47,10 +34,7 @@ func TestCreateLocalKeyFile(t *testing.T) {
 	if err != nil || created {
 		t.Fatalf("second CreateLocalKeyFile = %v, %v; want false, nil", created, err)
 	}
-	after, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := readFile(t, path)
 	if !bytes.Equal(before, after) {
 		t.Error("second CreateLocalKeyFile changed the key file")
 	}
@@ -63,10 +47,7 @@ func TestCreateLocalKeyFile(t *testing.T) {
 	}
 
 	other := newLocalKeyFile(t)
-	otherBytes, err := os.ReadFile(other)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherBytes := readFile(t, other)
 	if bytes.Equal(before, otherBytes) {
 		t.Error("two created key files are identical")
 	}
@@ -128,27 +109,15 @@ func TestLoadLocalRejects(t *testing.T) {
 
 func TestLocalID(t *testing.T) {
 	path := newLocalKeyFile(t)
-	a, err := kms.LoadLocal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := kms.LoadLocal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := loadLocal(t, path)
+	b := loadLocal(t, path)
 	if a.ID() != b.ID() {
 		t.Errorf("same key, different ids %q and %q", a.ID(), b.ID())
 	}
 	if !strings.HasPrefix(a.ID(), "local:") || len(a.ID()) != len("local:")+16 {
 		t.Errorf("id %q, want local: and 16 hex digits", a.ID())
 	}
-	c, err := kms.LoadLocal(newLocalKeyFile(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := loadLocal(t, newLocalKeyFile(t))
 	if a.ID() == c.ID() {
 		t.Error("different keys share an id")
 	}
@@ -165,16 +134,8 @@ func TestLocalID(t *testing.T) {
 
 func TestLocalWrapUnwrap(t *testing.T) {
 	ctx := context.Background()
-	mk, err := kms.LoadLocal(newLocalKeyFile(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mk.Close()
-	other, err := kms.LoadLocal(newLocalKeyFile(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	mk := loadLocal(t, newLocalKeyFile(t))
+	other := loadLocal(t, newLocalKeyFile(t))
 
 	ref := kms.KeyRef{Name: "public.users.email", Version: 3}
 	plain, wrapped, err := mk.GenerateDataKey(ctx, ref, 64)
@@ -190,13 +151,7 @@ func TestLocalWrapUnwrap(t *testing.T) {
 	if bytes.Contains(wrapped, plain[:16]) {
 		t.Fatal("wrapped bytes contain the data key")
 	}
-	got, err := mk.Unwrap(ctx, ref, wrapped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, plain) {
-		t.Fatal("unwrap returned a different key")
-	}
+	mustUnwrapTo(t, mk, ref, wrapped, plain)
 
 	rewrapped, err := mk.Wrap(ctx, ref, plain)
 	if err != nil {
@@ -279,11 +234,7 @@ func TestLocalClose(t *testing.T) {
 
 func TestLocalBadSizes(t *testing.T) {
 	ctx := context.Background()
-	mk, err := kms.NewLocal(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mk.Close()
+	mk := newLocal(t, make([]byte, 32))
 	ref := kms.KeyRef{Name: "k", Version: 1}
 	for _, size := range []int{-1, 0, 1025} {
 		if _, _, err := mk.GenerateDataKey(ctx, ref, size); err == nil {
@@ -304,11 +255,7 @@ const knownZeroKeyID = "47987588c038f615" // hex(SHA-256("dbproxy master key id"
 // layout and associated data, so the on-disk format cannot drift silently.
 func TestLocalWrapFormat(t *testing.T) {
 	master := bytes.Repeat([]byte{0x42}, 32)
-	mk, err := kms.NewLocal(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mk.Close()
+	mk := newLocal(t, master)
 	block, err := aes.NewCipher(master)
 	if err != nil {
 		t.Fatal(err)
@@ -329,5 +276,59 @@ func TestLocalWrapFormat(t *testing.T) {
 	}
 	if !bytes.Equal(got, dataKey) {
 		t.Error("unwrapped a different key")
+	}
+}
+
+// TestLocalFile: every operation reads the file again, so a removed file
+// fails (naming it), a restored one works, and a file holding another key
+// is refused.
+func TestLocalFile(t *testing.T) {
+	ctx := context.Background()
+	if _, err := kms.OpenLocalFile(filepath.Join(t.TempDir(), "nope.key")); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "nope.key") {
+		t.Fatalf("OpenLocalFile of a missing file = %v; want ErrNotExist naming it", err)
+	}
+	path := newLocalKeyFile(t)
+	lf, err := kms.OpenLocalFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := loadLocal(t, path)
+	if lf.ID() != l.ID() {
+		t.Fatalf("ID = %s, want %s", lf.ID(), l.ID())
+	}
+	ref := kms.KeyRef{Name: "a", Version: 1}
+	pt, wrapped, err := lf.GenerateDataKey(ctx, ref, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Unwrap(ctx, ref, wrapped); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("Local.Unwrap of a LocalFile wrapping = %v", err)
+	}
+
+	saved := readFile(t, path)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lf.Unwrap(ctx, ref, wrapped); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Unwrap without the file = %v; want ErrNotExist naming %s", err, path)
+	}
+	if _, err := lf.Wrap(ctx, ref, pt); err == nil {
+		t.Fatal("Wrap without the file succeeded")
+	}
+	if err := os.WriteFile(path, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lf.Unwrap(ctx, ref, wrapped); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("Unwrap with the file restored = %v", err)
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kms.CreateLocalKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lf.Unwrap(ctx, ref, wrapped); !errors.Is(err, kms.ErrDenied) || !strings.Contains(err.Error(), "now holds master key") {
+		t.Fatalf("Unwrap with another key in the file = %v; want ErrDenied saying so", err)
 	}
 }

@@ -61,30 +61,38 @@ func (f *LocalFile) load() (*Local, error) {
 
 // GenerateDataKey implements [MasterKey] with the key the file holds now.
 func (f *LocalFile) GenerateDataKey(ctx context.Context, ref KeyRef, size int) (plaintext, wrapped []byte, err error) {
-	l, err := f.load()
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate data key %s: %w", ref, err)
-	}
-	defer l.Close()
-	return l.GenerateDataKey(ctx, ref, size)
+	err = f.withKey("generate", ref, func(l *Local) (err error) {
+		plaintext, wrapped, err = l.GenerateDataKey(ctx, ref, size)
+		return err
+	})
+	return plaintext, wrapped, err
 }
 
 // Unwrap implements [MasterKey] with the key the file holds now.
-func (f *LocalFile) Unwrap(ctx context.Context, ref KeyRef, wrapped []byte) ([]byte, error) {
-	l, err := f.load()
-	if err != nil {
-		return nil, fmt.Errorf("unwrap data key %s: %w", ref, err)
-	}
-	defer l.Close()
-	return l.Unwrap(ctx, ref, wrapped)
+func (f *LocalFile) Unwrap(ctx context.Context, ref KeyRef, wrapped []byte) (plaintext []byte, err error) {
+	err = f.withKey("unwrap", ref, func(l *Local) (err error) {
+		plaintext, err = l.Unwrap(ctx, ref, wrapped)
+		return err
+	})
+	return plaintext, err
 }
 
 // Wrap implements [MasterKey] with the key the file holds now.
-func (f *LocalFile) Wrap(ctx context.Context, ref KeyRef, plaintext []byte) ([]byte, error) {
+func (f *LocalFile) Wrap(ctx context.Context, ref KeyRef, plaintext []byte) (wrapped []byte, err error) {
+	err = f.withKey("wrap", ref, func(l *Local) (err error) {
+		wrapped, err = l.Wrap(ctx, ref, plaintext)
+		return err
+	})
+	return wrapped, err
+}
+
+// withKey runs use with the key the file holds now, closed after; op and
+// ref name the operation in the error of a file that cannot be loaded.
+func (f *LocalFile) withKey(op string, ref KeyRef, use func(l *Local) error) error {
 	l, err := f.load()
 	if err != nil {
-		return nil, fmt.Errorf("wrap data key %s: %w", ref, err)
+		return fmt.Errorf("%s data key %s: %w", op, ref, err)
 	}
 	defer l.Close()
-	return l.Wrap(ctx, ref, plaintext)
+	return use(l)
 }

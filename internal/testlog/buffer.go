@@ -36,3 +36,6 @@ func (b *Buffer) Lines() []string {
 	}
 	return strings.Split(s, "\n")
 }
+
+// Contains reports whether what was written so far contains s.
+func (b *Buffer) Contains(s string) bool { return strings.Contains(b.String(), s) }

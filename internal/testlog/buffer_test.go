@@ -31,3 +31,11 @@ func TestBufferConcurrentWrites(t *testing.T) {
 		t.Fatalf("lines %q, want %q", lines, want)
 	}
 }
+
+func TestBufferContains(t *testing.T) {
+	var b testlog.Buffer
+	fmt.Fprintf(&b, "line %d\n", 7)
+	if !b.Contains("line 7\n") || b.Contains("line 8") {
+		t.Fatalf("Contains on %q", b.String())
+	}
+}

@@ -3,7 +3,6 @@ package mysql_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,36 +12,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/proxy"
-	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 )
-
-// recorder collects what a client wrote.
-type recorder struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.b.Write(p)
-}
-
-func (r *recorder) contains(s string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return bytes.Contains(r.b.Bytes(), []byte(s))
-}
 
 type recordingConn struct {
 	net.Conn
-	r *recorder
+	r *testlog.Buffer
 }
 
 func (c recordingConn) Write(p []byte) (int, error) {
@@ -125,7 +108,7 @@ func TestClearPasswordLegs(t *testing.T) {
 					if cl.tls {
 						cfg.TLSConfig = registerCA(t, ca)
 					}
-					var sent recorder
+					var sent testlog.Buffer
 					cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 						var d net.Dialer
 						c, err := d.DialContext(ctx, network, addr)
@@ -134,16 +117,7 @@ func TestClearPasswordLegs(t *testing.T) {
 						}
 						return recordingConn{Conn: c, r: &sent}, nil
 					}
-					conn, err := driver.NewConnector(cfg)
-					if err != nil {
-						t.Fatal(err)
-					}
-					db := sql.OpenDB(conn)
-					defer db.Close()
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-					defer cancel()
-					var v string
-					err = db.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+					_, err = selectOne(t, cfg)
 					if want {
 						if err != nil {
 							t.Fatalf("login refused: %v", err)
@@ -172,7 +146,7 @@ func TestClearPasswordLegs(t *testing.T) {
 					if l := logs.String(); !strings.Contains(l, "cleartext password refused") || !strings.Contains(l, hint) {
 						t.Fatalf("no log line for the refusal:\n%s", l)
 					}
-					if sent.contains(password) {
+					if sent.Contains(password) {
 						t.Fatal("the client sent its password in clear to the proxy")
 					}
 					if fwd != nil && bytes.Contains(fwd.Sent(), []byte(password)) {

@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/proxy"
-	"github.com/dbproxy/dbproxy/proxy/mysql"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testlog"
+	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 )
 
 // MariaDB has no caching_sha2_password and Debian packages no MySQL
@@ -129,33 +131,32 @@ func startFakeServerPlugin(t *testing.T, user, password, plugin string) *fakeSer
 	return f
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// selectOne logs in with cfg and runs SELECT 1, whose answer it returns.
+func selectOne(t *testing.T, cfg *driver.Config) (string, error) {
+	t.Helper()
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var v string
+	err = db.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+	return v, err
 }
 
 // startProxy serves h on 127.0.0.1 until the test ends.
-func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *logBuffer) {
+func startProxy(t *testing.T, opts mysql.Options) (addr string, logs *testlog.Buffer) {
 	t.Helper()
 	return startProxyOn(t, "127.0.0.1", opts)
 }
 
 // startProxyOn serves h on host until the test ends.
-func startProxyOn(t *testing.T, host string, opts mysql.Options) (addr string, logs *logBuffer) {
+func startProxyOn(t *testing.T, host string, opts mysql.Options) (addr string, logs *testlog.Buffer) {
 	t.Helper()
-	logs = &logBuffer{}
+	logs = &testlog.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := mysql.NewHandler(opts)
 	if err != nil {
@@ -236,16 +237,8 @@ func TestCachingSHA2(t *testing.T) {
 				if tc.clientTLS {
 					cfg.TLSConfig = registerCA(t, clientCA)
 				}
-				conn, err := driver.NewConnector(cfg)
+				v, err := selectOne(t, cfg)
 				if err != nil {
-					t.Fatal(err)
-				}
-				db := sql.OpenDB(conn)
-				defer db.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				var v string
-				if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
 					return err
 				}
 				if v != "SELECT 1" {

@@ -1,0 +1,72 @@
+package kms_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/crypto/kms"
+)
+
+// newLocalKeyFile creates a fresh local master key file in a temporary
+// directory and returns its path.
+func newLocalKeyFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "master.key")
+	created, err := kms.CreateLocalKeyFile(path)
+	if err != nil || !created {
+		t.Fatalf("CreateLocalKeyFile = %v, %v; want true, nil", created, err)
+	}
+	return path
+}
+
+// readFile returns the content of the file at path.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// loadLocal loads the local master key file at path, closed when the test
+// ends.
+func loadLocal(t *testing.T, path string) *kms.Local {
+	t.Helper()
+	l, err := kms.LoadLocal(path)
+	return closedAtEnd(t, l, err)
+}
+
+// newLocal returns a local master key over key, closed when the test ends.
+func newLocal(t *testing.T, key []byte) *kms.Local {
+	t.Helper()
+	l, err := kms.NewLocal(key)
+	return closedAtEnd(t, l, err)
+}
+
+// closedAtEnd fails the test on err, and else returns l, closed when the
+// test ends.
+func closedAtEnd(t *testing.T, l *kms.Local, err error) *kms.Local {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// mustUnwrapTo fails the test unless m unwraps wrapped, the data key ref,
+// to want.
+func mustUnwrapTo(t *testing.T, m kms.MasterKey, ref kms.KeyRef, wrapped, want []byte) {
+	t.Helper()
+	got, err := m.Unwrap(context.Background(), ref, wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("Unwrap returned a different key")
+	}
+}
