@@ -34,6 +34,10 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	logger := newLogger(e.stderr, cfg.Log)
+	if e.ops, err = startOperations(cfg, logger); err != nil {
+		return err
+	}
+	defer e.ops.stop()
 	if e.getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
@@ -53,7 +57,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			}
 		}
 	}()
-	rl := &reloader{signals: reloads, load: func(ctx context.Context) (*config.Config, *encryption, error) {
+	rl := &reloader{signals: reloads, ops: e.ops, load: func(ctx context.Context) (*config.Config, *encryption, error) {
 		next, err := config.Load(*path)
 		if err != nil {
 			return nil, nil, err
