@@ -25,16 +25,6 @@ import (
 // master key file and the keystore file going away and coming back.
 func TestAdminEndToEnd(t *testing.T) {
 	pg := testenv.StartPostgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	direct, err := pgx.Connect(ctx, pg.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(context.Background())
-	if _, err := direct.Exec(ctx, `CREATE TABLE users (id serial PRIMARY KEY, email bytea, ssn bytea, salary bytea)`); err != nil {
-		t.Fatal(err)
-	}
 	addr, adminAddr := freeAddr(t), freeAddr(t)
 	cfgPath := writeConfig(t, fmt.Sprintf(`
 listeners:
@@ -66,6 +56,8 @@ log:
 	a.waitMetric(`dbproxy_connections_total{listener="pg"}`, 0)
 
 	// A small workload: two sessions, encrypted writes and lookups.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: addr, Path: "/" + pg.Database, RawQuery: "sslmode=disable"}
 	for i := range 2 {
 		c, err := pgx.Connect(ctx, u.String())
@@ -73,6 +65,11 @@ log:
 			t.Fatalf("connect through serve: %v", err)
 		}
 		a.waitMetric(`dbproxy_connections_open{listener="pg"}`, 1)
+		if i == 0 {
+			if _, err := c.Exec(ctx, `CREATE TABLE users (id serial PRIMARY KEY, email bytea, ssn bytea, salary bytea)`); err != nil {
+				t.Fatal(err)
+			}
+		}
 		email := fmt.Sprintf("user%d@example.com", i)
 		if _, err := c.Exec(ctx, `INSERT INTO users (email, ssn, salary) VALUES ($1, $2, $3)`, email, "123-45-6789", int64(i)); err != nil {
 			t.Fatalf("insert: %v", err)
