@@ -114,8 +114,10 @@ func TestKeyUseAndCache(t *testing.T) {
 	m.Reloaded(true)
 	m.Reloaded(false)
 
+	scrape(t, m) // a second handler shares the first one's scrape counter
 	body := scrape(t, m)
 	for _, want := range []string{
+		`promhttp_metric_handler_requests_total{code="200"} 1`,
 		`dbproxy_key_operations_total{key="users.email",op="encrypt"} 2`,
 		`dbproxy_key_operation_bytes_total{key="users.email",op="encrypt"} 15`,
 		`dbproxy_key_operation_errors_total{key="users.email",op="encrypt"} 0`,
