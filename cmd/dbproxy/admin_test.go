@@ -141,6 +141,45 @@ log:
 	}
 }
 
+// TestAdminReadinessWithAWSKMS: with an AWS KMS master key, /readyz fails
+// while KMS is down and passes again when it is back, and the KMS calls
+// are timed under provider aws-kms.
+func TestAdminReadinessWithAWSKMS(t *testing.T) {
+	k := testenv.StartLocalKMS(t)
+	k.Setenv(t)
+	adminAddr := freeAddr(t)
+	cfgPath := writeConfig(t, fmt.Sprintf(`
+listeners:
+  - protocol: postgres
+    listen: %s
+    upstream: 127.0.0.1:1
+admin:
+  listen: %s
+keys:
+  master_key:
+    provider: aws-kms
+    key_id: %s
+    region: %s
+    endpoint: %s
+encryption:
+  - table: users
+    columns:
+      - name: email
+        type: text
+`, freeAddr(t), adminAddr, k.Alias, k.Region, k.Endpoint))
+	serveLogged(t, cfgPath, func(string) string { return "" })
+	a := adminClient{t: t, base: "http://" + adminAddr}
+	a.waitReady(200, "ready\n")
+	const unwraps = `dbproxy_master_key_request_duration_seconds_count{op="unwrap",provider="aws-kms"}`
+	if v, ok := metricValue(a.metrics(), unwraps); !ok || v < 1 {
+		t.Errorf("%s = %v (present %v), want at least 1", unwraps, v, ok)
+	}
+	k.Stop()
+	a.waitReady(503, "master_key: ")
+	k.Start()
+	a.waitReady(200, "ready\n")
+}
+
 // adminClient asks serve's admin listener.
 type adminClient struct {
 	t    *testing.T
