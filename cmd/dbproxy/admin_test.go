@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -178,6 +180,36 @@ encryption:
 	a.waitReady(503, "master_key: ")
 	k.Start()
 	a.waitReady(200, "ready\n")
+}
+
+// TestAdminListenerInUse: serve does not start when its admin address is
+// taken, and with log.format json even that failure is a JSON line.
+func TestAdminListenerInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfgPath := writeConfig(t, fmt.Sprintf(`
+listeners:
+  - protocol: postgres
+    listen: %s
+    upstream: 127.0.0.1:1
+admin:
+  listen: %s
+log:
+  format: json
+`, freeAddr(t), taken.Addr()))
+	code, out, errs := runCLI(t, nil, "serve", "--config", cfgPath)
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	var last struct{ Level, Msg, Error string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("last line of stderr is not JSON: %v\n%s", err, errs)
+	}
+	if code != 1 || last.Level != "ERROR" || last.Msg != "serve failed" || !strings.Contains(last.Error, "admin listener") ||
+		!strings.Contains(last.Error, "address already in use") {
+		t.Errorf("exit %d, last line %+v\n%s%s", code, last, out, errs)
+	}
 }
 
 // adminClient asks serve's admin listener.

@@ -21,7 +21,7 @@ import (
 // half its headroom. GOMEMLIMIT caps the heap further where memory is tight.
 const defaultGCPercent = 200
 
-func cmdServe(ctx context.Context, args []string, e env) error {
+func cmdServe(ctx context.Context, args []string, e env) (err error) {
 	fs, path := newFlagSet("serve", e)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -34,6 +34,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	logger := newLogger(e.stderr, cfg.Log)
+	defer func() { err = logFailure(logger, cfg.Log, err) }()
 	if e.ops, err = startOperations(cfg, logger); err != nil {
 		return err
 	}
