@@ -29,13 +29,12 @@ const adminShutdownTimeout = 5 * time.Second
 type operations struct {
 	metrics *metrics.Metrics
 	server  *admin.Server
-	addr    net.Addr
-	served  chan error // the admin server's Serve result
+	served  chan struct{} // closed when the admin server's Serve returned
 	log     *slog.Logger
 
-	// serving names the listeners while they serve; nil before they are
-	// bound and from the start of the shutdown.
-	serving atomic.Pointer[[]string]
+	// serving is set while the listeners serve: not before they are bound,
+	// nor from the start of the shutdown.
+	serving atomic.Bool
 	// enc is the encryption layer in use (nil: none); a reload replaces it.
 	enc atomic.Pointer[encryption]
 }
@@ -48,14 +47,18 @@ func startOperations(cfg *config.Config, logger *slog.Logger) (*operations, erro
 		return nil, nil
 	}
 	log := logger.With(slog.String("component", "admin"))
-	o := &operations{metrics: metrics.New(metrics.Options{Version: version}), served: make(chan error, 1), log: log}
+	o := &operations{metrics: metrics.New(metrics.Options{Version: version}), served: make(chan struct{}), log: log}
 	o.server = admin.New(admin.Options{Metrics: o.metrics.Handler(), Checks: o.checks(cfg), Logger: log})
 	l, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	o.addr = l.Addr()
-	go func() { o.served <- o.server.Serve(l) }()
+	go func() {
+		defer close(o.served)
+		if err := o.server.Serve(l); err != nil {
+			log.Error("admin listener failed; metrics and health checks are unavailable", slog.Any("error", err))
+		}
+	}()
 	log.Info("admin listening", slog.String("listen", l.Addr().String()))
 	return o, nil
 }
@@ -70,9 +73,7 @@ func (o *operations) stop() {
 	if err := o.server.Shutdown(ctx); err != nil {
 		o.log.Warn("admin shutdown timed out", slog.Any("error", err))
 	}
-	if err := <-o.served; err != nil {
-		o.log.Error("admin listener failed", slog.Any("error", err))
-	}
+	<-o.served
 }
 
 // operations returns the admin side of serve (nil: none).
@@ -91,14 +92,12 @@ func (o *operations) serve(ls []servedListener, enc *encryption) (stopping func(
 	if o == nil {
 		return func() {}
 	}
-	names := make([]string, len(ls))
-	for i, x := range ls {
-		names[i] = x.name
+	for _, x := range ls {
 		countConnections(x.srv, o.metrics.Listener(x.name))
 	}
 	o.enc.Store(enc)
-	o.serving.Store(&names)
-	return func() { o.serving.Store(nil) }
+	o.serving.Store(true)
+	return func() { o.serving.Store(false) }
 }
 
 // countConnections makes srv report its connections and limit counters
@@ -172,7 +171,7 @@ func (o *operations) checks(cfg *config.Config) []admin.Check {
 }
 
 func (o *operations) probeListeners(context.Context) error {
-	if o.serving.Load() == nil {
+	if !o.serving.Load() {
 		return errors.New("not serving (starting or shutting down)")
 	}
 	return nil
