@@ -60,6 +60,8 @@ type Config struct {
 	Encryption      []Table       `yaml:"encryption"`
 	Log             Log           `yaml:"log"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
+	// Admin is the operations listener (metrics, health); nil: off.
+	Admin *Admin `yaml:"admin,omitempty"`
 }
 
 // Listener is one client-facing socket and the database it forwards to.

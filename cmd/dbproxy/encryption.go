@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
@@ -38,6 +39,7 @@ type encryption struct {
 // are destroyed, the keystore and master keys closed.
 type keyring struct {
 	enc   *rules.Encryptor
+	mgr   *keys.Manager // under enc, for the admin readiness checks
 	mu    sync.Mutex
 	refs  int
 	close func()
@@ -82,7 +84,7 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
-	ring := &keyring{enc: rules.NewEncryptor(mgr), refs: 1, close: closeFn}
+	ring := &keyring{enc: rules.NewEncryptor(mgr), mgr: mgr, refs: 1, close: closeFn}
 	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, ring: ring, log: logger, getenv: e.getenv}, nil
 }
 

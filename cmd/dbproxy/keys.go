@@ -148,6 +148,7 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 		return nil, "", nil, err
 	}
 	addMaster(master)
+	master = e.ops.observeMaster(master, cfg.Keys.MasterKey.Provider)
 	var previous []kms.MasterKey
 	for _, f := range cfg.Keys.MasterKey.PreviousFiles {
 		old, err := kms.OpenLocalFile(f)
@@ -156,7 +157,7 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 			return nil, "", nil, fmt.Errorf("load previous master key: %w", err)
 		}
 		addMaster(old)
-		previous = append(previous, old)
+		previous = append(previous, e.ops.observeMaster(old, config.ProviderLocal))
 	}
 	store, err := openStore(ctx, cfg.Keys.Store, e)
 	if err != nil {
@@ -171,6 +172,7 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 		MaxEntries: cfg.Keys.Cache.MaxEntries,
 		TTL:        cfg.Keys.Cache.TTL,
 		Logger:     logger,
+		Observer:   e.ops.cacheObserver(),
 	})
 	if err != nil {
 		closeAll()

@@ -14,12 +14,7 @@ import (
 // KMS API server (local-kms, isolated by internal/testenv).
 func TestKeysWithAWSKMS(t *testing.T) {
 	k := testenv.StartLocalKMS(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", k.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", k.SecretAccessKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	k.Setenv(t)
 
 	cfgPath := writeConfig(t, fmt.Sprintf(`
 keys:

@@ -28,3 +28,14 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// logFailure logs serve's failure through logger when the log format is
+// JSON, and returns errReported, so that the process's last line is JSON
+// too; with text it returns err, which main prints.
+func logFailure(logger *slog.Logger, c config.Log, err error) error {
+	if err == nil || c.Format != "json" {
+		return err
+	}
+	logger.Error("serve failed", slog.Any("error", err))
+	return errReported
+}

@@ -58,6 +58,7 @@ Usage:
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	ops            *operations // serve's metrics and admin listener; nil otherwise
 }
 
 func main() {

@@ -33,6 +33,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 type reloader struct {
 	signals <-chan struct{}
 	load    func(ctx context.Context) (*config.Config, *encryption, error)
+	ops     *operations // metrics and the admin listener (admin.go); nil: none
 }
 
 // serveWith is runServe with the encryption layer (nil: none) and, when rl
@@ -49,6 +50,7 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	if err := bindListeners(ls); err != nil {
 		return err
 	}
+	stopping := rl.operations().serve(ls, enc)
 
 	errc := make(chan error, len(ls))
 	var wg sync.WaitGroup
@@ -104,6 +106,7 @@ loop:
 			enc = reload(ctx, logger, cfg, enc, rl, sws)
 		}
 	}
+	stopping()
 	shutdownListeners(ls, cfg.ShutdownTimeout, logger)
 	wg.Wait()
 	return serveErr
@@ -332,12 +335,15 @@ func reload(ctx context.Context, logger *slog.Logger, cfg *config.Config, enc *e
 	next, nextEnc, err := rl.load(ctx)
 	if err != nil {
 		logReloadError(logger, cfg.Path, err)
+		rl.ops.reloaded(false, enc)
 		return enc
 	}
 	if listenersChanged(cfg, next) {
 		logger.Warn("reload: listener changes need a restart; applying the rest", slog.String("config", cfg.Path))
 	}
-	return applyReload(logger, cfg, enc, next, nextEnc, sws)
+	cur := applyReload(logger, cfg, enc, next, nextEnc, sws)
+	rl.ops.reloaded(cur == nextEnc, cur) // applyReload returns enc when it fails
+	return cur
 }
 
 // releaseEncryption runs at exit, when every session has ended: it closes

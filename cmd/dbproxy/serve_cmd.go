@@ -21,7 +21,7 @@ import (
 // half its headroom. GOMEMLIMIT caps the heap further where memory is tight.
 const defaultGCPercent = 200
 
-func cmdServe(ctx context.Context, args []string, e env) error {
+func cmdServe(ctx context.Context, args []string, e env) (err error) {
 	fs, path := newFlagSet("serve", e)
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
@@ -31,6 +31,11 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	logger := newLogger(e.stderr, cfg.Log)
+	defer func() { err = logFailure(logger, cfg.Log, err) }()
+	if e.ops, err = startOperations(cfg, logger); err != nil {
+		return err
+	}
+	defer e.ops.stop()
 	if e.getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
@@ -50,7 +55,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			}
 		}
 	}()
-	rl := &reloader{signals: reloads, load: func(ctx context.Context) (*config.Config, *encryption, error) {
+	rl := &reloader{signals: reloads, ops: e.ops, load: func(ctx context.Context) (*config.Config, *encryption, error) {
 		next, err := config.Load(*path)
 		if err != nil {
 			return nil, nil, err

@@ -203,6 +203,9 @@ func (e *entry) encryptions() uint64 { return e.base + e.key.Encryptions() }
 // callers look the key up again on crypto.ErrKeyDestroyed.
 func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error) {
 	if e := km.slots[i].Load(); e != nil && !e.dead.Load() && e.seen.Load() == m.gen.Load() {
+		if m.obs != nil {
+			m.obs.KeyCacheHit()
+		}
 		return e, nil
 	}
 	r := &km.records[i]
@@ -213,6 +216,13 @@ func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error)
 		e.seen.Store(m.gen.Load())
 	}
 	m.mu.Unlock()
+	if m.obs != nil {
+		if ok {
+			m.obs.KeyCacheHit()
+		} else {
+			m.obs.KeyCacheMiss()
+		}
+	}
 	if !ok {
 		var err error
 		e, err = flight(ctx, &m.keyGroup, r.Name+"\x00"+strconv.FormatUint(uint64(r.Version), 10),
@@ -300,4 +310,7 @@ func (m *Manager) onEvict(ck cacheKey, e *entry) {
 	e.timer.Stop()
 	m.used[ck] = e.encryptions()
 	e.key.Destroy()
+	if m.obs != nil && !m.closed.Load() {
+		m.obs.KeyCacheEviction()
+	}
 }

@@ -87,6 +87,21 @@ type Options struct {
 	// expiry uses the runtime clock and timers; tests fake those with
 	// testing/synctest.
 	Now func() time.Time
+	// Observer, if set, is told of cache hits, misses and evictions.
+	Observer CacheObserver
+}
+
+// CacheObserver is told of the cache's activity (metrics). Its methods are
+// called on the lookup path, concurrently: they must be quick and must not
+// block or call the Manager.
+type CacheObserver interface {
+	// KeyCacheHit: a lookup found its key version unwrapped in the cache.
+	KeyCacheHit()
+	// KeyCacheMiss: a lookup had to read the keystore and unwrap.
+	KeyCacheMiss()
+	// KeyCacheEviction: an unwrapped key version left the cache (TTL or
+	// capacity; not Close) and was destroyed.
+	KeyCacheEviction()
 }
 
 // Manager creates, rotates and rewraps data keys, and hands out unwrapped
@@ -114,6 +129,7 @@ type Manager struct {
 	// legacy holds the AES-256-GCM primary versions whose "rotate me"
 	// warning this Manager has logged.
 	legacy map[cacheKey]bool
+	obs    CacheObserver // nil: none
 	hooks  testHooks
 }
 
@@ -145,6 +161,7 @@ func New(opts Options) (*Manager, error) {
 		now:     opts.Now,
 		used:    make(map[cacheKey]uint64),
 		legacy:  make(map[cacheKey]bool),
+		obs:     opts.Observer,
 	}
 	if m.master.ID() == "" {
 		return nil, errors.New("key manager: master key has an empty ID")

@@ -15,6 +15,9 @@
 // version ([KeyRef]) as associated data (the KMS EncryptionContext), so a
 // wrapped key copied onto another name or version does not unwrap.
 //
+// [Observe] wraps any MasterKey so that a [CallObserver] is told of each
+// call's duration and error (metrics), under a provider name.
+//
 // # Errors
 //
 // Errors name the data key (name and version) and the master key id, never

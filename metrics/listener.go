@@ -1,0 +1,190 @@
+package metrics
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcome is what became of a client statement.
+type Outcome uint8
+
+const (
+	// Forwarded: relayed to the database unchanged.
+	Forwarded Outcome = iota
+	// Rewritten: relayed with values encrypted or lookups rewritten.
+	Rewritten
+	// Refused: answered with an error, never sent to the database.
+	Refused
+)
+
+// maxRefusalReasons bounds the distinct reason labels of one listener's
+// refusals; further reasons are counted as "other".
+const maxRefusalReasons = 32
+
+// Listener observes one listener's connections and statements. Get it once
+// with [Metrics.Listener]; its methods then do one atomic add each. A nil
+// *Listener observes nothing.
+type Listener struct {
+	name             string
+	limits           *limitCollector
+	connsOpen        prometheus.Gauge
+	connsTotal       prometheus.Counter
+	handshakes       prometheus.Counter
+	authFailures     prometheus.Counter
+	forwarded        prometheus.Counter
+	rewritten        prometheus.Counter
+	fromClient       prometheus.Counter
+	fromUpstream     prometheus.Counter
+	upstreamConnect  prometheus.Observer
+	upstreamFailures prometheus.Counter
+	catalogOK        prometheus.Counter
+	catalogFailed    prometheus.Counter
+
+	refusedVec *prometheus.CounterVec // curried: listener, outcome=refused
+	refusedMu  sync.RWMutex
+	refused    map[string]prometheus.Counter // by reason
+}
+
+// Listener returns the handle of the named listener, creating its series
+// on first use (at zero, so that they show before the first event).
+func (m *Metrics) Listener(name string) *Listener {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l := m.listeners[name]; l != nil {
+		return l
+	}
+	ln := prometheus.Labels{"listener": name}
+	l := &Listener{
+		name:             name,
+		limits:           &m.limits,
+		connsOpen:        m.connsOpen.With(ln),
+		connsTotal:       m.connsTotal.With(ln),
+		handshakes:       m.handshakes.With(ln),
+		authFailures:     m.authFailures.With(ln),
+		forwarded:        m.statements.WithLabelValues(name, "forwarded", ""),
+		rewritten:        m.statements.WithLabelValues(name, "rewritten", ""),
+		fromClient:       m.bytes.WithLabelValues(name, "client_to_upstream"),
+		fromUpstream:     m.bytes.WithLabelValues(name, "upstream_to_client"),
+		upstreamConnect:  m.upstreamConnect.With(ln),
+		upstreamFailures: m.upstreamFailures.With(ln),
+		catalogOK:        m.catalogRefreshes.WithLabelValues(name, "success"),
+		catalogFailed:    m.catalogRefreshes.WithLabelValues(name, "failure"),
+		refusedVec:       m.statements.MustCurryWith(prometheus.Labels{"listener": name, "outcome": "refused"}),
+		refused:          map[string]prometheus.Counter{},
+	}
+	m.listeners[name] = l
+	return l
+}
+
+// ConnOpened counts a client connection accepted.
+func (l *Listener) ConnOpened() {
+	if l != nil {
+		l.connsTotal.Inc()
+		l.connsOpen.Inc()
+	}
+}
+
+// ConnClosed counts a client connection ended.
+func (l *Listener) ConnClosed() {
+	if l != nil {
+		l.connsOpen.Dec()
+	}
+}
+
+// Handshake counts a completed client handshake.
+func (l *Listener) Handshake() {
+	if l != nil {
+		l.handshakes.Inc()
+	}
+}
+
+// AuthFailed counts a client handshake that failed authentication.
+func (l *Listener) AuthFailed() {
+	if l != nil {
+		l.authFailures.Inc()
+	}
+}
+
+// Statement counts a client statement; reason says why a Refused one was
+// refused (a short fixed word such as "dynamic_sql", never query text) and
+// is ignored otherwise.
+func (l *Listener) Statement(o Outcome, reason string) {
+	if l == nil {
+		return
+	}
+	switch o {
+	case Forwarded:
+		l.forwarded.Inc()
+	case Rewritten:
+		l.rewritten.Inc()
+	default:
+		l.refusal(reason).Inc()
+	}
+}
+
+// refusal returns the counter of refusals for reason.
+func (l *Listener) refusal(reason string) prometheus.Counter {
+	l.refusedMu.RLock()
+	c := l.refused[reason]
+	l.refusedMu.RUnlock()
+	if c != nil {
+		return c
+	}
+	l.refusedMu.Lock()
+	defer l.refusedMu.Unlock()
+	if c := l.refused[reason]; c != nil {
+		return c
+	}
+	label := reason
+	if len(l.refused) >= maxRefusalReasons {
+		label = "other"
+	}
+	c = l.refusedVec.WithLabelValues(label)
+	l.refused[reason] = c
+	return c
+}
+
+// FromClient counts n bytes read from a client (to relay upstream).
+func (l *Listener) FromClient(n int) {
+	if l != nil {
+		l.fromClient.Add(float64(n))
+	}
+}
+
+// FromUpstream counts n bytes read from the database (to relay to a
+// client).
+func (l *Listener) FromUpstream(n int) {
+	if l != nil {
+		l.fromUpstream.Add(float64(n))
+	}
+}
+
+// UpstreamConnect records a connection attempt to the database that took
+// d: its duration when it succeeded, a failure otherwise.
+func (l *Listener) UpstreamConnect(d time.Duration, err error) {
+	if l == nil {
+		return
+	}
+	if err != nil {
+		l.upstreamFailures.Inc()
+		return
+	}
+	l.upstreamConnect.Observe(d.Seconds())
+}
+
+// CatalogRefreshed counts a read of the database catalog.
+func (l *Listener) CatalogRefreshed(err error) {
+	if l == nil {
+		return
+	}
+	if err != nil {
+		l.catalogFailed.Inc()
+		return
+	}
+	l.catalogOK.Inc()
+}
