@@ -14,6 +14,7 @@ import (
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/metrics"
 	"github.com/dbproxy/dbproxy/proxy"
 )
@@ -61,6 +62,26 @@ func startOperations(cfg *config.Config, logger *slog.Logger) (*operations, erro
 	}()
 	log.Info("admin listening", slog.String("listen", l.Addr().String()))
 	return o, nil
+}
+
+// keyUseMonitor counts every use of a data key in the metrics (nil
+// without admin:, so that sessions pay nothing).
+func (o *operations) keyUseMonitor() fieldcrypt.Monitor {
+	if o == nil {
+		return nil
+	}
+	m := o.metrics
+	return fieldcrypt.MonitorFunc(func(_ context.Context, u fieldcrypt.Use) {
+		m.ObserveKeyUse(keyUseOp(u.Op), u.Column.Key, max(u.Bytes, 0), u.Err)
+	})
+}
+
+// keyUseOp names a field cipher operation as the metrics do.
+func keyUseOp(op fieldcrypt.Op) string {
+	if op == fieldcrypt.OpMatch {
+		return "lookup"
+	}
+	return op.String()
 }
 
 // stop shuts the admin server down (at exit, after the listeners).

@@ -89,6 +89,11 @@ log:
 		`dbproxy_key_cache_misses_total`,
 		`dbproxy_key_cache_hits_total`,
 		`dbproxy_master_key_request_duration_seconds_count{op="unwrap",provider="local"}`,
+		// Every key use of the sessions' field ciphers: stored values,
+		// the WHERE email = $1 lookups and the decrypted ssn.
+		`dbproxy_key_operations_total{key="public.users.email",op="encrypt"}`,
+		`dbproxy_key_operations_total{key="public.users.email",op="lookup"}`,
+		`dbproxy_key_operations_total{key="public.users.ssn",op="decrypt"}`,
 	} {
 		if v, ok := metricValue(m, name); !ok || v < 1 {
 			t.Errorf("%s = %v (present %v), want at least 1", name, v, ok)

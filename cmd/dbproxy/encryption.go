@@ -85,7 +85,8 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	ring := &keyring{enc: rules.NewEncryptor(mgr), mgr: mgr, refs: 1, close: closeFn}
-	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, ring: ring, log: logger, getenv: e.getenv}, nil
+	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, ring: ring, log: logger, getenv: e.getenv,
+		keyUse: fieldcrypt.Options{Monitor: e.ops.keyUseMonitor()}}, nil
 }
 
 // ruleSet builds the rule set of cfg's encrypted columns for dialect d, and
