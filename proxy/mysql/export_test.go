@@ -124,3 +124,45 @@ const (
 	CapPluginAuth   = capPluginAuth
 	CapLocalFiles   = capLocalFiles
 )
+
+// RelayResponseLoop runs a server->client pump over n replays of resp,
+// read in chunks of at most chunk bytes; each replay answers one cmd
+// (command byte first), queued as the replay starts. Every exchange is
+// watched if hooks are set. It returns the pump's error (io.EOF at the end).
+func RelayResponseLoop(resp, cmd []byte, n, chunk int, dst io.Writer, hooks *SessionHooks, deprecateEOF bool) error {
+	q := newQueue(nil, dst)
+	src := &replayReader{data: resp, left: n, chunk: chunk, off: len(resp), each: func() {
+		x := q.alloc()
+		initExchange(x, cmd, commandResponse(cmd[0]))
+		x.Watch = hooks != nil
+		x.DeprecateEOF = deprecateEOF
+		q.push(x)
+	}}
+	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
+	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
+	defer p.release()
+	return p.run()
+}
+
+// replayReader replays data left times in reads of at most chunk bytes,
+// calling each before every replay.
+type replayReader struct {
+	data      []byte
+	off, left int
+	chunk     int
+	each      func()
+}
+
+func (r *replayReader) Read(p []byte) (int, error) {
+	if r.off == len(r.data) {
+		if r.left == 0 {
+			return 0, io.EOF
+		}
+		r.left--
+		r.off = 0
+		r.each()
+	}
+	n := copy(p[:min(len(p), r.chunk, len(r.data)-r.off)], r.data[r.off:])
+	r.off += n
+	return n, nil
+}
