@@ -71,8 +71,8 @@ func RelayCommands(src io.Reader, dst, client io.Writer, hooks *SessionHooks, ma
 		maxPacket = DefaultMaxPacketSize
 	}
 	p := newPump(src, dst, f, commandHeadLen, maxPacket, nil)
-	defer p.release()
-	return p.run()
+	defer p.Release()
+	return p.Run()
 }
 
 // RelayResponses runs a server->client pump over src, answering the given
@@ -90,8 +90,9 @@ func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionH
 	}
 	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
 	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
-	defer p.release()
-	err := p.run()
+	f.out = p
+	defer p.Release()
+	err := p.Run()
 	return len(cmds) - len(q.items) + q.done, err
 }
 
@@ -140,8 +141,9 @@ func RelayResponseLoop(resp, cmd []byte, n, chunk int, dst io.Writer, hooks *Ses
 	}}
 	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
 	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
-	defer p.release()
-	return p.run()
+	f.out = p
+	defer p.Release()
+	return p.Run()
 }
 
 // replayReader replays data left times in reads of at most chunk bytes,

@@ -1,0 +1,243 @@
+package relay
+
+import (
+	"github.com/dbproxy/dbproxy/internal/bufpool"
+	"github.com/dbproxy/dbproxy/proxy"
+)
+
+// scan consumes what it can of buf[r:w] and writes the result.
+func (p *Pump) scan() error {
+	p.start = p.r
+	var stop error
+	wait := false
+	for !wait && stop == nil {
+		switch p.st {
+		case atHeader:
+			wait, stop = p.header()
+		case atWhole:
+			wait, stop = p.whole()
+		case inBody:
+			wait, stop = p.body()
+		case atCont:
+			wait, stop = p.contHeader()
+		}
+	}
+	if err := p.emit(); err != nil {
+		return err
+	}
+	return stop
+}
+
+// header classifies the logical message at buf[r:]. It reports whether it
+// must wait for more input.
+func (p *Pump) header() (bool, error) {
+	if p.skip != nil {
+		k, err := p.skip.Skip(p.buf[p.r:p.w])
+		p.r += k
+		if err != nil {
+			return false, err
+		}
+	}
+	hl := p.cfg.HeaderLen
+	avail := p.w - p.r
+	if avail < hl {
+		p.need = hl
+		return true, nil
+	}
+	hdr := p.buf[p.r : p.r+hl]
+	n, cont, err := p.f.Frame(hdr)
+	if err != nil {
+		return false, err
+	}
+	hn := min(n, p.cfg.HeadLen)
+	if avail < hl+hn {
+		p.need = hl + hn
+		return true, nil
+	}
+	act, err := p.f.Start(hdr, n, p.buf[p.r+hl:p.r+hl+hn])
+	if err != nil {
+		return false, err
+	}
+	p.act, p.n, p.cont = act, n, cont
+	if act == Hook {
+		copy(p.hdr[:], hdr)
+		if !cont && hl+n <= len(p.buf) {
+			p.st = atWhole // hand it over from the read buffer
+			return false, nil
+		}
+	}
+	return false, p.beginBody()
+}
+
+// whole hands a hooked single-frame message over from the read buffer once
+// it is all there.
+func (p *Pump) whole() (bool, error) {
+	hl := p.cfg.HeaderLen
+	if p.w-p.r < hl+p.n {
+		p.need = hl + p.n
+		return true, nil
+	}
+	p.cut()
+	var err error
+	p.out, err = p.f.Hooked(p.hdr[:hl], 1, p.buf[p.r+hl:p.r+hl+p.n], p.out)
+	p.r += hl + p.n
+	p.start = p.r
+	if err != nil {
+		p.st = atHeader
+		return false, err
+	}
+	return false, p.endMessage()
+}
+
+// body consumes payload bytes of the current frame.
+func (p *Pump) body() (bool, error) {
+	if p.rem > 0 {
+		avail := p.w - p.r
+		if avail == 0 {
+			p.need = 1
+			return true, nil
+		}
+		k := min(p.rem, avail)
+		if p.act == Hook {
+			p.asm = append(p.asm, p.buf[p.r:p.r+k]...)
+		}
+		p.r += k
+		p.rem -= k
+		if p.act != Forward {
+			p.start = p.r
+		}
+		if p.rem > 0 {
+			p.need = 1
+			return true, nil
+		}
+	}
+	if p.cont {
+		p.st = atCont
+		return false, nil
+	}
+	if p.act == Hook {
+		p.cut()
+		var err error
+		p.out, err = p.f.Hooked(p.hdr[:p.cfg.HeaderLen], p.asmK, p.asm, p.out)
+		p.releaseAsm()
+		if err != nil {
+			p.st = atHeader
+			return false, err
+		}
+	}
+	return false, p.endMessage()
+}
+
+// contHeader consumes the header of a continuation frame.
+func (p *Pump) contHeader() (bool, error) {
+	hl := p.cfg.HeaderLen
+	if p.w-p.r < hl {
+		p.need = hl
+		return true, nil
+	}
+	hdr := p.buf[p.r : p.r+hl]
+	n, cont, err := p.f.Frame(hdr)
+	if err != nil {
+		return false, err
+	}
+	p.cont = cont
+	switch p.act {
+	case Forward:
+		p.f.Continue(hdr)
+	case Hook:
+		if len(p.asm)+n > p.cfg.MaxWhole {
+			return false, ErrTooLarge
+		}
+		p.asmK++
+		p.cut()
+	case Drop:
+		p.cut()
+	}
+	p.r += hl
+	if p.act != Forward {
+		p.start = p.r
+	}
+	p.n, p.rem, p.st = n, n, inBody
+	return false, nil
+}
+
+// beginBody consumes the first header of a logical message classified for
+// streaming: forwarding, assembly or dropping.
+func (p *Pump) beginBody() error {
+	switch p.act {
+	case Forward:
+		p.partial = true
+	case Hook:
+		if p.n > p.cfg.MaxWhole {
+			return ErrTooLarge
+		}
+		p.cut()
+		p.asm = p.asm[:0]
+		if cap(p.asm) < p.n {
+			// The first frame's length, up to the largest pooled size: a
+			// claimed length is not trusted beyond that.
+			p.asm = bufpool.Get(min(p.n, bufpool.MaxPooled))[:0]
+		}
+		p.asmK = 1
+	case Drop:
+		p.cut()
+	}
+	p.r += p.cfg.HeaderLen
+	if p.act != Forward {
+		p.start = p.r
+	}
+	p.rem, p.st = p.n, inBody
+	return nil
+}
+
+// endMessage finishes the current logical message.
+func (p *Pump) endMessage() error {
+	p.st = atHeader
+	p.partial = false
+	return p.f.End()
+}
+
+// Insert adds b to the output at the current position: ahead of the
+// message being classified when called from Framer.Start, after the one
+// just consumed when called from Framer.End.
+func (p *Pump) Insert(b []byte) {
+	p.cut()
+	p.out = append(p.out, b...)
+}
+
+// cut moves the raw run buf[start:r] into the assembled output, so that
+// something else can be appended after it.
+func (p *Pump) cut() {
+	if p.r > p.start {
+		p.out = append(p.out, p.buf[p.start:p.r]...)
+	}
+	p.start = p.r
+}
+
+// emit writes the assembled output and the raw run buf[start:r].
+func (p *Pump) emit() error {
+	var err error
+	wrote := false
+	if len(p.out) > 0 {
+		p.out = append(p.out, p.buf[p.start:p.r]...)
+		_, err = p.dst.Write(p.out)
+		if cap(p.out) > bufpool.MaxKeptWriter {
+			p.out = nil
+		} else {
+			p.out = p.out[:0]
+		}
+		wrote = true
+	} else if p.r > p.start {
+		_, err = p.dst.Write(p.buf[p.start:p.r])
+		wrote = true
+	}
+	p.start = p.r
+	if err != nil {
+		p.broken = true
+		return &proxy.WriteError{Err: err}
+	}
+	if wrote {
+		return p.f.Written()
+	}
+	return nil
+}
