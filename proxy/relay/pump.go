@@ -58,13 +58,15 @@ type Framer interface {
 	Written() error
 }
 
-// Skipper is an optional fast path of a [Framer]: Skip returns the length
-// of the longest prefix of b made of whole messages that are forwarded as
-// they are and need no further attention (it does whatever the framer's
-// Start and End would have done for them). An error stops the pump once
-// that prefix is written.
+// Skipper is an optional fast path of a [Framer] over the whole messages
+// already buffered: Skip walks them from the pump's current position,
+// passing those forwarded as they are ([Pump.Pass]) and replacing hooked
+// ones by their output ([Pump.Output], [Pump.Replace]), doing for each
+// what Start, Hooked and End would have done. It stops at the first
+// message it leaves to the slow path (not all buffered, or not its to
+// take). An error stops the pump once what was passed is written.
 type Skipper interface {
-	Skip(b []byte) (int, error)
+	Skip(p *Pump) error
 }
 
 // Config is what a pump needs to know about the framing.

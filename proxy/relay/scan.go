@@ -32,9 +32,7 @@ func (p *Pump) scan() error {
 // must wait for more input.
 func (p *Pump) header() (bool, error) {
 	if p.skip != nil {
-		k, err := p.skip.Skip(p.buf[p.r:p.w])
-		p.r += k
-		if err != nil {
+		if err := p.skip.Skip(p); err != nil {
 			return false, err
 		}
 	}
@@ -59,18 +57,15 @@ func (p *Pump) header() (bool, error) {
 		return false, err
 	}
 	p.act, p.n, p.cont = act, n, cont
-	if act == Hook {
-		copy(p.hdr[:], hdr)
-		if !cont && hl+n <= len(p.buf) {
-			p.st = atWhole // hand it over from the read buffer
-			return false, nil
-		}
+	if act == Hook && !cont && hl+n <= len(p.buf) {
+		p.st = atWhole // hand it over from the read buffer
+		return p.whole()
 	}
 	return false, p.beginBody()
 }
 
-// whole hands a hooked single-frame message over from the read buffer once
-// it is all there.
+// whole hands a hooked single-frame message over from the read buffer
+// (header included) once it is all there.
 func (p *Pump) whole() (bool, error) {
 	hl := p.cfg.HeaderLen
 	if p.w-p.r < hl+p.n {
@@ -79,7 +74,7 @@ func (p *Pump) whole() (bool, error) {
 	}
 	p.cut()
 	var err error
-	p.out, err = p.f.Hooked(p.hdr[:hl], 1, p.buf[p.r+hl:p.r+hl+p.n], p.out)
+	p.out, err = p.f.Hooked(p.buf[p.r:p.r+hl], 1, p.buf[p.r+hl:p.r+hl+p.n], p.out)
 	p.r += hl + p.n
 	p.start = p.r
 	if err != nil {
@@ -171,6 +166,7 @@ func (p *Pump) beginBody() error {
 		if p.n > p.cfg.MaxWhole {
 			return ErrTooLarge
 		}
+		copy(p.hdr[:], p.buf[p.r:p.r+p.cfg.HeaderLen])
 		p.cut()
 		p.asm = p.asm[:0]
 		if cap(p.asm) < p.n {
@@ -195,6 +191,30 @@ func (p *Pump) endMessage() error {
 	p.st = atHeader
 	p.partial = false
 	return p.f.End()
+}
+
+// Unread returns the bytes buffered at the pump's position (for a
+// Skipper, valid until it returns).
+func (p *Pump) Unread() []byte { return p.buf[p.r:p.w] }
+
+// Pass forwards the next k unread bytes as they are (a Skipper's whole
+// messages).
+func (p *Pump) Pass(k int) { p.r += k }
+
+// Output returns the output assembled so far, the raw run before the
+// pump's position included, for a Skipper to append a hook's output to
+// and give back with Replace.
+func (p *Pump) Output() []byte {
+	p.cut()
+	return p.out
+}
+
+// Replace consumes the next k unread bytes (a hooked message) and makes
+// out, Output's slice with the hook's output appended, the output.
+func (p *Pump) Replace(k int, out []byte) {
+	p.out = out
+	p.r += k
+	p.start = p.r
 }
 
 // Insert adds b to the output at the current position: ahead of the
