@@ -346,7 +346,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 		AtRest: down.AtRest, Release: down.Release, IsReadDeadline: isReadDeadline,
 		MayPark: q.commandMode,
 	}, q.idle, finalWriteTimeout)
-	q.onBusy, q.onIdle = r.Busy, r.Idle
+	q.ex.Notify(r.Busy, r.Idle)
 	s.relayer.Store(r)
 	s.detached = true
 

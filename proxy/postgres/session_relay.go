@@ -36,20 +36,19 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// only what it uses.
 	s.startup, s.srvParams = nil, nil
 
-	idleNow := func() bool { return s.acct.word.Load() == 0 }
 	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
 		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
 		AtRest: up.AtRest, Release: up.Release, IsReadDeadline: proxy.IsReadDeadline,
 		// The server->client pump parks only when no request is
 		// outstanding: a busy session waits for its answers in the runtime.
-		MayPark: idleNow,
+		MayPark: s.acct.Idle,
 	}, proxy.RelayLeg{
 		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
 		AtRest: down.AtRest, Release: down.Release, IsReadDeadline: proxy.IsReadDeadline,
 		// Not with an extended-protocol batch or a COPY half sent.
-		MayPark: func() bool { return s.acct.word.Load()&(partialBit|closingBit) == 0 },
-	}, idleNow, finalWriteTimeout)
-	s.acct.onBusy, s.acct.onIdle = r.Busy, r.Idle
+		MayPark: s.acct.Quiet,
+	}, s.acct.Idle, finalWriteTimeout)
+	s.acct.Notify(r.Busy, r.Idle)
 	s.relayer.Store(r)
 	s.detached = true
 
@@ -90,7 +89,7 @@ func (s *session) endRelay(ctx context.Context, up, down *relay.Pump, upLast byt
 	var mal *proxy.MalformedError
 	var hookErr *proxy.HookError
 	switch {
-	case s.acct.closing():
+	case s.acct.Closing():
 		toClient = drainError(s.pc.DrainReason())
 	case errors.Is(downErr, errTerminated):
 		terminate = false // forwarded already
