@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/dbproxy/dbproxy/proxy"
@@ -82,18 +83,28 @@ func RelayCommands(src io.Reader, dst, client io.Writer, hooks *SessionHooks, ma
 func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionHooks, deprecateEOF bool) (int, error) {
 	q := newQueue(nil, dst)
 	for _, c := range cmds {
-		x := q.alloc()
-		initExchange(x, c, commandResponse(c[0]))
-		x.Watch = hooks != nil
-		x.DeprecateEOF = deprecateEOF
-		q.push(x)
+		queueCommand(q, c, hooks != nil, deprecateEOF)
 	}
+	err := runResponses(q, src, hooks, deprecateEOF)
+	return len(cmds) - len(q.items) + q.done, err
+}
+
+// queueCommand queues the exchange of cmd (command byte first).
+func queueCommand(q *queue, cmd []byte, watch, deprecateEOF bool) {
+	x := q.alloc()
+	initExchange(x, cmd, commandResponse(cmd[0]))
+	x.Watch = watch
+	x.DeprecateEOF = deprecateEOF
+	q.push(x)
+}
+
+// runResponses runs a server->client pump over src until it fails.
+func runResponses(q *queue, src io.Reader, hooks *SessionHooks, deprecateEOF bool) error {
 	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
 	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
 	f.out = p
 	defer p.Release()
-	err := p.Run()
-	return len(cmds) - len(q.items) + q.done, err
+	return p.Run()
 }
 
 // IsMalformed reports whether err is a framing or protocol error.
@@ -132,39 +143,30 @@ const (
 // watched if hooks are set. It returns the pump's error (io.EOF at the end).
 func RelayResponseLoop(resp, cmd []byte, n, chunk int, dst io.Writer, hooks *SessionHooks, deprecateEOF bool) error {
 	q := newQueue(nil, dst)
-	src := &replayReader{data: resp, left: n, chunk: chunk, off: len(resp), each: func() {
-		x := q.alloc()
-		initExchange(x, cmd, commandResponse(cmd[0]))
-		x.Watch = hooks != nil
-		x.DeprecateEOF = deprecateEOF
-		q.push(x)
+	src := &replayReader{data: resp, left: n, chunk: chunk, each: func() {
+		queueCommand(q, cmd, hooks != nil, deprecateEOF)
 	}}
-	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
-	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
-	f.out = p
-	defer p.Release()
-	return p.Run()
+	return runResponses(q, src, hooks, deprecateEOF)
 }
 
 // replayReader replays data left times in reads of at most chunk bytes,
 // calling each before every replay.
 type replayReader struct {
-	data      []byte
-	off, left int
-	chunk     int
-	each      func()
+	cur   bytes.Reader
+	data  []byte
+	left  int
+	chunk int
+	each  func()
 }
 
 func (r *replayReader) Read(p []byte) (int, error) {
-	if r.off == len(r.data) {
+	if r.cur.Len() == 0 {
 		if r.left == 0 {
 			return 0, io.EOF
 		}
 		r.left--
-		r.off = 0
+		r.cur.Reset(r.data)
 		r.each()
 	}
-	n := copy(p[:min(len(p), r.chunk, len(r.data)-r.off)], r.data[r.off:])
-	r.off += n
-	return n, nil
+	return r.cur.Read(p[:min(len(p), r.chunk)])
 }

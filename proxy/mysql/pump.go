@@ -10,7 +10,10 @@ import (
 // logical packet is continued while a physical packet is maxPayload bytes
 // long, and a forwarded packet's sequence id is shifted by add, the
 // difference between the two legs' numbering.
-type framing struct{ add uint8 }
+type framing struct {
+	add uint8
+	w   Writer // hook output; its buffer is the pump's while a hook runs
+}
 
 // Frame decodes a packet header (relay.Framer).
 func (*framing) Frame(hdr []byte) (int, bool, error) {
@@ -27,6 +30,19 @@ func (f *framing) forward(hdr []byte, add uint8) relay.Action {
 	f.add = add
 	hdr[3] += add
 	return relay.Forward
+}
+
+// writer returns the hook Writer, appending to the pump's output out.
+func (f *framing) writer(out []byte) *Writer {
+	f.w.buf = out
+	return &f.w
+}
+
+// output returns the pump's output back from the hook Writer.
+func (f *framing) output() []byte {
+	out := f.w.buf
+	f.w.buf = nil
+	return out
 }
 
 // newPump returns a pump of packets from src to dst: headLen payload bytes

@@ -55,7 +55,6 @@ type cmdFramer struct {
 	refuse    *Error    // reply for a refused command
 	seq       uint8     // sequence id of the current packet
 	quit      bool
-	w         Writer // hook output; its buffer is the pump's while a hook runs
 }
 
 // Start classifies a client packet (relay.Framer).
@@ -108,10 +107,8 @@ func (f *cmdFramer) Start(hdr []byte, n int, head []byte) (relay.Action, error) 
 
 // Hooked hands a whole command to the hooks (relay.Framer).
 func (f *cmdFramer) Hooked(hdr []byte, k int, payload, out []byte) ([]byte, error) {
-	f.w.buf = out
-	err := f.hooked(hdr[3], k, payload, &f.w)
-	out, f.w.buf = f.w.buf, nil
-	return out, err
+	err := f.hooked(hdr[3], k, payload, f.writer(out))
+	return f.output(), err
 }
 
 func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
@@ -210,7 +207,6 @@ type respFramer struct {
 	lastOut uint8  // sequence id of the last packet sent to the client
 	sent    bool   // a packet of the current exchange went to the client
 	pre     []byte // local replies to send before the current packet
-	w       Writer // hook output; its buffer is the pump's while a hook runs
 	// out takes the local replies ahead of a server packet (the pump).
 	out interface{ Insert([]byte) }
 }
@@ -272,10 +268,8 @@ func (f *respFramer) Start(hdr []byte, n int, head []byte) (relay.Action, error)
 
 // Hooked hands a whole watched packet to the hooks (relay.Framer).
 func (f *respFramer) Hooked(hdr []byte, k int, payload, out []byte) ([]byte, error) {
-	f.w.buf = out
-	err := f.hooked(hdr[3], k, payload, &f.w)
-	out, f.w.buf = f.w.buf, nil
-	return out, err
+	err := f.hooked(hdr[3], k, payload, f.writer(out))
+	return f.output(), err
 }
 
 func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {

@@ -36,17 +36,11 @@ func (p *Pump) header() (bool, error) {
 			return false, err
 		}
 	}
-	hl := p.cfg.HeaderLen
-	avail := p.w - p.r
-	if avail < hl {
-		p.need = hl
-		return true, nil
+	hdr, n, cont, wait, err := p.frame()
+	if wait || err != nil {
+		return wait, err
 	}
-	hdr := p.buf[p.r : p.r+hl]
-	n, cont, err := p.f.Frame(hdr)
-	if err != nil {
-		return false, err
-	}
+	hl, avail := p.cfg.HeaderLen, p.w-p.r
 	hn := min(n, p.cfg.HeadLen)
 	if avail < hl+hn {
 		p.need = hl + hn
@@ -62,6 +56,19 @@ func (p *Pump) header() (bool, error) {
 		return p.whole()
 	}
 	return false, p.beginBody()
+}
+
+// frame decodes the frame header at buf[r:], or reports that it must wait
+// for it.
+func (p *Pump) frame() (hdr []byte, n int, cont, wait bool, err error) {
+	hl := p.cfg.HeaderLen
+	if p.w-p.r < hl {
+		p.need = hl
+		return nil, 0, false, true, nil
+	}
+	hdr = p.buf[p.r : p.r+hl]
+	n, cont, err = p.f.Frame(hdr)
+	return hdr, n, cont, false, err
 }
 
 // whole hands a hooked single-frame message over from the read buffer
@@ -125,15 +132,9 @@ func (p *Pump) body() (bool, error) {
 
 // contHeader consumes the header of a continuation frame.
 func (p *Pump) contHeader() (bool, error) {
-	hl := p.cfg.HeaderLen
-	if p.w-p.r < hl {
-		p.need = hl
-		return true, nil
-	}
-	hdr := p.buf[p.r : p.r+hl]
-	n, cont, err := p.f.Frame(hdr)
-	if err != nil {
-		return false, err
+	hdr, n, cont, wait, err := p.frame()
+	if wait || err != nil {
+		return wait, err
 	}
 	p.cont = cont
 	switch p.act {
@@ -148,7 +149,7 @@ func (p *Pump) contHeader() (bool, error) {
 	case Drop:
 		p.cut()
 	}
-	p.r += hl
+	p.r += len(hdr)
 	if p.act != Forward {
 		p.start = p.r
 	}
