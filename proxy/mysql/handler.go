@@ -145,7 +145,6 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		h:         h,
 		pc:        c,
 		rawClient: nc,
-		socks:     proxy.NewSockets(nc),
 		client:    nc,
 		log:       h.log.With(slog.String("remote", nc.RemoteAddr().String())),
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -330,40 +329,21 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// nothing has been in flight for proxy.ParkDelay, each pump reading a
 	// plain TCP socket parks it on the server's poller between packets and
 	// its goroutine returns; input starts a fresh goroutine that goes on
-	// from the pump's state.
-	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
-		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
-		AtRest: up.AtRest, Release: up.Release, IsReadDeadline: isReadDeadline,
-		MayPark: q.idle, // a busy session waits for its answers in the runtime
-	}, proxy.RelayLeg{
-		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
-		AtRest: down.AtRest, Release: down.Release, IsReadDeadline: isReadDeadline,
-		MayPark: q.commandMode,
-	}, q.idle, finalWriteTimeout)
+	// from the pump's state. A busy session's server->client pump waits
+	// for its answers in the runtime; the client->server one parks only
+	// between commands.
+	r := proxy.NewRelay(s.pc,
+		up.Leg(func() error { return s.runPump(up) }, s.rawServer, s.serverTLS, q.idle, isReadDeadline),
+		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, q.commandMode, isReadDeadline),
+		q.idle)
 	q.ex.Notify(r.Busy, r.Idle)
-	s.relayer.Store(r)
-	s.detached = true
 
-	// A drain closes the session when it is idle at that moment; a busy
-	// one is closed by the server->client pump once it becomes idle.
 	if !q.inTrans.Load() {
 		s.pc.SetState(proxy.StateIdle)
 	}
-	s.pc.OnDrain(func() {
-		if q.closeIfIdle() {
-			r.Stop(0)
-			r.Stop(1)
-		}
-	})
-	r.Start(ctx, nil, func(errs [2]error) {
-		defer s.cleanup()
-		defer up.Release()
-		defer down.Release()
-		if ctx.Err() != nil {
-			return // closed hard: sockets are gone
-		}
-		_ = s.rawClient.SetDeadline(time.Now().Add(finalWriteTimeout))
-		_ = s.rawServer.SetDeadline(time.Now().Add(finalWriteTimeout))
+	// A busy session is closed by the server->client pump once it
+	// becomes idle.
+	s.Relay(ctx, r, q.closeIfIdle, nil, func(errs [2]error) {
 		s.finish(ctx, q, up, down, rf, cf, errs[0], errs[1])
 	})
 }

@@ -137,7 +137,6 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		pc:        c,
 		id:        id,
 		rawClient: nc,
-		socks:     proxy.NewSockets(nc),
 		client:    withRawIO(nc),
 		log: h.log.With(
 			slog.Uint64("conn", id),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
 
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/relay"
@@ -36,51 +35,31 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// only what it uses.
 	s.startup, s.srvParams = nil, nil
 
-	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
-		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
-		AtRest: up.AtRest, Release: up.Release, IsReadDeadline: proxy.IsReadDeadline,
-		// The server->client pump parks only when no request is
-		// outstanding: a busy session waits for its answers in the runtime.
-		MayPark: s.acct.Idle,
-	}, proxy.RelayLeg{
-		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
-		AtRest: down.AtRest, Release: down.Release, IsReadDeadline: proxy.IsReadDeadline,
-		// Not with an extended-protocol batch or a COPY half sent.
-		MayPark: s.acct.Quiet,
-	}, s.acct.Idle, finalWriteTimeout)
+	// The server->client pump parks only when no request is outstanding:
+	// a busy session waits for its answers in the runtime. The
+	// client->server one not with an extended-protocol batch or a COPY
+	// half sent.
+	r := proxy.NewRelay(s.pc,
+		up.Leg(func() error { return s.runPump(up) }, s.rawServer, s.serverTLS, s.acct.Idle, proxy.IsReadDeadline),
+		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, s.acct.Quiet, proxy.IsReadDeadline),
+		s.acct.Idle)
 	s.acct.Notify(r.Busy, r.Idle)
-	s.relayer.Store(r)
-	s.detached = true
 
-	// A drain closes the session when it is idle at that moment; a busy one
-	// is closed by the server->client pump at its next idle ReadyForQuery.
-	s.pc.OnDrain(func() {
-		if s.acct.closeIfIdle() {
-			r.Stop(0)
-			r.Stop(1)
-		}
-	})
-	r.Start(ctx, func(i int, _ error) {
+	// A busy session is closed by the server->client pump at its next
+	// idle ReadyForQuery.
+	s.Relay(ctx, r, s.acct.closeIfIdle, func(i int, _ error) {
 		if i == 0 && hooks != nil && hooks.Close != nil {
 			// The server side is done: a Frontend hook waiting for the
 			// server's answer to something it injected must give up.
 			hooks.Close()
 		}
 	}, func(errs [2]error) {
-		defer s.cleanup()
-		defer up.Release()
-		defer down.Release()
 		s.endRelay(ctx, up, down, upF.lastType, errs[0], errs[1])
 	})
 }
 
 // endRelay says goodbye to whichever side is still there.
 func (s *session) endRelay(ctx context.Context, up, down *relay.Pump, upLast byte, upErr, downErr error) {
-	if ctx.Err() != nil {
-		return // closed hard: sockets are gone
-	}
-	_ = s.rawClient.SetDeadline(time.Now().Add(finalWriteTimeout))
-	_ = s.rawServer.SetDeadline(time.Now().Add(finalWriteTimeout))
 	canWriteClient := !up.Broken() && !up.MidMessage()
 	canWriteServer := !down.Broken() && !down.MidMessage()
 	var toClient error // FATAL for the client, if any

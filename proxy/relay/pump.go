@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"io"
+	"net"
 
 	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/internal/rawio"
@@ -241,4 +242,16 @@ func (p *Pump) space() []byte {
 		p.r, p.w = 0, n
 	}
 	return p.buf[p.w:]
+}
+
+// Leg describes the pump as a leg of a proxy.Relay: run runs it (Run,
+// with the protocol's panic handling), conn is the raw socket it reads
+// (through TLS if tls: then it never parks), mayPark whether the session
+// lets it wait without a goroutine, isReadDeadline which of its errors are
+// a read deadline expiring.
+func (p *Pump) Leg(run func() error, conn net.Conn, tls bool, mayPark func() bool, isReadDeadline func(error) bool) proxy.RelayLeg {
+	return proxy.RelayLeg{
+		Run: run, Conn: conn, Parkable: !tls,
+		AtRest: p.AtRest, Release: p.Release, MayPark: mayPark, IsReadDeadline: isReadDeadline,
+	}
 }
