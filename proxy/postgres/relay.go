@@ -100,10 +100,13 @@ func (f *msgFramer) Frame(hdr []byte) (int, bool, error) {
 
 // Skip walks the whole messages buffered (relay.Skipper): the hot path.
 // Messages of types nobody watches are passed after the accounting;
-// hooked ones go to the hook from the read buffer.
+// hooked ones go to the hook from the read buffer, their output and the
+// raw runs between them collected in the hook Writer.
 func (f *msgFramer) Skip(p *relay.Pump) error {
 	b := p.Unread()
-	i := 0 // b[:i] is passed
+	i, run := 0, 0 // b[:i] is consumed; b[run:i] is a raw run not yet in f.w
+	hooked := false
+	var err error
 	for len(b)-i >= 5 {
 		typ := b[i]
 		n, ok := f.bodyLen(b[i:])
@@ -112,36 +115,43 @@ func (f *msgFramer) Skip(p *relay.Pump) error {
 		}
 		if !f.special.Has(typ) {
 			if f.fromClient && f.acct != nil && !f.acct.frontend(typ) {
-				p.Pass(i)
-				return errClosing
+				err = errClosing
+				break
 			}
 			f.lastType = typ
 			i += 5 + n
 			continue
 		}
-		act, err := f.classify(typ, n, b[i+5:i+5+min(n, 1)])
-		if err != nil {
-			p.Pass(i)
-			return err
+		act := relay.Hook
+		if f.fromClient || !f.hooked.Has(typ) {
+			if act, err = f.classify(typ, n, b[i+5:i+5+min(n, 1)]); err != nil {
+				break
+			}
 		}
 		if act == relay.Hook {
-			p.Pass(i)
-			out, err := f.runHook(typ, b[i+5:i+5+n], p.Output())
-			p.Replace(5+n, out)
-			if err != nil {
-				return err
+			if !hooked {
+				hooked = true
+				f.w.buf = p.Output()
 			}
-			b, i = b[i+5+n:], 0
-		} else {
-			i += 5 + n
+			f.w.buf = append(f.w.buf, b[run:i]...)
+			err = f.hookInto(typ, b[i+5:i+5+n])
+			run = i + 5 + n
+		}
+		i += 5 + n
+		if err != nil {
+			break
 		}
 		if f.stop != nil {
-			p.Pass(i)
-			return f.End()
+			err = f.End()
+			break
 		}
 	}
-	p.Pass(i)
-	return nil
+	if hooked {
+		p.Replace(run, f.w.buf)
+		f.w.buf = nil
+	}
+	p.Pass(i - run)
+	return err
 }
 
 // Start classifies a message (relay.Framer).
@@ -180,28 +190,28 @@ func (f *msgFramer) Continue([]byte) {}
 
 // Hooked hands a whole message to the hook (relay.Framer).
 func (f *msgFramer) Hooked(hdr []byte, _ int, body, out []byte) ([]byte, error) {
-	return f.runHook(hdr[0], body, out)
+	f.w.buf = out
+	err := f.hookInto(hdr[0], body)
+	out, f.w.buf = f.w.buf, nil
+	return out, err
 }
 
-// runHook runs the hook on a message and appends its output to out.
-func (f *msgFramer) runHook(typ byte, body, out []byte) ([]byte, error) {
-	hookStart := len(out)
-	f.w.buf = out
-	err := f.hook(typ, body, &f.w)
-	out, f.w.buf = f.w.buf, nil
-	if err != nil {
+// hookInto runs the hook on a message; its output is appended to f.w.
+func (f *msgFramer) hookInto(typ byte, body []byte) error {
+	hookStart := len(f.w.buf)
+	if err := f.hook(typ, body, &f.w); err != nil {
 		if we := (*proxy.WriteError)(nil); errors.As(err, &we) {
-			return out, we // a Writer.Flush failed: the upstream is gone
+			return we // a Writer.Flush failed: the upstream is gone
 		}
-		return out, &proxy.HookError{Err: err}
+		return &proxy.HookError{Err: err}
 	}
 	f.lastType = typ
 	// A hook may forward, drop or synthesize ReadyForQuery: account for
-	// the ones the client will actually see.
-	if !f.fromClient && f.acct != nil && f.readyInHookOutput(out[hookStart:]) {
+	// the ones the client will actually see. (Only Frontend hooks flush.)
+	if !f.fromClient && f.acct != nil && f.readyInHookOutput(f.w.buf[hookStart:]) {
 		f.stop = proxy.ErrDrained
 	}
-	return out, nil
+	return nil
 }
 
 // End ends the relay after Terminate, or after a ReadyForQuery that left
