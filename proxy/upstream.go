@@ -5,11 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/ratelog"
 	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
@@ -72,25 +70,4 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("dial upstream: %w", err)
 	}
 	return rawio.Wrap(conn), nil
-}
-
-// ListenerLogs returns the logger of a listener named name (l, or one
-// that discards, with the name as an attribute) and its rate-limited twin
-// for connection-phase failures, which come in floods during an outage.
-func ListenerLogs(l *slog.Logger, name string) (log, limited *slog.Logger) {
-	if l == nil {
-		l = slog.New(slog.DiscardHandler)
-	}
-	if name != "" {
-		l = l.With(slog.String("listener", name))
-	}
-	return l, slog.New(ratelog.New(l.Handler(), ratelog.Options{}))
-}
-
-// PositiveOr returns d if it is positive, def otherwise.
-func PositiveOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
