@@ -12,7 +12,7 @@ import (
 // difference between the two legs' numbering.
 type framing struct {
 	add uint8
-	w   Writer // hook output; its buffer is the pump's while a hook runs
+	w   Writer // hook output; its buffer is the pump's output
 }
 
 // Frame decodes a packet header (relay.Framer).
@@ -32,21 +32,19 @@ func (f *framing) forward(hdr []byte, add uint8) relay.Action {
 	return relay.Forward
 }
 
-// writer returns the hook Writer, appending to the pump's output out.
-func (f *framing) writer(out []byte) *Writer {
-	f.w.buf = out
-	return &f.w
+// framer is what newPump needs of a framer: its output is its hook Writer's
+// buffer.
+type framer interface {
+	relay.Framer
+	output() *[]byte
 }
 
-// output returns the pump's output back from the hook Writer.
-func (f *framing) output() []byte {
-	out := f.w.buf
-	f.w.buf = nil
-	return out
-}
+// output is the pump's output buffer: the hook Writer's.
+func (f *framing) output() *[]byte { return &f.w.buf }
 
 // newPump returns a pump of packets from src to dst: headLen payload bytes
 // are classified, hooked packets are held whole up to maxWhole bytes.
-func newPump(src io.Reader, dst io.Writer, f relay.Framer, headLen, maxWhole int, leftover []byte) *relay.Pump {
-	return relay.NewPump(src, dst, f, relay.Config{HeaderLen: headerSize, HeadLen: headLen, MaxWhole: maxWhole}, leftover)
+func newPump(src io.Reader, dst io.Writer, f framer, headLen, maxWhole int, leftover []byte) *relay.Pump {
+	cfg := relay.Config{HeaderLen: headerSize, HeadLen: headLen, MaxWhole: maxWhole}
+	return relay.NewPump(src, dst, f, cfg, f.output(), leftover)
 }

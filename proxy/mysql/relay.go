@@ -105,9 +105,8 @@ func (f *cmdFramer) Start(hdr []byte, n int, head []byte) (relay.Action, error) 
 }
 
 // Hooked hands a whole command to the hooks (relay.Framer).
-func (f *cmdFramer) Hooked(hdr []byte, k int, payload, out []byte) ([]byte, error) {
-	err := f.hooked(hdr[3], k, payload, f.writer(out))
-	return f.output(), err
+func (f *cmdFramer) Hooked(hdr []byte, k int, payload []byte) error {
+	return f.hooked(hdr[3], k, payload, &f.w)
 }
 
 func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
@@ -266,29 +265,12 @@ func (f *respFramer) Start(hdr []byte, n int, head []byte) (relay.Action, error)
 }
 
 // Hooked hands a whole watched packet to the hooks (relay.Framer).
-func (f *respFramer) Hooked(hdr []byte, k int, payload, out []byte) ([]byte, error) {
-	err := f.hooked(hdr[3], k, payload, f.writer(out))
-	return f.output(), err
-}
-
-func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
-	x := f.x
+func (f *respFramer) Hooked(hdr []byte, k int, payload []byte) error {
+	x, w := f.x, &f.w
 	before := len(w.buf)
-	w.reset(seq + x.d)
-	err := f.hooks.Result(&x.Exchange, f.pi.kind, payload, w)
-	if err != nil {
-		var me *Error
-		if !errors.As(err, &me) || me.Fatal {
-			return &proxy.HookError{Err: err}
-		}
-		// Replace the rest of the response with the error.
-		w.buf = w.buf[:before]
-		w.reset(seq + x.d)
-		w.buf = appendErr(w.buf, w.seq, me)
-		w.seq++
-		f.lastOut, f.sent = w.seq-1, true
-		x.discard = true
-		return nil
+	w.reset(hdr[3] + x.d)
+	if err := f.hooks.Result(&x.Exchange, f.pi.kind, payload, w); err != nil {
+		return f.refuseRest(x, w, before, hdr[3]+x.d, err)
 	}
 	if w.n > 0 {
 		f.lastOut, f.sent = w.seq-1, true
@@ -296,6 +278,23 @@ func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 	if w.n != k {
 		f.q.setDelta(x, x.d+uint8(w.n-k))
 	}
+	return nil
+}
+
+// refuseRest handles a result hook's error: a non-fatal *Error replaces
+// the hook's output and the rest of the response (the ERR takes sequence
+// id seq); any other ends the session.
+func (f *respFramer) refuseRest(x *exchange, w *Writer, before int, seq uint8, err error) error {
+	var me *Error
+	if !errors.As(err, &me) || me.Fatal {
+		return &proxy.HookError{Err: err}
+	}
+	w.buf = w.buf[:before]
+	w.reset(seq)
+	w.buf = appendErr(w.buf, w.seq, me)
+	w.seq++
+	f.lastOut, f.sent = w.seq-1, true
+	x.discard = true
 	return nil
 }
 

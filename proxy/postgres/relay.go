@@ -47,7 +47,7 @@ type msgFramer struct {
 	acct       *accounting
 	fromClient bool
 
-	w        Writer // hook output; its buffer is the pump's while a hook runs
+	w        Writer // hook output; its buffer is the pump's output
 	lastType byte   // type of the last message forwarded (or being streamed)
 	stop     error  // returned by End: the pump stops after this message
 }
@@ -70,7 +70,7 @@ func newMsgFramer(acct *accounting, fromClient bool, maxBody int, types MessageT
 
 // newPump returns a pump of messages from src to dst driven by f.
 func newPump(src io.Reader, dst io.Writer, f *msgFramer, leftover []byte) *relay.Pump {
-	p := relay.NewPump(src, dst, f, relay.Config{HeaderLen: 5, HeadLen: 1, MaxWhole: f.maxBody}, leftover)
+	p := relay.NewPump(src, dst, f, relay.Config{HeaderLen: 5, HeadLen: 1, MaxWhole: f.maxBody}, &f.w.buf, leftover)
 	if f.fromClient {
 		// Frontend hooks may flush (the server->client accounting reads
 		// the hook output after the hook).
@@ -101,7 +101,7 @@ func (f *msgFramer) Frame(hdr []byte) (int, bool, error) {
 // Skip walks the whole messages buffered (relay.Skipper): the hot path.
 // Messages of types nobody watches are passed after the accounting;
 // hooked ones go to the hook from the read buffer, their output and the
-// raw runs between them collected in the hook Writer.
+// raw runs between them appended to the pump's output (the hook Writer).
 func (f *msgFramer) Skip(p *relay.Pump) error {
 	b := p.Unread()
 	i, run := 0, 0 // b[:i] is consumed; b[run:i] is a raw run not yet in f.w
@@ -131,7 +131,7 @@ func (f *msgFramer) Skip(p *relay.Pump) error {
 		if act == relay.Hook {
 			if !hooked {
 				hooked = true
-				f.w.buf = p.Output()
+				p.Cut()
 			}
 			f.w.buf = append(f.w.buf, b[run:i]...)
 			err = f.hookInto(typ, b[i+5:i+5+n])
@@ -147,8 +147,7 @@ func (f *msgFramer) Skip(p *relay.Pump) error {
 		}
 	}
 	if hooked {
-		p.Replace(run, f.w.buf)
-		f.w.buf = nil
+		p.Replace(run)
 	}
 	p.Pass(i - run)
 	return err
@@ -189,11 +188,8 @@ func (f *msgFramer) classify(typ byte, n int, head []byte) (relay.Action, error)
 func (f *msgFramer) Continue([]byte) {}
 
 // Hooked hands a whole message to the hook (relay.Framer).
-func (f *msgFramer) Hooked(hdr []byte, _ int, body, out []byte) ([]byte, error) {
-	f.w.buf = out
-	err := f.hookInto(hdr[0], body)
-	out, f.w.buf = f.w.buf, nil
-	return out, err
+func (f *msgFramer) Hooked(hdr []byte, _ int, body []byte) error {
+	return f.hookInto(hdr[0], body)
 }
 
 // hookInto runs the hook on a message; its output is appended to f.w.

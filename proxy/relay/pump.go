@@ -47,11 +47,11 @@ type Framer interface {
 	// message, and may rewrite it in place.
 	Continue(hdr []byte)
 	// Hooked handles a whole logical message that Start sent to a hook:
-	// hdr is a copy of its first header, frames the number of its frames,
-	// payload the payloads joined (valid during the call only). It
-	// appends what goes out in its place to out, which may already hold
-	// earlier output, and returns it.
-	Hooked(hdr []byte, frames int, payload, out []byte) ([]byte, error)
+	// hdr is its first header, frames the number of its frames, payload
+	// the payloads joined (valid during the call only). It appends what
+	// goes out in its place to the pump's output (the buffer given to
+	// NewPump), which may already hold earlier output.
+	Hooked(hdr []byte, frames int, payload []byte) error
 	// End is called once each logical message has been consumed. An error
 	// stops the pump once the output so far is written.
 	End() error
@@ -62,7 +62,7 @@ type Framer interface {
 // Skipper is an optional fast path of a [Framer] over the whole messages
 // already buffered: Skip walks them from the pump's current position,
 // passing those forwarded as they are ([Pump.Pass]) and replacing hooked
-// ones by their output ([Pump.Output], [Pump.Replace]), doing for each
+// ones by their output ([Pump.Cut], [Pump.Replace]), doing for each
 // what Start, Hooked and End would have done. It stops at the first
 // message it leaves to the slow path (not all buffered, or not its to
 // take). An error stops the pump once what was passed is written.
@@ -111,7 +111,7 @@ type Pump struct {
 	act    Action          // what happens to the current logical message
 	asm    []byte          // assembly of a hooked logical message
 	asmK   int             // frames in asm
-	out    []byte          // output when more than a raw run goes out
+	out    *[]byte         // output when more than a raw run goes out (the framer's buffer)
 	broken bool            // a write to dst failed
 	// partial: dst received the start of a logical message but not its end.
 	partial bool
@@ -130,12 +130,13 @@ const (
 var ErrTooLarge = errors.New("message too large")
 
 // NewPump returns a pump with a pooled buffer holding leftover (bytes
-// already buffered by the handshake reader).
-func NewPump(src io.Reader, dst io.Writer, f Framer, cfg Config, leftover []byte) *Pump {
+// already buffered by the handshake reader). out is where output other
+// than raw runs is assembled: the framer's hooks append to it.
+func NewPump(src io.Reader, dst io.Writer, f Framer, cfg Config, out *[]byte, leftover []byte) *Pump {
 	if cfg.HeaderLen <= 0 || cfg.HeaderLen > maxHeader {
 		panic("relay: invalid header length")
 	}
-	p := &Pump{src: src, dst: dst, f: f, cfg: cfg, need: cfg.HeaderLen}
+	p := &Pump{src: src, dst: dst, f: f, cfg: cfg, out: out, need: cfg.HeaderLen}
 	p.skip, _ = f.(Skipper)
 	p.takeBuf(max(bufpool.RelayBufSize, len(leftover)))
 	p.w = copy(p.buf, leftover)
@@ -166,8 +167,8 @@ func (p *Pump) idle() {
 		return
 	}
 	p.releaseBuf()
-	if len(p.out) == 0 && cap(p.out) > bufpool.RelayBufSize {
-		p.out = nil
+	if len(*p.out) == 0 && cap(*p.out) > bufpool.RelayBufSize {
+		*p.out = nil
 	}
 }
 
@@ -221,7 +222,7 @@ func (p *Pump) MidMessage() bool { return p.partial }
 // can wait for its source anywhere (see proxy.Relay).
 func (p *Pump) AtRest() bool {
 	return p.r == p.w && p.st == atHeader && !p.cont && !p.partial && p.rem == 0 &&
-		len(p.asm) == 0 && len(p.out) == 0
+		len(p.asm) == 0 && len(*p.out) == 0
 }
 
 // scanRead accounts for n bytes read into space() and scans them.

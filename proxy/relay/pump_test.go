@@ -14,6 +14,7 @@ import (
 // the hook (upper-cased), 'd' is dropped, 'q' ends the pump after it, the
 // rest is forwarded; before 'i' the framer inserts "<>".
 type toyFramer struct {
+	out    []byte
 	ins    interface{ Insert([]byte) }
 	quit   bool
 	frames []int // frames of each hooked message
@@ -39,10 +40,11 @@ func (f *toyFramer) Start(hdr []byte, _ int, _ []byte) (relay.Action, error) {
 
 func (*toyFramer) Continue(hdr []byte) { hdr[0] = 'c' }
 
-func (f *toyFramer) Hooked(hdr []byte, frames int, payload, out []byte) ([]byte, error) {
+func (f *toyFramer) Hooked(_ []byte, frames int, payload []byte) error {
 	f.frames = append(f.frames, frames)
-	out = append(out, 'H', byte(min(len(payload), 254)))
-	return append(out, bytes.ToUpper(payload[:min(len(payload), 254)])...), nil
+	f.out = append(f.out, 'H', byte(min(len(payload), 254)))
+	f.out = append(f.out, bytes.ToUpper(payload[:min(len(payload), 254)])...)
+	return nil
 }
 
 func (f *toyFramer) End() error {
@@ -69,7 +71,7 @@ func run(t *testing.T, in []byte, slow bool, maxWhole int) (string, *toyFramer, 
 	}
 	var out bytes.Buffer
 	f := &toyFramer{}
-	p := relay.NewPump(src, &out, f, relay.Config{HeaderLen: 2, HeadLen: 1, MaxWhole: maxWhole}, nil)
+	p := relay.NewPump(src, &out, f, relay.Config{HeaderLen: 2, HeadLen: 1, MaxWhole: maxWhole}, &f.out, nil)
 	f.ins = p
 	defer p.Release()
 	err := p.Run()

@@ -81,7 +81,7 @@ func (p *Pump) whole() (bool, error) {
 	}
 	p.cut()
 	var err error
-	p.out, err = p.f.Hooked(p.buf[p.r:p.r+hl], 1, p.buf[p.r+hl:p.r+hl+p.n], p.out)
+	err = p.f.Hooked(p.buf[p.r:p.r+hl], 1, p.buf[p.r+hl:p.r+hl+p.n])
 	p.r += hl + p.n
 	p.start = p.r
 	if err != nil {
@@ -120,7 +120,7 @@ func (p *Pump) body() (bool, error) {
 	if p.act == Hook {
 		p.cut()
 		var err error
-		p.out, err = p.f.Hooked(p.hdr[:p.cfg.HeaderLen], p.asmK, p.asm, p.out)
+		err = p.f.Hooked(p.hdr[:p.cfg.HeaderLen], p.asmK, p.asm)
 		p.releaseAsm()
 		if err != nil {
 			p.st = atHeader
@@ -202,18 +202,13 @@ func (p *Pump) Unread() []byte { return p.buf[p.r:p.w] }
 // messages).
 func (p *Pump) Pass(k int) { p.r += k }
 
-// Output returns the output assembled so far, the raw run before the
-// pump's position included, for a Skipper to append a hook's output to
-// and give back with Replace.
-func (p *Pump) Output() []byte {
-	p.cut()
-	return p.out
-}
+// Cut moves the raw run before the pump's position into the output, so
+// that a Skipper can append a hook's output after it.
+func (p *Pump) Cut() { p.cut() }
 
-// Replace consumes the next k unread bytes (a hooked message) and makes
-// out, Output's slice with the hook's output appended, the output.
-func (p *Pump) Replace(k int, out []byte) {
-	p.out = out
+// Replace consumes the next k unread bytes: hooked messages and raw runs
+// a Skipper has put in the output itself.
+func (p *Pump) Replace(k int) {
 	p.r += k
 	p.start = p.r
 }
@@ -223,14 +218,14 @@ func (p *Pump) Replace(k int, out []byte) {
 // just consumed when called from Framer.End.
 func (p *Pump) Insert(b []byte) {
 	p.cut()
-	p.out = append(p.out, b...)
+	*p.out = append(*p.out, b...)
 }
 
 // cut moves the raw run buf[start:r] into the assembled output, so that
 // something else can be appended after it.
 func (p *Pump) cut() {
 	if p.r > p.start {
-		p.out = append(p.out, p.buf[p.start:p.r]...)
+		*p.out = append(*p.out, p.buf[p.start:p.r]...)
 	}
 	p.start = p.r
 }
@@ -239,13 +234,13 @@ func (p *Pump) cut() {
 func (p *Pump) emit() error {
 	var err error
 	wrote := false
-	if len(p.out) > 0 {
-		p.out = append(p.out, p.buf[p.start:p.r]...)
-		_, err = p.dst.Write(p.out)
-		if cap(p.out) > bufpool.MaxKeptWriter {
-			p.out = nil
+	if out := *p.out; len(out) > 0 {
+		out = append(out, p.buf[p.start:p.r]...)
+		_, err = p.dst.Write(out)
+		if cap(out) > bufpool.MaxKeptWriter {
+			*p.out = nil
 		} else {
-			p.out = p.out[:0]
+			*p.out = out[:0]
 		}
 		wrote = true
 	} else if p.r > p.start {
