@@ -15,12 +15,6 @@ type framing struct {
 	w   Writer // hook output; its buffer is the pump's output
 }
 
-// Frame decodes a packet header (relay.Framer).
-func (*framing) Frame(hdr []byte) (int, bool, error) {
-	n := payloadLen(hdr)
-	return n, n == maxPayload, nil
-}
-
 // Continue renumbers a continuation packet being forwarded (relay.Framer).
 func (f *framing) Continue(hdr []byte) { hdr[3] += f.add }
 
@@ -45,6 +39,7 @@ func (f *framing) output() *[]byte { return &f.w.buf }
 // newPump returns a pump of packets from src to dst: headLen payload bytes
 // are classified, hooked packets are held whole up to maxWhole bytes.
 func newPump(src io.Reader, dst io.Writer, f framer, headLen, maxWhole int, leftover []byte) *relay.Pump {
-	cfg := relay.Config{HeaderLen: headerSize, HeadLen: headLen, MaxWhole: maxWhole}
+	cfg := relay.Config{HeaderLen: headerSize, Length: relay.Uint24LE, ContinueAt: maxPayload,
+		HeadLen: headLen, MaxWhole: maxWhole}
 	return relay.NewPump(src, dst, f, cfg, f.output(), leftover)
 }

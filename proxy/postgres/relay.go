@@ -70,7 +70,9 @@ func newMsgFramer(acct *accounting, fromClient bool, maxBody int, types MessageT
 
 // newPump returns a pump of messages from src to dst driven by f.
 func newPump(src io.Reader, dst io.Writer, f *msgFramer, leftover []byte) *relay.Pump {
-	p := relay.NewPump(src, dst, f, relay.Config{HeaderLen: 5, HeadLen: 1, MaxWhole: f.maxBody}, &f.w.buf, leftover)
+	cfg := relay.Config{HeaderLen: 5, Length: relay.Uint32BE, LenAt: 1, LenSelf: 4,
+		MaxFrame: f.maxBody, Invalid: invalid, HeadLen: 1, MaxWhole: f.maxBody}
+	p := relay.NewPump(src, dst, f, cfg, &f.w.buf, leftover)
 	if f.fromClient {
 		// Frontend hooks may flush (the server->client accounting reads
 		// the hook output after the hook).
@@ -88,14 +90,10 @@ func (f *msgFramer) bodyLen(hdr []byte) (int, bool) {
 	return int(n - 4), true
 }
 
-// Frame decodes a message header (relay.Framer).
-func (f *msgFramer) Frame(hdr []byte) (int, bool, error) {
-	n, ok := f.bodyLen(hdr)
-	if !ok {
-		return 0, false, &proxy.MalformedError{Msg: fmt.Sprintf("invalid message length %d for message type %q",
-			int64(binary.BigEndian.Uint32(hdr[1:5])), hdr[0])}
-	}
-	return n, false, nil
+// invalid is the error for a message header with an impossible length.
+func invalid(hdr []byte) error {
+	return &proxy.MalformedError{Msg: fmt.Sprintf("invalid message length %d for message type %q",
+		int64(binary.BigEndian.Uint32(hdr[1:5])), hdr[0])}
 }
 
 // Skip walks the whole messages buffered (relay.Skipper): the hot path.

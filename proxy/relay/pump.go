@@ -32,10 +32,6 @@ const maxHeader = 8
 // bytes and a payload. A Framer that never reports a continuation has one
 // frame per message.
 type Framer interface {
-	// Frame decodes the header at the start of hdr: the payload length n
-	// of its frame and whether the logical message continues in another
-	// frame. An error stops the pump before the frame.
-	Frame(hdr []byte) (n int, cont bool, err error)
 	// Start classifies a logical message: hdr is its first header, which
 	// the framer may rewrite in place when it forwards the message; n the
 	// payload length of its first frame; head its first min(n,
@@ -70,10 +66,33 @@ type Skipper interface {
 	Skip(p *Pump) error
 }
 
+// LengthField is how a frame header encodes the payload length.
+type LengthField uint8
+
+const (
+	// Uint24LE: three bytes, little-endian (MySQL).
+	Uint24LE LengthField = iota + 1
+	// Uint32BE: four bytes, big-endian (PostgreSQL).
+	Uint32BE
+)
+
 // Config is what a pump needs to know about the framing.
 type Config struct {
 	// HeaderLen is the length of a frame header (at most 8).
 	HeaderLen int
+	// Length is the header's length field, at byte LenAt; the payload
+	// length is its value minus LenSelf (a length that counts itself).
+	Length  LengthField
+	LenAt   int
+	LenSelf int
+	// MaxFrame, if positive, bounds a frame's payload length: a header
+	// whose payload length is negative or above it stops the pump with
+	// the error Invalid returns for it.
+	MaxFrame int
+	Invalid  func(hdr []byte) error
+	// ContinueAt, if positive, is the payload length of a frame that the
+	// next frame continues.
+	ContinueAt int
 	// HeadLen is how many payload bytes Start sees.
 	HeadLen int
 	// MaxWhole bounds a hooked message assembled from several reads.
@@ -133,8 +152,8 @@ var ErrTooLarge = errors.New("message too large")
 // already buffered by the handshake reader). out is where output other
 // than raw runs is assembled: the framer's hooks append to it.
 func NewPump(src io.Reader, dst io.Writer, f Framer, cfg Config, out *[]byte, leftover []byte) *Pump {
-	if cfg.HeaderLen <= 0 || cfg.HeaderLen > maxHeader {
-		panic("relay: invalid header length")
+	if cfg.HeaderLen <= 0 || cfg.HeaderLen > maxHeader || cfg.Length != Uint24LE && cfg.Length != Uint32BE {
+		panic("relay: invalid framing")
 	}
 	p := &Pump{src: src, dst: dst, f: f, cfg: cfg, out: out, need: cfg.HeaderLen}
 	p.skip, _ = f.(Skipper)

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"encoding/binary"
+
 	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/proxy"
 )
@@ -67,8 +69,17 @@ func (p *Pump) frame() (hdr []byte, n int, cont, wait bool, err error) {
 		return nil, 0, false, true, nil
 	}
 	hdr = p.buf[p.r : p.r+hl]
-	n, cont, err = p.f.Frame(hdr)
-	return hdr, n, cont, false, err
+	b := hdr[p.cfg.LenAt:]
+	if p.cfg.Length == Uint24LE {
+		n = int(b[0]) | int(b[1])<<8 | int(b[2])<<16
+	} else {
+		n = int(binary.BigEndian.Uint32(b))
+	}
+	n -= p.cfg.LenSelf
+	if p.cfg.MaxFrame > 0 && (n < 0 || n > p.cfg.MaxFrame) {
+		return hdr, 0, false, false, p.cfg.Invalid(hdr)
+	}
+	return hdr, n, p.cfg.ContinueAt > 0 && n == p.cfg.ContinueAt, false, nil
 }
 
 // whole hands a hooked single-frame message over from the read buffer
