@@ -53,6 +53,10 @@ func (p *Pump) header() (bool, error) {
 		return false, err
 	}
 	p.act, p.n, p.cont = act, n, cont
+	if act == Forward && !cont && hl+n <= avail {
+		p.r += hl + n // all buffered: it stays in the raw run
+		return false, p.endMessage()
+	}
 	if act == Hook && !cont && hl+n <= len(p.buf) {
 		p.st = atWhole // hand it over from the read buffer
 		return p.whole()
