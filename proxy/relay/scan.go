@@ -95,8 +95,7 @@ func (p *Pump) whole() (bool, error) {
 		return true, nil
 	}
 	p.cut()
-	var err error
-	err = p.f.Hooked(p.buf[p.r:p.r+hl], 1, p.buf[p.r+hl:p.r+hl+p.n])
+	err := p.f.Hooked(p.buf[p.r:p.r+hl], 1, p.buf[p.r+hl:p.r+hl+p.n])
 	p.r += hl + p.n
 	p.start = p.r
 	if err != nil {
@@ -134,8 +133,7 @@ func (p *Pump) body() (bool, error) {
 	}
 	if p.act == Hook {
 		p.cut()
-		var err error
-		err = p.f.Hooked(p.hdr[:p.cfg.HeaderLen], p.asmK, p.asm)
+		err := p.f.Hooked(p.hdr[:p.cfg.HeaderLen], p.asmK, p.asm)
 		p.releaseAsm()
 		if err != nil {
 			p.st = atHeader
