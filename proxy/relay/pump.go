@@ -29,8 +29,9 @@ const maxHeader = 8
 // it from its own goroutine only.
 //
 // A logical message is one or more frames: a header of Config.HeaderLen
-// bytes and a payload. A Framer that never reports a continuation has one
-// frame per message.
+// bytes and a payload (see Config for how the header gives its length and
+// when another frame continues it). Start and End may add bytes of their
+// own to the output with [Pump.Insert].
 type Framer interface {
 	// Start classifies a logical message: hdr is its first header, which
 	// the framer may rewrite in place when it forwards the message; n the
