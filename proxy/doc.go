@@ -1,9 +1,12 @@
 // Package proxy owns the protocol-independent part of a dbproxy listener:
 // accepting connections, tracking them, and shutting them down; plus what
 // the wire packages (proxy/postgres, proxy/mysql) share for their sessions:
-// TLS configuration, the close-once socket pair ([Sockets]), the errors
-// that end a relay's pumps (relay_errors.go) and small helpers
-// (session_helpers.go).
+// TLS configuration, the upstream and its dialer ([Upstream]), the
+// listener's logs ([ListenerLogs]), a session's life ([SessionLife]: the
+// close-once socket pair [Sockets], cleanup, hard close, the hand-over to
+// a [Relay]), the errors that end a relay's pumps (relay_errors.go) and
+// small helpers (session_helpers.go). The pumps themselves, and the count
+// of a session's outstanding exchanges, are proxy/relay's.
 //
 // # Server lifecycle
 //
@@ -55,8 +58,8 @@
 //
 // # Boundaries
 //
-// This package must not import proxy/postgres, proxy/mysql, config or any
-// KMS provider: cmd/dbproxy translates the configuration into the option
+// This package must not import proxy/relay, proxy/postgres, proxy/mysql,
+// config or any KMS provider: cmd/dbproxy translates the configuration into the option
 // structs of this package and of the protocol packages. There is no global
 // lock on any message path; the server's mutex guards only the listener and
 // connection maps, touched once per accept and once per close.

@@ -19,6 +19,10 @@ import (
 // idle ones soon hold no goroutine.
 const ParkDelay = 200 * time.Millisecond
 
+// FinalWriteTimeout bounds the writes still going on to the other side
+// when a leg of a [Relay] ends, and the last words of its session.
+const FinalWriteTimeout = 5 * time.Second
+
 // relayInterrupt is a read deadline in the past: setting it interrupts a
 // blocked Read without closing the connection.
 var relayInterrupt = time.Unix(1, 0)
@@ -64,7 +68,6 @@ type Relay struct {
 	poller  *netpark.Poller // nil: no parking
 	legs    [2]*relayLeg    // 0: server -> client, 1: client -> server
 	idleNow func() bool
-	final   time.Duration
 	done    func()
 
 	onLegEnd func(i int, err error)
@@ -96,10 +99,8 @@ type relayLeg struct {
 
 // NewRelay prepares a relay of c's session: up reads the server, down
 // the client. idleNow reports whether no request is outstanding.
-// finalWrite bounds the writes still going on to the other side when a
-// leg ends.
-func NewRelay(c *Conn, up, down RelayLeg, idleNow func() bool, finalWrite time.Duration) *Relay {
-	r := &Relay{c: c, idleNow: idleNow, final: finalWrite}
+func NewRelay(c *Conn, up, down RelayLeg, idleNow func() bool) *Relay {
+	r := &Relay{c: c, idleNow: idleNow}
 	r.legs[0] = &relayLeg{RelayLeg: up, r: r, i: 0}
 	r.legs[1] = &relayLeg{RelayLeg: down, r: r, i: 1}
 	if p := c.Poller(); p != nil {
@@ -291,7 +292,7 @@ func (r *Relay) run(l *relayLeg) {
 	// Stop the other leg: its reads and, bounded, its writes to this
 	// leg's socket.
 	r.Stop(1 - l.i)
-	_ = l.Conn.SetWriteDeadline(time.Now().Add(r.final))
+	_ = l.Conn.SetWriteDeadline(time.Now().Add(FinalWriteTimeout))
 	if r.pending.Add(-1) == 0 {
 		r.end()
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // Sockets closes a proxied session's two sockets — the accepted client
@@ -55,5 +56,17 @@ func (s *Sockets) CloseServer() {
 	s.mu.Unlock()
 	if srv != nil {
 		_ = srv.Close()
+	}
+}
+
+// SetDeadline sets the deadline of both sockets (the last words of a
+// session).
+func (s *Sockets) SetDeadline(t time.Time) {
+	s.mu.Lock()
+	srv := s.server
+	s.mu.Unlock()
+	_ = s.client.SetDeadline(t)
+	if srv != nil {
+		_ = srv.SetDeadline(t)
 	}
 }

@@ -1,8 +1,8 @@
-// Package bufpool is the byte-buffer pool shared by the protocol relays
-// (proxy/postgres, proxy/mysql): buffers up to [MaxPooled] bytes are pooled
-// by power-of-two size class; larger ones are allocated exactly and left to
-// the garbage collector, so a 20 MB row does not pin 20 MB per session
-// afterwards.
+// Package bufpool is the byte-buffer pool of the protocol relays (the
+// proxy/relay pumps and the hook writers of proxy/postgres and
+// proxy/mysql): buffers up to [MaxPooled] bytes are pooled by power-of-two
+// size class; larger ones are allocated exactly and left to the garbage
+// collector, so a 20 MB row does not pin 20 MB per session afterwards.
 //
 // It owns the pool and the two buffer sizes both relays use; it must not
 // import any dbproxy package.

@@ -148,14 +148,16 @@
 //
 // # Command phase
 //
-// Two goroutines relay the session, one per direction. Each reads what is
-// available into a pooled buffer, walks the packet headers (including
-// 16 MiB continuation packets) and writes each run of packets straight from
-// that buffer, in one write per read. On Linux both sockets read and write
+// Two goroutines relay the session, one per direction, each a proxy/relay
+// pump driven by one of this package's framers (relay.go, pump.go): the
+// pump reads what is available into a pooled buffer, walks the packet
+// headers (including 16 MiB continuation packets) and writes each run of
+// packets straight from that buffer, in one write per read. On Linux both sockets read and write
 // with raw system calls (internal/rawio), which spares the runtime's
 // syscall bookkeeping and its sysmon wake-ups on every call; buffers come
 // from internal/bufpool. The client->server side classifies
-// each command and queues an exchange before forwarding it; the
+// each command and queues an exchange (queue.go, counted in a
+// relay.Exchanges) before forwarding it; the
 // server->client side follows each response with a small state machine
 // (response.go) that knows which packet is a column count, column or
 // parameter definition, text or binary row, EOF/OK terminator or ERR, with

@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/dbproxy/dbproxy/proxy"
@@ -71,8 +72,8 @@ func RelayCommands(src io.Reader, dst, client io.Writer, hooks *SessionHooks, ma
 		maxPacket = DefaultMaxPacketSize
 	}
 	p := newPump(src, dst, f, commandHeadLen, maxPacket, nil)
-	defer p.release()
-	return p.run()
+	defer p.Release()
+	return p.Run()
 }
 
 // RelayResponses runs a server->client pump over src, answering the given
@@ -82,17 +83,28 @@ func RelayCommands(src io.Reader, dst, client io.Writer, hooks *SessionHooks, ma
 func RelayResponses(src io.Reader, dst io.Writer, cmds [][]byte, hooks *SessionHooks, deprecateEOF bool) (int, error) {
 	q := newQueue(nil, dst)
 	for _, c := range cmds {
-		x := q.alloc()
-		initExchange(x, c, commandResponse(c[0]))
-		x.Watch = hooks != nil
-		x.DeprecateEOF = deprecateEOF
-		q.push(x)
+		queueCommand(q, c, hooks != nil, deprecateEOF)
 	}
+	err := runResponses(q, src, hooks, deprecateEOF)
+	return len(cmds) - len(q.items) + q.done, err
+}
+
+// queueCommand queues the exchange of cmd (command byte first).
+func queueCommand(q *queue, cmd []byte, watch, deprecateEOF bool) {
+	x := q.alloc()
+	initExchange(x, cmd, commandResponse(cmd[0]))
+	x.Watch = watch
+	x.DeprecateEOF = deprecateEOF
+	q.push(x)
+}
+
+// runResponses runs a server->client pump over src until it fails.
+func runResponses(q *queue, src io.Reader, hooks *SessionHooks, deprecateEOF bool) error {
 	f := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF}
 	p := newPump(src, q.client, f, responseHeadLen, DefaultMaxPacketSize, nil)
-	defer p.release()
-	err := p.run()
-	return len(cmds) - len(q.items) + q.done, err
+	f.out = p
+	defer p.Release()
+	return p.Run()
 }
 
 // IsMalformed reports whether err is a framing or protocol error.
@@ -124,3 +136,37 @@ const (
 	CapPluginAuth   = capPluginAuth
 	CapLocalFiles   = capLocalFiles
 )
+
+// RelayResponseLoop runs a server->client pump over n replays of resp,
+// read in chunks of at most chunk bytes; each replay answers one cmd
+// (command byte first), queued as the replay starts. Every exchange is
+// watched if hooks are set. It returns the pump's error (io.EOF at the end).
+func RelayResponseLoop(resp, cmd []byte, n, chunk int, dst io.Writer, hooks *SessionHooks, deprecateEOF bool) error {
+	q := newQueue(nil, dst)
+	src := &replayReader{data: resp, left: n, chunk: chunk, each: func() {
+		queueCommand(q, cmd, hooks != nil, deprecateEOF)
+	}}
+	return runResponses(q, src, hooks, deprecateEOF)
+}
+
+// replayReader replays data left times in reads of at most chunk bytes,
+// calling each before every replay.
+type replayReader struct {
+	cur   bytes.Reader
+	data  []byte
+	left  int
+	chunk int
+	each  func()
+}
+
+func (r *replayReader) Read(p []byte) (int, error) {
+	if r.cur.Len() == 0 {
+		if r.left == 0 {
+			return 0, io.EOF
+		}
+		r.left--
+		r.cur.Reset(r.data)
+		r.each()
+	}
+	return r.cur.Read(p[:min(len(p), r.chunk)])
+}

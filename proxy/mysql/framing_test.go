@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/proxy/relay"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
 )
@@ -212,7 +213,7 @@ func TestRelayHookedTooLarge(t *testing.T) {
 	})
 	in := mysql.AppendPacket(nil, 0, append([]byte{gomysql.COM_QUERY}, make([]byte, 100000)...))
 	err := mysql.RelayCommands(bytes.NewReader(in), io.Discard, io.Discard, hooks, 50000)
-	if err == nil || err.Error() != "packet too large" {
+	if !errors.Is(err, relay.ErrTooLarge) {
 		t.Fatalf("relay: %v", err)
 	}
 }

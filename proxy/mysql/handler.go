@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/ratelog"
 	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
@@ -71,8 +70,8 @@ type Handler struct {
 	opts        Options
 	log         *slog.Logger
 	limitLog    *slog.Logger // rate-limited: connection-phase failures
-	dialer      *net.Dialer
-	upstreamTLS *tls.Config // nil: sslmode disable
+	up          *proxy.Upstream
+	upstreamTLS *tls.Config // up.TLS(): nil for sslmode disable
 	rsa         rsaKey
 
 	// greeting is the template of the proxy's own greetings: the last
@@ -88,21 +87,13 @@ var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	if opts.Upstream == "" {
-		return nil, errors.New("mysql: upstream address is required")
-	}
-	if _, _, err := net.SplitHostPort(opts.Upstream); err != nil {
-		return nil, fmt.Errorf("mysql: upstream %q: %w", opts.Upstream, err)
+	up, err := proxy.NewUpstream(opts.Upstream, opts.UpstreamTLS, opts.UpstreamKeepalive, opts.Dial,
+		opts.ConnectTimeout, DefaultConnectTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
 	if opts.RequireTLS && opts.TLS == nil {
 		return nil, errors.New("mysql: RequireTLS needs a TLS configuration")
-	}
-	if opts.UpstreamTLS.Mode == 0 {
-		return nil, errors.New("mysql: upstream sslmode is not set")
-	}
-	upTLS, err := opts.UpstreamTLS.ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("mysql: upstream TLS: %w", err)
 	}
 	if opts.TLS != nil {
 		opts.TLS = opts.TLS.Clone()
@@ -110,32 +101,14 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Name != "" {
-		log = log.With(slog.String("listener", opts.Name))
-	}
-	return &Handler{
-		opts: opts, log: log, upstreamTLS: upTLS,
-		limitLog: slog.New(ratelog.New(log.Handler(), ratelog.Options{})),
-		dialer:   proxy.UpstreamDialer(opts.UpstreamKeepalive),
-	}, nil
+	log, limitLog := proxy.ListenerLogs(opts.Logger, opts.Name)
+	return &Handler{opts: opts, log: log, limitLog: limitLog, up: up, upstreamTLS: up.TLS()}, nil
 }
 
-func (h *Handler) connectTimeout() time.Duration {
-	if h.opts.ConnectTimeout > 0 {
-		return h.opts.ConnectTimeout
-	}
-	return DefaultConnectTimeout
-}
+func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
 
 func (h *Handler) handshakeTimeout() time.Duration {
-	if h.opts.HandshakeTimeout > 0 {
-		return h.opts.HandshakeTimeout
-	}
-	return DefaultHandshakeTimeout
+	return proxy.PositiveOr(h.opts.HandshakeTimeout, DefaultHandshakeTimeout)
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -145,7 +118,6 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		h:         h,
 		pc:        c,
 		rawClient: nc,
-		socks:     proxy.NewSockets(nc),
 		client:    nc,
 		log:       h.log.With(slog.String("remote", nc.RemoteAddr().String())),
 	}
@@ -185,20 +157,11 @@ func (s *session) limitedLog() *slog.Logger {
 	return s.h.limitLog.With(attrs...)
 }
 
+// dial connects to the upstream within the connect timeout.
 func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
 	defer cancel()
-	var conn net.Conn
-	var err error
-	if h.opts.Dial != nil {
-		conn, err = h.opts.Dial(ctx, "tcp", h.opts.Upstream)
-	} else {
-		conn, err = h.dialer.DialContext(ctx, "tcp", h.opts.Upstream)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dial upstream: %w", err)
-	}
-	return rawio.Wrap(conn), nil
+	return h.up.Dial(ctx)
 }
 
 // rsaKey is the proxy's own RSA key pair, generated on first use. It lets

@@ -25,14 +25,14 @@ func (s *session) connectionPhase(ctx context.Context) error {
 	tmpl := s.h.greeting.Load()
 	if tmpl != nil {
 		s.greetID = s.h.ids.reserve()
-		s.atEnd(func() { s.h.ids.release(s.greetID) })
+		s.AtEnd(func() { s.h.ids.release(s.greetID) })
 		if err := s.greet(tmpl); err != nil {
 			return err
 		}
 	} else if err := s.connectUpstream(ctx); err != nil {
 		return err
 	}
-	s.atEnd(func() { clear(s.hr) }) // it holds the auth response until forwarded
+	s.AtEnd(func() { clear(s.hr) }) // it holds the auth response until forwarded
 	if err := s.readClientResponse(ctx); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/internal/bufpool"
 	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/relay"
 )
 
 // clientMode says how the client->server relay reads the next client
@@ -21,8 +22,9 @@ const (
 
 // queue is the state the two relay goroutines of a session share: the
 // commands in flight, in order (a client may pipeline), the client's mode,
-// and whether the session is idle or closing. One mutex guards it; it is
-// taken about twice per command.
+// and, in a relay.Exchanges, how many exchanges are outstanding and
+// whether the session is closing. One mutex guards the list and the mode;
+// it is taken about twice per command.
 //
 // The client->server goroutine appends an exchange before it forwards the
 // command, so the server->client goroutine always knows what a response
@@ -32,22 +34,21 @@ const (
 // the client->server goroutine only when nothing is in flight, and is
 // queued otherwise, so replies reach the client in command order.
 type queue struct {
-	mu      sync.Mutex
-	items   []*exchange
-	done    int // items[:done] are complete but may not be written yet
-	free    []*exchange
-	closing bool
-	mode    clientMode
-	modeX   *exchange // the exchange the client's non-command packets belong to
+	mu    sync.Mutex
+	items []*exchange
+	done  int // items[:done] are complete but may not be written yet
+	free  []*exchange
+	mode  clientMode
+	modeX *exchange // the exchange the client's non-command packets belong to
 
+	// ex counts the items (an item is added to it before it is queued,
+	// and done once removed): so the count is never below len(items),
+	// and a drain closes the session only when both are zero. The
+	// client is in command mode whenever nothing is outstanding.
+	ex      *relay.Exchanges
 	inTrans atomic.Bool // SERVER_STATUS_IN_TRANS of the last status seen
-	conn    *proxy.Conn // nil in tests
-	// onBusy, if set, is called (without q.mu) when a command is queued
-	// with nothing else in flight; onIdle (with q.mu) when the last one
-	// was written. The relay parks idle sessions with them.
-	onBusy, onIdle func()
-	client         *lockedWriter
-	spill          []byte // local replies written by written(); server->client goroutine only
+	client  *lockedWriter
+	spill   []byte // local replies written by written(); server->client goroutine only
 }
 
 // lockedWriter serializes writes to the client from both goroutines.
@@ -63,7 +64,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 func newQueue(conn *proxy.Conn, client io.Writer) *queue {
-	return &queue{conn: conn, client: &lockedWriter{w: client}}
+	return &queue{ex: relay.NewExchanges(conn), client: &lockedWriter{w: client}}
 }
 
 // clientState returns the client's mode and, outside command mode, the
@@ -116,33 +117,21 @@ func (q *queue) recycle(x *exchange) {
 // push queues x before its command is forwarded. It returns false when the
 // session is closing: the command must not be forwarded.
 func (q *queue) push(x *exchange) bool {
-	q.mu.Lock()
-	if q.closing {
-		q.mu.Unlock()
+	if !q.ex.Add(1, false) {
 		return false
 	}
+	q.mu.Lock()
 	if x.resp == respAuth {
 		q.mode, q.modeX = modeAuth, x
 	}
 	q.items = append(q.items, x)
-	first := len(q.items) == 1
-	if first && q.conn != nil {
-		q.conn.SetState(proxy.StateActive)
-	}
 	q.mu.Unlock()
-	if first && q.onBusy != nil {
-		q.onBusy()
-	}
 	return true
 }
 
 // idle reports whether nothing is in flight and the client is between
 // commands (the server->client pump may park).
-func (q *queue) idle() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items) == 0 && q.mode == modeCommand && !q.closing
-}
+func (q *queue) idle() bool { return q.ex.Idle() }
 
 // commandMode reports whether the client is between commands or sending
 // one (not LOCAL INFILE data nor COM_CHANGE_USER authentication): the
@@ -150,15 +139,11 @@ func (q *queue) idle() bool {
 func (q *queue) commandMode() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.mode == modeCommand && !q.closing
+	return q.mode == modeCommand && !q.ex.Closing()
 }
 
 // open reports whether commands may still be forwarded.
-func (q *queue) open() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return !q.closing
-}
+func (q *queue) open() bool { return !q.ex.Closing() }
 
 // reply answers x with the framed packets local (a command the proxy
 // refused): at once if nothing is in flight, else after the responses
@@ -169,7 +154,8 @@ func (q *queue) open() bool {
 // and a drain (which takes q.mu) never waits for a slow client.
 func (q *queue) reply(x *exchange, local []byte) (bool, error) {
 	q.mu.Lock()
-	if q.closing {
+	// Queued, the reply counts as an outstanding exchange.
+	if len(q.items) == 0 && q.ex.Closing() || len(q.items) > 0 && !q.ex.Add(1, false) {
 		q.recycleLocked(x)
 		q.mu.Unlock()
 		return false, nil
@@ -254,6 +240,7 @@ func (q *queue) written() error {
 		q.mu.Unlock()
 		return nil
 	}
+	removed := q.done
 	for _, x := range q.items[:q.done] {
 		q.recycleLocked(x)
 	}
@@ -269,17 +256,11 @@ func (q *queue) written() error {
 		q.items[n] = nil
 		q.items = q.items[:n]
 		q.recycleLocked(x)
+		removed++
 	}
 	var err error
-	if len(q.items) == 0 && q.mode == modeCommand && q.onIdle != nil {
-		q.onIdle()
-	}
-	if len(q.items) == 0 && q.mode == modeCommand && !q.inTrans.Load() && q.conn != nil {
-		q.conn.SetState(proxy.StateIdle)
-		if q.conn.Draining() {
-			q.closing = true
-			err = errDrained
-		}
+	if q.ex.Done(int64(removed), q.inTrans.Load()) {
+		err = errDrained
 	}
 	if len(q.spill) == 0 {
 		q.mu.Unlock()
@@ -300,19 +281,7 @@ func (q *queue) written() error {
 
 // closeIfIdle marks the session closing if nothing is in flight and no
 // transaction is open, and reports whether it did.
-func (q *queue) closeIfIdle() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closing || len(q.items) > 0 || q.mode != modeCommand || q.inTrans.Load() {
-		return false
-	}
-	q.closing = true
-	return true
-}
+func (q *queue) closeIfIdle() bool { return q.ex.CloseIfIdle(q.inTrans.Load()) }
 
 // isClosing reports whether the session was marked closing.
-func (q *queue) isClosing() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.closing
-}
+func (q *queue) isClosing() bool { return q.ex.Closing() }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/relay"
 )
 
 // comQuit returns COM_QUIT, sent to the server when the proxy ends a
@@ -39,6 +39,7 @@ func (e *clientWriteError) Unwrap() error { return e.err }
 // queues its exchange before the command is forwarded, refuses unknown
 // commands and hands hooked ones to SessionHooks.Command.
 type cmdFramer struct {
+	framing
 	q            *queue
 	hooks        *SessionHooks
 	deprecateEOF bool
@@ -55,19 +56,21 @@ type cmdFramer struct {
 	quit      bool
 }
 
-func (f *cmdFramer) start(seq uint8, n int, head []byte) (action, uint8, error) {
+// Start classifies a client packet (relay.Framer).
+func (f *cmdFramer) Start(hdr []byte, n int, head []byte) (relay.Action, error) {
+	seq := hdr[3]
 	f.seq = seq
 	mode, _, d := f.q.clientState()
 	f.mode = mode
 	switch mode {
 	case modeInfile:
 		f.infileEnd = n == 0
-		return actForward, -d, nil
+		return f.forward(hdr, -d), nil
 	case modeAuth:
-		return actForward, -d, nil
+		return f.forward(hdr, -d), nil
 	}
 	if n == 0 {
-		return 0, 0, malformed("empty command packet")
+		return 0, malformed("empty command packet")
 	}
 	cmd := head[0]
 	resp := commandResponse(cmd)
@@ -77,28 +80,33 @@ func (f *cmdFramer) start(seq uint8, n int, head []byte) (action, uint8, error) 
 	if resp == respInvalid {
 		initExchange(x, head, respLocal)
 		f.refuse = &Error{Code: codeUnknownCommand, State: stateConnection, Message: "Unknown command"}
-		return actDrop, 0, nil
+		return relay.Drop, nil
 	}
 	initExchange(x, head, resp)
 	x.DeprecateEOF = f.deprecateEOF
 	if f.hooks != nil && f.hooks.Command != nil && f.hooks.Commands.Has(cmd) ||
 		f.kill != nil && killCandidate(n, head) {
-		return actHook, 0, nil
+		return relay.Hook, nil
 	}
 	if resp == respNone {
 		if !f.q.open() {
-			return 0, 0, errClosing
+			return 0, errClosing
 		}
 	} else {
 		if !f.q.push(x) {
 			f.x = nil
 			f.q.recycle(x)
-			return 0, 0, errClosing
+			return 0, errClosing
 		}
 		f.pushed = true
 	}
 	f.quit = cmd == gomysql.COM_QUIT
-	return actForward, 0, nil
+	return f.forward(hdr, 0), nil
+}
+
+// Hooked hands a whole command to the hooks (relay.Framer).
+func (f *cmdFramer) Hooked(hdr []byte, k int, payload []byte) error {
+	return f.hooked(hdr[3], k, payload, &f.w)
 }
 
 func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
@@ -147,7 +155,8 @@ func (f *cmdFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 	return nil
 }
 
-func (f *cmdFramer) end() ([]byte, error) {
+// End finishes a client packet (relay.Framer).
+func (f *cmdFramer) End() error {
 	if f.mode == modeInfile && f.infileEnd {
 		f.q.endInfile()
 	}
@@ -158,29 +167,29 @@ func (f *cmdFramer) end() ([]byte, error) {
 			f.refuse = nil
 			ok, err := f.q.reply(x, appendErr(nil, x.nextSeq, me))
 			if err != nil {
-				return nil, &clientWriteError{err: err}
+				return &clientWriteError{err: err}
 			}
 			if !ok {
-				return nil, errClosing
+				return errClosing
 			}
 		} else {
 			f.q.recycle(x)
 		}
 	}
 	if f.quit {
-		return nil, errQuit
+		return errQuit
 	}
-	return nil, nil
+	return nil
 }
 
-func (f *cmdFramer) written() error { return nil }
-
-func (f *cmdFramer) before() []byte { return nil }
+// Written is called after each write to the server (relay.Framer).
+func (f *cmdFramer) Written() error { return nil }
 
 // respFramer is the server->client logic: it follows each response with
 // the exchange's state machine, hands watched packets to
 // SessionHooks.Result and completes exchanges.
 type respFramer struct {
+	framing
 	q            *queue
 	hooks        *SessionHooks
 	deprecateEOF bool
@@ -196,13 +205,20 @@ type respFramer struct {
 	lastOut uint8  // sequence id of the last packet sent to the client
 	sent    bool   // a packet of the current exchange went to the client
 	pre     []byte // local replies to send before the current packet
+	// out takes the local replies ahead of a server packet (the pump).
+	out interface{ Insert([]byte) }
 }
 
-func (f *respFramer) start(seq uint8, n int, head []byte) (action, uint8, error) {
+// Start classifies a server packet (relay.Framer).
+func (f *respFramer) Start(hdr []byte, n int, head []byte) (relay.Action, error) {
+	seq := hdr[3]
 	f.lastERR = n > 0 && head[0] == gomysql.ERR_HEADER
 	if f.x == nil {
 		f.x, f.pre = f.q.next(f.pre[:0])
 		f.sent = false
+		if len(f.pre) > 0 {
+			f.out.Insert(f.pre) // local replies go before this packet
+		}
 	}
 	x := f.x
 	if x == nil {
@@ -210,15 +226,15 @@ func (f *respFramer) start(seq uint8, n int, head []byte) (action, uint8, error)
 		// the connection (shutdown, idle timeout). Anything else means the
 		// relay lost track of the protocol: stop rather than guess.
 		if !f.lastERR {
-			return 0, 0, malformed("packet from the server outside a response")
+			return 0, malformed("packet from the server outside a response")
 		}
 		f.pi = packetInfo{}
 		f.lastOut = seq
-		return actForward, 0, nil
+		return f.forward(hdr, 0), nil
 	}
 	pi, err := x.step(n, head, f.deprecateEOF)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	if x.resp == respAuth && pi.kind == KindOther && f.authCheck != nil {
 		if err := f.authCheck(n, head); err != nil {
@@ -226,7 +242,7 @@ func (f *respFramer) start(seq uint8, n int, head []byte) (action, uint8, error)
 			if errors.As(err, &ar) {
 				ar.seq = seq + x.d // the ERR takes this packet's place
 			}
-			return 0, 0, err
+			return 0, err
 		}
 	}
 	f.pi = pi
@@ -238,34 +254,23 @@ func (f *respFramer) start(seq uint8, n int, head []byte) (action, uint8, error)
 		f.q.setInfile(x) // before the request reaches the client
 	}
 	if x.discard {
-		return actDrop, 0, nil
+		return relay.Drop, nil
 	}
 	if f.hooks != nil && x.Watch && f.hooks.Result != nil && f.hooks.Results.Has(pi.kind) &&
 		pi.kind != KindInfileRequest && pi.kind != KindOther {
-		return actHook, 0, nil
+		return relay.Hook, nil
 	}
 	f.lastOut, f.sent = seq+x.d, true
-	return actForward, x.d, nil
+	return f.forward(hdr, x.d), nil
 }
 
-func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
-	x := f.x
+// Hooked hands a whole watched packet to the hooks (relay.Framer).
+func (f *respFramer) Hooked(hdr []byte, k int, payload []byte) error {
+	x, w := f.x, &f.w
 	before := len(w.buf)
-	w.reset(seq + x.d)
-	err := f.hooks.Result(&x.Exchange, f.pi.kind, payload, w)
-	if err != nil {
-		var me *Error
-		if !errors.As(err, &me) || me.Fatal {
-			return &proxy.HookError{Err: err}
-		}
-		// Replace the rest of the response with the error.
-		w.buf = w.buf[:before]
-		w.reset(seq + x.d)
-		w.buf = appendErr(w.buf, w.seq, me)
-		w.seq++
-		f.lastOut, f.sent = w.seq-1, true
-		x.discard = true
-		return nil
+	w.reset(hdr[3] + x.d)
+	if err := f.hooks.Result(&x.Exchange, f.pi.kind, payload, w); err != nil {
+		return f.refuseRest(x, w, before, hdr[3]+x.d, err)
 	}
 	if w.n > 0 {
 		f.lastOut, f.sent = w.seq-1, true
@@ -276,26 +281,35 @@ func (f *respFramer) hooked(seq uint8, k int, payload []byte, w *Writer) error {
 	return nil
 }
 
-func (f *respFramer) end() ([]byte, error) {
+// refuseRest handles a result hook's error: a non-fatal *Error replaces
+// the hook's output and the rest of the response (the ERR takes sequence
+// id seq); any other ends the session.
+func (f *respFramer) refuseRest(x *exchange, w *Writer, before int, seq uint8, err error) error {
+	var me *Error
+	if !errors.As(err, &me) || me.Fatal {
+		return &proxy.HookError{Err: err}
+	}
+	w.buf = w.buf[:before]
+	w.reset(seq)
+	w.buf = appendErr(w.buf, w.seq, me)
+	w.seq++
+	f.lastOut, f.sent = w.seq-1, true
+	x.discard = true
+	return nil
+}
+
+// End finishes a server packet (relay.Framer).
+func (f *respFramer) End() error {
 	if f.x == nil || !f.pi.done {
-		return nil, nil
+		return nil
 	}
 	f.x = nil
 	f.q.complete()
-	return nil, nil
+	return nil
 }
 
-// before returns bytes to send before the packet start just classified.
-func (f *respFramer) before() []byte {
-	if len(f.pre) == 0 {
-		return nil
-	}
-	pre := f.pre
-	f.pre = f.pre[:0]
-	return pre
-}
-
-func (f *respFramer) written() error { return f.q.written() }
+// Written is called after each write to the client (relay.Framer).
+func (f *respFramer) Written() error { return f.q.written() }
 
 // relay runs the two pumps until the session ends, then says goodbye to
 // whichever side is still there.
@@ -307,46 +321,28 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, kill: s.h.ids.translateKill}
 	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
+	rf.out = up
 	s.cbr, s.sbr = nil, nil
 
 	// The pumps run under a proxy.Relay on the detached connection: once
 	// nothing has been in flight for proxy.ParkDelay, each pump reading a
 	// plain TCP socket parks it on the server's poller between packets and
 	// its goroutine returns; input starts a fresh goroutine that goes on
-	// from the pump's state.
-	r := proxy.NewRelay(s.pc, proxy.RelayLeg{
-		Run: func() error { return s.runPump(up) }, Conn: s.rawServer, Parkable: !s.serverTLS,
-		AtRest: up.atRest, Release: up.release, IsReadDeadline: isReadDeadline,
-		MayPark: q.idle, // a busy session waits for its answers in the runtime
-	}, proxy.RelayLeg{
-		Run: func() error { return s.runPump(down) }, Conn: s.rawClient, Parkable: !s.clientTLS,
-		AtRest: down.atRest, Release: down.release, IsReadDeadline: isReadDeadline,
-		MayPark: q.commandMode,
-	}, q.idle, finalWriteTimeout)
-	q.onBusy, q.onIdle = r.Busy, r.Idle
-	s.relayer.Store(r)
-	s.detached = true
+	// from the pump's state. A busy session's server->client pump waits
+	// for its answers in the runtime; the client->server one parks only
+	// between commands.
+	r := proxy.NewRelay(s.pc,
+		up.Leg(func() error { return s.runPump(up) }, s.rawServer, s.serverTLS, q.idle, isReadDeadline),
+		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, q.commandMode, isReadDeadline),
+		q.idle)
+	q.ex.Notify(r.Busy, r.Idle)
 
-	// A drain closes the session when it is idle at that moment; a busy
-	// one is closed by the server->client pump once it becomes idle.
 	if !q.inTrans.Load() {
 		s.pc.SetState(proxy.StateIdle)
 	}
-	s.pc.OnDrain(func() {
-		if q.closeIfIdle() {
-			r.Stop(0)
-			r.Stop(1)
-		}
-	})
-	r.Start(ctx, nil, func(errs [2]error) {
-		defer s.cleanup()
-		defer up.release()
-		defer down.release()
-		if ctx.Err() != nil {
-			return // closed hard: sockets are gone
-		}
-		_ = s.rawClient.SetDeadline(time.Now().Add(finalWriteTimeout))
-		_ = s.rawServer.SetDeadline(time.Now().Add(finalWriteTimeout))
+	// A busy session is closed by the server->client pump once it
+	// becomes idle.
+	s.Relay(ctx, r, q.closeIfIdle, nil, func(errs [2]error) {
 		s.finish(ctx, q, up, down, rf, cf, errs[0], errs[1])
 	})
 }
@@ -361,9 +357,9 @@ func isReadDeadline(err error) bool {
 // finish ends a session after both pumps stopped: it tells the client why,
 // if it is waiting for something and the reason is ours, and sends the
 // server COM_QUIT unless the server is gone or already got one.
-func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *respFramer, cf *cmdFramer, upErr, downErr error) {
-	canWriteClient := !up.broken && !up.midPacket() && !errors.As(downErr, new(*clientWriteError))
-	canWriteServer := !down.broken && !down.midPacket()
+func (s *session) finish(ctx context.Context, q *queue, up, down *relay.Pump, rf *respFramer, cf *cmdFramer, upErr, downErr error) {
+	canWriteClient := !up.Broken() && !up.MidMessage() && !errors.As(downErr, new(*clientWriteError))
+	canWriteServer := !down.Broken() && !down.MidMessage()
 	x := q.current()
 	// The sequence id the client expects next if it waits for a response.
 	nextSeq := uint8(0)
@@ -404,7 +400,7 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 		if errors.As(downErr, &hookErr) {
 			nextSeq = cf.seq + 1
 		}
-	case errors.Is(downErr, errTooLarge), errors.Is(upErr, errTooLarge):
+	case errors.Is(downErr, relay.ErrTooLarge), errors.Is(upErr, relay.ErrTooLarge):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "packet larger than the limit; closing")
 		toClient = fatalf(codePacketTooLarge, stateConnection, "dbproxy: packet larger than the proxy's limit", nil)
 	case errors.As(upErr, &mal):
@@ -417,7 +413,7 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 		case x == nil:
 			// Idle: close the client as the server closed us.
 			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", proxy.FirstReal(upErr, downErr)))
-		case rf.lastERR && !up.midPacket():
+		case rf.lastERR && !up.MidMessage():
 			// The server said why (e.g. 1927 after KILL CONNECTION).
 			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
 		default:
@@ -440,8 +436,8 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *pump, rf *resp
 
 // runPump runs p, turning a panic into an error that ends only this
 // session; the client is told of it as of a failed hook.
-func (s *session) runPump(p *pump) error {
-	err := proxy.RunRecovered(s.log, p.run)
+func (s *session) runPump(p *relay.Pump) error {
+	err := proxy.RunRecovered(s.log, p.Run)
 	if pe, ok := err.(*proxy.PanicError); ok {
 		return &proxy.HookError{Err: pe}
 	}

@@ -7,14 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy"
 )
-
-// finalWriteTimeout bounds the last packets written when a session ends.
-const finalWriteTimeout = 5 * time.Second
 
 // errWriteTimeout bounds writing the ERR that ends a connection phase.
 const errWriteTimeout = time.Second
@@ -35,7 +31,6 @@ type session struct {
 	cbr       *bufio.Reader // connection-phase reader of client
 	deadline  time.Time     // connection-phase deadline of the client's socket
 
-	socks     *proxy.Sockets // closes both sockets from any goroutine
 	rawServer net.Conn
 	server    net.Conn
 	serverTLS bool
@@ -53,9 +48,7 @@ type session struct {
 	out     []byte // connection-phase bytes pending to the client
 	adverts uint64 // capabilities offered to the client
 
-	endFns   []func()                    // run when the session ends (cleanup)
-	detached bool                        // the relay ends the session on its own goroutines
-	relayer  atomic.Pointer[proxy.Relay] // set while relaying
+	proxy.SessionLife // sockets, cleanup, hand-over to the relay
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -63,16 +56,9 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(fatalf(codeTooManyConnections, stateTooManyConnections, err.Error(), nil))
 		return
 	}
-	stop := context.AfterFunc(ctx, s.hardClose)
 	// The end of the session: here, or, once the relay detached the
 	// connection, when its last pump ends (see relay).
-	defer func() {
-		if !s.detached {
-			s.cleanup()
-		}
-	}()
-	s.atEnd(func() { stop() })
-	s.atEnd(s.closeServer)
+	defer s.Begin(ctx, s.rawClient)()
 
 	s.deadline = time.Now().Add(s.h.handshakeTimeout())
 	_ = s.rawClient.SetDeadline(s.deadline)
@@ -100,7 +86,7 @@ func (s *session) serve(ctx context.Context) {
 			return
 		}
 		if hooks != nil && hooks.Close != nil {
-			s.atEnd(hooks.Close)
+			s.AtEnd(hooks.Close)
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "session started",
@@ -123,40 +109,16 @@ func (s *session) info() SessionInfo {
 	}
 }
 
-// hardClose closes both sockets; it runs when the connection's context is
-// cancelled (server Close, or Shutdown timing out). Parked sockets are
-// woken first: a socket must not be closed while parked.
-func (s *session) hardClose() {
-	if r := s.relayer.Load(); r != nil {
-		r.KickAll()
-	}
-	s.socks.HardClose()
-}
-
-// atEnd adds f to the functions run, last added first, when the session
-// ends.
-func (s *session) atEnd(f func()) { s.endFns = append(s.endFns, f) }
-
-// cleanup runs the atEnd functions.
-func (s *session) cleanup() {
-	for i := len(s.endFns) - 1; i >= 0; i-- {
-		s.endFns[i]()
-	}
-	s.endFns = nil
-}
-
 // setServer records the upstream socket (raw) and the connection the
 // session talks over (raw, or TLS over it). It reports false if the session
 // was hard-closed meanwhile.
 func (s *session) setServer(raw, conn net.Conn) bool {
-	if !s.socks.SetServer(raw) {
+	if !s.SetServer(raw) {
 		return false
 	}
 	s.rawServer, s.server = raw, conn
 	return true
 }
-
-func (s *session) closeServer() { s.socks.CloseServer() }
 
 // endStartup reports a connection-phase failure to the client (if it is a
 // wire error) and to the log (unless it is routine), rate-limited.

@@ -4,45 +4,27 @@ import (
 	"sync/atomic"
 
 	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/relay"
 )
 
 // accounting tracks whether a session is idle — between transactions with
 // nothing outstanding — so a drain can close it without cutting a query.
-//
-// The state is one atomic word so that "idle" and "closing" are decided
-// together: the client->server pump adds outstanding work before it
-// forwards a message, and a drain marks the session closing only while the
-// word is zero, so once closing is set no further message is forwarded.
-//
-//	word = outstanding<<2 | partialBit | closingBit
-//
-// outstanding counts messages that will be answered by one ReadyForQuery
-// each (Query, Sync, FunctionCall) and have not been yet. partialBit is set
-// while extended-protocol messages wait for their Sync. txStatus is the
-// status byte of the last ReadyForQuery ('I', 'T' or 'E').
+// It is the PostgreSQL reading of the session's relay.Exchanges: the
+// outstanding exchanges are the messages that will be answered by one
+// ReadyForQuery each (Query, Sync, FunctionCall) and have not been yet;
+// the hold is set while extended-protocol messages wait for their Sync.
+// txStatus is the status byte of the last ReadyForQuery ('I', 'T' or 'E').
 type accounting struct {
-	word     atomic.Int64
+	*relay.Exchanges
 	txStatus atomic.Uint32
-	conn     *proxy.Conn // nil in tests
-	// onBusy, if set, is called by the client->server pump when the
-	// session goes from idle to busy, before the message is forwarded;
-	// onIdle by the server->client pump when a ReadyForQuery leaves
-	// nothing outstanding. The relay parks idle sessions with them.
-	onBusy, onIdle func()
 
 	// Client->server goroutine only.
 	syncsSinceExecute int64 // Syncs forwarded since the last Execute or Query
 	inCopy            bool  // client is sending CopyData
 }
 
-const (
-	closingBit   = 1
-	partialBit   = 2
-	pendingShift = 2
-)
-
 func newAccounting(c *proxy.Conn) *accounting {
-	a := &accounting{conn: c}
+	a := &accounting{Exchanges: relay.NewExchanges(c)}
 	a.txStatus.Store('I')
 	return a
 }
@@ -55,15 +37,15 @@ func (a *accounting) frontend(typ byte) bool {
 	case 'Q', 'F':
 		a.syncsSinceExecute = 0
 		a.inCopy = false
-		return a.update(1, false)
+		return a.Add(1, false)
 	case 'S':
 		a.syncsSinceExecute++
-		return a.update(1, true)
+		return a.Add(1, true)
 	case 'E':
 		a.syncsSinceExecute = 0
-		return a.setPartial()
+		return a.Hold()
 	case 'P', 'B', 'D', 'C', 'H':
-		return a.setPartial()
+		return a.Hold()
 	case 'd', 'c', 'f':
 		if !a.inCopy {
 			// The server entered COPY FROM STDIN. Syncs the client sent after
@@ -73,69 +55,18 @@ func (a *accounting) frontend(typ byte) bool {
 			a.inCopy = true
 			if n := a.syncsSinceExecute; n > 0 {
 				a.syncsSinceExecute = 0
-				if !a.update(-n, false) {
+				if !a.Add(-n, false) {
 					return false
 				}
-				return a.setPartial()
+				return a.Hold()
 			}
 		}
 		if typ != 'd' {
 			a.inCopy = false
 		}
-		return a.word.Load()&closingBit == 0
+		return !a.Closing()
 	default:
-		return a.word.Load()&closingBit == 0
-	}
-}
-
-// update adds delta outstanding responses and optionally clears partialBit.
-func (a *accounting) update(delta int64, clearPartial bool) bool {
-	for {
-		old := a.word.Load()
-		if old&closingBit != 0 {
-			return false
-		}
-		nw := old + delta<<pendingShift
-		if nw < 0 {
-			nw = old & (partialBit | closingBit)
-		}
-		if clearPartial {
-			nw &^= partialBit
-		}
-		if a.word.CompareAndSwap(old, nw) {
-			if old == 0 && nw != 0 {
-				a.busy()
-			}
-			return true
-		}
-	}
-}
-
-func (a *accounting) setPartial() bool {
-	for {
-		old := a.word.Load()
-		if old&closingBit != 0 {
-			return false
-		}
-		if old&partialBit != 0 {
-			return true
-		}
-		if a.word.CompareAndSwap(old, old|partialBit) {
-			if old == 0 {
-				a.busy()
-			}
-			return true
-		}
-	}
-}
-
-// busy reports the session's change from idle to busy.
-func (a *accounting) busy() {
-	if a.conn != nil {
-		a.conn.SetState(proxy.StateActive)
-	}
-	if a.onBusy != nil {
-		a.onBusy()
+		return !a.Closing()
 	}
 }
 
@@ -145,33 +76,9 @@ func (a *accounting) busy() {
 // forwards this ReadyForQuery and stops.
 func (a *accounting) readyForQuery(status byte) bool {
 	a.txStatus.Store(uint32(status))
-	var nw int64
-	for {
-		old := a.word.Load()
-		if old>>pendingShift == 0 {
-			nw = old // a ReadyForQuery we did not count: leave as is
-			break
-		}
-		nw = old - 1<<pendingShift
-		if a.word.CompareAndSwap(old, nw) {
-			break
-		}
-	}
-	if nw == 0 && a.onIdle != nil {
-		a.onIdle()
-	}
-	if nw != 0 || status != 'I' || a.conn == nil {
-		return false
-	}
-	a.conn.SetState(proxy.StateIdle)
-	return a.conn.Draining() && a.word.CompareAndSwap(0, closingBit)
+	return a.Done(1, status != 'I')
 }
 
 // closeIfIdle marks the session closing if it is idle, and reports whether
 // it did.
-func (a *accounting) closeIfIdle() bool {
-	return a.txStatus.Load() == 'I' && a.word.CompareAndSwap(0, closingBit)
-}
-
-// closing reports whether the session was marked closing.
-func (a *accounting) closing() bool { return a.word.Load()&closingBit != 0 }
+func (a *accounting) closeIfIdle() bool { return a.CloseIfIdle(a.txStatus.Load() != 'I') }

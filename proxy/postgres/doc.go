@@ -67,11 +67,13 @@
 //
 // # Relay
 //
-// After startup two goroutines relay the session, one per direction. Each
-// reads what is available into a pooled buffer, walks the message headers
-// (type byte, int32 length) and writes each run of messages straight from
-// that buffer in one write, without decoding them. Messages longer than the
-// buffer stream through. Client messages longer than
+// After startup two goroutines relay the session, one per direction, each
+// a proxy/relay pump driven by this package's framer (relay.go): the pump
+// reads what is available into a pooled buffer, the framer walks the
+// message headers (type byte, int32 length), and each run of messages is
+// written straight from that buffer in one write, without decoding them.
+// Messages longer than the buffer stream through; a hooked one is handed
+// over whole. Client messages longer than
 // Options.MaxMessageSize (1 GB by default) or with an impossible length end
 // that session with FATAL 08P01.
 //
@@ -100,7 +102,7 @@
 // Interceptor nothing is decoded.
 //
 // The relay tracks the transaction state from ReadyForQuery and the
-// messages still awaiting one, so that a graceful shutdown closes each
+// messages still awaiting one (accounting.go, on a relay.Exchanges), so that a graceful shutdown closes each
 // session between transactions (FATAL 57P01 to the client, Terminate to the
 // server). When the server goes away the client gets the server's last
 // ErrorResponse or FATAL 08006; when the client goes away the server gets

@@ -31,18 +31,16 @@ func TLSServerEndPoint(c *x509.Certificate) ([]byte, error) { return tlsServerEn
 // Relay runs a pump from src to dst until it fails and returns the error.
 // fromClient enables the client-side checks (Terminate, accounting).
 func Relay(src io.Reader, dst io.Writer, fromClient bool, maxBody int, types MessageTypes, hook MessageFunc) error {
-	p := newPump(src, dst, nil)
-	defer p.release()
-	p.fromClient = fromClient
+	var acct *accounting
 	if fromClient {
-		p.acct = newAccounting(nil)
-		p.allowFlush()
+		acct = newAccounting(nil)
 	}
-	if maxBody > 0 {
-		p.maxBody = maxBody
+	if maxBody <= 0 {
+		maxBody = DefaultMaxMessageSize
 	}
-	p.setHooks(types, hook, MessageTypes{})
-	return p.run()
+	p := newPump(src, dst, newMsgFramer(acct, fromClient, maxBody, types, hook), nil)
+	defer p.Release()
+	return p.Run()
 }
 
 // IsMalformed reports whether err is a framing error.

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/ratelog"
+	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -62,34 +62,25 @@ type Options struct {
 // Handler is the PostgreSQL protocol of a listener; it implements
 // proxy.Handler. Create it with [NewHandler].
 type Handler struct {
-	opts        Options
-	log         *slog.Logger
-	limitLog    *slog.Logger // rate-limited: connection-phase failures
-	dialer      *net.Dialer
-	upstreamTLS *tls.Config // nil: sslmode disable
-	keys        *cancelKeys
-	nextID      atomic.Uint64
+	opts     Options
+	log      *slog.Logger
+	limitLog *slog.Logger // rate-limited: connection-phase failures
+	up       *proxy.Upstream
+	keys     *cancelKeys
+	nextID   atomic.Uint64
 }
 
 var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	if opts.Upstream == "" {
-		return nil, errors.New("postgres: upstream address is required")
-	}
-	if _, _, err := net.SplitHostPort(opts.Upstream); err != nil {
-		return nil, fmt.Errorf("postgres: upstream %q: %w", opts.Upstream, err)
+	up, err := proxy.NewUpstream(opts.Upstream, opts.UpstreamTLS, opts.UpstreamKeepalive, opts.Dial,
+		opts.ConnectTimeout, DefaultConnectTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	if opts.RequireTLS && opts.TLS == nil {
 		return nil, errors.New("postgres: RequireTLS needs a TLS configuration")
-	}
-	if opts.UpstreamTLS.Mode == 0 {
-		return nil, errors.New("postgres: upstream sslmode is not set")
-	}
-	upTLS, err := opts.UpstreamTLS.ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("postgres: upstream TLS: %w", err)
 	}
 	if opts.TLS != nil {
 		opts.TLS = opts.TLS.Clone()
@@ -100,32 +91,14 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > DefaultMaxMessageSize {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Name != "" {
-		log = log.With(slog.String("listener", opts.Name))
-	}
-	return &Handler{
-		opts: opts, log: log, upstreamTLS: upTLS, keys: newCancelKeys(),
-		limitLog: slog.New(ratelog.New(log.Handler(), ratelog.Options{})),
-		dialer:   proxy.UpstreamDialer(opts.UpstreamKeepalive),
-	}, nil
+	log, limitLog := proxy.ListenerLogs(opts.Logger, opts.Name)
+	return &Handler{opts: opts, log: log, limitLog: limitLog, up: up, keys: newCancelKeys()}, nil
 }
 
-func (h *Handler) connectTimeout() time.Duration {
-	if h.opts.ConnectTimeout > 0 {
-		return h.opts.ConnectTimeout
-	}
-	return DefaultConnectTimeout
-}
+func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
 
 func (h *Handler) handshakeTimeout() time.Duration {
-	if h.opts.HandshakeTimeout > 0 {
-		return h.opts.HandshakeTimeout
-	}
-	return DefaultHandshakeTimeout
+	return proxy.PositiveOr(h.opts.HandshakeTimeout, DefaultHandshakeTimeout)
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -137,8 +110,7 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		pc:        c,
 		id:        id,
 		rawClient: nc,
-		socks:     proxy.NewSockets(nc),
-		client:    withRawIO(nc),
+		client:    rawio.Wrap(nc),
 		log: h.log.With(
 			slog.Uint64("conn", id),
 			slog.String("remote", nc.RemoteAddr().String())),
@@ -151,11 +123,11 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
 	defer cancel()
-	conn, err := h.dial(ctx)
+	conn, err := h.up.Dial(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	if h.upstreamTLS == nil {
+	if h.up.TLS() == nil {
 		return conn, false, nil
 	}
 	tconn, err := h.startUpstreamTLS(ctx, conn)
@@ -170,25 +142,11 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
 		return nil, false, err
 	}
 	// sslmode=prefer: like libpq, retry without TLS when TLS failed.
-	conn, derr := h.dial(ctx)
+	conn, derr := h.up.Dial(ctx)
 	if derr != nil {
 		return nil, false, derr
 	}
 	return conn, false, nil
-}
-
-func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
-	var conn net.Conn
-	var err error
-	if h.opts.Dial != nil {
-		conn, err = h.opts.Dial(ctx, "tcp", h.opts.Upstream)
-	} else {
-		conn, err = h.dialer.DialContext(ctx, "tcp", h.opts.Upstream)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dial upstream: %w", err)
-	}
-	return withRawIO(conn), nil
 }
 
 // startUpstreamTLS sends SSLRequest and, if the server agrees, performs the
@@ -228,7 +186,7 @@ func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn) (*tls
 	default:
 		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", b[0])
 	}
-	tconn := tls.Client(conn, h.upstreamTLS)
+	tconn := tls.Client(conn, h.up.TLS())
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}

@@ -22,10 +22,6 @@ func (t *MessageTypes) Add(types ...byte) {
 // Has reports whether typ is in the set.
 func (t *MessageTypes) Has(typ byte) bool { return t[typ>>6]&(1<<(typ&63)) != 0 }
 
-func (t *MessageTypes) union(o *MessageTypes) MessageTypes {
-	return MessageTypes{t[0] | o[0], t[1] | o[1], t[2] | o[2], t[3] | o[3]}
-}
-
 // MessageFunc handles one complete message of a type it asked for. body is
 // the message without its type byte and length, and aliases the relay's read
 // buffer: it is valid only during the call. The func writes whatever should

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -21,9 +20,6 @@ import (
 
 // startupMaxBody bounds a message during startup and authentication.
 const startupMaxBody = 1 << 20
-
-// finalWriteTimeout bounds the last messages written when a session ends.
-const finalWriteTimeout = 5 * time.Second
 
 // startupErrorTimeout bounds writing the error that ends a startup: the
 // handshake deadline may have passed already, and a client that does not
@@ -48,7 +44,6 @@ type session struct {
 	clientTLS bool
 	cbr       *bufio.Reader // startup-phase reader of client
 
-	socks     *proxy.Sockets // closes both sockets from any goroutine
 	server    net.Conn
 	rawServer net.Conn
 	serverTLS bool
@@ -63,23 +58,14 @@ type session struct {
 	proxyPID  uint32
 	srvParams map[string]string
 
-	endFns   []func()                    // run when the session ends (cleanup)
-	detached bool                        // the relay ends the session on its own goroutines
-	relayer  atomic.Pointer[proxy.Relay] // set while relaying
+	proxy.SessionLife // sockets, cleanup, hand-over to the relay
 }
 
 func (s *session) serve(ctx context.Context) {
-	stop := context.AfterFunc(ctx, s.hardClose)
 	// The end of the session: here, or, once the relay detached the
 	// connection, when its last pump ends (see relay).
-	defer func() {
-		if !s.detached {
-			s.cleanup()
-		}
-	}()
-	s.atEnd(func() { stop() })
-	s.atEnd(s.closeServer)
-	s.atEnd(func() {
+	defer s.Begin(ctx, s.rawClient)()
+	s.AtEnd(func() {
 		if s.proxyPID != 0 {
 			s.h.keys.remove(s.proxyPID)
 		}
@@ -130,7 +116,7 @@ func (s *session) serve(ctx context.Context) {
 		}
 		if hooks != nil && hooks.Close != nil {
 			hooks.Close = sync.OnceFunc(hooks.Close)
-			s.atEnd(hooks.Close)
+			s.AtEnd(hooks.Close)
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "session started",
@@ -141,40 +127,16 @@ func (s *session) serve(ctx context.Context) {
 	s.relay(ctx, hooks)
 }
 
-// hardClose closes both sockets; it runs when the connection's context is
-// cancelled (server Close, or Shutdown timing out). Parked sockets are
-// woken first: a socket must not be closed while parked.
-func (s *session) hardClose() {
-	if r := s.relayer.Load(); r != nil {
-		r.KickAll()
-	}
-	s.socks.HardClose()
-}
-
-// atEnd adds f to the functions run, last added first, when the session
-// ends.
-func (s *session) atEnd(f func()) { s.endFns = append(s.endFns, f) }
-
-// cleanup runs the atEnd functions.
-func (s *session) cleanup() {
-	for i := len(s.endFns) - 1; i >= 0; i-- {
-		s.endFns[i]()
-	}
-	s.endFns = nil
-}
-
 // setServer records the upstream socket (raw) and the connection the
 // session talks over (raw, or TLS over it). It reports false if the session
 // was hard-closed meanwhile.
 func (s *session) setServer(raw, conn net.Conn) bool {
-	if !s.socks.SetServer(raw) {
+	if !s.SetServer(raw) {
 		return false
 	}
 	s.rawServer, s.server = raw, conn
 	return true
 }
-
-func (s *session) closeServer() { s.socks.CloseServer() }
 
 // endStartup reports a startup failure to the client (if it is a wire
 // error) and to the log (unless it is routine). Its logs are rate-limited:
