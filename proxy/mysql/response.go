@@ -96,164 +96,209 @@ type packetInfo struct {
 // x.ResultSet for hooks. An error means the server's stream does not fit
 // the protocol; the session must end.
 func (x *exchange) step(n int, head []byte, deprecateEOF bool) (packetInfo, error) {
-	var pi packetInfo
 	if n == 0 {
 		if x.st == stStream || x.st == stSimple || x.st == stAuth {
-			pi.kind, pi.done = KindOther, x.st != stStream
-			return pi, nil
+			return packetInfo{kind: KindOther, done: x.st != stStream}, nil
 		}
-		return pi, malformed("empty packet from the server in a response")
+		return packetInfo{}, malformed("empty packet from the server in a response")
 	}
 	b := head[0]
 	terminator := b == gomysql.EOF_HEADER && n < maxPayload
 	switch x.st {
 	case stFirst, stInfile:
-		switch {
-		case b == gomysql.OK_HEADER:
-			return x.endResult(KindOK, head, false)
-		case b == gomysql.ERR_HEADER:
-			pi.kind, pi.done = KindERR, true
-			return pi, nil
-		case x.st == stInfile:
-			return pi, malformed("unexpected packet from the server after LOCAL INFILE data")
-		case b == gomysql.LocalInFile_HEADER && x.resp == respQuery:
-			x.st = stInfile
-			pi.kind = KindInfileRequest
-			return pi, nil
-		}
-		cols, _, null, ok := lenEnc(head)
-		if !ok || null || cols == 0 || cols > 1<<16 {
-			return pi, malformed("invalid column count from the server")
-		}
-		x.Columns, x.Column = int(cols), 0
-		x.n = int(cols)
-		x.st = stColDefs
-		pi.kind = KindColumnCount
-		return pi, nil
+		return x.stepFirst(head)
 	case stColDefs:
-		if b == gomysql.ERR_HEADER {
-			pi.kind, pi.done = KindERR, true
-			return pi, nil
-		}
-		pi.kind = KindColumnDef
-		x.Column = x.Columns - x.n
-		x.n--
-		if x.n == 0 {
-			if deprecateEOF {
-				x.st = stRows
-			} else {
-				x.st = stColsEOF
-			}
-		}
-		return pi, nil
+		return x.stepColumnDef(b, deprecateEOF), nil
 	case stColsEOF:
-		if b == gomysql.ERR_HEADER {
-			pi.kind, pi.done = KindERR, true
-			return pi, nil
-		}
-		if !terminator {
-			return pi, malformed("expected EOF after column definitions")
-		}
-		pi.kind = KindEOF
-		pi.status, pi.hasStatus = eofStatus(head)
-		x.st = stRows
-		if x.cursor && pi.status&gomysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
-			pi.done = true // rows come with COM_STMT_FETCH
-		}
-		return pi, nil
+		return x.stepColumnsEOF(b, head, terminator)
 	case stRows:
-		switch {
-		case b == gomysql.ERR_HEADER:
-			pi.kind, pi.done = KindERR, true
-			return pi, nil
-		case terminator:
-			if x.resp == respFetch {
-				pi.kind, pi.done = KindEOF, true
-				pi.status, pi.hasStatus = terminatorStatus(head, deprecateEOF)
-				return pi, nil
-			}
-			return x.endResult(KindEOF, head, !deprecateEOF)
-		case x.resp == respExecute || x.resp == respFetch:
-			pi.kind = KindBinaryRow
-		default:
-			pi.kind = KindTextRow
-		}
-		return pi, nil
+		return x.stepRow(b, head, terminator, deprecateEOF)
 	case stPrepParams, stPrepCols:
-		pi.kind = KindColumnDef
-		if x.st == stPrepParams {
-			pi.kind = KindParamDef
-			x.Column = x.Params - x.n
-		} else {
-			x.Column = x.Columns - x.n
-		}
-		x.n--
-		if x.n == 0 {
-			if !deprecateEOF {
-				x.st++ // to the matching EOF state
-			} else if x.st == stPrepParams {
-				pi.done = x.startPrepCols()
-			} else {
-				pi.done = true
-			}
-		}
-		return pi, nil
+		return x.stepPrepareDef(deprecateEOF), nil
 	case stPrepParamsEOF, stPrepColsEOF:
-		if !terminator {
-			return pi, malformed("expected EOF after prepared statement definitions")
+		return x.stepPrepareEOF(head, terminator)
+	case stFieldList:
+		return x.stepFieldList(b, terminator), nil
+	case stAuth:
+		return stepAuth(b, head), nil
+	case stSimple:
+		return stepSimple(b, head, terminator, deprecateEOF), nil
+	case stStream:
+		return packetInfo{kind: KindOther}, nil
+	case stPrepFirst:
+		return x.stepPrepareOK(n, head)
+	}
+	return packetInfo{}, malformed("response in an invalid state")
+}
+
+// errPacket is an ERR packet: the end of the response.
+var errPacket = packetInfo{kind: KindERR, done: true}
+
+// stepFirst reads the first packet of a response (or the one after LOCAL
+// INFILE data): OK, ERR, a LOCAL INFILE request, or a result set's column
+// count.
+func (x *exchange) stepFirst(head []byte) (packetInfo, error) {
+	var pi packetInfo
+	switch b := head[0]; {
+	case b == gomysql.OK_HEADER:
+		return x.endResult(KindOK, head, false)
+	case b == gomysql.ERR_HEADER:
+		return errPacket, nil
+	case x.st == stInfile:
+		return pi, malformed("unexpected packet from the server after LOCAL INFILE data")
+	case b == gomysql.LocalInFile_HEADER && x.resp == respQuery:
+		x.st = stInfile
+		pi.kind = KindInfileRequest
+		return pi, nil
+	}
+	cols, _, null, ok := lenEnc(head)
+	if !ok || null || cols == 0 || cols > 1<<16 {
+		return pi, malformed("invalid column count from the server")
+	}
+	x.Columns, x.Column = int(cols), 0
+	x.n = int(cols)
+	x.st = stColDefs
+	pi.kind = KindColumnCount
+	return pi, nil
+}
+
+// stepColumnDef reads one column definition of a result set.
+func (x *exchange) stepColumnDef(b byte, deprecateEOF bool) packetInfo {
+	if b == gomysql.ERR_HEADER {
+		return errPacket
+	}
+	x.Column = x.Columns - x.n
+	x.n--
+	if x.n == 0 {
+		if deprecateEOF {
+			x.st = stRows
+		} else {
+			x.st = stColsEOF
 		}
-		pi.kind = KindEOF
-		pi.status, pi.hasStatus = eofStatus(head)
-		if x.st == stPrepParamsEOF {
+	}
+	return packetInfo{kind: KindColumnDef}
+}
+
+// stepColumnsEOF reads the EOF after a result set's column definitions.
+func (x *exchange) stepColumnsEOF(b byte, head []byte, terminator bool) (packetInfo, error) {
+	if b == gomysql.ERR_HEADER {
+		return errPacket, nil
+	}
+	if !terminator {
+		return packetInfo{}, malformed("expected EOF after column definitions")
+	}
+	pi := packetInfo{kind: KindEOF}
+	pi.status, pi.hasStatus = eofStatus(head)
+	x.st = stRows
+	if x.cursor && pi.status&gomysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
+		pi.done = true // rows come with COM_STMT_FETCH
+	}
+	return pi, nil
+}
+
+// stepRow reads a row of a result set, or the packet that ends the rows.
+func (x *exchange) stepRow(b byte, head []byte, terminator, deprecateEOF bool) (packetInfo, error) {
+	var pi packetInfo
+	switch {
+	case b == gomysql.ERR_HEADER:
+		return errPacket, nil
+	case terminator:
+		if x.resp == respFetch {
+			pi.kind, pi.done = KindEOF, true
+			pi.status, pi.hasStatus = terminatorStatus(head, deprecateEOF)
+			return pi, nil
+		}
+		return x.endResult(KindEOF, head, !deprecateEOF)
+	case x.resp == respExecute || x.resp == respFetch:
+		pi.kind = KindBinaryRow
+	default:
+		pi.kind = KindTextRow
+	}
+	return pi, nil
+}
+
+// stepPrepareDef reads a parameter or column definition of a
+// COM_STMT_PREPARE response.
+func (x *exchange) stepPrepareDef(deprecateEOF bool) packetInfo {
+	pi := packetInfo{kind: KindColumnDef}
+	if x.st == stPrepParams {
+		pi.kind = KindParamDef
+		x.Column = x.Params - x.n
+	} else {
+		x.Column = x.Columns - x.n
+	}
+	x.n--
+	if x.n == 0 {
+		if !deprecateEOF {
+			x.st++ // to the matching EOF state
+		} else if x.st == stPrepParams {
 			pi.done = x.startPrepCols()
 		} else {
 			pi.done = true
 		}
-		return pi, nil
-	case stFieldList:
-		switch {
-		case b == gomysql.ERR_HEADER:
-			pi.kind, pi.done = KindERR, true
-		case terminator:
-			pi.kind, pi.done = KindEOF, true
-		default:
-			pi.kind = KindColumnDef
-			x.Column++
-		}
-		return pi, nil
-	case stAuth:
-		switch b {
-		case gomysql.OK_HEADER:
-			pi.kind, pi.done = KindOK, true
-			pi.status, pi.hasStatus = okStatus(head)
-		case gomysql.ERR_HEADER:
-			pi.kind, pi.done = KindERR, true
-		default:
-			pi.kind = KindOther // auth switch, more data
-		}
-		return pi, nil
-	case stSimple:
-		pi.done = true
-		switch {
-		case b == gomysql.OK_HEADER:
-			pi.kind = KindOK
-			pi.status, pi.hasStatus = okStatus(head)
-		case b == gomysql.ERR_HEADER:
-			pi.kind = KindERR
-		case terminator:
-			pi.kind = KindEOF
-			pi.status, pi.hasStatus = terminatorStatus(head, deprecateEOF)
-		default:
-			pi.kind = KindOther
-		}
-		return pi, nil
-	case stStream:
-		pi.kind = KindOther
-		return pi, nil
-	case stPrepFirst:
-		return x.stepPrepareOK(n, head)
 	}
-	return pi, malformed("response in an invalid state")
+	return pi
+}
+
+// stepPrepareEOF reads the EOF after a COM_STMT_PREPARE response's
+// parameter or column definitions.
+func (x *exchange) stepPrepareEOF(head []byte, terminator bool) (packetInfo, error) {
+	if !terminator {
+		return packetInfo{}, malformed("expected EOF after prepared statement definitions")
+	}
+	pi := packetInfo{kind: KindEOF}
+	pi.status, pi.hasStatus = eofStatus(head)
+	if x.st == stPrepParamsEOF {
+		pi.done = x.startPrepCols()
+	} else {
+		pi.done = true
+	}
+	return pi, nil
+}
+
+// stepFieldList reads a packet of a COM_FIELD_LIST response.
+func (x *exchange) stepFieldList(b byte, terminator bool) packetInfo {
+	switch {
+	case b == gomysql.ERR_HEADER:
+		return errPacket
+	case terminator:
+		return packetInfo{kind: KindEOF, done: true}
+	}
+	x.Column++
+	return packetInfo{kind: KindColumnDef}
+}
+
+// stepAuth reads a packet of a COM_CHANGE_USER response.
+func stepAuth(b byte, head []byte) packetInfo {
+	var pi packetInfo
+	switch b {
+	case gomysql.OK_HEADER:
+		pi.kind, pi.done = KindOK, true
+		pi.status, pi.hasStatus = okStatus(head)
+	case gomysql.ERR_HEADER:
+		return errPacket
+	default:
+		pi.kind = KindOther // auth switch, more data
+	}
+	return pi
+}
+
+// stepSimple reads the one-packet response of a simple command.
+func stepSimple(b byte, head []byte, terminator, deprecateEOF bool) packetInfo {
+	pi := packetInfo{done: true}
+	switch {
+	case b == gomysql.OK_HEADER:
+		pi.kind = KindOK
+		pi.status, pi.hasStatus = okStatus(head)
+	case b == gomysql.ERR_HEADER:
+		pi.kind = KindERR
+	case terminator:
+		pi.kind = KindEOF
+		pi.status, pi.hasStatus = terminatorStatus(head, deprecateEOF)
+	default:
+		pi.kind = KindOther
+	}
+	return pi
 }
 
 // stepPrepareOK handles COM_STMT_PREPARE's first packet.
