@@ -5,7 +5,6 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
-	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
@@ -208,17 +207,18 @@ func (a *analyzer) assignment(x *ast.Assignment) {
 	a.store(col, x.Expr)
 }
 
-// paramCollector lists the placeholders of a statement.
-type paramCollector struct{ list []*driver.ParamMarkerExpr }
+// nodesOf lists the nodes of type T a statement holds (placeholders,
+// table names), in the order the parser's walk meets them.
+type nodesOf[T ast.Node] struct{ list []T }
 
-func (c *paramCollector) Enter(n ast.Node) (ast.Node, bool) {
-	if m, ok := n.(*driver.ParamMarkerExpr); ok {
-		c.list = append(c.list, m)
+func (c *nodesOf[T]) Enter(n ast.Node) (ast.Node, bool) {
+	if x, ok := n.(T); ok {
+		c.list = append(c.list, x)
 	}
 	return n, false
 }
 
-func (c *paramCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+func (c *nodesOf[T]) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // tableCollector lists every table a statement names.
 type tableCollector struct{ a *analyzer }
