@@ -213,16 +213,12 @@ func TestAllowDynamicSQL(t *testing.T) {
 // public.users: view v, child kid, parent base; and a configured child.
 func derivedPlanner(t *testing.T) (*pgsql.Planner, *fakeCatalog) {
 	t.Helper()
-	specs := append(testSpecs(),
-		// public.users_2024 is configured like public.users (a partition
-		// configured as the docs ask): not refused.
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "ssn", Key: "users_ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "age", Key: "users_age", Mode: rules.ModeDeterministic, Type: value.TypeInt},
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "salary", Key: "users_salary", Mode: rules.ModeRandomized, Type: value.TypeBigint},
-		// public.users_2023 misses ssn: still refused.
-		rules.Spec{Schema: "public", Table: "users_2023", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
-	)
+	specs := testSpecs()
+	// public.users_2024 is configured like public.users (a partition
+	// configured as the docs ask): not refused.
+	specs = append(specs, likeUsers("users_2024", "email", "ssn", "age", "salary")...)
+	// public.users_2023 misses ssn: still refused.
+	specs = append(specs, likeUsers("users_2023", "email")...)
 	set, err := rules.New(rules.DialectPostgres, specs)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,28 @@ func testSpecs() []rules.Spec {
 		{Schema: "public", Table: "docs", Column: "body", Key: "body", Mode: rnd, Type: value.TypeJSON},
 		{Schema: "public", Table: "docs", Column: "price", Key: "price", Mode: det, Type: value.TypeNumeric},
 	}
+}
+
+// likeUsers returns the rules of public.users for the given columns, on
+// public.table instead (a partition or child configured like it).
+func likeUsers(table string, columns ...string) []rules.Spec {
+	var out []rules.Spec
+	for _, s := range testSpecs() {
+		if s.Schema == "public" && s.Table == "users" && slices.Contains(columns, s.Column) {
+			s.Table = table
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func mustRules(t *testing.T, specs ...rules.Spec) *rules.Set {
+	t.Helper()
+	s, err := rules.New(rules.DialectPostgres, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // fakeCatalog is an in-memory Catalog. Resolve substitutes "$user" with

@@ -38,15 +38,6 @@ func TestNew(t *testing.T) {
 	}
 }
 
-func mustRules(t *testing.T, specs ...rules.Spec) *rules.Set {
-	t.Helper()
-	s, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestPassthroughSkipsParsing(t *testing.T) {
 	ctx := context.Background()
 	cat := newFakeCatalog()
