@@ -1,6 +1,7 @@
 package mysqlsql
 
 import (
+	"reflect"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -42,6 +43,21 @@ var reasonByOp = map[opcode.Op]string{
 	opcode.LE: "<= on an encrypted column is not supported", opcode.GE: ">= on an encrypted column is not supported",
 }
 
+// reasonByNode says why an encrypted column cannot stand inside a node of
+// these kinds.
+var reasonByNode = map[reflect.Type]string{
+	reflect.TypeFor[*ast.PatternLikeOrIlikeExpr](): "LIKE on an encrypted column is not supported",
+	reflect.TypeFor[*ast.PatternRegexpExpr]():      "REGEXP on an encrypted column is not supported",
+	reflect.TypeFor[*ast.BetweenExpr]():            "BETWEEN on an encrypted column is not supported",
+	reflect.TypeFor[*ast.ByItem]():                 "ORDER BY or GROUP BY on an encrypted column is not supported",
+	reflect.TypeFor[*ast.FuncCallExpr]():           "functions on an encrypted column are not supported",
+	reflect.TypeFor[*ast.AggregateFuncExpr]():      "functions on an encrypted column are not supported",
+	reflect.TypeFor[*ast.WindowFuncExpr]():         "functions on an encrypted column are not supported",
+	reflect.TypeFor[*ast.FuncCastExpr]():           "casts of an encrypted column are not supported",
+	reflect.TypeFor[*ast.CaseExpr]():               "CASE on an encrypted column is not supported",
+	reflect.TypeFor[*ast.UnaryOperationExpr]():     "operators on an encrypted column are not supported",
+}
+
 // Enter implements ast.Visitor: the general rule is that an encrypted
 // column may appear only in the shapes handled here.
 func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
@@ -81,22 +97,6 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 	case *ast.Assignment:
 		a.assignment(x)
 		return n, true
-	case *ast.PatternLikeOrIlikeExpr:
-		reason = "LIKE on an encrypted column is not supported"
-	case *ast.PatternRegexpExpr:
-		reason = "REGEXP on an encrypted column is not supported"
-	case *ast.BetweenExpr:
-		reason = "BETWEEN on an encrypted column is not supported"
-	case *ast.ByItem:
-		reason = "ORDER BY or GROUP BY on an encrypted column is not supported"
-	case *ast.FuncCallExpr, *ast.AggregateFuncExpr, *ast.WindowFuncExpr:
-		reason = "functions on an encrypted column are not supported"
-	case *ast.FuncCastExpr:
-		reason = "casts of an encrypted column are not supported"
-	case *ast.CaseExpr:
-		reason = "CASE on an encrypted column is not supported"
-	case *ast.UnaryOperationExpr:
-		reason = "operators on an encrypted column are not supported"
 	case *ast.ColumnNameExpr:
 		if col := a.column(x.Name); col != nil {
 			r := "this use of an encrypted column is not supported"
@@ -111,6 +111,8 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 		return n, true
 	case *ast.DefaultExpr:
 		return n, true
+	default:
+		reason = reasonByNode[reflect.TypeOf(n)]
 	}
 	a.reasons = append(a.reasons, reasonEntry{n, reason})
 	return n, false
