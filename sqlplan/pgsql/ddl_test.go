@@ -168,10 +168,7 @@ func TestDDLPreFilter(t *testing.T) {
 // pgbench -S and -N are not parsed.
 func TestPreFilterPgbench(t *testing.T) {
 	set := mustRules(t, rules.Spec{Schema: "public", Table: "users", Column: "ssn", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeText})
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plannerWith(t, pgsql.Options{Rules: set, Database: "app"})
 	for _, sql := range []string{
 		"SELECT abalance FROM pgbench_accounts WHERE aid = 48123;",
 		"UPDATE pgbench_accounts SET abalance = abalance + -3017 WHERE aid = 48123;",
@@ -187,14 +184,7 @@ func TestPreFilterPgbench(t *testing.T) {
 // TestAllowDynamicSQL: the listener opt-in lets DO blocks and procedural
 // functions through, but not when their text names an encrypted table.
 func TestAllowDynamicSQL(t *testing.T) {
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog(), AllowDynamicSQL: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plannerWith(t, pgsql.Options{Database: "app", AllowDynamicSQL: true})
 	for _, sql := range []string{
 		"DO $$ BEGIN PERFORM 1; END $$",
 		"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN NULL; END $$",

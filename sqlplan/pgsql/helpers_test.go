@@ -51,7 +51,7 @@ func likeUsers(table string, columns ...string) []rules.Spec {
 	return out
 }
 
-func mustRules(t *testing.T, specs ...rules.Spec) *rules.Set {
+func mustRules(t testing.TB, specs ...rules.Spec) *rules.Set {
 	t.Helper()
 	s, err := rules.New(rules.DialectPostgres, specs)
 	if err != nil {
@@ -125,14 +125,20 @@ func (c *fakeCatalog) CreationSchema(_ context.Context, searchPath []string) (st
 
 func newPlanner(t testing.TB, cat pgsql.Catalog) *pgsql.Planner {
 	t.Helper()
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
+	return plannerWith(t, pgsql.Options{Database: "app", Catalog: cat})
+}
+
+// plannerWith returns a planner with opts, taking the rules of testSpecs
+// and a fresh fakeCatalog where opts has none.
+func plannerWith(t testing.TB, opts pgsql.Options) *pgsql.Planner {
+	t.Helper()
+	if opts.Rules == nil {
+		opts.Rules = mustRules(t, testSpecs()...)
 	}
-	if cat == nil {
-		cat = newFakeCatalog()
+	if opts.Catalog == nil {
+		opts.Catalog = newFakeCatalog()
 	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: cat})
+	p, err := pgsql.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -541,10 +541,7 @@ func TestSearchPath(t *testing.T) {
 	}
 	t.Run("expanding $user avoids refusing a plaintext table", func(t *testing.T) {
 		set := mustRules(t, rules.Spec{Schema: "app", Table: "users", Column: "email", Key: "k", Mode: rules.ModeDeterministic, Type: value.TypeText})
-		p, err := pgsql.New(pgsql.Options{Rules: set, Catalog: newFakeCatalog()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := plannerWith(t, pgsql.Options{Rules: set})
 		pl, err := p.Plan(ctx, sql, `"alice", public`)
 		if err != nil || kinds(pl) != "pass" {
 			t.Fatalf("public.users under an expanded path: %v, %v; want a plaintext plan", kinds(pl), err)

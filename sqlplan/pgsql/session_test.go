@@ -279,14 +279,8 @@ func TestParamDescription(t *testing.T) {
 
 func TestRotationMatchesEveryLiveVersion(t *testing.T) {
 	ctx := context.Background()
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := mustRules(t, testSpecs()...)
+	p := plannerWith(t, pgsql.Options{Rules: set, Database: "app"})
 	keys := &memKeys{}
 	keys.rotate(t, "users_email", crypto.AlgorithmAESSIV)
 	enc := rules.NewEncryptor(keys)
