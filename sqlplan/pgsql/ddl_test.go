@@ -7,7 +7,6 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // TestDDLRefusals: DDL after which a value bound for an encrypted column
@@ -167,7 +166,7 @@ func TestDDLPreFilter(t *testing.T) {
 // TestPreFilterPgbench: with rules on users only, the statements of
 // pgbench -S and -N are not parsed.
 func TestPreFilterPgbench(t *testing.T) {
-	set := mustRules(t, rules.Spec{Schema: "public", Table: "users", Column: "ssn", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeText})
+	set := oneTextRule(t, rules.ModeRandomized, "", "public", "users", "ssn")
 	p := plannerWith(t, pgsql.Options{Rules: set, Database: "app"})
 	for _, sql := range []string{
 		"SELECT abalance FROM pgbench_accounts WHERE aid = 48123;",

@@ -60,6 +60,13 @@ func mustRules(t testing.TB, specs ...rules.Spec) *rules.Set {
 	return s
 }
 
+// oneTextRule is a rule set of one text column, database.schema.table.column,
+// under key "k".
+func oneTextRule(t testing.TB, mode rules.Mode, database, schema, table, column string) *rules.Set {
+	t.Helper()
+	return mustRules(t, rules.Spec{Database: database, Schema: schema, Table: table, Column: column, Key: "k", Mode: mode, Type: value.TypeText})
+}
+
 // fakeCatalog is an in-memory Catalog. Resolve substitutes "$user" with
 // user and checks pg_temp first, as PostgreSQL does.
 type fakeCatalog struct {
