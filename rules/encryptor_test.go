@@ -31,14 +31,7 @@ func newFakeKeys(t testing.TB) *fakeKeys {
 
 func (f *fakeKeys) add(t testing.TB, name string, alg crypto.Algorithm) *crypto.Key {
 	t.Helper()
-	m, err := crypto.NewRandomKeyMaterial(alg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := crypto.NewKey(name, uint32(len(f.versions[name])+1), alg, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testkeys.RandomKey(t, name, uint32(len(f.versions[name])+1), alg)
 	f.versions[name] = append(f.versions[name], k)
 	return k
 }

@@ -18,6 +18,8 @@ type needleSet struct {
 	// ASCII is not attempted).
 	anyNonASCII bool
 	empty       bool
+	// words: a needle counts only as a whole word (see NewWordNeedles).
+	words bool
 }
 
 // tableNames returns the configured names of tables.
@@ -100,6 +102,18 @@ func NewNeedles(d Dialect, names []string) *Needles {
 	return &Needles{ns: newNeedleSet(d, names)}
 }
 
+// NewWordNeedles is [NewNeedles] that counts a name only as a whole word:
+// where no byte that can continue an unquoted identifier ([IdentByte])
+// stands right before or after it. That is enough in MySQL: an
+// identifier, bare, quoted or qualified, is never continued by such a byte,
+// so a view named v is found in `v`, db.v and V, not in vat. (A name that
+// holds a non-ASCII byte still makes any non-ASCII byte count.)
+func NewWordNeedles(d Dialect, names []string) *Needles {
+	ns := newNeedleSet(d, names)
+	ns.words = true
+	return &Needles{ns: ns}
+}
+
 // MayTouch reports whether sql may mention one of the names. False means
 // it certainly does not. It does not allocate.
 func (n *Needles) MayTouch(sql string) bool {
@@ -124,7 +138,7 @@ func (f *needleSet) mayTouch(sql string) bool {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		if f.byFirst[c] == nil {
+		if f.byFirst[c] == nil || (f.words && i > 0 && IdentByte(sql[i-1])) {
 			continue
 		}
 		if i+1 < len(sql) {
@@ -133,7 +147,7 @@ func (f *needleSet) mayTouch(sql string) bool {
 			}
 		}
 		for _, n := range f.byFirst[c] {
-			if HasPrefixFold(sql[i:], n) {
+			if HasPrefixFold(sql[i:], n) && (!f.words || i+len(n) == len(sql) || !IdentByte(sql[i+len(n)])) {
 				return true
 			}
 		}

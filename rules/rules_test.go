@@ -314,3 +314,28 @@ func TestIdentByte(t *testing.T) {
 		}
 	}
 }
+
+func TestWordNeedles(t *testing.T) {
+	n := rules.NewWordNeedles(rules.DialectMySQL, []string{"v", "we`ird", "vue_é"})
+	for _, tt := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT * FROM v", true},
+		{"SELECT * FROM `V` WHERE 1", true},
+		{"SELECT * FROM db.v;", true},
+		{"SELECT * FROM vat", false},
+		{"SELECT * FROM av", false},
+		{"SELECT v$ FROM t", false},
+		{"SELECT * FROM `we``ird`", true},
+		{"SELECT 'ü'", true}, // a non-ASCII name makes any non-ASCII byte count
+	} {
+		if got := n.MayTouch(tt.sql); got != tt.want {
+			t.Errorf("MayTouch(%q) = %v, want %v", tt.sql, got, tt.want)
+		}
+	}
+	var none *rules.Needles
+	if none.MayTouch("v") || rules.NewWordNeedles(rules.DialectMySQL, nil).MayTouch("v") {
+		t.Error("no names matched")
+	}
+}

@@ -1,6 +1,7 @@
 // Package testkeys gives tests a real key manager: a local master key and a
 // file keystore in the test's temporary directory, holding the data keys
-// they ask for. It owns nothing else; production code must not import it.
+// they ask for, and single random key versions for tests that keep their
+// own. It owns nothing else; production code must not import it.
 package testkeys
 
 import (
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/keystore"
 	"github.com/dbproxy/dbproxy/crypto/kms"
@@ -59,4 +61,19 @@ func ForRules(specs []rules.Spec) []keys.Spec {
 		out = append(out, keys.Spec{Name: s.Key, Algorithm: s.Mode.Algorithm()})
 	}
 	return out
+}
+
+// RandomKey returns version of data key name with fresh random material
+// for alg: a key of its own, outside any key manager.
+func RandomKey(tb testing.TB, name string, version uint32, alg crypto.Algorithm) *crypto.Key {
+	tb.Helper()
+	m, err := crypto.NewRandomKeyMaterial(alg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k, err := crypto.NewKey(name, version, alg, m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }

@@ -97,7 +97,7 @@ func (a *analyzer) statement(st ast.StmtNode) error {
 
 // numberParams numbers the placeholders in text order.
 func (a *analyzer) numberParams(st ast.StmtNode) {
-	pc := &paramCollector{}
+	pc := &nodesOf[*driver.ParamMarkerExpr]{}
 	st.Accept(pc)
 	sort.Slice(pc.list, func(i, j int) bool { return pc.list[i].Offset < pc.list[j].Offset })
 	a.params = map[*driver.ParamMarkerExpr]int{}

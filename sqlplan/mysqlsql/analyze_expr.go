@@ -1,11 +1,11 @@
 package mysqlsql
 
 import (
+	"reflect"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
-	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
@@ -41,6 +41,21 @@ func (a *analyzer) matchOperand(col *rules.ColumnRule, e ast.ExprNode) (ast.Expr
 var reasonByOp = map[opcode.Op]string{
 	opcode.LT: "< on an encrypted column is not supported", opcode.GT: "> on an encrypted column is not supported",
 	opcode.LE: "<= on an encrypted column is not supported", opcode.GE: ">= on an encrypted column is not supported",
+}
+
+// reasonByNode says why an encrypted column cannot stand inside a node of
+// these kinds.
+var reasonByNode = map[reflect.Type]string{
+	reflect.TypeFor[*ast.PatternLikeOrIlikeExpr](): "LIKE on an encrypted column is not supported",
+	reflect.TypeFor[*ast.PatternRegexpExpr]():      "REGEXP on an encrypted column is not supported",
+	reflect.TypeFor[*ast.BetweenExpr]():            "BETWEEN on an encrypted column is not supported",
+	reflect.TypeFor[*ast.ByItem]():                 "ORDER BY or GROUP BY on an encrypted column is not supported",
+	reflect.TypeFor[*ast.FuncCallExpr]():           "functions on an encrypted column are not supported",
+	reflect.TypeFor[*ast.AggregateFuncExpr]():      "functions on an encrypted column are not supported",
+	reflect.TypeFor[*ast.WindowFuncExpr]():         "functions on an encrypted column are not supported",
+	reflect.TypeFor[*ast.FuncCastExpr]():           "casts of an encrypted column are not supported",
+	reflect.TypeFor[*ast.CaseExpr]():               "CASE on an encrypted column is not supported",
+	reflect.TypeFor[*ast.UnaryOperationExpr]():     "operators on an encrypted column are not supported",
 }
 
 // Enter implements ast.Visitor: the general rule is that an encrypted
@@ -82,22 +97,6 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 	case *ast.Assignment:
 		a.assignment(x)
 		return n, true
-	case *ast.PatternLikeOrIlikeExpr:
-		reason = "LIKE on an encrypted column is not supported"
-	case *ast.PatternRegexpExpr:
-		reason = "REGEXP on an encrypted column is not supported"
-	case *ast.BetweenExpr:
-		reason = "BETWEEN on an encrypted column is not supported"
-	case *ast.ByItem:
-		reason = "ORDER BY or GROUP BY on an encrypted column is not supported"
-	case *ast.FuncCallExpr, *ast.AggregateFuncExpr, *ast.WindowFuncExpr:
-		reason = "functions on an encrypted column are not supported"
-	case *ast.FuncCastExpr:
-		reason = "casts of an encrypted column are not supported"
-	case *ast.CaseExpr:
-		reason = "CASE on an encrypted column is not supported"
-	case *ast.UnaryOperationExpr:
-		reason = "operators on an encrypted column are not supported"
 	case *ast.ColumnNameExpr:
 		if col := a.column(x.Name); col != nil {
 			r := "this use of an encrypted column is not supported"
@@ -112,6 +111,8 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 		return n, true
 	case *ast.DefaultExpr:
 		return n, true
+	default:
+		reason = reasonByNode[reflect.TypeOf(n)]
 	}
 	a.reasons = append(a.reasons, reasonEntry{n, reason})
 	return n, false
@@ -208,17 +209,18 @@ func (a *analyzer) assignment(x *ast.Assignment) {
 	a.store(col, x.Expr)
 }
 
-// paramCollector lists the placeholders of a statement.
-type paramCollector struct{ list []*driver.ParamMarkerExpr }
+// nodesOf lists the nodes of type T a statement holds (placeholders,
+// table names), in the order the parser's walk meets them.
+type nodesOf[T ast.Node] struct{ list []T }
 
-func (c *paramCollector) Enter(n ast.Node) (ast.Node, bool) {
-	if m, ok := n.(*driver.ParamMarkerExpr); ok {
-		c.list = append(c.list, m)
+func (c *nodesOf[T]) Enter(n ast.Node) (ast.Node, bool) {
+	if x, ok := n.(T); ok {
+		c.list = append(c.list, x)
 	}
 	return n, false
 }
 
-func (c *paramCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+func (c *nodesOf[T]) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // tableCollector lists every table a statement names.
 type tableCollector struct{ a *analyzer }

@@ -45,7 +45,7 @@ func (p *Planner) unparsed(sql string, views *viewSet) *sqlplan.Refusal {
 		}
 		return &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Table: name, Reason: "the statement may touch an encrypted table but could not be parsed"}
 	}
-	if views != nil && views.filter.match(sql) {
+	if views != nil && views.filter.MayTouch(sql) {
 		return &sqlplan.Refusal{SQLState: sqlplan.StateSyntaxError, Reason: "the statement may name a view over an encrypted table but could not be parsed; query the table"}
 	}
 	if !p.allowDynamic && mentionsDynamic(sql) {
@@ -146,7 +146,7 @@ func (a *analyzer) prepare(s *ast.PrepareStmt, views *viewSet) {
 			"the proxy does not see it executed; use a client-side prepared statement (the binary protocol) instead"})
 		return
 	}
-	if views != nil && views.filter.match(text) {
+	if views != nil && views.filter.MayTouch(text) {
 		a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: "SQL PREPARE of a statement that may name a view over an encrypted table is not supported; query the table"})
 		return
 	}
@@ -159,7 +159,7 @@ func (a *analyzer) prepare(s *ast.PrepareStmt, views *viewSet) {
 // one): reads through it come back as ciphertext the proxy cannot
 // attribute, writes through it (an updatable view) would store plaintext.
 func (a *analyzer) createView(s *ast.CreateViewStmt, views *viewSet) {
-	tc := &tableNames{}
+	tc := &nodesOf[*ast.TableName]{}
 	if s.Select != nil {
 		s.Select.Accept(tc)
 	}
@@ -191,7 +191,7 @@ func (a *analyzer) noViews(st ast.StmtNode, views *viewSet) {
 	if views == nil || len(views.base) == 0 {
 		return
 	}
-	tc := &tableNames{}
+	tc := &nodesOf[*ast.TableName]{}
 	st.Accept(tc)
 	for _, tn := range tc.list {
 		if base, ok := views.lookup(a.dbOf(tn), tn.Name.O); ok {

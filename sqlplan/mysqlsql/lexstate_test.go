@@ -15,6 +15,9 @@ import (
 var (
 	mariaLex = mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106}
 	mysqlLex = mysqlsql.Lex{Flavour: mysqlsql.FlavourMySQL, Version: 80036}
+	// mariaLex under ANSI_QUOTES and under NO_BACKSLASH_ESCAPES.
+	ansiLex = mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, Mode: mysql.ModeANSIQuotes}
+	nbeLex  = mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, Mode: mysql.ModeNoBackslashEscapes}
 )
 
 func TestParseServerVersion(t *testing.T) {
@@ -177,8 +180,6 @@ func TestPlanExecutableComments(t *testing.T) {
 func TestPlanSQLModes(t *testing.T) {
 	p := newPlanner(t, nil)
 	ctx := context.Background()
-	nbe := mariaLex
-	nbe.Mode = mysql.ModeNoBackslashEscapes
 	sql := `UPDATE users SET note = 'k\', email = 0x736563726574 -- ' WHERE id = 1`
 	// Default mode: one string, no encrypted column.
 	plan, err := p.PlanLex(ctx, "app", sql, mariaLex)
@@ -186,7 +187,7 @@ func TestPlanSQLModes(t *testing.T) {
 		t.Fatalf("default mode: %v %v", plan, err)
 	}
 	// NO_BACKSLASH_ESCAPES: email is assigned.
-	plan, err = p.PlanLex(ctx, "app", sql, nbe)
+	plan, err = p.PlanLex(ctx, "app", sql, nbeLex)
 	if err != nil || plan.Passthrough {
 		t.Fatalf("NO_BACKSLASH_ESCAPES: %+v %v", plan, err)
 	}
@@ -208,9 +209,7 @@ func TestPlanSQLModes(t *testing.T) {
 		t.Fatalf("plaintext table: %v %v", plan, err)
 	}
 	// ANSI_QUOTES: "…" is an identifier.
-	ansi := mariaLex
-	ansi.Mode = mysql.ModeANSIQuotes
-	if _, err := p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, ansi); err != nil {
+	if _, err := p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, ansiLex); err != nil {
 		t.Fatalf("ANSI_QUOTES lookup: %v", err)
 	}
 	plan, err = p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, mariaLex)
@@ -220,8 +219,6 @@ func TestPlanSQLModes(t *testing.T) {
 }
 
 func TestAnalyzeSession(t *testing.T) {
-	nbe := mariaLex
-	nbe.Mode = mysql.ModeNoBackslashEscapes
 	for _, c := range []struct {
 		sql      string
 		lex      mysqlsql.Lex
@@ -257,9 +254,9 @@ func TestAnalyzeSession(t *testing.T) {
 		{"SELECT 1; SET NAMES gbk", mariaLex, 0, 0, mysqlsql.SettingValue, "gbk", false},
 		// The rest of a string is lexed under the mode set before it.
 		{`SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\'; SET sql_mode = ''; -- '`, mariaLex, mysqlsql.SettingValue, 0, 0, "", true},
-		{`SET sql_mode = ''; SELECT 'a\'; SET sql_mode = 'NO_BACKSLASH_ESCAPES'; -- '`, nbe, mysqlsql.SettingValue, 0, 0, "", true},
+		{`SET sql_mode = ''; SELECT 'a\'; SET sql_mode = 'NO_BACKSLASH_ESCAPES'; -- '`, nbeLex, mysqlsql.SettingValue, 0, 0, "", true},
 		{`SELECT 'a\'; SET NAMES gbk; -- '`, mariaLex, 0, 0, 0, "", false},
-		{`SELECT 'a\'; SET NAMES gbk; -- '`, nbe, 0, 0, mysqlsql.SettingValue, "gbk", false},
+		{`SELECT 'a\'; SET NAMES gbk; -- '`, nbeLex, 0, 0, mysqlsql.SettingValue, "gbk", false},
 	} {
 		got := mysqlsql.AnalyzeSession(c.sql, c.lex)
 		if got.ModeSet != c.mode || (c.mode == mysqlsql.SettingValue && got.Mode != c.bits) ||
@@ -281,6 +278,53 @@ func TestAnalyzeSession(t *testing.T) {
 	}
 	if c := mysqlsql.AnalyzeSession("SET GLOBAL sql_mode = 'ANSI'", mariaLex); !c.Global {
 		t.Errorf("SET GLOBAL: %+v", c)
+	}
+}
+
+// TestAnalyzeSessionNames: SET NAMES and SET CHARACTER SET are read by the
+// parser; a character set or collation it does not implement is read from
+// an exact SET NAMES statement only.
+func TestAnalyzeSessionNames(t *testing.T) {
+	const (
+		value   = mysqlsql.SettingValue
+		unknown = mysqlsql.SettingUnknown
+	)
+	for _, c := range []struct {
+		sql     string
+		lex     mysqlsql.Lex
+		charset mysqlsql.Setting
+		cs      string
+		mode    mysqlsql.Setting
+	}{
+		{"SET NAMES utf8mb4", mariaLex, value, "utf8mb4", 0},
+		{"set names 'UTF8MB4' collate 'utf8mb4_bin'", mariaLex, value, "utf8mb4", 0},
+		{"SET NAMES utf8mb4 COLLATE utf8mb4_uca1400_ai_ci", mariaLex, value, "utf8mb4", 0},
+		{"SET NAMES utf8mb3", mariaLex, value, "utf8", 0}, // the parser's name for it
+		{"SET NAMES \"latin1\"", mariaLex, value, "latin1", 0},
+		{"SET NAMES \"latin1\"", ansiLex, value, "latin1", 0},
+		{"SET NAMES ucs2", mariaLex, value, "ucs2", 0},
+		{"SET CHARACTER SET 'cp932'", mariaLex, value, "cp932", 0},
+		{"SET CHARSET sjis", mariaLex, value, "sjis", 0},
+		{"/*!40101 SET NAMES sjis */", mariaLex, value, "sjis", 0},
+		{"SET /* x */ NAMES -- y\n sjis", mariaLex, value, "sjis", 0},
+		{"SET NAMES binary", mariaLex, value, "binary", 0},
+		{"SET NAMES DEFAULT", mariaLex, unknown, "", 0},
+		{"SET NAMES 'default'", mariaLex, unknown, "", 0},
+		{"SET NAMES @cs", mariaLex, unknown, "", 0},
+		{"SET NAMES 'sjis", mariaLex, unknown, "", unknown},
+		{"SET NAMES sjis, sql_mode = 'ANSI_QUOTES'", mariaLex, unknown, "", unknown},
+		{"SET NAMES utf8mb4, @x = 'sjis'", mariaLex, value, "utf8mb4", 0},
+		{"SET @x = 'SET NAMES sjis'", mariaLex, 0, "", 0},
+		{"SET NAMES latin1, NAMES sjis", mariaLex, unknown, "", 0},
+		{"SET NAMES sj$is", mariaLex, unknown, "", 0},
+		{"SET NAMES sjis COLLATE", mariaLex, unknown, "", 0},
+		{"SET character_set_client = sjis", mariaLex, value, "sjis", 0},
+		{"SET @@session.character_set_client = 'utf8mb4'", mariaLex, value, "utf8mb4", 0},
+	} {
+		got := mysqlsql.AnalyzeSession(c.sql, c.lex)
+		if got.CharsetSet != c.charset || got.Charset != c.cs || got.ModeSet != c.mode {
+			t.Errorf("%q: got charset %v %q mode %v, want %v %q %v", c.sql, got.CharsetSet, got.Charset, got.ModeSet, c.charset, c.cs, c.mode)
+		}
 	}
 }
 
@@ -307,15 +351,9 @@ func TestPlanSessionChanges(t *testing.T) {
 
 // FuzzNormalize: the normaliser never panics, keeps the length, and leaves
 // no comment opener outside quotes; the session analysis never panics.
+//
+// The seed corpus is in testdata/fuzz/FuzzNormalize.
 func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{
-		"INSERT INTO users SET note = 'b' /*!99999 , note = '*/, ssn = 0x31 -- ' */",
-		"a /*!40101 b /* c */ d */ -- e\n#f\n'g\\'h' \"i\" `j`",
-		"/*M!100000 SET NAMES gbk */; SET sql_mode = 'ANSI'; SELECT \"x\"",
-		"SET STATEMENT a=1 FOR SET NAMES utf8mb4; PREPARE s FROM @q; EXECUTE s",
-	} {
-		f.Add(s, uint8(0))
-	}
 	f.Fuzz(func(t *testing.T, sql string, flags uint8) {
 		lex := mysqlsql.Lex{Flavour: mysqlsql.Flavour(flags % 3), Version: 101106, SingleByte: flags&4 != 0}
 		if flags&8 != 0 {

@@ -136,7 +136,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 	touches := false
 	if !p.rules.Empty() {
 		views := p.rel.current(ctx) // also keeps the views fresh for the analysis
-		touches = p.rules.MayTouch(sql) || (views != nil && views.filter.match(sql)) ||
+		touches = p.rules.MayTouch(sql) || (views != nil && views.filter.MayTouch(sql)) ||
 			(!p.allowDynamic && mentionsDynamic(sql))
 	}
 	if !touches && !mayUse(sql) && !mayChangeSession(sql) && (p.rules.Empty() || (!mentionsDynamic(sql) && !ddlStart(sql))) {

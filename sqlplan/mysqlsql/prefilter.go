@@ -57,32 +57,27 @@ func hasWordFold(s, word string) bool {
 // /*!50100 … */, /*M! … */, /*M!100100 … */), after whitespace and
 // comments.
 func ddlStart(sql string) bool {
-	if ddlWordAt(sql, 0) {
-		return true
-	}
-	// strings.IndexByte and strings.Index skip the bytes between
-	// candidates with vector instructions.
+	return ddlWordAt(sql, 0) ||
+		anyAt(sql, ";", func(i int) bool { return ddlWordAt(sql, i+1) }) ||
+		anyAt(sql, "/*", func(i int) bool {
+			return i+2 < len(sql) && (sql[i+2] == '!' || (sql[i+2]|0x20) == 'm') && ddlWordAt(sql, i)
+		})
+}
+
+// anyAt reports whether at holds at some index of sql where sep starts.
+// strings.Index skips the bytes between candidates with vector
+// instructions.
+func anyAt(sql, sep string, at func(i int) bool) bool {
 	for i := 0; ; i++ {
-		j := strings.IndexByte(sql[i:], ';')
+		j := strings.Index(sql[i:], sep)
 		if j < 0 {
-			break
+			return false
 		}
 		i += j
-		if ddlWordAt(sql, i+1) {
+		if at(i) {
 			return true
 		}
 	}
-	for i := 0; ; i++ {
-		j := strings.Index(sql[i:], "/*")
-		if j < 0 {
-			break
-		}
-		i += j
-		if i+2 < len(sql) && (sql[i+2] == '!' || (sql[i+2]|0x20) == 'm') && ddlWordAt(sql, i) {
-			return true
-		}
-	}
-	return false
 }
 
 var ddlWords = [...]string{"create", "alter", "drop", "rename"}

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -54,8 +53,8 @@ type viewSet struct {
 	// base maps db.name (lower case) of each such view to the encrypted
 	// table (or view) it reads, for messages.
 	base map[string]string
-	// names are the lower-cased view names, for the pre-filter.
-	filter nameFilter
+	// filter is the pre-filter of the view names (whole words).
+	filter *rules.Needles
 }
 
 // lookup returns the encrypted table view db.name reads, if it is such a
@@ -181,13 +180,29 @@ type parsedDef struct {
 // returned map replaces it.
 func buildViewSet(set *rules.Set, views []View, parsed map[string]parsedDef) (*viewSet, map[string]parsedDef) {
 	vs := &viewSet{read: time.Now(), base: map[string]string{}}
+	defs, next := parseDefinitions(views, parsed)
+	for i, v := range views {
+		if b, ok := readsEncrypted(set, v, defs[i]); ok {
+			vs.base[viewKey(v.Database, v.Name)] = b
+		}
+	}
+	// Views over those views, until nothing changes.
+	for addViewsOver(vs.base, views, defs) {
+	}
+	vs.filter = viewFilter(vs.base)
+	return vs, next
+}
+
+func viewKey(db, name string) string { return strings.ToLower(db) + "." + strings.ToLower(name) }
+
+// parseDefinitions returns what each view's definition names, parsing
+// those not in parsed, and the cache for the next call.
+func parseDefinitions(views []View, parsed map[string]parsedDef) ([]parsedDef, map[string]parsedDef) {
 	defs := make([]parsedDef, len(views))
 	next := make(map[string]parsedDef, len(views))
 	var ps *parser.Parser
-	key := func(db, name string) string { return strings.ToLower(db) + "." + strings.ToLower(name) }
 	for i, v := range views {
 		if v.Definition == "" {
-			vs.base[key(v.Database, v.Name)] = "(a definition the catalog user cannot read)"
 			continue
 		}
 		d, ok := parsed[v.Definition]
@@ -195,150 +210,90 @@ func buildViewSet(set *rules.Set, views []View, parsed map[string]parsedDef) (*v
 			if ps == nil {
 				ps = parser.New()
 			}
-			if stmts, _, err := ps.Parse(v.Definition, "", ""); err == nil {
-				d.ok = true
-				tc := &tableNames{}
-				for _, st := range stmts {
-					st.Accept(tc)
-				}
-				for _, tn := range tc.list {
-					d.tables = append(d.tables, [2]string{tn.Schema.O, tn.Name.O})
-				}
-			}
+			d = parseDefinition(ps, v.Definition)
 		}
 		next[v.Definition] = d
 		defs[i] = d
-		if !d.ok {
-			if set.MayTouch(v.Definition) {
-				vs.base[key(v.Database, v.Name)] = "(a definition the proxy cannot parse)"
+	}
+	return defs, next
+}
+
+func parseDefinition(ps *parser.Parser, def string) parsedDef {
+	stmts, _, err := ps.Parse(def, "", "")
+	if err != nil {
+		return parsedDef{}
+	}
+	d := parsedDef{ok: true}
+	tc := &nodesOf[*ast.TableName]{}
+	for _, st := range stmts {
+		st.Accept(tc)
+	}
+	for _, tn := range tc.list {
+		d.tables = append(d.tables, [2]string{tn.Schema.O, tn.Name.O})
+	}
+	return d
+}
+
+// readsEncrypted reports whether view v (definition d) reads an encrypted
+// table directly, and which, for messages.
+func readsEncrypted(set *rules.Set, v View, d parsedDef) (string, bool) {
+	switch {
+	case v.Definition == "":
+		return "(a definition the catalog user cannot read)", true
+	case !d.ok:
+		return "(a definition the proxy cannot parse)", set.MayTouch(v.Definition)
+	}
+	for _, tn := range d.tables {
+		if set.Table(defaultDB(tn[0], v.Database), "", tn[1]) != nil {
+			return tn[1], true
+		}
+	}
+	return "", false
+}
+
+// addViewsOver adds to base the views that read one already in it, and
+// reports whether it added any.
+func addViewsOver(base map[string]string, views []View, defs []parsedDef) bool {
+	changed := false
+	filter := viewFilter(base)
+	for i, v := range views {
+		k := viewKey(v.Database, v.Name)
+		if _, ok := base[k]; ok {
+			continue
+		}
+		if !defs[i].ok {
+			// Unparsed: any mention of such a view counts.
+			if filter.MayTouch(v.Definition) {
+				base[k] = "(a definition the proxy cannot parse)"
+				changed = true
 			}
 			continue
 		}
-		for _, tn := range d.tables {
-			db := tn[0]
-			if db == "" {
-				db = v.Database
-			}
-			if set.Table(db, "", tn[1]) != nil {
-				vs.base[key(v.Database, v.Name)] = tn[1]
+		for _, tn := range defs[i].tables {
+			if b, ok := base[viewKey(defaultDB(tn[0], v.Database), tn[1])]; ok {
+				base[k] = b
+				changed = true
 				break
 			}
 		}
 	}
-	// Views over those views, until nothing changes.
-	for changed := true; changed; {
-		changed = false
-		var names []string
-		for k := range vs.base {
-			names = append(names, k[strings.LastIndexByte(k, '.')+1:])
-		}
-		filter := newNameFilter(names)
-		for i, v := range views {
-			k := key(v.Database, v.Name)
-			if _, ok := vs.base[k]; ok {
-				continue
-			}
-			if !defs[i].ok {
-				// Unparsed: any mention of such a view counts.
-				if filter.match(v.Definition) {
-					vs.base[k] = "(a definition the proxy cannot parse)"
-					changed = true
-				}
-				continue
-			}
-			for _, tn := range defs[i].tables {
-				db := tn[0]
-				if db == "" {
-					db = v.Database
-				}
-				if b, ok := vs.base[key(db, tn[1])]; ok {
-					vs.base[k] = b
-					changed = true
-					break
-				}
-			}
-		}
+	return changed
+}
+
+// defaultDB is db, or the view's own database for an unqualified name.
+func defaultDB(db, viewDB string) string {
+	if db == "" {
+		return viewDB
 	}
-	var names []string
-	for k := range vs.base {
+	return db
+}
+
+// viewFilter is the pre-filter of the views' names (base's keys are
+// db.name): a statement it rejects names none of them.
+func viewFilter(base map[string]string) *rules.Needles {
+	names := make([]string, 0, len(base))
+	for k := range base {
 		names = append(names, k[strings.LastIndexByte(k, '.')+1:])
 	}
-	vs.filter = newNameFilter(names)
-	return vs, next
-}
-
-// tableNames collects the table names of a statement.
-type tableNames struct{ list []*ast.TableName }
-
-func (c *tableNames) Enter(n ast.Node) (ast.Node, bool) {
-	if tn, ok := n.(*ast.TableName); ok {
-		c.list = append(c.list, tn)
-	}
-	return n, false
-}
-
-func (c *tableNames) Leave(n ast.Node) (ast.Node, bool) { return n, true }
-
-// nameFilter is a pre-filter like rules.Set.MayTouch for a list of names:
-// false means no name occurs anywhere in the text as a whole word, in any
-// ASCII case (a name containing a backtick is also searched with it
-// doubled). Whole words are enough in MySQL: an identifier, bare, quoted
-// or qualified, is never continued by a byte that can continue a bare
-// identifier (rules.IdentByte: the server's set, any byte ≥ 0x80 included), so
-// a view named v is found in `v`, db.v and V, not in vat.
-type nameFilter struct {
-	byFirst     [256][]string
-	anyNonASCII bool
-	empty       bool
-}
-
-func newNameFilter(names []string) nameFilter {
-	f := nameFilter{empty: true}
-	add := func(n string) {
-		if n == "" {
-			return
-		}
-		f.empty = false
-		for i := 0; i < len(n); i++ {
-			if n[i] >= utf8.RuneSelf {
-				f.anyNonASCII = true
-			}
-		}
-		f.byFirst[n[0]] = append(f.byFirst[n[0]], n)
-	}
-	for _, n := range names {
-		n = strings.ToLower(n)
-		add(n)
-		if strings.Contains(n, "`") {
-			add(strings.ReplaceAll(n, "`", "``"))
-		}
-	}
-	return f
-}
-
-func (f *nameFilter) match(sql string) bool {
-	if f == nil || f.empty {
-		return false
-	}
-	for i := 0; i < len(sql); i++ {
-		c := sql[i]
-		if c >= utf8.RuneSelf {
-			if f.anyNonASCII {
-				return true
-			}
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if i > 0 && rules.IdentByte(sql[i-1]) {
-			continue
-		}
-		for _, n := range f.byFirst[c] {
-			if rules.HasPrefixFold(sql[i:], n) && (i+len(n) == len(sql) || !rules.IdentByte(sql[i+len(n)])) {
-				return true
-			}
-		}
-	}
-	return false
+	return rules.NewWordNeedles(rules.DialectMySQL, names)
 }

@@ -267,11 +267,8 @@ func analyzeStatement(c *SessionChange, stmt, first, second string, lex Lex) {
 			return
 		}
 		analyzeSet(c, stmt, lex)
-	case "PREPARE":
-		c.RiskyPrepare = c.RiskyPrepare || preparesRisky(stmt, lex, mayChangeSession)
-	case "EXECUTE":
-		c.Executes = true
-		if second == "IMMEDIATE" {
+	case "PREPARE", "EXECUTE":
+		if preparedText(stmt, first, second, lex, mayChangeSession, &c.RiskyPrepare, &c.Executes) {
 			c.unknown()
 		}
 	case "BEGIN", "IF", "CASE", "LOOP", "WHILE", "REPEAT", "FOR", "DECLARE":
@@ -321,6 +318,20 @@ func parseOne(stmt string, lex Lex) (ast.StmtNode, error) {
 func analyzeSet(c *SessionChange, stmt string, lex Lex) {
 	st, err := parseOne(stmt, lex)
 	set, ok := st.(*ast.SetStmt)
+	if err != nil || !ok {
+		unparsedSet(c, stmt, err)
+		return
+	}
+	for _, v := range set.Variables {
+		if !analyzeAssignment(c, v) {
+			return
+		}
+	}
+}
+
+// unparsedSet follows a SET statement the parser did not read as one (err
+// when it could not read it at all).
+func unparsedSet(c *SessionChange, stmt string, err error) {
 	if err != nil {
 		if cs, ok := setNamesOnly(stmt); ok {
 			// SET NAMES / CHARACTER SET of a character set or collation
@@ -329,78 +340,87 @@ func analyzeSet(c *SessionChange, stmt string, lex Lex) {
 			return
 		}
 	}
-	if err != nil || !ok {
-		c.CharsetSet, c.Charset = SettingUnknown, ""
-		if containsFold(stmt, "sql_mode") || hasNonASCII(stmt) {
-			c.ModeSet, c.Mode, c.ModeErr = SettingUnknown, 0, ""
+	c.CharsetSet, c.Charset = SettingUnknown, ""
+	if containsFold(stmt, "sql_mode") || hasNonASCII(stmt) {
+		c.ModeSet, c.Mode, c.ModeErr = SettingUnknown, 0, ""
+	}
+}
+
+// analyzeAssignment adds one assignment of a SET statement to c; false
+// when the rest of the statement need not be read (everything is unknown).
+func analyzeAssignment(c *SessionChange, v *ast.VariableAssignment) bool {
+	name := strings.ToLower(v.Name)
+	if hasNonASCII(name) {
+		// The server compares variable names accent-insensitively.
+		c.unknown()
+		return false
+	}
+	if v.IsSystem && (strings.HasSuffix(name, ".sql_mode") || strings.HasSuffix(name, ".character_set_client")) {
+		// @@persist.sql_mode and the like: a scope the parser does not
+		// know; follow neither the session nor the global value.
+		c.Global = true
+		c.unknown()
+		return true
+	}
+	switch {
+	case v.Name == ast.SetNames || v.Name == ast.SetCharset:
+		cs, ok := literalName(v.Value)
+		if !ok || strings.EqualFold(cs, "default") {
+			c.CharsetSet, c.Charset = SettingUnknown, ""
+			return true
 		}
+		c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
+	case !v.IsSystem:
+		// A user variable: no session setting changes.
+	case name != "sql_mode" && name != "character_set_client":
+	case v.IsGlobal || v.IsInstance:
+		c.Global = true
+	case name == "sql_mode":
+		setSQLMode(c, v.Value)
+	default:
+		setClientCharset(c, v.Value)
+	}
+	return true
+}
+
+// setSQLMode follows SET sql_mode = value.
+func setSQLMode(c *SessionChange, value ast.ExprNode) {
+	if _, isDefault := value.(*ast.DefaultExpr); isDefault {
+		c.ModeSet, c.Mode, c.ModeErr = SettingDefault, 0, ""
 		return
 	}
-	for _, v := range set.Variables {
-		name := strings.ToLower(v.Name)
-		for k := 0; k < len(name); k++ {
-			if name[k] >= 0x80 {
-				// The server compares variable names accent-insensitively.
-				c.unknown()
-				return
-			}
-		}
-		if v.IsSystem && (strings.HasSuffix(name, ".sql_mode") || strings.HasSuffix(name, ".character_set_client")) {
-			// @@persist.sql_mode and the like: a scope the parser does not
-			// know; follow neither the session nor the global value.
-			c.Global = true
-			c.unknown()
-			continue
-		}
-		switch {
-		case v.Name == ast.SetNames || v.Name == ast.SetCharset:
-			cs, ok := literalName(v.Value)
-			if !ok || strings.EqualFold(cs, "default") {
-				c.CharsetSet, c.Charset = SettingUnknown, ""
-				continue
-			}
-			c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
-		case !v.IsSystem:
-			// A user variable: no session setting changes.
-		case name != "sql_mode" && name != "character_set_client":
-		case v.IsGlobal || v.IsInstance:
-			c.Global = true
-		case name == "sql_mode":
-			if _, isDefault := v.Value.(*ast.DefaultExpr); isDefault {
-				c.ModeSet, c.Mode, c.ModeErr = SettingDefault, 0, ""
-				continue
-			}
-			s, ok := literalName(v.Value)
-			if !ok {
-				if n, isNum := v.Value.(*driver.ValueExpr); isNum && n.Kind() == driver.KindInt64 && n.GetInt64() == 0 {
-					s, ok = "", true
-				}
-			}
-			if !ok {
-				c.ModeSet, c.Mode, c.ModeErr = SettingUnknown, 0, ""
-				continue
-			}
-			m, err := ParseSQLMode(s)
-			c.ModeSet, c.Mode, c.ModeErr = SettingValue, m, ""
-			if err != nil {
-				c.ModeErr = "sql_mode '" + strings.ToUpper(s) + "' is not supported by the proxy"
-				if len(s) > 64 {
-					c.ModeErr = "this sql_mode is not supported by the proxy"
-				}
-			}
-		default: // character_set_client
-			if _, isDefault := v.Value.(*ast.DefaultExpr); isDefault {
-				c.CharsetSet, c.Charset = SettingDefault, ""
-				continue
-			}
-			cs, ok := literalName(v.Value)
-			if !ok {
-				c.CharsetSet, c.Charset = SettingUnknown, ""
-				continue
-			}
-			c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
+	s, ok := literalName(value)
+	if !ok {
+		if n, isNum := value.(*driver.ValueExpr); isNum && n.Kind() == driver.KindInt64 && n.GetInt64() == 0 {
+			s, ok = "", true
 		}
 	}
+	if !ok {
+		c.ModeSet, c.Mode, c.ModeErr = SettingUnknown, 0, ""
+		return
+	}
+	m, err := ParseSQLMode(s)
+	c.ModeSet, c.Mode, c.ModeErr = SettingValue, m, ""
+	if err != nil {
+		c.ModeErr = "sql_mode '" + strings.ToUpper(s) + "' is not supported by the proxy"
+		if len(s) > 64 {
+			c.ModeErr = "this sql_mode is not supported by the proxy"
+		}
+	}
+}
+
+// setClientCharset follows SET character_set_client = value.
+func setClientCharset(c *SessionChange, value ast.ExprNode) {
+	if _, isDefault := value.(*ast.DefaultExpr); isDefault {
+		c.CharsetSet, c.Charset = SettingDefault, ""
+		return
+	}
+	cs, ok := literalName(value)
+	if !ok {
+		c.CharsetSet, c.Charset = SettingUnknown, ""
+		return
+	}
+	c.CharsetSet, c.Charset = SettingValue, strings.ToLower(cs)
 }
 
 // containsFold reports whether s contains word (lower case) in any ASCII

@@ -22,6 +22,20 @@ func preparesRisky(stmt string, lex Lex, mayChange func(string) bool) bool {
 	return err != nil || !ok || p.SQLVar != nil || mayChange(p.SQLText)
 }
 
+// preparedText follows a PREPARE or an EXECUTE, which the session and the
+// time_zone analyses treat alike: a PREPARE whose text may do what mentions
+// looks for sets *risky (an EXECUTE may then run it), an EXECUTE sets
+// *executes. It reports whether the statement's effect is unknown: EXECUTE
+// IMMEDIATE runs text the proxy does not see.
+func preparedText(stmt, first, second string, lex Lex, mentions func(string) bool, risky, executes *bool) (unknown bool) {
+	if first == "PREPARE" {
+		*risky = *risky || preparesRisky(stmt, lex, mentions)
+		return false
+	}
+	*executes = true
+	return second == "IMMEDIATE"
+}
+
 // wordScan finds which strings may change a session setting: those that
 // mention one of its words (lower case ASCII, starting with a letter) in
 // any case, or hold a non-ASCII byte and "set" (the server compares system

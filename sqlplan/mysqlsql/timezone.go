@@ -123,11 +123,8 @@ func zoneStatement(z *ZoneChange, stmt, first, second string, lex Lex) {
 		z.Mixed = z.Mixed || containsFold(vars, "time_zone") || hasNonASCII(vars)
 		f, s := firstWords(tail)
 		zoneStatement(z, tail, f, s, lex)
-	case "PREPARE":
-		z.RiskyPrepare = z.RiskyPrepare || preparesRisky(stmt, lex, mayTouchZone)
-	case "EXECUTE":
-		z.Executes = true
-		if second == "IMMEDIATE" {
+	case "PREPARE", "EXECUTE":
+		if preparedText(stmt, first, second, lex, mayTouchZone, &z.RiskyPrepare, &z.Executes) {
 			z.unknown()
 		}
 	case "CALL":

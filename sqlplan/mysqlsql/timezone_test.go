@@ -3,8 +3,6 @@ package mysqlsql_test
 import (
 	"testing"
 
-	"github.com/pingcap/tidb/pkg/parser/mysql"
-
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
@@ -15,9 +13,6 @@ func TestAnalyzeTimeZone(t *testing.T) {
 		def       = mysqlsql.SettingDefault
 		unknown   = mysqlsql.SettingUnknown
 	)
-	ansi := mariaLex
-	ansi.Mode = mysql.ModeANSIQuotes
-	mysql8 := mysqlsql.Lex{Flavour: mysqlsql.FlavourMySQL, Version: 80036}
 	cases := []struct {
 		sql    string
 		lex    mysqlsql.Lex
@@ -52,8 +47,8 @@ func TestAnalyzeTimeZone(t *testing.T) {
 		{"SET time_zone = @x, time_zone = '+01:00'", mariaLex, value, "+01:00", false, false},
 		{"SET GLOBAL time_zone = '+01:00'", mariaLex, unchanged, "", true, false},
 		{"SET @@global.time_zone = '+01:00'", mariaLex, unchanged, "", true, false},
-		{"SET @@persist.time_zone = '+01:00'", mysql8, unknown, "", true, false},
-		{"SET PERSIST time_zone = '+01:00'", mysql8, unknown, "", true, false},
+		{"SET @@persist.time_zone = '+01:00'", mysqlLex, unknown, "", true, false},
+		{"SET PERSIST time_zone = '+01:00'", mysqlLex, unknown, "", true, false},
 		{"SET time_zoné = '+01:00'", mariaLex, unknown, "", false, false},
 		// Several statements: the last change wins; a statement after a
 		// change runs under it.
@@ -65,10 +60,10 @@ func TestAnalyzeTimeZone(t *testing.T) {
 		{`SELECT 'a\'; SET time_zone = '+02:00'; -- '`, mariaLex, unchanged, "", false, false},
 		{"SET sql_mode = 'ANSI_QUOTES'; SET time_zone = \"+02:00\"", mariaLex, unknown, "", false, false},
 		// sql_mode ANSI_QUOTES: "…" is an identifier.
-		{`SET time_zone = "+02:00"`, ansi, unknown, "", false, false},
-		{`SELECT "; SET time_zone = '+02:00'; "`, ansi, unchanged, "", false, false},
+		{`SET time_zone = "+02:00"`, ansiLex, unknown, "", false, false},
+		{`SELECT "; SET time_zone = '+02:00'; "`, ansiLex, unchanged, "", false, false},
 		{`SELECT "a\"; SET time_zone = '+02:00'; -- "`, mariaLex, unchanged, "", false, false},
-		{`SELECT "a\"; SET time_zone = '+02:00'; -- "`, ansi, value, "+02:00", false, false},
+		{`SELECT "a\"; SET time_zone = '+02:00'; -- "`, ansiLex, value, "+02:00", false, false},
 		// mysqldump's header and trailer; executable comments for a newer
 		// version are comments.
 		{"/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */", mariaLex, unchanged, "", false, false},
@@ -77,7 +72,7 @@ func TestAnalyzeTimeZone(t *testing.T) {
 		{"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */", mariaLex, unknown, "", false, false},
 		{"/*!99999 SET TIME_ZONE='+02:00' */", mariaLex, unchanged, "", false, false},
 		{"/*M!999999 SET TIME_ZONE='+02:00' */", mariaLex, unchanged, "", false, false},
-		{"/*M!100100 SET TIME_ZONE='+02:00' */", mysql8, unchanged, "", false, false},
+		{"/*M!100100 SET TIME_ZONE='+02:00' */", mysqlLex, unchanged, "", false, false},
 		{"SET @tz := @@session.time_zone", mariaLex, unchanged, "", false, false},
 		// Text the proxy cannot follow.
 		{"CALL set_zone()", mariaLex, unknown, "", false, false},

@@ -233,7 +233,7 @@ func (a *analyzer) encryptedIn(from *ast.TableRefsClause) string {
 	if from == nil {
 		return ""
 	}
-	tc := &tableNames{}
+	tc := &nodesOf[*ast.TableName]{}
 	from.Accept(tc)
 	for _, tn := range tc.list {
 		if r := a.resolveTable(tn.Schema.O, tn.Name.O); r != nil {

@@ -75,6 +75,17 @@ func (a *analyzer) exprSpan(n *pg.Node) (span, error) {
 	return ts.exprSpan(n)
 }
 
+// tokenAt returns the string's tokens and the index of the token at byte
+// offset loc (a parse-tree Location).
+func (a *analyzer) tokenAt(loc int32) (*tokens, int, error) {
+	ts, err := a.tokens()
+	if err != nil {
+		return nil, 0, err
+	}
+	i, err := ts.at(int(loc))
+	return ts, i, err
+}
+
 // statement plans one statement of the string.
 func (a *analyzer) statement(raw *pg.RawStmt) (Statement, error) {
 	start := int(raw.StmtLocation)

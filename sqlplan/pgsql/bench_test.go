@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -19,18 +18,9 @@ var benchSQL = []struct{ name, sql string }{
 // and on a statement the pre-filter skips.
 func BenchmarkPlan(b *testing.B) {
 	ctx := context.Background()
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		b.Fatal(err)
-	}
-	hit, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	miss, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog(), MaxCachedSQL: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	set := mustRules(b, testSpecs()...)
+	hit := plannerWith(b, pgsql.Options{Rules: set, Database: "app"})
+	miss := plannerWith(b, pgsql.Options{Rules: set, Database: "app", MaxCachedSQL: 1})
 	for _, bc := range benchSQL {
 		b.Run("hit/"+bc.name, func(b *testing.B) {
 			if _, err := hit.Plan(ctx, bc.sql, ""); err != nil {

@@ -7,7 +7,6 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // TestDDLRefusals: DDL after which a value bound for an encrypted column
@@ -167,11 +166,8 @@ func TestDDLPreFilter(t *testing.T) {
 // TestPreFilterPgbench: with rules on users only, the statements of
 // pgbench -S and -N are not parsed.
 func TestPreFilterPgbench(t *testing.T) {
-	set := mustRules(t, rules.Spec{Schema: "public", Table: "users", Column: "ssn", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeText})
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := oneTextRule(t, rules.ModeRandomized, "", "public", "users", "ssn")
+	p := plannerWith(t, pgsql.Options{Rules: set, Database: "app"})
 	for _, sql := range []string{
 		"SELECT abalance FROM pgbench_accounts WHERE aid = 48123;",
 		"UPDATE pgbench_accounts SET abalance = abalance + -3017 WHERE aid = 48123;",
@@ -187,14 +183,7 @@ func TestPreFilterPgbench(t *testing.T) {
 // TestAllowDynamicSQL: the listener opt-in lets DO blocks and procedural
 // functions through, but not when their text names an encrypted table.
 func TestAllowDynamicSQL(t *testing.T) {
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog(), AllowDynamicSQL: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plannerWith(t, pgsql.Options{Database: "app", AllowDynamicSQL: true})
 	for _, sql := range []string{
 		"DO $$ BEGIN PERFORM 1; END $$",
 		"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN NULL; END $$",
@@ -213,16 +202,12 @@ func TestAllowDynamicSQL(t *testing.T) {
 // public.users: view v, child kid, parent base; and a configured child.
 func derivedPlanner(t *testing.T) (*pgsql.Planner, *fakeCatalog) {
 	t.Helper()
-	specs := append(testSpecs(),
-		// public.users_2024 is configured like public.users (a partition
-		// configured as the docs ask): not refused.
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "ssn", Key: "users_ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "age", Key: "users_age", Mode: rules.ModeDeterministic, Type: value.TypeInt},
-		rules.Spec{Schema: "public", Table: "users_2024", Column: "salary", Key: "users_salary", Mode: rules.ModeRandomized, Type: value.TypeBigint},
-		// public.users_2023 misses ssn: still refused.
-		rules.Spec{Schema: "public", Table: "users_2023", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
-	)
+	specs := testSpecs()
+	// public.users_2024 is configured like public.users (a partition
+	// configured as the docs ask): not refused.
+	specs = append(specs, likeUsers("users_2024", "email", "ssn", "age", "salary")...)
+	// public.users_2023 misses ssn: still refused.
+	specs = append(specs, likeUsers("users_2023", "email")...)
 	set, err := rules.New(rules.DialectPostgres, specs)
 	if err != nil {
 		t.Fatal(err)

@@ -127,16 +127,7 @@ func (a *analyzer) sublink(s *pg.SubLink, n *pg.Node, sc *scope) (exprInfo, erro
 		}
 		return info, nil
 	case pg.SubLinkType_ARRAY_SUBLINK:
-		out, err := a.selectStmt(sel, sc.child(), outCompared)
-		if err != nil {
-			return info, err
-		}
-		for _, c := range out.cols {
-			if c.prov != nil {
-				return info, unsupported(c.prov.rule, "ARRAY(subquery) over an encrypted column is not supported")
-			}
-		}
-		return info, nil
+		return info, a.plainSubquery(sel, sc, "ARRAY(subquery) over an encrypted column is not supported")
 	case pg.SubLinkType_ANY_SUBLINK, pg.SubLinkType_ALL_SUBLINK:
 		test, err := a.expr(s.Testexpr, sc)
 		if err != nil {
@@ -170,18 +161,27 @@ func (a *analyzer) sublink(s *pg.SubLink, n *pg.Node, sc *scope) (exprInfo, erro
 		}
 		return info, checkSameKey(test.rule(), sub, "compares")
 	default:
-		out, err := a.selectStmt(sel, sc.child(), outCompared)
-		if err != nil {
+		if err := a.plainSubquery(sel, sc, "a row comparison with a subquery is not supported on encrypted columns"); err != nil {
 			return info, err
 		}
-		for _, c := range out.cols {
-			if c.prov != nil {
-				return info, unsupported(c.prov.rule, "a row comparison with a subquery is not supported on encrypted columns")
-			}
-		}
-		_, err = a.plain(s.Testexpr, sc, "a row comparison with a subquery")
+		_, err := a.plain(s.Testexpr, sc, "a row comparison with a subquery")
 		return info, err
 	}
+}
+
+// plainSubquery plans subquery sel and refuses it (reason) when it returns
+// an encrypted column.
+func (a *analyzer) plainSubquery(sel *pg.SelectStmt, sc *scope, reason string) error {
+	out, err := a.selectStmt(sel, sc.child(), outCompared)
+	if err != nil {
+		return err
+	}
+	for _, c := range out.cols {
+		if c.prov != nil {
+			return unsupported(c.prov.rule, "%s", reason)
+		}
+	}
+	return nil
 }
 
 // generic handles expression nodes without a case of their own: they are

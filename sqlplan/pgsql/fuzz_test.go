@@ -20,13 +20,6 @@ import (
 //
 //	go test -run '^$' -fuzz FuzzPlan -fuzztime 2m ./sqlplan/pgsql/
 func FuzzPlan(f *testing.F) {
-	for _, s := range []string{
-		"SELECT * FROM users WHERE email = 'a'",
-		"INSERT INTO users VALUES (1, 'a', 'b')",
-		"PREPARE p AS SELECT * FROM users WHERE email = $1; EXECUTE p('x')",
-	} {
-		f.Add(s, "")
-	}
 	cat := newFakeCatalog()
 	p := newPlanner(f, cat)
 	f.Fuzz(func(t *testing.T, sql, searchPath string) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,35 @@ func testSpecs() []rules.Spec {
 		{Schema: "public", Table: "docs", Column: "body", Key: "body", Mode: rnd, Type: value.TypeJSON},
 		{Schema: "public", Table: "docs", Column: "price", Key: "price", Mode: det, Type: value.TypeNumeric},
 	}
+}
+
+// likeUsers returns the rules of public.users for the given columns, on
+// public.table instead (a partition or child configured like it).
+func likeUsers(table string, columns ...string) []rules.Spec {
+	var out []rules.Spec
+	for _, s := range testSpecs() {
+		if s.Schema == "public" && s.Table == "users" && slices.Contains(columns, s.Column) {
+			s.Table = table
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func mustRules(t testing.TB, specs ...rules.Spec) *rules.Set {
+	t.Helper()
+	s, err := rules.New(rules.DialectPostgres, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// oneTextRule is a rule set of one text column, database.schema.table.column,
+// under key "k".
+func oneTextRule(t testing.TB, mode rules.Mode, database, schema, table, column string) *rules.Set {
+	t.Helper()
+	return mustRules(t, rules.Spec{Database: database, Schema: schema, Table: table, Column: column, Key: "k", Mode: mode, Type: value.TypeText})
 }
 
 // fakeCatalog is an in-memory Catalog. Resolve substitutes "$user" with
@@ -102,14 +132,20 @@ func (c *fakeCatalog) CreationSchema(_ context.Context, searchPath []string) (st
 
 func newPlanner(t testing.TB, cat pgsql.Catalog) *pgsql.Planner {
 	t.Helper()
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
+	return plannerWith(t, pgsql.Options{Database: "app", Catalog: cat})
+}
+
+// plannerWith returns a planner with opts, taking the rules of testSpecs
+// and a fresh fakeCatalog where opts has none.
+func plannerWith(t testing.TB, opts pgsql.Options) *pgsql.Planner {
+	t.Helper()
+	if opts.Rules == nil {
+		opts.Rules = mustRules(t, testSpecs()...)
 	}
-	if cat == nil {
-		cat = newFakeCatalog()
+	if opts.Catalog == nil {
+		opts.Catalog = newFakeCatalog()
 	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: cat})
+	p, err := pgsql.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

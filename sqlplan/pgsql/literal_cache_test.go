@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
@@ -60,15 +59,7 @@ func outcome(t testing.TB, p *pgsql.Planner, sql string) string {
 // freshPlanner caches nothing: every Plan parses and analyzes.
 func freshPlanner(t testing.TB) *pgsql.Planner {
 	t.Helper()
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog(), MaxCachedSQL: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return plannerWith(t, pgsql.Options{Database: "app", MaxCachedSQL: 1})
 }
 
 // TestLiteralCacheShared: statements that differ only in constants share

@@ -163,11 +163,7 @@ func (a *analyzer) pinColumns(rv *pg.RangeVar, withAlias bool, cols []string) er
 	if len(cols) == 0 {
 		return nil
 	}
-	ts, err := a.tokens()
-	if err != nil {
-		return err
-	}
-	i, err := ts.at(int(rv.Location))
+	ts, i, err := a.tokenAt(rv.Location)
 	if err != nil {
 		return err
 	}

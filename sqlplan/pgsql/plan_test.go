@@ -10,7 +10,6 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // m renders the two match ciphertexts (key versions 2 and 1) of a value.
@@ -540,11 +539,8 @@ func TestSearchPath(t *testing.T) {
 		})
 	}
 	t.Run("expanding $user avoids refusing a plaintext table", func(t *testing.T) {
-		set := mustRules(t, rules.Spec{Schema: "app", Table: "users", Column: "email", Key: "k", Mode: rules.ModeDeterministic, Type: value.TypeText})
-		p, err := pgsql.New(pgsql.Options{Rules: set, Catalog: newFakeCatalog()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		set := oneTextRule(t, rules.ModeDeterministic, "", "app", "users", "email")
+		p := plannerWith(t, pgsql.Options{Rules: set})
 		pl, err := p.Plan(ctx, sql, `"alice", public`)
 		if err != nil || kinds(pl) != "pass" {
 			t.Fatalf("public.users under an expanded path: %v, %v; want a plaintext plan", kinds(pl), err)

@@ -9,7 +9,6 @@ import (
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 func TestNew(t *testing.T) {
@@ -25,7 +24,7 @@ func TestNew(t *testing.T) {
 		{"mysql rules", pgsql.Options{Rules: my, Catalog: newFakeCatalog()}, false},
 		{"rules without catalog", pgsql.Options{Rules: set}, false},
 		{"empty rules need no catalog", pgsql.Options{Rules: empty}, true},
-		{"rules of another database need no catalog", pgsql.Options{Rules: mustRules(t, rules.Spec{Database: "x", Table: "t", Column: "c", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeText}), Database: "y"}, true},
+		{"rules of another database need no catalog", pgsql.Options{Rules: oneTextRule(t, rules.ModeRandomized, "x", "", "t", "c"), Database: "y"}, true},
 		{"ok", pgsql.Options{Rules: set, Catalog: newFakeCatalog()}, true},
 	}
 	for _, tt := range tests {
@@ -36,15 +35,6 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustRules(t *testing.T, specs ...rules.Spec) *rules.Set {
-	t.Helper()
-	s, err := rules.New(rules.DialectPostgres, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func TestPassthroughSkipsParsing(t *testing.T) {

@@ -2,6 +2,7 @@ package pgsql
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -200,62 +201,74 @@ func matchesQualifier(r *rel, qual []string) bool {
 func (a *analyzer) resolveUnqualified(sc *scope, name string) (*prov, error) {
 	// Pass 1: is there an encrypted candidate anywhere?
 	var enc *prov
-	var encLevel int
-	level := 0
-	for s := sc; s != nil; s = s.parent {
-		for _, r := range s.rels {
-			if r.hidden[name] {
-				continue
-			}
-			p, _, _, err := a.colProv(r, name)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil && p.rule != nil && enc == nil {
-				enc, encLevel = p, level
-			}
+	encLevel := 0
+	for level, r := range relsSeeing(sc, name, -1) {
+		p, _, _, err := a.colProv(r, name)
+		if err != nil {
+			return nil, err
 		}
-		level++
+		if p != nil && p.rule != nil && enc == nil {
+			enc, encLevel = p, level
+		}
 	}
 	if enc == nil {
 		return nil, nil
 	}
 	// Pass 2: every other relation at the encrypted candidate's level or
 	// nearer must certainly not have the name.
-	level = 0
-	for s := sc; s != nil && level <= encLevel; s = s.parent {
-		for _, r := range s.rels {
-			if r.hidden[name] {
-				continue
-			}
-			p, found, maybe, err := a.colProv(r, name)
-			if err != nil {
-				return nil, err
-			}
-			if p == enc || (p != nil && p.rule == enc.rule && p.traceable == enc.traceable) {
-				continue
-			}
-			if maybe && r.base && !r.known {
-				if err := a.fetchColumns(r); err != nil {
-					return nil, err
-				}
-				_, found, maybe, err = a.colProv(r, name)
-				if err != nil {
-					return nil, err
-				}
-			}
-			if found || maybe {
-				what := "another relation"
-				if r.name != "" {
-					what = fmt.Sprintf("relation %q", r.name)
-				}
-				return nil, refuse(enc.rule, sqlplan.StateAmbiguousColumn,
-					"column reference %q could be the encrypted column or a column of %s; qualify it", name, what)
-			}
+	for _, r := range relsSeeing(sc, name, encLevel) {
+		if err := a.notAlsoIn(r, name, enc); err != nil {
+			return nil, err
 		}
-		level++
 	}
 	return enc, nil
+}
+
+// relsSeeing yields the relations of sc and of its parents up to maxLevel
+// (all of them when negative) that do not hide name, nearest first, with
+// their level (0 for sc's own).
+func relsSeeing(sc *scope, name string, maxLevel int) iter.Seq2[int, *rel] {
+	return func(yield func(int, *rel) bool) {
+		level := 0
+		for s := sc; s != nil && (maxLevel < 0 || level <= maxLevel); s = s.parent {
+			for _, r := range s.rels {
+				if !r.hidden[name] && !yield(level, r) {
+					return
+				}
+			}
+			level++
+		}
+	}
+}
+
+// notAlsoIn refuses name as ambiguous when r may have a column of that name
+// other than the encrypted candidate enc.
+func (a *analyzer) notAlsoIn(r *rel, name string, enc *prov) error {
+	p, found, maybe, err := a.colProv(r, name)
+	if err != nil {
+		return err
+	}
+	if p == enc || (p != nil && p.rule == enc.rule && p.traceable == enc.traceable) {
+		return nil
+	}
+	if maybe && r.base && !r.known {
+		if err := a.fetchColumns(r); err != nil {
+			return err
+		}
+		_, found, maybe, err = a.colProv(r, name)
+		if err != nil {
+			return err
+		}
+	}
+	if !found && !maybe {
+		return nil
+	}
+	what := "another relation"
+	if r.name != "" {
+		what = fmt.Sprintf("relation %q", r.name)
+	}
+	return refuse(enc.rule, sqlplan.StateAmbiguousColumn,
+		"column reference %q could be the encrypted column or a column of %s; qualify it", name, what)
 }
 
 // fetchColumns fills r.cols of a base table from the catalog, applying

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
@@ -279,14 +280,8 @@ func TestParamDescription(t *testing.T) {
 
 func TestRotationMatchesEveryLiveVersion(t *testing.T) {
 	ctx := context.Background()
-	set, err := rules.New(rules.DialectPostgres, testSpecs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pgsql.New(pgsql.Options{Rules: set, Database: "app", Catalog: newFakeCatalog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := mustRules(t, testSpecs()...)
+	p := plannerWith(t, pgsql.Options{Rules: set, Database: "app"})
 	keys := &memKeys{}
 	keys.rotate(t, "users_email", crypto.AlgorithmAESSIV)
 	enc := rules.NewEncryptor(keys)
@@ -364,15 +359,7 @@ func (k *memKeys) rotate(t *testing.T, name string, alg crypto.Algorithm) {
 	if k.v == nil {
 		k.v = map[string][]*crypto.Key{}
 	}
-	mat, err := crypto.NewRandomKeyMaterial(alg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := crypto.NewKey(name, uint32(len(k.v[name])+1), alg, mat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.v[name] = append(k.v[name], key)
+	k.v[name] = append(k.v[name], testkeys.RandomKey(t, name, uint32(len(k.v[name])+1), alg))
 }
 
 func (k *memKeys) Primary(_ context.Context, name string) (*crypto.Key, error) {

@@ -108,23 +108,28 @@ func constraint(con *pg.Constraint, trs []*rules.TableRule, c *rules.ColumnRule)
 			return unsupported(c, "a DEFAULT on an encrypted column would store a plaintext value")
 		}
 	case pg.ConstrType_CONSTR_GENERATED:
-		if c != nil {
-			return unsupported(c, "a generated encrypted column would store a computed plaintext value")
-		}
-		if cc := refsConfigured(con.RawExpr, trs); cc != nil {
-			return unsupported(cc, "a generated column computed from an encrypted column would compute on ciphertext")
-		}
+		return computedConstraint(con, trs, c, "a generated encrypted column would store a computed plaintext value",
+			"a generated column computed from an encrypted column would compute on ciphertext")
 	case pg.ConstrType_CONSTR_IDENTITY:
 		if c != nil {
 			return unsupported(c, "an identity column cannot be encrypted")
 		}
 	case pg.ConstrType_CONSTR_CHECK:
-		if c != nil {
-			return unsupported(c, "a CHECK constraint on an encrypted column would compute on ciphertext")
-		}
-		if cc := refsConfigured(con.RawExpr, trs); cc != nil {
-			return unsupported(cc, "a CHECK constraint on an encrypted column would compute on ciphertext")
-		}
+		const check = "a CHECK constraint on an encrypted column would compute on ciphertext"
+		return computedConstraint(con, trs, c, check, check)
+	}
+	return nil
+}
+
+// computedConstraint refuses a constraint with an expression (GENERATED,
+// CHECK) that belongs to encrypted column c (onEncrypted) or reads one
+// (readsEncrypted).
+func computedConstraint(con *pg.Constraint, trs []*rules.TableRule, c *rules.ColumnRule, onEncrypted, readsEncrypted string) error {
+	if c != nil {
+		return unsupported(c, "%s", onEncrypted)
+	}
+	if cc := refsConfigured(con.RawExpr, trs); cc != nil {
+		return unsupported(cc, "%s", readsEncrypted)
 	}
 	return nil
 }
@@ -327,11 +332,7 @@ func (a *analyzer) prepare(ps *pg.PrepareStmt, st *Statement) error {
 		if tn == nil || !inner[i].Encrypted() {
 			continue
 		}
-		ts, err := a.tokens()
-		if err != nil {
-			return err
-		}
-		first, err := ts.at(int(tn.Location))
+		ts, first, err := a.tokenAt(tn.Location)
 		if err != nil {
 			return err
 		}
