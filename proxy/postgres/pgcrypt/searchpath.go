@@ -166,22 +166,12 @@ func (s *session) mayChangeSearchPath(text []byte, found uint8) bool {
 	if s.endsSearchPathTx(text, found) {
 		return true
 	}
-	if found == 0 {
-		return false
-	}
 	if found&anywhereWords != 0 {
 		return true
 	}
-	if found&mayChangeWords == 0 {
-		return false
-	}
 	// A word that may change it: only as the first word of a statement
-	// (SET ROLE, RESET ALL, DISCARD ALL, SET search_path …) — unless the
-	// text cannot be split into statements with certainty.
-	if !s.lexCertain() {
-		return true
-	}
-	return startsStatement(text, statementWords)
+	// (SET ROLE, RESET ALL, DISCARD ALL, SET search_path …).
+	return found&mayChangeWords != 0 && s.mayStartWithSet(text)
 }
 
 // searchPathEffect reads text, in which mayChangeSearchPath found words
@@ -267,24 +257,9 @@ func startsStatement(text []byte, words []string) bool {
 			}
 			continue
 		case c == '/' && i+1 < len(text) && text[i+1] == '*':
-			depth := 0
-			for {
-				if i+1 >= len(text) {
-					return true // unterminated: be careful
-				}
-				switch {
-				case text[i] == '/' && text[i+1] == '*':
-					depth++
-					i += 2
-				case text[i] == '*' && text[i+1] == '/':
-					depth--
-					i += 2
-				default:
-					i++
-				}
-				if depth == 0 {
-					break
-				}
+			var ok bool
+			if i, ok = skipBlockComment(text, i); !ok {
+				return true // unterminated: be careful
 			}
 			continue
 		case c == ';':
@@ -311,6 +286,27 @@ func startsStatement(text []byte, words []string) bool {
 
 func isWordByte(c byte) bool {
 	return c == '_' || c == '$' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c|0x20 && c|0x20 <= 'z')
+}
+
+// skipBlockComment returns the index after the comment that starts with
+// the "/*" at text[i] (PostgreSQL's block comments nest); ok is false if it
+// is not terminated.
+func skipBlockComment(text []byte, i int) (end int, ok bool) {
+	depth := 0
+	for ; i+1 < len(text); i++ {
+		if pair := text[i : i+2]; pair[0] == '/' && pair[1] == '*' {
+			depth++
+		} else if pair[0] == '*' && pair[1] == '/' {
+			depth--
+		} else {
+			continue
+		}
+		i++ // past the pair's second byte
+		if depth == 0 {
+			return i + 1, true
+		}
+	}
+	return len(text), false
 }
 
 // skipToken returns the index after the token at text[i] (a quoted string
