@@ -49,7 +49,7 @@ func TestSessionCipher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB",
+	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: mariaDB,
 		Capabilities: uint64(gomysql.CLIENT_SECURE_CONNECTION),
 		Principal:    proxy.Principal{User: "alice", Database: "app"}})
 	if err != nil {
