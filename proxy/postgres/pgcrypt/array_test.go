@@ -10,11 +10,10 @@ import (
 
 func TestArrayElems(t *testing.T) {
 	tests := []struct {
-		name   string
-		src    string
-		format int16
-		want   []string
-		bad    bool
+		name, src string
+		format    int16
+		want      []string
+		bad       bool
 	}{
 		{"empty", `{}`, 0, nil, false},
 		{"plain", `{a,b , c}`, 0, []string{"a", "b", "c"}, false},
