@@ -303,6 +303,9 @@ func TestCopyBinary(t *testing.T) {
 		t.Fatal(size, err)
 	}
 	sameValues(t, values(pgmsg.NewValues(tuple[2:], n)), [][]byte{[]byte("v"), nil})
+	if whole := pgmsg.AppendCopyTuple(nil, [][]byte{[]byte("v"), nil}); !bytes.Equal(whole, tuple) {
+		t.Fatalf("AppendCopyTuple %x, want %x", whole, tuple)
+	}
 	if n, ok := pgmsg.CopyTupleLen([]byte{0xff, 0xff}); !ok || n != pgmsg.CopyTrailer {
 		t.Fatal(n, ok)
 	}
