@@ -37,6 +37,15 @@ func detKeys(tb testing.TB) memKeys {
 	return newKeys(tb, map[string]crypto.Algorithm{"det": crypto.AlgorithmAESSIV})
 }
 
+// usersSpecs are the rules of users: email deterministic under key det,
+// ssn randomized under key rnd.
+func usersSpecs() []rules.Spec {
+	return []rules.Spec{
+		{Table: "users", Column: "email", Key: "det", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Table: "users", Column: "ssn", Key: "rnd", Mode: rules.ModeRandomized, Type: value.TypeText},
+	}
+}
+
 // mysqlRules returns the MySQL rule set of specs.
 func mysqlRules(tb testing.TB, specs ...rules.Spec) *rules.Set {
 	tb.Helper()
@@ -74,10 +83,7 @@ func icSession(tb testing.TB, ic *mycrypt.Interceptor, info mysql.SessionInfo) *
 func lexHooks(t *testing.T, info mysql.SessionInfo, src mycrypt.LexSource) *mysql.SessionHooks {
 	t.Helper()
 	keys := newKeys(t, map[string]crypto.Algorithm{"det": crypto.AlgorithmAESSIV, "rnd": crypto.AlgorithmAESGCM})
-	set := mysqlRules(t,
-		rules.Spec{Table: "users", Column: "email", Key: "det", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		rules.Spec{Table: "users", Column: "ssn", Key: "rnd", Mode: rules.ModeRandomized, Type: value.TypeText},
-	)
+	set := mysqlRules(t, usersSpecs()...)
 	if info.Database == "" {
 		info.Database = "app"
 	}
