@@ -33,32 +33,31 @@ func BenchmarkCipher(b *testing.B) {
 		name string
 		c    cipherLike
 	}{{"Encryptor", f.enc}, {"Cipher", plain}, {"CipherDecorated", decorated}} {
-		b.Run(bc.name+"/AppendStore", func(b *testing.B) {
-			dst := make([]byte, 0, 256)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := bc.c.AppendStore(ctx, dst, f.rnd, canon); err != nil {
-					b.Fatal(err)
-				}
-			}
+		dst, buf, cts := make([]byte, 0, 256), make([]byte, 0, 256), make([][]byte, 0, 4)
+		c := bc.c
+		benchOp(b, bc.name+"/AppendStore", func() error {
+			_, err := c.AppendStore(ctx, dst, f.rnd, canon)
+			return err
 		})
-		b.Run(bc.name+"/AppendMatch", func(b *testing.B) {
-			buf, cts := make([]byte, 0, 256), make([][]byte, 0, 4)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, _, err := bc.c.AppendMatch(ctx, buf, cts, f.det, canon); err != nil {
-					b.Fatal(err)
-				}
-			}
+		benchOp(b, bc.name+"/AppendMatch", func() error {
+			_, _, err := c.AppendMatch(ctx, buf, cts, f.det, canon)
+			return err
 		})
-		b.Run(bc.name+"/AppendDecrypt", func(b *testing.B) {
-			dst := make([]byte, 0, 256)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := bc.c.AppendDecrypt(ctx, dst, f.rnd, ct); err != nil {
-					b.Fatal(err)
-				}
-			}
+		benchOp(b, bc.name+"/AppendDecrypt", func() error {
+			_, err := c.AppendDecrypt(ctx, dst, f.rnd, ct)
+			return err
 		})
 	}
+}
+
+// benchOp runs op as the sub-benchmark name, reporting its allocations.
+func benchOp(b *testing.B, name string, op func() error) {
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := op(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

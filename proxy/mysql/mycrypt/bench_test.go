@@ -86,10 +86,7 @@ func colDef(table, name string, typ byte, charset uint16, length uint32, flags u
 func newPointSelect(tb testing.TB, ic *mycrypt.Interceptor, enc *rules.Encryptor, set *rules.Set, enc_ bool, email string) *pointSelect {
 	tb.Helper()
 	ctx := context.Background()
-	h, err := ic.NewSession(ctx, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	h := icSession(tb, ic, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: mariaDB})
 	table := "users_plain"
 	if enc_ {
 		table = "users_enc"
@@ -294,48 +291,50 @@ func TestPointSelectExchange(t *testing.T) {
 	}
 }
 
-func BenchmarkPointSelect(b *testing.B) {
+// onBothTables runs bench as the sub-benchmarks plain and encrypted, on
+// the plaintext and the encrypted table, each with a new interceptor.
+func onBothTables(b *testing.B, bench func(b *testing.B, ic *mycrypt.Interceptor, enc *rules.Encryptor, set *rules.Set, encrypted bool)) {
 	for _, tc := range []struct {
 		name string
 		enc  bool
 	}{{"plain", false}, {"encrypted", true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			ic, enc, set := benchSetup(b)
-			ps := newPointSelect(b, ic, enc, set, tc.enc, "5678")
-			ps.run(b, executePacket(ps.stmtID, "5678", true), nil)
-			exec := executePacket(ps.stmtID, "5678", false)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				ps.run(b, exec, nil)
-			}
+			bench(b, ic, enc, set, tc.enc)
 		})
 	}
+}
+
+func BenchmarkPointSelect(b *testing.B) {
+	onBothTables(b, func(b *testing.B, ic *mycrypt.Interceptor, enc *rules.Encryptor, set *rules.Set, encrypted bool) {
+		ps := newPointSelect(b, ic, enc, set, encrypted, "5678")
+		ps.run(b, executePacket(ps.stmtID, "5678", true), nil)
+		exec := executePacket(ps.stmtID, "5678", false)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			ps.run(b, exec, nil)
+		}
+	})
 }
 
 // BenchmarkPointSelectParallel runs sessions concurrently, as the 16
 // sysbench threads do.
 func BenchmarkPointSelectParallel(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		enc  bool
-	}{{"plain", false}, {"encrypted", true}} {
-		b.Run(tc.name, func(b *testing.B) {
-			ic, enc, set := benchSetup(b)
-			b.ReportAllocs()
-			b.SetParallelism(8)
-			var n atomic.Int64
-			b.RunParallel(func(pb *testing.PB) {
-				email := strconv.FormatInt(n.Add(1), 10)
-				ps := newPointSelect(b, ic, enc, set, tc.enc, email)
-				ps.run(b, executePacket(ps.stmtID, email, true), nil)
-				exec := executePacket(ps.stmtID, email, false)
-				for pb.Next() {
-					ps.run(b, exec, nil)
-				}
-			})
+	onBothTables(b, func(b *testing.B, ic *mycrypt.Interceptor, enc *rules.Encryptor, set *rules.Set, encrypted bool) {
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			email := strconv.FormatInt(n.Add(1), 10)
+			ps := newPointSelect(b, ic, enc, set, encrypted, email)
+			ps.run(b, executePacket(ps.stmtID, email, true), nil)
+			exec := executePacket(ps.stmtID, email, false)
+			for pb.Next() {
+				ps.run(b, exec, nil)
+			}
 		})
-	}
+	})
 }
 
 // The insert workload: `INSERT INTO t (name, email, ssn, salary) VALUES
@@ -343,10 +342,7 @@ func BenchmarkPointSelectParallel(b *testing.B) {
 
 func prepareInsert(tb testing.TB, ic *mycrypt.Interceptor) *mysql.SessionHooks {
 	tb.Helper()
-	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	h := icSession(tb, ic, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: mariaDB})
 	x := &mysql.Exchange{Command: gomysql.COM_STMT_PREPARE}
 	var w mysql.Writer
 	sql := "INSERT INTO users_enc (name, email, ssn, salary) VALUES (?, ?, ?, ?)"

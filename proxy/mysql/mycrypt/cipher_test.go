@@ -15,21 +15,14 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/value"
 )
 
 // TestSessionCipher: the session's key uses reach the Monitor with its
 // Principal, follow COM_CHANGE_USER, and a Guard refusal is an access
 // denied error naming the column, with nothing forwarded.
 func TestSessionCipher(t *testing.T) {
-	specs := []rules.Spec{
-		{Table: "users", Column: "email", Key: "det", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		{Table: "users", Column: "ssn", Key: "rnd", Mode: rules.ModeRandomized, Type: value.TypeText},
-	}
-	set, err := rules.New(rules.DialectMySQL, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := usersSpecs()
+	set := mysqlRules(t, specs...)
 	var mu sync.Mutex
 	var users []string
 	ic, err := mycrypt.New(mycrypt.Options{Rules: set,
@@ -49,7 +42,7 @@ func TestSessionCipher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB",
+	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: mariaDB,
 		Capabilities: uint64(gomysql.CLIENT_SECURE_CONNECTION),
 		Principal:    proxy.Principal{User: "alice", Database: "app"}})
 	if err != nil {

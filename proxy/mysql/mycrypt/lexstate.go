@@ -6,9 +6,6 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	tidbmysql "github.com/pingcap/tidb/pkg/parser/mysql"
@@ -63,41 +60,36 @@ type globalLex struct {
 // serverLex reads the global state once (again after SET GLOBAL through
 // the proxy), like serverZone.
 type serverLex struct {
-	src LexSource
-	log *slog.Logger
-
-	mu      sync.Mutex
-	done    atomic.Bool
-	cur     atomic.Pointer[globalLex]
-	retryAt time.Time
+	src    LexSource
+	log    *slog.Logger
+	global serverGlobal[globalLex]
 }
 
 var assumedLex = &globalLex{}
 
 func newServerLex(src LexSource, log *slog.Logger) *serverLex {
 	z := &serverLex{src: src, log: log}
-	z.cur.Store(assumedLex)
+	z.global.cur.Store(assumedLex)
 	if src == nil {
-		z.done.Store(true)
+		z.global.done.Store(true)
 	}
 	return z
 }
 
 func (z *serverLex) get(ctx context.Context) *globalLex {
-	if z.done.Load() {
-		return z.cur.Load()
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.done.Load() || time.Now().Before(z.retryAt) {
-		return z.cur.Load()
-	}
+	return z.global.get(ctx, z.read)
+}
+
+// current returns the global state without reading it.
+func (z *serverLex) current() *globalLex { return z.global.cur.Load() }
+
+// read reads the global state; sessions keep the last one while it fails.
+func (z *serverLex) read(ctx context.Context) (*globalLex, error) {
 	mode, cs, initConnect, err := z.src.ServerLexState(ctx)
 	if err != nil {
-		z.retryAt = time.Now().Add(zoneRetry)
 		z.log.LogAttrs(ctx, slog.LevelWarn, "could not read the server's sql_mode; sessions are assumed to start without lexing modes",
 			slog.Any("error", err))
-		return z.cur.Load()
+		return z.current(), err
 	}
 	g := &globalLex{known: true, charset: strings.ToLower(cs)}
 	if g.mode, err = mysqlsql.ParseSQLMode(mode); err != nil {
@@ -109,19 +101,14 @@ func (z *serverLex) get(ctx context.Context) *globalLex {
 		g.initMode = c.ModeSet != mysqlsql.SettingUnchanged || c.Executes
 		g.initCharset = c.CharsetSet != mysqlsql.SettingUnchanged || c.Executes
 	}
-	z.cur.Store(g)
-	z.done.Store(true)
-	return g
+	return g, nil
 }
 
 // invalidate makes the next session read the global state again (after a
 // SET GLOBAL seen through the proxy).
 func (z *serverLex) invalidate() {
 	if z.src != nil {
-		z.mu.Lock()
-		z.retryAt = time.Time{}
-		z.done.Store(false)
-		z.mu.Unlock()
+		z.global.invalidate()
 	}
 }
 
@@ -288,7 +275,7 @@ func (s *session) finishLexChange(lc *lexChange, kind byte, more bool) {
 	case kind == 0x00:
 		t := lc.prev
 		t.riskyPrepare = s.lx.riskyPrepare || lc.prev.riskyPrepare
-		t.apply(lc.change, s.ic.lex.cur.Load())
+		t.apply(lc.change, s.ic.lex.current())
 		s.lx = t
 	case lc.single:
 		risky := s.lx.riskyPrepare

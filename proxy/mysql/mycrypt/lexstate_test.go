@@ -8,50 +8,8 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
-	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
-	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/value"
 )
-
-// lexHooks returns hooks of a session described by info, with a
-// deterministic rule on users.email, a randomized one on users.ssn and,
-// optionally, a LexSource. An empty Database means app.
-func lexHooks(t *testing.T, info mysql.SessionInfo, src mycrypt.LexSource) *mysql.SessionHooks {
-	t.Helper()
-	keys := memKeys{}
-	for name, alg := range map[string]crypto.Algorithm{"det": crypto.AlgorithmAESSIV, "rnd": crypto.AlgorithmAESGCM} {
-		m, err := crypto.NewRandomKeyMaterial(alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := crypto.NewKey(name, 1, alg, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[name] = k
-	}
-	set, err := rules.New(rules.DialectMySQL, []rules.Spec{
-		{Table: "users", Column: "email", Key: "det", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		{Table: "users", Column: "ssn", Key: "rnd", Mode: rules.ModeRandomized, Type: value.TypeText},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ic, err := mycrypt.New(mycrypt.Options{Rules: set, Keys: keys, Lex: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Database == "" {
-		info.Database = "app"
-	}
-	h, err := ic.NewSession(context.Background(), info)
-	if err != nil || h == nil {
-		t.Fatalf("NewSession: %v", err)
-	}
-	return h
-}
 
 var okPacket = []byte{0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00}
 
@@ -89,7 +47,7 @@ func wantRefusal(t *testing.T, err error, words ...string) {
 const onUsers = "INSERT INTO users (email) VALUES ('a@example.com')"
 
 func TestLexCharsetTracking(t *testing.T) {
-	maria := mysql.SessionInfo{Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB",
+	maria := mysql.SessionInfo{Charset: 45, ServerVersion: mariaDB,
 		Capabilities: uint64(gomysql.CLIENT_SECURE_CONNECTION | gomysql.CLIENT_SESSION_TRACK)}
 	h := lexHooks(t, maria, nil)
 	if err := run(t, h, onUsers, 0, nil); err != nil {
@@ -179,11 +137,11 @@ func TestLexHandshake(t *testing.T) {
 		info   mysql.SessionInfo
 		refuse string
 	}{
-		{"gbk collation", mysql.SessionInfo{Charset: 28, ServerVersion: "5.5.5-10.11.6-MariaDB"}, "character_set_client"},
-		{"unknown collation", mysql.SessionInfo{Charset: 0, ServerVersion: "5.5.5-10.11.6-MariaDB"}, "character_set_client"},
+		{"gbk collation", mysql.SessionInfo{Charset: 28, ServerVersion: mariaDB}, "character_set_client"},
+		{"unknown collation", mysql.SessionInfo{Charset: 0, ServerVersion: mariaDB}, "character_set_client"},
 		{"MySQL 8 default", mysql.SessionInfo{Charset: 255, ServerVersion: "8.0.36"}, ""},
-		{"255 on MariaDB", mysql.SessionInfo{Charset: 255, ServerVersion: "5.5.5-10.11.6-MariaDB"}, "character_set_client"},
-		{"latin1", mysql.SessionInfo{Charset: 8, ServerVersion: "5.5.5-10.11.6-MariaDB"}, ""},
+		{"255 on MariaDB", mysql.SessionInfo{Charset: 255, ServerVersion: mariaDB}, "character_set_client"},
+		{"latin1", mysql.SessionInfo{Charset: 8, ServerVersion: mariaDB}, ""},
 		{"utf8mb4_unicode_ci", mysql.SessionInfo{Charset: 224, ServerVersion: "11.4.2-MariaDB"}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -208,7 +166,7 @@ func (f fakeLex) ServerLexState(context.Context) (string, string, string, error)
 }
 
 func TestLexServerDefaults(t *testing.T) {
-	info := mysql.SessionInfo{Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"}
+	info := mysql.SessionInfo{Charset: 45, ServerVersion: mariaDB}
 	// The global mode is read: NO_BACKSLASH_ESCAPES reads 'k\' as a string.
 	h := lexHooks(t, info, fakeLex{mode: "NO_BACKSLASH_ESCAPES", charset: "utf8mb4"})
 	if err := run(t, h, `INSERT INTO users SET email = 'k\'`, 0, nil); err != nil {

@@ -44,7 +44,7 @@ func (m memKeys) Decrypt(ctx context.Context, name string, dst, ct []byte) ([]by
 // deterministic rule on users.email and a randomized one on users.ssn.
 func newHooks(t *testing.T) *mysql.SessionHooks {
 	t.Helper()
-	return lexHooks(t, mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"}, nil)
+	return lexHooks(t, mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: mariaDB}, nil)
 }
 
 func query(sql string) []byte { return append([]byte{gomysql.COM_QUERY}, sql...) }

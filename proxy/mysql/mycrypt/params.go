@@ -276,32 +276,13 @@ func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte, loc *ti
 	var txt []byte
 	switch byte(typ) {
 	case gomysql.MYSQL_TYPE_TINY:
-		if unsigned {
-			txt = strconv.AppendUint(nil, uint64(v[0]), 10)
-		} else {
-			txt = strconv.AppendInt(nil, int64(int8(v[0])), 10)
-		}
+		txt = intText(v, 1, unsigned)
 	case gomysql.MYSQL_TYPE_SHORT, gomysql.MYSQL_TYPE_YEAR:
-		u := binary.LittleEndian.Uint16(v)
-		if unsigned {
-			txt = strconv.AppendUint(nil, uint64(u), 10)
-		} else {
-			txt = strconv.AppendInt(nil, int64(int16(u)), 10)
-		}
+		txt = intText(v, 2, unsigned)
 	case gomysql.MYSQL_TYPE_LONG, gomysql.MYSQL_TYPE_INT24:
-		u := binary.LittleEndian.Uint32(v)
-		if unsigned {
-			txt = strconv.AppendUint(nil, uint64(u), 10)
-		} else {
-			txt = strconv.AppendInt(nil, int64(int32(u)), 10)
-		}
+		txt = intText(v, 4, unsigned)
 	case gomysql.MYSQL_TYPE_LONGLONG:
-		u := binary.LittleEndian.Uint64(v)
-		if unsigned {
-			txt = strconv.AppendUint(nil, u, 10)
-		} else {
-			txt = strconv.AppendInt(nil, int64(u), 10)
-		}
+		txt = intText(v, 8, unsigned)
 	case gomysql.MYSQL_TYPE_FLOAT:
 		txt = strconv.AppendFloat(nil, float64(math.Float32frombits(binary.LittleEndian.Uint32(v))), 'g', -1, 32)
 	case gomysql.MYSQL_TYPE_DOUBLE:
@@ -325,6 +306,20 @@ func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte, loc *ti
 		return dst, errKind(err)
 	}
 	return out, nil
+}
+
+// intText renders the little-endian integer of size bytes at the start of
+// v as decimal text.
+func intText(v []byte, size int, unsigned bool) []byte {
+	var u uint64
+	for i := size - 1; i >= 0; i-- {
+		u = u<<8 | uint64(v[i])
+	}
+	if unsigned {
+		return strconv.AppendUint(nil, u, 10)
+	}
+	shift := 64 - 8*size // sign-extends the top bit of the value
+	return strconv.AppendInt(nil, int64(u<<shift)>>shift, 10)
 }
 
 func errKind(err error) error {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -13,21 +12,7 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
-	"github.com/dbproxy/dbproxy/value"
 )
-
-// countingKeys counts the decryptions under each data key.
-type countingKeys struct {
-	rules.Keys
-	det atomic.Int64
-}
-
-func (k *countingKeys) Decrypt(ctx context.Context, name string, dst, ct []byte) ([]byte, value.Type, error) {
-	if name == "det" {
-		k.det.Add(1)
-	}
-	return k.Keys.Decrypt(ctx, name, dst, ct)
-}
 
 // TestQueryLookupNotDecryptedAgain: in a COM_QUERY text result, a
 // deterministic cell that is the ciphertext the proxy rendered for the
@@ -38,14 +23,7 @@ func TestQueryLookupNotDecryptedAgain(t *testing.T) {
 	keys := &countingKeys{Keys: benchManager(t)}
 	set := benchRules(t)
 	enc := rules.NewEncryptor(keys)
-	ic, err := mycrypt.New(mycrypt.Options{Rules: set, Encryptor: enc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := ic.NewSession(ctx, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: "5.5.5-10.11.6-MariaDB"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newSession(t, mycrypt.Options{Rules: set, Encryptor: enc}, mysql.SessionInfo{Database: benchDB, Charset: 45, ServerVersion: mariaDB})
 	email := set.Column(benchDB, "", "users_enc", "email")
 	ct := func(v string) []byte {
 		c, err := enc.EncryptForStore(ctx, email, []byte(v))

@@ -31,33 +31,31 @@ type plainDef struct {
 	numeric  bool
 }
 
-func defFor(t value.Type) plainDef {
-	switch t {
-	case value.TypeSmallint:
-		return plainDef{gomysql.MYSQL_TYPE_SHORT, charsetBinary, 6, 0, true}
-	case value.TypeInt:
-		return plainDef{gomysql.MYSQL_TYPE_LONG, charsetBinary, 11, 0, true}
-	case value.TypeBigint:
-		return plainDef{gomysql.MYSQL_TYPE_LONGLONG, charsetBinary, 20, 0, true}
-	case value.TypeReal:
-		return plainDef{gomysql.MYSQL_TYPE_FLOAT, charsetBinary, 12, 31, true}
-	case value.TypeDouble:
-		return plainDef{gomysql.MYSQL_TYPE_DOUBLE, charsetBinary, 22, 31, true}
-	case value.TypeNumeric:
-		return plainDef{gomysql.MYSQL_TYPE_NEWDECIMAL, charsetBinary, 67, 30, true}
-	case value.TypeBoolean:
-		return plainDef{gomysql.MYSQL_TYPE_TINY, charsetBinary, 1, 0, true}
-	case value.TypeDate:
-		return plainDef{gomysql.MYSQL_TYPE_DATE, charsetBinary, 10, 0, false}
-	case value.TypeTimestamp, value.TypeTimestamptz:
-		return plainDef{gomysql.MYSQL_TYPE_DATETIME, charsetBinary, 26, 6, false}
-	case value.TypeBytes:
-		return plainDef{gomysql.MYSQL_TYPE_BLOB, charsetBinary, 65535, 0, false}
-	case value.TypeUUID:
-		return plainDef{gomysql.MYSQL_TYPE_VAR_STRING, charsetUTF8MB4, 36 * 4, 0, false}
-	default: // text, json
-		return plainDef{gomysql.MYSQL_TYPE_VAR_STRING, charsetUTF8MB4, 65535 * 4, 0, false}
+// plainDefs are the column definitions of the plaintext types, by type;
+// textDef stands for text, json and any type not listed (read-only).
+var (
+	plainDefs = [...]plainDef{
+		value.TypeSmallint:    {gomysql.MYSQL_TYPE_SHORT, charsetBinary, 6, 0, true},
+		value.TypeInt:         {gomysql.MYSQL_TYPE_LONG, charsetBinary, 11, 0, true},
+		value.TypeBigint:      {gomysql.MYSQL_TYPE_LONGLONG, charsetBinary, 20, 0, true},
+		value.TypeReal:        {gomysql.MYSQL_TYPE_FLOAT, charsetBinary, 12, 31, true},
+		value.TypeDouble:      {gomysql.MYSQL_TYPE_DOUBLE, charsetBinary, 22, 31, true},
+		value.TypeNumeric:     {gomysql.MYSQL_TYPE_NEWDECIMAL, charsetBinary, 67, 30, true},
+		value.TypeBoolean:     {gomysql.MYSQL_TYPE_TINY, charsetBinary, 1, 0, true},
+		value.TypeDate:        {gomysql.MYSQL_TYPE_DATE, charsetBinary, 10, 0, false},
+		value.TypeTimestamp:   {gomysql.MYSQL_TYPE_DATETIME, charsetBinary, 26, 6, false},
+		value.TypeTimestamptz: {gomysql.MYSQL_TYPE_DATETIME, charsetBinary, 26, 6, false},
+		value.TypeBytes:       {gomysql.MYSQL_TYPE_BLOB, charsetBinary, 65535, 0, false},
+		value.TypeUUID:        {gomysql.MYSQL_TYPE_VAR_STRING, charsetUTF8MB4, 36 * 4, 0, false},
 	}
+	textDef = plainDef{gomysql.MYSQL_TYPE_VAR_STRING, charsetUTF8MB4, 65535 * 4, 0, false}
+)
+
+func defFor(t value.Type) plainDef {
+	if int(t) < len(plainDefs) && plainDefs[t].length != 0 {
+		return plainDefs[t]
+	}
+	return textDef
 }
 
 // Length-encoded integer prefixes.

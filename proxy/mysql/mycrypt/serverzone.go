@@ -23,25 +23,62 @@ type ZoneSource interface {
 // sessions keep the UTC assumption before the next attempt.
 const zoneRetry = 30 * time.Second
 
+// serverGlobal is a server setting new sessions start with, read from the
+// server by the first session that starts and again after invalidate.
+// While a read fails, it is tried again after zoneRetry at the earliest.
+type serverGlobal[T any] struct {
+	mu      sync.Mutex // serializes reads
+	done    atomic.Bool
+	cur     atomic.Pointer[T]
+	retryAt time.Time
+}
+
+// get returns the setting, reading it with read first when that has not
+// been done yet. On a failure read returns the error and what sessions
+// start with meanwhile.
+func (g *serverGlobal[T]) get(ctx context.Context, read func(context.Context) (*T, error)) *T {
+	if g.done.Load() {
+		return g.cur.Load()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done.Load() || time.Now().Before(g.retryAt) {
+		return g.cur.Load()
+	}
+	v, err := read(ctx)
+	if err != nil {
+		g.retryAt = time.Now().Add(zoneRetry)
+		return v
+	}
+	g.cur.Store(v)
+	g.done.Store(true)
+	return v
+}
+
+// invalidate makes the next get read the setting again; sessions until
+// then start with the last one read.
+func (g *serverGlobal[T]) invalidate() {
+	g.mu.Lock()
+	g.retryAt = time.Time{}
+	g.done.Store(false)
+	g.mu.Unlock()
+}
+
 // serverZone is the time_zone new sessions start in (nil: UTC; zoneUnknown:
 // one the proxy cannot follow). Without a source, or while the source
 // cannot be reached, it is UTC, the RDS and Aurora default. It is looked up
 // once, by the first session that starts, and only when some encrypted
 // column is a timestamptz (the only type the zone matters for).
 type serverZone struct {
-	src ZoneSource
-	log *slog.Logger
-
-	mu      sync.Mutex // serializes lookups
-	lookup  bool       // the zone is looked up (else UTC for good)
-	done    atomic.Bool
-	loc     atomic.Pointer[time.Location]
-	retryAt time.Time
+	src    ZoneSource
+	log    *slog.Logger
+	lookup bool // the zone is looked up (else UTC for good)
+	loc    serverGlobal[time.Location]
 }
 
 func newServerZone(src ZoneSource, set *rules.Set, log *slog.Logger) *serverZone {
 	z := &serverZone{src: src, log: log, lookup: src != nil && hasTimestamptz(set)}
-	z.done.Store(!z.lookup)
+	z.loc.done.Store(!z.lookup)
 	return z
 }
 
@@ -59,20 +96,16 @@ func hasTimestamptz(set *rules.Set) bool {
 // get returns the zone a new session starts in, looking it up first when
 // that has not been done yet.
 func (z *serverZone) get(ctx context.Context) *time.Location {
-	if z.done.Load() {
-		return z.loc.Load()
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.done.Load() || time.Now().Before(z.retryAt) {
-		return z.loc.Load()
-	}
+	return z.loc.get(ctx, z.read)
+}
+
+// read looks the server's zone up; sessions start in UTC while it fails.
+func (z *serverZone) read(ctx context.Context) (*time.Location, error) {
 	zone, system, err := z.src.ServerTimeZone(ctx)
 	if err != nil {
-		z.retryAt = time.Now().Add(zoneRetry)
 		z.log.LogAttrs(ctx, slog.LevelWarn, "could not read the server's time_zone; sessions are assumed to start in UTC",
 			slog.Any("error", err))
-		return nil
+		return nil, err
 	}
 	loc := resolveServerZone(zone, system)
 	switch {
@@ -84,9 +117,7 @@ func (z *serverZone) get(ctx context.Context) *time.Location {
 		z.log.LogAttrs(ctx, slog.LevelInfo, "sessions start in the server's time_zone",
 			slog.String("time_zone", loc.String()))
 	}
-	z.loc.Store(loc)
-	z.done.Store(true)
-	return loc
+	return loc, nil
 }
 
 // invalidate makes the next session look the zone up again (SET GLOBAL
@@ -94,16 +125,13 @@ func (z *serverZone) get(ctx context.Context) *time.Location {
 // read.
 func (z *serverZone) invalidate() {
 	if z.lookup {
-		z.mu.Lock()
-		z.retryAt = time.Time{}
-		z.mu.Unlock()
-		z.done.Store(false)
+		z.loc.invalidate()
 	}
 }
 
 // current returns the zone without a lookup (COM_CHANGE_USER and
 // COM_RESET_CONNECTION go back to it).
-func (z *serverZone) current() *time.Location { return z.loc.Load() }
+func (z *serverZone) current() *time.Location { return z.loc.cur.Load() }
 
 // resolveServerZone maps the server's global time_zone to a location; for
 // SYSTEM, the server's system_time_zone (an IANA name or an abbreviation

@@ -339,20 +339,33 @@ func (s *session) copyEncryptField(out []byte, f *pgsql.CopyField, raw []byte, z
 		return append(out, raw...), nil // NULL stays NULL
 	}
 	canon, err := value.AppendCanonicalTextInZone(c.canon[:0], col.Type, val, zone)
+	ct, err := s.sealCopyValue(col, canon, err, "")
 	if err != nil {
-		return out, errors.New("column " + col.String() + ": not a valid " + col.Type.String() + " value")
+		return out, err
 	}
-	c.canon = canon
-	ct, err := s.cipher.AppendStore(s.ctx, c.ct[:0], col, canon)
-	if err != nil {
-		return out, copyEncryptError(col, err)
-	}
-	c.ct = ct
 	if cp.Format == pgsql.CopyText {
 		out = append(out, '\\') // the backslash of \x, escaped
 	}
 	out = append(out, '\\', 'x')
 	return appendHex(out, ct), nil
+}
+
+// sealCopyValue returns the ciphertext of canon, the canonical form of a
+// col value the caller parsed from the COPY data; parseErr is the parse's
+// error, reported as not a valid <form> value. canon and the ciphertext are
+// kept as the COPY's reusable buffers.
+func (s *session) sealCopyValue(col *rules.ColumnRule, canon []byte, parseErr error, form string) ([]byte, error) {
+	if parseErr != nil {
+		return nil, errors.New("column " + col.String() + ": not a valid " + form + col.Type.String() + " value")
+	}
+	c := s.copy
+	c.canon = canon
+	ct, err := s.cipher.AppendStore(s.ctx, c.ct[:0], col, canon)
+	if err != nil {
+		return nil, copyEncryptError(col, err)
+	}
+	c.ct = ct
+	return ct, nil
 }
 
 func appendHex(dst, b []byte) []byte {
@@ -394,27 +407,17 @@ func unescapeText(dst, raw []byte) ([]byte, error) {
 		if i >= len(raw) {
 			return dst, errors.New("field ends with a backslash")
 		}
-		switch c := raw[i]; c {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'v':
-			dst = append(dst, '\v')
-		case 'x':
+		switch c := raw[i]; {
+		case copyTextUnescapes[c] != 0:
+			dst = append(dst, copyTextUnescapes[c])
+		case c == 'x':
 			v, n := 0, 0
 			for n < 2 && i+1 < len(raw) {
-				d, ok := unhex(raw[i+1])
-				if !ok {
+				d := hexDigit(raw[i+1])
+				if d < 0 {
 					break
 				}
-				v = v*16 + int(d)
+				v = v*16 + d
 				i++
 				n++
 			}
@@ -423,7 +426,7 @@ func unescapeText(dst, raw []byte) ([]byte, error) {
 			} else {
 				dst = append(dst, byte(v))
 			}
-		case '0', '1', '2', '3', '4', '5', '6', '7':
+		case c >= '0' && c <= '7':
 			v := int(c - '0')
 			for n := 1; n < 3 && i+1 < len(raw) && raw[i+1] >= '0' && raw[i+1] <= '7'; n++ {
 				v = v*8 + int(raw[i+1]-'0')
@@ -510,29 +513,24 @@ func (s *session) copyDecryptField(out []byte, cp *pgsql.Copy, f *pgsql.CopyFiel
 	return appendCopyText(out, plain, cp.Delimiter[0]), nil
 }
 
+// copyTextEscapes maps each byte the text COPY format writes as a backslash
+// escape to the letter after the backslash; copyTextUnescapes is the
+// reverse for the letters (read-only).
+var (
+	copyTextEscapes   = [256]byte{'\\': '\\', '\n': 'n', '\r': 'r', '\t': 't', '\b': 'b', '\f': 'f', '\v': 'v'}
+	copyTextUnescapes = [256]byte{'n': '\n', 'r': '\r', 't': '\t', 'b': '\b', 'f': '\f', 'v': '\v'}
+)
+
 func appendCopyText(dst, v []byte, delim byte) []byte {
 	for _, b := range v {
-		switch b {
-		case '\\':
-			dst = append(dst, '\\', '\\')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		case '\b':
-			dst = append(dst, '\\', 'b')
-		case '\f':
-			dst = append(dst, '\\', 'f')
-		case '\v':
-			dst = append(dst, '\\', 'v')
-		default:
-			if b == delim {
-				dst = append(dst, '\\')
-			}
-			dst = append(dst, b)
+		if e := copyTextEscapes[b]; e != 0 {
+			dst = append(dst, '\\', e)
+			continue
 		}
+		if b == delim {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, b)
 	}
 	return dst
 }

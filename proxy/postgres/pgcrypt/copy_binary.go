@@ -156,18 +156,12 @@ func (s *session) copyBinaryData(body []byte, w *postgres.Writer) error {
 // encryptBinaryField appends the ciphertext of v, a value of f's column
 // type in binary format, as a bytea field.
 func (s *session) encryptBinaryField(out []byte, f *pgsql.CopyField, v []byte) ([]byte, error) {
-	c := s.copy
 	col := f.Column
-	canon, err := appendCanonicalFromBinary(c.canon[:0], col.Type, v)
+	canon, err := appendCanonicalFromBinary(s.copy.canon[:0], col.Type, v)
+	ct, err := s.sealCopyValue(col, canon, err, "binary ")
 	if err != nil {
-		return out, errors.New("column " + col.String() + ": not a valid binary " + col.Type.String() + " value")
+		return out, err
 	}
-	c.canon = canon
-	ct, err := s.cipher.AppendStore(s.ctx, c.ct[:0], col, canon)
-	if err != nil {
-		return out, copyEncryptError(col, err)
-	}
-	c.ct = ct
 	return pgmsg.AppendValue(out, ct), nil
 }
 

@@ -28,17 +28,9 @@ func testBinCopyFields() []pgsql.CopyField {
 func stream(tuples ...[][]byte) []byte {
 	b := append(append([]byte(nil), binarySignature...), 0, 0, 0, 0, 0, 0, 0, 2, 'x', 'y')
 	for _, tup := range tuples {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(tup)))
-		for _, f := range tup {
-			if f == nil {
-				b = binary.BigEndian.AppendUint32(b, 0xffffffff)
-				continue
-			}
-			b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-			b = append(b, f...)
-		}
+		b = pgmsg.AppendCopyTuple(b, tup)
 	}
-	return binary.BigEndian.AppendUint16(b, 0xffff)
+	return pgmsg.AppendInt16(b, pgmsg.CopyTrailer)
 }
 
 // convertInPieces feeds data to a fresh binCopy in pieces of n bytes.

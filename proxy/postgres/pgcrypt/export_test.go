@@ -19,7 +19,6 @@ import (
 var (
 	NumericTextToBinary = numericTextToBinary
 	NumericBinaryToText = numericBinaryToText
-	IsFetch             = isFetch
 )
 
 // ArrayElems lists the non-NULL elements of an array value.

@@ -165,13 +165,14 @@ func (s *session) lexChanges(text []byte, found uint8) bool {
 	if found&lexWordAnywhere != 0 {
 		return true
 	}
-	if found&lexWordStart == 0 {
-		return false
-	}
-	if !s.lexCertain() {
-		return true
-	}
-	return startsStatement(text, statementWords)
+	return found&lexWordStart != 0 && s.mayStartWithSet(text)
+}
+
+// mayStartWithSet reports whether a statement of text may start with one of
+// statementWords (SET, RESET, DISCARD): surely so when the text cannot be
+// split into statements with certainty. Frontend goroutine.
+func (s *session) mayStartWithSet(text []byte) bool {
+	return !s.lexCertain() || startsStatement(text, statementWords)
 }
 
 // lexRequest returns the lexChange mark of a request answered by one

@@ -7,19 +7,18 @@ import (
 
 func TestLexChanges(t *testing.T) {
 	cases := []struct {
-		text string
-		inTx bool
-		want bool
+		text       string
+		inTx, want bool
 	}{
+		{`SET "client_encoding" = sjis`, false, true},
+		{`SET U&"client\005fencoding" = sjis`, false, true}, // starts with SET
+		{"SHOW standard_conforming_strings", false, true},   // conservative: any mention
 		{"SET client_encoding TO 'SJIS'", false, true},
 		{"set names 'SJIS'", false, true},
 		{"/* c */ RESET ALL", false, true},
 		{"DISCARD ALL", false, true},
 		{"SELECT set_config('client_encoding', 'SJIS', false)", false, true},
 		{"SELECT pg_catalog.set_config($1, $2, false)", false, true},
-		{"SHOW standard_conforming_strings", false, true}, // conservative: any mention
-		{`SET "client_encoding" = sjis`, false, true},
-		{`SET U&"client\005fencoding" = sjis`, false, true}, // starts with SET
 		{"UPDATE users SET name = 'x'", false, false},
 		{"SELECT 'SET client' FROM t", false, false},
 		{"INSERT INTO t VALUES (1)", false, false},
@@ -44,23 +43,6 @@ func TestLexChanges(t *testing.T) {
 	text := []byte("SELECT E'\x83\\'; SET client_encoding = 'UTF8' --'")
 	if !s.lexChanges(text, sessionWords.scan(text)) {
 		t.Error("SET after an SJIS string not seen")
-	}
-}
-
-func TestFirstWordIn(t *testing.T) {
-	for text, want := range map[string]bool{
-		"commit":                        true,
-		"  -- c\n /* x */ ROLLBACK":     true,
-		"(commit)":                      true,
-		"committed":                     false,
-		"SELECT 1":                      false,
-		"":                              false,
-		"/* commit */ select 1":         false,
-		strings.Repeat(" ", 40) + "end": true,
-	} {
-		if got := firstWordIn([]byte(text), txEndWords); got != want {
-			t.Errorf("firstWordIn(%q) = %v, want %v", text, got, want)
-		}
 	}
 }
 

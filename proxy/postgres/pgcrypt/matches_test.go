@@ -69,14 +69,32 @@ func dataRowCells(t *testing.T, out []msg) [][]byte {
 	t.Helper()
 	for _, m := range out {
 		if m.typ == 'D' {
-			var dr pgproto3.DataRow
-			if err := dr.Decode(m.body); err != nil {
-				t.Fatal(err)
-			}
-			return dr.Values
+			return decodeDataRow(t, m.body).Values
 		}
 	}
 	return nil
+}
+
+// decodeDataRow decodes the body of a DataRow message.
+func decodeDataRow(t *testing.T, body []byte) *pgproto3.DataRow {
+	t.Helper()
+	var dr pgproto3.DataRow
+	if err := dr.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	return &dr
+}
+
+// wantCorruptRefusal checks that out forwards no row (what it is called in
+// the failure) and fails with XX001, data corrupted.
+func wantCorruptRefusal(t *testing.T, out []msg, what string) {
+	t.Helper()
+	if cells := dataRowCells(t, out); cells != nil {
+		t.Fatalf("%s forwarded: %q", what, cells)
+	}
+	if code := errorCode(out); code != "XX001" {
+		t.Errorf("error %q, want XX001", code)
+	}
 }
 
 func errorCode(out []msg) string {
@@ -121,10 +139,7 @@ func TestSkipDecryptSimple(t *testing.T) {
 		}
 	})
 	t.Run("tampered", func(t *testing.T) {
-		var dr pgproto3.DataRow
-		if err := dr.Decode(row(&xs[0])); err != nil {
-			t.Fatal(err)
-		}
+		dr := decodeDataRow(t, row(&xs[0]))
 		cell := bytes.Clone(dr.Values[2])
 		last := len(cell) - 1
 		if cell[last] == '0' {
@@ -134,14 +149,9 @@ func TestSkipDecryptSimple(t *testing.T) {
 		}
 		dr.Values[2] = cell
 		x := exchange{front: xs[0].front, back: append([]msg(nil), xs[0].back...)}
-		x.back[1] = msg{'D', encodeBody(t, &dr)}
+		x.back[1] = msg{'D', encodeBody(t, dr)}
 		out, n := f.exchangeOut(t, &x)
-		if cells := dataRowCells(t, out); cells != nil {
-			t.Fatalf("tampered row forwarded: %q", cells)
-		}
-		if code := errorCode(out); code != "XX001" {
-			t.Errorf("error %q, want XX001", code)
-		}
+		wantCorruptRefusal(t, out, "tampered row")
 		if n.email != 1 {
 			t.Errorf("email decrypted %d times, want 1", n.email)
 		}
@@ -151,10 +161,7 @@ func TestSkipDecryptSimple(t *testing.T) {
 		// cell of alt holding the very ciphertext the lookup on email sent
 		// must be decrypted under alt (and fail), not answered as email's
 		// plaintext.
-		var dr pgproto3.DataRow
-		if err := dr.Decode(row(&xs[0])); err != nil {
-			t.Fatal(err)
-		}
+		dr := decodeDataRow(t, row(&xs[0]))
 		rd := &pgproto3.RowDescription{}
 		for _, a := range []uint16{3, 6} {
 			rd.Fields = append(rd.Fields, pgproto3.FieldDescription{Name: []byte("c"), TableOID: encOID,
@@ -166,12 +173,7 @@ func TestSkipDecryptSimple(t *testing.T) {
 			{'C', []byte("SELECT 1\x00")}, {'Z', []byte{'I'}},
 		}}
 		out, n := f.exchangeOut(t, &x)
-		if cells := dataRowCells(t, out); cells != nil {
-			t.Fatalf("row forwarded: %q", cells)
-		}
-		if code := errorCode(out); code != "XX001" {
-			t.Errorf("error %q, want XX001", code)
-		}
+		wantCorruptRefusal(t, out, "row")
 		if n.email != 0 || n.alt != 1 {
 			t.Errorf("decryptions %+v, want email 0, alt 1", n)
 		}
@@ -214,21 +216,13 @@ func TestSkipDecryptPrepared(t *testing.T) {
 	}
 
 	// A tampered copy of the bound ciphertext: refused.
-	var dr pgproto3.DataRow
-	if err := dr.Decode(f.encRow); err != nil {
-		t.Fatal(err)
-	}
+	dr := decodeDataRow(t, f.encRow)
 	cell := bytes.Clone(dr.Values[2])
 	cell[len(cell)-2] ^= 1 // a hex digit stays a hex digit
 	dr.Values[2] = cell
 	bad := x
 	bad.back = append([]msg(nil), x.back...)
-	bad.back[2] = msg{'D', encodeBody(t, &dr)}
+	bad.back[2] = msg{'D', encodeBody(t, dr)}
 	out, _ = f.exchangeOut(t, &bad)
-	if cells := dataRowCells(t, out); cells != nil {
-		t.Fatalf("tampered row forwarded: %q", cells)
-	}
-	if code := errorCode(out); code != "XX001" {
-		t.Errorf("error %q, want XX001", code)
-	}
+	wantCorruptRefusal(t, out, "tampered row")
 }

@@ -219,21 +219,7 @@ func isFetch(sql []byte) bool {
 				i++
 			}
 		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			depth := 0 // PostgreSQL block comments nest
-			for i < len(sql) {
-				if sql[i] == '/' && i+1 < len(sql) && sql[i+1] == '*' {
-					depth++
-					i += 2
-				} else if sql[i] == '*' && i+1 < len(sql) && sql[i+1] == '/' {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
+			i, _ = skipBlockComment(sql, i) // unterminated: the loop ends
 		default:
 			if len(sql)-i < 5 || !bytes.EqualFold(sql[i:i+5], []byte("fetch")) {
 				return false
@@ -241,8 +227,7 @@ func isFetch(sql []byte) bool {
 			if len(sql)-i == 5 {
 				return true
 			}
-			c := sql[i+5]
-			return !(c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80)
+			return !isWordByte(sql[i+5])
 		}
 	}
 	return false

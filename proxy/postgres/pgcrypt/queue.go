@@ -10,24 +10,24 @@ import (
 // spare an allocation per message; a slab is never reused (frontend
 // goroutine only).
 func (s *session) newEvent(e event) *event {
-	if len(s.slabs.events) == 0 {
-		s.slabs.events = make([]event, slabSize)
-	}
-	ev := &s.slabs.events[0]
-	*ev = e
-	s.slabs.events = s.slabs.events[1:]
-	return ev
+	return carve(&s.slabs.events, slabSize, e)
 }
 
 // newPortal is newEvent for portals.
 func (s *session) newPortal(p portalInfo) *portalInfo {
-	if len(s.slabs.portals) == 0 {
-		s.slabs.portals = make([]portalInfo, slabSize)
+	return carve(&s.slabs.portals, slabSize, p)
+}
+
+// carve returns the first element of *slab, set to v, and drops it from the
+// slab; an empty slab is first refilled with n new elements.
+func carve[T any](slab *[]T, n int, v T) *T {
+	if len(*slab) == 0 {
+		*slab = make([]T, n)
 	}
-	pi := &s.slabs.portals[0]
-	*pi = p
-	s.slabs.portals = s.slabs.portals[1:]
-	return pi
+	p := &(*slab)[0]
+	*p = v
+	*slab = (*slab)[1:]
+	return p
 }
 
 const slabSize = 32
@@ -55,12 +55,7 @@ var _ sqlplan.MatchRecorder = (*rules.Matches)(nil)
 // newMatchSet is newEvent for match sets (kept apart: most events and
 // portals need none).
 func (s *session) newMatchSet() *rules.Matches {
-	if len(s.slabs.matchSets) == 0 {
-		s.slabs.matchSets = make([]rules.Matches, slabSize/2)
-	}
-	m := &s.slabs.matchSets[0]
-	s.slabs.matchSets = s.slabs.matchSets[1:]
-	return m
+	return carve(&s.slabs.matchSets, slabSize/2, rules.Matches{})
 }
 
 // append queues evs, first moving the pending events to the front when

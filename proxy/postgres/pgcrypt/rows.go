@@ -247,14 +247,13 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 	return appendText(dst, col, canon, zone)
 }
 
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
+// hexDigit returns the value of the hex digit c (either case), or -1.
+func hexDigit(c byte) int {
+	if c >= '0' && c <= '9' {
+		return int(c - '0')
 	}
-	return 0, false
+	if lower := c | 0x20; lower >= 'a' && lower <= 'f' {
+		return int(lower-'a') + 10
+	}
+	return -1
 }

@@ -65,3 +65,6 @@ func CopyTupleLen(buf []byte) (n int, ok bool) {
 
 // AppendCopyTupleLen appends the field count of a binary COPY tuple.
 func AppendCopyTupleLen(dst []byte, n int) []byte { return AppendCount(dst, n) }
+
+// AppendCopyTuple appends a binary COPY tuple of vals (nil: NULL).
+func AppendCopyTuple(dst []byte, vals [][]byte) []byte { return appendValues(dst, vals) }

@@ -21,6 +21,23 @@ func seed(f *testing.F, msgs ...interface{ Encode([]byte) ([]byte, error) }) {
 	f.Add([]byte{0, 1, 0xff, 0xff, 0xff, 0xfe})
 }
 
+// sameBody fails t unless out, a message appended again from the view of
+// body, carries body byte for byte.
+func sameBody(t *testing.T, out, body []byte) {
+	t.Helper()
+	if !bytes.Equal(out[5:], body) {
+		t.Fatalf("round trip %x, want %x", out[5:], body)
+	}
+}
+
+// pgproto3Decodes decodes body into m, failing t if pgproto3 rejects it.
+func pgproto3Decodes(t *testing.T, m interface{ Decode([]byte) error }, body []byte) {
+	t.Helper()
+	if err := m.Decode(body); err != nil {
+		t.Fatalf("pgproto3 rejects what the view accepts: %v", err)
+	}
+}
+
 func FuzzBind(f *testing.F) {
 	seed(f, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s", ParameterFormatCodes: []int16{1},
 		Parameters: [][]byte{[]byte("x"), nil}, ResultFormatCodes: []int16{1}})
@@ -32,13 +49,9 @@ func FuzzBind(f *testing.F) {
 		params := values(b.Params())
 		pf, rf := b.ParamFormats.AppendInt16s(nil), b.ResultFormats.AppendInt16s(nil)
 		out := pgmsg.AppendBind(nil, b.Portal, b.Statement, pf, params, rf)
-		if !bytes.Equal(out[5:], body) {
-			t.Fatalf("round trip %x, want %x", out[5:], body)
-		}
+		sameBody(t, out, body)
 		var m pgproto3.Bind
-		if err := m.Decode(body); err != nil {
-			t.Fatalf("pgproto3 rejects what the view accepts: %v", err)
-		}
+		pgproto3Decodes(t, &m, body)
 		sameValues(t, params, m.Parameters)
 	})
 }
@@ -54,13 +67,9 @@ func FuzzDataRow(f *testing.F) {
 		if len(vals) != d.Len() {
 			t.Fatalf("%d values of %d", len(vals), d.Len())
 		}
-		if out := pgmsg.AppendDataRow(nil, vals); !bytes.Equal(out[5:], body) {
-			t.Fatalf("round trip %x, want %x", out[5:], body)
-		}
+		sameBody(t, pgmsg.AppendDataRow(nil, vals), body)
 		var m pgproto3.DataRow
-		if err := m.Decode(body); err != nil {
-			t.Fatalf("pgproto3 rejects what the view accepts: %v", err)
-		}
+		pgproto3Decodes(t, &m, body)
 		sameValues(t, vals, m.Values)
 	})
 }
@@ -81,13 +90,9 @@ func FuzzRowDescription(f *testing.F) {
 		if len(fields) != d.Len() {
 			t.Fatalf("%d fields of %d", len(fields), d.Len())
 		}
-		if out := pgmsg.AppendRowDescription(nil, fields); !bytes.Equal(out[5:], body) {
-			t.Fatalf("round trip %x, want %x", out[5:], body)
-		}
+		sameBody(t, pgmsg.AppendRowDescription(nil, fields), body)
 		var m pgproto3.RowDescription
-		if err := m.Decode(body); err != nil {
-			t.Fatalf("pgproto3 rejects what the view accepts: %v", err)
-		}
+		pgproto3Decodes(t, &m, body)
 		for i := range m.Fields {
 			if m.Fields[i].DataTypeOID != fields[i].DataTypeOID || !bytes.Equal(m.Fields[i].Name, fields[i].Name) {
 				t.Fatalf("field %d differs", i)
@@ -107,9 +112,7 @@ func FuzzParse(f *testing.F) {
 		for i := range oids {
 			oids[i] = p.ParamTypes.At(i)
 		}
-		if out := pgmsg.AppendParse(nil, p.Name, p.Query, oids); !bytes.Equal(out[5:], body) {
-			t.Fatalf("round trip %x, want %x", out[5:], body)
-		}
+		sameBody(t, pgmsg.AppendParse(nil, p.Name, p.Query, oids), body)
 	})
 }
 
@@ -124,9 +127,7 @@ func FuzzParameterDescription(f *testing.F) {
 		for i := range oids {
 			oids[i] = o.At(i)
 		}
-		if out := pgmsg.AppendParameterDescription(nil, oids); !bytes.Equal(out[5:], body) {
-			t.Fatalf("round trip %x, want %x", out[5:], body)
-		}
+		sameBody(t, pgmsg.AppendParameterDescription(nil, oids), body)
 	})
 }
 
@@ -139,9 +140,7 @@ func FuzzErrorResponse(f *testing.F) {
 		}
 		var fields []pgmsg.ErrorField
 		e.Each(func(c byte, v []byte) { fields = append(fields, pgmsg.ErrorField{Code: c, Value: v}) })
-		if out := pgmsg.AppendErrorResponse(nil, fields...); !bytes.Equal(out[5:], body) {
-			t.Fatalf("round trip %x, want %x", out[5:], body)
-		}
+		sameBody(t, pgmsg.AppendErrorResponse(nil, fields...), body)
 		_, _ = e.Field(pgmsg.FieldCode)
 	})
 }

@@ -25,6 +25,16 @@ func encode(t testing.TB, msg interface{ Encode([]byte) ([]byte, error) }) (byte
 	return b[0], b[5:]
 }
 
+// encodeAs is encode for a message that must be of type typ.
+func encodeAs(t testing.TB, msg interface{ Encode([]byte) ([]byte, error) }, typ byte) []byte {
+	t.Helper()
+	got, body := encode(t, msg)
+	if got != typ {
+		t.Fatalf("type %q", got)
+	}
+	return body
+}
+
 // values collects a value list (nil for NULL).
 func values(v pgmsg.Values) [][]byte {
 	var out [][]byte
@@ -57,10 +67,7 @@ func TestBind(t *testing.T) {
 			Parameters: [][]byte{[]byte("x"), nil, {}}, ResultFormatCodes: []int16{0, 1}},
 		{PreparedStatement: "stmt", ParameterFormatCodes: []int16{0, 1}, Parameters: [][]byte{[]byte("12"), {0, 0, 0, 1}}},
 	} {
-		typ, body := encode(t, m)
-		if typ != pgmsg.TypeBind {
-			t.Fatalf("type %q", typ)
-		}
+		body := encodeAs(t, m, pgmsg.TypeBind)
 		b, err := pgmsg.ParseBind(body)
 		if err != nil {
 			t.Fatal(err)
@@ -155,10 +162,7 @@ func TestExecuteFunctionCall(t *testing.T) {
 
 func TestDataRow(t *testing.T) {
 	m := &pgproto3.DataRow{Values: [][]byte{[]byte("a"), nil, {}, []byte("\\x00ff")}}
-	typ, body := encode(t, m)
-	if typ != pgmsg.TypeDataRow {
-		t.Fatalf("type %q", typ)
-	}
+	body := encodeAs(t, m, pgmsg.TypeDataRow)
 	d, err := pgmsg.ParseDataRow(body)
 	if err != nil || d.Len() != 4 {
 		t.Fatal(d.Len(), err)
@@ -222,10 +226,7 @@ func TestParameterDescription(t *testing.T) {
 func TestErrorResponse(t *testing.T) {
 	m := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42P01",
 		Message: `relation "x" does not exist`, Position: 15, Routine: "parserOpenTable"}
-	typ, body := encode(t, m)
-	if typ != pgmsg.TypeErrorResponse {
-		t.Fatalf("type %q", typ)
-	}
+	body := encodeAs(t, m, pgmsg.TypeErrorResponse)
 	e, err := pgmsg.ParseErrorResponse(body)
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +303,9 @@ func TestCopyBinary(t *testing.T) {
 		t.Fatal(size, err)
 	}
 	sameValues(t, values(pgmsg.NewValues(tuple[2:], n)), [][]byte{[]byte("v"), nil})
+	if whole := pgmsg.AppendCopyTuple(nil, [][]byte{[]byte("v"), nil}); !bytes.Equal(whole, tuple) {
+		t.Fatalf("AppendCopyTuple %x, want %x", whole, tuple)
+	}
 	if n, ok := pgmsg.CopyTupleLen([]byte{0xff, 0xff}); !ok || n != pgmsg.CopyTrailer {
 		t.Fatal(n, ok)
 	}

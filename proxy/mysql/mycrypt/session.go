@@ -1,0 +1,105 @@
+package mycrypt
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbproxy/dbproxy/fieldcrypt"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
+)
+
+// stmt is a prepared statement the session knows.
+type stmt struct {
+	plan     *mysqlsql.Plan
+	types    []uint16 // client parameter types of the last execution
+	poisoned bool     // long data for an encrypted parameter was dropped
+	// zoneRisky: executing it may change time_zone (timezone.go).
+	zoneRisky bool
+	// cols are the result columns of the last result set (PREPARE or
+	// EXECUTE response), for COM_STMT_FETCH and for the next execution.
+	// A published slice is never modified.
+	cols []column
+	// defs remembers, per result column, the server's last column
+	// definition and what went to the client instead: every execution's
+	// response repeats them, and a repeated one needs neither a rule
+	// lookup nor a rewrite. Touched only by result hooks (one goroutine).
+	defs []colDef
+}
+
+// colDef is a remembered column definition (see stmt.defs).
+type colDef struct {
+	raw []byte // the server's payload
+	out []byte // what the client got instead; nil: raw unchanged
+	col column
+}
+
+type session struct {
+	ic  *Interceptor
+	ctx context.Context
+	log *slog.Logger
+	// extMeta: column definitions carry MariaDB's extended metadata
+	// (mysql.MariaDBExtendedMetadata).
+	extMeta bool
+
+	mu    sync.Mutex
+	db    string
+	stmts map[uint32]*stmt
+
+	// cipher encrypts, looks up and decrypts for this session: every use
+	// of a key goes through it. COM_CHANGE_USER replaces it (cipher.go).
+	cipher atomic.Pointer[fieldcrypt.Cipher]
+
+	// tz is the session time_zone (timezone.go): nil UTC, zoneUnknown.
+	tz atomic.Pointer[time.Location]
+	// zoneRisky: a prepared statement may change time_zone (timezone.go).
+	zoneRisky atomic.Bool
+
+	// lx is how the server lexes the session's text (lexstate.go);
+	// guarded by mu.
+	lx           lexTrack
+	caps         uint64
+	sessionTrack bool
+
+	// Scratch buffers, so that executions and rows allocate no
+	// intermediate values: cmdCanon and cmdCT belong to the command hook,
+	// resCanon and resText to the result hook (they run on one goroutine
+	// each).
+	cmdCanon, cmdCT   []byte
+	resCanon, resText []byte
+}
+
+// column is what a result hook knows about one result column.
+type column struct {
+	rule *rules.ColumnRule
+	typ  byte // the server's column type
+}
+
+// exState is the per-exchange state of a watched command.
+type exState struct {
+	plan   *mysqlsql.Plan
+	stmt   *stmt // COM_STMT_EXECUTE / FETCH
+	cols   []column
+	anyEnc bool
+	shared bool // cols is stmt.cols of an earlier result set: copy before writing
+	// matches are the deterministic lookups of this exchange's execution:
+	// result cells that are their ciphertexts need no decryption.
+	matches rules.Matches
+	// zone is the time_zone change on its way (timezone.go); zoneRisky,
+	// for COM_STMT_PREPARE, that the statement may change it.
+	zone      *zoneChange
+	zoneRisky bool
+	// database tracking
+	use    bool
+	newDB  string
+	prevDB string
+	single bool // the string is just the USE
+	// prepare
+	stmtID   uint32
+	prepared bool
+	// lex is a pending change of the session's lexing state.
+	lex *lexChange
+}
