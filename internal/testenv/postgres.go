@@ -296,71 +296,75 @@ func startPGServer(ctx context.Context, o PGOptions) (*pgServer, error) {
 		sockDir: filepath.Join(dir, "sock"),
 		logPath: filepath.Join(dir, "postgres.log"),
 	}
-	fail := func(err error) (*pgServer, error) {
+	if err := s.launch(ctx, filepath.Join(bindir, "initdb"), o); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	return s, nil
+}
+
+// launch fills s's data directory from the cached template made by initdb,
+// writes its configuration and starts s.bin on it, on a free port.
+func (s *pgServer) launch(ctx context.Context, initdb string, o PGOptions) error {
 	if err := os.Mkdir(s.sockDir, 0o755); err != nil {
-		return fail(fmt.Errorf("create socket dir: %w", err))
+		return fmt.Errorf("create socket dir: %w", err)
 	}
 	var certFile, keyFile string
 	if o.TLS {
-		s.caFile, certFile, keyFile, err = generateCert(filepath.Join(dir, "tls"), "localhost", "127.0.0.1")
+		var err error
+		s.caFile, certFile, keyFile, err = generateCert(filepath.Join(s.dir, "tls"), "localhost", "127.0.0.1")
 		if err != nil {
-			return fail(fmt.Errorf("server certificate: %w", err))
+			return fmt.Errorf("server certificate: %w", err)
 		}
 	}
-	initdb, postgres := filepath.Join(bindir, "initdb"), filepath.Join(bindir, "postgres")
+	if err := s.copyDataTemplate(initdb); err != nil {
+		return err
+	}
+	if err := writePGConfig(s, o, certFile, keyFile); err != nil {
+		return err
+	}
+	return startOnFreePort(ctx, launch{
+		name: "postgres", logPath: s.logPath, stopSig: syscall.SIGQUIT,
+		portTaken: []string{"could not create any TCP/IP sockets"},
+		start: func(port int) (*child, error) {
+			proc, err := startChild(s.bin,
+				[]string{"-D", s.dataDir, "-p", strconv.Itoa(port)},
+				childOpts{logPath: s.logPath, cred: s.cred, dir: s.dir})
+			if err != nil {
+				return nil, err
+			}
+			s.port, s.proc = port, proc
+			return proc, nil
+		},
+		ready: s.waitReady,
+	})
+}
+
+// copyDataTemplate copies the data directory initdb made once for these
+// binaries and options (see cachedTemplate) into s.dataDir.
+func (s *pgServer) copyDataTemplate(initdb string) error {
 	initdbArgs := []string{"-A", "trust", "--auth-local=trust", "-U", "postgres",
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"}
-	identity := []string{binaryIdentity(initdb), binaryIdentity(postgres), strings.Join(initdbArgs, " "), fmt.Sprint(cred)}
+	identity := []string{binaryIdentity(initdb), binaryIdentity(s.bin), strings.Join(initdbArgs, " "), fmt.Sprint(s.cred)}
 	tmpl, err := cachedTemplate("pg", identity, func(tdir string) error {
-		if err := chownTree(tdir, cred); err != nil {
+		if err := chownTree(tdir, s.cred); err != nil {
 			return err
 		}
-		if err := runAs(cred, tdir, initdb, append([]string{"-D", filepath.Join(tdir, "data")}, initdbArgs...)...); err != nil {
+		if err := runAs(s.cred, tdir, initdb, append([]string{"-D", filepath.Join(tdir, "data")}, initdbArgs...)...); err != nil {
 			return fmt.Errorf("initdb: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	if err := chownTree(dir, cred); err != nil { // before the copy: only sock/ and tls/ so far
-		return fail(err)
+	if err := chownTree(s.dir, s.cred); err != nil { // before the copy: only sock/ and tls/ so far
+		return err
 	}
-	if err := copyTree(filepath.Join(tmpl, "data"), s.dataDir, cred); err != nil {
-		return fail(fmt.Errorf("copy data directory template: %w", err))
+	if err := copyTree(filepath.Join(tmpl, "data"), s.dataDir, s.cred); err != nil {
+		return fmt.Errorf("copy data directory template: %w", err)
 	}
-	if err := writePGConfig(s, o, certFile, keyFile); err != nil {
-		return fail(err)
-	}
-
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return fail(err)
-		}
-		proc, err := startChild(postgres,
-			[]string{"-D", s.dataDir, "-p", strconv.Itoa(port)},
-			childOpts{logPath: s.logPath, cred: cred, dir: dir})
-		if err != nil {
-			return fail(err)
-		}
-		s.port, s.proc = port, proc
-		err = s.waitReady(ctx)
-		if err == nil {
-			return s, nil
-		}
-		proc.stop(syscall.SIGQUIT, 10*time.Second)
-		tail := logTail(s.logPath)
-		if attempt < attempts && strings.Contains(tail, "could not create any TCP/IP sockets") {
-			continue // lost the race for the port: try another
-		}
-		err = logError(fmt.Sprintf("postgres on port %d not ready", port), err, s.logPath)
-		return fail(err)
-	}
+	return nil
 }
 
 func writePGConfig(s *pgServer, o PGOptions, certFile, keyFile string) error {

@@ -121,3 +121,48 @@ func restartChild(ctx context.Context, procp **child, bin string, args []string,
 		}
 	}
 }
+
+// launch is one way of starting a server child on a TCP port.
+type launch struct {
+	name      string         // the server, for errors: "postgres", "mariadbd"
+	logPath   string         // where the child writes its log
+	stopSig   syscall.Signal // how to stop an attempt that did not come up
+	portTaken []string       // log texts saying another process bound the port first
+	start     func(port int) (*child, error)
+	ready     func(ctx context.Context) error
+}
+
+// startOnFreePort starts l on a port from freePort and waits until it is
+// ready. When the log says the port was taken between freePort and the
+// server's bind, it tries another port: three attempts in all.
+func startOnFreePort(ctx context.Context, l launch) error {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		proc, err := l.start(port)
+		if err != nil {
+			return err
+		}
+		err = l.ready(ctx)
+		if err == nil {
+			return nil
+		}
+		proc.stop(l.stopSig, 10*time.Second)
+		if attempt < attempts && logSaysAny(logTail(l.logPath), l.portTaken) {
+			continue
+		}
+		return logError(fmt.Sprintf("%s on port %d not ready", l.name, port), err, l.logPath)
+	}
+}
+
+func logSaysAny(tail string, texts []string) bool {
+	for _, s := range texts {
+		if strings.Contains(tail, s) {
+			return true
+		}
+	}
+	return false
+}
