@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -190,21 +189,6 @@ type mariaDBServer struct {
 	bin     string   // mariadbd
 	args    []string // its command line, for Restart
 	proc    *child
-}
-
-func lookBin(names ...string) (string, error) {
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p, nil
-		}
-		for _, d := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"} {
-			p := filepath.Join(d, n)
-			if st, err := os.Stat(p); err == nil && !st.IsDir() {
-				return p, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("%w: none of %s on PATH or in /usr/sbin, /usr/bin", errNotInstalled, strings.Join(names, ", "))
 }
 
 func startMariaDBServer(ctx context.Context, o MariaDBOptions) (*mariaDBServer, error) {

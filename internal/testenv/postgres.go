@@ -7,9 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,10 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// errNotInstalled marks failures caused by missing server binaries; the
-// test failure then carries the install hint.
-var errNotInstalled = errors.New("server binaries not found")
 
 // Timeouts for server start and per-test setup.
 const (
@@ -237,42 +231,6 @@ type pgServer struct {
 	caFile  string
 	port    int
 	proc    *child
-}
-
-// pgBinDir finds the directory holding initdb and postgres: the override,
-// else the highest /usr/lib/postgresql/<version>/bin, else pg_config.
-func pgBinDir() (string, error) {
-	ok := func(dir string) bool {
-		for _, b := range []string{"initdb", "postgres"} {
-			if st, err := os.Stat(filepath.Join(dir, b)); err != nil || st.IsDir() {
-				return false
-			}
-		}
-		return true
-	}
-	if d := os.Getenv(EnvPostgresBinDir); d != "" {
-		if ok(d) {
-			return d, nil
-		}
-		return "", fmt.Errorf("%w: no initdb and postgres in %s=%s", errNotInstalled, EnvPostgresBinDir, d)
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	version := func(d string) float64 {
-		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		return v
-	}
-	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
-	for _, d := range dirs {
-		if ok(d) {
-			return d, nil
-		}
-	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		if d := strings.TrimSpace(string(out)); ok(d) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("%w: no initdb and postgres in /usr/lib/postgresql/*/bin or pg_config --bindir", errNotInstalled)
 }
 
 func startPGServer(ctx context.Context, o PGOptions) (*pgServer, error) {
