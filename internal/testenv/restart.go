@@ -23,6 +23,15 @@ func (p *Postgres) Kill(t testing.TB) {
 	killGroup(p.srv.proc)
 }
 
+// Kill ends mariadbd with SIGKILL, as a crash would, and returns once it is
+// gone. The data directory and port are kept for Restart. Only for a
+// server of this test alone (MariaDBOptions.Dedicated).
+func (m *MariaDB) Kill(t testing.TB) {
+	t.Helper()
+	needDedicated(t, "MariaDB.Kill", "MariaDBOptions", m.srv != nil && m.dedicated)
+	killGroup(m.srv.proc)
+}
+
 // Restart starts a killed server again on the same data directory and
 // port (PostgreSQL runs crash recovery) and returns once it accepts logins.
 func (p *Postgres) Restart(t testing.TB) {
@@ -34,15 +43,6 @@ func (p *Postgres) Restart(t testing.TB) {
 func (s *pgServer) restart(ctx context.Context) error {
 	return restartChild(ctx, &s.proc, s.bin, []string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)},
 		childOpts{logPath: s.logPath, cred: s.cred, dir: s.dir}, s.waitReady)
-}
-
-// Kill ends mariadbd with SIGKILL, as a crash would, and returns once it is
-// gone. The data directory and port are kept for Restart. Only for a
-// server of this test alone (MariaDBOptions.Dedicated).
-func (m *MariaDB) Kill(t testing.TB) {
-	t.Helper()
-	needDedicated(t, "MariaDB.Kill", "MariaDBOptions", m.srv != nil && m.dedicated)
-	killGroup(m.srv.proc)
 }
 
 // Restart starts a killed server again on the same data directory and port
