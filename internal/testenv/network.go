@@ -87,15 +87,7 @@ func Forward(t testing.TB, ip net.IP, target string) *Forwarder {
 		}
 		conns = append(conns, c, up)
 		mu.Unlock()
-		sent := make(chan struct{})
-		go func() {
-			defer close(sent)
-			_, _ = io.Copy(up, io.TeeReader(c, f))
-			closeWrite(up)
-		}()
-		_, _ = io.Copy(c, up)
-		closeWrite(c)
-		<-sent
+		relay(c, up, f)
 	})
 	// Registered after serve's: runs first, so that the relays end.
 	t.Cleanup(func() {
@@ -148,6 +140,32 @@ func serve(t testing.TB, l net.Listener, handle func(net.Conn)) {
 		_ = l.Close()
 		wg.Wait()
 	})
+}
+
+// relay copies between the client connection c and up both ways until
+// both directions end, half-closing each side when its source ends and
+// closing both when a copy fails. What c sends is also written to tee when
+// tee is not nil.
+func relay(c, up net.Conn, tee io.Writer) {
+	from := io.Reader(c)
+	if tee != nil {
+		from = io.TeeReader(c, tee)
+	}
+	pipe := func(dst net.Conn, src io.Reader) {
+		if _, err := io.Copy(dst, src); err != nil {
+			_ = c.Close()
+			_ = up.Close()
+			return
+		}
+		closeWrite(dst)
+	}
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		pipe(up, from)
+	}()
+	pipe(c, up)
+	<-sent
 }
 
 func closeWrite(c net.Conn) {
