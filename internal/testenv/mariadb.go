@@ -200,19 +200,13 @@ func startMariaDBServer(ctx context.Context, o MariaDBOptions) (*mariaDBServer, 
 	if err != nil {
 		return nil, err
 	}
-	dir, err := newServerDir("mariadb")
+	s := &mariaDBServer{bin: mariadbd}
+	err = inServerDir("mariadb", func(dir string) error {
+		s.dir, s.dataDir = dir, filepath.Join(dir, "data")
+		s.socket, s.logPath = filepath.Join(dir, "sock"), filepath.Join(dir, "mariadb.log")
+		return s.launch(ctx, installDB, o)
+	})
 	if err != nil {
-		return nil, err
-	}
-	s := &mariaDBServer{
-		bin:     mariadbd,
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		socket:  filepath.Join(dir, "sock"),
-		logPath: filepath.Join(dir, "mariadb.log"),
-	}
-	if err := s.launch(ctx, installDB, o); err != nil {
-		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	// Anonymous users (''@'localhost', ''@'<hostname>') would shadow a

@@ -242,20 +242,13 @@ func startPGServer(ctx context.Context, o PGOptions) (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := newServerDir("pg")
+	s := &pgServer{bin: filepath.Join(bindir, "postgres"), cred: cred}
+	err = inServerDir("pg", func(dir string) error {
+		s.dir, s.dataDir = dir, filepath.Join(dir, "data")
+		s.sockDir, s.logPath = filepath.Join(dir, "sock"), filepath.Join(dir, "postgres.log")
+		return s.launch(ctx, filepath.Join(bindir, "initdb"), o)
+	})
 	if err != nil {
-		return nil, err
-	}
-	s := &pgServer{
-		bin:     filepath.Join(bindir, "postgres"),
-		cred:    cred,
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		sockDir: filepath.Join(dir, "sock"),
-		logPath: filepath.Join(dir, "postgres.log"),
-	}
-	if err := s.launch(ctx, filepath.Join(bindir, "initdb"), o); err != nil {
-		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	return s, nil
