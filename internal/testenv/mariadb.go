@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -244,7 +243,7 @@ func (s *mariaDBServer) launch(ctx context.Context, installDB string, o MariaDBO
 	}
 	s.caFile = caFile
 	return startOnFreePort(ctx, launch{
-		name: "mariadbd", logPath: s.logPath, stopSig: syscall.SIGKILL,
+		name: "mariadbd", logPath: s.logPath, stop: killGroup,
 		portTaken: []string{"Address already in use", "Can't start server: Bind"},
 		start: func(port int) (*child, error) {
 			args := append(s.serverArgs(user, port), tlsArgs...)
@@ -347,7 +346,7 @@ func (s *mariaDBServer) dropAnonymousUsers(ctx context.Context) error {
 
 func (s *mariaDBServer) stop() {
 	if s.proc != nil {
-		s.proc.stop(syscall.SIGKILL, 10*time.Second) // the data is thrown away
+		killGroup(s.proc) // the data is thrown away
 	}
 	_ = os.RemoveAll(s.dir)
 }

@@ -275,7 +275,7 @@ func (s *pgServer) launch(ctx context.Context, initdb string, o PGOptions) error
 		return err
 	}
 	return startOnFreePort(ctx, launch{
-		name: "postgres", logPath: s.logPath, stopSig: syscall.SIGQUIT,
+		name: "postgres", logPath: s.logPath, stop: quitGroup,
 		portTaken: []string{"could not create any TCP/IP sockets"},
 		start: func(port int) (*child, error) {
 			proc, err := startChild(s.bin,
@@ -317,6 +317,10 @@ func (s *pgServer) copyDataTemplate(initdb string) error {
 	}
 	return nil
 }
+
+// quitGroup stops a postmaster and its backends with SIGQUIT,
+// PostgreSQL's immediate shutdown.
+func quitGroup(proc *child) { proc.stop(syscall.SIGQUIT, 10*time.Second) }
 
 func writePGConfig(s *pgServer, o PGOptions, certFile, keyFile string) error {
 	encryption := "scram-sha-256"
@@ -401,7 +405,7 @@ func (s *pgServer) adminConnect(ctx context.Context) (*pgx.Conn, error) {
 
 func (s *pgServer) stop() {
 	if s.proc != nil {
-		s.proc.stop(syscall.SIGQUIT, 10*time.Second) // immediate shutdown: the data is thrown away
+		quitGroup(s.proc) // the data is thrown away
 	}
 	_ = os.RemoveAll(s.dir)
 }

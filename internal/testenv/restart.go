@@ -124,10 +124,10 @@ func restartChild(ctx context.Context, procp **child, bin string, args []string,
 
 // launch is one way of starting a server child on a TCP port.
 type launch struct {
-	name      string         // the server, for errors: "postgres", "mariadbd"
-	logPath   string         // where the child writes its log
-	stopSig   syscall.Signal // how to stop an attempt that did not come up
-	portTaken []string       // log texts saying another process bound the port first
+	name      string       // the server, for errors: "postgres", "mariadbd"
+	logPath   string       // where the child writes its log
+	stop      func(*child) // how to end an attempt that did not come up
+	portTaken []string     // log texts saying another process bound the port first
 	start     func(port int) (*child, error)
 	ready     func(ctx context.Context) error
 }
@@ -150,7 +150,7 @@ func startOnFreePort(ctx context.Context, l launch) error {
 		if err == nil {
 			return nil
 		}
-		proc.stop(l.stopSig, 10*time.Second)
+		l.stop(proc)
 		if attempt < attempts && logSaysAny(logTail(l.logPath), l.portTaken) {
 			continue
 		}
