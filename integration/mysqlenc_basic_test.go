@@ -42,6 +42,19 @@ type myUser struct {
 	note    string
 }
 
+// usersSelect selects the columns of the users table in myUser's order.
+const usersSelect = "SELECT id, email, ssn, age, born, balance, active, note FROM users"
+
+// checkAlice fails the test (the message starting with what) unless got
+// is alice's row alone, as inserted, born at born.
+func checkAlice(t *testing.T, got []myUser, born time.Time, what string) {
+	t.Helper()
+	if len(got) != 1 || got[0].id != 1 || got[0].ssn.String != "111-22-3333" || got[0].age.Int64 != 30 ||
+		!got[0].born.Time.Equal(born) || got[0].balance.String != "1234.5" || !got[0].active.Bool || got[0].note != "n1" {
+		t.Fatalf("%s: %+v", what, got)
+	}
+}
+
 func scanUsers(t *testing.T) func(rows *sql.Rows, err error) []myUser {
 	return func(rows *sql.Rows, err error) []myUser { return scanUsersRows(t, rows, err) }
 }
@@ -86,13 +99,9 @@ func TestMySQLEncRoundTrip(t *testing.T) {
 			if _, err := db.ExecContext(ctx, "INSERT INTO `users` (id, `Email`, ssn, age, note) VALUES (3, 'carol@example.com', 'ssn-carol', 41, 'n3'), (4, 'dave@example.com', 'ssn-dave', -7, 'n4')"); err != nil {
 				t.Fatalf("multi-row literal insert: %v", err)
 			}
-			sel := "SELECT id, email, ssn, age, born, balance, active, note FROM users"
-			got := scanUsers(t)(db.QueryContext(ctx, sel+" WHERE email = ?", "alice@example.com"))
-			if len(got) != 1 || got[0].id != 1 || got[0].ssn.String != "111-22-3333" || got[0].age.Int64 != 30 ||
-				!got[0].born.Time.Equal(born) || got[0].balance.String != "1234.5" || !got[0].active.Bool || got[0].note != "n1" {
-				t.Fatalf("lookup by email: %+v", got)
-			}
-			got = scanUsers(t)(db.QueryContext(ctx, sel+" WHERE email = 'bob@example.com'"))
+			got := scanUsers(t)(db.QueryContext(ctx, usersSelect+" WHERE email = ?", "alice@example.com"))
+			checkAlice(t, got, born, "lookup by email")
+			got = scanUsers(t)(db.QueryContext(ctx, usersSelect+" WHERE email = 'bob@example.com'"))
 			if len(got) != 1 || got[0].id != 2 || got[0].ssn.Valid || got[0].age.Valid || got[0].born.Valid || got[0].active.Valid {
 				t.Fatalf("NULLs: %+v", got)
 			}
