@@ -29,10 +29,10 @@ func waitParked(t *testing.T, p *pgProxy, n int) {
 func TestPGParkedSession(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
 	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
-	admin := connect(t, pg.Superuser().DSN())
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	ctx := testCtx(t)
 
-	c := connect(t, p.DSN("disable"))
+	c := testenv.ConnectPG(t, p.DSN("disable"))
 	if _, err := c.Exec(ctx, `listen parked_ch`); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestPGParkedSession(t *testing.T) {
 	}
 
 	// A TLS client leg keeps its goroutine; its upstream leg parks.
-	tc := connect(t, p.DSN("verify-full"))
+	tc := testenv.ConnectPG(t, p.DSN("verify-full"))
 	waitParked(t, p, 3)
 	time.Sleep(500 * time.Millisecond)
 	if err := tc.QueryRow(ctx, `select 7`).Scan(&v); err != nil || v != 7 {
@@ -112,7 +112,7 @@ func TestPGParkedShutdown(t *testing.T) {
 			const n = 10
 			conns := make([]*pgx.Conn, n)
 			for i := range conns {
-				conns[i] = connect(t, p.DSN("disable"))
+				conns[i] = testenv.ConnectPG(t, p.DSN("disable"))
 				if _, err := conns[i].Exec(ctx, `select 1`); err != nil {
 					t.Fatal(err)
 				}
@@ -255,9 +255,9 @@ func TestMySQLAbruptCloseEndsSession(t *testing.T) {
 func TestPGAbruptCloseEndsSession(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	admin := connect(t, pg.Superuser().DSN())
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	for i := range 10 {
-		c := connect(t, p.DSN("disable")+"&application_name=abrupt-close")
+		c := testenv.ConnectPG(t, p.DSN("disable")+"&application_name=abrupt-close")
 		fe := c.PgConn().Frontend()
 		fe.Send(&pgproto3.Parse{Name: "s", Query: "select 1"})
 		fe.Send(&pgproto3.Close{ObjectType: 'S', Name: "s"})

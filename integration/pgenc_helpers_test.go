@@ -72,7 +72,7 @@ func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, keySpecs...)
-	direct := connect(t, pg.DSN())
+	direct := testenv.ConnectPG(t, pg.DSN())
 	if ddl != "" {
 		if _, err := direct.Exec(ctx, ddl); err != nil {
 			t.Fatalf("ddl: %v", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -456,7 +457,7 @@ func TestPGListenerBackendPID(t *testing.T) {
 			if pid != victim.PgConn().PID() {
 				t.Fatalf("pg_backend_pid() %d, BackendKeyData %d", pid, victim.PgConn().PID())
 			}
-			other := connect(t, dsn)
+			other := testenv.ConnectPG(t, dsn)
 			var ok bool
 			if err := other.QueryRow(ctx, "SELECT pg_terminate_backend($1)", victim.PgConn().PID()).Scan(&ok); err != nil || !ok {
 				t.Fatalf("pg_terminate_backend: %v %v", ok, err)

@@ -318,6 +318,20 @@ func (s *pgServer) copyDataTemplate(initdb string) error {
 	return nil
 }
 
+// ConnectPG connects to dsn with pgx, failing the test when it cannot;
+// the connection is closed when the test ends.
+func ConnectPG(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
 // quitGroup stops a postmaster and its backends with SIGQUIT,
 // PostgreSQL's immediate shutdown.
 func quitGroup(proc *child) { proc.stop(syscall.SIGQUIT, 10*time.Second) }
