@@ -2,6 +2,11 @@
 # root). Functions that start something add its pid to the array pids, and
 # bench_workdir's exit trap stops all of them.
 
+# Every script runs each measurement for DURATION seconds, ROUNDS times,
+# and reports the median.
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+
 # freeport: a TCP port on 127.0.0.1 that was free a moment ago.
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

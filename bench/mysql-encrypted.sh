@@ -17,8 +17,6 @@
 # data keys (`dbproxy keys init`), and seeds both tables through the proxy
 # (so the encrypted table holds real ciphertext). Needs sysbench.
 set -euo pipefail
-DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-16}
 ROWS=${ROWS:-10000}
 WORKLOADS=${WORKLOADS:-select}

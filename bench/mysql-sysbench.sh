@@ -13,8 +13,6 @@
 # as a reference too, in plain TCP mode: a C event-loop relay that does not
 # look at the protocol at all, the upper bound for any proxy on the machine.
 set -euo pipefail
-DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-16}
 TESTS=${TESTS:-"oltp_point_select oltp_read_write"}
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -16,8 +16,6 @@
 # always misses the proxy's plan cache and pays a full parse); MODE=prepared
 # binds parameters, the way drivers and ORMs do.
 set -euo pipefail
-DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-16}
 ROWS=${ROWS:-1000}
 MODE=${MODE:-simple}

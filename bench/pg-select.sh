@@ -16,8 +16,6 @@
 # Rounds interleave the targets, each round in another order (bench/lib.sh),
 # so machine drift and position effects hit all of them alike.
 set -euo pipefail
-DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
 PERF=${PERF:-}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-"1 16"}

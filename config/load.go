@@ -247,6 +247,16 @@ var (
 	byteSizeType = reflect.TypeFor[ByteSize]()
 )
 
+// isKind reports whether node n is of kind; when not, it records at use
+// that path expected what.
+func (d *decoder) isKind(n, use *yaml.Node, path string, kind yaml.Kind, what string) bool {
+	if n.Kind == kind {
+		return true
+	}
+	d.at(use, path, "expected %s, got %s", what, describe(n))
+	return false
+}
+
 // value decodes node n into v, whose field path is path.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if d.exhausted {
@@ -279,28 +289,21 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case v.Type() == byteSizeType:
 		d.byteSize(n, use, v, path)
 	case v.Kind() == reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			d.at(use, path, "expected a mapping, got %s", describe(n))
-			return
+		if d.isKind(n, use, path, yaml.MappingNode, "a mapping") {
+			d.mapping(n, v, path)
 		}
-		d.mapping(n, v, path)
 	case v.Kind() == reflect.Pointer:
-		if n.Kind != yaml.MappingNode {
-			d.at(use, path, "expected a mapping, got %s", describe(n))
-			return
+		if d.isKind(n, use, path, yaml.MappingNode, "a mapping") {
+			p := reflect.New(v.Type().Elem())
+			d.mapping(n, p.Elem(), path)
+			v.Set(p)
 		}
-		p := reflect.New(v.Type().Elem())
-		d.mapping(n, p.Elem(), path)
-		v.Set(p)
 	case v.Kind() == reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			d.at(use, path, "expected a list, got %s", describe(n))
-			return
+		if d.isKind(n, use, path, yaml.SequenceNode, "a list") {
+			d.list(n, v, path)
 		}
-		d.list(n, v, path)
 	case v.Kind() == reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			d.at(use, path, "expected a string, got %s", describe(n))
+		if !d.isKind(n, use, path, yaml.ScalarNode, "a string") {
 			return
 		}
 		switch n.ShortTag() {

@@ -420,25 +420,13 @@ func myCheckCiphertexts(t *testing.T, direct *sql.DB, enc *rules.Encryptor, cols
 	t.Helper()
 	ctx := context.Background()
 	for _, c := range cols {
-		rows, err := direct.QueryContext(ctx, fmt.Sprintf("SELECT `%s` FROM users", c.Column))
-		if err != nil {
-			t.Fatalf("read %s directly: %v", c, err)
-		}
-		for rows.Next() {
-			var v []byte
-			if err := rows.Scan(&v); err != nil {
-				t.Fatal(err)
-			}
+		for _, v := range myByteColumn(t, direct, fmt.Sprintf("SELECT `%s` FROM users", c.Column)) {
 			if v == nil {
 				continue
 			}
 			if _, err := enc.Decrypt(ctx, c, v); err != nil {
-				_ = rows.Close()
 				t.Fatalf("%s holds a value the proxy did not encrypt (%q): %v", c, clipBytes(v), err)
 			}
-		}
-		if err := rows.Close(); err != nil {
-			t.Fatal(err)
 		}
 	}
 }

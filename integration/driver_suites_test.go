@@ -382,7 +382,7 @@ func startPgxTarget(t *testing.T, cfg string) string {
 	p := suitePGProxy(t, pg, ic)
 	// The rules work: a value written through this listener is stored
 	// encrypted (so the suite really ran behind an encrypting listener).
-	c := connect(t, p.DSN("disable"))
+	c := testenv.ConnectPG(t, p.DSN("disable"))
 	if _, err := c.Exec(ctx, "insert into "+suiteRuleTable+" (id, secret, email) values (1, $1, $2)", "s3cret-value", "someone@example.com"); err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func TestExamplesAgree(t *testing.T) {
 	// a ciphertext type.
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
-	pc := connect(t, pg.DSN())
+	pc := testenv.ConnectPG(t, pg.DSN())
 	if _, err := pc.Exec(ctx, dbs[config.ProtocolPostgres].schema); err != nil {
 		t.Fatalf("examples/docker/schema.sql: %v", err)
 	}
@@ -151,7 +151,7 @@ func TestExamplesAgree(t *testing.T) {
 		t.Fatalf("examples/dbproxy.yaml: %v", err)
 	}
 	pg2 := testenv.StartPostgres(t)
-	pc2 := connect(t, pg2.DSN())
+	pc2 := testenv.ConnectPG(t, pg2.DSN())
 	if _, err := pc2.Exec(ctx, repoFile(t, "examples/schema.sql")); err != nil {
 		t.Fatalf("examples/schema.sql: %v", err)
 	}

@@ -93,7 +93,7 @@ func TestPGEncKeyUse(t *testing.T) {
 	for i := range specs {
 		specs[i].Schema = "public"
 	}
-	direct := connect(t, pg.DSN())
+	direct := testenv.ConnectPG(t, pg.DSN())
 	if _, err := direct.Exec(ctx, "CREATE TABLE people (id int PRIMARY KEY, email bytea, ssn bytea)"); err != nil {
 		t.Fatal(err)
 	}

@@ -88,8 +88,8 @@ func TestPGLimitConnections(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	t.Run("max_connections", func(t *testing.T) {
 		p := startPGProxy(t, pg, proxyOpts{Limits: proxy.Limits{MaxConnections: 2}})
-		c1 := connect(t, p.DSN("disable"))
-		_ = connect(t, p.DSN("disable"))
+		c1 := testenv.ConnectPG(t, p.DSN("disable"))
+		_ = testenv.ConnectPG(t, p.DSN("disable"))
 		err := pgConnectErr(t, pgConfig(t, p.DSN("disable")))
 		wantPgError(t, "third connection", err, "53300", "limits.max_connections = 2")
 		if !strings.Contains(p.Logs.String(), "setting=limits.max_connections") {
@@ -98,15 +98,15 @@ func TestPGLimitConnections(t *testing.T) {
 		// A closed session frees its place.
 		_ = c1.Close(context.Background())
 		waitFor(t, "the closed session to end", func() bool { return p.Srv.NumConns() == 1 })
-		c3 := connect(t, p.DSN("disable"))
+		c3 := testenv.ConnectPG(t, p.DSN("disable"))
 		if _, err := c3.Exec(testCtx(t), "select 1"); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("max_connections_per_source", func(t *testing.T) {
 		p := startPGProxy(t, pg, proxyOpts{Limits: proxy.Limits{MaxConnectionsPerSource: 2}})
-		_ = connect(t, p.DSN("disable"))
-		_ = connect(t, p.DSN("disable"))
+		_ = testenv.ConnectPG(t, p.DSN("disable"))
+		_ = testenv.ConnectPG(t, p.DSN("disable"))
 		err := pgConnectErr(t, pgConfig(t, p.DSN("disable")))
 		wantPgError(t, "third connection from 127.0.0.1", err, "53300", "limits.max_connections_per_source = 2")
 		if err := pgConnectErr(t, fromSource(pgConfig(t, p.DSN("disable")), "127.0.0.2")); err != nil {
@@ -220,12 +220,12 @@ func TestPGIdleTimeout(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	const timeout = 3 * time.Second
 	p := startPGProxy(t, pg, proxyOpts{Limits: proxy.Limits{IdleTimeout: timeout}})
-	inTx := connect(t, p.DSN("disable"))
+	inTx := testenv.ConnectPG(t, p.DSN("disable"))
 	tx, err := inTx.Begin(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle := connect(t, p.DSN("disable"))
+	idle := testenv.ConnectPG(t, p.DSN("disable"))
 	err = idle.PgConn().WaitForNotification(testCtx(t))
 	wantPgError(t, "idle session", err, "57P05", "limits.idle_timeout")
 

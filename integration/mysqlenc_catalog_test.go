@@ -56,13 +56,9 @@ func TestMySQLEncInsertWithoutColumnList(t *testing.T) {
 				5, "erin2@example.com", "ssn-erin2", 6, nil, nil, nil, "n5"); err != nil {
 				t.Fatalf("replace: %v", err)
 			}
-			sel := "SELECT id, email, ssn, age, born, balance, active, note FROM users"
-			got := scanUsers(t)(db.QueryContext(ctx, sel+" WHERE email = ?", "alice@example.com"))
-			if len(got) != 1 || got[0].id != 1 || got[0].ssn.String != "111-22-3333" || got[0].age.Int64 != 30 ||
-				!got[0].born.Time.Equal(born) || got[0].balance.String != "1234.5" || !got[0].active.Bool || got[0].note != "n1" {
-				t.Fatalf("row 1: %+v", got)
-			}
-			got = scanUsers(t)(db.QueryContext(ctx, sel+" ORDER BY id"))
+			got := scanUsers(t)(db.QueryContext(ctx, usersSelect+" WHERE email = ?", "alice@example.com"))
+			checkAlice(t, got, born, "row 1")
+			got = scanUsers(t)(db.QueryContext(ctx, usersSelect+" ORDER BY id"))
 			if len(got) != 5 || got[1].ssn.Valid || got[2].ssn.String != "ssn-carol" || got[2].age.Int64 != 41 ||
 				got[3].age.Int64 != -7 || got[4].email != "erin2@example.com" || got[4].age.Int64 != 6 || got[4].note != "n5" {
 				t.Fatalf("rows: %+v", got)

@@ -117,32 +117,37 @@ func (e *myEncEnv) rawRows(t testing.TB, table string) [][][]byte {
 	return out
 }
 
+// myByteColumn reads the one column query selects, as stored: nil for
+// NULL.
+func myByteColumn(t testing.TB, db *sql.DB, query string) [][]byte {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // checkAtRest asserts that every non-NULL value of every configured column
 // is a ciphertext of the configured algorithm and type, and that none of
 // the plaintexts occurs anywhere in the raw tables.
 func (e *myEncEnv) checkAtRest(t testing.TB, plaintexts []string) {
 	t.Helper()
-	tables := map[string]bool{}
-	for _, sp := range e.specs {
-		tables[sp.Table] = true
-		rows, err := e.direct.QueryContext(context.Background(), fmt.Sprintf("SELECT `%s` FROM `%s`", sp.Column, sp.Table))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for rows.Next() {
-			var b []byte
-			if err := rows.Scan(&b); err != nil {
-				t.Fatal(err)
-			}
-			if b == nil {
-				continue
-			}
-			n++
-			checkCiphertext(t, sp, b)
-		}
-		_ = rows.Close()
-	}
+	tables := checkColumnCiphertexts(t, e.specs, func(table, column string) [][]byte {
+		return myByteColumn(t, e.direct, fmt.Sprintf("SELECT `%s` FROM `%s`", column, table))
+	})
 	for table := range tables {
 		for _, row := range e.rawRows(t, table) {
 			all := bytes.Join(row, []byte{0})

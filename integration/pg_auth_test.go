@@ -25,7 +25,7 @@ func TestPGAuthMatrix(t *testing.T) {
 	for _, auth := range []string{"trust", "md5", "scram-sha-256", "password"} {
 		t.Run(auth, func(t *testing.T) {
 			pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: auth, TLS: true})
-			admin := connect(t, pg.Superuser().DSN())
+			admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 			directWrong := loginErrCode(t, pg.ConnString("disable"), pg.User, "wrong-password")
 			if auth != "trust" && directWrong != "28P01" {
 				t.Fatalf("direct login with a wrong password: %q, want 28P01", directWrong)
@@ -43,7 +43,7 @@ func TestPGAuthMatrix(t *testing.T) {
 						if clientTLS {
 							sslmode = "verify-full"
 						}
-						c := connect(t, p.DSN(sslmode))
+						c := testenv.ConnectPG(t, p.DSN(sslmode))
 						var user string
 						var upstreamSSL bool
 						if err := c.QueryRow(testCtx(t), `select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()`).Scan(&user, &upstreamSSL); err != nil {
@@ -120,13 +120,13 @@ func TestPGRequireTLS(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "28000" || !strings.Contains(pe.Message, "SSL required") {
 		t.Fatalf("plaintext client: %v, want FATAL 28000 SSL required", err)
 	}
-	c := connect(t, p.DSN("verify-full"))
+	c := testenv.ConnectPG(t, p.DSN("verify-full"))
 	var n int
 	if err := c.QueryRow(testCtx(t), `select 1`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	// sslmode=prefer falls back to nothing: it negotiates TLS and works.
-	c2 := connect(t, p.DSN("prefer"))
+	c2 := testenv.ConnectPG(t, p.DSN("prefer"))
 	if err := c2.QueryRow(testCtx(t), `select 1`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}

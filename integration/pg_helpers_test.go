@@ -112,18 +112,6 @@ func (p *pgProxy) psqlEnv(sslmode string) []string {
 	return env
 }
 
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
-}
-
 // connectMode connects to dsn with the given exec mode; the connection is
 // closed when the test ends.
 func connectMode(t testing.TB, dsn string, mode pgx.QueryExecMode) *pgx.Conn {

@@ -65,7 +65,7 @@ func TestPGInterceptor(t *testing.T) {
 	if err := c.QueryRow(ctx, `select count(*) from generate_series(1, 1000)`).Scan(&n); err != nil || n != 1000 {
 		t.Fatalf("count %d, %v", n, err)
 	}
-	c2 := connect(t, p.DSN("disable"))
+	c2 := testenv.ConnectPG(t, p.DSN("disable"))
 	if err := c2.QueryRow(ctx, `select $1::text`, "ciphertext").Scan(&s); err != nil || s != "plaintext" {
 		t.Fatalf("extended protocol row %q, %v", s, err)
 	}

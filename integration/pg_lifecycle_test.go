@@ -13,19 +13,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/goleak"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 func TestPGUpstreamTerminated(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	admin := connect(t, pg.Superuser().DSN())
-	c := connect(t, p.DSN("disable"))
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	c := testenv.ConnectPG(t, p.DSN("disable"))
 	done, pid := execBackground(t, c, admin, "select pg_sleep(60)", "to-be-terminated")
 	if _, err := admin.Exec(testCtx(t), `select pg_terminate_backend($1)`, pid); err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestPGUpstreamTerminated(t *testing.T) {
 		t.Fatalf("client of a terminated backend: %v, want the server's FATAL 57P01", err)
 	}
 	// The proxy keeps serving.
-	c2 := connect(t, p.DSN("disable"))
+	c2 := testenv.ConnectPG(t, p.DSN("disable"))
 	if _, err := c2.Exec(testCtx(t), `select 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +49,8 @@ func TestPGUpstreamConnectionLost(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	var ups upstreamConns
 	p := startPGProxy(t, pg, proxyOpts{Dial: ups.dial})
-	admin := connect(t, pg.Superuser().DSN())
-	c := connect(t, p.DSN("disable"))
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	c := testenv.ConnectPG(t, p.DSN("disable"))
 	done, pid := execBackground(t, c, admin, "select pg_sleep(60)", "cut-upstream")
 	ups.cut()
 	err := <-done
@@ -65,8 +66,8 @@ func TestPGUpstreamConnectionLost(t *testing.T) {
 func TestPGClientGone(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	admin := connect(t, pg.Superuser().DSN())
-	c := connect(t, p.DSN("disable")+"&application_name=client-gone")
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	c := testenv.ConnectPG(t, p.DSN("disable")+"&application_name=client-gone")
 	go func() { _, _ = c.Exec(context.Background(), `select pg_sleep(0.5)`) }()
 	waitForQuery(t, admin, "pg_sleep(0.5)")
 	_ = c.PgConn().Conn().Close() // vanish without Terminate
@@ -121,7 +122,7 @@ func expectFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
 func TestPGMalformedMessages(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{MaxMessageSize: 1 << 20})
-	bystander := connect(t, p.DSN("disable"))
+	bystander := testenv.ConnectPG(t, p.DSN("disable"))
 	cases := []struct {
 		name string
 		raw  []byte
@@ -184,10 +185,10 @@ func TestPGMalformedMessages(t *testing.T) {
 func TestPGGracefulShutdown(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	admin := connect(t, pg.Superuser().DSN())
-	busy := connect(t, p.DSN("disable"))
-	idle := connect(t, p.DSN("disable"))
-	inTx := connect(t, p.DSN("disable"))
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	busy := testenv.ConnectPG(t, p.DSN("disable"))
+	idle := testenv.ConnectPG(t, p.DSN("disable"))
+	inTx := testenv.ConnectPG(t, p.DSN("disable"))
 	ctx := testCtx(t)
 	if _, err := inTx.Exec(ctx, `create table shut (id int)`); err != nil {
 		t.Fatal(err)
@@ -260,7 +261,7 @@ func TestPGGracefulShutdown(t *testing.T) {
 func TestPGShutdownTimeout(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	c := connect(t, p.DSN("disable"))
+	c := testenv.ConnectPG(t, p.DSN("disable"))
 	if _, err := c.Exec(testCtx(t), `begin`); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +290,7 @@ func countFDs(t *testing.T) int {
 // after 200 connect/disconnect cycles.
 func TestPGNoLeaks(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256", TLS: true})
-	admin := connect(t, pg.Superuser().DSN())
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	_ = admin
 	ignore := goleak.IgnoreCurrent()
 	fdsBefore := countFDs(t)
@@ -348,7 +349,7 @@ func TestPGBinary(t *testing.T) {
 	d := newDBProxy(t, buildDBProxy(t), "", cfg, nil, addr)
 	d.start(t)
 	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", pg.User, pg.Password, addr, pg.Database)
-	c := connect(t, dsn)
+	c := testenv.ConnectPG(t, dsn)
 	var s string
 	if err := c.QueryRow(testCtx(t), `select 'through the binary'`).Scan(&s); err != nil || s != "through the binary" {
 		t.Fatalf("query: %q %v\n%s", s, err, d.logs.String())

@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbproxy/dbproxy/internal/testenv"
-	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // transcript renders results and errors so that a scenario run directly and
@@ -369,12 +370,12 @@ func TestPGDatabaseSQL(t *testing.T) {
 func TestPGCancel(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	admin := connect(t, pg.Superuser().DSN())
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 
 	t.Run("context", func(t *testing.T) {
 		// pgx sends a CancelRequest when the context ends (and then drops
 		// the connection): the server must stop sleeping.
-		c := connect(t, p.DSN("disable"))
+		c := testenv.ConnectPG(t, p.DSN("disable"))
 		ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
 		defer cancel()
 		_, err := c.Exec(ctx, `select pg_sleep(60) /* ctx-cancel */`)
@@ -384,7 +385,7 @@ func TestPGCancel(t *testing.T) {
 		waitForNoQuery(t, admin, "ctx-cancel")
 	})
 	t.Run("explicit", func(t *testing.T) {
-		c := connect(t, p.DSN("disable"))
+		c := testenv.ConnectPG(t, p.DSN("disable"))
 		done, _ := execBackground(t, c, admin, "select pg_sleep(60)", "explicit-cancel")
 		if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 			t.Fatal(err)
@@ -398,9 +399,9 @@ func TestPGCancel(t *testing.T) {
 	})
 	t.Run("TLS on both legs", func(t *testing.T) {
 		tpg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
-		tadmin := connect(t, tpg.Superuser().DSN())
+		tadmin := testenv.ConnectPG(t, tpg.Superuser().DSN())
 		tp := startPGProxy(t, tpg, proxyOpts{ClientTLS: true, RequireTLS: true, Upstream: proxy.SSLVerifyFull})
-		c := connect(t, tp.DSN("verify-full"))
+		c := testenv.ConnectPG(t, tp.DSN("verify-full"))
 		done, _ := execBackground(t, c, tadmin, "select pg_sleep(60)", "tls-cancel")
 		if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 			t.Fatal(err)
@@ -411,7 +412,7 @@ func TestPGCancel(t *testing.T) {
 		}
 	})
 	t.Run("wrong key", func(t *testing.T) {
-		c := connect(t, p.DSN("disable"))
+		c := testenv.ConnectPG(t, p.DSN("disable"))
 		done, _ := execBackground(t, c, admin, "select pg_sleep(1)", "wrong-key")
 		// A forged key (the real pid, a wrong secret) must not cancel.
 		pid := c.PgConn().PID()
@@ -512,7 +513,7 @@ func TestPGListenNotifyAndNotice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer listener.Close(ctx)
-	notifier := connect(t, p.DSN("disable"))
+	notifier := testenv.ConnectPG(t, p.DSN("disable"))
 	if _, err := listener.Exec(ctx, `listen chan1`); err != nil {
 		t.Fatal(err)
 	}
@@ -578,10 +579,10 @@ func TestPGLargeRows(t *testing.T) {
 func TestPGProtocolVersionNegotiation(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	c := connect(t, p.DSN("disable")+"&max_protocol_version=3.2&min_protocol_version=3.0")
+	c := testenv.ConnectPG(t, p.DSN("disable")+"&max_protocol_version=3.2&min_protocol_version=3.0")
 	pgRequireSelect(t, testCtx(t), c, 5, "select through 3.2-requesting client")
 	// Cancellation still works with the negotiated 3.0 keys.
-	done, _ := execBackground(t, c, connect(t, pg.Superuser().DSN()), "select pg_sleep(60)", "npv-cancel")
+	done, _ := execBackground(t, c, testenv.ConnectPG(t, pg.Superuser().DSN()), "select pg_sleep(60)", "npv-cancel")
 	if err := c.PgConn().CancelRequest(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +595,7 @@ func TestPGProtocolVersionNegotiation(t *testing.T) {
 func TestPGDirectSSL(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true, RequireTLS: true})
-	c := connect(t, p.DSN("verify-full")+"&sslnegotiation=direct")
+	c := testenv.ConnectPG(t, p.DSN("verify-full")+"&sslnegotiation=direct")
 	var on bool
 	if err := c.QueryRow(testCtx(t), `select true`).Scan(&on); err != nil || !on {
 		t.Fatalf("query over direct SSL: %v", err)

@@ -125,7 +125,7 @@ func TestPGPsqlScript(t *testing.T) {
 func TestPGPsqlCtrlC(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	p := startPGProxy(t, pg, proxyOpts{})
-	admin := connect(t, pg.Superuser().DSN())
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	cmd := exec.Command(lookTool(t, "psql"), "-X", "-c", "select pg_sleep(60) /* psql-ctrl-c */")
 	cmd.Env = p.psqlEnv("disable")
 	var out, errb bytes.Buffer

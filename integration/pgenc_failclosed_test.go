@@ -59,7 +59,7 @@ func startFailClosedWith(t *testing.T, ddl string, specs []rules.Spec, tweak fun
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, testkeys.ForRules(specs)...)
-	direct := connect(t, pg.DSN())
+	direct := testenv.ConnectPG(t, pg.DSN())
 	if _, err := direct.Exec(ctx, ddl); err != nil {
 		t.Fatalf("ddl: %v", err)
 	}

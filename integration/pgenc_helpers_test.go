@@ -72,7 +72,7 @@ func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	mgr := testkeys.Manager(t, keySpecs...)
-	direct := connect(t, pg.DSN())
+	direct := testenv.ConnectPG(t, pg.DSN())
 	if ddl != "" {
 		if _, err := direct.Exec(ctx, ddl); err != nil {
 			t.Fatalf("ddl: %v", err)
@@ -141,16 +141,9 @@ func (e *encEnv) rawColumn(t testing.TB, table, column string) [][]byte {
 // none of the plaintexts occurs in the raw table (as bytes or text).
 func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
 	t.Helper()
-	tables := map[string]bool{}
-	for _, sp := range e.specs {
-		tables[sp.Table] = true
-		for _, ct := range e.rawColumn(t, sp.Table, sp.Column) {
-			if ct == nil {
-				continue
-			}
-			checkCiphertext(t, sp, ct)
-		}
-	}
+	tables := checkColumnCiphertexts(t, e.specs, func(table, column string) [][]byte {
+		return e.rawColumn(t, table, column)
+	})
 	for table := range tables {
 		var dump string
 		if err := e.direct.QueryRow(context.Background(),
@@ -179,6 +172,23 @@ func (e *encEnv) checkAtRest(t testing.TB, plaintexts []string) {
 
 // checkCiphertext reports a value stored in sp's column (either protocol)
 // that is not a ciphertext of sp's algorithm and type under a key version.
+// checkColumnCiphertexts asserts that every non-NULL value rawColumn reads
+// from a column of specs is a ciphertext of the spec's algorithm and type.
+// It returns the tables of specs.
+func checkColumnCiphertexts(t testing.TB, specs []rules.Spec, rawColumn func(table, column string) [][]byte) map[string]bool {
+	t.Helper()
+	tables := map[string]bool{}
+	for _, sp := range specs {
+		tables[sp.Table] = true
+		for _, ct := range rawColumn(sp.Table, sp.Column) {
+			if ct != nil {
+				checkCiphertext(t, sp, ct)
+			}
+		}
+	}
+	return tables
+}
+
 func checkCiphertext(t testing.TB, sp rules.Spec, ct []byte) {
 	t.Helper()
 	h, err := crypto.ParseHeader(ct)

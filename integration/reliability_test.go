@@ -248,7 +248,7 @@ func TestReliabilityFaults(t *testing.T) {
 		my = testenv.StartMariaDB(t) // not killed in the fast suite
 	}
 	ctx := testCtx(t)
-	direct := connect(t, pg.DSN())
+	direct := testenv.ConnectPG(t, pg.DSN())
 	for _, s := range []string{
 		`CREATE TABLE rl_writes (id bigint PRIMARY KEY, writer int NOT NULL, secret bytea NOT NULL)`,
 		`CREATE TABLE rl_other (id int PRIMARY KEY, note bytea)`,
@@ -442,7 +442,7 @@ func TestReliabilityFaults(t *testing.T) {
 			dsn  string
 			each func(int64, []byte)
 		}{{pg.DSN(), atRest("PostgreSQL", f)}, {pgDSN, decrypted(f)}} {
-			rows, err := connect(t, r.dsn).Query(ctx, `SELECT id, secret FROM rl_writes`)
+			rows, err := testenv.ConnectPG(t, r.dsn).Query(ctx, `SELECT id, secret FROM rl_writes`)
 			scanRLRows(t, rows, err, r.each)
 		}
 		return f
@@ -561,7 +561,7 @@ func TestReliabilityStalledHandshakes(t *testing.T) {
 	_, pgListen, myListen := startPlainDBProxy(t, pg, my)
 	ctx := testCtx(t)
 
-	pgAdmin := connect(t, pg.Superuser().DSN())
+	pgAdmin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	myAdmin := openDB(t, myConfigAt(t, my.Addr(), my.Superuser().User, "", my.Database))
 	myAdmin.SetMaxOpenConns(1)
 	cases := []struct {

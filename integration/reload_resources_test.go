@@ -69,7 +69,7 @@ func startReloadEnv(t *testing.T) *reloadEnv {
 	// The catalog logins are other users of the same servers.
 	pgCat, myCat := testenv.StartPostgres(t), testenv.StartMariaDB(t)
 	e.pgCat, e.myCat = pgCat.User, myCat.User
-	e.pgAdmin = connect(t, e.pgDB.Superuser().DSN())
+	e.pgAdmin = testenv.ConnectPG(t, e.pgDB.Superuser().DSN())
 	e.myAdmin = adminDB(t, e.myDB)
 	e.myAdmin.SetMaxOpenConns(1)
 	if _, err := e.pgAdmin.Exec(ctx, `CREATE TABLE notes (id serial PRIMARY KEY, email bytea, extra bytea)`); err != nil {
@@ -242,7 +242,7 @@ func TestReloadReleasesResources(t *testing.T) {
 func TestReloadDrainsOnlyChangedListeners(t *testing.T) {
 	e := startReloadEnv(t)
 	ctx := testCtx(t)
-	pgc := connect(t, e.pgDSN())
+	pgc := testenv.ConnectPG(t, e.pgDSN())
 	myc := e.myConnect(t)
 	defer myc.Close()
 	if _, err := pgc.Exec(ctx, `INSERT INTO notes (email) VALUES ($1)`, "a@pg"); err != nil {
@@ -303,7 +303,7 @@ func TestKeysFailClosedWithinTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pgc := connect(t, e.pgDSN())
+	pgc := testenv.ConnectPG(t, e.pgDSN())
 	myc := e.myConnect(t)
 	defer myc.Close()
 	rowsPG := func() (n int) {

@@ -448,32 +448,20 @@ func finiteTimestamp(us int64) bool { return us >= minTimestamp && us < math.Max
 
 func appendCanonicalTimestamp(dst []byte, src []byte, d dialect) ([]byte, error) {
 	const t = TypeTimestamp
-	dt, err := parseDateTime(t, src)
-	if err != nil {
-		return dst, err
-	}
-	us, ok := timestampSpecial(dt)
-	if !ok {
+	return appendTimestampLiteral(dst, t, src, func(dt dateTime) (int64, error) {
 		// PostgreSQL silently ignores a zone in a timestamp literal; MySQL
 		// would convert it, so there we refuse rather than guess.
 		if dt.hasZone && d == dialectMySQL {
-			return dst, syntaxError(t, "time zone not allowed")
+			return 0, syntaxError(t, "time zone not allowed")
 		}
-		if us, ok = micros(localSeconds(dt)); !ok {
-			return dst, rangeError(t, "")
-		}
-	}
-	return binary.BigEndian.AppendUint64(dst, uint64(us)), nil
+		sec, frac := localSeconds(dt)
+		return timestampMicros(t, sec, frac)
+	})
 }
 
 func appendCanonicalTimestamptz(dst []byte, src []byte, loc *time.Location) ([]byte, error) {
 	const t = TypeTimestamptz
-	dt, err := parseDateTime(t, src)
-	if err != nil {
-		return dst, err
-	}
-	us, ok := timestampSpecial(dt)
-	if !ok {
+	return appendTimestampLiteral(dst, t, src, func(dt dateTime) (int64, error) {
 		sec, frac := localSeconds(dt)
 		switch {
 		case dt.hasZone:
@@ -481,11 +469,35 @@ func appendCanonicalTimestamptz(dst []byte, src []byte, loc *time.Location) ([]b
 		case loc != nil && loc != time.UTC:
 			sec = wallToUnix(sec, loc)
 		}
-		if us, ok = micros(sec, frac); !ok {
-			return dst, rangeError(t, "")
+		return timestampMicros(t, sec, frac)
+	})
+}
+
+// appendTimestampLiteral appends the canonical bytes of src, a literal of the
+// timestamp type t: a special value, or what toMicros makes of the date
+// and time.
+func appendTimestampLiteral(dst []byte, t Type, src []byte, toMicros func(dateTime) (int64, error)) ([]byte, error) {
+	dt, err := parseDateTime(t, src)
+	if err != nil {
+		return dst, err
+	}
+	us, ok := timestampSpecial(dt)
+	if !ok {
+		if us, err = toMicros(dt); err != nil {
+			return dst, err
 		}
 	}
 	return binary.BigEndian.AppendUint64(dst, uint64(us)), nil
+}
+
+// timestampMicros is sec seconds and frac microseconds as microseconds, or
+// a range error of t when that is out of range.
+func timestampMicros(t Type, sec, frac int64) (int64, error) {
+	us, ok := micros(sec, frac)
+	if !ok {
+		return 0, rangeError(t, "")
+	}
+	return us, nil
 }
 
 // wallToUnix converts a wall time in loc (seconds since 1970-01-01 00:00:00

@@ -53,42 +53,13 @@ func Canonical(t Type, v any) ([]byte, error) {
 			return append([]byte{}, b...), nil
 		}
 	case TypeUUID:
-		switch x := v.(type) {
-		case [16]byte:
-			return append([]byte(nil), x[:]...), nil
-		case []byte:
-			if len(x) != 16 {
-				return nil, rangeError(t, "want 16 bytes")
-			}
-			return append([]byte(nil), x...), nil
-		}
+		return canonicalUUID(t, v)
 	case TypeSmallint, TypeInt, TypeBigint:
-		if i, ok, err := intOf(t, v); ok {
-			if err != nil {
-				return nil, err
-			}
-			bits := intBits(t)
-			if lim := int64(1) << (bits - 1); i < -lim || i > lim-1 {
-				return nil, rangeError(t, "")
-			}
-			return appendIntCanon(nil, i, bits), nil
-		}
+		return canonicalInt(t, v)
 	case TypeReal, TypeDouble:
 		return canonicalFloat(t, v)
 	case TypeNumeric:
-		switch x := v.(type) {
-		case uint:
-			return appendCanonicalNumeric(nil, strconv.AppendUint(nil, uint64(x), 10))
-		case uint64:
-			return appendCanonicalNumeric(nil, strconv.AppendUint(nil, x, 10))
-		case float64:
-			return appendCanonicalNumeric(nil, strconv.AppendFloat(nil, x, 'e', -1, 64))
-		case float32:
-			return appendCanonicalNumeric(nil, strconv.AppendFloat(nil, float64(x), 'e', -1, 32))
-		}
-		if i, ok, _ := intOf(t, v); ok {
-			return appendCanonicalNumeric(nil, strconv.AppendInt(nil, i, 10))
-		}
+		return canonicalNumeric(t, v)
 	case TypeBoolean:
 		if b, ok := v.(bool); ok {
 			if b {
@@ -98,35 +69,96 @@ func Canonical(t Type, v any) ([]byte, error) {
 		}
 	case TypeDate:
 		if tm, ok := v.(time.Time); ok {
-			y, m, d := tm.Date()
-			days := daysFromCivil(int64(y), int(m), d)
-			if days < minDateDays || days >= endDateDays {
-				return nil, rangeError(t, "")
-			}
-			return binary.BigEndian.AppendUint32(nil, uint32(int32(days))), nil
+			return canonicalDate(t, tm)
 		}
 	case TypeTimestamp, TypeTimestamptz:
 		if tm, ok := v.(time.Time); ok {
-			sec := tm.Unix()
-			if t == TypeTimestamp {
-				_, off := tm.Zone()
-				sec += int64(off)
-			}
-			if sec < minTimestamp/usPerSec-1 || sec > math.MaxInt64/usPerSec-1 {
-				return nil, rangeError(t, "")
-			}
-			q, r := int64(tm.Nanosecond()/1000), tm.Nanosecond()%1000
-			if r > 500 || (r == 500 && q%2 == 1) {
-				q++
-			}
-			us := sec*usPerSec + q
-			if !finiteTimestamp(us) {
-				return nil, rangeError(t, "")
-			}
-			return binary.BigEndian.AppendUint64(nil, uint64(us)), nil
+			return canonicalTimestamp(t, tm)
 		}
 	}
-	return nil, unsupportedError(t, fmt.Sprintf("Go type %T", v))
+	return nil, goTypeError(t, v)
+}
+
+// goTypeError says that t's values cannot be made from v's Go type.
+func goTypeError(t Type, v any) error {
+	return unsupportedError(t, fmt.Sprintf("Go type %T", v))
+}
+
+func canonicalUUID(t Type, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case [16]byte:
+		return append([]byte(nil), x[:]...), nil
+	case []byte:
+		if len(x) != 16 {
+			return nil, rangeError(t, "want 16 bytes")
+		}
+		return append([]byte(nil), x...), nil
+	}
+	return nil, goTypeError(t, v)
+}
+
+func canonicalInt(t Type, v any) ([]byte, error) {
+	i, ok, err := intOf(t, v)
+	if !ok {
+		return nil, goTypeError(t, v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	bits := intBits(t)
+	if lim := int64(1) << (bits - 1); i < -lim || i > lim-1 {
+		return nil, rangeError(t, "")
+	}
+	return appendIntCanon(nil, i, bits), nil
+}
+
+func canonicalNumeric(t Type, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case uint:
+		return appendCanonicalNumeric(nil, strconv.AppendUint(nil, uint64(x), 10))
+	case uint64:
+		return appendCanonicalNumeric(nil, strconv.AppendUint(nil, x, 10))
+	case float64:
+		return appendCanonicalNumeric(nil, strconv.AppendFloat(nil, x, 'e', -1, 64))
+	case float32:
+		return appendCanonicalNumeric(nil, strconv.AppendFloat(nil, float64(x), 'e', -1, 32))
+	}
+	if i, ok, _ := intOf(t, v); ok {
+		return appendCanonicalNumeric(nil, strconv.AppendInt(nil, i, 10))
+	}
+	return nil, goTypeError(t, v)
+}
+
+// canonicalDate is tm's calendar date (in tm's location) as a date.
+func canonicalDate(t Type, tm time.Time) ([]byte, error) {
+	y, m, d := tm.Date()
+	days := daysFromCivil(int64(y), int(m), d)
+	if days < minDateDays || days >= endDateDays {
+		return nil, rangeError(t, "")
+	}
+	return binary.BigEndian.AppendUint32(nil, uint32(int32(days))), nil
+}
+
+// canonicalTimestamp is tm as a timestamptz, or as a timestamp of tm's
+// wall clock, rounded half to even to microseconds.
+func canonicalTimestamp(t Type, tm time.Time) ([]byte, error) {
+	sec := tm.Unix()
+	if t == TypeTimestamp {
+		_, off := tm.Zone()
+		sec += int64(off)
+	}
+	if sec < minTimestamp/usPerSec-1 || sec > math.MaxInt64/usPerSec-1 {
+		return nil, rangeError(t, "")
+	}
+	q, r := int64(tm.Nanosecond()/1000), tm.Nanosecond()%1000
+	if r > 500 || (r == 500 && q%2 == 1) {
+		q++
+	}
+	us := sec*usPerSec + q
+	if !finiteTimestamp(us) {
+		return nil, rangeError(t, "")
+	}
+	return binary.BigEndian.AppendUint64(nil, uint64(us)), nil
 }
 
 // intOf extracts an integer of any Go integer type. ok reports whether v is
@@ -173,7 +205,7 @@ func canonicalFloat(t Type, v any) ([]byte, error) {
 	default:
 		i, ok, err := intOf(t, v)
 		if !ok {
-			return nil, unsupportedError(t, fmt.Sprintf("Go type %T", v))
+			return nil, goTypeError(t, v)
 		}
 		f = float64(i)
 		if err != nil || f >= math.MaxInt64 || int64(f) != i {

@@ -5,6 +5,44 @@ import "errors"
 // ErrArray: a malformed array in PostgreSQL's text format.
 var ErrArray = errors.New("malformed array")
 
+// quotedArrayElem appends to elem the element whose opening quote is
+// just before src[i], unescaped, and returns it with the index after its
+// closing quote; ok is false when the quote is not closed.
+func quotedArrayElem(src []byte, i int, elem []byte) (_ []byte, next int, ok bool) {
+	for i < len(src) {
+		switch {
+		case src[i] == '\\' && i+1 < len(src):
+			elem = append(elem, src[i+1])
+			i += 2
+		case src[i] == '"':
+			return elem, i + 1, true
+		default:
+			elem = append(elem, src[i])
+			i++
+		}
+	}
+	return elem, i, false
+}
+
+// bareArrayElem appends to elem the unquoted element starting at src[i],
+// unescaped and without trailing white space, and returns it with the
+// index of the delimiter that ends it.
+func bareArrayElem(src []byte, i int, elem []byte) (_ []byte, next int) {
+	for i < len(src) && src[i] != ',' && src[i] != '}' && src[i] != '{' && src[i] != '"' {
+		if src[i] == '\\' && i+1 < len(src) {
+			elem = append(elem, src[i+1])
+			i += 2
+			continue
+		}
+		elem = append(elem, src[i])
+		i++
+	}
+	for len(elem) > 0 && isArraySpace(elem[len(elem)-1]) {
+		elem = elem[:len(elem)-1]
+	}
+	return elem, i
+}
+
 func isArraySpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
@@ -50,23 +88,9 @@ func PostgresArrayElems(src []byte, f func(elem []byte, null bool) error) error 
 		case c == ',':
 			i++
 		case c == '"':
-			elem = elem[:0]
-			i++
-			for {
-				if i >= len(src) {
-					return ErrArray
-				}
-				if src[i] == '\\' && i+1 < len(src) {
-					elem = append(elem, src[i+1])
-					i += 2
-					continue
-				}
-				if src[i] == '"' {
-					i++
-					break
-				}
-				elem = append(elem, src[i])
-				i++
+			var ok bool
+			if elem, i, ok = quotedArrayElem(src, i+1, elem[:0]); !ok {
+				return ErrArray
 			}
 			if err := f(elem, false); err != nil {
 				return err
@@ -75,19 +99,7 @@ func PostgresArrayElems(src []byte, f func(elem []byte, null bool) error) error 
 			if depth == 0 {
 				return ErrArray
 			}
-			elem = elem[:0]
-			for i < len(src) && src[i] != ',' && src[i] != '}' && src[i] != '{' && src[i] != '"' {
-				if src[i] == '\\' && i+1 < len(src) {
-					elem = append(elem, src[i+1])
-					i += 2
-					continue
-				}
-				elem = append(elem, src[i])
-				i++
-			}
-			for len(elem) > 0 && isArraySpace(elem[len(elem)-1]) {
-				elem = elem[:len(elem)-1]
-			}
+			elem, i = bareArrayElem(src, i, elem[:0])
 			if len(elem) == 4 && (elem[0]|0x20) == 'n' && (elem[1]|0x20) == 'u' && (elem[2]|0x20) == 'l' && (elem[3]|0x20) == 'l' {
 				if err := f(nil, true); err != nil {
 					return err

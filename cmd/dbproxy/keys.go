@@ -72,6 +72,12 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 	}
 	defer closeFn()
 
+	return runKeyCommand(ctx, sub, fs.Arg(0), asJSON, cfg, mgr, masterID, e)
+}
+
+// runKeyCommand runs keys sub on mgr (key: the KEY argument of rotate) and
+// reports what it did on e.stdout.
+func runKeyCommand(ctx context.Context, sub, key string, asJSON bool, cfg *config.Config, mgr *keys.Manager, masterID string, e env) error {
 	switch sub {
 	case "init":
 		created, err := mgr.Init(ctx, keySpecs(cfg))
@@ -92,7 +98,7 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 		}
 		return printKeyList(e, infos, asJSON)
 	case "rotate":
-		rec, err := mgr.Rotate(ctx, fs.Arg(0))
+		rec, err := mgr.Rotate(ctx, key)
 		if err != nil {
 			return err
 		}

@@ -55,51 +55,8 @@ func cmdSchema(ctx context.Context, sub string, args []string, e env) error {
 	bad := 0
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		name := listenerName(lc)
-		groups := guardGroups(cfg, lc.Protocol, *database)
-		for _, g := range groups {
-			where := fmt.Sprintf("listener %s", name)
-			if g.database != "" {
-				where += fmt.Sprintf(", database %s", g.database)
-			}
-			if g.database == "" && lc.Protocol == config.ProtocolPostgres {
-				for _, t := range g.targets {
-					fmt.Fprintf(e.stderr, "%s: %s: the rule names no database: set database: in the rule or pass --database\n", where, t)
-					bad++
-				}
-				continue
-			}
-			db, err := openGuardDB(ctx, lc, i, e.getenv, g.database)
-			if err != nil {
-				fmt.Fprintf(e.stderr, "%s: %v\n", where, err)
-				bad += len(g.targets)
-				continue
-			}
-			d := dialectOf(lc.Protocol)
-			if sub == "check" {
-				problems, err := schemaguard.Check(ctx, db, d, g.targets)
-				for _, p := range problems {
-					fmt.Fprintf(e.stderr, "%s: %s\n", where, p)
-				}
-				bad += len(problems)
-				if err != nil {
-					fmt.Fprintf(e.stderr, "%s: %v\n", where, err)
-					bad++
-				} else {
-					fmt.Fprintf(e.stdout, "%s: %d of %d encrypted column(s) guarded\n", where, len(g.targets)-len(problems), len(g.targets))
-				}
-			} else {
-				outcomes, _ := schemaguard.Apply(ctx, db, d, g.targets)
-				for _, o := range outcomes {
-					if o.Err != nil {
-						fmt.Fprintf(e.stderr, "%s: %s: %v\n", where, o.Target, o.Err)
-						bad++
-						continue
-					}
-					fmt.Fprintf(e.stdout, "%s: %s: guard %s %s\n", where, o.Target, schemaguard.ConstraintName(d, o.Target.Table, o.Target.Column), o.Done)
-				}
-			}
-			_ = db.Close()
+		for _, g := range guardGroups(cfg, lc.Protocol, *database) {
+			bad += runGuardGroup(ctx, sub, lc, i, g, e)
 		}
 	}
 	if bad > 0 {
@@ -107,6 +64,53 @@ func cmdSchema(ctx context.Context, sub string, args []string, e env) error {
 		return errReported
 	}
 	return nil
+}
+
+// runGuardGroup checks (sub "check") or applies (sub "guard") the guards of
+// one group of targets behind listener lc, the i-th, reporting on e's
+// outputs, and returns how many problems it reported.
+func runGuardGroup(ctx context.Context, sub string, lc *config.Listener, i int, g guardGroup, e env) int {
+	where := fmt.Sprintf("listener %s", listenerName(lc))
+	if g.database != "" {
+		where += fmt.Sprintf(", database %s", g.database)
+	}
+	if g.database == "" && lc.Protocol == config.ProtocolPostgres {
+		for _, t := range g.targets {
+			fmt.Fprintf(e.stderr, "%s: %s: the rule names no database: set database: in the rule or pass --database\n", where, t)
+		}
+		return len(g.targets)
+	}
+	db, err := openGuardDB(ctx, lc, i, e.getenv, g.database)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", where, err)
+		return len(g.targets)
+	}
+	defer db.Close()
+	d := dialectOf(lc.Protocol)
+	bad := 0
+	if sub == "check" {
+		problems, err := schemaguard.Check(ctx, db, d, g.targets)
+		for _, p := range problems {
+			fmt.Fprintf(e.stderr, "%s: %s\n", where, p)
+		}
+		bad += len(problems)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "%s: %v\n", where, err)
+			return bad + 1
+		}
+		fmt.Fprintf(e.stdout, "%s: %d of %d encrypted column(s) guarded\n", where, len(g.targets)-len(problems), len(g.targets))
+		return bad
+	}
+	outcomes, _ := schemaguard.Apply(ctx, db, d, g.targets)
+	for _, o := range outcomes {
+		if o.Err != nil {
+			fmt.Fprintf(e.stderr, "%s: %s: %v\n", where, o.Target, o.Err)
+			bad++
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%s: %s: guard %s %s\n", where, o.Target, schemaguard.ConstraintName(d, o.Target.Table, o.Target.Column), o.Done)
+	}
+	return bad
 }
 
 func listenerName(lc *config.Listener) string {

@@ -15,7 +15,8 @@
 //		scram := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256", TLS: true})
 //		my := testenv.StartMariaDB(t)
 //		kms := testenv.StartLocalKMS(t)
-//		conn, err := pgx.Connect(ctx, pg.DSN())
+//		conn := testenv.ConnectPG(t, pg.DSN())                              // closed at the end
+//		addr := testenv.ServeTCP(t, func(c net.Conn) { ... })               // a fake server
 //		...
 //	}
 //

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -270,21 +269,7 @@ func (k *LocalKMS) forward(c net.Conn) {
 		return
 	}
 	defer k.untrack(c, up)
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		defer func() { done <- struct{}{} }()
-		if _, err := io.Copy(dst, src); err != nil {
-			c.Close()
-			up.Close()
-			return
-		}
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-	}
-	go pipe(up, c)
-	pipe(c, up)
-	<-done
+	relay(c, up, nil)
 	c.Close()
 	up.Close()
 }

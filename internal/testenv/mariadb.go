@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -192,21 +190,6 @@ type mariaDBServer struct {
 	proc    *child
 }
 
-func lookBin(names ...string) (string, error) {
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p, nil
-		}
-		for _, d := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"} {
-			p := filepath.Join(d, n)
-			if st, err := os.Stat(p); err == nil && !st.IsDir() {
-				return p, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("%w: none of %s on PATH or in /usr/sbin, /usr/bin", errNotInstalled, strings.Join(names, ", "))
-}
-
 func startMariaDBServer(ctx context.Context, o MariaDBOptions) (*mariaDBServer, error) {
 	installDB, err := lookBin("mariadb-install-db", "mysql_install_db")
 	if err != nil {
@@ -216,24 +199,31 @@ func startMariaDBServer(ctx context.Context, o MariaDBOptions) (*mariaDBServer, 
 	if err != nil {
 		return nil, err
 	}
-	dir, err := newServerDir("mariadb")
+	s := &mariaDBServer{bin: mariadbd}
+	err = inServerDir("mariadb", func(dir string) error {
+		s.dir, s.dataDir = dir, filepath.Join(dir, "data")
+		s.socket, s.logPath = filepath.Join(dir, "sock"), filepath.Join(dir, "mariadb.log")
+		return s.launch(ctx, installDB, o)
+	})
 	if err != nil {
 		return nil, err
 	}
-	s := &mariaDBServer{
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		socket:  filepath.Join(dir, "sock"),
-		logPath: filepath.Join(dir, "mariadb.log"),
+	// Anonymous users (''@'localhost', ''@'<hostname>') would shadow a
+	// 'u'@'%' login from 127.0.0.1.
+	if err := s.dropAnonymousUsers(ctx); err != nil {
+		s.stop()
+		return nil, logError("drop anonymous users", err, s.logPath)
 	}
-	fail := func(err error) (*mariaDBServer, error) {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
+	return s, nil
+}
+
+// launch fills s's data directory from the cached template made by
+// installDB and starts s.bin on it, on a free port.
+func (s *mariaDBServer) launch(ctx context.Context, installDB string, o MariaDBOptions) error {
 	user := "--user=" + currentUserName()
 	installArgs := []string{user, "--auth-root-authentication-method=normal", "--skip-test-db",
 		"--innodb-log-file-size=16M", "--innodb-buffer-pool-size=64M", "--skip-log-bin"}
-	identity := []string{binaryIdentity(installDB), binaryIdentity(mariadbd), strings.Join(installArgs, " ")}
+	identity := []string{binaryIdentity(installDB), binaryIdentity(s.bin), strings.Join(installArgs, " ")}
 	tmpl, err := cachedTemplate("mariadb", identity, func(tdir string) error {
 		args := append([]string{"--no-defaults", "--datadir=" + filepath.Join(tdir, "data")}, installArgs...)
 		if err := runAs(nil, tdir, installDB, args...); err != nil {
@@ -242,64 +232,51 @@ func startMariaDBServer(ctx context.Context, o MariaDBOptions) (*mariaDBServer, 
 		return nil
 	})
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	if err := copyTree(filepath.Join(tmpl, "data"), s.dataDir, nil); err != nil {
-		return fail(fmt.Errorf("copy data directory template: %w", err))
+		return fmt.Errorf("copy data directory template: %w", err)
 	}
-	tlsArgs, caFile, err := mariaDBTLSArgs(filepath.Join(dir, "tls"))
+	tlsArgs, caFile, err := mariaDBTLSArgs(filepath.Join(s.dir, "tls"))
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	s.caFile = caFile
+	return startOnFreePort(ctx, launch{
+		name: "mariadbd", logPath: s.logPath, stop: killGroup,
+		portTaken: []string{"Address already in use", "Can't start server: Bind"},
+		start: func(port int) (*child, error) {
+			args := append(s.serverArgs(user, port), tlsArgs...)
+			args = append(args, o.Args...)
+			proc, err := startChild(s.bin, args, childOpts{logPath: s.logPath, dir: s.dir})
+			if err != nil {
+				return nil, err
+			}
+			s.port, s.proc, s.args = port, proc, args
+			return proc, nil
+		},
+		ready: s.waitReady,
+	})
+}
 
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return fail(err)
-		}
-		args := append([]string{
-			"--no-defaults",
-			"--datadir=" + s.dataDir,
-			user,
-			"--port=" + strconv.Itoa(port),
-			"--bind-address=127.0.0.1",
-			"--socket=" + s.socket,
-			"--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
-			"--tmpdir=" + dir, // its own internal temporary tables, away from /tmp
-			"--skip-log-bin",
-			"--skip-name-resolve",
-			"--innodb-buffer-pool-size=64M",
-			"--innodb-log-file-size=16M",
-			"--innodb-flush-log-at-trx-commit=0",
-			"--max-connections=200",
-		}, tlsArgs...)
-		args = append(args, o.Args...)
-		proc, err := startChild(mariadbd, args, childOpts{logPath: s.logPath, dir: dir})
-		if err != nil {
-			return fail(err)
-		}
-		s.port, s.proc, s.bin, s.args = port, proc, mariadbd, args
-		err = s.waitReady(ctx)
-		if err == nil {
-			break
-		}
-		proc.stop(syscall.SIGKILL, 10*time.Second)
-		tail := logTail(s.logPath)
-		if attempt < attempts && (strings.Contains(tail, "Address already in use") || strings.Contains(tail, "Can't start server: Bind")) {
-			continue
-		}
-		return fail(logError(fmt.Sprintf("mariadbd on port %d not ready", port), err, s.logPath))
+// serverArgs are mariadbd's options for s on port, run as user.
+func (s *mariaDBServer) serverArgs(user string, port int) []string {
+	return []string{
+		"--no-defaults",
+		"--datadir=" + s.dataDir,
+		user,
+		"--port=" + strconv.Itoa(port),
+		"--bind-address=127.0.0.1",
+		"--socket=" + s.socket,
+		"--pid-file=" + filepath.Join(s.dir, "mariadbd.pid"),
+		"--tmpdir=" + s.dir, // its own internal temporary tables, away from /tmp
+		"--skip-log-bin",
+		"--skip-name-resolve",
+		"--innodb-buffer-pool-size=64M",
+		"--innodb-log-file-size=16M",
+		"--innodb-flush-log-at-trx-commit=0",
+		"--max-connections=200",
 	}
-
-	// Anonymous users (''@'localhost', ''@'<hostname>') would shadow a
-	// 'u'@'%' login from 127.0.0.1.
-	if err := s.dropAnonymousUsers(ctx); err != nil {
-		s.stop()
-		return nil, logError("drop anonymous users", err, s.logPath)
-	}
-	return s, nil
 }
 
 func currentUserName() string {
@@ -369,7 +346,7 @@ func (s *mariaDBServer) dropAnonymousUsers(ctx context.Context) error {
 
 func (s *mariaDBServer) stop() {
 	if s.proc != nil {
-		s.proc.stop(syscall.SIGKILL, 10*time.Second) // the data is thrown away
+		killGroup(s.proc) // the data is thrown away
 	}
 	_ = os.RemoveAll(s.dir)
 }

@@ -71,14 +71,55 @@ func Forward(t testing.TB, ip net.IP, target string) *Forwarder {
 		t.Fatalf("testenv: forwarder listen: %v", err)
 	}
 	f := &Forwarder{Addr: l.Addr().String()}
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
-	track := func(c ...net.Conn) {
+	ended := false // the test's cleanup has closed conns
+	serve(t, l, func(c net.Conn) {
+		up, err := net.DialTimeout("tcp", target, 10*time.Second)
+		if err != nil {
+			return
+		}
+		defer up.Close()
 		mu.Lock()
-		conns = append(conns, c...)
+		if ended {
+			mu.Unlock()
+			return
+		}
+		conns = append(conns, c, up)
 		mu.Unlock()
+		relay(c, up, f)
+	})
+	// Registered after serve's: runs first, so that the relays end.
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		ended = true
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return f
+}
+
+// ServeTCP listens on 127.0.0.1 (port chosen by the kernel) until the test
+// ends and runs handle on each connection in a goroutine of its own,
+// closing the connection when handle returns. At the end of the test it
+// stops listening and waits for the handlers. It returns the address.
+func ServeTCP(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: listen: %v", err)
 	}
+	serve(t, l, handle)
+	return l.Addr().String()
+}
+
+// serve accepts connections on l until the test ends, running handle on
+// each in its own goroutine and closing it afterwards; the test's cleanup
+// closes l and waits for the handlers.
+func serve(t testing.TB, l net.Listener, handle func(net.Conn)) {
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -87,35 +128,44 @@ func Forward(t testing.TB, ip net.IP, target string) *Forwarder {
 			if err != nil {
 				return
 			}
-			up, err := net.DialTimeout("tcp", target, 10*time.Second)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			track(c, up)
-			wg.Add(2)
+			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, _ = io.Copy(up, io.TeeReader(c, f))
-				closeWrite(up)
-			}()
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(c, up)
-				closeWrite(c)
+				defer c.Close()
+				handle(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() {
 		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
 		wg.Wait()
 	})
-	return f
+}
+
+// relay copies between the client connection c and up both ways until
+// both directions end, half-closing each side when its source ends and
+// closing both when a copy fails. What c sends is also written to tee when
+// tee is not nil.
+func relay(c, up net.Conn, tee io.Writer) {
+	from := io.Reader(c)
+	if tee != nil {
+		from = io.TeeReader(c, tee)
+	}
+	pipe := func(dst net.Conn, src io.Reader) {
+		if _, err := io.Copy(dst, src); err != nil {
+			_ = c.Close()
+			_ = up.Close()
+			return
+		}
+		closeWrite(dst)
+	}
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		pipe(up, from)
+	}()
+	pipe(c, up)
+	<-sent
 }
 
 func closeWrite(c net.Conn) {

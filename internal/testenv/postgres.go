@@ -7,9 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,10 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// errNotInstalled marks failures caused by missing server binaries; the
-// test failure then carries the install hint.
-var errNotInstalled = errors.New("server binaries not found")
 
 // Timeouts for server start and per-test setup.
 const (
@@ -239,42 +233,6 @@ type pgServer struct {
 	proc    *child
 }
 
-// pgBinDir finds the directory holding initdb and postgres: the override,
-// else the highest /usr/lib/postgresql/<version>/bin, else pg_config.
-func pgBinDir() (string, error) {
-	ok := func(dir string) bool {
-		for _, b := range []string{"initdb", "postgres"} {
-			if st, err := os.Stat(filepath.Join(dir, b)); err != nil || st.IsDir() {
-				return false
-			}
-		}
-		return true
-	}
-	if d := os.Getenv(EnvPostgresBinDir); d != "" {
-		if ok(d) {
-			return d, nil
-		}
-		return "", fmt.Errorf("%w: no initdb and postgres in %s=%s", errNotInstalled, EnvPostgresBinDir, d)
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	version := func(d string) float64 {
-		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		return v
-	}
-	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
-	for _, d := range dirs {
-		if ok(d) {
-			return d, nil
-		}
-	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		if d := strings.TrimSpace(string(out)); ok(d) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("%w: no initdb and postgres in /usr/lib/postgresql/*/bin or pg_config --bindir", errNotInstalled)
-}
-
 func startPGServer(ctx context.Context, o PGOptions) (*pgServer, error) {
 	bindir, err := pgBinDir()
 	if err != nil {
@@ -284,84 +242,99 @@ func startPGServer(ctx context.Context, o PGOptions) (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := newServerDir("pg")
+	s := &pgServer{bin: filepath.Join(bindir, "postgres"), cred: cred}
+	err = inServerDir("pg", func(dir string) error {
+		s.dir, s.dataDir = dir, filepath.Join(dir, "data")
+		s.sockDir, s.logPath = filepath.Join(dir, "sock"), filepath.Join(dir, "postgres.log")
+		return s.launch(ctx, filepath.Join(bindir, "initdb"), o)
+	})
 	if err != nil {
 		return nil, err
 	}
-	s := &pgServer{
-		bin:     filepath.Join(bindir, "postgres"),
-		cred:    cred,
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		sockDir: filepath.Join(dir, "sock"),
-		logPath: filepath.Join(dir, "postgres.log"),
-	}
-	fail := func(err error) (*pgServer, error) {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
+	return s, nil
+}
+
+// launch fills s's data directory from the cached template made by initdb,
+// writes its configuration and starts s.bin on it, on a free port.
+func (s *pgServer) launch(ctx context.Context, initdb string, o PGOptions) error {
 	if err := os.Mkdir(s.sockDir, 0o755); err != nil {
-		return fail(fmt.Errorf("create socket dir: %w", err))
+		return fmt.Errorf("create socket dir: %w", err)
 	}
 	var certFile, keyFile string
 	if o.TLS {
-		s.caFile, certFile, keyFile, err = generateCert(filepath.Join(dir, "tls"), "localhost", "127.0.0.1")
+		var err error
+		s.caFile, certFile, keyFile, err = generateCert(filepath.Join(s.dir, "tls"), "localhost", "127.0.0.1")
 		if err != nil {
-			return fail(fmt.Errorf("server certificate: %w", err))
+			return fmt.Errorf("server certificate: %w", err)
 		}
 	}
-	initdb, postgres := filepath.Join(bindir, "initdb"), filepath.Join(bindir, "postgres")
+	if err := s.copyDataTemplate(initdb); err != nil {
+		return err
+	}
+	if err := writePGConfig(s, o, certFile, keyFile); err != nil {
+		return err
+	}
+	return startOnFreePort(ctx, launch{
+		name: "postgres", logPath: s.logPath, stop: quitGroup,
+		portTaken: []string{"could not create any TCP/IP sockets"},
+		start: func(port int) (*child, error) {
+			proc, err := startChild(s.bin,
+				[]string{"-D", s.dataDir, "-p", strconv.Itoa(port)},
+				childOpts{logPath: s.logPath, cred: s.cred, dir: s.dir})
+			if err != nil {
+				return nil, err
+			}
+			s.port, s.proc = port, proc
+			return proc, nil
+		},
+		ready: s.waitReady,
+	})
+}
+
+// copyDataTemplate copies the data directory initdb made once for these
+// binaries and options (see cachedTemplate) into s.dataDir.
+func (s *pgServer) copyDataTemplate(initdb string) error {
 	initdbArgs := []string{"-A", "trust", "--auth-local=trust", "-U", "postgres",
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"}
-	identity := []string{binaryIdentity(initdb), binaryIdentity(postgres), strings.Join(initdbArgs, " "), fmt.Sprint(cred)}
+	identity := []string{binaryIdentity(initdb), binaryIdentity(s.bin), strings.Join(initdbArgs, " "), fmt.Sprint(s.cred)}
 	tmpl, err := cachedTemplate("pg", identity, func(tdir string) error {
-		if err := chownTree(tdir, cred); err != nil {
+		if err := chownTree(tdir, s.cred); err != nil {
 			return err
 		}
-		if err := runAs(cred, tdir, initdb, append([]string{"-D", filepath.Join(tdir, "data")}, initdbArgs...)...); err != nil {
+		if err := runAs(s.cred, tdir, initdb, append([]string{"-D", filepath.Join(tdir, "data")}, initdbArgs...)...); err != nil {
 			return fmt.Errorf("initdb: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	if err := chownTree(dir, cred); err != nil { // before the copy: only sock/ and tls/ so far
-		return fail(err)
+	if err := chownTree(s.dir, s.cred); err != nil { // before the copy: only sock/ and tls/ so far
+		return err
 	}
-	if err := copyTree(filepath.Join(tmpl, "data"), s.dataDir, cred); err != nil {
-		return fail(fmt.Errorf("copy data directory template: %w", err))
+	if err := copyTree(filepath.Join(tmpl, "data"), s.dataDir, s.cred); err != nil {
+		return fmt.Errorf("copy data directory template: %w", err)
 	}
-	if err := writePGConfig(s, o, certFile, keyFile); err != nil {
-		return fail(err)
-	}
-
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return fail(err)
-		}
-		proc, err := startChild(postgres,
-			[]string{"-D", s.dataDir, "-p", strconv.Itoa(port)},
-			childOpts{logPath: s.logPath, cred: cred, dir: dir})
-		if err != nil {
-			return fail(err)
-		}
-		s.port, s.proc = port, proc
-		err = s.waitReady(ctx)
-		if err == nil {
-			return s, nil
-		}
-		proc.stop(syscall.SIGQUIT, 10*time.Second)
-		tail := logTail(s.logPath)
-		if attempt < attempts && strings.Contains(tail, "could not create any TCP/IP sockets") {
-			continue // lost the race for the port: try another
-		}
-		err = logError(fmt.Sprintf("postgres on port %d not ready", port), err, s.logPath)
-		return fail(err)
-	}
+	return nil
 }
+
+// ConnectPG connects to dsn with pgx, failing the test when it cannot;
+// the connection is closed when the test ends.
+func ConnectPG(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// quitGroup stops a postmaster and its backends with SIGQUIT,
+// PostgreSQL's immediate shutdown.
+func quitGroup(proc *child) { proc.stop(syscall.SIGQUIT, 10*time.Second) }
 
 func writePGConfig(s *pgServer, o PGOptions, certFile, keyFile string) error {
 	encryption := "scram-sha-256"
@@ -446,7 +419,7 @@ func (s *pgServer) adminConnect(ctx context.Context) (*pgx.Conn, error) {
 
 func (s *pgServer) stop() {
 	if s.proc != nil {
-		s.proc.stop(syscall.SIGQUIT, 10*time.Second) // immediate shutdown: the data is thrown away
+		quitGroup(s.proc) // the data is thrown away
 	}
 	_ = os.RemoveAll(s.dir)
 }

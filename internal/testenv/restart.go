@@ -23,6 +23,15 @@ func (p *Postgres) Kill(t testing.TB) {
 	killGroup(p.srv.proc)
 }
 
+// Kill ends mariadbd with SIGKILL, as a crash would, and returns once it is
+// gone. The data directory and port are kept for Restart. Only for a
+// server of this test alone (MariaDBOptions.Dedicated).
+func (m *MariaDB) Kill(t testing.TB) {
+	t.Helper()
+	needDedicated(t, "MariaDB.Kill", "MariaDBOptions", m.srv != nil && m.dedicated)
+	killGroup(m.srv.proc)
+}
+
 // Restart starts a killed server again on the same data directory and
 // port (PostgreSQL runs crash recovery) and returns once it accepts logins.
 func (p *Postgres) Restart(t testing.TB) {
@@ -34,15 +43,6 @@ func (p *Postgres) Restart(t testing.TB) {
 func (s *pgServer) restart(ctx context.Context) error {
 	return restartChild(ctx, &s.proc, s.bin, []string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)},
 		childOpts{logPath: s.logPath, cred: s.cred, dir: s.dir}, s.waitReady)
-}
-
-// Kill ends mariadbd with SIGKILL, as a crash would, and returns once it is
-// gone. The data directory and port are kept for Restart. Only for a
-// server of this test alone (MariaDBOptions.Dedicated).
-func (m *MariaDB) Kill(t testing.TB) {
-	t.Helper()
-	needDedicated(t, "MariaDB.Kill", "MariaDBOptions", m.srv != nil && m.dedicated)
-	killGroup(m.srv.proc)
 }
 
 // Restart starts a killed server again on the same data directory and port
@@ -120,4 +120,49 @@ func restartChild(ctx context.Context, procp **child, bin string, args []string,
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// launch is one way of starting a server child on a TCP port.
+type launch struct {
+	name      string       // the server, for errors: "postgres", "mariadbd"
+	logPath   string       // where the child writes its log
+	stop      func(*child) // how to end an attempt that did not come up
+	portTaken []string     // log texts saying another process bound the port first
+	start     func(port int) (*child, error)
+	ready     func(ctx context.Context) error
+}
+
+// startOnFreePort starts l on a port from freePort and waits until it is
+// ready. When the log says the port was taken between freePort and the
+// server's bind, it tries another port: three attempts in all.
+func startOnFreePort(ctx context.Context, l launch) error {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		proc, err := l.start(port)
+		if err != nil {
+			return err
+		}
+		err = l.ready(ctx)
+		if err == nil {
+			return nil
+		}
+		l.stop(proc)
+		if attempt < attempts && logSaysAny(logTail(l.logPath), l.portTaken) {
+			continue
+		}
+		return logError(fmt.Sprintf("%s on port %d not ready", l.name, port), err, l.logPath)
+	}
+}
+
+func logSaysAny(tail string, texts []string) bool {
+	for _, s := range texts {
+		if strings.Contains(tail, s) {
+			return true
+		}
+	}
+	return false
 }

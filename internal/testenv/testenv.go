@@ -224,6 +224,20 @@ func newServerDir(prefix string) (string, error) {
 	return dir, nil
 }
 
+// inServerDir creates a directory for one server with newServerDir and
+// runs start with it, removing the directory again when start fails.
+func inServerDir(prefix string, start func(dir string) error) error {
+	dir, err := newServerDir(prefix)
+	if err != nil {
+		return err
+	}
+	if err := start(dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return err
+	}
+	return nil
+}
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 // Callers retry when the server then fails to bind it.
 func freePort() (int, error) {

@@ -31,18 +31,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func pgConnect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
 func TestPostgres(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -74,7 +62,7 @@ func TestPostgres(t *testing.T) {
 				t.Errorf("DataDir %q, SocketDir %q", p.DataDir, p.SocketDir)
 			}
 			ctx := context.Background()
-			conn := pgConnect(t, p.DSN())
+			conn := testenv.ConnectPG(t, p.DSN())
 			var one int
 			var db, user string
 			var ssl bool
@@ -91,7 +79,7 @@ func TestPostgres(t *testing.T) {
 			}
 
 			var verifier string
-			super := pgConnect(t, p.Superuser().DSN())
+			super := testenv.ConnectPG(t, p.Superuser().DSN())
 			if err := super.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", p.User).Scan(&verifier); err != nil {
 				t.Fatalf("read verifier: %v", err)
 			}
@@ -144,7 +132,7 @@ func TestPostgresSharedServer(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, p := range []*testenv.Postgres{a, b} {
-		conn := pgConnect(t, p.DSN())
+		conn := testenv.ConnectPG(t, p.DSN())
 		if _, err := conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY)"); err != nil {
 			t.Errorf("%s: create table: %v", p.Database, err)
 		}
@@ -167,7 +155,7 @@ func TestPostgresSuperuser(t *testing.T) {
 		{"no-superuser", plain.DSN(), plain.User, plain.Database, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn := pgConnect(t, tc.dsn)
+			conn := testenv.ConnectPG(t, tc.dsn)
 			var user, db string
 			var super bool
 			err := conn.QueryRow(ctx, "SELECT current_user, current_database(), rolsuper FROM pg_roles WHERE rolname = current_user").
@@ -192,7 +180,7 @@ func TestPostgresCleanupDropsDatabase(t *testing.T) {
 	if outer.Port != inner.Port {
 		t.Fatalf("not the shared server: %d vs %d", outer.Port, inner.Port)
 	}
-	conn := pgConnect(t, outer.Superuser().DSN())
+	conn := testenv.ConnectPG(t, outer.Superuser().DSN())
 	var dbs, roles int
 	err := conn.QueryRow(context.Background(), `SELECT
 		(SELECT count(*) FROM pg_database WHERE datname = $1),
@@ -212,7 +200,7 @@ func TestPostgresExternalDSN(t *testing.T) {
 	if !p.External || p.Port != admin.Port || p.Database == admin.Database {
 		t.Fatalf("got %+v, want a new database on %s", p, admin.Addr())
 	}
-	conn := pgConnect(t, p.DSN())
+	conn := testenv.ConnectPG(t, p.DSN())
 	var db string
 	if err := conn.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil || db != p.Database {
 		t.Fatalf("current_database() = %q, %v; want %q", db, err, p.Database)
@@ -480,7 +468,7 @@ func TestSharedServersLeaveNoGoroutines(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	p := testenv.StartPostgres(t)
 	m := testenv.StartMariaDB(t)
-	pgConnect(t, p.DSN()).Close(context.Background())
+	testenv.ConnectPG(t, p.DSN()).Close(context.Background())
 	if err := openMySQL(t, m.DSN()).Ping(); err != nil {
 		t.Fatalf("ping: %v", err)
 	}

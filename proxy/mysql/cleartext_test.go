@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -193,43 +192,17 @@ func startChangeUserServer(t *testing.T, user, password string) (addr string, go
 	if err := auth.AddUser(user, password); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	got = make(chan []byte, 4)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				h := &changeUserHandler{got: got}
-				c, err := srv.NewCustomizedConn(nc, auth, h)
-				if err != nil {
-					return
-				}
-				h.c = c
-				for !c.Closed() {
-					if err := c.HandleCommand(); err != nil {
-						return
-					}
-				}
-			}()
+	addr = testenv.ServeTCP(t, func(nc net.Conn) {
+		h := &changeUserHandler{got: got}
+		c, err := srv.NewCustomizedConn(nc, auth, h)
+		if err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
+		h.c = c
+		handleCommands(c)
 	})
-	return l.Addr().String(), got
+	return addr, got
 }
 
 // TestChangeUserClearPassword: COM_CHANGE_USER, otherwise relayed as is,

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,8 +37,15 @@ import (
 type fakeServer struct {
 	addr   string
 	caFile string
-	wg     sync.WaitGroup
-	l      net.Listener
+}
+
+// handleCommands runs c's commands until the client leaves or one fails.
+func handleCommands(c *server.Conn) {
+	for !c.Closed() {
+		if err := c.HandleCommand(); err != nil {
+			return
+		}
+	}
 }
 
 type queryHandler struct{ server.EmptyHandler }
@@ -95,40 +101,12 @@ func startFakeServerPlugin(t *testing.T, user, password, plugin string) *fakeSer
 	if err := auth.AddUser(user, password, plugin); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeServer{addr: l.Addr().String(), caFile: caFile, l: l}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				defer nc.Close()
-				c, err := srv.NewCustomizedConn(nc, auth, queryHandler{})
-				if err != nil {
-					return
-				}
-				for !c.Closed() {
-					if err := c.HandleCommand(); err != nil {
-						return
-					}
-				}
-			}()
+	addr := testenv.ServeTCP(t, func(nc net.Conn) {
+		if c, err := srv.NewCustomizedConn(nc, auth, queryHandler{}); err == nil {
+			handleCommands(c)
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		f.wg.Wait()
 	})
-	return f
+	return &fakeServer{addr: addr, caFile: caFile}
 }
 
 // selectOne logs in with cfg and runs SELECT 1, whose answer it returns.
