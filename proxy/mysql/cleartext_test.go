@@ -80,7 +80,7 @@ func TestClearPasswordLegs(t *testing.T) {
 				}
 				t.Run(fmt.Sprintf("%s/upstream=%s/client=%s", plugin, up.name, cl.name), func(t *testing.T) {
 					fake := startFakeServerPlugin(t, user, password, plugin)
-					opts := mysql.Options{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: up.mode, ServerName: "127.0.0.1"}}
+					opts := mysql.Options{ListenerOptions: proxy.ListenerOptions{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: up.mode, ServerName: "127.0.0.1"}}}
 					var fwd *testenv.Forwarder
 					if up.fwd {
 						fwd = testenv.Forward(t, ip, fake.addr)
@@ -255,7 +255,7 @@ func TestChangeUserClearPassword(t *testing.T) {
 				fwd = testenv.Forward(t, ip, upstream)
 				upstream = fwd.Addr
 			}
-			addr, logs := startProxy(t, mysql.Options{Upstream: upstream, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}})
+			addr, logs := startProxy(t, mysql.Options{ListenerOptions: proxy.ListenerOptions{Upstream: upstream, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}})
 			c, err := client.Connect(addr, user, password, "")
 			if err != nil {
 				t.Fatal(err)

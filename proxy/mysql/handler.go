@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,33 +25,12 @@ const (
 )
 
 // Options configure a [Handler]: one listener forwarding to one server.
+// Without ListenerOptions.TLS, CLIENT_SSL is not offered.
 type Options struct {
-	// Name identifies the listener in logs.
-	Name string
-	// Upstream is the server's host:port. Required.
-	Upstream string
-	// TLS is the client-facing TLS configuration, normally from
-	// proxy.ServerTLSConfig(cert, key). nil: CLIENT_SSL is not offered and
-	// only plaintext clients are served.
-	TLS *tls.Config
-	// RequireTLS refuses clients that do not use TLS (needs TLS).
-	RequireTLS bool
-	// UpstreamTLS is the proxy -> server leg (libpq sslmode semantics).
-	UpstreamTLS proxy.UpstreamTLS
+	proxy.ListenerOptions
 	// Interceptor, if set, may inspect and rewrite commands and responses
 	// of each session.
 	Interceptor Interceptor
-	// Logger receives the handler's logs; nil discards them.
-	Logger *slog.Logger
-	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
-	ConnectTimeout time.Duration
-	// HandshakeTimeout bounds a client's connection phase: TLS,
-	// authentication and the upstream's answers.
-	HandshakeTimeout time.Duration
-	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
-	// socket (see proxy.UpstreamDialer): 0 means
-	// proxy.DefaultUpstreamKeepalive, negative leaves the system defaults.
-	UpstreamKeepalive time.Duration
 	// MaxPacketSize bounds a logical packet a hook must see whole; default
 	// DefaultMaxPacketSize (1 GiB).
 	MaxPacketSize int
@@ -60,8 +38,6 @@ type Options struct {
 	// flags in the high 32 bits) not offered to clients even if the server
 	// has them, e.g. CLIENT_DEPRECATE_EOF to serve old-style EOF packets.
 	HideCapabilities uint64
-	// Dial replaces the upstream dialer (tests, fault injection).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Handler is the MySQL protocol of a listener; it implements
@@ -87,22 +63,14 @@ var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	up, err := proxy.NewUpstream(opts.Upstream, opts.UpstreamTLS, opts.UpstreamKeepalive, opts.Dial,
-		opts.ConnectTimeout, DefaultConnectTimeout)
+	base, err := opts.Prepare(DefaultConnectTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)
-	}
-	if opts.RequireTLS && opts.TLS == nil {
-		return nil, errors.New("mysql: RequireTLS needs a TLS configuration")
-	}
-	if opts.TLS != nil {
-		opts.TLS = opts.TLS.Clone()
 	}
 	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
-	log, limitLog := proxy.ListenerLogs(opts.Logger, opts.Name)
-	return &Handler{opts: opts, log: log, limitLog: limitLog, up: up, upstreamTLS: up.TLS()}, nil
+	return &Handler{opts: opts, log: base.Log, limitLog: base.LimitLog, up: base.Up, upstreamTLS: base.Up.TLS()}, nil
 }
 
 func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }

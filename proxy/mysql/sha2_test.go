@@ -212,7 +212,7 @@ func TestCachingSHA2(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("client_tls=%v/upstream_tls=%v", tc.clientTLS, tc.upstreamTLS), func(t *testing.T) {
 			fake := startFakeServer(t, user, password)
-			opts := mysql.Options{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}
+			opts := mysql.Options{ListenerOptions: proxy.ListenerOptions{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}}
 			if tc.upstreamTLS {
 				pool, err := proxy.LoadCertPool(fake.caFile)
 				if err != nil {

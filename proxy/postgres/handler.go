@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,38 +24,17 @@ const (
 )
 
 // Options configure a [Handler]: one listener forwarding to one server.
+// Without ListenerOptions.TLS, SSLRequest is answered 'N'; a TLS
+// configuration without NextProtos gets [ALPN]. A client still in its
+// startup when ListenerOptions.HandshakeTimeout expires gets FATAL 57014
+// (as from the server's authentication_timeout).
 type Options struct {
-	// Name identifies the listener in logs.
-	Name string
-	// Upstream is the server's host:port. Required.
-	Upstream string
-	// TLS is the client-facing TLS configuration, normally from
-	// proxy.ServerTLSConfig(cert, key, ALPN). nil: SSLRequest is answered
-	// 'N' and only plaintext clients are served.
-	TLS *tls.Config
-	// RequireTLS refuses clients that do not use TLS (needs TLS).
-	RequireTLS bool
-	// UpstreamTLS is the proxy -> server leg (libpq sslmode semantics).
-	UpstreamTLS proxy.UpstreamTLS
+	proxy.ListenerOptions
 	// Interceptor, if set, may inspect and rewrite messages of each session.
 	Interceptor Interceptor
-	// Logger receives the handler's logs; nil discards them.
-	Logger *slog.Logger
-	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
-	ConnectTimeout time.Duration
-	// HandshakeTimeout bounds a client's startup: TLS, authentication and
-	// the server's startup messages. A client still in its startup then
-	// gets FATAL 57014 (as from the server's authentication_timeout).
-	HandshakeTimeout time.Duration
-	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
-	// socket (see proxy.UpstreamDialer): 0 means
-	// proxy.DefaultUpstreamKeepalive, negative leaves the system defaults.
-	UpstreamKeepalive time.Duration
 	// MaxMessageSize bounds the body of one client message; default
 	// DefaultMaxMessageSize (1 GB, as the server).
 	MaxMessageSize int
-	// Dial replaces the upstream dialer (tests, fault injection).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Handler is the PostgreSQL protocol of a listener; it implements
@@ -74,25 +52,17 @@ var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	up, err := proxy.NewUpstream(opts.Upstream, opts.UpstreamTLS, opts.UpstreamKeepalive, opts.Dial,
-		opts.ConnectTimeout, DefaultConnectTimeout)
+	base, err := opts.Prepare(DefaultConnectTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if opts.RequireTLS && opts.TLS == nil {
-		return nil, errors.New("postgres: RequireTLS needs a TLS configuration")
-	}
-	if opts.TLS != nil {
-		opts.TLS = opts.TLS.Clone()
-		if len(opts.TLS.NextProtos) == 0 {
-			opts.TLS.NextProtos = []string{ALPN}
-		}
+	if opts.TLS != nil && len(opts.TLS.NextProtos) == 0 {
+		opts.TLS.NextProtos = []string{ALPN}
 	}
 	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > DefaultMaxMessageSize {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
-	log, limitLog := proxy.ListenerLogs(opts.Logger, opts.Name)
-	return &Handler{opts: opts, log: log, limitLog: limitLog, up: up, keys: newCancelKeys()}, nil
+	return &Handler{opts: opts, log: base.Log, limitLog: base.LimitLog, up: base.Up, keys: newCancelKeys()}, nil
 }
 
 func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
