@@ -83,3 +83,12 @@ func UpstreamFailed(upErr, downErr error) bool {
 	}
 	return true
 }
+
+// ClientErrorText is the Error text of a wire package's client-facing
+// error: its message, then the cause (for the proxy's log only), if any.
+func ClientErrorText(msg string, cause error) string {
+	if cause != nil {
+		return msg + ": " + cause.Error()
+	}
+	return msg
+}
