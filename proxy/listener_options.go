@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// DefaultConnectTimeout is the connect timeout of a handler whose
+// [ListenerOptions] leave it zero.
+const DefaultConnectTimeout = 10 * time.Second
+
 // ListenerOptions are the options of a wire protocol's handler that do
 // not depend on the protocol: one listener forwarding to one server. Both
 // proxy/postgres and proxy/mysql embed them in their Options.
@@ -25,10 +29,12 @@ type ListenerOptions struct {
 	UpstreamTLS UpstreamTLS
 	// Logger receives the handler's logs; nil discards them.
 	Logger *slog.Logger
-	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
+	// ConnectTimeout bounds dialing the upstream and its TLS handshake;
+	// default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// HandshakeTimeout bounds a client's connection phase: TLS,
-	// authentication and the server's answers.
+	// authentication and the server's answers; the default is the
+	// protocol's.
 	HandshakeTimeout time.Duration
 	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
 	// socket (see UpstreamDialer): 0 means DefaultUpstreamKeepalive,
@@ -39,19 +45,21 @@ type ListenerOptions struct {
 }
 
 // ListenerBase is what a handler builds from its [ListenerOptions]: the
-// upstream and the listener's logs (see [ListenerLogs]).
+// upstream, the listener's logs (see [ListenerLogs]) and the handshake
+// timeout in force.
 type ListenerBase struct {
-	Up       *Upstream
-	Log      *slog.Logger
-	LimitLog *slog.Logger // rate-limited: connection-phase failures
+	Up               *Upstream
+	Log              *slog.Logger
+	LimitLog         *slog.Logger // rate-limited: connection-phase failures
+	HandshakeTimeout time.Duration
 }
 
-// Prepare validates o and builds the listener's upstream (connect timeout
-// defaultConnect when o's is not positive) and logs. It replaces o.TLS by
-// a clone, which the handler may adjust.
-func (o *ListenerOptions) Prepare(defaultConnect time.Duration) (ListenerBase, error) {
+// Prepare validates o and builds the listener's upstream and logs;
+// defaultHandshake, the protocol's, replaces a handshake timeout that is
+// not positive. It replaces o.TLS by a clone, which the handler may adjust.
+func (o *ListenerOptions) Prepare(defaultHandshake time.Duration) (ListenerBase, error) {
 	up, err := NewUpstream(o.Upstream, o.UpstreamTLS, o.UpstreamKeepalive, o.Dial,
-		o.ConnectTimeout, defaultConnect)
+		o.ConnectTimeout, DefaultConnectTimeout)
 	if err != nil {
 		return ListenerBase{}, err
 	}
@@ -62,5 +70,6 @@ func (o *ListenerOptions) Prepare(defaultConnect time.Duration) (ListenerBase, e
 		o.TLS = o.TLS.Clone()
 	}
 	log, limitLog := ListenerLogs(o.Logger, o.Name)
-	return ListenerBase{Up: up, Log: log, LimitLog: limitLog}, nil
+	return ListenerBase{Up: up, Log: log, LimitLog: limitLog,
+		HandshakeTimeout: PositiveOr(o.HandshakeTimeout, defaultHandshake)}, nil
 }

@@ -18,11 +18,9 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// Defaults for zero Options fields.
-const (
-	DefaultConnectTimeout   = 10 * time.Second
-	DefaultHandshakeTimeout = 5 * time.Second
-)
+// DefaultHandshakeTimeout is the handshake timeout of a Handler whose
+// Options leave it zero.
+const DefaultHandshakeTimeout = 5 * time.Second
 
 // Options configure a [Handler]: one listener forwarding to one server.
 // Without ListenerOptions.TLS, CLIENT_SSL is not offered.
@@ -43,10 +41,8 @@ type Options struct {
 // Handler is the MySQL protocol of a listener; it implements
 // proxy.Handler. Create it with [NewHandler].
 type Handler struct {
+	proxy.ListenerBase
 	opts        Options
-	log         *slog.Logger
-	limitLog    *slog.Logger // rate-limited: connection-phase failures
-	up          *proxy.Upstream
 	upstreamTLS *tls.Config // up.TLS(): nil for sslmode disable
 	rsa         rsaKey
 
@@ -63,20 +59,14 @@ var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	base, err := opts.Prepare(DefaultConnectTimeout)
+	base, err := opts.Prepare(DefaultHandshakeTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)
 	}
 	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
-	return &Handler{opts: opts, log: base.Log, limitLog: base.LimitLog, up: base.Up, upstreamTLS: base.Up.TLS()}, nil
-}
-
-func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
-
-func (h *Handler) handshakeTimeout() time.Duration {
-	return proxy.PositiveOr(h.opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	return &Handler{opts: opts, ListenerBase: base, upstreamTLS: base.Up.TLS()}, nil
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -87,7 +77,7 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		pc:        c,
 		rawClient: nc,
 		client:    nc,
-		log:       h.log.With(slog.String("remote", nc.RemoteAddr().String())),
+		log:       h.Log.With(slog.String("remote", nc.RemoteAddr().String())),
 	}
 	s.serve(ctx)
 }
@@ -107,7 +97,7 @@ func (h *Handler) learnGreeting(hs *handshake) bool {
 		}
 		if h.greeting.CompareAndSwap(cur, hs) {
 			if cur != nil {
-				h.log.LogAttrs(context.Background(), slog.LevelInfo, "the database server's greeting changed; greeting template updated",
+				h.Log.LogAttrs(context.Background(), slog.LevelInfo, "the database server's greeting changed; greeting template updated",
 					slog.String("server_version", hs.serverVersion))
 			}
 			return true
@@ -122,14 +112,14 @@ func (s *session) limitedLog() *slog.Logger {
 	if s.resp != nil {
 		attrs = append(attrs, slog.String("user", s.resp.user), slog.String("database", s.resp.database))
 	}
-	return s.h.limitLog.With(attrs...)
+	return s.h.LimitLog.With(attrs...)
 }
 
 // dial connects to the upstream within the connect timeout.
 func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
 	defer cancel()
-	return h.up.Dial(ctx)
+	return h.Up.Dial(ctx)
 }
 
 // rsaKey is the proxy's own RSA key pair, generated on first use. It lets

@@ -85,7 +85,7 @@ func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
 	// The server's leg has its own deadline: never earlier than the
 	// client's, and a full handshake timeout from now when the client has
 	// used part of its own already.
-	deadline := time.Now().Add(s.h.handshakeTimeout())
+	deadline := time.Now().Add(s.h.HandshakeTimeout)
 	if s.deadline.After(deadline) {
 		deadline = s.deadline
 	}
@@ -250,7 +250,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 		if _, err := s.server.Write(pkt); err != nil {
 			return s.upstreamLost(err)
 		}
-		tctx, cancel := context.WithTimeout(ctx, s.h.connectTimeout())
+		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
 		tconn := tls.Client(s.rawServer, s.h.upstreamTLS)
 		err := tconn.HandshakeContext(tctx)
 		cancel()

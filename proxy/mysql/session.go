@@ -60,7 +60,7 @@ func (s *session) serve(ctx context.Context) {
 	// connection, when its last pump ends (see relay).
 	defer s.Begin(ctx, s.rawClient)()
 
-	s.deadline = time.Now().Add(s.h.handshakeTimeout())
+	s.deadline = time.Now().Add(s.h.HandshakeTimeout)
 	_ = s.rawClient.SetDeadline(s.deadline)
 	s.cbr = bufio.NewReaderSize(s.client, 1024)
 	if s.pc.Draining() {

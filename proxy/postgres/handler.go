@@ -17,11 +17,9 @@ import (
 // (PostgreSQL 17 sslnegotiation=direct) requires it.
 const ALPN = "postgresql"
 
-// Defaults for zero Options fields.
-const (
-	DefaultConnectTimeout   = 10 * time.Second
-	DefaultHandshakeTimeout = 30 * time.Second
-)
+// DefaultHandshakeTimeout is the handshake timeout of a Handler whose
+// Options leave it zero.
+const DefaultHandshakeTimeout = 30 * time.Second
 
 // Options configure a [Handler]: one listener forwarding to one server.
 // Without ListenerOptions.TLS, SSLRequest is answered 'N'; a TLS
@@ -40,19 +38,17 @@ type Options struct {
 // Handler is the PostgreSQL protocol of a listener; it implements
 // proxy.Handler. Create it with [NewHandler].
 type Handler struct {
-	opts     Options
-	log      *slog.Logger
-	limitLog *slog.Logger // rate-limited: connection-phase failures
-	up       *proxy.Upstream
-	keys     *cancelKeys
-	nextID   atomic.Uint64
+	proxy.ListenerBase
+	opts   Options
+	keys   *cancelKeys
+	nextID atomic.Uint64
 }
 
 var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	base, err := opts.Prepare(DefaultConnectTimeout)
+	base, err := opts.Prepare(DefaultHandshakeTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -62,13 +58,7 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > DefaultMaxMessageSize {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
-	return &Handler{opts: opts, log: base.Log, limitLog: base.LimitLog, up: base.Up, keys: newCancelKeys()}, nil
-}
-
-func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
-
-func (h *Handler) handshakeTimeout() time.Duration {
-	return proxy.PositiveOr(h.opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	return &Handler{opts: opts, ListenerBase: base, keys: newCancelKeys()}, nil
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -81,7 +71,7 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		id:        id,
 		rawClient: nc,
 		client:    rawio.Wrap(nc),
-		log: h.log.With(
+		log: h.Log.With(
 			slog.Uint64("conn", id),
 			slog.String("remote", nc.RemoteAddr().String())),
 	}
@@ -91,13 +81,13 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 // dialUpstream connects to the server and negotiates TLS per sslmode. It
 // reports whether the connection is TLS.
 func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
 	defer cancel()
-	conn, err := h.up.Dial(ctx)
+	conn, err := h.Up.Dial(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	if h.up.TLS() == nil {
+	if h.Up.TLS() == nil {
 		return conn, false, nil
 	}
 	tconn, err := h.startUpstreamTLS(ctx, conn)
@@ -112,7 +102,7 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
 		return nil, false, err
 	}
 	// sslmode=prefer: like libpq, retry without TLS when TLS failed.
-	conn, derr := h.up.Dial(ctx)
+	conn, derr := h.Up.Dial(ctx)
 	if derr != nil {
 		return nil, false, derr
 	}
@@ -156,7 +146,7 @@ func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn) (*tls
 	default:
 		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", b[0])
 	}
-	tconn := tls.Client(conn, h.up.TLS())
+	tconn := tls.Client(conn, h.Up.TLS())
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}

@@ -71,7 +71,7 @@ func (s *session) serve(ctx context.Context) {
 		}
 	})
 
-	s.deadline = time.Now().Add(s.h.handshakeTimeout())
+	s.deadline = time.Now().Add(s.h.HandshakeTimeout)
 	_ = s.rawClient.SetDeadline(s.deadline)
 	if err := s.readClientStartup(ctx); err != nil {
 		s.endStartup(err)
@@ -151,7 +151,7 @@ func (s *session) endStartup(err error) {
 	if s.startup != nil && isTimeout(err) && !time.Now().Before(s.deadline) {
 		err = fatalf(codeQueryCanceled, fmt.Sprintf(
 			"canceling authentication due to timeout: dbproxy handshake not completed within limits.handshake_timeout (%s)",
-			s.h.handshakeTimeout()), err)
+			s.h.HandshakeTimeout), err)
 	}
 	log := s.limitedLog()
 	var pe *Error
@@ -184,7 +184,7 @@ func (s *session) limitedLog() *slog.Logger {
 	if s.startup != nil {
 		attrs = append(attrs, slog.String("user", s.startup.param("user")), slog.String("database", s.startup.database()))
 	}
-	return s.h.limitLog.With(attrs...)
+	return s.h.LimitLog.With(attrs...)
 }
 
 // isTimeout reports whether err is a deadline expiring (a socket's or a
