@@ -308,13 +308,7 @@ func (s *Server) trackConn(c *Conn, add bool) {
 // connections. A reload that changes what sessions must do uses it, so
 // that no session keeps running under the old rules.
 func (s *Server) DrainConns(reason DrainReason) {
-	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.snapshotConns() {
 		c.startDrainReason(reason)
 	}
 }
@@ -358,17 +352,8 @@ func (s *Server) closeListenersLocked() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	s.mu.Lock()
-	lerr := s.closeListenersLocked()
-	done := s.doneChanLocked()
-	select {
-	case <-done:
-	default:
-		close(done)
-	}
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	lerr := s.stopAcceptingLocked()
+	conns := s.connsLocked()
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.startDrain()
@@ -401,13 +386,7 @@ func (s *Server) Close() error {
 	s.inShutdown.Store(true)
 	s.hardClosed.Store(true)
 	s.mu.Lock()
-	err := s.closeListenersLocked()
-	done := s.doneChanLocked()
-	select {
-	case <-done:
-	default:
-		close(done)
-	}
+	err := s.stopAcceptingLocked()
 	s.mu.Unlock()
 	s.closeConns()
 	s.closePoller()
@@ -415,15 +394,38 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) closeConns() {
+	for _, c := range s.snapshotConns() {
+		c.closeHard()
+	}
+}
+
+// snapshotConns returns the current connections.
+func (s *Server) snapshotConns() []*Conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connsLocked()
+}
+
+// connsLocked returns the current connections; s.mu is held.
+func (s *Server) connsLocked() []*Conn {
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.closeHard()
+	return conns
+}
+
+// stopAcceptingLocked closes the listeners and the channel that tells
+// Serve the server is closed; s.mu is held.
+func (s *Server) stopAcceptingLocked() error {
+	err := s.closeListenersLocked()
+	done := s.doneChanLocked()
+	select {
+	case <-done:
+	default:
+		close(done)
 	}
+	return err
 }
 
 // onceCloseListener makes Close idempotent: Serve's defer and Shutdown may
