@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -307,9 +305,7 @@ func (r *Relay) end() {
 	defer r.done()
 	defer func() {
 		if v := recover(); v != nil {
-			r.c.srv.logger().LogAttrs(context.Background(), slog.LevelError, "relay panicked",
-				slog.String("remote", r.c.nc.RemoteAddr().String()),
-				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			r.c.logPanic(context.Background(), "relay panicked", v)
 		}
 	}()
 	r.finish(r.errs)

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/netpark"
@@ -191,9 +189,7 @@ func (s *Server) serveConn(base context.Context, c *Conn) {
 	c.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
-			s.logger().LogAttrs(ctx, slog.LevelError, "connection handler panicked",
-				slog.String("remote", c.nc.RemoteAddr().String()),
-				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			c.logPanic(ctx, "connection handler panicked", r)
 			c.runOnClose() // a detached session may be parked: wake it first
 		} else if c.detached.Load() {
 			return // the handler calls the function Detach returned
@@ -210,13 +206,7 @@ func (s *Server) serveConn(base context.Context, c *Conn) {
 // the socket, reports StateClosed and stops tracking the connection.
 func (c *Conn) end() {
 	c.endOnce.Do(func() {
-		c.mu.Lock()
-		cancel := c.cancel
-		c.mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-		_ = c.nc.Close()
+		c.cancelAndClose()
 		c.SetState(StateClosed)
 		if c.gate != nil {
 			c.gate.release(c)
@@ -251,18 +241,6 @@ func (s *Server) closePoller() {
 	if p != nil {
 		_ = p.Close()
 	}
-}
-
-// isTemporaryAcceptError reports whether err is worth retrying: running out
-// of descriptors or a connection aborted before it was accepted.
-func isTemporaryAcceptError(err error) bool {
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
-		errors.Is(err, syscall.ENOMEM) {
-		return true
-	}
-	var te interface{ Temporary() bool }
-	return errors.As(err, &te) && te.Temporary()
 }
 
 func (s *Server) trackListener(l *net.Listener, add bool) bool {

@@ -9,7 +9,8 @@ import (
 	"syscall"
 )
 
-// Small helpers the wire packages share for their sessions.
+// Small helpers the wire packages share for their sessions, and the
+// accept loop's test of a temporary error.
 
 // BufferedConn reads through R, which may hold the first bytes already read
 // from Conn (during the startup or handshake); writes go to Conn.
@@ -51,6 +52,18 @@ func IsClientGone(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// isTemporaryAcceptError reports whether err is worth retrying: running out
+// of descriptors or a connection aborted before it was accepted.
+func isTemporaryAcceptError(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) {
+		return true
+	}
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
 }
 
 // FirstReal returns the first error that is not a relay's own deadline
