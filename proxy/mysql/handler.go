@@ -2,15 +2,8 @@ package mysql
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,9 +35,8 @@ type Options struct {
 // proxy.Handler. Create it with [NewHandler].
 type Handler struct {
 	proxy.ListenerBase
-	opts        Options
-	upstreamTLS *tls.Config // up.TLS(): nil for sslmode disable
-	rsa         rsaKey
+	opts Options
+	rsa  rsaKey
 
 	// greeting is the template of the proxy's own greetings: the last
 	// usable initial handshake read from the server (nil before the first
@@ -66,7 +58,7 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
-	return &Handler{opts: opts, ListenerBase: base, upstreamTLS: base.Up.TLS()}, nil
+	return &Handler{opts: opts, ListenerBase: base}, nil
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -113,40 +105,4 @@ func (s *session) limitedLog() *slog.Logger {
 		attrs = append(attrs, slog.String("user", s.resp.user), slog.String("database", s.resp.database))
 	}
 	return s.h.LimitLog.With(attrs...)
-}
-
-// dial connects to the upstream within the connect timeout.
-func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
-	defer cancel()
-	return h.Up.Dial(ctx)
-}
-
-// rsaKey is the proxy's own RSA key pair, generated on first use. It lets
-// a plaintext client complete caching_sha2_password full authentication
-// with a TLS upstream: the client encrypts its password to this key and the
-// proxy sends it to the server inside TLS.
-type rsaKey struct {
-	once sync.Once
-	key  *rsa.PrivateKey
-	pem  []byte
-	err  error
-}
-
-func (k *rsaKey) get() (*rsa.PrivateKey, []byte, error) {
-	k.once.Do(func() {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			k.err = fmt.Errorf("generate RSA key: %w", err)
-			return
-		}
-		der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-		if err != nil {
-			k.err = fmt.Errorf("marshal RSA public key: %w", err)
-			return
-		}
-		k.key = key
-		k.pem = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	})
-	return k.key, k.pem, k.err
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -232,7 +233,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	defer func() { clear(p); s.hr = nil }()
 	fwd := clientCaps(p, s.hs.mariaDB) & s.adverts &^ capSSL
 	useTLS := false
-	if s.h.upstreamTLS != nil {
+	if s.h.Up.TLS() != nil {
 		switch {
 		case s.hs.caps&capSSL != 0:
 			useTLS = true
@@ -251,7 +252,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 			return s.upstreamLost(err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
-		tconn := tls.Client(s.rawServer, s.h.upstreamTLS)
+		tconn := tls.Client(s.rawServer, s.h.Up.TLS())
 		err := tconn.HandshakeContext(tctx)
 		cancel()
 		if err != nil {
@@ -284,4 +285,11 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	}
 	s.d = clientSeq - serverSeq
 	return nil
+}
+
+// dial connects to the upstream within the connect timeout.
+func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
+	defer cancel()
+	return h.Up.Dial(ctx)
 }
