@@ -12,6 +12,20 @@ import (
 // Small helpers the wire packages share for their sessions, and the
 // accept loop's test of a temporary error.
 
+// ByteSet is a set of bytes: the message types or command bytes a hook
+// asks for. The zero value is empty.
+type ByteSet [4]uint64
+
+// Add adds bs to the set.
+func (s *ByteSet) Add(bs ...byte) {
+	for _, b := range bs {
+		s[b>>6] |= 1 << (b & 63)
+	}
+}
+
+// Has reports whether b is in the set.
+func (s *ByteSet) Has(b byte) bool { return s[b>>6]&(1<<(b&63)) != 0 }
+
 // BufferedConn reads through R, which may hold the first bytes already read
 // from Conn (during the startup or handshake); writes go to Conn.
 type BufferedConn struct {
