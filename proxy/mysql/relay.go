@@ -409,21 +409,15 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *relay.Pump, rf
 		toClient = fatalf(codeServerLost, stateGeneral, "dbproxy: malformed packet from the database server", nil)
 	case proxy.UpstreamFailed(upErr, downErr):
 		quit = false
-		switch {
-		case x == nil:
+		if x == nil {
 			// Idle: close the client as the server closed us.
 			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", proxy.FirstReal(upErr, downErr)))
-		case rf.lastERR && !up.MidMessage():
-			// The server said why (e.g. 1927 after KILL CONNECTION).
-			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
-		default:
-			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
-				slog.Any("error", proxy.FirstReal(upErr, downErr)))
+			// Not lost if the server said why (e.g. 1927 after KILL CONNECTION).
+		} else if proxy.LogServerEnd(ctx, s.log, rf.lastERR && !up.MidMessage(), upErr, downErr) {
 			toClient = s.upstreamLost(nil)
 		}
 	default:
-		// Client gone: routine, not logged above debug.
-		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", proxy.FirstReal(downErr, upErr)))
+		proxy.LogClientGone(ctx, s.log, upErr, downErr)
 		canWriteClient = false
 	}
 	if toClient != nil && canWriteClient {

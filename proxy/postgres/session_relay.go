@@ -80,17 +80,12 @@ func (s *session) endRelay(ctx context.Context, up, down *relay.Pump, upLast byt
 		toClient = hookErr.Err
 	case proxy.UpstreamFailed(upErr, downErr):
 		terminate = false
-		if upLast == 'E' && !up.MidMessage() {
-			// The server said why (e.g. 57P01 after pg_terminate_backend).
-			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
-		} else {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
-				slog.Any("error", proxy.FirstReal(upErr, downErr)))
+		// Not lost if the server said why (e.g. 57P01 after pg_terminate_backend).
+		if proxy.LogServerEnd(ctx, s.log, upLast == 'E' && !up.MidMessage(), upErr, downErr) {
 			toClient = s.upstreamLost(nil)
 		}
 	default:
-		// Client gone: routine, not logged above debug.
-		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", proxy.FirstReal(downErr, upErr)))
+		proxy.LogClientGone(ctx, s.log, upErr, downErr)
 		canWriteClient = false
 	}
 	if toClient != nil && canWriteClient {
