@@ -409,11 +409,13 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *relay.Pump, rf
 		toClient = fatalf(codeServerLost, stateGeneral, "dbproxy: malformed packet from the database server", nil)
 	case proxy.UpstreamFailed(upErr, downErr):
 		quit = false
-		if x == nil {
+		switch {
+		case x == nil:
 			// Idle: close the client as the server closed us.
 			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", proxy.FirstReal(upErr, downErr)))
-			// Not lost if the server said why (e.g. 1927 after KILL CONNECTION).
-		} else if proxy.LogServerEnd(ctx, s.log, rf.lastERR && !up.MidMessage(), upErr, downErr) {
+		case proxy.LogServerEnd(ctx, s.log, rf.lastERR && !up.MidMessage(), upErr, downErr):
+			// Lost: the server did not say why (as with 1927 after KILL
+			// CONNECTION).
 			toClient = s.upstreamLost(nil)
 		}
 	default:
