@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -156,80 +154,6 @@ func TestClearPasswordLegs(t *testing.T) {
 			}
 		}
 	}
-}
-
-// changeUserHandler answers COM_CHANGE_USER with an AuthSwitchRequest to
-// mysql_clear_password and records what the client answers.
-type changeUserHandler struct {
-	queryHandler
-	c   *server.Conn
-	got chan []byte
-}
-
-func (h *changeUserHandler) HandleOtherCommand(cmd byte, data []byte) error {
-	if cmd != gomysql.COM_CHANGE_USER {
-		return h.queryHandler.HandleOtherCommand(cmd, data)
-	}
-	req := append(make([]byte, 4), 0xfe)
-	req = append(req, gomysql.AUTH_CLEAR_PASSWORD+"\x00"...)
-	if err := h.c.WritePacket(req); err != nil {
-		return err
-	}
-	ans, err := h.c.ReadPacket()
-	if err != nil {
-		return err
-	}
-	h.got <- bytes.Clone(ans)
-	return nil // OK
-}
-
-// startChangeUserServer is a go-mysql server whose user logs in with
-// mysql_native_password and whose COM_CHANGE_USER asks for the password in
-// clear; got receives the client's answers.
-func startChangeUserServer(t *testing.T, user, password string) (addr string, got chan []byte) {
-	t.Helper()
-	srv := server.NewServer("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_NATIVE_PASSWORD, nil, nil)
-	auth := server.NewInMemoryAuthenticationHandler(gomysql.AUTH_NATIVE_PASSWORD)
-	if err := auth.AddUser(user, password); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = make(chan []byte, 4)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				h := &changeUserHandler{got: got}
-				c, err := srv.NewCustomizedConn(nc, auth, h)
-				if err != nil {
-					return
-				}
-				h.c = c
-				for !c.Closed() {
-					if err := c.HandleCommand(); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	return l.Addr().String(), got
 }
 
 // TestChangeUserClearPassword: COM_CHANGE_USER, otherwise relayed as is,
