@@ -167,7 +167,7 @@ func (s *session) clientLegAllowsClear(plugin string) error {
 
 // upstreamLegAllowsClear is the upstream half of clearPasswordAllowed.
 func (s *session) upstreamLegAllowsClear(plugin string) error {
-	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.RawServer.RemoteAddr()) {
 		return fatalf(codeAccessDenied, stateAccessDenied,
 			"dbproxy does not send a password in clear ("+plugin+") to a database server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener",
 			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))

@@ -79,7 +79,7 @@ func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
 	if err != nil {
 		return 0, nil, fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
 	}
-	if !s.setServer(conn, conn) {
+	if !s.SetServer(conn, conn) {
 		_ = conn.Close()
 		return 0, nil, errHandled
 	}
@@ -248,17 +248,17 @@ func (s *session) forwardResponse(ctx context.Context) error {
 		req := bytes.Clone(p[:sslRequestLen])
 		setClientCaps(req, fwd|capSSL, s.hs.mariaDB)
 		pkt, _ := appendPacket(nil, serverSeq, req)
-		if _, err := s.server.Write(pkt); err != nil {
+		if _, err := s.Server.Write(pkt); err != nil {
 			return s.upstreamLost(err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
-		tconn := tls.Client(s.rawServer, s.h.Up.TLS())
+		tconn := tls.Client(s.RawServer, s.h.Up.TLS())
 		err := tconn.HandshakeContext(tctx)
 		cancel()
 		if err != nil {
 			return fatalf(codeSSLConnection, stateGeneral, "dbproxy: TLS handshake with the database server failed", err)
 		}
-		if !s.setServer(s.rawServer, tconn) {
+		if !s.SetServer(s.RawServer, tconn) {
 			return errHandled
 		}
 		s.serverTLS = true
@@ -278,7 +278,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	setClientCaps(p, fwd, s.hs.mariaDB)
 	s.caps = fwd &^ capSSL
 	pkt, _ := appendPacket(nil, serverSeq, p)
-	_, err := s.server.Write(pkt)
+	_, err := s.Server.Write(pkt)
 	clear(pkt) // holds the auth response
 	if err != nil {
 		return s.upstreamLost(err)

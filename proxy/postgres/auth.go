@@ -104,7 +104,7 @@ func (s *session) cleartextAllowed() error {
 			"the server asks for the password in clear text and dbproxy does not send it over a client connection that is neither TLS nor loopback: "+hint,
 			errors.New("cleartext password refused: client leg is plaintext and not loopback"))
 	}
-	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.RawServer.RemoteAddr()) {
 		return fatalf(codeInvalidAuthSpec,
 			"the server asks for the password in clear text and dbproxy does not send it to a server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener, or use scram-sha-256 on the server",
 			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))
@@ -170,7 +170,7 @@ func (s *session) writeServerMessage(typ byte, body []byte) error {
 	msg = append(msg, typ)
 	msg = binary.BigEndian.AppendUint32(msg, uint32(len(body)+4))
 	msg = append(msg, body...)
-	_, err := s.server.Write(msg)
+	_, err := s.Server.Write(msg)
 	clear(msg) // may hold a password
 	return err
 }
@@ -193,7 +193,7 @@ func (s *session) terminateSCRAM(body []byte) error {
 	}
 	var cbind []byte
 	if hasPlus {
-		cbind = serverChannelBinding(s.server)
+		cbind = serverChannelBinding(s.Server)
 	}
 	plus := cbind != nil
 	if !plus && !hasSCRAM {
@@ -250,7 +250,7 @@ func (s *session) sendServer(msg interface{ Encode([]byte) ([]byte, error) }) er
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	_, err = s.server.Write(b)
+	_, err = s.Server.Write(b)
 	clear(b)
 	if err != nil {
 		return s.upstreamLost(err)
