@@ -402,10 +402,12 @@ func suitePGProxy(t *testing.T, pg *testenv.Postgres, ic postgres.Interceptor) *
 	t.Helper()
 	sp, logger := newServedProxy(slog.LevelWarn)
 	opts := postgres.Options{
-		Name:        "pg-suite",
-		Upstream:    pg.Addr(),
-		UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable},
-		Logger:      logger,
+		ListenerOptions: proxy.ListenerOptions{
+			Name:        "pg-suite",
+			Upstream:    pg.Addr(),
+			UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable},
+			Logger:      logger,
+		},
 	}
 	if ic != nil {
 		opts.Interceptor = ic
@@ -480,11 +482,13 @@ func suiteMyProxy(t *testing.T, db *testenv.MariaDB, ic mysql.Interceptor) *myPr
 		up = proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, ServerName: db.Host, RootCAs: caPool(t, db.CAFile)}
 	}
 	opts := mysql.Options{
-		TLS:         tlsCfg,
-		Name:        "mysql-suite",
-		Upstream:    db.Addr(),
-		UpstreamTLS: up,
-		Logger:      logger,
+		ListenerOptions: proxy.ListenerOptions{
+			TLS:         tlsCfg,
+			Name:        "mysql-suite",
+			Upstream:    db.Addr(),
+			UpstreamTLS: up,
+			Logger:      logger,
+		},
 	}
 	if ic != nil {
 		opts.Interceptor = ic

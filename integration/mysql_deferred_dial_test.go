@@ -46,18 +46,20 @@ func startDeferredProxy(t *testing.T, db *testenv.MariaDB, hsTimeout time.Durati
 	sp, logger := newServedProxy(slog.LevelDebug)
 	p := &deferredProxy{servedProxy: sp}
 	opts := mysql.Options{
-		Name:             "mysql-deferred",
-		Upstream:         db.Addr(),
-		UpstreamTLS:      proxy.UpstreamTLS{Mode: proxy.SSLDisable},
-		Logger:           logger,
-		HandshakeTimeout: hsTimeout,
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			p.dials.Add(1)
-			if p.failDial.Load() {
-				return nil, errors.New("upstream down (test)")
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
+		ListenerOptions: proxy.ListenerOptions{
+			Name:             "mysql-deferred",
+			Upstream:         db.Addr(),
+			UpstreamTLS:      proxy.UpstreamTLS{Mode: proxy.SSLDisable},
+			Logger:           logger,
+			HandshakeTimeout: hsTimeout,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				p.dials.Add(1)
+				if p.failDial.Load() {
+					return nil, errors.New("upstream down (test)")
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			},
 		},
 	}
 	if clientTLS {

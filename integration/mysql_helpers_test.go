@@ -55,14 +55,16 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	p := &myProxy{servedProxy: sp, db: db}
 	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, db.Host, db.CAFile)
 	opts := mysql.Options{
-		Name:             "mysql-test",
-		Upstream:         db.Addr(),
-		UpstreamTLS:      up,
-		Logger:           logger,
+		ListenerOptions: proxy.ListenerOptions{
+			Name:             "mysql-test",
+			Upstream:         db.Addr(),
+			UpstreamTLS:      up,
+			Logger:           logger,
+			Dial:             o.Dial,
+			HandshakeTimeout: o.HandshakeTimeout,
+		},
 		Interceptor:      o.Interceptor,
 		HideCapabilities: o.Hide,
-		Dial:             o.Dial,
-		HandshakeTimeout: o.HandshakeTimeout,
 	}
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr

@@ -53,14 +53,16 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	p := &pgProxy{servedProxy: sp, pg: pg}
 	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, pg.Host, pg.CAFile)
 	opts := postgres.Options{
-		Dial:             o.Dial,
-		Name:             "pg-test",
-		Upstream:         pg.Addr(),
-		UpstreamTLS:      up,
-		Logger:           logger,
-		Interceptor:      o.Interceptor,
-		MaxMessageSize:   o.MaxMessageSize,
-		HandshakeTimeout: o.HandshakeTimeout,
+		ListenerOptions: proxy.ListenerOptions{
+			Dial:             o.Dial,
+			Name:             "pg-test",
+			Upstream:         pg.Addr(),
+			UpstreamTLS:      up,
+			Logger:           logger,
+			HandshakeTimeout: o.HandshakeTimeout,
+		},
+		Interceptor:    o.Interceptor,
+		MaxMessageSize: o.MaxMessageSize,
 	}
 	if o.UpstreamAddr != "" {
 		opts.Upstream = o.UpstreamAddr

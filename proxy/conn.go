@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -290,6 +291,11 @@ func (c *Conn) startDrainReason(reason DrainReason) {
 // closeHard cancels the connection's context and closes its socket.
 func (c *Conn) closeHard() {
 	c.runOnClose()
+	c.cancelAndClose()
+}
+
+// cancelAndClose cancels the connection's context and closes its socket.
+func (c *Conn) cancelAndClose() {
 	c.mu.Lock()
 	cancel := c.cancel
 	c.mu.Unlock()
@@ -297,4 +303,11 @@ func (c *Conn) closeHard() {
 		cancel()
 	}
 	_ = c.nc.Close()
+}
+
+// logPanic logs v, recovered from a panic while serving c, with its stack.
+func (c *Conn) logPanic(ctx context.Context, msg string, v any) {
+	c.srv.logger().LogAttrs(ctx, slog.LevelError, msg,
+		slog.String("remote", c.nc.RemoteAddr().String()),
+		slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 }

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"io"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -96,10 +95,7 @@ func TestDetachedParkedConnection(t *testing.T) {
 				mu.Unlock()
 			}}
 			addr, _ := serve(t, srv)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialTest(t, addr)
 			defer c.Close()
 			for _, msg := range []string{"one", "two", "three"} {
 				if _, err := c.Write([]byte(msg)); err != nil {

@@ -1,8 +1,9 @@
 // Package proxy owns the protocol-independent part of a dbproxy listener:
 // accepting connections, tracking them, and shutting them down; plus what
 // the wire packages (proxy/postgres, proxy/mysql) share for their sessions:
-// TLS configuration, the upstream and its dialer ([Upstream]), the
-// listener's logs ([ListenerLogs]), a session's life ([SessionLife]: the
+// TLS configuration, the options every handler has ([ListenerOptions]),
+// the upstream and its dialer ([Upstream]), the listener's logs
+// ([ListenerLogs]), a session's life ([SessionLife]: the
 // close-once socket pair [Sockets], cleanup, hard close, the hand-over to
 // a [Relay]), the errors that end a relay's pumps (relay_errors.go) and
 // small helpers (session_helpers.go). The pumps themselves, and the count

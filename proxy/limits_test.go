@@ -243,10 +243,7 @@ func TestLimitHandshakeDone(t *testing.T) {
 	addr, _ := serve(t, srv)
 	var conns []net.Conn
 	for range 5 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialTest(t, addr)
 		defer c.Close()
 		<-started
 		conns = append(conns, c)

@@ -83,3 +83,32 @@ func UpstreamFailed(upErr, downErr error) bool {
 	}
 	return true
 }
+
+// LogServerEnd logs the end of a session whose server connection failed
+// (see [UpstreamFailed]): at info if the server said why (its last message
+// was an error), otherwise as a lost connection at warning. It reports
+// whether the connection was lost, which the client must then be told.
+func LogServerEnd(ctx context.Context, log *slog.Logger, saidWhy bool, upErr, downErr error) (lost bool) {
+	if saidWhy {
+		log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
+		return false
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
+		slog.Any("error", FirstReal(upErr, downErr)))
+	return true
+}
+
+// LogClientGone logs the end of a session whose client went away:
+// routine, not logged above debug.
+func LogClientGone(ctx context.Context, log *slog.Logger, upErr, downErr error) {
+	log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", FirstReal(downErr, upErr)))
+}
+
+// ClientErrorText is the Error text of a wire package's client-facing
+// error: its message, then the cause (for the proxy's log only), if any.
+func ClientErrorText(msg string, cause error) string {
+	if cause != nil {
+		return msg + ": " + cause.Error()
+	}
+	return msg
+}

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -233,11 +231,7 @@ func (l *relayLeg) afterDeadline() (goOn, parked bool) {
 // kick stops the leg from parking again, runs interrupt and wakes the leg
 // if it is parked.
 func (l *relayLeg) kick(interrupt func()) {
-	l.mu.Lock()
-	l.kicked = true
-	h := l.parked
-	l.parked = nil
-	l.mu.Unlock()
+	h := l.takeParked(true)
 	if interrupt != nil {
 		interrupt()
 	}
@@ -248,13 +242,23 @@ func (l *relayLeg) kick(interrupt func()) {
 
 // unpark wakes the leg if it is parked; it may park again.
 func (l *relayLeg) unpark() {
-	l.mu.Lock()
-	h := l.parked
-	l.parked = nil
-	l.mu.Unlock()
-	if h != nil {
+	if h := l.takeParked(false); h != nil {
 		h.Unpark()
 	}
+}
+
+// takeParked clears and returns the leg's parked handle (nil if it is not
+// parked); with kick, in the same critical section, it stops the leg from
+// parking again.
+func (l *relayLeg) takeParked(kick bool) *netpark.Handle {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if kick {
+		l.kicked = true
+	}
+	h := l.parked
+	l.parked = nil
+	return h
 }
 
 // resume runs a woken leg on its new goroutine. The timer is armed again:
@@ -307,9 +311,7 @@ func (r *Relay) end() {
 	defer r.done()
 	defer func() {
 		if v := recover(); v != nil {
-			r.c.srv.logger().LogAttrs(context.Background(), slog.LevelError, "relay panicked",
-				slog.String("remote", r.c.nc.RemoteAddr().String()),
-				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			r.c.logPanic(context.Background(), "relay panicked", v)
 		}
 	}()
 	r.finish(r.errs)

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/netpark"
@@ -191,9 +189,7 @@ func (s *Server) serveConn(base context.Context, c *Conn) {
 	c.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
-			s.logger().LogAttrs(ctx, slog.LevelError, "connection handler panicked",
-				slog.String("remote", c.nc.RemoteAddr().String()),
-				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			c.logPanic(ctx, "connection handler panicked", r)
 			c.runOnClose() // a detached session may be parked: wake it first
 		} else if c.detached.Load() {
 			return // the handler calls the function Detach returned
@@ -210,13 +206,7 @@ func (s *Server) serveConn(base context.Context, c *Conn) {
 // the socket, reports StateClosed and stops tracking the connection.
 func (c *Conn) end() {
 	c.endOnce.Do(func() {
-		c.mu.Lock()
-		cancel := c.cancel
-		c.mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-		_ = c.nc.Close()
+		c.cancelAndClose()
 		c.SetState(StateClosed)
 		if c.gate != nil {
 			c.gate.release(c)
@@ -251,18 +241,6 @@ func (s *Server) closePoller() {
 	if p != nil {
 		_ = p.Close()
 	}
-}
-
-// isTemporaryAcceptError reports whether err is worth retrying: running out
-// of descriptors or a connection aborted before it was accepted.
-func isTemporaryAcceptError(err error) bool {
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
-		errors.Is(err, syscall.ENOMEM) {
-		return true
-	}
-	var te interface{ Temporary() bool }
-	return errors.As(err, &te) && te.Temporary()
 }
 
 func (s *Server) trackListener(l *net.Listener, add bool) bool {
@@ -308,13 +286,7 @@ func (s *Server) trackConn(c *Conn, add bool) {
 // connections. A reload that changes what sessions must do uses it, so
 // that no session keeps running under the old rules.
 func (s *Server) DrainConns(reason DrainReason) {
-	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.snapshotConns() {
 		c.startDrainReason(reason)
 	}
 }
@@ -358,17 +330,8 @@ func (s *Server) closeListenersLocked() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	s.mu.Lock()
-	lerr := s.closeListenersLocked()
-	done := s.doneChanLocked()
-	select {
-	case <-done:
-	default:
-		close(done)
-	}
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	lerr := s.stopAcceptingLocked()
+	conns := s.connsLocked()
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.startDrain()
@@ -401,13 +364,7 @@ func (s *Server) Close() error {
 	s.inShutdown.Store(true)
 	s.hardClosed.Store(true)
 	s.mu.Lock()
-	err := s.closeListenersLocked()
-	done := s.doneChanLocked()
-	select {
-	case <-done:
-	default:
-		close(done)
-	}
+	err := s.stopAcceptingLocked()
 	s.mu.Unlock()
 	s.closeConns()
 	s.closePoller()
@@ -415,15 +372,38 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) closeConns() {
+	for _, c := range s.snapshotConns() {
+		c.closeHard()
+	}
+}
+
+// snapshotConns returns the current connections.
+func (s *Server) snapshotConns() []*Conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connsLocked()
+}
+
+// connsLocked returns the current connections; s.mu is held.
+func (s *Server) connsLocked() []*Conn {
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.closeHard()
+	return conns
+}
+
+// stopAcceptingLocked closes the listeners and the channel that tells
+// Serve the server is closed; s.mu is held.
+func (s *Server) stopAcceptingLocked() error {
+	err := s.closeListenersLocked()
+	done := s.doneChanLocked()
+	select {
+	case <-done:
+	default:
+		close(done)
 	}
+	return err
 }
 
 // onceCloseListener makes Close idempotent: Serve's defer and Shutdown may

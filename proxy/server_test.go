@@ -41,12 +41,19 @@ func serve(t *testing.T, srv *proxy.Server) (addr string, done chan error) {
 	return l.Addr().String(), done
 }
 
-func roundTrip(t *testing.T, addr, s string) {
+// dialTest connects to addr or fails the test.
+func dialTest(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func roundTrip(t *testing.T, addr, s string) {
+	t.Helper()
+	c := dialTest(t, addr)
 	defer c.Close()
 	if _, err := c.Write([]byte(s)); err != nil {
 		t.Fatal(err)
@@ -61,10 +68,7 @@ func TestServeAndShutdown(t *testing.T) {
 	srv := &proxy.Server{Handler: handlerFunc(echo)}
 	addr, done := serve(t, srv)
 	roundTrip(t, addr, "hello")
-	held, err := net.Dial("tcp", addr) // an idle connection, drained by Shutdown
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := dialTest(t, addr) // an idle connection, drained by Shutdown
 	defer held.Close()
 	roundTripConn(t, held, "x")
 	if err := srv.Shutdown(context.Background()); err != nil {
@@ -113,10 +117,7 @@ func TestShutdownWaitsForBusy(t *testing.T) {
 		<-release
 	})}
 	addr, _ := serve(t, srv)
-	c1, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := dialTest(t, addr)
 	defer c1.Close()
 	<-started
 
@@ -140,10 +141,7 @@ func TestShutdownWaitsForBusy(t *testing.T) {
 		close(ctxDone)
 	})}
 	addr2, _ := serve(t, srv2)
-	c2, err := net.Dial("tcp", addr2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := dialTest(t, addr2)
 	defer c2.Close()
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -174,10 +172,7 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 		}),
 	}
 	addr, _ := serve(t, srv)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialTest(t, addr)
 	defer c.Close()
 	if _, err := c.Write([]byte("panic")); err != nil {
 		t.Fatal(err)
@@ -224,10 +219,7 @@ func TestConnStateHook(t *testing.T) {
 		},
 	}
 	addr, _ := serve(t, srv)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialTest(t, addr)
 	defer c.Close()
 	<-closed
 	mu.Lock()

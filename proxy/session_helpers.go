@@ -9,7 +9,22 @@ import (
 	"syscall"
 )
 
-// Small helpers the wire packages share for their sessions.
+// Small helpers the wire packages share for their sessions, and the
+// accept loop's test of a temporary error.
+
+// ByteSet is a set of bytes: the message types or command bytes a hook
+// asks for. The zero value is empty.
+type ByteSet [4]uint64
+
+// Add adds bs to the set.
+func (s *ByteSet) Add(bs ...byte) {
+	for _, b := range bs {
+		s[b>>6] |= 1 << (b & 63)
+	}
+}
+
+// Has reports whether b is in the set.
+func (s *ByteSet) Has(b byte) bool { return s[b>>6]&(1<<(b&63)) != 0 }
 
 // BufferedConn reads through R, which may hold the first bytes already read
 // from Conn (during the startup or handshake); writes go to Conn.
@@ -51,6 +66,18 @@ func IsClientGone(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// isTemporaryAcceptError reports whether err is worth retrying: running out
+// of descriptors or a connection aborted before it was accepted.
+func isTemporaryAcceptError(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) {
+		return true
+	}
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
 }
 
 // FirstReal returns the first error that is not a relay's own deadline

@@ -14,6 +14,11 @@ import (
 // protocol's session embeds it; the serving goroutine calls Begin first
 // and defers the function Begin returns.
 type SessionLife struct {
+	// RawServer is the upstream socket (deadlines, Close) and Server the
+	// connection the session talks over (RawServer, or TLS over it); both
+	// are nil until SetServer.
+	RawServer, Server net.Conn
+
 	socks    *Sockets
 	endFns   []func()
 	detached bool                  // the relay ends the session on its own goroutines
@@ -57,10 +62,17 @@ func (l *SessionLife) End() {
 	l.endFns = nil
 }
 
-// SetServer records the raw upstream socket (see [Sockets.SetServer]). It
-// reports false, and the caller must close it, if the session was
+// SetServer records the upstream socket raw (see [Sockets.SetServer]) and
+// the connection conn the session talks over (raw, or TLS over it). It
+// reports false, and the caller must close raw, if the session was
 // hard-closed meanwhile.
-func (l *SessionLife) SetServer(raw net.Conn) bool { return l.socks.SetServer(raw) }
+func (l *SessionLife) SetServer(raw, conn net.Conn) bool {
+	if !l.socks.SetServer(raw) {
+		return false
+	}
+	l.RawServer, l.Server = raw, conn
+	return true
+}
 
 // Relay hands the session over to r and starts it (see [Relay.Start]).
 // A drain closes the session at once if closeIfIdle marks it closing

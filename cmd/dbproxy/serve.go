@@ -213,11 +213,11 @@ func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, ic *
 	if err != nil {
 		return nil, err
 	}
-	return postgres.NewHandler(postgres.Options{
-		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
+	return postgres.NewHandler(postgres.Options{Interceptor: ic, ListenerOptions: proxy.ListenerOptions{
+		Name: name, Upstream: lc.Upstream, Logger: log,
 		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
 		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
-	})
+	}})
 }
 
 func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *mySwap) (*mysql.Handler, error) {
@@ -225,11 +225,11 @@ func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *myS
 	if err != nil {
 		return nil, err
 	}
-	return mysql.NewHandler(mysql.Options{
-		Name: name, Upstream: lc.Upstream, Logger: log, Interceptor: ic,
+	return mysql.NewHandler(mysql.Options{Interceptor: ic, ListenerOptions: proxy.ListenerOptions{
+		Name: name, Upstream: lc.Upstream, Logger: log,
 		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
 		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
-	})
+	}})
 }
 
 // handlerTLS is the TLS part of a protocol handler's options.

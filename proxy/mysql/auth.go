@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -113,16 +114,26 @@ func (s *session) authenticate() error {
 // relayStep forwards a server authentication packet to the client and the
 // client's answer (never decoded) to the server.
 func (s *session) relayStep(seq uint8, p []byte) error {
-	s.toClient(seq+s.d, p)
-	if err := s.flushClient(); err != nil {
-		return err
-	}
-	cseq, cp, err := s.readClient()
+	cseq, cp, err := s.askClient(seq, p)
 	if err != nil {
 		return err
 	}
-	s.cseq = cseq + 1
 	return s.writeServer(cseq-s.d, cp)
+}
+
+// askClient sends the server's authentication packet p (sequence id seq)
+// to the client and reads the client's answer.
+func (s *session) askClient(seq uint8, p []byte) (cseq uint8, cp []byte, err error) {
+	s.toClient(seq+s.d, p)
+	if err := s.flushClient(); err != nil {
+		return 0, nil, err
+	}
+	cseq, cp, err = s.readClient()
+	if err != nil {
+		return 0, nil, err
+	}
+	s.cseq = cseq + 1
+	return cseq, cp, nil
 }
 
 // clearPasswordAllowed says whether the password may travel in clear
@@ -156,7 +167,7 @@ func (s *session) clientLegAllowsClear(plugin string) error {
 
 // upstreamLegAllowsClear is the upstream half of clearPasswordAllowed.
 func (s *session) upstreamLegAllowsClear(plugin string) error {
-	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.RawServer.RemoteAddr()) {
 		return fatalf(codeAccessDenied, stateAccessDenied,
 			"dbproxy does not send a password in clear ("+plugin+") to a database server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener",
 			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))
@@ -226,15 +237,10 @@ func (s *session) changeUserAuthCheck(n int, head []byte) error {
 //
 // Anything else the client sends is relayed as is.
 func (s *session) bridgeFullAuth(seq uint8, p, scramble []byte) error {
-	s.toClient(seq+s.d, p)
-	if err := s.flushClient(); err != nil {
-		return err
-	}
-	cseq, cp, err := s.readClient()
+	cseq, cp, err := s.askClient(seq, p)
 	if err != nil {
 		return err
 	}
-	s.cseq = cseq + 1
 	if len(cp) == 1 && cp[0] == sha2RequestPublicKey {
 		if !s.clientTLS {
 			// The proxy would decrypt the password and send it in clear
@@ -358,4 +364,33 @@ func parseRSAPublicKey(p []byte) (*rsa.PublicKey, error) {
 		return nil, errors.New("not an RSA key")
 	}
 	return pub, nil
+}
+
+// rsaKey is the proxy's own RSA key pair, generated on first use. It lets
+// a plaintext client complete caching_sha2_password full authentication
+// with a TLS upstream: the client encrypts its password to this key and the
+// proxy sends it to the server inside TLS.
+type rsaKey struct {
+	once sync.Once
+	key  *rsa.PrivateKey
+	pem  []byte
+	err  error
+}
+
+func (k *rsaKey) get() (*rsa.PrivateKey, []byte, error) {
+	k.once.Do(func() {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			k.err = fmt.Errorf("generate RSA key: %w", err)
+			return
+		}
+		der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		if err != nil {
+			k.err = fmt.Errorf("marshal RSA public key: %w", err)
+			return
+		}
+		k.key = key
+		k.pem = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	})
+	return k.key, k.pem, k.err
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -79,7 +78,7 @@ func TestClearPasswordLegs(t *testing.T) {
 				}
 				t.Run(fmt.Sprintf("%s/upstream=%s/client=%s", plugin, up.name, cl.name), func(t *testing.T) {
 					fake := startFakeServerPlugin(t, user, password, plugin)
-					opts := mysql.Options{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: up.mode, ServerName: "127.0.0.1"}}
+					opts := mysql.Options{ListenerOptions: proxy.ListenerOptions{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: up.mode, ServerName: "127.0.0.1"}}}
 					var fwd *testenv.Forwarder
 					if up.fwd {
 						fwd = testenv.Forward(t, ip, fake.addr)
@@ -157,54 +156,6 @@ func TestClearPasswordLegs(t *testing.T) {
 	}
 }
 
-// changeUserHandler answers COM_CHANGE_USER with an AuthSwitchRequest to
-// mysql_clear_password and records what the client answers.
-type changeUserHandler struct {
-	queryHandler
-	c   *server.Conn
-	got chan []byte
-}
-
-func (h *changeUserHandler) HandleOtherCommand(cmd byte, data []byte) error {
-	if cmd != gomysql.COM_CHANGE_USER {
-		return h.queryHandler.HandleOtherCommand(cmd, data)
-	}
-	req := append(make([]byte, 4), 0xfe)
-	req = append(req, gomysql.AUTH_CLEAR_PASSWORD+"\x00"...)
-	if err := h.c.WritePacket(req); err != nil {
-		return err
-	}
-	ans, err := h.c.ReadPacket()
-	if err != nil {
-		return err
-	}
-	h.got <- bytes.Clone(ans)
-	return nil // OK
-}
-
-// startChangeUserServer is a go-mysql server whose user logs in with
-// mysql_native_password and whose COM_CHANGE_USER asks for the password in
-// clear; got receives the client's answers.
-func startChangeUserServer(t *testing.T, user, password string) (addr string, got chan []byte) {
-	t.Helper()
-	srv := server.NewServer("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_NATIVE_PASSWORD, nil, nil)
-	auth := server.NewInMemoryAuthenticationHandler(gomysql.AUTH_NATIVE_PASSWORD)
-	if err := auth.AddUser(user, password); err != nil {
-		t.Fatal(err)
-	}
-	got = make(chan []byte, 4)
-	addr = testenv.ServeTCP(t, func(nc net.Conn) {
-		h := &changeUserHandler{got: got}
-		c, err := srv.NewCustomizedConn(nc, auth, h)
-		if err != nil {
-			return
-		}
-		h.c = c
-		handleCommands(c)
-	})
-	return addr, got
-}
-
 // TestChangeUserClearPassword: COM_CHANGE_USER, otherwise relayed as is,
 // follows the same rule: a switch to mysql_clear_password reaches the
 // client only when both legs are safe; otherwise the client gets ERR 1045
@@ -228,7 +179,7 @@ func TestChangeUserClearPassword(t *testing.T) {
 				fwd = testenv.Forward(t, ip, upstream)
 				upstream = fwd.Addr
 			}
-			addr, logs := startProxy(t, mysql.Options{Upstream: upstream, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}})
+			addr, logs := startProxy(t, mysql.Options{ListenerOptions: proxy.ListenerOptions{Upstream: upstream, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}})
 			c, err := client.Connect(addr, user, password, "")
 			if err != nil {
 				t.Fatal(err)

@@ -24,6 +24,17 @@ const (
 	respLocal              // answered by the proxy (a refused command)
 )
 
+// firstState is the state a response of each shape starts in, where it
+// is not stFirst.
+var firstState = [respLocal + 1]rstate{
+	respFetch:     stRows,
+	respFieldList: stFieldList,
+	respPrepare:   stPrepFirst,
+	respSimple:    stSimple,
+	respAuth:      stAuth,
+	respStream:    stStream,
+}
+
 // commandResponse returns the response shape of a command byte, or
 // respInvalid for commands the relay does not know (they are refused).
 func commandResponse(cmd byte) respKind {
@@ -82,20 +93,8 @@ func initExchange(x *exchange, head []byte, resp respKind) {
 		x.cursor = head[5]&(gomysql.CURSOR_TYPE_READ_ONLY|gomysql.CURSOR_TYPE_FOR_UPDATE|gomysql.CURSOR_TYPE_SCROLLABLE) != 0
 	}
 	x.resp = resp
-	switch resp {
-	case respFetch:
-		x.st = stRows
-	case respFieldList:
-		x.st = stFieldList
-	case respPrepare:
-		x.st = stPrepFirst
-	case respSimple:
-		x.st = stSimple
-	case respAuth:
-		x.st = stAuth
-	case respStream:
-		x.st = stStream
-	default:
-		x.st = stFirst
+	x.st = stFirst
+	if int(resp) < len(firstState) && firstState[resp] != stInvalid {
+		x.st = firstState[resp]
 	}
 }

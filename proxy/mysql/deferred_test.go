@@ -66,16 +66,18 @@ func TestTemplateMismatch(t *testing.T) {
 	var changed atomic.Bool
 	var dials atomic.Int64
 	addr, logs := startProxy(t, mysql.Options{
-		Upstream:    fake.addr,
-		UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable},
-		Dial: func(ctx context.Context, network, a string) (net.Conn, error) {
-			dials.Add(1)
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, a)
-			if err != nil || !changed.Load() {
-				return c, err
-			}
-			return &greetingRewriter{Conn: c, edit: dropConnectAttrs}, nil
+		ListenerOptions: proxy.ListenerOptions{
+			Upstream:    fake.addr,
+			UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable},
+			Dial: func(ctx context.Context, network, a string) (net.Conn, error) {
+				dials.Add(1)
+				var d net.Dialer
+				c, err := d.DialContext(ctx, network, a)
+				if err != nil || !changed.Load() {
+					return c, err
+				}
+				return &greetingRewriter{Conn: c, edit: dropConnectAttrs}, nil
+			},
 		},
 	})
 	connect := func() error {

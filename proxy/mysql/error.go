@@ -49,12 +49,7 @@ type Error struct {
 	Cause   error
 }
 
-func (e *Error) Error() string {
-	if e.Cause != nil {
-		return e.Message + ": " + e.Cause.Error()
-	}
-	return e.Message
-}
+func (e *Error) Error() string { return proxy.ClientErrorText(e.Message, e.Cause) }
 
 func (e *Error) Unwrap() error { return e.Cause }
 

@@ -4,32 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/relay"
+	"github.com/dbproxy/dbproxy/proxy/relay/relaytest"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
 )
 
 const maxPayload = 1<<24 - 1
-
-// chunkReader returns its input in random small pieces.
-type chunkReader struct {
-	r   io.Reader
-	rnd *rand.Rand
-	max int
-}
-
-func (c *chunkReader) Read(p []byte) (int, error) {
-	n := 1 + c.rnd.IntN(c.max)
-	if n < len(p) {
-		p = p[:n]
-	}
-	return c.r.Read(p)
-}
 
 // readAll reads logical packets from b with go-mysql's packet.Conn (an
 // independent decoder that checks sequence ids), starting at seq.
@@ -112,7 +97,7 @@ func TestRelayCommandsMultiPacket(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, client bytes.Buffer
-			src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(1, 2)), max: 70000}
+			src := relaytest.NewChunkReader(in, 1, 2, 70000)
 			err := mysql.RelayCommands(src, &out, &client, tc.hooks, 0)
 			if !mysql.IsQuit(err) {
 				t.Fatalf("relay ended with %v, want COM_QUIT", err)

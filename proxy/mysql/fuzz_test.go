@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/proxy/relay/relaytest"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
@@ -37,7 +37,7 @@ func FuzzRelayCommands(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, split uint64) {
 		run := func(hooks *mysql.SessionHooks) ([]byte, []byte, error) {
 			var out, client bytes.Buffer
-			src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(split, 7)), max: 1 + int(split%64)}
+			src := relaytest.NewChunkReader(in, split, 7, 1+int(split%64))
 			err := mysql.RelayCommands(src, &out, &client, hooks, 1<<16)
 			return out.Bytes(), client.Bytes(), err
 		}
@@ -90,7 +90,7 @@ func FuzzRelayResponses(f *testing.F) {
 		}
 		run := func(hooks *mysql.SessionHooks) ([]byte, error) {
 			var out bytes.Buffer
-			src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(split, 9)), max: 1 + int(split%64)}
+			src := relaytest.NewChunkReader(in, split, 9, 1+int(split%64))
 			_, err := mysql.RelayResponses(src, &out, heads, hooks, deprecateEOF)
 			return out.Bytes(), err
 		}

@@ -2,16 +2,8 @@ package mysql
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,40 +11,17 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// Defaults for zero Options fields.
-const (
-	DefaultConnectTimeout   = 10 * time.Second
-	DefaultHandshakeTimeout = 5 * time.Second
-)
+// DefaultHandshakeTimeout is the handshake timeout of a Handler whose
+// Options leave it zero.
+const DefaultHandshakeTimeout = 5 * time.Second
 
 // Options configure a [Handler]: one listener forwarding to one server.
+// Without ListenerOptions.TLS, CLIENT_SSL is not offered.
 type Options struct {
-	// Name identifies the listener in logs.
-	Name string
-	// Upstream is the server's host:port. Required.
-	Upstream string
-	// TLS is the client-facing TLS configuration, normally from
-	// proxy.ServerTLSConfig(cert, key). nil: CLIENT_SSL is not offered and
-	// only plaintext clients are served.
-	TLS *tls.Config
-	// RequireTLS refuses clients that do not use TLS (needs TLS).
-	RequireTLS bool
-	// UpstreamTLS is the proxy -> server leg (libpq sslmode semantics).
-	UpstreamTLS proxy.UpstreamTLS
+	proxy.ListenerOptions
 	// Interceptor, if set, may inspect and rewrite commands and responses
 	// of each session.
 	Interceptor Interceptor
-	// Logger receives the handler's logs; nil discards them.
-	Logger *slog.Logger
-	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
-	ConnectTimeout time.Duration
-	// HandshakeTimeout bounds a client's connection phase: TLS,
-	// authentication and the upstream's answers.
-	HandshakeTimeout time.Duration
-	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
-	// socket (see proxy.UpstreamDialer): 0 means
-	// proxy.DefaultUpstreamKeepalive, negative leaves the system defaults.
-	UpstreamKeepalive time.Duration
 	// MaxPacketSize bounds a logical packet a hook must see whole; default
 	// DefaultMaxPacketSize (1 GiB).
 	MaxPacketSize int
@@ -60,19 +29,14 @@ type Options struct {
 	// flags in the high 32 bits) not offered to clients even if the server
 	// has them, e.g. CLIENT_DEPRECATE_EOF to serve old-style EOF packets.
 	HideCapabilities uint64
-	// Dial replaces the upstream dialer (tests, fault injection).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Handler is the MySQL protocol of a listener; it implements
 // proxy.Handler. Create it with [NewHandler].
 type Handler struct {
-	opts        Options
-	log         *slog.Logger
-	limitLog    *slog.Logger // rate-limited: connection-phase failures
-	up          *proxy.Upstream
-	upstreamTLS *tls.Config // up.TLS(): nil for sslmode disable
-	rsa         rsaKey
+	proxy.ListenerBase
+	opts Options
+	rsa  rsaKey
 
 	// greeting is the template of the proxy's own greetings: the last
 	// usable initial handshake read from the server (nil before the first
@@ -87,28 +51,14 @@ var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	up, err := proxy.NewUpstream(opts.Upstream, opts.UpstreamTLS, opts.UpstreamKeepalive, opts.Dial,
-		opts.ConnectTimeout, DefaultConnectTimeout)
+	base, err := opts.Prepare(DefaultHandshakeTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)
-	}
-	if opts.RequireTLS && opts.TLS == nil {
-		return nil, errors.New("mysql: RequireTLS needs a TLS configuration")
-	}
-	if opts.TLS != nil {
-		opts.TLS = opts.TLS.Clone()
 	}
 	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
-	log, limitLog := proxy.ListenerLogs(opts.Logger, opts.Name)
-	return &Handler{opts: opts, log: log, limitLog: limitLog, up: up, upstreamTLS: up.TLS()}, nil
-}
-
-func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
-
-func (h *Handler) handshakeTimeout() time.Duration {
-	return proxy.PositiveOr(h.opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	return &Handler{opts: opts, ListenerBase: base}, nil
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -119,7 +69,7 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		pc:        c,
 		rawClient: nc,
 		client:    nc,
-		log:       h.log.With(slog.String("remote", nc.RemoteAddr().String())),
+		log:       h.Log.With(slog.String("remote", nc.RemoteAddr().String())),
 	}
 	s.serve(ctx)
 }
@@ -139,7 +89,7 @@ func (h *Handler) learnGreeting(hs *handshake) bool {
 		}
 		if h.greeting.CompareAndSwap(cur, hs) {
 			if cur != nil {
-				h.log.LogAttrs(context.Background(), slog.LevelInfo, "the database server's greeting changed; greeting template updated",
+				h.Log.LogAttrs(context.Background(), slog.LevelInfo, "the database server's greeting changed; greeting template updated",
 					slog.String("server_version", hs.serverVersion))
 			}
 			return true
@@ -154,41 +104,5 @@ func (s *session) limitedLog() *slog.Logger {
 	if s.resp != nil {
 		attrs = append(attrs, slog.String("user", s.resp.user), slog.String("database", s.resp.database))
 	}
-	return s.h.limitLog.With(attrs...)
-}
-
-// dial connects to the upstream within the connect timeout.
-func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
-	defer cancel()
-	return h.up.Dial(ctx)
-}
-
-// rsaKey is the proxy's own RSA key pair, generated on first use. It lets
-// a plaintext client complete caching_sha2_password full authentication
-// with a TLS upstream: the client encrypts its password to this key and the
-// proxy sends it to the server inside TLS.
-type rsaKey struct {
-	once sync.Once
-	key  *rsa.PrivateKey
-	pem  []byte
-	err  error
-}
-
-func (k *rsaKey) get() (*rsa.PrivateKey, []byte, error) {
-	k.once.Do(func() {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			k.err = fmt.Errorf("generate RSA key: %w", err)
-			return
-		}
-		der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-		if err != nil {
-			k.err = fmt.Errorf("marshal RSA public key: %w", err)
-			return
-		}
-		k.key = key
-		k.pem = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	})
-	return k.key, k.pem, k.err
+	return s.h.LimitLog.With(attrs...)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -78,14 +79,14 @@ func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
 	if err != nil {
 		return 0, nil, fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
 	}
-	if !s.setServer(conn, conn) {
+	if !s.SetServer(conn, conn) {
 		_ = conn.Close()
 		return 0, nil, errHandled
 	}
 	// The server's leg has its own deadline: never earlier than the
 	// client's, and a full handshake timeout from now when the client has
 	// used part of its own already.
-	deadline := time.Now().Add(s.h.handshakeTimeout())
+	deadline := time.Now().Add(s.h.HandshakeTimeout)
 	if s.deadline.After(deadline) {
 		deadline = s.deadline
 	}
@@ -232,7 +233,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	defer func() { clear(p); s.hr = nil }()
 	fwd := clientCaps(p, s.hs.mariaDB) & s.adverts &^ capSSL
 	useTLS := false
-	if s.h.upstreamTLS != nil {
+	if s.h.Up.TLS() != nil {
 		switch {
 		case s.hs.caps&capSSL != 0:
 			useTLS = true
@@ -247,17 +248,17 @@ func (s *session) forwardResponse(ctx context.Context) error {
 		req := bytes.Clone(p[:sslRequestLen])
 		setClientCaps(req, fwd|capSSL, s.hs.mariaDB)
 		pkt, _ := appendPacket(nil, serverSeq, req)
-		if _, err := s.server.Write(pkt); err != nil {
+		if _, err := s.Server.Write(pkt); err != nil {
 			return s.upstreamLost(err)
 		}
-		tctx, cancel := context.WithTimeout(ctx, s.h.connectTimeout())
-		tconn := tls.Client(s.rawServer, s.h.upstreamTLS)
+		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
+		tconn := tls.Client(s.RawServer, s.h.Up.TLS())
 		err := tconn.HandshakeContext(tctx)
 		cancel()
 		if err != nil {
 			return fatalf(codeSSLConnection, stateGeneral, "dbproxy: TLS handshake with the database server failed", err)
 		}
-		if !s.setServer(s.rawServer, tconn) {
+		if !s.SetServer(s.RawServer, tconn) {
 			return errHandled
 		}
 		s.serverTLS = true
@@ -277,11 +278,18 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	setClientCaps(p, fwd, s.hs.mariaDB)
 	s.caps = fwd &^ capSSL
 	pkt, _ := appendPacket(nil, serverSeq, p)
-	_, err := s.server.Write(pkt)
+	_, err := s.Server.Write(pkt)
 	clear(pkt) // holds the auth response
 	if err != nil {
 		return s.upstreamLost(err)
 	}
 	s.d = clientSeq - serverSeq
 	return nil
+}
+
+// dial connects to the upstream within the connect timeout.
+func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
+	defer cancel()
+	return h.Up.Dial(ctx)
 }

@@ -1,24 +1,13 @@
 package mysql
 
 import (
-	"context"
 	"log/slog"
 
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // CommandSet is a set of command bytes (COM_QUERY, COM_STMT_PREPARE, ...).
-type CommandSet [4]uint64
-
-// Add adds commands to the set.
-func (s *CommandSet) Add(cmds ...byte) {
-	for _, c := range cmds {
-		s[c>>6] |= 1 << (c & 63)
-	}
-}
-
-// Has reports whether cmd is in the set.
-func (s *CommandSet) Has(cmd byte) bool { return s[cmd>>6]&(1<<(cmd&63)) != 0 }
+type CommandSet = proxy.ByteSet
 
 // Kind classifies a server packet within the response to a command. The
 // zero value is invalid.
@@ -195,13 +184,9 @@ type SessionInfo struct {
 
 // Interceptor is the hook point of the layer above the relay (the
 // encryption layer). A nil Interceptor costs nothing: every packet is
-// forwarded as raw bytes.
-type Interceptor interface {
-	// NewSession is called once per session, after authentication and
-	// before the first command, from the session's goroutine. nil hooks
-	// relay the session untouched; an error ends it with an ERR packet.
-	NewSession(ctx context.Context, info SessionInfo) (*SessionHooks, error)
-}
+// forwarded as raw bytes. An error from NewSession ends the session with
+// an ERR packet.
+type Interceptor = proxy.Interceptor[SessionInfo, SessionHooks]
 
 // Writer collects the packets a hook forwards. The relay numbers them
 // (sequence ids) and splits payloads longer than 16 MiB; they go out in

@@ -319,8 +319,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	deprecateEOF := s.caps&capDeprecateEOF != 0
 	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, authCheck: s.changeUserAuthCheck}
 	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, kill: s.h.ids.translateKill}
-	up := newPump(s.server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
-	down := newPump(s.client, s.server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
+	up := newPump(s.Server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
+	down := newPump(s.client, s.Server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
 	rf.out = up
 	s.cbr, s.sbr = nil, nil
 
@@ -332,7 +332,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// for its answers in the runtime; the client->server one parks only
 	// between commands.
 	r := proxy.NewRelay(s.pc,
-		up.Leg(func() error { return s.runPump(up) }, s.rawServer, s.serverTLS, q.idle, isReadDeadline),
+		up.Leg(func() error { return s.runPump(up) }, s.RawServer, s.serverTLS, q.idle, isReadDeadline),
 		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, q.commandMode, isReadDeadline),
 		q.idle)
 	q.ex.Notify(r.Busy, r.Idle)
@@ -413,24 +413,20 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *relay.Pump, rf
 		case x == nil:
 			// Idle: close the client as the server closed us.
 			s.log.LogAttrs(ctx, slog.LevelDebug, "server closed the session", slog.Any("error", proxy.FirstReal(upErr, downErr)))
-		case rf.lastERR && !up.MidMessage():
-			// The server said why (e.g. 1927 after KILL CONNECTION).
-			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
-		default:
-			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
-				slog.Any("error", proxy.FirstReal(upErr, downErr)))
+		case proxy.LogServerEnd(ctx, s.log, rf.lastERR && !up.MidMessage(), upErr, downErr):
+			// Lost: the server did not say why (as with 1927 after KILL
+			// CONNECTION).
 			toClient = s.upstreamLost(nil)
 		}
 	default:
-		// Client gone: routine, not logged above debug.
-		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", proxy.FirstReal(downErr, upErr)))
+		proxy.LogClientGone(ctx, s.log, upErr, downErr)
 		canWriteClient = false
 	}
 	if toClient != nil && canWriteClient {
 		_, _ = q.client.Write(appendErr(nil, nextSeq, toClient))
 	}
 	if quit {
-		_, _ = s.server.Write(comQuit())
+		_, _ = s.Server.Write(comQuit())
 	}
 }
 

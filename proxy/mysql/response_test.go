@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/proxy/relay/relaytest"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
@@ -140,7 +140,7 @@ func TestResponseStateMachine(t *testing.T) {
 					h = hooks
 				}
 				var out bytes.Buffer
-				src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(3, 4)), max: 1 << 20}
+				src := relaytest.NewChunkReader(in, 3, 4, 1<<20)
 				done, err := mysql.RelayResponses(src, &out, [][]byte{tc.cmd, {gomysql.COM_PING}}, h, tc.deprecateEOF)
 				if !errors.Is(err, io.EOF) || done != 2 {
 					t.Fatalf("hooked=%v: relay ended with %v after %d responses, want EOF after 2", hooked, err, done)

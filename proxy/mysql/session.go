@@ -31,8 +31,6 @@ type session struct {
 	cbr       *bufio.Reader // connection-phase reader of client
 	deadline  time.Time     // connection-phase deadline of the client's socket
 
-	rawServer net.Conn
-	server    net.Conn
 	serverTLS bool
 	sbr       *bufio.Reader // connection-phase reader of server
 
@@ -48,7 +46,7 @@ type session struct {
 	out     []byte // connection-phase bytes pending to the client
 	adverts uint64 // capabilities offered to the client
 
-	proxy.SessionLife // sockets, cleanup, hand-over to the relay
+	proxy.SessionLife // server connection, sockets, cleanup, hand-over to the relay
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -60,7 +58,7 @@ func (s *session) serve(ctx context.Context) {
 	// connection, when its last pump ends (see relay).
 	defer s.Begin(ctx, s.rawClient)()
 
-	s.deadline = time.Now().Add(s.h.handshakeTimeout())
+	s.deadline = time.Now().Add(s.h.HandshakeTimeout)
 	_ = s.rawClient.SetDeadline(s.deadline)
 	s.cbr = bufio.NewReaderSize(s.client, 1024)
 	if s.pc.Draining() {
@@ -74,7 +72,7 @@ func (s *session) serve(ctx context.Context) {
 	clear(s.buf)
 	s.buf = nil
 	_ = s.rawClient.SetDeadline(time.Time{})
-	_ = s.rawServer.SetDeadline(time.Time{})
+	_ = s.RawServer.SetDeadline(time.Time{})
 
 	var hooks *SessionHooks
 	if ic := s.h.opts.Interceptor; ic != nil {
@@ -107,17 +105,6 @@ func (s *session) info() SessionInfo {
 		Principal:     who,
 		Logger:        s.log,
 	}
-}
-
-// setServer records the upstream socket (raw) and the connection the
-// session talks over (raw, or TLS over it). It reports false if the session
-// was hard-closed meanwhile.
-func (s *session) setServer(raw, conn net.Conn) bool {
-	if !s.SetServer(raw) {
-		return false
-	}
-	s.rawServer, s.server = raw, conn
-	return true
 }
 
 // endStartup reports a connection-phase failure to the client (if it is a
@@ -184,7 +171,7 @@ func (s *session) readClient() (uint8, []byte, error) {
 
 func (s *session) writeServer(seq uint8, p []byte) error {
 	pkt, _ := appendPacket(nil, seq, p)
-	_, err := s.server.Write(pkt)
+	_, err := s.Server.Write(pkt)
 	clear(pkt) // may hold a password
 	clear(p)
 	if err != nil {

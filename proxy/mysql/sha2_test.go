@@ -1,10 +1,7 @@
 package mysql_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
@@ -17,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/go-mysql-org/go-mysql/server"
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -32,82 +27,6 @@ import (
 // implements the server side of caching_sha2_password (fast path; full
 // authentication with a clear password over TLS, or RSA-encrypted after a
 // public key request), with its own scramble and cache.
-
-// fakeServer is a go-mysql server on 127.0.0.1 with one user.
-type fakeServer struct {
-	addr   string
-	caFile string
-}
-
-// handleCommands runs c's commands until the client leaves or one fails.
-func handleCommands(c *server.Conn) {
-	for !c.Closed() {
-		if err := c.HandleCommand(); err != nil {
-			return
-		}
-	}
-}
-
-type queryHandler struct{ server.EmptyHandler }
-
-func (queryHandler) HandleQuery(q string) (*gomysql.Result, error) {
-	rs, err := gomysql.BuildSimpleTextResultset([]string{"v"}, [][]any{{q}})
-	if err != nil {
-		return nil, err
-	}
-	return gomysql.NewResult(rs), nil
-}
-
-func startFakeServer(t *testing.T, user, password string) *fakeServer {
-	t.Helper()
-	return startFakeServerPlugin(t, user, password, gomysql.AUTH_CACHING_SHA2_PASSWORD)
-}
-
-// clearPasswordProvider adds mysql_clear_password to go-mysql's providers.
-type clearPasswordProvider struct {
-	server.DefaultAuthenticationProvider
-	password string
-}
-
-func (p *clearPasswordProvider) Authenticate(c *server.Conn, plugin string, data []byte) error {
-	if plugin != gomysql.AUTH_CLEAR_PASSWORD {
-		return p.DefaultAuthenticationProvider.Authenticate(c, plugin, data)
-	}
-	if string(bytes.TrimSuffix(data, []byte{0})) != p.password {
-		return server.ErrAccessDenied
-	}
-	return nil
-}
-
-// startFakeServerPlugin starts a fake server whose user authenticates with
-// plugin (the handshake offers caching_sha2_password; another plugin is
-// reached with an AuthSwitchRequest).
-func startFakeServerPlugin(t *testing.T, user, password, plugin string) *fakeServer {
-	t.Helper()
-	dir := t.TempDir()
-	caFile, certFile, keyFile := testenv.GenerateCert(t, dir, "127.0.0.1")
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.NewServerWithAuth("8.0.36-fake", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_CACHING_SHA2_PASSWORD, rsaKey,
-		&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		&clearPasswordProvider{password: password})
-	auth := server.NewInMemoryAuthenticationHandler(gomysql.AUTH_CACHING_SHA2_PASSWORD)
-	if err := auth.AddUser(user, password, plugin); err != nil {
-		t.Fatal(err)
-	}
-	addr := testenv.ServeTCP(t, func(nc net.Conn) {
-		if c, err := srv.NewCustomizedConn(nc, auth, queryHandler{}); err == nil {
-			handleCommands(c)
-		}
-	})
-	return &fakeServer{addr: addr, caFile: caFile}
-}
 
 // selectOne logs in with cfg and runs SELECT 1, whose answer it returns.
 func selectOne(t *testing.T, cfg *driver.Config) (string, error) {
@@ -190,7 +109,7 @@ func TestCachingSHA2(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("client_tls=%v/upstream_tls=%v", tc.clientTLS, tc.upstreamTLS), func(t *testing.T) {
 			fake := startFakeServer(t, user, password)
-			opts := mysql.Options{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}
+			opts := mysql.Options{ListenerOptions: proxy.ListenerOptions{Upstream: fake.addr, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}}}
 			if tc.upstreamTLS {
 				pool, err := proxy.LoadCertPool(fake.caFile)
 				if err != nil {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -105,7 +104,7 @@ func (s *session) cleartextAllowed() error {
 			"the server asks for the password in clear text and dbproxy does not send it over a client connection that is neither TLS nor loopback: "+hint,
 			errors.New("cleartext password refused: client leg is plaintext and not loopback"))
 	}
-	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.rawServer.RemoteAddr()) {
+	if !(s.serverTLS && s.h.opts.UpstreamTLS.Verified()) && !proxy.IsLoopback(s.RawServer.RemoteAddr()) {
 		return fatalf(codeInvalidAuthSpec,
 			"the server asks for the password in clear text and dbproxy does not send it to a server that is neither on loopback nor reached over verified TLS: set upstream_tls.mode: verify-full (or verify-ca) on the listener, or use scram-sha-256 on the server",
 			fmt.Errorf("cleartext password refused: upstream sslmode %s, server not on loopback", s.h.opts.UpstreamTLS.Mode))
@@ -135,24 +134,35 @@ func withoutPlus(body []byte) []byte {
 // relayAuthStep forwards an authentication request to the client and the
 // client's response (a 'p' message, never decoded) to the server.
 func (s *session) relayAuthStep(typ byte, body []byte) error {
-	s.toClient(typ, body)
-	if err := s.flushClient(); err != nil {
-		return err
-	}
-	ctyp, cbody, err := s.readClient()
+	cbody, err := s.askPassword(typ, body)
 	if err != nil {
 		return err
 	}
-	if ctyp != 'p' {
-		if ctyp == 'X' {
-			return errHandled
-		}
-		return fatalf(codeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", ctyp), nil)
-	}
-	if err := s.writeServerMessage(ctyp, cbody); err != nil {
+	if err := s.writeServerMessage('p', cbody); err != nil {
 		return s.upstreamLost(err)
 	}
 	return nil
+}
+
+// askPassword sends the authentication request typ (body) to the client
+// and returns the body of its answer, which must be a password message
+// ('p'); a client that sends Terminate instead ends the session quietly.
+func (s *session) askPassword(typ byte, body []byte) ([]byte, error) {
+	s.toClient(typ, body)
+	if err := s.flushClient(); err != nil {
+		return nil, err
+	}
+	ctyp, cbody, err := s.readClient()
+	if err != nil {
+		return nil, err
+	}
+	if ctyp != 'p' {
+		if ctyp == 'X' {
+			return nil, errHandled
+		}
+		return nil, fatalf(codeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", ctyp), nil)
+	}
+	return cbody, nil
 }
 
 func (s *session) writeServerMessage(typ byte, body []byte) error {
@@ -160,7 +170,7 @@ func (s *session) writeServerMessage(typ byte, body []byte) error {
 	msg = append(msg, typ)
 	msg = binary.BigEndian.AppendUint32(msg, uint32(len(body)+4))
 	msg = append(msg, body...)
-	_, err := s.server.Write(msg)
+	_, err := s.Server.Write(msg)
 	clear(msg) // may hold a password
 	return err
 }
@@ -183,11 +193,7 @@ func (s *session) terminateSCRAM(body []byte) error {
 	}
 	var cbind []byte
 	if hasPlus {
-		if tc, ok := s.server.(*tls.Conn); ok {
-			if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-				cbind, _ = tlsServerEndPoint(certs[0])
-			}
-		}
+		cbind = serverChannelBinding(s.Server)
 	}
 	plus := cbind != nil
 	if !plus && !hasSCRAM {
@@ -197,19 +203,9 @@ func (s *session) terminateSCRAM(body []byte) error {
 	// Ask the client for its password. The client leg is TLS.
 	ask := pgproto3.AuthenticationCleartextPassword{}
 	askBody, _ := ask.Encode(nil)
-	s.toClient(askBody[0], askBody[5:])
-	if err := s.flushClient(); err != nil {
-		return err
-	}
-	ctyp, cbody, err := s.readClient()
+	cbody, err := s.askPassword(askBody[0], askBody[5:])
 	if err != nil {
 		return err
-	}
-	if ctyp != 'p' {
-		if ctyp == 'X' {
-			return errHandled
-		}
-		return fatalf(codeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", ctyp), nil)
 	}
 	password, _, ok := cutCString(cbody)
 	clear(cbody)
@@ -254,7 +250,7 @@ func (s *session) sendServer(msg interface{ Encode([]byte) ([]byte, error) }) er
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	_, err = s.server.Write(b)
+	_, err = s.Server.Write(b)
 	clear(b)
 	if err != nil {
 		return s.upstreamLost(err)

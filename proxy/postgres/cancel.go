@@ -86,7 +86,7 @@ func (k *cancelKeys) lookup(pid uint32, secret []byte) *cancelTarget {
 // connection (TLS per sslmode) and waits until the server closes it, which
 // it does once the cancel has been signalled.
 func (h *Handler) forwardCancel(ctx context.Context, t *cancelTarget) error {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
 	defer cancel()
 	conn, _, err := h.dialUpstream(ctx)
 	if err != nil {

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/relay/relaytest"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -46,7 +46,7 @@ func FuzzClientRelay(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, split uint64) {
 		run := func(types postgres.MessageTypes, hook postgres.MessageFunc) ([]byte, error) {
 			var out bytes.Buffer
-			src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(split, 7)), max: 1 + int(split%64)}
+			src := relaytest.NewChunkReader(in, split, 7, 1+int(split%64))
 			err := postgres.Relay(src, &out, true, 1<<16, types, hook)
 			return out.Bytes(), err
 		}

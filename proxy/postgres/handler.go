@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,87 +17,48 @@ import (
 // (PostgreSQL 17 sslnegotiation=direct) requires it.
 const ALPN = "postgresql"
 
-// Defaults for zero Options fields.
-const (
-	DefaultConnectTimeout   = 10 * time.Second
-	DefaultHandshakeTimeout = 30 * time.Second
-)
+// DefaultHandshakeTimeout is the handshake timeout of a Handler whose
+// Options leave it zero.
+const DefaultHandshakeTimeout = 30 * time.Second
 
 // Options configure a [Handler]: one listener forwarding to one server.
+// Without ListenerOptions.TLS, SSLRequest is answered 'N'; a TLS
+// configuration without NextProtos gets [ALPN]. A client still in its
+// startup when ListenerOptions.HandshakeTimeout expires gets FATAL 57014
+// (as from the server's authentication_timeout).
 type Options struct {
-	// Name identifies the listener in logs.
-	Name string
-	// Upstream is the server's host:port. Required.
-	Upstream string
-	// TLS is the client-facing TLS configuration, normally from
-	// proxy.ServerTLSConfig(cert, key, ALPN). nil: SSLRequest is answered
-	// 'N' and only plaintext clients are served.
-	TLS *tls.Config
-	// RequireTLS refuses clients that do not use TLS (needs TLS).
-	RequireTLS bool
-	// UpstreamTLS is the proxy -> server leg (libpq sslmode semantics).
-	UpstreamTLS proxy.UpstreamTLS
+	proxy.ListenerOptions
 	// Interceptor, if set, may inspect and rewrite messages of each session.
 	Interceptor Interceptor
-	// Logger receives the handler's logs; nil discards them.
-	Logger *slog.Logger
-	// ConnectTimeout bounds dialing the upstream and its TLS handshake.
-	ConnectTimeout time.Duration
-	// HandshakeTimeout bounds a client's startup: TLS, authentication and
-	// the server's startup messages. A client still in its startup then
-	// gets FATAL 57014 (as from the server's authentication_timeout).
-	HandshakeTimeout time.Duration
-	// UpstreamKeepalive is the TCP keepalive idle time of the upstream
-	// socket (see proxy.UpstreamDialer): 0 means
-	// proxy.DefaultUpstreamKeepalive, negative leaves the system defaults.
-	UpstreamKeepalive time.Duration
 	// MaxMessageSize bounds the body of one client message; default
 	// DefaultMaxMessageSize (1 GB, as the server).
 	MaxMessageSize int
-	// Dial replaces the upstream dialer (tests, fault injection).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Handler is the PostgreSQL protocol of a listener; it implements
 // proxy.Handler. Create it with [NewHandler].
 type Handler struct {
-	opts     Options
-	log      *slog.Logger
-	limitLog *slog.Logger // rate-limited: connection-phase failures
-	up       *proxy.Upstream
-	keys     *cancelKeys
-	nextID   atomic.Uint64
+	proxy.ListenerBase
+	opts   Options
+	keys   *cancelKeys
+	nextID atomic.Uint64
 }
 
 var _ proxy.Handler = (*Handler)(nil)
 
 // NewHandler validates opts and returns a Handler.
 func NewHandler(opts Options) (*Handler, error) {
-	up, err := proxy.NewUpstream(opts.Upstream, opts.UpstreamTLS, opts.UpstreamKeepalive, opts.Dial,
-		opts.ConnectTimeout, DefaultConnectTimeout)
+	base, err := opts.Prepare(DefaultHandshakeTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if opts.RequireTLS && opts.TLS == nil {
-		return nil, errors.New("postgres: RequireTLS needs a TLS configuration")
-	}
-	if opts.TLS != nil {
-		opts.TLS = opts.TLS.Clone()
-		if len(opts.TLS.NextProtos) == 0 {
-			opts.TLS.NextProtos = []string{ALPN}
-		}
+	if opts.TLS != nil && len(opts.TLS.NextProtos) == 0 {
+		opts.TLS.NextProtos = []string{ALPN}
 	}
 	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > DefaultMaxMessageSize {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
-	log, limitLog := proxy.ListenerLogs(opts.Logger, opts.Name)
-	return &Handler{opts: opts, log: log, limitLog: limitLog, up: up, keys: newCancelKeys()}, nil
-}
-
-func (h *Handler) connectTimeout() time.Duration { return h.up.ConnectTimeout() }
-
-func (h *Handler) handshakeTimeout() time.Duration {
-	return proxy.PositiveOr(h.opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	return &Handler{opts: opts, ListenerBase: base, keys: newCancelKeys()}, nil
 }
 
 // ServeConn serves one client connection (proxy.Handler).
@@ -111,7 +71,7 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 		id:        id,
 		rawClient: nc,
 		client:    rawio.Wrap(nc),
-		log: h.log.With(
+		log: h.Log.With(
 			slog.Uint64("conn", id),
 			slog.String("remote", nc.RemoteAddr().String())),
 	}
@@ -121,13 +81,13 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 // dialUpstream connects to the server and negotiates TLS per sslmode. It
 // reports whether the connection is TLS.
 func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
 	defer cancel()
-	conn, err := h.up.Dial(ctx)
+	conn, err := h.Up.Dial(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	if h.up.TLS() == nil {
+	if h.Up.TLS() == nil {
 		return conn, false, nil
 	}
 	tconn, err := h.startUpstreamTLS(ctx, conn)
@@ -142,7 +102,7 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
 		return nil, false, err
 	}
 	// sslmode=prefer: like libpq, retry without TLS when TLS failed.
-	conn, derr := h.up.Dial(ctx)
+	conn, derr := h.Up.Dial(ctx)
 	if derr != nil {
 		return nil, false, derr
 	}
@@ -186,7 +146,7 @@ func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn) (*tls
 	default:
 		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", b[0])
 	}
-	tconn := tls.Client(conn, h.up.TLS())
+	tconn := tls.Client(conn, h.Up.TLS())
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}

@@ -147,7 +147,7 @@ func TestCleartextNeverOverPlainNetwork(t *testing.T) {
 		}
 		return nil
 	})
-	addr := startProxy(t, postgres.Options{Upstream: upstream}, farAway)
+	addr := startProxy(t, postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: upstream}}, farAway)
 	fe := login(t, addr, nil)
 	e, ok := receive(t, fe).(*pgproto3.ErrorResponse)
 	if !ok || e.Code != "28000" {
@@ -188,7 +188,7 @@ func TestCleartextRelayedOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := startProxy(t, postgres.Options{Upstream: upstream, TLS: srvTLS}, farAway)
+	addr := startProxy(t, postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: upstream, TLS: srvTLS}}, farAway)
 	fe := login(t, addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
 	if _, ok := receive(t, fe).(*pgproto3.AuthenticationCleartextPassword); !ok {
 		t.Fatal("no cleartext request")
@@ -214,7 +214,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 	}
 	dead := l.Addr().String()
 	l.Close()
-	addr := startProxy(t, postgres.Options{Upstream: dead, ConnectTimeout: 5 * time.Second}, farAway)
+	addr := startProxy(t, postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: dead, ConnectTimeout: 5 * time.Second}}, farAway)
 	fe := login(t, addr, nil)
 	e, ok := receive(t, fe).(*pgproto3.ErrorResponse)
 	if !ok || e.Code != "08001" {
@@ -232,7 +232,7 @@ func TestProtocol32Negotiated(t *testing.T) {
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		return be.Flush()
 	})
-	addr := startProxy(t, postgres.Options{Upstream: upstream}, farAway)
+	addr := startProxy(t, postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: upstream}}, farAway)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -270,10 +270,10 @@ func TestNewHandlerValidates(t *testing.T) {
 		name string
 		opts postgres.Options
 	}{
-		{"no upstream", postgres.Options{UpstreamTLS: up}},
-		{"bad upstream", postgres.Options{Upstream: "nohost", UpstreamTLS: up}},
-		{"require without TLS", postgres.Options{Upstream: "h:1", UpstreamTLS: up, RequireTLS: true}},
-		{"no sslmode", postgres.Options{Upstream: "h:1"}},
+		{"no upstream", postgres.Options{ListenerOptions: proxy.ListenerOptions{UpstreamTLS: up}}},
+		{"bad upstream", postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: "nohost", UpstreamTLS: up}}},
+		{"require without TLS", postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: "h:1", UpstreamTLS: up, RequireTLS: true}}},
+		{"no sslmode", postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: "h:1"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := postgres.NewHandler(tc.opts); err == nil {
@@ -292,7 +292,7 @@ func TestCancelKeyReleased(t *testing.T) {
 		be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: "53300", Message: "too many connections"})
 		return be.Flush()
 	})
-	addr, h := startProxyHandler(t, postgres.Options{Upstream: upstream}, farAway)
+	addr, h := startProxyHandler(t, postgres.Options{ListenerOptions: proxy.ListenerOptions{Upstream: upstream}}, farAway)
 	fe := login(t, addr, nil)
 	for {
 		if e, ok := receive(t, fe).(*pgproto3.ErrorResponse); ok {

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -10,17 +9,7 @@ import (
 )
 
 // MessageTypes is a set of message type bytes.
-type MessageTypes [4]uint64
-
-// Add adds types to the set.
-func (t *MessageTypes) Add(types ...byte) {
-	for _, typ := range types {
-		t[typ>>6] |= 1 << (typ & 63)
-	}
-}
-
-// Has reports whether typ is in the set.
-func (t *MessageTypes) Has(typ byte) bool { return t[typ>>6]&(1<<(typ&63)) != 0 }
+type MessageTypes = proxy.ByteSet
 
 // MessageFunc handles one complete message of a type it asked for. body is
 // the message without its type byte and length, and aliases the relay's read
@@ -69,13 +58,9 @@ type SessionInfo struct {
 
 // Interceptor is the hook point of the layer above the relay (the
 // encryption layer). A nil Interceptor costs nothing: every message is
-// forwarded as raw bytes.
-type Interceptor interface {
-	// NewSession is called once per session, after authentication and before
-	// the first query, from the session's goroutine. nil hooks relay the
-	// session untouched; an error ends it with a FATAL ErrorResponse.
-	NewSession(ctx context.Context, info SessionInfo) (*SessionHooks, error)
-}
+// forwarded as raw bytes. An error from NewSession ends the session with
+// a FATAL ErrorResponse.
+type Interceptor = proxy.Interceptor[SessionInfo, SessionHooks]
 
 // Writer collects what a [MessageFunc] forwards. Messages written to it go
 // out in order with the surrounding untouched messages, in the same write.

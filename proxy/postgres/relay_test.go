@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
+	"github.com/dbproxy/dbproxy/proxy/relay/relaytest"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -31,21 +31,6 @@ func encode(t testing.TB, msgs ...interface{ Encode([]byte) ([]byte, error) }) [
 		}
 	}
 	return out
-}
-
-// chunkReader returns the input in pseudo-random chunk sizes.
-type chunkReader struct {
-	r   io.Reader
-	rnd *rand.Rand
-	max int
-}
-
-func (c *chunkReader) Read(p []byte) (int, error) {
-	n := 1 + c.rnd.IntN(c.max)
-	if n < len(p) {
-		p = p[:n]
-	}
-	return c.r.Read(p)
 }
 
 // countingWriter counts Write calls.
@@ -93,7 +78,7 @@ func TestRelayForwardsUnchanged(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := stream(t, tc.large)
 			var out countingWriter
-			src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(1, 2)), max: tc.chunk}
+			src := relaytest.NewChunkReader(in, 1, 2, tc.chunk)
 			err := postgres.Relay(src, &out, true, 0, postgres.MessageTypes{}, nil)
 			if !errors.Is(err, postgres.ErrTerminated) {
 				t.Fatalf("relay ended with %v, want Terminate", err)
@@ -156,7 +141,7 @@ func TestRelayHook(t *testing.T) {
 		return w.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("plain")}})
 	}
 	var out bytes.Buffer
-	src := &chunkReader{r: bytes.NewReader(in), rnd: rand.New(rand.NewPCG(3, 4)), max: 3000}
+	src := relaytest.NewChunkReader(in, 3, 4, 3000)
 	err := postgres.Relay(src, &out, false, 0, types, hook)
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("err = %v", err)

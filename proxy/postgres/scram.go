@@ -7,11 +7,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash"
+	"net"
 	"strconv"
 
 	"golang.org/x/text/secure/precis"
@@ -173,6 +175,22 @@ func parseSCRAMAttrs(msg []byte) (map[byte]string, error) {
 		attrs[part[0]] = string(part[2:])
 	}
 	return attrs, nil
+}
+
+// serverChannelBinding returns the tls-server-end-point channel binding
+// data of the server connection conn, nil if conn is not TLS or the binding
+// cannot be computed.
+func serverChannelBinding(conn net.Conn) []byte {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil
+	}
+	cbind, _ := tlsServerEndPoint(certs[0])
+	return cbind
 }
 
 // tlsServerEndPoint returns the tls-server-end-point channel binding data

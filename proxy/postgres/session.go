@@ -44,8 +44,6 @@ type session struct {
 	clientTLS bool
 	cbr       *bufio.Reader // startup-phase reader of client
 
-	server    net.Conn
-	rawServer net.Conn
 	serverTLS bool
 	sbr       *bufio.Reader // startup-phase reader of server
 
@@ -58,7 +56,7 @@ type session struct {
 	proxyPID  uint32
 	srvParams map[string]string
 
-	proxy.SessionLife // sockets, cleanup, hand-over to the relay
+	proxy.SessionLife // server connection, sockets, cleanup, hand-over to the relay
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -71,7 +69,7 @@ func (s *session) serve(ctx context.Context) {
 		}
 	})
 
-	s.deadline = time.Now().Add(s.h.handshakeTimeout())
+	s.deadline = time.Now().Add(s.h.HandshakeTimeout)
 	_ = s.rawClient.SetDeadline(s.deadline)
 	if err := s.readClientStartup(ctx); err != nil {
 		s.endStartup(err)
@@ -102,7 +100,7 @@ func (s *session) serve(ctx context.Context) {
 	}
 	s.pc.HandshakeDone()
 	_ = s.rawClient.SetDeadline(time.Time{})
-	_ = s.rawServer.SetDeadline(time.Time{})
+	_ = s.RawServer.SetDeadline(time.Time{})
 	s.buf, s.out = nil, nil // startup scratch, up to 1 MB
 
 	var hooks *SessionHooks
@@ -111,7 +109,7 @@ func (s *session) serve(ctx context.Context) {
 		hooks, err = ic.NewSession(ctx, s.info())
 		if err != nil {
 			s.endStartup(err)
-			_, _ = s.server.Write([]byte{'X', 0, 0, 0, 4})
+			_, _ = s.Server.Write([]byte{'X', 0, 0, 0, 4})
 			return
 		}
 		if hooks != nil && hooks.Close != nil {
@@ -127,17 +125,6 @@ func (s *session) serve(ctx context.Context) {
 	s.relay(ctx, hooks)
 }
 
-// setServer records the upstream socket (raw) and the connection the
-// session talks over (raw, or TLS over it). It reports false if the session
-// was hard-closed meanwhile.
-func (s *session) setServer(raw, conn net.Conn) bool {
-	if !s.SetServer(raw) {
-		return false
-	}
-	s.rawServer, s.server = raw, conn
-	return true
-}
-
 // endStartup reports a startup failure to the client (if it is a wire
 // error) and to the log (unless it is routine). Its logs are rate-limited:
 // during a database outage every connection fails the same way.
@@ -151,7 +138,7 @@ func (s *session) endStartup(err error) {
 	if s.startup != nil && isTimeout(err) && !time.Now().Before(s.deadline) {
 		err = fatalf(codeQueryCanceled, fmt.Sprintf(
 			"canceling authentication due to timeout: dbproxy handshake not completed within limits.handshake_timeout (%s)",
-			s.h.handshakeTimeout()), err)
+			s.h.HandshakeTimeout), err)
 	}
 	log := s.limitedLog()
 	var pe *Error
@@ -184,7 +171,7 @@ func (s *session) limitedLog() *slog.Logger {
 	if s.startup != nil {
 		attrs = append(attrs, slog.String("user", s.startup.param("user")), slog.String("database", s.startup.database()))
 	}
-	return s.h.limitLog.With(attrs...)
+	return s.h.LimitLog.With(attrs...)
 }
 
 // isTimeout reports whether err is a deadline expiring (a socket's or a

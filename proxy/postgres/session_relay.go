@@ -26,9 +26,9 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	}
 	// server -> client
 	upF := newMsgFramer(s.acct, false, DefaultMaxMessageSize, back, backFn)
-	up := newPump(s.server, s.client, upF, proxy.Buffered(s.sbr))
+	up := newPump(s.Server, s.client, upF, proxy.Buffered(s.sbr))
 	// client -> server
-	down := newPump(s.client, s.server, newMsgFramer(s.acct, true, s.h.opts.MaxMessageSize, front, frontFn),
+	down := newPump(s.client, s.Server, newMsgFramer(s.acct, true, s.h.opts.MaxMessageSize, front, frontFn),
 		proxy.Buffered(s.cbr))
 	s.cbr, s.sbr = nil, nil
 	// Startup state the relay does not need: an idle session keeps
@@ -40,7 +40,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// client->server one not with an extended-protocol batch or a COPY
 	// half sent.
 	r := proxy.NewRelay(s.pc,
-		up.Leg(func() error { return s.runPump(up) }, s.rawServer, s.serverTLS, s.acct.Idle, proxy.IsReadDeadline),
+		up.Leg(func() error { return s.runPump(up) }, s.RawServer, s.serverTLS, s.acct.Idle, proxy.IsReadDeadline),
 		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, s.acct.Quiet, proxy.IsReadDeadline),
 		s.acct.Idle)
 	s.acct.Notify(r.Busy, r.Idle)
@@ -80,24 +80,19 @@ func (s *session) endRelay(ctx context.Context, up, down *relay.Pump, upLast byt
 		toClient = hookErr.Err
 	case proxy.UpstreamFailed(upErr, downErr):
 		terminate = false
-		if upLast == 'E' && !up.MidMessage() {
-			// The server said why (e.g. 57P01 after pg_terminate_backend).
-			s.log.LogAttrs(ctx, slog.LevelInfo, "server ended the session")
-		} else {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "lost the connection to the database server",
-				slog.Any("error", proxy.FirstReal(upErr, downErr)))
+		// Not lost if the server said why (e.g. 57P01 after pg_terminate_backend).
+		if proxy.LogServerEnd(ctx, s.log, upLast == 'E' && !up.MidMessage(), upErr, downErr) {
 			toClient = s.upstreamLost(nil)
 		}
 	default:
-		// Client gone: routine, not logged above debug.
-		s.log.LogAttrs(ctx, slog.LevelDebug, "client disconnected", slog.Any("error", proxy.FirstReal(downErr, upErr)))
+		proxy.LogClientGone(ctx, s.log, upErr, downErr)
 		canWriteClient = false
 	}
 	if toClient != nil && canWriteClient {
 		_, _ = s.client.Write(appendError(nil, toClient))
 	}
 	if terminate {
-		_, _ = s.server.Write([]byte{'X', 0, 0, 0, 4})
+		_, _ = s.Server.Write([]byte{'X', 0, 0, 0, 4})
 	}
 }
 

@@ -157,7 +157,7 @@ func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error
 	if tc, ok := conn.(*tls.Conn); ok {
 		raw = tc.NetConn()
 	}
-	if !s.setServer(raw, conn) {
+	if !s.SetServer(raw, conn) {
 		_ = conn.Close()
 		return errHandled
 	}
