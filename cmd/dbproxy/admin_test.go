@@ -155,25 +155,14 @@ func TestAdminReadinessWithAWSKMS(t *testing.T) {
 	k := testenv.StartLocalKMS(t)
 	k.Setenv(t)
 	adminAddr := freeAddr(t)
-	cfgPath := writeConfig(t, fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: 127.0.0.1:1
-admin:
-  listen: %s
-keys:
+	cfgPath := writeConfig(t, unreachableWithAdmin(t, adminAddr)+`keys:
   master_key:
-    provider: aws-kms
-    key_id: %s
-    region: %s
-    endpoint: %s
-encryption:
+`+awsKMSMasterKey(k)+`encryption:
   - table: users
     columns:
       - name: email
         type: text
-`, freeAddr(t), adminAddr, k.Alias, k.Region, k.Endpoint))
+`)
 	serveInBackground(t, cfgPath, func(string) string { return "" })
 	a := adminClient{t: t, base: "http://" + adminAddr}
 	a.waitReady(200, "ready\n")
@@ -195,16 +184,9 @@ func TestAdminListenerInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	cfgPath := writeConfig(t, fmt.Sprintf(`
-listeners:
-  - protocol: postgres
-    listen: %s
-    upstream: 127.0.0.1:1
-admin:
-  listen: %s
-log:
+	cfgPath := writeConfig(t, unreachableWithAdmin(t, taken.Addr().String())+`log:
   format: json
-`, freeAddr(t), taken.Addr()))
+`)
 	code, out, errs := runCLI(t, nil, "serve", "--config", cfgPath)
 	lines := strings.Split(strings.TrimSpace(errs), "\n")
 	var last struct{ Level, Msg, Error string }
@@ -287,4 +269,17 @@ func metricValue(exposition, name string) (float64, bool) {
 		return v, err == nil
 	}
 	return 0, false
+}
+
+// unreachableWithAdmin is the YAML of a PostgreSQL listener on a free port
+// whose upstream refuses connections, and an admin listener on adminAddr.
+func unreachableWithAdmin(t *testing.T, adminAddr string) string {
+	return fmt.Sprintf(`
+listeners:
+  - protocol: postgres
+    listen: %s
+    upstream: 127.0.0.1:1
+admin:
+  listen: %s
+`, freeAddr(t), adminAddr)
 }

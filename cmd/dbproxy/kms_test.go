@@ -16,21 +16,17 @@ func TestKeysWithAWSKMS(t *testing.T) {
 	k := testenv.StartLocalKMS(t)
 	k.Setenv(t)
 
-	cfgPath := writeConfig(t, fmt.Sprintf(`
+	cfgPath := writeConfig(t, `
 keys:
   master_key:
-    provider: aws-kms
-    key_id: %s
-    region: %s
-    endpoint: %s
-  store:
+`+awsKMSMasterKey(k)+`  store:
     type: file
     path: keys.json
   cache:
     ttl: 2s
 encryption:
   - {table: users, columns: [{name: email, mode: deterministic, type: text}]}
-`, k.Alias, k.Region, k.Endpoint))
+`)
 
 	code, out, errs := runCLI(t, nil, "keys", "init", "--config", cfgPath)
 	if code != 0 || !strings.Contains(out, "public.users.email") {
@@ -87,4 +83,14 @@ encryption:
 	if err != nil || string(pt) != "bob@example.com" {
 		t.Fatalf("after KMS restart: %q, %v", pt, err)
 	}
+}
+
+// awsKMSMasterKey is the YAML of a master_key section (indented below
+// keys:) whose key is k's alias.
+func awsKMSMasterKey(k *testenv.LocalKMS) string {
+	return fmt.Sprintf(`    provider: aws-kms
+    key_id: %s
+    region: %s
+    endpoint: %s
+`, k.Alias, k.Region, k.Endpoint)
 }

@@ -198,38 +198,27 @@ func shutdownListeners(ls []servedListener, timeout time.Duration, logger *slog.
 // newHandler translates one listener's configuration into a protocol
 // handler, which logs to log with the listener name attached.
 func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (proxy.Handler, error) {
+	var alpn []string
+	if lc.Protocol == config.ProtocolPostgres {
+		alpn = []string{postgres.ALPN}
+	}
+	t, err := listenerTLS(lc, alpn...)
+	if err != nil {
+		return nil, err
+	}
+	lo := proxy.ListenerOptions{
+		Name: name, Upstream: lc.Upstream, Logger: log,
+		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
+		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
+	}
 	switch lc.Protocol {
 	case config.ProtocolPostgres:
-		return newPostgresHandler(lc, name, log, &sw.pg)
+		return postgres.NewHandler(postgres.Options{Interceptor: &sw.pg, ListenerOptions: lo})
 	case config.ProtocolMySQL:
-		return newMySQLHandler(lc, name, log, &sw.my)
+		return mysql.NewHandler(mysql.Options{Interceptor: &sw.my, ListenerOptions: lo})
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", lc.Protocol)
 	}
-}
-
-func newPostgresHandler(lc *config.Listener, name string, log *slog.Logger, ic *pgSwap) (*postgres.Handler, error) {
-	t, err := listenerTLS(lc, postgres.ALPN)
-	if err != nil {
-		return nil, err
-	}
-	return postgres.NewHandler(postgres.Options{Interceptor: ic, ListenerOptions: proxy.ListenerOptions{
-		Name: name, Upstream: lc.Upstream, Logger: log,
-		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
-		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
-	}})
-}
-
-func newMySQLHandler(lc *config.Listener, name string, log *slog.Logger, ic *mySwap) (*mysql.Handler, error) {
-	t, err := listenerTLS(lc)
-	if err != nil {
-		return nil, err
-	}
-	return mysql.NewHandler(mysql.Options{Interceptor: ic, ListenerOptions: proxy.ListenerOptions{
-		Name: name, Upstream: lc.Upstream, Logger: log,
-		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
-		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
-	}})
 }
 
 // handlerTLS is the TLS part of a protocol handler's options.
