@@ -175,6 +175,7 @@ func (s *session) rememberTypes(st *stmt, types []uint16, raw []byte) []uint16 {
 // version. A value that is not valid for its column's type is refused.
 func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]byte, cts [][][]byte, stored [][2]int, xs *exState) error {
 	s.cmdCT = s.cmdCT[:0]
+	c := s.cipher.Load() // one principal for the whole command
 	for i, pr := range plan.Params {
 		if pr.Role == sqlplan.RolePlain || vals[i] == nil {
 			continue
@@ -192,13 +193,13 @@ func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]by
 		switch pr.Role {
 		case sqlplan.RoleStore:
 			start := len(s.cmdCT)
-			ct, err := s.cipher.Load().AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
+			ct, err := c.AppendStore(s.ctx, s.cmdCT, pr.Column, canon)
 			if err != nil {
 				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
 			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
 		case sqlplan.RoleMatch:
-			m, err := s.cipher.Load().EncryptForMatch(s.ctx, pr.Column, canon)
+			m, err := c.EncryptForMatch(s.ctx, pr.Column, canon)
 			if err != nil {
 				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}

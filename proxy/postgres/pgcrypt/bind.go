@@ -202,6 +202,9 @@ func (s *session) encryptBind(m *pgmsg.Bind, st *stmtInfo, p *portalInfo, zone *
 func (s *session) encryptMatches(m *pgmsg.Bind, st *stmtInfo, rec *rules.Matches, zone *time.Location) (
 	matches [][][]byte, grow bool, refusal *pgproto3.ErrorResponse) {
 	matches = s.frontBufs.matchCiphertexts[:0]
+	if len(st.slots) == 0 {
+		return matches, false, nil // no lookup slots: nothing to walk
+	}
 	for v := m.Params(); v.Next(); {
 		i := v.Index()
 		if i >= len(st.slots) || st.slots[i] == 0 || v.Null() {

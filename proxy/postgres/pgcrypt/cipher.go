@@ -24,6 +24,16 @@ func deniedResponse(err error) *pgproto3.ErrorResponse {
 	return errorResponse(sqlplan.StateInsufficientPrivilege, "dbproxy: statement refused: "+r.Error())
 }
 
+// decryptFailure is the client's error when a value of col could not be
+// decrypted for a result (rows or COPY TO): the Guard's refusal as
+// insufficient_privilege, any other failure as data corruption.
+func decryptFailure(col *rules.ColumnRule, err error) *pgproto3.ErrorResponse {
+	if denied := deniedResponse(err); denied != nil {
+		return denied
+	}
+	return errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error())
+}
+
 // copyEncryptError is the error that fails a COPY FROM whose value of col
 // could not be encrypted: the Guard's refusal as is (it names the column),
 // any other error without its details.

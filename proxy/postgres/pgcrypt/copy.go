@@ -470,7 +470,7 @@ func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) er
 		if col := cp.Fields[n].Column; col == nil {
 			out = append(out, raw...)
 		} else if out, err = s.copyDecryptField(out, cp, &cp.Fields[n], col, raw, zone); err != nil {
-			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
+			return s.fail(decryptFailure(col, err), w)
 		}
 		n++
 		if end >= len(row) {

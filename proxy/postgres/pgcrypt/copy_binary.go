@@ -184,7 +184,7 @@ func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer)
 		s.result.binaryCopyOut = nil
 		if failed != nil {
 			s.log.Warn("decrypt failed", slog.String("column", failed.String()), slog.Any("error", err))
-			return s.fail(errorResponse("XX001", "dbproxy: a value of column "+failed.String()+" cannot be decrypted: "+err.Error()), w)
+			return s.fail(decryptFailure(failed, err), w)
 		}
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: "+err.Error()), w)
 	}

@@ -201,11 +201,10 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 			lenAt := len(out)
 			out, err = s.decryptCell(pgmsg.OpenValue(out), col, v.Bytes(), formatOf(s.result.formats, i), zone)
 			if err != nil {
-				if denied := deniedResponse(err); denied != nil {
-					return s.fail(denied, w)
+				if deniedResponse(err) == nil {
+					s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
 				}
-				s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
-				return s.fail(errorResponse("XX001", "dbproxy: a value of column "+col.String()+" cannot be decrypted: "+err.Error()), w)
+				return s.fail(decryptFailure(col, err), w)
 			}
 			out = pgmsg.CloseValue(out, lenAt)
 		}
