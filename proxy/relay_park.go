@@ -93,6 +93,10 @@ type relayLeg struct {
 	kicked  bool            // woken for good (stop, drain, hard close): never parks again
 	parkReq bool            // requestPark set the deadline that interrupts the pump
 	parked  *netpark.Handle // the socket is parked; the leg's goroutine has returned
+	// isParked mirrors parked != nil for unpark's lock-free check on every
+	// idle-to-busy transition (a leg that parks just after the check is
+	// woken by its input).
+	isParked atomic.Bool
 }
 
 // NewRelay prepares a relay of c's session: up reads the server, down
@@ -225,6 +229,7 @@ func (l *relayLeg) afterDeadline() (goOn, parked bool) {
 	}
 	l.Release()
 	l.parked = h
+	l.isParked.Store(true)
 	return true, true
 }
 
@@ -242,6 +247,9 @@ func (l *relayLeg) kick(interrupt func()) {
 
 // unpark wakes the leg if it is parked; it may park again.
 func (l *relayLeg) unpark() {
+	if !l.isParked.Load() {
+		return
+	}
 	if h := l.takeParked(false); h != nil {
 		h.Unpark()
 	}
@@ -258,6 +266,7 @@ func (l *relayLeg) takeParked(kick bool) *netpark.Handle {
 	}
 	h := l.parked
 	l.parked = nil
+	l.isParked.Store(false)
 	return h
 }
 
@@ -267,6 +276,7 @@ func (l *relayLeg) takeParked(kick bool) *netpark.Handle {
 func (r *Relay) resume(l *relayLeg) {
 	l.mu.Lock()
 	l.parked = nil
+	l.isParked.Store(false)
 	l.mu.Unlock()
 	r.Idle()
 	r.run(l)

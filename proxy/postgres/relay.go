@@ -81,10 +81,12 @@ func newPump(src io.Reader, dst io.Writer, f *msgFramer, leftover []byte) *relay
 	return p
 }
 
-// bodyLen decodes the length of a message header, or reports it invalid.
-func (f *msgFramer) bodyLen(hdr []byte) (int, bool) {
+// bodyLen decodes the body length of a message header (type byte, then a
+// length that counts itself); false if it is below 4 or the body exceeds
+// maxBody ([invalid] is the error).
+func bodyLen(hdr []byte, maxBody int) (int, bool) {
 	n := int64(binary.BigEndian.Uint32(hdr[1:5]))
-	if n < 4 || n-4 > int64(f.maxBody) {
+	if n < 4 || n-4 > int64(maxBody) {
 		return 0, false
 	}
 	return int(n - 4), true
@@ -107,9 +109,9 @@ func (f *msgFramer) Skip(p *relay.Pump) error {
 	var err error
 	for len(b)-i >= 5 {
 		typ := b[i]
-		n, ok := f.bodyLen(b[i:])
+		n, ok := bodyLen(b[i:], f.maxBody)
 		if !ok || len(b)-i < 5+n {
-			break
+			break // the pump reports an invalid length (Config.Invalid)
 		}
 		if !f.special.Has(typ) {
 			if f.fromClient && f.acct != nil && !f.acct.frontend(typ) {

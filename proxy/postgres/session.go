@@ -256,15 +256,15 @@ func readMessage(r *bufio.Reader, buf []byte, maxBody int) (typ byte, body, nbuf
 		return 0, nil, buf, err
 	}
 	typ = hdr[0]
-	n := int64(binary.BigEndian.Uint32(hdr[1:5]))
-	if n < 4 || n-4 > int64(maxBody) {
-		return 0, nil, buf, &proxy.MalformedError{Msg: fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
+	n, ok := bodyLen(hdr, maxBody)
+	if !ok {
+		return 0, nil, buf, invalid(hdr)
 	}
 	_, _ = r.Discard(5)
-	if cap(buf) < int(n-4) {
-		buf = make([]byte, n-4)
+	if cap(buf) < n {
+		buf = make([]byte, n)
 	}
-	body = buf[:n-4]
+	body = buf[:n]
 	if _, err := io.ReadFull(r, body); err != nil {
 		return 0, nil, buf, eofIsUnexpected(err)
 	}
