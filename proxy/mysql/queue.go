@@ -47,24 +47,12 @@ type queue struct {
 	// client is in command mode whenever nothing is outstanding.
 	ex      *relay.Exchanges
 	inTrans atomic.Bool // SERVER_STATUS_IN_TRANS of the last status seen
-	client  *lockedWriter
+	client  *relay.Shared
 	spill   []byte // local replies written by written(); server->client goroutine only
 }
 
-// lockedWriter serializes writes to the client from both goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 func newQueue(conn *proxy.Conn, client io.Writer) *queue {
-	return &queue{ex: relay.NewExchanges(conn), client: &lockedWriter{w: client}}
+	return &queue{ex: relay.NewExchanges(conn), client: relay.NewShared(client)}
 }
 
 // clientState returns the client's mode and, outside command mode, the
@@ -162,10 +150,10 @@ func (q *queue) reply(x *exchange, local []byte) (bool, error) {
 	}
 	if len(q.items) == 0 {
 		q.recycleLocked(x)
-		q.client.mu.Lock()
+		q.client.Lock()
 		q.mu.Unlock()
-		_, err := q.client.w.Write(local)
-		q.client.mu.Unlock()
+		err := q.client.WriteLocked(local)
+		q.client.Unlock()
 		return true, err
 	}
 	x.resp = respLocal
@@ -266,10 +254,10 @@ func (q *queue) written() error {
 		q.mu.Unlock()
 		return err
 	}
-	q.client.mu.Lock() // see reply
+	q.client.Lock() // see reply
 	q.mu.Unlock()
-	_, werr := q.client.w.Write(q.spill)
-	q.client.mu.Unlock()
+	werr := q.client.WriteLocked(q.spill)
+	q.client.Unlock()
 	if cap(q.spill) > bufpool.MaxKeptWriter {
 		q.spill = nil
 	}

@@ -69,6 +69,9 @@ type Writer struct {
 	// flush writes buf to the destination now (set by the client->server
 	// pump only).
 	flush func([]byte) error
+	// answer replies to the client (client->server pump of a session with
+	// hooks only).
+	answer func(msgs []byte) (bool, error)
 }
 
 // errNoFlush: Flush in a server->client hook.
@@ -88,6 +91,22 @@ func (w *Writer) Flush() error {
 	err := w.flush(w.buf)
 	w.buf = w.buf[:0]
 	return err
+}
+
+// Answer answers the request being handled, a Query or FunctionCall, on
+// the proxy's behalf instead of forwarding it: msgs (whole server
+// messages, such as an ErrorResponse) go to the client at once, followed
+// by a ReadyForQuery. It does so only when that cannot reorder or change
+// what the client sees: every earlier request answered and its answer
+// written, no extended-protocol batch pending, and no transaction block
+// open (an error inside one aborts the server's transaction, which only
+// the server can do). Otherwise it reports false and does nothing: the
+// hook forwards something the server answers instead. Frontend hooks only.
+func (w *Writer) Answer(msgs []byte) (bool, error) {
+	if w.answer == nil {
+		return false, nil
+	}
+	return w.answer(msgs)
 }
 
 // Forward appends a message unchanged.

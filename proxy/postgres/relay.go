@@ -49,7 +49,11 @@ type msgFramer struct {
 
 	w        Writer // hook output; its buffer is the pump's output
 	lastType byte   // type of the last message forwarded (or being streamed)
+	current  byte   // type of the message being hooked
 	stop     error  // returned by End: the pump stops after this message
+	// answers, for a session with hooks, lets Frontend hooks answer
+	// requests themselves (Writer.Answer).
+	answers *answers
 }
 
 // newMsgFramer returns the framer of one direction. hook handles the
@@ -178,7 +182,7 @@ func (f *msgFramer) classify(typ byte, n int, head []byte) (relay.Action, error)
 		return relay.Hook, nil
 	}
 	f.lastType = typ
-	if typ == 'Z' && !f.fromClient && f.acct != nil && n == 1 && f.acct.readyForQuery(head[0]) {
+	if typ == 'Z' && !f.fromClient && f.acct != nil && n == 1 && f.ready(head[0]) {
 		f.stop = proxy.ErrDrained
 	}
 	return relay.Forward, nil
@@ -195,6 +199,7 @@ func (f *msgFramer) Hooked(hdr []byte, _ int, body []byte) error {
 // hookInto runs the hook on a message; its output is appended to f.w.
 func (f *msgFramer) hookInto(typ byte, body []byte) error {
 	hookStart := len(f.w.buf)
+	f.current = typ
 	if err := f.hook(typ, body, &f.w); err != nil {
 		if we := (*proxy.WriteError)(nil); errors.As(err, &we) {
 			return we // a Writer.Flush failed: the upstream is gone
@@ -218,8 +223,22 @@ func (f *msgFramer) End() error {
 	return err
 }
 
+// ready feeds a ReadyForQuery the client will see to the accounting (see
+// accounting.readyForQuery).
+func (f *msgFramer) ready(status byte) bool {
+	if f.answers != nil {
+		f.answers.readyAccounted()
+	}
+	return f.acct.readyForQuery(status)
+}
+
 // Written is called after each write (relay.Framer).
-func (f *msgFramer) Written() error { return nil }
+func (f *msgFramer) Written() error {
+	if f.answers != nil && !f.fromClient {
+		f.answers.written()
+	}
+	return nil
+}
 
 // readyInHookOutput walks the messages a hook wrote and feeds each
 // ReadyForQuery to the accounting. It reports whether the session became
@@ -231,7 +250,7 @@ func (f *msgFramer) readyInHookOutput(out []byte) bool {
 		if n < 4 || 1+n > len(out) {
 			return drained
 		}
-		if out[0] == 'Z' && n == 5 && f.acct.readyForQuery(out[5]) {
+		if out[0] == 'Z' && n == 5 && f.ready(out[5]) {
 			drained = true
 		}
 		out = out[1+n:]

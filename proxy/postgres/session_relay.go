@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 
 	"github.com/dbproxy/dbproxy/proxy"
@@ -26,10 +27,17 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	}
 	// server -> client
 	upF := newMsgFramer(s.acct, false, DefaultMaxMessageSize, back, backFn)
-	up := newPump(s.Server, s.client, upF, proxy.Buffered(s.sbr))
+	var toClient io.Writer = s.client
 	// client -> server
-	down := newPump(s.client, s.Server, newMsgFramer(s.acct, true, s.h.opts.MaxMessageSize, front, frontFn),
-		proxy.Buffered(s.cbr))
+	downF := newMsgFramer(s.acct, true, s.h.opts.MaxMessageSize, front, frontFn)
+	if hooks != nil {
+		// Frontend hooks may answer the client themselves (Writer.Answer).
+		a := &answers{client: relay.NewShared(s.client)}
+		toClient, upF.answers, downF.answers = a.client, a, a
+		downF.w.answer = downF.answer
+	}
+	up := newPump(s.Server, toClient, upF, proxy.Buffered(s.sbr))
+	down := newPump(s.client, s.Server, downF, proxy.Buffered(s.cbr))
 	s.cbr, s.sbr = nil, nil
 	// Startup state the relay does not need: an idle session keeps
 	// only what it uses.
@@ -72,6 +80,9 @@ func (s *session) endRelay(ctx context.Context, up, down *relay.Pump, upLast byt
 		toClient = drainError(s.pc.DrainReason())
 	case errors.Is(downErr, errTerminated):
 		terminate = false // forwarded already
+	case errors.Is(downErr, errAnswerWrite):
+		proxy.LogClientGone(ctx, s.log, upErr, downErr)
+		canWriteClient = false
 	case errors.As(downErr, &mal):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "malformed message from client; closing", slog.String("reason", mal.Msg))
 		toClient = fatalf(codeProtocolViolation, mal.Msg, nil)

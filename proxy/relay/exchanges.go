@@ -139,6 +139,11 @@ func (e *Exchanges) Closing() bool { return e.word.Load()&closingBit != 0 }
 // not closing.
 func (e *Exchanges) Idle() bool { return e.word.Load() == 0 }
 
+// Sole reports whether exactly one exchange is outstanding, nothing is
+// held and the session is not closing: the request being handled is the
+// only one not yet answered.
+func (e *Exchanges) Sole() bool { return e.word.Load() == 1<<countShift }
+
 // Quiet reports whether no request is partly sent and the session is not
 // closing (the client's side may wait without a goroutine).
 func (e *Exchanges) Quiet() bool { return e.word.Load()&(holdBit|closingBit) == 0 }

@@ -115,6 +115,9 @@ type Pump struct {
 	dst  io.Writer
 	f    Framer
 	skip Skipper // nil: f has no fast path
+	// shared is dst when it is a *Shared: the pump tells it where its
+	// output stops.
+	shared *Shared
 	cfg  Config
 
 	buf   []byte  // read buffer; nil while idle
@@ -158,6 +161,7 @@ func NewPump(src io.Reader, dst io.Writer, f Framer, cfg Config, out *[]byte, le
 	}
 	p := &Pump{src: src, dst: dst, f: f, cfg: cfg, out: out, need: cfg.HeaderLen}
 	p.skip, _ = f.(Skipper)
+	p.shared, _ = dst.(*Shared)
 	p.takeBuf(max(bufpool.RelayBufSize, len(leftover)))
 	p.w = copy(p.buf, leftover)
 	return p
@@ -223,11 +227,20 @@ func (p *Pump) Run() error {
 // WriteNow writes b to the destination at once, ahead of what the pump is
 // assembling: a hook's flush before it waits for an answer.
 func (p *Pump) WriteNow(b []byte) error {
-	if _, err := p.dst.Write(b); err != nil {
+	if err := p.write(b); err != nil {
 		p.broken = true
 		return &proxy.WriteError{Err: err}
 	}
 	return nil
+}
+
+// write writes b to the destination.
+func (p *Pump) write(b []byte) error {
+	if p.shared != nil {
+		return p.shared.pumpWrite(b, p.partial)
+	}
+	_, err := p.dst.Write(b)
+	return err
 }
 
 // Broken reports whether a write to the destination failed.

@@ -249,7 +249,7 @@ func (p *Pump) emit() error {
 	wrote := false
 	if out := *p.out; len(out) > 0 {
 		out = append(out, p.buf[p.start:p.r]...)
-		_, err = p.dst.Write(out)
+		err = p.write(out)
 		if cap(out) > bufpool.MaxKeptWriter {
 			*p.out = nil
 		} else {
@@ -257,7 +257,7 @@ func (p *Pump) emit() error {
 		}
 		wrote = true
 	} else if p.r > p.start {
-		_, err = p.dst.Write(p.buf[p.start:p.r])
+		err = p.write(p.buf[p.start:p.r])
 		wrote = true
 	}
 	p.start = p.r

@@ -60,11 +60,6 @@ func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
 	ev := s.popUntilSync()
 	s.lexAnswered(ev != nil && ev.lexChange, status)
 	if ev != nil {
-		if ev.inject != nil && ev.kind == pgmsg.TypeSync && !ev.srvErr && !s.result.failed {
-			if err := w.Send(ev.inject); err != nil {
-				return err
-			}
-		}
 		s.pop()
 	}
 	s.result.failed, s.result.cols, s.result.matches = false, nil, nil
@@ -77,10 +72,11 @@ func (s *session) readyForQuery(body []byte, w *postgres.Writer) error {
 func (s *session) extendedResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
 	case pgmsg.TypeErrorResponse:
-		if ev := s.popUntilSync(); ev != nil {
-			ev.srvErr = true
-		}
+		s.popUntilSync()
 		s.result.cols = nil
+		if ev.refusal != nil {
+			return w.Send(ev.refusal) // in place of the server's error
+		}
 	case pgmsg.TypeParseComplete, pgmsg.TypeBindComplete, pgmsg.TypeCloseComplete:
 		s.pop()
 		if ev.hidden {
@@ -175,13 +171,11 @@ func (s *session) startExecute(ev *event, w *postgres.Writer) error {
 // simpleResponse handles the responses to a simple Query.
 func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.Writer) error {
 	switch typ {
-	case pgmsg.TypeEmptyQueryResponse:
-		if ev.inject != nil {
-			return w.Send(ev.inject)
-		}
 	case pgmsg.TypeErrorResponse:
-		ev.srvErr = true
 		s.result.cols = nil
+		if ev.refusal != nil {
+			return w.Send(ev.refusal) // in place of the server's error
+		}
 	case pgmsg.TypeRowDescription:
 		rd, errResp, err := s.rowDescription(&s.result.simpleDesc, body, true)
 		if err != nil {
@@ -310,6 +304,27 @@ func (s *session) parameterDescription(st *stmtInfo, body []byte, w *postgres.Wr
 	return nil
 }
 
-// kindDescribePortal is the event kind of a Describe of a portal (a
-// Describe of a statement has kind pgmsg.TypeDescribe).
-const kindDescribePortal byte = 'd'
+// Event kinds other than the client's message types: a Describe of a
+// portal (a Describe of a statement has kind pgmsg.TypeDescribe), and the
+// message the proxy sends in place of a refused one (refuseBatch).
+const (
+	kindDescribePortal byte = 'd'
+	kindRefused        byte = '!'
+)
+
+// What the proxy sends the server in place of a refused request, so that
+// the server fails it itself: a Describe of a portal no client names
+// (error 34000, no side effect) for an extended-protocol message, a query
+// that does not parse (error 42601) for a simple Query or FunctionCall.
+// Neither carries anything of the refused request; the server's error is
+// replaced by the proxy's refusal.
+var (
+	refusedPortal = []byte("\x7fdbproxy: refused")
+	refusedQuery  = []byte("dbproxy: statement refused\x00")
+)
+
+// encodeError encodes an ErrorResponse (for Writer.Answer).
+func encodeError(e *pgproto3.ErrorResponse) []byte {
+	b, _ := e.Encode(nil) // only fails for a message over 1 GB
+	return b
+}

@@ -26,12 +26,12 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	}
 	st := s.stmts[string(m.Statement)]
 	if st == nil {
-		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"))
+		s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Bind of a statement not prepared through this proxy"), w)
 		return nil
 	}
 	if refusal, err := s.bindCheck(m.Statement, st, w); err != nil || refusal != nil {
 		if refusal != nil {
-			s.refuseBatch(refusal)
+			s.refuseBatch(refusal, w)
 		}
 		return err
 	}
@@ -55,7 +55,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	s.mu.Unlock()
 	out, refusal := s.encryptBind(&m, st, p, zone, w)
 	if refusal != nil {
-		s.refuseBatch(refusal)
+		s.refuseBatch(refusal, w)
 		return nil
 	}
 	s.push(s.newEvent(event{kind: pgmsg.TypeBind, portal: p}))

@@ -117,18 +117,25 @@
 //     encoding too. Both settings are tracked from the server's
 //     ParameterStatus messages.
 //
-// # How refusals reach the client in order
+// # How refusals reach the client
 //
-// The relay's frontend hook can only write upstream. A refused simple Query
-// is replaced by an empty Query, whose EmptyQueryResponse the backend hook
-// replaces by the refusal's ErrorResponse; a refused message of an extended
-// batch is dropped with every message up to its Sync, and the backend hook
-// inserts the ErrorResponse before that Sync's ReadyForQuery (unless the
-// server already reported an error in that batch, which means it would have
-// skipped the refused message too). So responses keep their order under
-// pipelining and the relay's ReadyForQuery accounting stays exact. The
-// transaction status reported is the server's: a refusal inside a
-// transaction block does not abort it.
+// A refused statement behaves as one the server failed, in order and with
+// the server's transaction semantics. Between transactions, with every
+// earlier request answered, a refused simple Query (or FunctionCall) is
+// answered by the proxy itself (postgres.Writer.Answer): ErrorResponse and
+// ReadyForQuery, nothing sent upstream. Otherwise — inside a transaction
+// block, or pipelined behind other requests — the server is sent a query
+// that does not parse in its place, so the server fails it itself (a
+// transaction block is aborted: later statements get 25P02 and COMMIT
+// rolls back, as after any error), and the backend hook replaces the
+// server's error by the refusal. A refused message of an extended batch is
+// replaced by a Describe of a portal no client names (the server fails it
+// without side effects, and skips the rest of the batch), whose error is
+// replaced the same way; the client's messages up to the Sync are
+// dropped. If the server already failed an earlier message of the batch,
+// it skips the stand-in too and the client sees that first error, as it
+// would have. Neither stand-in carries anything of the refused statement,
+// and the relay's ReadyForQuery accounting stays exact.
 //
 // # Catalog
 //

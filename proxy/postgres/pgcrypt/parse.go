@@ -33,7 +33,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		var mixed bool
 		spChange, mixed = s.searchPathEffect(text)
 		if !skips && mixed {
-			s.refuseBatch(errSearchPathMixed)
+			s.refuseBatch(errSearchPathMixed, w)
 			return nil
 		}
 		if s.endsSearchPathTx(text, found) {
@@ -48,25 +48,25 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		}
 	}
 	if !skips && !s.searchPath.known {
-		s.refuseBatch(errSearchPathUnknown)
+		s.refuseBatch(errSearchPathUnknown, w)
 		return nil
 	}
 	var lexErr *pgproto3.ErrorResponse
 	if !skips {
 		var encOnly bool
 		if lexErr, encOnly = s.lexRefusal(); lexErr != nil && !(encOnly && s.asciiOnly(text)) {
-			s.refuseBatch(lexErr)
+			s.refuseBatch(lexErr, w)
 			return nil
 		}
 	}
 	sql := string(text)
 	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
 	if err != nil {
-		s.refuseBatch(refusalResponse(err))
+		s.refuseBatch(refusalResponse(err), w)
 		return nil
 	}
 	if lexErr != nil && !plan.Passthrough() {
-		s.refuseBatch(lexErr)
+		s.refuseBatch(lexErr, w)
 		return nil
 	}
 	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords), searchPathChange: spChange}
@@ -82,7 +82,7 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 	if plan.Passthrough() {
 		w.Forward(pgmsg.TypeParse, body)
 	} else if refusal := s.parseEncrypted(name, msg.ParamTypes.Bytes(), sql, st, plan, w); refusal != nil {
-		s.refuseBatch(refusal)
+		s.refuseBatch(refusal, w)
 		return nil
 	}
 	s.addStatement(name, st, plan)
@@ -268,14 +268,14 @@ func (s *session) describe(body []byte, w *postgres.Writer) error {
 	case pgmsg.ObjectStatement:
 		st := s.stmts[string(name)]
 		if st == nil {
-			s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Describe of a statement not prepared through this proxy"))
+			s.refuseBatch(errorResponse("26000", "dbproxy: statement refused: Describe of a statement not prepared through this proxy"), w)
 			return nil
 		}
 		s.push(s.newEvent(event{kind: pgmsg.TypeDescribe, stmt: st}))
 	default:
 		p := s.portal(name)
 		if p == nil {
-			s.refuseBatch(errorResponse("34000", "dbproxy: statement refused: Describe of a portal not bound through this proxy"))
+			s.refuseBatch(errorResponse("34000", "dbproxy: statement refused: Describe of a portal not bound through this proxy"), w)
 			return nil
 		}
 		p.describeSent = true

@@ -110,9 +110,10 @@ type event struct {
 	// matches are the ciphertexts Rewrite rendered for a simple query's
 	// lookups, nil if none; written before the event is queued.
 	matches *rules.Matches
-	inject  *pgproto3.ErrorResponse
+	// refusal replaces the server's error to a message the proxy sent in
+	// place of a refused one (refuseQuery, refuseBatch).
+	refusal *pgproto3.ErrorResponse
 	done    int
-	srvErr  bool
 }
 
 // session is the state of one client connection. The frontend goroutine
@@ -192,9 +193,8 @@ type batchState struct {
 	// (lexstate.go).
 	lexChange bool
 	// skipping: the batch was refused; its messages are dropped up to
-	// the Sync, where refusal is reported.
+	// the Sync.
 	skipping bool
-	refusal  *pgproto3.ErrorResponse
 }
 
 // lexSettings are the settings that decide how the server lexes SQL text
@@ -325,8 +325,8 @@ func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	case pgmsg.TypeClose:
 		s.closeMessage(body)
 	case pgmsg.TypeSync:
-		s.push(s.newEvent(event{kind: pgmsg.TypeSync, inject: s.batch.refusal, lexChange: s.lexRequest(false)}))
-		s.batch.skipping, s.batch.refusal = false, nil
+		s.push(s.newEvent(event{kind: pgmsg.TypeSync, lexChange: s.lexRequest(false)}))
+		s.batch.skipping = false
 	}
 	w.Forward(typ, body)
 	return nil
@@ -340,17 +340,34 @@ func (s *session) portal(name []byte) *portalInfo {
 	return s.portals[string(name)]
 }
 
-// refuseBatch discards the client's messages up to the next Sync and
-// reports e there.
-func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
-	s.batch.skipping, s.batch.refusal = true, e
+// refuseBatch refuses the extended-protocol message being handled with
+// e: in its place the server is sent a message it rejects without side
+// effects (a Describe of a portal that does not exist), so that the
+// server itself fails the batch — and the transaction block, if one is
+// open — as it would have failed the client's message; its error is
+// replaced by e. The client's messages up to the next Sync are dropped,
+// as the server would discard them after an error.
+func (s *session) refuseBatch(e *pgproto3.ErrorResponse, w *postgres.Writer) {
+	s.batch.skipping = true
+	s.push(s.newEvent(event{kind: kindRefused, refusal: e}))
+	_, _ = w.Write(pgmsg.AppendDescribe(nil, pgmsg.ObjectPortal, refusedPortal))
 }
 
-// refuseQuery replaces a simple Query by an empty one and reports e in
-// place of its EmptyQueryResponse.
+// refuseQuery refuses a simple Query (or FunctionCall) with e. Between
+// transactions, with nothing else outstanding, the proxy answers the
+// client itself; otherwise it sends the server a query the server rejects
+// (so that an open transaction block fails, as the client's statement
+// failing would have made it) and reports e in place of the server's
+// error.
 func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
-	s.push(s.newEvent(event{kind: pgmsg.TypeQuery, inject: e, lexChange: s.lexRequest(false)}))
-	w.Forward(pgmsg.TypeQuery, []byte{0})
+	lexChange := s.lexRequest(false)
+	if !lexChange {
+		if ok, err := w.Answer(encodeError(e)); ok || err != nil {
+			return err
+		}
+	}
+	s.push(s.newEvent(event{kind: pgmsg.TypeQuery, refusal: e, lexChange: lexChange}))
+	w.Forward(pgmsg.TypeQuery, refusedQuery)
 	return nil
 }
 
@@ -364,7 +381,7 @@ func (s *session) execute(body []byte, w *postgres.Writer) bool {
 		// A portal the proxy did not see bound (a cursor opened by
 		// DECLARE, say): its rows cannot be attributed safely.
 		s.refuseBatch(errorResponse(sqlplan.StateFeatureNotSupported,
-			"dbproxy: statement refused: Execute of a portal not bound through this proxy"))
+			"dbproxy: statement refused: Execute of a portal not bound through this proxy"), w)
 		return false
 	}
 	if p.stmt.lexChange || p.stmt.txEnd && s.lexInTx() {

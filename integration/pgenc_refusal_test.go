@@ -1,0 +1,120 @@
+package integration
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// A refused statement behaves as a statement the server failed: outside a
+// transaction block the proxy answers it itself (nothing goes upstream);
+// inside one the server is made to fail it, so the block is aborted and a
+// later COMMIT rolls back what ran before the refusal.
+
+// refusedStatement is refused on the failClosed listener: ssn is
+// randomized, so it cannot be compared.
+const refusedStatement = `SELECT id FROM users WHERE ssn = 'probe-ssn-4711'`
+
+// TestPGRefusalAnsweredByProxy: between transactions a refused simple
+// query, then a refused extended-protocol statement, are answered without
+// the server seeing a refusal's stand-in; the session goes on.
+func TestPGRefusalAnsweredByProxy(t *testing.T) {
+	e, c := startSeeded(t)
+	before := len(e.wire.String())
+	refused(t, c, refusedStatement, "0A000", "public.users.ssn")
+	wire := e.wire.String()[before:]
+	if strings.Contains(wire, "dbproxy: statement refused") {
+		t.Error("the refused simple query was sent upstream as a failing query; want it answered by the proxy")
+	}
+	// The extended-protocol refusal has a batch to fail: the server is
+	// sent a Describe of a portal no client names in its place.
+	if !strings.Contains(wire, "dbproxy: refused") {
+		t.Error("the refused extended-protocol statement was not replaced by a failing Describe")
+	}
+	e.neverUpstream(t, "probe-ssn-4711")
+}
+
+// TestPGRefusalAbortsTransaction: a refusal inside a transaction block
+// aborts it, over both protocols, as a server error would: the next
+// statement fails with 25P02, COMMIT rolls back, and the row inserted
+// before the refusal is not in the table.
+func TestPGRefusalAbortsTransaction(t *testing.T) {
+	e, c := startSeeded(t)
+	ctx := testCtx(t)
+	for i, proto := range []string{"simple", "extended"} {
+		id := 100 + i
+		ok(t, c, `BEGIN`)
+		ok(t, c, `INSERT INTO users (id, email, ssn, note) VALUES ($1, 'txn@example.com', 'txn-ssn', 'txn')`, id)
+		var err error
+		if proto == "simple" {
+			_, err = c.PgConn().Exec(ctx, refusedStatement).ReadAll()
+		} else {
+			_, err = c.PgConn().ExecParams(ctx, refusedStatement, nil, nil, nil, nil).Close()
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.HasPrefix(pe.Message, "dbproxy: statement refused") {
+			t.Fatalf("%s: refusal in a transaction: %v", proto, err)
+		}
+		if st := c.PgConn().TxStatus(); st != 'E' {
+			t.Errorf("%s: transaction status after the refusal is %q, want 'E' (failed)", proto, st)
+		}
+		_, err = c.Exec(ctx, `SELECT 1`)
+		if !errors.As(err, &pe) || pe.Code != "25P02" {
+			t.Errorf("%s: statement after the refusal: %v, want 25P02", proto, err)
+		}
+		tag, err := c.PgConn().Exec(ctx, `COMMIT`).ReadAll()
+		if err != nil || len(tag) != 1 || tag[0].CommandTag.String() != "ROLLBACK" {
+			t.Errorf("%s: COMMIT of the failed block: %v %v, want ROLLBACK", proto, tag, err)
+		}
+		if e.directBool(t, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, id) {
+			t.Errorf("%s: the row inserted before the refusal was committed", proto)
+		}
+	}
+	// Outside a block the session is fine.
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after the blocks: %d rows, %v", n, err)
+	}
+	e.neverUpstream(t, "probe-ssn-4711")
+	e.checkSeedAtRest(t)
+}
+
+// TestPGRefusalPipelined: refusals pipelined behind other queries come
+// back in order (the proxy's answer never overtakes a server's).
+func TestPGRefusalPipelined(t *testing.T) {
+	e, c := startSeeded(t)
+	// Two simple queries written at once: the server's answer to the
+	// slow first one must reach the client before the proxy's answer to
+	// the refused second one.
+	conn := c.PgConn().Conn()
+	out, _ := (&pgproto3.Query{String: `SELECT pg_sleep(0.05)::text, 'first'`}).Encode(nil)
+	out, _ = (&pgproto3.Query{String: refusedStatement}).Encode(out)
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	fe := pgproto3.NewFrontend(conn, conn)
+	var got []string
+	for ready := 0; ready < 2; {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			got = append(got, "row:"+string(m.Values[1]))
+		case *pgproto3.ErrorResponse:
+			got = append(got, "error:"+m.Code)
+		case *pgproto3.ReadyForQuery:
+			got = append(got, "ready")
+			ready++
+		}
+	}
+	if want := "row:first ready error:0A000 ready"; strings.Join(got, " ") != want {
+		t.Errorf("pipelined answers %q, want %q", strings.Join(got, " "), want)
+	}
+	ok(t, c, `SELECT 1`)
+	e.neverUpstream(t, "probe-ssn-4711")
+}
