@@ -118,7 +118,7 @@ type Pump struct {
 	// shared is dst when it is a *Shared: the pump tells it where its
 	// output stops.
 	shared *Shared
-	cfg  Config
+	cfg    Config
 
 	buf   []byte  // read buffer; nil while idle
 	bufH  *[]byte // its pool handle
