@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/relay"
 )
 
 // Test hooks for the black-box tests in package postgres_test.
@@ -86,4 +87,18 @@ func CancelKeyCount(h *Handler) int {
 	h.keys.mu.Lock()
 	defer h.keys.mu.Unlock()
 	return len(h.keys.m)
+}
+
+// RelayAnswering runs a client->server pump from src to upstream whose
+// hooks may answer the client (Writer.Answer) on client, in a session
+// whose last ReadyForQuery said txStatus.
+func RelayAnswering(src io.Reader, upstream, client io.Writer, txStatus byte, types MessageTypes, hook MessageFunc) error {
+	acct := newAccounting(nil)
+	acct.txStatus.Store(uint32(txStatus))
+	f := newMsgFramer(acct, true, DefaultMaxMessageSize, types, hook)
+	f.answers = &answers{client: relay.NewShared(client)}
+	f.w.answer = f.answer
+	p := newPump(src, upstream, f, nil)
+	defer p.Release()
+	return p.Run()
 }
