@@ -5,8 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dbproxy/dbproxy/internal/testkeys"
 )
 
 // A refused statement behaves as a statement the server failed: outside a
@@ -117,4 +120,30 @@ func TestPGRefusalPipelined(t *testing.T) {
 	}
 	ok(t, c, `SELECT 1`)
 	e.neverUpstream(t, "probe-ssn-4711")
+}
+
+// TestPGKeyUnavailableNotBlamedOnValue: when the data key of a column is
+// missing, a lookup (scalar or `= ANY($1)` array) is refused as a key
+// failure naming the key, not as an invalid value of the client's.
+func TestPGKeyUnavailableNotBlamedOnValue(t *testing.T) {
+	specs := usersSpecs()
+	e := startEncProxyKeys(t, usersDDL, specs, testkeys.ForRules(specs[1:])) // no users_email key
+	c := e.connectMode(t, pgx.QueryExecModeCacheStatement)
+	ctx := testCtx(t)
+	for _, q := range []struct {
+		sql string
+		arg any
+	}{
+		{`SELECT id FROM users WHERE email = $1`, "a@b.c"},
+		{`SELECT id FROM users WHERE email = ANY($1)`, []string{"a@b.c", "d@e.f"}},
+	} {
+		_, err := c.Exec(ctx, q.sql, q.arg)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			t.Fatalf("%s: %v, want a refusal", q.sql, err)
+		}
+		if pe.Code == "22P02" || !strings.Contains(pe.Message, "users_email") {
+			t.Errorf("%s: SQLSTATE %s %q, want a key failure naming users_email", q.sql, pe.Code, pe.Message)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package pgcrypt
 
 import (
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
@@ -244,8 +245,11 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 		if denied := deniedResponse(err); denied != nil {
 			return out, denied
 		}
-		if err != nil {
+		if errors.Is(err, errBadElement) {
 			return out, invalidParam(col, i, "array of "+col.Type.String())
+		}
+		if err != nil {
+			return out, refusalResponse(err) // a key failure, not the client's value
 		}
 		return out, nil
 	}
@@ -333,14 +337,16 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 	out = appendByteaArrayHeader(pgmsg.OpenValue(out), 1) // the count is set below
 	countAt := len(out) - 8
 	count := 0
+	keyErr := error(nil)
 	err := arrayElems(src, format, func(elem []byte, bin bool) error {
 		canon, err := s.bindCanon(s.frontBufs.canonical[:0], col, elem, formatOfElem(bin), zone)
 		if err != nil {
-			return err
+			return errBadElement
 		}
 		s.frontBufs.canonical = canon
 		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
 		if err != nil {
+			keyErr = err
 			return err
 		}
 		rec.RecordMatch(col, canon, cts)
@@ -350,8 +356,11 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 		}
 		return nil
 	})
-	if err != nil {
-		return out, err
+	switch {
+	case keyErr != nil:
+		return out, keyErr
+	case err != nil:
+		return out, errBadElement // the array itself is malformed
 	}
 	if count == 0 {
 		out = appendByteaArrayHeader(out[:lenAt+4], 0)
@@ -360,6 +369,10 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 	}
 	return pgmsg.CloseValue(out, lenAt), nil
 }
+
+// errBadElement: the client's array, or one of its elements, is not a
+// valid value of the column's type.
+var errBadElement = errors.New("invalid array element")
 
 // formatOfElem is the format code of an array element decoded from a
 // binary (true) or text array.
