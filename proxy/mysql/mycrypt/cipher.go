@@ -1,7 +1,6 @@
 package mycrypt
 
 import (
-	"bytes"
 	"errors"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -30,39 +29,10 @@ func keyError(msg string, err error) *mysql.Error {
 func (s *session) followChangeUser(payload []byte) {
 	c := s.cipher.Load()
 	who := c.Principal()
-	user, db, ok := changeUserNames(payload, s.caps)
-	if ok {
-		who.User = user
+	cu := parseChangeUser(payload, s.caps)
+	if cu.userOK {
+		who.User = cu.user
 	}
-	who.Database = db
+	who.Database = cu.db
 	s.cipher.Store(c.For(who))
-}
-
-// changeUserNames reads the user and database of a COM_CHANGE_USER
-// payload (see changeUserCharset for its layout); ok is false if the user
-// is missing; db is "" if it is missing or malformed.
-func changeUserNames(p []byte, caps uint64) (user, db string, ok bool) {
-	if len(p) < 2 {
-		return "", "", false
-	}
-	p = p[1:]
-	i := bytes.IndexByte(p, 0)
-	if i < 0 {
-		return "", "", false
-	}
-	user, p = string(p[:i]), p[i+1:]
-	if caps&uint64(gomysql.CLIENT_SECURE_CONNECTION) != 0 {
-		if len(p) < 1 || len(p) < 1+int(p[0]) {
-			return user, "", true
-		}
-		p = p[1+int(p[0]):]
-	} else if i = bytes.IndexByte(p, 0); i >= 0 {
-		p = p[i+1:]
-	} else {
-		return user, "", true
-	}
-	if i = bytes.IndexByte(p, 0); i >= 0 {
-		db = string(p[:i])
-	}
-	return user, db, true
 }

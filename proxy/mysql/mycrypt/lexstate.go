@@ -428,7 +428,7 @@ func (s *session) changeUser(payload []byte) {
 	defer s.mu.Unlock()
 	s.lx.startMode(g)
 	s.lx.riskyPrepare = false
-	s.lx.base = changeUserCharset(payload, s.caps)
+	s.lx.base = parseChangeUser(payload, s.caps).charset()
 	s.lx.charset = s.lx.base
 	if g.initCharset {
 		s.lx.charset = ""
@@ -449,50 +449,6 @@ func (s *session) resetConnection() {
 	} else {
 		s.lx.charset = g.charset
 	}
-}
-
-// changeUserCharset reads the character set of a COM_CHANGE_USER payload:
-//
-//	0x11 || cstring user || auth (uint8 length + data with
-//	SECURE_CONNECTION, else cstring) || cstring database ||
-//	uint16 collation || …
-//
-// "" (unknown) if it is absent or malformed.
-func changeUserCharset(p []byte, caps uint64) string {
-	if len(p) < 2 {
-		return ""
-	}
-	p = p[1:]
-	i := bytes.IndexByte(p, 0)
-	if i < 0 {
-		return ""
-	}
-	p = p[i+1:]
-	if caps&uint64(gomysql.CLIENT_SECURE_CONNECTION) != 0 {
-		if len(p) < 1 || len(p) < 1+int(p[0]) {
-			return ""
-		}
-		p = p[1+int(p[0]):]
-	} else {
-		i := bytes.IndexByte(p, 0)
-		if i < 0 {
-			return ""
-		}
-		p = p[i+1:]
-	}
-	i = bytes.IndexByte(p, 0)
-	if i < 0 {
-		return ""
-	}
-	p = p[i+1:]
-	if len(p) < 2 {
-		return ""
-	}
-	id := binary.LittleEndian.Uint16(p)
-	if id > 255 {
-		return ""
-	}
-	return collationCharset(byte(id))
 }
 
 // collationCharset maps a handshake collation id to its character set, for
