@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
-	"github.com/tink-crypto/tink-go/v2/daead/subtle"
-
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -59,9 +57,9 @@ type Key struct {
 
 // keyCiphers is what Destroy drops.
 type keyCiphers struct {
-	gcm  cipher.AEAD    // AlgorithmAESGCM: nonce(12) || ct || tag(16)
-	siv  *subtle.AESSIV // AlgorithmAESSIV: SIV(16) || ct
-	xaes *xaesGCM       // AlgorithmXAESGCM: nonce(24) || ct || tag(16)
+	gcm  cipher.AEAD // AlgorithmAESGCM: nonce(12) || ct || tag(16)
+	siv  *aesSIV     // AlgorithmAESSIV: SIV(16) || ct
+	xaes *xaesGCM    // AlgorithmXAESGCM: nonce(24) || ct || tag(16)
 }
 
 // NewKey builds the Key for version version of data key name. material must
@@ -84,6 +82,8 @@ func NewKey(name string, version uint32, alg Algorithm, material []byte) (*Key, 
 			name, version, alg, alg.KeySize(), len(material))
 	}
 
+	k := &Key{name: name, version: version, alg: alg}
+	k.buildAssociatedData()
 	c := new(keyCiphers)
 	switch alg {
 	case AlgorithmAESGCM:
@@ -97,10 +97,7 @@ func NewKey(name string, version uint32, alg Algorithm, material []byte) (*Key, 
 			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
 		}
 	case AlgorithmAESSIV:
-		// subtle.NewAESSIV keeps slices of the key it is given (it re-keys
-		// AES-CTR from the second half on every call), so hand it a private
-		// copy rather than the caller's buffer.
-		siv, err := subtle.NewAESSIV(slices.Clone(material))
+		siv, err := newAESSIV(material, k.adList())
 		if err != nil {
 			return nil, fmt.Errorf("new data key %q version %d: %w", name, version, err)
 		}
@@ -113,10 +110,18 @@ func NewKey(name string, version uint32, alg Algorithm, material []byte) (*Key, 
 		c.xaes = x
 	}
 
-	k := &Key{name: name, version: version, alg: alg}
-	k.buildAssociatedData()
 	k.ciphers.Store(c)
 	return k, nil
+}
+
+// adList returns the associated data of each plaintext type, in type
+// code order (views of k.ads).
+func (k *Key) adList() [][]byte {
+	l := make([][]byte, len(k.ads)/k.adLen)
+	for i := range l {
+		l[i] = k.ads[i*k.adLen : (i+1)*k.adLen : (i+1)*k.adLen]
+	}
+	return l
 }
 
 // buildAssociatedData fills k.ads with one entry per valid plaintext type
@@ -177,7 +182,8 @@ func (k *Key) Encryptions() uint64 { return k.encryptions.Load() }
 // When dst has room for the plaintext plus k.Algorithm().Overhead() bytes,
 // AES-256-GCM allocates nothing, XAES-256-GCM allocates the KDF scratch
 // and the AES and GCM state of the message's derived key (three objects,
-// about 1.3 KB, whatever the size), and AES-256-SIV allocates inside Tink.
+// about 1.3 KB, whatever the size), and AES-256-SIV one 48-byte scratch
+// object (plus the standard library's CTR state from 128 bytes).
 // dst must not overlap plaintext. On error it returns nil.
 //
 // The randomized algorithms draw a fresh random nonce from crypto/rand for
@@ -215,13 +221,9 @@ func (k *Key) Encrypt(dst, plaintext []byte, t value.Type) ([]byte, error) {
 		}
 		return out, nil
 	case AlgorithmAESSIV:
-		payload, err := c.siv.EncryptDeterministically(plaintext, ad)
-		if err != nil {
-			return nil, fmt.Errorf("encrypt with data key %q version %d: %w", k.name, k.version, err)
-		}
-		dst = slices.Grow(dst, HeaderSize+len(payload))
+		dst = slices.Grow(dst, HeaderSize+SIVSize+len(plaintext))
 		dst = append(dst, ad[:HeaderSize]...)
-		return append(dst, payload...), nil
+		return c.siv.seal(dst, int(t.Code())-1, plaintext), nil
 	default:
 		// NewKey admits only valid algorithms.
 		panic("BUG: crypto.Key with invalid algorithm " + k.alg.String())
@@ -281,15 +283,11 @@ func (k *Key) Decrypt(dst, ciphertext []byte) ([]byte, value.Type, error) {
 		}
 		return out, h.Type, nil
 	case AlgorithmAESSIV:
-		pt, err := c.siv.DecryptDeterministically(payload, ad)
+		out, err := c.siv.open(dst, int(h.Type.Code())-1, payload)
 		if err != nil {
 			return nil, value.TypeUnknown, fmt.Errorf("decrypt with data key %q version %d: %w", k.name, k.version, ErrDecrypt)
 		}
-		if len(dst) == 0 && cap(dst) < len(pt) {
-			// Nothing to keep and no room to reuse: Tink's buffer is ours.
-			return pt, h.Type, nil
-		}
-		return append(dst, pt...), h.Type, nil
+		return out, h.Type, nil
 	default:
 		panic("BUG: crypto.Key with invalid algorithm " + k.alg.String())
 	}

@@ -60,13 +60,7 @@ func newXAESGCM(key []byte) (*xaesGCM, error) {
 	x := &xaesGCM{block: block}
 	var l [aes.BlockSize]byte
 	block.Encrypt(l[:], l[:])
-	// K1 = L·x in GF(2^128): shift left one bit, reduce by 0x87 when the
-	// top bit falls off. Branch-free, as L is secret.
-	msb := l[0] >> 7
-	for i := 0; i < aes.BlockSize-1; i++ {
-		x.k1[i] = l[i]<<1 | l[i+1]>>7
-	}
-	x.k1[aes.BlockSize-1] = l[aes.BlockSize-1]<<1 ^ (0x87 & -msb)
+	dbl(&x.k1, &l) // K1 = L·x in GF(2^128)
 	clear(l[:])
 	return x, nil
 }
