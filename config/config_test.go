@@ -750,7 +750,7 @@ encryption:
 		t.Errorf("shutdown_timeout = %v, want 30s", cfg.ShutdownTimeout)
 	}
 
-	db := mustParse(t, masterKeyYAML + `    provider: aws-kms
+	db := mustParse(t, masterKeyYAML+`    provider: aws-kms
     key_id: alias/dbproxy
     region: us-east-1
   store:
