@@ -99,6 +99,9 @@ func checkNLB(t *testing.T, rel, container string, listeners []int, admin int) {
 			if attrs["deregistration_delay.timeout_seconds"] == nil || attrs["deregistration_delay.connection_termination.enabled"] == "true" {
 				t.Errorf("%s %s: want a deregistration delay, without connection termination; got %v", rel, name, attrs)
 			}
+			if attrs["stickiness.enabled"] != "true" || attrs["stickiness.type"] != "source_ip" {
+				t.Errorf("%s %s: want source_ip stickiness, so that a client's query cancels reach the task holding its session; got %v", rel, name, attrs)
+			}
 		case "AWS::ECS::Service":
 			lbs = p["LoadBalancers"].([]any)
 		}

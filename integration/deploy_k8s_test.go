@@ -116,8 +116,9 @@ type k8sVolume struct {
 
 type k8sService struct {
 	Spec struct {
-		Selector map[string]string `yaml:"selector"`
-		Ports    []struct {
+		SessionAffinity string            `yaml:"sessionAffinity"`
+		Selector        map[string]string `yaml:"selector"`
+		Ports           []struct {
 			Name       string `yaml:"name"`
 			Port       int    `yaml:"port"`
 			TargetPort string `yaml:"targetPort"`
@@ -369,6 +370,9 @@ func checkK8sServing(t *testing.T, objs []k8sObject, dep *k8sWorkload, cfg *conf
 	labels := dep.Spec.Template.Metadata.Labels
 	var svc k8sService
 	k8sFind(t, objs, "Service", "dbproxy", &svc)
+	if svc.Spec.SessionAffinity != "ClientIP" {
+		t.Errorf("Service sessionAffinity %q: want ClientIP, so that a client's query cancels reach the replica holding its session", svc.Spec.SessionAffinity)
+	}
 	if !labelsMatch(svc.Spec.Selector, labels) {
 		t.Errorf("Service selector %v does not select the pods %v", svc.Spec.Selector, labels)
 	}
