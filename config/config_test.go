@@ -45,6 +45,15 @@ func mustParse(t *testing.T, src string) *config.Config {
 	return cfg
 }
 
+func mustLoad(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return cfg
+}
+
 // asErrors checks that err is a non-empty config.Errors.
 func asErrors(t *testing.T, err error) config.Errors {
 	t.Helper()
@@ -94,12 +103,64 @@ func checkErrors(t *testing.T, err error, wants []want) {
 	}
 }
 
-// keysYAML is a valid keys section for configs with encryption rules.
-const keysYAML = `
+// Fixtures that many tests share. Each starts with a newline (parse drops
+// it), so that a fixture's lines are numbered as they read in the source.
+
+// keysYAML is a valid keys section for configs with encryption rules
+// (lines 1-4).
+const keysYAML = masterKeyYAML + `    provider: local
+    file: master.key
+`
+
+// masterKeyYAML starts the keys section: lines 1 (keys:) and 2
+// (master_key:); fixtures add the master key's fields from line 3.
+const masterKeyYAML = `
 keys:
   master_key:
-    provider: local
-    file: master.key
+`
+
+// pgListenerYAML is one PostgreSQL listener (lines 1-4: listeners:,
+// protocol, listen 127.0.0.1:6432, upstream db:5432); fixtures add its
+// other fields from line 5.
+const pgListenerYAML = `
+listeners:
+  - protocol: postgres
+    listen: 127.0.0.1:6432
+    upstream: db:5432
+`
+
+// listenerAYAML is a listener list whose first listener, a, is PostgreSQL
+// on 127.0.0.1:6432 (lines 1-5); fixtures add a second from line 6.
+const listenerAYAML = `
+listeners:
+  - name: a
+    protocol: postgres
+    listen: 127.0.0.1:6432
+    upstream: db1:5432
+`
+
+// usersTableYAML starts a rule for table users: after keysYAML, lines 6
+// (encryption:) and 7 (the table); fixtures add its fields from line 8.
+const usersTableYAML = `
+encryption:
+  - table: users
+`
+
+// usersEmailYAML encrypts users.email (randomized text). After keysYAML it
+// is lines 6-10: encryption:, the table (7), columns: (8), the column's
+// name (9) and type (10); fixtures add columns or tables from line 11.
+const usersEmailYAML = usersTableYAML + `    columns:
+      - name: email
+        type: text
+`
+
+// appUsersSSNYAML goes on a list of rules with one for users.ssn in
+// database app (5 lines, the table name at column 12 of the first).
+const appUsersSSNYAML = `  - table: users
+    database: app
+    columns:
+      - name: ssn
+        type: text
 `
 
 func TestParseErrors(t *testing.T) {
@@ -139,19 +200,9 @@ listeners: [
 		{"unknown top-level key with suggestion", `
 listener: []
 `, []want{{"1:1", "listener", `unknown key "listener"; did you mean "listeners"?`}}},
-		{"unknown nested key lists valid keys", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    pool: 10
+		{"unknown nested key lists valid keys", pgListenerYAML + `    pool: 10
 `, []want{{"5:5", "listeners[0].pool", `unknown key "pool"; valid keys: name, protocol, listen, upstream, tls, upstream_tls`}}},
-		{"dash instead of underscore", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    upstream-tls:
+		{"dash instead of underscore", pgListenerYAML + `    upstream-tls:
       mode: require
 `, []want{{"5:5", "listeners[0].upstream-tls", `did you mean "upstream_tls"?`}}},
 		{"duplicate key", `
@@ -173,12 +224,7 @@ log:
 		{"scalar where a mapping is expected", `
 log: debug
 `, []want{{"1:6", "log", `expected a mapping, got string "debug"`}}},
-		{"require: maybe", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    tls:
+		{"require: maybe", pgListenerYAML + `    tls:
       cert_file: server.crt
       key_file: server.key
       require: maybe
@@ -281,71 +327,34 @@ listeners:
     listen: 127.0.0.1:3307
     upstream: db2:3306
 `, []want{{"6:11", "listeners[1].name", `duplicate listener name "main" (also used by listeners[0])`}}},
-		{"duplicate listen address", `
-listeners:
-  - name: a
-    protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db1:5432
-  - name: b
+		{"duplicate listen address", listenerAYAML + `  - name: b
     protocol: postgres
     listen: 127.0.0.1:6432
     upstream: db2:5432
 `, []want{{"8:13", "listeners[1].listen", "address 127.0.0.1:6432 conflicts with listeners[0].listen (same port 6432)"}}},
-		{"wildcard listen overlaps a specific address", `
-listeners:
-  - name: a
-    protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db1:5432
-  - name: b
+		{"wildcard listen overlaps a specific address", listenerAYAML + `  - name: b
     protocol: mysql
     listen: 0.0.0.0:6432
     upstream: db2:3306
 `, []want{{"8:13", "listeners[1].listen", "conflicts with listeners[0].listen"}}},
-		{"tls without key_file", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    tls:
+		{"tls without key_file", pgListenerYAML + `    tls:
       cert_file: server.crt
 `, []want{{"6:7", "listeners[0].tls.key_file", "required: the server private key"}}},
-		{"tls files that do not exist", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    tls:
+		{"tls files that do not exist", pgListenerYAML + `    tls:
       cert_file: missing.crt
       key_file: /nonexistent/server.key
 `, []want{
 			{"6:18", "listeners[0].tls.cert_file", "missing.crt does not exist"},
 			{"7:17", "listeners[0].tls.key_file", "file /nonexistent/server.key does not exist"},
 		}},
-		{"tls file is a directory", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    tls:
+		{"tls file is a directory", pgListenerYAML + `    tls:
       cert_file: .
       key_file: server.key
 `, []want{{"6:18", "listeners[0].tls.cert_file", "is a directory"}}},
-		{"unknown sslmode", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    upstream_tls:
+		{"unknown sslmode", pgListenerYAML + `    upstream_tls:
       mode: allow
 `, []want{{"6:13", "listeners[0].upstream_tls.mode", `unknown mode "allow": must be disable, prefer, require, verify-ca or verify-full`}}},
-		{"missing ca_file", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    upstream_tls:
+		{"missing ca_file", pgListenerYAML + `    upstream_tls:
       mode: verify-ca
       ca_file: rds-bundle.pem
 `, []want{{"7:16", "listeners[0].upstream_tls.ca_file", "rds-bundle.pem does not exist"}}},
@@ -358,35 +367,20 @@ encryption:
       - name: email
         type: text
 `, []want{{"1:1", "keys.master_key.provider", "required: local or aws-kms"}}},
-		{"unknown provider", `
-keys:
-  master_key:
-    provider: vault
+		{"unknown provider", masterKeyYAML + `    provider: vault
 `, []want{{"3:15", "keys.master_key.provider", `unknown provider "vault": must be local or aws-kms`}}},
-		{"local provider without file", `
-keys:
-  master_key:
-    provider: local
+		{"local provider without file", masterKeyYAML + `    provider: local
 `, []want{{"3:5", "keys.master_key.file", "required with provider local"}}},
-		{"local provider with aws settings", `
-keys:
-  master_key:
-    provider: local
+		{"local provider with aws settings", masterKeyYAML + `    provider: local
     file: master.key
     region: us-east-1
 `, []want{{"5:13", "keys.master_key.region", "only used with provider aws-kms"}}},
-		{"aws-kms without key_id and region", `
-keys:
-  master_key:
-    provider: aws-kms
+		{"aws-kms without key_id and region", masterKeyYAML + `    provider: aws-kms
 `, []want{
 			{"3:5", "keys.master_key.key_id", "required with provider aws-kms"},
 			{"3:5", "keys.master_key.region", "required with provider aws-kms"},
 		}},
-		{"aws-kms endpoint not a URL, file set", `
-keys:
-  master_key:
-    provider: aws-kms
+		{"aws-kms endpoint not a URL, file set", masterKeyYAML + `    provider: aws-kms
     key_id: alias/dbproxy
     region: us-east-1
     endpoint: 127.0.0.1:4599
@@ -395,10 +389,7 @@ keys:
 			{"6:15", "keys.master_key.endpoint", "must be an http:// or https:// URL"},
 			{"7:11", "keys.master_key.file", "only used with provider local"},
 		}},
-		{"missing previous master key file", `
-keys:
-  master_key:
-    provider: local
+		{"missing previous master key file", masterKeyYAML + `    provider: local
     file: master.key
     previous_files: [old.key]
 `, []want{{"5:22", "keys.master_key.previous_files[0]", "old.key does not exist"}}},
@@ -440,24 +431,14 @@ keys:
 			{"9:12", "keys.store.table", `invalid table name "keys;drop": must be a plain SQL identifier`},
 			{"10:19", "keys.store.password_env", `invalid environment variable name "1PASSWORD"`},
 		}},
-		{"catalog without user, both password sources", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    catalog:
+		{"catalog without user, both password sources", pgListenerYAML + `    catalog:
       password_env: CAT_PW
       password_file: pw.txt
 `, []want{
 			{"6:7", "listeners[0].catalog.user", "required: the database user of the proxy's catalog connection"},
 			{"7:22", "listeners[0].catalog.password_file", "set password_env or password_file, not both"},
 		}},
-		{"catalog password env name and missing file", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    catalog: {user: cat, password_env: "1X"}
+		{"catalog password env name and missing file", pgListenerYAML + `    catalog: {user: cat, password_env: "1X"}
   - protocol: mysql
     listen: 127.0.0.1:3307
     upstream: db:3306
@@ -466,12 +447,7 @@ listeners:
 			{"5:40", "listeners[0].catalog.password_env", `invalid environment variable name "1X"`},
 			{"9:41", "listeners[1].catalog.password_file", "nope.txt does not exist"},
 		}},
-		{"copy buffer", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    limits: {copy_buffer: 12 parsecs}
+		{"copy buffer", pgListenerYAML + `    limits: {copy_buffer: 12 parsecs}
   - protocol: mysql
     listen: 127.0.0.1:3307
     upstream: db:3306
@@ -486,12 +462,7 @@ listeners:
 			{"9:27", "listeners[1].limits.copy_buffer", "only used with protocol postgres"},
 			{"14:27", "listeners[2].limits.copy_buffer", "must be greater than 0"},
 		}},
-		{"connection limits", `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    limits:
+		{"connection limits", pgListenerYAML + `    limits:
       handshake_timeout: 0s
       max_handshakes: 0
       max_connections: -1
@@ -527,10 +498,7 @@ encryption:
 			{"7:5", "encryption[0].table", "required: the table name"},
 			{"7:5", "encryption[0].columns", "required: the list of encrypted columns"},
 		}},
-		{"empty columns", keysYAML + `
-encryption:
-  - table: users
-    columns: []
+		{"empty columns", keysYAML + usersTableYAML + `    columns: []
 `, []want{{"8:14", "encryption[0].columns", "must list at least one column"}}},
 		{"schema-qualified table name", keysYAML + `
 encryption:
@@ -539,19 +507,13 @@ encryption:
       - name: email
         type: text
 `, []want{{"7:12", "encryption[0].table", `table name "public.users" contains "."`}}},
-		{"column without name and type", keysYAML + `
-encryption:
-  - table: users
-    columns:
+		{"column without name and type", keysYAML + usersTableYAML + `    columns:
       - mode: deterministic
 `, []want{
 			{"9:9", "encryption[0].columns[0].name", "required: the column name"},
 			{"9:9", "encryption[0].columns[0].type", "required: one of text, smallint"},
 		}},
-		{"unknown type and mode", keysYAML + `
-encryption:
-  - table: users
-    columns:
+		{"unknown type and mode", keysYAML + usersTableYAML + `    columns:
       - name: email
         type: varchar
         mode: searchable
@@ -559,56 +521,22 @@ encryption:
 			{"10:15", "encryption[0].columns[0].type", `unknown type "varchar": must be one of text, smallint, int, bigint`},
 			{"11:15", "encryption[0].columns[0].mode", `unknown mode "searchable": must be deterministic or randomized`},
 		}},
-		{"duplicate column, case-insensitive", keysYAML + `
-encryption:
-  - table: users
-    columns:
-      - name: email
-        type: text
-      - name: Email
+		{"duplicate column, case-insensitive", keysYAML + usersEmailYAML + `      - name: Email
         type: text
 `, []want{{"11:15", "encryption[0].columns[1].name", `duplicate column "Email" in this table (also encryption[0].columns[0])`}}},
-		{"duplicate table rule", keysYAML + `
-encryption:
-  - table: users
-    columns:
-      - name: email
-        type: text
-  - table: users
+		{"duplicate table rule", keysYAML + usersEmailYAML + `  - table: users
     schema: public
     columns:
       - name: ssn
         type: text
 `, []want{{"11:12", "encryption[1].table", "duplicate rule for table public.users (also encryption[0])"}}},
-		{"duplicate table rule in one database", keysYAML + `
-encryption:
-  - table: users
-    database: app
+		{"duplicate table rule in one database", keysYAML + usersTableYAML + `    database: app
     columns:
       - name: email
         type: text
-  - table: users
-    database: app
-    columns:
-      - name: ssn
-        type: text
-`, []want{{"12:12", "encryption[1].table", "duplicate rule for table public.users in database app (also encryption[0])"}}},
-		{"database rule overlapping an any-database rule", keysYAML + `
-encryption:
-  - table: users
-    columns:
-      - name: email
-        type: text
-  - table: users
-    database: app
-    columns:
-      - name: ssn
-        type: text
-`, []want{{"11:12", "encryption[1].table", "overlaps encryption[0], which applies to every database"}}},
-		{"shared key with different type and mode", keysYAML + `
-encryption:
-  - table: users
-    columns:
+` + appUsersSSNYAML, []want{{"12:12", "encryption[1].table", "duplicate rule for table public.users in database app (also encryption[0])"}}},
+		{"database rule overlapping an any-database rule", keysYAML + usersEmailYAML + appUsersSSNYAML, []want{{"11:12", "encryption[1].table", "overlaps encryption[0], which applies to every database"}}},
+		{"shared key with different type and mode", keysYAML + usersTableYAML + `    columns:
       - name: email
         mode: deterministic
         type: text
@@ -622,13 +550,7 @@ encryption:
 			{"12:14", "encryption[0].columns[0].key", `data key "contact" is also used by encryption[1].columns[0] (column public.orders.customer_id, randomized bigint) but this column is deterministic text`},
 			{"17:14", "encryption[1].columns[0].key", `data key "contact" is also used by encryption[0].columns[0] (column public.users.email, deterministic text) but this column is randomized bigint`},
 		}},
-		{"explicit key colliding with a default key name", keysYAML + `
-encryption:
-  - table: users
-    columns:
-      - name: email
-        type: text
-      - name: phone
+		{"explicit key colliding with a default key name", keysYAML + usersEmailYAML + `      - name: phone
         type: text
         mode: deterministic
         key: public.users.email
@@ -727,10 +649,7 @@ func TestLoadMissingFile(t *testing.T) {
 }
 
 func TestExample(t *testing.T) {
-	cfg, err := config.Load("testdata/example.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	cfg := mustLoad(t, "testdata/example.yaml")
 	dir, err := filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -831,10 +750,7 @@ encryption:
 		t.Errorf("shutdown_timeout = %v, want 30s", cfg.ShutdownTimeout)
 	}
 
-	db := mustParse(t, `
-keys:
-  master_key:
-    provider: aws-kms
+	db := mustParse(t, masterKeyYAML+`    provider: aws-kms
     key_id: alias/dbproxy
     region: us-east-1
   store:
@@ -919,20 +835,12 @@ func TestRelativePaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	src := `
-listeners:
-  - protocol: postgres
-    listen: 127.0.0.1:6432
-    upstream: db:5432
-    tls:
+	src := pgListenerYAML + `    tls:
       cert_file: ../certs/server.crt
       key_file: server.key
     upstream_tls:
       mode: verify-ca
-      ca_file: ` + absCA + `
-keys:
-  master_key:
-    provider: local
+      ca_file: ` + absCA + masterKeyYAML + `    provider: local
     file: secret/master.key
     previous_files: [old.key]
   store:
@@ -944,10 +852,7 @@ keys:
 	}
 	// Load through a relative path, from another working directory.
 	t.Chdir(root)
-	cfg, err := config.Load(filepath.Join("etc", "dbproxy.yaml"))
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	cfg := mustLoad(t, filepath.Join("etc", "dbproxy.yaml"))
 	checks := []struct{ name, got, want string }{
 		{"Path", cfg.Path, path},
 		{"cert_file", cfg.Listeners[0].TLS.CertFile, filepath.Join(certDir, "server.crt")},
@@ -991,10 +896,7 @@ listeners:
 
 func TestRedacted(t *testing.T) {
 	t.Run("round trip", func(t *testing.T) {
-		cfg, err := config.Load("testdata/example.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := mustLoad(t, "testdata/example.yaml")
 		out := cfg.Redacted()
 		for _, s := range []string{"ttl: 10m0s", "server_name: 127.0.0.1", "key: public.users.ssn", "mode: randomized", "shutdown_timeout: 30s"} {
 			if !strings.Contains(out, s) {

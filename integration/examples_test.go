@@ -104,6 +104,13 @@ func TestExamplesAgree(t *testing.T) {
 	if len(dbs) != 2 {
 		t.Fatalf("want a postgres and a mysql listener, got %d protocols", len(dbs))
 	}
+	// The admin listener (metrics, health) is on, on every interface of
+	// the container, and published like the listeners.
+	if cfg.Admin == nil {
+		t.Error("examples/docker/dbproxy.yaml has no admin: section")
+	} else if host, port, _ := strings.Cut(cfg.Admin.Listen, ":"); host != "0.0.0.0" || !contains(proxySvc.Ports, "127.0.0.1:"+port+":"+port) {
+		t.Errorf("admin listens on %s; want 0.0.0.0 and dbproxy publishing 127.0.0.1:%s:%s (got %v)", cfg.Admin.Listen, port, port, proxySvc.Ports)
+	}
 
 	// make demo rewrites this file's addresses and paths with sed: every
 	// pattern must still be there.

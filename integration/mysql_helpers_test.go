@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -50,34 +49,17 @@ var tlsConfigSeq atomic.Int64
 // test ends.
 func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 	t.Helper()
-	sp, logger := newServedProxy(slog.LevelDebug)
-	sp.Host, sp.Limits = o.ListenHost, o.Limits
-	p := &myProxy{servedProxy: sp, db: db}
-	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, db.Host, db.CAFile)
-	opts := mysql.Options{
-		ListenerOptions: proxy.ListenerOptions{
-			Name:             "mysql-test",
-			Upstream:         db.Addr(),
-			UpstreamTLS:      up,
-			Logger:           logger,
-			Dial:             o.Dial,
-			HandshakeTimeout: o.HandshakeTimeout,
-		},
-		Interceptor:      o.Interceptor,
-		HideCapabilities: o.Hide,
-	}
-	if o.UpstreamAddr != "" {
-		opts.Upstream = o.UpstreamAddr
-	}
-	if o.ClientTLS || o.RequireTLS {
-		opts.TLS, opts.RequireTLS = p.offerTLS(t), o.RequireTLS
-	}
-	h, err := mysql.NewHandler(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serve(t, h, logger)
+	p := &myProxy{db: db}
+	srv := testServer{addr: db.Addr(), host: db.Host, caFile: db.CAFile}
+	p.start(t, o.legs(), "mysql-test", srv, nil, func(lo proxy.ListenerOptions) (proxy.Handler, error) {
+		return mysql.NewHandler(mysql.Options{ListenerOptions: lo, Interceptor: o.Interceptor, HideCapabilities: o.Hide})
+	})
 	return p
+}
+
+// legs is o's protocol-independent part.
+func (o myProxyOpts) legs() legOpts {
+	return legOpts{o.ClientTLS, o.RequireTLS, o.Upstream, o.UpstreamTLS, o.Dial, o.ListenHost, o.UpstreamAddr, o.Limits, o.HandshakeTimeout}
 }
 
 // registerTLS registers a go-sql-driver TLS configuration that verifies
@@ -257,17 +239,4 @@ func waitForProcess(t testing.TB, admin *sql.DB, marker string) int64 {
 		return false
 	})
 	return id
-}
-
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func dialTimeout(addr string, d time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", addr, d)
 }

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -48,34 +47,17 @@ func startPGProxyUpstream(t testing.TB, pg *testenv.Postgres, up proxy.UpstreamT
 // test ends.
 func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 	t.Helper()
-	sp, logger := newServedProxy(slog.LevelDebug)
-	sp.Host, sp.Limits = o.ListenHost, o.Limits
-	p := &pgProxy{servedProxy: sp, pg: pg}
-	up := upstreamTLS(t, o.Upstream, o.UpstreamTLS, pg.Host, pg.CAFile)
-	opts := postgres.Options{
-		ListenerOptions: proxy.ListenerOptions{
-			Dial:             o.Dial,
-			Name:             "pg-test",
-			Upstream:         pg.Addr(),
-			UpstreamTLS:      up,
-			Logger:           logger,
-			HandshakeTimeout: o.HandshakeTimeout,
-		},
-		Interceptor:    o.Interceptor,
-		MaxMessageSize: o.MaxMessageSize,
-	}
-	if o.UpstreamAddr != "" {
-		opts.Upstream = o.UpstreamAddr
-	}
-	if o.ClientTLS || o.RequireTLS {
-		opts.TLS, opts.RequireTLS = p.offerTLS(t, postgres.ALPN), o.RequireTLS
-	}
-	h, err := postgres.NewHandler(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serve(t, h, logger)
+	p := &pgProxy{pg: pg}
+	srv := testServer{addr: pg.Addr(), host: pg.Host, caFile: pg.CAFile}
+	p.start(t, o.legs(), "pg-test", srv, []string{postgres.ALPN}, func(lo proxy.ListenerOptions) (proxy.Handler, error) {
+		return postgres.NewHandler(postgres.Options{ListenerOptions: lo, Interceptor: o.Interceptor, MaxMessageSize: o.MaxMessageSize})
+	})
 	return p
+}
+
+// legs is o's protocol-independent part.
+func (o proxyOpts) legs() legOpts {
+	return legOpts{o.ClientTLS, o.RequireTLS, o.Upstream, o.UpstreamTLS, o.Dial, o.ListenHost, o.UpstreamAddr, o.Limits, o.HandshakeTimeout}
 }
 
 // DSN returns a connection string for pg's user and database through the
@@ -139,10 +121,4 @@ func pgRequireSelect(t testing.TB, ctx context.Context, c *pgx.Conn, n int, what
 	if err := c.QueryRow(ctx, fmt.Sprintf("select %d", n)).Scan(&got); err != nil || got != n {
 		t.Fatalf("%s: select %d returned %d, %v", what, n, got, err)
 	}
-}
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -26,7 +26,7 @@ trap cleanup EXIT INT TERM
 echo "building dbproxy (the first build compiles the PostgreSQL parser, pg_query_go: a few minutes) ..."
 (cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
 
-pgport=$(freeport); myport=$(freeport); pgproxy=$(freeport); myproxy=$(freeport)
+pgport=$(freeport); myport=$(freeport); pgproxy=$(freeport); myproxy=$(freeport); adminport=$(freeport)
 mkdir -p "$work/pg" "$work/my"
 [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
 
@@ -56,6 +56,7 @@ sed -e "s|listen: 0.0.0.0:6432|listen: 127.0.0.1:$pgproxy|" \
     -e "s|upstream: postgres:5432|upstream: 127.0.0.1:$pgport|" \
     -e "s|listen: 0.0.0.0:3307|listen: 127.0.0.1:$myproxy|" \
     -e "s|upstream: mysql:3306|upstream: 127.0.0.1:$myport|" \
+    -e "s|listen: 0.0.0.0:9187|listen: 127.0.0.1:$adminport|" \
     -e "s|/var/lib/dbproxy/|$work/|" \
     "$here/examples/docker/dbproxy.yaml" >"$work/dbproxy.yaml"
 export DBPROXY_PG_CATALOG_PASSWORD=app DBPROXY_MYSQL_CATALOG_PASSWORD=app
@@ -72,6 +73,7 @@ cat <<MSG
 dbproxy is running (config: $work/dbproxy.yaml). Connect through it:
   psql "postgres://app:app@127.0.0.1:$pgproxy/app"
   mariadb -h127.0.0.1 -P$myproxy -uapp -papp app
+metrics and health: http://127.0.0.1:$adminport/metrics, /healthz, /readyz
 and directly, to see what the database stores:
   psql "postgres://app:app@127.0.0.1:$pgport/app"
   mariadb -h127.0.0.1 -P$myport -uapp -papp app

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dbproxy/dbproxy/crypto/kms"
@@ -26,10 +27,31 @@ func newLocalKeyFile(t *testing.T) string {
 func readFile(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
+	return noErr(t, b, err)
+}
+
+// writeKeyFile writes content to master.key in a fresh directory, gives it
+// mode (after writing, so the umask does not narrow it) and returns its
+// path.
+func writeKeyFile(t *testing.T, content string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// noErr fails the test on err, and else returns v.
+func noErr[T any](t *testing.T, v T, err error) T {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return v
 }
 
 // loadLocal loads the local master key file at path, closed when the test
@@ -38,6 +60,20 @@ func loadLocal(t *testing.T, path string) *kms.Local {
 	t.Helper()
 	l, err := kms.LoadLocal(path)
 	return closedAtEnd(t, l, err)
+}
+
+// loadLocalFails checks that LoadLocal refuses the file at path with an
+// error that names it and contains want.
+func loadLocalFails(t *testing.T, path, want string) {
+	t.Helper()
+	l, err := kms.LoadLocal(path)
+	switch {
+	case err == nil:
+		l.Close()
+		t.Fatal("LoadLocal accepted the file")
+	case !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path):
+		t.Errorf("error %q does not mention %q and the path", err, want)
+	}
 }
 
 // newLocal returns a local master key over key, closed when the test ends.
@@ -51,9 +87,7 @@ func newLocal(t *testing.T, key []byte) *kms.Local {
 // test ends.
 func closedAtEnd(t *testing.T, l *kms.Local, err error) *kms.Local {
 	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l = noErr(t, l, err)
 	t.Cleanup(func() { l.Close() })
 	return l
 }

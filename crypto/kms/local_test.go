@@ -71,34 +71,12 @@ func TestLoadLocalRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "master.key")
-			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(path, tt.mode); err != nil {
-				t.Fatal(err)
-			}
-			l, err := kms.LoadLocal(path)
-			if err == nil {
-				l.Close()
-				t.Fatal("LoadLocal accepted the file")
-			}
-			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) {
-				t.Errorf("error %q does not mention %q and the path", err, tt.want)
-			}
+			loadLocalFails(t, writeKeyFile(t, tt.content, tt.mode), tt.want)
 		})
 	}
 
 	t.Run("valid with whitespace", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "master.key")
-		if err := os.WriteFile(path, []byte("  "+valid+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		l, err := kms.LoadLocal(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.Close()
+		loadLocal(t, writeKeyFile(t, "  "+valid+"\n", 0o600))
 	})
 	t.Run("missing", func(t *testing.T) {
 		if _, err := kms.LoadLocal(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, os.ErrNotExist) {

@@ -29,8 +29,6 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
-
 func TestPostgres(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -193,13 +191,39 @@ func TestPostgresCleanupDropsDatabase(t *testing.T) {
 	}
 }
 
-func TestPostgresExternalDSN(t *testing.T) {
-	admin := testenv.StartPostgres(t)
-	t.Setenv(testenv.EnvPostgresDSN, admin.Superuser().DSN())
-	p := testenv.StartPostgres(t)
-	if !p.External || p.Port != admin.Port || p.Database == admin.Database {
-		t.Fatalf("got %+v, want a new database on %s", p, admin.Addr())
+// server is what the external-DSN tests compare of two servers.
+type server struct {
+	external  bool
+	port      int
+	database  string
+	addr      string
+	superuser func() string // the superuser's DSN
+}
+
+func pgServer(p *testenv.Postgres) server {
+	return server{p.External, p.Port, p.Database, p.Addr(), func() string { return p.Superuser().DSN() }}
+}
+
+func myServer(m *testenv.MariaDB) server {
+	return server{m.External, m.Port, m.Database, m.Addr(), func() string { return m.Superuser().DSN() }}
+}
+
+// startExternal starts a server, names its superuser's DSN in the
+// environment variable env and starts again: that must give a new database
+// on the same server (external), which it returns.
+func startExternal[S any](t *testing.T, env string, start func(testing.TB) S, info func(S) server) S {
+	t.Helper()
+	admin := info(start(t))
+	t.Setenv(env, admin.superuser())
+	s := start(t)
+	if got := info(s); !got.external || got.port != admin.port || got.database == admin.database {
+		t.Fatalf("got %+v, want a new database on %s", s, admin.addr)
 	}
+	return s
+}
+
+func TestPostgresExternalDSN(t *testing.T) {
+	p := startExternal(t, testenv.EnvPostgresDSN, func(t testing.TB) *testenv.Postgres { return testenv.StartPostgres(t) }, pgServer)
 	conn := testenv.ConnectPG(t, p.DSN())
 	var db string
 	if err := conn.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil || db != p.Database {
@@ -286,12 +310,7 @@ func TestMariaDB(t *testing.T) {
 }
 
 func TestMariaDBExternalDSN(t *testing.T) {
-	admin := testenv.StartMariaDB(t)
-	t.Setenv(testenv.EnvMySQLDSN, admin.Superuser().DSN())
-	m := testenv.StartMariaDB(t)
-	if !m.External || m.Port != admin.Port || m.Database == admin.Database {
-		t.Fatalf("got %+v, want a new database on %s", m, admin.Addr())
-	}
+	m := startExternal(t, testenv.EnvMySQLDSN, func(t testing.TB) *testenv.MariaDB { return testenv.StartMariaDB(t) }, myServer)
 	var cur string
 	if err := openMySQL(t, m.DSN()).QueryRow("SELECT DATABASE()").Scan(&cur); err != nil || cur != m.Database {
 		t.Fatalf("DATABASE() = %q, %v; want %q", cur, err, m.Database)
