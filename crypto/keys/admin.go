@@ -27,10 +27,10 @@ type Spec struct {
 // KeyInfo describes one version of a data key. It deliberately has no
 // field that could carry key material, wrapped or not.
 type KeyInfo struct {
-	Name        string
-	Version     uint32
-	Algorithm   crypto.Algorithm
-	Primary     bool // the one new values are encrypted with: the newest past its activation
+	Name      string
+	Version   uint32
+	Algorithm crypto.Algorithm
+	Primary   bool // the one new values are encrypted with: the newest past its activation
 	// Pending: a version newer than the primary one, still waiting for its
 	// activation. It already decrypts and is matched by lookups.
 	Pending   bool
