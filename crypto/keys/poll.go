@@ -30,7 +30,7 @@ func (m *Manager) pollLoop(ctx context.Context) {
 		}
 		err := m.pollOnce(ctx)
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil, m.closed.Load():
 			return
 		case err != nil:
 			failures++
@@ -50,8 +50,9 @@ func (m *Manager) pollLoop(ctx context.Context) {
 // lists of the names this Manager has cached; names not cached are read
 // when first needed. With no name cached it reads nothing.
 func (m *Manager) pollOnce(ctx context.Context) error {
-	names := make([]string, 0, len(*m.metas.Load()))
-	for name := range *m.metas.Load() {
+	cached := *m.metas.Load()
+	names := make([]string, 0, len(cached))
+	for name := range cached {
 		names = append(names, name)
 	}
 	if len(names) == 0 {
