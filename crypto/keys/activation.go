@@ -62,10 +62,11 @@ func (m *Manager) primaryIndex(ctx context.Context, km *keyMeta) int {
 }
 
 // noteNew logs the versions recs has beyond the newest of old, with when
-// each becomes primary. A version learned
-// less than one poll interval before its activation means that a replica
-// may start writing with it before another has read it: the clocks
-// disagree, or polls fail or are slower than configured; that is a
+// each becomes primary. A poller reads a version at most one poll (plus
+// the time a poll takes) after its creation, so at least about one poll
+// before its activation; a version read less than half a poll before it
+// means that the clocks disagree or polls fail or lag, so that a replica
+// may start writing with it before another has read it: that is a
 // warning.
 func (m *Manager) noteNew(ctx context.Context, old, recs []keystore.Record) {
 	var newest uint32
@@ -80,8 +81,8 @@ func (m *Manager) noteNew(ctx context.Context, old, recs []keystore.Record) {
 		}
 		at := m.activeAt(recs, i)
 		attrs := []slog.Attr{attrKey(r.Name), attrVersion(r.Version), slog.Time("primary_at", at.UTC())}
-		if i > 0 && m.poll > 0 && at.Sub(now) < m.poll {
-			m.log.LogAttrs(ctx, slog.LevelWarn, "read a new data key version less than one keystore poll before it becomes primary; other replicas may not know it yet: check that clocks are synchronized (NTP) and keystore polls succeed",
+		if i > 0 && m.poll > 0 && at.Sub(now) < m.poll/2 {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "read a new data key version less than half a keystore poll before it becomes primary; other replicas may not know it yet: check that clocks are synchronized (NTP) and keystore polls succeed",
 				append(attrs, slog.Duration("poll", m.poll))...)
 			continue
 		}

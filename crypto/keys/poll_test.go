@@ -175,3 +175,35 @@ func TestNewRefusesShortActivation(t *testing.T) {
 		t.Fatalf("New with activation = poll: %v", err)
 	}
 }
+
+// TestPollWarnsOfLateVersion: a version read by a poll well before its
+// activation is logged at info; one read less than half a poll before it
+// (the rotating host's clock behind, here by 15s of a 20s delay) is a
+// warning about clocks and polls.
+func TestPollWarnsOfLateVersion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const poll = 10 * time.Second
+		path := filepath.Join(t.TempDir(), "keys.json")
+		master := newFakeMaster(t, "m1")
+		logger, logs := testLogger(0)
+		m := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master, TTL: time.Hour, Poll: poll,
+			Activation: keys.ActivationDelay(poll), Logger: logger})
+		var skew time.Duration
+		cli := newManager(t, keys.Options{Store: openStoreAt(t, path), Master: master,
+			Now: func() time.Time { return time.Now().Add(-skew) }})
+		mustInit(t, cli, []keys.Spec{{Name: "d", Algorithm: crypto.AlgorithmAESSIV}})
+		mustPrimary(t, m, "d")
+		for _, skew = range []time.Duration{0, 15 * time.Second} {
+			if _, err := cli.Rotate(ctx, "d"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(poll)
+			synctest.Wait()
+		}
+		if !strings.Contains(logs.String(), `level=INFO msg="read a new data key version" key=d version=2`) ||
+			!strings.Contains(logs.String(), `level=WARN msg="read a new data key version less than half a keystore poll before it becomes primary`) ||
+			strings.Count(logs.String(), "level=WARN") != 1 {
+			t.Fatalf("logs:\n%s", logs.String())
+		}
+	})
+}
