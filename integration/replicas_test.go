@@ -19,6 +19,11 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testenv"
 )
 
+// replicaPoll is the replicas' keys.store.poll: short for the test, yet
+// long enough that a poll delayed by a loaded machine stays within the
+// margin (one poll) before a new version is written.
+const replicaPoll = 2 * time.Second
+
 // replicaSetup is one protocol's half of the replica test: the database
 // the replicas proxy, which also holds their keystore table.
 type replicaSetup struct {
@@ -80,7 +85,7 @@ func myReplicaSetup(t *testing.T) replicaSetup {
 
 // config is the configuration of a replica listening on addr: the keys:
 // section the replicas share (one local master key file, the keystore
-// table polled every second) and one deterministic column.
+// table polled every replicaPoll) and one deterministic column.
 func (s replicaSetup) config(addr, masterFile string) string {
 	l := listenerYAML{protocol: s.protocol, listen: addr, upstream: s.upstream}
 	if s.catalog != "" {
@@ -94,7 +99,7 @@ func (s replicaSetup) config(addr, masterFile string) string {
     type: database
     dsn: %s
     password_env: REPLICA_PASSWORD
-    poll: 1s
+    poll: %s
 encryption:
   - table: notes
     columns:
@@ -103,7 +108,7 @@ encryption:
         type: text
         key: notes.email
 shutdown_timeout: 5s
-`, masterFile, s.keystore)
+`, masterFile, s.keystore, replicaPoll)
 }
 
 // replica is one `dbproxy serve` of the pair and a session pool through it.
@@ -115,7 +120,7 @@ type replica struct {
 }
 
 // TestReplicasRotateThroughKeystorePoll: two `dbproxy serve` processes
-// share a keystore table (poll 1s) and encrypt one deterministic column.
+// share a keystore table (poll 2s) and encrypt one deterministic column.
 // Both write; `dbproxy keys rotate` runs from the CLI; both keep writing.
 // Whenever a row written under the new version appears, the other replica
 // finds it by its value at once: no replica writes under a version another
@@ -144,7 +149,7 @@ func replicasRotate(t *testing.T, bin string, s replicaSetup) {
 		if name == "a" {
 			r.proc.keysInit(t)
 		} else {
-			time.Sleep(500 * time.Millisecond) // half a poll: the replicas poll at different moments
+			time.Sleep(replicaPoll / 2) // the replicas poll at different moments
 		}
 		r.proc.start(t)
 		r.proc.stopAtCleanup(t)
@@ -179,7 +184,7 @@ func replicasRotate(t *testing.T, bin string, s replicaSetup) {
 	// Both keep writing, in turns, until each has written a row under
 	// version 2; a row under version 2 must be found through the other
 	// replica at once. The replicas started half a poll apart, so one
-	// reads the new version about half a second before the other: the
+	// reads the new version about half a poll before the other: the
 	// window in which writing under it would break the other's lookups.
 	onV2 := make([]bool, len(reps))
 	deadline := time.Now().Add(time.Minute)
