@@ -83,9 +83,10 @@ type Options struct {
 	// Logger receives key names and versions, never key material. Nil
 	// discards.
 	Logger *slog.Logger
-	// Now stamps CreatedAt on new records. Nil means time.Now. Cache
-	// expiry uses the runtime clock and timers; tests fake those with
-	// testing/synctest.
+	// Now stamps CreatedAt on new records and is the clock that decides
+	// when a version's activation has passed. Nil means time.Now. Cache
+	// expiry and polls use the runtime clock and timers; tests fake those
+	// with testing/synctest.
 	Now func() time.Time
 	// Observer, if set, is told of cache hits, misses and evictions.
 	Observer CacheObserver
