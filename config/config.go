@@ -210,6 +210,12 @@ type Store struct {
 	// PasswordEnv names the environment variable holding the DSN's password.
 	PasswordEnv string `yaml:"password_env,omitempty"`
 	Table       string `yaml:"table,omitempty"` // database; default dbproxy_keys
+	// Poll is how often serve re-reads the keystore for versions added by
+	// other processes (keys rotate elsewhere, other replicas); a new
+	// version becomes primary twice Poll after its creation. Default 30s
+	// for database, 0 (off: no poll, a rotation is primary at once) for
+	// file; when set, at least 1s.
+	Poll time.Duration `yaml:"poll,omitempty"`
 }
 
 // Cache bounds the unwrapped data keys held in memory.

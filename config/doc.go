@@ -31,7 +31,8 @@
 //
 // Listener name: the protocol name. upstream_tls.mode: prefer;
 // upstream_tls.server_name: the host of upstream. Store type: file, path
-// keys.json; database store table: dbproxy_keys. Cache: 1024 entries, TTL
+// keys.json; database store table: dbproxy_keys, poll 30s (file store: no
+// poll unless set). Cache: 1024 entries, TTL
 // 10m. Table schema: public. Column mode: randomized. Column key:
 // "<schema>.<table>.<column>", or "<table>.<column>" when every listener is
 // MySQL (and there is at least one) and the table sets no schema. Note that

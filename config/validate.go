@@ -23,6 +23,8 @@ const (
 	DefaultCacheTTL        = 10 * time.Minute
 	DefaultStorePath       = "keys.json"
 	DefaultStoreTable      = "dbproxy_keys"
+	DefaultStorePoll       = 30 * time.Second // database store; the file store polls only when set
+	MinStorePoll           = time.Second
 	DefaultSchema          = "public"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
@@ -354,8 +356,14 @@ func (d *decoder) keys(c *Config) {
 			d.errf(sp+".password_env", "invalid environment variable name %q", clip(s.PasswordEnv))
 		}
 		d.notWith(sp, "with store type file", "path")
+		if !d.isSet(sp + ".poll") {
+			s.Poll = DefaultStorePoll
+		}
 	default:
 		d.errf(sp+".type", "unknown store type %q: must be file or database", clip(s.Type))
+	}
+	if d.isSet(sp+".poll") && s.Poll < MinStorePoll {
+		d.errf(sp+".poll", "must be at least %s, got %s", MinStorePoll, s.Poll)
 	}
 
 	if !d.isSet("keys.cache.max_entries") {

@@ -102,7 +102,7 @@ func runKeyCommand(ctx context.Context, sub, key string, asJSON bool, cfg *confi
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "data key %s: version %d is now primary (%s)\n", rec.Name, rec.Version, rec.Algorithm)
+		printRotated(e, rec, mgr.Activation())
 		return nil
 	case "rewrap":
 		n, err := mgr.Rewrap(ctx)
@@ -179,6 +179,8 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 		TTL:        cfg.Keys.Cache.TTL,
 		Logger:     logger,
 		Observer:   e.ops.cacheObserver(),
+		Poll:       cfg.Keys.Store.Poll,
+		Activation: keys.ActivationDelay(cfg.Keys.Store.Poll),
 	})
 	if err != nil {
 		closeAll()
@@ -218,6 +220,20 @@ func openStore(ctx context.Context, s config.Store, e env) (keystore.Store, erro
 	}
 }
 
+// printRotated says which version keys rotate added and when it becomes
+// the primary one: at once without keystore poll, else after the
+// activation delay, so that every replica reads it before any writes with
+// it.
+func printRotated(e env, rec keystore.Record, activation time.Duration) {
+	if activation == 0 {
+		fmt.Fprintf(e.stdout, "data key %s: version %d is now primary (%s)\n", rec.Name, rec.Version, rec.Algorithm)
+		return
+	}
+	fmt.Fprintf(e.stdout, "data key %s: version %d added (%s); it becomes primary at %s, in %s (twice keys.store.poll, so that every replica reads it first)\n",
+		rec.Name, rec.Version, rec.Algorithm, rec.CreatedAt.Add(activation).UTC().Format(time.RFC3339), activation)
+	fmt.Fprintf(e.stdout, "until then new values use the current primary version; reads and lookups match version %d as soon as each replica has read it\n", rec.Version)
+}
+
 func printKeyList(e env, infos []keys.KeyInfo, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -228,8 +244,11 @@ func printKeyList(e env, infos []keys.KeyInfo, asJSON bool) error {
 	fmt.Fprintln(tw, "KEY\tVERSION\tPRIMARY\tALGORITHM\tCREATED\tMASTER KEY")
 	for _, k := range infos {
 		primary := ""
-		if k.Primary {
+		switch {
+		case k.Primary:
 			primary = "*"
+		case k.Pending:
+			primary = "pending until " + k.PrimaryAt.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", k.Name, k.Version, primary, k.Algorithm,
 			k.CreatedAt.UTC().Format(time.RFC3339), k.MasterKeyID)

@@ -27,11 +27,18 @@ type Spec struct {
 // KeyInfo describes one version of a data key. It deliberately has no
 // field that could carry key material, wrapped or not.
 type KeyInfo struct {
-	Name        string
-	Version     uint32
-	Algorithm   crypto.Algorithm
-	Primary     bool // the newest version: the one new values are encrypted with
-	CreatedAt   time.Time
+	Name      string
+	Version   uint32
+	Algorithm crypto.Algorithm
+	Primary   bool // the one new values are encrypted with: the newest past its activation
+	// Pending: a version newer than the primary one, still waiting for its
+	// activation. It already decrypts and is matched by lookups.
+	Pending   bool
+	CreatedAt time.Time
+	// PrimaryAt is when the version becomes (or became) eligible as the
+	// primary one: CreatedAt plus the activation delay (CreatedAt for the
+	// first version).
+	PrimaryAt   time.Time
 	MasterKeyID string // the master key that wraps this version
 }
 
@@ -166,7 +173,9 @@ func (m *Manager) newVersion(ctx context.Context, name string, version uint32, a
 }
 
 // Rotate adds a new version (the highest so far plus one) to the data key
-// name; it becomes the primary version. The new version has the algorithm
+// name; it becomes the primary version at once without an activation
+// delay, else once the delay has passed after its CreatedAt (see
+// Manager.Activation). The new version has the algorithm
 // of the newest one, except that legacy AES-256-GCM becomes XAES-256-GCM
 // (see rotateTo). Old versions stay for decryption. If another process rotates the same key at the same time,
 // one of them fails with an error wrapping keystore.ErrExists.
@@ -273,23 +282,32 @@ func (m *Manager) List(ctx context.Context) ([]KeyInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list data keys: %w", err)
 	}
-	newest := make(map[string]uint32)
-	for _, r := range recs {
-		newest[r.Name] = max(newest[r.Name], r.Version)
-	}
-	out := make([]KeyInfo, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, KeyInfo{
-			Name:        r.Name,
-			Version:     r.Version,
-			Algorithm:   r.Algorithm,
-			Primary:     r.Version == newest[r.Name],
-			CreatedAt:   r.CreatedAt,
-			MasterKeyID: r.MasterKeyID,
-		})
-	}
-	slices.SortFunc(out, func(a, b KeyInfo) int {
+	recs = slices.Clone(recs)
+	slices.SortFunc(recs, func(a, b keystore.Record) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
 	})
+	now := m.now()
+	out := make([]KeyInfo, 0, len(recs))
+	for start := 0; start < len(recs); {
+		end := start + 1
+		for end < len(recs) && recs[end].Name == recs[start].Name {
+			end++
+		}
+		key := recs[start:end]
+		primary := m.primaryOf(key, now)
+		for i, r := range key {
+			out = append(out, KeyInfo{
+				Name:        r.Name,
+				Version:     r.Version,
+				Algorithm:   r.Algorithm,
+				Primary:     i == primary,
+				Pending:     i > primary,
+				CreatedAt:   r.CreatedAt,
+				PrimaryAt:   m.activeAt(key, i),
+				MasterKeyID: r.MasterKeyID,
+			})
+		}
+		start = end
+	}
 	return out, nil
 }

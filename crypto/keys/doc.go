@@ -8,12 +8,34 @@
 //
 // A data key has a name (by default "<schema>.<table>.<column>") and one or
 // more versions, each its own random key wrapped by a master key. The
-// newest version is the primary one: [Manager.Primary] returns it for
-// encrypting. Every version stays usable for decrypting ([Manager.Version],
-// [Manager.Decrypt]); deterministic lookups must match all of them
-// ([Manager.Live]). [Manager.Rotate] adds a version; [Manager.Init] creates
-// version 1 of keys that have none; [Manager.Rewrap] re-wraps every version
-// under the current master key without touching key material or data.
+// primary version, which [Manager.Primary] returns for encrypting, is the
+// newest one past its activation (below). Every version stays usable for
+// decrypting ([Manager.Version], [Manager.Decrypt]); deterministic lookups
+// must match all of them ([Manager.Live]). [Manager.Rotate] adds a
+// version; [Manager.Init] creates version 1 of keys that have none;
+// [Manager.Rewrap] re-wraps every version under the current master key
+// without touching key material or data.
+//
+// # Replicas: poll and activation
+//
+// Several processes sharing one keystore must never write under a version
+// another cannot read or match yet: a deterministic lookup compares with
+// the ciphertexts under every version the process knows, so a row written
+// under a version it does not know is silently missed. Options.Poll makes
+// the Manager re-read the keystore in the background every Poll (one
+// Store.List, refreshing the version lists it has cached; a failed poll is
+// logged and retried, and the lists read before stay). Options.Activation
+// delays the primary role: a version other than a key's first becomes
+// primary only from its CreatedAt plus Activation, at least
+// [ActivationDelay](Poll) = 2×Poll; until then the previous primary stays,
+// while Live and Version include the new version as soon as it is read.
+// Every poller reads the version within one Poll of its creation, before
+// anyone writes with it; the second Poll is the margin for clock skew
+// between the host that rotated (CreatedAt) and the replicas (their own
+// clocks decide), and for the time a poll takes. A replica that reads a
+// version less than one Poll before its activation logs a warning. Picking
+// the primary reads the clock only while a version is pending. Without
+// Activation (a single process) a new version is primary at once.
 //
 // # Cache
 //
@@ -37,9 +59,12 @@
 // [Manager.LiveCount] serve deterministic lookups without allocating.
 //
 // The list of versions per name (not secret) is cached too, and re-read
-// from the keystore after the TTL, on an unknown name, or on an unknown
-// version, so a rotation made by another process is seen within the TTL,
-// and its ciphertexts decrypt at once.
+// from the keystore at every poll, after the TTL, on an unknown name, or
+// on an unknown version, so a rotation made by another process is seen
+// within the poll interval (without one, the TTL), and its ciphertexts
+// decrypt at once. A read that finds the list unchanged keeps the cached
+// list (and its lock-free slots), and a read that started before the one
+// published never replaces it.
 //
 // The cache is a golang-lru simplelru plus one timer per entry rather than
 // golang-lru's expirable LRU: expirable (v2.0.7) starts a cleanup goroutine

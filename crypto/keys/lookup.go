@@ -16,7 +16,11 @@ import (
 // and Decrypt return crypto.ErrKeyDestroyed and the caller should look the
 // key up again. Do not hold keys across statements.
 
-// Primary returns the newest version of the data key name, for encrypting.
+// Primary returns the primary version of the data key name, for
+// encrypting: the newest version past its activation (Options.Activation;
+// with none, simply the newest). While a newer version waits for its
+// activation, the previous primary stays, so no process writes under a
+// version other replicas have not read yet.
 //
 // A primary version of legacy AES-256-GCM (random 96-bit nonces; good for
 // 2^32 encryptions across every process that uses it, which none of them
@@ -32,7 +36,7 @@ func (m *Manager) Primary(ctx context.Context, name string) (*crypto.Key, error)
 	if err != nil {
 		return nil, err
 	}
-	i := len(km.records) - 1
+	i := m.primaryIndex(ctx, km)
 	r := &km.records[i]
 	e, err := m.entry(ctx, km, i)
 	if err != nil {
@@ -79,8 +83,8 @@ func (m *Manager) Version(ctx context.Context, name string, version uint32) (*cr
 		return nil, err
 	}
 	i, ok := km.find(version)
-	if !ok && (!km.missed || km.age() >= minRefresh) {
-		if km, err = m.refreshMeta(ctx, name, km, true); err != nil {
+	if !ok && !km.missedRecently() {
+		if km, err = m.refreshMeta(ctx, name, km.loadedAt(), true); err != nil {
 			return nil, err
 		}
 		i, ok = km.find(version)
@@ -95,9 +99,10 @@ func (m *Manager) Version(ctx context.Context, name string, version uint32) (*cr
 	return e.key, nil
 }
 
-// Live returns every version of the data key name, newest first. A
-// deterministic lookup must match the ciphertexts of all of them until old
-// data is re-encrypted. It fails if any version cannot be unwrapped, rather
+// Live returns every version of the data key name, newest first,
+// including one still waiting for its activation (which other processes
+// may already write with). A deterministic lookup must match the
+// ciphertexts of all of them until old data is re-encrypted. It fails if any version cannot be unwrapped, rather
 // than return a partial list that would miss rows.
 func (m *Manager) Live(ctx context.Context, name string) ([]*crypto.Key, error) {
 	return m.AppendLive(ctx, nil, name)

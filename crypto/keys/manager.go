@@ -83,12 +83,27 @@ type Options struct {
 	// Logger receives key names and versions, never key material. Nil
 	// discards.
 	Logger *slog.Logger
-	// Now stamps CreatedAt on new records. Nil means time.Now. Cache
-	// expiry uses the runtime clock and timers; tests fake those with
-	// testing/synctest.
+	// Now stamps CreatedAt on new records and is the clock that decides
+	// when a version's activation has passed. Nil means time.Now. Cache
+	// expiry and polls use the runtime clock and timers; tests fake those
+	// with testing/synctest.
 	Now func() time.Time
 	// Observer, if set, is told of cache hits, misses and evictions.
 	Observer CacheObserver
+	// Poll, when positive, makes the Manager re-read the keystore every
+	// Poll in the background (one Store.List) and refresh the version
+	// lists of the names it has cached, so that a rotation made by another
+	// process is known within Poll. A failed poll is logged and retried
+	// at the next tick; the lists read before stay (up to TTL). Zero: no
+	// background reads (lists are re-read after TTL, or on a miss).
+	Poll time.Duration
+	// Activation is how long after its CreatedAt a new version (any but
+	// the first of a key) becomes the primary one; until then the previous
+	// primary stays, while decryption and deterministic lookups already use
+	// the new version. Every process sharing the keystore must use the same
+	// value, at least ActivationDelay(Poll) of the slowest poller. Zero: a
+	// new version is primary at once (a single process).
+	Activation time.Duration
 }
 
 // CacheObserver is told of the cache's activity (metrics). Its methods are
@@ -131,6 +146,11 @@ type Manager struct {
 	legacy map[cacheKey]bool
 	obs    CacheObserver // nil: none
 	hooks  testHooks
+
+	poll       time.Duration
+	activation time.Duration
+	stopPoll   context.CancelFunc // nil without Poll
+	pollDone   chan struct{}      // closed when pollLoop returns
 }
 
 // testHooks are set only by export_test.go.
@@ -138,7 +158,8 @@ type testHooks struct {
 	beforeDecrypt func()
 }
 
-// New returns a Manager. It does not contact the store or the master key.
+// New returns a Manager. It does not contact the store or the master key;
+// with Options.Poll it starts the background poll, which Close stops.
 func New(opts Options) (*Manager, error) {
 	if opts.Store == nil {
 		return nil, errors.New("key manager: no keystore")
@@ -152,6 +173,13 @@ func New(opts Options) (*Manager, error) {
 	if opts.TTL < 0 {
 		return nil, fmt.Errorf("key manager: negative cache TTL %s", opts.TTL)
 	}
+	if opts.Poll < 0 || opts.Activation < 0 {
+		return nil, fmt.Errorf("key manager: negative poll interval %s or activation delay %s", opts.Poll, opts.Activation)
+	}
+	if opts.Poll > 0 && opts.Activation < ActivationDelay(opts.Poll) {
+		return nil, fmt.Errorf("key manager: activation delay %s is shorter than twice the poll interval %s: a version could be written before every replica has read it",
+			opts.Activation, opts.Poll)
+	}
 	m := &Manager{
 		store:   opts.Store,
 		master:  opts.Master,
@@ -162,6 +190,9 @@ func New(opts Options) (*Manager, error) {
 		used:    make(map[cacheKey]uint64),
 		legacy:  make(map[cacheKey]bool),
 		obs:     opts.Observer,
+
+		poll:       opts.Poll,
+		activation: opts.Activation,
 	}
 	if m.master.ID() == "" {
 		return nil, errors.New("key manager: master key has an empty ID")
@@ -199,14 +230,28 @@ func New(opts Options) (*Manager, error) {
 	}
 	m.lru = lru
 	m.metas.Store(&map[string]*keyMeta{})
+	if m.poll > 0 {
+		var ctx context.Context
+		ctx, m.stopPoll = context.WithCancel(context.Background())
+		m.pollDone = make(chan struct{})
+		go m.pollLoop(ctx)
+	}
 	return m, nil
 }
 
-// Close destroys every cached key and stops the expiry timers. Keys handed
-// out earlier fail with crypto.ErrKeyDestroyed afterwards, and every later
-// call returns ErrClosed. Close does not close the Store or master keys.
+// Activation is the activation delay of new versions (Options.Activation).
+func (m *Manager) Activation() time.Duration { return m.activation }
+
+// Close stops the keystore poll (waiting for it to end), destroys every
+// cached key and stops the expiry timers. Keys handed out earlier fail
+// with crypto.ErrKeyDestroyed afterwards, and every later call returns
+// ErrClosed. Close does not close the Store or master keys.
 func (m *Manager) Close() {
 	m.closed.Store(true)
+	if m.stopPoll != nil {
+		m.stopPoll()
+		<-m.pollDone
+	}
 	m.mu.Lock()
 	m.lru.Purge()
 	m.mu.Unlock()

@@ -9,8 +9,9 @@
 //     proxy instances.
 //
 // Both implement [Store]. Records are only ever added ([Store.Create]) or
-// rewrapped in place ([Store.Replace]); rotation adds a new version, so the
-// primary version (the highest) is the same for every reader.
+// rewrapped in place ([Store.Replace]); rotation adds a new version, so
+// every reader sees the same versions (package keys picks the primary one
+// from them).
 //
 // # Concurrency
 //

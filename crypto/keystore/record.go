@@ -9,9 +9,10 @@ import (
 // Record is one version of one named data key, as stored: only ever the
 // wrapped (encrypted) key material, never the key itself.
 //
-// The primary version of a key is its highest version: rotation adds a new
-// version, so "which version is primary" can never disagree between two
-// proxy instances reading the same store.
+// Rotation adds a new version; which version is primary (the highest one
+// past its activation delay after CreatedAt) is decided by package keys
+// from these fields alone, so readers of one store agree on it, given
+// synchronized clocks.
 type Record struct {
 	Name        string           `json:"name"`
 	Version     uint32           `json:"version"`
