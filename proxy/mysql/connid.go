@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 
@@ -14,7 +15,12 @@ import (
 // billion connections since its start to reach this range. A KILL naming
 // such an id that the proxy does not know (another listener's, another
 // proxy's, a session that ended) reaches the server unchanged, where no
-// thread has it: "Unknown thread id", never another session.
+// thread has it: "Unknown thread id". Each id is drawn at random from the
+// range's 2^30 values, so that replicas behind one load balancer do not
+// hand out the same ids: a KILL that the balancer sends to another replica
+// (the mysql client's Ctrl-C opens a new connection) names a live session
+// there with a chance of its live sessions over 2^30, instead of being
+// likely to when every process counted from the same start.
 const (
 	proxyIDFirst = 0xC000_0000
 	proxyIDLast  = 0xFFFF_FFFE
@@ -30,8 +36,10 @@ const killMaxLen = 128
 // server's greeting is read.
 type connIDs struct {
 	mu   sync.Mutex
-	next uint32
 	real map[uint32]uint32
+	// draw returns a random uint32 (tests make it predictable); nil means
+	// math/rand/v2.
+	draw func() uint32
 }
 
 // reserve returns a connection id of the proxy's range that no live
@@ -42,12 +50,12 @@ func (m *connIDs) reserve() uint32 {
 	if m.real == nil {
 		m.real = make(map[uint32]uint32)
 	}
+	draw := m.draw
+	if draw == nil {
+		draw = rand.Uint32
+	}
 	for {
-		id := m.next
-		if id < proxyIDFirst || id >= proxyIDLast {
-			id = proxyIDFirst
-		}
-		m.next = id + 1
+		id := proxyIDFirst + draw()%(proxyIDLast-proxyIDFirst+1)
 		if _, used := m.real[id]; !used {
 			m.real[id] = 0
 			return id

@@ -236,10 +236,17 @@ func TestTranslateKill(t *testing.T) {
 	if c := m.reserve(); c == a || c == b {
 		t.Fatalf("reserved %d again", c)
 	}
-	// The counter wraps within the range and skips live ids.
-	m.next = proxyIDLast
+	// Draws map into the range and skip live ids.
+	draws := []uint32{0, 0, 1, proxyIDLast - proxyIDFirst}
+	m.draw = func() uint32 { d := draws[0]; draws = draws[1:]; return d }
 	if c := m.reserve(); c != proxyIDFirst {
-		t.Fatalf("after the last id: %#x", c)
+		t.Fatalf("first draw: %#x", c)
+	}
+	if c := m.reserve(); c != proxyIDFirst+1 {
+		t.Fatalf("a live id was drawn again: %#x", c)
+	}
+	if c := m.reserve(); c != proxyIDLast {
+		t.Fatalf("last id of the range: %#x", c)
 	}
 }
 
