@@ -30,6 +30,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// client -> server
 	down := newPump(s.client, s.Server, newMsgFramer(s.acct, true, s.h.opts.MaxMessageSize, front, frontFn),
 		proxy.Buffered(s.cbr))
+	up.CountReads(s.h.CountFromUpstream)
+	down.CountReads(s.h.CountFromClient)
 	s.cbr, s.sbr = nil, nil
 	// Startup state the relay does not need: an idle session keeps
 	// only what it uses.

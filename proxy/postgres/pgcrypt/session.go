@@ -139,6 +139,7 @@ type session struct {
 	copy      *copyIn                // a COPY FROM STDIN in progress
 	slabs     slabs
 	frontBufs frontendScratch
+	seen      observed // observe.go
 
 	// Shared between the goroutines.
 	mu       sync.Mutex
@@ -264,14 +265,6 @@ func refusalResponse(err error) *pgproto3.ErrorResponse {
 	return errorResponse("XX000", "dbproxy: statement refused: "+err.Error())
 }
 
-func safeReason(err error) string {
-	var r *sqlplan.Refusal
-	if errors.As(err, &r) {
-		return r.Error()
-	}
-	return "catalog or key error"
-}
-
 // frontend handles client->server messages.
 func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	if s.batch.skipping && typ != pgmsg.TypeSync {
@@ -343,12 +336,14 @@ func (s *session) portal(name []byte) *portalInfo {
 // refuseBatch discards the client's messages up to the next Sync and
 // reports e there.
 func (s *session) refuseBatch(e *pgproto3.ErrorResponse) {
+	s.refused(e)
 	s.batch.skipping, s.batch.refusal = true, e
 }
 
 // refuseQuery replaces a simple Query by an empty one and reports e in
 // place of its EmptyQueryResponse.
 func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
+	s.refused(e)
 	s.push(s.newEvent(event{kind: pgmsg.TypeQuery, inject: e, lexChange: s.lexRequest(false)}))
 	w.Forward(pgmsg.TypeQuery, []byte{0})
 	return nil
