@@ -46,11 +46,16 @@ func (s *session) statement(rewritten bool) {
 func (s *session) refused(e *pgproto3.ErrorResponse) {
 	proxy.LogRefusal(s.ctx, s.log, proxy.ObserverOrNop(s.seen.obs), proxy.Refusal{
 		Statement: s.statementText(),
+		Command:   messageNames[s.seen.typ],
 		SQLState:  e.Code,
 		Message:   e.Message,
 		Column:    proxy.RefusedColumn(e.Message),
 	})
 }
+
+// messageNames name the refused messages that may carry no SQL text.
+var messageNames = map[byte]string{pgmsg.TypeBind: "Bind", pgmsg.TypeExecute: "Execute",
+	pgmsg.TypeDescribe: "Describe", pgmsg.TypeFunctionCall: "FunctionCall"}
 
 // statementText returns the SQL text of the message at hand: a Query's,
 // a Parse's, or the statement a Bind names; nil for other messages.
