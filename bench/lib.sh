@@ -97,16 +97,18 @@ CONF
   fi
 }
 
-# start_dbproxy: builds dbproxy, creates the keys of $work/dbproxy.yaml
-# (`dbproxy keys init`, when it has a keys section) and serves it in the
+# start_dbproxy [CONFIG]: builds dbproxy, creates the keys of CONFIG
+# (default $work/dbproxy.yaml; `dbproxy keys init`, when it has a keys
+# section and $work/keys.json does not exist yet) and serves it in the
 # background, with $DBPROXY_ENV in its environment; sets dbproxy_pid.
-# Its logs go to $work/dbproxy.log.
+# Its logs go to CONFIG's name with .log for .yaml.
 start_dbproxy() {
+  local cfg=${1:-$work/dbproxy.yaml}
   (cd "$here" && go build -o "$work/dbproxy" ./cmd/dbproxy)
-  if grep -q '^keys:' "$work/dbproxy.yaml"; then
-    "$work/dbproxy" keys init --config "$work/dbproxy.yaml" >/dev/null
+  if grep -q '^keys:' "$cfg" && [ ! -e "$work/keys.json" ]; then
+    "$work/dbproxy" keys init --config "$cfg" >/dev/null
   fi
-  env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$work/dbproxy.yaml" 2>"$work/dbproxy.log" &
+  env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$cfg" 2>"${cfg%.yaml}.log" &
   dbproxy_pid=$!
   pids+=($!)
 }

@@ -11,6 +11,13 @@
 #   DURATION=20 ROUNDS=5 CLIENTS="1 16" bench/pg-encrypted.sh
 #   MODE=prepared bench/pg-encrypted.sh        # pgbench -M prepared: values as bound parameters
 #   PERF=1 bench/pg-encrypted.sh               # also proxy syscalls and context switches per transaction
+#   METRICS=1 WORKLOADS=select bench/pg-encrypted.sh  # the cost of metrics: the encrypted target
+#                                              # through a second dbproxy with an admin: section
+#
+# METRICS=1 runs a second dbproxy, the same configuration plus admin: (so
+# every listener, key and statement metric is counted), and measures the
+# encrypted table through each of the two in rotated order; the summary is
+# then metrics-on / metrics-off.
 #
 # MODE=simple (default) sends literals (every INSERT is a new SQL text, so it
 # always misses the proxy's plan cache and pays a full parse); MODE=prepared
@@ -37,6 +44,16 @@ SQL
 dbproxy_config pg postgres "$dport" "$pgport" encrypted
 start_dbproxy
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.1; done
+if [ -n "${METRICS:-}" ]; then
+  mport=$(freeport); aport=$(freeport)
+  sed "s/127.0.0.1:$dport/127.0.0.1:$mport/" "$work/dbproxy.yaml" >"$work/dbproxy-admin.yaml"
+  printf 'admin: { listen: 127.0.0.1:%s }\n' "$aport" >>"$work/dbproxy-admin.yaml"
+  off_pid=$dbproxy_pid
+  start_dbproxy "$work/dbproxy-admin.yaml"
+  on_pid=$dbproxy_pid
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$mport" && break; sleep 0.1; done
+  measured="host=127.0.0.1 port=$mport user=postgres dbname=bench"
+fi
 
 # Seed both tables through the proxy (the encrypted one can only be written
 # through it).
@@ -68,6 +85,8 @@ results="$work/results"; : >"$results"
 run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[  perf counts]"
   local before after out tps n pp="$dbproxy_pid"
   [ "$1" = plain-direct ] && pp=""
+  [ "$1" = enc-metrics-off ] && pp="$off_pid"
+  [ "$1" = enc-metrics-on ] && pp="$on_pid"
   before=$(cpu_ticks "$pp")
   perf_start "$pp"
   out=$(pgbench -n -M "$MODE" -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1)
@@ -81,7 +100,11 @@ run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[  perf co
 for round in $(seq "$ROUNDS"); do
   for c in $CLIENTS; do
     for w in ${WORKLOADS:-select insert}; do
-      mapfile -t order < <(rotate "$round" "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain")
+      if [ -n "${METRICS:-}" ]; then
+        mapfile -t order < <(rotate "$round" "enc-metrics-off|$proxied|users_enc" "enc-metrics-on|$measured|users_enc")
+      else
+        mapfile -t order < <(rotate "$round" "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain")
+      fi
       for target in "${order[@]}"; do
         IFS='|' read -r name conn table <<<"$target"
         read -r tps cpu perfline <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
@@ -93,6 +116,21 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 echo
+if [ -n "${METRICS:-}" ]; then
+  echo "metrics on (admin:) vs off, encrypted table, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
+  printf '%-7s %8s %12s %12s %8s %22s\n' workload clients metrics-off metrics-on on/off "proxy_cpu_us/tx(off/on)"
+  for w in ${WORKLOADS:-select insert}; do
+    for c in $CLIENTS; do
+      f=$(median_of "$results" 4 "$w" "$c" enc-metrics-off)
+      o=$(median_of "$results" 4 "$w" "$c" enc-metrics-on)
+      fc=$(median_of "$results" 5 "$w" "$c" enc-metrics-off)
+      oc=$(median_of "$results" 5 "$w" "$c" enc-metrics-on)
+      awk -v w="$w" -v c="$c" -v f="$f" -v o="$o" -v fc="$fc" -v oc="$oc" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %8.3f %15.1f / %4.1f\n", w, c, f, o, o/f, fc, oc}'
+    done
+  done
+  curl -s "http://127.0.0.1:$aport/metrics" | grep -E '^dbproxy_(statements|handshakes|bytes)_total' || true
+  exit 0
+fi
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
 printf '%-7s %8s %12s %12s %13s %15s %16s %20s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)"
 for w in ${WORKLOADS:-select insert}; do

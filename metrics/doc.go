@@ -14,7 +14,10 @@
 // The methods are shaped for small consumer-side interfaces: the key cache
 // of package crypto/keys (KeyCacheHit, KeyCacheMiss, KeyCacheEviction),
 // master key providers of package crypto/kms (ObserveMasterKeyCall) and
-// per-field encryption (ObserveKeyUse). This package imports none of them.
+// per-field encryption (ObserveKeyUse), and a listener's wire protocol
+// handlers and encryption layer ([Listener] is a proxy.Observer: logins,
+// bytes, statements by outcome and refusal reason). This package imports
+// none of them.
 //
 // # Boundaries
 //

@@ -7,18 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcome is what became of a client statement.
-type Outcome uint8
-
-const (
-	// Forwarded: relayed to the database unchanged.
-	Forwarded Outcome = iota
-	// Rewritten: relayed with values encrypted or lookups rewritten.
-	Rewritten
-	// Refused: answered with an error, never sent to the database.
-	Refused
-)
-
 // maxRefusalReasons bounds the distinct reason labels of one listener's
 // refusals; further reasons are counted as "other".
 const maxRefusalReasons = 32
@@ -110,19 +98,26 @@ func (l *Listener) AuthFailed() {
 	}
 }
 
-// Statement counts a client statement; reason says why a Refused one was
-// refused (a short fixed word such as "dynamic_sql", never query text) and
-// is ignored otherwise.
-func (l *Listener) Statement(o Outcome, reason string) {
-	if l == nil {
-		return
-	}
-	switch o {
-	case Forwarded:
+// Forwarded counts a client statement relayed to the database unchanged.
+func (l *Listener) Forwarded() {
+	if l != nil {
 		l.forwarded.Inc()
-	case Rewritten:
+	}
+}
+
+// Rewritten counts a client statement relayed with values encrypted or
+// lookups rewritten.
+func (l *Listener) Rewritten() {
+	if l != nil {
 		l.rewritten.Inc()
-	default:
+	}
+}
+
+// Refused counts a client statement answered with an error and never sent
+// to the database; reason says why (a short fixed word such as
+// "feature_not_supported", never query text).
+func (l *Listener) Refused(reason string) {
+	if l != nil {
 		l.refusal(reason).Inc()
 	}
 }

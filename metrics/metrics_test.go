@@ -19,7 +19,7 @@ var errTest = errors.New("test failure")
 func TestNamesFollowPrometheusConventions(t *testing.T) {
 	m := metrics.New(metrics.Options{Version: "test"})
 	l := m.Listener("pg")
-	l.Statement(metrics.Refused, "dynamic_sql")
+	l.Refused("dynamic_sql")
 	l.CountLimits(func() metrics.LimitCounts { return metrics.LimitCounts{} })
 	m.ObserveKeyUse("encrypt", "users.email", 10, nil)
 	m.ObserveMasterKeyCall("local", "unwrap", time.Millisecond, nil)
@@ -48,10 +48,10 @@ func TestListener(t *testing.T) {
 	l.ConnClosed()
 	l.Handshake()
 	l.AuthFailed()
-	l.Statement(metrics.Forwarded, "ignored")
-	l.Statement(metrics.Rewritten, "")
-	l.Statement(metrics.Rewritten, "")
-	l.Statement(metrics.Refused, "dynamic_sql")
+	l.Forwarded()
+	l.Rewritten()
+	l.Rewritten()
+	l.Refused("dynamic_sql")
 	l.FromClient(100)
 	l.FromUpstream(250)
 	l.UpstreamConnect(3*time.Millisecond, nil)
@@ -89,7 +89,7 @@ func TestRefusalReasonsAreBounded(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	l := m.Listener("pg")
 	for i := range 100 {
-		l.Statement(metrics.Refused, fmt.Sprintf("reason_%d", i))
+		l.Refused(fmt.Sprintf("reason_%d", i))
 	}
 	if n := testutil.CollectAndCount(m.Registry(), "dbproxy_statements_total"); n != 2+32+1 {
 		t.Errorf("%d statement series, want forwarded, rewritten, 32 reasons and other", n)
@@ -157,7 +157,7 @@ func TestNilObservesNothing(t *testing.T) {
 	l.ConnClosed()
 	l.Handshake()
 	l.AuthFailed()
-	l.Statement(metrics.Refused, "x")
+	l.Refused("x")
 	l.FromClient(1)
 	l.FromUpstream(1)
 	l.UpstreamConnect(time.Second, nil)
@@ -175,11 +175,11 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	l := m.Listener("pg")
 	m.ObserveKeyUse("encrypt", "users.email", 10, nil) // creates the series
-	l.Statement(metrics.Refused, "dynamic_sql")
+	l.Refused("dynamic_sql")
 	for name, f := range map[string]func(){
 		"ObserveKeyUse":     func() { m.ObserveKeyUse("encrypt", "users.email", 10, nil) },
-		"Statement":         func() { l.Statement(metrics.Rewritten, "") },
-		"Statement refused": func() { l.Statement(metrics.Refused, "dynamic_sql") },
+		"Statement":         func() { l.Rewritten() },
+		"Statement refused": func() { l.Refused("dynamic_sql") },
 		"FromClient":        func() { l.FromClient(512) },
 		"KeyCacheHit":       m.KeyCacheHit,
 	} {
@@ -214,7 +214,7 @@ func BenchmarkStatement(b *testing.B) {
 	l := metrics.New(metrics.Options{}).Listener("pg")
 	b.ReportAllocs()
 	for b.Loop() {
-		l.Statement(metrics.Rewritten, "")
+		l.Rewritten()
 	}
 }
 

@@ -57,6 +57,17 @@
 // [UpstreamTLS] turns libpq sslmode semantics (disable, prefer, require,
 // verify-ca, verify-full) into a client configuration for the database leg.
 //
+// # Observing
+//
+// [ListenerOptions.Observer] is what a listener reports to (cmd/dbproxy
+// passes its metrics): the wire packages count finished and failed logins
+// and, through the relay's pumps, the bytes read each way; the encryption
+// layers count each statement forwarded, rewritten or refused. A refusal
+// goes through [LogRefusal], which counts it under a fixed reason word
+// ([RefusalReason]) and logs it once, alike for both protocols, with the
+// statement's [Fingerprint] instead of its text. Without an Observer the
+// hot paths pay one branch.
+//
 // # Boundaries
 //
 // This package must not import proxy/relay, proxy/postgres, proxy/mysql,

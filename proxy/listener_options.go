@@ -40,8 +40,12 @@ type ListenerOptions struct {
 	// socket (see UpstreamDialer): 0 means DefaultUpstreamKeepalive,
 	// negative leaves the system defaults.
 	UpstreamKeepalive time.Duration
-	// Dial replaces the upstream dialer (tests, fault injection).
+	// Dial replaces the upstream dialer (tests, fault injection, timing
+	// the connects).
 	Dial DialFunc
+	// Observer counts the listener's logins, bytes and statements; nil:
+	// nothing is counted.
+	Observer Observer
 }
 
 // ListenerBase is what a handler builds from its [ListenerOptions]: the
@@ -52,6 +56,11 @@ type ListenerBase struct {
 	Log              *slog.Logger
 	LimitLog         *slog.Logger // rate-limited: connection-phase failures
 	HandshakeTimeout time.Duration
+	// Obs is the listener's Observer, never nil (see ObserverOrNop);
+	// CountFromClient and CountFromUpstream its byte counters for the
+	// relay's pumps, nil without an Observer (see ByteCounts).
+	Obs                                Observer
+	CountFromClient, CountFromUpstream func(int)
 }
 
 // Prepare validates o and builds the listener's upstream and logs;
@@ -70,6 +79,8 @@ func (o *ListenerOptions) Prepare(defaultHandshake time.Duration) (ListenerBase,
 		o.TLS = o.TLS.Clone()
 	}
 	log, limitLog := ListenerLogs(o.Logger, o.Name)
+	fromClient, fromUpstream := ByteCounts(o.Observer)
 	return ListenerBase{Up: up, Log: log, LimitLog: limitLog,
-		HandshakeTimeout: PositiveOr(o.HandshakeTimeout, defaultHandshake)}, nil
+		HandshakeTimeout: PositiveOr(o.HandshakeTimeout, defaultHandshake),
+		Obs:              ObserverOrNop(o.Observer), CountFromClient: fromClient, CountFromUpstream: fromUpstream}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/metrics"
 )
 
 // catalogLogin is how one listener's catalog connections log in: from the
@@ -24,6 +25,9 @@ type catalogLogin struct {
 	index   int // the listener's position in listeners:, for messages
 	getenv  func(string) string
 	setting string // "listeners[N].catalog"
+	// reads counts the catalog queries of the listener's sessions (nil:
+	// none; observe.go).
+	reads *metrics.Listener
 }
 
 func newCatalogLogin(lc *config.Listener, index int, getenv func(string) string) catalogLogin {
@@ -124,6 +128,9 @@ func (l catalogLogin) pgConnect(ctx context.Context, database, sessionUser strin
 	if cc == nil {
 		return nil, l.failed("", errors.New("no user to log in as"))
 	}
+	if l.reads != nil {
+		cc.Tracer = catalogTracer{reads: l.reads}
+	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, l.failed(user, err)
@@ -214,7 +221,7 @@ func probeCatalog(ctx context.Context, lc *config.Listener, index int, name stri
 			log.Warn(fmt.Sprintf("no catalog credentials: INSERT and REPLACE without a column list into encrypted tables are refused and sessions are assumed to start in UTC; set %s.user and %s.password_env (or password_file)", l.setting, l.setting))
 			return false
 		}
-		db, err := mysqlCatalogDB(l, user, pw)
+		db, err := mysqlCatalogDB(l, user, pw, log)
 		if err != nil {
 			log.Error(fmt.Sprintf("listener %s: %v", name, l.failed(user, err)))
 			return false

@@ -13,6 +13,7 @@ import (
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/fieldcrypt"
+	"github.com/dbproxy/dbproxy/metrics"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 	"github.com/dbproxy/dbproxy/rules"
 )
@@ -162,11 +163,12 @@ func (x *encryption) fingerprint(p config.Protocol) string {
 // defaulting to the session's user, so trust, certificate and .pgpass
 // setups need nothing more. A failed login's error says which setting
 // fixes it; pgcrypt puts it into the refusal the client sees.
-func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *slog.Logger) (*pgcrypt.Interceptor, error) {
+func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *slog.Logger, reads *metrics.Listener) (*pgcrypt.Interceptor, error) {
 	if _, _, err := net.SplitHostPort(lc.Upstream); err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
 	}
 	login := newCatalogLogin(lc, index, x.getenv)
+	login.reads = reads
 	return pgcrypt.New(pgcrypt.Options{
 		Rules:           x.rules,
 		Encryptor:       x.ring.enc,

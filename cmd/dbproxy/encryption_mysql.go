@@ -10,6 +10,8 @@ import (
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/internal/mysqllog"
+	"github.com/dbproxy/dbproxy/metrics"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
@@ -36,7 +38,7 @@ const (
 // DBPROXY_MYSQL_CATALOG_USER (password DBPROXY_MYSQL_CATALOG_PASSWORD).
 // Without either, such statements are refused. A failed login's error
 // (logged) says which setting fixes it.
-func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.Logger) (*mycrypt.Interceptor, error) {
+func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.Logger, reads *metrics.Listener) (*mycrypt.Interceptor, error) {
 	set, err := rules.New(rules.DialectMySQL, x.specs)
 	if err != nil {
 		return nil, fmt.Errorf("encryption rules for mysql: %w", err)
@@ -49,14 +51,14 @@ func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.
 	case err != nil:
 		// The password cannot be read: every lookup fails with that error
 		// (logged with its remedy), as a failed login would.
-		cat := mycrypt.NewCatalog(sql.OpenDB(failConnector{err: err}))
+		cat := countCatalog(mycrypt.NewCatalog(sql.OpenDB(failConnector{err: err})), reads)
 		opts.Catalog, opts.Zones = cat, cat
 	case user != "":
-		db, err := mysqlCatalogDB(login, user, pw)
+		db, err := mysqlCatalogDB(login, user, pw, log)
 		if err != nil {
 			return nil, fmt.Errorf("catalog connection: %w", err)
 		}
-		cat := mycrypt.NewCatalog(db)
+		cat := countCatalog(mycrypt.NewCatalog(db), reads)
 		opts.Catalog, opts.Zones, opts.Lex = cat, cat, cat
 	}
 	return mycrypt.New(opts)
@@ -75,12 +77,13 @@ func (d failDriver) Open(string) (sqldriver.Conn, error) { return nil, d.err }
 // mysqlCatalogDB returns a (lazily connecting) pool for the catalog of the
 // listener's upstream. Its idle connection is closed after a minute, so a
 // replaced interceptor's pool holds nothing. Login errors carry the hint of
-// login.
-func mysqlCatalogDB(login catalogLogin, user, password string) (*sql.DB, error) {
+// login. The driver's own messages go to log.
+func mysqlCatalogDB(login catalogLogin, user, password string, log *slog.Logger) (*sql.DB, error) {
 	lc := login.lc
 	cfg := driver.NewConfig()
 	cfg.User, cfg.Passwd = user, password
 	cfg.Net, cfg.Addr = "tcp", lc.Upstream
+	cfg.Logger = mysqllog.New(log)
 	up, err := upstreamTLS(lc)
 	if err != nil {
 		return nil, err

@@ -165,7 +165,7 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 		addMaster(old)
 		previous = append(previous, e.ops.observeMaster(old, config.ProviderLocal))
 	}
-	store, err := openStore(ctx, cfg.Keys.Store, e)
+	store, err := openStore(ctx, cfg.Keys.Store, e, logger)
 	if err != nil {
 		closeAll()
 		return nil, "", nil, err
@@ -205,7 +205,7 @@ func openMasterKey(ctx context.Context, mk config.MasterKey) (kms.MasterKey, err
 	}
 }
 
-func openStore(ctx context.Context, s config.Store, e env) (keystore.Store, error) {
+func openStore(ctx context.Context, s config.Store, e env, log *slog.Logger) (keystore.Store, error) {
 	switch s.Type {
 	case "file":
 		return keystore.OpenFile(s.Path)
@@ -214,7 +214,7 @@ func openStore(ctx context.Context, s config.Store, e env) (keystore.Store, erro
 		if s.PasswordEnv != "" {
 			password = e.getenv(s.PasswordEnv)
 		}
-		return keystore.OpenDatabase(ctx, s.DSN, password, s.Table)
+		return keystore.OpenDatabase(ctx, s.DSN, password, s.Table, log.With(slog.String("component", "keystore")))
 	default:
 		return nil, fmt.Errorf("unknown keystore type %q", s.Type)
 	}

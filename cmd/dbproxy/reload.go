@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dbproxy/dbproxy/config"
+	"github.com/dbproxy/dbproxy/metrics"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
@@ -168,7 +169,8 @@ type swaps struct {
 	index int // the listener's position in listeners:
 	name  string
 	lc    *config.Listener
-	srv   *proxy.Server // set once the server exists; drained on a change
+	srv   *proxy.Server     // set once the server exists; drained on a change
+	obs   *metrics.Listener // the listener's metrics; nil without admin:
 	pg    pgSwap
 	my    mySwap
 	fp    string // fingerprint of the installed interceptor's encryption
@@ -201,14 +203,14 @@ func (sw *swaps) build(log *slog.Logger, enc *encryption) (built, error) {
 	log = log.With(slog.String("listener", sw.name))
 	switch sw.lc.Protocol {
 	case config.ProtocolPostgres:
-		ic, err := enc.postgresInterceptor(sw.lc, sw.index, log)
+		ic, err := enc.postgresInterceptor(sw.lc, sw.index, log, sw.obs)
 		if err != nil {
 			return b, err
 		}
 		b.pg = newGeneration[postgres.Interceptor](enc, ic, ic.Close)
 	case config.ProtocolMySQL:
 		// Never relay plaintext to a database that should hold ciphertext.
-		ic, err := enc.mysqlInterceptor(sw.lc, sw.index, log)
+		ic, err := enc.mysqlInterceptor(sw.lc, sw.index, log, sw.obs)
 		if err != nil {
 			return b, err
 		}

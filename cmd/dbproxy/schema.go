@@ -80,7 +80,7 @@ func runGuardGroup(ctx context.Context, sub string, lc *config.Listener, i int, 
 		}
 		return len(g.targets)
 	}
-	db, err := openGuardDB(ctx, lc, i, e.getenv, g.database)
+	db, err := openGuardDB(ctx, lc, i, e.getenv, g.database, slog.New(slog.NewTextHandler(e.stderr, nil)))
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", where, err)
 		return len(g.targets)
@@ -234,7 +234,7 @@ func pgxIdent(s string) string { return schemaguard.QuoteIdent(rules.DialectPost
 
 // openGuardDB opens a database/sql pool over the catalog login of
 // listener index to database (PostgreSQL) or to the server (MySQL).
-func openGuardDB(ctx context.Context, lc *config.Listener, index int, getenv func(string) string, database string) (*sql.DB, error) {
+func openGuardDB(ctx context.Context, lc *config.Listener, index int, getenv func(string) string, database string, log *slog.Logger) (*sql.DB, error) {
 	l := newCatalogLogin(lc, index, getenv)
 	if lc.Protocol == config.ProtocolMySQL {
 		user, pw, err := l.mysqlUser()
@@ -244,7 +244,7 @@ func openGuardDB(ctx context.Context, lc *config.Listener, index int, getenv fun
 		if user == "" {
 			return nil, fmt.Errorf("no catalog credentials: %s", l.hint())
 		}
-		db, err := mysqlCatalogDB(l, user, pw)
+		db, err := mysqlCatalogDB(l, user, pw, log)
 		if err != nil {
 			return nil, l.failed(user, err)
 		}
@@ -280,7 +280,7 @@ func checkGuards(ctx context.Context, lc *config.Listener, index int, getenv fun
 		if len(targets) == 0 {
 			continue
 		}
-		db, err := openGuardDB(ctx, lc, index, getenv, g.database)
+		db, err := openGuardDB(ctx, lc, index, getenv, g.database, log)
 		if err != nil {
 			log.Warn("could not check the guards of encrypted columns", slog.Any("error", err))
 			continue

@@ -43,7 +43,7 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	// fails the start without opening sockets.
 	var sws []*swaps
 	defer func() { releaseEncryption(sws, enc) }() // enc: the one current at exit
-	ls, err := buildListeners(cfg, logger, enc, &sws)
+	ls, err := buildListeners(cfg, logger, enc, rl.operations(), &sws)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ type servedListener struct {
 // buildListeners builds each listener's swaps (its encryption generation)
 // and handler, appending the swaps to *sws as it goes (so that the caller
 // releases what was built when a later listener fails).
-func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, sws *[]*swaps) ([]servedListener, error) {
+func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, ops *operations, sws *[]*swaps) ([]servedListener, error) {
 	ls := make([]servedListener, 0, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -133,7 +133,7 @@ func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, sw
 			name = string(lc.Protocol)
 		}
 		log := logger.With(slog.String("listener", name))
-		sw := &swaps{index: i, name: name, lc: lc}
+		sw := &swaps{index: i, name: name, lc: lc, obs: ops.listenerMetrics(name)}
 		b, err := sw.build(logger, enc)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", name, err)
@@ -211,6 +211,7 @@ func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (
 		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
 		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
 	}
+	observe(&lo, sw.obs)
 	switch lc.Protocol {
 	case config.ProtocolPostgres:
 		return postgres.NewHandler(postgres.Options{Interceptor: &sw.pg, ListenerOptions: lo})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"regexp"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/dbproxy/dbproxy/internal/mysqllog"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -60,8 +63,9 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 // connection URL) or "mysql://user@tcp(host:port)/db" (a go-sql-driver
 // DSN after the scheme). password, when not empty, replaces any password
 // in dsn; it never appears in errors. table must be a plain identifier
-// (letters, digits, underscore); empty means DefaultTable.
-func OpenDatabase(ctx context.Context, dsn, password, table string) (*Database, error) {
+// (letters, digits, underscore); empty means DefaultTable. The MySQL
+// driver's own messages go to log (nil: discarded), never to stderr.
+func OpenDatabase(ctx context.Context, dsn, password, table string, log *slog.Logger) (*Database, error) {
 	if table == "" {
 		table = DefaultTable
 	}
@@ -77,7 +81,7 @@ func OpenDatabase(ctx context.Context, dsn, password, table string) (*Database, 
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		b, target, err = openPostgres(ctx, dsn, password, table)
 	case strings.HasPrefix(dsn, "mysql://"):
-		b, target, err = openMySQL(ctx, strings.TrimPrefix(dsn, "mysql://"), password, table)
+		b, target, err = openMySQL(ctx, strings.TrimPrefix(dsn, "mysql://"), password, table, log)
 	default:
 		return nil, errors.New("open keystore database: dsn must start with postgres://, postgresql:// or mysql://")
 	}
@@ -341,7 +345,7 @@ type myBackend struct {
 	table string // quoted
 }
 
-func openMySQL(ctx context.Context, dsn, password, table string) (*myBackend, string, error) {
+func openMySQL(ctx context.Context, dsn, password, table string, log *slog.Logger) (*myBackend, string, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		// ParseDSN errors quote no part of the DSN.
@@ -353,6 +357,7 @@ func openMySQL(ctx context.Context, dsn, password, table string) (*myBackend, st
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
 	cfg.ClientFoundRows = true // UPDATE reports matched rows, so a no-op Replace is "found"
+	cfg.Logger = mysqllog.New(log)
 	target := fmt.Sprintf("mysql %s/%s", cfg.Addr, cfg.DBName)
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {

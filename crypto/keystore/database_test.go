@@ -61,7 +61,7 @@ func databaseBacking(srv server) backing {
 	return func(t *testing.T) func() keystore.Store {
 		table := fmt.Sprintf("ks_test_%d", tableSeq.Add(1))
 		return func() keystore.Store {
-			s, err := keystore.OpenDatabase(context.Background(), srv.dsn, srv.password, table)
+			s, err := keystore.OpenDatabase(context.Background(), srv.dsn, srv.password, table, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +95,7 @@ func testOpenDatabaseRejects(t *testing.T, srv server) {
 	ctx := context.Background()
 	for _, table := range []string{"a-b", "a;drop table x", "1abc", `a"b`, "a`b", "schema.table", strings.Repeat("t", 64)} {
 		t.Run("table "+table, func(t *testing.T) {
-			s, err := keystore.OpenDatabase(ctx, srv.dsn, srv.password, table)
+			s, err := keystore.OpenDatabase(ctx, srv.dsn, srv.password, table, nil)
 			if err == nil {
 				s.Close()
 				t.Fatal("OpenDatabase accepted the table name")
@@ -107,7 +107,7 @@ func testOpenDatabaseRejects(t *testing.T, srv server) {
 			t.Skip("the external server does not say it checks passwords")
 		}
 		const pw = "Wr0ng-Pa55word-Marker"
-		s, err := keystore.OpenDatabase(ctx, srv.dsn, pw, "ks_wrong_pw")
+		s, err := keystore.OpenDatabase(ctx, srv.dsn, pw, "ks_wrong_pw", nil)
 		if err == nil {
 			s.Close()
 			t.Fatal("OpenDatabase accepted a wrong password")
@@ -117,13 +117,13 @@ func testOpenDatabaseRejects(t *testing.T, srv server) {
 		}
 	})
 	t.Run("scheme", func(t *testing.T) {
-		_, err := keystore.OpenDatabase(ctx, strings.Replace(srv.dsn, "://", "x://", 1), srv.password, "")
+		_, err := keystore.OpenDatabase(ctx, strings.Replace(srv.dsn, "://", "x://", 1), srv.password, "", nil)
 		if err == nil {
 			t.Fatal("OpenDatabase accepted an unknown scheme")
 		}
 	})
 	t.Run("default table", func(t *testing.T) {
-		s, err := keystore.OpenDatabase(ctx, srv.dsn, srv.password, "")
+		s, err := keystore.OpenDatabase(ctx, srv.dsn, srv.password, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +144,7 @@ func testConcurrentOpen(t *testing.T, srv server) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			s, err := keystore.OpenDatabase(context.Background(), srv.dsn, srv.password, table)
+			s, err := keystore.OpenDatabase(context.Background(), srv.dsn, srv.password, table, nil)
 			if err == nil {
 				err = s.Close()
 			}

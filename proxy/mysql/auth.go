@@ -60,6 +60,7 @@ func (s *session) authenticate() error {
 			s.toClient(seq+s.d, p)
 			return s.flushClient()
 		case gomysql.ERR_HEADER:
+			s.serverRefused(p)
 			s.toClient(seq+s.d, p)
 			_ = s.flushClient()
 			s.log.LogAttrs(context.Background(), slog.LevelDebug, "server refused the login")
@@ -275,6 +276,7 @@ func (s *session) bridgeFullAuth(seq uint8, p, scramble []byte) error {
 		return err
 	}
 	if len(kp) > 0 && kp[0] == gomysql.ERR_HEADER {
+		s.serverRefused(kp)
 		s.toClient(s.cseq, kp)
 		_ = s.flushClient()
 		return errHandled

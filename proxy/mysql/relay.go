@@ -322,6 +322,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	up := newPump(s.Server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.Server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
 	rf.out = up
+	up.CountReads(s.h.CountFromUpstream)
+	down.CountReads(s.h.CountFromClient)
 	s.cbr, s.sbr = nil, nil
 
 	// The pumps run under a proxy.Relay on the detached connection: once

@@ -69,6 +69,7 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(err)
 		return
 	}
+	s.h.Obs.Handshake()
 	clear(s.buf)
 	s.buf = nil
 	_ = s.rawClient.SetDeadline(time.Time{})
@@ -104,6 +105,7 @@ func (s *session) info() SessionInfo {
 		Charset:       s.resp.charset,
 		Principal:     who,
 		Logger:        s.log,
+		Observer:      s.h.Obs,
 	}
 }
 
@@ -117,6 +119,7 @@ func (s *session) endStartup(err error) {
 	case errors.Is(err, errHandled):
 		return
 	case errors.As(err, &me):
+		s.proxyRefused(me)
 		level := slog.LevelDebug
 		if me.Cause != nil {
 			level = slog.LevelWarn

@@ -38,6 +38,7 @@ func (s *session) authenticate() error {
 			s.toClient(typ, body)
 			continue
 		case 'E':
+			s.serverRefused(body)
 			s.toClient(typ, body)
 			_ = s.flushClient()
 			s.log.LogAttrs(context.Background(), slog.LevelDebug, "server refused the connection")
@@ -268,6 +269,7 @@ func (s *session) expectSASL(code uint32) ([]byte, error) {
 		}
 		switch typ {
 		case 'E':
+			s.serverRefused(body)
 			s.toClient(typ, body)
 			_ = s.flushClient()
 			return nil, errHandled

@@ -54,6 +54,8 @@ type SessionInfo struct {
 	Principal proxy.Principal
 	// Logger carries the connection's attributes.
 	Logger *slog.Logger
+	// Observer counts the listener's statements (never nil).
+	Observer proxy.Observer
 }
 
 // Interceptor is the hook point of the layer above the relay (the

@@ -99,6 +99,7 @@ func (s *session) serve(ctx context.Context) {
 		return
 	}
 	s.pc.HandshakeDone()
+	s.h.Obs.Handshake()
 	_ = s.rawClient.SetDeadline(time.Time{})
 	_ = s.RawServer.SetDeadline(time.Time{})
 	s.buf, s.out = nil, nil // startup scratch, up to 1 MB
@@ -146,6 +147,7 @@ func (s *session) endStartup(err error) {
 	case errors.Is(err, errHandled):
 		return
 	case errors.As(err, &pe):
+		s.proxyRefused(pe)
 		if pe.Code != "" && pe.Cause != nil {
 			log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused",
 				slog.String("sqlstate", pe.Code), slog.String("reason", pe.Message), slog.Any("error", pe.Cause))
@@ -242,6 +244,7 @@ func (s *session) info() SessionInfo {
 		ServerParams:  s.srvParams,
 		Principal:     who,
 		Logger:        s.log,
+		Observer:      s.h.Obs,
 	}
 }
 

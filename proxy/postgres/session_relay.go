@@ -38,6 +38,8 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	}
 	up := newPump(s.Server, toClient, upF, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.Server, downF, proxy.Buffered(s.cbr))
+	up.CountReads(s.h.CountFromUpstream)
+	down.CountReads(s.h.CountFromClient)
 	s.cbr, s.sbr = nil, nil
 	// Startup state the relay does not need: an idle session keeps
 	// only what it uses.

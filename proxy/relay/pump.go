@@ -138,6 +138,7 @@ type Pump struct {
 	broken bool            // a write to dst failed
 	// partial: dst received the start of a logical message but not its end.
 	partial bool
+	count   func(n int) // nil: reads are not counted
 }
 
 type state uint8
@@ -258,9 +259,18 @@ func (p *Pump) AtRest() bool {
 		len(p.asm) == 0 && len(*p.out) == 0
 }
 
+// CountReads makes the pump report the size of each read from its source
+// to count (a metrics counter: it must be cheap); nil counts nothing.
+// Bytes buffered before the pump started (NewPump's leftover) are not
+// reported.
+func (p *Pump) CountReads(count func(n int)) { p.count = count }
+
 // scanRead accounts for n bytes read into space() and scans them.
 func (p *Pump) scanRead(n int) error {
 	p.w += n
+	if p.count != nil {
+		p.count(n)
+	}
 	return p.scan()
 }
 

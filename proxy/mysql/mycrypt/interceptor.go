@@ -144,7 +144,8 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 	s.lx = newLexTrack(info.ServerVersion, info.Charset, ic.lex.get(ctx))
 	s.caps = info.Capabilities
 	s.sessionTrack = info.Capabilities&uint64(gomysql.CLIENT_SESSION_TRACK) != 0
-	h := &mysql.SessionHooks{Command: s.command, Result: s.result}
+	s.obs = info.Observer
+	h := &mysql.SessionHooks{Command: s.observedCommand, Result: s.result}
 	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
 		gomysql.COM_STMT_SEND_LONG_DATA, gomysql.COM_STMT_CLOSE, gomysql.COM_STMT_RESET,
 		gomysql.COM_INIT_DB, gomysql.COM_CHANGE_USER, gomysql.COM_RESET_CONNECTION, gomysql.COM_STMT_FETCH)

@@ -14,7 +14,12 @@ import (
 )
 
 func refused(err error) *mysql.Error {
-	return &mysql.Error{Code: codeRefused, State: "42000", Message: err.Error()}
+	e := &mysql.Error{Code: codeRefused, State: "42000", Message: err.Error()}
+	var r *sqlplan.Refusal
+	if errors.As(err, &r) {
+		e.Cause = r // for the refusal's log (observe.go); the client gets Message
+	}
+	return e
 }
 
 func failed(msg string, cause error) *mysql.Error {

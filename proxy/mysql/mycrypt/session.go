@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
+	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
@@ -41,6 +42,7 @@ type session struct {
 	ic  *Interceptor
 	ctx context.Context
 	log *slog.Logger
+	obs proxy.Observer // nil: none; observe.go
 	// extMeta: column definitions carry MariaDB's extended metadata
 	// (mysql.MariaDBExtendedMetadata).
 	extMeta bool

@@ -46,6 +46,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		s.portals[string(m.Portal)] = p
 	}
 	if !hasEncryptedParam(st.plan) {
+		s.statement(st.plan != nil)
 		s.push(s.newEvent(event{kind: pgmsg.TypeBind, portal: p}))
 		w.Forward(pgmsg.TypeBind, body)
 		return nil
@@ -59,6 +60,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(refusal, w)
 		return nil
 	}
+	s.statement(true)
 	s.push(s.newEvent(event{kind: pgmsg.TypeBind, portal: p}))
 	_, _ = w.Write(out)
 	s.keep(out)

@@ -257,7 +257,8 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	s.searchPath.reportedPath, s.searchPath.reported = info.ServerParams["search_path"]
 	s.searchPath.answers = make(chan spAnswer, 1)
 	s.searchPath.preparedUnder = map[string]string{}
-	h := &postgres.SessionHooks{Frontend: s.frontend, Backend: s.backend, Close: cancel}
+	s.seen.obs = info.Observer
+	h := &postgres.SessionHooks{Frontend: s.observedFrontend, Backend: s.backend, Close: cancel}
 	h.FrontendTypes.Add(pgmsg.TypeQuery, pgmsg.TypeFunctionCall, pgmsg.TypeParse, pgmsg.TypeBind, pgmsg.TypeDescribe,
 		pgmsg.TypeExecute, pgmsg.TypeClose, pgmsg.TypeSync, pgmsg.TypeCopyData, pgmsg.TypeCopyDone, pgmsg.TypeCopyFail)
 	h.BackendTypes.Add(pgmsg.TypeRowDescription, pgmsg.TypeDataRow, pgmsg.TypeCommandComplete, pgmsg.TypeEmptyQueryResponse,

@@ -2,7 +2,6 @@ package pgcrypt
 
 import (
 	"encoding/binary"
-	"log/slog"
 	"unsafe"
 
 	"github.com/dbproxy/dbproxy/proxy/postgres"
@@ -35,6 +34,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	if skips {
 		// Forwarded as is: no copy of the text.
+		s.statement(false)
 		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(lexChange)}))
 		w.Forward(pgmsg.TypeQuery, body)
 		return nil
@@ -54,7 +54,6 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	sql := string(text)
 	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
 	if err != nil {
-		s.log.Debug("query refused", slog.String("reason", safeReason(err)))
 		return s.refuseQuery(refusalResponse(err), w)
 	}
 	if lexErr != nil && !lexPlanAllowed(text, plan) {
@@ -66,6 +65,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 		defer s.searchPathChanged(pgsql.EffectSearchPath | pgsql.EffectRole)
 	}
 	if plan.Passthrough() {
+		s.statement(false)
 		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(lexChange)}))
 		w.Forward(pgmsg.TypeQuery, body)
 		return nil
@@ -100,6 +100,7 @@ func (s *session) rewriteQuery(plan *pgsql.Plan, sql string, lexChange bool, w *
 	if copyPlan != nil && copyPlan.Kind == pgsql.KindCopyFrom {
 		s.copy = newCopyIn(copyPlan.Copy, s.ic.opts.CopyBuffer)
 	}
+	s.statement(true)
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil

@@ -140,6 +140,7 @@ type session struct {
 	copy      *copyIn                // a COPY FROM STDIN in progress
 	slabs     slabs
 	frontBufs frontendScratch
+	seen      observed // observe.go
 
 	// Shared between the goroutines.
 	mu       sync.Mutex
@@ -264,14 +265,6 @@ func refusalResponse(err error) *pgproto3.ErrorResponse {
 	return errorResponse("XX000", "dbproxy: statement refused: "+err.Error())
 }
 
-func safeReason(err error) string {
-	var r *sqlplan.Refusal
-	if errors.As(err, &r) {
-		return r.Error()
-	}
-	return "catalog or key error"
-}
-
 // frontend handles client->server messages.
 func (s *session) frontend(typ byte, body []byte, w *postgres.Writer) error {
 	if s.batch.skipping && typ != pgmsg.TypeSync {
@@ -348,6 +341,7 @@ func (s *session) portal(name []byte) *portalInfo {
 // replaced by e. The client's messages up to the next Sync are dropped,
 // as the server would discard them after an error.
 func (s *session) refuseBatch(e *pgproto3.ErrorResponse, w *postgres.Writer) {
+	s.refused(e)
 	s.batch.skipping = true
 	s.push(s.newEvent(event{kind: kindRefused, refusal: e}))
 	_, _ = w.Write(pgmsg.AppendDescribe(nil, pgmsg.ObjectPortal, refusedPortal))
@@ -360,6 +354,7 @@ func (s *session) refuseBatch(e *pgproto3.ErrorResponse, w *postgres.Writer) {
 // failing would have made it) and reports e in place of the server's
 // error.
 func (s *session) refuseQuery(e *pgproto3.ErrorResponse, w *postgres.Writer) error {
+	s.refused(e)
 	lexChange := s.lexRequest(false)
 	if !lexChange {
 		if ok, err := w.Answer(encodeError(e)); ok || err != nil {
