@@ -96,7 +96,7 @@ func TestPatterns(t *testing.T) {
 
 func TestMask(t *testing.T) {
 	cases := []struct {
-		m      fieldcrypt.Mask
+		m       fieldcrypt.Mask
 		in, out string
 	}{
 		{fieldcrypt.Mask{KeepLast: 4}, "123-45-6789", "*******6789"},

@@ -45,7 +45,7 @@ type AccessRule struct {
 	// with it (WHERE col = …); not with decrypt (always) or deny (never).
 	Lookup bool `yaml:"lookup,omitempty"`
 	// Line is the rule's line in the file, for messages (0: unknown).
-	Line int `yaml:"-"`
+	Line int `yaml:"-" json:"-"`
 }
 
 // AccessMatch selects sessions: every listed field must fit, and a field

@@ -149,9 +149,9 @@ func (e *PolicyError) Error() string {
 }
 
 // Decision returns what the session may do with col: ActionDecrypt
-// without a Policy.
+// without a Policy (or a Cipher).
 func (c *Cipher) Decision(col *rules.ColumnRule) Decision {
-	if c.decider == nil {
+	if c == nil || c.decider == nil {
 		return Decision{}
 	}
 	return c.decider.Decide(col)

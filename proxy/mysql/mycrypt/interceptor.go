@@ -30,6 +30,10 @@ type Options struct {
 	// Monitor, optional, is told of each use of a column's key by a
 	// session (fieldcrypt.Monitor).
 	Monitor fieldcrypt.Monitor
+	// Policy, optional, decides what each session may do with each
+	// encrypted column (fieldcrypt.Policy): results show the columns as
+	// it says, and the uses of keys it does not allow are refused.
+	Policy fieldcrypt.Policy
 	// Catalog, optional, gives column orders for INSERT and REPLACE without
 	// a column list into tables with encrypted columns (see [Catalog]);
 	// without one such statements are refused.
@@ -103,7 +107,7 @@ func New(opts Options) (*Interceptor, error) {
 		closers: closers,
 		planner: mysqlsql.New(opts.Rules, opts.Catalog, popts),
 		enc:     enc,
-		decor:   fieldcrypt.Options{Guard: opts.Guard, Monitor: opts.Monitor},
+		decor:   fieldcrypt.Options{Guard: opts.Guard, Monitor: opts.Monitor, Policy: opts.Policy},
 		rules:   opts.Rules,
 		log:     log,
 		zone:    newServerZone(opts.Zones, opts.Rules, log),

@@ -11,6 +11,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -187,6 +188,13 @@ func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 	if rule == nil {
 		return c, nil, nil
 	}
+	dec, err := s.cipher.Load().ReadDecision(s.ctx, rule)
+	if err != nil {
+		return column{}, nil, keyError("", err)
+	}
+	if dec.Action == fieldcrypt.ActionCiphertext {
+		return c, nil, nil // the stored VARBINARY/BLOB, as the server describes it
+	}
 	p := defFor(rule.Type)
 	a := d.attrs()
 	a.charset, a.length, a.typ, a.decimals = p.charset, p.length, p.typ, p.decimals
@@ -245,6 +253,12 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 		rule := st.cols[i].rule
 		if rule == nil || null {
 			out = append(out, raw...)
+			continue
+		}
+		if d := s.cipher.Load().Decision(rule); d.Action != fieldcrypt.ActionDecrypt {
+			if out, err = s.policyTextCell(st, out, raw, rule, v, d); err != nil {
+				return err
+			}
 			continue
 		}
 		canon, err = s.decrypt(st, canon[:0], rule, v)
@@ -323,6 +337,7 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		return failed("malformed row", nil)
 	}
 	out := w.Begin()
+	nulls := len(out) + 1 // the NULL bitmap in out
 	out = append(out, payload[:row.values]...)
 	p := row.values
 	canon := s.resCanon[:0]
@@ -343,6 +358,16 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		ct, _, _, err := readLenenc(cell, 0)
 		if err != nil {
 			return failed("malformed row", err)
+		}
+		if d := s.cipher.Load().Decision(c.rule); d.Action != fieldcrypt.ActionDecrypt {
+			var null bool
+			if out, null, err = s.policyBinaryCell(st, out, cell, c.rule, ct, d); err != nil {
+				return err
+			}
+			if null {
+				setBinaryNull(out[nulls:], i)
+			}
+			continue
 		}
 		canon, err = s.decrypt(st, canon[:0], c.rule, ct)
 		if err != nil {

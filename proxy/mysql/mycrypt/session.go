@@ -66,10 +66,10 @@ type session struct {
 
 	// Scratch buffers, so that executions and rows allocate no
 	// intermediate values: cmdCanon and cmdCT belong to the command hook,
-	// resCanon and resText to the result hook (they run on one goroutine
-	// each).
-	cmdCanon, cmdCT   []byte
-	resCanon, resText []byte
+	// resCanon, resText and resMask (a plaintext to mask) to the result
+	// hook (they run on one goroutine each).
+	cmdCanon, cmdCT            []byte
+	resCanon, resText, resMask []byte
 }
 
 // column is what a result hook knows about one result column.
