@@ -78,17 +78,16 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("encryption rules: %w", err)
 	}
+	policy, err := configPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkServeKeyFiles(cfg.Keys); err != nil {
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	mgr, _, closeFn, err := openManager(ctx, cfg, e, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open keys: %w", err)
-	}
-	policy, err := configPolicy(cfg)
-	if err != nil {
-		closeFn()
-		return nil, err
 	}
 	ring := &keyring{enc: rules.NewEncryptor(mgr), mgr: mgr, refs: 1, close: closeFn}
 	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, access: cfg.Access, ring: ring, log: logger, getenv: e.getenv,
