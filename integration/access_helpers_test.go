@@ -25,13 +25,14 @@ const (
 	ssnMasked      = "*******6789"
 )
 
-// accessSpecs are the encrypted columns of table users: ssn text
-// (deterministic, for lookups), salary bigint and born date.
-func accessSpecs() []rules.Spec {
+// accessSpecs are the encrypted columns of table users (in schema; ""
+// for MySQL): ssn text (deterministic, for lookups), salary bigint and
+// born date.
+func accessSpecs(schema string) []rules.Spec {
 	return []rules.Spec{
-		{Schema: "public", Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeDeterministic, Type: value.TypeText},
-		{Schema: "public", Table: "users", Column: "salary", Key: "salary", Mode: rules.ModeRandomized, Type: value.TypeBigint},
-		{Schema: "public", Table: "users", Column: "born", Key: "born", Mode: rules.ModeRandomized, Type: value.TypeDate},
+		{Schema: schema, Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeDeterministic, Type: value.TypeText},
+		{Schema: schema, Table: "users", Column: "salary", Key: "salary", Mode: rules.ModeRandomized, Type: value.TypeBigint},
+		{Schema: schema, Table: "users", Column: "born", Key: "born", Mode: rules.ModeRandomized, Type: value.TypeDate},
 	}
 }
 

@@ -16,17 +16,11 @@ import (
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgcrypt"
 )
 
-// pgAccessEnv is the users table behind a proxy with the test policy
-// (access_helpers_test.go), and the four roles.
-type pgAccessEnv struct {
-	*encEnv
-	users accessUsers
-}
-
-func startPGAccess(t *testing.T) *pgAccessEnv {
+// startPGAccess starts the users table behind a proxy with the test
+// policy (access_helpers_test.go), and creates the four roles.
+func startPGAccess(t *testing.T) (*encEnv, accessUsers) {
 	t.Helper()
-	specs := accessSpecs()
-	pol := &lazyPolicy{}
+	pol, specs := &lazyPolicy{}, accessSpecs("public")
 	e := startEncProxyKeys(t, "CREATE TABLE users (id int PRIMARY KEY, name text, ssn bytea, salary bytea, born bytea)",
 		specs, testkeys.ForRules(specs), func(o *pgcrypt.Options) { o.Policy = pol })
 	u := newAccessUsers(e.pg.Database)
@@ -41,11 +35,11 @@ func startPGAccess(t *testing.T) *pgAccessEnv {
 			_, _ = e.direct.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %[1]s; DROP ROLE %[1]s", pgx.Identifier{role}.Sanitize()))
 		})
 	}
-	return &pgAccessEnv{encEnv: e, users: u}
+	return e, u
 }
 
-// as connects through the proxy as role.
-func (e *pgAccessEnv) as(t *testing.T, role string, mode pgx.QueryExecMode) *pgx.Conn {
+// pgAs connects through e's proxy as role.
+func pgAs(t *testing.T, e *encEnv, role string, mode pgx.QueryExecMode) *pgx.Conn {
 	t.Helper()
 	return connectMode(t, e.proxy.DSNFor(role, accessPassword, "disable"), mode)
 }
@@ -72,17 +66,17 @@ var pgModes = []struct {
 // the policy says, in the simple and extended protocols (text and binary
 // results) and COPY; the stored values stay ciphertext.
 func TestPGAccessPolicy(t *testing.T) {
-	e := startPGAccess(t)
+	e, u := startPGAccess(t)
 	ctx := testCtx(t)
 	born := time.Date(1980, 2, 3, 0, 0, 0, 0, time.UTC)
 
-	app := e.as(t, e.users.app, pgx.QueryExecModeSimpleProtocol)
+	app := pgAs(t, e, u.app, pgx.QueryExecModeSimpleProtocol)
 	if _, err := app.Exec(ctx, `INSERT INTO users VALUES (1, 'ann', '123-45-6789', 5000, '1980-02-03')`); err != nil {
 		t.Fatalf("app insert: %v", err)
 	}
 	for _, m := range pgModes {
 		t.Run("app/"+m.name, func(t *testing.T) {
-			c := e.as(t, e.users.app, m.mode)
+			c := pgAs(t, e, u.app, m.mode)
 			var ssn string
 			var salary int64
 			var got time.Time
@@ -93,12 +87,12 @@ func TestPGAccessPolicy(t *testing.T) {
 				t.Errorf("app reads %q %d %v", ssn, salary, got)
 			}
 		})
-		t.Run("reporting/"+m.name, func(t *testing.T) { pgReporting(t, e, m.mode) })
-		t.Run("ingest/"+m.name, func(t *testing.T) { pgIngest(t, e, m.mode) })
-		t.Run("auditor/"+m.name, func(t *testing.T) { pgAuditor(t, e, m.mode) })
+		t.Run("reporting/"+m.name, func(t *testing.T) { pgReporting(t, e, u, m.mode) })
+		t.Run("ingest/"+m.name, func(t *testing.T) { pgIngest(t, e, u, m.mode) })
+		t.Run("auditor/"+m.name, func(t *testing.T) { pgAuditor(t, e, u, m.mode) })
 	}
-	t.Run("binary", func(t *testing.T) { pgAccessBinary(t, e) })
-	t.Run("copy", func(t *testing.T) { pgAccessCopy(t, e) })
+	t.Run("binary", func(t *testing.T) { pgAccessBinary(t, e, u) })
+	t.Run("copy", func(t *testing.T) { pgAccessCopy(t, e, u) })
 
 	// What ingest stored is encrypted and reads back for app.
 	var n int
@@ -108,9 +102,9 @@ func TestPGAccessPolicy(t *testing.T) {
 	e.checkAtRest(t, []string{ssnPlain, "555-00-1111"})
 }
 
-func pgReporting(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
+func pgReporting(t *testing.T, e *encEnv, u accessUsers, mode pgx.QueryExecMode) {
 	ctx := testCtx(t)
-	c := e.as(t, e.users.reporting, mode)
+	c := pgAs(t, e, u.reporting, mode)
 	var name, ssn string
 	var born *time.Time
 	if err := c.QueryRow(ctx, `SELECT name, ssn, born FROM users WHERE id = $1`, 1).Scan(&name, &ssn, &born); err != nil {
@@ -132,9 +126,9 @@ func pgReporting(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
 	}
 }
 
-func pgIngest(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
+func pgIngest(t *testing.T, e *encEnv, u accessUsers, mode pgx.QueryExecMode) {
 	ctx := testCtx(t)
-	c := e.as(t, e.users.ingest, mode)
+	c := pgAs(t, e, u.ingest, mode)
 	id := 10
 	if mode == pgx.QueryExecModeSimpleProtocol {
 		id = 20
@@ -148,6 +142,8 @@ func pgIngest(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
 	var s string
 	err := c.QueryRow(ctx, `SELECT ssn FROM users WHERE id = $1`, id).Scan(&s)
 	wantPGDenied(t, "ingest reads ssn", err, "public.users.ssn", "access.rules[2] (action write_only")
+	err = c.QueryRow(ctx, `SELECT ssn FROM users WHERE id = $1`, -1).Scan(&s)
+	wantPGDenied(t, "ingest reads no ssn", err, "public.users.ssn", "access.rules[2]")
 	err = c.QueryRow(ctx, `SELECT id FROM users WHERE ssn = $1`, "555-00-1111").Scan(new(int))
 	wantPGDenied(t, "ingest looks up ssn", err, "match of column public.users.ssn", "access.rules[2]")
 	if err := c.QueryRow(ctx, `SELECT name FROM users WHERE id = $1`, id).Scan(&s); err != nil || s != "ingested" {
@@ -155,9 +151,9 @@ func pgIngest(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
 	}
 }
 
-func pgAuditor(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
+func pgAuditor(t *testing.T, e *encEnv, u accessUsers, mode pgx.QueryExecMode) {
 	ctx := testCtx(t)
-	c := e.as(t, e.users.auditor, mode)
+	c := pgAs(t, e, u.auditor, mode)
 	var ssn []byte
 	var salary *int64
 	// lookup: true lets the auditor find the row by ssn.
@@ -182,7 +178,7 @@ func pgAuditor(t *testing.T, e *pgAccessEnv, mode pgx.QueryExecMode) {
 }
 
 // pgStoredSSN is row 1's ssn as stored.
-func pgStoredSSN(t *testing.T, e *pgAccessEnv) []byte {
+func pgStoredSSN(t *testing.T, e *encEnv) []byte {
 	t.Helper()
 	var ct []byte
 	if err := e.direct.QueryRow(testCtx(t), `SELECT ssn FROM users WHERE id = 1`).Scan(&ct); err != nil {
@@ -193,9 +189,9 @@ func pgStoredSSN(t *testing.T, e *pgAccessEnv) []byte {
 
 // pgAccessBinary reads binary-format results: the masked text and the
 // NULL of a masked date.
-func pgAccessBinary(t *testing.T, e *pgAccessEnv) {
+func pgAccessBinary(t *testing.T, e *encEnv, u accessUsers) {
 	ctx := testCtx(t)
-	c := e.as(t, e.users.reporting, pgx.QueryExecModeExec)
+	c := pgAs(t, e, u.reporting, pgx.QueryExecModeExec)
 	res := c.PgConn().ExecParams(ctx, `SELECT ssn, born FROM users WHERE id = 1`, nil, nil, nil, []int16{1}).Read()
 	if res.Err != nil || len(res.Rows) != 1 {
 		t.Fatalf("binary read: %v, %d rows", res.Err, len(res.Rows))
@@ -206,7 +202,7 @@ func pgAccessBinary(t *testing.T, e *pgAccessEnv) {
 	if row := res.Rows[0]; string(row[0]) != ssnMasked || row[1] != nil {
 		t.Errorf("binary row %q %v", row[0], row[1])
 	}
-	a := e.as(t, e.users.auditor, pgx.QueryExecModeExec)
+	a := pgAs(t, e, u.auditor, pgx.QueryExecModeExec)
 	res = a.PgConn().ExecParams(ctx, `SELECT ssn FROM users WHERE id = 1`, nil, nil, nil, []int16{1}).Read()
 	if res.Err != nil || len(res.Rows) != 1 || !bytes.Equal(res.Rows[0][0], pgStoredSSN(t, e)) {
 		t.Fatalf("auditor binary read: %v %x", res.Err, res.Rows)
@@ -215,9 +211,9 @@ func pgAccessBinary(t *testing.T, e *pgAccessEnv) {
 
 // pgAccessCopy: COPY TO shows what SELECT shows and refuses a denied
 // column; ingest may COPY FROM but not COPY TO.
-func pgAccessCopy(t *testing.T, e *pgAccessEnv) {
+func pgAccessCopy(t *testing.T, e *encEnv, u accessUsers) {
 	ctx := testCtx(t)
-	rep := e.as(t, e.users.reporting, pgx.QueryExecModeSimpleProtocol)
+	rep := pgAs(t, e, u.reporting, pgx.QueryExecModeSimpleProtocol)
 	for _, c := range []struct{ sql, want string }{
 		{`COPY (SELECT id, ssn, born FROM users WHERE id = 1) TO STDOUT`, "1\t" + ssnMasked + "\t\\N\n"},
 		{`COPY (SELECT id, ssn, born FROM users WHERE id = 1) TO STDOUT (FORMAT csv)`, "1," + ssnMasked + ",\n"},
@@ -239,7 +235,7 @@ func pgAccessCopy(t *testing.T, e *pgAccessEnv) {
 		t.Errorf("reporting binary COPY TO: %v", err)
 	}
 
-	ing := e.as(t, e.users.ingest, pgx.QueryExecModeSimpleProtocol)
+	ing := pgAs(t, e, u.ingest, pgx.QueryExecModeSimpleProtocol)
 	data := "30\tcopied\t555-00-1111\t9\t2002-03-04\n31\tcopied\t555-00-1111\t9\t\\N\n"
 	if _, err := ing.PgConn().CopyFrom(ctx, strings.NewReader(data), `COPY users (id, name, ssn, salary, born) FROM STDIN`); err != nil {
 		t.Fatalf("ingest COPY FROM: %v", err)

@@ -152,7 +152,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
 		gomysql.COM_STMT_SEND_LONG_DATA, gomysql.COM_STMT_CLOSE, gomysql.COM_STMT_RESET,
 		gomysql.COM_INIT_DB, gomysql.COM_CHANGE_USER, gomysql.COM_RESET_CONNECTION, gomysql.COM_STMT_FETCH)
-	h.Results.Add(mysql.KindOK, mysql.KindERR, mysql.KindColumnDef, mysql.KindParamDef,
+	h.Results.Add(mysql.KindOK, mysql.KindERR, mysql.KindEOF, mysql.KindColumnDef, mysql.KindParamDef,
 		mysql.KindTextRow, mysql.KindBinaryRow, mysql.KindPrepareOK)
 	return h, nil
 }

@@ -4,6 +4,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -11,9 +12,39 @@ import (
 // What the session's access policy shows of a result cell whose Decision
 // is not decrypt: the masked text (mask of a text column), NULL (null,
 // and mask of a column that is not text), the stored bytes (ciphertext,
-// described as the server describes them: rewriteColumnDef). A column
-// the session may not read was refused at its column definition; a cell
-// of one is refused again here.
+// described as the server describes them: rewriteColumnDef). A result
+// with a column the session may not read is refused at its first row, or
+// at its end when it has none (unreadable): an ERR in place of a column
+// definition is not something clients expect.
+
+// unreadable is the refusal of a result of st that has a column the
+// session may not read (deny, write_only); nil if it may read them all.
+func (s *session) unreadable(st *exState) error {
+	c := s.cipher.Load()
+	for i := range st.cols {
+		if rule := st.cols[i].rule; rule != nil {
+			if _, err := c.ReadDecision(s.ctx, rule); err != nil {
+				return keyError("", err)
+			}
+		}
+	}
+	return nil
+}
+
+// resultEnd handles an EOF of st: the one after column definitions goes
+// through; a result set's terminator is refused if the result has a
+// column the session may not read.
+func (s *session) resultEnd(st *exState, payload []byte, w *mysql.Writer) error {
+	if st.defsEOF {
+		st.defsEOF = false
+	} else if st.anyEnc {
+		if err := s.unreadable(st); err != nil {
+			return err
+		}
+	}
+	w.Packet(payload)
+	return nil
+}
 
 // maskedText returns the masked plaintext of ct, a text cell of rule, in
 // s.resText.

@@ -156,6 +156,9 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 	if c.rule != nil {
 		st.anyEnc = true
 	}
+	if x.Column == x.Columns-1 {
+		st.defsEOF = !x.DeprecateEOF
+	}
 	if x.Column == x.Columns-1 && ps != nil {
 		s.mu.Lock()
 		ps.cols = st.cols
@@ -188,11 +191,10 @@ func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 	if rule == nil {
 		return c, nil, nil
 	}
-	dec, err := s.cipher.Load().ReadDecision(s.ctx, rule)
-	if err != nil {
-		return column{}, nil, keyError("", err)
-	}
-	if dec.Action == fieldcrypt.ActionCiphertext {
+	// A column the session may not read is described as usual: the
+	// refusal replaces the result's first row or its end (unreadable),
+	// where clients read an ERR.
+	if s.cipher.Load().Decision(rule).Action == fieldcrypt.ActionCiphertext {
 		return c, nil, nil // the stored VARBINARY/BLOB, as the server describes it
 	}
 	p := defFor(rule.Type)
@@ -238,6 +240,9 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 	if !st.anyEnc {
 		w.Packet(payload)
 		return nil
+	}
+	if err := s.unreadable(st); err != nil {
+		return err
 	}
 	out := w.Begin()
 	canon := s.resCanon[:0]
@@ -331,6 +336,9 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 	if !st.anyEnc {
 		w.Packet(payload)
 		return nil
+	}
+	if err := s.unreadable(st); err != nil {
+		return err
 	}
 	row, ok := parseBinaryRow(payload, len(st.cols))
 	if !ok {

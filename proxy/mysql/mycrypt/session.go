@@ -84,7 +84,10 @@ type exState struct {
 	stmt   *stmt // COM_STMT_EXECUTE / FETCH
 	cols   []column
 	anyEnc bool
-	shared bool // cols is stmt.cols of an earlier result set: copy before writing
+	// defsEOF: the next EOF is the one after the column definitions (not
+	// a result set's terminator).
+	defsEOF bool
+	shared  bool // cols is stmt.cols of an earlier result set: copy before writing
 	// matches are the deterministic lookups of this exchange's execution:
 	// result cells that are their ciphertexts need no decryption.
 	matches rules.Matches
