@@ -130,7 +130,7 @@ func (x *encryption) shareKeyring(old *encryption) {
 // fingerprint is what a listener of protocol p takes from x: its
 // protocol's rule set as the lookups see it (names folded the way that
 // database folds them, the schema only for PostgreSQL, each column's key,
-// mode and type) and the keys: section. Two encryptions with the same
+// mode and type), the keys: section and the access: section. Two encryptions with the same
 // fingerprint encrypt that listener's traffic identically, so a reload
 // between them leaves its sessions alone. No encryption is "".
 func (x *encryption) fingerprint(p config.Protocol) string {
