@@ -19,15 +19,14 @@ import (
 // its encryption layer, then, per listener, compares what the listener
 // takes from it (encryption.fingerprint: its protocol's rules, the keys:
 // section and the access: section). A listener whose fingerprint changed
-// gets a new interceptor for
-// new sessions, and the sessions opened before are drained (each ends at
-// its next transaction boundary with a "rules changed" error, and a pool
-// reconnects under the new rules): a session that went on under old rules
-// could write plaintext into a column the new rules encrypt, and one that
-// went on under an old access policy could read what it no longer may.
-// Listeners
-// whose fingerprint did not change keep their interceptor and sessions.
-// Listener changes need a restart; a reload that cannot be loaded or built
+// gets a new interceptor for new sessions, and the sessions opened before
+// are drained (each ends at its next transaction boundary with a "rules
+// changed" error, and a pool reconnects under the new rules): a session
+// that went on under old rules could write plaintext into a column the new
+// rules encrypt, and one under an old access policy could read what it no
+// longer may. Listeners whose fingerprint did not change keep their
+// interceptor and sessions. Listener changes need a restart; a reload that
+// cannot be loaded or built
 // changes nothing.
 //
 // Resources: every interceptor is a generation, counted by its live
