@@ -244,7 +244,8 @@ func pgAccessCopy(t *testing.T, e *encEnv, u accessUsers) {
 	_, err = ing.PgConn().CopyTo(ctx, &buf, `COPY users TO STDOUT`)
 	wantPGDenied(t, "ingest COPY TO", err, "public.users.ssn", "access.rules[2]")
 	_, err = rep.PgConn().CopyFrom(ctx, strings.NewReader("40\t000-00-0000\n"), `COPY users (id, ssn) FROM STDIN`)
-	if err == nil || !strings.Contains(err.Error(), "encrypt of column public.users.ssn refused") {
-		t.Errorf("reporting COPY FROM: %v, want the refusal", err)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" || !strings.Contains(pe.Message, "encrypt of column public.users.ssn refused") {
+		t.Errorf("reporting COPY FROM: %v, want the COPY failed with the refusal", err)
 	}
 }
