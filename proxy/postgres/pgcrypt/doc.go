@@ -54,14 +54,7 @@
 // TimeZone, or PostgreSQL binary (canonical layouts, the 2000-01-01 epoch
 // for date and timestamps, base-10000 numeric). A cell that fails to
 // decrypt turns the rest of that request's response into one ErrorResponse:
-// never raw ciphertext, never garbage. The session's access policy
-// (Options.Policy, fieldcrypt.Decision; policy.go) may show a column
-// otherwise: masked text (mask; NULL for a column that is not text), NULL,
-// or the stored bytea as it is, typed bytea (ciphertext); a column the
-// session may not read (deny, write_only) refuses the result at its
-// RowDescription, and COPY TO at its CopyOutResponse, with 42501 naming the
-// column and the rule. Stores and lookups the policy refuses fail at the
-// Cipher. The same holds for a bytea column of
+// never raw ciphertext, never garbage. The same holds for a bytea column of
 // a view over an encrypted table, a bytea column of a relation the catalog
 // cannot see yet (created in the client's open transaction), and rows of a
 // statement described as returning none whose portal was not described. A
@@ -70,6 +63,14 @@
 // the client's (libpq and pgx send one) or, before the portal's first
 // Execute, one the proxy injects and whose answer it swallows (statements
 // whose text starts with FETCH only: no cost for the others).
+//
+// The session's access policy (Options.Policy, fieldcrypt.Decision;
+// policy.go) may show a column otherwise: masked text (mask; NULL for a
+// column that is not text), NULL, or the stored bytea as it is, typed
+// bytea (ciphertext). A column the session may not read (deny, write_only)
+// refuses the result at its RowDescription, and COPY TO at its
+// CopyOutResponse, with 42501 naming the column and the rule. Stores and
+// lookups the policy refuses fail at the Cipher.
 //
 // # Cost
 //
