@@ -274,7 +274,7 @@ func applyReload(logger *slog.Logger, cfg *config.Config, enc *encryption, next 
 		}
 	}
 	enc.close()
-	cfg.Encryption, cfg.Keys = next.Encryption, next.Keys
+	cfg.Encryption, cfg.Keys, cfg.Access = next.Encryption, next.Keys, next.Access
 	if len(changed) == 0 {
 		logger.Info("reload: no listener's encryption rules or keys changed; sessions go on", slog.String("config", cfg.Path))
 		return nextEnc
