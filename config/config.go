@@ -62,6 +62,9 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
 	// Admin is the operations listener (metrics, health); nil: off.
 	Admin *Admin `yaml:"admin,omitempty"`
+	// Access is the per-user access policy of encrypted columns; nil:
+	// every session decrypts every column.
+	Access *Access `yaml:"access,omitempty"`
 }
 
 // Listener is one client-facing socket and the database it forwards to.

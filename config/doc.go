@@ -39,6 +39,10 @@
 // a default key name is bound into ciphertexts: adding a PostgreSQL listener
 // to a MySQL-only configuration changes the default key names, so set key:
 // explicitly in that case. log: info, text. shutdown_timeout: 30s.
+// access.default: decrypt; a mask: without char masks with *. The access:
+// section is checked here (actions, masks, lookup, CIDR sources, pattern
+// syntax); whether each column pattern names an encrypted column is
+// checked where the rules are built (cmd/dbproxy, check-config).
 //
 // # Identifiers
 //

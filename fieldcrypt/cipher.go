@@ -15,6 +15,10 @@ type Options struct {
 	Guard Guard
 	// Monitor, if set, is told of each use of a column's key.
 	Monitor Monitor
+	// Policy, if set, decides per session what it may do with each
+	// column: refusals are checked before the Guard, and the layers ask
+	// Decision or ReadDecision how to present a result column.
+	Policy Policy
 }
 
 // Cipher is the field cipher of one session: it encrypts, looks up and
@@ -27,6 +31,8 @@ type Cipher struct {
 	who     proxy.Principal
 	guard   Guard
 	monitor Monitor
+	policy  Policy
+	decider Decider // policy bound to who; nil without a policy
 }
 
 // New returns the Cipher of the session of who, over enc (which must not be
@@ -35,20 +41,24 @@ func New(enc *rules.Encryptor, who proxy.Principal, opts Options) *Cipher {
 	if enc == nil {
 		panic("fieldcrypt: New without an Encryptor")
 	}
-	return &Cipher{enc: enc, who: who, guard: opts.Guard, monitor: opts.Monitor}
+	c := &Cipher{enc: enc, who: who, guard: opts.Guard, monitor: opts.Monitor, policy: opts.Policy}
+	if c.policy != nil {
+		c.decider = c.policy.For(who)
+	}
+	return c
 }
 
 // For returns a Cipher with c's Encryptor and decorators on behalf of who:
 // for a session whose user changed (MySQL's COM_CHANGE_USER).
 func (c *Cipher) For(who proxy.Principal) *Cipher {
-	return &Cipher{enc: c.enc, who: who, guard: c.guard, monitor: c.monitor}
+	return New(c.enc, who, Options{Guard: c.guard, Monitor: c.monitor, Policy: c.policy})
 }
 
 // Principal returns who the Cipher acts for.
 func (c *Cipher) Principal() proxy.Principal { return c.who }
 
-// decorated reports whether a Guard or a Monitor is set.
-func (c *Cipher) decorated() bool { return c.guard != nil || c.monitor != nil }
+// decorated reports whether a Guard, a Monitor or a Policy is set.
+func (c *Cipher) decorated() bool { return c.guard != nil || c.monitor != nil || c.decider != nil }
 
 // EncryptForStore is rules.Encryptor.EncryptForStore (OpEncrypt).
 func (c *Cipher) EncryptForStore(ctx context.Context, col *rules.ColumnRule, canon []byte) ([]byte, error) {
@@ -135,14 +145,14 @@ func (c *Cipher) AppendDecrypt(ctx context.Context, dst []byte, col *rules.Colum
 	return out, err
 }
 
-// check asks the Guard about op on col; a refusal is reported to the
+// check asks the Policy, then the Guard, about op on col; a refusal is reported to the
 // Monitor (with plaintext byte count n, -1 when unknown) and returned as a
 // *RefusedError.
 func (c *Cipher) check(ctx context.Context, op Op, col *rules.ColumnRule, n int) error {
-	if c.guard == nil {
-		return nil
+	err := c.policyCheck(op, col)
+	if err == nil && c.guard != nil {
+		err = c.guard.Check(ctx, Access{Principal: c.who, Op: op, Column: col})
 	}
-	err := c.guard.Check(ctx, Access{Principal: c.who, Op: op, Column: col})
 	if err == nil {
 		return nil
 	}

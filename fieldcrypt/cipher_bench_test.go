@@ -16,7 +16,8 @@ type cipherLike interface {
 }
 
 // BenchmarkCipher compares the Encryptor with a Cipher without decorators
-// (which must cost nothing more) and one with a Guard and a Monitor.
+// (which must cost nothing more), one with a Guard and a Monitor, and one
+// with a Policy.
 func BenchmarkCipher(b *testing.B) {
 	f := newFixture(b)
 	ctx := context.Background()
@@ -29,10 +30,12 @@ func BenchmarkCipher(b *testing.B) {
 	count := fieldcrypt.MonitorFunc(func(context.Context, fieldcrypt.Use) {})
 	plain := fieldcrypt.New(f.enc, f.who, fieldcrypt.Options{})
 	decorated := fieldcrypt.New(f.enc, f.who, fieldcrypt.Options{Guard: allow, Monitor: count})
+	all := fieldcrypt.Decision{Action: fieldcrypt.ActionDecrypt}
+	policy := fieldcrypt.New(f.enc, f.who, fieldcrypt.Options{Policy: &fixedPolicy{byColumn: map[string]fieldcrypt.Decision{"ssn": all, "email": all}}})
 	for _, bc := range []struct {
 		name string
 		c    cipherLike
-	}{{"Encryptor", f.enc}, {"Cipher", plain}, {"CipherDecorated", decorated}} {
+	}{{"Encryptor", f.enc}, {"Cipher", plain}, {"CipherDecorated", decorated}, {"CipherPolicy", policy}} {
 		dst, buf, cts := make([]byte, 0, 256), make([]byte, 0, 256), make([][]byte, 0, 4)
 		c := bc.c
 		benchOp(b, bc.name+"/AppendStore", func() error {

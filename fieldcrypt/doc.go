@@ -17,8 +17,18 @@
 //     operation, column rule, key version, plaintext byte count, error,
 //     and the Principal.
 //
-// Both are nil by default, and then cost nothing: a Cipher without them
-// calls the Encryptor directly and allocates nothing of its own.
+// A third, a [Policy] (package access compiles one from the access:
+// section), binds each session to a [Decision] per column: an [Action]
+// (decrypt, mask, ciphertext, null, deny, write_only), a [Mask], whether
+// lookups are allowed, and the rule that decided. The Cipher refuses the
+// key uses a Decision does not allow before the Guard is asked (the
+// refusal's reason, a *[PolicyError], names the rule), and the layers ask
+// [Cipher.Decision] and [Cipher.ReadDecision] how to present each result
+// column, since mask, ciphertext and null change what a cell becomes and
+// its type, which no Guard can express.
+//
+// All three are nil by default, and then cost nothing: a Cipher without
+// them calls the Encryptor directly and allocates nothing of its own.
 //
 // The operations are [OpEncrypt] (a value stored by INSERT, UPDATE, COPY),
 // [OpMatch] (a value compared with a deterministic column: its ciphertexts

@@ -46,8 +46,9 @@ func startMyEncProxyWith(t testing.TB, ddl []string, specs []rules.Spec, catalog
 }
 
 // startMyEncProxyKeys is startMyEncProxyWith with the data keys created
-// from keySpecs instead of from specs (for example a legacy algorithm).
-func startMyEncProxyKeys(t testing.TB, ddl []string, specs []rules.Spec, catalog func(*testenv.MariaDB) mysqlsql.Catalog, keySpecs []keys.Spec) *myEncEnv {
+// from keySpecs instead of from specs (for example a legacy algorithm);
+// tweaks change the interceptor's options.
+func startMyEncProxyKeys(t testing.TB, ddl []string, specs []rules.Spec, catalog func(*testenv.MariaDB) mysqlsql.Catalog, keySpecs []keys.Spec, tweaks ...func(*mycrypt.Options)) *myEncEnv {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.StartMariaDB(t)
@@ -75,6 +76,9 @@ func startMyEncProxyKeys(t testing.TB, ddl []string, specs []rules.Spec, catalog
 		if lex, ok := cat.(mycrypt.LexSource); ok {
 			opts.Lex = lex
 		}
+	}
+	for _, tweak := range tweaks {
+		tweak(&opts)
 	}
 	ic, err := mycrypt.New(opts)
 	if err != nil {

@@ -66,8 +66,9 @@ func startEncProxy(t testing.TB, ddl string, specs []rules.Spec) *encEnv {
 }
 
 // startEncProxyKeys is startEncProxy with the data keys created from
-// keySpecs instead of from specs (for example a legacy algorithm).
-func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []keys.Spec) *encEnv {
+// keySpecs instead of from specs (for example a legacy algorithm); tweaks
+// change the interceptor's options.
+func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []keys.Spec, tweaks ...func(*pgcrypt.Options)) *encEnv {
 	t.Helper()
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
@@ -78,7 +79,11 @@ func startEncProxyKeys(t testing.TB, ddl string, specs []rules.Spec, keySpecs []
 			t.Fatalf("ddl: %v", err)
 		}
 	}
-	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
+	ic := pgEncInterceptor(t, pg, specs, mgr, func(o *pgcrypt.Options) {
+		for _, tweak := range tweaks {
+			tweak(o)
+		}
+	})
 	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic})
 	return &encEnv{pg: pg, proxy: p, mgr: mgr, direct: direct, specs: specs}
 }

@@ -29,6 +29,11 @@ func cmdCheckConfig(args []string, e env) error {
 		}
 		return err
 	}
+	if _, err := configPolicy(cfg); err != nil {
+		fmt.Fprintln(e.stderr, err)
+		fmt.Fprintln(e.stderr, "1 problem(s) found")
+		return errReported
+	}
 	for _, w := range catalogWarnings(cfg) {
 		fmt.Fprintf(e.stderr, "%s: warning: %s\n", cfg.Path, w)
 	}

@@ -23,13 +23,14 @@ import (
 // every listener.
 type encryption struct {
 	rules   *rules.Set
-	specs   []rules.Spec // for the MySQL rule set (encryption_mysql.go)
-	keysCfg config.Keys  // the keys: section the keyring was opened from
+	specs   []rules.Spec   // for the MySQL rule set (encryption_mysql.go)
+	keysCfg config.Keys    // the keys: section the keyring was opened from
+	access  *config.Access // the access: section keyUse.Policy was built from
 	ring    *keyring
 	log     *slog.Logger
 	getenv  func(string) string
-	// keyUse is the Guard and Monitor of every session's field cipher
-	// (fieldcrypt): none yet, so sessions use the Encryptor directly.
+	// keyUse is the Monitor and access Policy of every session's field
+	// cipher (fieldcrypt).
 	keyUse fieldcrypt.Options
 }
 
@@ -78,6 +79,10 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("encryption rules: %w", err)
 	}
+	policy, err := configPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkServeKeyFiles(cfg.Keys); err != nil {
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
@@ -86,8 +91,8 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	ring := &keyring{enc: rules.NewEncryptor(mgr), mgr: mgr, refs: 1, close: closeFn}
-	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, ring: ring, log: logger, getenv: e.getenv,
-		keyUse: fieldcrypt.Options{Monitor: e.ops.keyUseMonitor()}}, nil
+	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, access: cfg.Access, ring: ring, log: logger, getenv: e.getenv,
+		keyUse: fieldcrypt.Options{Monitor: e.ops.keyUseMonitor(), Policy: policy}}, nil
 }
 
 // ruleSet builds the rule set of cfg's encrypted columns for dialect d, and
@@ -126,7 +131,7 @@ func (x *encryption) shareKeyring(old *encryption) {
 // fingerprint is what a listener of protocol p takes from x: its
 // protocol's rule set as the lookups see it (names folded the way that
 // database folds them, the schema only for PostgreSQL, each column's key,
-// mode and type) and the keys: section. Two encryptions with the same
+// mode and type), the keys: section and the access: section. Two encryptions with the same
 // fingerprint encrypt that listener's traffic identically, so a reload
 // between them leaves its sessions alone. No encryption is "".
 func (x *encryption) fingerprint(p config.Protocol) string {
@@ -152,7 +157,11 @@ func (x *encryption) fingerprint(p config.Protocol) string {
 	if err != nil {
 		panic("BUG: keys section does not marshal: " + err.Error())
 	}
-	return string(p) + "\n" + string(keysCfg) + "\n" + strings.Join(lines, "\n")
+	accessCfg, err := json.Marshal(x.access)
+	if err != nil {
+		panic("BUG: access section does not marshal: " + err.Error())
+	}
+	return string(p) + "\n" + string(keysCfg) + "\n" + string(accessCfg) + "\n" + strings.Join(lines, "\n")
 }
 
 // postgresInterceptor returns the encryption layer of one PostgreSQL
@@ -174,6 +183,7 @@ func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *sl
 		Encryptor:       x.ring.enc,
 		Guard:           x.keyUse.Guard,
 		Monitor:         x.keyUse.Monitor,
+		Policy:          x.keyUse.Policy,
 		Connect:         login.pgConnect,
 		AllowDynamicSQL: lc.AllowDynamicSQL,
 		CopyBuffer:      int(lc.Limits.CopyBuffer),

@@ -43,7 +43,7 @@ func (x *encryption) mysqlInterceptor(lc *config.Listener, index int, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("encryption rules for mysql: %w", err)
 	}
-	opts := mycrypt.Options{Rules: set, Encryptor: x.ring.enc, Guard: x.keyUse.Guard, Monitor: x.keyUse.Monitor,
+	opts := mycrypt.Options{Rules: set, Encryptor: x.ring.enc, Guard: x.keyUse.Guard, Monitor: x.keyUse.Monitor, Policy: x.keyUse.Policy,
 		AllowDynamicSQL: lc.AllowDynamicSQL, Logger: log}
 	login := newCatalogLogin(lc, index, x.getenv)
 	user, pw, err := login.mysqlUser()

@@ -18,14 +18,16 @@ import (
 // SIGHUP reload (README, "Command line"). Each listener's handler is built
 // once with a swappable interceptor. A reload loads the configuration and
 // its encryption layer, then, per listener, compares what the listener
-// takes from it (encryption.fingerprint: its protocol's rules and the keys:
-// section). A listener whose fingerprint changed gets a new interceptor for
-// new sessions, and the sessions opened before are drained (each ends at
-// its next transaction boundary with a "rules changed" error, and a pool
-// reconnects under the new rules): a session that went on under old rules
-// could write plaintext into a column the new rules encrypt. Listeners
-// whose fingerprint did not change keep their interceptor and sessions.
-// Listener changes need a restart; a reload that cannot be loaded or built
+// takes from it (encryption.fingerprint: its protocol's rules, the keys:
+// section and the access: section). A listener whose fingerprint changed
+// gets a new interceptor for new sessions, and the sessions opened before
+// are drained (each ends at its next transaction boundary with a "rules
+// changed" error, and a pool reconnects under the new rules): a session
+// that went on under old rules could write plaintext into a column the new
+// rules encrypt, and one under an old access policy could read what it no
+// longer may. Listeners whose fingerprint did not change keep their
+// interceptor and sessions. Listener changes need a restart; a reload that
+// cannot be loaded or built
 // changes nothing.
 //
 // Resources: every interceptor is a generation, counted by its live
@@ -274,7 +276,7 @@ func applyReload(logger *slog.Logger, cfg *config.Config, enc *encryption, next 
 		}
 	}
 	enc.close()
-	cfg.Encryption, cfg.Keys = next.Encryption, next.Keys
+	cfg.Encryption, cfg.Keys, cfg.Access = next.Encryption, next.Keys, next.Access
 	if len(changed) == 0 {
 		logger.Info("reload: no listener's encryption rules or keys changed; sessions go on", slog.String("config", cfg.Path))
 		return nextEnc

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -11,9 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto"
-	"github.com/dbproxy/dbproxy/internal/testlog"
 )
 
 // TestServeReload: a reload that adds an encrypted column applies to new
@@ -33,38 +29,7 @@ func TestServeReload(t *testing.T) {
 	keysInit(t, cfgPath)
 	t.Setenv("PGPASSWORD", pg.Password) // the catalog connection's password
 
-	logs := &testlog.Buffer{}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
-	e := env{stdout: logs, stderr: logs, getenv: os.Getenv}
-	cfg := loadConfig(t, cfgPath)
-	enc, err := openEncryption(ctx, cfg, e, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reloads := make(chan struct{})
-	rl := &reloader{signals: reloads, load: func(ctx context.Context) (*config.Config, *encryption, error) {
-		next, err := config.Load(cfgPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		nextEnc, err := openEncryption(ctx, next, e, logger)
-		return next, nextEnc, err
-	}}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serveWith(sctx, cfg, logger, enc, rl) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("serve logs:\n%s", logs.String())
-		}
-	})
+	logs, reloads := serveReloading(t, ctx, cfgPath)
 	connect := func() *pgx.Conn { return connectRetry(ctx, t, pgURL(pg, addr)) }
 	old := connect()
 	if _, err := old.Exec(ctx, `INSERT INTO notes (email) VALUES ($1)`, "a@example.com"); err != nil {

@@ -41,6 +41,18 @@
 // response with ERR 1105: never garbage, never ciphertext passed off as
 // plaintext.
 //
+// The session's access policy (Options.Policy, fieldcrypt.Decision) may
+// show a column otherwise (policy.go): masked text (mask; NULL for a
+// column that is not text), NULL (null, the bit set in a binary row's
+// NULL bitmap), or the stored bytes under the server's own definition
+// (ciphertext). A result with a column the session may not read (deny,
+// write_only) is described as usual and then refused with ERR 1143 in
+// place of its first row, or of its terminating EOF when it has none
+// (clients do not read an ERR among column definitions); the EOF after
+// the definitions is told apart by exState.defsEOF. Stores and lookups
+// the policy refuses fail at the Cipher (ERR 1143) before anything is
+// sent.
+//
 // # Cost
 //
 // A prepared statement remembers its result column definitions and what

@@ -30,6 +30,10 @@ type Options struct {
 	// Monitor, optional, is told of each use of a column's key by a
 	// session (fieldcrypt.Monitor).
 	Monitor fieldcrypt.Monitor
+	// Policy, optional, decides what each session may do with each
+	// encrypted column (fieldcrypt.Policy): results show the columns as
+	// it says, and the uses of keys it does not allow are refused.
+	Policy fieldcrypt.Policy
 	// Catalog, optional, gives column orders for INSERT and REPLACE without
 	// a column list into tables with encrypted columns (see [Catalog]);
 	// without one such statements are refused.
@@ -103,7 +107,7 @@ func New(opts Options) (*Interceptor, error) {
 		closers: closers,
 		planner: mysqlsql.New(opts.Rules, opts.Catalog, popts),
 		enc:     enc,
-		decor:   fieldcrypt.Options{Guard: opts.Guard, Monitor: opts.Monitor},
+		decor:   fieldcrypt.Options{Guard: opts.Guard, Monitor: opts.Monitor, Policy: opts.Policy},
 		rules:   opts.Rules,
 		log:     log,
 		zone:    newServerZone(opts.Zones, opts.Rules, log),
@@ -149,7 +153,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info mysql.SessionInfo) (
 	h.Commands.Add(gomysql.COM_QUERY, gomysql.COM_STMT_PREPARE, gomysql.COM_STMT_EXECUTE,
 		gomysql.COM_STMT_SEND_LONG_DATA, gomysql.COM_STMT_CLOSE, gomysql.COM_STMT_RESET,
 		gomysql.COM_INIT_DB, gomysql.COM_CHANGE_USER, gomysql.COM_RESET_CONNECTION, gomysql.COM_STMT_FETCH)
-	h.Results.Add(mysql.KindOK, mysql.KindERR, mysql.KindColumnDef, mysql.KindParamDef,
+	h.Results.Add(mysql.KindOK, mysql.KindERR, mysql.KindEOF, mysql.KindColumnDef, mysql.KindParamDef,
 		mysql.KindTextRow, mysql.KindBinaryRow, mysql.KindPrepareOK)
 	return h, nil
 }

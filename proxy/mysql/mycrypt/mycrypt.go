@@ -283,6 +283,8 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 		return nil
 	case mysql.KindColumnDef:
 		return s.columnDef(x, st, payload, w)
+	case mysql.KindEOF:
+		return s.resultEnd(st, payload, w)
 	case mysql.KindTextRow:
 		return s.textRow(st, payload, w)
 	case mysql.KindBinaryRow:

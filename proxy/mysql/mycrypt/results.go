@@ -11,6 +11,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
@@ -155,6 +156,9 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 	if c.rule != nil {
 		st.anyEnc = true
 	}
+	if x.Column == x.Columns-1 {
+		st.defsEOF = !x.DeprecateEOF
+	}
 	if x.Column == x.Columns-1 && ps != nil {
 		s.mu.Lock()
 		ps.cols = st.cols
@@ -186,6 +190,12 @@ func (s *session) rewriteColumnDef(payload []byte) (column, []byte, error) {
 	c := column{rule: rule, typ: d.typ()}
 	if rule == nil {
 		return c, nil, nil
+	}
+	// A column the session may not read is described as usual: the
+	// refusal replaces the result's first row or its end (unreadable),
+	// where clients read an ERR.
+	if s.cipher.Load().Decision(rule).Action == fieldcrypt.ActionCiphertext {
+		return c, nil, nil // the stored VARBINARY/BLOB, as the server describes it
 	}
 	p := defFor(rule.Type)
 	a := d.attrs()
@@ -231,6 +241,9 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 		w.Packet(payload)
 		return nil
 	}
+	if err := s.unreadable(st); err != nil {
+		return err
+	}
 	out := w.Begin()
 	canon := s.resCanon[:0]
 	defer func() { s.resCanon, s.resText = reusable(canon[:0]), reusable(s.resText[:0]) }()
@@ -245,6 +258,12 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 		rule := st.cols[i].rule
 		if rule == nil || null {
 			out = append(out, raw...)
+			continue
+		}
+		if d := s.cipher.Load().Decision(rule); d.Action != fieldcrypt.ActionDecrypt {
+			if out, err = s.policyTextCell(st, out, raw, rule, v, d); err != nil {
+				return err
+			}
 			continue
 		}
 		canon, err = s.decrypt(st, canon[:0], rule, v)
@@ -318,11 +337,15 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		w.Packet(payload)
 		return nil
 	}
+	if err := s.unreadable(st); err != nil {
+		return err
+	}
 	row, ok := parseBinaryRow(payload, len(st.cols))
 	if !ok {
 		return failed("malformed row", nil)
 	}
 	out := w.Begin()
+	nulls := len(out) + 1 // the NULL bitmap in out
 	out = append(out, payload[:row.values]...)
 	p := row.values
 	canon := s.resCanon[:0]
@@ -343,6 +366,16 @@ func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error 
 		ct, _, _, err := readLenenc(cell, 0)
 		if err != nil {
 			return failed("malformed row", err)
+		}
+		if d := s.cipher.Load().Decision(c.rule); d.Action != fieldcrypt.ActionDecrypt {
+			var null bool
+			if out, null, err = s.policyBinaryCell(st, out, cell, c.rule, ct, d); err != nil {
+				return err
+			}
+			if null {
+				setBinaryNull(out[nulls:], i)
+			}
+			continue
 		}
 		canon, err = s.decrypt(st, canon[:0], c.rule, ct)
 		if err != nil {

@@ -68,10 +68,10 @@ type session struct {
 
 	// Scratch buffers, so that executions and rows allocate no
 	// intermediate values: cmdCanon and cmdCT belong to the command hook,
-	// resCanon and resText to the result hook (they run on one goroutine
-	// each).
-	cmdCanon, cmdCT   []byte
-	resCanon, resText []byte
+	// resCanon, resText and resMask (a plaintext to mask) to the result
+	// hook (they run on one goroutine each).
+	cmdCanon, cmdCT            []byte
+	resCanon, resText, resMask []byte
 }
 
 // column is what a result hook knows about one result column.
@@ -86,7 +86,10 @@ type exState struct {
 	stmt   *stmt // COM_STMT_EXECUTE / FETCH
 	cols   []column
 	anyEnc bool
-	shared bool // cols is stmt.cols of an earlier result set: copy before writing
+	// defsEOF: the next EOF is the one after the column definitions (not
+	// a result set's terminator).
+	defsEOF bool
+	shared  bool // cols is stmt.cols of an earlier result set: copy before writing
 	// matches are the deterministic lookups of this exchange's execution:
 	// result cells that are their ciphertexts need no decryption.
 	matches rules.Matches

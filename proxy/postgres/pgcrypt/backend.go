@@ -203,6 +203,9 @@ func (s *session) simpleResponse(ev *event, typ byte, body []byte, w *postgres.W
 		// arrives instead) or started one: nothing to do either way.
 	case pgmsg.TypeCopyOutResponse:
 		if cp := copyTo(ev); cp != nil {
+			if refused := s.copyOutRefusal(cp); refused != nil {
+				return s.fail(refused, w)
+			}
 			s.result.copyOutHeader = cp.Header
 			s.result.binaryCopyOut = nil
 		}

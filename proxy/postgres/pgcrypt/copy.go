@@ -503,9 +503,12 @@ func (s *session) copyDecryptField(out []byte, cp *pgsql.Copy, f *pgsql.CopyFiel
 		}
 	}
 	s.backBufs.field = reusable(cell)
-	plain, err := s.decryptCell(nil, col, cell, 0, zone)
+	plain, null, err := s.readCell(nil, col, cell, 0, zone)
 	if err != nil {
 		return out, err
+	}
+	if null {
+		return append(out, cp.Null...), nil
 	}
 	if cp.Format == pgsql.CopyCSV {
 		return appendCSV(out, plain, cp, f.ForceQuote), nil

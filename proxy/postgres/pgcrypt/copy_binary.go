@@ -192,14 +192,17 @@ func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer)
 	return nil
 }
 
-// decryptBinaryField appends the plaintext of ct in col's binary format,
-// with its int32 length; *failed names the column on error.
+// decryptBinaryField appends what the session's policy shows of ct (the
+// plaintext in col's binary format: readCell), with its int32 length; *failed names the column on error.
 func (s *session) decryptBinaryField(out []byte, col *rules.ColumnRule, ct []byte, zone *time.Location, failed **rules.ColumnRule) ([]byte, error) {
 	lenAt := len(out)
-	out, err := s.decryptCell(pgmsg.OpenValue(out), col, ct, pgmsg.FormatBinary, zone)
+	out, null, err := s.readCell(pgmsg.OpenValue(out), col, ct, pgmsg.FormatBinary, zone)
 	if err != nil {
 		*failed = col
 		return out[:lenAt], err
+	}
+	if null {
+		return pgmsg.AppendNull(out[:lenAt]), nil
 	}
 	return pgmsg.CloseValue(out, lenAt), nil
 }

@@ -64,6 +64,14 @@
 // Execute, one the proxy injects and whose answer it swallows (statements
 // whose text starts with FETCH only: no cost for the others).
 //
+// The session's access policy (Options.Policy, fieldcrypt.Decision;
+// policy.go) may show a column otherwise: masked text (mask; NULL for a
+// column that is not text), NULL, or the stored bytea as it is, typed
+// bytea (ciphertext). A column the session may not read (deny, write_only)
+// refuses the result at its RowDescription, and COPY TO at its
+// CopyOutResponse, with 42501 naming the column and the rule. Stores and
+// lookups the policy refuses fail at the Cipher.
+//
 // # Cost
 //
 // A deterministic result cell that is byte for byte one of the ciphertexts

@@ -30,6 +30,10 @@ type Options struct {
 	// Monitor, optional, is told of each use of a column's key by a
 	// session (fieldcrypt.Monitor).
 	Monitor fieldcrypt.Monitor
+	// Policy, optional, decides what each session may do with each
+	// encrypted column (fieldcrypt.Policy): results show the columns as
+	// it says, and the uses of keys it does not allow are refused.
+	Policy fieldcrypt.Policy
 	// Connect opens the catalog connection of a database (see the package
 	// doc). Required.
 	Connect ConnectFunc
@@ -247,7 +251,7 @@ func (ic *Interceptor) NewSession(ctx context.Context, info postgres.SessionInfo
 	if s.log == nil {
 		s.log = ic.log
 	}
-	s.cipher = fieldcrypt.New(ic.opts.Encryptor, info.Principal, fieldcrypt.Options{Guard: ic.opts.Guard, Monitor: ic.opts.Monitor})
+	s.cipher = fieldcrypt.New(ic.opts.Encryptor, info.Principal, fieldcrypt.Options{Guard: ic.opts.Guard, Monitor: ic.opts.Monitor, Policy: ic.opts.Policy})
 	s.zone = loadZone(info.ServerParams["TimeZone"])
 	sp := info.StartupParams["search_path"]
 	if sp == "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
 	"github.com/dbproxy/dbproxy/rules"
@@ -84,7 +85,7 @@ func (s *session) rowDescription(c *rowDesc, body []byte, simple bool) (*rowDesc
 	}
 	out := c.out[:0]
 	if cols != nil {
-		out = appendRowDescription(out, rd, cols)
+		out = appendRowDescription(out, rd, cols, s.cipher)
 	}
 	*c = rowDesc{gen: gen, simple: simple, cols: cols, out: out}
 	if cacheable && len(body) <= 1<<16 {
@@ -138,6 +139,9 @@ func (s *session) resultColumns(rd pgmsg.RowDescription, simple bool) (cols []*r
 		if !knownType(col.Type) {
 			return nil, errorResponse("XX000", "dbproxy: result refused: column "+col.String()+" has an unknown type"), false
 		}
+		if _, err := s.cipher.ReadDecision(s.ctx, col); err != nil {
+			return nil, deniedResponse(err), false
+		}
 		if cols == nil {
 			cols = make([]*rules.ColumnRule, rd.Len())
 		}
@@ -147,13 +151,14 @@ func (s *session) resultColumns(rd pgmsg.RowDescription, simple bool) (cols []*r
 }
 
 // appendRowDescription appends rd (a message the server sent) as a whole
-// message, with the plaintext type of each encrypted column.
-func appendRowDescription(dst []byte, rd pgmsg.RowDescription, cols []*rules.ColumnRule) []byte {
+// message, with the plaintext type of each encrypted column (bytea, as
+// stored, for a column c presents as ciphertext).
+func appendRowDescription(dst []byte, rd pgmsg.RowDescription, cols []*rules.ColumnRule, c *fieldcrypt.Cipher) []byte {
 	start := len(dst)
 	dst = pgmsg.AppendRowDescriptionStart(dst, rd.Len())
 	var f pgmsg.Field
 	for it, i := rd.Fields(), 0; it.Next(&f); i++ {
-		if i < len(cols) && cols[i] != nil {
+		if i < len(cols) && cols[i] != nil && c.Decision(cols[i]).Action != fieldcrypt.ActionCiphertext {
 			t := cols[i].Type
 			f.DataTypeOID, f.DataTypeSize, f.TypeModifier = plaintextOID[t].oid, plaintextOID[t].size, -1
 		}
@@ -199,14 +204,19 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 			out = pgmsg.AppendValue(out, v.Bytes())
 		default:
 			lenAt := len(out)
-			out, err = s.decryptCell(pgmsg.OpenValue(out), col, v.Bytes(), formatOf(s.result.formats, i), zone)
+			var null bool
+			out, null, err = s.readCell(pgmsg.OpenValue(out), col, v.Bytes(), formatOf(s.result.formats, i), zone)
 			if err != nil {
 				if deniedResponse(err) == nil {
 					s.log.Warn("decrypt failed", slog.String("column", col.String()), slog.Any("error", err))
 				}
 				return s.fail(decryptFailure(col, err), w)
 			}
-			out = pgmsg.CloseValue(out, lenAt)
+			if null {
+				out = pgmsg.AppendNull(out[:lenAt])
+			} else {
+				out = pgmsg.CloseValue(out, lenAt)
+			}
 		}
 	}
 	s.backBufs.message = sendMessage(w, out)
@@ -218,16 +228,29 @@ var errNotHexBytea = errors.New("stored value is not a bytea in hex output forma
 // decryptCell appends the plaintext of a bytea cell (text or binary format)
 // in the same format.
 func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, format int16, zone *time.Location) ([]byte, error) {
+	canon, err := s.plainCell(col, cell, format)
+	if err != nil {
+		return dst, err
+	}
+	if format == pgmsg.FormatBinary {
+		return appendBinary(dst, col.Type, canon)
+	}
+	return appendText(dst, col, canon, zone)
+}
+
+// plainCell returns the canonical plaintext of a bytea cell (text or
+// binary format), valid until the next cell.
+func (s *session) plainCell(col *rules.ColumnRule, cell []byte, format int16) ([]byte, error) {
 	ct := cell
 	if format == pgmsg.FormatText {
 		if len(cell) < 2 || cell[0] != '\\' || cell[1] != 'x' || len(cell)%2 != 0 {
-			return dst, errNotHexBytea
+			return nil, errNotHexBytea
 		}
 		hexs := cell[2:]
 		n := len(hexs) / 2
 		buf := slices.Grow(s.backBufs.ciphertext[:0], n)[:n]
 		if _, err := hex.Decode(buf, hexs); err != nil {
-			return dst, errNotHexBytea
+			return nil, errNotHexBytea
 		}
 		s.backBufs.ciphertext = reusable(buf)
 		ct = buf
@@ -236,14 +259,11 @@ func (s *session) decryptCell(dst []byte, col *rules.ColumnRule, cell []byte, fo
 	if !ok {
 		var err error
 		if canon, err = s.cipher.AppendDecrypt(s.ctx, s.backBufs.canonical[:0], col, ct); err != nil {
-			return dst, err
+			return nil, err
 		}
 		s.backBufs.canonical = reusable(canon)
 	}
-	if format == pgmsg.FormatBinary {
-		return appendBinary(dst, col.Type, canon)
-	}
-	return appendText(dst, col, canon, zone)
+	return canon, nil
 }
 
 // hexDigit returns the value of the hex digit c (either case), or -1.
