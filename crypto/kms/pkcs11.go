@@ -15,19 +15,6 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// Wrapping mechanisms of a [PKCS11] master key.
-const (
-	// CKMAESKeyWrapKWP is CKM_AES_KEY_WRAP_KWP (RFC 5649, PKCS#11 3.0),
-	// which the binding's 2.40 headers lack.
-	CKMAESKeyWrapKWP uint = 0x210B
-	// CKMAESKeyWrapPad is CKM_AES_KEY_WRAP_PAD: RFC 5649 in SoftHSM2,
-	// RFC 3394 with PKCS#5 padding in PKCS#11 3.0 and AWS CloudHSM. Never
-	// chosen automatically; see PKCS11Options.Mechanism.
-	CKMAESKeyWrapPad uint = pkcs11.CKM_AES_KEY_WRAP_PAD
-	// CKMAESGCM is CKM_AES_GCM, used through C_Encrypt and C_Decrypt.
-	CKMAESGCM uint = pkcs11.CKM_AES_GCM
-)
-
 const (
 	p11WrapKeyWrap = 0x02 // 0x02 || mechanism (uint32 BE) || C_WrapKey output
 	p11WrapGCM     = 0x03 // 0x03 || IV (12) || C_Encrypt output (ciphertext || tag)
@@ -39,20 +26,6 @@ const (
 	// defaultPKCS11Sessions bounds the sessions a master key opens.
 	defaultPKCS11Sessions = 4
 )
-
-// PKCS11Options configures a [PKCS11] master key.
-type PKCS11Options struct {
-	Module     string // path of the PKCS#11 library
-	TokenLabel string // label of the token holding the key
-	KeyLabel   string // CKA_LABEL of the AES key
-	PIN        string // the user PIN; never logged or shown
-	// Mechanism forces a wrapping mechanism ([CKMAESKeyWrapKWP],
-	// [CKMAESKeyWrapPad] or [CKMAESGCM]). Zero picks CKM_AES_KEY_WRAP_KWP
-	// when the token offers it for wrap and unwrap, else CKM_AES_GCM.
-	Mechanism uint
-	// Sessions bounds the PKCS#11 sessions kept open; zero means 4.
-	Sessions int
-}
 
 // PKCS11 is a master key held in a PKCS#11 token (an HSM, AWS CloudHSM,
 // SoftHSM2): a non-extractable AES key found by its label. Data keys are
@@ -85,12 +58,6 @@ type PKCS11 struct {
 }
 
 var _ MasterKey = (*PKCS11)(nil)
-
-// PKCS11KeyID is the master key id of the key labelled keyLabel in the
-// token labelled tokenLabel: "pkcs11:<token label>/<key label>".
-func PKCS11KeyID(tokenLabel, keyLabel string) string {
-	return "pkcs11:" + tokenLabel + "/" + keyLabel
-}
 
 // OpenPKCS11 loads the module, finds the token, logs in, finds the key and
 // checks that it is a sensitive, non-extractable AES key allowed to wrap
