@@ -51,10 +51,13 @@ type PKCS11 struct {
 	mech uint
 
 	mu     sync.RWMutex // held for reading by operations, for writing by Close
-	mod    *module      // nil after Close
+	mod    *module
 	pool   *sessionPool
-	key    pkcs11.ObjectHandle
 	closed bool
+	find   PKCS11Options // the labels, to find the key again (PIN cleared)
+
+	keyMu sync.Mutex
+	key   pkcs11.ObjectHandle
 }
 
 var _ MasterKey = (*PKCS11)(nil)
@@ -68,7 +71,9 @@ func OpenPKCS11(ctx context.Context, opts PKCS11Options) (*PKCS11, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &PKCS11{id: PKCS11KeyID(opts.TokenLabel, opts.KeyLabel), mod: t.mod, pool: t.pool}
+	find := opts
+	find.PIN = ""
+	k := &PKCS11{id: PKCS11KeyID(opts.TokenLabel, opts.KeyLabel), mod: t.mod, pool: t.pool, find: find}
 	err = t.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
 		h, err := findKey(t.mod.ctx, s, opts)
 		if err != nil {
@@ -130,12 +135,12 @@ func (k *PKCS11) wrap(ctx context.Context, ref KeyRef, plaintext []byte) ([]byte
 	}
 	ad := p11AD(ref)
 	var out []byte
-	err := k.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
+	err := k.do(ctx, func(s pkcs11.SessionHandle, key pkcs11.ObjectHandle) error {
 		var err error
 		if k.mech == CKMAESGCM {
-			out, err = gcmEncrypt(k.mod.ctx, s, k.key, ad, plaintext)
+			out, err = gcmEncrypt(k.mod.ctx, s, key, ad, plaintext)
 		} else {
-			out, err = keyWrap(k.mod.ctx, s, k.key, k.mech, ad, plaintext)
+			out, err = keyWrap(k.mod.ctx, s, key, k.mech, ad, plaintext)
 		}
 		return err
 	})
@@ -155,13 +160,13 @@ func (k *PKCS11) Unwrap(ctx context.Context, ref KeyRef, wrapped []byte) ([]byte
 	}
 	ad := p11AD(ref)
 	var pt []byte
-	err := k.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
+	err := k.do(ctx, func(s pkcs11.SessionHandle, key pkcs11.ObjectHandle) error {
 		var err error
 		switch {
 		case len(wrapped) > 1+p11GCMIVSize+p11GCMTagBits/8 && wrapped[0] == p11WrapGCM:
-			pt, err = gcmDecrypt(k.mod.ctx, s, k.key, ad, wrapped[1:])
+			pt, err = gcmDecrypt(k.mod.ctx, s, key, ad, wrapped[1:])
 		case len(wrapped) > 5 && wrapped[0] == p11WrapKeyWrap:
-			pt, err = keyUnwrap(k.mod.ctx, s, k.key, ad, wrapped[1:])
+			pt, err = keyUnwrap(k.mod.ctx, s, key, ad, wrapped[1:])
 		default:
 			err = ErrUnwrap
 		}
@@ -178,6 +183,42 @@ func (k *PKCS11) Unwrap(ctx context.Context, ref KeyRef, wrapped []byte) ([]byte
 		return nil, fmt.Errorf("unwrap data key %s with master key %s: %w", ref, k.id, ErrUnwrap)
 	}
 	return pt, nil
+}
+
+// do runs fn on a pooled session with the key's handle. When the token
+// says the process is logged out, or no longer knows the handle (private
+// objects vanish on logout), it logs in again, finds the key again and
+// runs fn once more.
+func (k *PKCS11) do(ctx context.Context, fn func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error) error {
+	return k.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
+		k.keyMu.Lock()
+		key := k.key
+		k.keyMu.Unlock()
+		err := fn(s, key)
+		if !loggedOut(err) {
+			return err
+		}
+		if lerr := k.pool.login(s); lerr != nil {
+			return err
+		}
+		h, ferr := findKey(k.mod.ctx, s, k.find)
+		if ferr != nil {
+			return ferr
+		}
+		k.keyMu.Lock()
+		k.key = h
+		k.keyMu.Unlock()
+		return fn(s, h)
+	})
+}
+
+func loggedOut(err error) bool {
+	for _, code := range []uint{pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID} {
+		if errors.Is(err, pkcs11.Error(code)) {
+			return true
+		}
+	}
+	return false
 }
 
 // authFailure turns the vague CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED

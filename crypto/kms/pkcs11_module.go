@@ -162,19 +162,13 @@ func (p *sessionPool) close() {
 	}
 }
 
-// withSession runs fn on a pooled session; when the token says the
-// process is no longer logged in, it logs in again and retries once.
+// withSession runs fn on a pooled session.
 func (p *sessionPool) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) error) error {
 	s, err := p.get(ctx)
 	if err != nil {
 		return err
 	}
 	err = fn(s)
-	if errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)) {
-		if lerr := p.login(s); lerr == nil {
-			err = fn(s)
-		}
-	}
 	p.put(s, err)
 	return err
 }

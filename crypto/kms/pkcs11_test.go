@@ -299,3 +299,31 @@ func findOne(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, label string) 
 	}
 	return found[0]
 }
+
+// Login state belongs to the token and the process: when something logs
+// the process out, the next operation logs in again and succeeds.
+func TestPKCS11LogsInAgain(t *testing.T) {
+	h, opts := softHSMOptions(t)
+	createPKCS11Key(t, opts)
+	k := openPKCS11(t, opts)
+	ref := kms.KeyRef{Name: "a", Version: 1}
+	pt, wrapped, err := k.GenerateDataKey(context.Background(), ref, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A second handle on the same, already initialised library (not
+	// finalised here: that would end k's use of it too).
+	p := pkcs11.New(h.Module)
+	if err := p.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	defer p.Destroy()
+	s := loginSession(t, p, h)
+	if err := p.Logout(s); err != nil {
+		t.Fatal(err)
+	}
+	p.CloseSession(s)
+
+	mustUnwrapTo(t, k, ref, wrapped, pt)
+}
