@@ -191,8 +191,11 @@ func sessionBroken(err error) bool {
 func classifyP11(err error, unwrapping bool) error {
 	var e pkcs11.Error
 	if !errors.As(err, &e) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 			return fmt.Errorf("%w: waiting for a PKCS#11 session: %w", ErrUnreachable, err)
+		case errors.Is(err, errKeyMissing):
+			return fmt.Errorf("%w: %w", ErrDenied, err)
 		}
 		return err
 	}

@@ -303,27 +303,61 @@ func findOne(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, label string) 
 // Login state belongs to the token and the process: when something logs
 // the process out, the next operation logs in again and succeeds.
 func TestPKCS11LogsInAgain(t *testing.T) {
-	h, opts := softHSMOptions(t)
-	createPKCS11Key(t, opts)
-	k := openPKCS11(t, opts)
-	ref := kms.KeyRef{Name: "a", Version: 1}
-	pt, wrapped, err := k.GenerateDataKey(context.Background(), ref, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// A second handle on the same, already initialised library (not
-	// finalised here: that would end k's use of it too).
-	p := pkcs11.New(h.Module)
-	if err := p.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		t.Fatal(err)
-	}
-	defer p.Destroy()
-	s := loginSession(t, p, h)
+	h, _, k, pt, wrapped := keyWrappedInHSM(t)
+	p, s := sideSession(t, h)
 	if err := p.Logout(s); err != nil {
 		t.Fatal(err)
 	}
 	p.CloseSession(s)
 
-	mustUnwrapTo(t, k, ref, wrapped, pt)
+	mustUnwrapTo(t, k, refA, wrapped, pt)
+}
+
+// A key deleted from the token fails unwrapping as refused, naming the
+// key label.
+func TestPKCS11KeyDeleted(t *testing.T) {
+	h, opts, k, _, wrapped := keyWrappedInHSM(t)
+	p, s := sideSession(t, h)
+	if err := p.DestroyObject(s, findOne(t, p, s, opts.KeyLabel)); err != nil {
+		t.Fatal(err)
+	}
+	p.CloseSession(s)
+
+	_, err := k.Unwrap(context.Background(), refA, wrapped)
+	if !errors.Is(err, kms.ErrDenied) || !strings.Contains(err.Error(), `no secret key labelled "dbproxy-master" (key_label)`) {
+		t.Fatalf("Unwrap with the key deleted = %v; want ErrDenied naming key_label", err)
+	}
+}
+
+// sideSession opens a logged-in session on a second handle of the library
+// that a master key of the test already uses. The handle is not finalised
+// (that would end the master key's use of the library too), only unloaded
+// when the test ends.
+func sideSession(t *testing.T, h *testenv.SoftHSM) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	p := pkcs11.New(h.Module)
+	if p == nil {
+		t.Fatal("load module")
+	}
+	if err := p.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Destroy)
+	return p, loginSession(t, p, h)
+}
+
+var refA = kms.KeyRef{Name: "a", Version: 1}
+
+// keyWrappedInHSM starts a token, creates and opens its master key, and
+// returns a data key for refA with its wrapping.
+func keyWrappedInHSM(t *testing.T) (h *testenv.SoftHSM, opts kms.PKCS11Options, k *kms.PKCS11, pt, wrapped []byte) {
+	t.Helper()
+	h, opts = softHSMOptions(t)
+	createPKCS11Key(t, opts)
+	k = openPKCS11(t, opts)
+	pt, wrapped, err := k.GenerateDataKey(context.Background(), refA, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, opts, k, pt, wrapped
 }
