@@ -361,3 +361,35 @@ func keyWrappedInHSM(t *testing.T) (h *testenv.SoftHSM, opts kms.PKCS11Options, 
 	}
 	return h, opts, k, pt, wrapped
 }
+
+// BenchmarkPKCS11Unwrap measures one unwrap of a 32-byte data key inside
+// SoftHSM2, per mechanism, from GOMAXPROCS goroutines sharing the session
+// pool.
+func BenchmarkPKCS11Unwrap(b *testing.B) {
+	h := testenv.StartSoftHSM(b)
+	for _, mech := range []uint{kms.CKMAESGCM, kms.CKMAESKeyWrapPad} {
+		opts := kms.PKCS11Options{Module: h.Module, TokenLabel: h.TokenLabel, KeyLabel: fmt.Sprintf("bench-%#x", mech), PIN: h.PIN, Mechanism: mech}
+		if _, err := kms.CreatePKCS11Key(context.Background(), opts); err != nil {
+			b.Fatal(err)
+		}
+		k, err := kms.OpenPKCS11(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, wrapped, err := k.GenerateDataKey(context.Background(), refA, 32)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("mech=%#x", mech), func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := k.Unwrap(context.Background(), refA, wrapped); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+		k.Close()
+	}
+}
