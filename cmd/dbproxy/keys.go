@@ -198,9 +198,9 @@ func openMasterKey(ctx context.Context, mk config.MasterKey, setting string, get
 	case config.ProviderAWSKMS:
 		return kms.NewAWS(ctx, kms.AWSOptions{KeyID: mk.KeyID, Region: mk.Region, Endpoint: mk.Endpoint})
 	case config.ProviderPKCS11:
-		opts, err := pkcs11Options(mk, getenv)
+		opts, err := pkcs11Options(mk, setting, getenv)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", setting, err)
+			return nil, err
 		}
 		k, err := kms.OpenPKCS11(ctx, opts)
 		if err != nil {
@@ -231,10 +231,16 @@ func previousMasterKeys(mk config.MasterKey) []settingKey {
 	return out
 }
 
-func pkcs11Options(mk config.MasterKey, getenv func(string) string) (kms.PKCS11Options, error) {
+// pkcs11Options are the options of the pkcs11 master key mk, found at
+// setting in the configuration, with its PIN read.
+func pkcs11Options(mk config.MasterKey, setting string, getenv func(string) string) (kms.PKCS11Options, error) {
 	pin, err := mk.PIN(getenv)
 	if err != nil {
-		return kms.PKCS11Options{}, fmt.Errorf("pkcs11 master key: %w", err)
+		field := ".pin_env"
+		if mk.PINEnv == "" {
+			field = ".pin_file"
+		}
+		return kms.PKCS11Options{}, fmt.Errorf("%s%s: %w", setting, field, err)
 	}
 	return kms.PKCS11Options{Module: mk.Module, TokenLabel: mk.TokenLabel, KeyLabel: mk.KeyLabel, PIN: pin}, nil
 }
@@ -252,9 +258,9 @@ func initMasterKey(ctx context.Context, mk config.MasterKey, e env) error {
 			fmt.Fprintf(e.stdout, "created master key file %s\n", mk.File)
 		}
 	case config.ProviderPKCS11:
-		opts, err := pkcs11Options(mk, e.getenv)
+		opts, err := pkcs11Options(mk, "keys.master_key", e.getenv)
 		if err != nil {
-			return fmt.Errorf("keys.master_key: %w", err)
+			return err
 		}
 		created, err := kms.CreatePKCS11Key(ctx, opts)
 		if err != nil {
