@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -21,7 +22,8 @@ var modules = struct {
 }{m: map[string]*module{}}
 
 type module struct {
-	path string
+	path string // as configured, for messages
+	key  string // the library file, symlinks resolved
 	ctx  *pkcs11.Ctx
 	refs int
 }
@@ -29,9 +31,14 @@ type module struct {
 // loadModule loads and initialises the PKCS#11 library at path, or takes
 // another reference to it when it is already loaded.
 func loadModule(path string) (*module, error) {
+	// Two paths to one library (a symlink) load it once: key by the file.
+	key := path
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		key = real
+	}
 	modules.Lock()
 	defer modules.Unlock()
-	if m := modules.m[path]; m != nil {
+	if m := modules.m[key]; m != nil {
 		m.refs++
 		return m, nil
 	}
@@ -43,8 +50,8 @@ func loadModule(path string) (*module, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("pkcs11 module %q: C_Initialize: %w", path, err)
 	}
-	m := &module{path: path, ctx: ctx, refs: 1}
-	modules.m[path] = m
+	m := &module{path: path, key: key, ctx: ctx, refs: 1}
+	modules.m[key] = m
 	return m, nil
 }
 
@@ -56,7 +63,7 @@ func (m *module) release() {
 	if m.refs > 0 {
 		return
 	}
-	delete(modules.m, m.path)
+	delete(modules.m, m.key)
 	_ = m.ctx.Finalize()
 	m.ctx.Destroy()
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -392,4 +394,30 @@ func BenchmarkPKCS11Unwrap(b *testing.B) {
 		})
 		k.Close()
 	}
+}
+
+// Two master keys on one library, named by a symlink and by its target:
+// closing one does not finalise the library under the other.
+func TestPKCS11SharedModule(t *testing.T) {
+	_, opts, k, pt, wrapped := keyWrappedInHSM(t)
+	real, err := filepath.EvalSymlinks(opts.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real == opts.Module {
+		link := filepath.Join(t.TempDir(), "libpkcs11.so")
+		if err := os.Symlink(real, link); err != nil {
+			t.Fatal(err)
+		}
+		real = link
+	}
+	other := opts
+	other.Module = real
+	k2, err := kms.OpenPKCS11(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUnwrapTo(t, k2, refA, wrapped, pt)
+	k2.Close()
+	mustUnwrapTo(t, k, refA, wrapped, pt)
 }
