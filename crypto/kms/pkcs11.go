@@ -64,8 +64,9 @@ var _ MasterKey = (*PKCS11)(nil)
 
 // OpenPKCS11 loads the module, finds the token, logs in, finds the key and
 // checks that it is a sensitive, non-extractable AES key allowed to wrap
-// (or encrypt) with the chosen mechanism. Errors name the setting at fault
-// (module, token_label, PIN, key_label, mechanism), never the PIN.
+// (or encrypt) with the chosen mechanism, then wraps and unwraps a
+// throwaway key (see selfTest). Errors name the setting at fault (module,
+// token_label, PIN, key_label, mechanism), never the PIN.
 func OpenPKCS11(ctx context.Context, opts PKCS11Options) (*PKCS11, error) {
 	t, err := openToken(ctx, opts)
 	if err != nil {
@@ -86,11 +87,63 @@ func OpenPKCS11(ctx context.Context, opts PKCS11Options) (*PKCS11, error) {
 		}
 		return checkKey(t.mod.ctx, s, h, k.mech, opts)
 	})
+	if err == nil {
+		err = k.selfTest(ctx, opts.Mechanism == 0)
+	}
 	if err != nil {
 		k.Close()
 		return nil, fmt.Errorf("pkcs11 master key %s: %w", k.id, err)
 	}
 	return k, nil
+}
+
+// selfTest wraps and unwraps a throwaway key, so that a token that offers
+// the mechanism but refuses what it needs (importing or reading a session
+// key, for key wrapping) fails at open, not at every statement. When the
+// mechanism was chosen automatically, a failed key wrapping falls back to
+// CKM_AES_GCM if the token and key allow it.
+func (k *PKCS11) selfTest(ctx context.Context, auto bool) error {
+	err := k.roundTrip(ctx)
+	if err == nil {
+		return nil
+	}
+	first := fmt.Errorf("self-test of mechanism %#x: %w", k.mech, err)
+	if !auto || k.mech == CKMAESGCM {
+		return first
+	}
+	gcm := k.find
+	gcm.Mechanism = CKMAESGCM
+	if _, err = chooseMechanism(k.mod.ctx, k.pool.slot, gcm); err == nil {
+		err = k.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
+			return checkKey(k.mod.ctx, s, k.key, CKMAESGCM, gcm)
+		})
+	}
+	if err == nil {
+		k.mech = CKMAESGCM
+		err = k.roundTrip(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; CKM_AES_GCM instead: %w", first, err)
+	}
+	return nil
+}
+
+func (k *PKCS11) roundTrip(ctx context.Context) error {
+	ref := KeyRef{Name: "dbproxy self-test"}
+	pt, wrapped, err := k.GenerateDataKey(ctx, ref, 32)
+	if err != nil {
+		return err
+	}
+	defer clear(pt)
+	got, err := k.Unwrap(ctx, ref, wrapped)
+	if err != nil {
+		return err
+	}
+	defer clear(got)
+	if !bytes.Equal(got, pt) {
+		return errors.New("the key unwrapped differs from the key wrapped")
+	}
+	return nil
 }
 
 // ID returns "pkcs11:<token label>/<key label>".
