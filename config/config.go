@@ -41,6 +41,7 @@ const (
 const (
 	ProviderLocal  = "local"
 	ProviderAWSKMS = "aws-kms"
+	ProviderPKCS11 = "pkcs11"
 
 	StoreFile     = "file"
 	StoreDatabase = "database"
@@ -106,19 +107,27 @@ type Catalog struct {
 // Password reads the catalog password from its environment variable or
 // file ("" when neither is set). getenv is os.Getenv in production.
 func (c *Catalog) Password(getenv func(string) string) (string, error) {
-	switch {
-	case c == nil:
+	if c == nil {
 		return "", nil
-	case c.PasswordEnv != "":
-		v := getenv(c.PasswordEnv)
+	}
+	return readSecret("catalog password", c.PasswordEnv, c.PasswordFile, getenv)
+}
+
+// readSecret returns the value of the environment variable env, or else
+// the content of file without its trailing line end. what names the
+// secret in errors, which never hold it. Neither set: "".
+func readSecret(what, env, file string, getenv func(string) string) (string, error) {
+	switch {
+	case env != "":
+		v := getenv(env)
 		if v == "" {
-			return "", fmt.Errorf("catalog password: environment variable %s is empty or unset", c.PasswordEnv)
+			return "", fmt.Errorf("%s: environment variable %s is empty or unset", what, env)
 		}
 		return v, nil
-	case c.PasswordFile != "":
-		b, err := os.ReadFile(c.PasswordFile)
+	case file != "":
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("catalog password: %w", err)
+			return "", fmt.Errorf("%s: %w", what, err)
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
@@ -192,15 +201,31 @@ type Keys struct {
 
 // MasterKey names the provider that wraps data keys.
 type MasterKey struct {
-	Provider string `yaml:"provider"`           // ProviderLocal | ProviderAWSKMS
+	Provider string `yaml:"provider"`           // ProviderLocal | ProviderAWSKMS | ProviderPKCS11
 	File     string `yaml:"file,omitempty"`     // local; may not exist yet (keys init creates it)
 	KeyID    string `yaml:"key_id,omitempty"`   // aws-kms: key id, ARN or alias
 	Region   string `yaml:"region,omitempty"`   // aws-kms
 	Endpoint string `yaml:"endpoint,omitempty"` // aws-kms, optional http(s) URL
+	// pkcs11: the vendor's PKCS#11 library, the token and key labels, and
+	// where the user PIN is (pin_env or pin_file; never in the YAML).
+	Module     string `yaml:"module,omitempty"`
+	TokenLabel string `yaml:"token_label,omitempty"`
+	KeyLabel   string `yaml:"key_label,omitempty"`
+	PINEnv     string `yaml:"pin_env,omitempty"`
+	PINFile    string `yaml:"pin_file,omitempty"`
 	// PreviousFiles are older local master key files, used to unwrap data
 	// keys wrapped before a master key rotation (keys rewrap). Allowed with
-	// either provider; each file must exist.
+	// any provider; each file must exist.
 	PreviousFiles []string `yaml:"previous_files,omitempty"`
+	// Previous are older master keys of any provider, used like
+	// PreviousFiles. Their own previous and previous_files are not allowed.
+	Previous []MasterKey `yaml:"previous,omitempty"`
+}
+
+// PIN returns the pkcs11 user PIN from the environment variable PINEnv or
+// the file PINFile (without its trailing line end).
+func (mk *MasterKey) PIN(getenv func(string) string) (string, error) {
+	return readSecret("pkcs11 PIN", mk.PINEnv, mk.PINFile, getenv)
 }
 
 // Store says where wrapped data keys are kept.

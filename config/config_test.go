@@ -366,10 +366,16 @@ encryption:
     columns:
       - name: email
         type: text
-`, []want{{"1:1", "keys.master_key.provider", "required: local or aws-kms"}}},
-		{"unknown provider", masterKeyYAML + `    provider: vault
-`, []want{{"3:15", "keys.master_key.provider", `unknown provider "vault": must be local or aws-kms`}}},
-		{"local provider without file", masterKeyYAML + `    provider: local
+`, []want{{"1:1", "keys.master_key.provider", "required: local, aws-kms or pkcs11"}}},
+		{"unknown provider", `
+keys:
+  master_key:
+    provider: vault
+`, []want{{"3:15", "keys.master_key.provider", `unknown provider "vault": must be local, aws-kms or pkcs11`}}},
+		{"local provider without file", `
+keys:
+  master_key:
+    provider: local
 `, []want{{"3:5", "keys.master_key.file", "required with provider local"}}},
 		{"local provider with aws settings", masterKeyYAML + `    provider: local
     file: master.key
@@ -389,7 +395,56 @@ encryption:
 			{"6:15", "keys.master_key.endpoint", "must be an http:// or https:// URL"},
 			{"7:11", "keys.master_key.file", "only used with provider local"},
 		}},
-		{"missing previous master key file", masterKeyYAML + `    provider: local
+		{"pkcs11 without its settings", `
+keys:
+  master_key:
+    provider: pkcs11
+`, []want{
+			{"3:5", "keys.master_key.module", "required: the PKCS#11 library of the HSM"},
+			{"3:5", "keys.master_key.token_label", "required with provider pkcs11"},
+			{"3:5", "keys.master_key.key_label", "required with provider pkcs11"},
+			{"3:5", "keys.master_key.pin_env", "required with provider pkcs11: the environment variable holding the user PIN (or pin_file)"},
+		}},
+		{"pkcs11 with a PIN in the YAML, both PIN sources, a missing module", `
+keys:
+  master_key:
+    provider: pkcs11
+    module: /nonexistent/libsofthsm2.so
+    token_label: dbproxy
+    key_label: dbproxy-master
+    pin: "1234"
+    pin_env: HSM_PIN
+    pin_file: /bin/sh
+    key_id: alias/x
+`, []want{
+			{"4:13", "keys.master_key.module", "/nonexistent/libsofthsm2.so does not exist"},
+			{"7:5", "keys.master_key.pin", `unknown key "pin"`},
+			{"9:15", "keys.master_key.pin_file", "set pin_env or pin_file, not both"},
+			{"10:13", "keys.master_key.key_id", "only used with provider aws-kms"},
+		}},
+		{"previous master keys", `
+keys:
+  master_key:
+    provider: local
+    file: master.key
+    previous:
+      - provider: pkcs11
+        module: /bin/sh
+        token_label: dbproxy
+        key_label: old
+        pin_env: "not a name"
+      - provider: local
+        file: old.key
+        previous_files: [older.key]
+`, []want{
+			{"10:18", "keys.master_key.previous[0].pin_env", `invalid environment variable name "not a name"`},
+			{"12:15", "keys.master_key.previous[1].file", "old.key does not exist"},
+			{"13:25", "keys.master_key.previous[1].previous_files", "only used in the current master key"},
+		}},
+		{"missing previous master key file", `
+keys:
+  master_key:
+    provider: local
     file: master.key
     previous_files: [old.key]
 `, []want{{"5:22", "keys.master_key.previous_files[0]", "old.key does not exist"}}},

@@ -302,38 +302,16 @@ func (d *decoder) keys(c *Config) {
 	k := &c.Keys
 	mk := &k.MasterKey
 	if d.isSet("keys") || len(c.Encryption) > 0 {
-		const mp = "keys.master_key"
-		switch mk.Provider {
-		case ProviderLocal:
-			if mk.File == "" {
-				d.errf(mp+".file", "required with provider local: the master key file (keys init creates it)")
-			} else {
-				mk.File = d.resolve(mk.File)
-				d.privateFile(mk.File, mp+".file")
-			}
-			d.notWith(mp, "with provider aws-kms", "key_id", "region", "endpoint")
-		case ProviderAWSKMS:
-			if mk.KeyID == "" {
-				d.errf(mp+".key_id", "required with provider aws-kms: a key id, ARN or alias")
-			}
-			if mk.Region == "" {
-				d.errf(mp+".region", "required with provider aws-kms, e.g. us-east-1")
-			}
-			if mk.Endpoint != "" {
-				if u, err := url.Parse(mk.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					d.errf(mp+".endpoint", "must be an http:// or https:// URL")
-				}
-			}
-			d.notWith(mp, "with provider local", "file")
-		case "":
-			d.errf(mp+".provider", "required: local or aws-kms")
-		default:
-			d.errf(mp+".provider", "unknown provider %q: must be local or aws-kms", clip(mk.Provider))
-		}
+		d.masterKey(mk, "keys.master_key", false)
 	}
 	for i := range mk.PreviousFiles {
 		d.existingFile(&mk.PreviousFiles[i], fmt.Sprintf("keys.master_key.previous_files[%d]", i), "a previous master key file")
 		d.privateFile(mk.PreviousFiles[i], fmt.Sprintf("keys.master_key.previous_files[%d]", i))
+	}
+	for i := range mk.Previous {
+		p := fmt.Sprintf("keys.master_key.previous[%d]", i)
+		d.masterKey(&mk.Previous[i], p, true)
+		d.notWith(p, "in the current master key", "previous", "previous_files")
 	}
 
 	const sp = "keys.store"
@@ -373,6 +351,72 @@ func (d *decoder) keys(c *Config) {
 		d.errf("keys.cache.max_entries", "must be greater than 0, got %d", k.Cache.MaxEntries)
 	}
 	d.positiveDuration(&k.Cache.TTL, "keys.cache.ttl", DefaultCacheTTL)
+}
+
+// masterKey checks the master key settings at mp. A previous master key's
+// local file must exist.
+func (d *decoder) masterKey(mk *MasterKey, mp string, previous bool) {
+	const awsFields, p11Fields = "key_id region endpoint", "module token_label key_label pin_env pin_file"
+	switch mk.Provider {
+	case ProviderLocal:
+		switch {
+		case mk.File == "":
+			d.errf(mp+".file", "required with provider local: the master key file (keys init creates it)")
+		case previous:
+			d.existingFile(&mk.File, mp+".file", "a previous master key file")
+		default:
+			mk.File = d.resolve(mk.File)
+		}
+		d.privateFile(mk.File, mp+".file")
+		d.notWith(mp, "with provider aws-kms", strings.Fields(awsFields)...)
+		d.notWith(mp, "with provider pkcs11", strings.Fields(p11Fields)...)
+	case ProviderAWSKMS:
+		if mk.KeyID == "" {
+			d.errf(mp+".key_id", "required with provider aws-kms: a key id, ARN or alias")
+		}
+		if mk.Region == "" {
+			d.errf(mp+".region", "required with provider aws-kms, e.g. us-east-1")
+		}
+		if mk.Endpoint != "" {
+			if u, err := url.Parse(mk.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				d.errf(mp+".endpoint", "must be an http:// or https:// URL")
+			}
+		}
+		d.notWith(mp, "with provider local", "file")
+		d.notWith(mp, "with provider pkcs11", strings.Fields(p11Fields)...)
+	case ProviderPKCS11:
+		d.pkcs11(mk, mp)
+		d.notWith(mp, "with provider local", "file")
+		d.notWith(mp, "with provider aws-kms", strings.Fields(awsFields)...)
+	case "":
+		d.errf(mp+".provider", "required: local, aws-kms or pkcs11")
+	default:
+		d.errf(mp+".provider", "unknown provider %q: must be local, aws-kms or pkcs11", clip(mk.Provider))
+	}
+}
+
+// pkcs11 checks the settings of a pkcs11 master key at mp.
+func (d *decoder) pkcs11(mk *MasterKey, mp string) {
+	d.existingFile(&mk.Module, mp+".module", "the PKCS#11 library of the HSM, e.g. /usr/lib/softhsm/libsofthsm2.so")
+	if mk.TokenLabel == "" {
+		d.errf(mp+".token_label", "required with provider pkcs11: the label of the token holding the key")
+	}
+	if mk.KeyLabel == "" {
+		d.errf(mp+".key_label", "required with provider pkcs11: the label of the AES key (keys init creates it)")
+	}
+	switch {
+	case mk.PINEnv != "" && mk.PINFile != "":
+		d.errf(mp+".pin_file", "set pin_env or pin_file, not both")
+	case mk.PINEnv != "":
+		if !envNameRE.MatchString(mk.PINEnv) {
+			d.errf(mp+".pin_env", "invalid environment variable name %q", clip(mk.PINEnv))
+		}
+	case mk.PINFile != "":
+		d.existingFile(&mk.PINFile, mp+".pin_file", "")
+		d.privateFile(mk.PINFile, mp+".pin_file")
+	default:
+		d.errf(mp+".pin_env", "required with provider pkcs11: the environment variable holding the user PIN (or pin_file)")
+	}
 }
 
 // checkDSN validates the keystore DSN. Messages never quote the DSN, which

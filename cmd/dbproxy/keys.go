@@ -57,13 +57,9 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 	}
 	logger := newLogger(e.stderr, logCfg)
 
-	if sub == "init" && cfg.Keys.MasterKey.Provider == "local" {
-		created, err := kms.CreateLocalKeyFile(cfg.Keys.MasterKey.File)
-		if err != nil {
-			return fmt.Errorf("create master key file: %w", err)
-		}
-		if created {
-			fmt.Fprintf(e.stdout, "created master key file %s\n", cfg.Keys.MasterKey.File)
+	if sub == "init" {
+		if err := initMasterKey(ctx, cfg.Keys.MasterKey, e); err != nil {
+			return err
 		}
 	}
 	mgr, masterID, closeFn, err := openManager(ctx, cfg, e, logger)
@@ -149,21 +145,22 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 			closers = append(closers, func() { c.Close() })
 		}
 	}
-	master, err := openMasterKey(ctx, cfg.Keys.MasterKey)
+	master, err := openMasterKey(ctx, cfg.Keys.MasterKey, "keys.master_key", e.getenv)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	addMaster(master)
 	master = e.ops.observeMaster(master, cfg.Keys.MasterKey.Provider)
 	var previous []kms.MasterKey
-	for _, f := range cfg.Keys.MasterKey.PreviousFiles {
-		old, err := kms.OpenLocalFile(f)
+	for _, p := range previousMasterKeys(cfg.Keys.MasterKey) {
+		mk := p.MasterKey
+		old, err := openMasterKey(ctx, mk, p.setting, e.getenv)
 		if err != nil {
 			closeAll()
-			return nil, "", nil, fmt.Errorf("load previous master key: %w", err)
+			return nil, "", nil, fmt.Errorf("previous master key: %w", err)
 		}
 		addMaster(old)
-		previous = append(previous, e.ops.observeMaster(old, config.ProviderLocal))
+		previous = append(previous, e.ops.observeMaster(old, mk.Provider))
 	}
 	store, err := openStore(ctx, cfg.Keys.Store, e, logger)
 	if err != nil {
@@ -193,16 +190,89 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 // openMasterKey opens the configured master key. A local one is read from
 // its file again on every wrap and unwrap (kms.LocalFile), so a removed or
 // restored file takes effect at the next unwrap, as a revoked or restored
-// KMS key does.
-func openMasterKey(ctx context.Context, mk config.MasterKey) (kms.MasterKey, error) {
+// KMS key does. A pkcs11 one logs in to its token with the PIN from
+// pin_env or pin_file; its errors start with setting, the path of mk in
+// the configuration.
+func openMasterKey(ctx context.Context, mk config.MasterKey, setting string, getenv func(string) string) (kms.MasterKey, error) {
 	switch mk.Provider {
-	case "local":
+	case config.ProviderLocal:
 		return kms.OpenLocalFile(mk.File)
-	case "aws-kms":
+	case config.ProviderAWSKMS:
 		return kms.NewAWS(ctx, kms.AWSOptions{KeyID: mk.KeyID, Region: mk.Region, Endpoint: mk.Endpoint})
+	case config.ProviderPKCS11:
+		opts, err := pkcs11Options(mk, setting, getenv)
+		if err != nil {
+			return nil, err
+		}
+		k, err := kms.OpenPKCS11(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", setting, err)
+		}
+		return k, nil
 	default:
 		return nil, fmt.Errorf("unknown master key provider %q", mk.Provider)
 	}
+}
+
+// settingKey is a master key and its path in the configuration.
+type settingKey struct {
+	config.MasterKey
+	setting string
+}
+
+// previousMasterKeys lists the older master keys of mk: previous_files
+// (local), then previous.
+func previousMasterKeys(mk config.MasterKey) []settingKey {
+	var out []settingKey
+	for i, f := range mk.PreviousFiles {
+		out = append(out, settingKey{config.MasterKey{Provider: config.ProviderLocal, File: f}, fmt.Sprintf("keys.master_key.previous_files[%d]", i)})
+	}
+	for i, p := range mk.Previous {
+		out = append(out, settingKey{p, fmt.Sprintf("keys.master_key.previous[%d]", i)})
+	}
+	return out
+}
+
+// pkcs11Options are the options of the pkcs11 master key mk, found at
+// setting in the configuration, with its PIN read.
+func pkcs11Options(mk config.MasterKey, setting string, getenv func(string) string) (kms.PKCS11Options, error) {
+	pin, err := mk.PIN(getenv)
+	if err != nil {
+		field := ".pin_env"
+		if mk.PINEnv == "" {
+			field = ".pin_file"
+		}
+		return kms.PKCS11Options{}, fmt.Errorf("%s%s: %w", setting, field, err)
+	}
+	return kms.PKCS11Options{Module: mk.Module, TokenLabel: mk.TokenLabel, KeyLabel: mk.KeyLabel, PIN: pin}, nil
+}
+
+// initMasterKey creates the current master key when its provider can and
+// it is missing: the local key file, or the pkcs11 token key.
+func initMasterKey(ctx context.Context, mk config.MasterKey, e env) error {
+	switch mk.Provider {
+	case config.ProviderLocal:
+		created, err := kms.CreateLocalKeyFile(mk.File)
+		if err != nil {
+			return fmt.Errorf("create master key file: %w", err)
+		}
+		if created {
+			fmt.Fprintf(e.stdout, "created master key file %s\n", mk.File)
+		}
+	case config.ProviderPKCS11:
+		opts, err := pkcs11Options(mk, "keys.master_key", e.getenv)
+		if err != nil {
+			return err
+		}
+		created, err := kms.CreatePKCS11Key(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("keys.master_key: create master key: %w", err)
+		}
+		if created {
+			fmt.Fprintf(e.stdout, "created master key %s (AES-256, sensitive, not extractable)\n", kms.PKCS11KeyID(mk.TokenLabel, mk.KeyLabel))
+		}
+	}
+	return nil
 }
 
 func openStore(ctx context.Context, s config.Store, e env, log *slog.Logger) (keystore.Store, error) {
@@ -270,9 +340,14 @@ func checkServeKeyFiles(k config.Keys) error {
 			return fmt.Errorf("keystore file %q: %w", k.Store.Path, err)
 		}
 	}
-	files := k.MasterKey.PreviousFiles
+	var files []string
 	if k.MasterKey.Provider == config.ProviderLocal {
-		files = append([]string{k.MasterKey.File}, files...)
+		files = append(files, k.MasterKey.File)
+	}
+	for _, p := range previousMasterKeys(k.MasterKey) {
+		if p.Provider == config.ProviderLocal {
+			files = append(files, p.File)
+		}
 	}
 	for _, f := range files {
 		if err := readable(f); err != nil {

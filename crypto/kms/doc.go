@@ -10,8 +10,13 @@
 //     so that a removed or restored file takes effect without a restart.
 //   - [AWS] is an AWS KMS key (key id, ARN or alias). Wrapping happens
 //     inside KMS; the master key never leaves it.
+//   - [PKCS11] is a non-extractable AES key in a PKCS#11 token (an HSM,
+//     AWS CloudHSM, SoftHSM2), found by token and key label. Wrapping
+//     happens inside the token with CKM_AES_KEY_WRAP_KWP when the token
+//     offers it, else CKM_AES_GCM; the mechanism is recorded in each
+//     wrapped key. [CreatePKCS11Key] creates the key (keys init).
 //
-// Both implement [MasterKey]. Every wrap binds the data key's name and
+// All implement [MasterKey]. Every wrap binds the data key's name and
 // version ([KeyRef]) as associated data (the KMS EncryptionContext), so a
 // wrapped key copied onto another name or version does not unwrap.
 //
@@ -27,6 +32,11 @@
 // do not authenticate under this master key and key reference).
 //
 // # Boundaries
+//
+// A PKCS#11 library is process-wide state (C_Initialize, login): this
+// package keeps one reference-counted handle per loaded library, the one
+// piece of package-level state, so that master keys on one library share
+// its initialisation and the last Close finalises it.
 //
 // This package owns the master key material and the provider clients. It
 // does not read configuration (the CLI wires config into the constructors),

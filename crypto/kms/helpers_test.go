@@ -101,6 +101,6 @@ func mustUnwrapTo(t *testing.T, m kms.MasterKey, ref kms.KeyRef, wrapped, want [
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatal("Unwrap returned a different key")
+		t.Fatalf("Unwrap returned a different key: %x, want %x", got, want)
 	}
 }

@@ -2,7 +2,9 @@ package kms
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"strconv"
 )
 
@@ -55,3 +57,34 @@ var (
 // maxDataKeySize bounds the data key sizes this package generates or wraps
 // (AWS KMS GenerateDataKey accepts at most 1024 bytes).
 const maxDataKeySize = 1024
+
+// generateWith returns size random bytes and their wrapping by wrap, for
+// master keys that wrap in process or in a token (not AWS KMS, which
+// generates data keys itself). id names the master key in errors.
+func generateWith(ref KeyRef, size int, id string, wrap func([]byte) ([]byte, error)) (plaintext, wrapped []byte, err error) {
+	if size <= 0 || size > maxDataKeySize {
+		return nil, nil, fmt.Errorf("generate data key %s with master key %s: invalid size %d", ref, id, size)
+	}
+	plaintext = make([]byte, size)
+	if _, err := rand.Read(plaintext); err != nil {
+		return nil, nil, fmt.Errorf("generate data key %s with master key %s: %w", ref, id, err)
+	}
+	wrapped, err = wrap(plaintext)
+	if err != nil {
+		clear(plaintext)
+		return nil, nil, fmt.Errorf("generate data key %s: %w", ref, err)
+	}
+	return plaintext, wrapped, nil
+}
+
+// wrapWith checks the size of plaintext and wraps it with wrap.
+func wrapWith(ref KeyRef, plaintext []byte, id string, wrap func([]byte) ([]byte, error)) ([]byte, error) {
+	if len(plaintext) == 0 || len(plaintext) > maxDataKeySize {
+		return nil, fmt.Errorf("wrap data key %s with master key %s: invalid size %d", ref, id, len(plaintext))
+	}
+	wrapped, err := wrap(plaintext)
+	if err != nil {
+		return nil, fmt.Errorf("wrap data key %s: %w", ref, err)
+	}
+	return wrapped, nil
+}

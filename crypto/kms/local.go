@@ -194,31 +194,12 @@ func (l *Local) Close() error {
 
 // GenerateDataKey returns size random bytes and their wrapping for ref.
 func (l *Local) GenerateDataKey(ctx context.Context, ref KeyRef, size int) (plaintext, wrapped []byte, err error) {
-	if size <= 0 || size > maxDataKeySize {
-		return nil, nil, fmt.Errorf("generate data key %s with master key %s: invalid size %d", ref, l.id, size)
-	}
-	plaintext = make([]byte, size)
-	if _, err := rand.Read(plaintext); err != nil {
-		return nil, nil, fmt.Errorf("generate data key %s with master key %s: %w", ref, l.id, err)
-	}
-	wrapped, err = l.wrap(ref, plaintext)
-	if err != nil {
-		clear(plaintext)
-		return nil, nil, fmt.Errorf("generate data key %s: %w", ref, err)
-	}
-	return plaintext, wrapped, nil
+	return generateWith(ref, size, l.id, func(pt []byte) ([]byte, error) { return l.wrap(ref, pt) })
 }
 
 // Wrap wraps plaintext for ref. ctx is unused: wrapping is local.
 func (l *Local) Wrap(ctx context.Context, ref KeyRef, plaintext []byte) ([]byte, error) {
-	if len(plaintext) == 0 || len(plaintext) > maxDataKeySize {
-		return nil, fmt.Errorf("wrap data key %s with master key %s: invalid size %d", ref, l.id, len(plaintext))
-	}
-	wrapped, err := l.wrap(ref, plaintext)
-	if err != nil {
-		return nil, fmt.Errorf("wrap data key %s: %w", ref, err)
-	}
-	return wrapped, nil
+	return wrapWith(ref, plaintext, l.id, func(pt []byte) ([]byte, error) { return l.wrap(ref, pt) })
 }
 
 // Unwrap returns the data key in wrapped. Any authentication failure is
@@ -272,9 +253,13 @@ func (l *Local) aead() (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-func localAD(ref KeyRef) []byte {
-	ad := make([]byte, 0, len(localWrapAD)+len(ref.Name)+1+10)
-	ad = append(ad, localWrapAD...)
+func localAD(ref KeyRef) []byte { return wrapAD(localWrapAD, ref) }
+
+// wrapAD is prefix || name || 0x00 || decimal version: the associated data
+// that binds a wrapped data key to its reference.
+func wrapAD(prefix string, ref KeyRef) []byte {
+	ad := make([]byte, 0, len(prefix)+len(ref.Name)+1+10)
+	ad = append(ad, prefix...)
 	ad = append(ad, ref.Name...)
 	ad = append(ad, 0)
 	return strconv.AppendUint(ad, uint64(ref.Version), 10)

@@ -16,7 +16,7 @@ type CallObserver interface {
 }
 
 // Observe returns mk with every call reported to obs under the provider
-// name provider ("local", "aws-kms"). It has mk's ID; it does not close
+// name provider ("local", "aws-kms", "pkcs11"). It has mk's ID; it does not close
 // mk (close mk itself). A nil obs returns mk unchanged.
 func Observe(mk MasterKey, provider string, obs CallObserver) MasterKey {
 	if obs == nil {

@@ -1,7 +1,7 @@
 // Package testenv gives tests real database and KMS servers: throwaway
 // PostgreSQL and MariaDB servers started from the binaries on the machine,
-// or existing servers named by environment variables, and a local-kms
-// server in its own network namespace.
+// or existing servers named by environment variables, a local-kms
+// server in its own network namespace, and throwaway SoftHSM2 tokens.
 //
 // # Usage
 //
@@ -15,6 +15,7 @@
 //		scram := testenv.StartPostgres(t, testenv.PGOptions{Auth: "scram-sha-256", TLS: true})
 //		my := testenv.StartMariaDB(t)
 //		kms := testenv.StartLocalKMS(t)
+//		hsm := testenv.StartSoftHSM(t)                                      // sets SOFTHSM2_CONF
 //		conn := testenv.ConnectPG(t, pg.DSN())                              // closed at the end
 //		addr := testenv.ServeTCP(t, func(c net.Conn) { ... })               // a fake server
 //		...
@@ -72,6 +73,14 @@
 // a new network namespace holding only a loopback interface; Endpoint is an
 // in-process forwarder on 127.0.0.1 that dials into that namespace. This
 // needs root (CLONE_NEWNET).
+//
+// # SoftHSM2
+//
+// StartSoftHSM writes a softhsm2.conf with its own token directory in
+// t.TempDir(), initialises a token labelled "dbproxy" with random user and
+// SO PINs (softhsm2-util --init-token) and sets SOFTHSM2_CONF for the
+// test (so such tests cannot be parallel). Without the softhsm2 package
+// the test fails with `apt-get install softhsm2`.
 //
 // # Boundaries
 //
