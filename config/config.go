@@ -62,6 +62,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
 	// Admin is the operations listener (metrics, health); nil: off.
 	Admin *Admin `yaml:"admin,omitempty"`
+	// Audit is the tamper-evident audit log of key use; nil: off.
+	Audit *Audit `yaml:"audit,omitempty"`
 }
 
 // Listener is one client-facing socket and the database it forwards to.
