@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // tailWindow is how much of a file's end is read to find its last line
@@ -123,7 +124,7 @@ func (a *appender) resume(size int64) (c chain, start *Event, prefix []byte, err
 		// before recording it): continue from the file's last line.
 		return a.tail(size)
 	case !ok:
-		return c, &Event{Type: TypeChainStart, Reason: "new", File: a.path}, nil, nil
+		return c, &Event{Time: time.Now().UTC(), Type: TypeChainStart, Reason: "new", File: a.path}, nil, nil
 	}
 	c.seq = st.Seq
 	if _, err := hex.Decode(c.mac[:], []byte(st.MAC)); err != nil || len(st.MAC) != 2*MACSize {
@@ -138,7 +139,7 @@ func (a *appender) resume(size int64) (c chain, start *Event, prefix []byte, err
 	default:
 		return c, nil, nil, nil
 	}
-	return c, &Event{Type: TypeChainStart, Reason: reason, File: a.path, PrevSeq: c.seq, PrevMAC: st.MAC}, nil, nil
+	return c, &Event{Time: time.Now().UTC(), Type: TypeChainStart, Reason: reason, File: a.path, PrevSeq: c.seq, PrevMAC: st.MAC}, nil, nil
 }
 
 // tail reads the chain's end from the last complete line of the file.

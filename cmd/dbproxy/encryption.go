@@ -86,7 +86,7 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 	}
 	ring := &keyring{enc: rules.NewEncryptor(mgr), mgr: mgr, refs: 1, close: closeFn}
 	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, ring: ring, log: logger, getenv: e.getenv,
-		keyUse: fieldcrypt.Options{Monitor: e.ops.keyUseMonitor()}}, nil
+		keyUse: fieldcrypt.Options{Monitor: joinMonitors(e.ops.keyUseMonitor(), e.audit.monitor())}}, nil
 }
 
 // ruleSet builds the rule set of cfg's encrypted columns for dialect d, and

@@ -34,6 +34,7 @@ type reloader struct {
 	signals <-chan struct{}
 	load    func(ctx context.Context) (*config.Config, *encryption, error)
 	ops     *operations // metrics and the admin listener (admin.go); nil: none
+	audit   *auditing   // the audit log (audit.go); nil: none
 }
 
 // serveWith is runServe with the encryption layer (nil: none) and, when rl
@@ -50,6 +51,7 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	if err := bindListeners(ls); err != nil {
 		return err
 	}
+	rl.auditing().attach(sws)
 	stopping := rl.operations().serve(ls, enc)
 
 	errc := make(chan error, len(ls))
