@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -25,7 +26,8 @@ type Emitter interface{ Emit(Event) }
 type Tracker struct {
 	out      Emitter
 	now      func() time.Time
-	sessions sync.Map // sessionKey -> *session
+	mu       sync.RWMutex // guards sessions
+	sessions map[sessionKey]*session
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -59,7 +61,7 @@ type session struct {
 // NewTracker returns a Tracker emitting to out, with a summary of every
 // active session each interval (none if interval <= 0). Close stops it.
 func NewTracker(out Emitter, interval time.Duration) *Tracker {
-	t := &Tracker{out: out, now: time.Now, stop: make(chan struct{}), done: make(chan struct{})}
+	t := &Tracker{out: out, now: time.Now, sessions: map[sessionKey]*session{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if interval <= 0 {
 		close(t.done)
 		return t
@@ -104,13 +106,14 @@ func (t *Tracker) Login(p proxy.Principal, err error, track bool) (end func()) {
 		return func() {}
 	}
 	k := sessionKey{p.Listener, p.SessionID}
-	ns := t.newSession(p)
-	ns.loggedIn = true
-	t.sessions.Store(k, ns)
-	var s any = ns
+	s := t.newSession(p)
+	s.loggedIn = true
+	t.mu.Lock()
+	t.sessions[k] = s
+	t.mu.Unlock()
 	return sync.OnceFunc(func() {
-		t.sessions.CompareAndDelete(k, s)
-		t.summarize(s.(*session), TypeSessionEnd)
+		t.forget(k, s)
+		t.summarize(s, TypeSessionEnd)
 	})
 }
 
@@ -120,16 +123,9 @@ func (t *Tracker) newSession(p proxy.Principal) *session {
 
 // KeyUsed implements fieldcrypt.Monitor.
 func (t *Tracker) KeyUsed(_ context.Context, u fieldcrypt.Use) {
-	k := sessionKey{u.Principal.Listener, u.Principal.SessionID}
-	v, ok := t.sessions.Load(k)
-	if !ok {
-		// A session whose login was not seen: followed from here on and
-		// summarized until a summary finds it idle.
-		v, _ = t.sessions.LoadOrStore(k, t.newSession(u.Principal))
-	}
-	s := v.(*session)
-	var refused *fieldcrypt.RefusedError
-	isRefused := u.Err != nil && errors.As(u.Err, &refused)
+	s := t.session(u.Principal)
+	refused := refusal(u.Err)
+	isRefused := refused != nil
 	s.mu.Lock()
 	if s.principal.User != u.Principal.User || s.principal.Database != u.Principal.Database {
 		s.principal = u.Principal // MySQL COM_CHANGE_USER
@@ -165,18 +161,61 @@ func (t *Tracker) KeyUsed(_ context.Context, u fieldcrypt.Use) {
 	}
 }
 
+// refusal is err as a Guard's refusal (nil: none).
+func refusal(err error) *fieldcrypt.RefusedError {
+	if err == nil {
+		return nil
+	}
+	var r *fieldcrypt.RefusedError
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
+}
+
+// session returns the state of p's session. One whose login was not
+// seen is followed from its first use, until a summary finds it idle.
+func (t *Tracker) session(p proxy.Principal) *session {
+	k := sessionKey{p.Listener, p.SessionID}
+	t.mu.RLock()
+	s := t.sessions[k]
+	t.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s = t.sessions[k]; s == nil {
+		s = t.newSession(p)
+		t.sessions[k] = s
+	}
+	return s
+}
+
+// forget drops session k if it is still s.
+func (t *Tracker) forget(k sessionKey, s *session) {
+	t.mu.Lock()
+	if t.sessions[k] == s {
+		delete(t.sessions, k)
+	}
+	t.mu.Unlock()
+}
+
 // Summarize emits a session_summary for every session that used a key
 // since its last summary, and forgets sessions whose login was not seen
 // once they are idle.
 func (t *Tracker) Summarize() {
-	t.sessions.Range(func(k, v any) bool {
+	t.mu.RLock()
+	all := make(map[sessionKey]*session, len(t.sessions))
+	maps.Copy(all, t.sessions)
+	t.mu.RUnlock()
+	for k, s := range all {
 		// A session followed from its login stays until it ends; one
 		// whose login was not seen is forgotten once idle.
-		if s := v.(*session); !t.summarize(s, TypeSessionSummary) && !s.loggedIn {
-			t.sessions.CompareAndDelete(k, s)
+		if !t.summarize(s, TypeSessionSummary) && !s.loggedIn {
+			t.forget(k, s)
 		}
-		return true
-	})
+	}
 }
 
 // summarize emits the counts of s since its last summary as an event of

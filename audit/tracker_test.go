@@ -89,3 +89,23 @@ func TestTrackerLoginRefused(t *testing.T) {
 		t.Fatalf("events %+v", c.events)
 	}
 }
+
+// BenchmarkTrackerKeyUsed is the per-value cost of the audit Monitor in a
+// session after its first uses.
+//
+//	go test -run '^$' -bench TrackerKeyUsed -benchmem ./audit/
+func BenchmarkTrackerKeyUsed(b *testing.B) {
+	var c capture
+	tr := audit.NewTracker(&c, 0)
+	p := proxy.Principal{Listener: "pg", SessionID: 7, User: "app"}
+	defer tr.Login(p, nil, true)()
+	col := &rules.ColumnRule{Schema: "public", Table: "users", Column: "email", Key: "k"}
+	u := fieldcrypt.Use{Access: fieldcrypt.Access{Principal: p, Op: fieldcrypt.OpDecrypt, Column: col}, KeyVersion: 1, Versions: 1, Bytes: 20}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tr.KeyUsed(ctx, u)
+		}
+	})
+}
