@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dbproxy/dbproxy/audit"
 	"github.com/dbproxy/dbproxy/crypto"
@@ -244,5 +245,82 @@ func TestMACKey(t *testing.T) {
 	kx, _ := crypto.NewKey(audit.KeyName, 1, crypto.AlgorithmXAESGCM, gcm)
 	if _, err := audit.MACKey(kx); err == nil {
 		t.Fatal("MACKey accepted a randomized key")
+	}
+}
+
+// waitLines waits until path has n lines (the Log writes asynchronously).
+func waitLines(t *testing.T, path string, n int) {
+	t.Helper()
+	for range 400 {
+		if b, err := os.ReadFile(path); err == nil && strings.Count(string(b), "\n") >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // waiting for the writer, not asserting a duration
+	}
+	t.Fatalf("%s never reached %d lines", path, n)
+}
+
+// TestRotationUnderARunningLog: a file renamed away while a Log writes it
+// (logrotate without copytruncate) is noticed at the next batch, without
+// a signal, and the chain continues in the new file.
+func TestRotationUnderARunningLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	l, err := audit.Open(audit.Options{Path: path, Key: testKey, KeyVersion: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for range 3 {
+		l.Emit(audit.KeyAdmin("rotate", "a", 1, nil))
+	}
+	waitLines(t, path, 4)
+	rotated := path + ".1"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	l.Emit(audit.KeyAdmin("rotate", "b", 1, nil))
+	waitLines(t, path, 2)
+	if err := audit.Append(path, testKey, 1, audit.KeyAdmin("rewrap", "", 0, nil)); err != nil {
+		t.Fatal(err)
+	}
+	l.Emit(audit.KeyAdmin("rotate", "c", 1, nil))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readLines(t, rotated)); n != 4 {
+		t.Errorf("rotated file has %d lines, want 4", n)
+	}
+	sum, err := audit.Verify([]string{rotated, path}, keys)
+	if err != nil || sum.Events != 8 || sum.LastSeq != 8 {
+		t.Fatalf("Verify = %+v, %v", sum, err)
+	}
+}
+
+// TestResumeFromTheFile: without its state file (lost, or its writer died
+// before updating it) a writer continues the chain from the file's last
+// line; a partial last line stays for verify to report.
+func TestResumeFromTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeLog(t, path, 2)
+	if err := os.Remove(path + ".chain"); err != nil {
+		t.Fatal(err)
+	}
+	writeLog(t, path, 2)
+	if sum, err := audit.Verify([]string{path}, keys); err != nil || sum.Events != 5 {
+		t.Fatalf("Verify = %+v, %v", sum, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"seq":6,"ts":"2026`) // a writer died mid-line
+	f.Close()
+	if err := audit.Append(path, testKey, 1, audit.KeyAdmin("init", "", 0, nil)); err != nil {
+		t.Fatal(err)
+	}
+	wantBad(t, []string{path}, path, 6, "malformed line")
+	if lines := readLines(t, path); len(lines) != 7 || !strings.Contains(lines[6], `"seq":6,`) {
+		t.Fatalf("lines after the partial one: %q", lines[5:])
 	}
 }

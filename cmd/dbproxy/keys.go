@@ -96,6 +96,7 @@ func runKeyCommand(ctx context.Context, sub, key string, asJSON bool, cfg *confi
 			return err
 		}
 		if len(created) == 0 {
+			e.audit.emit(audit.KeyAdmin(sub, "", 0, nil))
 			fmt.Fprintln(e.stdout, "all data keys present; nothing to do")
 		}
 		return nil

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestAuditVerifyCLI: the keys commands append to the audit file, across
+// a rotation; audit verify exits 0 with a summary, 1 naming the first bad
+// line (here: a deleted one, and files given out of order), 2 on usage.
+func TestAuditVerifyCLI(t *testing.T) {
+	cfgPath := writeConfig(t, localKeys+"audit:\n  file: audit.jsonl\n")
+	dir := filepath.Dir(cfgPath)
+	file, rotated := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "audit.jsonl.1")
+	keysInit(t, cfgPath)
+	keysInit(t, cfgPath) // nothing to do, still recorded
+	if err := os.Rename(file, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCLI(t, nil, "keys", "rotate", "_audit", "--config", cfgPath); code != 0 {
+		t.Fatalf("keys rotate: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, nil, "keys", "rewrap", "--config", cfgPath); code != 0 {
+		t.Fatalf("keys rewrap: exit %d\n%s%s", code, out, errs)
+	}
+	verify := func(files ...string) (int, string, string) {
+		return runCLI(t, nil, append([]string{"audit", "verify", "--config", cfgPath}, files...)...)
+	}
+	code, out, errs := verify(rotated, file)
+	if code != 0 || !strings.HasPrefix(out, "OK: ") || !strings.Contains(out, "in 2 file(s)") {
+		t.Fatalf("audit verify: exit %d\n%s%s", code, out, errs)
+	}
+	b, _ := os.ReadFile(file)
+	for _, want := range []string{`"reason":"rotated"`, `"command":"rotate","key":"_audit","version":2`, `"command":"rewrap"`, `"kv":2`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("audit file lacks %s:\n%s", want, b)
+		}
+	}
+	if code, _, errs := verify(file, rotated); code != 1 || !strings.Contains(errs, rotated+":1: ") {
+		t.Errorf("files out of order: exit %d\n%s", code, errs)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if err := os.WriteFile(file, []byte(strings.Join(append(lines[:1], lines[2:]...), "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := verify(rotated, file); code != 1 || !strings.Contains(errs, file+":2: sequence gap") {
+		t.Errorf("a deleted line: exit %d\n%s", code, errs)
+	}
+	for _, args := range [][]string{{"audit"}, {"audit", "verify", "--config", cfgPath}, {"audit", "check", file}, {"audit", "verify", "--bogus", file}} {
+		if code, _, errs := runCLI(t, nil, args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2\n%s", args, code, errs)
+		}
+	}
+}
