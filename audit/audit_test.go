@@ -23,13 +23,21 @@ func keys(v uint32) ([]byte, error) {
 	return testKey, nil
 }
 
-// writeLog writes n key_admin events through a Log and closes it.
-func writeLog(t *testing.T, path string, n int) {
+// openLog opens a Log on path, closed when the test ends.
+func openLog(t *testing.T, path string) *audit.Log {
 	t.Helper()
 	l, err := audit.Open(audit.Options{Path: path, Key: testKey, KeyVersion: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// writeLog writes n key_admin events through a Log and closes it.
+func writeLog(t *testing.T, path string, n int) {
+	t.Helper()
+	l := openLog(t, path)
 	for i := range n {
 		l.Emit(audit.KeyAdmin("rotate", fmt.Sprintf("k%d", i), uint32(i+1), nil))
 	}
@@ -168,11 +176,7 @@ func TestRotation(t *testing.T) {
 func TestCopyTruncate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.jsonl")
-	l, err := audit.Open(audit.Options{Path: path, Key: testKey, KeyVersion: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	openLog(t, path) // serve, running while a keys command and logrotate act
 	if err := audit.Append(path, testKey, 1, audit.KeyAdmin("rotate", "a", 2, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -266,11 +270,7 @@ func waitLines(t *testing.T, path string, n int) {
 func TestRotationUnderARunningLog(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.jsonl")
-	l, err := audit.Open(audit.Options{Path: path, Key: testKey, KeyVersion: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := openLog(t, path)
 	for range 3 {
 		l.Emit(audit.KeyAdmin("rotate", "a", 1, nil))
 	}
