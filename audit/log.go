@@ -52,7 +52,7 @@ type Log struct {
 	mu     sync.RWMutex // guards closed against Emit
 	closed bool
 	done   chan struct{}
-	err    error // the last write error, reported by Close
+	err    error // the last write error while writes fail, reported by Close
 }
 
 // Open opens (or creates) the audit file and starts its writer.
@@ -185,6 +185,10 @@ func (l *Log) write(batch []Event, buf []byte) []byte {
 		return buf
 	}
 	buf, err := l.app.append(l.seal, batch, buf)
+	if err == nil && l.err != nil {
+		l.log.Info("audit file writable again", slog.Any("after", l.err))
+		l.err = nil
+	}
 	if err != nil {
 		n := uint64(len(batch))
 		if batch[0].Type == TypeDropped {
@@ -196,9 +200,13 @@ func (l *Log) write(batch []Event, buf []byte) []byte {
 	return buf
 }
 
+// fail records a write failure; it is logged once until a write
+// succeeds again.
 func (l *Log) fail(err error) {
+	if l.err == nil {
+		l.log.Error("audit file write failed; events are counted as dropped until a write succeeds", slog.Any("error", err))
+	}
 	l.err = err
-	l.log.Error("audit file write failed; events are counted as dropped", slog.Any("error", err))
 }
 
 // Append seals events after the end of the chain of the audit file at

@@ -54,3 +54,28 @@ func TestAuditVerifyCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditNeedsItsKey: with audit: set but no _audit key in the
+// keystore, serve does not start and keys rotate changes nothing, both
+// saying that keys init creates it.
+func TestAuditNeedsItsKey(t *testing.T) {
+	cfgPath := writeConfig(t, listenerYAML("postgres", freeAddr(t), "127.0.0.1:1")+localConfig)
+	keysInit(t, cfgPath)
+	b, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, append(b, "audit:\n  file: audit.jsonl\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"serve"}, {"keys", "rotate", "public.users.ssn"}} {
+		code, out, errs := runCLI(t, nil, append(args, "--config", cfgPath)...)
+		if code != 1 || !strings.Contains(errs, "_audit is not in the keystore (dbproxy keys init creates it)") {
+			t.Errorf("%q without the audit key: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if code, out, errs := runCLI(t, nil, "keys", "list", "--config", cfgPath); code != 0 || strings.Count(out, "public.users.ssn") != 1 {
+		t.Errorf("keys list: exit %d (the refused rotation must not have run)\n%s%s", code, out, errs)
+	}
+	keysInit(t, cfgPath)
+	if code, out, errs := runCLI(t, nil, "audit", "verify", "--config", cfgPath, filepath.Join(filepath.Dir(cfgPath), "audit.jsonl")); code != 0 {
+		t.Errorf("audit verify after keys init: exit %d\n%s%s", code, out, errs)
+	}
+}
