@@ -48,7 +48,7 @@ func serveStoppable(t *testing.T, cfgPath string, getenv func(string) string) (l
 }
 
 // TestAuditServe runs an encrypting session through serve with audit on,
-// for PostgreSQL and MySQL: the audit file records the unwraps, the login,
+// for PostgreSQL (with the metrics on as well) and MySQL: the audit file records the unwraps, the login,
 // the first uses and the session's end; it holds none of the plaintexts
 // and none of the key material (master key, data keys, audit MAC key, in
 // hex or base64); audit verify accepts it, then names the line edited.
@@ -58,10 +58,17 @@ func TestAuditServe(t *testing.T) {
 			addr := freeAddr(t)
 			var cfgPath string
 			var session func(t *testing.T)
+			metricsSeen := func(*testing.T) {}
 			getenv := func(string) string { return "" }
 			if protocol == "postgres" {
 				pg, ctx, _ := startPostgresWith(t, usersTablePG)
-				cfgPath = writeConfig(t, listenerYAML("postgres", addr, pg.Addr())+localConfig+auditYAML)
+				// With admin: too, the metrics and the audit monitor both
+				// see every key use.
+				adminAddr := freeAddr(t)
+				cfgPath = writeConfig(t, listenerYAML("postgres", addr, pg.Addr())+localConfig+auditYAML+"admin:\n  listen: "+adminAddr+"\n")
+				metricsSeen = func(t *testing.T) {
+					adminClient{t: t, base: "http://" + adminAddr}.waitMetric(`dbproxy_key_operations_total{key="public.users.ssn",op="decrypt"}`, 1)
+				}
 				t.Setenv("PGPASSWORD", pg.Password)
 				session = func(t *testing.T) {
 					c := connectRetry(ctx, t, pgURL(pg, addr))
@@ -85,6 +92,7 @@ func TestAuditServe(t *testing.T) {
 			}
 			_, stop := serveStoppable(t, cfgPath, getenv)
 			session(t)
+			metricsSeen(t)
 			stop()
 			dir := filepath.Dir(cfgPath)
 			file := filepath.Join(dir, "audit.jsonl")
