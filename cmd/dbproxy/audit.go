@@ -186,6 +186,15 @@ func auditSession[H any](a *auditing, p proxy.Principal, h *H, closeField func(*
 	return h, err
 }
 
+// warnAuditChanged warns when a reloaded configuration changes the audit:
+// section, which only a restart applies.
+func warnAuditChanged(logger *slog.Logger, cur, next *config.Config) {
+	if cur.Audit == nil && next.Audit == nil || cur.Audit != nil && next.Audit != nil && *cur.Audit == *next.Audit {
+		return
+	}
+	logger.Warn("reload: audit section changes need a restart; the audit log continues as it was", slog.String("config", cur.Path))
+}
+
 // auditing returns the audit log of serve (nil: none).
 func (rl *reloader) auditing() *auditing {
 	if rl == nil {

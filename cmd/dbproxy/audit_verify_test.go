@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dbproxy/dbproxy/config"
 )
 
 // TestAuditVerifyCLI: the keys commands append to the audit file, across
@@ -77,5 +82,21 @@ func TestAuditNeedsItsKey(t *testing.T) {
 	keysInit(t, cfgPath)
 	if code, out, errs := runCLI(t, nil, "audit", "verify", "--config", cfgPath, filepath.Join(filepath.Dir(cfgPath), "audit.jsonl")); code != 0 {
 		t.Errorf("audit verify after keys init: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestWarnAuditChanged(t *testing.T) {
+	a := &config.Audit{File: "/a", SummaryInterval: time.Minute}
+	b := *a
+	b.SummaryInterval = time.Second
+	for _, tc := range []struct {
+		cur, next *config.Audit
+		warn      bool
+	}{{nil, nil, false}, {a, &config.Audit{File: "/a", SummaryInterval: time.Minute}, false}, {a, &b, true}, {nil, a, true}, {a, nil, true}} {
+		var buf bytes.Buffer
+		warnAuditChanged(slog.New(slog.NewTextHandler(&buf, nil)), &config.Config{Audit: tc.cur}, &config.Config{Audit: tc.next})
+		if got := strings.Contains(buf.String(), "audit section changes need a restart"); got != tc.warn {
+			t.Errorf("%+v -> %+v: warned %v, want %v", tc.cur, tc.next, got, tc.warn)
+		}
 	}
 }

@@ -332,6 +332,7 @@ func reload(ctx context.Context, logger *slog.Logger, cfg *config.Config, enc *e
 	if listenersChanged(cfg, next) {
 		logger.Warn("reload: listener changes need a restart; applying the rest", slog.String("config", cfg.Path))
 	}
+	warnAuditChanged(logger, cfg, next)
 	cur := applyReload(logger, cfg, enc, next, nextEnc, sws)
 	rl.ops.reloaded(cur == nextEnc, cur) // applyReload returns enc when it fails
 	return cur
