@@ -66,6 +66,8 @@ type Config struct {
 	// Access is the per-user access policy of encrypted columns; nil:
 	// every session decrypts every column.
 	Access *Access `yaml:"access,omitempty"`
+	// Audit is the tamper-evident audit log of key use; nil: off.
+	Audit *Audit `yaml:"audit,omitempty"`
 }
 
 // Listener is one client-facing socket and the database it forwards to.

@@ -53,6 +53,7 @@ func (d *decoder) validate(c *Config) {
 	d.encryption(c)
 	d.admin(c)
 	d.access(c)
+	d.audit(c)
 
 	d.enum(&c.Log.Level, "log.level", DefaultLogLevel, "debug", "info", "warn", "error")
 	d.enum(&c.Log.Format, "log.format", DefaultLogFormat, "text", "json")

@@ -92,7 +92,7 @@ func openEncryption(ctx context.Context, cfg *config.Config, e env, logger *slog
 	}
 	ring := &keyring{enc: rules.NewEncryptor(mgr), mgr: mgr, refs: 1, close: closeFn}
 	return &encryption{rules: set, specs: specs, keysCfg: cfg.Keys, access: cfg.Access, ring: ring, log: logger, getenv: e.getenv,
-		keyUse: fieldcrypt.Options{Monitor: e.ops.keyUseMonitor(), Policy: policy}}, nil
+		keyUse: fieldcrypt.Options{Monitor: joinMonitors(e.ops.keyUseMonitor(), e.audit.monitor()), Policy: policy}}, nil
 }
 
 // ruleSet builds the rule set of cfg's encrypted columns for dialect d, and

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dbproxy/dbproxy/audit"
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
@@ -62,13 +63,18 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 			return err
 		}
 	}
+	ka := keysAudit(cfg, sub)
+	e.audit = ka.auditing
 	mgr, masterID, closeFn, err := openManager(ctx, cfg, e, logger)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-
-	return runKeyCommand(ctx, sub, fs.Arg(0), asJSON, cfg, mgr, masterID, e)
+	if err := ka.before(ctx, sub, mgr); err != nil {
+		return err
+	}
+	err = runKeyCommand(ctx, sub, fs.Arg(0), asJSON, cfg, mgr, masterID, e)
+	return ka.after(ctx, mgr, err)
 }
 
 // runKeyCommand runs keys sub on mgr (key: the KEY argument of rotate) and
@@ -79,11 +85,14 @@ func runKeyCommand(ctx context.Context, sub, key string, asJSON bool, cfg *confi
 		created, err := mgr.Init(ctx, keySpecs(cfg))
 		for _, name := range created {
 			fmt.Fprintf(e.stdout, "created data key %s version 1\n", name)
+			e.audit.emit(audit.KeyAdmin(sub, name, 1, nil))
 		}
 		if err != nil {
+			e.audit.emit(audit.KeyAdmin(sub, "", 0, err))
 			return err
 		}
 		if len(created) == 0 {
+			e.audit.emit(audit.KeyAdmin(sub, "", 0, nil))
 			fmt.Fprintln(e.stdout, "all data keys present; nothing to do")
 		}
 		return nil
@@ -95,6 +104,7 @@ func runKeyCommand(ctx context.Context, sub, key string, asJSON bool, cfg *confi
 		return printKeyList(e, infos, asJSON)
 	case "rotate":
 		rec, err := mgr.Rotate(ctx, key)
+		e.audit.emit(audit.KeyAdmin(sub, key, rec.Version, err))
 		if err != nil {
 			return err
 		}
@@ -102,6 +112,9 @@ func runKeyCommand(ctx context.Context, sub, key string, asJSON bool, cfg *confi
 		return nil
 	case "rewrap":
 		n, err := mgr.Rewrap(ctx)
+		ev := audit.KeyAdmin(sub, "", 0, err)
+		ev.Count = uint64(n)
+		e.audit.emit(ev)
 		if err != nil {
 			return err
 		}
@@ -126,6 +139,9 @@ func keySpecs(cfg *config.Config) []keys.Spec {
 			alg = crypto.AlgorithmAESSIV
 		}
 		specs = append(specs, keys.Spec{Name: c.Key, Algorithm: alg})
+	}
+	if cfg.Audit != nil {
+		specs = append(specs, keys.Spec{Name: audit.KeyName, Algorithm: crypto.AlgorithmAESSIV})
 	}
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
 	return specs
@@ -178,6 +194,7 @@ func openManager(ctx context.Context, cfg *config.Config, e env, logger *slog.Lo
 		Observer:   e.ops.cacheObserver(),
 		Poll:       cfg.Keys.Store.Poll,
 		Activation: keys.ActivationDelay(cfg.Keys.Store.Poll),
+		Unwrapped:  e.audit.unwrapObserver(),
 	})
 	if err != nil {
 		closeAll()

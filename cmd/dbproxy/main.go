@@ -2,6 +2,7 @@
 //
 // Subcommands (README, "Command line"): serve, check-config, keys init|list|rotate|rewrap,
 // schema guard|check (the database-side guard, package schemaguard),
+// audit verify (the audit log's chain, package audit),
 // version. Exit codes: 0 ok, 1 runtime or validation failure, 2 usage error.
 package main
 
@@ -49,6 +50,8 @@ Usage:
                         print (--apply: install) the CHECK constraints that admit only ciphertext
   dbproxy schema check  [--config FILE] [--database DB]
                         verify every encrypted column exists, holds bytes and carries its guard
+  dbproxy audit verify  [--config FILE] FILE...
+                        check the HMAC chain of audit files (rotated files first)
   dbproxy version
 
 --config defaults to $DBPROXY_CONFIG, else ./dbproxy.yaml.
@@ -59,6 +62,7 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	ops            *operations // serve's metrics and admin listener; nil otherwise
+	audit          *auditing   // where audit events go (audit: section); nil: none
 }
 
 func main() {
@@ -108,6 +112,11 @@ func dispatch(ctx context.Context, args []string, e env) error {
 			return usagef("schema: missing subcommand (guard, check)")
 		}
 		return cmdSchema(ctx, rest[0], rest[1:], e)
+	case "audit":
+		if len(rest) == 0 {
+			return usagef("audit: missing subcommand (verify)")
+		}
+		return cmdAudit(ctx, rest[0], rest[1:], e)
 	case "version", "--version":
 		return cmdVersion(rest, e)
 	case "help", "-h", "--help":

@@ -137,21 +137,29 @@ func openSession[IC, H any](s *swap[IC], open func(IC) (*H, error), closeField f
 }
 
 // pgSwap is a postgres.Interceptor whose implementation can be replaced.
-type pgSwap struct{ swap[postgres.Interceptor] }
+type pgSwap struct {
+	swap[postgres.Interceptor]
+	audit *auditing // records logins and follows sessions; nil: none
+}
 
 func (s *pgSwap) NewSession(ctx context.Context, info postgres.SessionInfo) (*postgres.SessionHooks, error) {
-	return openSession(&s.swap,
-		func(ic postgres.Interceptor) (*postgres.SessionHooks, error) { return ic.NewSession(ctx, info) },
-		func(h *postgres.SessionHooks) *func() { return &h.Close })
+	closeField := func(h *postgres.SessionHooks) *func() { return &h.Close }
+	h, err := openSession(&s.swap,
+		func(ic postgres.Interceptor) (*postgres.SessionHooks, error) { return ic.NewSession(ctx, info) }, closeField)
+	return auditSession(s.audit, info.Principal, h, closeField, err)
 }
 
 // mySwap is the MySQL counterpart of pgSwap.
-type mySwap struct{ swap[mysql.Interceptor] }
+type mySwap struct {
+	swap[mysql.Interceptor]
+	audit *auditing
+}
 
 func (s *mySwap) NewSession(ctx context.Context, info mysql.SessionInfo) (*mysql.SessionHooks, error) {
-	return openSession(&s.swap,
-		func(ic mysql.Interceptor) (*mysql.SessionHooks, error) { return ic.NewSession(ctx, info) },
-		func(h *mysql.SessionHooks) *func() { return &h.Close })
+	closeField := func(h *mysql.SessionHooks) *func() { return &h.Close }
+	h, err := openSession(&s.swap,
+		func(ic mysql.Interceptor) (*mysql.SessionHooks, error) { return ic.NewSession(ctx, info) }, closeField)
+	return auditSession(s.audit, info.Principal, h, closeField, err)
 }
 
 // listenersChanged reports whether the listener section differs (which a

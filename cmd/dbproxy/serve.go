@@ -34,6 +34,7 @@ type reloader struct {
 	signals <-chan struct{}
 	load    func(ctx context.Context) (*config.Config, *encryption, error)
 	ops     *operations // metrics and the admin listener (admin.go); nil: none
+	audit   *auditing   // the audit log (audit.go); nil: none
 }
 
 // serveWith is runServe with the encryption layer (nil: none) and, when rl
@@ -50,6 +51,7 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	if err := bindListeners(ls); err != nil {
 		return err
 	}
+	rl.auditing().attach(sws)
 	stopping := rl.operations().serve(ls, enc)
 
 	errc := make(chan error, len(ls))
@@ -331,6 +333,7 @@ func reload(ctx context.Context, logger *slog.Logger, cfg *config.Config, enc *e
 	if listenersChanged(cfg, next) {
 		logger.Warn("reload: listener changes need a restart; applying the rest", slog.String("config", cfg.Path))
 	}
+	warnAuditChanged(logger, cfg, next)
 	cur := applyReload(logger, cfg, enc, next, nextEnc, sws)
 	rl.ops.reloaded(cur == nextEnc, cur) // applyReload returns enc when it fails
 	return cur

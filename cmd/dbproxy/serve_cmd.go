@@ -39,6 +39,10 @@ func cmdServe(ctx context.Context, args []string, e env) (err error) {
 	if e.getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	if e.audit, err = openAuditing(ctx, cfg, e, logger); err != nil {
+		return err
+	}
+	defer e.audit.close(logger)
 	enc, err := openEncryption(ctx, cfg, e, logger)
 	if err != nil {
 		return err
@@ -55,7 +59,7 @@ func cmdServe(ctx context.Context, args []string, e env) (err error) {
 			}
 		}
 	}()
-	rl := &reloader{signals: reloads, ops: e.ops, load: func(ctx context.Context) (*config.Config, *encryption, error) {
+	rl := &reloader{signals: reloads, ops: e.ops, audit: e.audit, load: func(ctx context.Context) (*config.Config, *encryption, error) {
 		next, err := config.Load(*path)
 		if err != nil {
 			return nil, nil, err

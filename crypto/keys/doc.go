@@ -74,7 +74,9 @@
 // destroyed.
 //
 // Options.Observer, when set, is told of every hit, miss and eviction
-// (metrics; a nil Observer costs one branch). [Manager.CheckStore] and
+// (metrics; a nil Observer costs one branch). Options.Unwrapped, when
+// set, is told of every master key call that unwraps a data key version,
+// with its latency and outcome (audit). [Manager.CheckStore] and
 // [Manager.CheckMaster] probe the keystore and the master key for
 // readiness checks without touching the cache.
 //

@@ -104,6 +104,18 @@ type Options struct {
 	// value, at least ActivationDelay(Poll) of the slowest poller. Zero: a
 	// new version is primary at once (a single process).
 	Activation time.Duration
+	// Unwrapped, if set, is told of every master key call that unwraps a
+	// data key version (audit).
+	Unwrapped UnwrapObserver
+}
+
+// UnwrapObserver is told of each master key call unwrapping a data key
+// version: the key's name and version, the master key's ID, how long the
+// call took and its error (nil: unwrapped). It never sees key material.
+// It is called on the lookup path of a cache miss: it must be quick and
+// must not block or call the Manager.
+type UnwrapObserver interface {
+	KeyUnwrapped(name string, version uint32, masterKeyID string, took time.Duration, err error)
 }
 
 // CacheObserver is told of the cache's activity (metrics). Its methods are
@@ -151,6 +163,7 @@ type Manager struct {
 	activation time.Duration
 	stopPoll   context.CancelFunc // nil without Poll
 	pollDone   chan struct{}      // closed when pollLoop returns
+	unwrapped UnwrapObserver // nil: none
 }
 
 // testHooks are set only by export_test.go.
@@ -194,6 +207,7 @@ func New(opts Options) (*Manager, error) {
 		poll:       opts.Poll,
 		activation: opts.Activation,
 	}
+	m.unwrapped = opts.Unwrapped
 	if m.master.ID() == "" {
 		return nil, errors.New("key manager: master key has an empty ID")
 	}
@@ -276,7 +290,11 @@ func (m *Manager) unwrap(ctx context.Context, r *keystore.Record) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	pt, err := mk.Unwrap(ctx, ref, r.Wrapped)
+	if m.unwrapped != nil {
+		m.unwrapped.KeyUnwrapped(r.Name, r.Version, mk.ID(), time.Since(start), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key %s with master key %q: %w: %w", ref, mk.ID(), ErrUnavailable, err)
 	}

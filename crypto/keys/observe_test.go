@@ -2,8 +2,11 @@ package keys_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/crypto/keys"
@@ -66,5 +69,33 @@ func TestCheckStoreAndMaster(t *testing.T) {
 	m.Close()
 	if err := m.CheckStore(ctx); !errors.Is(err, keys.ErrClosed) {
 		t.Errorf("CheckStore after Close: %v", err)
+	}
+}
+
+// unwrapLog records what the Manager tells its UnwrapObserver.
+type unwrapLog struct {
+	calls []string
+}
+
+func (u *unwrapLog) KeyUnwrapped(name string, version uint32, master string, _ time.Duration, err error) {
+	u.calls = append(u.calls, fmt.Sprintf("%s/%d/%s/%v", name, version, master, err != nil))
+}
+
+func TestUnwrapObserver(t *testing.T) {
+	obs := &unwrapLog{}
+	master := newFakeMaster(t, "m1")
+	m := newManager(t, keys.Options{Store: openStore(t), Master: master, Unwrapped: obs})
+	if _, err := m.Init(ctx, []keys.Spec{{Name: "a", Algorithm: crypto.AlgorithmAESSIV}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := m.Primary(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	master.down.Store(true)
+	_ = m.CheckMaster(ctx)
+	if want := []string{"a/1/m1/false", "a/1/m1/true"}; !slices.Equal(obs.calls, want) {
+		t.Errorf("observed %q, want %q (one per master key call)", obs.calls, want)
 	}
 }
