@@ -206,8 +206,12 @@ func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (
 	if err != nil {
 		return nil, err
 	}
+	target, err := proxy.ParseTargetSessionAttrs(lc.TargetSessionAttrs)
+	if err != nil {
+		return nil, err
+	}
 	lo := proxy.ListenerOptions{
-		Name: name, Upstream: lc.Upstream, Logger: log,
+		Name: name, Upstream: lc.Upstream, TargetSessionAttrs: target, Logger: log,
 		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
 		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
 	}
@@ -280,14 +284,8 @@ func upstreamTLS(lc *config.Listener) (proxy.UpstreamTLS, error) {
 	if err != nil {
 		return proxy.UpstreamTLS{}, fmt.Errorf("upstream_tls.mode: %w", err)
 	}
+	// An empty server name is each upstream host's own (see proxy.Upstream).
 	u := proxy.UpstreamTLS{Mode: m, ServerName: lc.UpstreamTLS.ServerName}
-	if u.ServerName == "" {
-		host, _, err := net.SplitHostPort(lc.Upstream)
-		if err != nil {
-			return proxy.UpstreamTLS{}, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
-		}
-		u.ServerName = host
-	}
 	if lc.UpstreamTLS.CAFile != "" {
 		pool, err := proxy.LoadCertPool(lc.UpstreamTLS.CAFile)
 		if err != nil {

@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
-	"net"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -75,10 +75,16 @@ func (s *session) connectUpstream(ctx context.Context) error {
 // ("Too many connections", "Host is blocked") has its ERR relayed to the
 // client with the sequence id the client expects (hs nil).
 func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
-	conn, err := s.h.dial(ctx)
+	conn, host, err := s.h.Up.Dial(ctx)
 	if err != nil {
-		return 0, nil, fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
+		msg := "dbproxy could not connect to the database server"
+		var ue *proxy.UpstreamError
+		if errors.As(err, &ue) {
+			msg += ": tried " + ue.Tried()
+		}
+		return 0, nil, fatalf(codeConnectHost, stateGeneral, msg, err)
 	}
+	s.upHost = host
 	if !s.SetServer(conn, conn) {
 		_ = conn.Close()
 		return 0, nil, errHandled
@@ -233,7 +239,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	defer func() { clear(p); s.hr = nil }()
 	fwd := clientCaps(p, s.hs.mariaDB) & s.adverts &^ capSSL
 	useTLS := false
-	if s.h.Up.TLS() != nil {
+	if s.h.Up.UsesTLS() {
 		switch {
 		case s.hs.caps&capSSL != 0:
 			useTLS = true
@@ -252,7 +258,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 			return s.upstreamLost(err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
-		tconn := tls.Client(s.RawServer, s.h.Up.TLS())
+		tconn := tls.Client(s.RawServer, s.upHost.TLS())
 		err := tconn.HandshakeContext(tctx)
 		cancel()
 		if err != nil {
@@ -285,11 +291,4 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	}
 	s.d = clientSeq - serverSeq
 	return nil
-}
-
-// dial connects to the upstream within the connect timeout.
-func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
-	defer cancel()
-	return h.Up.Dial(ctx)
 }

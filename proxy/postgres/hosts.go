@@ -1,0 +1,90 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
+)
+
+// hostSkipped is a host that a session moves on from to the next one:
+// it could not be reached (dial, TLS), or its session is read-only where
+// target_session_attrs is read-write.
+type hostSkipped struct{ err error }
+
+func (e *hostSkipped) Error() string { return e.err.Error() }
+func (e *hostSkipped) Unwrap() error { return e.err }
+
+// startUpstream opens the session's upstream connection: for each host in
+// the listener's order (see [proxy.Upstream.Hosts]) it dials, relays the
+// authentication and reads the server's startup messages, until one host
+// gives a session; as libpq, a host that refuses the login ends the
+// search. When every host is skipped the client gets FATAL 08001 naming
+// each host and why it was skipped.
+func (s *session) startUpstream(ctx context.Context) error {
+	var ue proxy.UpstreamError
+	for _, host := range s.h.Up.Hosts() {
+		err := s.startOn(ctx, host)
+		var skip *hostSkipped
+		if !errors.As(err, &skip) {
+			if err == nil && s.h.Up.Target() == proxy.TargetReadWrite {
+				s.h.Up.Writable(host)
+			}
+			return err
+		}
+		ue.Add(host, skip.err)
+		if !time.Now().Before(s.deadline) {
+			break // limits.handshake_timeout: endStartup says so
+		}
+	}
+	what := "the database server"
+	if s.h.Up.Target() == proxy.TargetReadWrite {
+		what = "a read-write database server (target_session_attrs: read-write)"
+	}
+	return fatalf(codeUnableToConnect, fmt.Sprintf("dbproxy could not connect to %s: tried %s", what, ue.Tried()), &ue)
+}
+
+// startOn runs the session's startup on host.
+func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost) error {
+	if err := s.connectUpstream(ctx, s.deadline, host); err != nil {
+		return err
+	}
+	if err := s.authenticate(); err != nil {
+		return err
+	}
+	return s.finishStartup()
+}
+
+// checkWritable runs at the server's first ReadyForQuery, before anything
+// of it reached the client. Under target_session_attrs read-write, a
+// session the server reports read-only (PostgreSQL 14 and later report
+// in_hot_standby and default_transaction_read_only at startup, as libpq
+// reads them) is dropped: if the client took no part in this server's
+// login (trust, certificate) the next host is tried ([hostSkipped]);
+// otherwise its login cannot be replayed elsewhere, and it gets FATAL
+// 08001 asking it to connect again. Either way new sessions try the next
+// host first. A server that reports neither (before 14) counts as
+// read-write.
+func (s *session) checkWritable() error {
+	if s.h.Up.Target() != proxy.TargetReadWrite ||
+		(s.srvParams["in_hot_standby"] != "on" && s.srvParams["default_transaction_read_only"] != "on") {
+		return nil
+	}
+	s.h.Up.ReadOnly(s.upHost)
+	if s.clientHeard {
+		return fatalf(codeUnableToConnect, fmt.Sprintf(
+			"dbproxy: the database server %s is read-only and target_session_attrs is read-write; connect again (the next attempt starts at the next host)",
+			s.upHost.Addr), proxy.ErrReadOnly)
+	}
+	_ = s.RawServer.SetDeadline(time.Now().Add(startupErrorTimeout))
+	_, _ = s.Server.Write([]byte{'X', 0, 0, 0, 4})
+	_ = s.RawServer.Close()
+	s.out, s.sentNPV = s.out[:0], false
+	if s.proxyPID != 0 {
+		s.h.keys.remove(s.proxyPID)
+		s.proxyPID = 0
+	}
+	return &hostSkipped{err: proxy.ErrReadOnly}
+}
