@@ -81,7 +81,8 @@ func (h *UpstreamHost) TLS() *tls.Config { return h.tls }
 // NewUpstream validates a listener's upstream: every host is host:port,
 // and the sslmode must be set.
 func NewUpstream(c UpstreamConfig) (*Upstream, error) {
-	if strings.TrimSpace(c.Addr) == "" {
+	addrs := SplitHosts(c.Addr)
+	if len(addrs) == 0 {
 		return nil, errors.New("upstream address is required")
 	}
 	if c.TLS.Mode == 0 {
@@ -92,7 +93,7 @@ func NewUpstream(c UpstreamConfig) (*Upstream, error) {
 	if u.resolver == nil {
 		u.resolver = net.DefaultResolver
 	}
-	for i, addr := range SplitHosts(c.Addr) {
+	for i, addr := range addrs {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: %w", addr, err)

@@ -284,8 +284,16 @@ func upstreamTLS(lc *config.Listener) (proxy.UpstreamTLS, error) {
 	if err != nil {
 		return proxy.UpstreamTLS{}, fmt.Errorf("upstream_tls.mode: %w", err)
 	}
-	// An empty server name is each upstream host's own (see proxy.Upstream).
+	// With several upstream hosts an empty server name is each host's own
+	// (see proxy.Upstream).
 	u := proxy.UpstreamTLS{Mode: m, ServerName: lc.UpstreamTLS.ServerName}
+	if hosts := lc.UpstreamHosts(); u.ServerName == "" && len(hosts) == 1 {
+		host, _, err := net.SplitHostPort(hosts[0])
+		if err != nil {
+			return proxy.UpstreamTLS{}, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
+		}
+		u.ServerName = host
+	}
 	if lc.UpstreamTLS.CAFile != "" {
 		pool, err := proxy.LoadCertPool(lc.UpstreamTLS.CAFile)
 		if err != nil {
