@@ -1,0 +1,226 @@
+package integration
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
+)
+
+// The login of PostgreSQL failover tests, created on each server (the
+// per-test roles and databases of testenv differ between servers).
+const (
+	failoverRole     = "failover_app"
+	failoverPassword = "failover-pw"
+)
+
+// pgFailoverServer starts a dedicated PostgreSQL server (auth: its pg_hba
+// method) with the failover login; readOnly makes that login's sessions
+// read-only (default_transaction_read_only, as on a server that is not
+// the writer).
+func pgFailoverServer(t *testing.T, auth string, readOnly bool) *testenv.Postgres {
+	t.Helper()
+	pg := testenv.StartPostgres(t, testenv.PGOptions{Dedicated: true, Auth: auth})
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	stmts := []string{fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", failoverRole, failoverPassword)}
+	if readOnly {
+		stmts = append(stmts, "ALTER ROLE "+failoverRole+" SET default_transaction_read_only = on")
+	}
+	for _, s := range stmts {
+		if _, err := admin.Exec(context.Background(), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	return pg
+}
+
+// pgSessionPort opens a new session through p and returns the port of the
+// server it landed on (inet_server_port(): the server's own, relays
+// notwithstanding) and whether it is read-only; the session is closed.
+func pgSessionPort(t *testing.T, p *servedProxy) (int, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, pgFailoverDSN(p))
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close(ctx)
+	var port int
+	var ro string
+	if err := c.QueryRow(ctx, "select inet_server_port(), current_setting('transaction_read_only')").Scan(&port, &ro); err != nil {
+		t.Fatalf("query through the proxy: %v", err)
+	}
+	return port, ro, nil
+}
+
+func pgFailoverDSN(p *servedProxy) string {
+	return fmt.Sprintf("postgres://%s:%s@%s/postgres?sslmode=disable&connect_timeout=20", failoverRole, failoverPassword, p.Addr)
+}
+
+// wantPGPort fails unless a new session through p lands on port.
+func wantPGPort(t *testing.T, p *servedProxy, port int, what string) {
+	t.Helper()
+	got, _, err := pgSessionPort(t, p)
+	if err != nil {
+		t.Fatalf("%s: connect: %v", what, err)
+	}
+	if got != port {
+		t.Fatalf("%s: session on the server at port %d, want %d", what, got, port)
+	}
+}
+
+// TestPGFailoverByDNS: the upstream is a name; sessions go where it
+// resolves when they start. After the name moves to a second server and
+// the first is killed (an Aurora failover), new sessions reach the
+// second, and a session open on the first breaks.
+func TestPGFailoverByDNS(t *testing.T) {
+	s1, s2 := pgFailoverServer(t, "trust", false), pgFailoverServer(t, "trust", false)
+	upstream, dns, h1 := movableName(t, s1.Addr(), s2.Addr())
+	p := startFailoverPG(t, failoverOpts{Upstream: upstream, Resolver: dns})
+
+	wantPGPort(t, p, s1.Port, "before the failover")
+	ctx := context.Background()
+	open := testenv.ConnectPG(t, pgFailoverDSN(p))
+
+	dns.set("127.0.0.3")
+	s1.Kill(t)
+	h1.close()
+	wantPGPort(t, p, s2.Port, "after the failover")
+	if err := open.Ping(ctx); err == nil {
+		t.Fatal("a session open on the killed server still answers")
+	}
+}
+
+// TestPGFailoverHostsAny: with several hosts and target_session_attrs any,
+// sessions take the first host that accepts; once it is killed, the next.
+func TestPGFailoverHostsAny(t *testing.T) {
+	s1, s2 := pgFailoverServer(t, "trust", false), pgFailoverServer(t, "trust", false)
+	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr()})
+	wantPGPort(t, p, s1.Port, "both up")
+	s1.Kill(t)
+	wantPGPort(t, p, s2.Port, "first host killed")
+	wantPGPort(t, p, s2.Port, "first host still down")
+}
+
+// TestPGFailoverReadWrite: with target_session_attrs read-write a host
+// whose sessions are read-only is skipped (the client's login needed no
+// password: the proxy moves on by itself); with no read-write host left
+// the client gets FATAL 08001 naming each host and why it was skipped.
+func TestPGFailoverReadWrite(t *testing.T) {
+	s1, s2 := pgFailoverServer(t, "trust", true), pgFailoverServer(t, "trust", false)
+	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr(), Target: proxy.TargetReadWrite})
+	for i := range 3 {
+		port, ro, err := pgSessionPort(t, p)
+		if err != nil || port != s2.Port || ro != "off" {
+			t.Fatalf("session %d: port %d read-only %q, %v; want the writer at %d", i, port, ro, err, s2.Port)
+		}
+	}
+	s2.Kill(t)
+	_, _, err := pgSessionPort(t, p)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08001" {
+		t.Fatalf("with the writer down: %v, want FATAL 08001", err)
+	}
+	for _, want := range []string{
+		"read-write database server", s1.Addr() + " (session is read-only)", s2.Addr() + " (connection refused)",
+	} {
+		if !strings.Contains(pe.Message, want) {
+			t.Errorf("error %q does not say %q", pe.Message, want)
+		}
+	}
+}
+
+// TestPGFailoverReadWritePassword: a client whose password went to a host
+// that then turns out read-only cannot be moved (its login cannot be
+// replayed): it gets FATAL 08001 asking it to connect again, and the next
+// session starts at the next host.
+func TestPGFailoverReadWritePassword(t *testing.T) {
+	s1, s2 := pgFailoverServer(t, "md5", true), pgFailoverServer(t, "md5", false)
+	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr(), Target: proxy.TargetReadWrite})
+	_, _, err := pgSessionPort(t, p)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08001" || !strings.Contains(pe.Message, s1.Addr()+" is read-only") {
+		t.Fatalf("first session: %v, want FATAL 08001 saying %s is read-only", err, s1.Addr())
+	}
+	wantPGPort(t, p, s2.Port, "second session")
+	wantPGPort(t, p, s2.Port, "third session")
+}
+
+// mySessionPort opens a new session through p as root and returns the
+// server's @@port.
+func mySessionPort(t *testing.T, p *servedProxy) (int, error) {
+	t.Helper()
+	cfg := driver.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr, cfg.Timeout = "root", "tcp", p.Addr, 20*time.Second
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var port int
+	err = db.QueryRowContext(ctx, "SELECT @@port").Scan(&port)
+	return port, err
+}
+
+// wantMyPort fails unless a new session through p lands on port.
+func wantMyPort(t *testing.T, p *servedProxy, port int, what string) {
+	t.Helper()
+	got, err := mySessionPort(t, p)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if got != port {
+		t.Fatalf("%s: session on the server at port %d, want %d", what, got, port)
+	}
+}
+
+// TestMySQLFailoverByDNS is TestPGFailoverByDNS for MariaDB.
+func TestMySQLFailoverByDNS(t *testing.T) {
+	s1 := testenv.StartMariaDB(t, testenv.MariaDBOptions{Dedicated: true})
+	s2 := testenv.StartMariaDB(t, testenv.MariaDBOptions{Dedicated: true})
+	upstream, dns, h1 := movableName(t, s1.Addr(), s2.Addr())
+	p := startFailoverMySQL(t, failoverOpts{Upstream: upstream, Resolver: dns})
+	wantMyPort(t, p, s1.Port, "before the failover")
+
+	dns.set("127.0.0.3")
+	s1.Kill(t)
+	h1.close()
+	wantMyPort(t, p, s2.Port, "after the failover")
+	wantMyPort(t, p, s2.Port, "again")
+}
+
+// TestMySQLFailoverHostsAny is TestPGFailoverHostsAny for MariaDB, and
+// the error naming every host once none is left.
+func TestMySQLFailoverHostsAny(t *testing.T) {
+	s1 := testenv.StartMariaDB(t, testenv.MariaDBOptions{Dedicated: true})
+	s2 := testenv.StartMariaDB(t, testenv.MariaDBOptions{Dedicated: true})
+	p := startFailoverMySQL(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr()})
+	wantMyPort(t, p, s1.Port, "both up")
+	s1.Kill(t)
+	wantMyPort(t, p, s2.Port, "first host killed")
+	s2.Kill(t)
+	_, err := mySessionPort(t, p)
+	var me *driver.MySQLError
+	if !errors.As(err, &me) || me.Number != 2003 {
+		t.Fatalf("with both hosts down: %v, want error 2003", err)
+	}
+	for _, host := range []string{s1.Addr(), s2.Addr()} {
+		if !strings.Contains(me.Message, host+" (connection refused)") {
+			t.Errorf("error %q does not name %s", me.Message, host)
+		}
+	}
+}
