@@ -167,8 +167,9 @@ func (u *Upstream) ReadOnly(h *UpstreamHost) {
 // an [*UpstreamError] naming every host tried when none does.
 func (u *Upstream) Dial(ctx context.Context) (net.Conn, *UpstreamHost, error) {
 	var ue UpstreamError
-	for _, h := range u.Hosts() {
-		hctx, cancel := context.WithTimeout(ctx, u.timeout)
+	hosts := u.Hosts()
+	for i, h := range hosts {
+		hctx, cancel := u.HostContext(ctx, len(hosts)-i)
 		conn, err := u.DialHost(hctx, h)
 		cancel()
 		if err == nil {
@@ -192,7 +193,7 @@ func (u *Upstream) DialHost(ctx context.Context, h *UpstreamHost) (net.Conn, err
 	}
 	var errs []error
 	for i, ip := range ips {
-		actx, cancel := attemptContext(ctx, len(ips)-i)
+		actx, cancel := share(ctx, len(ips)-i, 0)
 		conn, err := u.DialAddr(actx, net.JoinHostPort(ip, h.port))
 		cancel()
 		if err == nil {
@@ -239,17 +240,31 @@ func (u *Upstream) resolve(ctx context.Context, host string) ([]string, error) {
 	return ips, nil
 }
 
-// minAttempt is the least time one address gets when several share a
-// connect timeout (as Go's dialer does).
+// HostContext bounds connecting to one of left hosts still to try
+// (dial and TLS handshake): the connect timeout, and no more than an equal
+// share of what remains until ctx's deadline (at least 2s), so that a
+// host that swallows packets leaves time for the next.
+func (u *Upstream) HostContext(ctx context.Context, left int) (context.Context, context.CancelFunc) {
+	return share(ctx, left, u.timeout)
+}
+
+// minAttempt is the least time one attempt gets when several share a
+// deadline (as Go's dialer gives each address of a name).
 const minAttempt = 2 * time.Second
 
-// attemptContext gives one of left remaining addresses its share of ctx's
-// deadline: the rest divided evenly, at least minAttempt.
-func attemptContext(ctx context.Context, left int) (context.Context, context.CancelFunc) {
-	dl, ok := ctx.Deadline()
-	if !ok || left <= 1 {
+// share gives one of left remaining attempts its share of ctx's deadline:
+// the rest divided evenly, at least minAttempt; and at most limit, if
+// positive.
+func share(ctx context.Context, left int, limit time.Duration) (context.Context, context.CancelFunc) {
+	d := limit
+	if dl, ok := ctx.Deadline(); ok && left > 1 {
+		part := max(time.Until(dl)/time.Duration(left), minAttempt)
+		if d <= 0 || part < d {
+			d = part
+		}
+	}
+	if d <= 0 {
 		return context.WithCancel(ctx)
 	}
-	share := max(time.Until(dl)/time.Duration(left), minAttempt)
-	return context.WithTimeout(ctx, share)
+	return context.WithTimeout(ctx, d)
 }

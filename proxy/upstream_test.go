@@ -229,3 +229,30 @@ func TestUpstreamServerNamePerHost(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamBlackholeLeavesTimeForNext: a first host that never answers
+// (packets dropped) gets only its share of the caller's deadline, so the
+// second host is still tried within it, though the connect timeout alone
+// would have spent it all on the first.
+func TestUpstreamBlackholeLeavesTimeForNext(t *testing.T) {
+	live := "127.0.0.1:" + listenOn(t, "127.0.0.1", "0")
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != live {
+			<-ctx.Done() // a blackhole: no answer, no refusal
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	u := newUpstream(t, proxy.UpstreamConfig{Addr: "192.0.2.1:5432," + live, Dial: dial, ConnectTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	conn, host, err := u.Dial(ctx)
+	if err != nil {
+		t.Fatalf("the second host was not reached within the deadline: %v", err)
+	}
+	_ = conn.Close()
+	if host.Addr != live {
+		t.Errorf("reached %s, want %s", host.Addr, live)
+	}
+}

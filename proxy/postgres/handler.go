@@ -79,11 +79,10 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 }
 
 // dialHost connects to host (to addr instead when set: a cancel request
-// goes to the server its session is on) within the connect timeout and
-// negotiates TLS per sslmode. It reports whether the connection is TLS.
+// goes to the server its session is on) within ctx, which carries the
+// connect timeout, and negotiates TLS per sslmode. It reports whether the
+// connection is TLS.
 func (h *Handler) dialHost(ctx context.Context, host *proxy.UpstreamHost, addr string) (net.Conn, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
-	defer cancel()
 	dial := func() (net.Conn, error) {
 		if addr != "" {
 			return h.Up.DialAddr(ctx, addr)

@@ -25,8 +25,9 @@ func (e *hostSkipped) Unwrap() error { return e.err }
 // each host and why it was skipped.
 func (s *session) startUpstream(ctx context.Context) error {
 	var ue proxy.UpstreamError
-	for _, host := range s.h.Up.Hosts() {
-		err := s.startOn(ctx, host)
+	hosts := s.h.Up.Hosts()
+	for i, host := range hosts {
+		err := s.startOn(ctx, host, len(hosts)-i)
 		var skip *hostSkipped
 		if !errors.As(err, &skip) {
 			if err == nil && s.h.Up.Target() == proxy.TargetReadWrite {
@@ -46,9 +47,10 @@ func (s *session) startUpstream(ctx context.Context) error {
 	return fatalf(codeUnableToConnect, fmt.Sprintf("dbproxy could not connect to %s: tried %s", what, ue.Tried()), &ue)
 }
 
-// startOn runs the session's startup on host.
-func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost) error {
-	if err := s.connectUpstream(ctx, s.deadline, host); err != nil {
+// startOn runs the session's startup on host, one of left hosts still to
+// try.
+func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost, left int) error {
+	if err := s.connectUpstream(ctx, s.deadline, host, left); err != nil {
 		return err
 	}
 	if err := s.authenticate(); err != nil {

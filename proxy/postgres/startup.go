@@ -144,12 +144,14 @@ func (s *session) handleCancel(ctx context.Context, payload []byte) {
 	}
 }
 
-// connectUpstream dials host and sends the client's startup parameters,
-// as protocol 3.0. A host that cannot be reached is skipped
-// ([hostSkipped]).
-func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host *proxy.UpstreamHost) error {
+// connectUpstream dials host, one of left hosts still to try, and sends
+// the client's startup parameters, as protocol 3.0. A host that cannot be
+// reached is skipped ([hostSkipped]).
+func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host *proxy.UpstreamHost, left int) error {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
-	conn, isTLS, err := s.h.dialHost(dctx, host, "")
+	hctx, hcancel := s.h.Up.HostContext(dctx, left)
+	conn, isTLS, err := s.h.dialHost(hctx, host, "")
+	hcancel()
 	cancel()
 	if err != nil {
 		return &hostSkipped{err: err}
