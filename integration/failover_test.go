@@ -102,6 +102,40 @@ func TestPGFailoverByDNS(t *testing.T) {
 	}
 }
 
+// TestPGCancelAfterNameMoved: a cancel request goes to the server its
+// session is on, not to wherever the name points now.
+func TestPGCancelAfterNameMoved(t *testing.T) {
+	s1, s2 := pgFailoverServer(t, "trust", false), pgFailoverServer(t, "trust", false)
+	upstream, dns, _ := movableName(t, s1.Addr(), s2.Addr())
+	p := startFailoverPG(t, failoverOpts{Upstream: upstream, Resolver: dns})
+	c := testenv.ConnectPG(t, pgFailoverDSN(p))
+	dns.set("127.0.0.3")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, "select pg_sleep(50)")
+		done <- err
+	}()
+	// Cancel until the sleep ends: a request that arrives before the
+	// query starts cancels nothing.
+	for {
+		if err := c.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatalf("cancel request: %v", err)
+		}
+		select {
+		case err := <-done:
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "57014" {
+				t.Fatalf("query ended with %v, want 57014 (canceled on its own server)", err)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // TestPGFailoverHostsAny: with several hosts and target_session_attrs any,
 // sessions take the first host that accepts; once it is killed, the next.
 func TestPGFailoverHostsAny(t *testing.T) {
