@@ -94,6 +94,12 @@
 // CLIENT_SSL; a failed TLS handshake is an error (the client has already
 // sent its HandshakeResponse, so the proxy cannot redial).
 //
+// With several upstream hosts (proxy.Upstream) the first that accepts a
+// TCP connection serves the session (target_session_attrs any; read-write
+// is refused by NewHandler); a host that accepts and then fails (greeting,
+// TLS) ends that session. When none accepts, the client gets ERR 2003
+// naming each host and why.
+//
 // # Authentication
 //
 // The exchange after the HandshakeResponse is relayed packet by packet
