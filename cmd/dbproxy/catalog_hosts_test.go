@@ -59,3 +59,23 @@ func TestCatalogFollowsUpstreamHosts(t *testing.T) {
 		t.Fatalf("mysql catalog on port %d (%v), want %d", port, err, my.Port)
 	}
 }
+
+// TestServeUpstreamHosts: serve takes a comma-separated upstream and
+// target_session_attrs from the YAML; with the first host down, sessions
+// and the catalog they need (an encrypted column) use the second.
+func TestServeUpstreamHosts(t *testing.T) {
+	pg, ctx, _ := startPostgresWith(t, usersTablePG)
+	noLibpqEnv(t)
+	addr := freeAddr(t)
+	upstream := `"` + freeAddr(t) + ", " + pg.Addr() + `"`
+	cfgPath := writeConfig(t, listenerYAML("postgres", addr, upstream, "target_session_attrs: read-write")+localConfig)
+	serveInBackground(t, cfgPath, func(string) string { return "" })
+	c := connectRetry(ctx, t, pgURL(pg, addr))
+	if _, err := c.Exec(ctx, `INSERT INTO users (email, ssn, salary) VALUES ($1, $2, $3)`, "hosts@example.com", "111-22-3333", int64(5)); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	var ssn string
+	if err := c.QueryRow(ctx, `SELECT ssn FROM users WHERE email = $1`, "hosts@example.com").Scan(&ssn); err != nil || ssn != "111-22-3333" {
+		t.Fatalf("lookup: %q %v", ssn, err)
+	}
+}
