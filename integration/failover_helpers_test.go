@@ -108,6 +108,7 @@ type failoverOpts struct {
 	Upstream string // one or more host:port, comma-separated
 	Resolver proxy.Resolver
 	Target   proxy.TargetSessionAttrs
+	TLS      *proxy.UpstreamTLS // nil: sslmode disable
 }
 
 // movableName returns an upstream host:port whose name dns resolves to
@@ -140,8 +141,12 @@ func startFailover(t testing.TB, o failoverOpts, name string,
 	build func(proxy.ListenerOptions) (proxy.Handler, error)) *servedProxy {
 	t.Helper()
 	sp, logger := newServedProxy(slog.LevelDebug)
+	up := proxy.UpstreamTLS{Mode: proxy.SSLDisable}
+	if o.TLS != nil {
+		up = *o.TLS
+	}
 	h, err := build(proxy.ListenerOptions{Name: name, Upstream: o.Upstream, Resolver: o.Resolver,
-		TargetSessionAttrs: o.Target, UpstreamTLS: proxy.UpstreamTLS{Mode: proxy.SSLDisable}, Logger: logger})
+		TargetSessionAttrs: o.Target, UpstreamTLS: up, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

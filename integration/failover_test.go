@@ -24,13 +24,13 @@ const (
 	failoverPassword = "failover-pw"
 )
 
-// pgFailoverServer starts a dedicated PostgreSQL server (auth: its pg_hba
-// method) with the failover login; readOnly makes that login's sessions
-// read-only (default_transaction_read_only, as on a server that is not
-// the writer).
-func pgFailoverServer(t *testing.T, auth string, readOnly bool) *testenv.Postgres {
+// pgFailoverServer starts a dedicated PostgreSQL server (of opts) with the
+// failover login; readOnly makes that login's sessions read-only
+// (default_transaction_read_only, as on a server that is not the writer).
+func pgFailoverServer(t *testing.T, opts testenv.PGOptions, readOnly bool) *testenv.Postgres {
 	t.Helper()
-	pg := testenv.StartPostgres(t, testenv.PGOptions{Dedicated: true, Auth: auth})
+	opts.Dedicated = true
+	pg := testenv.StartPostgres(t, opts)
 	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	stmts := []string{fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", failoverRole, failoverPassword)}
 	if readOnly {
@@ -85,7 +85,7 @@ func wantPGPort(t *testing.T, p *servedProxy, port int, what string) {
 // the first is killed (an Aurora failover), new sessions reach the
 // second, and a session open on the first breaks.
 func TestPGFailoverByDNS(t *testing.T) {
-	s1, s2 := pgFailoverServer(t, "trust", false), pgFailoverServer(t, "trust", false)
+	s1, s2 := pgFailoverServer(t, testenv.PGOptions{}, false), pgFailoverServer(t, testenv.PGOptions{}, false)
 	upstream, dns, h1 := movableName(t, s1.Addr(), s2.Addr())
 	p := startFailoverPG(t, failoverOpts{Upstream: upstream, Resolver: dns})
 
@@ -105,7 +105,7 @@ func TestPGFailoverByDNS(t *testing.T) {
 // TestPGCancelAfterNameMoved: a cancel request goes to the server its
 // session is on, not to wherever the name points now.
 func TestPGCancelAfterNameMoved(t *testing.T) {
-	s1, s2 := pgFailoverServer(t, "trust", false), pgFailoverServer(t, "trust", false)
+	s1, s2 := pgFailoverServer(t, testenv.PGOptions{}, false), pgFailoverServer(t, testenv.PGOptions{}, false)
 	upstream, dns, _ := movableName(t, s1.Addr(), s2.Addr())
 	p := startFailoverPG(t, failoverOpts{Upstream: upstream, Resolver: dns})
 	c := testenv.ConnectPG(t, pgFailoverDSN(p))
@@ -139,7 +139,7 @@ func TestPGCancelAfterNameMoved(t *testing.T) {
 // TestPGFailoverHostsAny: with several hosts and target_session_attrs any,
 // sessions take the first host that accepts; once it is killed, the next.
 func TestPGFailoverHostsAny(t *testing.T) {
-	s1, s2 := pgFailoverServer(t, "trust", false), pgFailoverServer(t, "trust", false)
+	s1, s2 := pgFailoverServer(t, testenv.PGOptions{}, false), pgFailoverServer(t, testenv.PGOptions{}, false)
 	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr()})
 	wantPGPort(t, p, s1.Port, "both up")
 	s1.Kill(t)
@@ -147,12 +147,29 @@ func TestPGFailoverHostsAny(t *testing.T) {
 	wantPGPort(t, p, s2.Port, "first host still down")
 }
 
+// TestPGFailoverTLSFailure: a host whose TLS fails (here: no TLS at all,
+// under verify-full) is skipped like one that is down; each host's
+// certificate is verified against its own name.
+func TestPGFailoverTLSFailure(t *testing.T) {
+	s1 := pgFailoverServer(t, testenv.PGOptions{}, false)
+	s2 := pgFailoverServer(t, testenv.PGOptions{TLS: true}, false)
+	up := proxy.UpstreamTLS{Mode: proxy.SSLVerifyFull, RootCAs: caPool(t, s2.CAFile)}
+	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr(), TLS: &up})
+	wantPGPort(t, p, s2.Port, "first host without TLS")
+	ctx := context.Background()
+	var ssl bool
+	c := testenv.ConnectPG(t, pgFailoverDSN(p))
+	if err := c.QueryRow(ctx, "select ssl from pg_stat_ssl where pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("upstream leg TLS %t, %v; want TLS", ssl, err)
+	}
+}
+
 // TestPGFailoverReadWrite: with target_session_attrs read-write a host
 // whose sessions are read-only is skipped (the client's login needed no
 // password: the proxy moves on by itself); with no read-write host left
 // the client gets FATAL 08001 naming each host and why it was skipped.
 func TestPGFailoverReadWrite(t *testing.T) {
-	s1, s2 := pgFailoverServer(t, "trust", true), pgFailoverServer(t, "trust", false)
+	s1, s2 := pgFailoverServer(t, testenv.PGOptions{}, true), pgFailoverServer(t, testenv.PGOptions{}, false)
 	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr(), Target: proxy.TargetReadWrite})
 	for i := range 3 {
 		port, ro, err := pgSessionPort(t, p)
@@ -180,7 +197,7 @@ func TestPGFailoverReadWrite(t *testing.T) {
 // replayed): it gets FATAL 08001 asking it to connect again, and the next
 // session starts at the next host.
 func TestPGFailoverReadWritePassword(t *testing.T) {
-	s1, s2 := pgFailoverServer(t, "md5", true), pgFailoverServer(t, "md5", false)
+	s1, s2 := pgFailoverServer(t, testenv.PGOptions{Auth: "md5"}, true), pgFailoverServer(t, testenv.PGOptions{Auth: "md5"}, false)
 	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr(), Target: proxy.TargetReadWrite})
 	_, _, err := pgSessionPort(t, p)
 	var pe *pgconn.PgError
