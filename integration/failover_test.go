@@ -5,7 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,6 +149,57 @@ func TestPGFailoverHostsAny(t *testing.T) {
 	s1.Kill(t)
 	wantPGPort(t, p, s2.Port, "first host killed")
 	wantPGPort(t, p, s2.Port, "first host still down")
+}
+
+// TestPGFailoverServerShuttingDown: a server that answers the startup
+// with FATAL 57P03 (here: the database system is shutting down, a smart
+// shutdown waiting for its last session) is skipped for the next host.
+func TestPGFailoverServerShuttingDown(t *testing.T) {
+	s1, s2 := pgFailoverServer(t, testenv.PGOptions{}, false), pgFailoverServer(t, testenv.PGOptions{}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	direct := fmt.Sprintf("postgres://%s:%s@%s/postgres?sslmode=disable", failoverRole, failoverPassword, s1.Addr())
+	last := testenv.ConnectPG(t, direct) // holds the smart shutdown
+	pidFile, err := os.ReadFile(filepath.Join(s1.DataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0]))
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s1.Kill(t) })
+	for { // until s1 refuses new sessions
+		c, err := pgx.Connect(ctx, direct)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "57P03" {
+			break
+		}
+		if err == nil {
+			_ = c.Close(ctx)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the server did not start its shutdown: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	p := startFailoverPG(t, failoverOpts{Upstream: s1.Addr() + "," + s2.Addr()})
+	wantPGPort(t, p, s2.Port, "first host shutting down")
+	if err := last.Ping(ctx); err != nil {
+		t.Fatalf("the session holding the shutdown: %v", err)
+	}
+
+	// The only host: its own error reaches the client.
+	only := startFailoverPG(t, failoverOpts{Upstream: s1.Addr()})
+	_, _, err = pgSessionPort(t, only)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P03" {
+		t.Fatalf("single host shutting down: %v, want the server's FATAL 57P03", err)
+	}
 }
 
 // TestPGFailoverTLSFailure: a host whose TLS fails (here: no TLS at all,

@@ -27,8 +27,10 @@
 // hold many certificates, as the RDS global bundle does.
 //
 // With several upstream hosts (proxy.Upstream) a session tries them in
-// order: a host that cannot be reached (dial, TLS) is skipped, a host that
-// refuses the login ends the search (as libpq). Under
+// order: a host that cannot be reached (dial, TLS) or that answers the
+// startup with 57P03 (starting up, shutting down, in recovery; unless it
+// is the last host) is skipped, a host that refuses the login ends the
+// search (as libpq). Under
 // target_session_attrs read-write, a session that the server reports
 // read-only at startup (in_hot_standby or default_transaction_read_only,
 // reported by PostgreSQL 14 and later; older servers count as read-write)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -50,6 +52,7 @@ func (s *session) startUpstream(ctx context.Context) error {
 // startOn runs the session's startup on host, one of left hosts still to
 // try.
 func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost, left int) error {
+	s.moreHosts = left > 1
 	if err := s.connectUpstream(ctx, s.deadline, host, left); err != nil {
 		return err
 	}
@@ -80,6 +83,29 @@ func (s *session) checkWritable() error {
 			"dbproxy: the database server %s is read-only and target_session_attrs is read-write; connect again (the next attempt starts at the next host)",
 			s.upHost.Addr), proxy.ErrReadOnly)
 	}
+	s.dropServer()
+	return &hostSkipped{err: proxy.ErrReadOnly}
+}
+
+// unavailable returns a [hostSkipped] for the ErrorResponse (body) a
+// server sent in place of an authentication request when it says it
+// cannot take connections now (57P03: starting up, shutting down, in
+// recovery — what a failing-over server answers), the client has seen
+// nothing of this server and another host is left: that host is tried, as
+// after a host that is down. Otherwise it returns nil and the server's
+// error goes to the client.
+func (s *session) unavailable(body []byte) error {
+	var e pgproto3.ErrorResponse
+	if s.clientHeard || !s.moreHosts || e.Decode(body) != nil || e.Code != codeCannotConnectNow {
+		return nil
+	}
+	s.dropServer()
+	return &hostSkipped{err: errors.New(e.Message)}
+}
+
+// dropServer ends the session's upstream connection to a host it moves
+// on from, and forgets what that server sent for the client.
+func (s *session) dropServer() {
 	_ = s.RawServer.SetDeadline(time.Now().Add(startupErrorTimeout))
 	_, _ = s.Server.Write([]byte{'X', 0, 0, 0, 4})
 	_ = s.RawServer.Close()
@@ -88,5 +114,4 @@ func (s *session) checkWritable() error {
 		s.h.keys.remove(s.proxyPID)
 		s.proxyPID = 0
 	}
-	return &hostSkipped{err: proxy.ErrReadOnly}
 }

@@ -48,6 +48,7 @@ type session struct {
 	sbr         *bufio.Reader       // startup-phase reader of server
 	upHost      *proxy.UpstreamHost // the upstream host the session is on
 	clientHeard bool                // startup bytes went to the client since the server was dialled
+	moreHosts   bool                // upstream hosts are left to try after this one
 
 	startup   *startupMessage
 	needNPV   bool   // client asked for a newer minor protocol version
