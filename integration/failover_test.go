@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -329,4 +331,17 @@ func TestMySQLFailoverHostsAny(t *testing.T) {
 			t.Errorf("error %q does not name %s", me.Message, host)
 		}
 	}
+}
+
+// TestMySQLFailoverSilentHost: a host that accepts the connection and
+// closes it without a greeting (a fenced old writer), or sends nothing, is
+// skipped for the next, for the listener's first session (greeting
+// relayed) and later ones (the proxy's own greeting) alike.
+func TestMySQLFailoverSilentHost(t *testing.T) {
+	my := testenv.StartMariaDB(t)
+	closing := testenv.ServeTCP(t, func(net.Conn) {})
+	silent := testenv.ServeTCP(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	p := startFailoverMySQL(t, failoverOpts{Upstream: closing + "," + silent + "," + my.Addr()})
+	wantMyPort(t, p, my.Port, "first session")
+	wantMyPort(t, p, my.Port, "second session")
 }

@@ -40,6 +40,14 @@ func (t TargetSessionAttrs) String() string {
 // target_session_attrs is read-write.
 var ErrReadOnly = errors.New("session is read-only")
 
+// HostSkipped is a failure on one upstream host that makes a session
+// move on to the next: the host could not be reached, or it answered in a
+// way that another host may not (read-only, starting up, silent).
+type HostSkipped struct{ Err error }
+
+func (e *HostSkipped) Error() string { return e.Err.Error() }
+func (e *HostSkipped) Unwrap() error { return e.Err }
+
 // UpstreamError is the failure to reach any host of an upstream: why each
 // host tried failed, in order.
 type UpstreamError struct {

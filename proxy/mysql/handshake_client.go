@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
-	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -70,35 +68,13 @@ func (s *session) connectUpstream(ctx context.Context) error {
 	return s.flushClient()
 }
 
-// dialServer dials the server and reads its handshake, which it offers to
-// the handler as greeting template. A server that answers with an ERR
-// ("Too many connections", "Host is blocked") has its ERR relayed to the
-// client with the sequence id the client expects (hs nil).
+// dialServer dials the server (see firstPacket) and reads its handshake,
+// which it offers to the handler as greeting template. A server that
+// answers with an ERR ("Too many connections", "Host is blocked") has its
+// ERR relayed to the client with the sequence id the client expects (hs
+// nil).
 func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
-	conn, host, err := s.h.Up.Dial(ctx)
-	if err != nil {
-		msg := "dbproxy could not connect to the database server"
-		var ue *proxy.UpstreamError
-		if errors.As(err, &ue) {
-			msg += ": tried " + ue.Tried()
-		}
-		return 0, nil, fatalf(codeConnectHost, stateGeneral, msg, err)
-	}
-	s.upHost = host
-	if !s.SetServer(conn, conn) {
-		_ = conn.Close()
-		return 0, nil, errHandled
-	}
-	// The server's leg has its own deadline: never earlier than the
-	// client's, and a full handshake timeout from now when the client has
-	// used part of its own already.
-	deadline := time.Now().Add(s.h.HandshakeTimeout)
-	if s.deadline.After(deadline) {
-		deadline = s.deadline
-	}
-	_ = conn.SetDeadline(deadline)
-	s.sbr = bufio.NewReaderSize(conn, 1024)
-	seq, p, err := s.readServer()
+	seq, p, err := s.firstPacket(ctx)
 	if err != nil {
 		return 0, nil, err
 	}

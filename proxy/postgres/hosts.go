@@ -11,14 +11,6 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
-// hostSkipped is a host that a session moves on from to the next one:
-// it could not be reached (dial, TLS), or its session is read-only where
-// target_session_attrs is read-write.
-type hostSkipped struct{ err error }
-
-func (e *hostSkipped) Error() string { return e.err.Error() }
-func (e *hostSkipped) Unwrap() error { return e.err }
-
 // startUpstream opens the session's upstream connection: for each host in
 // the listener's order (see [proxy.Upstream.Hosts]) it dials, relays the
 // authentication and reads the server's startup messages, until one host
@@ -30,14 +22,14 @@ func (s *session) startUpstream(ctx context.Context) error {
 	hosts := s.h.Up.Hosts()
 	for i, host := range hosts {
 		err := s.startOn(ctx, host, len(hosts)-i)
-		var skip *hostSkipped
+		var skip *proxy.HostSkipped
 		if !errors.As(err, &skip) {
 			if err == nil && s.h.Up.Target() == proxy.TargetReadWrite {
 				s.h.Up.Writable(host)
 			}
 			return err
 		}
-		ue.Add(host, skip.err)
+		ue.Add(host, skip.Err)
 		if !time.Now().Before(s.deadline) {
 			break // limits.handshake_timeout: endStartup says so
 		}
@@ -67,7 +59,7 @@ func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost, left in
 // session the server reports read-only (PostgreSQL 14 and later report
 // in_hot_standby and default_transaction_read_only at startup, as libpq
 // reads them) is dropped: if the client took no part in this server's
-// login (trust, certificate) the next host is tried ([hostSkipped]);
+// login (trust, certificate) the next host is tried ([proxy.HostSkipped]);
 // otherwise its login cannot be replayed elsewhere, and it gets FATAL
 // 08001 asking it to connect again. Either way new sessions try the next
 // host first. A server that reports neither (before 14) counts as
@@ -84,10 +76,10 @@ func (s *session) checkWritable() error {
 			s.upHost.Addr), proxy.ErrReadOnly)
 	}
 	s.dropServer()
-	return &hostSkipped{err: proxy.ErrReadOnly}
+	return &proxy.HostSkipped{Err: proxy.ErrReadOnly}
 }
 
-// unavailable returns a [hostSkipped] for the ErrorResponse (body) a
+// unavailable returns a [proxy.HostSkipped] for the ErrorResponse (body) a
 // server sent in place of an authentication request when it says it
 // cannot take connections now (57P03: starting up, shutting down, in
 // recovery — what a failing-over server answers), the client has seen
@@ -100,7 +92,7 @@ func (s *session) unavailable(body []byte) error {
 		return nil
 	}
 	s.dropServer()
-	return &hostSkipped{err: errors.New(e.Message)}
+	return &proxy.HostSkipped{Err: errors.New(e.Message)}
 }
 
 // dropServer ends the session's upstream connection to a host it moves

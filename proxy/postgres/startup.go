@@ -146,7 +146,7 @@ func (s *session) handleCancel(ctx context.Context, payload []byte) {
 
 // connectUpstream dials host, one of left hosts still to try, and sends
 // the client's startup parameters, as protocol 3.0. A host that cannot be
-// reached is skipped ([hostSkipped]).
+// reached is skipped ([proxy.HostSkipped]).
 func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host *proxy.UpstreamHost, left int) error {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	hctx, hcancel := s.h.Up.HostContext(dctx, left)
@@ -154,7 +154,7 @@ func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host 
 	hcancel()
 	cancel()
 	if err != nil {
-		return &hostSkipped{err: err}
+		return &proxy.HostSkipped{Err: err}
 	}
 	s.upHost = host
 	raw := conn
