@@ -35,7 +35,7 @@
 // read-only at startup (in_hot_standby or default_transaction_read_only,
 // reported by PostgreSQL 14 and later; older servers count as read-write)
 // is dropped before anything of it reaches the client: if the client took
-// no part in that login (trust, certificate) the next host is tried,
+// no part in that login (trust) the next host is tried,
 // otherwise the client gets FATAL 08001 to connect again, and new sessions
 // start at the next host. When every host is skipped the client gets FATAL
 // 08001 naming each host and why (hosts.go).

@@ -59,7 +59,7 @@ func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost, left in
 // session the server reports read-only (PostgreSQL 14 and later report
 // in_hot_standby and default_transaction_read_only at startup, as libpq
 // reads them) is dropped: if the client took no part in this server's
-// login (trust, certificate) the next host is tried ([proxy.HostSkipped]);
+// login (trust) the next host is tried ([proxy.HostSkipped]);
 // otherwise its login cannot be replayed elsewhere, and it gets FATAL
 // 08001 asking it to connect again. Either way new sessions try the next
 // host first. A server that reports neither (before 14) counts as
