@@ -77,10 +77,15 @@ type Listener struct {
 	// Listen is host:port with a numeric port; an empty host means every
 	// interface.
 	Listen string `yaml:"listen"`
-	// Upstream is host:port of the database; the host is required.
+	// Upstream is host:port of the database (the host is required), or
+	// several separated by commas ("db1:5432,db2:5432", as libpq), tried
+	// in order; see UpstreamHosts.
 	Upstream    string      `yaml:"upstream"`
 	TLS         *ServerTLS  `yaml:"tls,omitempty"` // nil: plaintext clients only
 	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
+	// TargetSessionAttrs is libpq's target_session_attrs for the upstream
+	// hosts: any (default) or read-write (postgres only).
+	TargetSessionAttrs string `yaml:"target_session_attrs,omitempty"`
 	// Catalog holds the credentials of the proxy's own connection to the
 	// upstream for catalog reads (and for `schema guard --apply` /
 	// `schema check`). Nil: the environment fallbacks apply (libpq
@@ -94,6 +99,17 @@ type Listener struct {
 	// refused there.
 	AllowDynamicSQL bool   `yaml:"allow_dynamic_sql"`
 	Limits          Limits `yaml:"limits,omitempty"`
+}
+
+// UpstreamHosts returns the host:port items of Upstream, in order.
+func (l *Listener) UpstreamHosts() []string {
+	var out []string
+	for _, a := range strings.Split(l.Upstream, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Catalog is the login of a listener's catalog connection. The password

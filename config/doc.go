@@ -30,7 +30,9 @@
 // # Defaults
 //
 // Listener name: the protocol name. upstream_tls.mode: prefer;
-// upstream_tls.server_name: the host of upstream. Store type: file, path
+// upstream_tls.server_name: the host of upstream when it names one host
+// (with several, unset: each host's own name is checked).
+// target_session_attrs: any. Store type: file, path
 // keys.json; database store table: dbproxy_keys, poll 30s (file store: no
 // poll unless set). Cache: 1024 entries, TTL
 // 10m. Table schema: public. Column mode: randomized. Column key:

@@ -107,7 +107,7 @@ func (d *decoder) listeners(c *Config) {
 			byPort[port] = append(byPort[port], listenAddr{host: host, port: port, path: p})
 		}
 
-		upHost, _, upOK := d.hostPort(p+".upstream", l.Upstream, true)
+		upHost, upOK := d.upstream(l, p)
 
 		if l.TLS != nil {
 			d.existingFile(&l.TLS.CertFile, p+".tls.cert_file", "the server certificate (PEM)")
@@ -125,6 +125,37 @@ func (d *decoder) listeners(c *Config) {
 	}
 }
 
+// upstream checks a listener's upstream (one host:port, or several
+// separated by commas) and target_session_attrs. It returns the host to
+// verify TLS certificates against when upstream_tls.server_name is unset:
+// that of the only host, "" with several (each host's own is used).
+func (d *decoder) upstream(l *Listener, p string) (string, bool) {
+	hosts := l.UpstreamHosts()
+	if len(hosts) == 0 {
+		hosts = []string{""} // hostPort says it is required
+	}
+	host, ok := "", true
+	for _, h := range hosts {
+		hh, _, hok := d.hostPort(p+".upstream", h, true)
+		host, ok = hh, ok && hok
+	}
+	if len(hosts) > 1 {
+		host = ""
+	}
+	switch l.TargetSessionAttrs {
+	case "":
+		l.TargetSessionAttrs = "any"
+	case "any":
+	case "read-write":
+		if l.Protocol == ProtocolMySQL {
+			d.errf(p+".target_session_attrs", "read-write is supported for protocol postgres only: a mysql listener takes the first upstream host that accepts a connection (use any)")
+		}
+	default:
+		d.errf(p+".target_session_attrs", "unknown value %q: must be any or read-write", clip(l.TargetSessionAttrs))
+	}
+	return host, ok
+}
+
 // upstreamTLS fills in and checks a listener's upstream_tls: the mode
 // (prefer when unset), the CA file, and the server name to verify (the
 // upstream host when unset).
@@ -139,7 +170,7 @@ func (d *decoder) upstreamTLS(ut *UpstreamTLS, p, upHost string, upOK bool) {
 	if ut.CAFile != "" {
 		d.existingFile(&ut.CAFile, p+".upstream_tls.ca_file", "")
 	}
-	if ut.ServerName == "" && upOK {
+	if ut.ServerName == "" && upOK && upHost != "" {
 		ut.ServerName = upHost
 	}
 }

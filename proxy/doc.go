@@ -50,6 +50,19 @@
 // [UpstreamDialer] is the proxy -> database dialer both protocols use,
 // with TCP keepalive and (Linux) TCP_USER_TIMEOUT for dead-peer detection.
 //
+// # Upstream hosts
+//
+// An [Upstream] is one host:port or several (libpq's "h1:5432,h2:5432").
+// Every dial resolves the host name again through its [Resolver] (no
+// address is cached anywhere: after a DNS failover new sessions reach the
+// new server) and tries each address in order; hosts are tried in order
+// too, each within the connect timeout and a share of the caller's
+// deadline ([Upstream.HostContext]). Each host verifies its own name
+// unless a server name is configured. With [TargetReadWrite] the protocol
+// drops read-only sessions and moves on ([Upstream.ReadOnly],
+// [Upstream.Writable] keep the host that last took a read-write session
+// first). [DialFunc] is the seam of each single attempt.
+//
 // # TLS
 //
 // [ServerTLSConfig] builds the client-facing TLS configuration with modern

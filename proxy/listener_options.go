@@ -17,8 +17,12 @@ const DefaultConnectTimeout = 10 * time.Second
 type ListenerOptions struct {
 	// Name identifies the listener in logs.
 	Name string
-	// Upstream is the server's host:port. Required.
+	// Upstream is the server's host:port, or several separated by commas,
+	// tried in order (see [Upstream]). Required.
 	Upstream string
+	// TargetSessionAttrs selects among several upstream hosts (libpq's
+	// target_session_attrs); read-write is for PostgreSQL only.
+	TargetSessionAttrs TargetSessionAttrs
 	// TLS is the client-facing TLS configuration, normally from
 	// ServerTLSConfig. nil: the handler offers no TLS and serves only
 	// plaintext clients.
@@ -41,8 +45,12 @@ type ListenerOptions struct {
 	// negative leaves the system defaults.
 	UpstreamKeepalive time.Duration
 	// Dial replaces the upstream dialer (tests, fault injection, timing
-	// the connects).
+	// the connects); it is called once per attempt, with a resolved
+	// address.
 	Dial DialFunc
+	// Resolver resolves upstream host names on every dial; nil:
+	// net.DefaultResolver.
+	Resolver Resolver
 	// Observer counts the listener's logins, bytes and statements; nil:
 	// nothing is counted.
 	Observer Observer
@@ -67,8 +75,9 @@ type ListenerBase struct {
 // defaultHandshake, the protocol's, replaces a handshake timeout that is
 // not positive. It replaces o.TLS by a clone, which the handler may adjust.
 func (o *ListenerOptions) Prepare(defaultHandshake time.Duration) (ListenerBase, error) {
-	up, err := NewUpstream(o.Upstream, o.UpstreamTLS, o.UpstreamKeepalive, o.Dial,
-		o.ConnectTimeout, DefaultConnectTimeout)
+	up, err := NewUpstream(UpstreamConfig{Addr: o.Upstream, TLS: o.UpstreamTLS, Keepalive: o.UpstreamKeepalive,
+		Dial: o.Dial, Resolver: o.Resolver, Target: o.TargetSessionAttrs,
+		ConnectTimeout: o.ConnectTimeout, DefaultTimeout: DefaultConnectTimeout})
 	if err != nil {
 		return ListenerBase{}, err
 	}

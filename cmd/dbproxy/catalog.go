@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,15 +83,26 @@ func (l catalogLogin) pgConfig(database, sessionUser string) (*pgx.ConnConfig, s
 }
 
 func (l catalogLogin) pgConfigAs(database, sessionUser string, anyUser bool) (*pgx.ConnConfig, string, error) {
-	host, port, err := net.SplitHostPort(l.lc.Upstream)
-	if err != nil {
-		return nil, "", fmt.Errorf("upstream %q: %w", l.lc.Upstream, err)
+	var hosts, ports []string
+	for _, h := range l.lc.UpstreamHosts() {
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			return nil, "", fmt.Errorf("upstream %q: %w", h, err)
+		}
+		hosts, ports = append(hosts, host), append(ports, port)
 	}
 	mode := string(l.lc.UpstreamTLS.Mode)
 	if mode == "" {
 		mode = string(config.SSLPrefer)
 	}
-	dsn := fmt.Sprintf("host='%s' port='%s' dbname='%s' sslmode='%s'", quoteKV(host), quoteKV(port), quoteKV(database), quoteKV(mode))
+	// Several hosts: libpq's comma-separated lists, which pgx tries in
+	// order (resolving each name on every connect) with each host's name
+	// as TLS server name, honouring target_session_attrs as the sessions do.
+	dsn := fmt.Sprintf("host='%s' port='%s' dbname='%s' sslmode='%s'", quoteKV(strings.Join(hosts, ",")),
+		quoteKV(strings.Join(ports, ",")), quoteKV(database), quoteKV(mode))
+	if t := l.lc.TargetSessionAttrs; t != "" {
+		dsn += fmt.Sprintf(" target_session_attrs='%s'", quoteKV(t))
+	}
 	if l.lc.UpstreamTLS.CAFile != "" {
 		dsn += fmt.Sprintf(" sslrootcert='%s'", quoteKV(l.lc.UpstreamTLS.CAFile))
 	}
@@ -112,8 +124,15 @@ func (l catalogLogin) pgConfigAs(database, sessionUser string, anyUser bool) (*p
 			return nil, "", nil
 		}
 	}
-	if l.lc.UpstreamTLS.ServerName != "" && cc.TLSConfig != nil {
-		cc.TLSConfig.ServerName = l.lc.UpstreamTLS.ServerName
+	if sn := l.lc.UpstreamTLS.ServerName; sn != "" {
+		if cc.TLSConfig != nil {
+			cc.TLSConfig.ServerName = sn
+		}
+		for _, fb := range cc.Fallbacks {
+			if fb.TLSConfig != nil {
+				fb.TLSConfig.ServerName = sn
+			}
+		}
 	}
 	cc.RuntimeParams["application_name"] = "dbproxy catalog"
 	return cc, cc.User, nil

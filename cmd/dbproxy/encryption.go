@@ -173,8 +173,10 @@ func (x *encryption) fingerprint(p config.Protocol) string {
 // setups need nothing more. A failed login's error says which setting
 // fixes it; pgcrypt puts it into the refusal the client sees.
 func (x *encryption) postgresInterceptor(lc *config.Listener, index int, log *slog.Logger, reads *metrics.Listener) (*pgcrypt.Interceptor, error) {
-	if _, _, err := net.SplitHostPort(lc.Upstream); err != nil {
-		return nil, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
+	for _, h := range lc.UpstreamHosts() {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", h, err)
+		}
 	}
 	login := newCatalogLogin(lc, index, x.getenv)
 	login.reads = reads

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	sqldriver "database/sql/driver"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 
 	driver "github.com/go-sql-driver/mysql"
 
@@ -75,31 +77,64 @@ type failDriver failConnector
 func (d failDriver) Open(string) (sqldriver.Conn, error) { return nil, d.err }
 
 // mysqlCatalogDB returns a (lazily connecting) pool for the catalog of the
-// listener's upstream. Its idle connection is closed after a minute, so a
-// replaced interceptor's pool holds nothing. Login errors carry the hint of
-// login. The driver's own messages go to log.
+// listener's upstream: its hosts in order, as the sessions try them, each
+// name resolved on every connect and each host's name its TLS server name
+// unless upstream_tls.server_name is set. Its idle connection is closed
+// after a minute, so a replaced interceptor's pool holds nothing. Login
+// errors carry the hint of login. The driver's own messages go to log.
 func mysqlCatalogDB(login catalogLogin, user, password string, log *slog.Logger) (*sql.DB, error) {
 	lc := login.lc
-	cfg := driver.NewConfig()
-	cfg.User, cfg.Passwd = user, password
-	cfg.Net, cfg.Addr = "tcp", lc.Upstream
-	cfg.Logger = mysqllog.New(log)
 	up, err := upstreamTLS(lc)
 	if err != nil {
 		return nil, err
 	}
-	switch up.Mode {
-	case proxy.SSLDisable:
-	case proxy.SSLPrefer:
-		cfg.TLSConfig = "preferred"
-	default:
-		if cfg.TLS, err = up.ClientConfig(); err != nil {
-			return nil, fmt.Errorf("upstream_tls: %w", err)
+	var hc hostsConnector
+	for _, addr := range lc.UpstreamHosts() {
+		cfg := driver.NewConfig()
+		cfg.User, cfg.Passwd = user, password
+		cfg.Net, cfg.Addr = "tcp", addr
+		cfg.Logger = mysqllog.New(log)
+		switch up.Mode {
+		case proxy.SSLDisable:
+		case proxy.SSLPrefer:
+			cfg.TLSConfig = "preferred"
+		default:
+			t := up
+			if t.ServerName == "" {
+				t.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			if cfg.TLS, err = t.ClientConfig(); err != nil {
+				return nil, fmt.Errorf("upstream_tls: %w", err)
+			}
+		}
+		conn, err := driver.NewConnector(cfg)
+		if err != nil {
+			return nil, err
+		}
+		hc = append(hc, conn)
+	}
+	if len(hc) == 0 {
+		return nil, fmt.Errorf("upstream %q: no host", lc.Upstream)
+	}
+	return sql.OpenDB(hintConnector{Connector: hc, login: login, user: user}), nil
+}
+
+// hostsConnector connects to the first of its hosts that accepts a login.
+type hostsConnector []sqldriver.Connector
+
+func (hc hostsConnector) Connect(ctx context.Context) (sqldriver.Conn, error) {
+	errs := make([]error, 0, len(hc))
+	for i := 0; i < len(hc) && ctx.Err() == nil; i++ {
+		if conn, err := hc[i].Connect(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			return conn, nil
 		}
 	}
-	conn, err := driver.NewConnector(cfg)
-	if err != nil {
-		return nil, err
+	if len(errs) == 0 {
+		return nil, ctx.Err()
 	}
-	return sql.OpenDB(hintConnector{Connector: conn, login: login, user: user}), nil
+	return nil, errors.Join(errs...)
 }
+
+func (hc hostsConnector) Driver() sqldriver.Driver { return hc[0].Driver() }

@@ -208,8 +208,12 @@ func newHandler(lc *config.Listener, name string, log *slog.Logger, sw *swaps) (
 	if err != nil {
 		return nil, err
 	}
+	target, err := proxy.ParseTargetSessionAttrs(lc.TargetSessionAttrs)
+	if err != nil {
+		return nil, err
+	}
 	lo := proxy.ListenerOptions{
-		Name: name, Upstream: lc.Upstream, Logger: log,
+		Name: name, Upstream: lc.Upstream, TargetSessionAttrs: target, Logger: log,
 		HandshakeTimeout: lc.Limits.HandshakeTimeout, UpstreamKeepalive: upstreamKeepalive(lc.Limits),
 		TLS: t.client, RequireTLS: t.require, UpstreamTLS: t.upstream,
 	}
@@ -283,9 +287,11 @@ func upstreamTLS(lc *config.Listener) (proxy.UpstreamTLS, error) {
 	if err != nil {
 		return proxy.UpstreamTLS{}, fmt.Errorf("upstream_tls.mode: %w", err)
 	}
+	// With several upstream hosts an empty server name is each host's own
+	// (see proxy.Upstream).
 	u := proxy.UpstreamTLS{Mode: m, ServerName: lc.UpstreamTLS.ServerName}
-	if u.ServerName == "" {
-		host, _, err := net.SplitHostPort(lc.Upstream)
+	if hosts := lc.UpstreamHosts(); u.ServerName == "" && len(hosts) == 1 {
+		host, _, err := net.SplitHostPort(hosts[0])
 		if err != nil {
 			return proxy.UpstreamTLS{}, fmt.Errorf("upstream %q: %w", lc.Upstream, err)
 		}

@@ -94,6 +94,14 @@
 // CLIENT_SSL; a failed TLS handshake is an error (the client has already
 // sent its HandshakeResponse, so the proxy cannot redial).
 //
+// With several upstream hosts (proxy.Upstream) the first that sends its
+// first packet (greeting or ERR) serves the session (target_session_attrs
+// any; read-write is refused by NewHandler): a host that cannot be
+// reached, or closes or stays silent for its share of the time, is
+// skipped (hosts.go). A failure after the first packet (TLS) ends that
+// session. When every host is skipped, the client gets ERR 2003 naming
+// each host and why.
+//
 // # Authentication
 //
 // The exchange after the HandshakeResponse is relayed packet by packet

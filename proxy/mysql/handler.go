@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -54,6 +55,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	base, err := opts.Prepare(DefaultHandshakeTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)
+	}
+	if opts.TargetSessionAttrs != proxy.TargetAny {
+		return nil, errors.New("mysql: target_session_attrs read-write is not supported: MySQL listeners take the first upstream host that accepts a connection")
 	}
 	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > DefaultMaxPacketSize {
 		opts.MaxPacketSize = DefaultMaxPacketSize

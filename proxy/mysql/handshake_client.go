@@ -6,8 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"net"
-	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -70,29 +68,13 @@ func (s *session) connectUpstream(ctx context.Context) error {
 	return s.flushClient()
 }
 
-// dialServer dials the server and reads its handshake, which it offers to
-// the handler as greeting template. A server that answers with an ERR
-// ("Too many connections", "Host is blocked") has its ERR relayed to the
-// client with the sequence id the client expects (hs nil).
+// dialServer dials the server (see firstPacket) and reads its handshake,
+// which it offers to the handler as greeting template. A server that
+// answers with an ERR ("Too many connections", "Host is blocked") has its
+// ERR relayed to the client with the sequence id the client expects (hs
+// nil).
 func (s *session) dialServer(ctx context.Context) (uint8, *handshake, error) {
-	conn, err := s.h.dial(ctx)
-	if err != nil {
-		return 0, nil, fatalf(codeConnectHost, stateGeneral, "dbproxy could not connect to the database server", err)
-	}
-	if !s.SetServer(conn, conn) {
-		_ = conn.Close()
-		return 0, nil, errHandled
-	}
-	// The server's leg has its own deadline: never earlier than the
-	// client's, and a full handshake timeout from now when the client has
-	// used part of its own already.
-	deadline := time.Now().Add(s.h.HandshakeTimeout)
-	if s.deadline.After(deadline) {
-		deadline = s.deadline
-	}
-	_ = conn.SetDeadline(deadline)
-	s.sbr = bufio.NewReaderSize(conn, 1024)
-	seq, p, err := s.readServer()
+	seq, p, err := s.firstPacket(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -233,7 +215,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	defer func() { clear(p); s.hr = nil }()
 	fwd := clientCaps(p, s.hs.mariaDB) & s.adverts &^ capSSL
 	useTLS := false
-	if s.h.Up.TLS() != nil {
+	if s.h.Up.UsesTLS() {
 		switch {
 		case s.hs.caps&capSSL != 0:
 			useTLS = true
@@ -252,7 +234,7 @@ func (s *session) forwardResponse(ctx context.Context) error {
 			return s.upstreamLost(err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
-		tconn := tls.Client(s.RawServer, s.h.Up.TLS())
+		tconn := tls.Client(s.RawServer, s.upHost.TLS())
 		err := tconn.HandshakeContext(tctx)
 		cancel()
 		if err != nil {
@@ -285,11 +267,4 @@ func (s *session) forwardResponse(ctx context.Context) error {
 	}
 	s.d = clientSeq - serverSeq
 	return nil
-}
-
-// dial connects to the upstream within the connect timeout.
-func (h *Handler) dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
-	defer cancel()
-	return h.Up.Dial(ctx)
 }

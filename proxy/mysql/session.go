@@ -32,7 +32,8 @@ type session struct {
 	deadline  time.Time     // connection-phase deadline of the client's socket
 
 	serverTLS bool
-	sbr       *bufio.Reader // connection-phase reader of server
+	upHost    *proxy.UpstreamHost // the upstream host the session is on
+	sbr       *bufio.Reader       // connection-phase reader of server
 
 	hs      *handshake // the server's greeting (after connectDeferred: the real one)
 	greetID uint32     // connection id of the proxy's own greeting; 0: the server's greeting was relayed

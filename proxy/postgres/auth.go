@@ -38,6 +38,9 @@ func (s *session) authenticate() error {
 			s.toClient(typ, body)
 			continue
 		case 'E':
+			if err := s.unavailable(body); err != nil {
+				return err
+			}
 			s.serverRefused(body)
 			s.toClient(typ, body)
 			_ = s.flushClient()

@@ -9,6 +9,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // Query cancellation. Clients get a proxy-issued BackendKeyData: the
@@ -22,8 +24,9 @@ import (
 
 // cancelTarget is what a proxy-issued key maps to.
 type cancelTarget struct {
-	secret         [4]byte // proxy-issued secret
-	upstreamAddr   string
+	secret         [4]byte             // proxy-issued secret
+	host           *proxy.UpstreamHost // the session's host (TLS settings)
+	addr           string              // the address the session is connected to
 	upstreamPID    uint32
 	upstreamSecret []byte
 }
@@ -88,7 +91,7 @@ func (k *cancelKeys) lookup(pid uint32, secret []byte) *cancelTarget {
 func (h *Handler) forwardCancel(ctx context.Context, t *cancelTarget) error {
 	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
 	defer cancel()
-	conn, _, err := h.dialUpstream(ctx)
+	conn, _, err := h.dialHost(ctx, t.host, t.addr)
 	if err != nil {
 		return err
 	}

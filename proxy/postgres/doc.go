@@ -26,6 +26,20 @@
 // verified) and verify-full (chain and host name verified). A CA file may
 // hold many certificates, as the RDS global bundle does.
 //
+// With several upstream hosts (proxy.Upstream) a session tries them in
+// order: a host that cannot be reached (dial, TLS) or that answers the
+// startup with 57P03 (starting up, shutting down, in recovery; unless it
+// is the last host) is skipped, a host that refuses the login ends the
+// search (as libpq). Under
+// target_session_attrs read-write, a session that the server reports
+// read-only at startup (in_hot_standby or default_transaction_read_only,
+// reported by PostgreSQL 14 and later; older servers count as read-write)
+// is dropped before anything of it reaches the client: if the client took
+// no part in that login (trust) the next host is tried,
+// otherwise the client gets FATAL 08001 to connect again, and new sessions
+// start at the next host. When every host is skipped the client gets FATAL
+// 08001 naming each host and why (hosts.go).
+//
 // # Authentication modes
 //
 // The proxy first opens the upstream connection with the client's own
@@ -114,7 +128,9 @@
 // (pg_backend_pid() and pg_terminate_backend agree with it, as directly)
 // and a random secret (a random process ID too if the server's is already
 // issued on the listener). A CancelRequest with such a key is forwarded to
-// the server, on a new upstream connection, with the server's own key.
+// the server, on a new upstream connection to the address the session is
+// connected to (not the host name, which may point elsewhere by now), with
+// the server's own key.
 //
 // # Boundaries
 //

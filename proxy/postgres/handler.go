@@ -78,19 +78,25 @@ func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
 	s.serve(ctx)
 }
 
-// dialUpstream connects to the server and negotiates TLS per sslmode. It
-// reports whether the connection is TLS.
-func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.Up.ConnectTimeout())
-	defer cancel()
-	conn, err := h.Up.Dial(ctx)
+// dialHost connects to host (to addr instead when set: a cancel request
+// goes to the server its session is on) within ctx, which carries the
+// connect timeout, and negotiates TLS per sslmode. It reports whether the
+// connection is TLS.
+func (h *Handler) dialHost(ctx context.Context, host *proxy.UpstreamHost, addr string) (net.Conn, bool, error) {
+	dial := func() (net.Conn, error) {
+		if addr != "" {
+			return h.Up.DialAddr(ctx, addr)
+		}
+		return h.Up.DialHost(ctx, host)
+	}
+	conn, err := dial()
 	if err != nil {
 		return nil, false, err
 	}
-	if h.Up.TLS() == nil {
+	if host.TLS() == nil {
 		return conn, false, nil
 	}
-	tconn, err := h.startUpstreamTLS(ctx, conn)
+	tconn, err := h.startUpstreamTLS(ctx, conn, host.TLS())
 	if err == nil {
 		if tconn == nil { // server said 'N' and sslmode allows plaintext
 			return conn, false, nil
@@ -102,7 +108,7 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
 		return nil, false, err
 	}
 	// sslmode=prefer: like libpq, retry without TLS when TLS failed.
-	conn, derr := h.Up.Dial(ctx)
+	conn, derr := dial()
 	if derr != nil {
 		return nil, false, derr
 	}
@@ -112,10 +118,10 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, bool, error) {
 // startUpstreamTLS sends SSLRequest and, if the server agrees, performs the
 // TLS handshake. It returns nil, nil when the server declined and the mode
 // allows plaintext.
-func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	tconn, err := h.negotiateUpstreamTLS(ctx, conn)
+	tconn, err := h.negotiateUpstreamTLS(ctx, conn, cfg)
 	if err != nil || tconn == nil {
 		return nil, err
 	}
@@ -126,7 +132,7 @@ func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn) (*tls.Con
 	return tconn, nil
 }
 
-func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	if _, err := conn.Write(appendRequest(nil, sslRequestCode)); err != nil {
 		return nil, fmt.Errorf("send SSLRequest upstream: %w", err)
 	}
@@ -146,7 +152,7 @@ func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn) (*tls
 	default:
 		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", b[0])
 	}
-	tconn := tls.Client(conn, h.Up.TLS())
+	tconn := tls.Client(conn, cfg)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}

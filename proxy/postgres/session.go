@@ -44,8 +44,11 @@ type session struct {
 	clientTLS bool
 	cbr       *bufio.Reader // startup-phase reader of client
 
-	serverTLS bool
-	sbr       *bufio.Reader // startup-phase reader of server
+	serverTLS   bool
+	sbr         *bufio.Reader       // startup-phase reader of server
+	upHost      *proxy.UpstreamHost // the upstream host the session is on
+	clientHeard bool                // startup bytes went to the client since the server was dialled
+	moreHosts   bool                // upstream hosts are left to try after this one
 
 	startup   *startupMessage
 	needNPV   bool   // client asked for a newer minor protocol version
@@ -86,15 +89,7 @@ func (s *session) serve(ctx context.Context) {
 		s.endStartup(fatalf(codeCannotConnectNow, "dbproxy is shutting down", nil))
 		return
 	}
-	if err := s.connectUpstream(ctx, s.deadline); err != nil {
-		s.endStartup(err)
-		return
-	}
-	if err := s.authenticate(); err != nil {
-		s.endStartup(err)
-		return
-	}
-	if err := s.finishStartup(); err != nil {
+	if err := s.startUpstream(ctx); err != nil {
 		s.endStartup(err)
 		return
 	}
@@ -227,6 +222,7 @@ func (s *session) flushClient() error {
 	}
 	_, err := s.client.Write(s.out)
 	s.out = s.out[:0]
+	s.clientHeard = s.Server != nil
 	return err
 }
 

@@ -144,15 +144,19 @@ func (s *session) handleCancel(ctx context.Context, payload []byte) {
 	}
 }
 
-// connectUpstream dials the server and sends the client's startup
-// parameters, as protocol 3.0.
-func (s *session) connectUpstream(ctx context.Context, deadline time.Time) error {
+// connectUpstream dials host, one of left hosts still to try, and sends
+// the client's startup parameters, as protocol 3.0. A host that cannot be
+// reached is skipped ([proxy.HostSkipped]).
+func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host *proxy.UpstreamHost, left int) error {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
-	conn, isTLS, err := s.h.dialUpstream(dctx)
+	hctx, hcancel := s.h.Up.HostContext(dctx, left)
+	conn, isTLS, err := s.h.dialHost(hctx, host, "")
+	hcancel()
 	cancel()
 	if err != nil {
-		return fatalf(codeUnableToConnect, "dbproxy could not connect to the database server", err)
+		return &proxy.HostSkipped{Err: err}
 	}
+	s.upHost = host
 	raw := conn
 	if tc, ok := conn.(*tls.Conn); ok {
 		raw = tc.NetConn()
@@ -191,7 +195,8 @@ func (s *session) finishStartup() error {
 			if err := k.Decode(body); err != nil {
 				return fatalf(codeProtocolViolation, "invalid BackendKeyData from the server", err)
 			}
-			t := &cancelTarget{upstreamAddr: s.h.opts.Upstream, upstreamPID: k.ProcessID, upstreamSecret: k.SecretKey}
+			t := &cancelTarget{host: s.upHost, addr: s.RawServer.RemoteAddr().String(),
+				upstreamPID: k.ProcessID, upstreamSecret: k.SecretKey}
 			pid, err := s.h.keys.register(t)
 			if err != nil {
 				return err
@@ -204,6 +209,9 @@ func (s *session) finishStartup() error {
 			_ = s.flushClient()
 			return errHandled
 		case 'Z':
+			if err := s.checkWritable(); err != nil {
+				return err
+			}
 			s.acct = newAccounting(s.pc)
 			if len(body) == 1 {
 				s.acct.txStatus.Store(uint32(body[0]))
