@@ -44,7 +44,7 @@ func TestSessionCipher(t *testing.T) {
 	}
 	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: mariaDB,
 		Capabilities: uint64(gomysql.CLIENT_SECURE_CONNECTION),
-		Principal:    proxy.Principal{User: "alice", Database: "app"}})
+		SessionBase:  proxy.SessionBase{Principal: proxy.Principal{User: "alice", Database: "app"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

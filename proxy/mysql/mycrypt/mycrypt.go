@@ -285,10 +285,8 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 		return s.columnDef(x, st, payload, w)
 	case mysql.KindEOF:
 		return s.resultEnd(st, payload, w)
-	case mysql.KindTextRow:
-		return s.textRow(st, payload, w)
-	case mysql.KindBinaryRow:
-		return s.binaryRow(st, payload, w)
+	case mysql.KindTextRow, mysql.KindBinaryRow:
+		return s.row(st, kind, payload, w)
 	}
 	w.Packet(payload)
 	return nil
