@@ -23,6 +23,7 @@ type run struct {
 	total   int64
 	primary []uint32 // reencrypt: per column, its key's primary version
 	limiter *rate.Limiter
+	passRows int64 // rows of the current pass, for Progress
 }
 
 // batchRows is one batch as read.
@@ -92,6 +93,7 @@ func (r *run) step(ctx context.Context, tx *sql.Tx, pending, lock bool) (int, er
 	}
 	r.st.lastKey = last
 	r.st.done += int64(b.n)
+	r.passRows += int64(b.n)
 	r.st.changed += int64(changed)
 	return b.n, nil
 }
@@ -211,13 +213,17 @@ func (r *run) batchTx(ctx context.Context, pending bool) (int, error) {
 
 func (r *run) report() {
 	if r.o.Progress != nil {
-		r.o.Progress(Progress{Op: r.op, Table: r.t.String(), Phase: r.st.phase, Done: r.st.done, Total: r.total, Changed: r.st.changed})
+		r.o.Progress(Progress{Op: r.op, Table: r.t.String(), Phase: r.st.phase, Done: r.passRows, Total: r.total, Changed: r.st.changed})
 	}
 }
 
 // pass pages through the table from r.st.lastKey to its end in batch
 // transactions.
 func (r *run) pass(ctx context.Context, pending bool) error {
+	r.passRows = 0
+	if !pending && r.st.lastKey != nil {
+		r.passRows = r.st.done // a resumed backfill or reencrypt
+	}
 	for {
 		n, err := r.batchTx(ctx, pending)
 		if err != nil {

@@ -19,10 +19,13 @@ type statements struct {
 // alias names the migrated table in UPDATE … FROM.
 const alias = "dbproxy_t"
 
+// keyList is the key columns, qualified with the table's alias: in ORDER
+// BY an unqualified name would mean the output column of that name (the
+// key cast to text), not the key.
 func (s statements) keyList() string {
 	q := make([]string, len(s.info.keyCols))
 	for i, k := range s.info.keyCols {
-		q[i] = quote(k)
+		q[i] = alias + "." + quote(k)
 	}
 	return strings.Join(q, ", ")
 }
@@ -40,16 +43,16 @@ func (s statements) after(from int) string {
 // (DateStyle ISO, TimeZone UTC), the others read the bytes.
 func (s statements) source(c *rules.ColumnRule) string {
 	if s.op == OpEncrypt {
-		return quote(c.Column) + "::text"
+		return alias + "." + quote(c.Column) + "::text"
 	}
-	return quote(c.Column)
+	return alias + "." + quote(c.Column)
 }
 
 // pending is the condition of rows whose shadow the trigger reset.
 func (s statements) pending() string {
 	var or []string
 	for _, c := range s.t.Columns {
-		or = append(or, fmt.Sprintf("(%s IS NULL AND %s IS NOT NULL)", quote(shadowName(c.Column)), quote(c.Column)))
+		or = append(or, fmt.Sprintf("(%s.%s IS NULL AND %s.%s IS NOT NULL)", alias, quote(shadowName(c.Column)), alias, quote(c.Column)))
 	}
 	return "(" + strings.Join(or, " OR ") + ")"
 }
@@ -60,7 +63,7 @@ func (s statements) pending() string {
 func (s statements) selectBatch(withAfter, pending, forUpdate bool, limit int) string {
 	cols := make([]string, 0, len(s.info.keyCols)+len(s.t.Columns))
 	for _, k := range s.info.keyCols {
-		cols = append(cols, quote(k)+"::text")
+		cols = append(cols, alias+"."+quote(k)+"::text")
 	}
 	for _, c := range s.t.Columns {
 		cols = append(cols, s.source(c))
@@ -72,7 +75,7 @@ func (s statements) selectBatch(withAfter, pending, forUpdate bool, limit int) s
 	if withAfter {
 		where = append(where, s.after(1))
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), s.t.qualified())
+	q := fmt.Sprintf("SELECT %s FROM %s AS %s", strings.Join(cols, ", "), s.t.qualified(), alias)
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -81,7 +84,7 @@ func (s statements) selectBatch(withAfter, pending, forUpdate bool, limit int) s
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
 	if forUpdate {
-		q += " FOR UPDATE"
+		q += " FOR UPDATE OF " + alias
 	}
 	return q
 }

@@ -188,6 +188,7 @@ func migrateTargets(cfg *config.Config, op migrate.Op, f migrateFlags) ([]migrat
 			wantCols[foldPG(c)] = false
 		}
 	}
+	filterCols := len(wantCols) > 0
 	byTable := map[string]*migrateTarget{}
 	for _, c := range cfg.Columns() {
 		schema, table, column := foldPG(c.Schema), foldPG(c.Table), foldPG(c.Column)
@@ -197,7 +198,7 @@ func migrateTargets(cfg *config.Config, op migrate.Op, f migrateFlags) ([]migrat
 		if (wantTable != "" && table != wantTable) || (wantSchema != "" && schema != wantSchema) || (f.key != "" && c.Key != f.key) {
 			continue
 		}
-		if _, ok := wantCols[column]; len(wantCols) > 0 && !ok {
+		if _, ok := wantCols[column]; filterCols && !ok {
 			continue
 		}
 		wantCols[column] = true
@@ -235,7 +236,9 @@ func migrateTargets(cfg *config.Config, op migrate.Op, f migrateFlags) ([]migrat
 	for _, tg := range byTable {
 		out = append(out, *tg)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].database+out[i].table.String() < out[j].database+out[j].table.String() })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].database+out[i].table.String() < out[j].database+out[j].table.String()
+	})
 	if len(out) == 0 {
 		return nil, errors.New("no encryption rule matches: add the columns to encryption: in the configuration given to migrate (see docs/migrate.md)")
 	}
