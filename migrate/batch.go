@@ -13,16 +13,16 @@ import (
 
 // run is one migration of one table.
 type run struct {
-	op      Op
-	t       Table
-	sql     statements
-	cipher  Cipher
-	o       Options
-	conn    *sql.Conn
-	st      *state
-	total   int64
-	primary []uint32 // reencrypt: per column, its key's primary version
-	limiter *rate.Limiter
+	op       Op
+	t        Table
+	sql      statements
+	cipher   Cipher
+	o        Options
+	conn     *sql.Conn
+	st       *state
+	total    int64
+	primary  []uint32 // reencrypt: per column, its key's primary version
+	limiter  *rate.Limiter
 	passRows int64 // rows of the current pass, for Progress
 }
 
