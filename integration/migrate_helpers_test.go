@@ -49,17 +49,9 @@ func runCLI(t testing.TB, bin string, env []string, args ...string) cliRun {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run dbproxy %v: %v", args, err)
-	}
-	return cliRun{stdout: out.String(), stderr: errb.String(), code: code}
+	var r cliRun
+	r.stdout, r.stderr, r.code = runCmd(t, cmd)
+	return r
 }
 
 // mustCLI runs the CLI and fails the test unless it exits 0.
