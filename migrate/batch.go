@@ -99,16 +99,13 @@ func (r *run) step(ctx context.Context, tx *sql.Tx, pending, lock bool) (int, er
 }
 
 // convert turns a batch into the update's parameters, and counts the
-// values it converted.
+// values it converted. Rows with nothing to convert are left out.
 func (r *run) convert(ctx context.Context, b *batchRows) (int, []any, error) {
-	params := make([]any, 0, len(b.keys)+len(b.vals))
-	for _, k := range b.keys {
-		params = append(params, k)
-	}
+	outs := make([][][]byte, len(r.t.Columns))
+	keep := make([]bool, b.n)
 	changed := 0
 	for i, col := range r.t.Columns {
-		out := make([][]byte, b.n)
-		var texts []*string
+		outs[i] = make([][]byte, b.n)
 		for j, v := range b.vals[i] {
 			if v == nil {
 				continue
@@ -119,23 +116,42 @@ func (r *run) convert(ctx context.Context, b *batchRows) (int, []any, error) {
 			}
 			if conv != nil {
 				changed++
+				keep[j] = true
 			}
-			out[j] = conv
+			outs[i][j] = conv
 		}
-		if r.op == OpDecrypt {
-			texts = make([]*string, b.n)
-			for j, v := range out {
-				if v != nil {
-					s := string(v)
-					texts[j] = &s
-				}
-			}
-			params = append(params, texts)
+	}
+	params := make([]any, 0, len(b.keys)+len(outs))
+	for _, k := range b.keys {
+		params = append(params, pick(k, keep))
+	}
+	for _, out := range outs {
+		out = pick(out, keep)
+		if r.op != OpDecrypt {
+			params = append(params, out)
 			continue
 		}
-		params = append(params, out)
+		texts := make([]*string, len(out))
+		for j, v := range out {
+			if v != nil {
+				s := string(v)
+				texts[j] = &s
+			}
+		}
+		params = append(params, texts)
 	}
 	return changed, params, nil
+}
+
+// pick returns the elements of s whose keep is set.
+func pick[T any](s []T, keep []bool) []T {
+	out := make([]T, 0, len(s))
+	for j, v := range s {
+		if keep[j] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func keyString(b *batchRows, row int) string {
