@@ -244,6 +244,7 @@ func (w *migWriters) run(t testing.TB, dsn string, i, seeded int) error {
 		w.expected[id] = canonRow(t, texts)
 		w.mu.Unlock()
 		w.acked.Add(1)
+		time.Sleep(time.Millisecond) // a busy application, not a load test
 	}
 	return nil
 }
