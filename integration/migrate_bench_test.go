@@ -30,7 +30,7 @@ func BenchmarkPGMigrateEncrypt(b *testing.B) {
 		rows = n
 	}
 	m := startMigEnv(b)
-	ctx := testCtx(b)
+	ctx := migCtx(b)
 	var load *exec.Cmd
 	var loadOut bytes.Buffer
 	if os.Getenv("DBPROXY_MIGRATE_BENCH_PGBENCH") == "1" {
@@ -57,6 +57,7 @@ func BenchmarkPGMigrateEncrypt(b *testing.B) {
 		defer func() { _ = load.Process.Kill(); _ = load.Wait() }()
 	}
 	var elapsed time.Duration
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		if _, err := m.direct.Exec(ctx, "DROP TABLE IF EXISTS people; DROP TABLE IF EXISTS dbproxy_migrations"); err != nil {

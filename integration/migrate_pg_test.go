@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -66,6 +67,14 @@ func (m *migEnv) proxyDSN() string {
 	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", m.pg.User, m.pg.Password, m.addr, m.pg.Database)
 }
 
+// migCtx bounds a migrate test: the large runs (DBPROXY_MIGRATE_ROWS,
+// DBPROXY_MIGRATE_BENCH_ROWS) take minutes.
+func migCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // cli runs dbproxy with the rules configuration.
 func (m *migEnv) cli(t testing.TB, args ...string) cliRun {
 	return runCLI(t, m.bin, m.env, append(args, "--config", m.rulesYML)...)
@@ -81,7 +90,7 @@ func (m *migEnv) migState(t testing.TB, op string) (string, int64) {
 	t.Helper()
 	var phase string
 	var done int64
-	err := m.direct.QueryRow(testCtx(t), `SELECT phase, rows_done FROM public.dbproxy_migrations WHERE op = $1 AND table_name = 'public.people'`, op).Scan(&phase, &done)
+	err := m.direct.QueryRow(context.Background(), `SELECT phase, rows_done FROM public.dbproxy_migrations WHERE op = $1 AND table_name = 'public.people'`, op).Scan(&phase, &done)
 	if err != nil {
 		return "", 0
 	}
@@ -98,7 +107,7 @@ func (m *migEnv) migState(t testing.TB, op string) (string, int64) {
 // back the exact values. DBPROXY_MIGRATE_ROWS sets the row count.
 func TestPGMigrateEncrypt(t *testing.T) {
 	m := startMigEnv(t)
-	ctx := testCtx(t)
+	ctx := migCtx(t)
 	n := migrateRows(t)
 	seedPeople(t, ctx, m.direct, n)
 	if _, err := m.direct.Exec(ctx, `CREATE TABLE nokey (a text)`); err != nil {
