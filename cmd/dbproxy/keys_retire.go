@@ -50,28 +50,30 @@ func retireKey(ctx context.Context, cfg *config.Config, mgr *keys.Manager, key, 
 // listener lc) under version, reports each column that has some or cannot
 // be read, and returns how many it reported.
 func countVersion(ctx context.Context, lc *config.Listener, index int, g guardGroup, key string, version uint32, cfg *config.Config, e env) int {
+	where := "listener " + listenerName(lc)
 	var targets []schemaguard.Target
+	bad := 0
 	for _, t := range g.targets {
-		if columnKey(cfg, lc.Protocol, t) == key {
-			targets = append(targets, t)
+		if columnKey(cfg, lc.Protocol, t) != key {
+			continue
 		}
+		if t.Database == "" {
+			fmt.Fprintf(e.stderr, "%s: %s: the rule names no database: set database: in the rule or pass --database\n", where, t)
+			bad++
+			continue
+		}
+		targets = append(targets, t)
 	}
 	if len(targets) == 0 {
-		return 0
-	}
-	where := "listener " + listenerName(lc)
-	if g.database == "" && lc.Protocol == config.ProtocolPostgres || lc.Protocol == config.ProtocolMySQL && targets[0].Database == "" {
-		fmt.Fprintf(e.stderr, "%s: %d column(s) of key %s: the rule names no database: set database: in the rule or pass --database\n", where, len(targets), key)
-		return len(targets)
+		return bad
 	}
 	db, err := openGuardDB(ctx, lc, index, e.getenv, g.database)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", where, err)
-		return len(targets)
+		return bad + len(targets)
 	}
 	defer db.Close()
 	ver := binary.BigEndian.AppendUint32(nil, version)
-	bad := 0
 	for _, t := range targets {
 		n, err := countColumnVersion(ctx, db, lc.Protocol, t, ver)
 		switch {
