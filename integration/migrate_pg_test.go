@@ -131,8 +131,9 @@ func TestPGMigrateEncrypt(t *testing.T) {
 
 	w := startMigWriters(t, m.proxyDSN(), expected, n)
 	killedRun(t, m)
-	before := w.acked.Load()
+	before, start := w.acked.Load(), time.Now()
 	res := m.mustCLI(t, "migrate", "encrypt", "--table", "people", "--batch", "500", "--json")
+	took := time.Since(start)
 	if !strings.Contains(res.stdout, `"result":"done"`) {
 		t.Fatalf("resumed run: %s", res.stdout)
 	}
@@ -143,6 +144,7 @@ func TestPGMigrateEncrypt(t *testing.T) {
 	after := w.acked.Load()
 	waitFor(t, "writes through the encrypting proxy", func() bool { return w.acked.Load() >= after+200 })
 	w.halt(t)
+	t.Logf("resumed run: %s (%.0f rows/s of the seeded table); result %s", took.Round(time.Millisecond), float64(n)/took.Seconds(), lastLine(res.stdout))
 	t.Logf("%d rows; %d writes acknowledged during the runs, %d after the reload, %d attempts refused and tried again",
 		n, after-before, w.acked.Load()-after, w.refused.Load())
 
@@ -179,6 +181,11 @@ func killedRun(t *testing.T, m *migEnv) {
 		t.Fatalf("after SIGKILL: phase %q, %d rows done", phase, done)
 	}
 	t.Logf("killed after %d rows", done)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // sameRows compares row maps, naming the first few differences.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 // maxCatchUp bounds the catch-up passes before the swap; the swap
@@ -32,7 +33,7 @@ func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 				break
 			}
 		}
-		if err := r.swap(ctx); err != nil {
+		if err := r.swap(ctx, &res.SwapLock); err != nil {
 			return res, err
 		}
 		r.st.phase = phaseSwapped
@@ -56,11 +57,13 @@ func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 
 // swap converts the rows still pending and replaces the source columns by
 // their shadows, in one transaction under ACCESS EXCLUSIVE.
-func (r *run) swap(ctx context.Context) error {
-	return r.withLock(ctx, func(tx *sql.Tx) error {
+func (r *run) swap(ctx context.Context, held *time.Duration) error {
+	var locked time.Time
+	err := r.withLock(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", r.t.qualified())); err != nil {
 			return wrapf(err, "lock the table for the swap")
 		}
+		locked = time.Now()
 		r.st.lastKey = nil
 		for {
 			n, err := r.step(ctx, tx, true, false)
@@ -79,6 +82,10 @@ func (r *run) swap(ctx context.Context) error {
 		r.st.phase, r.st.lastKey = phaseSwapped, nil
 		return saveState(ctx, tx, r.op, r.t, r.st)
 	})
+	if err == nil {
+		*held = time.Since(locked) // the commit is in it
+	}
+	return err
 }
 
 // reencrypt pages through the table once, rewriting values under older

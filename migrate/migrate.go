@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dbproxy/dbproxy/rules"
@@ -89,6 +90,9 @@ type Result struct {
 	Passes  int   // catch-up passes after the backfill
 	Skipped bool  // nothing to do (already in the target form)
 	Message string
+	// SwapLock is how long the swap held ACCESS EXCLUSIVE on the table
+	// (from the grant of the lock to the commit).
+	SwapLock time.Duration
 }
 
 // Phases recorded in the state table.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/migrate"
@@ -120,7 +121,8 @@ func runOp(ctx context.Context, op migrate.Op, db *sql.DB, enc migrate.Cipher, t
 func printResult(e env, op migrate.Op, tg migrateTarget, res migrate.Result, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{"op": op, "database": tg.database, "table": tg.table.String(),
-			"result": "done", "skipped": res.Skipped, "rows": res.Rows, "changed": res.Changed, "passes": res.Passes})
+			"result": "done", "skipped": res.Skipped, "rows": res.Rows, "changed": res.Changed, "passes": res.Passes,
+			"swap_lock_ms": res.SwapLock.Milliseconds()})
 	}
 	where := tg.table.String()
 	if tg.database != "" {
@@ -133,6 +135,9 @@ func printResult(e env, op migrate.Op, tg migrateTarget, res migrate.Result, asJ
 	fmt.Fprintf(e.stdout, "migrate %s %s: %d rows, %d values converted", op, where, res.Rows, res.Changed)
 	if op != migrate.OpReencrypt {
 		fmt.Fprintf(e.stdout, ", %d catch-up pass(es), columns swapped", res.Passes)
+		if res.SwapLock > 0 {
+			fmt.Fprintf(e.stdout, " (table locked %s)", res.SwapLock.Round(time.Millisecond))
+		}
 	}
 	fmt.Fprintln(e.stdout)
 	switch op {
