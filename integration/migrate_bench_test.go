@@ -72,7 +72,8 @@ func BenchmarkPGMigrateEncrypt(b *testing.B) {
 		}
 		b.StartTimer()
 		start, from := time.Now(), len(loadOut.String())
-		m.mustCLI(b, "migrate", "encrypt", "--table", "people", "--batch", "2000")
+		r := m.mustCLI(b, "migrate", "encrypt", "--table", "people", "--batch", "2000")
+		b.Logf("%d rows: %s", rows, strings.TrimSpace(r.stdout))
 		elapsed += time.Since(start)
 		during = append(during, loadOut.String()[from:])
 	}
