@@ -75,7 +75,7 @@ func progressLine(pr migrate.Progress, elapsed time.Duration, rows int64) string
 		rate := float64(rows) / secs
 		s += fmt.Sprintf(", %.0f rows/s", rate)
 		if left := pr.Total - pr.Done; left > 0 {
-			s += fmt.Sprintf(", ETA %s", (time.Duration(float64(left)/rate) * time.Second).Round(time.Second))
+			s += fmt.Sprintf(", ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
 	return s

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/migrate"
@@ -66,5 +68,30 @@ func TestMigrateTargets(t *testing.T) {
 	all, err := migrateTargets(cfg, migrate.OpReencrypt, migrateFlags{key: "shared"})
 	if err != nil || len(all) != 1 || all[0].table.String() != "other.users" {
 		t.Fatalf("reencrypt --key: %+v %v", all, err)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	pr := migrate.Progress{Op: migrate.OpEncrypt, Table: "public.users", Phase: "backfill", Done: 5000, Total: 20000}
+	got := progressLine(pr, 2*time.Second, 4000)
+	if want := "encrypt public.users: backfill 5000/20000 rows (25%), 2000 rows/s, ETA 8s"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := progressLine(pr, 0, 0); got != "encrypt public.users: backfill 5000/20000 rows (25%)" {
+		t.Fatalf("at the start: %q", got)
+	}
+}
+
+// TestProgressJSON: --json writes one object per update, with the phase
+// and counts.
+func TestProgressJSON(t *testing.T) {
+	var out strings.Builder
+	p := newProgressSink(env{stdout: &out, stderr: io.Discard}, true)
+	p.update(migrate.Progress{Op: migrate.OpReencrypt, Table: "public.t", Phase: "backfill", Done: 10, Total: 20, Changed: 3})
+	p.finish()
+	for _, want := range []string{`"op":"reencrypt"`, `"phase":"backfill"`, `"done":10`, `"total":20`, `"changed":3`, `"time":"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("JSON progress lacks %s: %s", want, out.String())
+		}
 	}
 }
