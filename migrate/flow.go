@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -22,14 +23,16 @@ func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 		r.st.phase, r.st.lastKey = phaseCatchUp, nil
 	}
 	if r.st.phase == phaseCatchUp {
+		if err := r.pendingIndex(ctx); err != nil {
+			return res, err
+		}
 		for res.Passes < maxCatchUp {
-			before := r.st.changed
 			r.st.lastKey = nil
 			res.Passes++
 			if err := r.pass(ctx, true); err != nil {
 				return res, err
 			}
-			if r.st.changed-before < int64(r.o.batch()) {
+			if r.passRows < int64(r.o.batch()) {
 				break
 			}
 		}
@@ -53,6 +56,28 @@ func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 	}
 	res.Rows, res.Changed = r.st.done, r.st.changed
 	return res, nil
+}
+
+// pendingIndex builds the partial index of pending rows, concurrently
+// (writes go on). An invalid one left by a run killed while building it is
+// dropped and built again.
+func (r *run) pendingIndex(ctx context.Context) error {
+	var valid sql.NullBool
+	err := r.conn.QueryRowContext(ctx, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, r.t.schema(), r.sql.pendingIndex()).Scan(&valid)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return wrapf(err, "read the pending-rows index")
+	}
+	if valid.Valid && valid.Bool {
+		return nil
+	}
+	if valid.Valid {
+		if _, err := r.conn.ExecContext(ctx, r.sql.dropPendingIndex()); err != nil {
+			return wrapf(err, "drop the invalid pending-rows index")
+		}
+	}
+	_, err = r.conn.ExecContext(ctx, r.sql.createPendingIndex())
+	return wrapf(err, "build the pending-rows index")
 }
 
 // swap converts the rows still pending and replaces the source columns by

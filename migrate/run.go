@@ -256,7 +256,8 @@ func (r *run) printPlan(w io.Writer, st *state) {
 	if r.op == OpReencrypt {
 		return
 	}
-	fmt.Fprintln(w, "-- 3. catch-up passes over rows changed meanwhile, as 2 with")
+	fmt.Fprintln(w, "-- 3. the index of rows changed meanwhile, then catch-up passes over them, as 2 with")
+	stmt(s.createPendingIndex())
 	stmt(s.selectBatch(true, true, true, r.o.batch()))
 	fmt.Fprintln(w, "-- 4. swap, one transaction")
 	stmt("LOCK TABLE " + r.t.qualified() + " IN ACCESS EXCLUSIVE MODE")

@@ -49,12 +49,35 @@ func (s statements) source(c *rules.ColumnRule) string {
 }
 
 // pending is the condition of rows whose shadow the trigger reset.
-func (s statements) pending() string {
+func (s statements) pending() string { return s.pendingOf(alias + ".") }
+
+// pendingOf is pending with each column prefixed by qualifier ("" in an
+// index predicate, which cannot name an alias).
+func (s statements) pendingOf(qualifier string) string {
 	var or []string
 	for _, c := range s.t.Columns {
-		or = append(or, fmt.Sprintf("(%s.%s IS NULL AND %s.%s IS NOT NULL)", alias, quote(shadowName(c.Column)), alias, quote(c.Column)))
+		or = append(or, fmt.Sprintf("(%s%s IS NULL AND %s%s IS NOT NULL)", qualifier, quote(shadowName(c.Column)), qualifier, quote(c.Column)))
 	}
 	return "(" + strings.Join(or, " OR ") + ")"
+}
+
+// pendingIndex is the partial index of the rows still pending, built
+// (concurrently) after the backfill, so that the catch-up passes and the
+// final pass under the swap's lock read only those rows instead of
+// scanning the table. Dropping the source column in the swap drops it.
+func (s statements) pendingIndex() string { return derivedName("dbproxy_pending_", s.t.Name) }
+
+func (s statements) createPendingIndex() string {
+	cols := make([]string, len(s.info.keyCols))
+	for i, k := range s.info.keyCols {
+		cols[i] = quote(k)
+	}
+	return fmt.Sprintf("CREATE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s (%s) WHERE %s", quote(s.pendingIndex()), s.t.qualified(),
+		strings.Join(cols, ", "), s.pendingOf(""))
+}
+
+func (s statements) dropPendingIndex() string {
+	return fmt.Sprintf("DROP INDEX CONCURRENTLY IF EXISTS %s.%s", quote(s.t.schema()), quote(s.pendingIndex()))
 }
 
 // selectBatch reads the key (as text) and the source columns of the next
