@@ -61,6 +61,9 @@ func TestStatements(t *testing.T) {
 			t.Errorf("select lacks %q:\n%s", want, sel)
 		}
 	}
+	if idx, want := s.createPendingIndex(), `CREATE INDEX CONCURRENTLY IF NOT EXISTS "dbproxy_pending_Users" ON "app"."Users" ("tenant", "id") WHERE (("dbproxy_new_ssn" IS NULL AND "ssn" IS NOT NULL) OR ("dbproxy_new_born" IS NULL AND "born" IS NOT NULL))`; idx != want {
+		t.Errorf("pending index:\n%s\nwant\n%s", idx, want)
+	}
 	up := s.update()
 	if want := `SET "dbproxy_new_ssn" = v.c0, "dbproxy_new_born" = v.c1 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS v(k0, k1, c0, c1) WHERE dbproxy_t."tenant" = v.k0::integer AND dbproxy_t."id" = v.k1::bigint`; !strings.Contains(up, want) {
 		t.Errorf("update:\n%s\nwant %s", up, want)
