@@ -10,7 +10,8 @@
 // column changes (the database has no key, so the trigger cannot convert;
 // it only marks the row as pending), backfill the shadow in key order in
 // short transactions that lock the rows of their batch (keyset pagination,
-// throttled), run catch-up passes over rows the trigger marked, and swap:
+// throttled), build a partial index of the rows the trigger marked
+// (CREATE INDEX CONCURRENTLY) and run catch-up passes over them, and swap:
 // one short transaction under ACCESS EXCLUSIVE that converts the rows
 // still pending, drops the trigger and the source column, renames the
 // shadow, and (encrypt) adds the schemaguard CHECK constraint NOT VALID, so
