@@ -10,6 +10,9 @@
 #   BASE=main bench/pg-select.sh       # also dbproxy built from git revision
 #                                      # main (target "base"): before and
 #                                      # after in one run
+#   BASE=HEAD BASE_ENV=GOMAXPROCS=1 bench/pg-select.sh
+#                                      # the same binary with another
+#                                      # environment (DBPROXY_ENV sets both)
 #   HAPROXY=0 bench/pg-select.sh       # without HAProxy
 #
 # Per proxy it reports its CPU per transaction (from /proc/PID/stat), its
@@ -79,7 +82,7 @@ if [ -n "${BASE:-}" ]; then
   (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
   port[base]=$(freeport)
   sed "s/listen: 127.0.0.1:$dport/listen: 127.0.0.1:${port[base]}/" "$work/dbproxy.yaml" >"$work/base.yaml"
-  env ${DBPROXY_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
+  env ${DBPROXY_ENV:-} ${BASE_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
   ppid[base]=$!
   pids+=($!)
   for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "${port[base]}" && break; sleep 0.1; done
