@@ -143,7 +143,7 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.mu.Unlock()
 		s.resetZone()
 		s.changeUser(payload)
-		s.followChangeUser(payload)
+		x.Watch, x.State = true, &exState{changeUser: s.changeUserCipher(payload)}
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
@@ -256,6 +256,11 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 	}
 	switch kind {
 	case mysql.KindOK, mysql.KindERR:
+		if st.changeUser != nil {
+			s.changeUserDone(st, kind == mysql.KindOK)
+			w.Packet(payload)
+			return nil
+		}
 		if st.use {
 			s.finishUse(st, kind, payload)
 		}
