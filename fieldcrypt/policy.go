@@ -183,3 +183,35 @@ func (c *Cipher) policyCheck(op Op, col *rules.ColumnRule) error {
 	}
 	return nil
 }
+
+// CheckKeyless checks a value written to the encrypted column col that
+// uses no key, so that no Encrypt reaches the policy: NULL or DEFAULT
+// (from nil), or the ciphertext of the column from, under the same key,
+// copied as it is (INSERT … SELECT, UPDATE … SET col = other). Such a
+// write needs the permission to store into col, and a copy the
+// permission to read from in plaintext (ActionDecrypt): otherwise a copy
+// would move a value the session may not see into a column where it may,
+// or change a column it may not write. A refusal is a *RefusedError
+// (OpEncrypt, naming col — or OpDecrypt naming from), reported to the
+// Monitor. Without a policy it returns nil at once.
+func (c *Cipher) CheckKeyless(ctx context.Context, col, from *rules.ColumnRule) error {
+	if c == nil || c.decider == nil {
+		return nil
+	}
+	op, on := OpEncrypt, col
+	d := c.decider.Decide(col)
+	if d.Allows(OpEncrypt) && from != nil {
+		if src := c.decider.Decide(from); src.Action != ActionDecrypt {
+			op, on, d = OpDecrypt, from, src
+		} else {
+			return nil
+		}
+	} else if d.Allows(OpEncrypt) {
+		return nil
+	}
+	refused := &RefusedError{Op: op, Column: on, Err: &PolicyError{Decision: d}}
+	if c.monitor != nil {
+		c.monitor.KeyUsed(ctx, c.use(op, on, -1, refused))
+	}
+	return refused
+}

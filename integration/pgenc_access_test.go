@@ -243,9 +243,8 @@ func pgAccessCopy(t *testing.T, e *encEnv, u accessUsers) {
 	buf.Reset()
 	_, err = ing.PgConn().CopyTo(ctx, &buf, `COPY users TO STDOUT`)
 	wantPGDenied(t, "ingest COPY TO", err, "public.users.ssn", "access.rules[2]")
+	// Refused before the COPY starts: a principal that may not write ssn
+	// may not COPY into it (its NULLs would be written with no key).
 	_, err = rep.PgConn().CopyFrom(ctx, strings.NewReader("40\t000-00-0000\n"), `COPY users (id, ssn) FROM STDIN`)
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "57014" || !strings.Contains(pe.Message, "encrypt of column public.users.ssn refused") {
-		t.Errorf("reporting COPY FROM: %v, want the COPY failed with the refusal", err)
-	}
+	wantPGDenied(t, "reporting COPY FROM", err, "public.users.ssn", "access.rules[0]")
 }

@@ -85,3 +85,12 @@ type Literal struct {
 	// the MySQL planner leaves it 0.
 	Pos int
 }
+
+// KeylessWrite is a value written to the encrypted column Column that the
+// proxy does not encrypt: NULL or DEFAULT (From nil), or the ciphertext of
+// column From, under the same key, mode and type, copied as it is. No key
+// is used for it, so the wire layers check such writes against the
+// session's access policy themselves (fieldcrypt.Cipher.CheckKeyless).
+type KeylessWrite struct {
+	Column, From *rules.ColumnRule
+}

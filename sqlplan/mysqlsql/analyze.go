@@ -473,9 +473,16 @@ func (a *analyzer) store(col *rules.ColumnRule, e ast.ExprNode) {
 		return
 	}
 	if lit.Null {
+		a.keyless(col, nil)
 		return
 	}
 	a.addSlot(e, Slot{Kind: SlotStore, Column: col, Literal: lit})
+}
+
+// keyless records a write to the encrypted column col that uses no key:
+// NULL (from nil) or a copy of column from (Plan.Keyless).
+func (a *analyzer) keyless(col, from *rules.ColumnRule) {
+	a.plan.Keyless = append(a.plan.Keyless, sqlplan.KeylessWrite{Column: col, From: from})
 }
 
 // ddlDefaults refuses DEFAULT, ON UPDATE and generated expressions for

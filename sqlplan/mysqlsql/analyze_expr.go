@@ -196,11 +196,14 @@ func (a *analyzer) assignment(x *ast.Assignment) {
 	if src := a.colExpr(x.Expr); src != nil {
 		if !rules.Interchangeable(src, col) {
 			a.refuse(refusef(col, "copying from %s needs the same key, mode and type", src))
+			return
 		}
+		a.keyless(col, src)
 		return
 	}
 	if v, ok := unparen(x.Expr).(*ast.ValuesExpr); ok && v.Column != nil {
 		if src := a.column(v.Column.Name); src != nil && rules.Interchangeable(src, col) {
+			a.keyless(col, nil) // the row being inserted: the client's own value
 			return
 		}
 		a.refuse(refusef(col, "VALUES() of another column cannot be stored in an encrypted column"))

@@ -75,6 +75,10 @@ type Plan struct {
 	Slots    []Slot
 	// Params are the roles of the client placeholders, in text order.
 	Params []sqlplan.Param
+	// Keyless are the writes to encrypted columns that use no key (NULL,
+	// a copy between columns under the same key): the session checks them
+	// against its access policy before the string goes out.
+	Keyless []sqlplan.KeylessWrite
 	// ServerParams lists the placeholders of the rewritten statement in
 	// order (nil when Passthrough: they are the client's).
 	ServerParams []ServerParam

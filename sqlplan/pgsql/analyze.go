@@ -31,6 +31,9 @@ type analyzer struct {
 
 	// planParams are the parameter roles of the whole string.
 	planParams []sqlplan.Param
+	// keyless are the writes to encrypted columns of the whole string
+	// that use no key (Plan.Keyless).
+	keyless []sqlplan.KeylessWrite
 
 	// noCache: the plan depends on catalog state that no purge tracks
 	// (where an unqualified CREATE lands, which of two relations an

@@ -66,6 +66,12 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, st *Statement) error {
 	st.Copy = cp
 	if s.IsFrom {
 		st.Kind = KindCopyFrom
+		// Its NULLs (and DEFAULT markers) are written with no key.
+		for _, f := range cp.Fields {
+			if f.Column != nil {
+				a.keyless = append(a.keyless, sqlplan.KeylessWrite{Column: f.Column})
+			}
+		}
 	} else {
 		st.Kind = KindCopyTo
 	}

@@ -145,6 +145,8 @@ func (a *analyzer) insertIntoEncrypted(s *pg.InsertStmt, src *pg.SelectStmt, sc 
 			return refuse(cr, sqlplan.StateDatatypeMismatch, "INSERT … SELECT would write a plaintext value (or another key's ciphertext) into the encrypted column; only columns under the same key, mode and type can be copied")
 		case cr == nil && oc.prov != nil:
 			return unsupported(oc.prov.rule, "INSERT … SELECT would copy its ciphertext into the plaintext column %q", cols[i])
+		case cr != nil:
+			a.keyless = append(a.keyless, sqlplan.KeylessWrite{Column: cr, From: oc.prov.rule})
 		}
 	}
 	return nil
@@ -222,6 +224,7 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 	}
 	switch in.kind {
 	case exNull, exDefault:
+		a.keyless = append(a.keyless, sqlplan.KeylessWrite{Column: cr})
 		return nil
 	case exLiteral:
 		if err := checkLiteral(cr, in); err != nil {
@@ -250,6 +253,11 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 		return nil
 	case exEnc:
 		if rules.Interchangeable(in.rule(), cr) {
+			w := sqlplan.KeylessWrite{Column: cr, From: in.rule()}
+			if in.prov.inserted {
+				w.From = nil // EXCLUDED.col: the client's own value, not a stored one
+			}
+			a.keyless = append(a.keyless, w)
 			return nil
 		}
 		return refuse(cr, sqlplan.StateDatatypeMismatch, "would receive a value of %s, which is encrypted under another key, mode or type; only columns under the same key can be copied", in.rule())
@@ -262,6 +270,7 @@ func (a *analyzer) assign(n *pg.Node, cr *rules.ColumnRule, sc *scope, colName s
 func (a *analyzer) onConflict(oc *pg.OnConflictClause, sc *scope, target *rel) error {
 	excluded := *target
 	excluded.name = "excluded"
+	excluded.inserted = true
 	excluded.hidden = nil
 	osc := &scope{parent: sc.parent, ctes: sc.ctes, rels: []*rel{target, &excluded}}
 	if inf := oc.Infer; inf != nil {

@@ -41,6 +41,10 @@ type Plan struct {
 	// parameter number referenced in the text; parameters the client
 	// declares beyond it are plain. Roles are never RoleInvalid.
 	Params []sqlplan.Param
+	// Keyless are the writes to encrypted columns that use no key (NULL,
+	// DEFAULT, a copy between columns under the same key): the session
+	// checks them against its access policy before the string goes out.
+	Keyless []sqlplan.KeylessWrite
 
 	pass bool
 }

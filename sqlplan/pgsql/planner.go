@@ -320,6 +320,10 @@ func (p *Planner) plan(ctx context.Context, sql, searchPath string) (*Plan, *ana
 		pl.Statements = append(pl.Statements, st)
 	}
 	pl.Params = a.planParams
+	pl.Keyless = a.keyless
+	if len(pl.Keyless) > 0 {
+		pass = false // the session checks them against its policy
+	}
 	for i := range pl.Params {
 		if pl.Params[i].Role == sqlplan.RoleInvalid {
 			pl.Params[i] = sqlplan.Param{Role: sqlplan.RolePlain}

@@ -20,6 +20,9 @@ import (
 type prov struct {
 	rule      *rules.ColumnRule
 	traceable bool
+	// inserted: the value of the row being inserted (ON CONFLICT's
+	// EXCLUDED), not a stored one.
+	inserted bool
 }
 
 // col is an output column of a derived table.
@@ -33,6 +36,8 @@ type col struct {
 type rel struct {
 	// name qualifies column references: the alias, or the table name.
 	name string
+	// inserted: ON CONFLICT's EXCLUDED, the row being inserted.
+	inserted bool
 	// schema of a base table with no alias ("" when not resolved because
 	// no rule can apply); schema-qualified references (s.t.c) match it.
 	schema string
@@ -102,6 +107,15 @@ func stringList(nodes []*pg.Node) ([]string, bool) {
 // colProv returns the provenance of column name of r, and whether r is
 // known to have (found) or might have (maybe) such a column.
 func (a *analyzer) colProv(r *rel, name string) (p *prov, found, maybe bool, err error) {
+	p, found, maybe, err = a.relColProv(r, name)
+	if r.inserted && p != nil {
+		p = &prov{rule: p.rule, traceable: p.traceable, inserted: true}
+	}
+	return p, found, maybe, err
+}
+
+// relColProv is colProv without the marking of EXCLUDED's values.
+func (a *analyzer) relColProv(r *rel, name string) (p *prov, found, maybe bool, err error) {
 	if !r.base || r.known {
 		for _, c := range r.cols {
 			if c.name == name {

@@ -275,7 +275,7 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 	}
 	ar := new(planArena)
 	pl := &ar.plan
-	*pl = Plan{Params: src.Params, pass: src.pass, Statements: ar.statements(len(src.Statements))}
+	*pl = Plan{Params: src.Params, Keyless: src.Keyless, pass: src.pass, Statements: ar.statements(len(src.Statements))}
 	t.copyStatements(ar, pl, lits)
 	t.fillSlots(ar, pl, sql, lits)
 	return pl, true

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
 // keyError is the client's error for a value that could not be encrypted
@@ -53,4 +54,21 @@ func (s *session) changeUserDone(st *exState, ok bool) {
 	s.mu.Lock()
 	s.lx.charset = ""
 	s.mu.Unlock()
+}
+
+// checkKeyless refuses a plan that writes NULL into, or copies under the
+// same key into, an encrypted column the session's access policy does not
+// let it write, or copies from one it may not read (no key is used, so no
+// Encrypt would ask the policy).
+func (s *session) checkKeyless(plan *mysqlsql.Plan) error {
+	if len(plan.Keyless) == 0 {
+		return nil
+	}
+	c := s.cipher.Load()
+	for _, w := range plan.Keyless {
+		if err := c.CheckKeyless(s.ctx, w.Column, w.From); err != nil {
+			return keyError("statement refused", err)
+		}
+	}
+	return nil
 }

@@ -53,6 +53,9 @@ func (s *session) planIn(db string, lex mysqlsql.Lex, sql string) (*mysqlsql.Pla
 		}
 		return nil, failed("cannot plan the statement", err)
 	}
+	if err := s.checkKeyless(plan); err != nil {
+		return nil, err
+	}
 	return plan, nil
 }
 

@@ -69,6 +69,10 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		s.refuseBatch(lexErr, w)
 		return nil
 	}
+	if refusal := s.checkKeyless(plan); refusal != nil {
+		s.refuseBatch(refusal, w)
+		return nil
+	}
 	st := &stmtInfo{fetch: isFetch(text), lexChange: lexChange, txEnd: firstWordIn(text, txEndWords), searchPathChange: spChange}
 	if skips {
 		st.text, st.derived = sql, s.db.planner.Derived()

@@ -59,6 +59,9 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if lexErr != nil && !lexPlanAllowed(text, plan) {
 		return s.refuseQuery(lexErr, w)
 	}
+	if refusal := s.checkKeyless(plan); refusal != nil {
+		return s.refuseQuery(refusal, w)
+	}
 	if changes, mixed := s.preparedSearchPathChange(plan, found); mixed {
 		return s.refuseQuery(errSearchPathMixed, w)
 	} else if changes {
@@ -156,4 +159,17 @@ func copyStatement(plan *pgsql.Plan) (*pgsql.Statement, *pgproto3.ErrorResponse)
 		}
 	}
 	return copyPlan, nil
+}
+
+// checkKeyless refuses a plan that writes NULL or DEFAULT into, or copies
+// under the same key into, an encrypted column the session's access policy
+// does not let it write, or copies from one it may not read: no key is
+// used for those, so no Encrypt would ask the policy.
+func (s *session) checkKeyless(plan *pgsql.Plan) *pgproto3.ErrorResponse {
+	for _, w := range plan.Keyless {
+		if err := s.cipher.CheckKeyless(s.ctx, w.Column, w.From); err != nil {
+			return refusalResponse(err)
+		}
+	}
+	return nil
 }
