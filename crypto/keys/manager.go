@@ -163,7 +163,7 @@ type Manager struct {
 	activation time.Duration
 	stopPoll   context.CancelFunc // nil without Poll
 	pollDone   chan struct{}      // closed when pollLoop returns
-	unwrapped UnwrapObserver // nil: none
+	unwrapped  UnwrapObserver     // nil: none
 }
 
 // testHooks are set only by export_test.go.
