@@ -121,6 +121,7 @@ func (p *Plan) Rewrite(ctx context.Context, enc sqlplan.Encrypter, loc *time.Loc
 // those ciphertexts without decrypting them.
 func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc *time.Location, dst []byte, rec sqlplan.MatchRecorder) ([]byte, error) {
 	var canon, ct []byte
+	var cts [][]byte
 	for i, seg := range p.Segments {
 		dst = append(dst, seg...)
 		if i >= len(p.Slots) {
@@ -157,7 +158,7 @@ func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc 
 				dst = appendHex(dst, ct)
 				continue
 			}
-			cts, err := enc.EncryptForMatch(ctx, s.Column, canon)
+			ct, cts, err = enc.AppendMatch(ctx, ct[:0], cts[:0], s.Column, canon)
 			if err != nil {
 				return nil, fmt.Errorf("encrypt literal: %w", err)
 			}

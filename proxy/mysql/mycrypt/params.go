@@ -175,6 +175,8 @@ func (s *session) rememberTypes(st *stmt, types []uint16, raw []byte) []uint16 {
 // version. A value that is not valid for its column's type is refused.
 func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]byte, cts [][][]byte, stored [][2]int, xs *exState) error {
 	s.cmdCT = s.cmdCT[:0]
+	clear(s.cmdMatches)
+	s.cmdMatch, s.cmdMatches = reusable(s.cmdMatch)[:0], s.cmdMatches[:0]
 	c := s.cipher.Load() // one principal for the whole command
 	for i, pr := range plan.Params {
 		if pr.Role == sqlplan.RolePlain || vals[i] == nil {
@@ -199,10 +201,15 @@ func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]by
 			}
 			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
 		case sqlplan.RoleMatch:
-			m, err := c.EncryptForMatch(s.ctx, pr.Column, canon)
+			// A grown cmdMatch leaves the earlier lookups' ciphertexts in
+			// the old array, where cts still finds them.
+			n := len(s.cmdMatches)
+			buf, list, err := c.AppendMatch(s.ctx, s.cmdMatch, s.cmdMatches, pr.Column, canon)
 			if err != nil {
 				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
+			s.cmdMatch, s.cmdMatches = buf, list
+			m := list[n:len(list):len(list)]
 			if len(m) > mysqlsql.MatchSlots || len(m) == 0 {
 				return refused(fmt.Errorf("dbproxy: statement refused: %s: %w", pr.Column, mysqlsql.ErrTooManyVersions))
 			}

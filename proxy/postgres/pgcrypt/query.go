@@ -89,7 +89,7 @@ func (s *session) rewriteQuery(plan *pgsql.Plan, sql string, lexChange bool, w *
 	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
 	out := pgmsg.Begin(s.frontBufs.message[:0], pgmsg.TypeQuery)
 	out, err := plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
-		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
+		Matches: ev.matches, Scratch: &s.frontBufs.query})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)

@@ -231,7 +231,9 @@ type frontendScratch struct {
 	canonical        []byte     // Bind: canonical plaintext of a parameter
 	ciphertext       []byte     // Bind: ciphertext of a stored parameter
 	matchCiphertexts [][][]byte // Bind: ciphertexts of each RoleMatch parameter
-	queryCanonical   []byte     // Query: canonical plaintexts (pgsql.Env.Scratch)
+	matchBuf         []byte     // Bind: the lookup ciphertexts (encryptMatch)
+	matchList        [][]byte   // Bind: slices of matchBuf
+	query            pgsql.Scratch
 }
 
 // backendScratch holds the buffers the backend goroutine reuses from one
