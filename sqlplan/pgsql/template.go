@@ -256,7 +256,8 @@ func (t *template) addTouches(touches func(string) bool, sql string, pl *Plan) {
 // lits), or ok=false if sql's normalized text differs from the template's
 // (a hash collision), a fixed constant differs or a statement's
 // Planner.touches changed. The template's own text gets its plan itself.
-func (t *template) instantiate(touches func(string) bool, sql string, lits []litSpan) (*Plan, bool) {
+// The copy is made in sc when it is not nil, else on the heap.
+func (t *template) instantiate(touches func(string) bool, sql string, lits []litSpan, sc *PlanScratch) (*Plan, bool) {
 	if sql == t.sql {
 		return t.plan, true
 	}
@@ -273,9 +274,15 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 			return nil, false
 		}
 	}
-	ar := new(planArena)
+	var ar *planArena
+	if sc != nil {
+		ar = &sc.ar
+		*ar = planArena{}
+	} else {
+		ar = new(planArena)
+	}
 	pl := &ar.plan
-	*pl = Plan{Params: src.Params, pass: src.pass, Statements: ar.statements(len(src.Statements))}
+	*pl = Plan{Params: src.Params, pass: src.pass, Statements: ar.statements(len(src.Statements)), shared: src}
 	t.copyStatements(ar, pl, lits)
 	t.fillSlots(ar, pl, sql, lits)
 	return pl, true
