@@ -375,14 +375,15 @@ func (t *template) fillSlots(ar *planArena, pl *Plan, sql string, lits []litSpan
 }
 
 // planArena holds an instantiated plan of the common small shapes (one
-// statement, a few edits and matches) in a single allocation; larger
+// statement, up to four edits, say an INSERT of three encrypted values,
+// and one match) in a single allocation, or none in a PlanScratch; larger
 // plans take what does not fit from the heap. Every slice handed out is
 // clipped to its length, so appending to it never writes into a
 // neighbour.
 type planArena struct {
 	plan    Plan
 	stmts   [1]Statement
-	edit    [2]Edit
+	edit    [4]Edit
 	matches [1]Match
 	lits    [2]sqlplan.Literal
 
