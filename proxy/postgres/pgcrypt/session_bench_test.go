@@ -456,18 +456,7 @@ func BenchmarkSimpleSelect(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newFixture(b)
 			xs := f.simpleExchanges(b, tc.table, tc.oid, tc.types, tc.enc, 8)
-			var front, back postgres.Writer
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				if back.Len() > 1<<20 {
-					front, back = postgres.Writer{}, postgres.Writer{}
-				}
-				if err := f.run(&xs[i%len(xs)], &front, &back); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+			f.runEach(b, xs)
 		})
 	}
 }
@@ -486,18 +475,23 @@ func BenchmarkSimpleInsert(b *testing.B) {
 				xs[i] = exchange{front: []msg{{'Q', append([]byte(sql), 0)}},
 					back: []msg{{'C', []byte("INSERT 0 1\x00")}, {'Z', []byte{'I'}}}}
 			}
-			var front, back postgres.Writer
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				if front.Len() > 1<<20 {
-					front, back = postgres.Writer{}, postgres.Writer{}
-				}
-				if err := f.run(&xs[i%len(xs)], &front, &back); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+			f.runEach(b, xs)
 		})
+	}
+}
+
+// runEach runs the exchanges xs in turn, one per benchmark iteration.
+func (f *fixture) runEach(b *testing.B, xs []exchange) {
+	var front, back postgres.Writer
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if front.Len()+back.Len() > 1<<20 {
+			front, back = postgres.Writer{}, postgres.Writer{}
+		}
+		if err := f.run(&xs[i%len(xs)], &front, &back); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
