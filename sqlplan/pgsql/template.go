@@ -276,8 +276,10 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 	}
 	var ar *planArena
 	if sc != nil {
+		// Every element handed out is overwritten whole: only the counts
+		// start again (zeroing the arena costs write barriers).
 		ar = &sc.ar
-		*ar = planArena{}
+		ar.nEdit, ar.nMatch, ar.nLit = 0, 0, 0
 	} else {
 		ar = new(planArena)
 	}
