@@ -73,6 +73,8 @@ type session struct {
 	// hook (they run on one goroutine each).
 	cmdCanon, cmdCT, cmdMatch  []byte
 	cmdMatches                 [][]byte
+	cmdOut                     []byte           // a rewritten COM_QUERY or COM_STMT_PREPARE
+	rewriteBufs                mysqlsql.Scratch // mysqlsql.Plan.RewriteRecording's
 	resCanon, resText, resMask []byte
 }
 
