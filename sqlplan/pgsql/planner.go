@@ -288,6 +288,7 @@ func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *Pl
 	if sc != nil {
 		// Everything below may be kept: the plan, the template, the key.
 		sql = strings.Clone(sql)
+		k.sql = sql
 	}
 	pl, a, err := p.plan(ctx, sql, searchPath)
 	if err != nil {

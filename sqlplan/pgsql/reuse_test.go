@@ -108,3 +108,34 @@ func TestPlanReusingAllocs(t *testing.T) {
 		t.Errorf("template hit: %v allocations, want 0", allocs)
 	}
 }
+
+// TestPlanReusingCopiesKey: the cache keeps its own copy of a text planned
+// through PlanReusing, so that the caller's buffer can be reused: the same
+// text, planned again once the buffer holds something else, is an exact
+// cache hit (the very plan made the first time).
+func TestPlanReusingCopiesKey(t *testing.T) {
+	ctx := context.Background()
+	p := newPlanner(t, nil)
+	var sc pgsql.PlanScratch
+	// Texts without constants have no template: only their exact key
+	// finds them.
+	texts := append([]string{"SELECT id, email FROM users WHERE email IS NULL",
+		"UPDATE users SET email = NULL WHERE email IS NOT NULL"}, reusingTexts...)
+	for _, sql := range texts {
+		buf := []byte(sql)
+		first, err := p.PlanReusing(ctx, unsafe.String(&buf[0], len(buf)), "", &sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		again, err := p.Plan(ctx, sql, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Shared() != first.Shared() {
+			t.Errorf("%s: planned again after the caller's buffer changed: the cache kept the caller's memory", sql)
+		}
+	}
+}
