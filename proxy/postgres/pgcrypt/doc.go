@@ -93,7 +93,7 @@
 // through per-session scratch buffers: beyond the ciphertexts' own
 // cryptography (XAES-256-GCM sets up AES and GCM per value), a cached
 // point select or insert makes no allocation of its own (its bookkeeping
-// comes from slabs shared by 16 to 32 requests).
+// comes from slabs shared by 8 to 32 requests).
 //
 // # Refused (never passed through)
 //

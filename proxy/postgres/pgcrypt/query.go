@@ -55,7 +55,10 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	// and the plan (of a template hit, in s.frontBufs.plan) is used only
 	// during this call; the event keeps plan.Shared().
 	sql := unsafe.String(&text[0], len(text))
-	plan, err := s.db.planner.PlanReusing(s.ctx, sql, s.searchPath.current, &s.frontBufs.plan)
+	if s.frontBufs.plan == nil {
+		s.frontBufs.plan = new(pgsql.PlanScratch) // not before: an idle session keeps it
+	}
+	plan, err := s.db.planner.PlanReusing(s.ctx, sql, s.searchPath.current, s.frontBufs.plan)
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)
 	}
