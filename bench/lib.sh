@@ -151,6 +151,18 @@ CONF
 cpu_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/stat"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
 
+# ctx_switches PID: the context switches (voluntary and not) of all the
+# process's threads so far; 0 without a PID. Threads that ended are not
+# counted: take it around a run of a long-lived server.
+ctx_switches() {
+  if [ -n "$1" ] && [ -d "/proc/$1/task" ]; then
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ {n += $2} END {print n + 0}'
+  else echo 0; fi
+}
+
+# per_unit BEFORE AFTER N: (AFTER-BEFORE)/N with two decimals.
+per_unit() { awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN {printf "%.2f", (n > 0 ? (a-b)/n : 0)}'; }
+
 # cpu_us_per BEFORE AFTER N: microseconds of CPU per unit of work, the
 # process having used AFTER-BEFORE ticks for N units.
 cpu_us_per() { awk -v b="$1" -v a="$2" -v hz="$hz" -v n="$3" 'BEGIN {printf "%.1f", (a-b)/hz*1e6/n}'; }

@@ -7,6 +7,19 @@
 #   DURATION=20 ROUNDS=5 bench/pg-select.sh
 #   PERF=1 bench/pg-select.sh          # also proxy syscalls and context
 #                                      # switches per transaction (linux-perf)
+#   BASE=main bench/pg-select.sh       # also dbproxy built from git revision
+#                                      # main (target "base"): before and
+#                                      # after in one run
+#   BASE=HEAD BASE_ENV=GOMAXPROCS=1 bench/pg-select.sh
+#                                      # the same binary with another
+#                                      # environment (DBPROXY_ENV sets both)
+#   HAPROXY=0 bench/pg-select.sh       # without HAProxy
+#
+# Per proxy it reports its CPU per transaction (from /proc/PID/stat), its
+# context switches per transaction (all its threads, from
+# /proc/PID/task/*/status) and the per-core figure: transactions per
+# second of proxy CPU, what one core of a dedicated proxy host would
+# carry.
 #
 # Starts its own throwaway PostgreSQL and PgBouncer (Debian packages
 # postgresql, pgbouncer) on free ports under a temp dir, and builds dbproxy.
@@ -55,13 +68,26 @@ for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$dport" && break; sleep 0.
 
 targets="direct pgbouncer"
 hport="" hapid=""
-if start_haproxy "$work" "$pgport"; then
+if [ "${HAPROXY:-}" != 0 ] && start_haproxy "$work" "$pgport"; then
   pids+=("$hapid")
   targets+=" haproxy"
 fi
 targets+=" dbproxy"
 declare -A port=([direct]=$pgport [pgbouncer]=$bport [dbproxy]=$dport [haproxy]=$hport)
 declare -A ppid=([direct]="" [pgbouncer]="$(cat "$work/pgbouncer.pid" 2>/dev/null || true)" [dbproxy]="$dbproxy_pid" [haproxy]="$hapid")
+if [ -n "${BASE:-}" ]; then
+  # the same configuration on another port, served by dbproxy of $BASE
+  mkdir "$work/base"
+  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
+  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
+  port[base]=$(freeport)
+  sed "s/listen: 127.0.0.1:$dport/listen: 127.0.0.1:${port[base]}/" "$work/dbproxy.yaml" >"$work/base.yaml"
+  env ${DBPROXY_ENV:-} ${BASE_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
+  ppid[base]=$!
+  pids+=($!)
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "${port[base]}" && break; sleep 0.1; done
+  targets+=" base"
+fi
 results="$work/results"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
@@ -69,23 +95,28 @@ for round in $(seq "$ROUNDS"); do
     j=$(( c < 2 ? 1 : 2 ))
     for t in $(rotate "$round" $targets); do
       before=$(cpu_ticks "${ppid[$t]}")
+      csb=$(ctx_switches "${ppid[$t]}")
       perf_start "${ppid[$t]}"
       out=$(pgbench -S -n -c "$c" -j "$j" -T "$DURATION" -h 127.0.0.1 -p "${port[$t]}" -U postgres bench 2>&1)
       after=$(cpu_ticks "${ppid[$t]}")
+      csa=$(ctx_switches "${ppid[$t]}")
       perf_stop "$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)" tx
       tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
       lat=$(awk '/^latency average/ {print $4; exit}' <<<"$out")
       # proxy CPU per transaction, in microseconds
-      cpu=$(cpu_us_per "$before" "$after" "$(awk -v tps="$tps" -v d="$DURATION" 'BEGIN {print tps*d}')")
-      echo "$t $c $tps $lat $cpu" >>"$results"
-      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms  proxy cpu %5.1f us/tx%s\n' "$round" "$t" "$c" "$tps" "$lat" "$cpu" "$perfline" >&2
+      ntx=$(awk -v tps="$tps" -v d="$DURATION" 'BEGIN {print tps*d}')
+      cpu=$(cpu_us_per "$before" "$after" "$ntx")
+      cs=$(per_unit "$csb" "$csa" "$ntx")
+      echo "$t $c $tps $lat $cpu $cs" >>"$results"
+      printf 'round %d  %-9s %2d clients  %10.0f tps  %7.3f ms  proxy cpu %5.1f us/tx  %5.2f ctxsw/tx%s\n' \
+        "$round" "$t" "$c" "$tps" "$lat" "$cpu" "$cs" "$perfline" >&2
     done
   done
 done
 
 echo
 echo "pgbench -S, scale $SCALE, ${DURATION}s x $ROUNDS rounds, median per target ($(nproc) cores, loopback)"
-printf '%-10s %8s %12s %12s %14s %18s %16s\n' target clients tps latency_ms tps/direct added_latency_us proxy_cpu_us/tx
+printf '%-10s %8s %10s %11s %11s %17s %16s %10s %16s\n' target clients tps latency_ms tps/direct added_latency_us proxy_cpu_us/tx ctxsw/tx tps/proxy_cpu_s
 for c in $CLIENTS; do
   dt=$(median_of "$results" 3 direct "$c")
   dl=$(median_of "$results" 4 direct "$c")
@@ -93,7 +124,10 @@ for c in $CLIENTS; do
     tt=$(median_of "$results" 3 "$t" "$c")
     tl=$(median_of "$results" 4 "$t" "$c")
     tc=$(median_of "$results" 5 "$t" "$c")
-    awk -v t="$t" -v c="$c" -v tt="$tt" -v tl="$tl" -v dt="$dt" -v dl="$dl" -v tc="$tc" \
-      'BEGIN {printf "%-10s %8d %12.0f %12.3f %14.2f %18.0f %16.1f\n", t, c, tt, tl, tt/dt, (tl-dl)*1000, tc}'
+    ts=$(median_of "$results" 6 "$t" "$c")
+    # per core: transactions per second of proxy CPU ("-" for direct)
+    awk -v t="$t" -v c="$c" -v tt="$tt" -v tl="$tl" -v dt="$dt" -v dl="$dl" -v tc="$tc" -v ts="$ts" \
+      'BEGIN {pc = tc > 0 ? sprintf("%.0f", 1e6/tc) : "-"
+        printf "%-10s %8d %10.0f %11.3f %11.2f %17.1f %16.1f %10.2f %16s\n", t, c, tt, tl, tt/dt, (tl-dl)*1000, tc, ts, pc}'
   done
 done

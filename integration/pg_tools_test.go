@@ -49,6 +49,13 @@ func runTool(t *testing.T, env []string, dir, name string, args ...string) (stri
 	cmd := exec.CommandContext(ctx, lookTool(t, name), args...)
 	cmd.Env = env
 	cmd.Dir = dir
+	return runCmd(t, cmd)
+}
+
+// runCmd runs cmd and returns stdout, stderr and exit code; it fails the
+// test if cmd cannot be run at all.
+func runCmd(t testing.TB, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -57,7 +64,7 @@ func runTool(t *testing.T, env []string, dir, name string, args ...string) (stri
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("run %s: %v", name, err)
+		t.Fatalf("run %s: %v", cmd.Path, err)
 	}
 	return out.String(), errb.String(), code
 }

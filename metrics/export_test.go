@@ -9,4 +9,4 @@ func Statements(m *Metrics, listener, outcome, reason string) prometheus.Counter
 }
 
 // CacheHits returns the key cache hit counter.
-func CacheHits(m *Metrics) prometheus.Counter { return m.cacheHits }
+func CacheHits(m *Metrics) prometheus.Counter { return m.keyCache[cacheHit] }

@@ -11,24 +11,32 @@ import (
 // refusals; further reasons are counted as "other".
 const maxRefusalReasons = 32
 
+// listenerCounter names one of a Listener's counters.
+type listenerCounter int
+
+const (
+	connsTotal listenerCounter = iota
+	handshakes
+	authFailures
+	forwarded
+	rewritten
+	fromClient
+	fromUpstream
+	upstreamFailures
+	catalogOK
+	catalogFailed
+	numCounters
+)
+
 // Listener observes one listener's connections and statements. Get it once
 // with [Metrics.Listener]; its methods then do one atomic add each. A nil
 // *Listener observes nothing.
 type Listener struct {
-	name             string
-	limits           *limitCollector
-	connsOpen        prometheus.Gauge
-	connsTotal       prometheus.Counter
-	handshakes       prometheus.Counter
-	authFailures     prometheus.Counter
-	forwarded        prometheus.Counter
-	rewritten        prometheus.Counter
-	fromClient       prometheus.Counter
-	fromUpstream     prometheus.Counter
-	upstreamConnect  prometheus.Observer
-	upstreamFailures prometheus.Counter
-	catalogOK        prometheus.Counter
-	catalogFailed    prometheus.Counter
+	name            string
+	limits          *limitCollector
+	connsOpen       prometheus.Gauge
+	counters        [numCounters]prometheus.Counter
+	upstreamConnect prometheus.Observer
 
 	refusedVec *prometheus.CounterVec // curried: listener, outcome=refused
 	refusedMu  sync.RWMutex
@@ -48,31 +56,40 @@ func (m *Metrics) Listener(name string) *Listener {
 	}
 	ln := prometheus.Labels{"listener": name}
 	l := &Listener{
-		name:             name,
-		limits:           &m.limits,
-		connsOpen:        m.connsOpen.With(ln),
-		connsTotal:       m.connsTotal.With(ln),
-		handshakes:       m.handshakes.With(ln),
-		authFailures:     m.authFailures.With(ln),
-		forwarded:        m.statements.WithLabelValues(name, "forwarded", ""),
-		rewritten:        m.statements.WithLabelValues(name, "rewritten", ""),
-		fromClient:       m.bytes.WithLabelValues(name, "client_to_upstream"),
-		fromUpstream:     m.bytes.WithLabelValues(name, "upstream_to_client"),
-		upstreamConnect:  m.upstreamConnect.With(ln),
-		upstreamFailures: m.upstreamFailures.With(ln),
-		catalogOK:        m.catalogRefreshes.WithLabelValues(name, "success"),
-		catalogFailed:    m.catalogRefreshes.WithLabelValues(name, "failure"),
-		refusedVec:       m.statements.MustCurryWith(prometheus.Labels{"listener": name, "outcome": "refused"}),
-		refused:          map[string]prometheus.Counter{},
+		name:      name,
+		limits:    &m.limits,
+		connsOpen: m.connsOpen.With(ln),
+		counters: [numCounters]prometheus.Counter{
+			connsTotal:       m.connsTotal.With(ln),
+			handshakes:       m.handshakes.With(ln),
+			authFailures:     m.authFailures.With(ln),
+			forwarded:        m.statements.WithLabelValues(name, "forwarded", ""),
+			rewritten:        m.statements.WithLabelValues(name, "rewritten", ""),
+			fromClient:       m.bytes.WithLabelValues(name, "client_to_upstream"),
+			fromUpstream:     m.bytes.WithLabelValues(name, "upstream_to_client"),
+			upstreamFailures: m.upstreamFailures.With(ln),
+			catalogOK:        m.catalogRefreshes.WithLabelValues(name, "success"),
+			catalogFailed:    m.catalogRefreshes.WithLabelValues(name, "failure"),
+		},
+		upstreamConnect: m.upstreamConnect.With(ln),
+		refusedVec:      m.statements.MustCurryWith(prometheus.Labels{"listener": name, "outcome": "refused"}),
+		refused:         map[string]prometheus.Counter{},
 	}
 	m.listeners[name] = l
 	return l
 }
 
+// add adds n to counter c, on a non-nil l.
+func (l *Listener) add(c listenerCounter, n float64) {
+	if l != nil {
+		l.counters[c].Add(n)
+	}
+}
+
 // ConnOpened counts a client connection accepted.
 func (l *Listener) ConnOpened() {
 	if l != nil {
-		l.connsTotal.Inc()
+		l.counters[connsTotal].Inc()
 		l.connsOpen.Inc()
 	}
 }
@@ -85,33 +102,17 @@ func (l *Listener) ConnClosed() {
 }
 
 // Handshake counts a completed client handshake.
-func (l *Listener) Handshake() {
-	if l != nil {
-		l.handshakes.Inc()
-	}
-}
+func (l *Listener) Handshake() { l.add(handshakes, 1) }
 
 // AuthFailed counts a client handshake that failed authentication.
-func (l *Listener) AuthFailed() {
-	if l != nil {
-		l.authFailures.Inc()
-	}
-}
+func (l *Listener) AuthFailed() { l.add(authFailures, 1) }
 
 // Forwarded counts a client statement relayed to the database unchanged.
-func (l *Listener) Forwarded() {
-	if l != nil {
-		l.forwarded.Inc()
-	}
-}
+func (l *Listener) Forwarded() { l.add(forwarded, 1) }
 
 // Rewritten counts a client statement relayed with values encrypted or
 // lookups rewritten.
-func (l *Listener) Rewritten() {
-	if l != nil {
-		l.rewritten.Inc()
-	}
-}
+func (l *Listener) Rewritten() { l.add(rewritten, 1) }
 
 // Refused counts a client statement answered with an error and never sent
 // to the database; reason says why (a short fixed word such as
@@ -145,41 +146,29 @@ func (l *Listener) refusal(reason string) prometheus.Counter {
 }
 
 // FromClient counts n bytes read from a client (to relay upstream).
-func (l *Listener) FromClient(n int) {
-	if l != nil {
-		l.fromClient.Add(float64(n))
-	}
-}
+func (l *Listener) FromClient(n int) { l.add(fromClient, float64(n)) }
 
 // FromUpstream counts n bytes read from the database (to relay to a
 // client).
-func (l *Listener) FromUpstream(n int) {
-	if l != nil {
-		l.fromUpstream.Add(float64(n))
-	}
-}
+func (l *Listener) FromUpstream(n int) { l.add(fromUpstream, float64(n)) }
 
 // UpstreamConnect records a connection attempt to the database that took
 // d: its duration when it succeeded, a failure otherwise.
 func (l *Listener) UpstreamConnect(d time.Duration, err error) {
-	if l == nil {
-		return
-	}
 	if err != nil {
-		l.upstreamFailures.Inc()
+		l.add(upstreamFailures, 1)
 		return
 	}
-	l.upstreamConnect.Observe(d.Seconds())
+	if l != nil {
+		l.upstreamConnect.Observe(d.Seconds())
+	}
 }
 
 // CatalogRefreshed counts a read of the database catalog.
 func (l *Listener) CatalogRefreshed(err error) {
-	if l == nil {
-		return
-	}
 	if err != nil {
-		l.catalogFailed.Inc()
+		l.add(catalogFailed, 1)
 		return
 	}
-	l.catalogOK.Inc()
+	l.add(catalogOK, 1)
 }

@@ -45,9 +45,7 @@ type Metrics struct {
 	keyErrors *prometheus.CounterVec
 	keyBytes  *prometheus.CounterVec
 
-	cacheHits      prometheus.Counter
-	cacheMisses    prometheus.Counter
-	cacheEvictions prometheus.Counter
+	keyCache [numKeyCacheEvents]prometheus.Counter
 
 	masterKeyDuration *prometheus.HistogramVec // provider, op
 	masterKeyErrors   *prometheus.CounterVec
@@ -113,9 +111,9 @@ func (m *Metrics) defineKeyMetrics() {
 		"Uses of a data key, by key name and operation (encrypt, decrypt, lookup), failed ones included.", "key", "op")
 	m.keyErrors = m.counterVec("key_operation_errors_total", "Uses of a data key that failed, by key name and operation.", "key", "op")
 	m.keyBytes = m.counterVec("key_operation_bytes_total", "Bytes of values encrypted, decrypted or looked up, by key name and operation.", "key", "op")
-	m.cacheHits = m.counter("key_cache_hits_total", "Data key lookups served from the cache of unwrapped keys.")
-	m.cacheMisses = m.counter("key_cache_misses_total", "Data key lookups that had to read the keystore and unwrap the key.")
-	m.cacheEvictions = m.counter("key_cache_evictions_total", "Unwrapped data keys that left the cache (expired or pushed out by newer ones) and were destroyed.")
+	m.keyCache[cacheHit] = m.counter("key_cache_hits_total", "Data key lookups served from the cache of unwrapped keys.")
+	m.keyCache[cacheMiss] = m.counter("key_cache_misses_total", "Data key lookups that had to read the keystore and unwrap the key.")
+	m.keyCache[cacheEviction] = m.counter("key_cache_evictions_total", "Unwrapped data keys that left the cache (expired or pushed out by newer ones) and were destroyed.")
 	m.masterKeyDuration = m.histogramVec("master_key_request_duration_seconds",
 		"Duration of master key provider calls (KMS or local key file), by provider and operation, failed ones included.", "provider", "op")
 	m.masterKeyErrors = m.counterVec("master_key_request_errors_total", "Master key provider calls that failed, by provider and operation.", "provider", "op")
@@ -150,26 +148,31 @@ func (m *Metrics) Reloaded(ok bool) {
 	m.reloadOK.Set(0)
 }
 
-// KeyCacheHit counts a data key found in the cache.
-func (m *Metrics) KeyCacheHit() {
+// keyCacheEvent names one of the key cache counters.
+type keyCacheEvent int
+
+const (
+	cacheHit keyCacheEvent = iota
+	cacheMiss
+	cacheEviction
+	numKeyCacheEvents
+)
+
+// countKeyCache counts event e of the key cache, on a non-nil m.
+func (m *Metrics) countKeyCache(e keyCacheEvent) {
 	if m != nil {
-		m.cacheHits.Inc()
+		m.keyCache[e].Inc()
 	}
 }
+
+// KeyCacheHit counts a data key found in the cache.
+func (m *Metrics) KeyCacheHit() { m.countKeyCache(cacheHit) }
 
 // KeyCacheMiss counts a data key not found in the cache.
-func (m *Metrics) KeyCacheMiss() {
-	if m != nil {
-		m.cacheMisses.Inc()
-	}
-}
+func (m *Metrics) KeyCacheMiss() { m.countKeyCache(cacheMiss) }
 
 // KeyCacheEviction counts a data key that left the cache.
-func (m *Metrics) KeyCacheEviction() {
-	if m != nil {
-		m.cacheEvictions.Inc()
-	}
-}
+func (m *Metrics) KeyCacheEviction() { m.countKeyCache(cacheEviction) }
 
 func (m *Metrics) counter(name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})

@@ -3,7 +3,8 @@
 // the wire packages (proxy/postgres, proxy/mysql) share for their sessions:
 // TLS configuration, the options every handler has ([ListenerOptions]),
 // the upstream and its dialer ([Upstream]), the listener's logs
-// ([ListenerLogs]), a session's life ([SessionLife]: the
+// ([ListenerLogs]), what every session tells the encryption layer
+// ([Interceptor], [SessionBase]), a session's life ([SessionLife]: the
 // close-once socket pair [Sockets], cleanup, hard close, the hand-over to
 // a [Relay]), the errors that end a relay's pumps (relay_errors.go) and
 // small helpers (session_helpers.go). The pumps themselves, and the count

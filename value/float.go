@@ -107,14 +107,6 @@ func parseFloat(t Type, src []byte, bits int) (float64, error) {
 	return f, nil
 }
 
-func appendCanonicalFloat(dst []byte, t Type, src []byte, bits int) ([]byte, error) {
-	f, err := parseFloat(t, src, bits)
-	if err != nil {
-		return dst, err
-	}
-	return appendFloatCanon(dst, f, bits), nil
-}
-
 // appendFloatCanon appends f as the canonical bytes of a real (bits 32,
 // f being a float32 value) or a double (bits 64): big-endian IEEE 754,
 // with every NaN as one quiet NaN and -0 as 0.

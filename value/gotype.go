@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 )
@@ -164,33 +165,15 @@ func canonicalTimestamp(t Type, tm time.Time) ([]byte, error) {
 // intOf extracts an integer of any Go integer type. ok reports whether v is
 // one; err is set for a uint64 (or uint) above MaxInt64.
 func intOf(t Type, v any) (int64, bool, error) {
-	switch x := v.(type) {
-	case int:
-		return int64(x), true, nil
-	case int8:
-		return int64(x), true, nil
-	case int16:
-		return int64(x), true, nil
-	case int32:
-		return int64(x), true, nil
-	case int64:
-		return x, true, nil
-	case uint8:
-		return int64(x), true, nil
-	case uint16:
-		return int64(x), true, nil
-	case uint32:
-		return int64(x), true, nil
-	case uint:
-		if uint64(x) > math.MaxInt64 {
+	switch v.(type) {
+	case int, int8, int16, int32, int64:
+		return reflect.ValueOf(v).Int(), true, nil
+	case uint, uint8, uint16, uint32, uint64:
+		u := reflect.ValueOf(v).Uint()
+		if u > math.MaxInt64 {
 			return 0, true, rangeError(t, "")
 		}
-		return int64(x), true, nil
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, true, rangeError(t, "")
-		}
-		return int64(x), true, nil
+		return int64(u), true, nil
 	}
 	return 0, false, nil
 }

@@ -65,12 +65,15 @@ func intBits(t Type) uint {
 	return 64
 }
 
-func appendCanonicalInt(dst []byte, t Type, src []byte, bits uint) ([]byte, error) {
-	v, err := parseInt(t, src, bits)
+// appendParsed appends the canonical encoding of src, a number of type t
+// and size bits in text form: parse reads it, canon encodes it (parseInt
+// and appendIntCanon, parseFloat and appendFloatCanon).
+func appendParsed[N, B any](dst []byte, t Type, src []byte, bits B, parse func(Type, []byte, B) (N, error), canon func([]byte, N, B) []byte) ([]byte, error) {
+	v, err := parse(t, src, bits)
 	if err != nil {
 		return dst, err
 	}
-	return appendIntCanon(dst, v, bits), nil
+	return canon(dst, v, bits), nil
 }
 
 func appendIntCanon(dst []byte, v int64, bits uint) []byte {

@@ -44,15 +44,15 @@ func appendCanonicalText(dst []byte, t Type, src []byte, loc *time.Location, d d
 	case TypeText:
 		return appendCanonicalString(dst, src)
 	case TypeSmallint:
-		return appendCanonicalInt(dst, t, src, 16)
+		return appendParsed(dst, t, src, 16, parseInt, appendIntCanon)
 	case TypeInt:
-		return appendCanonicalInt(dst, t, src, 32)
+		return appendParsed(dst, t, src, 32, parseInt, appendIntCanon)
 	case TypeBigint:
-		return appendCanonicalInt(dst, t, src, 64)
+		return appendParsed(dst, t, src, 64, parseInt, appendIntCanon)
 	case TypeReal:
-		return appendCanonicalFloat(dst, t, src, 32)
+		return appendParsed(dst, t, src, 32, parseFloat, appendFloatCanon)
 	case TypeDouble:
-		return appendCanonicalFloat(dst, t, src, 64)
+		return appendParsed(dst, t, src, 64, parseFloat, appendFloatCanon)
 	case TypeNumeric:
 		return appendCanonicalNumeric(dst, src)
 	case TypeBoolean:

@@ -29,25 +29,9 @@ func TestAdminMetricsWorkload(t *testing.T) {
 	pg, ctx, _ := startPostgresWith(t, usersTablePG, testenv.PGOptions{Auth: "scram-sha-256"})
 	my, _, _ := startMariaDBWith(t, usersTableMySQL)
 	pgAddr, myAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cfgPath := writeConfig(t, fmt.Sprintf(`
-listeners:
-  - name: pg
-    protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: PG_CATALOG_PASSWORD}
-  - name: my
-    protocol: mysql
-    listen: %s
-    upstream: %s
-    upstream_tls: {mode: disable}
-    catalog: {user: %s, password_env: MY_CATALOG_PASSWORD}
-admin:
-  listen: %s
-log:
-  format: json
-%s`, pgAddr, pg.Addr(), pg.User, myAddr, my.Addr(), my.User, adminAddr, localConfig))
+	cfgPath := adminConfig(t, adminAddr,
+		catalogListenerYAML("pg", "postgres", pgAddr, pg.Addr(), pg.User, "PG_CATALOG_PASSWORD"),
+		catalogListenerYAML("my", "mysql", myAddr, my.Addr(), my.User, "MY_CATALOG_PASSWORD"))
 	logs := serveInBackground(t, cfgPath, func(k string) string {
 		switch k {
 		case "PG_CATALOG_PASSWORD":

@@ -28,22 +28,7 @@ import (
 func TestAdminEndToEnd(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	addr, adminAddr := freeAddr(t), freeAddr(t)
-	cfgPath := writeConfig(t, fmt.Sprintf(`
-listeners:
-  - name: pg
-    protocol: postgres
-    listen: %s
-    upstream: %s
-    upstream_tls:
-      mode: disable
-    catalog:
-      user: %s
-      password_env: CATALOG_PASSWORD
-admin:
-  listen: %s
-log:
-  format: json
-%s`, addr, pg.Addr(), pg.User, adminAddr, localConfig))
+	cfgPath := adminConfig(t, adminAddr, catalogListenerYAML("pg", "postgres", addr, pg.Addr(), pg.User, "CATALOG_PASSWORD"))
 	logs := serveInBackground(t, cfgPath, func(k string) string {
 		if k == "CATALOG_PASSWORD" {
 			return pg.Password
@@ -269,6 +254,31 @@ func metricValue(exposition, name string) (float64, bool) {
 		return v, err == nil
 	}
 	return 0, false
+}
+
+// adminConfig writes a config of the given listeners (catalogListenerYAML),
+// an admin listener on adminAddr, JSON logs and localConfig's keys and
+// rules, and returns its path.
+func adminConfig(t *testing.T, adminAddr string, listeners ...string) string {
+	return writeConfig(t, "\nlisteners:\n"+strings.Join(listeners, "")+fmt.Sprintf(`admin:
+  listen: %s
+log:
+  format: json
+`, adminAddr)+localConfig)
+}
+
+// catalogListenerYAML is one entry of a listeners section: listener name
+// of protocol on addr in front of upstream without TLS, reading the
+// database catalog as user with the password in environment variable
+// passwordEnv.
+func catalogListenerYAML(name, protocol, addr, upstream, user, passwordEnv string) string {
+	return fmt.Sprintf(`  - name: %s
+    protocol: %s
+    listen: %s
+    upstream: %s
+    upstream_tls: {mode: disable}
+    catalog: {user: %s, password_env: %s}
+`, name, protocol, addr, upstream, user, passwordEnv)
 }
 
 // unreachableWithAdmin is the YAML of a PostgreSQL listener on a free port

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +29,10 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 	if sub == "list" {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	}
+	database := ""
+	if sub == "retire" {
+		fs.StringVar(&database, "database", "", "database for rules that name none")
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -35,14 +40,20 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 	if sub == "rotate" {
 		wantArgs = 1
 	}
+	if sub == "retire" {
+		wantArgs = 2
+	}
 	switch sub {
-	case "init", "list", "rotate", "rewrap":
+	case "init", "list", "rotate", "rewrap", "retire":
 	default:
-		return usagef("keys: unknown subcommand %q (init, list, rotate, rewrap)", sub)
+		return usagef("keys: unknown subcommand %q (init, list, rotate, rewrap, retire)", sub)
 	}
 	if fs.NArg() != wantArgs {
-		if wantArgs == 1 {
+		switch wantArgs {
+		case 1:
 			return usagef("keys rotate: exactly one KEY argument expected")
+		case 2:
+			return usagef("keys retire: KEY and VERSION arguments expected")
 		}
 		return usagef("keys %s takes no arguments", sub)
 	}
@@ -73,7 +84,13 @@ func cmdKeys(ctx context.Context, sub string, args []string, e env) error {
 	if err := ka.before(ctx, sub, mgr); err != nil {
 		return err
 	}
-	err = runKeyCommand(ctx, sub, fs.Arg(0), asJSON, cfg, mgr, masterID, e)
+	if sub == "retire" {
+		err = retireKey(ctx, cfg, mgr, fs.Arg(0), fs.Arg(1), database, e)
+		v, _ := strconv.ParseUint(fs.Arg(1), 10, 32)
+		e.audit.emit(audit.KeyAdmin(sub, fs.Arg(0), uint32(v), err))
+	} else {
+		err = runKeyCommand(ctx, sub, fs.Arg(0), asJSON, cfg, mgr, masterID, e)
+	}
 	return ka.after(ctx, mgr, err)
 }
 

@@ -1,9 +1,10 @@
 // Command dbproxy is a transparent encrypting proxy for PostgreSQL and MySQL.
 //
-// Subcommands (README, "Command line"): serve, check-config, keys init|list|rotate|rewrap,
-// schema guard|check (the database-side guard, package schemaguard),
-// audit verify (the audit log's chain, package audit),
-// version. Exit codes: 0 ok, 1 runtime or validation failure, 2 usage error.
+// Subcommands (README, "Command line"): serve, check-config, keys
+// init|list|rotate|rewrap|retire, schema guard|check (the database-side
+// guard, package schemaguard), audit verify (the audit log's chain, package
+// audit), migrate encrypt|decrypt|reencrypt (package migrate), version.
+// Exit codes: 0 ok, 1 runtime or validation failure, 2 usage error.
 package main
 
 import (
@@ -46,12 +47,19 @@ Usage:
   dbproxy keys list     [--config FILE] [--json]
   dbproxy keys rotate   [--config FILE] KEY
   dbproxy keys rewrap   [--config FILE]   re-wrap every data key under the current master key
+  dbproxy keys retire   [--config FILE] [--database DB] KEY VERSION
+                        remove an old key version once no stored value uses it
   dbproxy schema guard  [--config FILE] [--apply] [--database DB]
                         print (--apply: install) the CHECK constraints that admit only ciphertext
   dbproxy schema check  [--config FILE] [--database DB]
                         verify every encrypted column exists, holds bytes and carries its guard
   dbproxy audit verify  [--config FILE] FILE...
                         check the HMAC chain of audit files (rotated files first)
+  dbproxy migrate encrypt --table T [--columns a,b] [--batch N] [--rate ROWS/s] [--dry-run] [--json]
+                        [--config FILE] [--database DB] [--listener NAME]
+                        online: existing plaintext columns to ciphertext, then the guard
+  dbproxy migrate decrypt --table T [--columns a,b] [...]   back to plaintext columns (rollback)
+  dbproxy migrate reencrypt [--key K] [--table T] [...]     values under old key versions to the primary
   dbproxy version
 
 --config defaults to $DBPROXY_CONFIG, else ./dbproxy.yaml.
@@ -104,7 +112,7 @@ func dispatch(ctx context.Context, args []string, e env) error {
 		return cmdCheckConfig(rest, e)
 	case "keys":
 		if len(rest) == 0 {
-			return usagef("keys: missing subcommand (init, list, rotate, rewrap)")
+			return usagef("keys: missing subcommand (init, list, rotate, rewrap, retire)")
 		}
 		return cmdKeys(ctx, rest[0], rest[1:], e)
 	case "schema":
@@ -117,6 +125,11 @@ func dispatch(ctx context.Context, args []string, e env) error {
 			return usagef("audit: missing subcommand (verify)")
 		}
 		return cmdAudit(ctx, rest[0], rest[1:], e)
+	case "migrate":
+		if len(rest) == 0 {
+			return usagef("migrate: missing subcommand (encrypt, decrypt, reencrypt)")
+		}
+		return cmdMigrate(ctx, rest[0], rest[1:], e)
 	case "version", "--version":
 		return cmdVersion(rest, e)
 	case "help", "-h", "--help":

@@ -4,13 +4,17 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // TestTrimMemory: memory is returned after the connection count falls by a
 // quarter and at least minDrop from its peak — once per fall — and never
-// for small or partial falls.
-func TestTrimMemory(t *testing.T) {
+// for small or partial falls. It runs on the fake clock of a synctest
+// bubble: each step lets exactly 20 ticks pass, whatever the machine's load.
+func TestTrimMemory(t *testing.T) { synctest.Test(t, testTrimMemory) }
+
+func testTrimMemory(t *testing.T) {
 	var conns, frees atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -18,7 +22,10 @@ func TestTrimMemory(t *testing.T) {
 		defer close(done)
 		trimMemory(ctx, func() int { return int(conns.Load()) }, time.Millisecond, 100, func() { frees.Add(1) })
 	}()
-	settle := func() { time.Sleep(20 * time.Millisecond) }
+	settle := func() {
+		time.Sleep(20 * time.Millisecond)
+		synctest.Wait()
+	}
 	step := func(n int64, wantFrees int64) {
 		t.Helper()
 		conns.Store(n)

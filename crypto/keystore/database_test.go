@@ -82,6 +82,7 @@ func TestDatabase(t *testing.T) {
 		t.Run(sv.name, func(t *testing.T) {
 			srv := sv.start(t)
 			t.Run("conformance", func(t *testing.T) { testConformance(t, databaseBacking(srv)) })
+			t.Run("delete", func(t *testing.T) { testDelete(t, databaseBacking(srv)) })
 			t.Run("open rejects", func(t *testing.T) { testOpenDatabaseRejects(t, srv) })
 			t.Run("concurrent open", func(t *testing.T) { testConcurrentOpen(t, srv) })
 			if srv.killSessions != nil {

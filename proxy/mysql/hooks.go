@@ -1,8 +1,6 @@
 package mysql
 
 import (
-	"log/slog"
-
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -175,13 +173,7 @@ type SessionInfo struct {
 	Capabilities uint64
 	// Charset is the collation id the client chose.
 	Charset byte
-	// Principal is who the session is: listener, user, database, client
-	// address and certificate.
-	Principal proxy.Principal
-	// Logger carries the connection's attributes.
-	Logger *slog.Logger
-	// Observer counts the listener's statements (never nil).
-	Observer proxy.Observer
+	proxy.SessionBase
 }
 
 // Interceptor is the hook point of the layer above the relay (the

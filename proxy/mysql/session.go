@@ -104,9 +104,7 @@ func (s *session) info() SessionInfo {
 		ServerVersion: s.hs.serverVersion,
 		Capabilities:  s.caps,
 		Charset:       s.resp.charset,
-		Principal:     who,
-		Logger:        s.log,
-		Observer:      s.h.Obs,
+		SessionBase:   proxy.SessionBase{Principal: who, Logger: s.log, Observer: s.h.Obs},
 	}
 }
 

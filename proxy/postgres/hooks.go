@@ -3,7 +3,6 @@ package postgres
 import (
 	"encoding/binary"
 	"errors"
-	"log/slog"
 
 	"github.com/dbproxy/dbproxy/proxy"
 )
@@ -49,13 +48,7 @@ type SessionInfo struct {
 	// startup (server_version, client_encoding, DateStyle, ...). Later
 	// changes arrive as 'S' messages.
 	ServerParams map[string]string
-	// Principal is who the session is: listener, user, database, client
-	// address and certificate.
-	Principal proxy.Principal
-	// Logger carries the connection's attributes.
-	Logger *slog.Logger
-	// Observer counts the listener's statements (never nil).
-	Observer proxy.Observer
+	proxy.SessionBase
 }
 
 // Interceptor is the hook point of the layer above the relay (the

@@ -238,9 +238,7 @@ func (s *session) info() SessionInfo {
 		Database:      s.startup.database(),
 		StartupParams: params,
 		ServerParams:  s.srvParams,
-		Principal:     who,
-		Logger:        s.log,
-		Observer:      s.h.Obs,
+		SessionBase:   proxy.SessionBase{Principal: who, Logger: s.log, Observer: s.h.Obs},
 	}
 }
 

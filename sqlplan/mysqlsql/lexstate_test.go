@@ -18,6 +18,8 @@ var (
 	// mariaLex under ANSI_QUOTES and under NO_BACKSLASH_ESCAPES.
 	ansiLex = mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, Mode: mysql.ModeANSIQuotes}
 	nbeLex  = mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, Mode: mysql.ModeNoBackslashEscapes}
+	// mariaLex with a single-byte client character set (latin1).
+	latin1Lex = mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, SingleByte: true}
 )
 
 func TestParseServerVersion(t *testing.T) {
@@ -42,25 +44,22 @@ func TestParseServerVersion(t *testing.T) {
 }
 
 func TestParseSQLMode(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want mysql.SQLMode
-		err  bool
-	}{
-		{"", 0, false},
-		{"STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION", 0, false},
-		{"no_backslash_escapes", mysql.ModeNoBackslashEscapes, false},
-		{" ANSI_QUOTES , STRICT_ALL_TABLES", mysql.ModeANSIQuotes, false},
-		{"ANSI", mysql.ModeANSIQuotes | mysql.ModePipesAsConcat | mysql.ModeIgnoreSpace, false},
-		{"REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI", mysql.ModeANSIQuotes | mysql.ModePipesAsConcat | mysql.ModeIgnoreSpace, false},
-		{"HIGH_NOT_PRECEDENCE", mysql.ModeHighNotPrecedence, false},
-		{"ORACLE", 0, true},
-		{"MSSQL", 0, true},
-		{"NO_SUCH_MODE", 0, true},
+	for in, want := range map[string]mysql.SQLMode{
+		"": 0,
+		"STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION": 0,
+		"no_backslash_escapes":             mysql.ModeNoBackslashEscapes,
+		" ANSI_QUOTES , STRICT_ALL_TABLES": mysql.ModeANSIQuotes,
+		"ANSI":                             mysql.ModeANSIQuotes | mysql.ModePipesAsConcat | mysql.ModeIgnoreSpace,
+		"REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI": mysql.ModeANSIQuotes | mysql.ModePipesAsConcat | mysql.ModeIgnoreSpace,
+		"HIGH_NOT_PRECEDENCE": mysql.ModeHighNotPrecedence,
 	} {
-		got, err := mysqlsql.ParseSQLMode(c.in)
-		if (err != nil) != c.err || got != c.want {
-			t.Errorf("%q: %v %v, want %v err=%v", c.in, got, err, c.want, c.err)
+		if got, err := mysqlsql.ParseSQLMode(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"ORACLE", "MSSQL", "NO_SUCH_MODE"} {
+		if got, err := mysqlsql.ParseSQLMode(in); err == nil || got != 0 {
+			t.Errorf("%q: %v %v, want an error", in, got, err)
 		}
 	}
 }
@@ -104,14 +103,14 @@ func TestNormalize(t *testing.T) {
 		{"hint", mysqlLex, "SELECT /*+ BKA(t) */ 1", "SELECT               1", false},
 		{"comment markers in strings", mariaLex, `SELECT '/*', "*/", '\'/*'`, `SELECT '/*', "*/", '\'/*'`, false},
 		{"backslash quote, default", mariaLex, `'a\' /*! b */'`, `'a\' /*! b */'`, false},
-		{"backslash quote, NO_BACKSLASH_ESCAPES", mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, Mode: mysql.ModeNoBackslashEscapes},
+		{"backslash quote, NO_BACKSLASH_ESCAPES", nbeLex,
 			`'a\' /*! b */'`, "", true}, // unterminated string
-		{"ANSI_QUOTES identifier", mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, Mode: mysql.ModeANSIQuotes},
+		{"ANSI_QUOTES identifier", ansiLex,
 			`"a\" /* x */`, `"a\"        `, false},
 		{"dashes before non-ASCII", mariaLex, "a --\xc2\xa0b", "", true},
 		{"NUL", mariaLex, "a \x00 b", "", true},
-		{"latin1 high byte in code", mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, SingleByte: true}, "a\xa0b", "", true},
-		{"latin1 high byte in a string", mysqlsql.Lex{Flavour: mysqlsql.FlavourMariaDB, Version: 101106, SingleByte: true}, "'a\xa0b'", "'a\xa0b'", false},
+		{"latin1 high byte in code", latin1Lex, "a\xa0b", "", true},
+		{"latin1 high byte in a string", latin1Lex, "'a\xa0b'", "'a\xa0b'", false},
 		{"unterminated comment", mariaLex, "a /* b", "", true},
 		{"unterminated executable", mariaLex, "a /*! b", "", true},
 	} {

@@ -7,48 +7,48 @@ import (
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
-// checkFilter runs a pre-filter over cases (SQL → the answer wanted).
-func checkFilter(t *testing.T, name string, filter func(string) bool, cases map[string]bool) {
-	t.Helper()
-	for sql, want := range cases {
-		if got := filter(sql); got != want {
-			t.Errorf("%s(%q) = %v, want %v", name, sql, got, want)
+// TestPrefilters runs the pre-filters over SQL and the answer wanted.
+func TestPrefilters(t *testing.T) {
+	for _, f := range []struct {
+		name   string
+		filter func(string) bool
+		cases  map[string]bool
+	}{
+		{"MentionsDynamic", mysqlsql.MentionsDynamic, map[string]bool{
+			"PREPARE s FROM @q":                 true,
+			"pRePaRe s FROM @q":                 true,
+			"EXECUTE IMMEDIATE @q":              true,
+			"/*!PREPARE s FROM @q*/":            true,
+			"SELECT 1;prepare s from @q":        true,
+			"x\nEXECUTE s":                      true,
+			"SELECT preparer FROM jobs":         false,
+			"SELECT executed, unprepare FROM j": false,
+			"SELECT id FROM users":              false,
+			"":                                  false,
+		}},
+		{"DDLStart", mysqlsql.DDLStart, map[string]bool{
+			"CREATE VIEW v AS SELECT 1":                          true,
+			"  \n\tcreate trigger t":                             true,
+			"-- x\nALTER TABLE t RENAME TO u":                    true,
+			"# x\nRENAME TABLE a TO b":                           true,
+			"/* c */ DROP VIEW v":                                true,
+			"/*!50001 CREATE ALGORITHM=UNDEFINED VIEW v */":      true,
+			"/*M!100100 CREATE VIEW v AS SELECT 1 */":            true,
+			"SELECT 1; /* x */ /*! CREATE */ VIEW v":             true,
+			"SELECT 1 /*!;CREATE VIEW v AS SELECT 1*/":           true,
+			"SELECT 'a;create' FROM t":                           true, // false positive: costs a parse
+			"SELECT created, altered FROM t":                     false,
+			"SELECT 1 -- create":                                 false,
+			"INSERT INTO t (create_time) VALUES (1)":             false,
+			"SELECT * FROM t WHERE note = 'drop table students'": false,
+		}},
+	} {
+		for sql, want := range f.cases {
+			if got := f.filter(sql); got != want {
+				t.Errorf("%s(%q) = %v, want %v", f.name, sql, got, want)
+			}
 		}
 	}
-}
-
-func TestPrefilterDynamic(t *testing.T) {
-	checkFilter(t, "MentionsDynamic", mysqlsql.MentionsDynamic, map[string]bool{
-		"PREPARE s FROM @q":                 true,
-		"pRePaRe s FROM @q":                 true,
-		"EXECUTE IMMEDIATE @q":              true,
-		"/*!PREPARE s FROM @q*/":            true,
-		"SELECT 1;prepare s from @q":        true,
-		"x\nEXECUTE s":                      true,
-		"SELECT preparer FROM jobs":         false,
-		"SELECT executed, unprepare FROM j": false,
-		"SELECT id FROM users":              false,
-		"":                                  false,
-	})
-}
-
-func TestPrefilterDDLStart(t *testing.T) {
-	checkFilter(t, "DDLStart", mysqlsql.DDLStart, map[string]bool{
-		"CREATE VIEW v AS SELECT 1":                          true,
-		"  \n\tcreate trigger t":                             true,
-		"-- x\nALTER TABLE t RENAME TO u":                    true,
-		"# x\nRENAME TABLE a TO b":                           true,
-		"/* c */ DROP VIEW v":                                true,
-		"/*!50001 CREATE ALGORITHM=UNDEFINED VIEW v */":      true,
-		"/*M!100100 CREATE VIEW v AS SELECT 1 */":            true,
-		"SELECT 1; /* x */ /*! CREATE */ VIEW v":             true,
-		"SELECT 1 /*!;CREATE VIEW v AS SELECT 1*/":           true,
-		"SELECT 'a;create' FROM t":                           true, // false positive: costs a parse
-		"SELECT created, altered FROM t":                     false,
-		"SELECT 1 -- create":                                 false,
-		"INSERT INTO t (create_time) VALUES (1)":             false,
-		"SELECT * FROM t WHERE note = 'drop table students'": false,
-	})
 }
 
 // BenchmarkPlanPlaintext is the cost of planning a statement that names no

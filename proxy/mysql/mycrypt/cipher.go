@@ -22,11 +22,14 @@ func keyError(msg string, err error) *mysql.Error {
 	return failed(msg, err)
 }
 
-// followChangeUser binds the session's cipher to the user and database a
-// COM_CHANGE_USER payload names, from this command on: the Guard and the
-// Monitor see the new user. A malformed payload keeps the user and clears
-// the database (the server refuses such a command anyway).
-func (s *session) followChangeUser(payload []byte) {
+// changeUserCipher returns the session's cipher bound to the user and
+// database a COM_CHANGE_USER payload names. It takes effect only once the
+// server accepted the change (changeUserDone): MariaDB keeps a session
+// whose COM_CHANGE_USER failed, under its old user, and a cipher (and so
+// an access policy) switched at the command would give that session the
+// named user's rights. A malformed payload keeps the user and clears the
+// database (the server refuses such a command anyway).
+func (s *session) changeUserCipher(payload []byte) *fieldcrypt.Cipher {
 	c := s.cipher.Load()
 	who := c.Principal()
 	cu := parseChangeUser(payload, s.caps)
@@ -34,5 +37,20 @@ func (s *session) followChangeUser(payload []byte) {
 		who.User = cu.user
 	}
 	who.Database = cu.db
-	s.cipher.Store(c.For(who))
+	return c.For(who)
+}
+
+// changeUserDone applies the server's answer to a COM_CHANGE_USER: on OK
+// the session is the new user's from now on; on ERR it stays the old
+// user's, but the character set it runs under is no longer known (the
+// proxy assumed the command's), so statements that need it are refused
+// until the client sets one.
+func (s *session) changeUserDone(st *exState, ok bool) {
+	if ok {
+		s.cipher.Store(st.changeUser)
+		return
+	}
+	s.mu.Lock()
+	s.lx.charset = ""
+	s.mu.Unlock()
 }

@@ -44,7 +44,7 @@ func TestSessionCipher(t *testing.T) {
 	}
 	h, err := ic.NewSession(context.Background(), mysql.SessionInfo{Database: "app", Charset: 45, ServerVersion: mariaDB,
 		Capabilities: uint64(gomysql.CLIENT_SECURE_CONNECTION),
-		Principal:    proxy.Principal{User: "alice", Database: "app"}})
+		SessionBase:  proxy.SessionBase{Principal: proxy.Principal{User: "alice", Database: "app"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +54,33 @@ func TestSessionCipher(t *testing.T) {
 		t.Fatal(err)
 	}
 	// COM_CHANGE_USER: user, auth (length-prefixed), database, collation.
+	// The session becomes bob's only once the server says OK: MariaDB
+	// keeps a session whose change failed, under its old user.
 	change := append([]byte{gomysql.COM_CHANGE_USER}, "bob\x00\x00other\x00\x2d\x00"...)
-	w.Reset()
-	if err := h.Command(&mysql.Exchange{Command: gomysql.COM_CHANGE_USER}, change, &w); err != nil {
-		t.Fatal(err)
+	changeUser := func(answer mysql.Kind, payload []byte) {
+		t.Helper()
+		x := &mysql.Exchange{Command: gomysql.COM_CHANGE_USER}
+		w.Reset()
+		if err := h.Command(x, change, &w); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Result(x, answer, payload, &w); err != nil {
+			t.Fatal(err)
+		}
 	}
+	changeUser(mysql.KindERR, []byte{0xff, 0x15, 0x04, '#', '2', '8', '0', '0', '0', 'x'})
+	w.Reset()
+	_ = h.Command(&mysql.Exchange{Command: gomysql.COM_QUERY},
+		query("INSERT INTO app.users (email, ssn) VALUES ('a@example.com', 'secret-1')"), &w)
+	mu.Lock()
+	for _, u := range users {
+		if strings.HasPrefix(u, "bob/") {
+			t.Fatalf("a COM_CHANGE_USER the server refused made the session bob's: %v", users)
+		}
+	}
+	users = nil
+	mu.Unlock()
+	changeUser(mysql.KindOK, okPacket)
 	w.Reset()
 	err = h.Command(&mysql.Exchange{Command: gomysql.COM_QUERY},
 		query("INSERT INTO other.users (email, ssn) VALUES ('a@example.com', 'secret-1')"), &w)
@@ -70,7 +92,7 @@ func TestSessionCipher(t *testing.T) {
 	if w.Len() != 0 {
 		t.Fatal("a refused INSERT was forwarded")
 	}
-	want := "alice/app/encrypt,alice/app/encrypt,bob/other/encrypt,bob/other/encrypt"
+	want := "bob/other/encrypt,bob/other/encrypt"
 	if got := strings.Join(users, ","); got != want {
 		t.Errorf("monitor saw %s, want %s", got, want)
 	}

@@ -144,7 +144,7 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.mu.Unlock()
 		s.resetZone()
 		s.changeUser(payload)
-		s.followChangeUser(payload)
+		x.Watch, x.State = true, &exState{changeUser: s.changeUserCipher(payload)}
 	case gomysql.COM_RESET_CONNECTION:
 		s.mu.Lock()
 		clear(s.stmts)
@@ -258,6 +258,11 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 	}
 	switch kind {
 	case mysql.KindOK, mysql.KindERR:
+		if st.changeUser != nil {
+			s.changeUserDone(st, kind == mysql.KindOK)
+			w.Packet(payload)
+			return nil
+		}
 		if st.use {
 			s.finishUse(st, kind, payload)
 		}
@@ -287,10 +292,8 @@ func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *
 		return s.columnDef(x, st, payload, w)
 	case mysql.KindEOF:
 		return s.resultEnd(st, payload, w)
-	case mysql.KindTextRow:
-		return s.textRow(st, payload, w)
-	case mysql.KindBinaryRow:
-		return s.binaryRow(st, payload, w)
+	case mysql.KindTextRow, mysql.KindBinaryRow:
+		return s.row(st, kind, payload, w)
 	}
 	w.Packet(payload)
 	return nil

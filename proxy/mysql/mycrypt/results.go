@@ -236,7 +236,9 @@ func (s *session) decrypt(st *exState, dst []byte, rule *rules.ColumnRule, ct []
 	return s.cipher.Load().AppendDecrypt(s.ctx, dst, rule, ct)
 }
 
-func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
+// row forwards a text or binary protocol row (kind), its encrypted cells
+// decrypted.
+func (s *session) row(st *exState, kind mysql.Kind, payload []byte, w *mysql.Writer) error {
 	if !st.anyEnc {
 		w.Packet(payload)
 		return nil
@@ -244,6 +246,13 @@ func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 	if err := s.unreadable(st); err != nil {
 		return err
 	}
+	if kind == mysql.KindTextRow {
+		return s.textRow(st, payload, w)
+	}
+	return s.binaryRow(st, payload, w)
+}
+
+func (s *session) textRow(st *exState, payload []byte, w *mysql.Writer) error {
 	out := w.Begin()
 	canon := s.resCanon[:0]
 	defer func() { s.resCanon, s.resText = reusable(canon[:0]), reusable(s.resText[:0]) }()
@@ -333,13 +342,6 @@ func binaryCell(typ byte, payload []byte, p int) (cell []byte, next int, err err
 var errTruncatedRow = errors.New("truncated row")
 
 func (s *session) binaryRow(st *exState, payload []byte, w *mysql.Writer) error {
-	if !st.anyEnc {
-		w.Packet(payload)
-		return nil
-	}
-	if err := s.unreadable(st); err != nil {
-		return err
-	}
 	row, ok := parseBinaryRow(payload, len(st.cols))
 	if !ok {
 		return failed("malformed row", nil)

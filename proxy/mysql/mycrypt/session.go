@@ -106,6 +106,9 @@ type exState struct {
 	newDB  string
 	prevDB string
 	single bool // the string is just the USE
+	// changeUser: the cipher of the user a COM_CHANGE_USER names, the
+	// session's once the server answers OK.
+	changeUser *fieldcrypt.Cipher
 	// prepare
 	stmtID   uint32
 	prepared bool
