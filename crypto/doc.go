@@ -121,10 +121,11 @@
 // A Key is immutable apart from its (AES-256-GCM only) counter and may be shared by any number
 // of goroutines. The associated data for every plaintext type is computed
 // once in NewKey, so AES-256-GCM Encrypt and Decrypt allocate nothing when
-// dst has room; XAES-256-GCM allocates three small objects per call (the
-// KDF blocks and the AES and GCM state under the derived key), whatever
-// the value's size; AES-256-SIV allocates one 48-byte scratch object (and
-// the standard library's CTR state for values of 128 bytes or more).
+// dst has room; XAES-256-GCM allocates two objects per call (the AES and
+// GCM state under the derived key), whatever the value's size; AES-256-SIV
+// allocates nothing (but the standard library's CTR state for values of
+// 128 bytes or more). The KDF and CMAC/CTR scratch blocks of both are
+// pooled (sync.Pool) and cleared before they go back.
 //
 // # Boundaries
 //

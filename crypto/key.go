@@ -180,10 +180,11 @@ func (k *Key) Encryptions() uint64 { return k.encryptions.Load() }
 // Encrypt encrypts plaintext, whose type is t, and appends the ciphertext
 // (header || payload, docs/ciphertext.md) to dst, returning the extended slice.
 // When dst has room for the plaintext plus k.Algorithm().Overhead() bytes,
-// AES-256-GCM allocates nothing, XAES-256-GCM allocates the KDF scratch
-// and the AES and GCM state of the message's derived key (three objects,
-// about 1.3 KB, whatever the size), and AES-256-SIV one 48-byte scratch
-// object (plus the standard library's CTR state from 128 bytes).
+// AES-256-GCM allocates nothing, XAES-256-GCM allocates the AES and GCM
+// state of the message's derived key (two objects, about 1.3 KB, whatever
+// the size), and AES-256-SIV nothing below 128 bytes (from there, the
+// standard library's CTR state). The scratch blocks both hand to the
+// standard library's AES are pooled, and cleared before reuse.
 // dst must not overlap plaintext. On error it returns nil.
 //
 // The randomized algorithms draw a fresh random nonce from crypto/rand for

@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/subtle"
 	"errors"
+	"sync"
 )
 
 // xaesGCM is XAES-256-GCM as specified at https://c2sp.org/XAES-256-GCM:
@@ -66,18 +67,27 @@ func newXAESGCM(key []byte) (*xaesGCM, error) {
 }
 
 // xaesScratch holds the KDF blocks of one message. They reach the key's
-// cipher.Block through an interface call, so they live on the heap; one
-// struct makes that one allocation instead of two.
+// cipher.Block through an interface call, so they would live on the heap;
+// they come from xaesScratches instead, and go back zeroed.
 type xaesScratch struct {
 	m  [aes.BlockSize]byte // M1 or M2, XORed with K1
 	km [32]byte            // the derived key
+}
+
+var xaesScratches = sync.Pool{New: func() any { return new(xaesScratch) }}
+
+// putXAESScratch clears s (M XOR K1 depends on the key) and recycles it.
+func putXAESScratch(s *xaesScratch) {
+	*s = xaesScratch{}
+	xaesScratches.Put(s)
 }
 
 // aead returns AES-256-GCM under the key derived from nonce[:12]. The
 // derived key is zeroed before returning; its schedule lives in the result,
 // which the caller drops after one Seal or Open.
 func (x *xaesGCM) aead(nonce []byte) (cipher.AEAD, error) {
-	s := new(xaesScratch)
+	s := xaesScratches.Get().(*xaesScratch)
+	defer putXAESScratch(s)
 	s.m[1], s.m[2] = 0x01, 'X'
 	copy(s.m[4:], nonce[:12])
 	subtle.XORBytes(s.m[:], s.m[:], x.k1[:])

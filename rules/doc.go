@@ -69,7 +69,9 @@
 // still matches rows written under every live version. AppendMatch is its
 // allocation-free variant for callers that reuse buffers (with a Keys that
 // has AppendLive, such as crypto/keys.Manager, no key list is allocated per
-// call either), and LiveVersions counts the live versions. Decrypt checks
+// call either), and LiveVersions counts the live versions. [Matches]
+// records the lookups of one execution (copying them, inline for a short
+// single lookup) so that result cells equal to one need no decryption. Decrypt checks
 // the ciphertext's algorithm against the column's mode and its type code
 // against the column's type, and validates the plaintext's canonical form,
 // so it never returns garbage. Errors name columns and keys, never values.

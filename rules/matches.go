@@ -27,36 +27,53 @@ type matched struct {
 // The protocol layers (pgcrypt, mycrypt) fill it while rewriting a
 // request and read it while decrypting the response; it is not safe for
 // concurrent use, so the two must be ordered (a queue's mutex, or one
-// goroutine). The common single lookup needs no allocation: its entry and
-// plaintext live inline. The zero value is ready to use.
+// goroutine). The common single lookup needs no allocation: its entry,
+// plaintext and ciphertexts (up to two key versions of a short value) live
+// inline. The zero value is ready to use; a Matches must not be copied
+// once it holds a lookup.
 type Matches struct {
 	list []matched
 	one  [1]matched
-	buf  [64]byte
+	cts  [2][]byte
+	ncts int
+	buf  [160]byte
 	nbuf int
 }
 
 // RecordMatch remembers that cts are the ciphertexts (one per live key
-// version) sent for a lookup of canon on col. cts is kept: it must be
-// memory nobody reuses (what Encryptor.EncryptForMatch returns, not
-// AppendMatch into a scratch buffer); canon is copied. Lookups on
-// randomized columns and those beyond the bound are ignored.
+// version) sent for a lookup of canon on col. canon and cts are copied, so
+// the caller may reuse their memory (AppendMatch into a scratch buffer).
+// Lookups on randomized columns and those beyond the bound are ignored.
 func (m *Matches) RecordMatch(col *ColumnRule, canon []byte, cts [][]byte) {
 	if col == nil || !col.Deterministic || len(cts) == 0 || len(m.list) >= maxMatches {
 		return
 	}
-	var c []byte
-	if n := m.nbuf + len(canon); n <= len(m.buf) {
-		c = m.buf[m.nbuf:n:n]
-		copy(c, canon)
-		m.nbuf = n
+	var kept [][]byte
+	if n := m.ncts + len(cts); n <= len(m.cts) {
+		kept = m.cts[m.ncts:n:n]
+		m.ncts = n
 	} else {
-		c = bytes.Clone(canon)
+		kept = make([][]byte, len(cts))
+	}
+	for i, ct := range cts {
+		kept[i] = m.keep(ct)
 	}
 	if m.list == nil {
 		m.list = m.one[:0]
 	}
-	m.list = append(m.list, matched{rule: col, cts: cts, canon: c})
+	m.list = append(m.list, matched{rule: col, cts: kept, canon: m.keep(canon)})
+}
+
+// keep returns a copy of b, in m's inline buffer while it has room.
+func (m *Matches) keep(b []byte) []byte {
+	n := m.nbuf + len(b)
+	if n > len(m.buf) {
+		return bytes.Clone(b)
+	}
+	c := m.buf[m.nbuf:n:n]
+	copy(c, b)
+	m.nbuf = n
+	return c
 }
 
 // Lookup returns the canonical plaintext of ct, a cell of column col, if

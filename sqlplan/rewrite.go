@@ -13,10 +13,11 @@ type Encrypter interface {
 	// AppendStore appends to dst the ciphertext of canon under col's
 	// primary key version and returns the extended buffer.
 	AppendStore(ctx context.Context, dst []byte, col *rules.ColumnRule, canon []byte) ([]byte, error)
-	// EncryptForMatch returns the ciphertexts of canon under every live
-	// version of col's key, newest first, in memory the caller may keep
-	// (Rewrite hands them to a MatchRecorder).
-	EncryptForMatch(ctx context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error)
+	// AppendMatch appends to buf the ciphertexts of canon under every
+	// live version of col's key, newest first, and a slice of each to
+	// cts, and returns both (rules.Encryptor.AppendMatch). buf must not
+	// overlap canon.
+	AppendMatch(ctx context.Context, buf []byte, cts [][]byte, col *rules.ColumnRule, canon []byte) ([]byte, [][]byte, error)
 }
 
 var _ Encrypter = (*rules.Encryptor)(nil)
@@ -27,8 +28,7 @@ var _ Encrypter = (*rules.Encryptor)(nil)
 type MatchRecorder interface {
 	// RecordMatch reports that cts, the ciphertexts of canon (a canonical
 	// plaintext) under every live version of col's key, were rendered into
-	// the SQL. canon is only valid during the call (copy it); cts and its
-	// elements are the recorder's to keep and are not modified afterwards.
+	// the SQL. canon and cts are only valid during the call (copy them).
 	RecordMatch(col *rules.ColumnRule, canon []byte, cts [][]byte)
 }
 

@@ -117,14 +117,37 @@ var ErrTooManyVersions = errors.New("data key has more live versions than a plac
 // loc is the session time zone for timestamptz literals (nil = UTC). Errors
 // name columns, never values.
 func (p *Plan) Rewrite(ctx context.Context, enc sqlplan.Encrypter, loc *time.Location, dst []byte) ([]byte, error) {
-	return p.RewriteRecording(ctx, enc, loc, dst, nil)
+	return p.RewriteRecording(ctx, enc, loc, dst, nil, nil)
 }
+
+// Scratch is the memory RewriteRecording reuses from one call to the
+// next: canonical plaintexts and ciphertexts. The zero value is ready to
+// use. Not safe for concurrent use.
+type Scratch struct {
+	canon, ct []byte
+	cts       [][]byte
+}
+
+// maxScratch is the largest Scratch buffer kept for the next call.
+const maxScratch = 64 << 10
 
 // RewriteRecording is Rewrite, reporting the lookups it renders to rec
 // (nil: none), so that the wire layer can recognise result cells that are
-// those ciphertexts without decrypting them.
-func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc *time.Location, dst []byte, rec sqlplan.MatchRecorder) ([]byte, error) {
+// those ciphertexts without decrypting them, and working in sc (nil: fresh
+// buffers).
+func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc *time.Location, dst []byte,
+	rec sqlplan.MatchRecorder, sc *Scratch) ([]byte, error) {
 	var canon, ct []byte
+	var cts [][]byte
+	if sc != nil {
+		canon, ct, cts = sc.canon[:0], sc.ct[:0], sc.cts[:0]
+		defer func() {
+			clear(cts)
+			if cap(canon) <= maxScratch && cap(ct) <= maxScratch {
+				sc.canon, sc.ct, sc.cts = canon[:0], ct[:0], cts[:0]
+			}
+		}()
+	}
 	for i, seg := range p.Segments {
 		dst = append(dst, seg...)
 		if i >= len(p.Slots) {
@@ -161,7 +184,7 @@ func (p *Plan) RewriteRecording(ctx context.Context, enc sqlplan.Encrypter, loc 
 				dst = appendHex(dst, ct)
 				continue
 			}
-			cts, err := enc.EncryptForMatch(ctx, s.Column, canon)
+			ct, cts, err = enc.AppendMatch(ctx, ct[:0], cts[:0], s.Column, canon)
 			if err != nil {
 				return nil, fmt.Errorf("encrypt literal: %w", err)
 			}

@@ -21,11 +21,16 @@ func (fakeEnc) AppendStore(_ context.Context, dst []byte, _ *rules.ColumnRule, c
 	return append(append(dst, 'S'), canon...), nil
 }
 
-func (fakeEnc) EncryptForMatch(_ context.Context, c *rules.ColumnRule, canon []byte) ([][]byte, error) {
+func (fakeEnc) AppendMatch(_ context.Context, buf []byte, cts [][]byte, c *rules.ColumnRule, canon []byte) ([]byte, [][]byte, error) {
 	if !c.Deterministic {
-		return nil, rules.ErrRandomizedMatch
+		return nil, nil, rules.ErrRandomizedMatch
 	}
-	return [][]byte{append([]byte("M2"), canon...), append([]byte("M1"), canon...)}, nil
+	for _, v := range []string{"M2", "M1"} {
+		start := len(buf)
+		buf = append(append(buf, v...), canon...)
+		cts = append(cts, buf[start:len(buf):len(buf)])
+	}
+	return buf, cts, nil
 }
 
 type catalog map[string][]string

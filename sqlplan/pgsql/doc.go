@@ -88,6 +88,13 @@
 // When a template is already cached under a normalized key, a text
 // differing in a fixed constant is cached under its exact text instead.
 //
+// [Planner.PlanReusing] is Plan for the wire layer's hot path: the SQL
+// text may alias a buffer the caller reuses (the Planner copies what it
+// caches), and a plan instantiated from a template is built in the
+// caller's [PlanScratch], so a cache hit allocates nothing. Such a plan is
+// valid only until the scratch is reused; [Plan.Shared] is the cached plan
+// with the same statements, to keep for their completions.
+//
 // # What the wire layer does with a Plan
 //
 // Simple Query ('Q'): call [Plan.Rewrite](ctx, dst, sql, env) and send the
@@ -113,8 +120,9 @@
 // [sqlplan.Encrypter]); Env.Matches, if set, is told every ciphertext set
 // rendered for a comparison and the canonical plaintext it was made from
 // (a wire layer may then answer result cells equal to one of them without
-// decrypting them), and Env.Scratch lends a reusable buffer for the
-// canonical plaintexts. Ciphertexts are written as '\x…'::bytea, which, like
+// decrypting them; it must copy what it keeps), and Env.Scratch lends
+// reusable buffers for the canonical plaintexts and ciphertexts
+// ([Scratch]). Ciphertexts are written as '\x…'::bytea, which, like
 // the parser, assumes standard_conforming_strings = on: the wire layer must
 // refuse statements touching encrypted tables in a session where it is off
 // (it is reported in ParameterStatus), and should require client_encoding
@@ -135,7 +143,7 @@
 //     canonicalise, encrypt (AppendStore), send binary bytea. NULL stays
 //     NULL.
 //   - RoleMatch: declare bytea[] (1001); bind a binary bytea[] holding the
-//     value's ciphertexts under every live version (EncryptForMatch).
+//     value's ciphertexts under every live version (AppendMatch).
 //   - RoleMatchArray (`col = ANY($1)`): declare bytea[]; the client sends an
 //     array of Column.Type; bind one bytea[] with every element's
 //     ciphertexts under every live version.

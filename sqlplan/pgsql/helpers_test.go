@@ -172,16 +172,17 @@ func (f fakeEncrypter) AppendStore(_ context.Context, dst []byte, col *rules.Col
 	return append(dst, "store:"+col.Key+":"+showCanon(col, canon)...), nil
 }
 
-func (f fakeEncrypter) EncryptForMatch(_ context.Context, col *rules.ColumnRule, canon []byte) ([][]byte, error) {
+func (f fakeEncrypter) AppendMatch(_ context.Context, buf []byte, cts [][]byte, col *rules.ColumnRule, canon []byte) ([]byte, [][]byte, error) {
 	n := f.versions
 	if n == 0 {
 		n = 2
 	}
-	var out [][]byte
 	for v := n; v >= 1; v-- {
-		out = append(out, []byte(fmt.Sprintf("v%d:%s:%s", v, col.Key, showCanon(col, canon))))
+		start := len(buf)
+		buf = fmt.Appendf(buf, "v%d:%s:%s", v, col.Key, showCanon(col, canon))
+		cts = append(cts, buf[start:len(buf):len(buf)])
 	}
-	return out, nil
+	return buf, cts, nil
 }
 
 var byteaRE = regexp.MustCompile(`'\\x([0-9a-f]*)'::bytea`)

@@ -100,12 +100,12 @@ func TestTemplateFixesUntiedConstants(t *testing.T) {
 	}
 	other := "SELECT 'abc' + 2, 'de', 7"
 	ol, _ := scanLiterals(other, nil)
-	if _, ok := tm.instantiate(noTouch, other, ol); ok {
+	if _, ok := tm.instantiate(noTouch, other, ol, nil); ok {
 		t.Fatal("a constant inside an edit varied")
 	}
 	nsql := "SELECT 'abc' + 1, 'de', 12345"
 	nl, _ := scanLiterals(nsql, nil)
-	got, ok := tm.instantiate(noTouch, nsql, nl)
+	got, ok := tm.instantiate(noTouch, nsql, nl, nil)
 	if !ok || got.Statements[0].End != len(nsql) || got.Statements[0].Edits[1].Start != 20 {
 		t.Fatalf("instantiate = %+v, %v", got, ok)
 	}

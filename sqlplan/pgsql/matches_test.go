@@ -50,7 +50,7 @@ func TestRewriteRecordsMatches(t *testing.T) {
 			t.Fatalf("%s: %v", tc.sql, err)
 		}
 		var rec recorder
-		scratch := make([]byte, 0, 4)
+		var scratch pgsql.Scratch
 		out, err := pl.Rewrite(ctx, nil, tc.sql, pgsql.Env{Encrypter: fakeEncrypter{}, Prepared: &prepared,
 			Matches: &rec, Scratch: &scratch})
 		if err != nil {

@@ -47,6 +47,22 @@ type Plan struct {
 	Keyless []sqlplan.KeylessWrite
 
 	pass bool
+	// shared is the cached plan this one was instantiated from (nil: this
+	// plan is not a copy).
+	shared *Plan
+}
+
+// Shared returns a plan that has the same statements as p (their kinds,
+// Copy, Prepare, Execute names, Deallocate) and the same Params, and
+// stays valid when the memory of a plan from PlanReusing is reused: p
+// itself, or the cached plan p was instantiated from, whose offsets and
+// Literals belong to another SQL text. Keep it to act on the statements'
+// completions; never Rewrite with it.
+func (p *Plan) Shared() *Plan {
+	if p.shared != nil {
+		return p.shared
+	}
+	return p
 }
 
 // Passthrough reports whether the SQL can be forwarded byte for byte and

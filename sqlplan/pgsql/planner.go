@@ -238,6 +238,26 @@ func hasPlanKeyword(sql string, ddlOnly bool) bool {
 // wire layer answers it with an ErrorResponse and sends nothing); any other
 // error is a failure of the Catalog (also: send nothing).
 func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, error) {
+	return p.planCached(ctx, sql, searchPath, nil)
+}
+
+// PlanScratch is the memory of the plans PlanReusing instantiates from
+// templates. The zero value is ready to use. Not safe for concurrent use.
+type PlanScratch struct{ ar planArena }
+
+// PlanReusing is Plan for a caller that reuses memory: sql may alias a
+// buffer the caller overwrites once the call returns (whatever the
+// Planner keeps, it copies), and a plan made from a cached template is
+// built in sc instead of on the heap, so a cache hit allocates nothing.
+// The result is then valid only until the next call with sc, and its
+// Literals alias sql: use it (Rewrite) while both are unchanged, and keep
+// [Plan.Shared] beyond that.
+func (p *Planner) PlanReusing(ctx context.Context, sql, searchPath string, sc *PlanScratch) (*Plan, error) {
+	return p.planCached(ctx, sql, searchPath, sc)
+}
+
+// planCached is Plan and, with sc, PlanReusing.
+func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *PlanScratch) (*Plan, error) {
 	if !p.mayNeedPlan(sql) {
 		return passPlan, nil
 	}
@@ -259,11 +279,16 @@ func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, erro
 		if norm = ok && len(lits) > 0; norm {
 			nk = cacheKey{searchPath: searchPath, norm: true, hash: skeletonHash(p.seed, sql, lits)}
 			if c, ok := p.cache.Get(nk); ok && c.tmpl != nil {
-				if pl, ok := c.tmpl.instantiate(p.touches, sql, lits); ok {
+				if pl, ok := c.tmpl.instantiate(p.touches, sql, lits, sc); ok {
 					return pl, nil
 				}
 			}
 		}
+	}
+	if sc != nil {
+		// Everything below may be kept: the plan, the template, the key.
+		sql = strings.Clone(sql)
+		k.sql = sql
 	}
 	pl, a, err := p.plan(ctx, sql, searchPath)
 	if err != nil {

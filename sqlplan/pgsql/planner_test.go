@@ -212,8 +212,8 @@ func (failingEncrypter) AppendStore(context.Context, []byte, *rules.ColumnRule, 
 	return nil, errors.New("key unavailable")
 }
 
-func (failingEncrypter) EncryptForMatch(context.Context, *rules.ColumnRule, []byte) ([][]byte, error) {
-	return nil, errors.New("key unavailable")
+func (failingEncrypter) AppendMatch(context.Context, []byte, [][]byte, *rules.ColumnRule, []byte) ([]byte, [][]byte, error) {
+	return nil, nil, errors.New("key unavailable")
 }
 
 // TestPlanConcurrent shares one Planner between goroutines (run with

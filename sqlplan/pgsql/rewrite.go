@@ -39,10 +39,33 @@ type Env struct {
 	// so that a wire layer can recognise them in the results (see
 	// MatchRecorder).
 	Matches sqlplan.MatchRecorder
-	// Scratch, if set, is a buffer Rewrite uses (and grows) for canonical
-	// plaintexts; a caller that keeps it across calls spares an
-	// allocation per literal. Its contents are meaningless afterwards.
-	Scratch *[]byte
+	// Scratch, if set, holds the buffers Rewrite uses (and grows) for
+	// canonical plaintexts and ciphertexts; a caller that keeps it across
+	// calls spares allocations per literal. Its contents are meaningless
+	// afterwards.
+	Scratch *Scratch
+}
+
+// Scratch is the reusable memory of Rewrite (Env.Scratch). The zero value
+// is ready to use. Not safe for concurrent use.
+type Scratch struct {
+	canon []byte
+	ct    []byte
+	cts   [][]byte
+}
+
+// keep takes the buffers of r back, unless one grew past maxScratch.
+func (sc *Scratch) keep(r *rewriter) {
+	clear(r.cts[:cap(r.cts)])
+	if cap(r.canon) <= maxScratch {
+		sc.canon = r.canon[:0]
+	}
+	if cap(r.ct) <= maxScratch {
+		sc.ct = r.ct[:0]
+	}
+	if cap(r.cts) <= maxScratch/64 {
+		sc.cts = r.cts[:0]
+	}
 }
 
 // Rewrite appends to dst the SQL to send upstream for sql, which must be
@@ -57,13 +80,9 @@ type Env struct {
 // Encrypter error. Nothing of sql may be sent after an error.
 func (p *Plan) Rewrite(ctx context.Context, dst []byte, sql string, env Env) ([]byte, error) {
 	r := rewriter{ctx: ctx, env: env}
-	if env.Scratch != nil {
-		r.canon = (*env.Scratch)[:0]
-		defer func() {
-			if cap(r.canon) <= maxScratch {
-				*env.Scratch = r.canon[:0]
-			}
-		}()
+	if sc := env.Scratch; sc != nil {
+		r.canon, r.ct, r.cts = sc.canon[:0], sc.ct[:0], sc.cts[:0]
+		defer sc.keep(&r)
 	}
 	pos := 0
 	var pending map[string]*PreparedStatement // PREPAREd earlier in this string; nil value = deallocated
@@ -166,7 +185,8 @@ type rewriter struct {
 	ctx   context.Context
 	env   Env
 	canon []byte
-	ct    []byte // scratch for stored ciphertexts (rendered at once)
+	ct    []byte   // scratch for ciphertexts (rendered at once)
+	cts   [][]byte // scratch for the ciphertexts of one comparison
 }
 
 func (r *rewriter) render(dst []byte, e *Edit) ([]byte, error) {
@@ -229,7 +249,7 @@ func (r *rewriter) store(dst []byte, col *rules.ColumnRule, lit sqlplan.Literal)
 }
 
 // matchCiphertexts returns the ciphertexts of every literal under every
-// live key version.
+// live key version. They live in r's scratch until the next edit.
 func (r *rewriter) matchCiphertexts(col *rules.ColumnRule, lits []sqlplan.Literal) ([][]byte, int, error) {
 	if len(lits) == 0 {
 		return nil, 0, nil
@@ -238,7 +258,7 @@ func (r *rewriter) matchCiphertexts(col *rules.ColumnRule, lits []sqlplan.Litera
 	if err != nil {
 		return nil, 0, err
 	}
-	var out [][]byte
+	buf, out := r.ct[:0], r.cts[:0]
 	nulls := 0
 	for _, lit := range lits {
 		if lit.Null {
@@ -249,21 +269,18 @@ func (r *rewriter) matchCiphertexts(col *rules.ColumnRule, lits []sqlplan.Litera
 		if err != nil {
 			return nil, 0, err
 		}
-		cts, err := enc.EncryptForMatch(r.ctx, col, canon)
+		n := len(out)
+		// A grown buf leaves the earlier ciphertexts in the old array,
+		// where out still finds them.
+		buf, out, err = enc.AppendMatch(r.ctx, buf, out, col, canon)
 		if err != nil {
 			return nil, 0, err
 		}
 		if r.env.Matches != nil {
-			r.env.Matches.RecordMatch(col, canon, slices.Clip(cts))
+			r.env.Matches.RecordMatch(col, canon, out[n:])
 		}
-		if out == nil {
-			// The common single literal: no copy. Clipped, so that
-			// appending to out (array pads it) never writes into cts.
-			out = slices.Clip(cts)
-			continue
-		}
-		out = append(out, cts...)
 	}
+	r.ct, r.cts = buf, out
 	return out, nulls, nil
 }
 

@@ -256,7 +256,8 @@ func (t *template) addTouches(touches func(string) bool, sql string, pl *Plan) {
 // lits), or ok=false if sql's normalized text differs from the template's
 // (a hash collision), a fixed constant differs or a statement's
 // Planner.touches changed. The template's own text gets its plan itself.
-func (t *template) instantiate(touches func(string) bool, sql string, lits []litSpan) (*Plan, bool) {
+// The copy is made in sc when it is not nil, else on the heap.
+func (t *template) instantiate(touches func(string) bool, sql string, lits []litSpan, sc *PlanScratch) (*Plan, bool) {
 	if sql == t.sql {
 		return t.plan, true
 	}
@@ -273,9 +274,17 @@ func (t *template) instantiate(touches func(string) bool, sql string, lits []lit
 			return nil, false
 		}
 	}
-	ar := new(planArena)
+	var ar *planArena
+	if sc != nil {
+		// Every element handed out is overwritten whole: only the counts
+		// start again (zeroing the arena costs write barriers).
+		ar = &sc.ar
+		ar.nEdit, ar.nMatch, ar.nLit = 0, 0, 0
+	} else {
+		ar = new(planArena)
+	}
 	pl := &ar.plan
-	*pl = Plan{Params: src.Params, Keyless: src.Keyless, pass: src.pass, Statements: ar.statements(len(src.Statements))}
+	*pl = Plan{Params: src.Params, Keyless: src.Keyless, pass: src.pass, Statements: ar.statements(len(src.Statements)), shared: src}
 	t.copyStatements(ar, pl, lits)
 	t.fillSlots(ar, pl, sql, lits)
 	return pl, true
@@ -368,14 +377,15 @@ func (t *template) fillSlots(ar *planArena, pl *Plan, sql string, lits []litSpan
 }
 
 // planArena holds an instantiated plan of the common small shapes (one
-// statement, a few edits and matches) in a single allocation; larger
+// statement, up to four edits, say an INSERT of three encrypted values,
+// and one match) in a single allocation, or none in a PlanScratch; larger
 // plans take what does not fit from the heap. Every slice handed out is
 // clipped to its length, so appending to it never writes into a
 // neighbour.
 type planArena struct {
 	plan    Plan
 	stmts   [1]Statement
-	edit    [2]Edit
+	edit    [4]Edit
 	matches [1]Match
 	lits    [2]sqlplan.Literal
 

@@ -75,7 +75,7 @@ func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec sqlplan.Ma
 		}
 		loc = nil
 	}
-	out, err := plan.RewriteRecording(s.ctx, s.cipher.Load(), loc, []byte{cmd}, rec)
+	out, err := plan.RewriteRecording(s.ctx, s.cipher.Load(), loc, append(s.cmdOut[:0], cmd), rec, &s.rewriteBufs)
 	if err != nil {
 		var r *sqlplan.Refusal
 		if errors.As(err, &r) {
@@ -84,6 +84,7 @@ func (s *session) rewriteRecording(plan *mysqlsql.Plan, cmd byte, rec sqlplan.Ma
 		s.log.Warn("encryption failed", "err", err)
 		return nil, keyError("cannot encrypt a value for an encrypted column", err)
 	}
+	s.cmdOut = reusable(out)
 	return out, nil
 }
 
@@ -159,12 +160,13 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 }
 
 func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) error {
-	plan, lex, err := s.planLex(string(payload[1:]))
+	sql := string(payload[1:])
+	plan, lex, err := s.planLex(sql)
 	if err != nil {
 		return err
 	}
 	st := &exState{plan: plan}
-	st.zone = s.beginZoneChange(string(payload[1:]), lex)
+	st.zone = s.beginZoneChange(sql, lex)
 	if plan.Session != nil {
 		st.lex = s.beginLexChange(plan)
 	}

@@ -175,6 +175,8 @@ func (s *session) rememberTypes(st *stmt, types []uint16, raw []byte) []uint16 {
 // version. A value that is not valid for its column's type is refused.
 func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]byte, cts [][][]byte, stored [][2]int, xs *exState) error {
 	s.cmdCT = s.cmdCT[:0]
+	clear(s.cmdMatches)
+	s.cmdMatch, s.cmdMatches = reusable(s.cmdMatch)[:0], s.cmdMatches[:0]
 	c := s.cipher.Load() // one principal for the whole command
 	for i, pr := range plan.Params {
 		if pr.Role == sqlplan.RolePlain || vals[i] == nil {
@@ -199,10 +201,15 @@ func (s *session) encryptParams(plan *mysqlsql.Plan, types []uint16, vals [][]by
 			}
 			s.cmdCT, stored[i] = ct, [2]int{start, len(ct)}
 		case sqlplan.RoleMatch:
-			m, err := c.EncryptForMatch(s.ctx, pr.Column, canon)
+			// A grown cmdMatch leaves the earlier lookups' ciphertexts in
+			// the old array, where cts still finds them.
+			n := len(s.cmdMatches)
+			buf, list, err := c.AppendMatch(s.ctx, s.cmdMatch, s.cmdMatches, pr.Column, canon)
 			if err != nil {
 				return keyError("cannot encrypt a parameter for "+pr.Column.String(), err)
 			}
+			s.cmdMatch, s.cmdMatches = buf, list
+			m := list[n:len(list):len(list)]
 			if len(m) > mysqlsql.MatchSlots || len(m) == 0 {
 				return refused(fmt.Errorf("dbproxy: statement refused: %s: %w", pr.Column, mysqlsql.ErrTooManyVersions))
 			}
@@ -274,20 +281,21 @@ func appendExecute(out, header []byte, plan *mysqlsql.Plan, types []uint16, vals
 // encoding of col's type. The error never carries the value.
 func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte, loc *time.Location) ([]byte, error) {
 	unsigned := typ&paramUnsigned != 0
+	var num [32]byte // a number's text
 	var txt []byte
 	switch byte(typ) {
 	case gomysql.MYSQL_TYPE_TINY:
-		txt = intText(v, 1, unsigned)
+		txt = intText(num[:0], v, 1, unsigned)
 	case gomysql.MYSQL_TYPE_SHORT, gomysql.MYSQL_TYPE_YEAR:
-		txt = intText(v, 2, unsigned)
+		txt = intText(num[:0], v, 2, unsigned)
 	case gomysql.MYSQL_TYPE_LONG, gomysql.MYSQL_TYPE_INT24:
-		txt = intText(v, 4, unsigned)
+		txt = intText(num[:0], v, 4, unsigned)
 	case gomysql.MYSQL_TYPE_LONGLONG:
-		txt = intText(v, 8, unsigned)
+		txt = intText(num[:0], v, 8, unsigned)
 	case gomysql.MYSQL_TYPE_FLOAT:
-		txt = strconv.AppendFloat(nil, float64(math.Float32frombits(binary.LittleEndian.Uint32(v))), 'g', -1, 32)
+		txt = strconv.AppendFloat(num[:0], float64(math.Float32frombits(binary.LittleEndian.Uint32(v))), 'g', -1, 32)
 	case gomysql.MYSQL_TYPE_DOUBLE:
-		txt = strconv.AppendFloat(nil, math.Float64frombits(binary.LittleEndian.Uint64(v)), 'g', -1, 64)
+		txt = strconv.AppendFloat(num[:0], math.Float64frombits(binary.LittleEndian.Uint64(v)), 'g', -1, 64)
 	case gomysql.MYSQL_TYPE_DATE, gomysql.MYSQL_TYPE_DATETIME, gomysql.MYSQL_TYPE_TIMESTAMP:
 		var err error
 		if txt, err = dateText(v, col.Type == value.TypeDate); err != nil {
@@ -309,18 +317,18 @@ func canonParam(dst []byte, col *rules.ColumnRule, typ uint16, v []byte, loc *ti
 	return out, nil
 }
 
-// intText renders the little-endian integer of size bytes at the start of
-// v as decimal text.
-func intText(v []byte, size int, unsigned bool) []byte {
+// intText appends to dst the little-endian integer of size bytes at the
+// start of v as decimal text.
+func intText(dst, v []byte, size int, unsigned bool) []byte {
 	var u uint64
 	for i := size - 1; i >= 0; i-- {
 		u = u<<8 | uint64(v[i])
 	}
 	if unsigned {
-		return strconv.AppendUint(nil, u, 10)
+		return strconv.AppendUint(dst, u, 10)
 	}
 	shift := 64 - 8*size // sign-extends the top bit of the value
-	return strconv.AppendInt(nil, int64(u<<shift)>>shift, 10)
+	return strconv.AppendInt(dst, int64(u<<shift)>>shift, 10)
 }
 
 func errKind(err error) error {

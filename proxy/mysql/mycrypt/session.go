@@ -67,10 +67,14 @@ type session struct {
 	sessionTrack bool
 
 	// Scratch buffers, so that executions and rows allocate no
-	// intermediate values: cmdCanon and cmdCT belong to the command hook,
+	// intermediate values: cmdCanon, cmdCT and the lookup ciphertexts
+	// cmdMatch (sliced by cmdMatches) belong to the command hook,
 	// resCanon, resText and resMask (a plaintext to mask) to the result
 	// hook (they run on one goroutine each).
-	cmdCanon, cmdCT            []byte
+	cmdCanon, cmdCT, cmdMatch  []byte
+	cmdMatches                 [][]byte
+	cmdOut                     []byte           // a rewritten COM_QUERY or COM_STMT_PREPARE
+	rewriteBufs                mysqlsql.Scratch // mysqlsql.Plan.RewriteRecording's
 	resCanon, resText, resMask []byte
 }
 

@@ -153,6 +153,7 @@ func (s *session) encryptBind(m *pgmsg.Bind, st *stmtInfo, p *portalInfo, zone *
 	// The ciphertexts of RoleMatch parameters first: if a rotation added
 	// key versions since the statement was prepared, it is prepared again
 	// with room for them before this Bind goes out.
+	s.resetMatchScratch()
 	matches, grow, refusal := s.encryptMatches(m, st, p.matches, zone)
 	if refusal != nil {
 		return nil, refusal
@@ -219,7 +220,7 @@ func (s *session) encryptMatches(m *pgmsg.Bind, st *stmtInfo, rec *rules.Matches
 			return nil, false, invalidParam(prm.Column, i, prm.Column.Type.String()+" value")
 		}
 		s.frontBufs.canonical = canon
-		cts, err := s.cipher.EncryptForMatch(s.ctx, prm.Column, canon)
+		cts, err := s.encryptMatch(prm.Column, canon)
 		if err != nil {
 			return nil, false, refusalResponse(err)
 		}
@@ -272,7 +273,7 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 		s.frontBufs.ciphertext = ct
 		return pgmsg.AppendValue(out, ct), nil
 	case sqlplan.RoleMatch:
-		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
+		cts, err := s.encryptMatch(col, canon)
 		if err != nil {
 			return out, refusalResponse(err)
 		}
@@ -281,6 +282,32 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 	default:
 		return out, errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: column "+col.String()+": parameter role not supported")
+	}
+}
+
+// encryptMatch returns the ciphertexts of canon under every live version
+// of col's key, newest first, in the Bind's scratch: valid until the next
+// resetMatchScratch.
+func (s *session) encryptMatch(col *rules.ColumnRule, canon []byte) ([][]byte, error) {
+	fb := &s.frontBufs
+	n := len(fb.matchList)
+	// A grown matchBuf leaves the earlier ciphertexts in the old array,
+	// where the slices already handed out still find them.
+	buf, list, err := s.cipher.AppendMatch(s.ctx, fb.matchBuf, fb.matchList, col, canon)
+	if err != nil {
+		return nil, err
+	}
+	fb.matchBuf, fb.matchList = buf, list
+	return list[n:len(list):len(list)], nil
+}
+
+// resetMatchScratch empties the scratch of encryptMatch for a new Bind.
+func (s *session) resetMatchScratch() {
+	fb := &s.frontBufs
+	clear(fb.matchList)
+	fb.matchBuf, fb.matchList = reusable(fb.matchBuf)[:0], fb.matchList[:0]
+	if cap(fb.matchList) > maxKeptBuffer/64 {
+		fb.matchList = nil
 	}
 }
 
@@ -346,7 +373,7 @@ func (s *session) bindMatchArray(out []byte, col *rules.ColumnRule, src []byte, 
 			return errBadElement
 		}
 		s.frontBufs.canonical = canon
-		cts, err := s.cipher.EncryptForMatch(s.ctx, col, canon)
+		cts, err := s.encryptMatch(col, canon)
 		if err != nil {
 			keyErr = err
 			return err

@@ -51,8 +51,14 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if lexErr != nil && !(encOnly && s.asciiOnly(text)) {
 		return s.refuseQuery(lexErr, w)
 	}
-	sql := string(text)
-	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
+	// text aliases the relay's buffer: the planner copies what it keeps,
+	// and the plan (of a template hit, in s.frontBufs.plan) is used only
+	// during this call; the event keeps plan.Shared().
+	sql := unsafe.String(&text[0], len(text))
+	if s.frontBufs.plan == nil {
+		s.frontBufs.plan = new(pgsql.PlanScratch) // not before: an idle session keeps it
+	}
+	plan, err := s.db.planner.PlanReusing(s.ctx, sql, s.searchPath.current, s.frontBufs.plan)
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)
 	}
@@ -89,10 +95,10 @@ func (s *session) rewriteQuery(plan *pgsql.Plan, sql string, lexChange bool, w *
 	}
 	s.mu.Lock()
 	zone := s.zone
-	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan, matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
+	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan.Shared(), matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
 	out := pgmsg.Begin(s.frontBufs.message[:0], pgmsg.TypeQuery)
 	out, err := plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
-		Matches: ev.matches, Scratch: &s.frontBufs.queryCanonical})
+		Matches: ev.matches, Scratch: &s.frontBufs.query})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)

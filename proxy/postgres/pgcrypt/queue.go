@@ -55,7 +55,7 @@ var _ sqlplan.MatchRecorder = (*rules.Matches)(nil)
 // newMatchSet is newEvent for match sets (kept apart: most events and
 // portals need none).
 func (s *session) newMatchSet() *rules.Matches {
-	return carve(&s.slabs.matchSets, slabSize/2, rules.Matches{})
+	return carve(&s.slabs.matchSets, slabSize/4, rules.Matches{})
 }
 
 // append queues evs, first moving the pending events to the front when

@@ -227,11 +227,14 @@ type resultState struct {
 // frontendScratch holds the buffers the frontend goroutine reuses from one
 // message to the next (see reusable).
 type frontendScratch struct {
-	message          []byte     // the rewritten Query, Parse or Bind
-	canonical        []byte     // Bind: canonical plaintext of a parameter
-	ciphertext       []byte     // Bind: ciphertext of a stored parameter
-	matchCiphertexts [][][]byte // Bind: ciphertexts of each RoleMatch parameter
-	queryCanonical   []byte     // Query: canonical plaintexts (pgsql.Env.Scratch)
+	message          []byte             // the rewritten Query, Parse or Bind
+	canonical        []byte             // Bind: canonical plaintext of a parameter
+	ciphertext       []byte             // Bind: ciphertext of a stored parameter
+	matchCiphertexts [][][]byte         // Bind: ciphertexts of each RoleMatch parameter
+	matchBuf         []byte             // Bind: the lookup ciphertexts (encryptMatch)
+	matchList        [][]byte           // Bind: slices of matchBuf
+	query            pgsql.Scratch      // Query: Rewrite's buffers
+	plan             *pgsql.PlanScratch // Query: a plan made from a cached template (made at first use)
 }
 
 // backendScratch holds the buffers the backend goroutine reuses from one

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pgcrypt_test
+
+const raceEnabled = false
