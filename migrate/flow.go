@@ -117,16 +117,20 @@ func (r *run) swap(ctx context.Context, held *time.Duration) error {
 // key versions.
 func (r *run) reencrypt(ctx context.Context, st *state) (Result, error) {
 	for _, c := range r.t.Columns {
-		ci, ok := r.sql.info.columns[c.Column]
+		ci, ok := r.info.columns[c.Column]
 		if !ok {
 			return Result{}, fmt.Errorf("column %s not found", c)
 		}
-		if baseType(ci.typ) != "bytea" {
-			return Result{}, fmt.Errorf("column %s is %s, not bytea: it is not encrypted (migrate encrypt first)", c, ci.typ)
+		if !ci.cipher {
+			return Result{}, fmt.Errorf("column %s is %s, not a ciphertext type: it is not encrypted (migrate encrypt first)", c, ci.typ)
 		}
 	}
 	if r.o.DryRun {
-		r.printPlan(r.o.Plan, st)
+		if r.t.mysql() {
+			r.printMySQLPlan(st)
+		} else {
+			r.printPlan(r.o.Plan, st)
+		}
 		return Result{}, nil
 	}
 	r.primary = make([]uint32, len(r.t.Columns))
@@ -138,7 +142,7 @@ func (r *run) reencrypt(ctx context.Context, st *state) (Result, error) {
 		r.primary[i] = v
 	}
 	if st == nil || st.phase == phaseDone || st.columns != r.t.columnNames() {
-		if _, err := r.conn.ExecContext(ctx, r.sql.createState()); err != nil {
+		if _, err := r.conn.ExecContext(ctx, r.dia.createState()); err != nil {
 			return Result{}, wrapf(err, "create %s", r.t.stateName())
 		}
 		if err := startState(ctx, r.conn, r.op, r.t, phaseBackfill); err != nil {

@@ -44,6 +44,9 @@ func migrate(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options, op O
 	if len(t.Columns) == 0 {
 		return Result{}, fmt.Errorf("%s %s: no columns", op, t)
 	}
+	if t.mysql() {
+		return migrateMySQL(ctx, db, c, t, o, op)
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return Result{}, wrapf(err, "%s %s: connect", op, t)
@@ -65,7 +68,8 @@ func migrate(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options, op O
 	if err != nil {
 		return Result{}, fmt.Errorf("%s %s: %w", op, t, err)
 	}
-	r := &run{op: op, t: t, sql: statements{op: op, t: t, info: info}, cipher: c, o: o, conn: conn}
+	st := statements{op: op, t: t, info: info}
+	r := &run{op: op, t: t, sql: st, dia: st, info: info, cipher: c, o: o, conn: conn}
 	if o.Rate > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(o.Rate), o.batch())
 	}
@@ -135,26 +139,26 @@ func (r *run) run(ctx context.Context) (Result, error) {
 func (r *run) checkColumns(resume bool) (skip bool, err error) {
 	inTarget := 0
 	for _, c := range r.t.Columns {
-		ci, ok := r.sql.info.columns[c.Column]
+		ci, ok := r.info.columns[c.Column]
 		if !ok {
 			return false, fmt.Errorf("column %s not found", c)
 		}
-		isBytes := baseType(ci.typ) == "bytea"
+		isBytes := ci.cipher
 		source := !isBytes
 		if r.op == OpDecrypt {
 			source = isBytes
 		}
 		if !source {
-			if r.op == OpEncrypt && holdsPlain(ci.typ, c.Type) {
-				return false, fmt.Errorf("column %s: rule type %s is bytes: encrypt bytea columns by copying them through the proxy", c, c.Type)
+			if r.op == OpEncrypt && r.dia.holdsPlain(ci, c.Type) {
+				return false, fmt.Errorf("column %s: rule type %s is bytes: encrypt binary columns by copying them through the proxy", c, c.Type)
 			}
 			inTarget++
 			continue
 		}
-		if r.op == OpEncrypt && !holdsPlain(ci.typ, c.Type) {
+		if r.op == OpEncrypt && !r.dia.holdsPlain(ci, c.Type) {
 			return false, fmt.Errorf("column %s is %s, which does not hold the rule's type %s", c, ci.typ, c.Type)
 		}
-		if _, ok := r.sql.info.columns[shadowName(c.Column)]; resume && !ok {
+		if _, ok := r.info.columns[shadowName(c.Column)]; resume && !ok {
 			return false, fmt.Errorf("column %s: shadow column %s is missing although %s records an unfinished run", c, shadowName(c.Column), r.t.stateName())
 		}
 		if ci.hasDef && r.op == OpEncrypt {
