@@ -146,7 +146,16 @@ func (r *run) printMySQLPlan(st *state) {
 	}
 	fmt.Fprintln(w, "-- 2. per batch, one transaction (values converted by dbproxy between the two; one UPDATE per row)")
 	stmt(s.selectBatch(true, false, true, r.o.batch()))
-	stmt(s.update())
+	one := &batchRows{keys: make([][]string, len(r.info.keyCols)), n: 1}
+	for i := range one.keys {
+		one.keys[i] = []string{"…"}
+	}
+	outs := make([][][]byte, len(r.t.Columns))
+	for i := range outs {
+		outs[i] = [][]byte{nil}
+	}
+	q, _ := s.update(one, outs, []int{0})
+	stmt(q + " -- one WHEN and one OR term per row of the batch")
 	if r.op == OpReencrypt {
 		return
 	}

@@ -97,49 +97,89 @@ func (s myStatements) selectBatch(withAfter, pending, lock bool, limit int) stri
 	return q
 }
 
-// update writes one row: the targets, then the key. Reencrypt keeps a
-// value whose parameter is NULL.
-func (s myStatements) update() string {
-	var sets, match []string
-	for _, c := range s.t.Columns {
-		if s.op == OpReencrypt {
-			sets = append(sets, fmt.Sprintf("%s = COALESCE(?, %s)", myQuote(c.Column), myQuote(c.Column)))
-		} else {
-			sets = append(sets, fmt.Sprintf("%s = ?", myQuote(shadowName(c.Column))))
+// update writes the rows of the batch numbered rows in one statement: per
+// target column a CASE over the key, WHERE the key is one of theirs. A
+// NULL value of reencrypt keeps the column's value.
+func (s myStatements) update(b *batchRows, outs [][][]byte, rows []int) (string, []any) {
+	var sets []string
+	var args []any
+	keyIs := s.keyIs()
+	for i, c := range s.t.Columns {
+		var w strings.Builder
+		w.WriteString("CASE")
+		for _, j := range rows {
+			w.WriteString(" WHEN " + keyIs + " THEN ?")
+			args = append(args, s.keyArgs(b, j)...)
+			switch v := outs[i][j]; {
+			case v == nil:
+				args = append(args, nil)
+			case s.op == OpDecrypt:
+				args = append(args, string(v))
+			default:
+				args = append(args, v)
+			}
 		}
+		if s.op == OpReencrypt {
+			sets = append(sets, fmt.Sprintf("%s = COALESCE(%s END, %s)", myQuote(c.Column), w.String(), myQuote(c.Column)))
+			continue
+		}
+		sh := myQuote(shadowName(c.Column))
+		sets = append(sets, fmt.Sprintf("%s = %s ELSE %s END", sh, w.String(), sh))
 	}
-	for _, k := range s.info.keyCols {
-		match = append(match, myQuote(k)+" = ?")
+	var or []string
+	for _, j := range rows {
+		or = append(or, "("+keyIs+")")
+		args = append(args, s.keyArgs(b, j)...)
 	}
-	return fmt.Sprintf("UPDATE %s SET %s WHERE %s", s.t.qualified(), strings.Join(sets, ", "), strings.Join(match, " AND "))
+	return fmt.Sprintf("UPDATE %s SET %s WHERE %s", s.t.qualified(), strings.Join(sets, ", "), strings.Join(or, " OR ")), args
 }
 
-// writeBatch updates the kept rows one by one (in the batch's transaction).
+// keyIs is the condition that a row has the key of the parameters.
+func (s myStatements) keyIs() string {
+	eq := make([]string, len(s.info.keyCols))
+	for i, k := range s.info.keyCols {
+		eq[i] = myQuote(k) + " = ?"
+	}
+	return strings.Join(eq, " AND ")
+}
+
+func (s myStatements) keyArgs(b *batchRows, row int) []any {
+	out := make([]any, len(b.keys))
+	for i, k := range b.keys {
+		out[i] = k[row]
+	}
+	return out
+}
+
+// maxParams keeps a statement under MySQL's 65,535 placeholders.
+const maxParams = 60000
+
+// writeBatch updates the kept rows, in as few statements as the
+// placeholder limit allows (in the batch's transaction).
 func (s myStatements) writeBatch(ctx context.Context, q execQuerier, b *batchRows, outs [][][]byte, keep []bool) error {
-	stmt := s.update()
-	args := make([]any, len(outs)+len(b.keys))
+	perRow := (len(s.t.Columns) + 1) * (len(b.keys) + 1)
+	var rows []int
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		stmt, args := s.update(b, outs, rows)
+		rows = rows[:0]
+		_, err := q.ExecContext(ctx, stmt, args...)
+		return err
+	}
 	for j := range b.n {
 		if !keep[j] {
 			continue
 		}
-		for i, out := range outs {
-			switch {
-			case out[j] == nil:
-				args[i] = nil
-			case s.op == OpDecrypt:
-				args[i] = string(out[j])
-			default:
-				args[i] = out[j]
+		rows = append(rows, j)
+		if len(rows)*perRow >= maxParams {
+			if err := flush(); err != nil {
+				return err
 			}
 		}
-		for i, k := range b.keys {
-			args[len(outs)+i] = k[j]
-		}
-		if _, err := q.ExecContext(ctx, stmt, args...); err != nil {
-			return err
-		}
 	}
-	return nil
+	return flush()
 }
 
 // readPlain reads MySQL's text form (session time_zone +00:00), as the
