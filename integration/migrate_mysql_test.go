@@ -217,6 +217,11 @@ func (m *myMigEnv) checkEncrypted(t *testing.T, ctx context.Context, expected ma
 	if err != nil || len(problems) > 0 {
 		t.Fatalf("guard: %v %v", problems, err)
 	}
+	var order string
+	if err := m.direct.QueryRowContext(ctx, `SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'people'`).Scan(&order); err != nil || order != "id,name,amount,price,born,seen,made,note" {
+		t.Fatalf("column order after the swap: %q (%v)", order, err)
+	}
 	_, err = m.direct.ExecContext(ctx, "INSERT INTO people (id, name) VALUES (0, 'plaintext')")
 	wantMyCheckViolation(t, "plaintext written directly", err, "people", "name")
 }
