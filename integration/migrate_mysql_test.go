@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,23 +138,8 @@ func TestMySQLMigrateEncrypt(t *testing.T) {
 	}
 
 	w := startMyWriters(t, myMigConfig(m.addr, m.db), expected, n)
-	myKilledRun(t, m)
-	before, start := w.acked.Load(), time.Now()
-	res := m.mustCLI(t, "migrate", "encrypt", "--table", "people", "--batch", "500", "--json")
-	took := time.Since(start)
-	if !strings.Contains(res.stdout, `"result":"done"`) {
-		t.Fatalf("resumed run: %s", res.stdout)
-	}
-	if phase, _ := m.migState(t, "encrypt"); phase != "done" {
-		t.Fatalf("state after the run: %q", phase)
-	}
-	m.d.reload(t, m.rulesCfg)
-	after := w.acked.Load()
-	waitFor(t, "writes through the encrypting proxy", func() bool { return w.acked.Load() >= after+200 })
-	w.halt(t)
-	t.Logf("resumed run: %s (%.0f rows/s of the seeded table); result %s", took.Round(time.Millisecond), float64(n)/took.Seconds(), lastLine(res.stdout))
-	t.Logf("%d rows; %d writes acknowledged during the runs, %d after the reload, %d attempts refused and tried again",
-		n, after-before, w.acked.Load()-after, w.refused.Load())
+	killedRun(t, m)
+	resumeAndReload(t, m, &w.writerGroup, n)
 
 	m.checkEncrypted(t, ctx, expected)
 	m.checkRotation(t, ctx, expected)
@@ -166,30 +150,12 @@ func TestMySQLMigrateEncrypt(t *testing.T) {
 	}
 }
 
-// myKilledRun starts a throttled encrypt, runs a second one while it
-// works (refused), and kills the first with SIGKILL after some batches.
-func myKilledRun(t *testing.T, m *myMigEnv) {
-	cmd := exec.Command(m.bin, "migrate", "encrypt", "--table", "people", "--batch", "200", "--rate", "2000", "--config", m.rulesYML)
+func (m *myMigEnv) reloadRules(t testing.TB) { m.d.reload(t, m.rulesCfg) }
+
+func (m *myMigEnv) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(m.bin, append(args, "--config", m.rulesYML)...)
 	cmd.Env = append(os.Environ(), m.env...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	waitFor(t, "the first run to do some batches", func() bool {
-		_, done := m.migState(t, "encrypt")
-		return done >= 1000
-	})
-	if r := m.cli(t, "migrate", "encrypt", "--table", "people"); r.code != 1 || !strings.Contains(r.stderr, "another dbproxy migrate is running") {
-		t.Fatalf("concurrent run: exit %d, stderr %s", r.code, r.stderr)
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-	phase, done := m.migState(t, "encrypt")
-	if phase != "backfill" || done < 1000 {
-		t.Fatalf("after SIGKILL: phase %q, %d rows done", phase, done)
-	}
-	t.Logf("killed after %d rows", done)
+	return cmd
 }
 
 // checkEncrypted: through the proxy every row is what was last
@@ -339,37 +305,15 @@ func sameMyRows(t testing.TB, got, want map[int64]myRow) bool {
 // myWriters are 8 clients that update and insert rows of people through
 // the proxy until halted; writer w owns the ids ≡ w (mod 8).
 type myWriters struct {
+	writerGroup
 	mu       sync.Mutex
 	expected map[int64]myRow
-	acked    atomic.Int64
-	refused  atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	errs     chan error
 }
 
 func startMyWriters(t testing.TB, cfg *driver.Config, expected map[int64]myRow, seeded int) *myWriters {
-	w := &myWriters{expected: expected, stop: make(chan struct{}), errs: make(chan error, migWriterCount)}
-	for i := range migWriterCount {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			w.errs <- w.run(t, cfg, i, seeded)
-		}()
-	}
+	w := &myWriters{expected: expected}
+	w.start(func(i int) error { return w.run(t, cfg, i, seeded) })
 	return w
-}
-
-func (w *myWriters) halt(t testing.TB) {
-	t.Helper()
-	close(w.stop)
-	w.wg.Wait()
-	close(w.errs)
-	for err := range w.errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // run is writer i: updates of its rows and inserts of new ones, each tried
@@ -384,12 +328,7 @@ func (w *myWriters) run(t testing.TB, cfg *driver.Config, i, seeded int) error {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	insertID := int64(seeded + 1 + i)
-	for k := 0; ; k++ {
-		select {
-		case <-w.stop:
-			return nil
-		default:
-		}
+	for k := 0; !w.stopped(); k++ {
 		id, insert := int64(1+i+8*((k*37)%(seeded/8))), k%5 == 4
 		if insert {
 			id, insertID = insertID, insertID+migWriterCount
@@ -424,6 +363,7 @@ func (w *myWriters) run(t testing.TB, cfg *driver.Config, i, seeded int) error {
 		w.acked.Add(1)
 		time.Sleep(time.Millisecond)
 	}
+	return nil
 }
 
 func myWriterValue(c, i, k int) string {

@@ -15,26 +15,15 @@ const maxCatchUp = 5
 // shadowFlow runs encrypt or decrypt from the recorded phase to the end.
 func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 	res := Result{}
-	if r.st.phase == phaseBackfill {
-		r.report()
-		if err := r.pass(ctx, false); err != nil {
-			return res, err
-		}
-		r.st.phase, r.st.lastKey = phaseCatchUp, nil
+	if err := r.backfill(ctx); err != nil {
+		return res, err
 	}
 	if r.st.phase == phaseCatchUp {
 		if err := r.pendingIndex(ctx); err != nil {
 			return res, err
 		}
-		for res.Passes < maxCatchUp {
-			r.st.lastKey = nil
-			res.Passes++
-			if err := r.pass(ctx, true); err != nil {
-				return res, err
-			}
-			if r.passRows < int64(r.o.batch()) {
-				break
-			}
+		if err := r.catchUp(ctx, &res); err != nil {
+			return res, err
 		}
 		if err := r.swap(ctx, &res.SwapLock); err != nil {
 			return res, err
@@ -56,6 +45,46 @@ func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 	}
 	res.Rows, res.Changed = r.st.done, r.st.changed
 	return res, nil
+}
+
+// backfill runs (or resumes) the backfill pass when that is the recorded
+// phase; the phase is catch-up after it.
+func (r *run) backfill(ctx context.Context) error {
+	if r.st.phase != phaseBackfill {
+		return nil
+	}
+	r.report()
+	if err := r.pass(ctx, false); err != nil {
+		return err
+	}
+	r.st.phase, r.st.lastKey = phaseCatchUp, nil
+	return nil
+}
+
+// unfinishedOther refuses a run whose columns differ from those of the
+// unfinished run st records.
+func (r *run) unfinishedOther(st *state) error {
+	if st == nil || st.phase == phaseDone || st.columns == r.t.columnNames() {
+		return nil
+	}
+	return fmt.Errorf("an unfinished %s of columns %s is recorded in %s: finish it first (run it again with --columns %s)",
+		r.op, st.columns, r.t.stateName(), st.columns)
+}
+
+// catchUp runs passes over the pending rows until one finds less than a
+// batch, maxCatchUp at most.
+func (r *run) catchUp(ctx context.Context, res *Result) error {
+	for res.Passes < maxCatchUp {
+		r.st.lastKey = nil
+		res.Passes++
+		if err := r.pass(ctx, true); err != nil {
+			return err
+		}
+		if r.passRows < int64(r.o.batch()) {
+			break
+		}
+	}
+	return nil
 }
 
 // pendingIndex builds the partial index of pending rows, concurrently

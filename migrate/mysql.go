@@ -33,23 +33,11 @@ func migrateMySQL(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options,
 	if t.Schema == "" {
 		return Result{}, fmt.Errorf("%s %s: no database", op, t.Name)
 	}
-	conn, err := db.Conn(ctx)
+	conn, release, err := session(ctx, db, op, t, o, mySession, myLockTable)
 	if err != nil {
-		return Result{}, wrapf(err, "%s %s: connect", op, t)
+		return Result{}, err
 	}
-	defer conn.Close()
-	for _, q := range mySession {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return Result{}, wrapf(err, "%s %s: %s", op, t, q)
-		}
-	}
-	if !o.DryRun {
-		unlock, err := myLockTable(ctx, conn, op, t)
-		if err != nil {
-			return Result{}, err
-		}
-		defer unlock()
-	}
+	defer release()
 	info, err := inspectMySQL(ctx, conn, &t)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s %s: %w", op, t, err)
@@ -107,9 +95,8 @@ func (r *run) runMySQL(ctx context.Context, s myStatements) (Result, error) {
 		return r.reencrypt(ctx, st)
 	}
 	resume := st != nil && st.phase != phaseDone
-	if resume && st.columns != r.t.columnNames() {
-		return Result{}, fmt.Errorf("an unfinished %s of columns %s is recorded in %s: finish it first (run it again with --columns %s)",
-			r.op, st.columns, r.t.stateName(), st.columns)
+	if err := r.unfinishedOther(st); err != nil {
+		return Result{}, err
 	}
 	if resume && st.phase != phaseSetup && r.altered() {
 		// Killed between the swap's ALTER TABLE and the end of the swap.

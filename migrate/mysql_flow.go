@@ -15,25 +15,16 @@ import (
 func (r *run) myShadowFlow(ctx context.Context, s myStatements) (Result, error) {
 	res := Result{}
 	if r.st.phase == phaseBackfill {
-		r.report()
-		if err := r.pass(ctx, false); err != nil {
+		if err := r.backfill(ctx); err != nil {
 			return res, err
 		}
-		r.st.phase, r.st.lastKey = phaseCatchUp, nil
 		if err := saveState(ctx, r.conn, r.op, r.t, r.st); err != nil {
 			return res, err
 		}
 	}
 	if r.st.phase == phaseCatchUp || r.st.phase == phaseSwapped {
-		for res.Passes < maxCatchUp {
-			r.st.lastKey = nil
-			res.Passes++
-			if err := r.pass(ctx, true); err != nil {
-				return res, err
-			}
-			if r.passRows < int64(r.o.batch()) {
-				break
-			}
+		if err := r.catchUp(ctx, &res); err != nil {
+			return res, err
 		}
 		if err := r.mySwap(ctx, s, &res.SwapLock); err != nil {
 			return res, err

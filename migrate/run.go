@@ -47,23 +47,11 @@ func migrate(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options, op O
 	if t.mysql() {
 		return migrateMySQL(ctx, db, c, t, o, op)
 	}
-	conn, err := db.Conn(ctx)
+	conn, release, err := session(ctx, db, op, t, o, sessionSettings, lockTable)
 	if err != nil {
-		return Result{}, wrapf(err, "%s %s: connect", op, t)
+		return Result{}, err
 	}
-	defer conn.Close()
-	for _, q := range sessionSettings {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return Result{}, wrapf(err, "%s %s: %s", op, t, q)
-		}
-	}
-	if !o.DryRun {
-		unlock, err := lockTable(ctx, conn, op, t)
-		if err != nil {
-			return Result{}, err
-		}
-		defer unlock()
-	}
+	defer release()
 	info, err := inspect(ctx, conn, t)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s %s: %w", op, t, err)
@@ -78,6 +66,30 @@ func migrate(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options, op O
 		return res, fmt.Errorf("%s %s: %w", op, t, err)
 	}
 	return res, nil
+}
+
+// session opens the run's connection, applies settings and, unless it is
+// a dry run, takes the table's migration lock; release undoes both.
+func session(ctx context.Context, db *sql.DB, op Op, t Table, o Options, settings []string,
+	lock func(context.Context, *sql.Conn, Op, Table) (func(), error)) (*sql.Conn, func(), error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, nil, wrapf(err, "%s %s: connect", op, t)
+	}
+	for _, q := range settings {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			_ = conn.Close()
+			return nil, nil, wrapf(err, "%s %s: %s", op, t, q)
+		}
+	}
+	unlock := func() {}
+	if !o.DryRun {
+		if unlock, err = lock(ctx, conn, op, t); err != nil {
+			_ = conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, func() { unlock(); _ = conn.Close() }, nil
 }
 
 // lockTable takes the session advisory lock of t's migrations, or fails
@@ -109,9 +121,8 @@ func (r *run) run(ctx context.Context) (Result, error) {
 		return r.reencrypt(ctx, st)
 	}
 	resume := st != nil && st.phase != phaseDone
-	if resume && st.columns != r.t.columnNames() {
-		return Result{}, fmt.Errorf("an unfinished %s of columns %s is recorded in %s: finish it first (run it again with --columns %s)",
-			r.op, st.columns, r.t.stateName(), st.columns)
+	if err := r.unfinishedOther(st); err != nil {
+		return Result{}, err
 	}
 	if !resume || st.phase == phaseBackfill || st.phase == phaseCatchUp {
 		skip, err := r.checkColumns(resume)
