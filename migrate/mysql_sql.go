@@ -236,6 +236,10 @@ var myCipherTypes = map[string]bool{"varbinary": true, "tinyblob": true, "blob":
 // DECIMAL(65,30) is 67 characters).
 const maxCanonical = 80
 
+// maxVarbinary is the longest shadow kept VARBINARY: InnoDB's longest index
+// key, so that a deterministic column can still be indexed whole.
+const maxVarbinary = 3072
+
 // shadowType is the type of c's shadow column: for encrypt a VARBINARY
 // with room for the longest value plus the ciphertext's overhead, or a
 // BLOB type when that is long; for decrypt the rule type's column type.
@@ -249,7 +253,7 @@ func (s myStatements) shadowType(c *rules.ColumnRule) string {
 	}
 	n += int64(crypto.AlgorithmXAESGCM.Overhead())
 	switch {
-	case n <= 1024:
+	case n <= maxVarbinary:
 		return fmt.Sprintf("VARBINARY(%d)", n)
 	case n <= 65535:
 		return "BLOB"
@@ -272,9 +276,20 @@ func (s myStatements) triggers() [2]string {
 	return [2]string{derivedName("dbproxy_mi_", s.t.Name), derivedName("dbproxy_mu_", s.t.Name)}
 }
 
-// addShadow adds c's shadow column, last.
+// addShadow adds c's shadow column, last; encrypt adds the guard with it,
+// on the shadow column. MySQL has no NOT VALID: adding a CHECK copies the
+// table (writes wait, reads go on), which costs least here, while every
+// shadow is NULL and nothing holds LOCK TABLES. The swap's rename carries
+// the constraint over to the column's name (the server rewrites the
+// expression), so the swap itself need not copy the table.
 func (s myStatements) addShadow(c *rules.ColumnRule) string {
-	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s NULL", s.t.qualified(), myQuote(shadowName(c.Column)), s.shadowType(c))
+	q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s NULL", s.t.qualified(), myQuote(shadowName(c.Column)), s.shadowType(c))
+	if s.op == OpEncrypt {
+		g := schemaguard.Target{Database: s.t.Schema, Table: s.t.Name, Column: shadowName(c.Column), Mode: c.Mode, Type: c.Type}
+		q += fmt.Sprintf(", ADD CONSTRAINT %s CHECK (%s)", myQuote(schemaguard.ConstraintName(rules.DialectMySQL, s.t.Name, c.Column)),
+			schemaguard.Expression(rules.DialectMySQL, g))
+	}
+	return q
 }
 
 // createTriggers mark a row pending: every insert, and every update that
@@ -304,14 +319,14 @@ func (s myStatements) dropTriggers() []string {
 }
 
 // swap is the one ALTER TABLE of the swap: per column, drop the guard
-// (decrypt) and the source column, rename the shadow to the column's name
-// at its place (keeping NOT NULL), and (encrypt) add the guard. guarded
-// names the columns that carry a guard now.
+// (decrypt) and the source column, and rename the shadow, with the guard
+// setup put on it (encrypt), to the column's name at its place (keeping
+// NOT NULL). guarded names the columns that carry a guard now.
 func (s myStatements) swap(guarded map[string]bool) string {
 	var parts []string
 	for _, c := range s.t.Columns {
 		name := myQuote(schemaguard.ConstraintName(rules.DialectMySQL, s.t.Name, c.Column))
-		if guarded[c.Column] {
+		if s.op == OpDecrypt && guarded[c.Column] {
 			parts = append(parts, "DROP CONSTRAINT "+name)
 		}
 		parts = append(parts, "DROP COLUMN "+myQuote(c.Column))
@@ -327,13 +342,6 @@ func (s myStatements) swap(guarded map[string]bool) string {
 			pos = " AFTER " + myQuote(ci.after)
 		}
 		parts = append(parts, fmt.Sprintf("CHANGE COLUMN %s %s %s%s", myQuote(shadowName(c.Column)), myQuote(c.Column), def, pos))
-	}
-	if s.op == OpEncrypt {
-		for _, c := range s.t.Columns {
-			g := schemaguard.Target{Database: s.t.Schema, Table: s.t.Name, Column: c.Column, Mode: c.Mode, Type: c.Type}
-			parts = append(parts, fmt.Sprintf("ADD CONSTRAINT %s CHECK (%s)",
-				myQuote(schemaguard.ConstraintName(rules.DialectMySQL, s.t.Name, c.Column)), schemaguard.Expression(rules.DialectMySQL, g)))
-		}
 	}
 	return fmt.Sprintf("ALTER TABLE %s %s", s.t.qualified(), strings.Join(parts, ", "))
 }

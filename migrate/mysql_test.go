@@ -12,6 +12,7 @@ import (
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/schemaguard"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -88,6 +89,11 @@ func TestMySQLResumeAfterAlter(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, "UPDATE t SET n = 11 WHERE id = 1"); err != nil {
 		t.Fatalf("update after the resumed run: %v", err)
+	}
+	problems, err := schemaguard.Check(ctx, db, rules.DialectMySQL, []schemaguard.Target{
+		{Database: m.Database, Table: "t", Column: "secret", Mode: rules.ModeRandomized, Type: value.TypeText}})
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("guard after the resumed run: %v %v", problems, err)
 	}
 	var cols string
 	if err := db.QueryRowContext(ctx, `SELECT GROUP_CONCAT(CONCAT(COLUMN_NAME, ' ', COLUMN_TYPE, ' ', IS_NULLABLE) ORDER BY ORDINAL_POSITION)
