@@ -382,3 +382,33 @@ func myWriterValue(c, i, k int) string {
 		return fmt.Sprintf("1990-%02d-%02d 11:%02d:%02d.%06d", 1+k%12, 1+i, k%60, i, k%1000)
 	}
 }
+
+// BenchmarkMySQLMigrateEncrypt times `dbproxy migrate encrypt` of the
+// MariaDB people table (6 columns) with DBPROXY_MIGRATE_BENCH_ROWS rows
+// (default 100,000), without writers, and reports rows/s.
+//
+//	DBPROXY_MIGRATE_BENCH_ROWS=200000 go test -run '^$' -bench MySQLMigrateEncrypt -benchtime 1x ./integration/
+func BenchmarkMySQLMigrateEncrypt(b *testing.B) {
+	rows := 100000
+	if s := os.Getenv("DBPROXY_MIGRATE_BENCH_ROWS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows = n
+	}
+	m := startMyMigEnv(b)
+	ctx := migCtx(b)
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		execAll(b, ctx, m.direct, "DROP TABLE IF EXISTS people", "DROP TABLE IF EXISTS dbproxy_migrations")
+		seedMyPeople(b, ctx, m.direct, rows)
+		b.StartTimer()
+		start := time.Now()
+		r := m.mustCLI(b, "migrate", "encrypt", "--table", "people", "--batch", "2000")
+		elapsed += time.Since(start)
+		b.Logf("%d rows: %s", rows, strings.TrimSpace(r.stdout))
+	}
+	b.ReportMetric(float64(rows*b.N)/elapsed.Seconds(), "rows/s")
+}

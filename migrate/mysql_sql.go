@@ -151,8 +151,13 @@ func (s myStatements) keyArgs(b *batchRows, row int) []any {
 	return out
 }
 
-// maxParams keeps a statement under MySQL's 65,535 placeholders.
-const maxParams = 60000
+// maxParams keeps a statement under MySQL's 65,535 placeholders;
+// maxUpdateRows bounds the rows of one UPDATE, whose CASE costs each row a
+// comparison per row of the statement.
+const (
+	maxParams     = 60000
+	maxUpdateRows = 100
+)
 
 // writeBatch updates the kept rows, in as few statements as the
 // placeholder limit allows (in the batch's transaction).
@@ -173,7 +178,7 @@ func (s myStatements) writeBatch(ctx context.Context, q execQuerier, b *batchRow
 			continue
 		}
 		rows = append(rows, j)
-		if len(rows)*perRow >= maxParams {
+		if len(rows) >= maxUpdateRows || len(rows)*perRow >= maxParams {
 			if err := flush(); err != nil {
 				return err
 			}

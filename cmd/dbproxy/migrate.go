@@ -126,7 +126,7 @@ func printResult(e env, op migrate.Op, tg migrateTarget, res migrate.Result, asJ
 			"swap_lock_ms": res.SwapLock.Milliseconds()})
 	}
 	where := tg.table.String()
-	if tg.database != "" {
+	if tg.database != "" && tg.table.Dialect != rules.DialectMySQL { // MySQL: the table is qualified by its database
 		where = tg.database + ": " + where
 	}
 	if res.Skipped {
