@@ -389,14 +389,7 @@ func myWriterValue(c, i, k int) string {
 //
 //	DBPROXY_MIGRATE_BENCH_ROWS=200000 go test -run '^$' -bench MySQLMigrateEncrypt -benchtime 1x ./integration/
 func BenchmarkMySQLMigrateEncrypt(b *testing.B) {
-	rows := 100000
-	if s := os.Getenv("DBPROXY_MIGRATE_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows = n
-	}
+	rows := benchRows(b)
 	m := startMyMigEnv(b)
 	ctx := migCtx(b)
 	var elapsed time.Duration

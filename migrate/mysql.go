@@ -84,20 +84,14 @@ func myLockTable(ctx context.Context, conn *sql.Conn, op Op, t Table) (func(), e
 // runMySQL dispatches on the operation, the recorded state and the
 // catalog.
 func (r *run) runMySQL(ctx context.Context, s myStatements) (Result, error) {
-	st, err := readState(ctx, r.conn, r.op, r.t)
-	if err != nil {
+	st, err := r.begin(ctx)
+	if err != nil || r.op == OpReencrypt {
+		if err == nil {
+			return r.reencrypt(ctx, st)
+		}
 		return Result{}, err
-	}
-	if err := r.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+r.t.qualified()).Scan(&r.total); err != nil {
-		return Result{}, wrapf(err, "count rows")
-	}
-	if r.op == OpReencrypt {
-		return r.reencrypt(ctx, st)
 	}
 	resume := st != nil && st.phase != phaseDone
-	if err := r.unfinishedOther(st); err != nil {
-		return Result{}, err
-	}
 	if resume && st.phase != phaseSetup && r.altered() {
 		// Killed between the swap's ALTER TABLE and the end of the swap.
 		if r.o.DryRun {

@@ -108,22 +108,32 @@ func lockTable(ctx context.Context, conn *sql.Conn, op Op, t Table) (func(), err
 	}, nil
 }
 
-// run dispatches on the operation and the recorded state.
-func (r *run) run(ctx context.Context) (Result, error) {
+// begin reads the recorded state and counts the table's rows; encrypt and
+// decrypt refuse while another set of columns is unfinished.
+func (r *run) begin(ctx context.Context) (*state, error) {
 	st, err := readState(ctx, r.conn, r.op, r.t)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	if err := r.conn.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM %s", r.t.qualified())).Scan(&r.total); err != nil {
-		return Result{}, wrapf(err, "count rows")
+	if err := r.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+r.t.qualified()).Scan(&r.total); err != nil {
+		return nil, wrapf(err, "count rows")
 	}
 	if r.op == OpReencrypt {
-		return r.reencrypt(ctx, st)
+		return st, nil
 	}
-	resume := st != nil && st.phase != phaseDone
-	if err := r.unfinishedOther(st); err != nil {
+	return st, r.unfinishedOther(st)
+}
+
+// run dispatches on the operation and the recorded state.
+func (r *run) run(ctx context.Context) (Result, error) {
+	st, err := r.begin(ctx)
+	if err != nil || r.op == OpReencrypt {
+		if err == nil {
+			return r.reencrypt(ctx, st)
+		}
 		return Result{}, err
 	}
+	resume := st != nil && st.phase != phaseDone
 	if !resume || st.phase == phaseBackfill || st.phase == phaseCatchUp {
 		skip, err := r.checkColumns(resume)
 		if err != nil || skip {
