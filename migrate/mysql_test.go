@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"testing"
 
-	driver "github.com/go-sql-driver/mysql"
+	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/dbproxy/dbproxy/crypto"
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -41,37 +41,39 @@ func (frameCipher) AppendDecrypt(_ context.Context, dst []byte, _ *rules.ColumnR
 	return append(dst, ct[31:len(ct)-16]...), nil
 }
 
+// mariaDBWith returns a fresh MariaDB database after running ddl in it.
+func mariaDBWith(t *testing.T, ddl ...string) (*testenv.MariaDB, *sql.DB) {
+	m := testenv.StartMariaDB(t)
+	db, err := sql.Open("mysql", m.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	for _, q := range ddl {
+		if _, err := db.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m, db
+}
+
 // TestMySQLResumeAfterAlter: a run killed between the swap's ALTER TABLE
 // and dropping the triggers leaves a table every write to fails (the
 // triggers name a shadow column that is gone); the next run finds the
 // columns swapped, drops the triggers and records done; writes work
 // again and the values are the converted ones.
 func TestMySQLResumeAfterAlter(t *testing.T) {
-	m := testenv.StartMariaDB(t)
 	ctx := context.Background()
-	cfg, err := driver.ParseDSN(m.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{
+	m, db := mariaDBWith(t,
 		"CREATE TABLE t (id INT PRIMARY KEY, secret VARCHAR(50) CHARACTER SET utf8mb4 NOT NULL, n BIGINT NULL)",
 		"INSERT INTO t VALUES (1, 'one', 10), (2, 'two', NULL), (3, 'three', 30)",
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	tbl := Table{Dialect: rules.DialectMySQL, Schema: m.Database, Name: "t", Columns: []*rules.ColumnRule{
 		{Table: "t", Column: "secret", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeText},
 	}}
 	alterOnly(t, ctx, db, tbl)
 
-	_, err = db.ExecContext(ctx, "UPDATE t SET n = 11 WHERE id = 1")
+	_, err := db.ExecContext(ctx, "UPDATE t SET n = 11 WHERE id = 1")
 	if err == nil {
 		t.Fatal("an update between the ALTER and dropping the triggers succeeded")
 	}
@@ -163,21 +165,11 @@ func alterOnly(t *testing.T, ctx context.Context, db *sql.DB, tbl Table) {
 // in batches smaller than its groups, then decrypts it back: every row is
 // converted once and comes back as it was.
 func TestMySQLCompositeKey(t *testing.T) {
-	m := testenv.StartMariaDB(t)
 	ctx := context.Background()
-	db, err := sql.Open("mysql", m.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{
+	m, db := mariaDBWith(t,
 		"CREATE TABLE c (g VARCHAR(10) NOT NULL, n INT NOT NULL, v BIGINT NULL, PRIMARY KEY (g, n))",
 		"INSERT INTO c VALUES ('a', 1, 10), ('a', 2, NULL), ('a', 3, -30), ('b', 1, 40), ('b', 2, 50), ('c', 1, 60), ('c', 2, 70)",
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	tbl := Table{Dialect: rules.DialectMySQL, Schema: m.Database, Name: "C", Columns: []*rules.ColumnRule{
 		{Table: "c", Column: "V", Key: "k", Mode: rules.ModeRandomized, Type: value.TypeBigint},
 	}}
@@ -201,21 +193,11 @@ func TestMySQLCompositeKey(t *testing.T) {
 // TestMySQLResumeSetup: a run killed during setup (state row and a shadow
 // column there, no triggers yet) is finished by the next run.
 func TestMySQLResumeSetup(t *testing.T) {
-	m := testenv.StartMariaDB(t)
 	ctx := context.Background()
-	db, err := sql.Open("mysql", m.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{
+	m, db := mariaDBWith(t,
 		"CREATE TABLE s (id INT PRIMARY KEY, a TEXT, b DATE)",
 		"INSERT INTO s VALUES (1, 'x', '2024-02-29'), (2, NULL, NULL), (3, 'z', '1999-12-31')",
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	tbl := Table{Dialect: rules.DialectMySQL, Schema: m.Database, Name: "s", Columns: []*rules.ColumnRule{
 		{Table: "s", Column: "a", Key: "ka", Mode: rules.ModeDeterministic, Type: value.TypeText},
 		{Table: "s", Column: "b", Key: "kb", Mode: rules.ModeRandomized, Type: value.TypeDate},
