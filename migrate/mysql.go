@@ -47,7 +47,7 @@ func migrateMySQL(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options,
 	if o.Rate > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(o.Rate), o.batch())
 	}
-	res, err := r.runMySQL(ctx, s)
+	res, err := r.dispatch(ctx, func(ctx context.Context, st *state) (Result, error) { return r.runMySQL(ctx, s, st) })
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", op, t, err)
 	}
@@ -81,16 +81,9 @@ func myLockTable(ctx context.Context, conn *sql.Conn, op Op, t Table) (func(), e
 	}, nil
 }
 
-// runMySQL dispatches on the operation, the recorded state and the
+// runMySQL runs encrypt or decrypt on MySQL from the recorded state and the
 // catalog.
-func (r *run) runMySQL(ctx context.Context, s myStatements) (Result, error) {
-	st, err := r.begin(ctx)
-	if err != nil || r.op == OpReencrypt {
-		if err == nil {
-			return r.reencrypt(ctx, st)
-		}
-		return Result{}, err
-	}
+func (r *run) runMySQL(ctx context.Context, s myStatements, st *state) (Result, error) {
 	resume := st != nil && st.phase != phaseDone
 	if resume && st.phase != phaseSetup && r.altered() {
 		// Killed between the swap's ALTER TABLE and the end of the swap.

@@ -61,7 +61,7 @@ func migrate(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options, op O
 	if o.Rate > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(o.Rate), o.batch())
 	}
-	res, err := r.run(ctx)
+	res, err := r.dispatch(ctx, r.run)
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", op, t, err)
 	}
@@ -124,15 +124,21 @@ func (r *run) begin(ctx context.Context) (*state, error) {
 	return st, r.unfinishedOther(st)
 }
 
-// run dispatches on the operation and the recorded state.
-func (r *run) run(ctx context.Context) (Result, error) {
+// dispatch reads the recorded state and runs reencrypt, or flow for
+// encrypt and decrypt.
+func (r *run) dispatch(ctx context.Context, flow func(context.Context, *state) (Result, error)) (Result, error) {
 	st, err := r.begin(ctx)
-	if err != nil || r.op == OpReencrypt {
-		if err == nil {
-			return r.reencrypt(ctx, st)
-		}
+	if err != nil {
 		return Result{}, err
 	}
+	if r.op == OpReencrypt {
+		return r.reencrypt(ctx, st)
+	}
+	return flow(ctx, st)
+}
+
+// run runs encrypt or decrypt on PostgreSQL from the recorded state.
+func (r *run) run(ctx context.Context, st *state) (Result, error) {
 	resume := st != nil && st.phase != phaseDone
 	if !resume || st.phase == phaseBackfill || st.phase == phaseCatchUp {
 		skip, err := r.checkColumns(resume)
