@@ -14,6 +14,18 @@ import (
 	"github.com/dbproxy/dbproxy/internal/testlog"
 )
 
+// benchRows is DBPROXY_MIGRATE_BENCH_ROWS, 100,000 by default.
+func benchRows(b *testing.B) int {
+	if s := os.Getenv("DBPROXY_MIGRATE_BENCH_ROWS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	return 100000
+}
+
 // BenchmarkPGMigrateEncrypt times `dbproxy migrate encrypt` of the people
 // table (5 columns: text, bigint, numeric, date, timestamptz) with
 // DBPROXY_MIGRATE_BENCH_ROWS rows (default 100,000) and reports rows/s.
@@ -23,14 +35,7 @@ import (
 //
 //	DBPROXY_MIGRATE_BENCH_ROWS=1000000 go test -run '^$' -bench PGMigrateEncrypt -benchtime 1x ./integration/
 func BenchmarkPGMigrateEncrypt(b *testing.B) {
-	rows := 100000
-	if s := os.Getenv("DBPROXY_MIGRATE_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows = n
-	}
+	rows := benchRows(b)
 	m := startMigEnv(b)
 	ctx := migCtx(b)
 	var load *exec.Cmd

@@ -145,53 +145,64 @@ FROM generate_series(1, %d) AS i`, n))
 	}
 }
 
-// migWriters are 8 clients that update and insert rows of people through
-// the proxy until stopped. Writer w owns the ids ≡ w (mod 8), so the last
-// acknowledged write of each id is known: expected holds it.
-type migWriters struct {
-	mu       sync.Mutex
-	expected map[int64]migRow
-	acked    atomic.Int64
-	refused  atomic.Int64 // attempts that failed and were tried again
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	errs     chan error
+// writerGroup runs migWriterCount writers until halted and counts their
+// acknowledged writes and the attempts tried again.
+type writerGroup struct {
+	acked   atomic.Int64
+	refused atomic.Int64 // attempts that failed and were tried again
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	errs    chan error
 }
 
 const migWriterCount = 8
 
-func startMigWriters(t testing.TB, dsn string, expected map[int64]migRow, seeded int) *migWriters {
-	w := &migWriters{expected: expected, stop: make(chan struct{}), errs: make(chan error, migWriterCount)}
+func (g *writerGroup) start(run func(i int) error) {
+	g.stop, g.errs = make(chan struct{}), make(chan error, migWriterCount)
 	for i := range migWriterCount {
-		w.wg.Add(1)
+		g.wg.Add(1)
 		go func() {
-			defer w.wg.Done()
-			w.errs <- w.run(t, dsn, i, seeded)
+			defer g.wg.Done()
+			g.errs <- run(i)
 		}()
 	}
-	return w
 }
 
 // halt stops the writers and fails the test if one gave up.
-func (w *migWriters) halt(t testing.TB) {
+func (g *writerGroup) halt(t testing.TB) {
 	t.Helper()
-	close(w.stop)
-	w.wg.Wait()
-	close(w.errs)
-	for err := range w.errs {
+	close(g.stop)
+	g.wg.Wait()
+	close(g.errs)
+	for err := range g.errs {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func (w *migWriters) stopped() bool {
+func (g *writerGroup) stopped() bool {
 	select {
-	case <-w.stop:
+	case <-g.stop:
 		return true
 	default:
 		return false
 	}
+}
+
+// migWriters are 8 clients that update and insert rows of people through
+// the proxy until stopped. Writer w owns the ids ≡ w (mod 8), so the last
+// acknowledged write of each id is known: expected holds it.
+type migWriters struct {
+	writerGroup
+	mu       sync.Mutex
+	expected map[int64]migRow
+}
+
+func startMigWriters(t testing.TB, dsn string, expected map[int64]migRow, seeded int) *migWriters {
+	w := &migWriters{expected: expected}
+	w.start(func(i int) error { return w.run(t, dsn, i, seeded) })
+	return w
 }
 
 // run is writer i: updates of its rows and inserts of new ones, each tried

@@ -131,22 +131,7 @@ func TestPGMigrateEncrypt(t *testing.T) {
 
 	w := startMigWriters(t, m.proxyDSN(), expected, n)
 	killedRun(t, m)
-	before, start := w.acked.Load(), time.Now()
-	res := m.mustCLI(t, "migrate", "encrypt", "--table", "people", "--batch", "500", "--json")
-	took := time.Since(start)
-	if !strings.Contains(res.stdout, `"result":"done"`) {
-		t.Fatalf("resumed run: %s", res.stdout)
-	}
-	if phase, _ := m.migState(t, "encrypt"); phase != "done" {
-		t.Fatalf("state after the run: %q", phase)
-	}
-	m.d.reload(t, m.rulesCfg)
-	after := w.acked.Load()
-	waitFor(t, "writes through the encrypting proxy", func() bool { return w.acked.Load() >= after+200 })
-	w.halt(t)
-	t.Logf("resumed run: %s (%.0f rows/s of the seeded table); result %s", took.Round(time.Millisecond), float64(n)/took.Seconds(), lastLine(res.stdout))
-	t.Logf("%d rows; %d writes acknowledged during the runs, %d after the reload, %d attempts refused and tried again",
-		n, after-before, w.acked.Load()-after, w.refused.Load())
+	resumeAndReload(t, m, &w.writerGroup, n)
 
 	m.checkEncrypted(t, ctx, expected)
 	m.checkRotation(t, ctx, expected)
@@ -157,11 +142,49 @@ func TestPGMigrateEncrypt(t *testing.T) {
 	}
 }
 
+// migHarness is what killedRun needs of a migrate test's environment.
+type migHarness interface {
+	cli(t testing.TB, args ...string) cliRun
+	migState(t testing.TB, op string) (string, int64)
+	mustCLI(t testing.TB, args ...string) cliRun
+	command(args ...string) *exec.Cmd
+	reloadRules(t testing.TB)
+}
+
+func (m *migEnv) reloadRules(t testing.TB) { m.d.reload(t, m.rulesCfg) }
+
+func (m *migEnv) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(m.bin, append(args, "--config", m.rulesYML)...)
+	cmd.Env = append(os.Environ(), m.env...)
+	return cmd
+}
+
+// resumeAndReload runs the encrypt that resumes a killed one, reloads
+// serve with the rules, waits for writes through the encrypting proxy and
+// stops the writers.
+func resumeAndReload(t *testing.T, m migHarness, w *writerGroup, n int) {
+	before, start := w.acked.Load(), time.Now()
+	res := m.mustCLI(t, "migrate", "encrypt", "--table", "people", "--batch", "500", "--json")
+	took := time.Since(start)
+	if !strings.Contains(res.stdout, `"result":"done"`) {
+		t.Fatalf("resumed run: %s", res.stdout)
+	}
+	if phase, _ := m.migState(t, "encrypt"); phase != "done" {
+		t.Fatalf("state after the run: %q", phase)
+	}
+	m.reloadRules(t)
+	after := w.acked.Load()
+	waitFor(t, "writes through the encrypting proxy", func() bool { return w.acked.Load() >= after+200 })
+	w.halt(t)
+	t.Logf("resumed run: %s (%.0f rows/s of the seeded table); result %s", took.Round(time.Millisecond), float64(n)/took.Seconds(), lastLine(res.stdout))
+	t.Logf("%d rows; %d writes acknowledged during the runs, %d after the reload, %d attempts refused and tried again",
+		n, after-before, w.acked.Load()-after, w.refused.Load())
+}
+
 // killedRun starts a throttled encrypt, runs a second one while it works
 // (refused), and kills the first with SIGKILL after some batches.
-func killedRun(t *testing.T, m *migEnv) {
-	cmd := exec.Command(m.bin, "migrate", "encrypt", "--table", "people", "--batch", "200", "--rate", "2000", "--config", m.rulesYML)
-	cmd.Env = append(os.Environ(), m.env...)
+func killedRun(t *testing.T, m migHarness) {
+	cmd := m.command("migrate", "encrypt", "--table", "people", "--batch", "200", "--rate", "2000")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

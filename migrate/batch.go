@@ -8,14 +8,43 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
+
+// dialect is the SQL of one database for the batch loop shared by both.
+type dialect interface {
+	// selectBatch reads the key (as text) and the source columns of the
+	// next rows: after a key (withAfter), pending ones only, locked.
+	selectBatch(withAfter, pending, lock bool, limit int) string
+	// afterArgs are the parameters of selectBatch's keyset condition.
+	afterArgs(lastKey []string) []any
+	// writeBatch writes the converted values outs (per column, per row;
+	// nil = NULL or unchanged) of the rows whose keep is set.
+	writeBatch(ctx context.Context, q execQuerier, b *batchRows, outs [][][]byte, keep []bool) error
+	// readPlain is the canonical encoding of a plaintext value as read;
+	// writePlain the value decrypt writes for a canonical encoding.
+	readPlain(col *rules.ColumnRule, v []byte) ([]byte, error)
+	writePlain(col *rules.ColumnRule, canon []byte) ([]byte, error)
+	// holdsPlain reports whether a column of this type holds values of t.
+	holdsPlain(ci columnInfo, t value.Type) bool
+	createState() string
+}
+
+// execQuerier is a *sql.Tx or, under MySQL's LOCK TABLES, the *sql.Conn.
+type execQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
 
 // run is one migration of one table.
 type run struct {
 	op       Op
 	t        Table
-	sql      statements
+	sql      statements // PostgreSQL
+	dia      dialect
+	info     *tableInfo
 	cipher   Cipher
 	o        Options
 	conn     *sql.Conn
@@ -34,13 +63,13 @@ type batchRows struct {
 }
 
 // read runs q and collects its rows.
-func (r *run) read(ctx context.Context, tx *sql.Tx, q string, args []any) (*batchRows, error) {
+func (r *run) read(ctx context.Context, tx execQuerier, q string, args []any) (*batchRows, error) {
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, wrapf(err, "read a batch of %s", r.t)
 	}
 	defer rows.Close()
-	nk, nc := len(r.sql.info.keyCols), len(r.t.Columns)
+	nk, nc := len(r.info.keyCols), len(r.t.Columns)
 	b := &batchRows{keys: make([][]string, nk), vals: make([][][]byte, nc)}
 	dest := make([]any, nk+nc)
 	keyBuf, valBuf := make([]string, nk), make([][]byte, nc)
@@ -69,21 +98,17 @@ func (r *run) read(ctx context.Context, tx *sql.Tx, q string, args []any) (*batc
 // step converts the next batch of rows after r.st.lastKey (pending rows
 // only, when pending) inside tx, and returns how many rows it read. With
 // lock, the rows are locked (FOR UPDATE) until tx ends.
-func (r *run) step(ctx context.Context, tx *sql.Tx, pending, lock bool) (int, error) {
-	var args []any
-	for _, k := range r.st.lastKey {
-		args = append(args, k)
-	}
-	b, err := r.read(ctx, tx, r.sql.selectBatch(r.st.lastKey != nil, pending, lock, r.o.batch()), args)
+func (r *run) step(ctx context.Context, tx execQuerier, pending, lock bool) (int, error) {
+	b, err := r.read(ctx, tx, r.dia.selectBatch(r.st.lastKey != nil, pending, lock, r.o.batch()), r.dia.afterArgs(r.st.lastKey))
 	if err != nil || b.n == 0 {
 		return 0, err
 	}
-	changed, params, err := r.convert(ctx, b)
+	changed, outs, keep, err := r.convert(ctx, b)
 	if err != nil {
 		return 0, err
 	}
 	if changed > 0 {
-		if _, err := tx.ExecContext(ctx, r.sql.update(), params...); err != nil {
+		if err := r.dia.writeBatch(ctx, tx, b, outs, keep); err != nil {
 			return 0, wrapf(err, "write a batch of %s", r.t)
 		}
 	}
@@ -98,9 +123,9 @@ func (r *run) step(ctx context.Context, tx *sql.Tx, pending, lock bool) (int, er
 	return b.n, nil
 }
 
-// convert turns a batch into the update's parameters, and counts the
-// values it converted. Rows with nothing to convert are left out.
-func (r *run) convert(ctx context.Context, b *batchRows) (int, []any, error) {
+// convert converts a batch's values, marks the rows with something to
+// write (keep), and counts the values it converted.
+func (r *run) convert(ctx context.Context, b *batchRows) (int, [][][]byte, []bool, error) {
 	outs := make([][][]byte, len(r.t.Columns))
 	keep := make([]bool, b.n)
 	changed := 0
@@ -112,7 +137,7 @@ func (r *run) convert(ctx context.Context, b *batchRows) (int, []any, error) {
 			}
 			conv, err := r.value(ctx, i, v)
 			if err != nil {
-				return 0, nil, fmt.Errorf("%s, row %s: %w", col, keyString(b, j), err)
+				return 0, nil, nil, fmt.Errorf("%s, row %s: %w", col, keyString(b, j), err)
 			}
 			if conv != nil {
 				changed++
@@ -121,26 +146,7 @@ func (r *run) convert(ctx context.Context, b *batchRows) (int, []any, error) {
 			outs[i][j] = conv
 		}
 	}
-	params := make([]any, 0, len(b.keys)+len(outs))
-	for _, k := range b.keys {
-		params = append(params, pick(k, keep))
-	}
-	for _, out := range outs {
-		out = pick(out, keep)
-		if r.op != OpDecrypt {
-			params = append(params, out)
-			continue
-		}
-		texts := make([]*string, len(out))
-		for j, v := range out {
-			if v != nil {
-				s := string(v)
-				texts[j] = &s
-			}
-		}
-		params = append(params, texts)
-	}
-	return changed, params, nil
+	return changed, outs, keep, nil
 }
 
 // pick returns the elements of s whose keep is set.
@@ -171,7 +177,7 @@ func (r *run) value(ctx context.Context, i int, v []byte) ([]byte, error) {
 	col := r.t.Columns[i]
 	switch r.op {
 	case OpEncrypt:
-		canon, err := value.AppendCanonicalText(nil, col.Type, v)
+		canon, err := r.dia.readPlain(col, v)
 		if err != nil {
 			return nil, fmt.Errorf("plaintext is not a valid %s: %w", col.Type, err)
 		}
@@ -181,7 +187,7 @@ func (r *run) value(ctx context.Context, i int, v []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return value.AppendText(nil, col.Type, canon)
+		return r.dia.writePlain(col, canon)
 	default:
 		h, err := crypto.ParseHeader(v)
 		if err != nil {

@@ -1,5 +1,5 @@
 // Package migrate moves the values of existing columns between plaintext
-// and dbproxy ciphertext on a live PostgreSQL database: `dbproxy migrate
+// and dbproxy ciphertext on a live PostgreSQL or MySQL/MariaDB database: `dbproxy migrate
 // encrypt` (plaintext column to ciphertext), `migrate decrypt` (back, for
 // rollback) and `migrate reencrypt` (ciphertexts under an older data key
 // version to the primary one). docs/migrate.md is the procedure and the
@@ -31,5 +31,15 @@
 // rules.Encryptor over the key manager. The package knows nothing of the
 // configuration file, the CLI or the wire protocols; cmd/dbproxy builds
 // its Table from the rules and opens the connection. It must not touch the
-// proxy packages. MySQL is not supported yet.
+// proxy packages.
+//
+// MySQL (Table.Dialect, files mysql*.go) follows the same design with its
+// own SQL: the shadow column is VARBINARY(n) or a BLOB type, two BEFORE
+// INSERT/UPDATE triggers mark rows, GET_LOCK is the run lock, the catch-up
+// passes scan the table (no partial indexes), each batch is written by one
+// UPDATE … CASE, and the swap is one ALTER TABLE under LOCK TABLES … WRITE
+// followed by dropping the triggers. DDL commits on its own there, so the
+// flow decides a resumed run's step from the recorded phase and the
+// catalog (see docs/migrate.md). The batch loop (batch.go) is shared
+// through the small dialect interface.
 package migrate

@@ -15,26 +15,15 @@ const maxCatchUp = 5
 // shadowFlow runs encrypt or decrypt from the recorded phase to the end.
 func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 	res := Result{}
-	if r.st.phase == phaseBackfill {
-		r.report()
-		if err := r.pass(ctx, false); err != nil {
-			return res, err
-		}
-		r.st.phase, r.st.lastKey = phaseCatchUp, nil
+	if err := r.backfill(ctx); err != nil {
+		return res, err
 	}
 	if r.st.phase == phaseCatchUp {
 		if err := r.pendingIndex(ctx); err != nil {
 			return res, err
 		}
-		for res.Passes < maxCatchUp {
-			r.st.lastKey = nil
-			res.Passes++
-			if err := r.pass(ctx, true); err != nil {
-				return res, err
-			}
-			if r.passRows < int64(r.o.batch()) {
-				break
-			}
+		if err := r.catchUp(ctx, &res); err != nil {
+			return res, err
 		}
 		if err := r.swap(ctx, &res.SwapLock); err != nil {
 			return res, err
@@ -56,6 +45,46 @@ func (r *run) shadowFlow(ctx context.Context) (Result, error) {
 	}
 	res.Rows, res.Changed = r.st.done, r.st.changed
 	return res, nil
+}
+
+// backfill runs (or resumes) the backfill pass when that is the recorded
+// phase; the phase is catch-up after it.
+func (r *run) backfill(ctx context.Context) error {
+	if r.st.phase != phaseBackfill {
+		return nil
+	}
+	r.report()
+	if err := r.pass(ctx, false); err != nil {
+		return err
+	}
+	r.st.phase, r.st.lastKey = phaseCatchUp, nil
+	return nil
+}
+
+// unfinishedOther refuses a run whose columns differ from those of the
+// unfinished run st records.
+func (r *run) unfinishedOther(st *state) error {
+	if st == nil || st.phase == phaseDone || st.columns == r.t.columnNames() {
+		return nil
+	}
+	return fmt.Errorf("an unfinished %s of columns %s is recorded in %s: finish it first (run it again with --columns %s)",
+		r.op, st.columns, r.t.stateName(), st.columns)
+}
+
+// catchUp runs passes over the pending rows until one finds less than a
+// batch, maxCatchUp at most.
+func (r *run) catchUp(ctx context.Context, res *Result) error {
+	for res.Passes < maxCatchUp {
+		r.st.lastKey = nil
+		res.Passes++
+		if err := r.pass(ctx, true); err != nil {
+			return err
+		}
+		if r.passRows < int64(r.o.batch()) {
+			break
+		}
+	}
+	return nil
 }
 
 // pendingIndex builds the partial index of pending rows, concurrently
@@ -117,16 +146,20 @@ func (r *run) swap(ctx context.Context, held *time.Duration) error {
 // key versions.
 func (r *run) reencrypt(ctx context.Context, st *state) (Result, error) {
 	for _, c := range r.t.Columns {
-		ci, ok := r.sql.info.columns[c.Column]
+		ci, ok := r.info.columns[c.Column]
 		if !ok {
 			return Result{}, fmt.Errorf("column %s not found", c)
 		}
-		if baseType(ci.typ) != "bytea" {
-			return Result{}, fmt.Errorf("column %s is %s, not bytea: it is not encrypted (migrate encrypt first)", c, ci.typ)
+		if !ci.cipher {
+			return Result{}, fmt.Errorf("column %s is %s, not a ciphertext type: it is not encrypted (migrate encrypt first)", c, ci.typ)
 		}
 	}
 	if r.o.DryRun {
-		r.printPlan(r.o.Plan, st)
+		if r.t.mysql() {
+			r.printMySQLPlan(st)
+		} else {
+			r.printPlan(r.o.Plan, st)
+		}
 		return Result{}, nil
 	}
 	r.primary = make([]uint32, len(r.t.Columns))
@@ -138,7 +171,7 @@ func (r *run) reencrypt(ctx context.Context, st *state) (Result, error) {
 		r.primary[i] = v
 	}
 	if st == nil || st.phase == phaseDone || st.columns != r.t.columnNames() {
-		if _, err := r.conn.ExecContext(ctx, r.sql.createState()); err != nil {
+		if _, err := r.conn.ExecContext(ctx, r.dia.createState()); err != nil {
 			return Result{}, wrapf(err, "create %s", r.t.stateName())
 		}
 		if err := startState(ctx, r.conn, r.op, r.t, phaseBackfill); err != nil {

@@ -12,9 +12,15 @@ import (
 
 // columnInfo is one column as the catalog describes it.
 type columnInfo struct {
-	typ     string // format_type
+	typ     string // format_type; MySQL: COLUMN_TYPE
 	notNull bool
 	hasDef  bool
+	cipher  bool // a ciphertext type: bytea; VARBINARY or BLOB
+	// MySQL: DATA_TYPE, the byte length of a string type, and the column
+	// before this one (position kept by the swap; "" when first).
+	dataType string
+	octets   int64
+	after    string
 }
 
 // tableInfo is what a run needs to know of its table.
@@ -49,6 +55,7 @@ FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, info
 			rows.Close()
 			return nil, err
 		}
+		ci.cipher = baseType(ci.typ) == "bytea"
 		info.columns[name] = ci
 	}
 	rows.Close()
@@ -138,6 +145,9 @@ func baseType(ft string) string {
 		ft = ft[:i] + ft[i+j+1:]
 	}
 }
+
+// holdsPlain reports whether a PostgreSQL column holds values of t.
+func (s statements) holdsPlain(ci columnInfo, t value.Type) bool { return holdsPlain(ci.typ, t) }
 
 // holdsPlain reports whether a column of catalog type ft holds values of
 // plaintext type t.

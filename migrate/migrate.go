@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -38,17 +39,40 @@ type Versions interface {
 
 // Table is the table to migrate and the rules of the columns to move.
 type Table struct {
-	Schema  string // "" means public
+	// Dialect is the database's: PostgreSQL (the zero value) or MySQL.
+	Dialect rules.Dialect
+	Schema  string // "" means public; MySQL: the database (required)
 	Name    string
 	Columns []*rules.ColumnRule // Column names as the database spells them
 }
 
+func (t Table) mysql() bool { return t.Dialect == rules.DialectMySQL }
+
 func (t Table) schema() string {
-	if t.Schema == "" {
+	if t.Schema == "" && !t.mysql() {
 		return "public"
 	}
 	return t.Schema
 }
+
+// quote quotes an identifier of t's database.
+func (t Table) quote(s string) string {
+	if t.mysql() {
+		return myQuote(s)
+	}
+	return quote(s)
+}
+
+// ph turns PostgreSQL's $n placeholders (used in order, once each) into
+// MySQL's ?.
+func (t Table) ph(q string) string {
+	if !t.mysql() {
+		return q
+	}
+	return placeholder.ReplaceAllString(q, "?")
+}
+
+var placeholder = regexp.MustCompile(`\$[0-9]+`)
 
 // String is schema.table.
 func (t Table) String() string { return t.schema() + "." + t.Name }
@@ -142,9 +166,9 @@ func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"
 // quoteLit quotes a PostgreSQL string literal.
 func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func (t Table) qualified() string { return quote(t.schema()) + "." + quote(t.Name) }
+func (t Table) qualified() string { return t.quote(t.schema()) + "." + t.quote(t.Name) }
 
-func (t Table) stateName() string { return quote(t.schema()) + "." + quote(StateTable) }
+func (t Table) stateName() string { return t.quote(t.schema()) + "." + t.quote(StateTable) }
 
 func (t Table) columnNames() string {
 	names := make([]string, len(t.Columns))

@@ -44,36 +44,52 @@ func migrate(ctx context.Context, db *sql.DB, c Cipher, t Table, o Options, op O
 	if len(t.Columns) == 0 {
 		return Result{}, fmt.Errorf("%s %s: no columns", op, t)
 	}
-	conn, err := db.Conn(ctx)
+	if t.mysql() {
+		return migrateMySQL(ctx, db, c, t, o, op)
+	}
+	conn, release, err := session(ctx, db, op, t, o, sessionSettings, lockTable)
 	if err != nil {
-		return Result{}, wrapf(err, "%s %s: connect", op, t)
+		return Result{}, err
 	}
-	defer conn.Close()
-	for _, q := range sessionSettings {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return Result{}, wrapf(err, "%s %s: %s", op, t, q)
-		}
-	}
-	if !o.DryRun {
-		unlock, err := lockTable(ctx, conn, op, t)
-		if err != nil {
-			return Result{}, err
-		}
-		defer unlock()
-	}
+	defer release()
 	info, err := inspect(ctx, conn, t)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s %s: %w", op, t, err)
 	}
-	r := &run{op: op, t: t, sql: statements{op: op, t: t, info: info}, cipher: c, o: o, conn: conn}
+	st := statements{op: op, t: t, info: info}
+	r := &run{op: op, t: t, sql: st, dia: st, info: info, cipher: c, o: o, conn: conn}
 	if o.Rate > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(o.Rate), o.batch())
 	}
-	res, err := r.run(ctx)
+	res, err := r.dispatch(ctx, r.run)
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", op, t, err)
 	}
 	return res, nil
+}
+
+// session opens the run's connection, applies settings and, unless it is
+// a dry run, takes the table's migration lock; release undoes both.
+func session(ctx context.Context, db *sql.DB, op Op, t Table, o Options, settings []string,
+	lock func(context.Context, *sql.Conn, Op, Table) (func(), error)) (*sql.Conn, func(), error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, nil, wrapf(err, "%s %s: connect", op, t)
+	}
+	for _, q := range settings {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			_ = conn.Close()
+			return nil, nil, wrapf(err, "%s %s: %s", op, t, q)
+		}
+	}
+	unlock := func() {}
+	if !o.DryRun {
+		if unlock, err = lock(ctx, conn, op, t); err != nil {
+			_ = conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, func() { unlock(); _ = conn.Close() }, nil
 }
 
 // lockTable takes the session advisory lock of t's migrations, or fails
@@ -92,23 +108,38 @@ func lockTable(ctx context.Context, conn *sql.Conn, op Op, t Table) (func(), err
 	}, nil
 }
 
-// run dispatches on the operation and the recorded state.
-func (r *run) run(ctx context.Context) (Result, error) {
+// begin reads the recorded state and counts the table's rows; encrypt and
+// decrypt refuse while another set of columns is unfinished.
+func (r *run) begin(ctx context.Context) (*state, error) {
 	st, err := readState(ctx, r.conn, r.op, r.t)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	if err := r.conn.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM %s", r.t.qualified())).Scan(&r.total); err != nil {
-		return Result{}, wrapf(err, "count rows")
+	if err := r.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+r.t.qualified()).Scan(&r.total); err != nil {
+		return nil, wrapf(err, "count rows")
+	}
+	if r.op == OpReencrypt {
+		return st, nil
+	}
+	return st, r.unfinishedOther(st)
+}
+
+// dispatch reads the recorded state and runs reencrypt, or flow for
+// encrypt and decrypt.
+func (r *run) dispatch(ctx context.Context, flow func(context.Context, *state) (Result, error)) (Result, error) {
+	st, err := r.begin(ctx)
+	if err != nil {
+		return Result{}, err
 	}
 	if r.op == OpReencrypt {
 		return r.reencrypt(ctx, st)
 	}
+	return flow(ctx, st)
+}
+
+// run runs encrypt or decrypt on PostgreSQL from the recorded state.
+func (r *run) run(ctx context.Context, st *state) (Result, error) {
 	resume := st != nil && st.phase != phaseDone
-	if resume && st.columns != r.t.columnNames() {
-		return Result{}, fmt.Errorf("an unfinished %s of columns %s is recorded in %s: finish it first (run it again with --columns %s)",
-			r.op, st.columns, r.t.stateName(), st.columns)
-	}
 	if !resume || st.phase == phaseBackfill || st.phase == phaseCatchUp {
 		skip, err := r.checkColumns(resume)
 		if err != nil || skip {
@@ -135,26 +166,26 @@ func (r *run) run(ctx context.Context) (Result, error) {
 func (r *run) checkColumns(resume bool) (skip bool, err error) {
 	inTarget := 0
 	for _, c := range r.t.Columns {
-		ci, ok := r.sql.info.columns[c.Column]
+		ci, ok := r.info.columns[c.Column]
 		if !ok {
 			return false, fmt.Errorf("column %s not found", c)
 		}
-		isBytes := baseType(ci.typ) == "bytea"
+		isBytes := ci.cipher
 		source := !isBytes
 		if r.op == OpDecrypt {
 			source = isBytes
 		}
 		if !source {
-			if r.op == OpEncrypt && holdsPlain(ci.typ, c.Type) {
-				return false, fmt.Errorf("column %s: rule type %s is bytes: encrypt bytea columns by copying them through the proxy", c, c.Type)
+			if r.op == OpEncrypt && r.dia.holdsPlain(ci, c.Type) {
+				return false, fmt.Errorf("column %s: rule type %s is bytes: encrypt binary columns by copying them through the proxy", c, c.Type)
 			}
 			inTarget++
 			continue
 		}
-		if r.op == OpEncrypt && !holdsPlain(ci.typ, c.Type) {
+		if r.op == OpEncrypt && !r.dia.holdsPlain(ci, c.Type) {
 			return false, fmt.Errorf("column %s is %s, which does not hold the rule's type %s", c, ci.typ, c.Type)
 		}
-		if _, ok := r.sql.info.columns[shadowName(c.Column)]; resume && !ok {
+		if _, ok := r.info.columns[shadowName(c.Column)]; resume && !ok {
 			return false, fmt.Errorf("column %s: shadow column %s is missing although %s records an unfinished run", c, shadowName(c.Column), r.t.stateName())
 		}
 		if ci.hasDef && r.op == OpEncrypt {

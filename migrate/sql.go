@@ -1,11 +1,13 @@
 package migrate
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/schemaguard"
+	"github.com/dbproxy/dbproxy/value"
 )
 
 // statements builds the SQL of one run. Column names come from the
@@ -238,4 +240,49 @@ func (s statements) validate() []string {
 		out = append(out, schemaguard.AddStatements(rules.DialectPostgres, s.guardTarget(c))[1])
 	}
 	return out
+}
+
+// afterArgs are the keys of the last row done, one parameter each.
+func (s statements) afterArgs(lastKey []string) []any {
+	args := make([]any, len(lastKey))
+	for i, k := range lastKey {
+		args[i] = k
+	}
+	return args
+}
+
+// writeBatch runs update with one array per key column and per migrated
+// column (text[] for decrypt), of the rows kept.
+func (s statements) writeBatch(ctx context.Context, q execQuerier, b *batchRows, outs [][][]byte, keep []bool) error {
+	params := make([]any, 0, len(b.keys)+len(outs))
+	for _, k := range b.keys {
+		params = append(params, pick(k, keep))
+	}
+	for _, out := range outs {
+		out = pick(out, keep)
+		if s.op != OpDecrypt {
+			params = append(params, out)
+			continue
+		}
+		texts := make([]*string, len(out))
+		for j, v := range out {
+			if v != nil {
+				t := string(v)
+				texts[j] = &t
+			}
+		}
+		params = append(params, texts)
+	}
+	_, err := q.ExecContext(ctx, s.update(), params...)
+	return err
+}
+
+// readPlain reads PostgreSQL's text output (DateStyle ISO, TimeZone UTC).
+func (s statements) readPlain(col *rules.ColumnRule, v []byte) ([]byte, error) {
+	return value.AppendCanonicalText(nil, col.Type, v)
+}
+
+// writePlain is the PostgreSQL text form of a canonical value.
+func (s statements) writePlain(col *rules.ColumnRule, canon []byte) ([]byte, error) {
+	return value.AppendText(nil, col.Type, canon)
 }

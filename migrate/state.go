@@ -27,7 +27,11 @@ type queryer interface {
 // no progress table yet).
 func readState(ctx context.Context, q queryer, op Op, t Table) (*state, error) {
 	var exists bool
-	if err := q.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.stateName()).Scan(&exists); err != nil {
+	check, arg := `SELECT to_regclass($1) IS NOT NULL`, []any{t.stateName()}
+	if t.mysql() {
+		check, arg = `SELECT COUNT(*) > 0 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, []any{t.Schema, StateTable}
+	}
+	if err := q.QueryRowContext(ctx, check, arg...).Scan(&exists); err != nil {
 		return nil, wrapf(err, "read %s", t.stateName())
 	}
 	if !exists {
@@ -35,7 +39,8 @@ func readState(ctx context.Context, q queryer, op Op, t Table) (*state, error) {
 	}
 	var st state
 	var last sql.NullString
-	err := q.QueryRowContext(ctx, fmt.Sprintf(`SELECT phase, columns, last_key, rows_done, changed FROM %s WHERE op = $1 AND table_name = $2`, t.stateName()),
+	err := q.QueryRowContext(ctx, t.ph(fmt.Sprintf(`SELECT phase, %s, last_key, rows_done, changed FROM %s WHERE op = $1 AND table_name = $2`,
+		t.quote("columns"), t.stateName())),
 		string(op), t.String()).Scan(&st.phase, &st.columns, &last, &st.done, &st.changed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -53,9 +58,15 @@ func readState(ctx context.Context, q queryer, op Op, t Table) (*state, error) {
 
 // startState creates (or restarts) the progress row of op on t.
 func startState(ctx context.Context, q queryer, op Op, t Table, phase string) error {
-	_, err := q.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s (op, table_name, columns, phase) VALUES ($1, $2, $3, $4)
+	query := fmt.Sprintf(`INSERT INTO %s (op, table_name, columns, phase) VALUES ($1, $2, $3, $4)
 ON CONFLICT (op, table_name) DO UPDATE SET columns = EXCLUDED.columns, phase = EXCLUDED.phase, last_key = NULL,
-  rows_done = 0, changed = 0, started_at = now(), updated_at = now()`, t.stateName()), string(op), t.String(), t.columnNames(), phase)
+  rows_done = 0, changed = 0, started_at = now(), updated_at = now()`, t.stateName())
+	if t.mysql() {
+		query = fmt.Sprintf("INSERT INTO %s (op, table_name, `columns`, phase) VALUES (?, ?, ?, ?)"+`
+ON DUPLICATE KEY UPDATE `+"`columns`"+` = VALUES(`+"`columns`"+`), phase = VALUES(phase), last_key = NULL,
+  rows_done = 0, changed = 0, started_at = CURRENT_TIMESTAMP(6), updated_at = CURRENT_TIMESTAMP(6)`, t.stateName())
+	}
+	_, err := q.ExecContext(ctx, query, string(op), t.String(), t.columnNames(), phase)
 	return wrapf(err, "write %s", t.stateName())
 }
 
@@ -69,6 +80,11 @@ func saveState(ctx context.Context, q queryer, op Op, t Table, st *state) error 
 			return err
 		}
 		last = string(b)
+	}
+	if t.mysql() {
+		_, err := q.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET phase = ?, last_key = ?, rows_done = ?, changed = ?, updated_at = CURRENT_TIMESTAMP(6)
+WHERE op = ? AND table_name = ?`, t.stateName()), st.phase, last, st.done, st.changed, string(op), t.String())
+		return wrapf(err, "write %s", t.stateName())
 	}
 	_, err := q.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET phase = $3, last_key = $4, rows_done = $5, changed = $6, updated_at = now()
 WHERE op = $1 AND table_name = $2`, t.stateName()), string(op), t.String(), st.phase, last, st.done, st.changed)

@@ -46,7 +46,7 @@ func cmdMigrate(ctx context.Context, sub string, args []string, e env) error {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and the SQL, change nothing")
 	fs.BoolVar(&f.asJSON, "json", false, "progress and result as JSON lines")
 	fs.StringVar(&f.database, "database", "", "database for rules that name none")
-	fs.StringVar(&f.listener, "listener", "", "listener whose upstream and catalog login to use (default: the only PostgreSQL one)")
+	fs.StringVar(&f.listener, "listener", "", "listener whose upstream and catalog login to use (default: the only one)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func cmdMigrate(ctx context.Context, sub string, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	targets, err := migrateTargets(cfg, op, f)
+	targets, err := migrateTargets(cfg, op, f, dialectOf(lc.Protocol))
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func printResult(e env, op migrate.Op, tg migrateTarget, res migrate.Result, asJ
 			"swap_lock_ms": res.SwapLock.Milliseconds()})
 	}
 	where := tg.table.String()
-	if tg.database != "" {
+	if tg.database != "" && tg.table.Dialect != rules.DialectMySQL { // MySQL: the table is qualified by its database
 		where = tg.database + ": " + where
 	}
 	if res.Skipped {
@@ -150,68 +150,69 @@ func printResult(e env, op migrate.Op, tg migrateTarget, res migrate.Result, asJ
 	return nil
 }
 
-// migrateListener picks the PostgreSQL listener whose upstream and
-// catalog login the migration uses.
+// migrateListener picks the listener whose upstream and catalog login
+// the migration uses.
 func migrateListener(cfg *config.Config, name string) (*config.Listener, int, error) {
 	var found []int
 	for i := range cfg.Listeners {
-		lc := &cfg.Listeners[i]
-		if name != "" && listenerName(lc) != name {
-			continue
+		if name == "" || listenerName(&cfg.Listeners[i]) == name {
+			found = append(found, i)
 		}
-		if lc.Protocol != config.ProtocolPostgres {
-			if name != "" {
-				return nil, 0, fmt.Errorf("listener %s is %s: migrate supports PostgreSQL only", name, lc.Protocol)
-			}
-			continue
-		}
-		found = append(found, i)
 	}
 	switch {
 	case len(found) == 0 && name != "":
 		return nil, 0, fmt.Errorf("%s: no listener named %q", cfg.Path, name)
 	case len(found) == 0:
-		return nil, 0, fmt.Errorf("%s: no PostgreSQL listener (migrate supports PostgreSQL only)", cfg.Path)
+		return nil, 0, fmt.Errorf("%s: no listener", cfg.Path)
 	case len(found) > 1:
-		return nil, 0, usagef("%d PostgreSQL listeners: name one with --listener", len(found))
+		return nil, 0, usagef("%d listeners: name one with --listener", len(found))
 	}
 	return &cfg.Listeners[found[0]], found[0], nil
 }
 
-// migrateTargets groups the rules selected by f into tables, PostgreSQL
-// names folded as the proxy folds them.
-func migrateTargets(cfg *config.Config, op migrate.Op, f migrateFlags) ([]migrateTarget, error) {
+// migrateTargets groups the rules selected by f into tables: PostgreSQL
+// names folded as the proxy folds them; MySQL names compared without
+// regard to case (the catalog gives the database's spelling), a
+// qualified --table naming the database.
+func migrateTargets(cfg *config.Config, op migrate.Op, f migrateFlags, d rules.Dialect) ([]migrateTarget, error) {
+	fold := foldPG
+	if d == rules.DialectMySQL {
+		fold = strings.ToLower
+	}
 	wantSchema, wantTable := "", ""
 	if f.table != "" {
-		wantTable = foldPG(f.table)
+		wantTable = fold(f.table)
 		if i := strings.LastIndexByte(f.table, '.'); i > 0 && !strings.HasPrefix(f.table, `"`) {
-			wantSchema, wantTable = foldPG(f.table[:i]), foldPG(f.table[i+1:])
+			wantSchema, wantTable = fold(f.table[:i]), fold(f.table[i+1:])
 		}
 	}
 	wantCols := map[string]bool{}
 	for _, c := range strings.Split(f.columns, ",") {
 		if c = strings.TrimSpace(c); c != "" {
-			wantCols[foldPG(c)] = false
+			wantCols[fold(c)] = false
 		}
 	}
 	filterCols := len(wantCols) > 0
 	byTable := map[string]*migrateTarget{}
 	for _, c := range cfg.Columns() {
-		schema, table, column := foldPG(c.Schema), foldPG(c.Table), foldPG(c.Column)
-		if schema == "" {
+		schema, table, column := fold(c.Schema), fold(c.Table), fold(c.Column)
+		db := c.Database
+		if db == "" {
+			db = f.database
+		}
+		switch {
+		case d == rules.DialectMySQL:
+			schema = db
+		case schema == "":
 			schema = "public"
 		}
-		if (wantTable != "" && table != wantTable) || (wantSchema != "" && schema != wantSchema) || (f.key != "" && c.Key != f.key) {
+		if (wantTable != "" && table != wantTable) || (wantSchema != "" && fold(schema) != wantSchema) || (f.key != "" && c.Key != f.key) {
 			continue
 		}
 		if _, ok := wantCols[column]; filterCols && !ok {
 			continue
 		}
 		wantCols[column] = true
-		db := c.Database
-		if db == "" {
-			db = f.database
-		}
 		if db == "" {
 			return nil, fmt.Errorf("%s: the rule of %s.%s names no database: set database: in the rule or pass --database", cfg.Path, table, column)
 		}
@@ -222,7 +223,7 @@ func migrateTargets(cfg *config.Config, op migrate.Op, f migrateFlags) ([]migrat
 		k := db + "\x00" + schema + "\x00" + table
 		tg := byTable[k]
 		if tg == nil {
-			tg = &migrateTarget{database: db, table: migrate.Table{Schema: schema, Name: table}}
+			tg = &migrateTarget{database: db, table: migrate.Table{Dialect: d, Schema: schema, Name: table}}
 			byTable[k] = tg
 		}
 		tg.table.Columns = append(tg.table.Columns, &rules.ColumnRule{Database: c.Database, Schema: schema, Table: table,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/migrate"
+	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -45,7 +46,7 @@ func TestMigrateTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "public.USERS", columns: "ssn"})
+	got, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "public.USERS", columns: "ssn"}, rules.DialectPostgres)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("targets: %+v %v", got, err)
 	}
@@ -56,18 +57,44 @@ func TestMigrateTargets(t *testing.T) {
 	if c := tg.table.Columns[0]; c.Column != "ssn" || c.Type != value.TypeText || c.Key == "" {
 		t.Fatalf("column %+v", c)
 	}
-	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "users"}); err == nil || !strings.Contains(err.Error(), "qualify") {
+	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "users"}, rules.DialectPostgres); err == nil || !strings.Contains(err.Error(), "qualify") {
 		t.Fatalf("ambiguous table: %v", err)
 	}
-	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "public.users", columns: "ssn,nosuch"}); err == nil || !strings.Contains(err.Error(), "nosuch") {
+	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "public.users", columns: "ssn,nosuch"}, rules.DialectPostgres); err == nil || !strings.Contains(err.Error(), "nosuch") {
 		t.Fatalf("unknown column: %v", err)
 	}
-	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "nodb"}); err == nil || !strings.Contains(err.Error(), "--database") {
+	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "nodb"}, rules.DialectPostgres); err == nil || !strings.Contains(err.Error(), "--database") {
 		t.Fatalf("rule without database: %v", err)
 	}
-	all, err := migrateTargets(cfg, migrate.OpReencrypt, migrateFlags{key: "shared"})
+	all, err := migrateTargets(cfg, migrate.OpReencrypt, migrateFlags{key: "shared"}, rules.DialectPostgres)
 	if err != nil || len(all) != 1 || all[0].table.String() != "other.users" {
 		t.Fatalf("reencrypt --key: %+v %v", all, err)
+	}
+}
+
+// TestMigrateTargetsMySQL: on a MySQL listener the database is the
+// table's qualifier and names match without regard to case.
+func TestMigrateTargetsMySQL(t *testing.T) {
+	cfg, err := config.Parse("dbproxy.yaml", []byte(listenerYAML("mysql", "127.0.0.1:6433", "127.0.0.1:3306")+localKeys+`encryption:
+  - table: People
+    database: app
+    columns:
+      - {name: SSN, type: text}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"people", "app.PEOPLE"} {
+		got, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: table, columns: "ssn"}, rules.DialectMySQL)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%s: targets %+v %v", table, got, err)
+		}
+		if tg := got[0].table; tg.Dialect != rules.DialectMySQL || tg.String() != "app.people" || tg.Columns[0].Column != "ssn" {
+			t.Fatalf("%s: target %+v", table, tg)
+		}
+	}
+	if _, err := migrateTargets(cfg, migrate.OpEncrypt, migrateFlags{table: "other.people"}, rules.DialectMySQL); err == nil {
+		t.Fatal("a table of another database matched")
 	}
 }
 
