@@ -93,7 +93,13 @@ func (l *SessionLife) Relay(ctx context.Context, r *Relay, closeIfIdle func() bo
 	l.AtEnd(r.legs[1].Release)
 	l.relay.Store(r)
 	l.detached = true
-	r.Start(ctx, onLegEnd, func(errs [2]error) {
+	// The relay runs on goroutines of its own and the serving goroutine
+	// returns: its stack, grown by the handshake (TLS, SCRAM, the
+	// encryption layer's setup), is freed, not kept by a leg that waits
+	// for the client for hours (one that cannot park: TLS). Detaching
+	// first keeps the server from closing the connection meanwhile.
+	r.c.Detach()
+	go r.Start(ctx, onLegEnd, func(errs [2]error) {
 		defer l.End()
 		if ctx.Err() != nil {
 			return // closed hard: sockets are gone
