@@ -25,14 +25,13 @@ type SessionLife struct {
 	relay    atomic.Pointer[Relay] // set while relaying
 }
 
-// Begin starts the session of the accepted client socket client. A
-// cancelled ctx (server Close, or Shutdown timing out) closes both
-// sockets at once. The function returned ends the session, unless a relay
-// took it over ([SessionLife.Relay]).
-func (l *SessionLife) Begin(ctx context.Context, client net.Conn) (end func()) {
-	l.socks = NewSockets(client)
-	stop := context.AfterFunc(ctx, l.hardClose)
-	l.AtEnd(func() { stop() })
+// Begin starts the session of the accepted connection c, whose
+// [Handler.ServeConn] got ctx. A cancelled ctx (server Close, or Shutdown
+// timing out) closes both sockets at once. The function returned ends the
+// session, unless a relay took it over ([SessionLife.Relay]).
+func (l *SessionLife) Begin(ctx context.Context, c *Conn) (end func()) {
+	l.socks = NewSockets(c.NetConn())
+	l.AtEnd(c.AfterCancel(ctx, l.hardClose))
 	l.AtEnd(l.socks.CloseServer)
 	return func() {
 		if !l.detached {

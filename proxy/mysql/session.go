@@ -57,7 +57,7 @@ func (s *session) serve(ctx context.Context) {
 	}
 	// The end of the session: here, or, once the relay detached the
 	// connection, when its last pump ends (see relay).
-	defer s.Begin(ctx, s.rawClient)()
+	defer s.Begin(ctx, s.pc)()
 
 	s.deadline = time.Now().Add(s.h.HandshakeTimeout)
 	_ = s.rawClient.SetDeadline(s.deadline)

@@ -65,7 +65,7 @@ type session struct {
 func (s *session) serve(ctx context.Context) {
 	// The end of the session: here, or, once the relay detached the
 	// connection, when its last pump ends (see relay).
-	defer s.Begin(ctx, s.rawClient)()
+	defer s.Begin(ctx, s.pc)()
 	s.AtEnd(func() {
 		if s.proxyPID != 0 {
 			s.h.keys.remove(s.proxyPID)
