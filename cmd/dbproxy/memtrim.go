@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -63,5 +64,10 @@ func trimMemoryTicks[T any](ctx context.Context, count func() int, ticks <-chan 
 	}
 }
 
-// freeOSMemory is the free of trimMemory in serve.
-func freeOSMemory() { debug.FreeOSMemory() }
+// freeOSMemory is the free of trimMemory in serve: two collections, as
+// what sync.Pools hold (the relays' buffers given back by sessions that
+// went idle) is only dropped by the second.
+func freeOSMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
