@@ -72,7 +72,10 @@ func (s *session) serve(ctx context.Context) {
 	}
 	s.h.Obs.Handshake()
 	clear(s.buf)
-	s.buf = nil
+	// Connection-phase scratch and the bytes that went to the client: an
+	// idle session need not keep them (the greeting may be the listener's
+	// template for the next sessions: it stays).
+	s.buf, s.out = nil, nil
 	_ = s.rawClient.SetDeadline(time.Time{})
 	_ = s.RawServer.SetDeadline(time.Time{})
 
