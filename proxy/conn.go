@@ -73,6 +73,10 @@ type Conn struct {
 	admitted    bool
 
 	mu        sync.Mutex
+	ctx       context.Context // the handler's context; see AfterCancel
+	ownCtx    bool            // only cancelAndClose cancels ctx (its base cannot be cancelled)
+	cancelled bool            // cancelAndClose ran
+	onCancel  func()          // see AfterCancel
 	onDrain   func()
 	onClose   func()
 	idleTimer *time.Timer // armed while idle, with Limits.IdleTimeout
@@ -294,15 +298,53 @@ func (c *Conn) closeHard() {
 	c.cancelAndClose()
 }
 
-// cancelAndClose cancels the connection's context and closes its socket.
+// cancelAndClose cancels the connection's context, starts the function
+// of AfterCancel, and closes its socket.
 func (c *Conn) cancelAndClose() {
 	c.mu.Lock()
-	cancel := c.cancel
+	cancel, f := c.cancel, c.onCancel
+	c.cancelled, c.onCancel = true, nil
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
 	}
+	if f != nil {
+		go f()
+	}
 	_ = c.nc.Close()
+}
+
+// AfterCancel arranges for f to run on a goroutine of its own once ctx is
+// cancelled, as context.AfterFunc(ctx, f) does; stop undoes that unless f
+// has started. When ctx is the context [Handler.ServeConn] got for c and
+// nothing but the server cancels it (no cancellable [Server.BaseContext]),
+// f is kept on c instead and started when the server cancels ctx: an idle
+// session does not hold the half KiB of a context.AfterFunc. One function
+// at a time is kept; a second call while one is registered uses
+// context.AfterFunc.
+func (c *Conn) AfterCancel(ctx context.Context, f func()) (stop func()) {
+	c.mu.Lock()
+	own := c.ownCtx && ctx == c.ctx && c.onCancel == nil
+	cancelled := c.cancelled
+	if own && !cancelled {
+		c.onCancel = f
+	}
+	c.mu.Unlock()
+	switch {
+	case !own:
+		s := context.AfterFunc(ctx, f)
+		return func() { s() }
+	case cancelled:
+		go f()
+		return func() {}
+	}
+	return c.stopOnCancel
+}
+
+func (c *Conn) stopOnCancel() {
+	c.mu.Lock()
+	c.onCancel = nil
+	c.mu.Unlock()
 }
 
 // logPanic logs v, recovered from a panic while serving c, with its stack.

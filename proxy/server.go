@@ -185,7 +185,7 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) serveConn(base context.Context, c *Conn) {
 	ctx, cancel := context.WithCancel(base)
 	c.mu.Lock()
-	c.cancel = cancel
+	c.cancel, c.ctx, c.ownCtx = cancel, ctx, base.Done() == nil
 	c.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {

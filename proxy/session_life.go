@@ -25,14 +25,13 @@ type SessionLife struct {
 	relay    atomic.Pointer[Relay] // set while relaying
 }
 
-// Begin starts the session of the accepted client socket client. A
-// cancelled ctx (server Close, or Shutdown timing out) closes both
-// sockets at once. The function returned ends the session, unless a relay
-// took it over ([SessionLife.Relay]).
-func (l *SessionLife) Begin(ctx context.Context, client net.Conn) (end func()) {
-	l.socks = NewSockets(client)
-	stop := context.AfterFunc(ctx, l.hardClose)
-	l.AtEnd(func() { stop() })
+// Begin starts the session of the accepted connection c, whose
+// [Handler.ServeConn] got ctx. A cancelled ctx (server Close, or Shutdown
+// timing out) closes both sockets at once. The function returned ends the
+// session, unless a relay took it over ([SessionLife.Relay]).
+func (l *SessionLife) Begin(ctx context.Context, c *Conn) (end func()) {
+	l.socks = NewSockets(c.NetConn())
+	l.AtEnd(c.AfterCancel(ctx, l.hardClose))
 	l.AtEnd(l.socks.CloseServer)
 	return func() {
 		if !l.detached {
@@ -93,7 +92,13 @@ func (l *SessionLife) Relay(ctx context.Context, r *Relay, closeIfIdle func() bo
 	l.AtEnd(r.legs[1].Release)
 	l.relay.Store(r)
 	l.detached = true
-	r.Start(ctx, onLegEnd, func(errs [2]error) {
+	// The relay runs on goroutines of its own and the serving goroutine
+	// returns: its stack, grown by the handshake (TLS, SCRAM, the
+	// encryption layer's setup), is freed, not kept by a leg that waits
+	// for the client for hours (one that cannot park: TLS). Detaching
+	// first keeps the server from closing the connection meanwhile.
+	r.c.Detach()
+	go r.Start(ctx, onLegEnd, func(errs [2]error) {
 		defer l.End()
 		if ctx.Err() != nil {
 			return // closed hard: sockets are gone

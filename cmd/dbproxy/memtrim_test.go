@@ -4,44 +4,55 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
-	"time"
 )
 
 // TestTrimMemory: memory is returned after the connection count falls by a
-// quarter and at least minDrop from its peak — once per fall — and never
-// for small or partial falls. It runs on the fake clock of a synctest
-// bubble: each step lets exactly 20 ticks pass, whatever the machine's load.
-func TestTrimMemory(t *testing.T) { synctest.Test(t, testTrimMemory) }
-
-func testTrimMemory(t *testing.T) {
+// quarter and at least minDrop from its peak, and after it rises by at
+// least minDrop and then holds — once per fall or rise — and never for
+// small or partial changes, nor while it is still rising.
+func TestTrimMemory(t *testing.T) {
 	var conns, frees atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	// A fake clock: each tick is sent by step, which waits until the
+	// trimmer has read the count.
+	ticks := make(chan struct{})
+	reads := make(chan struct{})
 	go func() {
 		defer close(done)
-		trimMemory(ctx, func() int { return int(conns.Load()) }, time.Millisecond, 100, func() { frees.Add(1) })
+		trimMemoryTicks(ctx, func() int { reads <- struct{}{}; return int(conns.Load()) }, ticks, 100, func() { frees.Add(1) })
 	}()
-	settle := func() {
-		time.Sleep(20 * time.Millisecond)
-		synctest.Wait()
-	}
+	<-reads // the first reading
 	step := func(n int64, wantFrees int64) {
 		t.Helper()
 		conns.Store(n)
-		settle()
+		ticks <- struct{}{}
+		<-reads
+		ticks <- struct{}{} // the tick after: the free of the previous one has run
+		<-reads
 		if got := frees.Load(); got != wantFrees {
 			t.Fatalf("at %d connections: %d frees, want %d", n, got, wantFrees)
 		}
 	}
-	step(1000, 0) // a new peak
-	step(900, 0)  // fell by less than a quarter
-	step(700, 1)  // by 300 ≥ 100 and ≥ a quarter
-	step(650, 1)  // the peak is now 700: a small fall
-	step(120, 2)  // a big fall
-	step(40, 2)   // fell by 80 < minDrop
-	step(5000, 2)
-	step(0, 3)
+	step(1000, 1) // rose by 1000 and held for a tick
+	step(900, 1)  // fell by less than a quarter
+	step(700, 2)  // by 300 ≥ 100 and ≥ a quarter
+	step(650, 2)  // the peak is now 700: a small fall
+	step(120, 3)  // a big fall
+	step(40, 3)   // fell by 80 < minDrop
+	step(100, 3)  // rose by 60 < minDrop from the low
+	step(5000, 4)
+	step(0, 5)
+	// Rising by minDrop/8 or more each tick does not free until it holds.
+	for i, n := range []int64{30, 60, 90, 120, 150} {
+		conns.Store(n)
+		ticks <- struct{}{}
+		<-reads
+		if got := frees.Load(); got != 5 {
+			t.Fatalf("rising, tick %d at %d: %d frees, want 5", i, n, got)
+		}
+	}
+	step(150, 6)
 	cancel()
 	<-done
 }

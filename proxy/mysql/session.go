@@ -57,7 +57,7 @@ func (s *session) serve(ctx context.Context) {
 	}
 	// The end of the session: here, or, once the relay detached the
 	// connection, when its last pump ends (see relay).
-	defer s.Begin(ctx, s.rawClient)()
+	defer s.Begin(ctx, s.pc)()
 
 	s.deadline = time.Now().Add(s.h.HandshakeTimeout)
 	_ = s.rawClient.SetDeadline(s.deadline)
@@ -72,7 +72,10 @@ func (s *session) serve(ctx context.Context) {
 	}
 	s.h.Obs.Handshake()
 	clear(s.buf)
-	s.buf = nil
+	// Connection-phase scratch and the bytes that went to the client: an
+	// idle session need not keep them (the greeting may be the listener's
+	// template for the next sessions: it stays).
+	s.buf, s.out = nil, nil
 	_ = s.rawClient.SetDeadline(time.Time{})
 	_ = s.RawServer.SetDeadline(time.Time{})
 

@@ -30,7 +30,9 @@ const startupErrorTimeout = time.Second
 // not be: cancel requests, dropped TLS negotiations).
 var errHandled = errors.New("handled")
 
-// session is one client connection and its upstream connection.
+// session is one client connection and its upstream connection. Its
+// fields are ordered to pack (an idle session keeps the struct: ten
+// thousand of them at a time are usual).
 type session struct {
 	h   *Handler
 	pc  *proxy.Conn
@@ -39,25 +41,26 @@ type session struct {
 
 	deadline time.Time // end of the handshake (limits.handshake_timeout)
 
-	rawClient net.Conn // the accepted socket: deadlines and Close
-	client    net.Conn // rawClient with raw-syscall I/O, or TLS over that
-	clientTLS bool
+	rawClient net.Conn      // the accepted socket: deadlines and Close
+	client    net.Conn      // rawClient with raw-syscall I/O, or TLS over that
 	cbr       *bufio.Reader // startup-phase reader of client
 
-	serverTLS   bool
-	sbr         *bufio.Reader       // startup-phase reader of server
-	upHost      *proxy.UpstreamHost // the upstream host the session is on
-	clientHeard bool                // startup bytes went to the client since the server was dialled
-	moreHosts   bool                // upstream hosts are left to try after this one
+	sbr    *bufio.Reader       // startup-phase reader of server
+	upHost *proxy.UpstreamHost // the upstream host the session is on
 
 	startup   *startupMessage
-	needNPV   bool   // client asked for a newer minor protocol version
-	sentNPV   bool   // a NegotiateProtocolVersion went to the client
 	buf       []byte // scratch for startup-phase messages
 	out       []byte // startup-phase bytes pending to the client
 	acct      *accounting
-	proxyPID  uint32
 	srvParams map[string]string
+	proxyPID  uint32
+
+	clientTLS   bool
+	serverTLS   bool
+	clientHeard bool // startup bytes went to the client since the server was dialled
+	moreHosts   bool // upstream hosts are left to try after this one
+	needNPV     bool // client asked for a newer minor protocol version
+	sentNPV     bool // a NegotiateProtocolVersion went to the client
 
 	proxy.SessionLife // server connection, sockets, cleanup, hand-over to the relay
 }
@@ -65,7 +68,7 @@ type session struct {
 func (s *session) serve(ctx context.Context) {
 	// The end of the session: here, or, once the relay detached the
 	// connection, when its last pump ends (see relay).
-	defer s.Begin(ctx, s.rawClient)()
+	defer s.Begin(ctx, s.pc)()
 	s.AtEnd(func() {
 		if s.proxyPID != 0 {
 			s.h.keys.remove(s.proxyPID)

@@ -10,19 +10,26 @@ import (
 // spare an allocation per message; a slab is never reused (frontend
 // goroutine only).
 func (s *session) newEvent(e event) *event {
-	return carve(&s.slabs.events, slabSize, e)
+	return carve(&s.slabs.events, &s.slabs.nEvents, slabSize, e)
 }
 
 // newPortal is newEvent for portals.
 func (s *session) newPortal(p portalInfo) *portalInfo {
-	return carve(&s.slabs.portals, slabSize, p)
+	return carve(&s.slabs.portals, &s.slabs.nPortals, slabSize, p)
 }
 
 // carve returns the first element of *slab, set to v, and drops it from the
-// slab; an empty slab is first refilled with n new elements.
-func carve[T any](slab *[]T, n int, v T) *T {
+// slab. An empty slab is first refilled with *next new elements (at least
+// one), and *next doubles up to max: a session that runs a statement or
+// two and then sits idle for hours keeps one or two, not a full slab.
+func carve[T any](slab *[]T, next *int, max int, v T) *T {
 	if len(*slab) == 0 {
+		n := *next
+		if n < 1 {
+			n = 1
+		}
 		*slab = make([]T, n)
+		*next = min(2*n, max)
 	}
 	p := &(*slab)[0]
 	*p = v
@@ -32,12 +39,14 @@ func carve[T any](slab *[]T, n int, v T) *T {
 
 const slabSize = 32
 
-// slabs are what newEvent, newPortal and newMatchSet carve from (frontend
-// goroutine only).
+// slabs are what newEvent, newPortal and newMatchSet carve from, and the
+// size of each one's next refill (frontend goroutine only).
 type slabs struct {
 	events    []event
 	portals   []portalInfo
 	matchSets []rules.Matches
+
+	nEvents, nPortals, nMatchSets int
 }
 
 // pendingQueue holds the requests awaiting a response, in order: events
@@ -55,7 +64,7 @@ var _ sqlplan.MatchRecorder = (*rules.Matches)(nil)
 // newMatchSet is newEvent for match sets (kept apart: most events and
 // portals need none).
 func (s *session) newMatchSet() *rules.Matches {
-	return carve(&s.slabs.matchSets, slabSize/4, rules.Matches{})
+	return carve(&s.slabs.matchSets, &s.slabs.nMatchSets, slabSize/4, rules.Matches{})
 }
 
 // append queues evs, first moving the pending events to the front when
