@@ -22,21 +22,31 @@ import (
 const refusedStatement = `SELECT id FROM users WHERE ssn = 'probe-ssn-4711'`
 
 // TestPGRefusalAnsweredByProxy: between transactions a refused simple
-// query, then a refused extended-protocol statement, are answered without
-// the server seeing a refusal's stand-in; the session goes on.
+// query is answered by the proxy, the server seeing nothing of it; a
+// refused extended-protocol statement has a batch to fail, so the server
+// gets a stand-in (a Parse that does not parse) in its place. The session
+// goes on.
 func TestPGRefusalAnsweredByProxy(t *testing.T) {
 	e, c := startSeeded(t)
+	ctx := testCtx(t)
 	before := len(e.wire.String())
-	refused(t, c, refusedStatement, "0A000", "public.users.ssn")
-	wire := e.wire.String()[before:]
-	if strings.Contains(wire, "dbproxy: statement refused") {
-		t.Error("the refused simple query was sent upstream as a failing query; want it answered by the proxy")
+	_, err := c.PgConn().Exec(ctx, refusedStatement).ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("simple protocol: %v, want the refusal", err)
 	}
-	// The extended-protocol refusal has a batch to fail: the server is
-	// sent a Describe of a portal no client names in its place.
-	if !strings.Contains(wire, "dbproxy: refused") {
-		t.Error("the refused extended-protocol statement was not replaced by a failing Describe")
+	if wire := e.wire.String()[before:]; wire != "" {
+		t.Errorf("the refused simple query sent %q upstream; want it answered by the proxy", wire)
 	}
+	before = len(e.wire.String())
+	_, err = c.PgConn().ExecParams(ctx, refusedStatement, nil, nil, nil, nil).Close()
+	if !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("extended protocol: %v, want the refusal", err)
+	}
+	if wire := e.wire.String()[before:]; !strings.Contains(wire, "dbproxy: refused") {
+		t.Errorf("the refused extended-protocol statement was not replaced by a failing Parse: %q", wire)
+	}
+	ok(t, c, `SELECT 1`)
 	e.neverUpstream(t, "probe-ssn-4711")
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 
+	"github.com/dbproxy/dbproxy/audit"
 	"github.com/dbproxy/dbproxy/config"
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/schemaguard"
@@ -23,6 +24,11 @@ func retireKey(ctx context.Context, cfg *config.Config, mgr *keys.Manager, key, 
 		return usagef("keys retire: VERSION %q is not a key version number", versionArg)
 	}
 	version := uint32(v)
+	if key == audit.KeyName {
+		// Its versions seal the audit files: a retired one would make
+		// every file it sealed unverifiable.
+		return fmt.Errorf("keys retire: %q is the audit key; its versions are kept for audit verify", key)
+	}
 	primary, err := mgr.PrimaryVersion(ctx, key)
 	if err != nil {
 		return err

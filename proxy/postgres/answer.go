@@ -38,7 +38,7 @@ func (f *msgFramer) answer(msgs []byte) (bool, error) {
 	// shows only this request outstanding, unwritten is zero only when
 	// the answers before it are on the wire.
 	if a == nil || f.acct == nil || f.current != 'Q' && f.current != 'F' ||
-		!f.acct.Sole() || a.unwritten.Load() != 0 || f.acct.txStatus.Load() != 'I' {
+		!f.acct.Sole() || a.unwritten.Load() != 0 || f.acct.txStatus.Load() != 'I' || f.acct.Draining() {
 		return false, nil
 	}
 	a.client.Lock()

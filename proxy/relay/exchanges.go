@@ -144,6 +144,11 @@ func (e *Exchanges) Idle() bool { return e.word.Load() == 0 }
 // only one not yet answered.
 func (e *Exchanges) Sole() bool { return e.word.Load() == 1<<countShift }
 
+// Draining reports whether the session's listener is draining (a
+// request answered locally could end the session under requests already
+// buffered behind it: leave those to the server).
+func (e *Exchanges) Draining() bool { return e.conn != nil && e.conn.Draining() }
+
 // Quiet reports whether no request is partly sent and the session is not
 // closing (the client's side may wait without a goroutine).
 func (e *Exchanges) Quiet() bool { return e.word.Load()&(holdBit|closingBit) == 0 }

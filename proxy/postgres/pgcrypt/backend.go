@@ -316,14 +316,17 @@ const (
 )
 
 // What the proxy sends the server in place of a refused request, so that
-// the server fails it itself: a Describe of a portal no client names
-// (error 34000, no side effect) for an extended-protocol message, a query
-// that does not parse (error 42601) for a simple Query or FunctionCall.
-// Neither carries anything of the refused request; the server's error is
-// replaced by the proxy's refusal.
+// the server fails it itself: a query that does not parse — as a Parse of
+// a statement no client names for an extended-protocol message (it fails
+// whatever the session's state: 42601, or 42P05 should a client have used
+// the name, or 25P02 in a failed transaction block, and creates nothing),
+// as a Query for a simple Query or FunctionCall. Neither carries anything
+// of the refused request; the server's error is replaced by the proxy's
+// refusal.
 var (
-	refusedPortal = []byte("\x7fdbproxy: refused")
-	refusedQuery  = []byte("dbproxy: statement refused\x00")
+	refusedName  = []byte("\x7fdbproxy: refused")
+	refusedSQL   = []byte("dbproxy: statement refused")
+	refusedQuery = append(append([]byte(nil), refusedSQL...), 0)
 )
 
 // encodeError encodes an ErrorResponse (for Writer.Answer).

@@ -143,8 +143,9 @@
 // transaction block is aborted: later statements get 25P02 and COMMIT
 // rolls back, as after any error), and the backend hook replaces the
 // server's error by the refusal. A refused message of an extended batch is
-// replaced by a Describe of a portal no client names (the server fails it
-// without side effects, and skips the rest of the batch), whose error is
+// replaced by a Parse, under a name no client uses, of SQL that does not
+// parse (the server fails it whatever the session's state, creates
+// nothing, and skips the rest of the batch), whose error is
 // replaced the same way; the client's messages up to the Sync are
 // dropped. If the server already failed an earlier message of the batch,
 // it skips the stand-in too and the client sees that first error, as it

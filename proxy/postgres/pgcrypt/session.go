@@ -338,7 +338,7 @@ func (s *session) portal(name []byte) *portalInfo {
 
 // refuseBatch refuses the extended-protocol message being handled with
 // e: in its place the server is sent a message it rejects without side
-// effects (a Describe of a portal that does not exist), so that the
+// effects (a Parse of SQL that does not parse), so that the
 // server itself fails the batch — and the transaction block, if one is
 // open — as it would have failed the client's message; its error is
 // replaced by e. The client's messages up to the next Sync are dropped,
@@ -347,7 +347,7 @@ func (s *session) refuseBatch(e *pgproto3.ErrorResponse, w *postgres.Writer) {
 	s.refused(e)
 	s.batch.skipping = true
 	s.push(s.newEvent(event{kind: kindRefused, refusal: e}))
-	_, _ = w.Write(pgmsg.AppendDescribe(nil, pgmsg.ObjectPortal, refusedPortal))
+	_, _ = w.Write(pgmsg.AppendParse(nil, refusedName, refusedSQL, nil))
 }
 
 // refuseQuery refuses a simple Query (or FunctionCall) with e. Between
