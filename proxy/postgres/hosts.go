@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -61,15 +62,20 @@ func (s *session) startOn(ctx context.Context, host *proxy.UpstreamHost, left in
 // reads them) is dropped: if the client took no part in this server's
 // login (trust) the next host is tried ([proxy.HostSkipped]);
 // otherwise its login cannot be replayed elsewhere, and it gets FATAL
-// 08001 asking it to connect again. Either way new sessions try the next
-// host first. A server that reports neither (before 14) counts as
-// read-write.
+// 08001 asking it to connect again. A hot standby also makes new sessions
+// try the next host first. A server that reports neither (before 14)
+// counts as read-write.
 func (s *session) checkWritable() error {
 	if s.h.Up.Target() != proxy.TargetReadWrite ||
 		(s.srvParams["in_hot_standby"] != "on" && s.srvParams["default_transaction_read_only"] != "on") {
 		return nil
 	}
-	s.h.Up.ReadOnly(s.upHost)
+	if s.srvParams["in_hot_standby"] == "on" || !s.clientAskedReadOnly() {
+		// The server's state moves new sessions to the next host; a
+		// read-only the client asked for in its own startup packet does
+		// not: one client must not steer where every other session starts.
+		s.h.Up.ReadOnly(s.upHost)
+	}
 	if s.clientHeard {
 		return fatalf(codeUnableToConnect, fmt.Sprintf(
 			"dbproxy: the database server %s is read-only and target_session_attrs is read-write; connect again (the next attempt starts at the next host)",
@@ -106,4 +112,14 @@ func (s *session) dropServer() {
 		s.h.keys.remove(s.proxyPID)
 		s.proxyPID = 0
 	}
+}
+
+// clientAskedReadOnly reports whether the client's startup packet sets
+// default_transaction_read_only, as a parameter or in options.
+func (s *session) clientAskedReadOnly() bool {
+	if s.startup == nil {
+		return false
+	}
+	return s.startup.param("default_transaction_read_only") != "" ||
+		strings.Contains(strings.ToLower(s.startup.param("options")), "default_transaction_read_only")
 }
