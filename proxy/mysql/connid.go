@@ -36,7 +36,7 @@ const killMaxLen = 128
 // server's greeting is read.
 type connIDs struct {
 	mu   sync.Mutex
-	real map[uint32]uint32
+	real map[uint32]serverThread
 	// draw returns a random uint32 (tests make it predictable); nil means
 	// math/rand/v2.
 	draw func() uint32
@@ -48,7 +48,7 @@ func (m *connIDs) reserve() uint32 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.real == nil {
-		m.real = make(map[uint32]uint32)
+		m.real = make(map[uint32]serverThread)
 	}
 	draw := m.draw
 	if draw == nil {
@@ -57,18 +57,27 @@ func (m *connIDs) reserve() uint32 {
 	for {
 		id := proxyIDFirst + draw()%(proxyIDLast-proxyIDFirst+1)
 		if _, used := m.real[id]; !used {
-			m.real[id] = 0
+			m.real[id] = serverThread{}
 			return id
 		}
 	}
 }
 
-// bind records the server's thread id of the session greeted with id.
-func (m *connIDs) bind(id, thread uint32) {
+// serverThread is a session's thread on the database server at address
+// server (host:port as dialled): with several upstream hosts, thread ids
+// of different servers overlap.
+type serverThread struct {
+	thread uint32
+	server string
+}
+
+// bind records the server's thread id of the session greeted with id, and
+// the server's address.
+func (m *connIDs) bind(id, thread uint32, server string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.real[id]; ok {
-		m.real[id] = thread
+		m.real[id] = serverThread{thread: thread, server: server}
 	}
 }
 
@@ -79,15 +88,17 @@ func (m *connIDs) release(id uint32) {
 	delete(m.real, id)
 }
 
-// lookup returns the server's thread id of a live session greeted with id.
-func (m *connIDs) lookup(id uint64) (uint32, bool) {
+// lookup returns the server's thread id of a live session greeted with id
+// whose server is server (a KILL sent to another server would name one of
+// its threads instead).
+func (m *connIDs) lookup(id uint64, server string) (uint32, bool) {
 	if id < proxyIDFirst || id > proxyIDLast {
 		return 0, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	thread, ok := m.real[uint32(id)]
-	return thread, ok && thread != 0
+	st, ok := m.real[uint32(id)]
+	return st.thread, ok && st.thread != 0 && st.server == server
 }
 
 // killCandidate reports whether a command whose payload has n bytes and
@@ -120,9 +131,11 @@ func killCandidate(n int, head []byte) bool {
 
 // translateKill returns payload (COM_PROCESS_KILL, or COM_QUERY with
 // exactly KILL [HARD|SOFT] [CONNECTION|QUERY] <id> [;]) with <id> replaced
-// by the server's thread id if it is a live session's greeting id; any
-// other payload is returned as is.
-func (m *connIDs) translateKill(payload []byte) []byte {
+// by the server's thread id if it is the greeting id of a live session on
+// the same server (server: the address the issuing session dialled); any
+// other payload is returned as is (the server does not know the proxy's
+// ids: "Unknown thread id").
+func (m *connIDs) translateKill(payload []byte, server string) []byte {
 	if len(payload) == 0 {
 		return payload
 	}
@@ -131,7 +144,7 @@ func (m *connIDs) translateKill(payload []byte) []byte {
 		if len(payload) != 5 {
 			return payload
 		}
-		thread, ok := m.lookup(uint64(binary.LittleEndian.Uint32(payload[1:])))
+		thread, ok := m.lookup(uint64(binary.LittleEndian.Uint32(payload[1:])), server)
 		if !ok {
 			return payload
 		}
@@ -141,7 +154,7 @@ func (m *connIDs) translateKill(payload []byte) []byte {
 		if !ok {
 			return payload
 		}
-		thread, ok := m.lookup(id)
+		thread, ok := m.lookup(id, server)
 		if !ok {
 			return payload
 		}
@@ -221,4 +234,13 @@ func parseKill(q []byte) (start, end int, id uint64, ok bool) {
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// serverKey is the address of the database server the session is on, as
+// connIDs tells servers apart.
+func (s *session) serverKey() string {
+	if s.RawServer == nil {
+		return ""
+	}
+	return s.RawServer.RemoteAddr().String()
 }

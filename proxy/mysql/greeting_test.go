@@ -211,7 +211,7 @@ func TestTranslateKill(t *testing.T) {
 	if a < proxyIDFirst || b < proxyIDFirst || a == b {
 		t.Fatalf("reserved %d, %d", a, b)
 	}
-	m.bind(a, 1234)
+	m.bind(a, 1234, "db1:3306")
 	query := func(s string) []byte { return append([]byte{gomysql.COM_QUERY}, s...) }
 	id := func(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 	for _, tc := range []struct{ in, want []byte }{
@@ -225,12 +225,17 @@ func TestTranslateKill(t *testing.T) {
 		{binary.LittleEndian.AppendUint32([]byte{gomysql.COM_PROCESS_KILL}, 7),
 			binary.LittleEndian.AppendUint32([]byte{gomysql.COM_PROCESS_KILL}, 7)},
 	} {
-		if got := m.translateKill(bytes.Clone(tc.in)); !bytes.Equal(got, tc.want) {
+		if got := m.translateKill(bytes.Clone(tc.in), "db1:3306"); !bytes.Equal(got, tc.want) {
 			t.Errorf("translateKill(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+	// A KILL from a session on another server is not translated: that
+	// server's thread 1234 is another session.
+	if got := m.translateKill(query("KILL QUERY "+id(a)), "db2:3306"); !bytes.Equal(got, query("KILL QUERY "+id(a))) {
+		t.Errorf("a KILL from another server's session was translated: %q", got)
+	}
 	m.release(a)
-	if got := m.translateKill(query("KILL " + id(a))); !bytes.Equal(got, query("KILL "+id(a))) {
+	if got := m.translateKill(query("KILL "+id(a)), "db1:3306"); !bytes.Equal(got, query("KILL "+id(a))) {
 		t.Errorf("a released id was translated: %q", got)
 	}
 	if c := m.reserve(); c == a || c == b {

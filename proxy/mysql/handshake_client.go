@@ -141,7 +141,7 @@ func (s *session) connectDeferred(ctx context.Context, tmpl *handshake) error {
 		return fatalf(codeServerLost, stateConnection,
 			"dbproxy: the database server changed (greeting "+why+") during this connection's handshake; reconnect", nil)
 	}
-	s.h.ids.bind(s.greetID, real.connID)
+	s.h.ids.bind(s.greetID, real.connID, s.serverKey())
 	s.hs = real
 	if switchAuth {
 		s.hr = rescramble(s.hr, s.resp)

@@ -318,7 +318,9 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	q.inTrans.Store(s.status&gomysql.SERVER_STATUS_IN_TRANS != 0)
 	deprecateEOF := s.caps&capDeprecateEOF != 0
 	rf := &respFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, authCheck: s.changeUserAuthCheck}
-	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF, kill: s.h.ids.translateKill}
+	srv := s.serverKey()
+	cf := &cmdFramer{q: q, hooks: hooks, deprecateEOF: deprecateEOF,
+		kill: func(p []byte) []byte { return s.h.ids.translateKill(p, srv) }}
 	up := newPump(s.Server, q.client, rf, responseHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.sbr))
 	down := newPump(s.client, s.Server, cf, commandHeadLen, s.h.opts.MaxPacketSize, proxy.Buffered(s.cbr))
 	rf.out = up
