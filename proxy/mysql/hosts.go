@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/dbproxy/dbproxy/proxy"
@@ -15,7 +17,8 @@ import (
 // session's server. The server's leg has its own deadline, which the
 // hosts share: never earlier than the client's, and a full handshake
 // timeout from now when the client has used part of its own already. When
-// every host is skipped the client gets ERR 2003 naming each host and why.
+// every host is skipped the client gets ERR 2003, and the log names each
+// host and why.
 func (s *session) firstPacket(ctx context.Context) (uint8, []byte, error) {
 	deadline := time.Now().Add(s.h.HandshakeTimeout)
 	if s.deadline.After(deadline) {
@@ -33,8 +36,11 @@ func (s *session) firstPacket(ctx context.Context) (uint8, []byte, error) {
 		}
 		ue.Add(host, skip.Err)
 	}
+	// The client, not yet authenticated, is not told the hosts and why
+	// each failed (internal names and addresses): the log is.
+	s.log.LogAttrs(ctx, slog.LevelWarn, "could not connect to the database server", slog.String("tried", ue.Tried()))
 	return 0, nil, fatalf(codeConnectHost, stateGeneral,
-		"dbproxy could not connect to the database server: tried "+ue.Tried(), &ue)
+		fmt.Sprintf("dbproxy could not connect to the database server (%d host(s) tried; the proxy's log says why)", len(ue.Hosts)), &ue)
 }
 
 // firstPacketOf dials host, one of left hosts still to try, within its

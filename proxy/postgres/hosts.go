@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -16,8 +17,8 @@ import (
 // the listener's order (see [proxy.Upstream.Hosts]) it dials, relays the
 // authentication and reads the server's startup messages, until one host
 // gives a session; as libpq, a host that refuses the login ends the
-// search. When every host is skipped the client gets FATAL 08001 naming
-// each host and why it was skipped.
+// search. When every host is skipped the client gets FATAL 08001, and the
+// log names each host and why it was skipped.
 func (s *session) startUpstream(ctx context.Context) error {
 	var ue proxy.UpstreamError
 	hosts := s.h.Up.Hosts()
@@ -39,7 +40,10 @@ func (s *session) startUpstream(ctx context.Context) error {
 	if s.h.Up.Target() == proxy.TargetReadWrite {
 		what = "a read-write database server (target_session_attrs: read-write)"
 	}
-	return fatalf(codeUnableToConnect, fmt.Sprintf("dbproxy could not connect to %s: tried %s", what, ue.Tried()), &ue)
+	// The client, not yet authenticated, is not told the hosts and why
+	// each failed (internal names and addresses): the log is.
+	s.log.LogAttrs(ctx, slog.LevelWarn, "could not connect to the database server", slog.String("tried", ue.Tried()))
+	return fatalf(codeUnableToConnect, fmt.Sprintf("dbproxy could not connect to %s (%d host(s) tried; the proxy's log says why)", what, len(ue.Hosts)), &ue)
 }
 
 // startOn runs the session's startup on host, one of left hosts still to
