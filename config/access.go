@@ -88,8 +88,18 @@ func (d *decoder) access(c *Config) {
 	}
 	d.nullAction(&a.Default, "access.default")
 	d.enum(&a.Default, "access.default", AccessDecrypt, accessActions...)
+	verified := false
+	for _, l := range c.Listeners {
+		verified = verified || l.TLS != nil && l.TLS.ClientCAFile != ""
+	}
 	for i := range a.Rules {
-		d.accessRule(&a.Rules[i], fmt.Sprintf("access.rules[%d]", i))
+		rp := fmt.Sprintf("access.rules[%d]", i)
+		d.accessRule(&a.Rules[i], rp)
+		if len(a.Rules[i].Match.TLSSubjects) > 0 && !verified {
+			// Without it no session has a verified subject, and the rule
+			// would silently never apply.
+			d.errf(rp+".match.tls_subjects", "no listener asks clients for a certificate: set tls.client_ca_file on the listeners this rule is for")
+		}
 	}
 }
 

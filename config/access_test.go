@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -11,8 +12,15 @@ listeners:
     upstream: 127.0.0.1:5432
 `
 
+// accessTLSListener asks clients for certificates (tls_subjects needs it).
+const accessTLSListener = accessListener + `    tls:
+      cert_file: server.crt
+      key_file: server.key
+      client_ca_file: ca.pem
+`
+
 func TestAccessParse(t *testing.T) {
-	cfg := mustParse(t, accessListener+`
+	cfg := mustParse(t, accessTLSListener+`
 access:
   rules:
     - name: reporting-ssn
@@ -32,7 +40,7 @@ access:
 		t.Fatalf("access = %+v", a)
 	}
 	r := a.Rules[0]
-	if r.Name != "reporting-ssn" || r.Line != 8 || r.Mask == nil || r.Mask.KeepLast != 4 || r.Mask.Char != "*" {
+	if r.Name != "reporting-ssn" || r.Line != 12 || r.Mask == nil || r.Mask.KeepLast != 4 || r.Mask.Char != "*" {
 		t.Errorf("rule 0 = %+v mask %+v", r, r.Mask)
 	}
 	if a.Rules[2].Action != "null" {
@@ -85,4 +93,20 @@ access:
 		{"26:7", "access.rules[5].columns", "required: the column patterns"},
 		{"26:7", "access.rules[5].action", "required: one of decrypt, mask"},
 	})
+}
+
+// TestAccessTLSSubjectsNeedClientCA: a rule matching certificate subjects
+// on a configuration where no listener asks for certificates could never
+// apply: it is an error, not a silent no-op.
+func TestAccessTLSSubjectsNeedClientCA(t *testing.T) {
+	_, err := parse(t, accessListener+`
+access:
+  rules:
+    - match: {tls_subjects: ["CN=ingest"]}
+      columns: ["*"]
+      action: deny
+`)
+	if err == nil || !strings.Contains(err.Error(), "access.rules[0].match.tls_subjects: no listener asks clients for a certificate") {
+		t.Fatalf("err = %v", err)
+	}
 }

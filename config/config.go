@@ -193,6 +193,11 @@ type ServerTLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	Require  bool   `yaml:"require"`
+	// ClientCAFile, if set, makes the listener ask clients for a
+	// certificate and verify one that is given against these CAs (PEM);
+	// its subject is then the session's TLS subject (access rules'
+	// tls_subjects). Clients without a certificate are still accepted.
+	ClientCAFile string `yaml:"client_ca_file,omitempty"`
 }
 
 // UpstreamTLS is the proxy -> database leg, with libpq sslmode semantics.

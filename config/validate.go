@@ -112,6 +112,9 @@ func (d *decoder) listeners(c *Config) {
 		if l.TLS != nil {
 			d.existingFile(&l.TLS.CertFile, p+".tls.cert_file", "the server certificate (PEM)")
 			d.existingFile(&l.TLS.KeyFile, p+".tls.key_file", "the server private key (PEM)")
+			if l.TLS.ClientCAFile != "" {
+				d.existingFile(&l.TLS.ClientCAFile, p+".tls.client_ca_file", "the CAs of client certificates (PEM)")
+			}
 		}
 
 		d.upstreamTLS(&l.UpstreamTLS, p, upHost, upOK)

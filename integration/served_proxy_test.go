@@ -98,7 +98,7 @@ func newServedProxy(level slog.Level) (servedProxy, *slog.Logger) {
 func (p *servedProxy) offerTLS(t testing.TB, alpn ...string) *tls.Config {
 	t.Helper()
 	ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost", "127.0.0.1")
-	cfg, err := proxy.ServerTLSConfig(cert, key, alpn...)
+	cfg, err := proxy.ServerTLSConfig(cert, key, "", alpn...)
 	if err != nil {
 		t.Fatal(err)
 	}

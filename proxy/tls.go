@@ -22,20 +22,35 @@ var modernCipherSuites = []uint16{
 
 // ServerTLSConfig loads a PEM certificate chain and key and returns the
 // configuration for the client-facing leg: TLS 1.2 or newer, ECDHE+AEAD
-// suites. alpn lists the application protocols accepted (PostgreSQL 17
-// direct SSL requires "postgresql"); a client offering only other protocols
-// fails the handshake.
-func ServerTLSConfig(certFile, keyFile string, alpn ...string) (*tls.Config, error) {
+// suites. clientCAFile, if not empty, holds the PEM CAs against which a
+// client certificate is verified when the client presents one (the
+// session's TLS subject; clients without one are accepted). alpn lists the
+// application protocols accepted (PostgreSQL 17 direct SSL requires
+// "postgresql"); a client offering only other protocols fails the
+// handshake.
+func ServerTLSConfig(certFile, keyFile, clientCAFile string, alpn ...string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS certificate %q / key %q: %w", certFile, keyFile, err)
 	}
-	return &tls.Config{
+	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: modernCipherSuites,
 		NextProtos:   alpn,
-	}, nil
+	}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client CAs %q: %w", clientCAFile, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("load client CAs %q: no PEM certificate in it", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
 }
 
 // SSLMode is the libpq sslmode of a proxy -> database leg. The zero value is

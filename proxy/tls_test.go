@@ -46,14 +46,18 @@ func handshake(t *testing.T, cfgS, cfgC *tls.Config) error {
 	if err != nil {
 		b.Close()
 	}
-	<-srvErr
+	// Under TLS 1.3 the client is done before the server has checked its
+	// certificate: the server's verdict counts too.
+	if serr := <-srvErr; err == nil {
+		err = serr
+	}
 	return err
 }
 
 func TestUpstreamTLSModes(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key := testenv.GenerateCert(t, dir, "localhost", "127.0.0.1")
-	srvCfg, err := proxy.ServerTLSConfig(cert, key)
+	srvCfg, err := proxy.ServerTLSConfig(cert, key, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +158,7 @@ func TestUpstreamTLSConfigErrors(t *testing.T) {
 func TestServerTLSConfig(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key := testenv.GenerateCert(t, dir, "localhost")
-	srv, err := proxy.ServerTLSConfig(cert, key, "postgresql")
+	srv, err := proxy.ServerTLSConfig(cert, key, "", "postgresql")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +185,7 @@ func TestServerTLSConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, err := proxy.ServerTLSConfig(filepath.Join(dir, "nope.crt"), key); err == nil {
+	if _, err := proxy.ServerTLSConfig(filepath.Join(dir, "nope.crt"), key, ""); err == nil {
 		t.Fatal("missing certificate accepted")
 	}
 }
@@ -206,5 +210,49 @@ func TestUpstreamTLSVerified(t *testing.T) {
 		if got := tc.u.Verified(); got != tc.want {
 			t.Errorf("%s (roots %t): Verified %t, want %t", tc.u.Mode, tc.u.RootCAs != nil, got, tc.want)
 		}
+	}
+}
+
+// TestServerTLSClientCA: with client CAs, a client certificate they signed
+// is verified, a client without one is still accepted, and one signed by
+// another CA is refused.
+func TestServerTLSClientCA(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	ca, cert, key := testenv.GenerateCert(t, dir, "localhost")
+	_, otherCert, otherKey := testenv.GenerateCert(t, other, "intruder")
+	srv, err := proxy.ServerTLSConfig(cert, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := proxy.LoadCertPool(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := tls.LoadX509KeyPair(otherCert, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		ok   bool
+	}{{"signed by the client CA", &mine, true}, {"no certificate", &tls.Certificate{}, true},
+		{"signed by another CA", &theirs, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Sent whatever CAs the server names (Go's client would
+			// otherwise hold back a certificate they did not sign).
+			send := func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return tc.cert, nil }
+			err := handshake(t, srv, &tls.Config{RootCAs: roots, ServerName: "localhost", GetClientCertificate: send})
+			if (err == nil) != tc.ok {
+				t.Fatalf("handshake: %v, want ok=%t", err, tc.ok)
+			}
+		})
+	}
+	if _, err := proxy.ServerTLSConfig(cert, key, key); err == nil {
+		t.Fatal("a client CA file without certificates accepted")
 	}
 }

@@ -240,7 +240,7 @@ type handlerTLS struct {
 func listenerTLS(lc *config.Listener, alpn ...string) (handlerTLS, error) {
 	var t handlerTLS
 	if lc.TLS != nil {
-		cfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, alpn...)
+		cfg, err := proxy.ServerTLSConfig(lc.TLS.CertFile, lc.TLS.KeyFile, lc.TLS.ClientCAFile, alpn...)
 		if err != nil {
 			return t, err
 		}

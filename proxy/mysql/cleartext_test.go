@@ -92,7 +92,7 @@ func TestClearPasswordLegs(t *testing.T) {
 						opts.UpstreamTLS.RootCAs = pool
 					}
 					ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "127.0.0.1")
-					srvTLS, err := proxy.ServerTLSConfig(cert, key)
+					srvTLS, err := proxy.ServerTLSConfig(cert, key, "")
 					if err != nil {
 						t.Fatal(err)
 					}

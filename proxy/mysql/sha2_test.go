@@ -120,7 +120,7 @@ func TestCachingSHA2(t *testing.T) {
 			var clientCA string
 			if tc.clientTLS {
 				ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "127.0.0.1")
-				cfg, err := proxy.ServerTLSConfig(cert, key)
+				cfg, err := proxy.ServerTLSConfig(cert, key, "")
 				if err != nil {
 					t.Fatal(err)
 				}

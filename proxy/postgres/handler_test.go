@@ -180,7 +180,7 @@ func TestCleartextRelayedOverTLS(t *testing.T) {
 		return be.Flush()
 	})
 	ca, cert, key := testenv.GenerateCert(t, t.TempDir(), "localhost")
-	srvTLS, err := proxy.ServerTLSConfig(cert, key, postgres.ALPN)
+	srvTLS, err := proxy.ServerTLSConfig(cert, key, "", postgres.ALPN)
 	if err != nil {
 		t.Fatal(err)
 	}
