@@ -96,8 +96,7 @@ func ParsePattern(s string) (pattern, error) {
 // matches reports whether the pattern names col.
 func (p pattern) matches(col *rules.ColumnRule) bool {
 	if p.key != "" {
-		ok, _ := path.Match(p.key, col.Key)
-		return ok
+		return glob(p.key, col.Key)
 	}
 	schema := col.Schema
 	if schema == "" {
@@ -106,11 +105,19 @@ func (p pattern) matches(col *rules.ColumnRule) bool {
 	names := [3]string{schema, col.Table, col.Column}
 	off := len(names) - len(p.parts)
 	for i, part := range p.parts {
-		if ok, _ := path.Match(part, strings.ToLower(names[off+i])); !ok {
+		if !glob(part, strings.ToLower(names[off+i])) {
 			return false
 		}
 	}
 	return true
+}
+
+// glob is path.Match without its one separator: a key name may contain
+// '/', and `key:*` must still name it (path.Match's * stops at '/'). The
+// pattern was checked when it was compiled.
+func glob(pattern, name string) bool {
+	ok, _ := path.Match(strings.ReplaceAll(pattern, "/", "\x00"), strings.ReplaceAll(name, "/", "\x00"))
+	return ok
 }
 
 // Unmatched returns the column patterns of the rules that name none of
@@ -139,7 +146,7 @@ func (r *rule) fits(who proxy.Principal) bool {
 		return false
 	}
 	if len(r.Sources) > 0 {
-		addr := who.Client.Addr().Unmap()
+		addr := who.Client.Addr().Unmap().WithZone("") // a link-local client's zone does not keep it out of its prefix
 		if !addr.IsValid() || !slices.ContainsFunc(r.Sources, func(pfx netip.Prefix) bool { return pfx.Contains(addr) }) {
 			return false
 		}

@@ -129,3 +129,10 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// TestGlobCrossesSlash: `key:*` names a key whose name holds a '/'.
+func TestGlobCrossesSlash(t *testing.T) {
+	if !access.Glob("*", "pii/ssn") || !access.Glob("pii/*", "pii/ssn") || access.Glob("pii/*", "pay/salary") {
+		t.Fatal("glob does not treat '/' as an ordinary character")
+	}
+}

@@ -1,0 +1,4 @@
+package access
+
+// Glob exposes glob to the tests.
+var Glob = glob
