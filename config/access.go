@@ -164,12 +164,16 @@ func (d *decoder) accessMatch(m *AccessMatch, mp string) {
 	}
 }
 
+// maxMaskKeep bounds keep_first and keep_last.
+const maxMaskKeep = 1 << 16
+
 func (d *decoder) accessMask(m *MaskSpec, mp string) {
-	if m.KeepFirst < 0 {
-		d.errf(mp+".keep_first", "must be 0 or more")
+	// Bounded so that their sum cannot overflow (and show a value whole).
+	if m.KeepFirst < 0 || m.KeepFirst > maxMaskKeep {
+		d.errf(mp+".keep_first", "must be 0 to %d", maxMaskKeep)
 	}
-	if m.KeepLast < 0 {
-		d.errf(mp+".keep_last", "must be 0 or more")
+	if m.KeepLast < 0 || m.KeepLast > maxMaskKeep {
+		d.errf(mp+".keep_last", "must be 0 to %d", maxMaskKeep)
 	}
 	if m.Char == "" {
 		m.Char = "*"

@@ -87,7 +87,7 @@ access:
 		{"17:17", "access.rules[2].columns[0]", "more than three parts"},
 		{"17:28", "access.rules[2].columns[1]", "empty part"},
 		{"17:42", "access.rules[2].columns[2]", "not a valid glob"},
-		{"19:25", "access.rules[2].mask.keep_last", "must be 0 or more"},
+		{"19:25", "access.rules[2].mask.keep_last", "must be 0 to 65536"},
 		{"19:35", "access.rules[2].mask.char", `exactly one character, got "**"`},
 		{"22:15", "access.rules[3].lookup", "lookup applies to actions mask, ciphertext, null and write_only"},
 		{"26:7", "access.rules[5].columns", "required: the column patterns"},
