@@ -240,8 +240,8 @@ func (k *PKCS11) Unwrap(ctx context.Context, ref KeyRef, wrapped []byte) ([]byte
 
 // do runs fn on a pooled session with the key's handle. When the token
 // says the process is logged out, or no longer knows the handle (private
-// objects vanish on logout), it logs in again, finds the key again and
-// runs fn once more.
+// objects vanish on logout), it logs in again, finds and checks the key
+// again and runs fn once more.
 func (k *PKCS11) do(ctx context.Context, fn func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error) error {
 	return k.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
 		k.keyMu.Lock()
@@ -257,6 +257,11 @@ func (k *PKCS11) do(ctx context.Context, fn func(pkcs11.SessionHandle, pkcs11.Ob
 		h, ferr := findKey(k.mod.ctx, s, k.find)
 		if ferr != nil {
 			return ferr
+		}
+		// A key found again by its label may be another one (replaced on
+		// the token meanwhile): it must pass the same checks.
+		if cerr := checkKey(k.mod.ctx, s, h, k.mech, k.find); cerr != nil {
+			return cerr
 		}
 		k.keyMu.Lock()
 		k.key = h
