@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -349,4 +350,39 @@ func TestMySQLFailoverSilentHost(t *testing.T) {
 	p := startFailoverMySQL(t, failoverOpts{Upstream: closing + "," + silent + "," + my.Addr()})
 	wantMyPort(t, p, my.Port, "first session")
 	wantMyPort(t, p, my.Port, "second session")
+}
+
+// TestPGFailoverSilentHost: a host that accepts the TCP connection and
+// then says nothing (a hung old writer, a load balancer without a
+// backend) gets its share of the handshake time, not all of it: the
+// session moves on to the next host.
+func TestPGFailoverSilentHost(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	s2 := pgFailoverServer(t, testenv.PGOptions{}, false)
+	p := startFailoverPG(t, failoverOpts{Upstream: l.Addr().String() + "," + s2.Addr()})
+	wantPGPort(t, p, s2.Port, "first host silent")
 }

@@ -59,8 +59,13 @@ type session struct {
 	serverTLS   bool
 	clientHeard bool // startup bytes went to the client since the server was dialled
 	moreHosts   bool // upstream hosts are left to try after this one
-	needNPV     bool // client asked for a newer minor protocol version
-	sentNPV     bool // a NegotiateProtocolVersion went to the client
+	// awaitingServer: the server has sent nothing yet; its socket's
+	// deadline is its host's share of the time, serverDeadline the
+	// startup's (readServer).
+	awaitingServer bool
+	serverDeadline time.Time
+	needNPV        bool // client asked for a newer minor protocol version
+	sentNPV        bool // a NegotiateProtocolVersion went to the client
 
 	proxy.SessionLife // server connection, sockets, cleanup, hand-over to the relay
 }
@@ -184,12 +189,23 @@ func (s *session) upstreamLost(err error) error {
 	return fatalf(codeConnectionFailure, "dbproxy lost the connection to the database server", err)
 }
 
-// readServer reads one message from the server during startup.
+// readServer reads one message from the server during startup. A host
+// that closes or stays silent before its first message is skipped while
+// other hosts are left and the client has seen nothing of it.
 func (s *session) readServer() (byte, []byte, error) {
 	typ, body, buf, err := readMessage(s.sbr, s.buf, startupMaxBody)
 	s.buf = buf
 	if err != nil {
+		if s.awaitingServer && s.moreHosts && !s.clientHeard {
+			s.awaitingServer = false
+			s.dropServer()
+			return 0, nil, &proxy.HostSkipped{Err: fmt.Errorf("no answer to the startup: %w", err)}
+		}
 		return 0, nil, s.upstreamLost(err)
+	}
+	if s.awaitingServer {
+		s.awaitingServer = false
+		_ = s.RawServer.SetDeadline(s.serverDeadline)
 	}
 	return typ, body, nil
 }

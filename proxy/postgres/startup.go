@@ -149,10 +149,10 @@ func (s *session) handleCancel(ctx context.Context, payload []byte) {
 // reached is skipped ([proxy.HostSkipped]).
 func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host *proxy.UpstreamHost, left int) error {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	hctx, hcancel := s.h.Up.HostContext(dctx, left)
 	conn, isTLS, err := s.h.dialHost(hctx, host, "")
 	hcancel()
-	cancel()
 	if err != nil {
 		return &proxy.HostSkipped{Err: err}
 	}
@@ -166,7 +166,20 @@ func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host 
 		return errHandled
 	}
 	s.serverTLS = isTLS
-	_ = raw.SetDeadline(deadline)
+	// Until the server's first message, a host that accepted the
+	// connection but does not answer (a hung old writer, a balancer
+	// without a backend) gets only its share of the time when hosts are
+	// left, as for the dial (readServer).
+	first := deadline
+	if left > 1 {
+		hctx, hcancel := s.h.Up.HostContext(dctx, left)
+		if d, ok := hctx.Deadline(); ok && d.Before(first) {
+			first = d
+		}
+		hcancel()
+	}
+	s.awaitingServer, s.serverDeadline = true, deadline
+	_ = raw.SetDeadline(first)
 	s.sbr = bufio.NewReaderSize(conn, 1024)
 	if _, err := conn.Write(appendStartupMessage(nil, protocolVersion30, s.startup.params)); err != nil {
 		return s.upstreamLost(err)
