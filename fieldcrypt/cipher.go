@@ -156,6 +156,12 @@ func (c *Cipher) check(ctx context.Context, op Op, col *rules.ColumnRule, n int)
 	if err == nil {
 		return nil
 	}
+	return c.refuse(ctx, op, col, n, err)
+}
+
+// refuse returns the *RefusedError of op on col for err, after reporting
+// it to the Monitor (n: the plaintext byte count, -1 when there is none).
+func (c *Cipher) refuse(ctx context.Context, op Op, col *rules.ColumnRule, n int, err error) *RefusedError {
 	refused := &RefusedError{Op: op, Column: col, Err: err}
 	if c.monitor != nil {
 		c.monitor.KeyUsed(ctx, c.use(op, col, n, refused))

@@ -165,11 +165,7 @@ func (c *Cipher) ReadDecision(ctx context.Context, col *rules.ColumnRule) (Decis
 	if d.Readable() {
 		return d, nil
 	}
-	refused := &RefusedError{Op: OpDecrypt, Column: col, Err: &PolicyError{Decision: d}}
-	if c.monitor != nil {
-		c.monitor.KeyUsed(ctx, c.use(OpDecrypt, col, -1, refused))
-	}
-	return d, refused
+	return d, c.refuse(ctx, OpDecrypt, col, -1, &PolicyError{Decision: d})
 }
 
 // policyCheck returns the refusal of op on col by the session's Decider;
@@ -209,9 +205,5 @@ func (c *Cipher) CheckKeyless(ctx context.Context, col, from *rules.ColumnRule) 
 	} else if d.Allows(OpEncrypt) {
 		return nil
 	}
-	refused := &RefusedError{Op: op, Column: on, Err: &PolicyError{Decision: d}}
-	if c.monitor != nil {
-		c.monitor.KeyUsed(ctx, c.use(op, on, -1, refused))
-	}
-	return refused
+	return c.refuse(ctx, op, on, -1, &PolicyError{Decision: d})
 }
