@@ -103,29 +103,44 @@ for round in $(seq "$ROUNDS"); do
         [ -n "${tps:-}" ] || { echo "sysbench failed: $name $w $th" >&2; exit 1; }
         # proxy CPU per statement, in microseconds (0 for direct)
         cpu=$(cpu_us_per "$before" "$after" "$n")
-        echo "$w $th $name $tps $cpu" >>"$results"
+        echo "$w $th $name $tps $cpu $round" >>"$results"
         printf 'round %d  %-6s %2d threads  %-12s %10.0f tps  proxy cpu %5.1f us/stmt\n' "$round" "$w" "$th" "$name" "$tps" "$cpu" >&2
       done
     done
   done
 done
 names=$(printf '%s\n' "${targets[@]}" | cut -d'|' -f1 | tr '\n' ' ')
+# paired W TH A B COL OP: the median over rounds of A's COL against B's in
+# the same round (OP ratio: A/B, diff: A-B): runs of one round are minutes
+# apart at most, so machine drift cancels better than between medians.
+paired() {
+  awk -v w="$1" -v th="$2" -v a="$3" -v b="$4" -v col="$5" -v op="$6" '
+    $1 == w && $2 == th && $3 == a {va[$6] = $col}
+    $1 == w && $2 == th && $3 == b {vb[$6] = $col}
+    END {for (r in va) if (r in vb) print (op == "ratio" ? (vb[r] > 0 ? va[r]/vb[r] : 0) : va[r]-vb[r])}' "$results" |
+    if [ "${7:-}" = range ]; then sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}'; else median; fi
+}
 echo
-echo "MySQL encrypted (3 columns) vs plaintext, sysbench $MODE statements, ${DURATION}s x $ROUNDS rounds, median per target ($(nproc) cores, loopback)"
-printf '%-7s %8s %-13s %10s %11s %12s %16s %16s\n' workload threads target tps tps/plain tps/direct proxy_cpu_us/st stmt/proxy_cpu_s
+echo "MySQL encrypted (3 columns) vs plaintext, sysbench $MODE statements, ${DURATION}s x $ROUNDS rounds ($(nproc) cores, loopback)"
+echo "medians per target; tps/plain (range: lowest-highest), tps/direct and added_cpu are medians of same-round pairs against the"
+echo "plaintext table through the same proxy (and directly); added_cpu = its proxy CPU minus the plaintext run's"
+printf '%-7s %8s %-13s %8s %10s %10s %11s %16s %14s %16s\n' workload threads target tps tps/plain range tps/direct proxy_cpu_us/st added_cpu_us stmt/proxy_cpu_s
 for w in $WORKLOADS; do
   for th in $THREADS; do
-    d=$(median_of "$results" 4 "$w" "$th" plain-direct)
     for t in $names; do
       # the plaintext reference of a target: the same proxy on users_plain
       ref=${t/enc-/plain-}
       tt=$(median_of "$results" 4 "$w" "$th" "$t")
-      pt=$(median_of "$results" 4 "$w" "$th" "$ref")
       tc=$(median_of "$results" 5 "$w" "$th" "$t")
+      rp=$(paired "$w" "$th" "$t" "$ref" 4 ratio)
+      rr=$(paired "$w" "$th" "$t" "$ref" 4 ratio range)
+      rd=$(paired "$w" "$th" "$t" plain-direct 4 ratio)
+      added=-
+      [ "$t" = "$ref" ] || added=$(printf '%.1f' "$(paired "$w" "$th" "$t" "$ref" 5 diff)")
       # per core: statements per second of proxy CPU ("-" for direct)
-      awk -v w="$w" -v c="$th" -v t="$t" -v tt="$tt" -v pt="$pt" -v d="$d" -v tc="$tc" \
+      awk -v w="$w" -v c="$th" -v t="$t" -v tt="$tt" -v rp="$rp" -v rr="$rr" -v rd="$rd" -v tc="$tc" -v ad="$added" \
         'BEGIN {pc = tc > 0 ? sprintf("%.0f", 1e6/tc) : "-"
-          printf "%-7s %8d %-13s %10.0f %11.2f %12.2f %16.1f %16s\n", w, c, t, tt, tt/pt, tt/d, tc, pc}'
+          printf "%-7s %8d %-13s %8.0f %10.2f %10s %11.2f %16.1f %14s %16s\n", w, c, t, tt, rp, rr, rd, tc, ad, pc}'
     done
   done
 done
