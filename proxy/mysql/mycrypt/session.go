@@ -100,6 +100,9 @@ type exState struct {
 	stmt   *stmt // COM_STMT_EXECUTE / FETCH
 	cols   []column
 	anyEnc bool
+	// readable: the session may read every column of the current result
+	// set (unreadable found nothing; checked once per result set).
+	readable bool
 	// defsEOF: the next EOF is the one after the column definitions (not
 	// a result set's terminator).
 	defsEOF bool
