@@ -11,6 +11,15 @@
 #
 #   bench/mysql-encrypted.sh                       # 10 s per run, 3 rounds, 16 threads, select
 #   DURATION=20 ROUNDS=5 THREADS="1 16" WORKLOADS="select insert" bench/mysql-encrypted.sh
+#   MODE=simple bench/mysql-encrypted.sh           # text-protocol queries with literals
+#                                                  # (default MODE=prepared)
+#   BASE=main bench/mysql-encrypted.sh             # also dbproxy built from git revision
+#                                                  # main (targets enc-base, plain-base),
+#                                                  # same keys: before and after in one run
+#
+# Per target it reports the proxy's CPU per statement (from /proc/PID/stat)
+# and the per-core figure, statements per second of proxy CPU; tps/plain is
+# the encrypted target against the plaintext table through the same proxy.
 #
 # Starts its own throwaway MariaDB (Debian package mariadb-server) on a free
 # port under a temp dir, builds dbproxy, creates a local master key and the
@@ -20,6 +29,7 @@ set -euo pipefail
 THREADS=${THREADS:-16}
 ROWS=${ROWS:-10000}
 WORKLOADS=${WORKLOADS:-select}
+MODE=${MODE:-prepared}
 here=$(cd "$(dirname "$0")/.." && pwd)
 lua="$here/bench/mysql-enc-point-select.lua"
 command -v sysbench >/dev/null || { echo "sysbench not installed: apt-get install sysbench" >&2; exit 1; }
@@ -58,34 +68,79 @@ got=$(proxied -N -B -e "SELECT email, ssn, salary FROM users_enc WHERE email = '
 leak=$(direct -N -B -e "SELECT COUNT(*) FROM users_enc WHERE email = '7' OR ssn = '007-45-6789' OR salary = '7000'")
 [ "$leak" = 0 ] || { echo "sanity check failed: plaintext in users_enc" >&2; exit 1; }
 
+# targets: name|port|table|pid of the proxy serving it (none for direct)
+targets=("enc-proxy|$pport|users_enc|$dbproxy_pid" "plain-proxy|$pport|users_plain|$dbproxy_pid"
+  "plain-direct|$myport|users_plain|")
+if [ -n "${BASE:-}" ]; then
+  # the same configuration and keys on another port, served by dbproxy of $BASE
+  mkdir "$work/base"
+  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
+  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
+  bport=$(freeport)
+  sed "s/listen: 127.0.0.1:$pport/listen: 127.0.0.1:$bport/" "$work/dbproxy.yaml" >"$work/base.yaml"
+  env ${DBPROXY_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
+  base_pid=$!
+  pids+=($!)
+  for _ in $(seq 50); do mariadb -usb -psb -h127.0.0.1 -P"$bport" sbtest -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  targets+=("enc-base|$bport|users_enc|$base_pid" "plain-base|$bport|users_plain|$base_pid")
+fi
+
 results="$work/results"; : >"$results"
-run() { # port table workload threads
+run() { # port table workload threads: prints "tps statements"
   sysbench "$lua" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$1" --mysql-user=sb --mysql-password=sb \
-    --mysql-db=sbtest --table="$2" --rows="$ROWS" --workload="$3" --threads="$4" --time="$DURATION" \
-    --report-interval=0 run 2>&1 | awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}'
+    --mysql-db=sbtest --table="$2" --rows="$ROWS" --workload="$3" --mode="$MODE" --threads="$4" --time="$DURATION" \
+    --report-interval=0 run 2>&1 | awk '/transactions:/ {n=$2; gsub(/\(/,"",$3); print $3, n; exit}'
 }
 for round in $(seq "$ROUNDS"); do
   for th in $THREADS; do
     for w in $WORKLOADS; do
-      mapfile -t order < <(rotate "$round" "enc-proxy|$pport|users_enc" "plain-proxy|$pport|users_plain" "plain-direct|$myport|users_plain")
+      mapfile -t order < <(rotate "$round" "${targets[@]}")
       for target in "${order[@]}"; do
-        IFS='|' read -r name port table <<<"$target"
-        tps=$(run "$port" "$table" "$w" "$th")
-        [ -n "$tps" ] || { echo "sysbench failed: $name $w $th" >&2; exit 1; }
-        echo "$w $th $name $tps" >>"$results"
-        printf 'round %d  %-6s %2d threads  %-12s %10.0f tps\n' "$round" "$w" "$th" "$name" "$tps" >&2
+        IFS='|' read -r name port table pid <<<"$target"
+        before=$(cpu_ticks "$pid")
+        read -r tps n < <(run "$port" "$table" "$w" "$th") || true
+        after=$(cpu_ticks "$pid")
+        [ -n "${tps:-}" ] || { echo "sysbench failed: $name $w $th" >&2; exit 1; }
+        # proxy CPU per statement, in microseconds (0 for direct)
+        cpu=$(cpu_us_per "$before" "$after" "$n")
+        echo "$w $th $name $tps $cpu $round" >>"$results"
+        printf 'round %d  %-6s %2d threads  %-12s %10.0f tps  proxy cpu %5.1f us/stmt\n' "$round" "$w" "$th" "$name" "$tps" "$cpu" >&2
       done
     done
   done
 done
+names=$(printf '%s\n' "${targets[@]}" | cut -d'|' -f1 | tr '\n' ' ')
+# paired W TH A B COL OP: the median over rounds of A's COL against B's in
+# the same round (OP ratio: A/B, diff: A-B): runs of one round are minutes
+# apart at most, so machine drift cancels better than between medians.
+paired() {
+  awk -v w="$1" -v th="$2" -v a="$3" -v b="$4" -v col="$5" -v op="$6" '
+    $1 == w && $2 == th && $3 == a {va[$6] = $col}
+    $1 == w && $2 == th && $3 == b {vb[$6] = $col}
+    END {for (r in va) if (r in vb) print (op == "ratio" ? (vb[r] > 0 ? va[r]/vb[r] : 0) : va[r]-vb[r])}' "$results" |
+    if [ "${7:-}" = range ]; then sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}'; else median; fi
+}
 echo
-echo "MySQL encrypted (3 columns) vs plaintext, sysbench prepared statements, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
-printf '%-7s %8s %12s %12s %13s %15s %16s\n' workload threads enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct
+echo "MySQL encrypted (3 columns) vs plaintext, sysbench $MODE statements, ${DURATION}s x $ROUNDS rounds ($(nproc) cores, loopback)"
+echo "medians per target; tps/plain (range: lowest-highest), tps/direct and added_cpu are medians of same-round pairs against the"
+echo "plaintext table through the same proxy (and directly); added_cpu = its proxy CPU minus the plaintext run's"
+printf '%-7s %8s %-13s %8s %10s %10s %11s %16s %14s %16s\n' workload threads target tps tps/plain range tps/direct proxy_cpu_us/st added_cpu_us stmt/proxy_cpu_s
 for w in $WORKLOADS; do
   for th in $THREADS; do
-    e=$(median_of "$results" 4 "$w" "$th" enc-proxy)
-    p=$(median_of "$results" 4 "$w" "$th" plain-proxy)
-    d=$(median_of "$results" 4 "$w" "$th" plain-direct)
-    awk -v w="$w" -v c="$th" -v e="$e" -v p="$p" -v d="$d" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f\n", w, c, e, p, d, e/p, e/d}'
+    for t in $names; do
+      # the plaintext reference of a target: the same proxy on users_plain
+      ref=${t/enc-/plain-}
+      tt=$(median_of "$results" 4 "$w" "$th" "$t")
+      tc=$(median_of "$results" 5 "$w" "$th" "$t")
+      rp=$(paired "$w" "$th" "$t" "$ref" 4 ratio)
+      rr=$(paired "$w" "$th" "$t" "$ref" 4 ratio range)
+      rd=$(paired "$w" "$th" "$t" plain-direct 4 ratio)
+      added=-
+      [ "$t" = "$ref" ] || added=$(printf '%.1f' "$(paired "$w" "$th" "$t" "$ref" 5 diff)")
+      # per core: statements per second of proxy CPU ("-" for direct)
+      awk -v w="$w" -v c="$th" -v t="$t" -v tt="$tt" -v rp="$rp" -v rr="$rr" -v rd="$rd" -v tc="$tc" -v ad="$added" \
+        'BEGIN {pc = tc > 0 ? sprintf("%.0f", 1e6/tc) : "-"
+          printf "%-7s %8d %-13s %8.0f %10.2f %10s %11.2f %16.1f %14s %16s\n", w, c, t, tt, rp, rr, rd, tc, ad, pc}'
+    done
   done
 done

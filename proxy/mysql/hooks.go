@@ -103,6 +103,10 @@ type Exchange struct {
 	Column int
 	// DeprecateEOF reports whether CLIENT_DEPRECATE_EOF was negotiated.
 	DeprecateEOF bool
+	// Last reports whether the packet being handed over ends the
+	// response: no further result hook sees this exchange, and State may
+	// be reused once the hook returns.
+	Last bool
 }
 
 // CommandFunc handles a command the hooks asked for (SessionHooks.Commands).

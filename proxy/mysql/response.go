@@ -96,6 +96,13 @@ type packetInfo struct {
 // x.ResultSet for hooks. An error means the server's stream does not fit
 // the protocol; the session must end.
 func (x *exchange) step(n int, head []byte, deprecateEOF bool) (packetInfo, error) {
+	pi, err := x.classify(n, head, deprecateEOF)
+	x.Last = pi.done
+	return pi, err
+}
+
+// classify is step without setting x.Last.
+func (x *exchange) classify(n int, head []byte, deprecateEOF bool) (packetInfo, error) {
 	if n == 0 {
 		if x.st == stStream || x.st == stSimple || x.st == stAuth {
 			return packetInfo{kind: KindOther, done: x.st != stStream}, nil

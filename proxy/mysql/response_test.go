@@ -58,8 +58,8 @@ func init() {
 }
 
 // TestResponseStateMachine relays scripted responses and checks the kind
-// of every packet, where each response ends, and that the bytes come out
-// unchanged.
+// of every packet, where each response ends (Exchange.Last on its last
+// packet only), and that the bytes come out unchanged.
 func TestResponseStateMachine(t *testing.T) {
 	type pkt struct {
 		p    []byte
@@ -129,7 +129,11 @@ func TestResponseStateMachine(t *testing.T) {
 			in = mysql.AppendPacket(in, 1, okPkt)
 			var got []string
 			hooks := &mysql.SessionHooks{Results: allKinds, Result: func(x *mysql.Exchange, kind mysql.Kind, p []byte, w *mysql.Writer) error {
-				got = append(got, fmt.Sprintf("%x:%s", x.Command, kind))
+				last := ""
+				if x.Last {
+					last = " (last)"
+				}
+				got = append(got, fmt.Sprintf("%x:%s%s", x.Command, kind, last))
 				w.Packet(p)
 				return nil
 			}}
@@ -150,13 +154,17 @@ func TestResponseStateMachine(t *testing.T) {
 				}
 			}
 			var want []string
-			for _, p := range tc.pkts {
+			for i, p := range tc.pkts {
 				if p.kind == kInfile || p.kind == kOther {
 					continue // classified, but never handed to hooks
 				}
-				want = append(want, fmt.Sprintf("%x:%s", tc.cmd[0], p.kind))
+				last := ""
+				if i == len(tc.pkts)-1 {
+					last = " (last)"
+				}
+				want = append(want, fmt.Sprintf("%x:%s%s", tc.cmd[0], p.kind, last))
 			}
-			want = append(want, fmt.Sprintf("%x:%s", gomysql.COM_PING, kOK))
+			want = append(want, fmt.Sprintf("%x:%s (last)", gomysql.COM_PING, kOK))
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("kinds\n got %v\nwant %v", got, want)
 			}

@@ -225,6 +225,7 @@ func (ps *pointSelect) run(tb testing.TB, exec []byte, out *[]byte) {
 		*out = append(*out, writerBytes(w)...)
 	}
 	resetWriter(w)
+	x.Last = true // as the relay marks the response's last packet
 	if err := ps.hooks.Result(x, mysql.KindOK, ps.ok, w); err != nil {
 		tb.Fatal(err)
 	}
@@ -437,6 +438,7 @@ func BenchmarkInsert(b *testing.B) {
 		b.Fatal(err)
 	}
 	pkt := insertPacket(2, false)
+	ok := []byte{0, 1, 0, 0x02, 0, 0, 0} // one row affected, AUTOCOMMIT
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -444,6 +446,13 @@ func BenchmarkInsert(b *testing.B) {
 		*x = mysql.Exchange{Command: gomysql.COM_STMT_EXECUTE, StmtID: 9}
 		if err := h.Command(x, pkt, &w); err != nil {
 			b.Fatal(err)
+		}
+		if x.Watch {
+			resetWriter(&w)
+			x.Last = true
+			if err := h.Result(x, mysql.KindOK, ok, &w); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
@@ -506,5 +515,59 @@ func TestColumnDefChange(t *testing.T) {
 	}
 	if !bytes.Contains(out, append([]byte("\x045678\x0b999-45-6789"), binary.LittleEndian.AppendUint64(nil, 777)...)) {
 		t.Fatalf("row: %x", out)
+	}
+}
+
+// TestPipelinedExecutes: executions whose responses are still in flight
+// each keep their own state (the spare of a finished one is reused only
+// once its response is complete), so each row is decrypted with its own
+// execution's lookups.
+func TestPipelinedExecutes(t *testing.T) {
+	ic, enc, set := benchSetup(t)
+	ps := newPointSelect(t, ic, enc, set, true, "5678")
+	ps.run(t, executePacket(ps.stmtID, "5678", true), nil) // leaves a spare
+	xs := make([]mysql.Exchange, 3)
+	for i := range xs {
+		xs[i] = mysql.Exchange{Command: gomysql.COM_STMT_EXECUTE, StmtID: ps.stmtID, DeprecateEOF: true}
+		var w mysql.Writer
+		if err := ps.hooks.Command(&xs[i], executePacket(ps.stmtID, strconv.Itoa(1000+i), false), &w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if xs[0].State == xs[1].State || xs[1].State == xs[2].State || xs[0].State == xs[2].State {
+		t.Fatal("executions in flight share their state")
+	}
+	for i := range xs {
+		x := &xs[i]
+		x.Columns = len(ps.defs)
+		var out []byte
+		for j, d := range ps.defs {
+			x.Column = j
+			var w mysql.Writer
+			if err := ps.hooks.Result(x, mysql.KindColumnDef, d, &w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var w mysql.Writer
+		if err := ps.hooks.Result(x, mysql.KindBinaryRow, ps.row, &w); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, writerBytes(&w)...)
+		if !bytes.Contains(out, []byte("\x045678\x0b999-45-6789")) {
+			t.Fatalf("execution %d: row not decrypted: %x", i, out)
+		}
+		x.Last = true
+		if err := ps.hooks.Result(x, mysql.KindOK, ps.ok, &w); err != nil {
+			t.Fatal(err)
+		}
+		if x.State != nil {
+			t.Fatalf("execution %d: state kept after the response's last packet", i)
+		}
+	}
+	// The next execution reuses a released state and still works.
+	var out []byte
+	ps.run(t, executePacket(ps.stmtID, "5678", false), &out)
+	if !bytes.Contains(out, []byte("\x045678\x0b999-45-6789")) {
+		t.Fatalf("row not decrypted after reuse: %x", out)
 	}
 }

@@ -252,7 +252,17 @@ func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) e
 	return refused(errors.New("dbproxy: long data for an unknown parameter"))
 }
 
-func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *mysql.Writer) (err error) {
+// result is the session's Result hook: resultPacket, and after the last
+// packet of a response its state is released.
+func (s *session) result(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *mysql.Writer) error {
+	err := s.resultPacket(x, kind, payload, w)
+	if x.Last {
+		s.release(x)
+	}
+	return err
+}
+
+func (s *session) resultPacket(x *mysql.Exchange, kind mysql.Kind, payload []byte, w *mysql.Writer) (err error) {
 	defer internalError(&err)
 	st, _ := x.State.(*exState)
 	if st == nil {

@@ -31,7 +31,8 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 	plan := st.plan
 	var xs *exState
 	if zone := s.executeZoneChange(st); plan.Encrypted || plan.DDL || plan.Session != nil || zone != nil {
-		xs = &exState{plan: plan, stmt: st, zone: zone}
+		xs = s.execState()
+		xs.plan, xs.stmt, xs.zone = plan, st, zone
 		x.Watch, x.State = true, xs
 	}
 	if plan.Session != nil {

@@ -31,6 +31,19 @@ func (s *session) unreadable(st *exState) error {
 	return nil
 }
 
+// checkReadable is unreadable, once per result set: the session's cipher,
+// and so its decisions, do not change within a response.
+func (s *session) checkReadable(st *exState) error {
+	if st.readable {
+		return nil
+	}
+	if err := s.unreadable(st); err != nil {
+		return err
+	}
+	st.readable = true
+	return nil
+}
+
 // resultEnd handles an EOF of st: the one after column definitions goes
 // through; a result set's terminator is refused if the result has a
 // column the session may not read.
@@ -38,7 +51,7 @@ func (s *session) resultEnd(st *exState, payload []byte, w *mysql.Writer) error 
 	if st.defsEOF {
 		st.defsEOF = false
 	} else if st.anyEnc {
-		if err := s.unreadable(st); err != nil {
+		if err := s.checkReadable(st); err != nil {
 			return err
 		}
 	}

@@ -114,7 +114,7 @@ func lenencInt(b []byte) (n uint64, k int) {
 func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *mysql.Writer) error {
 	ps := st.stmt
 	if x.Column == 0 || len(st.cols) != x.Columns {
-		st.cols, st.shared, st.anyEnc = nil, false, false
+		st.cols, st.shared, st.anyEnc, st.readable = nil, false, false, false
 		if ps != nil {
 			s.mu.Lock()
 			cols := ps.cols
@@ -243,7 +243,7 @@ func (s *session) row(st *exState, kind mysql.Kind, payload []byte, w *mysql.Wri
 		w.Packet(payload)
 		return nil
 	}
-	if err := s.unreadable(st); err != nil {
+	if err := s.checkReadable(st); err != nil {
 		return err
 	}
 	if kind == mysql.KindTextRow {

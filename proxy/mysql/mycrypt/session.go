@@ -9,6 +9,7 @@ import (
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
 	"github.com/dbproxy/dbproxy/proxy"
+	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
@@ -66,6 +67,12 @@ type session struct {
 	caps         uint64
 	sessionTrack bool
 
+	// spare is the cleared state of a finished COM_STMT_EXECUTE, for the
+	// next one: execute takes it, the result hook of the response's last
+	// packet puts it back (execState, result), so that an execution
+	// allocates no state of its own.
+	spare atomic.Pointer[exState]
+
 	// Scratch buffers, so that executions and rows allocate no
 	// intermediate values: cmdCanon, cmdCT and the lookup ciphertexts
 	// cmdMatch (sliced by cmdMatches) belong to the command hook,
@@ -86,10 +93,16 @@ type column struct {
 
 // exState is the per-exchange state of a watched command.
 type exState struct {
+	// reuse: the state of a COM_STMT_EXECUTE, cleared and kept as the
+	// session's spare once the response is complete.
+	reuse  bool
 	plan   *mysqlsql.Plan
 	stmt   *stmt // COM_STMT_EXECUTE / FETCH
 	cols   []column
 	anyEnc bool
+	// readable: the session may read every column of the current result
+	// set (unreadable found nothing; checked once per result set).
+	readable bool
 	// defsEOF: the next EOF is the one after the column definitions (not
 	// a result set's terminator).
 	defsEOF bool
@@ -114,4 +127,27 @@ type exState struct {
 	prepared bool
 	// lex is a pending change of the session's lexing state.
 	lex *lexChange
+}
+
+// execState returns the state of a new COM_STMT_EXECUTE: the session's
+// spare if there is one (no earlier execution's response is still in
+// flight), else a new one.
+func (s *session) execState() *exState {
+	if st := s.spare.Swap(nil); st != nil {
+		return st
+	}
+	return &exState{reuse: true}
+}
+
+// release clears the state of x, whose response is complete, and keeps it
+// as the spare if it is an execution's. x no longer refers to it: no hook
+// sees this exchange again.
+func (s *session) release(x *mysql.Exchange) {
+	st, _ := x.State.(*exState)
+	if st == nil || !st.reuse {
+		return
+	}
+	x.State = nil
+	*st = exState{reuse: true}
+	s.spare.Store(st)
 }
