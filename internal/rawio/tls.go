@@ -32,10 +32,11 @@ type Drainer interface {
 // crypto/tls reads ahead: it fills its record buffer with whatever the
 // socket has, possibly several records, which a later Read decrypts
 // without touching the socket. TLSConn hands it its socket through
-// recordReader, which never reads past the end of the current record, so
-// that once a Read has returned, crypto/tls holds no raw record it has not
-// consumed (at most part of one, which needs more input from the socket);
-// and a Read that did not fill its buffer left no decrypted bytes behind.
+// recordReader, which never gives it a byte past the end of the current
+// record (it keeps those itself, and says so), so that once a Read has
+// returned, crypto/tls holds no raw record it has not consumed (at most
+// part of one, which needs more input from the socket); and a Read that
+// did not fill its buffer left no decrypted bytes behind.
 // Handshake messages after the handshake (TLS 1.3 KeyUpdate, session
 // tickets) and alerts are records too: Read processes every whole one it
 // reads before it returns.
@@ -65,57 +66,84 @@ func (c *TLSConn) Read(p []byte) (int, error) {
 }
 
 // Drained implements [Drainer]: the last Read came up short or failed,
-// and the bytes read from the socket before the handshake are used up.
+// and the record reader holds no bytes crypto/tls has not taken.
 func (c *TLSConn) Drained() bool {
-	return !c.held && c.rr.preEmpty()
+	return !c.held && !c.rr.buffered()
 }
 
 // recordHeaderLen is the length of a TLS record header: type (1), version
 // (2), length (2).
 const recordHeaderLen = 5
 
-// recordReader is the socket as crypto/tls sees it: each Read stops at the
-// end of the current record's header or body, so crypto/tls never buffers
-// a record beyond the one it is reading. Writes go to the socket.
+// recordReader is the socket as crypto/tls sees it: a Read returns no byte
+// past the end of the current record, so crypto/tls never buffers a record
+// beyond the one it is reading. It reads the socket into crypto/tls's
+// buffer as usual, one read for a record that came whole, and keeps what
+// came past the record (pipelined input) in carry for the next Reads.
+// Writes go to the socket.
 type recordReader struct {
 	net.Conn
-	pre *bufio.Reader // read first; nil once empty
-	hdr [recordHeaderLen]byte
-	hn  int // bytes of the current record's header read
-	rem int // bytes of the current record's body still to read
+	pre   *bufio.Reader // read first; nil once empty
+	carry []byte        // read from the socket past a record's end
+	hdr   [recordHeaderLen]byte
+	hn    int // bytes of the current record's header read
+	rem   int // bytes of the current record's body still to read
 }
 
 func (r *recordReader) Read(p []byte) (int, error) {
-	want := r.rem
-	if want == 0 {
-		want = recordHeaderLen - r.hn
-	}
-	p = p[:min(len(p), want)]
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var err error
-	if r.preEmpty() {
-		n, err = r.Conn.Read(p)
-	} else {
-		n, err = r.pre.Read(p) // returns buffered bytes only
+	if len(r.carry) > 0 || !r.preEmpty() {
+		// Buffered bytes: hand them out up to the end of the header or
+		// body being read (no system call).
+		want := r.rem
+		if want == 0 {
+			want = recordHeaderLen - r.hn
+		}
+		p = p[:min(len(p), want)]
+		var n int
+		if len(r.carry) > 0 {
+			n = copy(p, r.carry)
+			if r.carry = r.carry[n:]; len(r.carry) == 0 {
+				r.carry = nil
+			}
+		} else {
+			n, _ = r.pre.Read(p) // buffered bytes only: no error
+		}
+		r.advance(p[:n])
+		return n, nil
 	}
-	r.account(p[:n])
-	return n, err
+	n, err := r.Conn.Read(p)
+	k := r.advance(p[:n])
+	if k < n {
+		r.carry = append([]byte(nil), p[k:n]...)
+	}
+	return k, err
 }
 
-// account advances the record position over b, read at it (within the
-// current header or body).
-func (r *recordReader) account(b []byte) {
-	if r.rem > 0 {
-		r.rem -= len(b)
-		return
-	}
-	r.hn += copy(r.hdr[r.hn:], b)
-	if r.hn == recordHeaderLen {
+// advance moves the record position over the bytes of b that belong to
+// the current record (the rest of its header, then of its body) and
+// returns how many that is.
+func (r *recordReader) advance(b []byte) int {
+	k := 0
+	if r.rem == 0 {
+		k = copy(r.hdr[r.hn:], b)
+		if r.hn += k; r.hn < recordHeaderLen {
+			return k
+		}
 		r.hn, r.rem = 0, int(binary.BigEndian.Uint16(r.hdr[3:]))
 	}
+	body := min(r.rem, len(b)-k)
+	r.rem -= body
+	return k + body
+}
+
+// buffered reports whether the reader holds bytes read from the socket
+// that crypto/tls has not taken, dropping the pre-handshake reader once it
+// is empty.
+func (r *recordReader) buffered() bool {
+	return len(r.carry) > 0 || !r.preEmpty()
 }
 
 // preEmpty reports whether the bytes read before the handshake are used

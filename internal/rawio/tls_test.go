@@ -22,7 +22,7 @@ import (
 )
 
 // testCert is a self-signed certificate for 127.0.0.1.
-func testCert(t *testing.T) tls.Certificate {
+func testCert(t testing.TB) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
