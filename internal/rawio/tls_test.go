@@ -92,7 +92,8 @@ func TestTLSConnReadLoopPipelined(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			srv, cli, bc := tlsPair(t, v)
-			if _, ok := any(srv).(rawio.Looper); !ok {
+			l, ok := any(srv).(rawio.Looper)
+			if !ok {
 				t.Skip("no TLS read loop on this platform")
 			}
 			bc.batch = true
@@ -126,7 +127,7 @@ func TestTLSConnReadLoopPipelined(t *testing.T) {
 			var got []byte
 			buf := make([]byte, 3000)
 			idles, waitedDrained := 0, true
-			err := srv.ReadLoop(func() []byte { return buf }, func(n int) error {
+			err := l.ReadLoop(func() []byte { return buf }, func(n int) error {
 				got = append(got, buf[:n]...)
 				if len(got) == ends[0] {
 					ends = ends[1:]
@@ -236,7 +237,8 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 	}
 	defer a.Close()
 	srv := rawio.TLSServer(rawio.Wrap(a), nil, &tls.Config{Certificates: []tls.Certificate{testCert(t)}})
-	if _, ok := any(srv).(rawio.Looper); !ok {
+	l, ok := any(srv).(rawio.Looper)
+	if !ok {
 		t.Skip("no TLS read loop on this platform")
 	}
 	_ = a.SetReadDeadline(time.Now().Add(20 * time.Second))
@@ -253,7 +255,7 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 	buf := make([]byte, 64)
 	var got []byte
 	done := errors.New("done")
-	err = srv.ReadLoop(func() []byte { return buf }, func(n int) error {
+	err = l.ReadLoop(func() []byte { return buf }, func(n int) error {
 		got = append(got, buf[:n]...)
 		if bytes.HasSuffix(got, []byte("\n")) {
 			lines <- string(got)
