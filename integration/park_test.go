@@ -25,7 +25,7 @@ func waitParked(t *testing.T, p *pgProxy, n int) {
 // TestPGParkedSession: an idle plaintext session parks both of its sockets;
 // a NOTIFY from another connection wakes it and reaches the client, and
 // queries after an idle spell work, with and without a client TLS leg
-// (which never parks).
+// (which parks too).
 func TestPGParkedSession(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
 	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
@@ -71,27 +71,27 @@ func TestPGParkedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A TLS client leg keeps its goroutine; its upstream leg parks.
+	// A TLS client leg parks too, and so does its upstream leg.
 	tc := testenv.ConnectPG(t, p.DSN("verify-full"))
-	waitParked(t, p, 3)
+	waitParked(t, p, 4)
 	time.Sleep(500 * time.Millisecond)
 	if err := tc.QueryRow(ctx, `select 7`).Scan(&v); err != nil || v != 7 {
 		t.Fatalf("TLS session after parking: %d, %v", v, err)
 	}
-	waitParked(t, p, 3)
+	waitParked(t, p, 4)
 
 	// The client going away wakes the parked session, which ends.
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the closed session to end", func() bool { return p.Srv.NumConns() == 1 })
-	waitParked(t, p, 1)
+	waitParked(t, p, 2)
 	// The server ending a parked session reaches the client.
 	var pid int
 	if err := tc.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	waitParked(t, p, 1)
+	waitParked(t, p, 2)
 	if _, err := admin.Exec(ctx, `select pg_terminate_backend($1)`, pid); err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ type Principal struct {
 // User and Database.
 func NewPrincipal(client net.Conn, listener string, id uint64) Principal {
 	p := Principal{Listener: listener, SessionID: id, Client: addrPort(client.RemoteAddr())}
-	if tc, ok := client.(*tls.Conn); ok {
+	if tc, ok := client.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 			p.CertSubject = certs[0].Subject.String()
 			p.CertSPKI = sha256.Sum256(certs[0].RawSubjectPublicKeyInfo)

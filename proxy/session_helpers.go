@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -25,15 +24,6 @@ func (s *ByteSet) Add(bs ...byte) {
 
 // Has reports whether b is in the set.
 func (s *ByteSet) Has(b byte) bool { return s[b>>6]&(1<<(b&63)) != 0 }
-
-// BufferedConn reads through R, which may hold the first bytes already read
-// from Conn (during the startup or handshake); writes go to Conn.
-type BufferedConn struct {
-	net.Conn
-	R *bufio.Reader
-}
-
-func (c *BufferedConn) Read(p []byte) (int, error) { return c.R.Read(p) }
 
 // Buffered returns what r has buffered (aliasing r's buffer), nil if
 // nothing.

@@ -9,6 +9,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -173,7 +174,7 @@ func (s *session) readClientResponse(ctx context.Context) error {
 		// The client does not wait for an answer: its ClientHello may be
 		// buffered already. Everything after the SSLRequest goes through
 		// the TLS layer, so nothing unencrypted can be smuggled in.
-		tconn := tls.Server(&proxy.BufferedConn{Conn: s.rawClient, R: s.cbr}, s.h.opts.TLS)
+		tconn := rawio.TLSServer(s.client, s.cbr, s.h.opts.TLS)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "client TLS handshake failed", slog.Any("error", err))
 			return errHandled

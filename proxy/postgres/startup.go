@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbproxy/dbproxy/internal/rawio"
 	"github.com/dbproxy/dbproxy/proxy"
 )
 
@@ -28,7 +28,7 @@ func (s *session) readClientStartup(ctx context.Context) error {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "direct SSL attempted but TLS is not configured")
 			return errHandled
 		}
-		if err := s.startClientTLS(ctx, &proxy.BufferedConn{Conn: s.client, R: s.cbr}, true); err != nil {
+		if err := s.startClientTLS(ctx, s.cbr, true); err != nil {
 			return err
 		}
 	}
@@ -90,7 +90,7 @@ func (s *session) sslRequest(ctx context.Context) error {
 	if _, err := s.client.Write([]byte{'S'}); err != nil {
 		return err
 	}
-	return s.startClientTLS(ctx, s.client, false)
+	return s.startClientTLS(ctx, nil, false)
 }
 
 // startupMessage takes the client's StartupMessage (protocol 3.x).
@@ -111,9 +111,12 @@ func (s *session) startupMessage(code uint32, payload []byte) error {
 	return nil
 }
 
-// startClientTLS runs the server side of a TLS handshake on conn.
-func (s *session) startClientTLS(ctx context.Context, conn net.Conn, direct bool) error {
-	tconn := tls.Server(conn, s.h.opts.TLS)
+// startClientTLS runs the server side of a TLS handshake on the client's
+// socket, whose first bytes pre may hold already (nil: none). The
+// connection knows when it holds no input of its own, so that the relay
+// can park it like a plain socket (rawio.TLSConn).
+func (s *session) startClientTLS(ctx context.Context, pre *bufio.Reader, direct bool) error {
+	tconn := rawio.TLSServer(s.client, pre, s.h.opts.TLS)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "client TLS handshake failed", slog.Any("error", err))
 		return errHandled

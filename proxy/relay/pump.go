@@ -290,12 +290,19 @@ func (p *Pump) space() []byte {
 
 // Leg describes the pump as a leg of a proxy.Relay: run runs it (Run,
 // with the protocol's panic handling), conn is the raw socket it reads
-// (through TLS if tls: then it never parks), mayPark whether the session
-// lets it wait without a goroutine, isReadDeadline which of its errors are
-// a read deadline expiring.
+// (through TLS if tls: then it parks only if its source is a
+// rawio.Drainer, when that holds no input, and parking drops its TLS read
+// buffers too), mayPark whether the session lets it wait without a
+// goroutine, isReadDeadline which of its errors are a read deadline
+// expiring.
 func (p *Pump) Leg(run func() error, conn net.Conn, tls bool, mayPark func() bool, isReadDeadline func(error) bool) proxy.RelayLeg {
-	return proxy.RelayLeg{
+	leg := proxy.RelayLeg{
 		Run: run, Conn: conn, Parkable: !tls,
 		AtRest: p.AtRest, Release: p.Release, MayPark: mayPark, IsReadDeadline: isReadDeadline,
 	}
+	if d, ok := p.src.(rawio.Drainer); ok && tls {
+		leg.Parkable, leg.AtRest = true, func() bool { return p.AtRest() && d.Drained() }
+		leg.Release = func() { p.Release(); d.Idle() }
+	}
+	return leg
 }

@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+)
+
+// TestPGParkedTLSSession: a session with a TLS client leg parks both of its
+// sockets like a plain one, and after each idle spell still relays
+// correctly: a query, a large result, a pipelined batch (several queries in
+// one write, so several TLS records in one segment), a notification from
+// the server while the client leg is parked; a client that ends with a
+// bare close_notify (no Terminate) ends its session.
+func TestPGParkedTLSSession(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	ctx := testCtx(t)
+	for _, neg := range []string{"postgres", "direct"} {
+		t.Run("sslnegotiation="+neg, func(t *testing.T) {
+			c := testenv.ConnectPG(t, p.DSN("verify-full")+"&sslnegotiation="+neg)
+			if _, err := c.Exec(ctx, `listen parked_tls`); err != nil {
+				t.Fatal(err)
+			}
+			for round := range 3 {
+				waitParked(t, p, 2)
+				time.Sleep(300 * time.Millisecond) // idle past the park delay
+				pgRelayChecks(ctx, t, c, admin, round)
+			}
+			waitParked(t, p, 2)
+			if err := c.PgConn().Conn().Close(); err != nil { // close_notify, no Terminate
+				t.Fatal(err)
+			}
+			waitFor(t, "the closed session to end", func() bool { return p.Srv.NumConns() == 0 })
+			if p.Srv.Parked() != 0 {
+				t.Fatalf("%d sockets still parked", p.Srv.Parked())
+			}
+		})
+	}
+}
+
+// pgRelayChecks runs round's checks on c, a session that has just idled.
+func pgRelayChecks(ctx context.Context, t *testing.T, c *pgx.Conn, admin *pgx.Conn, round int) {
+	t.Helper()
+	var v int
+	if err := c.QueryRow(ctx, `select $1::int * 2`, round).Scan(&v); err != nil || v != 2*round {
+		t.Fatalf("round %d: query after parking: %d, %v", round, v, err)
+	}
+	var s string
+	if err := c.QueryRow(ctx, `select repeat('x', 3000000)`).Scan(&s); err != nil || len(s) != 3000000 {
+		t.Fatalf("round %d: large result: %d bytes, %v", round, len(s), err)
+	}
+	b := &pgx.Batch{}
+	for i := range 50 {
+		b.Queue(`select $1::int`, i)
+	}
+	b.Queue(`select repeat('y', 100000)`)
+	b.Queue(`select length($1::text)`, strings.Repeat("z", 70000)) // several records in one write
+	br := c.SendBatch(ctx, b)
+	for i := range 50 {
+		if err := br.QueryRow().Scan(&v); err != nil || v != i {
+			t.Fatalf("round %d: batch query %d: %d, %v", round, i, v, err)
+		}
+	}
+	if err := br.QueryRow().Scan(&s); err != nil || s != strings.Repeat("y", 100000) {
+		t.Fatalf("round %d: batch's large result: %d bytes, %v", round, len(s), err)
+	}
+	if err := br.QueryRow().Scan(&v); err != nil || v != 70000 {
+		t.Fatalf("round %d: batch's large query: %d, %v", round, v, err)
+	}
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `select pg_notify('parked_tls', $1)`, fmt.Sprint("n", round)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.WaitForNotification(ctx)
+	if err != nil || n.Payload != fmt.Sprint("n", round) {
+		t.Fatalf("round %d: notification: %+v, %v", round, n, err)
+	}
+}
+
+// TestMySQLParkedTLSSession is the MySQL counterpart: a TLS client leg
+// parks, and queries, large results and a transaction spanning parks
+// work after each idle spell.
+func TestMySQLParkedTLSSession(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	if db.CAFile == "" {
+		t.Skip("external server without a known CA")
+	}
+	p := startMyProxy(t, db, myProxyOpts{ClientTLS: true})
+	ctx := testCtx(t)
+	parked := func(n int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d parked sockets", n), func() bool { return p.Srv.Parked() == n })
+	}
+	c := openConn(t, p.config(t, "tls="+registerTLS(t, p.CAFile)))
+	for round := range 3 {
+		parked(2)
+		time.Sleep(300 * time.Millisecond)
+		var v int
+		if err := c.QueryRowContext(ctx, `SELECT ? * 2`, round).Scan(&v); err != nil || v != 2*round {
+			t.Fatalf("round %d: query after parking: %d, %v", round, v, err)
+		}
+		var s string
+		if err := c.QueryRowContext(ctx, `SELECT REPEAT('x', 3000000)`).Scan(&s); err != nil || len(s) != 3000000 {
+			t.Fatalf("round %d: large result: %d bytes, %v", round, len(s), err)
+		}
+		if _, err := c.ExecContext(ctx, `BEGIN`); err != nil {
+			t.Fatal(err)
+		}
+		parked(2)
+		if err := c.QueryRowContext(ctx, `SELECT ? + 1`, round).Scan(&v); err != nil || v != round+1 {
+			t.Fatalf("round %d: query in a transaction after parking: %d, %v", round, v, err)
+		}
+		if _, err := c.ExecContext(ctx, `COMMIT`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
