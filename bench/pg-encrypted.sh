@@ -14,6 +14,12 @@
 #   METRICS=1 WORKLOADS=select bench/pg-encrypted.sh  # the cost of metrics: the encrypted target
 #                                              # through a second dbproxy with an admin: section
 #
+# The summary gives, per workload and clients, the median tps of each
+# target, the ratios, the proxy's CPU per transaction (encrypted / plain),
+# the per-core figure (transactions per second of proxy CPU: what one core
+# of a dedicated proxy host would carry) and the CPU encryption adds per
+# statement (encrypted minus plain; each transaction is one statement).
+#
 # METRICS=1 runs a second dbproxy, the same configuration plus admin: (so
 # every listener, key and statement metric is counted), and measures the
 # encrypted table through each of the two in rotated order; the summary is
@@ -132,7 +138,7 @@ if [ -n "${METRICS:-}" ]; then
   exit 0
 fi
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
-printf '%-7s %8s %12s %12s %13s %15s %16s %20s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)"
+printf '%-7s %8s %12s %12s %13s %15s %16s %20s %22s %16s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)" "tps/proxy_cpu_s(e/p)" enc_added_cpu_us
 for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
     e=$(median_of "$results" 4 "$w" "$c" enc-proxy)
@@ -140,6 +146,11 @@ for w in ${WORKLOADS:-select insert}; do
     d=$(median_of "$results" 4 "$w" "$c" plain-direct)
     ec=$(median_of "$results" 5 "$w" "$c" enc-proxy)
     pc=$(median_of "$results" 5 "$w" "$c" plain-proxy)
-    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f\n", w, c, e, p, d, e/p, e/d, ec, pc}'
+    # per core: transactions per second of proxy CPU, what one core of a
+    # dedicated proxy host would carry; and the CPU encryption adds per
+    # statement (one statement per transaction)
+    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {
+      printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f %13.0f / %6.0f %16.1f\n", w, c, e, p, d, e/p, e/d, ec, pc,
+        (ec > 0 ? 1e6/ec : 0), (pc > 0 ? 1e6/pc : 0), ec-pc}'
   done
 done
