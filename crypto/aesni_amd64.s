@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// AES-256 key expansion, one AES-256 block and one GHASH multiplication
+// AES-256 key expansion, two AES-256 blocks and one GHASH multiplication
 // with AES-NI and PCLMULQDQ, for the per-message cipher of XAES-256-GCM
 // (xaes_ni.go). The key expansion follows the standard library's
 // expandKeyAsm (crypto/internal/fips140/aes), restricted to 256-bit keys
@@ -58,43 +58,40 @@ TEXT ·aes256Expand(SB), NOSPLIT, $0-16
 	PXOR   X4, X4
 	RET
 
-// func aes256Encrypt(xk *[240]byte, dst, src *[16]byte)
-TEXT ·aes256Encrypt(SB), NOSPLIT, $0-24
+// ENC2 runs one AES round on X0 and X2 with the round key at off(AX).
+#define ENC2(off) \
+	MOVUPS off(AX), X1; \
+	AESENC X1, X0;      \
+	AESENC X1, X2
+
+// func aes256Encrypt2(xk *[240]byte, dst, src *[32]byte)
+TEXT ·aes256Encrypt2(SB), NOSPLIT, $0-24
 	MOVQ       xk+0(FP), AX
 	MOVQ       dst+8(FP), DX
 	MOVQ       src+16(FP), BX
 	MOVUPS     (BX), X0
+	MOVUPS     16(BX), X2
 	MOVUPS     (AX), X1
 	PXOR       X1, X0
-	MOVUPS     16(AX), X1
-	AESENC     X1, X0
-	MOVUPS     32(AX), X1
-	AESENC     X1, X0
-	MOVUPS     48(AX), X1
-	AESENC     X1, X0
-	MOVUPS     64(AX), X1
-	AESENC     X1, X0
-	MOVUPS     80(AX), X1
-	AESENC     X1, X0
-	MOVUPS     96(AX), X1
-	AESENC     X1, X0
-	MOVUPS     112(AX), X1
-	AESENC     X1, X0
-	MOVUPS     128(AX), X1
-	AESENC     X1, X0
-	MOVUPS     144(AX), X1
-	AESENC     X1, X0
-	MOVUPS     160(AX), X1
-	AESENC     X1, X0
-	MOVUPS     176(AX), X1
-	AESENC     X1, X0
-	MOVUPS     192(AX), X1
-	AESENC     X1, X0
-	MOVUPS     208(AX), X1
-	AESENC     X1, X0
+	PXOR       X1, X2
+	ENC2(16)
+	ENC2(32)
+	ENC2(48)
+	ENC2(64)
+	ENC2(80)
+	ENC2(96)
+	ENC2(112)
+	ENC2(128)
+	ENC2(144)
+	ENC2(160)
+	ENC2(176)
+	ENC2(192)
+	ENC2(208)
 	MOVUPS     224(AX), X1
 	AESENCLAST X1, X0
+	AESENCLAST X1, X2
 	MOVUPS     X0, (DX)
+	MOVUPS     X2, 16(DX)
 	PXOR       X1, X1
 	RET
 

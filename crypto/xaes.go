@@ -69,7 +69,10 @@ func newXAESGCMWith(key []byte, ni bool) (*xaesGCM, error) {
 	if ni {
 		x.xk = new([240]byte)
 		aes256Expand((*[32]byte)(key), x.xk)
-		aes256Encrypt(x.xk, &l, &l)
+		var b [32]byte
+		aes256Encrypt2(x.xk, &b, &b)
+		copy(l[:], b[:16])
+		clear(b[:])
 	} else {
 		block, err := aes.NewCipher(key)
 		if err != nil {

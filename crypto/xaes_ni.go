@@ -36,15 +36,16 @@ type xaesNI struct {
 	ctr  [16]byte  // J0, then the current counter block
 }
 
-// deriveNI sets km to the XAES-256-GCM key of nonce[:12] (see xaesGCM).
+// deriveNI sets km to the XAES-256-GCM key of nonce[:12] (see xaesGCM):
+// M1 and M2, XORed with K1, encrypted together.
 func (x *xaesGCM) deriveNI(km *[32]byte, nonce []byte) {
-	var m [16]byte
+	var m [32]byte
 	m[1], m[2] = 0x01, 'X'
-	copy(m[4:], nonce[:12])
-	subtle.XORBytes(m[:], m[:], x.k1[:])
-	aes256Encrypt(x.xk, (*[16]byte)(km[:16]), &m)
-	m[1] ^= 0x01 ^ 0x02 // M1 -> M2, still XORed with K1
-	aes256Encrypt(x.xk, (*[16]byte)(km[16:]), &m)
+	copy(m[4:16], nonce[:12])
+	xor16((*[16]byte)(m[:16]), &x.k1)
+	copy(m[16:], m[:16])
+	m[17] ^= 0x01 ^ 0x02 // M1 -> M2
+	aes256Encrypt2(x.xk, km, &m)
 	clear(m[:])
 }
 
@@ -54,20 +55,28 @@ func (s *xaesNI) init(x *xaesGCM, nonce []byte) {
 	x.deriveNI(&km, nonce)
 	aes256Expand(&km, &s.xk)
 	clear(km[:])
-	aes256Encrypt(&s.xk, &s.h, &s.h) // s.h is zero: H = AES_Km(0)
 	copy(s.ctr[:12], nonce[12:])
-	s.ctr[15] = 1 // J0 = nonce || 0^31 || 1
-	aes256Encrypt(&s.xk, &s.mask, &s.ctr)
+	s.ctr[15] = 1  // J0 = nonce || 0^31 || 1
+	var b [32]byte // 0^128 || J0 -> H || AES_Km(J0)
+	copy(b[16:], s.ctr[:])
+	aes256Encrypt2(&s.xk, &b, &b)
+	copy(s.h[:], b[:16])
+	copy(s.mask[:], b[16:])
 }
 
 // xorKeyStream XORs src with the CTR key stream into dst (len(dst) ==
-// len(src); they may be the same slice but must not overlap otherwise).
+// len(src); they may be the same slice but must not overlap otherwise),
+// two counter blocks at a time.
 func (s *xaesNI) xorKeyStream(dst, src []byte) {
-	var ks [16]byte
-	for i := 0; i < len(src); i += 16 {
-		c := binary.BigEndian.Uint32(s.ctr[12:]) + 1 // inc32
-		binary.BigEndian.PutUint32(s.ctr[12:], c)
-		aes256Encrypt(&s.xk, &ks, &s.ctr)
+	var ks [32]byte
+	for i := 0; i < len(src); i += 32 {
+		c := binary.BigEndian.Uint32(s.ctr[12:]) // inc32, twice
+		copy(ks[:12], s.ctr[:12])
+		binary.BigEndian.PutUint32(ks[12:], c+1)
+		copy(ks[16:28], s.ctr[:12])
+		binary.BigEndian.PutUint32(ks[28:], c+2)
+		binary.BigEndian.PutUint32(s.ctr[12:], c+2)
+		aes256Encrypt2(&s.xk, &ks, &ks)
 		subtle.XORBytes(dst[i:], src[i:], ks[:])
 	}
 	clear(ks[:])
@@ -76,16 +85,23 @@ func (s *xaesNI) xorKeyStream(dst, src []byte) {
 // ghash absorbs data into y, zero-padded to whole blocks.
 func (s *xaesNI) ghash(y *[16]byte, data []byte) {
 	for len(data) >= 16 {
-		subtle.XORBytes(y[:], y[:], data[:16])
+		xor16(y, (*[16]byte)(data))
 		gfmul(y, &s.h)
 		data = data[16:]
 	}
 	if len(data) > 0 {
 		var b [16]byte
 		copy(b[:], data)
-		subtle.XORBytes(y[:], y[:], b[:])
+		xor16(y, &b)
 		gfmul(y, &s.h)
 	}
+}
+
+// xor16 XORs b into a (inline, where subtle.XORBytes is a call with
+// overlap checks: it shows on 16-byte blocks).
+func xor16(a, b *[16]byte) {
+	binary.LittleEndian.PutUint64(a[:8], binary.LittleEndian.Uint64(a[:8])^binary.LittleEndian.Uint64(b[:8]))
+	binary.LittleEndian.PutUint64(a[8:], binary.LittleEndian.Uint64(a[8:])^binary.LittleEndian.Uint64(b[8:]))
 }
 
 // tag sets t to the GCM tag of ciphertext ct with associated data ad.
@@ -96,7 +112,8 @@ func (s *xaesNI) tag(t *[16]byte, ad, ct []byte) {
 	binary.BigEndian.PutUint64(l[:8], uint64(len(ad))*8)
 	binary.BigEndian.PutUint64(l[8:], uint64(len(ct))*8)
 	s.ghash(&y, l[:])
-	subtle.XORBytes(t[:], y[:], s.mask[:])
+	xor16(&y, &s.mask)
+	*t = y
 }
 
 // sealNI is seal for len(plaintext) <= xaesNIMax with x.xk set.
