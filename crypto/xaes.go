@@ -58,8 +58,8 @@ const (
 // key (the schedule is a copy).
 func newXAESGCM(key []byte) (*xaesGCM, error) { return newXAESGCMWith(key, haveAESNI) }
 
-// newXAESGCMWith is newXAESGCM with AES-NI used or not (ni must be false
-// when haveAESNI is; the tests compare the two paths).
+// newXAESGCMWith is newXAESGCM with the AES-NI path or without it (ni
+// requires haveAESNI; the tests compare the two paths).
 func newXAESGCMWith(key []byte, ni bool) (*xaesGCM, error) {
 	if len(key) != 32 {
 		return nil, errors.New("xaes-256-gcm: key is not 32 bytes")

@@ -12,16 +12,17 @@ import (
 // live on the stack, so a Seal or Open allocates nothing, where
 // crypto/aes and crypto/cipher build (and the garbage collector later
 // reclaims) about 1.3 KB in two objects per message. It is plain GCM (NIST
-// SP 800-38D, 96-bit nonce) one block at a time: the data key's KDF
-// blocks, H = AES_Km(0), the tag mask AES_Km(J0), CTR from J0+1, GHASH
-// over the associated data, the ciphertext and their bit lengths.
-// TestXAESNIMatchesStdlib checks it against the crypto/cipher path on
+// SP 800-38D, 96-bit nonce) two AES blocks at a time: the data key's two
+// KDF blocks, H = AES_Km(0) with the tag mask AES_Km(J0), CTR from J0+1;
+// GHASH, one block at a time, over the associated data, the ciphertext
+// and their bit lengths. The tag is checked before anything is decrypted.
+// TestXAESNIMatchesGeneric checks it against the crypto/cipher path on
 // random keys, nonces, lengths and associated data, besides the C2SP and
 // Tink checks every XAES-256-GCM path runs.
 
 // xaesNIMax is the longest plaintext (or ciphertext without its tag) that
-// goes one block at a time: beyond it crypto/cipher's pipelined GCM is
-// faster despite its setup.
+// takes this path: beyond it crypto/cipher's pipelined GCM is about as
+// fast despite its setup.
 const xaesNIMax = 512
 
 // errXAESOpen: a payload that does not authenticate (no detail, on
