@@ -13,6 +13,15 @@
 #   PERF=1 bench/pg-encrypted.sh               # also proxy syscalls and context switches per transaction
 #   METRICS=1 WORKLOADS=select bench/pg-encrypted.sh  # the cost of metrics: the encrypted target
 #                                              # through a second dbproxy with an admin: section
+#   BASE=main bench/pg-encrypted.sh            # also the encrypted table through dbproxy built
+#                                              # from git revision main (target enc-base):
+#                                              # before and after in one run
+#
+# The summary gives, per workload and clients, the median tps of each
+# target, the ratios, the proxy's CPU per transaction (encrypted / plain),
+# the per-core figure (transactions per second of proxy CPU: what one core
+# of a dedicated proxy host would carry) and the CPU encryption adds per
+# statement (encrypted minus plain; each transaction is one statement).
 #
 # METRICS=1 runs a second dbproxy, the same configuration plus admin: (so
 # every listener, key and statement metric is counted), and measures the
@@ -55,6 +64,20 @@ if [ -n "${METRICS:-}" ]; then
   measured="host=127.0.0.1 port=$mport user=postgres dbname=bench"
 fi
 
+if [ -n "${BASE:-}" ]; then
+  # the same configuration (and keys) on another port, served by dbproxy of $BASE
+  mkdir "$work/base"
+  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
+  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
+  bport=$(freeport)
+  sed "s/127.0.0.1:$dport/127.0.0.1:$bport/" "$work/dbproxy.yaml" >"$work/dbproxy-base.yaml"
+  env ${DBPROXY_ENV:-} "$work/dbproxy-base" serve --config "$work/dbproxy-base.yaml" 2>"$work/dbproxy-base.log" &
+  base_pid=$!
+  pids+=($!)
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$bport" && break; sleep 0.1; done
+  based="host=127.0.0.1 port=$bport user=postgres dbname=bench"
+fi
+
 # Seed both tables through the proxy (the encrypted one can only be written
 # through it).
 for t in users_enc users_plain; do
@@ -87,6 +110,7 @@ run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[  perf co
   [ "$1" = plain-direct ] && pp=""
   [ "$1" = enc-metrics-off ] && pp="$off_pid"
   [ "$1" = enc-metrics-on ] && pp="$on_pid"
+  [ "$1" = enc-base ] && pp="$base_pid"
   before=$(cpu_ticks "$pp")
   perf_start "$pp"
   out=$(pgbench -n -M "$MODE" -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1)
@@ -103,7 +127,8 @@ for round in $(seq "$ROUNDS"); do
       if [ -n "${METRICS:-}" ]; then
         mapfile -t order < <(rotate "$round" "enc-metrics-off|$proxied|users_enc" "enc-metrics-on|$measured|users_enc")
       else
-        mapfile -t order < <(rotate "$round" "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain")
+        mapfile -t order < <(rotate "$round" "enc-proxy|$proxied|users_enc" "plain-proxy|$proxied|users_plain" "plain-direct|$direct|users_plain" \
+          ${BASE:+"enc-base|$based|users_enc"})
       fi
       for target in "${order[@]}"; do
         IFS='|' read -r name conn table <<<"$target"
@@ -132,7 +157,7 @@ if [ -n "${METRICS:-}" ]; then
   exit 0
 fi
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
-printf '%-7s %8s %12s %12s %13s %15s %16s %20s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)"
+printf '%-7s %8s %12s %12s %13s %15s %16s %20s %22s %16s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)" "tps/proxy_cpu_s(e/p)" enc_added_cpu_us
 for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
     e=$(median_of "$results" 4 "$w" "$c" enc-proxy)
@@ -140,6 +165,25 @@ for w in ${WORKLOADS:-select insert}; do
     d=$(median_of "$results" 4 "$w" "$c" plain-direct)
     ec=$(median_of "$results" 5 "$w" "$c" enc-proxy)
     pc=$(median_of "$results" 5 "$w" "$c" plain-proxy)
-    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f\n", w, c, e, p, d, e/p, e/d, ec, pc}'
+    # per core: transactions per second of proxy CPU, what one core of a
+    # dedicated proxy host would carry; and the CPU encryption adds per
+    # statement (one statement per transaction)
+    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {
+      printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f %13.0f / %6.0f %16.1f\n", w, c, e, p, d, e/p, e/d, ec, pc,
+        (ec > 0 ? 1e6/ec : 0), (pc > 0 ? 1e6/pc : 0), ec-pc}'
+  done
+done
+[ -n "${BASE:-}" ] || exit 0
+echo
+echo "encrypted table through dbproxy of this tree vs of $BASE (enc-base), same run"
+printf '%-7s %8s %12s %12s %10s %24s\n' workload clients enc-proxy enc-base new/base "proxy_cpu_us/tx(new/base)"
+for w in ${WORKLOADS:-select insert}; do
+  for c in $CLIENTS; do
+    e=$(median_of "$results" 4 "$w" "$c" enc-proxy)
+    b=$(median_of "$results" 4 "$w" "$c" enc-base)
+    ec=$(median_of "$results" 5 "$w" "$c" enc-proxy)
+    bc=$(median_of "$results" 5 "$w" "$c" enc-base)
+    awk -v w="$w" -v c="$c" -v e="$e" -v b="$b" -v ec="$ec" -v bc="$bc" 'BEGIN {
+      printf "%-7s %8d %12.0f %12.0f %10.2f %17.1f / %4.1f\n", w, c, e, b, e/b, ec, bc}'
   done
 done

@@ -58,7 +58,10 @@
 //     chosen: the first still has a per-key limit under random nonces, the
 //     second is not AES (no FIPS-approved path, other hardware profile).
 //
-// It is implemented in xaes.go on crypto/aes and crypto/cipher, because no
+// It is implemented in xaes.go on crypto/aes and crypto/cipher, and, on
+// amd64 with AES-NI, for values up to 512 bytes, on AES-NI and PCLMULQDQ
+// directly (xaes_ni.go, aesni_amd64.s) so that the per-message key
+// schedule and GCM state stay on the stack; it is written here because no
 // maintained module offers it as a raw primitive: the standard library's
 // is internal, filippo.io/xaes256gcm is not on the module proxy this
 // project uses, and Tink's X-AES-GCM is only reachable through a keyset
@@ -108,8 +111,9 @@
 //
 // XAES-256-GCM keeps the schedule of the data key (for the KDF) and the
 // CMAC subkey K1 = 2·AES_K(0), which does not reveal K; the per-message key
-// is zeroed after its cipher is built, and that cipher becomes garbage
-// after one Seal or Open.
+// is zeroed after its cipher is built. On the AES-NI path that cipher's
+// schedule is on the stack and zeroed after one Seal or Open; otherwise it
+// becomes garbage after one Seal or Open.
 //
 // Key.Destroy drops the only reference to these (an atomic pointer), so
 // Encrypt and Decrypt fail with ErrKeyDestroyed and the garbage collector
@@ -121,8 +125,9 @@
 // A Key is immutable apart from its (AES-256-GCM only) counter and may be shared by any number
 // of goroutines. The associated data for every plaintext type is computed
 // once in NewKey, so AES-256-GCM Encrypt and Decrypt allocate nothing when
-// dst has room; XAES-256-GCM allocates two objects per call (the AES and
-// GCM state under the derived key), whatever the value's size; AES-256-SIV
+// dst has room; so does XAES-256-GCM on the AES-NI path (values up to 512
+// bytes on amd64 with AES-NI), and otherwise it allocates two objects per
+// call (the AES and GCM state under the derived key); AES-256-SIV
 // allocates nothing (but the standard library's CTR state for values of
 // 128 bytes or more). The KDF and CMAC/CTR scratch blocks of both are
 // pooled (sync.Pool) and cleared before they go back.

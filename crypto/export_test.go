@@ -36,3 +36,28 @@ func SIVOpen(key, payload, ad []byte) ([]byte, error) {
 	}
 	return s.open(nil, 0, payload)
 }
+
+// HaveAESNI reports whether XAESSeal and XAESOpen run the AES-NI path
+// (for values up to XAESNIMax bytes).
+var HaveAESNI = haveAESNI
+
+// XAESNIMax is the longest value the AES-NI path takes.
+const XAESNIMax = xaesNIMax
+
+// XAESSealGeneric and XAESOpenGeneric are XAESSeal and XAESOpen on
+// crypto/aes and crypto/cipher alone, as without AES-NI.
+func XAESSealGeneric(key, nonce, plaintext, ad []byte) ([]byte, error) {
+	x, err := newXAESGCMWith(key, false)
+	if err != nil {
+		return nil, err
+	}
+	return x.seal(nil, nonce, plaintext, ad)
+}
+
+func XAESOpenGeneric(key, nonce, ciphertext, ad []byte) ([]byte, error) {
+	x, err := newXAESGCMWith(key, false)
+	if err != nil {
+		return nil, err
+	}
+	return x.open(nil, nonce, ciphertext, ad)
+}

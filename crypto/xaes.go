@@ -33,8 +33,14 @@ import (
 // An xaesGCM holds the expanded schedule of K (which is the key, see
 // "Key material in memory") and K1, which is derived from K but does not
 // reveal it. It is immutable and safe for concurrent use.
+//
+// With AES-NI (haveAESNI) the schedule is xk and values up to xaesNIMax
+// bytes take the allocation-free path of xaes_ni.go; otherwise it is
+// block, and every message builds its AES and GCM state with crypto/aes
+// and crypto/cipher.
 type xaesGCM struct {
-	block cipher.Block
+	block cipher.Block // K's schedule without AES-NI
+	xk    *[240]byte   // K's schedule with AES-NI
 	k1    [aes.BlockSize]byte
 }
 
@@ -49,18 +55,32 @@ const (
 )
 
 // newXAESGCM returns XAES-256-GCM under the 32-byte key. It does not keep
-// key (aes.NewCipher copies it into its schedule).
-func newXAESGCM(key []byte) (*xaesGCM, error) {
+// key (the schedule is a copy).
+func newXAESGCM(key []byte) (*xaesGCM, error) { return newXAESGCMWith(key, haveAESNI) }
+
+// newXAESGCMWith is newXAESGCM with the AES-NI path or without it (ni
+// requires haveAESNI; the tests compare the two paths).
+func newXAESGCMWith(key []byte, ni bool) (*xaesGCM, error) {
 	if len(key) != 32 {
 		return nil, errors.New("xaes-256-gcm: key is not 32 bytes")
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	x := &xaesGCM{block: block}
+	x := &xaesGCM{}
 	var l [aes.BlockSize]byte
-	block.Encrypt(l[:], l[:])
+	if ni {
+		x.xk = new([240]byte)
+		aes256Expand((*[32]byte)(key), x.xk)
+		var b [32]byte
+		aes256Encrypt2(x.xk, &b, &b)
+		copy(l[:], b[:16])
+		clear(b[:])
+	} else {
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, err
+		}
+		x.block = block
+		block.Encrypt(l[:], l[:])
+	}
 	dbl(&x.k1, &l) // K1 = L·x in GF(2^128)
 	clear(l[:])
 	return x, nil
@@ -86,6 +106,16 @@ func putXAESScratch(s *xaesScratch) {
 // derived key is zeroed before returning; its schedule lives in the result,
 // which the caller drops after one Seal or Open.
 func (x *xaesGCM) aead(nonce []byte) (cipher.AEAD, error) {
+	if x.xk != nil {
+		var km [32]byte
+		x.deriveNI(&km, nonce)
+		block, err := aes.NewCipher(km[:])
+		clear(km[:])
+		if err != nil {
+			return nil, err
+		}
+		return cipher.NewGCM(block)
+	}
 	s := xaesScratches.Get().(*xaesScratch)
 	defer putXAESScratch(s)
 	s.m[1], s.m[2] = 0x01, 'X'
@@ -105,6 +135,9 @@ func (x *xaesGCM) aead(nonce []byte) (cipher.AEAD, error) {
 // seal appends nonce[12:]-sealed plaintext and its tag to dst (not the
 // nonce itself). nonce must be XAESNonceSize bytes.
 func (x *xaesGCM) seal(dst, nonce, plaintext, ad []byte) ([]byte, error) {
+	if x.xk != nil && len(plaintext) <= xaesNIMax {
+		return x.sealNI(dst, nonce, plaintext, ad), nil
+	}
 	g, err := x.aead(nonce)
 	if err != nil {
 		return nil, err
@@ -115,6 +148,9 @@ func (x *xaesGCM) seal(dst, nonce, plaintext, ad []byte) ([]byte, error) {
 // open authenticates and decrypts ciphertext||tag sealed under nonce and
 // appends the plaintext to dst.
 func (x *xaesGCM) open(dst, nonce, ciphertext, ad []byte) ([]byte, error) {
+	if x.xk != nil && len(ciphertext) <= xaesNIMax+XAESTagSize {
+		return x.openNI(dst, nonce, ciphertext, ad)
+	}
 	g, err := x.aead(nonce)
 	if err != nil {
 		return nil, err

@@ -107,8 +107,9 @@ func (e *Encryptor) EncryptForStore(ctx context.Context, col *ColumnRule, canon 
 
 // AppendStore is EncryptForStore appending the ciphertext to dst. When dst
 // has room for len(canon)+col.Mode.Algorithm().Overhead() more bytes, the
-// ciphertext fits without growing dst (an XAES-256-GCM key still makes its
-// per-message cipher; a legacy AES-256-GCM key allocates nothing).
+// ciphertext fits without growing dst (crypto.Key.Encrypt itself
+// allocates nothing, except XAES-256-GCM for values over 512 bytes or
+// without AES-NI).
 func (e *Encryptor) AppendStore(ctx context.Context, dst []byte, col *ColumnRule, canon []byte) ([]byte, error) {
 	if err := value.Validate(col.Type, canon); err != nil {
 		return nil, fmt.Errorf("encrypt value for column %s: %w", col, err)

@@ -43,9 +43,10 @@ type Matches struct {
 // RecordMatch remembers that cts are the ciphertexts (one per live key
 // version) sent for a lookup of canon on col. canon and cts are copied, so
 // the caller may reuse their memory (AppendMatch into a scratch buffer).
-// Lookups on randomized columns and those beyond the bound are ignored.
+// Lookups on randomized columns and those beyond the bound are ignored,
+// and so is everything on a nil Matches.
 func (m *Matches) RecordMatch(col *ColumnRule, canon []byte, cts [][]byte) {
-	if col == nil || !col.Deterministic || len(cts) == 0 || len(m.list) >= maxMatches {
+	if m == nil || col == nil || !col.Deterministic || len(cts) == 0 || len(m.list) >= maxMatches {
 		return
 	}
 	var kept [][]byte

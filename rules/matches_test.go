@@ -76,3 +76,14 @@ func TestMatchesInline(t *testing.T) {
 		t.Errorf("%v allocations per lookup, want 0", allocs)
 	}
 }
+
+// TestMatchesNil: a nil Matches (a statement with no lookup gets none)
+// records nothing and finds nothing.
+func TestMatchesNil(t *testing.T) {
+	col := matchRule(t)
+	var m *rules.Matches
+	m.RecordMatch(col, []byte("a"), [][]byte{[]byte("ct")})
+	if canon, ok := m.Lookup(col, []byte("ct")); ok {
+		t.Fatalf("nil Matches found %q", canon)
+	}
+}

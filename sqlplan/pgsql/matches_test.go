@@ -59,6 +59,10 @@ func TestRewriteRecordsMatches(t *testing.T) {
 		if !slices.Equal(rec.got, tc.want) {
 			t.Errorf("%s: recorded\n%q\nwant\n%q", tc.sql, rec.got, tc.want)
 		}
+		// A wire layer sets Matches up only when RecordsMatches says so.
+		if got := pl.RecordsMatches(); got != (len(tc.want) > 0) {
+			t.Errorf("%s: RecordsMatches() = %v, recorded %d", tc.sql, got, len(rec.got))
+		}
 		// Every recorded ciphertext is in the rewritten text.
 		for _, g := range rec.got {
 			_, cts, _ := strings.Cut(g, " ")

@@ -82,6 +82,25 @@ func (p *Plan) HasEdits() bool {
 	return false
 }
 
+// RecordsMatches reports whether Rewrite can tell Env.Matches anything:
+// the plan compares a deterministic column with constants (an EditMatch)
+// or EXECUTEs a prepared statement with arguments. When it does not, a
+// wire layer need not set Matches up at all.
+func (p *Plan) RecordsMatches() bool {
+	for i := range p.Statements {
+		st := &p.Statements[i]
+		if st.Kind == KindExecute && st.Execute != nil && len(st.Execute.Args) > 0 {
+			return true
+		}
+		for j := range st.Edits {
+			if st.Edits[j].Kind == EditMatch {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // StmtKind says what the wire layer does with a statement besides applying
 // its edits.
 type StmtKind uint8

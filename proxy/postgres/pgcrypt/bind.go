@@ -51,7 +51,9 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 		w.Forward(pgmsg.TypeBind, body)
 		return nil
 	}
-	p.matches = s.newMatchSet()
+	if bindsLookup(st.plan) { // an INSERT's Bind, say, has nothing to record
+		p.matches = s.newMatchSet()
+	}
 	s.mu.Lock()
 	zone := s.zone
 	s.mu.Unlock()
@@ -133,6 +135,17 @@ func hasEncryptedParam(plan *pgsql.Plan) bool {
 	}
 	for _, prm := range plan.Params {
 		if prm.Encrypted() {
+			return true
+		}
+	}
+	return false
+}
+
+// bindsLookup reports whether plan has a parameter compared with a
+// deterministic column, whose ciphertexts the portal's match set records.
+func bindsLookup(plan *pgsql.Plan) bool {
+	for _, prm := range plan.Params {
+		if prm.Role == sqlplan.RoleMatch || prm.Role == sqlplan.RoleMatchArray {
 			return true
 		}
 	}

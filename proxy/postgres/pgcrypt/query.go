@@ -95,10 +95,14 @@ func (s *session) rewriteQuery(plan *pgsql.Plan, sql string, lexChange bool, w *
 	}
 	s.mu.Lock()
 	zone := s.zone
-	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan.Shared(), matches: s.newMatchSet(), searchPathAt: s.searchPath.current})
+	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan.Shared(), searchPathAt: s.searchPath.current})
+	env := pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared, Scratch: &s.frontBufs.query}
+	if plan.RecordsMatches() { // an INSERT, say, has nothing to record
+		ev.matches = s.newMatchSet()
+		env.Matches = ev.matches
+	}
 	out := pgmsg.Begin(s.frontBufs.message[:0], pgmsg.TypeQuery)
-	out, err := plan.Rewrite(s.ctx, out, sql, pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared,
-		Matches: ev.matches, Scratch: &s.frontBufs.query})
+	out, err := plan.Rewrite(s.ctx, out, sql, env)
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)

@@ -300,6 +300,7 @@ func BenchmarkPreparedSelect(b *testing.B) {
 			x := f.prepare(b, tc.table, tc.oid, tc.types, row, rowOut)
 			var front, back postgres.Writer
 			b.ReportAllocs()
+			stop := startCPUTimer(b)
 			for b.Loop() {
 				if back.Len() > 1<<20 {
 					front, back = postgres.Writer{}, postgres.Writer{}
@@ -308,6 +309,7 @@ func BenchmarkPreparedSelect(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			stop()
 		})
 	}
 }
@@ -434,6 +436,7 @@ func (f *fixture) runEach(b *testing.B, xs []exchange) {
 	var front, back postgres.Writer
 	i := 0
 	b.ReportAllocs()
+	stop := startCPUTimer(b)
 	for b.Loop() {
 		if front.Len()+back.Len() > 1<<20 {
 			front, back = postgres.Writer{}, postgres.Writer{}
@@ -443,6 +446,7 @@ func (f *fixture) runEach(b *testing.B, xs []exchange) {
 		}
 		i++
 	}
+	stop()
 }
 
 // insertExchanges returns the exchanges of n simple-protocol inserts into
