@@ -33,9 +33,10 @@ type RelayLeg struct {
 	Run func() error
 	// Conn is the raw socket the pump reads (read deadlines).
 	Conn net.Conn
-	// Parkable: Conn is a plain TCP socket the pump reads directly (not
-	// through TLS, which may hold decrypted bytes the socket no longer
-	// shows).
+	// Parkable: Conn is a TCP socket the pump reads directly, or through
+	// a TLS wrapper that tells when it holds no input (rawio.TLSConn:
+	// AtRest then also asks it); never a TLS leg that may hold decrypted
+	// bytes the socket no longer shows.
 	Parkable bool
 	// AtRest reports whether the pump is at a message boundary with
 	// nothing buffered or pending; MayPark whether the session lets this

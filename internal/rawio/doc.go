@@ -6,5 +6,11 @@
 // Wrapped connections also implement [Looper], a read loop that saves the
 // relays one system call per message exchange.
 //
-// It owns only that wrapper; it must not import any dbproxy package.
+// [TLSServer] wraps crypto/tls for the client side of a session so that
+// crypto/tls never buffers input past the record it is reading: the relay
+// can then tell when nothing is held above the socket ([Drainer]) and let
+// an idle TLS leg wait on the socket like a plain one, with no goroutine
+// and no read buffer.
+//
+// It owns those wrappers; it must not import any dbproxy package.
 package rawio

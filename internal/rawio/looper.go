@@ -11,8 +11,8 @@ import "io"
 // (io.EOF at end of stream), or the deadline/close error that interrupted a
 // wait. It never returns nil.
 //
-// Wrapped TCP connections implement it on Linux; callers test for it and
-// fall back to Read otherwise.
+// Wrapped TCP connections and [TLSConn] implement it on Linux; callers
+// test for it and fall back to Read otherwise.
 type Looper interface {
 	ReadLoop(next func() []byte, handle func(n int) error, idle func()) error
 }

@@ -60,6 +60,9 @@ func TLSServer(conn net.Conn, pre *bufio.Reader, cfg *tls.Config) *TLSConn {
 
 // Read reads decrypted bytes (tls.Conn.Read).
 func (c *TLSConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // says nothing about what crypto/tls holds
+	}
 	n, err := c.Conn.Read(p)
 	c.held = err == nil && n > 0 && n == len(p)
 	return n, err

@@ -330,7 +330,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 
 	// The pumps run under a proxy.Relay on the detached connection: once
 	// nothing has been in flight for proxy.ParkDelay, each pump reading a
-	// plain TCP socket parks it on the server's poller between packets and
+	// plain TCP socket (or a client TLS one holding no input) parks it on the server's poller between packets and
 	// its goroutine returns; input starts a fresh goroutine that goes on
 	// from the pump's state. A busy session's server->client pump waits
 	// for its answers in the runtime; the client->server one parks only
