@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"unsafe"
 )
 
 // XAES-256-GCM with AES-NI and PCLMULQDQ (aesni_amd64.s), for values up
@@ -66,7 +67,8 @@ func (s *xaesNI) init(x *xaesGCM, nonce []byte) {
 }
 
 // xorKeyStream XORs src with the CTR key stream into dst (len(dst) ==
-// len(src); they may be the same slice but must not overlap otherwise),
+// len(src); they may be the same slice but must not overlap otherwise:
+// checkOverlap),
 // two counter blocks at a time.
 func (s *xaesNI) xorKeyStream(dst, src []byte) {
 	var ks [32]byte
@@ -119,10 +121,11 @@ func (s *xaesNI) tag(t *[16]byte, ad, ct []byte) {
 
 // sealNI is seal for len(plaintext) <= xaesNIMax with x.xk set.
 func (x *xaesGCM) sealNI(dst, nonce, plaintext, ad []byte) []byte {
-	var s xaesNI
-	s.init(x, nonce)
 	n := len(dst)
 	dst = slices.Grow(dst, len(plaintext)+XAESTagSize)[:n+len(plaintext)+XAESTagSize]
+	checkOverlap(dst[n:], plaintext, ad)
+	var s xaesNI
+	s.init(x, nonce)
 	ct := dst[n : n+len(plaintext)]
 	s.xorKeyStream(ct, plaintext)
 	s.tag((*[16]byte)(dst[n+len(plaintext):]), ad, ct)
@@ -137,6 +140,9 @@ func (x *xaesGCM) openNI(dst, nonce, ciphertext, ad []byte) ([]byte, error) {
 		return nil, errXAESOpen
 	}
 	ct, want := ciphertext[:len(ciphertext)-XAESTagSize], ciphertext[len(ciphertext)-XAESTagSize:]
+	n := len(dst)
+	out := slices.Grow(dst, len(ct))[:n+len(ct)]
+	checkOverlap(out[n:], ciphertext, ad)
 	var s xaesNI
 	s.init(x, nonce)
 	var t [16]byte
@@ -145,9 +151,29 @@ func (x *xaesGCM) openNI(dst, nonce, ciphertext, ad []byte) ([]byte, error) {
 		clear(s.xk[:])
 		return nil, errXAESOpen
 	}
-	n := len(dst)
-	dst = slices.Grow(dst, len(ct))[:n+len(ct)]
-	s.xorKeyStream(dst[n:], ct)
+	s.xorKeyStream(out[n:], ct)
 	clear(s.xk[:])
-	return dst, nil
+	return out, nil
+}
+
+// checkOverlap panics as crypto/cipher's GCM does when out, the part of
+// dst that Seal or Open writes, shares memory with their input in other
+// than the same place (xorKeyStream works 32 bytes at a time, so an out
+// that starts inside the input would silently corrupt it) or with the
+// associated data at all (Seal reads it after writing out).
+func checkOverlap(out, in, ad []byte) {
+	if len(out) > 0 && len(in) > 0 && &out[0] != &in[0] && anyOverlap(out, in) {
+		panic("crypto/cipher: invalid buffer overlap of output and input")
+	}
+	if anyOverlap(out, ad) {
+		panic("crypto/cipher: invalid buffer overlap of output and additional data")
+	}
+}
+
+// anyOverlap reports whether x and y share memory at any index (as
+// crypto/internal/alias.AnyOverlap; memory beyond the lengths is ignored).
+func anyOverlap(x, y []byte) bool {
+	return len(x) > 0 && len(y) > 0 &&
+		uintptr(unsafe.Pointer(&x[0])) <= uintptr(unsafe.Pointer(&y[len(y)-1])) &&
+		uintptr(unsafe.Pointer(&y[0])) <= uintptr(unsafe.Pointer(&x[len(x)-1]))
 }
