@@ -112,8 +112,12 @@
 // XAES-256-GCM keeps the schedule of the data key (for the KDF) and the
 // CMAC subkey K1 = 2·AES_K(0), which does not reveal K; the per-message key
 // is zeroed after its cipher is built. On the AES-NI path that cipher's
-// schedule is on the stack and zeroed after one Seal or Open; otherwise it
-// becomes garbage after one Seal or Open.
+// whole state (schedule, GHASH key H, tag mask AES_Km(J0), GHASH
+// accumulator and the key-stream and derivation blocks) is on the stack
+// and zeroed before the Seal or Open returns, whether it succeeds or not.
+// That does not cover copies: when the runtime grows a goroutine's stack
+// it moves the stack and frees the old one without zeroing it. Otherwise
+// the per-message cipher becomes garbage after one Seal or Open.
 //
 // Key.Destroy drops the only reference to these (an atomic pointer), so
 // Encrypt and Decrypt fail with ErrKeyDestroyed and the garbage collector

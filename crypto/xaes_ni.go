@@ -30,13 +30,19 @@ const xaesNIMax = 512
 // purpose).
 var errXAESOpen = errors.New("xaes-256-gcm: message authentication failed")
 
-// xaesNI is the GCM state of one message under its derived key Km.
+// xaesNI is the GCM state of one message under its derived key Km. It
+// lives on the caller's stack and is zeroed (wipe) before sealNI or openNI
+// returns, whichever way.
 type xaesNI struct {
 	xk   [240]byte // round keys of Km
 	h    [16]byte  // GHASH key AES_Km(0)
 	mask [16]byte  // AES_Km(J0), XORed into the tag
 	ctr  [16]byte  // J0, then the current counter block
+	y    [16]byte  // GHASH accumulator
 }
+
+// wipe zeroes s.
+func (s *xaesNI) wipe() { *s = xaesNI{} }
 
 // deriveNI sets km to the XAES-256-GCM key of nonce[:12] (see xaesGCM):
 // M1 and M2, XORed with K1, encrypted together.
@@ -64,6 +70,7 @@ func (s *xaesNI) init(x *xaesGCM, nonce []byte) {
 	aes256Encrypt2(&s.xk, &b, &b)
 	copy(s.h[:], b[:16])
 	copy(s.mask[:], b[16:])
+	clear(b[:])
 }
 
 // xorKeyStream XORs src with the CTR key stream into dst (len(dst) ==
@@ -109,14 +116,15 @@ func xor16(a, b *[16]byte) {
 
 // tag sets t to the GCM tag of ciphertext ct with associated data ad.
 func (s *xaesNI) tag(t *[16]byte, ad, ct []byte) {
-	var y, l [16]byte
-	s.ghash(&y, ad)
-	s.ghash(&y, ct)
+	var l [16]byte
+	s.y = [16]byte{}
+	s.ghash(&s.y, ad)
+	s.ghash(&s.y, ct)
 	binary.BigEndian.PutUint64(l[:8], uint64(len(ad))*8)
 	binary.BigEndian.PutUint64(l[8:], uint64(len(ct))*8)
-	s.ghash(&y, l[:])
-	xor16(&y, &s.mask)
-	*t = y
+	s.ghash(&s.y, l[:])
+	xor16(&s.y, &s.mask)
+	*t = s.y
 }
 
 // sealNI is seal for len(plaintext) <= xaesNIMax with x.xk set.
@@ -125,11 +133,11 @@ func (x *xaesGCM) sealNI(dst, nonce, plaintext, ad []byte) []byte {
 	dst = slices.Grow(dst, len(plaintext)+XAESTagSize)[:n+len(plaintext)+XAESTagSize]
 	checkOverlap(dst[n:], plaintext, ad)
 	var s xaesNI
+	defer s.wipe()
 	s.init(x, nonce)
 	ct := dst[n : n+len(plaintext)]
 	s.xorKeyStream(ct, plaintext)
 	s.tag((*[16]byte)(dst[n+len(plaintext):]), ad, ct)
-	clear(s.xk[:])
 	return dst
 }
 
@@ -144,15 +152,16 @@ func (x *xaesGCM) openNI(dst, nonce, ciphertext, ad []byte) ([]byte, error) {
 	out := slices.Grow(dst, len(ct))[:n+len(ct)]
 	checkOverlap(out[n:], ciphertext, ad)
 	var s xaesNI
+	defer s.wipe()
 	s.init(x, nonce)
-	var t [16]byte
+	var t [16]byte // the expected tag: a valid forgery while it differs from want
 	s.tag(&t, ad, ct)
-	if subtle.ConstantTimeCompare(t[:], want) != 1 {
-		clear(s.xk[:])
+	ok := subtle.ConstantTimeCompare(t[:], want) == 1
+	clear(t[:])
+	if !ok {
 		return nil, errXAESOpen
 	}
 	s.xorKeyStream(out[n:], ct)
-	clear(s.xk[:])
 	return out, nil
 }
 
