@@ -114,7 +114,8 @@
 // is zeroed after its cipher is built. On the AES-NI path that cipher's
 // whole state (schedule, GHASH key H, tag mask AES_Km(J0), GHASH
 // accumulator and the key-stream and derivation blocks) is on the stack
-// and zeroed before the Seal or Open returns, whether it succeeds or not.
+// and zeroed before the Seal or Open returns, whether it succeeds or not,
+// and the assembly clears the vector registers it used before returning.
 // That does not cover copies: when the runtime grows a goroutine's stack
 // it moves the stack and frees the old one without zeroing it. Otherwise
 // the per-message cipher becomes garbage after one Seal or Open.
