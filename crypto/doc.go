@@ -69,6 +69,14 @@
 // the 10,000-iteration accumulated one; the 1,000,000-iteration one with
 // DBPROXY_XAES_1M=1) and a cross-check against Tink's X-AES-GCM pin it.
 //
+// The AES-NI path is chosen once, at start-up, by CPU feature detection
+// (golang.org/x/sys/cpu): it needs AES-NI, PCLMULQDQ and SSSE3, and
+// without any of them every value takes the generic path. Building with
+// `-tags purego` leaves the assembly out and forces the generic path.
+// x/sys/cpu honours GODEBUG as the standard library does, so running with
+// GODEBUG=cpu.aes=off (or cpu.pclmulqdq=off, cpu.ssse3=off) also selects
+// the generic path, as it makes crypto/aes use its generic code.
+//
 // AES-256-GCM (0x01) is legacy: key versions created before 0x03 existed
 // keep it for life, and their ciphertexts stay readable. It is the
 // standard library's cipher.NewGCMWithRandomNonce: a 96-bit nonce from
