@@ -18,8 +18,9 @@ import (
 // GHASH, one block at a time, over the associated data, the ciphertext
 // and their bit lengths. The tag is checked before anything is decrypted.
 // TestXAESNIMatchesGeneric checks it against the crypto/cipher path on
-// random keys, nonces, lengths and associated data, besides the C2SP and
-// Tink checks every XAES-256-GCM path runs.
+// random keys, nonces, lengths and associated data, FuzzXAESNI and
+// TestXAESAllLengths against a reference written from the C2SP text,
+// besides the C2SP and Tink checks every XAES-256-GCM path runs.
 
 // xaesNIMax is the longest plaintext (or ciphertext without its tag) that
 // takes this path: beyond it crypto/cipher's pipelined GCM is about as
