@@ -10,6 +10,10 @@
 // carry-less multiplication and reduction of Intel's white paper "Intel
 // Carry-Less Multiplication Instruction and its Usage for Computing the
 // GCM Mode" (Gueron, Kounavis), figure 5.
+//
+// Each function zeroes, before it returns, every vector register it wrote
+// that could hold key material or state derived from it (X10 holds only
+// the byte-swap mask). X15 (the Go ABI's zero register) is never written.
 
 // EXPAND derives the next round key into upd from upd and the
 // AESKEYGENASSIST of gen, lane sel of it (0xff: RotWord(SubWord) xor rcon,
@@ -92,7 +96,9 @@ TEXT ·aes256Encrypt2(SB), NOSPLIT, $0-24
 	AESENCLAST X1, X2
 	MOVUPS     X0, (DX)
 	MOVUPS     X2, 16(DX)
+	PXOR       X0, X0
 	PXOR       X1, X1
+	PXOR       X2, X2
 	RET
 
 // func gfmul(y, h *[16]byte)
@@ -165,7 +171,16 @@ TEXT ·gfmul(SB), NOSPLIT, $0-16
 
 	PSHUFB X10, X6
 	MOVOU  X6, (AX)
+	PXOR   X0, X0
 	PXOR   X1, X1
+	PXOR   X2, X2
+	PXOR   X3, X3
+	PXOR   X4, X4
+	PXOR   X5, X5
+	PXOR   X6, X6
+	PXOR   X7, X7
+	PXOR   X8, X8
+	PXOR   X9, X9
 	RET
 
 // bswapMask reverses the 16 bytes of a register (PSHUFB).

@@ -69,6 +69,14 @@
 // the 10,000-iteration accumulated one; the 1,000,000-iteration one with
 // DBPROXY_XAES_1M=1) and a cross-check against Tink's X-AES-GCM pin it.
 //
+// The AES-NI path is chosen once, at start-up, by CPU feature detection
+// (golang.org/x/sys/cpu): it needs AES-NI, PCLMULQDQ and SSSE3, and
+// without any of them every value takes the generic path. Building with
+// `-tags purego` leaves the assembly out and forces the generic path.
+// x/sys/cpu honours GODEBUG as the standard library does, so running with
+// GODEBUG=cpu.aes=off (or cpu.pclmulqdq=off, cpu.ssse3=off) also selects
+// the generic path, as it makes crypto/aes use its generic code.
+//
 // AES-256-GCM (0x01) is legacy: key versions created before 0x03 existed
 // keep it for life, and their ciphertexts stay readable. It is the
 // standard library's cipher.NewGCMWithRandomNonce: a 96-bit nonce from
@@ -112,8 +120,13 @@
 // XAES-256-GCM keeps the schedule of the data key (for the KDF) and the
 // CMAC subkey K1 = 2·AES_K(0), which does not reveal K; the per-message key
 // is zeroed after its cipher is built. On the AES-NI path that cipher's
-// schedule is on the stack and zeroed after one Seal or Open; otherwise it
-// becomes garbage after one Seal or Open.
+// whole state (schedule, GHASH key H, tag mask AES_Km(J0), GHASH
+// accumulator and the key-stream and derivation blocks) is on the stack
+// and zeroed before the Seal or Open returns, whether it succeeds or not,
+// and the assembly clears the vector registers it used before returning.
+// That does not cover copies: when the runtime grows a goroutine's stack
+// it moves the stack and frees the old one without zeroing it. Otherwise
+// the per-message cipher becomes garbage after one Seal or Open.
 //
 // Key.Destroy drops the only reference to these (an atomic pointer), so
 // Encrypt and Decrypt fail with ErrKeyDestroyed and the garbage collector

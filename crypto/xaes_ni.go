@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"unsafe"
 )
 
 // XAES-256-GCM with AES-NI and PCLMULQDQ (aesni_amd64.s), for values up
@@ -17,8 +18,9 @@ import (
 // GHASH, one block at a time, over the associated data, the ciphertext
 // and their bit lengths. The tag is checked before anything is decrypted.
 // TestXAESNIMatchesGeneric checks it against the crypto/cipher path on
-// random keys, nonces, lengths and associated data, besides the C2SP and
-// Tink checks every XAES-256-GCM path runs.
+// random keys, nonces, lengths and associated data, FuzzXAESNI and
+// TestXAESAllLengths against a reference written from the C2SP text,
+// besides the C2SP and Tink checks every XAES-256-GCM path runs.
 
 // xaesNIMax is the longest plaintext (or ciphertext without its tag) that
 // takes this path: beyond it crypto/cipher's pipelined GCM is about as
@@ -29,13 +31,19 @@ const xaesNIMax = 512
 // purpose).
 var errXAESOpen = errors.New("xaes-256-gcm: message authentication failed")
 
-// xaesNI is the GCM state of one message under its derived key Km.
+// xaesNI is the GCM state of one message under its derived key Km. It
+// lives on the caller's stack and is zeroed (wipe) before sealNI or openNI
+// returns, whichever way.
 type xaesNI struct {
 	xk   [240]byte // round keys of Km
 	h    [16]byte  // GHASH key AES_Km(0)
 	mask [16]byte  // AES_Km(J0), XORed into the tag
 	ctr  [16]byte  // J0, then the current counter block
+	y    [16]byte  // GHASH accumulator
 }
+
+// wipe zeroes s.
+func (s *xaesNI) wipe() { *s = xaesNI{} }
 
 // deriveNI sets km to the XAES-256-GCM key of nonce[:12] (see xaesGCM):
 // M1 and M2, XORed with K1, encrypted together.
@@ -63,10 +71,12 @@ func (s *xaesNI) init(x *xaesGCM, nonce []byte) {
 	aes256Encrypt2(&s.xk, &b, &b)
 	copy(s.h[:], b[:16])
 	copy(s.mask[:], b[16:])
+	clear(b[:])
 }
 
 // xorKeyStream XORs src with the CTR key stream into dst (len(dst) ==
-// len(src); they may be the same slice but must not overlap otherwise),
+// len(src); they may be the same slice but must not overlap otherwise:
+// checkOverlap),
 // two counter blocks at a time.
 func (s *xaesNI) xorKeyStream(dst, src []byte) {
 	var ks [32]byte
@@ -107,26 +117,28 @@ func xor16(a, b *[16]byte) {
 
 // tag sets t to the GCM tag of ciphertext ct with associated data ad.
 func (s *xaesNI) tag(t *[16]byte, ad, ct []byte) {
-	var y, l [16]byte
-	s.ghash(&y, ad)
-	s.ghash(&y, ct)
+	var l [16]byte
+	s.y = [16]byte{}
+	s.ghash(&s.y, ad)
+	s.ghash(&s.y, ct)
 	binary.BigEndian.PutUint64(l[:8], uint64(len(ad))*8)
 	binary.BigEndian.PutUint64(l[8:], uint64(len(ct))*8)
-	s.ghash(&y, l[:])
-	xor16(&y, &s.mask)
-	*t = y
+	s.ghash(&s.y, l[:])
+	xor16(&s.y, &s.mask)
+	*t = s.y
 }
 
 // sealNI is seal for len(plaintext) <= xaesNIMax with x.xk set.
 func (x *xaesGCM) sealNI(dst, nonce, plaintext, ad []byte) []byte {
-	var s xaesNI
-	s.init(x, nonce)
 	n := len(dst)
 	dst = slices.Grow(dst, len(plaintext)+XAESTagSize)[:n+len(plaintext)+XAESTagSize]
+	checkOverlap(dst[n:], plaintext, ad)
+	var s xaesNI
+	defer s.wipe()
+	s.init(x, nonce)
 	ct := dst[n : n+len(plaintext)]
 	s.xorKeyStream(ct, plaintext)
 	s.tag((*[16]byte)(dst[n+len(plaintext):]), ad, ct)
-	clear(s.xk[:])
 	return dst
 }
 
@@ -137,17 +149,41 @@ func (x *xaesGCM) openNI(dst, nonce, ciphertext, ad []byte) ([]byte, error) {
 		return nil, errXAESOpen
 	}
 	ct, want := ciphertext[:len(ciphertext)-XAESTagSize], ciphertext[len(ciphertext)-XAESTagSize:]
+	n := len(dst)
+	out := slices.Grow(dst, len(ct))[:n+len(ct)]
+	checkOverlap(out[n:], ciphertext, ad)
 	var s xaesNI
+	defer s.wipe()
 	s.init(x, nonce)
-	var t [16]byte
+	var t [16]byte // the expected tag: a valid forgery while it differs from want
 	s.tag(&t, ad, ct)
-	if subtle.ConstantTimeCompare(t[:], want) != 1 {
-		clear(s.xk[:])
+	ok := subtle.ConstantTimeCompare(t[:], want) == 1
+	clear(t[:])
+	if !ok {
 		return nil, errXAESOpen
 	}
-	n := len(dst)
-	dst = slices.Grow(dst, len(ct))[:n+len(ct)]
-	s.xorKeyStream(dst[n:], ct)
-	clear(s.xk[:])
-	return dst, nil
+	s.xorKeyStream(out[n:], ct)
+	return out, nil
+}
+
+// checkOverlap panics as crypto/cipher's GCM does when out, the part of
+// dst that Seal or Open writes, shares memory with their input in other
+// than the same place (xorKeyStream works 32 bytes at a time, so an out
+// that starts inside the input would silently corrupt it) or with the
+// associated data at all (Seal reads it after writing out).
+func checkOverlap(out, in, ad []byte) {
+	if len(out) > 0 && len(in) > 0 && &out[0] != &in[0] && anyOverlap(out, in) {
+		panic("crypto/cipher: invalid buffer overlap of output and input")
+	}
+	if anyOverlap(out, ad) {
+		panic("crypto/cipher: invalid buffer overlap of output and additional data")
+	}
+}
+
+// anyOverlap reports whether x and y share memory at any index (as
+// crypto/internal/alias.AnyOverlap; memory beyond the lengths is ignored).
+func anyOverlap(x, y []byte) bool {
+	return len(x) > 0 && len(y) > 0 &&
+		uintptr(unsafe.Pointer(&x[0])) <= uintptr(unsafe.Pointer(&y[len(y)-1])) &&
+		uintptr(unsafe.Pointer(&y[0])) <= uintptr(unsafe.Pointer(&x[len(x)-1]))
 }
