@@ -113,6 +113,21 @@ start_dbproxy() {
   pids+=($!)
 }
 
+# start_base_dbproxy PORT: builds dbproxy from git revision $BASE and
+# serves $work/dbproxy.yaml with its listener on PORT moved to a free port
+# (the same keys), with $DBPROXY_ENV and $BASE_ENV in its environment; sets
+# base_port and base_pid. Before and after in one run.
+start_base_dbproxy() {
+  mkdir "$work/base"
+  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
+  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
+  base_port=$(freeport)
+  sed "s/listen: 127.0.0.1:$1/listen: 127.0.0.1:$base_port/" "$work/dbproxy.yaml" >"$work/base.yaml"
+  env ${DBPROXY_ENV:-} ${BASE_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
+  base_pid=$!
+  pids+=($!)
+}
+
 # rotate ROUND WORD...: the words, starting from the ROUND-th (cyclically),
 # so that each round runs the targets in another order: the target run
 # right after another one in a round measurably gains or loses (caches,

@@ -72,15 +72,8 @@ leak=$(direct -N -B -e "SELECT COUNT(*) FROM users_enc WHERE email = '7' OR ssn 
 targets=("enc-proxy|$pport|users_enc|$dbproxy_pid" "plain-proxy|$pport|users_plain|$dbproxy_pid"
   "plain-direct|$myport|users_plain|")
 if [ -n "${BASE:-}" ]; then
-  # the same configuration and keys on another port, served by dbproxy of $BASE
-  mkdir "$work/base"
-  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
-  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
-  bport=$(freeport)
-  sed "s/listen: 127.0.0.1:$pport/listen: 127.0.0.1:$bport/" "$work/dbproxy.yaml" >"$work/base.yaml"
-  env ${DBPROXY_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
-  base_pid=$!
-  pids+=($!)
+  start_base_dbproxy "$pport"
+  bport=$base_port
   for _ in $(seq 50); do mariadb -usb -psb -h127.0.0.1 -P"$bport" sbtest -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
   targets+=("enc-base|$bport|users_enc|$base_pid" "plain-base|$bport|users_plain|$base_pid")
 fi

@@ -65,15 +65,8 @@ if [ -n "${METRICS:-}" ]; then
 fi
 
 if [ -n "${BASE:-}" ]; then
-  # the same configuration (and keys) on another port, served by dbproxy of $BASE
-  mkdir "$work/base"
-  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
-  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
-  bport=$(freeport)
-  sed "s/127.0.0.1:$dport/127.0.0.1:$bport/" "$work/dbproxy.yaml" >"$work/dbproxy-base.yaml"
-  env ${DBPROXY_ENV:-} "$work/dbproxy-base" serve --config "$work/dbproxy-base.yaml" 2>"$work/dbproxy-base.log" &
-  base_pid=$!
-  pids+=($!)
+  start_base_dbproxy "$dport"
+  bport=$base_port
   for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$bport" && break; sleep 0.1; done
   based="host=127.0.0.1 port=$bport user=postgres dbname=bench"
 fi

@@ -76,15 +76,8 @@ targets+=" dbproxy"
 declare -A port=([direct]=$pgport [pgbouncer]=$bport [dbproxy]=$dport [haproxy]=$hport)
 declare -A ppid=([direct]="" [pgbouncer]="$(cat "$work/pgbouncer.pid" 2>/dev/null || true)" [dbproxy]="$dbproxy_pid" [haproxy]="$hapid")
 if [ -n "${BASE:-}" ]; then
-  # the same configuration on another port, served by dbproxy of $BASE
-  mkdir "$work/base"
-  git -C "$here" archive "$BASE" | tar -x -C "$work/base"
-  (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
-  port[base]=$(freeport)
-  sed "s/listen: 127.0.0.1:$dport/listen: 127.0.0.1:${port[base]}/" "$work/dbproxy.yaml" >"$work/base.yaml"
-  env ${DBPROXY_ENV:-} ${BASE_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
-  ppid[base]=$!
-  pids+=($!)
+  start_base_dbproxy "$dport"
+  port[base]=$base_port ppid[base]=$base_pid
   for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "${port[base]}" && break; sleep 0.1; done
   targets+=" base"
 fi
