@@ -23,6 +23,7 @@ type legOpts struct {
 	UpstreamAddr     string // host:port of the server; default the server's address
 	Limits           proxy.Limits
 	HandshakeTimeout time.Duration
+	RelayLoops       int // proxy.Server.RelayLoops: -1 relays every session on goroutines
 }
 
 // testServer is the server a test proxy is put in front of.
@@ -40,7 +41,7 @@ func (p *servedProxy) start(t testing.TB, o legOpts, name string, srv testServer
 	t.Helper()
 	sp, logger := newServedProxy(slog.LevelDebug)
 	*p = sp
-	p.Host, p.Limits = o.ListenHost, o.Limits
+	p.Host, p.Limits, p.RelayLoops = o.ListenHost, o.Limits, o.RelayLoops
 	lo := proxy.ListenerOptions{
 		Name:             name,
 		Upstream:         srv.addr,

@@ -41,6 +41,7 @@ type myProxyOpts struct {
 	UpstreamAddr     string // host:port of the server; default db.Addr()
 	Limits           proxy.Limits
 	HandshakeTimeout time.Duration
+	RelayLoops       int // see legOpts
 }
 
 var tlsConfigSeq atomic.Int64
@@ -59,7 +60,7 @@ func startMyProxy(t testing.TB, db *testenv.MariaDB, o myProxyOpts) *myProxy {
 
 // legs is o's protocol-independent part.
 func (o myProxyOpts) legs() legOpts {
-	return legOpts{o.ClientTLS, o.RequireTLS, o.Upstream, o.UpstreamTLS, o.Dial, o.ListenHost, o.UpstreamAddr, o.Limits, o.HandshakeTimeout}
+	return legOpts{o.ClientTLS, o.RequireTLS, o.Upstream, o.UpstreamTLS, o.Dial, o.ListenHost, o.UpstreamAddr, o.Limits, o.HandshakeTimeout, o.RelayLoops}
 }
 
 // registerTLS registers a go-sql-driver TLS configuration that verifies

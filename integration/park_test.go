@@ -28,7 +28,7 @@ func waitParked(t *testing.T, p *pgProxy, n int) {
 // (which parks too).
 func TestPGParkedSession(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
-	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true})
+	p := startPGProxy(t, pg, proxyOpts{ClientTLS: true, RelayLoops: -1})
 	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	ctx := testCtx(t)
 
@@ -108,7 +108,7 @@ func TestPGParkedShutdown(t *testing.T) {
 	ctx := testCtx(t)
 	for _, hard := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hard=%v", hard), func(t *testing.T) {
-			p := startPGProxy(t, pg, proxyOpts{})
+			p := startPGProxy(t, pg, proxyOpts{RelayLoops: -1})
 			const n = 10
 			conns := make([]*pgx.Conn, n)
 			for i := range conns {
@@ -153,7 +153,7 @@ func TestPGParkedShutdown(t *testing.T) {
 // returns.
 func TestMySQLParkedSession(t *testing.T) {
 	db := testenv.StartMariaDB(t)
-	p := startMyProxy(t, db, myProxyOpts{})
+	p := startMyProxy(t, db, myProxyOpts{RelayLoops: -1})
 	ctx := testCtx(t)
 	parked := func(n int) {
 		t.Helper()

@@ -36,6 +36,7 @@ type proxyOpts struct {
 	UpstreamAddr     string // host:port of the server; default pg.Addr()
 	Limits           proxy.Limits
 	HandshakeTimeout time.Duration
+	RelayLoops       int // see legOpts
 }
 
 // startPGProxyUpstream starts a proxy with an explicit upstream TLS setup.
@@ -57,7 +58,7 @@ func startPGProxy(t testing.TB, pg *testenv.Postgres, o proxyOpts) *pgProxy {
 
 // legs is o's protocol-independent part.
 func (o proxyOpts) legs() legOpts {
-	return legOpts{o.ClientTLS, o.RequireTLS, o.Upstream, o.UpstreamTLS, o.Dial, o.ListenHost, o.UpstreamAddr, o.Limits, o.HandshakeTimeout}
+	return legOpts{o.ClientTLS, o.RequireTLS, o.Upstream, o.UpstreamTLS, o.Dial, o.ListenHost, o.UpstreamAddr, o.Limits, o.HandshakeTimeout, o.RelayLoops}
 }
 
 // DSN returns a connection string for pg's user and database through the

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"go.uber.org/goleak"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
@@ -29,6 +31,8 @@ type servedProxy struct {
 	Srv    *proxy.Server
 	Logs   *testlog.Buffer
 	Limits proxy.Limits // the server's connection limits
+	// RelayLoops is the server's (proxy.Server.RelayLoops).
+	RelayLoops int
 
 	serveErr chan error
 }
@@ -44,7 +48,7 @@ func (p *servedProxy) serve(t testing.TB, h proxy.Handler, logger *slog.Logger) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Srv = &proxy.Server{Handler: h, Logger: logger, Limits: p.Limits}
+	p.Srv = &proxy.Server{Handler: h, Logger: logger, Limits: p.Limits, RelayLoops: p.RelayLoops}
 	p.Addr = l.Addr().String()
 	p.Port = l.Addr().(*net.TCPAddr).Port
 	go func() { p.serveErr <- p.Srv.Serve(l) }()
@@ -137,28 +141,46 @@ func caPool(t testing.TB, caFile string) *x509.CertPool {
 // upstreamConns is a proxy's Dial that keeps the connections it opens, so
 // that a test can cut them under a running session.
 type upstreamConns struct {
-	mu    sync.Mutex
-	conns []net.Conn
+	mu  sync.Mutex
+	fds []int
 }
 
+// dial dials addr and keeps a descriptor of its own for the socket: the
+// proxy may move the socket to another descriptor (an event loop's), so
+// closing the net.Conn it was given would not reach it.
 func (u *upstreamConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, network, addr)
-	if err == nil {
-		u.mu.Lock()
-		u.conns = append(u.conns, c)
-		u.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	var fd int
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil || derr != nil {
+		_ = c.Close()
+		return nil, errors.Join(err, derr)
+	}
+	u.mu.Lock()
+	u.fds = append(u.fds, fd)
+	u.mu.Unlock()
+	return c, nil
 }
 
-// cut closes every upstream connection dialled so far.
+// cut shuts down every upstream connection dialled so far: the proxy's
+// reads end and its writes fail, as when the network drops them.
 func (u *upstreamConns) cut() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, c := range u.conns {
-		_ = c.Close()
+	for _, fd := range u.fds {
+		_ = unix.Shutdown(fd, unix.SHUT_RDWR)
+		_ = unix.Close(fd)
 	}
+	u.fds = nil
 }
 
 // dialRaw opens a TCP connection to addr for hand-made bytes, with a

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/evloop"
 	"github.com/dbproxy/dbproxy/internal/netpark"
 )
 
@@ -111,6 +112,10 @@ func (c *Conn) Detach() (done func()) {
 // or the server has stopped. A parked socket must be unparked before it is
 // closed; [Conn.OnClose] says when the server is about to close it.
 func (c *Conn) Poller() *netpark.Poller { return c.srv.pollerFor() }
+
+// Loop returns an event loop of the server for relaying the connection's
+// session without goroutines (see [Relay]); nil if there is none.
+func (c *Conn) Loop() *evloop.Loop { return c.srv.loopFor() }
 
 // OnClose registers f to be called, once, just before the server closes
 // the connection from outside the handler ([Server.Close], or

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/evloop"
 	"github.com/dbproxy/dbproxy/internal/netpark"
 )
 
@@ -47,6 +48,9 @@ type RelayLeg struct {
 	// IsReadDeadline reports whether an error of Run is a read deadline
 	// expiring (not a write's, nor one a hook met).
 	IsReadDeadline func(error) bool
+	// Step, if not nil, is Run for an event loop: one read without
+	// waiting, relayed (see relay_loop.go).
+	Step func() error
 }
 
 // Relay runs the two directions of a proxied session on a detached
@@ -68,6 +72,11 @@ type Relay struct {
 	legs    [2]*relayLeg    // 0: server -> client, 1: client -> server
 	idleNow func() bool
 	done    func()
+
+	// Event loop (relay_loop.go): loop is nil when the legs run on
+	// goroutines.
+	loop *evloop.Loop
+	ls   *loopState
 
 	onLegEnd func(i int, err error)
 	finish   func(errs [2]error)
@@ -101,11 +110,19 @@ type relayLeg struct {
 }
 
 // NewRelay prepares a relay of c's session: up reads the server, down
-// the client. idleNow reports whether no request is outstanding.
-func NewRelay(c *Conn, up, down RelayLeg, idleNow func() bool) *Relay {
+// the client. idleNow reports whether no request is outstanding. loopOK
+// says whether the protocol lets an event loop relay the session (no hook
+// that may wait): it does when both legs read plain TCP sockets and the
+// server has loops (see relay_loop.go).
+func NewRelay(c *Conn, up, down RelayLeg, idleNow func() bool, loopOK bool) *Relay {
 	r := &Relay{c: c, idleNow: idleNow}
 	r.legs[0] = &relayLeg{RelayLeg: up, r: r, i: 0}
 	r.legs[1] = &relayLeg{RelayLeg: down, r: r, i: 1}
+	if r.loopable(loopOK) {
+		// A looped session holds no goroutine: nothing to park.
+		r.pending.Store(2)
+		return r
+	}
 	if p := c.Poller(); p != nil {
 		for _, l := range r.legs {
 			if sc, ok := l.Conn.(syscall.Conn); ok && l.Parkable {
@@ -132,6 +149,13 @@ func (r *Relay) Start(ctx context.Context, onLegEnd func(i int, err error), fini
 	r.onLegEnd, r.finish = onLegEnd, finish
 	r.done = r.c.Detach()
 	r.c.OnClose(r.KickAll)
+	if r.loop != nil {
+		r.startLoop()
+		if ctx.Err() != nil {
+			r.KickAll()
+		}
+		return
+	}
 	if ctx.Err() != nil {
 		r.KickAll()
 	}
@@ -160,6 +184,10 @@ func (r *Relay) Idle() {
 // it will not park again, a read deadline in the past interrupts it, and
 // it is woken if parked.
 func (r *Relay) Stop(i int) {
+	if r.loop != nil {
+		r.loopStop(i)
+		return
+	}
 	l := r.legs[i]
 	l.kick(func() { _ = l.Conn.SetReadDeadline(relayInterrupt) })
 }
@@ -168,6 +196,10 @@ func (r *Relay) Stop(i int) {
 // hard close calls it before closing the sockets (a socket must not be
 // closed while parked).
 func (r *Relay) KickAll() {
+	if r.loop != nil {
+		r.loopKick()
+		return
+	}
 	r.legs[0].kick(nil)
 	r.legs[1].kick(nil)
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/evloop"
 	"github.com/dbproxy/dbproxy/internal/netpark"
 	"github.com/dbproxy/dbproxy/internal/ratelog"
+	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown] or
@@ -60,6 +63,11 @@ type Server struct {
 	// Limits bound the connections of each listener served (each Serve
 	// call counts its own); the zero value sets none.
 	Limits Limits
+	// RelayLoops is the number of event loops that relay sessions whose
+	// protocol allows it (plain TCP on both legs, no hooks; see Relay):
+	// 0 means one per two Ps (GOMAXPROCS), at least one; negative, none
+	// (every session relays on goroutines). Linux only.
+	RelayLoops int
 
 	inShutdown atomic.Bool
 	hardClosed atomic.Bool
@@ -74,6 +82,9 @@ type Server struct {
 	pollerMu     sync.Mutex
 	poller       *netpark.Poller // started by the first Conn.Poller call
 	pollerClosed bool
+	loops        []*evloop.Loop // started with the poller
+	loopNext     atomic.Uint32
+	looped       atomic.Int64 // sessions on the loops
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -170,7 +181,10 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0
-		c := &Conn{srv: s, nc: nc}
+		// Wrapped once, here, so that everything holding the client
+		// socket holds the same wrapper (a relay may lend its socket to
+		// an event loop, see Relay).
+		c := &Conn{srv: s, nc: rawio.Wrap(nc)}
 		c.state.Store(int32(StateNew))
 		if g != nil {
 			g.accept(c)
@@ -232,14 +246,47 @@ func (s *Server) pollerFor() *netpark.Poller {
 	return s.poller
 }
 
-// closePoller stops the poller (waking anything still parked).
+// loopFor returns an event loop for a relay, the server's loops taking
+// turns; nil where loops are unsupported or off, or after the server
+// stopped.
+func (s *Server) loopFor() *evloop.Loop {
+	s.pollerMu.Lock()
+	if s.loops == nil && !s.pollerClosed && s.RelayLoops >= 0 {
+		n := s.RelayLoops
+		if n == 0 {
+			n = max(1, runtime.GOMAXPROCS(0)/2)
+		}
+		for range n {
+			l, err := evloop.New()
+			if err != nil {
+				break // unsupported
+			}
+			s.loops = append(s.loops, l)
+		}
+		if s.loops == nil {
+			s.RelayLoops = -1 // do not try again
+		}
+	}
+	loops := s.loops
+	s.pollerMu.Unlock()
+	if len(loops) == 0 {
+		return nil
+	}
+	return loops[int(s.loopNext.Add(1))%len(loops)]
+}
+
+// closePoller stops the poller (waking anything still parked) and the
+// event loops (ending the sessions they still relay).
 func (s *Server) closePoller() {
 	s.pollerMu.Lock()
-	p := s.poller
-	s.poller, s.pollerClosed = nil, true
+	p, loops := s.poller, s.loops
+	s.poller, s.pollerClosed, s.loops = nil, true, nil
 	s.pollerMu.Unlock()
 	if p != nil {
 		_ = p.Close()
+	}
+	for _, l := range loops {
+		l.Close()
 	}
 }
 
@@ -303,6 +350,10 @@ func (s *Server) Parked() int {
 	}
 	return p.Len()
 }
+
+// Looped returns the number of sessions relayed by the server's event
+// loops (no goroutine at all; see [Relay]).
+func (s *Server) Looped() int { return int(s.looped.Load()) }
 
 // NumConns returns the number of tracked connections.
 func (s *Server) NumConns() int {

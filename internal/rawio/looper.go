@@ -27,6 +27,11 @@ func ReadEach(src io.Reader, next func() []byte, handle func(n int) error, idle 
 	if l, ok := src.(Looper); ok {
 		return l.ReadLoop(next, handle, idle)
 	}
+	return readEachRead(src, next, handle)
+}
+
+// readEachRead is ReadEach with Read.
+func readEachRead(src io.Reader, next func() []byte, handle func(n int) error) error {
 	for {
 		n, err := src.Read(next())
 		if n > 0 {

@@ -3,6 +3,8 @@ package rawio
 import (
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -31,6 +33,12 @@ type rawIOConn struct {
 	wn      int
 	werrno  syscall.Errno
 	writeFn func(uintptr) bool
+
+	// After Lend (see lend_linux.go): lent is set once ls is, and never
+	// cleared; lmu guards Lend against Close and ls's locked fields.
+	lent atomic.Bool
+	lmu  sync.Mutex
+	ls   *lendState
 }
 
 // Wrap returns c with raw-syscall I/O when it is a TCP connection.
@@ -67,6 +75,9 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.lent.Load() {
+		return c.lentRead(p)
+	}
 	c.rbuf, c.rn, c.rerrno = p, 0, 0
 	err := c.rc.Read(c.readFn)
 	c.rbuf = nil
@@ -88,6 +99,9 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 // arrived with the data: a short read does not report it, and the
 // edge-triggered netpoller may not wake for it again).
 func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle func()) error {
+	if c.lent.Load() {
+		return readEachRead(c, next, handle)
+	}
 	var herr error
 	var errno syscall.Errno
 	eof, full := false, false
@@ -168,6 +182,9 @@ func (c *rawIOConn) rawWrite(fd uintptr) bool {
 func (c *rawIOConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if c.lent.Load() {
+		return c.lentWrite(p)
 	}
 	c.wbuf, c.wn, c.werrno = p, 0, 0
 	err := c.rc.Write(c.writeFn)

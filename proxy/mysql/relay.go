@@ -336,9 +336,9 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// for its answers in the runtime; the client->server one parks only
 	// between commands.
 	r := proxy.NewRelay(s.pc,
-		up.Leg(func() error { return s.runPump(up) }, s.RawServer, s.serverTLS, q.idle, isReadDeadline),
-		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, q.commandMode, isReadDeadline),
-		q.idle)
+		up.Leg(s.runPump, s.RawServer, s.serverTLS, q.idle, isReadDeadline),
+		down.Leg(s.runPump, s.rawClient, s.clientTLS, q.commandMode, isReadDeadline),
+		q.idle, hooks == nil)
 	q.ex.Notify(r.Busy, r.Idle)
 
 	if !q.inTrans.Load() {
@@ -434,10 +434,10 @@ func (s *session) finish(ctx context.Context, q *queue, up, down *relay.Pump, rf
 	}
 }
 
-// runPump runs p, turning a panic into an error that ends only this
-// session; the client is told of it as of a failed hook.
-func (s *session) runPump(p *relay.Pump) error {
-	err := proxy.RunRecovered(s.log, p.Run)
+// runPump runs a pump's Run or Step, turning a panic into an error that
+// ends only this session; the client is told of it as of a failed hook.
+func (s *session) runPump(run func() error) error {
+	err := proxy.RunRecovered(s.log, run)
 	if pe, ok := err.(*proxy.PanicError); ok {
 		return &proxy.HookError{Err: pe}
 	}

@@ -63,14 +63,14 @@ func NewHandler(opts Options) (*Handler, error) {
 
 // ServeConn serves one client connection (proxy.Handler).
 func (h *Handler) ServeConn(ctx context.Context, c *proxy.Conn) {
-	nc := c.NetConn()
+	nc := rawio.Wrap(c.NetConn()) // the server's wrapper, if it wrapped
 	id := h.nextID.Add(1)
 	s := &session{
 		h:         h,
 		pc:        c,
 		id:        id,
 		rawClient: nc,
-		client:    rawio.Wrap(nc),
+		client:    nc,
 		log: h.Log.With(
 			slog.Uint64("conn", id),
 			slog.String("remote", nc.RemoteAddr().String())),

@@ -50,9 +50,9 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// client->server one not with an extended-protocol batch or a COPY
 	// half sent.
 	r := proxy.NewRelay(s.pc,
-		up.Leg(func() error { return s.runPump(up) }, s.RawServer, s.serverTLS, s.acct.Idle, proxy.IsReadDeadline),
-		down.Leg(func() error { return s.runPump(down) }, s.rawClient, s.clientTLS, s.acct.Quiet, proxy.IsReadDeadline),
-		s.acct.Idle)
+		up.Leg(s.runPump, s.RawServer, s.serverTLS, s.acct.Idle, proxy.IsReadDeadline),
+		down.Leg(s.runPump, s.rawClient, s.clientTLS, s.acct.Quiet, proxy.IsReadDeadline),
+		s.acct.Idle, hooks == nil)
 	s.acct.Notify(r.Busy, r.Idle)
 
 	// A busy session is closed by the server->client pump at its next
@@ -109,6 +109,6 @@ func (s *session) endRelay(ctx context.Context, up, down *relay.Pump, upLast byt
 	}
 }
 
-// runPump runs p, turning a panic into an error that ends only this
-// session.
-func (s *session) runPump(p *relay.Pump) error { return proxy.RunRecovered(s.log, p.Run) }
+// runPump runs a pump's Run or Step, turning a panic into an error that
+// ends only this session.
+func (s *session) runPump(run func() error) error { return proxy.RunRecovered(s.log, run) }

@@ -139,6 +139,7 @@ type Pump struct {
 	// partial: dst received the start of a logical message but not its end.
 	partial bool
 	count   func(n int) // nil: reads are not counted
+	stepped bool        // Step ran: leftover was scanned
 }
 
 type state uint8
@@ -225,6 +226,37 @@ func (p *Pump) Run() error {
 	return rawio.ReadEach(p.src, p.space, p.scanRead, p.idle)
 }
 
+// Step is Run for a source lent to an event loop (rawio.Lender): it reads
+// the source once, without waiting, and relays what came. It returns nil
+// when the source had nothing more to give (rawio.ErrWouldBlock) or after
+// one read; like Run, an error ends the pump. With nothing buffered the
+// read buffer goes back to the pool, as Run's idle wait does.
+func (p *Pump) Step() error {
+	if p.w > p.r && !p.stepped {
+		// Leftover from the handshake, or from Run before the loan.
+		p.stepped = true
+		if err := p.scan(); err != nil {
+			return err
+		}
+	}
+	p.stepped = true
+	n, err := p.src.Read(p.space())
+	if n > 0 {
+		if herr := p.scanRead(n); herr != nil {
+			return herr
+		}
+	}
+	switch {
+	case err == rawio.ErrWouldBlock:
+	case err != nil:
+		return err
+	case n == 0:
+		return io.ErrNoProgress
+	}
+	p.idle()
+	return nil
+}
+
 // WriteNow writes b to the destination at once, ahead of what the pump is
 // assembling: a hook's flush before it waits for an answer.
 func (p *Pump) WriteNow(b []byte) error {
@@ -288,17 +320,21 @@ func (p *Pump) space() []byte {
 	return p.buf[p.w:]
 }
 
-// Leg describes the pump as a leg of a proxy.Relay: run runs it (Run,
-// with the protocol's panic handling), conn is the raw socket it reads
-// (through TLS if tls: then it parks only if its source is a
+// Leg describes the pump as a leg of a proxy.Relay: guard runs Run or
+// Step with the protocol's panic handling; conn is the raw socket it
+// reads (through TLS if tls: then it parks only if its source is a
 // rawio.Drainer, when that holds no input, and parking drops its TLS read
 // buffers too), mayPark whether the session lets it wait without a
 // goroutine, isReadDeadline which of its errors are a read deadline
-// expiring.
-func (p *Pump) Leg(run func() error, conn net.Conn, tls bool, mayPark func() bool, isReadDeadline func(error) bool) proxy.RelayLeg {
+// expiring. A plain TCP leg may be relayed by an event loop (Step) when
+// the protocol allows it (RelayLeg.Loop).
+func (p *Pump) Leg(guard func(run func() error) error, conn net.Conn, tls bool, mayPark func() bool, isReadDeadline func(error) bool) proxy.RelayLeg {
 	leg := proxy.RelayLeg{
-		Run: run, Conn: conn, Parkable: !tls,
+		Run: func() error { return guard(p.Run) }, Conn: conn, Parkable: !tls,
 		AtRest: p.AtRest, Release: p.Release, MayPark: mayPark, IsReadDeadline: isReadDeadline,
+	}
+	if !tls {
+		leg.Step = func() error { return guard(p.Step) }
 	}
 	if d, ok := p.src.(rawio.Drainer); ok && tls {
 		leg.Parkable, leg.AtRest = true, func() bool { return p.AtRest() && d.Drained() }

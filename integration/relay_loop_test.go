@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dbproxy/dbproxy/internal/testenv"
+)
+
+// TestPGLoopedSlowReader: pass-through sessions are relayed by the
+// server's event loops (no goroutine); a client that stops reading a 30 MB
+// result holds up only its own session (the loop keeps what the socket
+// does not take and stops reading the server), other sessions go on
+// meanwhile, and the slow client then gets its whole result, intact.
+func TestPGLoopedSlowReader(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PGOptions{})
+	p := startPGProxy(t, pg, proxyOpts{})
+	ctx := testCtx(t)
+
+	slow := testenv.ConnectPG(t, p.DSN("disable"))
+	if err := slow.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session on an event loop", func() bool { return p.Srv.Looped() == 1 })
+
+	// 30,000 rows of 1,000 bytes, not read for now.
+	mrr := slow.PgConn().Exec(ctx, `select i, repeat(chr(65 + i % 26), 1000) from generate_series(1, 30000) i`)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, p.DSN("disable"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(ctx)
+			for i := range 200 {
+				var v int
+				if err := c.QueryRow(ctx, `select $1::int`, g*1000+i).Scan(&v); err != nil || v != g*1000+i {
+					errs <- fmt.Errorf("session %d query %d: %d, %v", g, i, v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("while a client does not read: %v", err)
+	}
+
+	results, err := mrr.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || len(results[0].Rows) != 30000 {
+		t.Fatalf("got %d results", len(results))
+	}
+	for i, row := range results[0].Rows {
+		want := strings.Repeat(string(rune(65+(i+1)%26)), 1000)
+		if string(row[0]) != fmt.Sprint(i+1) || string(row[1]) != want {
+			t.Fatalf("row %d: %q, %.20q...", i, row[0], row[1])
+		}
+	}
+	var v int
+	if err := slow.QueryRow(ctx, `select 7`).Scan(&v); err != nil || v != 7 {
+		t.Fatalf("after the large result: %d, %v", v, err)
+	}
+	slow.Close(ctx)
+	waitFor(t, "no session left on the loops", func() bool { return p.Srv.Looped() == 0 })
+}
+
+// TestMySQLLoopedSlowReader is TestPGLoopedSlowReader for MySQL.
+func TestMySQLLoopedSlowReader(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	p := startMyProxy(t, db, myProxyOpts{})
+	ctx := testCtx(t)
+
+	slowDB := openDB(t, p.config(t))
+	slow, err := slowDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session on an event loop", func() bool { return p.Srv.Looped() == 1 })
+	rows, err := slow.QueryContext(ctx, `select seq, repeat(char(65 + seq % 26), 1000) from seq_1_to_30000`)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	others := openDB(t, p.config(t))
+	others.SetMaxOpenConns(4)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				var v int
+				if err := others.QueryRowContext(ctx, `select ?`, g*1000+i).Scan(&v); err != nil || v != g*1000+i {
+					errs <- fmt.Errorf("session %d query %d: %d, %v", g, i, v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("while a client does not read: %v", err)
+	}
+
+	n := 0
+	for rows.Next() {
+		var i int
+		var s string
+		if err := rows.Scan(&i, &s); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if i != n || s != strings.Repeat(string(rune(65+n%26)), 1000) {
+			t.Fatalf("row %d: %d, %.20q...", n, i, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 30000 {
+		t.Fatalf("%d rows", n)
+	}
+	requireSelect(t, ctx, slow, 7, "after the large result")
+	_ = slow.Close()
+	_ = slowDB.Close()
+	_ = others.Close()
+	waitFor(t, "no session left on the loops", func() bool { return p.Srv.Looped() == 0 })
+}

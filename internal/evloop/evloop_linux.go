@@ -1,0 +1,235 @@
+//go:build linux
+
+package evloop
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event bits a [Handler] asks for and receives.
+const (
+	In  = unix.EPOLLIN | unix.EPOLLRDHUP
+	Out = unix.EPOLLOUT
+	// Hup and Err are always reported.
+	Hup = unix.EPOLLHUP | unix.EPOLLRDHUP
+	Err = unix.EPOLLERR
+)
+
+// ErrClosed is returned by Add after Close.
+var ErrClosed = errors.New("evloop: loop closed")
+
+// Handler receives the events of one registered descriptor, on the loop's
+// goroutine; it must not block.
+type Handler interface {
+	// Event is called with the epoll events (level-triggered) of the
+	// descriptor.
+	Event(events uint32)
+	// Abort is called when the loop closes with the descriptor still
+	// registered: the handler must Remove it.
+	Abort()
+}
+
+// Reg is a registration of a descriptor on a loop.
+type Reg struct {
+	fd    int
+	token uint64
+}
+
+// wakeToken marks the loop's own eventfd.
+const wakeToken = 0
+
+// Loop is one event loop; see the package doc. Create it with [New].
+type Loop struct {
+	epfd, evfd int
+	done       chan struct{}
+
+	mu       sync.Mutex
+	cmds     []func()
+	signaled bool // evfd was written since the loop last took cmds
+	closing  bool
+
+	// Loop goroutine only.
+	handlers map[uint64]Handler
+	next     uint64
+	spare    []func()
+}
+
+// New starts a loop on a goroutine of its own.
+func New() (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("evloop: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("evloop: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setToken(&ev, wakeToken)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		_ = unix.Close(evfd)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("evloop: epoll_ctl: %w", err)
+	}
+	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{}), handlers: make(map[uint64]Handler), next: wakeToken}
+	go l.run()
+	return l, nil
+}
+
+// setToken stores t in the event's 64 bits of user data.
+func setToken(ev *unix.EpollEvent, t uint64) {
+	ev.Fd = int32(uint32(t))
+	ev.Pad = int32(uint32(t >> 32))
+}
+
+func token(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// Do runs f on the loop's goroutine, after the functions given before it.
+// It reports false, and f never runs, if the loop is closed.
+func (l *Loop) Do(f func()) bool {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return false
+	}
+	l.cmds = append(l.cmds, f)
+	wake := !l.signaled
+	l.signaled = true
+	l.mu.Unlock()
+	if wake {
+		l.wake()
+	}
+	return true
+}
+
+// Close stops the loop once the functions given to Do before it have run:
+// every descriptor still registered then is aborted ([Handler.Abort]),
+// and Do refuses further functions. It waits for the loop to end; it must
+// not be called from the loop's goroutine.
+func (l *Loop) Close() {
+	l.mu.Lock()
+	first := !l.closing
+	l.closing = true
+	wake := first && !l.signaled
+	l.signaled = true
+	l.mu.Unlock()
+	if wake {
+		l.wake()
+	}
+	<-l.done
+}
+
+// wake makes the loop's epoll_wait return for its eventfd.
+func (l *Loop) wake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(l.evfd, one[:])
+}
+
+// Add registers fd for events (In, Out or both) with h. Loop goroutine
+// only.
+func (l *Loop) Add(fd int, events uint32, h Handler) (Reg, error) {
+	l.next++
+	r := Reg{fd: fd, token: l.next}
+	ev := unix.EpollEvent{Events: events}
+	setToken(&ev, r.token)
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return Reg{}, fmt.Errorf("evloop: epoll_ctl add: %w", err)
+	}
+	l.handlers[r.token] = h
+	return r, nil
+}
+
+// Modify changes the events r waits for. Loop goroutine only.
+func (l *Loop) Modify(r Reg, events uint32) error {
+	ev := unix.EpollEvent{Events: events}
+	setToken(&ev, r.token)
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, r.fd, &ev); err != nil {
+		return fmt.Errorf("evloop: epoll_ctl mod: %w", err)
+	}
+	return nil
+}
+
+// Remove ends r, before its descriptor may be closed. Loop goroutine only.
+func (l *Loop) Remove(r Reg) {
+	if _, ok := l.handlers[r.token]; !ok {
+		return
+	}
+	delete(l.handlers, r.token)
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
+}
+
+// Len returns the number of registered descriptors. Loop goroutine only.
+func (l *Loop) Len() int { return len(l.handlers) }
+
+func (l *Loop) run() {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, 128)
+	for {
+		// A blocking system call: the runtime lets other goroutines have
+		// this P while the loop waits.
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			// Not expected (the descriptors are the loop's own): end
+			// everything rather than spin.
+			l.mu.Lock()
+			l.closing = true
+			l.mu.Unlock()
+			l.stop()
+			return
+		}
+		for i := range events[:n] {
+			t := token(&events[i])
+			if t == wakeToken {
+				if l.runCmds() {
+					l.stop()
+					return
+				}
+				continue
+			}
+			if h := l.handlers[t]; h != nil {
+				h.Event(events[i].Events)
+			}
+		}
+	}
+}
+
+// runCmds runs the functions given to Do, and reports whether the loop is
+// closing.
+func (l *Loop) runCmds() bool {
+	var buf [8]byte
+	_, _ = unix.Read(l.evfd, buf[:]) // before taking cmds: a later Do writes again
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds, l.spare = l.spare[:0], nil
+	l.signaled = false
+	closing := l.closing
+	l.mu.Unlock()
+	for i, f := range cmds {
+		f()
+		cmds[i] = nil
+	}
+	l.spare = cmds[:0]
+	return closing
+}
+
+// stop aborts every registration and closes the loop's descriptors.
+func (l *Loop) stop() {
+	for len(l.handlers) > 0 {
+		for t, h := range l.handlers {
+			h.Abort()
+			delete(l.handlers, t) // in case Abort did not Remove it
+		}
+	}
+	_ = unix.Close(l.evfd)
+	_ = unix.Close(l.epfd)
+}

@@ -1,0 +1,169 @@
+package rawio_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dbproxy/dbproxy/internal/rawio"
+)
+
+func fdOpen(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil
+}
+
+// TestLend: a lent socket reads without waiting (ErrWouldBlock), keeps
+// what the socket does not take until Flush, survives Close while lent
+// (shut down, not closed: the descriptor number cannot be reused under
+// the loop) and, released, waits again under its deadlines and closes.
+func TestLend(t *testing.T) {
+	a, b := tcpPair(t)
+	ra := rawio.Wrap(a)
+	l, ok := ra.(rawio.Lender)
+	if !ok {
+		t.Fatal("wrapped TCP connection is no Lender")
+	}
+	fd, err := l.Lend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the original net.Conn after Lend: %v, want it closed", err)
+	}
+	if _, err := ra.(*net.TCPConn); err {
+		t.Fatal("wrapper is the TCPConn")
+	}
+	if _, err := ra.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}).SyscallConn(); err == nil {
+		t.Fatal("SyscallConn of a lent socket works")
+	}
+
+	buf := make([]byte, 64)
+	if n, err := ra.Read(buf); n != 0 || err != rawio.ErrWouldBlock {
+		t.Fatalf("Read with nothing waiting: %d, %v", n, err)
+	}
+	if _, err := b.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitReadable(t, fd)
+	if n, err := ra.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read: %q, %v", buf[:n], err)
+	}
+
+	// The peer does not read: writes never wait, the rest is pending.
+	chunk := bytes.Repeat([]byte("abcdefgh"), 8192)
+	total := 0
+	for !l.Pending() {
+		n, err := ra.Write(chunk)
+		if err != nil || n != len(chunk) {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+		total += n
+		if total > 1<<30 {
+			t.Fatal("nothing pending after 1 GiB")
+		}
+	}
+	// Written after something is pending goes behind it.
+	if _, err := ra.Write([]byte("END")); err != nil {
+		t.Fatal(err)
+	}
+	total += 3
+	got := make(chan []byte)
+	go func() {
+		all, _ := io.ReadAll(io.LimitReader(b, int64(total)))
+		got <- all
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Pending() {
+		if _, err := l.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pending output not flushed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	all := <-got
+	if len(all) != total || !bytes.HasSuffix(all, []byte("END")) || !bytes.HasPrefix(all, chunk) {
+		t.Fatalf("peer got %d bytes, want %d ending in END", len(all), total)
+	}
+
+	// Close while lent: shut down (the peer sees the end), still open.
+	if err := ra.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !fdOpen(fd) {
+		t.Fatal("descriptor closed while lent")
+	}
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := b.Read(buf); err != io.EOF {
+		t.Fatalf("peer after Close of a lent socket: %d, %v, want EOF", n, err)
+	}
+	l.Release()
+	if fdOpen(fd) {
+		t.Fatal("descriptor still open after Close and Release")
+	}
+}
+
+// TestLendReleased: after Release, Read waits for input under the read
+// deadline, Write writes pending output first, Close closes at once.
+func TestLendReleased(t *testing.T) {
+	a, b := tcpPair(t)
+	ra := rawio.Wrap(a)
+	l := ra.(rawio.Lender)
+	fd, err := l.Lend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+
+	buf := make([]byte, 16)
+	_ = ra.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := ra.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline: %v, want ErrDeadlineExceeded", err)
+	}
+	_ = ra.SetReadDeadline(time.Time{})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_, _ = b.Write([]byte("late"))
+	}()
+	if n, err := ra.Read(buf); err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("Read that waits: %q, %v", buf[:n], err)
+	}
+	if _, err := ra.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.ReadFull(b, buf[:3]); err != nil || string(buf[:n]) != "bye" {
+		t.Fatalf("peer: %q, %v", buf[:n], err)
+	}
+	if err := ra.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fdOpen(fd) {
+		t.Fatal("descriptor open after Close")
+	}
+	if _, err := ra.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close: %v", err)
+	}
+	if err := ra.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func waitReadable(t *testing.T, fd int) {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 5000); n != 1 || err != nil {
+		t.Fatalf("poll: %d, %v", n, err)
+	}
+}
