@@ -165,7 +165,8 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 	if err != nil {
 		return err
 	}
-	st := &exState{plan: plan}
+	st := s.execState()
+	st.plan = plan
 	st.zone = s.beginZoneChange(sql, lex)
 	if plan.Session != nil {
 		st.lex = s.beginLexChange(plan)
@@ -177,10 +178,14 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 	}
-	if plan.Encrypted || plan.HasUse || plan.DDL || st.zone != nil || st.lex != nil {
+	watch := plan.Encrypted || plan.HasUse || plan.DDL || st.zone != nil || st.lex != nil
+	if watch {
 		x.Watch, x.State = true, st
 	}
 	if plan.Passthrough {
+		if !watch {
+			s.unwatched(st)
+		}
 		w.Packet(payload)
 		return nil
 	}
@@ -195,6 +200,9 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 			s.finishLexChange(st.lex, gomysql.ERR_HEADER, false)
 		}
 		return err
+	}
+	if !watch {
+		s.unwatched(st)
 	}
 	w.Packet(out)
 	return nil

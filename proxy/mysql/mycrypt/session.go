@@ -67,10 +67,11 @@ type session struct {
 	caps         uint64
 	sessionTrack bool
 
-	// spare is the cleared state of a finished COM_STMT_EXECUTE, for the
-	// next one: execute takes it, the result hook of the response's last
-	// packet puts it back (execState, result), so that an execution
-	// allocates no state of its own.
+	// spare is the cleared state of a finished COM_STMT_EXECUTE or
+	// COM_QUERY, for the next one: execute and query take it, the result
+	// hook of the response's last packet (or query, for a statement it
+	// does not watch) puts it back (execState, release, unwatched), so
+	// that a statement allocates no state of its own.
 	spare atomic.Pointer[exState]
 
 	// Scratch buffers, so that executions and rows allocate no
@@ -93,8 +94,8 @@ type column struct {
 
 // exState is the per-exchange state of a watched command.
 type exState struct {
-	// reuse: the state of a COM_STMT_EXECUTE, cleared and kept as the
-	// session's spare once the response is complete.
+	// reuse: the state of a COM_STMT_EXECUTE or COM_QUERY, cleared and
+	// kept as the session's spare once the response is complete.
 	reuse  bool
 	plan   *mysqlsql.Plan
 	stmt   *stmt // COM_STMT_EXECUTE / FETCH
@@ -129,9 +130,9 @@ type exState struct {
 	lex *lexChange
 }
 
-// execState returns the state of a new COM_STMT_EXECUTE: the session's
-// spare if there is one (no earlier execution's response is still in
-// flight), else a new one.
+// execState returns the state of a new COM_STMT_EXECUTE or COM_QUERY: the
+// session's spare if there is one (no earlier statement's response is
+// still in flight), else a new one.
 func (s *session) execState() *exState {
 	if st := s.spare.Swap(nil); st != nil {
 		return st
@@ -148,6 +149,13 @@ func (s *session) release(x *mysql.Exchange) {
 		return
 	}
 	x.State = nil
+	s.unwatched(st)
+}
+
+// unwatched clears st, the state of a statement taken from execState
+// that no exchange refers to (its response was complete, or it was never
+// watched), and keeps it as the spare.
+func (s *session) unwatched(st *exState) {
 	*st = exState{reuse: true}
 	s.spare.Store(st)
 }
