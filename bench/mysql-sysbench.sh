@@ -6,6 +6,8 @@
 #   bench/mysql-sysbench.sh                  # 10 s per run, 3 rounds, 16 threads
 #   DURATION=20 ROUNDS=5 THREADS="1 16" bench/mysql-sysbench.sh
 #   PERF=1 bench/mysql-sysbench.sh           # also proxy syscalls and context switches per query
+#   BASE=main bench/mysql-sysbench.sh        # also dbproxy built from git revision main
+#                                            # (target "base"): before and after in one run
 #
 # Starts its own throwaway MariaDB (Debian package mariadb-server) on a free
 # port under a temp dir, and builds dbproxy. Needs sysbench (apt-get install
@@ -29,14 +31,19 @@ if start_haproxy "$work" "$myport"; then
   targets+=" haproxy"
 fi
 targets+=" dbproxy"
+declare -A port=([direct]=$myport [dbproxy]=$pport [haproxy]=${hport:-})
+declare -A ppid=([dbproxy]=$dbproxy_pid [haproxy]=${hapid:-})
+if [ -n "${BASE:-}" ]; then
+  start_base_dbproxy "$pport"
+  port[base]=$base_port ppid[base]=$base_pid
+  targets+=" base"
+fi
 sleep 1
 
 sb() { sysbench "$1" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$2" --mysql-user=sb --mysql-password=sb \
   --mysql-db=sbtest --tables=4 --table-size=10000 --threads="$3" --time="$DURATION" --report-interval=0 "$4"; }
 sb oltp_read_write "$myport" 4 prepare >/dev/null
 
-declare -A port=([direct]=$myport [dbproxy]=$pport [haproxy]=${hport:-})
-declare -A ppid=([dbproxy]=$dbproxy_pid [haproxy]=${hapid:-})
 results="$work/results"; : >"$results"
 for round in $(seq "$ROUNDS"); do
   for test in $TESTS; do
@@ -63,13 +70,15 @@ for round in $(seq "$ROUNDS"); do
 done
 echo
 echo "sysbench, 4 tables x 10000 rows, ${DURATION}s x $ROUNDS rounds, median ($(nproc) cores, loopback)"
-printf '%-18s %8s %-8s %12s %10s\n' test threads target tps ratio
+printf '%-18s %8s %-8s %12s %10s %11s\n' test threads target tps tps/direct tps/haproxy
 for test in $TESTS; do
   for th in $THREADS; do
     d=$(median_of "$results" 4 "$test" "$th" direct)
+    h=$d
+    [ -n "${hport:-}" ] && h=$(median_of "$results" 4 "$test" "$th" haproxy)
     for t in $targets; do
       p=$(median_of "$results" 4 "$test" "$th" "$t")
-      awk -v a="$test" -v b="$th" -v t="$t" -v d="$d" -v p="$p" 'BEGIN {printf "%-18s %8d %-8s %12.0f %10.2f\n", a, b, t, p, p/d}'
+      awk -v a="$test" -v b="$th" -v t="$t" -v d="$d" -v h="$h" -v p="$p" 'BEGIN {printf "%-18s %8d %-8s %12.0f %10.2f %11.2f\n", a, b, t, p, p/d, p/h}'
     done
   done
 done

@@ -2,16 +2,18 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/dbproxy/dbproxy/internal/evloop"
 	"github.com/dbproxy/dbproxy/internal/rawio"
 )
 
-// A Relay whose legs both read plain TCP sockets, and whose protocol has
-// no hook that may wait (RelayLeg.Loop), runs on one of the server's
+// A Relay whose legs both read plain TCP sockets (RelayLeg.Step), and
+// whose protocol has no hook that may wait (NewRelay's loopOK), runs on one of the server's
 // event loops ([Conn.Loop]) instead of two goroutines: its sockets are
 // lent to the loop (rawio.Lender: descriptors of their own, out of Go's
 // netpoller), and the loop, woken by epoll, steps the pumps itself
@@ -93,8 +95,10 @@ func (r *Relay) loopable(loopOK bool) bool {
 }
 
 // startLoop lends the sockets and hands the relay to its loop. If a
-// socket cannot be lent (the connection was closed meanwhile, or no
-// descriptor is left) the session ends, as one whose socket failed.
+// socket cannot be lent (no descriptor left, or the connection was closed
+// meanwhile) or the loop refuses (the server is stopping), the session
+// ends as one interrupted by the proxy: no goodbye to the client, a
+// Terminate to the server.
 func (r *Relay) startLoop() {
 	st := r.ls
 	for j := range st.socks {
@@ -103,18 +107,19 @@ func (r *Relay) startLoop() {
 			for k := range j {
 				st.socks[k].lender.Release()
 			}
-			r.errs = [2]error{err, err}
+			r.c.srv.logger().LogAttrs(context.Background(), slog.LevelWarn, "cannot hand the session to an event loop; closing it",
+				slog.String("remote", r.c.nc.RemoteAddr().String()), slog.Any("error", err))
+			r.errs = [2]error{r.stopError(0), r.stopError(1)}
 			go r.end()
 			return
 		}
 		st.socks[j].fd = fd
 	}
 	if !r.loop.Do(r.loopRegister) {
-		// The server stopped: the session ends.
 		for j := range st.socks {
 			st.socks[j].lender.Release()
 		}
-		r.errs = [2]error{net.ErrClosed, net.ErrClosed}
+		r.errs = [2]error{r.stopError(0), r.stopError(1)}
 		go r.end()
 	}
 }
@@ -140,16 +145,18 @@ func (r *Relay) loopRegister() {
 		r.loopKicked()
 		return
 	}
-	for i := range st.stopped {
-		if st.stopped[i] {
-			r.loopLegEnd(i, r.stopError(i))
-		}
-	}
 	// Bytes buffered before the loan (the handshake's leftover) are
-	// relayed now: no readiness would announce them.
+	// relayed now: no readiness would announce them. Then the legs
+	// stopped meanwhile stop, as a goroutine's Run would have scanned its
+	// leftover before its read met the deadline.
 	for i := range r.legs {
 		if st.active[i] {
 			r.loopStep(i)
+		}
+	}
+	for i := range st.stopped {
+		if st.stopped[i] {
+			r.loopLegEnd(i, r.stopError(i))
 		}
 	}
 	r.loopUpdate()
@@ -174,12 +181,21 @@ func (s *loopSock) Event(ev uint32) {
 			r.loopLegEnd(1-s.j, &WriteError{Err: err})
 		}
 	}
-	// A leg whose destination holds output waits for the flush, unless
-	// its socket hung up or failed (always reported, even when not asked
-	// for): then it reads what is left, a bounded amount, to its end.
-	if st.active[s.j] && (ev&(evloop.In|evloop.Err|unixHup) != 0) &&
-		(!st.socks[1-s.j].lender.Pending() || ev&(evloop.Err|unixHup) != 0) {
-		r.loopStep(s.j)
+	// A leg whose destination holds output waits for the flush. If its
+	// socket hung up or failed meanwhile (always reported, even when not
+	// asked for, so it must not be left pending), the leg ends without
+	// reading: what the socket still holds would have to be kept, up to
+	// a whole receive queue, for a peer that is not reading.
+	if st.active[s.j] {
+		switch {
+		case !st.socks[1-s.j].lender.Pending():
+			if ev&(evloop.In|evloop.Err|unixHup) != 0 {
+				r.loopStep(s.j)
+			}
+		case ev&(evloop.Err|unixHup) != 0:
+			c := r.legs[s.j].Conn
+			r.loopLegEnd(s.j, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: syscall.ECONNRESET})
+		}
 	}
 	r.loopUpdate()
 }
@@ -299,12 +315,9 @@ func (r *Relay) loopFinish() {
 	go r.end()
 }
 
-// loopKick is KickAll for a looped relay.
-func (r *Relay) loopKick() {
-	if !r.loop.Do(r.loopKicked) {
-		return // the loop closed: it aborted the relay
-	}
-}
+// loopKick is KickAll for a looped relay. If the loop is closed it
+// aborted the relay already.
+func (r *Relay) loopKick() { r.loop.Do(r.loopKicked) }
 
 // loopStop is Stop for a looped relay.
 func (r *Relay) loopStop(i int) {

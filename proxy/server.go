@@ -58,7 +58,8 @@ type Server struct {
 	// on l; default context.Background().
 	BaseContext func(l net.Listener) context.Context
 	// ConnState, if set, is called on every connection state change, from the
-	// connection's goroutines. It must not block.
+	// connection's goroutines or from the event loop relaying it (see
+	// RelayLoops). It must not block, nor close the server.
 	ConnState func(c *Conn, s ConnState)
 	// Limits bound the connections of each listener served (each Serve
 	// call counts its own); the zero value sets none.
@@ -66,7 +67,9 @@ type Server struct {
 	// RelayLoops is the number of event loops that relay sessions whose
 	// protocol allows it (plain TCP on both legs, no hooks; see Relay):
 	// 0 means one per two Ps (GOMAXPROCS), at least one; negative, none
-	// (every session relays on goroutines). Linux only.
+	// (every session relays on goroutines). Linux only. A looped
+	// session's protocol work, ConnState calls included, runs on its
+	// loop, shared with other sessions.
 	RelayLoops int
 
 	inShutdown atomic.Bool
@@ -83,6 +86,7 @@ type Server struct {
 	poller       *netpark.Poller // started by the first Conn.Poller call
 	pollerClosed bool
 	loops        []*evloop.Loop // started with the poller
+	loopsOff     bool           // evloop.New failed
 	loopNext     atomic.Uint32
 	looped       atomic.Int64 // sessions on the loops
 
@@ -251,7 +255,7 @@ func (s *Server) pollerFor() *netpark.Poller {
 // stopped.
 func (s *Server) loopFor() *evloop.Loop {
 	s.pollerMu.Lock()
-	if s.loops == nil && !s.pollerClosed && s.RelayLoops >= 0 {
+	if s.loops == nil && !s.pollerClosed && !s.loopsOff && s.RelayLoops >= 0 {
 		n := s.RelayLoops
 		if n == 0 {
 			n = max(1, runtime.GOMAXPROCS(0)/2)
@@ -264,7 +268,7 @@ func (s *Server) loopFor() *evloop.Loop {
 			s.loops = append(s.loops, l)
 		}
 		if s.loops == nil {
-			s.RelayLoops = -1 // do not try again
+			s.loopsOff = true // unsupported: do not try again
 		}
 	}
 	loops := s.loops

@@ -35,6 +35,16 @@ type reloader struct {
 	load    func(ctx context.Context) (*config.Config, *encryption, error)
 	ops     *operations // metrics and the admin listener (admin.go); nil: none
 	audit   *auditing   // the audit log (audit.go); nil: none
+	loops   int         // proxy.Server.RelayLoops of every listener
+}
+
+// relayLoops is proxy.Server.RelayLoops for every listener (the default
+// without a reloader).
+func (rl *reloader) relayLoops() int {
+	if rl == nil {
+		return 0
+	}
+	return rl.loops
 }
 
 // serveWith is runServe with the encryption layer (nil: none) and, when rl
@@ -44,7 +54,7 @@ func serveWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, enc
 	// fails the start without opening sockets.
 	var sws []*swaps
 	defer func() { releaseEncryption(sws, enc) }() // enc: the one current at exit
-	ls, err := buildListeners(cfg, logger, enc, rl.operations(), &sws)
+	ls, err := buildListeners(cfg, logger, enc, rl.operations(), rl.relayLoops(), &sws)
 	if err != nil {
 		return err
 	}
@@ -126,7 +136,7 @@ type servedListener struct {
 // buildListeners builds each listener's swaps (its encryption generation)
 // and handler, appending the swaps to *sws as it goes (so that the caller
 // releases what was built when a later listener fails).
-func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, ops *operations, sws *[]*swaps) ([]servedListener, error) {
+func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, ops *operations, loops int, sws *[]*swaps) ([]servedListener, error) {
 	ls := make([]servedListener, 0, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -146,7 +156,7 @@ func buildListeners(cfg *config.Config, logger *slog.Logger, enc *encryption, op
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", name, err)
 		}
-		sw.srv = &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits)}
+		sw.srv = &proxy.Server{Handler: h, Logger: log, Limits: serverLimits(lc.Limits), RelayLoops: loops}
 		ls = append(ls, servedListener{name: name, lc: lc, log: log, srv: sw.srv})
 	}
 	if len(ls) == 0 {

@@ -2,13 +2,31 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 
 	"github.com/dbproxy/dbproxy/config"
 )
+
+// relayLoopsEnv sets the number of event loops that relay pass-through
+// sessions (proxy.Server.RelayLoops): unset or 0, one per two Ps; -1, none.
+const relayLoopsEnv = "DBPROXY_RELAY_LOOPS"
+
+// relayLoops parses the value of relayLoopsEnv.
+func relayLoops(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < -1 || n > 1024 {
+		return 0, fmt.Errorf("%s=%q: want -1 (no event loops), 0 (the default: one per two CPUs) or a number of loops up to 1024", relayLoopsEnv, v)
+	}
+	return n, nil
+}
 
 // defaultGCPercent is the garbage collector's target for serve unless the
 // GOGC environment variable says otherwise. Every query allocates a little,
@@ -59,7 +77,11 @@ func cmdServe(ctx context.Context, args []string, e env) (err error) {
 			}
 		}
 	}()
-	rl := &reloader{signals: reloads, ops: e.ops, audit: e.audit, load: func(ctx context.Context) (*config.Config, *encryption, error) {
+	loops, err := relayLoops(e.getenv(relayLoopsEnv))
+	if err != nil {
+		return err
+	}
+	rl := &reloader{signals: reloads, ops: e.ops, audit: e.audit, loops: loops, load: func(ctx context.Context) (*config.Config, *encryption, error) {
 		next, err := config.Load(*path)
 		if err != nil {
 			return nil, nil, err

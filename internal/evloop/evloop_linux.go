@@ -95,17 +95,12 @@ func token(ev *unix.EpollEvent) uint64 {
 // It reports false, and f never runs, if the loop is closed.
 func (l *Loop) Do(f func()) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closing {
-		l.mu.Unlock()
 		return false
 	}
 	l.cmds = append(l.cmds, f)
-	wake := !l.signaled
-	l.signaled = true
-	l.mu.Unlock()
-	if wake {
-		l.wake()
-	}
+	l.wakeLocked()
 	return true
 }
 
@@ -115,19 +110,22 @@ func (l *Loop) Do(f func()) bool {
 // not be called from the loop's goroutine.
 func (l *Loop) Close() {
 	l.mu.Lock()
-	first := !l.closing
-	l.closing = true
-	wake := first && !l.signaled
-	l.signaled = true
-	l.mu.Unlock()
-	if wake {
-		l.wake()
+	if !l.closing {
+		l.closing = true
+		l.wakeLocked()
 	}
+	l.mu.Unlock()
 	<-l.done
 }
 
-// wake makes the loop's epoll_wait return for its eventfd.
-func (l *Loop) wake() {
+// wakeLocked makes the loop's epoll_wait return for its eventfd, unless
+// it was made to since the loop last took its functions. Under mu, so that
+// the eventfd, closed by stop once closing is set, is never written after.
+func (l *Loop) wakeLocked() {
+	if l.signaled {
+		return
+	}
+	l.signaled = true
 	one := [8]byte{1}
 	_, _ = unix.Write(l.evfd, one[:])
 }
@@ -180,10 +178,12 @@ func (l *Loop) run() {
 				continue
 			}
 			// Not expected (the descriptors are the loop's own): end
-			// everything rather than spin.
+			// everything rather than spin, after the functions already
+			// given to Do.
 			l.mu.Lock()
 			l.closing = true
 			l.mu.Unlock()
+			l.runCmds()
 			l.stop()
 			return
 		}
@@ -230,6 +230,8 @@ func (l *Loop) stop() {
 			delete(l.handlers, t) // in case Abort did not Remove it
 		}
 	}
+	l.mu.Lock() // see wakeLocked
 	_ = unix.Close(l.evfd)
+	l.mu.Unlock()
 	_ = unix.Close(l.epfd)
 }

@@ -327,7 +327,7 @@ func (p *Pump) space() []byte {
 // buffers too), mayPark whether the session lets it wait without a
 // goroutine, isReadDeadline which of its errors are a read deadline
 // expiring. A plain TCP leg may be relayed by an event loop (Step) when
-// the protocol allows it (RelayLeg.Loop).
+// the protocol allows it (proxy.NewRelay's loopOK).
 func (p *Pump) Leg(guard func(run func() error) error, conn net.Conn, tls bool, mayPark func() bool, isReadDeadline func(error) bool) proxy.RelayLeg {
 	leg := proxy.RelayLeg{
 		Run: func() error { return guard(p.Run) }, Conn: conn, Parkable: !tls,
