@@ -11,6 +11,13 @@
 // as an ordinary blocking system call, whose P the runtime hands to other
 // goroutines while it waits.
 //
+// Each loop runs on a thread of its own (locked), in the SCHED_BATCH
+// policy: relaying for many sessions, it should not preempt the processes
+// it wakes (a database backend, a client) but run once they yield and
+// find several events ready. It lets the scheduler run it every few
+// milliseconds, or the runtime's monitor, seeing a goroutine that never
+// yields, takes its P away and polls in a tight loop for a while.
+//
 // Registration, modification and removal happen on the loop's goroutine
 // only (from a [Handler] or a function given to [Loop.Do]), so they never
 // race with the events being delivered. Each registration has a token

@@ -5,7 +5,10 @@ package evloop
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -168,7 +171,9 @@ func (l *Loop) Len() int { return len(l.handlers) }
 
 func (l *Loop) run() {
 	defer close(l.done)
+	batchThread()
 	events := make([]unix.EpollEvent, 128)
+	yieldAt := time.Now().Add(yieldEvery)
 	for {
 		// A blocking system call: the runtime lets other goroutines have
 		// this P while the loop waits.
@@ -200,7 +205,33 @@ func (l *Loop) run() {
 				h.Event(events[i].Events)
 			}
 		}
+		if now := time.Now(); now.After(yieldAt) {
+			// The runtime's monitor takes the P of a goroutine that has
+			// run (here: sat in epoll_wait) for 10 ms without being
+			// scheduled, and then polls every 20 µs for a while: a
+			// loop that never yields kept it awake about 2,000 times a
+			// second. Being scheduled now and then stops that (a
+			// locked goroutine's yield costs two thread switches).
+			yieldAt = now.Add(yieldEvery)
+			runtime.Gosched()
+		}
 	}
+}
+
+// yieldEvery is how often a busy loop lets the scheduler run it again.
+const yieldEvery = 5 * time.Millisecond
+
+// batchThread locks the loop to its thread and makes that thread
+// SCHED_BATCH: a thread that relays for many sessions should not preempt,
+// on every wake-up, the processes it just woke (the database backend, the
+// client) but run once they yield, finding several events ready; woken
+// with priority, it ran for one event at a time, twice as many wake-ups
+// and preemptions per message, about a fifth more CPU. Lowering one's own
+// policy needs no privilege; if it fails the loop runs as it is.
+func batchThread() {
+	runtime.LockOSThread()
+	var param struct{ priority int32 } // sched_param: 0 for SCHED_BATCH
+	_, _, _ = unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, unix.SCHED_BATCH, uintptr(unsafe.Pointer(&param)))
 }
 
 // runCmds runs the functions given to Do, and reports whether the loop is
