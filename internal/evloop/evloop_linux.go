@@ -172,6 +172,7 @@ func (l *Loop) Len() int { return len(l.handlers) }
 func (l *Loop) run() {
 	defer close(l.done)
 	batchThread()
+	defer releaseThread()
 	events := make([]unix.EpollEvent, 128)
 	yieldAt := time.Now().Add(yieldEvery)
 	for {
@@ -232,6 +233,22 @@ func batchThread() {
 	runtime.LockOSThread()
 	var param struct{ priority int32 } // sched_param: 0 for SCHED_BATCH
 	_, _, _ = unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, unix.SCHED_BATCH, uintptr(unsafe.Pointer(&param)))
+}
+
+// releaseThread gives the loop's thread back to the runtime as it found
+// it. A goroutine that ends locked to its thread ends the thread, and a
+// child process started by that thread with a parent-death signal
+// (SysProcAttr.Pdeathsig is the thread's, not the process's) would get
+// it: so the thread gets its policy back and is unlocked instead. If the
+// policy cannot be restored the thread stays locked and ends with the
+// loop.
+func releaseThread() {
+	const schedOther = 0 // SCHED_OTHER (not in x/sys/unix)
+	var param struct{ priority int32 }
+	if _, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, schedOther, uintptr(unsafe.Pointer(&param))); e != 0 {
+		return
+	}
+	runtime.UnlockOSThread()
 }
 
 // runCmds runs the functions given to Do, and reports whether the loop is

@@ -1,6 +1,8 @@
 package evloop
 
 import (
+	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,5 +173,38 @@ func TestLoopDoOrder(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%d of %d functions ran", count.Load(), 4*n)
+	}
+}
+
+func schedPolicy(t *testing.T, tid int) int {
+	t.Helper()
+	p, _, e := unix.RawSyscall(unix.SYS_SCHED_GETSCHEDULER, uintptr(tid), 0, 0)
+	if e != 0 {
+		t.Fatalf("sched_getscheduler(%d): %v", tid, e)
+	}
+	return int(p)
+}
+
+// TestLoopThread: the loop runs SCHED_BATCH on a thread of its own, and
+// Close gives the thread back with its policy restored rather than
+// ending it: a child process that thread started with a parent-death
+// signal (Pdeathsig is per thread) must not be killed by a loop closing.
+func TestLoopThread(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tid int
+	do(t, l, func() { tid = unix.Gettid() })
+	if p := schedPolicy(t, tid); p != unix.SCHED_BATCH {
+		t.Fatalf("loop thread policy %d, want SCHED_BATCH", p)
+	}
+	l.Close()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err != nil {
+		t.Fatalf("the loop's thread ended with the loop: %v", err)
+	}
+	if p := schedPolicy(t, tid); p != 0 {
+		t.Fatalf("thread policy after Close %d, want SCHED_OTHER", p)
 	}
 }
