@@ -30,32 +30,16 @@ func TestPGLoopedSlowReader(t *testing.T) {
 	// 30,000 rows of 1,000 bytes, not read for now.
 	mrr := slow.PgConn().Exec(ctx, `select i, repeat(chr(65 + i % 26), 1000) from generate_series(1, 30000) i`)
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := pgx.Connect(ctx, p.DSN("disable"))
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close(ctx)
-			for i := range 200 {
-				var v int
-				if err := c.QueryRow(ctx, `select $1::int`, g*1000+i).Scan(&v); err != nil || v != g*1000+i {
-					errs <- fmt.Errorf("session %d query %d: %d, %v", g, i, v, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("while a client does not read: %v", err)
-	}
+	otherSessions(t, func(g int) error {
+		c, err := pgx.Connect(ctx, p.DSN("disable"))
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		return queryNumbers(g, func(n int) (v int, err error) {
+			return v, c.QueryRow(ctx, `select $1::int`, n).Scan(&v)
+		})
+	})
 
 	results, err := mrr.ReadAll()
 	if err != nil {
@@ -97,26 +81,11 @@ func TestMySQLLoopedSlowReader(t *testing.T) {
 
 	others := openDB(t, p.config(t))
 	others.SetMaxOpenConns(4)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 200 {
-				var v int
-				if err := others.QueryRowContext(ctx, `select ?`, g*1000+i).Scan(&v); err != nil || v != g*1000+i {
-					errs <- fmt.Errorf("session %d query %d: %d, %v", g, i, v, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("while a client does not read: %v", err)
-	}
+	otherSessions(t, func(g int) error {
+		return queryNumbers(g, func(n int) (v int, err error) {
+			return v, others.QueryRowContext(ctx, `select ?`, n).Scan(&v)
+		})
+	})
 
 	n := 0
 	for rows.Next() {
@@ -141,4 +110,38 @@ func TestMySQLLoopedSlowReader(t *testing.T) {
 	_ = slowDB.Close()
 	_ = others.Close()
 	waitFor(t, "no session left on the loops", func() bool { return p.Srv.Looped() == 0 })
+}
+
+// otherSessions runs session(0..3) at once, while a client of the test
+// does not read, and fails the test with the first error.
+func otherSessions(t *testing.T, session func(g int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := session(g); err != nil {
+				errs <- fmt.Errorf("session %d: %w", g, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("while a client does not read: %v", err)
+	}
+}
+
+// queryNumbers has session g select 200 numbers, each of which must come
+// back as sent.
+func queryNumbers(g int, selectInt func(n int) (int, error)) error {
+	for i := range 200 {
+		n := g*1000 + i
+		if v, err := selectInt(n); err != nil || v != n {
+			return fmt.Errorf("query %d: %d, %v", i, v, err)
+		}
+	}
+	return nil
 }

@@ -104,24 +104,26 @@ func (r *Relay) startLoop() {
 	for j := range st.socks {
 		fd, err := st.socks[j].lender.Lend()
 		if err != nil {
-			for k := range j {
-				st.socks[k].lender.Release()
-			}
 			r.c.srv.logger().LogAttrs(context.Background(), slog.LevelWarn, "cannot hand the session to an event loop; closing it",
 				slog.String("remote", r.c.nc.RemoteAddr().String()), slog.Any("error", err))
-			r.errs = [2]error{r.stopError(0), r.stopError(1)}
-			go r.end()
+			r.loopAbandon(j)
 			return
 		}
 		st.socks[j].fd = fd
 	}
 	if !r.loop.Do(r.loopRegister) {
-		for j := range st.socks {
-			st.socks[j].lender.Release()
-		}
-		r.errs = [2]error{r.stopError(0), r.stopError(1)}
-		go r.end()
+		r.loopAbandon(len(st.socks))
 	}
+}
+
+// loopAbandon ends a relay that never reached its loop, its first n
+// sockets lent.
+func (r *Relay) loopAbandon(n int) {
+	for j := range n {
+		r.ls.socks[j].lender.Release()
+	}
+	r.errs = [2]error{r.stopError(0), r.stopError(1)}
+	go r.end()
 }
 
 // loopRegister puts the sockets on the loop and relays what the pumps
@@ -193,8 +195,7 @@ func (s *loopSock) Event(ev uint32) {
 				r.loopStep(s.j)
 			}
 		case ev&(evloop.Err|unixHup) != 0:
-			c := r.legs[s.j].Conn
-			r.loopLegEnd(s.j, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: syscall.ECONNRESET})
+			r.loopLegEnd(s.j, r.readError(s.j, syscall.ECONNRESET))
 		}
 	}
 	r.loopUpdate()
@@ -216,9 +217,12 @@ func (r *Relay) loopStep(i int) {
 
 // stopError is the error of a leg stopped while it waited, as a read
 // deadline would interrupt it on a goroutine.
-func (r *Relay) stopError(i int) error {
+func (r *Relay) stopError(i int) error { return r.readError(i, os.ErrDeadlineExceeded) }
+
+// readError is err as a read of leg i's socket returns it.
+func (r *Relay) readError(i int, err error) error {
 	c := r.legs[i].Conn
-	return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+	return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 // loopLegEnd ends leg i with err and, as Relay.run does, stops the other.
