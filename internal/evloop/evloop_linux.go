@@ -45,6 +45,16 @@ type Reg struct {
 // wakeToken marks the loop's own eventfd.
 const wakeToken = 0
 
+// A token is a slot of Loop.slots (low 32 bits, counting from 1) and the
+// slot's generation (high 32 bits), which Remove advances: a token is
+// not reused until a slot has been reused 2^32 times, and an event never
+// outlives one epoll_wait batch. A slice lookup, where a map of tokens
+// cost a hash per event.
+type slot struct {
+	h   Handler
+	gen uint32
+}
+
 // Loop is one event loop; see the package doc. Create it with [New].
 type Loop struct {
 	epfd, evfd int
@@ -56,9 +66,10 @@ type Loop struct {
 	closing  bool
 
 	// Loop goroutine only.
-	handlers map[uint64]Handler
-	next     uint64
-	spare    []func()
+	slots []slot   // by token's slot - 1
+	free  []uint32 // indexes of unused slots
+	n     int      // registrations
+	spare []func()
 }
 
 // New starts a loop on a goroutine of its own.
@@ -79,7 +90,7 @@ func New() (*Loop, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("evloop: epoll_ctl: %w", err)
 	}
-	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{}), handlers: make(map[uint64]Handler), next: wakeToken}
+	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{})}
 	go l.run()
 	return l, nil
 }
@@ -136,15 +147,32 @@ func (l *Loop) wakeLocked() {
 // Add registers fd for events (In, Out or both) with h. Loop goroutine
 // only.
 func (l *Loop) Add(fd int, events uint32, h Handler) (Reg, error) {
-	l.next++
-	r := Reg{fd: fd, token: l.next}
+	var i uint32
+	if k := len(l.free); k > 0 {
+		i, l.free = l.free[k-1], l.free[:k-1]
+	} else {
+		l.slots = append(l.slots, slot{})
+		i = uint32(len(l.slots) - 1)
+	}
+	r := Reg{fd: fd, token: uint64(l.slots[i].gen)<<32 | uint64(i+1)}
 	ev := unix.EpollEvent{Events: events}
 	setToken(&ev, r.token)
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.free = append(l.free, i)
 		return Reg{}, fmt.Errorf("evloop: epoll_ctl add: %w", err)
 	}
-	l.handlers[r.token] = h
+	l.slots[i].h = h
+	l.n++
 	return r, nil
+}
+
+// handler returns the handler of token t, nil if it was removed.
+func (l *Loop) handler(t uint64) Handler {
+	i := uint32(t) - 1
+	if int(i) >= len(l.slots) || l.slots[i].gen != uint32(t>>32) {
+		return nil
+	}
+	return l.slots[i].h
 }
 
 // Modify changes the events r waits for. Loop goroutine only.
@@ -159,15 +187,22 @@ func (l *Loop) Modify(r Reg, events uint32) error {
 
 // Remove ends r, before its descriptor may be closed. Loop goroutine only.
 func (l *Loop) Remove(r Reg) {
-	if _, ok := l.handlers[r.token]; !ok {
+	if l.handler(r.token) == nil {
 		return
 	}
-	delete(l.handlers, r.token)
+	l.release(uint32(r.token) - 1)
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
 }
 
+// release frees slot i and advances its generation.
+func (l *Loop) release(i uint32) {
+	l.slots[i] = slot{gen: l.slots[i].gen + 1}
+	l.free = append(l.free, i)
+	l.n--
+}
+
 // Len returns the number of registered descriptors. Loop goroutine only.
-func (l *Loop) Len() int { return len(l.handlers) }
+func (l *Loop) Len() int { return l.n }
 
 func (l *Loop) run() {
 	defer close(l.done)
@@ -202,7 +237,7 @@ func (l *Loop) run() {
 				}
 				continue
 			}
-			if h := l.handlers[t]; h != nil {
+			if h := l.handler(t); h != nil {
 				h.Event(events[i].Events)
 			}
 		}
@@ -272,10 +307,14 @@ func (l *Loop) runCmds() bool {
 
 // stop aborts every registration and closes the loop's descriptors.
 func (l *Loop) stop() {
-	for len(l.handlers) > 0 {
-		for t, h := range l.handlers {
-			h.Abort()
-			delete(l.handlers, t) // in case Abort did not Remove it
+	for l.n > 0 {
+		for i := range l.slots {
+			if h := l.slots[i].h; h != nil {
+				h.Abort()
+				if l.slots[i].h == h { // Abort did not Remove it
+					l.release(uint32(i))
+				}
+			}
 		}
 	}
 	l.mu.Lock() // see wakeLocked

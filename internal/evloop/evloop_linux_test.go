@@ -208,3 +208,45 @@ func TestLoopThread(t *testing.T) {
 		t.Fatalf("thread policy after Close %d, want SCHED_OTHER", p)
 	}
 }
+
+// TestLoopTokens: a slot freed by Remove is reused by the next Add under
+// another token, and the old token finds no handler (the stale event of
+// a removed descriptor is dropped).
+func TestLoopTokens(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, _ := socketpair(t)
+	c, _ := socketpair(t)
+	r1 := &recorder{l: l, fd: a, got: make(chan uint32, 1)}
+	r2 := &recorder{l: l, fd: c, got: make(chan uint32, 1)}
+	do(t, l, func() {
+		if r1.reg, err = l.Add(a, In, r1); err != nil {
+			return
+		}
+		l.Remove(r1.reg)
+		l.Remove(r1.reg) // twice is fine
+		if r2.reg, err = l.Add(c, In, r2); err != nil {
+			return
+		}
+		switch {
+		case uint32(r2.reg.token) != uint32(r1.reg.token):
+			err = fmt.Errorf("slot not reused: tokens %#x, %#x", r1.reg.token, r2.reg.token)
+		case r2.reg.token == r1.reg.token:
+			err = fmt.Errorf("token %#x reused", r1.reg.token)
+		case l.handler(r1.reg.token) != nil:
+			err = fmt.Errorf("removed token %#x still has a handler", r1.reg.token)
+		case l.handler(r2.reg.token) != Handler(r2):
+			err = fmt.Errorf("token %#x lost its handler", r2.reg.token)
+		case l.handler(wakeToken) != nil || l.handler(1<<40|99) != nil:
+			err = fmt.Errorf("unknown tokens have handlers")
+		case l.Len() != 1:
+			err = fmt.Errorf("Len = %d, want 1", l.Len())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

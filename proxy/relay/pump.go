@@ -334,7 +334,8 @@ func (p *Pump) Leg(guard func(run func() error) error, conn net.Conn, tls bool, 
 		AtRest: p.AtRest, Release: p.Release, MayPark: mayPark, IsReadDeadline: isReadDeadline,
 	}
 	if !tls {
-		leg.Step = func() error { return guard(p.Step) }
+		step := p.Step // once: a method value made per call would allocate
+		leg.Step = func() error { return guard(step) }
 	}
 	if d, ok := p.src.(rawio.Drainer); ok && tls {
 		leg.Parkable, leg.AtRest = true, func() bool { return p.AtRest() && d.Drained() }
