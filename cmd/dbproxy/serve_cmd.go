@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 
@@ -26,6 +27,34 @@ func relayLoops(v string) (int, error) {
 		return 0, fmt.Errorf("%s=%q: want -1 (no event loops), 0 (the default: one per two CPUs) or a number of loops up to 1024", relayLoopsEnv, v)
 	}
 	return n, nil
+}
+
+// cpuProfileEnv names a file that serve writes a CPU profile of its
+// whole run to (pprof format, written at exit), for performance reports:
+// the admin listener deliberately serves no /debug/pprof.
+const cpuProfileEnv = "DBPROXY_CPUPROFILE"
+
+// startCPUProfile starts the profile cpuProfileEnv asks for, if any; the
+// returned function stops it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("%s: %w", cpuProfileEnv, err)
+		}
+		return nil
+	}, nil
 }
 
 // defaultGCPercent is the garbage collector's target for serve unless the
@@ -57,6 +86,15 @@ func cmdServe(ctx context.Context, args []string, e env) (err error) {
 	if e.getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	stopProfile, err := startCPUProfile(e.getenv(cpuProfileEnv))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stopProfile(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
 	if e.audit, err = openAuditing(ctx, cfg, e, logger); err != nil {
 		return err
 	}
