@@ -111,7 +111,7 @@ func (r *Relay) startLoop() {
 		}
 		st.socks[j].fd = fd
 	}
-	if !r.loop.Do(r.loopRegister) {
+	if !r.loopDo(r.loopRegister) {
 		r.loopAbandon(len(st.socks))
 	}
 }
@@ -171,12 +171,7 @@ func (s *loopSock) Event(ev uint32) {
 	if st.done || !s.on {
 		return
 	}
-	defer func() {
-		if v := recover(); v != nil {
-			r.c.logPanic(context.Background(), "relay event loop panicked", v)
-			r.loopKicked()
-		}
-	}()
+	defer r.loopRecover()
 	if ev&(evloop.Out|evloop.Err|unixHup) != 0 && s.lender.Pending() {
 		if _, err := s.lender.Flush(); err != nil && st.active[1-s.j] {
 			// The peer of socket j is gone: the leg writing to it ends.
@@ -199,6 +194,25 @@ func (s *loopSock) Event(ev uint32) {
 		}
 	}
 	r.loopUpdate()
+}
+
+// loopRecover, deferred by whatever runs a relay's code on its loop,
+// turns a panic into the end of that relay: the loop and its other
+// sessions go on.
+func (r *Relay) loopRecover() {
+	if v := recover(); v != nil {
+		r.c.logPanic(context.Background(), "relay event loop panicked", v)
+		r.loopKicked()
+	}
+}
+
+// loopDo runs f on the relay's loop under loopRecover; false if the loop
+// is closed (it aborted the relay already).
+func (r *Relay) loopDo(f func()) bool {
+	return r.loop.Do(func() {
+		defer r.loopRecover()
+		f()
+	})
 }
 
 // unixHup is EPOLLHUP alone (evloop.Hup includes EPOLLRDHUP, which In
@@ -247,7 +261,7 @@ func (r *Relay) loopLegEnd(i int, err error) {
 	if !st.ending {
 		st.ending = true
 		st.timer = time.AfterFunc(FinalWriteTimeout, func() {
-			r.loop.Do(func() {
+			r.loopDo(func() {
 				st.expired = true
 				r.loopUpdate()
 			})
@@ -321,11 +335,11 @@ func (r *Relay) loopFinish() {
 
 // loopKick is KickAll for a looped relay. If the loop is closed it
 // aborted the relay already.
-func (r *Relay) loopKick() { r.loop.Do(r.loopKicked) }
+func (r *Relay) loopKick() { r.loopDo(r.loopKicked) }
 
 // loopStop is Stop for a looped relay.
 func (r *Relay) loopStop(i int) {
-	r.loop.Do(func() {
+	r.loopDo(func() {
 		st := r.ls
 		if !st.registered {
 			st.stopped[i] = true
