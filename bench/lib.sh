@@ -14,6 +14,14 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 # refuses to run as root), else as is.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
+# Servers (the databases, every proxy) run in a session of their own
+# (setsid), as a service manager would start them and as PgBouncer's -d
+# and pg_ctl do: where the kernel groups processes by session for CPU
+# fairness (autogroup, /proc/sys/kernel/sched_autogroup_enabled), a server
+# started from this shell would share one CPU share with the load
+# generator, and get scheduled differently from the reference it is
+# compared with (measured: twice the context switches per transaction).
+
 # bench_workdir PREFIX: a fresh temporary directory in $work; at exit every
 # process in pids is killed, the PostgreSQL of start_postgres stopped and
 # the directory removed.
@@ -58,7 +66,7 @@ start_mariadb() {
   command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
   myport=$(freeport)
   mariadb-install-db --no-defaults --datadir="$work/data" --user="$(id -un)" --auth-root-authentication-method=normal >/dev/null 2>&1
-  mariadbd --no-defaults --datadir="$work/data" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
+  setsid mariadbd --no-defaults --datadir="$work/data" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
     --socket="$work/sock" --skip-log-bin --skip-name-resolve --max-connections=200 \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=0 >"$work/mariadb.log" 2>&1 &
   pids+=($!)
@@ -108,7 +116,7 @@ start_dbproxy() {
   if grep -q '^keys:' "$cfg" && [ ! -e "$work/keys.json" ]; then
     "$work/dbproxy" keys init --config "$cfg" >/dev/null
   fi
-  env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$cfg" 2>"${cfg%.yaml}.log" &
+  setsid env ${DBPROXY_ENV:-} "$work/dbproxy" serve --config "$cfg" 2>"${cfg%.yaml}.log" &
   dbproxy_pid=$!
   pids+=($!)
 }
@@ -123,7 +131,7 @@ start_base_dbproxy() {
   (cd "$work/base" && go build -o "$work/dbproxy-base" ./cmd/dbproxy)
   base_port=$(freeport)
   sed "s/listen: 127.0.0.1:$1/listen: 127.0.0.1:$base_port/" "$work/dbproxy.yaml" >"$work/base.yaml"
-  env ${DBPROXY_ENV:-} ${BASE_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
+  setsid env ${DBPROXY_ENV:-} ${BASE_ENV:-} "$work/dbproxy-base" serve --config "$work/base.yaml" 2>"$work/base.log" &
   base_pid=$!
   pids+=($!)
 }
@@ -157,7 +165,7 @@ listen db
   bind 127.0.0.1:$hport
   server db 127.0.0.1:$2
 CONF
-  haproxy -f "$1/haproxy.cfg" -db >"$1/haproxy.log" 2>&1 &
+  setsid haproxy -f "$1/haproxy.cfg" -db >"$1/haproxy.log" 2>&1 &
   hapid=$!
 }
 
