@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dbproxy/dbproxy/crypto"
+	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/value"
 )
 
@@ -49,27 +51,67 @@ var (
 
 // Encryptor encrypts canonical plaintexts for columns and decrypts their
 // ciphertexts. It is safe for concurrent use.
+//
+// With a *keys.Manager, it keeps each column's key lookups (the live
+// versions, the primary one, the versions it decrypted last) as
+// keys.Snapshots in the ColumnRule, and uses them again while they are
+// current: a value then costs no lookup of the key's name. The keys are
+// the ones the Manager would return (a rotation becomes visible as soon),
+// and a key destroyed meanwhile fails with crypto.ErrKeyDestroyed, on
+// which the Encryptor asks once more, as it does with any Keys.
 type Encryptor struct {
 	keys Keys
-	live liveAppender // keys, if it implements liveAppender; else nil
+	mgr  *keys.Manager // keys, if it is one; else nil
+	live liveAppender  // keys, if it implements liveAppender; else nil
 	// keyBufs pools the *[]*crypto.Key slices that live appends to.
 	keyBufs sync.Pool
 }
 
-// NewEncryptor returns an Encryptor that gets its data keys from keys. If
-// keys also has a method AppendLive(ctx, dst []*crypto.Key, name string)
+// keySnaps is a column's cached key lookups (see Encryptor).
+type keySnaps struct {
+	live, primary atomic.Pointer[keys.Snapshot]
+	// version[v%len] is the lookup of version v: rows written before
+	// and after a rotation each find theirs.
+	version [4]atomic.Pointer[keys.Snapshot]
+}
+
+// current returns the snapshot in p if it was taken from e.mgr (for
+// version v, if v is not nil) and is current, else nil.
+func (e *Encryptor) current(p *atomic.Pointer[keys.Snapshot], v *uint32) *keys.Snapshot {
+	if s := p.Load(); s != nil && s.Of(e.mgr) && (v == nil || s.Version() == *v) && s.Current() {
+		return s
+	}
+	return nil
+}
+
+// NewEncryptor returns an Encryptor that gets its data keys from ks. If
+// ks is a *keys.Manager, it caches lookups per column (see Encryptor). If
+// ks has a method AppendLive(ctx, dst []*crypto.Key, name string)
 // ([]*crypto.Key, error), as *crypto/keys.Manager does, the Encryptor uses
 // it instead of Live and allocates no list of keys per call.
-func NewEncryptor(keys Keys) *Encryptor {
-	e := &Encryptor{keys: keys}
-	e.live, _ = keys.(liveAppender)
+func NewEncryptor(ks Keys) *Encryptor {
+	e := &Encryptor{keys: ks}
+	e.mgr, _ = ks.(*keys.Manager)
+	e.live, _ = ks.(liveAppender)
 	return e
 }
 
-// liveKeys returns the live versions of data key name, newest first. When
-// pooled is not nil, ks is borrowed from e.keyBufs: the caller must hand it
-// back with putKeys once it no longer uses ks.
-func (e *Encryptor) liveKeys(ctx context.Context, name string) (ks []*crypto.Key, pooled *[]*crypto.Key, err error) {
+// liveKeys returns the live versions of col's data key, newest first,
+// which the caller must not modify. When pooled is not nil, ks is borrowed
+// from e.keyBufs: the caller must hand it back with putKeys once it no
+// longer uses ks.
+func (e *Encryptor) liveKeys(ctx context.Context, col *ColumnRule) (ks []*crypto.Key, pooled *[]*crypto.Key, err error) {
+	name := col.Key
+	if e.mgr != nil && col.snaps != nil {
+		s := e.current(&col.snaps.live, nil)
+		if s == nil {
+			if s, err = e.mgr.LiveSnapshot(ctx, name); err != nil {
+				return nil, nil, err
+			}
+			col.snaps.live.Store(s)
+		}
+		return s.Keys(), nil, nil
+	}
 	if e.live == nil {
 		ks, err = e.keys.Live(ctx, name)
 		return ks, nil, err
@@ -115,7 +157,7 @@ func (e *Encryptor) AppendStore(ctx context.Context, dst []byte, col *ColumnRule
 		return nil, fmt.Errorf("encrypt value for column %s: %w", col, err)
 	}
 	for attempt := 0; ; attempt++ {
-		k, err := e.keys.Primary(ctx, col.Key)
+		k, err := e.primary(ctx, col)
 		if err != nil {
 			return nil, fmt.Errorf("encrypt value for column %s: data key %q: %w", col, col.Key, err)
 		}
@@ -134,11 +176,59 @@ func (e *Encryptor) AppendStore(ctx context.Context, dst []byte, col *ColumnRule
 	}
 }
 
+// primary returns the primary version of col's data key.
+func (e *Encryptor) primary(ctx context.Context, col *ColumnRule) (*crypto.Key, error) {
+	if e.mgr != nil && col.snaps != nil {
+		if s := e.current(&col.snaps.primary, nil); s != nil {
+			return s.Keys()[0], nil
+		}
+		s, err := e.mgr.PrimarySnapshot(ctx, col.Key)
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			col.snaps.primary.Store(s)
+			return s.Keys()[0], nil
+		}
+	}
+	return e.keys.Primary(ctx, col.Key)
+}
+
+// decrypt decrypts ct, whose header names key version v of col's data
+// key, appending the plaintext to dst (Keys.Decrypt).
+func (e *Encryptor) decrypt(ctx context.Context, col *ColumnRule, v uint32, dst, ct []byte) ([]byte, value.Type, error) {
+	if e.mgr == nil || col.snaps == nil {
+		return e.keys.Decrypt(ctx, col.Key, dst, ct)
+	}
+	p := &col.snaps.version[v%uint32(len(col.snaps.version))]
+	for attempt := 0; ; attempt++ {
+		s := e.current(p, &v)
+		if s == nil {
+			var err error
+			if s, err = e.mgr.VersionSnapshot(ctx, col.Key, v); err != nil {
+				return nil, value.TypeUnknown, err
+			}
+			if s == nil {
+				return e.keys.Decrypt(ctx, col.Key, dst, ct)
+			}
+			p.Store(s)
+		}
+		pt, t, err := s.Keys()[0].Decrypt(dst, ct)
+		if errors.Is(err, crypto.ErrKeyDestroyed) && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return nil, value.TypeUnknown, err // names the key and version
+		}
+		return pt, t, nil
+	}
+}
+
 // LiveVersions returns how many live versions col's data key has: the
 // number of ciphertexts EncryptForMatch returns for col right now. It
 // changes when a `keys rotate` becomes visible (within the key cache's TTL).
 func (e *Encryptor) LiveVersions(ctx context.Context, col *ColumnRule) (int, error) {
-	keys, pooled, err := e.liveKeys(ctx, col.Key)
+	keys, pooled, err := e.liveKeys(ctx, col)
 	if err != nil {
 		return 0, fmt.Errorf("column %s: data key %q: %w", col, col.Key, err)
 	}
@@ -175,7 +265,7 @@ func (e *Encryptor) AppendMatch(ctx context.Context, buf []byte, cts [][]byte, c
 		return nil, nil, fmt.Errorf("match value for column %s: %w", col, err)
 	}
 	for attempt := 0; ; attempt++ {
-		keys, pooled, err := e.liveKeys(ctx, col.Key)
+		keys, pooled, err := e.liveKeys(ctx, col)
 		if err != nil {
 			return nil, nil, fmt.Errorf("match value for column %s: data key %q: %w", col, col.Key, err)
 		}
@@ -240,7 +330,7 @@ func (e *Encryptor) AppendDecrypt(ctx context.Context, dst []byte, col *ColumnRu
 			col, h.Type, col.Type, ErrWrongType)
 	}
 	n := len(dst)
-	out, t, err := e.keys.Decrypt(ctx, col.Key, dst, ct)
+	out, t, err := e.decrypt(ctx, col, h.KeyVersion, dst, ct)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt value of column %s: %w", col, err)
 	}

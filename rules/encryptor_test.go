@@ -482,3 +482,98 @@ func TestModeAccepts(t *testing.T) {
 		}
 	}
 }
+
+var snapSpecs = []rules.Spec{
+	{Table: "users", Column: "email", Key: "users_email", Mode: rules.ModeDeterministic, Type: value.TypeText},
+	{Table: "users", Column: "ssn", Key: "ssn", Mode: rules.ModeRandomized, Type: value.TypeText},
+}
+
+// TestEncryptorManagerRotation: with a key manager, whose lookups the
+// Encryptor keeps per column, a rotation in this process is visible to
+// the very next value: lookups match both versions, stores use the new
+// one, and values of every version decrypt.
+func TestEncryptorManagerRotation(t *testing.T) {
+	ctx := context.Background()
+	s := mustNew(t, rules.DialectPostgres, snapSpecs)
+	email, ssn := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
+	m := testkeys.Manager(t, testkeys.ForRules(snapSpecs)...)
+	e := rules.NewEncryptor(m)
+
+	var ssnCts [][]byte
+	for round := 1; round <= 3; round++ {
+		for range 3 { // hits after the first
+			cts, err := e.EncryptForMatch(ctx, email, []byte(secret))
+			if err != nil || len(cts) != round {
+				t.Fatalf("round %d: match gave %d ciphertexts, %v; want %d", round, len(cts), err, round)
+			}
+			for i, ct := range cts {
+				if h, _ := crypto.ParseHeader(ct); h.KeyVersion != uint32(round-i) {
+					t.Fatalf("round %d: match[%d] is version %d", round, i, h.KeyVersion)
+				}
+			}
+			if n, err := e.LiveVersions(ctx, email); err != nil || n != round {
+				t.Fatalf("round %d: LiveVersions = %d, %v", round, n, err)
+			}
+			for _, col := range []*rules.ColumnRule{email, ssn} {
+				ct, err := e.EncryptForStore(ctx, col, []byte(secret))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h, _ := crypto.ParseHeader(ct); h.KeyVersion != uint32(round) {
+					t.Fatalf("round %d: %s stored under version %d", round, col, h.KeyVersion)
+				}
+				if col == ssn {
+					ssnCts = append(ssnCts, ct)
+				}
+			}
+			for _, ct := range ssnCts {
+				if pt, err := e.Decrypt(ctx, ssn, ct); err != nil || string(pt) != secret {
+					t.Fatalf("round %d: decrypt = %q, %v", round, pt, err)
+				}
+			}
+		}
+		for _, k := range []string{"users_email", "ssn"} {
+			if _, err := m.Rotate(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m.Close()
+	if _, err := e.EncryptForMatch(ctx, email, []byte(secret)); err == nil {
+		t.Fatal("match after the key manager closed succeeded")
+	}
+	if ct, err := e.EncryptForStore(ctx, ssn, []byte(secret)); err == nil || ct != nil {
+		t.Fatalf("store after the key manager closed = %x, %v", ct, err)
+	}
+	if _, err := e.Decrypt(ctx, ssn, ssnCts[0]); !errors.Is(err, keys.ErrClosed) {
+		t.Fatalf("decrypt after the key manager closed: %v, want ErrClosed", err)
+	}
+}
+
+// TestEncryptorManagerEvictions: a key cache of one entry, which every
+// other value evicts (destroying the key a column's snapshot holds):
+// every value still encrypts and decrypts, under the right keys.
+func TestEncryptorManagerEvictions(t *testing.T) {
+	ctx := context.Background()
+	s := mustNew(t, rules.DialectPostgres, snapSpecs)
+	email, ssn := s.Column("", "public", "users", "email"), s.Column("", "public", "users", "ssn")
+	m := testkeys.ManagerWith(t, keys.Options{MaxEntries: 1}, testkeys.ForRules(snapSpecs)...)
+	e := rules.NewEncryptor(m)
+	want, err := e.EncryptForMatch(ctx, email, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		ct, err := e.EncryptForStore(ctx, ssn, []byte(secret))
+		if err != nil {
+			t.Fatalf("%d: store: %v", i, err)
+		}
+		got, err := e.EncryptForMatch(ctx, email, []byte(secret))
+		if err != nil || len(got) != 1 || !bytes.Equal(got[0], want[0]) {
+			t.Fatalf("%d: match = %x, %v", i, got, err)
+		}
+		if pt, err := e.Decrypt(ctx, ssn, ct); err != nil || string(pt) != secret {
+			t.Fatalf("%d: decrypt = %q, %v", i, pt, err)
+		}
+	}
+}

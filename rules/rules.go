@@ -101,6 +101,10 @@ type ColumnRule struct {
 	Type     value.Type
 	// Deterministic is Mode == ModeDeterministic.
 	Deterministic bool
+
+	// snaps caches the column's key lookups for the Encryptor (nil for
+	// a ColumnRule not made by New: it then looks them up every time).
+	snaps *keySnaps
 }
 
 // String is the qualified column name, e.g. public.users.email (schema
@@ -238,6 +242,7 @@ func New(d Dialect, specs []Spec) (*Set, error) {
 		c := &ColumnRule{
 			Database: sp.Database, Schema: schema, Table: table, Column: column,
 			Key: sp.Key, Mode: sp.Mode, Type: sp.Type, Deterministic: sp.Mode == ModeDeterministic,
+			snaps: new(keySnaps),
 		}
 		if o := keys[c.Key]; o != nil && (o.Mode != c.Mode || o.Type != c.Type) {
 			return nil, fmt.Errorf("rules: %s: %w: data key %q is used by %s as %s %s and by %s as %s %s; columns sharing a key must have the same mode and type",

@@ -138,6 +138,7 @@ func (m *Manager) load(ctx context.Context, ck cacheKey) (*entry, error) {
 	// A new generation sends every other entry through the locked path
 	// once, to be moved to the front of the LRU if it is still used.
 	e.seen.Store(m.gen.Add(1))
+	m.changed()
 	m.lru.Add(ck, e)
 	m.log.LogAttrs(ctx, slogDebug, "unwrapped data key",
 		attrKey(r.Name), attrVersion(r.Version), attrMaster(r.MasterKeyID))
@@ -157,6 +158,7 @@ func (m *Manager) expire(ck cacheKey, e *entry) {
 // capacity, Close): it remembers the usage count and destroys the key.
 func (m *Manager) onEvict(ck cacheKey, e *entry) {
 	e.dead.Store(true)
+	m.changed()
 	e.timer.Stop()
 	m.used[ck] = e.encryptions()
 	e.key.Destroy()

@@ -149,10 +149,13 @@ type Manager struct {
 	metas  atomic.Pointer[map[string]*keyMeta]
 	metaMu sync.Mutex
 
-	mu   sync.Mutex    // guards lru and used
-	gen  atomic.Uint64 // insertions into lru; written with mu held
-	lru  *simplelru.LRU[cacheKey, *entry]
-	used map[cacheKey]uint64 // encryptions by evicted instances of a version
+	mu  sync.Mutex    // guards lru and used
+	gen atomic.Uint64 // insertions into lru; written with mu held
+	// epoch counts the changes that end every Snapshot: a version list
+	// published or dropped, an entry inserted into or evicted from lru.
+	epoch atomic.Uint64
+	lru   *simplelru.LRU[cacheKey, *entry]
+	used  map[cacheKey]uint64 // encryptions by evicted instances of a version
 	// legacy holds the AES-256-GCM primary versions whose "rotate me"
 	// warning this Manager has logged.
 	legacy map[cacheKey]bool

@@ -183,6 +183,7 @@ func (m *Manager) publish(ctx context.Context, name string, recs []keystore.Reco
 	}
 	next[name] = km
 	m.metas.Store(&next)
+	m.changed()
 	return km, nil
 }
 
@@ -205,6 +206,7 @@ func (m *Manager) forget(names ...string) {
 		}
 	}
 	m.metas.Store(&next)
+	m.changed()
 }
 
 // forgetAll drops every cached version list and stops their timers.
@@ -215,4 +217,5 @@ func (m *Manager) forgetAll() {
 		km.timer.Stop()
 	}
 	m.metas.Store(&map[string]*keyMeta{})
+	m.changed()
 }

@@ -21,6 +21,12 @@ import (
 // of specs (a name listed twice is created once).
 func Manager(tb testing.TB, specs ...keys.Spec) *keys.Manager {
 	tb.Helper()
+	return ManagerWith(tb, keys.Options{}, specs...)
+}
+
+// ManagerWith is Manager with opts (its Store and Master are set here).
+func ManagerWith(tb testing.TB, opts keys.Options, specs ...keys.Spec) *keys.Manager {
+	tb.Helper()
 	dir := tb.TempDir()
 	mk := filepath.Join(dir, "master.key")
 	if _, err := kms.CreateLocalKeyFile(mk); err != nil {
@@ -35,7 +41,8 @@ func Manager(tb testing.TB, specs ...keys.Spec) *keys.Manager {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	mgr, err := keys.New(keys.Options{Store: store, Master: master})
+	opts.Store, opts.Master = store, master
+	mgr, err := keys.New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
