@@ -32,3 +32,7 @@ func CacheLen(m *Manager) int {
 	defer m.mu.Unlock()
 	return m.lru.Len()
 }
+
+// Forget drops the cached version list of name, as a rotation in this
+// Manager does; the unwrapped keys stay cached.
+func Forget(m *Manager, name string) { m.forget(name) }

@@ -148,6 +148,12 @@ type Manager struct {
 	// load it without locking, writers hold metaMu.
 	metas  atomic.Pointer[map[string]*keyMeta]
 	metaMu sync.Mutex
+	// forgot holds when this Manager last changed the store for a name
+	// (forget), forgotAll for every name (forgetAll); under metaMu. A
+	// read that started before may predate the change and is not
+	// cached (see publish).
+	forgot    map[string]time.Time
+	forgotAll time.Time
 
 	mu  sync.Mutex    // guards lru and used
 	gen atomic.Uint64 // insertions into lru; written with mu held

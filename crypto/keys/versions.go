@@ -160,6 +160,16 @@ func (m *Manager) publish(ctx context.Context, name string, recs []keystore.Reco
 		return nil, nil
 	case old != nil && old.loadedAt().After(start):
 		return old, nil
+	case start.Before(m.forgotAll) || start.Before(m.forgot[name]):
+		// The read may predate a change this Manager made (a rotation
+		// that forgot the list meanwhile): its answer goes to its own
+		// callers, as a concurrent lookup may see either, but is not
+		// cached, or the change would stay unseen for a whole TTL.
+		km := &keyMeta{records: recs, slots: make([]atomic.Pointer[entry], len(recs))}
+		km.loaded.Store(&start)
+		km.settled.Store(m.settled(recs))
+		km.stale.Store(true)
+		return km, nil
 	case old != nil && slices.EqualFunc(old.records, recs, sameRecord):
 		old.loaded.Store(&start)
 		if missed {
@@ -199,7 +209,12 @@ func (m *Manager) forget(names ...string) {
 	m.metaMu.Lock()
 	defer m.metaMu.Unlock()
 	next := maps.Clone(*m.metas.Load())
+	if m.forgot == nil {
+		m.forgot = make(map[string]time.Time)
+	}
+	now := time.Now()
 	for _, n := range names {
+		m.forgot[n] = now
 		if old := next[n]; old != nil {
 			old.timer.Stop()
 			delete(next, n)
@@ -217,5 +232,6 @@ func (m *Manager) forgetAll() {
 		km.timer.Stop()
 	}
 	m.metas.Store(&map[string]*keyMeta{})
+	m.forgot, m.forgotAll = nil, time.Now()
 	m.changed()
 }
