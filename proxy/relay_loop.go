@@ -13,14 +13,15 @@ import (
 )
 
 // A Relay whose legs both read plain TCP sockets (RelayLeg.Step), and
-// whose protocol has no hook that may wait (NewRelay's loopOK), runs on one of the server's
-// event loops ([Conn.Loop]) instead of two goroutines: its sockets are
-// lent to the loop (rawio.Lender: descriptors of their own, out of Go's
-// netpoller), and the loop, woken by epoll, steps the pumps itself
-// (Pump.Step: one read, the frames scanned, one write). A relayed message
-// thus costs no goroutine wake-up, no scheduler round and no futex, and a
-// busy loop handles many sessions per wake-up: what a proxy written
-// around one epoll loop pays, not what two goroutines per session pay.
+// whose protocol has no hook that may wait (NewRelay's loopOK), runs on
+// one of the server's event loops ([Conn.Loop]) instead of two
+// goroutines: its sockets are lent to the loop (rawio.Lender: descriptors
+// of their own, out of Go's netpoller), and the loop, woken by epoll,
+// steps the pumps itself (Pump.Step: one read, the frames scanned, one
+// write). A relayed message thus costs no goroutine wake-up, no
+// scheduler round and no futex, and a busy loop handles many sessions per
+// wake-up: what a proxy written around one epoll loop pays, not what two
+// goroutines per session pay.
 //
 // A write the destination does not take whole is kept by the lender and
 // the source's leg stops reading until the loop has flushed it (EPOLLOUT):

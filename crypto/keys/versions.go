@@ -165,9 +165,7 @@ func (m *Manager) publish(ctx context.Context, name string, recs []keystore.Reco
 		// that forgot the list meanwhile): its answer goes to its own
 		// callers, as a concurrent lookup may see either, but is not
 		// cached, or the change would stay unseen for a whole TTL.
-		km := &keyMeta{records: recs, slots: make([]atomic.Pointer[entry], len(recs))}
-		km.loaded.Store(&start)
-		km.settled.Store(m.settled(recs))
+		km := m.newMeta(recs, start, missed)
 		km.stale.Store(true)
 		return km, nil
 	case old != nil && slices.EqualFunc(old.records, recs, sameRecord):
@@ -179,12 +177,7 @@ func (m *Manager) publish(ctx context.Context, name string, recs []keystore.Reco
 		old.stale.Store(false)
 		return old, nil
 	}
-	km := &keyMeta{records: recs, slots: make([]atomic.Pointer[entry], len(recs))}
-	km.loaded.Store(&start)
-	if missed {
-		km.missedAt.Store(&start)
-	}
-	km.settled.Store(m.settled(recs))
+	km := m.newMeta(recs, start, missed)
 	km.timer = time.AfterFunc(m.ttl, func() { km.stale.Store(true) })
 	next := maps.Clone(*m.metas.Load())
 	if old != nil {
@@ -195,6 +188,18 @@ func (m *Manager) publish(ctx context.Context, name string, recs []keystore.Reco
 	m.metas.Store(&next)
 	m.changed()
 	return km, nil
+}
+
+// newMeta is the version list recs as read by a read that started at
+// start (prompted by a missing version if missed), not yet published.
+func (m *Manager) newMeta(recs []keystore.Record, start time.Time, missed bool) *keyMeta {
+	km := &keyMeta{records: recs, slots: make([]atomic.Pointer[entry], len(recs))}
+	km.loaded.Store(&start)
+	if missed {
+		km.missedAt.Store(&start)
+	}
+	km.settled.Store(m.settled(recs))
+	return km
 }
 
 // sameRecord reports whether two records of one name are the same.

@@ -68,7 +68,6 @@ type Loop struct {
 	// Loop goroutine only.
 	slots []slot   // by token's slot - 1
 	free  []uint32 // indexes of unused slots
-	n     int      // registrations
 	spare []func()
 }
 
@@ -162,7 +161,6 @@ func (l *Loop) Add(fd int, events uint32, h Handler) (Reg, error) {
 		return Reg{}, fmt.Errorf("evloop: epoll_ctl add: %w", err)
 	}
 	l.slots[i].h = h
-	l.n++
 	return r, nil
 }
 
@@ -198,11 +196,10 @@ func (l *Loop) Remove(r Reg) {
 func (l *Loop) release(i uint32) {
 	l.slots[i] = slot{gen: l.slots[i].gen + 1}
 	l.free = append(l.free, i)
-	l.n--
 }
 
 // Len returns the number of registered descriptors. Loop goroutine only.
-func (l *Loop) Len() int { return l.n }
+func (l *Loop) Len() int { return len(l.slots) - len(l.free) }
 
 func (l *Loop) run() {
 	defer close(l.done)
@@ -307,11 +304,11 @@ func (l *Loop) runCmds() bool {
 
 // stop aborts every registration and closes the loop's descriptors.
 func (l *Loop) stop() {
-	for l.n > 0 {
+	for l.Len() > 0 {
 		for i := range l.slots {
-			if h := l.slots[i].h; h != nil {
+			if h, gen := l.slots[i].h, l.slots[i].gen; h != nil {
 				h.Abort()
-				if l.slots[i].h == h { // Abort did not Remove it
+				if l.slots[i].gen == gen { // Abort did not Remove it
 					l.release(uint32(i))
 				}
 			}
