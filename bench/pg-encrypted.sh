@@ -135,7 +135,7 @@ for round in $(seq "$ROUNDS"); do
 done
 echo
 if [ -n "${METRICS:-}" ]; then
-  echo "metrics on (admin:) vs off, encrypted table, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
+  echo "metrics on (admin:) vs off, encrypted table, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback, PostgreSQL $huge_pages_conf)"
   printf '%-7s %8s %12s %12s %8s %22s\n' workload clients metrics-off metrics-on on/off "proxy_cpu_us/tx(off/on)"
   for w in ${WORKLOADS:-select insert}; do
     for c in $CLIENTS; do
@@ -149,7 +149,7 @@ if [ -n "${METRICS:-}" ]; then
   curl -s "http://127.0.0.1:$aport/metrics" | grep -E '^dbproxy_(statements|handshakes|bytes)_total' || true
   exit 0
 fi
-echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback)"
+echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback, PostgreSQL $huge_pages_conf)"
 printf '%-7s %8s %12s %12s %13s %15s %16s %20s %22s %16s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)" "tps/proxy_cpu_s(e/p)" enc_added_cpu_us
 for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
