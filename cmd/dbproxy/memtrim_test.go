@@ -20,7 +20,10 @@ func TestTrimMemory(t *testing.T) {
 	reads := make(chan struct{})
 	go func() {
 		defer close(done)
-		trimMemoryTicks(ctx, func() int { reads <- struct{}{}; return int(conns.Load()) }, ticks, 100, func() { frees.Add(1) })
+		// The count is taken before the reading is signalled: the test
+		// stores the next count once it has the signal, which the
+		// trimmer must not see before its next tick.
+		trimMemoryTicks(ctx, func() int { n := int(conns.Load()); reads <- struct{}{}; return n }, ticks, 100, func() { frees.Add(1) })
 	}()
 	<-reads // the first reading
 	step := func(n int64, wantFrees int64) {
@@ -28,7 +31,14 @@ func TestTrimMemory(t *testing.T) {
 		conns.Store(n)
 		ticks <- struct{}{}
 		<-reads
-		ticks <- struct{}{} // the tick after: the free of the previous one has run
+		// Two more ticks at the same count: a rise frees at the tick after
+		// it (once it held), and that free has run only once the trimmer
+		// reads the count again (count is called first in each tick, so
+		// this read is what orders the check after the free). At an
+		// unchanged count the last tick frees nothing.
+		ticks <- struct{}{}
+		<-reads
+		ticks <- struct{}{}
 		<-reads
 		if got := frees.Load(); got != wantFrees {
 			t.Fatalf("at %d connections: %d frees, want %d", n, got, wantFrees)
