@@ -46,7 +46,7 @@ bench_cleanup() {
 # a direct connection, HAProxy and dbproxy (no pooling) get new backends
 # for every run: measured here, 1.08 minor faults per pgbench -S
 # transaction against 0.02 through PgBouncer, and 0.64 of PgBouncer's tps
-# for dbproxy where, with huge pages, it ran at 0.9-1.0. With 2 MiB pages a
+# for dbproxy where, with huge pages, it ran at 0.85-1.07. With 2 MiB pages a
 # backend faults a few dozen times in all, as on Amazon RDS (huge_pages
 # on by default). HUGE_PAGES=0 keeps 4 KiB pages.
 #
