@@ -151,7 +151,7 @@ for c in $CLIENTS; do
   for ref in pgbouncer pgbouncer-new; do
     awk -v c="$c" -v ref="$ref" '$2 == c && $1 == "dbproxy" {t[$7] = $3; u[$7] = $5}
       $2 == c && $1 == ref {rt[$7] = $3; ru[$7] = $5}
-      END {printf "%2d clients, vs %-13s tps", c, ref; for (r = 1; r in t; r++) printf " %.2f", t[r]/rt[r]
+      END {printf "%2d clients, vs %-13s tps", c, ref; for (r = 1; r in t; r++) printf " %.2f", (rt[r] > 0 ? t[r]/rt[r] : 0)
         printf "   cpu"; for (r = 1; r in t; r++) printf " %.2f", (ru[r] > 0 ? u[r]/ru[r] : 0); print ""}' "$results"
   done
 done
