@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -56,21 +57,31 @@ func TestIdleSessionRSS(t *testing.T) {
 	if _, err := direct.Exec(ctx, `CREATE TABLE users_enc (id bigserial PRIMARY KEY, email bytea, ssn bytea)`); err != nil {
 		t.Fatal(err)
 	}
-	up := startIdleUpstream(t, pg.Addr())
-	bin := buildDBProxy(t)
 	certDir := t.TempDir()
 	_, certFile, keyFile := testenv.GenerateCert(t, certDir)
+	up := startIdleUpstream(t, pg.Addr())
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.tls = &tls.Config{Certificates: []tls.Certificate{cert}}
+	bin := buildDBProxy(t)
 	var rows [][]string
 	for _, tc := range []struct {
 		name, sslmode, query string
 		tls, encrypt         bool
+		upstreamTLS          bool
 	}{
 		{name: "plaintext", sslmode: "disable", query: "SELECT 1"},
 		{name: "tls", sslmode: "require", query: "SELECT 1", tls: true},
+		{name: "tls both legs", sslmode: "require", query: "SELECT 1", tls: true, upstreamTLS: true},
 		{name: "encrypting", sslmode: "disable", query: "SELECT id FROM users_enc WHERE email = 'a@example.com'", encrypt: true},
 	} {
 		addr, admin := freeListenAddr(t), freeListenAddr(t)
 		cfg := idleConfig(addr, admin, up.addr(), pg.User, n, tc.tls, certFile, keyFile, tc.encrypt)
+		if tc.upstreamTLS {
+			cfg = strings.Replace(cfg, "upstream_tls: {mode: disable}", "upstream_tls: {mode: require}", 1)
+		}
 		d := newDBProxy(t, bin, "", cfg, []string{"DBPROXY_IDLE_CATALOG_PW=" + pg.Password}, addr)
 		if tc.encrypt {
 			d.keysInit(t)
@@ -118,7 +129,7 @@ func TestIdleSessionRSS(t *testing.T) {
 // TLS or encryption (docs/performance.md, "Idle memory").
 func idleBudgetKiB(name string) float64 {
 	switch name {
-	case "tls", "encrypting":
+	case "tls", "tls both legs", "encrypting":
 		return 16
 	}
 	return 9

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,14 +17,16 @@ import (
 // place of PostgreSQL: ten thousand backends are more than the machines
 // the suite runs on can start, and what is measured is the proxy's own
 // memory per session, which does not depend on what answers it. It speaks
-// just enough of the protocol for a session: a trust login (no SSL, no
-// GSS), the usual ParameterStatus set, and for every simple Query one
+// just enough of the protocol for a session: a trust login (over TLS when
+// the proxy asks for it and the upstream has a certificate; no GSS), the
+// usual ParameterStatus set, and for every simple Query one
 // row of one int4 column. Startups of the proxy's catalog connection
 // (application_name "dbproxy catalog") are relayed byte for byte to a real
 // server, so that an encrypting listener learns its tables from there.
 type idleUpstream struct {
 	ln      net.Listener
-	catalog string // address of the real server, "" for none
+	catalog string      // address of the real server, "" for none
+	tls     *tls.Config // answers SSLRequest with 'S' when set
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -76,7 +79,22 @@ func (u *idleUpstream) accept() {
 // serve runs one connection: the startup, then queries until Terminate.
 func (u *idleUpstream) serve(c net.Conn) error {
 	r := bufio.NewReaderSize(c, 512)
-	startup, params, err := readStartup(r, c)
+	var sslErr error // SSLRequest answered with 'N'
+	if u.tls != nil {
+		sslErr = errSSLRequested
+	}
+	startup, params, err := readStartup(r, c, sslErr)
+	if errors.Is(err, errSSLRequested) {
+		if r.Buffered() > 0 {
+			return errors.New("bytes after SSLRequest")
+		}
+		if _, err := c.Write([]byte{'S'}); err != nil {
+			return err
+		}
+		c = tls.Server(c, u.tls)
+		r = bufio.NewReaderSize(c, 512)
+		startup, params, err = readStartup(r, c, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -145,9 +163,14 @@ func queryAnswer(out *bytes.Buffer, query []byte, user string) {
 	pgMsg(out, 'Z', []byte{'I'})
 }
 
-// readStartup reads the startup message (answering SSL and GSS encryption
-// requests with 'N') and returns its bytes and parameters.
-func readStartup(r *bufio.Reader, w io.Writer) ([]byte, map[string]string, error) {
+// errSSLRequested is readStartup's answer to an SSLRequest when its caller
+// may start TLS.
+var errSSLRequested = errors.New("SSLRequest")
+
+// readStartup reads the startup message (answering GSS encryption requests
+// with 'N', and SSL requests too unless sslErr is set: then it returns
+// that) and returns its bytes and parameters.
+func readStartup(r *bufio.Reader, w io.Writer, sslErr error) ([]byte, map[string]string, error) {
 	for {
 		var hdr [8]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -164,6 +187,9 @@ func readStartup(r *bufio.Reader, w io.Writer) ([]byte, map[string]string, error
 		}
 		switch code {
 		case 80877103, 80877104: // SSLRequest, GSSENCRequest
+			if code == 80877103 && sslErr != nil {
+				return nil, nil, sslErr
+			}
 			if _, err := w.Write([]byte{'N'}); err != nil {
 				return nil, nil, err
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/proxy"
 )
 
 // TestPGParkedTLSSession: a session with a TLS client leg parks both of its
@@ -87,6 +88,46 @@ func pgRelayChecks(ctx context.Context, t *testing.T, c *pgx.Conn, admin *pgx.Co
 	}
 }
 
+// TestPGParkedUpstreamTLS: a session whose leg to the database is TLS
+// (verify-full) parks both of its sockets, the upstream one included, and
+// relays correctly after each idle spell (queries, large results, a
+// pipelined batch, a notification the server sends while that leg is
+// parked); the server ending a parked session reaches the client.
+func TestPGParkedUpstreamTLS(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PGOptions{TLS: true})
+	p := startPGProxy(t, pg, proxyOpts{Upstream: proxy.SSLVerifyFull})
+	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
+	ctx := testCtx(t)
+	c := testenv.ConnectPG(t, p.DSN("disable"))
+	var ssl bool
+	if err := admin.QueryRow(ctx, `select bool_or(ssl) from pg_stat_ssl where pid <> pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("the proxy's leg to the server is not TLS: %v, %v", ssl, err)
+	}
+	if _, err := c.Exec(ctx, `listen parked_tls`); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		waitParked(t, p, 2)
+		time.Sleep(300 * time.Millisecond) // idle past the park delay
+		pgRelayChecks(ctx, t, c, admin, round)
+	}
+	var pid int
+	if err := c.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	waitParked(t, p, 2)
+	if _, err := admin.Exec(ctx, `select pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the terminated session to end", func() bool { return p.Srv.NumConns() == 0 })
+	if p.Srv.Parked() != 0 {
+		t.Fatalf("%d sockets still parked", p.Srv.Parked())
+	}
+	if _, err := c.Exec(ctx, `select 1`); err == nil {
+		t.Fatal("session survived pg_terminate_backend")
+	}
+}
+
 // TestMySQLParkedTLSSession is the MySQL counterpart: a TLS client leg
 // parks, and queries, large results and a transaction spanning parks
 // work after each idle spell.
@@ -123,5 +164,62 @@ func TestMySQLParkedTLSSession(t *testing.T) {
 		if _, err := c.ExecContext(ctx, `COMMIT`); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestMySQLParkedUpstreamTLS: a MySQL session whose leg to the database is
+// TLS (verify-full) parks both sockets, the upstream one included, and
+// queries, large results and a transaction spanning parks work after each
+// idle spell; the server killing a parked session reaches the client.
+func TestMySQLParkedUpstreamTLS(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	if db.CAFile == "" {
+		t.Skip("external server without a known CA")
+	}
+	p := startMyProxy(t, db, myProxyOpts{Upstream: proxy.SSLVerifyFull})
+	ctx := testCtx(t)
+	parked := func(n int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d parked sockets", n), func() bool { return p.Srv.Parked() == n })
+	}
+	c := openConn(t, p.config(t))
+	var cipher, name string
+	if err := c.QueryRowContext(ctx, `SHOW SESSION STATUS LIKE 'Ssl_cipher'`).Scan(&name, &cipher); err != nil || cipher == "" {
+		t.Fatalf("the proxy's leg to the server is not TLS: %q, %v", cipher, err)
+	}
+	for round := range 3 {
+		parked(2)
+		time.Sleep(300 * time.Millisecond)
+		var v int
+		if err := c.QueryRowContext(ctx, `SELECT ? * 2`, round).Scan(&v); err != nil || v != 2*round {
+			t.Fatalf("round %d: query after parking: %d, %v", round, v, err)
+		}
+		var s string
+		if err := c.QueryRowContext(ctx, `SELECT REPEAT('x', 3000000)`).Scan(&s); err != nil || len(s) != 3000000 {
+			t.Fatalf("round %d: large result: %d bytes, %v", round, len(s), err)
+		}
+		tx, err := c.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parked(2)
+		if err := tx.QueryRowContext(ctx, `SELECT ? + 1`, round).Scan(&v); err != nil || v != round+1 {
+			t.Fatalf("round %d: query in a transaction after parking: %d, %v", round, v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var id int64
+	if err := c.QueryRowContext(ctx, `SELECT CONNECTION_ID()`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	parked(2)
+	if _, err := adminDB(t, db).ExecContext(ctx, fmt.Sprintf("KILL %d", id)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed session to end", func() bool { return p.Srv.NumConns() == 0 })
+	if p.Srv.Parked() != 0 {
+		t.Fatalf("%d sockets still parked", p.Srv.Parked())
 	}
 }

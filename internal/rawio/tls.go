@@ -58,6 +58,20 @@ func TLSServer(conn net.Conn, pre *bufio.Reader, cfg *tls.Config) *TLSConn {
 	return c
 }
 
+// TLSClient is tls.Client on conn (the leg from the proxy to the
+// database), with the same record reader as [TLSServer]: an idle upstream
+// leg can then wait on its socket too.
+func TLSClient(conn net.Conn, cfg *tls.Config) *TLSConn {
+	rr := &recordReader{Conn: conn}
+	c := &TLSConn{Conn: tls.Client(rr, cfg), rr: rr}
+	c.wait.init(conn)
+	return c
+}
+
+// NetConn returns the connection under TLS (the socket, not the record
+// reader crypto/tls reads through).
+func (c *TLSConn) NetConn() net.Conn { return c.rr.Conn }
+
 // Read reads decrypted bytes (tls.Conn.Read).
 func (c *TLSConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {

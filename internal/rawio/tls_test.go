@@ -64,22 +64,42 @@ func (c *batchConn) Flush() error {
 // tlsPair returns a server TLSConn on a TCP socket (after the handshake)
 // and a client on a batchConn.
 func tlsPair(t *testing.T, version uint16) (*rawio.TLSConn, *tls.Conn, *batchConn) {
+	return tlsPairAs(t, version, false)
+}
+
+// tlsPairAs is tlsPair with the TLSConn on the client side (TLSClient,
+// the proxy's leg to a database) when client is set; its peer is then a
+// crypto/tls server on the batchConn.
+func tlsPairAs(t *testing.T, version uint16, client bool) (*rawio.TLSConn, *tls.Conn, *batchConn) {
 	t.Helper()
 	a, b := tcpPair(t)
-	srv := rawio.TLSServer(rawio.Wrap(a), nil, &tls.Config{
-		Certificates: []tls.Certificate{testCert(t)}, MinVersion: version, MaxVersion: version})
 	bc := &batchConn{Conn: b}
-	cli := tls.Client(bc, &tls.Config{InsecureSkipVerify: true})
+	srvCfg := &tls.Config{Certificates: []tls.Certificate{testCert(t)}, MinVersion: version, MaxVersion: version}
+	cliCfg := &tls.Config{InsecureSkipVerify: true}
+	var conn *rawio.TLSConn
+	var peer *tls.Conn
+	if client {
+		conn, peer = rawio.TLSClient(rawio.Wrap(a), cliCfg), tls.Server(bc, srvCfg)
+	} else {
+		conn, peer = rawio.TLSServer(rawio.Wrap(a), nil, srvCfg), tls.Client(bc, cliCfg)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Handshake() }()
-	if err := cli.Handshake(); err != nil {
+	go func() { errc <- conn.Handshake() }()
+	if err := peer.Handshake(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	return srv, cli, bc
+	return conn, peer, bc
 }
+
+// tlsSides names the two sides a TLSConn can take, for the tests that run
+// on both.
+var tlsSides = []struct {
+	name   string
+	client bool
+}{{"server", false}, {"client", true}}
 
 // TestTLSConnReadLoopPipelined: rounds of many records sent in one
 // segment (small ones, ones larger than a record, ending with a
@@ -89,65 +109,70 @@ func tlsPair(t *testing.T, version uint16) (*rawio.TLSConn, *tls.Conn, *batchCon
 // for the socket with records still buffered, and stall until the
 // deadline failed the test.
 func TestTLSConnReadLoopPipelined(t *testing.T) {
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			srv, cli, bc := tlsPair(t, v)
-			l, ok := any(srv).(rawio.Looper)
-			if !ok {
-				t.Skip("no TLS read loop on this platform")
+	for _, side := range tlsSides {
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			t.Run(side.name+"/"+tls.VersionName(v), func(t *testing.T) { testTLSConnReadLoopPipelined(t, v, side.client) })
+		}
+	}
+}
+
+func testTLSConnReadLoopPipelined(t *testing.T, v uint16, client bool) {
+	t.Helper()
+	conn, peer, bc := tlsPairAs(t, v, client)
+	l, ok := any(conn).(rawio.Looper)
+	if !ok {
+		t.Skip("no TLS read loop on this platform")
+	}
+	bc.batch = true
+	_ = conn.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
+	const rounds = 20
+	var msgs [rounds][][]byte
+	var want []byte
+	var ends []int // len(want) after each round
+	for i := range rounds {
+		for j := range 1 + i%7 {
+			msg := bytes.Repeat([]byte{byte(i), byte(j)}, 1+(i*j*997)%(40<<10))
+			msgs[i] = append(msgs[i], msg)
+			want = append(want, msg...)
+		}
+		ends = append(ends, len(want))
+	}
+	delivered := make(chan struct{}, rounds)
+	go func() {
+		for i := range rounds {
+			for _, msg := range msgs[i] {
+				_, _ = peer.Write(msg)
 			}
-			bc.batch = true
-			_ = srv.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
-			const rounds = 20
-			var msgs [rounds][][]byte
-			var want []byte
-			var ends []int // len(want) after each round
-			for i := range rounds {
-				for j := range 1 + i%7 {
-					msg := bytes.Repeat([]byte{byte(i), byte(j)}, 1+(i*j*997)%(40<<10))
-					msgs[i] = append(msgs[i], msg)
-					want = append(want, msg...)
-				}
-				ends = append(ends, len(want))
+			if i == rounds-1 {
+				_ = peer.CloseWrite() // close_notify with the last round
+				_ = bc.SetWriteDeadline(time.Time{})
 			}
-			delivered := make(chan struct{}, rounds)
-			go func() {
-				for i := range rounds {
-					for _, msg := range msgs[i] {
-						_, _ = cli.Write(msg)
-					}
-					if i == rounds-1 {
-						_ = cli.CloseWrite() // close_notify with the last round
-						_ = bc.SetWriteDeadline(time.Time{})
-					}
-					_ = bc.Flush()
-					<-delivered
-				}
-			}()
-			var got []byte
-			buf := make([]byte, 3000)
-			idles, waitedDrained := 0, true
-			err := l.ReadLoop(func() []byte { return buf }, func(n int) error {
-				got = append(got, buf[:n]...)
-				if len(got) == ends[0] {
-					ends = ends[1:]
-					delivered <- struct{}{}
-				}
-				return nil
-			}, func() {
-				idles++
-				waitedDrained = waitedDrained && srv.Drained()
-			})
-			if err != io.EOF {
-				t.Fatalf("ReadLoop = %v after %d bytes, want EOF", err, len(got))
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("got %d bytes, want %d: data differs", len(got), len(want))
-			}
-			if idles == 0 || !waitedDrained {
-				t.Fatalf("idle called %d times for %d rounds (drained each time: %v)", idles, rounds, waitedDrained)
-			}
-		})
+			_ = bc.Flush()
+			<-delivered
+		}
+	}()
+	var got []byte
+	buf := make([]byte, 3000)
+	idles, waitedDrained := 0, true
+	err := l.ReadLoop(func() []byte { return buf }, func(n int) error {
+		got = append(got, buf[:n]...)
+		if len(got) == ends[0] {
+			ends = ends[1:]
+			delivered <- struct{}{}
+		}
+		return nil
+	}, func() {
+		idles++
+		waitedDrained = waitedDrained && conn.Drained()
+	})
+	if err != io.EOF {
+		t.Fatalf("ReadLoop = %v after %d bytes, want EOF", err, len(got))
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, want %d: data differs", len(got), len(want))
+	}
+	if idles == 0 || !waitedDrained {
+		t.Fatalf("idle called %d times for %d rounds (drained each time: %v)", idles, rounds, waitedDrained)
 	}
 }
 
@@ -155,54 +180,59 @@ func TestTLSConnReadLoopPipelined(t *testing.T) {
 // connection holds no input (not while decrypted bytes wait to be read),
 // and the connection reads on, pipelined records included.
 func TestTLSConnIdle(t *testing.T) {
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			srv, cli, bc := tlsPair(t, v)
-			_ = srv.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
-			if rawio.ReadBufCap(srv) <= 0 {
-				t.Fatalf("read buffers after the handshake: %d bytes, want some (found: %v)",
-					rawio.ReadBufCap(srv), rawio.ReadBufCap(srv) >= 0)
-			}
-			if _, err := cli.Write([]byte("0123456789")); err != nil {
-				t.Fatal(err)
-			}
-			one := make([]byte, 1)
-			if n, err := srv.Read(one); n != 1 || err != nil {
-				t.Fatalf("Read = %d, %v", n, err)
-			}
-			before := rawio.ReadBufCap(srv)
-			srv.Idle() // nine bytes are still held: nothing is dropped
-			if srv.Drained() || rawio.ReadBufCap(srv) != before {
-				t.Fatalf("Idle with input held: drained %v, buffers %d -> %d", srv.Drained(), before, rawio.ReadBufCap(srv))
-			}
-			rest := make([]byte, 100)
-			if n, err := srv.Read(rest); string(rest[:n]) != "123456789" || err != nil {
-				t.Fatalf("Read after Idle = %q, %v", rest[:n], err)
-			}
-			srv.Idle()
-			if !srv.Drained() || rawio.ReadBufCap(srv) != 0 {
-				t.Fatalf("Idle when drained: drained %v, buffers %d bytes", srv.Drained(), rawio.ReadBufCap(srv))
-			}
-			// Three records in one segment after Idle: all arrive.
-			bc.batch = true
-			for _, m := range []string{"first", "second", "third"} {
-				_, _ = cli.Write([]byte(m))
-			}
-			if err := bc.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			var got []byte
-			for len(got) < len("firstsecondthird") {
-				n, err := srv.Read(rest)
-				if err != nil {
-					t.Fatalf("Read after Idle: %v (got %q)", err, got)
-				}
-				got = append(got, rest[:n]...)
-			}
-			if string(got) != "firstsecondthird" || !srv.Drained() {
-				t.Fatalf("got %q, drained %v", got, srv.Drained())
-			}
-		})
+	for _, side := range tlsSides {
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			t.Run(side.name+"/"+tls.VersionName(v), func(t *testing.T) { testTLSConnIdle(t, v, side.client) })
+		}
+	}
+}
+
+func testTLSConnIdle(t *testing.T, v uint16, client bool) {
+	t.Helper()
+	conn, peer, bc := tlsPairAs(t, v, client)
+	_ = conn.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
+	if rawio.ReadBufCap(conn) <= 0 {
+		t.Fatalf("read buffers after the handshake: %d bytes, want some (found: %v)",
+			rawio.ReadBufCap(conn), rawio.ReadBufCap(conn) >= 0)
+	}
+	if _, err := peer.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	if n, err := conn.Read(one); n != 1 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	before := rawio.ReadBufCap(conn)
+	conn.Idle() // nine bytes are still held: nothing is dropped
+	if conn.Drained() || rawio.ReadBufCap(conn) != before {
+		t.Fatalf("Idle with input held: drained %v, buffers %d -> %d", conn.Drained(), before, rawio.ReadBufCap(conn))
+	}
+	rest := make([]byte, 100)
+	if n, err := conn.Read(rest); string(rest[:n]) != "123456789" || err != nil {
+		t.Fatalf("Read after Idle = %q, %v", rest[:n], err)
+	}
+	conn.Idle()
+	if !conn.Drained() || rawio.ReadBufCap(conn) != 0 {
+		t.Fatalf("Idle when drained: drained %v, buffers %d bytes", conn.Drained(), rawio.ReadBufCap(conn))
+	}
+	// Three records in one segment after Idle: all arrive.
+	bc.batch = true
+	for _, m := range []string{"first", "second", "third"} {
+		_, _ = peer.Write([]byte(m))
+	}
+	if err := bc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for len(got) < len("firstsecondthird") {
+		n, err := conn.Read(rest)
+		if err != nil {
+			t.Fatalf("Read after Idle: %v (got %q)", err, got)
+		}
+		got = append(got, rest[:n]...)
+	}
+	if string(got) != "firstsecondthird" || !conn.Drained() {
+		t.Fatalf("got %q, drained %v", got, conn.Drained())
 	}
 }
 

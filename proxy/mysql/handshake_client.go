@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"log/slog"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -235,7 +234,9 @@ func (s *session) forwardResponse(ctx context.Context) error {
 			return s.upstreamLost(err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, s.h.Up.ConnectTimeout())
-		tconn := tls.Client(s.RawServer, s.upHost.TLS())
+		// Through a record reader, so that the relay can park the idle
+		// leg (rawio.TLSConn).
+		tconn := rawio.TLSClient(s.RawServer, s.upHost.TLS())
 		err := tconn.HandshakeContext(tctx)
 		cancel()
 		if err != nil {

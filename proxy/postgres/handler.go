@@ -118,7 +118,7 @@ func (h *Handler) dialHost(ctx context.Context, host *proxy.UpstreamHost, addr s
 // startUpstreamTLS sends SSLRequest and, if the server agrees, performs the
 // TLS handshake. It returns nil, nil when the server declined and the mode
 // allows plaintext.
-func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*rawio.TLSConn, error) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	tconn, err := h.negotiateUpstreamTLS(ctx, conn, cfg)
@@ -132,7 +132,7 @@ func (h *Handler) startUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.
 	return tconn, nil
 }
 
-func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*rawio.TLSConn, error) {
 	if _, err := conn.Write(appendRequest(nil, sslRequestCode)); err != nil {
 		return nil, fmt.Errorf("send SSLRequest upstream: %w", err)
 	}
@@ -152,7 +152,9 @@ func (h *Handler) negotiateUpstreamTLS(ctx context.Context, conn net.Conn, cfg *
 	default:
 		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", b[0])
 	}
-	tconn := tls.Client(conn, cfg)
+	// Through a record reader, so that the relay can park the idle leg
+	// (rawio.TLSConn).
+	tconn := rawio.TLSClient(conn, cfg)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}

@@ -181,7 +181,7 @@ func parseSCRAMAttrs(msg []byte) (map[byte]string, error) {
 // data of the server connection conn, nil if conn is not TLS or the binding
 // cannot be computed.
 func serverChannelBinding(conn net.Conn) []byte {
-	tc, ok := conn.(*tls.Conn)
+	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
 		return nil
 	}

@@ -3,7 +3,6 @@ package postgres
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -161,7 +160,7 @@ func (s *session) connectUpstream(ctx context.Context, deadline time.Time, host 
 	}
 	s.upHost = host
 	raw := conn
-	if tc, ok := conn.(*tls.Conn); ok {
+	if tc, ok := conn.(*rawio.TLSConn); ok {
 		raw = tc.NetConn()
 	}
 	if !s.SetServer(raw, conn) {
