@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # idle-memory.sh: resident memory of `dbproxy serve` per idle PostgreSQL
-# session, for a plaintext listener, TLS on the client leg, and an
-# encrypting listener (each session looks a row up in an encrypted table
+# session, for a plaintext listener, TLS on the client leg, TLS on both
+# legs (client and database), and an encrypting listener (each session looks a row up in an encrypted table
 # once, then stays idle). Prints VmRSS, RssAnon and Pss per session (from
 # /proc/PID/status and smaps_rollup) and the runtime's goroutines, heap and
 # stacks, as the binary ships (GOGC and GOMEMLIMIT unset).

@@ -96,7 +96,7 @@ func (l *SessionLife) Relay(ctx context.Context, r *Relay, closeIfIdle func() bo
 	// returns: its stack, grown by the handshake (TLS, SCRAM, the
 	// encryption layer's setup), is freed, not kept by a leg that waits
 	// for the client for hours (one that cannot park: a TLS leg whose
-	// crypto/tls still holds input, or an upstream TLS leg). Detaching
+	// crypto/tls still holds input). Detaching
 	// first keeps the server from closing the connection meanwhile.
 	r.c.Detach()
 	go r.Start(ctx, onLegEnd, func(errs [2]error) {

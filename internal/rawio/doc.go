@@ -6,8 +6,9 @@
 // Wrapped connections also implement [Looper], a read loop that saves the
 // relays one system call per message exchange.
 //
-// [TLSServer] wraps crypto/tls for the client side of a session so that
-// crypto/tls never buffers input past the record it is reading: the relay
+// [TLSServer] (the client's leg) and [TLSClient] (the leg to the database)
+// wrap crypto/tls so that it never buffers input past the record it is
+// reading: the relay
 // can then tell when nothing is held above the socket ([Drainer]) and let
 // an idle TLS leg wait on the socket like a plain one, with no goroutine
 // and no read buffer.
