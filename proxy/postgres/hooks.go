@@ -132,3 +132,7 @@ func (w *Writer) Bytes() []byte { return w.buf }
 
 // Len returns the number of bytes collected so far.
 func (w *Writer) Len() int { return len(w.buf) }
+
+// Reset drops what the Writer collected and keeps its buffer, for a
+// caller that reuses one Writer for many messages.
+func (w *Writer) Reset() { w.buf = w.buf[:0] }

@@ -31,7 +31,8 @@ func TestExchangeAllocations(t *testing.T) {
 		i := 0
 		run := func() {
 			if front.Len()+back.Len() > 1<<16 {
-				front, back = postgres.Writer{}, postgres.Writer{}
+				front.Reset()
+				back.Reset()
 			}
 			if err := f.run(&tc.xs[i%len(tc.xs)], &front, &back); err != nil {
 				t.Fatal(err)
@@ -90,7 +91,7 @@ func TestDataRowAllocations(t *testing.T) {
 	primitive := f.randomizedCellAllocs(t)
 	allocs := testing.AllocsPerRun(100, func() {
 		if w.Len() > 1<<16 {
-			w = postgres.Writer{}
+			w.Reset()
 		}
 		if err := f.sess.DataRow(f.cols, f.encRow, &w); err != nil {
 			t.Fatal(err)

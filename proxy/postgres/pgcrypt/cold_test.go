@@ -45,7 +45,8 @@ func (f *fixture) runCold(b *testing.B, xs []exchange, evict []byte) {
 	for i := range b.N {
 		b.StopTimer()
 		if front.Len()+back.Len() > 1<<20 {
-			front, back = postgres.Writer{}, postgres.Writer{}
+			front.Reset()
+			back.Reset()
 		}
 		for j := 0; j < len(evict); j += 64 {
 			evict[j] += byte(i)

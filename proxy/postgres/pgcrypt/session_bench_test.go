@@ -281,7 +281,7 @@ func BenchmarkDataRow(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if w.Len() > 1<<20 {
-			w = postgres.Writer{}
+			w.Reset()
 		}
 		if err := f.sess.DataRow(f.cols, f.encRow, &w); err != nil {
 			b.Fatal(err)
@@ -303,7 +303,8 @@ func BenchmarkPreparedSelect(b *testing.B) {
 			stop := startCPUTimer(b)
 			for b.Loop() {
 				if back.Len() > 1<<20 {
-					front, back = postgres.Writer{}, postgres.Writer{}
+					front.Reset()
+					back.Reset()
 				}
 				if err := f.run(&x, &front, &back); err != nil {
 					b.Fatal(err)
@@ -439,7 +440,8 @@ func (f *fixture) runEach(b *testing.B, xs []exchange) {
 	stop := startCPUTimer(b)
 	for b.Loop() {
 		if front.Len()+back.Len() > 1<<20 {
-			front, back = postgres.Writer{}, postgres.Writer{}
+			front.Reset()
+			back.Reset()
 		}
 		if err := f.run(&xs[i%len(xs)], &front, &back); err != nil {
 			b.Fatal(err)
