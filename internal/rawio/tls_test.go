@@ -61,16 +61,11 @@ func (c *batchConn) Flush() error {
 	return err
 }
 
-// tlsPair returns a server TLSConn on a TCP socket (after the handshake)
-// and a client on a batchConn.
-func tlsPair(t *testing.T, version uint16) (*rawio.TLSConn, *tls.Conn, *batchConn) {
-	return tlsPairAs(t, version, false)
-}
-
-// tlsPairAs is tlsPair with the TLSConn on the client side (TLSClient,
-// the proxy's leg to a database) when client is set; its peer is then a
-// crypto/tls server on the batchConn.
-func tlsPairAs(t *testing.T, version uint16, client bool) (*rawio.TLSConn, *tls.Conn, *batchConn) {
+// tlsPair returns a TLSConn on a TCP socket (after the handshake) and its
+// crypto/tls peer on a batchConn: the TLSConn is the server side
+// (TLSServer, the client's leg of a session) or, with client, the client
+// side (TLSClient, the leg to a database).
+func tlsPair(t *testing.T, version uint16, client bool) (*rawio.TLSConn, *tls.Conn, *batchConn) {
 	t.Helper()
 	a, b := tcpPair(t)
 	bc := &batchConn{Conn: b}
@@ -118,7 +113,7 @@ func TestTLSConnReadLoopPipelined(t *testing.T) {
 
 func testTLSConnReadLoopPipelined(t *testing.T, v uint16, client bool) {
 	t.Helper()
-	conn, peer, bc := tlsPairAs(t, v, client)
+	conn, peer, bc := tlsPair(t, v, client)
 	l, ok := any(conn).(rawio.Looper)
 	if !ok {
 		t.Skip("no TLS read loop on this platform")
@@ -189,7 +184,7 @@ func TestTLSConnIdle(t *testing.T) {
 
 func testTLSConnIdle(t *testing.T, v uint16, client bool) {
 	t.Helper()
-	conn, peer, bc := tlsPairAs(t, v, client)
+	conn, peer, bc := tlsPair(t, v, client)
 	_ = conn.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
 	if rawio.ReadBufCap(conn) <= 0 {
 		t.Fatalf("read buffers after the handshake: %d bytes, want some (found: %v)",
