@@ -99,8 +99,8 @@ func TestPGParkedUpstreamTLS(t *testing.T) {
 	admin := testenv.ConnectPG(t, pg.Superuser().DSN())
 	ctx := testCtx(t)
 	c := testenv.ConnectPG(t, p.DSN("disable"))
-	var ssl bool
-	if err := admin.QueryRow(ctx, `select bool_or(ssl) from pg_stat_ssl where pid <> pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
+	var ssl bool // the proxy's backend, as the server sees it
+	if err := c.QueryRow(ctx, `select ssl from pg_stat_ssl where pid = pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
 		t.Fatalf("the proxy's leg to the server is not TLS: %v, %v", ssl, err)
 	}
 	if _, err := c.Exec(ctx, `listen parked_tls`); err != nil {
