@@ -21,7 +21,9 @@
 # target, the ratios, the proxy's CPU per transaction (encrypted / plain),
 # the per-core figure (transactions per second of proxy CPU: what one core
 # of a dedicated proxy host would carry) and the CPU encryption adds per
-# statement (encrypted minus plain; each transaction is one statement).
+# statement (encrypted minus plain; each transaction is one statement);
+# then, per workload and clients, the lowest and highest of those two
+# comparisons over the rounds, to show how noisy the machine was.
 #
 # METRICS=1 runs a second dbproxy, the same configuration plus admin: (so
 # every listener, key and statement metric is counted), and measures the
@@ -126,7 +128,7 @@ for round in $(seq "$ROUNDS"); do
       for target in "${order[@]}"; do
         IFS='|' read -r name conn table <<<"$target"
         read -r tps cpu perfline <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
-        echo "$w $c $name $tps $cpu" >>"$results"
+        echo "$w $c $name $tps $cpu $round" >>"$results"
         printf 'round %d  %-6s %2d clients  %-12s %10.0f tps  proxy cpu %5.1f us/tx%s\n' "$round" "$w" "$c" "$name" "$tps" "$cpu" \
           "${perfline:+  $perfline}" >&2
       done
@@ -164,6 +166,20 @@ for w in ${WORKLOADS:-select insert}; do
     awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {
       printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f %13.0f / %6.0f %16.1f\n", w, c, e, p, d, e/p, e/d, ec, pc,
         (ec > 0 ? 1e6/ec : 0), (pc > 0 ? 1e6/pc : 0), ec-pc}'
+  done
+done
+# Per round, the encrypted run against the plaintext run through the same
+# proxy: how far apart the rounds were (a noisy machine shows here first).
+echo
+echo "per round (lowest-highest): enc/plain-proxy tps, and proxy CPU encryption added (us per statement)"
+for w in ${WORKLOADS:-select insert}; do
+  for c in $CLIENTS; do
+    awk -v w="$w" -v c="$c" '$1 == w && $2 == c && $3 == "enc-proxy" {t[$6] = $4; u[$6] = $5}
+      $1 == w && $2 == c && $3 == "plain-proxy" {pt[$6] = $4; pu[$6] = $5}
+      END {n = 0; for (r in t) if (r in pt && pt[r] > 0) {x = t[r]/pt[r]; d = u[r]-pu[r]
+             if (n == 0 || x < lo) lo = x; if (n == 0 || x > hi) hi = x
+             if (n == 0 || d < dlo) dlo = d; if (n == 0 || d > dhi) dhi = d; n++}
+           if (n > 0) printf "%-7s %8d  tps %.2f-%.2f  added cpu %.1f to %.1f  (%d rounds)\n", w, c, lo, hi, dlo, dhi, n}' "$results"
   done
 done
 [ -n "${BASE:-}" ] || exit 0
