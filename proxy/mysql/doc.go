@@ -185,8 +185,10 @@
 // under a proxy.Relay, which parks a pump's socket on the server's poller
 // between packets once nothing has been in flight for proxy.ParkDelay;
 // input starts a fresh goroutine that goes on from the pump's state. A
-// queued command wakes the server->client pump at once. A TLS leg keeps
-// its goroutine.
+// queued command wakes the server->client pump at once. A TLS leg (the
+// client's or the one to the server) parks too, through rawio's record
+// reader (rawio.TLSServer, rawio.TLSClient), whenever crypto/tls holds no
+// input of its own.
 //
 // The hook point for the layer above (encryption) is [Interceptor]: per
 // session it selects commands (COM_QUERY, COM_STMT_PREPARE,

@@ -106,9 +106,12 @@
 // hang-up) starts a fresh goroutine that goes on from the pump's state. A
 // request wakes the server->client pump at once, so that a busy session
 // waits for answers in the runtime as before. Drains, idle timeouts and
-// hard closes wake parked pumps before anything is closed. A TLS leg keeps
-// its goroutine: crypto/tls may hold decrypted bytes the socket no longer
-// shows. Whichever pump ends last ends the session.
+// hard closes wake parked pumps before anything is closed. A TLS leg, the
+// client's or the one to the server, parks too: it reads through rawio's
+// record reader (rawio.TLSServer, rawio.TLSClient), which tells when
+// crypto/tls holds no input the socket no longer shows; while it holds
+// some, the leg keeps its goroutine. Whichever pump ends last ends the
+// session.
 //
 // The hook point for the layer above (encryption) is [Interceptor]: per
 // session it names the message types it wants, per direction, and gets each
