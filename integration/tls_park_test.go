@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -138,13 +139,17 @@ func TestMySQLParkedTLSSession(t *testing.T) {
 	}
 	p := startMyProxy(t, db, myProxyOpts{ClientTLS: true})
 	ctx := testCtx(t)
-	parked := func(n int) {
-		t.Helper()
-		waitFor(t, fmt.Sprintf("%d parked sockets", n), func() bool { return p.Srv.Parked() == n })
-	}
 	c := openConn(t, p.config(t, "tls="+registerTLS(t, p.CAFile)))
+	myParkedRounds(ctx, t, p, c)
+}
+
+// myParkedRounds runs three rounds on c, a session through p whose two
+// sockets park when idle: each waits for both to park, then checks a
+// query, a large result and a transaction that spans a park.
+func myParkedRounds(ctx context.Context, t *testing.T, p *myProxy, c *sql.Conn) {
+	t.Helper()
 	for round := range 3 {
-		parked(2)
+		myWaitParked(t, p, 2)
 		time.Sleep(300 * time.Millisecond)
 		var v int
 		if err := c.QueryRowContext(ctx, `SELECT ? * 2`, round).Scan(&v); err != nil || v != 2*round {
@@ -157,7 +162,7 @@ func TestMySQLParkedTLSSession(t *testing.T) {
 		if _, err := c.ExecContext(ctx, `BEGIN`); err != nil {
 			t.Fatal(err)
 		}
-		parked(2)
+		myWaitParked(t, p, 2)
 		if err := c.QueryRowContext(ctx, `SELECT ? + 1`, round).Scan(&v); err != nil || v != round+1 {
 			t.Fatalf("round %d: query in a transaction after parking: %d, %v", round, v, err)
 		}
@@ -165,6 +170,12 @@ func TestMySQLParkedTLSSession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// myWaitParked waits until p has n sockets parked.
+func myWaitParked(t *testing.T, p *myProxy, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d parked sockets", n), func() bool { return p.Srv.Parked() == n })
 }
 
 // TestMySQLParkedUpstreamTLS: a MySQL session whose leg to the database is
@@ -178,43 +189,17 @@ func TestMySQLParkedUpstreamTLS(t *testing.T) {
 	}
 	p := startMyProxy(t, db, myProxyOpts{Upstream: proxy.SSLVerifyFull})
 	ctx := testCtx(t)
-	parked := func(n int) {
-		t.Helper()
-		waitFor(t, fmt.Sprintf("%d parked sockets", n), func() bool { return p.Srv.Parked() == n })
-	}
 	c := openConn(t, p.config(t))
 	var cipher, name string
 	if err := c.QueryRowContext(ctx, `SHOW SESSION STATUS LIKE 'Ssl_cipher'`).Scan(&name, &cipher); err != nil || cipher == "" {
 		t.Fatalf("the proxy's leg to the server is not TLS: %q, %v", cipher, err)
 	}
-	for round := range 3 {
-		parked(2)
-		time.Sleep(300 * time.Millisecond)
-		var v int
-		if err := c.QueryRowContext(ctx, `SELECT ? * 2`, round).Scan(&v); err != nil || v != 2*round {
-			t.Fatalf("round %d: query after parking: %d, %v", round, v, err)
-		}
-		var s string
-		if err := c.QueryRowContext(ctx, `SELECT REPEAT('x', 3000000)`).Scan(&s); err != nil || len(s) != 3000000 {
-			t.Fatalf("round %d: large result: %d bytes, %v", round, len(s), err)
-		}
-		tx, err := c.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parked(2)
-		if err := tx.QueryRowContext(ctx, `SELECT ? + 1`, round).Scan(&v); err != nil || v != round+1 {
-			t.Fatalf("round %d: query in a transaction after parking: %d, %v", round, v, err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	myParkedRounds(ctx, t, p, c)
 	var id int64
 	if err := c.QueryRowContext(ctx, `SELECT CONNECTION_ID()`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	parked(2)
+	myWaitParked(t, p, 2)
 	if _, err := adminDB(t, db).ExecContext(ctx, fmt.Sprintf("KILL %d", id)); err != nil {
 		t.Fatal(err)
 	}

@@ -89,12 +89,18 @@ func tlsPair(t *testing.T, version uint16, client bool) (*rawio.TLSConn, *tls.Co
 	return conn, peer, bc
 }
 
-// tlsSides names the two sides a TLSConn can take, for the tests that run
-// on both.
-var tlsSides = []struct {
-	name   string
-	client bool
-}{{"server", false}, {"client", true}}
+// onTLSSides runs test as subtests for each side a TLSConn can take
+// (server, client) and TLS 1.2 and 1.3.
+func onTLSSides(t *testing.T, test func(t *testing.T, version uint16, client bool)) {
+	for _, side := range []struct {
+		name   string
+		client bool
+	}{{"server", false}, {"client", true}} {
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			t.Run(side.name+"/"+tls.VersionName(v), func(t *testing.T) { test(t, v, side.client) })
+		}
+	}
+}
 
 // TestTLSConnReadLoopPipelined: rounds of many records sent in one
 // segment (small ones, ones larger than a record, ending with a
@@ -103,13 +109,7 @@ var tlsSides = []struct {
 // round is delivered. A reader that let crypto/tls read ahead would wait
 // for the socket with records still buffered, and stall until the
 // deadline failed the test.
-func TestTLSConnReadLoopPipelined(t *testing.T) {
-	for _, side := range tlsSides {
-		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-			t.Run(side.name+"/"+tls.VersionName(v), func(t *testing.T) { testTLSConnReadLoopPipelined(t, v, side.client) })
-		}
-	}
-}
+func TestTLSConnReadLoopPipelined(t *testing.T) { onTLSSides(t, testTLSConnReadLoopPipelined) }
 
 func testTLSConnReadLoopPipelined(t *testing.T, v uint16, client bool) {
 	t.Helper()
@@ -174,13 +174,7 @@ func testTLSConnReadLoopPipelined(t *testing.T, v uint16, client bool) {
 // TestTLSConnIdle: Idle drops crypto/tls's read buffers once the
 // connection holds no input (not while decrypted bytes wait to be read),
 // and the connection reads on, pipelined records included.
-func TestTLSConnIdle(t *testing.T) {
-	for _, side := range tlsSides {
-		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-			t.Run(side.name+"/"+tls.VersionName(v), func(t *testing.T) { testTLSConnIdle(t, v, side.client) })
-		}
-	}
-}
+func TestTLSConnIdle(t *testing.T) { onTLSSides(t, testTLSConnIdle) }
 
 func testTLSConnIdle(t *testing.T, v uint16, client bool) {
 	t.Helper()
