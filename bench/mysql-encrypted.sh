@@ -82,7 +82,8 @@ results="$work/results"; : >"$results"
 run() { # port table workload threads: prints "tps statements"
   sysbench "$lua" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$1" --mysql-user=sb --mysql-password=sb \
     --mysql-db=sbtest --table="$2" --rows="$ROWS" --workload="$3" --mode="$MODE" --threads="$4" --time="$DURATION" \
-    --report-interval=0 run 2>&1 | awk '/transactions:/ {n=$2; gsub(/\(/,"",$3); print $3, n; exit}'
+    --report-interval=0 run >"$work/sysbench.out" 2>&1
+  awk '/transactions:/ {n=$2; gsub(/\(/,"",$3); print $3, n; exit}' "$work/sysbench.out"
 }
 for round in $(seq "$ROUNDS"); do
   for th in $THREADS; do
@@ -93,7 +94,11 @@ for round in $(seq "$ROUNDS"); do
         before=$(cpu_ticks "$pid")
         read -r tps n < <(run "$port" "$table" "$w" "$th") || true
         after=$(cpu_ticks "$pid")
-        [ -n "${tps:-}" ] || { echo "sysbench failed: $name $w $th" >&2; exit 1; }
+        if [ -z "${tps:-}" ]; then
+          echo "sysbench failed: $name $w $th; its output, then the proxy's last log lines:" >&2
+          tail -n 20 "$work/sysbench.out" >&2; tail -n 20 "$work/dbproxy.log" >&2
+          exit 1
+        fi
         # proxy CPU per statement, in microseconds (0 for direct)
         cpu=$(cpu_us_per "$before" "$after" "$n")
         echo "$w $th $name $tps $cpu $round" >>"$results"

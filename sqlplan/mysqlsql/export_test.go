@@ -30,3 +30,25 @@ func ParseForTest(sql string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// TemplateHits returns how many statements p planned by a template.
+func TemplateHits(p *Planner) uint64 { return p.templateHits.Load() }
+
+// LitSpan is a constant found by the literal scan (template.go).
+type LitSpan struct {
+	Start, End int
+	String     bool // a string constant, else an integer
+}
+
+// ScanLiterals is scanLiterals for the black-box tests.
+func ScanLiterals(sql string) ([]LitSpan, bool) {
+	lits, ok := scanLiterals(sql, nil)
+	out := make([]LitSpan, len(lits))
+	for i, l := range lits {
+		out[i] = LitSpan{Start: l.start, End: l.end, String: l.class == litString}
+	}
+	return out, ok
+}
+
+// PlainBody is plainBody for the black-box tests.
+var PlainBody = plainBody

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -69,11 +70,16 @@ type Planner struct {
 
 	allowDynamic bool
 	rel          *relations // nil without Options.Relations
+
+	templateHits atomic.Uint64 // statements planned by a template
 }
 
 type cacheKey struct {
 	db, sql string
 	lex     Lex
+	// normalized: sql is a normalized key (template.go), made for a string
+	// whose pre-filter gave touches.
+	normalized, touches bool
 }
 
 type tableKey struct{ db, table string }
@@ -83,6 +89,10 @@ type cacheEntry struct {
 	plan    *Plan
 	err     error
 	catalog bool // the plan depends on catalog answers
+	// For a normalized key: its template, nil until the key's second miss;
+	// noTemplate once one could not be made.
+	tmpl       *template
+	noTemplate bool
 }
 
 // New returns a Planner for set (DialectMySQL). catalog may be nil.
@@ -145,7 +155,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 	if touches && lex.Unreadable != "" {
 		return nil, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: lex.Unreadable}
 	}
-	key := cacheKey{database, sql, lex}
+	key := cacheKey{db: database, sql: sql, lex: lex}
 	cache := p.max > 0 && len(sql) <= maxCachedSQL
 	if cache {
 		p.mu.Lock()
@@ -157,12 +167,41 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 		}
 		p.mu.Unlock()
 	}
+	// A string that differs from one planned before only in the values
+	// the proxy encrypts takes that plan's template (template.go).
+	var lits []litSpan
+	var nkey cacheKey
+	seen, build := false, false
+	if cache && touches {
+		var arr [16]litSpan
+		if l, ok := scanLiterals(sql, arr[:0]); ok && len(l) > 0 {
+			lits = l
+			nkey = cacheKey{db: database, sql: normalizedKey(sql, l), lex: lex, normalized: true, touches: true}
+			p.mu.Lock()
+			var t *template
+			if e, ok := p.cache[nkey]; ok {
+				p.lru.MoveToFront(e)
+				ce := e.Value.(*cacheEntry)
+				seen, t, build = true, ce.tmpl, ce.tmpl == nil && !ce.noTemplate
+			}
+			p.mu.Unlock()
+			if t != nil {
+				if plan, ok := t.instantiate(sql, l); ok {
+					p.templateHits.Add(1)
+					return plan, nil
+				}
+			}
+		}
+	}
 	p.mu.Lock()
 	gen := p.gen
 	p.mu.Unlock()
 	plan, usedCatalog, err := p.planSession(ctx, database, sql, lex, touches)
 	if _, refused := err.(*sqlplan.Refusal); err != nil && !refused {
 		return nil, err
+	}
+	if lits != nil && err == nil && (!seen || build) {
+		p.noteTemplate(ctx, nkey, gen, sql, lits, plan, usedCatalog, build)
 	}
 	// A refusal that may come from a stale or failed catalog answer is not
 	// cached: the next attempt asks again.
@@ -178,6 +217,37 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 		p.mu.Unlock()
 	}
 	return plan, err
+}
+
+// noteTemplate records a miss of normalized key k by sql, planned as plan
+// under generation gen: the first one marks the key seen, the second
+// builds its template.
+func (p *Planner) noteTemplate(ctx context.Context, k cacheKey, gen uint64, sql string, lits []litSpan, plan *Plan, usedCatalog, build bool) {
+	var t *template
+	if build {
+		t = buildTemplate(sql, lits, plan, func(probe string) (*Plan, error) {
+			pl, _, err := p.planSession(ctx, k.db, probe, k.lex, true)
+			return pl, err
+		})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if gen != p.gen {
+		return
+	}
+	if e, ok := p.cache[k]; ok {
+		ce := e.Value.(*cacheEntry)
+		if build && ce.tmpl == nil && !ce.noTemplate {
+			ce.tmpl, ce.noTemplate = t, t == nil
+			ce.catalog = ce.catalog || usedCatalog
+		}
+		return
+	}
+	p.cache[k] = p.lru.PushFront(&cacheEntry{key: k, catalog: usedCatalog})
+	for p.lru.Len() > p.max {
+		old := p.lru.Remove(p.lru.Back()).(*cacheEntry)
+		delete(p.cache, old.key)
+	}
 }
 
 // Purge drops the cached catalog answers and every cached plan made from
@@ -228,11 +298,16 @@ func (p *Planner) columns(ctx context.Context, database, table string, fresh boo
 	return cols, false, nil
 }
 
-// mayUse reports whether sql may contain a USE statement (cheap, no false
-// negatives for USE written at a statement start).
+// mayUse reports whether sql may contain a USE statement: the word use,
+// in any case, not inside a longer identifier (cheap, no false negatives).
+// A digit before it still counts: an executable comment's version number
+// (/*!50000USE db*/) is not part of the statement. A table named users or
+// a column user_id do not count, so statements naming them skip the parse.
 func mayUse(sql string) bool {
 	for i := 0; i+3 <= len(sql); i++ {
-		if (sql[i]|0x20) == 'u' && (sql[i+1]|0x20) == 's' && (sql[i+2]|0x20) == 'e' {
+		if (sql[i]|0x20) == 'u' && (sql[i+1]|0x20) == 's' && (sql[i+2]|0x20) == 'e' &&
+			(i == 0 || !isIdentByte(sql[i-1]) || '0' <= sql[i-1] && sql[i-1] <= '9') &&
+			(i+3 == len(sql) || !isIdentByte(sql[i+3])) {
 			return true
 		}
 	}

@@ -1,0 +1,166 @@
+package mysqlsql_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
+)
+
+// templateCorpus are statements whose constants TestPlanTemplates varies.
+// Each %s is a string constant's body and each %d an integer.
+var templateCorpus = []string{
+	"SELECT id, email, ssn FROM users WHERE email = '%s'",
+	"SELECT id FROM users WHERE email = '%s' AND id = %d",
+	"SELECT id FROM users WHERE email = '%s' AND age = %d LIMIT %d",
+	"SELECT * FROM users u WHERE u.email <> '%s' AND u.age IN (%d, NULL)",
+	"SELECT id FROM users WHERE email IN ('%s', '%s') OR age = %d",
+	"INSERT INTO users (id, email, ssn) VALUES (%d, '%s', '%s')",
+	"INSERT INTO users (email, age) VALUES ('%s', %d), (NULL, -%d)",
+	"INSERT INTO users SET email = '%s', name = '%s'",
+	"INSERT INTO users (id, email) VALUES (%d, '%s') ON DUPLICATE KEY UPDATE email = VALUES(email), ssn = '%s'",
+	"INSERT INTO users VALUES (%d, '%s', '%s', %d)",
+	"UPDATE users SET ssn = '%s', name = '%s' WHERE email = '%s'",
+	"DELETE u FROM users u JOIN orders o ON o.uid = u.id WHERE u.email = '%s' AND o.n = %d",
+	"SELECT email AS e FROM users HAVING e = '%s'",
+	"SELECT '%s' AS 'x', email FROM users WHERE email = '%s'",
+	"SELECT email FROM users WHERE email = '%s' ORDER BY %d",
+	"USE app; INSERT INTO users (email) VALUES ('%s')",
+	"INSERT INTO users (email) VALUES ('%s'); SELECT * FROM users WHERE age = %d",
+	"SELECT `email` FROM `app`.`users` WHERE `email` = '%s' AND @v = %d",
+	"SELECT email FROM users WHERE email = _utf8mb4 '%s'",
+	"SELECT email FROM users WHERE email = '%s' AND name = '%s'",
+	"SET time_zone = '%s'; INSERT INTO users (email) VALUES ('%s')",
+	"SELECT * FROM users WHERE ssn = '%s'",
+	"SELECT * FROM users WHERE age = '%s'",
+	"SELECT * FROM users WHERE email = ?  AND age = %d",
+	"PREPARE s FROM '%s'",
+	"SELECT email FROM users_copy WHERE email = '%s' UNION SELECT email FROM users WHERE email = '%s'",
+}
+
+// templateValues are the values the constants take, in turn: equal ones,
+// empty ones, table names, reserved identifiers, SQL text.
+var templateStrings = []string{"a@x", "b", "", "a@x", "users", "dbproxy_slot_0", "x y", "1",
+	"SELECT 1", "INSERT INTO users (email) VALUES (?)", "+01:00", "DBPROXY_SLOT_1", "42", "a@x"}
+var templateInts = []int64{1, 42, 7, 0, 123456789, 2, 999999999999999999, 42}
+
+// TestPlanTemplates checks that a planner reusing templates returns, for
+// every statement, exactly the plan (or refusal) a planner that never saw
+// another statement returns: templates change the cost of planning, never
+// its result.
+func TestPlanTemplates(t *testing.T) {
+	ctx := context.Background()
+	cat := catalog{"app.users": {"id", "email", "ssn", "age"}}
+	cached := newPlanner(t, cat)
+	hits := 0
+	shapeHits := map[string]int{}
+	for _, shape := range templateCorpus {
+		for round := range templateStrings {
+			s, n := round, round
+			sql := fillShape(shape, func() string { s++; return templateStrings[s%len(templateStrings)] },
+				func() int64 { n++; return templateInts[n%len(templateInts)] })
+			before := mysqlsql.TemplateHits(cached)
+			got, gerr := cached.Plan(ctx, "app", sql)
+			want, werr := newPlanner(t, cat).Plan(ctx, "app", sql)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+				t.Fatalf("%s\ncached: %v\nfresh:  %v", sql, gerr, werr)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s\ncached: %+v\nfresh:  %+v", sql, got, want)
+			}
+			if gerr == nil && !got.Passthrough {
+				a, aerr := got.Rewrite(ctx, fakeEnc{}, nil, nil)
+				b, berr := want.Rewrite(ctx, fakeEnc{}, nil, nil)
+				if string(a) != string(b) || fmt.Sprint(aerr) != fmt.Sprint(berr) {
+					t.Fatalf("%s\ncached rewrite: %s (%v)\nfresh rewrite:  %s (%v)", sql, a, aerr, b, berr)
+				}
+			}
+			if mysqlsql.TemplateHits(cached) > before {
+				hits++
+				shapeHits[shape]++
+			}
+		}
+	}
+	t.Logf("%d template hits", hits)
+	for _, shape := range templateCorpus {
+		t.Logf("%2d %s", shapeHits[shape], shape)
+	}
+	// The simple shapes must actually hit their templates.
+	if hits < len(templateCorpus) {
+		t.Fatalf("only %d template hits", hits)
+	}
+}
+
+// FuzzPlanTemplate checks, for any string, that planning variants of it
+// (its constants replaced) through a planner that builds and reuses
+// templates gives exactly what a fresh planner gives.
+func FuzzPlanTemplate(f *testing.F) {
+	for _, s := range []string{
+		"SELECT id FROM users WHERE email = 'a' AND age = 5",
+		"INSERT INTO users (id, email, ssn) VALUES (1, 'a', 'b')",
+		"UPDATE users SET ssn = 'x' WHERE email = 'y' LIMIT 3",
+		"SELECT 'a' AS 'b', email FROM users WHERE email = 'b'",
+		"SELECT * FROM users WHERE email IN ('a', 'b') ORDER BY 2",
+		"INSERT INTO users SET email = 'q'; SELECT * FROM users_copy WHERE email = 'q'",
+	} {
+		f.Add(s, "zz", uint32(3))
+	}
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, sql, str string, num uint32) {
+		lits, ok := mysqlsql.ScanLiterals(sql)
+		if !ok || len(lits) == 0 || !mysqlsql.PlainBody(str) || strings.ContainsRune(str, '\'') {
+			return
+		}
+		variant := func(k int) string {
+			var b strings.Builder
+			prev := 0
+			for i, l := range lits {
+				b.WriteString(sql[prev:l.Start])
+				switch {
+				case (i+k)%3 == 0: // unchanged
+					b.WriteString(sql[l.Start:l.End])
+				case l.String:
+					b.WriteString("'" + str + strconv.Itoa(k) + "'")
+				default:
+					b.WriteString(strconv.FormatUint(uint64(num)+uint64(k)+1, 10))
+				}
+				prev = l.End
+			}
+			b.WriteString(sql[prev:])
+			return b.String()
+		}
+		cached := newPlanner(t, nil)
+		for k, v := range []string{sql, variant(1), variant(2), variant(3), sql} {
+			got, gerr := cached.Plan(ctx, "app", v)
+			want, werr := newPlanner(t, nil).Plan(ctx, "app", v)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+				t.Fatalf("variant %d %q\ncached: %+v %v\nfresh:  %+v %v", k, v, got, gerr, want, werr)
+			}
+		}
+	})
+}
+
+// fillShape replaces each %s of shape by str() and each %d by num().
+func fillShape(shape string, str func() string, num func() int64) string {
+	var b strings.Builder
+	for i := 0; i < len(shape); i++ {
+		if shape[i] == '%' && i+1 < len(shape) {
+			switch shape[i+1] {
+			case 's':
+				b.WriteString(str())
+				i++
+				continue
+			case 'd':
+				fmt.Fprint(&b, num())
+				i++
+				continue
+			}
+		}
+		b.WriteByte(shape[i])
+	}
+	return b.String()
+}
