@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/format"
 	"github.com/pingcap/tidb/pkg/parser/mysql"
+	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/sqlplan"
@@ -228,7 +230,7 @@ func (p *Planner) noteTemplate(ctx context.Context, k cacheKey, gen uint64, sql 
 		t = buildTemplate(sql, lits, plan, func(probe string) (*Plan, error) {
 			pl, _, err := p.planSession(ctx, k.db, probe, k.lex, true)
 			return pl, err
-		})
+		}, func(probe string) ([]string, bool) { return p.values(probe, k.lex) })
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -249,6 +251,51 @@ func (p *Planner) noteTemplate(ctx context.Context, k cacheKey, gen uint64, sql 
 		delete(p.cache, old.key)
 	}
 }
+
+// values returns the string and integer values the parser reads in sql
+// under lex, as the planner parses it.
+func (p *Planner) values(sql string, lex Lex) (vals []string, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			vals, ok = nil, false
+		}
+	}()
+	norm, err := normalize(sql, lex)
+	if err != nil {
+		return nil, false
+	}
+	ps := p.parsers.Get().(*parser.Parser)
+	ps.SetSQLMode(lex.Mode)
+	stmts, _, err := ps.Parse(norm, "", "")
+	p.parsers.Put(ps)
+	if err != nil {
+		return nil, false
+	}
+	c := &valueCollector{}
+	for _, st := range stmts {
+		st.Accept(c)
+	}
+	return c.vals, true
+}
+
+// valueCollector collects the string and integer values of a tree.
+type valueCollector struct{ vals []string }
+
+func (c *valueCollector) Enter(n ast.Node) (ast.Node, bool) {
+	if v, ok := n.(*driver.ValueExpr); ok {
+		switch v.Kind() {
+		case driver.KindString, driver.KindBytes:
+			c.vals = append(c.vals, v.GetString())
+		case driver.KindInt64:
+			c.vals = append(c.vals, strconv.FormatInt(v.GetInt64(), 10))
+		case driver.KindUint64:
+			c.vals = append(c.vals, strconv.FormatUint(v.GetUint64(), 10))
+		}
+	}
+	return n, false
+}
+
+func (c *valueCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // Purge drops the cached catalog answers and every cached plan made from
 // them. The wire layer calls it after a statement with [Plan.DDL] (or any

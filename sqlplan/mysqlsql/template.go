@@ -72,7 +72,8 @@ const maxIntDigits = 18
 
 // scanLiterals appends the constants of sql to dst. ok is false when the
 // scan gave up: on any byte outside printable ASCII and whitespace (so no
-// multi-byte character set can hide a quote), on backslashes and double
+// multi-byte character set can hide a quote), on control characters
+// (whitespace among them) inside quotes, on backslashes and double
 // quotes (their meaning depends on sql_mode), on comments of any kind
 // (executable ones among them), on a quote right after an identifier
 // character (an introducer, N'…', X'…', B'…'), on a doubled quote, on a
@@ -156,12 +157,14 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 	return dst, true
 }
 
-// plainBody reports whether a quoted body is printable ASCII and
-// whitespace without backslashes: read the same under every character set
-// and sql_mode.
+// plainBody reports whether a quoted body is printable ASCII (space
+// included, no other whitespace) without backslashes: read the same under
+// every character set and sql_mode, and kept as it is in the statement
+// texts the parser gives (it turns strings with control characters into
+// hex literals).
 func plainBody(s string) bool {
 	for _, b := range []byte(s) {
-		if b >= 0x7f || b < ' ' && !isSpaceByte(b) || b == '\\' {
+		if b >= 0x7f || b < ' ' || b == '\\' {
 			return false
 		}
 	}
@@ -189,7 +192,12 @@ func normalizedKey(sql string, lits []litSpan) string {
 type template struct {
 	plan  *Plan
 	fixed []fixedLit // constants that must match byte for byte
+	vary  []int      // constants that may vary
 	ties  []tie      // slots that take a constant's value
+	// holes, by segment, are the segments the planner rendered varying
+	// constants into (nil for a segment without any): fixed text and
+	// constants in turn.
+	holes [][]segPart
 	// mayChange is mayChangeSession of the text: a hit must agree (the
 	// word scan also reads inside strings).
 	mayChange bool
@@ -202,6 +210,12 @@ type fixedLit struct {
 
 type tie struct{ slot, lit int }
 
+// segPart is a piece of a segment: text, or (lit >= 0) a constant's value.
+type segPart struct {
+	text string
+	lit  int
+}
+
 // instantiate returns the template's plan for sql, whose constants are
 // lits, or false if sql's fixed constants differ.
 func (t *template) instantiate(sql string, lits []litSpan) (*Plan, bool) {
@@ -211,8 +225,8 @@ func (t *template) instantiate(sql string, lits []litSpan) (*Plan, bool) {
 			return nil, false
 		}
 	}
-	for _, tt := range t.ties {
-		if containsFold(lits[tt.lit].value(sql), markerPrefix) {
+	for _, i := range t.vary {
+		if containsFold(lits[i].value(sql), markerPrefix) {
 			return nil, false // planned afresh, it is refused
 		}
 	}
@@ -220,15 +234,35 @@ func (t *template) instantiate(sql string, lits []litSpan) (*Plan, bool) {
 		return nil, false
 	}
 	cp := *t.plan
-	cp.Slots = append([]Slot(nil), t.plan.Slots...)
-	for _, tt := range t.ties {
-		cp.Slots[tt.slot].Literal.Text = lits[tt.lit].value(sql)
+	if len(t.ties) > 0 {
+		cp.Slots = append([]Slot(nil), t.plan.Slots...)
+		for _, tt := range t.ties {
+			cp.Slots[tt.slot].Literal.Text = lits[tt.lit].value(sql)
+		}
+	}
+	if t.holes != nil {
+		cp.Segments = append([]string(nil), t.plan.Segments...)
+		var b strings.Builder
+		for k, parts := range t.holes {
+			if parts == nil {
+				continue
+			}
+			b.Reset()
+			for _, part := range parts {
+				if part.lit < 0 {
+					b.WriteString(part.text)
+				} else {
+					b.WriteString(lits[part.lit].value(sql))
+				}
+			}
+			cp.Segments[k] = b.String()
+		}
 	}
 	return &cp, true
 }
 
 // probeValue is the value that replaces constant i of class c in the
-// probe text.
+// probe text: in no statement (checked), and not a prefix of another.
 func probeValue(c byte, i int) string {
 	if c == litString {
 		return "dbproxyprobe" + strconv.Itoa(i) + "x"
@@ -240,35 +274,31 @@ func probeValue(c byte, i int) string {
 // constants are lits; replan plans another text the same way (same
 // database, lexing state and pre-filter). It returns nil when no constant
 // can vary or the probe shows that the plan depends on more than the
-// values it carries in slots.
-func buildTemplate(sql string, lits []litSpan, plan *Plan, replan func(string) (*Plan, error)) *template {
-	if plan.Passthrough || plan.Session != nil || len(plan.Slots) == 0 {
+// values of its constants.
+//
+// The probe text has every constant replaced by a probe value of its
+// class. The two plans must be the same but for:
+//   - slots whose literal is, in the probe plan, a constant's probe, and in
+//     the first plan that constant's value: the constant is tied to them;
+//   - segments in which the probe plan has probes, each as a whole quoted
+//     string (a string constant) or a whole number (an integer), and which
+//     read as the first plan's once each probe is replaced by its
+//     constant's value: the constant is rendered there.
+//
+// Those constants vary, if the parser made each a value; so does every
+// such constant of a plan that forwards the text unchanged (nothing of it
+// is in the plan). Any other constant is fixed.
+func buildTemplate(sql string, lits []litSpan, plan *Plan, replan func(string) (*Plan, error), values func(string) ([]string, bool)) *template {
+	if plan.Session != nil {
 		return nil
 	}
-	// Candidates: constants whose value is the literal of some slot.
-	cand := make([]bool, len(lits))
-	found := false
-	for i, l := range lits {
-		v := l.value(sql)
-		for _, s := range plan.Slots {
-			if (s.Kind == SlotStore || s.Kind == SlotMatch) && !s.Literal.Null && s.Literal.Text == v {
-				cand[i], found = true, true
-				break
-			}
-		}
-	}
-	if !found {
-		return nil
-	}
+	lower := strings.ToLower(sql)
+	probes := make([]string, len(lits))
 	var b strings.Builder
 	prev := 0
-	probes := make([]string, len(lits))
 	for i, l := range lits {
-		if !cand[i] {
-			continue
-		}
 		probes[i] = probeValue(l.class, i)
-		if strings.Contains(sql, probes[i]) {
+		if strings.Contains(lower, probes[i]) {
 			return nil
 		}
 		b.WriteString(sql[prev:l.start])
@@ -280,53 +310,147 @@ func buildTemplate(sql string, lits []litSpan, plan *Plan, replan func(string) (
 		prev = l.end
 	}
 	b.WriteString(sql[prev:])
-	probe, err := replan(b.String())
-	if err != nil || probe == nil || len(probe.Slots) != len(plan.Slots) {
+	probeSQL := b.String()
+	probe, err := replan(probeSQL)
+	if err != nil || probe == nil || len(probe.Slots) != len(plan.Slots) || len(probe.Segments) != len(plan.Segments) {
+		return nil
+	}
+	// Only a constant the parser makes a value (not the text of PREPARE …
+	// FROM '…', an alias, a position in ORDER BY, a character set name)
+	// may vary: the planner uses values as values, it does not read them
+	// (what does, SET of session state, gives a Plan.Session).
+	vals, ok := values(probeSQL)
+	if !ok {
+		return nil
+	}
+	isValue := make([]bool, len(lits))
+	for _, v := range vals {
+		if i := findProbe(probes, v); i >= 0 {
+			isValue[i] = true
+		}
+	}
+	// Everything but the slots' literals and the segments must be the same.
+	a, c := *plan, *probe
+	a.Slots, c.Slots, a.Segments, c.Segments = nil, nil, nil, nil
+	if !reflect.DeepEqual(a, c) {
 		return nil
 	}
 	t := &template{plan: plan, mayChange: mayChangeSession(sql)}
-	tied := make([]bool, len(lits))
+	varies := make([]bool, len(lits))
 	for k, s := range plan.Slots {
 		p := probe.Slots[k]
 		if p.Kind != s.Kind || p.Column != s.Column || p.Param != s.Param || p.Literal.Null != s.Literal.Null || p.Literal.Pos != s.Literal.Pos {
 			return nil
 		}
 		if p.Literal.Text == s.Literal.Text {
-			continue
+			continue // not a scanned constant (NULL, a placeholder)
 		}
-		i := -1
-		for j, pv := range probes {
-			if cand[j] && pv == p.Literal.Text && lits[j].value(sql) == s.Literal.Text {
-				i = j
-				break
-			}
-		}
-		if i < 0 {
+		i := findProbe(probes, p.Literal.Text)
+		if i < 0 || !isValue[i] || lits[i].value(sql) != s.Literal.Text {
 			return nil
 		}
 		t.ties = append(t.ties, tie{slot: k, lit: i})
-		tied[i] = true
+		varies[i] = true
 	}
-	for i := range cand {
-		if cand[i] && !tied[i] {
-			// Replaced by a probe that no slot carried: it sits elsewhere
-			// in the plan (then the comparison below fails) or nowhere.
+	for k, seg := range probe.Segments {
+		parts, ok := segmentHoles(seg, probes, lits)
+		if !ok {
 			return nil
 		}
-	}
-	// Everything but the slots' literals must be the same.
-	a, c := *plan, *probe
-	a.Slots, c.Slots = nil, nil
-	if !reflect.DeepEqual(a, c) {
-		return nil
-	}
-	if len(t.ties) == 0 {
-		return nil
+		if parts == nil {
+			if seg != plan.Segments[k] {
+				return nil
+			}
+			continue
+		}
+		var r strings.Builder
+		for _, part := range parts {
+			if part.lit < 0 {
+				r.WriteString(part.text)
+			} else {
+				if !isValue[part.lit] {
+					return nil
+				}
+				r.WriteString(lits[part.lit].value(sql))
+				varies[part.lit] = true
+			}
+		}
+		if r.String() != plan.Segments[k] {
+			return nil
+		}
+		if t.holes == nil {
+			t.holes = make([][]segPart, len(plan.Segments))
+		}
+		t.holes[k] = parts
 	}
 	for i, l := range lits {
-		if !tied[i] {
+		if varies[i] || plan.Passthrough && isValue[i] {
+			t.vary = append(t.vary, i)
+		} else {
 			t.fixed = append(t.fixed, fixedLit{lit: i, text: sql[l.start:l.end]})
 		}
 	}
+	if len(t.vary) == 0 {
+		return nil
+	}
 	return t
+}
+
+// findProbe returns the constant whose probe is v, or -1.
+func findProbe(probes []string, v string) int {
+	for i, p := range probes {
+		if p == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// segmentHoles cuts a segment of the probe plan at the probes in it: nil
+// if it has none; false if a probe stands anywhere but as a whole quoted
+// string ('probe', where a string constant's value can go as it is: the
+// scan admits no quote or backslash in it) or as a whole number (digits
+// on neither side, no quote or identifier byte around it).
+func segmentHoles(seg string, probes []string, lits []litSpan) ([]segPart, bool) {
+	var parts []segPart
+	start := 0
+	for i := 0; i < len(seg); i++ {
+		if seg[i] != 'd' && (seg[i] < '7' || seg[i] > '7') {
+			continue
+		}
+		j := -1
+		for k, p := range probes {
+			if strings.HasPrefix(seg[i:], p) {
+				j = k
+				break
+			}
+		}
+		if j < 0 {
+			continue
+		}
+		end := i + len(probes[j])
+		if lits[j].class == litString {
+			if i == 0 || seg[i-1] != '\'' || end >= len(seg) || seg[end] != '\'' {
+				return nil, false
+			}
+		} else {
+			before, after := byte(' '), byte(' ')
+			if i > 0 {
+				before = seg[i-1]
+			}
+			if end < len(seg) {
+				after = seg[end]
+			}
+			if isIdentByte(before) || isIdentByte(after) || before == '\'' || after == '\'' || before == '.' || after == '.' {
+				return nil, false
+			}
+		}
+		parts = append(parts, segPart{text: seg[start:i], lit: -1}, segPart{lit: j})
+		start = end
+		i = end - 1
+	}
+	if parts == nil {
+		return nil, true
+	}
+	return append(parts, segPart{text: seg[start:], lit: -1}), true
 }

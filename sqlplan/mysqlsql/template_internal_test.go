@@ -32,6 +32,8 @@ func TestScanLiterals(t *testing.T) {
 		{"SELECT /*!50000 1 */", "!"},
 		{"SELECT 'caf\xc3\xa9'", "!"},
 		{"SELECT 'a\x00'", "!"},
+		{"SELECT 'a\tb'", "!"},
+		{"SELECT 'a\nb'", "!"},
 		{"SELECT 'a", "!"},
 		{"SELECT `a", "!"},
 		{"SELECT `a``b`", "!"},

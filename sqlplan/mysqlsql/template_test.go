@@ -40,12 +40,31 @@ var templateCorpus = []string{
 	"SELECT * FROM users WHERE email = ?  AND age = %d",
 	"PREPARE s FROM '%s'",
 	"SELECT email FROM users_copy WHERE email = '%s' UNION SELECT email FROM users WHERE email = '%s'",
+	"PREPARE s FROM '%s'; INSERT INTO users (email) VALUES ('%s')",
+	"SELECT id FROM users WHERE id = %d",
+	"SELECT id, note FROM users WHERE note = '%s' AND id IN (%d, %d, %d) LIMIT %d, %d",
+	"INSERT INTO users (id, note) VALUES (%d, '%s')",
+	"SELECT email AS '%s' FROM users WHERE email = '%s'",
+	"SELECT email FROM users WHERE email = '%s' AND note = '%s' COLLATE utf8mb4_bin",
+	"SELECT _latin1 '%s', id FROM users WHERE id = %d",
+	"SELECT DATE '%s' FROM users WHERE email = '%s'",
+	"SELECT JSON_EXTRACT(note, '%s') FROM users WHERE email = '%s'",
+	"SET @a = '%s'; SELECT * FROM users WHERE email = '%s'",
+	"SET NAMES '%s'; SELECT * FROM users WHERE email = '%s'",
+	"SELECT id FROM users WHERE note = '%s' AND email = '%s' AND id > %d",
+	"UPDATE users SET note = '%s', ssn = '%s' WHERE id = %d AND email = '%s'",
+	"SELECT id FROM users WHERE id = %d ORDER BY %d",
+	"SELECT CAST('%s' AS CHAR), email FROM users WHERE email = '%s'",
+	"SELECT email FROM users WHERE email = '%s' INTO OUTFILE '%s'",
+	"LOAD DATA INFILE '%s' INTO TABLE users",
+	"SELECT * FROM users u JOIN users_copy c ON c.email = '%s' WHERE u.id = %d",
 }
 
 // templateValues are the values the constants take, in turn: equal ones,
 // empty ones, table names, reserved identifiers, SQL text.
 var templateStrings = []string{"a@x", "b", "", "a@x", "users", "dbproxy_slot_0", "x y", "1",
-	"SELECT 1", "INSERT INTO users (email) VALUES (?)", "+01:00", "DBPROXY_SLOT_1", "42", "a@x"}
+	"SELECT 1", "INSERT INTO users (email) VALUES (?)", "+01:00", "DBPROXY_SLOT_1", "42", "a@x",
+	"a`b", "utf8mb4", "latin1", "2020-01-01", "$.a", "%", "a\nb", "a\tb", "x'y", "/tmp/x", "a@x", "b"}
 var templateInts = []int64{1, 42, 7, 0, 123456789, 2, 999999999999999999, 42}
 
 // TestPlanTemplates checks that a planner reusing templates returns, for
