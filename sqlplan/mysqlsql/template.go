@@ -398,12 +398,42 @@ func buildTemplate(sql string, lits []litSpan, plan *Plan, replan func(string) (
 
 // findProbe returns the constant whose probe is v, or -1.
 func findProbe(probes []string, v string) int {
-	for i, p := range probes {
-		if p == v {
-			return i
-		}
+	if i, n := probeAt(probes, v); n == len(v) {
+		return i
 	}
 	return -1
+}
+
+// probeAt returns the constant whose probe starts s, and the probe's
+// length; 0 if none does. It reads the index from the probe (probeValue)
+// rather than trying every probe: a bulk INSERT has thousands.
+func probeAt(probes []string, s string) (lit, n int) {
+	const prefix = "dbproxyprobe"
+	var i int
+	switch {
+	case strings.HasPrefix(s, prefix):
+		j := len(prefix)
+		for j < len(s) && '0' <= s[j] && s[j] <= '9' {
+			j++
+		}
+		v, err := strconv.Atoi(s[len(prefix):j])
+		if err != nil {
+			return -1, 0
+		}
+		i = v
+	case len(s) >= 9 && s[0] == '7':
+		v, err := strconv.Atoi(s[:9])
+		if err != nil {
+			return -1, 0
+		}
+		i = v - 700000000
+	default:
+		return -1, 0
+	}
+	if i < 0 || i >= len(probes) || !strings.HasPrefix(s, probes[i]) {
+		return -1, 0
+	}
+	return i, len(probes[i])
 }
 
 // segmentHoles cuts a segment of the probe plan at the probes in it: nil
@@ -415,20 +445,14 @@ func segmentHoles(seg string, probes []string, lits []litSpan) ([]segPart, bool)
 	var parts []segPart
 	start := 0
 	for i := 0; i < len(seg); i++ {
-		if seg[i] != 'd' && (seg[i] < '7' || seg[i] > '7') {
+		if seg[i] != 'd' && seg[i] != '7' {
 			continue
 		}
-		j := -1
-		for k, p := range probes {
-			if strings.HasPrefix(seg[i:], p) {
-				j = k
-				break
-			}
-		}
-		if j < 0 {
+		j, n := probeAt(probes, seg[i:])
+		if n == 0 {
 			continue
 		}
-		end := i + len(probes[j])
+		end := i + n
 		if lits[j].class == litString {
 			if i == 0 || seg[i-1] != '\'' || end >= len(seg) || seg[end] != '\'' {
 				return nil, false

@@ -183,3 +183,33 @@ func fillShape(shape string, str func() string, num func() int64) string {
 	}
 	return b.String()
 }
+
+// TestPlanTemplateBulkInsert: a multi-row INSERT of literals (thousands of
+// constants) gets a template like any other shape, equal to a fresh plan.
+func TestPlanTemplateBulkInsert(t *testing.T) {
+	ctx := context.Background()
+	bulk := func(v int) string {
+		var b strings.Builder
+		b.WriteString("INSERT INTO users (id, email, ssn, note) VALUES ")
+		for i := range 1000 {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "(%d, 'u%d-%d@x', 'ssn %d', 'note %d')", v*1000+i+1, v, i, v, i)
+		}
+		return b.String()
+	}
+	cached := newPlanner(t, nil)
+	for v := range 4 {
+		sql := bulk(v)
+		before := mysqlsql.TemplateHits(cached)
+		got, gerr := cached.Plan(ctx, "app", sql)
+		want, werr := newPlanner(t, nil).Plan(ctx, "app", sql)
+		if gerr != nil || werr != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: cached and fresh plans differ (%v, %v)", v, gerr, werr)
+		}
+		if hit := mysqlsql.TemplateHits(cached) > before; hit != (v >= 2) {
+			t.Fatalf("round %d: template hit %v", v, hit)
+		}
+	}
+}
