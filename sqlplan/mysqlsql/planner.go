@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,6 +253,18 @@ func (p *Planner) noteTemplate(ctx context.Context, k cacheKey, gen uint64, sql 
 	}
 }
 
+// parse parses norm under mode with a pooled parser. The statements are
+// copied out of the parser's result slice, which its next parse reuses:
+// once the parser is back in the pool another session may parse with it.
+func (p *Planner) parse(norm string, mode mysql.SQLMode) ([]ast.StmtNode, error) {
+	ps := p.parsers.Get().(*parser.Parser)
+	ps.SetSQLMode(mode)
+	stmts, _, err := ps.Parse(norm, "", "")
+	stmts = slices.Clone(stmts)
+	p.parsers.Put(ps)
+	return stmts, err
+}
+
 // values returns the string and integer values the parser reads in sql
 // under lex, as the planner parses it.
 func (p *Planner) values(sql string, lex Lex) (vals []string, ok bool) {
@@ -264,10 +277,7 @@ func (p *Planner) values(sql string, lex Lex) (vals []string, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	ps := p.parsers.Get().(*parser.Parser)
-	ps.SetSQLMode(lex.Mode)
-	stmts, _, err := ps.Parse(norm, "", "")
-	p.parsers.Put(ps)
+	stmts, err := p.parse(norm, lex.Mode)
 	if err != nil {
 		return nil, false
 	}
@@ -390,10 +400,7 @@ func (p *Planner) plan(ctx context.Context, database, sql string, lex Lex, touch
 		}
 		return passPlan, false, nil
 	}
-	ps := p.parsers.Get().(*parser.Parser)
-	ps.SetSQLMode(lex.Mode)
-	stmts, _, perr := ps.Parse(norm, "", "")
-	p.parsers.Put(ps)
+	stmts, perr := p.parse(norm, lex.Mode)
 	if perr != nil {
 		if touches {
 			if r := p.unparsed(sql, views); r != nil {
