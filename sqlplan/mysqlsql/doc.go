@@ -80,7 +80,9 @@
 // same plan with NO_BACKSLASH_ESCAPES and ANSI_QUOTES, or is refused. With
 // Lex.Unreadable (unknown or unsupported sql_mode, unsafe character set)
 // every string that may touch an encrypted table is refused with that
-// reason. Plans are cached per (database, text, Lex).
+// reason. Plans are cached per (database, text, Lex), and per normalized
+// text as templates (template.go): statements that differ only in their
+// constants share one plan, so literals do not cost a parse each.
 //
 // [AnalyzeTimeZone] (timezone.go) reports, the same way, what a string
 // does to the session time_zone: literal SETs in every form the server

@@ -6,12 +6,13 @@ import (
 	"strings"
 )
 
-// Plan templates: statements that differ only in the constants stored in
-// or compared with encrypted columns share one cached plan.
+// Plan templates: statements that differ only in their constants share
+// one cached plan.
 //
 // The plan cache is keyed by the exact SQL text, so a text-protocol
 // statement whose values are written as literals (every INSERT, every
-// lookup by a different value) would miss it every time and pay a full
+// lookup by a different value; what PHP PDO, PyMySQL or go-sql-driver
+// with interpolateParams send) would miss it every time and pay a full
 // parse and analysis. A template is a cached plan that can be re-applied
 // to text that differs from the text it was made for only in the values
 // of some constants:
@@ -21,19 +22,22 @@ import (
 //     replaced by a placeholder of its class. It gives up (the exact text
 //     stays the only key) on anything it is not sure it reads the way the
 //     server's lexer does.
-//   - A constant varies only if the plan carries its value in a slot (the
-//     proxy encrypts it) and nowhere else. That is checked, not assumed:
-//     the statement is planned a second time with each such constant
-//     replaced by a probe value of the same class, and the two plans must
-//     be identical except for those slots, which must hold the probes.
-//   - Every other constant is fixed: a hit needs it byte for byte, so the
-//     text the server receives outside the slots is the text the planner
-//     produced for that very string.
+//   - A constant varies only if the parser reads it as a value and the
+//     plan holds that value in a slot (the proxy encrypts it) or writes it
+//     as it is into the rewritten text, and nowhere else. That is checked,
+//     not assumed: the statement is planned a second time with every
+//     constant replaced by a probe value of the same class, and the two
+//     plans must be identical except where the probes stand for the
+//     values (see buildTemplate).
+//   - Every other constant is fixed: a hit needs it byte for byte.
 //
-// So a varying constant's value only ever reaches the server encrypted,
-// and the rest of the rewritten text is what a fresh plan would give. A
-// template is built on the second miss of its normalized key: statements
-// seen once never pay for the probe.
+// On a hit the template's plan is copied with the new values in those
+// places: what a fresh plan of the new text gives (TestPlanTemplates and
+// FuzzPlanTemplate compare the two). The planner never reads a value to
+// decide anything (what does, SET of session state, gives a Plan.Session
+// and no template), so a value cannot change the plan's shape. A template
+// is built on the second miss of its normalized key: statements seen once
+// never pay for the probe.
 
 // Literal classes (the byte after the placeholder NUL in the key).
 const (
