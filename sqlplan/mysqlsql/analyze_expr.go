@@ -111,11 +111,83 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 		return n, true
 	case *ast.DefaultExpr:
 		return n, true
+	case *ast.SelectStmt:
+		if x.Fields != nil {
+			a.byPositions([]*ast.SelectStmt{x}, x.OrderBy, x.GroupBy)
+		}
+	case *ast.SetOprStmt:
+		if x.OrderBy != nil && x.SelectList != nil {
+			a.byPositions(unionSelects(x.SelectList, nil), x.OrderBy, nil)
+		}
 	default:
 		reason = reasonByNode[reflect.TypeOf(n)]
 	}
 	a.reasons = append(a.reasons, reasonEntry{n, reason})
 	return n, false
+}
+
+// byPositions refuses ORDER BY and GROUP BY positions (ORDER BY 2) that
+// name an encrypted column of sels' select lists (every SELECT of a
+// UNION), as naming the column is: the database would sort or group the
+// ciphertexts. A position after a * is refused too (which column it is
+// depends on the table's definition), and so is a placeholder position.
+func (a *analyzer) byPositions(sels []*ast.SelectStmt, clauses ...any) {
+	var items []*ast.ByItem
+	for _, c := range clauses {
+		switch c := c.(type) {
+		case *ast.OrderByClause:
+			if c != nil {
+				items = append(items, c.Items...)
+			}
+		case *ast.GroupByClause:
+			if c != nil {
+				items = append(items, c.Items...)
+			}
+		}
+	}
+	for _, it := range items {
+		pos, ok := it.Expr.(*ast.PositionExpr)
+		if !ok {
+			continue
+		}
+		if pos.P != nil {
+			a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: a.firstEncrypted(),
+				Reason: "ORDER BY or GROUP BY a placeholder position is not supported in statements on encrypted tables"})
+			return
+		}
+		for _, sel := range sels {
+			if sel.Fields == nil {
+				continue
+			}
+			for i, f := range sel.Fields.Fields {
+				if f.WildCard != nil {
+					a.refuse(&sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Table: a.firstEncrypted(),
+						Reason: "ORDER BY or GROUP BY a position after * is not supported in statements on encrypted tables: name the column"})
+					return
+				}
+				if i == pos.N-1 {
+					if col := a.colExpr(f.Expr); col != nil {
+						a.refuse(refusef(col, "ORDER BY or GROUP BY on an encrypted column is not supported"))
+						return
+					}
+					break
+				}
+			}
+		}
+	}
+}
+
+// unionSelects appends the SELECTs of a UNION (INTERSECT, EXCEPT) to dst.
+func unionSelects(l *ast.SetOprSelectList, dst []*ast.SelectStmt) []*ast.SelectStmt {
+	for _, n := range l.Selects {
+		switch x := n.(type) {
+		case *ast.SelectStmt:
+			dst = append(dst, x)
+		case *ast.SetOprSelectList:
+			dst = unionSelects(x, dst)
+		}
+	}
+	return dst
 }
 
 // Leave implements ast.Visitor.

@@ -47,7 +47,8 @@
 //
 // # What is refused
 //
-// LIKE, <, >, <=, >=, BETWEEN, ORDER BY / GROUP BY an encrypted column,
+// LIKE, <, >, <=, >=, BETWEEN, ORDER BY / GROUP BY an encrypted column (by name, alias or position;
+// a position after * or given as a placeholder too),
 // functions, casts, arithmetic and CASE around one, equality on a
 // randomized column, comparisons of encrypted columns with different keys,
 // IN (subquery) on one, INSERT … SELECT or DEFAULT into one, references the

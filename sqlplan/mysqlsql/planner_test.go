@@ -217,6 +217,10 @@ func TestPlanRefusals(t *testing.T) {
 		{"bad literal", "app", "INSERT INTO users (age) VALUES ('nope')", "valid int"},
 		{"having alias", "app", "SELECT email AS e FROM users HAVING e LIKE 'x%'", "LIKE"},
 		{"order by alias", "app", "SELECT email AS e FROM users ORDER BY e", "ORDER BY"},
+		{"order by position", "app", "SELECT id, email FROM users ORDER BY 2", "ORDER BY"},
+		{"group by position", "app", "SELECT email, count(*) FROM users GROUP BY 1", "ORDER BY or GROUP BY"},
+		{"order by position after star", "app", "SELECT * FROM users ORDER BY 1", "after *"},
+		{"order by position in a subquery", "app", "SELECT id FROM users WHERE id IN (SELECT id FROM (SELECT email, id FROM users ORDER BY 1) d)", "ORDER BY"},
 		{"cte column list", "app", "WITH x(e) AS (SELECT email FROM users) SELECT * FROM x WHERE e = 'a'", "CTE"},
 		{"ddl default", "app", "ALTER TABLE users ALTER COLUMN email SET DEFAULT 'a'", "DEFAULT"},
 		{"ddl default create", "app", "CREATE TABLE users (id int, ssn varbinary(10) DEFAULT 'a')", "DEFAULT"},
@@ -252,6 +256,9 @@ func TestPlanAllowed(t *testing.T) {
 		"SELECT 1",
 		"SELECT * FROM orders WHERE note LIKE 'x%'",
 		"SELECT email, id FROM users WHERE id = 3 ORDER BY id",
+		"SELECT email, id FROM users WHERE id = 3 ORDER BY 2",
+		"SELECT id, count(*) FROM users GROUP BY 1 ORDER BY 2 DESC",
+		"SELECT id FROM users UNION SELECT id FROM orders ORDER BY 1",
 		"CREATE TABLE users (id int, email varbinary(300))",
 		"SELECT * FROM users WHERE email IS NOT NULL",
 		"INSERT INTO orders (a) VALUES ('users')",
@@ -262,6 +269,7 @@ func TestPlanAllowed(t *testing.T) {
 		"CREATE TABLE c AS SELECT id, id + 1 AS n FROM users WHERE email IN ('a', 'b')",
 		"INSERT INTO other SELECT * FROM t2",
 		"SELECT id FROM users WHERE email = 'a' INTO OUTFILE '/tmp/x'",
+		"SELECT id FROM orders UNION SELECT id FROM users WHERE email = 'a' ORDER BY 1",
 	)
 	plan, err := p.Plan(context.Background(), "", "use app")
 	if err != nil || !plan.HasUse || plan.Use != "app" {
