@@ -87,18 +87,7 @@ func TestPGParkedSession(t *testing.T) {
 	waitFor(t, "the closed session to end", func() bool { return p.Srv.NumConns() == 1 })
 	waitParked(t, p, 2)
 	// The server ending a parked session reaches the client.
-	var pid int
-	if err := tc.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	waitParked(t, p, 2)
-	if _, err := admin.Exec(ctx, `select pg_terminate_backend($1)`, pid); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the terminated session to end", func() bool { return p.Srv.NumConns() == 0 })
-	if _, err := tc.Exec(ctx, `select 1`); err == nil {
-		t.Fatal("session survived pg_terminate_backend")
-	}
+	pgTerminateParked(ctx, t, p, tc, admin)
 }
 
 // TestPGParkedShutdown: Shutdown drains parked sessions (each client gets

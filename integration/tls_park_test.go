@@ -28,14 +28,7 @@ func TestPGParkedTLSSession(t *testing.T) {
 	for _, neg := range []string{"postgres", "direct"} {
 		t.Run("sslnegotiation="+neg, func(t *testing.T) {
 			c := testenv.ConnectPG(t, p.DSN("verify-full")+"&sslnegotiation="+neg)
-			if _, err := c.Exec(ctx, `listen parked_tls`); err != nil {
-				t.Fatal(err)
-			}
-			for round := range 3 {
-				waitParked(t, p, 2)
-				time.Sleep(300 * time.Millisecond) // idle past the park delay
-				pgRelayChecks(ctx, t, c, admin, round)
-			}
+			pgParkedRounds(ctx, t, p, c, admin)
 			waitParked(t, p, 2)
 			if err := c.PgConn().Conn().Close(); err != nil { // close_notify, no Terminate
 				t.Fatal(err)
@@ -104,6 +97,18 @@ func TestPGParkedUpstreamTLS(t *testing.T) {
 	if err := c.QueryRow(ctx, `select ssl from pg_stat_ssl where pid = pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
 		t.Fatalf("the proxy's leg to the server is not TLS: %v, %v", ssl, err)
 	}
+	pgParkedRounds(ctx, t, p, c, admin)
+	pgTerminateParked(ctx, t, p, c, admin)
+	if p.Srv.Parked() != 0 {
+		t.Fatalf("%d sockets still parked", p.Srv.Parked())
+	}
+}
+
+// pgParkedRounds listens on c, a session through p whose two sockets park
+// when idle, then runs three rounds: each waits for both to park, idles
+// past the park delay and runs pgRelayChecks.
+func pgParkedRounds(ctx context.Context, t *testing.T, p *pgProxy, c, admin *pgx.Conn) {
+	t.Helper()
 	if _, err := c.Exec(ctx, `listen parked_tls`); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +117,13 @@ func TestPGParkedUpstreamTLS(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // idle past the park delay
 		pgRelayChecks(ctx, t, c, admin, round)
 	}
+}
+
+// pgTerminateParked ends c's backend with pg_terminate_backend once its
+// sockets are parked, the last session through p: the session must end
+// and the client see it.
+func pgTerminateParked(ctx context.Context, t *testing.T, p *pgProxy, c, admin *pgx.Conn) {
+	t.Helper()
 	var pid int
 	if err := c.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
@@ -121,9 +133,6 @@ func TestPGParkedUpstreamTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the terminated session to end", func() bool { return p.Srv.NumConns() == 0 })
-	if p.Srv.Parked() != 0 {
-		t.Fatalf("%d sockets still parked", p.Srv.Parked())
-	}
 	if _, err := c.Exec(ctx, `select 1`); err == nil {
 		t.Fatal("session survived pg_terminate_backend")
 	}
