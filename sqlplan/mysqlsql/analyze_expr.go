@@ -113,11 +113,11 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 		return n, true
 	case *ast.SelectStmt:
 		if x.Fields != nil {
-			a.byPositions([]*ast.SelectStmt{x}, x.OrderBy, x.GroupBy)
+			a.byPositions([]*ast.SelectStmt{x}, byItems(x.OrderBy, x.GroupBy))
 		}
 	case *ast.SetOprStmt:
 		if x.OrderBy != nil && x.SelectList != nil {
-			a.byPositions(unionSelects(x.SelectList, nil), x.OrderBy, nil)
+			a.byPositions(unionSelects(x.SelectList, nil), byItems(x.OrderBy, nil))
 		}
 	default:
 		reason = reasonByNode[reflect.TypeOf(n)]
@@ -131,20 +131,7 @@ func (a *analyzer) Enter(n ast.Node) (ast.Node, bool) {
 // UNION), as naming the column is: the database would sort or group the
 // ciphertexts. A position after a * is refused too (which column it is
 // depends on the table's definition), and so is a placeholder position.
-func (a *analyzer) byPositions(sels []*ast.SelectStmt, clauses ...any) {
-	var items []*ast.ByItem
-	for _, c := range clauses {
-		switch c := c.(type) {
-		case *ast.OrderByClause:
-			if c != nil {
-				items = append(items, c.Items...)
-			}
-		case *ast.GroupByClause:
-			if c != nil {
-				items = append(items, c.Items...)
-			}
-		}
-	}
+func (a *analyzer) byPositions(sels []*ast.SelectStmt, items []*ast.ByItem) {
 	for _, it := range items {
 		pos, ok := it.Expr.(*ast.PositionExpr)
 		if !ok {
@@ -175,6 +162,19 @@ func (a *analyzer) byPositions(sels []*ast.SelectStmt, clauses ...any) {
 			}
 		}
 	}
+}
+
+// byItems returns the items of an ORDER BY and a GROUP BY clause (either
+// may be nil).
+func byItems(order *ast.OrderByClause, group *ast.GroupByClause) []*ast.ByItem {
+	var items []*ast.ByItem
+	if order != nil {
+		items = append(items, order.Items...)
+	}
+	if group != nil {
+		items = append(items, group.Items...)
+	}
+	return items
 }
 
 // unionSelects appends the SELECTs of a UNION (INTERSECT, EXCEPT) to dst.

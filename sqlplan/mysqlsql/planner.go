@@ -80,9 +80,9 @@ type Planner struct {
 type cacheKey struct {
 	db, sql string
 	lex     Lex
-	// normalized: sql is a normalized key (template.go), made for a string
-	// whose pre-filter gave touches.
-	normalized, touches bool
+	// normalized: sql is a normalized key (template.go); only strings the
+	// pre-filter says may touch an encrypted table get one.
+	normalized bool
 }
 
 type tableKey struct{ db, table string }
@@ -179,7 +179,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 		var arr [16]litSpan
 		if l, ok := scanLiterals(sql, arr[:0]); ok && len(l) > 0 {
 			lits = l
-			nkey = cacheKey{db: database, sql: normalizedKey(sql, l), lex: lex, normalized: true, touches: true}
+			nkey = cacheKey{db: database, sql: normalizedKey(sql, l), lex: lex, normalized: true}
 			p.mu.Lock()
 			var t *template
 			if e, ok := p.cache[nkey]; ok {
@@ -211,11 +211,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 	if cache && !(usedCatalog && err != nil) {
 		p.mu.Lock()
 		if _, ok := p.cache[key]; !ok && gen == p.gen {
-			p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, plan: plan, err: err, catalog: usedCatalog})
-			for p.lru.Len() > p.max {
-				old := p.lru.Remove(p.lru.Back()).(*cacheEntry)
-				delete(p.cache, old.key)
-			}
+			p.addLocked(&cacheEntry{key: key, plan: plan, err: err, catalog: usedCatalog})
 		}
 		p.mu.Unlock()
 	}
@@ -246,7 +242,13 @@ func (p *Planner) noteTemplate(ctx context.Context, k cacheKey, gen uint64, sql 
 		}
 		return
 	}
-	p.cache[k] = p.lru.PushFront(&cacheEntry{key: k, catalog: usedCatalog})
+	p.addLocked(&cacheEntry{key: k, catalog: usedCatalog})
+}
+
+// addLocked caches e, dropping the least recently used entries beyond the
+// cache's size. Under mu.
+func (p *Planner) addLocked(e *cacheEntry) {
+	p.cache[e.key] = p.lru.PushFront(e)
 	for p.lru.Len() > p.max {
 		old := p.lru.Remove(p.lru.Back()).(*cacheEntry)
 		delete(p.cache, old.key)

@@ -121,10 +121,7 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 				return dst, false
 			}
 			j := strings.IndexByte(sql[i+1:], '\'')
-			if j < 0 {
-				return dst, false
-			}
-			if !plainBody(sql[i+1 : i+1+j]) {
+			if j < 0 || !plainBody(sql[i+1:i+1+j]) {
 				return dst, false
 			}
 			end := i + j + 2
@@ -142,14 +139,7 @@ func scanLiterals(sql string, dst []litSpan) (lits []litSpan, ok bool) {
 			for j < n && isIdentByte(sql[j]) {
 				j++
 			}
-			digits := true
-			for _, d := range []byte(sql[i:j]) {
-				if d < '0' || d > '9' {
-					digits = false
-					break
-				}
-			}
-			if digits && (i == 0 || sql[i-1] != '.') && (j == n || sql[j] != '.') &&
+			if strings.TrimLeft(sql[i:j], "0123456789") == "" && (i == 0 || sql[i-1] != '.') && (j == n || sql[j] != '.') &&
 				(c != '0' || j == i+1) && j-i <= maxIntDigits {
 				dst = append(dst, litSpan{start: i, end: j, class: litInt})
 			}
@@ -246,33 +236,44 @@ func (t *template) instantiate(sql string, lits []litSpan) (*Plan, bool) {
 	}
 	if t.holes != nil {
 		cp.Segments = append([]string(nil), t.plan.Segments...)
-		var b strings.Builder
 		for k, parts := range t.holes {
-			if parts == nil {
-				continue
+			if parts != nil {
+				cp.Segments[k] = renderParts(parts, sql, lits)
 			}
-			b.Reset()
-			for _, part := range parts {
-				if part.lit < 0 {
-					b.WriteString(part.text)
-				} else {
-					b.WriteString(lits[part.lit].value(sql))
-				}
-			}
-			cp.Segments[k] = b.String()
 		}
 	}
 	return &cp, true
+}
+
+// renderParts is a segment cut at its constants (segmentHoles) with the
+// values of sql's constants put back.
+func renderParts(parts []segPart, sql string, lits []litSpan) string {
+	var b strings.Builder
+	for _, part := range parts {
+		if part.lit < 0 {
+			b.WriteString(part.text)
+		} else {
+			b.WriteString(lits[part.lit].value(sql))
+		}
+	}
+	return b.String()
 }
 
 // probeValue is the value that replaces constant i of class c in the
 // probe text: in no statement (checked), and not a prefix of another.
 func probeValue(c byte, i int) string {
 	if c == litString {
-		return "dbproxyprobe" + strconv.Itoa(i) + "x"
+		return probePrefix + strconv.Itoa(i) + "x"
 	}
-	return strconv.Itoa(700000000 + i)
+	return strconv.Itoa(probeBase + i)
 }
+
+// Probe values: probePrefix, the constant's index and x for a string;
+// probeBase plus the index (nine digits) for an integer.
+const (
+	probePrefix = "dbproxyprobe"
+	probeBase   = 700000000
+)
 
 // buildTemplate makes the template of plan, planned for sql whose
 // constants are lits; replan plans another text the same way (same
@@ -367,19 +368,15 @@ func buildTemplate(sql string, lits []litSpan, plan *Plan, replan func(string) (
 			}
 			continue
 		}
-		var r strings.Builder
 		for _, part := range parts {
-			if part.lit < 0 {
-				r.WriteString(part.text)
-			} else {
+			if part.lit >= 0 {
 				if !isValue[part.lit] {
 					return nil
 				}
-				r.WriteString(lits[part.lit].value(sql))
 				varies[part.lit] = true
 			}
 		}
-		if r.String() != plan.Segments[k] {
+		if renderParts(parts, sql, lits) != plan.Segments[k] {
 			return nil
 		}
 		if t.holes == nil {
@@ -412,15 +409,14 @@ func findProbe(probes []string, v string) int {
 // length; 0 if none does. It reads the index from the probe (probeValue)
 // rather than trying every probe: a bulk INSERT has thousands.
 func probeAt(probes []string, s string) (lit, n int) {
-	const prefix = "dbproxyprobe"
 	var i int
 	switch {
-	case strings.HasPrefix(s, prefix):
-		j := len(prefix)
+	case strings.HasPrefix(s, probePrefix):
+		j := len(probePrefix)
 		for j < len(s) && '0' <= s[j] && s[j] <= '9' {
 			j++
 		}
-		v, err := strconv.Atoi(s[len(prefix):j])
+		v, err := strconv.Atoi(s[len(probePrefix):j])
 		if err != nil {
 			return -1, 0
 		}
@@ -430,7 +426,7 @@ func probeAt(probes []string, s string) (lit, n int) {
 		if err != nil {
 			return -1, 0
 		}
-		i = v - 700000000
+		i = v - probeBase
 	default:
 		return -1, 0
 	}
