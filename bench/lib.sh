@@ -233,6 +233,19 @@ CONF
 cpu_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/stat"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
 
+# pg_cpu_ticks: user+system clock ticks the PostgreSQL of start_postgres
+# has used so far: the postmaster, the backends it has reaped (its
+# children's times) and those still running. Take it around a run and
+# after its backends have exited (sleep a moment) to have the database's
+# CPU for the run; 0 without that PostgreSQL.
+pg_cpu_ticks() {
+  local pm
+  pm=$(head -1 "$work/pg/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+  { awk '{print $14+$15+$16+$17}' "/proc/$pm/stat"
+    for c in $(pgrep -P "$pm"); do awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null; done
+  } | awk '{n += $1} END {print n + 0}'
+}
+
 # ctx_switches PID: the context switches (voluntary and not) of all the
 # process's threads so far; 0 without a PID. Threads that ended are not
 # counted: take it around a run of a long-lived server.

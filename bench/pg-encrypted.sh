@@ -21,8 +21,9 @@
 # target, the ratios, the proxy's CPU per transaction (encrypted / plain),
 # the per-core figure (transactions per second of proxy CPU: what one core
 # of a dedicated proxy host would carry) and the CPU encryption adds per
-# statement (encrypted minus plain; each transaction is one statement);
-# then, per workload and clients, the lowest and highest of those two
+# statement (encrypted minus plain; each transaction is one statement),
+# and the database's CPU per transaction (encrypted / plain: the
+# postmaster, its backends, live and exited); then, per workload and clients, the lowest and highest of those two
 # comparisons over the rounds, to show how noisy the machine was.
 #
 # METRICS=1 runs a second dbproxy, the same configuration plus admin: (so
@@ -100,19 +101,23 @@ got=$(psql -tA "$proxied" -c "SELECT email, ssn, salary FROM users_enc WHERE ema
 [ "$got" = "7|007-45-6789|7000" ] || { echo "sanity check failed: '$got'" >&2; exit 1; }
 
 results="$work/results"; : >"$results"
-run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx[  perf counts]"
-  local before after out tps n pp="$dbproxy_pid"
+run() { # name conn table workload clients -> "tps proxy_cpu_us_per_tx db_cpu_us_per_tx[  perf counts]"
+  local before after dbefore dafter out tps n pp="$dbproxy_pid"
   [ "$1" = plain-direct ] && pp=""
   [ "$1" = enc-metrics-off ] && pp="$off_pid"
   [ "$1" = enc-metrics-on ] && pp="$on_pid"
   [ "$1" = enc-base ] && pp="$base_pid"
   before=$(cpu_ticks "$pp")
+  dbefore=$(pg_cpu_ticks)
   perf_start "$pp"
   out=$(pgbench -n -M "$MODE" -c "$5" -j $(( $5 < 2 ? 1 : 2 )) -T "$DURATION" -f "$work/$4_$3.sql" "$2" 2>&1)
   after=$(cpu_ticks "$pp")
+  sleep 0.3 # the run's backends exit and are reaped
+  dafter=$(pg_cpu_ticks)
   tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
   n=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out" | cut -d/ -f1)
   if [ -z "$pp" ]; then printf '%s 0' "$tps"; else printf '%s %s' "$tps" "$(cpu_us_per "$before" "$after" "$n")"; fi
+  printf ' %s' "$(cpu_us_per "$dbefore" "$dafter" "$n")"
   perf_stop "$n" tx
   echo "$perfline"
 }
@@ -127,9 +132,9 @@ for round in $(seq "$ROUNDS"); do
       fi
       for target in "${order[@]}"; do
         IFS='|' read -r name conn table <<<"$target"
-        read -r tps cpu perfline <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
-        echo "$w $c $name $tps $cpu $round" >>"$results"
-        printf 'round %d  %-6s %2d clients  %-12s %10.0f tps  proxy cpu %5.1f us/tx%s\n' "$round" "$w" "$c" "$name" "$tps" "$cpu" \
+        read -r tps cpu dbcpu perfline <<<"$(run "$name" "$conn" "$table" "$w" "$c")"
+        echo "$w $c $name $tps $cpu $round $dbcpu" >>"$results"
+        printf 'round %d  %-6s %2d clients  %-12s %10.0f tps  proxy cpu %5.1f us/tx  db cpu %5.1f us/tx%s\n' "$round" "$w" "$c" "$name" "$tps" "$cpu" "$dbcpu" \
           "${perfline:+  $perfline}" >&2
       done
     done
@@ -152,7 +157,7 @@ if [ -n "${METRICS:-}" ]; then
   exit 0
 fi
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback, PostgreSQL $huge_pages_conf)"
-printf '%-7s %8s %12s %12s %13s %15s %16s %20s %22s %16s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)" "tps/proxy_cpu_s(e/p)" enc_added_cpu_us
+printf '%-7s %8s %12s %12s %13s %15s %16s %20s %22s %16s %20s\n' workload clients enc-proxy plain-proxy plain-direct enc/plain-proxy enc/plain-direct "proxy_cpu_us/tx(e/p)" "tps/proxy_cpu_s(e/p)" enc_added_cpu_us "db_cpu_us/tx(e/p)"
 for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
     e=$(median_of "$results" 4 "$w" "$c" enc-proxy)
@@ -160,26 +165,31 @@ for w in ${WORKLOADS:-select insert}; do
     d=$(median_of "$results" 4 "$w" "$c" plain-direct)
     ec=$(median_of "$results" 5 "$w" "$c" enc-proxy)
     pc=$(median_of "$results" 5 "$w" "$c" plain-proxy)
+    edb=$(median_of "$results" 7 "$w" "$c" enc-proxy)
+    pdb=$(median_of "$results" 7 "$w" "$c" plain-proxy)
     # per core: transactions per second of proxy CPU, what one core of a
     # dedicated proxy host would carry; and the CPU encryption adds per
     # statement (one statement per transaction)
-    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" 'BEGIN {
-      printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f %13.0f / %6.0f %16.1f\n", w, c, e, p, d, e/p, e/d, ec, pc,
-        (ec > 0 ? 1e6/ec : 0), (pc > 0 ? 1e6/pc : 0), ec-pc}'
+    awk -v w="$w" -v c="$c" -v e="$e" -v p="$p" -v d="$d" -v ec="$ec" -v pc="$pc" -v edb="$edb" -v pdb="$pdb" 'BEGIN {
+      printf "%-7s %8d %12.0f %12.0f %13.0f %15.2f %16.2f %13.1f / %4.1f %13.0f / %6.0f %16.1f %11.1f / %4.1f\n", w, c, e, p, d, e/p, e/d, ec, pc,
+        (ec > 0 ? 1e6/ec : 0), (pc > 0 ? 1e6/pc : 0), ec-pc, edb, pdb}'
   done
 done
 # Per round, the encrypted run against the plaintext run through the same
 # proxy: how far apart the rounds were (a noisy machine shows here first).
 echo
-echo "per round (lowest-highest): enc/plain-proxy tps, and proxy CPU encryption added (us per statement)"
+echo "per round (median of same-round pairs, lowest-highest): enc/plain-proxy tps, and proxy CPU encryption added"
+echo "(us per statement); rounds are minutes apart at most, so machine drift cancels better than between medians"
 for w in ${WORKLOADS:-select insert}; do
   for c in $CLIENTS; do
     awk -v w="$w" -v c="$c" '$1 == w && $2 == c && $3 == "enc-proxy" {t[$6] = $4; u[$6] = $5}
       $1 == w && $2 == c && $3 == "plain-proxy" {pt[$6] = $4; pu[$6] = $5}
-      END {n = 0; for (r in t) if (r in pt && pt[r] > 0) {x = t[r]/pt[r]; d = u[r]-pu[r]
-             if (n == 0 || x < lo) lo = x; if (n == 0 || x > hi) hi = x
-             if (n == 0 || d < dlo) dlo = d; if (n == 0 || d > dhi) dhi = d; n++}
-           if (n > 0) printf "%-7s %8d  tps %.2f-%.2f  added cpu %.1f to %.1f  (%d rounds)\n", w, c, lo, hi, dlo, dhi, n}' "$results"
+      function med(a, n,   i, j, x) { # median of a[1..n], sorted in place
+        for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
+        return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+      END {n = 0; for (r in t) if (r in pt && pt[r] > 0) {n++; xs[n] = t[r]/pt[r]; ds[n] = u[r]-pu[r]}
+           if (n > 0) {mx = med(xs, n); md = med(ds, n)
+             printf "%-7s %8d  tps %.2f (%.2f-%.2f)  added cpu %.1f (%.1f to %.1f)  (%d rounds)\n", w, c, mx, xs[1], xs[n], md, ds[1], ds[n], n}}' "$results"
   done
 done
 [ -n "${BASE:-}" ] || exit 0

@@ -62,7 +62,7 @@ var clientEncodings = map[string]bool{
 
 // safeEncoding reports whether statement text in client encoding enc is
 // read by the server as its raw bytes read (see above).
-func safeEncoding(enc string) bool { return clientEncodings[enc] }
+func safeEncoding(enc string) bool { return enc == "UTF8" || clientEncodings[enc] }
 
 var errLexPending = errorResponse(sqlplan.StateFeatureNotSupported,
 	"dbproxy: statement refused: a statement ahead of it may change client_encoding or standard_conforming_strings, "+

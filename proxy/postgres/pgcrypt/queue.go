@@ -119,22 +119,35 @@ func (s *session) push(evs ...*event) {
 	s.mu.Unlock()
 }
 
+// head returns the first pending event, nil if none (backend goroutine).
+// The event it returned last is still first until the backend drops it:
+// only then is the queue read again, under mu.
 func (s *session) head() *event {
+	if s.first != nil {
+		return s.first
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pending.first()
+	s.first = s.pending.first()
+	s.mu.Unlock()
+	return s.first
 }
 
+// pop drops the first pending event, if any (backend goroutine).
 func (s *session) pop() {
 	s.mu.Lock()
 	s.pending.drop()
+	s.first = s.pending.first()
 	s.mu.Unlock()
 }
 
 // popUntilSync drops the events before the next Sync (or simple Query) and
-// returns that one, which stays queued.
+// returns that one, which stays queued (backend goroutine).
 func (s *session) popUntilSync() *event {
+	if ev := s.first; ev != nil && (ev.kind == pgmsg.TypeSync || ev.kind == pgmsg.TypeQuery) {
+		return ev
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pending.dropUntilSync()
+	s.first = s.pending.dropUntilSync()
+	s.mu.Unlock()
+	return s.first
 }

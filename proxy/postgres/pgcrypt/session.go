@@ -152,6 +152,10 @@ type session struct {
 	// Backend goroutine only.
 	result   resultState
 	backBufs backendScratch
+	// first is the first pending event as the backend last read it, nil:
+	// read it again. The frontend only appends, so it stays first until
+	// the backend drops it (queue.go).
+	first *event
 }
 
 // searchPathState tracks the session's search_path (searchpath.go).
