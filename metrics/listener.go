@@ -25,6 +25,10 @@ const (
 	upstreamFailures
 	catalogOK
 	catalogFailed
+	planSkipped
+	planCached
+	planTemplate
+	planParsed
 	numCounters
 )
 
@@ -70,6 +74,10 @@ func (m *Metrics) Listener(name string) *Listener {
 			upstreamFailures: m.upstreamFailures.With(ln),
 			catalogOK:        m.catalogRefreshes.WithLabelValues(name, "success"),
 			catalogFailed:    m.catalogRefreshes.WithLabelValues(name, "failure"),
+			planSkipped:      m.plans.WithLabelValues(name, "skipped"),
+			planCached:       m.plans.WithLabelValues(name, "cached"),
+			planTemplate:     m.plans.WithLabelValues(name, "template"),
+			planParsed:       m.plans.WithLabelValues(name, "parsed"),
 		},
 		upstreamConnect: m.upstreamConnect.With(ln),
 		refusedVec:      m.statements.MustCurryWith(prometheus.Labels{"listener": name, "outcome": "refused"}),
@@ -113,6 +121,26 @@ func (l *Listener) Forwarded() { l.add(forwarded, 1) }
 // Rewritten counts a client statement relayed with values encrypted or
 // lookups rewritten.
 func (l *Listener) Rewritten() { l.add(rewritten, 1) }
+
+// Planned counts a statement text planned by the encryption layer; source
+// is how ("skipped", "cached", "template" or "parsed"; anything else is
+// not counted).
+func (l *Listener) Planned(source string) {
+	var c listenerCounter
+	switch source {
+	case "skipped":
+		c = planSkipped
+	case "cached":
+		c = planCached
+	case "template":
+		c = planTemplate
+	case "parsed":
+		c = planParsed
+	default:
+		return
+	}
+	l.add(c, 1)
+}
 
 // Refused counts a client statement answered with an error and never sent
 // to the database; reason says why (a short fixed word such as

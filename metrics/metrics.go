@@ -35,6 +35,7 @@ type Metrics struct {
 	handshakes       *prometheus.CounterVec
 	authFailures     *prometheus.CounterVec
 	statements       *prometheus.CounterVec // listener, outcome, reason
+	plans            *prometheus.CounterVec // listener, source
 	bytes            *prometheus.CounterVec // listener, direction
 	upstreamConnect  *prometheus.HistogramVec
 	upstreamFailures *prometheus.CounterVec
@@ -95,6 +96,10 @@ func (m *Metrics) defineListenerMetrics() {
 	m.statements = m.counterVec("statements_total",
 		"Client statements, by outcome: forwarded (unchanged), rewritten (encryption applied) or refused (with a reason).",
 		"listener", "outcome", "reason")
+	m.plans = m.counterVec("statement_plans_total",
+		"Statement texts planned by the encryption layer, by source: skipped (not parsed: cannot touch an encrypted table), "+
+			"cached (same text planned before), template (same statement with other constants planned before) or parsed.",
+		"listener", "source")
 	m.bytes = m.counterVec("bytes_total",
 		"Bytes relayed, by direction: client_to_upstream or upstream_to_client, counted as read.", "listener", "direction")
 	m.upstreamConnect = m.histogramVec("upstream_connect_duration_seconds",

@@ -52,6 +52,9 @@ func TestListener(t *testing.T) {
 	l.Rewritten()
 	l.Rewritten()
 	l.Refused("dynamic_sql")
+	for _, src := range []string{"skipped", "cached", "cached", "template", "parsed", "unknown"} {
+		l.Planned(src)
+	}
 	l.FromClient(100)
 	l.FromUpstream(250)
 	l.UpstreamConnect(3*time.Millisecond, nil)
@@ -69,6 +72,10 @@ func TestListener(t *testing.T) {
 		`dbproxy_statements_total{listener="pg",outcome="forwarded",reason=""} 1`,
 		`dbproxy_statements_total{listener="pg",outcome="rewritten",reason=""} 2`,
 		`dbproxy_statements_total{listener="pg",outcome="refused",reason="dynamic_sql"} 1`,
+		`dbproxy_statement_plans_total{listener="pg",source="skipped"} 1`,
+		`dbproxy_statement_plans_total{listener="pg",source="cached"} 2`,
+		`dbproxy_statement_plans_total{listener="pg",source="template"} 1`,
+		`dbproxy_statement_plans_total{listener="pg",source="parsed"} 1`,
 		`dbproxy_bytes_total{direction="client_to_upstream",listener="pg"} 100`,
 		`dbproxy_bytes_total{direction="upstream_to_client",listener="pg"} 250`,
 		`dbproxy_upstream_connect_duration_seconds_count{listener="pg"} 1`,
@@ -180,6 +187,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		"ObserveKeyUse":     func() { m.ObserveKeyUse("encrypt", "users.email", 10, nil) },
 		"Statement":         func() { l.Rewritten() },
 		"Statement refused": func() { l.Refused("dynamic_sql") },
+		"Planned":           func() { l.Planned("template") },
 		"FromClient":        func() { l.FromClient(512) },
 		"KeyCacheHit":       m.KeyCacheHit,
 	} {

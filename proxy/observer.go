@@ -24,6 +24,12 @@ type Observer interface {
 	Forwarded()
 	Rewritten()
 	Refused(reason string)
+	// Planned: the encryption layer planned a statement text (a simple
+	// query, a Parse, a MySQL COM_QUERY or COM_STMT_PREPARE); source says
+	// how: "skipped" (not parsed: it cannot touch an encrypted table),
+	// "cached" (the same text was parsed before), "template" (the same
+	// statement with other constants was) or "parsed".
+	Planned(source string)
 }
 
 // nopObserver is the Observer of a listener without one.
@@ -37,6 +43,7 @@ func (nopObserver) FromUpstream(int) {}
 func (nopObserver) Forwarded()       {}
 func (nopObserver) Rewritten()       {}
 func (nopObserver) Refused(string)   {}
+func (nopObserver) Planned(string)   {}
 
 // ObserverOrNop returns o, or an Observer that does nothing when o is nil,
 // so that callers need no nil check.

@@ -86,6 +86,7 @@ func (o *countingObserver) FromClient(int)   {}
 func (o *countingObserver) FromUpstream(int) {}
 func (o *countingObserver) Forwarded()       {}
 func (o *countingObserver) Rewritten()       {}
+func (o *countingObserver) Planned(string)   {}
 func (o *countingObserver) Refused(reason string) {
 	if o.refused == nil {
 		o.refused = map[string]int{}

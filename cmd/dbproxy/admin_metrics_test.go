@@ -62,6 +62,10 @@ func TestAdminMetricsWorkload(t *testing.T) {
 			{"dbproxy_bytes_total", `direction="upstream_to_client",` + ln},
 			{"dbproxy_upstream_connect_duration_seconds_count", ln},
 			{"dbproxy_catalog_refreshes_total", ln + `,outcome="success"`},
+			{"dbproxy_statement_plans_total", ln + `,source="skipped"`},
+			{"dbproxy_statement_plans_total", ln + `,source="cached"`},
+			{"dbproxy_statement_plans_total", ln + `,source="template"`},
+			{"dbproxy_statement_plans_total", ln + `,source="parsed"`},
 		} {
 			if v := metricSum(m, want.name, want.labels); v < 1 {
 				t.Errorf("%s{%s} = %v, want at least 1", want.name, want.labels, v)
@@ -79,7 +83,8 @@ func TestAdminMetricsWorkload(t *testing.T) {
 	checkRefusalLogs(t, logs.String(), map[string]string{"pg": pg.User, "my": my.User})
 }
 
-// pgWorkload: a plain query, an encrypted insert and lookup, a refused
+// pgWorkload: a plain query, an encrypted insert and lookup, lookups with
+// literals (parsed, from its template, the first text again: cached), a refused
 // statement and a failed login through the PostgreSQL listener at addr.
 func pgWorkload(ctx context.Context, t *testing.T, pg *testenv.Postgres, addr string) {
 	t.Helper()
@@ -98,6 +103,11 @@ func pgWorkload(ctx context.Context, t *testing.T, pg *testenv.Postgres, addr st
 	var id int
 	if err := c.QueryRow(ctx, `SELECT id FROM users WHERE email = $1`, "m@example.com").Scan(&id); err != nil {
 		t.Fatalf("lookup: %v", err)
+	}
+	for _, email := range []string{"m@example.com", "n@example.com", "m@example.com"} {
+		if _, err := c.Exec(ctx, `SELECT id FROM users WHERE email = '`+email+`'`, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("lookup by literal: %v", err)
+		}
 	}
 	_, err = c.Exec(ctx, `SELECT id FROM users WHERE ssn = '`+refusedValue+`'`, pgx.QueryExecModeSimpleProtocol)
 	if err == nil || !strings.Contains(err.Error(), "randomized") {
@@ -123,6 +133,13 @@ func myWorkload(ctx context.Context, t *testing.T, my *testenv.MariaDB, addr str
 	var id int
 	if err := db.QueryRowContext(ctx, `SELECT id FROM users WHERE email = ?`, "m@example.com").Scan(&id); err != nil {
 		t.Fatalf("lookup: %v", err)
+	}
+	// COM_QUERY with literals: two parsed (the second builds the
+	// template), one from the template, the first text again: cached.
+	for _, email := range []string{"m@example.com", "n@example.com", "o@example.com", "m@example.com"} {
+		if _, err := db.ExecContext(ctx, `SELECT id FROM users WHERE email = '`+email+`'`); err != nil {
+			t.Fatalf("lookup by literal: %v", err)
+		}
 	}
 	_, err := db.ExecContext(ctx, `SELECT id FROM users WHERE ssn = '`+refusedValue+`'`)
 	if err == nil || !strings.Contains(err.Error(), "randomized") {

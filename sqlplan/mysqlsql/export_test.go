@@ -31,9 +31,6 @@ func ParseForTest(sql string) ([]string, error) {
 	return out, nil
 }
 
-// TemplateHits returns how many statements p planned by a template.
-func TemplateHits(p *Planner) uint64 { return p.templateHits.Load() }
-
 // LitSpan is a constant found by the literal scan (template.go).
 type LitSpan struct {
 	Start, End int

@@ -155,7 +155,7 @@ func TestPlanExecutableComments(t *testing.T) {
 		{"UPDATE users SET note = 'b' /*!40101 , note = 'c' /*!99999 , email = 's' */ */", mariaLex, false, true},
 		{"/*!40000 ALTER TABLE users DISABLE KEYS */", mariaLex, false, false},
 	} {
-		plan, err := p.PlanLex(ctx, "app", c.sql, c.lex)
+		plan, _, err := p.PlanLex(ctx, "app", c.sql, c.lex)
 		if c.refuse {
 			var r *sqlplan.Refusal
 			if !errors.As(err, &r) {
@@ -181,12 +181,12 @@ func TestPlanSQLModes(t *testing.T) {
 	ctx := context.Background()
 	sql := `UPDATE users SET note = 'k\', email = 0x736563726574 -- ' WHERE id = 1`
 	// Default mode: one string, no encrypted column.
-	plan, err := p.PlanLex(ctx, "app", sql, mariaLex)
+	plan, _, err := p.PlanLex(ctx, "app", sql, mariaLex)
 	if err != nil || !plan.Passthrough {
 		t.Fatalf("default mode: %v %v", plan, err)
 	}
 	// NO_BACKSLASH_ESCAPES: email is assigned.
-	plan, err = p.PlanLex(ctx, "app", sql, nbeLex)
+	plan, _, err = p.PlanLex(ctx, "app", sql, nbeLex)
 	if err != nil || plan.Passthrough {
 		t.Fatalf("NO_BACKSLASH_ESCAPES: %+v %v", plan, err)
 	}
@@ -200,18 +200,18 @@ func TestPlanSQLModes(t *testing.T) {
 	// Unknown state: refused with the reason.
 	unknown := mariaLex
 	unknown.Unreadable = "the session sql_mode is not known"
-	if _, err := p.PlanLex(ctx, "app", sql, unknown); err == nil || !strings.Contains(err.Error(), "sql_mode is not known") {
+	if _, _, err := p.PlanLex(ctx, "app", sql, unknown); err == nil || !strings.Contains(err.Error(), "sql_mode is not known") {
 		t.Fatalf("unknown mode: %v", err)
 	}
 	// ... but statements on other tables pass.
-	if plan, err := p.PlanLex(ctx, "app", "INSERT INTO other VALUES ('k\\')", unknown); err != nil || !plan.Passthrough {
+	if plan, _, err := p.PlanLex(ctx, "app", "INSERT INTO other VALUES ('k\\')", unknown); err != nil || !plan.Passthrough {
 		t.Fatalf("plaintext table: %v %v", plan, err)
 	}
 	// ANSI_QUOTES: "…" is an identifier.
-	if _, err := p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, ansiLex); err != nil {
+	if _, _, err := p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, ansiLex); err != nil {
 		t.Fatalf("ANSI_QUOTES lookup: %v", err)
 	}
-	plan, err = p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, mariaLex)
+	plan, _, err = p.PlanLex(ctx, "app", `SELECT id FROM users WHERE "email" = 'a'`, mariaLex)
 	if err == nil && !plan.Passthrough {
 		t.Fatalf("default mode read \"email\" as a column")
 	}
@@ -333,16 +333,16 @@ func TestAnalyzeSessionNames(t *testing.T) {
 func TestPlanSessionChanges(t *testing.T) {
 	p := newPlanner(t, nil)
 	ctx := context.Background()
-	_, err := p.PlanLex(ctx, "app", `SET sql_mode = 'NO_BACKSLASH_ESCAPES'; UPDATE users SET note = 'k\', email = 's' -- '`, mariaLex)
+	_, _, err := p.PlanLex(ctx, "app", `SET sql_mode = 'NO_BACKSLASH_ESCAPES'; UPDATE users SET note = 'k\', email = 's' -- '`, mariaLex)
 	var r *sqlplan.Refusal
 	if !errors.As(err, &r) || !strings.Contains(r.Reason, "same query string") {
 		t.Fatalf("got %v", err)
 	}
-	plan, err := p.PlanLex(ctx, "app", "SET NAMES gbk", mariaLex)
+	plan, _, err := p.PlanLex(ctx, "app", "SET NAMES gbk", mariaLex)
 	if err != nil || !plan.Passthrough || plan.Session == nil || plan.Session.Charset != "gbk" {
 		t.Fatalf("SET NAMES: %+v %v", plan, err)
 	}
-	plan, err = p.PlanLex(ctx, "app", "UPDATE users SET email = 'a' WHERE id = 1; SET NAMES utf8mb4", mariaLex)
+	plan, _, err = p.PlanLex(ctx, "app", "UPDATE users SET email = 'a' WHERE id = 1; SET NAMES utf8mb4", mariaLex)
 	if err != nil || plan.Passthrough || plan.Session == nil || plan.Session.Charset != "utf8mb4" {
 		t.Fatalf("change after the statement: %+v %v", plan, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -74,7 +73,6 @@ type Planner struct {
 	allowDynamic bool
 	rel          *relations // nil without Options.Relations
 
-	templateHits atomic.Uint64 // statements planned by a template
 }
 
 type cacheKey struct {
@@ -138,12 +136,14 @@ const maxCachedSQL = 64 << 10
 // versioned executable comments on encrypted tables are refused); the wire
 // layer calls [Planner.PlanLex].
 func (p *Planner) Plan(ctx context.Context, database, sql string) (*Plan, error) {
-	return p.PlanLex(ctx, database, sql, Lex{ModeAssumed: true})
+	plan, _, err := p.PlanLex(ctx, database, sql, Lex{ModeAssumed: true})
+	return plan, err
 }
 
-// PlanLex plans sql as the server reads it under lex. The error is a
-// *Refusal for a statement that must not be forwarded, or a Catalog error.
-func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*Plan, error) {
+// PlanLex plans sql as the server reads it under lex, and reports how the
+// plan was come by (for the plan-cache metric). The error is a *Refusal
+// for a statement that must not be forwarded, or a Catalog error.
+func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*Plan, sqlplan.Source, error) {
 	// touches: the statement may reach an encrypted table — by name, through
 	// a view over one, or through dynamic SQL whose text the proxy never sees.
 	touches := false
@@ -153,10 +153,10 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 			(!p.allowDynamic && mentionsDynamic(sql))
 	}
 	if !touches && !mayUse(sql) && !mayChangeSession(sql) && (p.rules.Empty() || (!mentionsDynamic(sql) && !ddlStart(sql))) {
-		return passPlan, nil
+		return passPlan, sqlplan.SourceSkipped, nil
 	}
 	if touches && lex.Unreadable != "" {
-		return nil, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: lex.Unreadable}
+		return nil, sqlplan.SourceSkipped, &sqlplan.Refusal{SQLState: sqlplan.StateFeatureNotSupported, Reason: lex.Unreadable}
 	}
 	key := cacheKey{db: database, sql: sql, lex: lex}
 	cache := p.max > 0 && len(sql) <= maxCachedSQL
@@ -166,7 +166,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 			p.lru.MoveToFront(e)
 			ce := e.Value.(*cacheEntry)
 			p.mu.Unlock()
-			return ce.plan, ce.err
+			return ce.plan, sqlplan.SourceCached, ce.err
 		}
 		p.mu.Unlock()
 	}
@@ -190,8 +190,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 			p.mu.Unlock()
 			if t != nil {
 				if plan, ok := t.instantiate(sql, l); ok {
-					p.templateHits.Add(1)
-					return plan, nil
+					return plan, sqlplan.SourceTemplate, nil
 				}
 			}
 		}
@@ -201,7 +200,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 	p.mu.Unlock()
 	plan, usedCatalog, err := p.planSession(ctx, database, sql, lex, touches)
 	if _, refused := err.(*sqlplan.Refusal); err != nil && !refused {
-		return nil, err
+		return nil, sqlplan.SourceParsed, err
 	}
 	if lits != nil && err == nil && (!seen || build) {
 		p.noteTemplate(ctx, nkey, gen, sql, lits, plan, usedCatalog, build)
@@ -215,7 +214,7 @@ func (p *Planner) PlanLex(ctx context.Context, database, sql string, lex Lex) (*
 		}
 		p.mu.Unlock()
 	}
-	return plan, err
+	return plan, sqlplan.SourceParsed, err
 }
 
 // noteTemplate records a miss of normalized key k by sql, planned as plan

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/mysqlsql"
 )
 
@@ -82,8 +83,7 @@ func TestPlanTemplates(t *testing.T) {
 			s, n := round, round
 			sql := fillShape(shape, func() string { s++; return templateStrings[s%len(templateStrings)] },
 				func() int64 { n++; return templateInts[n%len(templateInts)] })
-			before := mysqlsql.TemplateHits(cached)
-			got, gerr := cached.Plan(ctx, "app", sql)
+			got, src, gerr := cached.PlanLex(ctx, "app", sql, assumedLex)
 			want, werr := newPlanner(t, cat).Plan(ctx, "app", sql)
 			if fmt.Sprint(gerr) != fmt.Sprint(werr) {
 				t.Fatalf("%s\ncached: %v\nfresh:  %v", sql, gerr, werr)
@@ -98,7 +98,7 @@ func TestPlanTemplates(t *testing.T) {
 					t.Fatalf("%s\ncached rewrite: %s (%v)\nfresh rewrite:  %s (%v)", sql, a, aerr, b, berr)
 				}
 			}
-			if mysqlsql.TemplateHits(cached) > before {
+			if src == sqlplan.SourceTemplate {
 				hits++
 				shapeHits[shape]++
 			}
@@ -214,13 +214,12 @@ func TestPlanTemplateBulkInsert(t *testing.T) {
 	cached := newPlanner(t, nil)
 	for v := range 4 {
 		sql := bulk(v)
-		before := mysqlsql.TemplateHits(cached)
-		got, gerr := cached.Plan(ctx, "app", sql)
+		got, src, gerr := cached.PlanLex(ctx, "app", sql, assumedLex)
 		want, werr := newPlanner(t, nil).Plan(ctx, "app", sql)
 		if gerr != nil || werr != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("round %d: cached and fresh plans differ (%v, %v)", v, gerr, werr)
 		}
-		if hit := mysqlsql.TemplateHits(cached) > before; hit != (v >= 2) {
+		if hit := src == sqlplan.SourceTemplate; hit != (v >= 2) {
 			t.Fatalf("round %d: template hit %v", v, hit)
 		}
 	}
@@ -286,6 +285,36 @@ func TestPlanConcurrent(t *testing.T) {
 	for range workers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// assumedLex is the lexing state Planner.Plan assumes.
+var assumedLex = mysqlsql.Lex{ModeAssumed: true}
+
+// TestPlanSource: PlanLex says how each plan was come by, as the
+// plan-cache metric counts it: a template is built on the second miss of
+// a statement shape.
+func TestPlanSource(t *testing.T) {
+	ctx := context.Background()
+	p := newPlanner(t, nil)
+	for _, c := range []struct {
+		sql  string
+		want sqlplan.Source
+	}{
+		{"SELECT 1 FROM other", sqlplan.SourceSkipped},
+		{"SELECT id FROM users WHERE email = 'a@x' AND id = 1", sqlplan.SourceParsed},
+		{"SELECT id FROM users WHERE email = 'a@x' AND id = 1", sqlplan.SourceCached},
+		{"SELECT id FROM users WHERE email = 'b@x' AND id = 2", sqlplan.SourceParsed},
+		{"SELECT id FROM users WHERE email = 'c@x' AND id = 3", sqlplan.SourceTemplate},
+		{"SELECT id FROM users WHERE email = 'c@x' AND id = 3", sqlplan.SourceTemplate}, // not cached itself
+		{"SELECT id FROM users WHERE email = 'c@x' /* a comment */ AND id = 3", sqlplan.SourceParsed},
+		{"SELECT id FROM users WHERE ssn = 'x'", sqlplan.SourceParsed}, // refused, still parsed
+		{"SELECT id FROM users WHERE ssn = 'x'", sqlplan.SourceCached}, // and its refusal cached
+	} {
+		_, got, _ := p.PlanLex(ctx, "app", c.sql, assumedLex)
+		if got != c.want {
+			t.Errorf("%s: source %v, want %v", c.sql, got, c.want)
 		}
 	}
 }

@@ -238,33 +238,35 @@ func hasPlanKeyword(sql string, ddlOnly bool) bool {
 // wire layer answers it with an ErrorResponse and sends nothing); any other
 // error is a failure of the Catalog (also: send nothing).
 func (p *Planner) Plan(ctx context.Context, sql, searchPath string) (*Plan, error) {
-	return p.planCached(ctx, sql, searchPath, nil)
+	pl, _, err := p.planCached(ctx, sql, searchPath, nil)
+	return pl, err
 }
 
 // PlanScratch is the memory of the plans PlanReusing instantiates from
 // templates. The zero value is ready to use. Not safe for concurrent use.
 type PlanScratch struct{ ar planArena }
 
-// PlanReusing is Plan for a caller that reuses memory: sql may alias a
-// buffer the caller overwrites once the call returns (whatever the
-// Planner keeps, it copies), and a plan made from a cached template is
-// built in sc instead of on the heap, so a cache hit allocates nothing.
-// The result is then valid only until the next call with sc, and its
-// Literals alias sql: use it (Rewrite) while both are unchanged, and keep
-// [Plan.Shared] beyond that.
-func (p *Planner) PlanReusing(ctx context.Context, sql, searchPath string, sc *PlanScratch) (*Plan, error) {
+// PlanReusing is Plan for a caller that reuses memory, and reports how
+// the plan was come by (for the plan-cache metric). With a non-nil sc, sql
+// may alias a buffer the caller overwrites once the call returns
+// (whatever the Planner keeps, it copies), and a plan made from a cached
+// template is built in sc instead of on the heap, so a cache hit
+// allocates nothing. The result is then valid only until the next call
+// with sc, and its Literals alias sql: use it (Rewrite) while both are
+// unchanged, and keep [Plan.Shared] beyond that. With a nil sc it is Plan.
+func (p *Planner) PlanReusing(ctx context.Context, sql, searchPath string, sc *PlanScratch) (*Plan, sqlplan.Source, error) {
 	return p.planCached(ctx, sql, searchPath, sc)
 }
 
-// planCached is Plan and, with sc, PlanReusing.
-func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *PlanScratch) (*Plan, error) {
+// planCached is Plan and PlanReusing.
+func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *PlanScratch) (*Plan, sqlplan.Source, error) {
 	if !p.mayNeedPlan(sql) {
-		return passPlan, nil
+		return passPlan, sqlplan.SourceSkipped, nil
 	}
 	derived := p.derived.Load()
 	k := cacheKey{sql: sql, searchPath: searchPath}
 	if c, ok := p.cache.Get(k); ok {
-		return c.plan, nil
+		return c.plan, sqlplan.SourceCached, nil
 	}
 	cacheable := len(sql) <= p.maxCached
 	var (
@@ -280,7 +282,7 @@ func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *Pl
 			nk = cacheKey{searchPath: searchPath, norm: true, hash: skeletonHash(p.seed, sql, lits)}
 			if c, ok := p.cache.Get(nk); ok && c.tmpl != nil {
 				if pl, ok := c.tmpl.instantiate(p.touches, sql, lits, sc); ok {
-					return pl, nil
+					return pl, sqlplan.SourceTemplate, nil
 				}
 			}
 		}
@@ -297,12 +299,12 @@ func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *Pl
 			p.log.LogAttrs(ctx, slog.LevelDebug, "statement refused",
 				slog.String("column", r.Column), slog.String("reason", r.Reason), slog.String("sqlstate", r.SQLState))
 		}
-		return nil, err
+		return nil, sqlplan.SourceParsed, err
 	}
 	if !cacheable || p.derived.Load() != derived || (a != nil && a.noCache) {
 		// Planned while the derived relations changed: the plan may
 		// predate them, so it is not kept.
-		return pl, nil
+		return pl, sqlplan.SourceParsed, nil
 	}
 	if norm && !p.cache.Contains(nk) {
 		// A template already there (made with other fixed constants) is
@@ -313,7 +315,7 @@ func (p *Planner) planCached(ctx context.Context, sql, searchPath string, sc *Pl
 		}
 	}
 	p.cache.Add(k, &cached{plan: pl})
-	return pl, nil
+	return pl, sqlplan.SourceParsed, nil
 }
 
 // plan parses and analyzes sql; it does not use the cache. The analyzer

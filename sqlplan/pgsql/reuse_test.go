@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
 )
 
@@ -34,7 +35,7 @@ func TestPlanReusing(t *testing.T) {
 		for i, sql := range reusingTexts {
 			buf = append(buf[:0], sql...)
 			text := unsafe.String(&buf[0], len(buf))
-			pl, err := p.PlanReusing(ctx, text, "", &sc)
+			pl, _, err := p.PlanReusing(ctx, text, "", &sc)
 			if err != nil {
 				t.Fatalf("%s: %v", sql, err)
 			}
@@ -92,14 +93,14 @@ func TestPlanReusingAllocs(t *testing.T) {
 	var sc pgsql.PlanScratch
 	texts := reusingTexts[:3]
 	for _, sql := range texts {
-		if _, err := p.PlanReusing(ctx, sql, "", &sc); err != nil {
+		if _, _, err := p.PlanReusing(ctx, sql, "", &sc); err != nil {
 			t.Fatal(err)
 		}
 	}
 	i := 0
 	allocs := testing.AllocsPerRun(100, func() {
 		// The first text is the template's own: the others instantiate it.
-		if _, err := p.PlanReusing(ctx, texts[1+i%2], "", &sc); err != nil {
+		if _, _, err := p.PlanReusing(ctx, texts[1+i%2], "", &sc); err != nil {
 			t.Fatal(err)
 		}
 		i++
@@ -123,7 +124,7 @@ func TestPlanReusingCopiesKey(t *testing.T) {
 		"UPDATE users SET email = NULL WHERE email IS NOT NULL"}, reusingTexts...)
 	for _, sql := range texts {
 		buf := []byte(sql)
-		first, err := p.PlanReusing(ctx, unsafe.String(&buf[0], len(buf)), "", &sc)
+		first, _, err := p.PlanReusing(ctx, unsafe.String(&buf[0], len(buf)), "", &sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,5 +138,33 @@ func TestPlanReusingCopiesKey(t *testing.T) {
 		if again.Shared() != first.Shared() {
 			t.Errorf("%s: planned again after the caller's buffer changed: the cache kept the caller's memory", sql)
 		}
+	}
+}
+
+// TestPlanSource: PlanReusing says how each plan was come by, as the
+// plan-cache metric counts it.
+func TestPlanSource(t *testing.T) {
+	ctx := context.Background()
+	p := newPlanner(t, nil)
+	var sc pgsql.PlanScratch
+	for _, c := range []struct {
+		sql  string
+		want sqlplan.Source
+	}{
+		{"SELECT 1 FROM other", sqlplan.SourceSkipped},
+		{"SELECT id FROM users WHERE email = 'a@x' AND id = 1", sqlplan.SourceParsed},
+		{"SELECT id FROM users WHERE email = 'a@x' AND id = 1", sqlplan.SourceCached},
+		{"SELECT id FROM users WHERE email = 'b@x' AND id = 2", sqlplan.SourceTemplate},
+		{"SELECT id FROM users WHERE email = 'b@x' AND id = 2", sqlplan.SourceTemplate}, // not cached itself
+		{"SELECT id FROM users WHERE email = 'b@x' /* a comment */ AND id = 2", sqlplan.SourceParsed},
+		{"SELECT id FROM users WHERE ssn = 'x'", sqlplan.SourceParsed}, // refused, still parsed
+	} {
+		_, got, _ := p.PlanReusing(ctx, c.sql, "", &sc)
+		if got != c.want {
+			t.Errorf("%s: source %v, want %v", c.sql, got, c.want)
+		}
+	}
+	if _, got, _ := p.PlanReusing(ctx, "SELECT id FROM users WHERE email = 'c@x' AND id = 3", "", nil); got != sqlplan.SourceTemplate {
+		t.Errorf("without a scratch: source %v, want template", got)
 	}
 }

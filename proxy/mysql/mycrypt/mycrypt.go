@@ -42,7 +42,8 @@ func (s *session) planLex(sql string) (*mysqlsql.Plan, mysqlsql.Lex, error) {
 }
 
 func (s *session) planIn(db string, lex mysqlsql.Lex, sql string) (*mysqlsql.Plan, error) {
-	plan, err := s.ic.planner.PlanLex(s.ctx, db, sql, lex)
+	plan, src, err := s.ic.planner.PlanLex(s.ctx, db, sql, lex)
+	s.planned(src)
 	if err != nil {
 		var r *sqlplan.Refusal
 		if errors.As(err, &r) {

@@ -45,6 +45,14 @@ func (s *session) statement(rewritten bool) {
 	}
 }
 
+// planned counts how the plan of a statement text (COM_QUERY,
+// COM_STMT_PREPARE) was come by.
+func (s *session) planned(src sqlplan.Source) {
+	if s.obs != nil {
+		s.obs.Planned(src.String())
+	}
+}
+
 // refusal counts and logs command x (payload), which the proxy answered
 // with me instead of forwarding it.
 func (s *session) refusal(x *mysql.Exchange, payload []byte, me *mysql.Error) {

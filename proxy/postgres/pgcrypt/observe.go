@@ -6,6 +6,7 @@ import (
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/proxy/postgres/pgmsg"
+	"github.com/dbproxy/dbproxy/sqlplan"
 )
 
 // observed is what a session reports to its listener's Observer: each
@@ -38,6 +39,14 @@ func (s *session) statement(rewritten bool) {
 		s.seen.obs.Rewritten()
 	default:
 		s.seen.obs.Forwarded()
+	}
+}
+
+// planned counts how the plan of a statement text (a simple Query, a
+// Parse, a statement prepared again) was come by.
+func (s *session) planned(src sqlplan.Source) {
+	if s.seen.obs != nil {
+		s.seen.obs.Planned(src.String())
 	}
 }
 

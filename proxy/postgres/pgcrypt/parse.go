@@ -60,7 +60,8 @@ func (s *session) parse(body []byte, w *postgres.Writer) error {
 		}
 	}
 	sql := string(text)
-	plan, err := s.db.planner.Plan(s.ctx, sql, s.searchPath.current)
+	plan, src, err := s.db.planner.PlanReusing(s.ctx, sql, s.searchPath.current, nil)
+	s.planned(src)
 	if err != nil {
 		s.refuseBatch(refusalResponse(err), w)
 		return nil

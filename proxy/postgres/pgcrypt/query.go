@@ -34,6 +34,7 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	}
 	if skips {
 		// Forwarded as is: no copy of the text.
+		s.planned(sqlplan.SourceSkipped)
 		s.statement(false)
 		s.push(s.newEvent(event{kind: pgmsg.TypeQuery, lexChange: s.lexRequest(lexChange)}))
 		w.Forward(pgmsg.TypeQuery, body)
@@ -58,7 +59,8 @@ func (s *session) query(body []byte, w *postgres.Writer) error {
 	if s.frontBufs.plan == nil {
 		s.frontBufs.plan = new(pgsql.PlanScratch) // not before: an idle session keeps it
 	}
-	plan, err := s.db.planner.PlanReusing(s.ctx, sql, s.searchPath.current, s.frontBufs.plan)
+	plan, src, err := s.db.planner.PlanReusing(s.ctx, sql, s.searchPath.current, s.frontBufs.plan)
+	s.planned(src)
 	if err != nil {
 		return s.refuseQuery(refusalResponse(err), w)
 	}

@@ -352,7 +352,8 @@ func upstreamTypes(clientTypes []byte, plan *pgsql.Plan) []uint32 {
 // replan re-prepares statement name, planned under another search_path,
 // under the current one.
 func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
-	plan, err := s.db.planner.Plan(s.ctx, st.sql, s.searchPath.current)
+	plan, src, err := s.db.planner.PlanReusing(s.ctx, st.sql, s.searchPath.current, nil)
+	s.planned(src)
 	if err != nil {
 		return err
 	}
