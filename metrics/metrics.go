@@ -97,8 +97,8 @@ func (m *Metrics) defineListenerMetrics() {
 		"Client statements, by outcome: forwarded (unchanged), rewritten (encryption applied) or refused (with a reason).",
 		"listener", "outcome", "reason")
 	m.plans = m.counterVec("statement_plans_total",
-		"Statement texts planned by the encryption layer, by source: skipped (not parsed: cannot touch an encrypted table), "+
-			"cached (same text planned before), template (same statement with other constants planned before) or parsed.",
+		"Statement texts planned by the encryption layer, by source: skipped (not parsed), cached (same text parsed before), "+
+			"template (same statement with other constants planned before) or parsed.",
 		"listener", "source")
 	m.bytes = m.counterVec("bytes_total",
 		"Bytes relayed, by direction: client_to_upstream or upstream_to_client, counted as read.", "listener", "direction")

@@ -26,7 +26,8 @@ type Observer interface {
 	Refused(reason string)
 	// Planned: the encryption layer planned a statement text (a simple
 	// query, a Parse, a MySQL COM_QUERY or COM_STMT_PREPARE); source says
-	// how: "skipped" (not parsed: it cannot touch an encrypted table),
+	// how: "skipped" (not parsed: it cannot touch an encrypted table, or
+	// was refused unread),
 	// "cached" (the same text was parsed before), "template" (the same
 	// statement with other constants was) or "parsed".
 	Planned(source string)

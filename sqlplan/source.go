@@ -5,8 +5,9 @@ package sqlplan
 type Source uint8
 
 const (
-	// SourceSkipped: the pre-filter found that the text cannot touch an
-	// encrypted table; it was not parsed.
+	// SourceSkipped: not parsed: the pre-filter found that the text cannot
+	// touch an encrypted table, or it was refused unread (MySQL, a
+	// session whose lexing state the proxy does not know).
 	SourceSkipped Source = iota
 	// SourceCached: the same text was parsed before (a text planned from
 	// a template is not cached itself).
