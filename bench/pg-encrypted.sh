@@ -166,19 +166,26 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
+# two_targets A B: per workload and clients, the median tps of targets A
+# and B, A/B, and their proxy CPU per transaction.
+two_targets() {
+  printf '%-7s %8s %16s %16s %8s %28s\n' workload clients "$1" "$2" "A/B" "proxy_cpu_us/tx(A/B)"
+  local w c a b ac bc
+  for w in ${WORKLOADS:-select insert}; do
+    for c in $CLIENTS; do
+      a=$(median_of "$results" 4 "$w" "$c" "$1")
+      b=$(median_of "$results" 4 "$w" "$c" "$2")
+      ac=$(median_of "$results" 5 "$w" "$c" "$1")
+      bc=$(median_of "$results" 5 "$w" "$c" "$2")
+      awk -v w="$w" -v c="$c" -v a="$a" -v b="$b" -v ac="$ac" -v bc="$bc" 'BEGIN {
+        printf "%-7s %8d %16.0f %16.0f %8.3f %21.1f / %4.1f\n", w, c, a, b, (b > 0 ? a/b : 0), ac, bc}'
+    done
+  done
+}
 echo
 if [ -n "${METRICS:-}" ]; then
   echo "metrics on (admin:) vs off, encrypted table, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback, PostgreSQL $huge_pages_conf)"
-  printf '%-7s %8s %12s %12s %8s %22s\n' workload clients metrics-off metrics-on on/off "proxy_cpu_us/tx(off/on)"
-  for w in ${WORKLOADS:-select insert}; do
-    for c in $CLIENTS; do
-      f=$(median_of "$results" 4 "$w" "$c" enc-metrics-off)
-      o=$(median_of "$results" 4 "$w" "$c" enc-metrics-on)
-      fc=$(median_of "$results" 5 "$w" "$c" enc-metrics-off)
-      oc=$(median_of "$results" 5 "$w" "$c" enc-metrics-on)
-      awk -v w="$w" -v c="$c" -v f="$f" -v o="$o" -v fc="$fc" -v oc="$oc" 'BEGIN {printf "%-7s %8d %12.0f %12.0f %8.3f %15.1f / %4.1f\n", w, c, f, o, o/f, fc, oc}'
-    done
-  done
+  two_targets enc-metrics-on enc-metrics-off
   curl -s "http://127.0.0.1:$aport/metrics" | grep -E '^dbproxy_(statements|handshakes|bytes)_total' || true
   exit 0
 fi
@@ -221,29 +228,9 @@ done
 if [ -n "${PLAIN_LISTENER:-}" ]; then
   echo
   echo "plaintext table through the encrypting listener vs through a listener without encryption rules (plain-nolayer), same run"
-  printf '%-7s %8s %12s %14s %10s %26s\n' workload clients plain-proxy plain-nolayer proxy/nolayer "proxy_cpu_us/tx(proxy/nolayer)"
-  for w in ${WORKLOADS:-select insert}; do
-    for c in $CLIENTS; do
-      p=$(median_of "$results" 4 "$w" "$c" plain-proxy)
-      n=$(median_of "$results" 4 "$w" "$c" plain-nolayer)
-      pc=$(median_of "$results" 5 "$w" "$c" plain-proxy)
-      nc=$(median_of "$results" 5 "$w" "$c" plain-nolayer)
-      awk -v w="$w" -v c="$c" -v p="$p" -v n="$n" -v pc="$pc" -v nc="$nc" 'BEGIN {
-        printf "%-7s %8d %12.0f %14.0f %10.2f %19.1f / %4.1f\n", w, c, p, n, p/n, pc, nc}'
-    done
-  done
+  two_targets plain-proxy plain-nolayer
 fi
 [ -n "${BASE:-}" ] || exit 0
 echo
 echo "encrypted table through dbproxy of this tree vs of $BASE (enc-base), same run"
-printf '%-7s %8s %12s %12s %10s %24s\n' workload clients enc-proxy enc-base new/base "proxy_cpu_us/tx(new/base)"
-for w in ${WORKLOADS:-select insert}; do
-  for c in $CLIENTS; do
-    e=$(median_of "$results" 4 "$w" "$c" enc-proxy)
-    b=$(median_of "$results" 4 "$w" "$c" enc-base)
-    ec=$(median_of "$results" 5 "$w" "$c" enc-proxy)
-    bc=$(median_of "$results" 5 "$w" "$c" enc-base)
-    awk -v w="$w" -v c="$c" -v e="$e" -v b="$b" -v ec="$ec" -v bc="$bc" 'BEGIN {
-      printf "%-7s %8d %12.0f %12.0f %10.2f %17.1f / %4.1f\n", w, c, e, b, e/b, ec, bc}'
-  done
-done
+two_targets enc-proxy enc-base
