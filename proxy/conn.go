@@ -62,6 +62,11 @@ type Conn struct {
 
 	admission error // set before the handler runs; see Admission
 
+	// looped is the connection's relay while it runs on an event loop,
+	// for the hooks' announcements that they are about to wait
+	// (beforeBlock).
+	looped atomic.Pointer[Relay]
+
 	// Listener limits (see gate); the fields below hsDone are guarded by
 	// gate.mu.
 	gate        *gate // nil when the server has no connection limits
@@ -82,6 +87,14 @@ type Conn struct {
 	onClose   func()
 	idleTimer *time.Timer // armed while idle, with Limits.IdleTimeout
 	idleAt    time.Time   // when the connection last became idle
+}
+
+// beforeBlock runs when code of the session is about to wait
+// (blocking.Announce with the handler's context).
+func (c *Conn) beforeBlock() {
+	if r := c.looped.Load(); r != nil {
+		r.beforeBlock()
+	}
 }
 
 // Admission reports whether the server admitted the connection under its

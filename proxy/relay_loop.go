@@ -32,9 +32,23 @@ import (
 // I/O under deadlines) and the relay's end (the protocol's goodbyes, the
 // connection's end) runs on a goroutine of its own.
 //
+// A hook that must wait (a catalog or key cache miss, the answer to a
+// query the proxy injected) says so first (blocking.Announce with the
+// session's context, which calls beforeBlock). If it runs on the loop, in
+// one of this relay's steps, the loop is handed to a new goroutine
+// (evloop.Handoff) and the hook goes on, and waits, on the old one: its
+// leg is away. The loop meanwhile relays the other leg (which may be the
+// one that brings the answer) and the other sessions; the away leg's
+// socket is not read until its step has returned and it is back
+// (resumeAway). The sockets' write side may be used by both meanwhile
+// (the lender serializes it, and a write that leaves output pending off
+// the loop has the loop flush it: loopPending). The relay ends only once
+// no leg is away.
+//
 // Everything here runs on the loop's goroutine, except startLoop (the
-// session's goroutine, before the loop knows the relay) and the functions
-// that post to the loop (loopKick, loopStop).
+// session's goroutine, before the loop knows the relay), the functions
+// that post to the loop (loopKick, loopStop, loopPending) and an away
+// leg's step and resumeAway.
 
 // loopState is a looped relay's state; loop goroutine only.
 type loopState struct {
@@ -47,9 +61,14 @@ type loopState struct {
 	stopped    [2]bool
 	kicked     bool // closed hard: end without flushing
 	ending     bool // both legs ended: flushing, then the end
-	expired    bool // FinalWriteTimeout passed while flushing
-	timer      *time.Timer
-	done       bool
+	// away: leg i's step left the loop to wait (beforeBlock) and has not
+	// come back; unstepped: leg i has not been stepped since the loan
+	// (its leftover still to relay).
+	away      [2]bool
+	unstepped [2]bool
+	expired   bool // FinalWriteTimeout passed while flushing
+	timer     *time.Timer
+	done      bool
 }
 
 // loopSock is one socket of a looped relay: read by legs[j], written by
@@ -91,6 +110,7 @@ func (r *Relay) loopable(loopOK bool) bool {
 	r.ls = &loopState{}
 	for j := range ls {
 		r.ls.socks[j] = loopSock{r: r, j: j, lender: ls[j], fd: -1}
+		ls[j].OnPending(r.loopPending)
 	}
 	return true
 }
@@ -133,6 +153,7 @@ func (r *Relay) loopRegister() {
 	st := r.ls
 	st.registered = true
 	st.active = [2]bool{true, true}
+	st.unstepped = [2]bool{true, true}
 	r.c.srv.looped.Add(1)
 	for j := range st.socks {
 		s := &st.socks[j]
@@ -148,13 +169,22 @@ func (r *Relay) loopRegister() {
 		r.loopKicked()
 		return
 	}
-	// Bytes buffered before the loan (the handshake's leftover) are
-	// relayed now: no readiness would announce them. Then the legs
-	// stopped meanwhile stop, as a goroutine's Run would have scanned its
-	// leftover before its read met the deadline.
+	r.loopSettle()
+}
+
+// loopSettle relays what the pumps held before the loan (the handshake's
+// leftover: no readiness would announce it), then stops the legs stopped
+// meanwhile, as a goroutine's Run would have scanned its leftover before
+// its read met the deadline. A step that goes away leaves the rest to
+// resumeAway.
+func (r *Relay) loopSettle() {
+	st := r.ls
 	for i := range r.legs {
-		if st.active[i] {
-			r.loopStep(i)
+		if st.unstepped[i] && st.active[i] && !st.away[i] {
+			st.unstepped[i] = false
+			if !r.loopStep(i) {
+				return
+			}
 		}
 	}
 	for i := range st.stopped {
@@ -186,9 +216,18 @@ func (s *loopSock) Event(ev uint32) {
 	// a whole receive queue, for a peer that is not reading.
 	if st.active[s.j] {
 		switch {
+		case st.away[s.j]:
+			// Not read until its step is back; a hang-up, reported
+			// whatever the interest, would be reported again and again.
+			if ev&(evloop.Err|unixHup) != 0 {
+				r.loopLegEnd(s.j, r.readError(s.j, syscall.ECONNRESET))
+			}
 		case !st.socks[1-s.j].lender.Pending():
 			if ev&(evloop.In|evloop.Err|unixHup) != 0 {
-				r.loopStep(s.j)
+				st.unstepped[s.j] = false
+				if !r.loopStep(s.j) {
+					return // off the loop now: touch nothing
+				}
 			}
 		case ev&(evloop.Err|unixHup) != 0:
 			r.loopLegEnd(s.j, r.readError(s.j, syscall.ECONNRESET))
@@ -203,6 +242,11 @@ func (s *loopSock) Event(ev uint32) {
 func (r *Relay) loopRecover() {
 	if v := recover(); v != nil {
 		r.c.logPanic(context.Background(), "relay event loop panicked", v)
+		if !r.loop.OnLoop() {
+			// An away leg's goroutine: it ends when the loop sees it.
+			r.loopKick()
+			return
+		}
 		r.loopKicked()
 	}
 }
@@ -223,10 +267,84 @@ const unixHup = 0x10
 // Abort implements evloop.Handler: the loop is closing.
 func (s *loopSock) Abort() { s.r.loopKicked() }
 
-// loopStep steps leg i's pump once.
-func (r *Relay) loopStep(i int) {
-	if err := r.legs[i].Step(); err != nil {
+// loopStep steps leg i's pump once. It reports false if the step went
+// away (beforeBlock): the caller is no longer on the loop and must return
+// at once without touching the loop's state.
+func (r *Relay) loopStep(i int) bool {
+	r.stepping.Store(int32(i + 1))
+	err := r.legs[i].Step()
+	if r.wentAway[i] {
+		r.wentAway[i] = false
+		r.resumeAway(i, err)
+		return false
+	}
+	r.stepping.Store(0)
+	if err != nil {
 		r.loopLegEnd(i, err)
+	}
+	return true
+}
+
+// beforeBlock runs when code of the session announces that it is about
+// to wait. On the loop, inside a step of leg i, it hands the loop to a
+// new goroutine and the step goes on here, away from it; anywhere else
+// (a leg on a goroutine, a step already away, a goroutine of the hook's
+// own) waiting is harmless and it does nothing.
+func (r *Relay) beforeBlock() {
+	i := int(r.stepping.Load()) - 1
+	if i < 0 || !r.loop.OnLoop() {
+		return
+	}
+	st := r.ls
+	st.away[i] = true
+	r.wentAway[i] = true
+	r.stepping.Store(0)
+	r.c.srv.relayHandoffs.Add(1)
+	// Output pending now is flushed by the loop: it may be what the
+	// wait waits for (a query injected ahead of the wait).
+	r.loopUpdate()
+	r.loop.Handoff()
+}
+
+// resumeAway brings leg i back to the loop once its step returned err,
+// on the step's goroutine. If the loop has closed meanwhile (it aborted
+// the relay), the relay ends from here once the loop is gone.
+func (r *Relay) resumeAway(i int, err error) {
+	back := func() {
+		st := r.ls
+		st.away[i] = false
+		if err != nil {
+			r.loopLegEnd(i, err)
+		}
+		if st.done {
+			return
+		}
+		r.loopSettle()
+	}
+	if r.loopDo(back) {
+		return
+	}
+	<-r.loop.Done()
+	// Both legs may be away: the last one back ends the relay.
+	r.awayMu.Lock()
+	defer r.awayMu.Unlock()
+	st := r.ls
+	st.away[i] = false
+	if err != nil {
+		r.loopLegEnd(i, err)
+	}
+	r.loopKicked()
+	if !st.done && !st.away[1-i] {
+		r.loopFinish()
+	}
+}
+
+// loopPending runs after a write left output pending on one of the
+// relay's sockets: off the loop (an away leg wrote it), the loop must
+// register for its flush.
+func (r *Relay) loopPending() {
+	if !r.loop.OnLoop() {
+		r.loopDo(r.loopUpdate)
 	}
 }
 
@@ -302,7 +420,7 @@ func (r *Relay) loopUpdate() {
 		}
 		left = true
 		var want uint32
-		if st.active[j] && !st.socks[1-j].lender.Pending() {
+		if st.active[j] && !st.away[j] && !st.socks[1-j].lender.Pending() {
 			want = evloop.In
 		}
 		if pending {
@@ -314,7 +432,7 @@ func (r *Relay) loopUpdate() {
 			}
 		}
 	}
-	if st.ending && !left {
+	if st.ending && !left && !st.away[0] && !st.away[1] {
 		r.loopFinish()
 	}
 }
@@ -324,6 +442,7 @@ func (r *Relay) loopUpdate() {
 func (r *Relay) loopFinish() {
 	st := r.ls
 	st.done = true
+	r.c.looped.Store(nil)
 	r.c.srv.looped.Add(-1)
 	if st.timer != nil {
 		st.timer.Stop()

@@ -74,9 +74,14 @@ type Relay struct {
 	done    func()
 
 	// Event loop (relay_loop.go): loop is nil when the legs run on
-	// goroutines.
-	loop *evloop.Loop
-	ls   *loopState
+	// goroutines. stepping is the leg a loop is stepping, plus one (0:
+	// none); wentAway[i] is set by beforeBlock and read, then cleared, by
+	// whoever runs leg i's step.
+	loop     *evloop.Loop
+	ls       *loopState
+	stepping atomic.Int32
+	wentAway [2]bool
+	awayMu   sync.Mutex // resumeAway after the loop closed
 
 	onLegEnd func(i int, err error)
 	finish   func(errs [2]error)
@@ -111,9 +116,10 @@ type relayLeg struct {
 
 // NewRelay prepares a relay of c's session: up reads the server, down
 // the client. idleNow reports whether no request is outstanding. loopOK
-// says whether the protocol lets an event loop relay the session (no hook
-// that may wait): it does when both legs read plain TCP sockets and the
-// server has loops (see relay_loop.go).
+// says whether the protocol lets an event loop relay the session: its
+// hooks never wait without announcing it first (blocking.Announce with
+// the handler's context). It does when both legs read plain TCP sockets
+// and the server has loops (see relay_loop.go).
 func NewRelay(c *Conn, up, down RelayLeg, idleNow func() bool, loopOK bool) *Relay {
 	r := &Relay{c: c, idleNow: idleNow}
 	r.legs[0] = &relayLeg{RelayLeg: up, r: r, i: 0}
@@ -150,6 +156,7 @@ func (r *Relay) Start(ctx context.Context, onLegEnd func(i int, err error), fini
 	r.done = r.c.Detach()
 	r.c.OnClose(r.KickAll)
 	if r.loop != nil {
+		r.c.looped.Store(r)
 		r.startLoop()
 		if ctx.Err() != nil {
 			r.KickAll()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"net"
 	"runtime"
@@ -89,6 +90,8 @@ type Server struct {
 	loopsOff     bool           // evloop.New failed
 	loopNext     atomic.Uint32
 	looped       atomic.Int64 // sessions on the loops
+	// relayHandoffs counts hooks that left a loop to wait (beforeBlock).
+	relayHandoffs atomic.Int64
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -202,6 +205,11 @@ func (s *Server) Serve(l net.Listener) error {
 // it and closing only this connection.
 func (s *Server) serveConn(base context.Context, c *Conn) {
 	ctx, cancel := context.WithCancel(base)
+	if s.RelayLoops >= 0 {
+		// A hook about to wait on an event loop moves off it first
+		// (Relay.beforeBlock).
+		ctx = blocking.WithHook(ctx, c.beforeBlock)
+	}
 	c.mu.Lock()
 	c.cancel, c.ctx, c.ownCtx = cancel, ctx, base.Done() == nil
 	c.mu.Unlock()
@@ -358,6 +366,11 @@ func (s *Server) Parked() int {
 // Looped returns the number of sessions relayed by the server's event
 // loops (no goroutine at all; see [Relay]).
 func (s *Server) Looped() int { return int(s.looped.Load()) }
+
+// RelayHandoffs returns how many times a session's hook, about to wait,
+// handed its event loop to a new goroutine so that the loop's other
+// sessions went on meanwhile.
+func (s *Server) RelayHandoffs() int64 { return s.relayHandoffs.Load() }
 
 // NumConns returns the number of tracked connections.
 func (s *Server) NumConns() int {

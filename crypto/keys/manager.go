@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -324,10 +325,13 @@ func flight[T any](ctx context.Context, g *singleflight.Group, key string, fn fu
 		return zero, err
 	}
 	ch := g.DoChan(key, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		// A goroutine of its own: it may wait without announcing it.
+		fctx, cancel := context.WithTimeout(blocking.Without(context.WithoutCancel(ctx)), flightTimeout)
 		defer cancel()
 		return fn(fctx)
 	})
+	// The caller may be a hook on an event loop.
+	blocking.Announce(ctx)
 	select {
 	case r := <-ch:
 		if r.Err != nil {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -69,6 +71,23 @@ type Loop struct {
 	slots []slot   // by token's slot - 1
 	free  []uint32 // indexes of unused slots
 	spare []func()
+	cur   *runner // the goroutine running the loop now
+
+	// tid is the thread of the goroutine running the loop now (0 while
+	// it hands off): see OnLoop.
+	tid atomic.Int64
+}
+
+// runner is one goroutine's turn at running a loop; Handoff ends it.
+type runner struct {
+	// detached: the goroutine gave the loop to another one (Handoff)
+	// and must return as soon as the handler that did so returns.
+	detached bool
+	// cmds are the functions given to Do that runCmds is running, next
+	// the index of the one after the running one: Handoff passes those
+	// on.
+	cmds []func()
+	next int
 }
 
 // New starts a loop on a goroutine of its own.
@@ -90,7 +109,8 @@ func New() (*Loop, error) {
 		return nil, fmt.Errorf("evloop: epoll_ctl: %w", err)
 	}
 	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{})}
-	go l.run()
+	l.cur = &runner{}
+	go l.run(l.cur)
 	return l, nil
 }
 
@@ -201,10 +221,50 @@ func (l *Loop) release(i uint32) {
 // Len returns the number of registered descriptors. Loop goroutine only.
 func (l *Loop) Len() int { return len(l.slots) - len(l.free) }
 
-func (l *Loop) run() {
-	defer close(l.done)
+// Handoff gives the loop to a new goroutine, for the handler (or the
+// function given to Do) that calls it: that code is about to wait, and
+// goes on waiting on the calling goroutine, which is the loop's no more.
+// Once the handler returns, the calling goroutine leaves the loop (the
+// rest of its batch of events is reported again to the new goroutine:
+// epoll is level-triggered) and must not touch the loop's state any
+// more, except through Do. Loop goroutine only.
+//
+// A loop's handlers must not block; Handoff is how one that finds it
+// must (a cache miss that needs I/O) keeps the other sessions on the loop
+// running: it costs a goroutine start, so it is for rare paths.
+func (l *Loop) Handoff() {
+	me := l.cur
+	me.detached = true
+	rest := me.cmds[min(me.next, len(me.cmds)):]
+	l.mu.Lock()
+	if len(rest) > 0 {
+		l.cmds = append(slices.Clone(rest), l.cmds...)
+		clear(rest)
+	}
+	if len(l.cmds) > 0 || l.closing {
+		// The next goroutine runs them, or sees the close.
+		l.wakeLocked()
+	}
+	l.mu.Unlock()
+	me.cmds = nil
+	l.tid.Store(0)
+	releaseThread()
+	next := &runner{}
+	l.cur = next
+	go l.run(next)
+}
+
+// OnLoop reports whether the caller is the goroutine running the loop
+// now (so that it may call Handoff). It costs a system call.
+func (l *Loop) OnLoop() bool { return l.tid.Load() == int64(unix.Gettid()) }
+
+// Done is closed once the loop has ended (after Close, or a failure).
+func (l *Loop) Done() <-chan struct{} { return l.done }
+
+// run runs the loop until it closes or me hands it off.
+func (l *Loop) run(me *runner) {
 	batchThread()
-	defer releaseThread()
+	l.tid.Store(int64(unix.Gettid()))
 	events := make([]unix.EpollEvent, 128)
 	yieldAt := time.Now().Add(yieldEvery)
 	for {
@@ -221,21 +281,30 @@ func (l *Loop) run() {
 			l.mu.Lock()
 			l.closing = true
 			l.mu.Unlock()
-			l.runCmds()
-			l.stop()
+			l.runCmds(me)
+			if !me.detached {
+				l.end()
+			}
 			return
 		}
 		for i := range events[:n] {
 			t := token(&events[i])
 			if t == wakeToken {
-				if l.runCmds() {
-					l.stop()
+				closing := l.runCmds(me)
+				if me.detached {
+					return
+				}
+				if closing {
+					l.end()
 					return
 				}
 				continue
 			}
 			if h := l.handler(t); h != nil {
 				h.Event(events[i].Events)
+				if me.detached {
+					return
+				}
 			}
 		}
 		if now := time.Now(); now.After(yieldAt) {
@@ -283,9 +352,18 @@ func releaseThread() {
 	runtime.UnlockOSThread()
 }
 
+// end ends the loop on its last goroutine.
+func (l *Loop) end() {
+	l.stop()
+	l.tid.Store(0)
+	releaseThread()
+	close(l.done)
+}
+
 // runCmds runs the functions given to Do, and reports whether the loop is
-// closing.
-func (l *Loop) runCmds() bool {
+// closing. If one of them hands the loop off, the ones after it are left
+// to the next goroutine, ahead of any given since.
+func (l *Loop) runCmds(me *runner) bool {
 	var buf [8]byte
 	_, _ = unix.Read(l.evfd, buf[:]) // before taking cmds: a later Do writes again
 	l.mu.Lock()
@@ -294,10 +372,16 @@ func (l *Loop) runCmds() bool {
 	l.signaled = false
 	closing := l.closing
 	l.mu.Unlock()
+	me.cmds = cmds
 	for i, f := range cmds {
-		f()
+		me.next = i + 1
 		cmds[i] = nil
+		f()
+		if me.detached {
+			return false // Handoff passed the rest on
+		}
 	}
+	me.cmds = nil
 	l.spare = cmds[:0]
 	return closing
 }

@@ -250,3 +250,108 @@ func TestLoopTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// blocker hands the loop off on its first event and then waits for
+// release: the other sockets of the loop must go on being served.
+type blocker struct {
+	l         *Loop
+	fd        int
+	reg       Reg
+	onLoop    chan [2]bool // OnLoop before and after the handoff
+	release   chan struct{}
+	done      chan struct{}
+	handedOff bool
+}
+
+func (b *blocker) Event(uint32) {
+	var buf [64]byte
+	_, _ = unix.Read(b.fd, buf[:])
+	if b.handedOff {
+		return
+	}
+	b.handedOff = true
+	before := b.l.OnLoop()
+	b.l.Remove(b.reg) // while still the loop's
+	b.l.Handoff()
+	b.onLoop <- [2]bool{before, b.l.OnLoop()}
+	<-b.release
+	close(b.done)
+}
+
+func (b *blocker) Abort() { b.l.Remove(b.reg) }
+
+// TestLoopHandoff: a handler that hands the loop off may block while the
+// loop goes on serving its other sockets and Do; functions given to Do
+// after one that hands off run, in order, on the next goroutine; Close
+// ends the loop after handoffs.
+func TestLoopHandoff(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.OnLoop() {
+		t.Fatal("OnLoop true off the loop")
+	}
+	a0, a1 := socketpair(t)
+	b0, b1 := socketpair(t)
+	blk := &blocker{l: l, fd: a0, onLoop: make(chan [2]bool, 1), release: make(chan struct{}), done: make(chan struct{})}
+	rec := &recorder{l: l, fd: b0, got: make(chan uint32, 4)}
+	do(t, l, func() {
+		var err error
+		if blk.reg, err = l.Add(a0, In, blk); err != nil {
+			t.Error(err)
+		}
+		if rec.reg, err = l.Add(b0, In, rec); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := unix.Write(a1, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-blk.onLoop; got != [2]bool{true, false} {
+		t.Fatalf("OnLoop before, after the handoff = %v, want [true false]", got)
+	}
+	// The blocker still blocks; the loop serves the other socket.
+	if _, err := unix.Write(b1, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rec.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop stopped serving its other sockets after a handoff")
+	}
+
+	// A handoff inside Do: the functions given after it run in order on
+	// the next goroutine, while the first one waits.
+	var order []int
+	var onLoop atomic.Bool
+	release := make(chan struct{})
+	ran := make(chan struct{})
+	if !l.Do(func() { l.Handoff(); <-release }) {
+		t.Fatal("Do refused")
+	}
+	for i := range 3 {
+		l.Do(func() { order = append(order, i) })
+	}
+	l.Do(func() { onLoop.Store(l.OnLoop()); close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("functions given to Do after a handoff did not run")
+	}
+	if fmt.Sprint(order) != "[0 1 2]" || !onLoop.Load() {
+		t.Fatalf("order %v, OnLoop %v; want [0 1 2], true", order, onLoop.Load())
+	}
+	close(release)
+	close(blk.release)
+	<-blk.done
+	l.Close()
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+	if !rec.aborted.Load() {
+		t.Fatal("Close did not abort the registration left")
+	}
+}

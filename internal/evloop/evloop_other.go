@@ -47,3 +47,16 @@ func (l *Loop) Remove(Reg) {}
 
 // Len is 0.
 func (l *Loop) Len() int { return 0 }
+
+// Handoff does nothing.
+func (l *Loop) Handoff() {}
+
+// OnLoop is false.
+func (l *Loop) OnLoop() bool { return false }
+
+// Done is a closed channel.
+func (l *Loop) Done() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}

@@ -16,7 +16,13 @@ type Lender interface {
 	// Release; Close only shuts the socket down. The caller must not
 	// close fd. An error leaves the connection as it was.
 	Lend() (fd int, err error)
-	// Pending reports whether written output waits for the socket.
+	// OnPending, called before Lend, sets a function that runs after a
+	// write left output pending where none was, on the writing
+	// goroutine: one that is not the loop's must have the loop flush it.
+	OnPending(f func())
+	// Pending reports whether written output waits for the socket. The
+	// write side (Write, Pending, Flush) may be used from another
+	// goroutine than the loop's while the loan lasts.
 	Pending() bool
 	// Flush writes pending output without waiting; done reports that
 	// none is left. After an error none is left either: the peer is

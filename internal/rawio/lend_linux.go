@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -23,7 +25,16 @@ type lendState struct {
 	// Write keeps what the socket does not take in pend), until
 	// Release. Set by Lend, cleared by Release, on the loop's side only.
 	loopOwned bool
-	pend      []byte // output the socket has not taken yet (loop-owned)
+	// The write side may be used by another goroutine than the loop's
+	// (a hook that left the loop to wait, see evloop.Handoff): wmu
+	// guards pend, the output the socket has not taken yet; pending
+	// mirrors len(pend) > 0 for the loop's lock-free checks; onPend, set
+	// before Lend, runs after a write left output pending where none
+	// was.
+	wmu     sync.Mutex
+	pend    []byte
+	pending atomic.Bool
+	onPend  func()
 
 	// Under lmu: deadlines for the waiting I/O after Release, Close, and
 	// the I/O calls in progress after Release (the descriptor is closed
@@ -55,7 +66,7 @@ func (c *rawIOConn) Lend() (int, error) {
 		_ = unix.Close(nfd)
 		return -1, err
 	}
-	c.ls = &lendState{fd: nfd, loopOwned: true}
+	c.ls = &lendState{fd: nfd, loopOwned: true, onPend: c.onPend}
 	c.lent.Store(true)
 	return nfd, nil
 }
@@ -80,12 +91,24 @@ func sysWrite(fd int, p []byte) (int, error) {
 	return int(r), nil
 }
 
+// OnPending implements [Lender].
+func (c *rawIOConn) OnPending(f func()) { c.onPend = f }
+
 // Pending implements [Lender].
-func (c *rawIOConn) Pending() bool { return len(c.ls.pend) > 0 }
+func (c *rawIOConn) Pending() bool { return c.ls.pending.Load() }
 
 // Flush implements [Lender].
 func (c *rawIOConn) Flush() (bool, error) {
 	s := c.ls
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return c.flushLocked()
+}
+
+// flushLocked is Flush with s.wmu held.
+func (c *rawIOConn) flushLocked() (bool, error) {
+	s := c.ls
+	defer func() { s.pending.Store(len(s.pend) > 0) }()
 	for len(s.pend) > 0 {
 		n, err := sysWrite(s.fd, s.pend)
 		switch {
@@ -171,32 +194,13 @@ func (c *rawIOConn) lentRead(p []byte) (int, error) {
 func (c *rawIOConn) lentWrite(p []byte) (int, error) {
 	s := c.ls
 	if s.loopOwned {
-		if len(s.pend) > 0 {
-			s.pend = append(s.pend, p...)
-			return len(p), nil
-		}
-		n := 0
-		for n < len(p) {
-			m, err := sysWrite(s.fd, p[n:])
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				// Kept, in a buffer of its own: p is the pump's.
-				s.pend = append([]byte(nil), p[n:]...)
-				return len(p), nil
-			case err != nil:
-				return n, c.opError("write", err)
-			}
-			n += m
-		}
-		return n, nil
+		return c.loopWrite(p)
 	}
 	if err := c.beginOp(); err != nil {
 		return 0, c.opError("write", err)
 	}
 	defer c.endOp()
-	for len(s.pend) > 0 {
+	for s.pending.Load() {
 		done, err := c.Flush()
 		if err != nil {
 			return 0, err
@@ -223,6 +227,41 @@ func (c *rawIOConn) lentWrite(p []byte) (int, error) {
 		}
 		n += m
 	}
+	return n, nil
+}
+
+// loopWrite is Write on a loop-owned socket: it never waits, and keeps
+// what the socket does not take.
+func (c *rawIOConn) loopWrite(p []byte) (int, error) {
+	s := c.ls
+	s.wmu.Lock()
+	if len(s.pend) > 0 {
+		s.pend = append(s.pend, p...)
+		s.wmu.Unlock()
+		return len(p), nil
+	}
+	n := 0
+	for n < len(p) {
+		m, err := sysWrite(s.fd, p[n:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			// Kept, in a buffer of its own: p is the pump's.
+			s.pend = append([]byte(nil), p[n:]...)
+			s.pending.Store(true)
+			s.wmu.Unlock()
+			if s.onPend != nil {
+				s.onPend()
+			}
+			return len(p), nil
+		case err != nil:
+			s.wmu.Unlock()
+			return n, c.opError("write", err)
+		}
+		n += m
+	}
+	s.wmu.Unlock()
 	return n, nil
 }
 

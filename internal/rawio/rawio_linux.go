@@ -39,6 +39,8 @@ type rawIOConn struct {
 	lent atomic.Bool
 	lmu  sync.Mutex
 	ls   *lendState
+	// onPend is given to the lendState at Lend (see OnPending).
+	onPend func()
 }
 
 // Wrap returns c with raw-syscall I/O when it is a TCP connection.

@@ -27,6 +27,13 @@ func Manager(tb testing.TB, specs ...keys.Spec) *keys.Manager {
 // ManagerWith is Manager with opts (its Store and Master are set here).
 func ManagerWith(tb testing.TB, opts keys.Options, specs ...keys.Spec) *keys.Manager {
 	tb.Helper()
+	return ManagerWrapped(tb, opts, nil, specs...)
+}
+
+// ManagerWrapped is ManagerWith with the master key wrapped by wrap (nil:
+// as it is): a test's slow or failing key service.
+func ManagerWrapped(tb testing.TB, opts keys.Options, wrap func(kms.MasterKey) kms.MasterKey, specs ...keys.Spec) *keys.Manager {
+	tb.Helper()
 	dir := tb.TempDir()
 	mk := filepath.Join(dir, "master.key")
 	if _, err := kms.CreateLocalKeyFile(mk); err != nil {
@@ -41,7 +48,10 @@ func ManagerWith(tb testing.TB, opts keys.Options, specs ...keys.Spec) *keys.Man
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	opts.Store, opts.Master = store, master
+	opts.Store, opts.Master = store, kms.MasterKey(master)
+	if wrap != nil {
+		opts.Master = wrap(opts.Master)
+	}
 	mgr, err := keys.New(opts)
 	if err != nil {
 		tb.Fatal(err)

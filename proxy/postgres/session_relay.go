@@ -45,6 +45,10 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	// only what it uses.
 	s.startup, s.srvParams = nil, nil
 
+	// Hooks announce their waits (blocking.Announce with the session's
+	// context: pgcrypt's catalog and search_path reads, key loads), so a
+	// session with hooks may run on an event loop too.
+	//
 	// The server->client pump parks only when no request is outstanding:
 	// a busy session waits for its answers in the runtime. The
 	// client->server one not with an extended-protocol batch or a COPY
@@ -52,7 +56,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	r := proxy.NewRelay(s.pc,
 		up.Leg(s.runPump, s.RawServer, s.serverTLS, s.acct.Idle, proxy.IsReadDeadline),
 		down.Leg(s.runPump, s.rawClient, s.clientTLS, s.acct.Quiet, proxy.IsReadDeadline),
-		s.acct.Idle, hooks == nil)
+		s.acct.Idle, true)
 	s.acct.Notify(r.Busy, r.Idle)
 
 	// A busy session is closed by the server->client pump at its next

@@ -272,7 +272,7 @@ func (s *session) commandComplete(ev *event, body []byte) {
 	tag, _ := pgmsg.ParseCommandComplete(body)
 	for _, ddl := range ddlTags {
 		if bytes.HasPrefix(tag, []byte(ddl)) {
-			s.db.catalog.purge()
+			s.db.catalog.purge(s.ctx)
 			s.db.planner.Purge()
 			s.db.refreshSoon() // derived relations may have changed
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,9 +59,26 @@ func newCatalog(database, user string, set *rules.Set, connect ConnectFunc) *cat
 	return &catalog{database: database, user: user, rules: set, connect: connect, tables: map[uint32]*tableInfo{}}
 }
 
+// lock takes c.mu. It is held across the catalog's queries: a session
+// that would wait for another's announces it first (its hook may run on
+// an event loop).
+func (c *catalog) lock(ctx context.Context) {
+	if !c.mu.TryLock() {
+		blocking.Announce(ctx)
+		c.mu.Lock()
+	}
+}
+
+// query runs f on the connection (withConn) after announcing the wait.
+// c.mu must be held.
+func (c *catalog) query(ctx context.Context, f func(*pgx.Conn) error) error {
+	blocking.Announce(ctx)
+	return c.withConn(ctx, f)
+}
+
 // purge drops every cached answer.
-func (c *catalog) purge() {
-	c.mu.Lock()
+func (c *catalog) purge(ctx context.Context) {
+	c.lock(ctx)
 	clear(c.tables)
 	c.gen.Add(1)
 	c.mu.Unlock()
@@ -118,7 +136,7 @@ func (c *catalog) withConn(ctx context.Context, f func(*pgx.Conn) error) error {
 // Table returns the encrypted columns of relation oid by attribute number,
 // and whether the relation exists (as seen from a fresh transaction).
 func (c *catalog) Table(ctx context.Context, oid uint32) (*tableInfo, error) {
-	c.mu.Lock()
+	c.lock(ctx)
 	defer c.mu.Unlock()
 	return c.table(ctx, oid, 0)
 }
@@ -131,7 +149,7 @@ func (c *catalog) table(ctx context.Context, oid uint32, depth int) (*tableInfo,
 	ti := &tableInfo{}
 	var kind string
 	var deps []uint32
-	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+	err := c.query(ctx, func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, `SELECT n.nspname, c.relname, c.relkind::text, a.attnum, a.attname
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -205,10 +223,10 @@ WHERE r.ev_class = $1 AND d.refobjid <> $1`, oid)
 // resolves to "pg_temp" (which has no rules: statements on an encrypted
 // table of that name are then refused unless schema-qualified).
 func (c *catalog) Resolve(ctx context.Context, searchPath []string, table string) (string, error) {
-	c.mu.Lock()
+	c.lock(ctx)
 	defer c.mu.Unlock()
 	var schemas []string
-	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+	err := c.query(ctx, func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, `SELECT CASE WHEN n.nspname LIKE 'pg\_temp\_%' THEN 'pg_temp' ELSE n.nspname END
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -245,10 +263,10 @@ WHERE c.relname = $1`, table)
 // then creates in the session's temporary schema, which the catalog
 // connection cannot see). USAGE privileges are not checked.
 func (c *catalog) CreationSchema(ctx context.Context, searchPath []string) (string, error) {
-	c.mu.Lock()
+	c.lock(ctx)
 	defer c.mu.Unlock()
 	var schemas []string
-	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+	err := c.query(ctx, func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, `SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])`, searchPath)
 		if err != nil {
 			return err
@@ -274,10 +292,10 @@ func (c *catalog) CreationSchema(ctx context.Context, searchPath []string) (stri
 
 // Columns implements pgsql.Catalog.
 func (c *catalog) Columns(ctx context.Context, schema, table string) ([]string, error) {
-	c.mu.Lock()
+	c.lock(ctx)
 	defer c.mu.Unlock()
 	var cols []string
-	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+	err := c.query(ctx, func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -355,7 +373,7 @@ func (c *catalog) derivedRelations(ctx context.Context) ([]pgsql.DerivedRelation
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []pgsql.DerivedRelation
-	err := c.withConn(ctx, func(conn *pgx.Conn) error {
+	err := c.query(ctx, func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, derivedSQL, schemas, tables)
 		if err != nil {
 			return err

@@ -88,7 +88,7 @@ func (b *BenchSession) PurgeCatalog() {
 	c.mu.Lock()
 	saved := maps.Clone(c.tables)
 	c.mu.Unlock()
-	c.purge()
+	c.purge(context.Background())
 	c.mu.Lock()
 	maps.Copy(c.tables, saved)
 	c.mu.Unlock()

@@ -3,6 +3,7 @@ package pgcrypt
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -225,6 +226,7 @@ func (s *session) ensureSearchPath(w *postgres.Writer) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	blocking.Announce(s.ctx) // the backend brings the answer
 	select {
 	case a := <-s.searchPath.answers:
 		if a.ok {

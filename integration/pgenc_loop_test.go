@@ -1,0 +1,160 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dbproxy/dbproxy/crypto/keys"
+	"github.com/dbproxy/dbproxy/crypto/kms"
+	"github.com/dbproxy/dbproxy/internal/testenv"
+	"github.com/dbproxy/dbproxy/internal/testkeys"
+	"github.com/dbproxy/dbproxy/rules"
+	"github.com/dbproxy/dbproxy/value"
+)
+
+// gatedMaster is a key service whose Unwrap waits until the test opens
+// the gate: a KMS that is slow to answer.
+type gatedMaster struct {
+	kms.MasterKey
+	entered chan struct{} // a call is waiting
+	open    chan struct{} // closed: calls go through
+	calls   atomic.Int32
+}
+
+func (g *gatedMaster) Unwrap(ctx context.Context, ref kms.KeyRef, wrapped []byte) ([]byte, error) {
+	g.calls.Add(1)
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.MasterKey.Unwrap(ctx, ref, wrapped)
+}
+
+// TestPGEncLoopedWait: sessions of an encrypting listener are relayed by
+// the event loop (one loop here), and a statement whose hook must wait
+// (its data key is being unwrapped by a key service that does not answer
+// yet) waits off the loop: the loop's other sessions, old and new, go on
+// meanwhile. Once the key service answers, the statement completes and
+// its value is ciphertext at rest; a session whose client leaves while its
+// hook waits ends once the wait is over.
+func TestPGEncLoopedWait(t *testing.T) {
+	ctx := testCtx(t)
+	pg := testenv.StartPostgres(t)
+	direct := testenv.ConnectPG(t, pg.DSN())
+	if _, err := direct.Exec(ctx, `CREATE TABLE looped (id int, email bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
+	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
+		gate.MasterKey = m
+		return gate
+	}, testkeys.ForRules(specs)...)
+	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
+	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
+
+	// B: a session on the loop before the wait.
+	b := testenv.ConnectPG(t, p.DSN("disable"))
+	if err := b.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A: its insert needs the data key; the key service holds it.
+	a := testenv.ConnectPG(t, p.DSN("disable"))
+	if err := a.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both sessions on the event loop", func() bool { return p.Srv.Looped() == 2 })
+	inserted := make(chan error, 1)
+	go func() {
+		_, err := a.Exec(ctx, `INSERT INTO looped VALUES (1, 'alice@example.com')`)
+		inserted <- err
+	}()
+	select {
+	case <-gate.entered:
+	case err := <-inserted:
+		t.Fatalf("insert finished before the key service answered: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the insert never asked the key service")
+	}
+	if p.Srv.RelayHandoffs() == 0 {
+		t.Fatal("a hook waited without handing its loop off")
+	}
+
+	// The loop goes on: B, and a session C started now, run statements,
+	// on encrypted tables too (their plans need no key).
+	c := testenv.ConnectPG(t, p.DSN("disable"))
+	qctx, qcancel := context.WithTimeout(ctx, 15*time.Second) // a loop that waits with the hook
+	defer qcancel()
+	for i, conn := range []*pgx.Conn{b, c} {
+		for n := range 50 {
+			var v int
+			if err := conn.QueryRow(qctx, `SELECT $1::int`, n).Scan(&v); err != nil || v != n {
+				t.Fatalf("session %d while a hook waits: %d, %v", i, v, err)
+			}
+		}
+		var cnt int
+		if err := conn.QueryRow(qctx, `SELECT count(*) FROM looped`).Scan(&cnt); err != nil || cnt != 0 {
+			t.Fatalf("session %d: count %d, %v", i, cnt, err)
+		}
+	}
+	if n := p.Srv.Looped(); n != 3 {
+		t.Fatalf("%d sessions on the loop, want 3", n)
+	}
+	select {
+	case err := <-inserted:
+		t.Fatalf("insert finished before the key service answered: %v", err)
+	default:
+	}
+
+	// D leaves while its hook waits for the key service too.
+	d := testenv.ConnectPG(t, p.DSN("disable"))
+	if err := d.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := p.Srv.RelayHandoffs()
+	dctx, dcancel := context.WithCancel(ctx)
+	dDone := make(chan struct{})
+	go func() {
+		_, _ = d.Exec(dctx, `INSERT INTO looped VALUES (2, 'dora@example.com')`)
+		close(dDone)
+	}()
+	waitFor(t, "D's insert off the loop", func() bool { return p.Srv.RelayHandoffs() > before })
+	time.Sleep(50 * time.Millisecond)
+	d.PgConn().Conn().Close()
+	dcancel()
+	<-dDone
+	if n := p.Srv.Looped(); n != 4 {
+		t.Fatalf("%d sessions on the loop while D's hook waits, want 4 (A, B, C, D)", n)
+	}
+
+	close(gate.open)
+	if err := <-inserted; err != nil {
+		t.Fatalf("insert after the key service answered: %v", err)
+	}
+	var id int
+	if err := a.QueryRow(ctx, `SELECT id FROM looped WHERE email = 'alice@example.com'`).Scan(&id); err != nil || id != 1 {
+		t.Fatalf("lookup through the proxy: %d, %v", id, err)
+	}
+	var raw []byte
+	if err := direct.QueryRow(ctx, `SELECT email FROM looped WHERE id = 1`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("alice")) {
+		t.Fatalf("plaintext at rest: %q", raw)
+	}
+	waitFor(t, "D's session ended", func() bool { return p.Srv.Looped() == 3 })
+	var n int
+	if err := direct.QueryRow(ctx, `SELECT count(*) FROM looped WHERE id = 2 AND position('dora'::bytea in email) > 0`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("D's plaintext at rest: %d, %v", n, err)
+	}
+}
