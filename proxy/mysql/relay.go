@@ -328,6 +328,10 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	down.CountReads(s.h.CountFromClient)
 	s.cbr, s.sbr = nil, nil
 
+	// Hooks announce their waits (blocking.Announce with the session's
+	// context: catalog reads, key loads), so a session with hooks may run
+	// on an event loop too.
+	//
 	// The pumps run under a proxy.Relay on the detached connection: once
 	// nothing has been in flight for proxy.ParkDelay, each pump reading a
 	// plain TCP socket (or a client TLS one holding no input) parks it on the server's poller between packets and
@@ -338,7 +342,7 @@ func (s *session) relay(ctx context.Context, hooks *SessionHooks) {
 	r := proxy.NewRelay(s.pc,
 		up.Leg(s.runPump, s.RawServer, s.serverTLS, q.idle, isReadDeadline),
 		down.Leg(s.runPump, s.rawClient, s.clientTLS, q.commandMode, isReadDeadline),
-		q.idle, hooks == nil)
+		q.idle, true)
 	q.ex.Notify(r.Busy, r.Idle)
 
 	if !q.inTrans.Load() {

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"slices"
 	"strconv"
 	"strings"
@@ -341,6 +342,7 @@ func (p *Planner) columns(ctx context.Context, database, table string, fresh boo
 		return c, true, nil
 	}
 	p.mu.Unlock()
+	blocking.Announce(ctx) // a query (the hook may run on an event loop)
 	cols, err = p.catalog.Columns(ctx, database, table)
 	if err != nil {
 		return nil, false, fmt.Errorf("column list of %s.%s: %w", database, table, err)

@@ -2,6 +2,7 @@ package mysqlsql
 
 import (
 	"context"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,6 +112,7 @@ func (r *relations) current(ctx context.Context) *viewSet {
 			// rather than wait (the bound stretches by one read).
 			return v
 		}
+		blocking.Announce(ctx) // the first read: wait for it
 		r.mu.Lock()
 	}
 	defer r.mu.Unlock()
@@ -121,6 +123,7 @@ func (r *relations) current(ctx context.Context) *viewSet {
 	r.stale.Store(false)
 	// The list serves every session: a session that goes away while it
 	// is being read must not cut the read short.
+	blocking.Announce(ctx)
 	rel, err := r.src.Relations(context.WithoutCancel(ctx))
 	if err != nil {
 		if r.onError != nil {

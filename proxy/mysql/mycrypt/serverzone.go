@@ -2,6 +2,7 @@ package mycrypt
 
 import (
 	"context"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"strings"
 	"sync"
@@ -40,11 +41,17 @@ func (g *serverGlobal[T]) get(ctx context.Context, read func(context.Context) (*
 	if g.done.Load() {
 		return g.cur.Load()
 	}
-	g.mu.Lock()
+	// Held across the read: a session on an event loop announces that
+	// it waits, for the lock or the read.
+	if !g.mu.TryLock() {
+		blocking.Announce(ctx)
+		g.mu.Lock()
+	}
 	defer g.mu.Unlock()
 	if g.done.Load() || time.Now().Before(g.retryAt) {
 		return g.cur.Load()
 	}
+	blocking.Announce(ctx)
 	v, err := read(ctx)
 	if err != nil {
 		g.retryAt = time.Now().Add(zoneRetry)

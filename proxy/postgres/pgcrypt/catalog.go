@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dbproxy/dbproxy/internal/blocking"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,11 @@ type catalog struct {
 	conn   *pgx.Conn
 	closed bool // by close: no connection is opened again
 	tables map[uint32]*tableInfo
+	// known is a copy of tables, published after each change, that Table
+	// reads without the lock: sessions on different event loops would
+	// otherwise contend for it on every result description, and one that
+	// finds it taken moves off its loop (lock).
+	known atomic.Pointer[map[uint32]*tableInfo]
 
 	// refreshMu serializes refreshDerived; derivedAt is when the last
 	// successful refresh started.
@@ -80,8 +86,15 @@ func (c *catalog) query(ctx context.Context, f func(*pgx.Conn) error) error {
 func (c *catalog) purge(ctx context.Context) {
 	c.lock(ctx)
 	clear(c.tables)
+	c.publishLocked()
 	c.gen.Add(1)
 	c.mu.Unlock()
+}
+
+// publishLocked publishes a copy of c.tables for Table. c.mu is held.
+func (c *catalog) publishLocked() {
+	m := maps.Clone(c.tables)
+	c.known.Store(&m)
 }
 
 // catalogCloseTimeout bounds the Terminate a closing catalog connection
@@ -95,6 +108,7 @@ func (c *catalog) close() {
 	defer c.mu.Unlock()
 	c.closed = true
 	clear(c.tables)
+	c.publishLocked()
 	if c.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), catalogCloseTimeout)
 		_ = c.conn.Close(ctx)
@@ -136,6 +150,11 @@ func (c *catalog) withConn(ctx context.Context, f func(*pgx.Conn) error) error {
 // Table returns the encrypted columns of relation oid by attribute number,
 // and whether the relation exists (as seen from a fresh transaction).
 func (c *catalog) Table(ctx context.Context, oid uint32) (*tableInfo, error) {
+	if m := c.known.Load(); m != nil {
+		if ti, ok := (*m)[oid]; ok {
+			return ti, nil
+		}
+	}
 	c.lock(ctx)
 	defer c.mu.Unlock()
 	return c.table(ctx, oid, 0)
@@ -211,6 +230,7 @@ WHERE r.ev_class = $1 AND d.refobjid <> $1`, oid)
 	}
 	if ti.found { // a missing relation may appear once its transaction commits
 		c.tables[oid] = ti
+		c.publishLocked()
 	}
 	return ti, nil
 }

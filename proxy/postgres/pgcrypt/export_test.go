@@ -56,6 +56,7 @@ func NewBenchSession(ctx context.Context, set *rules.Set, enc *rules.Encryptor, 
 	for oid, cols := range tables {
 		c.tables[oid] = &tableInfo{found: true, cols: cols}
 	}
+	c.publishLocked()
 	s := &session{ic: ic, db: &dbState{planner: p, catalog: c}, rules: dset, ctx: ctx,
 		log: slog.New(slog.DiscardHandler), lex: lexSettings{clientEncoding: "UTF8"},
 		searchPath: searchPathState{current: "public", known: true, asked: true, // no server to ask
@@ -91,6 +92,7 @@ func (b *BenchSession) PurgeCatalog() {
 	c.purge(context.Background())
 	c.mu.Lock()
 	maps.Copy(c.tables, saved)
+	c.publishLocked()
 	c.mu.Unlock()
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/dbproxy/dbproxy/crypto/kms"
 	"github.com/dbproxy/dbproxy/internal/testenv"
 	"github.com/dbproxy/dbproxy/internal/testkeys"
+	"github.com/dbproxy/dbproxy/proxy/mysql/mycrypt"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )
@@ -157,4 +159,90 @@ func TestPGEncLoopedWait(t *testing.T) {
 	if err := direct.QueryRow(ctx, `SELECT count(*) FROM looped WHERE id = 2 AND position('dora'::bytea in email) > 0`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("D's plaintext at rest: %d, %v", n, err)
 	}
+}
+
+// TestMySQLEncLoopedWait is TestPGEncLoopedWait for MySQL: an encrypting
+// session waiting for the catalog and its data key waits off the event
+// loop while the loop's other sessions go on.
+func TestMySQLEncLoopedWait(t *testing.T) {
+	ctx := testCtx(t)
+	db := testenv.StartMariaDB(t)
+	direct := openDB(t, myConfigAt(t, db.Addr(), db.User, db.Password, db.Database))
+	if _, err := direct.ExecContext(ctx, `CREATE TABLE looped (id int, email varbinary(200))`); err != nil {
+		t.Fatal(err)
+	}
+	spec := encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")
+	spec.Schema, spec.Database = "", db.Database
+	specs := []rules.Spec{spec}
+	set, err := rules.New(rules.DialectMySQL, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
+		gate.MasterKey = m
+		return gate
+	}, testkeys.ForRules(specs)...)
+	// With a catalog: the INSERT without a column list reads the column
+	// order first, off the loop too.
+	cat := sideCatalog(t)(db).(*mycrypt.Catalog)
+	ic, err := mycrypt.New(mycrypt.Options{Rules: set, Keys: mgr, Catalog: cat, Zones: cat, Lex: cat, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startMyProxy(t, db, myProxyOpts{Interceptor: ic, RelayLoops: 1})
+	pool := openDB(t, p.config(t))
+	a, err := pool.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pool.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both sessions on the event loop", func() bool { return p.Srv.Looped() == 2 })
+	inserted := make(chan error, 1)
+	go func() {
+		_, err := a.ExecContext(ctx, `INSERT INTO looped VALUES (1, 'alice@example.com')`)
+		inserted <- err
+	}()
+	select {
+	case <-gate.entered:
+	case err := <-inserted:
+		t.Fatalf("insert finished before the key service answered: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the insert never asked the key service")
+	}
+	if p.Srv.RelayHandoffs() == 0 {
+		t.Fatal("a hook waited without handing its loop off")
+	}
+	qctx, qcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer qcancel()
+	for n := range 50 {
+		var v int
+		if err := b.QueryRowContext(qctx, `SELECT ?`, n).Scan(&v); err != nil || v != n {
+			t.Fatalf("another session while a hook waits: %d, %v", v, err)
+		}
+	}
+	var cnt int
+	if err := b.QueryRowContext(qctx, `SELECT count(*) FROM looped`).Scan(&cnt); err != nil || cnt != 0 {
+		t.Fatalf("count %d, %v", cnt, err)
+	}
+	close(gate.open)
+	if err := <-inserted; err != nil {
+		t.Fatalf("insert after the key service answered: %v", err)
+	}
+	var id int
+	if err := a.QueryRowContext(ctx, `SELECT id FROM looped WHERE email = 'alice@example.com'`).Scan(&id); err != nil || id != 1 {
+		t.Fatalf("lookup through the proxy: %d, %v", id, err)
+	}
+	var raw []byte
+	if err := direct.QueryRowContext(ctx, `SELECT email FROM looped WHERE id = 1`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("alice")) {
+		t.Fatalf("plaintext at rest: %q", raw)
+	}
+	_ = a.Close()
+	_ = b.Close()
 }
