@@ -3,12 +3,15 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbproxy/dbproxy/crypto/keys"
 	"github.com/dbproxy/dbproxy/crypto/kms"
@@ -245,4 +248,142 @@ func TestMySQLEncLoopedWait(t *testing.T) {
 	}
 	_ = a.Close()
 	_ = b.Close()
+}
+
+// TestPGEncLoopedWaitClose: a hard close of the server while a session's
+// hook waits off the loop for its data key ends that session too (the
+// wait gives up), without waiting for the key service, and nothing of it
+// reaches the database.
+func TestPGEncLoopedWaitClose(t *testing.T) {
+	ctx := testCtx(t)
+	pg := testenv.StartPostgres(t)
+	direct := testenv.ConnectPG(t, pg.DSN())
+	if _, err := direct.Exec(ctx, `CREATE TABLE looped (id int, email bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
+	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	defer close(gate.open)
+	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
+		gate.MasterKey = m
+		return gate
+	}, testkeys.ForRules(specs)...)
+	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
+	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
+	a := testenv.ConnectPG(t, p.DSN("disable"))
+	inserted := make(chan error, 1)
+	go func() {
+		_, err := a.Exec(ctx, `INSERT INTO looped VALUES (1, 'alice@example.com')`)
+		inserted <- err
+	}()
+	select {
+	case <-gate.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the insert never asked the key service")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- p.Srv.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close waited for a hook's key service")
+	}
+	if err := <-inserted; err == nil {
+		t.Fatal("the insert succeeded through a closed server")
+	}
+	waitFor(t, "the session ended", func() bool { return p.Srv.Looped() == 0 && p.Srv.NumConns() == 0 })
+	var n int
+	if err := direct.QueryRow(ctx, `SELECT count(*) FROM looped`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows, %v", n, err)
+	}
+}
+
+// TestPGEncLoopedWaitPipelined: while the client->server side of a
+// session waits off the loop for a data key (holding the session's
+// state), the answer to the request the client sent before it arrives;
+// the server->client side, which needs that state, waits off the loop
+// too rather than stall it: another session on the loop goes on.
+func TestPGEncLoopedWaitPipelined(t *testing.T) {
+	ctx := testCtx(t)
+	pg := testenv.StartPostgres(t)
+	direct := testenv.ConnectPG(t, pg.DSN())
+	if _, err := direct.Exec(ctx, `CREATE TABLE looped (id int, email bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
+	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	var opened atomic.Bool
+	open := func() {
+		if opened.CompareAndSwap(false, true) {
+			close(gate.open)
+		}
+	}
+	defer open()
+	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
+		gate.MasterKey = m
+		return gate
+	}, testkeys.ForRules(specs)...)
+	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
+	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
+	b := testenv.ConnectPG(t, p.DSN("disable"))
+	a, err := pgconn.Connect(ctx, p.DSN("disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	// A statement on the encrypted table that needs no key: the
+	// session's search_path is known from here on.
+	if _, err := a.Exec(ctx, `SELECT count(*) FROM looped`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	fe := a.Frontend()
+	fe.Send(&pgproto3.Query{String: `SELECT pg_sleep(0.3)`})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // forwarded on its own
+	fe.Send(&pgproto3.Query{String: `INSERT INTO looped VALUES (1, 'alice@example.com')`})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gate.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the insert never asked the key service")
+	}
+	time.Sleep(600 * time.Millisecond) // pg_sleep's answer has arrived
+	qctx, qcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer qcancel()
+	for n := range 20 {
+		var v int
+		if err := b.QueryRow(qctx, `SELECT $1::int`, n).Scan(&v); err != nil || v != n {
+			t.Fatalf("another session while a session's two sides wait: %d, %v", v, err)
+		}
+	}
+	open()
+	var got []string
+	for ready := 0; ready < 2; {
+		msg, err := a.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("receive: %v (so far %q)", err, got)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CommandComplete:
+			got = append(got, string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("error: %s %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			ready++
+		}
+	}
+	if fmt.Sprint(got) != "[SELECT 1 INSERT 0 1]" {
+		t.Fatalf("got %q", got)
+	}
+	var raw []byte
+	if err := direct.QueryRow(ctx, `SELECT email FROM looped WHERE id = 1`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("alice")) {
+		t.Fatalf("plaintext at rest: %q", raw)
+	}
 }

@@ -6,38 +6,44 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// LimitCounts are a listener's totals of connections refused or closed by
-// its limits (docs/config.md, listeners[].limits).
-type LimitCounts struct {
+// ServerCounts are a listener's totals of connections refused or closed by
+// its limits (docs/config.md, listeners[].limits), and what its event
+// loops relay.
+type ServerCounts struct {
 	Refused      uint64 // over max_connections or max_connections_per_source
 	Evicted      uint64 // oldest handshakes closed at max_handshakes
 	IdleTimeouts uint64 // sessions ended by idle_timeout
+	Looped       int    // sessions relayed by an event loop now
+	Handoffs     uint64 // hooks that handed their event loop off to wait
 }
 
-// limitCollector reads LimitCounts at each scrape from the sources the
+// serverCollector reads ServerCounts at each scrape from the sources the
 // listeners registered.
-type limitCollector struct {
-	refused, evicted, idle *prometheus.Desc
+type serverCollector struct {
+	refused, evicted, idle, looped, handoffs *prometheus.Desc
 
 	mu      sync.Mutex
-	sources map[string]func() LimitCounts // by listener
+	sources map[string]func() ServerCounts // by listener
 }
 
-func newLimitCollector() limitCollector {
+func newServerCollector() serverCollector {
 	desc := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, []string{"listener"}, nil)
 	}
-	return limitCollector{
+	return serverCollector{
 		refused: desc("connections_refused_total", "Client connections refused at max_connections or max_connections_per_source."),
 		evicted: desc("handshakes_evicted_total", "Client connections closed in their handshake to make room at max_handshakes."),
 		idle:    desc("idle_timeouts_total", "Client sessions ended by idle_timeout."),
-		sources: map[string]func() LimitCounts{},
+		looped:  desc("relay_looped_sessions", "Sessions relayed by an event loop now (plain TCP on both legs)."),
+		handoffs: desc("relay_handoffs_total",
+			"Times a session's encryption hook, about to wait (search_path, catalog or key cache miss), handed its event loop to a new thread."),
+		sources: map[string]func() ServerCounts{},
 	}
 }
 
-// CountLimits makes the listener's limit counters read read at each
+// CountServer makes the listener's server counters read read at each
 // scrape (proxy.Server.Counters, translated); a later call replaces it.
-func (l *Listener) CountLimits(read func() LimitCounts) {
+func (l *Listener) CountServer(read func() ServerCounts) {
 	if l == nil {
 		return
 	}
@@ -46,13 +52,15 @@ func (l *Listener) CountLimits(read func() LimitCounts) {
 	l.limits.sources[l.name] = read
 }
 
-func (c *limitCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.refused
 	ch <- c.evicted
 	ch <- c.idle
+	ch <- c.looped
+	ch <- c.handoffs
 }
 
-func (c *limitCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, read := range c.sources {
@@ -60,5 +68,7 @@ func (c *limitCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n.Refused), name)
 		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(n.Evicted), name)
 		ch <- prometheus.MustNewConstMetric(c.idle, prometheus.CounterValue, float64(n.IdleTimeouts), name)
+		ch <- prometheus.MustNewConstMetric(c.looped, prometheus.GaugeValue, float64(n.Looped), name)
+		ch <- prometheus.MustNewConstMetric(c.handoffs, prometheus.CounterValue, float64(n.Handoffs), name)
 	}
 }

@@ -37,7 +37,7 @@ const (
 // *Listener observes nothing.
 type Listener struct {
 	name            string
-	limits          *limitCollector
+	limits          *serverCollector
 	connsOpen       prometheus.Gauge
 	counters        [numCounters]prometheus.Counter
 	upstreamConnect prometheus.Observer

@@ -57,7 +57,7 @@ type Metrics struct {
 
 	mu        sync.Mutex // guards listeners
 	listeners map[string]*Listener
-	limits    limitCollector
+	limits    serverCollector
 
 	keyUses      handles[string, keyUses]
 	otherKeyUses handles[keyOp, keyUse]
@@ -107,7 +107,7 @@ func (m *Metrics) defineListenerMetrics() {
 	m.upstreamFailures = m.counterVec("upstream_connect_failures_total", "Connections to the database that failed to open.", "listener")
 	m.catalogRefreshes = m.counterVec("catalog_refreshes_total",
 		"Reads of the database catalog (column lists, types), by outcome: success or failure.", "listener", "outcome")
-	m.limits = newLimitCollector()
+	m.limits = newServerCollector()
 	m.reg.MustRegister(&m.limits)
 }
 

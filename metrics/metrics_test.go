@@ -20,7 +20,7 @@ func TestNamesFollowPrometheusConventions(t *testing.T) {
 	m := metrics.New(metrics.Options{Version: "test"})
 	l := m.Listener("pg")
 	l.Refused("dynamic_sql")
-	l.CountLimits(func() metrics.LimitCounts { return metrics.LimitCounts{} })
+	l.CountServer(func() metrics.ServerCounts { return metrics.ServerCounts{} })
 	m.ObserveKeyUse("encrypt", "users.email", 10, nil)
 	m.ObserveMasterKeyCall("local", "unwrap", time.Millisecond, nil)
 	m.Reloaded(true)
@@ -61,12 +61,16 @@ func TestListener(t *testing.T) {
 	l.UpstreamConnect(time.Second, errTest)
 	l.CatalogRefreshed(nil)
 	l.CatalogRefreshed(errTest)
-	l.CountLimits(func() metrics.LimitCounts { return metrics.LimitCounts{Refused: 4, Evicted: 5, IdleTimeouts: 6} })
+	l.CountServer(func() metrics.ServerCounts {
+		return metrics.ServerCounts{Refused: 4, Evicted: 5, IdleTimeouts: 6, Looped: 7, Handoffs: 8}
+	})
 
 	body := scrape(t, m)
 	for _, want := range []string{
 		`dbproxy_connections_open{listener="pg"} 1`,
 		`dbproxy_connections_total{listener="pg"} 2`,
+		`dbproxy_relay_looped_sessions{listener="pg"} 7`,
+		`dbproxy_relay_handoffs_total{listener="pg"} 8`,
 		`dbproxy_handshakes_total{listener="pg"} 1`,
 		`dbproxy_auth_failures_total{listener="pg"} 1`,
 		`dbproxy_statements_total{listener="pg",outcome="forwarded",reason=""} 1`,
@@ -169,7 +173,7 @@ func TestNilObservesNothing(t *testing.T) {
 	l.FromUpstream(1)
 	l.UpstreamConnect(time.Second, nil)
 	l.CatalogRefreshed(nil)
-	l.CountLimits(nil)
+	l.CountServer(nil)
 	m.ObserveKeyUse("encrypt", "k", 1, nil)
 	m.ObserveMasterKeyCall("local", "wrap", time.Second, nil)
 	m.KeyCacheHit()

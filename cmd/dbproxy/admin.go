@@ -136,9 +136,10 @@ func countConnections(srv *proxy.Server, l *metrics.Listener) {
 			prev(c, s)
 		}
 	}
-	l.CountLimits(func() metrics.LimitCounts {
+	l.CountServer(func() metrics.ServerCounts {
 		c := srv.Counters()
-		return metrics.LimitCounts{Refused: c.Refused, Evicted: c.Evicted, IdleTimeouts: c.IdleTimeouts}
+		return metrics.ServerCounts{Refused: c.Refused, Evicted: c.Evicted, IdleTimeouts: c.IdleTimeouts,
+			Looped: srv.Looped(), Handoffs: uint64(srv.RelayHandoffs())}
 	})
 }
 

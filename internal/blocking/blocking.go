@@ -26,6 +26,9 @@ func WithHook(ctx context.Context, f func()) context.Context {
 // goroutine or a lock held across I/O). Call it on the wait's path only,
 // not on every call: it looks up the context.
 func Announce(ctx context.Context) {
+	if ctx == nil {
+		return
+	}
 	if f, ok := ctx.Value(hookKey{}).(func()); ok {
 		f()
 	}

@@ -25,6 +25,11 @@
 // removed meanwhile, or closed and reused by another socket, finds no
 // handler and is dropped.
 //
+// A handler that finds it must wait after all (a cache miss that needs
+// I/O) calls [Loop.Handoff]: a new goroutine takes the loop over, and the
+// handler goes on, and waits, on the old one, which leaves the loop when
+// the handler returns.
+//
 // Outside Linux [New] returns an error and callers relay on goroutines.
 //
 // It owns only the loop; it must not import any dbproxy package.

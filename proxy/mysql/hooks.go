@@ -132,11 +132,14 @@ type CommandFunc func(x *Exchange, payload []byte, w *Writer) error
 type ResultFunc func(x *Exchange, kind Kind, payload []byte, w *Writer) error
 
 // SessionHooks intercept the commands and responses of one session.
-// Command runs on the client->server goroutine and Result on the
-// server->client goroutine, concurrently; the Exchange passes from the
+// Command runs on the client->server side and Result on the
+// server->client side, concurrently; the Exchange passes from the
 // first to the second with a happens-before edge, anything else they share
 // must be synchronized by them. Commands and kinds not selected are relayed
-// as raw bytes without being decoded.
+// as raw bytes without being decoded. Each side may run on an event loop
+// that many sessions share: a hook must not wait (for I/O, or a lock held
+// across I/O) without calling blocking.Announce, with the context the
+// Interceptor got, just before.
 //
 // The authentication exchange of COM_CHANGE_USER and the data of LOCAL
 // INFILE are never handed to hooks.

@@ -19,9 +19,16 @@ type MessageTypes = proxy.ByteSet
 type MessageFunc func(typ byte, body []byte, w *Writer) error
 
 // SessionHooks intercept the messages of one session. The Frontend func runs
-// on the client->server goroutine and the Backend func on the server->client
-// goroutine, concurrently: state they share must be synchronized by them.
+// on the client->server side and the Backend func on the server->client
+// side, concurrently: state they share must be synchronized by them.
 // Messages of other types are forwarded as raw bytes without being decoded.
+//
+// Each side runs on a goroutine of its own or, with plain TCP legs, on an
+// event loop that many sessions share. So a hook must not wait (for I/O,
+// for the other side, for a lock held across I/O) without calling
+// blocking.Announce, with the context the Interceptor got, just before: on
+// a loop that moves the hook's side off it while it waits. Close must not
+// wait at all.
 type SessionHooks struct {
 	// FrontendTypes selects the client->server messages handed to Frontend
 	// (for example 'Q', 'P', 'B', 'D', 'd').

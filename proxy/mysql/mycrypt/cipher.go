@@ -51,7 +51,7 @@ func (s *session) changeUserDone(st *exState, ok bool) {
 		s.cipher.Store(st.changeUser)
 		return
 	}
-	s.mu.Lock()
+	s.lock()
 	s.lx.charset = ""
 	s.mu.Unlock()
 }

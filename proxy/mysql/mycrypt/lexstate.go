@@ -243,7 +243,7 @@ func (s *session) beginLexChange(plan *mysqlsql.Plan) *lexChange {
 	if c.Global {
 		s.ic.lex.invalidate()
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if c.Executes && s.lx.riskyPrepare {
 		// Whatever EXECUTE runs may change them: unknown until a SET (or
@@ -269,7 +269,7 @@ func (s *session) finishLexChange(lc *lexChange, kind byte, more bool) {
 	if more {
 		return
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	switch {
 	case kind == 0x00:
@@ -384,7 +384,7 @@ func (s *session) trackOK(st *exState, kind byte, payload []byte) {
 		if !ok {
 			more = false
 			if st.lex != nil {
-				s.mu.Lock()
+				s.lock()
 				s.lx.unknownAll()
 				s.mu.Unlock()
 				st.lex = nil
@@ -406,7 +406,7 @@ func (s *session) trackOK(st *exState, kind byte, payload []byte) {
 	if mode == nil && cs == nil {
 		return
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if mode != nil {
 		m, err := mysqlsql.ParseSQLMode(*mode)
@@ -424,7 +424,7 @@ func (s *session) trackOK(st *exState, kind byte, payload []byte) {
 // session from the global values and the packet's character set.
 func (s *session) changeUser(payload []byte) {
 	g := s.ic.lex.get(s.ctx)
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.lx.startMode(g)
 	s.lx.riskyPrepare = false
@@ -440,7 +440,7 @@ func (s *session) changeUser(payload []byte) {
 // character_set_client.
 func (s *session) resetConnection() {
 	g := s.ic.lex.get(s.ctx)
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.lx.startMode(g)
 	s.lx.riskyPrepare = false

@@ -34,7 +34,7 @@ func (s *session) plan(sql string) (*mysqlsql.Plan, error) {
 // planLex plans sql under the session's database and lexing state, and
 // returns that state.
 func (s *session) planLex(sql string) (*mysqlsql.Plan, mysqlsql.Lex, error) {
-	s.mu.Lock()
+	s.lock()
 	db, lex := s.db, s.lx.lex()
 	s.mu.Unlock()
 	plan, err := s.planIn(db, lex, sql)
@@ -107,7 +107,7 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 	case gomysql.COM_STMT_EXECUTE:
 		return s.execute(x, payload, w)
 	case gomysql.COM_STMT_FETCH:
-		s.mu.Lock()
+		s.lock()
 		st := s.stmts[x.StmtID]
 		var cols []column
 		if st != nil {
@@ -126,23 +126,23 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 	case gomysql.COM_STMT_SEND_LONG_DATA:
 		return s.longData(x, payload, w)
 	case gomysql.COM_STMT_CLOSE:
-		s.mu.Lock()
+		s.lock()
 		delete(s.stmts, x.StmtID)
 		s.mu.Unlock()
 	case gomysql.COM_STMT_RESET:
-		s.mu.Lock()
+		s.lock()
 		if st := s.stmts[x.StmtID]; st != nil {
 			st.poisoned = false
 		}
 		s.mu.Unlock()
 	case gomysql.COM_INIT_DB:
-		s.mu.Lock()
+		s.lock()
 		st := &exState{use: true, single: true, newDB: string(payload[1:]), prevDB: s.db}
 		s.db = mysqlsql.UnknownDatabase
 		s.mu.Unlock()
 		x.Watch, x.State = true, st
 	case gomysql.COM_CHANGE_USER:
-		s.mu.Lock()
+		s.lock()
 		s.db = mysqlsql.UnknownDatabase
 		clear(s.stmts)
 		s.mu.Unlock()
@@ -150,7 +150,7 @@ func (s *session) command(x *mysql.Exchange, payload []byte, w *mysql.Writer) (e
 		s.changeUser(payload)
 		x.Watch, x.State = true, &exState{changeUser: s.changeUserCipher(payload)}
 	case gomysql.COM_RESET_CONNECTION:
-		s.mu.Lock()
+		s.lock()
 		clear(s.stmts)
 		s.mu.Unlock()
 		s.resetZone()
@@ -173,7 +173,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 		st.lex = s.beginLexChange(plan)
 	}
 	if plan.HasUse {
-		s.mu.Lock()
+		s.lock()
 		st.use, st.newDB, st.prevDB = true, plan.Use, s.db
 		st.single = plan.Statements == 1
 		s.db = mysqlsql.UnknownDatabase
@@ -193,7 +193,7 @@ func (s *session) query(x *mysql.Exchange, payload []byte, w *mysql.Writer) erro
 	out, err := s.rewriteRecording(plan, gomysql.COM_QUERY, &st.matches)
 	if err != nil {
 		if plan.HasUse {
-			s.mu.Lock()
+			s.lock()
 			s.db = st.prevDB
 			s.mu.Unlock()
 		}
@@ -237,7 +237,7 @@ func (s *session) longData(x *mysql.Exchange, payload []byte, w *mysql.Writer) e
 		w.Packet(payload)
 		return nil
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	st := s.stmts[x.StmtID]
 	if st == nil || st.plan.Passthrough {
@@ -334,7 +334,7 @@ func (s *session) finishUse(st *exState, kind mysql.Kind, payload []byte) {
 			more = binary.LittleEndian.Uint16(payload[p:])&gomysql.SERVER_MORE_RESULTS_EXISTS != 0
 		} else {
 			more = true // malformed: leave the database unknown
-			s.mu.Lock()
+			s.lock()
 			s.db = mysqlsql.UnknownDatabase
 			s.mu.Unlock()
 		}
@@ -342,7 +342,7 @@ func (s *session) finishUse(st *exState, kind mysql.Kind, payload []byte) {
 	if more {
 		return
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	switch {
 	case kind == mysql.KindOK:
@@ -382,7 +382,7 @@ func (s *session) prepareOK(x *mysql.Exchange, st *exState, payload []byte, w *m
 	st.stmtID, st.prepared = id, true
 	ps := &stmt{plan: plan, zoneRisky: st.zoneRisky}
 	st.stmt = ps
-	s.mu.Lock()
+	s.lock()
 	s.stmts[id] = ps
 	s.mu.Unlock()
 	w.Packet(out)

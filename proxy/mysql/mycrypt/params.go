@@ -69,7 +69,7 @@ func (s *session) execute(x *mysql.Exchange, payload []byte, w *mysql.Writer) er
 // parameter types remembered from its last execution. A statement whose
 // long data went to an encrypted parameter is refused once.
 func (s *session) executedStmt(id uint32) (*stmt, []uint16, error) {
-	s.mu.Lock()
+	s.lock()
 	st := s.stmts[id]
 	var types []uint16
 	poisoned := false
@@ -95,7 +95,7 @@ func (s *session) preparedSessionChange(c *mysqlsql.SessionChange) {
 	if c.Global {
 		s.ic.lex.invalidate()
 	}
-	s.mu.Lock()
+	s.lock()
 	if c.ModeSet != mysqlsql.SettingUnchanged || c.Executes {
 		s.lx.modeSt = modeUnknown
 	}
@@ -164,7 +164,7 @@ func (s *session) rememberTypes(st *stmt, types []uint16, raw []byte) []uint16 {
 	for i := range types {
 		types[i] = binary.LittleEndian.Uint16(raw[2*i:])
 	}
-	s.mu.Lock()
+	s.lock()
 	st.types = types
 	s.mu.Unlock()
 	return types

@@ -116,7 +116,7 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 	if x.Column == 0 || len(st.cols) != x.Columns {
 		st.cols, st.shared, st.anyEnc, st.readable = nil, false, false, false
 		if ps != nil {
-			s.mu.Lock()
+			s.lock()
 			cols := ps.cols
 			s.mu.Unlock()
 			if len(cols) == x.Columns {
@@ -160,7 +160,7 @@ func (s *session) columnDef(x *mysql.Exchange, st *exState, payload []byte, w *m
 		st.defsEOF = !x.DeprecateEOF
 	}
 	if x.Column == x.Columns-1 && ps != nil {
-		s.mu.Lock()
+		s.lock()
 		ps.cols = st.cols
 		s.mu.Unlock()
 		st.shared = true // published: never written again

@@ -2,6 +2,7 @@ package mycrypt
 
 import (
 	"context"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,7 @@ type session struct {
 	// (mysql.MariaDBExtendedMetadata).
 	extMeta bool
 
-	mu    sync.Mutex
+	mu    sync.Mutex // take it with lock
 	db    string
 	stmts map[uint32]*stmt
 
@@ -158,4 +159,14 @@ func (s *session) release(x *mysql.Exchange) {
 func (s *session) unwatched(st *exState) {
 	*st = exState{reuse: true}
 	s.spare.Store(st)
+}
+
+// lock takes s.mu. One side of the session may hold it while it waits
+// off the event loop (see blocking): the other side, finding it taken,
+// announces a wait too rather than stall the loop.
+func (s *session) lock() {
+	if !s.mu.TryLock() {
+		blocking.Announce(s.ctx)
+		s.mu.Lock()
+	}
 }

@@ -85,7 +85,7 @@ func (s *session) beginZoneChange(text string, lex mysqlsql.Lex) *zoneChange {
 // parameters, and its execution a change the proxy cannot read. An SQL
 // PREPARE in it makes later SQL EXECUTEs such changes too.
 func (s *session) preparedChangesZone(text string) bool {
-	s.mu.Lock()
+	s.lock()
 	lex := s.lx.lex()
 	s.mu.Unlock()
 	z := mysqlsql.AnalyzeTimeZone(text, lex)

@@ -238,19 +238,19 @@ func (s *session) parameterStatus(body []byte) {
 	switch string(name) {
 	case "TimeZone":
 		loc := loadZone(string(val))
-		s.mu.Lock()
+		s.lock()
 		s.zone = loc
 		s.mu.Unlock()
 	case "standard_conforming_strings":
-		s.mu.Lock()
+		s.lock()
 		s.lex.stdStringsOff = string(val) != "on"
 		s.mu.Unlock()
 	case "client_encoding":
-		s.mu.Lock()
+		s.lock()
 		s.lex.clientEncoding = string(val)
 		s.mu.Unlock()
 	case "search_path":
-		s.mu.Lock()
+		s.lock()
 		s.searchPath.reportedPath, s.searchPath.newReport = string(val), true
 		s.mu.Unlock()
 	}
@@ -262,7 +262,7 @@ func (s *session) commandComplete(ev *event, body []byte) {
 	if ev.plan != nil {
 		if ev.done < len(ev.plan.Statements) {
 			st := &ev.plan.Statements[ev.done]
-			s.mu.Lock()
+			s.lock()
 			s.prepared.Commit(st)
 			s.notePrepared(st, ev.searchPathAt)
 			s.mu.Unlock()

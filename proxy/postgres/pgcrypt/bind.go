@@ -54,7 +54,7 @@ func (s *session) bind(body []byte, w *postgres.Writer) error {
 	if bindsLookup(st.plan) { // an INSERT's Bind, say, has nothing to record
 		p.matches = s.newMatchSet()
 	}
-	s.mu.Lock()
+	s.lock()
 	zone := s.zone
 	s.mu.Unlock()
 	out, refusal := s.encryptBind(&m, st, p, zone, w)

@@ -228,7 +228,7 @@ func (s *session) copyRow(out, row, ending []byte) ([]byte, error) {
 	c := s.copy
 	cp := c.cp
 	delim := cp.Delimiter[0]
-	s.mu.Lock()
+	s.lock()
 	zone := s.zone
 	s.mu.Unlock()
 	fields := 0
@@ -452,7 +452,7 @@ func (s *session) copyOutRow(cp *pgsql.Copy, body []byte, w *postgres.Writer) er
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: a COPY row split across messages"), w)
 	}
 	row := body[:len(body)-1]
-	s.mu.Lock()
+	s.lock()
 	zone := s.zone
 	s.mu.Unlock()
 	out := pgmsg.Begin(s.backBufs.message[:0], pgmsg.TypeCopyData)

@@ -172,7 +172,7 @@ func (s *session) copyBinaryOut(cp *pgsql.Copy, body []byte, w *postgres.Writer)
 	if s.result.binaryCopyOut == nil {
 		s.result.binaryCopyOut = &binCopy{fields: cp.Fields}
 	}
-	s.mu.Lock()
+	s.lock()
 	zone := s.zone
 	s.mu.Unlock()
 	out := pgmsg.Begin(s.backBufs.message[:0], pgmsg.TypeCopyData)

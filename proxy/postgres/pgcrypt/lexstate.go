@@ -94,7 +94,7 @@ var clientOnlyEncodings = map[string]bool{
 // exactly as the server will read it now, or nil. encOnly is set when the
 // only reason is client_encoding (pure ASCII text is still read alike).
 func (s *session) lexRefusal() (e *pgproto3.ErrorResponse, encOnly bool) {
-	s.mu.Lock()
+	s.lock()
 	enc, pending, stdStringsOff := s.lex.clientEncoding, s.lex.pending, s.lex.stdStringsOff
 	s.mu.Unlock()
 	switch {
@@ -234,7 +234,7 @@ var txEndWords = []string{"commit", "end", "abort", "rollback", "prepare", "call
 // unknown until the ReadyForQuery of the request, which the backend
 // reports through lexAnswered.
 func (s *session) lexForwarded() {
-	s.mu.Lock()
+	s.lock()
 	s.lex.pending++
 	s.lex.inTx.Store(true)
 	s.mu.Unlock()
@@ -247,7 +247,7 @@ func (s *session) lexAnswered(changed bool, status byte) {
 	if !changed && !s.lex.inTx.Load() {
 		return // nothing pending (lex.inTx is set while anything is)
 	}
-	s.mu.Lock()
+	s.lock()
 	if changed && s.lex.pending > 0 {
 		s.lex.pending--
 	}

@@ -104,7 +104,7 @@ func (s *session) parseEncrypted(name, oids []byte, sql string, st *stmtInfo, pl
 		return errorResponse(sqlplan.StateFeatureNotSupported,
 			"dbproxy: statement refused: only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol")
 	}
-	s.mu.Lock()
+	s.lock()
 	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 	s.mu.Unlock()
 	if stdStringsOff {
@@ -130,7 +130,7 @@ func (s *session) addStatement(name []byte, st *stmtInfo, plan *pgsql.Plan) {
 	}
 	s.stmts[string(name)] = st
 	if len(name) > 0 {
-		s.mu.Lock()
+		s.lock()
 		s.prepared.Add(string(name), withSlots(plan.Params, st.slots))
 		if st.searchPath != "" {
 			s.searchPath.preparedUnder[string(name)] = st.searchPath
@@ -189,7 +189,7 @@ func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, 
 // and Parse ahead of the Bind that needs them. Portals already bound from
 // the statement are closed with it, as PostgreSQL closes them.
 func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.Writer) error {
-	s.mu.Lock()
+	s.lock()
 	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 	s.mu.Unlock()
 	if stdStringsOff {
@@ -203,7 +203,7 @@ func (s *session) reprepare(name []byte, st *stmtInfo, slots []int, w *postgres.
 		return err
 	}
 	if len(name) > 0 {
-		s.mu.Lock()
+		s.lock()
 		s.prepared.Add(string(name), withSlots(st.plan.Params, st.slots))
 		s.mu.Unlock()
 	}

@@ -95,7 +95,7 @@ func (s *session) rewriteQuery(plan *pgsql.Plan, sql string, lexChange bool, w *
 	if err := s.checkExecutes(plan); err != nil {
 		return s.refuseQuery(err, w)
 	}
-	s.mu.Lock()
+	s.lock()
 	zone := s.zone
 	ev := s.newEvent(event{kind: pgmsg.TypeQuery, plan: plan.Shared(), searchPathAt: s.searchPath.current})
 	env := pgsql.Env{Encrypter: s.cipher, Zone: zone, Prepared: &s.prepared, Scratch: &s.frontBufs.query}

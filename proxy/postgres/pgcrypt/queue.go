@@ -114,7 +114,7 @@ func (q *pendingQueue) dropUntilSync() *event {
 func (q *pendingQueue) len() int { return len(q.events) - q.head }
 
 func (s *session) push(evs ...*event) {
-	s.mu.Lock()
+	s.lock()
 	s.pending.append(evs)
 	s.mu.Unlock()
 }
@@ -126,7 +126,7 @@ func (s *session) head() *event {
 	if s.first != nil {
 		return s.first
 	}
-	s.mu.Lock()
+	s.lock()
 	s.first = s.pending.first()
 	s.mu.Unlock()
 	return s.first
@@ -134,7 +134,7 @@ func (s *session) head() *event {
 
 // pop drops the first pending event, if any (backend goroutine).
 func (s *session) pop() {
-	s.mu.Lock()
+	s.lock()
 	s.pending.drop()
 	s.first = s.pending.first()
 	s.mu.Unlock()
@@ -146,7 +146,7 @@ func (s *session) popUntilSync() *event {
 	if ev := s.first; ev != nil && (ev.kind == pgmsg.TypeSync || ev.kind == pgmsg.TypeQuery) {
 		return ev
 	}
-	s.mu.Lock()
+	s.lock()
 	s.first = s.pending.dropUntilSync()
 	s.mu.Unlock()
 	return s.first

@@ -190,7 +190,7 @@ func (s *session) dataRow(body []byte, w *postgres.Writer) error {
 	if row.Len() != len(s.result.cols) {
 		return s.fail(errorResponse("XX000", "dbproxy: result refused: DataRow does not match its RowDescription"), w)
 	}
-	s.mu.Lock()
+	s.lock()
 	zone := s.zone
 	s.mu.Unlock()
 	out := pgmsg.AppendDataRowStart(s.backBufs.message[:0], row.Len())

@@ -177,7 +177,7 @@ func (s *session) preparedSearchPathChange(plan *pgsql.Plan, found uint8) (chang
 // PREPARE TRANSACTION, or a CALL/DO that commits — undoing a SET LOCAL:
 // statements after it in the same string run under another search_path.
 func (s *session) endsSearchPathTx(text []byte, found uint8) bool {
-	s.mu.Lock()
+	s.lock()
 	inTx := s.searchPath.txChange
 	s.mu.Unlock()
 	return inTx && (found&wordRollback != 0 || !s.lexCertain() || startsStatement(text, txEndWords))
@@ -192,7 +192,7 @@ func (s *session) searchPathChanged(effect pgsql.SessionEffect) {
 	if effect&pgsql.EffectRole != 0 {
 		s.searchPath.userKnown = false
 	}
-	s.mu.Lock()
+	s.lock()
 	s.searchPath.txChange = true
 	s.mu.Unlock()
 }
@@ -201,7 +201,7 @@ func (s *session) searchPathChanged(effect pgsql.SessionEffect) {
 // is not known and the session is at the start of a batch. It blocks until
 // the answer arrives.
 func (s *session) ensureSearchPath(w *postgres.Writer) error {
-	s.mu.Lock()
+	s.lock()
 	if s.searchPath.stale {
 		// The transaction ended: its SET ROLE may be undone too.
 		s.searchPath.stale, s.searchPath.known, s.searchPath.userKnown = false, false, false
@@ -245,7 +245,7 @@ func (s *session) ensureSearchPath(w *postgres.Writer) error {
 // the role "$user" stands for is known (no statement since the last
 // searchPathQuery may have changed it) or not needed. Frontend goroutine.
 func (s *session) searchPathFromReport() bool {
-	s.mu.Lock()
+	s.lock()
 	reported, path, idle := s.searchPath.reported, s.searchPath.reportedPath, s.pending.len() == 0
 	s.mu.Unlock()
 	if !reported || !idle {
@@ -298,7 +298,7 @@ func (s *session) noteReady(body []byte) {
 	if len(body) != 1 || body[0] != 'I' {
 		return
 	}
-	s.mu.Lock()
+	s.lock()
 	if s.searchPath.txChange {
 		s.searchPath.txChange, s.searchPath.stale = false, true
 	}
@@ -366,7 +366,7 @@ func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
 	if !plan.Passthrough() && len(plan.Statements) > 0 && plan.Statements[0].Kind != pgsql.KindQuery {
 		return errors.New("only SELECT, INSERT, UPDATE and DELETE on encrypted tables are supported in the extended query protocol")
 	}
-	s.mu.Lock()
+	s.lock()
 	stdStringsOff, zone := s.lex.stdStringsOff, s.zone
 	s.mu.Unlock()
 	if stdStringsOff && !plan.Passthrough() {
@@ -405,7 +405,7 @@ func (s *session) replan(name []byte, st *stmtInfo, w *postgres.Writer) error {
 		if st.plan != nil {
 			params = withSlots(st.plan.Params, st.slots)
 		}
-		s.mu.Lock()
+		s.lock()
 		s.prepared.Add(string(name), params)
 		s.searchPath.preparedUnder[string(name)] = s.searchPath.current
 		s.mu.Unlock()
@@ -436,7 +436,7 @@ func (s *session) checkExecutes(plan *pgsql.Plan) *pgproto3.ErrorResponse {
 		if st.Kind != pgsql.KindExecute || st.Execute == nil {
 			continue
 		}
-		s.mu.Lock()
+		s.lock()
 		path, ok := s.searchPath.preparedUnder[st.Execute.Name]
 		s.mu.Unlock()
 		if ok && path != s.searchPath.current {

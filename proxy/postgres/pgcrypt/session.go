@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -143,7 +144,7 @@ type session struct {
 	seen      observed // observe.go
 
 	// Shared between the goroutines.
-	mu       sync.Mutex
+	mu       sync.Mutex   // take it with lock
 	pending  pendingQueue // under mu
 	prepared pgsql.Prepared
 	zone     *time.Location
@@ -411,7 +412,7 @@ func (s *session) closeMessage(body []byte) {
 		name, _, _ := bytes.Cut(body[1:], []byte{0})
 		if body[0] == pgmsg.ObjectStatement {
 			delete(s.stmts, string(name))
-			s.mu.Lock()
+			s.lock()
 			s.prepared.Remove(string(name))
 			s.mu.Unlock()
 		} else if len(name) == 0 {
@@ -421,4 +422,14 @@ func (s *session) closeMessage(body []byte) {
 		}
 	}
 	s.push(s.newEvent(event{kind: pgmsg.TypeClose}))
+}
+
+// lock takes s.mu. One side of the session may hold it while it waits
+// off the event loop (see blocking): the other side, finding it taken,
+// announces a wait too rather than stall the loop.
+func (s *session) lock() {
+	if !s.mu.TryLock() {
+		blocking.Announce(s.ctx)
+		s.mu.Lock()
+	}
 }
