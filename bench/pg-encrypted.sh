@@ -186,7 +186,7 @@ echo
 if [ -n "${METRICS:-}" ]; then
   echo "metrics on (admin:) vs off, encrypted table, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback, PostgreSQL $huge_pages_conf)"
   two_targets enc-metrics-on enc-metrics-off
-  curl -s "http://127.0.0.1:$aport/metrics" | grep -E '^dbproxy_(statements|handshakes|bytes)_total' || true
+  curl -s "http://127.0.0.1:$aport/metrics" | grep -E '^dbproxy_(statements_total|handshakes_total|bytes_total|relay_)' || true
   exit 0
 fi
 echo "encrypted (3 columns) vs plaintext, pgbench -M $MODE, ${DURATION}s x $ROUNDS rounds, median tps ($(nproc) cores, loopback, PostgreSQL $huge_pages_conf)"
