@@ -102,12 +102,6 @@ func (c *rawIOConn) Flush() (bool, error) {
 	s := c.ls
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return c.flushLocked()
-}
-
-// flushLocked is Flush with s.wmu held.
-func (c *rawIOConn) flushLocked() (bool, error) {
-	s := c.ls
 	defer func() { s.pending.Store(len(s.pend) > 0) }()
 	for len(s.pend) > 0 {
 		n, err := sysWrite(s.fd, s.pend)

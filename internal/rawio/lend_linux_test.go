@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -165,5 +168,92 @@ func waitReadable(t *testing.T, fd int) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	if n, err := unix.Poll(fds, 5000); n != 1 || err != nil {
 		t.Fatalf("poll: %d, %v", n, err)
+	}
+}
+
+// TestLendWritersConcurrent: the write side of a lent socket may be used
+// by two goroutines at once (the loop's and a hook's that left it) while
+// the loop flushes: every byte arrives once, each write whole and in its
+// writer's order, and OnPending runs when output goes pending.
+func TestLendWritersConcurrent(t *testing.T) {
+	a, b := tcpPair(t)
+	// Small buffers: the writers outrun the peer, output goes pending.
+	_ = a.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	_ = b.(*net.TCPConn).SetReadBuffer(16 << 10)
+	ra := rawio.Wrap(a)
+	l := ra.(rawio.Lender)
+	var pendings atomic.Int32
+	l.OnPending(func() { pendings.Add(1) })
+	if _, err := l.Lend(); err != nil {
+		t.Fatal(err)
+	}
+	const writes, size = 2000, 512
+	want := 2 * writes * size
+	got := make(chan []byte)
+	go func() {
+		all, _ := io.ReadAll(io.LimitReader(b, int64(want)))
+		got <- all
+	}()
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range writes {
+				p := bytes.Repeat([]byte{byte('a' + w)}, size)
+				p[0], p[1] = byte(i>>8), byte(i)
+				if _, err := ra.Write(p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() { // the loop
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if l.Pending() {
+				if _, err := l.Flush(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			runtime.Gosched()
+		}
+	}()
+	wg.Wait()
+	for l.Pending() {
+		if _, err := l.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	<-flushed
+	all := <-got
+	if len(all) != want {
+		t.Fatalf("peer got %d bytes, want %d", len(all), want)
+	}
+	next := [2]int{}
+	for off := 0; off < len(all); off += size {
+		p := all[off : off+size]
+		w := int(p[size-1] - 'a')
+		if w < 0 || w > 1 || !bytes.Equal(p[2:], bytes.Repeat([]byte{p[size-1]}, size-2)) {
+			t.Fatalf("write at %d torn or interleaved", off)
+		}
+		if i := int(p[0])<<8 | int(p[1]); i != next[w] {
+			t.Fatalf("writer %d: write %d arrived where %d was due", w, i, next[w])
+		}
+		next[w]++
+	}
+	if pendings.Load() == 0 {
+		t.Fatal("OnPending never ran")
 	}
 }
