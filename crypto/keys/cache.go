@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,13 @@ type entry struct {
 	loaded time.Time   // when unwrapped; carries a monotonic reading
 	base   uint64      // encryptions by earlier (evicted) instances of this version
 	timer  *time.Timer // destroys the key at loaded+TTL
-	warned atomic.Bool // the 2^31 warning was logged for this instance
+	// Refresh ahead of the TTL (see refreshAhead): refresh marks the
+	// entry due near its end; the first lookup that finds it due
+	// (refreshing) reloads it in the background.
+	refresh    *time.Timer
+	due        atomic.Bool
+	refreshing atomic.Bool
+	warned     atomic.Bool // the 2^31 warning was logged for this instance
 	// legacyNoted: Primary has asked Manager.noteLegacy about this
 	// version, so later hits skip the lock.
 	legacyNoted atomic.Bool
@@ -56,6 +63,7 @@ func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error)
 		if m.obs != nil {
 			m.obs.KeyCacheHit()
 		}
+		m.refreshIfDue(e)
 		return e, nil
 	}
 	r := &km.records[i]
@@ -75,11 +83,13 @@ func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error)
 	}
 	if !ok {
 		var err error
-		e, err = flight(ctx, &m.keyGroup, r.Name+"\x00"+strconv.FormatUint(uint64(r.Version), 10),
-			func(ctx context.Context) (*entry, error) { return m.load(ctx, ck) })
+		e, err = flight(ctx, &m.keyGroup, ck.flightKey(),
+			func(ctx context.Context) (*entry, error) { return m.load(ctx, ck, nil) })
 		if err != nil {
 			return nil, err
 		}
+	} else {
+		m.refreshIfDue(e)
 	}
 	// Entries leave the cache at their TTL (see load); one evicted since
 	// is marked dead and skipped by the next lookup.
@@ -87,19 +97,61 @@ func (m *Manager) entry(ctx context.Context, km *keyMeta, i int) (*entry, error)
 	return e, nil
 }
 
-// load unwraps the key version ck and caches it. It runs inside a flight.
+// flightKey names the loads of ck in Manager.keyGroup.
+func (ck cacheKey) flightKey() string {
+	return ck.name + "\x00" + strconv.FormatUint(uint64(ck.version), 10)
+}
+
+// refreshAhead is how long before its TTL a key in use is reloaded: a
+// key used within that time of its end is unwrapped again in the
+// background, so that a key in constant use never makes a statement wait
+// for the keystore and the KMS. A tenth of the TTL, at most a minute.
+func refreshAhead(ttl time.Duration) time.Duration { return min(ttl/10, time.Minute) }
+
+// refreshIfDue starts the background reload of e if it is due and no
+// reload of it has started. The reload goes through the same flight as a
+// miss; if it fails, e expires at its TTL as it would have (a revoked
+// master key still fails closed within the TTL).
+func (m *Manager) refreshIfDue(e *entry) {
+	if !e.due.Load() || !e.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	ck := cacheKey{e.key.Name(), e.key.Version()}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), flightTimeout)
+		defer cancel()
+		if _, err := flight(ctx, &m.keyGroup, ck.flightKey(),
+			func(ctx context.Context) (*entry, error) { return m.load(ctx, ck, e) }); err != nil && !m.closed.Load() {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "reloading a data key ahead of its TTL failed; the cached key expires at its TTL",
+				attrKey(ck.name), attrVersion(ck.version), slog.Any("error", err))
+		}
+	}()
+}
+
+// markDue marks e due for a refresh, and sends the snapshots through a
+// lookup (which finds it due) by counting a change.
+func (m *Manager) markDue(e *entry) {
+	if e.dead.Load() {
+		return
+	}
+	e.due.Store(true)
+	m.changed()
+}
+
+// load unwraps the key version ck and caches it, in place of stale if
+// that is the entry cached (a refresh). It runs inside a flight.
 //
 // The wrapped key comes from the keystore as read now (the record the
 // caller found in its cached list may be up to a TTL old), and the master
 // key provider unwraps it now: a key version is never used longer than
 // the TTL past the moment the keystore and the master key last vouched for
 // it. A version no longer in the keystore fails with ErrNotFound.
-func (m *Manager) load(ctx context.Context, ck cacheKey) (*entry, error) {
+func (m *Manager) load(ctx context.Context, ck cacheKey, stale *entry) (*entry, error) {
 	since := time.Now()
 	m.mu.Lock()
 	e, ok := m.lru.Peek(ck)
 	m.mu.Unlock()
-	if ok && time.Since(e.loaded) < m.ttl {
+	if ok && e != stale && time.Since(e.loaded) < m.ttl {
 		return e, nil // a flight that just finished loaded it
 	}
 	if m.closed.Load() {
@@ -131,10 +183,13 @@ func (m *Manager) load(ctx context.Context, ck cacheKey) (*entry, error) {
 		k.Destroy()
 		return nil, ErrClosed
 	}
-	m.lru.Remove(ck) // an expired instance: destroy it now
+	m.lru.Remove(ck) // an expired or refreshed instance: destroy it now
 	e = &entry{key: k, loaded: loaded, base: m.used[ck]}
 	ttl := m.ttl - time.Since(loaded)
 	e.timer = time.AfterFunc(ttl, func() { m.expire(ck, e) })
+	if ahead := refreshAhead(m.ttl); ttl > ahead {
+		e.refresh = time.AfterFunc(ttl-ahead, func() { m.markDue(e) })
+	}
 	// A new generation sends every other entry through the locked path
 	// once, to be moved to the front of the LRU if it is still used.
 	e.seen.Store(m.gen.Add(1))
@@ -160,6 +215,9 @@ func (m *Manager) onEvict(ck cacheKey, e *entry) {
 	e.dead.Store(true)
 	m.changed()
 	e.timer.Stop()
+	if e.refresh != nil {
+		e.refresh.Stop()
+	}
 	m.used[ck] = e.encryptions()
 	e.key.Destroy()
 	if m.obs != nil && !m.closed.Load() {

@@ -16,7 +16,8 @@ import (
 // A Snapshot is Current while the Manager changed nothing since it was
 // taken that could change the lookup's answer: no version list published,
 // re-read to another list or dropped, no key unwrapped into the cache or
-// evicted from it (TTL, capacity, Close), and its version list not past
+// evicted from it (TTL, capacity, Close), no key due for a refresh ahead
+// of its TTL (the next lookup starts it), and its version list not past
 // its TTL. The lookup would then return the same keys, through its
 // lock-free hit path: a rotation becomes visible exactly as soon, and a
 // key evicted after Current said yes fails with crypto.ErrKeyDestroyed,

@@ -249,3 +249,73 @@ func TestTTLMissCoalesced(t *testing.T) {
 		}
 	})
 }
+
+// TestTTLRefreshAhead: a key used in the last tenth of its TTL is
+// unwrapped again in the background, so the lookups at and after its TTL
+// find a fresh key and never wait for the key service; a key not used
+// then expires at its TTL as before; a refresh that fails leaves the key
+// to expire at its TTL (fail closed), and a snapshot sees the refreshed
+// key.
+func TestTTLRefreshAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Minute // refreshed from 9 minutes on
+		master := newFakeMaster(t, "m1")
+		m := newManager(t, keys.Options{Store: openStore(t), Master: master, TTL: ttl})
+		mustInit(t, m, []keys.Spec{
+			{Name: "a", Algorithm: crypto.AlgorithmXAESGCM},
+			{Name: "b", Algorithm: crypto.AlgorithmXAESGCM},
+			{Name: "c", Algorithm: crypto.AlgorithmXAESGCM},
+		})
+		ka, kb, kc := mustPrimary(t, m, "a"), mustPrimary(t, m, "b"), mustPrimary(t, m, "c")
+		snap, err := m.PrimarySnapshot(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		unwraps := master.unwraps.Load()
+
+		time.Sleep(ttl - refreshLead/2) // 9.5 minutes: a and c are used, b not
+		synctest.Wait()
+		if snap.Current() {
+			t.Fatal("a snapshot stayed current once its key was due for a refresh")
+		}
+		if k := mustPrimary(t, m, "a"); k != ka {
+			t.Fatal("the lookup that starts a refresh did not get the cached key")
+		}
+		synctest.Wait() // the refresh of a
+		if u := master.unwraps.Load() - unwraps; u != 1 {
+			t.Fatalf("%d unwraps after a due key's use, want 1 (its background refresh)", u)
+		}
+		mustBeDestroyed(t, ka, "the key a refresh replaced")
+		ka2 := mustPrimary(t, m, "a")
+		if ka2 == ka {
+			t.Fatal("the refreshed key is the old one")
+		}
+		snap2, err := m.PrimarySnapshot(ctx, "a")
+		if err != nil || snap2.Keys()[0] != ka2 {
+			t.Fatalf("snapshot after the refresh: %v, %v", snap2, err)
+		}
+		master.down.Store(true)
+		if k := mustPrimary(t, m, "c"); k != kc {
+			t.Fatal("c: the lookup that starts a refresh did not get the cached key")
+		}
+		synctest.Wait() // c's refresh fails
+
+		time.Sleep(refreshLead) // past the first TTL
+		synctest.Wait()
+		if k := mustPrimary(t, m, "a"); k != ka2 {
+			t.Fatal("a: the refreshed key was not the one used after the first TTL")
+		}
+		mustBeDestroyed(t, kb, "b, not used near its TTL")
+		mustBeDestroyed(t, kc, "c, whose refresh failed")
+		if _, err := m.Primary(ctx, "c"); !errors.Is(err, keys.ErrUnavailable) {
+			t.Fatalf("c after its TTL with the master down: %v, want ErrUnavailable", err)
+		}
+		master.down.Store(false)
+		if k := mustPrimary(t, m, "b"); k == kb {
+			t.Fatal("b: got the destroyed key back")
+		}
+	})
+}
+
+// refreshLead is how long before its TTL a 10-minute key is refreshed.
+const refreshLead = time.Minute
