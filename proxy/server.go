@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"net"
 	"runtime"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"github.com/dbproxy/dbproxy/internal/evloop"
 	"github.com/dbproxy/dbproxy/internal/netpark"
 	"github.com/dbproxy/dbproxy/internal/ratelog"

@@ -2,7 +2,6 @@ package mysqlsql
 
 import (
 	"context"
-	"github.com/dbproxy/dbproxy/internal/blocking"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"github.com/dbproxy/dbproxy/rules"
 )
 

@@ -2,13 +2,13 @@ package mycrypt
 
 import (
 	"context"
-	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"github.com/dbproxy/dbproxy/rules"
 	"github.com/dbproxy/dbproxy/value"
 )

@@ -2,13 +2,13 @@ package mycrypt
 
 import (
 	"context"
-	"github.com/dbproxy/dbproxy/internal/blocking"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dbproxy/dbproxy/fieldcrypt"
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"github.com/dbproxy/dbproxy/proxy"
 	"github.com/dbproxy/dbproxy/proxy/mysql"
 	"github.com/dbproxy/dbproxy/rules"

@@ -3,11 +3,11 @@ package pgcrypt
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/dbproxy/dbproxy/internal/blocking"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbproxy/dbproxy/internal/blocking"
 	"github.com/dbproxy/dbproxy/proxy/postgres"
 	"github.com/dbproxy/dbproxy/sqlplan"
 	"github.com/dbproxy/dbproxy/sqlplan/pgsql"
