@@ -13,7 +13,10 @@
 // It owns only the context key; it must not import any dbproxy package.
 package blocking
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 type hookKey struct{}
 
@@ -41,4 +44,13 @@ func Without(ctx context.Context) context.Context {
 		return ctx
 	}
 	return context.WithValue(ctx, hookKey{}, nil)
+}
+
+// Lock locks mu, announcing a wait first if it is taken: its holder may
+// be waiting itself (off a loop, for I/O).
+func Lock(ctx context.Context, mu *sync.Mutex) {
+	if !mu.TryLock() {
+		Announce(ctx)
+		mu.Lock()
+	}
 }

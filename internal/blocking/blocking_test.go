@@ -2,6 +2,7 @@ package blocking
 
 import (
 	"context"
+	"sync"
 	"testing"
 )
 
@@ -20,5 +21,32 @@ func TestAnnounce(t *testing.T) {
 	}
 	if bg := context.Background(); Without(bg) != bg {
 		t.Fatal("Without copied a context without a hook")
+	}
+}
+
+func TestLock(t *testing.T) {
+	announced := make(chan struct{}, 2)
+	ctx := WithHook(context.Background(), func() { announced <- struct{}{} })
+	var mu sync.Mutex
+	Lock(ctx, &mu) // free: no announcement
+	if len(announced) != 0 {
+		t.Fatal("announced a wait for a free lock")
+	}
+	done := make(chan struct{})
+	go func() {
+		Lock(ctx, &mu) // held: announced, then waits
+		mu.Unlock()
+		close(done)
+	}()
+	<-announced
+	select {
+	case <-done:
+		t.Fatal("took a held lock")
+	default:
+	}
+	mu.Unlock()
+	<-done
+	if len(announced) != 0 {
+		t.Fatal("announced more than once")
 	}
 }

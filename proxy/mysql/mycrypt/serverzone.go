@@ -43,10 +43,7 @@ func (g *serverGlobal[T]) get(ctx context.Context, read func(context.Context) (*
 	}
 	// Held across the read: a session on an event loop announces that
 	// it waits, for the lock or the read.
-	if !g.mu.TryLock() {
-		blocking.Announce(ctx)
-		g.mu.Lock()
-	}
+	blocking.Lock(ctx, &g.mu)
 	defer g.mu.Unlock()
 	if g.done.Load() || time.Now().Before(g.retryAt) {
 		return g.cur.Load()

@@ -164,9 +164,4 @@ func (s *session) unwatched(st *exState) {
 // lock takes s.mu. One side of the session may hold it while it waits
 // off the event loop (see blocking): the other side, finding it taken,
 // announces a wait too rather than stall the loop.
-func (s *session) lock() {
-	if !s.mu.TryLock() {
-		blocking.Announce(s.ctx)
-		s.mu.Lock()
-	}
-}
+func (s *session) lock() { blocking.Lock(s.ctx, &s.mu) }

@@ -68,12 +68,7 @@ func newCatalog(database, user string, set *rules.Set, connect ConnectFunc) *cat
 // lock takes c.mu. It is held across the catalog's queries: a session
 // that would wait for another's announces it first (its hook may run on
 // an event loop).
-func (c *catalog) lock(ctx context.Context) {
-	if !c.mu.TryLock() {
-		blocking.Announce(ctx)
-		c.mu.Lock()
-	}
-}
+func (c *catalog) lock(ctx context.Context) { blocking.Lock(ctx, &c.mu) }
 
 // query runs f on the connection (withConn) after announcing the wait.
 // c.mu must be held.
