@@ -273,6 +273,7 @@ func (s *Server) loopFor() *evloop.Loop {
 			if err != nil {
 				break // unsupported
 			}
+			l.WatchStalls(loopStallPeriod, s.loopStalled)
 			s.loops = append(s.loops, l)
 		}
 		if s.loops == nil {
@@ -285,6 +286,19 @@ func (s *Server) loopFor() *evloop.Loop {
 		return nil
 	}
 	return loops[int(s.loopNext.Add(1))%len(loops)]
+}
+
+// loopStallPeriod is how long an event loop may be busy with one batch of
+// events before that is reported: its handlers never wait (a hook hands
+// the loop off first), so one that does holds up every session on the
+// loop.
+const loopStallPeriod = 250 * time.Millisecond
+
+// loopStalled reports a loop that was busy for d with one batch of events.
+func (s *Server) loopStalled(d time.Duration) {
+	s.limitLog().LogAttrs(context.Background(), slog.LevelWarn,
+		"an event loop was held up by a session (a hook that waited without announcing it); the loop's other sessions waited too",
+		slog.Duration("busy", d))
 }
 
 // closePoller stops the poller (waking anything still parked) and the

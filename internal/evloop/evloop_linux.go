@@ -76,6 +76,10 @@ type Loop struct {
 	// tid is the thread of the goroutine running the loop now (0 while
 	// it hands off): see OnLoop.
 	tid atomic.Int64
+	// busy is when the loop started its current batch of events (clock,
+	// plus one), 0 while it waits for events: see WatchStalls.
+	busy atomic.Int64
+	base time.Time
 }
 
 // runner is one goroutine's turn at running a loop; Handoff ends it.
@@ -108,7 +112,7 @@ func New() (*Loop, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("evloop: epoll_ctl: %w", err)
 	}
-	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{})}
+	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{}), base: time.Now()}
 	l.cur = &runner{}
 	go l.run(l.cur)
 	return l, nil
@@ -254,6 +258,38 @@ func (l *Loop) Handoff() {
 	go l.run(next)
 }
 
+// clock is the time since the loop was made, plus one (never 0).
+func (l *Loop) clock() int64 { return int64(time.Since(l.base)) + 1 }
+
+// WatchStalls checks every period, until the loop ends, whether the loop
+// has been busy with one batch of events for longer than period: a
+// handler that waited without handing the loop off (see Handoff), while
+// every other registration waited for it. report gets how long, once per
+// such batch. Stalls shorter than period may go unseen; one of twice the
+// period is always seen.
+func (l *Loop) WatchStalls(period time.Duration, report func(busy time.Duration)) {
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		var reported int64
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-t.C:
+			}
+			start := l.busy.Load()
+			if start == 0 || start == reported {
+				continue
+			}
+			if d := time.Duration(l.clock() - start); d > period {
+				reported = start
+				report(d)
+			}
+		}
+	}()
+}
+
 // OnLoop reports whether the caller is the goroutine running the loop
 // now (so that it may call Handoff). It costs a system call.
 func (l *Loop) OnLoop() bool { return l.tid.Load() == int64(unix.Gettid()) }
@@ -270,7 +306,9 @@ func (l *Loop) run(me *runner) {
 	for {
 		// A blocking system call: the runtime lets other goroutines have
 		// this P while the loop waits.
+		l.busy.Store(0)
 		n, err := unix.EpollWait(l.epfd, events, -1)
+		l.busy.Store(l.clock())
 		if err != nil {
 			if err == unix.EINTR {
 				continue

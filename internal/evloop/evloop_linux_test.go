@@ -355,3 +355,38 @@ func TestLoopHandoff(t *testing.T) {
 		t.Fatal("Close did not abort the registration left")
 	}
 }
+
+// TestLoopWatchStalls: a handler that holds the loop without handing it
+// off is reported (once), one that hands off first is not.
+func TestLoopWatchStalls(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const period = 20 * time.Millisecond
+	reports := make(chan time.Duration, 10)
+	l.WatchStalls(period, func(d time.Duration) { reports <- d })
+
+	do(t, l, func() { time.Sleep(10 * period) }) // stalls the loop
+	select {
+	case d := <-reports:
+		if d <= period {
+			t.Fatalf("reported %v, want more than %v", d, period)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stalled loop was not reported")
+	}
+	time.Sleep(3 * period)
+	if n := len(reports); n != 0 {
+		t.Fatalf("one stall reported %d more times", n)
+	}
+
+	do(t, l, func() {
+		l.Handoff()
+		time.Sleep(10 * period) // waits off the loop
+	})
+	if n := len(reports); n != 0 {
+		t.Fatalf("a handler that handed off was reported as a stall (%d)", n)
+	}
+}

@@ -2,7 +2,10 @@
 
 package evloop
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Event bits (unused outside Linux).
 const (
@@ -60,3 +63,6 @@ func (l *Loop) Done() <-chan struct{} {
 	close(c)
 	return c
 }
+
+// WatchStalls does nothing.
+func (l *Loop) WatchStalls(time.Duration, func(time.Duration)) {}
