@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +29,41 @@ type gatedMaster struct {
 	kms.MasterKey
 	entered chan struct{} // a call is waiting
 	open    chan struct{} // closed: calls go through
+	once    sync.Once
 	calls   atomic.Int32
+}
+
+// release lets the waiting and later calls through.
+func (g *gatedMaster) release() { g.once.Do(func() { close(g.open) }) }
+
+// gatedKeys returns a key manager with the data keys of specs whose key
+// service holds every unwrap until the gate is released (at the latest
+// when the test ends).
+func gatedKeys(t *testing.T, specs []rules.Spec) (*gatedMaster, *keys.Manager) {
+	t.Helper()
+	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	t.Cleanup(gate.release)
+	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
+		gate.MasterKey = m
+		return gate
+	}, testkeys.ForRules(specs)...)
+	return gate, mgr
+}
+
+// startGatedPG starts PostgreSQL with table looped (email encrypted,
+// deterministic) and an encrypting proxy with one event loop whose key
+// service holds every unwrap until the gate is released.
+func startGatedPG(t *testing.T) (direct *pgx.Conn, gate *gatedMaster, p *pgProxy) {
+	t.Helper()
+	pg := testenv.StartPostgres(t)
+	direct = testenv.ConnectPG(t, pg.DSN())
+	if _, err := direct.Exec(testCtx(t), `CREATE TABLE looped (id int, email bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
+	gate, mgr := gatedKeys(t, specs)
+	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
+	return direct, gate, startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
 }
 
 func (g *gatedMaster) Unwrap(ctx context.Context, ref kms.KeyRef, wrapped []byte) ([]byte, error) {
@@ -54,19 +89,7 @@ func (g *gatedMaster) Unwrap(ctx context.Context, ref kms.KeyRef, wrapped []byte
 // hook waits ends once the wait is over.
 func TestPGEncLoopedWait(t *testing.T) {
 	ctx := testCtx(t)
-	pg := testenv.StartPostgres(t)
-	direct := testenv.ConnectPG(t, pg.DSN())
-	if _, err := direct.Exec(ctx, `CREATE TABLE looped (id int, email bytea)`); err != nil {
-		t.Fatal(err)
-	}
-	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
-	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
-	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
-		gate.MasterKey = m
-		return gate
-	}, testkeys.ForRules(specs)...)
-	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
-	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
+	direct, gate, p := startGatedPG(t)
 
 	// B: a session on the loop before the wait.
 	b := testenv.ConnectPG(t, p.DSN("disable"))
@@ -142,7 +165,7 @@ func TestPGEncLoopedWait(t *testing.T) {
 		t.Fatalf("%d sessions on the loop while D's hook waits, want 4 (A, B, C, D)", n)
 	}
 
-	close(gate.open)
+	gate.release()
 	if err := <-inserted; err != nil {
 		t.Fatalf("insert after the key service answered: %v", err)
 	}
@@ -181,11 +204,7 @@ func TestMySQLEncLoopedWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
-	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
-		gate.MasterKey = m
-		return gate
-	}, testkeys.ForRules(specs)...)
+	gate, mgr := gatedKeys(t, specs)
 	// With a catalog: the INSERT without a column list reads the column
 	// order first, off the loop too.
 	cat := sideCatalog(t)(db).(*mycrypt.Catalog)
@@ -231,7 +250,7 @@ func TestMySQLEncLoopedWait(t *testing.T) {
 	if err := b.QueryRowContext(qctx, `SELECT count(*) FROM looped`).Scan(&cnt); err != nil || cnt != 0 {
 		t.Fatalf("count %d, %v", cnt, err)
 	}
-	close(gate.open)
+	gate.release()
 	if err := <-inserted; err != nil {
 		t.Fatalf("insert after the key service answered: %v", err)
 	}
@@ -256,20 +275,7 @@ func TestMySQLEncLoopedWait(t *testing.T) {
 // reaches the database.
 func TestPGEncLoopedWaitClose(t *testing.T) {
 	ctx := testCtx(t)
-	pg := testenv.StartPostgres(t)
-	direct := testenv.ConnectPG(t, pg.DSN())
-	if _, err := direct.Exec(ctx, `CREATE TABLE looped (id int, email bytea)`); err != nil {
-		t.Fatal(err)
-	}
-	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
-	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
-	defer close(gate.open)
-	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
-		gate.MasterKey = m
-		return gate
-	}, testkeys.ForRules(specs)...)
-	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
-	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
+	direct, gate, p := startGatedPG(t)
 	a := testenv.ConnectPG(t, p.DSN("disable"))
 	inserted := make(chan error, 1)
 	go func() {
@@ -305,26 +311,7 @@ func TestPGEncLoopedWaitClose(t *testing.T) {
 // too rather than stall it: another session on the loop goes on.
 func TestPGEncLoopedWaitPipelined(t *testing.T) {
 	ctx := testCtx(t)
-	pg := testenv.StartPostgres(t)
-	direct := testenv.ConnectPG(t, pg.DSN())
-	if _, err := direct.Exec(ctx, `CREATE TABLE looped (id int, email bytea)`); err != nil {
-		t.Fatal(err)
-	}
-	specs := []rules.Spec{encSpec("looped", "email", rules.ModeDeterministic, value.TypeText, "k_email")}
-	gate := &gatedMaster{entered: make(chan struct{}, 1), open: make(chan struct{})}
-	var opened atomic.Bool
-	open := func() {
-		if opened.CompareAndSwap(false, true) {
-			close(gate.open)
-		}
-	}
-	defer open()
-	mgr := testkeys.ManagerWrapped(t, keys.Options{}, func(m kms.MasterKey) kms.MasterKey {
-		gate.MasterKey = m
-		return gate
-	}, testkeys.ForRules(specs)...)
-	ic := pgEncInterceptor(t, pg, specs, mgr, nil)
-	p := startPGProxy(t, pg, proxyOpts{Interceptor: ic, RelayLoops: 1})
+	direct, gate, p := startGatedPG(t)
 	b := testenv.ConnectPG(t, p.DSN("disable"))
 	a, err := pgconn.Connect(ctx, p.DSN("disable"))
 	if err != nil {
@@ -360,7 +347,7 @@ func TestPGEncLoopedWaitPipelined(t *testing.T) {
 			t.Fatalf("another session while a session's two sides wait: %d, %v", v, err)
 		}
 	}
-	open()
+	gate.release()
 	var got []string
 	for ready := 0; ready < 2; {
 		msg, err := a.ReceiveMessage(ctx)
