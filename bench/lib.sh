@@ -119,8 +119,8 @@ CONF
 }
 
 # start_mariadb: a throwaway MariaDB (Debian package mariadb-server) in
-# $work/data on a free port, set in myport, with an empty database sbtest
-# and a user sb (password sb) for it.
+# $work/data on a free port, set in myport (its process in mariadb_pid),
+# with an empty database sbtest and a user sb (password sb) for it.
 start_mariadb() {
   command -v mariadbd >/dev/null || { echo "MariaDB not installed: apt-get install mariadb-server" >&2; exit 1; }
   myport=$(freeport)
@@ -128,6 +128,7 @@ start_mariadb() {
   setsid mariadbd --no-defaults --datadir="$work/data" --user="$(id -un)" --port="$myport" --bind-address=127.0.0.1 \
     --socket="$work/sock" --skip-log-bin --skip-name-resolve --max-connections=200 \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=0 >"$work/mariadb.log" 2>&1 &
+  mariadb_pid=$!
   pids+=($!)
   for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$myport" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
   mariadb -uroot -h127.0.0.1 -P"$myport" -e "CREATE DATABASE sbtest; CREATE USER 'sb'@'%' IDENTIFIED BY 'sb'; GRANT ALL ON sbtest.* TO 'sb'@'%'; DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;"

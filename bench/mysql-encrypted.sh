@@ -11,13 +11,14 @@
 #
 #   bench/mysql-encrypted.sh                       # 10 s per run, 3 rounds, 16 threads, select
 #   DURATION=20 ROUNDS=5 THREADS="1 16" WORKLOADS="select insert" bench/mysql-encrypted.sh
+#   PERF=1 bench/mysql-encrypted.sh                # also proxy syscalls and context switches per statement
 #   MODE=simple bench/mysql-encrypted.sh           # text-protocol queries with literals
 #                                                  # (default MODE=prepared)
 #   BASE=main bench/mysql-encrypted.sh             # also dbproxy built from git revision
 #                                                  # main (targets enc-base, plain-base),
 #                                                  # same keys: before and after in one run
 #
-# Per target it reports the proxy's CPU per statement (from /proc/PID/stat)
+# Per target it reports the proxy's and the server's CPU per statement (from /proc/PID/stat)
 # and the per-core figure, statements per second of proxy CPU; tps/plain is
 # the encrypted target against the plaintext table through the same proxy.
 #
@@ -92,8 +93,12 @@ for round in $(seq "$ROUNDS"); do
       for target in "${order[@]}"; do
         IFS='|' read -r name port table pid <<<"$target"
         before=$(cpu_ticks "$pid")
+        dbefore=$(cpu_ticks "$mariadb_pid")
+        perf_start "$pid"
         read -r tps n < <(run "$port" "$table" "$w" "$th") || true
         after=$(cpu_ticks "$pid")
+        dafter=$(cpu_ticks "$mariadb_pid")
+        perf_stop "${n:-1}" stmt
         if [ -z "${tps:-}" ]; then
           echo "sysbench failed: $name $w $th; its output, then the proxy's last log lines:" >&2
           tail -n 20 "$work/sysbench.out" >&2; tail -n 20 "$work/dbproxy.log" >&2
@@ -101,8 +106,11 @@ for round in $(seq "$ROUNDS"); do
         fi
         # proxy CPU per statement, in microseconds (0 for direct)
         cpu=$(cpu_us_per "$before" "$after" "$n")
-        echo "$w $th $name $tps $cpu $round" >>"$results"
-        printf 'round %d  %-6s %2d threads  %-12s %10.0f tps  proxy cpu %5.1f us/stmt\n' "$round" "$w" "$th" "$name" "$tps" "$cpu" >&2
+        # and the server's (mariadbd: all its threads)
+        dbcpu=$(cpu_us_per "$dbefore" "$dafter" "$n")
+        echo "$w $th $name $tps $cpu $round $dbcpu" >>"$results"
+        printf 'round %d  %-6s %2d threads  %-12s %10.0f tps  proxy cpu %5.1f us/stmt  db cpu %5.1f us/stmt%s\n' \
+          "$round" "$w" "$th" "$name" "$tps" "$cpu" "$dbcpu" "$perfline" >&2
       done
     done
   done
@@ -121,8 +129,9 @@ paired() {
 echo
 echo "MySQL encrypted (3 columns) vs plaintext, sysbench $MODE statements, ${DURATION}s x $ROUNDS rounds ($(nproc) cores, loopback)"
 echo "medians per target; tps/plain (range: lowest-highest), tps/direct and added_cpu are medians of same-round pairs against the"
-echo "plaintext table through the same proxy (and directly); added_cpu = its proxy CPU minus the plaintext run's"
-printf '%-7s %8s %-13s %8s %10s %10s %11s %16s %14s %16s\n' workload threads target tps tps/plain range tps/direct proxy_cpu_us/st added_cpu_us stmt/proxy_cpu_s
+echo "plaintext table through the same proxy (and directly); added_cpu = its proxy CPU minus the plaintext run's;"
+echo "db_cpu = the server's CPU per statement (the encrypted rows are larger, their index keys longer)"
+printf '%-7s %8s %-13s %8s %10s %10s %11s %16s %14s %16s %13s\n' workload threads target tps tps/plain range tps/direct proxy_cpu_us/st added_cpu_us stmt/proxy_cpu_s db_cpu_us/st
 for w in $WORKLOADS; do
   for th in $THREADS; do
     for t in $names; do
@@ -130,15 +139,16 @@ for w in $WORKLOADS; do
       ref=${t/enc-/plain-}
       tt=$(median_of "$results" 4 "$w" "$th" "$t")
       tc=$(median_of "$results" 5 "$w" "$th" "$t")
+      td=$(median_of "$results" 7 "$w" "$th" "$t")
       rp=$(paired "$w" "$th" "$t" "$ref" 4 ratio)
       rr=$(paired "$w" "$th" "$t" "$ref" 4 ratio range)
       rd=$(paired "$w" "$th" "$t" plain-direct 4 ratio)
       added=-
       [ "$t" = "$ref" ] || added=$(printf '%.1f' "$(paired "$w" "$th" "$t" "$ref" 5 diff)")
       # per core: statements per second of proxy CPU ("-" for direct)
-      awk -v w="$w" -v c="$th" -v t="$t" -v tt="$tt" -v rp="$rp" -v rr="$rr" -v rd="$rd" -v tc="$tc" -v ad="$added" \
+      awk -v w="$w" -v c="$th" -v t="$t" -v tt="$tt" -v rp="$rp" -v rr="$rr" -v rd="$rd" -v tc="$tc" -v ad="$added" -v td="$td" \
         'BEGIN {pc = tc > 0 ? sprintf("%.0f", 1e6/tc) : "-"
-          printf "%-7s %8d %-13s %8.0f %10.2f %10s %11.2f %16.1f %14s %16s\n", w, c, t, tt, rp, rr, rd, tc, ad, pc}'
+          printf "%-7s %8d %-13s %8.0f %10.2f %10s %11.2f %16.1f %14s %16s %13.1f\n", w, c, t, tt, rp, rr, rd, tc, ad, pc, td}'
     done
   done
 done
