@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,12 +71,12 @@ func (c *rawIOConn) Lend() (int, error) {
 	return nfd, nil
 }
 
-// sysRead and sysWrite are recv and send (see there) on a lent socket:
-// raw system calls, which never block on its non-blocking descriptor, so
-// the runtime's entersyscall/exitsyscall bookkeeping would be pure cost on
-// the event loop's hot path.
+// sysRead and sysWrite are read(2) and write(2) on a non-blocking
+// descriptor as raw system calls: they never block, so the runtime's
+// entersyscall/exitsyscall bookkeeping would be pure cost on the event
+// loop's hot path (see rawIOConn).
 func sysRead(fd int, p []byte) (int, error) {
-	r, e := recv(uintptr(fd), p)
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
@@ -83,7 +84,7 @@ func sysRead(fd int, p []byte) (int, error) {
 }
 
 func sysWrite(fd int, p []byte) (int, error) {
-	r, e := send(uintptr(fd), p)
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
@@ -165,7 +166,7 @@ func (c *rawIOConn) lentRead(p []byte) (int, error) {
 	}
 	defer c.endOp()
 	for {
-		n, err := sysRead(s.fd, p)
+		n, err := unix.Read(s.fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -206,7 +207,7 @@ func (c *rawIOConn) lentWrite(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		m, err := sysWrite(s.fd, p[n:])
+		m, err := unix.Write(s.fd, p[n:])
 		switch {
 		case err == unix.EINTR:
 			continue

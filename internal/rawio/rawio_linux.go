@@ -15,7 +15,7 @@ import (
 // thread with a futex on nearly every call. The socket is non-blocking, so
 // the calls return at once; waiting still goes through the netpoller, and
 // deadlines and Close work as usual. SIGPIPE from a raw write to a closed
-// socket cannot happen (MSG_NOSIGNAL: the write fails with EPIPE).
+// socket is ignored by the Go runtime (the write fails with EPIPE).
 //
 // Read may not be called concurrently with Read, nor Write with Write; a
 // relay has one reader and one writer per socket (crypto/tls serializes its
@@ -59,26 +59,9 @@ func Wrap(c net.Conn) net.Conn {
 	return rio
 }
 
-// recv and send are recvfrom(2) and sendto(2), without an address, as raw
-// system calls on the non-blocking socket fd (len(p) > 0). They do what
-// read(2) and write(2) do on a socket, minus the file layer those go
-// through first (the file position lock, the generic permission and
-// range checks): measurably less kernel time per relayed message. send
-// passes MSG_NOSIGNAL: a write to a socket the peer closed fails with
-// EPIPE without raising SIGPIPE.
-func recv(fd uintptr, p []byte) (uintptr, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
-	return r, e
-}
-
-func send(fd uintptr, p []byte) (uintptr, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
-	return r, e
-}
-
 func (c *rawIOConn) rawRead(fd uintptr) bool {
 	for {
-		r, e := recv(fd, c.rbuf)
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
 		switch e {
 		case syscall.EINTR:
 			continue
@@ -127,7 +110,7 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle 
 	loop := func(fd uintptr) bool {
 		for {
 			b := next()
-			r, e := recv(fd, b)
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 			switch {
 			case e == syscall.EINTR:
 				continue
@@ -183,7 +166,7 @@ func (c *rawIOConn) ReadLoop(next func() []byte, handle func(n int) error, idle 
 func (c *rawIOConn) rawWrite(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		rest := c.wbuf[c.wn:]
-		r, e := send(fd, rest)
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
 			c.wn += int(r)
