@@ -12,8 +12,9 @@ import (
 // TestPGEncPreparedLookupAcrossRotation: a lookup prepared (named, cached by
 // pgx) before `keys rotate` still finds the rows written under every live
 // version afterwards — the proxy prepares it again with one more slot — and
-// its negation still excludes them. The statement the database holds is an
-// IN list of array elements, which its generic plan looks up in the index.
+// its negation still excludes them. The statement the database holds
+// compares with a bytea parameter while one version is live, then with an
+// IN list of array elements; its generic plan looks either up in the index.
 func TestPGEncPreparedLookupAcrossRotation(t *testing.T) {
 	e := startEncProxy(t, usersDDL+`; CREATE INDEX ON users (email)`, usersSpecs())
 	ctx := testCtx(t)
@@ -52,24 +53,23 @@ func TestPGEncPreparedLookupAcrossRotation(t *testing.T) {
 			t.Fatalf("<> before rotation: %d, want 1", n)
 		}
 	}
-	upstreamSQL := func() string {
+	upstreamSQL := func() (text, types string) {
 		t.Helper()
-		var text string
-		if err := c.QueryRow(ctx, `SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%ORDER BY id%' AND statement LIKE 'SELECT name%'`,
-			pgx.QueryExecModeSimpleProtocol).Scan(&text); err != nil {
+		if err := c.QueryRow(ctx, `SELECT statement, parameter_types::text FROM pg_prepared_statements WHERE statement LIKE '%ORDER BY id%' AND statement LIKE 'SELECT name%'`,
+			pgx.QueryExecModeSimpleProtocol).Scan(&text, &types); err != nil {
 			t.Fatal(err)
 		}
-		return text
+		return text, types
 	}
-	before := upstreamSQL()
-	if !strings.Contains(before, "email = (($1::bytea[])[1])") {
-		t.Fatalf("statement prepared upstream for one key version: %s", before)
+	before, types := upstreamSQL()
+	if !strings.Contains(before, "email = $1::bytea") || types != "{bytea}" {
+		t.Fatalf("statement prepared upstream for one key version: %s, parameters %s", before, types)
 	}
 	// The generic plan of that statement uses the index.
 	if _, err := e.direct.Exec(ctx, `INSERT INTO users (email) SELECT sha256(i::text::bytea) FROM generate_series(1, 2000) i; ANALYZE users`); err != nil {
 		t.Fatal(err)
 	}
-	plan := explainGeneric(t, e.direct, before)
+	plan := explainGeneric(t, e.direct, before, "bytea", `'\x00'::bytea`)
 	if !strings.Contains(plan, "Index") {
 		t.Errorf("generic plan of %s is not an index lookup:\n%s", before, plan)
 	}
@@ -86,11 +86,11 @@ func TestPGEncPreparedLookupAcrossRotation(t *testing.T) {
 	if n := count(); n != 2001 {
 		t.Fatalf("<> after rotation: %d, want 2001", n)
 	}
-	after := upstreamSQL()
-	if !strings.Contains(after, "email IN ((($1::bytea[])[1]), (($1::bytea[])[2]))") {
-		t.Fatalf("statement not prepared again for two key versions: %s", after)
+	after, types := upstreamSQL()
+	if !strings.Contains(after, "email IN ((($1::bytea[])[1]), (($1::bytea[])[2]))") || types != "{bytea[]}" {
+		t.Fatalf("statement not prepared again for two key versions: %s, parameters %s", after, types)
 	}
-	if plan := explainGeneric(t, e.direct, after); !strings.Contains(plan, "Index") {
+	if plan := explainGeneric(t, e.direct, after, "bytea[]", `ARRAY['\x00'::bytea, '\x01'::bytea]`); !strings.Contains(plan, "Index") {
 		t.Errorf("generic plan of %s is not an index lookup:\n%s", after, plan)
 	}
 	// In a transaction and a batch too.
@@ -127,20 +127,21 @@ func TestPGEncPreparedLookupAcrossRotation(t *testing.T) {
 	e.checkAtRest(t, []string{"old@example.com", "other@example.com", "v1", "v2"})
 }
 
-// explainGeneric prepares sql (one bytea[] parameter) on a direct
-// connection and returns the text of its generic plan.
-func explainGeneric(t *testing.T, direct *pgx.Conn, sql string) string {
+// explainGeneric prepares sql (one parameter of type typ) on a direct
+// connection and returns the text of its generic plan for the argument
+// arg (SQL).
+func explainGeneric(t *testing.T, direct *pgx.Conn, sql, typ, arg string) string {
 	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("explain_%d", len(sql))
-	if _, err := direct.Exec(ctx, fmt.Sprintf("PREPARE %s (bytea[]) AS %s", name, sql)); err != nil {
+	if _, err := direct.Exec(ctx, fmt.Sprintf("PREPARE %s (%s) AS %s", name, typ, sql)); err != nil {
 		t.Fatal(err)
 	}
 	defer direct.Exec(ctx, "DEALLOCATE "+name) //nolint:errcheck
 	if _, err := direct.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := direct.Query(ctx, fmt.Sprintf(`EXPLAIN EXECUTE %s (ARRAY['\x00'::bytea, '\x01'::bytea])`, name), pgx.QueryExecModeSimpleProtocol)
+	rows, err := direct.Query(ctx, fmt.Sprintf(`EXPLAIN EXECUTE %s (%s)`, name, arg), pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,10 @@
 //     `col IN (…)`, `col = ANY(…)` becomes `(col IN (ct_vN, …, ct_v1))` /
 //     `(col = ANY($n::bytea[]))` (negated forms: NOT IN, <> ALL), matching
 //     the value under every live key version, so lookups keep working after
-//     `keys rotate` until old rows are re-encrypted.
+//     `keys rotate` until old rows are re-encrypted. A parameter prepared
+//     with Env.Slots becomes `col = $n::bytea` (one live version) or
+//     `col IN (($n::bytea[])[1], …)`, which generic plans look up in the
+//     index.
 //   - EXECUTE arguments bound for encrypted parameters of the session's
 //     prepared statement (see below).
 //
@@ -143,7 +146,9 @@
 //     canonicalise, encrypt (AppendStore), send binary bytea. NULL stays
 //     NULL.
 //   - RoleMatch: declare bytea[] (1001); bind a binary bytea[] holding the
-//     value's ciphertexts under every live version (AppendMatch).
+//     value's ciphertexts under every live version (AppendMatch). Prepared
+//     with Env.Slots: declare [SlotOID] (bytea for one slot, the
+//     ciphertext itself bound) and bind exactly that many.
 //   - RoleMatchArray (`col = ANY($1)`): declare bytea[]; the client sends an
 //     array of Column.Type; bind one bytea[] with every element's
 //     ciphertexts under every live version.

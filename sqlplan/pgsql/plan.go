@@ -28,6 +28,16 @@ func UpstreamOID(p sqlplan.Param) uint32 {
 	}
 }
 
+// SlotOID is the type to declare upstream for a parameter with k match
+// slots (Env.Slots): bytea for one, bytea[] for more; UpstreamOID(p) for
+// none.
+func SlotOID(p sqlplan.Param, k int) uint32 {
+	if p.Role == sqlplan.RoleMatch && k == 1 {
+		return OIDBytea
+	}
+	return UpstreamOID(p)
+}
+
 // Plan is what the wire layer does with one SQL string (a simple Query, or
 // the query of a Parse message). Plans are cached and shared between
 // sessions: treat every field as read-only.

@@ -26,12 +26,16 @@ type Env struct {
 	Prepared *Prepared
 	// Slots, indexed by parameter number - 1, gives RoleMatch parameters a
 	// fixed number of ciphertext slots k > 0: the comparison is rendered
-	// `col IN (($n::bytea[])[1], …, ($n::bytea[])[k])` (`col =
-	// ($n::bytea[])[1]` for k = 1) instead of `col = ANY($n::bytea[])`,
-	// and the wire layer binds exactly k elements. PostgreSQL's generic
-	// plan estimates `= ANY` of a parameter array at 10 rows, enough to
-	// choose a sequential scan on small tables; the IN list is estimated at
-	// k and looked up in the index, like a plaintext `col = $n`.
+	// `col IN (($n::bytea[])[1], …, ($n::bytea[])[k])` instead of `col =
+	// ANY($n::bytea[])`, and the wire layer binds exactly k elements; for
+	// k = 1 (one live key version, the usual case) it is `col =
+	// $n::bytea`, and the wire layer declares $n bytea and binds the one
+	// ciphertext (see SlotOID). PostgreSQL's generic plan estimates `= ANY`
+	// of a parameter array at 10 rows, enough to choose a sequential scan
+	// on small tables, and so plans it anew for every execution; the IN
+	// list is estimated at k and looked up in the index, like a plaintext
+	// `col = $n`, and a plain bytea parameter spares the server the array
+	// too (about 2 µs of its CPU per lookup).
 	Slots []int
 	// Matches, if set, is told every set of ciphertexts Rewrite renders
 	// for a comparison with a deterministic column (a Match literal, an
@@ -363,11 +367,12 @@ func appendSlots(dst []byte, n, k int, negated bool) []byte {
 	}
 	if k == 1 {
 		if negated {
-			dst = append(dst, " <> "...)
+			dst = append(dst, " <> $"...)
 		} else {
-			dst = append(dst, " = "...)
+			dst = append(dst, " = $"...)
 		}
-		return slot(dst, 1)
+		dst = strconv.AppendInt(dst, int64(n), 10)
+		return append(dst, "::bytea"...)
 	}
 	if negated {
 		dst = append(dst, " NOT IN ("...)
@@ -388,7 +393,8 @@ func appendSlots(dst []byte, n, k int, negated bool) []byte {
 // parameter of a statement prepared with Env.Slots) pads the array to
 // exactly that many elements, and refuses an argument with more
 // ciphertexts (a key rotated since the statement was prepared: it could
-// not find the rows of every live version).
+// not find the rows of every live version); one slot is a bytea
+// parameter, and gets the ciphertext itself (or NULL).
 func (r *rewriter) array(dst []byte, col *rules.ColumnRule, lits []sqlplan.Literal, slots int) ([]byte, error) {
 	cts, nulls, err := r.matchCiphertexts(col, lits)
 	if err != nil {
@@ -402,6 +408,12 @@ func (r *rewriter) array(dst []byte, col *rules.ColumnRule, lits []sqlplan.Liter
 		for len(cts) < slots {
 			cts = append(cts, cts[0])
 		}
+	}
+	if slots == 1 {
+		if len(cts) == 0 {
+			return append(dst, "NULL::bytea"...), nil
+		}
+		return appendBytea(dst, cts[0]), nil
 	}
 	dst = append(dst, "ARRAY["...)
 	n := 0

@@ -270,7 +270,7 @@ func (s *session) appendEncryptedParam(out []byte, m *pgmsg.Bind, st *stmtInfo, 
 		return out, nil
 	}
 	if prm.Role == sqlplan.RoleMatch && cts != nil {
-		return appendMatchArray(out, cts, st.slots[i]), nil
+		return appendMatchSlots(out, cts, st.slots[i]), nil
 	}
 	canon, err := s.bindCanon(s.frontBufs.canonical[:0], col, src, format, zone)
 	if err != nil {
@@ -333,6 +333,16 @@ func (s *session) bindCanon(dst []byte, col *rules.ColumnRule, src []byte, f int
 		return appendCanonicalFromBinary(dst, col.Type, src)
 	}
 	return value.AppendCanonicalTextInZone(dst, col.Type, src, zone)
+}
+
+// appendMatchSlots appends the Bind parameter of a match parameter
+// prepared with n slots: a bytea, the ciphertext itself, for one slot
+// (slotTypes declared it so); the bytea[] of cts padded to n for more.
+func appendMatchSlots(out []byte, cts [][]byte, n int) []byte {
+	if n == 1 {
+		return pgmsg.AppendValue(out, cts[0])
+	}
+	return appendMatchArray(out, cts, n)
 }
 
 // appendMatchArray appends a Bind parameter (length included) holding the

@@ -178,10 +178,32 @@ func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, 
 	if err != nil {
 		return err
 	}
-	out = pgmsg.End(pgmsg.AppendOIDs(append(out, 0), st.types), 0)
+	out = pgmsg.End(pgmsg.AppendOIDs(append(out, 0), slotTypes(st)), 0)
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
+}
+
+// slotTypes returns the parameter types to declare upstream for st with
+// its slots: st.types, with bytea for a match parameter of one slot
+// (pgsql.SlotOID).
+func slotTypes(st *stmtInfo) []uint32 {
+	var types []uint32
+	for i, k := range st.slots {
+		if k == 0 || i >= len(st.types) {
+			continue
+		}
+		if t := pgsql.SlotOID(st.plan.Params[i], k); t != st.types[i] {
+			if types == nil {
+				types = slices.Clone(st.types)
+			}
+			types[i] = t
+		}
+	}
+	if types == nil {
+		return st.types
+	}
+	return types
 }
 
 // reprepare prepares statement name again with more match slots, because a
