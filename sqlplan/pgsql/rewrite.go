@@ -34,8 +34,8 @@ type Env struct {
 	// of a parameter array at 10 rows, enough to choose a sequential scan
 	// on small tables, and so plans it anew for every execution; the IN
 	// list is estimated at k and looked up in the index, like a plaintext
-	// `col = $n`, and a plain bytea parameter spares the server the array
-	// too (about 2 µs of its CPU per lookup).
+	// `col = $n`; a plain bytea parameter also spares the server
+	// receiving and subscripting an array per lookup.
 	Slots []int
 	// Matches, if set, is told every set of ciphertexts Rewrite renders
 	// for a comparison with a deterministic column (a Match literal, an
