@@ -16,8 +16,9 @@
 #
 # Per target and number of streamers it prints the foreground's median tps
 # and its median, 99th-percentile and maximum latency (pgbench -l, every
-# transaction), and the rows per second the streamers got (medians over the
-# rounds). Starts its own throwaway PostgreSQL, builds dbproxy, creates a
+# transaction), and the rows per second the streamers got (whole reads of
+# the table completed during the run and the second of head start before
+# it; medians over the rounds). Starts its own throwaway PostgreSQL, builds dbproxy, creates a
 # local master key and the data keys, and seeds the table through the
 # proxy.
 set -euo pipefail
