@@ -302,13 +302,14 @@ func (l *Loop) run(me *runner) {
 	batchThread()
 	l.tid.Store(int64(unix.Gettid()))
 	events := make([]unix.EpollEvent, 128)
-	yieldAt := time.Now().Add(yieldEvery)
+	yieldAt := l.clock() + int64(yieldEvery)
 	for {
 		// A blocking system call: the runtime lets other goroutines have
 		// this P while the loop waits.
 		l.busy.Store(0)
 		n, err := unix.EpollWait(l.epfd, events, -1)
-		l.busy.Store(l.clock())
+		now := l.clock() // the batch's one clock read: stalls and yields
+		l.busy.Store(now)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -345,14 +346,14 @@ func (l *Loop) run(me *runner) {
 				}
 			}
 		}
-		if now := time.Now(); now.After(yieldAt) {
+		if now > yieldAt {
 			// The runtime's monitor takes the P of a goroutine that has
 			// run (here: sat in epoll_wait) for 10 ms without being
 			// scheduled, and then polls every 20 µs for a while: a
 			// loop that never yields kept it awake about 2,000 times a
 			// second. Being scheduled now and then stops that (a
 			// locked goroutine's yield costs two thread switches).
-			yieldAt = now.Add(yieldEvery)
+			yieldAt = now + int64(yieldEvery)
 			runtime.Gosched()
 		}
 	}

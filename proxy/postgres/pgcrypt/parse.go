@@ -178,32 +178,24 @@ func (s *session) upstreamParse(name []byte, st *stmtInfo, zone *time.Location, 
 	if err != nil {
 		return err
 	}
-	out = pgmsg.End(pgmsg.AppendOIDs(append(out, 0), slotTypes(st)), 0)
+	out = pgmsg.End(appendSlotTypes(append(out, 0), st), 0)
 	_, _ = w.Write(out)
 	s.keep(out)
 	return nil
 }
 
-// slotTypes returns the parameter types to declare upstream for st with
-// its slots: st.types, with bytea for a match parameter of one slot
-// (pgsql.SlotOID).
-func slotTypes(st *stmtInfo) []uint32 {
-	var types []uint32
-	for i, k := range st.slots {
-		if k == 0 || i >= len(st.types) {
-			continue
+// appendSlotTypes appends the parameter types to declare upstream for st
+// with its slots: st.types, with pgsql.SlotOID for a match parameter
+// with slots (bytea for one).
+func appendSlotTypes(out []byte, st *stmtInfo) []byte {
+	out = pgmsg.AppendCount(out, len(st.types))
+	for i, t := range st.types {
+		if i < len(st.slots) && st.slots[i] > 0 {
+			t = pgsql.SlotOID(st.plan.Params[i], st.slots[i])
 		}
-		if t := pgsql.SlotOID(st.plan.Params[i], k); t != st.types[i] {
-			if types == nil {
-				types = slices.Clone(st.types)
-			}
-			types[i] = t
-		}
+		out = pgmsg.AppendUint32(out, t)
 	}
-	if types == nil {
-		return st.types
-	}
-	return types
+	return out
 }
 
 // reprepare prepares statement name again with more match slots, because a
