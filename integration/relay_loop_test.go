@@ -15,7 +15,9 @@ import (
 // server's event loops (no goroutine); a client that stops reading a 30 MB
 // result holds up only its own session (the loop keeps what the socket
 // does not take and stops reading the server), other sessions go on
-// meanwhile, and the slow client then gets its whole result, intact.
+// meanwhile, and the slow client then gets its whole result, intact. The
+// result streams off the loop (streamAway) until the client's socket is
+// full, and on the loop from then on.
 func TestPGLoopedSlowReader(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{})
 	p := startPGProxy(t, pg, proxyOpts{})
@@ -53,6 +55,9 @@ func TestPGLoopedSlowReader(t *testing.T) {
 		if string(row[0]) != fmt.Sprint(i+1) || string(row[1]) != want {
 			t.Fatalf("row %d: %q, %.20q...", i, row[0], row[1])
 		}
+	}
+	if p.Srv.RelayStreams() == 0 {
+		t.Fatal("the large result was not relayed off the loop")
 	}
 	var v int
 	if err := slow.QueryRow(ctx, `select 7`).Scan(&v); err != nil || v != 7 {
@@ -104,6 +109,9 @@ func TestMySQLLoopedSlowReader(t *testing.T) {
 	}
 	if n != 30000 {
 		t.Fatalf("%d rows", n)
+	}
+	if p.Srv.RelayStreams() == 0 {
+		t.Fatal("the large result was not relayed off the loop")
 	}
 	requireSelect(t, ctx, slow, 7, "after the large result")
 	_ = slow.Close()

@@ -15,12 +15,13 @@ type ServerCounts struct {
 	IdleTimeouts uint64 // sessions ended by idle_timeout
 	Looped       int    // sessions relayed by an event loop now
 	Handoffs     uint64 // hooks that handed their event loop off to wait
+	Streams      uint64 // streams relayed off an event loop
 }
 
 // serverCollector reads ServerCounts at each scrape from the sources the
 // listeners registered.
 type serverCollector struct {
-	refused, evicted, idle, looped, handoffs *prometheus.Desc
+	refused, evicted, idle, looped, handoffs, streams *prometheus.Desc
 
 	mu      sync.Mutex
 	sources map[string]func() ServerCounts // by listener
@@ -37,6 +38,8 @@ func newServerCollector() serverCollector {
 		looped:  desc("relay_looped_sessions", "Sessions relayed by an event loop now (plain TCP on both legs)."),
 		handoffs: desc("relay_handoffs_total",
 			"Times a session's encryption hook, about to wait (search_path, catalog or key cache miss), handed its event loop to a new thread."),
+		streams: desc("relay_streams_total",
+			"Times a looped session's leg, its source streaming (a large result), was relayed off its event loop until the stream ended."),
 		sources: map[string]func() ServerCounts{},
 	}
 }
@@ -58,6 +61,7 @@ func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.idle
 	ch <- c.looped
 	ch <- c.handoffs
+	ch <- c.streams
 }
 
 func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
@@ -70,5 +74,6 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.idle, prometheus.CounterValue, float64(n.IdleTimeouts), name)
 		ch <- prometheus.MustNewConstMetric(c.looped, prometheus.GaugeValue, float64(n.Looped), name)
 		ch <- prometheus.MustNewConstMetric(c.handoffs, prometheus.CounterValue, float64(n.Handoffs), name)
+		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.CounterValue, float64(n.Streams), name)
 	}
 }

@@ -62,7 +62,7 @@ func TestListener(t *testing.T) {
 	l.CatalogRefreshed(nil)
 	l.CatalogRefreshed(errTest)
 	l.CountServer(func() metrics.ServerCounts {
-		return metrics.ServerCounts{Refused: 4, Evicted: 5, IdleTimeouts: 6, Looped: 7, Handoffs: 8}
+		return metrics.ServerCounts{Refused: 4, Evicted: 5, IdleTimeouts: 6, Looped: 7, Handoffs: 8, Streams: 9}
 	})
 
 	body := scrape(t, m)
@@ -71,6 +71,7 @@ func TestListener(t *testing.T) {
 		`dbproxy_connections_total{listener="pg"} 2`,
 		`dbproxy_relay_looped_sessions{listener="pg"} 7`,
 		`dbproxy_relay_handoffs_total{listener="pg"} 8`,
+		`dbproxy_relay_streams_total{listener="pg"} 9`,
 		`dbproxy_handshakes_total{listener="pg"} 1`,
 		`dbproxy_auth_failures_total{listener="pg"} 1`,
 		`dbproxy_statements_total{listener="pg",outcome="forwarded",reason=""} 1`,

@@ -45,10 +45,18 @@ import (
 // the loop has the loop flush it: loopPending). The relay ends only once
 // no leg is away.
 //
+// A leg whose source streams (two reads in a row filled the pump's
+// buffer: a large result) is relayed off the loop for the rest of the
+// stream, on a goroutine of its own (streamAway): a step decrypts a
+// read's worth of rows, and the loop's other sessions would wait for each
+// one. The leg is away meanwhile, as for a hook that waits, and comes
+// back at the first read that does not fill the buffer, when its
+// destination stops taking what is written, or when the relay ends.
+//
 // Everything here runs on the loop's goroutine, except startLoop (the
 // session's goroutine, before the loop knows the relay), the functions
-// that post to the loop (loopKick, loopStop, loopPending) and an away
-// leg's step and resumeAway.
+// that post to the loop (loopKick, loopStop, loopPending), an away leg's
+// step, streamAway and resumeAway.
 
 // loopState is a looped relay's state; loop goroutine only.
 type loopState struct {
@@ -269,7 +277,8 @@ func (s *loopSock) Abort() { s.r.loopKicked() }
 
 // loopStep steps leg i's pump once. It reports false if the step went
 // away (beforeBlock): the caller is no longer on the loop and must return
-// at once without touching the loop's state.
+// at once without touching the loop's state. A leg found streaming goes
+// on off the loop (streamAway).
 func (r *Relay) loopStep(i int) bool {
 	r.stepping.Store(int32(i + 1))
 	err := r.legs[i].Step()
@@ -281,8 +290,42 @@ func (r *Relay) loopStep(i int) bool {
 	r.stepping.Store(0)
 	if err != nil {
 		r.loopLegEnd(i, err)
+		return true
+	}
+	if full := r.legs[i].FullReads; full != nil && full() >= streamReads && !r.ls.socks[1-i].lender.Pending() {
+		r.ls.away[i] = true
+		r.c.srv.relayStreams.Add(1)
+		go r.streamAway(i)
 	}
 	return true
+}
+
+// streamReads is how many reads in a row must fill the pump's buffer
+// before a leg's stream is relayed off the loop.
+const streamReads = 2
+
+// streamAway relays leg i while its source streams, on a goroutine of its
+// own, and then brings the leg back to the loop. A large result (one
+// read's worth of it decrypted per step on the loop) would otherwise hold
+// up the loop's other sessions for every read, their short statements
+// waiting behind it; off the loop it runs beside them, as on goroutines.
+// It goes on while each read fills the buffer (more is waiting), the
+// destination takes what is written (a slow reader is waited for on the
+// loop, EPOLLOUT) and the relay's legs have not ended (halt); a read that
+// does not fill the buffer, or an error, ends it. The leg is away
+// meanwhile: the loop does not read its socket, and the socket's write
+// side is serialized by the lender, as for a step that waits
+// (beforeBlock).
+func (r *Relay) streamAway(i int) {
+	leg := r.legs[i]
+	dst := r.ls.socks[1-i].lender // read-only here: the lender is safe to share
+	var err error
+	for !r.halt.Load() {
+		if err = leg.Step(); err != nil || leg.FullReads() == 0 || dst.Pending() {
+			break
+		}
+	}
+	r.resumeAway(i, err)
 }
 
 // beforeBlock runs when code of the session announces that it is about
@@ -366,6 +409,7 @@ func (r *Relay) loopLegEnd(i int, err error) {
 	}
 	st.active[i] = false
 	r.errs[i] = err
+	r.halt.Store(true)
 	if r.onLegEnd != nil {
 		r.onLegEnd(i, err)
 	}

@@ -49,8 +49,12 @@ type RelayLeg struct {
 	// expiring (not a write's, nor one a hook met).
 	IsReadDeadline func(error) bool
 	// Step, if not nil, is Run for an event loop: one read without
-	// waiting, relayed (see relay_loop.go).
-	Step func() error
+	// waiting, relayed (see relay_loop.go). FullReads, with Step, reports
+	// how many of its reads in a row, up to the last one, filled their
+	// buffer: the source is streaming (a large result), and the loop
+	// relays the rest of the stream off the loop.
+	Step      func() error
+	FullReads func() int
 }
 
 // Relay runs the two directions of a proxied session on a detached
@@ -82,6 +86,9 @@ type Relay struct {
 	stepping atomic.Int32
 	wentAway [2]bool
 	awayMu   sync.Mutex // resumeAway after the loop closed
+	// halt is set once a looped relay's legs have ended: a stream relayed
+	// off the loop (streamAway) stops at its next read.
+	halt atomic.Bool
 
 	onLegEnd func(i int, err error)
 	finish   func(errs [2]error)

@@ -92,6 +92,8 @@ type Server struct {
 	looped       atomic.Int64 // sessions on the loops
 	// relayHandoffs counts hooks that left a loop to wait (beforeBlock).
 	relayHandoffs atomic.Int64
+	// relayStreams counts legs whose stream left a loop (streamAway).
+	relayStreams atomic.Int64
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -385,6 +387,11 @@ func (s *Server) Looped() int { return int(s.looped.Load()) }
 // handed its event loop to a new goroutine so that the loop's other
 // sessions went on meanwhile.
 func (s *Server) RelayHandoffs() int64 { return s.relayHandoffs.Load() }
+
+// RelayStreams returns how many times a looped session's leg, its source
+// streaming (reads that fill the relay's buffer), was relayed off its
+// event loop until the stream ended.
+func (s *Server) RelayStreams() int64 { return s.relayStreams.Load() }
 
 // NumConns returns the number of tracked connections.
 func (s *Server) NumConns() int {

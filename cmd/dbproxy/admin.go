@@ -139,7 +139,8 @@ func countConnections(srv *proxy.Server, l *metrics.Listener) {
 	l.CountServer(func() metrics.ServerCounts {
 		c := srv.Counters()
 		return metrics.ServerCounts{Refused: c.Refused, Evicted: c.Evicted, IdleTimeouts: c.IdleTimeouts,
-			Looped: srv.Looped(), Handoffs: uint64(srv.RelayHandoffs())}
+			Looped: srv.Looped(), Handoffs: uint64(srv.RelayHandoffs()),
+			Streams: uint64(srv.RelayStreams())}
 	})
 }
 

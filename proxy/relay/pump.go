@@ -140,6 +140,9 @@ type Pump struct {
 	partial bool
 	count   func(n int) // nil: reads are not counted
 	stepped bool        // Step ran: leftover was scanned
+	// full counts Step's reads in a row that filled the space they were
+	// given: the source is streaming (see FullReads).
+	full int
 }
 
 type state uint8
@@ -240,7 +243,13 @@ func (p *Pump) Step() error {
 		}
 	}
 	p.stepped = true
-	n, err := p.src.Read(p.space())
+	sp := p.space()
+	n, err := p.src.Read(sp)
+	if n == len(sp) {
+		p.full++
+	} else {
+		p.full = 0
+	}
 	if n > 0 {
 		if herr := p.scanRead(n); herr != nil {
 			return herr
@@ -256,6 +265,11 @@ func (p *Pump) Step() error {
 	p.idle()
 	return nil
 }
+
+// FullReads returns how many of Step's reads in a row, up to the last
+// one, filled the space they were given: a source with more waiting than
+// one read takes, a large result streaming (see proxy.RelayLeg).
+func (p *Pump) FullReads() int { return p.full }
 
 // WriteNow writes b to the destination at once, ahead of what the pump is
 // assembling: a hook's flush before it waits for an answer.
@@ -336,6 +350,7 @@ func (p *Pump) Leg(guard func(run func() error) error, conn net.Conn, tls bool, 
 	if !tls {
 		step := p.Step // once: a method value made per call would allocate
 		leg.Step = func() error { return guard(step) }
+		leg.FullReads = p.FullReads
 	}
 	if d, ok := p.src.(rawio.Drainer); ok && tls {
 		leg.Parkable, leg.AtRest = true, func() bool { return p.AtRest() && d.Drained() }
